@@ -1,0 +1,9 @@
+//! FLV: the file/stream header, tag framing (write and incremental read), and `onMetaData`.
+
+mod metadata;
+mod reader;
+mod tag;
+
+pub use metadata::{normalize_data_message, Metadata};
+pub use reader::{FlvError, FlvReader, FlvTag};
+pub use tag::{file_header, tag_header, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
