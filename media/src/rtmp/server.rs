@@ -12,13 +12,23 @@
 //! shared bytes between the session's own outputs. This works because the session announces
 //! [`MEDIA_CHUNK_SIZE`] right after `connect` and never uses the media csids itself.
 
-use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::amf0::Amf0Limits;
-use crate::frame::MediaMessage;
-use crate::rtmp::chunk::{ChunkError, ChunkLimits};
-use crate::rtmp::command::CommandError;
-use crate::rtmp::handshake::HandshakeError;
+use bytes::{Bytes, BytesMut};
+
+use crate::amf0::{Amf0Limits, Amf0Value};
+use crate::frame::{MediaKind, MediaMessage};
+use crate::rtmp::chunk::{encode_type0, ChunkDecoder, ChunkError, ChunkLimits};
+use crate::rtmp::command::{self, CommandError};
+use crate::rtmp::control::{ControlMessage, UserControlEvent};
+use crate::rtmp::csid;
+use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
+
+pub(crate) mod aggregate;
+mod inbound;
+pub(crate) mod output;
+
+use output::{AckState, Output};
 
 /// The outgoing chunk size every Sluice server connection uses (announced after `connect`).
 pub const MEDIA_CHUNK_SIZE: u32 = 4096;
@@ -53,11 +63,24 @@ pub enum ServerEvent {
     /// `connect`: answer with [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
     Connect { app: String, tc_url: Option<String> },
     /// `publish`: answer with `accept_publish` or `reject_publish`. `name` is raw (may hold `?query`).
-    Publish { stream_id: u32, name: String, publish_type: String },
+    Publish {
+        stream_id: u32,
+        name: String,
+        publish_type: String,
+    },
     /// `play`: answer with `accept_play`, `play_not_found` or later `accept_play` after waiting.
-    Play { stream_id: u32, name: String, start: f64, duration: f64, reset: bool },
+    Play {
+        stream_id: u32,
+        name: String,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    },
     /// Audio, video or data from a publishing stream.
-    Media { stream_id: u32, message: MediaMessage },
+    Media {
+        stream_id: u32,
+        message: MediaMessage,
+    },
     /// The publisher stopped (`FCUnpublish`, `closeStream` or `deleteStream` of a publishing stream).
     Unpublish { stream_id: u32 },
     /// A player stopped (`closeStream`/`deleteStream` of a playing stream).
@@ -90,87 +113,320 @@ impl ServerError {
     }
 }
 
+/// Where the connection is in its `connect` exchange.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ConnectState {
+    /// No `connect` yet: only `connect` is allowed.
+    Awaiting,
+    /// `connect` received, waiting for `accept_connect`/`reject_connect`.
+    Pending {
+        transaction_id: f64,
+        object_encoding: f64,
+    },
+    Accepted,
+    Rejected,
+}
+
+/// What a message stream created by `createStream` is doing.
+#[derive(Debug, Clone, PartialEq)]
+enum StreamState {
+    Idle,
+    /// `publish` received (pending or accepted): media on this stream is forwarded.
+    Publishing {
+        name: String,
+    },
+    /// `play` received (pending or accepted).
+    Playing,
+}
+
 /// One RTMP server connection.
 #[derive(Debug)]
-pub struct ServerSession {}
+pub struct ServerSession {
+    config: ServerConfig,
+    handshake: ServerHandshake,
+    established: bool,
+    /// Bytes received during the handshake not yet consumed by it.
+    handshake_in: BytesMut,
+    decoder: ChunkDecoder,
+    out: Output,
+    events: VecDeque<ServerEvent>,
+    connect: ConnectState,
+    streams: BTreeMap<u32, StreamState>,
+    ack: AckState,
+    bytes_received: u64,
+    /// Set once `receive` failed: the connection is dead and stays so.
+    failed: Option<ServerError>,
+    /// Audio/video/data messages dropped because their stream was not publishing.
+    ignored_media: u64,
+}
 
 impl ServerSession {
     /// `seed` supplies handshake randomness, `epoch` the handshake time field.
     pub fn new(config: ServerConfig, seed: [u8; 32], epoch: u32) -> Self {
-        todo!()
+        let decoder = ChunkDecoder::new(config.chunk_limits);
+        let ack = AckState::new(Some(config.window_ack_size).filter(|&w| w > 0));
+        ServerSession {
+            config,
+            handshake: ServerHandshake::new(seed, epoch),
+            established: false,
+            handshake_in: BytesMut::new(),
+            decoder,
+            out: Output::default(),
+            events: VecDeque::new(),
+            connect: ConnectState::Awaiting,
+            streams: BTreeMap::new(),
+            ack,
+            bytes_received: 0,
+            failed: None,
+            ignored_media: 0,
+        }
     }
 
     /// Process received bytes: handshake, chunks, control messages (answered internally:
     /// acknowledgements, ping responses, chunk size), commands (turned into events).
+    ///
+    /// After an `Err` the session is dead: every later call returns the same error.
     pub fn receive(&mut self, data: &[u8]) -> Result<(), ServerError> {
-        todo!()
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let result = self.receive_inner(data);
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    fn receive_inner(&mut self, data: &[u8]) -> Result<(), ServerError> {
+        self.bytes_received = self.bytes_received.saturating_add(data.len() as u64);
+        if self.established {
+            self.decoder.push(data);
+        } else {
+            self.handshake_in.extend_from_slice(data);
+            if !self
+                .handshake
+                .receive(&mut self.handshake_in, &mut self.out.buf)?
+            {
+                return Ok(());
+            }
+            self.established = true;
+            self.events.push_back(ServerEvent::HandshakeDone {
+                digest: self.handshake.used_digest(),
+            });
+            let rest = self.handshake_in.split();
+            self.handshake_in = BytesMut::new();
+            self.decoder.push(&rest);
+        }
+        while let Some(message) = self.decoder.next_message()? {
+            self.handle_message(message)?;
+        }
+        if let Some(sequence_number) = self.ack.due(self.bytes_received) {
+            self.out
+                .control(ControlMessage::Acknowledgement { sequence_number });
+        }
+        Ok(())
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// Bytes to send, in order. Returns everything queued so far as one buffer.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        todo!()
+        self.out.take()
     }
 
     /// Whether the handshake is complete.
     pub fn is_established(&self) -> bool {
-        todo!()
+        self.established
     }
 
     /// Answer `connect` with Window Ack Size, Set Peer Bandwidth, Set Chunk Size
     /// ([`MEDIA_CHUNK_SIZE`]) and `_result` NetConnection.Connect.Success.
+    ///
+    /// Does nothing unless a `connect` is waiting for an answer.
     pub fn accept_connect(&mut self) {
-        todo!()
+        let ConnectState::Pending {
+            transaction_id,
+            object_encoding,
+        } = self.connect
+        else {
+            return;
+        };
+        self.connect = ConnectState::Accepted;
+        let window = self.config.window_ack_size;
+        self.out.control(ControlMessage::WindowAckSize(window));
+        self.out.control(ControlMessage::SetPeerBandwidth {
+            size: window,
+            limit_type: 2,
+        });
+        self.out
+            .control(ControlMessage::SetChunkSize(MEDIA_CHUNK_SIZE));
+        // MEDIA_CHUNK_SIZE is a valid chunk size; the error arm cannot happen.
+        let _ = self.out.encoder.set_chunk_size(MEDIA_CHUNK_SIZE);
+        self.out
+            .command(0, &command::connect_result(transaction_id, object_encoding));
     }
 
     /// Answer `connect` with `_error` NetConnection.Connect.Rejected and `description`.
+    ///
+    /// Does nothing unless a `connect` is waiting for an answer. Any later command from the
+    /// peer is a protocol error.
     pub fn reject_connect(&mut self, description: &str) {
-        todo!()
+        let ConnectState::Pending { transaction_id, .. } = self.connect else {
+            return;
+        };
+        self.connect = ConnectState::Rejected;
+        self.out
+            .command(0, &command::connect_error(transaction_id, description));
     }
 
     /// StreamBegin + onStatus NetStream.Publish.Start.
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) {
-        todo!()
+        self.out
+            .user_control(UserControlEvent::StreamBegin(stream_id));
+        let description = format!("{name} is now published.");
+        self.status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            &description,
+            name,
+        );
     }
 
     /// onStatus error with `code` (e.g. `NetStream.Publish.BadName`) and `description`.
+    ///
+    /// The stream goes back to idle: media on it is ignored and it may `publish` again.
     pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
-        todo!()
+        if let Some(state @ StreamState::Publishing { .. }) = self.streams.get_mut(&stream_id) {
+            *state = StreamState::Idle;
+        }
+        self.status(stream_id, "error", code, description, "");
     }
 
     /// StreamBegin, NetStream.Play.Reset (if `reset`), NetStream.Play.Start,
     /// `|RtmpSampleAccess`, NetStream.Data.Start. After this the driver may write shared media
     /// bytes for `stream_id`.
     pub fn accept_play(&mut self, stream_id: u32, name: &str, reset: bool) {
-        todo!()
+        self.out
+            .user_control(UserControlEvent::StreamBegin(stream_id));
+        if reset {
+            let description = format!("Playing and resetting {name}.");
+            self.status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &description,
+                name,
+            );
+        }
+        let description = format!("Started playing {name}.");
+        self.status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            &description,
+            name,
+        );
+        self.out
+            .data(stream_id, &command::sample_access(true, true));
+        self.out.data(stream_id, &command::data_start());
     }
 
     /// onStatus error NetStream.Play.StreamNotFound.
+    ///
+    /// The stream goes back to idle (the player may `play` again).
     pub fn play_not_found(&mut self, stream_id: u32, name: &str) {
-        todo!()
+        if let Some(state @ StreamState::Playing) = self.streams.get_mut(&stream_id) {
+            *state = StreamState::Idle;
+        }
+        let description = format!("Failed to play {name}; stream not found.");
+        self.status(
+            stream_id,
+            "error",
+            "NetStream.Play.StreamNotFound",
+            &description,
+            name,
+        );
     }
 
     /// onStatus NetStream.Play.UnpublishNotify + StreamEOF: the publisher left.
     pub fn unpublish_notify(&mut self, stream_id: u32, name: &str) {
-        todo!()
+        let description = format!("{name} is now unpublished.");
+        self.status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            &description,
+            name,
+        );
+        self.out
+            .user_control(UserControlEvent::StreamEof(stream_id));
     }
 
     /// StreamBegin + onStatus NetStream.Play.PublishNotify: the publisher is back.
     pub fn publish_notify(&mut self, stream_id: u32, name: &str) {
-        todo!()
+        self.out
+            .user_control(UserControlEvent::StreamBegin(stream_id));
+        let description = format!("{name} is now published.");
+        self.status(
+            stream_id,
+            "status",
+            "NetStream.Play.PublishNotify",
+            &description,
+            name,
+        );
     }
 
     /// Queue a media message for a player through the session's own encoder (slow path, for a
     /// player whose stream id is not [`MEDIA_STREAM_ID`]).
+    ///
+    /// Written on the media csids ([`csid::AUDIO`], [`csid::VIDEO`], [`csid::DATA`]) always with
+    /// a type-0 header (as [`encode_type0`] does) at the session's current outgoing chunk size:
+    /// the driver may also write shared type-0 bytes on those csids, which the session's encoder
+    /// never sees, so a compressed header could refer to the wrong previous message.
     pub fn send_media(&mut self, stream_id: u32, message: &MediaMessage) {
-        todo!()
+        let media_csid = match message.kind {
+            MediaKind::Audio => csid::AUDIO,
+            MediaKind::Video => csid::VIDEO,
+            MediaKind::Data => csid::DATA,
+        };
+        encode_type0(
+            media_csid,
+            message.timestamp,
+            message.kind.type_id(),
+            stream_id,
+            &message.payload,
+            self.out.encoder.chunk_size(),
+            &mut self.out.buf,
+        );
     }
 
     /// Total bytes received (handshake included).
     pub fn bytes_received(&self) -> u64 {
-        todo!()
+        self.bytes_received
+    }
+
+    /// Audio/video/data messages ignored because their message stream was not publishing.
+    pub fn ignored_media(&self) -> u64 {
+        self.ignored_media
+    }
+
+    /// onStatus on `stream_id`, with `details` when `details` is not empty.
+    fn status(
+        &mut self,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+        details: &str,
+    ) {
+        let extra = [("details", Amf0Value::String(details.to_owned()))];
+        let extra: &[(&str, Amf0Value)] = if details.is_empty() { &[] } else { &extra };
+        self.out.command(
+            stream_id,
+            &command::on_status(level, code, description, extra),
+        );
     }
 }
