@@ -28,6 +28,7 @@ pub(crate) mod aggregate;
 mod inbound;
 pub(crate) mod output;
 
+pub(crate) use inbound::strip_amf3_prefix;
 use output::{AckState, Output};
 
 /// The outgoing chunk size every Sluice server connection uses (announced after `connect`).
