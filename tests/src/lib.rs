@@ -1,1 +1,25 @@
-//! Helpers shared by the end-to-end tests: start nodes, run ffmpeg, read HTTP.
+//! Helpers shared by the end-to-end tests: start `sluice-origin`, generate fixture media, run
+//! ffmpeg publishers and players, read the HTTP API and metrics, and speak raw RTMP.
+//!
+//! Every test starts its own server on port 0, so tests can run in parallel (cargo-nextest).
+
+pub mod ffmpeg;
+pub mod fixtures;
+pub mod http;
+pub mod metrics;
+pub mod origin;
+pub mod paths;
+pub mod process;
+pub mod rtmp;
+
+pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};
+pub use fixtures::{h264_aac, hevc_aac, Fixture};
+pub use metrics::Metrics;
+pub use origin::Origin;
+
+use std::time::Duration;
+
+/// Shorthand for seconds.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}

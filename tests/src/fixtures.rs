@@ -1,0 +1,269 @@
+//! Test media generated once with ffmpeg and cached in `tests/fixtures/` (git-ignored).
+//!
+//! Generation is atomic (written under a temporary name, then renamed) and serialised across
+//! the parallel test processes with an exclusive `flock` on `tests/fixtures/.lock`.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::paths;
+
+/// A generated media file.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub path: PathBuf,
+    /// Number of video frames in the file (counted by decoding it with ffprobe).
+    pub video_frames: u64,
+    /// Duration in seconds.
+    pub duration_s: f64,
+}
+
+/// `h264_aac.flv`: 1280x720 30 fps H.264 (x264 veryfast, 2 s GOP, B-frames), AAC 44.1 kHz
+/// stereo, 10 s.
+pub fn h264_aac() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let args = [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "2",
+            "-c:a",
+            "aac",
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+        ];
+        generate("h264_aac.flv", Path::new("ffmpeg"), &args, 10.0)
+    })
+}
+
+/// `hevc_aac.flv`: 1280x720 30 fps H.265 (x265 ultrafast, 2 s GOP) in Enhanced FLV (`hvc1`),
+/// AAC, 6 s; made with the newer ffmpeg of the imageio-ffmpeg package. `None` (with the
+/// reason) if that ffmpeg is unavailable.
+pub fn hevc_aac() -> Result<&'static Fixture, String> {
+    static F: OnceLock<Result<Fixture, String>> = OnceLock::new();
+    F.get_or_init(|| {
+        let ffmpeg = newer_ffmpeg()?;
+        let args = [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "6",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-x265-params",
+            "keyint=60:min-keyint=60:scenecut=0:log-level=error",
+            "-c:a",
+            "aac",
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+        ];
+        Ok(generate("hevc_aac.flv", &ffmpeg, &args, 6.0))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The ffmpeg binary shipped by the `imageio-ffmpeg` PyPI package (a recent release that
+/// publishes HEVC over Enhanced RTMP). Installs the package with pip if it is missing.
+pub fn newer_ffmpeg() -> Result<PathBuf, String> {
+    static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    P.get_or_init(|| {
+        let _lock = FileLock::acquire(&paths::fixtures_dir().join(".pip.lock"));
+        let find = || -> Option<PathBuf> {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+                ])
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            (out.status.success() && path.is_file()).then_some(path)
+        };
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        let pip = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "imageio-ffmpeg"])
+            .status();
+        find().ok_or_else(|| {
+            format!(
+                "imageio-ffmpeg is not installed and `pip install imageio-ffmpeg` failed ({pip:?})"
+            )
+        })
+    })
+    .clone()
+}
+
+fn generate(name: &str, ffmpeg: &Path, encode_args: &[&str], duration_s: f64) -> Fixture {
+    let dir = paths::fixtures_dir();
+    fs::create_dir_all(&dir).expect("create tests/fixtures");
+    let path = dir.join(name);
+    let count_path = dir.join(format!("{name}.frames"));
+    let _lock = FileLock::acquire(&dir.join(".lock"));
+    let cached = || -> Option<u64> {
+        if !path.is_file() {
+            return None;
+        }
+        fs::read_to_string(&count_path).ok()?.trim().parse().ok()
+    };
+    if let Some(video_frames) = cached() {
+        return Fixture {
+            path,
+            video_frames,
+            duration_s,
+        };
+    }
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    eprintln!(
+        "generating fixture {} with {}",
+        path.display(),
+        ffmpeg.display()
+    );
+    let status = Command::new(ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(encode_args)
+        .arg(&tmp)
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", ffmpeg.display()));
+    assert!(
+        status.success(),
+        "ffmpeg failed to generate {name}: {status}"
+    );
+    let video_frames = count_video_frames(ffmpeg, &tmp);
+    assert!(video_frames > 0, "{name} has no video frames");
+    fs::rename(&tmp, &path).expect("rename fixture into place");
+    let count_tmp = dir.join(format!(".{name}.frames.{}.tmp", std::process::id()));
+    fs::write(&count_tmp, format!("{video_frames}\n")).expect("write frame count");
+    fs::rename(&count_tmp, &count_path).expect("rename frame count into place");
+    Fixture {
+        path,
+        video_frames,
+        duration_s,
+    }
+}
+
+/// Count the video frames of a file by decoding it (`ffprobe -count_frames`). Uses the ffprobe
+/// next to `ffmpeg` when there is one, else the system ffprobe; for the imageio binary (which
+/// ships no ffprobe) it decodes with that ffmpeg itself.
+fn count_video_frames(ffmpeg: &Path, file: &Path) -> u64 {
+    if ffmpeg == Path::new("ffmpeg") {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(file)
+            .output()
+            .expect("run ffprobe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        return text
+            .trim()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap_or_else(|_| panic!("ffprobe frame count {text:?}"));
+    }
+    let out = Command::new(ffmpeg)
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-progress",
+            "pipe:1",
+            "-i",
+        ])
+        .arg(file)
+        .args(["-map", "0:v", "-fps_mode", "passthrough", "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg to count frames");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .last()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no frame count from ffmpeg: {text}"))
+}
+
+/// An exclusive advisory lock on a file, released on drop.
+pub struct FileLock {
+    file: File,
+}
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> FileLock {
+        if let Some(dir) = path.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open lock file {}: {e}", path.display()));
+        // SAFETY: flock(2) on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(
+            rc,
+            0,
+            "flock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        FileLock { file }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: as above; closing the file would release it too.
+        unsafe {
+            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
