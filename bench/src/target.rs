@@ -1,0 +1,153 @@
+//! Stream addresses: `rtmp://HOST[:PORT]/APP/STREAM` and `http://HOST[:PORT]/PATH`.
+
+use sluice_media::rtmp::client::{ClientConfig, ClientMode};
+
+/// A parsed `rtmp://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    /// `host:port` to connect to.
+    pub addr: String,
+    pub app: String,
+    /// Stream name, may carry `?query`.
+    pub stream: String,
+    /// `rtmp://host:port/app`.
+    pub tc_url: String,
+}
+
+impl RtmpUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("rtmp://")
+            .ok_or_else(|| format!("{url:?} is not an rtmp:// URL"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{url:?} has no /APP/STREAM"))?;
+        let addr = with_default_port(authority, 1935)?;
+        let (app, stream) = path
+            .split_once('/')
+            .ok_or_else(|| format!("{url:?} must be rtmp://HOST/APP/STREAM"))?;
+        if app.is_empty() || stream.is_empty() {
+            return Err(format!("{url:?} must be rtmp://HOST/APP/STREAM"));
+        }
+        Ok(RtmpUrl {
+            tc_url: format!("rtmp://{addr}/{app}"),
+            addr,
+            app: app.to_string(),
+            stream: stream.to_string(),
+        })
+    }
+
+    /// The client configuration for this URL.
+    pub fn client_config(&self, mode: ClientMode) -> ClientConfig {
+        ClientConfig {
+            app: self.app.clone(),
+            tc_url: self.tc_url.clone(),
+            stream: self.stream.clone(),
+            mode,
+            digest_handshake: false,
+            chunk_size: match mode {
+                ClientMode::Publish => Some(4096),
+                ClientMode::Play => None,
+            },
+        }
+    }
+}
+
+/// A parsed `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub addr: String,
+    /// The authority as written (for the Host header).
+    pub host: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, "/"),
+        };
+        Ok(HttpUrl {
+            addr: with_default_port(authority, 80)?,
+            host: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// The `.flv` URL conventionally paired with an RTMP URL: `http://HOST:PORT/APP/STREAM.flv`.
+    pub fn flv_for(rtmp: &RtmpUrl, http_port: u16) -> Self {
+        let host = rtmp
+            .addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&rtmp.addr);
+        let authority = format!("{host}:{http_port}");
+        HttpUrl {
+            addr: authority.clone(),
+            host: authority,
+            path: format!("/{}/{}.flv", rtmp.app, rtmp.stream),
+        }
+    }
+
+    /// The GET request a player sends.
+    pub fn request(&self) -> String {
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-bench\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            self.path, self.host
+        )
+    }
+}
+
+fn with_default_port(authority: &str, port: u16) -> Result<String, String> {
+    if authority.is_empty() {
+        return Err("URL has no host".into());
+    }
+    // `[::1]:1935`, `host:1935`, or a bare host.
+    let has_port = match authority.rfind(']') {
+        Some(bracket) => authority[bracket..].contains(':'),
+        None => authority.contains(':'),
+    };
+    Ok(if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{port}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtmp_urls() {
+        let url = RtmpUrl::parse("rtmp://127.0.0.1:1936/live/bench?key=1").unwrap();
+        assert_eq!(url.addr, "127.0.0.1:1936");
+        assert_eq!(url.app, "live");
+        assert_eq!(url.stream, "bench?key=1");
+        assert_eq!(url.tc_url, "rtmp://127.0.0.1:1936/live");
+        assert_eq!(
+            RtmpUrl::parse("rtmp://example/live/x").unwrap().addr,
+            "example:1935"
+        );
+        assert!(RtmpUrl::parse("rtmp://host/live").is_err());
+        assert!(RtmpUrl::parse("http://host/live/x").is_err());
+    }
+
+    #[test]
+    fn http_urls() {
+        let url = HttpUrl::parse("http://127.0.0.1:8080/live/bench.flv").unwrap();
+        assert_eq!(url.addr, "127.0.0.1:8080");
+        assert_eq!(url.path, "/live/bench.flv");
+        assert!(url
+            .request()
+            .starts_with("GET /live/bench.flv HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
+        let rtmp = RtmpUrl::parse("rtmp://127.0.0.1:1935/live/s").unwrap();
+        assert_eq!(HttpUrl::flv_for(&rtmp, 8080).addr, "127.0.0.1:8080");
+        assert_eq!(HttpUrl::flv_for(&rtmp, 8080).path, "/live/s.flv");
+    }
+}
