@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Run the same sluice-bench load against nginx-rtmp and against sluice-origin, print both JSON
+# reports and the Sluice/nginx ratios.
+#
+# Every parameter is an environment variable (defaults in brackets):
+#   PLAYERS [1000]  BITRATE [2500k]  FPS [30]  GOP [2s]  DURATION [20s]  WARMUP [5s]  RAMP [2s]
+#   PROTOCOL [rtmp] (flv: sluice only, nginx-rtmp has no HTTP-FLV)   AUDIO [0] (1 = --audio)
+#   BENCH_THREADS [1]   TARGETS ["nginx sluice"]   SKIP_BUILD [0]
+#   NGINX_PORT [19350]  SLUICE_RTMP_PORT [19351]  SLUICE_HTTP_PORT [18081]
+#   OUT_DIR [a new temp dir]: reports (nginx.json, sluice.json), configs and server logs.
+# nginx must run as root here (it is started with its own temp prefix and config).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PLAYERS=${PLAYERS:-1000}
+BITRATE=${BITRATE:-2500k}
+FPS=${FPS:-30}
+GOP=${GOP:-2s}
+DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-5s}
+RAMP=${RAMP:-2s}
+PROTOCOL=${PROTOCOL:-rtmp}
+AUDIO=${AUDIO:-0}
+BENCH_THREADS=${BENCH_THREADS:-1}
+TARGETS=${TARGETS:-"nginx sluice"}
+SKIP_BUILD=${SKIP_BUILD:-0}
+NGINX_PORT=${NGINX_PORT:-19350}
+SLUICE_RTMP_PORT=${SLUICE_RTMP_PORT:-19351}
+SLUICE_HTTP_PORT=${SLUICE_HTTP_PORT:-18081}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/sluice-bench-vs-nginx.XXXXXX)}
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+RTMP_MODULE=${RTMP_MODULE:-$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep -m1 'ngx_rtmp_module\.so$' || echo /usr/lib/nginx/modules/ngx_rtmp_module.so)}
+
+BENCH="$ROOT/target/release/sluice-bench"
+ORIGIN="$ROOT/target/release/sluice-origin"
+mkdir -p "$OUT_DIR"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap cleanup EXIT INT TERM
+
+log() { echo "[bench-vs-nginx] $*" >&2; }
+
+wait_port() {
+    local port=$1 tries=100
+    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        tries=$((tries - 1))
+        if ((tries == 0)); then
+            log "nothing listens on port $port"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+bench_run() {
+    # $1 = rtmp url, $2 = server pid, $3 = output file, $4 = flv url (optional)
+    local args=(run --url "$1" --publish --players "$PLAYERS" --protocol "$PROTOCOL"
+        --bitrate "$BITRATE" --fps "$FPS" --gop "$GOP" --duration "$DURATION"
+        --warmup "$WARMUP" --ramp "$RAMP" --server-pid "$2")
+    [[ "$AUDIO" == 1 ]] && args+=(--audio)
+    [[ -n "${4:-}" ]] && args+=(--flv-url "$4")
+    log "sluice-bench ${args[*]}"
+    "$BENCH" --threads "$BENCH_THREADS" "${args[@]}" >"$3"
+}
+
+run_nginx() {
+    if [[ "$PROTOCOL" != rtmp ]]; then
+        log "skipping nginx-rtmp: it has no HTTP-FLV output"
+        return 0
+    fi
+    local dir="$OUT_DIR/nginx"
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+load_module $RTMP_MODULE;
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile $((PLAYERS * 2 + 1024));
+error_log $dir/error.log;
+pid $dir/nginx.pid;
+events { worker_connections $((PLAYERS + 512)); }
+rtmp {
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        chunk_size 4096;
+        application live { live on; }
+    }
+}
+EOF
+    log "starting nginx-rtmp on 127.0.0.1:$NGINX_PORT"
+    "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" &
+    SERVER_PID=$!
+    wait_port "$NGINX_PORT"
+    bench_run "rtmp://127.0.0.1:$NGINX_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/nginx.json"
+    cleanup
+}
+
+run_sluice() {
+    log "starting sluice-origin on 127.0.0.1:$SLUICE_RTMP_PORT (HTTP $SLUICE_HTTP_PORT)"
+    SLUICE_LOG=${SLUICE_LOG:-warn} "$ORIGIN" --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
+        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" 2>"$OUT_DIR/sluice.log" &
+    SERVER_PID=$!
+    wait_port "$SLUICE_RTMP_PORT"
+    bench_run "rtmp://127.0.0.1:$SLUICE_RTMP_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/sluice.json" \
+        "http://127.0.0.1:$SLUICE_HTTP_PORT/live/bench.flv"
+    cleanup
+}
+
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin)
+fi
+
+for target in $TARGETS; do
+    case "$target" in
+        nginx) run_nginx ;;
+        sluice) run_sluice ;;
+        *) log "unknown target $target (use nginx, sluice)"; exit 2 ;;
+    esac
+done
+
+for target in $TARGETS; do
+    if [[ -s "$OUT_DIR/$target.json" ]]; then
+        echo "=== $target ==="
+        cat "$OUT_DIR/$target.json"
+    fi
+done
+
+if [[ -s "$OUT_DIR/nginx.json" && -s "$OUT_DIR/sluice.json" ]]; then
+    echo "=== ratios (sluice / nginx; < 1 means Sluice is lower) ==="
+    jq -n --slurpfile n "$OUT_DIR/nginx.json" --slurpfile s "$OUT_DIR/sluice.json" '
+        def ratio(a; b): if (a == null or b == null or b == 0) then null else ((a / b) * 1000 | round) / 1000 end;
+        ($n[0]) as $n | ($s[0]) as $s |
+        {
+          cpu_seconds_per_gb: ratio($s.server.cpu_seconds_per_gb; $n.server.cpu_seconds_per_gb),
+          cpu_seconds_per_viewer: ratio($s.server.cpu_seconds_per_viewer; $n.server.cpu_seconds_per_viewer),
+          latency_p50: ratio($s.latency_ms.p50_ms; $n.latency_ms.p50_ms),
+          latency_p99: ratio($s.latency_ms.p99_ms; $n.latency_ms.p99_ms),
+          ttff_p50: ratio($s.ttff_ms.p50_ms; $n.ttff_ms.p50_ms),
+          ttff_p99: ratio($s.ttff_ms.p99_ms; $n.ttff_ms.p99_ms),
+          rss_per_viewer: ratio($s.server.rss_per_viewer_bytes; $n.server.rss_per_viewer_bytes),
+          rss_delta_per_viewer: ratio($s.server.rss_delta_per_viewer_bytes; $n.server.rss_delta_per_viewer_bytes),
+          connected: {sluice: $s.players.connected, nginx: $n.players.connected},
+          dropped_frames: {sluice: $s.frames.dropped, nginx: $n.frames.dropped}
+        }'
+fi
+log "reports and logs in $OUT_DIR"
