@@ -3,20 +3,33 @@
 
 mod aac;
 mod audio;
+mod av1;
 mod avc;
+mod bits;
 mod hevc;
+#[cfg(test)]
+mod test_samples;
 mod video;
 
 pub use aac::AudioSpecificConfig;
-pub use audio::{parse_audio_tag, AudioCodec, AudioPacket, AudioTag};
+pub use audio::{
+    parse_audio_tag, AudioCodec, AudioPacket, AudioTag, SOUND_FORMAT_AAC, SOUND_FORMAT_EX_HEADER,
+};
 pub use avc::{AvcDecoderConfig, SpsInfo};
-pub use hevc::HevcDecoderConfig;
-pub use video::{parse_video_tag, video_info, FrameType, VideoCodec, VideoInfo, VideoPacket, VideoTag};
+pub use hevc::{sps_dimensions as hevc_sps_dimensions, HevcDecoderConfig, HEVC_NAL_SPS};
+pub use video::{
+    parse_video_tag, video_info, FrameType, VideoCodec, VideoInfo, VideoPacket, VideoTag,
+    LEGACY_AVC, LEGACY_HEVC,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     #[error("{what}: needs {need} bytes, has {have}")]
-    Short { what: &'static str, need: usize, have: usize },
+    Short {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("{0}: malformed")]
     Malformed(&'static str),
     #[error("unsupported: {0}")]

@@ -5,5 +5,8 @@ mod reader;
 mod tag;
 
 pub use metadata::{normalize_data_message, Metadata};
-pub use reader::{FlvError, FlvReader, FlvTag};
-pub use tag::{file_header, tag_header, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
+pub use reader::{FlvError, FlvReader, FlvTag, MAX_HEADER_LEN};
+pub use tag::{
+    file_header, tag_header, FILE_HEADER_LEN, MAX_TAG_DATA_LEN, PREVIOUS_TAG_SIZE_LEN,
+    TAG_HEADER_LEN,
+};
