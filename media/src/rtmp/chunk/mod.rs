@@ -7,9 +7,13 @@
 
 mod decoder;
 mod encoder;
+mod header;
+#[cfg(test)]
+mod tests;
 
 pub use decoder::ChunkDecoder;
 pub use encoder::{encode_type0, ChunkEncoder};
+pub use header::{MAX_CSID, MAX_MESSAGE_LENGTH, MIN_CSID};
 
 use bytes::Bytes;
 
