@@ -466,3 +466,28 @@ fn single_chunk_message_is_not_copied() {
     let m = dec.next_message().unwrap().unwrap();
     assert_eq!(m.payload.as_ptr(), start.wrapping_add(12));
 }
+
+#[test]
+fn encoder_type3_new_message_with_extended_delta() {
+    let mut enc = ChunkEncoder::new();
+    let mut out = BytesMut::new();
+    let big = 0x0100_0000u32;
+    enc.encode(5, 0, 9, 1, &[1], &mut out);
+    enc.encode(5, big, 9, 1, &[2], &mut out);
+    enc.encode(5, 2 * big, 9, 1, &[3], &mut out);
+    let mut expected = vec![0x05, 0, 0, 0, 0, 0, 1, 9, 1, 0, 0, 0, 1];
+    expected.extend_from_slice(&[0x85, 0xFF, 0xFF, 0xFF, 0x01, 0, 0, 0, 2]);
+    expected.extend_from_slice(&[0xC5, 0x01, 0, 0, 0, 3]);
+    assert_eq!(&out[..], &expected[..]);
+    let mut dec = new_decoder();
+    dec.push(&out);
+    let got = decode_all(&mut dec);
+    assert_eq!(
+        got,
+        vec![
+            msg(5, 0, 9, 1, &[1]),
+            msg(5, big, 9, 1, &[2]),
+            msg(5, 2 * big, 9, 1, &[3])
+        ]
+    );
+}
