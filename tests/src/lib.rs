@@ -5,6 +5,7 @@
 
 pub mod ffmpeg;
 pub mod fixtures;
+pub mod flood;
 pub mod http;
 pub mod metrics;
 pub mod origin;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run every cargo-fuzz target in fuzz/ for a while.
+#
+#   ./scripts/fuzz.sh            # each target for 30 s
+#   ./scripts/fuzz.sh 300        # each target for 300 s
+#   ./scripts/fuzz.sh 60 chunk   # only targets whose name contains "chunk"
+#
+# Uses `-s none` (no sanitizer), which cargo-fuzz supports on the stable toolchain; Rust's own
+# checks (bounds, overflow with debug assertions) still turn bugs into crashes. Crashes are kept
+# in fuzz/artifacts/TARGET/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-30}
+filter=${2:-}
+
+if [ ! -d fuzz ]; then
+    echo "fuzz.sh: no fuzz/ directory in this checkout" >&2
+    exit 1
+fi
+if ! cargo fuzz --help >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+fi
+
+mapfile -t targets < <(cd fuzz && cargo fuzz list)
+failed=()
+for target in "${targets[@]}"; do
+    if [ -n "$filter" ] && [[ "$target" != *"$filter"* ]]; then
+        continue
+    fi
+    echo "== fuzz target $target for ${seconds}s"
+    if ! (cd fuzz && cargo fuzz run -s none "$target" -- -max_total_time="$seconds"); then
+        failed+=("$target")
+    fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz.sh: crashes found in: ${failed[*]} (see fuzz/artifacts/)"
+    exit 1
+fi
+echo "fuzz.sh: ${#targets[@]} targets ran ${seconds}s each without a crash"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build and run the Sluice origin server (README command 1).
+#
+#   ./scripts/run.sh                      # RTMP on 127.0.0.1:1935, HTTP on 127.0.0.1:8080
+#   ./scripts/run.sh --rtmp-listen 0.0.0.0:1935 --http-listen 0.0.0.0:8080
+#
+# Needs only a Rust toolchain; installs the few system packages the build needs when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "run.sh: installing ${missing[*]}" >&2
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    fi
+}
+
+command -v cargo >/dev/null || { echo "run.sh: cargo not found; install Rust from rustup.rs" >&2; exit 1; }
+command -v protoc >/dev/null || apt_install protobuf-compiler
+command -v cc >/dev/null || apt_install build-essential
+command -v pkg-config >/dev/null || apt_install pkg-config
+
+cargo build --release --bin sluice-origin >&2
+
+target_dir=${CARGO_TARGET_DIR:-target}
+# Defaults: RTMP 127.0.0.1:1935, HTTP 127.0.0.1:8080 (see --help; SLUICE_* env vars work too).
+exec "$target_dir/release/sluice-origin" "$@"

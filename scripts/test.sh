@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Build everything and run every test (README command 2): unit, property, end-to-end (real
+# ffmpeg/ffprobe against the real binaries) and doc tests. Exits non-zero on any failure.
+#
+# Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
+# the RTMP module, chromium), the imageio-ffmpeg PyPI package (a recent ffmpeg for HEVC over
+# Enhanced RTMP) and cargo-nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+need_apt=()
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v nginx >/dev/null || need_apt+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need_apt+=(libnginx-mod-rtmp)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "test.sh: installing ${need_apt[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
+    echo "test.sh: installing imageio-ffmpeg (pip)"
+    python3 -m pip install --quiet imageio-ffmpeg \
+        || python3 -m pip install --quiet --break-system-packages imageio-ffmpeg \
+        || echo "test.sh: WARNING: imageio-ffmpeg could not be installed; the HEVC test will skip"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+
+# The e2e tests open thousands of sockets (connection flood).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --workspace --bins
+
+# Doc tests first, so the output ends with nextest's summary.
+doc_status=0
+cargo test --doc --workspace || doc_status=$?
+if [ "$doc_status" -ne 0 ]; then
+    echo "test.sh: doc tests FAILED (exit $doc_status); running the other tests anyway"
+fi
+
+status=0
+cargo nextest run --workspace --no-fail-fast || status=$?
+if [ "$status" -eq 0 ] && [ "$doc_status" -ne 0 ]; then
+    status=$doc_status
+fi
+exit "$status"

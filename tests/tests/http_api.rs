@@ -1,0 +1,141 @@
+//! The HTTP side: health endpoints, /api/streams schema, /metrics, HTTP-FLV headers and 404s.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use sluice_tests::http;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, secs, Origin, Publisher};
+
+#[test]
+fn health_api_metrics_and_flv_headers() {
+    let origin = Origin::start(&["--play-wait-timeout", "1s"]);
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(origin.get(path).status, 200, "{path}");
+    }
+    let empty = origin.streams();
+    assert_eq!(
+        empty["streams"].as_array().map(Vec::len),
+        Some(0),
+        "{empty}"
+    );
+
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "api"), &h264_aac().path);
+    let info = wait_for(secs(10), || {
+        origin
+            .stream_info("live", "api")
+            .filter(|s| !s["audio"].is_null())
+    })
+    .unwrap_or_else(|| panic!("live/api not listed: {}", origin.streams()));
+    for key in ["bitrate_kbps", "viewers", "uptime_s"] {
+        assert!(
+            info[key].is_number(),
+            "{key} missing or not a number: {info}"
+        );
+    }
+    assert!(
+        info["video"]["profile"].is_string(),
+        "video.profile: {info}"
+    );
+    assert_eq!(info["video"]["profile"], "High", "{info}");
+    assert_eq!(info["viewers"], 0, "{info}");
+
+    // HTTP-FLV: 200, FLV content type, CORS, and the body is an FLV stream.
+    let mut flv = http::open(origin.http, "GET", "/live/api.flv", secs(10)).unwrap();
+    assert_eq!(flv.status, 200);
+    assert_eq!(
+        flv.header("access-control-allow-origin"),
+        Some("*"),
+        "headers: {:?}",
+        flv.headers
+    );
+    assert_eq!(
+        flv.header("content-type"),
+        Some("video/x-flv"),
+        "headers: {:?}",
+        flv.headers
+    );
+    let mut head = [0u8; 13];
+    flv.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..3], b"FLV", "body starts with {head:?}");
+    let mut more = vec![0u8; 200_000];
+    flv.read_exact(&mut more).expect("media keeps flowing");
+    let viewers = wait_for(secs(5), || {
+        origin
+            .stream_info("live", "api")
+            .filter(|s| s["viewers"] == 1)
+    });
+    assert!(
+        viewers.is_some(),
+        "viewer not counted: {}",
+        origin.streams()
+    );
+    let flv_viewers = origin
+        .metrics()
+        .value("sluice_viewers", &[("protocol", "flv")]);
+    assert_eq!(flv_viewers, 1.0, "sluice_viewers{{protocol=flv}}");
+    drop(flv);
+
+    // /metrics parses and has every documented family.
+    let resp = origin.get("/metrics");
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain") || t.contains("openmetrics")),
+        "{:?}",
+        resp.headers
+    );
+    let m = origin.metrics();
+    for name in [
+        "sluice_connections",
+        "sluice_streams",
+        "sluice_viewers",
+        "sluice_bytes_in_total",
+        "sluice_bytes_out_total",
+        "sluice_skipped_frames_total",
+    ] {
+        assert!(m.has(name), "/metrics lacks {name}:\n{}", resp.text());
+    }
+    assert_eq!(m.value("sluice_streams", &[]), 1.0);
+    assert!(m.value("sluice_bytes_in_total", &[]) > 100_000.0);
+    assert!(m.value("sluice_bytes_out_total", &[("protocol", "flv")]) >= 200_000.0);
+    assert!(
+        m.types
+            .get("sluice_connections")
+            .is_some_and(|t| t == "gauge"),
+        "{:?}",
+        m.types
+    );
+
+    // Unknown stream: 404 once the play wait (1 s) passes, and no longer than a few seconds.
+    let start = Instant::now();
+    let missing = http::get(origin.http, "/live/nobody.flv", secs(10)).unwrap();
+    let waited = start.elapsed();
+    assert_eq!(missing.status, 404, "body: {}", missing.text());
+    assert!(waited < secs(5), "404 took {waited:?}");
+    assert_eq!(origin.get("/no/such/route").status, 404);
+    let bad = http::get(origin.http, "/live/bad*name.flv", secs(10)).unwrap();
+    assert!(
+        bad.status == 400 || bad.status == 404,
+        "invalid stream name: {}",
+        bad.status
+    );
+}
+
+#[test]
+fn flv_player_waiting_for_a_stream_starts_when_it_is_published() {
+    let origin = Origin::start(&["--play-wait-timeout", "10s"]);
+    let addr = origin.http;
+    let waiter = std::thread::spawn(move || {
+        let mut s = http::open(addr, "GET", "/live/later.flv", secs(15)).unwrap();
+        let status = s.status;
+        let mut buf = vec![0u8; 100_000];
+        let read = s.read_exact(&mut buf).map(|_| buf.len());
+        (status, read.map_err(|e| e.to_string()))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "later"), &h264_aac().path);
+    let (status, read) = waiter.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(read, Ok(100_000), "waiting FLV viewer got no media");
+}
