@@ -1,1 +1,13 @@
-//! Shared runtime of every Sluice node.
+//! What every Sluice node that touches media shares: the stream hub, the RTMP and HTTP-FLV
+//! delivery drivers, metrics, configuration and process set-up. The origin and (later) the
+//! edge binaries are thin wrappers around [`server::Node`].
+
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod log_limit;
+pub mod metrics;
+pub mod out_queue;
+pub mod rtmp;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,65 @@
+//! The node's HTTP side: HTTP-FLV playback, the JSON API, Prometheus metrics, health checks.
+
+mod flv;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
+use tower_http::cors::CorsLayer;
+
+use crate::config::Limits;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// What HTTP handlers share.
+pub struct HttpContext {
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub registry: Registry,
+    pub limits: Limits,
+    pub connection_slots: Arc<Semaphore>,
+    /// False while starting and once draining: `/readyz` answers 503.
+    pub ready: AtomicBool,
+}
+
+pub fn router(ctx: Arc<HttpContext>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/streams", get(streams))
+        .route("/{app}/{file}", get(media))
+        .layer(CorsLayer::permissive())
+        .with_state(ctx)
+}
+
+async fn readyz(State(ctx): State<Arc<HttpContext>>) -> Response {
+    if ctx.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining or starting\n").into_response()
+    }
+}
+
+async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
+    let body = crate::metrics::render(&ctx.registry);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+async fn streams(State(ctx): State<Arc<HttpContext>>) -> Response {
+    Json(serde_json::json!({ "streams": ctx.hub.snapshot() })).into_response()
+}
+
+async fn media(State(ctx): State<Arc<HttpContext>>, Path((app, file)): Path<(String, String)>) -> Response {
+    if let Some(stream) = file.strip_suffix(".flv") {
+        return flv::play(ctx, &app, stream).await;
+    }
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}

@@ -1,0 +1,385 @@
+//! The per-stream media log: the one copy of recent media that every viewer reads from.
+//!
+//! The publisher appends each message once; each viewer keeps a [`Cursor`] (a sequence number)
+//! and collects what it has not sent yet. Nothing is queued per viewer, so a slow viewer costs
+//! no memory: when its cursor falls too far behind (in bytes) or off the front of the log, it
+//! skips to the latest keyframe. The log is bounded in bytes; it keeps the current GOP (the fast
+//! start for new viewers) and the previous one while they fit.
+//!
+//! Architecture invariant: the log is synchronous and does no I/O; the hub wraps it in a mutex
+//! and wakes viewers with a `watch` channel.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::prepared::Prepared;
+
+/// What a viewer is handed, in order.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Media(Arc<Prepared>),
+    /// The publisher left: RTMP players get NetStream.Play.UnpublishNotify.
+    Unpublished,
+    /// A publisher (re)started after an [`Delivery::Unpublished`].
+    Republished,
+}
+
+/// A viewer's position in a [`MediaLog`].
+#[derive(Debug, Default, Clone)]
+pub struct Cursor {
+    next_seq: u64,
+    /// The publish session (generation) this viewer is following, if any.
+    following: Option<u64>,
+    /// Discard media until the next sync point.
+    need_sync: bool,
+    delivered_any: bool,
+}
+
+/// Headers replayed to every viewer that starts (or skips): decoders need them first.
+#[derive(Debug, Default, Clone)]
+struct Headers {
+    metadata: Option<Arc<Prepared>>,
+    video: Option<Arc<Prepared>>,
+    audio: Option<Arc<Prepared>>,
+}
+
+#[derive(Debug)]
+pub struct MediaLog {
+    entries: VecDeque<Arc<Prepared>>,
+    next_seq: u64,
+    appended_bytes: u64,
+    retained_bytes: usize,
+    max_bytes: usize,
+    last_sync: Option<u64>,
+    prev_sync: Option<u64>,
+    headers: Headers,
+    live: bool,
+    generation: u64,
+}
+
+/// What kind of header an appended message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKind {
+    Metadata,
+    Video,
+    Audio,
+}
+
+impl MediaLog {
+    pub fn new(max_bytes: usize) -> Self {
+        MediaLog {
+            entries: VecDeque::new(),
+            next_seq: 0,
+            appended_bytes: 0,
+            retained_bytes: 0,
+            max_bytes,
+            last_sync: None,
+            prev_sync: None,
+            headers: Headers::default(),
+            live: false,
+            generation: 0,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Sequence number the next appended message gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Media bytes appended so far (the next message's offset).
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
+    pub fn retained_bytes(&self) -> usize {
+        self.retained_bytes
+    }
+
+    /// A new publish session begins: viewers following an old one get `Unpublished` (if they
+    /// had not yet) and then `Republished`.
+    pub fn start_publish(&mut self) {
+        self.clear();
+        self.generation += 1;
+        self.live = true;
+    }
+
+    /// The publisher left. The cache is dropped: a returning publisher starts a fresh GOP, and
+    /// nobody is served stale frames from the old one.
+    pub fn end_publish(&mut self) {
+        self.clear();
+        self.live = false;
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.retained_bytes = 0;
+        self.last_sync = None;
+        self.prev_sync = None;
+        self.headers = Headers::default();
+    }
+
+    /// A sequence header changed (resolution, codec): frames before the next keyframe cannot
+    /// start a decoder with the new header, so the GOP cache restarts there.
+    pub fn reset_gop(&mut self) {
+        self.last_sync = None;
+        self.prev_sync = None;
+    }
+
+    /// Append a message built by `build(seq, offset)`; returns it.
+    pub fn append(&mut self, header: Option<HeaderKind>, build: impl FnOnce(u64, u64) -> Prepared) -> Arc<Prepared> {
+        let prepared = Arc::new(build(self.next_seq, self.appended_bytes));
+        self.next_seq += 1;
+        self.appended_bytes += prepared.size() as u64;
+        self.retained_bytes += prepared.size();
+        match header {
+            Some(HeaderKind::Metadata) => self.headers.metadata = Some(prepared.clone()),
+            Some(HeaderKind::Video) => self.headers.video = Some(prepared.clone()),
+            Some(HeaderKind::Audio) => self.headers.audio = Some(prepared.clone()),
+            None => {}
+        }
+        if prepared.sync {
+            self.prev_sync = self.last_sync;
+            self.last_sync = Some(prepared.seq);
+        }
+        self.entries.push_back(prepared.clone());
+        self.evict();
+        prepared
+    }
+
+    fn evict(&mut self) {
+        while let Some(front) = self.entries.front() {
+            let older_than_kept_gops = self.prev_sync.is_some_and(|p| front.seq < p);
+            if !(older_than_kept_gops || self.retained_bytes > self.max_bytes) || self.entries.len() == 1 {
+                break;
+            }
+            self.retained_bytes -= front.size();
+            self.entries.pop_front();
+        }
+        let first = self.first_seq();
+        if self.prev_sync.is_some_and(|p| p < first) {
+            self.prev_sync = None;
+        }
+        if self.last_sync.is_some_and(|s| s < first) {
+            // The GOP outgrew the buffer: no fast start until the next keyframe.
+            self.last_sync = None;
+        }
+    }
+
+    fn first_seq(&self) -> u64 {
+        self.entries.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    fn get(&self, seq: u64) -> Option<&Arc<Prepared>> {
+        let first = self.first_seq();
+        let idx = seq.checked_sub(first)?;
+        self.entries.get(usize::try_from(idx).ok()?)
+    }
+
+    fn push_headers(&self, out: &mut Vec<Delivery>) {
+        for h in [&self.headers.metadata, &self.headers.video, &self.headers.audio].into_iter().flatten() {
+            out.push(Delivery::Media(h.clone()));
+        }
+    }
+
+    /// Move `cursor` to where a starting viewer begins: the latest keyframe, or the next one.
+    fn start_position(&self, cursor: &mut Cursor) {
+        match self.last_sync {
+            Some(sync) => {
+                cursor.next_seq = sync;
+                cursor.need_sync = false;
+            }
+            None => {
+                cursor.next_seq = self.next_seq;
+                cursor.need_sync = true;
+            }
+        }
+    }
+
+    /// Hand `cursor`'s viewer what it has not had yet, up to about `max_bytes`. A viewer more
+    /// than `max_lag` bytes behind (or behind the log's front) skips to the latest keyframe;
+    /// returns how many messages it skipped.
+    pub fn collect(&self, cursor: &mut Cursor, out: &mut Vec<Delivery>, max_bytes: usize, max_lag: usize) -> u64 {
+        if let Some(gen) = cursor.following {
+            if gen != self.generation || !self.live {
+                out.push(Delivery::Unpublished);
+                cursor.following = None;
+            }
+        }
+        if cursor.following.is_none() {
+            if !self.live {
+                return 0;
+            }
+            if cursor.delivered_any {
+                out.push(Delivery::Republished);
+            }
+            cursor.following = Some(self.generation);
+            cursor.delivered_any = true;
+            self.push_headers(out);
+            self.start_position(cursor);
+        }
+
+        let mut skipped = 0;
+        let behind_front = cursor.next_seq < self.first_seq();
+        let lag = self.get(cursor.next_seq).map_or(0, |e| self.appended_bytes - e.offset);
+        if behind_front || lag > max_lag as u64 {
+            let target = match self.last_sync {
+                Some(sync) if sync > cursor.next_seq => sync,
+                _ => self.next_seq,
+            };
+            skipped = target.saturating_sub(cursor.next_seq.max(self.first_seq()));
+            if behind_front {
+                skipped += self.first_seq() - cursor.next_seq;
+            }
+            cursor.need_sync = Some(target) != self.last_sync;
+            cursor.next_seq = target;
+            // A skipped stretch may have held a header change: resend the current headers.
+            self.push_headers(out);
+        }
+
+        let mut bytes = 0;
+        while bytes < max_bytes {
+            let Some(entry) = self.get(cursor.next_seq) else { break };
+            cursor.next_seq += 1;
+            if cursor.need_sync && !entry.sync && !entry.header {
+                continue;
+            }
+            if entry.sync {
+                cursor.need_sync = false;
+            }
+            bytes += entry.size();
+            out.push(Delivery::Media(entry.clone()));
+        }
+        skipped
+    }
+
+    /// Whether `cursor` has something to collect right now.
+    pub fn has_pending(&self, cursor: &Cursor) -> bool {
+        match cursor.following {
+            Some(gen) => gen != self.generation || !self.live || cursor.next_seq < self.next_seq,
+            None => self.live,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_media::frame::{MediaKind, MediaMessage};
+
+    fn push(log: &mut MediaLog, kind: MediaKind, ts: u32, len: usize, sync: bool, header: Option<HeaderKind>) -> u64 {
+        let msg = MediaMessage { kind, timestamp: ts, payload: Bytes::from(vec![0u8; len]) };
+        log.append(header, |seq, off| Prepared::new(seq, off, &msg, ts, sync, header.is_some())).seq
+    }
+
+    fn seqs(out: &[Delivery]) -> Vec<i64> {
+        out.iter()
+            .map(|d| match d {
+                Delivery::Media(p) => p.seq as i64,
+                Delivery::Unpublished => -1,
+                Delivery::Republished => -2,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_viewer_starts_with_headers_then_latest_keyframe() {
+        let mut log = MediaLog::new(1 << 20);
+        log.start_publish();
+        let meta = push(&mut log, MediaKind::Data, 0, 50, false, Some(HeaderKind::Metadata));
+        let vh = push(&mut log, MediaKind::Video, 0, 40, false, Some(HeaderKind::Video));
+        push(&mut log, MediaKind::Video, 0, 1000, true, None);
+        push(&mut log, MediaKind::Video, 33, 100, false, None);
+        let k2 = push(&mut log, MediaKind::Video, 66, 1000, true, None);
+        let f = push(&mut log, MediaKind::Video, 100, 100, false, None);
+        let mut c = Cursor::default();
+        let mut out = vec![];
+        assert_eq!(log.collect(&mut c, &mut out, usize::MAX, usize::MAX), 0);
+        assert_eq!(seqs(&out), vec![meta as i64, vh as i64, k2 as i64, f as i64]);
+        assert!(!log.has_pending(&c));
+    }
+
+    #[test]
+    fn slow_viewer_skips_to_latest_keyframe() {
+        let mut log = MediaLog::new(1 << 20);
+        log.start_publish();
+        push(&mut log, MediaKind::Video, 0, 40, false, Some(HeaderKind::Video));
+        push(&mut log, MediaKind::Video, 0, 1000, true, None);
+        let mut c = Cursor::default();
+        let mut out = vec![];
+        log.collect(&mut c, &mut out, usize::MAX, 5000);
+        out.clear();
+        for i in 1..=10 {
+            push(&mut log, MediaKind::Video, i * 33, 1000, false, None);
+        }
+        let k = push(&mut log, MediaKind::Video, 400, 1000, true, None);
+        let f = push(&mut log, MediaKind::Video, 433, 1000, false, None);
+        let skipped = log.collect(&mut c, &mut out, usize::MAX, 5000);
+        assert_eq!(skipped, 10);
+        // Headers resent, then the keyframe.
+        assert_eq!(seqs(&out), vec![0, k as i64, f as i64]);
+    }
+
+    #[test]
+    fn unpublish_and_republish_are_delivered_in_order() {
+        let mut log = MediaLog::new(1 << 20);
+        log.start_publish();
+        push(&mut log, MediaKind::Audio, 0, 10, true, None);
+        let mut c = Cursor::default();
+        let mut out = vec![];
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        log.end_publish();
+        out.clear();
+        assert!(log.has_pending(&c));
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![-1]);
+        assert!(!log.has_pending(&c));
+        log.start_publish();
+        let a = push(&mut log, MediaKind::Audio, 5, 10, true, None);
+        out.clear();
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![-2, a as i64]);
+    }
+
+    #[test]
+    fn log_is_bounded_and_drops_an_oversized_gop_cache() {
+        let mut log = MediaLog::new(10_000);
+        log.start_publish();
+        push(&mut log, MediaKind::Video, 0, 1000, true, None);
+        for i in 0..100 {
+            push(&mut log, MediaKind::Video, i, 1000, false, None);
+            assert!(log.retained_bytes() <= 10_000 + 1100);
+        }
+        // The keyframe was evicted: a new viewer waits for the next one.
+        let mut c = Cursor::default();
+        let mut out = vec![];
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert!(out.is_empty());
+        let k = push(&mut log, MediaKind::Video, 200, 1000, true, None);
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![k as i64]);
+    }
+
+    #[test]
+    fn header_change_restarts_the_gop_cache() {
+        let mut log = MediaLog::new(1 << 20);
+        log.start_publish();
+        push(&mut log, MediaKind::Video, 0, 40, false, Some(HeaderKind::Video));
+        push(&mut log, MediaKind::Video, 0, 1000, true, None);
+        log.reset_gop();
+        let h2 = push(&mut log, MediaKind::Video, 10, 41, false, Some(HeaderKind::Video));
+        push(&mut log, MediaKind::Video, 20, 100, false, None);
+        let mut c = Cursor::default();
+        let mut out = vec![];
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![h2 as i64]);
+        let k = push(&mut log, MediaKind::Video, 30, 1000, true, None);
+        out.clear();
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![k as i64]);
+    }
+}

@@ -1,0 +1,215 @@
+//! The in-process stream hub: which streams exist, who publishes each, who watches.
+//!
+//! Data path: a publisher's connection calls [`Publisher::push`]; the message is classified,
+//! serialised once into a [`prepared::Prepared`] and appended to the stream's [`log::MediaLog`];
+//! every viewer's task wakes, collects what it has not sent and writes it (see
+//! [`Subscription`]). Architecture invariant: media bytes are shared (`Bytes`/`Arc`), never
+//! copied per viewer, and nothing is buffered per viewer beyond one write batch.
+
+pub mod log;
+pub mod prepared;
+mod publisher;
+pub mod stream;
+mod subscription;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use sluice_media::stream_name::StreamKey;
+use tokio::sync::Notify;
+
+use crate::metrics::{Metrics, Protocol};
+pub use publisher::{PushError, Publisher};
+use stream::{lock, AudioSummary, StreamEntry, VideoSummary};
+pub use subscription::Subscription;
+
+/// Limits the hub enforces.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub max_streams: usize,
+    pub max_viewers_per_stream: usize,
+    pub stream_buffer: usize,
+    pub viewer_max_lag: usize,
+    pub publish_takeover: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(String),
+    #[error("the server already has its maximum of {0} live streams")]
+    TooManyStreams(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("stream {0} already has its maximum of {1} viewers")]
+    TooManyViewers(String, usize),
+}
+
+/// What `/api/streams` reports for one stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamSnapshot {
+    pub app: String,
+    pub name: String,
+    pub video: Option<VideoSummary>,
+    pub audio: Option<AudioSummary>,
+    pub bitrate_kbps: f64,
+    pub viewers: usize,
+    pub uptime_s: f64,
+    /// Unix time (seconds) the current publish session started.
+    pub started_at: f64,
+}
+
+pub(crate) struct HubInner {
+    streams: Mutex<HashMap<StreamKey, Arc<StreamEntry>>>,
+    config: HubConfig,
+    pub(crate) metrics: Metrics,
+    next_id: AtomicU64,
+}
+
+/// Cheap to clone; all clones share one hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig, metrics: Metrics) -> Self {
+        Hub {
+            inner: Arc::new(HubInner {
+                streams: Mutex::new(HashMap::new()),
+                config,
+                metrics,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Claim `key` for a publisher. A live name is refused, or taken over when configured.
+    pub fn publish(&self, key: &StreamKey) -> Result<Publisher, PublishError> {
+        let inner = &self.inner;
+        let mut streams = lock(&inner.streams);
+        let live = streams.values().filter(|e| e.state().publisher.is_some()).count();
+        let entry = streams
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(StreamEntry::new(key.clone(), inner.config.stream_buffer)))
+            .clone();
+        let mut state = entry.state();
+        let taking_over = state.publisher.is_some();
+        if taking_over && !inner.config.publish_takeover {
+            inner.metrics.publishes_rejected.inc();
+            return Err(PublishError::AlreadyPublishing(key.to_string()));
+        }
+        if !taking_over && live >= inner.config.max_streams {
+            inner.metrics.publishes_rejected.inc();
+            drop(state);
+            drop(streams);
+            self.inner.release(&entry);
+            return Err(PublishError::TooManyStreams(inner.config.max_streams));
+        }
+        if let Some(old) = state.publisher_kick.take() {
+            old.notify_one();
+        }
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let kick = Arc::new(Notify::new());
+        state.publisher = Some(id);
+        state.publisher_kick = Some(kick.clone());
+        state.started_at = Some(SystemTime::now());
+        state.started_instant = Some(Instant::now());
+        drop(state);
+        drop(streams);
+        if !taking_over {
+            inner.metrics.streams.inc();
+        }
+        entry.log().start_publish();
+        entry.wake_viewers();
+        Ok(Publisher::new(inner.clone(), entry, id, kick))
+    }
+
+    /// Watch `key`, published or not yet (the viewer waits for it; see [`Subscription`]).
+    pub fn subscribe(&self, key: &StreamKey, protocol: Protocol) -> Result<Subscription, SubscribeError> {
+        let inner = &self.inner;
+        let entry = {
+            let mut streams = lock(&inner.streams);
+            streams
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(StreamEntry::new(key.clone(), inner.config.stream_buffer)))
+                .clone()
+        };
+        let max = inner.config.max_viewers_per_stream;
+        let admitted = entry
+            .viewers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok();
+        if !admitted {
+            inner.release(&entry);
+            return Err(SubscribeError::TooManyViewers(key.to_string(), max));
+        }
+        Ok(Subscription::new(inner.clone(), entry, protocol))
+    }
+
+    /// Whether `key` has a publisher right now.
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        lock(&self.inner.streams).get(key).is_some_and(|e| e.is_live())
+    }
+
+    /// Live streams, sorted by key.
+    pub fn snapshot(&self) -> Vec<StreamSnapshot> {
+        let entries: Vec<Arc<StreamEntry>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut out: Vec<StreamSnapshot> = entries
+            .iter()
+            .filter_map(|e| {
+                let state = e.state();
+                state.publisher?;
+                let mut video = state.video.clone();
+                if let Some(v) = video.as_mut() {
+                    let fps = v.fps.or_else(|| state.metadata.as_ref().and_then(|m| m.framerate));
+                    let measured = state.video_frames.rate();
+                    v.fps = fps.or((measured > 0.0).then_some(measured));
+                }
+                Some(StreamSnapshot {
+                    app: e.key.app().to_string(),
+                    name: e.key.name().to_string(),
+                    video,
+                    audio: state.audio.clone(),
+                    bitrate_kbps: state.bitrate.rate() / 1000.0,
+                    viewers: e.viewer_count(),
+                    uptime_s: state.started_instant.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                    started_at: state
+                        .started_at
+                        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
+        out
+    }
+
+    pub fn live_stream_count(&self) -> usize {
+        lock(&self.inner.streams).values().filter(|e| e.is_live()).count()
+    }
+}
+
+impl HubInner {
+    /// Forget `entry` if nobody publishes or watches it any more.
+    pub(crate) fn release(&self, entry: &Arc<StreamEntry>) {
+        let mut streams = lock(&self.streams);
+        let idle = entry.state().publisher.is_none() && entry.viewers.load(Ordering::Acquire) == 0;
+        if idle {
+            if let Some(current) = streams.get(&entry.key) {
+                if Arc::ptr_eq(current, entry) {
+                    streams.remove(&entry.key);
+                }
+            }
+        }
+    }
+}

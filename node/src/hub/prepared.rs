@@ -1,0 +1,80 @@
+//! A media message serialised once for every viewer.
+
+use bytes::{Bytes, BytesMut};
+use sluice_media::flv;
+use sluice_media::frame::{MediaKind, MediaMessage};
+use sluice_media::rtmp::chunk::encode_type0;
+use sluice_media::rtmp::csid;
+use sluice_media::rtmp::server::{MEDIA_CHUNK_SIZE, MEDIA_STREAM_ID};
+
+/// One message of a stream, in the exact bytes each delivery protocol sends. Built once by the
+/// publisher's task and shared (`Arc`) by every viewer: fan-out never copies media.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Position in the stream's log (monotonic for the life of the stream entry).
+    pub seq: u64,
+    /// Media bytes appended to the log before this message (to measure a viewer's lag).
+    pub offset: u64,
+    pub kind: MediaKind,
+    /// Output timestamp (ms), rebased per stream so it keeps increasing across publishers.
+    pub timestamp: u32,
+    /// A point a viewer can start from: a video keyframe, or any audio frame of a stream
+    /// without video.
+    pub sync: bool,
+    /// A sequence header or metadata (always delivered, never skipped).
+    pub header: bool,
+    /// The payload as the publisher sent it (FLV tag body).
+    pub payload: Bytes,
+    /// RTMP chunks: type-0 header and type-3 continuations at [`MEDIA_CHUNK_SIZE`] on message
+    /// stream [`MEDIA_STREAM_ID`].
+    pub rtmp: Bytes,
+    /// FLV tag header (11 bytes); the tag is `flv_head`, `payload`, `flv_tail`.
+    pub flv_head: Bytes,
+    /// FLV PreviousTagSize (4 bytes).
+    pub flv_tail: Bytes,
+}
+
+impl Prepared {
+    pub fn new(seq: u64, offset: u64, message: &MediaMessage, timestamp: u32, sync: bool, header: bool) -> Self {
+        let csid = match message.kind {
+            MediaKind::Audio => csid::AUDIO,
+            MediaKind::Video => csid::VIDEO,
+            MediaKind::Data => csid::DATA,
+        };
+        let len = message.payload.len();
+        // One header per chunk (at most 12 + 4 bytes for the first, 1 + 4 for the others).
+        let chunks = len / MEDIA_CHUNK_SIZE as usize + 1;
+        let mut rtmp = BytesMut::with_capacity(len + 16 + chunks * 5);
+        encode_type0(csid, timestamp, message.kind.type_id(), MEDIA_STREAM_ID, &message.payload, MEDIA_CHUNK_SIZE, &mut rtmp);
+
+        let mut flv_bytes = BytesMut::with_capacity(flv::TAG_HEADER_LEN + flv::PREVIOUS_TAG_SIZE_LEN);
+        flv_bytes.extend_from_slice(&flv::tag_header(message.kind, timestamp, len));
+        let tag_size = (flv::TAG_HEADER_LEN + len) as u32;
+        flv_bytes.extend_from_slice(&tag_size.to_be_bytes());
+        let mut flv_bytes = flv_bytes.freeze();
+        let flv_head = flv_bytes.split_to(flv::TAG_HEADER_LEN);
+
+        Prepared {
+            seq,
+            offset,
+            kind: message.kind,
+            timestamp,
+            sync,
+            header,
+            payload: message.payload.clone(),
+            rtmp: rtmp.freeze(),
+            flv_head,
+            flv_tail: flv_bytes,
+        }
+    }
+
+    /// Size counted against buffers and lag (the RTMP form, the largest).
+    pub fn size(&self) -> usize {
+        self.rtmp.len()
+    }
+
+    /// The message as the publisher sent it, with the output timestamp.
+    pub fn message(&self) -> MediaMessage {
+        MediaMessage { kind: self.kind, timestamp: self.timestamp, payload: self.payload.clone() }
+    }
+}

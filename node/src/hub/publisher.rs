@@ -1,0 +1,196 @@
+//! The publishing side of a stream: classify each message (keyframe, sequence header,
+//! metadata), rebase its timestamp, serialise it once and append it to the stream's log.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use sluice_media::amf0::Amf0Limits;
+use sluice_media::codec::{parse_audio_tag, parse_video_tag, video_info, AudioCodec, AudioSpecificConfig, VideoPacket};
+use sluice_media::flv::normalize_data_message;
+use sluice_media::frame::{MediaKind, MediaMessage};
+use tokio::sync::Notify;
+
+use super::log::HeaderKind;
+use super::prepared::Prepared;
+use super::stream::{AudioSummary, StreamEntry, VideoSummary};
+use super::HubInner;
+
+/// Gap left between the last timestamp of one publish session and the first of the next.
+const REPUBLISH_GAP_MS: u32 = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("Enhanced RTMP multitrack video/audio is not supported")]
+    Multitrack,
+}
+
+/// Handle held by the connection that publishes a stream. Dropping it ends the publish session.
+pub struct Publisher {
+    pub(super) hub: Arc<HubInner>,
+    pub(super) entry: Arc<StreamEntry>,
+    pub(super) id: u64,
+    pub(super) kick: Arc<Notify>,
+    /// Output timestamp of the session's first message, and the input timestamp it came from.
+    base: Option<(u32, u32)>,
+    has_video: bool,
+    video_header: Option<Bytes>,
+    audio_header: Option<Bytes>,
+    /// Malformed media messages dropped (counted, not fatal).
+    pub dropped: u64,
+}
+
+impl Publisher {
+    pub(super) fn new(hub: Arc<HubInner>, entry: Arc<StreamEntry>, id: u64, kick: Arc<Notify>) -> Self {
+        Publisher { hub, entry, id, kick, base: None, has_video: false, video_header: None, audio_header: None, dropped: 0 }
+    }
+
+    pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
+        &self.entry.key
+    }
+
+    /// Resolves when another publisher took the stream over: the connection should close.
+    pub async fn kicked(&self) {
+        self.kick.notified().await
+    }
+
+    fn rebase(&mut self, timestamp: u32) -> u32 {
+        let (out_base, in_base) = *self.base.get_or_insert_with(|| {
+            let state = self.entry.state();
+            let out = state.last_timestamp.map_or(0, |t| t.wrapping_add(REPUBLISH_GAP_MS));
+            (out, timestamp)
+        });
+        // Tolerate messages slightly older than the first (audio/video interleaving).
+        let delta = timestamp.wrapping_sub(in_base) as i32;
+        out_base.wrapping_add(delta.max(0) as u32)
+    }
+
+    /// Take one message from the publisher and hand it to every viewer.
+    pub fn push(&mut self, message: MediaMessage) -> Result<(), PushError> {
+        self.hub.metrics.media_messages_in.inc();
+        let mut payload = message.payload;
+        let mut header = None;
+        let mut sync = false;
+        let mut reset_gop = false;
+        let mut video_summary = None;
+        let mut audio_summary = None;
+        let mut metadata = None;
+        match message.kind {
+            MediaKind::Video => {
+                let tag = match parse_video_tag(&payload) {
+                    Ok(tag) => tag,
+                    Err(_) => {
+                        self.dropped += 1;
+                        return Ok(());
+                    }
+                };
+                if tag.packet == VideoPacket::Multitrack {
+                    return Err(PushError::Multitrack);
+                }
+                self.has_video = true;
+                if tag.is_sequence_header() {
+                    header = Some(HeaderKind::Video);
+                    if self.video_header.as_ref() != Some(&payload) {
+                        reset_gop = self.video_header.is_some();
+                        self.video_header = Some(payload.clone());
+                        video_summary = Some(match video_info(tag.codec, &tag.body) {
+                            Ok(info) => VideoSummary::from_info(&info),
+                            Err(_) => VideoSummary { codec: tag.codec.name().to_string(), ..Default::default() },
+                        });
+                    }
+                }
+                sync = tag.is_keyframe();
+            }
+            MediaKind::Audio => {
+                let tag = match parse_audio_tag(&payload) {
+                    Ok(tag) => tag,
+                    Err(_) => {
+                        self.dropped += 1;
+                        return Ok(());
+                    }
+                };
+                if tag.packet == sluice_media::codec::AudioPacket::Multitrack {
+                    return Err(PushError::Multitrack);
+                }
+                if tag.is_sequence_header() {
+                    header = Some(HeaderKind::Audio);
+                    if self.audio_header.as_ref() != Some(&payload) {
+                        self.audio_header = Some(payload.clone());
+                        let config = match tag.codec {
+                            AudioCodec::Aac => AudioSpecificConfig::parse(&tag.body).ok(),
+                            _ => None,
+                        };
+                        audio_summary = Some(AudioSummary::from_config(tag.codec.name(), config.as_ref()));
+                    }
+                } else {
+                    if self.audio_header.is_none() && self.entry.state().audio.is_none() {
+                        // Codecs without a sequence header (MP3, legacy formats).
+                        audio_summary = Some(AudioSummary::from_config(tag.codec.name(), None));
+                    }
+                    sync = !self.has_video;
+                }
+            }
+            MediaKind::Data => {
+                if let Some((normalized, meta)) = normalize_data_message(&payload, &Amf0Limits::default()) {
+                    payload = normalized;
+                    header = Some(HeaderKind::Metadata);
+                    if meta.video_codec_id.is_some() || meta.width.is_some() {
+                        self.has_video = true;
+                    }
+                    metadata = Some(meta);
+                }
+            }
+        }
+
+        let timestamp = self.rebase(message.timestamp);
+        let now = Instant::now();
+        {
+            let mut state = self.entry.state();
+            state.last_timestamp = Some(timestamp);
+            state.bitrate.add(now, payload.len() as u64 * 8);
+            if message.kind == MediaKind::Video && header.is_none() {
+                state.video_frames.add(now, 1);
+            }
+            if let Some(v) = video_summary {
+                state.video = Some(v);
+            }
+            if let Some(a) = audio_summary {
+                state.audio = Some(a);
+            }
+            if let Some(m) = metadata {
+                state.metadata = Some(m);
+            }
+        }
+        let msg = MediaMessage { kind: message.kind, timestamp, payload };
+        {
+            let mut log = self.entry.log();
+            if reset_gop {
+                log.reset_gop();
+            }
+            log.append(header, |seq, offset| Prepared::new(seq, offset, &msg, timestamp, sync, header.is_some()));
+        }
+        self.entry.wake_viewers();
+        Ok(())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut state = self.entry.state();
+        if state.publisher != Some(self.id) {
+            return; // taken over: the new publisher owns the stream now
+        }
+        state.publisher = None;
+        state.publisher_kick = None;
+        state.started_at = None::<SystemTime>;
+        state.started_instant = None;
+        state.video = None;
+        state.audio = None;
+        state.metadata = None;
+        drop(state);
+        self.entry.log().end_publish();
+        self.entry.wake_viewers();
+        self.hub.metrics.streams.dec();
+        self.hub.release(&self.entry);
+    }
+}

@@ -1,0 +1,164 @@
+//! One stream's shared state: its media log, the wake-up channel viewers wait on, and what the
+//! API reports about it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use sluice_media::codec::{AudioSpecificConfig, VideoInfo};
+use sluice_media::flv::Metadata;
+use sluice_media::stream_name::StreamKey;
+use tokio::sync::{watch, Notify};
+
+use super::log::MediaLog;
+
+/// Video facts for the API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VideoSummary {
+    pub codec: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    pub profile: Option<String>,
+    pub level: Option<f64>,
+}
+
+/// Audio facts for the API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AudioSummary {
+    pub codec: String,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u8>,
+}
+
+impl VideoSummary {
+    pub fn from_info(info: &VideoInfo) -> Self {
+        VideoSummary {
+            codec: info.codec.name().to_string(),
+            width: info.width,
+            height: info.height,
+            fps: info.fps,
+            profile: info.profile.clone(),
+            level: info.level,
+        }
+    }
+}
+
+impl AudioSummary {
+    pub fn from_config(codec: &str, config: Option<&AudioSpecificConfig>) -> Self {
+        AudioSummary {
+            codec: codec.to_string(),
+            sample_rate: config.map(|c| c.sample_rate),
+            channels: config.map(|c| c.channels),
+        }
+    }
+}
+
+/// Counts events per second over whole-second windows.
+#[derive(Debug)]
+pub struct RateMeter {
+    window_start: Instant,
+    count: u64,
+    rate: f64,
+}
+
+impl RateMeter {
+    pub fn new(now: Instant) -> Self {
+        RateMeter { window_start: now, count: 0, rate: 0.0 }
+    }
+
+    pub fn add(&mut self, now: Instant, amount: u64) {
+        let elapsed = now.saturating_duration_since(self.window_start).as_secs_f64();
+        if elapsed >= 2.0 {
+            self.rate = self.count as f64 / elapsed;
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += amount;
+    }
+
+    /// Per second over the last completed window.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+}
+
+/// Mutable facts about the current publish session.
+#[derive(Debug)]
+pub struct StreamState {
+    /// Id of the current publisher, if any.
+    pub publisher: Option<u64>,
+    /// Woken to disconnect the current publisher (takeover).
+    pub publisher_kick: Option<Arc<Notify>>,
+    pub started_at: Option<SystemTime>,
+    pub started_instant: Option<Instant>,
+    pub video: Option<VideoSummary>,
+    pub audio: Option<AudioSummary>,
+    pub metadata: Option<Metadata>,
+    pub bitrate: RateMeter,
+    pub video_frames: RateMeter,
+    /// Last output timestamp, so the next publisher's timestamps continue from it.
+    pub last_timestamp: Option<u32>,
+}
+
+/// A stream entry lives while it has a publisher or viewers (waiting or playing).
+#[derive(Debug)]
+pub struct StreamEntry {
+    pub key: StreamKey,
+    log: Mutex<MediaLog>,
+    state: Mutex<StreamState>,
+    /// Bumped after every change of the log; viewers wait on it.
+    pub(super) wake: watch::Sender<u64>,
+    pub(super) viewers: AtomicUsize,
+}
+
+/// Lock a mutex, ignoring poisoning: every critical section here leaves the data consistent.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StreamEntry {
+    pub fn new(key: StreamKey, buffer_bytes: usize) -> Self {
+        let now = Instant::now();
+        StreamEntry {
+            key,
+            log: Mutex::new(MediaLog::new(buffer_bytes)),
+            state: Mutex::new(StreamState {
+                publisher: None,
+                publisher_kick: None,
+                started_at: None,
+                started_instant: None,
+                video: None,
+                audio: None,
+                metadata: None,
+                bitrate: RateMeter::new(now),
+                video_frames: RateMeter::new(now),
+                last_timestamp: None,
+            }),
+            wake: watch::channel(0).0,
+            viewers: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, MediaLog> {
+        lock(&self.log)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, StreamState> {
+        lock(&self.state)
+    }
+
+    /// Wake every viewer waiting on this stream.
+    pub fn wake_viewers(&self) {
+        self.wake.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewers.load(Ordering::Relaxed)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.log().is_live()
+    }
+}

@@ -1,0 +1,98 @@
+//! The viewing side of a stream: a cursor into the stream's log plus a wake-up receiver.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+
+use super::log::{Cursor, Delivery};
+use super::stream::StreamEntry;
+use super::HubInner;
+use crate::metrics::Protocol;
+
+/// Held by one viewer's connection. Dropping it leaves the stream.
+///
+/// Driver contract: `await` [`Subscription::changed`] (cancel-safe, so it can sit in a
+/// `select!` beside socket I/O), then call [`Subscription::collect`] and write what it returns.
+pub struct Subscription {
+    hub: Arc<HubInner>,
+    entry: Arc<StreamEntry>,
+    cursor: Cursor,
+    wake: watch::Receiver<u64>,
+    viewers: Gauge,
+    playing: bool,
+}
+
+impl Subscription {
+    pub(super) fn new(hub: Arc<HubInner>, entry: Arc<StreamEntry>, protocol: Protocol) -> Self {
+        let mut wake = entry.wake.subscribe();
+        wake.mark_changed();
+        let viewers = hub.metrics.viewers(protocol);
+        Subscription { hub, entry, cursor: Cursor::default(), wake, viewers, playing: false }
+    }
+
+    pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
+        &self.entry.key
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.entry.is_live()
+    }
+
+    /// Wait up to `timeout` for the stream to have a publisher. Returns whether it does.
+    pub async fn wait_live(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.is_live() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.wake.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return self.is_live(),
+            }
+        }
+    }
+
+    /// Mark this viewer as playing (counted in the viewers gauge).
+    pub fn start_playing(&mut self) {
+        if !self.playing {
+            self.playing = true;
+            self.viewers.inc();
+        }
+    }
+
+    /// Resolves when the stream changed since the last [`Subscription::collect`].
+    pub async fn changed(&mut self) {
+        if self.wake.changed().await.is_err() {
+            // The sender lives as long as the entry, which we hold: never happens.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether a `collect` would return something now.
+    pub fn has_pending(&self) -> bool {
+        self.entry.log().has_pending(&self.cursor)
+    }
+
+    /// Append what this viewer has not had yet (up to about `max_bytes`) to `out`.
+    pub fn collect(&mut self, out: &mut Vec<Delivery>, max_bytes: usize) {
+        self.wake.borrow_and_update();
+        let max_lag = self.hub.config.viewer_max_lag;
+        let skipped = self.entry.log().collect(&mut self.cursor, out, max_bytes, max_lag);
+        if skipped > 0 {
+            self.hub.metrics.skipped_frames.inc_by(skipped);
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.playing {
+            self.viewers.dec();
+        }
+        self.entry.viewers.fetch_sub(1, Ordering::AcqRel);
+        self.hub.release(&self.entry);
+    }
+}

@@ -1,0 +1,139 @@
+//! Prometheus metrics of a node. Labels take values from small fixed sets only (protocol, error
+//! kind): nothing is labelled by stream or client, so the series count never grows with load.
+
+use std::sync::atomic::AtomicU64;
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Delivery protocol of a viewer.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Protocol {
+    Rtmp,
+    Flv,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Flv => "flv",
+        }
+    }
+}
+
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: Protocol,
+}
+
+/// Why a connection was closed with an error.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ErrorKind {
+    Handshake,
+    Chunk,
+    Amf,
+    Protocol,
+    Timeout,
+    Limit,
+    Io,
+    Media,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Handshake => "handshake",
+            ErrorKind::Chunk => "chunk",
+            ErrorKind::Amf => "amf",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Limit => "limit",
+            ErrorKind::Io => "io",
+            ErrorKind::Media => "media",
+        }
+    }
+}
+
+impl EncodeLabelValue for ErrorKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub kind: ErrorKind,
+}
+
+/// All metrics of one node, cheap to clone (shared atomics).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub streams: Gauge,
+    pub viewers: Family<ProtocolLabel, Gauge>,
+    pub bytes_in: Counter,
+    pub bytes_out: Family<ProtocolLabel, Counter>,
+    pub skipped_frames: Counter,
+    pub connection_errors: Family<ErrorLabel, Counter>,
+    pub publishes_rejected: Counter,
+    pub media_messages_in: Counter<u64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry exposing these metrics under the `sluice_` prefix.
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("sluice");
+        r.register("connections", "Open client connections (RTMP and HTTP media)", self.connections.clone());
+        r.register("connections_accepted", "Client connections accepted", self.connections_total.clone());
+        r.register("streams", "Live (published) streams", self.streams.clone());
+        r.register("viewers", "Viewers currently playing, by protocol", self.viewers.clone());
+        r.register("bytes_in", "Media and protocol bytes received from publishers", self.bytes_in.clone());
+        r.register("bytes_out", "Bytes sent to viewers, by protocol", self.bytes_out.clone());
+        r.register(
+            "skipped_frames",
+            "Frames a slow viewer skipped to catch up at the next keyframe",
+            self.skipped_frames.clone(),
+        );
+        r.register("connection_errors", "Connections closed because of an error, by kind", self.connection_errors.clone());
+        r.register("publishes_rejected", "Publish attempts refused (name taken, invalid, limits)", self.publishes_rejected.clone());
+        r.register("media_messages_in", "Audio/video/data messages received from publishers", self.media_messages_in.clone());
+        r
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        self.connection_errors.get_or_create(&ErrorLabel { kind }).inc();
+    }
+
+    pub fn viewers(&self, protocol: Protocol) -> Gauge {
+        self.viewers.get_or_create(&ProtocolLabel { protocol }).clone()
+    }
+
+    pub fn bytes_out(&self, protocol: Protocol) -> Counter {
+        self.bytes_out.get_or_create(&ProtocolLabel { protocol }).clone()
+    }
+}
+
+/// Render `registry` in the Prometheus text exposition format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}

@@ -1,0 +1,365 @@
+//! The tokio driver of one RTMP connection: socket bytes into the sans-IO
+//! [`ServerSession`], its events into the hub, hub deliveries and session output back out.
+//!
+//! One task per connection, no per-connection channels: the task waits on socket readability,
+//! writability (only while something is queued), the stream's wake-up (only while playing and
+//! the write queue is short) and a deadline.
+
+use std::io;
+use std::sync::Arc;
+use sluice_media::rtmp::server::{ServerError, ServerEvent, ServerSession, MEDIA_STREAM_ID};
+use sluice_media::stream_name::StreamKey;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::RtmpContext;
+use crate::hub::log::Delivery;
+use crate::hub::{PublishError, Publisher, Subscription};
+use crate::metrics::{ErrorKind, Protocol};
+use crate::out_queue::OutQueue;
+
+/// Stop collecting media for a player while this much is queued for its socket.
+const PLAYER_HIGH_WATER: usize = 256 * 1024;
+/// Most media bytes taken from the log per collection.
+const COLLECT_BATCH: usize = 128 * 1024;
+/// Read buffer size; publishers' bursts are taken in several reads.
+const READ_BUF: usize = 16 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Session(#[from] ServerError),
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Timeout(&'static str),
+    #[error("{0}")]
+    Media(String),
+}
+
+impl ConnectionError {
+    /// A peer that went away (reset, broken pipe): a normal end, not an error to count.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, ConnectionError::Io(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof))
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ConnectionError::Session(e) => match e.kind() {
+                "handshake" => ErrorKind::Handshake,
+                "chunk" => ErrorKind::Chunk,
+                "amf" => ErrorKind::Amf,
+                _ => ErrorKind::Protocol,
+            },
+            ConnectionError::Io(_) => ErrorKind::Io,
+            ConnectionError::Timeout(_) => ErrorKind::Timeout,
+            ConnectionError::Media(_) => ErrorKind::Media,
+        }
+    }
+}
+
+enum Role {
+    None,
+    Publishing { publisher: Publisher },
+    Waiting { sub: Subscription, stream_id: u32, name: String, reset: bool, deadline: Instant },
+    Playing { sub: Subscription, stream_id: u32, name: String },
+}
+
+pub(super) struct Connection {
+    ctx: Arc<RtmpContext>,
+    stream: TcpStream,
+    session: ServerSession,
+    out: OutQueue,
+    app: Option<String>,
+    role: Role,
+    connected: bool,
+    started: Instant,
+    last_activity: Instant,
+    deliveries: Vec<Delivery>,
+}
+
+impl Connection {
+    pub(super) fn new(ctx: Arc<RtmpContext>, stream: TcpStream) -> Self {
+        let seed: [u8; 32] = rand::random();
+        let epoch = ctx.epoch.elapsed().as_millis() as u32;
+        let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
+        let now = Instant::now();
+        Connection {
+            ctx,
+            stream,
+            session,
+            out: OutQueue::default(),
+            app: None,
+            role: Role::None,
+            connected: false,
+            started: now,
+            last_activity: now,
+            deliveries: Vec::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self) -> Result<(), ConnectionError> {
+        let mut buf = vec![0u8; READ_BUF];
+        loop {
+            self.fill_output();
+            if !self.out.is_empty() {
+                self.flush()?;
+            }
+            let deadline = self.deadline();
+            let want_media = matches!(self.role, Role::Playing { .. } | Role::Waiting { .. })
+                && self.out.len() < PLAYER_HIGH_WATER;
+            tokio::select! {
+                ready = self.stream.readable() => {
+                    ready?;
+                    match self.stream.try_read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => {
+                            self.last_activity = Instant::now();
+                            if matches!(self.role, Role::Publishing { .. }) {
+                                self.ctx.metrics.bytes_in.inc_by(n as u64);
+                            }
+                            self.session.receive(&buf[..n])?;
+                            self.handle_events()?;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                ready = self.stream.writable(), if !self.out.is_empty() => {
+                    ready?;
+                    self.flush()?;
+                }
+                wake = role_wake(&mut self.role, want_media) => {
+                    if let RoleWake::Kicked = wake {
+                        info!("publisher taken over by a new connection");
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => self.on_deadline()?,
+            }
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let ctx = &self.ctx;
+        let mut deadline = self.last_activity + ctx.limits.idle_timeout;
+        if !self.connected {
+            deadline = deadline.min(self.started + ctx.limits.handshake_timeout);
+        }
+        if let Role::Waiting { deadline: wait, .. } = &self.role {
+            deadline = deadline.min(*wait);
+        }
+        deadline
+    }
+
+    fn on_deadline(&mut self) -> Result<(), ConnectionError> {
+        let now = Instant::now();
+        if !self.connected && now >= self.started + self.ctx.limits.handshake_timeout {
+            return Err(ConnectionError::Timeout("handshake and connect not completed in time"));
+        }
+        if now >= self.last_activity + self.ctx.limits.idle_timeout {
+            return Err(ConnectionError::Timeout("idle: no bytes in either direction"));
+        }
+        if let Role::Waiting { deadline, stream_id, name, .. } = &self.role {
+            if now >= *deadline {
+                let (stream_id, name) = (*stream_id, name.clone());
+                debug!(stream = %name, "play: stream not published within the wait timeout");
+                self.session.play_not_found(stream_id, &name);
+                self.role = Role::None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue session output, then (for a player) media from the hub.
+    fn fill_output(&mut self) {
+        self.take_transmit();
+        if let Role::Waiting { sub, .. } = &self.role {
+            if sub.is_live() {
+                let Role::Waiting { mut sub, stream_id, name, reset, .. } = std::mem::replace(&mut self.role, Role::None)
+                else {
+                    unreachable!()
+                };
+                self.session.accept_play(stream_id, &name, reset);
+                self.take_transmit();
+                sub.start_playing();
+                self.role = Role::Playing { sub, stream_id, name };
+            }
+        }
+        let Role::Playing { sub, stream_id, name } = &mut self.role else { return };
+        if self.out.len() >= PLAYER_HIGH_WATER || !sub.has_pending() {
+            return;
+        }
+        sub.collect(&mut self.deliveries, COLLECT_BATCH);
+        let fast = *stream_id == MEDIA_STREAM_ID;
+        for delivery in self.deliveries.drain(..) {
+            match delivery {
+                Delivery::Media(p) if fast => self.out.push(p.rtmp.clone()),
+                Delivery::Media(p) => {
+                    self.session.send_media(*stream_id, &p.message());
+                    if let Some(b) = self.session.poll_transmit() {
+                        self.out.push(b);
+                    }
+                }
+                Delivery::Unpublished => {
+                    self.session.unpublish_notify(*stream_id, name);
+                    if let Some(b) = self.session.poll_transmit() {
+                        self.out.push(b);
+                    }
+                }
+                Delivery::Republished => {
+                    self.session.publish_notify(*stream_id, name);
+                    if let Some(b) = self.session.poll_transmit() {
+                        self.out.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_transmit(&mut self) {
+        while let Some(b) = self.session.poll_transmit() {
+            self.out.push(b);
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), ConnectionError> {
+        let n = self.out.write_to(&self.stream)?;
+        if n > 0 {
+            self.last_activity = Instant::now();
+            if matches!(self.role, Role::Playing { .. }) {
+                self.ctx.bytes_out_rtmp.inc_by(n as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_events(&mut self) -> Result<(), ConnectionError> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ServerEvent::HandshakeDone { digest } => debug!(digest, "handshake done"),
+                ServerEvent::Connect { app, tc_url } => self.on_connect(app, tc_url),
+                ServerEvent::Publish { stream_id, name, .. } => self.on_publish(stream_id, &name),
+                ServerEvent::Play { stream_id, name, reset, .. } => self.on_play(stream_id, &name, reset),
+                ServerEvent::Media { message, .. } => {
+                    if let Role::Publishing { publisher } = &mut self.role {
+                        publisher.push(message).map_err(|e| ConnectionError::Media(e.to_string()))?;
+                    }
+                }
+                ServerEvent::Unpublish { .. } => {
+                    if matches!(self.role, Role::Publishing { .. }) {
+                        self.role = Role::None;
+                    }
+                }
+                ServerEvent::StopPlay { .. } => {
+                    if matches!(self.role, Role::Playing { .. } | Role::Waiting { .. }) {
+                        self.role = Role::None;
+                    }
+                }
+                ServerEvent::BufferLength { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, app: String, tc_url: Option<String>) {
+        match StreamKey::parse(&app, "probe") {
+            Ok((key, _)) => {
+                debug!(app = key.app(), tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+                self.app = Some(key.app().to_string());
+                self.connected = true;
+                self.session.accept_connect();
+            }
+            Err(e) => {
+                info!(%app, error = %e, "connect refused: bad app name");
+                self.session.reject_connect(&format!("invalid app name: {e}"));
+            }
+        }
+    }
+
+    fn key_for(&self, name: &str) -> Result<StreamKey, String> {
+        let app = self.app.as_deref().ok_or("play/publish before connect")?;
+        StreamKey::parse(app, name).map(|(key, _query)| key).map_err(|e| e.to_string())
+    }
+
+    fn on_publish(&mut self, stream_id: u32, name: &str) {
+        if !matches!(self.role, Role::None) {
+            self.session.reject_publish(stream_id, "NetStream.Publish.BadConnection", "this connection already publishes or plays a stream");
+            return;
+        }
+        let key = match self.key_for(name) {
+            Ok(key) => key,
+            Err(e) => {
+                self.ctx.metrics.publishes_rejected.inc();
+                info!(name, error = %e, "publish refused: bad stream name");
+                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &format!("invalid stream name: {e}"));
+                return;
+            }
+        };
+        match self.ctx.hub.publish(&key) {
+            Ok(publisher) => {
+                info!(stream = %key, "publish start");
+                self.session.accept_publish(stream_id, key.name());
+                self.role = Role::Publishing { publisher };
+            }
+            Err(e @ PublishError::AlreadyPublishing(_)) => {
+                info!(stream = %key, "publish refused: name in use");
+                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
+            }
+            Err(e @ PublishError::TooManyStreams(_)) => {
+                warn!(stream = %key, "publish refused: stream limit");
+                self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", &e.to_string());
+            }
+        }
+    }
+
+    fn on_play(&mut self, stream_id: u32, name: &str, reset: bool) {
+        if !matches!(self.role, Role::None) {
+            self.session.play_not_found(stream_id, name);
+            return;
+        }
+        let key = match self.key_for(name) {
+            Ok(key) => key,
+            Err(e) => {
+                info!(name, error = %e, "play refused: bad stream name");
+                self.session.play_not_found(stream_id, name);
+                return;
+            }
+        };
+        match self.ctx.hub.subscribe(&key, Protocol::Rtmp) {
+            Ok(sub) => {
+                debug!(stream = %key, live = sub.is_live(), "play");
+                let deadline = Instant::now() + self.ctx.limits.play_wait_timeout;
+                let name = key.name().to_string();
+                // `fill_output` starts playing as soon as the stream is live (maybe right away).
+                self.role = Role::Waiting { sub, stream_id, name, reset, deadline };
+            }
+            Err(e) => {
+                warn!(stream = %key, error = %e, "play refused");
+                self.session.play_not_found(stream_id, name);
+            }
+        }
+    }
+}
+
+enum RoleWake {
+    Media,
+    Kicked,
+}
+
+/// Resolves when the role needs attention: new media for a player, takeover for a publisher.
+async fn role_wake(role: &mut Role, want_media: bool) -> RoleWake {
+    match role {
+        Role::Playing { sub, .. } | Role::Waiting { sub, .. } if want_media => {
+            sub.changed().await;
+            RoleWake::Media
+        }
+        Role::Publishing { publisher } => {
+            publisher.kicked().await;
+            RoleWake::Kicked
+        }
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,105 @@
+//! RTMP over TCP: the accept loop and per-connection tasks.
+
+mod connection;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use sluice_media::rtmp::chunk::ChunkLimits;
+use sluice_media::rtmp::server::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{info_span, warn, Instrument};
+
+use crate::config::Limits;
+use crate::hub::Hub;
+use crate::log_limit::RateLimitedLog;
+use crate::metrics::{Metrics, Protocol};
+pub use connection::ConnectionError;
+
+/// What every RTMP connection task shares.
+pub struct RtmpContext {
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub session_config: ServerConfig,
+    /// Shared with HTTP media connections: one budget for the node.
+    pub connection_slots: Arc<Semaphore>,
+    pub epoch: Instant,
+    bytes_out_rtmp: Counter,
+    error_log: RateLimitedLog,
+}
+
+impl RtmpContext {
+    pub fn new(hub: Hub, metrics: Metrics, limits: Limits, connection_slots: Arc<Semaphore>) -> Self {
+        let session_config = ServerConfig {
+            chunk_limits: ChunkLimits {
+                max_message_size: limits.max_message_size,
+                max_reassembly_bytes: limits.max_reassembly,
+                ..ChunkLimits::default()
+            },
+            ..ServerConfig::default()
+        };
+        let bytes_out_rtmp = metrics.bytes_out(Protocol::Rtmp);
+        RtmpContext {
+            hub,
+            metrics,
+            limits,
+            session_config,
+            connection_slots,
+            epoch: Instant::now(),
+            bytes_out_rtmp,
+            error_log: RateLimitedLog::new(20),
+        }
+    }
+}
+
+/// Accept RTMP connections until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, ctx: Arc<RtmpContext>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = ctx.connection_slots.clone().try_acquire_owned() else {
+            ctx.metrics.error(crate::metrics::ErrorKind::Limit);
+            if ctx.error_log.allow() {
+                warn!(%peer, "connection refused: --max-connections reached");
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        ctx.metrics.connections.inc();
+        ctx.metrics.connections_total.inc();
+        let ctx2 = ctx.clone();
+        let span = info_span!("rtmp", %peer);
+        tokio::spawn(
+            async move {
+                match connection::Connection::new(ctx2.clone(), stream).run().await {
+                    Ok(()) => tracing::debug!("connection closed"),
+                    Err(e) if e.is_disconnect() => tracing::debug!(error = %e, "peer disconnected"),
+                    Err(e) => {
+                        ctx2.metrics.error(e.kind());
+                        if ctx2.error_log.allow() {
+                            tracing::info!(error = %e, "connection closed with error");
+                        }
+                    }
+                }
+                ctx2.metrics.connections.dec();
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
