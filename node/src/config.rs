@@ -44,6 +44,10 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
+    /// OTLP/gRPC endpoint to export tracing spans to (e.g. `http://127.0.0.1:4317`).
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     #[command(flatten)]
     pub limits: Limits,
 }

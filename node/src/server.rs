@@ -35,7 +35,7 @@ impl Node {
         let limits = args.limits.clone();
         let max_connections = runtime::cap_connections(limits.max_connections, fd_limit);
         if max_connections < limits.max_connections {
-            warn!(requested = limits.max_connections, max_connections, fd_limit, "--max-connections capped below the file-descriptor limit");
+            info!(requested = limits.max_connections, max_connections, fd_limit, "--max-connections capped below the file-descriptor limit");
         }
         let metrics = Metrics::new();
         let hub = Hub::new(

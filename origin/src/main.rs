@@ -19,7 +19,14 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli: Cli = parse_with_file()?;
-    sluice_node::runtime::init_tracing(&cli.node.log, &cli.node.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(sluice_node::server::run_standalone(cli.node))
+    runtime.block_on(async {
+        let _tracing = sluice_node::runtime::init_tracing(
+            &cli.node.log,
+            &cli.node.log_format,
+            cli.node.otlp_endpoint.as_deref(),
+            "sluice-origin",
+        )?;
+        sluice_node::server::run_standalone(cli.node).await
+    })
 }

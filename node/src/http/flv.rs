@@ -22,6 +22,7 @@ use crate::metrics::{ErrorKind, Metrics, Protocol};
 
 const COLLECT_BATCH: usize = 128 * 1024;
 
+#[tracing::instrument(name = "http_flv", skip(ctx))]
 pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Response {
     let key = match StreamKey::parse(app, stream) {
         Ok((key, _)) => key,

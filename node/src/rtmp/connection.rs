@@ -300,6 +300,9 @@ impl Connection {
         };
         match self.ctx.hub.publish(&key) {
             Ok(publisher) => {
+                let span = tracing::Span::current();
+                span.record("stream", tracing::field::display(&key));
+                span.record("role", "publish");
                 info!(stream = %key, "publish start");
                 self.session.accept_publish(stream_id, key.name());
                 self.role = Role::Publishing { publisher };
@@ -330,6 +333,9 @@ impl Connection {
         };
         match self.ctx.hub.subscribe(&key, Protocol::Rtmp) {
             Ok(sub) => {
+                let span = tracing::Span::current();
+                span.record("stream", tracing::field::display(&key));
+                span.record("role", "play");
                 debug!(stream = %key, live = sub.is_live(), "play");
                 let deadline = Instant::now() + self.ctx.limits.play_wait_timeout;
                 let name = key.name().to_string();

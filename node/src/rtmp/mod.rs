@@ -83,7 +83,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<RtmpContext>, mut shutdown: w
         ctx.metrics.connections.inc();
         ctx.metrics.connections_total.inc();
         let ctx2 = ctx.clone();
-        let span = info_span!("rtmp", %peer);
+        let span = info_span!("rtmp", %peer, stream = tracing::field::Empty, role = tracing::field::Empty);
         tokio::spawn(
             async move {
                 match connection::Connection::new(ctx2.clone(), stream).run().await {
