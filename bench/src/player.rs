@@ -20,7 +20,7 @@ use crate::target::{HttpUrl, RtmpUrl};
 /// Largest FLV tag a player accepts.
 const MAX_FLV_TAG: usize = 16 * 1024 * 1024;
 /// HTTP read buffer.
-const HTTP_READ_BUF: usize = 64 * 1024;
+const HTTP_READ_BUF: usize = 32 * 1024;
 
 /// Where a player connects.
 #[derive(Debug, Clone)]

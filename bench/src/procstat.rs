@@ -33,6 +33,16 @@ pub fn parse_stat(text: &str, ticks_per_second: f64, page_size: u64) -> Option<P
     })
 }
 
+/// The 1-minute load average and the number of online CPUs: the bench usually shares the
+/// machine with the server (and maybe other work), so reports carry how busy it was.
+pub fn host_load() -> Option<(f64, u64)> {
+    let text = fs::read_to_string("/proc/loadavg").ok()?;
+    let load: f64 = text.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    Some((load, u64::try_from(cpus).unwrap_or(0)))
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -92,5 +102,7 @@ mod tests {
         let own = sample("self").unwrap();
         assert!(own.rss_bytes > 0);
         assert!(own.cpu_seconds >= 0.0);
+        let (load, cpus) = host_load().unwrap();
+        assert!(load >= 0.0 && cpus >= 1);
     }
 }

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 
 use crate::target::RtmpUrl;
 
-/// Read buffer size per connection.
-const READ_BUF: usize = 64 * 1024;
+/// Read buffer size per connection (one per player: keep it modest for 10k players).
+const READ_BUF: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ConnError {

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::player::{play, PlayTarget};
-use crate::procstat::{sample, ProcSample};
+use crate::procstat::{host_load, sample, ProcSample};
 use crate::publisher::{publish, PublisherReport};
 use crate::stats::{FramesReport, PlayersReport, Quantiles, Shared, PHASE_DONE, PHASE_MEASURE};
 use crate::synth::{StreamShape, Synth};
@@ -70,6 +70,13 @@ pub struct ServerReport {
     pub cpu_seconds_per_viewer: Option<f64>,
 }
 
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostReport {
+    pub cpus: Option<u64>,
+    pub loadavg_1m_start: Option<f64>,
+    pub loadavg_1m_end: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub params: Params,
@@ -84,6 +91,9 @@ pub struct RunReport {
     pub server: Option<ServerReport>,
     /// CPU seconds the bench itself used in the window (it shares the machine).
     pub bench_cpu_seconds: Option<f64>,
+    /// 1-minute load average at the start and the end of the window, and online CPUs. A load
+    /// well above what the server and the bench explain means other work skewed the figures.
+    pub host: HostReport,
     pub error: Option<String>,
 }
 
@@ -150,6 +160,7 @@ pub async fn run(config: RunConfig) -> RunReport {
     tokio::time::sleep_until(window_start).await;
     let server_before = read_server();
     let bench_before = sample("self");
+    let load_start = host_load();
     shared.set_phase(PHASE_MEASURE);
     tracing::info!(
         "measuring for {:?}: {} playing, {} receiving",
@@ -170,6 +181,11 @@ pub async fn run(config: RunConfig) -> RunReport {
     let window = window_start.elapsed();
     let server_after = read_server();
     let bench_after = sample("self");
+    let host = HostReport {
+        cpus: load_start.map(|(_, cpus)| cpus),
+        loadavg_1m_start: load_start.map(|(load, _)| load),
+        loadavg_1m_end: host_load().map(|(load, _)| load),
+    };
     players.abort_all();
     while players.join_next().await.is_some() {}
     let publisher = match publisher {
@@ -290,6 +306,7 @@ fn build_report(
             (Some(b), Some(a)) => Some(a.cpu_seconds - b.cpu_seconds),
             _ => None,
         },
+        host: HostReport::default(),
         error,
     }
 }
