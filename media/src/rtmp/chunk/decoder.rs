@@ -15,6 +15,10 @@
 //! delta from those bytes. On continuation chunks some old encoders omit the 4 bytes, so they
 //! are consumed only when they equal the message's extended timestamp.
 //!
+//! A chunk stream's first header must be type 0, except that type 1 is accepted (librtmp
+//! starts its ping chunk stream that way; the stream id is then 0). A header other than type 3
+//! while a message is partially received is an error.
+//!
 //! Any error is fatal for the connection: the decoder's state is undefined afterwards.
 
 use std::collections::HashMap;
