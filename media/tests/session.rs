@@ -1180,3 +1180,119 @@ fn ffmpeg_publish_live() {
     std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).unwrap();
     std::fs::write(FFMPEG_FIXTURE, &recorded).unwrap();
 }
+
+/// The media of the recorded ffmpeg publish, as the server decoded it.
+fn fixture_media() -> Vec<MediaMessage> {
+    let bytes = std::fs::read(FFMPEG_FIXTURE).expect("fixture");
+    let mut server = ServerSession::new(ServerConfig::default(), [3; 32], 0);
+    let mut events = Vec::new();
+    server.receive(&bytes).unwrap();
+    serve_publisher(&mut server, &mut events);
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            ServerEvent::Media { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A real ffmpeg player against `accept_play` and shared type-0 media bytes. Skipped when
+/// ffmpeg is not installed.
+#[test]
+fn ffmpeg_play_shared_bytes() {
+    use std::io::{Read, Write};
+    if std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        eprintln!("ffmpeg not found: skipped");
+        return;
+    }
+    let media = fixture_media();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("rtmp://{}/live/cam", listener.local_addr().unwrap());
+    let child = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            &url,
+            "-f",
+            "framecrc",
+            "-",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    let (mut socket, _) = listener.accept().unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut server = ServerSession::new(ServerConfig::default(), [4; 32], 0);
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut played = false;
+    while !played {
+        let n = socket.read(&mut buf).expect("ffmpeg sent nothing");
+        assert!(n > 0, "ffmpeg closed early; events {events:?}");
+        server.receive(&buf[..n]).unwrap();
+        while let Some(e) = server.poll_event() {
+            match &e {
+                ServerEvent::Connect { .. } => server.accept_connect(),
+                ServerEvent::Play {
+                    stream_id,
+                    name,
+                    reset,
+                    ..
+                } => {
+                    assert_eq!((*stream_id, name.as_str()), (MEDIA_STREAM_ID, "cam"));
+                    server.accept_play(*stream_id, name, *reset);
+                    played = true;
+                }
+                _ => {}
+            }
+            events.push(e);
+        }
+        if let Some(out) = server.poll_transmit() {
+            socket.write_all(&out).unwrap();
+        }
+    }
+    // Shared bytes, as the hub would write them, interleaved with the session's own output.
+    let mut shared = BytesMut::new();
+    for m in &media {
+        let csid = match m.kind {
+            MediaKind::Audio => csid::AUDIO,
+            MediaKind::Video => csid::VIDEO,
+            MediaKind::Data => csid::DATA,
+        };
+        let ty = m.kind.type_id();
+        encode_type0(
+            csid,
+            m.timestamp,
+            ty,
+            MEDIA_STREAM_ID,
+            &m.payload,
+            MEDIA_CHUNK_SIZE,
+            &mut shared,
+        );
+    }
+    socket.write_all(&shared).unwrap();
+    server.unpublish_notify(MEDIA_STREAM_ID, "cam");
+    socket.write_all(&server.poll_transmit().unwrap()).unwrap();
+    socket.shutdown(std::net::Shutdown::Write).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "ffmpeg failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let frames = stdout.lines().filter(|l| !l.starts_with('#')).count();
+    let videos = media.iter().filter(|m| m.kind == MediaKind::Video).count();
+    // Every video frame decoded (audio frames come on top).
+    assert!(
+        frames >= videos,
+        "{frames} frames decoded, {videos} video messages sent; {stderr}"
+    );
+}

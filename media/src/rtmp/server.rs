@@ -10,7 +10,26 @@
 //! once with [`crate::rtmp::chunk::encode_type0`] using [`MEDIA_CHUNK_SIZE`] on the csids in
 //! [`crate::rtmp::csid`] and message stream id [`MEDIA_STREAM_ID`], and the driver writes those
 //! shared bytes between the session's own outputs. This works because the session announces
-//! [`MEDIA_CHUNK_SIZE`] right after `connect` and never uses the media csids itself.
+//! [`MEDIA_CHUNK_SIZE`] right after `connect` and never uses the media csids itself: its own
+//! messages go on [`csid::CONTROL`] and [`csid::COMMAND`] only.
+//!
+//! Behaviour worth knowing when driving it:
+//! - Only `connect` is accepted before `connect`; a second `connect`, or any command after
+//!   `reject_connect`, is a protocol error. Commands arriving after `connect` but before
+//!   `accept_connect` are processed normally.
+//! - `createStream`, `releaseStream`, `FCPublish` (plus `onFCPublish`) and `getStreamLength`
+//!   are answered automatically; `createStream` hands out the smallest free id from
+//!   [`MEDIA_STREAM_ID`] up, at most `max_streams_per_connection` at once (else `_error`).
+//! - `publish`/`play` on a message stream that was never created is a protocol error;
+//!   `publish` on a stream already publishing or playing gets an error `onStatus`
+//!   (NetStream.Publish.BadConnection) and no event; `play` on a playing stream emits
+//!   `StopPlay` then the new `Play`.
+//! - Media (audio, video, AMF0/AMF3 data, aggregates split into their parts) is emitted from
+//!   the moment `publish` is received, so a publisher that does not wait for
+//!   NetStream.Publish.Start loses nothing; media on any other stream is dropped and counted
+//!   ([`ServerSession::ignored_media`]).
+//! - Acknowledgements use the peer's Window Acknowledgement Size, or
+//!   [`ServerConfig::window_ack_size`] until the peer announces one.
 
 use std::collections::{BTreeMap, VecDeque};
 
