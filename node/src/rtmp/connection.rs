@@ -23,8 +23,10 @@ use crate::out_queue::OutQueue;
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
 /// Most media bytes taken from the log per collection.
 const COLLECT_BATCH: usize = 128 * 1024;
-/// Read buffer size; publishers' bursts are taken in several reads.
-const READ_BUF: usize = 16 * 1024;
+/// Read buffer of a connection that does not publish (handshake, commands, acks).
+const READ_BUF_SMALL: usize = 4 * 1024;
+/// Read buffer of a publisher.
+const READ_BUF_PUBLISHER: usize = 64 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +103,11 @@ impl Connection {
     }
 
     pub(super) async fn run(mut self) -> Result<(), ConnectionError> {
-        let mut buf = vec![0u8; READ_BUF];
+        let mut buf = vec![0u8; READ_BUF_SMALL];
         loop {
+            if buf.len() < READ_BUF_PUBLISHER && matches!(self.role, Role::Publishing { .. }) {
+                buf.resize(READ_BUF_PUBLISHER, 0);
+            }
             self.fill_output();
             if !self.out.is_empty() {
                 self.flush()?;
