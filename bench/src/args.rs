@@ -22,7 +22,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("invalid duration {text:?} (use e.g. 20s, 500ms, 2m)"))?;
     let seconds = value * scale;
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 366.0 * 86400.0 {
+    if !seconds.is_finite() || !(0.0..=366.0 * 86400.0).contains(&seconds) {
         return Err(format!("duration {text:?} out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))

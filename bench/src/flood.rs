@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use sluice_media::rtmp::client::ClientMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::rtmp_conn::RtmpConn;
+use crate::stats::Quantiles;
 use crate::target::RtmpUrl;
 
 /// What each hostile connection sends after connecting.
@@ -51,6 +53,21 @@ struct Counters {
     closed_by_server: AtomicU64,
     held_to_end: AtomicU64,
     connect_errors: Mutex<BTreeMap<String, u64>>,
+    /// Microseconds from connect to the server closing the connection.
+    closed_after_us: Mutex<Option<Histogram<u64>>>,
+}
+
+impl Counters {
+    fn closed(&self, opened: Instant) {
+        self.closed_by_server.fetch_add(1, Ordering::Relaxed);
+        let us = (opened.elapsed().as_micros() as u64).clamp(1, 600_000_000);
+        if let Ok(mut slot) = self.closed_after_us.lock() {
+            let histogram = slot.get_or_insert_with(|| {
+                Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+            });
+            let _ = histogram.record(us);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +89,8 @@ pub struct FloodReport {
     pub connect_errors: BTreeMap<String, u64>,
     /// Server closed/reset the connection during the hold.
     pub closed_by_server: u64,
+    /// How long after connecting the server closed them.
+    pub closed_after_ms: Option<Quantiles>,
     /// Still open when the hold ended.
     pub held_to_end: u64,
     pub open_seconds: f64,
@@ -127,6 +146,11 @@ pub async fn flood(config: FloodConfig) -> FloodReport {
         refused: connect_errors.values().sum(),
         connect_errors,
         closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
+        closed_after_ms: counters
+            .closed_after_us
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(Quantiles::from)),
         held_to_end: counters.held_to_end.load(Ordering::Relaxed),
         open_seconds: start.elapsed().as_secs_f64(),
         probe,
@@ -145,6 +169,7 @@ async fn hostile(
         Ok(Err(e)) => return count_error(&counters, format!("{}", e.kind())),
         Err(_) => return count_error(&counters, "timeout".into()),
     };
+    let opened = Instant::now();
     counters.accepted.fetch_add(1, Ordering::Relaxed);
     let payload: Vec<u8> = match mode {
         FloodMode::Silent | FloodMode::Mixed => Vec::new(),
@@ -161,7 +186,7 @@ async fn hostile(
         FloodMode::Http => b"GET /live/flood.flv HTTP/1.1\r\nHost: flood\r\nX-Slow: ".to_vec(),
     };
     if !payload.is_empty() && stream.write_all(&payload).await.is_err() {
-        counters.closed_by_server.fetch_add(1, Ordering::Relaxed);
+        counters.closed(opened);
         return;
     }
     let mut buf = [0u8; 2048];
@@ -172,7 +197,7 @@ async fn hostile(
                 return;
             }
             Ok(Ok(0)) | Ok(Err(_)) => {
-                counters.closed_by_server.fetch_add(1, Ordering::Relaxed);
+                counters.closed(opened);
                 return;
             }
             Ok(Ok(_)) => {} // S0/S1 or an HTTP error: ignore, keep holding.

@@ -202,7 +202,7 @@ pub async fn run(config: RunConfig) -> RunReport {
         None => None,
     };
 
-    build_report(
+    let mut report = build_report(
         &config,
         &shared,
         window,
@@ -214,7 +214,9 @@ pub async fn run(config: RunConfig) -> RunReport {
         bench_after,
         publisher,
         error,
-    )
+    );
+    report.host = host;
+    report
 }
 
 #[allow(clippy::too_many_arguments)]

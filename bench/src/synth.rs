@@ -66,7 +66,7 @@ impl StreamShape {
 
     /// Whether frame `index` starts a GOP.
     pub fn is_keyframe(&self, index: u64) -> bool {
-        index % u64::from(self.gop_frames) == 0
+        index.is_multiple_of(u64::from(self.gop_frames))
     }
 
     /// Total tag body size of frame `index` so the video hits the bit rate on average.
