@@ -11,22 +11,21 @@ use sluice_tests::{ffprobe_streams, h264_aac, secs, Origin, Player, Publisher};
 #[test]
 fn players_started_before_publisher_decode_every_frame() {
     let fixture = h264_aac();
-    let origin = Origin::start(&["--play-wait-timeout", "20s"]);
+    // The wait also bounds how long an HTTP-FLV response stays open after the publisher
+    // leaves; the body then ends and ffmpeg flushes its decoder (B-frames are held in it).
+    let origin = Origin::start(&["--play-wait-timeout", "6s"]);
     let rtmp_url = origin.rtmp_url("live", "every");
     let flv_url = origin.flv_url("live", "every");
 
     let rtmp_player = Player::start(&rtmp_url);
     let flv_player = Player::start(&flv_url);
-    // Both players must be waiting on the server before the publisher starts.
-    let waiting = wait_for(secs(10), || {
-        let m = origin.metrics();
-        let v = m.value("sluice_viewers", &[]);
-        (v >= 2.0).then_some(v)
-    });
-    if waiting.is_none() {
-        // Not every server counts waiting players as viewers; give them time to connect.
-        std::thread::sleep(secs(2));
-    }
+    // Both players must be connected and waiting before the publisher starts. (A waiting
+    // HTTP-FLV request is not in sluice_connections until its stream exists, so give it time.)
+    wait_for(secs(10), || {
+        (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(())
+    })
+    .expect("the RTMP player connected");
+    std::thread::sleep(Duration::from_millis(1500));
     let before = origin.metrics();
 
     let mut publisher = Publisher::start(&rtmp_url, &fixture.path);
@@ -35,7 +34,7 @@ fn players_started_before_publisher_decode_every_frame() {
     let info = wait_for(secs(10), || {
         origin
             .stream_info("live", "every")
-            .filter(|s| s["viewers"].as_u64() == Some(2))
+            .filter(|s| s["viewers"] == 2 && !s["video"].is_null() && !s["audio"].is_null())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -85,7 +84,14 @@ fn players_started_before_publisher_decode_every_frame() {
     );
 
     for (name, player) in [("rtmp", rtmp_player), ("http-flv", flv_player)] {
-        let result = player.finish(secs(4), secs(20));
+        // RTMP: ffmpeg ends on NetStream.Play.UnpublishNotify; HTTP-FLV: the body ends after
+        // the 6 s republish wait. Either way ffmpeg exits by itself and flushes its decoder.
+        let result = player.finish(secs(12), secs(30));
+        assert!(
+            result.status.is_some_and(|s| s.success()),
+            "{name} player did not end cleanly: {:?}",
+            result.status
+        );
         assert!(
             result.errors.is_empty(),
             "{name} player reported errors: {:#?}",
