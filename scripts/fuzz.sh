@@ -25,11 +25,13 @@ fi
 
 mapfile -t targets < <(cd fuzz && cargo fuzz list)
 failed=()
+ran=0
 for target in "${targets[@]}"; do
     if [ -n "$filter" ] && [[ "$target" != *"$filter"* ]]; then
         continue
     fi
     echo "== fuzz target $target for ${seconds}s"
+    ran=$((ran + 1))
     if ! (cd fuzz && cargo fuzz run -s none "$target" -- -max_total_time="$seconds"); then
         failed+=("$target")
     fi
@@ -38,4 +40,8 @@ if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzz.sh: crashes found in: ${failed[*]} (see fuzz/artifacts/)"
     exit 1
 fi
-echo "fuzz.sh: ${#targets[@]} targets ran ${seconds}s each without a crash"
+if [ "$ran" -eq 0 ]; then
+    echo "fuzz.sh: no target matches '$filter' (targets: ${targets[*]})" >&2
+    exit 1
+fi
+echo "fuzz.sh: $ran target(s) ran ${seconds}s each without a crash"
