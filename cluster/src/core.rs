@@ -1,0 +1,408 @@
+//! The registry logic shared by both backends: lease keep-alive and recovery, claims with
+//! hold-and-retry, release, events. A [`Backend`] supplies the few primitive operations
+//! (lease grant/keep-alive/revoke, put, create-if-absent, guarded delete) and the cache loop.
+
+use crate::keys::Keyspace;
+use crate::registry::{ClaimError, RegistryConfig, RegistryError};
+use crate::types::{Claim, NodeInfo, RawKv, RegistryEvent, Snapshot, StreamInfo};
+use sluice_media::stream_name::StreamKey;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, timeout, Instant};
+
+/// Result of a create-if-absent.
+pub(crate) enum Create {
+    /// Created at this revision.
+    Created { revision: i64 },
+    /// The key exists (created by someone, possibly us).
+    Exists(RawKv),
+}
+
+/// The primitive operations a registry backend provides.
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn grant(&self, ttl_secs: i64) -> impl Future<Output = Result<i64, RegistryError>> + Send;
+    /// `Ok(false)`: the lease no longer exists.
+    fn keep_alive(&self, lease: i64) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+    fn revoke(&self, lease: i64) -> impl Future<Output = Result<(), RegistryError>> + Send;
+    /// Unconditional put under `lease`; returns the new revision.
+    fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+    ) -> impl Future<Output = Result<i64, RegistryError>> + Send;
+    /// Put under `lease` only if the key does not exist (`create_revision == 0`).
+    fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+    ) -> impl Future<Output = Result<Create, RegistryError>> + Send;
+    /// Delete only if the key's `create_revision` is `create_revision`; `true` if deleted.
+    fn delete_if_created_at(
+        &self,
+        key: &str,
+        create_revision: i64,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+    /// Keep `tx` equal to the keyspace's contents, forever (list, watch, re-list on trouble).
+    fn run_cache(
+        self: Arc<Self>,
+        keys: Keyspace,
+        tx: watch::Sender<Snapshot>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+struct State {
+    lease: i64,
+    node: NodeInfo,
+    claims: BTreeMap<StreamKey, Claim>,
+}
+
+struct Shared<B> {
+    backend: Arc<B>,
+    cfg: RegistryConfig,
+    keys: Keyspace,
+    node_key: String,
+    state: Mutex<State>,
+    /// Mirror of `state.lease` readable without the lock.
+    lease: AtomicI64,
+    /// Mirror of `state.claims` readable without the lock.
+    claims: std::sync::Mutex<Vec<Claim>>,
+    events: broadcast::Sender<RegistryEvent>,
+}
+
+/// A running registry over backend `B`.
+pub(crate) struct Core<B: Backend> {
+    shared: Arc<Shared<B>>,
+    snapshot: watch::Receiver<Snapshot>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<B: Backend> Drop for Core<B> {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl<B: Backend> Core<B> {
+    /// Grant a lease, write the node key, start keep-alive and cache, and wait for the cache to
+    /// show the node key.
+    pub(crate) async fn start(
+        backend: Arc<B>,
+        cfg: RegistryConfig,
+        node: NodeInfo,
+    ) -> Result<Core<B>, RegistryError> {
+        let keys = cfg.keyspace();
+        let node_key = keys.node(cfg.role, &cfg.node_id);
+        let op = cfg.op_timeout;
+        let lease = with_timeout(op, "lease grant", backend.grant(cfg.ttl_secs())).await?;
+        let value = serde_json::to_vec(&node)?;
+        let rev = with_timeout(op, "node put", backend.put(&node_key, value, lease)).await?;
+        let (tx, mut rx) = watch::channel(Snapshot::default());
+        let (events, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            backend: backend.clone(),
+            keys: keys.clone(),
+            node_key,
+            state: Mutex::new(State {
+                lease,
+                node,
+                claims: BTreeMap::new(),
+            }),
+            lease: AtomicI64::new(lease),
+            claims: std::sync::Mutex::new(Vec::new()),
+            events,
+            cfg,
+        });
+        let cache = tokio::spawn(backend.run_cache(keys, tx));
+        let keeper = tokio::spawn(keep_alive_loop(shared.clone()));
+        let core = Core {
+            shared,
+            snapshot: rx.clone(),
+            tasks: vec![cache, keeper],
+        };
+        let ready = timeout(op.saturating_mul(2), rx.wait_for(|s| s.revision >= rev))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if ready {
+            Ok(core)
+        } else {
+            Err(RegistryError::NotReady)
+        }
+    }
+
+    pub(crate) fn cfg(&self) -> &RegistryConfig {
+        &self.shared.cfg
+    }
+
+    pub(crate) fn lease(&self) -> i64 {
+        self.shared.lease.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn claims(&self) -> Vec<Claim> {
+        lock_std(&self.shared.claims).clone()
+    }
+
+    pub(crate) fn snapshot(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    pub(crate) fn events(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.shared.events.subscribe()
+    }
+
+    pub(crate) async fn update_node(&self, info: NodeInfo) -> Result<(), RegistryError> {
+        let s = &self.shared;
+        let mut st = s.state.lock().await;
+        let value = serde_json::to_vec(&info)?;
+        st.node = info;
+        let put = s.backend.put(&s.node_key, value, st.lease);
+        with_timeout(s.cfg.op_timeout, "node put", put).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        stream: StreamKey,
+        info: StreamInfo,
+    ) -> Result<Claim, ClaimError> {
+        let s = &self.shared;
+        let key = s.keys.stream(&stream);
+        let value = serde_json::to_vec(&info).map_err(RegistryError::from)?;
+        let deadline = Instant::now() + s.cfg.claim_hold();
+        loop {
+            let holder = {
+                let mut st = s.state.lock().await;
+                if let Some(held) = st.claims.get(&stream) {
+                    return Ok(held.clone());
+                }
+                let create = s.backend.create(&key, value.clone(), st.lease);
+                match with_timeout(s.cfg.op_timeout, "claim", create).await? {
+                    Create::Created { revision } => {
+                        let claim = Claim {
+                            stream: stream.clone(),
+                            info,
+                            create_revision: revision,
+                            mod_revision: revision,
+                            lease: st.lease,
+                        };
+                        st.claims.insert(stream, claim.clone());
+                        s.mirror_claims(&st);
+                        return Ok(claim);
+                    }
+                    Create::Exists(kv) => holder_of(&kv),
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClaimError::Taken { holder });
+            }
+            tracing::debug!(%stream, ?holder, "stream held elsewhere; retrying claim");
+            sleep(s.cfg.claim_retry.min(deadline - now)).await;
+        }
+    }
+
+    pub(crate) async fn release(&self, claim: Claim) -> Result<(), RegistryError> {
+        let s = &self.shared;
+        let mut st = s.state.lock().await;
+        if st
+            .claims
+            .get(&claim.stream)
+            .is_some_and(|c| c.create_revision == claim.create_revision)
+        {
+            st.claims.remove(&claim.stream);
+            s.mirror_claims(&st);
+        }
+        drop(st);
+        let key = s.keys.stream(&claim.stream);
+        let del = s.backend.delete_if_created_at(&key, claim.create_revision);
+        with_timeout(s.cfg.op_timeout, "release", del).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let s = &self.shared;
+        let mut st = s.state.lock().await;
+        st.claims.clear();
+        s.mirror_claims(&st);
+        let revoke = s.backend.revoke(st.lease);
+        if let Err(e) = with_timeout(s.cfg.op_timeout, "lease revoke", revoke).await {
+            tracing::warn!(error = %e, "revoking lease at shutdown failed; keys expire with the TTL");
+        }
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    fn mirror_claims(&self, st: &State) {
+        *lock_std(&self.claims) = st.claims.values().cloned().collect();
+    }
+
+    fn emit(&self, ev: RegistryEvent) {
+        // No receiver is fine: nobody listens.
+        let _ = self.events.send(ev);
+    }
+
+    /// The lease `old` is gone: grant a new one, write the node key and every claim again.
+    /// Retries with backoff until it succeeds (or finds someone else already recovered).
+    async fn recover(&self, old: i64) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        loop {
+            match self.try_recover(old).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-registering after a lost lease failed");
+                    sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    async fn try_recover(&self, old: i64) -> Result<(), RegistryError> {
+        let op = self.cfg.op_timeout;
+        let mut st = self.state.lock().await;
+        if st.lease != old {
+            return Ok(());
+        }
+        // Best effort: if the old lease somehow still exists, its keys go now.
+        let _ = with_timeout(op, "lease revoke", self.backend.revoke(old)).await;
+        let new = with_timeout(op, "lease grant", self.backend.grant(self.cfg.ttl_secs())).await?;
+        let written = self.rewrite(&mut st, new).await;
+        if let Err(e) = written {
+            let _ = with_timeout(op, "lease revoke", self.backend.revoke(new)).await;
+            return Err(e);
+        }
+        tracing::info!(old, new, "lease lost; node re-registered");
+        st.lease = new;
+        self.lease.store(new, Ordering::Release);
+        self.mirror_claims(&st);
+        self.emit(RegistryEvent::LeaseRenewed { old, new });
+        Ok(())
+    }
+
+    /// Write the node key and re-take every claim under `lease`.
+    async fn rewrite(&self, st: &mut State, lease: i64) -> Result<(), RegistryError> {
+        let op = self.cfg.op_timeout;
+        let value = serde_json::to_vec(&st.node)?;
+        with_timeout(
+            op,
+            "node put",
+            self.backend.put(&self.node_key, value, lease),
+        )
+        .await?;
+        let streams: Vec<StreamKey> = st.claims.keys().cloned().collect();
+        for stream in streams {
+            let Some(claim) = st.claims.get(&stream).cloned() else {
+                continue;
+            };
+            let key = self.keys.stream(&stream);
+            let value = serde_json::to_vec(&claim.info)?;
+            let create = self.backend.create(&key, value, lease);
+            match with_timeout(op, "claim", create).await? {
+                Create::Created { revision } => {
+                    let renewed = Claim {
+                        create_revision: revision,
+                        mod_revision: revision,
+                        lease,
+                        ..claim
+                    };
+                    st.claims.insert(stream, renewed.clone());
+                    self.emit(RegistryEvent::ClaimRenewed { claim: renewed });
+                }
+                Create::Exists(kv) => {
+                    let holder = holder_of(&kv);
+                    tracing::warn!(%stream, ?holder, "claim taken while the lease was lost");
+                    st.claims.remove(&stream);
+                    self.emit(RegistryEvent::ClaimLost { stream, holder });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keep the lease alive every TTL/3; on "lease not found", or no successful keep-alive for a
+/// whole TTL, re-register under a new lease.
+async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>) {
+    let period = (s.cfg.ttl / 3).max(Duration::from_millis(100));
+    let mut last_ok = Instant::now();
+    loop {
+        sleep(period).await;
+        let lease = s.lease.load(Ordering::Acquire);
+        match timeout(period, s.backend.keep_alive(lease)).await {
+            Ok(Ok(true)) => last_ok = Instant::now(),
+            Ok(Ok(false)) => {
+                tracing::warn!(lease, "lease not found");
+                s.recover(lease).await;
+                last_ok = Instant::now();
+            }
+            Ok(Err(e)) => tracing::debug!(lease, error = %e, "keep-alive failed"),
+            Err(_) => tracing::debug!(lease, "keep-alive timed out"),
+        }
+        if last_ok.elapsed() >= s.cfg.ttl {
+            tracing::warn!(
+                lease,
+                "no keep-alive for a whole TTL; treating the lease as lost"
+            );
+            s.recover(lease).await;
+            last_ok = Instant::now();
+        }
+    }
+}
+
+/// The origin recorded in a stream value, if it parses.
+fn holder_of(kv: &RawKv) -> Option<crate::types::NodeId> {
+    serde_json::from_slice::<StreamInfo>(&kv.value)
+        .ok()
+        .map(|i| i.origin)
+}
+
+pub(crate) async fn with_timeout<T>(
+    limit: Duration,
+    what: &'static str,
+    fut: impl Future<Output = Result<T, RegistryError>>,
+) -> Result<T, RegistryError> {
+    timeout(limit, fut)
+        .await
+        .unwrap_or(Err(RegistryError::Timeout(what)))
+}
+
+fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Exponential backoff between `min` and `max`.
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}

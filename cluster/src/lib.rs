@@ -1,0 +1,102 @@
+//! `sluice-cluster`: the foundation of a Sluice cluster — who is alive, who publishes which
+//! stream, and where each stream lives.
+//!
+//! # Key layout
+//!
+//! One configurable prefix (default `/sluice`; several clusters can share one etcd):
+//!
+//! ```text
+//! {prefix}/nodes/{origin|edge}/{node-id}  → NodeInfo JSON   {"addresses":{..},"capacity":{..},"state":"ready"}
+//! {prefix}/streams/{app}/{name}           → StreamInfo JSON {"origin":"o1","codecs":["h264"],"started_at_ms":..}
+//! ```
+//!
+//! # Leases and claims
+//!
+//! Each node holds one lease (TTL default 5 s, kept alive every TTL/3). Its node key and every
+//! stream it claims are attached to that lease, so a crashed node's keys vanish one TTL after
+//! its last keep-alive, all at once.
+//!
+//! A **claim** is the exclusive right to publish a name cluster-wide: a transaction
+//! `if create_revision(key) == 0 then put(key, info, lease) else get(key)`. If the name is held
+//! by another node, the claim is *held*: retried every 250 ms until TTL + margin (default
+//! 1 s) has passed — long enough for a dead holder's lease to expire — so an encoder that
+//! reconnects to another origin after its origin crashed gets its name back. Past that the
+//! claim fails with [`ClaimError::Taken`] naming the holder. Each [`Claim`] records the key's
+//! `create_revision`: the fencing token that tells the current publisher from a stale one
+//! (a re-claim always has a larger revision). Release deletes the key only if its
+//! `create_revision` is still the claim's.
+//!
+//! When the lease is lost (keep-alive says "not found", or no keep-alive succeeded for a whole
+//! TTL) the registry grants a new lease, writes the node key again and re-claims every stream
+//! it held; it broadcasts [`RegistryEvent::LeaseRenewed`], then per stream
+//! [`RegistryEvent::ClaimRenewed`] (new revision) or [`RegistryEvent::ClaimLost`] (another node
+//! took it meanwhile: stop that publisher).
+//!
+//! The local cache ([`Snapshot`], via [`Registry::snapshot`], a `tokio::sync::watch`) lists
+//! the keyspace, then watches from the listed revision + 1; on compaction, cancellation or a
+//! broken watch it lists again (exponential backoff), so it converges after any trouble.
+//!
+//! # Placement
+//!
+//! [`Ring`] is a consistent-hash ring (the `hashring` crate, 64 virtual nodes per origin by
+//! default) over the ready origins; [`Ring::owner`] is a stream's home. Adding or removing an
+//! origin moves only the streams whose owner changed. [`Damper`] keeps flapping nodes out of
+//! the ring until stable; [`placement::spawn_ring`] drives both from the cache.
+//! [`rules::dialer`] says which node of a pair dials the shared relay connection (the lower
+//! id); [`rules::should_accept_forward`] is the hop rule for forwards.
+//!
+//! # How a node uses it
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sluice_cluster::*;
+//! use std::sync::Arc;
+//! let cfg = RegistryConfig::new(NodeId::new("origin-1")?, Role::Origin).with_prefix("/sluice");
+//! let info = NodeInfo::default(); // addresses, capacity, state
+//! // Clustered (--etcd) or standalone (no --etcd): same trait.
+//! let registry: Arc<dyn Registry> = match Some(vec!["http://127.0.0.1:2379".to_string()]) {
+//!     Some(endpoints) => Arc::new(EtcdRegistry::connect(&endpoints, cfg, info).await?),
+//!     None => Arc::new(MemoryRegistry::standalone(cfg, info).await?),
+//! };
+//! // On publish: claim (may wait up to TTL + margin), then publish; on unpublish: release.
+//! let (stream, _) = sluice_media::stream_name::StreamKey::parse("live", "cam")?;
+//! let claim = match registry.claim(stream, StreamInfo {
+//!     origin: registry.node().0.clone(), codecs: vec![], started_at_ms: 0,
+//! }).await {
+//!     Ok(claim) => claim,                          // announce claim.revision() on the relay
+//!     Err(ClaimError::Taken { holder }) => return Ok(()), // refuse the publish
+//!     Err(e) => return Err(e.into()),
+//! };
+//! // Watch events: on ClaimLost stop that publisher; on ClaimRenewed re-announce.
+//! let mut events = registry.events();
+//! // Placement: an owner lookup is a local read.
+//! let (ring, _task) = placement::spawn_ring(registry.snapshot(), PlacementConfig::default());
+//! let home = ring.borrow().owner(&claim.stream).cloned();
+//! registry.release(claim).await?;
+//! registry.shutdown().await; // at exit: revoke the lease
+//! # let _ = (events.try_recv(), home); Ok(()) }
+//! ```
+
+mod core;
+pub mod damping;
+pub mod etcd;
+pub mod keys;
+pub mod memory;
+pub mod placement;
+pub mod registry;
+pub mod ring;
+pub mod rules;
+pub mod types;
+
+pub use damping::{Damper, DampingConfig};
+pub use etcd::EtcdRegistry;
+pub use keys::{KeyKind, Keyspace, DEFAULT_PREFIX};
+pub use memory::{MemoryRegistry, MemoryStore};
+pub use placement::PlacementConfig;
+pub use registry::{ClaimError, Registry, RegistryConfig, RegistryError};
+pub use ring::{Ring, DEFAULT_VNODES};
+pub use rules::{dialer, should_accept_forward, should_dial, ForwardVerdict};
+pub use types::{
+    Capacity, Claim, NodeId, NodeInfo, NodeRecord, NodeState, RegistryEvent, Role, Snapshot,
+    StreamInfo, StreamRecord,
+};

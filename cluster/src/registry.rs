@@ -1,0 +1,145 @@
+//! The [`Registry`] trait: what a node asks of the cluster registry, whichever backend holds it.
+
+use crate::keys::{Keyspace, DEFAULT_PREFIX};
+use crate::types::{Claim, NodeId, NodeInfo, RegistryEvent, Role, Snapshot, StreamInfo};
+use futures_util::future::BoxFuture;
+use sluice_media::stream_name::StreamKey;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Default lease TTL.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+/// Default extra wait, past the TTL, before a contested claim is refused.
+pub const DEFAULT_CLAIM_MARGIN: Duration = Duration::from_secs(1);
+/// Default pause between attempts while a claim is held.
+pub const DEFAULT_CLAIM_RETRY: Duration = Duration::from_millis(250);
+
+/// How a registry identifies this node and times its lease and claims.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Key prefix; several clusters can share one etcd under different prefixes.
+    pub prefix: String,
+    pub node_id: NodeId,
+    pub role: Role,
+    /// Lease TTL (etcd counts whole seconds, minimum 1; rounded up). Keep-alives go every TTL/3.
+    pub ttl: Duration,
+    /// A claim that finds the name held by another node retries until TTL + this margin has
+    /// passed (the holder's lease would have expired by then if the holder were dead).
+    pub claim_margin: Duration,
+    /// Pause between claim attempts while held.
+    pub claim_retry: Duration,
+    /// Timeout of one request to the backend.
+    pub op_timeout: Duration,
+}
+
+impl RegistryConfig {
+    /// Defaults: prefix `/sluice`, TTL 5 s, margin 1 s, retry 250 ms, op timeout 3 s.
+    pub fn new(node_id: NodeId, role: Role) -> RegistryConfig {
+        RegistryConfig {
+            prefix: DEFAULT_PREFIX.to_string(),
+            node_id,
+            role,
+            ttl: DEFAULT_TTL,
+            claim_margin: DEFAULT_CLAIM_MARGIN,
+            claim_retry: DEFAULT_CLAIM_RETRY,
+            op_timeout: Duration::from_secs(3),
+        }
+    }
+
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Total time a contested claim is held before [`ClaimError::Taken`].
+    pub fn claim_hold(&self) -> Duration {
+        self.ttl.saturating_add(self.claim_margin)
+    }
+
+    /// The TTL in whole seconds as a lease wants it (at least 1).
+    pub fn ttl_secs(&self) -> i64 {
+        let secs = self.ttl.as_secs() + u64::from(self.ttl.subsec_nanos() > 0);
+        i64::try_from(secs.max(1)).unwrap_or(i64::MAX)
+    }
+
+    pub fn keyspace(&self) -> Keyspace {
+        Keyspace::new(&self.prefix)
+    }
+}
+
+/// A registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("registry request timed out ({0})")]
+    Timeout(&'static str),
+    #[error("lease {0} not found (expired or revoked)")]
+    LeaseNotFound(i64),
+    #[error("the registry did not deliver its first snapshot in time")]
+    NotReady,
+    #[error("encoding a registry value: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// A stream claim failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The name is held by another live node (or by an unknown writer: `holder` is `None` when
+    /// the value does not parse) and was still held after TTL + margin.
+    #[error("stream is already published on {}", holder.as_ref().map_or("an unknown node", |h| h.as_str()))]
+    Taken { holder: Option<NodeId> },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// The cluster registry as a node uses it.
+///
+/// Object-safe (methods return boxed futures), so a node holds an `Arc<dyn Registry>` whether it
+/// runs standalone ([`crate::MemoryRegistry`]) or clustered ([`crate::EtcdRegistry`]). Both are
+/// created registered (node key written under a fresh lease, keep-alive and cache tasks
+/// running); dropping one stops its tasks *without* revoking the lease (like a crash: its keys
+/// vanish after the TTL), [`Registry::shutdown`] revokes it (keys vanish at once).
+pub trait Registry: Send + Sync {
+    /// This node's id and role.
+    fn node(&self) -> (&NodeId, Role);
+
+    /// The lease currently holding this node's keys (changes after a lost lease).
+    fn lease(&self) -> i64;
+
+    /// Replace this node's advertised value (e.g. state → `Draining`).
+    fn update_node(&self, info: NodeInfo) -> BoxFuture<'_, Result<(), RegistryError>>;
+
+    /// Claim `stream` for this node: the only live publisher cluster-wide.
+    ///
+    /// If another node holds it, retries for [`RegistryConfig::claim_hold`] (an encoder that
+    /// reconnects after its origin crashed gets the name once the dead lease expires), then
+    /// fails with [`ClaimError::Taken`]. Claiming a name this node already holds returns that
+    /// claim unchanged.
+    fn claim(
+        &self,
+        stream: StreamKey,
+        info: StreamInfo,
+    ) -> BoxFuture<'_, Result<Claim, ClaimError>>;
+
+    /// Release a claim (only if the key is still this claim: same `create_revision`).
+    fn release(&self, claim: Claim) -> BoxFuture<'_, Result<(), RegistryError>>;
+
+    /// The claims this node holds now.
+    fn claims(&self) -> Vec<Claim>;
+
+    /// The local cache of the whole cluster, updated from the registry's watch.
+    fn snapshot(&self) -> watch::Receiver<Snapshot>;
+
+    /// Lease and claim events ([`RegistryEvent`]). After `Lagged`, reconcile with
+    /// [`Registry::claims`].
+    fn events(&self) -> broadcast::Receiver<RegistryEvent>;
+
+    /// Stop the tasks and revoke the lease: every key of this node disappears now.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,376 @@
+//! The values the registry stores and the local cache ([`Snapshot`]) built from them.
+
+use crate::keys::{KeyKind, Keyspace};
+use serde::{Deserialize, Serialize};
+use sluice_media::stream_name::StreamKey;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Longest node id accepted.
+pub const MAX_NODE_ID_LEN: usize = 128;
+
+/// A node's identity in the cluster: 1 to 128 bytes of ASCII letters, digits, `_`, `-`, `.`,
+/// not starting with `.` (a host name fits). Ids order byte-wise; that order decides which node
+/// of a pair dials ([`crate::rules::dialer`]). Ids must be unique within a cluster and role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+/// A node id that breaks the naming rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid node id {0:?}: 1-{MAX_NODE_ID_LEN} bytes of [A-Za-z0-9_.-], not starting with '.'"
+)]
+pub struct InvalidNodeId(pub String);
+
+impl NodeId {
+    pub fn new(id: &str) -> Result<NodeId, InvalidNodeId> {
+        let ok_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+        if id.is_empty()
+            || id.len() > MAX_NODE_ID_LEN
+            || id.starts_with('.')
+            || !id.bytes().all(ok_byte)
+        {
+            return Err(InvalidNodeId(id.to_string()));
+        }
+        Ok(NodeId(id.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = InvalidNodeId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        NodeId::new(&s)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a node does; the `{role}` segment of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Origin,
+    Edge,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "origin" => Some(Role::Origin),
+            "edge" => Some(Role::Edge),
+            _ => None,
+        }
+    }
+}
+
+/// A node's life-cycle state as advertised in its key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Registered but not yet serving (not placed in the ring).
+    Starting,
+    /// Serving; an origin in this state is a ring member.
+    #[default]
+    Ready,
+    /// Shutting down: leaves the ring so its streams move elsewhere.
+    Draining,
+}
+
+/// How much a node can take (advisory; 0 means "not stated").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capacity {
+    pub max_streams: u64,
+    pub max_connections: u64,
+}
+
+/// The value of `{prefix}/nodes/{role}/{id}`. Unknown fields are ignored and missing ones take
+/// defaults, so versions can add fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeInfo {
+    /// Named addresses, e.g. `"rtmp" → "10.0.0.5:1935"`, `"http"`, `"relay"` (QUIC, UDP).
+    pub addresses: BTreeMap<String, String>,
+    pub capacity: Capacity,
+    pub state: NodeState,
+}
+
+/// The value of `{prefix}/streams/{app}/{name}`: who publishes it and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The origin holding the publisher (and the claim).
+    pub origin: NodeId,
+    /// Codec names as the API shows them (e.g. `"h264"`, `"aac"`); may be empty at claim time.
+    #[serde(default)]
+    pub codecs: Vec<String>,
+    /// Publish start, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub started_at_ms: u64,
+}
+
+/// A stream claim this node holds: the exclusive right to publish `stream` cluster-wide.
+///
+/// `create_revision` is the registry revision at which the key was created; it is the claim's
+/// fencing token. A later claim of the same name (after this one was released or expired) has a
+/// larger one, so a relay subscription carrying the revision tells a stale origin from the
+/// current one. `mod_revision` changes when the value is updated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub stream: StreamKey,
+    pub info: StreamInfo,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    /// The lease the key is attached to.
+    pub lease: i64,
+}
+
+impl Claim {
+    /// The fencing token: the claim key's `create_revision`.
+    pub fn revision(&self) -> i64 {
+        self.create_revision
+    }
+}
+
+/// A node as the cache sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub role: Role,
+    pub id: NodeId,
+    pub info: NodeInfo,
+    pub lease: i64,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+}
+
+/// A claimed (live) stream as the cache sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub stream: StreamKey,
+    pub info: StreamInfo,
+    pub lease: i64,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+}
+
+impl StreamRecord {
+    /// The claim's fencing token (see [`Claim::revision`]).
+    pub fn revision(&self) -> i64 {
+        self.create_revision
+    }
+}
+
+/// One key-value pair as read from a backend (crate-internal transport between backend and
+/// cache).
+#[derive(Debug, Clone)]
+pub(crate) struct RawKv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub lease: i64,
+}
+
+/// The local cache of one cluster's registry: every registered node and every claimed stream,
+/// as of `revision`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The registry revision this snapshot reflects (0 before the first list).
+    pub revision: i64,
+    pub nodes: BTreeMap<(Role, NodeId), NodeRecord>,
+    pub streams: BTreeMap<StreamKey, StreamRecord>,
+}
+
+impl Snapshot {
+    /// Build from a full listing of the keyspace at `revision`.
+    pub(crate) fn from_list(
+        keys: &Keyspace,
+        revision: i64,
+        kvs: impl IntoIterator<Item = RawKv>,
+    ) -> Snapshot {
+        let mut snap = Snapshot {
+            revision,
+            ..Snapshot::default()
+        };
+        for kv in kvs {
+            snap.apply_put(keys, kv);
+        }
+        snap
+    }
+
+    /// Apply a put (create or update). Keys that do not parse and values that are not valid
+    /// JSON of the expected shape are ignored (logged at debug level).
+    pub(crate) fn apply_put(&mut self, keys: &Keyspace, kv: RawKv) {
+        match keys.parse(&kv.key) {
+            Some(KeyKind::Node { role, id }) => match serde_json::from_slice::<NodeInfo>(&kv.value)
+            {
+                Ok(info) => {
+                    let rec = NodeRecord {
+                        role,
+                        id: id.clone(),
+                        info,
+                        lease: kv.lease,
+                        create_revision: kv.create_revision,
+                        mod_revision: kv.mod_revision,
+                    };
+                    self.nodes.insert((role, id), rec);
+                }
+                Err(e) => tracing::debug!(key = %kv.key, error = %e, "ignoring bad node value"),
+            },
+            Some(KeyKind::Stream(stream)) => {
+                match serde_json::from_slice::<StreamInfo>(&kv.value) {
+                    Ok(info) => {
+                        let rec = StreamRecord {
+                            stream: stream.clone(),
+                            info,
+                            lease: kv.lease,
+                            create_revision: kv.create_revision,
+                            mod_revision: kv.mod_revision,
+                        };
+                        self.streams.insert(stream, rec);
+                    }
+                    Err(e) => {
+                        tracing::debug!(key = %kv.key, error = %e, "ignoring bad stream value")
+                    }
+                }
+            }
+            None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
+        }
+    }
+
+    /// Apply a delete (explicit, or a lease expiring).
+    pub(crate) fn apply_delete(&mut self, keys: &Keyspace, key: &str) {
+        match keys.parse(key) {
+            Some(KeyKind::Node { role, id }) => {
+                self.nodes.remove(&(role, id));
+            }
+            Some(KeyKind::Stream(stream)) => {
+                self.streams.remove(&stream);
+            }
+            None => {}
+        }
+    }
+
+    /// The record of node `id` in `role`, if registered.
+    pub fn node(&self, role: Role, id: &NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(&(role, id.clone()))
+    }
+
+    /// Every registered node of `role`.
+    pub fn nodes_of(&self, role: Role) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values().filter(move |n| n.role == role)
+    }
+
+    /// Origins in state [`NodeState::Ready`]: the input of placement.
+    pub fn ready_origins(&self) -> BTreeSet<NodeId> {
+        self.nodes_of(Role::Origin)
+            .filter(|n| n.info.state == NodeState::Ready)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// The live claim on `stream`, if any.
+    pub fn stream(&self, stream: &StreamKey) -> Option<&StreamRecord> {
+        self.streams.get(stream)
+    }
+}
+
+/// Something the caller must act on, broadcast by a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// The node's lease was lost (expired, revoked, or unreachable past its TTL) and a new one
+    /// was granted; the node key was written again under it.
+    LeaseRenewed { old: i64, new: i64 },
+    /// A claim was re-taken under the new lease. Its revision changed: announce the new one.
+    ClaimRenewed { claim: Claim },
+    /// A claim could not be re-taken: another node claimed the stream while this node's lease
+    /// was gone. Stop that publisher.
+    ClaimLost {
+        stream: StreamKey,
+        holder: Option<NodeId>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, rev: i64) -> RawKv {
+        RawKv {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            lease: 7,
+        }
+    }
+
+    #[test]
+    fn node_ids() {
+        assert!(NodeId::new("origin-1.example_com").is_ok());
+        for bad in ["", ".x", "a/b", "a b", "é", &"x".repeat(129)] {
+            assert!(NodeId::new(bad).is_err(), "{bad:?}");
+        }
+        let id: Result<NodeId, _> = serde_json::from_str("\"a/b\"");
+        assert!(id.is_err());
+    }
+
+    #[test]
+    fn snapshot_builds_and_ignores_garbage() {
+        let ks = Keyspace::default();
+        let mut snap = Snapshot::from_list(
+            &ks,
+            10,
+            [
+                kv(
+                    "/sluice/nodes/origin/a",
+                    r#"{"state":"ready","extra":1}"#,
+                    2,
+                ),
+                kv("/sluice/nodes/origin/b", r#"{"state":"draining"}"#, 3),
+                kv("/sluice/nodes/edge/e", "{}", 4),
+                kv("/sluice/nodes/origin/c", "not json", 5),
+                kv("/sluice/streams/live/x", r#"{"origin":"a"}"#, 6),
+                kv("/sluice/streams/live/y", r#"{"origin":"../x"}"#, 7),
+                kv("/other/nodes/origin/z", "{}", 8),
+            ],
+        );
+        assert_eq!(snap.revision, 10);
+        assert_eq!(snap.nodes.len(), 3);
+        let a = NodeId::new("a").unwrap();
+        assert_eq!(snap.ready_origins(), BTreeSet::from([a.clone()]));
+        assert_eq!(snap.nodes_of(Role::Edge).count(), 1);
+        let x = StreamKey::parse("live", "x").unwrap().0;
+        assert_eq!(
+            snap.stream(&x)
+                .map(|s| (s.info.origin.clone(), s.revision())),
+            Some((a, 6))
+        );
+        assert_eq!(snap.streams.len(), 1);
+        snap.apply_delete(&ks, "/sluice/streams/live/x");
+        snap.apply_delete(&ks, "/sluice/nodes/origin/a");
+        assert!(snap.streams.is_empty());
+        assert!(snap.ready_origins().is_empty());
+    }
+}
