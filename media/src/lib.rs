@@ -11,5 +11,6 @@ pub mod amf0;
 pub mod codec;
 pub mod flv;
 pub mod frame;
+pub mod hls;
 pub mod rtmp;
 pub mod stream_name;
