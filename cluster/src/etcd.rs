@@ -1,9 +1,10 @@
 //! The etcd registry: [`EtcdRegistry`] over etcd-client.
 //!
 //! Claims are one transaction: `if create_revision(key) == 0 then put(key, value, lease) else
-//! get(key)`. The cache lists the keyspace (learning revision R), then watches from R + 1; a
-//! compacted or cancelled watch, a broken stream or any error means list again (with
-//! exponential backoff, 100 ms to 5 s), so the cache never misses a change for long.
+//! get(key)`. The cache lists the keyspace (learning revision R), then watches from R + 1. A
+//! broken watch is re-opened from the cache's revision + 1 (exponential backoff, 100 ms to
+//! 5 s); if etcd compacted that history meanwhile (or cancels the watch), the cache lists again
+//! and watches from the new revision. Either way it never misses a change.
 
 use crate::core::{Backend, Backoff, Core, Create};
 use crate::keys::Keyspace;
@@ -50,26 +51,33 @@ impl EtcdBackend {
         Ok(c.lease_keep_alive(lease).await?)
     }
 
-    /// List the keyspace into `tx`, then apply watch events until the watch ends or fails.
+    /// Bring `tx` up to date and follow the watch until it ends or fails. With `resume` set
+    /// (the revision the cache already reflects), watch from there without listing; otherwise
+    /// list first. Returns whether the next attempt may resume (false after a compaction).
     async fn list_and_watch(
         &self,
         keys: &Keyspace,
         tx: &watch::Sender<Snapshot>,
+        resume: Option<i64>,
         backoff: &mut Backoff,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<bool, RegistryError> {
         let mut c = self.client.clone();
         let root = keys.root();
-        let resp = c
-            .get(root.as_str(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        let snap = Snapshot::from_list(keys, revision, resp.kvs().iter().map(raw));
-        tx.send_replace(snap);
-        backoff.reset();
+        let revision = match resume {
+            Some(revision) => revision,
+            None => {
+                let resp = c
+                    .get(root.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await?;
+                let revision = resp.header().map_or(0, |h| h.revision());
+                let snap = Snapshot::from_list(keys, revision, resp.kvs().iter().map(raw));
+                tx.send_replace(snap);
+                revision
+            }
+        };
         let opts = WatchOptions::new()
             .with_prefix()
-            .with_start_revision(revision.saturating_add(1))
-            .with_progress_notify();
+            .with_start_revision(revision.saturating_add(1));
         let mut stream = c.watch(root.as_str(), Some(opts)).await?;
         while let Some(resp) = stream.message().await? {
             if resp.compact_revision() > 0 {
@@ -77,17 +85,20 @@ impl EtcdBackend {
                     compacted = resp.compact_revision(),
                     "registry watch compacted; re-listing"
                 );
-                return Ok(());
+                return Ok(false);
             }
             if resp.canceled() {
                 tracing::info!(
                     reason = resp.cancel_reason(),
                     "registry watch cancelled; re-listing"
                 );
-                return Ok(());
+                return Ok(false);
+            }
+            if resp.created() {
+                backoff.reset();
             }
             let header_rev = resp.header().map_or(0, |h| h.revision());
-            if resp.events().is_empty() && header_rev <= tx.borrow().revision {
+            if resp.events().is_empty() {
                 continue;
             }
             tx.send_modify(|snap| {
@@ -104,7 +115,7 @@ impl EtcdBackend {
                 snap.revision = snap.revision.max(header_rev);
             });
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -214,10 +225,21 @@ impl Backend for EtcdBackend {
 
     async fn run_cache(self: Arc<Self>, keys: Keyspace, tx: watch::Sender<Snapshot>) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut may_resume = false;
         loop {
-            match self.list_and_watch(&keys, &tx, &mut backoff).await {
-                Ok(()) => tracing::debug!("registry watch ended; re-listing"),
-                Err(e) => tracing::warn!(error = %e, "registry watch failed; re-listing"),
+            let current = tx.borrow().revision;
+            let resume = (may_resume && current > 0).then_some(current);
+            match self.list_and_watch(&keys, &tx, resume, &mut backoff).await {
+                Ok(resumable) => {
+                    may_resume = resumable;
+                    tracing::debug!("registry watch ended");
+                }
+                Err(e) => {
+                    // A broken stream resumes from the cache's revision; etcd answers with
+                    // a compaction if that history is gone, and then the cache re-lists.
+                    may_resume = true;
+                    tracing::warn!(error = %e, "registry watch failed; retrying");
+                }
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
