@@ -11,14 +11,29 @@ use sluice_tests::rtmp::{client_config, video_header, RtmpClient};
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 use socket2::{Domain, Socket, Type};
 
-/// Long enough to exceed what the kernel buffers on loopback (the server's socket send buffer
-/// autotunes up to `tcp_wmem` max, 4 MiB, about 11 s of the 2.8 Mbit/s fixture) plus
-/// --viewer-max-lag (1 MB here): only then does the server's own queue fall behind.
-const STALL: Duration = Duration::from_secs(20);
+const MAX_LAG: usize = 1_000_000;
+
+/// How long the slow viewer stops reading: long enough for the backlog to exceed what the
+/// kernel buffers on loopback (the server's socket send buffer autotunes up to the `tcp_wmem`
+/// maximum, 4 MiB by default: about 11 s of the 2.8 Mbit/s fixture) plus --viewer-max-lag, plus
+/// a margin. Only then does the server's own queue fall behind.
+fn stall_duration() -> Duration {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse::<f64>().ok())
+        .unwrap_or(4_194_304.0);
+    let fixture = h264_aac();
+    let file_len = std::fs::metadata(&fixture.path).unwrap().len() as f64;
+    let bytes_per_s = file_len / fixture.duration_s;
+    let secs = (wmem_max + MAX_LAG as f64 + 1_500_000.0) / bytes_per_s;
+    Duration::from_secs_f64(secs.clamp(8.0, 45.0))
+}
 
 #[test]
 fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
-    let origin = Origin::start(&["--viewer-max-lag", "1000000"]);
+    let lag = MAX_LAG.to_string();
+    let origin = Origin::start(&["--viewer-max-lag", &lag]);
+    let stall = stall_duration();
     let url = origin.rtmp_url("live", "slow");
     let _publisher = Publisher::start_looped(&url, &h264_aac().path);
     wait_for(secs(10), || origin.stream_info("live", "slow")).expect("stream is live");
@@ -51,15 +66,15 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
         "slow player got {got} video messages before stalling ({seen:?})"
     );
 
-    // Stall: read nothing for STALL while the fast player keeps decoding at the publish rate.
+    // Stall: read nothing for `stall` while the fast player keeps decoding at the publish rate.
     let skipped_before = origin.metrics().value("sluice_skipped_frames_total", &[]);
     let fast_before = fast.frames();
-    std::thread::sleep(STALL);
+    std::thread::sleep(stall);
     let fast_delta = fast.frames() - fast_before;
-    let expected = STALL.as_secs_f64() * 30.0;
+    let expected = stall.as_secs_f64() * 30.0;
     assert!(
         fast_delta as f64 >= expected * 0.85,
-        "fast player decoded {fast_delta} frames during the {STALL:?} stall, publish rate gives {expected}"
+        "fast player decoded {fast_delta} frames during the {stall:?} stall, publish rate gives {expected}"
     );
     // Resume: every jump in the video timeline (frames the server skipped) lands on a keyframe.
     let mut last_ts: Option<u32> = None;
@@ -96,7 +111,7 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
     let skipped = origin.metrics().value("sluice_skipped_frames_total", &[]) - skipped_before;
     assert!(
         skipped > 0.0,
-        "sluice_skipped_frames_total did not increase after a viewer stalled for {STALL:?} \
+        "sluice_skipped_frames_total did not increase after a viewer stalled for {stall:?} \
          (gaps in its timeline: {gaps:?})"
     );
     assert!(
