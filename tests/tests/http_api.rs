@@ -139,3 +139,60 @@ fn flv_player_waiting_for_a_stream_starts_when_it_is_published() {
     assert_eq!(status, 200);
     assert_eq!(read, Ok(100_000), "waiting FLV viewer got no media");
 }
+
+/// Every documented series is exposed from the start (at 0), so dashboards and `rate()` see
+/// zeros rather than missing data.
+#[test]
+fn metrics_expose_every_documented_series_on_a_fresh_server() {
+    let origin = Origin::start(&[]);
+    let m = origin.metrics();
+    let mut missing = Vec::new();
+    let mut check = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+        if m.get(name, labels).is_none() {
+            missing.push(format!("{name}{labels:?}"));
+        }
+    };
+    check("sluice_connections", &[]);
+    check("sluice_streams", &[]);
+    check("sluice_bytes_in_total", &[]);
+    check("sluice_skipped_frames_total", &[]);
+    for protocol in ["rtmp", "flv"] {
+        check("sluice_viewers", &[("protocol", protocol)]);
+        check("sluice_bytes_out_total", &[("protocol", protocol)]);
+    }
+    for kind in ["handshake", "chunk", "amf", "protocol", "timeout", "limit"] {
+        check("sluice_connection_errors_total", &[("kind", kind)]);
+    }
+    assert!(
+        missing.is_empty(),
+        "series missing from a fresh server's /metrics: {missing:?}"
+    );
+}
+
+/// SIGTERM drains: the origin exits by itself, successfully, within its drain timeout, even
+/// with a publisher and a player connected.
+#[test]
+fn sigterm_drains_and_exits() {
+    let mut origin = Origin::start(&["--drain-timeout", "2s"]);
+    let url = origin.rtmp_url("live", "drain");
+    let _publisher = Publisher::start_looped(&url, &h264_aac().path);
+    wait_for(secs(10), || origin.stream_info("live", "drain")).expect("stream is live");
+    let mut player = sluice_tests::Player::start(&url);
+    assert!(player.wait_frames(10, secs(15)) >= 10, "player started");
+    let start = Instant::now();
+    let status = origin.terminate();
+    let took = start.elapsed();
+    let status = status.unwrap_or_else(|| panic!("origin still running {took:?} after SIGTERM"));
+    assert!(
+        status.success(),
+        "origin exit status after SIGTERM: {status:?}"
+    );
+    assert!(
+        took < secs(5),
+        "drain took {took:?} with --drain-timeout 2s"
+    );
+    assert!(
+        std::net::TcpStream::connect(origin.rtmp).is_err(),
+        "RTMP port still accepting"
+    );
+}
