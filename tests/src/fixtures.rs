@@ -224,8 +224,8 @@ fn count_video_frames(ffmpeg: &Path, file: &Path) -> u64 {
         .expect("run ffmpeg to count frames");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("frame="))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no frame count from ffmpeg: {text}"))
 }

@@ -17,6 +17,9 @@ use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Opens a connection and sends one hostile byte sequence.
+type Case = fn(SocketAddr) -> TcpStream;
+
 #[test]
 fn hostile_connections_are_closed_without_disturbing_viewers() {
     let origin = Origin::start(&[
@@ -43,7 +46,7 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     let mut frames = player.frames();
     let mut closing_cases = 0;
 
-    let cases: Vec<(&str, bool, fn(SocketAddr) -> TcpStream)> = vec![
+    let cases: Vec<(&str, bool, Case)> = vec![
         ("garbage instead of a handshake", true, garbage_handshake),
         ("valid handshake then garbage chunks", true, garbage_chunks),
         (
