@@ -6,7 +6,7 @@
 #   PLAYERS [1000]  BITRATE [2500k]  FPS [30]  GOP [2s]  DURATION [20s]  WARMUP [5s]  RAMP [2s]
 #   PROTOCOL [rtmp] (flv: sluice only, nginx-rtmp has no HTTP-FLV)   AUDIO [0] (1 = --audio)
 #   BENCH_THREADS [1]   TARGETS ["nginx sluice"]   SKIP_BUILD [0]
-#   NGINX_PORT [19350]  SLUICE_RTMP_PORT [19351]  SLUICE_HTTP_PORT [18081]
+#   NGINX_PORT [29350]  SLUICE_RTMP_PORT [29351]  SLUICE_HTTP_PORT [28081]
 #   OUT_DIR [a new temp dir]: reports (nginx.json, sluice.json), configs and server logs.
 # nginx must run as root here (it is started with its own temp prefix and config).
 set -euo pipefail
@@ -24,9 +24,9 @@ AUDIO=${AUDIO:-0}
 BENCH_THREADS=${BENCH_THREADS:-1}
 TARGETS=${TARGETS:-"nginx sluice"}
 SKIP_BUILD=${SKIP_BUILD:-0}
-NGINX_PORT=${NGINX_PORT:-19350}
-SLUICE_RTMP_PORT=${SLUICE_RTMP_PORT:-19351}
-SLUICE_HTTP_PORT=${SLUICE_HTTP_PORT:-18081}
+NGINX_PORT=${NGINX_PORT:-29350}
+SLUICE_RTMP_PORT=${SLUICE_RTMP_PORT:-29351}
+SLUICE_HTTP_PORT=${SLUICE_HTTP_PORT:-28081}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/sluice-bench-vs-nginx.XXXXXX)}
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 RTMP_MODULE=${RTMP_MODULE:-$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep -m1 'ngx_rtmp_module\.so$' || echo /usr/lib/nginx/modules/ngx_rtmp_module.so)}
@@ -48,13 +48,28 @@ trap cleanup EXIT INT TERM
 
 log() { echo "[bench-vs-nginx] $*" >&2; }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Refuse to start when something else already listens: the load would hit the wrong server.
+require_free_port() {
+    if port_open "$1"; then
+        log "port $1 is already in use by another process; set ${2} to a free port"
+        exit 1
+    fi
+}
+
+# Wait until our server ($2) listens on port $1; fail if it exited.
 wait_port() {
-    local port=$1 tries=100
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    local port=$1 pid=$2 tries=100
+    while ! port_open "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "server (pid $pid) exited before listening on $port"
+            exit 1
+        fi
         tries=$((tries - 1))
         if ((tries == 0)); then
             log "nothing listens on port $port"
-            return 1
+            exit 1
         fi
         sleep 0.1
     done
@@ -68,7 +83,10 @@ bench_run() {
     [[ "$AUDIO" == 1 ]] && args+=(--audio)
     [[ -n "${4:-}" ]] && args+=(--flv-url "$4")
     log "sluice-bench ${args[*]}"
-    "$BENCH" --threads "$BENCH_THREADS" "${args[@]}" >"$3"
+    "$BENCH" --threads "$BENCH_THREADS" "${args[@]}" >"$3" || log "sluice-bench reported an error (see $3)"
+    if ! kill -0 "$2" 2>/dev/null; then
+        log "server (pid $2) died during the run"
+    fi
 }
 
 run_nginx() {
@@ -95,20 +113,23 @@ rtmp {
     }
 }
 EOF
+    require_free_port "$NGINX_PORT" NGINX_PORT
     log "starting nginx-rtmp on 127.0.0.1:$NGINX_PORT"
     "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" &
     SERVER_PID=$!
-    wait_port "$NGINX_PORT"
+    wait_port "$NGINX_PORT" "$SERVER_PID"
     bench_run "rtmp://127.0.0.1:$NGINX_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/nginx.json"
     cleanup
 }
 
 run_sluice() {
+    require_free_port "$SLUICE_RTMP_PORT" SLUICE_RTMP_PORT
+    require_free_port "$SLUICE_HTTP_PORT" SLUICE_HTTP_PORT
     log "starting sluice-origin on 127.0.0.1:$SLUICE_RTMP_PORT (HTTP $SLUICE_HTTP_PORT)"
     SLUICE_LOG=${SLUICE_LOG:-warn} "$ORIGIN" --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
         --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" 2>"$OUT_DIR/sluice.log" &
     SERVER_PID=$!
-    wait_port "$SLUICE_RTMP_PORT"
+    wait_port "$SLUICE_RTMP_PORT" "$SERVER_PID"
     bench_run "rtmp://127.0.0.1:$SLUICE_RTMP_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/sluice.json" \
         "http://127.0.0.1:$SLUICE_HTTP_PORT/live/bench.flv"
     cleanup

@@ -130,6 +130,9 @@ pub async fn run(config: RunConfig) -> RunReport {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let baseline = read_server();
+    if let (Some(pid), None, None) = (config.server_pid, baseline, &error) {
+        error = Some(format!("--server-pid {pid}: /proc/{pid}/stat is not readable"));
+    }
 
     let target = match (config.protocol, &config.flv_url) {
         (Protocol::Rtmp, _) => PlayTarget::Rtmp(config.url.clone()),
