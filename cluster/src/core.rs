@@ -276,21 +276,31 @@ impl<B: Backend> Shared<B> {
         // Best effort: if the old lease somehow still exists, its keys go now.
         let _ = with_timeout(op, "lease revoke", self.backend.revoke(old)).await;
         let new = with_timeout(op, "lease grant", self.backend.grant(self.cfg.ttl_secs())).await?;
-        let written = self.rewrite(&mut st, new).await;
-        if let Err(e) = written {
-            let _ = with_timeout(op, "lease revoke", self.backend.revoke(new)).await;
-            return Err(e);
-        }
+        let claim_events = match self.rewrite(&mut st, new).await {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = with_timeout(op, "lease revoke", self.backend.revoke(new)).await;
+                return Err(e);
+            }
+        };
         tracing::info!(old, new, "lease lost; node re-registered");
         st.lease = new;
         self.lease.store(new, Ordering::Release);
         self.mirror_claims(&st);
         self.emit(RegistryEvent::LeaseRenewed { old, new });
+        for ev in claim_events {
+            self.emit(ev);
+        }
         Ok(())
     }
 
-    /// Write the node key and re-take every claim under `lease`.
-    async fn rewrite(&self, st: &mut State, lease: i64) -> Result<(), RegistryError> {
+    /// Write the node key and re-take every claim under `lease`; returns the claim events.
+    async fn rewrite(
+        &self,
+        st: &mut State,
+        lease: i64,
+    ) -> Result<Vec<RegistryEvent>, RegistryError> {
+        let mut events = Vec::new();
         let op = self.cfg.op_timeout;
         let value = serde_json::to_vec(&st.node)?;
         with_timeout(
@@ -316,17 +326,17 @@ impl<B: Backend> Shared<B> {
                         ..claim
                     };
                     st.claims.insert(stream, renewed.clone());
-                    self.emit(RegistryEvent::ClaimRenewed { claim: renewed });
+                    events.push(RegistryEvent::ClaimRenewed { claim: renewed });
                 }
                 Create::Exists(kv) => {
                     let holder = holder_of(&kv);
                     tracing::warn!(%stream, ?holder, "claim taken while the lease was lost");
                     st.claims.remove(&stream);
-                    self.emit(RegistryEvent::ClaimLost { stream, holder });
+                    events.push(RegistryEvent::ClaimLost { stream, holder });
                 }
             }
         }
-        Ok(())
+        Ok(events)
     }
 }
 

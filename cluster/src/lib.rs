@@ -33,8 +33,31 @@
 //! took it meanwhile: stop that publisher).
 //!
 //! The local cache ([`Snapshot`], via [`Registry::snapshot`], a `tokio::sync::watch`) lists
-//! the keyspace, then watches from the listed revision + 1; on compaction, cancellation or a
-//! broken watch it lists again (exponential backoff), so it converges after any trouble.
+//! the keyspace, then watches from the listed revision + 1. A broken watch is re-opened from
+//! the cache's revision + 1 (exponential backoff 100 ms – 5 s); if that history was compacted
+//! meanwhile, or etcd cancels the watch, the cache lists again. It converges after any trouble.
+//! Keys or values it does not understand are ignored, never trusted.
+//!
+//! The in-memory registry ([`MemoryRegistry`] over a [`MemoryStore`]) implements the same
+//! rules in-process — leases that expire, claims, re-registration, the cache — and is what a
+//! standalone node uses; several registries on one store behave like nodes on one etcd.
+//!
+//! # Integration API (for `node/` and `origin/`)
+//!
+//! - Start: [`EtcdRegistry::connect`]`(&endpoints, `[`RegistryConfig`]`, `[`NodeInfo`]`)` with
+//!   `--etcd`, else [`MemoryRegistry::standalone`]; keep it as `Arc<dyn Registry>`. Both return
+//!   once the node key is written and the cache shows it.
+//! - Publish: [`Registry::claim`] before accepting the publisher (it may wait up to TTL +
+//!   margin; map [`ClaimError::Taken`] to `NetStream.Publish.BadName`); [`Registry::release`]
+//!   on unpublish. Subscribe to [`Registry::events`] once: `ClaimLost` → stop that publisher;
+//!   `ClaimRenewed` → re-announce the new [`Claim::revision`].
+//! - Play/forward: [`placement::spawn_ring`] on [`Registry::snapshot`] gives a
+//!   `watch::Receiver<Arc<Ring>>`; `ring.borrow().owner(&stream)` is the home;
+//!   [`Snapshot::stream`] says whether a stream is live, on which origin, at which revision.
+//! - Relay: [`rules::should_dial`] for the shared connection; [`rules::should_accept_forward`]
+//!   for forwards.
+//! - Drain: [`Registry::update_node`] with [`NodeState::Draining`] (leaves the ring), then
+//!   [`Registry::shutdown`] (revokes the lease).
 //!
 //! # Placement
 //!
