@@ -19,6 +19,10 @@ use crate::codec::{
 };
 use crate::frame::{MediaKind, MediaMessage};
 
+/// Slack when predicting whether one more frame fits in a part: FLV timestamps are whole
+/// milliseconds, so frame intervals jitter by 1 ms (e.g. 33/34 ms at 30 fps). A frame that
+/// then really overshoots is moved to the next part by `add_video`.
+const TIMESTAMP_JITTER: u64 = TICKS_PER_MS;
 /// Assumed frame duration when a stream ends after a single frame (1/30 s).
 const DEFAULT_VIDEO_DELTA: u64 = 3000;
 
@@ -392,7 +396,7 @@ impl Segmenter {
             if (key && dts - seg_start >= self.cut_threshold) || too_big {
                 up.merge(self.close_segment(dts));
                 self.open_segment(dts);
-            } else if dts - self.part_start + delta > self.part_target {
+            } else if dts - self.part_start + delta > self.part_target + TIMESTAMP_JITTER {
                 up.merge(self.close_part(dts, false));
             }
         }
