@@ -158,7 +158,7 @@ done
 if [[ -s "$OUT_DIR/nginx.json" && -s "$OUT_DIR/sluice.json" ]]; then
     echo "=== ratios (sluice / nginx; < 1 means Sluice is lower) ==="
     jq -n --slurpfile n "$OUT_DIR/nginx.json" --slurpfile s "$OUT_DIR/sluice.json" '
-        def ratio(a; b): if (a == null or b == null or b == 0) then null else ((a / b) * 1000 | round) / 1000 end;
+        def ratio(a; b): if (a == null or b == null or b == 0) then null else ((a / b) * 10000 | round) / 10000 end;
         ($n[0]) as $n | ($s[0]) as $s |
         {
           cpu_seconds_per_gb: ratio($s.server.cpu_seconds_per_gb; $n.server.cpu_seconds_per_gb),

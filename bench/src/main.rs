@@ -37,7 +37,8 @@ use crate::target::{HttpUrl, RtmpUrl};
     about = "Load tool for RTMP / HTTP-FLV live servers"
 )]
 struct Cli {
-    /// Tokio worker threads (the bench usually shares the machine with the server).
+    /// Tokio worker threads for the players (the `run` publisher has a thread of its own; the
+    /// bench usually shares the machine with the server, so keep this small).
     #[arg(long, global = true, default_value_t = 1, env = "SLUICE_BENCH_THREADS")]
     threads: usize,
     #[command(subcommand)]

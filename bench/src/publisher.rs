@@ -65,6 +65,40 @@ pub async fn publish(
     report
 }
 
+/// Run [`publish`] on its own OS thread with a current-thread runtime, so the player load on the
+/// main runtime cannot delay the publisher's pacing. The report arrives on the returned channel
+/// (which closes without a value if the thread could not start).
+pub fn spawn_on_own_thread(
+    url: RtmpUrl,
+    synth: Synth,
+    until: Option<Instant>,
+    stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    started: oneshot::Sender<Result<(), String>>,
+) -> oneshot::Receiver<PublisherReport> {
+    let (report_tx, report_rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("publisher".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started.send(Err(format!("publisher runtime: {e}")));
+                    return;
+                }
+            };
+            let report = runtime.block_on(publish(url, synth, until, stop, shared, started));
+            let _ = report_tx.send(report);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the publisher thread: {e}");
+    }
+    report_rx
+}
+
 async fn run(
     url: &RtmpUrl,
     synth: &Synth,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::player::{play, PlayTarget};
 use crate::procstat::{host_load, sample, ProcSample};
-use crate::publisher::{publish, PublisherReport};
+use crate::publisher::{spawn_on_own_thread, PublisherReport};
 use crate::stats::{FramesReport, PlayersReport, Quantiles, Shared, PHASE_DONE, PHASE_MEASURE};
 use crate::synth::{StreamShape, Synth};
 use crate::target::{HttpUrl, RtmpUrl};
@@ -112,14 +112,14 @@ pub async fn run(config: RunConfig) -> RunReport {
             + config.ramp.max(config.warmup)
             + config.duration
             + Duration::from_secs(30);
-        let task = tokio::spawn(publish(
+        let task = spawn_on_own_thread(
             config.url.clone(),
             Synth::new(config.shape),
             Some(end),
             stop_rx,
             shared.clone(),
             tx,
-        ));
+        );
         match rx.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => error = Some(format!("publisher: {e}")),
@@ -131,7 +131,9 @@ pub async fn run(config: RunConfig) -> RunReport {
     }
     let baseline = read_server();
     if let (Some(pid), None, None) = (config.server_pid, baseline, &error) {
-        error = Some(format!("--server-pid {pid}: /proc/{pid}/stat is not readable"));
+        error = Some(format!(
+            "--server-pid {pid}: /proc/{pid}/stat is not readable"
+        ));
     }
 
     let target = match (config.protocol, &config.flv_url) {
