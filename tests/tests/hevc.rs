@@ -33,6 +33,12 @@ fn hevc_over_enhanced_rtmp_is_relayed() {
     let origin = Origin::start(&["--play-wait-timeout", "20s"]);
     let url = origin.rtmp_url("live", "hevc");
     let player = Player::start_with(&ffmpeg, &url);
+    // The player must be connected and waiting before the publisher starts, or it would join
+    // at a later keyframe and miss frames.
+    wait_for(secs(15), || {
+        (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(())
+    })
+    .expect("the player connected");
     std::thread::sleep(secs(1));
     let mut publisher = Publisher::start_with(&ffmpeg, &url, &fixture.path, false);
 
