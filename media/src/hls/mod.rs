@@ -72,8 +72,9 @@ pub struct HlsConfig {
     /// 90 % of it; a longer keyframe interval gives longer segments (and a larger, truthful
     /// `EXT-X-TARGETDURATION`). Default 2000.
     pub target_duration_ms: u32,
-    /// Part target (`PART-TARGET`); parts never exceed it unless one frame alone is longer.
-    /// Default 500; clamped to 100..=target_duration_ms.
+    /// Part target (`PART-TARGET`); parts never exceed it unless one frame alone is longer
+    /// (sparse video), in which case the rendered `PART-TARGET` grows to the longest part so
+    /// far, as `EXT-X-TARGETDURATION` does. Default 500; clamped to 100..=target_duration_ms.
     pub part_target_ms: u32,
     /// Completed segments kept (and listed) in the window. Default 8; at least 3.
     pub window_segments: usize,

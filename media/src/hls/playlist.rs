@@ -12,8 +12,8 @@ use super::track::TICKS_PER_SECOND;
 /// How to render a media playlist.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlaylistOptions<'a> {
-    /// Appended to every URI, e.g. `?sid=abc` (`""` for none). `"`, control characters and
-    /// whitespace are dropped.
+    /// Appended to every URI, e.g. `?sid=abc` (`""` for none). Characters not allowed in a
+    /// URI (quotes, `#`, whitespace, control characters, non-ASCII) are dropped.
     pub query: &'a str,
     /// The request had `_HLS_skip=YES`: replace old segments with `EXT-X-SKIP`.
     pub skip: bool,
@@ -46,9 +46,11 @@ pub struct Variant {
     pub frame_rate: Option<f64>,
 }
 
+/// Keep only characters that may appear unescaped in a URI (RFC 3986 unreserved, sub-delims,
+/// `:@/?%`): no quotes, `#`, whitespace or line breaks can reach the playlist.
 fn clean_query(q: &str) -> String {
     q.chars()
-        .filter(|c| *c != '"' && !c.is_control() && !c.is_whitespace())
+        .filter(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(*c))
         .collect()
 }
 

@@ -69,6 +69,9 @@ pub struct Segmenter {
     discontinuity_sequence: u64,
     next_discontinuity: bool,
     target_duration_s: u64,
+    /// Longest part so far (90 kHz): a single frame longer than the part target (sparse
+    /// video) makes a longer part, and `PART-TARGET` then says so truthfully.
+    max_part: u64,
     /// End of everything output so far, 90 kHz.
     end_ticks: u64,
     dropped: u64,
@@ -119,6 +122,7 @@ impl Segmenter {
             discontinuity_sequence: resume.discontinuity_sequence,
             next_discontinuity: cfg.resume.is_some(),
             target_duration_s: u64::from(cfg.target_duration_ms.div_ceil(1000)),
+            max_part: 0,
             end_ticks: resume.min_time_ms.saturating_mul(TICKS_PER_MS),
             dropped: 0,
             cfg,
@@ -183,7 +187,8 @@ impl Segmenter {
                 open: self.open.clone().map(Arc::new),
                 inits: self.inits.clone(),
                 target_duration_s: self.target_duration_s,
-                part_target_ms: u64::from(self.cfg.part_target_ms),
+                part_target_ms: u64::from(self.cfg.part_target_ms)
+                    .max(self.max_part.div_ceil(TICKS_PER_MS)),
                 next_part,
                 parts_per_segment: self.target.div_ceil(self.part_target),
             }),
@@ -566,6 +571,7 @@ impl Segmenter {
         );
         self.next_fragment = self.next_fragment.wrapping_add(1);
         let duration = end.saturating_sub(self.part_start);
+        self.max_part = self.max_part.max(duration);
         let Some(open) = self.open.as_mut() else {
             return Update::default();
         };
