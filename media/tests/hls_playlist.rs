@@ -138,8 +138,10 @@ fn blocking_reload_edge_cases() {
         ReloadStatus::Wait,
         "segment 2 is not complete"
     );
-    assert_eq!(snap.reload_status(5, None), ReloadStatus::TooFar); // last listed is 2
-                                                                   // Part 4 of a complete 4-part segment is part 0 of the next.
+    // The last segment listed is 2 (open, with a part): 4 is within reach, 5 is not.
+    assert_eq!(snap.reload_status(4, None), ReloadStatus::Wait);
+    assert_eq!(snap.reload_status(5, None), ReloadStatus::TooFar);
+    // Part 4 of a complete 4-part segment is part 0 of the next.
     assert_eq!(snap.reload_status(1, Some(4)), ReloadStatus::Ready);
     assert_eq!(snap.reload_status(1, Some(99)), ReloadStatus::Ready);
     assert_eq!(snap.reload_status(1, Some(5)), ReloadStatus::Ready);
@@ -177,9 +179,7 @@ fn delta_update_matches_the_full_playlist() {
     assert_eq!(full.version, 6);
     assert_eq!(delta.media_sequence, full.media_sequence);
     assert_eq!(delta.discontinuity_sequence, full.discontinuity_sequence);
-    let strip = |v: &[(u64, f64, Option<u64>, bool, Option<String>)]| {
-        v.iter().map(|s| (s.0, s.1, s.2, s.3)).collect::<Vec<_>>()
-    };
+    let strip = |v: &[SegmentEntry]| v.iter().map(|s| (s.0, s.1, s.2, s.3)).collect::<Vec<_>>();
     assert_eq!(strip(&delta.segments), strip(&full.segments[n..]));
     assert_eq!(delta.parts, full.parts);
     assert_eq!(delta.preload_hint, full.preload_hint);

@@ -6,18 +6,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fragment::{write_fragment, TrackRun};
 use super::init::write_init;
-use super::snapshot::{HlsSnapshot, InitSegment, Part, Segment, SnapshotInner};
+use super::snapshot::{HlsSnapshot, InitSegment, Segment, SnapshotInner};
 use super::track::{
-    AudioConfig, AudioFormat, Sample, VideoConfig, VideoFormat, AUDIO_TRACK_ID, TICKS_PER_MS,
-    TICKS_PER_SECOND, VIDEO_TRACK_ID,
+    AudioConfig, AudioFormat, Sample, VideoConfig, VideoFormat, TICKS_PER_MS, TICKS_PER_SECOND,
 };
 use super::{HlsConfig, HlsError, ResumePoint, Update};
 use crate::codec::{
     parse_audio_tag, parse_video_tag, AudioCodec, AudioPacket, VideoCodec, VideoPacket,
 };
 use crate::frame::{MediaKind, MediaMessage};
+
+#[path = "segmenter_close.rs"]
+mod close;
 
 /// Slack when predicting whether one more frame fits in a part: FLV timestamps are whole
 /// milliseconds, so frame intervals jitter by 1 ms (e.g. 33/34 ms at 30 fps). A frame that
@@ -374,7 +375,7 @@ impl Segmenter {
         self.need_keyframe = false;
         let mut dts = ms.saturating_mul(TICKS_PER_MS);
         if let Some(p) = &self.pending_video {
-            dts = dts.max(p.dts + 1);
+            dts = dts.max(p.dts.saturating_add(1));
         }
         let cts = (i64::from(cts_ms) * TICKS_PER_MS as i64).clamp(i32::MIN.into(), i32::MAX.into())
             as i32;
@@ -392,16 +393,18 @@ impl Segmenter {
             }
             self.open_segment(dts);
         } else if let Some(mut prev) = self.pending_video.take() {
-            let delta = dts - prev.dts;
+            let delta = dts.saturating_sub(prev.dts);
             prev.duration = u32::try_from(delta).unwrap_or(u32::MAX);
             self.last_video_delta = delta;
             up.merge(self.add_video(prev));
             let seg_start = self.open.as_ref().map_or(dts, |s| s.start);
             let too_big = self.open_bytes + self.part_bytes >= self.cfg.max_segment_bytes;
-            if (key && dts - seg_start >= self.cut_threshold) || too_big {
+            if (key && dts.saturating_sub(seg_start) >= self.cut_threshold) || too_big {
                 up.merge(self.close_segment(dts));
                 self.open_segment(dts);
-            } else if dts - self.part_start + delta > self.part_target + TIMESTAMP_JITTER {
+            } else if dts.saturating_sub(self.part_start).saturating_add(delta)
+                > self.part_target + TIMESTAMP_JITTER
+            {
                 up.merge(self.close_part(dts, false));
             }
         }
@@ -413,7 +416,7 @@ impl Segmenter {
     /// would take it past the part target or the byte limit.
     fn add_video(&mut self, s: Sample) -> Update {
         let mut up = Update::default();
-        let end = s.dts + u64::from(s.duration);
+        let end = s.dts.saturating_add(u64::from(s.duration));
         let over_time = end.saturating_sub(self.part_start) > self.part_target;
         let over_size = self.part_bytes + s.data.len() > self.cfg.max_part_bytes;
         if !self.part_video.is_empty() && (over_time || over_size) {
@@ -430,10 +433,10 @@ impl Segmenter {
         let dur = u64::from(duration);
         let conv = (u128::from(ms) * u128::from(rate) / 1000) as u64;
         let dts = match self.audio_next_dts {
-            Some(expected) if conv <= expected + dur / 2 => expected,
+            Some(expected) if conv <= expected.saturating_add(dur / 2) => expected,
             _ => conv,
         };
-        self.audio_next_dts = Some(dts + dur);
+        self.audio_next_dts = Some(dts.saturating_add(dur));
         let to_ticks = |t: u64| {
             (u128::from(t) * u128::from(TICKS_PER_SECOND) / u128::from(rate.max(1))) as u64
         };
@@ -463,7 +466,7 @@ impl Segmenter {
             return up;
         }
         // Audio-only: audio drives parts and segments.
-        let (start, end) = (to_ticks(dts), to_ticks(dts + dur));
+        let (start, end) = (to_ticks(dts), to_ticks(dts.saturating_add(dur)));
         if self.open.is_none() {
             self.open_segment(start);
         }
@@ -476,7 +479,7 @@ impl Segmenter {
         self.part_bytes += len;
         self.end_ticks = self.end_ticks.max(end);
         self.part_audio.push(sample);
-        if end.saturating_sub(self.part_start) + (end - start) > self.part_target {
+        if end.saturating_sub(self.part_start) + end.saturating_sub(start) > self.part_target {
             up.merge(self.close_part_audio_only(end));
         }
         up
@@ -492,171 +495,5 @@ impl Segmenter {
             self.open_segment(end);
         }
         up
-    }
-
-    fn open_segment(&mut self, start: u64) {
-        let discontinuity = self.next_discontinuity;
-        self.open = Some(Segment {
-            msn: self.next_msn,
-            start,
-            duration: 0,
-            parts: Vec::new(),
-            discontinuity,
-            discontinuity_sequence: self.discontinuity_sequence + u64::from(discontinuity),
-            init_id: self.init.as_ref().map_or(0, |i| i.id),
-            program_date_time_ms: self
-                .cfg
-                .stream_epoch_ms
-                .map(|e| e.saturating_add(start / TICKS_PER_MS)),
-            video_frames: 0,
-            complete: false,
-        });
-        self.open_bytes = 0;
-        self.part_start = start;
-    }
-
-    /// Close the open part at `end` (90 kHz). Queued audio starting before `end` (all of it
-    /// when `all_audio`) joins the part first.
-    fn close_part(&mut self, end: u64, all_audio: bool) -> Update {
-        if self.open.is_none() {
-            return Update::default();
-        }
-        if self.has_video() {
-            let rate = self
-                .init_tracks
-                .1
-                .as_ref()
-                .map_or(1, |a| u64::from(a.sample_rate));
-            while let Some(a) = self.audio_queue.front() {
-                let start = (u128::from(a.dts) * u128::from(TICKS_PER_SECOND)
-                    / u128::from(rate.max(1))) as u64;
-                if !all_audio && start >= end {
-                    break;
-                }
-                let a_end = (u128::from(a.dts + u64::from(a.duration))
-                    * u128::from(TICKS_PER_SECOND)
-                    / u128::from(rate.max(1))) as u64;
-                self.end_ticks = self.end_ticks.max(a_end);
-                let Some(a) = self.audio_queue.pop_front() else {
-                    break;
-                };
-                self.audio_queue_bytes -= a.data.len();
-                self.part_bytes += a.data.len();
-                self.part_audio.push(a);
-            }
-        }
-        if self.part_video.is_empty() && self.part_audio.is_empty() {
-            self.part_start = end;
-            return Update::default();
-        }
-        let independent = if self.has_video() {
-            self.part_video.first().is_some_and(|s| s.key)
-        } else {
-            true
-        };
-        let bytes = write_fragment(
-            self.next_fragment,
-            &[
-                TrackRun {
-                    track_id: VIDEO_TRACK_ID,
-                    samples: &self.part_video,
-                    composition_offsets: true,
-                },
-                TrackRun {
-                    track_id: AUDIO_TRACK_ID,
-                    samples: &self.part_audio,
-                    composition_offsets: false,
-                },
-            ],
-        );
-        self.next_fragment = self.next_fragment.wrapping_add(1);
-        let duration = end.saturating_sub(self.part_start);
-        self.max_part = self.max_part.max(duration);
-        let Some(open) = self.open.as_mut() else {
-            return Update::default();
-        };
-        open.parts.push(Arc::new(Part {
-            msn: open.msn,
-            index: open.parts.len() as u32,
-            start: self.part_start,
-            duration,
-            independent,
-            bytes,
-        }));
-        open.duration += duration;
-        open.video_frames = open
-            .video_frames
-            .saturating_add(self.part_video.len() as u32);
-        self.open_bytes += self.part_bytes;
-        self.part_video.clear();
-        self.part_audio.clear();
-        self.part_bytes = 0;
-        self.part_start = end;
-        self.init_used = true;
-        Update {
-            parts: 1,
-            ..Update::default()
-        }
-    }
-
-    fn close_segment(&mut self, end: u64) -> Update {
-        let mut up = self.close_part(end, false);
-        let Some(mut seg) = self.open.take() else {
-            return up;
-        };
-        if seg.parts.is_empty() {
-            return up;
-        }
-        seg.complete = true;
-        self.next_msn += 1;
-        self.discontinuity_sequence = seg.discontinuity_sequence;
-        self.next_discontinuity = false;
-        let rounded = (seg.duration + TICKS_PER_SECOND / 2) / TICKS_PER_SECOND;
-        self.target_duration_s = self.target_duration_s.max(rounded);
-        self.segments.push_back(Arc::new(seg));
-        while self.segments.len() > self.cfg.window_segments {
-            self.segments.pop_front();
-        }
-        let current = self.init.as_ref().map(|i| i.id);
-        let used: Vec<u32> = self.segments.iter().map(|s| s.init_id).collect();
-        self.inits
-            .retain(|i| Some(i.id) == current || used.contains(&i.id));
-        up.segments += 1;
-        up
-    }
-
-    /// Output everything queued: the pending video frame (with the previous frame's
-    /// duration), all queued audio; close the part and the segment.
-    fn flush_media(&mut self) -> Update {
-        let mut up = Update::default();
-        if let Some(mut prev) = self.pending_video.take() {
-            let d = if self.last_video_delta > 0 {
-                self.last_video_delta
-            } else {
-                DEFAULT_VIDEO_DELTA
-            };
-            prev.duration = u32::try_from(d).unwrap_or(u32::MAX);
-            up.merge(self.add_video(prev));
-        }
-        up.merge(self.close_part(self.end_ticks.max(self.part_start), true));
-        up.merge(self.close_segment(self.end_ticks.max(self.part_start)));
-        self.open = None;
-        self.audio_queue.clear();
-        self.audio_queue_bytes = 0;
-        self.audio_next_dts = None;
-        self.part_video.clear();
-        self.part_audio.clear();
-        self.part_bytes = 0;
-        self.last_video_delta = 0;
-        self.need_keyframe = false;
-        up
-    }
-
-    fn mark_discontinuity(&mut self) {
-        self.next_discontinuity = true;
-        self.rebase = true;
-        self.last_ts = None;
-        self.min_time_ms =
-            i64::try_from(self.end_ticks.div_ceil(TICKS_PER_MS)).unwrap_or(i64::MAX / 2);
     }
 }

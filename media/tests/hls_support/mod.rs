@@ -256,6 +256,9 @@ pub fn parse_fragment(b: &[u8]) -> (u32, Vec<Traf>, usize) {
     (seq, trafs, mdat_len - 8)
 }
 
+/// (msn, EXTINF seconds, PDT ms, discontinuity, EXT-X-MAP URI) of a listed segment.
+pub type SegmentEntry = (u64, f64, Option<u64>, bool, Option<String>);
+
 /// The parsed entries of a media playlist.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parsed {
@@ -265,8 +268,8 @@ pub struct Parsed {
     pub media_sequence: u64,
     pub discontinuity_sequence: u64,
     pub skipped: u64,
-    /// (msn, EXTINF seconds, pdt ms, discontinuity, map uri) of each complete segment.
-    pub segments: Vec<(u64, f64, Option<u64>, bool, Option<String>)>,
+    /// Each complete segment listed.
+    pub segments: Vec<SegmentEntry>,
     /// (uri, duration, independent) of each part, in order.
     pub parts: Vec<(String, f64, bool)>,
     pub preload_hint: Option<String>,
