@@ -282,6 +282,22 @@ fn hevc_and_audio_only_decode_with_ffmpeg() {
     let (v, _) = decode(&playlist);
     assert_eq!(v, 180);
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Opus (Enhanced FLV audio) with H.264.
+    let dir = temp_dir("opus");
+    let flv = make_flv_with(
+        &newer,
+        &dir,
+        &["-c:v", "libx264", "-preset", "veryfast", "-g", "60"],
+        &["-c:a", "libopus", "-b:a", "96k"],
+    );
+    let (_, snap) = segment_flv(&flv, HlsConfig::default());
+    assert_eq!(snap.current_init().unwrap().codecs, "avc1.64001f,opus");
+    let playlist = write_out(&dir, &snap);
+    let (v, a) = decode(&playlist);
+    assert_eq!(v, 180);
+    assert!(a >= 290, "opus frames {a}"); // 6 s of 20 ms packets = 300
+    let _ = std::fs::remove_dir_all(&dir);
     audio_only_decodes();
 }
 
