@@ -217,6 +217,15 @@ impl RtmpClient {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
+    /// Keep the connection going (answering the server, queueing events) for `duration`.
+    pub fn pump_for(&mut self, duration: Duration) -> Result<()> {
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline && !self.eof {
+            self.pump(Duration::from_millis(50))?;
+        }
+        Ok(())
+    }
+
     /// Read and discard whatever the server sends (answering pings), until `duration` ends.
     pub fn drain_for(&mut self, duration: Duration) -> Result<()> {
         let deadline = Instant::now() + duration;

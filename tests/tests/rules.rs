@@ -269,3 +269,96 @@ fn play_of_unpublished_stream_times_out_with_stream_not_found() {
         "{codes:?}"
     );
 }
+
+/// Everything a publisher sent before it unpublished reaches a player that was keeping up:
+/// the publisher's last frames are not lost when it leaves.
+#[test]
+fn player_gets_every_message_sent_before_unpublish() {
+    let fixture = h264_aac();
+    let tags = sluice_tests::rtmp::read_flv_file(&fixture.path).unwrap();
+    // The first 2 s (one GOP) of media, sent as one burst followed at once by the unpublish.
+    let burst: Vec<_> = tags
+        .iter()
+        .filter(|t| t.timestamp < 2000)
+        .cloned()
+        .collect();
+    let sent_video = burst
+        .iter()
+        .filter(|t| {
+            t.kind == MediaKind::Video && !video_header(&t.payload).unwrap().sequence_header
+        })
+        .count();
+    let origin = Origin::start(&["--play-wait-timeout", "20s"]);
+    let mut player = RtmpClient::connect(origin.rtmp, "live", "burst", ClientMode::Play).unwrap();
+    // Let the player finish its opening (handshake, connect, play) and wait on the server.
+    player.pump_for(Duration::from_millis(1500)).unwrap();
+
+    let mut publisher =
+        RtmpClient::connect(origin.rtmp, "live", "burst", ClientMode::Publish).unwrap();
+    publisher
+        .expect_status("NetStream.Publish.Start", secs(10))
+        .expect("publish accepted");
+    // Headers and the first keyframe first; once the player is playing, the rest in one burst
+    // immediately followed by the unpublish.
+    let first_frame = burst
+        .iter()
+        .position(|t| {
+            t.kind == MediaKind::Video
+                && video_header(&t.payload).unwrap().keyframe
+                && !video_header(&t.payload).unwrap().sequence_header
+        })
+        .expect("a keyframe");
+    for tag in &burst[..=first_frame] {
+        publisher.send_media(tag).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut video = 0;
+    let deadline = Instant::now() + secs(10);
+    while video == 0 && Instant::now() < deadline {
+        if let Some(m) = player
+            .next_media(secs(1), &mut seen)
+            .expect("player connected")
+        {
+            if m.kind == MediaKind::Video && !video_header(&m.payload).unwrap().sequence_header {
+                video += 1;
+            }
+        }
+    }
+    assert_eq!(
+        video, 1,
+        "player did not get the first keyframe (statuses {seen:?})"
+    );
+    for tag in &burst[first_frame + 1..] {
+        publisher.send_media(tag).unwrap();
+    }
+    publisher.close();
+
+    // Read until the unpublish notice, then a little longer in case media trails it.
+    let mut quiet_after_notice = 0;
+    let deadline = Instant::now() + secs(15);
+    while Instant::now() < deadline && quiet_after_notice < 2 {
+        match player
+            .next_media(secs(1), &mut seen)
+            .expect("player stays connected")
+        {
+            Some(m) => {
+                if m.kind == MediaKind::Video && !video_header(&m.payload).unwrap().sequence_header
+                {
+                    video += 1;
+                }
+            }
+            None if seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify") => {
+                quiet_after_notice += 1
+            }
+            None => {}
+        }
+    }
+    assert!(
+        seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify"),
+        "no UnpublishNotify: {seen:?}"
+    );
+    assert_eq!(
+        video, sent_video,
+        "the player received {video} of the {sent_video} video frames published before the unpublish"
+    );
+}
