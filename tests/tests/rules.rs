@@ -341,12 +341,13 @@ fn player_gets_every_message_sent_before_unpublish() {
             .next_media(secs(1), &mut seen)
             .expect("player stays connected")
         {
-            Some(m) => {
-                if m.kind == MediaKind::Video && !video_header(&m.payload).unwrap().sequence_header
-                {
-                    video += 1;
-                }
+            Some(m)
+                if m.kind == MediaKind::Video
+                    && !video_header(&m.payload).unwrap().sequence_header =>
+            {
+                video += 1;
             }
+            Some(_) => {}
             None if seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify") => {
                 quiet_after_notice += 1
             }
