@@ -52,6 +52,17 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Handshake,
+        ErrorKind::Chunk,
+        ErrorKind::Amf,
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+        ErrorKind::Limit,
+        ErrorKind::Io,
+        ErrorKind::Media,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Handshake => "handshake",
@@ -93,8 +104,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// All series exist from the start (at 0), so dashboards and alerts see them before the
+    /// first event.
     pub fn new() -> Self {
-        Self::default()
+        let m = Self::default();
+        for protocol in [Protocol::Rtmp, Protocol::Flv] {
+            m.viewers(protocol);
+            m.bytes_out(protocol);
+        }
+        for kind in ErrorKind::ALL {
+            let _ = m.connection_errors.get_or_create(&ErrorLabel { kind });
+        }
+        m
     }
 
     /// A registry exposing these metrics under the `sluice_` prefix.
@@ -136,4 +157,42 @@ pub fn render(registry: &Registry) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
     out
+}
+
+/// Counts one open connection in `sluice_connections` for as long as it lives.
+pub struct ConnectionGuard {
+    metrics: Metrics,
+}
+
+impl ConnectionGuard {
+    pub fn new(metrics: &Metrics) -> Self {
+        metrics.connections.inc();
+        metrics.connections_total.inc();
+        ConnectionGuard { metrics: metrics.clone() }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.connections.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_exposed_from_the_start() {
+        let text = render(&Metrics::new().registry());
+        for series in [
+            "sluice_viewers{protocol=\"rtmp\"} 0",
+            "sluice_viewers{protocol=\"flv\"} 0",
+            "sluice_bytes_out_total{protocol=\"flv\"} 0",
+            "sluice_connection_errors_total{kind=\"limit\"} 0",
+            "sluice_connection_errors_total{kind=\"handshake\"} 0",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use tracing::debug;
 use super::HttpContext;
 use crate::hub::log::Delivery;
 use crate::hub::Subscription;
-use crate::metrics::{ErrorKind, Metrics, Protocol};
+use crate::metrics::{ConnectionGuard, ErrorKind, Metrics, Protocol};
 
 const COLLECT_BATCH: usize = 128 * 1024;
 
@@ -32,6 +32,7 @@ pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Resp
         ctx.metrics.error(ErrorKind::Limit);
         return (StatusCode::SERVICE_UNAVAILABLE, "server is at its connection limit\n").into_response();
     };
+    let guard = ConnectionGuard::new(&ctx.metrics);
     let mut sub = match ctx.hub.subscribe(&key, Protocol::Flv) {
         Ok(sub) => sub,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
@@ -52,7 +53,7 @@ pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Resp
             flags => flags,
         });
     let header = Bytes::copy_from_slice(&sluice_media::flv::file_header(has_audio, has_video));
-    let viewer = FlvViewer::new(sub, header, ctx.metrics.clone(), ctx.limits.play_wait_timeout, permit);
+    let viewer = FlvViewer::new(sub, header, &ctx.metrics, ctx.limits.play_wait_timeout, (permit, guard));
     let body = Body::from_stream(stream::unfold(viewer, |mut v| async move {
         let next = v.next().await?;
         Some((Ok::<_, std::convert::Infallible>(next), v))
@@ -73,17 +74,21 @@ struct FlvViewer {
     pending: VecDeque<Bytes>,
     deliveries: Vec<Delivery>,
     bytes_out: Counter,
-    metrics: Metrics,
     /// How long to keep the response open after the publisher left, waiting for it to return.
     republish_wait: Duration,
     unpublished: bool,
-    _permit: OwnedSemaphorePermit,
+    /// The connection slot and its count in `sluice_connections`, held while streaming.
+    _slot: (OwnedSemaphorePermit, ConnectionGuard),
 }
 
 impl FlvViewer {
-    fn new(sub: Subscription, header: Bytes, metrics: Metrics, republish_wait: Duration, permit: OwnedSemaphorePermit) -> Self {
-        metrics.connections.inc();
-        metrics.connections_total.inc();
+    fn new(
+        sub: Subscription,
+        header: Bytes,
+        metrics: &Metrics,
+        republish_wait: Duration,
+        slot: (OwnedSemaphorePermit, ConnectionGuard),
+    ) -> Self {
         let mut pending = VecDeque::new();
         pending.push_back(header);
         FlvViewer {
@@ -91,10 +96,9 @@ impl FlvViewer {
             pending,
             deliveries: Vec::new(),
             bytes_out: metrics.bytes_out(Protocol::Flv),
-            metrics,
             republish_wait,
             unpublished: false,
-            _permit: permit,
+            _slot: slot,
         }
     }
 
@@ -129,11 +133,5 @@ impl FlvViewer {
                 }
             }
         }
-    }
-}
-
-impl Drop for FlvViewer {
-    fn drop(&mut self) {
-        self.metrics.connections.dec();
     }
 }

@@ -107,11 +107,13 @@ impl MediaLog {
         self.live = true;
     }
 
-    /// The publisher left. The cache is dropped: a returning publisher starts a fresh GOP, and
-    /// nobody is served stale frames from the old one.
+    /// The publisher left. Viewers following this session still get what it sent before
+    /// leaving, then `Unpublished`; nobody starts on it any more, and a returning publisher
+    /// starts a fresh log (no stale GOP is ever replayed).
     pub fn end_publish(&mut self) {
-        self.clear();
         self.live = false;
+        self.last_sync = None;
+        self.prev_sync = None;
     }
 
     fn clear(&mut self) {
@@ -203,8 +205,9 @@ impl MediaLog {
     /// than `max_lag` bytes behind (or behind the log's front) skips to the latest keyframe;
     /// returns how many messages it skipped.
     pub fn collect(&self, cursor: &mut Cursor, out: &mut Vec<Delivery>, max_bytes: usize, max_lag: usize) -> u64 {
+        let draining = cursor.following == Some(self.generation) && !self.live;
         if let Some(gen) = cursor.following {
-            if gen != self.generation || !self.live {
+            if gen != self.generation {
                 out.push(Delivery::Unpublished);
                 cursor.following = None;
             }
@@ -252,6 +255,10 @@ impl MediaLog {
             }
             bytes += entry.size();
             out.push(Delivery::Media(entry.clone()));
+        }
+        if draining && cursor.next_seq >= self.next_seq {
+            out.push(Delivery::Unpublished);
+            cursor.following = None;
         }
         skipped
     }
@@ -343,6 +350,33 @@ mod tests {
         out.clear();
         log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
         assert_eq!(seqs(&out), vec![-2, a as i64]);
+    }
+
+    #[test]
+    fn media_sent_before_unpublish_reaches_viewers_first() {
+        let mut log = MediaLog::new(1 << 20);
+        log.start_publish();
+        let k = push(&mut log, MediaKind::Video, 0, 100, true, None);
+        let mut c = Cursor::default();
+        let mut out = vec![];
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        let a = push(&mut log, MediaKind::Video, 33, 100, false, None);
+        let b = push(&mut log, MediaKind::Video, 66, 100, false, None);
+        log.end_publish();
+        // A new viewer does not start on an ended session.
+        let mut late = Cursor::default();
+        let mut late_out = vec![];
+        log.collect(&mut late, &mut late_out, usize::MAX, usize::MAX);
+        assert!(late_out.is_empty());
+        // The follower gets the tail in two batches, then the notice.
+        out.clear();
+        log.collect(&mut c, &mut out, 100, usize::MAX);
+        assert_eq!(seqs(&out), vec![a as i64]);
+        out.clear();
+        log.collect(&mut c, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![b as i64, -1]);
+        assert!(!log.has_pending(&c));
+        assert_eq!(k, 0);
     }
 
     #[test]
