@@ -364,7 +364,10 @@ enum RoleWake {
 async fn role_wake(role: &mut Role, want_media: bool) -> RoleWake {
     match role {
         Role::Playing { sub, .. } | Role::Waiting { sub, .. } if want_media => {
-            sub.changed().await;
+            // A batch limit may have left media behind: take it now, not at the next frame.
+            if !sub.has_pending() {
+                sub.changed().await;
+            }
             RoleWake::Media
         }
         Role::Publishing { publisher } => {
