@@ -106,6 +106,36 @@ pub struct Limits {
     /// On SIGTERM, how long to wait for connections to finish before exiting.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub hls: HlsArgs,
+}
+
+/// HLS / Low-Latency HLS delivery settings.
+#[derive(Debug, Clone, Args)]
+pub struct HlsArgs {
+    /// Serve HLS and LL-HLS (`/APP/STREAM.m3u8`); `--hls false` disables it (and its segmenter).
+    #[arg(long, env = "SLUICE_HLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hls: bool,
+
+    /// LL-HLS part target duration (100ms up to the segment target).
+    #[arg(long, env = "SLUICE_HLS_PART_TARGET", default_value = "500ms", value_parser = parse_duration)]
+    pub hls_part_target: Duration,
+
+    /// HLS segment target duration; segments are cut at keyframes, so a longer keyframe
+    /// interval gives longer segments.
+    #[arg(long, env = "SLUICE_HLS_SEGMENT_TARGET", default_value = "2s", value_parser = parse_duration)]
+    pub hls_segment_target: Duration,
+
+    /// Completed segments kept in memory and listed in the media playlist (at least 3).
+    #[arg(long, env = "SLUICE_HLS_WINDOW", default_value_t = 8)]
+    pub hls_window: usize,
+}
+
+impl Default for HlsArgs {
+    fn default() -> Self {
+        Limits::default().hls
+    }
 }
 
 impl Default for Limits {

@@ -3,6 +3,7 @@
 //! edge binaries are thin wrappers around [`server::Node`].
 
 pub mod config;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod log_limit;

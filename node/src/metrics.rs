@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 pub enum Protocol {
     Rtmp,
     Flv,
+    Hls,
 }
 
 impl Protocol {
@@ -23,6 +24,7 @@ impl Protocol {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::Flv => "flv",
+            Protocol::Hls => "hls",
         }
     }
 }
@@ -108,7 +110,7 @@ impl Metrics {
     /// first event.
     pub fn new() -> Self {
         let m = Self::default();
-        for protocol in [Protocol::Rtmp, Protocol::Flv] {
+        for protocol in [Protocol::Rtmp, Protocol::Flv, Protocol::Hls] {
             m.viewers(protocol);
             m.bytes_out(protocol);
         }
@@ -188,6 +190,8 @@ mod tests {
         for series in [
             "sluice_viewers{protocol=\"rtmp\"} 0",
             "sluice_viewers{protocol=\"flv\"} 0",
+            "sluice_viewers{protocol=\"hls\"} 0",
+            "sluice_bytes_out_total{protocol=\"hls\"} 0",
             "sluice_bytes_out_total{protocol=\"flv\"} 0",
             "sluice_connection_errors_total{kind=\"limit\"} 0",
             "sluice_connection_errors_total{kind=\"handshake\"} 0",

@@ -45,6 +45,7 @@ impl Node {
                 stream_buffer: limits.stream_buffer,
                 viewer_max_lag: limits.viewer_max_lag,
                 publish_takeover: limits.publish_takeover,
+                hls: crate::hls::HlsSettings::new(&limits.hls, max_connections),
             },
             metrics.clone(),
         );

@@ -5,7 +5,8 @@ mod flv;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::Extension;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use tower_http::cors::CorsLayer;
 
 use crate::config::Limits;
+use crate::hls::http::HlsService;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -30,12 +32,15 @@ pub struct HttpContext {
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
+    let hls = HlsService::new(ctx.hub.clone(), ctx.hub.config().hls.clone(), &ctx.metrics);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/streams", get(streams))
         .route("/{app}/{file}", get(media))
+        .route("/{app}/{stream}/{file}", get(hls_file))
+        .layer(Extension(hls))
         .layer(CorsLayer::permissive())
         .with_state(ctx)
 }
@@ -57,9 +62,25 @@ async fn streams(State(ctx): State<Arc<HttpContext>>) -> Response {
     Json(serde_json::json!({ "streams": ctx.hub.snapshot() })).into_response()
 }
 
-async fn media(State(ctx): State<Arc<HttpContext>>, Path((app, file)): Path<(String, String)>) -> Response {
+async fn media(
+    State(ctx): State<Arc<HttpContext>>,
+    Extension(hls): Extension<Arc<HlsService>>,
+    Path((app, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(stream) = file.strip_suffix(".flv") {
         return flv::play(ctx, &app, stream).await;
     }
+    if let Some(stream) = file.strip_suffix(".m3u8") {
+        return crate::hls::http::multivariant(hls, &app, stream, query.as_deref()).await;
+    }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+async fn hls_file(
+    Extension(hls): Extension<Arc<HlsService>>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref()).await
 }

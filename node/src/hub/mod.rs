@@ -34,6 +34,8 @@ pub struct HubConfig {
     pub stream_buffer: usize,
     pub viewer_max_lag: usize,
     pub publish_takeover: bool,
+    /// HLS segmenting and serving (see [`crate::hls`]).
+    pub hls: crate::hls::HlsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,6 +194,17 @@ impl Hub {
             .collect();
         out.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
         out
+    }
+
+    /// The HLS snapshot channel of `key` and whether it is live now; `None` when the stream
+    /// does not exist (no publisher and no viewers).
+    pub fn hls(
+        &self,
+        key: &StreamKey,
+    ) -> Option<(tokio::sync::watch::Receiver<Option<sluice_media::hls::HlsSnapshot>>, bool)> {
+        let entry = lock(&self.inner.streams).get(key).cloned()?;
+        let live = entry.is_live();
+        Some((entry.hls.subscribe(), live))
     }
 
     pub fn live_stream_count(&self) -> usize {

@@ -162,6 +162,7 @@ impl Publisher {
             }
         }
         let msg = MediaMessage { kind: message.kind, timestamp, payload };
+        self.entry.hls.push(&self.hub.config.hls, &self.entry.key, &msg);
         {
             let mut log = self.entry.log();
             if reset_gop {
@@ -188,6 +189,7 @@ impl Drop for Publisher {
         state.audio = None;
         state.metadata = None;
         drop(state);
+        self.entry.hls.end_of_stream();
         self.entry.log().end_publish();
         self.entry.wake_viewers();
         self.hub.metrics.streams.dec();

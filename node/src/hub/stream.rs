@@ -111,6 +111,8 @@ pub struct StreamEntry {
     /// Bumped after every change of the log; viewers wait on it.
     pub(super) wake: watch::Sender<u64>,
     pub(super) viewers: AtomicUsize,
+    /// HLS segmenter and its latest snapshot (see [`crate::hls`]).
+    pub hls: crate::hls::StreamHls,
 }
 
 /// Lock a mutex, ignoring poisoning: every critical section here leaves the data consistent.
@@ -138,6 +140,7 @@ impl StreamEntry {
             }),
             wake: watch::channel(0).0,
             viewers: AtomicUsize::new(0),
+            hls: crate::hls::StreamHls::default(),
         }
     }
 

@@ -1,0 +1,449 @@
+//! HLS over HTTP:
+//!
+//! * `GET /APP/STREAM.m3u8`: the multivariant playlist. Without a `sid` query it starts an HLS
+//!   session; the variant URI is `STREAM/index.m3u8?sid=...`.
+//! * `GET /APP/STREAM/index.m3u8`: the media playlist, with LL-HLS blocking reload
+//!   (`_HLS_msn`, `_HLS_part`) and delta updates (`_HLS_skip=YES`).
+//! * `GET /APP/STREAM/init-N.mp4`, `seg-N.m4s`, `part-N.I.m4s`: CMAF objects.
+//!
+//! A stream published nowhere gets 404 at once. A live stream whose first part does not exist
+//! yet, the next part, or a blocking reload, waits on the stream's snapshot channel (woken by
+//! the segmenter), bounded by [`HlsSettings::wait_timeout`].
+//!
+//! Caching: media objects never change under a name (`immutable`); playlists live one second;
+//! blocking-reload answers are unique per query and may be cached a few seconds.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
+use sluice_media::hls::{
+    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, Resource,
+    MEDIA_PLAYLIST_NAME,
+};
+use sluice_media::stream_name::StreamKey;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::session::{valid_sid, SessionTable};
+use super::HlsSettings;
+use crate::hub::Hub;
+use crate::metrics::{Metrics, Protocol};
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+const MEDIA_TYPE: &str = "video/mp4";
+const CACHE_PLAYLIST: &str = "public, max-age=1";
+const CACHE_BLOCKING: &str = "public, max-age=6";
+const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// What the HLS handlers share.
+pub struct HlsService {
+    pub settings: HlsSettings,
+    pub sessions: Arc<SessionTable>,
+    hub: Hub,
+    bytes_out: Counter,
+}
+
+impl HlsService {
+    pub fn new(hub: Hub, settings: HlsSettings, metrics: &Metrics) -> Arc<Self> {
+        let sessions =
+            SessionTable::new(hub.clone(), settings.max_sessions, settings.session_idle());
+        Arc::new(HlsService {
+            settings,
+            sessions,
+            hub,
+            bytes_out: metrics.bytes_out(Protocol::Hls),
+        })
+    }
+}
+
+/// The query parameters HLS requests use.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HlsQuery {
+    sid: Option<String>,
+    msn: Option<u64>,
+    part: Option<u32>,
+    skip: bool,
+}
+
+impl HlsQuery {
+    /// Parse a raw query; a malformed `_HLS_*` value is an error (400). Unknown keys are ignored.
+    fn parse(raw: Option<&str>) -> Result<HlsQuery, &'static str> {
+        let mut q = HlsQuery::default();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "sid" => q.sid = valid_sid(v).then(|| v.to_string()),
+                "_HLS_msn" => q.msn = Some(v.parse().map_err(|_| "bad _HLS_msn")?),
+                "_HLS_part" => q.part = Some(v.parse().map_err(|_| "bad _HLS_part")?),
+                "_HLS_skip" => q.skip = v == "YES" || v == "v2",
+                _ => {}
+            }
+        }
+        if q.part.is_some() && q.msn.is_none() {
+            return Err("_HLS_part without _HLS_msn");
+        }
+        Ok(q)
+    }
+
+    /// The query appended to URIs handed out: the session id, if any.
+    fn uri_suffix(&self) -> String {
+        self.sid
+            .as_ref()
+            .map_or(String::new(), |s| format!("?sid={s}"))
+    }
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-cache")], msg.into()).into_response()
+}
+
+fn not_found(key: &StreamKey) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("stream {key} is not published\n"),
+    )
+}
+
+fn playlist(body: String, cache: &'static str, svc: &HlsService) -> Response {
+    svc.bytes_out.inc_by(body.len() as u64);
+    (
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What a handler decides on one snapshot.
+enum Step {
+    Answer(Response),
+    Wait,
+}
+
+/// Apply `decide` to the latest snapshot, then to each new one, until it answers, the
+/// deadline passes or the stream goes away (then `on_timeout`). Never waits when not `live`.
+async fn wait_until(
+    rx: &mut watch::Receiver<Option<HlsSnapshot>>,
+    live: bool,
+    deadline: Instant,
+    mut decide: impl FnMut(&HlsSnapshot) -> Step,
+    on_timeout: impl FnOnce() -> Response,
+) -> Response {
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        if let Some(snap) = snap {
+            if let Step::Answer(r) = decide(&snap) {
+                return r;
+            }
+        }
+        if !live {
+            return on_timeout();
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return on_timeout(),
+        }
+    }
+}
+
+fn parse_key(app: &str, stream: &str) -> Result<StreamKey, Response> {
+    StreamKey::parse(app, stream)
+        .map(|(key, _)| key)
+        .map_err(|e| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("invalid stream name: {e}\n"),
+            )
+        })
+}
+
+/// `GET /APP/STREAM.m3u8`.
+pub async fn multivariant(
+    svc: Arc<HlsService>,
+    app: &str,
+    stream: &str,
+    raw_query: Option<&str>,
+) -> Response {
+    if !svc.settings.enabled {
+        return text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n");
+    }
+    let key = match parse_key(app, stream) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let query = match HlsQuery::parse(raw_query) {
+        Ok(q) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let Some((mut rx, true)) = svc.hub.hls(&key) else {
+        return not_found(&key);
+    };
+    let deadline = Instant::now() + svc.settings.wait_timeout();
+    let mut ready = None;
+    let resp = wait_until(
+        &mut rx,
+        true,
+        deadline,
+        |snap| {
+            if snap.is_playable() && snap.current_init().is_some() {
+                ready = Some(snap.clone());
+                Step::Answer(StatusCode::OK.into_response())
+            } else {
+                Step::Wait
+            }
+        },
+        || {
+            text(
+                StatusCode::NOT_FOUND,
+                format!("stream {key} has no HLS media yet\n"),
+            )
+        },
+    )
+    .await;
+    let Some(snap) = ready else { return resp };
+    let sid = match svc.sessions.touch(query.sid.as_deref(), &key) {
+        Ok(sid) => sid,
+        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    };
+    let uri = format!("{}/{MEDIA_PLAYLIST_NAME}?sid={sid}", key.name());
+    let Some(variant) = snap.variant(&uri) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("stream {key} has no HLS media yet\n"),
+        );
+    };
+    playlist(render_multivariant(&[variant]), CACHE_PLAYLIST, &svc)
+}
+
+/// `GET /APP/STREAM/FILE`: the media playlist or a CMAF object.
+pub async fn stream_file(
+    svc: Arc<HlsService>,
+    app: &str,
+    stream: &str,
+    file: &str,
+    raw_query: Option<&str>,
+) -> Response {
+    if !svc.settings.enabled {
+        return text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n");
+    }
+    let key = match parse_key(app, stream) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let query = match HlsQuery::parse(raw_query) {
+        Ok(q) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let resource = if file == MEDIA_PLAYLIST_NAME {
+        None
+    } else {
+        match Resource::parse(file) {
+            Some(r) => Some(r),
+            None => return text(StatusCode::NOT_FOUND, "no such HLS resource\n"),
+        }
+    };
+    // Unknown stream, or one that ended and has nothing to serve: 404 at once.
+    let Some((mut rx, live)) = svc.hub.hls(&key) else {
+        return not_found(&key);
+    };
+    if !live && rx.borrow().is_none() {
+        return not_found(&key);
+    }
+    if let Some(sid) = query.sid.as_deref() {
+        if let Err(e) = svc.sessions.touch(Some(sid), &key) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+        }
+    }
+    let deadline = Instant::now() + svc.settings.wait_timeout();
+    match resource {
+        None => media_playlist(&svc, &mut rx, live, deadline, &query, &key).await,
+        Some(resource) => {
+            let svc2 = svc.clone();
+            wait_until(
+                &mut rx,
+                live,
+                deadline,
+                |snap| match snap.lookup(resource) {
+                    Lookup::Init(init) => {
+                        Step::Answer(media_object(&svc2, vec![init.bytes.clone()]))
+                    }
+                    Lookup::Segment(seg) => {
+                        Step::Answer(media_object(&svc2, seg.chunks().collect()))
+                    }
+                    Lookup::Part(part) => {
+                        Step::Answer(media_object(&svc2, vec![part.bytes.clone()]))
+                    }
+                    Lookup::Wait => Step::Wait,
+                    Lookup::NotFound => {
+                        Step::Answer(text(StatusCode::NOT_FOUND, format!("{file} not found\n")))
+                    }
+                },
+                || text(StatusCode::NOT_FOUND, format!("{file} not available\n")),
+            )
+            .await
+        }
+    }
+}
+
+async fn media_playlist(
+    svc: &HlsService,
+    rx: &mut watch::Receiver<Option<HlsSnapshot>>,
+    live: bool,
+    deadline: Instant,
+    query: &HlsQuery,
+    key: &StreamKey,
+) -> Response {
+    let suffix = query.uri_suffix();
+    let blocking = query.msn.is_some();
+    let cache = if blocking {
+        CACHE_BLOCKING
+    } else {
+        CACHE_PLAYLIST
+    };
+    wait_until(
+        rx,
+        live,
+        deadline,
+        |snap| {
+            if !snap.is_playable() {
+                return Step::Wait;
+            }
+            if let Some(msn) = query.msn {
+                match snap.reload_status(msn, query.part) {
+                    ReloadStatus::Ready => {}
+                    ReloadStatus::Wait => return Step::Wait,
+                    ReloadStatus::TooFar => {
+                        return Step::Answer(text(
+                            StatusCode::BAD_REQUEST,
+                            "_HLS_msn/_HLS_part too far ahead\n",
+                        ))
+                    }
+                }
+            }
+            let opts = PlaylistOptions {
+                query: &suffix,
+                skip: query.skip,
+                rendition_reports: &[],
+                end_list: false,
+            };
+            Step::Answer(playlist(snap.media_playlist(&opts), cache, svc))
+        },
+        || {
+            if blocking {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the requested part did not appear in time\n",
+                )
+            } else {
+                text(
+                    StatusCode::NOT_FOUND,
+                    format!("stream {key} has no HLS media yet\n"),
+                )
+            }
+        },
+    )
+    .await
+}
+
+fn media_object(svc: &HlsService, chunks: Vec<Bytes>) -> Response {
+    let body = ChunksBody::new(chunks);
+    svc.bytes_out.inc_by(body.remaining);
+    (
+        [
+            (header::CONTENT_TYPE, MEDIA_TYPE),
+            (header::CACHE_CONTROL, CACHE_IMMUTABLE),
+        ],
+        Body::new(body),
+    )
+        .into_response()
+}
+
+/// A response body made of shared buffers, with an exact length (so it is sent with
+/// `Content-Length`, not chunked) and no copy.
+struct ChunksBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunksBody {
+    fn new(chunks: Vec<Bytes>) -> Self {
+        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        ChunksBody { chunks, remaining }
+    }
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.chunks.pop_front().map(|b| {
+            this.remaining = this.remaining.saturating_sub(b.len() as u64);
+            Ok(Frame::data(b))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let q = HlsQuery::parse(Some(
+            "sid=0123456789abcdef&_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&x=1",
+        ))
+        .unwrap();
+        assert_eq!(
+            q,
+            HlsQuery {
+                sid: Some("0123456789abcdef".into()),
+                msn: Some(5),
+                part: Some(2),
+                skip: true
+            }
+        );
+        assert_eq!(q.uri_suffix(), "?sid=0123456789abcdef");
+        assert_eq!(HlsQuery::parse(None).unwrap(), HlsQuery::default());
+        assert!(HlsQuery::parse(Some("_HLS_part=1")).is_err());
+        assert!(HlsQuery::parse(Some("_HLS_msn=-1")).is_err());
+        assert!(HlsQuery::parse(Some("_HLS_msn=99999999999999999999999")).is_err());
+        // A sid of the wrong shape is ignored (never echoed into playlists).
+        assert_eq!(HlsQuery::parse(Some("sid=%22x")).unwrap().sid, None);
+    }
+
+    #[test]
+    fn chunks_body_has_exact_length() {
+        let body = ChunksBody::new(vec![
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from_static(b"de"),
+        ]);
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+        assert_eq!(body.chunks.len(), 2);
+    }
+}
