@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use super::prepared::Prepared;
 
+/// Media older than this (ms) and before the previous start point is dropped from the log.
+const RETAIN_MS: i32 = 3000;
+
 /// What a viewer is handed, in order.
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -33,6 +36,9 @@ pub struct Cursor {
     /// Discard media until the next sync point.
     need_sync: bool,
     delivered_any: bool,
+    /// The log's generation when this viewer arrived: a viewer that waited for a publish
+    /// session to begin gets it from its first start point, not from the latest one.
+    joined_generation: u64,
 }
 
 /// Headers replayed to every viewer that starts (or skips): decoders need them first.
@@ -52,6 +58,8 @@ pub struct MediaLog {
     max_bytes: usize,
     last_sync: Option<u64>,
     prev_sync: Option<u64>,
+    /// First start point of the current publish session, while retained and valid.
+    session_first_sync: Option<u64>,
     headers: Headers,
     live: bool,
     generation: u64,
@@ -75,6 +83,7 @@ impl MediaLog {
             max_bytes,
             last_sync: None,
             prev_sync: None,
+            session_first_sync: None,
             headers: Headers::default(),
             live: false,
             generation: 0,
@@ -83,6 +92,11 @@ impl MediaLog {
 
     pub fn is_live(&self) -> bool {
         self.live
+    }
+
+    /// A cursor for a viewer arriving now.
+    pub fn new_cursor(&self) -> Cursor {
+        Cursor { joined_generation: self.generation, ..Cursor::default() }
     }
 
     /// Sequence number the next appended message gets.
@@ -114,6 +128,7 @@ impl MediaLog {
         self.live = false;
         self.last_sync = None;
         self.prev_sync = None;
+        self.session_first_sync = None;
     }
 
     fn clear(&mut self) {
@@ -121,6 +136,7 @@ impl MediaLog {
         self.retained_bytes = 0;
         self.last_sync = None;
         self.prev_sync = None;
+        self.session_first_sync = None;
         self.headers = Headers::default();
     }
 
@@ -129,6 +145,7 @@ impl MediaLog {
     pub fn reset_gop(&mut self) {
         self.last_sync = None;
         self.prev_sync = None;
+        self.session_first_sync = None;
     }
 
     /// Append a message built by `build(seq, offset)`; returns it.
@@ -144,6 +161,9 @@ impl MediaLog {
             None => {}
         }
         if prepared.sync {
+            if self.last_sync.is_none() && self.prev_sync.is_none() && self.session_first_sync.is_none() {
+                self.session_first_sync = Some(prepared.seq);
+            }
             self.prev_sync = self.last_sync;
             self.last_sync = Some(prepared.seq);
         }
@@ -153,8 +173,13 @@ impl MediaLog {
     }
 
     fn evict(&mut self) {
+        let newest = self.entries.back().map_or(0, |e| e.timestamp);
         while let Some(front) = self.entries.front() {
-            let older_than_kept_gops = self.prev_sync.is_some_and(|p| front.seq < p);
+            // Entries before the previous start point go once they are older than the
+            // retention window (so audio-only streams, where every frame is a start point,
+            // still keep a few seconds for viewers slightly behind).
+            let age_ms = newest.wrapping_sub(front.timestamp) as i32;
+            let older_than_kept_gops = self.prev_sync.is_some_and(|p| front.seq < p) && age_ms > RETAIN_MS;
             if !(older_than_kept_gops || self.retained_bytes > self.max_bytes) || self.entries.len() == 1 {
                 break;
             }
@@ -168,6 +193,9 @@ impl MediaLog {
         if self.last_sync.is_some_and(|s| s < first) {
             // The GOP outgrew the buffer: no fast start until the next keyframe.
             self.last_sync = None;
+        }
+        if self.session_first_sync.is_some_and(|s| s < first) {
+            self.session_first_sync = None;
         }
     }
 
@@ -189,7 +217,9 @@ impl MediaLog {
 
     /// Move `cursor` to where a starting viewer begins: the latest keyframe, or the next one.
     fn start_position(&self, cursor: &mut Cursor) {
-        match self.last_sync {
+        let waited_for_session = cursor.joined_generation < self.generation;
+        let start = if waited_for_session { self.session_first_sync.or(self.last_sync) } else { self.last_sync };
+        match start {
             Some(sync) => {
                 cursor.next_seq = sync;
                 cursor.need_sync = false;
@@ -303,7 +333,7 @@ mod tests {
         push(&mut log, MediaKind::Video, 33, 100, false, None);
         let k2 = push(&mut log, MediaKind::Video, 66, 1000, true, None);
         let f = push(&mut log, MediaKind::Video, 100, 100, false, None);
-        let mut c = Cursor::default();
+        let mut c = log.new_cursor();
         let mut out = vec![];
         assert_eq!(log.collect(&mut c, &mut out, usize::MAX, usize::MAX), 0);
         assert_eq!(seqs(&out), vec![meta as i64, vh as i64, k2 as i64, f as i64]);
@@ -377,6 +407,23 @@ mod tests {
         assert_eq!(seqs(&out), vec![b as i64, -1]);
         assert!(!log.has_pending(&c));
         assert_eq!(k, 0);
+    }
+
+    #[test]
+    fn a_viewer_waiting_for_the_publisher_gets_the_session_from_its_start() {
+        let mut log = MediaLog::new(1 << 20);
+        let mut waiting = log.new_cursor();
+        log.start_publish();
+        let a0 = push(&mut log, MediaKind::Audio, 0, 10, true, None);
+        let a1 = push(&mut log, MediaKind::Audio, 23, 10, true, None);
+        let a2 = push(&mut log, MediaKind::Audio, 46, 10, true, None);
+        let mut late = log.new_cursor();
+        let mut out = vec![];
+        log.collect(&mut waiting, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![a0 as i64, a1 as i64, a2 as i64]);
+        out.clear();
+        log.collect(&mut late, &mut out, usize::MAX, usize::MAX);
+        assert_eq!(seqs(&out), vec![a2 as i64]);
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Subscription {
         let mut wake = entry.wake.subscribe();
         wake.mark_changed();
         let viewers = hub.metrics.viewers(protocol);
-        Subscription { hub, entry, cursor: Cursor::default(), wake, viewers, playing: false }
+        let cursor = entry.log().new_cursor();
+        Subscription { hub, entry, cursor, wake, viewers, playing: false }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
