@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -48,17 +49,28 @@ const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub struct HlsService {
     pub settings: HlsSettings,
     pub sessions: Arc<SessionTable>,
+    /// How long a request for a live stream waits for its first complete segment.
+    first_segment_wait: Duration,
     hub: Hub,
     bytes_out: Counter,
 }
 
 impl HlsService {
-    pub fn new(hub: Hub, settings: HlsSettings, metrics: &Metrics) -> Arc<Self> {
+    /// `play_wait` (`--play-wait-timeout`) bounds the wait for a new stream's first segment
+    /// when it is longer than three target durations (long publisher keyframe intervals).
+    pub fn new(
+        hub: Hub,
+        settings: HlsSettings,
+        metrics: &Metrics,
+        play_wait: Duration,
+    ) -> Arc<Self> {
         let sessions =
             SessionTable::new(hub.clone(), settings.max_sessions, settings.session_idle());
+        let first_segment_wait = settings.wait_timeout().max(play_wait);
         Arc::new(HlsService {
             settings,
             sessions,
+            first_segment_wait,
             hub,
             bytes_out: metrics.bytes_out(Protocol::Hls),
         })
@@ -189,14 +201,16 @@ pub async fn multivariant(
     let Some((mut rx, true)) = svc.hub.hls(&key) else {
         return not_found(&key);
     };
-    let deadline = Instant::now() + svc.settings.wait_timeout();
+    // Wait for the first complete segment: players without LL-HLS support (ffmpeg, older
+    // devices) cannot start from parts alone.
+    let deadline = Instant::now() + svc.first_segment_wait;
     let mut ready = None;
     let resp = wait_until(
         &mut rx,
         true,
         deadline,
         |snap| {
-            if snap.is_playable() && snap.current_init().is_some() {
+            if !snap.segments().is_empty() && snap.current_init().is_some() {
                 ready = Some(snap.clone());
                 Step::Answer(StatusCode::OK.into_response())
             } else {
@@ -265,10 +279,10 @@ pub async fn stream_file(
             return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
         }
     }
-    let deadline = Instant::now() + svc.settings.wait_timeout();
     match resource {
-        None => media_playlist(&svc, &mut rx, live, deadline, &query, &key).await,
+        None => media_playlist(&svc, &mut rx, live, &query, &key).await,
         Some(resource) => {
+            let deadline = Instant::now() + svc.settings.wait_timeout();
             let svc2 = svc.clone();
             wait_until(
                 &mut rx,
@@ -300,12 +314,18 @@ async fn media_playlist(
     svc: &HlsService,
     rx: &mut watch::Receiver<Option<HlsSnapshot>>,
     live: bool,
-    deadline: Instant,
     query: &HlsQuery,
     key: &StreamKey,
 ) -> Response {
     let suffix = query.uri_suffix();
     let blocking = query.msn.is_some();
+    // A blocking reload waits for its part; a plain one for the first complete segment.
+    let deadline = Instant::now()
+        + if blocking {
+            svc.settings.wait_timeout()
+        } else {
+            svc.first_segment_wait
+        };
     let cache = if blocking {
         CACHE_BLOCKING
     } else {
@@ -316,7 +336,7 @@ async fn media_playlist(
         live,
         deadline,
         |snap| {
-            if !snap.is_playable() {
+            if !snap.is_playable() || (!blocking && snap.segments().is_empty()) {
                 return Step::Wait;
             }
             if let Some(msn) = query.msn {

@@ -32,7 +32,12 @@ pub struct HttpContext {
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
-    let hls = HlsService::new(ctx.hub.clone(), ctx.hub.config().hls.clone(), &ctx.metrics);
+    let hls = HlsService::new(
+        ctx.hub.clone(),
+        ctx.hub.config().hls.clone(),
+        &ctx.metrics,
+        ctx.limits.play_wait_timeout,
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
