@@ -295,6 +295,10 @@ fn ffmpeg_plays_hls_and_playlists_follow_the_rfc() {
     // what was published after it started, less one 2 s segment (60 frames) of slack for
     // the segment in progress when it joined; and never more than was published.
     let published = fixture.video_frames;
+    eprintln!(
+        "HLS: {} frames decoded of {published} published; player joined after {player_start:?}",
+        result.frames
+    );
     let after_start = published.saturating_sub((player_start.as_secs_f64() * 30.0).ceil() as u64);
     let min = after_start.saturating_sub(60).max(1);
     assert!(
@@ -345,6 +349,7 @@ fn blocking_reload_objects_and_sessions() {
         ),
     );
     let waited = t.elapsed();
+    eprintln!("blocking reload for {asked:?} answered after {waited:?}");
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("cache-control"), Some("public, max-age=6"));
     let after = check_media_playlist(&resp.text(), None);

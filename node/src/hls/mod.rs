@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_media::frame::MediaMessage;
-use sluice_media::hls::{HlsConfig, HlsSnapshot, Segmenter};
+use sluice_media::hls::{HlsConfig, HlsSnapshot, ResumePoint, Segmenter};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -88,6 +88,19 @@ impl Default for HlsSettings {
 static SEGMENTER_ERRORS: std::sync::LazyLock<RateLimitedLog> =
     std::sync::LazyLock::new(|| RateLimitedLog::new(5));
 
+/// Numbering for a stream's first segmenter. Segment and init names are cached as immutable,
+/// so a stream name published again later (after its entry was forgotten) must not reuse
+/// them: numbers start from the wall clock (media sequence = tenths of a second since the
+/// epoch, init id = seconds), which stays above what an earlier session of the name reached
+/// unless it averaged more than ten segments a second.
+fn fresh_numbering(now_ms: u64) -> ResumePoint {
+    ResumePoint {
+        next_msn: now_ms / 100,
+        next_init_id: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
+        ..ResumePoint::default()
+    }
+}
+
 /// One stream's HLS state: the segmenter (fed by the publisher's task) and the latest snapshot.
 pub struct StreamHls {
     segmenter: Mutex<Option<Segmenter>>,
@@ -121,10 +134,11 @@ impl StreamHls {
         let seg = guard.get_or_insert_with(|| {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            Segmenter::new(
-                settings.segmenter_config(now_ms.saturating_sub(u64::from(msg.timestamp))),
-            )
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let mut config =
+                settings.segmenter_config(now_ms.saturating_sub(u64::from(msg.timestamp)));
+            config.resume = Some(fresh_numbering(now_ms));
+            Segmenter::new(config)
         });
         match seg.push(msg) {
             Ok(update) if !update.is_empty() => {
@@ -175,6 +189,13 @@ mod tests {
             (100, 2000, 3)
         );
         assert_eq!(s.wait_timeout(), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn numbering_of_a_later_session_is_higher() {
+        let first = fresh_numbering(1_795_681_839_374);
+        let later = fresh_numbering(1_795_681_839_374 + 1000);
+        assert!(later.next_msn > first.next_msn && later.next_init_id > first.next_init_id);
     }
 
     #[test]
