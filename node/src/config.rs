@@ -44,6 +44,9 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
+
     /// OTLP/gRPC endpoint to export tracing spans to (e.g. `http://127.0.0.1:4317`).
     #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
@@ -135,6 +138,13 @@ pub struct HlsArgs {
 impl Default for HlsArgs {
     fn default() -> Self {
         Limits::default().hls
+    }
+}
+
+impl NodeArgs {
+    /// `--node-id`, or the host name.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(crate::cluster::default_node_id)
     }
 }
 

@@ -2,6 +2,7 @@
 //! delivery drivers, metrics, configuration and process set-up. The origin and (later) the
 //! edge binaries are thin wrappers around [`server::Node`].
 
+pub mod cluster;
 pub mod config;
 pub mod hls;
 pub mod http;

@@ -10,6 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
 
+use sluice_cluster::types::{Capacity, Role};
+use sluice_cluster::Registry;
+
+use crate::cluster::{self, Advertised};
 use crate::config::NodeArgs;
 use crate::http::{self, HttpContext};
 use crate::hub::{Hub, HubConfig};
@@ -25,6 +29,7 @@ pub struct Node {
     shutdown: watch::Sender<bool>,
     http_ctx: Arc<HttpContext>,
     rtmp_ctx: Arc<RtmpContext>,
+    registry: Arc<dyn Registry>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -59,8 +64,22 @@ impl Node {
         let rtmp_addr = rtmp_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
+        let node_id = args.node_id();
+        let host = args.cluster.advertise_host.clone().unwrap_or_else(|| rtmp_addr.ip().to_string());
+        let advertised = Advertised {
+            addresses: [
+                ("rtmp".to_string(), format!("{host}:{}", rtmp_addr.port())),
+                ("http".to_string(), format!("{host}:{}", http_addr.port())),
+            ]
+            .into(),
+            capacity: Capacity { max_streams: limits.max_streams as u64, max_connections: max_connections as u64 },
+        };
+        let registry = cluster::start_registry(&args.cluster, &node_id, Role::Origin, advertised).await?;
+        let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
+
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let rtmp_ctx = Arc::new(RtmpContext::new(hub.clone(), metrics.clone(), limits.clone(), slots.clone()));
+        let rtmp_ctx =
+            Arc::new(RtmpContext::new(hub.clone(), metrics.clone(), limits.clone(), slots.clone(), registry.clone()));
         let http_ctx = Arc::new(HttpContext {
             hub: hub.clone(),
             metrics: metrics.clone(),
@@ -69,7 +88,6 @@ impl Node {
             connection_slots: slots,
             ready: true.into(),
         });
-        let mut tasks = Vec::new();
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
         let app = http::router(http_ctx.clone());
         let mut http_shutdown = shutdown_rx;
@@ -84,7 +102,7 @@ impl Node {
             }
         }));
         info!(rtmp = %rtmp_addr, http = %http_addr, max_connections, "listening");
-        Ok(Node { rtmp_addr, http_addr, hub, shutdown, http_ctx, rtmp_ctx, tasks })
+        Ok(Node { rtmp_addr, http_addr, hub, shutdown, http_ctx, rtmp_ctx, registry, tasks })
     }
 
     /// Stop accepting, report not-ready, and wait up to `drain` for connections to finish.
@@ -103,6 +121,8 @@ impl Node {
         for t in self.tasks {
             t.abort();
         }
+        // Revoke the lease: this node's key and claims disappear at once.
+        self.registry.shutdown().await;
     }
 }
 

@@ -169,15 +169,10 @@ async fn wait_until(
     }
 }
 
-fn parse_key(app: &str, stream: &str) -> Result<StreamKey, Response> {
+fn parse_key(app: &str, stream: &str) -> Result<StreamKey, String> {
     StreamKey::parse(app, stream)
         .map(|(key, _)| key)
-        .map_err(|e| {
-            text(
-                StatusCode::BAD_REQUEST,
-                format!("invalid stream name: {e}\n"),
-            )
-        })
+        .map_err(|e| format!("invalid stream name: {e}\n"))
 }
 
 /// `GET /APP/STREAM.m3u8`.
@@ -192,7 +187,7 @@ pub async fn multivariant(
     }
     let key = match parse_key(app, stream) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     let query = match HlsQuery::parse(raw_query) {
         Ok(q) => q,
@@ -253,7 +248,7 @@ pub async fn stream_file(
     }
     let key = match parse_key(app, stream) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     let query = match HlsQuery::parse(raw_query) {
         Ok(q) => q,

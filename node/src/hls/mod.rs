@@ -192,6 +192,48 @@ mod tests {
     }
 
     #[test]
+    fn flags_parse_and_disable() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            node: crate::config::NodeArgs,
+        }
+        let cli: Cli = crate::config::parse_with_file_from([
+            "x",
+            "--hls-part-target",
+            "200ms",
+            "--hls-segment-target",
+            "4s",
+            "--hls-window",
+            "5",
+        ])
+        .unwrap();
+        let s = HlsSettings::new(&cli.node.limits.hls, 7);
+        assert!(s.enabled);
+        assert_eq!(
+            (
+                s.part_target_ms,
+                s.segment_target_ms,
+                s.window_segments,
+                s.max_sessions
+            ),
+            (200, 4000, 5, 7)
+        );
+        let cli: Cli = crate::config::parse_with_file_from(["x", "--hls", "false"]).unwrap();
+        assert!(!cli.node.limits.hls.hls);
+        let d = HlsSettings::default();
+        assert_eq!(
+            (
+                d.enabled,
+                d.part_target_ms,
+                d.segment_target_ms,
+                d.window_segments
+            ),
+            (true, 500, 2000, 8)
+        );
+    }
+
+    #[test]
     fn numbering_of_a_later_session_is_higher() {
         let first = fresh_numbering(1_795_681_839_374);
         let later = fresh_numbering(1_795_681_839_374 + 1000);

@@ -207,6 +207,23 @@ impl Hub {
         Some((entry.hls.subscribe(), live))
     }
 
+    /// Disconnect the publisher of `key`, if any (its claim was lost to another node).
+    pub fn kick(&self, key: &StreamKey) {
+        let entry = lock(&self.inner.streams).get(key).cloned();
+        if let Some(kick) = entry.and_then(|e| e.state().publisher_kick.clone()) {
+            kick.notify_one();
+        }
+    }
+
+    /// Keys that have a publisher on this node.
+    pub fn published_keys(&self) -> Vec<StreamKey> {
+        lock(&self.inner.streams)
+            .values()
+            .filter(|e| e.state().publisher.is_some())
+            .map(|e| e.key.clone())
+            .collect()
+    }
+
     pub fn live_stream_count(&self) -> usize {
         lock(&self.inner.streams).values().filter(|e| e.is_live()).count()
     }

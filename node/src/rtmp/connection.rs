@@ -5,9 +5,14 @@
 //! writability (only while something is queued), the stream's wake-up (only while playing and
 //! the write queue is short) and a deadline.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use sluice_media::rtmp::server::{ServerError, ServerEvent, ServerSession, MEDIA_STREAM_ID};
+use sluice_cluster::types::{Claim, StreamInfo};
+use sluice_cluster::{ClaimError, Registry};
 use sluice_media::stream_name::StreamKey;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -62,9 +67,15 @@ impl ConnectionError {
     }
 }
 
+/// A claim in flight in the registry (may be held up to the lease TTL + margin).
+type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, ClaimError>> + Send>>;
+
 enum Role {
     None,
-    Publishing { publisher: Publisher },
+    /// Waiting for the registry to grant the stream name.
+    Claiming { stream_id: u32, key: StreamKey, claim: PendingClaim },
+    /// Field order matters: the publisher ends before its claim is released.
+    Publishing { publisher: Publisher, _claim: ClaimGuard },
     Waiting { sub: Subscription, stream_id: u32, name: String, reset: bool, deadline: Instant },
     Playing { sub: Subscription, stream_id: u32, name: String },
 }
@@ -137,9 +148,13 @@ impl Connection {
                     self.flush()?;
                 }
                 wake = role_wake(&mut self.role, want_media) => {
-                    if let RoleWake::Kicked = wake {
-                        info!("publisher taken over by a new connection");
-                        return Ok(());
+                    match wake {
+                        RoleWake::Kicked => {
+                            info!("publisher stopped: taken over, or its claim was lost");
+                            return Ok(());
+                        }
+                        RoleWake::Claimed(result) => self.on_claimed(result),
+                        RoleWake::Media => {}
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => self.on_deadline()?,
@@ -249,12 +264,12 @@ impl Connection {
                 ServerEvent::Publish { stream_id, name, .. } => self.on_publish(stream_id, &name),
                 ServerEvent::Play { stream_id, name, reset, .. } => self.on_play(stream_id, &name, reset),
                 ServerEvent::Media { message, .. } => {
-                    if let Role::Publishing { publisher } = &mut self.role {
+                    if let Role::Publishing { publisher, .. } = &mut self.role {
                         publisher.push(message).map_err(|e| ConnectionError::Media(e.to_string()))?;
                     }
                 }
                 ServerEvent::Unpublish { .. } => {
-                    if matches!(self.role, Role::Publishing { .. }) {
+                    if matches!(self.role, Role::Publishing { .. } | Role::Claiming { .. }) {
                         self.role = Role::None;
                     }
                 }
@@ -303,14 +318,51 @@ impl Connection {
                 return;
             }
         };
+        if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
+            self.ctx.metrics.publishes_rejected.inc();
+            info!(stream = %key, "publish refused: name in use");
+            self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &format!("stream {key} is already being published"));
+            return;
+        }
+        let registry = self.ctx.registry.clone();
+        let info = StreamInfo {
+            origin: registry.node().0.clone(),
+            codecs: Vec::new(),
+            started_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        };
+        let claim_key = key.clone();
+        let claim: PendingClaim = Box::pin(async move { registry.claim(claim_key, info).await });
+        self.role = Role::Claiming { stream_id, key, claim };
+    }
+
+    /// The registry answered a claim: publish, or refuse the name.
+    fn on_claimed(&mut self, result: Result<Claim, ClaimError>) {
+        let Role::Claiming { stream_id, key, .. } = std::mem::replace(&mut self.role, Role::None) else { return };
+        let claim = match result {
+            Ok(claim) => claim,
+            Err(ClaimError::Taken { holder }) => {
+                self.ctx.metrics.publishes_rejected.inc();
+                info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
+                let description = format!("stream {key} is already being published on another node");
+                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &description);
+                return;
+            }
+            Err(e) => {
+                self.ctx.metrics.publishes_rejected.inc();
+                warn!(stream = %key, error = %e, "publish refused: registry unavailable");
+                self.session.reject_publish(stream_id, "NetStream.Publish.Failed", &format!("cluster registry error: {e}"));
+                return;
+            }
+        };
         match self.ctx.hub.publish(&key) {
             Ok(publisher) => {
                 let span = tracing::Span::current();
                 span.record("stream", tracing::field::display(&key));
                 span.record("role", "publish");
-                info!(stream = %key, "publish start");
+                info!(stream = %key, revision = claim.revision(), "publish start");
                 self.session.accept_publish(stream_id, key.name());
-                self.role = Role::Publishing { publisher };
+                let guard = ClaimGuard { registry: self.ctx.registry.clone(), hub: self.ctx.hub.clone(), claim: Some(claim) };
+                self.role = Role::Publishing { publisher, _claim: guard };
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
                 info!(stream = %key, "publish refused: name in use");
@@ -358,6 +410,7 @@ impl Connection {
 enum RoleWake {
     Media,
     Kicked,
+    Claimed(Result<Claim, ClaimError>),
 }
 
 /// Resolves when the role needs attention: new media for a player, takeover for a publisher.
@@ -370,10 +423,35 @@ async fn role_wake(role: &mut Role, want_media: bool) -> RoleWake {
             }
             RoleWake::Media
         }
-        Role::Publishing { publisher } => {
+        Role::Publishing { publisher, .. } => {
             publisher.kicked().await;
             RoleWake::Kicked
         }
+        Role::Claiming { claim, .. } => RoleWake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
+    }
+}
+
+/// Releases a stream claim in the registry when its publisher is gone (unless this node
+/// publishes the stream again by then: a claim is per node, not per connection).
+struct ClaimGuard {
+    registry: Arc<dyn Registry>,
+    hub: crate::hub::Hub,
+    claim: Option<Claim>,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else { return };
+        let (registry, hub) = (self.registry.clone(), self.hub.clone());
+        tokio::spawn(async move {
+            if hub.is_live(&claim.stream) {
+                return;
+            }
+            let stream = claim.stream.clone();
+            if let Err(e) = registry.release(claim).await {
+                warn!(%stream, error = %e, "releasing the stream claim failed (it expires with the lease)");
+            }
+        });
     }
 }

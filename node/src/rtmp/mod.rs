@@ -27,12 +27,20 @@ pub struct RtmpContext {
     /// Shared with HTTP media connections: one budget for the node.
     pub connection_slots: Arc<Semaphore>,
     pub epoch: Instant,
+    /// Where stream names are claimed (etcd, or in memory standalone).
+    pub registry: Arc<dyn sluice_cluster::Registry>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
 }
 
 impl RtmpContext {
-    pub fn new(hub: Hub, metrics: Metrics, limits: Limits, connection_slots: Arc<Semaphore>) -> Self {
+    pub fn new(
+        hub: Hub,
+        metrics: Metrics,
+        limits: Limits,
+        connection_slots: Arc<Semaphore>,
+        registry: Arc<dyn sluice_cluster::Registry>,
+    ) -> Self {
         let session_config = ServerConfig {
             chunk_limits: ChunkLimits {
                 max_message_size: limits.max_message_size,
@@ -49,6 +57,7 @@ impl RtmpContext {
             session_config,
             connection_slots,
             epoch: Instant::now(),
+            registry,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
         }

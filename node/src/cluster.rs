@@ -1,0 +1,116 @@
+//! The node's place in the cluster registry: etcd with `--etcd`, the in-memory registry
+//! standalone. Publishing claims the stream name in the registry first, so a name has one live
+//! publisher cluster-wide; a claim lost while the lease was gone stops that publisher.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sluice_cluster::types::{Capacity, NodeId, NodeInfo, NodeState, Role};
+use sluice_cluster::{EtcdRegistry, MemoryRegistry, Registry, RegistryConfig, RegistryEvent};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{info, warn};
+
+use crate::config::parse_duration;
+use crate::hub::Hub;
+
+/// Cluster membership settings shared by every node.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// etcd endpoints, comma-separated (e.g. `http://127.0.0.1:2379`). Absent: standalone, with
+    /// an in-memory registry.
+    #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+
+    /// Key prefix in etcd, so several clusters can share one etcd.
+    #[arg(long, env = "SLUICE_ETCD_PREFIX", default_value = "/sluice")]
+    pub etcd_prefix: String,
+
+    /// Lease TTL: a node that stops renewing for this long loses its node key and streams.
+    #[arg(long, env = "SLUICE_LEASE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Host name or address other nodes and players use to reach this node (advertised in
+    /// the registry). Defaults to the listen address's host.
+    #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+}
+
+impl ClusterArgs {
+    pub fn is_clustered(&self) -> bool {
+        !self.etcd.is_empty()
+    }
+}
+
+/// This machine's host name (the default node id), sanitised to the node-id alphabet.
+pub fn default_node_id() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id: String = raw
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .take(64)
+        .collect();
+    if id.is_empty() || id.starts_with('.') {
+        "sluice-node".to_string()
+    } else {
+        id
+    }
+}
+
+/// Everything the registry advertises about this node.
+pub struct Advertised {
+    pub addresses: BTreeMap<String, String>,
+    pub capacity: Capacity,
+}
+
+/// Connect (or, standalone, create) the registry and register this node as ready.
+pub async fn start_registry(
+    args: &ClusterArgs,
+    node_id: &str,
+    role: Role,
+    advertised: Advertised,
+) -> anyhow::Result<Arc<dyn Registry>> {
+    let id = NodeId::new(node_id).map_err(|e| anyhow::anyhow!("invalid --node-id '{node_id}': {e}"))?;
+    let cfg = RegistryConfig::new(id, role).with_prefix(&args.etcd_prefix).with_ttl(args.lease_ttl);
+    let info = NodeInfo { addresses: advertised.addresses, capacity: advertised.capacity, state: NodeState::Ready };
+    let registry: Arc<dyn Registry> = if args.is_clustered() {
+        let r = EtcdRegistry::connect(&args.etcd, cfg, info)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering with etcd at {}: {e}", args.etcd.join(",")))?;
+        info!(etcd = %args.etcd.join(","), prefix = %args.etcd_prefix, node_id, "registered in etcd");
+        Arc::new(r)
+    } else {
+        Arc::new(MemoryRegistry::standalone(cfg, info).await.map_err(|e| anyhow::anyhow!("in-memory registry: {e}"))?)
+    };
+    Ok(registry)
+}
+
+/// Act on registry events: a claim lost to another node stops our publisher of that stream.
+pub fn spawn_event_task(registry: Arc<dyn Registry>, hub: Hub) -> tokio::task::JoinHandle<()> {
+    let mut events = registry.events();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(RegistryEvent::ClaimLost { stream, holder }) => {
+                    warn!(%stream, holder = ?holder.as_ref().map(|h| h.as_str()), "stream claim lost to another node: stopping its publisher");
+                    hub.kick(&stream);
+                }
+                Ok(RegistryEvent::LeaseRenewed { old, new }) => info!(old, new, "registry lease renewed"),
+                Ok(RegistryEvent::ClaimRenewed { claim }) => info!(stream = %claim.stream, revision = claim.revision(), "stream claim renewed"),
+                Err(RecvError::Lagged(n)) => {
+                    // Reconcile: any publisher whose claim we no longer hold must stop.
+                    warn!(missed = n, "registry events lagged; reconciling claims");
+                    let held: Vec<_> = registry.claims().into_iter().map(|c| c.stream).collect();
+                    for key in hub.published_keys() {
+                        if !held.contains(&key) {
+                            hub.kick(&key);
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
