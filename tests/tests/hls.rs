@@ -66,6 +66,27 @@ fn part_name(uri: &str) -> Option<(u64, u32)> {
     Some((m.parse().ok()?, i.parse().ok()?))
 }
 
+/// `2026-11-26T08:30:39.405Z` -> milliseconds since the Unix epoch (UTC, `Z` only).
+fn parse_pdt(v: &str) -> Option<i64> {
+    let (date, time) = v.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (proleptic Gregorian).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + (sec * 1000.0).round() as i64)
+}
+
 fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.first(), Some(&"#EXTM3U"), "{text}");
@@ -106,9 +127,19 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
     let mut msn = media_sequence;
     let mut preload_hint = None;
     let mut uris = vec![map_uri.clone()];
+    // (program date-time, duration in ms, discontinuity) of each complete segment.
+    let mut timeline: Vec<(Option<i64>, i64, bool)> = Vec::new();
+    let mut pdt = None;
+    let mut discontinuity = false;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
+        if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt = Some(parse_pdt(v).unwrap_or_else(|| panic!("bad date-time {v}")));
+        }
+        if line == "#EXT-X-DISCONTINUITY" {
+            discontinuity = true;
+        }
         if let Some(v) = line.strip_prefix("#EXTINF:") {
             let d: f64 = v
                 .trim_end_matches(',')
@@ -130,6 +161,11 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
                 Some(format!("seg-{msn}.m4s").as_str()),
                 "{text}"
             );
+            timeline.push((
+                pdt.take(),
+                (d * 1000.0).round() as i64,
+                std::mem::take(&mut discontinuity),
+            ));
             segments.push((msn, uri.clone()));
             uris.push(uri);
             msn += 1;
@@ -158,6 +194,20 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
         }
         i += 1;
     }
+    // Program date-time is continuous: each segment starts where the previous one ended.
+    for w in timeline.windows(2) {
+        if let ((Some(a), dur, _), (Some(b), _, false)) = (w[0], w[1]) {
+            assert!(
+                (b - a - dur).abs() <= 1,
+                "PROGRAM-DATE-TIME jumps by {} ms: {text}",
+                b - a - dur
+            );
+        }
+    }
+    assert!(
+        timeline.first().is_none_or(|t| t.0.is_some()),
+        "first segment lacks PROGRAM-DATE-TIME: {text}"
+    );
     let preload_hint = preload_hint.unwrap_or_else(|| panic!("no EXT-X-PRELOAD-HINT: {text}"));
     if let Some(last) = parts.last() {
         assert!(
@@ -450,4 +500,25 @@ fn blocking_reload_objects_and_sessions() {
             .value("sluice_viewers", &[("protocol", "hls")]),
         0.0
     );
+}
+
+/// `--hls false`: a live stream has no HLS.
+#[test]
+fn hls_can_be_disabled() {
+    let origin = Origin::start(&["--hls", "false"]);
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "d"), &h264_aac().path);
+    wait_for(secs(10), || origin.stream_info("live", "d")).expect("live/d listed");
+    std::thread::sleep(Duration::from_millis(500));
+    for path in ["/live/d.m3u8", "/live/d/index.m3u8"] {
+        let r = get(&origin, path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.text().contains("disabled"), "{path}: {}", r.text());
+    }
+}
+
+#[test]
+fn program_date_time_parser() {
+    assert_eq!(parse_pdt("1970-01-01T00:00:01.500Z"), Some(1500));
+    assert_eq!(parse_pdt("2026-11-26T08:30:39.405Z"), Some(1_795_681_839_405));
+    assert_eq!(parse_pdt("2026-11-26T08:30:39.405"), None);
 }
