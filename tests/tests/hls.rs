@@ -519,6 +519,62 @@ fn hls_can_be_disabled() {
 #[test]
 fn program_date_time_parser() {
     assert_eq!(parse_pdt("1970-01-01T00:00:01.500Z"), Some(1500));
-    assert_eq!(parse_pdt("2026-11-26T08:30:39.405Z"), Some(1_795_681_839_405));
+    assert_eq!(
+        parse_pdt("2026-11-26T08:30:39.405Z"),
+        Some(1_795_681_839_405)
+    );
     assert_eq!(parse_pdt("2026-11-26T08:30:39.405"), None);
+}
+
+/// A publisher that leaves and comes back while HLS viewers stay: the same segmenter keeps
+/// counting (higher media sequence numbers, `EXT-X-DISCONTINUITY`), nothing is renumbered.
+#[test]
+fn returning_publisher_continues_numbering() {
+    let origin = Origin::start(&["--hls-segment-target", "1s"]);
+    let url = origin.rtmp_url("live", "r");
+    let mut first = Publisher::start_looped(&url, &h264_aac().path);
+    let (sid, uri) = multivariant(&origin, "r");
+    let before = check_media_playlist(&get(&origin, &format!("/live/{uri}")).text(), Some(&sid));
+    first.stop();
+    wait_for(secs(10), || {
+        origin.stream_info("live", "r").is_none().then_some(())
+    })
+    .expect("live/r still listed after its publisher stopped");
+    // The session keeps the stream's state while no one publishes: the playlist stays.
+    let during = get(&origin, &format!("/live/{uri}"));
+    assert_eq!(during.status, 200, "{}", during.text());
+    let during = check_media_playlist(&during.text(), Some(&sid));
+    let last_before = during.segments.last().map_or(0, |s| s.0);
+    assert!(last_before >= before.segments.last().map_or(0, |s| s.0));
+
+    let _second = Publisher::start_looped(&url, &h264_aac().path);
+    let after = wait_for(secs(15), || {
+        let r = get(&origin, &format!("/live/{uri}"));
+        (r.status == 200 && r.text().lines().any(|l| l == "#EXT-X-DISCONTINUITY")).then(|| r.text())
+    })
+    .unwrap_or_else(|| panic!("no discontinuity after the publisher returned"));
+    let pl = check_media_playlist(&after, Some(&sid));
+    assert!(
+        pl.media_sequence >= during.media_sequence,
+        "MEDIA-SEQUENCE went back"
+    );
+    // Every segment after the discontinuity has a higher number than any from before.
+    let lines: Vec<&str> = after.lines().collect();
+    let disc = lines
+        .iter()
+        .position(|l| *l == "#EXT-X-DISCONTINUITY")
+        .unwrap();
+    let next_seg = lines[disc..]
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("seg-")
+                .or_else(|| l.split("URI=\"part-").nth(1))
+        })
+        .and_then(|rest| rest.split(['.', '?']).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no media after the discontinuity: {after}"));
+    assert!(
+        next_seg > last_before,
+        "segment {next_seg} after the break <= {last_before} before it"
+    );
 }
