@@ -115,6 +115,11 @@ impl Connection {
 
     pub(super) async fn run(mut self) -> Result<(), ConnectionError> {
         let mut buf = vec![0u8; READ_BUF_SMALL];
+        // One timer per connection, re-armed only when the deadline moves earlier or it fires
+        // (activity pushes the deadline later; re-arming per frame would churn the timer wheel).
+        let mut armed = self.deadline();
+        let timer = tokio::time::sleep_until(armed);
+        tokio::pin!(timer);
         loop {
             if buf.len() < READ_BUF_PUBLISHER && matches!(self.role, Role::Publishing { .. }) {
                 buf.resize(READ_BUF_PUBLISHER, 0);
@@ -124,6 +129,10 @@ impl Connection {
                 self.flush()?;
             }
             let deadline = self.deadline();
+            if deadline < armed {
+                armed = deadline;
+                timer.as_mut().reset(armed);
+            }
             let want_media = matches!(self.role, Role::Playing { .. } | Role::Waiting { .. })
                 && self.out.len() < PLAYER_HIGH_WATER;
             tokio::select! {
@@ -157,7 +166,11 @@ impl Connection {
                         RoleWake::Media => {}
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => self.on_deadline()?,
+                _ = &mut timer => {
+                    self.on_deadline()?;
+                    armed = self.deadline();
+                    timer.as_mut().reset(armed);
+                }
             }
         }
     }
