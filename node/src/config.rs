@@ -47,6 +47,11 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
 
+    /// Directory of the web page served at `/` (`index.html`, `app.js`, `style.css`) and of its
+    /// player libraries, installed into `node_modules/` there by `npm ci --prefix web`.
+    #[arg(long, env = "SLUICE_WEB_DIR", default_value = "web")]
+    pub web_dir: PathBuf,
+
     /// OTLP/gRPC endpoint to export tracing spans to (e.g. `http://127.0.0.1:4317`).
     #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,

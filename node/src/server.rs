@@ -87,6 +87,7 @@ impl Node {
             limits,
             connection_slots: slots,
             ready: true.into(),
+            web_dir: args.web_dir.clone(),
         });
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
         let app = http::router(http_ctx.clone());

@@ -1,6 +1,8 @@
-//! The node's HTTP side: HTTP-FLV playback, the JSON API, Prometheus metrics, health checks.
+//! The node's HTTP side: HTTP-FLV playback, the JSON API, Prometheus metrics, health checks,
+//! and the web page (`/`, `/assets/...`).
 
 mod flv;
+pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub struct HttpContext {
     pub connection_slots: Arc<Semaphore>,
     /// False while starting and once draining: `/readyz` answers 503.
     pub ready: AtomicBool,
+    /// `--web-dir`: the web page and its player libraries.
+    pub web_dir: std::path::PathBuf,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -38,7 +42,9 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         &ctx.metrics,
         ctx.limits.play_wait_timeout,
     );
+    let web = Arc::new(web::WebFiles::new(&ctx.web_dir));
     Router::new()
+        .merge(web::routes(web))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
