@@ -1,1 +1,2 @@
-//! placeholder
+//! The Sluice relay (placeholder during construction).
+pub mod codec;
