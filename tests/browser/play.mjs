@@ -1,0 +1,128 @@
+// Drives headless Chromium (playwright-core, installed by `npm ci --prefix web`) through the
+// Sluice web page: for each mode it opens BASE/?stream=STREAM&mode=MODE, waits for playback,
+// samples video.currentTime and decoded frames a few seconds apart, and takes a screenshot.
+// Prints one JSON line per mode ({"mode", "ok", "t0", "t1", "frames0", "frames1", ...});
+// the Rust test (tests/tests/browser.rs) makes the assertions. Exits non-zero only if the
+// browser could not be driven at all.
+//
+// usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv
+//                      --out DIR [--chromium PATH] [--sample-ms N] [--start-timeout-ms N]
+
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+function parseArgs(argv) {
+  const args = { chromium: '/usr/bin/chromium', sampleMs: 3000, startTimeoutMs: 20000 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (argv[i + 1] === undefined) throw new Error('missing value for ' + argv[i]);
+    args[key] = argv[i + 1];
+  }
+  for (const required of ['webDir', 'base', 'stream', 'modes', 'out']) {
+    if (!args[required]) throw new Error('missing --' + required.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
+  }
+  args.sampleMs = Number(args.sampleMs);
+  args.startTimeoutMs = Number(args.startTimeoutMs);
+  return args;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const require = createRequire(join(resolve(args.webDir), 'package.json'));
+const { chromium } = require('playwright-core');
+
+// What the page shows about playback.
+function sample() {
+  const video = document.getElementById('video');
+  const quality = video.getVideoPlaybackQuality();
+  const player = window.sluicePlayer || {};
+  return {
+    currentTime: video.currentTime,
+    frames: quality.totalVideoFrames,
+    dropped: quality.droppedVideoFrames,
+    paused: video.paused,
+    readyState: video.readyState,
+    width: video.videoWidth,
+    height: video.videoHeight,
+    status: document.getElementById('status').textContent,
+    librariesMissing: !document.getElementById('libs-missing').hidden,
+    errors: player.errors || [],
+    listed: document.getElementById('streams').textContent,
+  };
+}
+
+async function playOne(context, mode) {
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('console', (msg) => msg.type() === 'error' && consoleErrors.push(msg.text()));
+  page.on('pageerror', (err) => consoleErrors.push(String(err)));
+  const url = `${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${mode}`;
+  const result = { mode, url, ok: false };
+  try {
+    await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+    await page
+      .waitForFunction(
+        () => {
+          const v = document.getElementById('video');
+          return v.currentTime > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 0;
+        },
+        null,
+        { timeout: args.startTimeoutMs, polling: 200 }
+      )
+      .catch((e) => (result.startError = e.message.split('\n')[0]));
+    const first = await page.evaluate(sample);
+    await page.waitForTimeout(args.sampleMs);
+    const second = await page.evaluate(sample);
+    result.screenshot = join(args.out, `browser-${mode}.png`);
+    await page.screenshot({ path: result.screenshot });
+    Object.assign(result, {
+      ok: true,
+      t0: first.currentTime,
+      t1: second.currentTime,
+      frames0: first.frames,
+      frames1: second.frames,
+      dropped: second.dropped,
+      paused: second.paused,
+      readyState: second.readyState,
+      width: second.width,
+      height: second.height,
+      status: second.status,
+      librariesMissing: second.librariesMissing,
+      pageErrors: second.errors,
+      listed: second.listed,
+    });
+  } catch (e) {
+    result.error = String(e);
+  }
+  result.consoleErrors = consoleErrors.slice(0, 20);
+  await page.close();
+  return result;
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'sluice-chromium-'));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: args.chromium,
+    headless: true,
+    viewport: { width: 1100, height: 900 },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  for (const mode of args.modes.split(',')) {
+    console.log(JSON.stringify(await playOne(context, mode)));
+  }
+} finally {
+  if (context) await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}

@@ -1,0 +1,201 @@
+// Sluice web page: lists live streams (/api/streams) and plays one over LL-HLS (hls.js) or
+// HTTP-FLV (mpegts.js). No build step: the libraries are loaded by index.html from /assets/.
+//
+// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv (mode defaults to hls).
+// The player's state is kept in window.sluicePlayer (read by the browser test).
+'use strict';
+
+(function () {
+  const REFRESH_MS = 3000;
+  const $ = (id) => document.getElementById(id);
+  const video = $('video');
+  const state = (window.sluicePlayer = { stream: null, mode: null, errors: [], player: null });
+
+  const libs = { hls: typeof window.Hls !== 'undefined', flv: typeof window.mpegts !== 'undefined' };
+  if (!libs.hls || !libs.flv) {
+    const missing = [!libs.hls && 'hls.js', !libs.flv && 'mpegts.js'].filter(Boolean).join(' and ');
+    const note = $('libs-missing');
+    note.textContent =
+      'player libraries not installed: run `npm ci --prefix web` (missing: ' + missing + '), then reload.';
+    note.hidden = false;
+  }
+
+  function setStatus(text, isError) {
+    const el = $('status');
+    el.textContent = text;
+    el.className = isError ? 'error' : 'muted';
+    if (isError) state.errors.push(text);
+  }
+
+  function describeVideo(v) {
+    if (!v) return ['-', '-'];
+    const codec = [v.codec, v.profile].filter(Boolean).join(' ');
+    let res = v.width && v.height ? v.width + '\u00d7' + v.height : '?';
+    if (v.fps) res += ' @ ' + Math.round(v.fps * 100) / 100 + ' fps';
+    return [codec || '?', res];
+  }
+
+  function describeAudio(a) {
+    if (!a) return '-';
+    const parts = [a.codec];
+    if (a.sample_rate) parts.push(a.sample_rate / 1000 + ' kHz');
+    if (a.channels) parts.push(a.channels === 1 ? 'mono' : a.channels === 2 ? 'stereo' : a.channels + ' ch');
+    return parts.join(' ');
+  }
+
+  function cell(row, text) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function renderStreams(streams) {
+    const body = $('streams');
+    body.replaceChildren();
+    for (const s of streams) {
+      const key = s.app + '/' + s.name;
+      const row = document.createElement('tr');
+      if (key === state.stream) row.className = 'playing';
+      const [codec, res] = describeVideo(s.video);
+      cell(row, key);
+      cell(row, codec);
+      cell(row, res);
+      cell(row, describeAudio(s.audio));
+      cell(row, String(s.viewers));
+      const actions = cell(row, '');
+      for (const mode of ['hls', 'flv']) {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.textContent = mode === 'hls' ? 'LL-HLS' : 'HTTP-FLV';
+        button.addEventListener('click', () => play(key, mode));
+        actions.appendChild(button);
+      }
+      body.appendChild(row);
+    }
+    $('no-streams').hidden = streams.length > 0;
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch('/api/streams', { cache: 'no-store' });
+      if (!response.ok) throw new Error('HTTP ' + response.status);
+      const json = await response.json();
+      renderStreams(Array.isArray(json.streams) ? json.streams : []);
+      $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+    } catch (e) {
+      $('updated').textContent = 'cannot list streams: ' + e.message;
+    }
+  }
+
+  function stop() {
+    const player = state.player;
+    state.player = null;
+    if (player) {
+      try {
+        player.destroy();
+      } catch (e) {
+        console.warn('destroying player', e);
+      }
+    }
+    video.removeAttribute('src');
+    video.load();
+    $('now-playing').textContent = '';
+  }
+
+  function streamPath(key) {
+    const [app, name] = key.split('/');
+    return '/' + encodeURIComponent(app) + '/' + encodeURIComponent(name);
+  }
+
+  function playHls(key) {
+    if (!libs.hls) return setStatus('hls.js is not installed: run `npm ci --prefix web`', true);
+    if (!window.Hls.isSupported()) return setStatus('this browser has no Media Source Extensions for hls.js', true);
+    const hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    let recoveries = 0;
+    hls.on(window.Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal) return;
+      if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR && recoveries++ < 5) {
+        setStatus('network error (' + data.details + '), retrying');
+        hls.startLoad();
+      } else if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR && recoveries++ < 5) {
+        setStatus('media error (' + data.details + '), recovering');
+        hls.recoverMediaError();
+      } else {
+        setStatus('HLS error: ' + data.details, true);
+      }
+    });
+    hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
+      setStatus('playing ' + key + ' over LL-HLS');
+      video.play().catch((e) => setStatus('autoplay refused: ' + e.message + ' (press play)'));
+    });
+    hls.loadSource(streamPath(key) + '.m3u8');
+    hls.attachMedia(video);
+    return hls;
+  }
+
+  function playFlv(key) {
+    if (!libs.flv) return setStatus('mpegts.js is not installed: run `npm ci --prefix web`', true);
+    if (!window.mpegts.getFeatureList().mseLivePlayback) {
+      return setStatus('this browser cannot play live HTTP-FLV (no MSE live playback)', true);
+    }
+    const player = window.mpegts.createPlayer(
+      { type: 'flv', isLive: true, url: new URL(streamPath(key) + '.flv', location.href).href },
+      { isLive: true, enableStashBuffer: false, liveBufferLatencyChasing: true, lazyLoad: false }
+    );
+    player.on(window.mpegts.Events.ERROR, (type, details) => setStatus('HTTP-FLV error: ' + type + ' ' + details, true));
+    player.attachMediaElement(video);
+    player.load();
+    setStatus('playing ' + key + ' over HTTP-FLV');
+    Promise.resolve(player.play()).catch((e) => setStatus('autoplay refused: ' + e.message + ' (press play)'));
+    return player;
+  }
+
+  function play(key, mode) {
+    if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(key)) return setStatus('not a stream name: ' + key, true);
+    stop();
+    mode = mode === 'flv' ? 'flv' : 'hls';
+    state.stream = key;
+    state.mode = mode;
+    document.querySelector('input[name=mode][value=' + mode + ']').checked = true;
+    $('now-playing').textContent = key + ' (' + (mode === 'hls' ? 'LL-HLS' : 'HTTP-FLV') + ')';
+    const url = new URL(location.href);
+    url.searchParams.set('stream', key);
+    url.searchParams.set('mode', mode);
+    history.replaceState(null, '', url);
+    video.muted = true;
+    state.player = (mode === 'hls' ? playHls : playFlv)(key) || null;
+    refresh();
+  }
+
+  function updateStats() {
+    if (!state.player) {
+      $('stats').textContent = '';
+      return;
+    }
+    const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+    const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
+    const parts = ['time ' + video.currentTime.toFixed(1) + ' s', 'buffer ' + buffered.toFixed(2) + ' s'];
+    if (quality) parts.push('frames ' + quality.totalVideoFrames + ' (dropped ' + quality.droppedVideoFrames + ')');
+    if (state.mode === 'hls' && state.player.latency !== undefined) {
+      parts.push('latency ' + state.player.latency.toFixed(2) + ' s');
+    }
+    $('stats').textContent = parts.join(' \u00b7 ');
+  }
+
+  for (const input of document.querySelectorAll('input[name=mode]')) {
+    input.addEventListener('change', () => state.stream && play(state.stream, input.value));
+  }
+  $('stop').addEventListener('click', () => {
+    stop();
+    state.stream = null;
+    setStatus('Choose a stream.');
+    refresh();
+  });
+
+  const params = new URLSearchParams(location.search);
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+  setInterval(updateStats, 1000);
+  if (params.get('stream')) play(params.get('stream'), params.get('mode'));
+})();
