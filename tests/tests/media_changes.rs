@@ -194,6 +194,42 @@ fn video_frames(tags: &[MediaMessage]) -> u64 {
         .count() as u64
 }
 
+/// Each coded video frame paired with the sequence header in force when it was sent/received
+/// (the last one before it).
+fn frames_with_headers(videos: &[MediaMessage]) -> Vec<(Bytes, Bytes)> {
+    let mut header = Bytes::new();
+    let mut out = Vec::new();
+    for m in videos {
+        match avc_packet_type(m) {
+            Some(0) => header = m.payload.clone(),
+            Some(1) => out.push((header.clone(), m.payload.clone())),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A raw RTMP player: every video message until the unpublish notice (plus a quiet second).
+fn collect_video_until_unpublish(mut player: RtmpClient) -> anyhow::Result<Vec<MediaMessage>> {
+    let mut seen = Vec::new();
+    let mut videos = Vec::new();
+    let deadline = Instant::now() + secs(40);
+    let mut quiet = 0;
+    while Instant::now() < deadline && quiet < 2 {
+        match player.next_media(secs(1), &mut seen)? {
+            Some(m) if m.kind == MediaKind::Video => videos.push(m),
+            Some(_) => {}
+            None if seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify") => quiet += 1,
+            None => {}
+        }
+    }
+    anyhow::ensure!(
+        seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify"),
+        "no UnpublishNotify; statuses {seen:?}"
+    );
+    Ok(videos)
+}
+
 /// One RTMP connection publishes 4 s at 1280x720, then (new sequence headers, timestamps
 /// continuing) 4 s at 640x360. A player connected throughout decodes every frame of both
 /// parts without errors, the API follows the resolution, and a viewer joining after the
@@ -226,10 +262,12 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
 
     let url = origin.rtmp_url("live", "switch");
     let player = Player::start(&url);
+    let raw_player = RtmpClient::connect(origin.rtmp, "live", "switch", ClientMode::Play).unwrap();
+    let raw_player = thread::spawn(move || collect_video_until_unpublish(raw_player));
     wait_for(secs(10), || {
-        (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(())
+        (origin.metrics().value("sluice_connections", &[]) >= 2.0).then_some(())
     })
-    .expect("player connected");
+    .expect("players connected");
     thread::sleep(Duration::from_millis(1000));
 
     // 0: first part, 1: second part sent, 2: done.
@@ -289,7 +327,72 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     });
     assert_eq!(info["video"]["height"], 360, "{info}");
 
-    // A viewer joining now starts at the new headers and keyframe only.
+    // A viewer joining now starts at the new headers and keyframe only: a raw RTMP player's
+    // first video messages are the 640x360 sequence header and the 640x360 keyframe, and
+    // nothing of the 1280x720 part ever reaches it.
+    let mut late = RtmpClient::connect(origin.rtmp, "live", "switch", ClientMode::Play).unwrap();
+    let mut late_videos = Vec::new();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline && late_videos.len() < 20 {
+        if let Some(m) = late
+            .next_media(Duration::from_millis(200), &mut seen)
+            .unwrap()
+        {
+            if m.kind == MediaKind::Video {
+                late_videos.push(m);
+            }
+        }
+    }
+    late.close();
+    let small_header = small
+        .iter()
+        .find(|t| avc_packet_type(t) == Some(0))
+        .unwrap()
+        .payload
+        .clone();
+    let small_first_key = small
+        .iter()
+        .find(|t| avc_packet_type(t) == Some(1))
+        .unwrap()
+        .payload
+        .clone();
+    assert!(
+        late_videos.len() >= 2,
+        "late joiner got {} video messages ({seen:?})",
+        late_videos.len()
+    );
+    assert_eq!(
+        late_videos[0].payload, small_header,
+        "late joiner's first video message is the new sequence header"
+    );
+    assert!(
+        late_videos[1..]
+            .iter()
+            .all(|m| avc_packet_type(m) != Some(0) || m.payload == small_header),
+        "late joiner got another sequence header"
+    );
+    let late_frames: Vec<&Bytes> = late_videos
+        .iter()
+        .filter(|m| avc_packet_type(m) == Some(1))
+        .map(|m| &m.payload)
+        .collect();
+    assert_eq!(
+        late_frames.first().copied(),
+        Some(&small_first_key),
+        "late joiner starts at the new keyframe"
+    );
+    let small_frames: Vec<&Bytes> = small
+        .iter()
+        .filter(|t| avc_packet_type(t) == Some(1))
+        .map(|t| &t.payload)
+        .collect();
+    assert_eq!(
+        late_frames[..],
+        small_frames[..late_frames.len()],
+        "late joiner gets the second part's frames, in order, from its first keyframe"
+    );
+
     let probe = ffprobe_streams(&url, secs(10)).expect("ffprobe of the stream after the change");
     assert_eq!(
         phase.load(Ordering::SeqCst),
@@ -305,6 +408,39 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
         .join()
         .expect("sender thread")
         .expect("publishing both parts");
+
+    // The raw player connected throughout got every frame in order, each under the right
+    // sequence header, with timestamps that never go back.
+    let received = raw_player
+        .join()
+        .expect("raw player thread")
+        .expect("raw player");
+    let sent: Vec<MediaMessage> = big
+        .iter()
+        .chain(small.iter())
+        .filter(|t| t.kind == MediaKind::Video)
+        .cloned()
+        .collect();
+    let got = frames_with_headers(&received);
+    let want = frames_with_headers(&sent);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "raw player got {} of {} frames",
+        got.len(),
+        want.len()
+    );
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "raw player: frame {i} differs from the one sent (payload or sequence header in force)"
+        );
+    }
+    assert!(
+        received
+            .windows(2)
+            .all(|w| w[1].timestamp >= w[0].timestamp),
+        "video timestamps went backwards at the player"
+    );
 
     // ffmpeg ends on NetStream.Play.UnpublishNotify and flushes its decoder.
     let result = player.finish(secs(8), secs(20));
