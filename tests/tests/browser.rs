@@ -1,0 +1,142 @@
+//! The web page in a real browser: headless Chromium (Debian's `/usr/bin/chromium`, driven by
+//! playwright-core from `tests/browser/play.mjs`) opens `/?stream=live/NAME&mode=...` on a
+//! real origin fed by ffmpeg, and plays the stream over LL-HLS (hls.js) and HTTP-FLV
+//! (mpegts.js): `video.currentTime` must advance and the decoder must report frames.
+//! Screenshots are kept in the test's directory under `target/sluice-tests/`.
+//!
+//! Skipped (with a printed reason) only when `/usr/bin/chromium` or `node` is absent; missing
+//! npm packages (`npm ci --prefix web`) are a failure.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_tests::ffmpeg::run_with_timeout;
+use sluice_tests::paths::workspace_root;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, secs, Origin, Publisher};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Why the browser test cannot run here, if it cannot.
+fn skip_reason() -> Option<String> {
+    if !Path::new(CHROMIUM).is_file() {
+        return Some(format!("{CHROMIUM} not found (apt-get install chromium)"));
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => None,
+        _ => Some("node not found (apt-get install nodejs npm)".into()),
+    }
+}
+
+#[test]
+fn page_plays_ll_hls_and_http_flv_in_chromium() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIPPED browser test: {reason}");
+        return;
+    }
+    let web_dir = workspace_root().join("web");
+    assert!(
+        web_dir
+            .join("node_modules/playwright-core/package.json")
+            .is_file()
+            && web_dir
+                .join("node_modules/hls.js/dist/hls.min.js")
+                .is_file()
+            && web_dir
+                .join("node_modules/mpegts.js/dist/mpegts.js")
+                .is_file(),
+        "npm packages missing in {}: run `npm ci --prefix web` (scripts/test.sh does)",
+        web_dir.display()
+    );
+
+    let web_arg = web_dir.to_str().expect("utf-8 path");
+    let origin = Origin::start(&["--web-dir", web_arg]);
+    let page = origin.get("/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("/assets/hls.min.js"),
+        "{}",
+        page.text()
+    );
+
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "web"), &h264_aac().path);
+    wait_for(secs(15), || {
+        origin
+            .stream_info("live", "web")
+            .filter(|s| !s["video"].is_null())
+    })
+    .unwrap_or_else(|| panic!("live/web never listed: {}", origin.streams()));
+
+    let out = origin.dir().path();
+    let script = workspace_root().join("tests/browser/play.mjs");
+    let base = format!("http://{}", origin.http);
+    let mut cmd = Command::new("node");
+    cmd.arg(&script)
+        .args([
+            "--web-dir",
+            web_arg,
+            "--base",
+            &base,
+            "--stream",
+            "live/web",
+        ])
+        .args(["--modes", "hls,flv", "--chromium", CHROMIUM])
+        .args(["--sample-ms", "3000", "--start-timeout-ms", "20000"])
+        .arg("--out")
+        .arg(out);
+    let (status, stdout, stderr) =
+        run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run node");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "play.mjs failed ({status:?}):\nstdout:\n{stdout}\nstderr:\n{stderr}\norigin log:\n{}",
+        origin.log()
+    );
+
+    let results: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for mode in ["hls", "flv"] {
+        let r = results
+            .iter()
+            .find(|r| r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no result for {mode}: {stdout}\n{stderr}"));
+        eprintln!("browser {mode}: {r}");
+        if let Some(shot) = r["screenshot"].as_str() {
+            println!("screenshot ({mode}): {shot}");
+        }
+        assert_eq!(r["ok"], true, "{mode}: page not driven: {r}");
+        assert_eq!(
+            r["librariesMissing"], false,
+            "{mode}: page says libraries are missing: {r}"
+        );
+        let t0 = r["t0"].as_f64().unwrap_or(0.0);
+        let t1 = r["t1"].as_f64().unwrap_or(0.0);
+        let frames = r["frames1"].as_u64().unwrap_or(0);
+        let frames0 = r["frames0"].as_u64().unwrap_or(0);
+        // 3 s sampled: at least 1.5 s of media must have played, and frames decoded meanwhile.
+        assert!(
+            t1 - t0 >= 1.5,
+            "{mode}: currentTime did not advance ({t0} -> {t1}): {r}\norigin log:\n{}",
+            origin.log()
+        );
+        assert!(
+            frames > 0 && frames > frames0,
+            "{mode}: no decoded frames ({frames0} -> {frames}): {r}"
+        );
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(1280), Some(720)),
+            "{mode}: {r}"
+        );
+        assert!(
+            r["pageErrors"].as_array().is_some_and(Vec::is_empty),
+            "{mode}: the page reported errors: {r}"
+        );
+        assert!(
+            Path::new(r["screenshot"].as_str().unwrap_or("")).is_file(),
+            "{mode}: no screenshot: {r}"
+        );
+    }
+}
