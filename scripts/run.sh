@@ -31,6 +31,18 @@ command -v pkg-config >/dev/null || apt_install pkg-config
 
 cargo build --release --bin sluice-origin >&2
 
+# The web page's player libraries (hls.js, mpegts.js) come from npm, pinned by web/package-lock.json.
+# Installed again when web/package-lock.json changed since the last install.
+if [ ! -e web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    if command -v npm >/dev/null; then
+        echo "run.sh: installing the web player libraries (npm ci --prefix web)" >&2
+        npm ci --prefix web --no-audit --no-fund >&2 \
+            || echo "run.sh: WARNING: npm ci failed; the web page at / will have no players" >&2
+    else
+        echo "run.sh: WARNING: npm not found (apt-get install npm); the web page at / will have no players" >&2
+    fi
+fi
+
 target_dir=${CARGO_TARGET_DIR:-target}
 # Defaults: RTMP 127.0.0.1:1935, HTTP 127.0.0.1:8080 (see --help; SLUICE_* env vars work too).
 exec "$target_dir/release/sluice-origin" "$@"

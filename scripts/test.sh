@@ -3,8 +3,9 @@
 # ffmpeg/ffprobe against the real binaries) and doc tests. Exits non-zero on any failure.
 #
 # Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
-# the RTMP module, chromium), the imageio-ffmpeg PyPI package (a recent ffmpeg for HEVC over
-# Enhanced RTMP) and cargo-nextest.
+# the RTMP module, chromium, nodejs/npm), the npm packages of web/ (`npm ci`: player libraries
+# and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
+# HEVC over Enhanced RTMP) and cargo-nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,8 @@ command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v nginx >/dev/null || need_apt+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need_apt+=(libnginx-mod-rtmp)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
@@ -36,6 +39,14 @@ if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
     python3 -m pip install --quiet imageio-ffmpeg \
         || python3 -m pip install --quiet --break-system-packages imageio-ffmpeg \
         || echo "test.sh: WARNING: imageio-ffmpeg could not be installed; the HEVC test will skip"
+fi
+
+# The web page's player libraries and the browser test's driver (playwright-core), pinned by
+# web/package-lock.json.
+# Installed again when web/package-lock.json changed since the last install.
+if [ ! -e web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    echo "test.sh: installing web/node_modules (npm ci --prefix web)"
+    npm ci --prefix web --no-audit --no-fund
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
