@@ -47,6 +47,7 @@ function sample() {
     height: video.videoHeight,
     status: document.getElementById('status').textContent,
     librariesMissing: !document.getElementById('libs-missing').hidden,
+    librariesNote: document.getElementById('libs-missing').textContent,
     errors: player.errors || [],
     listed: document.getElementById('streams').textContent,
   };
@@ -89,6 +90,7 @@ async function playOne(context, mode) {
       height: second.height,
       status: second.status,
       librariesMissing: second.librariesMissing,
+      librariesNote: second.librariesNote,
       pageErrors: second.errors,
       listed: second.listed,
     });

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sluice_tests::ffmpeg::run_with_timeout;
+use sluice_tests::origin::TestDir;
 use sluice_tests::paths::workspace_root;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
@@ -139,4 +140,75 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
             "{mode}: no screenshot: {r}"
         );
     }
+}
+
+#[test]
+fn page_says_when_player_libraries_are_missing() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIPPED browser test: {reason}");
+        return;
+    }
+    let real_web = workspace_root().join("web");
+    assert!(
+        real_web
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "playwright-core missing: run `npm ci --prefix web` (scripts/test.sh does)"
+    );
+    // A web directory with the page but no node_modules.
+    let dir = TestDir::new("web");
+    for file in ["index.html", "app.js", "style.css"] {
+        std::fs::copy(real_web.join(file), dir.path().join(file)).expect("copy web file");
+    }
+    let web_arg = dir.path().to_str().expect("utf-8 path");
+    let origin = Origin::start(&["--web-dir", web_arg]);
+    assert_eq!(origin.get("/").status, 200);
+    let lib = origin.get("/assets/hls.min.js");
+    assert_eq!(lib.status, 404);
+    assert!(lib.text().contains("npm ci --prefix web"), "{}", lib.text());
+    let log = wait_for(secs(5), || {
+        let log = origin.log();
+        log.contains("player libraries not installed")
+            .then_some(log)
+    });
+    assert!(log.is_some(), "no start-up warning:\n{}", origin.log());
+
+    let mut cmd = Command::new("node");
+    cmd.arg(workspace_root().join("tests/browser/play.mjs"))
+        .arg("--web-dir")
+        .arg(&real_web)
+        .args(["--base", &format!("http://{}", origin.http)])
+        .args([
+            "--stream",
+            "live/none",
+            "--modes",
+            "hls",
+            "--chromium",
+            CHROMIUM,
+        ])
+        .args(["--sample-ms", "0", "--start-timeout-ms", "500"])
+        .arg("--out")
+        .arg(dir.path());
+    let (status, stdout, stderr) =
+        run_with_timeout(&mut cmd, Duration::from_secs(60)).expect("run node");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "play.mjs failed ({status:?}):\n{stdout}\n{stderr}"
+    );
+    let r: serde_json::Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no result: {stdout}\n{stderr}"));
+    eprintln!("browser, no libraries: {r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["librariesMissing"], true, "{r}");
+    let note = r["librariesNote"].as_str().unwrap_or("");
+    assert!(
+        note.contains("player libraries not installed") && note.contains("npm ci --prefix web"),
+        "{r}"
+    );
+    assert!(
+        r["status"].as_str().unwrap_or("").contains("not installed"),
+        "{r}"
+    );
 }
