@@ -24,6 +24,9 @@ AUDIO=${AUDIO:-0}
 BENCH_THREADS=${BENCH_THREADS:-1}
 TARGETS=${TARGETS:-"nginx sluice"}
 SKIP_BUILD=${SKIP_BUILD:-0}
+# Sluice's tokio worker threads. nginx-rtmp runs one worker process here, so the comparison
+# gives Sluice one worker thread too; set SLUICE_THREADS=0 for one per core.
+SLUICE_THREADS=${SLUICE_THREADS:-1}
 NGINX_PORT=${NGINX_PORT:-29350}
 SLUICE_RTMP_PORT=${SLUICE_RTMP_PORT:-29351}
 SLUICE_HTTP_PORT=${SLUICE_HTTP_PORT:-28081}
@@ -127,7 +130,7 @@ run_sluice() {
     require_free_port "$SLUICE_HTTP_PORT" SLUICE_HTTP_PORT
     log "starting sluice-origin on 127.0.0.1:$SLUICE_RTMP_PORT (HTTP $SLUICE_HTTP_PORT)"
     SLUICE_LOG=${SLUICE_LOG:-warn} "$ORIGIN" --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
-        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" 2>"$OUT_DIR/sluice.log" &
+        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" --worker-threads "$SLUICE_THREADS" 2>"$OUT_DIR/sluice.log" &
     SERVER_PID=$!
     wait_port "$SLUICE_RTMP_PORT" "$SERVER_PID"
     bench_run "rtmp://127.0.0.1:$SLUICE_RTMP_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/sluice.json" \

@@ -44,6 +44,10 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
+    /// Tokio worker threads; 0 means one per CPU core.
+    #[arg(long, env = "SLUICE_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
 

@@ -19,7 +19,11 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli: Cli = parse_with_file()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cli.node.worker_threads > 0 {
+        builder.worker_threads(cli.node.worker_threads);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
         let _tracing = sluice_node::runtime::init_tracing(
             &cli.node.log,
