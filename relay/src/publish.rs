@@ -134,7 +134,8 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
         let Ok(send) = send else { break false };
         let _ = send.set_priority(p.priority.fetch_add(1, Ordering::Relaxed).max(0));
         let mut w = spawn_writer(send, header, p.queue_frames.max(8));
-        for h in headers.iter().flatten() {
+        // Metadata first, then the video and audio sequence headers.
+        for h in headers.iter().rev().flatten() {
             push(&mut w, h.clone(), &mut skipping);
         }
         push(&mut w, frame, &mut skipping);

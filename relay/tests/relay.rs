@@ -1,0 +1,466 @@
+//! Two relay endpoints on 127.0.0.1 with real QUIC and real mutual TLS (certificates
+//! generated into a temp dir).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sluice_proto::v1::{control_message::Msg, ControlMessage, Hello};
+use sluice_relay::codec::{self, FLAG_HEADER, FLAG_KEYFRAME};
+use sluice_relay::tls::RelayTls;
+use sluice_relay::{
+    certs, codes, Frame, FrameKind, MediaSource, RelayConfig, RelayEndpoint, RelayError,
+    SubscribeRefusal, SubscribeRequest,
+};
+use tokio::sync::mpsc;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Time between GOPs of the paced test streams (a live source).
+const GOP_INTERVAL: Duration = Duration::from_millis(100);
+
+fn frame(kind: FrameKind, flags: u8, ts: u32, payload: String) -> Frame {
+    Frame {
+        kind,
+        flags,
+        timestamp: ts,
+        payload: Bytes::from(payload),
+    }
+}
+
+fn headers(stream: &str) -> Vec<Frame> {
+    vec![
+        frame(
+            FrameKind::Data,
+            FLAG_HEADER,
+            0,
+            format!("{stream} onMetaData"),
+        ),
+        frame(
+            FrameKind::Video,
+            FLAG_HEADER | FLAG_KEYFRAME,
+            0,
+            format!("{stream} avcC"),
+        ),
+        frame(FrameKind::Audio, FLAG_HEADER, 0, format!("{stream} asc")),
+    ]
+}
+
+/// The frames of GOP `g` (without headers): a keyframe, then audio and inter frames.
+fn gop(stream: &str, g: u32) -> Vec<Frame> {
+    let base = g * 1000;
+    let mut out = vec![frame(
+        FrameKind::Video,
+        FLAG_KEYFRAME,
+        base,
+        format!("{stream} key {g} {}", "k".repeat(5000)),
+    )];
+    for i in 1..20u32 {
+        out.push(frame(
+            FrameKind::Audio,
+            0,
+            base + i * 40,
+            format!("{stream} audio {g}/{i}"),
+        ));
+        out.push(frame(
+            FrameKind::Video,
+            0,
+            base + i * 40 + 1,
+            format!("{stream} inter {g}/{i}"),
+        ));
+    }
+    out
+}
+
+/// What the source sends: headers once, then `gops` GOPs.
+fn source_frames(stream: &str, gops: u32) -> Vec<Frame> {
+    let mut out = headers(stream);
+    for g in 0..gops {
+        out.extend(gop(stream, g));
+    }
+    out
+}
+
+/// What a subscriber must receive: each GOP stream repeats the headers.
+fn expected_frames(stream: &str, gops: u32) -> Vec<Frame> {
+    let mut out = Vec::new();
+    for g in 0..gops {
+        out.extend(headers(stream));
+        out.extend(gop(stream, g));
+    }
+    out
+}
+
+/// Serves `live/{name}` for names it knows; "elsewhere" is not home; "old" is stale.
+struct TestSource {
+    streams: HashMap<String, u32>,
+}
+
+impl MediaSource for TestSource {
+    fn subscribe(&self, req: &SubscribeRequest) -> Result<mpsc::Receiver<Frame>, SubscribeRefusal> {
+        if req.app != "live" {
+            return Err(SubscribeRefusal::NotFound);
+        }
+        match req.name.as_str() {
+            "elsewhere" => {
+                return Err(SubscribeRefusal::NotHome {
+                    owner: "origin-b".into(),
+                })
+            }
+            "old" => return Err(SubscribeRefusal::Stale),
+            _ => {}
+        }
+        let gops = *self
+            .streams
+            .get(&req.name)
+            .ok_or(SubscribeRefusal::NotFound)?;
+        let (tx, rx) = mpsc::channel(16);
+        let frames = source_frames(&req.name, gops);
+        // Paced like a live source (a GOP every GOP_INTERVAL), except "burst" streams,
+        // which produce everything at once.
+        let paced = !req.name.starts_with("burst");
+        tokio::spawn(async move {
+            for f in frames {
+                if paced && f.starts_gop() && f.timestamp > 0 {
+                    tokio::time::sleep(GOP_INTERVAL).await;
+                }
+                if tx.send(f).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    server: RelayEndpoint,
+    addr: SocketAddr,
+}
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A server node "origin-a" serving the test source; "edge-1" and "edge-2" certs exist too.
+fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    certs::generate(dir.path(), &["origin-a", "edge-1", "edge-2"]).unwrap();
+    let tls = RelayTls::from_dir(dir.path(), "origin-a").unwrap();
+    let server = RelayEndpoint::bind(localhost(), RelayConfig::new("origin-a", tls)).unwrap();
+    let streams = [
+        ("cam1", 3),
+        ("cam2", 3),
+        ("cam3", 3),
+        ("long", 12),
+        ("burst", 30),
+    ]
+    .into_iter()
+    .map(|(n, g)| (n.to_string(), g))
+    .collect();
+    server.serve(Arc::new(TestSource { streams }));
+    let addr = server.local_addr().unwrap();
+    Cluster {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        server,
+        addr,
+    }
+}
+
+fn client(dir: &std::path::Path, node: &str) -> RelayEndpoint {
+    let tls = RelayTls::from_dir(dir, node).unwrap();
+    RelayEndpoint::bind(localhost(), RelayConfig::new(node, tls)).unwrap()
+}
+
+async fn read_all(sub: &mut sluice_relay::Subscription) -> Vec<Frame> {
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(TIMEOUT, sub.next_frame())
+            .await
+            .expect("frame in time")
+        {
+            Ok(Some(f)) => got.push(f),
+            Ok(None) => return got,
+            Err(e) => panic!("subscription failed after {} frames: {e}", got.len()),
+        }
+    }
+}
+
+/// Compares frame lists, reporting the first difference compactly (payloads are large).
+#[track_caller]
+fn assert_frames(got: &[Frame], want: &[Frame]) {
+    let brief = |f: &Frame| format!("{:?}/{}/{}", f.kind, f.flags, f.timestamp);
+    if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
+        panic!(
+            "frame {i} differs: got {} want {}",
+            brief(&got[i]),
+            brief(&want[i])
+        );
+    }
+    let tail: Vec<String> = got.iter().rev().take(3).map(brief).collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "frame count (last received: {tail:?})"
+    );
+}
+
+fn close_code(e: quinn::ConnectionError) -> u64 {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hello_exchanges_node_ids() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    assert_eq!(conn.peer_node_id(), "origin-a");
+}
+
+#[tokio::test]
+async fn subscriber_receives_identical_frames_in_order_then_end() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    let mut sub = conn.subscribe("live", "cam1", 7).await.unwrap();
+    let got = read_all(&mut sub).await;
+    let want = expected_frames("cam1", 3);
+    assert_frames(&got, &want);
+}
+
+#[tokio::test]
+async fn refusals_carry_their_code() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    let err = conn.subscribe("live", "nope", 0).await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)),
+        "{err}"
+    );
+    let err = conn.subscribe("other-app", "cam1", 0).await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)),
+        "{err}"
+    );
+    let err = conn.subscribe("live", "elsewhere", 0).await.unwrap_err();
+    match err {
+        RelayError::Refused(SubscribeRefusal::NotHome { owner }) => assert_eq!(owner, "origin-b"),
+        other => panic!("{other}"),
+    }
+    let err = conn.subscribe("live", "old", 3).await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Refused(SubscribeRefusal::Stale)),
+        "{err}"
+    );
+    // The connection is still usable after refusals.
+    let mut sub = conn.subscribe("live", "cam2", 0).await.unwrap();
+    assert_frames(&read_all(&mut sub).await, &expected_frames("cam2", 3));
+}
+
+#[tokio::test]
+async fn one_connection_carries_several_subscriptions_at_once() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    let (a, b, l) = tokio::join!(
+        conn.subscribe("live", "cam1", 0),
+        conn.subscribe("live", "cam3", 0),
+        conn.subscribe("live", "long", 0)
+    );
+    let (mut a, mut b, mut l) = (a.unwrap(), b.unwrap(), l.unwrap());
+    assert_ne!(a.request_id(), b.request_id());
+    let (ga, gb, gl) = tokio::join!(read_all(&mut a), read_all(&mut b), read_all(&mut l));
+    assert_frames(&ga, &expected_frames("cam1", 3));
+    assert_frames(&gb, &expected_frames("cam3", 3));
+    assert_frames(&gl, &expected_frames("long", 12));
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused() {
+    let c = cluster();
+    let other = tempfile::tempdir().unwrap();
+    certs::generate(other.path(), &["edge-1"]).unwrap();
+    // Its own CA does not know the server either, so give it the cluster CA as trust root
+    // but keep its foreign client certificate: only the server's check can refuse it.
+    std::fs::copy(c.dir.join("ca.pem"), other.path().join("ca.pem")).unwrap();
+    let rogue = client(other.path(), "edge-1");
+    let res = tokio::time::timeout(TIMEOUT, rogue.connect(c.addr, "origin-a"))
+        .await
+        .unwrap();
+    assert!(res.is_err(), "a foreign client certificate must be refused");
+    // A legitimate client still works.
+    let edge = client(&c.dir, "edge-2");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    let mut sub = conn.subscribe("live", "cam1", 0).await.unwrap();
+    assert_frames(&read_all(&mut sub).await, &expected_frames("cam1", 3));
+}
+
+#[tokio::test]
+async fn a_server_with_a_certificate_from_another_ca_is_refused() {
+    let c = cluster();
+    let other = tempfile::tempdir().unwrap();
+    certs::generate(other.path(), &["origin-a"]).unwrap();
+    let tls = RelayTls::from_dir(other.path(), "origin-a").unwrap();
+    let impostor = RelayEndpoint::bind(localhost(), RelayConfig::new("origin-a", tls)).unwrap();
+    impostor.serve(Arc::new(TestSource {
+        streams: HashMap::new(),
+    }));
+    let edge = client(&c.dir, "edge-1");
+    let res = edge
+        .connect(impostor.local_addr().unwrap(), "origin-a")
+        .await;
+    assert!(res.is_err());
+    // And the wrong name for the right server is refused too.
+    assert!(edge.connect(c.addr, "origin-z").await.is_err());
+}
+
+#[tokio::test]
+async fn insecure_dev_connects_without_certificates() {
+    let server = RelayEndpoint::bind(
+        localhost(),
+        RelayConfig::new("dev-a", RelayTls::insecure_dev()),
+    )
+    .unwrap();
+    let streams = [("cam1".to_string(), 3)].into_iter().collect();
+    server.serve(Arc::new(TestSource { streams }));
+    let edge = RelayEndpoint::bind(
+        localhost(),
+        RelayConfig::new("dev-b", RelayTls::insecure_dev()),
+    )
+    .unwrap();
+    let conn = edge
+        .connect(server.local_addr().unwrap(), "anything")
+        .await
+        .unwrap();
+    let mut sub = conn.subscribe("live", "cam1", 0).await.unwrap();
+    assert_frames(&read_all(&mut sub).await, &expected_frames("cam1", 3));
+}
+
+/// Opens a raw QUIC connection and writes `hello` on the control stream.
+async fn raw_hello(
+    edge: &RelayEndpoint,
+    addr: SocketAddr,
+    version: u32,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let conn = edge.connect_quic(addr, "origin-a").await.unwrap();
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    let mut out = BytesMut::new();
+    let hello = Hello {
+        version,
+        node_id: "edge-1".into(),
+    };
+    codec::encode_control(
+        &ControlMessage {
+            msg: Some(Msg::Hello(hello)),
+        },
+        &mut out,
+    );
+    send.write_all(&out).await.unwrap();
+    (conn, send, recv)
+}
+
+#[tokio::test]
+async fn an_unsupported_version_closes_with_its_code() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let (conn, _send, _recv) = raw_hello(&edge, c.addr, 99).await;
+    let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
+    assert_eq!(close_code(err), u64::from(codes::UNSUPPORTED_VERSION));
+}
+
+#[tokio::test]
+async fn a_malformed_control_message_closes_only_that_connection() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let good = edge.connect(c.addr, "origin-a").await.unwrap();
+    let mut sub = good.subscribe("live", "long", 0).await.unwrap();
+
+    let (conn, mut send, recv) = raw_hello(&edge, c.addr, sluice_relay::VERSION).await;
+    // Read the server's Hello back.
+    let mut recv = recv;
+    let mut buf = BytesMut::new();
+    let reply = loop {
+        match codec::decode_control(&mut buf) {
+            Ok(m) => break m,
+            Err(codec::CodecError::Short) => {}
+            Err(e) => panic!("{e}"),
+        }
+        let chunk = recv.read_chunk(1024, true).await.unwrap().unwrap();
+        buf.extend_from_slice(&chunk.bytes);
+    };
+    assert!(matches!(reply.msg, Some(Msg::Hello(h)) if h.node_id == "origin-a"));
+    // A length-prefixed message that is not protobuf.
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
+    assert_eq!(close_code(err), u64::from(codes::PROTOCOL_VIOLATION));
+
+    // An oversized length prefix is refused the same way, without waiting for the body.
+    let (conn, mut send, _recv) = raw_hello(&edge, c.addr, sluice_relay::VERSION).await;
+    send.write_all(&[0x7f, 0xff, 0xff, 0xff]).await.unwrap();
+    let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
+    assert_eq!(close_code(err), u64::from(codes::PROTOCOL_VIOLATION));
+
+    // The other connection on the same endpoints is unaffected.
+    assert_frames(&read_all(&mut sub).await, &expected_frames("long", 12));
+    let mut again = good.subscribe("live", "cam1", 0).await.unwrap();
+    assert_frames(&read_all(&mut again).await, &expected_frames("cam1", 3));
+    drop(c.server);
+}
+
+#[tokio::test]
+async fn a_subscriber_a_whole_gop_behind_skips_to_newer_gops() {
+    // "burst" produces 30 GOPs at once: far faster than they can be acknowledged, so older
+    // GOP streams are cancelled. What arrives is, per GOP, a prefix of that GOP (headers
+    // first), GOPs in increasing order, and the last GOP complete.
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    let mut sub = conn.subscribe("live", "burst", 0).await.unwrap();
+    let got = read_all(&mut sub).await;
+    let per_gop = headers("burst").len() + gop("burst", 0).len();
+    let mut i = 0;
+    let mut last_gop = None;
+    let mut gops_seen = 0;
+    while i < got.len() {
+        assert_eq!(
+            got[i],
+            headers("burst")[0],
+            "a GOP starts with the metadata (frame {i})"
+        );
+        let key = got.get(i + 3).expect("a GOP carries at least its keyframe");
+        assert!(key.starts_gop());
+        let g = key.timestamp / 1000;
+        assert!(last_gop.is_none_or(|l| g > l), "GOPs in increasing order");
+        let mut want = headers("burst");
+        want.extend(gop("burst", g));
+        let mut n = 0;
+        while i < got.len() && n < want.len() && got[i] == want[n] {
+            i += 1;
+            n += 1;
+        }
+        assert!(
+            n == per_gop || i == got.len() || got[i] == headers("burst")[0],
+            "GOP {g} is a prefix"
+        );
+        last_gop = Some(g);
+        gops_seen += 1;
+        if g == 29 {
+            assert_eq!(n, per_gop, "the last GOP arrives complete");
+        }
+    }
+    assert_eq!(last_gop, Some(29));
+    assert!(
+        gops_seen < 30,
+        "some GOPs were cancelled ({gops_seen} seen)"
+    );
+}
