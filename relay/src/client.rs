@@ -178,7 +178,9 @@ impl RelayConnection {
             pending: BTreeMap::new(),
             next_sequence: 0,
             ended: None,
+            live: true,
         };
+        let mut sub = sub;
         let msg = Subscribe {
             request_id,
             app: app.into(),
@@ -197,7 +199,10 @@ impl RelayConnection {
         };
         match answer {
             Ok(Ok(Ok(()))) => Ok(sub),
-            Ok(Ok(Err(refusal))) => Err(RelayError::Refused(refusal)),
+            Ok(Ok(Err(refusal))) => {
+                sub.live = false;
+                Err(RelayError::Refused(refusal))
+            }
             Ok(Err(_)) => Err(RelayError::Closed),
             Err(_) => Err(RelayError::Timeout("subscribe")),
         }
@@ -304,6 +309,8 @@ pub struct Subscription {
     /// Lowest GOP sequence still acceptable.
     next_sequence: u64,
     ended: Option<u64>,
+    /// Whether dropping it must send `Unsubscribe` (not after a refusal).
+    live: bool,
 }
 
 impl std::fmt::Debug for Subscription {

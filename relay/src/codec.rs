@@ -349,9 +349,9 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut b = BytesMut::from(&bytes[..]);
-            while let Ok(_) = decode_frame(&mut b, 64) {}
+            while decode_frame(&mut b, 64).is_ok() {}
             let mut b = BytesMut::from(&bytes[..]);
-            while let Ok(_) = decode_control(&mut b) {}
+            while decode_control(&mut b).is_ok() {}
             let mut b = BytesMut::from(&bytes[..]);
             let _ = decode_gop_header(&mut b);
         }

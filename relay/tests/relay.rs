@@ -95,6 +95,8 @@ fn expected_frames(stream: &str, gops: u32) -> Vec<Frame> {
 /// Serves `live/{name}` for names it knows; "elsewhere" is not home; "old" is stale.
 struct TestSource {
     streams: HashMap<String, u32>,
+    /// Names whose subscriber went away before the source finished.
+    abandoned: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl MediaSource for TestSource {
@@ -120,12 +122,14 @@ impl MediaSource for TestSource {
         // Paced like a live source (a GOP every GOP_INTERVAL), except "burst" streams,
         // which produce everything at once.
         let paced = !req.name.starts_with("burst");
+        let (abandoned, name) = (self.abandoned.clone(), req.name.clone());
         tokio::spawn(async move {
             for f in frames {
                 if paced && f.starts_gop() && f.timestamp > 0 {
                     tokio::time::sleep(GOP_INTERVAL).await;
                 }
                 if tx.send(f).await.is_err() {
+                    abandoned.lock().unwrap().push(name);
                     return;
                 }
             }
@@ -139,6 +143,7 @@ struct Cluster {
     dir: std::path::PathBuf,
     server: RelayEndpoint,
     addr: SocketAddr,
+    abandoned: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn localhost() -> SocketAddr {
@@ -161,13 +166,18 @@ fn cluster() -> Cluster {
     .into_iter()
     .map(|(n, g)| (n.to_string(), g))
     .collect();
-    server.serve(Arc::new(TestSource { streams }));
+    let abandoned: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    server.serve(Arc::new(TestSource {
+        streams,
+        abandoned: abandoned.clone(),
+    }));
     let addr = server.local_addr().unwrap();
     Cluster {
         dir: dir.path().to_path_buf(),
         _dir: dir,
         server,
         addr,
+        abandoned,
     }
 }
 
@@ -312,6 +322,7 @@ async fn a_server_with_a_certificate_from_another_ca_is_refused() {
     let impostor = RelayEndpoint::bind(localhost(), RelayConfig::new("origin-a", tls)).unwrap();
     impostor.serve(Arc::new(TestSource {
         streams: HashMap::new(),
+        abandoned: Arc::default(),
     }));
     let edge = client(&c.dir, "edge-1");
     let res = edge
@@ -330,7 +341,10 @@ async fn insecure_dev_connects_without_certificates() {
     )
     .unwrap();
     let streams = [("cam1".to_string(), 3)].into_iter().collect();
-    server.serve(Arc::new(TestSource { streams }));
+    server.serve(Arc::new(TestSource {
+        streams,
+        abandoned: Arc::default(),
+    }));
     let edge = RelayEndpoint::bind(
         localhost(),
         RelayConfig::new("dev-b", RelayTls::insecure_dev()),
@@ -463,4 +477,26 @@ async fn a_subscriber_a_whole_gop_behind_skips_to_newer_gops() {
         gops_seen < 30,
         "some GOPs were cancelled ({gops_seen} seen)"
     );
+}
+
+#[tokio::test]
+async fn dropping_a_subscription_unsubscribes_and_releases_the_source() {
+    let c = cluster();
+    let edge = client(&c.dir, "edge-1");
+    let conn = edge.connect(c.addr, "origin-a").await.unwrap();
+    let mut sub = conn.subscribe("live", "long", 0).await.unwrap();
+    let first = sub.next_frame().await.unwrap().unwrap();
+    assert_eq!(first, headers("long")[0]);
+    drop(sub);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !c.abandoned.lock().unwrap().contains(&"long".to_string()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the source was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection goes on serving.
+    let mut sub = conn.subscribe("live", "cam1", 0).await.unwrap();
+    assert_frames(&read_all(&mut sub).await, &expected_frames("cam1", 3));
 }
