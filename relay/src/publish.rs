@@ -29,6 +29,9 @@ pub(crate) struct Publication {
     /// Connection-wide GOP priority counter.
     pub(crate) priority: Arc<AtomicI32>,
     pub(crate) queue_frames: usize,
+    /// Frames above this size are dropped here: the receiver (same configuration) would
+    /// treat them as a protocol violation and close the whole connection.
+    pub(crate) max_frame_size: usize,
 }
 
 /// How a publication ended.
@@ -79,6 +82,14 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
             _ = p.cancel.wait_for(|c| *c) => break false,
         };
         let Some(frame) = frame else { break true };
+        if frame.payload.len() > p.max_frame_size {
+            tracing::warn!(
+                request_id = p.request_id,
+                len = frame.payload.len(),
+                "frame above the relay's max frame size dropped"
+            );
+            continue;
+        }
         if frame.kind == FrameKind::Video {
             seen_video = true;
         }

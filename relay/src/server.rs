@@ -210,6 +210,7 @@ impl Ctx {
             cancel: cancel_rx,
             priority: self.priority.clone(),
             queue_frames: self.config.gop_queue_frames,
+            max_frame_size: self.config.max_frame_size,
         };
         let (live, control) = (self.live.clone(), self.control.clone());
         tokio::spawn(async move {

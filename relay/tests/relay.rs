@@ -92,7 +92,8 @@ fn expected_frames(stream: &str, gops: u32) -> Vec<Frame> {
     out
 }
 
-/// Serves `live/{name}` for names it knows; "elsewhere" is not home; "old" is stale.
+/// Serves `live/{name}` for names it knows; "elsewhere" is not home; "old" is stale
+/// unless claim_revision is 5; "whoami" answers NotHome naming the subscriber.
 struct TestSource {
     streams: HashMap<String, u32>,
     /// Names whose subscriber went away before the source finished.
@@ -110,7 +111,12 @@ impl MediaSource for TestSource {
                     owner: "origin-b".into(),
                 })
             }
-            "old" => return Err(SubscribeRefusal::Stale),
+            "old" if req.claim_revision != 5 => return Err(SubscribeRefusal::Stale),
+            "whoami" => {
+                return Err(SubscribeRefusal::NotHome {
+                    owner: req.peer_node_id.clone(),
+                })
+            }
             _ => {}
         }
         let gops = *self
@@ -270,6 +276,16 @@ async fn refusals_carry_their_code() {
         matches!(err, RelayError::Refused(SubscribeRefusal::Stale)),
         "{err}"
     );
+    // The claim revision and the subscriber's node id reach the source.
+    let err = conn.subscribe("live", "old", 5).await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)),
+        "{err}"
+    );
+    match conn.subscribe("live", "whoami", 0).await.unwrap_err() {
+        RelayError::Refused(SubscribeRefusal::NotHome { owner }) => assert_eq!(owner, "edge-1"),
+        other => panic!("{other}"),
+    }
     // The connection is still usable after refusals.
     let mut sub = conn.subscribe("live", "cam2", 0).await.unwrap();
     assert_frames(&read_all(&mut sub).await, &expected_frames("cam2", 3));
