@@ -196,8 +196,10 @@ fn spawn_writer(mut send: quinn::SendStream, header: GopHeader, queue: usize) ->
             while let Some(frame) = rx.recv().await {
                 let mut head = BytesMut::with_capacity(codec::FRAME_HEADER_LEN);
                 codec::encode_frame_header(&frame, &mut head).ok()?;
-                send.write_chunk(head.freeze()).await.ok()?;
-                send.write_chunk(frame.payload).await.ok()?;
+                // Header and payload in one call; the payload is not copied.
+                send.write_all_chunks(&mut [head.freeze(), frame.payload])
+                    .await
+                    .ok()?;
             }
             send.finish().ok()?;
             // Fully acknowledged (or stopped by the peer).
