@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Time between GOPs of the paced test streams (a live source).
-const GOP_INTERVAL: Duration = Duration::from_millis(200);
+const GOP_INTERVAL: Duration = Duration::from_millis(500);
 
 fn frame(kind: FrameKind, flags: u8, ts: u32, payload: String) -> Frame {
     Frame {
