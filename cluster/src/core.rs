@@ -416,3 +416,54 @@ impl Backoff {
         self.next = self.min;
     }
 }
+
+/// `impl Registry for $t` by delegating to its `core: Core<_>` field (both backends share it).
+macro_rules! delegate_registry {
+    ($t:ty) => {
+        impl $crate::registry::Registry for $t {
+            fn node(&self) -> (&$crate::types::NodeId, $crate::types::Role) {
+                (&self.core.cfg().node_id, self.core.cfg().role)
+            }
+            fn lease(&self) -> i64 {
+                self.core.lease()
+            }
+            fn update_node(
+                &self,
+                info: $crate::types::NodeInfo,
+            ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
+            {
+                futures_util::FutureExt::boxed(self.core.update_node(info))
+            }
+            fn claim(
+                &self,
+                stream: sluice_media::stream_name::StreamKey,
+                info: $crate::types::StreamInfo,
+            ) -> futures_util::future::BoxFuture<
+                '_,
+                Result<$crate::types::Claim, $crate::registry::ClaimError>,
+            > {
+                futures_util::FutureExt::boxed(self.core.claim(stream, info))
+            }
+            fn release(
+                &self,
+                claim: $crate::types::Claim,
+            ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
+            {
+                futures_util::FutureExt::boxed(self.core.release(claim))
+            }
+            fn claims(&self) -> Vec<$crate::types::Claim> {
+                self.core.claims()
+            }
+            fn snapshot(&self) -> tokio::sync::watch::Receiver<$crate::types::Snapshot> {
+                self.core.snapshot()
+            }
+            fn events(&self) -> tokio::sync::broadcast::Receiver<$crate::types::RegistryEvent> {
+                self.core.events()
+            }
+            fn shutdown(&self) -> futures_util::future::BoxFuture<'_, ()> {
+                futures_util::FutureExt::boxed(self.core.shutdown())
+            }
+        }
+    };
+}
+pub(crate) use delegate_registry;

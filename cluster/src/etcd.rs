@@ -8,18 +8,15 @@
 
 use crate::core::{Backend, Backoff, Core, Create};
 use crate::keys::Keyspace;
-use crate::registry::{ClaimError, Registry, RegistryConfig, RegistryError};
-use crate::types::{Claim, NodeId, NodeInfo, RawKv, RegistryEvent, Role, Snapshot, StreamInfo};
+use crate::registry::{RegistryConfig, RegistryError};
+use crate::types::{NodeInfo, RawKv, Snapshot};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream,
     LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
-use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
-use sluice_media::stream_name::StreamKey;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Mutex};
+use tokio::sync::{watch, Mutex};
 
 /// etcd-client operations for [`Core`].
 pub(crate) struct EtcdBackend {
@@ -288,36 +285,4 @@ impl EtcdRegistry {
     }
 }
 
-impl Registry for EtcdRegistry {
-    fn node(&self) -> (&NodeId, Role) {
-        (&self.core.cfg().node_id, self.core.cfg().role)
-    }
-    fn lease(&self) -> i64 {
-        self.core.lease()
-    }
-    fn update_node(&self, info: NodeInfo) -> BoxFuture<'_, Result<(), RegistryError>> {
-        self.core.update_node(info).boxed()
-    }
-    fn claim(
-        &self,
-        stream: StreamKey,
-        info: StreamInfo,
-    ) -> BoxFuture<'_, Result<Claim, ClaimError>> {
-        self.core.claim(stream, info).boxed()
-    }
-    fn release(&self, claim: Claim) -> BoxFuture<'_, Result<(), RegistryError>> {
-        self.core.release(claim).boxed()
-    }
-    fn claims(&self) -> Vec<Claim> {
-        self.core.claims()
-    }
-    fn snapshot(&self) -> watch::Receiver<Snapshot> {
-        self.core.snapshot()
-    }
-    fn events(&self) -> broadcast::Receiver<RegistryEvent> {
-        self.core.events()
-    }
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.core.shutdown().boxed()
-    }
-}
+crate::core::delegate_registry!(EtcdRegistry);

@@ -7,15 +7,12 @@
 
 use crate::core::{Backend, Core, Create};
 use crate::keys::Keyspace;
-use crate::registry::{ClaimError, Registry, RegistryConfig, RegistryError};
-use crate::types::{Claim, NodeId, NodeInfo, RawKv, RegistryEvent, Role, Snapshot, StreamInfo};
-use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
-use sluice_media::stream_name::StreamKey;
+use crate::registry::{RegistryConfig, RegistryError};
+use crate::types::{NodeInfo, RawKv, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 const REAP_EVERY: Duration = Duration::from_millis(100);
@@ -291,36 +288,4 @@ impl MemoryRegistry {
     }
 }
 
-impl Registry for MemoryRegistry {
-    fn node(&self) -> (&NodeId, Role) {
-        (&self.core.cfg().node_id, self.core.cfg().role)
-    }
-    fn lease(&self) -> i64 {
-        self.core.lease()
-    }
-    fn update_node(&self, info: NodeInfo) -> BoxFuture<'_, Result<(), RegistryError>> {
-        self.core.update_node(info).boxed()
-    }
-    fn claim(
-        &self,
-        stream: StreamKey,
-        info: StreamInfo,
-    ) -> BoxFuture<'_, Result<Claim, ClaimError>> {
-        self.core.claim(stream, info).boxed()
-    }
-    fn release(&self, claim: Claim) -> BoxFuture<'_, Result<(), RegistryError>> {
-        self.core.release(claim).boxed()
-    }
-    fn claims(&self) -> Vec<Claim> {
-        self.core.claims()
-    }
-    fn snapshot(&self) -> watch::Receiver<Snapshot> {
-        self.core.snapshot()
-    }
-    fn events(&self) -> broadcast::Receiver<RegistryEvent> {
-        self.core.events()
-    }
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.core.shutdown().boxed()
-    }
-}
+crate::core::delegate_registry!(MemoryRegistry);
