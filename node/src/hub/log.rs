@@ -3,8 +3,9 @@
 //! The publisher appends each message once; each viewer keeps a [`Cursor`] (a sequence number)
 //! and collects what it has not sent yet. Nothing is queued per viewer, so a slow viewer costs
 //! no memory: when its cursor falls too far behind (in bytes) or off the front of the log, it
-//! skips to the latest keyframe. The log is bounded in bytes; it keeps the current GOP (the fast
-//! start for new viewers) and the previous one while they fit.
+//! skips to the latest keyframe. The log is bounded in bytes; within that bound it keeps the
+//! current GOP (the fast start for new viewers), the previous one, and anything younger than
+//! 3 s (so audio-only streams, where every frame is a start point, keep some slack too).
 //!
 //! Architecture invariant: the log is synchronous and does no I/O; the hub wraps it in a mutex
 //! and wakes viewers with a `watch` channel.
