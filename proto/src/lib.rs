@@ -29,6 +29,19 @@ mod tests {
                 app: "live".into(),
                 name: "cam".into(),
                 claim_revision: 42,
+                traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            })),
+        };
+        let bytes = msg.encode_to_vec();
+        assert_eq!(ControlMessage::decode(bytes.as_slice()).unwrap(), msg);
+        let msg = ControlMessage {
+            msg: Some(control_message::Msg::Forward(Forward {
+                request_id: 8,
+                app: "live".into(),
+                name: "cam".into(),
+                claim_revision: 42,
+                hops: 1,
+                traceparent: String::new(),
             })),
         };
         let bytes = msg.encode_to_vec();
@@ -36,9 +49,30 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_subscribe_without_traceparent_still_decodes() {
+        // Fields 1-4 only, as a node built before field 5 existed sends them.
+        let old = [0x12, 0x06, 0x08, 0x07, 0x1a, 0x00, 0x20, 0x05];
+        let msg = ControlMessage::decode(&old[..]).unwrap();
+        match msg.msg {
+            Some(control_message::Msg::Subscribe(s)) => {
+                assert_eq!((s.request_id, s.claim_revision), (7, 5));
+                assert!(s.traceparent.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn error_code_values_are_stable() {
         assert_eq!(SubscribeErrorCode::NotFound as i32, 1);
         assert_eq!(SubscribeErrorCode::NotHome as i32, 2);
         assert_eq!(SubscribeErrorCode::Stale as i32, 3);
+        assert_eq!(SubscribeErrorCode::Ended as i32, 4);
+        assert_eq!(ForwardErrorCode::ForwardNotHome as i32, 1);
+        assert_eq!(ForwardErrorCode::ForwardRefused as i32, 2);
+        assert_eq!(ForwardErrorCode::ForwardLoop as i32, 3);
+        assert_eq!(ForwardErrorCode::ForwardClosed as i32, 4);
+        assert_eq!(UnforwardReason::SourceEnded as i32, 1);
+        assert_eq!(UnforwardReason::Cancelled as i32, 2);
     }
 }

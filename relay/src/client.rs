@@ -1,11 +1,10 @@
-//! The subscribing side of a relay connection: [`RelayConnection`] (Hello, the control
+//! The dialling side of a relay connection: [`RelayConnection`] (Hello, the control
 //! stream, routing of incoming GOP streams) and [`Subscription`] (frames in order across
-//! GOP streams).
+//! GOP streams). Forwards, also started by the dialler, are in [`crate::forward_out`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sluice_proto::v1::{
     control_message::Msg, ControlMessage, Hello, Subscribe, SubscribeErrorCode, Unsubscribe,
@@ -14,44 +13,53 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::Frame;
 use crate::config::RelayConfig;
-use crate::wire::{self, ControlReader, GopEnd, GopReader};
+use crate::forward_out::{self, ForwardState, PendingForward};
+use crate::receive::{self, Inlet, Reassembly};
+use crate::wire::{self, ControlReader};
 use crate::{codes, RelayError, Result, SubscribeRefusal, VERSION};
 
-/// GOP streams (and the end notice) waiting for one subscription's reader.
-const EVENT_QUEUE: usize = 64;
-/// After `ENDED`, how long to wait for GOP streams still in transit.
-const END_GRACE: Duration = Duration::from_secs(1);
-
-/// What the connection hands a subscription.
-enum Event {
-    Gop(GopReader),
-    /// The publisher ended after `gop_count` GOPs.
-    Ended(u64),
-}
-
 #[derive(Default)]
-struct Routes {
+pub(crate) struct Routes {
     /// Subscribes waiting for their answer.
     pending: HashMap<u64, oneshot::Sender<std::result::Result<(), SubscribeRefusal>>>,
     /// Live subscriptions.
-    subs: HashMap<u64, mpsc::Sender<Event>>,
+    subs: HashMap<u64, Inlet>,
+    /// Forwards waiting for their answer.
+    pub(crate) pending_forwards: HashMap<u64, PendingForward>,
+    /// Live forwards.
+    pub(crate) forwards: HashMap<u64, Arc<ForwardState>>,
 }
 
-struct Shared {
-    conn: quinn::Connection,
-    control: mpsc::Sender<ControlMessage>,
+pub(crate) struct Shared {
+    pub(crate) conn: quinn::Connection,
+    pub(crate) control: mpsc::Sender<ControlMessage>,
     routes: Mutex<Routes>,
     next_request_id: AtomicU64,
     peer_node_id: String,
-    config: Arc<RelayConfig>,
+    pub(crate) config: Arc<RelayConfig>,
+    /// GOP priority counter of the streams this side opens (forwards).
+    pub(crate) priority: Arc<AtomicI32>,
 }
 
 impl Shared {
-    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+    pub(crate) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn violation(&self, what: &str) {
+    /// A fresh request id (below 2^63: the upper half is reserved for the acceptor).
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed) & (u64::MAX >> 1)
+    }
+
+    /// The error a request sees once the connection is gone.
+    pub(crate) fn closed_error(&self) -> RelayError {
+        match self.conn.close_reason() {
+            Some(e) => e.into(),
+            None => RelayError::Closed,
+        }
+    }
+
+    pub(crate) fn violation(&self, what: &str) {
         tracing::info!(peer = %self.peer_node_id, what, "relay protocol violation");
         self.conn
             .close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
@@ -122,6 +130,7 @@ impl RelayConnection {
             next_request_id: AtomicU64::new(1),
             peer_node_id,
             config,
+            priority: Arc::default(),
         });
         tokio::spawn(async move {
             while let Some(msg) = control_rx.recv().await {
@@ -132,7 +141,19 @@ impl RelayConnection {
             let _ = send.finish();
         });
         tokio::spawn(read_control(shared.clone(), reader));
-        tokio::spawn(accept_gops(shared.clone()));
+        let (routing, violations) = (shared.clone(), shared.clone());
+        tokio::spawn(receive::accept_gops(
+            conn,
+            shared.config.clone(),
+            move |request_id, reader| match routing.routes().subs.get(&request_id) {
+                Some(inlet) => {
+                    inlet.deliver(reader);
+                    None
+                }
+                None => Some(reader), // unsubscribed meanwhile
+            },
+            move |what| violations.violation(what),
+        ));
         Ok(Self { shared })
     }
 
@@ -153,6 +174,10 @@ impl RelayConnection {
             .close(codes::CLOSE_NORMAL.into(), b"closed");
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Subscribes to `app/name` following the claim at `claim_revision` (0: any).
     pub async fn subscribe(
         &self,
@@ -160,32 +185,40 @@ impl RelayConnection {
         name: &str,
         claim_revision: i64,
     ) -> Result<Subscription> {
+        self.subscribe_traced(app, name, claim_revision, "").await
+    }
+
+    /// [`Self::subscribe`] carrying the W3C `traceparent` of the calling span (empty: none)
+    /// to the serving node ([`crate::SubscribeRequest::traceparent`]).
+    pub async fn subscribe_traced(
+        &self,
+        app: &str,
+        name: &str,
+        claim_revision: i64,
+        traceparent: &str,
+    ) -> Result<Subscription> {
         let s = &self.shared;
-        let request_id = s.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let request_id = s.next_request_id();
         let (answer_tx, answer_rx) = oneshot::channel();
-        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (inlet, frames) = receive::channel();
         {
             let mut routes = s.routes();
             routes.pending.insert(request_id, answer_tx);
-            routes.subs.insert(request_id, events_tx);
+            routes.subs.insert(request_id, inlet);
         }
         // From here on, dropping `sub` unsubscribes and removes the routes.
-        let sub = Subscription {
+        let mut sub = Subscription {
             shared: s.clone(),
             request_id,
-            events,
-            current: None,
-            pending: BTreeMap::new(),
-            next_sequence: 0,
-            ended: None,
+            frames,
             live: true,
         };
-        let mut sub = sub;
         let msg = Subscribe {
             request_id,
             app: app.into(),
             name: name.into(),
             claim_revision,
+            traceparent: traceparent.into(),
         };
         s.control
             .send(ControlMessage {
@@ -242,9 +275,8 @@ async fn read_control(shared: Arc<Shared>, mut reader: ControlReader) {
                     Ok(SubscribeErrorCode::NotHome) => SubscribeRefusal::NotHome { owner: e.owner },
                     Ok(SubscribeErrorCode::Stale) => SubscribeRefusal::Stale,
                     Ok(SubscribeErrorCode::Ended) => {
-                        let tx = shared.routes().subs.get(&id).cloned();
-                        if let Some(tx) = tx {
-                            let _ = tx.send(Event::Ended(e.gop_count)).await;
+                        if let Some(inlet) = shared.routes().subs.get_mut(&id) {
+                            inlet.end(e.gop_count);
                         }
                         continue;
                     }
@@ -259,42 +291,31 @@ async fn read_control(shared: Arc<Shared>, mut reader: ControlReader) {
                     let _ = w.send(Err(refusal));
                 }
             }
+            Some(Msg::ForwardOk(ok)) => {
+                if let Err(what) = forward_out::on_ok(&shared, ok.request_id) {
+                    shared.violation(what);
+                    break;
+                }
+            }
+            Some(Msg::ForwardError(e)) => {
+                if let Err(what) = forward_out::on_error(&shared, e) {
+                    shared.violation(what);
+                    break;
+                }
+            }
             _ => {
                 shared.violation("unexpected control message");
                 break;
             }
         }
     }
-    // Wake everyone: their channels close.
+    // Wake everyone: their channels close, their forwards stop.
     let mut routes = shared.routes();
     routes.pending.clear();
     routes.subs.clear();
-}
-
-/// Accepts GOP streams and hands each to its subscription.
-async fn accept_gops(shared: Arc<Shared>) {
-    while let Ok(stream) = shared.conn.accept_uni().await {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let open = GopReader::open(stream, shared.config.max_frame_size);
-            let (header, reader) =
-                match tokio::time::timeout(shared.config.request_timeout, open).await {
-                    Ok(Ok(x)) => x,
-                    Ok(Err(RelayError::Protocol(what))) => return shared.violation(&what),
-                    _ => return, // reset before its header, or too slow: nothing to deliver
-                };
-            let tx = shared.routes().subs.get(&header.request_id).cloned();
-            match tx {
-                Some(tx) => {
-                    if let Err(mpsc::error::TrySendError::Full(Event::Gop(r))) =
-                        tx.try_send(Event::Gop(reader))
-                    {
-                        r.abandon(); // the subscriber does not keep up
-                    }
-                }
-                None => reader.abandon(), // unsubscribed meanwhile
-            }
-        });
+    routes.pending_forwards.clear();
+    for (_, forward) in routes.forwards.drain() {
+        forward.cancel();
     }
 }
 
@@ -302,13 +323,7 @@ async fn accept_gops(shared: Arc<Shared>) {
 pub struct Subscription {
     shared: Arc<Shared>,
     request_id: u64,
-    events: mpsc::Receiver<Event>,
-    current: Option<GopReader>,
-    /// GOP streams that arrived ahead of the one being read, by sequence.
-    pending: BTreeMap<u64, GopReader>,
-    /// Lowest GOP sequence still acceptable.
-    next_sequence: u64,
-    ended: Option<u64>,
+    frames: Reassembly,
     /// Whether dropping it must send `Unsubscribe` (not after a refusal).
     live: bool,
 }
@@ -330,57 +345,13 @@ impl Subscription {
     /// The next frame in order, `Ok(None)` once the publisher ended. GOPs the sender
     /// cancelled are skipped (the next frame is then the headers of a later GOP).
     pub async fn next_frame(&mut self) -> Result<Option<Frame>> {
-        loop {
-            if let Some(reader) = self.current.as_mut() {
-                match reader.next().await {
-                    Ok(Ok(frame)) => return Ok(Some(frame)),
-                    Ok(Err(GopEnd::Finished | GopEnd::Reset)) => {
-                        self.current = None;
-                        continue;
-                    }
-                    Err(RelayError::Protocol(what)) => {
-                        self.shared.violation(&what);
-                        return Err(RelayError::Protocol(what));
-                    }
-                    Err(e) => return Err(e),
-                }
+        match self.frames.next_frame().await {
+            Err(RelayError::Protocol(what)) => {
+                self.shared.violation(&what);
+                Err(RelayError::Protocol(what))
             }
-            if let Some((_, reader)) = self.pending.pop_first() {
-                self.next_sequence = reader.sequence.saturating_add(1);
-                self.current = Some(reader);
-                continue;
-            }
-            if let Some(gop_count) = self.ended {
-                if self.next_sequence >= gop_count {
-                    return Ok(None);
-                }
-                match tokio::time::timeout(END_GRACE, self.events.recv()).await {
-                    Ok(Some(event)) => self.accept(event),
-                    _ => return Ok(None),
-                }
-                continue;
-            }
-            match self.events.recv().await {
-                Some(event) => self.accept(event),
-                None => {
-                    return Err(match self.shared.conn.close_reason() {
-                        Some(e) => e.into(),
-                        None => RelayError::Closed,
-                    })
-                }
-            }
-        }
-    }
-
-    fn accept(&mut self, event: Event) {
-        match event {
-            Event::Ended(n) => self.ended = Some(n),
-            Event::Gop(r) if r.sequence < self.next_sequence => r.abandon(),
-            Event::Gop(r) => {
-                if let Some(old) = self.pending.insert(r.sequence, r) {
-                    old.abandon();
-                }
-            }
+            Err(RelayError::Closed) => Err(self.shared.closed_error()),
+            other => other,
         }
     }
 }
@@ -392,11 +363,13 @@ impl Drop for Subscription {
             routes.subs.remove(&self.request_id);
             routes.pending.remove(&self.request_id);
         }
-        let msg = Unsubscribe {
-            request_id: self.request_id,
-        };
-        let _ = self.shared.control.try_send(ControlMessage {
-            msg: Some(Msg::Unsubscribe(msg)),
-        });
+        if self.live {
+            let msg = Unsubscribe {
+                request_id: self.request_id,
+            };
+            let _ = self.shared.control.try_send(ControlMessage {
+                msg: Some(Msg::Unsubscribe(msg)),
+            });
+        }
     }
 }

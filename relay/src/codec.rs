@@ -280,6 +280,7 @@ mod tests {
                 app: "live".into(),
                 name: "a".into(),
                 claim_revision: -1,
+                traceparent: String::new(),
             })),
         };
         let mut out = BytesMut::new();

@@ -31,8 +31,13 @@ pub struct RelayConfig {
     /// Frames queued for one GOP stream before its subscriber counts as lagging: the GOP is
     /// then cancelled and sending resumes at the next keyframe.
     pub gop_queue_frames: usize,
-    /// Time allowed for the Hello exchange and for a `Subscribe` answer.
+    /// Time allowed for the Hello exchange and for a `Subscribe` or `Forward` answer.
     pub request_timeout: Duration,
+    /// Live forwards one connection may hold; further `Forward`s are answered REFUSED.
+    /// Default 4096.
+    pub max_forwards: usize,
+    /// A `Forward` whose `hops` exceeds this is answered LOOP. Default 3.
+    pub max_forward_hops: u32,
 }
 
 impl RelayConfig {
@@ -50,6 +55,8 @@ impl RelayConfig {
             max_subscriptions: 4096,
             gop_queue_frames: 2048,
             request_timeout: Duration::from_secs(5),
+            max_forwards: 4096,
+            max_forward_hops: 3,
         }
     }
 

@@ -1,11 +1,12 @@
-//! The relay endpoint: one UDP socket that both accepts connections (serving media) and
-//! dials other nodes (subscribing).
+//! The relay endpoint: one UDP socket that both accepts connections (serving media, taking
+//! forwards) and dials other nodes (subscribing, forwarding).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::client::RelayConnection;
 use crate::config::RelayConfig;
+use crate::forward_in::ForwardSink;
 use crate::server::{self, MediaSource};
 use crate::{codes, RelayError, Result};
 
@@ -45,16 +46,28 @@ impl RelayEndpoint {
 
     /// Accepts connections until the endpoint closes, serving subscriptions from `source`.
     /// Each connection runs in its own task; a failing connection affects no other.
+    /// Forwards are refused (`FORWARD_REFUSED`); see [`Self::serve_with`].
     pub fn serve(&self, source: Arc<dyn MediaSource>) -> tokio::task::JoinHandle<()> {
+        self.serve_with(source, None)
+    }
+
+    /// [`Self::serve`], also taking forwards into `sink` (an origin that is home to
+    /// streams); `None` refuses them.
+    pub fn serve_with(
+        &self,
+        source: Arc<dyn MediaSource>,
+        sink: Option<Arc<dyn ForwardSink>>,
+    ) -> tokio::task::JoinHandle<()> {
         let endpoint = self.endpoint.clone();
         let config = self.config.clone();
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let source = source.clone();
+                let sink = sink.clone();
                 let config = config.clone();
                 tokio::spawn(async move {
                     match incoming.await {
-                        Ok(conn) => server::run(conn, source, config).await,
+                        Ok(conn) => server::run(conn, source, sink, config).await,
                         Err(e) => tracing::debug!(error = %e, "relay handshake failed"),
                     }
                 });

@@ -40,7 +40,10 @@ mod client;
 pub mod codec;
 mod config;
 mod endpoint;
+mod forward_in;
+mod forward_out;
 mod publish;
+mod receive;
 mod server;
 pub mod tls;
 mod wire;
@@ -49,6 +52,8 @@ pub use client::{RelayConnection, Subscription};
 pub use codec::{Frame, FrameKind};
 pub use config::RelayConfig;
 pub use endpoint::RelayEndpoint;
+pub use forward_in::{ForwardEnd, ForwardRequest, ForwardSink};
+pub use forward_out::ForwardHandle;
 pub use server::{MediaSource, SubscribeRequest};
 pub use sluice_proto::{ALPN, VERSION};
 
@@ -64,7 +69,7 @@ pub mod codes {
     pub const HANDSHAKE_TIMEOUT: u32 = 3;
     /// GOP stream reset by the sender: the subscriber fell a whole GOP behind.
     pub const GOP_CANCELLED: u32 = 1;
-    /// GOP stream reset by the sender: the subscription ended.
+    /// GOP stream reset by the sender: the subscription (or forward) ended.
     pub const UNSUBSCRIBED: u32 = 2;
     /// GOP stream stopped by the receiver: it no longer wants it.
     pub const STREAM_UNWANTED: u32 = 3;
@@ -79,6 +84,23 @@ pub enum SubscribeRefusal {
     NotHome { owner: String },
     #[error("stale claim revision")]
     Stale,
+}
+
+/// Why a forward was refused, or ended by the receiving node (the `ForwardError` codes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardRefusal {
+    /// The receiving node is not the stream's home.
+    #[error("not the stream's home (owner: {owner:?})")]
+    NotHome { owner: String },
+    /// The receiving node does not take this forward (or no forwards at all).
+    #[error("forward refused")]
+    Refused,
+    /// The forward's hop count exceeds the receiving node's limit.
+    #[error("forward hop limit exceeded (loop)")]
+    Loop,
+    /// The receiving node stopped taking the stream after accepting the forward.
+    #[error("forward closed by the receiving node")]
+    Closed,
 }
 
 /// Errors of the relay's async API.
@@ -102,6 +124,8 @@ pub enum RelayError {
     UnsupportedVersion(u32),
     #[error("subscription refused: {0}")]
     Refused(#[from] SubscribeRefusal),
+    #[error("forward refused: {0}")]
+    ForwardRefused(#[from] ForwardRefusal),
     #[error("timed out: {0}")]
     Timeout(&'static str),
     #[error("connection closed")]

@@ -1,4 +1,5 @@
-//! The sending side of one subscription: cuts the source's frames into GOP streams.
+//! The sending side of media, for both directions: cuts one subscription's (acceptor) or
+//! one forward's (dialler) frames into GOP streams on the connection.
 //!
 //! A GOP starts at each video keyframe (or at the first frame, or at any audio frame of a
 //! stream without video, after a skip). Each GOP gets a new unidirectional stream with a
@@ -19,12 +20,13 @@ use tokio::task::JoinHandle;
 use crate::codec::{self, Frame, FrameKind, GopHeader};
 use crate::codes;
 
-/// One subscription to publish.
+/// One subscription or forward to publish.
 pub(crate) struct Publication {
     pub(crate) conn: quinn::Connection,
+    /// The request the GOP streams belong to (their header's request_id).
     pub(crate) request_id: u64,
     pub(crate) frames: mpsc::Receiver<Frame>,
-    /// Becomes `true` on Unsubscribe or connection teardown.
+    /// Becomes `true` on Unsubscribe / a dropped forward handle, or connection teardown.
     pub(crate) cancel: watch::Receiver<bool>,
     /// Connection-wide GOP priority counter.
     pub(crate) priority: Arc<AtomicI32>,
@@ -39,6 +41,8 @@ pub(crate) struct Outcome {
     /// `Some(gop_count)` when the source ended (the subscriber is told `ENDED`); `None`
     /// when it was cancelled or the connection failed.
     pub(crate) ended: Option<u64>,
+    /// GOP streams opened (sequences `0..gop_count`), however it ended.
+    pub(crate) gop_count: u64,
 }
 
 /// A GOP stream being written by its task.
@@ -163,17 +167,24 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
             let mut w = w;
             tokio::select! {
                 _ = &mut w.task => {}
-                _ = cancel.wait_for(|c| *c) => { w.cancel(codes::UNSUBSCRIBED); return Outcome { ended: None }; }
+                _ = cancel.wait_for(|c| *c) => {
+                    w.cancel(codes::UNSUBSCRIBED);
+                    return Outcome { ended: None, gop_count: next_sequence };
+                }
             }
         }
         Outcome {
             ended: Some(next_sequence),
+            gop_count: next_sequence,
         }
     } else {
         for mut w in [previous, current].into_iter().flatten() {
             w.cancel(codes::UNSUBSCRIBED);
         }
-        Outcome { ended: None }
+        Outcome {
+            ended: None,
+            gop_count: next_sequence,
+        }
     }
 }
 

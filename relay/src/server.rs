@@ -1,5 +1,6 @@
-//! The serving side of a relay connection: the Hello exchange, then the control loop that
-//! turns `Subscribe`s into publishing tasks ([`crate::publish`]).
+//! The accepting side of a relay connection: the Hello exchange, then the control loop that
+//! turns `Subscribe`s into publishing tasks ([`crate::publish`]) and `Forward`s into
+//! receiving tasks ([`crate::forward_in`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicI32;
@@ -13,7 +14,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::codec::Frame;
 use crate::config::RelayConfig;
+use crate::forward_in::{self, ForwardSink, Forwards};
 use crate::publish::{self, Publication};
+use crate::receive;
 use crate::wire::{self, ControlReader};
 use crate::{codes, RelayError, SubscribeRefusal, VERSION};
 
@@ -26,6 +29,8 @@ pub struct SubscribeRequest {
     pub claim_revision: i64,
     /// The subscriber's node id (from its `Hello`).
     pub peer_node_id: String,
+    /// W3C trace context of the subscribing span (empty: none).
+    pub traceparent: String,
 }
 
 /// What a node serves over the relay. Implemented by the node around its stream hub.
@@ -46,10 +51,11 @@ type Live = Arc<Mutex<HashMap<u64, watch::Sender<bool>>>>;
 pub(crate) async fn run(
     conn: quinn::Connection,
     source: Arc<dyn MediaSource>,
+    sink: Option<Arc<dyn ForwardSink>>,
     config: Arc<RelayConfig>,
 ) {
     let peer = conn.remote_address();
-    if let Err(e) = serve(&conn, source, config).await {
+    if let Err(e) = serve(&conn, source, sink, config).await {
         let (code, reason) = match &e {
             RelayError::Protocol(_) => (codes::PROTOCOL_VIOLATION, "protocol violation"),
             RelayError::UnsupportedVersion(_) => (
@@ -67,6 +73,7 @@ pub(crate) async fn run(
 async fn serve(
     conn: &quinn::Connection,
     source: Arc<dyn MediaSource>,
+    sink: Option<Arc<dyn ForwardSink>>,
     config: Arc<RelayConfig>,
 ) -> crate::Result<()> {
     let hello = async {
@@ -117,13 +124,26 @@ async fn serve(
     let ctx = Ctx {
         conn: conn.clone(),
         source,
+        sink,
         config,
         live: Arc::default(),
+        forwards: Arc::default(),
         priority: Arc::default(),
         control: control_tx.clone(),
         peer_node_id,
     };
     let live = ctx.live.clone();
+    // GOP streams the dialler opens belong to its forwards.
+    let (forwards, violating) = (ctx.forwards.clone(), conn.clone());
+    let gops = tokio::spawn(receive::accept_gops(
+        conn.clone(),
+        ctx.config.clone(),
+        move |request_id, reader| forward_in::route(&forwards, request_id, reader),
+        move |what| {
+            tracing::info!(what, "relay protocol violation");
+            violating.close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
+        },
+    ));
     let result = loop {
         let msg = match reader.next().await {
             Ok(Some(m)) => m,
@@ -144,6 +164,20 @@ async fn serve(
                     break Ok(());
                 }
             }
+            Some(Msg::Forward(f)) => {
+                let answer = match forward_in::start(&ctx, f) {
+                    Ok(a) => a,
+                    Err(e) => break Err(e),
+                };
+                if control_tx
+                    .send(ControlMessage { msg: Some(answer) })
+                    .await
+                    .is_err()
+                {
+                    break Ok(());
+                }
+            }
+            Some(Msg::Unforward(u)) => forward_in::unforward(&ctx.forwards, u),
             Some(Msg::Unsubscribe(u)) => {
                 // Unknown ids are fine: the subscription may have ended meanwhile.
                 let cancel = live
@@ -164,29 +198,50 @@ async fn serve(
     for (_, cancel) in live.lock().unwrap_or_else(|p| p.into_inner()).drain() {
         let _ = cancel.send(true);
     }
+    // Forward tasks see their GOP channel close and end (ConnectionLost).
+    forward_in::lock(&ctx.forwards).clear();
+    gops.abort();
     result
 }
 
-/// What the control loop needs to start publications.
-struct Ctx {
-    conn: quinn::Connection,
+/// What the control loop needs to start publications and forwards.
+pub(crate) struct Ctx {
+    pub(crate) conn: quinn::Connection,
     source: Arc<dyn MediaSource>,
-    config: Arc<RelayConfig>,
+    pub(crate) sink: Option<Arc<dyn ForwardSink>>,
+    pub(crate) config: Arc<RelayConfig>,
     live: Live,
+    pub(crate) forwards: Forwards,
     /// Connection-wide GOP priority counter.
     priority: Arc<AtomicI32>,
-    control: mpsc::Sender<ControlMessage>,
-    peer_node_id: String,
+    pub(crate) control: mpsc::Sender<ControlMessage>,
+    pub(crate) peer_node_id: String,
 }
 
 impl Ctx {
+    /// Checks the request id of a new `Subscribe` or `Forward`: below 2^63 and not the id of
+    /// a live request. Only the control loop adds requests, so the answer stays true until
+    /// it inserts.
+    pub(crate) fn check_new_request_id(&self, id: u64) -> crate::Result<()> {
+        if id > u64::MAX >> 1 {
+            return Err(RelayError::Protocol(format!("reserved request_id {id}")));
+        }
+        let subscribed = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id);
+        if subscribed || forward_in::lock(&self.forwards).contains_key(&id) {
+            return Err(RelayError::Protocol(format!("duplicate request_id {id}")));
+        }
+        Ok(())
+    }
+
     /// Answers a `Subscribe`, starting its publication when the source accepts it.
     fn start(&self, s: Subscribe) -> crate::Result<Msg> {
         let id = s.request_id;
+        self.check_new_request_id(id)?;
         let mut map = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if map.contains_key(&id) {
-            return Err(RelayError::Protocol(format!("duplicate request_id {id}")));
-        }
         if map.len() >= self.config.max_subscriptions {
             return Err(RelayError::Protocol("too many subscriptions".into()));
         }
@@ -195,6 +250,7 @@ impl Ctx {
             name: s.name,
             claim_revision: s.claim_revision,
             peer_node_id: self.peer_node_id.clone(),
+            traceparent: s.traceparent,
         };
         let frames = match self.source.subscribe(&request) {
             Ok(frames) => frames,

@@ -1,0 +1,298 @@
+//! The accepting side of a forward: a node that is a stream's home takes the stream from
+//! the origin that has its publisher. `Forward` is answered through the node's
+//! [`ForwardSink`]; each accepted forward gets a task that reads its GOP streams in order
+//! ([`crate::receive::Reassembly`]) into the sink's bounded channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sluice_proto::v1::{
+    control_message::Msg, ControlMessage, Forward, ForwardError, ForwardErrorCode, ForwardOk,
+    Unforward, UnforwardReason,
+};
+use tokio::sync::mpsc;
+
+use crate::codec::Frame;
+use crate::receive::{self, Arrival, Inlet, Reassembly, END_GRACE};
+use crate::server::Ctx;
+use crate::wire::GopReader;
+use crate::{codes, ForwardRefusal, RelayError};
+
+/// A forward offered to this node, as its [`ForwardSink`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRequest {
+    pub app: String,
+    pub name: String,
+    /// Registry revision of the publisher's claim on the stream.
+    pub claim_revision: i64,
+    /// Forwards the stream went through before this one (0 from the ingest origin). A node
+    /// that forwards the stream on passes `hops + 1`.
+    pub hops: u32,
+    /// The forwarding node's id (from its `Hello`).
+    pub peer_node_id: String,
+    /// W3C trace context of the forwarding span (empty: none).
+    pub traceparent: String,
+}
+
+/// How an accepted forward ended, as told to [`ForwardSink::ended`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardEnd {
+    /// The stream's publisher went away (`Unforward{SOURCE_ENDED}`); the GOPs in flight were
+    /// delivered first.
+    SourceEnded,
+    /// The forwarding node stopped forwarding while the stream goes on, e.g. its home moved
+    /// (`Unforward{CANCELLED}`).
+    Cancelled,
+    /// This node dropped the receiver; the forwarding node was told `FORWARD_CLOSED`.
+    ReceiverClosed,
+    /// The connection closed or failed.
+    ConnectionLost,
+}
+
+/// What a node does with forwards it receives. Implemented by an origin around its hub.
+pub trait ForwardSink: Send + Sync + 'static {
+    /// Takes a forward: a sender the relay writes the stream's frames into, in order (each
+    /// GOP starts with the metadata and sequence headers, then its keyframe), or why not.
+    /// The relay drops the sender when the forward ends. When the channel is full the relay
+    /// waits, unless the receiver falls a whole GOP behind: then the GOP being delivered is
+    /// given up (its stream stopped) and delivery resumes with the next GOP's headers, so a
+    /// receiver that stops reading costs a bounded amount of memory. Dropping the receiver
+    /// ends the forward (the forwarding node is told `FORWARD_CLOSED`). Requests whose hop
+    /// count exceeds [`crate::RelayConfig::max_forward_hops`] are answered LOOP without
+    /// reaching the sink.
+    fn accept(&self, request: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal>;
+
+    /// Called once when an accepted forward ends, just before its sender is dropped.
+    fn ended(&self, request: &ForwardRequest, end: ForwardEnd) {
+        let _ = (request, end);
+    }
+}
+
+/// A live forward of one connection.
+pub(crate) struct Entry {
+    inlet: Inlet,
+    /// Set from `Unforward` before its end notice.
+    reason: Option<ForwardEnd>,
+}
+
+/// Live forwards of one connection, by request id.
+pub(crate) type Forwards = Arc<Mutex<HashMap<u64, Entry>>>;
+
+pub(crate) fn lock(forwards: &Forwards) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+    forwards.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Answers a `Forward`, starting its receiving task when accepted. `Err` is a protocol
+/// violation.
+pub(crate) fn start(ctx: &Ctx, f: Forward) -> crate::Result<Msg> {
+    let id = f.request_id;
+    ctx.check_new_request_id(id)?;
+    let refuse = |refusal| Ok(Msg::ForwardError(refusal_message(id, refusal)));
+    if f.hops > ctx.config.max_forward_hops {
+        return refuse(ForwardRefusal::Loop);
+    }
+    let Some(sink) = ctx.sink.clone() else {
+        return refuse(ForwardRefusal::Refused);
+    };
+    if lock(&ctx.forwards).len() >= ctx.config.max_forwards {
+        return refuse(ForwardRefusal::Refused);
+    }
+    let request = ForwardRequest {
+        app: f.app,
+        name: f.name,
+        claim_revision: f.claim_revision,
+        hops: f.hops,
+        peer_node_id: ctx.peer_node_id.clone(),
+        traceparent: f.traceparent,
+    };
+    let tx = match sink.accept(&request) {
+        Ok(tx) => tx,
+        Err(refusal) => return refuse(refusal),
+    };
+    let (inlet, frames) = receive::channel();
+    let generation = inlet.generation();
+    lock(&ctx.forwards).insert(
+        id,
+        Entry {
+            inlet,
+            reason: None,
+        },
+    );
+    let task = Receiving {
+        conn: ctx.conn.clone(),
+        forwards: ctx.forwards.clone(),
+        control: ctx.control.clone(),
+        request_id: id,
+        generation,
+    };
+    tokio::spawn(task.run(sink, request, frames, tx));
+    Ok(Msg::ForwardOk(ForwardOk { request_id: id }))
+}
+
+/// Handles `Unforward`: the forward ends once its GOP streams below `gop_count` are read.
+pub(crate) fn unforward(forwards: &Forwards, u: Unforward) {
+    // Unknown ids are fine: the forward may have ended meanwhile.
+    if let Some(entry) = lock(forwards).get_mut(&u.request_id) {
+        entry.reason = Some(match UnforwardReason::try_from(u.reason) {
+            Ok(UnforwardReason::SourceEnded) => ForwardEnd::SourceEnded,
+            _ => ForwardEnd::Cancelled,
+        });
+        entry.inlet.end(u.gop_count);
+    }
+}
+
+/// Hands a GOP stream the dialler opened to its forward; gives it back when the forward is
+/// not live (never was, or ended: such streams are stopped and ignored).
+pub(crate) fn route(forwards: &Forwards, request_id: u64, reader: GopReader) -> Option<GopReader> {
+    match lock(forwards).get(&request_id) {
+        Some(entry) => {
+            entry.inlet.deliver(reader);
+            None
+        }
+        None => Some(reader),
+    }
+}
+
+fn refusal_message(request_id: u64, refusal: ForwardRefusal) -> ForwardError {
+    let (code, owner) = match refusal {
+        ForwardRefusal::NotHome { owner } => (ForwardErrorCode::ForwardNotHome, owner),
+        ForwardRefusal::Refused => (ForwardErrorCode::ForwardRefused, String::new()),
+        ForwardRefusal::Loop => (ForwardErrorCode::ForwardLoop, String::new()),
+        ForwardRefusal::Closed => (ForwardErrorCode::ForwardClosed, String::new()),
+    };
+    ForwardError {
+        request_id,
+        code: code as i32,
+        owner,
+    }
+}
+
+/// What waiting for room in the sink's channel came to.
+enum Wait<'a> {
+    Room(mpsc::Permit<'a, Frame>),
+    /// The receiver dropped its end.
+    Closed,
+    /// A whole GOP behind: the GOP being delivered was given up.
+    Skipped,
+    /// The forward ended (or the connection went) while the receiver was not reading.
+    GaveUp(ForwardEnd),
+}
+
+/// The task that delivers one accepted forward.
+struct Receiving {
+    conn: quinn::Connection,
+    forwards: Forwards,
+    control: mpsc::Sender<ControlMessage>,
+    request_id: u64,
+    generation: u64,
+}
+
+impl Receiving {
+    async fn run(
+        self,
+        sink: Arc<dyn crate::ForwardSink>,
+        request: ForwardRequest,
+        mut frames: Reassembly,
+        tx: mpsc::Sender<Frame>,
+    ) {
+        let end = loop {
+            let next = tokio::select! {
+                f = frames.next_frame() => f,
+                _ = tx.closed() => break ForwardEnd::ReceiverClosed,
+            };
+            let frame = match next {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break self.reason(),
+                Err(RelayError::Protocol(what)) => {
+                    tracing::info!(peer = %request.peer_node_id, what, "relay protocol violation");
+                    self.conn
+                        .close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
+                    break ForwardEnd::ConnectionLost;
+                }
+                Err(_) => break ForwardEnd::ConnectionLost,
+            };
+            match self.wait_for_room(&tx, &mut frames).await {
+                Wait::Room(permit) => permit.send(frame),
+                Wait::Skipped => {
+                    tracing::debug!(
+                        request_id = self.request_id,
+                        "forward receiver a whole GOP behind: GOP given up"
+                    );
+                }
+                Wait::Closed => break ForwardEnd::ReceiverClosed,
+                Wait::GaveUp(end) => break end,
+            }
+        };
+        // Remove our entry only (the id may have been reused after an Unforward).
+        {
+            let mut map = lock(&self.forwards);
+            if map
+                .get(&self.request_id)
+                .is_some_and(|e| e.inlet.generation() == self.generation)
+            {
+                map.remove(&self.request_id);
+            }
+        }
+        drop(frames); // stops the GOP streams still open
+        sink.ended(&request, end);
+        drop(tx);
+        if end == ForwardEnd::ReceiverClosed {
+            let closed = refusal_message(self.request_id, ForwardRefusal::Closed);
+            let _ = self
+                .control
+                .send(ControlMessage {
+                    msg: Some(Msg::ForwardError(closed)),
+                })
+                .await;
+        }
+    }
+
+    /// Why the dialler ended the forward (from its `Unforward`).
+    fn reason(&self) -> ForwardEnd {
+        lock(&self.forwards)
+            .get(&self.request_id)
+            .filter(|e| e.inlet.generation() == self.generation)
+            .and_then(|e| e.reason)
+            .unwrap_or(ForwardEnd::Cancelled)
+    }
+
+    /// Waits for room in the sink's channel while taking in newly arriving GOP streams;
+    /// gives up the current GOP once a whole GOP behind.
+    async fn wait_for_room<'a>(
+        &self,
+        tx: &'a mpsc::Sender<Frame>,
+        frames: &mut Reassembly,
+    ) -> Wait<'a> {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let give_up = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                permit = tx.reserve() => {
+                    return match permit {
+                        Ok(p) => Wait::Room(p),
+                        Err(_) => Wait::Closed,
+                    }
+                }
+                arrival = frames.receive() => match arrival {
+                    Arrival::Gop if frames.behind() => {
+                        frames.skip_current();
+                        return Wait::Skipped;
+                    }
+                    Arrival::Gop => {}
+                    // The dialler ended it: wait a little longer for the receiver, no more.
+                    Arrival::Ended => {
+                        deadline = Some(tokio::time::Instant::now() + END_GRACE);
+                    }
+                    Arrival::Closed => return Wait::GaveUp(ForwardEnd::ConnectionLost),
+                },
+                _ = give_up => return Wait::GaveUp(self.reason()),
+            }
+        }
+    }
+}
