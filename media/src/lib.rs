@@ -14,3 +14,4 @@ pub mod frame;
 pub mod hls;
 pub mod rtmp;
 pub mod stream_name;
+pub mod ts;
