@@ -1,5 +1,5 @@
-//! Minimal HTTP/1.1 client pieces for HTTP-FLV players: the response head parser and an
-//! incremental, zero-copy decoder for `Transfer-Encoding: chunked` bodies.
+//! Minimal HTTP/1.1 client pieces for HTTP-FLV and LL-HLS players: the response head parser and
+//! an incremental, zero-copy decoder for `Transfer-Encoding: chunked` bodies.
 
 use thiserror::Error;
 
@@ -14,6 +14,8 @@ pub enum HttpError {
     BadStatusLine,
     #[error("HTTP status {0}")]
     Status(u16),
+    #[error("malformed Content-Length")]
+    BadContentLength,
     #[error("malformed chunk size line")]
     BadChunkSize,
     #[error("chunk data not followed by CRLF")]
@@ -25,7 +27,9 @@ impl HttpError {
     pub fn label(&self) -> String {
         match self {
             HttpError::Status(code) => format!("http status {code}"),
-            HttpError::HeadTooLarge | HttpError::BadStatusLine => "http bad response head".into(),
+            HttpError::HeadTooLarge | HttpError::BadStatusLine | HttpError::BadContentLength => {
+                "http bad response head".into()
+            }
             HttpError::BadChunkSize | HttpError::BadChunkEnd => "http bad chunked body".into(),
         }
     }
@@ -36,6 +40,10 @@ impl HttpError {
 pub struct ResponseHead {
     pub status: u16,
     pub chunked: bool,
+    /// `Content-Length`, if sent.
+    pub content_length: Option<u64>,
+    /// `Connection: close` (or HTTP/1.0 without keep-alive): the server closes after the body.
+    pub close: bool,
     /// Bytes of the head, including the final CRLF CRLF.
     pub head_len: usize,
 }
@@ -43,6 +51,15 @@ pub struct ResponseHead {
 /// Parse a response head from the start of `buf`. `Ok(None)` means more bytes are needed.
 /// A status other than 200 is an error.
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
+    match parse_head(buf)? {
+        Some(head) if head.status != 200 => Err(HttpError::Status(head.status)),
+        head => Ok(head),
+    }
+}
+
+/// Parse a response head of any status from the start of `buf`. `Ok(None)` means more bytes
+/// are needed.
+pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() > MAX_HEAD {
             Err(HttpError::HeadTooLarge)
@@ -65,18 +82,41 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
         .next()
         .and_then(|code| code.parse().ok())
         .ok_or(HttpError::BadStatusLine)?;
-    if status != 200 {
-        return Err(HttpError::Status(status));
+    let mut chunked = false;
+    let mut content_length = None;
+    let mut close = version == "HTTP/1.0";
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked |= value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let ok =
+                !value.is_empty() && value.len() <= 19 && value.bytes().all(|b| b.is_ascii_digit());
+            let len: u64 = ok
+                .then(|| value.parse().ok())
+                .flatten()
+                .ok_or(HttpError::BadContentLength)?;
+            if content_length.is_some_and(|other| other != len) {
+                return Err(HttpError::BadContentLength);
+            }
+            content_length = Some(len);
+        } else if name.eq_ignore_ascii_case("connection") {
+            let value = value.to_ascii_lowercase();
+            if value.contains("close") {
+                close = true;
+            } else if value.contains("keep-alive") {
+                close = false;
+            }
+        }
     }
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
-        })
-    });
     Ok(Some(ResponseHead {
         status,
         chunked,
+        content_length,
+        close,
         head_len: end + 4,
     }))
 }
@@ -279,11 +319,32 @@ mod tests {
             ResponseHead {
                 status: 200,
                 chunked: true,
+                content_length: None,
+                close: false,
                 head_len: head.len() - 3
             }
         );
+        let sized = b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\nConnection: close\r\n\r\n";
+        let parsed = parse_head(sized).unwrap().unwrap();
+        assert_eq!(
+            (parsed.status, parsed.content_length, parsed.close),
+            (404, Some(12), true)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n"),
+            Err(HttpError::BadContentLength)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+            Err(HttpError::BadContentLength)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            Err(HttpError::BadContentLength)
+        );
         let plain = b"HTTP/1.0 200 OK\r\nContent-Type: video/x-flv\r\n\r\n";
-        assert!(!parse_response_head(plain).unwrap().unwrap().chunked);
+        let plain = parse_response_head(plain).unwrap().unwrap();
+        assert!(!plain.chunked && plain.close, "HTTP/1.0 closes by default");
         assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\n"), Ok(None));
         assert_eq!(
             parse_response_head(b"HTTP/1.1 404 Not Found\r\n\r\n"),

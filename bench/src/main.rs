@@ -1,10 +1,12 @@
-//! `sluice-bench`: load tool for RTMP/HTTP-FLV servers. A synthetic publisher embeds a
-//! wall-clock stamp and a sequence number in every video frame; N players measure time to first
-//! frame, end-to-end latency and dropped frames; with `--server-pid` the server's CPU and memory
-//! are sampled over the measuring window. One JSON object on stdout, human logs on stderr.
+//! `sluice-bench`: load tool for RTMP / HTTP-FLV / LL-HLS servers. A synthetic publisher embeds
+//! a wall-clock stamp and a sequence number in every video frame; N players (RTMP, HTTP-FLV or
+//! LL-HLS clients) measure time to first frame, end-to-end latency and dropped frames; with
+//! `--server-pid` the server's CPU and memory are sampled over the measuring window. One JSON
+//! object on stdout, human logs on stderr.
 
 mod args;
 mod flood;
+mod hls;
 mod http;
 mod player;
 mod procstat;
@@ -25,6 +27,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::args::{parse_bitrate, parse_duration};
 use crate::flood::{FloodConfig, FloodMode};
+use crate::hls::{HlsMode, HlsOptions};
 use crate::run::{Protocol, RunConfig};
 use crate::stats::Shared;
 use crate::synth::{StreamShape, Synth};
@@ -34,7 +37,7 @@ use crate::target::{HttpUrl, RtmpUrl};
 #[command(
     name = "sluice-bench",
     version,
-    about = "Load tool for RTMP / HTTP-FLV live servers"
+    about = "Load tool for RTMP / HTTP-FLV / LL-HLS live servers"
 )]
 struct Cli {
     /// Tokio worker threads for the players (the `run` publisher has a thread of its own; the
@@ -86,6 +89,21 @@ struct RunArgs {
     /// HTTP-FLV URL for --protocol flv (default http://HOST:8080/APP/STREAM.flv).
     #[arg(long)]
     flv_url: Option<String>,
+    /// LL-HLS multivariant playlist URL for --protocol hls
+    /// (default http://HOST:8080/APP/STREAM.m3u8).
+    #[arg(long)]
+    hls_url: Option<String>,
+    /// How HLS clients fetch the next part: `hint` requests the preload-hinted part before it
+    /// exists; `blocking` does a blocking playlist reload, then fetches the part.
+    #[arg(long, value_enum, default_value_t = HlsMode::Hint)]
+    hls_mode: HlsMode,
+    /// HLS: a gap between two new parts longer than this counts as a stall (default: twice
+    /// the playlist's PART-TARGET).
+    #[arg(long, value_parser = parse_duration)]
+    hls_stall: Option<Duration>,
+    /// HLS: longest wait for one response (blocking requests included).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
     #[command(flatten)]
     stream: StreamArgs,
     /// Length of the measuring window.
@@ -187,9 +205,19 @@ async fn async_main(command: Command) -> i32 {
                 .flv_url
                 .as_deref()
                 .map(|u| HttpUrl::parse(u).unwrap_or_else(|e| fail(e)));
+            let hls_url = args
+                .hls_url
+                .as_deref()
+                .map(|u| HttpUrl::parse(u).unwrap_or_else(|e| fail(e)));
             let config = RunConfig {
                 url,
                 flv_url,
+                hls_url,
+                hls: HlsOptions {
+                    mode: args.hls_mode,
+                    request_timeout: args.request_timeout,
+                    stall_after: args.hls_stall,
+                },
                 publish: args.publish,
                 players: args.players,
                 protocol: args.protocol,

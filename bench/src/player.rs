@@ -1,5 +1,6 @@
-//! One viewer: an RTMP or HTTP-FLV player task that reads the stream until it is aborted,
-//! measuring time to first frame, end-to-end latency from the stamps, and sequence gaps.
+//! One viewer: an RTMP, HTTP-FLV or LL-HLS player task that reads the stream until it is
+//! aborted, measuring time to first frame, end-to-end latency from the stamps, and sequence
+//! gaps. [`Viewer`] holds the per-player measuring state every protocol shares.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use sluice_media::rtmp::client::{ClientEvent, ClientMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::hls::{play_hls, HlsOptions};
 use crate::http::{parse_response_head, ChunkedDecoder, HttpError, MAX_HEAD};
 use crate::rtmp_conn::{is_error_status, tcp_connect, ConnError, RtmpConn};
-use crate::sei::{inspect_video, VideoInfo};
+use crate::sei::{inspect_video, Stamp, VideoInfo};
 use crate::stats::{wall_us, Shared, NO_SEQ};
 use crate::target::{HttpUrl, RtmpUrl};
 
@@ -27,10 +29,12 @@ const HTTP_READ_BUF: usize = 32 * 1024;
 pub enum PlayTarget {
     Rtmp(RtmpUrl),
     Flv(HttpUrl),
+    /// The multivariant playlist's URL.
+    Hls(HttpUrl, HlsOptions),
 }
 
 /// Per-player measuring state.
-struct Viewer {
+pub struct Viewer {
     shared: Arc<Shared>,
     connect_start: Instant,
     /// Wall clock at connect start: frames stamped before it come from a cache.
@@ -43,7 +47,7 @@ struct Viewer {
 }
 
 impl Viewer {
-    fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>) -> Self {
         Viewer {
             shared,
             connect_start: Instant::now(),
@@ -55,14 +59,19 @@ impl Viewer {
         }
     }
 
-    fn playing(&mut self) {
+    /// The player reached "playing" (counted once).
+    pub fn playing(&mut self) {
         if !self.playing {
             self.playing = true;
             Shared::add(&self.shared.connected, 1);
         }
     }
 
-    fn bytes(&self, n: usize) {
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn bytes(&self, n: usize) {
         if self.shared.measuring() {
             Shared::add(&self.shared.bytes, n as u64);
         }
@@ -70,16 +79,22 @@ impl Viewer {
 
     /// Handle one video message body.
     fn video(&mut self, body: &[u8]) {
-        let stamp = match inspect_video(body) {
-            VideoInfo::Stamped { stamp, .. } => stamp,
-            VideoInfo::SequenceHeader => return,
-            VideoInfo::Unstamped => {
-                if self.shared.measuring() {
-                    Shared::add(&self.shared.unstamped_frames, 1);
-                }
-                return;
-            }
-        };
+        match inspect_video(body) {
+            VideoInfo::Stamped { stamp, .. } => self.stamp(stamp),
+            VideoInfo::SequenceHeader => {}
+            VideoInfo::Unstamped => self.unstamped(),
+        }
+    }
+
+    /// A video frame without a bench stamp.
+    pub fn unstamped(&self) {
+        if self.shared.measuring() {
+            Shared::add(&self.shared.unstamped_frames, 1);
+        }
+    }
+
+    /// A stamped video frame was received now.
+    pub fn stamp(&mut self, stamp: Stamp) {
         let now_us = wall_us();
         if !self.receiving {
             self.receiving = true;
@@ -116,7 +131,7 @@ impl Viewer {
     }
 
     /// The player ended with `error`: count it as a failure or a disconnect.
-    fn ended(&self, error: &str) {
+    pub fn ended(&self, error: &str) {
         if self.playing {
             self.shared.disconnect(error.to_string());
         } else {
@@ -133,6 +148,7 @@ pub async fn play(target: PlayTarget, shared: Arc<Shared>, connect_timeout: Dura
             .await
             .map_err(|e| e.label()),
         PlayTarget::Flv(url) => play_flv(url, &mut viewer, connect_timeout).await,
+        PlayTarget::Hls(url, options) => play_hls(url, options, &mut viewer, connect_timeout).await,
     };
     if let Err(reason) = result {
         tracing::debug!("player ended: {reason}");

@@ -9,6 +9,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::hls::{HlsOptions, HlsReport};
 use crate::player::{play, PlayTarget};
 use crate::procstat::{host_load, sample, ProcSample};
 use crate::publisher::{spawn_on_own_thread, PublisherReport};
@@ -22,6 +23,7 @@ use crate::target::{HttpUrl, RtmpUrl};
 pub enum Protocol {
     Rtmp,
     Flv,
+    Hls,
 }
 
 /// Everything `run` needs (parsed CLI).
@@ -29,6 +31,8 @@ pub enum Protocol {
 pub struct RunConfig {
     pub url: RtmpUrl,
     pub flv_url: Option<HttpUrl>,
+    pub hls_url: Option<HttpUrl>,
+    pub hls: HlsOptions,
     pub publish: bool,
     pub players: u64,
     pub protocol: Protocol,
@@ -44,6 +48,8 @@ pub struct RunConfig {
 pub struct Params {
     pub url: String,
     pub flv_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls_url: Option<String>,
     pub protocol: Protocol,
     pub publish: bool,
     pub bitrate_bps: u64,
@@ -85,6 +91,9 @@ pub struct RunReport {
     pub ttff_ms: Quantiles,
     pub latency_ms: Quantiles,
     pub frames: FramesReport,
+    /// LL-HLS request figures (`--protocol hls` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls: Option<HlsReport>,
     pub bytes_received: u64,
     pub throughput_mbps: f64,
     pub publisher: Option<PublisherReport>,
@@ -140,6 +149,7 @@ pub async fn run(config: RunConfig) -> RunReport {
         (Protocol::Rtmp, _) => PlayTarget::Rtmp(config.url.clone()),
         (Protocol::Flv, Some(url)) => PlayTarget::Flv(url.clone()),
         (Protocol::Flv, None) => PlayTarget::Flv(HttpUrl::flv_for(&config.url, 8080)),
+        (Protocol::Hls, _) => PlayTarget::Hls(hls_url(&config), config.hls.clone()),
     };
     let start = Instant::now();
     let mut players = JoinSet::new();
@@ -224,6 +234,13 @@ pub async fn run(config: RunConfig) -> RunReport {
     report
 }
 
+fn hls_url(config: &RunConfig) -> HttpUrl {
+    config
+        .hls_url
+        .clone()
+        .unwrap_or_else(|| HttpUrl::hls_for(&config.url, 8080))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     config: &RunConfig,
@@ -275,6 +292,10 @@ fn build_report(
                 .flv_url
                 .as_ref()
                 .map(|u| format!("http://{}{}", u.host, u.path)),
+            hls_url: (config.protocol == Protocol::Hls).then(|| {
+                let u = hls_url(config);
+                format!("http://{}{}", u.host, u.path)
+            }),
             protocol: config.protocol,
             publish: config.publish,
             bitrate_bps: config.shape.bitrate_bps,
@@ -305,6 +326,8 @@ fn build_report(
             out_of_order: Shared::get(&shared.out_of_order_frames),
             dropped_ratio: per(dropped as f64, (received + dropped) as f64).unwrap_or(0.0),
         },
+        hls: (config.protocol == Protocol::Hls)
+            .then(|| shared.hls.report(config.hls.mode, connected, window_s)),
         bytes_received: bytes,
         throughput_mbps: per(bytes as f64 * 8.0 / 1e6, window_s).unwrap_or(0.0),
         publisher,

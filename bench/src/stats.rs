@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::hls::HlsCounters;
+
 /// Measuring phases of a run.
 pub const PHASE_WARMUP: u8 = 0;
 pub const PHASE_MEASURE: u8 = 1;
@@ -45,6 +47,8 @@ pub struct Shared {
     pub dropped_frames: AtomicU64,
     pub out_of_order_frames: AtomicU64,
     pub bytes: AtomicU64,
+    /// LL-HLS clients' request counters.
+    pub hls: HlsCounters,
     failures: Mutex<BTreeMap<String, u64>>,
     disconnects: Mutex<BTreeMap<String, u64>>,
     latency_us: Mutex<Histogram<u64>>,
@@ -64,6 +68,7 @@ impl Default for Shared {
             dropped_frames: AtomicU64::new(0),
             out_of_order_frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            hls: HlsCounters::default(),
             failures: Mutex::new(BTreeMap::new()),
             disconnects: Mutex::new(BTreeMap::new()),
             latency_us: Mutex::new(new_histogram()),

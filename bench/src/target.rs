@@ -94,6 +94,14 @@ impl HttpUrl {
         }
     }
 
+    /// The LL-HLS multivariant playlist URL paired with an RTMP URL:
+    /// `http://HOST:PORT/APP/STREAM.m3u8`.
+    pub fn hls_for(rtmp: &RtmpUrl, http_port: u16) -> Self {
+        let mut url = Self::flv_for(rtmp, http_port);
+        url.path = format!("/{}/{}.m3u8", rtmp.app, rtmp.stream);
+        url
+    }
+
     /// The GET request a player sends.
     pub fn request(&self) -> String {
         format!(
@@ -149,5 +157,10 @@ mod tests {
         let rtmp = RtmpUrl::parse("rtmp://127.0.0.1:1935/live/s").unwrap();
         assert_eq!(HttpUrl::flv_for(&rtmp, 8080).addr, "127.0.0.1:8080");
         assert_eq!(HttpUrl::flv_for(&rtmp, 8080).path, "/live/s.flv");
+        let hls = HttpUrl::hls_for(&rtmp, 8081);
+        assert_eq!(
+            (hls.addr.as_str(), hls.path.as_str()),
+            ("127.0.0.1:8081", "/live/s.m3u8")
+        );
     }
 }
