@@ -35,6 +35,9 @@ pub struct ClusterArgs {
     /// the registry). Defaults to the listen address's host.
     #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
+
+    #[command(flatten)]
+    pub relay: crate::relay::RelayTlsArgs,
 }
 
 impl ClusterArgs {

@@ -10,6 +10,8 @@ pub mod hub;
 pub mod log_limit;
 pub mod metrics;
 pub mod out_queue;
+pub mod relay;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;
+pub mod upstream;

@@ -17,6 +17,8 @@ pub enum Protocol {
     Rtmp,
     Flv,
     Hls,
+    /// Another node (an edge) pulling the stream over the QUIC relay.
+    Relay,
 }
 
 impl Protocol {
@@ -25,6 +27,7 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::Flv => "flv",
             Protocol::Hls => "hls",
+            Protocol::Relay => "relay",
         }
     }
 }
@@ -103,6 +106,16 @@ pub struct Metrics {
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
     pub media_messages_in: Counter<u64, AtomicU64>,
+    /// Streams this node pulls from an origin over the relay (edges), one per stream.
+    pub relay_upstreams: Gauge,
+    /// Upstream subscriptions opened (first pulls and resubscriptions after a loss).
+    pub relay_subscribes: Counter,
+    /// Upstream subscriptions refused or failed (origin unreachable, not found, stale).
+    pub relay_subscribe_failures: Counter,
+    /// Frames received from upstream origins.
+    pub relay_frames_in: Counter,
+    /// Subscriptions this node serves to other nodes (origins).
+    pub relay_serving: Gauge,
 }
 
 impl Metrics {
@@ -110,7 +123,7 @@ impl Metrics {
     /// first event.
     pub fn new() -> Self {
         let m = Self::default();
-        for protocol in [Protocol::Rtmp, Protocol::Flv, Protocol::Hls] {
+        for protocol in [Protocol::Rtmp, Protocol::Flv, Protocol::Hls, Protocol::Relay] {
             m.viewers(protocol);
             m.bytes_out(protocol);
         }
@@ -137,6 +150,11 @@ impl Metrics {
         r.register("connection_errors", "Connections closed because of an error, by kind", self.connection_errors.clone());
         r.register("publishes_rejected", "Publish attempts refused (name taken, invalid, limits)", self.publishes_rejected.clone());
         r.register("media_messages_in", "Audio/video/data messages received from publishers", self.media_messages_in.clone());
+        r.register("relay_upstreams", "Streams pulled from an origin over the relay (one per stream per edge)", self.relay_upstreams.clone());
+        r.register("relay_subscribes", "Upstream relay subscriptions opened (first pulls and resubscriptions)", self.relay_subscribes.clone());
+        r.register("relay_subscribe_failures", "Upstream relay subscriptions refused or failed", self.relay_subscribe_failures.clone());
+        r.register("relay_frames_in", "Frames received from upstream origins over the relay", self.relay_frames_in.clone());
+        r.register("relay_serving", "Relay subscriptions this node serves to other nodes", self.relay_serving.clone());
         r
     }
 

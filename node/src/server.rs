@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use sluice_cluster::types::{Capacity, Role};
 use sluice_cluster::Registry;
+use sluice_relay::{RelayConfig, RelayEndpoint};
 
 use crate::cluster::{self, Advertised};
 use crate::config::NodeArgs;
@@ -21,11 +22,39 @@ use crate::metrics::Metrics;
 use crate::rtmp::{self, RtmpContext};
 use crate::runtime;
 
+/// What differs between the binaries that run a [`Node`].
+pub struct NodeOptions {
+    /// Origin or edge: how the node registers, and whether it accepts publishers.
+    pub role: Role,
+    /// Origins: the UDP address the QUIC relay listens on for edges (`--relay-listen`).
+    pub relay_listen: Option<SocketAddr>,
+    /// Edges: builds the upstream that pulls streams over the relay (set on the hub before
+    /// any listener accepts).
+    pub upstream: Option<Box<dyn FnOnce(UpstreamContext) -> Arc<dyn crate::upstream::Upstream> + Send>>,
+}
+
+impl NodeOptions {
+    /// A standalone or clustered origin without a relay listener.
+    pub fn origin() -> Self {
+        NodeOptions { role: Role::Origin, relay_listen: None, upstream: None }
+    }
+}
+
+/// What an upstream is built from.
+pub struct UpstreamContext {
+    pub hub: Hub,
+    pub registry: Arc<dyn Registry>,
+    pub relay: RelayEndpoint,
+}
+
 /// A node that is listening. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
     pub rtmp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The relay's UDP address when this node listens for relay peers.
+    pub relay_addr: Option<SocketAddr>,
     pub hub: Hub,
+    relay: Option<RelayEndpoint>,
     shutdown: watch::Sender<bool>,
     http_ctx: Arc<HttpContext>,
     rtmp_ctx: Arc<RtmpContext>,
@@ -35,7 +64,7 @@ pub struct Node {
 
 impl Node {
     /// Bind the listeners and start serving.
-    pub async fn start(args: &NodeArgs) -> anyhow::Result<Node> {
+    pub async fn start(args: &NodeArgs, options: NodeOptions) -> anyhow::Result<Node> {
         let fd_limit = runtime::raise_fd_limit();
         let limits = args.limits.clone();
         let max_connections = runtime::cap_connections(limits.max_connections, fd_limit);
@@ -65,17 +94,47 @@ impl Node {
         let http_addr = http_listener.local_addr()?;
 
         let node_id = args.node_id();
+        // The relay: an origin listens for edges; an edge only dials (ephemeral port).
+        let relay = if options.relay_listen.is_some() || options.upstream.is_some() {
+            let tls = args.cluster.relay.relay_tls(&node_id)?;
+            let bind = options.relay_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let endpoint = RelayEndpoint::bind(bind, RelayConfig::new(node_id.clone(), tls))
+                .with_context(|| format!("binding the QUIC relay on {bind} (UDP)"))?;
+            Some(endpoint)
+        } else {
+            None
+        };
+        let relay_addr = match (&relay, options.relay_listen) {
+            (Some(r), Some(_)) => Some(r.local_addr()?),
+            _ => None,
+        };
         let host = args.cluster.advertise_host.clone().unwrap_or_else(|| rtmp_addr.ip().to_string());
+        let mut addresses: std::collections::BTreeMap<String, String> = [
+            ("rtmp".to_string(), format!("{host}:{}", rtmp_addr.port())),
+            ("http".to_string(), format!("{host}:{}", http_addr.port())),
+        ]
+        .into();
+        if let Some(addr) = relay_addr {
+            addresses.insert("relay".to_string(), format!("{host}:{}", addr.port()));
+        }
         let advertised = Advertised {
-            addresses: [
-                ("rtmp".to_string(), format!("{host}:{}", rtmp_addr.port())),
-                ("http".to_string(), format!("{host}:{}", http_addr.port())),
-            ]
-            .into(),
+            addresses,
             capacity: Capacity { max_streams: limits.max_streams as u64, max_connections: max_connections as u64 },
         };
-        let registry = cluster::start_registry(&args.cluster, &node_id, Role::Origin, advertised).await?;
+        let registry = cluster::start_registry(&args.cluster, &node_id, options.role, advertised).await?;
         let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
+        if let Some(endpoint) = &relay {
+            if relay_addr.is_some() {
+                tasks.push(endpoint.serve(crate::relay::HubSource::new(hub.clone(), registry.clone())));
+            }
+            if let Some(make) = options.upstream {
+                hub.set_upstream(make(UpstreamContext {
+                    hub: hub.clone(),
+                    registry: registry.clone(),
+                    relay: endpoint.clone(),
+                }));
+            }
+        }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let rtmp_ctx =
@@ -102,8 +161,8 @@ impl Node {
                 warn!(error = %e, "HTTP server failed");
             }
         }));
-        info!(rtmp = %rtmp_addr, http = %http_addr, max_connections, "listening");
-        Ok(Node { rtmp_addr, http_addr, hub, shutdown, http_ctx, rtmp_ctx, registry, tasks })
+        info!(rtmp = %rtmp_addr, http = %http_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
+        Ok(Node { rtmp_addr, http_addr, relay_addr, hub, relay, shutdown, http_ctx, rtmp_ctx, registry, tasks })
     }
 
     /// Stop accepting, report not-ready, and wait up to `drain` for connections to finish.
@@ -122,16 +181,22 @@ impl Node {
         for t in self.tasks {
             t.abort();
         }
+        if let Some(relay) = &self.relay {
+            relay.close();
+        }
         // Revoke the lease: this node's key and claims disappear at once.
         self.registry.shutdown().await;
     }
 }
 
-/// Run a standalone node until SIGTERM/SIGINT, then drain.
-pub async fn run_standalone(args: NodeArgs) -> anyhow::Result<()> {
-    let node = Node::start(&args).await?;
+/// Run a node until SIGTERM/SIGINT, then drain.
+pub async fn run(args: NodeArgs, options: NodeOptions) -> anyhow::Result<()> {
+    let node = Node::start(&args, options).await?;
     // Machine-readable line for scripts and tests (logs go to stderr).
-    println!("listening rtmp={} http={}", node.rtmp_addr, node.http_addr);
+    match node.relay_addr {
+        Some(relay) => println!("listening rtmp={} http={} relay={relay}", node.rtmp_addr, node.http_addr),
+        None => println!("listening rtmp={} http={}", node.rtmp_addr, node.http_addr),
+    }
     runtime::shutdown_signal().await;
     info!(drain_timeout = ?args.limits.drain_timeout, "shutting down: draining connections");
     node.shutdown(args.limits.drain_timeout).await;

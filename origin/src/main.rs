@@ -1,24 +1,61 @@
 //! `sluice-origin`: accepts RTMP publishers. Without `--etcd` it runs standalone, serving
-//! viewers itself over RTMP and HTTP-FLV.
+//! viewers itself over RTMP, HTTP-FLV and LL-HLS; with `--etcd` it claims its streams in the
+//! cluster registry and serves them to edges over the QUIC relay (`--relay-listen`).
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use sluice_node::config::{parse_with_file, NodeArgs};
+use sluice_node::server::NodeOptions;
 
-/// Sluice origin node: RTMP ingest; standalone, also RTMP and HTTP-FLV playback.
+/// Sluice origin node: RTMP ingest; standalone, also RTMP, HTTP-FLV and LL-HLS playback.
 ///
 /// Publish:  rtmp://HOST:1935/APP/STREAM
 /// Play:     rtmp://HOST:1935/APP/STREAM  or  http://HOST:8080/APP/STREAM.flv
+///           or  http://HOST:8080/APP/STREAM.m3u8
+/// Cluster:  --etcd http://127.0.0.1:2379 --relay-listen 127.0.0.1:7000 --tls-dir DIR
 /// Every flag is also a SLUICE_* environment variable and a key of the --config TOML file
 /// (flag beats env beats file).
 #[derive(Debug, Parser)]
 #[command(name = "sluice-origin", version, verbatim_doc_comment)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// UDP address of the QUIC relay that serves this origin's streams to edges (needs
+    /// --tls-dir or --insecure-dev). Absent: no relay (standalone).
+    #[arg(long, env = "SLUICE_RELAY_LISTEN")]
+    relay_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     node: NodeArgs,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a development certificate set for the relay: a cluster CA (ca.pem, ca.key) and
+    /// one certificate and key per node (NODE.pem, NODE.key), then exit.
+    GenCerts {
+        /// Directory to write into (created if missing; existing files are overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Node ids to issue certificates for, comma-separated (origins and edges).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli: Cli = parse_with_file()?;
+    if let Some(Command::GenCerts { out, nodes }) = &cli.command {
+        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        sluice_relay::certs::generate(out, &names)
+            .with_context(|| format!("writing certificates to {}", out.display()))?;
+        println!("wrote ca.pem, ca.key and {} node certificates to {}", names.len(), out.display());
+        return Ok(());
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if cli.node.worker_threads > 0 {
         builder.worker_threads(cli.node.worker_threads);
@@ -31,6 +68,8 @@ fn main() -> anyhow::Result<()> {
             cli.node.otlp_endpoint.as_deref(),
             "sluice-origin",
         )?;
-        sluice_node::server::run_standalone(cli.node).await
+        let mut options = NodeOptions::origin();
+        options.relay_listen = cli.relay_listen;
+        sluice_node::server::run(cli.node, options).await
     })
 }

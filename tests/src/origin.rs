@@ -53,6 +53,8 @@ pub struct Origin {
     child: ChildGuard,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// The QUIC relay's UDP address, when the node listens for relay peers.
+    pub relay: Option<SocketAddr>,
     log_path: PathBuf,
     dir: TestDir,
 }
@@ -64,9 +66,19 @@ impl Origin {
     }
 
     pub fn try_start(args: &[&str]) -> Result<Origin, String> {
-        let bin = paths::binary("sluice-origin");
-        let dir = TestDir::new("origin");
-        let log_path = dir.path().join("origin.log");
+        Self::try_start_bin("sluice-origin", args)
+    }
+
+    /// Start a `sluice-edge` (same listeners and `listening` line as an origin) with `args`.
+    pub fn start_edge(args: &[&str]) -> Origin {
+        Self::try_start_bin("sluice-edge", args).unwrap_or_else(|e| panic!("starting sluice-edge: {e}"))
+    }
+
+    /// Start the node binary `name` with port-0 listeners on 127.0.0.1 plus `args`.
+    pub fn try_start_bin(name: &str, args: &[&str]) -> Result<Origin, String> {
+        let bin = paths::binary(name);
+        let dir = TestDir::new(name.trim_start_matches("sluice-"));
+        let log_path = dir.path().join(format!("{name}.log"));
         let log = File::create(&log_path).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&bin);
         cmd.args([
@@ -88,9 +100,9 @@ impl Origin {
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut guard = ChildGuard::new("sluice-origin", child);
+        let mut guard = ChildGuard::new(name, child);
         eprintln!(
-            "sluice-origin pid {} args {:?}, log: {}",
+            "{name} pid {} args {:?}, log: {}",
             guard.pid(),
             args,
             log_path.display()
@@ -128,10 +140,12 @@ impl Origin {
                 tail(&log_path, 40)
             )
         })?;
+        let relay = line.split_whitespace().find_map(|w| w.strip_prefix("relay=")).and_then(|v| v.parse().ok());
         Ok(Origin {
             child: guard,
             rtmp,
             http,
+            relay,
             log_path,
             dir,
         })

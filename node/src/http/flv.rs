@@ -35,6 +35,7 @@ pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Resp
     let guard = ConnectionGuard::new(&ctx.metrics);
     let mut sub = match ctx.hub.subscribe(&key, Protocol::Flv) {
         Ok(sub) => sub,
+        Err(e @ crate::hub::SubscribeError::NotFound(_)) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     };
     if !sub.wait_live(ctx.limits.play_wait_timeout).await {

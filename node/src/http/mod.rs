@@ -83,15 +83,52 @@ async fn media(
         return flv::play(ctx, &app, stream).await;
     }
     if let Some(stream) = file.strip_suffix(".m3u8") {
+        let _pull = match pull_for_hls(&ctx, &app, stream).await {
+            Ok(pull) => pull,
+            Err(resp) => return resp,
+        };
         return crate::hls::http::multivariant(hls, &app, stream, query.as_deref()).await;
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
 async fn hls_file(
+    State(ctx): State<Arc<HttpContext>>,
     Extension(hls): Extension<Arc<HlsService>>,
     Path((app, stream, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let _pull = match pull_for_hls(&ctx, &app, &stream).await {
+        Ok(pull) => pull,
+        Err(resp) => return resp,
+    };
     crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref()).await
+}
+
+/// On a node with an upstream (an edge), an HLS request for a stream that is not live here
+/// starts pulling it and waits (up to `--play-wait-timeout`) until it is; a stream the
+/// cluster does not know is 404 at once. The returned subscription keeps the stream pulled
+/// while the request is answered (the HLS session then holds its own).
+async fn pull_for_hls(
+    ctx: &HttpContext,
+    app: &str,
+    stream: &str,
+) -> Result<Option<crate::hub::Subscription>, Response> {
+    if !ctx.hub.has_upstream() {
+        return Ok(None);
+    }
+    let Ok((key, _)) = sluice_media::stream_name::StreamKey::parse(app, stream) else {
+        return Ok(None); // the HLS handler answers the bad name
+    };
+    if ctx.hub.is_live(&key) {
+        return Ok(None);
+    }
+    match ctx.hub.subscribe(&key, crate::metrics::Protocol::Hls) {
+        Ok(mut sub) => {
+            sub.wait_live(ctx.limits.play_wait_timeout).await;
+            Ok(Some(sub))
+        }
+        Err(e @ crate::hub::SubscribeError::NotFound(_)) => Err((StatusCode::NOT_FOUND, format!("{e}\n")).into_response()),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
+    }
 }

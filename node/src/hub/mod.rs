@@ -14,7 +14,7 @@ mod subscription;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -50,6 +50,9 @@ pub enum PublishError {
 pub enum SubscribeError {
     #[error("stream {0} already has its maximum of {1} viewers")]
     TooManyViewers(String, usize),
+    /// Only on a node with an upstream (an edge): the cluster has no such stream.
+    #[error("stream {0} is not published in the cluster")]
+    NotFound(String),
 }
 
 /// What `/api/streams` reports for one stream.
@@ -71,6 +74,8 @@ pub(crate) struct HubInner {
     config: HubConfig,
     pub(crate) metrics: Metrics,
     next_id: AtomicU64,
+    /// Set on edges: pulls streams that are not live here (see [`crate::upstream`]).
+    upstream: OnceLock<Arc<dyn crate::upstream::Upstream>>,
 }
 
 /// Cheap to clone; all clones share one hub.
@@ -87,12 +92,17 @@ impl Hub {
                 config,
                 metrics,
                 next_id: AtomicU64::new(1),
+                upstream: OnceLock::new(),
             }),
         }
     }
 
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Claim `key` for a publisher. A live name is refused, or taken over when configured.
@@ -136,9 +146,27 @@ impl Hub {
         Ok(Publisher::new(inner.clone(), entry, id, kick))
     }
 
+    /// Give this hub an upstream (once, before serving): viewers of streams that are not
+    /// live here make it pull them, and unknown streams are refused at once.
+    pub fn set_upstream(&self, upstream: Arc<dyn crate::upstream::Upstream>) {
+        let _ = self.inner.upstream.set(upstream);
+    }
+
+    /// Whether this hub pulls streams from an upstream (an edge).
+    pub fn has_upstream(&self) -> bool {
+        self.inner.upstream.get().is_some()
+    }
+
     /// Watch `key`, published or not yet (the viewer waits for it; see [`Subscription`]).
+    /// With an upstream, a stream that is not live here is pulled, or refused when the
+    /// cluster does not know it.
     pub fn subscribe(&self, key: &StreamKey, protocol: Protocol) -> Result<Subscription, SubscribeError> {
         let inner = &self.inner;
+        if let Some(upstream) = inner.upstream.get() {
+            if !self.is_live(key) && !upstream.pull(key) {
+                return Err(SubscribeError::NotFound(key.to_string()));
+            }
+        }
         let entry = {
             let mut streams = lock(&inner.streams);
             streams
@@ -222,6 +250,11 @@ impl Hub {
             .filter(|e| e.state().publisher.is_some())
             .map(|e| e.key.clone())
             .collect()
+    }
+
+    /// Viewers of `key` on this node (all protocols; 0 when the stream is unknown).
+    pub fn viewer_count(&self, key: &StreamKey) -> usize {
+        lock(&self.inner.streams).get(key).map_or(0, |e| e.viewer_count())
     }
 
     pub fn live_stream_count(&self) -> usize {

@@ -49,6 +49,14 @@ impl Publisher {
         &self.entry.key
     }
 
+    /// The next message starts a new source session (an edge's upstream moved to another
+    /// origin): its timestamps are rebased to continue after the last one sent, and the
+    /// sequence headers are compared afresh. Viewers stay connected and continue at the
+    /// new session's first keyframe.
+    pub fn new_session(&mut self) {
+        self.base = None;
+    }
+
     /// Resolves when another publisher took the stream over: the connection should close.
     pub async fn kicked(&self) {
         self.kick.notified().await

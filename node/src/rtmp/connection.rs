@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::RtmpContext;
 use crate::hub::log::Delivery;
-use crate::hub::{PublishError, Publisher, Subscription};
+use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
 use crate::metrics::{ErrorKind, Protocol};
 use crate::out_queue::OutQueue;
 
@@ -331,6 +331,12 @@ impl Connection {
                 return;
             }
         };
+        if self.ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
+            self.ctx.metrics.publishes_rejected.inc();
+            info!(stream = %key, "publish refused: this node is an edge");
+            self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", "this node is an edge: publish to an origin");
+            return;
+        }
         if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
             self.ctx.metrics.publishes_rejected.inc();
             info!(stream = %key, "publish refused: name in use");
@@ -411,6 +417,10 @@ impl Connection {
                 let name = key.name().to_string();
                 // `fill_output` starts playing as soon as the stream is live (maybe right away).
                 self.role = Role::Waiting { sub, stream_id, name, reset, deadline };
+            }
+            Err(e @ SubscribeError::NotFound(_)) => {
+                info!(stream = %key, error = %e, "play refused");
+                self.session.play_not_found(stream_id, name);
             }
             Err(e) => {
                 warn!(stream = %key, error = %e, "play refused");

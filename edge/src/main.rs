@@ -1,0 +1,57 @@
+//! `sluice-edge`: serves viewers (RTMP, HTTP-FLV, LL-HLS) with streams pulled from the
+//! cluster's origins over the QUIC relay, one upstream per stream however many viewers watch.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use sluice_cluster::types::Role;
+use sluice_edge::args::{EdgeArgs, PullSettings};
+use sluice_edge::upstream::RelayUpstream;
+use sluice_node::config::{parse_with_file, NodeArgs};
+use sluice_node::server::NodeOptions;
+use sluice_node::upstream::Upstream;
+
+/// Sluice edge node: plays the cluster's streams to viewers.
+///
+/// Play:     rtmp://HOST:1935/APP/STREAM  or  http://HOST:8080/APP/STREAM.flv
+///           or  http://HOST:8080/APP/STREAM.m3u8
+/// Needs:    --etcd http://127.0.0.1:2379 (to find origins) and --tls-dir DIR (relay
+///           certificates, see `sluice-origin gen-certs`) or --insecure-dev.
+/// Every flag is also a SLUICE_* environment variable and a key of the --config TOML file
+/// (flag beats env beats file).
+#[derive(Debug, Parser)]
+#[command(name = "sluice-edge", version, verbatim_doc_comment)]
+struct Cli {
+    #[command(flatten)]
+    edge: EdgeArgs,
+
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli: Cli = parse_with_file()?;
+    if !cli.node.cluster.is_clustered() {
+        anyhow::bail!("sluice-edge needs --etcd (the cluster registry where it finds origins); for a single server run sluice-origin");
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cli.node.worker_threads > 0 {
+        builder.worker_threads(cli.node.worker_threads);
+    }
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(async {
+        let _tracing = sluice_node::runtime::init_tracing(
+            &cli.node.log,
+            &cli.node.log_format,
+            cli.node.otlp_endpoint.as_deref(),
+            "sluice-edge",
+        )?;
+        let settings = PullSettings::from(&cli.edge);
+        let options = NodeOptions {
+            role: Role::Edge,
+            relay_listen: None,
+            upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
+        };
+        sluice_node::server::run(cli.node, options).await
+    })
+}

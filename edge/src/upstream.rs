@@ -1,0 +1,78 @@
+//! The edge's [`Upstream`]: one pull task per stream, started by the first viewer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sluice_cluster::Registry;
+use sluice_media::stream_name::StreamKey;
+use sluice_node::hub::Hub;
+use sluice_node::server::UpstreamContext;
+use sluice_node::upstream::Upstream;
+
+use crate::args::PullSettings;
+use crate::peers::Peers;
+use crate::pull;
+
+/// A running pull, as the table sees it.
+pub(crate) struct PullEntry {
+    /// Last time a viewer asked for the stream: the task does not stop within the linger
+    /// time of this, even before the viewer is counted in the hub.
+    pub(crate) wanted: Instant,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+/// The table of pulls, shared with the pull tasks (each removes itself when it stops).
+pub(crate) type PullTable = Arc<Mutex<HashMap<StreamKey, PullEntry>>>;
+
+pub(crate) fn lock(t: &PullTable) -> std::sync::MutexGuard<'_, HashMap<StreamKey, PullEntry>> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Pulls streams over the relay from the origins that hold them.
+pub struct RelayUpstream {
+    pub(crate) hub: Hub,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) settings: PullSettings,
+    pub(crate) pulls: PullTable,
+}
+
+impl RelayUpstream {
+    pub fn new(ctx: UpstreamContext, settings: PullSettings) -> Arc<Self> {
+        let peers = Peers::new(ctx.relay, settings.connect_timeout);
+        Arc::new(RelayUpstream {
+            hub: ctx.hub,
+            registry: ctx.registry,
+            peers,
+            settings,
+            pulls: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+}
+
+impl Upstream for RelayUpstream {
+    fn pull(&self, key: &StreamKey) -> bool {
+        let mut pulls = lock(&self.pulls);
+        if let Some(entry) = pulls.get_mut(key) {
+            if !entry.task.is_finished() {
+                entry.wanted = Instant::now();
+                return true;
+            }
+        }
+        // The registry cache, not etcd: no request per viewer.
+        if self.registry.snapshot().borrow().stream(key).is_none() {
+            return false;
+        }
+        let task = tokio::spawn(pull::run(pull::PullTask {
+            key: key.clone(),
+            hub: self.hub.clone(),
+            registry: self.registry.clone(),
+            peers: self.peers.clone(),
+            settings: self.settings.clone(),
+            pulls: self.pulls.clone(),
+        }));
+        pulls.insert(key.clone(), PullEntry { wanted: Instant::now(), task });
+        true
+    }
+}

@@ -1,0 +1,164 @@
+//! The node's side of the QUIC relay: the TLS settings every node shares, and the
+//! [`MediaSource`] an origin serves to edges from its hub.
+//!
+//! An edge's subscription is one more viewer of the stream's log (protocol `relay`): it reads
+//! the same serialised messages as every other viewer and is skipped to the next keyframe the
+//! same way when it falls behind, so a slow edge costs the origin no memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use sluice_cluster::Registry;
+use sluice_media::frame::MediaKind;
+use sluice_media::stream_name::StreamKey;
+use sluice_relay::codec::{FLAG_HEADER, FLAG_KEYFRAME};
+use sluice_relay::tls::RelayTls;
+use sluice_relay::{Frame, FrameKind, MediaSource, SubscribeRefusal, SubscribeRequest};
+use tokio::sync::mpsc;
+use tracing::{debug, info, Instrument};
+
+use crate::hub::log::Delivery;
+use crate::hub::prepared::Prepared;
+use crate::hub::{Hub, Subscription};
+use crate::metrics::Protocol;
+
+/// Relay security settings shared by origins and edges.
+#[derive(Debug, Clone, Args)]
+pub struct RelayTlsArgs {
+    /// Directory with the cluster CA (`ca.pem`) and this node's certificate and key
+    /// (`NODE_ID.pem`, `NODE_ID.key`), as written by `sluice-origin gen-certs`.
+    #[arg(long, env = "SLUICE_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+
+    /// Skip all TLS verification on the relay. Development only: anyone who can reach the
+    /// relay port can read and inject streams.
+    #[arg(long, env = "SLUICE_INSECURE_DEV", default_value_t = false)]
+    pub insecure_dev: bool,
+}
+
+impl RelayTlsArgs {
+    /// The relay TLS for `node_id`: mutual TLS from `--tls-dir`, or no verification with
+    /// `--insecure-dev`; neither is an error.
+    pub fn relay_tls(&self, node_id: &str) -> anyhow::Result<RelayTls> {
+        sluice_relay::tls::install_crypto_provider();
+        match (&self.tls_dir, self.insecure_dev) {
+            (Some(dir), _) => RelayTls::from_dir(dir, node_id)
+                .map_err(|e| anyhow::anyhow!("loading relay certificates for node '{node_id}' from {}: {e}", dir.display())),
+            (None, true) => {
+                tracing::warn!("--insecure-dev: relay TLS verification is OFF");
+                Ok(RelayTls::insecure_dev())
+            }
+            (None, false) => Err(anyhow::anyhow!(
+                "the relay needs --tls-dir DIR (write a development set with `sluice-origin gen-certs --out DIR --nodes ...`) or --insecure-dev"
+            )),
+        }
+    }
+}
+
+/// Frames queued from the hub to the relay per subscription.
+const SOURCE_QUEUE: usize = 256;
+/// Bytes collected from the log per batch.
+const COLLECT_BATCH: usize = 128 * 1024;
+
+/// Serves this node's live streams to subscribing nodes.
+pub struct HubSource {
+    hub: Hub,
+    registry: Arc<dyn Registry>,
+}
+
+impl HubSource {
+    pub fn new(hub: Hub, registry: Arc<dyn Registry>) -> Arc<Self> {
+        Arc::new(HubSource { hub, registry })
+    }
+}
+
+impl MediaSource for HubSource {
+    fn subscribe(&self, request: &SubscribeRequest) -> Result<mpsc::Receiver<Frame>, SubscribeRefusal> {
+        let key = StreamKey::parse(&request.app, &request.name).map_err(|_| SubscribeRefusal::NotFound)?.0;
+        if !self.hub.is_live(&key) {
+            debug!(stream = %key, peer = %request.peer_node_id, "relay subscribe: not live here");
+            return Err(SubscribeRefusal::NotFound);
+        }
+        if request.claim_revision != 0 {
+            let ours = self.registry.claims().into_iter().find(|c| c.stream == key).map(|c| c.revision());
+            if ours != Some(request.claim_revision) {
+                info!(stream = %key, peer = %request.peer_node_id, wanted = request.claim_revision, ours = ?ours, "relay subscribe: stale claim revision");
+                return Err(SubscribeRefusal::Stale);
+            }
+        }
+        let mut sub = self.hub.subscribe(&key, Protocol::Relay).map_err(|_| SubscribeRefusal::NotFound)?;
+        sub.start_playing();
+        let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
+        let gauge = self.hub.metrics().relay_serving.clone();
+        let span = tracing::info_span!("relay_serve", stream = %key, peer = %request.peer_node_id);
+        tokio::spawn(
+            async move {
+                info!("serving stream to peer");
+                gauge.inc();
+                feed(sub, tx).await;
+                gauge.dec();
+                info!("relay subscription ended");
+            }
+            .instrument(span),
+        );
+        Ok(rx)
+    }
+}
+
+/// Copies the stream's log into the relay's queue until the publisher leaves (the relay then
+/// tells the subscriber ENDED) or the subscriber goes away.
+async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>) {
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = sub.changed() => {}
+            _ = tx.closed() => return,
+        }
+        loop {
+            batch.clear();
+            sub.collect(&mut batch, COLLECT_BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            for delivery in batch.drain(..) {
+                match delivery {
+                    Delivery::Media(p) => {
+                        if tx.send(to_frame(&p)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Delivery::Unpublished => return,
+                    Delivery::Republished => {}
+                }
+            }
+        }
+    }
+}
+
+/// A hub message as a relay frame (the payload is shared, not copied).
+pub fn to_frame(p: &Prepared) -> Frame {
+    let kind = match p.kind {
+        MediaKind::Audio => FrameKind::Audio,
+        MediaKind::Video => FrameKind::Video,
+        MediaKind::Data => FrameKind::Data,
+    };
+    let mut flags = 0;
+    if p.sync {
+        flags |= FLAG_KEYFRAME;
+    }
+    if p.header {
+        flags |= FLAG_HEADER;
+    }
+    Frame { kind, flags, timestamp: p.timestamp, payload: p.payload.clone() }
+}
+
+/// A relay frame as a message for the hub.
+pub fn to_message(frame: Frame) -> sluice_media::frame::MediaMessage {
+    let kind = match frame.kind {
+        FrameKind::Audio => MediaKind::Audio,
+        FrameKind::Video => MediaKind::Video,
+        FrameKind::Data => MediaKind::Data,
+    };
+    sluice_media::frame::MediaMessage { kind, timestamp: frame.timestamp, payload: frame.payload }
+}
