@@ -206,7 +206,9 @@ pub fn decode_control(buf: &mut BytesMut) -> Result<ControlMessage, CodecError> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use sluice_proto::v1::{control_message::Msg, Subscribe};
+    use sluice_proto::v1::{
+        control_message::Msg, Forward, ForwardError, ForwardOk, Subscribe, Unforward,
+    };
 
     fn frame(kind: FrameKind, flags: u8, ts: u32, payload: &[u8]) -> Frame {
         Frame {
@@ -311,7 +313,98 @@ mod tests {
             })
     }
 
+    /// Subscribe (with traceparent) and the forward messages, with any field values.
+    fn arb_control() -> impl Strategy<Value = ControlMessage> {
+        let text = "[ -~]{0,60}";
+        let msg = prop_oneof![
+            (any::<u64>(), text, text, any::<i64>(), text).prop_map(|(id, app, name, rev, tp)| {
+                Msg::Subscribe(Subscribe {
+                    request_id: id,
+                    app,
+                    name,
+                    claim_revision: rev,
+                    traceparent: tp,
+                })
+            }),
+            (any::<u64>(), text, text, any::<i64>(), any::<u32>(), text).prop_map(
+                |(id, app, name, rev, hops, tp)| {
+                    Msg::Forward(Forward {
+                        request_id: id,
+                        app,
+                        name,
+                        claim_revision: rev,
+                        hops,
+                        traceparent: tp,
+                    })
+                }
+            ),
+            any::<u64>().prop_map(|id| Msg::ForwardOk(ForwardOk { request_id: id })),
+            (any::<u64>(), 0i32..=4, text).prop_map(|(id, code, owner)| {
+                Msg::ForwardError(ForwardError {
+                    request_id: id,
+                    code,
+                    owner,
+                })
+            }),
+            (any::<u64>(), any::<u64>(), 0i32..=2).prop_map(|(id, gops, reason)| {
+                Msg::Unforward(Unforward {
+                    request_id: id,
+                    gop_count: gops,
+                    reason,
+                })
+            }),
+        ];
+        msg.prop_map(|m| ControlMessage { msg: Some(m) })
+    }
+
     proptest! {
+        #[test]
+        fn control_messages_round_trip_in_any_split(
+            msgs in proptest::collection::vec(arb_control(), 1..8),
+            chunk in 1usize..32,
+        ) {
+            let mut wire = BytesMut::new();
+            for m in &msgs { encode_control(m, &mut wire); }
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                loop {
+                    let before = buf.len();
+                    match decode_control(&mut buf) {
+                        Ok(m) => got.push(m),
+                        Err(CodecError::Short) => { prop_assert_eq!(buf.len(), before); break }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            prop_assert_eq!(got, msgs);
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn truncated_control_messages_never_decode_as_something_else(
+            msg in arb_control(),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            // A prefix of the body under a length prefix that claims just that prefix:
+            // never panics, consumes exactly what the prefix claims, and a proper prefix
+            // never yields the original message.
+            let mut whole = BytesMut::new();
+            encode_control(&msg, &mut whole);
+            let body = &whole[4..];
+            let n = cut.index(body.len().max(1)).min(body.len());
+            let mut b = BytesMut::new();
+            b.put_u32(n as u32);
+            b.extend_from_slice(&body[..n]);
+            let decoded = decode_control(&mut b);
+            prop_assert!(b.is_empty());
+            prop_assert!(n == body.len() || decoded != Ok(msg.clone()));
+            if n == body.len() {
+                prop_assert_eq!(decoded, Ok(msg));
+            }
+        }
+
         #[test]
         fn frames_round_trip_in_any_split(
             frames in proptest::collection::vec(arb_frame(), 0..20),

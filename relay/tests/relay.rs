@@ -1,96 +1,23 @@
 //! Two relay endpoints on 127.0.0.1 with real QUIC and real mutual TLS (certificates
 //! generated into a temp dir).
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use sluice_proto::v1::{control_message::Msg, ControlMessage, Hello};
-use sluice_relay::codec::{self, FLAG_HEADER, FLAG_KEYFRAME};
+use bytes::BytesMut;
+use common::*;
+use sluice_proto::v1::control_message::Msg;
+use sluice_relay::codec;
 use sluice_relay::tls::RelayTls;
 use sluice_relay::{
-    certs, codes, Frame, FrameKind, MediaSource, RelayConfig, RelayEndpoint, RelayError,
-    SubscribeRefusal, SubscribeRequest,
+    certs, codes, Frame, MediaSource, RelayConfig, RelayEndpoint, RelayError, SubscribeRefusal,
+    SubscribeRequest,
 };
 use tokio::sync::mpsc;
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-/// Time between GOPs of the paced test streams (a live source).
-const GOP_INTERVAL: Duration = Duration::from_millis(500);
-
-fn frame(kind: FrameKind, flags: u8, ts: u32, payload: String) -> Frame {
-    Frame {
-        kind,
-        flags,
-        timestamp: ts,
-        payload: Bytes::from(payload),
-    }
-}
-
-fn headers(stream: &str) -> Vec<Frame> {
-    vec![
-        frame(
-            FrameKind::Data,
-            FLAG_HEADER,
-            0,
-            format!("{stream} onMetaData"),
-        ),
-        frame(
-            FrameKind::Video,
-            FLAG_HEADER | FLAG_KEYFRAME,
-            0,
-            format!("{stream} avcC"),
-        ),
-        frame(FrameKind::Audio, FLAG_HEADER, 0, format!("{stream} asc")),
-    ]
-}
-
-/// The frames of GOP `g` (without headers): a keyframe, then audio and inter frames.
-fn gop(stream: &str, g: u32) -> Vec<Frame> {
-    let base = g * 1000;
-    let mut out = vec![frame(
-        FrameKind::Video,
-        FLAG_KEYFRAME,
-        base,
-        format!("{stream} key {g} {}", "k".repeat(5000)),
-    )];
-    for i in 1..20u32 {
-        out.push(frame(
-            FrameKind::Audio,
-            0,
-            base + i * 40,
-            format!("{stream} audio {g}/{i}"),
-        ));
-        out.push(frame(
-            FrameKind::Video,
-            0,
-            base + i * 40 + 1,
-            format!("{stream} inter {g}/{i}"),
-        ));
-    }
-    out
-}
-
-/// What the source sends: headers once, then `gops` GOPs.
-fn source_frames(stream: &str, gops: u32) -> Vec<Frame> {
-    let mut out = headers(stream);
-    for g in 0..gops {
-        out.extend(gop(stream, g));
-    }
-    out
-}
-
-/// What a subscriber must receive: each GOP stream repeats the headers.
-fn expected_frames(stream: &str, gops: u32) -> Vec<Frame> {
-    let mut out = Vec::new();
-    for g in 0..gops {
-        out.extend(headers(stream));
-        out.extend(gop(stream, g));
-    }
-    out
-}
 
 /// Serves `live/{name}` for names it knows; "elsewhere" is not home; "old" is stale
 /// unless claim_revision is 5; "whoami" answers NotHome naming the subscriber.
@@ -152,10 +79,6 @@ struct Cluster {
     abandoned: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-fn localhost() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
 /// A server node "origin-a" serving the test source; "edge-1" and "edge-2" certs exist too.
 fn cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
@@ -184,51 +107,6 @@ fn cluster() -> Cluster {
         server,
         addr,
         abandoned,
-    }
-}
-
-fn client(dir: &std::path::Path, node: &str) -> RelayEndpoint {
-    let tls = RelayTls::from_dir(dir, node).unwrap();
-    RelayEndpoint::bind(localhost(), RelayConfig::new(node, tls)).unwrap()
-}
-
-async fn read_all(sub: &mut sluice_relay::Subscription) -> Vec<Frame> {
-    let mut got = Vec::new();
-    loop {
-        match tokio::time::timeout(TIMEOUT, sub.next_frame())
-            .await
-            .expect("frame in time")
-        {
-            Ok(Some(f)) => got.push(f),
-            Ok(None) => return got,
-            Err(e) => panic!("subscription failed after {} frames: {e}", got.len()),
-        }
-    }
-}
-
-/// Compares frame lists, reporting the first difference compactly (payloads are large).
-#[track_caller]
-fn assert_frames(got: &[Frame], want: &[Frame]) {
-    let brief = |f: &Frame| format!("{:?}/{}/{}", f.kind, f.flags, f.timestamp);
-    if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
-        panic!(
-            "frame {i} differs: got {} want {}",
-            brief(&got[i]),
-            brief(&want[i])
-        );
-    }
-    let tail: Vec<String> = got.iter().rev().take(3).map(brief).collect();
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "frame count (last received: {tail:?})"
-    );
-}
-
-fn close_code(e: quinn::ConnectionError) -> u64 {
-    match e {
-        quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
-        other => panic!("expected an application close, got {other:?}"),
     }
 }
 
@@ -372,29 +250,6 @@ async fn insecure_dev_connects_without_certificates() {
         .unwrap();
     let mut sub = conn.subscribe("live", "cam1", 0).await.unwrap();
     assert_frames(&read_all(&mut sub).await, &expected_frames("cam1", 3));
-}
-
-/// Opens a raw QUIC connection and writes `hello` on the control stream.
-async fn raw_hello(
-    edge: &RelayEndpoint,
-    addr: SocketAddr,
-    version: u32,
-) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
-    let conn = edge.connect_quic(addr, "origin-a").await.unwrap();
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    let mut out = BytesMut::new();
-    let hello = Hello {
-        version,
-        node_id: "edge-1".into(),
-    };
-    codec::encode_control(
-        &ControlMessage {
-            msg: Some(Msg::Hello(hello)),
-        },
-        &mut out,
-    );
-    send.write_all(&out).await.unwrap();
-    (conn, send, recv)
 }
 
 #[tokio::test]
