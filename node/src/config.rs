@@ -142,6 +142,11 @@ pub struct HlsArgs {
     /// Completed segments kept in memory and listed in the media playlist (at least 3).
     #[arg(long, env = "SLUICE_HLS_WINDOW", default_value_t = 8)]
     pub hls_window: usize,
+
+    /// Also serve HLS as MPEG-TS segments for old players (`/APP/STREAM/ts.m3u8`), made on
+    /// first request from the same segments; `--hls-ts false` disables it.
+    #[arg(long, env = "SLUICE_HLS_TS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hls_ts: bool,
 }
 
 impl Default for HlsArgs {

@@ -5,6 +5,8 @@
 //! * `GET /APP/STREAM/index.m3u8`: the media playlist, with LL-HLS blocking reload
 //!   (`_HLS_msn`, `_HLS_part`) and delta updates (`_HLS_skip=YES`).
 //! * `GET /APP/STREAM/init-N.mp4`, `seg-N.m4s`, `part-N.I.m4s`: CMAF objects.
+//! * `GET /APP/STREAM/ts.m3u8`, `ts-N.ts`: the same segments as MPEG-TS (`--hls-ts`; see
+//!   [`super::ts`]).
 //!
 //! A stream published nowhere gets 404 at once. A live stream whose first part does not exist
 //! yet, the next part, or a blocking reload, waits on the stream's snapshot channel (woken by
@@ -31,17 +33,19 @@ use sluice_media::hls::{
     MEDIA_PLAYLIST_NAME,
 };
 use sluice_media::stream_name::StreamKey;
+use sluice_media::ts::{parse_ts_segment_name, TS_PLAYLIST_NAME};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::session::{valid_sid, SessionTable};
+use super::ts::{self as hls_ts, TsCache};
 use super::HlsSettings;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Protocol};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp4";
-const CACHE_PLAYLIST: &str = "public, max-age=1";
+pub(super) const CACHE_PLAYLIST: &str = "public, max-age=1";
 const CACHE_BLOCKING: &str = "public, max-age=6";
 const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -50,9 +54,11 @@ pub struct HlsService {
     pub settings: HlsSettings,
     pub sessions: Arc<SessionTable>,
     /// How long a request for a live stream waits for its first complete segment.
-    first_segment_wait: Duration,
+    pub(super) first_segment_wait: Duration,
     hub: Hub,
     bytes_out: Counter,
+    /// MPEG-TS segments made so far (`--hls-ts`).
+    pub ts_cache: TsCache,
 }
 
 impl HlsService {
@@ -73,6 +79,7 @@ impl HlsService {
             first_segment_wait,
             hub,
             bytes_out: metrics.bytes_out(Protocol::Hls),
+            ts_cache: TsCache::default(),
         })
     }
 }
@@ -114,7 +121,7 @@ impl HlsQuery {
     }
 }
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, [(header::CACHE_CONTROL, "no-cache")], msg.into()).into_response()
 }
 
@@ -125,7 +132,7 @@ fn not_found(key: &StreamKey) -> Response {
     )
 }
 
-fn playlist(body: String, cache: &'static str, svc: &HlsService) -> Response {
+pub(super) fn playlist(body: String, cache: &'static str, svc: &HlsService) -> Response {
     svc.bytes_out.inc_by(body.len() as u64);
     (
         [
@@ -138,14 +145,14 @@ fn playlist(body: String, cache: &'static str, svc: &HlsService) -> Response {
 }
 
 /// What a handler decides on one snapshot.
-enum Step {
+pub(super) enum Step {
     Answer(Response),
     Wait,
 }
 
 /// Apply `decide` to the latest snapshot, then to each new one, until it answers, the
 /// deadline passes or the stream goes away (then `on_timeout`). Never waits when not `live`.
-async fn wait_until(
+pub(super) async fn wait_until(
     rx: &mut watch::Receiver<Option<HlsSnapshot>>,
     live: bool,
     deadline: Instant,
@@ -254,7 +261,18 @@ pub async fn stream_file(
         Ok(q) => q,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let resource = if file == MEDIA_PLAYLIST_NAME {
+    let ts_file = if file == TS_PLAYLIST_NAME {
+        Some(None)
+    } else {
+        parse_ts_segment_name(file).map(Some)
+    };
+    if ts_file.is_some() && !svc.settings.ts {
+        return text(
+            StatusCode::NOT_FOUND,
+            "HLS MPEG-TS is disabled on this server\n",
+        );
+    }
+    let resource = if file == MEDIA_PLAYLIST_NAME || ts_file.is_some() {
         None
     } else {
         match Resource::parse(file) {
@@ -274,9 +292,14 @@ pub async fn stream_file(
             return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
         }
     }
-    match resource {
-        None => media_playlist(&svc, &mut rx, live, &query, &key).await,
-        Some(resource) => {
+    match (ts_file, resource) {
+        (Some(None), _) if query.sid.is_none() => hls_ts::start_session(&svc, &key),
+        (Some(None), _) => {
+            hls_ts::ts_playlist(&svc, &mut rx, live, &query.uri_suffix(), &key).await
+        }
+        (Some(Some(msn)), _) => hls_ts::ts_segment(&svc, &mut rx, live, msn, &key).await,
+        (None, None) => media_playlist(&svc, &mut rx, live, &query, &key).await,
+        (None, Some(resource)) => {
             let deadline = Instant::now() + svc.settings.wait_timeout();
             let svc2 = svc.clone();
             wait_until(
@@ -285,13 +308,13 @@ pub async fn stream_file(
                 deadline,
                 |snap| match snap.lookup(resource) {
                     Lookup::Init(init) => {
-                        Step::Answer(media_object(&svc2, vec![init.bytes.clone()]))
+                        Step::Answer(media_object(&svc2, vec![init.bytes.clone()], MEDIA_TYPE))
                     }
                     Lookup::Segment(seg) => {
-                        Step::Answer(media_object(&svc2, seg.chunks().collect()))
+                        Step::Answer(media_object(&svc2, seg.chunks().collect(), MEDIA_TYPE))
                     }
                     Lookup::Part(part) => {
-                        Step::Answer(media_object(&svc2, vec![part.bytes.clone()]))
+                        Step::Answer(media_object(&svc2, vec![part.bytes.clone()], MEDIA_TYPE))
                     }
                     Lookup::Wait => Step::Wait,
                     Lookup::NotFound => {
@@ -371,12 +394,16 @@ async fn media_playlist(
     .await
 }
 
-fn media_object(svc: &HlsService, chunks: Vec<Bytes>) -> Response {
+pub(super) fn media_object(
+    svc: &HlsService,
+    chunks: Vec<Bytes>,
+    content_type: &'static str,
+) -> Response {
     let body = ChunksBody::new(chunks);
     svc.bytes_out.inc_by(body.remaining);
     (
         [
-            (header::CONTENT_TYPE, MEDIA_TYPE),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, CACHE_IMMUTABLE),
         ],
         Body::new(body),

@@ -14,6 +14,7 @@
 
 pub mod http;
 mod session;
+pub mod ts;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,6 +37,8 @@ pub struct HlsSettings {
     pub window_segments: usize,
     /// Most concurrent HLS sessions on this node.
     pub max_sessions: usize,
+    /// Also serve the segments as MPEG-TS (`ts.m3u8`, `ts-N.ts`).
+    pub ts: bool,
 }
 
 impl HlsSettings {
@@ -48,6 +51,7 @@ impl HlsSettings {
             part_target_ms: ms(args.hls_part_target).clamp(100, segment_target_ms),
             window_segments: args.hls_window.clamp(3, 1000),
             max_sessions,
+            ts: args.hls_ts,
         }
     }
 
@@ -182,6 +186,7 @@ mod tests {
             hls_part_target: Duration::from_millis(10),
             hls_segment_target: Duration::from_secs(2),
             hls_window: 1,
+            hls_ts: false,
         };
         let s = HlsSettings::new(&args, 10);
         assert_eq!(

@@ -1,0 +1,201 @@
+//! MPEG-TS HLS for players that do not take fMP4 (`--hls-ts`):
+//!
+//! * `GET /APP/STREAM/ts.m3u8`: a plain HLS version 3 media playlist over the same window,
+//!   numbering, discontinuities and program date-times as `index.m3u8`. Without a `sid` it
+//!   starts an HLS session and redirects (302) to `ts.m3u8?sid=...`, so the player's reloads
+//!   and segment requests carry its session.
+//! * `GET /APP/STREAM/ts-N.ts`: segment N (the same media sequence number, cut points and
+//!   frames as `seg-N.m4s`), `video/mp2t`, immutable.
+//!
+//! TS segments are made on first request from the CMAF segment in the snapshot
+//! ([`remux_segment`], a pure function, so every node serves the same bytes) and cached while
+//! that segment is alive in the window; a stream nobody watches over TS costs nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sluice_media::hls::{HlsSnapshot, InitSegment, Lookup, Resource, Segment};
+use sluice_media::stream_name::StreamKey;
+use sluice_media::ts::{remux_segment, render_ts_playlist, TS_PLAYLIST_NAME};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::http::{media_object, playlist, text, wait_until, HlsService, Step, CACHE_PLAYLIST};
+use crate::log_limit::RateLimitedLog;
+
+/// Content type of TS segments.
+pub const TS_TYPE: &str = "video/mp2t";
+/// Most TS segments cached (beyond those of segments still in a window, which go first).
+const MAX_ENTRIES: usize = 4096;
+
+static REMUX_WARNINGS: std::sync::LazyLock<RateLimitedLog> =
+    std::sync::LazyLock::new(|| RateLimitedLog::new(5));
+
+type Remuxed = Result<Bytes, String>;
+
+struct Entry {
+    /// The CMAF segment it was made from; dead once the segment left every snapshot.
+    segment: Weak<Segment>,
+    cell: Arc<OnceLock<Remuxed>>,
+    age: u64,
+}
+
+/// TS segments made so far, keyed by the CMAF segment they were made from. An entry holds a
+/// `Weak` of its segment, so its address cannot be reused while the entry exists.
+#[derive(Default)]
+pub struct TsCache {
+    entries: Mutex<HashMap<usize, Entry>>,
+    clock: AtomicU64,
+}
+
+impl TsCache {
+    /// The TS form of `segment` (made once; concurrent requests wait for the first).
+    pub fn get(&self, stream: &StreamKey, init: &InitSegment, segment: &Arc<Segment>) -> Remuxed {
+        let key = Arc::as_ptr(segment) as usize;
+        let cell = {
+            let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                Some(e) => e.cell.clone(),
+                None => {
+                    map.retain(|_, e| e.segment.strong_count() > 0);
+                    if map.len() >= MAX_ENTRIES {
+                        let oldest = map.iter().min_by_key(|(_, e)| e.age).map(|(k, _)| *k);
+                        if let Some(k) = oldest {
+                            map.remove(&k);
+                        }
+                    }
+                    let cell = Arc::new(OnceLock::new());
+                    map.insert(
+                        key,
+                        Entry {
+                            segment: Arc::downgrade(segment),
+                            cell: cell.clone(),
+                            age: self.clock.fetch_add(1, Ordering::Relaxed),
+                        },
+                    );
+                    cell
+                }
+            }
+        };
+        cell.get_or_init(|| {
+            let out = remux_segment(init, segment).map_err(|e| e.to_string());
+            match &out {
+                Ok(ts) if ts.dropped_frames > 0 && REMUX_WARNINGS.allow() => {
+                    warn!(stream = %stream, msn = segment.msn, dropped = ts.dropped_frames, "hls ts: frames left out");
+                }
+                Err(e) if REMUX_WARNINGS.allow() => {
+                    warn!(stream = %stream, msn = segment.msn, error = %e, "hls ts: segment not converted");
+                }
+                _ => {}
+            }
+            out.map(|ts| ts.bytes)
+        })
+        .clone()
+    }
+
+    /// Drop entries whose segment left every snapshot.
+    pub fn sweep(&self) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, e| e.segment.strong_count() > 0);
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `GET /APP/STREAM/ts.m3u8` without a session: start one and redirect to the playlist URI
+/// that carries it.
+pub(super) fn start_session(svc: &HlsService, key: &StreamKey) -> Response {
+    match svc.sessions.touch(None, key) {
+        Ok(sid) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, format!("{TS_PLAYLIST_NAME}?sid={sid}")),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+        )
+            .into_response(),
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// `GET /APP/STREAM/ts.m3u8?sid=...`: waits (bounded) for the first complete segment.
+pub(super) async fn ts_playlist(
+    svc: &HlsService,
+    rx: &mut watch::Receiver<Option<HlsSnapshot>>,
+    live: bool,
+    suffix: &str,
+    key: &StreamKey,
+) -> Response {
+    let deadline = Instant::now() + svc.first_segment_wait;
+    wait_until(
+        rx,
+        live,
+        deadline,
+        |snap| match render_ts_playlist(snap, suffix) {
+            Some(body) => Step::Answer(playlist(body, CACHE_PLAYLIST, svc)),
+            None => Step::Wait,
+        },
+        || {
+            text(
+                StatusCode::NOT_FOUND,
+                format!("stream {key} has no HLS media yet\n"),
+            )
+        },
+    )
+    .await
+}
+
+/// `GET /APP/STREAM/ts-N.ts`: the segment once complete (a request for the segment in
+/// progress, or the next, waits for it, bounded).
+pub(super) async fn ts_segment(
+    svc: &Arc<HlsService>,
+    rx: &mut watch::Receiver<Option<HlsSnapshot>>,
+    live: bool,
+    msn: u64,
+    key: &StreamKey,
+) -> Response {
+    let deadline = Instant::now() + svc.settings.wait_timeout();
+    wait_until(
+        rx,
+        live,
+        deadline,
+        |snap| match snap.lookup(Resource::Segment(msn)) {
+            Lookup::Segment(seg) => {
+                let Some(init) = snap.init(seg.init_id) else {
+                    return Step::Answer(text(StatusCode::NOT_FOUND, "init segment gone\n"));
+                };
+                Step::Answer(match svc.ts_cache.get(key, init, &seg) {
+                    Ok(bytes) => media_object(svc, vec![bytes], TS_TYPE),
+                    Err(e) => text(
+                        StatusCode::NOT_FOUND,
+                        format!("segment {msn} is not available as MPEG-TS: {e}\n"),
+                    ),
+                })
+            }
+            Lookup::Wait => Step::Wait,
+            _ => Step::Answer(text(
+                StatusCode::NOT_FOUND,
+                format!("ts-{msn}.ts not found\n"),
+            )),
+        },
+        || {
+            text(
+                StatusCode::NOT_FOUND,
+                format!("ts-{msn}.ts not available\n"),
+            )
+        },
+    )
+    .await
+}
