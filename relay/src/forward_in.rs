@@ -59,7 +59,7 @@ pub trait ForwardSink: Send + Sync + 'static {
     /// receiver that stops reading costs a bounded amount of memory. Dropping the receiver
     /// ends the forward (the forwarding node is told `FORWARD_CLOSED`). Requests whose hop
     /// count exceeds [`crate::RelayConfig::max_forward_hops`] are answered LOOP without
-    /// reaching the sink.
+    /// reaching the sink. Called on the connection's control task: must not block.
     fn accept(&self, request: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal>;
 
     /// Called once when an accepted forward ends, just before its sender is dropped.

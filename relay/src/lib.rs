@@ -8,16 +8,33 @@
 //!   `Hello{version, node_id}`; the other node answers with its `Hello`, or closes the
 //!   connection with [`codes::UNSUPPORTED_VERSION`]. Any malformed or unexpected control
 //!   message closes that connection (only that one) with [`codes::PROTOCOL_VIOLATION`].
-//! - In this version the dialler subscribes and the acceptor serves media:
-//!   `Subscribe{request_id, app, name, claim_revision}` is answered by `SubscribeOk` or
-//!   `SubscribeError{NOT_FOUND | NOT_HOME(owner) | STALE}`; `Unsubscribe` ends it; a
-//!   publisher that goes away is reported as `SubscribeError{ENDED, gop_count}`.
-//! - Media flows on unidirectional streams, one per GOP per subscription (layout in
-//!   [`codec`]). Each GOP stream starts with the current metadata and sequence headers.
-//!   The newest GOP stream has the highest priority (a counter per connection, so newer
-//!   GOPs of any subscription outrank older ones); when a subscriber is a whole GOP
+//! - The dialler makes every request, with request ids unique among its live requests
+//!   (below 2^63; the upper half is reserved for the acceptor in a later version):
+//!   - it subscribes, and the acceptor serves media:
+//!     `Subscribe{request_id, app, name, claim_revision, traceparent}` is answered by
+//!     `SubscribeOk` or `SubscribeError{NOT_FOUND | NOT_HOME(owner) | STALE}`;
+//!     `Unsubscribe` ends it; a publisher that goes away is reported as
+//!     `SubscribeError{ENDED, gop_count}`;
+//!   - it forwards, and the acceptor (the stream's home) takes media:
+//!     `Forward{request_id, app, name, claim_revision, hops, traceparent}` is answered by
+//!     `ForwardOk` or `ForwardError{NOT_HOME(owner) | REFUSED | LOOP}` (LOOP when `hops`
+//!     exceeds [`RelayConfig::max_forward_hops`]); `Unforward{gop_count, SOURCE_ENDED |
+//!     CANCELLED}` ends it, and the acceptor ends a live one with `ForwardError{CLOSED}`.
+//!
+//!   Any number of subscriptions and forwards share the connection, including several
+//!   forwards of one stream (to this node or others: make before break when a home moves).
+//! - Media flows on unidirectional streams, one per GOP per subscription or forward (layout
+//!   in [`codec`]), opened by the side that has the media: the acceptor for subscriptions,
+//!   the dialler for forwards, so a stream's direction says which kind of request its
+//!   header's request_id names. A GOP stream for a request that is not live is stopped and
+//!   ignored. Each GOP stream starts with the current metadata and sequence headers.
+//!   The newest GOP stream has the highest priority (a counter per connection and side, so
+//!   newer GOPs of any request outrank older ones); when a receiver is a whole GOP
 //!   behind (GOP n-1 not yet acknowledged when GOP n+1 starts), GOP n-1 is reset and the
-//!   subscriber continues with the next GOP it has.
+//!   receiver continues with the next GOP it has. One GOP cutter (`publish.rs`) and one
+//!   in-order reader (`receive.rs`) serve both directions.
+//! - `Subscribe` and `Forward` carry an optional W3C `traceparent` so spans follow a stream
+//!   across nodes; the relay carries it uninterpreted (no OpenTelemetry dependency).
 //! - Transport settings are explicit ([`RelayConfig`]): keepalive, idle timeout, up to 1024
 //!   concurrent unidirectional streams, stream and connection receive windows.
 //!
@@ -26,12 +43,19 @@
 //! accepted subscription the source returns a bounded `mpsc::Receiver<Frame>` of the
 //! stream's frames in order, starting with headers and then a keyframe; the relay cuts GOPs
 //! at video keyframes, remembers headers and repeats them on each GOP stream. Closing the
-//! sender ends the subscription (`ENDED`).
+//! sender ends the subscription (`ENDED`). An origin that is home to streams also
+//! implements [`ForwardSink`] and calls [`RelayEndpoint::serve_with`]: each accepted forward
+//! gets a bounded `mpsc::Sender<Frame>` the relay fills in order (each GOP from its
+//! headers); a receiver a whole GOP behind loses the GOP it was being given rather than
+//! buffering, and [`ForwardSink::ended`] says how a forward ended ([`ForwardEnd`]).
 //!
-//! Subscribing side: [`RelayEndpoint::connect`] gives a [`RelayConnection`];
-//! [`RelayConnection::subscribe`] gives a [`Subscription`] whose
-//! [`Subscription::next_frame`] yields frames in order across GOP streams (skipping GOPs
-//! the sender cancelled) and `Ok(None)` once the publisher ended.
+//! Dialling side: [`RelayEndpoint::connect`] gives a [`RelayConnection`];
+//! [`RelayConnection::subscribe`] (or [`RelayConnection::subscribe_traced`]) gives a
+//! [`Subscription`] whose [`Subscription::next_frame`] yields frames in order across GOP
+//! streams (skipping GOPs the sender cancelled) and `Ok(None)` once the publisher ended.
+//! [`RelayConnection::forward`] (or [`RelayConnection::forward_traced`]) publishes a
+//! `mpsc::Receiver<Frame>` to the peer and gives a [`ForwardHandle`]: dropping it stops the
+//! forward, [`ForwardHandle::finished`] waits for its end.
 //!
 //! The codecs ([`codec`]) are sans-IO and property-tested; everything async is thin glue.
 

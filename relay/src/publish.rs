@@ -162,13 +162,16 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
             w.finish();
         }
         // Let the last GOPs be delivered (or cancelled) before saying ENDED.
-        for w in [previous, current].into_iter().flatten() {
-            let mut cancel = p.cancel.clone();
-            let mut w = w;
+        let mut writers: Vec<GopWriter> = [previous, current].into_iter().flatten().collect();
+        for i in 0..writers.len() {
+            let Some(w) = writers.get_mut(i) else { break };
             tokio::select! {
                 _ = &mut w.task => {}
-                _ = cancel.wait_for(|c| *c) => {
-                    w.cancel(codes::UNSUBSCRIBED);
+                _ = p.cancel.wait_for(|c| *c) => {
+                    // Cancelled meanwhile: reset every GOP still being written.
+                    for w in writers.iter_mut() {
+                        w.cancel(codes::UNSUBSCRIBED);
+                    }
                     return Outcome { ended: None, gop_count: next_sequence };
                 }
             }
