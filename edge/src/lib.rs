@@ -8,9 +8,8 @@
 //!   request per viewer), subscribes over the relay, and publishes the frames into the local
 //!   hub. When the upstream breaks it resubscribes (to the new holder if the claim moved)
 //!   while viewers stay connected; after the last viewer leaves it lingers, then stops.
-//! - [`peers`] keeps one relay connection per origin, shared by all of its streams.
+//! - `sluice_node::peers` keeps one relay connection per origin, shared by all of its streams.
 
 pub mod args;
-pub mod peers;
 pub mod pull;
 pub mod upstream;

@@ -7,11 +7,12 @@ use std::time::Instant;
 use sluice_cluster::Registry;
 use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
+use sluice_node::placement::Placement;
 use sluice_node::server::UpstreamContext;
 use sluice_node::upstream::Upstream;
 
 use crate::args::PullSettings;
-use crate::peers::Peers;
+use sluice_node::peers::Peers;
 use crate::pull;
 
 /// A running pull, as the table sees it.
@@ -33,6 +34,7 @@ pub(crate) fn lock(t: &PullTable) -> std::sync::MutexGuard<'_, HashMap<StreamKey
 pub struct RelayUpstream {
     pub(crate) hub: Hub,
     pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) placement: Placement,
     pub(crate) peers: Arc<Peers>,
     pub(crate) settings: PullSettings,
     pub(crate) pulls: PullTable,
@@ -40,11 +42,11 @@ pub struct RelayUpstream {
 
 impl RelayUpstream {
     pub fn new(ctx: UpstreamContext, settings: PullSettings) -> Arc<Self> {
-        let peers = Peers::new(ctx.relay, settings.connect_timeout);
         Arc::new(RelayUpstream {
             hub: ctx.hub,
             registry: ctx.registry,
-            peers,
+            placement: ctx.placement,
+            peers: ctx.peers,
             settings,
             pulls: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -67,7 +69,7 @@ impl Upstream for RelayUpstream {
         let task = tokio::spawn(pull::run(pull::PullTask {
             key: key.clone(),
             hub: self.hub.clone(),
-            registry: self.registry.clone(),
+            placement: self.placement.clone(),
             peers: self.peers.clone(),
             settings: self.settings.clone(),
             pulls: self.pulls.clone(),

@@ -4,14 +4,18 @@
 
 pub mod cluster;
 pub mod config;
+pub mod forward;
 pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod log_limit;
 pub mod metrics;
 pub mod out_queue;
+pub mod peers;
+pub mod placement;
 pub mod relay;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;
+pub mod trace_context;
 pub mod upstream;

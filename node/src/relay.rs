@@ -18,6 +18,8 @@ use sluice_relay::{Frame, FrameKind, MediaSource, SubscribeRefusal, SubscribeReq
 use tokio::sync::mpsc;
 use tracing::{debug, info, Instrument};
 
+use crate::hub::Publisher;
+
 use crate::hub::log::Delivery;
 use crate::hub::prepared::Prepared;
 use crate::hub::{Hub, Subscription};
@@ -61,15 +63,24 @@ const SOURCE_QUEUE: usize = 256;
 /// Bytes collected from the log per batch.
 const COLLECT_BATCH: usize = 128 * 1024;
 
-/// Serves this node's live streams to subscribing nodes.
+/// Serves this node's live streams to subscribing nodes: streams published here and streams
+/// forwarded here by their ingest origin.
 pub struct HubSource {
     hub: Hub,
     registry: Arc<dyn Registry>,
+    forwarding: Option<Arc<crate::forward::Forwarding>>,
 }
 
 impl HubSource {
-    pub fn new(hub: Hub, registry: Arc<dyn Registry>) -> Arc<Self> {
-        Arc::new(HubSource { hub, registry })
+    pub fn new(hub: Hub, registry: Arc<dyn Registry>, forwarding: Option<Arc<crate::forward::Forwarding>>) -> Arc<Self> {
+        Arc::new(HubSource { hub, registry, forwarding })
+    }
+
+    /// The claim revision this node serves `key` under: its own claim, or the one a forward
+    /// carried.
+    fn revision(&self, key: &StreamKey) -> Option<i64> {
+        let own = self.registry.claims().into_iter().find(|c| &c.stream == key).map(|c| c.revision());
+        own.or_else(|| self.forwarding.as_ref().and_then(|f| f.forwarded_revision(key)))
     }
 }
 
@@ -81,28 +92,70 @@ impl MediaSource for HubSource {
             return Err(SubscribeRefusal::NotFound);
         }
         if request.claim_revision != 0 {
-            let ours = self.registry.claims().into_iter().find(|c| c.stream == key).map(|c| c.revision());
+            let ours = self.revision(&key);
             if ours != Some(request.claim_revision) {
                 info!(stream = %key, peer = %request.peer_node_id, wanted = request.claim_revision, ours = ?ours, "relay subscribe: stale claim revision");
                 return Err(SubscribeRefusal::Stale);
             }
         }
-        let mut sub = self.hub.subscribe(&key, Protocol::Relay).map_err(|_| SubscribeRefusal::NotFound)?;
-        sub.start_playing();
-        let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
-        let gauge = self.hub.metrics().relay_serving.clone();
         let span = tracing::info_span!("relay_serve", stream = %key, peer = %request.peer_node_id);
-        tokio::spawn(
-            async move {
-                info!("serving stream to peer");
-                gauge.inc();
-                feed(sub, tx).await;
-                gauge.dec();
-                info!("relay subscription ended");
+        crate::trace_context::adopt_traceparent(&span, &request.traceparent);
+        let _entered = span.enter();
+        info!("serving stream to peer");
+        spawn_feed(&self.hub, &key).map_err(|_| SubscribeRefusal::NotFound)
+    }
+}
+
+/// A bounded receiver of `key`'s frames from the hub (headers, then from the latest keyframe),
+/// fed by a task that counts as one `relay` viewer, for a subscription or a forward. The
+/// receiver ends when the publisher leaves; dropping it stops the task.
+pub fn spawn_feed(hub: &Hub, key: &StreamKey) -> Result<mpsc::Receiver<Frame>, crate::hub::SubscribeError> {
+    let mut sub = hub.subscribe(key, Protocol::Relay)?;
+    sub.start_playing();
+    let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
+    let gauge = hub.metrics().relay_serving.clone();
+    tokio::spawn(
+        async move {
+            gauge.inc();
+            feed(sub, tx).await;
+            gauge.dec();
+            debug!("relay feed ended");
+        }
+        .in_current_span(),
+    );
+    Ok(rx)
+}
+
+/// A local publish fed with frames from the relay (an edge's pull, an origin's hosted
+/// forward). The relay repeats the sequence headers and metadata at every GOP; the hub gets
+/// each only when it changes.
+pub struct RelayedPublish {
+    publisher: Publisher,
+    /// Last header payload pushed per kind (audio, video, data).
+    headers: [Option<bytes::Bytes>; 3],
+}
+
+impl RelayedPublish {
+    pub fn new(publisher: Publisher) -> Self {
+        RelayedPublish { publisher, headers: [None, None, None] }
+    }
+
+    /// The next message starts a new source session (see [`Publisher::new_session`]).
+    pub fn new_session(&mut self) {
+        self.publisher.new_session();
+    }
+
+    pub fn push(&mut self, frame: Frame) {
+        if frame.is_header() {
+            let slot = &mut self.headers[frame.kind as usize - 1];
+            if slot.as_ref() == Some(&frame.payload) {
+                return;
             }
-            .instrument(span),
-        );
-        Ok(rx)
+            *slot = Some(frame.payload.clone());
+        }
+        if let Err(e) = self.publisher.push(to_message(frame)) {
+            debug!(error = %e, "relayed frame refused by the hub");
+        }
     }
 }
 

@@ -44,7 +44,8 @@ impl NodeOptions {
 pub struct UpstreamContext {
     pub hub: Hub,
     pub registry: Arc<dyn Registry>,
-    pub relay: RelayEndpoint,
+    pub placement: crate::placement::Placement,
+    pub peers: Arc<crate::peers::Peers>,
 }
 
 /// A node that is listening. Dropping it does not stop it; call [`Node::shutdown`].
@@ -123,22 +124,30 @@ impl Node {
         };
         let registry = cluster::start_registry(&args.cluster, &node_id, options.role, advertised).await?;
         let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
+        // Placement and the relay's outgoing connections, when the node has a relay.
+        let mut forwarding = None;
         if let Some(endpoint) = &relay {
+            let (placement, ring_task) = crate::placement::Placement::start(&registry);
+            tasks.push(ring_task);
+            let peers = crate::peers::Peers::new(endpoint.clone(), Duration::from_secs(2));
             if relay_addr.is_some() {
-                tasks.push(endpoint.serve(crate::relay::HubSource::new(hub.clone(), registry.clone())));
+                let fwd = args.cluster.is_clustered().then(|| {
+                    crate::forward::Forwarding::new(hub.clone(), placement.clone(), peers.clone())
+                });
+                let source = crate::relay::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
+                let sink = fwd.clone().map(|f| f as Arc<dyn sluice_relay::ForwardSink>);
+                tasks.push(endpoint.serve_with(source, sink));
+                forwarding = fwd;
             }
             if let Some(make) = options.upstream {
-                hub.set_upstream(make(UpstreamContext {
-                    hub: hub.clone(),
-                    registry: registry.clone(),
-                    relay: endpoint.clone(),
-                }));
+                hub.set_upstream(make(UpstreamContext { hub: hub.clone(), registry: registry.clone(), placement, peers }));
             }
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let rtmp_ctx =
-            Arc::new(RtmpContext::new(hub.clone(), metrics.clone(), limits.clone(), slots.clone(), registry.clone()));
+        let mut rtmp_ctx = RtmpContext::new(hub.clone(), metrics.clone(), limits.clone(), slots.clone(), registry.clone());
+        rtmp_ctx.forwarding = forwarding;
+        let rtmp_ctx = Arc::new(rtmp_ctx);
         let http_ctx = Arc::new(HttpContext {
             hub: hub.clone(),
             metrics: metrics.clone(),

@@ -75,7 +75,7 @@ enum Role {
     /// Waiting for the registry to grant the stream name.
     Claiming { stream_id: u32, key: StreamKey, claim: PendingClaim },
     /// Field order matters: the publisher ends before its claim is released.
-    Publishing { publisher: Publisher, _claim: ClaimGuard },
+    Publishing { publisher: Publisher, _forward: Option<crate::forward::ForwardGuard>, _claim: ClaimGuard },
     Waiting { sub: Subscription, stream_id: u32, name: String, reset: bool, deadline: Instant },
     Playing { sub: Subscription, stream_id: u32, name: String },
 }
@@ -380,8 +380,9 @@ impl Connection {
                 span.record("role", "publish");
                 info!(stream = %key, revision = claim.revision(), "publish start");
                 self.session.accept_publish(stream_id, key.name());
+                let forward = self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
                 let guard = ClaimGuard { registry: self.ctx.registry.clone(), hub: self.ctx.hub.clone(), claim: Some(claim) };
-                self.role = Role::Publishing { publisher, _claim: guard };
+                self.role = Role::Publishing { publisher, _forward: forward, _claim: guard };
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
                 info!(stream = %key, "publish refused: name in use");

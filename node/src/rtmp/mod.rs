@@ -29,6 +29,8 @@ pub struct RtmpContext {
     pub epoch: Instant,
     /// Where stream names are claimed (etcd, or in memory standalone).
     pub registry: Arc<dyn sluice_cluster::Registry>,
+    /// Clustered origins with a relay: forwards each published stream to its home.
+    pub forwarding: Option<Arc<crate::forward::Forwarding>>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
 }
@@ -58,6 +60,7 @@ impl RtmpContext {
             connection_slots,
             epoch: Instant::now(),
             registry,
+            forwarding: None,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
         }

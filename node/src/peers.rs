@@ -1,4 +1,4 @@
-//! One relay connection per origin, shared by every stream pulled from it.
+//! One relay connection per peer node, shared by every stream pulled from or forwarded to it.
 //!
 //! Connections are dialled on first use and replaced once closed. Each origin has its own
 //! slot with an async lock, so dialling a dead origin (bounded by the connect timeout) never
@@ -24,7 +24,7 @@ pub enum PeerError {
     Timeout { node: String, addr: SocketAddr },
 }
 
-/// The edge's relay connections, by origin node id.
+/// This node's outgoing relay connections, by peer node id.
 pub struct Peers {
     relay: RelayEndpoint,
     slots: Mutex<HashMap<String, Slot>>,

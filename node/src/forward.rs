@@ -1,0 +1,224 @@
+//! Forwarding: the origin that has a stream's publisher (the *ingest*) pushes the stream over
+//! the relay to the stream's *home* (its ring owner), so edges find every stream at
+//! `ring(stream)` however the publishers were spread by a plain TCP load balancer.
+//!
+//! - [`Forwarding::start`] runs one task per published stream on the ingest: while this node
+//!   is not the home, it keeps one forward open to the home. When the ring changes, the
+//!   forward to the new home is opened *before* the old one is dropped (make-before-break);
+//!   the publisher never notices.
+//! - [`Forwarding`] is also the node's [`ForwardSink`]: a forward is accepted only when this
+//!   node's own ring says it is the home (otherwise "not home", with the owner it believes
+//!   in; the relay refuses forwards past the hop limit), and published into the local hub, from
+//!   where edges subscribe. A forward carries the ingest's claim revision, which the home
+//!   checks subscriptions against.
+//!
+//! Architecture invariant: a forward never travels on from the node that received it, so
+//! nodes that briefly disagree about the ring cannot build a loop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_cluster::types::NodeId;
+use sluice_cluster::{should_accept_forward, ForwardVerdict};
+use sluice_media::stream_name::StreamKey;
+use sluice_relay::{ForwardEnd, ForwardHandle, ForwardRefusal, ForwardRequest, ForwardSink, Frame};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{info, warn, Instrument};
+
+use crate::hub::Hub;
+use crate::peers::Peers;
+use crate::placement::{relay_addr, Placement};
+use crate::relay::{spawn_feed, RelayedPublish};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Frames queued from the relay into the home's hub per forward.
+const SINK_QUEUE: usize = 256;
+/// After the publisher left, how long the last GOPs may take to reach the home.
+const END_FLUSH: Duration = Duration::from_secs(5);
+
+/// Streams this node is home to through a forward: key -> (claim revision, forward id).
+type Forwarded = Arc<Mutex<HashMap<StreamKey, (i64, u64)>>>;
+
+/// Forwarding on one origin: outgoing forwards of its publishers, incoming forwards it hosts.
+pub struct Forwarding {
+    hub: Hub,
+    placement: Placement,
+    peers: Arc<Peers>,
+    forwarded: Forwarded,
+    next_id: AtomicU64,
+    max_hops: u8,
+}
+
+/// Keeps a stream forwarded while it lives; dropping it (the publisher left) lets the forward
+/// deliver what is in flight and end.
+pub struct ForwardGuard {
+    ended: watch::Sender<bool>,
+}
+
+impl Drop for ForwardGuard {
+    fn drop(&mut self) {
+        let _ = self.ended.send(true);
+    }
+}
+
+impl Forwarding {
+    pub fn new(hub: Hub, placement: Placement, peers: Arc<Peers>) -> Arc<Self> {
+        Arc::new(Forwarding {
+            hub,
+            placement,
+            peers,
+            forwarded: Arc::default(),
+            next_id: AtomicU64::new(1),
+            max_hops: sluice_cluster::rules::DEFAULT_MAX_HOPS,
+        })
+    }
+
+    /// The claim revision of a stream this node hosts through a forward.
+    pub fn forwarded_revision(&self, key: &StreamKey) -> Option<i64> {
+        lock(&self.forwarded).get(key).map(|(rev, _)| *rev)
+    }
+
+    /// Forward `key` (published here under the claim at `revision`) to its home for as long
+    /// as the returned guard lives.
+    pub fn start(self: &Arc<Self>, key: StreamKey, revision: i64) -> ForwardGuard {
+        let (ended, ended_rx) = watch::channel(false);
+        let span = tracing::info_span!("forward", stream = %key, revision);
+        tokio::spawn(self.clone().forward_loop(key, revision, ended_rx).instrument(span));
+        ForwardGuard { ended }
+    }
+
+    async fn forward_loop(self: Arc<Self>, key: StreamKey, revision: i64, mut ended: watch::Receiver<bool>) {
+        let mut ring = self.placement.ring.clone();
+        let mut current: Option<(NodeId, ForwardHandle)> = None;
+        let mut backoff = MIN_BACKOFF;
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let target = self.placement.home(&key).filter(|h| *h != self.placement.node_id);
+            let open = match (&target, &current) {
+                (None, Some(_)) => {
+                    current = None;
+                    info!("this node is the stream's home now: forward stopped");
+                    None
+                }
+                (None, None) => None,
+                (Some(home), Some((to, _))) if home == to => None,
+                (Some(home), _) => Some(home.clone()),
+            };
+            if let Some(home) = open {
+                if retry_at.is_none_or(|t| Instant::now() >= t) {
+                    match self.open(&key, revision, &home).await {
+                        Ok(handle) => {
+                            info!(%home, previous = ?current.as_ref().map(|(h, _)| h.to_string()), "forwarding to the stream's home");
+                            // Make before break: the old forward (if any) is dropped only now.
+                            current = Some((home, handle));
+                            backoff = MIN_BACKOFF;
+                            retry_at = None;
+                        }
+                        Err(e) => {
+                            warn!(%home, error = %e, "forward to the stream's home failed; retrying");
+                            retry_at = Some(Instant::now() + backoff);
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = ended.wait_for(|e| *e) => break,
+                changed = ring.changed() => if changed.is_err() { break },
+                _ = sleep_until(retry_at), if retry_at.is_some() => {}
+                result = finished(&mut current) => {
+                    let home = current.take().map(|(h, _)| h.to_string()).unwrap_or_default();
+                    warn!(%home, result = ?result, "forward ended; reopening");
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        // The publisher left: its feed ends by itself; let the home get the end of the stream.
+        if let Some((_, mut handle)) = current {
+            let _ = tokio::time::timeout(END_FLUSH, handle.finished()).await;
+        }
+    }
+
+    async fn open(&self, key: &StreamKey, revision: i64, home: &NodeId) -> Result<ForwardHandle, String> {
+        let addr = relay_addr(&self.placement.snapshot.borrow(), home)
+            .ok_or_else(|| format!("origin {home} advertises no relay address"))?;
+        let conn = self.peers.get(home.as_str(), addr).await.map_err(|e| e.to_string())?;
+        let frames = spawn_feed(&self.hub, key).map_err(|e| e.to_string())?;
+        let traceparent = crate::trace_context::current_traceparent();
+        conn.forward_traced(key.app(), key.name(), revision, 0, &traceparent, frames)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl ForwardSink for Forwarding {
+    fn accept(&self, request: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal> {
+        let key = StreamKey::parse(&request.app, &request.name).map_err(|_| ForwardRefusal::Refused)?.0;
+        let owner = self.placement.home(&key);
+        let hop = u8::try_from(request.hops.saturating_add(1)).unwrap_or(u8::MAX);
+        match should_accept_forward(&self.placement.node_id, owner.as_ref(), hop, self.max_hops) {
+            ForwardVerdict::Accept => {}
+            ForwardVerdict::NotHome { owner } => {
+                info!(stream = %key, from = %request.peer_node_id, owner = ?owner, "forward refused: not the home by this node's ring");
+                return Err(ForwardRefusal::NotHome { owner: owner.map(|o| o.to_string()).unwrap_or_default() });
+            }
+            ForwardVerdict::HopLimit => return Err(ForwardRefusal::Loop),
+        }
+        let publisher = self.hub.publish(&key).map_err(|e| {
+            warn!(stream = %key, from = %request.peer_node_id, error = %e, "forward refused by the hub");
+            ForwardRefusal::Refused
+        })?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.forwarded).insert(key.clone(), (request.claim_revision, id));
+        let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        let forwarded = self.forwarded.clone();
+        let span = tracing::info_span!("forward_in", stream = %key, from = %request.peer_node_id, revision = request.claim_revision);
+        crate::trace_context::adopt_traceparent(&span, &request.traceparent);
+        tokio::spawn(
+            async move {
+                info!("hosting a forwarded stream");
+                receive(RelayedPublish::new(publisher), rx).await;
+                let mut map = lock(&forwarded);
+                if map.get(&key).is_some_and(|(_, i)| *i == id) {
+                    map.remove(&key);
+                }
+                info!("forwarded stream ended");
+            }
+            .instrument(span),
+        );
+        Ok(tx)
+    }
+
+    fn ended(&self, request: &ForwardRequest, end: ForwardEnd) {
+        info!(stream = %format!("{}/{}", request.app, request.name), from = %request.peer_node_id, ?end, "forward ended");
+    }
+}
+
+async fn receive(mut publish: RelayedPublish, mut frames: mpsc::Receiver<Frame>) {
+    while let Some(frame) = frames.recv().await {
+        publish.push(frame);
+    }
+}
+
+async fn finished(current: &mut Option<(NodeId, ForwardHandle)>) -> sluice_relay::Result<u64> {
+    match current.as_mut() {
+        Some((_, handle)) => handle.finished().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,43 @@
+//! Where a stream lives in the cluster: the damped consistent-hash ring over ready origins
+//! (`sluice_cluster::placement`), read locally without asking etcd.
+//!
+//! A stream's *home* is its ring owner. The origin that has the publisher (the *ingest*)
+//! forwards the stream to the home when it is not the home itself ([`crate::forward`]); edges
+//! subscribe at the home, falling back to the ingest while a forward is being set up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_cluster::placement::{spawn_ring, PlacementConfig};
+use sluice_cluster::types::{NodeId, Role, Snapshot};
+use sluice_cluster::{Registry, Ring};
+use sluice_media::stream_name::StreamKey;
+use tokio::sync::watch;
+
+/// This node's view of placement. Cheap to clone.
+#[derive(Clone)]
+pub struct Placement {
+    pub node_id: NodeId,
+    pub ring: watch::Receiver<Arc<Ring>>,
+    pub snapshot: watch::Receiver<Snapshot>,
+}
+
+impl Placement {
+    /// Follow `registry`'s cache and keep a ring of its ready origins (a task per node).
+    pub fn start(registry: &Arc<dyn Registry>) -> (Placement, tokio::task::JoinHandle<()>) {
+        let snapshot = registry.snapshot();
+        let (ring, task) = spawn_ring(snapshot.clone(), PlacementConfig::default());
+        (Placement { node_id: registry.node().0.clone(), ring, snapshot }, task)
+    }
+
+    /// The stream's home by this node's ring.
+    pub fn home(&self, key: &StreamKey) -> Option<NodeId> {
+        self.ring.borrow().owner(key).cloned()
+    }
+}
+
+/// The relay address an origin advertises in the registry (an untrusted value: `None` when
+/// missing or malformed).
+pub fn relay_addr(snapshot: &Snapshot, origin: &NodeId) -> Option<SocketAddr> {
+    snapshot.node(Role::Origin, origin)?.info.addresses.get("relay")?.parse().ok()
+}
