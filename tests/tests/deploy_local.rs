@@ -1,0 +1,396 @@
+//! `deploy/local/cluster.sh`: one command starts a real local cluster (etcd + 2 origins +
+//! 3 edges) on loopback and prints its URLs; ffmpeg publishes to the printed ingest URL, players
+//! on two edges decode the printed RTMP and HTTP-FLV URLs, edge 3 answers its HLS and web URLs,
+//! etcd holds the five node keys; `down` stops all six processes without SIGKILL and frees every
+//! port, and is idempotent.
+//!
+//! Ports: the script uses fixed offsets from BASE_PORT (etcd BASE, BASE+1; node k at BASE+10k..
+//! BASE+10k+2). The test picks a free range in 24000..32000, below Linux's ephemeral range
+//! (32768..) that the other tests' port-0 listeners draw from, so it cannot clash with them.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use sluice_tests::ffmpeg::run_with_timeout;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, http, paths, secs, Player, Publisher};
+
+const STREAM: &str = "live/deploytest";
+const NODES: [&str; 6] = ["etcd", "origin-1", "origin-2", "edge-1", "edge-2", "edge-3"];
+
+/// Every port the script binds for `base`: (port, is_udp).
+fn layout(base: u16) -> Vec<(u16, bool)> {
+    let mut ports = vec![(base, false), (base + 1, false)];
+    for k in 1..=5u16 {
+        ports.push((base + 10 * k, false));
+        ports.push((base + 10 * k + 1, false));
+        if k <= 2 {
+            ports.push((base + 10 * k + 2, true));
+        }
+    }
+    ports
+}
+
+fn port_free(port: u16, udp: bool) -> bool {
+    if udp {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    } else {
+        TcpListener::bind(("127.0.0.1", port)).is_ok()
+    }
+}
+
+/// A base port whose whole layout is free, starting at a pid-dependent place in 24000..32000.
+fn free_base() -> u16 {
+    let start = std::process::id() as u16 % 80;
+    (0..80u16)
+        .map(|i| 24000 + ((start + i) % 80) * 100)
+        .find(|&base| layout(base).iter().all(|&(p, udp)| port_free(p, udp)))
+        .expect("no free port range in 24000..32000")
+}
+
+/// A cluster started by the script; `down` on drop (a failed test leaves nothing running).
+struct LocalCluster {
+    base: u16,
+    state: PathBuf,
+}
+
+struct Run {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+}
+
+impl LocalCluster {
+    fn new() -> LocalCluster {
+        let shm = if Path::new("/dev/shm").is_dir() {
+            "/dev/shm"
+        } else {
+            "/tmp"
+        };
+        let state = PathBuf::from(format!("{shm}/sluice-deploy-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        LocalCluster {
+            base: free_base(),
+            state,
+        }
+    }
+
+    /// `cluster.sh ARGS` with the debug binaries, this test's ports and state directory.
+    fn script(&self, args: &[&str], timeout: Duration) -> Run {
+        // Both binaries must exist (panics with build instructions otherwise).
+        let bin_dir = paths::binary("sluice-origin")
+            .parent()
+            .expect("target/debug")
+            .to_path_buf();
+        paths::binary("sluice-edge");
+        let mut cmd = Command::new("bash");
+        cmd.arg(paths::workspace_root().join("deploy/local/cluster.sh"))
+            .args(args)
+            .env("SKIP_BUILD", "1")
+            .env("BIN_DIR", &bin_dir)
+            .env("BASE_PORT", self.base.to_string())
+            .env("STATE_DIR", &self.state)
+            .env("STREAM", STREAM)
+            .env_remove("FOREGROUND");
+        let (status, stdout, stderr) = run_with_timeout(&mut cmd, timeout).expect("run cluster.sh");
+        eprintln!("cluster.sh {args:?}: {status:?}\n{stdout}\n{stderr}");
+        Run {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn pid(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.state.join("pids").join(format!("{name}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn log_tail(&self, name: &str) -> String {
+        sluice_tests::origin::tail(&self.state.join("logs").join(format!("{name}.log")), 30)
+    }
+
+    /// Keys under `prefix` in the cluster's etcd.
+    fn etcd_keys(&self, prefix: &str) -> Vec<String> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &format!("http://127.0.0.1:{}", self.base),
+                "--command-timeout=3s",
+            ])
+            .args(["get", "--prefix", "--keys-only", prefix])
+            .output()
+            .expect("etcdctl (Debian package etcd-client)");
+        let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.script(&["down"], secs(40));
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// The URL the `up` output prints for `node` and `kind` (lines `  NODE  KIND  URL`).
+fn printed_url(out: &str, node: &str, kind: &str) -> String {
+    out.lines()
+        .find_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words.len() >= 3 && words[0] == node && words[1] == kind).then(|| words[2].to_string())
+        })
+        .unwrap_or_else(|| panic!("no {kind} URL of {node} in the output:\n{out}"))
+}
+
+/// `http://HOST:PORT/PATH` as (address, "/PATH").
+fn split_http(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let slash = rest.find('/').unwrap_or(rest.len());
+    (
+        rest[..slash].parse().expect("host:port"),
+        rest[slash..].to_string(),
+    )
+}
+
+/// A process is gone: no /proc entry, or a zombie waiting for its reaper.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn local_cluster_starts_serves_and_stops_cleanly() {
+    let started = Instant::now();
+    let cluster = LocalCluster::new();
+    let up = cluster.script(&["up"], secs(120));
+    assert!(
+        up.ok(),
+        "cluster.sh up failed ({:?}):\n{}\n{}",
+        up.status,
+        up.stdout,
+        up.stderr
+    );
+    eprintln!(
+        "up took {:?} (base port {})",
+        started.elapsed(),
+        cluster.base
+    );
+
+    // Six processes with pid files, all running.
+    let pids: Vec<(&str, u32)> = NODES
+        .iter()
+        .map(|n| {
+            (
+                *n,
+                cluster
+                    .pid(n)
+                    .unwrap_or_else(|| panic!("no pid file of {n}")),
+            )
+        })
+        .collect();
+    for (name, pid) in &pids {
+        assert!(
+            !exited(*pid),
+            "{name} (pid {pid}) is not running:\n{}",
+            cluster.log_tail(name)
+        );
+    }
+
+    // The printed URLs follow the documented layout.
+    let base = cluster.base;
+    let ingest = printed_url(&up.stdout, "origin-1", "ingest");
+    assert_eq!(ingest, format!("rtmp://127.0.0.1:{}/{STREAM}", base + 10));
+    assert_eq!(
+        printed_url(&up.stdout, "origin-2", "ingest"),
+        format!("rtmp://127.0.0.1:{}/{STREAM}", base + 20)
+    );
+    assert_eq!(
+        printed_url(&up.stdout, "edge-3", "hls"),
+        format!("http://127.0.0.1:{}/{STREAM}.m3u8", base + 51)
+    );
+    assert!(
+        up.stdout.contains("cluster.sh down"),
+        "says how to stop:\n{}",
+        up.stdout
+    );
+
+    // etcd holds exactly the five node keys under the default prefix.
+    let expected: Vec<String> = [
+        "edge/edge-1",
+        "edge/edge-2",
+        "edge/edge-3",
+        "origin/origin-1",
+        "origin/origin-2",
+    ]
+    .iter()
+    .map(|k| format!("/sluice/nodes/{k}"))
+    .collect();
+    let nodes = wait_for(secs(15), || {
+        let keys = cluster.etcd_keys("/sluice/nodes/");
+        (keys == expected).then_some(keys)
+    });
+    assert!(
+        nodes.is_some(),
+        "node keys {:?}, expected {expected:?}",
+        cluster.etcd_keys("/sluice/")
+    );
+
+    // `status`: all six running and ready.
+    let status = cluster.script(&["status"], secs(30));
+    assert!(
+        status.ok(),
+        "status failed ({:?}):\n{}",
+        status.status,
+        status.stdout
+    );
+    assert_eq!(
+        status.stdout.matches(" running ").count(),
+        6,
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        status.stdout.matches(" 200 ").count(),
+        5,
+        "five nodes ready:\n{}",
+        status.stdout
+    );
+
+    // Publish to the printed ingest URL (origin-1); the stream is claimed in etcd.
+    let mut publisher = Publisher::start_looped(&ingest, &h264_aac().path);
+    let claim = format!("/sluice/streams/{STREAM}");
+    wait_for(secs(20), || {
+        cluster.etcd_keys(&claim).contains(&claim).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{claim} not in etcd; publisher {:?}\n{}",
+            publisher.stderr(),
+            cluster.log_tail("origin-1")
+        )
+    });
+
+    // Viewers on two edges, over RTMP and HTTP-FLV, at the printed URLs.
+    let mut players: Vec<Player> = [
+        ("edge-1", "rtmp"),
+        ("edge-1", "http-flv"),
+        ("edge-2", "rtmp"),
+        ("edge-2", "http-flv"),
+    ]
+    .iter()
+    .map(|(node, kind)| Player::start(&printed_url(&up.stdout, node, kind)))
+    .collect();
+    for p in players.iter_mut() {
+        let frames = p.wait_frames(60, secs(40));
+        assert!(
+            frames >= 60,
+            "{} decoded only {frames} frames; errors {:?}\nedge-1 log:\n{}",
+            p.url,
+            p.errors(),
+            cluster.log_tail("edge-1")
+        );
+    }
+
+    // Edge 3 serves the printed HLS and web page URLs.
+    let (hls_addr, hls_path) = split_http(&printed_url(&up.stdout, "edge-3", "hls"));
+    let playlist = wait_for(secs(20), || {
+        http::get(hls_addr, &hls_path, secs(10))
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.text())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{hls_path} on edge-3 never answered 200:\n{}",
+            cluster.log_tail("edge-3")
+        )
+    });
+    assert!(playlist.starts_with("#EXTM3U"), "playlist: {playlist}");
+    let (web_addr, web_path) = split_http(&printed_url(&up.stdout, "edge-1", "web"));
+    let page = http::get(web_addr, &web_path, secs(10)).expect("web page");
+    assert_eq!(page.status, 200, "web page: {}", page.text());
+
+    for p in players {
+        let result = p.stop();
+        assert!(
+            result.errors.is_empty(),
+            "{} frames, decode errors: {:?}",
+            result.frames,
+            result.errors
+        );
+    }
+
+    // `down` with the publisher still connected: all six exit on SIGTERM, ports are free.
+    let stopping = Instant::now();
+    let down = cluster.script(&["down"], secs(40));
+    let took = stopping.elapsed();
+    assert!(
+        down.ok(),
+        "down failed ({:?}):\n{}\n{}",
+        down.status,
+        down.stdout,
+        down.stderr
+    );
+    assert!(
+        !down.stderr.contains("SIGKILL"),
+        "a process needed SIGKILL:\n{}",
+        down.stderr
+    );
+    assert!(took < secs(20), "down took {took:?}");
+    for (name, pid) in &pids {
+        assert!(exited(*pid), "{name} (pid {pid}) still running after down");
+        assert!(
+            cluster.pid(name).is_none(),
+            "pid file of {name} left behind"
+        );
+    }
+    let busy: Vec<u16> = layout(base)
+        .into_iter()
+        .filter(|&(p, udp)| !port_free(p, udp))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(busy.is_empty(), "ports still bound after down: {busy:?}");
+    // The origin went away under the publisher, so ffmpeg ends by itself.
+    assert!(
+        publisher.wait(secs(10)).is_some(),
+        "ffmpeg still publishing to a stopped origin"
+    );
+
+    // Idempotent: a second `down` is a no-op; `status` reports not running (exit 3).
+    let again = cluster.script(&["down"], secs(30));
+    assert!(
+        again.ok() && again.stdout.contains("Nothing running"),
+        "second down: {}",
+        again.stdout
+    );
+    let status = cluster.script(&["status"], secs(30));
+    assert_eq!(
+        status.status.and_then(|s| s.code()),
+        Some(3),
+        "status after down:\n{}",
+        status.stdout
+    );
+    eprintln!("whole test took {:?}", started.elapsed());
+}
