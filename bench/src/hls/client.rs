@@ -186,7 +186,6 @@ impl Client {
                 blocking_reload(&self.media_path, (msn, index.saturating_add(1)))
             }
         };
-        let measuring = viewer.shared().measuring();
         self.get_text("playlist", &path, MAX_PLAYLIST as u64, viewer)
             .await
             .inspect_err(|e| {
@@ -197,7 +196,8 @@ impl Client {
                 }
             })?;
         let pl = parse_media(&self.text).map_err(|e| format!("playlist: {e}"))?;
-        if measuring {
+        // Counted when the response arrived, as parts are.
+        if viewer.shared().measuring() {
             let hls = self.counters(viewer);
             HlsCounters::add(&hls.playlists, 1);
             if self.last.is_some() {
@@ -245,6 +245,7 @@ impl Client {
                     let path = resolve(&self.media_path, &hint.uri);
                     let status = self.part(&path, hint.key, viewer).await?;
                     let hls = self.counters(viewer);
+                    let measuring = viewer.shared().measuring();
                     match status {
                         200 if measuring => HlsCounters::add(&hls.hint_hits, 1),
                         200 => {}
