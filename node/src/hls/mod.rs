@@ -226,6 +226,9 @@ mod tests {
         );
         let cli: Cli = crate::config::parse_with_file_from(["x", "--hls", "false"]).unwrap();
         assert!(!cli.node.limits.hls.hls);
+        let cli: Cli = crate::config::parse_with_file_from(["x", "--hls-ts", "false"]).unwrap();
+        assert!(!HlsSettings::new(&cli.node.limits.hls, 1).ts);
+        assert!(HlsSettings::default().ts, "TS segments are on by default");
         let d = HlsSettings::default();
         assert_eq!(
             (

@@ -199,3 +199,78 @@ pub(super) async fn ts_segment(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_media::frame::{MediaKind, MediaMessage};
+    use sluice_media::hls::{HlsConfig, Segmenter};
+
+    /// AVC sequence header body from ffmpeg/x264, 1280x720, High@3.1.
+    const AVC_RECORD: [u8; 47] = [
+        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40,
+        0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0,
+        0xf1, 0x83, 0x19, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8,
+        0xf8, 0x00,
+    ];
+
+    fn video(ts: u32, payload: Vec<u8>) -> MediaMessage {
+        MediaMessage {
+            kind: MediaKind::Video,
+            timestamp: ts,
+            payload: Bytes::from(payload),
+        }
+    }
+
+    /// 4 s of 30 fps video, a keyframe every second: a snapshot with complete segments.
+    fn snapshot() -> HlsSnapshot {
+        let mut seg = Segmenter::new(HlsConfig::default());
+        let mut head = vec![0x17, 0, 0, 0, 0];
+        head.extend_from_slice(&AVC_RECORD);
+        seg.push(&video(0, head)).unwrap();
+        for n in 0..120u32 {
+            let key = n % 30 == 0;
+            let mut p = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 3];
+            p.extend_from_slice(&[if key { 0x65 } else { 0x41 }, 1, 2]);
+            seg.push(&video(n * 1000 / 30, p)).unwrap();
+        }
+        seg.end_of_stream();
+        seg.snapshot()
+    }
+
+    #[test]
+    fn made_once_shared_and_dropped_with_the_segment() {
+        let key = StreamKey::parse("live", "t").unwrap().0;
+        let cache = TsCache::default();
+        let snap = snapshot();
+        let seg = snap.segments()[0].clone();
+        let init = snap.init(seg.init_id).unwrap();
+        let a = cache.get(&key, init, &seg).unwrap();
+        let b = cache.get(&key, init, &seg).unwrap();
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "the second request reuses the first's bytes"
+        );
+        assert_eq!(a.len() % 188, 0);
+        assert_eq!(cache.len(), 1);
+        // Another segment, then the snapshot goes away: its entries die with it.
+        let other = snap.segments()[1].clone();
+        assert_ne!(cache.get(&key, init, &other).unwrap(), a);
+        assert_eq!(cache.len(), 2);
+        drop((seg, other, snap));
+        cache.sweep();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_segment_that_cannot_be_converted_is_an_error_not_a_panic() {
+        let key = StreamKey::parse("live", "t").unwrap().0;
+        let snap = snapshot();
+        let seg = snap.segments()[0].clone();
+        let mut init = snap.init(seg.init_id).unwrap().as_ref().clone();
+        init.bytes = Bytes::from_static(b"\0\0\0\x08moov");
+        let cache = TsCache::default();
+        assert!(cache.get(&key, &init, &seg).is_err());
+    }
+}
