@@ -45,8 +45,11 @@ fn malformed(what: &'static str) -> TsError {
     TsError::Malformed(what)
 }
 
+/// A box: (type, offset of its header, range of its body).
+type BoxRef = ([u8; 4], usize, std::ops::Range<usize>);
+
 /// The boxes in `data` as (type, start of the box, body range) within `data`.
-fn boxes(data: &[u8]) -> Result<Vec<([u8; 4], usize, std::ops::Range<usize>)>, TsError> {
+fn boxes(data: &[u8]) -> Result<Vec<BoxRef>, TsError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < data.len() {

@@ -38,6 +38,9 @@ pub struct TsContents {
     pub cc_errors: usize,
 }
 
+/// Adaptation-field facts of a PES packet's first packet: (PCR, random access, discontinuity).
+type FirstFields = (Option<u64>, bool, bool);
+
 fn read_timestamp(b: &[u8]) -> Option<u64> {
     let b = b.get(..5)?;
     Some(
@@ -63,7 +66,7 @@ fn read_section(payload: &[u8]) -> Result<&[u8], TsError> {
     Ok(s)
 }
 
-fn finish_pes(pid: u16, buf: Vec<u8>, af: (Option<u64>, bool, bool)) -> Result<PesPacket, TsError> {
+fn finish_pes(pid: u16, buf: Vec<u8>, af: FirstFields) -> Result<PesPacket, TsError> {
     let bad = TsError::Malformed("PES header");
     let h = buf.get(..9).ok_or(bad.clone())?;
     if h[..3] != [0, 0, 1] {
@@ -102,11 +105,11 @@ fn finish_pes(pid: u16, buf: Vec<u8>, af: (Option<u64>, bool, bool)) -> Result<P
 /// Read a whole segment: every packet must be 188 bytes with the sync byte, PSI sections
 /// must pass their CRC, PES headers must be well formed.
 pub fn read_ts(data: &[u8]) -> Result<TsContents, TsError> {
-    if data.len() % PACKET_SIZE != 0 {
+    if !data.len().is_multiple_of(PACKET_SIZE) {
         return Err(TsError::Malformed("length not a multiple of 188"));
     }
     let mut c = TsContents::default();
-    let mut open: Vec<(u16, Vec<u8>, (Option<u64>, bool, bool))> = Vec::new();
+    let mut open: Vec<(u16, Vec<u8>, FirstFields)> = Vec::new();
     for p in data.chunks(PACKET_SIZE) {
         c.packets += 1;
         if p[0] != SYNC_BYTE {
