@@ -22,7 +22,8 @@
 //! of requests) produces the same bytes. Continuity counters still run on across segments:
 //! PAT and PMT (one each, at the start of every segment) use `msn mod 16`, and every
 //! elementary PID starts each segment at 0 and is padded to end it at 15 (the last PES of
-//! the PID is spread over a few more packets), so consecutive segments are continuous.
+//! the PID is spread over a few more packets), so consecutive segments are continuous (a PID
+//! with fewer than 16 payload bytes in a segment cannot be padded and just runs on).
 //!
 //! # Timestamps
 //!
