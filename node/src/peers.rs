@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sluice_relay::{RelayConnection, RelayEndpoint, RelayError};
 use tokio::sync::Mutex as AsyncMutex;
-use tracing::info;
+use tracing::{info, Instrument};
 
 type Slot = Arc<AsyncMutex<Option<RelayConnection>>>;
 
@@ -49,7 +49,11 @@ impl Peers {
             }
         }
         *conn = None;
-        let dial = self.relay.connect(addr, node);
+        // quinn runs the connection's driver in the span current at dial time for as long as
+        // the connection lives: give it a root span of its own, or the caller's span (a pull,
+        // a forward) would never close while the shared connection stays up.
+        let span = tracing::info_span!(parent: None, "relay_connection", peer = node, %addr);
+        let dial = self.relay.connect(addr, node).instrument(span);
         let c = match tokio::time::timeout(self.connect_timeout, dial).await {
             Ok(Ok(c)) => c,
             Ok(Err(source)) => return Err(PeerError::Relay { node: node.to_string(), addr, source }),

@@ -10,6 +10,7 @@ pub mod flood;
 pub mod http;
 pub mod metrics;
 pub mod origin;
+pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod rtmp;

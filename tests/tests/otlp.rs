@@ -2,80 +2,11 @@
 //! collector (a tonic server implementing `TraceService/Export`) runs inside the test and
 //! records every export request it receives.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use sluice_tests::otlp::{seen_spans, Collector, SeenSpan};
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
-
-/// Records every export request.
-#[derive(Clone, Default)]
-struct Collector {
-    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.requests.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-/// The string value of attribute `key`, if present and a string.
-fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
-    })
-}
-
-/// One exported span, flattened with its resource's service name.
-#[derive(Debug, Clone)]
-struct SeenSpan {
-    service: Option<String>,
-    name: String,
-    stream: Option<String>,
-    role: Option<String>,
-}
-
-fn seen_spans(requests: &[ExportTraceServiceRequest]) -> Vec<SeenSpan> {
-    let mut out = Vec::new();
-    for req in requests {
-        for rs in &req.resource_spans {
-            let service = rs
-                .resource
-                .as_ref()
-                .and_then(|r| string_attr(&r.attributes, "service.name"))
-                .map(str::to_string);
-            for ss in &rs.scope_spans {
-                for span in &ss.spans {
-                    out.push(SeenSpan {
-                        service: service.clone(),
-                        name: span.name.clone(),
-                        stream: string_attr(&span.attributes, "stream").map(str::to_string),
-                        role: string_attr(&span.attributes, "role").map(str::to_string),
-                    });
-                }
-            }
-        }
-    }
-    out
-}
 
 /// A publish produces an `rtmp` span with `stream` and `role` attributes, exported to the
 /// collector (at the latest when the origin flushes on SIGTERM) with service.name
@@ -88,22 +19,7 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
         .enable_all()
         .build()
         .unwrap();
-    let collector = Collector::default();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind collector");
-    let addr = listener.local_addr().unwrap();
-    let service = TraceServiceServer::new(collector.clone());
-    rt.spawn(async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming)
-            .await
-        {
-            eprintln!("collector stopped: {e}");
-        }
-    });
+    let (collector, addr) = Collector::start(&rt);
 
     let endpoint = format!("http://{addr}");
     let mut origin = Origin::start(&["--otlp-endpoint", &endpoint]);
@@ -157,5 +73,96 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
         Some("sluice-origin"),
         "resource service.name of {publish:?}"
     );
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// A stream's spans follow it across nodes: the ingest origin's `forward` span is the parent
+/// of the home origin's `forward_in` span, and an edge's `pull` span is the parent of the
+/// `relay_serve` span on the origin it subscribes to (W3C traceparent carried by the relay).
+#[test]
+fn spans_follow_a_stream_across_origins_and_edges() {
+    use sluice_cluster::types::NodeId;
+    use sluice_cluster::{Ring, DEFAULT_VNODES};
+    use sluice_media::stream_name::StreamKey;
+    use sluice_tests::etcd::Etcd;
+    use sluice_tests::origin::TestDir;
+    use sluice_tests::Player;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (collector, addr) = Collector::start(&rt);
+    let otlp = format!("http://{addr}");
+    let etcd = Etcd::start();
+    let prefix = format!("/tr{}", std::process::id());
+    let certs = TestDir::new("certs");
+    let out = std::process::Command::new(sluice_tests::paths::binary("sluice-origin"))
+        .args(["gen-certs", "--out"])
+        .arg(certs.path())
+        .args(["--nodes", "tr-a,tr-b,tr-edge"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tls = certs.path().to_str().unwrap().to_string();
+    let endpoint = etcd.endpoint();
+    let common = |id: &'static str| -> Vec<String> {
+        ["--etcd", &endpoint, "--etcd-prefix", &prefix, "--lease-ttl", "2s", "--node-id", id, "--tls-dir", &tls, "--otlp-endpoint", &otlp]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let origin = |id: &'static str| {
+        let mut args = common(id);
+        args.extend(["--relay-listen".to_string(), "127.0.0.1:0".to_string()]);
+        Origin::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let mut a = origin("tr-a");
+    let mut b = origin("tr-b");
+    let mut edge_args = common("tr-edge");
+    edge_args.extend(["--upstream-linger".to_string(), "1s".to_string()]);
+    let mut edge = Origin::start_edge(&edge_args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // A stream whose home is tr-b, published on tr-a: tr-a forwards it to tr-b.
+    let ring = Ring::new([NodeId::new("tr-a").unwrap(), NodeId::new("tr-b").unwrap()], DEFAULT_VNODES);
+    let name = (0..1000)
+        .map(|i| format!("t{i}"))
+        .find(|n| ring.owner(&StreamKey::parse("live", n).unwrap().0).unwrap().as_str() == "tr-b")
+        .unwrap();
+    let stream = format!("live/{name}");
+    let mut publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
+    wait_for(secs(20), || b.stream_info("live", &name)).expect("stream forwarded to tr-b");
+    let mut viewer = Player::start(&edge.rtmp_url("live", &name));
+    assert!(viewer.wait_frames(30, secs(30)) >= 30, "edge viewer: {:?}", viewer.errors());
+    viewer.stop();
+    publisher.stop();
+    wait_for(secs(10), || b.stream_info("live", &name).is_none().then_some(())).expect("stream ended on tr-b");
+    std::thread::sleep(Duration::from_secs(2)); // the edge's pull lingers 1 s
+    for node in [&mut edge, &mut a, &mut b] {
+        let status = node.terminate();
+        assert!(status.is_some_and(|s| s.success()), "clean exit on SIGTERM: {status:?}");
+    }
+
+    let find = |name: &str, spans: &[SeenSpan]| -> Option<SeenSpan> {
+        spans.iter().find(|s| s.name == name && s.stream.as_deref() == Some(stream.as_str())).cloned()
+    };
+    let spans = wait_for(secs(10), || {
+        let spans = collector.spans();
+        ["forward", "forward_in", "pull", "relay_serve"].iter().all(|n| find(n, &spans).is_some()).then_some(spans)
+    })
+    .unwrap_or_else(|| {
+        let names: Vec<(String, Option<String>, Option<String>)> = collector.spans().into_iter().map(|s| (s.name, s.stream, s.service)).collect();
+        panic!("missing cluster spans for {stream}; got {names:?}")
+    });
+    let forward = find("forward", &spans).unwrap();
+    let forward_in = find("forward_in", &spans).unwrap();
+    assert_eq!(forward.service.as_deref(), Some("sluice-origin"));
+    assert_eq!(forward_in.trace_id, forward.trace_id, "forward_in joins the ingest's trace");
+    assert_eq!(forward_in.parent_span_id, forward.span_id, "forward_in is a child of forward");
+    let pull = find("pull", &spans).unwrap();
+    assert_eq!(pull.service.as_deref(), Some("sluice-edge"));
+    let serve = spans
+        .iter()
+        .find(|s| s.name == "relay_serve" && s.trace_id == pull.trace_id)
+        .unwrap_or_else(|| panic!("no relay_serve span in the edge's trace; pull {pull:?}"));
+    assert_eq!(serve.parent_span_id, pull.span_id, "relay_serve is a child of the edge's pull");
+    assert_eq!(serve.service.as_deref(), Some("sluice-origin"));
     rt.shutdown_timeout(Duration::from_secs(1));
 }
