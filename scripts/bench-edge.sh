@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# What the origin -> edge hop costs. One etcd, one sluice-origin (QUIC relay on) and one
+# sluice-edge (release builds, --worker-threads 1 each), one `sluice-bench publish` to the
+# origin; then, in the same run and with the same publisher, RTMP players straight on the
+# origin and the same number of RTMP players on the edge (which pulls the stream once from the
+# origin over the relay). Done twice: a low-load pair (PLAYERS_LOW viewers, where the hop's own
+# latency is clearest) and a loaded pair (PLAYERS viewers). Prints the JSON reports, the
+# latency difference edge minus origin (the hop cost) and the ratio of CPU per viewer
+# edge / origin. The publisher stamps each frame with the wall clock, so the players (another
+# process on the same machine) measure publish-to-receive latency through both nodes.
+#
+# Every parameter is an environment variable (defaults in brackets):
+#   PLAYERS [1000]  PLAYERS_LOW [10]  BITRATE [2500k]  FPS [30]  GOP [2s]
+#   DURATION [20s]  WARMUP [5s]  RAMP [2s]   PHASES ["low high"]
+#   BENCH_THREADS [1]  SLUICE_THREADS [1]  UPSTREAM_LINGER [3s] (edge; the script waits for the
+#   edge's upstream to close before each origin run, so the origin run has no relay subscriber)
+#   SKIP_BUILD [0]  WAIT_OTHERS [1] (wait while another benchmark runs)
+#   ORIGIN_RTMP_PORT [29551]  ORIGIN_HTTP_PORT [28251]  RELAY_PORT [29552] (UDP)
+#   EDGE_RTMP_PORT [29553]  EDGE_HTTP_PORT [28253]  ETCD_PORT [29562]  ETCD_PEER_PORT [29563]
+#   OUT_DIR [bench/results/DATE-edge]: origin-low.json, edge-low.json, origin.json, edge.json,
+#   publisher.json, summary.json, metrics-*.txt (/metrics of both nodes in the middle of each
+#   edge run) and logs/ (node logs, bench stderr).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PLAYERS=${PLAYERS:-1000}
+PLAYERS_LOW=${PLAYERS_LOW:-10}
+BITRATE=${BITRATE:-2500k}
+FPS=${FPS:-30}
+GOP=${GOP:-2s}
+DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-5s}
+RAMP=${RAMP:-2s}
+PHASES=${PHASES:-"low high"}
+BENCH_THREADS=${BENCH_THREADS:-1}
+SLUICE_THREADS=${SLUICE_THREADS:-1}
+UPSTREAM_LINGER=${UPSTREAM_LINGER:-3s}
+SKIP_BUILD=${SKIP_BUILD:-0}
+WAIT_OTHERS=${WAIT_OTHERS:-1}
+ORIGIN_RTMP_PORT=${ORIGIN_RTMP_PORT:-29551}
+ORIGIN_HTTP_PORT=${ORIGIN_HTTP_PORT:-28251}
+RELAY_PORT=${RELAY_PORT:-29552}
+EDGE_RTMP_PORT=${EDGE_RTMP_PORT:-29553}
+EDGE_HTTP_PORT=${EDGE_HTTP_PORT:-28253}
+ETCD_PORT=${ETCD_PORT:-29562}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-29563}
+OUT_DIR=${OUT_DIR:-"$ROOT/bench/results/$(date +%Y-%m-%d)-edge"}
+
+BENCH="$ROOT/target/release/sluice-bench"
+ORIGIN="$ROOT/target/release/sluice-origin"
+EDGE="$ROOT/target/release/sluice-edge"
+LOG_DIR="$OUT_DIR/logs"
+WORK=$(mktemp -d /tmp/sluice-edgebench.XXXXXX)
+SHM=$([[ -d /dev/shm ]] && echo /dev/shm || echo /tmp)
+ETCD_DIR="$SHM/sluice-edgebench-etcd.$$"
+ETCD_URL="http://127.0.0.1:$ETCD_PORT"
+PREFIX="/edgebench-$$"
+mkdir -p "$OUT_DIR" "$LOG_DIR"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+log() { echo "[bench-edge] $*" >&2; }
+
+# Processes this script started, stopped in reverse order on exit.
+PIDS=()
+ETCD_PID="" ORIGIN_PID="" EDGE_PID="" PUB_PID=""
+stop_pid() {
+    local pid=$1 sig=${2:-TERM}
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -"$sig" "$pid" 2>/dev/null || true
+        # Give it up to 15 s (nodes drain), then SIGKILL.
+        local tries=150
+        while kill -0 "$pid" 2>/dev/null && ((tries > 0)); do
+            sleep 0.1
+            tries=$((tries - 1))
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null || true
+    fi
+}
+cleanup() {
+    local i
+    # The publisher first (SIGINT: it prints its report), then edge, origin, etcd.
+    stop_pid "$PUB_PID" INT
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}"
+    done
+    PIDS=()
+    PUB_PID=""
+    rm -rf "$ETCD_DIR" "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+require_free_port() {
+    if port_open "$1"; then
+        log "port $1 is already in use by another process; set $2 to a free port"
+        exit 1
+    fi
+}
+
+require_free_udp_port() {
+    if ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; then
+        log "UDP port $1 is already in use by another process; set $2 to a free port"
+        exit 1
+    fi
+}
+
+# Wait until the node whose stdout is $1 (pid $2) prints its `listening` line.
+wait_listening() {
+    local out=$1 pid=$2 tries=200
+    while ! grep -q '^listening' "$out" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "node (pid $pid) exited before listening; log: ${out%.out}.log"
+            tail -n 20 "${out%.out}.log" >&2 || true
+            exit 1
+        fi
+        tries=$((tries - 1))
+        if ((tries == 0)); then
+            log "node (pid $pid) did not print its listening line"
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
+# Other benchmarks (sluice-bench processes other than our publisher, or another bench script)
+# on these 2 cores would spoil both runs: wait for them to finish.
+other_benchmarks() {
+    local pid
+    for pid in $(pgrep -x sluice-bench || true) $(pgrep -f 'bench-vs-nginx\.sh|bench-hls\.sh' || true); do
+        [[ "$pid" == "$PUB_PID" ]] && continue
+        echo "$pid"
+    done
+}
+wait_for_quiet() {
+    [[ "$WAIT_OTHERS" == 1 ]] || return 0
+    local waited=0 others
+    while others=$(other_benchmarks) && [[ -n "$others" ]]; do
+        if ((waited % 30 == 0)); then
+            log "another benchmark runs (pids $(echo $others)); waiting for it to finish"
+        fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+    ((waited > 0)) && log "no other benchmark left after ${waited}s; waiting 10 s more for the load to settle" && sleep 10
+    return 0
+}
+
+metric() {
+    # $1 = http port, $2 = metric name (no labels): its value, or empty
+    curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2; exit }'
+}
+
+# Duration string (20s, 500ms, 1m) to whole seconds, rounded up.
+to_secs() {
+    local d=$1
+    case "$d" in
+        *ms) echo $(((${d%ms} + 999) / 1000)) ;;
+        *s) echo "${d%s}" | awk '{ printf "%d", ($1 == int($1)) ? $1 : int($1) + 1 }' ;;
+        *m) echo $((${d%m} * 60)) ;;
+        *) echo "$d" ;;
+    esac
+}
+
+# Before an origin run: the edge must not be pulling (its relay subscription would be one more
+# viewer on the origin).
+wait_edge_idle() {
+    local tries=$(( ($(to_secs "$UPSTREAM_LINGER") + 10) * 10 )) v
+    while v=$(metric "$EDGE_HTTP_PORT" sluice_relay_upstreams) && [[ -n "$v" && "$v" != 0 ]]; do
+        tries=$((tries - 1))
+        if ((tries == 0)); then
+            log "the edge still pulls the stream (sluice_relay_upstreams=$v); going on"
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+
+players_run() {
+    # $1 = target (origin | edge), $2 = players, $3 = report name
+    local target=$1 n=$2 name=$3 port pid http
+    if [[ "$target" == origin ]]; then
+        port=$ORIGIN_RTMP_PORT pid=$ORIGIN_PID http=$ORIGIN_HTTP_PORT
+        wait_edge_idle
+    else
+        port=$EDGE_RTMP_PORT pid=$EDGE_PID http=$EDGE_HTTP_PORT
+    fi
+    wait_for_quiet
+    local args=(run --url "rtmp://127.0.0.1:$port/live/bench" --players "$n" --protocol rtmp
+        --bitrate "$BITRATE" --fps "$FPS" --gop "$GOP" --duration "$DURATION"
+        --warmup "$WARMUP" --ramp "$RAMP" --server-pid "$pid")
+    # /metrics of both nodes in the middle of the measuring window.
+    local mid=$(( $(to_secs "$WARMUP") + $(to_secs "$DURATION") / 2 ))
+    (
+        sleep "$mid"
+        for node in origin:$ORIGIN_HTTP_PORT edge:$EDGE_HTTP_PORT; do
+            curl -fsS "http://127.0.0.1:${node#*:}/metrics" >"$OUT_DIR/metrics-$name-${node%%:*}.txt" 2>/dev/null || true
+        done
+    ) &
+    local scraper=$!
+    log "$n players on the $target: sluice-bench ${args[*]}"
+    "$BENCH" --threads "$BENCH_THREADS" "${args[@]}" >"$OUT_DIR/$name.json" 2>"$LOG_DIR/bench-$name.log" ||
+        log "sluice-bench reported an error (see $OUT_DIR/$name.json, $LOG_DIR/bench-$name.log)"
+    wait "$scraper" 2>/dev/null || true
+    for p in "$ORIGIN_PID" "$EDGE_PID" "$PUB_PID"; do
+        kill -0 "$p" 2>/dev/null || { log "process $p died during the $name run"; exit 1; }
+    done
+    log "$name: $(jq -c '{connected: .players.connected, dropped: .frames.dropped, p50: .latency_ms.p50_ms, p99: .latency_ms.p99_ms, cpu_s: .server.cpu_seconds}' "$OUT_DIR/$name.json" 2>/dev/null || echo 'no report')"
+    # Let the players' connections close before the next run.
+    sleep 2
+}
+
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin -p sluice-edge)
+fi
+for bin in "$BENCH" "$ORIGIN" "$EDGE"; do
+    [[ -x "$bin" ]] || { log "missing $bin (build it, or run without SKIP_BUILD=1)"; exit 1; }
+done
+command -v etcd >/dev/null && command -v etcdctl >/dev/null || { log "etcd and etcdctl are needed (Debian etcd-server, etcd-client)"; exit 1; }
+
+# Which code was measured (the tree may have uncommitted edits: they are listed).
+{
+    echo "date: $(date -Is)"
+    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "uncommitted changes at run time:"
+    git -C "$ROOT" status --short 2>/dev/null | sed 's/^/  /'
+    echo "binaries: $(ls -l --time-style=+%FT%T "$ORIGIN" "$EDGE" "$BENCH" | awk '{print $6, $7}' | tr '\n' ' ')"
+    echo "host: $(nproc) cpus, $(uname -r)"
+} >"$OUT_DIR/build.txt"
+
+wait_for_quiet
+
+for p in ORIGIN_RTMP_PORT ORIGIN_HTTP_PORT EDGE_RTMP_PORT EDGE_HTTP_PORT ETCD_PORT ETCD_PEER_PORT; do
+    require_free_port "${!p}" "$p"
+done
+require_free_udp_port "$RELAY_PORT" RELAY_PORT
+
+log "starting etcd on 127.0.0.1:$ETCD_PORT (data in $ETCD_DIR)"
+etcd --name bench --data-dir "$ETCD_DIR" \
+    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --log-level error --logger zap >"$LOG_DIR/etcd.log" 2>&1 &
+ETCD_PID=$!
+PIDS+=("$ETCD_PID")
+etcdctl_() { ETCDCTL_API=3 etcdctl --endpoints "$ETCD_URL" --command-timeout=3s "$@"; }
+tries=100
+until etcdctl_ endpoint health >/dev/null 2>&1; do
+    kill -0 "$ETCD_PID" 2>/dev/null || { log "etcd exited; see $LOG_DIR/etcd.log"; exit 1; }
+    tries=$((tries - 1))
+    ((tries > 0)) || { log "etcd did not become healthy"; exit 1; }
+    sleep 0.2
+done
+
+"$ORIGIN" gen-certs --out "$WORK/certs" --nodes origin-1,edge-1 >/dev/null
+
+common=(--etcd "$ETCD_URL" --etcd-prefix "$PREFIX" --tls-dir "$WORK/certs"
+    --worker-threads "$SLUICE_THREADS" --log "${SLUICE_LOG:-warn}")
+log "starting sluice-origin (rtmp $ORIGIN_RTMP_PORT, http $ORIGIN_HTTP_PORT, relay udp $RELAY_PORT)"
+"$ORIGIN" "${common[@]}" --node-id origin-1 --relay-listen "127.0.0.1:$RELAY_PORT" \
+    --rtmp-listen "127.0.0.1:$ORIGIN_RTMP_PORT" --http-listen "127.0.0.1:$ORIGIN_HTTP_PORT" \
+    >"$LOG_DIR/origin.out" 2>"$LOG_DIR/origin.log" &
+ORIGIN_PID=$!
+PIDS+=("$ORIGIN_PID")
+wait_listening "$LOG_DIR/origin.out" "$ORIGIN_PID"
+
+log "starting sluice-edge (rtmp $EDGE_RTMP_PORT, http $EDGE_HTTP_PORT, --upstream-linger $UPSTREAM_LINGER)"
+"$EDGE" "${common[@]}" --node-id edge-1 --upstream-linger "$UPSTREAM_LINGER" \
+    --rtmp-listen "127.0.0.1:$EDGE_RTMP_PORT" --http-listen "127.0.0.1:$EDGE_HTTP_PORT" \
+    >"$LOG_DIR/edge.out" 2>"$LOG_DIR/edge.log" &
+EDGE_PID=$!
+PIDS+=("$EDGE_PID")
+wait_listening "$LOG_DIR/edge.out" "$EDGE_PID"
+
+log "publishing $BITRATE, $FPS fps, GOP $GOP to the origin"
+"$BENCH" publish --url "rtmp://127.0.0.1:$ORIGIN_RTMP_PORT/live/bench" --bitrate "$BITRATE" \
+    --fps "$FPS" --gop "$GOP" >"$OUT_DIR/publisher.json" 2>"$LOG_DIR/publisher.log" &
+PUB_PID=$!
+claim="$PREFIX/streams/live/bench"
+tries=100
+until etcdctl_ get --keys-only "$claim" 2>/dev/null | grep -qx "$claim"; do
+    kill -0 "$PUB_PID" 2>/dev/null || { log "publisher exited; see $LOG_DIR/publisher.log"; exit 1; }
+    tries=$((tries - 1))
+    ((tries > 0)) || { log "stream $claim never appeared in etcd"; exit 1; }
+    sleep 0.1
+done
+# A full GOP in the origin's cache before anyone plays.
+sleep "$(to_secs "$GOP")"
+
+for phase in $PHASES; do
+    case "$phase" in
+        low) players_run origin "$PLAYERS_LOW" origin-low; players_run edge "$PLAYERS_LOW" edge-low ;;
+        high) players_run origin "$PLAYERS" origin; players_run edge "$PLAYERS" edge ;;
+        *) log "unknown phase $phase (use low, high)"; exit 2 ;;
+    esac
+done
+
+stop_pid "$PUB_PID" INT
+PUB_PID=""
+
+for name in origin-low edge-low origin edge; do
+    if [[ -s "$OUT_DIR/$name.json" ]]; then
+        echo "=== $name ==="
+        cat "$OUT_DIR/$name.json"
+    fi
+done
+
+# Edge vs origin for one load level: $1 = origin report, $2 = edge report.
+compare() {
+    jq -n --slurpfile o "$1" --slurpfile e "$2" '
+        def ratio(a; b): if (a == null or b == null or b == 0) then null else ((a / b) * 10000 | round) / 10000 end;
+        def diff(a; b): if (a == null or b == null) then null else (((a - b) * 1000) | round) / 1000 end;
+        def r3(x): if x == null then null else ((x * 1000) | round) / 1000 end;
+        ($o[0]) as $o | ($e[0]) as $e |
+        {
+          viewers: {origin: $o.players.connected, edge: $e.players.connected},
+          dropped_frames: {origin: $o.frames.dropped, edge: $e.frames.dropped},
+          latency_ms: {
+            origin: {p50: $o.latency_ms.p50_ms, p90: $o.latency_ms.p90_ms, p99: $o.latency_ms.p99_ms, max: $o.latency_ms.max_ms},
+            edge: {p50: $e.latency_ms.p50_ms, p90: $e.latency_ms.p90_ms, p99: $e.latency_ms.p99_ms, max: $e.latency_ms.max_ms}
+          },
+          hop_cost_ms: {
+            p50: diff($e.latency_ms.p50_ms; $o.latency_ms.p50_ms),
+            p99: diff($e.latency_ms.p99_ms; $o.latency_ms.p99_ms),
+            p99_under_5ms: (diff($e.latency_ms.p99_ms; $o.latency_ms.p99_ms) as $d | $d != null and $d < 5)
+          },
+          ttff_ms: {origin: {p50: $o.ttff_ms.p50_ms, p99: $o.ttff_ms.p99_ms}, edge: {p50: $e.ttff_ms.p50_ms, p99: $e.ttff_ms.p99_ms}},
+          server_cpu_seconds: {origin: $o.server.cpu_seconds, edge: $e.server.cpu_seconds},
+          cpu_ms_per_viewer: {
+            origin: r3($o.server.cpu_seconds_per_viewer * 1000),
+            edge: r3($e.server.cpu_seconds_per_viewer * 1000),
+            edge_over_origin: ratio($e.server.cpu_seconds_per_viewer; $o.server.cpu_seconds_per_viewer)
+          },
+          cpu_seconds_per_gb: {
+            origin: r3($o.server.cpu_seconds_per_gb), edge: r3($e.server.cpu_seconds_per_gb),
+            edge_over_origin: ratio($e.server.cpu_seconds_per_gb; $o.server.cpu_seconds_per_gb)
+          },
+          rss_delta_per_viewer_bytes: {origin: ($o.server.rss_delta_per_viewer_bytes | round), edge: ($e.server.rss_delta_per_viewer_bytes | round)},
+          throughput_mbps: {origin: r3($o.throughput_mbps), edge: r3($e.throughput_mbps)},
+          bench_cpu_seconds: {origin: $o.bench_cpu_seconds, edge: $e.bench_cpu_seconds},
+          loadavg_1m: {origin: [$o.host.loadavg_1m_start, $o.host.loadavg_1m_end], edge: [$e.host.loadavg_1m_start, $e.host.loadavg_1m_end]}
+        }'
+}
+
+summary="{}"
+if [[ -s "$OUT_DIR/origin-low.json" && -s "$OUT_DIR/edge-low.json" ]]; then
+    summary=$(jq --argjson c "$(compare "$OUT_DIR/origin-low.json" "$OUT_DIR/edge-low.json")" '.low = $c' <<<"$summary")
+fi
+if [[ -s "$OUT_DIR/origin.json" && -s "$OUT_DIR/edge.json" ]]; then
+    summary=$(jq --argjson c "$(compare "$OUT_DIR/origin.json" "$OUT_DIR/edge.json")" '.high = $c' <<<"$summary")
+fi
+jq --argjson low "$PLAYERS_LOW" --argjson high "$PLAYERS" '.players = {low: $low, high: $high}' <<<"$summary" >"$OUT_DIR/summary.json"
+
+echo "=== origin -> edge hop (edge minus origin; ratios edge / origin) ==="
+jq -r '
+    . as $s |
+    ("low", "high") as $k | select($s[$k] != null) | $s[$k] as $c |
+    "\($k) load, \($s.players[$k]) viewers each (connected origin \($c.viewers.origin), edge \($c.viewers.edge); dropped \($c.dropped_frames.origin) / \($c.dropped_frames.edge)):",
+    "  latency p50 ms: origin \($c.latency_ms.origin.p50)  edge \($c.latency_ms.edge.p50)  hop \($c.hop_cost_ms.p50)",
+    "  latency p99 ms: origin \($c.latency_ms.origin.p99)  edge \($c.latency_ms.edge.p99)  hop \($c.hop_cost_ms.p99)  (under 5 ms: \($c.hop_cost_ms.p99_under_5ms))",
+    "  CPU ms per viewer: origin \($c.cpu_ms_per_viewer.origin)  edge \($c.cpu_ms_per_viewer.edge)  edge/origin \($c.cpu_ms_per_viewer.edge_over_origin)",
+    "  CPU s per GB: origin \($c.cpu_seconds_per_gb.origin)  edge \($c.cpu_seconds_per_gb.edge)  edge/origin \($c.cpu_seconds_per_gb.edge_over_origin)",
+    "  load average 1m: origin \($c.loadavg_1m.origin)  edge \($c.loadavg_1m.edge)"
+' "$OUT_DIR/summary.json"
+log "reports in $OUT_DIR (logs in $LOG_DIR)"
