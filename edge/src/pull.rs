@@ -108,6 +108,8 @@ enum End {
 /// The local publish fed by the upstream.
 struct Local {
     publish: Option<RelayedPublish>,
+    /// The claim revision the local publish follows.
+    revision: i64,
     /// Since when the upstream is gone while viewers are kept waiting.
     lost_at: Option<Instant>,
 }
@@ -150,7 +152,7 @@ impl PullTask {
     async fn pull(&self) {
         let mut snapshot = self.placement.snapshot.clone();
         let mut ring = self.placement.ring.clone();
-        let mut local = Local { publish: None, lost_at: None };
+        let mut local = Local { publish: None, revision: 0, lost_at: None };
         let mut idle_since: Option<Instant> = None;
         let mut backoff = MIN_BACKOFF;
         loop {
@@ -178,7 +180,7 @@ impl PullTask {
                 continue;
             };
             backoff = MIN_BACKOFF;
-            if !self.start_local(&mut local) {
+            if !self.start_local(&mut local, sources.revision) {
                 tokio::time::sleep(MAX_BACKOFF).await;
                 continue;
             }
@@ -210,13 +212,21 @@ impl PullTask {
         }
     }
 
-    /// Starts (or continues) the local publish for a new upstream session.
-    fn start_local(&self, local: &mut Local) -> bool {
+    /// Starts (or continues) the local publish for a new upstream subscription. The same claim
+    /// keeps the ingest's timeline (timestamps pass through); a new claim is a new source
+    /// session, rebased to continue for connected viewers.
+    fn start_local(&self, local: &mut Local, revision: i64) -> bool {
         local.lost_at = None;
         if let Some(p) = local.publish.as_mut() {
-            p.new_session();
+            if local.revision != revision {
+                p.new_session();
+                local.revision = revision;
+            } else {
+                p.switch_upstream();
+            }
             return true;
         }
+        local.revision = revision;
         match self.hub.publish(&self.key) {
             Ok(p) => {
                 local.publish = Some(RelayedPublish::new(p));
@@ -321,12 +331,14 @@ impl PullTask {
                                 Ok(new_sub) => {
                                     self.hub.metrics().relay_subscribes.inc();
                                     info!(from = %source.origin, to = %next.origin, "stream's home moved: switched upstream");
-                                    sub = new_sub; // the old subscription ends here
+                                    // The old subscription ends here; the new home relays
+                                    // the same timeline, so viewers just go on.
+                                    sub = new_sub;
                                     source = next;
-                                    if let Some(p) = local.publish.as_mut() {
-                                        p.new_session();
-                                    }
                                     moving = false;
+                                    if let Some(p) = local.publish.as_mut() {
+                                        p.switch_upstream();
+                                    }
                                 }
                                 // The forward may not have arrived yet: retry on the next tick.
                                 Err(e) => debug!(to = %next.origin, error = %e, "new home not ready yet"),

@@ -12,7 +12,7 @@ use clap::Args;
 use sluice_cluster::Registry;
 use sluice_media::frame::MediaKind;
 use sluice_media::stream_name::StreamKey;
-use sluice_relay::codec::{FLAG_HEADER, FLAG_KEYFRAME};
+use sluice_relay::codec::{FLAG_HEADER, FLAG_HLS_STAMP, FLAG_KEYFRAME};
 use sluice_relay::tls::RelayTls;
 use sluice_relay::{Frame, FrameKind, MediaSource, SubscribeRefusal, SubscribeRequest};
 use tokio::sync::mpsc;
@@ -127,35 +127,103 @@ pub fn spawn_feed(hub: &Hub, key: &StreamKey) -> Result<mpsc::Receiver<Frame>, c
 }
 
 /// A local publish fed with frames from the relay (an edge's pull, an origin's hosted
-/// forward). The relay repeats the sequence headers and metadata at every GOP; the hub gets
-/// each only when it changes.
+/// forward). Timestamps pass through as the ingest origin set them. The relay repeats the
+/// sequence headers and metadata at every GOP; the hub gets each only when it changes. A
+/// keyframe is held until the next frame, which may be its HLS stamp.
 pub struct RelayedPublish {
     publisher: Publisher,
     /// Last header payload pushed per kind (audio, video, data).
     headers: [Option<bytes::Bytes>; 3],
+    /// A keyframe waiting for a possible stamp.
+    held: Option<Frame>,
+    /// Timestamp of the last media frame delivered.
+    last_ts: Option<u32>,
+    /// After switching to another upstream of the same timeline: drop what was already
+    /// delivered, resume at the first keyframe (or, without video, frame) after this.
+    resume_after: Option<u32>,
+    has_video: bool,
 }
 
 impl RelayedPublish {
-    pub fn new(publisher: Publisher) -> Self {
-        RelayedPublish { publisher, headers: [None, None, None] }
+    pub fn new(mut publisher: Publisher) -> Self {
+        publisher.set_passthrough();
+        RelayedPublish { publisher, headers: [None, None, None], held: None, last_ts: None, resume_after: None, has_video: false }
     }
 
-    /// The next message starts a new source session (see [`Publisher::new_session`]).
+    /// The next message starts a new source session (another claim of the stream): rebase
+    /// timestamps to continue (see [`Publisher::new_session`]).
     pub fn new_session(&mut self) {
+        self.flush();
+        self.resume_after = None;
         self.publisher.new_session();
     }
 
+    /// The frames now come from another upstream of the same timeline (another home, or the
+    /// same origin after a broken connection): it restarts at a keyframe viewers may already
+    /// have had, so continue at the first keyframe after the last frame delivered.
+    pub fn switch_upstream(&mut self) {
+        self.flush();
+        self.resume_after = self.last_ts;
+    }
+
     pub fn push(&mut self, frame: Frame) {
+        if frame.flags & FLAG_HLS_STAMP != 0 {
+            let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload);
+            match self.held.take() {
+                Some(key) if key.timestamp == frame.timestamp && stamp.is_some() => self.deliver(key, stamp),
+                Some(key) => self.deliver(key, None),
+                None => {}
+            }
+            return;
+        }
+        self.flush();
         if frame.is_header() {
             let slot = &mut self.headers[frame.kind as usize - 1];
             if slot.as_ref() == Some(&frame.payload) {
                 return;
             }
             *slot = Some(frame.payload.clone());
+        } else {
+            if let Some(after) = self.resume_after {
+                let newer = (frame.timestamp.wrapping_sub(after) as i32) > 0;
+                let start = frame.kind == FrameKind::Video && frame.flags & FLAG_KEYFRAME != 0
+                    || (!self.has_video && frame.kind == FrameKind::Audio);
+                if !(newer && start) {
+                    return;
+                }
+                self.resume_after = None;
+            }
+            if frame.kind == FrameKind::Video {
+                self.has_video = true;
+                if frame.flags & FLAG_KEYFRAME != 0 {
+                    self.held = Some(frame);
+                    return;
+                }
+            }
         }
-        if let Err(e) = self.publisher.push(to_message(frame)) {
+        self.deliver(frame, None);
+    }
+
+    /// Delivers a held keyframe without a stamp.
+    fn flush(&mut self) {
+        if let Some(key) = self.held.take() {
+            self.deliver(key, None);
+        }
+    }
+
+    fn deliver(&mut self, frame: Frame, stamp: Option<sluice_media::hls::SegmentStamp>) {
+        if !frame.is_header() {
+            self.last_ts = Some(frame.timestamp);
+        }
+        if let Err(e) = self.publisher.push_relayed(to_message(frame), stamp) {
             debug!(error = %e, "relayed frame refused by the hub");
         }
+    }
+}
+
+impl Drop for RelayedPublish {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -179,6 +247,17 @@ async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>) {
                     Delivery::Media(p) => {
                         if tx.send(to_frame(&p)).await.is_err() {
                             return;
+                        }
+                        if let Some(stamp) = p.hls_stamp {
+                            let frame = Frame {
+                                kind: FrameKind::Data,
+                                flags: FLAG_HLS_STAMP,
+                                timestamp: p.timestamp,
+                                payload: stamp.encode(),
+                            };
+                            if tx.send(frame).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Delivery::Unpublished => return,

@@ -21,7 +21,10 @@ pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 pub const FLAG_KEYFRAME: u8 = 0x01;
 /// Frame flag: a sequence header or metadata, repeated at the start of every GOP stream.
 pub const FLAG_HEADER: u8 = 0x02;
-const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_HEADER;
+/// Frame flag: not media but the HLS segment stamp of the keyframe just before it (a data
+/// frame; see `sluice_media::hls::SegmentStamp`). Receivers that do not segment ignore it.
+pub const FLAG_HLS_STAMP: u8 = 0x04;
+const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_HEADER | FLAG_HLS_STAMP;
 
 /// Decoding failures. Only [`CodecError::Short`] is recoverable (need more bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,6 +19,8 @@ use crate::frame::{MediaKind, MediaMessage};
 
 #[path = "segmenter_close.rs"]
 mod close;
+#[path = "segmenter_follow.rs"]
+mod follow;
 
 /// Slack when predicting whether one more frame fits in a part: FLV timestamps are whole
 /// milliseconds, so frame intervals jitter by 1 ms (e.g. 33/34 ms at 30 fps). A frame that
@@ -76,6 +78,11 @@ pub struct Segmenter {
     /// End of everything output so far, 90 kHz.
     end_ticks: u64,
     dropped: u64,
+    /// The segment the last push opened (see [`Segmenter::take_opened`]).
+    opened: Option<super::stamp::SegmentStamp>,
+    /// A follower's audio continuity, applied when its first segment opens (a new init
+    /// resets audio timing before that).
+    follow_audio: Option<u64>,
 }
 
 impl Segmenter {
@@ -126,6 +133,8 @@ impl Segmenter {
             max_part: 0,
             end_ticks: resume.min_time_ms.saturating_mul(TICKS_PER_MS),
             dropped: 0,
+            opened: None,
+            follow_audio: None,
             cfg,
         }
     }
@@ -143,6 +152,7 @@ impl Segmenter {
     /// Feed one message of the stream, in order. Script data is ignored. An error leaves the
     /// state as it was (log it, keep pushing).
     pub fn push(&mut self, msg: &MediaMessage) -> Result<Update, HlsError> {
+        self.opened = None;
         match msg.kind {
             MediaKind::Data => Ok(Update::default()),
             MediaKind::Video => self.push_video(msg),

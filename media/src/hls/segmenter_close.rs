@@ -29,6 +29,7 @@ impl Segmenter {
         });
         self.open_bytes = 0;
         self.part_start = start;
+        self.stamp_opened();
     }
 
     /// Close the open part at `end` (90 kHz). Queued audio starting before `end` (all of it

@@ -20,9 +20,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_media::frame::MediaMessage;
-use sluice_media::hls::{HlsConfig, HlsSnapshot, ResumePoint, Segmenter};
+use sluice_media::hls::{HlsConfig, HlsSnapshot, ResumePoint, SegmentStamp, Segmenter};
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::HlsArgs;
 use crate::log_limit::RateLimitedLog;
@@ -108,6 +108,9 @@ fn fresh_numbering(now_ms: u64) -> ResumePoint {
 /// One stream's HLS state: the segmenter (fed by the publisher's task) and the latest snapshot.
 pub struct StreamHls {
     segmenter: Mutex<Option<Segmenter>>,
+    /// A follower's latest video and audio sequence headers, replayed into a segmenter it
+    /// (re)starts from a stamp.
+    headers: Mutex<[Option<MediaMessage>; 2]>,
     snapshot: watch::Sender<Option<HlsSnapshot>>,
 }
 
@@ -121,18 +124,25 @@ impl Default for StreamHls {
     fn default() -> Self {
         StreamHls {
             segmenter: Mutex::new(None),
+            headers: Mutex::new([None, None]),
             snapshot: watch::channel(None).0,
         }
     }
 }
 
 impl StreamHls {
-    /// Feed one message (timestamps already rebased by the hub). The segmenter is created at
-    /// the stream's first message, its program-date-time epoch stamped once: the wall clock
-    /// now minus this first timestamp.
-    pub fn push(&self, settings: &HlsSettings, stream: &dyn std::fmt::Display, msg: &MediaMessage) {
+    /// Feed one message (timestamps already rebased by the hub) on the node that has the
+    /// publisher. The segmenter is created at the stream's first message, its program-date-time
+    /// epoch stamped once: the wall clock now minus this first timestamp. Returns the stamp of
+    /// the segment this message opened, if it opened one, for the relay to carry.
+    pub fn push(
+        &self,
+        settings: &HlsSettings,
+        stream: &dyn std::fmt::Display,
+        msg: &MediaMessage,
+    ) -> Option<SegmentStamp> {
         if !settings.enabled {
-            return;
+            return None;
         }
         let mut guard = self.segmenter.lock().unwrap_or_else(|p| p.into_inner());
         let seg = guard.get_or_insert_with(|| {
@@ -144,6 +154,53 @@ impl StreamHls {
             config.resume = Some(fresh_numbering(now_ms));
             Segmenter::new(config)
         });
+        self.feed(seg, stream, msg);
+        seg.take_opened()
+    }
+
+    /// Feed one message on a node that relays the stream (an edge, or the home of a forwarded
+    /// stream). Segments follow the ingest's stamps: frames before the first stamp are not
+    /// segmented; a stamp the local segmenter disagrees with (it joined mid-segment, or its
+    /// timeline moved) restarts it from that stamp, so from there on this node's HLS is the
+    /// ingest's.
+    pub fn follow(
+        &self,
+        settings: &HlsSettings,
+        stream: &dyn std::fmt::Display,
+        msg: &MediaMessage,
+        header: bool,
+        stamp: Option<&SegmentStamp>,
+    ) {
+        if !settings.enabled {
+            return;
+        }
+        if header && msg.kind != sluice_media::frame::MediaKind::Data {
+            let slot = usize::from(msg.kind == sluice_media::frame::MediaKind::Audio);
+            self.headers.lock().unwrap_or_else(|p| p.into_inner())[slot] = Some(msg.clone());
+        }
+        let mut guard = self.segmenter.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(seg) = guard.as_mut() {
+            self.feed(seg, stream, msg);
+            let opened = seg.take_opened();
+            match stamp {
+                None => return,
+                Some(s) if opened.as_ref() == Some(s) => return,
+                Some(_) => {}
+            }
+        }
+        let Some(stamp) = stamp else { return };
+        info!(stream = %stream, msn = stamp.msn, "hls: following the ingest's segments");
+        let mut seg = Segmenter::follow(settings.segmenter_config(0), stamp, msg.timestamp);
+        let headers = self.headers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for h in headers.iter().flatten() {
+            let _ = seg.push(h);
+        }
+        self.feed(&mut seg, stream, msg);
+        seg.take_opened();
+        *guard = Some(seg);
+    }
+
+    fn feed(&self, seg: &mut Segmenter, stream: &dyn std::fmt::Display, msg: &MediaMessage) {
         match seg.push(msg) {
             Ok(update) if !update.is_empty() => {
                 self.snapshot.send_replace(Some(seg.snapshot()));

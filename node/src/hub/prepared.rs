@@ -32,6 +32,9 @@ pub struct Prepared {
     pub flv_head: Bytes,
     /// FLV PreviousTagSize (4 bytes).
     pub flv_tail: Bytes,
+    /// On a keyframe that opened an HLS segment at the ingest origin: where, so every node
+    /// that relays the stream cuts its HLS the same way (see `sluice_media::hls::SegmentStamp`).
+    pub hls_stamp: Option<sluice_media::hls::SegmentStamp>,
 }
 
 impl Prepared {
@@ -65,6 +68,7 @@ impl Prepared {
             rtmp: rtmp.freeze(),
             flv_head,
             flv_tail: flv_bytes,
+            hls_stamp: None,
         }
     }
 

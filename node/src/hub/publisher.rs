@@ -9,6 +9,7 @@ use sluice_media::amf0::Amf0Limits;
 use sluice_media::codec::{parse_audio_tag, parse_video_tag, video_info, AudioCodec, AudioSpecificConfig, VideoPacket};
 use sluice_media::flv::normalize_data_message;
 use sluice_media::frame::{MediaKind, MediaMessage};
+use sluice_media::hls::SegmentStamp;
 use tokio::sync::Notify;
 
 use super::log::HeaderKind;
@@ -38,11 +39,21 @@ pub struct Publisher {
     audio_header: Option<Bytes>,
     /// Malformed media messages dropped (counted, not fatal).
     pub dropped: u64,
+    /// Relayed streams keep the timestamps they arrive with (every node of the cluster then
+    /// shows the same timeline) until a new source session starts.
+    passthrough: bool,
+}
+
+/// Where a message comes from, for HLS: the publisher itself (this node decides the segments)
+/// or the relay (segments follow the ingest's stamps).
+enum HlsRole {
+    Ingest,
+    Follow(Option<SegmentStamp>),
 }
 
 impl Publisher {
     pub(super) fn new(hub: Arc<HubInner>, entry: Arc<StreamEntry>, id: u64, kick: Arc<Notify>) -> Self {
-        Publisher { hub, entry, id, kick, base: None, has_video: false, video_header: None, audio_header: None, dropped: 0 }
+        Publisher { hub, entry, id, kick, base: None, has_video: false, video_header: None, audio_header: None, dropped: 0, passthrough: false }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
@@ -55,6 +66,13 @@ impl Publisher {
     /// new session's first keyframe.
     pub fn new_session(&mut self) {
         self.base = None;
+        self.passthrough = false;
+    }
+
+    /// Keep incoming timestamps as they are (a relayed stream: the ingest origin already
+    /// rebased them), until [`Publisher::new_session`].
+    pub fn set_passthrough(&mut self) {
+        self.passthrough = true;
     }
 
     /// Resolves when another publisher took the stream over: the connection should close.
@@ -63,6 +81,9 @@ impl Publisher {
     }
 
     fn rebase(&mut self, timestamp: u32) -> u32 {
+        if self.passthrough {
+            return timestamp;
+        }
         let (out_base, in_base) = *self.base.get_or_insert_with(|| {
             let state = self.entry.state();
             let out = state.last_timestamp.map_or(0, |t| t.wrapping_add(REPUBLISH_GAP_MS));
@@ -75,6 +96,16 @@ impl Publisher {
 
     /// Take one message from the publisher and hand it to every viewer.
     pub fn push(&mut self, message: MediaMessage) -> Result<(), PushError> {
+        self.push_as(message, HlsRole::Ingest)
+    }
+
+    /// Take one message relayed from another node, with the ingest's HLS stamp if it opened
+    /// a segment there, and hand it to every viewer.
+    pub fn push_relayed(&mut self, message: MediaMessage, stamp: Option<SegmentStamp>) -> Result<(), PushError> {
+        self.push_as(message, HlsRole::Follow(stamp))
+    }
+
+    fn push_as(&mut self, message: MediaMessage, role: HlsRole) -> Result<(), PushError> {
         self.hub.metrics.media_messages_in.inc();
         let mut payload = message.payload;
         let mut header = None;
@@ -170,13 +201,24 @@ impl Publisher {
             }
         }
         let msg = MediaMessage { kind: message.kind, timestamp, payload };
-        self.entry.hls.push(&self.hub.config.hls, &self.entry.key, &msg);
+        let hls = &self.entry.hls;
+        let stamp = match role {
+            HlsRole::Ingest => hls.push(&self.hub.config.hls, &self.entry.key, &msg),
+            HlsRole::Follow(stamp) => {
+                hls.follow(&self.hub.config.hls, &self.entry.key, &msg, header.is_some(), stamp.as_ref());
+                stamp
+            }
+        };
         {
             let mut log = self.entry.log();
             if reset_gop {
                 log.reset_gop();
             }
-            log.append(header, |seq, offset| Prepared::new(seq, offset, &msg, timestamp, sync, header.is_some()));
+            log.append(header, |seq, offset| {
+                let mut p = Prepared::new(seq, offset, &msg, timestamp, sync, header.is_some());
+                p.hls_stamp = stamp;
+                p
+            });
         }
         self.entry.wake_viewers();
         Ok(())

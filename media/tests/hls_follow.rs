@@ -1,0 +1,145 @@
+//! A follower segmenter started from the ingest's segment stamp produces the ingest's HLS:
+//! same segments, parts (byte for byte), numbers, init segment and program date-times, even
+//! when the follower's input timeline is shifted (a relay hop rebased the timestamps).
+
+mod hls_support;
+
+use hls_support::*;
+use sluice_media::frame::MediaMessage;
+use sluice_media::hls::{HlsConfig, ResumePoint, SegmentStamp, Segmenter};
+
+fn config(epoch: Option<u64>) -> HlsConfig {
+    HlsConfig {
+        window_segments: 100,
+        stream_epoch_ms: epoch,
+        ..HlsConfig::default()
+    }
+}
+
+fn shifted(m: &MediaMessage, by: u32) -> MediaMessage {
+    MediaMessage {
+        kind: m.kind,
+        timestamp: m.timestamp - by,
+        payload: m.payload.clone(),
+    }
+}
+
+/// Feeds `msgs`, returning the stamps the segmenter reported, with the index of the message
+/// that opened each segment.
+fn feed_stamped(seg: &mut Segmenter, msgs: &[MediaMessage]) -> Vec<(usize, SegmentStamp)> {
+    let mut stamps = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        seg.push(m).unwrap();
+        if let Some(s) = seg.take_opened() {
+            stamps.push((i, s));
+        }
+    }
+    stamps
+}
+
+#[test]
+fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
+    let stream = Stream {
+        start_ms: 7000,
+        frames: 600,
+        gop: 60,
+        ..Stream::default()
+    };
+    let msgs = stream.messages();
+    let mut ingest_cfg = config(Some(1_790_000_000_000));
+    ingest_cfg.resume = Some(ResumePoint {
+        next_msn: 5000,
+        next_init_id: 77,
+        ..ResumePoint::default()
+    });
+    let mut ingest = Segmenter::new(ingest_cfg);
+    let stamps = feed_stamped(&mut ingest, &msgs);
+    assert!(stamps.len() >= 9, "one stamp per segment: {}", stamps.len());
+    assert!(
+        stamps.windows(2).all(|w| w[1].1.msn == w[0].1.msn + 1),
+        "stamps number segments in order"
+    );
+    assert_eq!(take_none(&mut ingest), None, "a stamp is reported once");
+
+    // The follower joins at the third segment, on a timeline shifted by 5 s.
+    let (at, stamp) = stamps[2];
+    let shift = 5000;
+    let headers: Vec<MediaMessage> = msgs.iter().take(2).map(|m| shifted(m, shift)).collect();
+    let mut follower = Segmenter::follow(config(None), &stamp, msgs[at].timestamp - shift);
+    feed(&mut follower, &headers);
+    let mut own = Vec::new();
+    for m in &msgs[at..] {
+        follower.push(&shifted(m, shift)).unwrap();
+        own.extend(follower.take_opened());
+    }
+    let theirs: Vec<SegmentStamp> = stamps[2..].iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        own, theirs,
+        "the follower opens the same segments at the same times"
+    );
+
+    let (a, b) = (ingest.snapshot(), follower.snapshot());
+    assert_eq!(
+        a.current_init().unwrap().bytes,
+        b.current_init().unwrap().bytes,
+        "init segment"
+    );
+    assert_eq!(
+        a.current_init().unwrap().id,
+        b.current_init().unwrap().id,
+        "init id"
+    );
+    assert!(b.segments().len() >= 6);
+    for seg in b.segments() {
+        let same = a
+            .segments()
+            .iter()
+            .find(|s| s.msn == seg.msn)
+            .expect("segment in the ingest's window");
+        let head = |s: &sluice_media::hls::Segment| {
+            (
+                s.msn,
+                s.start,
+                s.duration,
+                s.discontinuity,
+                s.discontinuity_sequence,
+                s.init_id,
+                s.program_date_time_ms,
+                s.parts.len(),
+            )
+        };
+        assert_eq!(
+            head(seg),
+            head(same),
+            "segment {} numbering, times and date",
+            seg.msn
+        );
+        for (p, q) in seg.parts.iter().zip(&same.parts) {
+            assert_eq!(
+                (p.start, p.duration, p.independent, p.bytes.len()),
+                (q.start, q.duration, q.independent, q.bytes.len()),
+                "part {}.{}",
+                p.msn,
+                p.index
+            );
+            assert!(
+                p.bytes == q.bytes,
+                "part {}.{} bytes differ",
+                p.msn,
+                p.index
+            );
+        }
+    }
+    assert_eq!(
+        a.open_segment().map(|s| s.msn),
+        b.open_segment().map(|s| s.msn)
+    );
+    assert!(
+        b.segments()[0].program_date_time_ms.is_some(),
+        "the follower dates segments with the stamp's epoch"
+    );
+}
+
+fn take_none(seg: &mut Segmenter) -> Option<SegmentStamp> {
+    seg.take_opened()
+}
