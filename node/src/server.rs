@@ -30,8 +30,11 @@ pub struct NodeOptions {
     pub relay_listen: Option<SocketAddr>,
     /// Edges: builds the upstream that pulls streams over the relay (set on the hub before
     /// any listener accepts).
-    pub upstream: Option<Box<dyn FnOnce(UpstreamContext) -> Arc<dyn crate::upstream::Upstream> + Send>>,
+    pub upstream: Option<MakeUpstream>,
 }
+
+/// Builds a node's upstream once its hub, registry and relay exist.
+pub type MakeUpstream = Box<dyn FnOnce(UpstreamContext) -> Arc<dyn crate::upstream::Upstream> + Send>;
 
 impl NodeOptions {
     /// A standalone or clustered origin without a relay listener.
