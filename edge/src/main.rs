@@ -34,24 +34,12 @@ fn main() -> anyhow::Result<()> {
     if !cli.node.cluster.is_clustered() {
         anyhow::bail!("sluice-edge needs --etcd (the cluster registry where it finds origins); for a single server run sluice-origin");
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if cli.node.worker_threads > 0 {
-        builder.worker_threads(cli.node.worker_threads);
-    }
-    let runtime = builder.enable_all().build()?;
-    runtime.block_on(async {
-        let _tracing = sluice_node::runtime::init_tracing(
-            &cli.node.log,
-            &cli.node.log_format,
-            cli.node.otlp_endpoint.as_deref(),
-            "sluice-edge",
-        )?;
-        let settings = PullSettings::from(&cli.edge);
-        let options = NodeOptions {
-            role: Role::Edge,
-            relay_listen: None,
-            upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
-        };
-        sluice_node::server::run(cli.node, options).await
-    })
+    let settings = PullSettings::from(&cli.edge);
+    let options = NodeOptions {
+        role: Role::Edge,
+        relay_listen: None,
+        upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
+    };
+    let node = cli.node;
+    sluice_node::runtime::run_main(&node.clone(), "sluice-edge", sluice_node::server::run(node, options))
 }

@@ -90,3 +90,20 @@ pub async fn shutdown_signal() {
         _ = int.recv() => {}
     }
 }
+
+/// Runs a node binary's `main` future on a multi-threaded runtime sized by `--worker-threads`,
+/// with tracing installed for `service` (spans flushed when the future returns).
+pub fn run_main<F>(node: &crate::config::NodeArgs, service: &str, main: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if node.worker_threads > 0 {
+        builder.worker_threads(node.worker_threads);
+    }
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(async {
+        let _tracing = init_tracing(&node.log, &node.log_format, node.otlp_endpoint.as_deref(), service)?;
+        main.await
+    })
+}

@@ -56,20 +56,8 @@ fn main() -> anyhow::Result<()> {
         println!("wrote ca.pem, ca.key and {} node certificates to {}", names.len(), out.display());
         return Ok(());
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if cli.node.worker_threads > 0 {
-        builder.worker_threads(cli.node.worker_threads);
-    }
-    let runtime = builder.enable_all().build()?;
-    runtime.block_on(async {
-        let _tracing = sluice_node::runtime::init_tracing(
-            &cli.node.log,
-            &cli.node.log_format,
-            cli.node.otlp_endpoint.as_deref(),
-            "sluice-origin",
-        )?;
-        let mut options = NodeOptions::origin();
-        options.relay_listen = cli.relay_listen;
-        sluice_node::server::run(cli.node, options).await
-    })
+    let mut options = NodeOptions::origin();
+    options.relay_listen = cli.relay_listen;
+    let node = cli.node;
+    sluice_node::runtime::run_main(&node.clone(), "sluice-origin", sluice_node::server::run(node, options))
 }

@@ -3,6 +3,7 @@
 //!
 //! Every test starts its own server on port 0, so tests can run in parallel (cargo-nextest).
 
+pub mod cluster;
 pub mod etcd;
 pub mod ffmpeg;
 pub mod fixtures;

@@ -4,29 +4,12 @@
 //! program date-times, so a player or a CDN can switch nodes mid-stream.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use sluice_cluster::types::NodeId;
-use sluice_cluster::{Ring, DEFAULT_VNODES};
-use sluice_media::stream_name::StreamKey;
-use sluice_tests::etcd::Etcd;
+use sluice_tests::cluster::{find_name, home, TestCluster};
 use sluice_tests::http;
-use sluice_tests::origin::TestDir;
-use sluice_tests::paths;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
-
-fn gen_certs(dir: &Path, nodes: &[&str]) {
-    let out = Command::new(paths::binary("sluice-origin"))
-        .args(["gen-certs", "--out"])
-        .arg(dir)
-        .args(["--nodes", &nodes.join(",")])
-        .output()
-        .expect("gen-certs");
-    assert!(out.status.success());
-}
 
 fn get(node: &Origin, path: &str) -> http::HttpResponse {
     http::get(node.http, path, secs(15)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
@@ -102,60 +85,14 @@ impl<'a> Session<'a> {
 
 #[test]
 fn the_home_origin_and_two_edges_serve_identical_hls() {
-    let etcd = Etcd::start();
-    let prefix = format!("/eh{}", std::process::id());
-    let certs = TestDir::new("certs");
-    gen_certs(certs.path(), &["hls-a", "hls-b", "hls-e1", "hls-e2"]);
-    let endpoint = etcd.endpoint();
-    let tls = certs.path().to_str().unwrap().to_string();
-    let common = |id: &str| -> Vec<String> {
-        [
-            "--etcd",
-            &endpoint,
-            "--etcd-prefix",
-            &prefix,
-            "--lease-ttl",
-            "2s",
-            "--node-id",
-            id,
-            "--tls-dir",
-            &tls,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let start = |id: &str, origin: bool| {
-        let mut args = common(id);
-        if origin {
-            args.extend(["--relay-listen".into(), "127.0.0.1:0".into()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        if origin {
-            Origin::start(&args)
-        } else {
-            Origin::start_edge(&args)
-        }
-    };
-    let a = start("hls-a", true);
-    let b = start("hls-b", true);
-    let e1 = start("hls-e1", false);
-    let e2 = start("hls-e2", false);
+    let c = TestCluster::new("eh", &["hls-a", "hls-b", "hls-e1", "hls-e2"]);
+    let a = c.origin("hls-a", &[]);
+    let b = c.origin("hls-b", &[]);
+    let e1 = c.edge("hls-e1", &[]);
+    let e2 = c.edge("hls-e2", &[]);
 
     // Published on hls-a, homed on hls-b: the home is itself a follower of the ingest.
-    let ring = Ring::new(
-        [NodeId::new("hls-a").unwrap(), NodeId::new("hls-b").unwrap()],
-        DEFAULT_VNODES,
-    );
-    let name = (0..1000)
-        .map(|i| format!("h{i}"))
-        .find(|n| {
-            ring.owner(&StreamKey::parse("live", n).unwrap().0)
-                .unwrap()
-                .as_str()
-                == "hls-b"
-        })
-        .unwrap();
+    let name = find_name("h", |n| home(&["hls-a", "hls-b"], n) == "hls-b");
     let mut publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
     wait_for(secs(20), || b.stream_info("live", &name)).expect("forwarded to the home");
 

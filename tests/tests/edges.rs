@@ -3,69 +3,23 @@
 //! viewer count, unknown streams are refused at once, and when the ingest origin is killed and
 //! the encoder republishes on another origin, edge viewers resume without reconnecting.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_media::rtmp::client::ClientMode;
-use sluice_tests::etcd::Etcd;
-use sluice_tests::origin::TestDir;
+use sluice_tests::cluster::TestCluster;
 use sluice_tests::paths;
 use sluice_tests::process::wait_for;
 use sluice_tests::rtmp::RtmpClient;
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
-const TTL: &str = "2s";
-
-/// A development certificate set written by `sluice-origin gen-certs`.
-fn gen_certs(dir: &Path, nodes: &[&str]) {
-    let out = Command::new(paths::binary("sluice-origin"))
-        .args(["gen-certs", "--out"])
-        .arg(dir)
-        .args(["--nodes", &nodes.join(",")])
-        .output()
-        .expect("run sluice-origin gen-certs");
-    assert!(out.status.success(), "gen-certs failed: {}", String::from_utf8_lossy(&out.stderr));
-    for n in nodes {
-        assert!(dir.join(format!("{n}.pem")).is_file() && dir.join(format!("{n}.key")).is_file(), "cert of {n}");
-    }
+fn cluster(tag: &str, nodes: &[&str]) -> TestCluster {
+    TestCluster::new(tag, nodes)
 }
 
-struct Cluster {
-    etcd: Etcd,
-    prefix: String,
-    certs: TestDir,
-}
-
-impl Cluster {
-    fn new(tag: &str, nodes: &[&str]) -> Cluster {
-        let etcd = Etcd::start();
-        let prefix = format!("/{tag}{}", std::process::id());
-        let certs = TestDir::new("certs");
-        gen_certs(certs.path(), nodes);
-        Cluster { etcd, prefix, certs }
-    }
-
-    fn common<'a>(&'a self, id: &'a str, endpoint: &'a str) -> Vec<&'a str> {
-        let tls = self.certs.path().to_str().expect("utf-8 path");
-        vec!["--etcd", endpoint, "--etcd-prefix", &self.prefix, "--lease-ttl", TTL, "--node-id", id, "--tls-dir", tls]
-    }
-
-    fn origin(&self, id: &str) -> Origin {
-        let endpoint = self.etcd.endpoint();
-        let mut args = self.common(id, &endpoint);
-        args.extend(["--relay-listen", "127.0.0.1:0"]);
-        let o = Origin::start(&args);
-        assert!(o.relay.is_some(), "origin prints its relay address");
-        o
-    }
-
-    fn edge(&self, id: &str) -> Origin {
-        let endpoint = self.etcd.endpoint();
-        let mut args = self.common(id, &endpoint);
-        args.extend(["--play-wait-timeout", "20s"]);
-        Origin::start_edge(&args)
-    }
+/// An edge with a long play wait, so "not found at once" cannot be the wait running out.
+fn edge(c: &TestCluster, id: &str) -> Origin {
+    c.edge(id, &["--play-wait-timeout", "20s"])
 }
 
 fn metric(node: &Origin, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -74,18 +28,28 @@ fn metric(node: &Origin, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
-    let c = Cluster::new("edge", &["origin-a", "edge-1", "edge-2"]);
-    let origin = c.origin("origin-a");
-    let e1 = c.edge("edge-1");
-    let e2 = c.edge("edge-2");
+    let c = cluster("edge", &["origin-a", "edge-1", "edge-2"]);
+    let origin = c.origin("origin-a", &[]);
+    let e1 = edge(&c, "edge-1");
+    let e2 = edge(&c, "edge-2");
     let nodes = c.etcd.keys(&format!("{}/nodes/", c.prefix));
-    for key in ["nodes/origin/origin-a", "nodes/edge/edge-1", "nodes/edge/edge-2"] {
-        assert!(nodes.contains(&format!("{}/{key}", c.prefix)), "{key} in {nodes:?}");
+    for key in [
+        "nodes/origin/origin-a",
+        "nodes/edge/edge-1",
+        "nodes/edge/edge-2",
+    ] {
+        assert!(
+            nodes.contains(&format!("{}/{key}", c.prefix)),
+            "{key} in {nodes:?}"
+        );
     }
 
     let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "show"), &h264_aac().path);
     let claim = format!("{}/streams/live/show", c.prefix);
-    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(())).expect("stream claimed in etcd");
+    wait_for(secs(15), || {
+        c.etcd.keys(&claim).contains(&claim).then_some(())
+    })
+    .expect("stream claimed in etcd");
 
     // Three viewers on edge 1 (RTMP, RTMP, HTTP-FLV), two on edge 2 (HTTP-FLV, RTMP).
     let mut players = vec![
@@ -97,83 +61,146 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
     ];
     for p in players.iter_mut() {
         let frames = p.wait_frames(120, secs(30));
-        assert!(frames >= 120, "{} decoded only {frames} frames; errors {:?}", p.url, p.errors());
+        assert!(
+            frames >= 120,
+            "{} decoded only {frames} frames; errors {:?}",
+            p.url,
+            p.errors()
+        );
     }
     assert!(publisher.is_running());
 
     // One upstream per stream per edge, whatever the number of viewers.
     for (edge, viewers) in [(&e1, 3.0), (&e2, 2.0)] {
-        assert_eq!(metric(edge, "sluice_relay_upstreams", &[]), 1.0, "one pull per edge");
-        assert_eq!(metric(edge, "sluice_relay_subscribes_total", &[]), 1.0, "subscribed once");
+        assert_eq!(
+            metric(edge, "sluice_relay_upstreams", &[]),
+            1.0,
+            "one pull per edge"
+        );
+        assert_eq!(
+            metric(edge, "sluice_relay_subscribes_total", &[]),
+            1.0,
+            "subscribed once"
+        );
         assert!(metric(edge, "sluice_relay_frames_in_total", &[]) > 100.0);
-        let playing: f64 = ["rtmp", "flv"].iter().map(|p| metric(edge, "sluice_viewers", &[("protocol", p)])).sum();
+        let playing: f64 = ["rtmp", "flv"]
+            .iter()
+            .map(|p| metric(edge, "sluice_viewers", &[("protocol", p)]))
+            .sum();
         assert_eq!(playing, viewers, "viewers on the edge");
     }
-    assert_eq!(metric(&origin, "sluice_viewers", &[("protocol", "relay")]), 2.0, "the origin serves one subscription per edge");
+    assert_eq!(
+        metric(&origin, "sluice_viewers", &[("protocol", "relay")]),
+        2.0,
+        "the origin serves one subscription per edge"
+    );
     assert_eq!(metric(&origin, "sluice_relay_serving", &[]), 2.0);
 
     for p in players {
         let result = p.stop();
-        assert!(result.errors.is_empty(), "{} decode errors: {:?}", result.frames, result.errors);
+        assert!(
+            result.errors.is_empty(),
+            "{} decode errors: {:?}",
+            result.frames,
+            result.errors
+        );
     }
     publisher.stop();
 }
 
 #[test]
 fn an_edge_refuses_unknown_streams_at_once_and_never_accepts_publishers() {
-    let c = Cluster::new("edgenf", &["origin-n", "edge-n"]);
-    let _origin = c.origin("origin-n");
-    let edge = c.edge("edge-n");
+    let c = cluster("edgenf", &["origin-n", "edge-n"]);
+    let _origin = c.origin("origin-n", &[]);
+    let edge = edge(&c, "edge-n");
 
     let started = Instant::now();
     let mut player = RtmpClient::connect(edge.rtmp, "live", "nosuch", ClientMode::Play).unwrap();
-    let (level, description) =
-        player.expect_status("NetStream.Play.StreamNotFound", secs(10)).expect("StreamNotFound from the edge");
+    let (level, description) = player
+        .expect_status("NetStream.Play.StreamNotFound", secs(10))
+        .expect("StreamNotFound from the edge");
     assert_eq!(level, "error");
-    assert!(started.elapsed() < secs(3), "not found took {:?} (play wait is 20 s)", started.elapsed());
-    assert!(description.contains("nosuch"), "description names the stream: {description}");
+    assert!(
+        started.elapsed() < secs(3),
+        "not found took {:?} (play wait is 20 s)",
+        started.elapsed()
+    );
+    assert!(
+        description.contains("nosuch"),
+        "description names the stream: {description}"
+    );
 
     let started = Instant::now();
     let resp = edge.get("/live/nosuch.flv");
     assert_eq!(resp.status, 404, "HTTP-FLV of an unknown stream");
-    assert!(resp.text().contains("not published"), "body: {}", resp.text());
+    assert!(
+        resp.text().contains("not published"),
+        "body: {}",
+        resp.text()
+    );
     let resp = edge.get("/live/nosuch.m3u8");
     assert_eq!(resp.status, 404, "HLS of an unknown stream");
-    assert!(started.elapsed() < secs(3), "404s took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < secs(3),
+        "404s took {:?}",
+        started.elapsed()
+    );
 
-    let mut publisher = RtmpClient::connect(edge.rtmp, "live", "pushed", ClientMode::Publish).unwrap();
-    let (_, description) =
-        publisher.expect_status("NetStream.Publish.Rejected", secs(10)).expect("an edge refuses publishers");
+    let mut publisher =
+        RtmpClient::connect(edge.rtmp, "live", "pushed", ClientMode::Publish).unwrap();
+    let (_, description) = publisher
+        .expect_status("NetStream.Publish.Rejected", secs(10))
+        .expect("an edge refuses publishers");
     assert!(description.contains("edge"), "{description}");
 }
 
 #[test]
 fn an_edge_without_etcd_refuses_to_start() {
     let out = Command::new(paths::binary("sluice-edge"))
-        .args(["--insecure-dev", "--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--insecure-dev",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run sluice-edge");
-    assert!(!out.status.success(), "an edge without --etcd must not start");
+    assert!(
+        !out.status.success(),
+        "an edge without --etcd must not start"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("sluice-edge needs --etcd"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("sluice-edge needs --etcd"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]
 fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
-    let c = Cluster::new("edgefo", &["fo-a", "fo-b", "fo-edge"]);
-    let a = c.origin("fo-a");
-    let b = c.origin("fo-b");
-    let edge = c.edge("fo-edge");
+    let c = cluster("edgefo", &["fo-a", "fo-b", "fo-edge"]);
+    let a = c.origin("fo-a", &[]);
+    let b = c.origin("fo-b", &[]);
+    let edge = edge(&c, "fo-edge");
 
     let mut encoder = Publisher::start_looped(&a.rtmp_url("live", "cam"), &h264_aac().path);
     let claim = format!("{}/streams/live/cam", c.prefix);
-    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(())).expect("stream claimed in etcd");
+    wait_for(secs(15), || {
+        c.etcd.keys(&claim).contains(&claim).then_some(())
+    })
+    .expect("stream claimed in etcd");
     let mut rtmp = Player::start(&edge.rtmp_url("live", "cam"));
     let mut flv = Player::start(&edge.flv_url("live", "cam"));
     for p in [&mut rtmp, &mut flv] {
         let n = p.wait_frames(60, secs(30));
-        assert!(n >= 60, "{} decoded {n} frames before the failover; {:?}", p.url, p.errors());
+        assert!(
+            n >= 60,
+            "{} decoded {n} frames before the failover; {:?}",
+            p.url,
+            p.errors()
+        );
     }
 
     // The ingest origin dies without releasing anything; the encoder reconnects to B.
@@ -185,7 +212,9 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
 
     // Both viewers continue on the same connections: frames keep coming, well past the
     // count they had.
-    let resumed = wait_for(secs(30), || (rtmp.frames() > before.0 + 30 && flv.frames() > before.1 + 30).then_some(()));
+    let resumed = wait_for(secs(30), || {
+        (rtmp.frames() > before.0 + 30 && flv.frames() > before.1 + 30).then_some(())
+    });
     let took = killed.elapsed();
     eprintln!("edge viewers resumed {took:?} after the origin was killed");
     assert!(
@@ -200,10 +229,27 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
     // Lease TTL 2 s + 2 s, plus the time to decode 30 frames at 30 fps and generous slack for
     // a loaded machine (encoder start-up, claim retry).
     assert!(took < Duration::from_secs(8), "resumed after {took:?}");
-    assert!(rtmp.is_running() && flv.is_running(), "players stayed connected");
-    assert!(metric(&edge, "sluice_relay_subscribes_total", &[]) >= 2.0, "resubscribed");
-    assert_eq!(metric(&edge, "sluice_relay_upstreams", &[]), 1.0, "still one upstream");
-    let value = c.etcd.ctl(&["get", &format!("{}/streams/live/cam", c.prefix), "--print-value-only"]).unwrap();
+    assert!(
+        rtmp.is_running() && flv.is_running(),
+        "players stayed connected"
+    );
+    assert!(
+        metric(&edge, "sluice_relay_subscribes_total", &[]) >= 2.0,
+        "resubscribed"
+    );
+    assert_eq!(
+        metric(&edge, "sluice_relay_upstreams", &[]),
+        1.0,
+        "still one upstream"
+    );
+    let value = c
+        .etcd
+        .ctl(&[
+            "get",
+            &format!("{}/streams/live/cam", c.prefix),
+            "--print-value-only",
+        ])
+        .unwrap();
     assert!(value.contains("fo-b"), "claim moved to fo-b: {value}");
     drop(b);
     encoder.stop();

@@ -81,88 +81,92 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
 /// `relay_serve` span on the origin it subscribes to (W3C traceparent carried by the relay).
 #[test]
 fn spans_follow_a_stream_across_origins_and_edges() {
-    use sluice_cluster::types::NodeId;
-    use sluice_cluster::{Ring, DEFAULT_VNODES};
-    use sluice_media::stream_name::StreamKey;
-    use sluice_tests::etcd::Etcd;
-    use sluice_tests::origin::TestDir;
+    use sluice_tests::cluster::{find_name, home, TestCluster};
     use sluice_tests::Player;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let (collector, addr) = Collector::start(&rt);
     let otlp = format!("http://{addr}");
-    let etcd = Etcd::start();
-    let prefix = format!("/tr{}", std::process::id());
-    let certs = TestDir::new("certs");
-    let out = std::process::Command::new(sluice_tests::paths::binary("sluice-origin"))
-        .args(["gen-certs", "--out"])
-        .arg(certs.path())
-        .args(["--nodes", "tr-a,tr-b,tr-edge"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let tls = certs.path().to_str().unwrap().to_string();
-    let endpoint = etcd.endpoint();
-    let common = |id: &'static str| -> Vec<String> {
-        ["--etcd", &endpoint, "--etcd-prefix", &prefix, "--lease-ttl", "2s", "--node-id", id, "--tls-dir", &tls, "--otlp-endpoint", &otlp]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let origin = |id: &'static str| {
-        let mut args = common(id);
-        args.extend(["--relay-listen".to_string(), "127.0.0.1:0".to_string()]);
-        Origin::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-    let mut a = origin("tr-a");
-    let mut b = origin("tr-b");
-    let mut edge_args = common("tr-edge");
-    edge_args.extend(["--upstream-linger".to_string(), "1s".to_string()]);
-    let mut edge = Origin::start_edge(&edge_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = TestCluster::new("tr", &["tr-a", "tr-b", "tr-edge"]);
+    let mut a = c.origin("tr-a", &["--otlp-endpoint", &otlp]);
+    let mut b = c.origin("tr-b", &["--otlp-endpoint", &otlp]);
+    let mut edge = c.edge(
+        "tr-edge",
+        &["--otlp-endpoint", &otlp, "--upstream-linger", "1s"],
+    );
 
     // A stream whose home is tr-b, published on tr-a: tr-a forwards it to tr-b.
-    let ring = Ring::new([NodeId::new("tr-a").unwrap(), NodeId::new("tr-b").unwrap()], DEFAULT_VNODES);
-    let name = (0..1000)
-        .map(|i| format!("t{i}"))
-        .find(|n| ring.owner(&StreamKey::parse("live", n).unwrap().0).unwrap().as_str() == "tr-b")
-        .unwrap();
+    let name = find_name("t", |n| home(&["tr-a", "tr-b"], n) == "tr-b");
     let stream = format!("live/{name}");
     let mut publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
     wait_for(secs(20), || b.stream_info("live", &name)).expect("stream forwarded to tr-b");
     let mut viewer = Player::start(&edge.rtmp_url("live", &name));
-    assert!(viewer.wait_frames(30, secs(30)) >= 30, "edge viewer: {:?}", viewer.errors());
+    assert!(
+        viewer.wait_frames(30, secs(30)) >= 30,
+        "edge viewer: {:?}",
+        viewer.errors()
+    );
     viewer.stop();
     publisher.stop();
-    wait_for(secs(10), || b.stream_info("live", &name).is_none().then_some(())).expect("stream ended on tr-b");
+    wait_for(secs(10), || {
+        b.stream_info("live", &name).is_none().then_some(())
+    })
+    .expect("stream ended on tr-b");
     std::thread::sleep(Duration::from_secs(2)); // the edge's pull lingers 1 s
     for node in [&mut edge, &mut a, &mut b] {
         let status = node.terminate();
-        assert!(status.is_some_and(|s| s.success()), "clean exit on SIGTERM: {status:?}");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "clean exit on SIGTERM: {status:?}"
+        );
     }
 
     let find = |name: &str, spans: &[SeenSpan]| -> Option<SeenSpan> {
-        spans.iter().find(|s| s.name == name && s.stream.as_deref() == Some(stream.as_str())).cloned()
+        spans
+            .iter()
+            .find(|s| s.name == name && s.stream.as_deref() == Some(stream.as_str()))
+            .cloned()
     };
     let spans = wait_for(secs(10), || {
         let spans = collector.spans();
-        ["forward", "forward_in", "pull", "relay_serve"].iter().all(|n| find(n, &spans).is_some()).then_some(spans)
+        ["forward", "forward_in", "pull", "relay_serve"]
+            .iter()
+            .all(|n| find(n, &spans).is_some())
+            .then_some(spans)
     })
     .unwrap_or_else(|| {
-        let names: Vec<(String, Option<String>, Option<String>)> = collector.spans().into_iter().map(|s| (s.name, s.stream, s.service)).collect();
+        let names: Vec<(String, Option<String>, Option<String>)> = collector
+            .spans()
+            .into_iter()
+            .map(|s| (s.name, s.stream, s.service))
+            .collect();
         panic!("missing cluster spans for {stream}; got {names:?}")
     });
     let forward = find("forward", &spans).unwrap();
     let forward_in = find("forward_in", &spans).unwrap();
     assert_eq!(forward.service.as_deref(), Some("sluice-origin"));
-    assert_eq!(forward_in.trace_id, forward.trace_id, "forward_in joins the ingest's trace");
-    assert_eq!(forward_in.parent_span_id, forward.span_id, "forward_in is a child of forward");
+    assert_eq!(
+        forward_in.trace_id, forward.trace_id,
+        "forward_in joins the ingest's trace"
+    );
+    assert_eq!(
+        forward_in.parent_span_id, forward.span_id,
+        "forward_in is a child of forward"
+    );
     let pull = find("pull", &spans).unwrap();
     assert_eq!(pull.service.as_deref(), Some("sluice-edge"));
     let serve = spans
         .iter()
         .find(|s| s.name == "relay_serve" && s.trace_id == pull.trace_id)
         .unwrap_or_else(|| panic!("no relay_serve span in the edge's trace; pull {pull:?}"));
-    assert_eq!(serve.parent_span_id, pull.span_id, "relay_serve is a child of the edge's pull");
+    assert_eq!(
+        serve.parent_span_id, pull.span_id,
+        "relay_serve is a child of the edge's pull"
+    );
     assert_eq!(serve.service.as_deref(), Some("sluice-origin"));
     rt.shutdown_timeout(Duration::from_secs(1));
 }

@@ -3,35 +3,24 @@
 //! without any publisher reconnecting, and an edge viewer of a moving stream keeps playing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use sluice_cluster::types::NodeId;
 use sluice_cluster::{Ring, DEFAULT_VNODES};
 use sluice_media::rtmp::client::ClientMode;
 use sluice_media::stream_name::StreamKey;
-use sluice_tests::etcd::Etcd;
-use sluice_tests::origin::TestDir;
-use sluice_tests::paths;
+use sluice_tests::cluster::TestCluster;
 use sluice_tests::process::wait_for;
 use sluice_tests::rtmp::RtmpClient;
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
 const STREAMS: usize = 100;
 
-fn gen_certs(dir: &Path, nodes: &[&str]) {
-    let out = Command::new(paths::binary("sluice-origin"))
-        .args(["gen-certs", "--out"])
-        .arg(dir)
-        .args(["--nodes", &nodes.join(",")])
-        .output()
-        .expect("run gen-certs");
-    assert!(out.status.success(), "gen-certs: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn ring(members: &[&str]) -> Ring {
-    Ring::new(members.iter().map(|m| NodeId::new(m).unwrap()), DEFAULT_VNODES)
+    Ring::new(
+        members.iter().map(|m| NodeId::new(m).unwrap()),
+        DEFAULT_VNODES,
+    )
 }
 
 fn home(ring: &Ring, name: &str) -> String {
@@ -42,17 +31,31 @@ fn home(ring: &Ring, name: &str) -> String {
 /// Names of the live streams an origin lists in `/api/streams`.
 fn listed(origin: &Origin) -> BTreeSet<String> {
     let v = origin.streams();
-    v["streams"].as_array().expect("streams array").iter().filter_map(|s| s["name"].as_str().map(String::from)).collect()
+    v["streams"]
+        .as_array()
+        .expect("streams array")
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect()
 }
 
 /// Stream -> home as the origins show it: a stream listed by a non-ingest origin is hosted
 /// there through a forward; one listed only by the ingest is at home on the ingest.
-fn observed_homes(ingest: &str, others: &[(&str, &Origin)], names: &[String]) -> BTreeMap<String, String> {
-    let lists: Vec<(&str, BTreeSet<String>)> = others.iter().map(|(id, o)| (*id, listed(o))).collect();
+fn observed_homes(
+    ingest: &str,
+    others: &[(&str, &Origin)],
+    names: &[String],
+) -> BTreeMap<String, String> {
+    let lists: Vec<(&str, BTreeSet<String>)> =
+        others.iter().map(|(id, o)| (*id, listed(o))).collect();
     names
         .iter()
         .map(|n| {
-            let hosts: Vec<&str> = lists.iter().filter(|(_, l)| l.contains(n)).map(|(id, _)| *id).collect();
+            let hosts: Vec<&str> = lists
+                .iter()
+                .filter(|(_, l)| l.contains(n))
+                .map(|(id, _)| *id)
+                .collect();
             let home = match hosts.as_slice() {
                 [] => ingest.to_string(),
                 [one] => one.to_string(),
@@ -65,34 +68,30 @@ fn observed_homes(ingest: &str, others: &[(&str, &Origin)], names: &[String]) ->
 
 #[test]
 fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
-    let etcd = Etcd::start();
-    let prefix = format!("/p{}", std::process::id());
-    let certs = TestDir::new("certs");
-    gen_certs(certs.path(), &["ring-1", "ring-2", "ring-3", "ring-edge"]);
-    let endpoint = etcd.endpoint();
-    let tls = certs.path().to_str().unwrap().to_string();
-    let start = |id: &str| {
-        Origin::start(&[
-            "--etcd", &endpoint, "--etcd-prefix", &prefix, "--lease-ttl", "2s", "--node-id", id, "--tls-dir", &tls,
-            "--relay-listen", "127.0.0.1:0", "--idle-timeout", "300s",
-        ])
-    };
+    let c = TestCluster::new("p", &["ring-1", "ring-2", "ring-3", "ring-edge"]);
+    let start = |id: &str| c.origin(id, &["--idle-timeout", "300s"]);
     let o1 = start("ring-1");
     let o2 = start("ring-2");
-    let edge = Origin::start_edge(&[
-        "--etcd", &endpoint, "--etcd-prefix", &prefix, "--lease-ttl", "2s", "--node-id", "ring-edge", "--tls-dir", &tls,
-    ]);
+    let edge = c.edge("ring-edge", &[]);
 
     // A real encoder on a stream whose home moves from ring-2 to ring-3, watched on the edge.
-    let (before, after) = (ring(&["ring-1", "ring-2"]), ring(&["ring-1", "ring-2", "ring-3"]));
+    let (before, after) = (
+        ring(&["ring-1", "ring-2"]),
+        ring(&["ring-1", "ring-2", "ring-3"]),
+    );
     let mover = (0..1000)
         .map(|i| format!("cam{i}"))
         .find(|n| home(&before, n) == "ring-2" && home(&after, n) == "ring-3")
         .expect("some name moves from ring-2 to ring-3");
     let mut encoder = Publisher::start_looped(&o1.rtmp_url("live", &mover), &h264_aac().path);
-    wait_for(secs(20), || listed(&o2).contains(&mover).then_some(())).expect("the encoder's stream forwarded to its home ring-2");
+    wait_for(secs(20), || listed(&o2).contains(&mover).then_some(()))
+        .expect("the encoder's stream forwarded to its home ring-2");
     let mut viewer = Player::start(&edge.rtmp_url("live", &mover));
-    assert!(viewer.wait_frames(60, secs(30)) >= 60, "edge viewer plays before the move: {:?}", viewer.errors());
+    assert!(
+        viewer.wait_frames(60, secs(30)) >= 60,
+        "edge viewer plays before the move: {:?}",
+        viewer.errors()
+    );
 
     // 100 more publishers, all on ring-1 (as a TCP load balancer might do).
     let names: Vec<String> = (0..STREAMS).map(|i| format!("s{i:03}")).collect();
@@ -100,11 +99,15 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         .iter()
         .map(|n| {
             let mut c = RtmpClient::connect(o1.rtmp, "live", n, ClientMode::Publish).unwrap();
-            c.expect_status("NetStream.Publish.Start", secs(20)).unwrap_or_else(|e| panic!("publish {n}: {e}"));
+            c.expect_status("NetStream.Publish.Start", secs(20))
+                .unwrap_or_else(|e| panic!("publish {n}: {e}"));
             c
         })
         .collect();
-    let expected: BTreeMap<String, String> = names.iter().map(|n| (n.clone(), home(&before, n))).collect();
+    let expected: BTreeMap<String, String> = names
+        .iter()
+        .map(|n| (n.clone(), home(&before, n)))
+        .collect();
     let settled = wait_for(secs(30), || {
         let seen = observed_homes("ring-1", &[("ring-2", &o2)], &names);
         (seen == expected).then_some(seen)
@@ -115,40 +118,70 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         observed_homes("ring-1", &[("ring-2", &o2)], &names)
     );
     let on_two = expected.values().filter(|h| *h == "ring-2").count();
-    assert!((20..=80).contains(&on_two), "ring-2 is home to {on_two} of {STREAMS}");
+    assert!(
+        (20..=80).contains(&on_two),
+        "ring-2 is home to {on_two} of {STREAMS}"
+    );
 
     // A third origin joins: exactly the streams the ring gives it move, nothing else.
     let o3 = start("ring-3");
-    let expected_after: BTreeMap<String, String> = names.iter().map(|n| (n.clone(), home(&after, n))).collect();
+    let expected_after: BTreeMap<String, String> =
+        names.iter().map(|n| (n.clone(), home(&after, n))).collect();
     let others = [("ring-2", &o2), ("ring-3", &o3)];
     let settled = wait_for(secs(30), || {
         let seen = observed_homes("ring-1", &others, &names);
         (seen == expected_after).then_some(seen)
     });
-    assert!(settled.is_some(), "homes with three origins differ from the ring: {:?}", observed_homes("ring-1", &others, &names));
-    let moved: Vec<&String> = names.iter().filter(|n| expected[*n] != expected_after[*n]).collect();
+    assert!(
+        settled.is_some(),
+        "homes with three origins differ from the ring: {:?}",
+        observed_homes("ring-1", &others, &names)
+    );
+    let moved: Vec<&String> = names
+        .iter()
+        .filter(|n| expected[*n] != expected_after[*n])
+        .collect();
     assert!(!moved.is_empty(), "some streams move to the new origin");
     for n in &moved {
-        assert_eq!(expected_after[*n], "ring-3", "{n} moved between old origins");
+        assert_eq!(
+            expected_after[*n], "ring-3",
+            "{n} moved between old origins"
+        );
     }
-    assert!(moved.len() < STREAMS / 2, "{} of {STREAMS} streams moved", moved.len());
+    assert!(
+        moved.len() < STREAMS / 2,
+        "{} of {STREAMS} streams moved",
+        moved.len()
+    );
 
     // No publisher was disconnected or asked to reconnect: all still publishing on ring-1.
     for (n, p) in names.iter().zip(publishers.iter_mut()) {
-        p.pump_for(Duration::from_millis(1)).unwrap_or_else(|e| panic!("publisher {n}: {e}"));
+        p.pump_for(Duration::from_millis(1))
+            .unwrap_or_else(|e| panic!("publisher {n}: {e}"));
         assert!(!p.is_eof(), "publisher {n} was disconnected");
     }
-    assert_eq!(listed(&o1).len(), STREAMS + 1, "ring-1 still has every publisher");
+    assert_eq!(
+        listed(&o1).len(),
+        STREAMS + 1,
+        "ring-1 still has every publisher"
+    );
     assert!(encoder.is_running(), "the encoder kept publishing");
 
     // The edge viewer of the moved stream kept its connection and keeps decoding from ring-3.
-    wait_for(secs(20), || listed(&o3).contains(&mover).then_some(())).expect("the encoder's stream moved to ring-3");
+    wait_for(secs(20), || listed(&o3).contains(&mover).then_some(()))
+        .expect("the encoder's stream moved to ring-3");
     let before_move = viewer.frames();
     let more = viewer.wait_frames(before_move + 60, secs(30));
-    assert!(more >= before_move + 60, "edge viewer stalled after the move: {before_move} -> {more}");
+    assert!(
+        more >= before_move + 60,
+        "edge viewer stalled after the move: {before_move} -> {more}"
+    );
     assert!(viewer.is_running(), "edge viewer stayed connected");
     let log = std::fs::read_to_string(edge.log_path()).unwrap_or_default();
-    assert!(log.contains("switched upstream") || log.contains("resubscrib"), "edge followed the move; log:\n{log}");
+    assert!(
+        log.contains("switched upstream") || log.contains("resubscrib"),
+        "edge followed the move; log:\n{log}"
+    );
     drop(publishers);
     encoder.stop();
     viewer.stop();
