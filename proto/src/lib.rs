@@ -63,6 +63,30 @@ mod tests {
     }
 
     #[test]
+    fn a_hello_from_a_node_before_serves_requests_still_decodes() {
+        // Fields 1-2 only: version 1, node id "a".
+        let old = [0x0a, 0x05, 0x08, 0x01, 0x12, 0x01, b'a'];
+        let msg = ControlMessage::decode(&old[..]).unwrap();
+        match msg.msg {
+            Some(control_message::Msg::Hello(h)) => {
+                assert_eq!((h.version, h.node_id.as_str()), (1, "a"));
+                assert!(!h.serves_requests);
+            }
+            other => panic!("{other:?}"),
+        }
+        let new = ControlMessage {
+            msg: Some(control_message::Msg::Hello(Hello {
+                version: 1,
+                node_id: "a".into(),
+                serves_requests: true,
+            })),
+        };
+        let bytes = new.encode_to_vec();
+        assert_eq!(&bytes[..old.len()], &[0x0a, 0x07, 0x08, 0x01, 0x12, 0x01, b'a']);
+        assert_eq!(ControlMessage::decode(bytes.as_slice()).unwrap(), new);
+    }
+
+    #[test]
     fn error_code_values_are_stable() {
         assert_eq!(SubscribeErrorCode::NotFound as i32, 1);
         assert_eq!(SubscribeErrorCode::NotHome as i32, 2);

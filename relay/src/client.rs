@@ -1,13 +1,14 @@
-//! The dialling side of a relay connection: [`RelayConnection`] (Hello, the control
-//! stream, routing of incoming GOP streams) and [`Subscription`] (frames in order across
-//! GOP streams). Forwards, also started by the dialler, are in [`crate::forward_out`].
+//! The requesting side of a relay connection, for whichever node dialled it:
+//! [`RelayConnection`] (this node's requests and the routing of their answers and GOP
+//! streams) and [`Subscription`] (frames in order across GOP streams). Forwards are in
+//! [`crate::forward_out`]; the connection's tasks in [`crate::session`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_proto::v1::{
-    control_message::Msg, ControlMessage, Hello, Subscribe, SubscribeErrorCode, Unsubscribe,
+    control_message::Msg, ControlMessage, Subscribe, SubscribeErrorCode, Unsubscribe,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,8 +16,9 @@ use crate::codec::Frame;
 use crate::config::RelayConfig;
 use crate::forward_out::{self, ForwardState, PendingForward};
 use crate::receive::{self, Inlet, Reassembly};
-use crate::wire::{self, ControlReader};
-use crate::{codes, RelayError, Result, SubscribeRefusal, VERSION};
+use crate::session::Role;
+use crate::wire::GopReader;
+use crate::{codes, RelayError, Result, SubscribeRefusal};
 
 #[derive(Default)]
 pub(crate) struct Routes {
@@ -37,18 +39,58 @@ pub(crate) struct Shared {
     next_request_id: AtomicU64,
     peer_node_id: String,
     pub(crate) config: Arc<RelayConfig>,
-    /// GOP priority counter of the streams this side opens (forwards).
+    /// GOP priority counter of every stream this node opens on the connection (its forwards
+    /// and the subscriptions it serves).
     pub(crate) priority: Arc<AtomicI32>,
+    /// This node's side, whose half of the request id space it uses.
+    role: Role,
 }
 
 impl Shared {
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        control: mpsc::Sender<ControlMessage>,
+        peer_node_id: String,
+        config: Arc<RelayConfig>,
+        role: Role,
+    ) -> Self {
+        Self {
+            conn,
+            control,
+            routes: Mutex::default(),
+            next_request_id: AtomicU64::new(1),
+            peer_node_id,
+            config,
+            priority: Arc::default(),
+            role,
+        }
+    }
+
+    pub(crate) fn peer_node_id(&self) -> &str {
+        &self.peer_node_id
+    }
+
+    /// Hands a GOP stream of one of this node's subscriptions to it; gives it back when the
+    /// subscription is not live (unsubscribed meanwhile, or never was).
+    pub(crate) fn route_gop(&self, request_id: u64, reader: GopReader) -> Option<GopReader> {
+        match self.routes().subs.get(&request_id) {
+            Some(inlet) => {
+                inlet.deliver(reader);
+                None
+            }
+            None => Some(reader),
+        }
+    }
+
     pub(crate) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A fresh request id (below 2^63: the upper half is reserved for the acceptor).
+    /// A fresh request id in this node's half of the id space (dialler: below 2^63,
+    /// acceptor: 2^63 and above).
     pub(crate) fn next_request_id(&self) -> u64 {
-        self.next_request_id.fetch_add(1, Ordering::Relaxed) & (u64::MAX >> 1)
+        self.role
+            .request_id(self.next_request_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The error a request sees once the connection is gone.
@@ -66,8 +108,11 @@ impl Shared {
     }
 }
 
-/// A connection to another node, used to subscribe to its streams. Cheap to clone; every
-/// clone shares the one QUIC connection.
+/// A connection to another node, used to subscribe to its streams and forward streams to
+/// it. The dialling node gets one from [`crate::RelayEndpoint::connect`] (or
+/// [`crate::RelayEndpoint::connect_serving`]); the accepting node gets one for each
+/// connection whose dialler serves requests from [`crate::RelayEndpoint::serve_with_peers`].
+/// Both work the same way. Cheap to clone; every clone shares the one QUIC connection.
 #[derive(Clone)]
 pub struct RelayConnection {
     shared: Arc<Shared>,
@@ -82,79 +127,8 @@ impl std::fmt::Debug for RelayConnection {
 }
 
 impl RelayConnection {
-    /// Opens the control stream, exchanges Hellos and starts the connection's tasks.
-    pub(crate) async fn handshake(
-        conn: quinn::Connection,
-        config: Arc<RelayConfig>,
-    ) -> Result<Self> {
-        let hello = async {
-            let (mut send, recv) = conn.open_bi().await?;
-            let hello = Hello {
-                version: VERSION,
-                node_id: config.node_id.clone(),
-            };
-            wire::write_control(
-                &mut send,
-                &ControlMessage {
-                    msg: Some(Msg::Hello(hello)),
-                },
-            )
-            .await?;
-            let mut reader = ControlReader::new(recv);
-            let reply = reader.next().await?;
-            Ok::<_, RelayError>((send, reader, reply))
-        };
-        let (mut send, reader, reply) = tokio::time::timeout(config.request_timeout, hello)
-            .await
-            .map_err(|_| RelayError::Timeout("hello"))??;
-        let peer_node_id = match reply {
-            Some(ControlMessage {
-                msg: Some(Msg::Hello(h)),
-            }) if h.version == VERSION => h.node_id,
-            Some(ControlMessage {
-                msg: Some(Msg::Hello(h)),
-            }) => {
-                conn.close(codes::UNSUPPORTED_VERSION.into(), b"unsupported version");
-                return Err(RelayError::UnsupportedVersion(h.version));
-            }
-            _ => {
-                conn.close(codes::PROTOCOL_VIOLATION.into(), b"expected Hello");
-                return Err(RelayError::Protocol("reply is not Hello".into()));
-            }
-        };
-        let (control, mut control_rx) = mpsc::channel::<ControlMessage>(256);
-        let shared = Arc::new(Shared {
-            conn: conn.clone(),
-            control,
-            routes: Mutex::default(),
-            next_request_id: AtomicU64::new(1),
-            peer_node_id,
-            config,
-            priority: Arc::default(),
-        });
-        tokio::spawn(async move {
-            while let Some(msg) = control_rx.recv().await {
-                if wire::write_control(&mut send, &msg).await.is_err() {
-                    break;
-                }
-            }
-            let _ = send.finish();
-        });
-        tokio::spawn(read_control(shared.clone(), reader));
-        let (routing, violations) = (shared.clone(), shared.clone());
-        tokio::spawn(receive::accept_gops(
-            conn,
-            shared.config.clone(),
-            move |request_id, reader| match routing.routes().subs.get(&request_id) {
-                Some(inlet) => {
-                    inlet.deliver(reader);
-                    None
-                }
-                None => Some(reader), // unsubscribed meanwhile
-            },
-            move |what| violations.violation(what),
-        ));
-        Ok(Self { shared })
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     /// The peer's node id from its Hello.
@@ -167,7 +141,8 @@ impl RelayConnection {
         &self.shared.conn
     }
 
-    /// Closes the connection.
+    /// Closes the connection: every subscription and forward on it ends, in both
+    /// directions.
     pub fn close(&self) {
         self.shared
             .conn
@@ -242,74 +217,52 @@ impl RelayConnection {
     }
 }
 
-/// Dispatches control messages from the serving node.
-async fn read_control(shared: Arc<Shared>, mut reader: ControlReader) {
-    loop {
-        let msg = match reader.next().await {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(RelayError::Protocol(what)) => {
-                shared.violation(&what);
-                break;
-            }
-            Err(_) => break,
-        };
-        match msg.msg {
-            Some(Msg::SubscribeOk(ok)) => {
-                let waiter = shared.routes().pending.remove(&ok.request_id);
-                match waiter {
-                    Some(w) => {
-                        let _ = w.send(Ok(()));
-                    }
-                    None if shared.routes().subs.contains_key(&ok.request_id) => {
-                        shared.violation("SubscribeOk twice");
-                        break;
-                    }
-                    None => {} // the subscriber gave up meanwhile
+/// Takes an answer to one of this node's requests (`SubscribeOk`, `SubscribeError`,
+/// `ForwardOk`, `ForwardError`). `Err` names a protocol violation.
+pub(crate) fn on_answer(shared: &Shared, answer: Msg) -> std::result::Result<(), &'static str> {
+    match answer {
+        Msg::SubscribeOk(ok) => {
+            let mut routes = shared.routes();
+            match routes.pending.remove(&ok.request_id) {
+                Some(w) => {
+                    let _ = w.send(Ok(()));
                 }
-            }
-            Some(Msg::SubscribeError(e)) => {
-                let id = e.request_id;
-                let refusal = match SubscribeErrorCode::try_from(e.code) {
-                    Ok(SubscribeErrorCode::NotFound) => SubscribeRefusal::NotFound,
-                    Ok(SubscribeErrorCode::NotHome) => SubscribeRefusal::NotHome { owner: e.owner },
-                    Ok(SubscribeErrorCode::Stale) => SubscribeRefusal::Stale,
-                    Ok(SubscribeErrorCode::Ended) => {
-                        if let Some(inlet) = shared.routes().subs.get_mut(&id) {
-                            inlet.end(e.gop_count);
-                        }
-                        continue;
-                    }
-                    _ => {
-                        shared.violation("unknown SubscribeError code");
-                        break;
-                    }
-                };
-                let mut routes = shared.routes();
-                routes.subs.remove(&id);
-                if let Some(w) = routes.pending.remove(&id) {
-                    let _ = w.send(Err(refusal));
+                None if routes.subs.contains_key(&ok.request_id) => {
+                    return Err("SubscribeOk twice")
                 }
-            }
-            Some(Msg::ForwardOk(ok)) => {
-                if let Err(what) = forward_out::on_ok(&shared, ok.request_id) {
-                    shared.violation(what);
-                    break;
-                }
-            }
-            Some(Msg::ForwardError(e)) => {
-                if let Err(what) = forward_out::on_error(&shared, e) {
-                    shared.violation(what);
-                    break;
-                }
-            }
-            _ => {
-                shared.violation("unexpected control message");
-                break;
+                None => {} // the subscriber gave up meanwhile
             }
         }
+        Msg::SubscribeError(e) => {
+            let id = e.request_id;
+            let refusal = match SubscribeErrorCode::try_from(e.code) {
+                Ok(SubscribeErrorCode::NotFound) => SubscribeRefusal::NotFound,
+                Ok(SubscribeErrorCode::NotHome) => SubscribeRefusal::NotHome { owner: e.owner },
+                Ok(SubscribeErrorCode::Stale) => SubscribeRefusal::Stale,
+                Ok(SubscribeErrorCode::Ended) => {
+                    if let Some(inlet) = shared.routes().subs.get_mut(&id) {
+                        inlet.end(e.gop_count);
+                    }
+                    return Ok(());
+                }
+                _ => return Err("unknown SubscribeError code"),
+            };
+            let mut routes = shared.routes();
+            routes.subs.remove(&id);
+            if let Some(w) = routes.pending.remove(&id) {
+                let _ = w.send(Err(refusal));
+            }
+        }
+        Msg::ForwardOk(ok) => forward_out::on_ok(shared, ok.request_id)?,
+        Msg::ForwardError(e) => forward_out::on_error(shared, e)?,
+        _ => return Err("unexpected control message"),
     }
-    // Wake everyone: their channels close, their forwards stop.
+    Ok(())
+}
+
+/// The connection's control stream ended: every request of this node ends (waiters and
+/// subscriptions see their channels close, forwards stop).
+pub(crate) fn teardown(shared: &Shared) {
     let mut routes = shared.routes();
     routes.pending.clear();
     routes.subs.clear();

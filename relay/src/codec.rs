@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use sluice_proto::v1::{
-        control_message::Msg, Forward, ForwardError, ForwardOk, Subscribe, Unforward,
+        control_message::Msg, Forward, ForwardError, ForwardOk, Hello, Subscribe, Unforward,
     };
 
     fn frame(kind: FrameKind, flags: u8, ts: u32, payload: &[u8]) -> Frame {
@@ -316,7 +316,7 @@ mod tests {
             })
     }
 
-    /// Subscribe (with traceparent) and the forward messages, with any field values.
+    /// Hello, Subscribe (with traceparent) and the forward messages, with any field values.
     fn arb_control() -> impl Strategy<Value = ControlMessage> {
         let text = "[ -~]{0,60}";
         let msg = prop_oneof![
@@ -342,6 +342,13 @@ mod tests {
                 }
             ),
             any::<u64>().prop_map(|id| Msg::ForwardOk(ForwardOk { request_id: id })),
+            (any::<u32>(), text, any::<bool>()).prop_map(|(version, node_id, serves)| {
+                Msg::Hello(Hello {
+                    version,
+                    node_id,
+                    serves_requests: serves,
+                })
+            }),
             (any::<u64>(), 0i32..=4, text).prop_map(|(id, code, owner)| {
                 Msg::ForwardError(ForwardError {
                     request_id: id,

@@ -1,13 +1,19 @@
-//! The relay endpoint: one UDP socket that both accepts connections (serving media, taking
-//! forwards) and dials other nodes (subscribing, forwarding).
+//! The relay endpoint: one UDP socket that both accepts connections and dials other nodes.
+//! On every connection, the dialler subscribes and forwards; the acceptor serves media and
+//! takes forwards, and, when the dialler serves too ([`RelayEndpoint::connect_serving`]),
+//! subscribes and forwards the other way through the handle
+//! [`RelayEndpoint::serve_with_peers`] hands out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use crate::client::RelayConnection;
 use crate::config::RelayConfig;
 use crate::forward_in::ForwardSink;
-use crate::server::{self, MediaSource};
+use crate::server::MediaSource;
+use crate::session::{self, Serving};
 use crate::{codes, RelayError, Result};
 
 /// A bound relay endpoint.
@@ -58,17 +64,52 @@ impl RelayEndpoint {
         source: Arc<dyn MediaSource>,
         sink: Option<Arc<dyn ForwardSink>>,
     ) -> tokio::task::JoinHandle<()> {
+        self.accept_loop(Serving { source, sink }, None)
+    }
+
+    /// [`Self::serve_with`], also handing out, through `peers`, a [`RelayConnection`] for
+    /// each accepted connection whose dialler serves requests (it dialled with
+    /// [`Self::connect_serving`]), once its Hellos are exchanged: through it this node
+    /// subscribes and forwards to the dialler on the same connection, exactly as the
+    /// dialler does the other way ([`RelayConnection::peer_node_id`] says who it is).
+    /// Connections from diallers that do not serve (plain [`Self::connect`], or nodes built
+    /// before this) are served as usual but not handed out. A full `peers` channel delays
+    /// only the hand-out, not the serving; a closed one drops the handles (the connections
+    /// go on).
+    pub fn serve_with_peers(
+        &self,
+        source: Arc<dyn MediaSource>,
+        sink: Option<Arc<dyn ForwardSink>>,
+        peers: mpsc::Sender<RelayConnection>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.accept_loop(Serving { source, sink }, Some(peers))
+    }
+
+    fn accept_loop(
+        &self,
+        serving: Serving,
+        peers: Option<mpsc::Sender<RelayConnection>>,
+    ) -> tokio::task::JoinHandle<()> {
         let endpoint = self.endpoint.clone();
         let config = self.config.clone();
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
-                let source = source.clone();
-                let sink = sink.clone();
-                let config = config.clone();
+                let (serving, peers, config) = (serving.clone(), peers.clone(), config.clone());
                 tokio::spawn(async move {
-                    match incoming.await {
-                        Ok(conn) => server::run(conn, source, sink, config).await,
-                        Err(e) => tracing::debug!(error = %e, "relay handshake failed"),
+                    let conn = match incoming.await {
+                        Ok(conn) => conn,
+                        Err(e) => return tracing::debug!(error = %e, "relay handshake failed"),
+                    };
+                    let remote = conn.remote_address();
+                    match session::accept(conn, config, serving).await {
+                        Ok(accepted) => {
+                            if let (Some(peers), true) = (peers, accepted.peer_serves) {
+                                let _ = peers.send(accepted.handle).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(peer = %remote, error = %e, "relay connection refused")
+                        }
                     }
                 });
             }
@@ -76,10 +117,27 @@ impl RelayEndpoint {
     }
 
     /// Dials `addr`, checks its certificate against `server_name` (a node id), and exchanges
-    /// `Hello`s.
+    /// `Hello`s (the peer's node id must be a name of its certificate, see
+    /// [`RelayError::Identity`]). Only this node makes requests on the connection.
     pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> Result<RelayConnection> {
         let conn = self.connect_quic(addr, server_name).await?;
-        RelayConnection::handshake(conn, self.config.clone()).await
+        session::dial(conn, self.config.clone(), None).await
+    }
+
+    /// [`Self::connect`], also serving the peer's requests on the connection: its
+    /// subscriptions from `source` and its forwards into `sink` (`None` refuses them), as
+    /// [`Self::serve_with`] does for accepted connections. The peer (serving with
+    /// [`Self::serve_with_peers`]) gets its own [`RelayConnection`] for this connection, so
+    /// one connection per node pair carries requests both ways.
+    pub async fn connect_serving(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        source: Arc<dyn MediaSource>,
+        sink: Option<Arc<dyn ForwardSink>>,
+    ) -> Result<RelayConnection> {
+        let conn = self.connect_quic(addr, server_name).await?;
+        session::dial(conn, self.config.clone(), Some(Serving { source, sink })).await
     }
 
     /// Dials and completes the QUIC/TLS handshake only, without the relay `Hello`. For tools

@@ -66,9 +66,11 @@ mod config;
 mod endpoint;
 mod forward_in;
 mod forward_out;
+mod identity;
 mod publish;
 mod receive;
 mod server;
+mod session;
 pub mod tls;
 mod wire;
 
@@ -91,6 +93,9 @@ pub mod codes {
     pub const UNSUPPORTED_VERSION: u32 = 2;
     /// Connection close: the Hello did not arrive in time.
     pub const HANDSHAKE_TIMEOUT: u32 = 3;
+    /// Connection close: the node id of the peer's `Hello` is not a name of the certificate
+    /// it presented.
+    pub const IDENTITY_MISMATCH: u32 = 4;
     /// GOP stream reset by the sender: the subscriber fell a whole GOP behind.
     pub const GOP_CANCELLED: u32 = 1;
     /// GOP stream reset by the sender: the subscription (or forward) ended.
@@ -127,6 +132,26 @@ pub enum ForwardRefusal {
     Closed,
 }
 
+/// Whose `Hello` failed the identity check (see [`RelayError::Identity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityOf {
+    /// The peer's Hello named a node its certificate does not: this node closed the
+    /// connection.
+    Peer,
+    /// This node's Hello named a node its own certificate does not (its `node_id` and its
+    /// certificate disagree): the peer closed the connection.
+    Local,
+}
+
+impl std::fmt::Display for IdentityOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Peer => "the peer",
+            Self::Local => "this node",
+        })
+    }
+}
+
 /// Errors of the relay's async API.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -146,6 +171,18 @@ pub enum RelayError {
     Protocol(String),
     #[error("peer speaks relay version {0}, this node speaks {VERSION}")]
     UnsupportedVersion(u32),
+    /// A Hello's node id is not one of the DNS names of its sender's certificate
+    /// (connection closed with [`codes::IDENTITY_MISMATCH`]).
+    #[error(
+        "identity mismatch: {of} said it is node {node_id:?}, its certificate names {certified:?}"
+    )]
+    Identity {
+        of: IdentityOf,
+        /// The node id the Hello claimed.
+        node_id: String,
+        /// The DNS names of that node's certificate ("localhost" names no node).
+        certified: Vec<String>,
+    },
     #[error("subscription refused: {0}")]
     Refused(#[from] SubscribeRefusal),
     #[error("forward refused: {0}")]

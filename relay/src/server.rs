@@ -1,13 +1,14 @@
-//! The accepting side of a relay connection: the Hello exchange, then the control loop that
-//! turns `Subscribe`s into publishing tasks ([`crate::publish`]) and `Forward`s into
-//! receiving tasks ([`crate::forward_in`]).
+//! The serving side of a relay connection, for whichever node dialled it: the peer's
+//! `Subscribe`s become publishing tasks ([`crate::publish`]) fed by the node's
+//! [`MediaSource`], its `Forward`s receiving tasks ([`crate::forward_in`]) feeding the
+//! node's [`crate::ForwardSink`].
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, Mutex};
 
 use sluice_proto::v1::{
-    control_message::Msg, ControlMessage, Hello, Subscribe, SubscribeError, SubscribeErrorCode,
+    control_message::Msg, ControlMessage, Subscribe, SubscribeError, SubscribeErrorCode,
     SubscribeOk,
 };
 use tokio::sync::{mpsc, watch};
@@ -16,9 +17,8 @@ use crate::codec::Frame;
 use crate::config::RelayConfig;
 use crate::forward_in::{self, ForwardSink, Forwards};
 use crate::publish::{self, Publication};
-use crate::receive;
-use crate::wire::{self, ControlReader};
-use crate::{codes, RelayError, SubscribeRefusal, VERSION};
+use crate::session::{Role, Serving};
+use crate::{RelayError, SubscribeRefusal};
 
 /// A subscription request, as the node's [`MediaSource`] sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,164 +47,7 @@ pub trait MediaSource: Send + Sync + 'static {
 /// Live subscriptions of one connection: request_id -> cancel signal.
 type Live = Arc<Mutex<HashMap<u64, watch::Sender<bool>>>>;
 
-/// Serves one accepted connection until it closes.
-pub(crate) async fn run(
-    conn: quinn::Connection,
-    source: Arc<dyn MediaSource>,
-    sink: Option<Arc<dyn ForwardSink>>,
-    config: Arc<RelayConfig>,
-) {
-    let peer = conn.remote_address();
-    if let Err(e) = serve(&conn, source, sink, config).await {
-        let (code, reason) = match &e {
-            RelayError::Protocol(_) => (codes::PROTOCOL_VIOLATION, "protocol violation"),
-            RelayError::UnsupportedVersion(_) => (
-                codes::UNSUPPORTED_VERSION,
-                "unsupported version; supported: 1",
-            ),
-            RelayError::Timeout(_) => (codes::HANDSHAKE_TIMEOUT, "hello timeout"),
-            _ => (codes::CLOSE_NORMAL, "closed"),
-        };
-        tracing::info!(%peer, error = %e, "relay connection closed");
-        conn.close(code.into(), reason.as_bytes());
-    }
-}
-
-async fn serve(
-    conn: &quinn::Connection,
-    source: Arc<dyn MediaSource>,
-    sink: Option<Arc<dyn ForwardSink>>,
-    config: Arc<RelayConfig>,
-) -> crate::Result<()> {
-    let hello = async {
-        let (send, recv) = conn.accept_bi().await?;
-        let mut reader = ControlReader::new(recv);
-        let msg = reader.next().await?;
-        Ok::<_, RelayError>((send, reader, msg))
-    };
-    let (mut send, mut reader, first) = tokio::time::timeout(config.request_timeout, hello)
-        .await
-        .map_err(|_| RelayError::Timeout("hello"))??;
-    let peer_node_id = match first {
-        Some(ControlMessage {
-            msg: Some(Msg::Hello(h)),
-        }) if h.version == VERSION => h.node_id,
-        Some(ControlMessage {
-            msg: Some(Msg::Hello(h)),
-        }) => return Err(RelayError::UnsupportedVersion(h.version)),
-        _ => {
-            return Err(RelayError::Protocol(
-                "first control message is not Hello".into(),
-            ))
-        }
-    };
-    let reply = Hello {
-        version: VERSION,
-        node_id: config.node_id.clone(),
-    };
-    wire::write_control(
-        &mut send,
-        &ControlMessage {
-            msg: Some(Msg::Hello(reply)),
-        },
-    )
-    .await?;
-
-    // Control messages from publishing tasks (SubscribeError ENDED) and from this loop go
-    // through one writer task, bounded.
-    let (control_tx, mut control_rx) = mpsc::channel::<ControlMessage>(256);
-    tokio::spawn(async move {
-        while let Some(msg) = control_rx.recv().await {
-            if wire::write_control(&mut send, &msg).await.is_err() {
-                break;
-            }
-        }
-    });
-
-    let ctx = Ctx {
-        conn: conn.clone(),
-        source,
-        sink,
-        config,
-        live: Arc::default(),
-        forwards: Arc::default(),
-        priority: Arc::default(),
-        control: control_tx.clone(),
-        peer_node_id,
-    };
-    let live = ctx.live.clone();
-    // GOP streams the dialler opens belong to its forwards.
-    let (forwards, violating) = (ctx.forwards.clone(), conn.clone());
-    let gops = tokio::spawn(receive::accept_gops(
-        conn.clone(),
-        ctx.config.clone(),
-        move |request_id, reader| forward_in::route(&forwards, request_id, reader),
-        move |what| {
-            tracing::info!(what, "relay protocol violation");
-            violating.close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
-        },
-    ));
-    let result = loop {
-        let msg = match reader.next().await {
-            Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        match msg.msg {
-            Some(Msg::Subscribe(s)) => {
-                let answer = match ctx.start(s) {
-                    Ok(a) => a,
-                    Err(e) => break Err(e),
-                };
-                if control_tx
-                    .send(ControlMessage { msg: Some(answer) })
-                    .await
-                    .is_err()
-                {
-                    break Ok(());
-                }
-            }
-            Some(Msg::Forward(f)) => {
-                let answer = match forward_in::start(&ctx, f) {
-                    Ok(a) => a,
-                    Err(e) => break Err(e),
-                };
-                if control_tx
-                    .send(ControlMessage { msg: Some(answer) })
-                    .await
-                    .is_err()
-                {
-                    break Ok(());
-                }
-            }
-            Some(Msg::Unforward(u)) => forward_in::unforward(&ctx.forwards, u),
-            Some(Msg::Unsubscribe(u)) => {
-                // Unknown ids are fine: the subscription may have ended meanwhile.
-                let cancel = live
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&u.request_id);
-                if let Some(cancel) = cancel {
-                    let _ = cancel.send(true);
-                }
-            }
-            other => {
-                break Err(RelayError::Protocol(format!(
-                    "unexpected control message {other:?}"
-                )))
-            }
-        }
-    };
-    for (_, cancel) in live.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-        let _ = cancel.send(true);
-    }
-    // Forward tasks see their GOP channel close and end (ConnectionLost).
-    forward_in::lock(&ctx.forwards).clear();
-    gops.abort();
-    result
-}
-
-/// What the control loop needs to start publications and forwards.
+/// What a connection's control loop needs to serve the peer's requests.
 pub(crate) struct Ctx {
     pub(crate) conn: quinn::Connection,
     source: Arc<dyn MediaSource>,
@@ -216,15 +59,77 @@ pub(crate) struct Ctx {
     priority: Arc<AtomicI32>,
     pub(crate) control: mpsc::Sender<ControlMessage>,
     pub(crate) peer_node_id: String,
+    /// The peer's side, whose half of the request id space its requests must use.
+    peer_role: Role,
 }
 
 impl Ctx {
-    /// Checks the request id of a new `Subscribe` or `Forward`: below 2^63 and not the id of
-    /// a live request. Only the control loop adds requests, so the answer stays true until
-    /// it inserts.
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        serving: Serving,
+        config: Arc<RelayConfig>,
+        priority: Arc<AtomicI32>,
+        control: mpsc::Sender<ControlMessage>,
+        peer_node_id: String,
+        peer_role: Role,
+    ) -> Self {
+        Self {
+            conn,
+            source: serving.source,
+            sink: serving.sink,
+            config,
+            live: Arc::default(),
+            forwards: Arc::default(),
+            priority,
+            control,
+            peer_node_id,
+            peer_role,
+        }
+    }
+
+    /// Handles one of the peer's request messages (`Subscribe`, `Unsubscribe`, `Forward`,
+    /// `Unforward`): `Ok(Some(answer))` to send back; `Err` is a protocol violation.
+    pub(crate) fn on_request(&self, request: Msg) -> crate::Result<Option<Msg>> {
+        match request {
+            Msg::Subscribe(s) => self.start(s).map(Some),
+            Msg::Forward(f) => forward_in::start(self, f).map(Some),
+            Msg::Unforward(u) => {
+                forward_in::unforward(&self.forwards, u);
+                Ok(None)
+            }
+            Msg::Unsubscribe(u) => {
+                // Unknown ids are fine: the subscription may have ended meanwhile.
+                let cancel = self
+                    .live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&u.request_id);
+                if let Some(cancel) = cancel {
+                    let _ = cancel.send(true);
+                }
+                Ok(None)
+            }
+            _ => Err(RelayError::Protocol("unexpected control message".into())),
+        }
+    }
+
+    /// The connection's control stream ended: every publication stops and every accepted
+    /// forward ends (its task sees its GOP channel close: `ConnectionLost`).
+    pub(crate) fn teardown(&self) {
+        for (_, cancel) in self.live.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            let _ = cancel.send(true);
+        }
+        forward_in::lock(&self.forwards).clear();
+    }
+
+    /// Checks the request id of a new `Subscribe` or `Forward`: in the peer's half of the id
+    /// space and not the id of a live request. Only the control loop adds requests, so the
+    /// answer stays true until it inserts.
     pub(crate) fn check_new_request_id(&self, id: u64) -> crate::Result<()> {
-        if id > u64::MAX >> 1 {
-            return Err(RelayError::Protocol(format!("reserved request_id {id}")));
+        if !self.peer_role.owns(id) {
+            return Err(RelayError::Protocol(format!(
+                "request_id {id} outside the requester's half of the id space"
+            )));
         }
         let subscribed = self
             .live

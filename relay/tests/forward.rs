@@ -463,8 +463,7 @@ async fn raw(
 async fn a_malformed_forward_closes_only_that_connection() {
     let (_d, dir) = cert_dir();
     let mut home = Home::start(&dir, "origin-a", 64);
-    // raw_hello presents itself as edge-1 with the origin-b certificate: the node id in the
-    // Hello is not checked against the certificate by this version.
+    // raw_hello presents itself as origin-b, the node its certificate names.
     let edge = client(&dir, "origin-b");
     let good = edge.connect(home.addr, "origin-a").await.unwrap();
     let mut handle = good

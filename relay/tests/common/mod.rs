@@ -136,7 +136,8 @@ pub fn close_code(e: quinn::ConnectionError) -> u64 {
     }
 }
 
-/// Opens a raw QUIC connection and writes `hello` on the control stream.
+/// Opens a raw QUIC connection and writes a `Hello` with `version` and the endpoint's own
+/// node id (which its certificate names) on the control stream.
 pub async fn raw_hello(
     edge: &RelayEndpoint,
     addr: SocketAddr,
@@ -147,7 +148,8 @@ pub async fn raw_hello(
     let mut out = BytesMut::new();
     let hello = Hello {
         version,
-        node_id: "edge-1".into(),
+        node_id: edge.config().node_id.clone(),
+        serves_requests: false,
     };
     codec::encode_control(
         &ControlMessage {
