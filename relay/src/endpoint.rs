@@ -150,6 +150,15 @@ impl RelayEndpoint {
         Ok(self.endpoint.connect(addr, server_name)?.await?)
     }
 
+    /// Accepts the next connection and completes the QUIC/TLS handshake only, without the
+    /// relay `Hello` (the counterpart of [`Self::connect_quic`], for tools and protocol
+    /// tests that drive the control stream themselves). Do not combine with the `serve`
+    /// methods on one endpoint. [`RelayError::Closed`] once the endpoint is closed.
+    pub async fn accept_quic(&self) -> Result<quinn::Connection> {
+        let incoming = self.endpoint.accept().await.ok_or(RelayError::Closed)?;
+        Ok(incoming.await?)
+    }
+
     /// Closes every connection of this endpoint and stops accepting.
     pub fn close(&self) {
         self.endpoint

@@ -141,8 +141,8 @@ pub(crate) fn unforward(forwards: &Forwards, u: Unforward) {
     }
 }
 
-/// Hands a GOP stream the dialler opened to its forward; gives it back when the forward is
-/// not live (never was, or ended: such streams are stopped and ignored).
+/// Hands a GOP stream the forwarding node opened to its forward; gives it back when the
+/// forward is not live (never was, or ended: such streams are stopped and ignored).
 pub(crate) fn route(forwards: &Forwards, request_id: u64, reader: GopReader) -> Option<GopReader> {
     match lock(forwards).get(&request_id) {
         Some(entry) => {
@@ -247,7 +247,7 @@ impl Receiving {
         }
     }
 
-    /// Why the dialler ended the forward (from its `Unforward`).
+    /// Why the forwarding node ended the forward (from its `Unforward`).
     fn reason(&self) -> ForwardEnd {
         lock(&self.forwards)
             .get(&self.request_id)
@@ -285,7 +285,7 @@ impl Receiving {
                         return Wait::Skipped;
                     }
                     Arrival::Gop => {}
-                    // The dialler ended it: wait a little longer for the receiver, no more.
+                    // The forwarding node ended it: wait a little longer for the receiver, no more.
                     Arrival::Ended => {
                         deadline = Some(tokio::time::Instant::now() + END_GRACE);
                     }

@@ -1,6 +1,7 @@
-//! The dialling side of a forward: [`RelayConnection::forward`] sends `Forward`, waits for
-//! the answer, then publishes the caller's frames as GOP streams with the same machinery as
-//! a subscription ([`crate::publish`]); [`ForwardHandle`] keeps it going and ends it.
+//! The forwarding side of a forward (either node of a connection):
+//! [`RelayConnection::forward`] sends `Forward`, waits for the answer, then publishes the
+//! caller's frames as GOP streams with the same machinery as a subscription
+//! ([`crate::publish`]); [`ForwardHandle`] keeps it going and ends it.
 
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,5 @@
-//! The sending side of media, for both directions: cuts one subscription's (acceptor) or
-//! one forward's (dialler) frames into GOP streams on the connection.
+//! The sending side of media, for both directions: cuts one subscription's (this node
+//! serving it) or one forward's (this node forwarding) frames into GOP streams.
 //!
 //! A GOP starts at each video keyframe (or at the first frame, or at any audio frame of a
 //! stream without video, after a skip). Each GOP gets a new unidirectional stream with a
