@@ -116,6 +116,8 @@ pub struct Metrics {
     pub relay_frames_in: Counter,
     /// Subscriptions this node serves to other nodes (origins).
     pub relay_serving: Gauge,
+    /// Open relay connections to other nodes (dialled or accepted and adopted).
+    pub relay_peer_connections: Gauge,
 }
 
 impl Metrics {
@@ -155,6 +157,7 @@ impl Metrics {
         r.register("relay_subscribe_failures", "Upstream relay subscriptions refused or failed", self.relay_subscribe_failures.clone());
         r.register("relay_frames_in", "Frames received from upstream origins over the relay", self.relay_frames_in.clone());
         r.register("relay_serving", "Relay subscriptions this node serves to other nodes", self.relay_serving.clone());
+        r.register("relay_peer_connections", "Open relay connections to other nodes (one per node pair)", self.relay_peer_connections.clone());
         r
     }
 

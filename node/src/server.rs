@@ -132,14 +132,17 @@ impl Node {
         if let Some(endpoint) = &relay {
             let (placement, ring_task) = crate::placement::Placement::start(&registry);
             tasks.push(ring_task);
-            let peers = crate::peers::Peers::new(endpoint.clone(), Duration::from_secs(2));
+            let peers = crate::peers::Peers::new(endpoint.clone(), Duration::from_secs(2), metrics.relay_peer_connections.clone());
             if relay_addr.is_some() {
                 let fwd = args.cluster.is_clustered().then(|| {
                     crate::forward::Forwarding::new(hub.clone(), placement.clone(), peers.clone())
                 });
                 let source = crate::relay::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
                 let sink = fwd.clone().map(|f| f as Arc<dyn sluice_relay::ForwardSink>);
-                tasks.push(endpoint.serve_with(source, sink));
+                tasks.push(peers.serve(source, sink));
+                if args.cluster.is_clustered() {
+                    tasks.push(crate::peers::spawn_mesh(peers.clone(), placement.clone()));
+                }
                 forwarding = fwd;
             }
             if let Some(make) = options.upstream {

@@ -154,6 +154,20 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         moved.len()
     );
 
+    // A stream published on ring-3 whose home is ring-2 travels the other way: ring-3 has the
+    // higher id, so it forwards over the connection ring-2 dialled. One connection per pair.
+    let back = sluice_tests::cluster::find_name("back", |n| home(&after, n) == "ring-2");
+    let mut reverse = RtmpClient::connect(o3.rtmp, "live", &back, ClientMode::Publish).unwrap();
+    reverse.expect_status("NetStream.Publish.Start", secs(20)).expect("publish on ring-3");
+    wait_for(secs(20), || listed(&o2).contains(&back).then_some(())).expect("ring-3 forwards to ring-2");
+    for (id, o) in [("ring-1", &o1), ("ring-2", &o2), ("ring-3", &o3)] {
+        let n = wait_for(secs(15), || {
+            let n = o.metrics().value("sluice_relay_peer_connections", &[]);
+            (n == 2.0).then_some(n)
+        });
+        assert_eq!(n, Some(2.0), "{id} holds one relay connection to each other origin: {}", o.metrics().value("sluice_relay_peer_connections", &[]));
+    }
+
     // No publisher was disconnected or asked to reconnect: all still publishing on ring-1.
     for (n, p) in names.iter().zip(publishers.iter_mut()) {
         p.pump_for(Duration::from_millis(1))
