@@ -63,9 +63,17 @@ pub fn default_node_id() -> String {
 }
 
 /// Everything the registry advertises about this node.
+#[derive(Debug, Clone)]
 pub struct Advertised {
     pub addresses: BTreeMap<String, String>,
     pub capacity: Capacity,
+}
+
+impl Advertised {
+    /// The registry value for this node in `state`.
+    pub fn info(&self, state: NodeState) -> NodeInfo {
+        NodeInfo { addresses: self.addresses.clone(), capacity: self.capacity.clone(), state }
+    }
 }
 
 /// Connect (or, standalone, create) the registry and register this node as ready.
@@ -77,7 +85,7 @@ pub async fn start_registry(
 ) -> anyhow::Result<Arc<dyn Registry>> {
     let id = NodeId::new(node_id).map_err(|e| anyhow::anyhow!("invalid --node-id '{node_id}': {e}"))?;
     let cfg = RegistryConfig::new(id, role).with_prefix(&args.etcd_prefix).with_ttl(args.lease_ttl);
-    let info = NodeInfo { addresses: advertised.addresses, capacity: advertised.capacity, state: NodeState::Ready };
+    let info = advertised.info(NodeState::Ready);
     let registry: Arc<dyn Registry> = if args.is_clustered() {
         let r = EtcdRegistry::connect(&args.etcd, cfg, info)
             .await

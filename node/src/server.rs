@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::rtmp::{self, RtmpContext};
 use crate::runtime;
 
+/// On SIGTERM, how long a node with a relay keeps serving it after leaving the ring.
+const RELAY_MOVE_GRACE: Duration = Duration::from_secs(1);
+
 /// What differs between the binaries that run a [`Node`].
 pub struct NodeOptions {
     /// Origin or edge: how the node registers, and whether it accepts publishers.
@@ -63,6 +66,7 @@ pub struct Node {
     http_ctx: Arc<HttpContext>,
     rtmp_ctx: Arc<RtmpContext>,
     registry: Arc<dyn Registry>,
+    advertised: Advertised,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -125,7 +129,7 @@ impl Node {
             addresses,
             capacity: Capacity { max_streams: limits.max_streams as u64, max_connections: max_connections as u64 },
         };
-        let registry = cluster::start_registry(&args.cluster, &node_id, options.role, advertised).await?;
+        let registry = cluster::start_registry(&args.cluster, &node_id, options.role, advertised.clone()).await?;
         let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
@@ -177,12 +181,22 @@ impl Node {
             }
         }));
         info!(rtmp = %rtmp_addr, http = %http_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
-        Ok(Node { rtmp_addr, http_addr, relay_addr, hub, relay, shutdown, http_ctx, rtmp_ctx, registry, tasks })
+        Ok(Node { rtmp_addr, http_addr, relay_addr, hub, relay, shutdown, http_ctx, rtmp_ctx, registry, advertised, tasks })
     }
 
     /// Stop accepting, report not-ready, and wait up to `drain` for connections to finish.
     pub async fn shutdown(self, drain: Duration) {
         self.http_ctx.ready.store(false, Ordering::Relaxed);
+        // Leave the ring first: other nodes move this node's streams away (make-before-break)
+        // while its connections drain.
+        let draining = self.advertised.info(sluice_cluster::types::NodeState::Draining);
+        if let Err(e) = self.registry.update_node(draining).await {
+            warn!(error = %e, "could not mark this node draining in the registry");
+        }
+        if self.relay.is_some() {
+            // Give relay peers a moment to move their subscriptions and forwards.
+            tokio::time::sleep(RELAY_MOVE_GRACE.min(drain)).await;
+        }
         let _ = self.shutdown.send(true);
         let metrics = &self.rtmp_ctx.metrics;
         let deadline = tokio::time::Instant::now() + drain;

@@ -158,14 +158,22 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
     // higher id, so it forwards over the connection ring-2 dialled. One connection per pair.
     let back = sluice_tests::cluster::find_name("back", |n| home(&after, n) == "ring-2");
     let mut reverse = RtmpClient::connect(o3.rtmp, "live", &back, ClientMode::Publish).unwrap();
-    reverse.expect_status("NetStream.Publish.Start", secs(20)).expect("publish on ring-3");
-    wait_for(secs(20), || listed(&o2).contains(&back).then_some(())).expect("ring-3 forwards to ring-2");
+    reverse
+        .expect_status("NetStream.Publish.Start", secs(20))
+        .expect("publish on ring-3");
+    wait_for(secs(20), || listed(&o2).contains(&back).then_some(()))
+        .expect("ring-3 forwards to ring-2");
     for (id, o) in [("ring-1", &o1), ("ring-2", &o2), ("ring-3", &o3)] {
         let n = wait_for(secs(15), || {
             let n = o.metrics().value("sluice_relay_peer_connections", &[]);
             (n == 2.0).then_some(n)
         });
-        assert_eq!(n, Some(2.0), "{id} holds one relay connection to each other origin: {}", o.metrics().value("sluice_relay_peer_connections", &[]));
+        assert_eq!(
+            n,
+            Some(2.0),
+            "{id} holds one relay connection to each other origin: {}",
+            o.metrics().value("sluice_relay_peer_connections", &[])
+        );
     }
 
     // No publisher was disconnected or asked to reconnect: all still publishing on ring-1.
@@ -197,6 +205,49 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         "edge followed the move; log:\n{log}"
     );
     drop(publishers);
+    encoder.stop();
+    viewer.stop();
+}
+
+/// SIGTERM of a stream's home origin: it leaves the ring first, the ingest forwards to the new
+/// home, the edge follows, and the edge's viewer keeps playing on the same connection.
+#[test]
+fn a_draining_home_hands_its_streams_over_without_viewers_noticing() {
+    let c = TestCluster::new("dr", &["drain-a", "drain-b", "drain-edge"]);
+    let a = c.origin("drain-a", &[]);
+    let mut b = c.origin("drain-b", &["--drain-timeout", "3s"]);
+    let edge = c.edge("drain-edge", &[]);
+    let name = sluice_tests::cluster::find_name("d", |n| {
+        home(&ring(&["drain-a", "drain-b"]), n) == "drain-b"
+    });
+    let mut encoder = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
+    wait_for(secs(20), || listed(&b).contains(&name).then_some(()))
+        .expect("forwarded to its home drain-b");
+    let mut viewer = Player::start(&edge.rtmp_url("live", &name));
+    assert!(
+        viewer.wait_frames(60, secs(30)) >= 60,
+        "edge viewer plays: {:?}",
+        viewer.errors()
+    );
+
+    let status = b.terminate();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "drain-b exits cleanly: {status:?}"
+    );
+    let before = viewer.frames();
+    let more = viewer.wait_frames(before + 60, secs(20));
+    assert!(
+        more >= before + 60,
+        "edge viewer stalled after the home drained: {before} -> {more}"
+    );
+    assert!(viewer.is_running(), "the viewer stayed connected");
+    assert!(encoder.is_running(), "the encoder never noticed");
+    let log = std::fs::read_to_string(edge.log_path()).unwrap_or_default();
+    assert!(
+        log.contains("switched upstream") || log.contains("resubscrib"),
+        "the edge moved to drain-a; log:\n{log}"
+    );
     encoder.stop();
     viewer.stop();
 }
