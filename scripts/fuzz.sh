@@ -7,7 +7,9 @@
 #
 # Uses `-s none` (no sanitizer), which cargo-fuzz supports on the stable toolchain; Rust's own
 # checks (bounds, overflow with debug assertions) still turn bugs into crashes. Crashes are kept
-# in fuzz/artifacts/TARGET/.
+# in fuzz/artifacts/TARGET/. Seeds for a target (real inputs to start from) live in
+# fuzz/seeds/TARGET/ (fuzz/seeds/make_seeds.sh regenerates them); reproducers of crashes found
+# and reported live in fuzz/artifacts-found/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +34,13 @@ for target in "${targets[@]}"; do
     fi
     echo "== fuzz target $target for ${seconds}s"
     ran=$((ran + 1))
-    if ! (cd fuzz && cargo fuzz run -s none "$target" -- -max_total_time="$seconds"); then
+    # The target's corpus (kept, not committed) plus its committed seeds, if any.
+    corpus=("$PWD/fuzz/corpus/$target")
+    mkdir -p "${corpus[0]}"
+    if [ -d "fuzz/seeds/$target" ]; then
+        corpus+=("$PWD/fuzz/seeds/$target")
+    fi
+    if ! (cd fuzz && cargo fuzz run -s none "$target" "${corpus[@]}" -- -max_total_time="$seconds"); then
         failed+=("$target")
     fi
 done
