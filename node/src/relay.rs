@@ -141,13 +141,15 @@ pub struct RelayedPublish {
     /// After switching to another upstream of the same timeline: drop what was already
     /// delivered, resume at the first keyframe (or, without video, frame) after this.
     resume_after: Option<u32>,
+    /// Since the switch, the new upstream sent frames we already had.
+    overlapped: bool,
     has_video: bool,
 }
 
 impl RelayedPublish {
     pub fn new(mut publisher: Publisher) -> Self {
         publisher.set_passthrough();
-        RelayedPublish { publisher, headers: [None, None, None], held: None, last_ts: None, resume_after: None, has_video: false }
+        RelayedPublish { publisher, headers: [None, None, None], held: None, last_ts: None, resume_after: None, overlapped: false, has_video: false }
     }
 
     /// The next message starts a new source session (another claim of the stream): rebase
@@ -160,10 +162,12 @@ impl RelayedPublish {
 
     /// The frames now come from another upstream of the same timeline (another home, or the
     /// same origin after a broken connection): it restarts at a keyframe viewers may already
-    /// have had, so continue at the first keyframe after the last frame delivered.
+    /// have had: skip what was delivered and continue right after it (or, if the new upstream
+    /// starts after a gap, at its first keyframe).
     pub fn switch_upstream(&mut self) {
         self.flush();
         self.resume_after = self.last_ts;
+        self.overlapped = false;
     }
 
     pub fn push(&mut self, frame: Frame) {
@@ -186,10 +190,16 @@ impl RelayedPublish {
         } else {
             if let Some(after) = self.resume_after {
                 let newer = (frame.timestamp.wrapping_sub(after) as i32) > 0;
+                if !newer {
+                    // Already delivered; the new upstream overlaps what we had, so what
+                    // follows continues it exactly (same timeline).
+                    self.overlapped = true;
+                    return;
+                }
                 let start = frame.kind == FrameKind::Video && frame.flags & FLAG_KEYFRAME != 0
                     || (!self.has_video && frame.kind == FrameKind::Audio);
-                if !(newer && start) {
-                    return;
+                if !(self.overlapped || start) {
+                    return; // a gap: wait for the next start point
                 }
                 self.resume_after = None;
             }
