@@ -258,3 +258,32 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
         assert!(r.frames > 0);
     }
 }
+
+/// After the last viewer leaves, the edge keeps the upstream for `--upstream-linger`, then
+/// unsubscribes (the origin stops serving it); a viewer arriving meanwhile reuses it.
+#[test]
+fn an_edge_lingers_then_releases_the_upstream() {
+    let c = cluster("edgelg", &["lg-origin", "lg-edge"]);
+    let origin = c.origin("lg-origin", &[]);
+    let edge = c.edge("lg-edge", &["--upstream-linger", "3s"]);
+    let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "lg"), &h264_aac().path);
+    let claim = format!("{}/streams/live/lg", c.prefix);
+    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(())).expect("claimed");
+
+    let mut first = Player::start(&edge.flv_url("live", "lg"));
+    assert!(first.wait_frames(30, secs(30)) >= 30, "first viewer: {:?}", first.errors());
+    first.stop();
+    // Within the linger time a new viewer reuses the same upstream.
+    let mut second = Player::start(&edge.rtmp_url("live", "lg"));
+    assert!(second.wait_frames(30, secs(30)) >= 30, "second viewer: {:?}", second.errors());
+    assert_eq!(metric(&edge, "sluice_relay_subscribes_total", &[]), 1.0, "the upstream was reused");
+    second.stop();
+
+    // Then, with nobody watching, the upstream goes away after the linger time.
+    let released = wait_for(secs(15), || (metric(&edge, "sluice_relay_upstreams", &[]) == 0.0).then_some(()));
+    assert!(released.is_some(), "edge still pulls with no viewers");
+    let served = wait_for(secs(10), || (metric(&origin, "sluice_relay_serving", &[]) == 0.0).then_some(()));
+    assert!(served.is_some(), "origin still serves the edge");
+    assert!(publisher.is_running());
+    publisher.stop();
+}
