@@ -68,7 +68,9 @@ impl Keyspace {
             },
             ("streams", app, name) => {
                 let (stream, query) = StreamKey::parse(app, name).ok()?;
-                if query.is_some() {
+                // Only the canonical key of a stream names it (`live/cam?` must not alias
+                // `live/cam`: its deletion would drop the real claim from the cache).
+                if query.is_some() || stream.app() != app || stream.name() != name {
                     return None;
                 }
                 KeyKind::Stream(stream)
@@ -127,6 +129,8 @@ mod tests {
             "/a/streams/live",
             "/a/streams/api/x",
             "/a/streams/live/a?b",
+            "/a/streams/live/a?",
+            "/a/streams/live?/a",
             "/a/other/x/y",
             "/a",
             "",

@@ -9,6 +9,9 @@ use super::TsError;
 
 /// Most samples one `trun` may declare.
 const MAX_SAMPLES_PER_RUN: u32 = 100_000;
+/// Most samples of one fragment, all runs together (a hostile fragment could otherwise repeat
+/// small `trun` boxes that each declare many empty samples).
+const MAX_SAMPLES_PER_FRAGMENT: usize = 100_000;
 
 /// A track of an init segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +337,9 @@ fn parse_traf(
             if i == 0 {
                 sflags = first_flags.unwrap_or(sflags);
             }
+            if out.len() >= MAX_SAMPLES_PER_FRAGMENT {
+                return Err(malformed("too many samples in fragment"));
+            }
             let end = data_at
                 .checked_add(size as usize)
                 .filter(|&e| e <= fragment.len())
@@ -351,4 +357,35 @@ fn parse_traf(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    fn mp4_box(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// Found by fuzzing: many small `trun` boxes, each declaring many empty samples, must not
+    /// make a few kilobytes of fragment cost gigabytes.
+    #[test]
+    fn samples_are_bounded_per_fragment_not_only_per_run() {
+        let mut tfhd = 0u32.to_be_bytes().to_vec();
+        tfhd.extend_from_slice(&1u32.to_be_bytes());
+        let mut traf = mp4_box(b"tfhd", &tfhd);
+        let mut trun = 0u32.to_be_bytes().to_vec();
+        trun.extend_from_slice(&MAX_SAMPLES_PER_RUN.to_be_bytes());
+        for _ in 0..200 {
+            traf.extend(mp4_box(b"trun", &trun));
+        }
+        let mut fragment = mp4_box(b"moof", &mp4_box(b"traf", &traf));
+        fragment.extend(mp4_box(b"mdat", &[]));
+        assert!(fragment.len() < 5000);
+        let err = parse_fragment(&Bytes::from(fragment)).expect_err("refused");
+        assert!(err.to_string().contains("too many samples"), "{err}");
+    }
 }
