@@ -12,6 +12,7 @@
 # Every parameter is an environment variable (defaults in brackets):
 #   PLAYERS [1000]  PLAYERS_LOW [10]  BITRATE [2500k]  FPS [30]  GOP [2s]
 #   DURATION [20s]  WARMUP [5s]  RAMP [2s]   PHASES ["low high"]
+#   ORDER ["origin edge"] (which node's players run first within a phase; "edge origin" swaps)
 #   BENCH_THREADS [1]  SLUICE_THREADS [1]  UPSTREAM_LINGER [3s] (edge; the script waits for the
 #   edge's upstream to close before each origin run, so the origin run has no relay subscriber)
 #   SKIP_BUILD [0]  WAIT_OTHERS [1] (wait while another benchmark runs)
@@ -19,7 +20,8 @@
 #   EDGE_RTMP_PORT [29553]  EDGE_HTTP_PORT [28253]  ETCD_PORT [29562]  ETCD_PEER_PORT [29563]
 #   OUT_DIR [bench/results/DATE-edge]: origin-low.json, edge-low.json, origin.json, edge.json,
 #   publisher.json, summary.json, metrics-*.txt (/metrics of both nodes in the middle of each
-#   edge run) and logs/ (node logs, bench stderr).
+#   run), proc-*.tsv (each node's CPU ticks, write syscalls and context switches over the whole
+#   players run, from /proc) and logs/ (node logs, bench stderr).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +34,7 @@ DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-5s}
 RAMP=${RAMP:-2s}
 PHASES=${PHASES:-"low high"}
+ORDER=${ORDER:-"origin edge"}
 BENCH_THREADS=${BENCH_THREADS:-1}
 SLUICE_THREADS=${SLUICE_THREADS:-1}
 UPSTREAM_LINGER=${UPSTREAM_LINGER:-3s}
@@ -178,6 +181,26 @@ wait_edge_idle() {
     done
 }
 
+# One line of counters of process $1 (named $2) from /proc: CPU ticks (utime+stime), write-family
+# syscalls and bytes (write/writev: RTMP writes to viewers and eventfd wake-ups; send/sendmsg,
+# which the QUIC relay uses, are not counted by the kernel there), and voluntary and involuntary
+# context switches summed over all threads.
+proc_counters() {
+    local pid=$1 stat
+    stat=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || return 0
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$2" \
+        "$(awk '{print $12 + $13}' <<<"$stat")" \
+        "$(awk '$1 == "syscw:" {print $2}' "/proc/$pid/io")" \
+        "$(awk '$1 == "wchar:" {print $2}' "/proc/$pid/io")" \
+        "$(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '$1 == "voluntary_ctxt_switches:" {n += $2} END {print n + 0}')" \
+        "$(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '$1 == "nonvoluntary_ctxt_switches:" {n += $2} END {print n + 0}')"
+}
+proc_snapshot() {
+    proc_counters "$ORIGIN_PID" origin
+    proc_counters "$EDGE_PID" edge
+    proc_counters "$PUB_PID" publisher
+}
+
 players_run() {
     # $1 = target (origin | edge), $2 = players, $3 = report name
     local target=$1 n=$2 name=$3 port pid http
@@ -201,9 +224,18 @@ players_run() {
     ) &
     local scraper=$!
     log "$n players on the $target: sluice-bench ${args[*]}"
+    local before
+    before=$(proc_snapshot)
     "$BENCH" --threads "$BENCH_THREADS" "${args[@]}" >"$OUT_DIR/$name.json" 2>"$LOG_DIR/bench-$name.log" ||
         log "sluice-bench reported an error (see $OUT_DIR/$name.json, $LOG_DIR/bench-$name.log)"
     wait "$scraper" 2>/dev/null || true
+    # Deltas over the whole run (ramp, warm-up and window), per process.
+    {
+        printf 'process\tcpu_ticks\twrite_syscalls\tbytes_written\tvoluntary_cs\tinvoluntary_cs\n'
+        awk -F'\t' -v OFS='\t' 'NR == FNR { for (i = 2; i <= NF; i++) b[$1, i] = $i; next }
+            { printf "%s", $1; for (i = 2; i <= NF; i++) printf "\t%d", $i - b[$1, i]; printf "\n" }' \
+            <(echo "$before") <(proc_snapshot)
+    } >"$OUT_DIR/proc-$name.tsv"
     for p in "$ORIGIN_PID" "$EDGE_PID" "$PUB_PID"; do
         kill -0 "$p" 2>/dev/null || { log "process $p died during the $name run"; exit 1; }
     done
@@ -293,10 +325,20 @@ sleep "$(to_secs "$GOP")"
 
 for phase in $PHASES; do
     case "$phase" in
-        low) players_run origin "$PLAYERS_LOW" origin-low; players_run edge "$PLAYERS_LOW" edge-low ;;
-        high) players_run origin "$PLAYERS" origin; players_run edge "$PLAYERS" edge ;;
+        low | high) ;;
         *) log "unknown phase $phase (use low, high)"; exit 2 ;;
     esac
+    for target in $ORDER; do
+        case "$target" in
+            origin | edge) ;;
+            *) log "unknown target $target in ORDER (use origin, edge)"; exit 2 ;;
+        esac
+        if [[ "$phase" == low ]]; then
+            players_run "$target" "$PLAYERS_LOW" "$target-low"
+        else
+            players_run "$target" "$PLAYERS" "$target"
+        fi
+    done
 done
 
 stop_pid "$PUB_PID" INT
