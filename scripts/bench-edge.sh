@@ -233,7 +233,7 @@ players_run() {
     {
         printf 'process\tcpu_ticks\twrite_syscalls\tbytes_written\tvoluntary_cs\tinvoluntary_cs\n'
         awk -F'\t' -v OFS='\t' 'NR == FNR { for (i = 2; i <= NF; i++) b[$1, i] = $i; next }
-            { printf "%s", $1; for (i = 2; i <= NF; i++) printf "\t%d", $i - b[$1, i]; printf "\n" }' \
+            { printf "%s", $1; for (i = 2; i <= NF; i++) printf "\t%.0f", $i - b[$1, i]; printf "\n" }' \
             <(echo "$before") <(proc_snapshot)
     } >"$OUT_DIR/proc-$name.tsv"
     for p in "$ORIGIN_PID" "$EDGE_PID" "$PUB_PID"; do
