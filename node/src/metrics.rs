@@ -142,7 +142,7 @@ impl Metrics {
         r.register("connections_accepted", "Client connections accepted", self.connections_total.clone());
         r.register("streams", "Live (published) streams", self.streams.clone());
         r.register("viewers", "Viewers currently playing, by protocol", self.viewers.clone());
-        r.register("bytes_in", "Media and protocol bytes received from publishers", self.bytes_in.clone());
+        r.register("bytes_in", "Media and protocol bytes received from publishers (and, for relayed streams, from peer nodes)", self.bytes_in.clone());
         r.register("bytes_out", "Bytes sent to viewers, by protocol", self.bytes_out.clone());
         r.register(
             "skipped_frames",

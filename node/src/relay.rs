@@ -114,10 +114,11 @@ pub fn spawn_feed(hub: &Hub, key: &StreamKey) -> Result<mpsc::Receiver<Frame>, c
     sub.start_playing();
     let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
     let gauge = hub.metrics().relay_serving.clone();
+    let bytes_out = hub.metrics().bytes_out(Protocol::Relay);
     tokio::spawn(
         async move {
             gauge.inc();
-            feed(sub, tx).await;
+            feed(sub, tx, bytes_out).await;
             gauge.dec();
             debug!("relay feed ended");
         }
@@ -171,6 +172,7 @@ impl RelayedPublish {
     }
 
     pub fn push(&mut self, frame: Frame) {
+        self.publisher.count_bytes_in(frame.payload.len() + sluice_relay::codec::FRAME_HEADER_LEN);
         if frame.flags & FLAG_HLS_STAMP != 0 {
             let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload);
             match self.held.take() {
@@ -239,7 +241,7 @@ impl Drop for RelayedPublish {
 
 /// Copies the stream's log into the relay's queue until the publisher leaves (the relay then
 /// tells the subscriber ENDED) or the subscriber goes away.
-async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>) {
+async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>, bytes_out: prometheus_client::metrics::counter::Counter) {
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -255,6 +257,7 @@ async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>) {
             for delivery in batch.drain(..) {
                 match delivery {
                     Delivery::Media(p) => {
+                        bytes_out.inc_by(p.payload.len() as u64 + sluice_relay::codec::FRAME_HEADER_LEN as u64);
                         if tx.send(to_frame(&p)).await.is_err() {
                             return;
                         }

@@ -95,6 +95,9 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
         "the origin serves one subscription per edge"
     );
     assert_eq!(metric(&origin, "sluice_relay_serving", &[]), 2.0);
+    // Relay traffic is counted on both sides.
+    assert!(metric(&origin, "sluice_bytes_out_total", &[("protocol", "relay")]) > 100_000.0, "origin relay bytes out");
+    assert!(metric(&e1, "sluice_bytes_in_total", &[]) > 100_000.0, "edge bytes in from the relay");
 
     for p in players {
         let result = p.stop();

@@ -75,6 +75,12 @@ impl Publisher {
         self.passthrough = true;
     }
 
+    /// Counts `n` bytes received for this stream from a peer node (`sluice_bytes_in_total`;
+    /// RTMP publishers' bytes are counted by their connection).
+    pub fn count_bytes_in(&self, n: usize) {
+        self.hub.metrics.bytes_in.inc_by(n as u64);
+    }
+
     /// Resolves when another publisher took the stream over: the connection should close.
     pub async fn kicked(&self) {
         self.kick.notified().await
