@@ -28,6 +28,8 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.sh
+command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"
     as_root apt-get update -qq
