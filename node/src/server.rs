@@ -129,6 +129,7 @@ impl Node {
             addresses,
             capacity: Capacity { max_streams: limits.max_streams as u64, max_connections: max_connections as u64 },
         };
+        let options_role = options.role;
         let registry = cluster::start_registry(&args.cluster, &node_id, options.role, advertised.clone()).await?;
         let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
         // Placement and the relay's outgoing connections, when the node has a relay.
@@ -166,6 +167,7 @@ impl Node {
             connection_slots: slots,
             ready: true.into(),
             web_dir: args.web_dir.clone(),
+            cluster: (options_role == Role::Edge).then(|| registry.snapshot()),
         });
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
         let app = http::router(http_ctx.clone());

@@ -51,6 +51,12 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
     })
     .expect("stream claimed in etcd");
 
+    // The edge's API (and so its web page) lists the cluster's streams before anyone watches.
+    let listed = wait_for(secs(10), || e1.stream_info("live", "show"));
+    let info = listed.expect("edge /api/streams lists a stream it does not pull yet");
+    assert_eq!(info["viewers"], 0);
+    assert_eq!(metric(&e1, "sluice_relay_upstreams", &[]), 0.0, "listing does not pull");
+
     // Three viewers on edge 1 (RTMP, RTMP, HTTP-FLV), two on edge 2 (HTTP-FLV, RTMP).
     let mut players = vec![
         Player::start(&e1.rtmp_url("live", "show")),

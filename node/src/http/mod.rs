@@ -33,6 +33,9 @@ pub struct HttpContext {
     pub ready: AtomicBool,
     /// `--web-dir`: the web page and its player libraries.
     pub web_dir: std::path::PathBuf,
+    /// Edges: the registry cache, so `/api/streams` lists every stream of the cluster, not only
+    /// those this edge pulls now.
+    pub cluster: Option<tokio::sync::watch::Receiver<sluice_cluster::types::Snapshot>>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -70,7 +73,32 @@ async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
 }
 
 async fn streams(State(ctx): State<Arc<HttpContext>>) -> Response {
-    Json(serde_json::json!({ "streams": ctx.hub.snapshot() })).into_response()
+    let mut streams = ctx.hub.snapshot();
+    if let Some(cluster) = &ctx.cluster {
+        // An edge: streams of the cluster it does not pull now, with what the registry says.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let snap = cluster.borrow();
+        for record in snap.streams.values() {
+            let (app, name) = (record.stream.app(), record.stream.name());
+            if streams.iter().any(|s| s.app == app && s.name == name) {
+                continue;
+            }
+            streams.push(crate::hub::StreamSnapshot {
+                app: app.to_string(),
+                name: name.to_string(),
+                video: None,
+                audio: None,
+                bitrate_kbps: 0.0,
+                viewers: 0,
+                uptime_s: now_ms.saturating_sub(record.info.started_at_ms) as f64 / 1000.0,
+                started_at: record.info.started_at_ms as f64 / 1000.0,
+            });
+        }
+        streams.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
+    }
+    Json(serde_json::json!({ "streams": streams })).into_response()
 }
 
 async fn media(
