@@ -1,6 +1,7 @@
-//! What every Sluice node that touches media shares: the stream hub, the RTMP and HTTP-FLV
-//! delivery drivers, metrics, configuration and process set-up. The origin and (later) the
-//! edge binaries are thin wrappers around [`server::Node`].
+//! What every Sluice node that touches media shares: the stream hub, the RTMP, HTTP-FLV and
+//! HLS delivery drivers, the node's side of the cluster (registry, placement, forwarding, relay
+//! peers), metrics, configuration and process set-up. The origin and edge binaries are thin
+//! wrappers around [`server::Node`].
 
 pub mod cluster;
 pub mod config;
