@@ -9,9 +9,24 @@
 # edge / origin. The publisher stamps each frame with the wall clock, so the players (another
 # process on the same machine) measure publish-to-receive latency through both nodes.
 #
+# Phases (PHASES, run in the order given):
+#   low   PLAYERS_LOW players on the origin, then on the edge (ORDER), one after the other.
+#   high  PLAYERS players on the origin, then on the edge (ORDER), one after the other. During
+#         the edge's run the origin is busy too (ingest + relay send), during the origin's run
+#         the edge is idle: the edge shares the 2 cores with one more active process.
+#   same  the fair CPU comparison: PLAYERS players on the origin AND PLAYERS on the edge AT THE
+#         SAME TIME (two `sluice-bench run` processes started together, same publisher, same
+#         window), so each node has the other as background load. The origin then also serves
+#         the edge's relay subscription, work a standalone origin doesn't do; the `relay` phase
+#         measures that work so the summary can take it out of the origin's figure.
+#   relay the origin's relay-send cost: the origin's CPU over RELAY_WINDOW with nobody playing
+#         (edge idle), then over RELAY_WINDOW with one player on the edge (the origin serves
+#         only the relay). The difference per second is the relay send's CPU.
+#
 # Every parameter is an environment variable (defaults in brackets):
 #   PLAYERS [1000]  PLAYERS_LOW [10]  BITRATE [2500k]  FPS [30]  GOP [2s]
-#   DURATION [20s]  WARMUP [5s]  RAMP [2s]   PHASES ["low high"]
+#   DURATION [20s]  WARMUP [5s]  RAMP [2s]   PHASES ["low high"] (any of low high same relay)
+#   RELAY_WINDOW [30s] (each of the two windows of the relay phase)
 #   ORDER ["origin edge"] (which node's players run first within a phase; "edge origin" swaps)
 #   BENCH_THREADS [1]  SLUICE_THREADS [1]  UPSTREAM_LINGER [3s] (edge; the script waits for the
 #   edge's upstream to close before each origin run, so the origin run has no relay subscriber)
@@ -19,7 +34,9 @@
 #   ORIGIN_RTMP_PORT [29551]  ORIGIN_HTTP_PORT [28251]  RELAY_PORT [29552] (UDP)
 #   EDGE_RTMP_PORT [29553]  EDGE_HTTP_PORT [28253]  ETCD_PORT [29562]  ETCD_PEER_PORT [29563]
 #   OUT_DIR [bench/results/DATE-edge]: origin-low.json, edge-low.json, origin.json, edge.json,
-#   publisher.json, summary.json, metrics-*.txt (/metrics of both nodes in the middle of each
+#   origin-same.json, edge-same.json, relay-idle.tsv, relay-1.json,
+#   publisher.json, summary.json, busy-*.txt (compilers and benchmarks running at the start and
+#   in the middle of each window), metrics-*.txt (/metrics of both nodes in the middle of each
 #   run), proc-*.tsv (each node's CPU ticks, write syscalls and context switches over the whole
 #   players run, from /proc) and logs/ (node logs, bench stderr).
 set -euo pipefail
@@ -34,6 +51,7 @@ DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-5s}
 RAMP=${RAMP:-2s}
 PHASES=${PHASES:-"low high"}
+RELAY_WINDOW=${RELAY_WINDOW:-30s}
 ORDER=${ORDER:-"origin edge"}
 BENCH_THREADS=${BENCH_THREADS:-1}
 SLUICE_THREADS=${SLUICE_THREADS:-1}
@@ -230,12 +248,7 @@ players_run() {
         log "sluice-bench reported an error (see $OUT_DIR/$name.json, $LOG_DIR/bench-$name.log)"
     wait "$scraper" 2>/dev/null || true
     # Deltas over the whole run (ramp, warm-up and window), per process.
-    {
-        printf 'process\tcpu_ticks\twrite_syscalls\tbytes_written\tvoluntary_cs\tinvoluntary_cs\n'
-        awk -F'\t' -v OFS='\t' 'NR == FNR { for (i = 2; i <= NF; i++) b[$1, i] = $i; next }
-            { printf "%s", $1; for (i = 2; i <= NF; i++) printf "\t%.0f", $i - b[$1, i]; printf "\n" }' \
-            <(echo "$before") <(proc_snapshot)
-    } >"$OUT_DIR/proc-$name.tsv"
+    proc_deltas "$before" >"$OUT_DIR/proc-$name.tsv"
     for p in "$ORIGIN_PID" "$EDGE_PID" "$PUB_PID"; do
         kill -0 "$p" 2>/dev/null || { log "process $p died during the $name run"; exit 1; }
     done
@@ -243,6 +256,103 @@ players_run() {
     # Let the players' connections close before the next run.
     sleep 2
 }
+
+# What else runs on the machine right now (one line): load average, compiler processes, other
+# benchmark processes ($3 = how many sluice-bench processes are ours, publisher included).
+# Appended to busy-$1.txt at the start and in the middle of a window.
+busy_note() {
+    printf '%s\t%s\tloadavg %s\trustc %s\tcargo %s\tother sluice-bench %s\n' "$(date +%T)" "$2" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" "$(pgrep -cx rustc || true)" "$(pgrep -cx cargo || true)" \
+        "$(($(pgrep -cx sluice-bench || true) - $3))" >>"$OUT_DIR/busy-$1.txt"
+}
+
+# Deltas of the /proc counters between snapshot $1 and now, as a TSV with a header.
+proc_deltas() {
+    printf 'process\tcpu_ticks\twrite_syscalls\tbytes_written\tvoluntary_cs\tinvoluntary_cs\n'
+    awk -F'\t' -v OFS='\t' 'NR == FNR { for (i = 2; i <= NF; i++) b[$1, i] = $i; next }
+        { printf "%s", $1; for (i = 2; i <= NF; i++) printf "\t%.0f", $i - b[$1, i]; printf "\n" }' \
+        <(echo "$1") <(proc_snapshot)
+}
+
+# The fair phase: $1 players on the origin and $1 players on the edge at the same time, two
+# sluice-bench processes started together (same ramp, warm-up and window), each sampling its
+# own node's CPU (--server-pid) over the same window. Reports origin-$2.json, edge-$2.json.
+players_pair() {
+    local n=$1 name=$2
+    wait_for_quiet
+    local common_args=(run --players "$n" --protocol rtmp --bitrate "$BITRATE" --fps "$FPS"
+        --gop "$GOP" --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP")
+    local warm mid
+    warm=$(to_secs "$WARMUP")
+    mid=$((warm + $(to_secs "$DURATION") / 2))
+    : >"$OUT_DIR/busy-$name.txt"
+    (
+        sleep "$warm"
+        busy_note "$name" window-start 3
+        sleep $((mid - warm))
+        busy_note "$name" window-middle 3
+        for node in origin:$ORIGIN_HTTP_PORT edge:$EDGE_HTTP_PORT; do
+            curl -fsS "http://127.0.0.1:${node#*:}/metrics" >"$OUT_DIR/metrics-$name-${node%%:*}.txt" 2>/dev/null || true
+        done
+    ) &
+    local scraper=$!
+    log "$n players on the origin AND $n on the edge at the same time: sluice-bench ${common_args[*]}"
+    local before
+    before=$(proc_snapshot)
+    "$BENCH" --threads "$BENCH_THREADS" "${common_args[@]}" --url "rtmp://127.0.0.1:$ORIGIN_RTMP_PORT/live/bench" \
+        --server-pid "$ORIGIN_PID" >"$OUT_DIR/origin-$name.json" 2>"$LOG_DIR/bench-origin-$name.log" &
+    local bench_origin=$!
+    "$BENCH" --threads "$BENCH_THREADS" "${common_args[@]}" --url "rtmp://127.0.0.1:$EDGE_RTMP_PORT/live/bench" \
+        --server-pid "$EDGE_PID" >"$OUT_DIR/edge-$name.json" 2>"$LOG_DIR/bench-edge-$name.log" &
+    local bench_edge=$!
+    wait "$bench_origin" || log "sluice-bench (origin players) reported an error (see $OUT_DIR/origin-$name.json)"
+    wait "$bench_edge" || log "sluice-bench (edge players) reported an error (see $OUT_DIR/edge-$name.json)"
+    wait "$scraper" 2>/dev/null || true
+    proc_deltas "$before" >"$OUT_DIR/proc-$name.tsv"
+    for p in "$ORIGIN_PID" "$EDGE_PID" "$PUB_PID"; do
+        kill -0 "$p" 2>/dev/null || { log "process $p died during the $name run"; exit 1; }
+    done
+    local node
+    for node in origin edge; do
+        log "$name $node: $(jq -c '{connected: .players.connected, dropped: .frames.dropped, p50: .latency_ms.p50_ms, p99: .latency_ms.p99_ms, cpu_s: .server.cpu_seconds, window_s: .window_s}' "$OUT_DIR/$node-$name.json" 2>/dev/null || echo 'no report')"
+    done
+    sleep 2
+}
+
+# The relay phase: the origin's CPU over RELAY_WINDOW with nobody playing anywhere (relay-idle.tsv,
+# from /proc), then with one RTMP player on the edge only (relay-1.json, --server-pid origin:
+# the origin serves only the relay subscription, plus ingest as in the idle window).
+relay_cost() {
+    local secs
+    secs=$(to_secs "$RELAY_WINDOW")
+    wait_edge_idle
+    wait_for_quiet
+    log "origin with no viewer and no relay subscriber for ${secs}s"
+    : >"$OUT_DIR/busy-relay.txt"
+    busy_note relay idle-start 1
+    local before
+    before=$(proc_snapshot)
+    sleep "$secs"
+    { proc_deltas "$before"; printf 'window_s\t%s\n' "$secs"; } >"$OUT_DIR/relay-idle.tsv"
+    log "one player on the edge for ${secs}s (the origin serves the relay only)"
+    busy_note relay one-edge-player-start 1
+    before=$(proc_snapshot)
+    "$BENCH" --threads "$BENCH_THREADS" run --url "rtmp://127.0.0.1:$EDGE_RTMP_PORT/live/bench" \
+        --players 1 --protocol rtmp --bitrate "$BITRATE" --fps "$FPS" --gop "$GOP" \
+        --duration "$RELAY_WINDOW" --warmup "$WARMUP" --ramp "$RAMP" --server-pid "$ORIGIN_PID" \
+        >"$OUT_DIR/relay-1.json" 2>"$LOG_DIR/bench-relay-1.log" ||
+        log "sluice-bench reported an error (see $OUT_DIR/relay-1.json)"
+    proc_deltas "$before" >"$OUT_DIR/proc-relay-1.tsv"
+    log "relay: origin idle $(awk -F'\t' '$1 == "origin" {print $2 / 100}' "$OUT_DIR/relay-idle.tsv") CPU-s in ${secs}s, serving the relay $(jq '.server.cpu_seconds' "$OUT_DIR/relay-1.json" 2>/dev/null) CPU-s in $(jq '.window_s' "$OUT_DIR/relay-1.json" 2>/dev/null)s"
+    sleep 2
+}
+
+for phase in $PHASES; do
+    case "$phase" in
+        low | high | same | relay) ;;
+        *) log "unknown phase $phase (use low, high, same, relay)"; exit 2 ;;
+    esac
+done
 
 if [[ "$SKIP_BUILD" != 1 ]]; then
     log "building release binaries"
@@ -326,7 +436,9 @@ sleep "$(to_secs "$GOP")"
 for phase in $PHASES; do
     case "$phase" in
         low | high) ;;
-        *) log "unknown phase $phase (use low, high)"; exit 2 ;;
+        same) players_pair "$PLAYERS" same; continue ;;
+        relay) relay_cost; continue ;;
+        *) log "unknown phase $phase (use low, high, same, relay)"; exit 2 ;;
     esac
     for target in $ORDER; do
         case "$target" in
@@ -344,7 +456,7 @@ done
 stop_pid "$PUB_PID" INT
 PUB_PID=""
 
-for name in origin-low edge-low origin edge; do
+for name in origin-low edge-low origin edge origin-same edge-same relay-1; do
     if [[ -s "$OUT_DIR/$name.json" ]]; then
         echo "=== $name ==="
         cat "$OUT_DIR/$name.json"
@@ -395,17 +507,49 @@ fi
 if [[ -s "$OUT_DIR/origin.json" && -s "$OUT_DIR/edge.json" ]]; then
     summary=$(jq --argjson c "$(compare "$OUT_DIR/origin.json" "$OUT_DIR/edge.json")" '.high = $c' <<<"$summary")
 fi
-jq --argjson low "$PLAYERS_LOW" --argjson high "$PLAYERS" '.players = {low: $low, high: $high}' <<<"$summary" >"$OUT_DIR/summary.json"
+if [[ -s "$OUT_DIR/origin-same.json" && -s "$OUT_DIR/edge-same.json" ]]; then
+    summary=$(jq --argjson c "$(compare "$OUT_DIR/origin-same.json" "$OUT_DIR/edge-same.json")" '.same = $c' <<<"$summary")
+fi
+# The origin's relay-send CPU per second (serving the relay alone minus idle, both with ingest).
+if [[ -s "$OUT_DIR/relay-idle.tsv" && -s "$OUT_DIR/relay-1.json" ]]; then
+    idle_ticks=$(awk -F'\t' '$1 == "origin" {print $2}' "$OUT_DIR/relay-idle.tsv")
+    idle_secs=$(awk -F'\t' '$1 == "window_s" {print $2}' "$OUT_DIR/relay-idle.tsv")
+    summary=$(jq --slurpfile r "$OUT_DIR/relay-1.json" --argjson it "${idle_ticks:-null}" --argjson is "${idle_secs:-null}" '
+        ($r[0]) as $r |
+        .relay = {
+          origin_idle_cpu_seconds: (if $it == null then null else $it / 100 end), idle_window_s: $is,
+          origin_serving_relay_cpu_seconds: $r.server.cpu_seconds, relay_window_s: $r.window_s,
+          edge_viewers: $r.players.connected,
+          relay_send_cpu_seconds_per_second:
+            (if ($it == null or $is == null or $r.server.cpu_seconds == null) then null
+             else ((($r.server.cpu_seconds / $r.window_s) - ($it / 100 / $is)) * 100000 | round) / 100000 end)
+        }' <<<"$summary")
+fi
+# The same-time comparison with the origin's relay send taken out of its CPU (what a standalone
+# origin would have spent), when both phases ran.
+summary=$(jq --slurpfile o <(cat "$OUT_DIR/origin-same.json" 2>/dev/null || echo null) '
+    if (.same != null and .relay.relay_send_cpu_seconds_per_second != null and $o[0] != null) then
+      ($o[0]) as $o |
+      (($o.server.cpu_seconds - .relay.relay_send_cpu_seconds_per_second * $o.window_s) / $o.players.connected * 1000) as $adj |
+      .same.cpu_ms_per_viewer.origin_without_relay_send = (($adj * 1000) | round) / 1000 |
+      .same.cpu_ms_per_viewer.edge_over_origin_without_relay_send =
+        (if $adj > 0 then (((.same.cpu_ms_per_viewer.edge / $adj) * 10000) | round) / 10000 else null end)
+    else . end' <<<"$summary")
+jq --argjson low "$PLAYERS_LOW" --argjson high "$PLAYERS" '.players = {low: $low, high: $high, same: $high}' <<<"$summary" >"$OUT_DIR/summary.json"
 
 echo "=== origin -> edge hop (edge minus origin; ratios edge / origin) ==="
 jq -r '
     . as $s |
-    ("low", "high") as $k | select($s[$k] != null) | $s[$k] as $c |
-    "\($k) load, \($s.players[$k]) viewers each (connected origin \($c.viewers.origin), edge \($c.viewers.edge); dropped \($c.dropped_frames.origin) / \($c.dropped_frames.edge)):",
+    (("low", "high", "same") as $k | select($s[$k] != null) | $s[$k] as $c |
+    "\(if $k == "same" then "same time" else "\($k) load" end), \($s.players[$k]) viewers each (connected origin \($c.viewers.origin), edge \($c.viewers.edge); dropped \($c.dropped_frames.origin) / \($c.dropped_frames.edge)):",
     "  latency p50 ms: origin \($c.latency_ms.origin.p50)  edge \($c.latency_ms.edge.p50)  hop \($c.hop_cost_ms.p50)",
     "  latency p99 ms: origin \($c.latency_ms.origin.p99)  edge \($c.latency_ms.edge.p99)  hop \($c.hop_cost_ms.p99)  (under 5 ms: \($c.hop_cost_ms.p99_under_5ms))",
     "  CPU ms per viewer: origin \($c.cpu_ms_per_viewer.origin)  edge \($c.cpu_ms_per_viewer.edge)  edge/origin \($c.cpu_ms_per_viewer.edge_over_origin)",
     "  CPU s per GB: origin \($c.cpu_seconds_per_gb.origin)  edge \($c.cpu_seconds_per_gb.edge)  edge/origin \($c.cpu_seconds_per_gb.edge_over_origin)",
-    "  load average 1m: origin \($c.loadavg_1m.origin)  edge \($c.loadavg_1m.edge)"
+    "  load average 1m: origin \($c.loadavg_1m.origin)  edge \($c.loadavg_1m.edge)",
+    (select($c.cpu_ms_per_viewer.origin_without_relay_send != null) |
+    "  CPU ms per viewer, origin without its relay send: \($c.cpu_ms_per_viewer.origin_without_relay_send)  edge/origin \($c.cpu_ms_per_viewer.edge_over_origin_without_relay_send)")),
+    (select($s.relay != null) | $s.relay as $r |
+    "relay send on the origin: idle \($r.origin_idle_cpu_seconds) CPU-s in \($r.idle_window_s) s, serving the relay \($r.origin_serving_relay_cpu_seconds) CPU-s in \($r.relay_window_s) s: \($r.relay_send_cpu_seconds_per_second) CPU-s per s")
 ' "$OUT_DIR/summary.json"
 log "reports in $OUT_DIR (logs in $LOG_DIR)"
