@@ -43,6 +43,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         value: Vec<u8>,
         lease: i64,
     ) -> impl Future<Output = Result<Create, RegistryError>> + Send;
+    /// Put under `lease` only if the key's `create_revision` is `create_revision` (the same
+    /// claim); `true` if written.
+    fn put_if_created_at(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+        create_revision: i64,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
     /// Delete only if the key's `create_revision` is `create_revision`; `true` if deleted.
     fn delete_if_created_at(
         &self,
@@ -207,6 +216,26 @@ impl<B: Backend> Core<B> {
             tracing::debug!(%stream, ?holder, "stream held elsewhere; retrying claim");
             sleep(s.cfg.claim_retry.min(deadline - now)).await;
         }
+    }
+
+    pub(crate) async fn update_claim(&self, claim: &Claim, info: StreamInfo) -> Result<bool, RegistryError> {
+        let s = &self.shared;
+        let mut st = s.state.lock().await;
+        let held = st.claims.get(&claim.stream).is_some_and(|c| c.create_revision == claim.create_revision);
+        if !held {
+            return Ok(false);
+        }
+        let key = s.keys.stream(&claim.stream);
+        let value = serde_json::to_vec(&info)?;
+        let put = s.backend.put_if_created_at(&key, value, st.lease, claim.create_revision);
+        let written = with_timeout(s.cfg.op_timeout, "claim update", put).await?;
+        if written {
+            if let Some(c) = st.claims.get_mut(&claim.stream) {
+                c.info = info;
+            }
+            s.mirror_claims(&st);
+        }
+        Ok(written)
     }
 
     pub(crate) async fn release(&self, claim: Claim) -> Result<(), RegistryError> {
@@ -443,6 +472,14 @@ macro_rules! delegate_registry {
                 Result<$crate::types::Claim, $crate::registry::ClaimError>,
             > {
                 futures_util::FutureExt::boxed(self.core.claim(stream, info))
+            }
+            fn update_claim<'a>(
+                &'a self,
+                claim: &'a $crate::types::Claim,
+                info: $crate::types::StreamInfo,
+            ) -> futures_util::future::BoxFuture<'a, Result<bool, $crate::registry::RegistryError>>
+            {
+                futures_util::FutureExt::boxed(self.core.update_claim(claim, info))
             }
             fn release(
                 &self,

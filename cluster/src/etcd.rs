@@ -204,6 +204,24 @@ impl Backend for EtcdBackend {
         }))
     }
 
+    async fn put_if_created_at(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+        create_revision: i64,
+    ) -> Result<bool, RegistryError> {
+        let mut c = self.client.clone();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, create_revision)])
+            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))]);
+        match c.txn(txn).await {
+            Ok(resp) => Ok(resp.succeeded()),
+            Err(e) if is_lease_not_found(&e) => Err(RegistryError::LeaseNotFound(lease)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete_if_created_at(
         &self,
         key: &str,

@@ -208,6 +208,31 @@ impl Backend for MemoryStore {
         })
     }
 
+    async fn put_if_created_at(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+        create_revision: i64,
+    ) -> Result<bool, RegistryError> {
+        self.mutate(|inner| {
+            if !inner.leases.contains_key(&lease) {
+                return Err(RegistryError::LeaseNotFound(lease));
+            }
+            let revision = inner.revision + 1;
+            match inner.kvs.get_mut(key) {
+                Some(kv) if kv.create_revision == create_revision => {
+                    kv.value = value;
+                    kv.mod_revision = revision;
+                    kv.lease = lease;
+                    inner.revision = revision;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
     async fn delete_if_created_at(
         &self,
         key: &str,

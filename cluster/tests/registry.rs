@@ -283,3 +283,23 @@ async fn claim_taken_while_the_lease_was_lost_is_reported<F: Fixture>(f: &F) {
     })
     .await;
 }
+
+both!(a_claim_value_is_updated_in_place);
+async fn a_claim_value_is_updated_in_place<F: Fixture>(f: &F) {
+    let a = f.registry("a", "/t").await;
+    let b = f.registry("b", "/t").await;
+    let claim = a.claim(stream("u"), info("a")).await.unwrap();
+    let mut richer = info("a");
+    richer.codecs = vec!["avc1.64001f".into(), "mp4a.40.2".into()];
+    assert!(a.update_claim(&claim, richer.clone()).await.unwrap(), "holder updates its claim");
+    wait_snapshot(&*b, SOON, "codecs visible to other nodes", |s| {
+        s.stream(&stream("u")).is_some_and(|r| r.info.codecs == richer.codecs && r.revision() == claim.revision())
+    })
+    .await;
+    assert_eq!(a.claims()[0].info.codecs, richer.codecs, "the held claim carries the new value");
+    // Another node cannot update a claim it does not hold, and a released claim is not rewritten.
+    assert!(!b.update_claim(&claim, info("b")).await.unwrap());
+    a.release(claim.clone()).await.unwrap();
+    assert!(!a.update_claim(&claim, richer).await.unwrap(), "released: not rewritten");
+    wait_snapshot(&*b, SOON, "released claim gone", |s| s.stream(&stream("u")).is_none()).await;
+}

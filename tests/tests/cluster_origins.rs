@@ -33,6 +33,11 @@ fn a_stream_name_has_one_publisher_cluster_wide() {
         .unwrap_or_else(|| panic!("no claim {stream_key} in etcd: {:?}", etcd.keys(&prefix)));
     let value = etcd.ctl(&["get", &stream_key, "--print-value-only"]).unwrap();
     assert!(value.contains("\"origin\":\"origin-a\""), "claim value: {value}");
+    // Once media flows, the claim says what it carries.
+    let value = wait_for(secs(10), || {
+        etcd.ctl(&["get", &stream_key, "--print-value-only"]).ok().filter(|v| v.contains("\"codecs\":[\"h264\",\"aac\"]"))
+    });
+    assert!(value.is_some(), "claim codecs: {:?}", etcd.ctl(&["get", &stream_key, "--print-value-only"]));
 
     // Another origin refuses the live name once the claim hold (TTL + margin) has passed.
     let started = Instant::now();

@@ -39,6 +39,8 @@ pub struct Publisher {
     audio_header: Option<Bytes>,
     /// Malformed media messages dropped (counted, not fatal).
     pub dropped: u64,
+    /// Codec names of the stream as known so far (video, audio), for the registry.
+    codecs: Vec<String>,
     /// Relayed streams keep the timestamps they arrive with (every node of the cluster then
     /// shows the same timeline) until a new source session starts.
     passthrough: bool,
@@ -53,7 +55,7 @@ enum HlsRole {
 
 impl Publisher {
     pub(super) fn new(hub: Arc<HubInner>, entry: Arc<StreamEntry>, id: u64, kick: Arc<Notify>) -> Self {
-        Publisher { hub, entry, id, kick, base: None, has_video: false, video_header: None, audio_header: None, dropped: 0, passthrough: false }
+        Publisher { hub, entry, id, kick, base: None, has_video: false, video_header: None, audio_header: None, dropped: 0, codecs: Vec::new(), passthrough: false }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
@@ -73,6 +75,12 @@ impl Publisher {
     /// rebased them), until [`Publisher::new_session`].
     pub fn set_passthrough(&mut self) {
         self.passthrough = true;
+    }
+
+    /// The stream's codec names as known so far (`["h264", "aac"]`); changes when a sequence
+    /// header with another codec arrives.
+    pub fn codecs(&self) -> &[String] {
+        &self.codecs
     }
 
     /// Counts `n` bytes received for this stream from a peer node (`sluice_bytes_in_total`;
@@ -196,11 +204,16 @@ impl Publisher {
             if message.kind == MediaKind::Video && header.is_none() {
                 state.video_frames.add(now, 1);
             }
+            let codecs_changed = video_summary.is_some() || audio_summary.is_some();
             if let Some(v) = video_summary {
                 state.video = Some(v);
             }
             if let Some(a) = audio_summary {
                 state.audio = Some(a);
+            }
+            if codecs_changed {
+                let video = state.video.as_ref().map(|v| &v.codec);
+                self.codecs = [video, state.audio.as_ref().map(|a| &a.codec)].into_iter().flatten().cloned().collect();
             }
             if let Some(m) = metadata {
                 state.metadata = Some(m);

@@ -277,8 +277,11 @@ impl Connection {
                 ServerEvent::Publish { stream_id, name, .. } => self.on_publish(stream_id, &name),
                 ServerEvent::Play { stream_id, name, reset, .. } => self.on_play(stream_id, &name, reset),
                 ServerEvent::Media { message, .. } => {
-                    if let Role::Publishing { publisher, .. } = &mut self.role {
+                    if let Role::Publishing { publisher, _claim, .. } = &mut self.role {
                         publisher.push(message).map_err(|e| ConnectionError::Media(e.to_string()))?;
+                        if publisher.codecs() != _claim.codecs.as_slice() {
+                            _claim.advertise_codecs(publisher.codecs());
+                        }
                     }
                 }
                 ServerEvent::Unpublish { .. } => {
@@ -381,7 +384,7 @@ impl Connection {
                 info!(stream = %key, revision = claim.revision(), "publish start");
                 self.session.accept_publish(stream_id, key.name());
                 let forward = self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
-                let guard = ClaimGuard { registry: self.ctx.registry.clone(), hub: self.ctx.hub.clone(), claim: Some(claim) };
+                let guard = ClaimGuard { registry: self.ctx.registry.clone(), hub: self.ctx.hub.clone(), claim: Some(claim), codecs: Vec::new(), codecs_tx: None };
                 self.role = Role::Publishing { publisher, _forward: forward, _claim: guard };
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
@@ -462,6 +465,38 @@ struct ClaimGuard {
     registry: Arc<dyn Registry>,
     hub: crate::hub::Hub,
     claim: Option<Claim>,
+    /// Codecs last handed to the claim writer.
+    codecs: Vec<String>,
+    /// The claim writer's input (its task ends with this guard).
+    codecs_tx: Option<tokio::sync::watch::Sender<Vec<String>>>,
+}
+
+impl ClaimGuard {
+    /// Write the stream's codecs into its claim (the claim is made before media arrives).
+    /// One task per publish writes the latest value, in order.
+    fn advertise_codecs(&mut self, codecs: &[String]) {
+        self.codecs = codecs.to_vec();
+        if let Some(tx) = &self.codecs_tx {
+            let _ = tx.send(self.codecs.clone());
+            return;
+        }
+        let Some(claim) = self.claim.clone() else { return };
+        let (tx, mut rx) = tokio::sync::watch::channel(self.codecs.clone());
+        rx.mark_changed();
+        self.codecs_tx = Some(tx);
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let mut info = claim.info.clone();
+                info.codecs = rx.borrow_and_update().clone();
+                match registry.update_claim(&claim, info).await {
+                    Ok(true) => debug!(stream = %claim.stream, "claim updated with the stream's codecs"),
+                    Ok(false) => return,
+                    Err(e) => warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim"),
+                }
+            }
+        });
+    }
 }
 
 impl Drop for ClaimGuard {
