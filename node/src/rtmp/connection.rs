@@ -75,7 +75,8 @@ enum Role {
     /// Waiting for the registry to grant the stream name.
     Claiming { stream_id: u32, key: StreamKey, claim: PendingClaim },
     /// Field order matters: the publisher ends before its claim is released.
-    Publishing { publisher: Publisher, _forward: Option<crate::forward::ForwardGuard>, _claim: ClaimGuard },
+    /// Boxed: most connections are players, and this is the largest variant by far.
+    Publishing { publisher: Box<Publisher>, _forward: Option<crate::forward::ForwardGuard>, _claim: Box<ClaimGuard> },
     Waiting { sub: Subscription, stream_id: u32, name: String, reset: bool, deadline: Instant },
     Playing { sub: Subscription, stream_id: u32, name: String },
 }
@@ -385,7 +386,7 @@ impl Connection {
                 self.session.accept_publish(stream_id, key.name());
                 let forward = self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
                 let guard = ClaimGuard { registry: self.ctx.registry.clone(), hub: self.ctx.hub.clone(), claim: Some(claim), codecs: Vec::new(), codecs_tx: None };
-                self.role = Role::Publishing { publisher, _forward: forward, _claim: guard };
+                self.role = Role::Publishing { publisher: Box::new(publisher), _forward: forward, _claim: Box::new(guard) };
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
                 info!(stream = %key, "publish refused: name in use");
