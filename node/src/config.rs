@@ -321,4 +321,24 @@ mod tests {
         let err = parse_with_file_from::<Cli, _>(["x", "--config", p]).unwrap_err();
         assert!(err.to_string().contains("unknown key 'no-such-key'"), "{err}");
     }
+
+    #[test]
+    fn cluster_and_relay_settings_come_from_the_file_too() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-relay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "etcd = [\"http://10.0.0.1:2379\"]\nrelay-idle-timeout = \"3s\"\nrelay-max-frame-size = \"1MiB\"\ntls-dir = \"/etc/sluice/tls\"\n",
+        )
+        .unwrap();
+        let cli: Cli = parse_with_file_from(["x", "--config", path.to_str().unwrap(), "--relay-max-subscriptions", "9"]).unwrap();
+        let relay = &cli.node.cluster.relay;
+        assert_eq!(cli.node.cluster.etcd, vec!["http://10.0.0.1:2379".to_string()]);
+        assert_eq!(relay.relay_idle_timeout, Duration::from_secs(3));
+        assert_eq!(relay.relay_max_frame_size, 1 << 20);
+        assert_eq!(relay.relay_max_subscriptions, 9);
+        assert_eq!(relay.tls_dir.as_deref(), Some(std::path::Path::new("/etc/sluice/tls")));
+        assert_eq!(relay.relay_keepalive, Duration::from_secs(2), "default");
+    }
 }

@@ -25,9 +25,25 @@ use crate::hub::prepared::Prepared;
 use crate::hub::{Hub, Subscription};
 use crate::metrics::Protocol;
 
-/// Relay security settings shared by origins and edges.
+/// Relay settings shared by origins and edges: security, transport and limits.
 #[derive(Debug, Clone, Args)]
 pub struct RelayTlsArgs {
+    /// QUIC keep-alive interval on relay connections.
+    #[arg(long, env = "SLUICE_RELAY_KEEPALIVE", default_value = "2s", value_parser = crate::config::parse_duration)]
+    pub relay_keepalive: std::time::Duration,
+
+    /// A relay connection silent this long is closed (its streams resubscribe elsewhere).
+    #[arg(long, env = "SLUICE_RELAY_IDLE_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
+    pub relay_idle_timeout: std::time::Duration,
+
+    /// Largest media frame accepted from a relay peer (bytes; KiB/MiB suffixes allowed).
+    #[arg(long, env = "SLUICE_RELAY_MAX_FRAME_SIZE", default_value = "8MiB", value_parser = crate::config::parse_size)]
+    pub relay_max_frame_size: usize,
+
+    /// Most subscriptions (and forwards) one relay connection may hold.
+    #[arg(long, env = "SLUICE_RELAY_MAX_SUBSCRIPTIONS", default_value_t = 4096)]
+    pub relay_max_subscriptions: usize,
+
     /// Directory with the cluster CA (`ca.pem`) and this node's certificate and key
     /// (`NODE_ID.pem`, `NODE_ID.key`), as written by `sluice-origin gen-certs`.
     #[arg(long, env = "SLUICE_TLS_DIR")]
@@ -40,6 +56,17 @@ pub struct RelayTlsArgs {
 }
 
 impl RelayTlsArgs {
+    /// The relay endpoint configuration for `node_id`.
+    pub fn relay_config(&self, node_id: &str) -> anyhow::Result<sluice_relay::RelayConfig> {
+        let mut cfg = sluice_relay::RelayConfig::new(node_id.to_string(), self.relay_tls(node_id)?);
+        cfg.keep_alive_interval = self.relay_keepalive;
+        cfg.max_idle_timeout = self.relay_idle_timeout.max(self.relay_keepalive * 2);
+        cfg.max_frame_size = self.relay_max_frame_size.max(1024);
+        cfg.max_subscriptions = self.relay_max_subscriptions.max(1);
+        cfg.max_forwards = self.relay_max_subscriptions.max(1);
+        Ok(cfg)
+    }
+
     /// The relay TLS for `node_id`: mutual TLS from `--tls-dir`, or no verification with
     /// `--insecure-dev`; neither is an error.
     pub fn relay_tls(&self, node_id: &str) -> anyhow::Result<RelayTls> {

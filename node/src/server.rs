@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use sluice_cluster::types::{Capacity, Role};
 use sluice_cluster::Registry;
-use sluice_relay::{RelayConfig, RelayEndpoint};
+use sluice_relay::RelayEndpoint;
 
 use crate::cluster::{self, Advertised};
 use crate::config::NodeArgs;
@@ -104,9 +104,9 @@ impl Node {
         let node_id = args.node_id();
         // The relay: an origin listens for edges; an edge only dials (ephemeral port).
         let relay = if options.relay_listen.is_some() || options.upstream.is_some() {
-            let tls = args.cluster.relay.relay_tls(&node_id)?;
+            let config = args.cluster.relay.relay_config(&node_id)?;
             let bind = options.relay_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-            let endpoint = RelayEndpoint::bind(bind, RelayConfig::new(node_id.clone(), tls))
+            let endpoint = RelayEndpoint::bind(bind, config)
                 .with_context(|| format!("binding the QUIC relay on {bind} (UDP)"))?;
             Some(endpoint)
         } else {
