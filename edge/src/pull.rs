@@ -36,6 +36,8 @@ use crate::upstream::{lock, PullTable};
 /// Pause before the first retry after a failed subscribe; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A subscription that ends sooner than this counts as a failure for the backoff.
+const QUICK_FAILURE: Duration = Duration::from_secs(1);
 /// How often a running pull checks whether it still has viewers.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -179,11 +181,11 @@ impl PullTask {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             };
-            backoff = MIN_BACKOFF;
             if !self.start_local(&mut local, sources.revision) {
                 tokio::time::sleep(MAX_BACKOFF).await;
                 continue;
             }
+            let started = Instant::now();
             let end = self
                 .receive(sub, source, sources.revision, &mut local, (&mut ring, &mut snapshot), &mut idle_since)
                 .await;
@@ -209,6 +211,14 @@ impl PullTask {
                     }
                 }
             }
+            // A subscription that fails at once again and again (a peer that breaks the
+            // protocol, an origin that keeps ending) must not turn into a busy loop.
+            if started.elapsed() < QUICK_FAILURE {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else {
+                backoff = MIN_BACKOFF;
+            }
         }
     }
 
@@ -229,7 +239,7 @@ impl PullTask {
         local.revision = revision;
         match self.hub.publish(&self.key) {
             Ok(p) => {
-                local.publish = Some(RelayedPublish::new(p));
+                local.publish = Some(RelayedPublish::new_for_viewers(p));
                 true
             }
             Err(e) => {

@@ -175,8 +175,24 @@ pub struct RelayedPublish {
 }
 
 impl RelayedPublish {
+    /// A relay hop that others read from (a home origin): timestamps pass through, so every
+    /// node downstream sees the ingest's timeline.
     pub fn new(mut publisher: Publisher) -> Self {
         publisher.set_passthrough();
+        Self::with(publisher)
+    }
+
+    /// The last hop (an edge): timestamps pass through when the stream is new here; when
+    /// viewers are still connected from an earlier session of the name, they continue from
+    /// where that session stopped instead of jumping back.
+    pub fn new_for_viewers(mut publisher: Publisher) -> Self {
+        if publisher.is_first_session() {
+            publisher.set_passthrough();
+        }
+        Self::with(publisher)
+    }
+
+    fn with(publisher: Publisher) -> Self {
         RelayedPublish { publisher, headers: [None, None, None], held: None, last_ts: None, resume_after: None, overlapped: false, has_video: false }
     }
 

@@ -71,6 +71,11 @@ impl Publisher {
         self.passthrough = false;
     }
 
+    /// Whether no earlier publish session of this stream left timestamps viewers followed.
+    pub fn is_first_session(&self) -> bool {
+        self.entry.state().last_timestamp.is_none()
+    }
+
     /// Keep incoming timestamps as they are (a relayed stream: the ingest origin already
     /// rebased them), until [`Publisher::new_session`].
     pub fn set_passthrough(&mut self) {

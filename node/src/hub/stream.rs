@@ -110,6 +110,9 @@ pub struct StreamEntry {
     state: Mutex<StreamState>,
     /// Bumped after every change of the log; viewers wait on it.
     pub(super) wake: watch::Sender<u64>,
+    /// The same for relay subscribers (edges, forwards), bumped first: a relay hop is one
+    /// "viewer" that feeds many, so it gets each message before the local fan-out.
+    pub(super) wake_relay: watch::Sender<u64>,
     pub(super) viewers: AtomicUsize,
     /// HLS segmenter and its latest snapshot (see [`crate::hls`]).
     pub hls: crate::hls::StreamHls,
@@ -139,6 +142,7 @@ impl StreamEntry {
                 last_timestamp: None,
             }),
             wake: watch::channel(0).0,
+            wake_relay: watch::channel(0).0,
             viewers: AtomicUsize::new(0),
             hls: crate::hls::StreamHls::default(),
         }
@@ -152,8 +156,9 @@ impl StreamEntry {
         lock(&self.state)
     }
 
-    /// Wake every viewer waiting on this stream.
+    /// Wake every viewer waiting on this stream, relay subscribers first.
     pub fn wake_viewers(&self) {
+        self.wake_relay.send_modify(|v| *v = v.wrapping_add(1));
         self.wake.send_modify(|v| *v = v.wrapping_add(1));
     }
 
