@@ -14,7 +14,15 @@ use sluice_tests::{ffprobe_streams, h264_aac, secs, Origin, Player, Publisher};
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
 fn get(origin: &Origin, path: &str) -> HttpResponse {
-    http::get(origin.http, path, secs(15)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    let resp = http::get(origin.http, path, secs(15)).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    // A playlist fetched without a session is redirected to the same playlist with one.
+    if resp.status == 302 {
+        let location = resp.header("location").expect("Location on a 302").to_string();
+        assert!(location.contains("sid="), "redirect carries a session id: {location}");
+        let dir = path.split('?').next().unwrap().rsplit_once('/').unwrap().0;
+        return get(origin, &format!("{dir}/{location}"));
+    }
+    resp
 }
 
 /// Value of `NAME=value` inside a tag's attribute list (unquoted).
@@ -384,6 +392,14 @@ fn blocking_reload_objects_and_sessions() {
             .and_then(|s| s["viewers"].as_u64())
     };
     assert_eq!(viewers(&origin), Some(1));
+
+    // A player that starts at the media playlist gets a session (and counts as a viewer) too:
+    // it is redirected to the same playlist with a sid, its other parameters kept.
+    let raw = http::get(origin.http, "/live/b/index.m3u8?_HLS_skip=YES", secs(15)).unwrap();
+    assert_eq!(raw.status, 302, "{}", raw.text());
+    let location = raw.header("location").expect("Location").to_string();
+    assert!(location.starts_with("index.m3u8?sid=") && location.ends_with("&_HLS_skip=YES"), "{location}");
+    assert_eq!(viewers(&origin), Some(2));
 
     // The next part does not exist yet: a blocking reload for the part after it must wait
     // until both exist (at least ~one part duration of real time), then list them.

@@ -121,6 +121,22 @@ impl HlsQuery {
     }
 }
 
+/// A playlist request without a session: start one and redirect (302) to the same playlist
+/// with the session id first in its query (the request's other parameters kept).
+fn start_session(svc: &HlsService, key: &StreamKey, playlist: &str, raw_query: Option<&str>) -> Response {
+    match svc.sessions.touch(None, key) {
+        Ok(sid) => {
+            let rest = raw_query.filter(|q| !q.is_empty()).map_or(String::new(), |q| format!("&{q}"));
+            (
+                StatusCode::FOUND,
+                [(header::LOCATION, format!("{playlist}?sid={sid}{rest}")), (header::CACHE_CONTROL, "no-store".to_string())],
+            )
+                .into_response()
+        }
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
 pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, [(header::CACHE_CONTROL, "no-cache")], msg.into()).into_response()
 }
@@ -293,11 +309,14 @@ pub async fn stream_file(
         }
     }
     match (ts_file, resource) {
-        (Some(None), _) if query.sid.is_none() => hls_ts::start_session(&svc, &key),
+        (Some(None), _) if query.sid.is_none() => start_session(&svc, &key, TS_PLAYLIST_NAME, raw_query),
         (Some(None), _) => {
             hls_ts::ts_playlist(&svc, &mut rx, live, &query.uri_suffix(), &key).await
         }
         (Some(Some(msn)), _) => hls_ts::ts_segment(&svc, &mut rx, live, msn, &key).await,
+        // A player that starts at the media playlist (not the multivariant) gets a session
+        // too, so it counts as a viewer like every other.
+        (None, None) if query.sid.is_none() => start_session(&svc, &key, MEDIA_PLAYLIST_NAME, raw_query),
         (None, None) => media_playlist(&svc, &mut rx, live, &query, &key).await,
         (None, Some(resource)) => {
             let deadline = Instant::now() + svc.settings.wait_timeout();

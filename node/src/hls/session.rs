@@ -3,7 +3,8 @@
 //! `sluice_viewers{protocol="hls"}` and the per-stream viewer limit).
 //!
 //! A session id (`sid`, 16 hex characters) is created when a client fetches the multivariant
-//! playlist without one, and carried in the query of every URI the playlists hand out. Each
+//! playlist without one (or a media playlist without one: it is redirected to the same playlist
+//! with a `sid`), and carried in the query of every URI the playlists hand out. Each
 //! request naming it refreshes it; a session not seen for the idle timeout ends (a sweeper task
 //! checks once a second). The table is bounded (`max_sessions`).
 

@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use sluice_media::hls::{HlsSnapshot, InitSegment, Lookup, Resource, Segment};
 use sluice_media::stream_name::StreamKey;
-use sluice_media::ts::{remux_segment, render_ts_playlist, TS_PLAYLIST_NAME};
+use sluice_media::ts::{remux_segment, render_ts_playlist};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
@@ -111,22 +111,6 @@ impl TsCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// `GET /APP/STREAM/ts.m3u8` without a session: start one and redirect to the playlist URI
-/// that carries it.
-pub(super) fn start_session(svc: &HlsService, key: &StreamKey) -> Response {
-    match svc.sessions.touch(None, key) {
-        Ok(sid) => (
-            StatusCode::FOUND,
-            [
-                (header::LOCATION, format!("{TS_PLAYLIST_NAME}?sid={sid}")),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-        )
-            .into_response(),
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
 
