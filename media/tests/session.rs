@@ -1,178 +1,21 @@
-//! In-memory tests of the RTMP server and client sessions: a [`Pair`] wires a `ClientSession`
-//! to a `ServerSession` and shuttles bytes between them (in the spirit of quinn-proto's test
-//! `Pair`); a [`RawClient`] speaks raw chunks to a server to test what a real client could send.
+//! In-memory tests of the RTMP server and client sessions, through a [`Pair`]
+//! (`session_support/pair.rs`). Raw chunks from a hostile client: `session_raw.rs`; real ffmpeg:
+//! `session_ffmpeg.rs`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use sluice_media::amf0::{self, Amf0Limits, Amf0Value};
 use sluice_media::frame::{MediaKind, MediaMessage};
 use sluice_media::rtmp::chunk::encode_type0;
-use sluice_media::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+use sluice_media::rtmp::client::{ClientConfig, ClientEvent, ClientMode};
 use sluice_media::rtmp::command::Command;
 use sluice_media::rtmp::control::{ControlMessage, UserControlEvent};
-use sluice_media::rtmp::server::{
-    ServerConfig, ServerEvent, ServerSession, MEDIA_CHUNK_SIZE, MEDIA_STREAM_ID,
-};
+use sluice_media::rtmp::server::{ServerConfig, ServerEvent, MEDIA_CHUNK_SIZE, MEDIA_STREAM_ID};
 use sluice_media::rtmp::{csid, msg_type};
 
+#[path = "session_support/pair.rs"]
+mod pair;
 mod session_support;
-use session_support::Monitor;
-
-/// A client and a server session connected in memory.
-struct Pair {
-    server: ServerSession,
-    client: ClientSession,
-    server_events: Vec<ServerEvent>,
-    client_events: Vec<ClientEvent>,
-    /// Deliver bytes one at a time.
-    byte_by_byte: bool,
-    /// What the client sent / the server side sent (session output and injected bytes).
-    c2s: Monitor,
-    s2c: Monitor,
-}
-
-fn client_config(mode: ClientMode) -> ClientConfig {
-    ClientConfig {
-        app: "live".into(),
-        tc_url: "rtmp://127.0.0.1/live".into(),
-        stream: "cam?key=1".into(),
-        mode,
-        digest_handshake: false,
-        chunk_size: None,
-    }
-}
-
-impl Pair {
-    fn new(client: ClientConfig, server: ServerConfig) -> Self {
-        Pair {
-            server: ServerSession::new(server, [7; 32], 1234),
-            client: ClientSession::new(client, [9; 32]),
-            server_events: Vec::new(),
-            client_events: Vec::new(),
-            byte_by_byte: false,
-            c2s: Monitor::new(),
-            s2c: Monitor::new(),
-        }
-    }
-
-    fn deliver_to_server(&mut self, data: &[u8]) {
-        self.c2s.feed(data);
-        if self.byte_by_byte {
-            for b in data {
-                self.server
-                    .receive(std::slice::from_ref(b))
-                    .expect("server receive");
-            }
-        } else {
-            self.server.receive(data).expect("server receive");
-        }
-    }
-
-    fn deliver_to_client(&mut self, data: &[u8]) {
-        self.s2c.feed(data);
-        if self.byte_by_byte {
-            for b in data {
-                self.client
-                    .receive(std::slice::from_ref(b))
-                    .expect("client receive");
-            }
-        } else {
-            self.client.receive(data).expect("client receive");
-        }
-    }
-
-    /// Shuttle bytes both ways until neither side has anything to send; collect events.
-    fn drive(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(bytes) = self.client.poll_transmit() {
-                self.deliver_to_server(&bytes);
-                moved = true;
-            }
-            while let Some(bytes) = self.server.poll_transmit() {
-                self.deliver_to_client(&bytes);
-                moved = true;
-            }
-            while let Some(e) = self.server.poll_event() {
-                self.server_events.push(e);
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.client_events.push(e);
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    fn take_server_events(&mut self) -> Vec<ServerEvent> {
-        std::mem::take(&mut self.server_events)
-    }
-
-    fn take_client_events(&mut self) -> Vec<ClientEvent> {
-        std::mem::take(&mut self.client_events)
-    }
-
-    /// Handshake + connect, accepted. Returns the server events seen.
-    fn connect(&mut self) -> Vec<ServerEvent> {
-        self.drive();
-        let mut events = self.take_server_events();
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, ServerEvent::Connect { .. })),
-            "{events:?}"
-        );
-        self.server.accept_connect();
-        self.drive();
-        assert!(
-            self.client_events.contains(&ClientEvent::Connected),
-            "{:?}",
-            self.client_events
-        );
-        events.extend(self.take_server_events());
-        self.client_events.retain(|e| *e != ClientEvent::Connected);
-        events
-    }
-
-    /// A publisher up to PublishStarted.
-    fn publishing(client: ClientConfig, server: ServerConfig) -> Self {
-        let mut pair = Pair::new(client, server);
-        pair.connect();
-        pair.server.accept_publish(MEDIA_STREAM_ID, "cam");
-        pair.drive();
-        assert!(pair
-            .take_client_events()
-            .contains(&ClientEvent::PublishStarted));
-        pair
-    }
-
-    /// A player up to PlayStarted.
-    fn playing(server: ServerConfig) -> Self {
-        let mut pair = Pair::new(client_config(ClientMode::Play), server);
-        pair.connect();
-        pair.server.accept_play(MEDIA_STREAM_ID, "cam", true);
-        pair.drive();
-        assert!(pair
-            .take_client_events()
-            .contains(&ClientEvent::PlayStarted));
-        pair
-    }
-}
-
-fn status<'a>(level: &'a str, code: &'a str) -> impl Fn(&ClientEvent) -> bool + 'a {
-    move |e| matches!(e, ClientEvent::Status { level: l, code: c, .. } if l == level && c == code)
-}
-
-fn media(kind: MediaKind, timestamp: u32, len: usize, seed: u8) -> MediaMessage {
-    let payload: Vec<u8> = (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect();
-    MediaMessage {
-        kind,
-        timestamp,
-        payload: Bytes::from(payload),
-    }
-}
+use pair::{client_config, media, status, Pair};
 
 fn publish_flow(client: ClientConfig) {
     let mut pair = Pair::new(client, ServerConfig::default());
