@@ -6,7 +6,7 @@ mod hls_support;
 
 use hls_support::*;
 use sluice_media::frame::MediaMessage;
-use sluice_media::hls::{HlsConfig, ResumePoint, SegmentStamp, Segmenter};
+use sluice_media::hls::{HlsConfig, PlaylistOptions, ResumePoint, SegmentStamp, Segmenter};
 
 fn config(epoch: Option<u64>) -> HlsConfig {
     HlsConfig {
@@ -142,4 +142,48 @@ fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
 
 fn take_none(seg: &mut Segmenter) -> Option<SegmentStamp> {
     seg.take_opened()
+}
+
+/// A stamp from a peer at the edge of what counts as plausible still segments without
+/// overflowing anything (the numbers only grow by one per segment).
+#[test]
+fn a_follower_at_the_plausible_limits_does_not_overflow() {
+    let stream = Stream {
+        frames: 200,
+        ..Stream::default()
+    };
+    let msgs = stream.messages();
+    let limit = (1u64 << 53) - 1;
+    let stamp = SegmentStamp {
+        msn: limit,
+        discontinuity_sequence: limit,
+        discontinuity: true,
+        init_id: u32::MAX,
+        fragment_sequence: u32::MAX,
+        start_ticks: limit,
+        epoch_ms: Some(253_402_300_799_999),
+        target_duration_s: 3600,
+        max_part_ticks: limit,
+        audio_next_dts: Some(limit),
+    };
+    assert!(stamp.is_plausible());
+    let key_at = msgs
+        .iter()
+        .position(|m| m.kind == sluice_media::frame::MediaKind::Video && m.payload.len() > 5)
+        .unwrap();
+    let mut follower = Segmenter::follow(config(None), &stamp, msgs[key_at].timestamp);
+    feed(&mut follower, &msgs[..2]);
+    for m in &msgs[key_at..] {
+        let _ = follower.push(m);
+    }
+    follower.end_of_stream();
+    let snap = follower.snapshot();
+    assert!(!snap.segments().is_empty(), "segments were made");
+    let text = snap.media_playlist(&PlaylistOptions::default());
+    assert!(
+        text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{limit}")),
+        "{text}"
+    );
+    let _ = snap.reload_status(u64::MAX, Some(u32::MAX));
+    let _ = snap.bandwidth();
 }

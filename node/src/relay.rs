@@ -217,7 +217,8 @@ impl RelayedPublish {
     pub fn push(&mut self, frame: Frame) {
         self.publisher.count_bytes_in(frame.payload.len() + sluice_relay::codec::FRAME_HEADER_LEN);
         if frame.flags & FLAG_HLS_STAMP != 0 {
-            let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload);
+            // From a peer: only a well-formed stamp with plausible numbers is followed.
+            let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload).filter(|s| s.is_plausible());
             match self.held.take() {
                 Some(key) if key.timestamp == frame.timestamp && stamp.is_some() => self.deliver(key, stamp),
                 Some(key) => self.deliver(key, None),

@@ -177,7 +177,7 @@ impl Segmenter {
     pub fn resume_point(&self) -> ResumePoint {
         let open = self.open.as_ref().filter(|s| !s.parts.is_empty());
         ResumePoint {
-            next_msn: self.next_msn + u64::from(open.is_some()),
+            next_msn: self.next_msn.saturating_add(u64::from(open.is_some())),
             discontinuity_sequence: open
                 .map_or(self.discontinuity_sequence, |s| s.discontinuity_sequence),
             next_init_id: self.next_init_id,

@@ -18,7 +18,7 @@ impl Segmenter {
             duration: 0,
             parts: Vec::new(),
             discontinuity,
-            discontinuity_sequence: self.discontinuity_sequence + u64::from(discontinuity),
+            discontinuity_sequence: self.discontinuity_sequence.saturating_add(u64::from(discontinuity)),
             init_id: self.init.as_ref().map_or(0, |i| i.id),
             program_date_time_ms: self
                 .cfg
@@ -125,7 +125,7 @@ impl Segmenter {
             return up;
         }
         seg.complete = true;
-        self.next_msn += 1;
+        self.next_msn = self.next_msn.saturating_add(1);
         self.discontinuity_sequence = seg.discontinuity_sequence;
         self.next_discontinuity = false;
         let rounded = (seg.duration + TICKS_PER_SECOND / 2) / TICKS_PER_SECOND;

@@ -62,6 +62,23 @@ impl SegmentStamp {
         b.freeze()
     }
 
+    /// Whether every number is in a range a real stream reaches (numbers and media times far
+    /// below where arithmetic on them could overflow). A follower ignores any other stamp: it
+    /// comes from a peer.
+    pub fn is_plausible(&self) -> bool {
+        /// 2^53: beyond any sequence number or 90 kHz time a stream reaches (~3 000 years).
+        const MAX_COUNT: u64 = 1 << 53;
+        /// Year 9999 in ms since the Unix epoch.
+        const MAX_EPOCH_MS: u64 = 253_402_300_799_999;
+        self.msn < MAX_COUNT
+            && self.discontinuity_sequence < MAX_COUNT
+            && self.start_ticks < MAX_COUNT
+            && self.epoch_ms.is_none_or(|e| e <= MAX_EPOCH_MS)
+            && self.target_duration_s <= 3600
+            && self.max_part_ticks < MAX_COUNT
+            && self.audio_next_dts.is_none_or(|d| d < MAX_COUNT)
+    }
+
     /// Decodes a stamp from a peer; `None` for anything that is not exactly a version-1 stamp.
     pub fn decode(mut b: &[u8]) -> Option<SegmentStamp> {
         if b.len() != Self::LEN || b.get_u8() != VERSION {
@@ -143,5 +160,27 @@ mod tests {
         let mut bad = e.to_vec();
         bad[17] = 7;
         assert_eq!(SegmentStamp::decode(&bad), None, "flag byte");
+        assert!(s.is_plausible());
+        for wild in [
+            SegmentStamp { msn: u64::MAX, ..s },
+            SegmentStamp {
+                start_ticks: u64::MAX - 5,
+                ..s
+            },
+            SegmentStamp {
+                epoch_ms: Some(u64::MAX),
+                ..s
+            },
+            SegmentStamp {
+                target_duration_s: 1 << 40,
+                ..s
+            },
+            SegmentStamp {
+                audio_next_dts: Some(u64::MAX),
+                ..s
+            },
+        ] {
+            assert!(!wild.is_plausible(), "{wild:?}");
+        }
     }
 }
