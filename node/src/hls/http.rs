@@ -198,6 +198,21 @@ fn parse_key(app: &str, stream: &str) -> Result<StreamKey, String> {
         .map_err(|e| format!("invalid stream name: {e}\n"))
 }
 
+/// What every HLS request checks first: HLS enabled, a valid stream name, a valid query.
+fn accept(
+    svc: &HlsService,
+    app: &str,
+    stream: &str,
+    raw_query: Option<&str>,
+) -> Result<(StreamKey, HlsQuery), Response> {
+    if !svc.settings.enabled {
+        return Err(text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n"));
+    }
+    let key = parse_key(app, stream).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+    let query = HlsQuery::parse(raw_query).map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+    Ok((key, query))
+}
+
 /// `GET /APP/STREAM.m3u8`.
 pub async fn multivariant(
     svc: Arc<HlsService>,
@@ -205,16 +220,9 @@ pub async fn multivariant(
     stream: &str,
     raw_query: Option<&str>,
 ) -> Response {
-    if !svc.settings.enabled {
-        return text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n");
-    }
-    let key = match parse_key(app, stream) {
-        Ok(k) => k,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e),
-    };
-    let query = match HlsQuery::parse(raw_query) {
-        Ok(q) => q,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    let (key, query) = match accept(&svc, app, stream, raw_query) {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let Some((mut rx, true)) = svc.hub.hls(&key) else {
         return not_found(&key);
@@ -266,16 +274,9 @@ pub async fn stream_file(
     file: &str,
     raw_query: Option<&str>,
 ) -> Response {
-    if !svc.settings.enabled {
-        return text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n");
-    }
-    let key = match parse_key(app, stream) {
-        Ok(k) => k,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e),
-    };
-    let query = match HlsQuery::parse(raw_query) {
-        Ok(q) => q,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    let (key, query) = match accept(&svc, app, stream, raw_query) {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let ts_file = if file == TS_PLAYLIST_NAME {
         Some(None)
