@@ -101,6 +101,28 @@ impl Shared {
         }
     }
 
+    /// Sends a request on the control stream and waits (bounded by the request timeout, and
+    /// by the connection) for its answer: `Ok(answer)` or why no answer came.
+    pub(crate) async fn request<T>(
+        &self,
+        msg: ControlMessage,
+        answer: oneshot::Receiver<T>,
+        what: &'static str,
+    ) -> Result<T> {
+        self.control
+            .send(msg)
+            .await
+            .map_err(|_| RelayError::Closed)?;
+        tokio::select! {
+            a = tokio::time::timeout(self.config.request_timeout, answer) => match a {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(_)) => Err(self.closed_error()),
+                Err(_) => Err(RelayError::Timeout(what)),
+            },
+            e = self.conn.closed() => Err(e.into()),
+        }
+    }
+
     pub(crate) fn violation(&self, what: &str) {
         tracing::info!(peer = %self.peer_node_id, what, "relay protocol violation");
         self.conn
@@ -195,24 +217,21 @@ impl RelayConnection {
             claim_revision,
             traceparent: traceparent.into(),
         };
-        s.control
-            .send(ControlMessage {
-                msg: Some(Msg::Subscribe(msg)),
-            })
-            .await
-            .map_err(|_| RelayError::Closed)?;
-        let answer = tokio::select! {
-            a = tokio::time::timeout(s.config.request_timeout, answer_rx) => a,
-            e = s.conn.closed() => return Err(e.into()),
-        };
+        let answer = s
+            .request(
+                ControlMessage {
+                    msg: Some(Msg::Subscribe(msg)),
+                },
+                answer_rx,
+                "subscribe",
+            )
+            .await?;
         match answer {
-            Ok(Ok(Ok(()))) => Ok(sub),
-            Ok(Ok(Err(refusal))) => {
+            Ok(()) => Ok(sub),
+            Err(refusal) => {
                 sub.live = false;
                 Err(RelayError::Refused(refusal))
             }
-            Ok(Err(_)) => Err(RelayError::Closed),
-            Err(_) => Err(RelayError::Timeout("subscribe")),
         }
     }
 }

@@ -165,24 +165,21 @@ impl RelayConnection {
             hops,
             traceparent: traceparent.into(),
         };
-        s.control
-            .send(ControlMessage {
-                msg: Some(Msg::Forward(msg)),
-            })
-            .await
-            .map_err(|_| RelayError::Closed)?;
-        let answer = tokio::select! {
-            a = tokio::time::timeout(s.config.request_timeout, answer_rx) => a,
-            e = s.conn.closed() => return Err(e.into()),
-        };
+        let answer = s
+            .request(
+                ControlMessage {
+                    msg: Some(Msg::Forward(msg)),
+                },
+                answer_rx,
+                "forward",
+            )
+            .await?;
         match answer {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(refusal))) => {
+            Ok(()) => {}
+            Err(refusal) => {
                 guard.armed = false;
                 return Err(RelayError::ForwardRefused(refusal));
             }
-            Ok(Err(_)) => return Err(s.closed_error()),
-            Err(_) => return Err(RelayError::Timeout("forward")),
         }
         guard.armed = false;
         let publication = Publication {
