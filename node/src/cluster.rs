@@ -37,7 +37,7 @@ pub struct ClusterArgs {
     pub advertise_host: Option<String>,
 
     #[command(flatten)]
-    pub relay: crate::relay::RelayTlsArgs,
+    pub relay: crate::relay::RelayArgs,
 }
 
 impl ClusterArgs {

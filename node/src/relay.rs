@@ -27,7 +27,7 @@ use crate::metrics::Protocol;
 
 /// Relay settings shared by origins and edges: security, transport and limits.
 #[derive(Debug, Clone, Args)]
-pub struct RelayTlsArgs {
+pub struct RelayArgs {
     /// QUIC keep-alive interval on relay connections.
     #[arg(long, env = "SLUICE_RELAY_KEEPALIVE", default_value = "2s", value_parser = crate::config::parse_duration)]
     pub relay_keepalive: std::time::Duration,
@@ -55,7 +55,7 @@ pub struct RelayTlsArgs {
     pub insecure_dev: bool,
 }
 
-impl RelayTlsArgs {
+impl RelayArgs {
     /// The relay endpoint configuration for `node_id`.
     pub fn relay_config(&self, node_id: &str) -> anyhow::Result<sluice_relay::RelayConfig> {
         let mut cfg = sluice_relay::RelayConfig::new(node_id.to_string(), self.relay_tls(node_id)?);
