@@ -3,7 +3,5 @@
 fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=relay.proto");
     // prost-build finds `protoc` through $PROTOC or $PATH (the system protobuf-compiler).
-    prost_build::Config::new()
-        .bytes(["."])
-        .compile_protos(&["relay.proto"], &["."])
+    prost_build::Config::new().bytes(["."]).compile_protos(&["relay.proto"], &["."])
 }

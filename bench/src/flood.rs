@@ -108,36 +108,23 @@ pub async fn flood(config: FloodConfig) -> FloodReport {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due).await;
         let mode = match config.mode {
-            FloodMode::Mixed => [
-                FloodMode::Silent,
-                FloodMode::Partial,
-                FloodMode::Garbage,
-                FloodMode::Http,
-            ][(i % 4) as usize],
+            FloodMode::Mixed => {
+                [FloodMode::Silent, FloodMode::Partial, FloodMode::Garbage, FloodMode::Http]
+                    [(i % 4) as usize]
+            }
             mode => mode,
         };
-        let (addr, counters, timeout) = (
-            config.addr.clone(),
-            counters.clone(),
-            config.connect_timeout,
-        );
+        let (addr, counters, timeout) =
+            (config.addr.clone(), counters.clone(), config.connect_timeout);
         tasks.spawn(hostile(addr, mode, timeout, hold_until, counters));
     }
-    tracing::info!(
-        "{} connections attempted in {:?}",
-        config.connections,
-        start.elapsed()
-    );
+    tracing::info!("{} connections attempted in {:?}", config.connections, start.elapsed());
     let probe = match &config.probe {
         Some(url) => Some(probe(url, config.connect_timeout).await),
         None => None,
     };
     while tasks.join_next().await.is_some() {}
-    let connect_errors = counters
-        .connect_errors
-        .lock()
-        .map(|m| m.clone())
-        .unwrap_or_default();
+    let connect_errors = counters.connect_errors.lock().map(|m| m.clone()).unwrap_or_default();
     FloodReport {
         addr: config.addr,
         mode: config.mode,
@@ -226,10 +213,6 @@ async fn probe(url: &RtmpUrl, timeout: Duration) -> ProbeReport {
             connect_ms: Some(start.elapsed().as_secs_f64() * 1000.0),
             error: None,
         },
-        Err(e) => ProbeReport {
-            ok: false,
-            connect_ms: None,
-            error: Some(e.to_string()),
-        },
+        Err(e) => ProbeReport { ok: false, connect_ms: None, error: Some(e.to_string()) },
     }
 }

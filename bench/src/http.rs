@@ -61,11 +61,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
 /// are needed.
 pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > MAX_HEAD {
-            Err(HttpError::HeadTooLarge)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() > MAX_HEAD { Err(HttpError::HeadTooLarge) } else { Ok(None) };
     };
     if end > MAX_HEAD {
         return Err(HttpError::HeadTooLarge);
@@ -78,10 +74,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
     if !version.starts_with("HTTP/1.") {
         return Err(HttpError::BadStatusLine);
     }
-    let status: u16 = parts
-        .next()
-        .and_then(|code| code.parse().ok())
-        .ok_or(HttpError::BadStatusLine)?;
+    let status: u16 =
+        parts.next().and_then(|code| code.parse().ok()).ok_or(HttpError::BadStatusLine)?;
     let mut chunked = false;
     let mut content_length = None;
     let mut close = version == "HTTP/1.0";
@@ -95,10 +89,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
         } else if name.eq_ignore_ascii_case("content-length") {
             let ok =
                 !value.is_empty() && value.len() <= 19 && value.bytes().all(|b| b.is_ascii_digit());
-            let len: u64 = ok
-                .then(|| value.parse().ok())
-                .flatten()
-                .ok_or(HttpError::BadContentLength)?;
+            let len: u64 =
+                ok.then(|| value.parse().ok()).flatten().ok_or(HttpError::BadContentLength)?;
             if content_length.is_some_and(|other| other != len) {
                 return Err(HttpError::BadContentLength);
             }
@@ -112,13 +104,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
             }
         }
     }
-    Ok(Some(ResponseHead {
-        status,
-        chunked,
-        content_length,
-        close,
-        head_len: end + 4,
-    }))
+    Ok(Some(ResponseHead { status, chunked, content_length, close, head_len: end + 4 }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,12 +142,7 @@ pub struct ChunkedDecoder {
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder {
-            state: State::Size {
-                value: 0,
-                digits: 0,
-            },
-        }
+        ChunkedDecoder { state: State::Size { value: 0, digits: 0 } }
     }
 }
 
@@ -211,11 +192,7 @@ impl ChunkedDecoder {
                     if byte != b'\n' {
                         return Err(HttpError::BadChunkSize);
                     }
-                    self.state = if value == 0 {
-                        State::Done
-                    } else {
-                        State::Data { left: value }
-                    };
+                    self.state = if value == 0 { State::Done } else { State::Data { left: value } };
                     i += 1;
                 }
                 State::Data { left } => {
@@ -224,11 +201,7 @@ impl ChunkedDecoder {
                     sink(&input[i..i + take]);
                     i += take;
                     let left = left - take as u64;
-                    self.state = if left == 0 {
-                        State::DataCr
-                    } else {
-                        State::Data { left }
-                    };
+                    self.state = if left == 0 { State::DataCr } else { State::Data { left } };
                 }
                 State::DataCr => {
                     if byte != b'\r' {
@@ -241,10 +214,7 @@ impl ChunkedDecoder {
                     if byte != b'\n' {
                         return Err(HttpError::BadChunkEnd);
                     }
-                    self.state = State::Size {
-                        value: 0,
-                        digits: 0,
-                    };
+                    self.state = State::Size { value: 0, digits: 0 };
                     i += 1;
                 }
                 State::Done => return Ok(()),
@@ -304,10 +274,7 @@ mod tests {
         assert_eq!(decode_all(&[b"\r\n"]), Err(HttpError::BadChunkSize));
         assert_eq!(decode_all(&[b"3\rX"]), Err(HttpError::BadChunkSize));
         assert_eq!(decode_all(&[b"3\r\nabcXY"]), Err(HttpError::BadChunkEnd));
-        assert_eq!(
-            decode_all(&[b"ffffffffffffffffff\r\n"]),
-            Err(HttpError::BadChunkSize)
-        );
+        assert_eq!(decode_all(&[b"ffffffffffffffffff\r\n"]), Err(HttpError::BadChunkSize));
     }
 
     #[test]
@@ -326,10 +293,7 @@ mod tests {
         );
         let sized = b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\nConnection: close\r\n\r\n";
         let parsed = parse_head(sized).unwrap().unwrap();
-        assert_eq!(
-            (parsed.status, parsed.content_length, parsed.close),
-            (404, Some(12), true)
-        );
+        assert_eq!((parsed.status, parsed.content_length, parsed.close), (404, Some(12), true));
         assert_eq!(
             parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n"),
             Err(HttpError::BadContentLength)
@@ -350,13 +314,7 @@ mod tests {
             parse_response_head(b"HTTP/1.1 404 Not Found\r\n\r\n"),
             Err(HttpError::Status(404))
         );
-        assert_eq!(
-            parse_response_head(b"SSH-2.0\r\n\r\n"),
-            Err(HttpError::BadStatusLine)
-        );
-        assert_eq!(
-            parse_response_head(&[b'a'; MAX_HEAD + 1]),
-            Err(HttpError::HeadTooLarge)
-        );
+        assert_eq!(parse_response_head(b"SSH-2.0\r\n\r\n"), Err(HttpError::BadStatusLine));
+        assert_eq!(parse_response_head(&[b'a'; MAX_HEAD + 1]), Err(HttpError::HeadTooLarge));
     }
 }

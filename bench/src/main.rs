@@ -201,14 +201,10 @@ async fn async_main(command: Command) -> i32 {
     match command {
         Command::Run(args) => {
             let url = RtmpUrl::parse(&args.url).unwrap_or_else(|e| fail(e));
-            let flv_url = args
-                .flv_url
-                .as_deref()
-                .map(|u| HttpUrl::parse(u).unwrap_or_else(|e| fail(e)));
-            let hls_url = args
-                .hls_url
-                .as_deref()
-                .map(|u| HttpUrl::parse(u).unwrap_or_else(|e| fail(e)));
+            let flv_url =
+                args.flv_url.as_deref().map(|u| HttpUrl::parse(u).unwrap_or_else(|e| fail(e)));
+            let hls_url =
+                args.hls_url.as_deref().map(|u| HttpUrl::parse(u).unwrap_or_else(|e| fail(e)));
             let config = RunConfig {
                 url,
                 flv_url,
@@ -263,10 +259,8 @@ async fn async_main(command: Command) -> i32 {
             }
         }
         Command::Flood(args) => {
-            let probe = args
-                .probe_url
-                .as_deref()
-                .map(|u| RtmpUrl::parse(u).unwrap_or_else(|e| fail(e)));
+            let probe =
+                args.probe_url.as_deref().map(|u| RtmpUrl::parse(u).unwrap_or_else(|e| fail(e)));
             let report = flood::flood(FloodConfig {
                 addr: args.addr,
                 connections: args.connections,

@@ -144,9 +144,9 @@ impl Viewer {
 pub async fn play(target: PlayTarget, shared: Arc<Shared>, connect_timeout: Duration) {
     let mut viewer = Viewer::new(shared);
     let result = match &target {
-        PlayTarget::Rtmp(url) => play_rtmp(url, &mut viewer, connect_timeout)
-            .await
-            .map_err(|e| e.label()),
+        PlayTarget::Rtmp(url) => {
+            play_rtmp(url, &mut viewer, connect_timeout).await.map_err(|e| e.label())
+        }
         PlayTarget::Flv(url) => play_flv(url, &mut viewer, connect_timeout).await,
         PlayTarget::Hls(url, options) => play_hls(url, options, &mut viewer, connect_timeout).await,
     };
@@ -181,13 +181,8 @@ async fn play_rtmp(url: &RtmpUrl, viewer: &mut Viewer, timeout: Duration) -> Res
 }
 
 async fn play_flv(url: &HttpUrl, viewer: &mut Viewer, timeout: Duration) -> Result<(), String> {
-    let mut stream = tcp_connect(&url.addr, timeout)
-        .await
-        .map_err(|e| e.label())?;
-    stream
-        .write_all(url.request().as_bytes())
-        .await
-        .map_err(|e| format!("io: {}", e.kind()))?;
+    let mut stream = tcp_connect(&url.addr, timeout).await.map_err(|e| e.label())?;
+    stream.write_all(url.request().as_bytes()).await.map_err(|e| format!("io: {}", e.kind()))?;
     let mut buf = vec![0u8; HTTP_READ_BUF];
     let mut filled = 0usize;
     // Response head (bounded by MAX_HEAD < buffer size).
@@ -195,10 +190,7 @@ async fn play_flv(url: &HttpUrl, viewer: &mut Viewer, timeout: Duration) -> Resu
         if filled >= MAX_HEAD.min(buf.len()) {
             return Err(HttpError::HeadTooLarge.label());
         }
-        let n = stream
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|e| format!("io: {}", e.kind()))?;
+        let n = stream.read(&mut buf[filled..]).await.map_err(|e| format!("io: {}", e.kind()))?;
         if n == 0 {
             return Err("closed by server".into());
         }
@@ -216,9 +208,7 @@ async fn play_flv(url: &HttpUrl, viewer: &mut Viewer, timeout: Duration) -> Resu
         let data = &buf[start..filled];
         match chunked.as_mut() {
             Some(decoder) => {
-                decoder
-                    .decode(data, |body| reader.push(body))
-                    .map_err(|e| e.label())?;
+                decoder.decode(data, |body| reader.push(body)).map_err(|e| e.label())?;
                 if decoder.is_done() {
                     return Err("closed by server (end of chunked body)".into());
                 }
@@ -231,10 +221,7 @@ async fn play_flv(url: &HttpUrl, viewer: &mut Viewer, timeout: Duration) -> Resu
             }
         }
         start = 0;
-        filled = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("io: {}", e.kind()))?;
+        filled = stream.read(&mut buf).await.map_err(|e| format!("io: {}", e.kind()))?;
         if filled == 0 {
             return Err("closed by server".into());
         }

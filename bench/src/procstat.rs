@@ -65,10 +65,7 @@ fn page_size() -> u64 {
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit. Returns the new soft limit.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid, writable rlimit struct.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(std::io::Error::last_os_error());

@@ -44,16 +44,7 @@ pub async fn publish(
 ) -> PublisherReport {
     let mut report = PublisherReport::default();
     let mut started = Some(started);
-    let result = run(
-        &url,
-        &synth,
-        until,
-        stop,
-        &shared,
-        &mut started,
-        &mut report,
-    )
-    .await;
+    let result = run(&url, &synth, until, stop, &shared, &mut started, &mut report).await;
     if let Err(error) = result {
         let text = error.to_string();
         if let Some(tx) = started.take() {
@@ -77,22 +68,17 @@ pub fn spawn_on_own_thread(
     started: oneshot::Sender<Result<(), String>>,
 ) -> oneshot::Receiver<PublisherReport> {
     let (report_tx, report_rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("publisher".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = started.send(Err(format!("publisher runtime: {e}")));
-                    return;
-                }
-            };
-            let report = runtime.block_on(publish(url, synth, until, stop, shared, started));
-            let _ = report_tx.send(report);
-        });
+    let spawned = std::thread::Builder::new().name("publisher".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = started.send(Err(format!("publisher runtime: {e}")));
+                return;
+            }
+        };
+        let report = runtime.block_on(publish(url, synth, until, stop, shared, started));
+        let _ = report_tx.send(report);
+    });
     if let Err(e) = spawned {
         tracing::warn!("cannot start the publisher thread: {e}");
     }
@@ -125,9 +111,7 @@ async fn run(
             }
         }
         conn.flush().await?;
-        tokio::time::timeout_at(deadline, conn.read())
-            .await
-            .map_err(|_| ConnError::Timeout)??;
+        tokio::time::timeout_at(deadline, conn.read()).await.map_err(|_| ConnError::Timeout)??;
     }
     tracing::info!("publishing to {}/{}", url.tc_url, url.stream);
     if let Some(tx) = started.take() {

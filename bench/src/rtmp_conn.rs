@@ -80,11 +80,7 @@ impl RtmpConn {
         let stream = tcp_connect(&url.addr, timeout).await?;
         let seed: [u8; 32] = rand::random();
         let session = ClientSession::new(url.client_config(mode), seed);
-        let mut conn = RtmpConn {
-            stream,
-            session,
-            buf: vec![0; READ_BUF],
-        };
+        let mut conn = RtmpConn { stream, session, buf: vec![0; READ_BUF] };
         conn.flush().await?;
         Ok(conn)
     }

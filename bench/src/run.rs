@@ -140,9 +140,7 @@ pub async fn run(config: RunConfig) -> RunReport {
     }
     let baseline = read_server();
     if let (Some(pid), None, None) = (config.server_pid, baseline, &error) {
-        error = Some(format!(
-            "--server-pid {pid}: /proc/{pid}/stat is not readable"
-        ));
+        error = Some(format!("--server-pid {pid}: /proc/{pid}/stat is not readable"));
     }
 
     let target = match (config.protocol, &config.flv_url) {
@@ -235,10 +233,7 @@ pub async fn run(config: RunConfig) -> RunReport {
 }
 
 fn hls_url(config: &RunConfig) -> HttpUrl {
-    config
-        .hls_url
-        .clone()
-        .unwrap_or_else(|| HttpUrl::hls_for(&config.url, 8080))
+    config.hls_url.clone().unwrap_or_else(|| HttpUrl::hls_for(&config.url, 8080))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -288,10 +283,7 @@ fn build_report(
     RunReport {
         params: Params {
             url: format!("{}/{}", config.url.tc_url, config.url.stream),
-            flv_url: config
-                .flv_url
-                .as_ref()
-                .map(|u| format!("http://{}{}", u.host, u.path)),
+            flv_url: config.flv_url.as_ref().map(|u| format!("http://{}{}", u.host, u.path)),
             hls_url: (config.protocol == Protocol::Hls).then(|| {
                 let u = hls_url(config);
                 format!("http://{}{}", u.host, u.path)

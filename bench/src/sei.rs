@@ -185,10 +185,7 @@ mod tests {
 
     #[test]
     fn round_trip_plain_values() {
-        let nal = round_trip(Stamp {
-            time_us: 1_732_600_000_123_456,
-            seq: 42,
-        });
+        let nal = round_trip(Stamp { time_us: 1_732_600_000_123_456, seq: 42 });
         assert_no_start_code_emulation(&nal[1..]);
     }
 
@@ -198,24 +195,15 @@ mod tests {
         for stamp in [
             Stamp { time_us: 0, seq: 0 },
             Stamp { time_us: 1, seq: 3 },
-            Stamp {
-                time_us: 0x0000_0001_0000_0002,
-                seq: 0x0300_0000_0000_0001,
-            },
-            Stamp {
-                time_us: u64::MAX,
-                seq: 0x0000_0300_0000_0000,
-            },
+            Stamp { time_us: 0x0000_0001_0000_0002, seq: 0x0300_0000_0000_0001 },
+            Stamp { time_us: u64::MAX, seq: 0x0000_0300_0000_0000 },
         ] {
             let nal = round_trip(stamp);
             assert_no_start_code_emulation(&nal[1..]);
         }
         // time 0 and seq 0: 16 zero bytes, so several 0x03 must have been inserted.
         let nal = round_trip(Stamp { time_us: 0, seq: 0 });
-        assert!(
-            nal.len() > 1 + 35,
-            "no emulation prevention bytes in {nal:02x?}"
-        );
+        assert!(nal.len() > 1 + 35, "no emulation prevention bytes in {nal:02x?}");
     }
 
     #[test]
@@ -223,10 +211,7 @@ mod tests {
         let raw = [0u8, 0, 0, 0, 1, 0, 0, 3, 0, 0, 2, 5, 0, 0];
         let mut escaped = BytesMut::new();
         escape_into(&raw, &mut escaped);
-        assert_eq!(
-            &escaped[..],
-            &[0, 0, 3, 0, 0, 3, 1, 0, 0, 3, 3, 0, 0, 3, 2, 5, 0, 0][..]
-        );
+        assert_eq!(&escaped[..], &[0, 0, 3, 0, 0, 3, 1, 0, 0, 3, 3, 0, 0, 3, 2, 5, 0, 0][..]);
         let mut back = [0u8; 32];
         let n = unescape_prefix(&escaped, &mut back);
         assert_eq!(&back[..n], &raw[..]);
@@ -235,9 +220,7 @@ mod tests {
     #[test]
     fn foreign_sei_is_ignored() {
         // user_data_unregistered with another UUID, then a recovery point SEI (type 6).
-        let body = [
-            5u8, 17, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0xAA, 0x80,
-        ];
+        let body = [5u8, 17, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0xAA, 0x80];
         assert_eq!(parse_sei_body(&body), None);
         assert_eq!(parse_sei_body(&[6, 1, 0x84, 0x80]), None);
         assert_eq!(parse_sei_body(&[]), None);
@@ -259,10 +242,7 @@ mod tests {
 
     #[test]
     fn inspect_video_tags() {
-        let stamp = Stamp {
-            time_us: 123,
-            seq: 77,
-        };
+        let stamp = Stamp { time_us: 123, seq: 77 };
         let mut sei = BytesMut::new();
         write_sei_nal(stamp, &mut sei);
         let mut tag = vec![0x17, 1, 0, 0, 0];
@@ -270,25 +250,10 @@ mod tests {
         tag.extend_from_slice(&sei);
         tag.extend_from_slice(&3u32.to_be_bytes());
         tag.extend_from_slice(&[0x65, 0x88, 0x84]);
-        assert_eq!(
-            inspect_video(&tag),
-            VideoInfo::Stamped {
-                stamp,
-                keyframe: true
-            }
-        );
+        assert_eq!(inspect_video(&tag), VideoInfo::Stamped { stamp, keyframe: true });
         tag[0] = 0x27;
-        assert_eq!(
-            inspect_video(&tag),
-            VideoInfo::Stamped {
-                stamp,
-                keyframe: false
-            }
-        );
-        assert_eq!(
-            inspect_video(&[0x17, 0, 0, 0, 0, 1]),
-            VideoInfo::SequenceHeader
-        );
+        assert_eq!(inspect_video(&tag), VideoInfo::Stamped { stamp, keyframe: false });
+        assert_eq!(inspect_video(&[0x17, 0, 0, 0, 0, 1]), VideoInfo::SequenceHeader);
         assert_eq!(inspect_video(&[0x12, 1]), VideoInfo::Unstamped);
         // Truncated / lying NAL lengths never panic.
         assert_eq!(inspect_video(&tag[..12]), VideoInfo::Unstamped);

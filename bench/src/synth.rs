@@ -46,12 +46,7 @@ impl StreamShape {
     pub fn new(bitrate_bps: u64, fps: u32, gop: Duration, audio: bool) -> Self {
         let fps = fps.clamp(1, 240);
         let gop_frames = ((gop.as_secs_f64() * f64::from(fps)).round() as u32).max(1);
-        StreamShape {
-            bitrate_bps,
-            fps,
-            gop_frames,
-            audio,
-        }
+        StreamShape { bitrate_bps, fps, gop_frames, audio }
     }
 
     /// Presentation time of frame `index` relative to the first frame.
@@ -74,11 +69,7 @@ impl StreamShape {
         let gop_bytes = self.bitrate_bps / 8 * u64::from(self.gop_frames) / u64::from(self.fps);
         let units = u64::from(self.gop_frames) - 1 + KEYFRAME_WEIGHT;
         let unit = gop_bytes / units;
-        let size = if keyframe {
-            unit * KEYFRAME_WEIGHT
-        } else {
-            unit
-        };
+        let size = if keyframe { unit * KEYFRAME_WEIGHT } else { unit };
         usize::try_from(size).unwrap_or(usize::MAX)
     }
 }
@@ -94,10 +85,7 @@ pub struct Synth {
 impl Synth {
     pub fn new(shape: StreamShape) -> Self {
         let max = shape.frame_bytes(true).max(64);
-        Synth {
-            shape,
-            filler: Bytes::from(vec![FILLER; max]),
-        }
+        Synth { shape, filler: Bytes::from(vec![FILLER; max]) }
     }
 
     pub fn shape(&self) -> &StreamShape {
@@ -133,11 +121,7 @@ impl Synth {
         amf_key(&mut out, "encoder");
         amf_string(&mut out, "sluice-bench");
         out.put_slice(&[0, 0, 9]);
-        MediaMessage {
-            kind: MediaKind::Data,
-            timestamp: 0,
-            payload: out.freeze(),
-        }
+        MediaMessage { kind: MediaKind::Data, timestamp: 0, payload: out.freeze() }
     }
 
     /// The AVC sequence header: an AVCDecoderConfigurationRecord with [`SPS`] and [`PPS`].
@@ -150,21 +134,13 @@ impl Synth {
         out.put_u8(1);
         out.put_u16(PPS.len() as u16);
         out.put_slice(&PPS);
-        MediaMessage {
-            kind: MediaKind::Video,
-            timestamp: 0,
-            payload: out.freeze(),
-        }
+        MediaMessage { kind: MediaKind::Video, timestamp: 0, payload: out.freeze() }
     }
 
     /// The AAC sequence header (AudioSpecificConfig).
     pub fn audio_sequence_header(&self) -> MediaMessage {
         let payload = Bytes::from_static(&[AAC_FLAGS, 0x00, AAC_CONFIG[0], AAC_CONFIG[1]]);
-        MediaMessage {
-            kind: MediaKind::Audio,
-            timestamp: 0,
-            payload,
-        }
+        MediaMessage { kind: MediaKind::Audio, timestamp: 0, payload }
     }
 
     /// Video frame `seq` stamped with the sender time `time_us`.
@@ -180,19 +156,12 @@ impl Synth {
         let sei_len = (out.len() - sei_at - 4) as u32;
         out[sei_at..sei_at + 4].copy_from_slice(&sei_len.to_be_bytes());
         // Filler slice: header byte + filler, at least 16 bytes of slice data.
-        let slice_len = target
-            .saturating_sub(out.len() + 4)
-            .max(17)
-            .min(self.filler.len());
+        let slice_len = target.saturating_sub(out.len() + 4).max(17).min(self.filler.len());
         out.put_u32(slice_len as u32);
         out.put_u8(if keyframe { 0x65 } else { 0x41 });
         out.put_slice(&self.filler[..slice_len - 1]);
         let timestamp = self.shape.frame_offset(seq).as_millis() as u32;
-        MediaMessage {
-            kind: MediaKind::Video,
-            timestamp,
-            payload: out.freeze(),
-        }
+        MediaMessage { kind: MediaKind::Video, timestamp, payload: out.freeze() }
     }
 
     /// Audio frame `index` (20 bytes of fake AAC).
@@ -201,11 +170,7 @@ impl Synth {
         out.put_slice(&[AAC_FLAGS, 0x01]);
         out.put_bytes(0x21, AAC_FRAME_BYTES);
         let timestamp = self.shape.audio_offset(index).as_millis() as u32;
-        MediaMessage {
-            kind: MediaKind::Audio,
-            timestamp,
-            payload: out.freeze(),
-        }
+        MediaMessage { kind: MediaKind::Audio, timestamp, payload: out.freeze() }
     }
 }
 
@@ -229,9 +194,7 @@ mod tests {
         let shape = StreamShape::new(2_500_000, 30, Duration::from_secs(2), false);
         assert_eq!(shape.gop_frames, 60);
         let synth = Synth::new(shape);
-        let total: usize = (0..60)
-            .map(|i| synth.video_frame(i, 1000 + i).payload.len())
-            .sum();
+        let total: usize = (0..60).map(|i| synth.video_frame(i, 1000 + i).payload.len()).sum();
         let expected = 2_500_000 / 8 * 2;
         assert!(
             total.abs_diff(expected) < expected / 100,
@@ -243,23 +206,11 @@ mod tests {
         assert_eq!(key.timestamp, 2000);
         assert_eq!(
             inspect_video(&key.payload),
-            VideoInfo::Stamped {
-                stamp: Stamp {
-                    time_us: 5,
-                    seq: 60
-                },
-                keyframe: true
-            }
+            VideoInfo::Stamped { stamp: Stamp { time_us: 5, seq: 60 }, keyframe: true }
         );
         assert_eq!(
             inspect_video(&inter.payload),
-            VideoInfo::Stamped {
-                stamp: Stamp {
-                    time_us: 6,
-                    seq: 61
-                },
-                keyframe: false
-            }
+            VideoInfo::Stamped { stamp: Stamp { time_us: 6, seq: 61 }, keyframe: false }
         );
     }
 
@@ -275,9 +226,6 @@ mod tests {
         assert_eq!(synth.audio_frame(43).timestamp, 998);
         // Tiny bit rates still produce a valid (minimum-size) slice.
         let frame = synth.video_frame(1, 0);
-        assert!(matches!(
-            inspect_video(&frame.payload),
-            VideoInfo::Stamped { .. }
-        ));
+        assert!(matches!(inspect_video(&frame.payload), VideoInfo::Stamped { .. }));
     }
 }

@@ -16,12 +16,10 @@ pub struct RtmpUrl {
 
 impl RtmpUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("rtmp://")
-            .ok_or_else(|| format!("{url:?} is not an rtmp:// URL"))?;
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("{url:?} has no /APP/STREAM"))?;
+        let rest =
+            url.strip_prefix("rtmp://").ok_or_else(|| format!("{url:?} is not an rtmp:// URL"))?;
+        let (authority, path) =
+            rest.split_once('/').ok_or_else(|| format!("{url:?} has no /APP/STREAM"))?;
         let addr = with_default_port(authority, 1935)?;
         let (app, stream) = path
             .split_once('/')
@@ -65,9 +63,8 @@ pub struct HttpUrl {
 
 impl HttpUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+        let rest =
+            url.strip_prefix("http://").ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
         let (authority, path) = match rest.find('/') {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, "/"),
@@ -81,11 +78,7 @@ impl HttpUrl {
 
     /// The `.flv` URL conventionally paired with an RTMP URL: `http://HOST:PORT/APP/STREAM.flv`.
     pub fn flv_for(rtmp: &RtmpUrl, http_port: u16) -> Self {
-        let host = rtmp
-            .addr
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(&rtmp.addr);
+        let host = rtmp.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&rtmp.addr);
         let authority = format!("{host}:{http_port}");
         HttpUrl {
             addr: authority.clone(),
@@ -120,11 +113,7 @@ fn with_default_port(authority: &str, port: u16) -> Result<String, String> {
         Some(bracket) => authority[bracket..].contains(':'),
         None => authority.contains(':'),
     };
-    Ok(if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:{port}")
-    })
+    Ok(if has_port { authority.to_string() } else { format!("{authority}:{port}") })
 }
 
 #[cfg(test)]
@@ -138,10 +127,7 @@ mod tests {
         assert_eq!(url.app, "live");
         assert_eq!(url.stream, "bench?key=1");
         assert_eq!(url.tc_url, "rtmp://127.0.0.1:1936/live");
-        assert_eq!(
-            RtmpUrl::parse("rtmp://example/live/x").unwrap().addr,
-            "example:1935"
-        );
+        assert_eq!(RtmpUrl::parse("rtmp://example/live/x").unwrap().addr, "example:1935");
         assert!(RtmpUrl::parse("rtmp://host/live").is_err());
         assert!(RtmpUrl::parse("http://host/live/x").is_err());
     }
@@ -158,9 +144,6 @@ mod tests {
         assert_eq!(HttpUrl::flv_for(&rtmp, 8080).addr, "127.0.0.1:8080");
         assert_eq!(HttpUrl::flv_for(&rtmp, 8080).path, "/live/s.flv");
         let hls = HttpUrl::hls_for(&rtmp, 8081);
-        assert_eq!(
-            (hls.addr.as_str(), hls.path.as_str()),
-            ("127.0.0.1:8081", "/live/s.m3u8")
-        );
+        assert_eq!((hls.addr.as_str(), hls.path.as_str()), ("127.0.0.1:8081", "/live/s.m3u8"));
     }
 }

@@ -76,22 +76,8 @@ fn five_players_against_nginx_rtmp() {
     let nginx = start_nginx(port);
     let pid = nginx.child.id();
     let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
-        .args([
-            "run",
-            "--url",
-            &format!("rtmp://127.0.0.1:{port}/live/smoke"),
-            "--publish",
-        ])
-        .args([
-            "--players",
-            "5",
-            "--duration",
-            "3s",
-            "--warmup",
-            "1s",
-            "--ramp",
-            "0.5s",
-        ])
+        .args(["run", "--url", &format!("rtmp://127.0.0.1:{port}/live/smoke"), "--publish"])
+        .args(["--players", "5", "--duration", "3s", "--warmup", "1s", "--ramp", "0.5s"])
         .args(["--bitrate", "1M", "--fps", "30", "--gop", "1s", "--audio"])
         .args(["--server-pid", &pid.to_string()])
         .output()
@@ -119,10 +105,7 @@ fn five_players_against_nginx_rtmp() {
     assert!(num("/ttff_ms/samples") == 5.0, "{report:#}");
     // ~1 Mbit/s video (+ audio + RTMP framing) to 5 players.
     let mbps = num("/throughput_mbps");
-    assert!(
-        (4.0..8.0).contains(&mbps),
-        "throughput {mbps} Mbit/s: {report:#}"
-    );
+    assert!((4.0..8.0).contains(&mbps), "throughput {mbps} Mbit/s: {report:#}");
     assert!(num("/server/cpu_seconds") >= 0.0, "{report:#}");
     assert!(num("/server/rss_max_bytes") > 0.0, "{report:#}");
     assert!(num("/publisher/video_frames_sent") >= 100.0, "{report:#}");

@@ -120,11 +120,7 @@ impl<B: Backend> Core<B> {
             backend: backend.clone(),
             keys: keys.clone(),
             node_key,
-            state: Mutex::new(State {
-                lease,
-                node,
-                claims: BTreeMap::new(),
-            }),
+            state: Mutex::new(State { lease, node, claims: BTreeMap::new() }),
             lease: AtomicI64::new(lease),
             claims: std::sync::Mutex::new(Vec::new()),
             events,
@@ -132,11 +128,7 @@ impl<B: Backend> Core<B> {
         });
         let cache = tokio::spawn(backend.run_cache(keys, tx));
         let keeper = tokio::spawn(keep_alive_loop(shared.clone()));
-        let core = Core {
-            shared,
-            snapshot: rx.clone(),
-            tasks: vec![cache, keeper],
-        };
+        let core = Core { shared, snapshot: rx.clone(), tasks: vec![cache, keeper] };
         let ready = timeout(op.saturating_mul(2), rx.wait_for(|s| s.revision >= rev))
             .await
             .is_ok_and(|r| r.is_ok());
@@ -218,10 +210,17 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    pub(crate) async fn update_claim(&self, claim: &Claim, info: StreamInfo) -> Result<bool, RegistryError> {
+    pub(crate) async fn update_claim(
+        &self,
+        claim: &Claim,
+        info: StreamInfo,
+    ) -> Result<bool, RegistryError> {
         let s = &self.shared;
         let mut st = s.state.lock().await;
-        let held = st.claims.get(&claim.stream).is_some_and(|c| c.create_revision == claim.create_revision);
+        let held = st
+            .claims
+            .get(&claim.stream)
+            .is_some_and(|c| c.create_revision == claim.create_revision);
         if !held {
             return Ok(false);
         }
@@ -241,10 +240,7 @@ impl<B: Backend> Core<B> {
     pub(crate) async fn release(&self, claim: Claim) -> Result<(), RegistryError> {
         let s = &self.shared;
         let mut st = s.state.lock().await;
-        if st
-            .claims
-            .get(&claim.stream)
-            .is_some_and(|c| c.create_revision == claim.create_revision)
+        if st.claims.get(&claim.stream).is_some_and(|c| c.create_revision == claim.create_revision)
         {
             st.claims.remove(&claim.stream);
             s.mirror_claims(&st);
@@ -332,12 +328,7 @@ impl<B: Backend> Shared<B> {
         let mut events = Vec::new();
         let op = self.cfg.op_timeout;
         let value = serde_json::to_vec(&st.node)?;
-        with_timeout(
-            op,
-            "node put",
-            self.backend.put(&self.node_key, value, lease),
-        )
-        .await?;
+        with_timeout(op, "node put", self.backend.put(&self.node_key, value, lease)).await?;
         let streams: Vec<StreamKey> = st.claims.keys().cloned().collect();
         for stream in streams {
             let Some(claim) = st.claims.get(&stream).cloned() else {
@@ -348,12 +339,8 @@ impl<B: Backend> Shared<B> {
             let create = self.backend.create(&key, value, lease);
             match with_timeout(op, "claim", create).await? {
                 Create::Created { revision } => {
-                    let renewed = Claim {
-                        create_revision: revision,
-                        mod_revision: revision,
-                        lease,
-                        ..claim
-                    };
+                    let renewed =
+                        Claim { create_revision: revision, mod_revision: revision, lease, ..claim };
                     st.claims.insert(stream, renewed.clone());
                     events.push(RegistryEvent::ClaimRenewed { claim: renewed });
                 }
@@ -388,10 +375,7 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>) {
             Err(_) => tracing::debug!(lease, "keep-alive timed out"),
         }
         if last_ok.elapsed() >= s.cfg.ttl {
-            tracing::warn!(
-                lease,
-                "no keep-alive for a whole TTL; treating the lease as lost"
-            );
+            tracing::warn!(lease, "no keep-alive for a whole TTL; treating the lease as lost");
             s.recover(lease).await;
             last_ok = Instant::now();
         }
@@ -400,9 +384,7 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>) {
 
 /// The origin recorded in a stream value, if it parses.
 fn holder_of(kv: &RawKv) -> Option<crate::types::NodeId> {
-    serde_json::from_slice::<StreamInfo>(&kv.value)
-        .ok()
-        .map(|i| i.origin)
+    serde_json::from_slice::<StreamInfo>(&kv.value).ok().map(|i| i.origin)
 }
 
 pub(crate) async fn with_timeout<T>(
@@ -410,9 +392,7 @@ pub(crate) async fn with_timeout<T>(
     what: &'static str,
     fut: impl Future<Output = Result<T, RegistryError>>,
 ) -> Result<T, RegistryError> {
-    timeout(limit, fut)
-        .await
-        .unwrap_or(Err(RegistryError::Timeout(what)))
+    timeout(limit, fut).await.unwrap_or(Err(RegistryError::Timeout(what)))
 }
 
 fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -428,11 +408,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
+        Backoff { min, max, next: min }
     }
 
     pub(crate) fn next_delay(&mut self) -> Duration {

@@ -59,10 +59,7 @@ pub struct Damper {
 
 impl Damper {
     pub fn new(cfg: DampingConfig) -> Damper {
-        Damper {
-            cfg,
-            nodes: BTreeMap::new(),
-        }
+        Damper { cfg, nodes: BTreeMap::new() }
     }
 
     /// Record that exactly `present` are registered at `now`.
@@ -104,8 +101,7 @@ impl Damper {
             prune(&cfg, track, now);
         }
         // Forget nodes that are gone for good: absent, out of the ring, no recent history.
-        self.nodes
-            .retain(|_, t| t.present || !t.transitions.is_empty() || decide(&cfg, t, now));
+        self.nodes.retain(|_, t| t.present || !t.transitions.is_empty() || decide(&cfg, t, now));
     }
 
     /// The ring members at `now`.
@@ -253,10 +249,7 @@ mod tests {
     #[test]
     fn leave_grace_keeps_a_node_in_briefly() {
         let c = Clock(Instant::now());
-        let mut d = Damper::new(DampingConfig {
-            leave_grace: Duration::from_secs(3),
-            ..cfg()
-        });
+        let mut d = Damper::new(DampingConfig { leave_grace: Duration::from_secs(3), ..cfg() });
         d.observe(&set(&["a", "b"]), c.at(0));
         d.observe(&set(&["a"]), c.at(10));
         assert_eq!(d.members(c.at(10)), set(&["a", "b"]));

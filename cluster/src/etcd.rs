@@ -63,18 +63,15 @@ impl EtcdBackend {
         let revision = match resume {
             Some(revision) => revision,
             None => {
-                let resp = c
-                    .get(root.as_str(), Some(GetOptions::new().with_prefix()))
-                    .await?;
+                let resp = c.get(root.as_str(), Some(GetOptions::new().with_prefix())).await?;
                 let revision = resp.header().map_or(0, |h| h.revision());
                 let snap = Snapshot::from_list(keys, revision, resp.kvs().iter().map(raw));
                 tx.send_replace(snap);
                 revision
             }
         };
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision.saturating_add(1));
+        let opts =
+            WatchOptions::new().with_prefix().with_start_revision(revision.saturating_add(1));
         let mut stream = c.watch(root.as_str(), Some(opts)).await?;
         while let Some(resp) = stream.message().await? {
             if resp.compact_revision() > 0 {
@@ -171,11 +168,7 @@ impl Backend for EtcdBackend {
         let mut c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )])
+            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))])
             .or_else([TxnOp::get(key, None)]);
         let resp = match c.txn(txn).await {
             Ok(resp) => resp,
@@ -229,11 +222,7 @@ impl Backend for EtcdBackend {
     ) -> Result<bool, RegistryError> {
         let mut c = self.client.clone();
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                key,
-                CompareOp::Equal,
-                create_revision,
-            )])
+            .when([Compare::create_revision(key, CompareOp::Equal, create_revision)])
             .and_then([TxnOp::delete(key, None)]);
         Ok(c.txn(txn).await?.succeeded())
     }
@@ -289,10 +278,7 @@ impl EtcdRegistry {
         cfg: RegistryConfig,
         node: NodeInfo,
     ) -> Result<EtcdRegistry, RegistryError> {
-        let backend = Arc::new(EtcdBackend {
-            client: client.clone(),
-            keeper: Mutex::new(None),
-        });
+        let backend = Arc::new(EtcdBackend { client: client.clone(), keeper: Mutex::new(None) });
         let core = Core::start(backend, cfg, node).await?;
         Ok(EtcdRegistry { core, client })
     }

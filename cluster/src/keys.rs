@@ -35,9 +35,7 @@ impl Keyspace {
     /// A keyspace under `prefix`; a missing leading `/` is added, trailing `/` removed.
     pub fn new(prefix: &str) -> Keyspace {
         let trimmed = prefix.trim_matches('/');
-        Keyspace {
-            prefix: format!("/{trimmed}"),
-        }
+        Keyspace { prefix: format!("/{trimmed}") }
     }
 
     pub fn prefix(&self) -> &str {
@@ -62,10 +60,9 @@ impl Keyspace {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
         let mut parts = rest.split('/');
         let kind = match (parts.next()?, parts.next()?, parts.next()?) {
-            ("nodes", role, id) => KeyKind::Node {
-                role: Role::parse(role)?,
-                id: NodeId::new(id).ok()?,
-            },
+            ("nodes", role, id) => {
+                KeyKind::Node { role: Role::parse(role)?, id: NodeId::new(id).ok()? }
+            }
             ("streams", app, name) => {
                 let (stream, query) = StreamKey::parse(app, name).ok()?;
                 // Only the canonical key of a stream names it (`live/cam?` must not alias
@@ -104,13 +101,7 @@ mod tests {
         let id = NodeId::new("o-1").unwrap();
         let nk = ks.node(Role::Origin, &id);
         assert_eq!(nk, "/sluice/nodes/origin/o-1");
-        assert_eq!(
-            ks.parse(&nk),
-            Some(KeyKind::Node {
-                role: Role::Origin,
-                id
-            })
-        );
+        assert_eq!(ks.parse(&nk), Some(KeyKind::Node { role: Role::Origin, id }));
         let s = sk("live", "cam.1");
         let key = ks.stream(&s);
         assert_eq!(key, "/sluice/streams/live/cam.1");

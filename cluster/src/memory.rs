@@ -95,17 +95,11 @@ impl MemoryStore {
     pub fn get(&self, key: &str) -> Option<(Vec<u8>, i64)> {
         let mut inner = self.lock();
         inner.expire(Instant::now());
-        inner
-            .kvs
-            .get(key)
-            .map(|kv| (kv.value.clone(), kv.create_revision))
+        inner.kvs.get(key).map(|kv| (kv.value.clone(), kv.create_revision))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Run `f` after expiring leases; notify watchers if the revision moved.
@@ -173,13 +167,8 @@ impl Backend for MemoryStore {
             inner.revision += 1;
             let rev = inner.revision;
             let create_revision = inner.kvs.get(key).map_or(rev, |kv| kv.create_revision);
-            let kv = RawKv {
-                key: key.to_string(),
-                value,
-                create_revision,
-                mod_revision: rev,
-                lease,
-            };
+            let kv =
+                RawKv { key: key.to_string(), value, create_revision, mod_revision: rev, lease };
             inner.kvs.insert(key.to_string(), kv);
             Ok(rev)
         })
@@ -239,10 +228,7 @@ impl Backend for MemoryStore {
         create_revision: i64,
     ) -> Result<bool, RegistryError> {
         Ok(self.mutate(|inner| {
-            let ours = inner
-                .kvs
-                .get(key)
-                .is_some_and(|kv| kv.create_revision == create_revision);
+            let ours = inner.kvs.get(key).is_some_and(|kv| kv.create_revision == create_revision);
             if ours {
                 inner.kvs.remove(key);
                 inner.revision += 1;

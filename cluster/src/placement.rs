@@ -19,10 +19,7 @@ pub struct PlacementConfig {
 
 impl Default for PlacementConfig {
     fn default() -> Self {
-        PlacementConfig {
-            vnodes: DEFAULT_VNODES,
-            damping: DampingConfig::default(),
-        }
+        PlacementConfig { vnodes: DEFAULT_VNODES, damping: DampingConfig::default() }
     }
 }
 

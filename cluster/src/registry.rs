@@ -130,7 +130,11 @@ pub trait Registry: Send + Sync {
     /// Replace the value of a claim this node holds (e.g. the codecs once media arrived), only
     /// if the key is still this claim (same `create_revision`, which stays the fencing token).
     /// `Ok(false)`: not held any more.
-    fn update_claim<'a>(&'a self, claim: &'a Claim, info: StreamInfo) -> BoxFuture<'a, Result<bool, RegistryError>>;
+    fn update_claim<'a>(
+        &'a self,
+        claim: &'a Claim,
+        info: StreamInfo,
+    ) -> BoxFuture<'a, Result<bool, RegistryError>>;
 
     /// Release a claim (only if the key is still this claim: same `create_revision`).
     fn release(&self, claim: Claim) -> BoxFuture<'_, Result<(), RegistryError>>;

@@ -47,19 +47,10 @@ impl Ring {
         ring.batch_add(
             members
                 .iter()
-                .flat_map(|node| {
-                    (0..vnodes).map(move |index| VNode {
-                        node: node.clone(),
-                        index,
-                    })
-                })
+                .flat_map(|node| (0..vnodes).map(move |index| VNode { node: node.clone(), index }))
                 .collect(),
         );
-        Ring {
-            vnodes,
-            members,
-            ring,
-        }
+        Ring { vnodes, members, ring }
     }
 
     /// The home of `stream`; `None` when the ring is empty.
@@ -103,9 +94,7 @@ mod tests {
     }
 
     fn streams(n: usize) -> Vec<StreamKey> {
-        (0..n)
-            .map(|i| StreamKey::parse("live", &format!("s{i}")).unwrap().0)
-            .collect()
+        (0..n).map(|i| StreamKey::parse("live", &format!("s{i}")).unwrap().0).collect()
     }
 
     #[test]
@@ -126,19 +115,13 @@ mod tests {
         let s = StreamKey::parse("live", "s0").unwrap().0;
         let pinned = a.owner(&s).cloned();
         assert!(pinned.is_some());
-        assert_eq!(
-            Ring::new([id("b"), id("c"), id("a")], 64).owner(&s),
-            pinned.as_ref()
-        );
+        assert_eq!(Ring::new([id("b"), id("c"), id("a")], 64).owner(&s), pinned.as_ref());
     }
 
     #[test]
     fn adding_a_third_origin_moves_only_its_share() {
         let two = Ring::new([id("origin-a"), id("origin-b")], DEFAULT_VNODES);
-        let three = Ring::new(
-            [id("origin-a"), id("origin-b"), id("origin-c")],
-            DEFAULT_VNODES,
-        );
+        let three = Ring::new([id("origin-a"), id("origin-b"), id("origin-c")], DEFAULT_VNODES);
         let all = streams(100);
         let mut moved = 0;
         for s in &all {
@@ -165,9 +148,7 @@ mod tests {
         let ring = Ring::new([id("a"), id("b"), id("c"), id("d")], DEFAULT_VNODES);
         let mut counts = std::collections::BTreeMap::new();
         for s in streams(4000) {
-            *counts
-                .entry(ring.owner(&s).unwrap().clone())
-                .or_insert(0u32) += 1;
+            *counts.entry(ring.owner(&s).unwrap().clone()).or_insert(0u32) += 1;
         }
         assert_eq!(counts.len(), 4);
         for (node, n) in counts {

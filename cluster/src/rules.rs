@@ -49,9 +49,7 @@ pub fn should_accept_forward(
     }
     match local_ring_owner {
         Some(owner) if owner == local => ForwardVerdict::Accept,
-        other => ForwardVerdict::NotHome {
-            owner: other.cloned(),
-        },
+        other => ForwardVerdict::NotHome { owner: other.cloned() },
     }
 }
 
@@ -76,31 +74,14 @@ mod tests {
     #[test]
     fn forwards() {
         let (me, other) = (id("me"), id("other"));
-        assert_eq!(
-            should_accept_forward(&me, Some(&me), 1, 2),
-            ForwardVerdict::Accept
-        );
-        assert_eq!(
-            should_accept_forward(&me, Some(&me), 2, 2),
-            ForwardVerdict::Accept
-        );
+        assert_eq!(should_accept_forward(&me, Some(&me), 1, 2), ForwardVerdict::Accept);
+        assert_eq!(should_accept_forward(&me, Some(&me), 2, 2), ForwardVerdict::Accept);
         assert_eq!(
             should_accept_forward(&me, Some(&other), 1, 2),
-            ForwardVerdict::NotHome {
-                owner: Some(other.clone())
-            }
+            ForwardVerdict::NotHome { owner: Some(other.clone()) }
         );
-        assert_eq!(
-            should_accept_forward(&me, None, 1, 2),
-            ForwardVerdict::NotHome { owner: None }
-        );
-        assert_eq!(
-            should_accept_forward(&me, Some(&me), 3, 2),
-            ForwardVerdict::HopLimit
-        );
-        assert_eq!(
-            should_accept_forward(&me, Some(&other), 255, 2),
-            ForwardVerdict::HopLimit
-        );
+        assert_eq!(should_accept_forward(&me, None, 1, 2), ForwardVerdict::NotHome { owner: None });
+        assert_eq!(should_accept_forward(&me, Some(&me), 3, 2), ForwardVerdict::HopLimit);
+        assert_eq!(should_accept_forward(&me, Some(&other), 255, 2), ForwardVerdict::HopLimit);
     }
 }

@@ -209,10 +209,7 @@ impl Snapshot {
         revision: i64,
         kvs: impl IntoIterator<Item = RawKv>,
     ) -> Snapshot {
-        let mut snap = Snapshot {
-            revision,
-            ..Snapshot::default()
-        };
+        let mut snap = Snapshot { revision, ..Snapshot::default() };
         for kv in kvs {
             snap.apply_put(keys, kv);
         }
@@ -306,10 +303,7 @@ pub enum RegistryEvent {
     ClaimRenewed { claim: Claim },
     /// A claim could not be re-taken: another node claimed the stream while this node's lease
     /// was gone. Stop that publisher.
-    ClaimLost {
-        stream: StreamKey,
-        holder: Option<NodeId>,
-    },
+    ClaimLost { stream: StreamKey, holder: Option<NodeId> },
 }
 
 #[cfg(test)]
@@ -343,11 +337,7 @@ mod tests {
             &ks,
             10,
             [
-                kv(
-                    "/sluice/nodes/origin/a",
-                    r#"{"state":"ready","extra":1}"#,
-                    2,
-                ),
+                kv("/sluice/nodes/origin/a", r#"{"state":"ready","extra":1}"#, 2),
                 kv("/sluice/nodes/origin/b", r#"{"state":"draining"}"#, 3),
                 kv("/sluice/nodes/edge/e", "{}", 4),
                 kv("/sluice/nodes/origin/c", "not json", 5),
@@ -362,11 +352,7 @@ mod tests {
         assert_eq!(snap.ready_origins(), BTreeSet::from([a.clone()]));
         assert_eq!(snap.nodes_of(Role::Edge).count(), 1);
         let x = StreamKey::parse("live", "x").unwrap().0;
-        assert_eq!(
-            snap.stream(&x)
-                .map(|s| (s.info.origin.clone(), s.revision())),
-            Some((a, 6))
-        );
+        assert_eq!(snap.stream(&x).map(|s| (s.info.origin.clone(), s.revision())), Some((a, 6)));
         assert_eq!(snap.streams.len(), 1);
         snap.apply_delete(&ks, "/sluice/streams/live/x");
         snap.apply_delete(&ks, "/sluice/nodes/origin/a");

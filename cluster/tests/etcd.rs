@@ -9,9 +9,7 @@ use support::*;
 const SOON: Duration = Duration::from_secs(3);
 
 async fn connect(endpoint: String, node: &str, prefix: &str) -> EtcdRegistry {
-    EtcdRegistry::connect(&[endpoint], config(node, prefix), NodeInfo::default())
-        .await
-        .unwrap()
+    EtcdRegistry::connect(&[endpoint], config(node, prefix), NodeInfo::default()).await.unwrap()
 }
 
 async fn current_revision(c: &mut etcd_client::Client) -> i64 {
@@ -76,10 +74,7 @@ async fn cache_relists_when_its_history_was_compacted_during_an_outage() {
     let watcher = connect(proxy.endpoint(), "watcher", "/t").await;
     let a = connect(etcd.endpoint(), "a", "/t").await;
     let gone = a.claim(stream("gone"), info("a")).await.unwrap();
-    wait_snapshot(&watcher, SOON, "gone claimed", |s| {
-        s.stream(&stream("gone")).is_some()
-    })
-    .await;
+    wait_snapshot(&watcher, SOON, "gone claimed", |s| s.stream(&stream("gone")).is_some()).await;
 
     proxy.cut();
     a.claim(stream("new"), info("a")).await.unwrap();
@@ -95,11 +90,7 @@ async fn cache_relists_when_its_history_was_compacted_during_an_outage() {
     })
     .await;
     // Still registered: the outage was shorter than the TTL.
-    assert!(watcher
-        .snapshot()
-        .borrow()
-        .node(Role::Origin, &id("watcher"))
-        .is_some());
+    assert!(watcher.snapshot().borrow().node(Role::Origin, &id("watcher")).is_some());
 }
 
 /// Cut off from etcd for longer than its TTL, a node's keys expire; when the link comes back
@@ -123,8 +114,7 @@ async fn reregisters_after_a_partition_longer_than_the_ttl() {
 
     wait_snapshot(&observer, Duration::from_secs(8), "a and x are back", |s| {
         s.node(Role::Origin, &id("a")).is_some()
-            && s.stream(&stream("x"))
-                .is_some_and(|r| r.revision() > claim.revision())
+            && s.stream(&stream("x")).is_some_and(|r| r.revision() > claim.revision())
     })
     .await;
     // The events follow the writes: wait for them.

@@ -12,22 +12,16 @@ async fn ring_follows_ready_origins_and_moves_only_the_new_share() {
     let a = f.registry("origin-a", "/p").await;
     let _b = f.registry("origin-b", "/p").await;
     let (mut ring, task) = placement::spawn_ring(a.snapshot(), PlacementConfig::default());
-    let two = ring
-        .wait_for(|r| r.members().len() == 2)
-        .await
-        .unwrap()
-        .clone();
+    let two = ring.wait_for(|r| r.members().len() == 2).await.unwrap().clone();
     let streams: Vec<_> = (0..100).map(|i| stream(&format!("s{i}"))).collect();
 
     let c = f.registry("origin-c", "/p").await;
-    let three = tokio::time::timeout(
-        Duration::from_secs(3),
-        ring.wait_for(|r| r.members().len() == 3),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .clone();
+    let three =
+        tokio::time::timeout(Duration::from_secs(3), ring.wait_for(|r| r.members().len() == 3))
+            .await
+            .unwrap()
+            .unwrap()
+            .clone();
     let moved = streams
         .iter()
         .filter(|s| two.owner(s) != three.owner(s))
@@ -36,20 +30,13 @@ async fn ring_follows_ready_origins_and_moves_only_the_new_share() {
     assert!((20..=47).contains(&moved), "moved {moved}");
 
     // Draining leaves the ring: its streams go back to where they were.
-    c.update_node(NodeInfo {
-        state: NodeState::Draining,
-        ..NodeInfo::default()
-    })
-    .await
-    .unwrap();
-    let after = tokio::time::timeout(
-        Duration::from_secs(3),
-        ring.wait_for(|r| r.members().len() == 2),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .clone();
+    c.update_node(NodeInfo { state: NodeState::Draining, ..NodeInfo::default() }).await.unwrap();
+    let after =
+        tokio::time::timeout(Duration::from_secs(3), ring.wait_for(|r| r.members().len() == 2))
+            .await
+            .unwrap()
+            .unwrap()
+            .clone();
     for s in &streams {
         assert_eq!(after.owner(s), two.owner(s));
     }

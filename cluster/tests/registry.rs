@@ -21,9 +21,7 @@ macro_rules! both {
             }
             #[tokio::test]
             async fn etcd() {
-                let f = EtcdFixture {
-                    etcd: EtcdServer::start().await,
-                };
+                let f = EtcdFixture { etcd: EtcdServer::start().await };
                 super::$name(&f).await
             }
         }
@@ -40,10 +38,9 @@ async fn lease_expiry_removes_the_node_key<F: Fixture>(f: &F) {
     let a = f.registry("a", "/t").await;
     wait_snapshot(&*watcher, SOON, "a registered", |s| has_node(s, "a")).await;
     drop(a); // a crash: keep-alives stop, the lease is not revoked
-    let took = wait_snapshot(&*watcher, TTL + Duration::from_secs(2), "a expired", |s| {
-        !has_node(s, "a")
-    })
-    .await;
+    let took =
+        wait_snapshot(&*watcher, TTL + Duration::from_secs(2), "a expired", |s| !has_node(s, "a"))
+            .await;
     assert!(
         took >= Duration::from_millis(900),
         "key vanished after {took:?}, before its lease could expire"
@@ -68,14 +65,8 @@ async fn second_claim_is_taken_after_the_hold<F: Fixture>(f: &F) {
         other => panic!("expected Taken, got {other:?}"),
     }
     let held = start.elapsed();
-    assert!(
-        held >= TTL,
-        "refused after {held:?}: the claim must be held for TTL + margin"
-    );
-    assert!(
-        held < TTL + MARGIN + Duration::from_secs(2),
-        "held for {held:?}"
-    );
+    assert!(held >= TTL, "refused after {held:?}: the claim must be held for TTL + margin");
+    assert!(held < TTL + MARGIN + Duration::from_secs(2), "held for {held:?}");
     assert!(b.claims().is_empty());
 
     // Released: b gets it at once, with a larger revision (the fencing token).
@@ -91,13 +82,8 @@ async fn second_claim_is_taken_after_the_hold<F: Fixture>(f: &F) {
     let cy = b.claim(stream("y"), info("b")).await.unwrap();
     wait_snapshot(&*a, SOON, "y visible", |s| s.stream(&stream("y")).is_some()).await;
     let snap = a.snapshot().borrow().clone();
-    let x = snap
-        .stream(&stream("x"))
-        .expect("b's claim survived a stale release");
-    assert_eq!(
-        (x.info.origin.clone(), x.revision()),
-        (id("b"), cb.revision())
-    );
+    let x = snap.stream(&stream("x")).expect("b's claim survived a stale release");
+    assert_eq!((x.info.origin.clone(), x.revision()), (id("b"), cb.revision()));
     assert_eq!(snap.stream(&stream("y")).unwrap().revision(), cy.revision());
 }
 
@@ -114,10 +100,7 @@ async fn crashed_holders_claim_is_taken_over_after_lease_expiry<F: Fixture>(f: &
         .expect("the name comes back once the dead lease expires");
     let took = start.elapsed();
     assert!(took < TTL + MARGIN, "took {took:?}");
-    assert!(
-        took >= Duration::from_millis(900),
-        "got it after {took:?}, before a's lease expired"
-    );
+    assert!(took >= Duration::from_millis(900), "got it after {took:?}, before a's lease expired");
     assert!(cb.revision() > ca.revision());
     assert_eq!(cb.info.origin, id("b"));
 }
@@ -140,17 +123,11 @@ async fn cache_follows_nodes_and_streams<F: Fixture>(f: &F) {
     })
     .await;
 
-    let mut draining = NodeInfo {
-        state: NodeState::Draining,
-        ..NodeInfo::default()
-    };
-    draining
-        .addresses
-        .insert("rtmp".into(), "127.0.0.1:1935".into());
+    let mut draining = NodeInfo { state: NodeState::Draining, ..NodeInfo::default() };
+    draining.addresses.insert("rtmp".into(), "127.0.0.1:1935".into());
     a.update_node(draining.clone()).await.unwrap();
     wait_snapshot(&*watcher, SOON, "a draining", |s| {
-        s.node(Role::Origin, &id("a"))
-            .is_some_and(|n| n.info == draining)
+        s.node(Role::Origin, &id("a")).is_some_and(|n| n.info == draining)
             && !s.ready_origins().contains(&id("a"))
     })
     .await;
@@ -160,10 +137,9 @@ async fn cache_follows_nodes_and_streams<F: Fixture>(f: &F) {
 
     a.claim(stream("z"), info("a")).await.unwrap();
     a.shutdown().await; // revokes the lease: node and claims go at once
-    let took = wait_snapshot(&*watcher, SOON, "a left", |s| {
-        !has_node(s, "a") && s.streams.is_empty()
-    })
-    .await;
+    let took =
+        wait_snapshot(&*watcher, SOON, "a left", |s| !has_node(s, "a") && s.streams.is_empty())
+            .await;
     assert!(took < Duration::from_secs(1), "left after {took:?}");
 }
 
@@ -215,33 +191,21 @@ async fn reregisters_after_the_lease_is_revoked<F: Fixture>(f: &F) {
     f.revoke(old).await;
 
     let seen = events_until(&mut events, TTL + Duration::from_secs(2), |evs| {
-        evs.iter()
-            .filter(|e| matches!(e, RegistryEvent::ClaimRenewed { .. }))
-            .count()
-            == 2
-            && evs
-                .iter()
-                .any(|e| matches!(e, RegistryEvent::LeaseRenewed { .. }))
+        evs.iter().filter(|e| matches!(e, RegistryEvent::ClaimRenewed { .. })).count() == 2
+            && evs.iter().any(|e| matches!(e, RegistryEvent::LeaseRenewed { .. }))
     })
     .await;
     let new = a.lease();
     assert_ne!(new, old);
-    assert!(
-        seen.contains(&RegistryEvent::LeaseRenewed { old, new }),
-        "{seen:?}"
-    );
+    assert!(seen.contains(&RegistryEvent::LeaseRenewed { old, new }), "{seen:?}");
     let claims = a.claims();
     assert_eq!(claims.len(), 2);
-    assert!(claims
-        .iter()
-        .all(|c| c.lease == new && c.revision() > cy.revision()));
+    assert!(claims.iter().all(|c| c.lease == new && c.revision() > cy.revision()));
 
     wait_snapshot(&*watcher, SOON, "a and its claims are back", |s| {
-        s.node(Role::Origin, &id("a"))
-            .is_some_and(|n| n.lease == new)
+        s.node(Role::Origin, &id("a")).is_some_and(|n| n.lease == new)
             && [&cx, &cy].iter().all(|c| {
-                s.stream(&c.stream)
-                    .is_some_and(|r| r.lease == new && r.revision() > c.revision())
+                s.stream(&c.stream).is_some_and(|r| r.lease == new && r.revision() > c.revision())
             })
     })
     .await;
@@ -258,28 +222,20 @@ async fn claim_taken_while_the_lease_was_lost_is_reported<F: Fixture>(f: &F) {
     // b claims x before a notices (a's next keep-alive is up to TTL/3 away).
     let cb = b.claim(stream("x"), info("b")).await.unwrap();
     let seen = events_until(&mut events, TTL + Duration::from_secs(2), |evs| {
-        evs.iter()
-            .any(|e| matches!(e, RegistryEvent::ClaimLost { .. }))
-            && evs
-                .iter()
-                .any(|e| matches!(e, RegistryEvent::ClaimRenewed { .. }))
+        evs.iter().any(|e| matches!(e, RegistryEvent::ClaimLost { .. }))
+            && evs.iter().any(|e| matches!(e, RegistryEvent::ClaimRenewed { .. }))
     })
     .await;
     assert!(
-        seen.contains(&RegistryEvent::ClaimLost {
-            stream: stream("x"),
-            holder: Some(id("b"))
-        }),
+        seen.contains(&RegistryEvent::ClaimLost { stream: stream("x"), holder: Some(id("b")) }),
         "{seen:?}"
     );
     let claims = a.claims();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].stream, stream("y"));
     wait_snapshot(&*a, SOON, "x stays b's", |s| {
-        s.stream(&stream("x"))
-            .is_some_and(|r| r.revision() == cb.revision())
-            && s.stream(&stream("y"))
-                .is_some_and(|r| r.info.origin == id("a"))
+        s.stream(&stream("x")).is_some_and(|r| r.revision() == cb.revision())
+            && s.stream(&stream("y")).is_some_and(|r| r.info.origin == id("a"))
     })
     .await;
 }
@@ -293,7 +249,8 @@ async fn a_claim_value_is_updated_in_place<F: Fixture>(f: &F) {
     richer.codecs = vec!["avc1.64001f".into(), "mp4a.40.2".into()];
     assert!(a.update_claim(&claim, richer.clone()).await.unwrap(), "holder updates its claim");
     wait_snapshot(&*b, SOON, "codecs visible to other nodes", |s| {
-        s.stream(&stream("u")).is_some_and(|r| r.info.codecs == richer.codecs && r.revision() == claim.revision())
+        s.stream(&stream("u"))
+            .is_some_and(|r| r.info.codecs == richer.codecs && r.revision() == claim.revision())
     })
     .await;
     assert_eq!(a.claims()[0].info.codecs, richer.codecs, "the held claim carries the new value");

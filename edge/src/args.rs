@@ -33,6 +33,10 @@ pub struct PullSettings {
 
 impl From<&EdgeArgs> for PullSettings {
     fn from(a: &EdgeArgs) -> Self {
-        PullSettings { linger: a.upstream_linger, grace: a.upstream_grace, connect_timeout: a.upstream_connect_timeout }
+        PullSettings {
+            linger: a.upstream_linger,
+            grace: a.upstream_grace,
+            connect_timeout: a.upstream_connect_timeout,
+        }
     }
 }

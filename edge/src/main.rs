@@ -41,5 +41,9 @@ fn main() -> anyhow::Result<()> {
         upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
     };
     let node = cli.node;
-    sluice_node::runtime::run_main(&node.clone(), "sluice-edge", sluice_node::server::run(node, options))
+    sluice_node::runtime::run_main(
+        &node.clone(),
+        "sluice-edge",
+        sluice_node::server::run(node, options),
+    )
 }

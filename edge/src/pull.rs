@@ -77,7 +77,11 @@ pub enum Unresolved {
 /// The stream's home (by `home`, the ring owner) then its ingest origin (the claim holder),
 /// with their relay addresses. Values from the registry are untrusted: a missing or
 /// malformed address drops that candidate, never panics.
-pub fn resolve(snapshot: &Snapshot, home: Option<&NodeId>, key: &StreamKey) -> Result<Sources, Unresolved> {
+pub fn resolve(
+    snapshot: &Snapshot,
+    home: Option<&NodeId>,
+    key: &StreamKey,
+) -> Result<Sources, Unresolved> {
     let stream = snapshot.stream(key).ok_or(Unresolved::NotPublished)?;
     let ingest = &stream.info.origin;
     let mut candidates = Vec::with_capacity(2);
@@ -187,7 +191,14 @@ impl PullTask {
             }
             let started = Instant::now();
             let end = self
-                .receive(sub, source, sources.revision, &mut local, (&mut ring, &mut snapshot), &mut idle_since)
+                .receive(
+                    sub,
+                    source,
+                    sources.revision,
+                    &mut local,
+                    (&mut ring, &mut snapshot),
+                    &mut idle_since,
+                )
                 .await;
             match end {
                 End::Idle => return,
@@ -269,7 +280,8 @@ impl PullTask {
     }
 
     async fn subscribe(&self, source: &Source, revision: i64) -> Result<Subscription, String> {
-        let conn = self.peers.get(source.origin.as_str(), source.addr).await.map_err(|e| e.to_string())?;
+        let conn =
+            self.peers.get(source.origin.as_str(), source.addr).await.map_err(|e| e.to_string())?;
         let traceparent = sluice_node::trace_context::current_traceparent();
         let sub = conn.subscribe_traced(self.key.app(), self.key.name(), revision, &traceparent);
         match tokio::time::timeout(self.settings.connect_timeout, sub).await {
@@ -287,7 +299,10 @@ impl PullTask {
         mut source: Source,
         revision: i64,
         local: &mut Local,
-        (ring, snapshot): (&mut watch::Receiver<Arc<sluice_cluster::Ring>>, &mut watch::Receiver<Snapshot>),
+        (ring, snapshot): (
+            &mut watch::Receiver<Arc<sluice_cluster::Ring>>,
+            &mut watch::Receiver<Snapshot>,
+        ),
         idle_since: &mut Option<Instant>,
     ) -> End {
         let frames_in = self.hub.metrics().relay_frames_in.clone();
@@ -351,7 +366,9 @@ impl PullTask {
                                     }
                                 }
                                 // The forward may not have arrived yet: retry on the next tick.
-                                Err(e) => debug!(to = %next.origin, error = %e, "new home not ready yet"),
+                                Err(e) => {
+                                    debug!(to = %next.origin, error = %e, "new home not ready yet")
+                                }
                             }
                         }
                     }
@@ -405,13 +422,26 @@ mod tests {
         if let Some(r) = relay {
             info.addresses.insert("relay".into(), r.into());
         }
-        let rec = NodeRecord { role: Role::Origin, id: id(name), info, lease: 1, create_revision: 1, mod_revision: 1 };
+        let rec = NodeRecord {
+            role: Role::Origin,
+            id: id(name),
+            info,
+            lease: 1,
+            create_revision: 1,
+            mod_revision: 1,
+        };
         snap.nodes.insert((Role::Origin, id(name)), rec);
     }
 
     fn stream(snap: &mut Snapshot, key: &StreamKey, ingest: &str, revision: i64) {
         let info = StreamInfo { origin: id(ingest), codecs: vec![], started_at_ms: 0 };
-        let rec = StreamRecord { stream: key.clone(), info, lease: 1, create_revision: revision, mod_revision: revision };
+        let rec = StreamRecord {
+            stream: key.clone(),
+            info,
+            lease: 1,
+            create_revision: revision,
+            mod_revision: revision,
+        };
         snap.streams.insert(key.clone(), rec);
     }
 
@@ -432,7 +462,10 @@ mod tests {
         assert_eq!(resolve(&snap, Some(&id("a")), &key).unwrap().candidates.len(), 1);
         // A home with a malformed address is skipped; the ingest remains.
         let got = resolve(&snap, Some(&id("b")), &key).unwrap();
-        assert_eq!(got.candidates, vec![Source { origin: id("a"), addr: "127.0.0.1:7000".parse().unwrap() }]);
+        assert_eq!(
+            got.candidates,
+            vec![Source { origin: id("a"), addr: "127.0.0.1:7000".parse().unwrap() }]
+        );
         // Nobody reachable.
         stream(&mut snap, &key, "b", 43);
         assert_eq!(resolve(&snap, Some(&id("b")), &key), Err(Unresolved::NoRelay));

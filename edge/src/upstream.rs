@@ -12,8 +12,8 @@ use sluice_node::server::UpstreamContext;
 use sluice_node::upstream::Upstream;
 
 use crate::args::PullSettings;
-use sluice_node::peers::Peers;
 use crate::pull;
+use sluice_node::peers::Peers;
 
 /// A running pull, as the table sees it.
 pub(crate) struct PullEntry {

@@ -17,10 +17,7 @@ pub struct Amf0Limits {
 
 impl Default for Amf0Limits {
     fn default() -> Self {
-        Amf0Limits {
-            max_depth: 32,
-            max_items: 4096,
-        }
+        Amf0Limits { max_depth: 32, max_items: 4096 }
     }
 }
 
@@ -189,9 +186,7 @@ impl<'a> Reader<'a, '_> {
 
     fn utf8(&mut self, len: usize) -> Result<String, Amf0Error> {
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| Amf0Error::InvalidUtf8)
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| Amf0Error::InvalidUtf8)
     }
 
     fn short_string(&mut self) -> Result<String, Amf0Error> {
@@ -271,10 +266,7 @@ impl<'a> Reader<'a, '_> {
             marker::TYPED_OBJECT => {
                 let class_name = self.short_string()?;
                 let properties = self.properties(depth)?;
-                Amf0Value::TypedObject {
-                    class_name,
-                    properties,
-                }
+                Amf0Value::TypedObject { class_name, properties }
             }
             marker::AVMPLUS => {
                 let rest = self.take(self.buf.len())?;
@@ -342,10 +334,7 @@ pub fn encode(value: &Amf0Value, out: &mut BytesMut) {
             out.put_u8(marker::XML_DOCUMENT);
             put_long_string(s, out);
         }
-        Amf0Value::TypedObject {
-            class_name,
-            properties,
-        } => {
+        Amf0Value::TypedObject { class_name, properties } => {
             out.put_u8(marker::TYPED_OBJECT);
             put_short_string(class_name, out);
             put_properties(properties, out);
@@ -430,10 +419,7 @@ mod tests {
         let values = decode_all(wire, &lim()).unwrap();
         assert_eq!(values[0].as_str(), Some("connect"));
         assert_eq!(values[1].as_f64(), Some(1.0));
-        assert_eq!(
-            values[2].get("app").and_then(Amf0Value::as_str),
-            Some("live")
-        );
+        assert_eq!(values[2].get("app").and_then(Amf0Value::as_str), Some("live"));
         assert_eq!(values[2].get("nope"), None);
         assert_eq!(&encode_all(&values)[..], wire);
     }
@@ -446,20 +432,11 @@ mod tests {
         roundtrip(Amf0Value::Undefined);
         roundtrip(Amf0Value::Unsupported);
         roundtrip(Amf0Value::Reference(7));
-        roundtrip(Amf0Value::Date {
-            millis: 1.7e12,
-            time_zone: -60,
-        });
+        roundtrip(Amf0Value::Date { millis: 1.7e12, time_zone: -60 });
         roundtrip(Amf0Value::LongString("short but long".into()));
         roundtrip(Amf0Value::XmlDocument("<a/>".into()));
-        roundtrip(Amf0Value::StrictArray(vec![
-            Amf0Value::Null,
-            Amf0Value::Number(2.0),
-        ]));
-        roundtrip(Amf0Value::EcmaArray(vec![(
-            "duration".into(),
-            Amf0Value::Number(0.0),
-        )]));
+        roundtrip(Amf0Value::StrictArray(vec![Amf0Value::Null, Amf0Value::Number(2.0)]));
+        roundtrip(Amf0Value::EcmaArray(vec![("duration".into(), Amf0Value::Number(0.0))]));
         roundtrip(Amf0Value::TypedObject {
             class_name: "Foo".into(),
             properties: vec![("x".into(), Amf0Value::Boolean(true))],
@@ -469,22 +446,10 @@ mod tests {
 
     #[test]
     fn reserved_markers_rejected() {
-        assert_eq!(
-            decode_all(&[0x04], &lim()),
-            Err(Amf0Error::UnknownMarker(0x04))
-        );
-        assert_eq!(
-            decode_all(&[0x0E], &lim()),
-            Err(Amf0Error::UnknownMarker(0x0E))
-        );
-        assert_eq!(
-            decode_all(&[0x12], &lim()),
-            Err(Amf0Error::UnknownMarker(0x12))
-        );
-        assert_eq!(
-            decode_all(&[0x09], &lim()),
-            Err(Amf0Error::UnexpectedObjectEnd)
-        );
+        assert_eq!(decode_all(&[0x04], &lim()), Err(Amf0Error::UnknownMarker(0x04)));
+        assert_eq!(decode_all(&[0x0E], &lim()), Err(Amf0Error::UnknownMarker(0x0E)));
+        assert_eq!(decode_all(&[0x12], &lim()), Err(Amf0Error::UnknownMarker(0x12)));
+        assert_eq!(decode_all(&[0x09], &lim()), Err(Amf0Error::UnexpectedObjectEnd));
     }
 
     #[test]
@@ -492,10 +457,7 @@ mod tests {
         let v = decode_all(&[0x05, 0x11, 0x0A, 0x0B, 0x01], &lim()).unwrap();
         assert_eq!(
             v,
-            vec![
-                Amf0Value::Null,
-                Amf0Value::Avmplus(Bytes::from_static(&[0x0A, 0x0B, 0x01]))
-            ]
+            vec![Amf0Value::Null, Amf0Value::Avmplus(Bytes::from_static(&[0x0A, 0x0B, 0x01]))]
         );
         assert_eq!(&encode_all(&v)[..], &[0x05, 0x11, 0x0A, 0x0B, 0x01]);
     }
@@ -505,29 +467,20 @@ mod tests {
         // Count says 100, one property follows, then the end marker.
         let wire = [0x08, 0, 0, 0, 100, 0, 1, b'a', 0x05, 0, 0, 0x09];
         let v = decode_all(&wire, &lim()).unwrap();
-        assert_eq!(
-            v,
-            vec![Amf0Value::EcmaArray(vec![("a".into(), Amf0Value::Null)])]
-        );
+        assert_eq!(v, vec![Amf0Value::EcmaArray(vec![("a".into(), Amf0Value::Null)])]);
     }
 
     #[test]
     fn strict_array_count_checked_before_allocation() {
         let wire = [0x0A, 0xFF, 0xFF, 0xFF, 0xFF];
-        assert_eq!(
-            decode_all(&wire, &lim()),
-            Err(Amf0Error::TooManyItems(4096))
-        );
+        assert_eq!(decode_all(&wire, &lim()), Err(Amf0Error::TooManyItems(4096)));
         let wire = [0x0A, 0, 0, 0x10, 0, 0x05];
         assert_eq!(decode_all(&wire, &lim()), Err(Amf0Error::Short));
     }
 
     #[test]
     fn too_many_object_properties() {
-        let limits = Amf0Limits {
-            max_depth: 4,
-            max_items: 2,
-        };
+        let limits = Amf0Limits { max_depth: 4, max_items: 2 };
         let mut out = BytesMut::new();
         let props = (0..3).map(|i| (format!("k{i}"), Amf0Value::Null)).collect();
         encode(&Amf0Value::Object(props), &mut out);
@@ -536,10 +489,7 @@ mod tests {
 
     #[test]
     fn depth_limit() {
-        let limits = Amf0Limits {
-            max_depth: 3,
-            max_items: 10,
-        };
+        let limits = Amf0Limits { max_depth: 3, max_items: 10 };
         let mut v = Amf0Value::Null;
         for _ in 0..3 {
             v = Amf0Value::StrictArray(vec![v]);
@@ -552,14 +502,8 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_short_input() {
-        assert_eq!(
-            decode_all(&[0x02, 0, 2, 0xC3, 0x28], &lim()),
-            Err(Amf0Error::InvalidUtf8)
-        );
-        assert_eq!(
-            decode_all(&[0x02, 0, 5, b'a'], &lim()),
-            Err(Amf0Error::Short)
-        );
+        assert_eq!(decode_all(&[0x02, 0, 2, 0xC3, 0x28], &lim()), Err(Amf0Error::InvalidUtf8));
+        assert_eq!(decode_all(&[0x02, 0, 5, b'a'], &lim()), Err(Amf0Error::Short));
         assert_eq!(decode_all(&[0x00, 1, 2], &lim()), Err(Amf0Error::Short));
         assert_eq!(decode_all(&[0x03, 0, 0], &lim()), Err(Amf0Error::Short));
         let mut buf: &[u8] = &[0x02, 0, 5, b'a'];
@@ -580,10 +524,7 @@ mod tests {
         let bytes = encode_all(&[Amf0Value::String(s.clone())]);
         assert_eq!(bytes[0], marker::LONG_STRING);
         assert_eq!(&bytes[1..5], &70_000u32.to_be_bytes());
-        assert_eq!(
-            decode_all(&bytes, &lim()).unwrap(),
-            vec![Amf0Value::LongString(s.clone())]
-        );
+        assert_eq!(decode_all(&bytes, &lim()).unwrap(), vec![Amf0Value::LongString(s.clone())]);
         let exact = "y".repeat(65_535);
         let bytes = encode_all(&[Amf0Value::String(exact)]);
         assert_eq!(bytes[0], marker::STRING);
@@ -591,9 +532,7 @@ mod tests {
         let key = "é".repeat(40_000);
         let bytes = encode_all(&[Amf0Value::Object(vec![(key, Amf0Value::Null)])]);
         let v = decode_all(&bytes, &lim()).unwrap();
-        let Amf0Value::Object(props) = &v[0] else {
-            panic!("not an object")
-        };
+        let Amf0Value::Object(props) = &v[0] else { panic!("not an object") };
         assert_eq!(props[0].0.len(), 65_534);
     }
 }

@@ -10,9 +10,8 @@ use std::fmt;
 
 pub const MAX_NAME_LEN: usize = 128;
 /// App names that collide with HTTP routes.
-pub const RESERVED_APPS: &[&str] = &[
-    "api", "metrics", "healthz", "readyz", "static", "play", "assets", "hls",
-];
+pub const RESERVED_APPS: &[&str] =
+    &["api", "metrics", "healthz", "readyz", "static", "play", "assets", "hls"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey {
@@ -47,13 +46,7 @@ impl StreamKey {
         }
         validate("stream", name)?;
         let query = stream_query.or(app_query).map(str::to_string);
-        Ok((
-            StreamKey {
-                app: app.to_string(),
-                name: name.to_string(),
-            },
-            query,
-        ))
+        Ok((StreamKey { app: app.to_string(), name: name.to_string() }, query))
     }
 
     pub fn app(&self) -> &str {
@@ -106,10 +99,7 @@ mod tests {
     #[test]
     fn allowed_names() {
         assert_eq!(key("live", "cam1"), Ok(("live/cam1".into(), None)));
-        assert_eq!(
-            key("Live_2", "a.b-C_9"),
-            Ok(("Live_2/a.b-C_9".into(), None))
-        );
+        assert_eq!(key("Live_2", "a.b-C_9"), Ok(("Live_2/a.b-C_9".into(), None)));
         assert_eq!(key("l", "x..y"), Ok(("l/x..y".into(), None)));
         let (k, _) = StreamKey::parse("live", "s").unwrap();
         assert_eq!((k.app(), k.name()), ("live", "s"));
@@ -123,24 +113,12 @@ mod tests {
         );
         assert_eq!(key("live", "cam?"), Ok(("live/cam".into(), None)));
         // Query on the app (tcUrl-derived) is stripped as well.
-        assert_eq!(
-            key("live?token=x", "cam"),
-            Ok(("live/cam".into(), Some("token=x".into())))
-        );
+        assert_eq!(key("live?token=x", "cam"), Ok(("live/cam".into(), Some("token=x".into()))));
         // The stream's query wins over the app's.
-        assert_eq!(
-            key("live?a=1", "cam?b=2"),
-            Ok(("live/cam".into(), Some("b=2".into())))
-        );
+        assert_eq!(key("live?a=1", "cam?b=2"), Ok(("live/cam".into(), Some("b=2".into()))));
         // Only the first '?' splits; the query itself is not validated.
-        assert_eq!(
-            key("live", "cam?a=?/%"),
-            Ok(("live/cam".into(), Some("a=?/%".into())))
-        );
-        assert_eq!(
-            key("live", "?token"),
-            Err(NameError::Empty { what: "stream" })
-        );
+        assert_eq!(key("live", "cam?a=?/%"), Ok(("live/cam".into(), Some("a=?/%".into()))));
+        assert_eq!(key("live", "?token"), Err(NameError::Empty { what: "stream" }));
     }
 
     #[test]
@@ -149,10 +127,7 @@ mod tests {
             assert_eq!(key(app, "s"), Err(NameError::ReservedApp(app.to_string())));
         }
         assert_eq!(key("API", "s"), Err(NameError::ReservedApp("API".into())));
-        assert_eq!(
-            key("metrics?x=1", "s"),
-            Err(NameError::ReservedApp("metrics".into()))
-        );
+        assert_eq!(key("metrics?x=1", "s"), Err(NameError::ReservedApp("metrics".into())));
         assert!(key("apis", "s").is_ok());
     }
 
@@ -162,10 +137,7 @@ mod tests {
         let n129 = "a".repeat(129);
         assert!(key("live", &n128).is_ok());
         assert!(key(&n128, "s").is_ok());
-        assert_eq!(
-            key("live", &n129),
-            Err(NameError::TooLong { what: "stream" })
-        );
+        assert_eq!(key("live", &n129), Err(NameError::TooLong { what: "stream" }));
         assert_eq!(key(&n129, "s"), Err(NameError::TooLong { what: "app" }));
         assert_eq!(key("", "s"), Err(NameError::Empty { what: "app" }));
         assert_eq!(key("live", ""), Err(NameError::Empty { what: "stream" }));
@@ -193,10 +165,7 @@ mod tests {
         ] {
             assert_eq!(key("live", s), Err(bad_stream.clone()), "{s:?}");
         }
-        assert_eq!(
-            key("li/ve", "s"),
-            Err(NameError::BadCharacter { what: "app" })
-        );
+        assert_eq!(key("li/ve", "s"), Err(NameError::BadCharacter { what: "app" }));
         assert_eq!(key("..", "s"), Err(NameError::BadCharacter { what: "app" }));
     }
 }

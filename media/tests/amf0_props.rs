@@ -43,36 +43,20 @@ fn value() -> impl Strategy<Value = Amf0Value> {
 fn same(a: &Amf0Value, b: &Amf0Value) -> bool {
     use Amf0Value::*;
     let props = |x: &[(std::string::String, Amf0Value)], y: &[(std::string::String, Amf0Value)]| {
-        x.len() == y.len()
-            && x.iter()
-                .zip(y)
-                .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
+        x.len() == y.len() && x.iter().zip(y).all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
     };
     match (a, b) {
         (Number(x), Number(y)) => x.to_bits() == y.to_bits(),
-        (
-            Date {
-                millis: x,
-                time_zone: tx,
-            },
-            Date {
-                millis: y,
-                time_zone: ty,
-            },
-        ) => x.to_bits() == y.to_bits() && tx == ty,
+        (Date { millis: x, time_zone: tx }, Date { millis: y, time_zone: ty }) => {
+            x.to_bits() == y.to_bits() && tx == ty
+        }
         (Object(x), Object(y)) | (EcmaArray(x), EcmaArray(y)) => props(x, y),
         (StrictArray(x), StrictArray(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
         }
         (
-            TypedObject {
-                class_name: ca,
-                properties: pa,
-            },
-            TypedObject {
-                class_name: cb,
-                properties: pb,
-            },
+            TypedObject { class_name: ca, properties: pa },
+            TypedObject { class_name: cb, properties: pb },
         ) => ca == cb && props(pa, pb),
         _ => a == b,
     }

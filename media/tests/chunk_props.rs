@@ -51,23 +51,13 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 
 /// A message: (csid, timestamp, type id, stream id, payload).
 fn message() -> impl Strategy<Value = (u32, u32, u8, u32, Vec<u8>)> {
-    (
-        csid(),
-        timestamp(),
-        any::<u8>(),
-        prop_oneof![Just(0u32), Just(1), any::<u32>()],
-        payload(),
-    )
+    (csid(), timestamp(), any::<u8>(), prop_oneof![Just(0u32), Just(1), any::<u32>()], payload())
 }
 
 /// A message stream where messages often share a chunk stream and have steady timestamps, so
 /// every header type (0, 1, 2, 3) occurs.
 fn sequence() -> impl Strategy<Value = Vec<(u32, u32, u8, u32, Vec<u8>)>> {
-    (
-        prop::collection::vec(message(), 1..16),
-        prop::collection::vec(csid(), 1..4),
-        any::<bool>(),
-    )
+    (prop::collection::vec(message(), 1..16), prop::collection::vec(csid(), 1..4), any::<bool>())
         .prop_map(|(mut msgs, csids, steady)| {
             let mut ts = msgs[0].1;
             for (i, m) in msgs.iter_mut().enumerate() {

@@ -44,12 +44,7 @@ fn video_all(payload: &Bytes) {
     if let Ok(t) = parse_video_tag(payload) {
         let _ = video_info(t.codec, &t.body);
     }
-    for codec in [
-        VideoCodec::Avc,
-        VideoCodec::Hevc,
-        VideoCodec::Av1,
-        VideoCodec::Vp9,
-    ] {
+    for codec in [VideoCodec::Avc, VideoCodec::Hevc, VideoCodec::Av1, VideoCodec::Vp9] {
         let _ = video_info(codec, payload);
     }
 }
@@ -238,16 +233,10 @@ fn reads_a_real_ffmpeg_flv() {
     assert_eq!(keyframes, 1);
     assert!(audio > 40);
     let info = info.expect("AVC sequence header");
-    assert_eq!(
-        (info.width, info.height, info.fps),
-        (Some(1280), Some(720), Some(30.0))
-    );
+    assert_eq!((info.width, info.height, info.fps), (Some(1280), Some(720), Some(30.0)));
     assert_eq!(info.profile.as_deref(), Some("High"));
     let asc = asc.expect("AAC sequence header");
-    assert_eq!(
-        (asc.object_type, asc.sample_rate, asc.channels),
-        (2, 48000, 2)
-    );
+    assert_eq!((asc.object_type, asc.sample_rate, asc.channels), (2, 48000, 2));
     let (_, meta) = meta.expect("onMetaData");
     assert_eq!((meta.width, meta.height), (Some(1280.0), Some(720.0)));
     assert_eq!(meta.video_codec_id.as_deref(), Some("7"));

@@ -10,10 +10,7 @@ use sluice_media::frame::MediaMessage;
 use sluice_media::hls::{HlsConfig, HlsSnapshot, PlaylistOptions, Resource, Segmenter};
 
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success())
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -45,11 +42,7 @@ fn segment_flv(flv: &[u8], config: HlsConfig) -> (Segmenter, HlsSnapshot) {
     reader.push(flv);
     let mut seg = Segmenter::new(config);
     while let Some(tag) = reader.next_tag().unwrap() {
-        let msg = MediaMessage {
-            kind: tag.kind,
-            timestamp: tag.timestamp,
-            payload: tag.payload,
-        };
+        let msg = MediaMessage { kind: tag.kind, timestamp: tag.timestamp, payload: tag.payload };
         seg.push(&msg).unwrap();
     }
     seg.end_of_stream();
@@ -65,30 +58,19 @@ fn write_out(dir: &Path, snap: &HlsSnapshot) -> PathBuf {
     for s in snap.segments() {
         std::fs::write(dir.join(Resource::Segment(s.msn).to_string()), s.to_bytes()).unwrap();
         for p in &s.parts {
-            let name = Resource::Part {
-                msn: p.msn,
-                index: p.index,
-            }
-            .to_string();
+            let name = Resource::Part { msn: p.msn, index: p.index }.to_string();
             std::fs::write(dir.join(name), &p.bytes).unwrap();
         }
     }
-    let playlist = snap.media_playlist(&PlaylistOptions {
-        end_list: true,
-        ..PlaylistOptions::default()
-    });
+    let playlist =
+        snap.media_playlist(&PlaylistOptions { end_list: true, ..PlaylistOptions::default() });
     let path = dir.join("index.m3u8");
     std::fs::write(&path, playlist).unwrap();
     path
 }
 
 fn ffprobe(args: &[&str], input: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(input)
-        .output()
-        .unwrap();
+    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(input).output().unwrap();
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "ffprobe {input:?}: {}",
@@ -100,24 +82,14 @@ fn ffprobe(args: &[&str], input: &Path) -> String {
 /// Decode `input` fully; return (video frames, audio frames) and assert no error output.
 fn decode(input: &Path) -> (u64, u64) {
     let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostats",
-            "-v",
-            "error",
-            "-allowed_extensions",
-            "ALL",
-        ])
+        .args(["-hide_banner", "-nostats", "-v", "error", "-allowed_extensions", "ALL"])
         .args(["-i"])
         .arg(input)
         .args(["-f", "null", "-"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && err.trim().is_empty(),
-        "ffmpeg decode errors: {err}"
-    );
+    assert!(out.status.success() && err.trim().is_empty(), "ffmpeg decode errors: {err}");
     let count = |stream: &str| {
         let o = Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", stream])
@@ -144,23 +116,14 @@ fn h264_aac_segments_decode_with_ffmpeg() {
     let dir = temp_dir("avc");
     let flv = make_flv(
         &dir,
-        &[
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p",
-        ],
+        &["-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"],
         &["-c:a", "aac", "-b:a", "128k"],
     );
-    let config = HlsConfig {
-        stream_epoch_ms: Some(1_700_000_000_000),
-        ..HlsConfig::default()
-    };
+    let config = HlsConfig { stream_epoch_ms: Some(1_700_000_000_000), ..HlsConfig::default() };
     let (_, snap) = segment_flv(&flv, config);
     // 6 s with a keyframe every 2 s: three 2 s segments of four 0.5 s parts.
     let durations: Vec<u64> = snap.segments().iter().map(|s| s.duration).collect();
-    assert_eq!(
-        durations,
-        vec![180_000, 180_000, 180_000],
-        "segment durations"
-    );
+    assert_eq!(durations, vec![180_000, 180_000, 180_000], "segment durations");
     for s in snap.segments() {
         assert_eq!(s.parts.len(), 4, "parts of segment {}", s.msn);
         assert!(s.parts.iter().all(|p| p.duration <= 45_000));
@@ -169,23 +132,13 @@ fn h264_aac_segments_decode_with_ffmpeg() {
     let playlist = write_out(&dir, &snap);
     let text = std::fs::read_to_string(&playlist).unwrap();
     assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
-    assert!(
-        text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n"),
-        "{text}"
-    );
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n"), "{text}");
 
     let (v, a) = decode(&playlist);
     assert_eq!(v, 180, "video frames decoded from the playlist");
     assert!(a >= 270, "audio frames: {a}"); // 6 s of 48 kHz AAC = ~281 frames
-    let streams = ffprobe(
-        &[
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ],
-        &playlist,
-    );
+    let streams =
+        ffprobe(&["-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"], &playlist);
     assert!(streams.contains("h264,1280,720"), "{streams}");
     assert!(streams.contains("aac"), "{streams}");
 
@@ -209,14 +162,7 @@ fn h264_aac_segments_decode_with_ffmpeg() {
     assert_eq!(frames.trim(), "60");
     // B-frames survive: presentation order differs from decode order somewhere.
     let pts = ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts",
-            "-of",
-            "csv=p=0",
-        ],
+        &["-select_streams", "v:0", "-show_entries", "packet=pts,dts", "-of", "csv=p=0"],
         &single,
     );
     assert!(pts.lines().any(|l| {
@@ -241,10 +187,7 @@ fn hevc_and_audio_only_decode_with_ffmpeg() {
     // Debian 12's ffmpeg 5.1 cannot write H.265 in FLV; a newer one (the imageio-ffmpeg
     // PyPI package, used by the e2e tests too) writes Enhanced FLV (`hvc1`).
     let newer = Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
-        ])
+        .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -271,10 +214,7 @@ fn hevc_and_audio_only_decode_with_ffmpeg() {
     );
     let (_, snap) = segment_flv(&flv, HlsConfig::default());
     assert!(
-        snap.current_init()
-            .unwrap()
-            .codecs
-            .starts_with("hvc1.1.6.L"),
+        snap.current_init().unwrap().codecs.starts_with("hvc1.1.6.L"),
         "{}",
         snap.current_init().unwrap().codecs
     );
@@ -308,10 +248,7 @@ fn audio_only_decodes() {
     let (_, snap) = segment_flv(&flv, HlsConfig::default());
     assert!(snap.segments().len() >= 3);
     for s in snap.segments() {
-        assert!(s
-            .parts
-            .iter()
-            .all(|p| p.duration <= 45_000 && p.independent));
+        assert!(s.parts.iter().all(|p| p.duration <= 45_000 && p.independent));
     }
     let playlist = write_out(&dir2, &snap);
     let (v, a) = decode(&playlist);

@@ -9,19 +9,11 @@ use sluice_media::frame::MediaMessage;
 use sluice_media::hls::{HlsConfig, PlaylistOptions, ResumePoint, SegmentStamp, Segmenter};
 
 fn config(epoch: Option<u64>) -> HlsConfig {
-    HlsConfig {
-        window_segments: 100,
-        stream_epoch_ms: epoch,
-        ..HlsConfig::default()
-    }
+    HlsConfig { window_segments: 100, stream_epoch_ms: epoch, ..HlsConfig::default() }
 }
 
 fn shifted(m: &MediaMessage, by: u32) -> MediaMessage {
-    MediaMessage {
-        kind: m.kind,
-        timestamp: m.timestamp - by,
-        payload: m.payload.clone(),
-    }
+    MediaMessage { kind: m.kind, timestamp: m.timestamp - by, payload: m.payload.clone() }
 }
 
 /// Feeds `msgs`, returning the stamps the segmenter reported, with the index of the message
@@ -39,19 +31,11 @@ fn feed_stamped(seg: &mut Segmenter, msgs: &[MediaMessage]) -> Vec<(usize, Segme
 
 #[test]
 fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
-    let stream = Stream {
-        start_ms: 7000,
-        frames: 600,
-        gop: 60,
-        ..Stream::default()
-    };
+    let stream = Stream { start_ms: 7000, frames: 600, gop: 60, ..Stream::default() };
     let msgs = stream.messages();
     let mut ingest_cfg = config(Some(1_790_000_000_000));
-    ingest_cfg.resume = Some(ResumePoint {
-        next_msn: 5000,
-        next_init_id: 77,
-        ..ResumePoint::default()
-    });
+    ingest_cfg.resume =
+        Some(ResumePoint { next_msn: 5000, next_init_id: 77, ..ResumePoint::default() });
     let mut ingest = Segmenter::new(ingest_cfg);
     let stamps = feed_stamped(&mut ingest, &msgs);
     assert!(stamps.len() >= 9, "one stamp per segment: {}", stamps.len());
@@ -73,29 +57,15 @@ fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
         own.extend(follower.take_opened());
     }
     let theirs: Vec<SegmentStamp> = stamps[2..].iter().map(|(_, s)| *s).collect();
-    assert_eq!(
-        own, theirs,
-        "the follower opens the same segments at the same times"
-    );
+    assert_eq!(own, theirs, "the follower opens the same segments at the same times");
 
     let (a, b) = (ingest.snapshot(), follower.snapshot());
-    assert_eq!(
-        a.current_init().unwrap().bytes,
-        b.current_init().unwrap().bytes,
-        "init segment"
-    );
-    assert_eq!(
-        a.current_init().unwrap().id,
-        b.current_init().unwrap().id,
-        "init id"
-    );
+    assert_eq!(a.current_init().unwrap().bytes, b.current_init().unwrap().bytes, "init segment");
+    assert_eq!(a.current_init().unwrap().id, b.current_init().unwrap().id, "init id");
     assert!(b.segments().len() >= 6);
     for seg in b.segments() {
-        let same = a
-            .segments()
-            .iter()
-            .find(|s| s.msn == seg.msn)
-            .expect("segment in the ingest's window");
+        let same =
+            a.segments().iter().find(|s| s.msn == seg.msn).expect("segment in the ingest's window");
         let head = |s: &sluice_media::hls::Segment| {
             (
                 s.msn,
@@ -108,12 +78,7 @@ fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
                 s.parts.len(),
             )
         };
-        assert_eq!(
-            head(seg),
-            head(same),
-            "segment {} numbering, times and date",
-            seg.msn
-        );
+        assert_eq!(head(seg), head(same), "segment {} numbering, times and date", seg.msn);
         for (p, q) in seg.parts.iter().zip(&same.parts) {
             assert_eq!(
                 (p.start, p.duration, p.independent, p.bytes.len()),
@@ -122,18 +87,10 @@ fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
                 p.msn,
                 p.index
             );
-            assert!(
-                p.bytes == q.bytes,
-                "part {}.{} bytes differ",
-                p.msn,
-                p.index
-            );
+            assert!(p.bytes == q.bytes, "part {}.{} bytes differ", p.msn, p.index);
         }
     }
-    assert_eq!(
-        a.open_segment().map(|s| s.msn),
-        b.open_segment().map(|s| s.msn)
-    );
+    assert_eq!(a.open_segment().map(|s| s.msn), b.open_segment().map(|s| s.msn));
     assert!(
         b.segments()[0].program_date_time_ms.is_some(),
         "the follower dates segments with the stamp's epoch"
@@ -148,10 +105,7 @@ fn take_none(seg: &mut Segmenter) -> Option<SegmentStamp> {
 /// overflowing anything (the numbers only grow by one per segment).
 #[test]
 fn a_follower_at_the_plausible_limits_does_not_overflow() {
-    let stream = Stream {
-        frames: 200,
-        ..Stream::default()
-    };
+    let stream = Stream { frames: 200, ..Stream::default() };
     let msgs = stream.messages();
     let limit = (1u64 << 53) - 1;
     let stamp = SegmentStamp {
@@ -180,10 +134,7 @@ fn a_follower_at_the_plausible_limits_does_not_overflow() {
     let snap = follower.snapshot();
     assert!(!snap.segments().is_empty(), "segments were made");
     let text = snap.media_playlist(&PlaylistOptions::default());
-    assert!(
-        text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{limit}")),
-        "{text}"
-    );
+    assert!(text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{limit}")), "{text}");
     let _ = snap.reload_status(u64::MAX, Some(u32::MAX));
     let _ = snap.bandwidth();
 }

@@ -12,10 +12,7 @@ use sluice_media::hls::{
 };
 
 fn epoch_config() -> HlsConfig {
-    HlsConfig {
-        stream_epoch_ms: Some(1_700_000_000_000),
-        ..HlsConfig::default()
-    }
+    HlsConfig { stream_epoch_ms: Some(1_700_000_000_000), ..HlsConfig::default() }
 }
 
 #[test]
@@ -25,21 +22,14 @@ fn live_playlists_obey_the_rules_at_every_step_and_blocking_answers_track_progre
     let mut last_part: Option<(u64, u32)> = None;
     let mut waited_on = None;
     let mut playlists = 0;
-    let stream = Stream {
-        frames: 900,
-        ..Stream::default()
-    };
+    let stream = Stream { frames: 900, ..Stream::default() };
     for m in stream.messages() {
         let up = seg.push(&m).unwrap();
         let snap = seg.snapshot();
         if let Some((msn, part)) = waited_on.take() {
             let status = snap.reload_status(msn, Some(part));
             if up.parts > 0 {
-                assert_eq!(
-                    status,
-                    ReloadStatus::Ready,
-                    "({msn}, {part}) after a new part"
-                );
+                assert_eq!(status, ReloadStatus::Ready, "({msn}, {part}) after a new part");
                 assert!(matches!(
                     snap.lookup(Resource::Part { msn, index: part }),
                     Lookup::Part(_)
@@ -59,10 +49,7 @@ fn live_playlists_obey_the_rules_at_every_step_and_blocking_answers_track_progre
         playlists += 1;
         let text = snap.media_playlist(&PlaylistOptions::default());
         let p = check_playlist(&text);
-        assert!(
-            p.media_sequence >= last_sequence,
-            "media sequence monotonic"
-        );
+        assert!(p.media_sequence >= last_sequence, "media sequence monotonic");
         last_sequence = p.media_sequence;
         let lp = snap.last_part().unwrap();
         assert!(Some(lp) > last_part, "the playlist only moves forward");
@@ -70,10 +57,7 @@ fn live_playlists_obey_the_rules_at_every_step_and_blocking_answers_track_progre
         // The next part: waiting, also as a resource (preload hint target).
         let (msn, part) = snap.next_part();
         assert_eq!(snap.reload_status(msn, Some(part)), ReloadStatus::Wait);
-        assert_eq!(
-            snap.lookup(Resource::Part { msn, index: part }),
-            Lookup::Wait
-        );
+        assert_eq!(snap.lookup(Resource::Part { msn, index: part }), Lookup::Wait);
         assert_eq!(snap.reload_status(lp.0, Some(lp.1)), ReloadStatus::Ready);
         assert_eq!(
             snap.reload_status(msn + 3, Some(0)),
@@ -95,16 +79,10 @@ fn live_playlists_obey_the_rules_at_every_step_and_blocking_answers_track_progre
     // 30 s: window of 8, oldest gone.
     assert_eq!(snap.segments().len(), 8);
     assert_eq!(snap.lookup(Resource::Segment(0)), Lookup::NotFound);
-    assert_eq!(
-        snap.lookup(Resource::Init(0)).clone(),
-        Lookup::Init(snap.inits()[0].clone())
-    );
+    assert_eq!(snap.lookup(Resource::Init(0)).clone(), Lookup::Init(snap.inits()[0].clone()));
     assert_eq!(snap.lookup(Resource::Init(1)), Lookup::NotFound);
     let last = snap.segments().last().unwrap();
-    assert!(matches!(
-        snap.lookup(Resource::Segment(last.msn)),
-        Lookup::Segment(_)
-    ));
+    assert!(matches!(snap.lookup(Resource::Segment(last.msn)), Lookup::Segment(_)));
     let open = snap.open_segment().unwrap().msn;
     assert_eq!(snap.lookup(Resource::Segment(open)), Lookup::Wait);
     assert_eq!(snap.lookup(Resource::Segment(open + 5)), Lookup::NotFound);
@@ -120,24 +98,13 @@ fn blocking_reload_edge_cases() {
     assert_eq!(seg.snapshot().reload_status(0, Some(0)), ReloadStatus::Wait);
     assert_eq!(seg.snapshot().reload_status(0, None), ReloadStatus::Wait);
     assert_eq!(seg.snapshot().reload_status(9, None), ReloadStatus::TooFar);
-    feed(
-        &mut seg,
-        &Stream {
-            frames: 145,
-            ..Stream::default()
-        }
-        .messages(),
-    );
+    feed(&mut seg, &Stream { frames: 145, ..Stream::default() }.messages());
     let snap = seg.snapshot();
     eprintln!("{}", snap.media_playlist(&PlaylistOptions::default()));
     // Segments 0 and 1 complete (4 parts each), segment 2 open with one part.
     assert_eq!(snap.segments().len(), 2);
     assert_eq!(snap.reload_status(1, None), ReloadStatus::Ready);
-    assert_eq!(
-        snap.reload_status(2, None),
-        ReloadStatus::Wait,
-        "segment 2 is not complete"
-    );
+    assert_eq!(snap.reload_status(2, None), ReloadStatus::Wait, "segment 2 is not complete");
     // The last segment listed is 2 (open, with a part): 4 is within reach, 5 is not.
     assert_eq!(snap.reload_status(4, None), ReloadStatus::Wait);
     assert_eq!(snap.reload_status(5, None), ReloadStatus::TooFar);
@@ -149,26 +116,15 @@ fn blocking_reload_edge_cases() {
     assert_eq!((msn, next), (2, 1));
     assert_eq!(snap.reload_status(2, Some(next)), ReloadStatus::Wait);
     assert_eq!(snap.reload_status(3, Some(0)), ReloadStatus::Wait);
-    assert_eq!(
-        snap.lookup(Resource::Part { msn: 0, index: 7 }),
-        Lookup::NotFound
-    );
+    assert_eq!(snap.lookup(Resource::Part { msn: 0, index: 7 }), Lookup::NotFound);
 }
 
 #[test]
 fn delta_update_matches_the_full_playlist() {
-    let (_, snap) = segmented(
-        &Stream {
-            frames: 600,
-            ..Stream::default()
-        },
-        epoch_config(),
-    );
+    let (_, snap) = segmented(&Stream { frames: 600, ..Stream::default() }, epoch_config());
     let full_text = snap.media_playlist(&PlaylistOptions::default());
-    let delta_text = snap.media_playlist(&PlaylistOptions {
-        skip: true,
-        ..PlaylistOptions::default()
-    });
+    let delta_text =
+        snap.media_playlist(&PlaylistOptions { skip: true, ..PlaylistOptions::default() });
     let full = check_playlist(&full_text);
     let delta = check_playlist(&delta_text);
     // 8 segments of 2 s ending 20 s, plus 1.5 s of parts: those ending by 9.5 s are skipped.
@@ -197,10 +153,8 @@ fn delta_update_matches_the_full_playlist() {
 #[test]
 fn uris_carry_the_query_and_hostile_queries_are_neutralised() {
     let (_, snap) = segmented(&Stream::default(), HlsConfig::default());
-    let text = snap.media_playlist(&PlaylistOptions {
-        query: "?sid=abc",
-        ..PlaylistOptions::default()
-    });
+    let text =
+        snap.media_playlist(&PlaylistOptions { query: "?sid=abc", ..PlaylistOptions::default() });
     check_playlist(&text);
     for line in text.lines() {
         if !line.starts_with('#') {
@@ -224,9 +178,7 @@ fn uris_carry_the_query_and_hostile_queries_are_neutralised() {
 #[test]
 fn program_date_time_only_with_an_epoch() {
     let (_, snap) = segmented(&Stream::default(), HlsConfig::default());
-    assert!(!snap
-        .media_playlist(&PlaylistOptions::default())
-        .contains("PROGRAM-DATE-TIME"));
+    assert!(!snap.media_playlist(&PlaylistOptions::default()).contains("PROGRAM-DATE-TIME"));
     let (_, snap) = segmented(&Stream::default(), epoch_config());
     let p = check_playlist(&snap.media_playlist(&PlaylistOptions::default()));
     assert!(p.segments.iter().all(|s| s.2.is_some()));
@@ -246,33 +198,20 @@ fn multivariant_and_rendition_reports() {
     assert!((600_000..800_000).contains(&v.bandwidth), "{}", v.bandwidth);
     let text = render_multivariant(&[v]);
     assert!(text.starts_with("#EXTM3U\n"));
-    let inf = text
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
-        .unwrap();
+    let inf = text.lines().find(|l| l.starts_with("#EXT-X-STREAM-INF:")).unwrap();
     assert!(inf.contains(",CODECS=\"avc1.64001f,mp4a.40.2\""), "{inf}");
-    assert!(
-        inf.contains(",RESOLUTION=1280x720,FRAME-RATE=30.000"),
-        "{inf}"
-    );
+    assert!(inf.contains(",RESOLUTION=1280x720,FRAME-RATE=30.000"), "{inf}");
     assert!(text.ends_with("\nlive/index.m3u8?sid=1\n"));
 
     let report = snap.rendition_report("../low/index.m3u8").unwrap();
     assert_eq!(
         (report.last_msn, report.last_part),
-        (
-            snap.last_part().unwrap().0,
-            Some(snap.last_part().unwrap().1)
-        )
+        (snap.last_part().unwrap().0, Some(snap.last_part().unwrap().1))
     );
     let text = snap.media_playlist(&PlaylistOptions {
         rendition_reports: &[
             report,
-            RenditionReport {
-                uri: "other.m3u8".into(),
-                last_msn: 3,
-                last_part: None,
-            },
+            RenditionReport { uri: "other.m3u8".into(), last_msn: 3, last_part: None },
         ],
         ..PlaylistOptions::default()
     });
@@ -289,32 +228,21 @@ fn end_list_playlist_has_no_preload_hint() {
     let mut seg = Segmenter::new(HlsConfig::default());
     feed(&mut seg, &Stream::default().messages());
     seg.end_of_stream();
-    let text = seg.snapshot().media_playlist(&PlaylistOptions {
-        end_list: true,
-        ..PlaylistOptions::default()
-    });
+    let text = seg
+        .snapshot()
+        .media_playlist(&PlaylistOptions { end_list: true, ..PlaylistOptions::default() });
     assert!(text.ends_with("seg-4.m4s\n#EXT-X-ENDLIST\n"), "{text}");
     assert!(!text.contains("PRELOAD-HINT"));
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Video {
-        key: bool,
-        delta: u32,
-        cts: i32,
-        size: usize,
-    },
-    Audio {
-        delta: u32,
-    },
+    Video { key: bool, delta: u32, cts: i32, size: usize },
+    Audio { delta: u32 },
     AvcHeader,
     AvcHeaderLevel(u8),
     HevcHeader,
-    HevcFrame {
-        key: bool,
-        delta: u32,
-    },
+    HevcFrame { key: bool, delta: u32 },
     EndOfStream,
     Garbage(MediaKind, Vec<u8>),
 }

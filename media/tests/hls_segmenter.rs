@@ -55,10 +55,7 @@ fn two_second_gop_gives_two_second_segments_of_half_second_parts() {
         assert_eq!(s.video_frames, 60);
     }
     assert_eq!(snap.target_duration(), 2);
-    assert_eq!(
-        segs.iter().map(|s| s.msn).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3]
-    );
+    assert_eq!(segs.iter().map(|s| s.msn).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     assert_eq!(snap.open_segment().unwrap().msn, 4);
     let init = snap.current_init().unwrap();
     assert_eq!(init.codecs, "avc1.64001f,mp4a.40.2");
@@ -104,10 +101,7 @@ fn short_gop_segments_wait_for_the_target() {
 
 #[test]
 fn small_part_target_is_respected() {
-    let config = HlsConfig {
-        part_target_ms: 200,
-        ..HlsConfig::default()
-    };
+    let config = HlsConfig { part_target_ms: 200, ..HlsConfig::default() };
     let (_, snap) = segmented(&Stream::default(), config);
     assert_tiling(&snap);
     let parts = all_parts(&snap);
@@ -175,15 +169,8 @@ fn fragments_carry_exact_timing_and_b_frame_offsets() {
 
 #[test]
 fn determinism_same_input_same_bytes() {
-    let stream = Stream {
-        frames: 500,
-        gop: 45,
-        ..Stream::default()
-    };
-    let config = HlsConfig {
-        stream_epoch_ms: Some(1_700_000_000_000),
-        ..HlsConfig::default()
-    };
+    let stream = Stream { frames: 500, gop: 45, ..Stream::default() };
+    let config = HlsConfig { stream_epoch_ms: Some(1_700_000_000_000), ..HlsConfig::default() };
     let (_, a) = segmented(&stream, config.clone());
     let (_, b) = segmented(&stream, config);
     assert_eq!(a.segments(), b.segments());
@@ -200,14 +187,7 @@ fn determinism_same_input_same_bytes() {
 #[test]
 fn codec_change_makes_new_init_after_discontinuity() {
     let mut seg = Segmenter::new(HlsConfig::default());
-    feed(
-        &mut seg,
-        &Stream {
-            frames: 150,
-            ..Stream::default()
-        }
-        .messages(),
-    );
+    feed(&mut seg, &Stream { frames: 150, ..Stream::default() }.messages());
     // The same sequence header again changes nothing.
     let up = seg.push(&avc_seq(5000, &AVC_RECORD)).unwrap();
     assert!(up.is_empty());
@@ -218,8 +198,7 @@ fn codec_change_makes_new_init_after_discontinuity() {
     assert!(up.init, "new init segment");
     assert_eq!(up.segments, 1, "the open segment was finished");
     for n in 1..90u32 {
-        seg.push(&hevc_frame(5000 + n * 100 / 3, n % 60 == 0, 900))
-            .unwrap();
+        seg.push(&hevc_frame(5000 + n * 100 / 3, n % 60 == 0, 900)).unwrap();
     }
     let snap = seg.snapshot();
     let segs = snap.segments();
@@ -236,11 +215,7 @@ fn codec_change_makes_new_init_after_discontinuity() {
     assert_eq!(open.discontinuity_sequence, 1);
     assert_eq!(open.init_id, 1);
     assert_eq!(snap.inits().len(), 2);
-    assert!(snap
-        .current_init()
-        .unwrap()
-        .codecs
-        .starts_with("hvc1.1.6.L93"));
+    assert!(snap.current_init().unwrap().codecs.starts_with("hvc1.1.6.L93"));
     let text = snap.media_playlist(&Default::default());
     let p = check_playlist(&text);
     let disc: Vec<_> = p.segments.iter().filter(|s| s.3).collect();
@@ -252,38 +227,20 @@ fn codec_change_makes_new_init_after_discontinuity() {
 #[test]
 fn publisher_restart_continues_numbers_and_time() {
     let mut seg = Segmenter::new(HlsConfig::default());
-    feed(
-        &mut seg,
-        &Stream {
-            frames: 200,
-            ..Stream::default()
-        }
-        .messages(),
-    );
+    feed(&mut seg, &Stream { frames: 200, ..Stream::default() }.messages());
     let up = seg.end_of_stream();
     assert_eq!(up.segments, 1, "the partial last segment is finished");
     let snap = seg.snapshot();
     let last = snap.segments().last().unwrap().clone();
     let end = last.start + last.duration;
     // The new publisher starts again at timestamp 0 (a hub that did not rebase).
-    feed(
-        &mut seg,
-        &Stream {
-            frames: 200,
-            ..Stream::default()
-        }
-        .messages(),
-    );
+    feed(&mut seg, &Stream { frames: 200, ..Stream::default() }.messages());
     let snap = seg.snapshot();
     let next = snap.segment(last.msn + 1).expect("numbering continues");
     assert!(next.discontinuity);
     // Media time continues from the end of the last output (audio may end a little later
     // than video), rounded up to a millisecond.
-    assert!(
-        next.start >= end && next.start - end < 3000,
-        "{} vs {end}",
-        next.start
-    );
+    assert!(next.start >= end && next.start - end < 3000, "{} vs {end}", next.start);
     assert_eq!(next.start % 90, 0);
     assert_eq!(next.init_id, 0, "same codecs: same init");
     assert_eq!(snap.inits().len(), 1);
@@ -291,10 +248,7 @@ fn publisher_restart_continues_numbers_and_time() {
     assert_eq!(first_part[0].tfdt, next.start);
     // Numbering of a fresh segmenter resuming from this one.
     let rp = seg.resume_point();
-    let mut seg2 = Segmenter::new(HlsConfig {
-        resume: Some(rp),
-        ..HlsConfig::default()
-    });
+    let mut seg2 = Segmenter::new(HlsConfig { resume: Some(rp), ..HlsConfig::default() });
     feed(&mut seg2, &Stream::default().messages());
     let s2 = seg2.snapshot();
     let first = &s2.segments()[0];
@@ -303,21 +257,14 @@ fn publisher_restart_continues_numbers_and_time() {
     assert_eq!(first.discontinuity_sequence, rp.discontinuity_sequence + 1);
     assert_eq!(first.init_id, rp.next_init_id);
     assert!(first.start >= rp.min_time_ms * 90);
-    assert_eq!(
-        parse_fragment(&first.parts[0].bytes).0,
-        rp.next_fragment_sequence
-    );
+    assert_eq!(parse_fragment(&first.parts[0].bytes).0, rp.next_fragment_sequence);
 }
 
 #[test]
 fn timestamps_wrapping_past_u32_keep_increasing() {
     let start = u32::MAX - 3000; // wraps after ~3 s
     let mut seg = Segmenter::new(HlsConfig::default());
-    let msgs = Stream {
-        start_ms: 0,
-        ..Stream::default()
-    }
-    .messages();
+    let msgs = Stream { start_ms: 0, ..Stream::default() }.messages();
     for m in &msgs {
         let mut m = m.clone();
         m.timestamp = m.timestamp.wrapping_add(start);
@@ -331,19 +278,9 @@ fn timestamps_wrapping_past_u32_keep_increasing() {
 
 #[test]
 fn window_is_bounded_and_old_inits_pruned() {
-    let config = HlsConfig {
-        window_segments: 4,
-        ..HlsConfig::default()
-    };
+    let config = HlsConfig { window_segments: 4, ..HlsConfig::default() };
     let mut seg = Segmenter::new(config);
-    feed(
-        &mut seg,
-        &Stream {
-            frames: 1200,
-            ..Stream::default()
-        }
-        .messages(),
-    );
+    feed(&mut seg, &Stream { frames: 1200, ..Stream::default() }.messages());
     let snap = seg.snapshot();
     assert_eq!(snap.segments().len(), 4);
     assert_eq!(snap.segments()[0].msn, 15);
@@ -354,10 +291,7 @@ fn window_is_bounded_and_old_inits_pruned() {
 
 #[test]
 fn audio_only_segments_cut_on_duration() {
-    let stream = Stream {
-        video: false,
-        ..Stream::default()
-    };
+    let stream = Stream { video: false, ..Stream::default() };
     let (_, snap) = segmented(&stream, HlsConfig::default());
     assert_tiling(&snap);
     assert_eq!(snap.current_init().unwrap().codecs, "mp4a.40.2");
@@ -380,8 +314,7 @@ fn video_only_and_waiting_for_a_keyframe() {
     }
     assert_eq!(seg.dropped_samples(), 5);
     for n in 5..100u32 {
-        seg.push(&avc_frame(n * 1000 / 30, n % 60 == 5, 0, 100))
-            .unwrap();
+        seg.push(&avc_frame(n * 1000 / 30, n % 60 == 5, 0, 100)).unwrap();
     }
     let snap = seg.snapshot();
     assert_eq!(snap.current_init().unwrap().codecs, "avc1.64001f");
@@ -392,28 +325,14 @@ fn video_only_and_waiting_for_a_keyframe() {
 
 #[test]
 fn oversized_and_garbage_messages_are_refused_without_harm() {
-    let config = HlsConfig {
-        max_part_bytes: 10_000,
-        ..HlsConfig::default()
-    };
+    let config = HlsConfig { max_part_bytes: 10_000, ..HlsConfig::default() };
     let mut seg = Segmenter::new(config);
-    feed(
-        &mut seg,
-        &Stream {
-            frames: 10,
-            ..Stream::default()
-        }
-        .messages(),
-    );
+    feed(&mut seg, &Stream { frames: 10, ..Stream::default() }.messages());
     let err = seg.push(&avc_frame(400, false, 0, 20_000)).unwrap_err();
     assert!(matches!(err, HlsError::SampleTooLarge { .. }));
     assert!(seg.push(&msg(MediaKind::Video, 0, vec![])).is_err());
-    assert!(seg
-        .push(&msg(MediaKind::Video, 0, vec![0x17, 0x00, 0, 0, 0, 1]))
-        .is_err());
-    assert!(seg
-        .push(&msg(MediaKind::Audio, 0, vec![0xAF, 0x00, 0x00]))
-        .is_err());
+    assert!(seg.push(&msg(MediaKind::Video, 0, vec![0x17, 0x00, 0, 0, 0, 1])).is_err());
+    assert!(seg.push(&msg(MediaKind::Audio, 0, vec![0xAF, 0x00, 0x00])).is_err());
     assert!(seg
         .push(&msg(MediaKind::Data, 0, b"\x02\x00\x0aonMetaData".to_vec()))
         .unwrap()

@@ -23,10 +23,7 @@ fn publish_flow(client: ClientConfig) {
     assert_eq!(events[0], ServerEvent::HandshakeDone { digest: false });
     assert_eq!(
         events[1],
-        ServerEvent::Connect {
-            app: "live".into(),
-            tc_url: Some("rtmp://127.0.0.1/live".into())
-        }
+        ServerEvent::Connect { app: "live".into(), tc_url: Some("rtmp://127.0.0.1/live".into()) }
     );
     assert_eq!(
         events[2..],
@@ -39,12 +36,7 @@ fn publish_flow(client: ClientConfig) {
     pair.server.accept_publish(MEDIA_STREAM_ID, "cam");
     pair.drive();
     let events = pair.take_client_events();
-    assert!(
-        events
-            .iter()
-            .any(status("status", "NetStream.Publish.Start")),
-        "{events:?}"
-    );
+    assert!(events.iter().any(status("status", "NetStream.Publish.Start")), "{events:?}");
     assert_eq!(events.last(), Some(&ClientEvent::PublishStarted));
 
     let sent = vec![
@@ -66,10 +58,7 @@ fn publish_flow(client: ClientConfig) {
         .take_server_events()
         .into_iter()
         .map(|e| match e {
-            ServerEvent::Media {
-                stream_id: MEDIA_STREAM_ID,
-                message,
-            } => message,
+            ServerEvent::Media { stream_id: MEDIA_STREAM_ID, message } => message,
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -83,28 +72,20 @@ fn publish_flow_and_media_roundtrip() {
 
 #[test]
 fn publish_flow_with_large_client_chunk_size() {
-    publish_flow(ClientConfig {
-        chunk_size: Some(60_000),
-        ..client_config(ClientMode::Publish)
-    });
+    publish_flow(ClientConfig { chunk_size: Some(60_000), ..client_config(ClientMode::Publish) });
 }
 
 #[test]
 fn publish_flow_digest_handshake() {
     let mut pair = Pair::new(
-        ClientConfig {
-            digest_handshake: true,
-            ..client_config(ClientMode::Publish)
-        },
+        ClientConfig { digest_handshake: true, ..client_config(ClientMode::Publish) },
         ServerConfig::default(),
     );
     let events = pair.connect();
     assert_eq!(events[0], ServerEvent::HandshakeDone { digest: true });
     pair.server.accept_publish(MEDIA_STREAM_ID, "cam");
     pair.drive();
-    assert!(pair
-        .take_client_events()
-        .contains(&ClientEvent::PublishStarted));
+    assert!(pair.take_client_events().contains(&ClientEvent::PublishStarted));
 }
 
 #[test]
@@ -114,19 +95,11 @@ fn bytes_fed_one_at_a_time() {
     pair.connect();
     pair.server.accept_publish(MEDIA_STREAM_ID, "cam");
     pair.drive();
-    assert!(pair
-        .take_client_events()
-        .contains(&ClientEvent::PublishStarted));
+    assert!(pair.take_client_events().contains(&ClientEvent::PublishStarted));
     let m = media(MediaKind::Video, 0x0200_0000, 10_000, 3);
     pair.client.send_media(&m);
     pair.drive();
-    assert_eq!(
-        pair.take_server_events(),
-        vec![ServerEvent::Media {
-            stream_id: 1,
-            message: m
-        }]
-    );
+    assert_eq!(pair.take_server_events(), vec![ServerEvent::Media { stream_id: 1, message: m }]);
 }
 
 #[test]
@@ -171,16 +144,10 @@ fn publisher_sequence_and_connect_reply_order() {
     );
     assert_eq!(
         ControlMessage::decode(6, &first[1].payload).unwrap(),
-        ControlMessage::SetPeerBandwidth {
-            size: 2_500_000,
-            limit_type: 2
-        }
+        ControlMessage::SetPeerBandwidth { size: 2_500_000, limit_type: 2 }
     );
     match Command::parse(&first[3].payload, &limits).unwrap() {
-        Command::Result {
-            transaction_id,
-            values,
-        } => {
+        Command::Result { transaction_id, values } => {
             assert_eq!(transaction_id, 1.0);
             assert_eq!(
                 values[1].get("code").and_then(Amf0Value::as_str),
@@ -189,11 +156,7 @@ fn publisher_sequence_and_connect_reply_order() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(pair
-        .s2c
-        .messages
-        .iter()
-        .all(|m| m.csid == csid::CONTROL || m.csid == csid::COMMAND));
+    assert!(pair.s2c.messages.iter().all(|m| m.csid == csid::CONTROL || m.csid == csid::COMMAND));
     // onFCPublish was sent for FCPublish.
     assert!(pair.s2c.messages.iter().any(|m| {
         m.type_id == msg_type::COMMAND_AMF0
@@ -233,9 +196,7 @@ fn reject_connect_gives_command_error() {
     pair.drive();
     assert_eq!(
         pair.take_client_events(),
-        vec![ClientEvent::CommandError {
-            description: "no such app".into()
-        }]
+        vec![ClientEvent::CommandError { description: "no such app".into() }]
     );
 }
 
@@ -253,10 +214,7 @@ fn play_flow_with_shared_media_bytes() {
                 duration: -1.0,
                 reset: true
             },
-            ServerEvent::BufferLength {
-                stream_id: MEDIA_STREAM_ID,
-                buffer_ms: 1000
-            },
+            ServerEvent::BufferLength { stream_id: MEDIA_STREAM_ID, buffer_ms: 1000 },
         ]
     );
     pair.server.accept_play(MEDIA_STREAM_ID, "cam", true);
@@ -269,14 +227,7 @@ fn play_flow_with_shared_media_bytes() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        codes,
-        [
-            "NetStream.Play.Reset",
-            "NetStream.Play.Start",
-            "NetStream.Data.Start"
-        ]
-    );
+    assert_eq!(codes, ["NetStream.Play.Reset", "NetStream.Play.Start", "NetStream.Data.Start"]);
     assert!(events.contains(&ClientEvent::PlayStarted));
     assert!(
         !events.iter().any(|e| matches!(e, ClientEvent::Media(_))),
@@ -324,12 +275,8 @@ fn play_flow_with_shared_media_bytes() {
         })
         .collect();
     assert_eq!(got, sent.iter().collect::<Vec<_>>());
-    assert!(events
-        .iter()
-        .any(status("status", "NetStream.Play.UnpublishNotify")));
-    assert!(events
-        .iter()
-        .any(status("status", "NetStream.Play.PublishNotify")));
+    assert!(events.iter().any(status("status", "NetStream.Play.UnpublishNotify")));
+    assert!(events.iter().any(status("status", "NetStream.Play.PublishNotify")));
     let user_events: Vec<UserControlEvent> = pair
         .s2c
         .controls()
@@ -352,31 +299,15 @@ fn play_flow_with_shared_media_bytes() {
 #[test]
 fn send_media_slow_path_reaches_player() {
     let mut pair = Pair::playing(ServerConfig::default());
-    let sent = [
-        media(MediaKind::Video, 5, 9000, 1),
-        media(MediaKind::Video, 45, 9000, 2),
-    ];
+    let sent = [media(MediaKind::Video, 5, 9000, 1), media(MediaKind::Video, 45, 9000, 2)];
     for m in &sent {
         pair.server.send_media(MEDIA_STREAM_ID, m);
     }
     pair.drive();
     let got: Vec<ClientEvent> = pair.take_client_events();
-    assert_eq!(
-        got,
-        sent.iter()
-            .cloned()
-            .map(ClientEvent::Media)
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(got, sent.iter().cloned().map(ClientEvent::Media).collect::<Vec<_>>());
     // Always type-0 headers on the media csid (two messages, both starting with a fmt-0 chunk).
-    assert!(
-        pair.s2c
-            .messages
-            .iter()
-            .filter(|m| m.csid == csid::VIDEO)
-            .count()
-            == 2
-    );
+    assert!(pair.s2c.messages.iter().filter(|m| m.csid == csid::VIDEO).count() == 2);
 }
 
 #[test]
@@ -386,12 +317,7 @@ fn play_not_found_status() {
     pair.server.play_not_found(MEDIA_STREAM_ID, "cam");
     pair.drive();
     let events = pair.take_client_events();
-    assert!(
-        events
-            .iter()
-            .any(status("error", "NetStream.Play.StreamNotFound")),
-        "{events:?}"
-    );
+    assert!(events.iter().any(status("error", "NetStream.Play.StreamNotFound")), "{events:?}");
     assert!(!events.contains(&ClientEvent::PlayStarted));
 }
 
@@ -400,26 +326,17 @@ fn close_publisher_unpublishes_once_and_player_stops() {
     let mut pair = Pair::publishing(client_config(ClientMode::Publish), ServerConfig::default());
     pair.client.close();
     pair.drive();
-    assert_eq!(
-        pair.take_server_events(),
-        vec![ServerEvent::Unpublish { stream_id: 1 }]
-    );
+    assert_eq!(pair.take_server_events(), vec![ServerEvent::Unpublish { stream_id: 1 }]);
 
     let mut pair = Pair::playing(ServerConfig::default());
     pair.client.close();
     pair.drive();
-    assert_eq!(
-        pair.take_server_events(),
-        vec![ServerEvent::StopPlay { stream_id: 1 }]
-    );
+    assert_eq!(pair.take_server_events(), vec![ServerEvent::StopPlay { stream_id: 1 }]);
 }
 
 #[test]
 fn client_answers_ping_and_acknowledges() {
-    let config = ServerConfig {
-        window_ack_size: 10_000,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { window_ack_size: 10_000, ..ServerConfig::default() };
     let mut pair = Pair::playing(config);
     // A ping on a chunk stream the server session does not use.
     let mut ping = BytesMut::new();
@@ -428,22 +345,12 @@ fn client_answers_ping_and_acknowledges() {
     pair.deliver_to_client(&ping);
     for i in 0..4 {
         let mut shared = BytesMut::new();
-        encode_type0(
-            csid::VIDEO,
-            i * 40,
-            9,
-            1,
-            &[0x17; 8000],
-            MEDIA_CHUNK_SIZE,
-            &mut shared,
-        );
+        encode_type0(csid::VIDEO, i * 40, 9, 1, &[0x17; 8000], MEDIA_CHUNK_SIZE, &mut shared);
         pair.deliver_to_client(&shared);
     }
     pair.drive();
     let controls = pair.c2s.controls();
-    assert!(controls.contains(&ControlMessage::UserControl(
-        UserControlEvent::PingResponse(777)
-    )));
+    assert!(controls.contains(&ControlMessage::UserControl(UserControlEvent::PingResponse(777))));
     let acks: Vec<u32> = controls
         .iter()
         .filter_map(|c| match c {
@@ -459,10 +366,7 @@ fn client_answers_ping_and_acknowledges() {
 
 #[test]
 fn server_acknowledges_after_window() {
-    let config = ServerConfig {
-        window_ack_size: 10_000,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { window_ack_size: 10_000, ..ServerConfig::default() };
     let mut pair = Pair::publishing(client_config(ClientMode::Publish), config);
     assert!(!pair
         .s2c
@@ -470,8 +374,7 @@ fn server_acknowledges_after_window() {
         .iter()
         .any(|c| matches!(c, ControlMessage::Acknowledgement { .. })));
     for i in 0..5 {
-        pair.client
-            .send_media(&media(MediaKind::Video, i * 40, 6000, 1));
+        pair.client.send_media(&media(MediaKind::Video, i * 40, 6000, 1));
         pair.drive();
     }
     let acks: Vec<u32> = pair

@@ -17,10 +17,8 @@ use sluice_media::rtmp::server::{
 
 /// Client-to-server bytes of `ffmpeg ... -c:v libx264 -c:a aac -f flv rtmp://127.0.0.1/live/cam?key=1`
 /// (1 s of 160x120 test video and a sine tone), recorded by `ffmpeg_publish_live`.
-const FFMPEG_FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/ffmpeg_publish_c2s.bin"
-);
+const FFMPEG_FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ffmpeg_publish_c2s.bin");
 
 /// What a server saw of one publisher: every event, in order.
 fn serve_publisher(server: &mut ServerSession, events: &mut Vec<ServerEvent>) {
@@ -41,10 +39,7 @@ fn check_ffmpeg_publish(events: &[ServerEvent]) {
         "ffmpeg uses the digest handshake"
     );
     match &events[1] {
-        ServerEvent::Connect {
-            app,
-            tc_url: Some(tc_url),
-        } => {
+        ServerEvent::Connect { app, tc_url: Some(tc_url) } => {
             assert_eq!(app, "live");
             assert!(
                 tc_url.starts_with("rtmp://127.0.0.1:") && tc_url.ends_with("/live"),
@@ -64,10 +59,7 @@ fn check_ffmpeg_publish(events: &[ServerEvent]) {
     let media: Vec<&MediaMessage> = events
         .iter()
         .filter_map(|e| match e {
-            ServerEvent::Media {
-                stream_id: 1,
-                message,
-            } => Some(message),
+            ServerEvent::Media { stream_id: 1, message } => Some(message),
             _ => None,
         })
         .collect();
@@ -77,17 +69,11 @@ fn check_ffmpeg_publish(events: &[ServerEvent]) {
     assert_eq!(first[1].as_str(), Some("onMetaData"));
     let videos = media.iter().filter(|m| m.kind == MediaKind::Video).count();
     let audios = media.iter().filter(|m| m.kind == MediaKind::Audio).count();
-    assert!(
-        videos >= 10 && audios >= 10,
-        "{videos} video, {audios} audio"
-    );
+    assert!(videos >= 10 && audios >= 10, "{videos} video, {audios} audio");
     // AVC sequence header first among video messages.
     let first_video = media.iter().find(|m| m.kind == MediaKind::Video).unwrap();
     assert_eq!(&first_video.payload[..2], &[0x17, 0x00]);
-    assert_eq!(
-        events.last(),
-        Some(&ServerEvent::Unpublish { stream_id: 1 })
-    );
+    assert_eq!(events.last(), Some(&ServerEvent::Unpublish { stream_id: 1 }));
 }
 
 #[test]
@@ -122,26 +108,8 @@ fn ffmpeg_publish_live() {
             "-i",
             "testsrc=size=160x120:rate=25",
         ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            "1",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "32k",
-        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "1"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-b:a", "32k"])
         .args(["-f", "flv", &url])
         .spawn()
         .expect("ffmpeg");
@@ -189,11 +157,7 @@ fn fixture_media() -> Vec<MediaMessage> {
 #[test]
 fn ffmpeg_play_shared_bytes() {
     use std::io::{Read, Write};
-    if std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("ffmpeg").arg("-version").output().is_err() {
         eprintln!("ffmpeg not found: skipped");
         return;
     }
@@ -201,24 +165,13 @@ fn ffmpeg_play_shared_bytes() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("rtmp://{}/live/cam", listener.local_addr().unwrap());
     let child = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            &url,
-            "-f",
-            "framecrc",
-            "-",
-        ])
+        .args(["-hide_banner", "-loglevel", "error", "-i", &url, "-f", "framecrc", "-"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("ffmpeg");
     let (mut socket, _) = listener.accept().unwrap();
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     let mut server = ServerSession::new(ServerConfig::default(), [4; 32], 0);
     let mut events = Vec::new();
     let mut buf = vec![0u8; 65536];
@@ -230,12 +183,7 @@ fn ffmpeg_play_shared_bytes() {
         while let Some(e) = server.poll_event() {
             match &e {
                 ServerEvent::Connect { .. } => server.accept_connect(),
-                ServerEvent::Play {
-                    stream_id,
-                    name,
-                    reset,
-                    ..
-                } => {
+                ServerEvent::Play { stream_id, name, reset, .. } => {
                     assert_eq!((*stream_id, name.as_str()), (MEDIA_STREAM_ID, "cam"));
                     server.accept_play(*stream_id, name, *reset);
                     played = true;
@@ -278,8 +226,5 @@ fn ffmpeg_play_shared_bytes() {
     let frames = stdout.lines().filter(|l| !l.starts_with('#')).count();
     let videos = media.iter().filter(|m| m.kind == MediaKind::Video).count();
     // Every video frame decoded (audio frames come on top).
-    assert!(
-        frames >= videos,
-        "{frames} frames decoded, {videos} video messages sent; {stderr}"
-    );
+    assert!(frames >= videos, "{frames} frames decoded, {videos} video messages sent; {stderr}");
 }

@@ -38,15 +38,8 @@ impl RawClient {
         assert!(handshake.receive(&mut input, &mut c2).unwrap());
         server.receive(&c2).unwrap();
         assert!(server.is_established());
-        assert_eq!(
-            server.poll_event(),
-            Some(ServerEvent::HandshakeDone { digest: false })
-        );
-        RawClient {
-            server,
-            encoder: ChunkEncoder::new(),
-            replies,
-        }
+        assert_eq!(server.poll_event(), Some(ServerEvent::HandshakeDone { digest: false }));
+        RawClient { server, encoder: ChunkEncoder::new(), replies }
     }
 
     fn send(
@@ -57,18 +50,12 @@ impl RawClient {
         payload: &[u8],
     ) -> Result<(), ServerError> {
         let mut out = BytesMut::new();
-        self.encoder
-            .encode(csid, 0, type_id, stream_id, payload, &mut out);
+        self.encoder.encode(csid, 0, type_id, stream_id, payload, &mut out);
         self.server.receive(&out)
     }
 
     fn command(&mut self, stream_id: u32, values: &[Amf0Value]) -> Result<(), ServerError> {
-        self.send(
-            3,
-            msg_type::COMMAND_AMF0,
-            stream_id,
-            &amf0::encode_all(values),
-        )
+        self.send(3, msg_type::COMMAND_AMF0, stream_id, &amf0::encode_all(values))
     }
 
     fn events(&mut self) -> Vec<ServerEvent> {
@@ -91,14 +78,11 @@ impl RawClient {
     /// connect (accepted) + createStream (+ publish when `publish`).
     fn connected(config: ServerConfig, publish: bool) -> Self {
         let mut raw = RawClient::new(config);
-        raw.command(0, &[s("connect"), n(1.0), obj(&[("app", s("live"))])])
-            .unwrap();
+        raw.command(0, &[s("connect"), n(1.0), obj(&[("app", s("live"))])]).unwrap();
         raw.server.accept_connect();
-        raw.command(0, &[s("createStream"), n(2.0), Amf0Value::Null])
-            .unwrap();
+        raw.command(0, &[s("createStream"), n(2.0), Amf0Value::Null]).unwrap();
         if publish {
-            raw.command(1, &[s("publish"), n(3.0), Amf0Value::Null, s("cam")])
-                .unwrap();
+            raw.command(1, &[s("publish"), n(3.0), Amf0Value::Null, s("cam")]).unwrap();
             raw.server.accept_publish(1, "cam");
         }
         raw.events();
@@ -114,20 +98,13 @@ fn n(v: f64) -> Amf0Value {
     Amf0Value::Number(v)
 }
 fn obj(props: &[(&str, Amf0Value)]) -> Amf0Value {
-    Amf0Value::Object(
-        props
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    )
+    Amf0Value::Object(props.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
 }
 
 #[test]
 fn command_before_connect_is_protocol_error() {
     let mut raw = RawClient::new(ServerConfig::default());
-    let err = raw
-        .command(0, &[s("createStream"), n(2.0), Amf0Value::Null])
-        .unwrap_err();
+    let err = raw.command(0, &[s("createStream"), n(2.0), Amf0Value::Null]).unwrap_err();
     assert_eq!(err.kind(), "protocol");
     // The session stays failed.
     assert_eq!(raw.server.receive(&[0]).unwrap_err(), err);
@@ -136,11 +113,8 @@ fn command_before_connect_is_protocol_error() {
 #[test]
 fn second_connect_is_protocol_error() {
     let mut raw = RawClient::new(ServerConfig::default());
-    raw.command(0, &[s("connect"), n(1.0), obj(&[("app", s("live"))])])
-        .unwrap();
-    let err = raw
-        .command(0, &[s("connect"), n(2.0), obj(&[("app", s("live"))])])
-        .unwrap_err();
+    raw.command(0, &[s("connect"), n(1.0), obj(&[("app", s("live"))])]).unwrap();
+    let err = raw.command(0, &[s("connect"), n(2.0), obj(&[("app", s("live"))])]).unwrap_err();
     assert_eq!(err.kind(), "protocol");
 }
 
@@ -148,9 +122,7 @@ fn second_connect_is_protocol_error() {
 fn malformed_amf_command_is_amf_error() {
     let mut raw = RawClient::new(ServerConfig::default());
     // String marker claiming 5 bytes, only 1 present.
-    let err = raw
-        .send(3, msg_type::COMMAND_AMF0, 0, &[0x02, 0x00, 0x05, b'c'])
-        .unwrap_err();
+    let err = raw.send(3, msg_type::COMMAND_AMF0, 0, &[0x02, 0x00, 0x05, b'c']).unwrap_err();
     assert_eq!(err.kind(), "amf");
     assert!(matches!(err, ServerError::Command(_)));
 }
@@ -165,13 +137,7 @@ fn amf3_command_connect_is_accepted() {
         obj(&[("app", s("vod"))]),
     ]));
     raw.send(3, msg_type::COMMAND_AMF3, 0, &payload).unwrap();
-    assert_eq!(
-        raw.events(),
-        vec![ServerEvent::Connect {
-            app: "vod".into(),
-            tc_url: None
-        }]
-    );
+    assert_eq!(raw.events(), vec![ServerEvent::Connect { app: "vod".into(), tc_url: None }]);
 }
 
 #[test]
@@ -188,13 +154,9 @@ fn server_answers_ping_and_applies_peer_window_and_chunk_size() {
     raw.send(6, msg_type::AUDIO, 1, &payload).unwrap();
     raw.commands();
     let controls = raw.replies.controls();
-    assert!(controls.contains(&ControlMessage::UserControl(
-        UserControlEvent::PingResponse(42)
-    )));
+    assert!(controls.contains(&ControlMessage::UserControl(UserControlEvent::PingResponse(42))));
     assert!(
-        controls
-            .iter()
-            .any(|c| matches!(c, ControlMessage::Acknowledgement { .. })),
+        controls.iter().any(|c| matches!(c, ControlMessage::Acknowledgement { .. })),
         "{controls:?}"
     );
     let events = raw.events();
@@ -210,15 +172,10 @@ fn server_answers_ping_and_applies_peer_window_and_chunk_size() {
 
 #[test]
 fn stream_limits_and_state_errors() {
-    let config = ServerConfig {
-        max_streams_per_connection: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_streams_per_connection: 2, ..ServerConfig::default() };
     let mut raw = RawClient::connected(config, false);
-    raw.command(0, &[s("createStream"), n(5.0), Amf0Value::Null])
-        .unwrap();
-    raw.command(0, &[s("createStream"), n(6.0), Amf0Value::Null])
-        .unwrap();
+    raw.command(0, &[s("createStream"), n(5.0), Amf0Value::Null]).unwrap();
+    raw.command(0, &[s("createStream"), n(6.0), Amf0Value::Null]).unwrap();
     let replies = raw.commands();
     assert!(
         matches!(&replies[0], Command::Result { transaction_id, values } if *transaction_id == 5.0 && values[1] == n(2.0))
@@ -226,42 +183,30 @@ fn stream_limits_and_state_errors() {
     assert!(matches!(&replies[1], Command::Error { transaction_id, .. } if *transaction_id == 6.0));
 
     // Publish on stream 2 then publish again: error status, no second event.
-    raw.command(2, &[s("publish"), n(0.0), Amf0Value::Null, s("a")])
-        .unwrap();
-    raw.command(2, &[s("publish"), n(0.0), Amf0Value::Null, s("b")])
-        .unwrap();
+    raw.command(2, &[s("publish"), n(0.0), Amf0Value::Null, s("a")]).unwrap();
+    raw.command(2, &[s("publish"), n(0.0), Amf0Value::Null, s("b")]).unwrap();
     assert_eq!(
         raw.events(),
-        vec![ServerEvent::Publish {
-            stream_id: 2,
-            name: "a".into(),
-            publish_type: "live".into()
-        }]
+        vec![ServerEvent::Publish { stream_id: 2, name: "a".into(), publish_type: "live".into() }]
     );
     assert!(matches!(&raw.commands()[..], [Command::OnStatus { level, .. }] if level == "error"));
 
     // deleteStream frees the id; the next createStream reuses it.
-    raw.command(0, &[s("deleteStream"), n(0.0), Amf0Value::Null, n(2.0)])
-        .unwrap();
+    raw.command(0, &[s("deleteStream"), n(0.0), Amf0Value::Null, n(2.0)]).unwrap();
     assert_eq!(raw.events(), vec![ServerEvent::Unpublish { stream_id: 2 }]);
-    raw.command(0, &[s("createStream"), n(7.0), Amf0Value::Null])
-        .unwrap();
+    raw.command(0, &[s("createStream"), n(7.0), Amf0Value::Null]).unwrap();
     assert!(matches!(&raw.commands()[..], [Command::Result { values, .. }] if values[1] == n(2.0)));
 
     // Publish on a stream that was never created.
-    let err = raw
-        .command(9, &[s("publish"), n(0.0), Amf0Value::Null, s("x")])
-        .unwrap_err();
+    let err = raw.command(9, &[s("publish"), n(0.0), Amf0Value::Null, s("x")]).unwrap_err();
     assert_eq!(err.kind(), "protocol");
 }
 
 #[test]
 fn media_on_non_publishing_stream_is_ignored() {
     let mut raw = RawClient::connected(ServerConfig::default(), false);
-    raw.send(7, msg_type::VIDEO, 1, &[0x17, 0, 0, 0, 0])
-        .unwrap();
-    raw.send(7, msg_type::VIDEO, 0, &[0x17, 0, 0, 0, 0])
-        .unwrap();
+    raw.send(7, msg_type::VIDEO, 1, &[0x17, 0, 0, 0, 0]).unwrap();
+    raw.send(7, msg_type::VIDEO, 0, &[0x17, 0, 0, 0, 0]).unwrap();
     raw.send(6, msg_type::AGGREGATE, 1, &[9, 0, 0]).unwrap();
     assert!(raw.events().is_empty());
     assert_eq!(raw.server.ignored_media(), 3);
@@ -287,8 +232,7 @@ fn aggregate_is_split_with_rebased_timestamps() {
         body.extend_from_slice(&(len + 11).to_be_bytes());
     }
     let mut out = BytesMut::new();
-    raw.encoder
-        .encode(6, 5000, msg_type::AGGREGATE, 1, &body, &mut out);
+    raw.encoder.encode(6, 5000, msg_type::AGGREGATE, 1, &body, &mut out);
     raw.server.receive(&out).unwrap();
     assert_eq!(
         raw.events(),
@@ -312,22 +256,15 @@ fn aggregate_is_split_with_rebased_timestamps() {
         ]
     );
     // A truncated aggregate is a protocol error.
-    let err = raw
-        .send(6, msg_type::AGGREGATE, 1, &body[..body.len() - 10])
-        .unwrap_err();
+    let err = raw.send(6, msg_type::AGGREGATE, 1, &body[..body.len() - 10]).unwrap_err();
     assert_eq!(err.kind(), "protocol");
 }
 
 #[test]
 fn replies_to_get_stream_length_release_and_fcunpublish() {
     let mut raw = RawClient::connected(ServerConfig::default(), true);
-    raw.command(0, &[s("releaseStream"), n(4.0), Amf0Value::Null, s("cam")])
-        .unwrap();
-    raw.command(
-        1,
-        &[s("getStreamLength"), n(5.0), Amf0Value::Null, s("cam")],
-    )
-    .unwrap();
+    raw.command(0, &[s("releaseStream"), n(4.0), Amf0Value::Null, s("cam")]).unwrap();
+    raw.command(1, &[s("getStreamLength"), n(5.0), Amf0Value::Null, s("cam")]).unwrap();
     let replies = raw.commands();
     assert!(
         matches!(&replies[0], Command::Result { transaction_id, .. } if *transaction_id == 4.0)
@@ -336,9 +273,7 @@ fn replies_to_get_stream_length_release_and_fcunpublish() {
         matches!(&replies[1], Command::Result { transaction_id, values } if *transaction_id == 5.0 && values[1] == n(0.0))
     );
     // FCUnpublish on stream 0 names the stream; the following deleteStream emits nothing more.
-    raw.command(0, &[s("FCUnpublish"), n(6.0), Amf0Value::Null, s("cam")])
-        .unwrap();
-    raw.command(0, &[s("deleteStream"), n(7.0), Amf0Value::Null, n(1.0)])
-        .unwrap();
+    raw.command(0, &[s("FCUnpublish"), n(6.0), Amf0Value::Null, s("cam")]).unwrap();
+    raw.command(0, &[s("deleteStream"), n(7.0), Amf0Value::Null, n(1.0)]).unwrap();
     assert_eq!(raw.events(), vec![ServerEvent::Unpublish { stream_id: 1 }]);
 }

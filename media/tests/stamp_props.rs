@@ -19,8 +19,8 @@ fn arb_stamp() -> impl Strategy<Value = SegmentStamp> {
         (any::<u32>(), any::<u64>(), any::<Option<u64>>()),
         (any::<u64>(), any::<u64>(), any::<Option<u64>>()),
     )
-        .prop_map(
-            |((msn, dseq, disc, init_id), (frag, start, epoch), (td, mpt, audio))| SegmentStamp {
+        .prop_map(|((msn, dseq, disc, init_id), (frag, start, epoch), (td, mpt, audio))| {
+            SegmentStamp {
                 msn,
                 discontinuity_sequence: dseq,
                 discontinuity: disc,
@@ -31,17 +31,15 @@ fn arb_stamp() -> impl Strategy<Value = SegmentStamp> {
                 target_duration_s: td,
                 max_part_ticks: mpt,
                 audio_next_dts: audio,
-            },
-        )
+            }
+        })
 }
 
 /// The rule `decode` must follow.
 fn is_valid(b: &[u8]) -> bool {
     b.len() == SegmentStamp::LEN
         && b[VERSION] == 1
-        && [DISCONTINUITY, HAS_EPOCH, HAS_AUDIO]
-            .iter()
-            .all(|&i| b[i] <= 1)
+        && [DISCONTINUITY, HAS_EPOCH, HAS_AUDIO].iter().all(|&i| b[i] <= 1)
 }
 
 #[test]
@@ -79,10 +77,7 @@ fn absent_optionals_ignore_their_value_bytes() {
     b[AUDIO].fill(0xCD);
     let s = SegmentStamp::decode(&b).expect("valid stamp");
     assert_eq!((s.epoch_ms, s.audio_next_dts), (None, None));
-    assert!(
-        s.encode().iter().all(|&x| x <= 1),
-        "absent values encode as zeros"
-    );
+    assert!(s.encode().iter().all(|&x| x <= 1), "absent values encode as zeros");
 }
 
 proptest! {

@@ -13,10 +13,7 @@ use sluice_media::ts::reader::read_ts;
 use sluice_media::ts::{remux_segment, render_ts_playlist, ts_segment_name, AUDIO_PID, VIDEO_PID};
 
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success())
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -50,11 +47,7 @@ fn segment_flv(flv: &[u8]) -> HlsSnapshot {
         ..HlsConfig::default()
     });
     while let Some(tag) = reader.next_tag().unwrap() {
-        let msg = MediaMessage {
-            kind: tag.kind,
-            timestamp: tag.timestamp,
-            payload: tag.payload,
-        };
+        let msg = MediaMessage { kind: tag.kind, timestamp: tag.timestamp, payload: tag.payload };
         seg.push(&msg).unwrap();
     }
     seg.end_of_stream();
@@ -75,21 +68,12 @@ fn write_ts(dir: &Path, snap: &HlsSnapshot, video_type: u8) -> PathBuf {
         if let Some(prev) = &last_cc {
             for (pid, first, _) in &c.counters {
                 let (_, before) = prev.iter().find(|(p, _)| p == pid).unwrap();
-                assert_eq!(
-                    *first,
-                    (before + 1) & 15,
-                    "pid {pid:#x} of segment {}",
-                    s.msn
-                );
+                assert_eq!(*first, (before + 1) & 15, "pid {pid:#x} of segment {}", s.msn);
             }
         }
         last_cc = Some(c.counters.iter().map(|(p, _, l)| (*p, *l)).collect());
         let video: Vec<_> = c.pes.iter().filter(|p| p.pid == VIDEO_PID).collect();
-        assert!(
-            video[0].random_access,
-            "segment {} starts with a keyframe",
-            s.msn
-        );
+        assert!(video[0].random_access, "segment {} starts with a keyframe", s.msn);
         assert_eq!(video.len() as u32, s.video_frames);
         std::fs::write(dir.join(ts_segment_name(s.msn)), &ts.bytes).unwrap();
     }
@@ -101,12 +85,7 @@ fn write_ts(dir: &Path, snap: &HlsSnapshot, video_type: u8) -> PathBuf {
 }
 
 fn probe(args: &[&str], input: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(input)
-        .output()
-        .unwrap();
+    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(input).output().unwrap();
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "ffprobe {input:?}: {}",
@@ -125,10 +104,7 @@ fn decode(input: &Path) -> u64 {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && err.trim().is_empty(),
-        "ffmpeg decode errors: {err}"
-    );
+    assert!(out.status.success() && err.trim().is_empty(), "ffmpeg decode errors: {err}");
     let frames = probe(
         &[
             "-count_frames",
@@ -148,10 +124,7 @@ fn decode(input: &Path) -> u64 {
 /// H.265 in Enhanced FLV, which Debian 12's ffmpeg 5.1 cannot.
 fn newer_ffmpeg() -> Option<PathBuf> {
     Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
-        ])
+        .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -165,15 +138,8 @@ fn run(name: &str, ffmpeg: &Path, video: &[&str], video_type: u8, codec: &str) {
     assert_eq!(snap.segments().len(), 3);
     let playlist = write_ts(&dir, &snap, video_type);
     let first = dir.join(ts_segment_name(snap.segments()[0].msn));
-    let streams = probe(
-        &[
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ],
-        &first,
-    );
+    let streams =
+        probe(&["-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"], &first);
     assert!(streams.contains(&format!("{codec},640,360")), "{streams}");
     assert!(streams.contains("aac"), "{streams}");
     // Open GOPs (x265) put the keyframe's leading pictures in the next segment: count what
@@ -194,9 +160,7 @@ fn h264_with_b_frames_decodes() {
     run(
         "avc",
         Path::new("ffmpeg"),
-        &[
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p",
-        ],
+        &["-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"],
         0x1B,
         "h264",
     );

@@ -29,16 +29,8 @@ fn video() -> TsVideo {
 
 #[derive(Debug, Clone)]
 enum Frame {
-    Video {
-        dts: u64,
-        cts: i32,
-        key: bool,
-        data: Vec<u8>,
-    },
-    Audio {
-        pts: u64,
-        data: Vec<u8>,
-    },
+    Video { dts: u64, cts: i32, key: bool, data: Vec<u8> },
+    Audio { pts: u64, data: Vec<u8> },
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -49,12 +41,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             any::<bool>(),
             prop::collection::vec(any::<u8>(), 0..3000)
         )
-            .prop_map(|(dts, cts, key, data)| Frame::Video {
-                dts,
-                cts,
-                key,
-                data
-            }),
+            .prop_map(|(dts, cts, key, data)| Frame::Video { dts, cts, key, data }),
         (any::<u64>(), prop::collection::vec(any::<u8>(), 0..9000))
             .prop_map(|(pts, data)| Frame::Audio { pts, data }),
     ]

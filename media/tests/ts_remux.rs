@@ -15,10 +15,7 @@ use sluice_media::ts::{
 };
 
 fn config() -> HlsConfig {
-    HlsConfig {
-        stream_epoch_ms: Some(1_700_000_000_000),
-        ..HlsConfig::default()
-    }
+    HlsConfig { stream_epoch_ms: Some(1_700_000_000_000), ..HlsConfig::default() }
 }
 
 #[test]
@@ -32,17 +29,11 @@ fn same_frames_and_times_as_the_cmaf_segment() {
         let c = read_ts(&ts.bytes).unwrap();
         assert_eq!(
             c.streams,
-            vec![
-                (STREAM_TYPE_H264, VIDEO_PID),
-                (STREAM_TYPE_AAC_ADTS, AUDIO_PID)
-            ]
+            vec![(STREAM_TYPE_H264, VIDEO_PID), (STREAM_TYPE_AAC_ADTS, AUDIO_PID)]
         );
         // Every CMAF sample, by track, in order.
-        let samples: Vec<_> = seg
-            .parts
-            .iter()
-            .flat_map(|p| parse_fragment(&p.bytes).unwrap())
-            .collect();
+        let samples: Vec<_> =
+            seg.parts.iter().flat_map(|p| parse_fragment(&p.bytes).unwrap()).collect();
         let video: Vec<_> = samples.iter().filter(|s| s.track_id == 1).collect();
         let pes: Vec<_> = c.pes.iter().filter(|p| p.pid == VIDEO_PID).collect();
         assert_eq!(pes.len(), video.len());
@@ -62,21 +53,11 @@ fn same_frames_and_times_as_the_cmaf_segment() {
         assert_eq!(video.first().map(|s| s.dts), Some(seg.start));
         // Audio: every AAC frame, ADTS-framed, at the CMAF time converted to 90 kHz.
         let audio: Vec<_> = samples.iter().filter(|s| s.track_id == 2).collect();
-        let adts: Vec<u8> = c
-            .pes
-            .iter()
-            .filter(|p| p.pid == AUDIO_PID)
-            .flat_map(|p| p.payload.clone())
-            .collect();
-        assert_eq!(
-            adts.len(),
-            audio.iter().map(|s| s.data.len() + 7).sum::<usize>()
-        );
+        let adts: Vec<u8> =
+            c.pes.iter().filter(|p| p.pid == AUDIO_PID).flat_map(|p| p.payload.clone()).collect();
+        assert_eq!(adts.len(), audio.iter().map(|s| s.data.len() + 7).sum::<usize>());
         let first_audio = c.pes.iter().find(|p| p.pid == AUDIO_PID).unwrap();
-        assert_eq!(
-            first_audio.pts,
-            Some(audio[0].dts * 90_000 / 48_000 + PTS_OFFSET)
-        );
+        assert_eq!(first_audio.pts, Some(audio[0].dts * 90_000 / 48_000 + PTS_OFFSET));
     }
 }
 
@@ -106,34 +87,20 @@ fn discontinuity_is_flagged_and_hevc_gets_its_stream_type() {
     let first_video = c.pes.iter().find(|p| p.pid == VIDEO_PID).unwrap();
     assert!(first_video.discontinuity && first_video.random_access);
     // H.265 AUD, then VPS (type 32).
-    assert!(first_video
-        .payload
-        .starts_with(&[0, 0, 0, 1, 0x46, 0x01, 0x50, 0, 0, 0, 1, 0x40]));
+    assert!(first_video.payload.starts_with(&[0, 0, 0, 1, 0x46, 0x01, 0x50, 0, 0, 0, 1, 0x40]));
     // Segments before the break are not flagged.
     let before = &snap.segments()[0];
-    let c = read_ts(
-        &remux_segment(snap.init(before.init_id).unwrap(), before)
-            .unwrap()
-            .bytes,
-    )
-    .unwrap();
+    let c =
+        read_ts(&remux_segment(snap.init(before.init_id).unwrap(), before).unwrap().bytes).unwrap();
     assert!(c.pes.iter().all(|p| !p.discontinuity));
 }
 
 #[test]
 fn audio_only_segments_carry_pcr_on_audio() {
-    let stream = Stream {
-        video: false,
-        ..Stream::default()
-    };
+    let stream = Stream { video: false, ..Stream::default() };
     let (_, snap) = segmented(&stream, config());
     let seg = &snap.segments()[0];
-    let c = read_ts(
-        &remux_segment(snap.init(seg.init_id).unwrap(), seg)
-            .unwrap()
-            .bytes,
-    )
-    .unwrap();
+    let c = read_ts(&remux_segment(snap.init(seg.init_id).unwrap(), seg).unwrap().bytes).unwrap();
     assert_eq!(c.streams, vec![(STREAM_TYPE_AAC_ADTS, AUDIO_PID)]);
     assert_eq!(c.pcr_pid, Some(AUDIO_PID));
     assert!(c.pes.iter().all(|p| p.pcr.is_some()));

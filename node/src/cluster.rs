@@ -52,7 +52,9 @@ pub fn default_node_id() -> String {
     let id: String = raw
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(
+            |c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' },
+        )
         .take(64)
         .collect();
     if id.is_empty() || id.starts_with('.') {
@@ -83,17 +85,22 @@ pub async fn start_registry(
     role: Role,
     advertised: Advertised,
 ) -> anyhow::Result<Arc<dyn Registry>> {
-    let id = NodeId::new(node_id).map_err(|e| anyhow::anyhow!("invalid --node-id '{node_id}': {e}"))?;
+    let id =
+        NodeId::new(node_id).map_err(|e| anyhow::anyhow!("invalid --node-id '{node_id}': {e}"))?;
     let cfg = RegistryConfig::new(id, role).with_prefix(&args.etcd_prefix).with_ttl(args.lease_ttl);
     let info = advertised.info(NodeState::Ready);
     let registry: Arc<dyn Registry> = if args.is_clustered() {
-        let r = EtcdRegistry::connect(&args.etcd, cfg, info)
-            .await
-            .map_err(|e| anyhow::anyhow!("registering with etcd at {}: {e}", args.etcd.join(",")))?;
+        let r = EtcdRegistry::connect(&args.etcd, cfg, info).await.map_err(|e| {
+            anyhow::anyhow!("registering with etcd at {}: {e}", args.etcd.join(","))
+        })?;
         info!(etcd = %args.etcd.join(","), prefix = %args.etcd_prefix, node_id, "registered in etcd");
         Arc::new(r)
     } else {
-        Arc::new(MemoryRegistry::standalone(cfg, info).await.map_err(|e| anyhow::anyhow!("in-memory registry: {e}"))?)
+        Arc::new(
+            MemoryRegistry::standalone(cfg, info)
+                .await
+                .map_err(|e| anyhow::anyhow!("in-memory registry: {e}"))?,
+        )
     };
     Ok(registry)
 }
@@ -108,8 +115,12 @@ pub fn spawn_event_task(registry: Arc<dyn Registry>, hub: Hub) -> tokio::task::J
                     warn!(%stream, holder = ?holder.as_ref().map(|h| h.as_str()), "stream claim lost to another node: stopping its publisher");
                     hub.kick(&stream);
                 }
-                Ok(RegistryEvent::LeaseRenewed { old, new }) => info!(old, new, "registry lease renewed"),
-                Ok(RegistryEvent::ClaimRenewed { claim }) => info!(stream = %claim.stream, revision = claim.revision(), "stream claim renewed"),
+                Ok(RegistryEvent::LeaseRenewed { old, new }) => {
+                    info!(old, new, "registry lease renewed")
+                }
+                Ok(RegistryEvent::ClaimRenewed { claim }) => {
+                    info!(stream = %claim.stream, revision = claim.revision(), "stream claim renewed")
+                }
                 Err(RecvError::Lagged(n)) => {
                     // Reconcile: any publisher whose claim we no longer hold must stop.
                     warn!(missed = n, "registry events lagged; reconciling claims");

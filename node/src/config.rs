@@ -177,7 +177,8 @@ impl Default for Limits {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = split_unit(s);
-    let value: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 5s, 2m)"))?;
+    let value: f64 =
+        num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 5s, 2m)"))?;
     let secs = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
@@ -195,7 +196,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let (num, unit) = split_unit(s);
-    let value: u64 = num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 65536, 64KiB, 4MiB)"))?;
+    let value: u64 =
+        num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 65536, 64KiB, 4MiB)"))?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -230,8 +232,8 @@ where
     if let Some(path) = config_path(&args) {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing config file {}: {e}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing config file {}: {e}", path.display()))?;
         command = apply_file_defaults(command, &table)
             .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
     }
@@ -253,7 +255,10 @@ fn config_path(args: &[std::ffi::OsString]) -> Option<PathBuf> {
     std::env::var_os("SLUICE_CONFIG").map(PathBuf::from)
 }
 
-fn apply_file_defaults(mut command: clap::Command, table: &toml::Table) -> Result<clap::Command, String> {
+fn apply_file_defaults(
+    mut command: clap::Command,
+    table: &toml::Table,
+) -> Result<clap::Command, String> {
     for (key, value) in table {
         let long = key.replace('_', "-");
         if long == "config" {
@@ -311,9 +316,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("node.toml");
-        std::fs::write(&path, "rtmp-listen = \"127.0.0.1:1999\"\nmax_streams = 7\nhttp-listen = \"127.0.0.1:8999\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "rtmp-listen = \"127.0.0.1:1999\"\nmax_streams = 7\nhttp-listen = \"127.0.0.1:8999\"\n",
+        )
+        .unwrap();
         let p = path.to_str().unwrap();
-        let cli: Cli = parse_with_file_from(["x", "--config", p, "--http-listen", "127.0.0.1:1"]).unwrap();
+        let cli: Cli =
+            parse_with_file_from(["x", "--config", p, "--http-listen", "127.0.0.1:1"]).unwrap();
         assert_eq!(cli.node.rtmp_listen.port(), 1999);
         assert_eq!(cli.node.http_listen.port(), 1);
         assert_eq!(cli.node.limits.max_streams, 7);
@@ -332,7 +342,14 @@ mod tests {
             "etcd = [\"http://10.0.0.1:2379\"]\nrelay-idle-timeout = \"3s\"\nrelay-max-frame-size = \"1MiB\"\ntls-dir = \"/etc/sluice/tls\"\n",
         )
         .unwrap();
-        let cli: Cli = parse_with_file_from(["x", "--config", path.to_str().unwrap(), "--relay-max-subscriptions", "9"]).unwrap();
+        let cli: Cli = parse_with_file_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--relay-max-subscriptions",
+            "9",
+        ])
+        .unwrap();
         let relay = &cli.node.cluster.relay;
         assert_eq!(cli.node.cluster.etcd, vec!["http://10.0.0.1:2379".to_string()]);
         assert_eq!(relay.relay_idle_timeout, Duration::from_secs(3));

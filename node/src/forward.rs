@@ -91,7 +91,12 @@ impl Forwarding {
         ForwardGuard { ended }
     }
 
-    async fn forward_loop(self: Arc<Self>, key: StreamKey, revision: i64, mut ended: watch::Receiver<bool>) {
+    async fn forward_loop(
+        self: Arc<Self>,
+        key: StreamKey,
+        revision: i64,
+        mut ended: watch::Receiver<bool>,
+    ) {
         let mut ring = self.placement.ring.clone();
         let mut current: Option<(NodeId, ForwardHandle)> = None;
         let mut backoff = MIN_BACKOFF;
@@ -144,7 +149,12 @@ impl Forwarding {
         }
     }
 
-    async fn open(&self, key: &StreamKey, revision: i64, home: &NodeId) -> Result<ForwardHandle, String> {
+    async fn open(
+        &self,
+        key: &StreamKey,
+        revision: i64,
+        home: &NodeId,
+    ) -> Result<ForwardHandle, String> {
         let addr = relay_addr(&self.placement.snapshot.borrow(), home)
             .ok_or_else(|| format!("origin {home} advertises no relay address"))?;
         let conn = self.peers.get(home.as_str(), addr).await.map_err(|e| e.to_string())?;
@@ -158,14 +168,17 @@ impl Forwarding {
 
 impl ForwardSink for Forwarding {
     fn accept(&self, request: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal> {
-        let key = StreamKey::parse(&request.app, &request.name).map_err(|_| ForwardRefusal::Refused)?.0;
+        let key =
+            StreamKey::parse(&request.app, &request.name).map_err(|_| ForwardRefusal::Refused)?.0;
         let owner = self.placement.home(&key);
         let hop = u8::try_from(request.hops.saturating_add(1)).unwrap_or(u8::MAX);
         match should_accept_forward(&self.placement.node_id, owner.as_ref(), hop, self.max_hops) {
             ForwardVerdict::Accept => {}
             ForwardVerdict::NotHome { owner } => {
                 info!(stream = %key, from = %request.peer_node_id, owner = ?owner, "forward refused: not the home by this node's ring");
-                return Err(ForwardRefusal::NotHome { owner: owner.map(|o| o.to_string()).unwrap_or_default() });
+                return Err(ForwardRefusal::NotHome {
+                    owner: owner.map(|o| o.to_string()).unwrap_or_default(),
+                });
             }
             ForwardVerdict::HopLimit => return Err(ForwardRefusal::Loop),
         }

@@ -20,12 +20,15 @@ impl RateLimitedLog {
 
     /// Whether to log this line.
     pub fn allow(&self) -> bool {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) & 0xFFFF_FFFF;
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) & 0xFFFF_FFFF;
         let mut cur = self.window.load(Ordering::Relaxed);
         loop {
             let (sec, count) = (cur >> 32, cur & 0xFFFF_FFFF);
-            let next = if sec == now { (sec << 32) | (count + 1).min(0xFFFF_FFFF) } else { now << 32 | 1 };
-            match self.window.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            let next =
+                if sec == now { (sec << 32) | (count + 1).min(0xFFFF_FFFF) } else { now << 32 | 1 };
+            match self.window.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     let allowed = (next & 0xFFFF_FFFF) <= self.per_second;
                     if !allowed {

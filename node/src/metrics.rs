@@ -138,8 +138,16 @@ impl Metrics {
     /// A registry exposing these metrics under the `sluice_` prefix.
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("sluice");
-        r.register("connections", "Open client connections (RTMP and HTTP media)", self.connections.clone());
-        r.register("connections_accepted", "Client connections accepted", self.connections_total.clone());
+        r.register(
+            "connections",
+            "Open client connections (RTMP and HTTP media)",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "Client connections accepted",
+            self.connections_total.clone(),
+        );
         r.register("streams", "Live (published) streams", self.streams.clone());
         r.register("viewers", "Viewers currently playing, by protocol", self.viewers.clone());
         r.register("bytes_in", "Media and protocol bytes received from publishers (and, for relayed streams, from peer nodes)", self.bytes_in.clone());
@@ -149,15 +157,51 @@ impl Metrics {
             "Frames a slow viewer skipped to catch up at the next keyframe",
             self.skipped_frames.clone(),
         );
-        r.register("connection_errors", "Connections closed because of an error, by kind", self.connection_errors.clone());
-        r.register("publishes_rejected", "Publish attempts refused (name taken, invalid, limits)", self.publishes_rejected.clone());
-        r.register("media_messages_in", "Audio/video/data messages received from publishers", self.media_messages_in.clone());
-        r.register("relay_upstreams", "Streams pulled from an origin over the relay (one per stream per edge)", self.relay_upstreams.clone());
-        r.register("relay_subscribes", "Upstream relay subscriptions opened (first pulls and resubscriptions)", self.relay_subscribes.clone());
-        r.register("relay_subscribe_failures", "Upstream relay subscriptions refused or failed", self.relay_subscribe_failures.clone());
-        r.register("relay_frames_in", "Frames received from upstream origins over the relay", self.relay_frames_in.clone());
-        r.register("relay_serving", "Relay subscriptions this node serves to other nodes", self.relay_serving.clone());
-        r.register("relay_peer_connections", "Open relay connections to other nodes (one per node pair)", self.relay_peer_connections.clone());
+        r.register(
+            "connection_errors",
+            "Connections closed because of an error, by kind",
+            self.connection_errors.clone(),
+        );
+        r.register(
+            "publishes_rejected",
+            "Publish attempts refused (name taken, invalid, limits)",
+            self.publishes_rejected.clone(),
+        );
+        r.register(
+            "media_messages_in",
+            "Audio/video/data messages received from publishers",
+            self.media_messages_in.clone(),
+        );
+        r.register(
+            "relay_upstreams",
+            "Streams pulled from an origin over the relay (one per stream per edge)",
+            self.relay_upstreams.clone(),
+        );
+        r.register(
+            "relay_subscribes",
+            "Upstream relay subscriptions opened (first pulls and resubscriptions)",
+            self.relay_subscribes.clone(),
+        );
+        r.register(
+            "relay_subscribe_failures",
+            "Upstream relay subscriptions refused or failed",
+            self.relay_subscribe_failures.clone(),
+        );
+        r.register(
+            "relay_frames_in",
+            "Frames received from upstream origins over the relay",
+            self.relay_frames_in.clone(),
+        );
+        r.register(
+            "relay_serving",
+            "Relay subscriptions this node serves to other nodes",
+            self.relay_serving.clone(),
+        );
+        r.register(
+            "relay_peer_connections",
+            "Open relay connections to other nodes (one per node pair)",
+            self.relay_peer_connections.clone(),
+        );
         r
     }
 

@@ -63,7 +63,11 @@ fn is_open(c: &RelayConnection) -> bool {
 }
 
 impl Peers {
-    pub fn new(relay: RelayEndpoint, connect_timeout: Duration, gauge: prometheus_client::metrics::gauge::Gauge) -> Arc<Self> {
+    pub fn new(
+        relay: RelayEndpoint,
+        connect_timeout: Duration,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Arc<Self> {
         let local = relay.config().node_id.clone();
         Arc::new(Peers {
             relay,
@@ -165,14 +169,18 @@ impl Peers {
         let span = tracing::info_span!(parent: None, "relay_connection", peer = node, %addr);
         let dial = async {
             match self.serving.get() {
-                Some(s) => self.relay.connect_serving(addr, node, s.source.clone(), s.sink.clone()).await,
+                Some(s) => {
+                    self.relay.connect_serving(addr, node, s.source.clone(), s.sink.clone()).await
+                }
                 None => self.relay.connect(addr, node).await,
             }
         }
         .instrument(span);
         let c = match tokio::time::timeout(self.connect_timeout, dial).await {
             Ok(Ok(c)) => c,
-            Ok(Err(source)) => return Err(PeerError::Relay { node: node.to_string(), addr, source }),
+            Ok(Err(source)) => {
+                return Err(PeerError::Relay { node: node.to_string(), addr, source })
+            }
             Err(_) => return Err(PeerError::Timeout { node: node.to_string(), addr }),
         };
         info!(peer = node, %addr, "relay connection established");
@@ -190,14 +198,20 @@ impl Peers {
     /// Open connections: dialled and adopted.
     pub fn connected(&self) -> usize {
         let slots: Vec<Slot> = lock(&self.slots).values().cloned().collect();
-        let dialled = slots.iter().filter(|s| s.try_lock().map(|c| c.as_ref().is_some_and(is_open)).unwrap_or(true)).count();
+        let dialled = slots
+            .iter()
+            .filter(|s| s.try_lock().map(|c| c.as_ref().is_some_and(is_open)).unwrap_or(true))
+            .count();
         dialled + lock(&self.inbound).values().filter(|c| is_open(c)).count()
     }
 }
 
 /// Origins: keep a connection to every ready origin with a higher id (this node dials those),
 /// so both directions of forwarding share one connection per pair.
-pub fn spawn_mesh(peers: Arc<Peers>, placement: crate::placement::Placement) -> tokio::task::JoinHandle<()> {
+pub fn spawn_mesh(
+    peers: Arc<Peers>,
+    placement: crate::placement::Placement,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut snapshot = placement.snapshot.clone();
         loop {

@@ -99,21 +99,31 @@ pub struct HubSource {
 }
 
 impl HubSource {
-    pub fn new(hub: Hub, registry: Arc<dyn Registry>, forwarding: Option<Arc<crate::forward::Forwarding>>) -> Arc<Self> {
+    pub fn new(
+        hub: Hub,
+        registry: Arc<dyn Registry>,
+        forwarding: Option<Arc<crate::forward::Forwarding>>,
+    ) -> Arc<Self> {
         Arc::new(HubSource { hub, registry, forwarding })
     }
 
     /// The claim revision this node serves `key` under: its own claim, or the one a forward
     /// carried.
     fn revision(&self, key: &StreamKey) -> Option<i64> {
-        let own = self.registry.claims().into_iter().find(|c| &c.stream == key).map(|c| c.revision());
+        let own =
+            self.registry.claims().into_iter().find(|c| &c.stream == key).map(|c| c.revision());
         own.or_else(|| self.forwarding.as_ref().and_then(|f| f.forwarded_revision(key)))
     }
 }
 
 impl MediaSource for HubSource {
-    fn subscribe(&self, request: &SubscribeRequest) -> Result<mpsc::Receiver<Frame>, SubscribeRefusal> {
-        let key = StreamKey::parse(&request.app, &request.name).map_err(|_| SubscribeRefusal::NotFound)?.0;
+    fn subscribe(
+        &self,
+        request: &SubscribeRequest,
+    ) -> Result<mpsc::Receiver<Frame>, SubscribeRefusal> {
+        let key = StreamKey::parse(&request.app, &request.name)
+            .map_err(|_| SubscribeRefusal::NotFound)?
+            .0;
         if !self.hub.is_live(&key) {
             debug!(stream = %key, peer = %request.peer_node_id, "relay subscribe: not live here");
             return Err(SubscribeRefusal::NotFound);
@@ -136,7 +146,10 @@ impl MediaSource for HubSource {
 /// A bounded receiver of `key`'s frames from the hub (headers, then from the latest keyframe),
 /// fed by a task that counts as one `relay` viewer, for a subscription or a forward. The
 /// receiver ends when the publisher leaves; dropping it stops the task.
-pub fn spawn_feed(hub: &Hub, key: &StreamKey) -> Result<mpsc::Receiver<Frame>, crate::hub::SubscribeError> {
+pub fn spawn_feed(
+    hub: &Hub,
+    key: &StreamKey,
+) -> Result<mpsc::Receiver<Frame>, crate::hub::SubscribeError> {
     let mut sub = hub.subscribe(key, Protocol::Relay)?;
     sub.start_playing();
     let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
@@ -193,7 +206,15 @@ impl RelayedPublish {
     }
 
     fn with(publisher: Publisher) -> Self {
-        RelayedPublish { publisher, headers: [None, None, None], held: None, last_ts: None, resume_after: None, overlapped: false, has_video: false }
+        RelayedPublish {
+            publisher,
+            headers: [None, None, None],
+            held: None,
+            last_ts: None,
+            resume_after: None,
+            overlapped: false,
+            has_video: false,
+        }
     }
 
     /// The next message starts a new source session (another claim of the stream): rebase
@@ -218,9 +239,12 @@ impl RelayedPublish {
         self.publisher.count_bytes_in(frame.payload.len() + sluice_relay::codec::FRAME_HEADER_LEN);
         if frame.flags & FLAG_HLS_STAMP != 0 {
             // From a peer: only a well-formed stamp with plausible numbers is followed.
-            let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload).filter(|s| s.is_plausible());
+            let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload)
+                .filter(|s| s.is_plausible());
             match self.held.take() {
-                Some(key) if key.timestamp == frame.timestamp && stamp.is_some() => self.deliver(key, stamp),
+                Some(key) if key.timestamp == frame.timestamp && stamp.is_some() => {
+                    self.deliver(key, stamp)
+                }
                 Some(key) => self.deliver(key, None),
                 None => {}
             }
@@ -285,7 +309,11 @@ impl Drop for RelayedPublish {
 
 /// Copies the stream's log into the relay's queue until the publisher leaves (the relay then
 /// tells the subscriber ENDED) or the subscriber goes away.
-async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>, bytes_out: prometheus_client::metrics::counter::Counter) {
+async fn feed(
+    mut sub: Subscription,
+    tx: mpsc::Sender<Frame>,
+    bytes_out: prometheus_client::metrics::counter::Counter,
+) {
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -301,7 +329,9 @@ async fn feed(mut sub: Subscription, tx: mpsc::Sender<Frame>, bytes_out: prometh
             for delivery in batch.drain(..) {
                 match delivery {
                     Delivery::Media(p) => {
-                        bytes_out.inc_by(p.payload.len() as u64 + sluice_relay::codec::FRAME_HEADER_LEN as u64);
+                        bytes_out.inc_by(
+                            p.payload.len() as u64 + sluice_relay::codec::FRAME_HEADER_LEN as u64,
+                        );
                         if tx.send(to_frame(&p)).await.is_err() {
                             return;
                         }

@@ -18,14 +18,20 @@ impl Drop for TracingGuard {
 /// Install the global tracing subscriber: text or JSON logs to stderr, and, when
 /// `otlp_endpoint` is set (e.g. `http://127.0.0.1:4317`), spans exported over OTLP/gRPC.
 /// Must be called inside a tokio runtime when `otlp_endpoint` is set.
-pub fn init_tracing(filter: &str, format: &str, otlp_endpoint: Option<&str>, service: &str) -> anyhow::Result<TracingGuard> {
+pub fn init_tracing(
+    filter: &str,
+    format: &str,
+    otlp_endpoint: Option<&str>,
+    service: &str,
+) -> anyhow::Result<TracingGuard> {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
 
-    let filter = EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid --log filter '{filter}': {e}"))?;
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid --log filter '{filter}': {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = if format == "json" { fmt.json().boxed() } else { fmt.boxed() };
@@ -38,7 +44,9 @@ pub fn init_tracing(filter: &str, format: &str, otlp_endpoint: Option<&str>, ser
                 .with_endpoint(endpoint)
                 .build()
                 .map_err(|e| anyhow::anyhow!("building the OTLP exporter for {endpoint}: {e}"))?;
-            let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_string()).build();
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_string())
+                .build();
             let p = opentelemetry_sdk::trace::SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(resource)
@@ -103,7 +111,8 @@ where
     }
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
-        let _tracing = init_tracing(&node.log, &node.log_format, node.otlp_endpoint.as_deref(), service)?;
+        let _tracing =
+            init_tracing(&node.log, &node.log_format, node.otlp_endpoint.as_deref(), service)?;
         main.await
     })
 }

@@ -37,7 +37,8 @@ pub struct NodeOptions {
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
-pub type MakeUpstream = Box<dyn FnOnce(UpstreamContext) -> Arc<dyn crate::upstream::Upstream> + Send>;
+pub type MakeUpstream =
+    Box<dyn FnOnce(UpstreamContext) -> Arc<dyn crate::upstream::Upstream> + Send>;
 
 impl NodeOptions {
     /// A standalone or clustered origin without a relay listener.
@@ -77,7 +78,12 @@ impl Node {
         let limits = args.limits.clone();
         let max_connections = runtime::cap_connections(limits.max_connections, fd_limit);
         if max_connections < limits.max_connections {
-            info!(requested = limits.max_connections, max_connections, fd_limit, "--max-connections capped below the file-descriptor limit");
+            info!(
+                requested = limits.max_connections,
+                max_connections,
+                fd_limit,
+                "--max-connections capped below the file-descriptor limit"
+            );
         }
         let metrics = Metrics::new();
         let hub = Hub::new(
@@ -116,7 +122,8 @@ impl Node {
             (Some(r), Some(_)) => Some(r.local_addr()?),
             _ => None,
         };
-        let host = args.cluster.advertise_host.clone().unwrap_or_else(|| rtmp_addr.ip().to_string());
+        let host =
+            args.cluster.advertise_host.clone().unwrap_or_else(|| rtmp_addr.ip().to_string());
         let mut addresses: std::collections::BTreeMap<String, String> = [
             ("rtmp".to_string(), format!("{host}:{}", rtmp_addr.port())),
             ("http".to_string(), format!("{host}:{}", http_addr.port())),
@@ -127,22 +134,32 @@ impl Node {
         }
         let advertised = Advertised {
             addresses,
-            capacity: Capacity { max_streams: limits.max_streams as u64, max_connections: max_connections as u64 },
+            capacity: Capacity {
+                max_streams: limits.max_streams as u64,
+                max_connections: max_connections as u64,
+            },
         };
         let options_role = options.role;
-        let registry = cluster::start_registry(&args.cluster, &node_id, options.role, advertised.clone()).await?;
+        let registry =
+            cluster::start_registry(&args.cluster, &node_id, options.role, advertised.clone())
+                .await?;
         let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {
             let (placement, ring_task) = crate::placement::Placement::start(&registry);
             tasks.push(ring_task);
-            let peers = crate::peers::Peers::new(endpoint.clone(), Duration::from_secs(2), metrics.relay_peer_connections.clone());
+            let peers = crate::peers::Peers::new(
+                endpoint.clone(),
+                Duration::from_secs(2),
+                metrics.relay_peer_connections.clone(),
+            );
             if relay_addr.is_some() {
                 let fwd = args.cluster.is_clustered().then(|| {
                     crate::forward::Forwarding::new(hub.clone(), placement.clone(), peers.clone())
                 });
-                let source = crate::relay::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
+                let source =
+                    crate::relay::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
                 let sink = fwd.clone().map(|f| f as Arc<dyn sluice_relay::ForwardSink>);
                 tasks.push(peers.serve(source, sink));
                 if args.cluster.is_clustered() {
@@ -151,12 +168,23 @@ impl Node {
                 forwarding = fwd;
             }
             if let Some(make) = options.upstream {
-                hub.set_upstream(make(UpstreamContext { hub: hub.clone(), registry: registry.clone(), placement, peers }));
+                hub.set_upstream(make(UpstreamContext {
+                    hub: hub.clone(),
+                    registry: registry.clone(),
+                    placement,
+                    peers,
+                }));
             }
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut rtmp_ctx = RtmpContext::new(hub.clone(), metrics.clone(), limits.clone(), slots.clone(), registry.clone());
+        let mut rtmp_ctx = RtmpContext::new(
+            hub.clone(),
+            metrics.clone(),
+            limits.clone(),
+            slots.clone(),
+            registry.clone(),
+        );
         rtmp_ctx.forwarding = forwarding;
         let rtmp_ctx = Arc::new(rtmp_ctx);
         let http_ctx = Arc::new(HttpContext {
@@ -183,7 +211,19 @@ impl Node {
             }
         }));
         info!(rtmp = %rtmp_addr, http = %http_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
-        Ok(Node { rtmp_addr, http_addr, relay_addr, hub, relay, shutdown, http_ctx, rtmp_ctx, registry, advertised, tasks })
+        Ok(Node {
+            rtmp_addr,
+            http_addr,
+            relay_addr,
+            hub,
+            relay,
+            shutdown,
+            http_ctx,
+            rtmp_ctx,
+            registry,
+            advertised,
+            tasks,
+        })
     }
 
     /// Stop accepting, report not-ready, and wait up to `drain` for connections to finish.
@@ -225,7 +265,9 @@ pub async fn run(args: NodeArgs, options: NodeOptions) -> anyhow::Result<()> {
     let node = Node::start(&args, options).await?;
     // Machine-readable line for scripts and tests (logs go to stderr).
     match node.relay_addr {
-        Some(relay) => println!("listening rtmp={} http={} relay={relay}", node.rtmp_addr, node.http_addr),
+        Some(relay) => {
+            println!("listening rtmp={} http={} relay={relay}", node.rtmp_addr, node.http_addr)
+        }
         None => println!("listening rtmp={} http={}", node.rtmp_addr, node.http_addr),
     }
     runtime::shutdown_signal().await;

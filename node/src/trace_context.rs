@@ -23,7 +23,8 @@ pub fn adopt_traceparent(span: &tracing::Span, traceparent: &str) {
     if traceparent.is_empty() || traceparent.len() > 128 {
         return;
     }
-    let carrier: HashMap<String, String> = [("traceparent".to_string(), traceparent.to_string())].into();
+    let carrier: HashMap<String, String> =
+        [("traceparent".to_string(), traceparent.to_string())].into();
     let cx = TraceContextPropagator::new().extract(&carrier);
     let _ = span.set_parent(cx);
 }

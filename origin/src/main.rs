@@ -59,5 +59,9 @@ fn main() -> anyhow::Result<()> {
     let mut options = NodeOptions::origin();
     options.relay_listen = cli.relay_listen;
     let node = cli.node;
-    sluice_node::runtime::run_main(&node.clone(), "sluice-origin", sluice_node::server::run(node, options))
+    sluice_node::runtime::run_main(
+        &node.clone(),
+        "sluice-origin",
+        sluice_node::server::run(node, options),
+    )
 }

@@ -29,10 +29,7 @@ pub enum CertError {
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("writing {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// Path of a node's certificate in `dir`.
@@ -50,9 +47,7 @@ pub fn valid_node_id(node: &str) -> bool {
     !node.is_empty()
         && node.len() <= 63
         && !node.starts_with('.')
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && node.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Generates a new CA and one certificate per node into `out_dir` (created if missing).
@@ -61,10 +56,8 @@ pub fn generate(out_dir: &Path, nodes: &[&str]) -> Result<(), CertError> {
     if let Some(bad) = nodes.iter().find(|n| !valid_node_id(n)) {
         return Err(CertError::BadNodeId((*bad).to_string()));
     }
-    std::fs::create_dir_all(out_dir).map_err(|source| CertError::Io {
-        path: out_dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|source| CertError::Io { path: out_dir.to_path_buf(), source })?;
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -88,27 +81,18 @@ pub fn generate(out_dir: &Path, nodes: &[&str]) -> Result<(), CertError> {
         dn.push(DnType::CommonName, *node);
         params.distinguished_name = dn;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &ca)?;
         write(&node_cert_path(out_dir, node), cert.pem().as_bytes(), false)?;
-        write(
-            &node_key_path(out_dir, node),
-            key.serialize_pem().as_bytes(),
-            true,
-        )?;
+        write(&node_key_path(out_dir, node), key.serialize_pem().as_bytes(), true)?;
     }
     Ok(())
 }
 
 fn write(path: &Path, data: &[u8], secret: bool) -> Result<(), CertError> {
-    let io = |source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| CertError::Io { path: path.to_path_buf(), source };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -137,10 +121,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("a.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("a.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0);
         }
     }
@@ -149,10 +130,7 @@ mod tests {
     fn refuses_bad_node_ids() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["", "../x", ".hidden", "a/b", "a b"] {
-            assert!(
-                matches!(generate(dir.path(), &[bad]), Err(CertError::BadNodeId(_))),
-                "{bad}"
-            );
+            assert!(matches!(generate(dir.path(), &[bad]), Err(CertError::BadNodeId(_))), "{bad}");
         }
     }
 }

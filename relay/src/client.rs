@@ -89,8 +89,7 @@ impl Shared {
     /// A fresh request id in this node's half of the id space (dialler: below 2^63,
     /// acceptor: 2^63 and above).
     pub(crate) fn next_request_id(&self) -> u64 {
-        self.role
-            .request_id(self.next_request_id.fetch_add(1, Ordering::Relaxed))
+        self.role.request_id(self.next_request_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The error a request sees once the connection is gone.
@@ -109,10 +108,7 @@ impl Shared {
         answer: oneshot::Receiver<T>,
         what: &'static str,
     ) -> Result<T> {
-        self.control
-            .send(msg)
-            .await
-            .map_err(|_| RelayError::Closed)?;
+        self.control.send(msg).await.map_err(|_| RelayError::Closed)?;
         tokio::select! {
             a = tokio::time::timeout(self.config.request_timeout, answer) => match a {
                 Ok(Ok(answer)) => Ok(answer),
@@ -125,8 +121,7 @@ impl Shared {
 
     pub(crate) fn violation(&self, what: &str) {
         tracing::info!(peer = %self.peer_node_id, what, "relay protocol violation");
-        self.conn
-            .close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
+        self.conn.close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
     }
 }
 
@@ -142,9 +137,7 @@ pub struct RelayConnection {
 
 impl std::fmt::Debug for RelayConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayConnection")
-            .field("peer", &self.shared.peer_node_id)
-            .finish()
+        f.debug_struct("RelayConnection").field("peer", &self.shared.peer_node_id).finish()
     }
 }
 
@@ -166,9 +159,7 @@ impl RelayConnection {
     /// Closes the connection: every subscription and forward on it ends, in both
     /// directions.
     pub fn close(&self) {
-        self.shared
-            .conn
-            .close(codes::CLOSE_NORMAL.into(), b"closed");
+        self.shared.conn.close(codes::CLOSE_NORMAL.into(), b"closed");
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -204,12 +195,7 @@ impl RelayConnection {
             routes.subs.insert(request_id, inlet);
         }
         // From here on, dropping `sub` unsubscribes and removes the routes.
-        let mut sub = Subscription {
-            shared: s.clone(),
-            request_id,
-            frames,
-            live: true,
-        };
+        let mut sub = Subscription { shared: s.clone(), request_id, frames, live: true };
         let msg = Subscribe {
             request_id,
             app: app.into(),
@@ -218,13 +204,7 @@ impl RelayConnection {
             traceparent: traceparent.into(),
         };
         let answer = s
-            .request(
-                ControlMessage {
-                    msg: Some(Msg::Subscribe(msg)),
-                },
-                answer_rx,
-                "subscribe",
-            )
+            .request(ControlMessage { msg: Some(Msg::Subscribe(msg)) }, answer_rx, "subscribe")
             .await?;
         match answer {
             Ok(()) => Ok(sub),
@@ -302,9 +282,7 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("request_id", &self.request_id)
-            .finish()
+        f.debug_struct("Subscription").field("request_id", &self.request_id).finish()
     }
 }
 
@@ -336,12 +314,9 @@ impl Drop for Subscription {
             routes.pending.remove(&self.request_id);
         }
         if self.live {
-            let msg = Unsubscribe {
-                request_id: self.request_id,
-            };
-            let _ = self.shared.control.try_send(ControlMessage {
-                msg: Some(Msg::Unsubscribe(msg)),
-            });
+            let msg = Unsubscribe { request_id: self.request_id };
+            let _ =
+                self.shared.control.try_send(ControlMessage { msg: Some(Msg::Unsubscribe(msg)) });
         }
     }
 }

@@ -115,10 +115,7 @@ pub fn decode_gop_header(buf: &mut BytesMut) -> Result<GopHeader, CodecError> {
     }
     let request_id = buf.get_u64();
     let gop_sequence = buf.get_u64();
-    Ok(GopHeader {
-        request_id,
-        gop_sequence,
-    })
+    Ok(GopHeader { request_id, gop_sequence })
 }
 
 /// Appends only the header of a frame (the payload can then be written without a copy).
@@ -159,10 +156,7 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame_size: usize) -> Result<Frame, 
     let len = head.get_u32();
     let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
     if len_usize > max_frame_size {
-        return Err(CodecError::FrameTooLarge {
-            len: len.into(),
-            max: max_frame_size,
-        });
+        return Err(CodecError::FrameTooLarge { len: len.into(), max: max_frame_size });
     }
     let total = FRAME_HEADER_LEN.saturating_add(len_usize);
     if buf.len() < total {
@@ -170,12 +164,7 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame_size: usize) -> Result<Frame, 
     }
     buf.advance(FRAME_HEADER_LEN);
     let payload = buf.split_to(len_usize).freeze();
-    Ok(Frame {
-        kind,
-        flags,
-        timestamp,
-        payload,
-    })
+    Ok(Frame { kind, flags, timestamp, payload })
 }
 
 /// Appends a control message with its 4-byte big-endian length prefix.
@@ -214,31 +203,17 @@ mod tests {
     };
 
     fn frame(kind: FrameKind, flags: u8, ts: u32, payload: &[u8]) -> Frame {
-        Frame {
-            kind,
-            flags,
-            timestamp: ts,
-            payload: Bytes::copy_from_slice(payload),
-        }
+        Frame { kind, flags, timestamp: ts, payload: Bytes::copy_from_slice(payload) }
     }
 
     #[test]
     fn frame_layout_is_exact() {
         let mut out = BytesMut::new();
-        encode_frame(
-            &frame(FrameKind::Video, FLAG_KEYFRAME, 0x0102_0304, b"xyz"),
-            &mut out,
-        )
-        .unwrap();
+        encode_frame(&frame(FrameKind::Video, FLAG_KEYFRAME, 0x0102_0304, b"xyz"), &mut out)
+            .unwrap();
         assert_eq!(&out[..], &[2, 1, 1, 2, 3, 4, 0, 0, 0, 3, b'x', b'y', b'z']);
         let mut h = BytesMut::new();
-        encode_gop_header(
-            &GopHeader {
-                request_id: 1,
-                gop_sequence: 2,
-            },
-            &mut h,
-        );
+        encode_gop_header(&GopHeader { request_id: 1, gop_sequence: 2 }, &mut h);
         assert_eq!(&h[..], &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]);
     }
 
@@ -252,10 +227,7 @@ mod tests {
             assert_eq!(part.len(), cut);
         }
         let mut whole = out.clone();
-        assert_eq!(
-            decode_frame(&mut whole, 100).unwrap().payload,
-            Bytes::from_static(b"hello")
-        );
+        assert_eq!(decode_frame(&mut whole, 100).unwrap().payload, Bytes::from_static(b"hello"));
         assert!(whole.is_empty());
     }
 
@@ -271,10 +243,7 @@ mod tests {
         let mut b = BytesMut::from(&[1u8, 0x80, 0, 0, 0, 0, 0, 0, 0, 0][..]);
         assert_eq!(decode_frame(&mut b, 10), Err(CodecError::BadFlags(0x80)));
         let mut b = BytesMut::from(&[0u8, 1, 0, 1][..]);
-        assert_eq!(
-            decode_control(&mut b),
-            Err(CodecError::ControlTooLarge(65537))
-        );
+        assert_eq!(decode_control(&mut b), Err(CodecError::ControlTooLarge(65537)));
     }
 
     #[test]
@@ -295,25 +264,18 @@ mod tests {
         assert_eq!(decode_control(&mut out).unwrap(), msg);
         assert_eq!(decode_control(&mut out), Err(CodecError::Short));
         let mut bad = BytesMut::from(&[0u8, 0, 0, 2, 0xff, 0xff][..]);
-        assert!(matches!(
-            decode_control(&mut bad),
-            Err(CodecError::Protobuf(_))
-        ));
+        assert!(matches!(decode_control(&mut bad), Err(CodecError::Protobuf(_))));
     }
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
-        (
-            1u8..=3,
-            0u8..=3,
-            any::<u32>(),
-            proptest::collection::vec(any::<u8>(), 0..300),
-        )
-            .prop_map(|(k, flags, ts, p)| Frame {
+        (1u8..=3, 0u8..=3, any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
+            |(k, flags, ts, p)| Frame {
                 kind: FrameKind::from_u8(k).unwrap(),
                 flags,
                 timestamp: ts,
                 payload: p.into(),
-            })
+            },
+        )
     }
 
     /// Hello, Subscribe (with traceparent) and the forward messages, with any field values.
@@ -343,25 +305,13 @@ mod tests {
             ),
             any::<u64>().prop_map(|id| Msg::ForwardOk(ForwardOk { request_id: id })),
             (any::<u32>(), text, any::<bool>()).prop_map(|(version, node_id, serves)| {
-                Msg::Hello(Hello {
-                    version,
-                    node_id,
-                    serves_requests: serves,
-                })
+                Msg::Hello(Hello { version, node_id, serves_requests: serves })
             }),
             (any::<u64>(), 0i32..=4, text).prop_map(|(id, code, owner)| {
-                Msg::ForwardError(ForwardError {
-                    request_id: id,
-                    code,
-                    owner,
-                })
+                Msg::ForwardError(ForwardError { request_id: id, code, owner })
             }),
             (any::<u64>(), any::<u64>(), 0i32..=2).prop_map(|(id, gops, reason)| {
-                Msg::Unforward(Unforward {
-                    request_id: id,
-                    gop_count: gops,
-                    reason,
-                })
+                Msg::Unforward(Unforward { request_id: id, gop_count: gops, reason })
             }),
         ];
         msg.prop_map(|m| ControlMessage { msg: Some(m) })

@@ -34,10 +34,7 @@ impl RelayEndpoint {
         client.transport_config(transport);
         let mut endpoint = quinn::Endpoint::server(server, addr)?;
         endpoint.set_default_client_config(client);
-        Ok(Self {
-            endpoint,
-            config: Arc::new(config),
-        })
+        Ok(Self { endpoint, config: Arc::new(config) })
     }
 
     /// The bound address.
@@ -161,8 +158,7 @@ impl RelayEndpoint {
 
     /// Closes every connection of this endpoint and stops accepting.
     pub fn close(&self) {
-        self.endpoint
-            .close(codes::CLOSE_NORMAL.into(), b"endpoint closed");
+        self.endpoint.close(codes::CLOSE_NORMAL.into(), b"endpoint closed");
     }
 
     /// Waits until every connection of this endpoint is gone (after [`Self::close`]).

@@ -111,13 +111,7 @@ pub(crate) fn start(ctx: &Ctx, f: Forward) -> crate::Result<Msg> {
     };
     let (inlet, frames) = receive::channel();
     let generation = inlet.generation();
-    lock(&ctx.forwards).insert(
-        id,
-        Entry {
-            inlet,
-            reason: None,
-        },
-    );
+    lock(&ctx.forwards).insert(id, Entry { inlet, reason: None });
     let task = Receiving {
         conn: ctx.conn.clone(),
         forwards: ctx.forwards.clone(),
@@ -160,11 +154,7 @@ fn refusal_message(request_id: u64, refusal: ForwardRefusal) -> ForwardError {
         ForwardRefusal::Loop => (ForwardErrorCode::ForwardLoop, String::new()),
         ForwardRefusal::Closed => (ForwardErrorCode::ForwardClosed, String::new()),
     };
-    ForwardError {
-        request_id,
-        code: code as i32,
-        owner,
-    }
+    ForwardError { request_id, code: code as i32, owner }
 }
 
 /// What waiting for room in the sink's channel came to.
@@ -205,8 +195,7 @@ impl Receiving {
                 Ok(None) => break self.reason(),
                 Err(RelayError::Protocol(what)) => {
                     tracing::info!(peer = %request.peer_node_id, what, "relay protocol violation");
-                    self.conn
-                        .close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
+                    self.conn.close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
                     break ForwardEnd::ConnectionLost;
                 }
                 Err(_) => break ForwardEnd::ConnectionLost,
@@ -226,10 +215,7 @@ impl Receiving {
         // Remove our entry only (the id may have been reused after an Unforward).
         {
             let mut map = lock(&self.forwards);
-            if map
-                .get(&self.request_id)
-                .is_some_and(|e| e.inlet.generation() == self.generation)
-            {
+            if map.get(&self.request_id).is_some_and(|e| e.inlet.generation() == self.generation) {
                 map.remove(&self.request_id);
             }
         }
@@ -238,12 +224,8 @@ impl Receiving {
         drop(tx);
         if end == ForwardEnd::ReceiverClosed {
             let closed = refusal_message(self.request_id, ForwardRefusal::Closed);
-            let _ = self
-                .control
-                .send(ControlMessage {
-                    msg: Some(Msg::ForwardError(closed)),
-                })
-                .await;
+            let _ =
+                self.control.send(ControlMessage { msg: Some(Msg::ForwardError(closed)) }).await;
         }
     }
 

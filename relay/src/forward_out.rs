@@ -76,11 +76,7 @@ pub(crate) fn on_error(shared: &Shared, e: ForwardError) -> std::result::Result<
 /// The `Unforward` for a forward this side stops.
 fn unforward(request_id: u64, gop_count: u64, reason: UnforwardReason) -> ControlMessage {
     ControlMessage {
-        msg: Some(Msg::Unforward(Unforward {
-            request_id,
-            gop_count,
-            reason: reason as i32,
-        })),
+        msg: Some(Msg::Unforward(Unforward { request_id, gop_count, reason: reason as i32 })),
     }
 }
 
@@ -125,8 +121,7 @@ impl RelayConnection {
         hops: u32,
         frames: mpsc::Receiver<Frame>,
     ) -> Result<ForwardHandle> {
-        self.forward_traced(app, name, claim_revision, hops, "", frames)
-            .await
+        self.forward_traced(app, name, claim_revision, hops, "", frames).await
     }
 
     /// [`Self::forward`] carrying the W3C `traceparent` of the calling span (empty: none)
@@ -142,21 +137,12 @@ impl RelayConnection {
     ) -> Result<ForwardHandle> {
         let s = self.shared();
         let request_id = s.next_request_id();
-        let state = Arc::new(ForwardState {
-            cancel: watch::channel(false).0,
-            refusal: Mutex::new(None),
-        });
+        let state =
+            Arc::new(ForwardState { cancel: watch::channel(false).0, refusal: Mutex::new(None) });
         let (answer_tx, answer_rx) = oneshot::channel();
-        let pending = PendingForward {
-            answer: answer_tx,
-            state: state.clone(),
-        };
+        let pending = PendingForward { answer: answer_tx, state: state.clone() };
         s.routes().pending_forwards.insert(request_id, pending);
-        let mut guard = Abandon {
-            shared: s,
-            request_id,
-            armed: true,
-        };
+        let mut guard = Abandon { shared: s, request_id, armed: true };
         let msg = Forward {
             request_id,
             app: app.into(),
@@ -166,13 +152,7 @@ impl RelayConnection {
             traceparent: traceparent.into(),
         };
         let answer = s
-            .request(
-                ControlMessage {
-                    msg: Some(Msg::Forward(msg)),
-                },
-                answer_rx,
-                "forward",
-            )
+            .request(ControlMessage { msg: Some(Msg::Forward(msg)) }, answer_rx, "forward")
             .await?;
         match answer {
             Ok(()) => {}
@@ -192,17 +172,8 @@ impl RelayConnection {
             max_frame_size: s.config.max_frame_size,
         };
         let (done_tx, done) = oneshot::channel();
-        tokio::spawn(publish_forward(
-            s.clone(),
-            state.clone(),
-            publication,
-            done_tx,
-        ));
-        Ok(ForwardHandle {
-            request_id,
-            state,
-            done: Some(done),
-        })
+        tokio::spawn(publish_forward(s.clone(), state.clone(), publication, done_tx));
+        Ok(ForwardHandle { request_id, state, done: Some(done) })
     }
 }
 
@@ -217,19 +188,11 @@ async fn publish_forward(
     let outcome = publish::run(publication).await;
     {
         let mut routes = shared.routes();
-        if routes
-            .forwards
-            .get(&request_id)
-            .is_some_and(|f| Arc::ptr_eq(f, &state))
-        {
+        if routes.forwards.get(&request_id).is_some_and(|f| Arc::ptr_eq(f, &state)) {
             routes.forwards.remove(&request_id);
         }
     }
-    let refusal = state
-        .refusal
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let refusal = state.refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
     let result = match refusal {
         // The receiver ended it: nothing to tell it.
         Some(refusal) => Err(RelayError::ForwardRefused(refusal)),
@@ -259,9 +222,7 @@ pub struct ForwardHandle {
 
 impl std::fmt::Debug for ForwardHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForwardHandle")
-            .field("request_id", &self.request_id)
-            .finish()
+        f.debug_struct("ForwardHandle").field("request_id", &self.request_id).finish()
     }
 }
 

@@ -130,9 +130,7 @@ impl<'a> Der<'a> {
             }
             let (bytes, after) = rest.split_at_checked(n)?;
             rest = after;
-            bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+            bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
         };
         let (content, after) = rest.split_at_checked(len)?;
         self.0 = after;
@@ -158,9 +156,7 @@ mod tests {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress("10.0.0.7".parse().unwrap()));
+        params.subject_alt_names.push(SanType::IpAddress("10.0.0.7".parse().unwrap()));
         let key = KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
     }

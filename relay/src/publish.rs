@@ -137,10 +137,7 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
             previous = Some(cur);
         }
         skipping = false;
-        let header = GopHeader {
-            request_id: p.request_id,
-            gop_sequence: next_sequence,
-        };
+        let header = GopHeader { request_id: p.request_id, gop_sequence: next_sequence };
         next_sequence = next_sequence.saturating_add(1);
         let send = tokio::select! {
             s = p.conn.open_uni() => s,
@@ -176,18 +173,12 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
                 }
             }
         }
-        Outcome {
-            ended: Some(next_sequence),
-            gop_count: next_sequence,
-        }
+        Outcome { ended: Some(next_sequence), gop_count: next_sequence }
     } else {
         for mut w in [previous, current].into_iter().flatten() {
             w.cancel(codes::UNSUBSCRIBED);
         }
-        Outcome {
-            ended: None,
-            gop_count: next_sequence,
-        }
+        Outcome { ended: None, gop_count: next_sequence }
     }
 }
 
@@ -211,9 +202,7 @@ fn spawn_writer(mut send: quinn::SendStream, header: GopHeader, queue: usize) ->
                 let mut head = BytesMut::with_capacity(codec::FRAME_HEADER_LEN);
                 codec::encode_frame_header(&frame, &mut head).ok()?;
                 // Header and payload in one call; the payload is not copied.
-                send.write_all_chunks(&mut [head.freeze(), frame.payload])
-                    .await
-                    .ok()?;
+                send.write_all_chunks(&mut [head.freeze(), frame.payload]).await.ok()?;
             }
             send.finish().ok()?;
             // Fully acknowledged (or stopped by the peer).
@@ -229,9 +218,5 @@ fn spawn_writer(mut send: quinn::SendStream, header: GopHeader, queue: usize) ->
             let _ = send.reset(code.into());
         }
     });
-    GopWriter {
-        frames: Some(tx),
-        reset: Some(reset_tx),
-        task,
-    }
+    GopWriter { frames: Some(tx), reset: Some(reset_tx), task }
 }

@@ -99,11 +99,8 @@ impl Ctx {
             }
             Msg::Unsubscribe(u) => {
                 // Unknown ids are fine: the subscription may have ended meanwhile.
-                let cancel = self
-                    .live
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&u.request_id);
+                let cancel =
+                    self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&u.request_id);
                 if let Some(cancel) = cancel {
                     let _ = cancel.send(true);
                 }
@@ -131,11 +128,7 @@ impl Ctx {
                 "request_id {id} outside the requester's half of the id space"
             )));
         }
-        let subscribed = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&id);
+        let subscribed = self.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
         if subscribed || forward_in::lock(&self.forwards).contains_key(&id) {
             return Err(RelayError::Protocol(format!("duplicate request_id {id}")));
         }
@@ -179,10 +172,7 @@ impl Ctx {
             // Remove our entry only (the id may have been reused after an Unsubscribe).
             {
                 let mut map = live.lock().unwrap_or_else(|p| p.into_inner());
-                if map
-                    .get(&id)
-                    .is_some_and(|tx| tx.subscribe().same_channel(&mine))
-                {
+                if map.get(&id).is_some_and(|tx| tx.subscribe().same_channel(&mine)) {
                     map.remove(&id);
                 }
             }
@@ -193,11 +183,8 @@ impl Ctx {
                     owner: String::new(),
                     gop_count,
                 };
-                let _ = control
-                    .send(ControlMessage {
-                        msg: Some(Msg::SubscribeError(ended)),
-                    })
-                    .await;
+                let _ =
+                    control.send(ControlMessage { msg: Some(Msg::SubscribeError(ended)) }).await;
             }
         });
         Ok(Msg::SubscribeOk(SubscribeOk { request_id: id }))
@@ -210,10 +197,5 @@ fn refusal_message(request_id: u64, refusal: SubscribeRefusal) -> SubscribeError
         SubscribeRefusal::NotHome { owner } => (SubscribeErrorCode::NotHome, owner),
         SubscribeRefusal::Stale => (SubscribeErrorCode::Stale, String::new()),
     };
-    SubscribeError {
-        request_id,
-        code: code as i32,
-        owner,
-        gop_count: 0,
-    }
+    SubscribeError { request_id, code: code as i32, owner, gop_count: 0 }
 }

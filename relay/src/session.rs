@@ -75,13 +75,7 @@ pub(crate) async fn dial(
             node_id: config.node_id.clone(),
             serves_requests: serving.is_some(),
         };
-        wire::write_control(
-            &mut send,
-            &ControlMessage {
-                msg: Some(Msg::Hello(hello)),
-            },
-        )
-        .await?;
+        wire::write_control(&mut send, &ControlMessage { msg: Some(Msg::Hello(hello)) }).await?;
         let mut reader = ControlReader::new(recv);
         let reply = reader.next().await?;
         Ok::<_, RelayError>((send, reader, reply))
@@ -95,12 +89,8 @@ pub(crate) async fn dial(
         Err(e) => return Err(refused_identity(&conn, &config).unwrap_or(e)),
     };
     let peer_node_id = match reply {
-        Some(ControlMessage {
-            msg: Some(Msg::Hello(h)),
-        }) if h.version == VERSION => h.node_id,
-        Some(ControlMessage {
-            msg: Some(Msg::Hello(h)),
-        }) => {
+        Some(ControlMessage { msg: Some(Msg::Hello(h)) }) if h.version == VERSION => h.node_id,
+        Some(ControlMessage { msg: Some(Msg::Hello(h)) }) => {
             conn.close(codes::UNSUPPORTED_VERSION.into(), b"unsupported version");
             return Err(RelayError::UnsupportedVersion(h.version));
         }
@@ -120,15 +110,7 @@ pub(crate) async fn dial(
             certified,
         });
     }
-    let handle = start(
-        conn,
-        config,
-        Role::Dialler,
-        peer_node_id,
-        send,
-        reader,
-        serving,
-    );
+    let handle = start(conn, config, Role::Dialler, peer_node_id, send, reader, serving);
     Ok(handle)
 }
 
@@ -167,15 +149,13 @@ pub(crate) async fn accept(
     if let Err(e) = &result {
         let (code, reason) = match e {
             RelayError::Protocol(_) => (codes::PROTOCOL_VIOLATION, "protocol violation"),
-            RelayError::UnsupportedVersion(_) => (
-                codes::UNSUPPORTED_VERSION,
-                "unsupported version; supported: 1",
-            ),
+            RelayError::UnsupportedVersion(_) => {
+                (codes::UNSUPPORTED_VERSION, "unsupported version; supported: 1")
+            }
             RelayError::Timeout(_) => (codes::HANDSHAKE_TIMEOUT, "hello timeout"),
-            RelayError::Identity { .. } => (
-                codes::IDENTITY_MISMATCH,
-                "Hello node id is not a name of the certificate",
-            ),
+            RelayError::Identity { .. } => {
+                (codes::IDENTITY_MISMATCH, "Hello node id is not a name of the certificate")
+            }
             _ => (codes::CLOSE_NORMAL, "closed"),
         };
         conn.close(code.into(), reason.as_bytes());
@@ -198,17 +178,11 @@ async fn accept_hello(
         .await
         .map_err(|_| RelayError::Timeout("hello"))??;
     let peer = match first {
-        Some(ControlMessage {
-            msg: Some(Msg::Hello(h)),
-        }) if h.version == VERSION => h,
-        Some(ControlMessage {
-            msg: Some(Msg::Hello(h)),
-        }) => return Err(RelayError::UnsupportedVersion(h.version)),
-        _ => {
-            return Err(RelayError::Protocol(
-                "first control message is not Hello".into(),
-            ))
+        Some(ControlMessage { msg: Some(Msg::Hello(h)) }) if h.version == VERSION => h,
+        Some(ControlMessage { msg: Some(Msg::Hello(h)) }) => {
+            return Err(RelayError::UnsupportedVersion(h.version))
         }
+        _ => return Err(RelayError::Protocol("first control message is not Hello".into())),
     };
     if let Err(certified) = identity::check_peer(conn, &config.tls, &peer.node_id) {
         return Err(RelayError::Identity {
@@ -217,31 +191,11 @@ async fn accept_hello(
             certified,
         });
     }
-    let reply = Hello {
-        version: VERSION,
-        node_id: config.node_id.clone(),
-        serves_requests: false,
-    };
-    wire::write_control(
-        &mut send,
-        &ControlMessage {
-            msg: Some(Msg::Hello(reply)),
-        },
-    )
-    .await?;
-    let handle = start(
-        conn.clone(),
-        config,
-        Role::Acceptor,
-        peer.node_id,
-        send,
-        reader,
-        Some(serving),
-    );
-    Ok(Accepted {
-        handle,
-        peer_serves: peer.serves_requests,
-    })
+    let reply = Hello { version: VERSION, node_id: config.node_id.clone(), serves_requests: false };
+    wire::write_control(&mut send, &ControlMessage { msg: Some(Msg::Hello(reply)) }).await?;
+    let handle =
+        start(conn.clone(), config, Role::Acceptor, peer.node_id, send, reader, Some(serving));
+    Ok(Accepted { handle, peer_serves: peer.serves_requests })
 }
 
 /// Starts the tasks of a connection past its Hellos. `serving`: whether (and what) this node
@@ -308,9 +262,7 @@ fn start(
         match result {
             Err(RelayError::Protocol(what)) => looping.violation(&what),
             // The peer finished the control stream: no more requests either way.
-            Ok(()) => looping
-                .conn
-                .close(codes::CLOSE_NORMAL.into(), b"control stream finished"),
+            Ok(()) => looping.conn.close(codes::CLOSE_NORMAL.into(), b"control stream finished"),
             Err(e) => {
                 tracing::debug!(peer = %looping.peer_node_id(), error = %e, "relay connection ended")
             }

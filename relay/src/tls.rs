@@ -23,10 +23,7 @@ use crate::certs;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("reading {path}: {source}")]
-    Pem {
-        path: String,
-        source: rustls::pki_types::pem::Error,
-    },
+    Pem { path: String, source: rustls::pki_types::pem::Error },
     #[error("{0} holds no certificate")]
     NoCertificate(String),
     #[error("invalid node id {0:?}")]
@@ -67,15 +64,9 @@ impl RelayTls {
         let ca = load_certs(&dir.join(certs::CA_CERT))?;
         let chain = load_certs(&certs::node_cert_path(dir, node_id))?;
         let key_path = certs::node_key_path(dir, node_id);
-        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|source| TlsError::Pem {
-            path: key_path.display().to_string(),
-            source,
-        })?;
-        Ok(Self::Cluster {
-            ca,
-            chain,
-            key: Arc::new(key),
-        })
+        let key = PrivateKeyDer::from_pem_file(&key_path)
+            .map_err(|source| TlsError::Pem { path: key_path.display().to_string(), source })?;
+        Ok(Self::Cluster { ca, chain, key: Arc::new(key) })
     }
 
     /// Skips all verification. Development only.
@@ -107,9 +98,7 @@ impl RelayTls {
                     .self_signed(&key)?;
                 let key = PrivateKeyDer::try_from(key.serialize_der())
                     .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
-                builder
-                    .with_no_client_auth()
-                    .with_single_cert(vec![cert.der().clone()], key)?
+                builder.with_no_client_auth().with_single_cert(vec![cert.der().clone()], key)?
             }
         };
         cfg.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
@@ -152,10 +141,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |source| TlsError::Pem {
-        path: path.display().to_string(),
-        source,
-    };
+    let pem_err = |source| TlsError::Pem { path: path.display().to_string(), source };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(pem_err)?
         .collect::<Result<Vec<_>, _>>()

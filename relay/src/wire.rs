@@ -19,10 +19,7 @@ pub(crate) struct ControlReader {
 
 impl ControlReader {
     pub(crate) fn new(stream: RecvStream) -> Self {
-        Self {
-            stream,
-            buf: BytesMut::new(),
-        }
+        Self { stream, buf: BytesMut::new() }
     }
 
     /// The next message; `Ok(None)` when the peer finished the stream cleanly between
@@ -37,11 +34,7 @@ impl ControlReader {
             match self.stream.read_chunk(READ_CHUNK, true).await? {
                 Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
                 None if self.buf.is_empty() => return Ok(None),
-                None => {
-                    return Err(RelayError::Protocol(
-                        "control stream ends mid-message".into(),
-                    ))
-                }
+                None => return Err(RelayError::Protocol("control stream ends mid-message".into())),
             }
         }
     }
@@ -93,12 +86,7 @@ impl GopReader {
                 Err(e) => return Err(e.into()),
             }
         };
-        let reader = Self {
-            sequence: header.gop_sequence,
-            stream,
-            buf,
-            max_frame_size,
-        };
+        let reader = Self { sequence: header.gop_sequence, stream, buf, max_frame_size };
         Ok((header, reader))
     }
 

@@ -38,11 +38,7 @@ impl ForwardSink for TestSink {
     fn accept(&self, req: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal> {
         self.seen.lock().unwrap().push(req.clone());
         match req.name.as_str() {
-            "elsewhere" => {
-                return Err(ForwardRefusal::NotHome {
-                    owner: "origin-c".into(),
-                })
-            }
+            "elsewhere" => return Err(ForwardRefusal::NotHome { owner: "origin-c".into() }),
             "refuse" => return Err(ForwardRefusal::Refused),
             _ => {}
         }
@@ -117,18 +113,10 @@ impl Home {
             seen: Mutex::default(),
             ended: Mutex::default(),
         });
-        let source = Arc::new(RecordingSource {
-            seen: Mutex::default(),
-        });
+        let source = Arc::new(RecordingSource { seen: Mutex::default() });
         endpoint.serve_with(source.clone(), Some(sink.clone()));
         let addr = endpoint.local_addr().unwrap();
-        Self {
-            _endpoint: endpoint,
-            addr,
-            sink,
-            source,
-            accepted,
-        }
+        Self { _endpoint: endpoint, addr, sink, source, accepted }
     }
 
     /// The next forward the sink accepted.
@@ -143,14 +131,8 @@ impl Home {
     async fn ended(&self, name: &str) -> ForwardEnd {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
-            let found = self
-                .sink
-                .ended
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, e)| *e);
+            let found =
+                self.sink.ended.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, e)| *e);
             if let Some(end) = found {
                 return end;
             }
@@ -171,9 +153,8 @@ fn cert_dir() -> (tempfile::TempDir, PathBuf) {
 /// Everything a receiver gets until the channel closes.
 async fn drain(rx: &mut mpsc::Receiver<Frame>) -> Vec<Frame> {
     let mut got = Vec::new();
-    while let Some(f) = tokio::time::timeout(TIMEOUT, rx.recv())
-        .await
-        .expect("frame or end in time")
+    while let Some(f) =
+        tokio::time::timeout(TIMEOUT, rx.recv()).await.expect("frame or end in time")
     {
         got.push(f);
     }
@@ -184,10 +165,7 @@ async fn drain(rx: &mut mpsc::Receiver<Frame>) -> Vec<Frame> {
 async fn forwarded_frames_arrive_identical_and_in_order_then_end() {
     let (_d, dir) = cert_dir();
     let mut home = Home::start(&dir, "origin-a", 64);
-    let conn = client(&dir, "origin-b")
-        .connect(home.addr, "origin-a")
-        .await
-        .unwrap();
+    let conn = client(&dir, "origin-b").connect(home.addr, "origin-a").await.unwrap();
     let frames = produce("fwd", 3, GOP_INTERVAL);
     let mut handle = conn.forward("live", "fwd", 42, 1, frames).await.unwrap();
     let (req, mut rx) = home.next_forward().await;
@@ -203,9 +181,7 @@ async fn forwarded_frames_arrive_identical_and_in_order_then_end() {
         }
     );
     assert_frames(&drain(&mut rx).await, &expected_frames("fwd", 3));
-    let gops = tokio::time::timeout(TIMEOUT, handle.finished())
-        .await
-        .unwrap();
+    let gops = tokio::time::timeout(TIMEOUT, handle.finished()).await.unwrap();
     assert_eq!(gops.unwrap(), 3);
     assert_eq!(home.ended("fwd").await, ForwardEnd::SourceEnded);
 }
@@ -214,10 +190,7 @@ async fn forwarded_frames_arrive_identical_and_in_order_then_end() {
 async fn refusals_reach_the_forwarder_as_errors() {
     let (_d, dir) = cert_dir();
     let home = Home::start(&dir, "origin-a", 64);
-    let conn = client(&dir, "origin-b")
-        .connect(home.addr, "origin-a")
-        .await
-        .unwrap();
+    let conn = client(&dir, "origin-b").connect(home.addr, "origin-a").await.unwrap();
     let (_tx, frames) = mpsc::channel(1);
     match conn.forward("live", "elsewhere", 0, 0, frames).await {
         Err(RelayError::ForwardRefused(ForwardRefusal::NotHome { owner })) => {
@@ -227,32 +200,14 @@ async fn refusals_reach_the_forwarder_as_errors() {
     }
     let (_tx, frames) = mpsc::channel(1);
     let err = conn.forward("live", "refuse", 0, 0, frames).await;
-    assert!(
-        matches!(
-            err,
-            Err(RelayError::ForwardRefused(ForwardRefusal::Refused))
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, Err(RelayError::ForwardRefused(ForwardRefusal::Refused))), "{err:?}");
     // Above the hop limit (default 3): LOOP, without asking the sink. At the limit: fine.
     let (_tx, frames) = mpsc::channel(1);
     let err = conn.forward("live", "looping", 0, 4, frames).await;
-    assert!(
-        matches!(err, Err(RelayError::ForwardRefused(ForwardRefusal::Loop))),
-        "{err:?}"
-    );
-    assert!(home
-        .sink
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|r| r.name != "looping"));
+    assert!(matches!(err, Err(RelayError::ForwardRefused(ForwardRefusal::Loop))), "{err:?}");
+    assert!(home.sink.seen.lock().unwrap().iter().all(|r| r.name != "looping"));
     let (_tx, frames) = mpsc::channel(1);
-    let handle = conn
-        .forward("live", "at-limit", 0, 3, frames)
-        .await
-        .unwrap();
+    let handle = conn.forward("live", "at-limit", 0, 3, frames).await.unwrap();
     drop(handle);
 
     // A node serving without a sink refuses every forward, and keeps the connection.
@@ -261,22 +216,12 @@ async fn refusals_reach_the_forwarder_as_errors() {
         RelayConfig::new("origin-c", RelayTls::from_dir(&dir, "origin-c").unwrap()),
     )
     .unwrap();
-    plain.serve(Arc::new(RecordingSource {
-        seen: Mutex::default(),
-    }));
-    let conn = client(&dir, "origin-b")
-        .connect(plain.local_addr().unwrap(), "origin-c")
-        .await
-        .unwrap();
+    plain.serve(Arc::new(RecordingSource { seen: Mutex::default() }));
+    let conn =
+        client(&dir, "origin-b").connect(plain.local_addr().unwrap(), "origin-c").await.unwrap();
     let (_tx, frames) = mpsc::channel(1);
     let err = conn.forward("live", "fwd", 0, 0, frames).await;
-    assert!(
-        matches!(
-            err,
-            Err(RelayError::ForwardRefused(ForwardRefusal::Refused))
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, Err(RelayError::ForwardRefused(ForwardRefusal::Refused))), "{err:?}");
     let mut sub = conn.subscribe("live", "cam1", 0).await.unwrap();
     assert_frames(&read_all(&mut sub).await, &expected_frames("cam1", 3));
 }
@@ -285,10 +230,7 @@ async fn refusals_reach_the_forwarder_as_errors() {
 async fn a_forward_and_a_subscription_share_one_connection() {
     let (_d, dir) = cert_dir();
     let mut home = Home::start(&dir, "origin-a", 64);
-    let conn = client(&dir, "origin-b")
-        .connect(home.addr, "origin-a")
-        .await
-        .unwrap();
+    let conn = client(&dir, "origin-b").connect(home.addr, "origin-a").await.unwrap();
     let (sub, handle) = tokio::join!(
         conn.subscribe("live", "cam1", 0),
         conn.forward("live", "fwd", 0, 0, produce("fwd", 4, GOP_INTERVAL))
@@ -313,19 +255,9 @@ async fn one_stream_forwarded_to_two_homes_at_once() {
     let to_new = edge.connect(new_home.addr, "origin-c").await.unwrap();
     let (tx_old, rx_old) = mpsc::channel(16);
     let (tx_new, rx_new) = mpsc::channel(16);
-    let old = to_old
-        .forward("live", "moving", 9, 0, rx_old)
-        .await
-        .unwrap();
-    let new = to_new
-        .forward("live", "moving", 9, 0, rx_new)
-        .await
-        .unwrap();
-    tokio::spawn(feed(
-        vec![tx_old, tx_new],
-        source_frames("moving", 3),
-        GOP_INTERVAL,
-    ));
+    let old = to_old.forward("live", "moving", 9, 0, rx_old).await.unwrap();
+    let new = to_new.forward("live", "moving", 9, 0, rx_new).await.unwrap();
+    tokio::spawn(feed(vec![tx_old, tx_new], source_frames("moving", 3), GOP_INTERVAL));
     let (_, mut a) = old_home.next_forward().await;
     let (_, mut c) = new_home.next_forward().await;
     let (got_a, got_c) = tokio::join!(drain(&mut a), drain(&mut c));
@@ -338,17 +270,10 @@ async fn one_stream_forwarded_to_two_homes_at_once() {
 async fn dropping_the_handle_ends_the_forward_on_the_receiver() {
     let (_d, dir) = cert_dir();
     let mut home = Home::start(&dir, "origin-a", 64);
-    let conn = client(&dir, "origin-b")
-        .connect(home.addr, "origin-a")
-        .await
-        .unwrap();
+    let conn = client(&dir, "origin-b").connect(home.addr, "origin-a").await.unwrap();
     let (tx, frames) = mpsc::channel(16);
     let handle = conn.forward("live", "long", 0, 0, frames).await.unwrap();
-    tokio::spawn(feed(
-        vec![tx.clone()],
-        source_frames("long", 100),
-        GOP_INTERVAL,
-    ));
+    tokio::spawn(feed(vec![tx.clone()], source_frames("long", 100), GOP_INTERVAL));
     let (_, mut rx) = home.next_forward().await;
     let first = tokio::time::timeout(TIMEOUT, rx.recv()).await.unwrap();
     assert_eq!(first, Some(headers("long")[0].clone()));
@@ -367,31 +292,16 @@ async fn dropping_the_handle_ends_the_forward_on_the_receiver() {
 async fn a_receiver_that_lets_go_ends_the_forward_at_the_forwarder() {
     let (_d, dir) = cert_dir();
     let mut home = Home::start(&dir, "origin-a", 64);
-    let conn = client(&dir, "origin-b")
-        .connect(home.addr, "origin-a")
-        .await
-        .unwrap();
+    let conn = client(&dir, "origin-b").connect(home.addr, "origin-a").await.unwrap();
     let (tx, frames) = mpsc::channel(16);
     let mut handle = conn.forward("live", "long", 0, 0, frames).await.unwrap();
-    tokio::spawn(feed(
-        vec![tx.clone()],
-        source_frames("long", 100),
-        GOP_INTERVAL,
-    ));
+    tokio::spawn(feed(vec![tx.clone()], source_frames("long", 100), GOP_INTERVAL));
     let (_, mut rx) = home.next_forward().await;
-    assert!(tokio::time::timeout(TIMEOUT, rx.recv())
-        .await
-        .unwrap()
-        .is_some());
+    assert!(tokio::time::timeout(TIMEOUT, rx.recv()).await.unwrap().is_some());
     drop(rx);
-    let result = tokio::time::timeout(TIMEOUT, handle.finished())
-        .await
-        .unwrap();
+    let result = tokio::time::timeout(TIMEOUT, handle.finished()).await.unwrap();
     assert!(
-        matches!(
-            result,
-            Err(RelayError::ForwardRefused(ForwardRefusal::Closed))
-        ),
+        matches!(result, Err(RelayError::ForwardRefused(ForwardRefusal::Closed))),
         "{result:?}"
     );
     assert_eq!(home.ended("long").await, ForwardEnd::ReceiverClosed);
@@ -402,20 +312,11 @@ async fn a_receiver_that_lets_go_ends_the_forward_at_the_forwarder() {
 async fn traceparent_reaches_the_serving_and_the_receiving_node() {
     let (_d, dir) = cert_dir();
     let mut home = Home::start(&dir, "origin-a", 64);
-    let conn = client(&dir, "origin-b")
-        .connect(home.addr, "origin-a")
-        .await
-        .unwrap();
-    let mut sub = conn
-        .subscribe_traced("live", "cam1", 3, TRACEPARENT)
-        .await
-        .unwrap();
+    let conn = client(&dir, "origin-b").connect(home.addr, "origin-a").await.unwrap();
+    let mut sub = conn.subscribe_traced("live", "cam1", 3, TRACEPARENT).await.unwrap();
     assert!(sub.next_frame().await.unwrap().is_some());
     let untraced = conn.subscribe("live", "nope", 0).await.unwrap_err();
-    assert!(matches!(
-        untraced,
-        RelayError::Refused(SubscribeRefusal::NotFound)
-    ));
+    assert!(matches!(untraced, RelayError::Refused(SubscribeRefusal::NotFound)));
     {
         let seen = home.source.seen.lock().unwrap();
         assert_eq!(seen[0].traceparent, TRACEPARENT);
@@ -423,10 +324,7 @@ async fn traceparent_reaches_the_serving_and_the_receiving_node() {
         assert_eq!(seen[1].traceparent, "");
     }
     let (_tx, frames) = mpsc::channel(1);
-    let _handle = conn
-        .forward_traced("live", "traced", 0, 2, TRACEPARENT, frames)
-        .await
-        .unwrap();
+    let _handle = conn.forward_traced("live", "traced", 0, 2, TRACEPARENT, frames).await.unwrap();
     let (req, _rx) = home.next_forward().await;
     assert_eq!((req.traceparent.as_str(), req.hops), (TRACEPARENT, 2));
 }
@@ -446,12 +344,7 @@ fn forward_msg(request_id: u64, name: &str) -> Msg {
 async fn raw(
     edge: &RelayEndpoint,
     addr: SocketAddr,
-) -> (
-    quinn::Connection,
-    quinn::SendStream,
-    quinn::RecvStream,
-    BytesMut,
-) {
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream, BytesMut) {
     let (conn, send, mut recv) = raw_hello(edge, addr, sluice_relay::VERSION).await;
     let mut buf = BytesMut::new();
     let hello = read_control(&mut recv, &mut buf).await;
@@ -466,10 +359,8 @@ async fn a_malformed_forward_closes_only_that_connection() {
     // raw_hello presents itself as origin-b, the node its certificate names.
     let edge = client(&dir, "origin-b");
     let good = edge.connect(home.addr, "origin-a").await.unwrap();
-    let mut handle = good
-        .forward("live", "fwd", 0, 0, produce("fwd", 4, GOP_INTERVAL))
-        .await
-        .unwrap();
+    let mut handle =
+        good.forward("live", "fwd", 0, 0, produce("fwd", 4, GOP_INTERVAL)).await.unwrap();
     let (_, mut rx) = home.next_forward().await;
 
     // A request id used twice while the first forward is live.
@@ -491,9 +382,7 @@ async fn a_malformed_forward_closes_only_that_connection() {
     let (conn, mut send, _recv, _buf) = raw(&edge, home.addr).await;
     let mut whole = BytesMut::new();
     codec::encode_control(
-        &sluice_proto::v1::ControlMessage {
-            msg: Some(forward_msg(6, "truncated")),
-        },
+        &sluice_proto::v1::ControlMessage { msg: Some(forward_msg(6, "truncated")) },
         &mut whole,
     );
     let body_len = whole.len() - 4 - 3;
@@ -519,21 +408,10 @@ async fn a_gop_stream_for_no_live_forward_is_stopped_and_ignored() {
     let (conn, mut send, mut recv, mut buf) = raw(&edge, home.addr).await;
     let mut stream = conn.open_uni().await.unwrap();
     let mut head = BytesMut::new();
-    codec::encode_gop_header(
-        &GopHeader {
-            request_id: 77,
-            gop_sequence: 0,
-        },
-        &mut head,
-    );
+    codec::encode_gop_header(&GopHeader { request_id: 77, gop_sequence: 0 }, &mut head);
     stream.write_all(&head).await.unwrap();
-    let stopped = tokio::time::timeout(TIMEOUT, stream.stopped())
-        .await
-        .unwrap();
-    assert_eq!(
-        stopped.unwrap(),
-        Some(quinn::VarInt::from(codes::STREAM_UNWANTED))
-    );
+    let stopped = tokio::time::timeout(TIMEOUT, stream.stopped()).await.unwrap();
+    assert_eq!(stopped.unwrap(), Some(quinn::VarInt::from(codes::STREAM_UNWANTED)));
     // The connection still works: a refused forward is answered.
     write_control(&mut send, forward_msg(8, "refuse")).await;
     let answer = read_control(&mut recv, &mut buf).await;

@@ -28,12 +28,7 @@ struct Sink(Mutex<Option<mpsc::Sender<mpsc::Receiver<Frame>>>>);
 impl ForwardSink for Sink {
     fn accept(&self, _: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal> {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        let handoff = self
-            .0
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or(ForwardRefusal::Refused)?;
+        let handoff = self.0.lock().unwrap().take().ok_or(ForwardRefusal::Refused)?;
         handoff.try_send(rx).map_err(|_| ForwardRefusal::Refused)?;
         Ok(tx)
     }
@@ -57,12 +52,7 @@ fn big_gop(big: &Bytes, g: u32) -> Vec<Frame> {
         payload: big.clone(),
     }];
     for i in 1..FRAMES_PER_GOP as u32 {
-        out.push(frame(
-            FrameKind::Video,
-            0,
-            g * 1000 + i * 40,
-            format!("inter {g}/{i}"),
-        ));
+        out.push(frame(FrameKind::Video, 0, g * 1000 + i * 40, format!("inter {g}/{i}")));
     }
     out
 }
@@ -84,10 +74,7 @@ async fn a_receiver_that_never_reads_costs_bounded_memory() {
     let tls = RelayTls::from_dir(dir.path(), "origin-a").unwrap();
     let home = RelayEndpoint::bind(localhost(), RelayConfig::new("origin-a", tls)).unwrap();
     let (handoff, mut receivers) = mpsc::channel(1);
-    home.serve_with(
-        Arc::new(NoSource),
-        Some(Arc::new(Sink(Mutex::new(Some(handoff))))),
-    );
+    home.serve_with(Arc::new(NoSource), Some(Arc::new(Sink(Mutex::new(Some(handoff))))));
     let conn = client(dir.path(), "origin-b")
         .connect(home.local_addr().unwrap(), "origin-a")
         .await
@@ -120,10 +107,7 @@ async fn a_receiver_that_never_reads_costs_bounded_memory() {
     let grown_mib = (memory_kib("VmHWM:").saturating_sub(baseline)) / 1024;
     let sent_mib = ((GOPS as usize * KEYFRAME) >> 20) as u64;
     println!("sent {sent_mib} MiB, peak memory growth {grown_mib} MiB");
-    assert!(
-        grown_mib < 40,
-        "peak memory grew by {grown_mib} MiB while {sent_mib} MiB went unread"
-    );
+    assert!(grown_mib < 40, "peak memory grew by {grown_mib} MiB while {sent_mib} MiB went unread");
 
     // Now read: what was queued (the start of the first GOP), then later GOPs, each from
     // its headers, the last one complete, then the end.
@@ -137,11 +121,8 @@ async fn a_receiver_that_never_reads_costs_bounded_memory() {
     let tail = &got[got.len() - last.len() - hs.len()..];
     assert_eq!(tail[..3], hs[..], "the last GOP starts with the headers");
     assert_eq!(tail[3..], last[..], "the last GOP arrives complete");
-    let keyframes: Vec<u32> = got
-        .iter()
-        .filter(|f| f.payload.len() == KEYFRAME)
-        .map(|f| f.timestamp / 1000)
-        .collect();
+    let keyframes: Vec<u32> =
+        got.iter().filter(|f| f.payload.len() == KEYFRAME).map(|f| f.timestamp / 1000).collect();
     assert!(keyframes.windows(2).all(|w| w[0] < w[1]), "GOPs in order");
     assert!(
         keyframes.len() < GOPS as usize / 4,

@@ -53,11 +53,7 @@ fn certs_for(nodes: &[&str]) -> tempfile::TempDir {
 #[track_caller]
 fn assert_identity(res: Result<RelayConnection, RelayError>, of: IdentityOf, claimed: &str) {
     match res {
-        Err(RelayError::Identity {
-            of: got,
-            node_id,
-            certified,
-        }) => {
+        Err(RelayError::Identity { of: got, node_id, certified }) => {
             assert_eq!((got, node_id.as_str()), (of, claimed));
             assert_eq!(certified, ["node-a", "localhost"]);
         }
@@ -73,9 +69,7 @@ async fn an_acceptor_refuses_a_dialler_that_claims_another_node() {
 
     // node-a's certificate, node-b's name.
     let liar = node(dir.path(), "node-a", "node-b");
-    let res = tokio::time::timeout(TIMEOUT, liar.connect(addr, "origin-a"))
-        .await
-        .unwrap();
+    let res = tokio::time::timeout(TIMEOUT, liar.connect(addr, "origin-a")).await.unwrap();
     assert_identity(res, IdentityOf::Local, "node-b");
     let source = Arc::new(Cam);
     let res = liar.connect_serving(addr, "origin-a", source, None).await;
@@ -84,10 +78,7 @@ async fn an_acceptor_refuses_a_dialler_that_claims_another_node() {
     let (conn, _send, mut recv) = raw_hello(&liar, addr, sluice_relay::VERSION).await;
     let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
     assert_eq!(close_code(err), u64::from(codes::IDENTITY_MISMATCH));
-    assert!(
-        recv.read_chunk(64, true).await.is_err(),
-        "no Hello came back"
-    );
+    assert!(recv.read_chunk(64, true).await.is_err(), "no Hello came back");
 
     // "localhost" is on every certificate but names no node.
     let localhost = node(dir.path(), "node-a", "localhost");
@@ -100,15 +91,9 @@ async fn an_acceptor_refuses_a_dialler_that_claims_another_node() {
     // None of them was handed out; the honest holder of the certificate gets through.
     assert!(peers.try_recv().is_err());
     let honest = node(dir.path(), "node-a", "node-a");
-    let conn = honest
-        .connect_serving(addr, "origin-a", Arc::new(Cam), None)
-        .await
-        .unwrap();
+    let conn = honest.connect_serving(addr, "origin-a", Arc::new(Cam), None).await.unwrap();
     assert_eq!(conn.peer_node_id(), "origin-a");
-    let handed = tokio::time::timeout(TIMEOUT, peers.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let handed = tokio::time::timeout(TIMEOUT, peers.recv()).await.unwrap().unwrap();
     assert_eq!(handed.peer_node_id(), "node-a");
     let mut sub = conn.subscribe("live", "cam", 0).await.unwrap();
     assert_frames(&read_all(&mut sub).await, &expected_frames("cam", 2));
@@ -121,23 +106,16 @@ async fn a_dialler_refuses_an_acceptor_that_claims_another_node() {
     let liar = node(dir.path(), "node-a", "node-b");
     let (addr, mut peers) = serving(&liar);
     let dialler = node(dir.path(), "node-c", "node-c");
-    let res = tokio::time::timeout(
-        TIMEOUT,
-        dialler.connect_serving(addr, "node-a", Arc::new(Cam), None),
-    )
-    .await
-    .unwrap();
+    let res =
+        tokio::time::timeout(TIMEOUT, dialler.connect_serving(addr, "node-a", Arc::new(Cam), None))
+            .await
+            .unwrap();
     assert_identity(res, IdentityOf::Peer, "node-b");
     // The lying acceptor had finished its side of the Hellos: the dialler's close reaches
     // the connection it was handed, with IDENTITY_MISMATCH.
-    let handed = tokio::time::timeout(TIMEOUT, peers.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let handed = tokio::time::timeout(TIMEOUT, peers.recv()).await.unwrap().unwrap();
     assert_eq!(handed.peer_node_id(), "node-c");
-    let err = tokio::time::timeout(TIMEOUT, handed.quic().closed())
-        .await
-        .unwrap();
+    let err = tokio::time::timeout(TIMEOUT, handed.quic().closed()).await.unwrap();
     assert_eq!(close_code(err), u64::from(codes::IDENTITY_MISMATCH));
     let refused = handed.subscribe("live", "cam", 0).await;
     assert!(refused.is_err(), "{refused:?}");
@@ -155,15 +133,9 @@ async fn without_certificates_node_ids_are_not_checked() {
     let acceptor = dev("localhost");
     let (addr, mut peers) = serving(&acceptor);
     let dialler = dev("anyone");
-    let conn = dialler
-        .connect_serving(addr, "whatever", Arc::new(Cam), None)
-        .await
-        .unwrap();
+    let conn = dialler.connect_serving(addr, "whatever", Arc::new(Cam), None).await.unwrap();
     assert_eq!(conn.peer_node_id(), "localhost");
-    let handed = tokio::time::timeout(TIMEOUT, peers.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let handed = tokio::time::timeout(TIMEOUT, peers.recv()).await.unwrap().unwrap();
     let mut sub = handed.subscribe("live", "cam", 0).await.unwrap();
     assert_frames(&read_all(&mut sub).await, &expected_frames("cam", 2));
 }

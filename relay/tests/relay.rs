@@ -33,23 +33,12 @@ impl MediaSource for TestSource {
             return Err(SubscribeRefusal::NotFound);
         }
         match req.name.as_str() {
-            "elsewhere" => {
-                return Err(SubscribeRefusal::NotHome {
-                    owner: "origin-b".into(),
-                })
-            }
+            "elsewhere" => return Err(SubscribeRefusal::NotHome { owner: "origin-b".into() }),
             "old" if req.claim_revision != 5 => return Err(SubscribeRefusal::Stale),
-            "whoami" => {
-                return Err(SubscribeRefusal::NotHome {
-                    owner: req.peer_node_id.clone(),
-                })
-            }
+            "whoami" => return Err(SubscribeRefusal::NotHome { owner: req.peer_node_id.clone() }),
             _ => {}
         }
-        let gops = *self
-            .streams
-            .get(&req.name)
-            .ok_or(SubscribeRefusal::NotFound)?;
+        let gops = *self.streams.get(&req.name).ok_or(SubscribeRefusal::NotFound)?;
         let (tx, rx) = mpsc::channel(16);
         let frames = source_frames(&req.name, gops);
         // Paced like a live source (a GOP every GOP_INTERVAL), except "burst" streams,
@@ -85,29 +74,14 @@ fn cluster() -> Cluster {
     certs::generate(dir.path(), &["origin-a", "edge-1", "edge-2"]).unwrap();
     let tls = RelayTls::from_dir(dir.path(), "origin-a").unwrap();
     let server = RelayEndpoint::bind(localhost(), RelayConfig::new("origin-a", tls)).unwrap();
-    let streams = [
-        ("cam1", 3),
-        ("cam2", 3),
-        ("cam3", 3),
-        ("long", 12),
-        ("burst", 30),
-    ]
-    .into_iter()
-    .map(|(n, g)| (n.to_string(), g))
-    .collect();
+    let streams = [("cam1", 3), ("cam2", 3), ("cam3", 3), ("long", 12), ("burst", 30)]
+        .into_iter()
+        .map(|(n, g)| (n.to_string(), g))
+        .collect();
     let abandoned: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-    server.serve(Arc::new(TestSource {
-        streams,
-        abandoned: abandoned.clone(),
-    }));
+    server.serve(Arc::new(TestSource { streams, abandoned: abandoned.clone() }));
     let addr = server.local_addr().unwrap();
-    Cluster {
-        dir: dir.path().to_path_buf(),
-        _dir: dir,
-        server,
-        addr,
-        abandoned,
-    }
+    Cluster { dir: dir.path().to_path_buf(), _dir: dir, server, addr, abandoned }
 }
 
 #[tokio::test]
@@ -135,31 +109,19 @@ async fn refusals_carry_their_code() {
     let edge = client(&c.dir, "edge-1");
     let conn = edge.connect(c.addr, "origin-a").await.unwrap();
     let err = conn.subscribe("live", "nope", 0).await.unwrap_err();
-    assert!(
-        matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)),
-        "{err}"
-    );
+    assert!(matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)), "{err}");
     let err = conn.subscribe("other-app", "cam1", 0).await.unwrap_err();
-    assert!(
-        matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)),
-        "{err}"
-    );
+    assert!(matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)), "{err}");
     let err = conn.subscribe("live", "elsewhere", 0).await.unwrap_err();
     match err {
         RelayError::Refused(SubscribeRefusal::NotHome { owner }) => assert_eq!(owner, "origin-b"),
         other => panic!("{other}"),
     }
     let err = conn.subscribe("live", "old", 3).await.unwrap_err();
-    assert!(
-        matches!(err, RelayError::Refused(SubscribeRefusal::Stale)),
-        "{err}"
-    );
+    assert!(matches!(err, RelayError::Refused(SubscribeRefusal::Stale)), "{err}");
     // The claim revision and the subscriber's node id reach the source.
     let err = conn.subscribe("live", "old", 5).await.unwrap_err();
-    assert!(
-        matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)),
-        "{err}"
-    );
+    assert!(matches!(err, RelayError::Refused(SubscribeRefusal::NotFound)), "{err}");
     match conn.subscribe("live", "whoami", 0).await.unwrap_err() {
         RelayError::Refused(SubscribeRefusal::NotHome { owner }) => assert_eq!(owner, "edge-1"),
         other => panic!("{other}"),
@@ -196,9 +158,7 @@ async fn a_client_certificate_from_another_ca_is_refused() {
     // but keep its foreign client certificate: only the server's check can refuse it.
     std::fs::copy(c.dir.join("ca.pem"), other.path().join("ca.pem")).unwrap();
     let rogue = client(other.path(), "edge-1");
-    let res = tokio::time::timeout(TIMEOUT, rogue.connect(c.addr, "origin-a"))
-        .await
-        .unwrap();
+    let res = tokio::time::timeout(TIMEOUT, rogue.connect(c.addr, "origin-a")).await.unwrap();
     assert!(res.is_err(), "a foreign client certificate must be refused");
     // A legitimate client still works.
     let edge = client(&c.dir, "edge-2");
@@ -214,14 +174,9 @@ async fn a_server_with_a_certificate_from_another_ca_is_refused() {
     certs::generate(other.path(), &["origin-a"]).unwrap();
     let tls = RelayTls::from_dir(other.path(), "origin-a").unwrap();
     let impostor = RelayEndpoint::bind(localhost(), RelayConfig::new("origin-a", tls)).unwrap();
-    impostor.serve(Arc::new(TestSource {
-        streams: HashMap::new(),
-        abandoned: Arc::default(),
-    }));
+    impostor.serve(Arc::new(TestSource { streams: HashMap::new(), abandoned: Arc::default() }));
     let edge = client(&c.dir, "edge-1");
-    let res = edge
-        .connect(impostor.local_addr().unwrap(), "origin-a")
-        .await;
+    let res = edge.connect(impostor.local_addr().unwrap(), "origin-a").await;
     assert!(res.is_err());
     // And the wrong name for the right server is refused too.
     assert!(edge.connect(c.addr, "origin-z").await.is_err());
@@ -229,25 +184,15 @@ async fn a_server_with_a_certificate_from_another_ca_is_refused() {
 
 #[tokio::test]
 async fn insecure_dev_connects_without_certificates() {
-    let server = RelayEndpoint::bind(
-        localhost(),
-        RelayConfig::new("dev-a", RelayTls::insecure_dev()),
-    )
-    .unwrap();
+    let server =
+        RelayEndpoint::bind(localhost(), RelayConfig::new("dev-a", RelayTls::insecure_dev()))
+            .unwrap();
     let streams = [("cam1".to_string(), 3)].into_iter().collect();
-    server.serve(Arc::new(TestSource {
-        streams,
-        abandoned: Arc::default(),
-    }));
-    let edge = RelayEndpoint::bind(
-        localhost(),
-        RelayConfig::new("dev-b", RelayTls::insecure_dev()),
-    )
-    .unwrap();
-    let conn = edge
-        .connect(server.local_addr().unwrap(), "anything")
-        .await
-        .unwrap();
+    server.serve(Arc::new(TestSource { streams, abandoned: Arc::default() }));
+    let edge =
+        RelayEndpoint::bind(localhost(), RelayConfig::new("dev-b", RelayTls::insecure_dev()))
+            .unwrap();
+    let conn = edge.connect(server.local_addr().unwrap(), "anything").await.unwrap();
     let mut sub = conn.subscribe("live", "cam1", 0).await.unwrap();
     assert_frames(&read_all(&mut sub).await, &expected_frames("cam1", 3));
 }
@@ -283,9 +228,7 @@ async fn a_malformed_control_message_closes_only_that_connection() {
     };
     assert!(matches!(reply.msg, Some(Msg::Hello(h)) if h.node_id == "origin-a"));
     // A length-prefixed message that is not protobuf.
-    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
-        .await
-        .unwrap();
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
     let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
     assert_eq!(close_code(err), u64::from(codes::PROTOCOL_VIOLATION));
 
@@ -327,10 +270,7 @@ async fn a_subscriber_a_whole_gop_behind_skips_to_newer_gops() {
         assert!(n >= 1, "a GOP stream starts with the metadata (frame {i})");
         if n < hs.len() || i == got.len() || !got[i].starts_gop() {
             assert!(i < got.len(), "the last GOP arrives complete");
-            assert_eq!(
-                got[i], hs[0],
-                "a GOP cancelled within its headers (frame {i})"
-            );
+            assert_eq!(got[i], hs[0], "a GOP cancelled within its headers (frame {i})");
             continue;
         }
         let g = got[i].timestamp / 1000;
@@ -342,19 +282,13 @@ async fn a_subscriber_a_whole_gop_behind_skips_to_newer_gops() {
             m += 1;
         }
         let complete = m == body.len();
-        assert!(
-            complete || (i < got.len() && got[i] == hs[0]),
-            "GOP {g} is a prefix (frame {i})"
-        );
+        assert!(complete || (i < got.len() && got[i] == hs[0]), "GOP {g} is a prefix (frame {i})");
         assert!(i < got.len() || complete, "the last GOP arrives complete");
         last_gop = Some(g);
         gops_seen += 1;
     }
     assert_eq!(last_gop, Some(29));
-    assert!(
-        gops_seen < 30,
-        "some GOPs were cancelled ({gops_seen} seen)"
-    );
+    assert!(gops_seen < 30, "some GOPs were cancelled ({gops_seen} seen)");
 }
 
 #[tokio::test]
@@ -368,10 +302,7 @@ async fn dropping_a_subscription_unsubscribes_and_releases_the_source() {
     drop(sub);
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while !c.abandoned.lock().unwrap().contains(&"long".to_string()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the source was never released"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the source was never released");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The connection goes on serving.

@@ -65,12 +65,7 @@ impl MediaSource for Node {
             Some("-long") => 100,
             _ => return Err(SubscribeRefusal::NotFound),
         };
-        Ok(produce(
-            &req.name,
-            gops,
-            GOP_INTERVAL,
-            self.released.clone(),
-        ))
+        Ok(produce(&req.name, gops, GOP_INTERVAL, self.released.clone()))
     }
 }
 
@@ -109,9 +104,8 @@ async fn next_forward(forwards: &mut Forwards) -> (ForwardRequest, mpsc::Receive
 
 async fn drain(rx: &mut mpsc::Receiver<Frame>) -> Vec<Frame> {
     let mut got = Vec::new();
-    while let Some(f) = tokio::time::timeout(TIMEOUT, rx.recv())
-        .await
-        .expect("frame or end in time")
+    while let Some(f) =
+        tokio::time::timeout(TIMEOUT, rx.recv()).await.expect("frame or end in time")
     {
         got.push(f);
     }
@@ -159,30 +153,14 @@ async fn pair() -> Pair {
     let dialler = endpoint(dir.path(), "origin-b");
     let (b, b_forwards) = node("origin-b");
     let b_conn = dialler
-        .connect_serving(
-            acceptor.local_addr().unwrap(),
-            "origin-a",
-            b.clone(),
-            Some(b.clone()),
-        )
+        .connect_serving(acceptor.local_addr().unwrap(), "origin-a", b.clone(), Some(b.clone()))
         .await
         .unwrap();
     let a_conn = tokio::time::timeout(TIMEOUT, peers.recv())
         .await
         .expect("the acceptor's handle in time")
         .expect("a handle");
-    Pair {
-        dir,
-        acceptor,
-        a,
-        a_forwards,
-        a_conn,
-        dialler,
-        b,
-        b_forwards,
-        b_conn,
-        peers,
-    }
+    Pair { dir, acceptor, a, a_forwards, a_conn, dialler, b, b_forwards, b_conn, peers }
 }
 
 #[tokio::test]
@@ -191,14 +169,8 @@ async fn both_nodes_subscribe_and_forward_over_one_connection() {
     assert_eq!(p.a_conn.peer_node_id(), "origin-b");
     assert_eq!(p.b_conn.peer_node_id(), "origin-a");
     // One connection: each handle's remote address is the other endpoint's socket.
-    assert_eq!(
-        p.a_conn.quic().remote_address(),
-        p.dialler.local_addr().unwrap()
-    );
-    assert_eq!(
-        p.b_conn.quic().remote_address(),
-        p.acceptor.local_addr().unwrap()
-    );
+    assert_eq!(p.a_conn.quic().remote_address(), p.dialler.local_addr().unwrap());
+    assert_eq!(p.b_conn.quic().remote_address(), p.acceptor.local_addr().unwrap());
 
     let released = Arc::new(Mutex::new(Vec::new()));
     let (a_sub, b_sub, a_fwd, b_fwd) = tokio::join!(
@@ -239,10 +211,7 @@ async fn both_nodes_subscribe_and_forward_over_one_connection() {
             traceparent: "00-fa".into(),
         }
     );
-    assert_eq!(
-        (b_req.name.as_str(), b_req.peer_node_id.as_str()),
-        ("b-fwd", "origin-b")
-    );
+    assert_eq!((b_req.name.as_str(), b_req.peer_node_id.as_str()), ("b-fwd", "origin-b"));
 
     let (got_a_sub, got_b_sub, got_at_b, got_at_a) = tokio::join!(
         read_all(&mut a_sub),
@@ -261,11 +230,7 @@ async fn both_nodes_subscribe_and_forward_over_one_connection() {
     let seen = p.b.subscribed.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert_eq!(
-        (
-            seen[0].peer_node_id.as_str(),
-            seen[0].claim_revision,
-            seen[0].traceparent.as_str()
-        ),
+        (seen[0].peer_node_id.as_str(), seen[0].claim_revision, seen[0].traceparent.as_str()),
         ("origin-a", 7, "00-a")
     );
     assert_eq!(p.a.subscribed.lock().unwrap()[0].peer_node_id, "origin-b");
@@ -277,13 +242,7 @@ async fn both_nodes_subscribe_and_forward_over_one_connection() {
     .await;
     // Refusals travel the acceptor's way too, and the connection goes on.
     let refused = p.a_conn.subscribe("live", "nothing", 0).await;
-    assert!(
-        matches!(
-            refused,
-            Err(RelayError::Refused(SubscribeRefusal::NotFound))
-        ),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(RelayError::Refused(SubscribeRefusal::NotFound))), "{refused:?}");
     // No second connection was made or handed out.
     assert!(p.peers.try_recv().is_err());
 }
@@ -291,36 +250,18 @@ async fn both_nodes_subscribe_and_forward_over_one_connection() {
 #[tokio::test]
 async fn a_dialler_that_does_not_serve_is_not_handed_out() {
     let mut p = pair().await;
-    let plain = p
-        .dialler
-        .connect(p.acceptor.local_addr().unwrap(), "origin-a")
-        .await
-        .unwrap();
+    let plain = p.dialler.connect(p.acceptor.local_addr().unwrap(), "origin-a").await.unwrap();
     let mut sub = plain.subscribe("live", "origin-a-cam", 0).await.unwrap();
-    assert_frames(
-        &read_all(&mut sub).await,
-        &expected_frames("origin-a-cam", 3),
-    );
-    assert!(
-        p.peers.try_recv().is_err(),
-        "a plain dialler's connection was handed out"
-    );
+    assert_frames(&read_all(&mut sub).await, &expected_frames("origin-a-cam", 3));
+    assert!(p.peers.try_recv().is_err(), "a plain dialler's connection was handed out");
 }
 
 /// A raw acceptor on origin-c: accepts one connection, answers the Hello, returns the
 /// control stream.
 async fn raw_acceptor(
     endpoint: &RelayEndpoint,
-) -> (
-    quinn::Connection,
-    quinn::SendStream,
-    quinn::RecvStream,
-    BytesMut,
-) {
-    let conn = tokio::time::timeout(TIMEOUT, endpoint.accept_quic())
-        .await
-        .unwrap()
-        .unwrap();
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream, BytesMut) {
+    let conn = tokio::time::timeout(TIMEOUT, endpoint.accept_quic()).await.unwrap().unwrap();
     let (mut send, mut recv) = conn.accept_bi().await.unwrap();
     let mut buf = BytesMut::new();
     let hello = read_control(&mut recv, &mut buf).await;
@@ -360,9 +301,7 @@ async fn malformed_requests_from_the_acceptor_close_only_that_connection() {
     let dial = {
         let (dialler, b) = (p.dialler.clone(), b.clone());
         tokio::spawn(async move {
-            dialler
-                .connect_serving(raw_addr, "origin-c", b.clone(), Some(b))
-                .await
+            dialler.connect_serving(raw_addr, "origin-c", b.clone(), Some(b)).await
         })
     };
     let (conn, mut send, mut recv, mut buf) = raw_acceptor(&raw).await;
@@ -407,19 +346,13 @@ async fn malformed_requests_from_the_acceptor_close_only_that_connection() {
     };
     let (conn, mut send, _recv, _buf) = raw_acceptor(&raw).await;
     let _dialled = dial.await.unwrap().unwrap();
-    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
-        .await
-        .unwrap();
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
     let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
     assert_eq!(close_code(err), u64::from(codes::PROTOCOL_VIOLATION));
 
     // The first raw connection's subscription was released by origin-b when it closed.
     eventually("origin-b released the raw acceptor's subscription", || {
-        b.released
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|n| n == "origin-b-cam")
+        b.released.lock().unwrap().iter().any(|n| n == "origin-b-cam")
     })
     .await;
     // The good connection is unaffected, both ways.
@@ -428,13 +361,7 @@ async fn malformed_requests_from_the_acceptor_close_only_that_connection() {
     assert_frames(&got_b, &expected_frames("origin-a-cam", 3));
     let mut fwd = p
         .a_conn
-        .forward(
-            "live",
-            "after",
-            0,
-            0,
-            produce("after", 2, GOP_INTERVAL, released),
-        )
+        .forward("live", "after", 0, 0, produce("after", 2, GOP_INTERVAL, released))
         .await
         .unwrap();
     assert_eq!(fwd.finished().await.unwrap(), 2);
@@ -445,45 +372,25 @@ async fn malformed_requests_from_the_dialler_close_only_that_connection() {
     let p = pair().await;
     let mut a_sub = p.a_conn.subscribe("live", "origin-b-cam", 0).await.unwrap();
     // A raw dialler sends a Subscribe with an id from the acceptor's half.
-    let (conn, mut send, mut recv) = raw_hello(
-        &p.dialler,
-        p.acceptor.local_addr().unwrap(),
-        sluice_relay::VERSION,
-    )
-    .await;
+    let (conn, mut send, mut recv) =
+        raw_hello(&p.dialler, p.acceptor.local_addr().unwrap(), sluice_relay::VERSION).await;
     let mut buf = BytesMut::new();
-    assert!(matches!(
-        read_control(&mut recv, &mut buf).await.msg,
-        Some(Msg::Hello(_))
-    ));
+    assert!(matches!(read_control(&mut recv, &mut buf).await.msg, Some(Msg::Hello(_))));
     write_control(&mut send, subscribe(ACCEPTOR_BIT | 4, "origin-a-cam")).await;
     let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
     assert_eq!(close_code(err), u64::from(codes::PROTOCOL_VIOLATION));
     // A second Hello.
-    let (conn, mut send, _recv) = raw_hello(
-        &p.dialler,
-        p.acceptor.local_addr().unwrap(),
-        sluice_relay::VERSION,
-    )
-    .await;
-    let hello = Hello {
-        version: sluice_relay::VERSION,
-        node_id: "origin-b".into(),
-        serves_requests: true,
-    };
+    let (conn, mut send, _recv) =
+        raw_hello(&p.dialler, p.acceptor.local_addr().unwrap(), sluice_relay::VERSION).await;
+    let hello =
+        Hello { version: sluice_relay::VERSION, node_id: "origin-b".into(), serves_requests: true };
     write_control(&mut send, Msg::Hello(hello)).await;
     let err = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
     assert_eq!(close_code(err), u64::from(codes::PROTOCOL_VIOLATION));
     // The good connection goes on both ways.
-    assert_frames(
-        &read_all(&mut a_sub).await,
-        &expected_frames("origin-b-cam", 3),
-    );
+    assert_frames(&read_all(&mut a_sub).await, &expected_frames("origin-b-cam", 3));
     let mut b_sub = p.b_conn.subscribe("live", "origin-a-cam", 0).await.unwrap();
-    assert_frames(
-        &read_all(&mut b_sub).await,
-        &expected_frames("origin-a-cam", 3),
-    );
+    assert_frames(&read_all(&mut b_sub).await, &expected_frames("origin-a-cam", 3));
 }
 
 /// Opens a long subscription and a long forward each way, has `closer` close the
@@ -491,52 +398,27 @@ async fn malformed_requests_from_the_dialler_close_only_that_connection() {
 async fn closing_ends_everything(acceptor_closes: bool) {
     let mut p = pair().await;
     let released = Arc::new(Mutex::new(Vec::new()));
-    let mut a_sub = p
-        .a_conn
-        .subscribe("live", "origin-b-long", 0)
-        .await
-        .unwrap();
-    let mut b_sub = p
-        .b_conn
-        .subscribe("live", "origin-a-long", 0)
-        .await
-        .unwrap();
+    let mut a_sub = p.a_conn.subscribe("live", "origin-b-long", 0).await.unwrap();
+    let mut b_sub = p.b_conn.subscribe("live", "origin-a-long", 0).await.unwrap();
     let mut a_fwd = p
         .a_conn
-        .forward(
-            "live",
-            "a-long",
-            0,
-            0,
-            produce("a-long", 100, GOP_INTERVAL, released.clone()),
-        )
+        .forward("live", "a-long", 0, 0, produce("a-long", 100, GOP_INTERVAL, released.clone()))
         .await
         .unwrap();
     let mut b_fwd = p
         .b_conn
-        .forward(
-            "live",
-            "b-long",
-            0,
-            0,
-            produce("b-long", 100, GOP_INTERVAL, released.clone()),
-        )
+        .forward("live", "b-long", 0, 0, produce("b-long", 100, GOP_INTERVAL, released.clone()))
         .await
         .unwrap();
     let (_, mut at_b) = next_forward(&mut p.b_forwards).await;
     let (_, mut at_a) = next_forward(&mut p.a_forwards).await;
     // Everything flows before the close.
     for sub in [&mut a_sub, &mut b_sub] {
-        let first = tokio::time::timeout(TIMEOUT, sub.next_frame())
-            .await
-            .unwrap();
+        let first = tokio::time::timeout(TIMEOUT, sub.next_frame()).await.unwrap();
         assert!(matches!(first, Ok(Some(_))), "{first:?}");
     }
     for rx in [&mut at_a, &mut at_b] {
-        assert!(tokio::time::timeout(TIMEOUT, rx.recv())
-            .await
-            .unwrap()
-            .is_some());
+        assert!(tokio::time::timeout(TIMEOUT, rx.recv()).await.unwrap().is_some());
     }
 
     if acceptor_closes {
@@ -548,10 +430,7 @@ async fn closing_ends_everything(acceptor_closes: bool) {
     // Subscriptions fail (after at most the frames already received)...
     for sub in [&mut a_sub, &mut b_sub] {
         let end = loop {
-            match tokio::time::timeout(TIMEOUT, sub.next_frame())
-                .await
-                .unwrap()
-            {
+            match tokio::time::timeout(TIMEOUT, sub.next_frame()).await.unwrap() {
                 Ok(Some(_)) => continue,
                 other => break other,
             }

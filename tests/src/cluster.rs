@@ -23,11 +23,7 @@ pub fn gen_certs(dir: &Path, nodes: &[&str]) {
         .args(["--nodes", &nodes.join(",")])
         .output()
         .expect("run sluice-origin gen-certs");
-    assert!(
-        out.status.success(),
-        "gen-certs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "gen-certs failed: {}", String::from_utf8_lossy(&out.stderr));
     for n in nodes {
         assert!(
             dir.join(format!("{n}.pem")).is_file() && dir.join(format!("{n}.key")).is_file(),
@@ -50,11 +46,7 @@ impl TestCluster {
         let prefix = format!("/{tag}{}", std::process::id());
         let certs = TestDir::new("certs");
         gen_certs(certs.path(), nodes);
-        TestCluster {
-            etcd,
-            prefix,
-            certs,
-        }
+        TestCluster { etcd, prefix, certs }
     }
 
     pub fn certs_dir(&self) -> &Path {
@@ -84,12 +76,7 @@ impl TestCluster {
     /// An origin with a relay listener, plus `extra` flags.
     pub fn origin(&self, id: &str, extra: &[&str]) -> Origin {
         let mut args = self.args(id);
-        args.extend(
-            ["--relay-listen", "127.0.0.1:0"]
-                .iter()
-                .chain(extra)
-                .map(|s| s.to_string()),
-        );
+        args.extend(["--relay-listen", "127.0.0.1:0"].iter().chain(extra).map(|s| s.to_string()));
         let o = Origin::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.relay.is_some(), "origin {id} prints its relay address");
         o
@@ -105,10 +92,7 @@ impl TestCluster {
 
 /// The home of `live/name` on the ring over `origins` (as every node computes it).
 pub fn home(origins: &[&str], name: &str) -> String {
-    let ring = Ring::new(
-        origins.iter().map(|o| NodeId::new(o).expect("node id")),
-        DEFAULT_VNODES,
-    );
+    let ring = Ring::new(origins.iter().map(|o| NodeId::new(o).expect("node id")), DEFAULT_VNODES);
     let key = StreamKey::parse("live", name).expect("stream name").0;
     ring.owner(&key).expect("non-empty ring").to_string()
 }

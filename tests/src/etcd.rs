@@ -24,7 +24,11 @@ impl Etcd {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let (client, peer) = (free_port(), free_port());
         let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
-        let dir = PathBuf::from(format!("{base}/sluice-tests-etcd-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let dir = PathBuf::from(format!(
+            "{base}/sluice-tests-etcd-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
@@ -33,7 +37,14 @@ impl Etcd {
             .arg(&dir)
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error", "--logger", "zap"])
+            .args([
+                "--initial-cluster",
+                &format!("t={peer_url}"),
+                "--log-level",
+                "error",
+                "--logger",
+                "zap",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -69,7 +80,8 @@ impl Etcd {
     /// Keys under `prefix`, sorted.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let out = self.ctl(&["get", "--prefix", "--keys-only", prefix]).unwrap_or_default();
-        let mut keys: Vec<String> = out.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+        let mut keys: Vec<String> =
+            out.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
         keys.sort();
         keys
     }

@@ -39,15 +39,9 @@ impl Publisher {
         if looped {
             cmd.args(["-stream_loop", "-1"]);
         }
-        cmd.arg("-i")
-            .arg(file)
-            .args(["-c", "copy", "-f", "flv", url]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));
+        cmd.arg("-i").arg(file).args(["-c", "copy", "-f", "flv", url]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));
         let stderr = LineLog::collect(child.stderr.take().expect("piped stderr"));
         Publisher {
             guard: ChildGuard::new(format!("ffmpeg publisher {url}"), child),
@@ -110,32 +104,11 @@ impl Player {
 
     pub fn start_with(ffmpeg: &Path, url: &str) -> Player {
         let mut cmd = Command::new(ffmpeg);
-        cmd.args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-progress",
-            "pipe:1",
-        ])
-        .args(["-stats_period", "0.2", "-i", url])
-        .args([
-            "-map",
-            "0:v",
-            "-map",
-            "0:a?",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "null",
-            "-",
-        ]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));
+        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-progress", "pipe:1"])
+            .args(["-stats_period", "0.2", "-i", url])
+            .args(["-map", "0:v", "-map", "0:a?", "-fps_mode", "passthrough", "-f", "null", "-"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = LineLog::collect(child.stderr.take().expect("piped stderr"));
         let progress = Arc::new(Mutex::new(Progress::default()));
@@ -144,10 +117,7 @@ impl Player {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let mut p = p.lock().unwrap();
-                if let Some(n) = line
-                    .strip_prefix("frame=")
-                    .and_then(|v| v.trim().parse().ok())
-                {
+                if let Some(n) = line.strip_prefix("frame=").and_then(|v| v.trim().parse().ok()) {
                     p.frames = n;
                 } else if line == "progress=end" {
                     p.ended = true;
@@ -209,11 +179,7 @@ impl Player {
         let _ = crate::process::wait_for(Duration::from_secs(2), || {
             self.progress.lock().unwrap().ended.then_some(())
         });
-        PlayResult {
-            frames: self.frames(),
-            errors: self.errors(),
-            status,
-        }
+        PlayResult { frames: self.frames(), errors: self.errors(), status }
     }
 
     /// Error output so far, without ffmpeg's benign exit notes.
@@ -249,9 +215,7 @@ pub fn ffprobe_streams(url: &str, timeout: Duration) -> Result<serde_json::Value
         timeout,
     )?;
     if !status.is_some_and(|s| s.success()) {
-        return Err(format!(
-            "ffprobe {url}: status {status:?}, stderr: {stderr}"
-        ));
+        return Err(format!("ffprobe {url}: status {status:?}, stderr: {stderr}"));
     }
     serde_json::from_str(&stdout).map_err(|e| format!("ffprobe output is not JSON ({e}): {stdout}"))
 }
@@ -283,9 +247,7 @@ pub fn run_with_timeout(
     cmd: &mut Command,
     timeout: Duration,
 ) -> Result<(Option<ExitStatus>, String, String), String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");

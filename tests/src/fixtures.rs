@@ -117,10 +117,7 @@ pub fn newer_ffmpeg() -> Result<PathBuf, String> {
         let _lock = FileLock::acquire(&paths::fixtures_dir().join(".pip.lock"));
         let find = || -> Option<PathBuf> {
             let out = Command::new("python3")
-                .args([
-                    "-c",
-                    "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
-                ])
+                .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
                 .stderr(Stdio::null())
                 .output()
                 .ok()?;
@@ -155,39 +152,24 @@ fn generate(name: &str, ffmpeg: &Path, encode_args: &[&str], duration_s: f64) ->
         fs::read_to_string(&count_path).ok()?.trim().parse().ok()
     };
     if let Some(video_frames) = cached() {
-        return Fixture {
-            path,
-            video_frames,
-            duration_s,
-        };
+        return Fixture { path, video_frames, duration_s };
     }
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    eprintln!(
-        "generating fixture {} with {}",
-        path.display(),
-        ffmpeg.display()
-    );
+    eprintln!("generating fixture {} with {}", path.display(), ffmpeg.display());
     let status = Command::new(ffmpeg)
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .args(encode_args)
         .arg(&tmp)
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", ffmpeg.display()));
-    assert!(
-        status.success(),
-        "ffmpeg failed to generate {name}: {status}"
-    );
+    assert!(status.success(), "ffmpeg failed to generate {name}: {status}");
     let video_frames = count_video_frames(ffmpeg, &tmp);
     assert!(video_frames > 0, "{name} has no video frames");
     fs::rename(&tmp, &path).expect("rename fixture into place");
     let count_tmp = dir.join(format!(".{name}.frames.{}.tmp", std::process::id()));
     fs::write(&count_tmp, format!("{video_frames}\n")).expect("write frame count");
     fs::rename(&count_tmp, &count_path).expect("rename frame count into place");
-    Fixture {
-        path,
-        video_frames,
-        duration_s,
-    }
+    Fixture { path, video_frames, duration_s }
 }
 
 /// Count the video frames of a file by decoding it (`ffprobe -count_frames`). Uses the ffprobe
@@ -209,15 +191,7 @@ fn count_video_frames(ffmpeg: &Path, file: &Path) -> u64 {
             .unwrap_or_else(|_| panic!("ffprobe frame count {text:?}"));
     }
     let out = Command::new(ffmpeg)
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-progress",
-            "pipe:1",
-            "-i",
-        ])
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-progress", "pipe:1", "-i"])
         .arg(file)
         .args(["-map", "0:v", "-fps_mode", "passthrough", "-f", "null", "-"])
         .output()
@@ -248,13 +222,7 @@ impl FileLock {
             .unwrap_or_else(|e| panic!("open lock file {}: {e}", path.display()));
         // SAFETY: flock(2) on a descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(
-            rc,
-            0,
-            "flock {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "flock {}: {}", path.display(), std::io::Error::last_os_error());
         FileLock { file }
     }
 }

@@ -39,10 +39,7 @@ pub struct Flood {
 
 impl std::fmt::Debug for Flood {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flood")
-            .field("pid", &self.guard.pid())
-            .field("bench", &self.bench)
-            .finish()
+        f.debug_struct("Flood").field("pid", &self.guard.pid()).field("bench", &self.bench).finish()
     }
 }
 
@@ -71,14 +68,7 @@ impl Flood {
                     "--connections",
                     &connections.to_string(),
                 ])
-                .args([
-                    "--rate",
-                    "5000",
-                    "--mode",
-                    "silent",
-                    "--connect-timeout",
-                    "20s",
-                ])
+                .args(["--rate", "5000", "--mode", "silent", "--connect-timeout", "20s"])
                 .args(["--hold", &format!("{}ms", hold.as_millis())]);
                 (cmd, true)
             }
@@ -105,11 +95,7 @@ impl Flood {
             "flood of {connections} connections to {addr} with {}",
             if bench { "sluice-bench" } else { "flood.py" }
         );
-        Flood {
-            guard: ChildGuard::new("flood", child),
-            stdout: Some(stdout),
-            bench,
-        }
+        Flood { guard: ChildGuard::new("flood", child), stdout: Some(stdout), bench }
     }
 
     /// Wait for the flood to finish and parse its report.
@@ -127,11 +113,8 @@ impl Flood {
             })
             .or_else(|| serde_json::from_str(&out).ok())
             .unwrap_or_else(|| panic!("flood printed no report (status {status:?}): {out}"));
-        let n = |k: &str| {
-            last[k]
-                .as_u64()
-                .unwrap_or_else(|| panic!("flood report lacks {k}: {last}"))
-        };
+        let n =
+            |k: &str| last[k].as_u64().unwrap_or_else(|| panic!("flood report lacks {k}: {last}"));
         if self.bench {
             FloodReport {
                 attempted: n("attempted"),

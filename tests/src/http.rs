@@ -27,10 +27,7 @@ impl HttpResponse {
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     let name = name.to_ascii_lowercase();
-    headers
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
 }
 
 /// A response whose body is read as it arrives (for `.flv` streams).
@@ -80,11 +77,7 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<HttpRe
     let status = stream.status;
     let headers = stream.headers.clone();
     let body = stream.read_body()?;
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    Ok(HttpResponse { status, headers, body })
 }
 
 /// Send a request and read the status line and headers; the body is left to read.
@@ -107,10 +100,7 @@ pub fn open(
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let status = parse_status_line(&line).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad status line {line:?}"),
-        )
+        io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}"))
     })?;
     let mut headers = Vec::new();
     loop {
@@ -134,11 +124,7 @@ pub fn open(
     } else if find_header(&headers, "transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
-        Box::new(ChunkedReader {
-            inner: reader,
-            remaining: 0,
-            done: false,
-        })
+        Box::new(ChunkedReader { inner: reader, remaining: 0, done: false })
     } else if let Some(len) =
         find_header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok())
     {
@@ -146,12 +132,7 @@ pub fn open(
     } else {
         Box::new(reader)
     };
-    Ok(HttpStream {
-        status,
-        headers,
-        body,
-        stream,
-    })
+    Ok(HttpStream { status, headers, body, stream })
 }
 
 fn parse_status_line(line: &str) -> Option<u16> {
@@ -177,32 +158,21 @@ impl<R: BufRead> Read for ChunkedReader<R> {
         if self.remaining == 0 {
             let mut line = String::new();
             if self.inner.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "chunked body truncated",
-                ));
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunked body truncated"));
             }
             let size = line.trim().split(';').next().unwrap_or("");
             self.remaining = u64::from_str_radix(size, 16).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad chunk size {line:?}"),
-                )
+                io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}"))
             })?;
             if self.remaining == 0 {
                 self.done = true;
                 return Ok(0);
             }
         }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "chunked body truncated",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunked body truncated"));
         }
         self.remaining -= n as u64;
         if self.remaining == 0 {
@@ -220,11 +190,7 @@ mod tests {
     #[test]
     fn decodes_chunked_bodies() {
         let raw = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
-        let mut r = ChunkedReader {
-            inner: &raw[..],
-            remaining: 0,
-            done: false,
-        };
+        let mut r = ChunkedReader { inner: &raw[..], remaining: 0, done: false };
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hello, world");

@@ -30,12 +30,8 @@ impl Metrics {
             if let Some(rest) = line.strip_prefix('#') {
                 let mut parts = rest.split_whitespace();
                 if parts.next() == Some("TYPE") {
-                    let name = parts
-                        .next()
-                        .ok_or(format!("line {}: TYPE without name", i + 1))?;
-                    let ty = parts
-                        .next()
-                        .ok_or(format!("line {}: TYPE without type", i + 1))?;
+                    let name = parts.next().ok_or(format!("line {}: TYPE without name", i + 1))?;
+                    let ty = parts.next().ok_or(format!("line {}: TYPE without type", i + 1))?;
                     m.types.insert(name.to_string(), ty.to_string());
                 }
                 continue;
@@ -52,9 +48,7 @@ impl Metrics {
         let mut found = None;
         for s in &self.samples {
             if s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+                && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
             {
                 *found.get_or_insert(0.0) += s.value;
             }
@@ -77,11 +71,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     let (name_end, labels, rest) = match line.find('{') {
         Some(open) => {
             let close = find_label_end(line, open).ok_or("unterminated label set")?;
-            (
-                open,
-                parse_labels(&line[open + 1..close])?,
-                &line[close + 1..],
-            )
+            (open, parse_labels(&line[open + 1..close])?, &line[close + 1..])
         }
         None => {
             let end = line.find(char::is_whitespace).ok_or("no value")?;
@@ -90,9 +80,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     };
     let name = line[..name_end].trim();
     if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
         || name.starts_with(|c: char| c.is_ascii_digit())
     {
         return Err(format!("bad metric name {name:?}"));
@@ -104,11 +92,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         "NaN" => f64::NAN,
         v => v.parse::<f64>().map_err(|_| format!("bad value {v:?}"))?,
     };
-    Ok(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
+    Ok(Sample { name: name.to_string(), labels, value })
 }
 
 fn find_label_end(line: &str, open: usize) -> Option<usize> {
@@ -180,10 +164,7 @@ mod tests {
         assert_eq!(m.value("sluice_bytes_in_total", &[]), 1500.0);
         assert_eq!(m.get("weird", &[("a", "x,\"}y"), ("b", "2")]), Some(7.0));
         assert_eq!(m.get("missing", &[]), None);
-        assert_eq!(
-            m.types.get("sluice_viewers").map(String::as_str),
-            Some("gauge")
-        );
+        assert_eq!(m.types.get("sluice_viewers").map(String::as_str), Some("gauge"));
     }
 
     #[test]

@@ -29,10 +29,7 @@ impl TestDir {
     /// counter.
     pub fn new(label: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let test = thread::current()
-            .name()
-            .unwrap_or("test")
-            .replace("::", "-");
+        let test = thread::current().name().unwrap_or("test").replace("::", "-");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = paths::target_dir()
             .join("sluice-tests")
@@ -71,7 +68,8 @@ impl Origin {
 
     /// Start a `sluice-edge` (same listeners and `listening` line as an origin) with `args`.
     pub fn start_edge(args: &[&str]) -> Origin {
-        Self::try_start_bin("sluice-edge", args).unwrap_or_else(|e| panic!("starting sluice-edge: {e}"))
+        Self::try_start_bin("sluice-edge", args)
+            .unwrap_or_else(|e| panic!("starting sluice-edge: {e}"))
     }
 
     /// Start the node binary `name` with port-0 listeners on 127.0.0.1 plus `args`.
@@ -81,32 +79,17 @@ impl Origin {
         let log_path = dir.path().join(format!("{name}.log"));
         let log = File::create(&log_path).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&bin);
-        cmd.args([
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        cmd.args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let mut guard = ChildGuard::new(name, child);
-        eprintln!(
-            "{name} pid {} args {:?}, log: {}",
-            guard.pid(),
-            args,
-            log_path.display()
-        );
+        eprintln!("{name} pid {} args {:?}, log: {}", guard.pid(), args, log_path.display());
 
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -135,20 +118,13 @@ impl Origin {
             }
         };
         let (rtmp, http) = parse_listening(&line).ok_or_else(|| {
-            format!(
-                "unexpected first stdout line {line:?}; log:\n{}",
-                tail(&log_path, 40)
-            )
+            format!("unexpected first stdout line {line:?}; log:\n{}", tail(&log_path, 40))
         })?;
-        let relay = line.split_whitespace().find_map(|w| w.strip_prefix("relay=")).and_then(|v| v.parse().ok());
-        Ok(Origin {
-            child: guard,
-            rtmp,
-            http,
-            relay,
-            log_path,
-            dir,
-        })
+        let relay = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("relay="))
+            .and_then(|v| v.parse().ok());
+        Ok(Origin { child: guard, rtmp, http, relay, log_path, dir })
     }
 
     pub fn pid(&self) -> u32 {
@@ -202,11 +178,7 @@ impl Origin {
     /// The `/api/streams` entry for `app/name`, if listed.
     pub fn stream_info(&self, app: &str, name: &str) -> Option<serde_json::Value> {
         let all = self.streams();
-        all["streams"]
-            .as_array()?
-            .iter()
-            .find(|s| s["app"] == app && s["name"] == name)
-            .cloned()
+        all["streams"].as_array()?.iter().find(|s| s["app"] == app && s["name"] == name).cloned()
     }
 
     /// Resident memory in KiB.

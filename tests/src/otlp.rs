@@ -4,8 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 
 /// Records every export request.
@@ -29,12 +33,17 @@ impl Collector {
     /// Serve a collector on 127.0.0.1 (port 0) on `rt`; returns it and its address.
     pub fn start(rt: &tokio::runtime::Runtime) -> (Collector, SocketAddr) {
         let collector = Collector::default();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind collector");
+        let listener =
+            rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind collector");
         let addr = listener.local_addr().expect("collector address");
         let service = TraceServiceServer::new(collector.clone());
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
                 eprintln!("collector stopped: {e}");
             }
         });
@@ -49,9 +58,11 @@ impl Collector {
 
 /// The string value of attribute `key`, if present and a string.
 pub fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.as_str()),
-        _ => None,
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
     })
 }
 
@@ -71,8 +82,11 @@ pub fn seen_spans(requests: &[ExportTraceServiceRequest]) -> Vec<SeenSpan> {
     let mut out = Vec::new();
     for req in requests {
         for rs in &req.resource_spans {
-            let service =
-                rs.resource.as_ref().and_then(|r| string_attr(&r.attributes, "service.name")).map(str::to_string);
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| string_attr(&r.attributes, "service.name"))
+                .map(str::to_string);
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
                     out.push(SeenSpan {

@@ -16,11 +16,7 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: impl Into<String>, child: Child) -> Self {
-        ChildGuard {
-            child: Some(child),
-            name: name.into(),
-            grace: Duration::from_secs(5),
-        }
+        ChildGuard { child: Some(child), name: name.into(), grace: Duration::from_secs(5) }
     }
 
     pub fn pid(&self) -> u32 {
@@ -33,9 +29,7 @@ impl ChildGuard {
 
     /// The exit status if the process has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Wait up to `timeout` for the process to exit by itself.

@@ -95,8 +95,7 @@ impl RtmpClient {
         if self.eof {
             return Ok(0);
         }
-        self.stream
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        self.stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         let mut buf = vec![0u8; 64 * 1024];
         let n = match self.stream.read(&mut buf) {
             Ok(0) => {
@@ -154,11 +153,9 @@ impl RtmpClient {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next_event(left)? {
-                Some(ClientEvent::Status {
-                    level,
-                    code,
-                    description,
-                }) => return Ok((level, code, description)),
+                Some(ClientEvent::Status { level, code, description }) => {
+                    return Ok((level, code, description))
+                }
                 Some(ClientEvent::CommandError { description }) => {
                     bail!("command error: {description}")
                 }
@@ -173,9 +170,8 @@ impl RtmpClient {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (level, got, desc) = self
-                .next_status(left)
-                .with_context(|| format!("waiting for {code}"))?;
+            let (level, got, desc) =
+                self.next_status(left).with_context(|| format!("waiting for {code}"))?;
             if got == code {
                 return Ok((level, desc));
             }

@@ -15,8 +15,19 @@ use sluice_tests::{h264_aac, secs, Origin, Publisher};
 fn count_audio_packets(input: &str, timeout: Duration) -> (usize, String) {
     let (_, stdout, stderr) = run_with_timeout(
         Command::new("ffmpeg").args([
-            "-hide_banner", "-nostdin", "-loglevel", "error", "-i", input, "-map", "0:a", "-c", "copy", "-f",
-            "framecrc", "-",
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            input,
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "framecrc",
+            "-",
         ]),
         timeout,
     )
@@ -60,8 +71,10 @@ fn audio_only_stream_reaches_every_player_whole() {
     let mut publisher = Publisher::start(&rtmp_url, &fixture);
 
     // The API reports audio and no video.
-    let info = wait_for(secs(10), || origin.stream_info("live", "radio").filter(|s| !s["audio"].is_null()))
-        .unwrap_or_else(|| panic!("no audio in /api/streams: {}", origin.streams()));
+    let info = wait_for(secs(10), || {
+        origin.stream_info("live", "radio").filter(|s| !s["audio"].is_null())
+    })
+    .unwrap_or_else(|| panic!("no audio in /api/streams: {}", origin.streams()));
     assert_eq!(info["audio"]["codec"], "aac", "{info}");
     assert!(info["video"].is_null(), "{info}");
 
@@ -70,8 +83,21 @@ fn audio_only_stream_reaches_every_player_whole() {
     let (late, late_err) = {
         let (_, stdout, stderr) = run_with_timeout(
             Command::new("ffmpeg").args([
-                "-hide_banner", "-nostdin", "-loglevel", "error", "-i", &rtmp_url, "-map", "0:a", "-t", "1",
-                "-c", "copy", "-f", "framecrc", "-",
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                &rtmp_url,
+                "-map",
+                "0:a",
+                "-t",
+                "1",
+                "-c",
+                "copy",
+                "-f",
+                "framecrc",
+                "-",
             ]),
             secs(10),
         )

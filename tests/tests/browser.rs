@@ -38,15 +38,9 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
     }
     let web_dir = workspace_root().join("web");
     assert!(
-        web_dir
-            .join("node_modules/playwright-core/package.json")
-            .is_file()
-            && web_dir
-                .join("node_modules/hls.js/dist/hls.min.js")
-                .is_file()
-            && web_dir
-                .join("node_modules/mpegts.js/dist/mpegts.js")
-                .is_file(),
+        web_dir.join("node_modules/playwright-core/package.json").is_file()
+            && web_dir.join("node_modules/hls.js/dist/hls.min.js").is_file()
+            && web_dir.join("node_modules/mpegts.js/dist/mpegts.js").is_file(),
         "npm packages missing in {}: run `npm ci --prefix web` (scripts/test.sh does)",
         web_dir.display()
     );
@@ -55,33 +49,18 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
     let origin = Origin::start(&["--web-dir", web_arg]);
     let page = origin.get("/");
     assert_eq!(page.status, 200);
-    assert!(
-        page.text().contains("/assets/hls.min.js"),
-        "{}",
-        page.text()
-    );
+    assert!(page.text().contains("/assets/hls.min.js"), "{}", page.text());
 
     let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "web"), &h264_aac().path);
-    wait_for(secs(15), || {
-        origin
-            .stream_info("live", "web")
-            .filter(|s| !s["video"].is_null())
-    })
-    .unwrap_or_else(|| panic!("live/web never listed: {}", origin.streams()));
+    wait_for(secs(15), || origin.stream_info("live", "web").filter(|s| !s["video"].is_null()))
+        .unwrap_or_else(|| panic!("live/web never listed: {}", origin.streams()));
 
     let out = origin.dir().path();
     let script = workspace_root().join("tests/browser/play.mjs");
     let base = format!("http://{}", origin.http);
     let mut cmd = Command::new("node");
     cmd.arg(&script)
-        .args([
-            "--web-dir",
-            web_arg,
-            "--base",
-            &base,
-            "--stream",
-            "live/web",
-        ])
+        .args(["--web-dir", web_arg, "--base", &base, "--stream", "live/web"])
         .args(["--modes", "hls,flv", "--chromium", CHROMIUM])
         .args(["--sample-ms", "3000", "--start-timeout-ms", "20000"])
         .arg("--out")
@@ -94,10 +73,8 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
         origin.log()
     );
 
-    let results: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let results: Vec<serde_json::Value> =
+        stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     for mode in ["hls", "flv"] {
         let r = results
             .iter()
@@ -108,10 +85,7 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
             println!("screenshot ({mode}): {shot}");
         }
         assert_eq!(r["ok"], true, "{mode}: page not driven: {r}");
-        assert_eq!(
-            r["librariesMissing"], false,
-            "{mode}: page says libraries are missing: {r}"
-        );
+        assert_eq!(r["librariesMissing"], false, "{mode}: page says libraries are missing: {r}");
         let t0 = r["t0"].as_f64().unwrap_or(0.0);
         let t1 = r["t1"].as_f64().unwrap_or(0.0);
         let frames = r["frames1"].as_u64().unwrap_or(0);
@@ -150,9 +124,7 @@ fn page_says_when_player_libraries_are_missing() {
     }
     let real_web = workspace_root().join("web");
     assert!(
-        real_web
-            .join("node_modules/playwright-core/package.json")
-            .is_file(),
+        real_web.join("node_modules/playwright-core/package.json").is_file(),
         "playwright-core missing: run `npm ci --prefix web` (scripts/test.sh does)"
     );
     // A web directory with the page but no node_modules.
@@ -168,8 +140,7 @@ fn page_says_when_player_libraries_are_missing() {
     assert!(lib.text().contains("npm ci --prefix web"), "{}", lib.text());
     let log = wait_for(secs(5), || {
         let log = origin.log();
-        log.contains("player libraries not installed")
-            .then_some(log)
+        log.contains("player libraries not installed").then_some(log)
     });
     assert!(log.is_some(), "no start-up warning:\n{}", origin.log());
 
@@ -178,14 +149,7 @@ fn page_says_when_player_libraries_are_missing() {
         .arg("--web-dir")
         .arg(&real_web)
         .args(["--base", &format!("http://{}", origin.http)])
-        .args([
-            "--stream",
-            "live/none",
-            "--modes",
-            "hls",
-            "--chromium",
-            CHROMIUM,
-        ])
+        .args(["--stream", "live/none", "--modes", "hls", "--chromium", CHROMIUM])
         .args(["--sample-ms", "0", "--start-timeout-ms", "500"])
         .arg("--out")
         .arg(dir.path());
@@ -207,8 +171,5 @@ fn page_says_when_player_libraries_are_missing() {
         note.contains("player libraries not installed") && note.contains("npm ci --prefix web"),
         "{r}"
     );
-    assert!(
-        r["status"].as_str().unwrap_or("").contains("not installed"),
-        "{r}"
-    );
+    assert!(r["status"].as_str().unwrap_or("").contains("not installed"), "{r}");
 }

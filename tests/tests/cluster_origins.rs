@@ -11,7 +11,16 @@ use sluice_tests::rtmp::RtmpClient;
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 fn origin(etcd: &Etcd, prefix: &str, id: &str) -> Origin {
-    Origin::start(&["--etcd", &etcd.endpoint(), "--etcd-prefix", prefix, "--lease-ttl", "2s", "--node-id", id])
+    Origin::start(&[
+        "--etcd",
+        &etcd.endpoint(),
+        "--etcd-prefix",
+        prefix,
+        "--lease-ttl",
+        "2s",
+        "--node-id",
+        id,
+    ])
 }
 
 #[test]
@@ -35,14 +44,21 @@ fn a_stream_name_has_one_publisher_cluster_wide() {
     assert!(value.contains("\"origin\":\"origin-a\""), "claim value: {value}");
     // Once media flows, the claim says what it carries.
     let value = wait_for(secs(10), || {
-        etcd.ctl(&["get", &stream_key, "--print-value-only"]).ok().filter(|v| v.contains("\"codecs\":[\"h264\",\"aac\"]"))
+        etcd.ctl(&["get", &stream_key, "--print-value-only"])
+            .ok()
+            .filter(|v| v.contains("\"codecs\":[\"h264\",\"aac\"]"))
     });
-    assert!(value.is_some(), "claim codecs: {:?}", etcd.ctl(&["get", &stream_key, "--print-value-only"]));
+    assert!(
+        value.is_some(),
+        "claim codecs: {:?}",
+        etcd.ctl(&["get", &stream_key, "--print-value-only"])
+    );
 
     // Another origin refuses the live name once the claim hold (TTL + margin) has passed.
     let started = Instant::now();
     let mut second = RtmpClient::connect(b.rtmp, "live", "one", ClientMode::Publish).unwrap();
-    let (level, _) = second.expect_status("NetStream.Publish.BadName", secs(15)).expect("BadName from origin B");
+    let (level, _) =
+        second.expect_status("NetStream.Publish.BadName", secs(15)).expect("BadName from origin B");
     assert_eq!(level, "error");
     assert!(started.elapsed() < secs(10), "refusal took {:?}", started.elapsed());
     assert!(publisher.is_running(), "the first publisher kept publishing");
@@ -52,9 +68,12 @@ fn a_stream_name_has_one_publisher_cluster_wide() {
     wait_for(secs(10), || (!etcd.keys(&stream_key).contains(&stream_key)).then_some(()))
         .expect("claim released after unpublish");
     let mut on_b = RtmpClient::connect(b.rtmp, "live", "one", ClientMode::Publish).unwrap();
-    on_b.expect_status("NetStream.Publish.Start", secs(10)).expect("origin B accepts the free name");
+    on_b.expect_status("NetStream.Publish.Start", secs(10))
+        .expect("origin B accepts the free name");
     let value = wait_for(secs(5), || {
-        etcd.ctl(&["get", &stream_key, "--print-value-only"]).ok().filter(|v| v.contains("origin-b"))
+        etcd.ctl(&["get", &stream_key, "--print-value-only"])
+            .ok()
+            .filter(|v| v.contains("origin-b"))
     });
     assert!(value.is_some(), "claim now names origin-b: {:?}", etcd.ctl(&["get", &stream_key]));
 }
@@ -82,5 +101,8 @@ fn a_crashed_origins_claim_expires_and_the_encoder_republishes_elsewhere() {
     assert!(took < Duration::from_secs(10), "republish took {took:?}");
     let value = etcd.ctl(&["get", &stream_key, "--print-value-only"]).unwrap();
     assert!(value.contains("crash-b"), "claim value: {value}");
-    assert!(!etcd.keys(&format!("{prefix}/nodes/")).iter().any(|k| k.ends_with("crash-a")), "dead node key gone");
+    assert!(
+        !etcd.keys(&format!("{prefix}/nodes/")).iter().any(|k| k.ends_with("crash-a")),
+        "dead node key gone"
+    );
 }

@@ -70,26 +70,16 @@ impl Run {
 
 impl LocalCluster {
     fn new() -> LocalCluster {
-        let shm = if Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        };
+        let shm = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
         let state = PathBuf::from(format!("{shm}/sluice-deploy-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
-        LocalCluster {
-            base: free_base(),
-            state,
-        }
+        LocalCluster { base: free_base(), state }
     }
 
     /// `cluster.sh ARGS` with the debug binaries, this test's ports and state directory.
     fn script(&self, args: &[&str], timeout: Duration) -> Run {
         // Both binaries must exist (panics with build instructions otherwise).
-        let bin_dir = paths::binary("sluice-origin")
-            .parent()
-            .expect("target/debug")
-            .to_path_buf();
+        let bin_dir = paths::binary("sluice-origin").parent().expect("target/debug").to_path_buf();
         paths::binary("sluice-edge");
         let mut cmd = Command::new("bash");
         cmd.arg(paths::workspace_root().join("deploy/local/cluster.sh"))
@@ -102,11 +92,7 @@ impl LocalCluster {
             .env_remove("FOREGROUND");
         let (status, stdout, stderr) = run_with_timeout(&mut cmd, timeout).expect("run cluster.sh");
         eprintln!("cluster.sh {args:?}: {status:?}\n{stdout}\n{stderr}");
-        Run {
-            status,
-            stdout,
-            stderr,
-        }
+        Run { status, stdout, stderr }
     }
 
     fn pid(&self, name: &str) -> Option<u32> {
@@ -164,19 +150,14 @@ fn printed_url(out: &str, node: &str, kind: &str) -> String {
 fn split_http(url: &str) -> (SocketAddr, String) {
     let rest = url.strip_prefix("http://").expect("http URL");
     let slash = rest.find('/').unwrap_or(rest.len());
-    (
-        rest[..slash].parse().expect("host:port"),
-        rest[slash..].to_string(),
-    )
+    (rest[..slash].parse().expect("host:port"), rest[slash..].to_string())
 }
 
 /// A process is gone: no /proc entry, or a zombie waiting for its reaper.
 fn exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
     }
 }
 
@@ -185,37 +166,16 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
     let started = Instant::now();
     let cluster = LocalCluster::new();
     let up = cluster.script(&["up"], secs(120));
-    assert!(
-        up.ok(),
-        "cluster.sh up failed ({:?}):\n{}\n{}",
-        up.status,
-        up.stdout,
-        up.stderr
-    );
-    eprintln!(
-        "up took {:?} (base port {})",
-        started.elapsed(),
-        cluster.base
-    );
+    assert!(up.ok(), "cluster.sh up failed ({:?}):\n{}\n{}", up.status, up.stdout, up.stderr);
+    eprintln!("up took {:?} (base port {})", started.elapsed(), cluster.base);
 
     // Six processes with pid files, all running.
     let pids: Vec<(&str, u32)> = NODES
         .iter()
-        .map(|n| {
-            (
-                *n,
-                cluster
-                    .pid(n)
-                    .unwrap_or_else(|| panic!("no pid file of {n}")),
-            )
-        })
+        .map(|n| (*n, cluster.pid(n).unwrap_or_else(|| panic!("no pid file of {n}"))))
         .collect();
     for (name, pid) in &pids {
-        assert!(
-            !exited(*pid),
-            "{name} (pid {pid}) is not running:\n{}",
-            cluster.log_tail(name)
-        );
+        assert!(!exited(*pid), "{name} (pid {pid}) is not running:\n{}", cluster.log_tail(name));
     }
 
     // The printed URLs follow the documented layout.
@@ -230,23 +190,14 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
         printed_url(&up.stdout, "edge-3", "hls"),
         format!("http://127.0.0.1:{}/{STREAM}.m3u8", base + 51)
     );
-    assert!(
-        up.stdout.contains("cluster.sh down"),
-        "says how to stop:\n{}",
-        up.stdout
-    );
+    assert!(up.stdout.contains("cluster.sh down"), "says how to stop:\n{}", up.stdout);
 
     // etcd holds exactly the five node keys under the default prefix.
-    let expected: Vec<String> = [
-        "edge/edge-1",
-        "edge/edge-2",
-        "edge/edge-3",
-        "origin/origin-1",
-        "origin/origin-2",
-    ]
-    .iter()
-    .map(|k| format!("/sluice/nodes/{k}"))
-    .collect();
+    let expected: Vec<String> =
+        ["edge/edge-1", "edge/edge-2", "edge/edge-3", "origin/origin-1", "origin/origin-2"]
+            .iter()
+            .map(|k| format!("/sluice/nodes/{k}"))
+            .collect();
     let nodes = wait_for(secs(15), || {
         let keys = cluster.etcd_keys("/sluice/nodes/");
         (keys == expected).then_some(keys)
@@ -259,49 +210,29 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
 
     // `status`: all six running and ready.
     let status = cluster.script(&["status"], secs(30));
-    assert!(
-        status.ok(),
-        "status failed ({:?}):\n{}",
-        status.status,
-        status.stdout
-    );
-    assert_eq!(
-        status.stdout.matches(" running ").count(),
-        6,
-        "{}",
-        status.stdout
-    );
-    assert_eq!(
-        status.stdout.matches(" 200 ").count(),
-        5,
-        "five nodes ready:\n{}",
-        status.stdout
-    );
+    assert!(status.ok(), "status failed ({:?}):\n{}", status.status, status.stdout);
+    assert_eq!(status.stdout.matches(" running ").count(), 6, "{}", status.stdout);
+    assert_eq!(status.stdout.matches(" 200 ").count(), 5, "five nodes ready:\n{}", status.stdout);
 
     // Publish to the printed ingest URL (origin-1); the stream is claimed in etcd.
     let mut publisher = Publisher::start_looped(&ingest, &h264_aac().path);
     let claim = format!("/sluice/streams/{STREAM}");
-    wait_for(secs(20), || {
-        cluster.etcd_keys(&claim).contains(&claim).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{claim} not in etcd; publisher {:?}\n{}",
-            publisher.stderr(),
-            cluster.log_tail("origin-1")
-        )
-    });
+    wait_for(secs(20), || cluster.etcd_keys(&claim).contains(&claim).then_some(())).unwrap_or_else(
+        || {
+            panic!(
+                "{claim} not in etcd; publisher {:?}\n{}",
+                publisher.stderr(),
+                cluster.log_tail("origin-1")
+            )
+        },
+    );
 
     // Viewers on two edges, over RTMP and HTTP-FLV, at the printed URLs.
-    let mut players: Vec<Player> = [
-        ("edge-1", "rtmp"),
-        ("edge-1", "http-flv"),
-        ("edge-2", "rtmp"),
-        ("edge-2", "http-flv"),
-    ]
-    .iter()
-    .map(|(node, kind)| Player::start(&printed_url(&up.stdout, node, kind)))
-    .collect();
+    let mut players: Vec<Player> =
+        [("edge-1", "rtmp"), ("edge-1", "http-flv"), ("edge-2", "rtmp"), ("edge-2", "http-flv")]
+            .iter()
+            .map(|(node, kind)| Player::start(&printed_url(&up.stdout, node, kind)))
+            .collect();
     for p in players.iter_mut() {
         let frames = p.wait_frames(60, secs(40));
         assert!(
@@ -316,16 +247,10 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
     // Edge 3 serves the printed HLS and web page URLs.
     let (hls_addr, hls_path) = split_http(&printed_url(&up.stdout, "edge-3", "hls"));
     let playlist = wait_for(secs(20), || {
-        http::get(hls_addr, &hls_path, secs(10))
-            .ok()
-            .filter(|r| r.status == 200)
-            .map(|r| r.text())
+        http::get(hls_addr, &hls_path, secs(10)).ok().filter(|r| r.status == 200).map(|r| r.text())
     })
     .unwrap_or_else(|| {
-        panic!(
-            "{hls_path} on edge-3 never answered 200:\n{}",
-            cluster.log_tail("edge-3")
-        )
+        panic!("{hls_path} on edge-3 never answered 200:\n{}", cluster.log_tail("edge-3"))
     });
     assert!(playlist.starts_with("#EXTM3U"), "playlist: {playlist}");
     let (web_addr, web_path) = split_http(&printed_url(&up.stdout, "edge-1", "web"));
@@ -346,37 +271,18 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
     let stopping = Instant::now();
     let down = cluster.script(&["down"], secs(40));
     let took = stopping.elapsed();
-    assert!(
-        down.ok(),
-        "down failed ({:?}):\n{}\n{}",
-        down.status,
-        down.stdout,
-        down.stderr
-    );
-    assert!(
-        !down.stderr.contains("SIGKILL"),
-        "a process needed SIGKILL:\n{}",
-        down.stderr
-    );
+    assert!(down.ok(), "down failed ({:?}):\n{}\n{}", down.status, down.stdout, down.stderr);
+    assert!(!down.stderr.contains("SIGKILL"), "a process needed SIGKILL:\n{}", down.stderr);
     assert!(took < secs(20), "down took {took:?}");
     for (name, pid) in &pids {
         assert!(exited(*pid), "{name} (pid {pid}) still running after down");
-        assert!(
-            cluster.pid(name).is_none(),
-            "pid file of {name} left behind"
-        );
+        assert!(cluster.pid(name).is_none(), "pid file of {name} left behind");
     }
-    let busy: Vec<u16> = layout(base)
-        .into_iter()
-        .filter(|&(p, udp)| !port_free(p, udp))
-        .map(|(p, _)| p)
-        .collect();
+    let busy: Vec<u16> =
+        layout(base).into_iter().filter(|&(p, udp)| !port_free(p, udp)).map(|(p, _)| p).collect();
     assert!(busy.is_empty(), "ports still bound after down: {busy:?}");
     // The origin went away under the publisher, so ffmpeg ends by itself.
-    assert!(
-        publisher.wait(secs(10)).is_some(),
-        "ffmpeg still publishing to a stopped origin"
-    );
+    assert!(publisher.wait(secs(10)).is_some(), "ffmpeg still publishing to a stopped origin");
 
     // Idempotent: a second `down` is a no-op; `status` reports not running (exit 3).
     let again = cluster.script(&["down"], secs(30));

@@ -39,10 +39,7 @@ impl<'a> Session<'a> {
             .find(|l| !l.starts_with('#') && !l.is_empty())
             .expect("variant URI")
             .to_string();
-        Session {
-            node,
-            playlist: format!("/live/{uri}"),
-        }
+        Session { node, playlist: format!("/live/{uri}") }
     }
 
     /// msn -> what the media playlist says of each complete segment.
@@ -104,17 +101,9 @@ fn the_home_origin_and_two_edges_serve_identical_hls() {
 
     // Wait until the late edge lists three complete segments.
     let common_msns = wait_for(secs(40), || {
-        let lists = [
-            ingest.segments(),
-            home.segments(),
-            first.segments(),
-            late.segments(),
-        ];
-        let msns: Vec<u64> = lists[3]
-            .keys()
-            .copied()
-            .filter(|m| lists.iter().all(|l| l.contains_key(m)))
-            .collect();
+        let lists = [ingest.segments(), home.segments(), first.segments(), late.segments()];
+        let msns: Vec<u64> =
+            lists[3].keys().copied().filter(|m| lists.iter().all(|l| l.contains_key(m))).collect();
         (msns.len() >= 3).then_some((msns, lists))
     });
     let (msns, lists) = common_msns.unwrap_or_else(|| {
@@ -133,15 +122,9 @@ fn the_home_origin_and_two_edges_serve_identical_hls() {
             "segment {msn} listed differently: {listed:?}"
         );
         assert!(listed[0].date.is_some(), "program date-time present");
-        let bytes: Vec<Vec<u8>> = [&ingest, &home, &first, &late]
-            .iter()
-            .map(|s| s.segment(*msn))
-            .collect();
-        assert!(
-            bytes[0].len() > 10_000,
-            "segment {msn} has media ({} bytes)",
-            bytes[0].len()
-        );
+        let bytes: Vec<Vec<u8>> =
+            [&ingest, &home, &first, &late].iter().map(|s| s.segment(*msn)).collect();
+        assert!(bytes[0].len() > 10_000, "segment {msn} has media ({} bytes)", bytes[0].len());
         for (i, other) in bytes.iter().enumerate().skip(1) {
             assert!(
                 *other == bytes[0],

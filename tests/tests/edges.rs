@@ -33,23 +33,14 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
     let e1 = edge(&c, "edge-1");
     let e2 = edge(&c, "edge-2");
     let nodes = c.etcd.keys(&format!("{}/nodes/", c.prefix));
-    for key in [
-        "nodes/origin/origin-a",
-        "nodes/edge/edge-1",
-        "nodes/edge/edge-2",
-    ] {
-        assert!(
-            nodes.contains(&format!("{}/{key}", c.prefix)),
-            "{key} in {nodes:?}"
-        );
+    for key in ["nodes/origin/origin-a", "nodes/edge/edge-1", "nodes/edge/edge-2"] {
+        assert!(nodes.contains(&format!("{}/{key}", c.prefix)), "{key} in {nodes:?}");
     }
 
     let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "show"), &h264_aac().path);
     let claim = format!("{}/streams/live/show", c.prefix);
-    wait_for(secs(15), || {
-        c.etcd.keys(&claim).contains(&claim).then_some(())
-    })
-    .expect("stream claimed in etcd");
+    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(()))
+        .expect("stream claimed in etcd");
 
     // The edge's API (and so its web page) lists the cluster's streams before anyone watches.
     let listed = wait_for(secs(10), || e1.stream_info("live", "show"));
@@ -67,27 +58,14 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
     ];
     for p in players.iter_mut() {
         let frames = p.wait_frames(120, secs(30));
-        assert!(
-            frames >= 120,
-            "{} decoded only {frames} frames; errors {:?}",
-            p.url,
-            p.errors()
-        );
+        assert!(frames >= 120, "{} decoded only {frames} frames; errors {:?}", p.url, p.errors());
     }
     assert!(publisher.is_running());
 
     // One upstream per stream per edge, whatever the number of viewers.
     for (edge, viewers) in [(&e1, 3.0), (&e2, 2.0)] {
-        assert_eq!(
-            metric(edge, "sluice_relay_upstreams", &[]),
-            1.0,
-            "one pull per edge"
-        );
-        assert_eq!(
-            metric(edge, "sluice_relay_subscribes_total", &[]),
-            1.0,
-            "subscribed once"
-        );
+        assert_eq!(metric(edge, "sluice_relay_upstreams", &[]), 1.0, "one pull per edge");
+        assert_eq!(metric(edge, "sluice_relay_subscribes_total", &[]), 1.0, "subscribed once");
         assert!(metric(edge, "sluice_relay_frames_in_total", &[]) > 100.0);
         let playing: f64 = ["rtmp", "flv"]
             .iter()
@@ -102,17 +80,15 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
     );
     assert_eq!(metric(&origin, "sluice_relay_serving", &[]), 2.0);
     // Relay traffic is counted on both sides.
-    assert!(metric(&origin, "sluice_bytes_out_total", &[("protocol", "relay")]) > 100_000.0, "origin relay bytes out");
+    assert!(
+        metric(&origin, "sluice_bytes_out_total", &[("protocol", "relay")]) > 100_000.0,
+        "origin relay bytes out"
+    );
     assert!(metric(&e1, "sluice_bytes_in_total", &[]) > 100_000.0, "edge bytes in from the relay");
 
     for p in players {
         let result = p.stop();
-        assert!(
-            result.errors.is_empty(),
-            "{} decode errors: {:?}",
-            result.frames,
-            result.errors
-        );
+        assert!(result.errors.is_empty(), "{} decode errors: {:?}", result.frames, result.errors);
     }
     publisher.stop();
 }
@@ -134,26 +110,15 @@ fn an_edge_refuses_unknown_streams_at_once_and_never_accepts_publishers() {
         "not found took {:?} (play wait is 20 s)",
         started.elapsed()
     );
-    assert!(
-        description.contains("nosuch"),
-        "description names the stream: {description}"
-    );
+    assert!(description.contains("nosuch"), "description names the stream: {description}");
 
     let started = Instant::now();
     let resp = edge.get("/live/nosuch.flv");
     assert_eq!(resp.status, 404, "HTTP-FLV of an unknown stream");
-    assert!(
-        resp.text().contains("not published"),
-        "body: {}",
-        resp.text()
-    );
+    assert!(resp.text().contains("not published"), "body: {}", resp.text());
     let resp = edge.get("/live/nosuch.m3u8");
     assert_eq!(resp.status, 404, "HLS of an unknown stream");
-    assert!(
-        started.elapsed() < secs(3),
-        "404s took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < secs(3), "404s took {:?}", started.elapsed());
 
     let mut publisher =
         RtmpClient::connect(edge.rtmp, "live", "pushed", ClientMode::Publish).unwrap();
@@ -166,25 +131,13 @@ fn an_edge_refuses_unknown_streams_at_once_and_never_accepts_publishers() {
 #[test]
 fn an_edge_without_etcd_refuses_to_start() {
     let out = Command::new(paths::binary("sluice-edge"))
-        .args([
-            "--insecure-dev",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--insecure-dev", "--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run sluice-edge");
-    assert!(
-        !out.status.success(),
-        "an edge without --etcd must not start"
-    );
+    assert!(!out.status.success(), "an edge without --etcd must not start");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("sluice-edge needs --etcd"),
-        "stderr: {stderr}"
-    );
+    assert!(stderr.contains("sluice-edge needs --etcd"), "stderr: {stderr}");
 }
 
 #[test]
@@ -196,20 +149,13 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
 
     let mut encoder = Publisher::start_looped(&a.rtmp_url("live", "cam"), &h264_aac().path);
     let claim = format!("{}/streams/live/cam", c.prefix);
-    wait_for(secs(15), || {
-        c.etcd.keys(&claim).contains(&claim).then_some(())
-    })
-    .expect("stream claimed in etcd");
+    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(()))
+        .expect("stream claimed in etcd");
     let mut rtmp = Player::start(&edge.rtmp_url("live", "cam"));
     let mut flv = Player::start(&edge.flv_url("live", "cam"));
     for p in [&mut rtmp, &mut flv] {
         let n = p.wait_frames(60, secs(30));
-        assert!(
-            n >= 60,
-            "{} decoded {n} frames before the failover; {:?}",
-            p.url,
-            p.errors()
-        );
+        assert!(n >= 60, "{} decoded {n} frames before the failover; {:?}", p.url, p.errors());
     }
 
     // The ingest origin dies without releasing anything; the encoder reconnects to B.
@@ -238,26 +184,12 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
     // Lease TTL 2 s + 2 s, plus the time to decode 30 frames at 30 fps and generous slack for
     // a loaded machine (encoder start-up, claim retry).
     assert!(took < Duration::from_secs(8), "resumed after {took:?}");
-    assert!(
-        rtmp.is_running() && flv.is_running(),
-        "players stayed connected"
-    );
-    assert!(
-        metric(&edge, "sluice_relay_subscribes_total", &[]) >= 2.0,
-        "resubscribed"
-    );
-    assert_eq!(
-        metric(&edge, "sluice_relay_upstreams", &[]),
-        1.0,
-        "still one upstream"
-    );
+    assert!(rtmp.is_running() && flv.is_running(), "players stayed connected");
+    assert!(metric(&edge, "sluice_relay_subscribes_total", &[]) >= 2.0, "resubscribed");
+    assert_eq!(metric(&edge, "sluice_relay_upstreams", &[]), 1.0, "still one upstream");
     let value = c
         .etcd
-        .ctl(&[
-            "get",
-            &format!("{}/streams/live/cam", c.prefix),
-            "--print-value-only",
-        ])
+        .ctl(&["get", &format!("{}/streams/live/cam", c.prefix), "--print-value-only"])
         .unwrap();
     assert!(value.contains("fo-b"), "claim moved to fo-b: {value}");
     drop(b);
@@ -289,9 +221,11 @@ fn an_edge_lingers_then_releases_the_upstream() {
     second.stop();
 
     // Then, with nobody watching, the upstream goes away after the linger time.
-    let released = wait_for(secs(15), || (metric(&edge, "sluice_relay_upstreams", &[]) == 0.0).then_some(()));
+    let released =
+        wait_for(secs(15), || (metric(&edge, "sluice_relay_upstreams", &[]) == 0.0).then_some(()));
     assert!(released.is_some(), "edge still pulls with no viewers");
-    let served = wait_for(secs(10), || (metric(&origin, "sluice_relay_serving", &[]) == 0.0).then_some(()));
+    let served =
+        wait_for(secs(10), || (metric(&origin, "sluice_relay_serving", &[]) == 0.0).then_some(()));
     assert!(served.is_some(), "origin still serves the edge");
     assert!(publisher.is_running());
     publisher.stop();

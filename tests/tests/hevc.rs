@@ -20,10 +20,7 @@ fn hevc_over_enhanced_rtmp_is_relayed() {
     // The fixture really is Enhanced FLV with an hvc1 sequence start, so what ffmpeg publishes
     // (the same tag bodies) is E-RTMP.
     let tags = read_flv_file(&fixture.path).unwrap();
-    let first_video = tags
-        .iter()
-        .find(|t| t.kind == MediaKind::Video)
-        .expect("fixture has video");
+    let first_video = tags.iter().find(|t| t.kind == MediaKind::Video).expect("fixture has video");
     let header = video_header(&first_video.payload).unwrap();
     assert!(
         header.sequence_header && header.codec == FOURCC_HVC1,
@@ -35,24 +32,15 @@ fn hevc_over_enhanced_rtmp_is_relayed() {
     let player = Player::start_with(&ffmpeg, &url);
     // The player must be connected and waiting before the publisher starts, or it would join
     // at a later keyframe and miss frames.
-    wait_for(secs(15), || {
-        (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(())
-    })
-    .expect("the player connected");
+    wait_for(secs(15), || (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(()))
+        .expect("the player connected");
     std::thread::sleep(secs(1));
     let mut publisher = Publisher::start_with(&ffmpeg, &url, &fixture.path, false);
 
     let info = wait_for(secs(10), || {
-        origin
-            .stream_info("live", "hevc")
-            .filter(|s| !s["video"]["codec"].is_null())
+        origin.stream_info("live", "hevc").filter(|s| !s["video"]["codec"].is_null())
     })
-    .unwrap_or_else(|| {
-        panic!(
-            "live/hevc never listed with video info: {}",
-            origin.streams()
-        )
-    });
+    .unwrap_or_else(|| panic!("live/hevc never listed with video info: {}", origin.streams()));
     assert_eq!(info["video"]["codec"], "h265", "{info}");
     assert_eq!(info["video"]["width"], 1280, "{info}");
     assert_eq!(info["video"]["height"], 720, "{info}");
@@ -63,23 +51,12 @@ fn hevc_over_enhanced_rtmp_is_relayed() {
         .lines()
         .find(|l| l.contains("Video:"))
         .unwrap_or_else(|| panic!("no video stream in ffmpeg's description:\n{description}"));
-    assert!(
-        video_line.contains("hevc") && video_line.contains("1280x720"),
-        "{video_line}"
-    );
+    assert!(video_line.contains("hevc") && video_line.contains("1280x720"), "{video_line}");
 
     let status = publisher.wait(secs(30)).expect("publisher finished");
-    assert!(
-        status.success(),
-        "publisher failed: {:?}",
-        publisher.stderr()
-    );
+    assert!(status.success(), "publisher failed: {:?}", publisher.stderr());
     let result = player.finish(secs(4), secs(20));
-    assert!(
-        result.errors.is_empty(),
-        "player errors: {:#?}",
-        result.errors
-    );
+    assert!(result.errors.is_empty(), "player errors: {:#?}", result.errors);
     assert_eq!(
         result.frames, fixture.video_frames,
         "decoded {} of {} HEVC frames",

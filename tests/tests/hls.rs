@@ -67,10 +67,7 @@ struct MediaPlaylist {
 /// `part-M.I.m4s?...` -> (M, I).
 fn part_name(uri: &str) -> Option<(u64, u32)> {
     let name = uri.split('?').next()?;
-    let (m, i) = name
-        .strip_prefix("part-")?
-        .strip_suffix(".m4s")?
-        .split_once('.')?;
+    let (m, i) = name.strip_prefix("part-")?.strip_suffix(".m4s")?.split_once('.')?;
     Some((m.parse().ok()?, i.parse().ok()?))
 }
 
@@ -80,10 +77,7 @@ fn parse_pdt(v: &str) -> Option<i64> {
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.split(':');
-    let (h, min) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
+    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
     let sec: f64 = t.next()?.parse().ok()?;
     // Days from the civil date (proleptic Gregorian).
     let y = if m <= 2 { y - 1 } else { y };
@@ -106,28 +100,20 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
         .iter()
         .find(|l| l.starts_with("#EXT-X-PART-INF:"))
         .unwrap_or_else(|| panic!("PART-INF: {text}"));
-    let part_target: f64 = attr(part_inf, "PART-TARGET")
-        .and_then(|v| v.parse().ok())
-        .expect("PART-TARGET");
-    let media_sequence: u64 = tag("#EXT-X-MEDIA-SEQUENCE:")
-        .and_then(|v| v.parse().ok())
-        .expect("MEDIA-SEQUENCE");
-    let control = lines
-        .iter()
-        .find(|l| l.starts_with("#EXT-X-SERVER-CONTROL:"))
-        .expect("SERVER-CONTROL");
+    let part_target: f64 =
+        attr(part_inf, "PART-TARGET").and_then(|v| v.parse().ok()).expect("PART-TARGET");
+    let media_sequence: u64 =
+        tag("#EXT-X-MEDIA-SEQUENCE:").and_then(|v| v.parse().ok()).expect("MEDIA-SEQUENCE");
+    let control =
+        lines.iter().find(|l| l.starts_with("#EXT-X-SERVER-CONTROL:")).expect("SERVER-CONTROL");
     assert_eq!(attr(control, "CAN-BLOCK-RELOAD"), Some("YES"), "{control}");
-    let part_hold_back: f64 = attr(control, "PART-HOLD-BACK")
-        .and_then(|v| v.parse().ok())
-        .expect("PART-HOLD-BACK");
+    let part_hold_back: f64 =
+        attr(control, "PART-HOLD-BACK").and_then(|v| v.parse().ok()).expect("PART-HOLD-BACK");
     assert!(
         part_hold_back >= 2.0 * part_target,
         "PART-HOLD-BACK {part_hold_back} < 2 x PART-TARGET {part_target}"
     );
-    let map = lines
-        .iter()
-        .find(|l| l.starts_with("#EXT-X-MAP:"))
-        .expect("EXT-X-MAP");
+    let map = lines.iter().find(|l| l.starts_with("#EXT-X-MAP:")).expect("EXT-X-MAP");
     let map_uri = attr(map, "URI").expect("MAP URI").to_string();
 
     let mut parts = Vec::new();
@@ -160,15 +146,8 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
                 "EXTINF {d} rounds above TARGETDURATION {target}: {text}"
             );
             let uri = lines.get(i + 1).expect("segment URI").to_string();
-            assert!(
-                !uri.starts_with('#'),
-                "EXTINF not followed by a URI: {text}"
-            );
-            assert_eq!(
-                uri.split('?').next(),
-                Some(format!("seg-{msn}.m4s").as_str()),
-                "{text}"
-            );
+            assert!(!uri.starts_with('#'), "EXTINF not followed by a URI: {text}");
+            assert_eq!(uri.split('?').next(), Some(format!("seg-{msn}.m4s").as_str()), "{text}");
             timeline.push((
                 pdt.take(),
                 (d * 1000.0).round() as i64,
@@ -181,13 +160,9 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
             continue;
         }
         if line.starts_with("#EXT-X-PART:") {
-            let d: f64 = attr(line, "DURATION")
-                .and_then(|v| v.parse().ok())
-                .expect("PART DURATION");
-            assert!(
-                d <= part_target,
-                "PART duration {d} > PART-TARGET {part_target}: {line}"
-            );
+            let d: f64 =
+                attr(line, "DURATION").and_then(|v| v.parse().ok()).expect("PART DURATION");
+            assert!(d <= part_target, "PART duration {d} > PART-TARGET {part_target}: {line}");
             let uri = attr(line, "URI").expect("PART URI");
             let name = part_name(uri).unwrap_or_else(|| panic!("part URI {uri}"));
             assert_eq!(name.0, msn, "part {uri} listed under segment {msn}: {text}");
@@ -228,19 +203,10 @@ fn check_media_playlist(text: &str, sid: Option<&str>) -> MediaPlaylist {
     }
     if let Some(sid) = sid {
         for uri in &uris {
-            assert!(
-                uri.ends_with(&format!("?sid={sid}")),
-                "URI {uri} lacks the session id {sid}"
-            );
+            assert!(uri.ends_with(&format!("?sid={sid}")), "URI {uri} lacks the session id {sid}");
         }
     }
-    MediaPlaylist {
-        media_sequence,
-        parts,
-        segments,
-        preload_hint,
-        map_uri,
-    }
+    MediaPlaylist { media_sequence, parts, segments, preload_hint, map_uri }
 }
 
 /// Fetch the multivariant playlist (waiting for the stream's first part) and check it.
@@ -260,25 +226,18 @@ fn multivariant(origin: &Origin, stream: &str) -> (String, String) {
         .iter()
         .position(|l| l.starts_with("#EXT-X-STREAM-INF:"))
         .unwrap_or_else(|| panic!("{text}"));
-    let bandwidth: u64 = attr(lines[inf], "BANDWIDTH")
-        .and_then(|v| v.parse().ok())
-        .expect("BANDWIDTH");
+    let bandwidth: u64 =
+        attr(lines[inf], "BANDWIDTH").and_then(|v| v.parse().ok()).expect("BANDWIDTH");
     assert!(bandwidth > 100_000, "BANDWIDTH {bandwidth}");
     let codecs = attr(lines[inf], "CODECS").expect("CODECS");
-    assert!(
-        codecs.contains("avc1.") && codecs.contains("mp4a.40.2"),
-        "{codecs}"
-    );
+    assert!(codecs.contains("avc1.") && codecs.contains("mp4a.40.2"), "{codecs}");
     assert_eq!(attr(lines[inf], "RESOLUTION"), Some("1280x720"));
     let uri = lines.get(inf + 1).expect("variant URI").to_string();
     let sid = uri
         .strip_prefix(&format!("{stream}/index.m3u8?sid="))
         .unwrap_or_else(|| panic!("variant URI {uri}"))
         .to_string();
-    assert!(
-        sid.len() == 16 && sid.bytes().all(|b| b.is_ascii_hexdigit()),
-        "sid {sid}"
-    );
+    assert!(sid.len() == 16 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "sid {sid}");
     (sid, uri)
 }
 
@@ -294,12 +253,7 @@ fn ffmpeg_plays_hls_and_playlists_follow_the_rfc() {
     // The session is a viewer, in /api/streams and in the metrics.
     let info = origin.stream_info("live", "s").expect("live/s listed");
     assert!(info["viewers"].as_u64() >= Some(1), "{info}");
-    assert!(
-        origin
-            .metrics()
-            .value("sluice_viewers", &[("protocol", "hls")])
-            >= 1.0
-    );
+    assert!(origin.metrics().value("sluice_viewers", &[("protocol", "hls")]) >= 1.0);
 
     let player_start = started.elapsed();
     let player = Player::start(&format!("http://{}/live/s.m3u8", origin.http));
@@ -323,10 +277,7 @@ fn ffmpeg_plays_hls_and_playlists_follow_the_rfc() {
             pl.media_sequence
         );
         if let Some(p) = pl.parts.last() {
-            assert!(
-                *p >= last_part,
-                "last part went back: {last_part:?} -> {p:?}"
-            );
+            assert!(*p >= last_part, "last part went back: {last_part:?} -> {p:?}");
             last_part = *p;
         }
         last_seq = pl.media_sequence;
@@ -334,19 +285,12 @@ fn ffmpeg_plays_hls_and_playlists_follow_the_rfc() {
         reloads += 1;
         std::thread::sleep(Duration::from_millis(400));
     }
-    assert!(
-        publisher.wait(secs(20)).is_some(),
-        "publisher did not finish"
-    );
+    assert!(publisher.wait(secs(20)).is_some(), "publisher did not finish");
     assert!(reloads >= 5, "only {reloads} reloads");
     assert!(seen_segments.len() >= 3, "segments seen: {seen_segments:?}");
 
     let result = player.finish(secs(4), secs(30));
-    assert!(
-        result.errors.is_empty(),
-        "ffmpeg HLS decode errors: {:?}",
-        result.errors
-    );
+    assert!(result.errors.is_empty(), "ffmpeg HLS decode errors: {:?}", result.errors);
     // ffmpeg's HLS demuxer ignores parts: it starts up to 3 whole segments behind the live
     // edge (so it may get frames from before it started) and reads complete segments only.
     // The last segment is completed when the publisher leaves. So it must at least decode
@@ -387,10 +331,7 @@ fn blocking_reload_objects_and_sessions() {
     }
 
     let (_sid, _uri) = multivariant(&origin, "b");
-    let viewers = |o: &Origin| {
-        o.stream_info("live", "b")
-            .and_then(|s| s["viewers"].as_u64())
-    };
+    let viewers = |o: &Origin| o.stream_info("live", "b").and_then(|s| s["viewers"].as_u64());
     assert_eq!(viewers(&origin), Some(1));
 
     // A player that starts at the media playlist gets a session (and counts as a viewer) too:
@@ -398,7 +339,10 @@ fn blocking_reload_objects_and_sessions() {
     let raw = http::get(origin.http, "/live/b/index.m3u8?_HLS_skip=YES", secs(15)).unwrap();
     assert_eq!(raw.status, 302, "{}", raw.text());
     let location = raw.header("location").expect("Location").to_string();
-    assert!(location.starts_with("index.m3u8?sid=") && location.ends_with("&_HLS_skip=YES"), "{location}");
+    assert!(
+        location.starts_with("index.m3u8?sid=") && location.ends_with("&_HLS_skip=YES"),
+        "{location}"
+    );
     assert_eq!(viewers(&origin), Some(2));
 
     // The next part does not exist yet: a blocking reload for the part after it must wait
@@ -407,13 +351,8 @@ fn blocking_reload_objects_and_sessions() {
     let (msn, index) = pl.preload_hint;
     let asked = (msn, index + 1);
     let t = Instant::now();
-    let resp = get(
-        &origin,
-        &format!(
-            "/live/b/index.m3u8?_HLS_msn={}&_HLS_part={}",
-            asked.0, asked.1
-        ),
-    );
+    let resp =
+        get(&origin, &format!("/live/b/index.m3u8?_HLS_msn={}&_HLS_part={}", asked.0, asked.1));
     let waited = t.elapsed();
     eprintln!("blocking reload for {asked:?} answered after {waited:?}");
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -432,10 +371,7 @@ fn blocking_reload_objects_and_sessions() {
         after.parts
     );
     // Media is paced in real time (-re): two new parts take well over 200 ms to appear.
-    assert!(
-        waited >= Duration::from_millis(200),
-        "blocking reload answered after only {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(200), "blocking reload answered after only {waited:?}");
     assert!(waited < secs(6), "blocking reload took {waited:?}");
 
     // A request for the hinted (not yet existing) part waits for it and gets it.
@@ -445,28 +381,12 @@ fn blocking_reload_objects_and_sessions() {
     assert_eq!(part.status, 200, "part-{hm}.{hi}: {}", part.text());
     assert!(t.elapsed() < secs(6));
     assert_eq!(part.header("content-type"), Some("video/mp4"));
-    assert_eq!(
-        part.header("cache-control"),
-        Some("public, max-age=31536000, immutable")
-    );
-    assert_eq!(
-        part.header("content-length"),
-        Some(part.body.len().to_string().as_str())
-    );
-    assert!(
-        part.body.len() > 8 && &part.body[4..8] == b"moof",
-        "part does not start with moof"
-    );
+    assert_eq!(part.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(part.header("content-length"), Some(part.body.len().to_string().as_str()));
+    assert!(part.body.len() > 8 && &part.body[4..8] == b"moof", "part does not start with moof");
 
     // Too far ahead: 400. A malformed name: 404.
-    assert_eq!(
-        get(
-            &origin,
-            &format!("/live/b/index.m3u8?_HLS_msn={}", hm + 100)
-        )
-        .status,
-        400
-    );
+    assert_eq!(get(&origin, &format!("/live/b/index.m3u8?_HLS_msn={}", hm + 100)).status, 400);
     assert_eq!(get(&origin, "/live/b/seg-01.m4s").status, 404);
     assert_eq!(get(&origin, "/live/b/index.m3u8?_HLS_part=1").status, 400);
 
@@ -483,10 +403,7 @@ fn blocking_reload_objects_and_sessions() {
     assert_eq!(init.header("content-type"), Some("video/mp4"));
     let seg = get(&origin, &format!("/live/b/{seg_uri}"));
     assert_eq!(seg.status, 200, "seg-{seg_msn}");
-    assert_eq!(
-        seg.header("content-length"),
-        Some(seg.body.len().to_string().as_str())
-    );
+    assert_eq!(seg.header("content-length"), Some(seg.body.len().to_string().as_str()));
     let file = origin.dir().path().join("init_seg.mp4");
     std::fs::write(&file, [init.body.as_slice(), seg.body.as_slice()].concat()).unwrap();
     let probe = ffprobe_streams(file.to_str().unwrap(), secs(20)).expect("ffprobe");
@@ -510,12 +427,7 @@ fn blocking_reload_objects_and_sessions() {
         "idle HLS session still counted: {:?}",
         origin.stream_info("live", "b")
     );
-    assert_eq!(
-        origin
-            .metrics()
-            .value("sluice_viewers", &[("protocol", "hls")]),
-        0.0
-    );
+    assert_eq!(origin.metrics().value("sluice_viewers", &[("protocol", "hls")]), 0.0);
 }
 
 /// `--hls false`: a live stream has no HLS.
@@ -535,10 +447,7 @@ fn hls_can_be_disabled() {
 #[test]
 fn program_date_time_parser() {
     assert_eq!(parse_pdt("1970-01-01T00:00:01.500Z"), Some(1500));
-    assert_eq!(
-        parse_pdt("2026-11-26T08:30:39.405Z"),
-        Some(1_795_681_839_405)
-    );
+    assert_eq!(parse_pdt("2026-11-26T08:30:39.405Z"), Some(1_795_681_839_405));
     assert_eq!(parse_pdt("2026-11-26T08:30:39.405"), None);
 }
 
@@ -552,10 +461,8 @@ fn returning_publisher_continues_numbering() {
     let (sid, uri) = multivariant(&origin, "r");
     let before = check_media_playlist(&get(&origin, &format!("/live/{uri}")).text(), Some(&sid));
     first.stop();
-    wait_for(secs(10), || {
-        origin.stream_info("live", "r").is_none().then_some(())
-    })
-    .expect("live/r still listed after its publisher stopped");
+    wait_for(secs(10), || origin.stream_info("live", "r").is_none().then_some(()))
+        .expect("live/r still listed after its publisher stopped");
     // The session keeps the stream's state while no one publishes: the playlist stays.
     let during = get(&origin, &format!("/live/{uri}"));
     assert_eq!(during.status, 200, "{}", during.text());
@@ -570,22 +477,13 @@ fn returning_publisher_continues_numbering() {
     })
     .unwrap_or_else(|| panic!("no discontinuity after the publisher returned"));
     let pl = check_media_playlist(&after, Some(&sid));
-    assert!(
-        pl.media_sequence >= during.media_sequence,
-        "MEDIA-SEQUENCE went back"
-    );
+    assert!(pl.media_sequence >= during.media_sequence, "MEDIA-SEQUENCE went back");
     // Every segment after the discontinuity has a higher number than any from before.
     let lines: Vec<&str> = after.lines().collect();
-    let disc = lines
-        .iter()
-        .position(|l| *l == "#EXT-X-DISCONTINUITY")
-        .unwrap();
+    let disc = lines.iter().position(|l| *l == "#EXT-X-DISCONTINUITY").unwrap();
     let next_seg = lines[disc..]
         .iter()
-        .find_map(|l| {
-            l.strip_prefix("seg-")
-                .or_else(|| l.split("URI=\"part-").nth(1))
-        })
+        .find_map(|l| l.strip_prefix("seg-").or_else(|| l.split("URI=\"part-").nth(1)))
         .and_then(|rest| rest.split(['.', '?']).next())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no media after the discontinuity: {after}"));

@@ -50,16 +50,10 @@ fn parse_playlist(text: &str, prefix: &str, suffix: &str, ll_tags_allowed: bool)
                 .and_then(|r| r.split_once(suffix).map(|(n, _)| n))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or_else(|| panic!("URI {l} in {text}"));
-            assert!(
-                l.ends_with(suffix) || l.contains(&format!("{suffix}?")),
-                "{l}"
-            );
+            assert!(l.ends_with(suffix) || l.contains(&format!("{suffix}?")), "{l}");
             let d = dur.take().unwrap_or_else(|| panic!("{l} without EXTINF"));
-            let p = pdt
-                .take()
-                .unwrap_or_else(|| panic!("{l} without PROGRAM-DATE-TIME"));
-            pl.segments
-                .push((msn, d, p, std::mem::take(&mut disc), l.to_string()));
+            let p = pdt.take().unwrap_or_else(|| panic!("{l} without PROGRAM-DATE-TIME"));
+            pl.segments.push((msn, d, p, std::mem::take(&mut disc), l.to_string()));
         } else if !ll_tags_allowed {
             assert!(
                 !l.starts_with("#EXT-X-PART")
@@ -73,12 +67,7 @@ fn parse_playlist(text: &str, prefix: &str, suffix: &str, ll_tags_allowed: bool)
     assert!(pl.target >= 2, "{text}");
     for (i, s) in pl.segments.iter().enumerate() {
         assert_eq!(s.0, pl.media_sequence + i as u64, "numbering in {text}");
-        assert!(
-            s.1.round() as u64 <= pl.target,
-            "EXTINF {} > target {}",
-            s.1,
-            pl.target
-        );
+        assert!(s.1.round() as u64 <= pl.target, "EXTINF {} > target {}", s.1, pl.target);
     }
     pl
 }
@@ -88,14 +77,9 @@ fn ts_session(origin: &Origin, stream: &str) -> String {
     let resp = get(origin, &format!("/live/{stream}/ts.m3u8"));
     assert_eq!(resp.status, 302, "{}", resp.text());
     let loc = resp.header("location").expect("Location").to_string();
-    let sid = loc
-        .strip_prefix("ts.m3u8?sid=")
-        .unwrap_or_else(|| panic!("Location {loc}"))
-        .to_string();
-    assert!(
-        sid.len() == 16 && sid.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{sid}"
-    );
+    let sid =
+        loc.strip_prefix("ts.m3u8?sid=").unwrap_or_else(|| panic!("Location {loc}")).to_string();
+    assert!(sid.len() == 16 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{sid}");
     sid
 }
 
@@ -110,10 +94,7 @@ fn ffmpeg_plays_ts_segments_cut_like_the_fmp4_ones() {
         .expect("live/s never listed");
     let sid = ts_session(&origin, "s");
     let info = origin.stream_info("live", "s").expect("live/s listed");
-    assert!(
-        info["viewers"].as_u64() >= Some(1),
-        "TS session is a viewer: {info}"
-    );
+    assert!(info["viewers"].as_u64() >= Some(1), "TS session is a viewer: {info}");
 
     let player_start = started.elapsed();
     let player = Player::start(&format!("http://{}/live/s/ts.m3u8", origin.http));
@@ -133,11 +114,7 @@ fn ffmpeg_plays_ts_segments_cut_like_the_fmp4_ones() {
         assert!(pl.media_sequence >= last_seq, "MEDIA-SEQUENCE went back");
         last_seq = pl.media_sequence;
         for s in &pl.segments {
-            assert!(
-                s.4.ends_with(&format!("?sid={sid}")),
-                "URI {} lacks the sid",
-                s.4
-            );
+            assert!(s.4.ends_with(&format!("?sid={sid}")), "URI {} lacks the sid", s.4);
         }
         // Same numbers, durations and date-times as the fMP4 playlist's segments.
         if cmaf.status == 200 {
@@ -157,52 +134,31 @@ fn ffmpeg_plays_ts_segments_cut_like_the_fmp4_ones() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(
-        publisher.wait(secs(20)).is_some(),
-        "publisher did not finish"
-    );
-    assert!(
-        compared >= 3,
-        "only {compared} segments compared with the fMP4 playlist"
-    );
+    assert!(publisher.wait(secs(20)).is_some(), "publisher did not finish");
+    assert!(compared >= 3, "only {compared} segments compared with the fMP4 playlist");
 
     let (msn, seg) = fetched.expect("a TS segment was listed");
     assert_eq!(seg.status, 200, "ts-{msn}.ts: {}", seg.text());
     assert_eq!(seg.header("content-type"), Some("video/mp2t"));
-    assert_eq!(
-        seg.header("cache-control"),
-        Some("public, max-age=31536000, immutable")
-    );
+    assert_eq!(seg.header("cache-control"), Some("public, max-age=31536000, immutable"));
     assert!(seg.body.len() > 188 * 100 && seg.body.len() % 188 == 0);
     assert!(seg.body.chunks(188).all(|p| p[0] == 0x47), "sync bytes");
     let file = origin.dir().path().join(format!("ts-{msn}.ts"));
     std::fs::write(&file, &seg.body).unwrap();
     let (status, out, err) = run_with_timeout(
         std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,width,height",
-            ])
+            .args(["-v", "error", "-show_entries", "stream=codec_name,width,height"])
             .args(["-of", "csv=p=0"])
             .arg(&file),
         secs(20),
     )
     .unwrap();
-    assert!(
-        status.is_some_and(|s| s.success()) && err.trim().is_empty(),
-        "ffprobe: {err}"
-    );
+    assert!(status.is_some_and(|s| s.success()) && err.trim().is_empty(), "ffprobe: {err}");
     assert!(out.contains("h264,1280,720"), "{out}");
     assert!(out.contains("aac"), "{out}");
 
     let result = player.finish(secs(4), secs(30));
-    assert!(
-        result.errors.is_empty(),
-        "ffmpeg TS HLS errors: {:?}",
-        result.errors
-    );
+    assert!(result.errors.is_empty(), "ffmpeg TS HLS errors: {:?}", result.errors);
     // As for the fMP4 playlist (tests/hls.rs): ffmpeg starts up to 3 segments behind the
     // live edge and reads complete segments only; it must decode at least what was
     // published after it started, less one 2 s segment (60 frames), and never more than
@@ -241,19 +197,13 @@ fn ts_errors_and_the_flag() {
     let pl = parse_playlist(&pl, "ts-", ".ts", false);
     let last = pl.segments.last().unwrap().0;
     // Far ahead of the live edge, or malformed names: 404.
-    assert_eq!(
-        get(&origin, &format!("/live/e/ts-{}.ts", last + 1000)).status,
-        404
-    );
+    assert_eq!(get(&origin, &format!("/live/e/ts-{}.ts", last + 1000)).status, 404);
     assert_eq!(get(&origin, &format!("/live/e/ts-0{last}.ts")).status, 404);
     // The next segment: the request waits for it, then answers.
     let t = Instant::now();
     let next = get(&origin, &format!("/live/e/ts-{}.ts?sid={sid}", last + 1));
     assert_eq!(next.status, 200);
-    assert!(
-        t.elapsed() > Duration::from_millis(100),
-        "answered before it existed?"
-    );
+    assert!(t.elapsed() > Duration::from_millis(100), "answered before it existed?");
     // Two fetches of one segment are the same bytes.
     let a = get(&origin, &format!("/live/e/ts-{last}.ts"));
     let b = get(&origin, &format!("/live/e/ts-{last}.ts"));
@@ -264,10 +214,8 @@ fn ts_errors_and_the_flag() {
     // --hls-ts false: TS names are 404, fMP4 HLS still served.
     let origin = Origin::start(&["--hls-ts", "false"]);
     let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "f"), &fixture.path);
-    wait_for(secs(15), || {
-        (get(&origin, "/live/f.m3u8").status == 200).then_some(())
-    })
-    .expect("fMP4 HLS served");
+    wait_for(secs(15), || (get(&origin, "/live/f.m3u8").status == 200).then_some(()))
+        .expect("fMP4 HLS served");
     let r = get(&origin, "/live/f/ts.m3u8");
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(r.text().contains("disabled"));

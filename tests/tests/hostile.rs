@@ -34,10 +34,7 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     let _publisher = Publisher::start_looped(&url, &h264_aac().path);
     wait_for(secs(10), || origin.stream_info("live", "healthy")).expect("healthy stream is live");
     let mut player = Player::start(&url);
-    assert!(
-        player.wait_frames(30, secs(20)) >= 30,
-        "healthy player started"
-    );
+    assert!(player.wait_frames(30, secs(20)) >= 30, "healthy player started");
 
     let before = origin.metrics();
     let errors_before = before.value("sluice_connection_errors_total", &[]);
@@ -49,15 +46,9 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     let cases: Vec<(&str, bool, Case)> = vec![
         ("garbage instead of a handshake", true, garbage_handshake),
         ("valid handshake then garbage chunks", true, garbage_chunks),
-        (
-            "16 MiB - 1 message header above --max-message-size",
-            true,
-            oversized_message,
-        ),
+        ("16 MiB - 1 message header above --max-message-size", true, oversized_message),
         ("Set Chunk Size 0", true, |a| set_chunk_size(a, 0)),
-        ("Set Chunk Size with the top bit set", true, |a| {
-            set_chunk_size(a, 0x8000_1000)
-        }),
+        ("Set Chunk Size with the top bit set", true, |a| set_chunk_size(a, 0x8000_1000)),
         ("chunk stream id flood", true, csid_flood),
     ];
     for (name, must_close, case) in cases {
@@ -70,9 +61,8 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
         }
         let now = player.wait_frames(frames + 10, secs(5));
         if now < frames + 10 {
-            failures.push(format!(
-                "healthy player stalled during '{name}' ({frames} -> {now} frames)"
-            ));
+            failures
+                .push(format!("healthy player stalled during '{name}' ({frames} -> {now} frames)"));
         }
         frames = now;
     }
@@ -83,16 +73,11 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     // Set Chunk Size 0x7FFFFFFF is legal: a connect sent afterwards in tiny pieces succeeds and
     // the connection stays open.
     if let Err(e) = huge_chunk_size_then_connect_in_pieces(addr) {
-        failures.push(format!(
-            "Set Chunk Size 0x7FFFFFFF + connect in pieces: {e}"
-        ));
+        failures.push(format!("Set Chunk Size 0x7FFFFFFF + connect in pieces: {e}"));
     }
 
     let now = player.wait_frames(frames + 30, secs(5));
-    assert!(
-        now >= frames + 30,
-        "healthy player stalled at the end ({frames} -> {now})"
-    );
+    assert!(now >= frames + 30, "healthy player stalled at the end ({frames} -> {now})");
     assert!(player.is_running(), "healthy player exited");
     let after = origin.metrics();
     let errors = after.value("sluice_connection_errors_total", &[]) - errors_before;
@@ -117,11 +102,7 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     assert!(rss < 200 * 1024, "origin RSS is {rss} KiB");
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
     let result = player.stop();
-    assert!(
-        result.errors.is_empty(),
-        "healthy player errors: {:#?}",
-        result.errors
-    );
+    assert!(result.errors.is_empty(), "healthy player errors: {:#?}", result.errors);
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -145,10 +126,7 @@ fn handshaken(addr: SocketAddr) -> TcpStream {
         let n = s.read(&mut buf).expect("read S0/S1/S2");
         assert!(n > 0, "server closed during the handshake");
         input.extend_from_slice(&buf[..n]);
-        if hs
-            .receive(&mut input, &mut out)
-            .expect("server handshake is valid")
-        {
+        if hs.receive(&mut input, &mut out).expect("server handshake is valid") {
             break;
         }
     }
@@ -176,20 +154,7 @@ fn garbage_chunks(addr: SocketAddr) -> TcpStream {
 fn oversized_message(addr: SocketAddr) -> TcpStream {
     let mut s = handshaken(addr);
     // Type-0 header on csid 3 announcing a 0xFFFFFF-byte command message, then its first chunk.
-    let mut bytes = vec![
-        0x03,
-        0,
-        0,
-        0,
-        0xFF,
-        0xFF,
-        0xFF,
-        msg_type::COMMAND_AMF0,
-        0,
-        0,
-        0,
-        0,
-    ];
+    let mut bytes = vec![0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, msg_type::COMMAND_AMF0, 0, 0, 0, 0];
     bytes.extend(std::iter::repeat_n(0x05u8, 128));
     let _ = s.write_all(&bytes);
     s
@@ -261,8 +226,7 @@ fn huge_chunk_size_then_connect_in_pieces(addr: SocketAddr) -> Result<(), String
     let mut decoder = ChunkDecoder::new(ChunkLimits::default());
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + secs(5);
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut connected = false;
     while !connected && Instant::now() < deadline {
         match s.read(&mut buf) {
@@ -271,27 +235,22 @@ fn huge_chunk_size_then_connect_in_pieces(addr: SocketAddr) -> Result<(), String
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) => return Err(format!("read: {e}")),
         }
-        while let Some(msg) = decoder
-            .next_message()
-            .map_err(|e| format!("server sent bad chunks: {e}"))?
+        while let Some(msg) =
+            decoder.next_message().map_err(|e| format!("server sent bad chunks: {e}"))?
         {
             match msg.type_id {
                 msg_type::SET_CHUNK_SIZE => {
                     if let Ok(ControlMessage::SetChunkSize(n)) =
                         ControlMessage::decode(msg.type_id, &msg.payload)
                     {
-                        decoder
-                            .set_chunk_size(n)
-                            .map_err(|e| format!("server chunk size: {e}"))?;
+                        decoder.set_chunk_size(n).map_err(|e| format!("server chunk size: {e}"))?;
                     }
                 }
                 msg_type::COMMAND_AMF0 => {
                     match Command::parse(&msg.payload, &Amf0Limits::default()) {
                         Ok(Command::Result { values, .. }) => {
                             let code = values.iter().find_map(|v| {
-                                v.get("code")
-                                    .and_then(Amf0Value::as_str)
-                                    .map(str::to_string)
+                                v.get("code").and_then(Amf0Value::as_str).map(str::to_string)
                             });
                             if code.as_deref() != Some("NetConnection.Connect.Success") {
                                 return Err(format!("connect answered with {values:?}"));
@@ -326,8 +285,7 @@ fn huge_chunk_size_then_connect_in_pieces(addr: SocketAddr) -> Result<(), String
 fn expect_closed(mut s: TcpStream, timeout: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     let mut buf = [0u8; 16 * 1024];
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     while start.elapsed() < timeout {
         match s.read(&mut buf) {
             Ok(0) => return Ok(start.elapsed()),

@@ -14,65 +14,33 @@ fn health_api_metrics_and_flv_headers() {
         assert_eq!(origin.get(path).status, 200, "{path}");
     }
     let empty = origin.streams();
-    assert_eq!(
-        empty["streams"].as_array().map(Vec::len),
-        Some(0),
-        "{empty}"
-    );
+    assert_eq!(empty["streams"].as_array().map(Vec::len), Some(0), "{empty}");
 
     let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "api"), &h264_aac().path);
-    let info = wait_for(secs(10), || {
-        origin
-            .stream_info("live", "api")
-            .filter(|s| !s["audio"].is_null())
-    })
-    .unwrap_or_else(|| panic!("live/api not listed: {}", origin.streams()));
+    let info =
+        wait_for(secs(10), || origin.stream_info("live", "api").filter(|s| !s["audio"].is_null()))
+            .unwrap_or_else(|| panic!("live/api not listed: {}", origin.streams()));
     for key in ["bitrate_kbps", "viewers", "uptime_s"] {
-        assert!(
-            info[key].is_number(),
-            "{key} missing or not a number: {info}"
-        );
+        assert!(info[key].is_number(), "{key} missing or not a number: {info}");
     }
-    assert!(
-        info["video"]["profile"].is_string(),
-        "video.profile: {info}"
-    );
+    assert!(info["video"]["profile"].is_string(), "video.profile: {info}");
     assert_eq!(info["video"]["profile"], "High", "{info}");
     assert_eq!(info["viewers"], 0, "{info}");
 
     // HTTP-FLV: 200, FLV content type, CORS, and the body is an FLV stream.
     let mut flv = http::open(origin.http, "GET", "/live/api.flv", secs(10)).unwrap();
     assert_eq!(flv.status, 200);
-    assert_eq!(
-        flv.header("access-control-allow-origin"),
-        Some("*"),
-        "headers: {:?}",
-        flv.headers
-    );
-    assert_eq!(
-        flv.header("content-type"),
-        Some("video/x-flv"),
-        "headers: {:?}",
-        flv.headers
-    );
+    assert_eq!(flv.header("access-control-allow-origin"), Some("*"), "headers: {:?}", flv.headers);
+    assert_eq!(flv.header("content-type"), Some("video/x-flv"), "headers: {:?}", flv.headers);
     let mut head = [0u8; 13];
     flv.read_exact(&mut head).unwrap();
     assert_eq!(&head[..3], b"FLV", "body starts with {head:?}");
     let mut more = vec![0u8; 200_000];
     flv.read_exact(&mut more).expect("media keeps flowing");
-    let viewers = wait_for(secs(5), || {
-        origin
-            .stream_info("live", "api")
-            .filter(|s| s["viewers"] == 1)
-    });
-    assert!(
-        viewers.is_some(),
-        "viewer not counted: {}",
-        origin.streams()
-    );
-    let flv_viewers = origin
-        .metrics()
-        .value("sluice_viewers", &[("protocol", "flv")]);
+    let viewers =
+        wait_for(secs(5), || origin.stream_info("live", "api").filter(|s| s["viewers"] == 1));
+    assert!(viewers.is_some(), "viewer not counted: {}", origin.streams());
+    let flv_viewers = origin.metrics().value("sluice_viewers", &[("protocol", "flv")]);
     assert_eq!(flv_viewers, 1.0, "sluice_viewers{{protocol=flv}}");
     drop(flv);
 
@@ -99,13 +67,7 @@ fn health_api_metrics_and_flv_headers() {
     assert_eq!(m.value("sluice_streams", &[]), 1.0);
     assert!(m.value("sluice_bytes_in_total", &[]) > 100_000.0);
     assert!(m.value("sluice_bytes_out_total", &[("protocol", "flv")]) >= 200_000.0);
-    assert!(
-        m.types
-            .get("sluice_connections")
-            .is_some_and(|t| t == "gauge"),
-        "{:?}",
-        m.types
-    );
+    assert!(m.types.get("sluice_connections").is_some_and(|t| t == "gauge"), "{:?}", m.types);
 
     // Unknown stream: 404 once the play wait (1 s) passes, and no longer than a few seconds.
     let start = Instant::now();
@@ -115,11 +77,7 @@ fn health_api_metrics_and_flv_headers() {
     assert!(waited < secs(5), "404 took {waited:?}");
     assert_eq!(origin.get("/no/such/route").status, 404);
     let bad = http::get(origin.http, "/live/bad*name.flv", secs(10)).unwrap();
-    assert!(
-        bad.status == 400 || bad.status == 404,
-        "invalid stream name: {}",
-        bad.status
-    );
+    assert!(bad.status == 400 || bad.status == 404, "invalid stream name: {}", bad.status);
 }
 
 #[test]
@@ -163,10 +121,7 @@ fn metrics_expose_every_documented_series_on_a_fresh_server() {
     for kind in ["handshake", "chunk", "amf", "protocol", "timeout", "limit"] {
         check("sluice_connection_errors_total", &[("kind", kind)]);
     }
-    assert!(
-        missing.is_empty(),
-        "series missing from a fresh server's /metrics: {missing:?}"
-    );
+    assert!(missing.is_empty(), "series missing from a fresh server's /metrics: {missing:?}");
 }
 
 /// SIGTERM drains: the origin exits by itself, successfully, within its drain timeout, even
@@ -183,16 +138,7 @@ fn sigterm_drains_and_exits() {
     let status = origin.terminate();
     let took = start.elapsed();
     let status = status.unwrap_or_else(|| panic!("origin still running {took:?} after SIGTERM"));
-    assert!(
-        status.success(),
-        "origin exit status after SIGTERM: {status:?}"
-    );
-    assert!(
-        took < secs(5),
-        "drain took {took:?} with --drain-timeout 2s"
-    );
-    assert!(
-        std::net::TcpStream::connect(origin.rtmp).is_err(),
-        "RTMP port still accepting"
-    );
+    assert!(status.success(), "origin exit status after SIGTERM: {status:?}");
+    assert!(took < secs(5), "drain took {took:?} with --drain-timeout 2s");
+    assert!(std::net::TcpStream::connect(origin.rtmp).is_err(), "RTMP port still accepting");
 }

@@ -46,17 +46,12 @@ fn multitrack_publisher_is_refused_without_disturbing_other_streams() {
     let _other = Publisher::start_looped(&other_url, &fixture.path);
     wait_for(secs(10), || origin.stream_info("live", "other")).expect("live/other is live");
     let mut player = Player::start(&other_url);
-    assert!(
-        player.wait_frames(30, secs(15)) >= 30,
-        "player of live/other is decoding"
-    );
+    assert!(player.wait_frames(30, secs(15)) >= 30, "player of live/other is decoding");
 
     // A raw publisher: headers and the first keyframe, then the multitrack packet.
     let mut publisher =
         RtmpClient::connect(origin.rtmp, "live", "mt", ClientMode::Publish).unwrap();
-    publisher
-        .expect_status("NetStream.Publish.Start", secs(10))
-        .expect("publish accepted");
+    publisher.expect_status("NetStream.Publish.Start", secs(10)).expect("publish accepted");
     let first_key = tags
         .iter()
         .position(|t| {
@@ -67,12 +62,9 @@ fn multitrack_publisher_is_refused_without_disturbing_other_streams() {
     for tag in &tags[..=first_key] {
         publisher.send_media(tag).unwrap();
     }
-    let info = wait_for(secs(10), || {
-        origin
-            .stream_info("live", "mt")
-            .filter(|s| !s["video"].is_null())
-    })
-    .unwrap_or_else(|| panic!("live/mt never listed with video: {}", origin.streams()));
+    let info =
+        wait_for(secs(10), || origin.stream_info("live", "mt").filter(|s| !s["video"].is_null()))
+            .unwrap_or_else(|| panic!("live/mt never listed with video: {}", origin.streams()));
     assert_eq!(info["video"]["codec"], "h264", "{info}");
     publisher.pump_for(Duration::from_millis(300)).unwrap();
     assert!(!publisher.is_eof(), "valid media closed the publisher");
@@ -91,14 +83,8 @@ fn multitrack_publisher_is_refused_without_disturbing_other_streams() {
     while !publisher.is_eof() && sent.elapsed() < secs(5) {
         let _ = publisher.pump(Duration::from_millis(100));
     }
-    assert!(
-        publisher.is_eof(),
-        "the server did not close the multitrack publisher within 5 s"
-    );
-    eprintln!(
-        "publisher closed {:?} after the multitrack packet",
-        sent.elapsed()
-    );
+    assert!(publisher.is_eof(), "the server did not close the multitrack publisher within 5 s");
+    eprintln!("publisher closed {:?} after the multitrack packet", sent.elapsed());
 
     let errors_after = wait_for(secs(5), || {
         let v = origin.metrics().value(MEDIA_ERRORS, &[("kind", "media")]);
@@ -107,19 +93,12 @@ fn multitrack_publisher_is_refused_without_disturbing_other_streams() {
     .unwrap_or_else(|| {
         panic!(
             "{MEDIA_ERRORS}{{kind=\"media\"}} stayed at {errors_before}: {:?}",
-            origin
-                .metrics()
-                .samples
-                .iter()
-                .filter(|s| s.name == MEDIA_ERRORS)
-                .collect::<Vec<_>>()
+            origin.metrics().samples.iter().filter(|s| s.name == MEDIA_ERRORS).collect::<Vec<_>>()
         )
     });
     assert_eq!(errors_after, errors_before + 1.0, "one media error counted");
-    wait_for(secs(5), || {
-        origin.stream_info("live", "mt").is_none().then_some(())
-    })
-    .unwrap_or_else(|| panic!("live/mt still listed: {}", origin.streams()));
+    wait_for(secs(5), || origin.stream_info("live", "mt").is_none().then_some(()))
+        .unwrap_or_else(|| panic!("live/mt still listed: {}", origin.streams()));
 
     // The other stream kept decoding while this happened and keeps going afterwards.
     let target = player.frames() + 60;
@@ -130,11 +109,7 @@ fn multitrack_publisher_is_refused_without_disturbing_other_streams() {
     );
     assert!(player.is_running(), "player of live/other exited");
     let result = player.stop();
-    assert!(
-        result.errors.is_empty(),
-        "player of live/other reported errors: {:#?}",
-        result.errors
-    );
+    assert!(result.errors.is_empty(), "player of live/other reported errors: {:#?}", result.errors);
 }
 
 /// Encode `seconds` of H.264 (ultrafast, 2 s GOP) + AAC at `size` into an FLV file.
@@ -142,32 +117,17 @@ fn make_clip(dir: &Path, size: &str, seconds: u32) -> PathBuf {
     let path = dir.join(format!("clip-{size}.flv"));
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=30"),
-        ])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
         .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
         .args(["-c:a", "aac", "-ac", "2", "-ar", "44100", "-b:a", "128k"])
         .args(["-f", "flv"])
         .arg(&path)
         .status()
         .expect("run ffmpeg");
-    assert!(
-        status.success(),
-        "ffmpeg failed making {size} clip: {status}"
-    );
+    assert!(status.success(), "ffmpeg failed making {size} clip: {status}");
     path
 }
 
@@ -181,17 +141,11 @@ fn avc_packet_type(m: &MediaMessage) -> Option<u8> {
 /// The tags of an FLV clip as a live encoder would send them: the muxer's trailing AVC
 /// end-of-sequence tag is dropped (an encoder switching resolution keeps the stream going).
 fn clip_tags(path: &Path) -> Vec<MediaMessage> {
-    read_flv_file(path)
-        .unwrap()
-        .into_iter()
-        .filter(|t| avc_packet_type(t) != Some(2))
-        .collect()
+    read_flv_file(path).unwrap().into_iter().filter(|t| avc_packet_type(t) != Some(2)).collect()
 }
 
 fn video_frames(tags: &[MediaMessage]) -> u64 {
-    tags.iter()
-        .filter(|t| avc_packet_type(t) == Some(1))
-        .count() as u64
+    tags.iter().filter(|t| avc_packet_type(t) == Some(1)).count() as u64
 }
 
 /// Each coded video frame paired with the sequence header in force when it was sent/received
@@ -243,17 +197,12 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     let offset = big.iter().map(|t| t.timestamp).max().unwrap() + 33;
     let mut schedule = big.clone();
     let switch_index = schedule.len();
-    schedule.extend(small.iter().map(|t| MediaMessage {
-        timestamp: t.timestamp + offset,
-        ..t.clone()
-    }));
+    schedule.extend(
+        small.iter().map(|t| MediaMessage { timestamp: t.timestamp + offset, ..t.clone() }),
+    );
     assert!(
         video_header(
-            &schedule[switch_index..]
-                .iter()
-                .find(|t| t.kind == MediaKind::Video)
-                .unwrap()
-                .payload
+            &schedule[switch_index..].iter().find(|t| t.kind == MediaKind::Video).unwrap().payload
         )
         .unwrap()
         .sequence_header,
@@ -264,10 +213,8 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     let player = Player::start(&url);
     let raw_player = RtmpClient::connect(origin.rtmp, "live", "switch", ClientMode::Play).unwrap();
     let raw_player = thread::spawn(move || collect_video_until_unpublish(raw_player));
-    wait_for(secs(10), || {
-        (origin.metrics().value("sluice_connections", &[]) >= 2.0).then_some(())
-    })
-    .expect("players connected");
+    wait_for(secs(10), || (origin.metrics().value("sluice_connections", &[]) >= 2.0).then_some(()))
+        .expect("players connected");
     thread::sleep(Duration::from_millis(1000));
 
     // 0: first part, 1: second part sent, 2: done.
@@ -286,8 +233,7 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
             let due = start + Duration::from_millis(tag.timestamp as u64);
             while Instant::now() < due {
                 publisher.pump(
-                    due.saturating_duration_since(Instant::now())
-                        .min(Duration::from_millis(20)),
+                    due.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)),
                 )?;
             }
             publisher.send_media(tag)?;
@@ -300,9 +246,7 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
 
     // First part: the API reports 1280x720.
     let info = wait_for(secs(10), || {
-        origin
-            .stream_info("live", "switch")
-            .filter(|s| !s["video"].is_null())
+        origin.stream_info("live", "switch").filter(|s| !s["video"].is_null())
     })
     .unwrap_or_else(|| panic!("live/switch never listed with video: {}", origin.streams()));
     assert_eq!(phase.load(Ordering::SeqCst), 0, "first part still running");
@@ -310,21 +254,12 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     assert_eq!(info["video"]["height"], 720, "{info}");
 
     // After the change: 640x360.
-    wait_for(secs(10), || {
-        (phase.load(Ordering::SeqCst) >= 1).then_some(())
-    })
-    .expect("second part started");
+    wait_for(secs(10), || (phase.load(Ordering::SeqCst) >= 1).then_some(()))
+        .expect("second part started");
     let info = wait_for(secs(3), || {
-        origin
-            .stream_info("live", "switch")
-            .filter(|s| s["video"]["width"] == 640)
+        origin.stream_info("live", "switch").filter(|s| s["video"]["width"] == 640)
     })
-    .unwrap_or_else(|| {
-        panic!(
-            "/api/streams did not switch to width 640: {}",
-            origin.streams()
-        )
-    });
+    .unwrap_or_else(|| panic!("/api/streams did not switch to width 640: {}", origin.streams()));
     assert_eq!(info["video"]["height"], 360, "{info}");
 
     // A viewer joining now starts at the new headers and keyframe only: a raw RTMP player's
@@ -335,28 +270,17 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline && late_videos.len() < 20 {
-        if let Some(m) = late
-            .next_media(Duration::from_millis(200), &mut seen)
-            .unwrap()
-        {
+        if let Some(m) = late.next_media(Duration::from_millis(200), &mut seen).unwrap() {
             if m.kind == MediaKind::Video {
                 late_videos.push(m);
             }
         }
     }
     late.close();
-    let small_header = small
-        .iter()
-        .find(|t| avc_packet_type(t) == Some(0))
-        .unwrap()
-        .payload
-        .clone();
-    let small_first_key = small
-        .iter()
-        .find(|t| avc_packet_type(t) == Some(1))
-        .unwrap()
-        .payload
-        .clone();
+    let small_header =
+        small.iter().find(|t| avc_packet_type(t) == Some(0)).unwrap().payload.clone();
+    let small_first_key =
+        small.iter().find(|t| avc_packet_type(t) == Some(1)).unwrap().payload.clone();
     assert!(
         late_videos.len() >= 2,
         "late joiner got {} video messages ({seen:?})",
@@ -367,26 +291,18 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
         "late joiner's first video message is the new sequence header"
     );
     assert!(
-        late_videos[1..]
-            .iter()
-            .all(|m| avc_packet_type(m) != Some(0) || m.payload == small_header),
+        late_videos[1..].iter().all(|m| avc_packet_type(m) != Some(0) || m.payload == small_header),
         "late joiner got another sequence header"
     );
-    let late_frames: Vec<&Bytes> = late_videos
-        .iter()
-        .filter(|m| avc_packet_type(m) == Some(1))
-        .map(|m| &m.payload)
-        .collect();
+    let late_frames: Vec<&Bytes> =
+        late_videos.iter().filter(|m| avc_packet_type(m) == Some(1)).map(|m| &m.payload).collect();
     assert_eq!(
         late_frames.first().copied(),
         Some(&small_first_key),
         "late joiner starts at the new keyframe"
     );
-    let small_frames: Vec<&Bytes> = small
-        .iter()
-        .filter(|t| avc_packet_type(t) == Some(1))
-        .map(|t| &t.payload)
-        .collect();
+    let small_frames: Vec<&Bytes> =
+        small.iter().filter(|t| avc_packet_type(t) == Some(1)).map(|t| &t.payload).collect();
     assert_eq!(
         late_frames[..],
         small_frames[..late_frames.len()],
@@ -404,41 +320,23 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     assert_eq!(videos[0]["width"], 640, "late joiner: {probe}");
     assert_eq!(videos[0]["height"], 360, "late joiner: {probe}");
 
-    sender
-        .join()
-        .expect("sender thread")
-        .expect("publishing both parts");
+    sender.join().expect("sender thread").expect("publishing both parts");
 
     // The raw player connected throughout got every frame in order, each under the right
     // sequence header, with timestamps that never go back.
-    let received = raw_player
-        .join()
-        .expect("raw player thread")
-        .expect("raw player");
-    let sent: Vec<MediaMessage> = big
-        .iter()
-        .chain(small.iter())
-        .filter(|t| t.kind == MediaKind::Video)
-        .cloned()
-        .collect();
+    let received = raw_player.join().expect("raw player thread").expect("raw player");
+    let sent: Vec<MediaMessage> =
+        big.iter().chain(small.iter()).filter(|t| t.kind == MediaKind::Video).cloned().collect();
     let got = frames_with_headers(&received);
     let want = frames_with_headers(&sent);
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "raw player got {} of {} frames",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "raw player got {} of {} frames", got.len(), want.len());
     if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
         panic!(
             "raw player: frame {i} differs from the one sent (payload or sequence header in force)"
         );
     }
     assert!(
-        received
-            .windows(2)
-            .all(|w| w[1].timestamp >= w[0].timestamp),
+        received.windows(2).all(|w| w[1].timestamp >= w[0].timestamp),
         "video timestamps went backwards at the player"
     );
 
@@ -448,11 +346,7 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
         "player decoded {} frames (expected {expected_frames}), status {:?}",
         result.frames, result.status
     );
-    assert!(
-        result.errors.is_empty(),
-        "player reported errors: {:#?}",
-        result.errors
-    );
+    assert!(result.errors.is_empty(), "player reported errors: {:#?}", result.errors);
     assert_eq!(
         result.frames, expected_frames,
         "player decoded {} of the {expected_frames} video frames of both parts",

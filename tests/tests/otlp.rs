@@ -14,11 +14,8 @@ use sluice_tests::{h264_aac, secs, Origin, Publisher};
 #[test]
 fn origin_exports_rtmp_spans_over_otlp_grpc() {
     let fixture = h264_aac();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (collector, addr) = Collector::start(&rt);
 
     let endpoint = format!("http://{addr}");
@@ -28,10 +25,8 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
     wait_for(secs(10), || origin.stream_info("live", "traced")).expect("publisher is live");
     std::thread::sleep(Duration::from_secs(1));
     publisher.stop();
-    wait_for(secs(10), || {
-        origin.stream_info("live", "traced").is_none().then_some(())
-    })
-    .expect("stream gone after the publisher stopped");
+    wait_for(secs(10), || origin.stream_info("live", "traced").is_none().then_some(()))
+        .expect("stream gone after the publisher stopped");
 
     let before_shutdown = seen_spans(&collector.requests.lock().unwrap()).len();
     let status = origin.terminate();
@@ -49,18 +44,13 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
     // The exporter flushes at shutdown; give the collector a moment to finish the last request.
     let deadline = Instant::now() + secs(5);
     while Instant::now() < deadline
-        && !seen_spans(&collector.requests.lock().unwrap())
-            .iter()
-            .any(matches)
+        && !seen_spans(&collector.requests.lock().unwrap()).iter().any(matches)
     {
         std::thread::sleep(Duration::from_millis(100));
     }
     let spans = seen_spans(&collector.requests.lock().unwrap());
     let requests = collector.requests.lock().unwrap().len();
-    eprintln!(
-        "collector received {requests} export requests, {} spans",
-        spans.len()
-    );
+    eprintln!("collector received {requests} export requests, {} spans", spans.len());
     let publish = spans.iter().find(|s| matches(s)).unwrap_or_else(|| {
         panic!(
             "no `rtmp` span with stream=live/traced role=publish among {} exported spans: {:?}",
@@ -84,20 +74,14 @@ fn spans_follow_a_stream_across_origins_and_edges() {
     use sluice_tests::cluster::{find_name, home, TestCluster};
     use sluice_tests::Player;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (collector, addr) = Collector::start(&rt);
     let otlp = format!("http://{addr}");
     let c = TestCluster::new("tr", &["tr-a", "tr-b", "tr-edge"]);
     let mut a = c.origin("tr-a", &["--otlp-endpoint", &otlp]);
     let mut b = c.origin("tr-b", &["--otlp-endpoint", &otlp]);
-    let mut edge = c.edge(
-        "tr-edge",
-        &["--otlp-endpoint", &otlp, "--upstream-linger", "1s"],
-    );
+    let mut edge = c.edge("tr-edge", &["--otlp-endpoint", &otlp, "--upstream-linger", "1s"]);
 
     // A stream whose home is tr-b, published on tr-a: tr-a forwards it to tr-b.
     let name = find_name("t", |n| home(&["tr-a", "tr-b"], n) == "tr-b");
@@ -105,24 +89,15 @@ fn spans_follow_a_stream_across_origins_and_edges() {
     let mut publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
     wait_for(secs(20), || b.stream_info("live", &name)).expect("stream forwarded to tr-b");
     let mut viewer = Player::start(&edge.rtmp_url("live", &name));
-    assert!(
-        viewer.wait_frames(30, secs(30)) >= 30,
-        "edge viewer: {:?}",
-        viewer.errors()
-    );
+    assert!(viewer.wait_frames(30, secs(30)) >= 30, "edge viewer: {:?}", viewer.errors());
     viewer.stop();
     publisher.stop();
-    wait_for(secs(10), || {
-        b.stream_info("live", &name).is_none().then_some(())
-    })
-    .expect("stream ended on tr-b");
+    wait_for(secs(10), || b.stream_info("live", &name).is_none().then_some(()))
+        .expect("stream ended on tr-b");
     std::thread::sleep(Duration::from_secs(2)); // the edge's pull lingers 1 s
     for node in [&mut edge, &mut a, &mut b] {
         let status = node.terminate();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "clean exit on SIGTERM: {status:?}"
-        );
+        assert!(status.is_some_and(|s| s.success()), "clean exit on SIGTERM: {status:?}");
     }
 
     let find = |name: &str, spans: &[SeenSpan]| -> Option<SeenSpan> {
@@ -139,34 +114,22 @@ fn spans_follow_a_stream_across_origins_and_edges() {
             .then_some(spans)
     })
     .unwrap_or_else(|| {
-        let names: Vec<(String, Option<String>, Option<String>)> = collector
-            .spans()
-            .into_iter()
-            .map(|s| (s.name, s.stream, s.service))
-            .collect();
+        let names: Vec<(String, Option<String>, Option<String>)> =
+            collector.spans().into_iter().map(|s| (s.name, s.stream, s.service)).collect();
         panic!("missing cluster spans for {stream}; got {names:?}")
     });
     let forward = find("forward", &spans).unwrap();
     let forward_in = find("forward_in", &spans).unwrap();
     assert_eq!(forward.service.as_deref(), Some("sluice-origin"));
-    assert_eq!(
-        forward_in.trace_id, forward.trace_id,
-        "forward_in joins the ingest's trace"
-    );
-    assert_eq!(
-        forward_in.parent_span_id, forward.span_id,
-        "forward_in is a child of forward"
-    );
+    assert_eq!(forward_in.trace_id, forward.trace_id, "forward_in joins the ingest's trace");
+    assert_eq!(forward_in.parent_span_id, forward.span_id, "forward_in is a child of forward");
     let pull = find("pull", &spans).unwrap();
     assert_eq!(pull.service.as_deref(), Some("sluice-edge"));
     let serve = spans
         .iter()
         .find(|s| s.name == "relay_serve" && s.trace_id == pull.trace_id)
         .unwrap_or_else(|| panic!("no relay_serve span in the edge's trace; pull {pull:?}"));
-    assert_eq!(
-        serve.parent_span_id, pull.span_id,
-        "relay_serve is a child of the edge's pull"
-    );
+    assert_eq!(serve.parent_span_id, pull.span_id, "relay_serve is a child of the edge's pull");
     assert_eq!(serve.service.as_deref(), Some("sluice-origin"));
     rt.shutdown_timeout(Duration::from_secs(1));
 }

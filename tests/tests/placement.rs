@@ -17,10 +17,7 @@ use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 const STREAMS: usize = 100;
 
 fn ring(members: &[&str]) -> Ring {
-    Ring::new(
-        members.iter().map(|m| NodeId::new(m).unwrap()),
-        DEFAULT_VNODES,
-    )
+    Ring::new(members.iter().map(|m| NodeId::new(m).unwrap()), DEFAULT_VNODES)
 }
 
 fn home(ring: &Ring, name: &str) -> String {
@@ -51,11 +48,8 @@ fn observed_homes(
     names
         .iter()
         .map(|n| {
-            let hosts: Vec<&str> = lists
-                .iter()
-                .filter(|(_, l)| l.contains(n))
-                .map(|(id, _)| *id)
-                .collect();
+            let hosts: Vec<&str> =
+                lists.iter().filter(|(_, l)| l.contains(n)).map(|(id, _)| *id).collect();
             let home = match hosts.as_slice() {
                 [] => ingest.to_string(),
                 [one] => one.to_string(),
@@ -75,10 +69,7 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
     let edge = c.edge("ring-edge", &[]);
 
     // A real encoder on a stream whose home moves from ring-2 to ring-3, watched on the edge.
-    let (before, after) = (
-        ring(&["ring-1", "ring-2"]),
-        ring(&["ring-1", "ring-2", "ring-3"]),
-    );
+    let (before, after) = (ring(&["ring-1", "ring-2"]), ring(&["ring-1", "ring-2", "ring-3"]));
     let mover = (0..1000)
         .map(|i| format!("cam{i}"))
         .find(|n| home(&before, n) == "ring-2" && home(&after, n) == "ring-3")
@@ -104,10 +95,8 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
             c
         })
         .collect();
-    let expected: BTreeMap<String, String> = names
-        .iter()
-        .map(|n| (n.clone(), home(&before, n)))
-        .collect();
+    let expected: BTreeMap<String, String> =
+        names.iter().map(|n| (n.clone(), home(&before, n))).collect();
     let settled = wait_for(secs(30), || {
         let seen = observed_homes("ring-1", &[("ring-2", &o2)], &names);
         (seen == expected).then_some(seen)
@@ -118,10 +107,7 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         observed_homes("ring-1", &[("ring-2", &o2)], &names)
     );
     let on_two = expected.values().filter(|h| *h == "ring-2").count();
-    assert!(
-        (20..=80).contains(&on_two),
-        "ring-2 is home to {on_two} of {STREAMS}"
-    );
+    assert!((20..=80).contains(&on_two), "ring-2 is home to {on_two} of {STREAMS}");
 
     // A third origin joins: exactly the streams the ring gives it move, nothing else.
     let o3 = start("ring-3");
@@ -137,30 +123,18 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         "homes with three origins differ from the ring: {:?}",
         observed_homes("ring-1", &others, &names)
     );
-    let moved: Vec<&String> = names
-        .iter()
-        .filter(|n| expected[*n] != expected_after[*n])
-        .collect();
+    let moved: Vec<&String> = names.iter().filter(|n| expected[*n] != expected_after[*n]).collect();
     assert!(!moved.is_empty(), "some streams move to the new origin");
     for n in &moved {
-        assert_eq!(
-            expected_after[*n], "ring-3",
-            "{n} moved between old origins"
-        );
+        assert_eq!(expected_after[*n], "ring-3", "{n} moved between old origins");
     }
-    assert!(
-        moved.len() < STREAMS / 2,
-        "{} of {STREAMS} streams moved",
-        moved.len()
-    );
+    assert!(moved.len() < STREAMS / 2, "{} of {STREAMS} streams moved", moved.len());
 
     // A stream published on ring-3 whose home is ring-2 travels the other way: ring-3 has the
     // higher id, so it forwards over the connection ring-2 dialled. One connection per pair.
     let back = sluice_tests::cluster::find_name("back", |n| home(&after, n) == "ring-2");
     let mut reverse = RtmpClient::connect(o3.rtmp, "live", &back, ClientMode::Publish).unwrap();
-    reverse
-        .expect_status("NetStream.Publish.Start", secs(20))
-        .expect("publish on ring-3");
+    reverse.expect_status("NetStream.Publish.Start", secs(20)).expect("publish on ring-3");
     wait_for(secs(20), || listed(&o2).contains(&back).then_some(()))
         .expect("ring-3 forwards to ring-2");
     for (id, o) in [("ring-1", &o1), ("ring-2", &o2), ("ring-3", &o3)] {
@@ -178,15 +152,10 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
 
     // No publisher was disconnected or asked to reconnect: all still publishing on ring-1.
     for (n, p) in names.iter().zip(publishers.iter_mut()) {
-        p.pump_for(Duration::from_millis(1))
-            .unwrap_or_else(|e| panic!("publisher {n}: {e}"));
+        p.pump_for(Duration::from_millis(1)).unwrap_or_else(|e| panic!("publisher {n}: {e}"));
         assert!(!p.is_eof(), "publisher {n} was disconnected");
     }
-    assert_eq!(
-        listed(&o1).len(),
-        STREAMS + 1,
-        "ring-1 still has every publisher"
-    );
+    assert_eq!(listed(&o1).len(), STREAMS + 1, "ring-1 still has every publisher");
     assert!(encoder.is_running(), "the encoder kept publishing");
 
     // The edge viewer of the moved stream kept its connection and keeps decoding from ring-3.
@@ -224,23 +193,13 @@ fn a_draining_home_hands_its_streams_over_without_viewers_noticing() {
     wait_for(secs(20), || listed(&b).contains(&name).then_some(()))
         .expect("forwarded to its home drain-b");
     let mut viewer = Player::start(&edge.rtmp_url("live", &name));
-    assert!(
-        viewer.wait_frames(60, secs(30)) >= 60,
-        "edge viewer plays: {:?}",
-        viewer.errors()
-    );
+    assert!(viewer.wait_frames(60, secs(30)) >= 60, "edge viewer plays: {:?}", viewer.errors());
 
     let status = b.terminate();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "drain-b exits cleanly: {status:?}"
-    );
+    assert!(status.is_some_and(|s| s.success()), "drain-b exits cleanly: {status:?}");
     let before = viewer.frames();
     let more = viewer.wait_frames(before + 60, secs(20));
-    assert!(
-        more >= before + 60,
-        "edge viewer stalled after the home drained: {before} -> {more}"
-    );
+    assert!(more >= before + 60, "edge viewer stalled after the home drained: {before} -> {more}");
     assert!(viewer.is_running(), "the viewer stayed connected");
     assert!(encoder.is_running(), "the encoder never noticed");
     let log = std::fs::read_to_string(edge.log_path()).unwrap_or_default();

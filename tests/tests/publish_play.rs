@@ -21,10 +21,8 @@ fn players_started_before_publisher_decode_every_frame() {
     let flv_player = Player::start(&flv_url);
     // Both players must be connected and waiting before the publisher starts. (A waiting
     // HTTP-FLV request is not in sluice_connections until its stream exists, so give it time.)
-    wait_for(secs(10), || {
-        (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(())
-    })
-    .expect("the RTMP player connected");
+    wait_for(secs(10), || (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(()))
+        .expect("the RTMP player connected");
     std::thread::sleep(Duration::from_millis(1500));
     let before = origin.metrics();
 
@@ -37,51 +35,25 @@ fn players_started_before_publisher_decode_every_frame() {
             .filter(|s| s["viewers"] == 2 && !s["video"].is_null() && !s["audio"].is_null())
     })
     .unwrap_or_else(|| {
-        panic!(
-            "/api/streams never showed live/every with 2 viewers: {}",
-            origin.streams()
-        )
+        panic!("/api/streams never showed live/every with 2 viewers: {}", origin.streams())
     });
     assert_eq!(info["video"]["codec"], "h264", "{info}");
     assert_eq!(info["video"]["width"], 1280, "{info}");
     assert_eq!(info["video"]["height"], 720, "{info}");
-    let fps = info["video"]["fps"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("video.fps missing: {info}"));
+    let fps = info["video"]["fps"].as_f64().unwrap_or_else(|| panic!("video.fps missing: {info}"));
     assert!((fps - 30.0).abs() < 0.5, "fps {fps}: {info}");
     assert_eq!(info["audio"]["codec"], "aac", "{info}");
     assert_eq!(info["audio"]["sample_rate"], 44100, "{info}");
     assert_eq!(info["audio"]["channels"], 2, "{info}");
 
     let during = origin.metrics();
-    assert_eq!(
-        during.value("sluice_streams", &[]),
-        1.0,
-        "sluice_streams while publishing"
-    );
-    assert_eq!(
-        during.value("sluice_viewers", &[("protocol", "rtmp")]),
-        1.0,
-        "rtmp viewers"
-    );
-    assert_eq!(
-        during.value("sluice_viewers", &[("protocol", "flv")]),
-        1.0,
-        "flv viewers"
-    );
-    assert!(
-        during.value("sluice_connections", &[]) >= 2.0,
-        "connections gauge"
-    );
+    assert_eq!(during.value("sluice_streams", &[]), 1.0, "sluice_streams while publishing");
+    assert_eq!(during.value("sluice_viewers", &[("protocol", "rtmp")]), 1.0, "rtmp viewers");
+    assert_eq!(during.value("sluice_viewers", &[("protocol", "flv")]), 1.0, "flv viewers");
+    assert!(during.value("sluice_connections", &[]) >= 2.0, "connections gauge");
 
-    let status = publisher
-        .wait(secs(40))
-        .expect("publisher finished within 40 s");
-    assert!(
-        status.success(),
-        "publisher failed: {status:?} {:?}",
-        publisher.stderr()
-    );
+    let status = publisher.wait(secs(40)).expect("publisher finished within 40 s");
+    assert!(status.success(), "publisher failed: {status:?} {:?}", publisher.stderr());
 
     for (name, player) in [("rtmp", rtmp_player), ("http-flv", flv_player)] {
         // RTMP: ffmpeg ends on NetStream.Play.UnpublishNotify; HTTP-FLV: the body ends after
@@ -92,11 +64,7 @@ fn players_started_before_publisher_decode_every_frame() {
             "{name} player did not end cleanly: {:?}",
             result.status
         );
-        assert!(
-            result.errors.is_empty(),
-            "{name} player reported errors: {:#?}",
-            result.errors
-        );
+        assert!(result.errors.is_empty(), "{name} player reported errors: {:#?}", result.errors);
         assert_eq!(
             result.frames, fixture.video_frames,
             "{name} player decoded {} of {} published video frames",
@@ -108,10 +76,7 @@ fn players_started_before_publisher_decode_every_frame() {
     let file_len = std::fs::metadata(&fixture.path).unwrap().len() as f64;
     let bytes_in =
         after.value("sluice_bytes_in_total", &[]) - before.value("sluice_bytes_in_total", &[]);
-    assert!(
-        bytes_in >= file_len * 0.9,
-        "bytes_in grew by {bytes_in}, file is {file_len} bytes"
-    );
+    assert!(bytes_in >= file_len * 0.9, "bytes_in grew by {bytes_in}, file is {file_len} bytes");
     for proto in ["rtmp", "flv"] {
         let out = after.value("sluice_bytes_out_total", &[("protocol", proto)])
             - before.value("sluice_bytes_out_total", &[("protocol", proto)]);

@@ -18,28 +18,17 @@ fn second_publisher_of_live_name_gets_bad_name() {
 
     let mut second =
         RtmpClient::connect(origin.rtmp, "live", "taken", ClientMode::Publish).unwrap();
-    let (level, code, description) = second
-        .next_status(secs(10))
-        .expect("second publisher gets an onStatus");
-    assert_eq!(
-        code, "NetStream.Publish.BadName",
-        "level {level}, description {description:?}"
-    );
+    let (level, code, description) =
+        second.next_status(secs(10)).expect("second publisher gets an onStatus");
+    assert_eq!(code, "NetStream.Publish.BadName", "level {level}, description {description:?}");
     assert_eq!(level, "error");
     second.close();
 
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        first.is_running(),
-        "first publisher was disconnected: {:?}",
-        first.stderr()
-    );
+    assert!(first.is_running(), "first publisher was disconnected: {:?}", first.stderr());
     let player = Player::start(&url);
     let mut player = player;
-    assert!(
-        player.wait_frames(30, secs(15)) >= 30,
-        "the first publisher's stream still plays"
-    );
+    assert!(player.wait_frames(30, secs(15)) >= 30, "the first publisher's stream still plays");
 }
 
 /// Invalid app/stream names are refused with an error status (or a rejected connect for
@@ -60,15 +49,8 @@ fn invalid_names_are_rejected() {
         let mut c = RtmpClient::connect(origin.rtmp, app, stream, mode).unwrap();
         let outcome = first_outcome(&mut c);
         match &outcome {
-            Outcome::Status {
-                level,
-                code,
-                description,
-            } => {
-                assert_eq!(
-                    level, "error",
-                    "{app}/{stream:?} ({mode:?}): {code} {description}"
-                );
+            Outcome::Status { level, code, description } => {
+                assert_eq!(level, "error", "{app}/{stream:?} ({mode:?}): {code} {description}");
                 assert!(
                     !description.is_empty(),
                     "{app}/{stream:?}: status {code} has no description"
@@ -78,10 +60,7 @@ fn invalid_names_are_rejected() {
                 } else {
                     "NetStream.Play."
                 };
-                assert!(
-                    code.starts_with(prefix),
-                    "{app}/{stream:?} ({mode:?}): code {code}"
-                );
+                assert!(code.starts_with(prefix), "{app}/{stream:?} ({mode:?}): code {code}");
             }
             other => panic!("{app}/{stream:?} ({mode:?}): expected an error status, got {other:?}"),
         }
@@ -95,20 +74,13 @@ fn invalid_names_are_rejected() {
         Outcome::Status { level, code, .. } => assert_eq!(level, "error", "reserved app: {code}"),
         Outcome::Started => panic!("publishing to the reserved app 'api' was accepted"),
     }
-    assert!(
-        origin.streams()["streams"].as_array().unwrap().is_empty(),
-        "no stream was created"
-    );
+    assert!(origin.streams()["streams"].as_array().unwrap().is_empty(), "no stream was created");
 }
 
 #[derive(Debug)]
 enum Outcome {
     Started,
-    Status {
-        level: String,
-        code: String,
-        description: String,
-    },
+    Status { level: String, code: String, description: String },
     CommandError(String),
     Closed,
 }
@@ -120,19 +92,11 @@ fn first_outcome(c: &mut RtmpClient) -> Outcome {
             Ok(Some(ClientEvent::PublishStarted | ClientEvent::PlayStarted)) => {
                 return Outcome::Started
             }
-            Ok(Some(ClientEvent::Status {
-                level,
-                code,
-                description,
-            })) => {
+            Ok(Some(ClientEvent::Status { level, code, description })) => {
                 if code == "NetStream.Publish.Start" || code == "NetStream.Play.Start" {
                     return Outcome::Started;
                 }
-                return Outcome::Status {
-                    level,
-                    code,
-                    description,
-                };
+                return Outcome::Status { level, code, description };
             }
             Ok(Some(ClientEvent::CommandError { description })) => {
                 return Outcome::CommandError(description)
@@ -169,15 +133,9 @@ fn player_survives_publisher_restart() {
             .next_media(secs(1), &mut seen)
             .expect("player connection stays open after unpublish");
     }
-    assert!(
-        seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify"),
-        "statuses seen: {seen:?}"
-    );
+    assert!(seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify"), "statuses seen: {seen:?}");
     player.drain_for(secs(1)).unwrap();
-    assert!(
-        !player.is_eof(),
-        "server closed the player after the publisher left"
-    );
+    assert!(!player.is_eof(), "server closed the player after the publisher left");
 
     // The publisher returns; the player resumes with a sequence header / keyframe.
     let _publisher = Publisher::start_looped(&url, &fixture.path);
@@ -186,10 +144,7 @@ fn player_survives_publisher_restart() {
     let deadline = Instant::now() + secs(15);
     let mut resumed = 0;
     while Instant::now() < deadline && resumed < 60 {
-        let Some(m) = player
-            .next_media(secs(1), &mut seen)
-            .expect("player connection open")
-        else {
+        let Some(m) = player.next_media(secs(1), &mut seen).expect("player connection open") else {
             continue;
         };
         if m.kind != MediaKind::Video {
@@ -205,13 +160,9 @@ fn player_survives_publisher_restart() {
         resumed >= 60,
         "player got {resumed} video frames after the publisher returned (statuses {seen:?})"
     );
+    assert!(first_frame.unwrap().keyframe, "first frame after the restart is not a keyframe");
     assert!(
-        first_frame.unwrap().keyframe,
-        "first frame after the restart is not a keyframe"
-    );
-    assert!(
-        seen.iter()
-            .any(|c| c == "NetStream.Play.PublishNotify" || c == "NetStream.Play.Start"),
+        seen.iter().any(|c| c == "NetStream.Play.PublishNotify" || c == "NetStream.Play.Start"),
         "no PublishNotify/Play.Start after the restart: {seen:?}"
     );
 }
@@ -224,10 +175,7 @@ fn count_video(player: &mut RtmpClient, window: Duration, seen: &mut Vec<String>
         if started.is_some_and(|t: Instant| t.elapsed() >= window) {
             break;
         }
-        if let Some(m) = player
-            .next_media(secs(1), seen)
-            .expect("player connection open")
-        {
+        if let Some(m) = player.next_media(secs(1), seen).expect("player connection open") {
             if m.kind == MediaKind::Video {
                 started.get_or_insert_with(Instant::now);
                 n += 1;
@@ -264,10 +212,7 @@ fn play_of_unpublished_stream_times_out_with_stream_not_found() {
         "StreamNotFound after {waited:?}, before the 1 s wait"
     );
     assert!(waited < secs(5), "StreamNotFound only after {waited:?}");
-    assert!(
-        !codes.iter().any(|c| c == "NetStream.Play.Start"),
-        "{codes:?}"
-    );
+    assert!(!codes.iter().any(|c| c == "NetStream.Play.Start"), "{codes:?}");
 }
 
 /// Everything a publisher sent before it unpublished reaches a player that was keeping up:
@@ -277,11 +222,7 @@ fn player_gets_every_message_sent_before_unpublish() {
     let fixture = h264_aac();
     let tags = sluice_tests::rtmp::read_flv_file(&fixture.path).unwrap();
     // The first 2 s (one GOP) of media, sent as one burst followed at once by the unpublish.
-    let burst: Vec<_> = tags
-        .iter()
-        .filter(|t| t.timestamp < 2000)
-        .cloned()
-        .collect();
+    let burst: Vec<_> = tags.iter().filter(|t| t.timestamp < 2000).cloned().collect();
     let sent_video = burst
         .iter()
         .filter(|t| {
@@ -295,9 +236,7 @@ fn player_gets_every_message_sent_before_unpublish() {
 
     let mut publisher =
         RtmpClient::connect(origin.rtmp, "live", "burst", ClientMode::Publish).unwrap();
-    publisher
-        .expect_status("NetStream.Publish.Start", secs(10))
-        .expect("publish accepted");
+    publisher.expect_status("NetStream.Publish.Start", secs(10)).expect("publish accepted");
     // Headers and the first keyframe first; once the player is playing, the rest in one burst
     // immediately followed by the unpublish.
     let first_frame = burst
@@ -315,19 +254,13 @@ fn player_gets_every_message_sent_before_unpublish() {
     let mut video = 0;
     let deadline = Instant::now() + secs(10);
     while video == 0 && Instant::now() < deadline {
-        if let Some(m) = player
-            .next_media(secs(1), &mut seen)
-            .expect("player connected")
-        {
+        if let Some(m) = player.next_media(secs(1), &mut seen).expect("player connected") {
             if m.kind == MediaKind::Video && !video_header(&m.payload).unwrap().sequence_header {
                 video += 1;
             }
         }
     }
-    assert_eq!(
-        video, 1,
-        "player did not get the first keyframe (statuses {seen:?})"
-    );
+    assert_eq!(video, 1, "player did not get the first keyframe (statuses {seen:?})");
     for tag in &burst[first_frame + 1..] {
         publisher.send_media(tag).unwrap();
     }
@@ -337,10 +270,7 @@ fn player_gets_every_message_sent_before_unpublish() {
     let mut quiet_after_notice = 0;
     let deadline = Instant::now() + secs(15);
     while Instant::now() < deadline && quiet_after_notice < 2 {
-        match player
-            .next_media(secs(1), &mut seen)
-            .expect("player stays connected")
-        {
+        match player.next_media(secs(1), &mut seen).expect("player stays connected") {
             Some(m)
                 if m.kind == MediaKind::Video
                     && !video_header(&m.payload).unwrap().sequence_header =>

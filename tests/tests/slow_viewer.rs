@@ -44,15 +44,11 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
     // The slow player: a tiny receive buffer so the server sees back-pressure quickly.
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(8 * 1024).unwrap();
-    socket
-        .connect_timeout(&origin.rtmp.into(), secs(5))
-        .unwrap();
+    socket.connect_timeout(&origin.rtmp.into(), secs(5)).unwrap();
     let tcp: TcpStream = socket.into();
-    let mut slow = RtmpClient::with_stream(
-        tcp,
-        client_config(origin.rtmp, "live", "slow", ClientMode::Play),
-    )
-    .unwrap();
+    let mut slow =
+        RtmpClient::with_stream(tcp, client_config(origin.rtmp, "live", "slow", ClientMode::Play))
+            .unwrap();
     let mut seen = Vec::new();
     let mut got = 0;
     let deadline = Instant::now() + secs(15);
@@ -61,10 +57,7 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
             got += (m.kind == MediaKind::Video) as usize;
         }
     }
-    assert!(
-        got >= 30,
-        "slow player got {got} video messages before stalling ({seen:?})"
-    );
+    assert!(got >= 30, "slow player got {got} video messages before stalling ({seen:?})");
 
     // Stall: read nothing for `stall` while the fast player keeps decoding at the publish rate.
     let skipped_before = origin.metrics().value("sluice_skipped_frames_total", &[]);
@@ -82,9 +75,7 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
     let mut frames = 0;
     let deadline = Instant::now() + secs(6);
     while Instant::now() < deadline {
-        let Some(m) = slow
-            .next_media(secs(1), &mut seen)
-            .expect("slow player still connected")
+        let Some(m) = slow.next_media(secs(1), &mut seen).expect("slow player still connected")
         else {
             continue;
         };
@@ -103,10 +94,7 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
         }
         last_ts = Some(m.timestamp);
     }
-    assert!(
-        frames > 60,
-        "slow player got only {frames} frames after resuming"
-    );
+    assert!(frames > 60, "slow player got only {frames} frames after resuming");
     // The server skips a stalled viewer forward when it can write to it again.
     let skipped = origin.metrics().value("sluice_skipped_frames_total", &[]) - skipped_before;
     assert!(
@@ -119,10 +107,7 @@ fn stalled_viewer_is_skipped_and_resumes_on_a_keyframe() {
         "no skipped span in the slow player's timeline (skipped metric {skipped})"
     );
     for (from, to, keyframe) in &gaps {
-        assert!(
-            keyframe,
-            "after skipping {from}..{to} ms the slow player got a non-keyframe"
-        );
+        assert!(keyframe, "after skipping {from}..{to} ms the slow player got a non-keyframe");
     }
     assert!(fast.is_running(), "fast player stopped");
 }

@@ -57,11 +57,7 @@ pub async fn play_hls(
         last_part_at: None,
         stall_after: opts.stall_after.unwrap_or(Duration::from_secs(1)),
         text: Vec::with_capacity(4096),
-        scanner: PartScanner::new(VideoTrack {
-            track_id: 1,
-            hevc: false,
-            nal_length_size: 4,
-        }),
+        scanner: PartScanner::new(VideoTrack { track_id: 1, hevc: false, nal_length_size: 4 }),
         connects_reported: 0,
     };
     let mut attempt = 0;
@@ -165,13 +161,11 @@ impl Client {
 
     /// Multivariant playlist, then the first media playlist (which must parse).
     async fn start(&mut self, path: &str, viewer: &Viewer) -> Result<(), String> {
-        self.get_text("multivariant", path, MAX_PLAYLIST as u64, viewer)
-            .await?;
+        self.get_text("multivariant", path, MAX_PLAYLIST as u64, viewer).await?;
         let variant = first_variant(&self.text).map_err(|e| format!("multivariant: {e}"))?;
         self.media_path = resolve(path, &variant);
         let media = self.media_path.clone();
-        self.get_text("playlist", &media, MAX_PLAYLIST as u64, viewer)
-            .await?;
+        self.get_text("playlist", &media, MAX_PLAYLIST as u64, viewer).await?;
         parse_media(&self.text).map_err(|e| format!("playlist: {e}"))?;
         Ok(())
     }
@@ -186,15 +180,13 @@ impl Client {
                 blocking_reload(&self.media_path, (msn, index.saturating_add(1)))
             }
         };
-        self.get_text("playlist", &path, MAX_PLAYLIST as u64, viewer)
-            .await
-            .inspect_err(|e| {
-                // Asked for a part the server will not produce (it restarted numbering):
-                // start again from the live edge.
-                if e.ends_with("status 400") {
-                    self.last = None;
-                }
-            })?;
+        self.get_text("playlist", &path, MAX_PLAYLIST as u64, viewer).await.inspect_err(|e| {
+            // Asked for a part the server will not produce (it restarted numbering):
+            // start again from the live edge.
+            if e.ends_with("status 400") {
+                self.last = None;
+            }
+        })?;
         let pl = parse_media(&self.text).map_err(|e| format!("playlist: {e}"))?;
         // Counted when the response arrived, as parts are.
         if viewer.shared().measuring() {
@@ -233,10 +225,7 @@ impl Client {
         for (key, path) in listed {
             match self.part(&path, key, viewer).await? {
                 200 => {}
-                code => viewer
-                    .shared()
-                    .hls
-                    .error(format!("part: http status {code}")),
+                code => viewer.shared().hls.error(format!("part: http status {code}")),
             }
         }
         if self.opts.mode == HlsMode::Hint {
@@ -266,8 +255,7 @@ impl Client {
         if self.init_path.as_deref() == Some(path.as_str()) && self.track.is_some() {
             return Ok(());
         }
-        self.get_text("init", &path, MAX_MOOF as u64, viewer)
-            .await?;
+        self.get_text("init", &path, MAX_MOOF as u64, viewer).await?;
         self.track = Some(parse_init(&self.text).map_err(|e| format!("init: {e}"))?);
         self.init_path = Some(path);
         if viewer.shared().measuring() {
@@ -286,17 +274,12 @@ impl Client {
         if status != 200 {
             return Ok(status);
         }
-        self.scanner
-            .finish()
-            .map_err(|e| format!("part: fmp4: {e}"))?;
+        self.scanner.finish().map_err(|e| format!("part: fmp4: {e}"))?;
         let now = Instant::now();
         for stamp in &self.scanner.stamps {
             viewer.stamp(*stamp);
         }
-        let missing = self
-            .scanner
-            .video_samples
-            .saturating_sub(self.scanner.stamps.len() as u64);
+        let missing = self.scanner.video_samples.saturating_sub(self.scanner.stamps.len() as u64);
         for _ in 0..missing {
             viewer.unstamped();
         }
@@ -305,8 +288,7 @@ impl Client {
             HlsCounters::add(&hls.parts, 1);
             if let Some(prev) = self.last_part_at {
                 let gap = now.duration_since(prev);
-                hls.max_part_gap_us
-                    .fetch_max(gap.as_micros() as u64, Ordering::Relaxed);
+                hls.max_part_gap_us.fetch_max(gap.as_micros() as u64, Ordering::Relaxed);
                 if gap > self.stall_after {
                     HlsCounters::add(&hls.stalls, 1);
                 }

@@ -197,9 +197,8 @@ impl HttpConn {
                 return Err(FetchError::TooLarge(max_body));
             }
             loop {
-                let take = usize::try_from(left)
-                    .unwrap_or(usize::MAX)
-                    .min(self.filled - self.start);
+                let take =
+                    usize::try_from(left).unwrap_or(usize::MAX).min(self.filled - self.start);
                 deliver(&self.buf[self.start..self.start + take])?;
                 self.start += take;
                 left -= take as u64;
@@ -226,10 +225,7 @@ impl HttpConn {
         if !keep {
             self.reset();
         }
-        Ok(Response {
-            status: head.status,
-            wire_bytes: wire,
-        })
+        Ok(Response { status: head.status, wire_bytes: wire })
     }
 
     /// Read into the buffer (compacting it first); returns the bytes read (0 at EOF).
@@ -246,13 +242,10 @@ impl HttpConn {
             self.start = 0;
         }
         let stream = self.stream.as_mut().ok_or(FetchError::Closed)?;
-        let n = stream
-            .read(&mut self.buf[self.filled..])
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionReset => FetchError::Closed,
-                kind => FetchError::Io(kind),
-            })?;
+        let n = stream.read(&mut self.buf[self.filled..]).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionReset => FetchError::Closed,
+            kind => FetchError::Io(kind),
+        })?;
         self.filled += n;
         Ok(n)
     }
@@ -334,17 +327,11 @@ mod tests {
         )
         .await;
         let mut conn = HttpConn::new(&url, Duration::from_secs(2));
-        assert_eq!(
-            fetch(&mut conn, 1000).await.unwrap(),
-            (200, b"hello".to_vec())
-        );
+        assert_eq!(fetch(&mut conn, 1000).await.unwrap(), (200, b"hello".to_vec()));
         // A 404 body is read (so the connection stays usable) but not handed to the sink.
         assert_eq!(fetch(&mut conn, 1000).await.unwrap(), (404, vec![]));
         assert_eq!(fetch(&mut conn, 200_000).await.unwrap(), (200, big));
-        assert_eq!(
-            fetch(&mut conn, 1000).await.unwrap(),
-            (200, b"abc".to_vec())
-        );
+        assert_eq!(fetch(&mut conn, 1000).await.unwrap(), (200, b"abc".to_vec()));
         assert_eq!(conn.connects, 1, "one keep-alive connection for all four");
         assert_eq!(server.await.unwrap(), 1);
     }
@@ -364,25 +351,16 @@ mod tests {
         assert_eq!(fetch(&mut conn, 10).await.unwrap().1, b"ok");
         // The server closed the idle connection: the request is retried on a new one.
         assert_eq!(fetch(&mut conn, 10).await.unwrap().1, b"ok");
-        assert!(matches!(
-            fetch(&mut conn, 10).await,
-            Err(FetchError::TooLarge(10))
-        ));
+        assert!(matches!(fetch(&mut conn, 10).await, Err(FetchError::TooLarge(10))));
         assert_eq!(server.await.unwrap(), 3);
         assert_eq!(conn.connects, 3);
     }
 
     #[tokio::test]
     async fn truncated_body_is_an_error() {
-        let (url, _server) = serve(
-            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec()],
-            true,
-        )
-        .await;
+        let (url, _server) =
+            serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec()], true).await;
         let mut conn = HttpConn::new(&url, Duration::from_secs(2));
-        assert!(matches!(
-            fetch(&mut conn, 100).await,
-            Err(FetchError::Closed)
-        ));
+        assert!(matches!(fetch(&mut conn, 100).await, Err(FetchError::Closed)));
     }
 }

@@ -66,10 +66,7 @@ impl<'a> Iterator for Boxes<'a> {
                 0 => self.rest.len(),
                 n => usize::try_from(n).map_err(|_| Fmp4Error::TooLarge("box"))?,
             };
-            let body = self
-                .rest
-                .get(header..size)
-                .ok_or(Fmp4Error::Malformed("box size"))?;
+            let body = self.rest.get(header..size).ok_or(Fmp4Error::Malformed("box size"))?;
             self.rest = self.rest.get(size..).unwrap_or(&[]);
             Ok((kind, body))
         })();
@@ -137,11 +134,7 @@ pub fn parse_init(data: &[u8]) -> Result<VideoTrack, Fmp4Error> {
         let id_at = if tkhd.first() == Some(&1) { 20 } else { 12 };
         let track_id = be(tkhd, id_at, 4).ok_or(Fmp4Error::Malformed("tkhd"))? as u32;
         let (hevc, nal_length_size) = sample_entry(mdia)?;
-        return Ok(VideoTrack {
-            track_id,
-            hevc,
-            nal_length_size,
-        });
+        return Ok(VideoTrack { track_id, hevc, nal_length_size });
     }
     Err(Fmp4Error::NoVideo)
 }
@@ -158,19 +151,13 @@ fn sample_entry(mdia: &[u8]) -> Result<(bool, u8), Fmp4Error> {
         .ok_or(Fmp4Error::Malformed("video track without stsd"))?;
     // version+flags, entry_count, then sample entries.
     let entries = stsd.get(8..).ok_or(Fmp4Error::Malformed("stsd"))?;
-    let (kind, entry) = boxes(entries)
-        .next()
-        .ok_or(Fmp4Error::Malformed("stsd without entry"))??;
+    let (kind, entry) =
+        boxes(entries).next().ok_or(Fmp4Error::Malformed("stsd without entry"))??;
     // VisualSampleEntry fields before the child boxes.
-    let children = entry
-        .get(78..)
-        .ok_or(Fmp4Error::Malformed("sample entry"))?;
+    let children = entry.get(78..).ok_or(Fmp4Error::Malformed("sample entry"))?;
     let hevc = matches!(&kind, b"hvc1" | b"hev1");
-    let (config, at) = if hevc {
-        (child(children, b"hvcC")?, 21)
-    } else {
-        (child(children, b"avcC")?, 4)
-    };
+    let (config, at) =
+        if hevc { (child(children, b"hvcC")?, 21) } else { (child(children, b"avcC")?, 4) };
     let size = config.and_then(|c| c.get(at)).map_or(4, |b| (b & 0x03) + 1);
     if size == 3 {
         return Err(Fmp4Error::Malformed("NAL length size 3"));
@@ -410,11 +397,8 @@ impl PartScanner {
                 at += len;
             }
         }
-        let default_size = if flags & 0x10 != 0 {
-            Some(be(tfhd, at, 4).ok_or(bad("tfhd"))?)
-        } else {
-            None
-        };
+        let default_size =
+            if flags & 0x10 != 0 { Some(be(tfhd, at, 4).ok_or(bad("tfhd"))?) } else { None };
         let mut cursor = base;
         for item in boxes(traf) {
             let (kind, trun) = item?;
@@ -426,18 +410,14 @@ impl PartScanner {
             let mut at = 8;
             if flags & 0x01 != 0 {
                 let offset = be(trun, at, 4).ok_or(bad("trun"))? as u32 as i32;
-                cursor = base
-                    .checked_add_signed(i64::from(offset))
-                    .ok_or(bad("trun data offset"))?;
+                cursor =
+                    base.checked_add_signed(i64::from(offset)).ok_or(bad("trun data offset"))?;
                 at += 4;
             }
             if flags & 0x04 != 0 {
                 at += 4;
             }
-            let fields = [0x100, 0x200, 0x400, 0x800]
-                .iter()
-                .filter(|&&f| flags & f != 0)
-                .count();
+            let fields = [0x100, 0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count();
             let entry = 4 * fields;
             let needed = (count as usize).checked_mul(entry).ok_or(bad("trun"))?;
             if trun.len().saturating_sub(at) < needed {

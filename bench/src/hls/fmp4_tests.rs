@@ -45,10 +45,7 @@ fn trak(id: u32, handler: &[u8; 4], entry: Vec<u8>) -> Vec<u8> {
 
 fn avc1(length_size_minus_one: u8) -> Vec<u8> {
     let mut entry = vec![0u8; 78];
-    entry.extend_from_slice(&bx(
-        b"avcC",
-        &[1, 0x42, 0xc0, 0x1f, 0xFC | length_size_minus_one],
-    ));
+    entry.extend_from_slice(&bx(b"avcC", &[1, 0x42, 0xc0, 0x1f, 0xFC | length_size_minus_one]));
     bx(b"avc1", &entry)
 }
 
@@ -60,22 +57,12 @@ fn init(video_id: u32, length_size_minus_one: u8) -> Vec<u8> {
     out
 }
 
-const TRACK: VideoTrack = VideoTrack {
-    track_id: 1,
-    hevc: false,
-    nal_length_size: 4,
-};
+const TRACK: VideoTrack = VideoTrack { track_id: 1, hevc: false, nal_length_size: 4 };
 
 /// A video sample: SEI stamp NAL then a filler slice of `filler` bytes.
 fn sample(seq: u64, filler: usize) -> Vec<u8> {
     let mut sei = BytesMut::new();
-    write_sei_nal(
-        Stamp {
-            time_us: 1_000_000 + seq,
-            seq,
-        },
-        &mut sei,
-    );
+    write_sei_nal(Stamp { time_us: 1_000_000 + seq, seq }, &mut sei);
     let mut out = (sei.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(&sei);
     out.extend_from_slice(&((filler + 1) as u32).to_be_bytes());
@@ -132,17 +119,10 @@ fn scan(pieces: &[&[u8]], track: VideoTrack) -> Result<(Vec<u64>, u64), Fmp4Erro
 fn init_segment_video_track() {
     assert_eq!(
         parse_init(&init(1, 3)).unwrap(),
-        VideoTrack {
-            track_id: 1,
-            hevc: false,
-            nal_length_size: 4
-        }
+        VideoTrack { track_id: 1, hevc: false, nal_length_size: 4 }
     );
     assert_eq!(parse_init(&init(7, 1)).unwrap().nal_length_size, 2);
-    assert_eq!(
-        parse_init(&init(7, 2)),
-        Err(Fmp4Error::Malformed("NAL length size 3"))
-    );
+    assert_eq!(parse_init(&init(7, 2)), Err(Fmp4Error::Malformed("NAL length size 3")));
     assert_eq!(parse_init(&bx(b"ftyp", b"x")), Err(Fmp4Error::NoVideo));
     let moov_audio_only = bx(b"moov", &trak(2, b"soun", bx(b"mp4a", &[0u8; 28])));
     assert_eq!(parse_init(&moov_audio_only), Err(Fmp4Error::NoVideo));
@@ -170,10 +150,7 @@ fn stamps_found_in_every_split() {
     let singles: Vec<&[u8]> = bytes.chunks(1).collect();
     assert_eq!(scan(&singles, TRACK).unwrap().0, vec![10, 11, 12]);
     // Another track id: nothing scanned (the audio sample is never taken for video).
-    let other = VideoTrack {
-        track_id: 9,
-        ..TRACK
-    };
+    let other = VideoTrack { track_id: 9, ..TRACK };
     assert_eq!(scan(&[&bytes], other).unwrap(), (vec![], 0));
 }
 
@@ -195,10 +172,7 @@ fn unstamped_and_short_samples() {
 #[test]
 fn truncated_and_hostile_parts() {
     let bytes = part(&[sample(1, 100)]);
-    assert_eq!(
-        scan(&[&bytes[..bytes.len() - 1]], TRACK),
-        Err(Fmp4Error::Truncated)
-    );
+    assert_eq!(scan(&[&bytes[..bytes.len() - 1]], TRACK), Err(Fmp4Error::Truncated));
     assert_eq!(scan(&[&bytes[..3]], TRACK), Err(Fmp4Error::Truncated));
     // A moof claiming 2 GiB.
     let mut huge = 0x8000_0000u32.to_be_bytes().to_vec();
@@ -286,14 +260,7 @@ fn sluice_segmenter_output() {
     }
     let snap = seg.snapshot();
     let track = parse_init(&snap.current_init().unwrap().bytes).unwrap();
-    assert_eq!(
-        track,
-        VideoTrack {
-            track_id: 1,
-            hevc: false,
-            nal_length_size: 4
-        }
-    );
+    assert_eq!(track, VideoTrack { track_id: 1, hevc: false, nal_length_size: 4 });
     let playlist = snap.media_playlist(&PlaylistOptions {
         query: "?sid=0011223344556677",
         ..PlaylistOptions::default()

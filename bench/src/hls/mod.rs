@@ -76,11 +76,7 @@ impl HlsCounters {
     /// The report over a window of `window_s` seconds with `clients` playing.
     pub fn report(&self, mode: HlsMode, clients: u64, window_s: f64) -> HlsReport {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let errors = self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let parts = get(&self.parts);
         let per_client_s = clients as f64 * window_s;
         HlsReport {

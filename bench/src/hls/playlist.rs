@@ -59,11 +59,7 @@ impl MediaPlaylist {
     /// The newest part a player can start decoding at: the last `INDEPENDENT=YES` part, or the
     /// first listed part when no part says so.
     pub fn start_part(&self) -> Option<&PartRef> {
-        self.parts
-            .iter()
-            .rev()
-            .find(|p| p.independent)
-            .or(self.parts.first())
+        self.parts.iter().rev().find(|p| p.independent).or(self.parts.first())
     }
 }
 
@@ -133,10 +129,8 @@ pub fn parse_media(body: &[u8]) -> Result<MediaPlaylist, PlaylistError> {
             msn.unwrap_or_else(|| seq.saturating_add(skipped))
         };
         if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            pl.media_sequence = v
-                .trim()
-                .parse()
-                .map_err(|_| PlaylistError::BadTag("EXT-X-MEDIA-SEQUENCE"))?;
+            pl.media_sequence =
+                v.trim().parse().map_err(|_| PlaylistError::BadTag("EXT-X-MEDIA-SEQUENCE"))?;
         } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
             pl.part_target = attr(&attributes(v), "PART-TARGET").and_then(|t| t.parse().ok());
         } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
@@ -157,9 +151,7 @@ pub fn parse_media(body: &[u8]) -> Result<MediaPlaylist, PlaylistError> {
             pl.parts.push(PartRef {
                 key: (seg, index),
                 uri: uri.to_string(),
-                duration: attr(&attrs, "DURATION")
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(0.0),
+                duration: attr(&attrs, "DURATION").and_then(|d| d.parse().ok()).unwrap_or(0.0),
                 independent: attr(&attrs, "INDEPENDENT") == Some("YES"),
             });
             index = index.saturating_add(1);
@@ -183,12 +175,8 @@ pub fn parse_media(body: &[u8]) -> Result<MediaPlaylist, PlaylistError> {
     }
     if let Some(uri) = hint_uri {
         let seg = msn.unwrap_or_else(|| pl.media_sequence.saturating_add(skipped));
-        pl.preload_hint = Some(PartRef {
-            key: (seg, index),
-            uri,
-            duration: 0.0,
-            independent: false,
-        });
+        pl.preload_hint =
+            Some(PartRef { key: (seg, index), uri, duration: 0.0, independent: false });
     }
     Ok(pl)
 }
@@ -197,13 +185,8 @@ pub fn parse_media(body: &[u8]) -> Result<MediaPlaylist, PlaylistError> {
 /// Absolute `http://host/path` URIs keep only their path (the client talks to one server);
 /// `../` is not interpreted (Sluice never writes it).
 pub fn resolve(base_path: &str, uri: &str) -> String {
-    if let Some(rest) = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))
-    {
-        return rest
-            .find('/')
-            .map_or_else(|| "/".to_string(), |at| rest[at..].to_string());
+    if let Some(rest) = uri.strip_prefix("http://").or_else(|| uri.strip_prefix("https://")) {
+        return rest.find('/').map_or_else(|| "/".to_string(), |at| rest[at..].to_string());
     }
     if uri.starts_with('/') {
         return uri.to_string();
@@ -260,21 +243,13 @@ seg-42.m4s?sid=0123456789abcdef
         assert_eq!(pl.media_sequence, 41);
         assert_eq!(pl.part_target, Some(0.5));
         assert!(pl.can_block_reload);
-        assert_eq!(
-            pl.map_uri.as_deref(),
-            Some("init-0.mp4?sid=0123456789abcdef")
-        );
+        assert_eq!(pl.map_uri.as_deref(), Some("init-0.mp4?sid=0123456789abcdef"));
         assert_eq!(pl.segments, 2);
         let keys: Vec<PartKey> = pl.parts.iter().map(|p| p.key).collect();
-        assert_eq!(
-            keys,
-            vec![(42, 0), (42, 1), (42, 2), (42, 3), (43, 0), (43, 1)]
-        );
+        assert_eq!(keys, vec![(42, 0), (42, 1), (42, 2), (42, 3), (43, 0), (43, 1)]);
         // Structural positions agree with Sluice's names.
         for p in &pl.parts {
-            assert!(p
-                .uri
-                .starts_with(&format!("part-{}.{}.m4s", p.key.0, p.key.1)));
+            assert!(p.uri.starts_with(&format!("part-{}.{}.m4s", p.key.0, p.key.1)));
             assert_eq!(p.duration, 0.5);
         }
         let hint = pl.preload_hint.as_ref().unwrap();
@@ -343,27 +318,16 @@ seg-42.m4s?sid=0123456789abcdef
             first_variant(body.as_bytes()).unwrap(),
             "bench/index.m3u8?sid=00112233aabbccdd"
         );
-        assert_eq!(
-            first_variant(b"#EXTM3U\n#EXT-X-VERSION:6\n"),
-            Err(PlaylistError::NoVariant)
-        );
+        assert_eq!(first_variant(b"#EXTM3U\n#EXT-X-VERSION:6\n"), Err(PlaylistError::NoVariant));
     }
 
     #[test]
     fn attribute_lists() {
         assert_eq!(
             attributes("BANDWIDTH=1,CODECS=\"a,b\",RESOLUTION=1x2,X=\"\""),
-            vec![
-                ("BANDWIDTH", "1"),
-                ("CODECS", "a,b"),
-                ("RESOLUTION", "1x2"),
-                ("X", "")
-            ]
+            vec![("BANDWIDTH", "1"), ("CODECS", "a,b"), ("RESOLUTION", "1x2"), ("X", "")]
         );
-        assert_eq!(
-            attributes("URI=\"unterminated"),
-            vec![("URI", "unterminated")]
-        );
+        assert_eq!(attributes("URI=\"unterminated"), vec![("URI", "unterminated")]);
         assert_eq!(attributes("garbage"), Vec::<(&str, &str)>::new());
     }
 

@@ -18,23 +18,15 @@ pub fn id(s: &str) -> NodeId {
 }
 
 pub fn stream(name: &str) -> sluice_media::stream_name::StreamKey {
-    sluice_media::stream_name::StreamKey::parse("live", name)
-        .unwrap()
-        .0
+    sluice_media::stream_name::StreamKey::parse("live", name).unwrap().0
 }
 
 pub fn info(origin: &str) -> StreamInfo {
-    StreamInfo {
-        origin: id(origin),
-        codecs: vec!["h264".into(), "aac".into()],
-        started_at_ms: 1,
-    }
+    StreamInfo { origin: id(origin), codecs: vec!["h264".into(), "aac".into()], started_at_ms: 1 }
 }
 
 pub fn config(node: &str, prefix: &str) -> RegistryConfig {
-    let mut cfg = RegistryConfig::new(id(node), Role::Origin)
-        .with_prefix(prefix)
-        .with_ttl(TTL);
+    let mut cfg = RegistryConfig::new(id(node), Role::Origin).with_prefix(prefix).with_ttl(TTL);
     cfg.claim_margin = Duration::from_millis(800);
     cfg.claim_retry = Duration::from_millis(100);
     cfg
@@ -49,14 +41,9 @@ pub async fn wait_snapshot(
 ) -> Duration {
     let start = Instant::now();
     let mut rx = reg.snapshot();
-    let ok = tokio::time::timeout(limit, rx.wait_for(|s| pred(s)))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let ok = tokio::time::timeout(limit, rx.wait_for(|s| pred(s))).await.is_ok_and(|r| r.is_ok());
     if !ok {
-        panic!(
-            "timed out after {limit:?} waiting for: {what}; last: {:?}",
-            *rx.borrow()
-        );
+        panic!("timed out after {limit:?} waiting for: {what}; last: {:?}", *rx.borrow());
     }
     start.elapsed()
 }
@@ -74,19 +61,14 @@ pub struct MemoryFixture {
 
 impl MemoryFixture {
     pub fn new() -> MemoryFixture {
-        MemoryFixture {
-            store: MemoryStore::new(),
-        }
+        MemoryFixture { store: MemoryStore::new() }
     }
 }
 
 impl Fixture for MemoryFixture {
     async fn registry(&self, node: &str, prefix: &str) -> Box<dyn Registry> {
-        let reg = MemoryRegistry::start(
-            self.store.clone(),
-            config(node, prefix),
-            NodeInfo::default(),
-        );
+        let reg =
+            MemoryRegistry::start(self.store.clone(), config(node, prefix), NodeInfo::default());
         Box::new(reg.await.unwrap())
     }
     async fn revoke(&self, lease: i64) {
@@ -111,11 +93,7 @@ impl Fixture for EtcdFixture {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -130,11 +108,7 @@ pub struct EtcdServer {
 impl EtcdServer {
     pub async fn start() -> EtcdServer {
         let (client_port, peer_port) = (free_port(), free_port());
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        };
+        let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
         let dir = PathBuf::from(format!(
             "{base}/sluice-etcd-{}-{}",
             std::process::id(),
@@ -156,11 +130,7 @@ impl EtcdServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd binary (Debian package etcd-server) must be installed");
-        let server = EtcdServer {
-            child,
-            client_port,
-            dir,
-        };
+        let server = EtcdServer { child, client_port, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Ok(mut c)) = tokio::time::timeout(
@@ -187,9 +157,7 @@ impl EtcdServer {
     }
 
     pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.endpoint()], None)
-            .await
-            .unwrap()
+        etcd_client::Client::connect([self.endpoint()], None).await.unwrap()
     }
 }
 
@@ -239,12 +207,7 @@ impl Proxy {
                 });
             }
         });
-        Proxy {
-            addr,
-            open,
-            cut,
-            task,
-        }
+        Proxy { addr, open, cut, task }
     }
 
     pub fn endpoint(&self) -> String {

@@ -4,9 +4,8 @@ use super::bits::BitReader;
 use super::CodecError;
 
 /// Sampling frequencies by `samplingFrequencyIndex` (ISO 14496-3, table 1.18).
-const SAMPLE_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
+const SAMPLE_RATES: [u32; 13] =
+    [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
 /// Audio object type of explicitly signalled SBR (HE-AAC).
 const AOT_SBR: u8 = 5;
@@ -43,11 +42,7 @@ impl AudioSpecificConfig {
         if object_type == 0 {
             return Err(CodecError::Malformed("AudioSpecificConfig object type"));
         }
-        Ok(AudioSpecificConfig {
-            object_type,
-            sample_rate,
-            channels,
-        })
+        Ok(AudioSpecificConfig { object_type, sample_rate, channels })
     }
 
     /// Common name of the object type ("AAC-LC", "HE-AAC", ...).
@@ -88,9 +83,7 @@ fn sample_rate(r: &mut BitReader) -> Result<u32, CodecError> {
     SAMPLE_RATES
         .get(index as usize)
         .copied()
-        .ok_or(CodecError::Malformed(
-            "AudioSpecificConfig sample rate index",
-        ))
+        .ok_or(CodecError::Malformed("AudioSpecificConfig sample rate index"))
 }
 
 #[cfg(test)]
@@ -98,11 +91,7 @@ mod tests {
     use super::*;
 
     fn asc(object_type: u8, sample_rate: u32, channels: u8) -> AudioSpecificConfig {
-        AudioSpecificConfig {
-            object_type,
-            sample_rate,
-            channels,
-        }
+        AudioSpecificConfig { object_type, sample_rate, channels }
     }
 
     #[test]
@@ -111,28 +100,16 @@ mod tests {
         // backward-compatible SBR sync extension ffmpeg appends).
         let data = [0x12, 0x08, 0x56, 0xE5, 0x00];
         assert_eq!(AudioSpecificConfig::parse(&data), Ok(asc(2, 44100, 1)));
-        assert_eq!(
-            AudioSpecificConfig::parse(&data).unwrap().profile_name(),
-            "AAC-LC"
-        );
+        assert_eq!(AudioSpecificConfig::parse(&data).unwrap().profile_name(), "AAC-LC");
     }
 
     #[test]
     fn common_configs() {
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x11, 0x90]),
-            Ok(asc(2, 48000, 2))
-        );
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x12, 0x10]),
-            Ok(asc(2, 44100, 2))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x11, 0x90]), Ok(asc(2, 48000, 2)));
+        assert_eq!(AudioSpecificConfig::parse(&[0x12, 0x10]), Ok(asc(2, 44100, 2)));
         // HE-AAC explicit: AOT 5, core 24000 (idx 6), stereo, extension 48000 (idx 3), AOT 2.
         // 00101 0110 0010 0011 00010 ...
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x2B, 0x11, 0x88, 0x00]),
-            Ok(asc(5, 48000, 2))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x2B, 0x11, 0x88, 0x00]), Ok(asc(5, 48000, 2)));
     }
 
     #[test]
@@ -148,16 +125,11 @@ mod tests {
 
     #[test]
     fn malformed() {
-        assert!(matches!(
-            AudioSpecificConfig::parse(&[0x12]),
-            Err(CodecError::Short { .. })
-        ));
+        assert!(matches!(AudioSpecificConfig::parse(&[0x12]), Err(CodecError::Short { .. })));
         // Reserved sample rate index 13.
         assert_eq!(
             AudioSpecificConfig::parse(&[0x16, 0x90]),
-            Err(CodecError::Malformed(
-                "AudioSpecificConfig sample rate index"
-            ))
+            Err(CodecError::Malformed("AudioSpecificConfig sample rate index"))
         );
         // Explicit rate cut short.
         assert!(AudioSpecificConfig::parse(&[0x17, 0x80]).is_err());

@@ -113,12 +113,7 @@ pub fn parse_audio_tag(payload: &Bytes) -> Result<AudioTag, CodecError> {
         SOUND_FORMAT_MP3 | SOUND_FORMAT_MP3_8K => (AudioCodec::Mp3, AudioPacket::Frame),
         other => (AudioCodec::Other(u32::from(other)), AudioPacket::Frame),
     };
-    Ok(AudioTag {
-        codec,
-        packet,
-        legacy_rate,
-        body: c.rest(),
-    })
+    Ok(AudioTag { codec, packet, legacy_rate, body: c.rest() })
 }
 
 fn parse_enhanced(mut c: TagCursor, packet_type: u8) -> Result<AudioTag, CodecError> {
@@ -144,12 +139,7 @@ fn parse_enhanced(mut c: TagCursor, packet_type: u8) -> Result<AudioTag, CodecEr
         PACKET_SEQUENCE_END => AudioPacket::SequenceEnd,
         other => AudioPacket::Other(other),
     };
-    Ok(AudioTag {
-        codec,
-        packet,
-        legacy_rate: None,
-        body: c.rest(),
-    })
+    Ok(AudioTag { codec, packet, legacy_rate: None, body: c.rest() })
 }
 
 #[cfg(test)]
@@ -169,10 +159,7 @@ mod tests {
         assert_eq!(t.legacy_rate, Some(0x0F));
         assert_eq!(&t.body[..], &[0x12, 0x08, 0x56, 0xE5, 0x00]);
         let t = parse(&[0xAF, 0x01, 0x21, 0x10]).unwrap();
-        assert_eq!(
-            (t.packet, &t.body[..]),
-            (AudioPacket::Frame, &[0x21, 0x10][..])
-        );
+        assert_eq!((t.packet, &t.body[..]), (AudioPacket::Frame, &[0x21, 0x10][..]));
         assert_eq!(parse(&[0xAF, 0x05]).unwrap().packet, AudioPacket::Other(5));
         assert!(matches!(parse(&[0xAF]), Err(CodecError::Short { .. })));
         assert!(matches!(parse(&[]), Err(CodecError::Short { .. })));
@@ -209,10 +196,7 @@ mod tests {
         let t = parse(&[0x94, b'O', b'p', b'u', b's', 1, 1, 0, 0, 0, 4]).unwrap();
         assert_eq!(t.packet, AudioPacket::Other(4));
         let t = parse(&[0x91, b'O', b'p', b'u', b's', 0xF8, 0x72]).unwrap();
-        assert_eq!(
-            (t.packet, &t.body[..]),
-            (AudioPacket::Frame, &[0xF8, 0x72][..])
-        );
+        assert_eq!((t.packet, &t.body[..]), (AudioPacket::Frame, &[0xF8, 0x72][..]));
         assert_eq!(
             parse(&[0x92, b'O', b'p', b'u', b's']).unwrap().packet,
             AudioPacket::SequenceEnd
@@ -238,10 +222,7 @@ mod tests {
             parse(b"\x91abcd").unwrap().codec,
             AudioCodec::Other(u32::from_be_bytes(*b"abcd"))
         );
-        assert!(matches!(
-            parse(&[0x90, b'm', b'p']),
-            Err(CodecError::Short { .. })
-        ));
+        assert!(matches!(parse(&[0x90, b'm', b'p']), Err(CodecError::Short { .. })));
     }
 
     #[test]
@@ -259,27 +240,14 @@ mod tests {
         let t = parse(&b).unwrap();
         assert_eq!(
             (t.codec, t.packet.clone(), &t.body[..]),
-            (
-                AudioCodec::Aac,
-                AudioPacket::SequenceStart,
-                &[0x12, 0x10][..]
-            )
+            (AudioCodec::Aac, AudioPacket::SequenceStart, &[0x12, 0x10][..])
         );
-        assert!(matches!(
-            parse(&[0x97, 0x05, 0, 0]),
-            Err(CodecError::Short { .. })
-        ));
+        assert!(matches!(parse(&[0x97, 0x05, 0, 0]), Err(CodecError::Short { .. })));
         // Multitrack: one track (type 0), inner packet CodedFrames, FourCC.
         let t = parse(&[0x95, 0x01, b'm', b'p', b'4', b'a', 0, 1, 2]).unwrap();
-        assert_eq!(
-            (t.codec, t.packet.clone()),
-            (AudioCodec::Aac, AudioPacket::Multitrack)
-        );
+        assert_eq!((t.codec, t.packet.clone()), (AudioCodec::Aac, AudioPacket::Multitrack));
         // Many tracks, many codecs: no shared FourCC.
         let t = parse(&[0x95, 0x21, 0, b'O', b'p', b'u', b's']).unwrap();
-        assert_eq!(
-            (t.codec, t.packet.clone()),
-            (AudioCodec::Other(0), AudioPacket::Multitrack)
-        );
+        assert_eq!((t.codec, t.packet.clone()), (AudioCodec::Other(0), AudioPacket::Multitrack));
     }
 }

@@ -23,19 +23,13 @@ pub(crate) fn parse_av1c(data: &[u8]) -> Result<Av1Config, CodecError> {
     })?;
     if fixed[0] != 0x81 {
         // marker bit 1, version 1
-        return Err(CodecError::Malformed(
-            "AV1CodecConfigurationRecord marker/version",
-        ));
+        return Err(CodecError::Malformed("AV1CodecConfigurationRecord marker/version"));
     }
     let seq_profile = fixed[1] >> 5;
     let seq_level_idx = fixed[1] & 0x1F;
     let dimensions =
         find_sequence_header(&data[4..]).and_then(|obu| sequence_header_dimensions(obu).ok());
-    Ok(Av1Config {
-        seq_profile,
-        seq_level_idx,
-        dimensions,
-    })
+    Ok(Av1Config { seq_profile, seq_level_idx, dimensions })
 }
 
 /// Read an unsigned LEB128 (at most 8 bytes) from the front of `data`: (value, length).
@@ -158,11 +152,7 @@ mod tests {
         assert!(parse_av1c(&SVT_640X360[..3]).is_err());
         // Without a complete sequence header, no dimensions but the record still parses.
         for n in 4..SVT_640X360.len() - 1 {
-            assert_eq!(
-                parse_av1c(&SVT_640X360[..n]).unwrap().dimensions,
-                None,
-                "cut {n}"
-            );
+            assert_eq!(parse_av1c(&SVT_640X360[..n]).unwrap().dimensions, None, "cut {n}");
         }
         let mut d = SVT_640X360;
         d[0] = 0x01;

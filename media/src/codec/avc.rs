@@ -75,28 +75,20 @@ impl AvcDecoderConfig {
     pub fn parse(data: &[u8]) -> Result<Self, CodecError> {
         let mut c = Cursor::new(data, "AVCDecoderConfigurationRecord");
         if c.u8()? != 1 {
-            return Err(CodecError::Malformed(
-                "AVCDecoderConfigurationRecord version",
-            ));
+            return Err(CodecError::Malformed("AVCDecoderConfigurationRecord version"));
         }
         let profile_indication = c.u8()?;
         let profile_compatibility = c.u8()?;
         let level_indication = c.u8()?;
         let nal_length_size = (c.u8()? & 0x03) + 1;
         if nal_length_size == 3 {
-            return Err(CodecError::Malformed(
-                "AVCDecoderConfigurationRecord NAL length size",
-            ));
+            return Err(CodecError::Malformed("AVCDecoderConfigurationRecord NAL length size"));
         }
         // Counts are bounded by their field widths (31 SPS, 255 PPS); lengths by the data.
         let num_sps = c.u8()? & 0x1F;
-        let sps = (0..num_sps)
-            .map(|_| c.unit())
-            .collect::<Result<Vec<_>, _>>()?;
+        let sps = (0..num_sps).map(|_| c.unit()).collect::<Result<Vec<_>, _>>()?;
         let num_pps = c.u8()?;
-        let pps = (0..num_pps)
-            .map(|_| c.unit())
-            .collect::<Result<Vec<_>, _>>()?;
+        let pps = (0..num_pps).map(|_| c.unit()).collect::<Result<Vec<_>, _>>()?;
         Ok(AvcDecoderConfig {
             profile_indication,
             profile_compatibility,
@@ -111,20 +103,13 @@ impl AvcDecoderConfig {
 impl SpsInfo {
     /// Parse an H.264 SPS NAL unit (with its NAL header byte).
     pub fn parse_h264(nal: &[u8]) -> Result<Self, CodecError> {
-        let (&header, body) = nal.split_first().ok_or(CodecError::Short {
-            what: "H.264 SPS",
-            need: 4,
-            have: 0,
-        })?;
+        let (&header, body) =
+            nal.split_first().ok_or(CodecError::Short { what: "H.264 SPS", need: 4, have: 0 })?;
         if header & 0x1F != NAL_SPS {
             return Err(CodecError::Malformed("H.264 SPS NAL unit type"));
         }
         if body.len() < 3 {
-            return Err(CodecError::Short {
-                what: "H.264 SPS",
-                need: 4,
-                have: nal.len(),
-            });
+            return Err(CodecError::Short { what: "H.264 SPS", need: 4, have: nal.len() });
         }
         let rbsp = unescape_rbsp(body);
         let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
@@ -132,22 +117,15 @@ impl SpsInfo {
         if sps.pic_width_in_mbs_minus1 >= MAX_MBS || sps.pic_height_in_map_units_minus1 >= MAX_MBS {
             return Err(CodecError::Malformed("H.264 SPS picture size"));
         }
-        let (width, height) = sps
-            .pixel_dimensions()
-            .map_err(|_| CodecError::Malformed("H.264 SPS cropping"))?;
+        let (width, height) =
+            sps.pixel_dimensions().map_err(|_| CodecError::Malformed("H.264 SPS cropping"))?;
         let fps = sps
             .vui_parameters
             .as_ref()
             .and_then(|v| v.timing_info.as_ref())
             .filter(|t| t.num_units_in_tick > 0 && t.time_scale > 0)
             .map(|t| f64::from(t.time_scale) / (2.0 * f64::from(t.num_units_in_tick)));
-        Ok(SpsInfo {
-            width,
-            height,
-            profile_idc: rbsp[0],
-            level_idc: rbsp[2],
-            fps,
-        })
+        Ok(SpsInfo { width, height, profile_idc: rbsp[0], level_idc: rbsp[2], fps })
     }
 }
 
@@ -215,16 +193,10 @@ mod tests {
     fn bad_version_and_length_size() {
         let mut d = X264_720P30;
         d[0] = 0;
-        assert!(matches!(
-            AvcDecoderConfig::parse(&d),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(AvcDecoderConfig::parse(&d), Err(CodecError::Malformed(_))));
         let mut d = X264_720P30;
         d[4] = 0xFE; // length size 3
-        assert!(matches!(
-            AvcDecoderConfig::parse(&d),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(AvcDecoderConfig::parse(&d), Err(CodecError::Malformed(_))));
     }
 
     #[test]

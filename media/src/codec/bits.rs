@@ -130,10 +130,7 @@ mod tests {
 
     #[test]
     fn unescapes_emulation_prevention() {
-        assert_eq!(
-            unescape_rbsp(&[0x12, 0, 0, 3, 0, 0x86]),
-            vec![0x12, 0, 0, 0, 0x86]
-        );
+        assert_eq!(unescape_rbsp(&[0x12, 0, 0, 3, 0, 0x86]), vec![0x12, 0, 0, 0, 0x86]);
         assert_eq!(unescape_rbsp(&[0, 0, 3, 0, 0, 3, 1]), vec![0, 0, 0, 0, 1]);
         assert_eq!(unescape_rbsp(&[0, 3, 0, 3]), vec![0, 3, 0, 3]);
     }

@@ -27,34 +27,23 @@ impl HevcDecoderConfig {
         let mut c = Cursor::new(data, "HEVCDecoderConfigurationRecord");
         let fixed = c.bytes(FIXED_LEN)?;
         if fixed[0] != 1 {
-            return Err(CodecError::Malformed(
-                "HEVCDecoderConfigurationRecord version",
-            ));
+            return Err(CodecError::Malformed("HEVCDecoderConfigurationRecord version"));
         }
         let general_profile_idc = fixed[1] & 0x1F;
         let general_level_idc = fixed[12];
         let nal_length_size = (fixed[21] & 0x03) + 1;
         if nal_length_size == 3 {
-            return Err(CodecError::Malformed(
-                "HEVCDecoderConfigurationRecord NAL length size",
-            ));
+            return Err(CodecError::Malformed("HEVCDecoderConfigurationRecord NAL length size"));
         }
         // Array and unit counts are bounded by the data: each unit takes at least 2 bytes.
         let mut arrays = Vec::new();
         for _ in 0..fixed[22] {
             let nal_type = c.u8()? & 0x3F;
             let count = c.u16()?;
-            let units = (0..count)
-                .map(|_| c.unit())
-                .collect::<Result<Vec<_>, _>>()?;
+            let units = (0..count).map(|_| c.unit()).collect::<Result<Vec<_>, _>>()?;
             arrays.push((nal_type, units));
         }
-        Ok(HevcDecoderConfig {
-            general_profile_idc,
-            general_level_idc,
-            nal_length_size,
-            arrays,
-        })
+        Ok(HevcDecoderConfig { general_profile_idc, general_level_idc, nal_length_size, arrays })
     }
 
     /// The first SPS NAL unit in the record.
@@ -113,11 +102,8 @@ fn skip_profile_tier_level(
 /// Picture size of an H.265 SPS NAL unit (2-byte NAL header included), conformance window
 /// applied in luma samples.
 pub fn sps_dimensions(nal: &[u8]) -> Result<(u32, u32), CodecError> {
-    let body = nal.get(2..).ok_or(CodecError::Short {
-        what: "H.265 SPS",
-        need: 3,
-        have: nal.len(),
-    })?;
+    let body =
+        nal.get(2..).ok_or(CodecError::Short { what: "H.265 SPS", need: 3, have: nal.len() })?;
     if (nal[0] >> 1) & 0x3F != HEVC_NAL_SPS {
         return Err(CodecError::Malformed("H.265 SPS NAL unit type"));
     }
@@ -156,10 +142,7 @@ pub fn sps_dimensions(nal: &[u8]) -> Result<(u32, u32), CodecError> {
             .map(|v| v as u32)
             .ok_or(CodecError::Malformed("H.265 SPS conformance window"))
     };
-    Ok((
-        crop(width, left, right, sub_w)?,
-        crop(height, top, bottom, sub_h)?,
-    ))
+    Ok((crop(width, left, right, sub_w)?, crop(height, top, bottom, sub_h)?))
 }
 
 #[cfg(test)]
@@ -189,10 +172,7 @@ mod tests {
     fn truncation_and_garbage() {
         for n in 0..X265_720P.len() {
             assert!(
-                matches!(
-                    HevcDecoderConfig::parse(&X265_720P[..n]),
-                    Err(CodecError::Short { .. })
-                ),
+                matches!(HevcDecoderConfig::parse(&X265_720P[..n]), Err(CodecError::Short { .. })),
                 "cut {n}"
             );
         }
@@ -205,10 +185,7 @@ mod tests {
         }
         let mut d = X265_720P;
         d[0] = 0;
-        assert!(matches!(
-            HevcDecoderConfig::parse(&d),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(HevcDecoderConfig::parse(&d), Err(CodecError::Malformed(_))));
         // A PPS where the SPS should be.
         assert_eq!(
             sps_dimensions(&X265_720P[105..]),

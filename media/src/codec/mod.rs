@@ -25,11 +25,7 @@ pub use video::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     #[error("{what}: needs {need} bytes, has {have}")]
-    Short {
-        what: &'static str,
-        need: usize,
-        have: usize,
-    },
+    Short { what: &'static str, need: usize, have: usize },
     #[error("{0}: malformed")]
     Malformed(&'static str),
     #[error("unsupported: {0}")]

@@ -36,9 +36,8 @@ pub const SVT_640X360: [u8; 18] = [
 
 /// `vpcC` (with FullBox version/flags) from `ffmpeg -c:v libvpx-vp9 -f flv`: profile 0,
 /// level 2.1, 8-bit 4:2:0.
-pub const VPX_VPCC: [u8; 12] = [
-    0x01, 0x00, 0x00, 0x00, 0x00, 0x15, 0x82, 0x02, 0x02, 0x02, 0x00, 0x00,
-];
+pub const VPX_VPCC: [u8; 12] =
+    [0x01, 0x00, 0x00, 0x00, 0x00, 0x15, 0x82, 0x02, 0x02, 0x02, 0x00, 0x00];
 
 /// Prefix `header` to `body` as a tag payload.
 pub fn tag(header: &[u8], body: &[u8]) -> bytes::Bytes {

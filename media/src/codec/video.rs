@@ -134,11 +134,7 @@ pub(crate) struct TagCursor<'a> {
 
 impl<'a> TagCursor<'a> {
     pub(crate) fn new(payload: &'a Bytes, what: &'static str) -> Self {
-        TagCursor {
-            payload,
-            pos: 0,
-            what,
-        }
+        TagCursor { payload, pos: 0, what }
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
@@ -230,16 +226,9 @@ pub fn parse_video_tag(payload: &Bytes) -> Result<VideoTag, CodecError> {
             other => VideoPacket::Other(other),
         }
     } else {
-        VideoPacket::CodedFrames {
-            composition_time: 0,
-        }
+        VideoPacket::CodedFrames { composition_time: 0 }
     };
-    Ok(VideoTag {
-        codec,
-        frame_type,
-        packet,
-        body: c.rest(),
-    })
+    Ok(VideoTag { codec, frame_type, packet, body: c.rest() })
 }
 
 fn parse_enhanced(mut c: TagCursor, b0: u8) -> Result<VideoTag, CodecError> {
@@ -248,12 +237,7 @@ fn parse_enhanced(mut c: TagCursor, b0: u8) -> Result<VideoTag, CodecError> {
     if frame_type == FrameType::Command && packet_type != PACKET_METADATA {
         let command = c.u8()?;
         let packet = VideoPacket::Other(command);
-        return Ok(VideoTag {
-            codec: VideoCodec::Other(0),
-            frame_type,
-            packet,
-            body: c.rest(),
-        });
+        return Ok(VideoTag { codec: VideoCodec::Other(0), frame_type, packet, body: c.rest() });
     }
     if packet_type == PACKET_MULTITRACK {
         let b = c.u8()?;
@@ -262,12 +246,7 @@ fn parse_enhanced(mut c: TagCursor, b0: u8) -> Result<VideoTag, CodecError> {
         } else {
             VideoCodec::from_fourcc(c.fourcc()?)
         };
-        return Ok(VideoTag {
-            codec,
-            frame_type,
-            packet: VideoPacket::Multitrack,
-            body: c.rest(),
-        });
+        return Ok(VideoTag { codec, frame_type, packet: VideoPacket::Multitrack, body: c.rest() });
     }
     let codec = VideoCodec::from_fourcc(c.fourcc()?);
     let packet = match packet_type {
@@ -279,19 +258,12 @@ fn parse_enhanced(mut c: TagCursor, b0: u8) -> Result<VideoTag, CodecError> {
             };
             VideoPacket::CodedFrames { composition_time }
         }
-        PACKET_CODED_FRAMES_X => VideoPacket::CodedFrames {
-            composition_time: 0,
-        },
+        PACKET_CODED_FRAMES_X => VideoPacket::CodedFrames { composition_time: 0 },
         PACKET_SEQUENCE_END => VideoPacket::SequenceEnd,
         PACKET_METADATA => VideoPacket::Metadata,
         other => VideoPacket::Other(other),
     };
-    Ok(VideoTag {
-        codec,
-        frame_type,
-        packet,
-        body: c.rest(),
-    })
+    Ok(VideoTag { codec, frame_type, packet, body: c.rest() })
 }
 
 /// What a sequence header tells about the video.
@@ -313,14 +285,8 @@ pub struct VideoInfo {
 /// A record that parses but whose parameter set does not yields `None` dimensions. VP9's
 /// `vpcC` carries no picture size. Other codecs are `Unsupported`.
 pub fn video_info(codec: VideoCodec, config_record: &[u8]) -> Result<VideoInfo, CodecError> {
-    let mut info = VideoInfo {
-        codec,
-        width: None,
-        height: None,
-        profile: None,
-        level: None,
-        fps: None,
-    };
+    let mut info =
+        VideoInfo { codec, width: None, height: None, profile: None, level: None, fps: None };
     let name = |n: Option<&str>| n.map(str::to_string);
     match codec {
         VideoCodec::Avc => {
@@ -358,9 +324,7 @@ pub fn video_info(codec: VideoCodec, config_record: &[u8]) -> Result<VideoInfo, 
             info.level = (level > 0).then(|| f64::from(level) / 10.0);
         }
         VideoCodec::Other(_) => {
-            return Err(CodecError::Unsupported(
-                "video codec without a known configuration record",
-            ))
+            return Err(CodecError::Unsupported("video codec without a known configuration record"))
         }
     }
     Ok(info)
@@ -376,11 +340,9 @@ fn parse_vpcc(data: &[u8]) -> Result<(u8, u8), CodecError> {
     match body {
         [profile, level, _, ..] if *profile <= 3 => Ok((*profile, *level)),
         [_, _, _, ..] => Err(CodecError::Malformed("VPCodecConfigurationRecord profile")),
-        _ => Err(CodecError::Short {
-            what: "VPCodecConfigurationRecord",
-            need: 3,
-            have: body.len(),
-        }),
+        _ => {
+            Err(CodecError::Short { what: "VPCodecConfigurationRecord", need: 3, have: body.len() })
+        }
     }
 }
 

@@ -20,11 +20,7 @@ pub struct Metadata {
 impl Metadata {
     /// Read the reported fields from an `onMetaData` object or ECMA array.
     pub fn from_amf0(obj: &Amf0Value) -> Metadata {
-        let num = |key: &str| {
-            obj.get(key)
-                .and_then(Amf0Value::as_f64)
-                .filter(|v| v.is_finite())
-        };
+        let num = |key: &str| obj.get(key).and_then(Amf0Value::as_f64).filter(|v| v.is_finite());
         Metadata {
             width: num("width"),
             height: num("height"),
@@ -33,10 +29,7 @@ impl Metadata {
             audio_data_rate: num("audiodatarate"),
             video_codec_id: obj.get("videocodecid").and_then(codec_id),
             audio_codec_id: obj.get("audiocodecid").and_then(codec_id),
-            encoder: obj
-                .get("encoder")
-                .and_then(Amf0Value::as_str)
-                .map(str::to_string),
+            encoder: obj.get("encoder").and_then(Amf0Value::as_str).map(str::to_string),
         }
     }
 }
@@ -103,10 +96,7 @@ mod tests {
             ("audiodatarate".into(), Amf0Value::Number(128.0)),
             ("videocodecid".into(), Amf0Value::Number(7.0)),
             ("audiocodecid".into(), s("mp4a")),
-            (
-                "encoder".into(),
-                s("obs-output module (libobs version 30.0.0)"),
-            ),
+            ("encoder".into(), s("obs-output module (libobs version 30.0.0)")),
         ]
     }
 
@@ -181,10 +171,7 @@ mod tests {
     #[test]
     fn codec_id_forms() {
         assert_eq!(codec_id(&Amf0Value::Number(7.0)).as_deref(), Some("7"));
-        assert_eq!(
-            codec_id(&Amf0Value::Number(1635135537.0)).as_deref(),
-            Some("av01")
-        );
+        assert_eq!(codec_id(&Amf0Value::Number(1635135537.0)).as_deref(), Some("av01"));
         assert_eq!(codec_id(&s("avc1")).as_deref(), Some("avc1"));
         assert_eq!(codec_id(&Amf0Value::Number(2.5)).as_deref(), Some("2.5"));
         assert_eq!(codec_id(&Amf0Value::Number(f64::NAN)), None);
@@ -192,9 +179,6 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 }

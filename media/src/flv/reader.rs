@@ -46,13 +46,7 @@ pub struct FlvReader {
 impl FlvReader {
     /// A reader that refuses tags whose payload exceeds `max_tag_size` bytes.
     pub fn new(max_tag_size: usize) -> Self {
-        FlvReader {
-            max_tag_size,
-            buf: BytesMut::new(),
-            skip: 0,
-            header_done: false,
-            error: None,
-        }
+        FlvReader { max_tag_size, buf: BytesMut::new(), skip: 0, header_done: false, error: None }
     }
 
     pub fn push(&mut self, mut data: &[u8]) {
@@ -108,10 +102,7 @@ impl FlvReader {
         let kind = MediaKind::from_type_id(type_id).ok_or(FlvError::UnknownTagType(type_id))?;
         let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
         if size > self.max_tag_size {
-            return Err(FlvError::TagTooLarge {
-                size,
-                limit: self.max_tag_size,
-            });
+            return Err(FlvError::TagTooLarge { size, limit: self.max_tag_size });
         }
         let timestamp = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
         if self.buf.len() < TAG_HEADER_LEN + size {
@@ -122,11 +113,7 @@ impl FlvReader {
         let payload = self.buf.split_to(size).freeze();
         self.skip = PREVIOUS_TAG_SIZE_LEN;
         self.apply_skip();
-        Ok(Some(FlvTag {
-            kind,
-            timestamp,
-            payload,
-        }))
+        Ok(Some(FlvTag { kind, timestamp, payload }))
     }
 
     /// Parse the FLV file header; returns false until all 9 bytes are there.

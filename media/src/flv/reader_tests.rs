@@ -21,11 +21,8 @@ fn sample_stream() -> Vec<u8> {
 }
 
 fn expected() -> Vec<FlvTag> {
-    let t = |kind, timestamp, p: &[u8]| FlvTag {
-        kind,
-        timestamp,
-        payload: Bytes::copy_from_slice(p),
-    };
+    let t =
+        |kind, timestamp, p: &[u8]| FlvTag { kind, timestamp, payload: Bytes::copy_from_slice(p) };
     vec![
         t(MediaKind::Data, 0, b"\x02\x00\x0aonMetaData"),
         t(MediaKind::Video, 0, &[0x17, 0, 0, 0, 0, 1, 2, 3]),
@@ -72,10 +69,7 @@ fn header_data_offset_is_honoured_and_bounded() {
     data.extend(tag(MediaKind::Audio, 5, b"ab"));
     let mut r = FlvReader::new(100);
     r.push(&data);
-    assert_eq!(
-        r.next_tag().unwrap().unwrap().payload,
-        Bytes::from_static(b"ab")
-    );
+    assert_eq!(r.next_tag().unwrap().unwrap().payload, Bytes::from_static(b"ab"));
 
     for offset in [0u32, 8, MAX_HEADER_LEN + 1, u32::MAX] {
         let mut h = b"FLV\x01\x05".to_vec();
@@ -107,13 +101,7 @@ fn oversized_tag_refused_from_its_header() {
     data.extend_from_slice(&tag_header(MediaKind::Video, 0, 1001));
     let mut r = FlvReader::new(1000);
     r.push(&data); // only the header, not the body
-    assert_eq!(
-        r.next_tag(),
-        Err(FlvError::TagTooLarge {
-            size: 1001,
-            limit: 1000
-        })
-    );
+    assert_eq!(r.next_tag(), Err(FlvError::TagTooLarge { size: 1001, limit: 1000 }));
     // Exactly at the limit is fine.
     let mut data = file_header(true, true).to_vec();
     data.extend(tag(MediaKind::Video, 0, &[7; 1000]));

@@ -12,9 +12,7 @@ pub(crate) struct BoxWriter {
 
 impl BoxWriter {
     pub(crate) fn with_capacity(n: usize) -> Self {
-        BoxWriter {
-            buf: Vec::with_capacity(n),
-        }
+        BoxWriter { buf: Vec::with_capacity(n) }
     }
 
     /// Start a box of type `fourcc`; returns the position to pass to [`BoxWriter::close`].

@@ -31,11 +31,7 @@ pub(crate) struct TrackRun<'a> {
 /// Sample data is copied once, into the returned buffer.
 pub(crate) fn write_fragment(sequence: u32, runs: &[TrackRun<'_>]) -> Bytes {
     let runs: Vec<&TrackRun> = runs.iter().filter(|r| !r.samples.is_empty()).collect();
-    let data_len: usize = runs
-        .iter()
-        .flat_map(|r| r.samples.iter())
-        .map(|s| s.data.len())
-        .sum();
+    let data_len: usize = runs.iter().flat_map(|r| r.samples.iter()).map(|s| s.data.len()).sum();
     let samples: usize = runs.iter().map(|r| r.samples.len()).sum();
     let mut w = BoxWriter::with_capacity(64 + runs.len() * 64 + samples * 16);
     let moof = w.open(b"moof");
@@ -95,13 +91,7 @@ mod tests {
     use super::*;
 
     fn sample(dts: u64, key: bool, data: &'static [u8]) -> Sample {
-        Sample {
-            dts,
-            duration: 3000,
-            cts: -6000,
-            key,
-            data: Bytes::from_static(data),
-        }
+        Sample { dts, duration: 3000, cts: -6000, key, data: Bytes::from_static(data) }
     }
 
     #[test]
@@ -111,21 +101,9 @@ mod tests {
         let out = write_fragment(
             7,
             &[
-                TrackRun {
-                    track_id: 1,
-                    samples: &v,
-                    composition_offsets: true,
-                },
-                TrackRun {
-                    track_id: 2,
-                    samples: &a,
-                    composition_offsets: false,
-                },
-                TrackRun {
-                    track_id: 3,
-                    samples: &[],
-                    composition_offsets: false,
-                },
+                TrackRun { track_id: 1, samples: &v, composition_offsets: true },
+                TrackRun { track_id: 2, samples: &a, composition_offsets: false },
+                TrackRun { track_id: 3, samples: &[], composition_offsets: false },
             ],
         );
         let moof_len = u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize;

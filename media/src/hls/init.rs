@@ -40,10 +40,7 @@ pub(crate) fn write_init(video: Option<&VideoConfig>, audio: Option<&AudioConfig
         write_audio_trak(&mut w, a);
     }
     let mvex = w.open(b"mvex");
-    for (id, present) in [
-        (VIDEO_TRACK_ID, video.is_some()),
-        (AUDIO_TRACK_ID, audio.is_some()),
-    ] {
+    for (id, present) in [(VIDEO_TRACK_ID, video.is_some()), (AUDIO_TRACK_ID, audio.is_some())] {
         if present {
             let trex = w.open_full(b"trex", 0, 0);
             w.u32(id);

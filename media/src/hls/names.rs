@@ -17,24 +17,15 @@ impl Resource {
     /// Parse a file name (no directory, no query). Numbers are plain decimal: no sign, no
     /// leading zeros (so each resource has exactly one name), at most 20 digits.
     pub fn parse(name: &str) -> Option<Resource> {
-        if let Some(id) = name
-            .strip_prefix("init-")
-            .and_then(|s| s.strip_suffix(".mp4"))
-        {
+        if let Some(id) = name.strip_prefix("init-").and_then(|s| s.strip_suffix(".mp4")) {
             return Some(Resource::Init(number(id)?));
         }
-        if let Some(msn) = name
-            .strip_prefix("seg-")
-            .and_then(|s| s.strip_suffix(".m4s"))
-        {
+        if let Some(msn) = name.strip_prefix("seg-").and_then(|s| s.strip_suffix(".m4s")) {
             return Some(Resource::Segment(number(msn)?));
         }
         let rest = name.strip_prefix("part-")?.strip_suffix(".m4s")?;
         let (msn, index) = rest.split_once('.')?;
-        Some(Resource::Part {
-            msn: number(msn)?,
-            index: number(index)?,
-        })
+        Some(Resource::Part { msn: number(msn)?, index: number(index)? })
     }
 
     /// The HTTP content type.
@@ -72,10 +63,7 @@ mod tests {
             Resource::Init(7),
             Resource::Segment(123),
             Resource::Part { msn: 5, index: 0 },
-            Resource::Part {
-                msn: u64::MAX,
-                index: u32::MAX,
-            },
+            Resource::Part { msn: u64::MAX, index: u32::MAX },
         ] {
             assert_eq!(Resource::parse(&r.to_string()), Some(r));
         }

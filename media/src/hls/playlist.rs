@@ -49,9 +49,7 @@ pub struct Variant {
 /// Keep only characters that may appear unescaped in a URI (RFC 3986 unreserved, sub-delims,
 /// `:@/?%`): no quotes, `#`, whitespace or line breaks can reach the playlist.
 fn clean_query(q: &str) -> String {
-    q.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(*c))
-        .collect()
+    q.chars().filter(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(*c)).collect()
 }
 
 /// Render a multivariant playlist listing `variants`.
@@ -96,11 +94,7 @@ impl HlsSnapshot {
     /// This stream's rendition report, for the playlists of other renditions.
     pub fn rendition_report(&self, uri: &str) -> Option<RenditionReport> {
         let (msn, part) = self.last_part()?;
-        Some(RenditionReport {
-            uri: uri.to_string(),
-            last_msn: msn,
-            last_part: Some(part),
-        })
+        Some(RenditionReport { uri: uri.to_string(), last_msn: msn, last_part: Some(part) })
     }
 
     /// Segments a delta update (`_HLS_skip=YES`) replaces with `EXT-X-SKIP`: the leading
@@ -109,17 +103,13 @@ impl HlsSnapshot {
     pub fn skippable_segments(&self) -> usize {
         let end = self.playlist_end();
         let boundary = 6 * self.target_duration() * TICKS_PER_SECOND;
-        self.segments()
-            .iter()
-            .take_while(|s| s.start + s.duration + boundary <= end)
-            .count()
+        self.segments().iter().take_while(|s| s.start + s.duration + boundary <= end).count()
     }
 
     /// End of the last part listed, 90 kHz.
     fn playlist_end(&self) -> u64 {
         let open = self.open_segment().filter(|s| !s.parts.is_empty());
-        open.or(self.segments().last())
-            .map_or(0, |s| s.start + s.duration)
+        open.or(self.segments().last()).map_or(0, |s| s.start + s.duration)
     }
 
     /// Render the media playlist.
@@ -128,11 +118,7 @@ impl HlsSnapshot {
         let t = self.target_duration();
         let end = self.playlist_end();
         let parts_from = end.saturating_sub(3 * t * TICKS_PER_SECOND);
-        let skipped = if opts.skip {
-            self.skippable_segments()
-        } else {
-            0
-        };
+        let skipped = if opts.skip { self.skippable_segments() } else { 0 };
         let first = self.segments().first().or(self.open_segment());
         let mut out = String::with_capacity(2048);
         let _ = writeln!(out, "#EXTM3U");
@@ -147,11 +133,8 @@ impl HlsSnapshot {
             3 * t
         );
         let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={}", seconds_ms(pt));
-        let _ = writeln!(
-            out,
-            "#EXT-X-MEDIA-SEQUENCE:{}",
-            first.map_or(self.next_part().0, |s| s.msn)
-        );
+        let _ =
+            writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.map_or(self.next_part().0, |s| s.msn));
         let _ = writeln!(
             out,
             "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
@@ -209,11 +192,7 @@ impl HlsSnapshot {
             *prev_init = Some(seg.init_id);
         }
         if let Some(pdt) = seg.program_date_time_ms {
-            let _ = writeln!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}",
-                format_program_date_time(pdt)
-            );
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", format_program_date_time(pdt));
         }
         if !seg.complete || seg.start + seg.duration > parts_from {
             for p in &seg.parts {
@@ -221,10 +200,7 @@ impl HlsSnapshot {
                     out,
                     "#EXT-X-PART:DURATION={},URI=\"{}{q}\"",
                     seconds(p.duration),
-                    Resource::Part {
-                        msn: p.msn,
-                        index: p.index
-                    }
+                    Resource::Part { msn: p.msn, index: p.index }
                 );
                 if p.independent {
                     out.push_str(",INDEPENDENT=YES");

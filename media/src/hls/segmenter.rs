@@ -333,12 +333,8 @@ impl Segmenter {
                 self.part_audio.clear();
                 self.audio_next_dts = None;
             }
-            self.part_bytes = self
-                .part_video
-                .iter()
-                .chain(&self.part_audio)
-                .map(|s| s.data.len())
-                .sum();
+            self.part_bytes =
+                self.part_video.iter().chain(&self.part_audio).map(|s| s.data.len()).sum();
             if let Some(old) = self.init.take() {
                 self.inits.retain(|i| i.id != old.id);
                 self.next_init_id = old.id;
@@ -347,11 +343,8 @@ impl Segmenter {
         let id = self.next_init_id;
         self.next_init_id = id.wrapping_add(1);
         let (v, a) = (tracks.0.as_ref(), tracks.1.as_ref());
-        let codecs: Vec<&str> = v
-            .map(|v| v.codec.as_str())
-            .into_iter()
-            .chain(a.map(|a| a.codec.as_str()))
-            .collect();
+        let codecs: Vec<&str> =
+            v.map(|v| v.codec.as_str()).into_iter().chain(a.map(|a| a.codec.as_str())).collect();
         let init = Arc::new(InitSegment {
             id,
             bytes: write_init(v, a),
@@ -389,13 +382,7 @@ impl Segmenter {
         }
         let cts = (i64::from(cts_ms) * TICKS_PER_MS as i64).clamp(i32::MIN.into(), i32::MAX.into())
             as i32;
-        let sample = Sample {
-            dts,
-            duration: 0,
-            cts,
-            key,
-            data,
-        };
+        let sample = Sample { dts, duration: 0, cts, key, data };
         if self.open.is_none() {
             if !key {
                 self.dropped += 1;
@@ -451,13 +438,7 @@ impl Segmenter {
             (u128::from(t) * u128::from(TICKS_PER_SECOND) / u128::from(rate.max(1))) as u64
         };
         let len = data.len();
-        let sample = Sample {
-            dts,
-            duration,
-            cts: 0,
-            key: true,
-            data,
-        };
+        let sample = Sample { dts, duration, cts: 0, key: true, data };
         if self.has_video() {
             if self.open.is_none() {
                 self.dropped += 1;

@@ -18,7 +18,9 @@ impl Segmenter {
             duration: 0,
             parts: Vec::new(),
             discontinuity,
-            discontinuity_sequence: self.discontinuity_sequence.saturating_add(u64::from(discontinuity)),
+            discontinuity_sequence: self
+                .discontinuity_sequence
+                .saturating_add(u64::from(discontinuity)),
             init_id: self.init.as_ref().map_or(0, |i| i.id),
             program_date_time_ms: self
                 .cfg
@@ -39,11 +41,7 @@ impl Segmenter {
             return Update::default();
         }
         if self.has_video() {
-            let rate = self
-                .init_tracks
-                .1
-                .as_ref()
-                .map_or(1, |a| u64::from(a.sample_rate));
+            let rate = self.init_tracks.1.as_ref().map_or(1, |a| u64::from(a.sample_rate));
             while let Some(a) = self.audio_queue.front() {
                 let start = (u128::from(a.dts) * u128::from(TICKS_PER_SECOND)
                     / u128::from(rate.max(1))) as u64;
@@ -66,11 +64,8 @@ impl Segmenter {
             self.part_start = end;
             return Update::default();
         }
-        let independent = if self.has_video() {
-            self.part_video.first().is_some_and(|s| s.key)
-        } else {
-            true
-        };
+        let independent =
+            if self.has_video() { self.part_video.first().is_some_and(|s| s.key) } else { true };
         let bytes = write_fragment(
             self.next_fragment,
             &[
@@ -101,19 +96,14 @@ impl Segmenter {
             bytes,
         }));
         open.duration += duration;
-        open.video_frames = open
-            .video_frames
-            .saturating_add(self.part_video.len() as u32);
+        open.video_frames = open.video_frames.saturating_add(self.part_video.len() as u32);
         self.open_bytes += self.part_bytes;
         self.part_video.clear();
         self.part_audio.clear();
         self.part_bytes = 0;
         self.part_start = end;
         self.init_used = true;
-        Update {
-            parts: 1,
-            ..Update::default()
-        }
+        Update { parts: 1, ..Update::default() }
     }
 
     pub(super) fn close_segment(&mut self, end: u64) -> Update {
@@ -136,8 +126,7 @@ impl Segmenter {
         }
         let current = self.init.as_ref().map(|i| i.id);
         let used: Vec<u32> = self.segments.iter().map(|s| s.init_id).collect();
-        self.inits
-            .retain(|i| Some(i.id) == current || used.contains(&i.id));
+        self.inits.retain(|i| Some(i.id) == current || used.contains(&i.id));
         up.segments += 1;
         up
     }
@@ -147,11 +136,8 @@ impl Segmenter {
     pub(super) fn flush_media(&mut self) -> Update {
         let mut up = Update::default();
         if let Some(mut prev) = self.pending_video.take() {
-            let d = if self.last_video_delta > 0 {
-                self.last_video_delta
-            } else {
-                DEFAULT_VIDEO_DELTA
-            };
+            let d =
+                if self.last_video_delta > 0 { self.last_video_delta } else { DEFAULT_VIDEO_DELTA };
             prev.duration = u32::try_from(d).unwrap_or(u32::MAX);
             up.merge(self.add_video(prev));
         }

@@ -27,9 +27,8 @@ impl Segmenter {
         s.time_offset_ms = start_ms.saturating_sub(i64::from(keyframe_ts));
         s.next_msn = stamp.msn;
         s.next_fragment = stamp.fragment_sequence;
-        s.discontinuity_sequence = stamp
-            .discontinuity_sequence
-            .saturating_sub(u64::from(stamp.discontinuity));
+        s.discontinuity_sequence =
+            stamp.discontinuity_sequence.saturating_sub(u64::from(stamp.discontinuity));
         s.next_discontinuity = stamp.discontinuity;
         s.next_init_id = stamp.init_id;
         s.target_duration_s = s.target_duration_s.max(stamp.target_duration_s);

@@ -178,9 +178,7 @@ impl HlsSnapshot {
     /// The last completed part, (msn, index).
     pub fn last_part(&self) -> Option<(u64, u32)> {
         let open = self.inner.open.as_ref().filter(|s| !s.parts.is_empty());
-        open.or(self.inner.segments.last())
-            .and_then(|s| s.parts.last())
-            .map(|p| (p.msn, p.index))
+        open.or(self.inner.segments.last()).and_then(|s| s.parts.last()).map(|p| (p.msn, p.index))
     }
 
     /// Media sequence number of the last segment listed (the open one when it has parts).
@@ -212,9 +210,9 @@ impl HlsSnapshot {
     /// Answer a request for `resource`.
     pub fn lookup(&self, resource: Resource) -> Lookup {
         match resource {
-            Resource::Init(id) => self
-                .init(id)
-                .map_or(Lookup::NotFound, |i| Lookup::Init(i.clone())),
+            Resource::Init(id) => {
+                self.init(id).map_or(Lookup::NotFound, |i| Lookup::Init(i.clone()))
+            }
             Resource::Segment(msn) => match self.segment(msn) {
                 Some(s) => Lookup::Segment(s.clone()),
                 None => match self.reload_status(msn, None) {
@@ -293,11 +291,7 @@ impl HlsSnapshot {
         if segs.is_empty() {
             segs.extend(self.inner.open.iter());
         }
-        let peak = segs
-            .iter()
-            .map(|s| rate(s.len(), s.duration))
-            .max()
-            .unwrap_or(0);
+        let peak = segs.iter().map(|s| rate(s.len(), s.duration)).max().unwrap_or(0);
         let total: usize = segs.iter().map(|s| s.len()).sum();
         let ticks: u64 = segs.iter().map(|s| s.duration).sum();
         (peak, rate(total, ticks))
@@ -308,12 +302,7 @@ impl HlsSnapshot {
         if let Some(fps) = self.current_init().and_then(|i| i.frame_rate) {
             return Some(fps);
         }
-        let frames: u64 = self
-            .inner
-            .segments
-            .iter()
-            .map(|s| u64::from(s.video_frames))
-            .sum();
+        let frames: u64 = self.inner.segments.iter().map(|s| u64::from(s.video_frames)).sum();
         let ticks: u64 = self.inner.segments.iter().map(|s| s.duration).sum();
         (frames > 0 && ticks > 0).then(|| frames as f64 * TICKS_PER_SECOND as f64 / ticks as f64)
     }

@@ -146,12 +146,7 @@ mod tests {
         let e = s.encode();
         assert_eq!(e.len(), SegmentStamp::LEN);
         assert_eq!(SegmentStamp::decode(&e), Some(s));
-        let none = SegmentStamp {
-            epoch_ms: None,
-            discontinuity: false,
-            audio_next_dts: None,
-            ..s
-        };
+        let none = SegmentStamp { epoch_ms: None, discontinuity: false, audio_next_dts: None, ..s };
         assert_eq!(SegmentStamp::decode(&none.encode()), Some(none));
         assert_eq!(SegmentStamp::decode(&e[..e.len() - 1]), None, "short");
         let mut bad = e.to_vec();
@@ -163,22 +158,10 @@ mod tests {
         assert!(s.is_plausible());
         for wild in [
             SegmentStamp { msn: u64::MAX, ..s },
-            SegmentStamp {
-                start_ticks: u64::MAX - 5,
-                ..s
-            },
-            SegmentStamp {
-                epoch_ms: Some(u64::MAX),
-                ..s
-            },
-            SegmentStamp {
-                target_duration_s: 1 << 40,
-                ..s
-            },
-            SegmentStamp {
-                audio_next_dts: Some(u64::MAX),
-                ..s
-            },
+            SegmentStamp { start_ticks: u64::MAX - 5, ..s },
+            SegmentStamp { epoch_ms: Some(u64::MAX), ..s },
+            SegmentStamp { target_duration_s: 1 << 40, ..s },
+            SegmentStamp { audio_next_dts: Some(u64::MAX), ..s },
         ] {
             assert!(!wild.is_plausible(), "{wild:?}");
         }

@@ -10,12 +10,7 @@ pub fn format_program_date_time(epoch_ms: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
@@ -55,10 +50,7 @@ mod tests {
             format_program_date_time(951_782_400_000 + 86_399_999),
             "2000-02-29T23:59:59.999Z"
         );
-        assert_eq!(
-            format_program_date_time(1_714_564_800_250),
-            "2024-05-01T12:00:00.250Z"
-        );
+        assert_eq!(format_program_date_time(1_714_564_800_250), "2024-05-01T12:00:00.250Z");
         // Far future input never panics.
         let _ = format_program_date_time(u64::MAX);
     }

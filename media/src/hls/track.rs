@@ -65,17 +65,12 @@ impl VideoConfig {
     /// Build from a `SequenceStart` tag body of `codec`.
     pub fn parse(codec: VideoCodec, record: Bytes) -> Result<Self, HlsError> {
         if record.len() > MAX_RECORD_LEN {
-            return Err(HlsError::Malformed(
-                "decoder configuration record too large",
-            ));
+            return Err(HlsError::Malformed("decoder configuration record too large"));
         }
         match codec {
             VideoCodec::Avc => {
                 let cfg = AvcDecoderConfig::parse(&record)?;
-                let sps = cfg
-                    .sps
-                    .first()
-                    .ok_or(HlsError::Malformed("AVC record without SPS"))?;
+                let sps = cfg.sps.first().ok_or(HlsError::Malformed("AVC record without SPS"))?;
                 let info = SpsInfo::parse_h264(sps)?;
                 let codec = format!(
                     "avc1.{:02x}{:02x}{:02x}",
@@ -113,9 +108,7 @@ impl VideoConfig {
 /// `hvc1.<space><profile>.<compat, bit-reversed hex>.<tier><level>[.<constraint bytes>]`
 /// (ISO/IEC 14496-15 annex E) from the fixed head of an HEVCDecoderConfigurationRecord.
 fn hevc_codec_string(record: &[u8]) -> Result<String, HlsError> {
-    let head = record
-        .get(..13)
-        .ok_or(HlsError::Malformed("HEVC record too short"))?;
+    let head = record.get(..13).ok_or(HlsError::Malformed("HEVC record too short"))?;
     let space = match head[1] >> 6 {
         1 => "A",
         2 => "B",
@@ -127,10 +120,7 @@ fn hevc_codec_string(record: &[u8]) -> Result<String, HlsError> {
     let compat = u32::from_be_bytes([head[2], head[3], head[4], head[5]]).reverse_bits();
     let mut s = format!("hvc1.{space}{profile}.{compat:X}.{tier}{}", head[12]);
     let constraints = &head[6..12];
-    let used = constraints
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i + 1);
+    let used = constraints.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     for b in &constraints[..used] {
         s.push_str(&format!(".{b:X}"));
     }

@@ -48,11 +48,7 @@ pub enum ClientEvent {
     /// NetStream.Play.Start.
     PlayStarted,
     /// Any onStatus (including the ones above), in arrival order.
-    Status {
-        level: String,
-        code: String,
-        description: String,
-    },
+    Status { level: String, code: String, description: String },
     /// `_error` answer to connect/createStream.
     CommandError { description: String },
     /// Media received while playing.
@@ -141,10 +137,7 @@ impl ClientSession {
             self.decoder.push(data);
         } else {
             self.handshake_in.extend_from_slice(data);
-            if !self
-                .handshake
-                .receive(&mut self.handshake_in, &mut self.out.buf)?
-            {
+            if !self.handshake.receive(&mut self.handshake_in, &mut self.out.buf)? {
                 return Ok(());
             }
             self.established = true;
@@ -156,8 +149,7 @@ impl ClientSession {
             self.handle_message(message)?;
         }
         if let Some(sequence_number) = self.ack.due(self.bytes_received) {
-            self.out
-                .control(ControlMessage::Acknowledgement { sequence_number });
+            self.out.control(ControlMessage::Acknowledgement { sequence_number });
         }
         Ok(())
     }
@@ -209,13 +201,11 @@ impl ClientSession {
         if self.config.mode == ClientMode::Publish {
             let name = Amf0Value::String(self.config.stream.clone());
             let t = self.next_transaction();
-            self.out
-                .command(0, &command::request("FCUnpublish", t, &[name]));
+            self.out.command(0, &command::request("FCUnpublish", t, &[name]));
         }
         let t = self.next_transaction();
         let id = Amf0Value::Number(f64::from(stream_id));
-        self.out
-            .command(0, &command::request("deleteStream", t, &[id]));
+        self.out.command(0, &command::request("deleteStream", t, &[id]));
     }
 
     /// The message stream id `createStream` returned, once known.
@@ -241,11 +231,7 @@ impl ClientSession {
 
     /// After the handshake: optional Set Chunk Size, then `connect`.
     fn start_connect(&mut self) {
-        if let Some(size) = self
-            .config
-            .chunk_size
-            .filter(|s| (1..=MAX_CHUNK_SIZE).contains(s))
-        {
+        if let Some(size) = self.config.chunk_size.filter(|s| (1..=MAX_CHUNK_SIZE).contains(s)) {
             // Sent at the old size; everything after it uses the new one.
             self.out.control(ControlMessage::SetChunkSize(size));
             let _ = self.out.encoder.set_chunk_size(size);
@@ -257,13 +243,7 @@ impl ClientSession {
     }
 
     fn handle_message(&mut self, message: RawMessage) -> Result<(), ServerError> {
-        let RawMessage {
-            timestamp,
-            type_id,
-            stream_id,
-            payload,
-            ..
-        } = message;
+        let RawMessage { timestamp, type_id, stream_id, payload, .. } = message;
         match type_id {
             msg_type::SET_CHUNK_SIZE..=msg_type::SET_PEER_BANDWIDTH => {
                 self.handle_control(type_id, &payload)
@@ -319,11 +299,7 @@ impl ClientSession {
     ) -> Result<(), ServerError> {
         if self.config.mode == ClientMode::Play && self.stream_id == Some(stream_id) && !self.closed
         {
-            self.events.push_back(ClientEvent::Media(MediaMessage {
-                kind,
-                timestamp,
-                payload,
-            }));
+            self.events.push_back(ClientEvent::Media(MediaMessage { kind, timestamp, payload }));
         }
         Ok(())
     }
@@ -353,31 +329,20 @@ impl ClientSession {
 
     fn handle_command(&mut self, payload: &[u8]) -> Result<(), ServerError> {
         match Command::parse(payload, &self.amf0_limits)? {
-            Command::Result {
-                transaction_id,
-                values,
-            } => match self.take_call(transaction_id) {
+            Command::Result { transaction_id, values } => match self.take_call(transaction_id) {
                 Some(Call::Connect) => self.on_connected(),
                 Some(Call::CreateStream) => self.on_stream_created(&values)?,
                 Some(Call::ReleaseStream | Call::FcPublish) | None => {}
             },
-            Command::Error {
-                transaction_id,
-                values,
-            } => match self.take_call(transaction_id) {
+            Command::Error { transaction_id, values } => match self.take_call(transaction_id) {
                 // Like ffmpeg: a failed releaseStream/FCPublish is not fatal.
                 Some(Call::ReleaseStream | Call::FcPublish) => {}
                 _ => {
                     let description = command::error_description(&values);
-                    self.events
-                        .push_back(ClientEvent::CommandError { description });
+                    self.events.push_back(ClientEvent::CommandError { description });
                 }
             },
-            Command::OnStatus {
-                level,
-                code,
-                description,
-            } => {
+            Command::OnStatus { level, code, description } => {
                 let started = match code.as_str() {
                     "NetStream.Publish.Start" if self.config.mode == ClientMode::Publish => {
                         self.publishing = !self.closed;
@@ -388,11 +353,7 @@ impl ClientSession {
                     }
                     _ => None,
                 };
-                self.events.push_back(ClientEvent::Status {
-                    level,
-                    code,
-                    description,
-                });
+                self.events.push_back(ClientEvent::Status { level, code, description });
                 self.events.extend(started);
             }
             // onBWDone, onFCPublish, anything else the server says: nothing to do.
@@ -405,11 +366,7 @@ impl ClientSession {
         self.events.push_back(ClientEvent::Connected);
         if self.config.mode == ClientMode::Publish {
             let name = Amf0Value::String(self.config.stream.clone());
-            self.call(
-                "releaseStream",
-                Call::ReleaseStream,
-                std::slice::from_ref(&name),
-            );
+            self.call("releaseStream", Call::ReleaseStream, std::slice::from_ref(&name));
             self.call("FCPublish", Call::FcPublish, &[name]);
         }
         self.call("createStream", Call::CreateStream, &[]);
@@ -430,8 +387,7 @@ impl ClientSession {
         match self.config.mode {
             ClientMode::Publish => {
                 let args = [name, Amf0Value::String("live".into())];
-                self.out
-                    .command(stream_id, &command::request("publish", t, &args));
+                self.out.command(stream_id, &command::request("publish", t, &args));
             }
             ClientMode::Play => {
                 let args = [
@@ -440,8 +396,7 @@ impl ClientSession {
                     Amf0Value::Number(-1.0),
                     Amf0Value::Boolean(true),
                 ];
-                self.out
-                    .command(stream_id, &command::request("play", t, &args));
+                self.out.command(stream_id, &command::request("play", t, &args));
                 self.out.user_control(UserControlEvent::SetBufferLength {
                     stream_id,
                     buffer_ms: PLAYER_BUFFER_MS,

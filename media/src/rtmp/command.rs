@@ -119,40 +119,25 @@ impl Command {
                     .and_then(Amf0Value::as_str)
                     .ok_or(CommandError::MissingArgument("connect"))?
                     .to_owned();
-                let tc_url = field("tcUrl")
-                    .and_then(Amf0Value::as_str)
-                    .map(str::to_owned);
-                let object_encoding = field("objectEncoding")
-                    .and_then(Amf0Value::as_f64)
-                    .unwrap_or(0.0);
-                Command::Connect {
-                    transaction_id,
-                    app,
-                    tc_url,
-                    object_encoding,
-                }
+                let tc_url = field("tcUrl").and_then(Amf0Value::as_str).map(str::to_owned);
+                let object_encoding =
+                    field("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
+                Command::Connect { transaction_id, app, tc_url, object_encoding }
             }
             "createStream" => Command::CreateStream { transaction_id },
-            "releaseStream" => Command::ReleaseStream {
-                transaction_id,
-                name: string_arg(0).unwrap_or_default(),
-            },
-            "FCPublish" => Command::FcPublish {
-                transaction_id,
-                name: string_arg(0).unwrap_or_default(),
-            },
-            "FCUnpublish" => Command::FcUnpublish {
-                transaction_id,
-                name: string_arg(0).unwrap_or_default(),
-            },
+            "releaseStream" => {
+                Command::ReleaseStream { transaction_id, name: string_arg(0).unwrap_or_default() }
+            }
+            "FCPublish" => {
+                Command::FcPublish { transaction_id, name: string_arg(0).unwrap_or_default() }
+            }
+            "FCUnpublish" => {
+                Command::FcUnpublish { transaction_id, name: string_arg(0).unwrap_or_default() }
+            }
             "publish" => {
                 let name = string_arg(0).ok_or(CommandError::MissingArgument("publish"))?;
                 let publish_type = string_arg(1).unwrap_or_else(|| "live".to_owned());
-                Command::Publish {
-                    transaction_id,
-                    name,
-                    publish_type,
-                }
+                Command::Publish { transaction_id, name, publish_type }
             }
             "play" => {
                 let name = string_arg(0).ok_or(CommandError::MissingArgument("play"))?;
@@ -163,34 +148,22 @@ impl Command {
                     Some(Amf0Value::Number(n)) => *n != 0.0,
                     _ => true,
                 };
-                Command::Play {
-                    transaction_id,
-                    name,
-                    start,
-                    duration,
-                    reset,
-                }
+                Command::Play { transaction_id, name, start, duration, reset }
             }
             "deleteStream" => {
                 let id = number_arg(0).ok_or(CommandError::MissingArgument("deleteStream"))?;
-                Command::DeleteStream {
-                    transaction_id,
-                    stream_id: f64_to_u32(id),
-                }
+                Command::DeleteStream { transaction_id, stream_id: f64_to_u32(id) }
             }
             "closeStream" => Command::CloseStream { transaction_id },
-            "getStreamLength" => Command::GetStreamLength {
-                transaction_id,
-                name: string_arg(0).unwrap_or_default(),
-            },
-            "_result" => Command::Result {
-                transaction_id,
-                values: values.split_off(2.min(values.len())),
-            },
-            "_error" => Command::Error {
-                transaction_id,
-                values: values.split_off(2.min(values.len())),
-            },
+            "getStreamLength" => {
+                Command::GetStreamLength { transaction_id, name: string_arg(0).unwrap_or_default() }
+            }
+            "_result" => {
+                Command::Result { transaction_id, values: values.split_off(2.min(values.len())) }
+            }
+            "_error" => {
+                Command::Error { transaction_id, values: values.split_off(2.min(values.len())) }
+            }
             "onStatus" => {
                 // Command form: onStatus, 0, null, {info}; data form: onStatus, {info}.
                 let info = values.iter().skip(1).find(|v| is_object(v));
@@ -206,11 +179,9 @@ impl Command {
                     description: text("description"),
                 }
             }
-            _ => Command::Other {
-                name,
-                transaction_id,
-                args: values.split_off(2.min(values.len())),
-            },
+            _ => {
+                Command::Other { name, transaction_id, args: values.split_off(2.min(values.len())) }
+            }
         };
         Ok(command)
     }
@@ -218,10 +189,7 @@ impl Command {
 
 /// Whether `value` is an object-like AMF0 value (anonymous, typed or ECMA array).
 fn is_object(value: &Amf0Value) -> bool {
-    matches!(
-        value,
-        Amf0Value::Object(_) | Amf0Value::EcmaArray(_) | Amf0Value::TypedObject { .. }
-    )
+    matches!(value, Amf0Value::Object(_) | Amf0Value::EcmaArray(_) | Amf0Value::TypedObject { .. })
 }
 
 /// Saturating conversion of a peer-supplied number (NaN and negatives become 0).
@@ -235,10 +203,7 @@ fn f64_to_u32(n: f64) -> u32 {
 pub fn error_description(values: &[Amf0Value]) -> String {
     let info = values.iter().find(|v| is_object(v));
     let text = |key| info.and_then(|o| o.get(key)).and_then(Amf0Value::as_str);
-    text("description")
-        .or_else(|| text("code"))
-        .unwrap_or_default()
-        .to_owned()
+    text("description").or_else(|| text("code")).unwrap_or_default().to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,11 +225,8 @@ pub fn status_object(
     description: &str,
     extra: &[(&str, Amf0Value)],
 ) -> Amf0Value {
-    let mut props = vec![
-        prop("level", s(level)),
-        prop("code", s(code)),
-        prop("description", s(description)),
-    ];
+    let mut props =
+        vec![prop("level", s(level)), prop("code", s(code)), prop("description", s(description))];
     props.extend(extra.iter().map(|(k, v)| prop(k, v.clone())));
     Amf0Value::Object(props)
 }
@@ -283,12 +245,7 @@ pub fn connect_result(transaction_id: f64, object_encoding: f64) -> Bytes {
         "Connection succeeded.",
         &[("objectEncoding", Amf0Value::Number(object_encoding))],
     );
-    amf0::encode_all(&[
-        s("_result"),
-        Amf0Value::Number(transaction_id),
-        properties,
-        information,
-    ])
+    amf0::encode_all(&[s("_result"), Amf0Value::Number(transaction_id), properties, information])
 }
 
 /// `_error` answering `connect`: NetConnection.Connect.Rejected with `description`.
@@ -301,12 +258,7 @@ pub fn connect_error(transaction_id: f64, description: &str) -> Bytes {
 
 /// Generic `_result`: `_result, transaction_id, null, value`.
 pub fn result(transaction_id: f64, value: Amf0Value) -> Bytes {
-    amf0::encode_all(&[
-        s("_result"),
-        Amf0Value::Number(transaction_id),
-        Amf0Value::Null,
-        value,
-    ])
+    amf0::encode_all(&[s("_result"), Amf0Value::Number(transaction_id), Amf0Value::Null, value])
 }
 
 /// `_result` answering `createStream` with the new message stream id.
@@ -321,12 +273,7 @@ pub fn empty_result(transaction_id: f64) -> Bytes {
 
 /// Generic `_error`: `_error, transaction_id, null, info`.
 pub fn error(transaction_id: f64, info: Amf0Value) -> Bytes {
-    amf0::encode_all(&[
-        s("_error"),
-        Amf0Value::Number(transaction_id),
-        Amf0Value::Null,
-        info,
-    ])
+    amf0::encode_all(&[s("_error"), Amf0Value::Number(transaction_id), Amf0Value::Null, info])
 }
 
 /// `onStatus, 0, null, {level, code, description, ...extra}` (sent on the stream's message
@@ -346,12 +293,7 @@ pub fn on_fc_publish(name: &str) -> Bytes {
         prop("code", s("NetStream.Publish.Start")),
         prop("description", s(name)),
     ]);
-    amf0::encode_all(&[
-        s("onFCPublish"),
-        Amf0Value::Number(0.0),
-        Amf0Value::Null,
-        info,
-    ])
+    amf0::encode_all(&[s("onFCPublish"), Amf0Value::Number(0.0), Amf0Value::Null, info])
 }
 
 /// Data message (type 18) `|RtmpSampleAccess, audio, video`: lets Flash players read samples.
@@ -444,11 +386,9 @@ mod tests {
 
     #[test]
     fn connect_fields() {
-        let cmd = Command::parse(
-            &connect_request(1.0, "live", "rtmp://h/live"),
-            &Amf0Limits::default(),
-        )
-        .unwrap();
+        let cmd =
+            Command::parse(&connect_request(1.0, "live", "rtmp://h/live"), &Amf0Limits::default())
+                .unwrap();
         assert_eq!(
             cmd,
             Command::Connect {
@@ -464,13 +404,8 @@ mod tests {
 
     #[test]
     fn publish_delete_and_errors() {
-        let cmd = parse(&[
-            s("publish"),
-            Amf0Value::Number(5.0),
-            Amf0Value::Null,
-            s("a?k=1"),
-        ])
-        .unwrap();
+        let cmd =
+            parse(&[s("publish"), Amf0Value::Number(5.0), Amf0Value::Null, s("a?k=1")]).unwrap();
         assert_eq!(
             cmd,
             Command::Publish {
@@ -486,13 +421,7 @@ mod tests {
             Amf0Value::Number(1.0),
         ])
         .unwrap();
-        assert_eq!(
-            cmd,
-            Command::DeleteStream {
-                transaction_id: 6.0,
-                stream_id: 1
-            }
-        );
+        assert_eq!(cmd, Command::DeleteStream { transaction_id: 6.0, stream_id: 1 });
         let cmd = parse(&[
             s("deleteStream"),
             Amf0Value::Number(6.0),
@@ -500,17 +429,8 @@ mod tests {
             Amf0Value::Number(-3.0),
         ])
         .unwrap();
-        assert_eq!(
-            cmd,
-            Command::DeleteStream {
-                transaction_id: 6.0,
-                stream_id: 0
-            }
-        );
-        assert_eq!(
-            parse(&[Amf0Value::Number(1.0)]).unwrap_err(),
-            CommandError::NoName
-        );
+        assert_eq!(cmd, Command::DeleteStream { transaction_id: 6.0, stream_id: 0 });
+        assert_eq!(parse(&[Amf0Value::Number(1.0)]).unwrap_err(), CommandError::NoName);
         assert_eq!(
             parse(&[s("publish"), Amf0Value::Number(1.0)]).unwrap_err(),
             CommandError::MissingArgument("publish")
@@ -525,25 +445,16 @@ mod tests {
     fn replies_parse_back() {
         let limits = Amf0Limits::default();
         match Command::parse(&connect_result(1.0, 0.0), &limits).unwrap() {
-            Command::Result {
-                transaction_id,
-                values,
-            } => {
+            Command::Result { transaction_id, values } => {
                 assert_eq!(transaction_id, 1.0);
                 assert_eq!(values[0].get("fmsVer"), Some(&s("FMS/3,0,1,123")));
-                assert_eq!(
-                    values[1].get("code"),
-                    Some(&s("NetConnection.Connect.Success"))
-                );
+                assert_eq!(values[1].get("code"), Some(&s("NetConnection.Connect.Success")));
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            Command::parse(
-                &on_status("error", "NetStream.Publish.BadName", "taken", &[]),
-                &limits
-            )
-            .unwrap(),
+            Command::parse(&on_status("error", "NetStream.Publish.BadName", "taken", &[]), &limits)
+                .unwrap(),
             Command::OnStatus {
                 level: "error".into(),
                 code: "NetStream.Publish.BadName".into(),
@@ -559,11 +470,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match Command::parse(&request("FCSubscribe", 3.0, &[s("x")]), &limits).unwrap() {
-            Command::Other {
-                name,
-                transaction_id,
-                args,
-            } => {
+            Command::Other { name, transaction_id, args } => {
                 assert_eq!((name.as_str(), transaction_id), ("FCSubscribe", 3.0));
                 assert_eq!(args, vec![Amf0Value::Null, s("x")]);
             }

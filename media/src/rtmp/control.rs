@@ -43,11 +43,7 @@ pub enum UserControlEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     #[error("control message type {type_id} has {len} bytes, needs {need}")]
-    Short {
-        type_id: u8,
-        len: usize,
-        need: usize,
-    },
+    Short { type_id: u8, len: usize, need: usize },
     #[error("message type {0} is not a protocol control message")]
     NotControl(u8),
 }
@@ -67,11 +63,7 @@ pub mod event_type {
 fn be_u32(type_id: u8, payload: &[u8], at: usize, need: usize) -> Result<u32, ControlError> {
     match payload.get(at..at.saturating_add(4)) {
         Some(b) if payload.len() >= need => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-        _ => Err(ControlError::Short {
-            type_id,
-            len: payload.len(),
-            need,
-        }),
+        _ => Err(ControlError::Short { type_id, len: payload.len(), need }),
     }
 }
 
@@ -85,9 +77,9 @@ impl ControlMessage {
         Ok(match type_id {
             msg_type::SET_CHUNK_SIZE => ControlMessage::SetChunkSize(word(4)?),
             msg_type::ABORT => ControlMessage::Abort { csid: word(4)? },
-            msg_type::ACKNOWLEDGEMENT => ControlMessage::Acknowledgement {
-                sequence_number: word(4)?,
-            },
+            msg_type::ACKNOWLEDGEMENT => {
+                ControlMessage::Acknowledgement { sequence_number: word(4)? }
+            }
             msg_type::WINDOW_ACK_SIZE => ControlMessage::WindowAckSize(word(4)?),
             msg_type::SET_PEER_BANDWIDTH => {
                 let size = word(5)?;
@@ -142,23 +134,16 @@ impl UserControlEvent {
         let t = msg_type::USER_CONTROL;
         let event_type = match payload.get(..2) {
             Some(b) => u16::from_be_bytes([b[0], b[1]]),
-            None => {
-                return Err(ControlError::Short {
-                    type_id: t,
-                    len: payload.len(),
-                    need: 2,
-                })
-            }
+            None => return Err(ControlError::Short { type_id: t, len: payload.len(), need: 2 }),
         };
         let arg = |at, need| be_u32(t, payload, at, need);
         Ok(match event_type {
             event_type::STREAM_BEGIN => UserControlEvent::StreamBegin(arg(2, 6)?),
             event_type::STREAM_EOF => UserControlEvent::StreamEof(arg(2, 6)?),
             event_type::STREAM_DRY => UserControlEvent::StreamDry(arg(2, 6)?),
-            event_type::SET_BUFFER_LENGTH => UserControlEvent::SetBufferLength {
-                stream_id: arg(2, 10)?,
-                buffer_ms: arg(6, 10)?,
-            },
+            event_type::SET_BUFFER_LENGTH => {
+                UserControlEvent::SetBufferLength { stream_id: arg(2, 10)?, buffer_ms: arg(6, 10)? }
+            }
             event_type::STREAM_IS_RECORDED => UserControlEvent::StreamIsRecorded(arg(2, 6)?),
             event_type::PING_REQUEST => UserControlEvent::PingRequest(arg(2, 6)?),
             event_type::PING_RESPONSE => UserControlEvent::PingResponse(arg(2, 6)?),
@@ -172,14 +157,9 @@ impl UserControlEvent {
             UserControlEvent::StreamBegin(id) => (event_type::STREAM_BEGIN, Some(id), None),
             UserControlEvent::StreamEof(id) => (event_type::STREAM_EOF, Some(id), None),
             UserControlEvent::StreamDry(id) => (event_type::STREAM_DRY, Some(id), None),
-            UserControlEvent::SetBufferLength {
-                stream_id,
-                buffer_ms,
-            } => (
-                event_type::SET_BUFFER_LENGTH,
-                Some(stream_id),
-                Some(buffer_ms),
-            ),
+            UserControlEvent::SetBufferLength { stream_id, buffer_ms } => {
+                (event_type::SET_BUFFER_LENGTH, Some(stream_id), Some(buffer_ms))
+            }
             UserControlEvent::StreamIsRecorded(id) => {
                 (event_type::STREAM_IS_RECORDED, Some(id), None)
             }
@@ -209,23 +189,10 @@ mod tests {
     fn protocol_control_round_trips() {
         rt(ControlMessage::SetChunkSize(4096), 1, &[0, 0, 0x10, 0]);
         rt(ControlMessage::Abort { csid: 7 }, 2, &[0, 0, 0, 7]);
+        rt(ControlMessage::Acknowledgement { sequence_number: 0x0102_0304 }, 3, &[1, 2, 3, 4]);
+        rt(ControlMessage::WindowAckSize(2_500_000), 5, &[0x00, 0x26, 0x25, 0xA0]);
         rt(
-            ControlMessage::Acknowledgement {
-                sequence_number: 0x0102_0304,
-            },
-            3,
-            &[1, 2, 3, 4],
-        );
-        rt(
-            ControlMessage::WindowAckSize(2_500_000),
-            5,
-            &[0x00, 0x26, 0x25, 0xA0],
-        );
-        rt(
-            ControlMessage::SetPeerBandwidth {
-                size: 2_500_000,
-                limit_type: 2,
-            },
+            ControlMessage::SetPeerBandwidth { size: 2_500_000, limit_type: 2 },
             6,
             &[0x00, 0x26, 0x25, 0xA0, 2],
         );
@@ -247,10 +214,7 @@ mod tests {
         rt(uc(StreamEof(1)), 4, &[0, 1, 0, 0, 0, 1]);
         rt(uc(StreamDry(1)), 4, &[0, 2, 0, 0, 0, 1]);
         rt(
-            uc(SetBufferLength {
-                stream_id: 1,
-                buffer_ms: 3000,
-            }),
+            uc(SetBufferLength { stream_id: 1, buffer_ms: 3000 }),
             4,
             &[0, 3, 0, 0, 0, 1, 0, 0, 0x0B, 0xB8],
         );
@@ -259,10 +223,7 @@ mod tests {
         rt(uc(PingResponse(99)), 4, &[0, 7, 0, 0, 0, 99]);
         rt(uc(Other { event_type: 26 }), 4, &[0, 26]);
         // SWF verification request carries data we ignore.
-        assert_eq!(
-            ControlMessage::decode(4, &[0, 26, 1, 2, 3]),
-            Ok(uc(Other { event_type: 26 }))
-        );
+        assert_eq!(ControlMessage::decode(4, &[0, 26, 1, 2, 3]), Ok(uc(Other { event_type: 26 })));
     }
 
     #[test]
@@ -275,15 +236,9 @@ mod tests {
         assert_eq!(ControlMessage::decode(6, &[0, 0, 0, 1]), short(6, 4, 5));
         assert_eq!(ControlMessage::decode(4, &[0]), short(4, 1, 2));
         assert_eq!(ControlMessage::decode(4, &[0, 0, 0]), short(4, 3, 6));
-        assert_eq!(
-            ControlMessage::decode(4, &[0, 3, 0, 0, 0, 1, 0, 0, 0]),
-            short(4, 9, 10)
-        );
+        assert_eq!(ControlMessage::decode(4, &[0, 3, 0, 0, 0, 1, 0, 0, 0]), short(4, 9, 10));
         assert_eq!(ControlMessage::decode(4, &[0, 6]), short(4, 2, 6));
-        assert_eq!(
-            ControlMessage::decode(8, &[]),
-            Err(ControlError::NotControl(8))
-        );
+        assert_eq!(ControlMessage::decode(8, &[]), Err(ControlError::NotControl(8)));
         for len in 0..12 {
             for t in 0..=22u8 {
                 let _ = ControlMessage::decode(t, &vec![0xFF; len]);

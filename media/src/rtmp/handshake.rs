@@ -236,9 +236,7 @@ impl ServerHandshake {
                         return Ok(false);
                     };
                     self.answer(&c1, out);
-                    self.state = ServerState::AwaitC2 {
-                        remaining: HANDSHAKE_SIZE,
-                    };
+                    self.state = ServerState::AwaitC2 { remaining: HANDSHAKE_SIZE };
                 }
                 ServerState::AwaitC2 { remaining } => {
                     if !skip_bytes(remaining, input) {
@@ -345,9 +343,7 @@ impl ClientHandshake {
                         }
                         None => out.extend_from_slice(&s1[..]),
                     }
-                    self.state = ClientState::AwaitS2 {
-                        remaining: HANDSHAKE_SIZE,
-                    };
+                    self.state = ClientState::AwaitS2 { remaining: HANDSHAKE_SIZE };
                 }
                 ClientState::AwaitS2 { remaining } => {
                     if !skip_bytes(remaining, input) {

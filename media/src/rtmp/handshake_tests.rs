@@ -139,26 +139,17 @@ fn wrong_version_is_refused_on_first_byte() {
     let mut server = ServerHandshake::new(SEED_S, 0);
     let mut out = BytesMut::new();
     let mut input = BytesMut::from(&[6u8][..]);
-    assert_eq!(
-        server.receive(&mut input, &mut out),
-        Err(HandshakeError::UnsupportedVersion(6))
-    );
+    assert_eq!(server.receive(&mut input, &mut out), Err(HandshakeError::UnsupportedVersion(6)));
     assert!(out.is_empty());
     // An HTTP request on the RTMP port.
     let mut input = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
     let mut server = ServerHandshake::new(SEED_S, 0);
-    assert_eq!(
-        server.receive(&mut input, &mut out),
-        Err(HandshakeError::UnsupportedVersion(b'G'))
-    );
+    assert_eq!(server.receive(&mut input, &mut out), Err(HandshakeError::UnsupportedVersion(b'G')));
 
     let mut c0c1 = BytesMut::new();
     let mut client = ClientHandshake::new(SEED_C, 0, false, &mut c0c1);
     let mut input = BytesMut::from(&[1u8, 2, 3][..]);
-    assert_eq!(
-        client.receive(&mut input, &mut out),
-        Err(HandshakeError::UnsupportedVersion(1))
-    );
+    assert_eq!(client.receive(&mut input, &mut out), Err(HandshakeError::UnsupportedVersion(1)));
 }
 
 #[test]

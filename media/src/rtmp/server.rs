@@ -83,24 +83,11 @@ pub enum ServerEvent {
     /// `connect`: answer with [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
     Connect { app: String, tc_url: Option<String> },
     /// `publish`: answer with `accept_publish` or `reject_publish`. `name` is raw (may hold `?query`).
-    Publish {
-        stream_id: u32,
-        name: String,
-        publish_type: String,
-    },
+    Publish { stream_id: u32, name: String, publish_type: String },
     /// `play`: answer with `accept_play`, `play_not_found` or later `accept_play` after waiting.
-    Play {
-        stream_id: u32,
-        name: String,
-        start: f64,
-        duration: f64,
-        reset: bool,
-    },
+    Play { stream_id: u32, name: String, start: f64, duration: f64, reset: bool },
     /// Audio, video or data from a publishing stream.
-    Media {
-        stream_id: u32,
-        message: MediaMessage,
-    },
+    Media { stream_id: u32, message: MediaMessage },
     /// The publisher stopped (`FCUnpublish`, `closeStream` or `deleteStream` of a publishing stream).
     Unpublish { stream_id: u32 },
     /// A player stopped (`closeStream`/`deleteStream` of a playing stream).
@@ -223,16 +210,12 @@ impl ServerSession {
             self.decoder.push(data);
         } else {
             self.handshake_in.extend_from_slice(data);
-            if !self
-                .handshake
-                .receive(&mut self.handshake_in, &mut self.out.buf)?
-            {
+            if !self.handshake.receive(&mut self.handshake_in, &mut self.out.buf)? {
                 return Ok(());
             }
             self.established = true;
-            self.events.push_back(ServerEvent::HandshakeDone {
-                digest: self.handshake.used_digest(),
-            });
+            self.events
+                .push_back(ServerEvent::HandshakeDone { digest: self.handshake.used_digest() });
             let rest = self.handshake_in.split();
             self.handshake_in = BytesMut::new();
             self.decoder.push(&rest);
@@ -241,8 +224,7 @@ impl ServerSession {
             self.handle_message(message)?;
         }
         if let Some(sequence_number) = self.ack.due(self.bytes_received) {
-            self.out
-                .control(ControlMessage::Acknowledgement { sequence_number });
+            self.out.control(ControlMessage::Acknowledgement { sequence_number });
         }
         Ok(())
     }
@@ -266,26 +248,17 @@ impl ServerSession {
     ///
     /// Does nothing unless a `connect` is waiting for an answer.
     pub fn accept_connect(&mut self) {
-        let ConnectState::Pending {
-            transaction_id,
-            object_encoding,
-        } = self.connect
-        else {
+        let ConnectState::Pending { transaction_id, object_encoding } = self.connect else {
             return;
         };
         self.connect = ConnectState::Accepted;
         let window = self.config.window_ack_size;
         self.out.control(ControlMessage::WindowAckSize(window));
-        self.out.control(ControlMessage::SetPeerBandwidth {
-            size: window,
-            limit_type: 2,
-        });
-        self.out
-            .control(ControlMessage::SetChunkSize(MEDIA_CHUNK_SIZE));
+        self.out.control(ControlMessage::SetPeerBandwidth { size: window, limit_type: 2 });
+        self.out.control(ControlMessage::SetChunkSize(MEDIA_CHUNK_SIZE));
         // MEDIA_CHUNK_SIZE is a valid chunk size; the error arm cannot happen.
         let _ = self.out.encoder.set_chunk_size(MEDIA_CHUNK_SIZE);
-        self.out
-            .command(0, &command::connect_result(transaction_id, object_encoding));
+        self.out.command(0, &command::connect_result(transaction_id, object_encoding));
     }
 
     /// Answer `connect` with `_error` NetConnection.Connect.Rejected and `description`.
@@ -297,22 +270,14 @@ impl ServerSession {
             return;
         };
         self.connect = ConnectState::Rejected;
-        self.out
-            .command(0, &command::connect_error(transaction_id, description));
+        self.out.command(0, &command::connect_error(transaction_id, description));
     }
 
     /// StreamBegin + onStatus NetStream.Publish.Start.
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) {
-        self.out
-            .user_control(UserControlEvent::StreamBegin(stream_id));
+        self.out.user_control(UserControlEvent::StreamBegin(stream_id));
         let description = format!("{name} is now published.");
-        self.status(
-            stream_id,
-            "status",
-            "NetStream.Publish.Start",
-            &description,
-            name,
-        );
+        self.status(stream_id, "status", "NetStream.Publish.Start", &description, name);
     }
 
     /// onStatus error with `code` (e.g. `NetStream.Publish.BadName`) and `description`.
@@ -329,28 +294,14 @@ impl ServerSession {
     /// `|RtmpSampleAccess`, NetStream.Data.Start. After this the driver may write shared media
     /// bytes for `stream_id`.
     pub fn accept_play(&mut self, stream_id: u32, name: &str, reset: bool) {
-        self.out
-            .user_control(UserControlEvent::StreamBegin(stream_id));
+        self.out.user_control(UserControlEvent::StreamBegin(stream_id));
         if reset {
             let description = format!("Playing and resetting {name}.");
-            self.status(
-                stream_id,
-                "status",
-                "NetStream.Play.Reset",
-                &description,
-                name,
-            );
+            self.status(stream_id, "status", "NetStream.Play.Reset", &description, name);
         }
         let description = format!("Started playing {name}.");
-        self.status(
-            stream_id,
-            "status",
-            "NetStream.Play.Start",
-            &description,
-            name,
-        );
-        self.out
-            .data(stream_id, &command::sample_access(true, true));
+        self.status(stream_id, "status", "NetStream.Play.Start", &description, name);
+        self.out.data(stream_id, &command::sample_access(true, true));
         self.out.data(stream_id, &command::data_start());
     }
 
@@ -362,41 +313,21 @@ impl ServerSession {
             *state = StreamState::Idle;
         }
         let description = format!("Failed to play {name}; stream not found.");
-        self.status(
-            stream_id,
-            "error",
-            "NetStream.Play.StreamNotFound",
-            &description,
-            name,
-        );
+        self.status(stream_id, "error", "NetStream.Play.StreamNotFound", &description, name);
     }
 
     /// onStatus NetStream.Play.UnpublishNotify + StreamEOF: the publisher left.
     pub fn unpublish_notify(&mut self, stream_id: u32, name: &str) {
         let description = format!("{name} is now unpublished.");
-        self.status(
-            stream_id,
-            "status",
-            "NetStream.Play.UnpublishNotify",
-            &description,
-            name,
-        );
-        self.out
-            .user_control(UserControlEvent::StreamEof(stream_id));
+        self.status(stream_id, "status", "NetStream.Play.UnpublishNotify", &description, name);
+        self.out.user_control(UserControlEvent::StreamEof(stream_id));
     }
 
     /// StreamBegin + onStatus NetStream.Play.PublishNotify: the publisher is back.
     pub fn publish_notify(&mut self, stream_id: u32, name: &str) {
-        self.out
-            .user_control(UserControlEvent::StreamBegin(stream_id));
+        self.out.user_control(UserControlEvent::StreamBegin(stream_id));
         let description = format!("{name} is now published.");
-        self.status(
-            stream_id,
-            "status",
-            "NetStream.Play.PublishNotify",
-            &description,
-            name,
-        );
+        self.status(stream_id, "status", "NetStream.Play.PublishNotify", &description, name);
     }
 
     /// Queue a media message for a player through the session's own encoder (slow path, for a
@@ -444,9 +375,6 @@ impl ServerSession {
     ) {
         let extra = [("details", Amf0Value::String(details.to_owned()))];
         let extra: &[(&str, Amf0Value)] = if details.is_empty() { &[] } else { &extra };
-        self.out.command(
-            stream_id,
-            &command::on_status(level, code, description, extra),
-        );
+        self.out.command(stream_id, &command::on_status(level, code, description, extra));
     }
 }

@@ -30,25 +30,15 @@ impl AdtsConfig {
         let profile = match object_type {
             1..=4 => object_type - 1,
             5 | 29 => 1,
-            _ => {
-                return Err(TsError::Unsupported(
-                    "AAC object type not expressible in ADTS",
-                ))
-            }
+            _ => return Err(TsError::Unsupported("AAC object type not expressible in ADTS")),
         };
         if sampling_index > 12 {
-            return Err(TsError::Unsupported(
-                "AAC sampling rate not in the ADTS table",
-            ));
+            return Err(TsError::Unsupported("AAC sampling rate not in the ADTS table"));
         }
         if channel_config > 7 {
             return Err(TsError::Malformed("AAC channel configuration"));
         }
-        Ok(AdtsConfig {
-            profile,
-            sampling_index,
-            channel_config,
-        })
+        Ok(AdtsConfig { profile, sampling_index, channel_config })
     }
 
     /// The 7-byte header of a frame with `payload_len` bytes of raw AAC.

@@ -54,11 +54,7 @@ impl AnnexBConfig {
                 }
             }
         }
-        Ok(AnnexBConfig {
-            hevc: true,
-            nal_length_size: cfg.nal_length_size,
-            parameter_sets,
-        })
+        Ok(AnnexBConfig { hevc: true, nal_length_size: cfg.nal_length_size, parameter_sets })
     }
 
     fn nal_type(&self, nal: &[u8]) -> u8 {
@@ -73,11 +69,8 @@ impl AnnexBConfig {
     /// Convert one access unit, appending to `out`. On error `out` is left as it was.
     pub fn convert(&self, sample: &[u8], keyframe: bool, out: &mut Vec<u8>) -> Result<(), TsError> {
         let nals = split_nals(sample, usize::from(self.nal_length_size))?;
-        let (aud_type, sps_type) = if self.hevc {
-            (H265_NAL_AUD, H265_NAL_SPS)
-        } else {
-            (H264_NAL_AUD, H264_NAL_SPS)
-        };
+        let (aud_type, sps_type) =
+            if self.hevc { (H265_NAL_AUD, H265_NAL_SPS) } else { (H264_NAL_AUD, H264_NAL_SPS) };
         let has_aud = nals.first().is_some_and(|n| self.nal_type(n) == aud_type);
         let has_sps = nals.iter().any(|n| self.nal_type(n) == sps_type);
         let extra: usize = self.parameter_sets.iter().map(|p| p.len() + 4).sum();
@@ -121,9 +114,7 @@ pub fn split_nals(sample: &[u8], length_size: usize) -> Result<Vec<&[u8]>, TsErr
         let (prefix, after) = rest
             .split_at_checked(length_size)
             .ok_or(TsError::Malformed("truncated NAL length prefix"))?;
-        let len = prefix
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = prefix.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let (nal, after) = after
             .split_at_checked(len)
             .ok_or(TsError::Malformed("NAL length beyond the sample"))?;
@@ -163,12 +154,7 @@ mod tests {
     fn keyframe_gets_aud_and_parameter_sets() {
         let c = avc(&[0x67, 1, 2], &[0x68, 3]);
         let mut out = Vec::new();
-        c.convert(
-            &prefixed(&[&[0x06, 9], &[0x65, 0xAA, 0xBB]]),
-            true,
-            &mut out,
-        )
-        .unwrap();
+        c.convert(&prefixed(&[&[0x06, 9], &[0x65, 0xAA, 0xBB]]), true, &mut out).unwrap();
         assert_eq!(
             out,
             [
@@ -182,8 +168,7 @@ mod tests {
         );
         // A non-key frame: AUD only.
         out.clear();
-        c.convert(&prefixed(&[&[0x41, 7]]), false, &mut out)
-            .unwrap();
+        c.convert(&prefixed(&[&[0x41, 7]]), false, &mut out).unwrap();
         assert_eq!(out, [0, 0, 0, 1, 0x09, 0xF0, 0, 0, 0, 1, 0x41, 7]);
     }
 
@@ -195,10 +180,7 @@ mod tests {
         c.convert(&au, true, &mut out).unwrap();
         assert_eq!(
             out,
-            [
-                0, 0, 0, 1, 0x09, 0x10, 0, 0, 0, 1, 0x67, 5, 0, 0, 0, 1, 0x68, 6, 0, 0, 0, 1, 0x65,
-                1
-            ]
+            [0, 0, 0, 1, 0x09, 0x10, 0, 0, 0, 1, 0x67, 5, 0, 0, 0, 1, 0x68, 6, 0, 0, 0, 1, 0x65, 1]
         );
     }
 
@@ -207,10 +189,7 @@ mod tests {
         let c = AnnexBConfig {
             hevc: true,
             nal_length_size: 2,
-            parameter_sets: vec![
-                Bytes::from_static(&[0x40, 1]),
-                Bytes::from_static(&[0x42, 1]),
-            ],
+            parameter_sets: vec![Bytes::from_static(&[0x40, 1]), Bytes::from_static(&[0x42, 1])],
         };
         let mut out = Vec::new();
         c.convert(&[0, 3, 0x26, 1, 0xAF], true, &mut out).unwrap();

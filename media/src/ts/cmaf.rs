@@ -62,15 +62,10 @@ fn boxes(data: &[u8]) -> Result<Vec<BoxRef>, TsError> {
         let (size, header) = match size32 {
             0 => (data.len() - at, 8),
             1 => {
-                let b = data
-                    .get(at + 8..at + 16)
-                    .ok_or(malformed("box largesize"))?;
+                let b = data.get(at + 8..at + 16).ok_or(malformed("box largesize"))?;
                 let mut v = [0u8; 8];
                 v.copy_from_slice(b);
-                (
-                    usize::try_from(u64::from_be_bytes(v)).map_err(|_| malformed("box size"))?,
-                    16,
-                )
+                (usize::try_from(u64::from_be_bytes(v)).map_err(|_| malformed("box size"))?, 16)
             }
             n => (n as usize, 8),
         };
@@ -85,11 +80,7 @@ fn boxes(data: &[u8]) -> Result<Vec<BoxRef>, TsError> {
 }
 
 fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
-    boxes(data)
-        .ok()?
-        .into_iter()
-        .find(|(k, _, _)| k == kind)
-        .and_then(|(_, _, r)| data.get(r))
+    boxes(data).ok()?.into_iter().find(|(k, _, _)| k == kind).and_then(|(_, _, r)| data.get(r))
 }
 
 fn be32(b: &[u8], at: usize) -> Result<u32, TsError> {
@@ -161,10 +152,8 @@ fn parse_trak(trak: &[u8]) -> Result<Option<(bool, InitTrack)>, TsError> {
         .and_then(|s| child(s, b"stsd"))
         .ok_or(malformed("track without stsd"))?;
     let entries = stsd.get(8..).ok_or(malformed("stsd"))?;
-    let (kind, _, range) = boxes(entries)?
-        .into_iter()
-        .next()
-        .ok_or(malformed("stsd without entry"))?;
+    let (kind, _, range) =
+        boxes(entries)?.into_iter().next().ok_or(malformed("stsd without entry"))?;
     let entry = entries.get(range).ok_or(malformed("stsd entry"))?;
     let skip = if video { 78 } else { 28 };
     let children = entry.get(skip..).unwrap_or(&[]);
@@ -196,11 +185,7 @@ pub fn parse_init(init: &[u8]) -> Result<InitTracks, TsError> {
         let Some((video, track)) = parse_trak(moov.get(range).unwrap_or(&[]))? else {
             continue;
         };
-        let slot = if video {
-            &mut tracks.video
-        } else {
-            &mut tracks.audio
-        };
+        let slot = if video { &mut tracks.video } else { &mut tracks.audio };
         if slot.is_none() {
             *slot = Some(track);
         }
@@ -233,13 +218,8 @@ struct Defaults {
 
 fn parse_tfhd(tfhd: &[u8], moof_start: usize) -> Result<Defaults, TsError> {
     let flags = be32(tfhd, 0)? & 0x00FF_FFFF;
-    let mut d = Defaults {
-        track_id: be32(tfhd, 4)?,
-        base: moof_start,
-        duration: 0,
-        size: 0,
-        flags: 0,
-    };
+    let mut d =
+        Defaults { track_id: be32(tfhd, 4)?, base: moof_start, duration: 0, size: 0, flags: 0 };
     let mut at = 8;
     if flags & TFHD_BASE_OFFSET != 0 {
         d.base = usize::try_from(be64(tfhd, at)?).map_err(|_| malformed("base offset"))?;
@@ -248,11 +228,9 @@ fn parse_tfhd(tfhd: &[u8], moof_start: usize) -> Result<Defaults, TsError> {
     if flags & TFHD_DESCRIPTION != 0 {
         at += 4;
     }
-    for (bit, field) in [
-        (TFHD_DURATION, &mut d.duration),
-        (TFHD_SIZE, &mut d.size),
-        (TFHD_FLAGS, &mut d.flags),
-    ] {
+    for (bit, field) in
+        [(TFHD_DURATION, &mut d.duration), (TFHD_SIZE, &mut d.size), (TFHD_FLAGS, &mut d.flags)]
+    {
         if flags & bit != 0 {
             *field = be32(tfhd, at)?;
             at += 4;
@@ -286,10 +264,7 @@ fn parse_traf(
     traf: &[u8],
     out: &mut Vec<FragmentSample>,
 ) -> Result<(), TsError> {
-    let d = parse_tfhd(
-        child(traf, b"tfhd").ok_or(malformed("traf without tfhd"))?,
-        moof_start,
-    )?;
+    let d = parse_tfhd(child(traf, b"tfhd").ok_or(malformed("traf without tfhd"))?, moof_start)?;
     let mut dts = match child(traf, b"tfdt") {
         Some(t) if t.first() == Some(&1) => be64(t, 4)?,
         Some(t) => u64::from(be32(t, 4)?),
@@ -309,10 +284,7 @@ fn parse_traf(
         let mut at = 8;
         if flags & TRUN_DATA_OFFSET != 0 {
             let off = be32(trun, at)? as i32;
-            data_at = d
-                .base
-                .checked_add_signed(off as isize)
-                .ok_or(malformed("data offset"))?;
+            data_at = d.base.checked_add_signed(off as isize).ok_or(malformed("data offset"))?;
             at += 4;
         }
         let mut first_flags = None;

@@ -8,11 +8,7 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b) << 24;
         for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04C1_1DB7
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
         }
     }
     crc

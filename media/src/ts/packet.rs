@@ -98,10 +98,7 @@ pub(crate) fn write_pes(
         let base = if i == 0 { first.af_len() } else { 0 };
         let cap = PAYLOAD_MAX - base;
         let after = k - 1 - i;
-        let take = cap
-            .min(rest.len().saturating_sub(after))
-            .max(1)
-            .min(rest.len());
+        let take = cap.min(rest.len().saturating_sub(after)).max(1).min(rest.len());
         let stuffing = cap - take;
         let af_total = base + stuffing;
         header(out, pid, i == 0, af_total > 0, *cc);
@@ -158,11 +155,7 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             for first in [
                 FirstPacket::default(),
-                FirstPacket {
-                    pcr: Some(123_456),
-                    random_access: true,
-                    discontinuity: false,
-                },
+                FirstPacket { pcr: Some(123_456), random_access: true, discontinuity: false },
             ] {
                 let mut out = BytesMut::new();
                 let mut cc = 14;
@@ -188,11 +181,7 @@ mod tests {
         let mut out = BytesMut::new();
         let mut cc = 0;
         let pcr = (1u64 << 32) + 0x1234_5679;
-        let first = FirstPacket {
-            pcr: Some(pcr),
-            random_access: true,
-            discontinuity: true,
-        };
+        let first = FirstPacket { pcr: Some(pcr), random_access: true, discontinuity: true };
         write_pes(&mut out, 0x100, &mut cc, &[0u8; 10], first, 0);
         assert_eq!(out[4] as usize, 183 - 10); // adaptation length: all but payload
         assert_eq!(out[5], 0x80 | 0x40 | 0x10);
@@ -219,14 +208,7 @@ mod tests {
         assert!(ps.iter().all(|p| !payload(p).is_empty()));
         // Asking for more packets than bytes gives one byte per packet.
         let mut out = BytesMut::new();
-        write_pes(
-            &mut out,
-            0x101,
-            &mut cc,
-            &[1, 2, 3],
-            FirstPacket::default(),
-            10,
-        );
+        write_pes(&mut out, 0x101, &mut cc, &[1, 2, 3], FirstPacket::default(), 10);
         assert_eq!(packets(&out).len(), 3);
     }
 
@@ -234,14 +216,7 @@ mod tests {
     fn one_byte_of_stuffing_is_a_bare_length() {
         let mut out = BytesMut::new();
         let mut cc = 0;
-        write_pes(
-            &mut out,
-            0x101,
-            &mut cc,
-            &[9u8; 183],
-            FirstPacket::default(),
-            0,
-        );
+        write_pes(&mut out, 0x101, &mut cc, &[9u8; 183], FirstPacket::default(), 0);
         assert_eq!(out.len(), 188);
         assert_eq!(out[3] & 0x30, 0x30);
         assert_eq!(out[4], 0);

@@ -26,9 +26,7 @@ pub fn parse_ts_segment_name(name: &str) -> Option<u64> {
 
 /// Keep only characters that may appear unescaped in a URI.
 fn clean_query(q: &str) -> String {
-    q.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(*c))
-        .collect()
+    q.chars().filter(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(*c)).collect()
 }
 
 /// A 90 kHz duration in seconds with 5 decimals.
@@ -48,28 +46,16 @@ pub fn render_ts_playlist(snap: &HlsSnapshot, query: &str) -> Option<String> {
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", snap.target_duration());
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
-    let _ = writeln!(
-        out,
-        "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-        first.discontinuity_sequence
-    );
+    let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", first.discontinuity_sequence);
     for (i, seg) in segments.iter().enumerate() {
         if seg.discontinuity && i > 0 {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if let Some(pdt) = seg.program_date_time_ms {
-            let _ = writeln!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}",
-                format_program_date_time(pdt)
-            );
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", format_program_date_time(pdt));
         }
-        let _ = writeln!(
-            out,
-            "#EXTINF:{},\n{}{q}",
-            seconds(seg.duration),
-            ts_segment_name(seg.msn)
-        );
+        let _ =
+            writeln!(out, "#EXTINF:{},\n{}{q}", seconds(seg.duration), ts_segment_name(seg.msn));
     }
     Some(out)
 }

@@ -75,16 +75,8 @@ fn finish_pes(pid: u16, buf: Vec<u8>, af: FirstFields) -> Result<PesPacket, TsEr
     let flags = h[7];
     let hdl = usize::from(h[8]);
     let opt = buf.get(9..9 + hdl).ok_or(bad.clone())?;
-    let pts = if flags & 0x80 != 0 {
-        read_timestamp(opt)
-    } else {
-        None
-    };
-    let dts = if flags & 0x40 != 0 {
-        read_timestamp(opt.get(5..).unwrap_or(&[]))
-    } else {
-        None
-    };
+    let pts = if flags & 0x80 != 0 { read_timestamp(opt) } else { None };
+    let dts = if flags & 0x40 != 0 { read_timestamp(opt.get(5..).unwrap_or(&[])) } else { None };
     let declared_len = u16::from_be_bytes([h[4], h[5]]);
     if declared_len != 0 && usize::from(declared_len) + 6 != buf.len() {
         return Err(TsError::Malformed("PES_packet_length does not match"));
@@ -152,28 +144,19 @@ pub fn read_ts(data: &[u8]) -> Result<TsContents, TsError> {
             }
             at = 5 + len;
         }
-        let payload = if afc & 1 != 0 {
-            p.get(at..).unwrap_or(&[])
-        } else {
-            &[]
-        };
+        let payload = if afc & 1 != 0 { p.get(at..).unwrap_or(&[]) } else { &[] };
         if pid == PAT_PID {
             let s = read_section(payload)?;
-            c.pmt_pid = s
-                .get(10..12)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1FFF);
+            c.pmt_pid = s.get(10..12).map(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1FFF);
             continue;
         }
         if Some(pid) == c.pmt_pid {
             let s = read_section(payload)?;
             c.pmt_version = s.get(5).map(|v| (v >> 1) & 0x1F);
-            c.pcr_pid = s
-                .get(8..10)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1FFF);
+            c.pcr_pid = s.get(8..10).map(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1FFF);
             let mut es = s.get(12..s.len().saturating_sub(4)).unwrap_or(&[]);
             while let [t, a, b, _, _, rest @ ..] = es {
-                c.streams
-                    .push((*t, (u16::from(*a & 0x1F) << 8) | u16::from(*b)));
+                c.streams.push((*t, (u16::from(*a & 0x1F) << 8) | u16::from(*b)));
                 es = rest;
             }
             continue;

@@ -58,13 +58,8 @@ pub fn remux_segment(init: &InitSegment, segment: &Segment) -> Result<TsSegment,
     }
     // Stable: each track stays in decoding order; video first at equal times.
     samples.sort_by_key(|(t, is_video, _)| (*t, !*is_video));
-    let mut w = TsWriter::new(
-        video,
-        audio,
-        segment.msn,
-        (init.id % 32) as u8,
-        segment.discontinuity,
-    );
+    let mut w =
+        TsWriter::new(video, audio, segment.msn, (init.id % 32) as u8, segment.discontinuity);
     let vscale = video_track.map_or(1, |t| t.timescale);
     for (t, is_video, s) in samples {
         let t = u64::try_from(t).unwrap_or(0);
@@ -77,8 +72,5 @@ pub fn remux_segment(init: &InitSegment, segment: &Segment) -> Result<TsSegment,
         };
     }
     dropped += w.dropped_frames();
-    Ok(TsSegment {
-        bytes: w.finish(),
-        dropped_frames: dropped,
-    })
+    Ok(TsSegment { bytes: w.finish(), dropped_frames: dropped })
 }

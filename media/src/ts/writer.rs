@@ -28,16 +28,12 @@ pub struct TsVideo {
 impl TsVideo {
     /// H.264 from its `avcC` record.
     pub fn h264(avcc: &[u8]) -> Result<Self, TsError> {
-        Ok(TsVideo {
-            config: AnnexBConfig::from_avcc(avcc)?,
-        })
+        Ok(TsVideo { config: AnnexBConfig::from_avcc(avcc)? })
     }
 
     /// H.265 from its `hvcC` record.
     pub fn h265(hvcc: &[u8]) -> Result<Self, TsError> {
-        Ok(TsVideo {
-            config: AnnexBConfig::from_hvcc(hvcc)?,
-        })
+        Ok(TsVideo { config: AnnexBConfig::from_hvcc(hvcc)? })
     }
 
     fn stream_type(&self) -> u8 {
@@ -58,9 +54,7 @@ pub struct TsAudio {
 impl TsAudio {
     /// AAC from its AudioSpecificConfig.
     pub fn aac(asc: &[u8]) -> Result<Self, TsError> {
-        Ok(TsAudio {
-            adts: AdtsConfig::from_asc(asc)?,
-        })
+        Ok(TsAudio { adts: AdtsConfig::from_asc(asc)? })
     }
 }
 
@@ -190,12 +184,7 @@ impl TsWriter {
         };
         let mut data = Vec::with_capacity(sample.len() + 64);
         let dts_field = (cts != 0).then(|| ts_time(dts, 0));
-        pes_header(
-            &mut data,
-            STREAM_ID_VIDEO,
-            ts_time(dts, cts.into()),
-            dts_field,
-        );
+        pes_header(&mut data, STREAM_ID_VIDEO, ts_time(dts, cts.into()), dts_field);
         if let Err(e) = video.config.convert(sample, key, &mut data) {
             self.dropped += 1;
             return Err(e);
@@ -205,11 +194,7 @@ impl TsWriter {
         self.units.push(Unit {
             pid: VIDEO_PID,
             data,
-            first: FirstPacket {
-                pcr: Some(dts),
-                random_access: key,
-                discontinuity: false,
-            },
+            first: FirstPacket { pcr: Some(dts), random_access: key, discontinuity: false },
             packets: 0,
             frames: 1,
         });
@@ -233,9 +218,7 @@ impl TsWriter {
         let add = header.len() + frame.len();
         let fits =
             |u: &Unit| u.frames < AUDIO_FRAMES_PER_PES && u.data.len() + add <= MAX_AUDIO_PES;
-        let open = self
-            .open_audio
-            .filter(|&i| self.units.get(i).is_some_and(fits));
+        let open = self.open_audio.filter(|&i| self.units.get(i).is_some_and(fits));
         let index = match open {
             Some(i) => i,
             None => {
@@ -270,12 +253,7 @@ impl TsWriter {
         let mut pat = Vec::with_capacity(4);
         pat.extend_from_slice(&PROGRAM_NUMBER.to_be_bytes());
         pat.extend_from_slice(&(0xE000 | PMT_PID).to_be_bytes());
-        write_section(
-            out,
-            PAT_PID,
-            self.table_cc,
-            &section(0x00, 1, self.pmt_version, &pat),
-        );
+        write_section(out, PAT_PID, self.table_cc, &section(0x00, 1, self.pmt_version, &pat));
         let mut pmt = Vec::with_capacity(16);
         pmt.extend_from_slice(&(0xE000 | self.pcr_pid()).to_be_bytes());
         pmt.extend_from_slice(&[0xF0, 0x00]);
@@ -328,11 +306,7 @@ impl TsWriter {
         self.tables(&mut out);
         let (mut video_cc, mut audio_cc) = (0u8, 0u8);
         for u in &self.units {
-            let cc = if u.pid == VIDEO_PID {
-                &mut video_cc
-            } else {
-                &mut audio_cc
-            };
+            let cc = if u.pid == VIDEO_PID { &mut video_cc } else { &mut audio_cc };
             write_pes(&mut out, u.pid, cc, &u.data, u.first, u.packets);
         }
         out.freeze()

@@ -43,13 +43,7 @@ fn structure_counters_and_tables() {
     assert_eq!(c.pmt_pid, Some(PMT_PID));
     assert_eq!(c.pcr_pid, Some(VIDEO_PID));
     assert_eq!(c.pmt_version, Some(3));
-    assert_eq!(
-        c.streams,
-        vec![
-            (STREAM_TYPE_H264, VIDEO_PID),
-            (STREAM_TYPE_AAC_ADTS, AUDIO_PID)
-        ]
-    );
+    assert_eq!(c.streams, vec![(STREAM_TYPE_H264, VIDEO_PID), (STREAM_TYPE_AAC_ADTS, AUDIO_PID)]);
     // Tables carry sequence mod 16; elementary PIDs run 0..=15 (padded).
     for (pid, first, last) in &c.counters {
         match *pid {
@@ -65,20 +59,11 @@ fn structure_counters_and_tables() {
     assert!(v[0].random_access && !v[1].random_access);
     assert_eq!((v[1].pts, v[1].dts), (Some(93_000 + PTS_OFFSET), None));
     // PES header with PTS and DTS (19), AUD (6), SPS (8), PPS (6), the slice (4 + 5000).
-    assert_eq!(
-        usize::from(v[0].declared_len) + 6,
-        19 + 6 + 8 + 6 + 4 + 5000
-    );
-    assert!(v[0]
-        .payload
-        .starts_with(&[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 0, 1, 0x67]));
+    assert_eq!(usize::from(v[0].declared_len) + 6, 19 + 6 + 8 + 6 + 4 + 5000);
+    assert!(v[0].payload.starts_with(&[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 0, 1, 0x67]));
     assert!(v[0].payload.ends_with(&big[4900..]));
     let a: Vec<_> = c.pes.iter().filter(|p| p.pid == AUDIO_PID).collect();
-    assert_eq!(
-        a.len(),
-        2,
-        "three frames grouped, then one after the video frame"
-    );
+    assert_eq!(a.len(), 2, "three frames grouped, then one after the video frame");
     assert_eq!(a[0].pts, Some(90_000 + PTS_OFFSET));
     assert_eq!(a[0].payload.len(), 3 * 307);
     assert_eq!(&a[0].payload[..2], &[0xFF, 0xF1]);

@@ -28,11 +28,7 @@ pub const HEVC_RECORD: [u8; 112] = [
 pub const AAC_ASC: [u8; 2] = [0x11, 0x90];
 
 pub fn msg(kind: MediaKind, timestamp: u32, payload: Vec<u8>) -> MediaMessage {
-    MediaMessage {
-        kind,
-        timestamp,
-        payload: Bytes::from(payload),
-    }
+    MediaMessage { kind, timestamp, payload: Bytes::from(payload) }
 }
 
 pub fn avc_seq(ts: u32, record: &[u8]) -> MediaMessage {
@@ -59,16 +55,7 @@ pub fn hevc_seq(ts: u32) -> MediaMessage {
 }
 
 pub fn hevc_frame(ts: u32, key: bool, size: usize) -> MediaMessage {
-    let mut p = vec![
-        if key { 0x91 } else { 0xA1 },
-        b'h',
-        b'v',
-        b'c',
-        b'1',
-        0,
-        0,
-        0,
-    ];
+    let mut p = vec![if key { 0x91 } else { 0xA1 }, b'h', b'v', b'c', b'1', 0, 0, 0];
     p.extend_from_slice(&(size as u32).to_be_bytes());
     p.resize(8 + 4 + size, 0x26);
     msg(MediaKind::Video, ts, p)
@@ -101,14 +88,7 @@ pub struct Stream {
 
 impl Default for Stream {
     fn default() -> Self {
-        Stream {
-            start_ms: 0,
-            frames: 300,
-            gop: 60,
-            audio: true,
-            video: true,
-            fps: 30,
-        }
+        Stream { start_ms: 0, frames: 300, gop: 60, audio: true, video: true, fps: 30 }
     }
 }
 
@@ -135,11 +115,7 @@ impl Stream {
                     1 => 3 * frame_ms,
                     _ => 0,
                 };
-                media.push((
-                    ts,
-                    0,
-                    avc_frame(ts, key, cts, 2000 + (n as usize % 7) * 100),
-                ));
+                media.push((ts, 0, avc_frame(ts, key, cts, 2000 + (n as usize % 7) * 100)));
             }
         }
         if self.audio {
@@ -209,13 +185,8 @@ pub fn parse_fragment(b: &[u8]) -> (u32, Vec<Traf>, usize) {
         if kind == b"mfhd" {
             seq = be32(b, pos + 12);
         } else if kind == b"traf" {
-            let mut t = Traf {
-                track_id: 0,
-                tfdt: 0,
-                trun_version: 0,
-                samples: Vec::new(),
-                data_offset: 0,
-            };
+            let mut t =
+                Traf { track_id: 0, tfdt: 0, trun_version: 0, samples: Vec::new(), data_offset: 0 };
             let mut p = pos + 8;
             while p < pos + size {
                 let s = be32(b, p) as usize;
@@ -366,11 +337,7 @@ pub fn check_playlist(text: &str) -> Parsed {
                 "part {v} longer than PART-TARGET {}",
                 p.part_target
             );
-            let part = (
-                attr(v, "URI").unwrap().to_string(),
-                d,
-                v.contains("INDEPENDENT=YES"),
-            );
+            let part = (attr(v, "URI").unwrap().to_string(), d, v.contains("INDEPENDENT=YES"));
             pending_parts.push(part.clone());
             p.parts.push(part);
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
@@ -390,12 +357,8 @@ pub fn check_playlist(text: &str) -> Parsed {
             p.preload_hint = attr(v, "URI").map(str::to_string);
         } else if expect_uri && !line.starts_with('#') {
             let m = msn.unwrap();
-            assert!(
-                line.starts_with(&format!("seg-{m}.m4s")),
-                "{line} is not segment {m}"
-            );
-            p.segments
-                .push((m, extinf, pdt.map(|x| x.0), disc, map.take()));
+            assert!(line.starts_with(&format!("seg-{m}.m4s")), "{line} is not segment {m}");
+            p.segments.push((m, extinf, pdt.map(|x| x.0), disc, map.take()));
             if let Some(x) = pdt.as_mut() {
                 x.1 = extinf;
             }
@@ -407,14 +370,8 @@ pub fn check_playlist(text: &str) -> Parsed {
     }
     assert!(p.part_target > 0.0);
     assert!(can_skip_until >= 6.0 * p.target as f64);
-    assert!(
-        hold_backs.0 >= 2.0 * p.part_target,
-        "PART-HOLD-BACK {hold_backs:?}"
-    );
-    assert!(
-        hold_backs.1 >= 3.0 * p.target as f64,
-        "HOLD-BACK {hold_backs:?}"
-    );
+    assert!(hold_backs.0 >= 2.0 * p.part_target, "PART-HOLD-BACK {hold_backs:?}");
+    assert!(hold_backs.1 >= 3.0 * p.target as f64, "HOLD-BACK {hold_backs:?}");
     // The preload hint names the part after the last one listed.
     if let (Some(hint), Some(m)) = (&p.preload_hint, msn) {
         let next = match pending_parts.last() {
@@ -427,11 +384,7 @@ pub fn check_playlist(text: &str) -> Parsed {
                     .unwrap()
                     .split_once('.')
                     .unwrap();
-                assert_eq!(
-                    pm.parse::<u64>().unwrap(),
-                    m,
-                    "open parts belong to segment {m}"
-                );
+                assert_eq!(pm.parse::<u64>().unwrap(), m, "open parts belong to segment {m}");
                 format!("part-{m}.{}.m4s", pi.parse::<u32>().unwrap() + 1)
             }
             None => format!("part-{m}.0.m4s"),

@@ -49,9 +49,7 @@ impl Pair {
         self.c2s.feed(data);
         if self.byte_by_byte {
             for b in data {
-                self.server
-                    .receive(std::slice::from_ref(b))
-                    .expect("server receive");
+                self.server.receive(std::slice::from_ref(b)).expect("server receive");
             }
         } else {
             self.server.receive(data).expect("server receive");
@@ -62,9 +60,7 @@ impl Pair {
         self.s2c.feed(data);
         if self.byte_by_byte {
             for b in data {
-                self.client
-                    .receive(std::slice::from_ref(b))
-                    .expect("client receive");
+                self.client.receive(std::slice::from_ref(b)).expect("client receive");
             }
         } else {
             self.client.receive(data).expect("client receive");
@@ -107,19 +103,10 @@ impl Pair {
     pub fn connect(&mut self) -> Vec<ServerEvent> {
         self.drive();
         let mut events = self.take_server_events();
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, ServerEvent::Connect { .. })),
-            "{events:?}"
-        );
+        assert!(events.iter().any(|e| matches!(e, ServerEvent::Connect { .. })), "{events:?}");
         self.server.accept_connect();
         self.drive();
-        assert!(
-            self.client_events.contains(&ClientEvent::Connected),
-            "{:?}",
-            self.client_events
-        );
+        assert!(self.client_events.contains(&ClientEvent::Connected), "{:?}", self.client_events);
         events.extend(self.take_server_events());
         self.client_events.retain(|e| *e != ClientEvent::Connected);
         events
@@ -131,9 +118,7 @@ impl Pair {
         pair.connect();
         pair.server.accept_publish(MEDIA_STREAM_ID, "cam");
         pair.drive();
-        assert!(pair
-            .take_client_events()
-            .contains(&ClientEvent::PublishStarted));
+        assert!(pair.take_client_events().contains(&ClientEvent::PublishStarted));
         pair
     }
 
@@ -143,9 +128,7 @@ impl Pair {
         pair.connect();
         pair.server.accept_play(MEDIA_STREAM_ID, "cam", true);
         pair.drive();
-        assert!(pair
-            .take_client_events()
-            .contains(&ClientEvent::PlayStarted));
+        assert!(pair.take_client_events().contains(&ClientEvent::PlayStarted));
         pair
     }
 }
@@ -155,12 +138,7 @@ pub fn status<'a>(level: &'a str, code: &'a str) -> impl Fn(&ClientEvent) -> boo
 }
 
 pub fn media(kind: MediaKind, timestamp: u32, len: usize, seed: u8) -> MediaMessage {
-    let payload: Vec<u8> = (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect();
-    MediaMessage {
-        kind,
-        timestamp,
-        payload: Bytes::from(payload),
-    }
+    let payload: Vec<u8> =
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    MediaMessage { kind, timestamp, payload: Bytes::from(payload) }
 }

@@ -115,21 +115,28 @@ impl HlsQuery {
 
     /// The query appended to URIs handed out: the session id, if any.
     fn uri_suffix(&self) -> String {
-        self.sid
-            .as_ref()
-            .map_or(String::new(), |s| format!("?sid={s}"))
+        self.sid.as_ref().map_or(String::new(), |s| format!("?sid={s}"))
     }
 }
 
 /// A playlist request without a session: start one and redirect (302) to the same playlist
 /// with the session id first in its query (the request's other parameters kept).
-fn start_session(svc: &HlsService, key: &StreamKey, playlist: &str, raw_query: Option<&str>) -> Response {
+fn start_session(
+    svc: &HlsService,
+    key: &StreamKey,
+    playlist: &str,
+    raw_query: Option<&str>,
+) -> Response {
     match svc.sessions.touch(None, key) {
         Ok(sid) => {
-            let rest = raw_query.filter(|q| !q.is_empty()).map_or(String::new(), |q| format!("&{q}"));
+            let rest =
+                raw_query.filter(|q| !q.is_empty()).map_or(String::new(), |q| format!("&{q}"));
             (
                 StatusCode::FOUND,
-                [(header::LOCATION, format!("{playlist}?sid={sid}{rest}")), (header::CACHE_CONTROL, "no-store".to_string())],
+                [
+                    (header::LOCATION, format!("{playlist}?sid={sid}{rest}")),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
             )
                 .into_response()
         }
@@ -142,22 +149,12 @@ pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 fn not_found(key: &StreamKey) -> Response {
-    text(
-        StatusCode::NOT_FOUND,
-        format!("stream {key} is not published\n"),
-    )
+    text(StatusCode::NOT_FOUND, format!("stream {key} is not published\n"))
 }
 
 pub(super) fn playlist(body: String, cache: &'static str, svc: &HlsService) -> Response {
     svc.bytes_out.inc_by(body.len() as u64);
-    (
-        [
-            (header::CONTENT_TYPE, PLAYLIST_TYPE),
-            (header::CACHE_CONTROL, cache),
-        ],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, PLAYLIST_TYPE), (header::CACHE_CONTROL, cache)], body).into_response()
 }
 
 /// What a handler decides on one snapshot.
@@ -209,7 +206,8 @@ fn accept(
         return Err(text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n"));
     }
     let key = parse_key(app, stream).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
-    let query = HlsQuery::parse(raw_query).map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+    let query =
+        HlsQuery::parse(raw_query).map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
     Ok((key, query))
 }
 
@@ -243,12 +241,7 @@ pub async fn multivariant(
                 Step::Wait
             }
         },
-        || {
-            text(
-                StatusCode::NOT_FOUND,
-                format!("stream {key} has no HLS media yet\n"),
-            )
-        },
+        || text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n")),
     )
     .await;
     let Some(snap) = ready else { return resp };
@@ -258,10 +251,7 @@ pub async fn multivariant(
     };
     let uri = format!("{}/{MEDIA_PLAYLIST_NAME}?sid={sid}", key.name());
     let Some(variant) = snap.variant(&uri) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("stream {key} has no HLS media yet\n"),
-        );
+        return text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n"));
     };
     playlist(render_multivariant(&[variant]), CACHE_PLAYLIST, &svc)
 }
@@ -278,16 +268,10 @@ pub async fn stream_file(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let ts_file = if file == TS_PLAYLIST_NAME {
-        Some(None)
-    } else {
-        parse_ts_segment_name(file).map(Some)
-    };
+    let ts_file =
+        if file == TS_PLAYLIST_NAME { Some(None) } else { parse_ts_segment_name(file).map(Some) };
     if ts_file.is_some() && !svc.settings.ts {
-        return text(
-            StatusCode::NOT_FOUND,
-            "HLS MPEG-TS is disabled on this server\n",
-        );
+        return text(StatusCode::NOT_FOUND, "HLS MPEG-TS is disabled on this server\n");
     }
     let resource = if file == MEDIA_PLAYLIST_NAME || ts_file.is_some() {
         None
@@ -310,14 +294,18 @@ pub async fn stream_file(
         }
     }
     match (ts_file, resource) {
-        (Some(None), _) if query.sid.is_none() => start_session(&svc, &key, TS_PLAYLIST_NAME, raw_query),
+        (Some(None), _) if query.sid.is_none() => {
+            start_session(&svc, &key, TS_PLAYLIST_NAME, raw_query)
+        }
         (Some(None), _) => {
             hls_ts::ts_playlist(&svc, &mut rx, live, &query.uri_suffix(), &key).await
         }
         (Some(Some(msn)), _) => hls_ts::ts_segment(&svc, &mut rx, live, msn, &key).await,
         // A player that starts at the media playlist (not the multivariant) gets a session
         // too, so it counts as a viewer like every other.
-        (None, None) if query.sid.is_none() => start_session(&svc, &key, MEDIA_PLAYLIST_NAME, raw_query),
+        (None, None) if query.sid.is_none() => {
+            start_session(&svc, &key, MEDIA_PLAYLIST_NAME, raw_query)
+        }
         (None, None) => media_playlist(&svc, &mut rx, live, &query, &key).await,
         (None, Some(resource)) => {
             let deadline = Instant::now() + svc.settings.wait_timeout();
@@ -359,16 +347,8 @@ async fn media_playlist(
     let blocking = query.msn.is_some();
     // A blocking reload waits for its part; a plain one for the first complete segment.
     let deadline = Instant::now()
-        + if blocking {
-            svc.settings.wait_timeout()
-        } else {
-            svc.first_segment_wait
-        };
-    let cache = if blocking {
-        CACHE_BLOCKING
-    } else {
-        CACHE_PLAYLIST
-    };
+        + if blocking { svc.settings.wait_timeout() } else { svc.first_segment_wait };
+    let cache = if blocking { CACHE_BLOCKING } else { CACHE_PLAYLIST };
     wait_until(
         rx,
         live,
@@ -399,15 +379,9 @@ async fn media_playlist(
         },
         || {
             if blocking {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the requested part did not appear in time\n",
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, "the requested part did not appear in time\n")
             } else {
-                text(
-                    StatusCode::NOT_FOUND,
-                    format!("stream {key} has no HLS media yet\n"),
-                )
+                text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n"))
             }
         },
     )
@@ -422,10 +396,7 @@ pub(super) fn media_object(
     let body = ChunksBody::new(chunks);
     svc.bytes_out.inc_by(body.remaining);
     (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, CACHE_IMMUTABLE),
-        ],
+        [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, CACHE_IMMUTABLE)],
         Body::new(body),
     )
         .into_response()
@@ -476,10 +447,9 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q = HlsQuery::parse(Some(
-            "sid=0123456789abcdef&_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&x=1",
-        ))
-        .unwrap();
+        let q =
+            HlsQuery::parse(Some("sid=0123456789abcdef&_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&x=1"))
+                .unwrap();
         assert_eq!(
             q,
             HlsQuery {

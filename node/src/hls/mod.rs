@@ -246,10 +246,7 @@ mod tests {
             hls_ts: false,
         };
         let s = HlsSettings::new(&args, 10);
-        assert_eq!(
-            (s.part_target_ms, s.segment_target_ms, s.window_segments),
-            (100, 2000, 3)
-        );
+        assert_eq!((s.part_target_ms, s.segment_target_ms, s.window_segments), (100, 2000, 3));
         assert_eq!(s.wait_timeout(), Duration::from_secs(6));
     }
 
@@ -273,12 +270,7 @@ mod tests {
         let s = HlsSettings::new(&cli.node.limits.hls, 7);
         assert!(s.enabled);
         assert_eq!(
-            (
-                s.part_target_ms,
-                s.segment_target_ms,
-                s.window_segments,
-                s.max_sessions
-            ),
+            (s.part_target_ms, s.segment_target_ms, s.window_segments, s.max_sessions),
             (200, 4000, 5, 7)
         );
         let cli: Cli = crate::config::parse_with_file_from(["x", "--hls", "false"]).unwrap();
@@ -288,12 +280,7 @@ mod tests {
         assert!(HlsSettings::default().ts, "TS segments are on by default");
         let d = HlsSettings::default();
         assert_eq!(
-            (
-                d.enabled,
-                d.part_target_ms,
-                d.segment_target_ms,
-                d.window_segments
-            ),
+            (d.enabled, d.part_target_ms, d.segment_target_ms, d.window_segments),
             (true, 500, 2000, 8)
         );
     }

@@ -48,10 +48,7 @@ pub struct SessionTable {
 
 /// Whether `sid` has the shape of an id this server hands out.
 pub fn valid_sid(sid: &str) -> bool {
-    sid.len() == SID_LEN
-        && sid
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    sid.len() == SID_LEN && sid.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl SessionTable {
@@ -109,14 +106,9 @@ impl SessionTable {
             .subscribe(key, Protocol::Hls)
             .map_err(|e| SessionError::Subscribe(e.to_string()))?;
         viewer.start_playing();
-        let old = self.lock().insert(
-            sid.clone(),
-            Session {
-                key: key.clone(),
-                last_seen: now,
-                _viewer: viewer,
-            },
-        );
+        let old = self
+            .lock()
+            .insert(sid.clone(), Session { key: key.clone(), last_seen: now, _viewer: viewer });
         drop(old); // outside the lock: dropping a subscription takes hub locks
         self.start_sweeper();
         Ok(sid)

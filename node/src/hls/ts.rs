@@ -131,12 +131,7 @@ pub(super) async fn ts_playlist(
             Some(body) => Step::Answer(playlist(body, CACHE_PLAYLIST, svc)),
             None => Step::Wait,
         },
-        || {
-            text(
-                StatusCode::NOT_FOUND,
-                format!("stream {key} has no HLS media yet\n"),
-            )
-        },
+        || text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n")),
     )
     .await
 }
@@ -169,17 +164,9 @@ pub(super) async fn ts_segment(
                 })
             }
             Lookup::Wait => Step::Wait,
-            _ => Step::Answer(text(
-                StatusCode::NOT_FOUND,
-                format!("ts-{msn}.ts not found\n"),
-            )),
+            _ => Step::Answer(text(StatusCode::NOT_FOUND, format!("ts-{msn}.ts not found\n"))),
         },
-        || {
-            text(
-                StatusCode::NOT_FOUND,
-                format!("ts-{msn}.ts not available\n"),
-            )
-        },
+        || text(StatusCode::NOT_FOUND, format!("ts-{msn}.ts not available\n")),
     )
     .await
 }
@@ -199,11 +186,7 @@ mod tests {
     ];
 
     fn video(ts: u32, payload: Vec<u8>) -> MediaMessage {
-        MediaMessage {
-            kind: MediaKind::Video,
-            timestamp: ts,
-            payload: Bytes::from(payload),
-        }
+        MediaMessage { kind: MediaKind::Video, timestamp: ts, payload: Bytes::from(payload) }
     }
 
     /// 4 s of 30 fps video, a keyframe every second: a snapshot with complete segments.
@@ -231,11 +214,7 @@ mod tests {
         let init = snap.init(seg.init_id).unwrap();
         let a = cache.get(&key, init, &seg).unwrap();
         let b = cache.get(&key, init, &seg).unwrap();
-        assert_eq!(
-            a.as_ptr(),
-            b.as_ptr(),
-            "the second request reuses the first's bytes"
-        );
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the second request reuses the first's bytes");
         assert_eq!(a.len() % 188, 0);
         assert_eq!(cache.len(), 1);
         // Another segment, then the snapshot goes away: its entries die with it.

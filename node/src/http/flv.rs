@@ -26,16 +26,21 @@ const COLLECT_BATCH: usize = 128 * 1024;
 pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Response {
     let key = match StreamKey::parse(app, stream) {
         Ok((key, _)) => key,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")).into_response()
+        }
     };
     let Ok(permit) = ctx.connection_slots.clone().try_acquire_owned() else {
         ctx.metrics.error(ErrorKind::Limit);
-        return (StatusCode::SERVICE_UNAVAILABLE, "server is at its connection limit\n").into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, "server is at its connection limit\n")
+            .into_response();
     };
     let guard = ConnectionGuard::new(&ctx.metrics);
     let mut sub = match ctx.hub.subscribe(&key, Protocol::Flv) {
         Ok(sub) => sub,
-        Err(e @ crate::hub::SubscribeError::NotFound(_)) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e @ crate::hub::SubscribeError::NotFound(_)) => {
+            return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     };
     if !sub.wait_live(ctx.limits.play_wait_timeout).await {
@@ -44,28 +49,22 @@ pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Resp
     }
     sub.start_playing();
     debug!(stream = %key, "http-flv play");
-    let (has_audio, has_video) = ctx
-        .hub
-        .snapshot()
-        .into_iter()
-        .find(|s| s.app == key.app() && s.name == key.name())
-        .map_or((true, true), |s| match (s.audio.is_some(), s.video.is_some()) {
-            (false, false) => (true, true),
-            flags => flags,
-        });
+    let (has_audio, has_video) =
+        ctx.hub.snapshot().into_iter().find(|s| s.app == key.app() && s.name == key.name()).map_or(
+            (true, true),
+            |s| match (s.audio.is_some(), s.video.is_some()) {
+                (false, false) => (true, true),
+                flags => flags,
+            },
+        );
     let header = Bytes::copy_from_slice(&sluice_media::flv::file_header(has_audio, has_video));
-    let viewer = FlvViewer::new(sub, header, &ctx.metrics, ctx.limits.play_wait_timeout, (permit, guard));
+    let viewer =
+        FlvViewer::new(sub, header, &ctx.metrics, ctx.limits.play_wait_timeout, (permit, guard));
     let body = Body::from_stream(stream::unfold(viewer, |mut v| async move {
         let next = v.next().await?;
         Some((Ok::<_, std::convert::Infallible>(next), v))
     }));
-    (
-        [
-            (header::CONTENT_TYPE, "video/x-flv"),
-            (header::CACHE_CONTROL, "no-cache, no-store"),
-        ],
-        body,
-    )
+    ([(header::CONTENT_TYPE, "video/x-flv"), (header::CACHE_CONTROL, "no-cache, no-store")], body)
         .into_response()
 }
 

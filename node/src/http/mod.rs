@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::Extension;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
@@ -69,7 +69,8 @@ async fn readyz(State(ctx): State<Arc<HttpContext>>) -> Response {
 
 async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
     let body = crate::metrics::render(&ctx.registry);
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
 }
 
 async fn streams(State(ctx): State<Arc<HttpContext>>) -> Response {
@@ -156,7 +157,9 @@ async fn pull_for_hls(
             sub.wait_live(ctx.limits.play_wait_timeout).await;
             Ok(Some(sub))
         }
-        Err(e @ crate::hub::SubscribeError::NotFound(_)) => Err((StatusCode::NOT_FOUND, format!("{e}\n")).into_response()),
+        Err(e @ crate::hub::SubscribeError::NotFound(_)) => {
+            Err((StatusCode::NOT_FOUND, format!("{e}\n")).into_response())
+        }
         Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
     }
 }

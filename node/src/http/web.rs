@@ -49,12 +49,7 @@ pub const FILES: &[WebFile] = &[
         content_type: "text/html; charset=utf-8",
         library: false,
     },
-    WebFile {
-        name: "app.js",
-        path: "app.js",
-        content_type: JS,
-        library: false,
-    },
+    WebFile { name: "app.js", path: "app.js", content_type: JS, library: false },
     WebFile {
         name: "style.css",
         path: "style.css",
@@ -84,14 +79,9 @@ pub struct WebFiles {
 impl WebFiles {
     /// Serve from `dir`; logs which files are missing (a warning for the player libraries).
     pub fn new(dir: &Path) -> WebFiles {
-        let web = WebFiles {
-            dir: dir.to_path_buf(),
-        };
-        let missing: Vec<&str> = FILES
-            .iter()
-            .filter(|f| !web.full_path(f).is_file())
-            .map(|f| f.path)
-            .collect();
+        let web = WebFiles { dir: dir.to_path_buf() };
+        let missing: Vec<&str> =
+            FILES.iter().filter(|f| !web.full_path(f).is_file()).map(|f| f.path).collect();
         let libraries_missing = FILES.iter().any(|f| f.library && missing.contains(&f.path));
         if libraries_missing {
             warn!(web_dir = %dir.display(), ?missing, "web page: {INSTALL_HINT}");
@@ -118,15 +108,9 @@ impl WebFiles {
         match read_bounded(&path).await {
             Ok(body) => (
                 [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static(file.content_type),
-                    ),
+                    (header::CONTENT_TYPE, HeaderValue::from_static(file.content_type)),
                     (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                    (
-                        header::X_CONTENT_TYPE_OPTIONS,
-                        HeaderValue::from_static("nosniff"),
-                    ),
+                    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
                 ],
                 body,
             )
@@ -262,9 +246,7 @@ mod tests {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
         let ct = head.lines().find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_string)
+            l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string)
         });
         (status, ct, body.to_string())
     }
@@ -285,10 +267,7 @@ mod tests {
             (200, Some("text/html; charset=utf-8"), "<p>page</p>")
         );
         let (status, ct, body) = get(router, "/assets/app.js").await;
-        assert_eq!(
-            (status, ct.as_deref(), body.as_str()),
-            (200, Some(JS), "let a = 1;")
-        );
+        assert_eq!((status, ct.as_deref(), body.as_str()), (200, Some(JS), "let a = 1;"));
         let (status, _, body) = get(router, "/assets/hls.min.js").await;
         assert_eq!((status, body.as_str()), (200, "var Hls;"));
         // Missing library: 404 with the install hint.
@@ -317,10 +296,7 @@ mod tests {
         let (status, ct, body) = get(router, "/").await;
         assert_eq!(status, 200);
         assert_eq!(ct.as_deref(), Some("text/html; charset=utf-8"));
-        assert!(
-            body.contains("not installed") && body.contains("nope&lt;x&gt;"),
-            "{body}"
-        );
+        assert!(body.contains("not installed") && body.contains("nope&lt;x&gt;"), "{body}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

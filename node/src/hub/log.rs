@@ -150,7 +150,11 @@ impl MediaLog {
     }
 
     /// Append a message built by `build(seq, offset)`; returns it.
-    pub fn append(&mut self, header: Option<HeaderKind>, build: impl FnOnce(u64, u64) -> Prepared) -> Arc<Prepared> {
+    pub fn append(
+        &mut self,
+        header: Option<HeaderKind>,
+        build: impl FnOnce(u64, u64) -> Prepared,
+    ) -> Arc<Prepared> {
         let prepared = Arc::new(build(self.next_seq, self.appended_bytes));
         self.next_seq += 1;
         self.appended_bytes += prepared.size() as u64;
@@ -162,7 +166,10 @@ impl MediaLog {
             None => {}
         }
         if prepared.sync {
-            if self.last_sync.is_none() && self.prev_sync.is_none() && self.session_first_sync.is_none() {
+            if self.last_sync.is_none()
+                && self.prev_sync.is_none()
+                && self.session_first_sync.is_none()
+            {
                 self.session_first_sync = Some(prepared.seq);
             }
             self.prev_sync = self.last_sync;
@@ -180,8 +187,11 @@ impl MediaLog {
             // retention window (so audio-only streams, where every frame is a start point,
             // still keep a few seconds for viewers slightly behind).
             let age_ms = newest.wrapping_sub(front.timestamp) as i32;
-            let older_than_kept_gops = self.prev_sync.is_some_and(|p| front.seq < p) && age_ms > RETAIN_MS;
-            if !(older_than_kept_gops || self.retained_bytes > self.max_bytes) || self.entries.len() == 1 {
+            let older_than_kept_gops =
+                self.prev_sync.is_some_and(|p| front.seq < p) && age_ms > RETAIN_MS;
+            if !(older_than_kept_gops || self.retained_bytes > self.max_bytes)
+                || self.entries.len() == 1
+            {
                 break;
             }
             self.retained_bytes -= front.size();
@@ -211,7 +221,9 @@ impl MediaLog {
     }
 
     fn push_headers(&self, out: &mut Vec<Delivery>) {
-        for h in [&self.headers.metadata, &self.headers.video, &self.headers.audio].into_iter().flatten() {
+        for h in
+            [&self.headers.metadata, &self.headers.video, &self.headers.audio].into_iter().flatten()
+        {
             out.push(Delivery::Media(h.clone()));
         }
     }
@@ -219,7 +231,11 @@ impl MediaLog {
     /// Move `cursor` to where a starting viewer begins: the latest keyframe, or the next one.
     fn start_position(&self, cursor: &mut Cursor) {
         let waited_for_session = cursor.joined_generation < self.generation;
-        let start = if waited_for_session { self.session_first_sync.or(self.last_sync) } else { self.last_sync };
+        let start = if waited_for_session {
+            self.session_first_sync.or(self.last_sync)
+        } else {
+            self.last_sync
+        };
         match start {
             Some(sync) => {
                 cursor.next_seq = sync;
@@ -235,7 +251,13 @@ impl MediaLog {
     /// Hand `cursor`'s viewer what it has not had yet, up to about `max_bytes`. A viewer more
     /// than `max_lag` bytes behind (or behind the log's front) skips to the latest keyframe;
     /// returns how many messages it skipped.
-    pub fn collect(&self, cursor: &mut Cursor, out: &mut Vec<Delivery>, max_bytes: usize, max_lag: usize) -> u64 {
+    pub fn collect(
+        &self,
+        cursor: &mut Cursor,
+        out: &mut Vec<Delivery>,
+        max_bytes: usize,
+        max_lag: usize,
+    ) -> u64 {
         let draining = cursor.following == Some(self.generation) && !self.live;
         if let Some(gen) = cursor.following {
             if gen != self.generation {
@@ -309,7 +331,14 @@ mod tests {
     use bytes::Bytes;
     use sluice_media::frame::{MediaKind, MediaMessage};
 
-    fn push(log: &mut MediaLog, kind: MediaKind, ts: u32, len: usize, sync: bool, header: Option<HeaderKind>) -> u64 {
+    fn push(
+        log: &mut MediaLog,
+        kind: MediaKind,
+        ts: u32,
+        len: usize,
+        sync: bool,
+        header: Option<HeaderKind>,
+    ) -> u64 {
         let msg = MediaMessage { kind, timestamp: ts, payload: Bytes::from(vec![0u8; len]) };
         log.append(header, |seq, off| Prepared::new(seq, off, &msg, ts, sync, header.is_some())).seq
     }

@@ -22,7 +22,7 @@ use sluice_media::stream_name::StreamKey;
 use tokio::sync::Notify;
 
 use crate::metrics::{Metrics, Protocol};
-pub use publisher::{PushError, Publisher};
+pub use publisher::{Publisher, PushError};
 use stream::{lock, AudioSummary, StreamEntry, VideoSummary};
 pub use subscription::Subscription;
 
@@ -160,7 +160,11 @@ impl Hub {
     /// Watch `key`, published or not yet (the viewer waits for it; see [`Subscription`]).
     /// With an upstream, a stream that is not live here is pulled, or refused when the
     /// cluster does not know it.
-    pub fn subscribe(&self, key: &StreamKey, protocol: Protocol) -> Result<Subscription, SubscribeError> {
+    pub fn subscribe(
+        &self,
+        key: &StreamKey,
+        protocol: Protocol,
+    ) -> Result<Subscription, SubscribeError> {
         let inner = &self.inner;
         if let Some(upstream) = inner.upstream.get() {
             if !self.is_live(key) && !upstream.pull(key) {
@@ -171,7 +175,9 @@ impl Hub {
             let mut streams = lock(&inner.streams);
             streams
                 .entry(key.clone())
-                .or_insert_with(|| Arc::new(StreamEntry::new(key.clone(), inner.config.stream_buffer)))
+                .or_insert_with(|| {
+                    Arc::new(StreamEntry::new(key.clone(), inner.config.stream_buffer))
+                })
                 .clone()
         };
         let max = inner.config.max_viewers_per_stream;

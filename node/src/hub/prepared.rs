@@ -38,7 +38,14 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(seq: u64, offset: u64, message: &MediaMessage, timestamp: u32, sync: bool, header: bool) -> Self {
+    pub fn new(
+        seq: u64,
+        offset: u64,
+        message: &MediaMessage,
+        timestamp: u32,
+        sync: bool,
+        header: bool,
+    ) -> Self {
         let csid = match message.kind {
             MediaKind::Audio => csid::AUDIO,
             MediaKind::Video => csid::VIDEO,
@@ -48,9 +55,18 @@ impl Prepared {
         // One header per chunk (at most 12 + 4 bytes for the first, 1 + 4 for the others).
         let chunks = len / MEDIA_CHUNK_SIZE as usize + 1;
         let mut rtmp = BytesMut::with_capacity(len + 16 + chunks * 5);
-        encode_type0(csid, timestamp, message.kind.type_id(), MEDIA_STREAM_ID, &message.payload, MEDIA_CHUNK_SIZE, &mut rtmp);
+        encode_type0(
+            csid,
+            timestamp,
+            message.kind.type_id(),
+            MEDIA_STREAM_ID,
+            &message.payload,
+            MEDIA_CHUNK_SIZE,
+            &mut rtmp,
+        );
 
-        let mut flv_bytes = BytesMut::with_capacity(flv::TAG_HEADER_LEN + flv::PREVIOUS_TAG_SIZE_LEN);
+        let mut flv_bytes =
+            BytesMut::with_capacity(flv::TAG_HEADER_LEN + flv::PREVIOUS_TAG_SIZE_LEN);
         flv_bytes.extend_from_slice(&flv::tag_header(message.kind, timestamp, len));
         let tag_size = (flv::TAG_HEADER_LEN + len) as u32;
         flv_bytes.extend_from_slice(&tag_size.to_be_bytes());

@@ -6,7 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use sluice_media::amf0::Amf0Limits;
-use sluice_media::codec::{parse_audio_tag, parse_video_tag, video_info, AudioCodec, AudioSpecificConfig, VideoPacket};
+use sluice_media::codec::{
+    parse_audio_tag, parse_video_tag, video_info, AudioCodec, AudioSpecificConfig, VideoPacket,
+};
 use sluice_media::flv::normalize_data_message;
 use sluice_media::frame::{MediaKind, MediaMessage};
 use sluice_media::hls::SegmentStamp;
@@ -54,8 +56,25 @@ enum HlsRole {
 }
 
 impl Publisher {
-    pub(super) fn new(hub: Arc<HubInner>, entry: Arc<StreamEntry>, id: u64, kick: Arc<Notify>) -> Self {
-        Publisher { hub, entry, id, kick, base: None, has_video: false, video_header: None, audio_header: None, dropped: 0, codecs: Vec::new(), passthrough: false }
+    pub(super) fn new(
+        hub: Arc<HubInner>,
+        entry: Arc<StreamEntry>,
+        id: u64,
+        kick: Arc<Notify>,
+    ) -> Self {
+        Publisher {
+            hub,
+            entry,
+            id,
+            kick,
+            base: None,
+            has_video: false,
+            video_header: None,
+            audio_header: None,
+            dropped: 0,
+            codecs: Vec::new(),
+            passthrough: false,
+        }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
@@ -120,7 +139,11 @@ impl Publisher {
 
     /// Take one message relayed from another node, with the ingest's HLS stamp if it opened
     /// a segment there, and hand it to every viewer.
-    pub fn push_relayed(&mut self, message: MediaMessage, stamp: Option<SegmentStamp>) -> Result<(), PushError> {
+    pub fn push_relayed(
+        &mut self,
+        message: MediaMessage,
+        stamp: Option<SegmentStamp>,
+    ) -> Result<(), PushError> {
         self.push_as(message, HlsRole::Follow(stamp))
     }
 
@@ -153,7 +176,10 @@ impl Publisher {
                         self.video_header = Some(payload.clone());
                         video_summary = Some(match video_info(tag.codec, &tag.body) {
                             Ok(info) => VideoSummary::from_info(&info),
-                            Err(_) => VideoSummary { codec: tag.codec.name().to_string(), ..Default::default() },
+                            Err(_) => VideoSummary {
+                                codec: tag.codec.name().to_string(),
+                                ..Default::default()
+                            },
                         });
                     }
                 }
@@ -178,7 +204,8 @@ impl Publisher {
                             AudioCodec::Aac => AudioSpecificConfig::parse(&tag.body).ok(),
                             _ => None,
                         };
-                        audio_summary = Some(AudioSummary::from_config(tag.codec.name(), config.as_ref()));
+                        audio_summary =
+                            Some(AudioSummary::from_config(tag.codec.name(), config.as_ref()));
                     }
                 } else {
                     if self.audio_header.is_none() && self.entry.state().audio.is_none() {
@@ -189,7 +216,9 @@ impl Publisher {
                 }
             }
             MediaKind::Data => {
-                if let Some((normalized, meta)) = normalize_data_message(&payload, &Amf0Limits::default()) {
+                if let Some((normalized, meta)) =
+                    normalize_data_message(&payload, &Amf0Limits::default())
+                {
                     payload = normalized;
                     header = Some(HeaderKind::Metadata);
                     if meta.video_codec_id.is_some() || meta.width.is_some() {
@@ -218,7 +247,11 @@ impl Publisher {
             }
             if codecs_changed {
                 let video = state.video.as_ref().map(|v| &v.codec);
-                self.codecs = [video, state.audio.as_ref().map(|a| &a.codec)].into_iter().flatten().cloned().collect();
+                self.codecs = [video, state.audio.as_ref().map(|a| &a.codec)]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
             }
             if let Some(m) = metadata {
                 state.metadata = Some(m);
@@ -229,7 +262,13 @@ impl Publisher {
         let stamp = match role {
             HlsRole::Ingest => hls.push(&self.hub.config.hls, &self.entry.key, &msg),
             HlsRole::Follow(stamp) => {
-                hls.follow(&self.hub.config.hls, &self.entry.key, &msg, header.is_some(), stamp.as_ref());
+                hls.follow(
+                    &self.hub.config.hls,
+                    &self.entry.key,
+                    &msg,
+                    header.is_some(),
+                    stamp.as_ref(),
+                );
                 stamp
             }
         };

@@ -27,7 +27,11 @@ pub struct Subscription {
 
 impl Subscription {
     pub(super) fn new(hub: Arc<HubInner>, entry: Arc<StreamEntry>, protocol: Protocol) -> Self {
-        let mut wake = if protocol == Protocol::Relay { entry.wake_relay.subscribe() } else { entry.wake.subscribe() };
+        let mut wake = if protocol == Protocol::Relay {
+            entry.wake_relay.subscribe()
+        } else {
+            entry.wake.subscribe()
+        };
         wake.mark_changed();
         let viewers = hub.metrics.viewers(protocol);
         let cursor = entry.log().new_cursor();

@@ -5,15 +5,15 @@
 //! writability (only while something is queued), the stream's wake-up (only while playing and
 //! the write queue is short) and a deadline.
 
+use sluice_cluster::types::{Claim, StreamInfo};
+use sluice_cluster::{ClaimError, Registry};
+use sluice_media::rtmp::server::{ServerError, ServerEvent, ServerSession, MEDIA_STREAM_ID};
+use sluice_media::stream_name::StreamKey;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use sluice_media::rtmp::server::{ServerError, ServerEvent, ServerSession, MEDIA_STREAM_ID};
-use sluice_cluster::types::{Claim, StreamInfo};
-use sluice_cluster::{ClaimError, Registry};
-use sluice_media::stream_name::StreamKey;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -73,12 +73,30 @@ type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, ClaimError>> + Sen
 enum Role {
     None,
     /// Waiting for the registry to grant the stream name.
-    Claiming { stream_id: u32, key: StreamKey, claim: PendingClaim },
+    Claiming {
+        stream_id: u32,
+        key: StreamKey,
+        claim: PendingClaim,
+    },
     /// Field order matters: the publisher ends before its claim is released.
     /// Boxed: most connections are players, and this is the largest variant by far.
-    Publishing { publisher: Box<Publisher>, _forward: Option<crate::forward::ForwardGuard>, _claim: Box<ClaimGuard> },
-    Waiting { sub: Subscription, stream_id: u32, name: String, reset: bool, deadline: Instant },
-    Playing { sub: Subscription, stream_id: u32, name: String },
+    Publishing {
+        publisher: Box<Publisher>,
+        _forward: Option<crate::forward::ForwardGuard>,
+        _claim: Box<ClaimGuard>,
+    },
+    Waiting {
+        sub: Subscription,
+        stream_id: u32,
+        name: String,
+        reset: bool,
+        deadline: Instant,
+    },
+    Playing {
+        sub: Subscription,
+        stream_id: u32,
+        name: String,
+    },
 }
 
 pub(super) struct Connection {
@@ -212,7 +230,8 @@ impl Connection {
         self.take_transmit();
         if let Role::Waiting { sub, .. } = &self.role {
             if sub.is_live() {
-                let Role::Waiting { mut sub, stream_id, name, reset, .. } = std::mem::replace(&mut self.role, Role::None)
+                let Role::Waiting { mut sub, stream_id, name, reset, .. } =
+                    std::mem::replace(&mut self.role, Role::None)
                 else {
                     unreachable!()
                 };
@@ -276,10 +295,14 @@ impl Connection {
                 ServerEvent::HandshakeDone { digest } => debug!(digest, "handshake done"),
                 ServerEvent::Connect { app, tc_url } => self.on_connect(app, tc_url),
                 ServerEvent::Publish { stream_id, name, .. } => self.on_publish(stream_id, &name),
-                ServerEvent::Play { stream_id, name, reset, .. } => self.on_play(stream_id, &name, reset),
+                ServerEvent::Play { stream_id, name, reset, .. } => {
+                    self.on_play(stream_id, &name, reset)
+                }
                 ServerEvent::Media { message, .. } => {
                     if let Role::Publishing { publisher, _claim, .. } = &mut self.role {
-                        publisher.push(message).map_err(|e| ConnectionError::Media(e.to_string()))?;
+                        publisher
+                            .push(message)
+                            .map_err(|e| ConnectionError::Media(e.to_string()))?;
                         if publisher.codecs() != _claim.codecs.as_slice() {
                             _claim.advertise_codecs(publisher.codecs());
                         }
@@ -323,7 +346,11 @@ impl Connection {
 
     fn on_publish(&mut self, stream_id: u32, name: &str) {
         if !matches!(self.role, Role::None) {
-            self.session.reject_publish(stream_id, "NetStream.Publish.BadConnection", "this connection already publishes or plays a stream");
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadConnection",
+                "this connection already publishes or plays a stream",
+            );
             return;
         }
         let key = match self.key_for(name) {
@@ -331,27 +358,41 @@ impl Connection {
             Err(e) => {
                 self.ctx.metrics.publishes_rejected.inc();
                 info!(name, error = %e, "publish refused: bad stream name");
-                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &format!("invalid stream name: {e}"));
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &format!("invalid stream name: {e}"),
+                );
                 return;
             }
         };
         if self.ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
             self.ctx.metrics.publishes_rejected.inc();
             info!(stream = %key, "publish refused: this node is an edge");
-            self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", "this node is an edge: publish to an origin");
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.Rejected",
+                "this node is an edge: publish to an origin",
+            );
             return;
         }
         if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
             self.ctx.metrics.publishes_rejected.inc();
             info!(stream = %key, "publish refused: name in use");
-            self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &format!("stream {key} is already being published"));
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                &format!("stream {key} is already being published"),
+            );
             return;
         }
         let registry = self.ctx.registry.clone();
         let info = StreamInfo {
             origin: registry.node().0.clone(),
             codecs: Vec::new(),
-            started_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            started_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
         let claim_key = key.clone();
         let claim: PendingClaim = Box::pin(async move { registry.claim(claim_key, info).await });
@@ -360,20 +401,28 @@ impl Connection {
 
     /// The registry answered a claim: publish, or refuse the name.
     fn on_claimed(&mut self, result: Result<Claim, ClaimError>) {
-        let Role::Claiming { stream_id, key, .. } = std::mem::replace(&mut self.role, Role::None) else { return };
+        let Role::Claiming { stream_id, key, .. } = std::mem::replace(&mut self.role, Role::None)
+        else {
+            return;
+        };
         let claim = match result {
             Ok(claim) => claim,
             Err(ClaimError::Taken { holder }) => {
                 self.ctx.metrics.publishes_rejected.inc();
                 info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
-                let description = format!("stream {key} is already being published on another node");
+                let description =
+                    format!("stream {key} is already being published on another node");
                 self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &description);
                 return;
             }
             Err(e) => {
                 self.ctx.metrics.publishes_rejected.inc();
                 warn!(stream = %key, error = %e, "publish refused: registry unavailable");
-                self.session.reject_publish(stream_id, "NetStream.Publish.Failed", &format!("cluster registry error: {e}"));
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.Failed",
+                    &format!("cluster registry error: {e}"),
+                );
                 return;
             }
         };
@@ -384,9 +433,20 @@ impl Connection {
                 span.record("role", "publish");
                 info!(stream = %key, revision = claim.revision(), "publish start");
                 self.session.accept_publish(stream_id, key.name());
-                let forward = self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
-                let guard = ClaimGuard { registry: self.ctx.registry.clone(), hub: self.ctx.hub.clone(), claim: Some(claim), codecs: Vec::new(), codecs_tx: None };
-                self.role = Role::Publishing { publisher: Box::new(publisher), _forward: forward, _claim: Box::new(guard) };
+                let forward =
+                    self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
+                let guard = ClaimGuard {
+                    registry: self.ctx.registry.clone(),
+                    hub: self.ctx.hub.clone(),
+                    claim: Some(claim),
+                    codecs: Vec::new(),
+                    codecs_tx: None,
+                };
+                self.role = Role::Publishing {
+                    publisher: Box::new(publisher),
+                    _forward: forward,
+                    _claim: Box::new(guard),
+                };
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
                 info!(stream = %key, "publish refused: name in use");
@@ -394,7 +454,11 @@ impl Connection {
             }
             Err(e @ PublishError::TooManyStreams(_)) => {
                 warn!(stream = %key, "publish refused: stream limit");
-                self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", &e.to_string());
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.Rejected",
+                    &e.to_string(),
+                );
             }
         }
     }
@@ -491,9 +555,13 @@ impl ClaimGuard {
                 let mut info = claim.info.clone();
                 info.codecs = rx.borrow_and_update().clone();
                 match registry.update_claim(&claim, info).await {
-                    Ok(true) => debug!(stream = %claim.stream, "claim updated with the stream's codecs"),
+                    Ok(true) => {
+                        debug!(stream = %claim.stream, "claim updated with the stream's codecs")
+                    }
                     Ok(false) => return,
-                    Err(e) => warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim"),
+                    Err(e) => {
+                        warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim")
+                    }
                 }
             }
         });

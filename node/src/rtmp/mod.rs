@@ -68,7 +68,11 @@ impl RtmpContext {
 }
 
 /// Accept RTMP connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, ctx: Arc<RtmpContext>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<RtmpContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -95,7 +99,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<RtmpContext>, mut shutdown: w
         ctx.metrics.connections.inc();
         ctx.metrics.connections_total.inc();
         let ctx2 = ctx.clone();
-        let span = info_span!("rtmp", %peer, stream = tracing::field::Empty, role = tracing::field::Empty);
+        let span =
+            info_span!("rtmp", %peer, stream = tracing::field::Empty, role = tracing::field::Empty);
         tokio::spawn(
             async move {
                 match connection::Connection::new(ctx2.clone(), stream).run().await {

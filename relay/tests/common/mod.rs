@@ -16,28 +16,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const GOP_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn frame(kind: FrameKind, flags: u8, ts: u32, payload: String) -> Frame {
-    Frame {
-        kind,
-        flags,
-        timestamp: ts,
-        payload: Bytes::from(payload),
-    }
+    Frame { kind, flags, timestamp: ts, payload: Bytes::from(payload) }
 }
 
 pub fn headers(stream: &str) -> Vec<Frame> {
     vec![
-        frame(
-            FrameKind::Data,
-            FLAG_HEADER,
-            0,
-            format!("{stream} onMetaData"),
-        ),
-        frame(
-            FrameKind::Video,
-            FLAG_HEADER | FLAG_KEYFRAME,
-            0,
-            format!("{stream} avcC"),
-        ),
+        frame(FrameKind::Data, FLAG_HEADER, 0, format!("{stream} onMetaData")),
+        frame(FrameKind::Video, FLAG_HEADER | FLAG_KEYFRAME, 0, format!("{stream} avcC")),
         frame(FrameKind::Audio, FLAG_HEADER, 0, format!("{stream} asc")),
     ]
 }
@@ -52,18 +37,8 @@ pub fn gop(stream: &str, g: u32) -> Vec<Frame> {
         format!("{stream} key {g} {}", "k".repeat(5000)),
     )];
     for i in 1..20u32 {
-        out.push(frame(
-            FrameKind::Audio,
-            0,
-            base + i * 40,
-            format!("{stream} audio {g}/{i}"),
-        ));
-        out.push(frame(
-            FrameKind::Video,
-            0,
-            base + i * 40 + 1,
-            format!("{stream} inter {g}/{i}"),
-        ));
+        out.push(frame(FrameKind::Audio, 0, base + i * 40, format!("{stream} audio {g}/{i}")));
+        out.push(frame(FrameKind::Video, 0, base + i * 40 + 1, format!("{stream} inter {g}/{i}")));
     }
     out
 }
@@ -99,10 +74,7 @@ pub fn client(dir: &std::path::Path, node: &str) -> RelayEndpoint {
 pub async fn read_all(sub: &mut sluice_relay::Subscription) -> Vec<Frame> {
     let mut got = Vec::new();
     loop {
-        match tokio::time::timeout(TIMEOUT, sub.next_frame())
-            .await
-            .expect("frame in time")
-        {
+        match tokio::time::timeout(TIMEOUT, sub.next_frame()).await.expect("frame in time") {
             Ok(Some(f)) => got.push(f),
             Ok(None) => return got,
             Err(e) => panic!("subscription failed after {} frames: {e}", got.len()),
@@ -115,18 +87,10 @@ pub async fn read_all(sub: &mut sluice_relay::Subscription) -> Vec<Frame> {
 pub fn assert_frames(got: &[Frame], want: &[Frame]) {
     let brief = |f: &Frame| format!("{:?}/{}/{}", f.kind, f.flags, f.timestamp);
     if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
-        panic!(
-            "frame {i} differs: got {} want {}",
-            brief(&got[i]),
-            brief(&want[i])
-        );
+        panic!("frame {i} differs: got {} want {}", brief(&got[i]), brief(&want[i]));
     }
     let tail: Vec<String> = got.iter().rev().take(3).map(brief).collect();
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "frame count (last received: {tail:?})"
-    );
+    assert_eq!(got.len(), want.len(), "frame count (last received: {tail:?})");
 }
 
 pub fn close_code(e: quinn::ConnectionError) -> u64 {
@@ -146,17 +110,8 @@ pub async fn raw_hello(
     let conn = edge.connect_quic(addr, "origin-a").await.unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
     let mut out = BytesMut::new();
-    let hello = Hello {
-        version,
-        node_id: edge.config().node_id.clone(),
-        serves_requests: false,
-    };
-    codec::encode_control(
-        &ControlMessage {
-            msg: Some(Msg::Hello(hello)),
-        },
-        &mut out,
-    );
+    let hello = Hello { version, node_id: edge.config().node_id.clone(), serves_requests: false };
+    codec::encode_control(&ControlMessage { msg: Some(Msg::Hello(hello)) }, &mut out);
     send.write_all(&out).await.unwrap();
     (conn, send, recv)
 }

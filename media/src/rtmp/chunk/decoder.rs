@@ -165,11 +165,7 @@ impl ChunkDecoder {
 
     /// Bytes currently held in reassembly buffers of partial messages.
     pub fn reassembly_bytes(&self) -> usize {
-        self.streams
-            .values()
-            .filter_map(|s| s.partial.as_ref())
-            .map(|p| p.data.len())
-            .sum()
+        self.streams.values().filter_map(|s| s.partial.as_ref()).map(|p| p.data.len()).sum()
     }
 
     fn consume(&mut self, n: usize) -> BytesMut {
@@ -219,9 +215,7 @@ impl ChunkDecoder {
                     return Err(ChunkError::NoPreviousHeader { csid, fmt });
                 }
                 if self.streams.len() >= self.limits.max_chunk_streams {
-                    return Err(ChunkError::TooManyChunkStreams(
-                        self.limits.max_chunk_streams,
-                    ));
+                    return Err(ChunkError::TooManyChunkStreams(self.limits.max_chunk_streams));
                 }
                 &fresh
             }
@@ -251,14 +245,13 @@ impl ChunkDecoder {
         }
 
         if continuation {
-            let partial = stream.partial.as_ref().map_or(0, |p| {
-                (p.header.length as usize).saturating_sub(p.data.len())
-            });
+            let partial = stream
+                .partial
+                .as_ref()
+                .map_or(0, |p| (p.header.length as usize).saturating_sub(p.data.len()));
             self.consume(total_len);
-            self.current = Some(CurrentChunk {
-                csid,
-                remaining: partial.min(self.chunk_size_usize()),
-            });
+            self.current =
+                Some(CurrentChunk { csid, remaining: partial.min(self.chunk_size_usize()) });
             return Ok(Step::ChunkStarted);
         }
 
@@ -322,15 +315,9 @@ impl ChunkDecoder {
             return Ok(Step::Message(message(csid, header, payload)));
         }
         let capacity = length.min(INITIAL_REASSEMBLY_CAPACITY);
-        stream.partial = Some(Partial {
-            header,
-            data: Vec::with_capacity(capacity),
-        });
+        stream.partial = Some(Partial { header, data: Vec::with_capacity(capacity) });
         self.reserved = held;
-        self.current = Some(CurrentChunk {
-            csid,
-            remaining: length.min(chunk_size),
-        });
+        self.current = Some(CurrentChunk { csid, remaining: length.min(chunk_size) });
         Ok(Step::ChunkStarted)
     }
 
@@ -353,10 +340,7 @@ fn message(csid: u32, header: MessageHeader, payload: Bytes) -> RawMessage {
 fn append_bounded(data: &mut Vec<u8>, bytes: &[u8], total: usize) {
     let needed = data.len().saturating_add(bytes.len());
     if needed > data.capacity() {
-        let target = needed
-            .max(data.capacity().saturating_mul(2))
-            .min(total)
-            .max(needed);
+        let target = needed.max(data.capacity().saturating_mul(2)).min(total).max(needed);
         data.reserve_exact(target - data.len());
     }
     data.extend_from_slice(bytes);

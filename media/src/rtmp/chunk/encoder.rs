@@ -38,10 +38,7 @@ pub struct ChunkEncoder {
 impl ChunkEncoder {
     /// A new encoder with the default chunk size (128).
     pub fn new() -> Self {
-        ChunkEncoder {
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            prev: HashMap::new(),
-        }
+        ChunkEncoder { chunk_size: DEFAULT_CHUNK_SIZE, prev: HashMap::new() }
     }
 
     /// Change the outgoing chunk size. The caller is responsible for sending Set Chunk Size to
@@ -82,24 +79,8 @@ impl ChunkEncoder {
             }
             _ => (0, timestamp),
         };
-        self.prev.insert(
-            csid,
-            PrevHeader {
-                timestamp,
-                delta: field,
-                length,
-                type_id,
-                stream_id,
-            },
-        );
-        let header = Header {
-            fmt,
-            csid,
-            field,
-            length,
-            type_id,
-            stream_id,
-        };
+        self.prev.insert(csid, PrevHeader { timestamp, delta: field, length, type_id, stream_id });
+        let header = Header { fmt, csid, field, length, type_id, stream_id };
         write_message(&header, payload, self.chunk_size, out);
     }
 
@@ -133,14 +114,7 @@ pub fn encode_type0(
     out: &mut BytesMut,
 ) {
     let length = message_length(payload);
-    let header = Header {
-        fmt: 0,
-        csid,
-        field: timestamp,
-        length,
-        type_id,
-        stream_id,
-    };
+    let header = Header { fmt: 0, csid, field: timestamp, length, type_id, stream_id };
     write_message(&header, payload, chunk_size.clamp(1, MAX_CHUNK_SIZE), out);
 }
 

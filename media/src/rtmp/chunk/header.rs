@@ -39,10 +39,7 @@ pub(super) fn parse_basic_header(buf: &[u8]) -> Option<(u8, u32, usize)> {
 /// # Panics
 /// If `csid` is outside `MIN_CSID..=MAX_CSID` (a programming error, never peer input).
 pub(super) fn put_basic_header(fmt: u8, csid: u32, out: &mut BytesMut) {
-    assert!(
-        (MIN_CSID..=MAX_CSID).contains(&csid),
-        "chunk stream id {csid} out of range"
-    );
+    assert!((MIN_CSID..=MAX_CSID).contains(&csid), "chunk stream id {csid} out of range");
     let fmt = fmt << 6;
     match csid {
         2..=63 => out.put_u8(fmt | csid as u8),

@@ -13,13 +13,7 @@ fn decode_all(dec: &mut ChunkDecoder) -> Vec<RawMessage> {
 }
 
 fn msg(csid: u32, timestamp: u32, type_id: u8, stream_id: u32, payload: &[u8]) -> RawMessage {
-    RawMessage {
-        csid,
-        timestamp,
-        type_id,
-        stream_id,
-        payload: Bytes::copy_from_slice(payload),
-    }
+    RawMessage { csid, timestamp, type_id, stream_id, payload: Bytes::copy_from_slice(payload) }
 }
 
 fn new_decoder() -> ChunkDecoder {
@@ -30,9 +24,7 @@ fn new_decoder() -> ChunkDecoder {
 #[test]
 fn spec_example_1_audio_header_compression() {
     let payload = [0xAAu8; 32];
-    let mut expected = vec![
-        0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x20, 0x08, 0x39, 0x30, 0x00, 0x00,
-    ];
+    let mut expected = vec![0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x20, 0x08, 0x39, 0x30, 0x00, 0x00];
     expected.extend_from_slice(&payload);
     expected.extend_from_slice(&[0x83, 0x00, 0x00, 0x14]);
     expected.extend_from_slice(&payload);
@@ -51,10 +43,8 @@ fn spec_example_1_audio_header_compression() {
     let mut dec = new_decoder();
     dec.push(&expected);
     let got = decode_all(&mut dec);
-    let want: Vec<_> = [1000, 1020, 1040, 1060]
-        .iter()
-        .map(|&ts| msg(3, ts, 8, 12345, &payload))
-        .collect();
+    let want: Vec<_> =
+        [1000, 1020, 1040, 1060].iter().map(|&ts| msg(3, ts, 8, 12345, &payload)).collect();
     assert_eq!(got, want);
     assert_eq!(dec.bytes_received(), expected.len() as u64);
     assert_eq!(dec.buffered(), 0);
@@ -64,9 +54,7 @@ fn spec_example_1_audio_header_compression() {
 #[test]
 fn spec_example_2_message_split_into_chunks() {
     let payload: Vec<u8> = (0..307u32).map(|i| i as u8).collect();
-    let mut expected = vec![
-        0x04, 0x00, 0x03, 0xE8, 0x00, 0x01, 0x33, 0x09, 0x3A, 0x30, 0x00, 0x00,
-    ];
+    let mut expected = vec![0x04, 0x00, 0x03, 0xE8, 0x00, 0x01, 0x33, 0x09, 0x3A, 0x30, 0x00, 0x00];
     expected.extend_from_slice(&payload[..128]);
     expected.push(0xC4);
     expected.extend_from_slice(&payload[128..256]);
@@ -102,29 +90,20 @@ fn type1_header_changes_length_and_type() {
     dec.push(&wire);
     assert_eq!(
         decode_all(&mut dec),
-        vec![
-            msg(6, 10, 8, 1, &[0xA1, 0xA2]),
-            msg(6, 15, 9, 1, &[0xB1, 0xB2, 0xB3])
-        ]
+        vec![msg(6, 10, 8, 1, &[0xA1, 0xA2]), msg(6, 15, 9, 1, &[0xB1, 0xB2, 0xB3])]
     );
 }
 
 #[test]
 fn type3_new_message_after_type0_reuses_timestamp_as_delta() {
     // Spec 5.3.1.2.4: after a type-0 header, a type-3 header's delta is the type-0 timestamp.
-    let wire = [
-        0x05, 0, 0, 40, 0, 0, 1, 18, 1, 0, 0, 0, 0x11, 0xC5, 0x22, 0xC5, 0x33,
-    ];
+    let wire = [0x05, 0, 0, 40, 0, 0, 1, 18, 1, 0, 0, 0, 0x11, 0xC5, 0x22, 0xC5, 0x33];
     let mut dec = new_decoder();
     dec.push(&wire);
     let got = decode_all(&mut dec);
     assert_eq!(
         got,
-        vec![
-            msg(5, 40, 18, 1, &[0x11]),
-            msg(5, 80, 18, 1, &[0x22]),
-            msg(5, 120, 18, 1, &[0x33])
-        ]
+        vec![msg(5, 40, 18, 1, &[0x11]), msg(5, 80, 18, 1, &[0x22]), msg(5, 120, 18, 1, &[0x33])]
     );
 }
 
@@ -146,10 +125,7 @@ fn basic_header_csid_encodings() {
         assert_eq!(&out[..], &expected[..], "csid {csid}");
         let mut dec = new_decoder();
         dec.push(&expected);
-        assert_eq!(
-            dec.next_message().unwrap(),
-            Some(msg(csid, 7, 20, 0, &[0x42]))
-        );
+        assert_eq!(dec.next_message().unwrap(), Some(msg(csid, 7, 20, 0, &[0x42])));
     }
     // The 3-byte form may also carry small ids (64 here).
     let mut dec = new_decoder();
@@ -160,9 +136,8 @@ fn basic_header_csid_encodings() {
 #[test]
 fn extended_timestamp_repeated_on_type3_continuations() {
     let ts = 0x0100_0000u32;
-    let mut expected = vec![
-        0x07, 0xFF, 0xFF, 0xFF, 0, 0, 6, 9, 1, 0, 0, 0, 0x01, 0x00, 0x00, 0x00, 1, 2, 3, 4,
-    ];
+    let mut expected =
+        vec![0x07, 0xFF, 0xFF, 0xFF, 0, 0, 6, 9, 1, 0, 0, 0, 0x01, 0x00, 0x00, 0x00, 1, 2, 3, 4];
     expected.extend_from_slice(&[0xC7, 0x01, 0x00, 0x00, 0x00, 5, 6]);
     let mut out = BytesMut::new();
     encode_type0(7, ts, 9, 1, &[1, 2, 3, 4, 5, 6], 4, &mut out);
@@ -171,10 +146,7 @@ fn extended_timestamp_repeated_on_type3_continuations() {
     let mut dec = new_decoder();
     dec.set_chunk_size(4).unwrap();
     dec.push(&expected);
-    assert_eq!(
-        decode_all(&mut dec),
-        vec![msg(7, ts, 9, 1, &[1, 2, 3, 4, 5, 6])]
-    );
+    assert_eq!(decode_all(&mut dec), vec![msg(7, ts, 9, 1, &[1, 2, 3, 4, 5, 6])]);
 
     // Old encoders omit the 4 bytes on continuation chunks: still decoded.
     let mut omitted = expected[..20].to_vec();
@@ -186,10 +158,7 @@ fn extended_timestamp_repeated_on_type3_continuations() {
     dec.push(&[0x07, 0, 0, 0, 0, 0, 1, 9, 1, 0, 0, 0, 0xEE]);
     assert_eq!(
         decode_all(&mut dec),
-        vec![
-            msg(7, ts, 9, 1, &[1, 2, 3, 4, 5, 6]),
-            msg(7, 0, 9, 1, &[0xEE])
-        ]
+        vec![msg(7, ts, 9, 1, &[1, 2, 3, 4, 5, 6]), msg(7, 0, 9, 1, &[0xEE])]
     );
 }
 
@@ -198,9 +167,7 @@ fn extended_timestamp_on_type3_new_message_gives_delta() {
     // Type 1 with an extended delta, then a type-3 header starting a new message whose 4
     // extra bytes hold its own delta (FFmpeg writes a different one).
     let mut wire = vec![0x08, 0, 0, 100, 0, 0, 1, 9, 1, 0, 0, 0, 0xA0];
-    wire.extend_from_slice(&[
-        0x48, 0xFF, 0xFF, 0xFF, 0, 0, 1, 9, 0x01, 0x00, 0x00, 0x00, 0xA1,
-    ]);
+    wire.extend_from_slice(&[0x48, 0xFF, 0xFF, 0xFF, 0, 0, 1, 9, 0x01, 0x00, 0x00, 0x00, 0xA1]);
     wire.extend_from_slice(&[0xC8, 0x01, 0x00, 0x00, 0x05, 0xA2]);
     let mut dec = new_decoder();
     dec.push(&wire);
@@ -242,21 +209,13 @@ fn encoder_header_choice() {
         out[0] >> 6
     };
     assert_eq!(first_byte(&mut enc, 100, 10, 9, 1), 0, "first message");
-    assert_eq!(
-        first_byte(&mut enc, 100, 10, 9, 1),
-        2,
-        "delta 0 differs from type-0 timestamp"
-    );
+    assert_eq!(first_byte(&mut enc, 100, 10, 9, 1), 2, "delta 0 differs from type-0 timestamp");
     assert_eq!(first_byte(&mut enc, 100, 10, 9, 1), 3, "same delta");
     assert_eq!(first_byte(&mut enc, 140, 10, 9, 1), 2, "delta changed");
     assert_eq!(first_byte(&mut enc, 180, 10, 9, 1), 3, "same delta 40");
     assert_eq!(first_byte(&mut enc, 220, 11, 9, 1), 1, "length changed");
     assert_eq!(first_byte(&mut enc, 260, 11, 8, 1), 1, "type changed");
-    assert_eq!(
-        first_byte(&mut enc, 200, 11, 8, 1),
-        0,
-        "timestamp went backwards"
-    );
+    assert_eq!(first_byte(&mut enc, 200, 11, 8, 1), 0, "timestamp went backwards");
     assert_eq!(first_byte(&mut enc, 240, 11, 8, 2), 0, "stream id changed");
     enc.reset_headers();
     assert_eq!(first_byte(&mut enc, 240, 11, 8, 2), 0, "after reset");
@@ -285,19 +244,13 @@ fn chunk_size_extremes_round_trip() {
 fn invalid_chunk_sizes_rejected() {
     let mut dec = new_decoder();
     assert_eq!(dec.set_chunk_size(0), Err(ChunkError::InvalidChunkSize(0)));
-    assert_eq!(
-        dec.set_chunk_size(0x8000_0000),
-        Err(ChunkError::InvalidChunkSize(0x8000_0000))
-    );
+    assert_eq!(dec.set_chunk_size(0x8000_0000), Err(ChunkError::InvalidChunkSize(0x8000_0000)));
     assert_eq!(dec.chunk_size(), DEFAULT_CHUNK_SIZE);
     assert_eq!(dec.set_chunk_size(MAX_CHUNK_SIZE), Ok(()));
     assert_eq!(dec.chunk_size(), MAX_CHUNK_SIZE);
     let mut enc = ChunkEncoder::new();
     assert_eq!(enc.set_chunk_size(0), Err(ChunkError::InvalidChunkSize(0)));
-    assert_eq!(
-        enc.set_chunk_size(u32::MAX),
-        Err(ChunkError::InvalidChunkSize(u32::MAX))
-    );
+    assert_eq!(enc.set_chunk_size(u32::MAX), Err(ChunkError::InvalidChunkSize(u32::MAX)));
     assert_eq!(enc.chunk_size(), DEFAULT_CHUNK_SIZE);
 }
 
@@ -337,10 +290,7 @@ fn reassembly_buffer_grows_with_received_bytes() {
     dec.push(&[0x06, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0]);
     assert_eq!(
         dec.next_message(),
-        Err(ChunkError::MessageTooLarge {
-            size: 0xFF_FFFF,
-            limit: 8 << 20
-        })
+        Err(ChunkError::MessageTooLarge { size: 0xFF_FFFF, limit: 8 << 20 })
     );
     // Claims 8 MiB, sends 10 bytes: only the bytes received are held.
     let mut dec = new_decoder();
@@ -353,40 +303,22 @@ fn reassembly_buffer_grows_with_received_bytes() {
 
 #[test]
 fn reassembly_limit_across_chunk_streams() {
-    let limits = ChunkLimits {
-        max_message_size: 100,
-        max_reassembly_bytes: 150,
-        max_chunk_streams: 8,
-    };
+    let limits =
+        ChunkLimits { max_message_size: 100, max_reassembly_bytes: 150, max_chunk_streams: 8 };
     let mut dec = ChunkDecoder::new(limits);
     dec.set_chunk_size(2).unwrap();
     dec.push(&[0x04, 0, 0, 0, 0, 0, 100, 9, 1, 0, 0, 0, 1, 2]);
     assert_eq!(dec.next_message(), Ok(None));
     dec.push(&[0x05, 0, 0, 0, 0, 0, 60, 9, 1, 0, 0, 0, 1, 2]);
-    assert_eq!(
-        dec.next_message(),
-        Err(ChunkError::ReassemblyLimit {
-            size: 160,
-            limit: 150
-        })
-    );
+    assert_eq!(dec.next_message(), Err(ChunkError::ReassemblyLimit { size: 160, limit: 150 }));
     let mut dec = ChunkDecoder::new(limits);
     dec.push(&[0x04, 0, 0, 0, 0, 0, 101, 9, 1, 0, 0, 0]);
-    assert_eq!(
-        dec.next_message(),
-        Err(ChunkError::MessageTooLarge {
-            size: 101,
-            limit: 100
-        })
-    );
+    assert_eq!(dec.next_message(), Err(ChunkError::MessageTooLarge { size: 101, limit: 100 }));
 }
 
 #[test]
 fn too_many_chunk_streams() {
-    let limits = ChunkLimits {
-        max_chunk_streams: 3,
-        ..ChunkLimits::default()
-    };
+    let limits = ChunkLimits { max_chunk_streams: 3, ..ChunkLimits::default() };
     let mut dec = ChunkDecoder::new(limits);
     for csid in [3u8, 4, 5, 3] {
         dec.push(&[csid, 0, 0, 0, 0, 0, 1, 8, 1, 0, 0, 0, 0xAA]);
@@ -401,18 +333,12 @@ fn compressed_header_without_previous() {
     for (byte, fmt) in [(0x83u8, 2u8), (0xC3, 3)] {
         let mut dec = new_decoder();
         dec.push(&[byte, 0, 0, 0]);
-        assert_eq!(
-            dec.next_message(),
-            Err(ChunkError::NoPreviousHeader { csid: 3, fmt })
-        );
+        assert_eq!(dec.next_message(), Err(ChunkError::NoPreviousHeader { csid: 3, fmt }));
     }
     // librtmp starts its ping chunk stream with type 1: accepted, stream id 0.
     let mut dec = new_decoder();
     dec.push(&[0x42, 0, 0, 0, 0, 0, 6, 4, 0, 6, 0, 0, 0x0D, 0x0F]);
-    assert_eq!(
-        dec.next_message().unwrap(),
-        Some(msg(2, 0, 4, 0, &[0, 6, 0, 0, 0x0D, 0x0F]))
-    );
+    assert_eq!(dec.next_message().unwrap(), Some(msg(2, 0, 4, 0, &[0, 6, 0, 0, 0x0D, 0x0F])));
 }
 
 #[test]
@@ -420,10 +346,7 @@ fn header_change_mid_message_rejected() {
     let mut dec = new_decoder();
     dec.set_chunk_size(2).unwrap();
     dec.push(&[0x04, 0, 0, 0, 0, 0, 4, 9, 1, 0, 0, 0, 1, 2, 0x84, 0, 0, 1]);
-    assert_eq!(
-        dec.next_message(),
-        Err(ChunkError::HeaderChangedMidMessage(4))
-    );
+    assert_eq!(dec.next_message(), Err(ChunkError::HeaderChangedMidMessage(4)));
 }
 
 #[test]
@@ -450,10 +373,7 @@ fn zero_length_message() {
     assert_eq!(&out[..], &[0x03, 0, 0, 1, 0, 0, 0, 20, 0, 0, 0, 0, 0xC3]);
     let mut dec = new_decoder();
     dec.push(&out);
-    assert_eq!(
-        decode_all(&mut dec),
-        vec![msg(3, 1, 20, 0, &[]), msg(3, 2, 20, 0, &[])]
-    );
+    assert_eq!(decode_all(&mut dec), vec![msg(3, 1, 20, 0, &[]), msg(3, 2, 20, 0, &[])]);
 }
 
 #[test]
@@ -484,10 +404,6 @@ fn encoder_type3_new_message_with_extended_delta() {
     let got = decode_all(&mut dec);
     assert_eq!(
         got,
-        vec![
-            msg(5, 0, 9, 1, &[1]),
-            msg(5, big, 9, 1, &[2]),
-            msg(5, 2 * big, 9, 1, &[3])
-        ]
+        vec![msg(5, 0, 9, 1, &[1]), msg(5, big, 9, 1, &[2]), msg(5, 2 * big, 9, 1, &[3])]
     );
 }

@@ -38,10 +38,8 @@ pub(crate) fn split(timestamp: u32, payload: &Bytes) -> Result<Vec<SubMessage>, 
             | (u32::from(header[5]) << 8)
             | u32::from(header[6]);
         let body_start = pos + TAG_HEADER;
-        let body_end = body_start
-            .checked_add(size)
-            .filter(|&end| end <= payload.len())
-            .ok_or_else(|| {
+        let body_end =
+            body_start.checked_add(size).filter(|&end| end <= payload.len()).ok_or_else(|| {
                 format!(
                     "aggregate: sub-message of {size} bytes at offset {pos} overruns the message"
                 )
@@ -56,11 +54,7 @@ pub(crate) fn split(timestamp: u32, payload: &Bytes) -> Result<Vec<SubMessage>, 
         pos = match remaining {
             0 => body_end,
             r if r >= BACK_POINTER => body_end + BACK_POINTER,
-            _ => {
-                return Err(format!(
-                    "aggregate: truncated back pointer at offset {body_end}"
-                ))
-            }
+            _ => return Err(format!("aggregate: truncated back pointer at offset {body_end}")),
         };
     }
     Ok(out)

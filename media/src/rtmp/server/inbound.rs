@@ -27,13 +27,7 @@ fn same_stream_name(published: &str, name: &str) -> bool {
 
 impl ServerSession {
     pub(super) fn handle_message(&mut self, message: RawMessage) -> Result<(), ServerError> {
-        let RawMessage {
-            timestamp,
-            type_id,
-            stream_id,
-            payload,
-            ..
-        } = message;
+        let RawMessage { timestamp, type_id, stream_id, payload, .. } = message;
         match type_id {
             msg_type::SET_CHUNK_SIZE..=msg_type::SET_PEER_BANDWIDTH => {
                 self.handle_control(type_id, &payload)
@@ -72,10 +66,7 @@ impl ServerSession {
                 stream_id,
                 buffer_ms,
             }) => {
-                self.events.push_back(ServerEvent::BufferLength {
-                    stream_id,
-                    buffer_ms,
-                });
+                self.events.push_back(ServerEvent::BufferLength { stream_id, buffer_ms });
             }
             ControlMessage::UserControl(_) => {}
         }
@@ -89,17 +80,9 @@ impl ServerSession {
         timestamp: u32,
         payload: Bytes,
     ) -> Result<(), ServerError> {
-        if matches!(
-            self.streams.get(&stream_id),
-            Some(StreamState::Publishing { .. })
-        ) {
-            let message = MediaMessage {
-                kind,
-                timestamp,
-                payload,
-            };
-            self.events
-                .push_back(ServerEvent::Media { stream_id, message });
+        if matches!(self.streams.get(&stream_id), Some(StreamState::Publishing { .. })) {
+            let message = MediaMessage { kind, timestamp, payload };
+            self.events.push_back(ServerEvent::Media { stream_id, message });
         } else {
             self.ignored_media = self.ignored_media.saturating_add(1);
         }
@@ -112,10 +95,7 @@ impl ServerSession {
         timestamp: u32,
         payload: &Bytes,
     ) -> Result<(), ServerError> {
-        if !matches!(
-            self.streams.get(&stream_id),
-            Some(StreamState::Publishing { .. })
-        ) {
+        if !matches!(self.streams.get(&stream_id), Some(StreamState::Publishing { .. })) {
             self.ignored_media = self.ignored_media.saturating_add(1);
             return Ok(());
         }
@@ -132,23 +112,15 @@ impl ServerSession {
         match (self.connect, command) {
             (
                 ConnectState::Awaiting,
-                Command::Connect {
-                    transaction_id,
-                    app,
-                    tc_url,
-                    object_encoding,
-                },
+                Command::Connect { transaction_id, app, tc_url, object_encoding },
             ) => {
-                self.connect = ConnectState::Pending {
-                    transaction_id,
-                    object_encoding,
-                };
+                self.connect = ConnectState::Pending { transaction_id, object_encoding };
                 self.events.push_back(ServerEvent::Connect { app, tc_url });
                 Ok(())
             }
-            (_, Command::Connect { .. }) => Err(ServerError::Protocol(
-                "second connect on one connection".into(),
-            )),
+            (_, Command::Connect { .. }) => {
+                Err(ServerError::Protocol("second connect on one connection".into()))
+            }
             (ConnectState::Awaiting, other) => Err(ServerError::Protocol(format!(
                 "command '{}' before connect",
                 command_name(&other)
@@ -171,23 +143,16 @@ impl ServerSession {
             Command::ReleaseStream { transaction_id, .. } => {
                 self.out.command(0, &command::empty_result(transaction_id));
             }
-            Command::FcPublish {
-                transaction_id,
-                name,
-            } => {
+            Command::FcPublish { transaction_id, name } => {
                 self.out.command(0, &command::on_fc_publish(&name));
                 self.out.command(0, &command::empty_result(transaction_id));
             }
-            Command::Publish {
-                name, publish_type, ..
-            } => self.publish(msg_stream, name, publish_type)?,
-            Command::Play {
-                name,
-                start,
-                duration,
-                reset,
-                ..
-            } => self.play(msg_stream, name, start, duration, reset)?,
+            Command::Publish { name, publish_type, .. } => {
+                self.publish(msg_stream, name, publish_type)?
+            }
+            Command::Play { name, start, duration, reset, .. } => {
+                self.play(msg_stream, name, start, duration, reset)?
+            }
             Command::FcUnpublish { name, .. } => {
                 let by_name = self.streams.iter().find_map(|(id, state)| match state {
                     StreamState::Publishing { name: published }
@@ -233,8 +198,7 @@ impl ServerSession {
         match free {
             Some(id) if self.streams.len() < limit as usize => {
                 self.streams.insert(id, StreamState::Idle);
-                self.out
-                    .command(0, &command::create_stream_result(transaction_id, id));
+                self.out.command(0, &command::create_stream_result(transaction_id, id));
             }
             _ => {
                 let info = command::status_object(
@@ -262,21 +226,11 @@ impl ServerSession {
         if *state != StreamState::Idle {
             let description =
                 format!("Message stream {stream_id} is already publishing or playing.");
-            self.status(
-                stream_id,
-                "error",
-                "NetStream.Publish.BadConnection",
-                &description,
-                &name,
-            );
+            self.status(stream_id, "error", "NetStream.Publish.BadConnection", &description, &name);
             return Ok(());
         }
         *state = StreamState::Publishing { name: name.clone() };
-        self.events.push_back(ServerEvent::Publish {
-            stream_id,
-            name,
-            publish_type,
-        });
+        self.events.push_back(ServerEvent::Publish { stream_id, name, publish_type });
         Ok(())
     }
 
@@ -296,26 +250,14 @@ impl ServerSession {
         match state {
             StreamState::Publishing { .. } => {
                 let description = format!("Message stream {stream_id} is publishing.");
-                self.status(
-                    stream_id,
-                    "error",
-                    "NetStream.Play.Failed",
-                    &description,
-                    &name,
-                );
+                self.status(stream_id, "error", "NetStream.Play.Failed", &description, &name);
                 return Ok(());
             }
             // A new play on a playing stream switches streams: stop the old one first.
             StreamState::Playing => self.events.push_back(ServerEvent::StopPlay { stream_id }),
             StreamState::Idle => *state = StreamState::Playing,
         }
-        self.events.push_back(ServerEvent::Play {
-            stream_id,
-            name,
-            start,
-            duration,
-            reset,
-        });
+        self.events.push_back(ServerEvent::Play { stream_id, name, start, duration, reset });
         Ok(())
     }
 

@@ -21,8 +21,7 @@ impl Output {
     /// A protocol control or user control message (chunk stream 2, message stream 0).
     pub fn control(&mut self, message: ControlMessage) {
         let (type_id, payload) = message.encode();
-        self.encoder
-            .encode(csid::CONTROL, 0, type_id, 0, &payload, &mut self.buf);
+        self.encoder.encode(csid::CONTROL, 0, type_id, 0, &payload, &mut self.buf);
     }
 
     /// A user control event.
@@ -75,10 +74,7 @@ pub(crate) struct AckState {
 
 impl AckState {
     pub fn new(window: Option<u32>) -> Self {
-        AckState {
-            window,
-            last_ack: 0,
-        }
+        AckState { window, last_ack: 0 }
     }
 
     /// Apply the peer's Window Acknowledgement Size (0 is ignored: it would mean "acknowledge
