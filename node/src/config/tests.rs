@@ -59,23 +59,22 @@ fn flag_beats_env_beats_file_beats_default() {
     let _env = ENV.lock().unwrap();
     let path = write(
         "precedence.toml",
-        "handshake-timeout = \"7s\"\nstream-buffer = \"1MiB\"\npublish-takeover = true\n\
-         etcd = [\"http://file:2379\"]\nidle-timeout = \"3s\"\nmax-reassembly = 65536\n\
-         hls = false\nlease-ttl = 9\n",
+        "handshake-timeout = \"7s\"\nstream-buffer = \"1MiB\"\nhls = false\nhls-ts = false\n\
+         etcd = [\"http://file:2379\"]\nlease-ttl = 9\nmax-reassembly = 65536\n\
+         publish-takeover = true\n",
     );
     let p = path.to_str().unwrap();
     let vars = [
         ("SLUICE_HANDSHAKE_TIMEOUT", "8s"),
         ("SLUICE_STREAM_BUFFER", "2MiB"),
         ("SLUICE_HLS", "true"),
+        ("SLUICE_HLS_TS", "true"),
         ("SLUICE_ETCD", "http://env:2379,http://env2:2379"),
-        ("SLUICE_IDLE_TIMEOUT", "4s"),
-        ("SLUICE_MAX_REASSEMBLY", "128KiB"),
     ];
     for (k, v) in vars {
         std::env::set_var(k, v);
     }
-    let result = origin(&[
+    let flags = [
         "--config",
         p,
         "--handshake-timeout",
@@ -86,31 +85,45 @@ fn flag_beats_env_beats_file_beats_default() {
         "false",
         "--etcd",
         "http://flag:2379",
-    ]);
+    ];
+    let with_flags = origin(&flags);
+    let without_flags = origin(&flags[..2]);
     for (k, _) in vars {
         std::env::remove_var(k);
     }
-    let (s, _) = result.unwrap();
-    // Flag beats env (and file).
+    let without_env = origin(&flags[..2]);
+
+    // Flag beats env (and file): a duration, a size, a bool and a list.
+    let (s, _) = with_flags.unwrap();
     assert_eq!(s.limits.handshake_timeout, Duration::from_millis(500));
     assert_eq!(s.limits.stream_buffer, 64 << 10);
     assert!(!s.hls.enabled);
-    assert_eq!(s.cluster.etcd, vec!["http://flag:2379".to_string()]);
-    // Env beats file.
-    assert_eq!(s.limits.idle_timeout, Duration::from_secs(4));
-    assert_eq!(s.limits.max_reassembly, 128 << 10);
-    // File beats default.
-    assert!(s.limits.publish_takeover);
-    assert_eq!(s.cluster.lease_ttl, Duration::from_secs(9));
-    // Default.
-    assert_eq!(s.limits.play_wait_timeout, Duration::from_secs(10));
-    assert_eq!(s.relay.keepalive, Duration::from_secs(2));
+    assert_eq!(s.cluster.etcd, ["http://flag:2379"]);
 
-    // Without the file: env beats default, and the env's list is split at commas.
-    std::env::set_var("SLUICE_ETCD", "http://env:2379,http://env2:2379");
-    let result = origin(&[]);
-    std::env::remove_var("SLUICE_ETCD");
-    assert_eq!(result.unwrap().0.cluster.etcd, ["http://env:2379", "http://env2:2379"]);
+    // Env beats file; a list from the environment is split at commas.
+    let (s, _) = without_flags.unwrap();
+    assert_eq!(s.limits.handshake_timeout, Duration::from_secs(8));
+    assert_eq!(s.limits.stream_buffer, 2 << 20);
+    assert!(s.hls.enabled && s.hls.ts);
+    assert_eq!(s.cluster.etcd, ["http://env:2379", "http://env2:2379"]);
+
+    // File beats default (a bare number is seconds or bytes).
+    let (s, _) = without_env.unwrap();
+    assert_eq!(s.limits.handshake_timeout, Duration::from_secs(7));
+    assert_eq!(s.limits.stream_buffer, 1 << 20);
+    assert!(!s.hls.enabled && !s.hls.ts);
+    assert_eq!(s.cluster.etcd, ["http://file:2379"]);
+    assert_eq!(s.cluster.lease_ttl, Duration::from_secs(9));
+    assert_eq!(s.limits.max_reassembly, 65536);
+    assert!(s.limits.publish_takeover);
+
+    // Default, where nobody set anything.
+    let d = NodeSettings::default();
+    assert_eq!(s.limits.play_wait_timeout, d.limits.play_wait_timeout);
+    assert_eq!(s.limits.viewer_max_lag, d.limits.viewer_max_lag);
+    assert_eq!(s.relay, d.relay);
+    assert_eq!(d.limits.handshake_timeout, Duration::from_secs(5));
+    assert!(d.hls.enabled && d.cluster.etcd.is_empty());
 }
 
 #[test]
