@@ -72,11 +72,11 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         "0s".to_string()
-    } else if ms % 3_600_000 == 0 {
+    } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -87,9 +87,9 @@ pub fn format_duration(d: Duration) -> String {
 pub fn format_size(bytes: usize) -> String {
     match bytes {
         0 => "0".to_string(),
-        b if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
-        b if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
-        b if b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b if b.is_multiple_of(1 << 30) => format!("{}GiB", b >> 30),
+        b if b.is_multiple_of(1 << 20) => format!("{}MiB", b >> 20),
+        b if b.is_multiple_of(1 << 10) => format!("{}KiB", b >> 10),
         b => b.to_string(),
     }
 }
