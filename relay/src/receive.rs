@@ -1,7 +1,7 @@
 //! The receiving side of media, shared by both directions: accepting GOP streams and routing
 //! them by request id ([`accept_gops`]), and putting one request's GOP streams back in order
-//! ([`Reassembly`]). A subscription ([`crate::Subscription`]) and an accepted forward
-//! ([`crate::forward_in`]) each read their frames through one `Reassembly`.
+//! ([`Reassembly`]). A subscription ([`crate::RelaySubscription`]) and an accepted forward
+//! (`server::forward_in`) each read their frames through one `Reassembly`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::Frame;
 use crate::config::RelayConfig;
+use crate::error::{ProtocolViolation, RelayError};
 use crate::wire::{GopEnd, GopReader};
-use crate::RelayError;
 
 /// GOP streams waiting for one request's reader.
 pub(crate) const GOP_QUEUE: usize = 64;
@@ -206,7 +206,7 @@ pub(crate) async fn accept_gops<R, V>(
     violation: V,
 ) where
     R: Fn(u64, GopReader) -> Option<GopReader> + Send + Sync + 'static,
-    V: Fn(&str) + Send + Sync + 'static,
+    V: Fn(ProtocolViolation) + Send + Sync + 'static,
 {
     let handlers = Arc::new((route, violation));
     while let Ok(stream) = conn.accept_uni().await {
@@ -216,7 +216,7 @@ pub(crate) async fn accept_gops<R, V>(
             let open = GopReader::open(stream, config.max_frame_size);
             let (header, reader) = match tokio::time::timeout(config.request_timeout, open).await {
                 Ok(Ok(x)) => x,
-                Ok(Err(RelayError::Protocol(what))) => return (handlers.1)(&what),
+                Ok(Err(RelayError::Protocol(what))) => return (handlers.1)(what),
                 _ => return, // reset before its header, or too slow: nothing to deliver
             };
             if let Some(unrouted) = (handlers.0)(header.request_id, reader) {

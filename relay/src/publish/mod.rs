@@ -20,6 +20,18 @@ use tokio::task::JoinHandle;
 use crate::codec::{self, Frame, FrameKind, GopHeader};
 use crate::codes;
 
+/// The GOP priorities of one connection's node: every stream the node opens on it (the
+/// subscriptions it serves and its forwards) gets a priority above every earlier one.
+#[derive(Debug, Default)]
+pub(crate) struct Priorities(AtomicI32);
+
+impl Priorities {
+    /// The next priority (never negative: past `i32::MAX` it stays at 0).
+    pub(crate) fn next(&self) -> i32 {
+        self.0.fetch_add(1, Ordering::Relaxed).max(0)
+    }
+}
+
 /// One subscription or forward to publish.
 pub(crate) struct Publication {
     pub(crate) conn: quinn::Connection,
@@ -28,8 +40,8 @@ pub(crate) struct Publication {
     pub(crate) frames: mpsc::Receiver<Frame>,
     /// Becomes `true` on Unsubscribe / a dropped forward handle, or connection teardown.
     pub(crate) cancel: watch::Receiver<bool>,
-    /// Connection-wide GOP priority counter.
-    pub(crate) priority: Arc<AtomicI32>,
+    /// Connection-wide GOP priorities.
+    pub(crate) priorities: Arc<Priorities>,
     pub(crate) queue_frames: usize,
     /// Frames above this size are dropped here: the receiver (same configuration) would
     /// treat them as a protocol violation and close the whole connection.
@@ -144,7 +156,7 @@ pub(crate) async fn run(mut p: Publication) -> Outcome {
             _ = p.cancel.wait_for(|c| *c) => break false,
         };
         let Ok(send) = send else { break false };
-        let _ = send.set_priority(p.priority.fetch_add(1, Ordering::Relaxed).max(0));
+        let _ = send.set_priority(p.priorities.next());
         let mut w = spawn_writer(send, header, p.queue_frames.max(8));
         // Metadata first, then the video and audio sequence headers.
         for h in headers.iter().rev().flatten() {
