@@ -1,36 +1,21 @@
-//! The sending side of media, for both directions: cuts one subscription's (this node
-//! serving it) or one forward's (this node forwarding) frames into GOP streams.
-//!
-//! A GOP starts at each video keyframe (or at the first frame, or at any audio frame of a
-//! stream without video, after a skip). Each GOP gets a new unidirectional stream with a
-//! priority above every earlier GOP stream of the connection, starts with the latest
-//! metadata and sequence headers, and is written by its own task from a bounded queue.
-//! When GOP n+1 starts and GOP n-1 is still not fully acknowledged, the subscriber is a
-//! whole GOP behind: GOP n-1 is reset ([`codes::GOP_CANCELLED`]). When a GOP's queue is
-//! full the subscriber lags inside a GOP: that GOP is reset and frames are dropped until
-//! the next GOP starts.
+//! The sending side of media, for both directions: publishes one subscription's (this node
+//! serving it) or one forward's (this node forwarding) frames as GOP streams. What to do
+//! with each frame is decided by the sans-IO [`GopCutter`] (the rules are listed there);
+//! this driver carries its decisions out on quinn streams, each GOP stream written by its
+//! own task from a bounded queue.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+mod cutter;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::codec::{self, Frame, FrameKind, GopHeader};
-use crate::codes;
-
-/// The GOP priorities of one connection's node: every stream the node opens on it (the
-/// subscriptions it serves and its forwards) gets a priority above every earlier one.
-#[derive(Debug, Default)]
-pub(crate) struct Priorities(AtomicI32);
-
-impl Priorities {
-    /// The next priority (never negative: past `i32::MAX` it stays at 0).
-    pub(crate) fn next(&self) -> i32 {
-        self.0.fetch_add(1, Ordering::Relaxed).max(0)
-    }
-}
+use crate::codec::{self, Frame, GopHeader};
+pub(crate) use cutter::Priorities;
+use cutter::{Decision, GopCutter, ResetReason};
 
 /// One subscription or forward to publish.
 pub(crate) struct Publication {
@@ -65,6 +50,14 @@ struct GopWriter {
 }
 
 impl GopWriter {
+    /// Queues a frame; `false` when the queue is full (or the writer is gone).
+    fn push(&self, frame: Frame) -> bool {
+        match self.frames.as_ref() {
+            Some(tx) => tx.try_send(frame).is_ok(),
+            None => true,
+        }
+    }
+
     /// No more frames: the task finishes the stream once its queue is written.
     fn finish(&mut self) {
         self.frames = None;
@@ -82,123 +75,116 @@ impl GopWriter {
     }
 }
 
-/// Runs one publication to its end.
-pub(crate) async fn run(mut p: Publication) -> Outcome {
-    // Latest header per kind (audio / video sequence header, metadata).
-    let mut headers: [Option<Frame>; 3] = [None, None, None];
-    let mut current: Option<GopWriter> = None;
-    let mut previous: Option<GopWriter> = None;
-    let mut next_sequence: u64 = 0;
-    let mut skipping = false;
-    let mut seen_video = false;
-
-    let ended = loop {
-        let frame = tokio::select! {
-            f = p.frames.recv() => f,
-            _ = p.cancel.wait_for(|c| *c) => break false,
-        };
-        let Some(frame) = frame else { break true };
-        if frame.payload.len() > p.max_frame_size {
-            tracing::warn!(
-                request_id = p.request_id,
-                len = frame.payload.len(),
-                "frame above the relay's max frame size dropped"
-            );
-            continue;
-        }
-        if frame.kind == FrameKind::Video {
-            seen_video = true;
-        }
-        if frame.is_header() {
-            if let Some(slot) = headers.get_mut(frame.kind as usize - 1) {
-                *slot = Some(frame.clone());
-            }
-            if !skipping {
-                if let Some(w) = current.as_mut() {
-                    push(w, frame, &mut skipping);
-                }
-            }
-            continue;
-        }
-        let audio_only_cut = skipping && !seen_video && frame.kind == FrameKind::Audio;
-        let starts = frame.starts_gop() || audio_only_cut || (current.is_none() && !skipping);
-        if !starts {
-            match current.as_mut() {
-                Some(w) if !skipping => push(w, frame, &mut skipping),
-                _ => {}
-            }
-            if skipping {
-                if let Some(mut w) = current.take() {
-                    w.cancel(codes::GOP_CANCELLED);
-                }
-            }
-            continue;
-        }
-        // A new GOP.
-        if let Some(mut old) = previous.take() {
-            if !old.delivered() {
-                tracing::debug!(
-                    request_id = p.request_id,
-                    "subscriber a whole GOP behind: cancelling a GOP"
-                );
-                old.cancel(codes::GOP_CANCELLED);
-            }
-        }
-        if let Some(mut cur) = current.take() {
-            cur.finish();
-            previous = Some(cur);
-        }
-        skipping = false;
-        let header = GopHeader { request_id: p.request_id, gop_sequence: next_sequence };
-        next_sequence = next_sequence.saturating_add(1);
-        let send = tokio::select! {
-            s = p.conn.open_uni() => s,
-            _ = p.cancel.wait_for(|c| *c) => break false,
-        };
-        let Ok(send) = send else { break false };
-        let _ = send.set_priority(p.priorities.next());
-        let mut w = spawn_writer(send, header, p.queue_frames.max(8));
-        // Metadata first, then the video and audio sequence headers.
-        for h in headers.iter().rev().flatten() {
-            push(&mut w, h.clone(), &mut skipping);
-        }
-        push(&mut w, frame, &mut skipping);
-        current = Some(w);
-    };
-
-    if ended {
-        if let Some(w) = current.as_mut() {
-            w.finish();
-        }
-        // Let the last GOPs be delivered (or cancelled) before saying ENDED.
-        let mut writers: Vec<GopWriter> = [previous, current].into_iter().flatten().collect();
-        for i in 0..writers.len() {
-            let Some(w) = writers.get_mut(i) else { break };
-            tokio::select! {
-                _ = &mut w.task => {}
-                _ = p.cancel.wait_for(|c| *c) => {
-                    // Cancelled meanwhile: reset every GOP still being written.
-                    for w in writers.iter_mut() {
-                        w.cancel(codes::UNSUBSCRIBED);
-                    }
-                    return Outcome { ended: None, gop_count: next_sequence };
-                }
-            }
-        }
-        Outcome { ended: Some(next_sequence), gop_count: next_sequence }
-    } else {
-        for mut w in [previous, current].into_iter().flatten() {
-            w.cancel(codes::UNSUBSCRIBED);
-        }
-        Outcome { ended: None, gop_count: next_sequence }
-    }
+/// The driver's side of one publication: the GOP streams it holds, by sequence.
+struct Driver {
+    p: Publication,
+    cutter: GopCutter,
+    writers: Vec<(u64, GopWriter)>,
 }
 
-/// Queues a frame for a GOP stream; a full queue means the subscriber lags.
-fn push(w: &mut GopWriter, frame: Frame, skipping: &mut bool) {
-    let Some(tx) = w.frames.as_ref() else { return };
-    if tx.try_send(frame).is_err() {
-        *skipping = true;
+/// Runs one publication to its end.
+pub(crate) async fn run(p: Publication) -> Outcome {
+    let cutter = GopCutter::new(p.max_frame_size, p.priorities.clone());
+    let mut d = Driver { p, cutter, writers: Vec::new() };
+    let ended = loop {
+        let frame = tokio::select! {
+            f = d.p.frames.recv() => f,
+            _ = d.p.cancel.wait_for(|c| *c) => break false,
+        };
+        let Some(frame) = frame else { break true };
+        for (gop, w) in &d.writers {
+            if w.delivered() {
+                d.cutter.delivered(*gop);
+            }
+        }
+        let decisions = d.cutter.on_frame(frame);
+        if !d.execute(decisions).await {
+            break false;
+        }
+    };
+    let gop_count = d.cutter.gop_count();
+    if !ended {
+        let decisions = d.cutter.on_cancel();
+        d.execute(decisions).await;
+        return Outcome { ended: None, gop_count };
+    }
+    let decisions = d.cutter.on_end();
+    d.execute(decisions).await;
+    // Let the last GOPs be delivered (or cancelled) before saying ENDED.
+    for i in 0..d.writers.len() {
+        let Some((_, w)) = d.writers.get_mut(i) else { break };
+        let cancelled = tokio::select! {
+            _ = &mut w.task => false,
+            _ = d.p.cancel.wait_for(|c| *c) => true,
+        };
+        if cancelled {
+            // Cancelled meanwhile: reset every GOP still being written.
+            let decisions = d.cutter.on_cancel();
+            d.execute(decisions).await;
+            return Outcome { ended: None, gop_count };
+        }
+    }
+    Outcome { ended: Some(gop_count), gop_count }
+}
+
+impl Driver {
+    /// Carries out the cutter's decisions in order; `false` when the publication must stop
+    /// (cancelled while opening a stream, or the connection failed).
+    async fn execute(&mut self, decisions: Vec<Decision>) -> bool {
+        let mut queue = VecDeque::from(decisions);
+        while let Some(decision) = queue.pop_front() {
+            match decision {
+                Decision::Open { gop, priority } => {
+                    let send = tokio::select! {
+                        s = self.p.conn.open_uni() => s,
+                        _ = self.p.cancel.wait_for(|c| *c) => return false,
+                    };
+                    let Ok(send) = send else { return false };
+                    let _ = send.set_priority(priority);
+                    let header = GopHeader { request_id: self.p.request_id, gop_sequence: gop };
+                    let writer = spawn_writer(send, header, self.p.queue_frames.max(8));
+                    self.writers.push((gop, writer));
+                }
+                Decision::Write { gop, frame } => {
+                    let fits = self.writer(gop).is_none_or(|w| w.push(frame));
+                    if !fits {
+                        // What a full queue changes comes before the rest.
+                        for d in self.cutter.queue_full(gop).into_iter().rev() {
+                            queue.push_front(d);
+                        }
+                    }
+                }
+                Decision::Finish { gop } => {
+                    if let Some(w) = self.writer(gop) {
+                        w.finish();
+                    }
+                }
+                Decision::Reset { gop, reason } => {
+                    if reason == ResetReason::WholeGopBehind {
+                        tracing::debug!(
+                            request_id = self.p.request_id,
+                            "subscriber a whole GOP behind: cancelling a GOP"
+                        );
+                    }
+                    if let Some(w) = self.writer(gop) {
+                        w.cancel(reason.code());
+                    }
+                }
+                Decision::Release { gop } => self.writers.retain(|(g, _)| *g != gop),
+                Decision::DropOversized { len } => {
+                    tracing::warn!(
+                        request_id = self.p.request_id,
+                        len,
+                        "frame above the relay's max frame size dropped"
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    fn writer(&mut self, gop: u64) -> Option<&mut GopWriter> {
+        self.writers.iter_mut().find(|(g, _)| *g == gop).map(|(_, w)| w)
     }
 }
 
