@@ -167,7 +167,7 @@ impl GopCutter {
 
     /// The driver could not queue a frame on `gop`: the subscriber lags inside the GOP.
     pub(crate) fn queue_full(&mut self, gop: u64) -> Vec<Decision> {
-        if !self.current.is_some_and(|c| c.sequence == gop) {
+        if self.current.is_none_or(|c| c.sequence != gop) {
             return Vec::new();
         }
         self.skipping = true;
