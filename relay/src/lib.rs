@@ -67,8 +67,9 @@
 //!
 //! Requesting side: [`RelayEndpoint::connect`] gives a [`RelayConnection`];
 //! [`RelayConnection::subscribe`] (or [`RelayConnection::subscribe_traced`]) gives a
-//! [`RelaySubscription`] whose [`RelaySubscription::next_frame`] yields frames in order across GOP
-//! streams (skipping GOPs the sender cancelled) and `Ok(None)` once the publisher ended.
+//! [`RelaySubscription`] whose [`RelaySubscription::next_frame`] yields frames in order
+//! across GOP streams (skipping GOPs the sender cancelled) and `Ok(None)` once the publisher
+//! ended.
 //! [`RelayConnection::forward`] (or [`RelayConnection::forward_traced`]) publishes a
 //! `mpsc::Receiver<Frame>` to the peer and gives a [`ForwardHandle`]: dropping it stops the
 //! forward, [`ForwardHandle::finished`] waits for its end.

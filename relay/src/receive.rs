@@ -225,3 +225,48 @@ pub(crate) async fn accept_gops<R, V>(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_end_with_every_gop_read_ends_at_once() {
+        let (mut inlet, mut frames) = channel();
+        inlet.end(0);
+        let start = Instant::now();
+        assert!(matches!(frames.next_frame().await, Ok(None)));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gop_streams_still_in_transit_get_the_end_grace_and_no_more() {
+        let (mut inlet, mut frames) = channel();
+        inlet.end(2);
+        inlet.end(5); // only the first notice counts
+        let start = Instant::now();
+        assert!(matches!(frames.next_frame().await, Ok(None)));
+        assert_eq!(start.elapsed(), END_GRACE);
+        drop(inlet);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dropped_without_an_end_notice_is_closed() {
+        let (inlet, mut frames) = channel();
+        drop(inlet);
+        assert!(matches!(frames.next_frame().await, Err(RelayError::Closed)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receive_reports_the_end_notice_then_the_close() {
+        let (mut inlet, mut frames) = channel();
+        assert_ne!(inlet.generation(), channel().0.generation());
+        inlet.end(3);
+        assert!(matches!(frames.receive().await, Arrival::Ended));
+        drop(inlet);
+        assert!(matches!(frames.receive().await, Arrival::Closed));
+        assert!(!frames.behind());
+    }
+}
