@@ -18,7 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_cluster::types::{NodeId, Snapshot};
 use sluice_media::stream_name::StreamKey;
@@ -28,10 +28,11 @@ use sluice_node::placement::{relay_addr, Placement};
 use sluice_node::relay::RelayedPublish;
 use sluice_relay::{RelayError, Subscription};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::args::PullSettings;
-use crate::upstream::{lock, PullTable};
+use crate::table::{lock, PullTable};
 
 /// Pause before the first retry after a failed subscribe; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);

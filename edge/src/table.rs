@@ -1,0 +1,27 @@
+//! The edge's table of running pulls: one entry per stream, shared by the
+//! [`crate::upstream::RelayUpstream`] (which starts pulls and marks streams wanted) and the
+//! [`crate::pull`] tasks (each removes its own entry when it stops). It is a module of its own so
+//! that both import it and neither imports the other back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sluice_media::stream_name::StreamKey;
+use tokio::time::Instant;
+
+/// A running pull, as the table sees it.
+pub(crate) struct PullEntry {
+    /// Last time a viewer asked for the stream: the task does not stop within the linger
+    /// time of this, even before the viewer is counted in the hub.
+    pub(crate) wanted: Instant,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+/// The table of pulls, shared with the pull tasks (each removes itself when it stops).
+pub(crate) type PullTable = Arc<Mutex<HashMap<StreamKey, PullEntry>>>;
+
+/// Locks the table; a panicked holder cannot leave it half-updated (each update is one map
+/// operation), so a poisoned lock is taken over.
+pub(crate) fn lock(t: &PullTable) -> MutexGuard<'_, HashMap<StreamKey, PullEntry>> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
