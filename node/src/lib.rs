@@ -3,6 +3,7 @@
 //! peers), metrics, configuration and process set-up. The origin and edge binaries are thin
 //! wrappers around [`server::Node`].
 
+pub mod backoff;
 pub mod cluster;
 pub mod config;
 pub mod forward;
