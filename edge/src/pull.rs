@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sluice_cluster::types::{NodeId, Snapshot};
+use sluice_cluster::types::{NodeId, Snapshot, StreamRecord};
 use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
 use sluice_node::peers::{PeerError, Peers};
@@ -234,7 +234,7 @@ impl PullTask {
                 changed = snapshot.changed(), if snapshot_open => match changed {
                     Ok(()) => {
                         let claim =
-                            snapshot.borrow_and_update().stream(&self.key).map(|s| s.revision());
+                            snapshot.borrow_and_update().stream(&self.key).map(StreamRecord::revision);
                         Wake::Event(Event::Claim(claim))
                     }
                     Err(_) => {
@@ -437,6 +437,8 @@ fn now() -> std::time::Instant {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use sluice_cluster::types::{NodeInfo, NodeRecord, Role, StreamInfo, StreamRecord};
 
@@ -496,5 +498,21 @@ mod tests {
         // Nobody reachable.
         stream(&mut snap, &key, "b", 43);
         assert_eq!(resolve(&snap, Some(&id("b")), &key), Err(Unresolved::NoRelay));
+    }
+
+    /// The driver's clock is tokio's: with paused time, a policy deadline is slept to exactly.
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_sleeps_to_the_policy_deadline_on_tokio_time() {
+        let t0 = now();
+        let linger = Duration::from_secs(10);
+        let mut policy = PullPolicy::new(t0, linger, Duration::from_secs(15));
+        assert_eq!(policy.poll(t0), [Action::Subscribe]);
+        assert_eq!(policy.on_event(t0, Event::Demand { viewers: 0, wanted: None }), []);
+        let deadline = policy.next_deadline();
+        assert_eq!(deadline, Some(t0 + linger));
+        sleep_until(deadline).await;
+        assert_eq!(now() - t0, linger);
+        let stop = policy.on_event(now(), Event::Demand { viewers: 0, wanted: None });
+        assert_eq!(stop, [Action::Stop]);
     }
 }

@@ -4,7 +4,7 @@
 //! that both import it and neither imports the other back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sluice_media::stream_name::StreamKey;
 use tokio::time::Instant;
@@ -23,5 +23,5 @@ pub(crate) type PullTable = Arc<Mutex<HashMap<StreamKey, PullEntry>>>;
 /// Locks the table; a panicked holder cannot leave it half-updated (each update is one map
 /// operation), so a poisoned lock is taken over.
 pub(crate) fn lock(t: &PullTable) -> MutexGuard<'_, HashMap<StreamKey, PullEntry>> {
-    t.lock().unwrap_or_else(|e| e.into_inner())
+    t.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -17,6 +17,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    #[must_use]
     pub fn new(min: Duration, max: Duration) -> Backoff {
         Backoff { min, max: max.max(min), next: min }
     }
@@ -29,6 +30,7 @@ impl Backoff {
     }
 
     /// The delay [`Backoff::next_delay`] would return, without advancing.
+    #[must_use]
     pub fn peek(&self) -> Duration {
         self.next
     }
@@ -39,6 +41,7 @@ impl Backoff {
     }
 
     /// The longest delay.
+    #[must_use]
     pub fn max(&self) -> Duration {
         self.max
     }

@@ -77,6 +77,7 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::ClaimGone => "the stream's claim is gone",
@@ -120,9 +121,10 @@ enum Upstream {
         at: Instant,
         early: bool,
     },
-    /// An [`Action::Subscribe`] in flight; `claim` is the last claim seen meanwhile.
+    /// An [`Action::Subscribe`] in flight; `claim` is the last claim revision seen meanwhile
+    /// (`None`: no registry change, or unclaimed).
     Subscribing {
-        claim: Option<Option<i64>>,
+        claim: Option<i64>,
     },
     Live(Live),
 }
@@ -171,6 +173,7 @@ pub struct PullPolicy {
 
 impl PullPolicy {
     /// A pull started at `now`; its first [`PullPolicy::poll`] asks to subscribe.
+    #[must_use]
     pub fn new(now: Instant, linger: Duration, grace: Duration) -> Self {
         PullPolicy {
             linger,
@@ -200,7 +203,7 @@ impl PullPolicy {
             Event::Claim(claim) => match &mut self.upstream {
                 Upstream::Waiting { at, early: true } => *at = now,
                 Upstream::Waiting { .. } => {}
-                Upstream::Subscribing { claim: seen } => *seen = Some(claim),
+                Upstream::Subscribing { claim: seen } => *seen = claim,
                 Upstream::Live(live) => {
                     // A new claim: the old upstream is stale even if its connection has not
                     // timed out yet (a crashed origin is silent).
@@ -230,45 +233,15 @@ impl PullPolicy {
                 self.upstream = Upstream::Waiting { at, early: true };
             }
             Event::Subscribed { origin, revision } => {
-                let claim_meanwhile = match &self.upstream {
-                    Upstream::Subscribing { claim } => *claim,
-                    _ => None,
-                };
-                actions.push(match self.local {
-                    Local::Off => Action::Publish,
-                    Local::Live { revision: r } | Local::Lost { revision: r, .. }
-                        if r != revision =>
-                    {
-                        Action::NewSession
-                    }
-                    Local::Live { .. } | Local::Lost { .. } => Action::SwitchUpstream,
-                });
-                self.local = Local::Live { revision };
-                // Ring changes before now were taken into account by the lookup.
-                let live = Live {
-                    origin,
-                    revision,
-                    since: now,
-                    moving: false,
-                    next: None,
-                    next_retry: None,
-                };
-                self.upstream = Upstream::Live(live);
-                if claim_meanwhile.flatten().is_some_and(|r| r != revision) {
-                    info!("the stream was claimed anew while subscribing: resubscribing");
-                    actions.push(Action::Unsubscribe);
-                    self.upstream_lost(now);
-                }
+                self.subscribed(now, origin, revision, &mut actions);
             }
             Event::PublishRefused => {
                 self.local = Local::Off;
                 self.upstream = Upstream::Waiting { at: now + MAX_BACKOFF, early: false };
             }
             Event::Broken => {
-                if matches!(self.upstream, Upstream::Live(_)) {
-                    info!("upstream lost; resubscribing");
-                    self.upstream_lost(now);
-                }
+                // The driver logs why.
+                self.upstream_lost(now);
             }
             Event::Ended { claim } => {
                 if let Upstream::Live(live) = &self.upstream {
@@ -345,6 +318,7 @@ impl PullPolicy {
 
     /// The next time [`PullPolicy::poll`] or an [`Event::Demand`] may decide something
     /// without another event.
+    #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.stopped {
             return None;
@@ -366,8 +340,40 @@ impl PullPolicy {
     }
 
     /// Whether the local publish is on (live or kept through a loss).
+    #[must_use]
     pub fn publishing(&self) -> bool {
         self.local != Local::Off
+    }
+
+    /// A subscribe succeeded: the local publish goes on (or starts) from it.
+    fn subscribed(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        revision: i64,
+        actions: &mut Vec<Action>,
+    ) {
+        let claim_meanwhile = match &self.upstream {
+            Upstream::Subscribing { claim } => *claim,
+            _ => None,
+        };
+        actions.push(match self.local {
+            Local::Off => Action::Publish,
+            Local::Live { revision: r } | Local::Lost { revision: r, .. } if r != revision => {
+                Action::NewSession
+            }
+            Local::Live { .. } | Local::Lost { .. } => Action::SwitchUpstream,
+        });
+        self.local = Local::Live { revision };
+        // Ring changes before now were taken into account by the lookup.
+        let live =
+            Live { origin, revision, since: now, moving: false, next: None, next_retry: None };
+        self.upstream = Upstream::Live(live);
+        if claim_meanwhile.is_some_and(|r| r != revision) {
+            info!("the stream was claimed anew while subscribing: resubscribing");
+            actions.push(Action::Unsubscribe);
+            self.upstream_lost(now);
+        }
     }
 
     /// Whether the pull is over: no viewers for `linger`, and nobody asked for the stream

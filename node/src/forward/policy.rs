@@ -70,6 +70,7 @@ pub struct ForwardPolicy {
 
 impl ForwardPolicy {
     /// The policy of a forward from `me`; feed it [`Event::Home`] first.
+    #[must_use]
     pub fn new(me: NodeId, backoff: Backoff) -> Self {
         ForwardPolicy {
             me,
@@ -146,6 +147,7 @@ impl ForwardPolicy {
 
     /// When [`ForwardPolicy::poll`] has something to do without a new event: the retry time
     /// of a forward that is wanted and not open. `None`: wait for events only.
+    #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.finished || self.leaving || self.opening.is_some() {
             return None;
@@ -155,6 +157,7 @@ impl ForwardPolicy {
     }
 
     /// Where the forward that carries the stream goes.
+    #[must_use]
     pub fn current(&self) -> Option<&NodeId> {
         self.current.as_ref()
     }
