@@ -42,6 +42,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOG_PREFIX="[bench-edge]"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 PLAYERS=${PLAYERS:-1000}
 PLAYERS_LOW=${PLAYERS_LOW:-10}
 BITRATE=${BITRATE:-2500k}
@@ -70,6 +73,7 @@ OUT_DIR=${OUT_DIR:-"$ROOT/bench/results/$(date +%Y-%m-%d)-edge"}
 BENCH="$ROOT/target/release/sluice-bench"
 ORIGIN="$ROOT/target/release/sluice-origin"
 EDGE="$ROOT/target/release/sluice-edge"
+LAUNCH="$ROOT/target/release/sluice-launch"
 LOG_DIR="$OUT_DIR/logs"
 WORK=$(mktemp -d /tmp/sluice-edgebench.XXXXXX)
 SHM=$([[ -d /dev/shm ]] && echo /dev/shm || echo /tmp)
@@ -77,27 +81,12 @@ ETCD_DIR="$SHM/sluice-edgebench-etcd.$$"
 ETCD_URL="http://127.0.0.1:$ETCD_PORT"
 PREFIX="/edgebench-$$"
 mkdir -p "$OUT_DIR" "$LOG_DIR"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
-log() { echo "[bench-edge] $*" >&2; }
-
-# Processes this script started, stopped in reverse order on exit.
+# Processes this script started (etcd and the nodes through sluice-launch, in process groups of
+# their own), stopped in reverse order on exit.
 PIDS=()
 ETCD_PID="" ORIGIN_PID="" EDGE_PID="" PUB_PID=""
-stop_pid() {
-    local pid=$1 sig=${2:-TERM}
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill -"$sig" "$pid" 2>/dev/null || true
-        # Give it up to 15 s (nodes drain), then SIGKILL.
-        local tries=150
-        while kill -0 "$pid" 2>/dev/null && ((tries > 0)); do
-            sleep 0.1
-            tries=$((tries - 1))
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null || true
-    fi
-}
 cleanup() {
     local i
     # The publisher first (SIGINT: it prints its report), then edge, origin, etcd.
@@ -111,40 +100,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-require_free_port() {
-    if port_open "$1"; then
-        log "port $1 is already in use by another process; set $2 to a free port"
-        exit 1
-    fi
-}
-
-require_free_udp_port() {
-    if ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; then
-        log "UDP port $1 is already in use by another process; set $2 to a free port"
-        exit 1
-    fi
-}
-
-# Wait until the node whose stdout is $1 (pid $2) prints its `listening` line.
-wait_listening() {
-    local out=$1 pid=$2 tries=200
-    while ! grep -q '^listening' "$out" 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "node (pid $pid) exited before listening; log: ${out%.out}.log"
-            tail -n 20 "${out%.out}.log" >&2 || true
-            exit 1
-        fi
-        tries=$((tries - 1))
-        if ((tries == 0)); then
-            log "node (pid $pid) did not print its listening line"
-            exit 1
-        fi
-        sleep 0.1
-    done
-}
 
 # Other benchmarks (sluice-bench processes other than our publisher, or another bench script)
 # on these 2 cores would spoil both runs: wait for them to finish.
@@ -160,7 +115,7 @@ wait_for_quiet() {
     local waited=0 others
     while others=$(other_benchmarks) && [[ -n "$others" ]]; do
         if ((waited % 30 == 0)); then
-            log "another benchmark runs (pids $(echo $others)); waiting for it to finish"
+            log "another benchmark runs (pids ${others//$'\n'/ }); waiting for it to finish"
         fi
         sleep 5
         waited=$((waited + 5))
@@ -172,17 +127,6 @@ wait_for_quiet() {
 metric() {
     # $1 = http port, $2 = metric name (no labels): its value, or empty
     curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2; exit }'
-}
-
-# Duration string (20s, 500ms, 1m) to whole seconds, rounded up.
-to_secs() {
-    local d=$1
-    case "$d" in
-        *ms) echo $(((${d%ms} + 999) / 1000)) ;;
-        *s) echo "${d%s}" | awk '{ printf "%d", ($1 == int($1)) ? $1 : int($1) + 1 }' ;;
-        *m) echo $((${d%m} * 60)) ;;
-        *) echo "$d" ;;
-    esac
 }
 
 # Before an origin run: the edge must not be pulling (its relay subscription would be one more
@@ -221,12 +165,12 @@ proc_snapshot() {
 
 players_run() {
     # $1 = target (origin | edge), $2 = players, $3 = report name
-    local target=$1 n=$2 name=$3 port pid http
+    local target=$1 n=$2 name=$3 port pid
     if [[ "$target" == origin ]]; then
-        port=$ORIGIN_RTMP_PORT pid=$ORIGIN_PID http=$ORIGIN_HTTP_PORT
+        port=$ORIGIN_RTMP_PORT pid=$ORIGIN_PID
         wait_edge_idle
     else
-        port=$EDGE_RTMP_PORT pid=$EDGE_PID http=$EDGE_HTTP_PORT
+        port=$EDGE_RTMP_PORT pid=$EDGE_PID
     fi
     wait_for_quiet
     local args=(run --url "rtmp://127.0.0.1:$port/live/bench" --players "$n" --protocol rtmp
@@ -356,12 +300,15 @@ done
 
 if [[ "$SKIP_BUILD" != 1 ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin -p sluice-edge)
+    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin -p sluice-edge -p sluice-launch)
 fi
-for bin in "$BENCH" "$ORIGIN" "$EDGE"; do
+for bin in "$BENCH" "$ORIGIN" "$EDGE" "$LAUNCH"; do
     [[ -x "$bin" ]] || { log "missing $bin (build it, or run without SKIP_BUILD=1)"; exit 1; }
 done
-command -v etcd >/dev/null && command -v etcdctl >/dev/null || { log "etcd and etcdctl are needed (Debian etcd-server, etcd-client)"; exit 1; }
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+    log "etcd and etcdctl are needed (Debian etcd-server, etcd-client)"
+    exit 1
+fi
 
 # Which code was measured (the tree may have uncommitted edits: they are listed).
 {
@@ -369,6 +316,7 @@ command -v etcd >/dev/null && command -v etcdctl >/dev/null || { log "etcd and e
     echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "uncommitted changes at run time:"
     git -C "$ROOT" status --short 2>/dev/null | sed 's/^/  /'
+    # shellcheck disable=SC2012 # our own three paths, no odd names
     echo "binaries: $(ls -l --time-style=+%FT%T "$ORIGIN" "$EDGE" "$BENCH" | awk '{print $6, $7}' | tr '\n' ' ')"
     echo "host: $(nproc) cpus, $(uname -r)"
 } >"$OUT_DIR/build.txt"
@@ -381,42 +329,36 @@ done
 require_free_udp_port "$RELAY_PORT" RELAY_PORT
 
 log "starting etcd on 127.0.0.1:$ETCD_PORT (data in $ETCD_DIR)"
-etcd --name bench --data-dir "$ETCD_DIR" \
-    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --log-level error --logger zap >"$LOG_DIR/etcd.log" 2>&1 &
-ETCD_PID=$!
+"$LAUNCH" etcd --name bench --client-port "$ETCD_PORT" --peer-port "$ETCD_PEER_PORT" \
+    --data-dir "$ETCD_DIR" --log "$LOG_DIR/etcd.log" --pid-file "$WORK/etcd.pid" ||
+    { log "etcd did not start; see $LOG_DIR/etcd.log"; exit 1; }
+ETCD_PID=$(cat "$WORK/etcd.pid")
 PIDS+=("$ETCD_PID")
 etcdctl_() { ETCDCTL_API=3 etcdctl --endpoints "$ETCD_URL" --command-timeout=3s "$@"; }
-tries=100
-until etcdctl_ endpoint health >/dev/null 2>&1; do
-    kill -0 "$ETCD_PID" 2>/dev/null || { log "etcd exited; see $LOG_DIR/etcd.log"; exit 1; }
-    tries=$((tries - 1))
-    ((tries > 0)) || { log "etcd did not become healthy"; exit 1; }
-    sleep 0.2
-done
 
-"$ORIGIN" gen-certs --out "$WORK/certs" --nodes origin-1,edge-1 >/dev/null
+"$LAUNCH" certs --origin-bin "$ORIGIN" --out "$WORK/certs" --nodes origin-1,edge-1 >/dev/null
+
+# start_node NAME BINARY FLAGS...: through sluice-launch (stdout to logs/NAME.out, log to
+# logs/NAME.log); returns once it listens and /readyz answers; its pid is in $WORK/NAME.pid.
+start_node() {
+    local name=$1 bin=$2
+    shift 2
+    "$LAUNCH" node --bin "$bin" --name "$name" --log-dir "$LOG_DIR" --pid-file "$WORK/$name.pid" \
+        --ready --timeout 20 -- "$@" || { [[ -s "$WORK/$name.pid" ]] && PIDS+=("$(cat "$WORK/$name.pid")"); exit 1; }
+    PIDS+=("$(cat "$WORK/$name.pid")")
+}
 
 common=(--etcd "$ETCD_URL" --etcd-prefix "$PREFIX" --tls-dir "$WORK/certs"
     --worker-threads "$SLUICE_THREADS" --log "${SLUICE_LOG:-warn}")
 log "starting sluice-origin (rtmp $ORIGIN_RTMP_PORT, http $ORIGIN_HTTP_PORT, relay udp $RELAY_PORT)"
-"$ORIGIN" "${common[@]}" --node-id origin-1 --relay-listen "127.0.0.1:$RELAY_PORT" \
-    --rtmp-listen "127.0.0.1:$ORIGIN_RTMP_PORT" --http-listen "127.0.0.1:$ORIGIN_HTTP_PORT" \
-    >"$LOG_DIR/origin.out" 2>"$LOG_DIR/origin.log" &
-ORIGIN_PID=$!
-PIDS+=("$ORIGIN_PID")
-wait_listening "$LOG_DIR/origin.out" "$ORIGIN_PID"
+start_node origin "$ORIGIN" "${common[@]}" --node-id origin-1 --relay-listen "127.0.0.1:$RELAY_PORT" \
+    --rtmp-listen "127.0.0.1:$ORIGIN_RTMP_PORT" --http-listen "127.0.0.1:$ORIGIN_HTTP_PORT"
+ORIGIN_PID=$(cat "$WORK/origin.pid")
 
 log "starting sluice-edge (rtmp $EDGE_RTMP_PORT, http $EDGE_HTTP_PORT, --upstream-linger $UPSTREAM_LINGER)"
-"$EDGE" "${common[@]}" --node-id edge-1 --upstream-linger "$UPSTREAM_LINGER" \
-    --rtmp-listen "127.0.0.1:$EDGE_RTMP_PORT" --http-listen "127.0.0.1:$EDGE_HTTP_PORT" \
-    >"$LOG_DIR/edge.out" 2>"$LOG_DIR/edge.log" &
-EDGE_PID=$!
-PIDS+=("$EDGE_PID")
-wait_listening "$LOG_DIR/edge.out" "$EDGE_PID"
+start_node edge "$EDGE" "${common[@]}" --node-id edge-1 --upstream-linger "$UPSTREAM_LINGER" \
+    --rtmp-listen "127.0.0.1:$EDGE_RTMP_PORT" --http-listen "127.0.0.1:$EDGE_HTTP_PORT"
+EDGE_PID=$(cat "$WORK/edge.pid")
 
 log "publishing $BITRATE, $FPS fps, GOP $GOP to the origin"
 "$BENCH" publish --url "rtmp://127.0.0.1:$ORIGIN_RTMP_PORT/live/bench" --bitrate "$BITRATE" \

@@ -15,6 +15,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOG_PREFIX="[bench-hls]"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 VIEWERS=${VIEWERS:-1000}
 BITRATE=${BITRATE:-2500k}
 FPS=${FPS:-30}
@@ -37,58 +40,31 @@ LOG_DIR=$(mktemp -d /tmp/sluice-bench-hls.XXXXXX)
 
 BENCH="$ROOT/target/release/sluice-bench"
 ORIGIN="$ROOT/target/release/sluice-origin"
+LAUNCH="$ROOT/target/release/sluice-launch"
 mkdir -p "$OUT_DIR"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
 SERVER_PID=""
 cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
 trap cleanup EXIT INT TERM
-
-log() { echo "[bench-hls] $*" >&2; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-require_free_port() {
-    if port_open "$1"; then
-        log "port $1 is already in use by another process; set $2 to a free port"
-        exit 1
-    fi
-}
-
-wait_port() {
-    local port=$1 pid=$2 tries=100
-    while ! port_open "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "server (pid $pid) exited before listening on $port"
-            exit 1
-        fi
-        tries=$((tries - 1))
-        if ((tries == 0)); then
-            log "nothing listens on port $port"
-            exit 1
-        fi
-        sleep 0.1
-    done
-}
 
 start_origin() {
     # $1 = log name
     require_free_port "$RTMP_PORT" RTMP_PORT
     require_free_port "$HTTP_PORT" HTTP_PORT
     log "starting sluice-origin (--worker-threads $SLUICE_THREADS) on 127.0.0.1:$RTMP_PORT, HTTP $HTTP_PORT"
-    SLUICE_LOG=${SLUICE_LOG:-warn} "$ORIGIN" --rtmp-listen "127.0.0.1:$RTMP_PORT" \
+    # Through sluice-launch: stdout to $LOG_DIR/$1.out, log to $LOG_DIR/$1.log; returns once it
+    # listens and /readyz answers.
+    SLUICE_LOG=${SLUICE_LOG:-warn} "$LAUNCH" node --bin "$ORIGIN" --name "$1" --log-dir "$LOG_DIR" \
+        --pid-file "$LOG_DIR/$1.pid" --ready --timeout 10 -- \
+        --rtmp-listen "127.0.0.1:$RTMP_PORT" \
         --http-listen "127.0.0.1:$HTTP_PORT" --worker-threads "$SLUICE_THREADS" \
-        --hls-part-target "$PART_TARGET" --hls-segment-target "$SEGMENT_TARGET" \
-        >"$LOG_DIR/$1.out" 2>"$LOG_DIR/$1.log" &
-    SERVER_PID=$!
-    wait_port "$RTMP_PORT" "$SERVER_PID"
-    wait_port "$HTTP_PORT" "$SERVER_PID"
+        --hls-part-target "$PART_TARGET" --hls-segment-target "$SEGMENT_TARGET" ||
+        { log "sluice-origin did not start (log: $LOG_DIR/$1.log)"; exit 1; }
+    SERVER_PID=$(cat "$LOG_DIR/$1.pid")
 }
 
 bench_run() {
@@ -113,7 +89,7 @@ bench_run() {
 
 if [[ "$SKIP_BUILD" != 1 ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin)
+    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin -p sluice-launch)
 fi
 
 for proto in $PROTOCOLS; do

@@ -12,6 +12,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOG_PREFIX="[bench-vs-nginx]"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 PLAYERS=${PLAYERS:-1000}
 BITRATE=${BITRATE:-2500k}
 FPS=${FPS:-30}
@@ -36,47 +39,16 @@ RTMP_MODULE=${RTMP_MODULE:-$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep -m1 'n
 
 BENCH="$ROOT/target/release/sluice-bench"
 ORIGIN="$ROOT/target/release/sluice-origin"
+LAUNCH="$ROOT/target/release/sluice-launch"
 mkdir -p "$OUT_DIR"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
 SERVER_PID=""
 cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
 trap cleanup EXIT INT TERM
-
-log() { echo "[bench-vs-nginx] $*" >&2; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Refuse to start when something else already listens: the load would hit the wrong server.
-require_free_port() {
-    if port_open "$1"; then
-        log "port $1 is already in use by another process; set ${2} to a free port"
-        exit 1
-    fi
-}
-
-# Wait until our server ($2) listens on port $1; fail if it exited.
-wait_port() {
-    local port=$1 pid=$2 tries=100
-    while ! port_open "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "server (pid $pid) exited before listening on $port"
-            exit 1
-        fi
-        tries=$((tries - 1))
-        if ((tries == 0)); then
-            log "nothing listens on port $port"
-            exit 1
-        fi
-        sleep 0.1
-    done
-}
 
 bench_run() {
     # $1 = rtmp url, $2 = server pid, $3 = output file, $4 = flv url (optional)
@@ -129,10 +101,14 @@ run_sluice() {
     require_free_port "$SLUICE_RTMP_PORT" SLUICE_RTMP_PORT
     require_free_port "$SLUICE_HTTP_PORT" SLUICE_HTTP_PORT
     log "starting sluice-origin on 127.0.0.1:$SLUICE_RTMP_PORT (HTTP $SLUICE_HTTP_PORT)"
-    SLUICE_LOG=${SLUICE_LOG:-warn} "$ORIGIN" --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
-        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" --worker-threads "$SLUICE_THREADS" 2>"$OUT_DIR/sluice.log" &
-    SERVER_PID=$!
-    wait_port "$SLUICE_RTMP_PORT" "$SERVER_PID"
+    # Through sluice-launch: log to $OUT_DIR/sluice.log, stdout to sluice.out; returns once it
+    # listens and /readyz answers.
+    SLUICE_LOG=${SLUICE_LOG:-warn} "$LAUNCH" node --bin "$ORIGIN" --name sluice --log-dir "$OUT_DIR" \
+        --pid-file "$OUT_DIR/sluice.pid" --ready --timeout 10 -- \
+        --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
+        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" --worker-threads "$SLUICE_THREADS" ||
+        { log "sluice-origin did not start (log: $OUT_DIR/sluice.log)"; exit 1; }
+    SERVER_PID=$(cat "$OUT_DIR/sluice.pid")
     bench_run "rtmp://127.0.0.1:$SLUICE_RTMP_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/sluice.json" \
         "http://127.0.0.1:$SLUICE_HTTP_PORT/live/bench.flv"
     cleanup
@@ -140,7 +116,7 @@ run_sluice() {
 
 if [[ "$SKIP_BUILD" != 1 ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin)
+    (cd "$ROOT" && cargo build --release -p sluice-bench -p sluice-origin -p sluice-launch)
 fi
 
 for target in $TARGETS; do

@@ -12,6 +12,8 @@
 # and reported live in fuzz/artifacts-found/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 seconds=${1:-30}
 filter=${2:-}
@@ -20,10 +22,7 @@ if [ ! -d fuzz ]; then
     echo "fuzz.sh: no fuzz/ directory in this checkout" >&2
     exit 1
 fi
-if ! cargo fuzz --help >/dev/null 2>&1; then
-    echo "fuzz.sh: installing cargo-fuzz"
-    cargo install --locked cargo-fuzz
-fi
+need_cargo_tool fuzz cargo-fuzz
 
 mapfile -t targets < <(cd fuzz && cargo fuzz list)
 failed=()

@@ -8,23 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-apt_install() {
-    local missing=()
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "run.sh: installing ${missing[*]}" >&2
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-    fi
-}
-
-command -v cargo >/dev/null || { echo "run.sh: cargo not found; install Rust from rustup.rs" >&2; exit 1; }
+command -v cargo >/dev/null || { log "cargo not found; install Rust from rustup.rs"; exit 1; }
 command -v protoc >/dev/null || apt_install protobuf-compiler
 command -v cc >/dev/null || apt_install build-essential
 command -v pkg-config >/dev/null || apt_install pkg-config
@@ -35,11 +22,11 @@ cargo build --release --bin sluice-origin >&2
 # Installed again when web/package-lock.json changed since the last install.
 if [ ! -e web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
     if command -v npm >/dev/null; then
-        echo "run.sh: installing the web player libraries (npm ci --prefix web)" >&2
+        log "installing the web player libraries (npm ci --prefix web)"
         npm ci --prefix web --no-audit --no-fund >&2 \
-            || echo "run.sh: WARNING: npm ci failed; the web page at / will have no players" >&2
+            || log "WARNING: npm ci failed; the web page at / will have no players"
     else
-        echo "run.sh: WARNING: npm not found (apt-get install npm); the web page at / will have no players" >&2
+        log "WARNING: npm not found (apt-get install npm); the web page at / will have no players"
     fi
 fi
 

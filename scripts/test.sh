@@ -9,9 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
@@ -30,11 +29,7 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.sh
 command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    echo "test.sh: installing ${need_apt[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-fi
+apt_get_install "${need_apt[@]}"
 
 if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
     echo "test.sh: installing imageio-ffmpeg (pip)"
@@ -51,13 +46,10 @@ if [ ! -e web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt w
     npm ci --prefix web --no-audit --no-fund
 fi
 
-if ! cargo nextest --version >/dev/null 2>&1; then
-    echo "test.sh: installing cargo-nextest"
-    cargo install --locked cargo-nextest
-fi
+need_cargo_tool nextest cargo-nextest
 
 # The e2e tests open thousands of sockets (connection flood).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
 cargo build --workspace --bins
 

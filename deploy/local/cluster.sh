@@ -12,7 +12,7 @@
 #                      origins) BASE+10k+2
 #   STATE_DIR          PIDs, logs, certificates, etcd data (default /dev/shm/sluice-local-$USER)
 #   SKIP_BUILD=1       do not run `cargo build --release`
-#   BIN_DIR            where sluice-origin and sluice-edge are (default <target>/release)
+#   BIN_DIR            where sluice-origin, sluice-edge and sluice-launch are (default <target>/release)
 #   FOREGROUND=1       same as --foreground
 #   STREAM=live/mystream   the APP/STREAM used in the printed URLs
 #   ETCD_PREFIX=/sluice, LEASE_TTL=5s, DRAIN_TIMEOUT=3s, START_TIMEOUT=60 (s), STOP_TIMEOUT=15 (s)
@@ -21,6 +21,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SELF="deploy/local/cluster.sh"
+LOG_PREFIX="cluster.sh:"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 ORIGINS=(origin-1 origin-2)
 EDGES=(edge-1 edge-2 edge-3)
 HOST=127.0.0.1
@@ -33,7 +36,7 @@ ETCD_DATA="$STATE_DIR/etcd-data"
 ENV_FILE="$STATE_DIR/cluster.env"
 
 say() { printf '%s\n' "$*"; }
-err() { printf 'cluster.sh: %s\n' "$*" >&2; }
+err() { log "$@"; }
 die() { err "$*"; exit 1; }
 
 # Ports and prefix. `status` and `down` (argument "saved") take the settings `up` wrote to the
@@ -84,29 +87,6 @@ pid_of() {
     alive "$pid" "$(comm_of "$1")" || return 1
     echo "$pid"
 }
-# alive PID COMM: running (not a zombie) and its command name is COMM.
-alive() {
-    local stat
-    [ -r "/proc/$1/comm" ] || return 1
-    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [ "${stat%% *}" != Z ]
-}
-
-# port_taken tcp|udp PORT: something listens on it.
-port_taken() {
-    local flags=-Hltn
-    [ "$1" = udp ] && flags=-Hlun
-    if command -v ss >/dev/null; then
-        [ -n "$(ss "$flags" "sport = :$2" 2>/dev/null)" ]
-    elif [ "$1" = tcp ]; then
-        (exec 3<>"/dev/tcp/$HOST/$2") 2>/dev/null
-    else
-        return 1
-    fi
-}
-
 check_ports() {
     local taken=() name proto port label
     # proto port label, one per line
@@ -137,23 +117,8 @@ build() {
         return
     fi
     need cargo "install Rust from https://rustup.rs (or set SKIP_BUILD=1 BIN_DIR=... to use built binaries)"
-    say "Building sluice-origin and sluice-edge (release; SKIP_BUILD=1 skips this)..."
-    (cd "$ROOT" && cargo build --release -p sluice-origin -p sluice-edge) >&2
-}
-
-# start NAME COMMAND...: run in the background, stdout to logs/NAME.out, stderr to logs/NAME.log,
-# pid to pids/NAME.pid. In a session of its own (setsid execs in place: a background job is no
-# process group leader), so neither a closed terminal nor a Ctrl-C meant for this script reaches
-# it: `down` (or the foreground trap) stops the nodes in order.
-start() {
-    local name=$1
-    shift
-    if command -v setsid >/dev/null; then
-        setsid "$@" </dev/null >"$LOG_DIR/$name.out" 2>"$LOG_DIR/$name.log" &
-    else
-        nohup "$@" </dev/null >"$LOG_DIR/$name.out" 2>"$LOG_DIR/$name.log" &
-    fi
-    echo $! >"$PID_DIR/$name.pid"
+    say "Building sluice-origin, sluice-edge and sluice-launch (release; SKIP_BUILD=1 skips this)..."
+    (cd "$ROOT" && cargo build --release -p sluice-origin -p sluice-edge -p sluice-launch) >&2
 }
 
 log_tail() {
@@ -161,11 +126,20 @@ log_tail() {
     tail -n 20 "$LOG_DIR/$1.log" >&2 2>/dev/null || true
 }
 
-# A process that died while starting: say why, stop the rest, fail.
+# launch etcd|node ARGS...: `sluice-launch` (tests/launch, the launcher the Rust tests use too)
+# starts the process in a process group of its own, so neither a closed terminal nor a Ctrl-C
+# meant for this script reaches it (`down` or the foreground trap stops the nodes in order),
+# writes its pid file at once and returns when it is ready (etcd: /health; a node: its
+# `listening` line, then /readyz 200). stdout goes to logs/NAME.out, stderr to logs/NAME.log.
+launch() {
+    "$BIN_DIR/sluice-launch" "$1" --timeout "$START_TIMEOUT" "${@:2}"
+}
+
+# A process that did not start (sluice-launch printed why and its log's last lines): stop the
+# rest, fail.
 start_failed() {
-    local name=$1 why=$2
-    err "$name $why"
-    log_tail "$name"
+    local name=$1
+    err "$name did not start"
     if grep -qi 'address already in use\|address in use' "$LOG_DIR/$name.log" 2>/dev/null; then
         err "a port of $name is taken: pick another range with BASE_PORT=..."
     fi
@@ -173,31 +147,33 @@ start_failed() {
     exit 1
 }
 
-wait_etcd() {
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until curl -fsS -m 2 "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'; do
-        pid_of etcd >/dev/null || start_failed etcd "exited while starting"
-        [ "$SECONDS" -lt "$deadline" ] || start_failed etcd "did not answer on $ETCD_URL within ${START_TIMEOUT}s"
-        sleep 0.2
+# start_nodes BINARY NAME...: start them side by side, each through sluice-launch, and wait
+# until all are ready (listening on the expected HTTP port, /readyz 200).
+start_nodes() {
+    local bin=$1 name jobs=() i line extra failed=()
+    shift
+    for name in "$@"; do
+        extra=()
+        case $name in origin-*) extra=(--relay-listen "$HOST:$(relay_port "$name")") ;; esac
+        launch node --bin "$BIN_DIR/$bin" --name "$name" --log-dir "$LOG_DIR" \
+            --pid-file "$PID_DIR/$name.pid" --ready -- "${common[@]}" --node-id "$name" \
+            --rtmp-listen "$HOST:$(rtmp_port "$name")" --http-listen "$HOST:$(http_port "$name")" \
+            "${extra[@]}" &
+        jobs+=($!)
     done
-}
-
-# wait_node NAME: its `listening rtmp=ADDR http=ADDR ...` line, then /readyz 200.
-wait_node() {
-    local name=$1 deadline=$((SECONDS + START_TIMEOUT)) line code
-    until line=$(grep -m1 '^listening ' "$LOG_DIR/$name.out" 2>/dev/null); do
-        pid_of "$name" >/dev/null || start_failed "$name" "exited while starting"
-        [ "$SECONDS" -lt "$deadline" ] || start_failed "$name" "printed no 'listening' line within ${START_TIMEOUT}s"
-        sleep 0.1
+    # Every launcher has returned before a failure stops the rest.
+    i=0
+    for name in "$@"; do
+        wait "${jobs[i]}" || failed+=("$name")
+        i=$((i + 1))
     done
-    case $line in
-        *"http=$HOST:$(http_port "$name")"*) ;;
-        *) start_failed "$name" "listens elsewhere than expected: $line" ;;
-    esac
-    until code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$(http_port "$name")/readyz") && [ "$code" = 200 ]; do
-        pid_of "$name" >/dev/null || start_failed "$name" "exited while starting"
-        [ "$SECONDS" -lt "$deadline" ] || start_failed "$name" "not ready (/readyz $code) within ${START_TIMEOUT}s"
-        sleep 0.2
+    if [ "${#failed[@]}" -gt 0 ]; then start_failed "${failed[0]}"; fi
+    for name in "$@"; do
+        line=$(grep -m1 '^listening ' "$LOG_DIR/$name.out" 2>/dev/null) || true
+        case $line in
+            *"http=$HOST:$(http_port "$name")"*) ;;
+            *) err "$name listens elsewhere than expected: $line"; start_failed "$name" ;;
+        esac
     done
 }
 
@@ -220,8 +196,8 @@ cmd_up() {
     BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
     BIN_DIR=$(cd "$BIN_DIR" 2>/dev/null && pwd) || die "BIN_DIR ${BIN_DIR} does not exist (build first, or unset SKIP_BUILD)"
     local bin
-    for bin in sluice-origin sluice-edge; do
-        [ -x "$BIN_DIR/$bin" ] || die "$BIN_DIR/$bin not found: build it with 'cargo build --release -p sluice-origin -p sluice-edge' (or drop SKIP_BUILD=1; BIN_DIR=target/debug uses debug builds)"
+    for bin in sluice-origin sluice-edge sluice-launch; do
+        [ -x "$BIN_DIR/$bin" ] || die "$BIN_DIR/$bin not found: build it with 'cargo build --release -p sluice-origin -p sluice-edge -p sluice-launch' (or drop SKIP_BUILD=1; BIN_DIR=target/debug uses debug builds)"
     done
     check_ports
 
@@ -236,39 +212,20 @@ cmd_up() {
     # Interrupted or failed half-way: stop what was started.
     trap 'err "interrupted: stopping what was started"; stop_all >&2; exit 130' INT TERM
 
-    local nodes=("${ORIGINS[@]}" "${EDGES[@]}") name missing=0 csv
-    for name in "${nodes[@]}"; do
-        if [ ! -f "$CERT_DIR/$name.pem" ] || [ ! -f "$CERT_DIR/$name.key" ]; then missing=1; fi
-    done
-    if [ ! -f "$CERT_DIR/ca.pem" ]; then missing=1; fi
-    if [ "$missing" = 1 ]; then
-        say "Generating development certificates in $CERT_DIR"
-        csv=$(IFS=,; echo "${nodes[*]}")
-        "$BIN_DIR/sluice-origin" gen-certs --out "$CERT_DIR" --nodes "$csv" >/dev/null \
-            || die "sluice-origin gen-certs failed"
-    fi
+    local nodes=("${ORIGINS[@]}" "${EDGES[@]}") csv
+    csv=$(IFS=,; echo "${nodes[*]}")
+    # Prints "Generating development certificates in DIR" when some are missing.
+    "$BIN_DIR/sluice-launch" certs --origin-bin "$BIN_DIR/sluice-origin" --out "$CERT_DIR" \
+        --nodes "$csv" || die "sluice-origin gen-certs failed"
 
-    rm -rf "$ETCD_DATA"
-    local peer="http://$HOST:$ETCD_PEER"
-    start etcd etcd --name sluice-local --data-dir "$ETCD_DATA" \
-        --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-        --initial-cluster "sluice-local=$peer" --log-level warn --logger zap
-    wait_etcd
+    launch etcd --name sluice-local --client-port "$ETCD_CLIENT" --peer-port "$ETCD_PEER" \
+        --data-dir "$ETCD_DATA" --log-level warn --log "$LOG_DIR/etcd.log" \
+        --pid-file "$PID_DIR/etcd.pid" || start_failed etcd
 
     local common=(--etcd "$ETCD_URL" --etcd-prefix "$ETCD_PREFIX" --lease-ttl "${LEASE_TTL:-5s}"
         --tls-dir "$CERT_DIR" --web-dir "$ROOT/web" --drain-timeout "${DRAIN_TIMEOUT:-3s}")
-    for name in "${ORIGINS[@]}"; do
-        start "$name" "$BIN_DIR/sluice-origin" "${common[@]}" --node-id "$name" \
-            --rtmp-listen "$HOST:$(rtmp_port "$name")" --http-listen "$HOST:$(http_port "$name")" \
-            --relay-listen "$HOST:$(relay_port "$name")"
-    done
-    for name in "${ORIGINS[@]}"; do wait_node "$name"; done
-    for name in "${EDGES[@]}"; do
-        start "$name" "$BIN_DIR/sluice-edge" "${common[@]}" --node-id "$name" \
-            --rtmp-listen "$HOST:$(rtmp_port "$name")" --http-listen "$HOST:$(http_port "$name")"
-    done
-    for name in "${EDGES[@]}"; do wait_node "$name"; done
+    start_nodes sluice-origin "${ORIGINS[@]}"
+    start_nodes sluice-edge "${EDGES[@]}"
 
     print_urls
     if [ "${FOREGROUND:-0}" = 1 ]; then

@@ -29,16 +29,17 @@ use std::sync::Arc;
 use sluice_cluster::types::{NodeId, Snapshot, StreamRecord};
 use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
+use sluice_node::lock::lock;
 use sluice_node::peers::{PeerError, Peers};
 use sluice_node::placement::{relay_addr, Placement};
-use sluice_node::relay::RelayedPublish;
+use sluice_node::relayed_publish::RelayedPublish;
 use sluice_relay::{Frame, RelayError, Subscription};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::args::PullSettings;
-use crate::table::{lock, PullTable};
+use crate::table::PullTable;
 
 pub mod policy;
 

@@ -1,10 +1,11 @@
 //! The edge's table of running pulls: one entry per stream, shared by the
 //! [`crate::upstream::RelayUpstream`] (which starts pulls and marks streams wanted) and the
 //! [`crate::pull`] tasks (each removes its own entry when it stops). It is a module of its own so
-//! that both import it and neither imports the other back.
+//! that both import it and neither imports the other back. It is locked with
+//! [`sluice_node::lock::lock`], like every mutex of the node side.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use sluice_media::stream_name::StreamKey;
 use tokio::time::Instant;
@@ -19,9 +20,3 @@ pub(crate) struct PullEntry {
 
 /// The table of pulls, shared with the pull tasks (each removes itself when it stops).
 pub(crate) type PullTable = Arc<Mutex<HashMap<StreamKey, PullEntry>>>;
-
-/// Locks the table; a panicked holder cannot leave it half-updated (each update is one map
-/// operation), so a poisoned lock is taken over.
-pub(crate) fn lock(t: &PullTable) -> MutexGuard<'_, HashMap<StreamKey, PullEntry>> {
-    t.lock().unwrap_or_else(PoisonError::into_inner)
-}

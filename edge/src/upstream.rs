@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use sluice_cluster::Registry;
 use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
+use sluice_node::lock::lock;
 use sluice_node::peers::Peers;
 use sluice_node::placement::Placement;
 use sluice_node::server::UpstreamContext;
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::args::PullSettings;
 use crate::pull;
-use crate::table::{lock, PullEntry, PullTable};
+use crate::table::{PullEntry, PullTable};
 
 /// Pulls streams over the relay from the origins that hold them.
 pub struct RelayUpstream {

@@ -35,9 +35,11 @@ use tracing::{info, warn, Instrument};
 
 use crate::backoff::Backoff;
 use crate::hub::Hub;
+use crate::lock::lock;
 use crate::peers::Peers;
 use crate::placement::{relay_addr, Placement};
-use crate::relay::{spawn_feed, RelayedPublish};
+use crate::relay_feed::spawn_feed;
+use crate::relayed_publish::RelayedPublish;
 
 pub mod policy;
 
@@ -302,8 +304,4 @@ async fn sleep_until(at: Option<std::time::Instant>) {
 /// The policy's clock: tokio's, so tests with paused time drive it too.
 fn now() -> std::time::Instant {
     Instant::now().into_std()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -2,7 +2,6 @@
 //! `sluice-origin gen-certs`, and origins and edges started with the flags they share.
 
 use std::path::Path;
-use std::process::Command;
 
 use sluice_cluster::types::NodeId;
 use sluice_cluster::{Ring, DEFAULT_VNODES};
@@ -17,19 +16,8 @@ pub const TEST_LEASE_TTL: &str = "2s";
 
 /// Writes a development CA and certificates for `nodes` into `dir` with `sluice-origin gen-certs`.
 pub fn gen_certs(dir: &Path, nodes: &[&str]) {
-    let out = Command::new(paths::binary("sluice-origin"))
-        .args(["gen-certs", "--out"])
-        .arg(dir)
-        .args(["--nodes", &nodes.join(",")])
-        .output()
-        .expect("run sluice-origin gen-certs");
-    assert!(out.status.success(), "gen-certs failed: {}", String::from_utf8_lossy(&out.stderr));
-    for n in nodes {
-        assert!(
-            dir.join(format!("{n}.pem")).is_file() && dir.join(format!("{n}.key")).is_file(),
-            "cert of {n}"
-        );
-    }
+    sluice_launch::certs::gen_certs(&paths::binary("sluice-origin"), dir, nodes)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// An etcd, a key prefix and certificates for the named nodes.

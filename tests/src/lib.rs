@@ -2,6 +2,9 @@
 //! ffmpeg publishers and players, read the HTTP API and metrics, and speak raw RTMP.
 //!
 //! Every test starts its own server on port 0, so tests can run in parallel (cargo-nextest).
+//! Processes (etcd, certificates, nodes) are started by `sluice-launch` (tests/launch), the one
+//! launcher the other crates' tests, the bench scripts and deploy/local use too. The tests
+//! themselves are modules of one binary, tests/tests/e2e.
 
 pub mod cluster;
 pub mod etcd;

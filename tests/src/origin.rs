@@ -1,19 +1,18 @@
-//! A `sluice-origin` process under test: started on free ports, stopped on drop.
+//! A `sluice-origin` process under test: started on free ports by the shared launcher
+//! (`sluice-launch`), stopped on drop.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+
+use sluice_launch::node::Listening;
+use sluice_launch::{LaunchError, Node, NodeSpec};
 
 use crate::http::{self, HttpResponse};
 use crate::metrics::Metrics;
 use crate::paths;
-use crate::process::ChildGuard;
 
 /// How long the origin may take to print its `listening` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -44,10 +43,10 @@ impl TestDir {
     }
 }
 
-/// A running `sluice-origin`.
+/// A running `sluice-origin` (or `sluice-edge`), started by the shared launcher.
 #[derive(Debug)]
 pub struct Origin {
-    child: ChildGuard,
+    node: Node,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     /// The QUIC relay's UDP address, when the node listens for relay peers.
@@ -62,7 +61,7 @@ impl Origin {
         Self::try_start(args).unwrap_or_else(|e| panic!("starting sluice-origin: {e}"))
     }
 
-    pub fn try_start(args: &[&str]) -> Result<Origin, String> {
+    pub fn try_start(args: &[&str]) -> Result<Origin, LaunchError> {
         Self::try_start_bin("sluice-origin", args)
     }
 
@@ -72,63 +71,25 @@ impl Origin {
             .unwrap_or_else(|e| panic!("starting sluice-edge: {e}"))
     }
 
-    /// Start the node binary `name` with port-0 listeners on 127.0.0.1 plus `args`.
-    pub fn try_start_bin(name: &str, args: &[&str]) -> Result<Origin, String> {
-        let bin = paths::binary(name);
+    /// Start the node binary `name` with port-0 listeners on 127.0.0.1 plus `args`; its log
+    /// (stderr) goes to `NAME.log` and its stdout to `NAME.out` in a fresh [`TestDir`].
+    pub fn try_start_bin(name: &str, args: &[&str]) -> Result<Origin, LaunchError> {
         let dir = TestDir::new(name.trim_start_matches("sluice-"));
-        let log_path = dir.path().join(format!("{name}.log"));
-        let log = File::create(&log_path).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&bin);
-        cmd.args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        let mut spec = NodeSpec::new(name, paths::binary(name), dir.path())
+            .args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
-        let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut guard = ChildGuard::new(name, child);
-        eprintln!("{name} pid {} args {:?}, log: {}", guard.pid(), args, log_path.display());
-
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let mut sent = false;
-            // Keep draining stdout for the life of the process so it never blocks on a pipe.
-            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                if !sent {
-                    let _ = tx.send(line.trim_end().to_string());
-                    sent = true;
-                }
-                line.clear();
-            }
-        });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let status = guard.try_wait();
-                guard.stop();
-                return Err(format!(
-                    "no `listening` line within {START_TIMEOUT:?} (exit status {status:?}); log {}:\n{}",
-                    log_path.display(),
-                    tail(&log_path, 40)
-                ));
-            }
-        };
-        let (rtmp, http) = parse_listening(&line).ok_or_else(|| {
-            format!("unexpected first stdout line {line:?}; log:\n{}", tail(&log_path, 40))
+            .env("RUST_LOG", &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_BACKTRACE", "1");
+        spec.start_timeout = START_TIMEOUT;
+        let log_path = spec.log_path();
+        let node = Node::start_with(&spec, |pid| {
+            eprintln!("{name} pid {pid} args {args:?}, log: {}", log_path.display());
         })?;
-        let relay = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("relay="))
-            .and_then(|v| v.parse().ok());
-        Ok(Origin { child: guard, rtmp, http, relay, log_path, dir })
+        Ok(Origin { rtmp: node.rtmp, http: node.http, relay: node.relay, node, log_path, dir })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.pid()
+        self.node.pid()
     }
 
     pub fn log_path(&self) -> &Path {
@@ -188,19 +149,19 @@ impl Origin {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().is_none()
+        self.node.child().try_wait().is_none()
     }
 
     /// SIGTERM and wait (SIGKILL after 5 s); returns whether it exited by itself in time.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.signal(libc::SIGTERM);
-        self.child.wait_timeout(Duration::from_secs(5))
+        self.node.child().signal(libc::SIGTERM);
+        self.node.child().wait_timeout(Duration::from_secs(5))
     }
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        let crashed = self.child.try_wait();
+        let crashed = self.node.child().try_wait();
         if thread::panicking() || crashed.as_ref().is_some_and(|s| !s.success()) {
             eprintln!(
                 "---- sluice-origin log ({}), exit status {:?}, last lines:\n{}",
@@ -209,26 +170,13 @@ impl Drop for Origin {
                 tail(&self.log_path, 60)
             );
         }
-        self.child.stop();
+        self.node.child().stop();
     }
 }
 
 /// Parse `listening rtmp=127.0.0.1:PORT http=127.0.0.1:PORT`.
 pub fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let mut words = line.split_whitespace();
-    if words.next()? != "listening" {
-        return None;
-    }
-    let mut rtmp = None;
-    let mut http = None;
-    for word in words {
-        if let Some(v) = word.strip_prefix("rtmp=") {
-            rtmp = v.parse().ok();
-        } else if let Some(v) = word.strip_prefix("http=") {
-            http = v.parse().ok();
-        }
-    }
-    Some((rtmp?, http?))
+    Listening::parse(line).map(|l| (l.rtmp, l.http))
 }
 
 /// The last `n` lines of a text file.

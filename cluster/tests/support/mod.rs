@@ -3,10 +3,8 @@
 #![allow(dead_code)]
 
 use sluice_cluster::*;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -92,80 +90,32 @@ impl Fixture for EtcdFixture {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A real single-member etcd on loopback, data on /dev/shm; killed and removed on drop.
+/// A real single-member etcd on loopback, data on /dev/shm; stopped and removed on drop. Started
+/// by the workspace's one etcd launcher (`sluice-launch`).
 pub struct EtcdServer {
-    child: Child,
-    client_port: u16,
-    dir: PathBuf,
+    etcd: sluice_launch::Etcd,
 }
 
 impl EtcdServer {
     pub async fn start() -> EtcdServer {
-        let (client_port, peer_port) = (free_port(), free_port());
-        let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
-        let dir = PathBuf::from(format!(
-            "{base}/sluice-etcd-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(&dir)
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .args(["--log-level", "error", "--logger", "zap"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd binary (Debian package etcd-server) must be installed");
-        let server = EtcdServer { child, client_port, dir };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Ok(mut c)) = tokio::time::timeout(
-                Duration::from_secs(1),
-                etcd_client::Client::connect([server.endpoint()], None),
-            )
+        // The launcher blocks while etcd comes up: off the test's runtime thread.
+        let etcd = tokio::task::spawn_blocking(sluice_launch::Etcd::start)
             .await
-            {
-                if c.status().await.is_ok() {
-                    return server;
-                }
-            }
-            assert!(Instant::now() < deadline, "etcd did not become healthy");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            .expect("etcd launcher task")
+            .unwrap_or_else(|e| panic!("{e}"));
+        EtcdServer { etcd }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        self.etcd.endpoint()
     }
 
     pub fn port(&self) -> u16 {
-        self.client_port
+        self.etcd.port()
     }
 
     pub async fn client(&self) -> etcd_client::Client {
         etcd_client::Client::connect([self.endpoint()], None).await.unwrap()
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

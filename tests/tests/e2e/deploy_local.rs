@@ -78,9 +78,11 @@ impl LocalCluster {
 
     /// `cluster.sh ARGS` with the debug binaries, this test's ports and state directory.
     fn script(&self, args: &[&str], timeout: Duration) -> Run {
-        // Both binaries must exist (panics with build instructions otherwise).
+        // The binaries must exist (panics with build instructions otherwise); cluster.sh starts
+        // the processes with sluice-launch.
         let bin_dir = paths::binary("sluice-origin").parent().expect("target/debug").to_path_buf();
         paths::binary("sluice-edge");
+        paths::binary("sluice-launch");
         let mut cmd = Command::new("bash");
         cmd.arg(paths::workspace_root().join("deploy/local/cluster.sh"))
             .args(args)

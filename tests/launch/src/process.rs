@@ -1,0 +1,131 @@
+//! Child processes that are stopped when dropped, and the small polling and port helpers the
+//! launchers share.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A child process that is terminated (SIGTERM, then SIGKILL after a grace period) on drop.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+    name: String,
+    grace: Duration,
+}
+
+impl ChildGuard {
+    pub fn new(name: impl Into<String>, child: Child) -> Self {
+        ChildGuard { child: Some(child), name: name.into(), grace: Duration::from_secs(5) }
+    }
+
+    /// A guard of no process (what is left behind after [`ChildGuard::detach`]).
+    pub fn none(name: impl Into<String>) -> Self {
+        ChildGuard { child: None, name: name.into(), grace: Duration::from_secs(5) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait up to `timeout` for the process to exit by itself.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) with a pid we own; harmless if it already exited (ESRCH).
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// SIGTERM, wait up to the grace period, then SIGKILL. Returns the exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.child.as_ref()?;
+        if let Some(status) = self.try_wait() {
+            return Some(status);
+        }
+        self.signal(libc::SIGTERM);
+        if let Some(status) = self.wait_timeout(self.grace) {
+            return Some(status);
+        }
+        eprintln!(
+            "{} (pid {}) ignored SIGTERM for {:?}: killing",
+            self.name,
+            self.pid(),
+            self.grace
+        );
+        let child = self.child.as_mut()?;
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Leave the process running: nothing stops it when the guard goes away (the caller keeps
+    /// its pid, e.g. in a pid file). Returns the pid.
+    pub fn detach(mut self) -> u32 {
+        let pid = self.pid();
+        self.child = None;
+        pid
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Poll `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A fresh path `<shm>/<stem>-<pid>-<n>` (not created), where `<shm>` is /dev/shm when there is
+/// one (etcd's fsyncs cost nothing in memory) and /tmp otherwise.
+pub fn scratch_path(stem: &str) -> PathBuf {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    PathBuf::from(format!(
+        "{base}/{stem}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}

@@ -1,0 +1,24 @@
+//! The end-to-end tests, one module per area, in ONE test binary: each binary of this crate links
+//! the whole dependency tree, and on two cores eighteen of them cost more link time than the
+//! tests take to compile. nextest still runs every test in a process of its own.
+//!
+//! One area: `cargo nextest run -p sluice-tests -E 'test(/^hostile::/)'`.
+
+mod audio_only;
+mod browser;
+mod cluster_origins;
+mod deploy_local;
+mod edge_hls;
+mod edges;
+mod flood;
+mod hevc;
+mod hls;
+mod hls_ts;
+mod hostile;
+mod http_api;
+mod media_changes;
+mod otlp;
+mod placement;
+mod publish_play;
+mod rules;
+mod slow_viewer;
