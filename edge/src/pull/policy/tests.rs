@@ -249,7 +249,7 @@ fn home_switch_is_make_before_break() {
     let (mut p, now) = live();
     // The ring moves the stream's home from a to b: subscribe at b, keep a.
     let next = Action::SubscribeNext { to: id("b"), revision: 7 };
-    assert_eq!(p.on_event(now, Event::Home(Some(id("b")))), [next.clone()]);
+    assert_eq!(p.on_event(now, Event::Home(Some(id("b")))), std::slice::from_ref(&next));
     // b has no forward yet: a keeps feeding viewers; b is tried again every IDLE_CHECK.
     assert_eq!(p.on_event(now, Event::NextFailed { origin: id("b") }), []);
     assert_eq!(p.next_deadline(), Some(now + IDLE_CHECK));
