@@ -7,9 +7,14 @@
 //! - [`pull`] finds the origin holding the stream's claim in the registry cache (no etcd
 //!   request per viewer), subscribes over the relay, and publishes the frames into the local
 //!   hub. When the upstream breaks it resubscribes (to the new holder if the claim moved)
-//!   while viewers stay connected; after the last viewer leaves it lingers, then stops.
+//!   while viewers stay connected; after the last viewer leaves it lingers, then stops. Those
+//!   decisions are [`pull::policy::PullPolicy`], a sans-IO state machine (events and time in,
+//!   actions out); the task only drives it.
+//! - `table` holds the running pulls; the upstream and the pull tasks both use it, and
+//!   the imports go one way: upstream -> pull -> table.
 //! - `sluice_node::peers` keeps one relay connection per origin, shared by all of its streams.
 
 pub mod args;
 pub mod pull;
+mod table;
 pub mod upstream;

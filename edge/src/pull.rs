@@ -15,31 +15,35 @@
 //!   timestamps continuing.
 //! - The claim is gone (the publisher left): the local publish ends at once; viewers get the
 //!   unpublish notice and wait for a republish, as on an origin.
+//!
+//! These decisions (when to subscribe, retry, switch, end, stop) are the sans-IO
+//! [`policy::PullPolicy`]; the task here is its driver: it subscribes, feeds frames into the
+//! local publish, tells the policy what happened and sleeps until its next deadline.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use sluice_cluster::types::{NodeId, Snapshot};
+use sluice_cluster::types::{NodeId, Snapshot, StreamRecord};
 use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
-use sluice_node::peers::Peers;
+use sluice_node::lock::lock;
+use sluice_node::peers::{PeerError, Peers};
 use sluice_node::placement::{relay_addr, Placement};
 use sluice_node::relayed_publish::RelayedPublish;
-use sluice_relay::{RelayError, RelaySubscription};
+use sluice_relay::{Frame, RelayError, RelaySubscription};
 use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::args::PullSettings;
-use crate::upstream::{lock, PullTable};
+use crate::table::PullTable;
 
-/// Pause before the first retry after a failed subscribe; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// A subscription that ends sooner than this counts as a failure for the backoff.
-const QUICK_FAILURE: Duration = Duration::from_secs(1);
-/// How often a running pull checks whether it still has viewers.
-const IDLE_CHECK: Duration = Duration::from_secs(1);
+pub mod policy;
+
+use policy::{Action, Event, PullPolicy, IDLE_CHECK};
 
 /// Everything one pull task needs.
 pub(crate) struct PullTask {
@@ -99,40 +103,51 @@ pub fn resolve(
     Ok(Sources { revision: stream.revision(), candidates })
 }
 
-/// How a live subscription stopped.
-enum End {
-    /// The origin says the publisher left.
-    Ended,
-    /// The connection or stream broke.
-    Broken(RelayError),
-    /// The stream was claimed anew (the publisher reconnected, maybe on another origin).
-    Reclaimed,
-    /// No viewers for the linger time: the pull is over.
-    Idle,
+/// Why a subscribe at one origin failed.
+#[derive(Debug, thiserror::Error)]
+enum SubscribeError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error("subscribe timed out")]
+    Timeout,
 }
 
-/// The local publish fed by the upstream.
-struct Local {
-    publish: Option<RelayedPublish>,
-    /// The claim revision the local publish follows.
-    revision: i64,
-    /// Since when the upstream is gone while viewers are kept waiting.
-    lost_at: Option<Instant>,
+/// An I/O operation in flight, polled by the driver's `select!`.
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The I/O side of one pull: what the policy's actions open, switch and drop.
+#[derive(Default)]
+struct Io<'a> {
+    /// The live subscription.
+    sub: Option<RelaySubscription>,
+    /// A subscribe in flight: the origin and claim it subscribed under, if any accepted.
+    subscribing: Option<Pending<'a, Option<(NodeId, i64, RelaySubscription)>>>,
+    /// A subscribe at the stream's new home in flight, while `sub` goes on.
+    switching: Option<(NodeId, Pending<'a, Result<RelaySubscription, SubscribeError>>)>,
+    /// The new home's subscription, live, waiting for [`Action::Promote`].
+    next: Option<RelaySubscription>,
+    /// The local publish every viewer protocol reads.
+    local: Option<RelayedPublish>,
 }
 
-impl Local {
-    fn end(&mut self, why: &str) {
-        if self.publish.take().is_some() {
-            info!(why, "local publish ended");
-        }
-        self.lost_at = None;
+impl Io<'_> {
+    /// Drops the live subscription and a switch in flight.
+    fn drop_upstream(&mut self) {
+        self.sub = None;
+        self.switching = None;
+        self.next = None;
     }
+}
 
-    fn lost(&mut self) {
-        if self.publish.is_some() && self.lost_at.is_none() {
-            self.lost_at = Some(Instant::now());
-        }
-    }
+/// What woke the driver.
+enum Wake {
+    Event(Event),
+    /// A frame was fed to the local publish: nothing to decide.
+    Frame,
+    /// A deadline or the demand check's tick.
+    Timer,
 }
 
 pub(crate) async fn run(task: PullTask) {
@@ -155,120 +170,189 @@ impl PullTask {
         resolve(&snapshot.borrow_and_update(), home.as_ref(), &self.key)
     }
 
+    /// The driver: does the policy's actions, turns what happens into its events, and sleeps
+    /// until something happens or its next deadline.
     async fn pull(&self) {
         let mut snapshot = self.placement.snapshot.clone();
         let mut ring = self.placement.ring.clone();
-        let mut local = Local { publish: None, revision: 0, lost_at: None };
-        let mut idle_since: Option<Instant> = None;
-        let mut backoff = MIN_BACKOFF;
+        ring.borrow_and_update();
+        let (mut snapshot_open, mut ring_open) = (true, true);
+        let mut policy = PullPolicy::new(now(), self.settings.linger, self.settings.grace);
+        let mut io = Io::default();
+        let mut events = VecDeque::new();
+        let mut tick = tokio::time::interval(IDLE_CHECK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let frames_in = self.hub.metrics().relay_frames_in.clone();
+        let mut actions = policy.poll(now());
         loop {
-            if self.should_stop(&mut idle_since) {
-                return;
+            for action in actions.drain(..) {
+                events.extend(self.act(action, &mut io, &mut snapshot));
             }
-            if local.lost_at.is_some_and(|t| t.elapsed() >= self.settings.grace) {
-                local.end("upstream gone longer than the grace time");
-            }
-            let sources = match self.resolve(&mut snapshot) {
-                Ok(s) => s,
-                Err(why) => {
-                    if why == Unresolved::NotPublished {
-                        local.end("the stream's claim is gone");
-                    }
-                    debug!(%why, "no upstream yet");
-                    wait_change(&mut snapshot, IDLE_CHECK).await;
-                    continue;
-                }
-            };
-            let Some((source, sub)) = self.subscribe_any(&sources).await else {
-                local.lost();
-                wait_change(&mut snapshot, backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            };
-            if !self.start_local(&mut local, sources.revision) {
-                tokio::time::sleep(MAX_BACKOFF).await;
+            if let Some(event) = events.pop_front() {
+                actions = policy.on_event(now(), event);
                 continue;
             }
-            let started = Instant::now();
-            let end = self
-                .receive(
-                    sub,
-                    source,
-                    sources.revision,
-                    &mut local,
-                    (&mut ring, &mut snapshot),
-                    &mut idle_since,
-                )
-                .await;
-            match end {
-                End::Idle => return,
-                End::Reclaimed => {
-                    info!("the stream was claimed anew: resubscribing");
-                    local.lost();
-                }
-                End::Broken(e) => {
-                    warn!(error = %e, "upstream lost; resubscribing");
-                    local.lost();
-                }
-                End::Ended => {
-                    // Still claimed under the same revision: the stream moved between
-                    // origins (its home changed); otherwise the publisher left.
-                    match self.resolve(&mut snapshot) {
-                        Ok(now) if now.revision == sources.revision => {
-                            info!("upstream ended while the claim stands: resubscribing");
-                            local.lost();
+            let deadline = policy.next_deadline();
+            let wake = tokio::select! {
+                frame = next_frame(&mut io.sub) => match frame {
+                    Ok(Some(frame)) => {
+                        frames_in.inc();
+                        if let Some(p) = io.local.as_mut() {
+                            p.push(frame);
                         }
-                        _ => local.end("the origin's publisher left"),
+                        Wake::Frame
                     }
+                    Ok(None) => {
+                        io.drop_upstream();
+                        let claim = self.resolve(&mut snapshot).ok().map(|s| s.revision);
+                        Wake::Event(Event::Ended { claim })
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "upstream lost; resubscribing");
+                        io.drop_upstream();
+                        Wake::Event(Event::Broken)
+                    }
+                },
+                subscribed = done(&mut io.subscribing) => match subscribed {
+                    Some((origin, revision, sub)) => {
+                        io.sub = Some(sub);
+                        Wake::Event(Event::Subscribed { origin, revision })
+                    }
+                    None => Wake::Event(Event::SubscribeFailed),
+                },
+                (origin, result) = switched(&mut io.switching) => match result {
+                    Ok(sub) => {
+                        self.hub.metrics().relay_subscribes.inc();
+                        io.next = Some(sub);
+                        Wake::Event(Event::NextReady { origin })
+                    }
+                    // The forward may not have arrived yet: the policy retries.
+                    Err(e) => {
+                        debug!(to = %origin, error = %e, "new home not ready yet");
+                        Wake::Event(Event::NextFailed { origin })
+                    }
+                },
+                changed = snapshot.changed(), if snapshot_open => match changed {
+                    Ok(()) => {
+                        let claim =
+                            snapshot.borrow_and_update().stream(&self.key).map(StreamRecord::revision);
+                        Wake::Event(Event::Claim(claim))
+                    }
+                    Err(_) => {
+                        snapshot_open = false;
+                        Wake::Frame
+                    }
+                },
+                changed = ring.changed(), if ring_open => match changed {
+                    Ok(()) => {
+                        ring.borrow_and_update();
+                        Wake::Event(Event::Home(self.placement.home(&self.key)))
+                    }
+                    Err(_) => {
+                        ring_open = false;
+                        Wake::Frame
+                    }
+                },
+                _ = tick.tick() => Wake::Timer,
+                () = sleep_until(deadline) => Wake::Timer,
+            };
+            actions = match wake {
+                Wake::Frame => Vec::new(),
+                Wake::Event(event) => policy.on_event(now(), event),
+                Wake::Timer => {
+                    if self.stop_if_idle(&mut policy) {
+                        return;
+                    }
+                    policy.poll(now())
                 }
-            }
-            // A subscription that fails at once again and again (a peer that breaks the
-            // protocol, an origin that keeps ending) must not turn into a busy loop.
-            if started.elapsed() < QUICK_FAILURE {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            } else {
-                backoff = MIN_BACKOFF;
-            }
+            };
         }
     }
 
-    /// Starts (or continues) the local publish for a new upstream subscription. The same claim
-    /// keeps the ingest's timeline (timestamps pass through); a new claim is a new source
-    /// session, rebased to continue for connected viewers.
-    fn start_local(&self, local: &mut Local, revision: i64) -> bool {
-        local.lost_at = None;
-        if let Some(p) = local.publish.as_mut() {
-            if local.revision != revision {
-                p.new_session();
-                local.revision = revision;
-            } else {
-                p.switch_upstream();
+    /// Does one of the policy's actions; an answer known at once is returned as an event.
+    fn act<'a>(
+        &'a self,
+        action: Action,
+        io: &mut Io<'a>,
+        snapshot: &mut watch::Receiver<Snapshot>,
+    ) -> Option<Event> {
+        match action {
+            Action::Subscribe => match self.resolve(snapshot) {
+                Ok(sources) => {
+                    io.subscribing = Some(Box::pin(self.subscribe_any(sources)));
+                    None
+                }
+                Err(why) => {
+                    debug!(%why, "no upstream yet");
+                    Some(match why {
+                        Unresolved::NotPublished => Event::NotPublished,
+                        Unresolved::NoRelay => Event::NoRelay,
+                    })
+                }
+            },
+            Action::SubscribeNext { to, revision } => {
+                let Some(addr) = relay_addr(&self.placement.snapshot.borrow(), &to) else {
+                    return Some(Event::NextFailed { origin: to });
+                };
+                let next = Source { origin: to.clone(), addr };
+                io.switching = Some((to, Box::pin(self.subscribe(next, revision))));
+                None
             }
-            return true;
-        }
-        local.revision = revision;
-        match self.hub.publish(&self.key) {
-            Ok(p) => {
-                local.publish = Some(RelayedPublish::new_for_viewers(p));
-                true
+            Action::Promote { .. } => {
+                // Make-before-break: the old subscription ends here, the new one is live; the
+                // new home relays the same timeline, so viewers just go on.
+                io.sub = io.next.take();
+                None
             }
-            Err(e) => {
-                warn!(error = %e, "cannot publish the pulled stream locally");
-                false
+            Action::Unsubscribe => {
+                io.drop_upstream();
+                None
             }
+            Action::Publish => match self.hub.publish(&self.key) {
+                Ok(p) => {
+                    io.local = Some(RelayedPublish::new_for_viewers(p));
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot publish the pulled stream locally");
+                    io.drop_upstream();
+                    Some(Event::PublishRefused)
+                }
+            },
+            // The same claim keeps the ingest's timeline (timestamps pass through); a new claim
+            // is a new source session, rebased to continue for connected viewers.
+            Action::SwitchUpstream => {
+                if let Some(p) = io.local.as_mut() {
+                    p.switch_upstream();
+                }
+                None
+            }
+            Action::NewSession => {
+                if let Some(p) = io.local.as_mut() {
+                    p.new_session();
+                }
+                None
+            }
+            Action::EndLocal(why) => {
+                if io.local.take().is_some() {
+                    info!(why = why.as_str(), "local publish ended");
+                }
+                None
+            }
+            // Only ever the answer to a demand check, handled there.
+            Action::Stop => None,
         }
     }
 
     /// Subscribes at the first candidate that accepts.
-    async fn subscribe_any(&self, sources: &Sources) -> Option<(Source, RelaySubscription)> {
+    async fn subscribe_any(&self, sources: Sources) -> Option<(NodeId, i64, RelaySubscription)> {
         let metrics = self.hub.metrics();
-        for source in &sources.candidates {
-            match self.subscribe(source, sources.revision).await {
+        for source in sources.candidates {
+            match self.subscribe(source.clone(), sources.revision).await {
                 Ok(sub) => {
                     metrics.relay_subscribes.inc();
                     info!(origin = %source.origin, revision = sources.revision, "subscribed upstream");
-                    return Some((source.clone(), sub));
+                    return Some((source.origin, sources.revision, sub));
                 }
                 Err(e) => {
                     metrics.relay_subscribe_failures.inc();
@@ -279,137 +363,83 @@ impl PullTask {
         None
     }
 
-    async fn subscribe(&self, source: &Source, revision: i64) -> Result<RelaySubscription, String> {
-        let conn =
-            self.peers.get(source.origin.as_str(), source.addr).await.map_err(|e| e.to_string())?;
+    async fn subscribe(
+        &self,
+        source: Source,
+        revision: i64,
+    ) -> Result<RelaySubscription, SubscribeError> {
+        let conn = self.peers.get(source.origin.as_str(), source.addr).await?;
         let traceparent = sluice_node::trace_context::current_traceparent();
         let sub = conn.subscribe_traced(self.key.app(), self.key.name(), revision, &traceparent);
         match tokio::time::timeout(self.settings.connect_timeout, sub).await {
-            Ok(Ok(sub)) => Ok(sub),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("subscribe timed out".to_string()),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(SubscribeError::Timeout),
         }
     }
 
-    /// Feeds the local publish from `sub`. When the ring names another home, subscribes there
-    /// and switches only once that subscription is live (make-before-break).
-    async fn receive(
-        &self,
-        mut sub: RelaySubscription,
-        mut source: Source,
-        revision: i64,
-        local: &mut Local,
-        (ring, snapshot): (
-            &mut watch::Receiver<Arc<sluice_cluster::Ring>>,
-            &mut watch::Receiver<Snapshot>,
-        ),
-        idle_since: &mut Option<Instant>,
-    ) -> End {
-        let frames_in = self.hub.metrics().relay_frames_in.clone();
-        let mut tick = tokio::time::interval(IDLE_CHECK);
-        ring.borrow_and_update();
-        let mut moving = false;
-        loop {
-            tokio::select! {
-                frame = sub.next_frame() => match frame {
-                    Ok(Some(frame)) => {
-                        frames_in.inc();
-                        if let Some(p) = local.publish.as_mut() {
-                            p.push(frame);
-                        }
-                    }
-                    Ok(None) => return End::Ended,
-                    Err(e) => return End::Broken(e),
-                },
-                changed = snapshot.changed() => {
-                    if changed.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                    // A new claim (another revision): the old upstream is stale even if its
-                    // connection has not timed out yet (a crashed origin is silent).
-                    let now = snapshot.borrow_and_update().stream(&self.key).map(|s| s.revision());
-                    if now.is_some_and(|r| r != revision) {
-                        return End::Reclaimed;
-                    }
-                }
-                changed = ring.changed() => {
-                    if changed.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                    ring.borrow_and_update();
-                    moving = true;
-                }
-                _ = tick.tick() => {
-                    if self.should_stop(idle_since) {
-                        return End::Idle;
-                    }
-                }
-            }
-            if moving {
-                let home = self.placement.home(&self.key);
-                match home {
-                    Some(home) if home != source.origin => {
-                        let addr = relay_addr(&self.placement.snapshot.borrow(), &home);
-                        if let Some(addr) = addr {
-                            let next = Source { origin: home, addr };
-                            match self.subscribe(&next, revision).await {
-                                Ok(new_sub) => {
-                                    self.hub.metrics().relay_subscribes.inc();
-                                    info!(from = %source.origin, to = %next.origin, "stream's home moved: switched upstream");
-                                    // The old subscription ends here; the new home relays
-                                    // the same timeline, so viewers just go on.
-                                    sub = new_sub;
-                                    source = next;
-                                    moving = false;
-                                    if let Some(p) = local.publish.as_mut() {
-                                        p.switch_upstream();
-                                    }
-                                }
-                                // The forward may not have arrived yet: retry on the next tick.
-                                Err(e) => {
-                                    debug!(to = %next.origin, error = %e, "new home not ready yet")
-                                }
-                            }
-                        }
-                    }
-                    _ => moving = false,
-                }
-            }
-        }
-    }
-
-    /// Whether the pull is over: no viewers for `linger`, and nobody asked for the stream
-    /// within `linger`. Decided under the table lock, so a viewer arriving now either sees
-    /// this task running (and it keeps running) or sees it gone (and starts a new one).
-    fn should_stop(&self, idle_since: &mut Option<Instant>) -> bool {
-        if self.hub.viewer_count(&self.key) > 0 {
-            *idle_since = None;
-            return false;
-        }
-        let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.settings.linger {
-            return false;
-        }
+    /// Tells the policy the stream's demand and stops the pull if it says so. Decided under
+    /// the table lock, so a viewer arriving now either sees this task running (and it keeps
+    /// running) or sees it gone (and starts a new one).
+    fn stop_if_idle(&self, policy: &mut PullPolicy) -> bool {
         let mut pulls = lock(&self.pulls);
-        let Some(entry) = pulls.get(&self.key) else { return true };
-        if entry.wanted.elapsed() < self.settings.linger || self.hub.viewer_count(&self.key) > 0 {
+        let entry = pulls.get(&self.key);
+        let ours = entry.is_some_and(|e| e.task.id() == tokio::task::id());
+        let viewers = self.hub.viewer_count(&self.key);
+        let wanted = entry.map(|e| e.wanted.into_std());
+        let actions = policy.on_event(now(), Event::Demand { viewers, wanted });
+        if !actions.contains(&Action::Stop) {
             return false;
         }
-        if entry.task.id() == tokio::task::id() {
+        if ours {
             pulls.remove(&self.key);
         }
-        info!(linger = ?self.settings.linger, "no viewers: stopping the pull");
         true
     }
 }
 
-/// Waits for the registry cache to change, at most `timeout`.
-async fn wait_change(snapshot: &mut watch::Receiver<Snapshot>, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, snapshot.changed()).await;
+/// The next frame of the live subscription; never, without one.
+async fn next_frame(sub: &mut Option<RelaySubscription>) -> Result<Option<Frame>, RelayError> {
+    match sub.as_mut() {
+        Some(sub) => sub.next_frame().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the subscribe in flight, if any, and clears it.
+async fn done<T>(pending: &mut Option<Pending<'_, T>>) -> T {
+    let Some(fut) = pending.as_mut() else { return std::future::pending().await };
+    let out = fut.as_mut().await;
+    *pending = None;
+    out
+}
+
+/// Waits for the switch in flight, if any, and clears it.
+async fn switched(
+    pending: &mut Option<(NodeId, Pending<'_, Result<RelaySubscription, SubscribeError>>)>,
+) -> (NodeId, Result<RelaySubscription, SubscribeError>) {
+    let Some((to, fut)) = pending.as_mut() else { return std::future::pending().await };
+    let out = fut.as_mut().await;
+    let to = to.clone();
+    *pending = None;
+    (to, out)
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The policy's clock: tokio's, so tests with paused time drive it too.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use sluice_cluster::types::{NodeInfo, NodeRecord, Role, StreamInfo, StreamRecord};
 
@@ -469,5 +499,21 @@ mod tests {
         // Nobody reachable.
         stream(&mut snap, &key, "b", 43);
         assert_eq!(resolve(&snap, Some(&id("b")), &key), Err(Unresolved::NoRelay));
+    }
+
+    /// The driver's clock is tokio's: with paused time, a policy deadline is slept to exactly.
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_sleeps_to_the_policy_deadline_on_tokio_time() {
+        let t0 = now();
+        let linger = Duration::from_secs(10);
+        let mut policy = PullPolicy::new(t0, linger, Duration::from_secs(15));
+        assert_eq!(policy.poll(t0), [Action::Subscribe]);
+        assert_eq!(policy.on_event(t0, Event::Demand { viewers: 0, wanted: None }), []);
+        let deadline = policy.next_deadline();
+        assert_eq!(deadline, Some(t0 + linger));
+        sleep_until(deadline).await;
+        assert_eq!(now() - t0, linger);
+        let stop = policy.on_event(now(), Event::Demand { viewers: 0, wanted: None });
+        assert_eq!(stop, [Action::Stop]);
     }
 }

@@ -2,33 +2,20 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use sluice_cluster::Registry;
 use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
+use sluice_node::lock::lock;
+use sluice_node::peers::Peers;
 use sluice_node::placement::Placement;
 use sluice_node::server::UpstreamContext;
 use sluice_node::upstream::Upstream;
+use tokio::time::Instant;
 
 use crate::args::PullSettings;
 use crate::pull;
-use sluice_node::peers::Peers;
-
-/// A running pull, as the table sees it.
-pub(crate) struct PullEntry {
-    /// Last time a viewer asked for the stream: the task does not stop within the linger
-    /// time of this, even before the viewer is counted in the hub.
-    pub(crate) wanted: Instant,
-    pub(crate) task: tokio::task::JoinHandle<()>,
-}
-
-/// The table of pulls, shared with the pull tasks (each removes itself when it stops).
-pub(crate) type PullTable = Arc<Mutex<HashMap<StreamKey, PullEntry>>>;
-
-pub(crate) fn lock(t: &PullTable) -> std::sync::MutexGuard<'_, HashMap<StreamKey, PullEntry>> {
-    t.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::table::{PullEntry, PullTable};
 
 /// Pulls streams over the relay from the origins that hold them.
 pub struct RelayUpstream {

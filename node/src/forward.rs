@@ -12,10 +12,15 @@
 //!   where edges subscribe. A forward carries the ingest's claim revision, which the home
 //!   checks subscriptions against.
 //!
+//! The decisions of an outgoing forward (when to open, retry, switch, close) are the sans-IO
+//! [`policy::ForwardPolicy`]; the task here only feeds it events and does what it says.
+//!
 //! Architecture invariant: a forward never travels on from the node that received it, so
 //! nodes that briefly disagree about the ring cannot build a loop.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,12 +33,34 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
+use crate::backoff::Backoff;
 use crate::hub::Hub;
 use crate::lock::lock;
 use crate::peers::Peers;
 use crate::placement::{relay_addr, Placement};
 use crate::relay_feed::spawn_feed;
 use crate::relayed_publish::RelayedPublish;
+
+pub mod policy;
+
+use policy::{Action, Event, ForwardPolicy};
+
+/// A forward being opened, and where to.
+type Opening<'a> =
+    (NodeId, Pin<Box<dyn Future<Output = Result<ForwardHandle, OpenError>> + Send + 'a>>);
+
+/// Why a forward could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("origin {0} advertises no relay address")]
+    NoRelayAddress(NodeId),
+    #[error(transparent)]
+    Peer(#[from] crate::peers::PeerError),
+    #[error("no local feed: {0}")]
+    Feed(#[from] crate::hub::SubscribeError),
+    #[error(transparent)]
+    Relay(#[from] sluice_relay::RelayError),
+}
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -93,6 +120,8 @@ impl Forwarding {
         ForwardGuard { ended }
     }
 
+    /// The driver of one forward: feeds the [`ForwardPolicy`] the ring, the publisher and
+    /// the relay's answers, and does what it says.
     async fn forward_loop(
         self: Arc<Self>,
         key: StreamKey,
@@ -100,54 +129,83 @@ impl Forwarding {
         mut ended: watch::Receiver<bool>,
     ) {
         let mut ring = self.placement.ring.clone();
+        let mut policy = ForwardPolicy::new(
+            self.placement.node_id.clone(),
+            Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+        );
+        // The forward that carries the stream, one being opened, and one opened but not
+        // promoted yet.
         let mut current: Option<(NodeId, ForwardHandle)> = None;
-        let mut backoff = MIN_BACKOFF;
-        let mut retry_at: Option<Instant> = None;
+        let mut opening: Option<Opening<'_>> = None;
+        let mut opened: Option<(NodeId, ForwardHandle)> = None;
+        let (mut left, mut ring_closed) = (false, false);
+        let mut actions = policy.on_event(now(), Event::Home(self.placement.home(&key)));
         loop {
-            let target = self.placement.home(&key).filter(|h| *h != self.placement.node_id);
-            let open = match (&target, &current) {
-                (None, Some(_)) => {
-                    current = None;
-                    info!("this node is the stream's home now: forward stopped");
-                    None
-                }
-                (None, None) => None,
-                (Some(home), Some((to, _))) if home == to => None,
-                (Some(home), _) => Some(home.clone()),
-            };
-            if let Some(home) = open {
-                if retry_at.is_none_or(|t| Instant::now() >= t) {
-                    match self.open(&key, revision, &home).await {
-                        Ok(handle) => {
-                            info!(%home, previous = ?current.as_ref().map(|(h, _)| h.to_string()), "forwarding to the stream's home");
-                            // Make before break: the old forward (if any) is dropped only now.
-                            current = Some((home, handle));
-                            backoff = MIN_BACKOFF;
-                            retry_at = None;
+            for action in actions.drain(..) {
+                match action {
+                    Action::Open { to } => {
+                        let open = self.open(&key, revision, to.clone());
+                        opening = Some((to, Box::pin(open)));
+                    }
+                    Action::Promote { to } => {
+                        let Some(next) = opened.take().filter(|(h, _)| *h == to) else {
+                            continue;
+                        };
+                        info!(home = %to, previous = ?current.as_ref().map(|(h, _)| h.to_string()), "forwarding to the stream's home");
+                        // Make before break: the old forward (if any) is dropped only now.
+                        current = Some(next);
+                    }
+                    Action::Close => {
+                        current = None;
+                        info!("this node is the stream's home now: forward stopped");
+                    }
+                    Action::Finish => {
+                        // The publisher left: its feed ends by itself; let the home get the end
+                        // of the stream.
+                        if let Some((_, mut handle)) = current {
+                            let _ = tokio::time::timeout(END_FLUSH, handle.finished()).await;
                         }
-                        Err(e) => {
-                            warn!(%home, error = %e, "forward to the stream's home failed; retrying");
-                            retry_at = Some(Instant::now() + backoff);
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
+                        return;
                     }
                 }
             }
-            tokio::select! {
-                _ = ended.wait_for(|e| *e) => break,
-                changed = ring.changed() => if changed.is_err() { break },
-                _ = sleep_until(retry_at), if retry_at.is_some() => {}
+            let deadline = policy.next_deadline();
+            let event = tokio::select! {
+                _ = ended.wait_for(|e| *e), if !left => {
+                    left = true;
+                    Some(Event::PublisherLeft)
+                }
+                changed = ring.changed(), if !ring_closed => {
+                    if changed.is_err() {
+                        // The node is shutting down: end as if the publisher left.
+                        ring_closed = true;
+                        left = true;
+                        Some(Event::PublisherLeft)
+                    } else {
+                        Some(Event::Home(self.placement.home(&key)))
+                    }
+                }
+                (to, result) = open_done(&mut opening) => match result {
+                    Ok(handle) => {
+                        opened = Some((to.clone(), handle));
+                        Some(Event::Opened { to })
+                    }
+                    Err(e) => {
+                        warn!(home = %to, error = %e, "forward to the stream's home failed; retrying");
+                        Some(Event::OpenFailed { to })
+                    }
+                },
                 result = finished(&mut current) => {
                     let home = current.take().map(|(h, _)| h.to_string()).unwrap_or_default();
                     warn!(%home, result = ?result, "forward ended; reopening");
-                    retry_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Some(Event::Finished)
                 }
-            }
-        }
-        // The publisher left: its feed ends by itself; let the home get the end of the stream.
-        if let Some((_, mut handle)) = current {
-            let _ = tokio::time::timeout(END_FLUSH, handle.finished()).await;
+                () = sleep_until(deadline) => None,
+            };
+            actions = match event {
+                Some(event) => policy.on_event(now(), event),
+                None => policy.poll(now()),
+            };
         }
     }
 
@@ -155,16 +213,14 @@ impl Forwarding {
         &self,
         key: &StreamKey,
         revision: i64,
-        home: &NodeId,
-    ) -> Result<ForwardHandle, String> {
-        let addr = relay_addr(&self.placement.snapshot.borrow(), home)
-            .ok_or_else(|| format!("origin {home} advertises no relay address"))?;
-        let conn = self.peers.get(home.as_str(), addr).await.map_err(|e| e.to_string())?;
-        let frames = spawn_feed(&self.hub, key).map_err(|e| e.to_string())?;
+        home: NodeId,
+    ) -> Result<ForwardHandle, OpenError> {
+        let addr = relay_addr(&self.placement.snapshot.borrow(), &home)
+            .ok_or(OpenError::NoRelayAddress(home.clone()))?;
+        let conn = self.peers.get(home.as_str(), addr).await?;
+        let frames = spawn_feed(&self.hub, key)?;
         let traceparent = crate::trace_context::current_traceparent();
-        conn.forward_traced(key.app(), key.name(), revision, 0, &traceparent, frames)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(conn.forward_traced(key.app(), key.name(), revision, 0, &traceparent, frames).await?)
     }
 }
 
@@ -227,9 +283,25 @@ async fn finished(current: &mut Option<(NodeId, ForwardHandle)>) -> sluice_relay
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
+/// Waits for the open in flight, if any, and clears it.
+async fn open_done(
+    opening: &mut Option<Opening<'_>>,
+) -> (NodeId, Result<ForwardHandle, OpenError>) {
+    let Some((to, open)) = opening.as_mut() else { return std::future::pending().await };
+    let result = open.as_mut().await;
+    let to = to.clone();
+    *opening = None;
+    (to, result)
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
+}
+
+/// The policy's clock: tokio's, so tests with paused time drive it too.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
