@@ -1,9 +1,7 @@
-//! What a registry backend provides: the few primitive operations the [`Registrar`] builds
-//! leases and claims from (lease grant/keep-alive/revoke, put, create-if-absent, guarded put and
-//! delete) and the loop that keeps the watch cache current. Implemented by etcd
-//! ([`crate::etcd`]) and the in-process store ([`crate::memory`]).
-//!
-//! [`Registrar`]: crate::registrar::Registrar
+//! What a registry backend provides: the few primitive operations the registrar builds leases
+//! and claims from (lease grant/keep-alive/revoke, put, create-if-absent, guarded put and
+//! delete) and the loop that keeps the watch cache current. Implemented by etcd (`etcd.rs`)
+//! and the in-process store (`memory.rs`), which sit above this module.
 
 use crate::keys::Keyspace;
 use crate::registry::RegistryError;

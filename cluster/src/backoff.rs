@@ -24,3 +24,18 @@ impl Backoff {
         self.next = self.min;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_up_to_max_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(100), ms(350));
+        let delays: Vec<_> = (0..4).map(|_| b.next_delay()).collect();
+        assert_eq!(delays, [ms(100), ms(200), ms(350), ms(350)]);
+        b.reset();
+        assert_eq!(b.next_delay(), ms(100));
+    }
+}
