@@ -3,8 +3,23 @@
 
 use std::time::Duration;
 
+use thiserror::Error;
+
+/// A command-line value that does not parse (clap prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ArgError {
+    #[error("invalid duration {0:?} (use e.g. 20s, 500ms, 2m)")]
+    Duration(String),
+    #[error("duration {0:?} out of range")]
+    DurationRange(String),
+    #[error("invalid bit rate {0:?} (use e.g. 2500k, 2.5M)")]
+    Bitrate(String),
+    #[error("bit rate {0:?} out of range (1k..10G)")]
+    BitrateRange(String),
+}
+
 /// Parse a duration such as `20s`, `0.5s`, `250ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ArgError> {
     let text = text.trim();
     let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
         (n, 0.001)
@@ -17,19 +32,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     } else {
         (text, 1.0)
     };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (use e.g. 20s, 500ms, 2m)"))?;
+    let value: f64 = number.trim().parse().map_err(|_| ArgError::Duration(text.to_owned()))?;
     let seconds = value * scale;
     if !seconds.is_finite() || !(0.0..=366.0 * 86400.0).contains(&seconds) {
-        return Err(format!("duration {text:?} out of range"));
+        return Err(ArgError::DurationRange(text.to_owned()));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Parse a bit rate in bits per second: `2500k`, `2.5M`, `800000`, `1G`.
-pub fn parse_bitrate(text: &str) -> Result<u64, String> {
+pub fn parse_bitrate(text: &str) -> Result<u64, ArgError> {
     let text = text.trim();
     let (number, scale) = match text.chars().last() {
         Some('k' | 'K') => (&text[..text.len() - 1], 1e3),
@@ -37,13 +49,10 @@ pub fn parse_bitrate(text: &str) -> Result<u64, String> {
         Some('g' | 'G') => (&text[..text.len() - 1], 1e9),
         _ => (text, 1.0),
     };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid bit rate {text:?} (use e.g. 2500k, 2.5M)"))?;
+    let value: f64 = number.trim().parse().map_err(|_| ArgError::Bitrate(text.to_owned()))?;
     let bits = value * scale;
     if !bits.is_finite() || !(1000.0..=10e9).contains(&bits) {
-        return Err(format!("bit rate {text:?} out of range (1k..10G)"));
+        return Err(ArgError::BitrateRange(text.to_owned()));
     }
     Ok(bits as u64)
 }
@@ -59,8 +68,8 @@ mod tests {
         assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("abc").is_err());
-        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("abc"), Err(ArgError::Duration("abc".into())));
+        assert_eq!(parse_duration("-1s"), Err(ArgError::DurationRange("-1s".into())));
     }
 
     #[test]
@@ -68,7 +77,7 @@ mod tests {
         assert_eq!(parse_bitrate("2500k").unwrap(), 2_500_000);
         assert_eq!(parse_bitrate("2.5M").unwrap(), 2_500_000);
         assert_eq!(parse_bitrate("800000").unwrap(), 800_000);
-        assert!(parse_bitrate("fast").is_err());
-        assert!(parse_bitrate("10").is_err());
+        assert_eq!(parse_bitrate("fast"), Err(ArgError::Bitrate("fast".into())));
+        assert_eq!(parse_bitrate("10"), Err(ArgError::BitrateRange("10".into())));
     }
 }

@@ -181,7 +181,7 @@ fn main() {
     std::process::exit(code);
 }
 
-fn fail(message: String) -> ! {
+fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("sluice-bench: {message}");
     std::process::exit(2);
 }

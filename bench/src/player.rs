@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_media::flv::FlvReader;
+use sluice_media::flv::{FlvError, FlvReader};
 use sluice_media::frame::MediaKind;
 use sluice_media::rtmp::client::{ClientEvent, ClientMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +18,40 @@ use crate::rtmp_conn::{is_error_status, tcp_connect, ConnError, RtmpConn};
 use crate::sei::{inspect_video, Stamp, VideoInfo};
 use crate::stats::{wall_us, Shared, NO_SEQ};
 use crate::target::{HttpUrl, RtmpUrl};
+
+/// Why an HTTP-FLV player stopped.
+#[derive(Debug, thiserror::Error)]
+enum FlvPlayError {
+    #[error(transparent)]
+    Connect(ConnError),
+    #[error("i/o: {0}")]
+    Io(std::io::ErrorKind),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("closed by server")]
+    Closed,
+    #[error("closed by server (end of chunked body)")]
+    ChunkedEnd,
+    #[error("flv: {0}")]
+    Flv(#[from] FlvError),
+}
+
+impl FlvPlayError {
+    /// A short label for failure counting.
+    fn label(&self) -> String {
+        match self {
+            FlvPlayError::Connect(e) => e.label(),
+            FlvPlayError::Io(kind) => format!("io: {kind}"),
+            FlvPlayError::Http(e) => e.label(),
+            FlvPlayError::Flv(e) => format!("flv: {e}"),
+            FlvPlayError::Closed | FlvPlayError::ChunkedEnd => self.to_string(),
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> FlvPlayError {
+    FlvPlayError::Io(e.kind())
+}
 
 /// Largest FLV tag a player accepts.
 const MAX_FLV_TAG: usize = 16 * 1024 * 1024;
@@ -147,8 +181,12 @@ pub async fn play(target: PlayTarget, shared: Arc<Shared>, connect_timeout: Dura
         PlayTarget::Rtmp(url) => {
             play_rtmp(url, &mut viewer, connect_timeout).await.map_err(|e| e.label())
         }
-        PlayTarget::Flv(url) => play_flv(url, &mut viewer, connect_timeout).await,
-        PlayTarget::Hls(url, options) => play_hls(url, options, &mut viewer, connect_timeout).await,
+        PlayTarget::Flv(url) => {
+            play_flv(url, &mut viewer, connect_timeout).await.map_err(|e| e.label())
+        }
+        PlayTarget::Hls(url, options) => {
+            play_hls(url, options, &mut viewer, connect_timeout).await.map_err(|e| e.to_string())
+        }
     };
     if let Err(reason) = result {
         tracing::debug!("player ended: {reason}");
@@ -180,23 +218,27 @@ async fn play_rtmp(url: &RtmpUrl, viewer: &mut Viewer, timeout: Duration) -> Res
     }
 }
 
-async fn play_flv(url: &HttpUrl, viewer: &mut Viewer, timeout: Duration) -> Result<(), String> {
-    let mut stream = tcp_connect(&url.addr, timeout).await.map_err(|e| e.label())?;
-    stream.write_all(url.request().as_bytes()).await.map_err(|e| format!("io: {}", e.kind()))?;
+async fn play_flv(
+    url: &HttpUrl,
+    viewer: &mut Viewer,
+    timeout: Duration,
+) -> Result<(), FlvPlayError> {
+    let mut stream = tcp_connect(&url.addr, timeout).await.map_err(FlvPlayError::Connect)?;
+    stream.write_all(url.request().as_bytes()).await.map_err(io_error)?;
     let mut buf = vec![0u8; HTTP_READ_BUF];
     let mut filled = 0usize;
     // Response head (bounded by MAX_HEAD < buffer size).
     let head = loop {
         if filled >= MAX_HEAD.min(buf.len()) {
-            return Err(HttpError::HeadTooLarge.label());
+            return Err(HttpError::HeadTooLarge.into());
         }
-        let n = stream.read(&mut buf[filled..]).await.map_err(|e| format!("io: {}", e.kind()))?;
+        let n = stream.read(&mut buf[filled..]).await.map_err(io_error)?;
         if n == 0 {
-            return Err("closed by server".into());
+            return Err(FlvPlayError::Closed);
         }
         filled += n;
         viewer.bytes(n);
-        if let Some(head) = parse_response_head(&buf[..filled]).map_err(|e| e.label())? {
+        if let Some(head) = parse_response_head(&buf[..filled])? {
             break head;
         }
     };
@@ -208,22 +250,22 @@ async fn play_flv(url: &HttpUrl, viewer: &mut Viewer, timeout: Duration) -> Resu
         let data = &buf[start..filled];
         match chunked.as_mut() {
             Some(decoder) => {
-                decoder.decode(data, |body| reader.push(body)).map_err(|e| e.label())?;
+                decoder.decode(data, |body| reader.push(body))?;
                 if decoder.is_done() {
-                    return Err("closed by server (end of chunked body)".into());
+                    return Err(FlvPlayError::ChunkedEnd);
                 }
             }
             None => reader.push(data),
         }
-        while let Some(tag) = reader.next_tag().map_err(|e| format!("flv: {e}"))? {
+        while let Some(tag) = reader.next_tag()? {
             if tag.kind == MediaKind::Video {
                 viewer.video(&tag.payload);
             }
         }
         start = 0;
-        filled = stream.read(&mut buf).await.map_err(|e| format!("io: {}", e.kind()))?;
+        filled = stream.read(&mut buf).await.map_err(io_error)?;
         if filled == 0 {
-            return Err("closed by server".into());
+            return Err(FlvPlayError::Closed);
         }
         viewer.bytes(filled);
     }

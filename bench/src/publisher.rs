@@ -15,6 +15,18 @@ use crate::stats::{wall_us, Shared};
 use crate::synth::Synth;
 use crate::target::RtmpUrl;
 
+/// Why the publisher did not start publishing.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("publisher runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+/// Fires once: publishing started, or why it did not.
+pub type Started = oneshot::Sender<Result<(), StartError>>;
+
 /// How long the server gets to accept the publish.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,18 +52,18 @@ pub async fn publish(
     until: Option<Instant>,
     stop: watch::Receiver<bool>,
     shared: Arc<Shared>,
-    started: oneshot::Sender<Result<(), String>>,
+    started: Started,
 ) -> PublisherReport {
     let mut report = PublisherReport::default();
     let mut started = Some(started);
     let result = run(&url, &synth, until, stop, &shared, &mut started, &mut report).await;
     if let Err(error) = result {
         let text = error.to_string();
-        if let Some(tx) = started.take() {
-            let _ = tx.send(Err(text.clone()));
-        }
         tracing::warn!("publisher stopped: {text}");
         report.error = Some(text);
+        if let Some(tx) = started.take() {
+            let _ = tx.send(Err(error.into()));
+        }
     }
     report
 }
@@ -65,14 +77,14 @@ pub fn spawn_on_own_thread(
     until: Option<Instant>,
     stop: watch::Receiver<bool>,
     shared: Arc<Shared>,
-    started: oneshot::Sender<Result<(), String>>,
+    started: Started,
 ) -> oneshot::Receiver<PublisherReport> {
     let (report_tx, report_rx) = oneshot::channel();
     let spawned = std::thread::Builder::new().name("publisher".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(e) => {
-                let _ = started.send(Err(format!("publisher runtime: {e}")));
+                let _ = started.send(Err(StartError::Runtime(e)));
                 return;
             }
         };
@@ -91,7 +103,7 @@ async fn run(
     until: Option<Instant>,
     mut stop: watch::Receiver<bool>,
     shared: &Shared,
-    started: &mut Option<oneshot::Sender<Result<(), String>>>,
+    started: &mut Option<Started>,
     report: &mut PublisherReport,
 ) -> Result<(), ConnError> {
     let mut conn = RtmpConn::connect(url, ClientMode::Publish, START_TIMEOUT).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sluice_media::frame::MediaMessage;
 use sluice_media::rtmp::client::{ClientEvent, ClientMode, ClientSession};
-use sluice_media::rtmp::server::ServerError;
+use sluice_media::rtmp::SessionError;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,7 +27,7 @@ pub enum ConnError {
     #[error("server closed the connection")]
     Eof,
     #[error("rtmp: {0}")]
-    Rtmp(#[from] ServerError),
+    Rtmp(#[from] SessionError),
     #[error("status {0}")]
     Status(String),
     #[error("command error: {0}")]

@@ -1,6 +1,22 @@
 //! Stream addresses: `rtmp://HOST[:PORT]/APP/STREAM` and `http://HOST[:PORT]/PATH`.
 
 use sluice_media::rtmp::client::{ClientConfig, ClientMode};
+use thiserror::Error;
+
+/// A stream address that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UrlError {
+    #[error("{0:?} is not an rtmp:// URL")]
+    NotRtmp(String),
+    #[error("{0:?} has no /APP/STREAM")]
+    NoPath(String),
+    #[error("{0:?} must be rtmp://HOST/APP/STREAM")]
+    NotAppStream(String),
+    #[error("{0:?} is not an http:// URL")]
+    NotHttp(String),
+    #[error("URL has no host")]
+    NoHost,
+}
 
 /// A parsed `rtmp://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,17 +31,14 @@ pub struct RtmpUrl {
 }
 
 impl RtmpUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest =
-            url.strip_prefix("rtmp://").ok_or_else(|| format!("{url:?} is not an rtmp:// URL"))?;
-        let (authority, path) =
-            rest.split_once('/').ok_or_else(|| format!("{url:?} has no /APP/STREAM"))?;
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let rest = url.strip_prefix("rtmp://").ok_or_else(|| UrlError::NotRtmp(url.into()))?;
+        let (authority, path) = rest.split_once('/').ok_or_else(|| UrlError::NoPath(url.into()))?;
         let addr = with_default_port(authority, 1935)?;
-        let (app, stream) = path
-            .split_once('/')
-            .ok_or_else(|| format!("{url:?} must be rtmp://HOST/APP/STREAM"))?;
+        let (app, stream) =
+            path.split_once('/').ok_or_else(|| UrlError::NotAppStream(url.into()))?;
         if app.is_empty() || stream.is_empty() {
-            return Err(format!("{url:?} must be rtmp://HOST/APP/STREAM"));
+            return Err(UrlError::NotAppStream(url.into()));
         }
         Ok(RtmpUrl {
             tc_url: format!("rtmp://{addr}/{app}"),
@@ -62,9 +75,8 @@ pub struct HttpUrl {
 }
 
 impl HttpUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest =
-            url.strip_prefix("http://").ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| UrlError::NotHttp(url.into()))?;
         let (authority, path) = match rest.find('/') {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, "/"),
@@ -104,9 +116,9 @@ impl HttpUrl {
     }
 }
 
-fn with_default_port(authority: &str, port: u16) -> Result<String, String> {
+fn with_default_port(authority: &str, port: u16) -> Result<String, UrlError> {
     if authority.is_empty() {
-        return Err("URL has no host".into());
+        return Err(UrlError::NoHost);
     }
     // `[::1]:1935`, `host:1935`, or a bare host.
     let has_port = match authority.rfind(']') {
@@ -128,8 +140,15 @@ mod tests {
         assert_eq!(url.stream, "bench?key=1");
         assert_eq!(url.tc_url, "rtmp://127.0.0.1:1936/live");
         assert_eq!(RtmpUrl::parse("rtmp://example/live/x").unwrap().addr, "example:1935");
-        assert!(RtmpUrl::parse("rtmp://host/live").is_err());
-        assert!(RtmpUrl::parse("http://host/live/x").is_err());
+        assert_eq!(
+            RtmpUrl::parse("rtmp://host/live"),
+            Err(UrlError::NotAppStream("rtmp://host/live".into()))
+        );
+        assert_eq!(
+            RtmpUrl::parse("http://host/live/x"),
+            Err(UrlError::NotRtmp("http://host/live/x".into()))
+        );
+        assert_eq!(RtmpUrl::parse("rtmp:///live/x"), Err(UrlError::NoHost));
     }
 
     #[test]

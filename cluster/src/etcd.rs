@@ -6,8 +6,11 @@
 //! 5 s); if etcd compacted that history meanwhile (or cancels the watch), the cache lists again
 //! and watches from the new revision. Either way it never misses a change.
 
-use crate::core::{Backend, Backoff, Core, Create};
+use crate::backend::{with_timeout, Backend, Create};
+use crate::backoff::Backoff;
+use crate::cache::{self, Change, Resume, Start, WatchEnd};
 use crate::keys::Keyspace;
+use crate::registrar::Registrar;
 use crate::registry::{RegistryConfig, RegistryError};
 use crate::types::{NodeInfo, RawKv, Snapshot};
 use etcd_client::{
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
-/// etcd-client operations for [`Core`].
+/// etcd-client operations for [`Registrar`].
 pub(crate) struct EtcdBackend {
     client: Client,
     /// The open keep-alive stream, reused while the lease stays the same.
@@ -35,8 +38,21 @@ fn raw(kv: &KeyValue) -> RawKv {
     }
 }
 
+/// A watch event as the cache sees it. A delete event's kv carries only key and mod_revision
+/// (create_revision 0).
+fn change(kv: &KeyValue) -> Change {
+    if kv.create_revision() == 0 {
+        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        Change::Delete { key, mod_revision: kv.mod_revision() }
+    } else {
+        Change::Put(raw(kv))
+    }
+}
+
+/// etcd answers an operation on a lease that expired or was revoked with gRPC `NotFound`,
+/// "etcdserver: requested lease not found".
 fn is_lease_not_found(e: &etcd_client::Error) -> bool {
-    e.to_string().contains("lease not found")
+    matches!(e, etcd_client::Error::GRpcStatus(status) if status.message().contains("lease not found"))
 }
 
 impl EtcdBackend {
@@ -48,30 +64,27 @@ impl EtcdBackend {
         Ok(c.lease_keep_alive(lease).await?)
     }
 
-    /// Bring `tx` up to date and follow the watch until it ends or fails. With `resume` set
-    /// (the revision the cache already reflects), watch from there without listing; otherwise
-    /// list first. Returns whether the next attempt may resume (false after a compaction).
+    /// Bring `tx` up to date and follow the watch until it ends or fails; `start` (from the
+    /// cache's [`Resume`] rule) says whether to list first or watch on from the cache.
     async fn list_and_watch(
         &self,
         keys: &Keyspace,
         tx: &watch::Sender<Snapshot>,
-        resume: Option<i64>,
+        start: Start,
         backoff: &mut Backoff,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<WatchEnd, RegistryError> {
         let mut c = self.client.clone();
         let root = keys.root();
-        let revision = match resume {
-            Some(revision) => revision,
-            None => {
+        let from = match start {
+            Start::Watch { from } => from,
+            Start::List => {
                 let resp = c.get(root.as_str(), Some(GetOptions::new().with_prefix())).await?;
                 let revision = resp.header().map_or(0, |h| h.revision());
-                let snap = Snapshot::from_list(keys, revision, resp.kvs().iter().map(raw));
-                tx.send_replace(snap);
-                revision
+                tx.send_replace(cache::from_list(keys, revision, resp.kvs().iter().map(raw)));
+                revision.saturating_add(1)
             }
         };
-        let opts =
-            WatchOptions::new().with_prefix().with_start_revision(revision.saturating_add(1));
+        let opts = WatchOptions::new().with_prefix().with_start_revision(from);
         let mut stream = c.watch(root.as_str(), Some(opts)).await?;
         while let Some(resp) = stream.message().await? {
             if resp.compact_revision() > 0 {
@@ -79,37 +92,26 @@ impl EtcdBackend {
                     compacted = resp.compact_revision(),
                     "registry watch compacted; re-listing"
                 );
-                return Ok(false);
+                return Ok(WatchEnd::HistoryLost);
             }
             if resp.canceled() {
                 tracing::info!(
                     reason = resp.cancel_reason(),
                     "registry watch cancelled; re-listing"
                 );
-                return Ok(false);
+                return Ok(WatchEnd::HistoryLost);
             }
             if resp.created() {
                 backoff.reset();
             }
-            let header_rev = resp.header().map_or(0, |h| h.revision());
             if resp.events().is_empty() {
                 continue;
             }
-            tx.send_modify(|snap| {
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    // A delete event's kv carries only key and mod_revision (create_revision 0).
-                    if kv.create_revision() == 0 {
-                        snap.apply_delete(keys, &String::from_utf8_lossy(kv.key()));
-                    } else {
-                        snap.apply_put(keys, raw(kv));
-                    }
-                    snap.revision = snap.revision.max(kv.mod_revision());
-                }
-                snap.revision = snap.revision.max(header_rev);
-            });
+            let header_revision = resp.header().map_or(0, |h| h.revision());
+            let changes = resp.events().iter().filter_map(|ev| ev.kv()).map(change);
+            tx.send_modify(|snap| cache::apply_changes(snap, keys, changes, header_revision));
         }
-        Ok(true)
+        Ok(WatchEnd::Closed)
     }
 }
 
@@ -229,22 +231,20 @@ impl Backend for EtcdBackend {
 
     async fn run_cache(self: Arc<Self>, keys: Keyspace, tx: watch::Sender<Snapshot>) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut may_resume = false;
+        let mut resume = Resume::default();
         loop {
-            let current = tx.borrow().revision;
-            let resume = (may_resume && current > 0).then_some(current);
-            match self.list_and_watch(&keys, &tx, resume, &mut backoff).await {
-                Ok(resumable) => {
-                    may_resume = resumable;
-                    tracing::debug!("registry watch ended");
+            let start = resume.start(tx.borrow().revision);
+            let end = match self.list_and_watch(&keys, &tx, start, &mut backoff).await {
+                Ok(end) => {
+                    tracing::debug!(?end, "registry watch ended");
+                    end
                 }
                 Err(e) => {
-                    // A broken stream resumes from the cache's revision; etcd answers with
-                    // a compaction if that history is gone, and then the cache re-lists.
-                    may_resume = true;
                     tracing::warn!(error = %e, "registry watch failed; retrying");
+                    WatchEnd::Failed
                 }
-            }
+            };
+            resume.ended(end);
             tokio::time::sleep(backoff.next_delay()).await;
         }
     }
@@ -252,7 +252,7 @@ impl Backend for EtcdBackend {
 
 /// A [`Registry`] backed by etcd.
 pub struct EtcdRegistry {
-    core: Core<EtcdBackend>,
+    registrar: Registrar<EtcdBackend>,
     client: Client,
 }
 
@@ -268,7 +268,7 @@ impl EtcdRegistry {
             .with_keep_alive(Duration::from_secs(2), cfg.op_timeout)
             .with_keep_alive_while_idle(true);
         let connect = async { Ok(Client::connect(endpoints, Some(opts)).await?) };
-        let client = crate::core::with_timeout(cfg.op_timeout, "connect", connect).await?;
+        let client = with_timeout(cfg.op_timeout, "connect", connect).await?;
         EtcdRegistry::with_client(client, cfg, node).await
     }
 
@@ -279,8 +279,8 @@ impl EtcdRegistry {
         node: NodeInfo,
     ) -> Result<EtcdRegistry, RegistryError> {
         let backend = Arc::new(EtcdBackend { client: client.clone(), keeper: Mutex::new(None) });
-        let core = Core::start(backend, cfg, node).await?;
-        Ok(EtcdRegistry { core, client })
+        let registrar = Registrar::start(backend, cfg, node).await?;
+        Ok(EtcdRegistry { registrar, client })
     }
 
     /// The underlying client (e.g. for health checks).
@@ -289,4 +289,4 @@ impl EtcdRegistry {
     }
 }
 
-crate::core::delegate_registry!(EtcdRegistry);
+crate::registrar::delegate_registry!(EtcdRegistry);

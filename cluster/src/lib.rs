@@ -99,13 +99,32 @@
 //! registry.shutdown().await; // at exit: revoke the lease
 //! # let _ = (events.try_recv(), home); Ok(()) }
 //! ```
+//!
+//! # Modules (each imports only from those listed after it)
+//!
+//! ```text
+//! etcd, memory     backends: the store's operations and its cache loop
+//!   registrar      lease keep-alive and recovery, claims, events (shared by both backends)
+//!   backend        the Backend trait the registrar drives; bounded calls
+//!   cache          the watch cache: listings and watch events → Snapshot; the resume rule
+//!   backoff        retry pauses
+//! placement        ring + damping driven from the cache
+//!   ring, damping
+//! registry         the Registry trait, its config and errors
+//! keys             key layout
+//! rules            pure pair/forward rules
+//! types            vocabulary: ids, values, records, Snapshot, events (imports nothing here)
+//! ```
 
-mod core;
+mod backend;
+mod backoff;
+mod cache;
 pub mod damping;
 pub mod etcd;
 pub mod keys;
 pub mod memory;
 pub mod placement;
+mod registrar;
 pub mod registry;
 pub mod ring;
 pub mod rules;

@@ -5,8 +5,10 @@
 //! [`MemoryRegistry`]s sharing one store behave like several nodes sharing one etcd: same claim
 //! rules, same lease expiry, same cache updates. It has no history, so there is no compaction.
 
-use crate::core::{Backend, Core, Create};
+use crate::backend::{Backend, Create};
+use crate::cache;
 use crate::keys::Keyspace;
+use crate::registrar::Registrar;
 use crate::registry::{RegistryConfig, RegistryError};
 use crate::types::{NodeInfo, RawKv, Snapshot};
 use std::collections::{BTreeMap, HashMap};
@@ -251,16 +253,9 @@ impl Backend for MemoryStore {
                     .collect();
                 (inner.revision, kvs)
             };
-            let fresh = Snapshot::from_list(&keys, revision, kvs);
-            tx.send_if_modified(|cur| {
-                // Only wake readers when this keyspace changed (or on the first list).
-                let modified =
-                    cur.revision == 0 || cur.nodes != fresh.nodes || cur.streams != fresh.streams;
-                if modified {
-                    *cur = fresh;
-                }
-                modified
-            });
+            let fresh = cache::from_list(&keys, revision, kvs);
+            // Only wake readers when this keyspace changed (or on the first list).
+            tx.send_if_modified(|cur| cache::replace_if_changed(cur, fresh));
             if changed.changed().await.is_err() {
                 return;
             }
@@ -270,7 +265,7 @@ impl Backend for MemoryStore {
 
 /// A [`Registry`] over a [`MemoryStore`].
 pub struct MemoryRegistry {
-    core: Core<MemoryStore>,
+    registrar: Registrar<MemoryStore>,
     store: MemoryStore,
 }
 
@@ -282,8 +277,8 @@ impl MemoryRegistry {
         node: NodeInfo,
     ) -> Result<MemoryRegistry, RegistryError> {
         store.start_reaper();
-        let core = Core::start(Arc::new(store.clone()), cfg, node).await?;
-        Ok(MemoryRegistry { core, store })
+        let registrar = Registrar::start(Arc::new(store.clone()), cfg, node).await?;
+        Ok(MemoryRegistry { registrar, store })
     }
 
     /// A registry with a store of its own: standalone mode.
@@ -299,4 +294,4 @@ impl MemoryRegistry {
     }
 }
 
-crate::core::delegate_registry!(MemoryRegistry);
+crate::registrar::delegate_registry!(MemoryRegistry);

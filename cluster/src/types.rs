@@ -1,6 +1,9 @@
 //! The values the registry stores and the local cache ([`Snapshot`]) built from them.
+//!
+//! Pure vocabulary: plain types and their small accessors, importing nothing else from this
+//! crate. How a listing or a watch event changes a [`Snapshot`] is the watch cache's job
+//! (`cache.rs`); key layout is `keys.rs`.
 
-use crate::keys::{KeyKind, Keyspace};
 use serde::{Deserialize, Serialize};
 use sluice_media::stream_name::StreamKey;
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +14,7 @@ pub const MAX_NODE_ID_LEN: usize = 128;
 
 /// A node's identity in the cluster: 1 to 128 bytes of ASCII letters, digits, `_`, `-`, `.`,
 /// not starting with `.` (a host name fits). Ids order byte-wise; that order decides which node
-/// of a pair dials ([`crate::rules::dialer`]). Ids must be unique within a cluster and role.
+/// of a pair dials (`rules::dialer`). Ids must be unique within a cluster and role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct NodeId(String);
@@ -203,72 +206,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Build from a full listing of the keyspace at `revision`.
-    pub(crate) fn from_list(
-        keys: &Keyspace,
-        revision: i64,
-        kvs: impl IntoIterator<Item = RawKv>,
-    ) -> Snapshot {
-        let mut snap = Snapshot { revision, ..Snapshot::default() };
-        for kv in kvs {
-            snap.apply_put(keys, kv);
-        }
-        snap
-    }
-
-    /// Apply a put (create or update). Keys that do not parse and values that are not valid
-    /// JSON of the expected shape are ignored (logged at debug level).
-    pub(crate) fn apply_put(&mut self, keys: &Keyspace, kv: RawKv) {
-        match keys.parse(&kv.key) {
-            Some(KeyKind::Node { role, id }) => match serde_json::from_slice::<NodeInfo>(&kv.value)
-            {
-                Ok(info) => {
-                    let rec = NodeRecord {
-                        role,
-                        id: id.clone(),
-                        info,
-                        lease: kv.lease,
-                        create_revision: kv.create_revision,
-                        mod_revision: kv.mod_revision,
-                    };
-                    self.nodes.insert((role, id), rec);
-                }
-                Err(e) => tracing::debug!(key = %kv.key, error = %e, "ignoring bad node value"),
-            },
-            Some(KeyKind::Stream(stream)) => {
-                match serde_json::from_slice::<StreamInfo>(&kv.value) {
-                    Ok(info) => {
-                        let rec = StreamRecord {
-                            stream: stream.clone(),
-                            info,
-                            lease: kv.lease,
-                            create_revision: kv.create_revision,
-                            mod_revision: kv.mod_revision,
-                        };
-                        self.streams.insert(stream, rec);
-                    }
-                    Err(e) => {
-                        tracing::debug!(key = %kv.key, error = %e, "ignoring bad stream value")
-                    }
-                }
-            }
-            None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
-        }
-    }
-
-    /// Apply a delete (explicit, or a lease expiring).
-    pub(crate) fn apply_delete(&mut self, keys: &Keyspace, key: &str) {
-        match keys.parse(key) {
-            Some(KeyKind::Node { role, id }) => {
-                self.nodes.remove(&(role, id));
-            }
-            Some(KeyKind::Stream(stream)) => {
-                self.streams.remove(&stream);
-            }
-            None => {}
-        }
-    }
-
     /// The record of node `id` in `role`, if registered.
     pub fn node(&self, role: Role, id: &NodeId) -> Option<&NodeRecord> {
         self.nodes.get(&(role, id.clone()))
@@ -310,16 +247,6 @@ pub enum RegistryEvent {
 mod tests {
     use super::*;
 
-    fn kv(key: &str, value: &str, rev: i64) -> RawKv {
-        RawKv {
-            key: key.into(),
-            value: value.as_bytes().to_vec(),
-            create_revision: rev,
-            mod_revision: rev,
-            lease: 7,
-        }
-    }
-
     #[test]
     fn node_ids() {
         assert!(NodeId::new("origin-1.example_com").is_ok());
@@ -328,35 +255,5 @@ mod tests {
         }
         let id: Result<NodeId, _> = serde_json::from_str("\"a/b\"");
         assert!(id.is_err());
-    }
-
-    #[test]
-    fn snapshot_builds_and_ignores_garbage() {
-        let ks = Keyspace::default();
-        let mut snap = Snapshot::from_list(
-            &ks,
-            10,
-            [
-                kv("/sluice/nodes/origin/a", r#"{"state":"ready","extra":1}"#, 2),
-                kv("/sluice/nodes/origin/b", r#"{"state":"draining"}"#, 3),
-                kv("/sluice/nodes/edge/e", "{}", 4),
-                kv("/sluice/nodes/origin/c", "not json", 5),
-                kv("/sluice/streams/live/x", r#"{"origin":"a"}"#, 6),
-                kv("/sluice/streams/live/y", r#"{"origin":"../x"}"#, 7),
-                kv("/other/nodes/origin/z", "{}", 8),
-            ],
-        );
-        assert_eq!(snap.revision, 10);
-        assert_eq!(snap.nodes.len(), 3);
-        let a = NodeId::new("a").unwrap();
-        assert_eq!(snap.ready_origins(), BTreeSet::from([a.clone()]));
-        assert_eq!(snap.nodes_of(Role::Edge).count(), 1);
-        let x = StreamKey::parse("live", "x").unwrap().0;
-        assert_eq!(snap.stream(&x).map(|s| (s.info.origin.clone(), s.revision())), Some((a, 6)));
-        assert_eq!(snap.streams.len(), 1);
-        snap.apply_delete(&ks, "/sluice/streams/live/x");
-        snap.apply_delete(&ks, "/sluice/nodes/origin/a");
-        assert!(snap.streams.is_empty());
-        assert!(snap.ready_origins().is_empty());
     }
 }

@@ -8,6 +8,7 @@
 //! every length it allocates for is bounded by a configured limit.
 
 pub mod amf0;
+pub mod classify;
 pub mod codec;
 pub mod flv;
 pub mod frame;

@@ -9,7 +9,8 @@ use sluice_media::rtmp::command::Command;
 use sluice_media::rtmp::control::{ControlMessage, UserControlEvent};
 use sluice_media::rtmp::handshake::ClientHandshake;
 use sluice_media::rtmp::msg_type;
-use sluice_media::rtmp::server::{ServerConfig, ServerError, ServerEvent, ServerSession};
+use sluice_media::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+use sluice_media::rtmp::{AggregateError, ProtocolError, SessionError, SessionErrorKind};
 
 mod session_support;
 use session_support::Monitor;
@@ -48,13 +49,13 @@ impl RawClient {
         type_id: u8,
         stream_id: u32,
         payload: &[u8],
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), SessionError> {
         let mut out = BytesMut::new();
         self.encoder.encode(csid, 0, type_id, stream_id, payload, &mut out);
         self.server.receive(&out)
     }
 
-    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) -> Result<(), ServerError> {
+    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) -> Result<(), SessionError> {
         self.send(3, msg_type::COMMAND_AMF0, stream_id, &amf0::encode_all(values))
     }
 
@@ -105,7 +106,11 @@ fn obj(props: &[(&str, Amf0Value)]) -> Amf0Value {
 fn command_before_connect_is_protocol_error() {
     let mut raw = RawClient::new(ServerConfig::default());
     let err = raw.command(0, &[s("createStream"), n(2.0), Amf0Value::Null]).unwrap_err();
-    assert_eq!(err.kind(), "protocol");
+    assert_eq!(err.kind(), SessionErrorKind::Protocol);
+    assert_eq!(
+        err,
+        SessionError::Protocol(ProtocolError::BeforeConnect { command: "createStream".into() })
+    );
     // The session stays failed.
     assert_eq!(raw.server.receive(&[0]).unwrap_err(), err);
 }
@@ -115,7 +120,7 @@ fn second_connect_is_protocol_error() {
     let mut raw = RawClient::new(ServerConfig::default());
     raw.command(0, &[s("connect"), n(1.0), obj(&[("app", s("live"))])]).unwrap();
     let err = raw.command(0, &[s("connect"), n(2.0), obj(&[("app", s("live"))])]).unwrap_err();
-    assert_eq!(err.kind(), "protocol");
+    assert_eq!(err, SessionError::Protocol(ProtocolError::SecondConnect));
 }
 
 #[test]
@@ -123,8 +128,8 @@ fn malformed_amf_command_is_amf_error() {
     let mut raw = RawClient::new(ServerConfig::default());
     // String marker claiming 5 bytes, only 1 present.
     let err = raw.send(3, msg_type::COMMAND_AMF0, 0, &[0x02, 0x00, 0x05, b'c']).unwrap_err();
-    assert_eq!(err.kind(), "amf");
-    assert!(matches!(err, ServerError::Command(_)));
+    assert_eq!(err.kind(), SessionErrorKind::Amf);
+    assert!(matches!(err, SessionError::Command(_)));
 }
 
 #[test]
@@ -167,7 +172,7 @@ fn server_answers_ping_and_applies_peer_window_and_chunk_size() {
 
     // An invalid chunk size kills the connection with a chunk error.
     let err = raw.send(2, 1, 0, &0u32.to_be_bytes()).unwrap_err();
-    assert_eq!(err.kind(), "chunk");
+    assert_eq!(err.kind(), SessionErrorKind::Chunk);
 }
 
 #[test]
@@ -199,7 +204,10 @@ fn stream_limits_and_state_errors() {
 
     // Publish on a stream that was never created.
     let err = raw.command(9, &[s("publish"), n(0.0), Amf0Value::Null, s("x")]).unwrap_err();
-    assert_eq!(err.kind(), "protocol");
+    assert_eq!(
+        err,
+        SessionError::Protocol(ProtocolError::UnknownStream { command: "publish", stream_id: 9 })
+    );
 }
 
 #[test]
@@ -257,7 +265,13 @@ fn aggregate_is_split_with_rebased_timestamps() {
     );
     // A truncated aggregate is a protocol error.
     let err = raw.send(6, msg_type::AGGREGATE, 1, &body[..body.len() - 10]).unwrap_err();
-    assert_eq!(err.kind(), "protocol");
+    assert_eq!(err.kind(), SessionErrorKind::Protocol);
+    assert_eq!(
+        err,
+        SessionError::Protocol(ProtocolError::Aggregate(AggregateError::TruncatedHeader {
+            offset: 20
+        }))
+    );
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn layout_offsets_match_the_encoder() {
     let e = s.encode();
     assert_eq!(SegmentStamp::LEN, 68);
     assert_eq!(e.len(), 68);
-    let mut expected = vec![0u8; 68];
+    let mut expected = [0u8; 68];
     expected[VERSION] = 1;
     expected[DISCONTINUITY] = 1;
     expected[HAS_EPOCH] = 1;

@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use sluice_media::rtmp::SessionErrorKind;
 
 /// Delivery protocol of a viewer.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -78,6 +79,18 @@ impl ErrorKind {
             ErrorKind::Limit => "limit",
             ErrorKind::Io => "io",
             ErrorKind::Media => "media",
+        }
+    }
+}
+
+/// An RTMP session's failure counts under the label of its kind.
+impl From<SessionErrorKind> for ErrorKind {
+    fn from(kind: SessionErrorKind) -> ErrorKind {
+        match kind {
+            SessionErrorKind::Handshake => ErrorKind::Handshake,
+            SessionErrorKind::Chunk => ErrorKind::Chunk,
+            SessionErrorKind::Amf => ErrorKind::Amf,
+            SessionErrorKind::Protocol => ErrorKind::Protocol,
         }
     }
 }
@@ -262,6 +275,19 @@ mod tests {
             "sluice_connection_errors_total{kind=\"handshake\"} 0",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn session_error_kinds_keep_their_labels() {
+        for (kind, label) in [
+            (SessionErrorKind::Handshake, "handshake"),
+            (SessionErrorKind::Chunk, "chunk"),
+            (SessionErrorKind::Amf, "amf"),
+            (SessionErrorKind::Protocol, "protocol"),
+        ] {
+            assert_eq!(ErrorKind::from(kind).as_str(), label);
+            assert_eq!(ErrorKind::from(kind).as_str(), kind.as_str());
         }
     }
 }

@@ -3,16 +3,54 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use thiserror::Error;
 use tokio::time::Instant;
 
-use super::conn::HttpConn;
-use super::fmp4::{parse_init, PartScanner, VideoTrack, MAX_MOOF};
+use super::conn::{FetchError, HttpConn};
+use super::fmp4::{parse_init, Fmp4Error, PartScanner, VideoTrack, MAX_MOOF};
 use super::playlist::{
-    blocking_reload, first_variant, parse_media, resolve, MediaPlaylist, PartKey, MAX_PLAYLIST,
+    blocking_reload, first_variant, parse_media, resolve, MediaPlaylist, PartKey, PlaylistError,
+    MAX_PLAYLIST,
 };
 use super::{HlsCounters, HlsMode, HlsOptions};
+use crate::http::HttpError;
 use crate::player::Viewer;
 use crate::target::HttpUrl;
+
+/// Why a request or a round of the player failed. Its text is the label the failure is
+/// counted under (`playlist: timeout`, `part: http status 500`, ...).
+#[derive(Debug, Error)]
+pub enum HlsError {
+    #[error("{what}: timeout")]
+    Timeout { what: &'static str },
+    #[error("{what}: {}", .error.label())]
+    Fetch { what: &'static str, error: FetchError },
+    #[error("{what}: http status {code}")]
+    Status { what: &'static str, code: u16 },
+    #[error("multivariant: {0}")]
+    Multivariant(PlaylistError),
+    #[error("playlist: {0}")]
+    Playlist(PlaylistError),
+    #[error("playlist: no EXT-X-MAP")]
+    NoMap,
+    #[error("init: {0}")]
+    Init(Fmp4Error),
+    #[error("part before init")]
+    PartBeforeInit,
+    #[error("part: fmp4: {0}")]
+    Part(Fmp4Error),
+}
+
+impl HlsError {
+    /// The server answered `code` (as a status, or as an HTTP error of the response).
+    fn is_status(&self, code: u16) -> bool {
+        match self {
+            HlsError::Status { code: c, .. } => *c == code,
+            HlsError::Fetch { error: FetchError::Http(HttpError::Status(c)), .. } => *c == code,
+            _ => false,
+        }
+    }
+}
 
 /// Largest part accepted (the server's own limit is 4 MiB).
 const MAX_PART: u64 = 16 * 1024 * 1024;
@@ -46,7 +84,7 @@ pub async fn play_hls(
     opts: &HlsOptions,
     viewer: &mut Viewer,
     connect_timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HlsError> {
     let mut client = Client {
         conn: HttpConn::new(url, connect_timeout),
         opts: opts.clone(),
@@ -78,7 +116,7 @@ pub async fn play_hls(
         client.report_connects(viewer);
         match result {
             Err(e) => {
-                viewer.shared().hls.error(e);
+                viewer.shared().hls.error(e.to_string());
                 tokio::time::sleep(BACKOFF).await;
             }
             Ok(()) if client.last == before => tokio::time::sleep(IDLE_PAUSE).await,
@@ -98,31 +136,31 @@ enum BodyTo<'a> {
 async fn fetch(
     conn: &mut HttpConn,
     timeout: Duration,
-    what: &str,
+    what: &'static str,
     path: &str,
     into: BodyTo<'_>,
     viewer: &Viewer,
-) -> Result<u16, String> {
+) -> Result<u16, HlsError> {
     let result = match into {
         BodyTo::Text(buf, max) => {
             buf.clear();
-            let mut sink = |d: &[u8]| -> Result<(), String> {
+            let mut sink = |d: &[u8]| -> Result<(), Fmp4Error> {
                 buf.extend_from_slice(d);
                 Ok(())
             };
             tokio::time::timeout(timeout, conn.get(path, max, &mut sink)).await
         }
         BodyTo::Part(scanner) => {
-            let mut sink = |d: &[u8]| scanner.push(d).map_err(|e| format!("fmp4: {e}"));
+            let mut sink = |d: &[u8]| scanner.push(d);
             tokio::time::timeout(timeout, conn.get(path, MAX_PART, &mut sink)).await
         }
     };
     match result {
         Err(_) => {
             conn.reset();
-            Err(format!("{what}: timeout"))
+            Err(HlsError::Timeout { what })
         }
-        Ok(Err(e)) => Err(format!("{what}: {}", e.label())),
+        Ok(Err(error)) => Err(HlsError::Fetch { what, error }),
         Ok(Ok(response)) => {
             viewer.bytes(usize::try_from(response.wire_bytes).unwrap_or(usize::MAX));
             Ok(response.status)
@@ -146,33 +184,33 @@ impl Client {
     /// Fetch a playlist into `self.text`; any status but 200 is an error.
     async fn get_text(
         &mut self,
-        what: &str,
+        what: &'static str,
         path: &str,
         max: u64,
         viewer: &Viewer,
-    ) -> Result<(), String> {
+    ) -> Result<(), HlsError> {
         let into = BodyTo::Text(&mut self.text, max);
         let timeout = self.opts.request_timeout;
         match fetch(&mut self.conn, timeout, what, path, into, viewer).await? {
             200 => Ok(()),
-            code => Err(format!("{what}: http status {code}")),
+            code => Err(HlsError::Status { what, code }),
         }
     }
 
     /// Multivariant playlist, then the first media playlist (which must parse).
-    async fn start(&mut self, path: &str, viewer: &Viewer) -> Result<(), String> {
+    async fn start(&mut self, path: &str, viewer: &Viewer) -> Result<(), HlsError> {
         self.get_text("multivariant", path, MAX_PLAYLIST as u64, viewer).await?;
-        let variant = first_variant(&self.text).map_err(|e| format!("multivariant: {e}"))?;
+        let variant = first_variant(&self.text).map_err(HlsError::Multivariant)?;
         self.media_path = resolve(path, &variant);
         let media = self.media_path.clone();
         self.get_text("playlist", &media, MAX_PLAYLIST as u64, viewer).await?;
-        parse_media(&self.text).map_err(|e| format!("playlist: {e}"))?;
+        parse_media(&self.text).map_err(HlsError::Playlist)?;
         Ok(())
     }
 
     /// One round: a playlist (blocking once a part was received), the init segment if it
     /// changed, the listed parts not received yet, and in `hint` mode the hinted part.
-    async fn step(&mut self, viewer: &mut Viewer) -> Result<(), String> {
+    async fn step(&mut self, viewer: &mut Viewer) -> Result<(), HlsError> {
         let path = match (self.opts.mode, self.last) {
             (_, None) => self.media_path.clone(),
             (HlsMode::Hint, Some(last)) => blocking_reload(&self.media_path, last),
@@ -183,11 +221,11 @@ impl Client {
         self.get_text("playlist", &path, MAX_PLAYLIST as u64, viewer).await.inspect_err(|e| {
             // Asked for a part the server will not produce (it restarted numbering):
             // start again from the live edge.
-            if e.ends_with("status 400") {
+            if e.is_status(400) {
                 self.last = None;
             }
         })?;
-        let pl = parse_media(&self.text).map_err(|e| format!("playlist: {e}"))?;
+        let pl = parse_media(&self.text).map_err(HlsError::Playlist)?;
         // Counted when the response arrived, as parts are.
         if viewer.shared().measuring() {
             let hls = self.counters(viewer);
@@ -249,14 +287,14 @@ impl Client {
     }
 
     /// Fetch the init segment when the playlist's `EXT-X-MAP` changed.
-    async fn ensure_init(&mut self, pl: &MediaPlaylist, viewer: &Viewer) -> Result<(), String> {
-        let uri = pl.map_uri.as_deref().ok_or("playlist: no EXT-X-MAP")?;
+    async fn ensure_init(&mut self, pl: &MediaPlaylist, viewer: &Viewer) -> Result<(), HlsError> {
+        let uri = pl.map_uri.as_deref().ok_or(HlsError::NoMap)?;
         let path = resolve(&self.media_path, uri);
         if self.init_path.as_deref() == Some(path.as_str()) && self.track.is_some() {
             return Ok(());
         }
         self.get_text("init", &path, MAX_MOOF as u64, viewer).await?;
-        self.track = Some(parse_init(&self.text).map_err(|e| format!("init: {e}"))?);
+        self.track = Some(parse_init(&self.text).map_err(HlsError::Init)?);
         self.init_path = Some(path);
         if viewer.shared().measuring() {
             HlsCounters::add(&self.counters(viewer).inits, 1);
@@ -265,8 +303,13 @@ impl Client {
     }
 
     /// Fetch one part and record its frames; returns the status (200: received).
-    async fn part(&mut self, path: &str, key: PartKey, viewer: &mut Viewer) -> Result<u16, String> {
-        let track = self.track.ok_or("part before init")?;
+    async fn part(
+        &mut self,
+        path: &str,
+        key: PartKey,
+        viewer: &mut Viewer,
+    ) -> Result<u16, HlsError> {
+        let track = self.track.ok_or(HlsError::PartBeforeInit)?;
         self.scanner.reset(track);
         let into = BodyTo::Part(&mut self.scanner);
         let timeout = self.opts.request_timeout;
@@ -274,7 +317,7 @@ impl Client {
         if status != 200 {
             return Ok(status);
         }
-        self.scanner.finish().map_err(|e| format!("part: fmp4: {e}"))?;
+        self.scanner.finish().map_err(HlsError::Part)?;
         let now = Instant::now();
         for stamp in &self.scanner.stamps {
             viewer.stamp(*stamp);

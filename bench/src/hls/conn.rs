@@ -10,8 +10,9 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::fmp4::Fmp4Error;
 use crate::http::{parse_head, ChunkedDecoder, HttpError, MAX_HEAD};
-use crate::rtmp_conn::tcp_connect;
+use crate::rtmp_conn::{tcp_connect, ConnError};
 use crate::target::HttpUrl;
 
 /// Read buffer per connection (holds a whole response head).
@@ -20,8 +21,8 @@ const _: () = assert!(READ_BUF > MAX_HEAD);
 
 #[derive(Debug, Error)]
 pub enum FetchError {
-    #[error("connect: {0}")]
-    Connect(String),
+    #[error("connect: {}", .0.label())]
+    Connect(ConnError),
     #[error("i/o: {0:?}")]
     Io(std::io::ErrorKind),
     #[error("closed by server")]
@@ -33,20 +34,21 @@ pub enum FetchError {
     Http(#[from] HttpError),
     #[error("body larger than {0} bytes")]
     TooLarge(u64),
-    #[error("{0}")]
-    Body(String),
+    /// The sink refused the body (a part that is not valid fMP4).
+    #[error("fmp4: {0}")]
+    Body(Fmp4Error),
 }
 
 impl FetchError {
     /// A short label for error counting.
     pub fn label(&self) -> String {
         match self {
-            FetchError::Connect(e) => format!("connect: {e}"),
+            FetchError::Connect(e) => format!("connect: {}", e.label()),
             FetchError::Io(kind) => format!("io: {kind}"),
             FetchError::Closed | FetchError::ClosedIdle => "closed by server".into(),
             FetchError::Http(e) => e.label(),
             FetchError::TooLarge(_) => "body too large".into(),
-            FetchError::Body(e) => e.clone(),
+            FetchError::Body(e) => format!("fmp4: {e}"),
         }
     }
 }
@@ -99,7 +101,7 @@ impl HttpConn {
         &mut self,
         path: &str,
         max_body: u64,
-        sink: &mut impl FnMut(&[u8]) -> Result<(), String>,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), Fmp4Error>,
     ) -> Result<Response, FetchError> {
         let reused = self.stream.is_some();
         match self.try_get(path, max_body, sink).await {
@@ -119,12 +121,11 @@ impl HttpConn {
         &mut self,
         path: &str,
         max_body: u64,
-        sink: &mut impl FnMut(&[u8]) -> Result<(), String>,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), Fmp4Error>,
     ) -> Result<Response, FetchError> {
         if self.stream.is_none() {
-            let stream = tcp_connect(&self.addr, self.connect_timeout)
-                .await
-                .map_err(|e| FetchError::Connect(e.label()))?;
+            let stream =
+                tcp_connect(&self.addr, self.connect_timeout).await.map_err(FetchError::Connect)?;
             self.stream = Some(stream);
             self.start = 0;
             self.filled = 0;

@@ -8,7 +8,7 @@ mod avc;
 mod bits;
 mod hevc;
 #[cfg(test)]
-mod test_samples;
+pub(crate) mod test_samples;
 mod video;
 
 pub use aac::AudioSpecificConfig;

@@ -17,8 +17,7 @@ use crate::rtmp::control::{ControlMessage, UserControlEvent};
 use crate::rtmp::handshake::ClientHandshake;
 use crate::rtmp::server::aggregate;
 use crate::rtmp::server::output::{AckState, Output};
-use crate::rtmp::server::ServerError;
-use crate::rtmp::{csid, msg_type};
+use crate::rtmp::{csid, msg_type, ProtocolError, SessionError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMode {
@@ -89,7 +88,7 @@ pub struct ClientSession {
     closed: bool,
     ack: AckState,
     bytes_received: u64,
-    failed: Option<ServerError>,
+    failed: Option<SessionError>,
 }
 
 impl ClientSession {
@@ -120,7 +119,7 @@ impl ClientSession {
 
     /// Process bytes from the server. After an `Err` the session is dead and every later call
     /// returns the same error.
-    pub fn receive(&mut self, data: &[u8]) -> Result<(), ServerError> {
+    pub fn receive(&mut self, data: &[u8]) -> Result<(), SessionError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
@@ -131,7 +130,7 @@ impl ClientSession {
         result
     }
 
-    fn receive_inner(&mut self, data: &[u8]) -> Result<(), ServerError> {
+    fn receive_inner(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.bytes_received = self.bytes_received.saturating_add(data.len() as u64);
         if self.established {
             self.decoder.push(data);
@@ -242,7 +241,7 @@ impl ClientSession {
         self.out.command(0, &payload);
     }
 
-    fn handle_message(&mut self, message: RawMessage) -> Result<(), ServerError> {
+    fn handle_message(&mut self, message: RawMessage) -> Result<(), SessionError> {
         let RawMessage { timestamp, type_id, stream_id, payload, .. } = message;
         match type_id {
             msg_type::SET_CHUNK_SIZE..=msg_type::SET_PEER_BANDWIDTH => {
@@ -261,7 +260,9 @@ impl ClientSession {
                 crate::rtmp::server::strip_amf3_prefix(&payload),
             ),
             msg_type::AGGREGATE => {
-                for sub in aggregate::split(timestamp, &payload).map_err(ServerError::Protocol)? {
+                for sub in
+                    aggregate::split(timestamp, &payload).map_err(ProtocolError::Aggregate)?
+                {
                     if sub.type_id == msg_type::DATA_AMF0 {
                         self.handle_data(stream_id, sub.timestamp, sub.payload)?;
                     } else if let Some(kind) = MediaKind::from_type_id(sub.type_id) {
@@ -274,9 +275,8 @@ impl ClientSession {
         }
     }
 
-    fn handle_control(&mut self, type_id: u8, payload: &[u8]) -> Result<(), ServerError> {
-        let message = ControlMessage::decode(type_id, payload)
-            .map_err(|e| ServerError::Protocol(format!("control message: {e}")))?;
+    fn handle_control(&mut self, type_id: u8, payload: &[u8]) -> Result<(), SessionError> {
+        let message = ControlMessage::decode(type_id, payload).map_err(ProtocolError::Control)?;
         match message {
             ControlMessage::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
             ControlMessage::Abort { csid } => self.decoder.abort(csid),
@@ -296,7 +296,7 @@ impl ClientSession {
         kind: MediaKind,
         timestamp: u32,
         payload: Bytes,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), SessionError> {
         if self.config.mode == ClientMode::Play && self.stream_id == Some(stream_id) && !self.closed
         {
             self.events.push_back(ClientEvent::Media(MediaMessage { kind, timestamp, payload }));
@@ -311,7 +311,7 @@ impl ClientSession {
         stream_id: u32,
         timestamp: u32,
         payload: Bytes,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), SessionError> {
         let mut cursor: &[u8] = &payload;
         let first =
             amf0::decode(&mut cursor, &self.amf0_limits).map_err(command::CommandError::from)?;
@@ -327,7 +327,7 @@ impl ClientSession {
         Some(self.calls.swap_remove(index).1)
     }
 
-    fn handle_command(&mut self, payload: &[u8]) -> Result<(), ServerError> {
+    fn handle_command(&mut self, payload: &[u8]) -> Result<(), SessionError> {
         match Command::parse(payload, &self.amf0_limits)? {
             Command::Result { transaction_id, values } => match self.take_call(transaction_id) {
                 Some(Call::Connect) => self.on_connected(),
@@ -372,14 +372,12 @@ impl ClientSession {
         self.call("createStream", Call::CreateStream, &[]);
     }
 
-    fn on_stream_created(&mut self, values: &[Amf0Value]) -> Result<(), ServerError> {
+    fn on_stream_created(&mut self, values: &[Amf0Value]) -> Result<(), SessionError> {
         let id = values
             .iter()
             .find_map(Amf0Value::as_f64)
             .filter(|id| *id >= 0.0 && *id <= f64::from(u32::MAX))
-            .ok_or_else(|| {
-                ServerError::Protocol("createStream _result without a stream id".into())
-            })?;
+            .ok_or(ProtocolError::NoStreamId)?;
         let stream_id = id as u32;
         self.stream_id = Some(stream_id);
         let name = Amf0Value::String(self.config.stream.clone());

@@ -5,8 +5,12 @@ pub mod chunk;
 pub mod client;
 pub mod command;
 pub mod control;
+mod error;
 pub mod handshake;
 pub mod server;
+
+pub use error::{ProtocolError, SessionError, SessionErrorKind};
+pub use server::aggregate::AggregateError;
 
 /// RTMP message type ids.
 pub mod msg_type {

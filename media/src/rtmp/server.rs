@@ -4,7 +4,8 @@
 //! byte to [`ServerSession::receive`], then drains [`ServerSession::poll_event`] and
 //! [`ServerSession::poll_transmit`], acting on events by calling the `accept_*`/`reject_*`
 //! methods (which queue more output). The session never does I/O and never panics on input;
-//! an `Err` from `receive` means the connection must be closed (the error says why).
+//! an `Err` from `receive` (a [`SessionError`]) means the connection must be closed (the error
+//! says why).
 //!
 //! Media sent *to* a player is not written through the session: the hub serialises each message
 //! once with [`crate::rtmp::chunk::encode_type0`] using [`MEDIA_CHUNK_SIZE`] on the csids in
@@ -37,11 +38,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::amf0::{Amf0Limits, Amf0Value};
 use crate::frame::{MediaKind, MediaMessage};
-use crate::rtmp::chunk::{encode_type0, ChunkDecoder, ChunkError, ChunkLimits};
-use crate::rtmp::command::{self, CommandError};
+use crate::rtmp::chunk::{encode_type0, ChunkDecoder, ChunkLimits};
+use crate::rtmp::command;
 use crate::rtmp::control::{ControlMessage, UserControlEvent};
 use crate::rtmp::csid;
-use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
+use crate::rtmp::handshake::ServerHandshake;
+use crate::rtmp::SessionError;
 
 pub(crate) mod aggregate;
 mod inbound;
@@ -96,30 +98,6 @@ pub enum ServerEvent {
     BufferLength { stream_id: u32, buffer_ms: u32 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServerError {
-    #[error("handshake: {0}")]
-    Handshake(#[from] HandshakeError),
-    #[error("chunk stream: {0}")]
-    Chunk(#[from] ChunkError),
-    #[error("command: {0}")]
-    Command(#[from] CommandError),
-    #[error("protocol: {0}")]
-    Protocol(String),
-}
-
-impl ServerError {
-    /// A short, fixed label for metrics (`handshake`, `chunk`, `amf`, `protocol`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ServerError::Handshake(_) => "handshake",
-            ServerError::Chunk(_) => "chunk",
-            ServerError::Command(_) => "amf",
-            ServerError::Protocol(_) => "protocol",
-        }
-    }
-}
-
 /// Where the connection is in its `connect` exchange.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum ConnectState {
@@ -162,7 +140,7 @@ pub struct ServerSession {
     ack: AckState,
     bytes_received: u64,
     /// Set once `receive` failed: the connection is dead and stays so.
-    failed: Option<ServerError>,
+    failed: Option<SessionError>,
     /// Audio/video/data messages dropped because their stream was not publishing.
     ignored_media: u64,
 }
@@ -193,7 +171,7 @@ impl ServerSession {
     /// acknowledgements, ping responses, chunk size), commands (turned into events).
     ///
     /// After an `Err` the session is dead: every later call returns the same error.
-    pub fn receive(&mut self, data: &[u8]) -> Result<(), ServerError> {
+    pub fn receive(&mut self, data: &[u8]) -> Result<(), SessionError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
@@ -204,7 +182,7 @@ impl ServerSession {
         result
     }
 
-    fn receive_inner(&mut self, data: &[u8]) -> Result<(), ServerError> {
+    fn receive_inner(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.bytes_received = self.bytes_received.saturating_add(data.len() as u64);
         if self.established {
             self.decoder.push(data);

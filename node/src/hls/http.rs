@@ -189,10 +189,8 @@ pub(super) async fn wait_until(
     }
 }
 
-fn parse_key(app: &str, stream: &str) -> Result<StreamKey, String> {
-    StreamKey::parse(app, stream)
-        .map(|(key, _)| key)
-        .map_err(|e| format!("invalid stream name: {e}\n"))
+fn parse_key(app: &str, stream: &str) -> Result<StreamKey, sluice_media::stream_name::NameError> {
+    StreamKey::parse(app, stream).map(|(key, _)| key)
 }
 
 /// What every HLS request checks first: HLS enabled, a valid stream name, a valid query.
@@ -205,7 +203,8 @@ fn accept(
     if !svc.settings.enabled {
         return Err(text(StatusCode::NOT_FOUND, "HLS is disabled on this server\n"));
     }
-    let key = parse_key(app, stream).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+    let key = parse_key(app, stream)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")))?;
     let query =
         HlsQuery::parse(raw_query).map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
     Ok((key, query))

@@ -20,7 +20,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use sluice_media::hls::{HlsSnapshot, InitSegment, Lookup, Resource, Segment};
 use sluice_media::stream_name::StreamKey;
-use sluice_media::ts::{remux_segment, render_ts_playlist};
+use sluice_media::ts::{remux_segment, render_ts_playlist, TsError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
@@ -36,7 +36,8 @@ const MAX_ENTRIES: usize = 4096;
 static REMUX_WARNINGS: std::sync::LazyLock<RateLimitedLog> =
     std::sync::LazyLock::new(|| RateLimitedLog::new(5));
 
-type Remuxed = Result<Bytes, String>;
+/// A segment's TS bytes, or why it could not be converted (cached either way).
+type Remuxed = Result<Bytes, TsError>;
 
 struct Entry {
     /// The CMAF segment it was made from; dead once the segment left every snapshot.
@@ -83,7 +84,7 @@ impl TsCache {
             }
         };
         cell.get_or_init(|| {
-            let out = remux_segment(init, segment).map_err(|e| e.to_string());
+            let out = remux_segment(init, segment);
             match &out {
                 Ok(ts) if ts.dropped_frames > 0 && REMUX_WARNINGS.allow() => {
                     warn!(stream = %stream, msn = segment.msn, dropped = ts.dropped_frames, "hls ts: frames left out");

@@ -1,15 +1,11 @@
 //! The publishing side of a stream: classify each message (keyframe, sequence header,
-//! metadata), rebase its timestamp, serialise it once and append it to the stream's log.
+//! metadata: [`sluice_media::classify`] decides), rebase its timestamp, serialise it once and
+//! append it to the stream's log.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
-use sluice_media::amf0::Amf0Limits;
-use sluice_media::codec::{
-    parse_audio_tag, parse_video_tag, video_info, AudioCodec, AudioSpecificConfig, VideoPacket,
-};
-use sluice_media::flv::normalize_data_message;
+use sluice_media::classify::{AudioFacts, Classified, Classifier, ClassifyError, Header};
 use sluice_media::frame::{MediaKind, MediaMessage};
 use sluice_media::hls::SegmentStamp;
 use tokio::sync::Notify;
@@ -36,9 +32,8 @@ pub struct Publisher {
     pub(super) kick: Arc<Notify>,
     /// Output timestamp of the session's first message, and the input timestamp it came from.
     base: Option<(u32, u32)>,
-    has_video: bool,
-    video_header: Option<Bytes>,
-    audio_header: Option<Bytes>,
+    /// What each message is (headers, sync points, codec facts); remembers the headers seen.
+    classifier: Classifier,
     /// Malformed media messages dropped (counted, not fatal).
     pub dropped: u64,
     /// Codec names of the stream as known so far (video, audio), for the registry.
@@ -68,9 +63,7 @@ impl Publisher {
             id,
             kick,
             base: None,
-            has_video: false,
-            video_header: None,
-            audio_header: None,
+            classifier: Classifier::default(),
             dropped: 0,
             codecs: Vec::new(),
             passthrough: false,
@@ -149,85 +142,17 @@ impl Publisher {
 
     fn push_as(&mut self, message: MediaMessage, role: HlsRole) -> Result<(), PushError> {
         self.hub.metrics.media_messages_in.inc();
-        let mut payload = message.payload;
-        let mut header = None;
-        let mut sync = false;
-        let mut reset_gop = false;
-        let mut video_summary = None;
-        let mut audio_summary = None;
-        let mut metadata = None;
-        match message.kind {
-            MediaKind::Video => {
-                let tag = match parse_video_tag(&payload) {
-                    Ok(tag) => tag,
-                    Err(_) => {
-                        self.dropped += 1;
-                        return Ok(());
-                    }
-                };
-                if tag.packet == VideoPacket::Multitrack {
-                    return Err(PushError::Multitrack);
-                }
-                self.has_video = true;
-                if tag.is_sequence_header() {
-                    header = Some(HeaderKind::Video);
-                    if self.video_header.as_ref() != Some(&payload) {
-                        reset_gop = self.video_header.is_some();
-                        self.video_header = Some(payload.clone());
-                        video_summary = Some(match video_info(tag.codec, &tag.body) {
-                            Ok(info) => VideoSummary::from_info(&info),
-                            Err(_) => VideoSummary {
-                                codec: tag.codec.name().to_string(),
-                                ..Default::default()
-                            },
-                        });
-                    }
-                }
-                sync = tag.is_keyframe();
+        let classified = match self.classifier.classify(message.kind, message.payload) {
+            Ok(classified) => classified,
+            Err(ClassifyError::Malformed(_)) => {
+                self.dropped += 1;
+                return Ok(());
             }
-            MediaKind::Audio => {
-                let tag = match parse_audio_tag(&payload) {
-                    Ok(tag) => tag,
-                    Err(_) => {
-                        self.dropped += 1;
-                        return Ok(());
-                    }
-                };
-                if tag.packet == sluice_media::codec::AudioPacket::Multitrack {
-                    return Err(PushError::Multitrack);
-                }
-                if tag.is_sequence_header() {
-                    header = Some(HeaderKind::Audio);
-                    if self.audio_header.as_ref() != Some(&payload) {
-                        self.audio_header = Some(payload.clone());
-                        let config = match tag.codec {
-                            AudioCodec::Aac => AudioSpecificConfig::parse(&tag.body).ok(),
-                            _ => None,
-                        };
-                        audio_summary =
-                            Some(AudioSummary::from_config(tag.codec.name(), config.as_ref()));
-                    }
-                } else {
-                    if self.audio_header.is_none() && self.entry.state().audio.is_none() {
-                        // Codecs without a sequence header (MP3, legacy formats).
-                        audio_summary = Some(AudioSummary::from_config(tag.codec.name(), None));
-                    }
-                    sync = !self.has_video;
-                }
-            }
-            MediaKind::Data => {
-                if let Some((normalized, meta)) =
-                    normalize_data_message(&payload, &Amf0Limits::default())
-                {
-                    payload = normalized;
-                    header = Some(HeaderKind::Metadata);
-                    if meta.video_codec_id.is_some() || meta.width.is_some() {
-                        self.has_video = true;
-                    }
-                    metadata = Some(meta);
-                }
-            }
-        }
+            Err(ClassifyError::Multitrack) => return Err(PushError::Multitrack),
+        };
+        let Classified { payload, header, sync, reset_gop, video, audio, metadata } = classified;
+        let header = header.map(header_kind);
+        let video_summary = video.map(|info| VideoSummary::from_info(&info));
 
         let timestamp = self.rebase(message.timestamp);
         let now = Instant::now();
@@ -238,6 +163,16 @@ impl Publisher {
             if message.kind == MediaKind::Video && header.is_none() {
                 state.video_frames.add(now, 1);
             }
+            let audio_summary = match audio {
+                Some(AudioFacts::SequenceHeader { codec, config }) => {
+                    Some(AudioSummary::from_config(codec.name(), config.as_ref()))
+                }
+                // Codecs without a sequence header (MP3, legacy formats).
+                Some(AudioFacts::Headerless { codec }) if state.audio.is_none() => {
+                    Some(AudioSummary::from_config(codec.name(), None))
+                }
+                _ => None,
+            };
             let codecs_changed = video_summary.is_some() || audio_summary.is_some();
             if let Some(v) = video_summary {
                 state.video = Some(v);
@@ -281,6 +216,15 @@ impl Publisher {
         }
         self.entry.wake_viewers();
         Ok(())
+    }
+}
+
+/// Where the media log keeps a header the classifier recognised.
+fn header_kind(header: Header) -> HeaderKind {
+    match header {
+        Header::Metadata => HeaderKind::Metadata,
+        Header::Video => HeaderKind::Video,
+        Header::Audio => HeaderKind::Audio,
     }
 }
 

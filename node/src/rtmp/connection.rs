@@ -7,7 +7,8 @@
 
 use sluice_cluster::types::{Claim, StreamInfo};
 use sluice_cluster::{ClaimError, Registry};
-use sluice_media::rtmp::server::{ServerError, ServerEvent, ServerSession, MEDIA_STREAM_ID};
+use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
+use sluice_media::rtmp::SessionError;
 use sluice_media::stream_name::StreamKey;
 use std::future::Future;
 use std::io;
@@ -37,13 +38,23 @@ const READ_BUF_PUBLISHER: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error(transparent)]
-    Session(#[from] ServerError),
+    Session(#[from] SessionError),
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
     #[error("{0}")]
     Timeout(&'static str),
-    #[error("{0}")]
-    Media(String),
+    /// The publisher's media was refused by the hub.
+    #[error(transparent)]
+    Media(#[from] crate::hub::PushError),
+}
+
+/// Why a play/publish name does not name a stream.
+#[derive(Debug, thiserror::Error)]
+enum KeyError {
+    #[error("play/publish before connect")]
+    NotConnected,
+    #[error(transparent)]
+    Name(#[from] sluice_media::stream_name::NameError),
 }
 
 impl ConnectionError {
@@ -54,12 +65,7 @@ impl ConnectionError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ConnectionError::Session(e) => match e.kind() {
-                "handshake" => ErrorKind::Handshake,
-                "chunk" => ErrorKind::Chunk,
-                "amf" => ErrorKind::Amf,
-                _ => ErrorKind::Protocol,
-            },
+            ConnectionError::Session(e) => e.kind().into(),
             ConnectionError::Io(_) => ErrorKind::Io,
             ConnectionError::Timeout(_) => ErrorKind::Timeout,
             ConnectionError::Media(_) => ErrorKind::Media,
@@ -304,9 +310,7 @@ impl Connection {
                 }
                 ServerEvent::Media { message, .. } => {
                     if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
-                        publisher
-                            .push(message)
-                            .map_err(|e| ConnectionError::Media(e.to_string()))?;
+                        publisher.push(message)?;
                         if publisher.codecs() != _claim.codecs.as_slice() {
                             _claim.advertise_codecs(publisher.codecs());
                         }
@@ -347,9 +351,9 @@ impl Connection {
         }
     }
 
-    fn key_for(&self, name: &str) -> Result<StreamKey, String> {
-        let app = self.app.as_deref().ok_or("play/publish before connect")?;
-        StreamKey::parse(app, name).map(|(key, _query)| key).map_err(|e| e.to_string())
+    fn key_for(&self, name: &str) -> Result<StreamKey, KeyError> {
+        let app = self.app.as_deref().ok_or(KeyError::NotConnected)?;
+        Ok(StreamKey::parse(app, name).map(|(key, _query)| key)?)
     }
 
     fn on_publish(&mut self, stream_id: u32, name: &str) {

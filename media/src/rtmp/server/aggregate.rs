@@ -19,17 +19,28 @@ pub(crate) struct SubMessage {
     pub payload: Bytes,
 }
 
+/// Why an aggregate message could not be split (its FLV tags do not fit in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    #[error("truncated sub-message header at offset {offset}")]
+    TruncatedHeader { offset: usize },
+    #[error("sub-message of {size} bytes at offset {offset} overruns the message")]
+    Overrun { size: usize, offset: usize },
+    #[error("truncated back pointer at offset {offset}")]
+    TruncatedBackPointer { offset: usize },
+}
+
 /// Split `payload` (the aggregate's body, received with timestamp `timestamp`). Payloads are
 /// slices of `payload` (no copy). A truncated tag header or body is an error; a missing final
 /// back pointer is tolerated.
-pub(crate) fn split(timestamp: u32, payload: &Bytes) -> Result<Vec<SubMessage>, String> {
+pub(crate) fn split(timestamp: u32, payload: &Bytes) -> Result<Vec<SubMessage>, AggregateError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let mut first_ts: Option<u32> = None;
     while pos < payload.len() {
         let header = payload
             .get(pos..pos.saturating_add(TAG_HEADER))
-            .ok_or_else(|| format!("aggregate: truncated sub-message header at offset {pos}"))?;
+            .ok_or(AggregateError::TruncatedHeader { offset: pos })?;
         let type_id = header[0];
         let size =
             (usize::from(header[1]) << 16) | (usize::from(header[2]) << 8) | usize::from(header[3]);
@@ -38,12 +49,10 @@ pub(crate) fn split(timestamp: u32, payload: &Bytes) -> Result<Vec<SubMessage>, 
             | (u32::from(header[5]) << 8)
             | u32::from(header[6]);
         let body_start = pos + TAG_HEADER;
-        let body_end =
-            body_start.checked_add(size).filter(|&end| end <= payload.len()).ok_or_else(|| {
-                format!(
-                    "aggregate: sub-message of {size} bytes at offset {pos} overruns the message"
-                )
-            })?;
+        let body_end = body_start
+            .checked_add(size)
+            .filter(|&end| end <= payload.len())
+            .ok_or(AggregateError::Overrun { size, offset: pos })?;
         let base = *first_ts.get_or_insert(sub_ts);
         out.push(SubMessage {
             type_id,
@@ -54,7 +63,7 @@ pub(crate) fn split(timestamp: u32, payload: &Bytes) -> Result<Vec<SubMessage>, 
         pos = match remaining {
             0 => body_end,
             r if r >= BACK_POINTER => body_end + BACK_POINTER,
-            _ => return Err(format!("aggregate: truncated back pointer at offset {body_end}")),
+            _ => return Err(AggregateError::TruncatedBackPointer { offset: body_end }),
         };
     }
     Ok(out)
@@ -101,11 +110,20 @@ mod tests {
     fn rejects_truncation() {
         let mut body = tag(9, 0, b"abcdef");
         body.truncate(14);
-        assert!(split(0, &Bytes::from(body)).is_err());
-        assert!(split(0, &Bytes::from_static(&[9, 0, 0])).is_err());
+        assert_eq!(
+            split(0, &Bytes::from(body)),
+            Err(AggregateError::Overrun { size: 6, offset: 0 })
+        );
+        assert_eq!(
+            split(0, &Bytes::from_static(&[9, 0, 0])),
+            Err(AggregateError::TruncatedHeader { offset: 0 })
+        );
         let mut body = tag(9, 0, b"ab");
         body.truncate(body.len() - 2);
-        assert!(split(0, &Bytes::from(body)).is_err());
+        assert_eq!(
+            split(0, &Bytes::from(body)),
+            Err(AggregateError::TruncatedBackPointer { offset: 13 })
+        );
         let mut body = tag(9, 0, b"ab");
         body.truncate(body.len() - 4);
         assert_eq!(split(0, &Bytes::from(body)).unwrap().len(), 1);

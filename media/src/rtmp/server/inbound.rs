@@ -2,12 +2,12 @@
 
 use bytes::Bytes;
 
-use super::{aggregate, ConnectState, ServerError, ServerEvent, ServerSession, StreamState};
+use super::{aggregate, ConnectState, ServerEvent, ServerSession, StreamState};
 use crate::frame::{MediaKind, MediaMessage};
 use crate::rtmp::chunk::RawMessage;
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::control::{ControlMessage, UserControlEvent};
-use crate::rtmp::msg_type;
+use crate::rtmp::{msg_type, ProtocolError, SessionError};
 
 /// Strip the one-byte prefix of an AMF3 command/data message (type 17/15) when it is the usual
 /// 0, leaving the AMF0 body.
@@ -26,7 +26,7 @@ fn same_stream_name(published: &str, name: &str) -> bool {
 }
 
 impl ServerSession {
-    pub(super) fn handle_message(&mut self, message: RawMessage) -> Result<(), ServerError> {
+    pub(super) fn handle_message(&mut self, message: RawMessage) -> Result<(), SessionError> {
         let RawMessage { timestamp, type_id, stream_id, payload, .. } = message;
         match type_id {
             msg_type::SET_CHUNK_SIZE..=msg_type::SET_PEER_BANDWIDTH => {
@@ -51,9 +51,8 @@ impl ServerSession {
         }
     }
 
-    fn handle_control(&mut self, type_id: u8, payload: &[u8]) -> Result<(), ServerError> {
-        let message = ControlMessage::decode(type_id, payload)
-            .map_err(|e| ServerError::Protocol(format!("control message: {e}")))?;
+    fn handle_control(&mut self, type_id: u8, payload: &[u8]) -> Result<(), SessionError> {
+        let message = ControlMessage::decode(type_id, payload).map_err(ProtocolError::Control)?;
         match message {
             ControlMessage::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
             ControlMessage::Abort { csid } => self.decoder.abort(csid),
@@ -79,7 +78,7 @@ impl ServerSession {
         kind: MediaKind,
         timestamp: u32,
         payload: Bytes,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), SessionError> {
         if matches!(self.streams.get(&stream_id), Some(StreamState::Publishing { .. })) {
             let message = MediaMessage { kind, timestamp, payload };
             self.events.push_back(ServerEvent::Media { stream_id, message });
@@ -94,12 +93,12 @@ impl ServerSession {
         stream_id: u32,
         timestamp: u32,
         payload: &Bytes,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), SessionError> {
         if !matches!(self.streams.get(&stream_id), Some(StreamState::Publishing { .. })) {
             self.ignored_media = self.ignored_media.saturating_add(1);
             return Ok(());
         }
-        for sub in aggregate::split(timestamp, payload).map_err(ServerError::Protocol)? {
+        for sub in aggregate::split(timestamp, payload).map_err(ProtocolError::Aggregate)? {
             if let Some(kind) = MediaKind::from_type_id(sub.type_id) {
                 self.handle_media(stream_id, kind, sub.timestamp, sub.payload)?;
             }
@@ -107,7 +106,7 @@ impl ServerSession {
         Ok(())
     }
 
-    fn handle_command(&mut self, stream_id: u32, payload: &[u8]) -> Result<(), ServerError> {
+    fn handle_command(&mut self, stream_id: u32, payload: &[u8]) -> Result<(), SessionError> {
         let command = Command::parse(payload, &self.config.amf0_limits)?;
         match (self.connect, command) {
             (
@@ -118,17 +117,15 @@ impl ServerSession {
                 self.events.push_back(ServerEvent::Connect { app, tc_url });
                 Ok(())
             }
-            (_, Command::Connect { .. }) => {
-                Err(ServerError::Protocol("second connect on one connection".into()))
+            (_, Command::Connect { .. }) => Err(ProtocolError::SecondConnect.into()),
+            (ConnectState::Awaiting, other) => {
+                Err(ProtocolError::BeforeConnect { command: command_name(&other).to_owned() }
+                    .into())
             }
-            (ConnectState::Awaiting, other) => Err(ServerError::Protocol(format!(
-                "command '{}' before connect",
-                command_name(&other)
-            ))),
-            (ConnectState::Rejected, other) => Err(ServerError::Protocol(format!(
-                "command '{}' after connect was rejected",
-                command_name(&other)
-            ))),
+            (ConnectState::Rejected, other) => Err(ProtocolError::AfterRejectedConnect {
+                command: command_name(&other).to_owned(),
+            }
+            .into()),
             (_, command) => self.handle_connected_command(stream_id, command),
         }
     }
@@ -137,7 +134,7 @@ impl ServerSession {
         &mut self,
         msg_stream: u32,
         command: Command,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), SessionError> {
         match command {
             Command::CreateStream { transaction_id } => self.create_stream(transaction_id),
             Command::ReleaseStream { transaction_id, .. } => {
@@ -217,12 +214,11 @@ impl ServerSession {
         stream_id: u32,
         name: String,
         publish_type: String,
-    ) -> Result<(), ServerError> {
-        let state = self.streams.get_mut(&stream_id).ok_or_else(|| {
-            ServerError::Protocol(format!(
-                "publish on message stream {stream_id}, which was not created"
-            ))
-        })?;
+    ) -> Result<(), SessionError> {
+        let state = self
+            .streams
+            .get_mut(&stream_id)
+            .ok_or(ProtocolError::UnknownStream { command: "publish", stream_id })?;
         if *state != StreamState::Idle {
             let description =
                 format!("Message stream {stream_id} is already publishing or playing.");
@@ -241,12 +237,11 @@ impl ServerSession {
         start: f64,
         duration: f64,
         reset: bool,
-    ) -> Result<(), ServerError> {
-        let state = self.streams.get_mut(&stream_id).ok_or_else(|| {
-            ServerError::Protocol(format!(
-                "play on message stream {stream_id}, which was not created"
-            ))
-        })?;
+    ) -> Result<(), SessionError> {
+        let state = self
+            .streams
+            .get_mut(&stream_id)
+            .ok_or(ProtocolError::UnknownStream { command: "play", stream_id })?;
         match state {
             StreamState::Publishing { .. } => {
                 let description = format!("Message stream {stream_id} is publishing.");

@@ -1,70 +1,21 @@
-//! The registry logic shared by both backends: lease keep-alive and recovery, claims with
-//! hold-and-retry, release, events. A [`Backend`] supplies the few primitive operations
-//! (lease grant/keep-alive/revoke, put, create-if-absent, guarded delete) and the cache loop.
+//! The registry logic shared by both backends: the node's lease (keep-alive, and recovery when
+//! it is lost: a new lease, the node key and every claim written again), claims with
+//! hold-and-retry, claim updates, release, and the events callers act on. A [`Backend`]
+//! supplies the primitive operations and the cache loop.
 
+use crate::backend::{with_timeout, Backend, Create};
+use crate::backoff::Backoff;
 use crate::keys::Keyspace;
 use crate::registry::{ClaimError, RegistryConfig, RegistryError};
-use crate::types::{Claim, NodeInfo, RawKv, RegistryEvent, Snapshot, StreamInfo};
+use crate::types::{Claim, NodeId, NodeInfo, RawKv, RegistryEvent, Snapshot, StreamInfo};
 use sluice_media::stream_name::StreamKey;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
-
-/// Result of a create-if-absent.
-pub(crate) enum Create {
-    /// Created at this revision.
-    Created { revision: i64 },
-    /// The key exists (created by someone, possibly us).
-    Exists(RawKv),
-}
-
-/// The primitive operations a registry backend provides.
-pub(crate) trait Backend: Send + Sync + 'static {
-    fn grant(&self, ttl_secs: i64) -> impl Future<Output = Result<i64, RegistryError>> + Send;
-    /// `Ok(false)`: the lease no longer exists.
-    fn keep_alive(&self, lease: i64) -> impl Future<Output = Result<bool, RegistryError>> + Send;
-    fn revoke(&self, lease: i64) -> impl Future<Output = Result<(), RegistryError>> + Send;
-    /// Unconditional put under `lease`; returns the new revision.
-    fn put(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: i64,
-    ) -> impl Future<Output = Result<i64, RegistryError>> + Send;
-    /// Put under `lease` only if the key does not exist (`create_revision == 0`).
-    fn create(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: i64,
-    ) -> impl Future<Output = Result<Create, RegistryError>> + Send;
-    /// Put under `lease` only if the key's `create_revision` is `create_revision` (the same
-    /// claim); `true` if written.
-    fn put_if_created_at(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: i64,
-        create_revision: i64,
-    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
-    /// Delete only if the key's `create_revision` is `create_revision`; `true` if deleted.
-    fn delete_if_created_at(
-        &self,
-        key: &str,
-        create_revision: i64,
-    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
-    /// Keep `tx` equal to the keyspace's contents, forever (list, watch, re-list on trouble).
-    fn run_cache(
-        self: Arc<Self>,
-        keys: Keyspace,
-        tx: watch::Sender<Snapshot>,
-    ) -> impl Future<Output = ()> + Send;
-}
 
 struct State {
     lease: i64,
@@ -86,13 +37,13 @@ struct Shared<B> {
 }
 
 /// A running registry over backend `B`.
-pub(crate) struct Core<B: Backend> {
+pub(crate) struct Registrar<B: Backend> {
     shared: Arc<Shared<B>>,
     snapshot: watch::Receiver<Snapshot>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl<B: Backend> Drop for Core<B> {
+impl<B: Backend> Drop for Registrar<B> {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -100,14 +51,14 @@ impl<B: Backend> Drop for Core<B> {
     }
 }
 
-impl<B: Backend> Core<B> {
+impl<B: Backend> Registrar<B> {
     /// Grant a lease, write the node key, start keep-alive and cache, and wait for the cache to
     /// show the node key.
     pub(crate) async fn start(
         backend: Arc<B>,
         cfg: RegistryConfig,
         node: NodeInfo,
-    ) -> Result<Core<B>, RegistryError> {
+    ) -> Result<Registrar<B>, RegistryError> {
         let keys = cfg.keyspace();
         let node_key = keys.node(cfg.role, &cfg.node_id);
         let op = cfg.op_timeout;
@@ -128,12 +79,12 @@ impl<B: Backend> Core<B> {
         });
         let cache = tokio::spawn(backend.run_cache(keys, tx));
         let keeper = tokio::spawn(keep_alive_loop(shared.clone()));
-        let core = Core { shared, snapshot: rx.clone(), tasks: vec![cache, keeper] };
+        let registrar = Registrar { shared, snapshot: rx.clone(), tasks: vec![cache, keeper] };
         let ready = timeout(op.saturating_mul(2), rx.wait_for(|s| s.revision >= rev))
             .await
             .is_ok_and(|r| r.is_ok());
         if ready {
-            Ok(core)
+            Ok(registrar)
         } else {
             Err(RegistryError::NotReady)
         }
@@ -383,61 +334,30 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>) {
 }
 
 /// The origin recorded in a stream value, if it parses.
-fn holder_of(kv: &RawKv) -> Option<crate::types::NodeId> {
+fn holder_of(kv: &RawKv) -> Option<NodeId> {
     serde_json::from_slice::<StreamInfo>(&kv.value).ok().map(|i| i.origin)
-}
-
-pub(crate) async fn with_timeout<T>(
-    limit: Duration,
-    what: &'static str,
-    fut: impl Future<Output = Result<T, RegistryError>>,
-) -> Result<T, RegistryError> {
-    timeout(limit, fut).await.unwrap_or(Err(RegistryError::Timeout(what)))
 }
 
 fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Exponential backoff between `min` and `max`.
-pub(crate) struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max, next: min }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
-/// `impl Registry for $t` by delegating to its `core: Core<_>` field (both backends share it).
+/// `impl Registry for $t` by delegating to its `registrar: Registrar<_>` field (both backends share it).
 macro_rules! delegate_registry {
     ($t:ty) => {
         impl $crate::registry::Registry for $t {
             fn node(&self) -> (&$crate::types::NodeId, $crate::types::Role) {
-                (&self.core.cfg().node_id, self.core.cfg().role)
+                (&self.registrar.cfg().node_id, self.registrar.cfg().role)
             }
             fn lease(&self) -> i64 {
-                self.core.lease()
+                self.registrar.lease()
             }
             fn update_node(
                 &self,
                 info: $crate::types::NodeInfo,
             ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
             {
-                futures_util::FutureExt::boxed(self.core.update_node(info))
+                futures_util::FutureExt::boxed(self.registrar.update_node(info))
             }
             fn claim(
                 &self,
@@ -447,7 +367,7 @@ macro_rules! delegate_registry {
                 '_,
                 Result<$crate::types::Claim, $crate::registry::ClaimError>,
             > {
-                futures_util::FutureExt::boxed(self.core.claim(stream, info))
+                futures_util::FutureExt::boxed(self.registrar.claim(stream, info))
             }
             fn update_claim<'a>(
                 &'a self,
@@ -455,26 +375,26 @@ macro_rules! delegate_registry {
                 info: $crate::types::StreamInfo,
             ) -> futures_util::future::BoxFuture<'a, Result<bool, $crate::registry::RegistryError>>
             {
-                futures_util::FutureExt::boxed(self.core.update_claim(claim, info))
+                futures_util::FutureExt::boxed(self.registrar.update_claim(claim, info))
             }
             fn release(
                 &self,
                 claim: $crate::types::Claim,
             ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
             {
-                futures_util::FutureExt::boxed(self.core.release(claim))
+                futures_util::FutureExt::boxed(self.registrar.release(claim))
             }
             fn claims(&self) -> Vec<$crate::types::Claim> {
-                self.core.claims()
+                self.registrar.claims()
             }
             fn snapshot(&self) -> tokio::sync::watch::Receiver<$crate::types::Snapshot> {
-                self.core.snapshot()
+                self.registrar.snapshot()
             }
             fn events(&self) -> tokio::sync::broadcast::Receiver<$crate::types::RegistryEvent> {
-                self.core.events()
+                self.registrar.events()
             }
             fn shutdown(&self) -> futures_util::future::BoxFuture<'_, ()> {
-                futures_util::FutureExt::boxed(self.core.shutdown())
+                futures_util::FutureExt::boxed(self.registrar.shutdown())
             }
         }
     };
