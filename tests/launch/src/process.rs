@@ -8,6 +8,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use rustix::process::Signal;
+
+/// Send `signal` to process `pid`; errors (e.g. the process is gone) are ignored.
+pub fn kill(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
 /// A child process that is terminated (SIGTERM, then SIGKILL after a grace period) on drop.
 #[derive(Debug)]
 pub struct ChildGuard {
@@ -53,13 +62,10 @@ impl ChildGuard {
         }
     }
 
-    /// Send `signal` (e.g. `libc::SIGTERM`) to the process.
-    pub fn signal(&self, signal: i32) {
+    /// Send `signal` (e.g. `Signal::TERM`) to the process; harmless if it already exited.
+    pub fn signal(&self, signal: Signal) {
         if let Some(child) = &self.child {
-            // SAFETY: kill(2) with a pid we own; harmless if it already exited (ESRCH).
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, signal);
-            }
+            kill(child.id(), signal);
         }
     }
 
@@ -69,7 +75,7 @@ impl ChildGuard {
         if let Some(status) = self.try_wait() {
             return Some(status);
         }
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::TERM);
         if let Some(status) = self.wait_timeout(self.grace) {
             return Some(status);
         }

@@ -159,7 +159,7 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
     }
 
     // The ingest origin dies without releasing anything; the encoder reconnects to B.
-    unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
+    sluice_launch::kill(a.pid(), sluice_launch::Signal::KILL);
     let killed = Instant::now();
     encoder.stop();
     let before = (rtmp.frames(), flv.frames());
