@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use sluice_cluster::types::Role;
-use sluice_edge::args::{EdgeArgs, PullSettings};
+use sluice_edge::args::PullSettings;
 use sluice_edge::upstream::RelayUpstream;
-use sluice_node::config::{parse_with_file, NodeArgs};
+use sluice_node::config::{self, EdgeArgs, NodeArgs};
 use sluice_node::server::NodeOptions;
 use sluice_node::upstream::Upstream;
 
@@ -18,7 +18,7 @@ use sluice_node::upstream::Upstream;
 /// Needs:    --etcd http://127.0.0.1:2379 (to find origins) and --tls-dir DIR (relay
 ///           certificates, see `sluice-origin gen-certs`) or --insecure-dev.
 /// Every flag is also a SLUICE_* environment variable and a key of the --config TOML file
-/// (flag beats env beats file).
+/// (flag beats env beats file beats default; see sluice-edge.example.toml).
 #[derive(Debug, Parser)]
 #[command(name = "sluice-edge", version, verbatim_doc_comment)]
 struct Cli {
@@ -30,17 +30,19 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli: Cli = parse_with_file()?;
-    if !cli.node.cluster.is_clustered() {
+    let (cli, matches) =
+        config::parse_args::<Cli, _>(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let (node, edge) =
+        config::edge_settings(&cli.node, &cli.edge, &matches).unwrap_or_else(|e| e.exit());
+    if !node.cluster.is_clustered() {
         anyhow::bail!("sluice-edge needs --etcd (the cluster registry where it finds origins); for a single server run sluice-origin");
     }
-    let settings = PullSettings::from(&cli.edge);
+    let settings = PullSettings::from(&edge);
     let options = NodeOptions {
         role: Role::Edge,
         relay_listen: None,
         upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
     };
-    let node = cli.node;
     sluice_node::runtime::run_main(
         &node.clone(),
         "sluice-edge",

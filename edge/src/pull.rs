@@ -25,7 +25,7 @@ use sluice_media::stream_name::StreamKey;
 use sluice_node::hub::Hub;
 use sluice_node::peers::Peers;
 use sluice_node::placement::{relay_addr, Placement};
-use sluice_node::relay::RelayedPublish;
+use sluice_node::relayed_publish::RelayedPublish;
 use sluice_relay::{RelayError, Subscription};
 use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};

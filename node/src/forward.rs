@@ -29,9 +29,11 @@ use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::hub::Hub;
+use crate::lock::lock;
 use crate::peers::Peers;
 use crate::placement::{relay_addr, Placement};
-use crate::relay::{spawn_feed, RelayedPublish};
+use crate::relay_feed::spawn_feed;
+use crate::relayed_publish::RelayedPublish;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -230,8 +232,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

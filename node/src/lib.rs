@@ -2,21 +2,61 @@
 //! HLS delivery drivers, the node's side of the cluster (registry, placement, forwarding, relay
 //! peers), metrics, configuration and process set-up. The origin and edge binaries are thin
 //! wrappers around [`server::Node`].
+//!
+//! # Layers
+//!
+//! The modules form layers; a module imports only from its own layer or the ones below it,
+//! and there is no circle between modules (`tests/layers.rs` checks both by reading the
+//! sources, and that nothing outside `config` names clap):
+//!
+//! | layer | modules | what |
+//! |-------|---------|------|
+//! | 0 | `units`, `lock`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream` | units and small helpers, hooks |
+//! | 1 | `settings` | plain setting values with their defaults (no clap) |
+//! | 2 | `hub` | streams, publishers, viewers, the media log |
+//! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
+//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `relay_source`, `relay_tls` | delivery drivers and cluster glue |
+//! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
+//! | 6 | `server`, `runtime` | wiring a node together; process set-up |
+//!
+//! The hub sits below HLS: it does not call the HLS code, it calls a hook
+//! ([`hub::hls_hook::HlsHook`]) that the server installs with [`hls::HlsStreams`], the same
+//! way an edge installs its [`upstream::Upstream`]. The publisher feeds each message through
+//! that hook and gets back the segment stamp to store on it. (Moving the segmenter state
+//! into a leaf module under the hub was the alternative; the hook keeps all HLS code in one
+//! module above the hub, and the hub testable without it.)
+//!
+//! Where new code goes: a parser or unit type in layer 0; a new setting in `settings` (its
+//! value and default), `config::args` (its flag) and the example files; a new protocol driver
+//! or cluster adapter in layer 4; only `server` wires modules together.
 
-pub mod cluster;
-pub mod config;
-pub mod forward;
-pub mod hls;
-pub mod http;
-pub mod hub;
+// Layer 0: units and small helpers.
+pub mod lock;
 pub mod log_limit;
 pub mod metrics;
 pub mod out_queue;
+pub mod trace_context;
+pub mod units;
+pub mod upstream;
+// Layer 1: settings values.
+pub mod settings;
+// Layer 2: the hub.
+pub mod hub;
+// Layer 3: HLS state.
+pub mod hls;
+// Layer 4: delivery drivers and cluster glue.
+pub mod forward;
+pub mod http;
 pub mod peers;
 pub mod placement;
-pub mod relay;
+pub mod registry;
+pub mod relay_feed;
+pub mod relay_source;
+pub mod relay_tls;
+pub mod relayed_publish;
 pub mod rtmp;
+// Layer 5: configuration sources.
+pub mod config;
+// Layer 6: wiring and process set-up.
 pub mod runtime;
 pub mod server;
-pub mod trace_context;
-pub mod upstream;

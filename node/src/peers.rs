@@ -23,6 +23,8 @@ use sluice_relay::{ForwardSink, MediaSource, RelayConnection, RelayEndpoint, Rel
 use tokio::sync::{mpsc, Mutex as AsyncMutex, Notify};
 use tracing::{debug, info, Instrument};
 
+use crate::lock::lock;
+
 type Slot = Arc<AsyncMutex<Option<RelayConnection>>>;
 
 /// Why no connection to a peer could be had.
@@ -52,10 +54,6 @@ pub struct Peers {
     connect_timeout: Duration,
     /// `sluice_relay_peer_connections`.
     gauge: prometheus_client::metrics::gauge::Gauge,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn is_open(c: &RelayConnection) -> bool {

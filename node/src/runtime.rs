@@ -20,7 +20,7 @@ impl Drop for TracingGuard {
 /// Must be called inside a tokio runtime when `otlp_endpoint` is set.
 pub fn init_tracing(
     filter: &str,
-    format: &str,
+    format: crate::settings::LogFormat,
     otlp_endpoint: Option<&str>,
     service: &str,
 ) -> anyhow::Result<TracingGuard> {
@@ -34,7 +34,8 @@ pub fn init_tracing(
         .map_err(|e| anyhow::anyhow!("invalid --log filter '{filter}': {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let fmt = if format == "json" { fmt.json().boxed() } else { fmt.boxed() };
+    let fmt =
+        if format == crate::settings::LogFormat::Json { fmt.json().boxed() } else { fmt.boxed() };
 
     let mut provider = None;
     let otel = match otlp_endpoint {
@@ -98,7 +99,11 @@ pub async fn shutdown_signal() {
 
 /// Runs a node binary's `main` future on a multi-threaded runtime sized by `--worker-threads`,
 /// with tracing installed for `service` (spans flushed when the future returns).
-pub fn run_main<F>(node: &crate::config::NodeArgs, service: &str, main: F) -> anyhow::Result<()>
+pub fn run_main<F>(
+    node: &crate::settings::NodeSettings,
+    service: &str,
+    main: F,
+) -> anyhow::Result<()>
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
@@ -109,7 +114,7 @@ where
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
         let _tracing =
-            init_tracing(&node.log, &node.log_format, node.otlp_endpoint.as_deref(), service)?;
+            init_tracing(&node.log, node.log_format, node.otlp_endpoint.as_deref(), service)?;
         main.await
     })
 }

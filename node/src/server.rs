@@ -14,13 +14,14 @@ use sluice_cluster::types::{Capacity, Role};
 use sluice_cluster::Registry;
 use sluice_relay::RelayEndpoint;
 
-use crate::cluster::{self, Advertised};
-use crate::config::NodeArgs;
+use crate::hls::{HlsServing, HlsStreams};
 use crate::http::{self, HttpContext};
 use crate::hub::{Hub, HubConfig};
 use crate::metrics::Metrics;
+use crate::registry::{self, Advertised};
 use crate::rtmp::{self, RtmpContext};
 use crate::runtime;
+use crate::settings::NodeSettings;
 
 /// On SIGTERM, how long a node with a relay keeps serving it after leaving the ring.
 const RELAY_MOVE_GRACE: Duration = Duration::from_secs(1);
@@ -73,7 +74,7 @@ pub struct Node {
 
 impl Node {
     /// Bind the listeners and start serving.
-    pub async fn start(args: &NodeArgs, options: NodeOptions) -> anyhow::Result<Node> {
+    pub async fn start(args: &NodeSettings, options: NodeOptions) -> anyhow::Result<Node> {
         let fd_limit = runtime::raise_fd_limit();
         let limits = args.limits.clone();
         let max_connections = runtime::cap_connections(limits.max_connections, fd_limit);
@@ -93,10 +94,11 @@ impl Node {
                 stream_buffer: limits.stream_buffer,
                 viewer_max_lag: limits.viewer_max_lag,
                 publish_takeover: limits.publish_takeover,
-                hls: crate::hls::HlsSettings::new(&limits.hls, max_connections),
             },
             metrics.clone(),
         );
+        let hls = HlsServing::new(&args.hls, max_connections);
+        hub.set_hls_hook(HlsStreams::new(hls.clone()));
         let slots = Arc::new(Semaphore::new(max_connections));
         let rtmp_listener = TcpListener::bind(args.rtmp_listen)
             .await
@@ -110,7 +112,7 @@ impl Node {
         let node_id = args.node_id();
         // The relay: an origin listens for edges; an edge only dials (ephemeral port).
         let relay = if options.relay_listen.is_some() || options.upstream.is_some() {
-            let config = args.cluster.relay.relay_config(&node_id)?;
+            let config = crate::relay_tls::relay_config(&args.relay, &node_id)?;
             let bind = options.relay_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             let endpoint = RelayEndpoint::bind(bind, config)
                 .with_context(|| format!("binding the QUIC relay on {bind} (UDP)"))?;
@@ -141,9 +143,9 @@ impl Node {
         };
         let options_role = options.role;
         let registry =
-            cluster::start_registry(&args.cluster, &node_id, options.role, advertised.clone())
+            registry::start_registry(&args.cluster, &node_id, options.role, advertised.clone())
                 .await?;
-        let mut tasks = vec![cluster::spawn_event_task(registry.clone(), hub.clone())];
+        let mut tasks = vec![registry::spawn_event_task(registry.clone(), hub.clone())];
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {
@@ -159,7 +161,7 @@ impl Node {
                     crate::forward::Forwarding::new(hub.clone(), placement.clone(), peers.clone())
                 });
                 let source =
-                    crate::relay::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
+                    crate::relay_source::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
                 let sink = fwd.clone().map(|f| f as Arc<dyn sluice_relay::ForwardSink>);
                 tasks.push(peers.serve(source, sink));
                 if args.cluster.is_clustered() {
@@ -192,6 +194,7 @@ impl Node {
             metrics: metrics.clone(),
             registry: metrics.registry(),
             limits,
+            hls,
             connection_slots: slots,
             ready: true.into(),
             web_dir: args.web_dir.clone(),
@@ -261,7 +264,7 @@ impl Node {
 }
 
 /// Run a node until SIGTERM/SIGINT, then drain.
-pub async fn run(args: NodeArgs, options: NodeOptions) -> anyhow::Result<()> {
+pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()> {
     let node = Node::start(&args, options).await?;
     // Machine-readable line for scripts and tests (logs go to stderr).
     match node.relay_addr {

@@ -2,12 +2,11 @@
 //! viewers itself over RTMP, HTTP-FLV and LL-HLS; with `--etcd` it claims its streams in the
 //! cluster registry and serves them to edges over the QUIC relay (`--relay-listen`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice_node::config::{parse_with_file, NodeArgs};
+use sluice_node::config::{self, NodeArgs, OriginArgs};
 use sluice_node::server::NodeOptions;
 
 /// Sluice origin node: RTMP ingest; standalone, also RTMP, HTTP-FLV and LL-HLS playback.
@@ -17,17 +16,15 @@ use sluice_node::server::NodeOptions;
 ///           or  http://HOST:8080/APP/STREAM.m3u8
 /// Cluster:  --etcd http://127.0.0.1:2379 --relay-listen 127.0.0.1:7000 --tls-dir DIR
 /// Every flag is also a SLUICE_* environment variable and a key of the --config TOML file
-/// (flag beats env beats file).
+/// (flag beats env beats file beats default; see sluice-origin.example.toml).
 #[derive(Debug, Parser)]
 #[command(name = "sluice-origin", version, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// UDP address of the QUIC relay that serves this origin's streams to edges (needs
-    /// --tls-dir or --insecure-dev). Absent: no relay (standalone).
-    #[arg(long, env = "SLUICE_RELAY_LISTEN")]
-    relay_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    origin: OriginArgs,
 
     #[command(flatten)]
     node: NodeArgs,
@@ -48,7 +45,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli: Cli = parse_with_file()?;
+    let (cli, matches) =
+        config::parse_args::<Cli, _>(std::env::args_os()).unwrap_or_else(|e| e.exit());
     if let Some(Command::GenCerts { out, nodes }) = &cli.command {
         let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
         sluice_relay::certs::generate(out, &names)
@@ -56,9 +54,10 @@ fn main() -> anyhow::Result<()> {
         println!("wrote ca.pem, ca.key and {} node certificates to {}", names.len(), out.display());
         return Ok(());
     }
+    let (node, origin) =
+        config::origin_settings(&cli.node, &cli.origin, &matches).unwrap_or_else(|e| e.exit());
     let mut options = NodeOptions::origin();
-    options.relay_listen = cli.relay_listen;
-    let node = cli.node;
+    options.relay_listen = origin.relay_listen;
     sluice_node::runtime::run_main(
         &node.clone(),
         "sluice-origin",

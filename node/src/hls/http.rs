@@ -10,7 +10,7 @@
 //!
 //! A stream published nowhere gets 404 at once. A live stream whose first part does not exist
 //! yet, the next part, or a blocking reload, waits on the stream's snapshot channel (woken by
-//! the segmenter), bounded by [`HlsSettings::wait_timeout`].
+//! the segmenter), bounded by [`HlsServing::wait_timeout`].
 //!
 //! Caching: media objects never change under a name (`immutable`); playlists live one second;
 //! blocking-reload answers are unique per query and may be cached a few seconds.
@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use super::session::{valid_sid, SessionTable};
 use super::ts::{self as hls_ts, TsCache};
-use super::HlsSettings;
+use super::HlsServing;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Protocol};
 
@@ -51,7 +51,7 @@ const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// What the HLS handlers share.
 pub struct HlsService {
-    pub settings: HlsSettings,
+    pub settings: HlsServing,
     pub sessions: Arc<SessionTable>,
     /// How long a request for a live stream waits for its first complete segment.
     pub(super) first_segment_wait: Duration,
@@ -66,7 +66,7 @@ impl HlsService {
     /// when it is longer than three target durations (long publisher keyframe intervals).
     pub fn new(
         hub: Hub,
-        settings: HlsSettings,
+        settings: HlsServing,
         metrics: &Metrics,
         play_wait: Duration,
     ) -> Arc<Self> {

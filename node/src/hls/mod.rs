@@ -2,8 +2,9 @@
 //! HTTP side ([`http`]) that answers playlists, init segments, segments and parts from
 //! [`HlsSnapshot`]s.
 //!
-//! Data path: [`crate::hub::Publisher::push`] hands every (rebased) message to
-//! [`StreamHls::push`], which runs the sans-IO [`Segmenter`] in the publisher's task and, when
+//! Data path: [`crate::hub::Publisher::push`] hands every (rebased) message, through the
+//! hub's [`HlsHook`] (implemented here by [`HlsStreams`], so the hub does not depend on this
+//! module), to [`StreamHls::push`], which runs the sans-IO [`Segmenter`] in the publisher's task and, when
 //! something was completed, publishes a new snapshot on a `watch` channel. HTTP requests read
 //! the latest snapshot; blocking reloads and requests for the next part wait on that channel,
 //! so they are woken by the segmenter's progress, never by polling.
@@ -16,21 +17,25 @@ pub mod http;
 mod session;
 pub mod ts;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_media::frame::MediaMessage;
 use sluice_media::hls::{HlsConfig, HlsSnapshot, ResumePoint, SegmentStamp, Segmenter};
+use sluice_media::stream_name::StreamKey;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::HlsArgs;
+use crate::hub::hls_hook::{HlsHook, StreamHlsHook};
+use crate::lock::lock;
 use crate::log_limit::RateLimitedLog;
+use crate::settings::HlsSettings;
 pub use session::{SessionError, SessionTable};
 
-/// HLS settings a node applies to every stream.
+/// What a node applies to every stream's HLS: the configured [`HlsSettings`] clamped to
+/// workable ranges, in the units the segmenter uses.
 #[derive(Debug, Clone)]
-pub struct HlsSettings {
+pub struct HlsServing {
     pub enabled: bool,
     pub segment_target_ms: u32,
     pub part_target_ms: u32,
@@ -41,17 +46,17 @@ pub struct HlsSettings {
     pub ts: bool,
 }
 
-impl HlsSettings {
-    pub fn new(args: &HlsArgs, max_sessions: usize) -> Self {
+impl HlsServing {
+    pub fn new(settings: &HlsSettings, max_sessions: usize) -> Self {
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-        let segment_target_ms = ms(args.hls_segment_target).clamp(500, 60_000);
-        HlsSettings {
-            enabled: args.hls,
+        let segment_target_ms = ms(settings.segment_target).clamp(500, 60_000);
+        HlsServing {
+            enabled: settings.enabled,
             segment_target_ms,
-            part_target_ms: ms(args.hls_part_target).clamp(100, segment_target_ms),
-            window_segments: args.hls_window.clamp(3, 1000),
+            part_target_ms: ms(settings.part_target).clamp(100, segment_target_ms),
+            window_segments: settings.window.clamp(3, 1000),
             max_sessions,
-            ts: args.hls_ts,
+            ts: settings.ts,
         }
     }
 
@@ -82,9 +87,27 @@ impl HlsSettings {
     }
 }
 
-impl Default for HlsSettings {
+impl Default for HlsServing {
     fn default() -> Self {
-        HlsSettings::new(&HlsArgs::default(), 20_000)
+        HlsServing::new(&HlsSettings::default(), 20_000)
+    }
+}
+
+/// The hub's [`HlsHook`]: one [`StreamHls`] per stream, all with the node's settings.
+#[derive(Debug, Clone)]
+pub struct HlsStreams {
+    serving: Arc<HlsServing>,
+}
+
+impl HlsStreams {
+    pub fn new(serving: HlsServing) -> Arc<Self> {
+        Arc::new(HlsStreams { serving: Arc::new(serving) })
+    }
+}
+
+impl HlsHook for HlsStreams {
+    fn open(&self, _key: &StreamKey) -> Box<dyn StreamHlsHook> {
+        Box::new(StreamHls::new(self.serving.clone()))
     }
 }
 
@@ -107,6 +130,7 @@ fn fresh_numbering(now_ms: u64) -> ResumePoint {
 
 /// One stream's HLS state: the segmenter (fed by the publisher's task) and the latest snapshot.
 pub struct StreamHls {
+    settings: Arc<HlsServing>,
     segmenter: Mutex<Option<Segmenter>>,
     /// A follower's latest video and audio sequence headers, replayed into a segmenter it
     /// (re)starts from a stamp.
@@ -120,9 +144,10 @@ impl std::fmt::Debug for StreamHls {
     }
 }
 
-impl Default for StreamHls {
-    fn default() -> Self {
+impl StreamHls {
+    pub fn new(settings: Arc<HlsServing>) -> Self {
         StreamHls {
+            settings,
             segmenter: Mutex::new(None),
             headers: Mutex::new([None, None]),
             snapshot: watch::channel(None).0,
@@ -135,16 +160,12 @@ impl StreamHls {
     /// publisher. The segmenter is created at the stream's first message, its program-date-time
     /// epoch stamped once: the wall clock now minus this first timestamp. Returns the stamp of
     /// the segment this message opened, if it opened one, for the relay to carry.
-    pub fn push(
-        &self,
-        settings: &HlsSettings,
-        stream: &dyn std::fmt::Display,
-        msg: &MediaMessage,
-    ) -> Option<SegmentStamp> {
+    pub fn push(&self, stream: &dyn std::fmt::Display, msg: &MediaMessage) -> Option<SegmentStamp> {
+        let settings = &self.settings;
         if !settings.enabled {
             return None;
         }
-        let mut guard = self.segmenter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.segmenter);
         let seg = guard.get_or_insert_with(|| {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -165,20 +186,20 @@ impl StreamHls {
     /// ingest's.
     pub fn follow(
         &self,
-        settings: &HlsSettings,
         stream: &dyn std::fmt::Display,
         msg: &MediaMessage,
         header: bool,
         stamp: Option<&SegmentStamp>,
     ) {
+        let settings = &self.settings;
         if !settings.enabled {
             return;
         }
         if header && msg.kind != sluice_media::frame::MediaKind::Data {
             let slot = usize::from(msg.kind == sluice_media::frame::MediaKind::Audio);
-            self.headers.lock().unwrap_or_else(|p| p.into_inner())[slot] = Some(msg.clone());
+            lock(&self.headers)[slot] = Some(msg.clone());
         }
-        let mut guard = self.segmenter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.segmenter);
         if let Some(seg) = guard.as_mut() {
             self.feed(seg, stream, msg);
             let opened = seg.take_opened();
@@ -191,7 +212,7 @@ impl StreamHls {
         let Some(stamp) = stamp else { return };
         info!(stream = %stream, msn = stamp.msn, "hls: following the ingest's segments");
         let mut seg = Segmenter::follow(settings.segmenter_config(0), stamp, msg.timestamp);
-        let headers = self.headers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let headers = lock(&self.headers).clone();
         for h in headers.iter().flatten() {
             let _ = seg.push(h);
         }
@@ -216,7 +237,7 @@ impl StreamHls {
 
     /// The publisher left: finish the open segment; the next one starts a discontinuity.
     pub fn end_of_stream(&self) {
-        let mut guard = self.segmenter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.segmenter);
         if let Some(seg) = guard.as_mut() {
             if !seg.end_of_stream().is_empty() {
                 self.snapshot.send_replace(Some(seg.snapshot()));
@@ -230,6 +251,30 @@ impl StreamHls {
     }
 }
 
+impl StreamHlsHook for StreamHls {
+    fn push(&self, key: &StreamKey, msg: &MediaMessage) -> Option<SegmentStamp> {
+        StreamHls::push(self, key, msg)
+    }
+
+    fn follow(
+        &self,
+        key: &StreamKey,
+        msg: &MediaMessage,
+        header: bool,
+        stamp: Option<&SegmentStamp>,
+    ) {
+        StreamHls::follow(self, key, msg, header, stamp)
+    }
+
+    fn end_of_stream(&self) {
+        StreamHls::end_of_stream(self)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>> {
+        StreamHls::subscribe(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,47 +283,23 @@ mod tests {
 
     #[test]
     fn settings_are_clamped() {
-        let args = HlsArgs {
-            hls: true,
-            hls_part_target: Duration::from_millis(10),
-            hls_segment_target: Duration::from_secs(2),
-            hls_window: 1,
-            hls_ts: false,
+        let settings = HlsSettings {
+            enabled: true,
+            part_target: Duration::from_millis(10),
+            segment_target: Duration::from_secs(2),
+            window: 1,
+            ts: false,
         };
-        let s = HlsSettings::new(&args, 10);
+        let s = HlsServing::new(&settings, 10);
         assert_eq!((s.part_target_ms, s.segment_target_ms, s.window_segments), (100, 2000, 3));
         assert_eq!(s.wait_timeout(), Duration::from_secs(6));
+        assert!(!s.ts);
     }
 
     #[test]
-    fn flags_parse_and_disable() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            node: crate::config::NodeArgs,
-        }
-        let cli: Cli = crate::config::parse_with_file_from([
-            "x",
-            "--hls-part-target",
-            "200ms",
-            "--hls-segment-target",
-            "4s",
-            "--hls-window",
-            "5",
-        ])
-        .unwrap();
-        let s = HlsSettings::new(&cli.node.limits.hls, 7);
-        assert!(s.enabled);
-        assert_eq!(
-            (s.part_target_ms, s.segment_target_ms, s.window_segments, s.max_sessions),
-            (200, 4000, 5, 7)
-        );
-        let cli: Cli = crate::config::parse_with_file_from(["x", "--hls", "false"]).unwrap();
-        assert!(!cli.node.limits.hls.hls);
-        let cli: Cli = crate::config::parse_with_file_from(["x", "--hls-ts", "false"]).unwrap();
-        assert!(!HlsSettings::new(&cli.node.limits.hls, 1).ts);
-        assert!(HlsSettings::default().ts, "TS segments are on by default");
-        let d = HlsSettings::default();
+    fn defaults() {
+        let d = HlsServing::default();
+        assert!(d.ts, "TS segments are on by default");
         assert_eq!(
             (d.enabled, d.part_target_ms, d.segment_target_ms, d.window_segments),
             (true, 500, 2000, 8)
@@ -294,14 +315,14 @@ mod tests {
 
     #[test]
     fn garbage_is_logged_not_fatal_and_publishes_nothing() {
-        let hls = StreamHls::default();
+        let hls = StreamHls::new(Arc::new(HlsServing::default()));
         let rx = hls.subscribe();
         let msg = MediaMessage {
             kind: MediaKind::Video,
             timestamp: 0,
             payload: Bytes::from_static(&[0x17, 0, 0]),
         };
-        hls.push(&HlsSettings::default(), &"live/x", &msg);
+        hls.push(&"live/x", &msg);
         hls.end_of_stream();
         assert!(rx.borrow().is_none());
     }

@@ -63,7 +63,7 @@ impl SessionTable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.sessions)
     }
 
     /// Refresh session `sid` of stream `key`, creating it when it is unknown (a new viewer, or

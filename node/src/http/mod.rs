@@ -17,10 +17,11 @@ use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tower_http::cors::CorsLayer;
 
-use crate::config::Limits;
 use crate::hls::http::HlsService;
+use crate::hls::HlsServing;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::settings::Limits;
 
 /// What HTTP handlers share.
 pub struct HttpContext {
@@ -28,6 +29,8 @@ pub struct HttpContext {
     pub metrics: Metrics,
     pub registry: Registry,
     pub limits: Limits,
+    /// HLS as this node serves it.
+    pub hls: HlsServing,
     pub connection_slots: Arc<Semaphore>,
     /// False while starting and once draining: `/readyz` answers 503.
     pub ready: AtomicBool,
@@ -41,7 +44,7 @@ pub struct HttpContext {
 pub fn router(ctx: Arc<HttpContext>) -> Router {
     let hls = HlsService::new(
         ctx.hub.clone(),
-        ctx.hub.config().hls.clone(),
+        ctx.hls.clone(),
         &ctx.metrics,
         ctx.limits.play_wait_timeout,
     );

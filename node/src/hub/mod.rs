@@ -6,6 +6,7 @@
 //! [`Subscription`]). Architecture invariant: media bytes are shared (`Bytes`/`Arc`), never
 //! copied per viewer, and nothing is buffered per viewer beyond one write batch.
 
+pub mod hls_hook;
 pub mod log;
 pub mod prepared;
 mod publisher;
@@ -21,9 +22,11 @@ use serde::Serialize;
 use sluice_media::stream_name::StreamKey;
 use tokio::sync::Notify;
 
+use crate::lock::lock;
 use crate::metrics::{Metrics, Protocol};
+use hls_hook::HlsHook;
 pub use publisher::{Publisher, PushError};
-use stream::{lock, AudioSummary, StreamEntry, VideoSummary};
+use stream::{AudioSummary, StreamEntry, VideoSummary};
 pub use subscription::Subscription;
 
 /// Limits the hub enforces.
@@ -34,8 +37,6 @@ pub struct HubConfig {
     pub stream_buffer: usize,
     pub viewer_max_lag: usize,
     pub publish_takeover: bool,
-    /// HLS segmenting and serving (see [`crate::hls`]).
-    pub hls: crate::hls::HlsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +77,8 @@ pub(crate) struct HubInner {
     next_id: AtomicU64,
     /// Set on edges: pulls streams that are not live here (see [`crate::upstream`]).
     upstream: OnceLock<Arc<dyn crate::upstream::Upstream>>,
+    /// Per-stream HLS state, when a layer above set it (see [`hls_hook`]).
+    hls: OnceLock<Arc<dyn HlsHook>>,
 }
 
 /// Cheap to clone; all clones share one hub.
@@ -93,6 +96,7 @@ impl Hub {
                 metrics,
                 next_id: AtomicU64::new(1),
                 upstream: OnceLock::new(),
+                hls: OnceLock::new(),
             }),
         }
     }
@@ -110,10 +114,8 @@ impl Hub {
         let inner = &self.inner;
         let mut streams = lock(&inner.streams);
         let live = streams.values().filter(|e| e.state().publisher.is_some()).count();
-        let entry = streams
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(StreamEntry::new(key.clone(), inner.config.stream_buffer)))
-            .clone();
+        let entry =
+            streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone();
         let mut state = entry.state();
         let taking_over = state.publisher.is_some();
         if taking_over && !inner.config.publish_takeover {
@@ -152,6 +154,11 @@ impl Hub {
         let _ = self.inner.upstream.set(upstream);
     }
 
+    /// Give this hub its per-stream HLS state (once, before serving; see [`hls_hook`]).
+    pub fn set_hls_hook(&self, hook: Arc<dyn HlsHook>) {
+        let _ = self.inner.hls.set(hook);
+    }
+
     /// Whether this hub pulls streams from an upstream (an edge).
     pub fn has_upstream(&self) -> bool {
         self.inner.upstream.get().is_some()
@@ -173,12 +180,7 @@ impl Hub {
         }
         let entry = {
             let mut streams = lock(&inner.streams);
-            streams
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(StreamEntry::new(key.clone(), inner.config.stream_buffer))
-                })
-                .clone()
+            streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone()
         };
         let max = inner.config.max_viewers_per_stream;
         let admitted = entry
@@ -231,14 +233,14 @@ impl Hub {
     }
 
     /// The HLS snapshot channel of `key` and whether it is live now; `None` when the stream
-    /// does not exist (no publisher and no viewers).
+    /// does not exist (no publisher and no viewers) or the hub has no HLS hook.
     pub fn hls(
         &self,
         key: &StreamKey,
     ) -> Option<(tokio::sync::watch::Receiver<Option<sluice_media::hls::HlsSnapshot>>, bool)> {
         let entry = lock(&self.inner.streams).get(key).cloned()?;
         let live = entry.is_live();
-        Some((entry.hls.subscribe(), live))
+        Some((entry.hls.as_ref()?.subscribe(), live))
     }
 
     /// Disconnect the publisher of `key`, if any (its claim was lost to another node).
@@ -269,6 +271,11 @@ impl Hub {
 }
 
 impl HubInner {
+    fn new_entry(&self, key: &StreamKey) -> StreamEntry {
+        let hls = self.hls.get().map(|h| h.open(key));
+        StreamEntry::new(key.clone(), self.config.stream_buffer, hls)
+    }
+
     /// Forget `entry` if nobody publishes or watches it any more.
     pub(crate) fn release(&self, entry: &Arc<StreamEntry>) {
         let mut streams = lock(&self.streams);

@@ -258,17 +258,13 @@ impl Publisher {
             }
         }
         let msg = MediaMessage { kind: message.kind, timestamp, payload };
-        let hls = &self.entry.hls;
-        let stamp = match role {
-            HlsRole::Ingest => hls.push(&self.hub.config.hls, &self.entry.key, &msg),
-            HlsRole::Follow(stamp) => {
-                hls.follow(
-                    &self.hub.config.hls,
-                    &self.entry.key,
-                    &msg,
-                    header.is_some(),
-                    stamp.as_ref(),
-                );
+        let stamp = match (&self.entry.hls, role) {
+            (None, HlsRole::Ingest) => None,
+            (Some(hls), HlsRole::Ingest) => hls.push(&self.entry.key, &msg),
+            (hls, HlsRole::Follow(stamp)) => {
+                if let Some(hls) = hls {
+                    hls.follow(&self.entry.key, &msg, header.is_some(), stamp.as_ref());
+                }
                 stamp
             }
         };
@@ -302,7 +298,9 @@ impl Drop for Publisher {
         state.audio = None;
         state.metadata = None;
         drop(state);
-        self.entry.hls.end_of_stream();
+        if let Some(hls) = &self.entry.hls {
+            hls.end_of_stream();
+        }
         self.entry.log().end_publish();
         self.entry.wake_viewers();
         self.hub.metrics.streams.dec();

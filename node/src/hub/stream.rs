@@ -11,7 +11,9 @@ use sluice_media::flv::Metadata;
 use sluice_media::stream_name::StreamKey;
 use tokio::sync::{watch, Notify};
 
+use super::hls_hook::StreamHlsHook;
 use super::log::MediaLog;
+use crate::lock::lock;
 
 /// Video facts for the API.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -114,17 +116,12 @@ pub struct StreamEntry {
     /// "viewer" that feeds many, so it gets each message before the local fan-out.
     pub(super) wake_relay: watch::Sender<u64>,
     pub(super) viewers: AtomicUsize,
-    /// HLS segmenter and its latest snapshot (see [`crate::hls`]).
-    pub hls: crate::hls::StreamHls,
-}
-
-/// Lock a mutex, ignoring poisoning: every critical section here leaves the data consistent.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    /// HLS segmenter and its latest snapshot, when the hub has an HLS hook.
+    pub hls: Option<Box<dyn StreamHlsHook>>,
 }
 
 impl StreamEntry {
-    pub fn new(key: StreamKey, buffer_bytes: usize) -> Self {
+    pub fn new(key: StreamKey, buffer_bytes: usize, hls: Option<Box<dyn StreamHlsHook>>) -> Self {
         let now = Instant::now();
         StreamEntry {
             key,
@@ -144,7 +141,7 @@ impl StreamEntry {
             wake: watch::channel(0).0,
             wake_relay: watch::channel(0).0,
             viewers: AtomicUsize::new(0),
-            hls: crate::hls::StreamHls::default(),
+            hls,
         }
     }
 

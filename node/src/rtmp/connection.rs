@@ -70,7 +70,8 @@ impl ConnectionError {
 /// A claim in flight in the registry (may be held up to the lease TTL + margin).
 type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, ClaimError>> + Send>>;
 
-enum Role {
+/// What the connection is doing with a stream (none, claiming, publishing, waiting, playing).
+enum Activity {
     None,
     /// Waiting for the registry to grant the stream name.
     Claiming {
@@ -105,7 +106,7 @@ pub(super) struct Connection {
     session: ServerSession,
     out: OutQueue,
     app: Option<String>,
-    role: Role,
+    activity: Activity,
     connected: bool,
     started: Instant,
     last_activity: Instant,
@@ -124,7 +125,7 @@ impl Connection {
             session,
             out: OutQueue::default(),
             app: None,
-            role: Role::None,
+            activity: Activity::None,
             connected: false,
             started: now,
             last_activity: now,
@@ -140,7 +141,9 @@ impl Connection {
         let timer = tokio::time::sleep_until(armed);
         tokio::pin!(timer);
         loop {
-            if buf.len() < READ_BUF_PUBLISHER && matches!(self.role, Role::Publishing { .. }) {
+            if buf.len() < READ_BUF_PUBLISHER
+                && matches!(self.activity, Activity::Publishing { .. })
+            {
                 buf.resize(READ_BUF_PUBLISHER, 0);
             }
             self.fill_output();
@@ -152,8 +155,9 @@ impl Connection {
                 armed = deadline;
                 timer.as_mut().reset(armed);
             }
-            let want_media = matches!(self.role, Role::Playing { .. } | Role::Waiting { .. })
-                && self.out.len() < PLAYER_HIGH_WATER;
+            let want_media =
+                matches!(self.activity, Activity::Playing { .. } | Activity::Waiting { .. })
+                    && self.out.len() < PLAYER_HIGH_WATER;
             tokio::select! {
                 ready = self.stream.readable() => {
                     ready?;
@@ -161,7 +165,7 @@ impl Connection {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
                             self.last_activity = Instant::now();
-                            if matches!(self.role, Role::Publishing { .. }) {
+                            if matches!(self.activity, Activity::Publishing { .. }) {
                                 self.ctx.metrics.bytes_in.inc_by(n as u64);
                             }
                             self.session.receive(&buf[..n])?;
@@ -175,14 +179,14 @@ impl Connection {
                     ready?;
                     self.flush()?;
                 }
-                wake = role_wake(&mut self.role, want_media) => {
+                wake = activity_wake(&mut self.activity, want_media) => {
                     match wake {
-                        RoleWake::Kicked => {
+                        Wake::Kicked => {
                             info!("publisher stopped: taken over, or its claim was lost");
                             return Ok(());
                         }
-                        RoleWake::Claimed(result) => self.on_claimed(result),
-                        RoleWake::Media => {}
+                        Wake::Claimed(result) => self.on_claimed(result),
+                        Wake::Media => {}
                     }
                 }
                 _ = &mut timer => {
@@ -200,7 +204,7 @@ impl Connection {
         if !self.connected {
             deadline = deadline.min(self.started + ctx.limits.handshake_timeout);
         }
-        if let Role::Waiting { deadline: wait, .. } = &self.role {
+        if let Activity::Waiting { deadline: wait, .. } = &self.activity {
             deadline = deadline.min(*wait);
         }
         deadline
@@ -214,12 +218,12 @@ impl Connection {
         if now >= self.last_activity + self.ctx.limits.idle_timeout {
             return Err(ConnectionError::Timeout("idle: no bytes in either direction"));
         }
-        if let Role::Waiting { deadline, stream_id, name, .. } = &self.role {
+        if let Activity::Waiting { deadline, stream_id, name, .. } = &self.activity {
             if now >= *deadline {
                 let (stream_id, name) = (*stream_id, name.clone());
                 debug!(stream = %name, "play: stream not published within the wait timeout");
                 self.session.play_not_found(stream_id, &name);
-                self.role = Role::None;
+                self.activity = Activity::None;
             }
         }
         Ok(())
@@ -228,20 +232,20 @@ impl Connection {
     /// Queue session output, then (for a player) media from the hub.
     fn fill_output(&mut self) {
         self.take_transmit();
-        if let Role::Waiting { sub, .. } = &self.role {
+        if let Activity::Waiting { sub, .. } = &self.activity {
             if sub.is_live() {
-                let Role::Waiting { mut sub, stream_id, name, reset, .. } =
-                    std::mem::replace(&mut self.role, Role::None)
+                let Activity::Waiting { mut sub, stream_id, name, reset, .. } =
+                    std::mem::replace(&mut self.activity, Activity::None)
                 else {
                     unreachable!()
                 };
                 self.session.accept_play(stream_id, &name, reset);
                 self.take_transmit();
                 sub.start_playing();
-                self.role = Role::Playing { sub, stream_id, name };
+                self.activity = Activity::Playing { sub, stream_id, name };
             }
         }
-        let Role::Playing { sub, stream_id, name } = &mut self.role else { return };
+        let Activity::Playing { sub, stream_id, name } = &mut self.activity else { return };
         if self.out.len() >= PLAYER_HIGH_WATER || !sub.has_pending() {
             return;
         }
@@ -282,7 +286,7 @@ impl Connection {
         let n = self.out.write_to(&self.stream)?;
         if n > 0 {
             self.last_activity = Instant::now();
-            if matches!(self.role, Role::Playing { .. }) {
+            if matches!(self.activity, Activity::Playing { .. }) {
                 self.ctx.bytes_out_rtmp.inc_by(n as u64);
             }
         }
@@ -299,7 +303,7 @@ impl Connection {
                     self.on_play(stream_id, &name, reset)
                 }
                 ServerEvent::Media { message, .. } => {
-                    if let Role::Publishing { publisher, _claim, .. } = &mut self.role {
+                    if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
                         publisher
                             .push(message)
                             .map_err(|e| ConnectionError::Media(e.to_string()))?;
@@ -309,13 +313,17 @@ impl Connection {
                     }
                 }
                 ServerEvent::Unpublish { .. } => {
-                    if matches!(self.role, Role::Publishing { .. } | Role::Claiming { .. }) {
-                        self.role = Role::None;
+                    if matches!(
+                        self.activity,
+                        Activity::Publishing { .. } | Activity::Claiming { .. }
+                    ) {
+                        self.activity = Activity::None;
                     }
                 }
                 ServerEvent::StopPlay { .. } => {
-                    if matches!(self.role, Role::Playing { .. } | Role::Waiting { .. }) {
-                        self.role = Role::None;
+                    if matches!(self.activity, Activity::Playing { .. } | Activity::Waiting { .. })
+                    {
+                        self.activity = Activity::None;
                     }
                 }
                 ServerEvent::BufferLength { .. } => {}
@@ -345,7 +353,7 @@ impl Connection {
     }
 
     fn on_publish(&mut self, stream_id: u32, name: &str) {
-        if !matches!(self.role, Role::None) {
+        if !matches!(self.activity, Activity::None) {
             self.session.reject_publish(
                 stream_id,
                 "NetStream.Publish.BadConnection",
@@ -396,12 +404,13 @@ impl Connection {
         };
         let claim_key = key.clone();
         let claim: PendingClaim = Box::pin(async move { registry.claim(claim_key, info).await });
-        self.role = Role::Claiming { stream_id, key, claim };
+        self.activity = Activity::Claiming { stream_id, key, claim };
     }
 
     /// The registry answered a claim: publish, or refuse the name.
     fn on_claimed(&mut self, result: Result<Claim, ClaimError>) {
-        let Role::Claiming { stream_id, key, .. } = std::mem::replace(&mut self.role, Role::None)
+        let Activity::Claiming { stream_id, key, .. } =
+            std::mem::replace(&mut self.activity, Activity::None)
         else {
             return;
         };
@@ -442,7 +451,7 @@ impl Connection {
                     codecs: Vec::new(),
                     codecs_tx: None,
                 };
-                self.role = Role::Publishing {
+                self.activity = Activity::Publishing {
                     publisher: Box::new(publisher),
                     _forward: forward,
                     _claim: Box::new(guard),
@@ -464,7 +473,7 @@ impl Connection {
     }
 
     fn on_play(&mut self, stream_id: u32, name: &str, reset: bool) {
-        if !matches!(self.role, Role::None) {
+        if !matches!(self.activity, Activity::None) {
             self.session.play_not_found(stream_id, name);
             return;
         }
@@ -485,7 +494,7 @@ impl Connection {
                 let deadline = Instant::now() + self.ctx.limits.play_wait_timeout;
                 let name = key.name().to_string();
                 // `fill_output` starts playing as soon as the stream is live (maybe right away).
-                self.role = Role::Waiting { sub, stream_id, name, reset, deadline };
+                self.activity = Activity::Waiting { sub, stream_id, name, reset, deadline };
             }
             Err(e @ SubscribeError::NotFound(_)) => {
                 info!(stream = %key, error = %e, "play refused");
@@ -499,27 +508,27 @@ impl Connection {
     }
 }
 
-enum RoleWake {
+enum Wake {
     Media,
     Kicked,
     Claimed(Result<Claim, ClaimError>),
 }
 
-/// Resolves when the role needs attention: new media for a player, takeover for a publisher.
-async fn role_wake(role: &mut Role, want_media: bool) -> RoleWake {
-    match role {
-        Role::Playing { sub, .. } | Role::Waiting { sub, .. } if want_media => {
+/// Resolves when the activity needs attention: new media for a player, takeover for a publisher.
+async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
+    match activity {
+        Activity::Playing { sub, .. } | Activity::Waiting { sub, .. } if want_media => {
             // A batch limit may have left media behind: take it now, not at the next frame.
             if !sub.has_pending() {
                 sub.changed().await;
             }
-            RoleWake::Media
+            Wake::Media
         }
-        Role::Publishing { publisher, .. } => {
+        Activity::Publishing { publisher, .. } => {
             publisher.kicked().await;
-            RoleWake::Kicked
+            Wake::Kicked
         }
-        Role::Claiming { claim, .. } => RoleWake::Claimed(claim.as_mut().await),
+        Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
     }
 }

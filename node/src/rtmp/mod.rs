@@ -12,10 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{info_span, warn, Instrument};
 
-use crate::config::Limits;
 use crate::hub::Hub;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::{Metrics, Protocol};
+use crate::settings::Limits;
 pub use connection::ConnectionError;
 
 /// What every RTMP connection task shares.

@@ -4,65 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use clap::Args;
 use sluice_cluster::types::{Capacity, NodeId, NodeInfo, NodeState, Role};
 use sluice_cluster::{EtcdRegistry, MemoryRegistry, Registry, RegistryConfig, RegistryEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
-use crate::config::parse_duration;
 use crate::hub::Hub;
-
-/// Cluster membership settings shared by every node.
-#[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
-    /// etcd endpoints, comma-separated (e.g. `http://127.0.0.1:2379`). Absent: standalone, with
-    /// an in-memory registry.
-    #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]
-    pub etcd: Vec<String>,
-
-    /// Key prefix in etcd, so several clusters can share one etcd.
-    #[arg(long, env = "SLUICE_ETCD_PREFIX", default_value = "/sluice")]
-    pub etcd_prefix: String,
-
-    /// Lease TTL: a node that stops renewing for this long loses its node key and streams.
-    #[arg(long, env = "SLUICE_LEASE_TTL", default_value = "5s", value_parser = parse_duration)]
-    pub lease_ttl: Duration,
-
-    /// Host name or address other nodes and players use to reach this node (advertised in
-    /// the registry). Defaults to the listen address's host.
-    #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
-    pub advertise_host: Option<String>,
-
-    #[command(flatten)]
-    pub relay: crate::relay::RelayArgs,
-}
-
-impl ClusterArgs {
-    pub fn is_clustered(&self) -> bool {
-        !self.etcd.is_empty()
-    }
-}
-
-/// This machine's host name (the default node id), sanitised to the node-id alphabet.
-pub fn default_node_id() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let id: String = raw
-        .trim()
-        .chars()
-        .map(
-            |c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' },
-        )
-        .take(64)
-        .collect();
-    if id.is_empty() || id.starts_with('.') {
-        "sluice-node".to_string()
-    } else {
-        id
-    }
-}
+use crate::settings::ClusterSettings;
 
 /// Everything the registry advertises about this node.
 #[derive(Debug, Clone)]
@@ -80,7 +29,7 @@ impl Advertised {
 
 /// Connect (or, standalone, create) the registry and register this node as ready.
 pub async fn start_registry(
-    args: &ClusterArgs,
+    args: &ClusterSettings,
     node_id: &str,
     role: Role,
     advertised: Advertised,

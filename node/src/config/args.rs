@@ -1,0 +1,358 @@
+//! The command line: one clap struct per settings group, with the same names as the file's
+//! keys (`--max-streams` is `max-streams`) and a `SLUICE_*` variable each. Defaults shown by
+//! `--help` are the `Default` values of [`crate::settings`]; only values given on the command
+//! line or in the environment are applied (checked with [`ArgMatches::value_source`]), so a
+//! value from the file is not overwritten by a default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args};
+
+use crate::settings::{
+    ClusterSettings, EdgeSettings, HlsSettings, Limits, LogFormat, NodeSettings, OriginSettings,
+    RelaySettings,
+};
+use crate::units::{ByteSize, HumanDuration};
+
+/// Whether the argument `id` was given on the command line or in the environment.
+fn from_user(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
+/// `dst = src.field` for each field given by the user (the argument id is the field name).
+macro_rules! overlay {
+    ($m:expr, $src:expr; $($dst:expr => $field:ident),* $(,)?) => {
+        $(
+            if from_user($m, stringify!($field)) {
+                $dst = $src.$field.clone().into();
+            }
+        )*
+    };
+}
+
+fn node() -> NodeSettings {
+    NodeSettings::default()
+}
+fn limits() -> Limits {
+    Limits::default()
+}
+fn hls() -> HlsSettings {
+    HlsSettings::default()
+}
+fn cluster() -> ClusterSettings {
+    ClusterSettings::default()
+}
+fn relay() -> RelaySettings {
+    RelaySettings::default()
+}
+fn edge() -> EdgeSettings {
+    EdgeSettings::default()
+}
+
+/// Flags every node that accepts RTMP and serves viewers shares.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// TOML file with any of these settings (keys are the long flag names; an `[origin]` or
+    /// `[edge]` section holds what only that binary reads).
+    #[arg(long, env = "SLUICE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// RTMP listen address (publishers and players).
+    #[arg(long, env = "SLUICE_RTMP_LISTEN", default_value_t = node().rtmp_listen)]
+    pub rtmp_listen: SocketAddr,
+
+    /// HTTP listen address: HTTP-FLV, /api, /metrics, /healthz, /readyz.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value_t = node().http_listen)]
+    pub http_listen: SocketAddr,
+
+    /// This node's id in logs, metrics and (in a cluster) the registry. Defaults to the host name.
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info,sluice_node=debug`.
+    #[arg(long, env = "SLUICE_LOG", default_value_t = node().log)]
+    pub log: String,
+
+    /// Log format (text or json).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value_t = node().log_format)]
+    pub log_format: LogFormat,
+
+    /// Tokio worker threads; 0 means one per CPU core.
+    #[arg(long, env = "SLUICE_WORKER_THREADS", default_value_t = node().worker_threads)]
+    pub worker_threads: usize,
+
+    /// Directory of the web page served at `/` (`index.html`, `app.js`, `style.css`) and of its
+    /// player libraries, installed into `node_modules/` there by `npm ci --prefix web`.
+    #[arg(long, env = "SLUICE_WEB_DIR", default_value_os_t = node().web_dir)]
+    pub web_dir: PathBuf,
+
+    /// OTLP/gRPC endpoint to export tracing spans to (e.g. `http://127.0.0.1:4317`).
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub relay: RelayArgs,
+
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+
+    #[command(flatten)]
+    pub hls: HlsArgs,
+}
+
+impl NodeArgs {
+    /// Apply what the user gave (flags, environment) onto `s`.
+    pub fn apply(&self, m: &ArgMatches, s: &mut NodeSettings) {
+        overlay!(m, self;
+            s.rtmp_listen => rtmp_listen,
+            s.http_listen => http_listen,
+            s.node_id => node_id,
+            s.log => log,
+            s.log_format => log_format,
+            s.worker_threads => worker_threads,
+            s.web_dir => web_dir,
+            s.otlp_endpoint => otlp_endpoint,
+        );
+        self.limits.apply(m, &mut s.limits);
+        self.hls.apply(m, &mut s.hls);
+        self.cluster.apply(m, &mut s.cluster);
+        self.relay.apply(m, &mut s.relay);
+    }
+}
+
+/// Explicit bounds on what clients can make a node hold or do.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Most simultaneous RTMP + HTTP connections (capped below the file-descriptor limit).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = limits().max_connections)]
+    pub max_connections: usize,
+
+    /// Most live (published) streams.
+    #[arg(long, env = "SLUICE_MAX_STREAMS", default_value_t = limits().max_streams)]
+    pub max_streams: usize,
+
+    /// Most viewers of one stream (all protocols together).
+    #[arg(long, env = "SLUICE_MAX_VIEWERS_PER_STREAM", default_value_t = limits().max_viewers_per_stream)]
+    pub max_viewers_per_stream: usize,
+
+    /// Time a client has to complete the RTMP handshake and `connect`.
+    #[arg(long, env = "SLUICE_HANDSHAKE_TIMEOUT", default_value_t = HumanDuration(limits().handshake_timeout))]
+    pub handshake_timeout: HumanDuration,
+
+    /// A connection with no bytes in either direction for this long is closed.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value_t = HumanDuration(limits().idle_timeout))]
+    pub idle_timeout: HumanDuration,
+
+    /// Largest RTMP message accepted (bytes; suffixes KiB/MiB allowed).
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_SIZE", default_value_t = ByteSize(limits().max_message_size))]
+    pub max_message_size: ByteSize,
+
+    /// Bytes one RTMP connection may hold in partially received messages.
+    #[arg(long, env = "SLUICE_MAX_REASSEMBLY", default_value_t = ByteSize(limits().max_reassembly))]
+    pub max_reassembly: ByteSize,
+
+    /// How long a player of a stream that is not (yet) published waits before StreamNotFound/404.
+    #[arg(long, env = "SLUICE_PLAY_WAIT_TIMEOUT", default_value_t = HumanDuration(limits().play_wait_timeout))]
+    pub play_wait_timeout: HumanDuration,
+
+    /// How far (bytes of media) a viewer may fall behind live before it is skipped to the
+    /// latest keyframe.
+    #[arg(long, env = "SLUICE_VIEWER_MAX_LAG", default_value_t = ByteSize(limits().viewer_max_lag))]
+    pub viewer_max_lag: ByteSize,
+
+    /// Bytes of recent media kept per stream (GOP cache for fast start plus slack for viewers
+    /// slightly behind). A GOP larger than this is not cached; new viewers then wait for the
+    /// next keyframe.
+    #[arg(long, env = "SLUICE_STREAM_BUFFER", default_value_t = ByteSize(limits().stream_buffer))]
+    pub stream_buffer: ByteSize,
+
+    /// Whether a new publisher of a live name takes it over (the old one is disconnected)
+    /// instead of being refused with NetStream.Publish.BadName.
+    #[arg(long, env = "SLUICE_PUBLISH_TAKEOVER", default_value_t = limits().publish_takeover)]
+    pub publish_takeover: bool,
+
+    /// On SIGTERM, how long to wait for connections to finish before exiting.
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = HumanDuration(limits().drain_timeout))]
+    pub drain_timeout: HumanDuration,
+}
+
+impl LimitsArgs {
+    fn apply(&self, m: &ArgMatches, s: &mut Limits) {
+        overlay!(m, self;
+            s.max_connections => max_connections,
+            s.max_streams => max_streams,
+            s.max_viewers_per_stream => max_viewers_per_stream,
+            s.handshake_timeout => handshake_timeout,
+            s.idle_timeout => idle_timeout,
+            s.max_message_size => max_message_size,
+            s.max_reassembly => max_reassembly,
+            s.play_wait_timeout => play_wait_timeout,
+            s.viewer_max_lag => viewer_max_lag,
+            s.stream_buffer => stream_buffer,
+            s.publish_takeover => publish_takeover,
+            s.drain_timeout => drain_timeout,
+        );
+    }
+}
+
+/// HLS / Low-Latency HLS delivery settings.
+#[derive(Debug, Clone, Args)]
+pub struct HlsArgs {
+    /// Serve HLS and LL-HLS (`/APP/STREAM.m3u8`); `--hls false` disables it (and its segmenter).
+    #[arg(long, env = "SLUICE_HLS", default_value_t = hls().enabled, action = ArgAction::Set)]
+    pub hls: bool,
+
+    /// LL-HLS part target duration (100ms up to the segment target).
+    #[arg(long, env = "SLUICE_HLS_PART_TARGET", default_value_t = HumanDuration(hls().part_target))]
+    pub hls_part_target: HumanDuration,
+
+    /// HLS segment target duration; segments are cut at keyframes, so a longer keyframe
+    /// interval gives longer segments.
+    #[arg(long, env = "SLUICE_HLS_SEGMENT_TARGET", default_value_t = HumanDuration(hls().segment_target))]
+    pub hls_segment_target: HumanDuration,
+
+    /// Completed segments kept in memory and listed in the media playlist (at least 3).
+    #[arg(long, env = "SLUICE_HLS_WINDOW", default_value_t = hls().window)]
+    pub hls_window: usize,
+
+    /// Also serve HLS as MPEG-TS segments for old players (`/APP/STREAM/ts.m3u8`), made on
+    /// first request from the same segments; `--hls-ts false` disables it.
+    #[arg(long, env = "SLUICE_HLS_TS", default_value_t = hls().ts, action = ArgAction::Set)]
+    pub hls_ts: bool,
+}
+
+impl HlsArgs {
+    fn apply(&self, m: &ArgMatches, s: &mut HlsSettings) {
+        overlay!(m, self;
+            s.enabled => hls,
+            s.part_target => hls_part_target,
+            s.segment_target => hls_segment_target,
+            s.window => hls_window,
+            s.ts => hls_ts,
+        );
+    }
+}
+
+/// Cluster membership settings shared by every node.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// etcd endpoints, comma-separated (e.g. `http://127.0.0.1:2379`). Absent: standalone, with
+    /// an in-memory registry.
+    #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+
+    /// Key prefix in etcd, so several clusters can share one etcd.
+    #[arg(long, env = "SLUICE_ETCD_PREFIX", default_value_t = cluster().etcd_prefix)]
+    pub etcd_prefix: String,
+
+    /// Lease TTL: a node that stops renewing for this long loses its node key and streams.
+    #[arg(long, env = "SLUICE_LEASE_TTL", default_value_t = HumanDuration(cluster().lease_ttl))]
+    pub lease_ttl: HumanDuration,
+
+    /// Host name or address other nodes and players use to reach this node (advertised in
+    /// the registry). Defaults to the listen address's host.
+    #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+}
+
+impl ClusterArgs {
+    fn apply(&self, m: &ArgMatches, s: &mut ClusterSettings) {
+        overlay!(m, self;
+            s.etcd => etcd,
+            s.etcd_prefix => etcd_prefix,
+            s.lease_ttl => lease_ttl,
+            s.advertise_host => advertise_host,
+        );
+    }
+}
+
+/// Relay settings shared by origins and edges: security, transport and limits.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// QUIC keep-alive interval on relay connections.
+    #[arg(long, env = "SLUICE_RELAY_KEEPALIVE", default_value_t = HumanDuration(relay().keepalive))]
+    pub relay_keepalive: HumanDuration,
+
+    /// A relay connection silent this long is closed (its streams resubscribe elsewhere).
+    #[arg(long, env = "SLUICE_RELAY_IDLE_TIMEOUT", default_value_t = HumanDuration(relay().idle_timeout))]
+    pub relay_idle_timeout: HumanDuration,
+
+    /// Largest media frame accepted from a relay peer (bytes; KiB/MiB suffixes allowed).
+    #[arg(long, env = "SLUICE_RELAY_MAX_FRAME_SIZE", default_value_t = ByteSize(relay().max_frame_size))]
+    pub relay_max_frame_size: ByteSize,
+
+    /// Most subscriptions (and forwards) one relay connection may hold.
+    #[arg(long, env = "SLUICE_RELAY_MAX_SUBSCRIPTIONS", default_value_t = relay().max_subscriptions)]
+    pub relay_max_subscriptions: usize,
+
+    /// Directory with the cluster CA (`ca.pem`) and this node's certificate and key
+    /// (`NODE_ID.pem`, `NODE_ID.key`), as written by `sluice-origin gen-certs`.
+    #[arg(long, env = "SLUICE_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+
+    /// Skip all TLS verification on the relay. Development only: anyone who can reach the
+    /// relay port can read and inject streams.
+    #[arg(long, env = "SLUICE_INSECURE_DEV", default_value_t = relay().insecure_dev)]
+    pub insecure_dev: bool,
+}
+
+impl RelayArgs {
+    fn apply(&self, m: &ArgMatches, s: &mut RelaySettings) {
+        overlay!(m, self;
+            s.keepalive => relay_keepalive,
+            s.idle_timeout => relay_idle_timeout,
+            s.max_frame_size => relay_max_frame_size,
+            s.max_subscriptions => relay_max_subscriptions,
+            s.tls_dir => tls_dir,
+            s.insecure_dev => insecure_dev,
+        );
+    }
+}
+
+/// What only an origin is configured with.
+#[derive(Debug, Clone, Args)]
+pub struct OriginArgs {
+    /// UDP address of the QUIC relay that serves this origin's streams to edges (needs
+    /// --tls-dir or --insecure-dev). Absent: no relay (standalone).
+    #[arg(long, env = "SLUICE_RELAY_LISTEN")]
+    pub relay_listen: Option<SocketAddr>,
+}
+
+impl OriginArgs {
+    pub fn apply(&self, m: &ArgMatches, s: &mut OriginSettings) {
+        overlay!(m, self; s.relay_listen => relay_listen);
+    }
+}
+
+/// How an edge pulls streams from origins.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// After a stream's last viewer leaves, keep pulling it this long (a viewer that comes
+    /// back, or the next one, starts at once).
+    #[arg(long, env = "SLUICE_UPSTREAM_LINGER", default_value_t = HumanDuration(edge().linger))]
+    pub upstream_linger: HumanDuration,
+
+    /// When the upstream breaks (origin crash, network), how long viewers are kept connected
+    /// waiting for the stream to come back on some origin before they are told it ended.
+    #[arg(long, env = "SLUICE_UPSTREAM_GRACE", default_value_t = HumanDuration(edge().grace))]
+    pub upstream_grace: HumanDuration,
+
+    /// Time allowed to reach an origin's relay and subscribe.
+    #[arg(long, env = "SLUICE_UPSTREAM_CONNECT_TIMEOUT", default_value_t = HumanDuration(edge().connect_timeout))]
+    pub upstream_connect_timeout: HumanDuration,
+}
+
+impl EdgeArgs {
+    pub fn apply(&self, m: &ArgMatches, s: &mut EdgeSettings) {
+        overlay!(m, self;
+            s.linger => upstream_linger,
+            s.grace => upstream_grace,
+            s.connect_timeout => upstream_connect_timeout,
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Where the settings come from: the built-in defaults ([`crate::settings`]), then an optional
+//! TOML file (`--config` or `SLUICE_CONFIG`, see [`file`]), then `SLUICE_*` environment
+//! variables, then flags. A flag beats a variable, which beats the file, which beats the
+//! default. Every setting has all three names: `--max-streams`, `SLUICE_MAX_STREAMS`,
+//! `max-streams` (or `max_streams`) in the file.
+//!
+//! This is the only module that knows clap: everything below it reads plain values. Errors
+//! are returned, not printed: [`ConfigError::exit`] prints them the way a command-line tool
+//! should (clap's usage message for a bad flag, `--help`/`--version` on stdout with status 0,
+//! one line naming the file and key for a bad file).
+
+pub mod args;
+pub mod file;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgMatches, Parser};
+
+pub use args::{ClusterArgs, EdgeArgs, HlsArgs, LimitsArgs, NodeArgs, OriginArgs, RelayArgs};
+pub use file::{FileError, RoleSettings};
+
+use crate::settings::{EdgeSettings, NodeSettings, OriginSettings};
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A bad flag or variable, or `--help`/`--version` (clap renders the message).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("reading config file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {}: {source}", path.display())]
+    File { path: PathBuf, source: FileError },
+}
+
+impl ConfigError {
+    /// Print the error the way a command-line tool does and exit: clap's own output and status
+    /// for command-line errors (0 for `--help` and `--version`), one line and status 2 for the
+    /// file.
+    pub fn exit(self) -> ! {
+        match self {
+            ConfigError::Cli(e) => e.exit(),
+            other => {
+                eprintln!("error: {other}");
+                std::process::exit(2)
+            }
+        }
+    }
+}
+
+/// Parse the command line (and `SLUICE_*` variables) into the binary's clap struct `C`.
+pub fn parse_args<C, I>(args: I) -> Result<(C, ArgMatches), ConfigError>
+where
+    C: Parser,
+    I: IntoIterator,
+    I::Item: Into<OsString> + Clone,
+{
+    let matches = C::command().try_get_matches_from(args)?;
+    let cli = C::from_arg_matches(&matches)?;
+    Ok((cli, matches))
+}
+
+/// The settings of a binary whose own settings are `R`: defaults, then the file named by
+/// `--config`/`SLUICE_CONFIG` if any, then what `matches` got from the environment and flags
+/// (`apply_role` applies the binary's own flags).
+pub fn load<R: RoleSettings>(
+    node: &NodeArgs,
+    matches: &ArgMatches,
+    apply_role: impl FnOnce(&mut R),
+) -> Result<(NodeSettings, R), ConfigError> {
+    let (mut settings, mut role) = match &node.config {
+        None => (NodeSettings::default(), R::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            file::parse::<R>(&text)
+                .map_err(|source| ConfigError::File { path: path.clone(), source })?
+        }
+    };
+    node.apply(matches, &mut settings);
+    apply_role(&mut role);
+    Ok((settings, role))
+}
+
+/// An origin's settings from the parsed command line.
+pub fn origin_settings(
+    node: &NodeArgs,
+    origin: &OriginArgs,
+    matches: &ArgMatches,
+) -> Result<(NodeSettings, OriginSettings), ConfigError> {
+    load(node, matches, |s| origin.apply(matches, s))
+}
+
+/// An edge's settings from the parsed command line.
+pub fn edge_settings(
+    node: &NodeArgs,
+    edge: &EdgeArgs,
+    matches: &ArgMatches,
+) -> Result<(NodeSettings, EdgeSettings), ConfigError> {
+    load(node, matches, |s| edge.apply(matches, s))
+}
+
+#[cfg(test)]
+mod tests;

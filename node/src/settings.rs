@@ -1,0 +1,311 @@
+//! What a node is configured with, as plain values: no flags, no files. The `config` module
+//! fills these from a TOML file, `SLUICE_*` variables and flags; everything else reads them.
+//!
+//! Each group is one section of the configuration namespace. A file is flat (one key per
+//! setting, the long flag name, in any group), so the groups deserialize with
+//! `deny_unknown_fields` from the keys `config` hands each of them. `Default` is the built-in
+//! value of every setting; `--help` and the example files show these same values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::units::{serde_duration, serde_size};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A log format other than `text` or `json`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("'{0}' is not a log format (text, json)")]
+pub struct UnknownLogFormat(String);
+
+impl std::str::FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(UnknownLogFormat(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// Everything a node that accepts RTMP and serves viewers is configured with. The top-level
+/// keys are this struct's own fields; the groups are filled from their own keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeSettings {
+    /// RTMP listen address (publishers and players).
+    pub rtmp_listen: SocketAddr,
+    /// HTTP listen address: HTTP-FLV, HLS, /api, /metrics, /healthz, /readyz.
+    pub http_listen: SocketAddr,
+    /// This node's id in logs, metrics and the registry; `None`: the host name.
+    pub node_id: Option<String>,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+    pub log_format: LogFormat,
+    /// Tokio worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
+    /// Directory of the web page served at `/`.
+    pub web_dir: PathBuf,
+    /// OTLP/gRPC endpoint to export tracing spans to.
+    pub otlp_endpoint: Option<String>,
+    #[serde(skip)]
+    pub limits: Limits,
+    #[serde(skip)]
+    pub hls: HlsSettings,
+    #[serde(skip)]
+    pub cluster: ClusterSettings,
+    #[serde(skip)]
+    pub relay: RelaySettings,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            node_id: None,
+            log: "info".to_string(),
+            log_format: LogFormat::Text,
+            worker_threads: 0,
+            web_dir: PathBuf::from("web"),
+            otlp_endpoint: None,
+            limits: Limits::default(),
+            hls: HlsSettings::default(),
+            cluster: ClusterSettings::default(),
+            relay: RelaySettings::default(),
+        }
+    }
+}
+
+impl NodeSettings {
+    /// The configured node id, or the host name.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(default_node_id)
+    }
+}
+
+/// Explicit bounds on what clients can make a node hold or do.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_streams: usize,
+    pub max_viewers_per_stream: usize,
+    #[serde(with = "serde_duration")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
+    #[serde(with = "serde_size")]
+    pub max_message_size: usize,
+    #[serde(with = "serde_size")]
+    pub max_reassembly: usize,
+    #[serde(with = "serde_duration")]
+    pub play_wait_timeout: Duration,
+    #[serde(with = "serde_size")]
+    pub viewer_max_lag: usize,
+    #[serde(with = "serde_size")]
+    pub stream_buffer: usize,
+    pub publish_takeover: bool,
+    #[serde(with = "serde_duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            max_streams: 1_000,
+            max_viewers_per_stream: 20_000,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_message_size: 4 << 20,
+            max_reassembly: 8 << 20,
+            play_wait_timeout: Duration::from_secs(10),
+            viewer_max_lag: 2 << 20,
+            stream_buffer: 16 << 20,
+            publish_takeover: false,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// HLS and LL-HLS delivery, as configured (the HLS layer clamps these to workable ranges).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsSettings {
+    /// Serve HLS at all (and run the segmenter).
+    #[serde(rename = "hls")]
+    pub enabled: bool,
+    #[serde(rename = "hls-part-target", with = "serde_duration")]
+    pub part_target: Duration,
+    #[serde(rename = "hls-segment-target", with = "serde_duration")]
+    pub segment_target: Duration,
+    /// Completed segments kept and listed.
+    #[serde(rename = "hls-window")]
+    pub window: usize,
+    /// Also serve MPEG-TS segments.
+    #[serde(rename = "hls-ts")]
+    pub ts: bool,
+}
+
+impl Default for HlsSettings {
+    fn default() -> Self {
+        HlsSettings {
+            enabled: true,
+            part_target: Duration::from_millis(500),
+            segment_target: Duration::from_secs(2),
+            window: 8,
+            ts: true,
+        }
+    }
+}
+
+/// Cluster membership.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterSettings {
+    /// etcd endpoints; empty: standalone, with an in-memory registry.
+    #[serde(deserialize_with = "string_or_list")]
+    pub etcd: Vec<String>,
+    pub etcd_prefix: String,
+    #[serde(with = "serde_duration")]
+    pub lease_ttl: Duration,
+    /// Host other nodes and players reach this node at; `None`: the listen address's host.
+    pub advertise_host: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            etcd: Vec::new(),
+            etcd_prefix: "/sluice".to_string(),
+            lease_ttl: Duration::from_secs(5),
+            advertise_host: None,
+        }
+    }
+}
+
+impl ClusterSettings {
+    pub fn is_clustered(&self) -> bool {
+        !self.etcd.is_empty()
+    }
+}
+
+/// The QUIC relay between nodes: security, transport and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    #[serde(rename = "relay-keepalive", with = "serde_duration")]
+    pub keepalive: Duration,
+    #[serde(rename = "relay-idle-timeout", with = "serde_duration")]
+    pub idle_timeout: Duration,
+    #[serde(rename = "relay-max-frame-size", with = "serde_size")]
+    pub max_frame_size: usize,
+    #[serde(rename = "relay-max-subscriptions")]
+    pub max_subscriptions: usize,
+    /// Cluster CA and node certificates; `None` needs `insecure_dev`.
+    #[serde(rename = "tls-dir")]
+    pub tls_dir: Option<PathBuf>,
+    #[serde(rename = "insecure-dev")]
+    pub insecure_dev: bool,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            keepalive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            max_frame_size: 8 << 20,
+            max_subscriptions: 4096,
+            tls_dir: None,
+            insecure_dev: false,
+        }
+    }
+}
+
+/// What only an origin is configured with.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OriginSettings {
+    /// UDP address of the relay that serves this origin's streams; `None`: no relay.
+    pub relay_listen: Option<SocketAddr>,
+}
+
+/// What only an edge is configured with: how it pulls streams from origins.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSettings {
+    /// Keep pulling a stream this long after its last viewer left.
+    #[serde(rename = "upstream-linger", with = "serde_duration")]
+    pub linger: Duration,
+    /// Keep viewers connected this long while the upstream is broken.
+    #[serde(rename = "upstream-grace", with = "serde_duration")]
+    pub grace: Duration,
+    /// Time allowed to reach an origin's relay and subscribe.
+    #[serde(rename = "upstream-connect-timeout", with = "serde_duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            linger: Duration::from_secs(10),
+            grace: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// This machine's host name (the default node id), sanitised to the node-id alphabet.
+pub fn default_node_id() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id: String = raw
+        .trim()
+        .chars()
+        .map(
+            |c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' },
+        )
+        .take(64)
+        .collect();
+    if id.is_empty() || id.starts_with('.') {
+        "sluice-node".to_string()
+    } else {
+        id
+    }
+}
+
+/// A list that may also be written as one comma-separated string (as on the command line).
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => {
+            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        }
+        Either::Many(v) => v,
+    })
+}
