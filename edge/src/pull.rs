@@ -26,7 +26,7 @@ use sluice_node::hub::Hub;
 use sluice_node::peers::Peers;
 use sluice_node::placement::{relay_addr, Placement};
 use sluice_node::relayed_publish::RelayedPublish;
-use sluice_relay::{RelayError, Subscription};
+use sluice_relay::{RelayError, RelaySubscription};
 use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
 
@@ -261,7 +261,7 @@ impl PullTask {
     }
 
     /// Subscribes at the first candidate that accepts.
-    async fn subscribe_any(&self, sources: &Sources) -> Option<(Source, Subscription)> {
+    async fn subscribe_any(&self, sources: &Sources) -> Option<(Source, RelaySubscription)> {
         let metrics = self.hub.metrics();
         for source in &sources.candidates {
             match self.subscribe(source, sources.revision).await {
@@ -279,7 +279,7 @@ impl PullTask {
         None
     }
 
-    async fn subscribe(&self, source: &Source, revision: i64) -> Result<Subscription, String> {
+    async fn subscribe(&self, source: &Source, revision: i64) -> Result<RelaySubscription, String> {
         let conn =
             self.peers.get(source.origin.as_str(), source.addr).await.map_err(|e| e.to_string())?;
         let traceparent = sluice_node::trace_context::current_traceparent();
@@ -295,7 +295,7 @@ impl PullTask {
     /// and switches only once that subscription is live (make-before-break).
     async fn receive(
         &self,
-        mut sub: Subscription,
+        mut sub: RelaySubscription,
         mut source: Source,
         revision: i64,
         local: &mut Local,

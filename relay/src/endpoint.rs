@@ -10,11 +10,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::client::RelayConnection;
+use crate::codes;
 use crate::config::RelayConfig;
-use crate::forward_in::ForwardSink;
-use crate::server::MediaSource;
-use crate::session::{self, Serving};
-use crate::{codes, RelayError, Result};
+use crate::error::{RelayError, Result};
+use crate::serving::{ForwardSink, MediaSource, Serving};
+use crate::session;
 
 /// A bound relay endpoint.
 #[derive(Debug, Clone)]
@@ -164,11 +164,5 @@ impl RelayEndpoint {
     /// Waits until every connection of this endpoint is gone (after [`Self::close`]).
     pub async fn wait_idle(&self) {
         self.endpoint.wait_idle().await;
-    }
-}
-
-impl From<quinn::ClosedStream> for RelayError {
-    fn from(_: quinn::ClosedStream) -> Self {
-        RelayError::Closed
     }
 }

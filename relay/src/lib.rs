@@ -45,10 +45,10 @@
 //!   connection and node over every stream it opens, so newer GOPs of any request outrank
 //!   older ones); when a receiver is a whole GOP behind (GOP n-1 not yet acknowledged when
 //!   GOP n+1 starts), GOP n-1 is reset and the receiver continues with the next GOP it
-//!   has. One GOP cutter (`publish.rs`) and one in-order reader (`receive.rs`) serve both
+//!   has. One GOP cutter (`publish/`) and one in-order reader (`receive.rs`) serve both
 //!   directions; one control loop per connection (`session.rs`) hands the peer's requests
-//!   to the serving side (`server.rs`, `forward_in.rs`) and the answers to this node's
-//!   requests to the requesting side (`client.rs`, `forward_out.rs`).
+//!   to the serving side (`server/`, with `server/forward_in.rs`) and the answers to this
+//!   node's requests to the requesting side (`client/`, with `client/forward_out.rs`).
 //! - `Subscribe` and `Forward` carry an optional W3C `traceparent` so spans follow a stream
 //!   across nodes; the relay carries it uninterpreted (no OpenTelemetry dependency).
 //! - Transport settings are explicit ([`RelayConfig`]): keepalive, idle timeout, up to 1024
@@ -67,8 +67,9 @@
 //!
 //! Requesting side: [`RelayEndpoint::connect`] gives a [`RelayConnection`];
 //! [`RelayConnection::subscribe`] (or [`RelayConnection::subscribe_traced`]) gives a
-//! [`Subscription`] whose [`Subscription::next_frame`] yields frames in order across GOP
-//! streams (skipping GOPs the sender cancelled) and `Ok(None)` once the publisher ended.
+//! [`RelaySubscription`] whose [`RelaySubscription::next_frame`] yields frames in order
+//! across GOP streams (skipping GOPs the sender cancelled) and `Ok(None)` once the publisher
+//! ended.
 //! [`RelayConnection::forward`] (or [`RelayConnection::forward_traced`]) publishes a
 //! `mpsc::Receiver<Frame>` to the peer and gives a [`ForwardHandle`]: dropping it stops the
 //! forward, [`ForwardHandle::finished`] waits for its end.
@@ -81,142 +82,45 @@
 //! dialler's; [`RelayConnection::close`] on either node ends everything on the connection
 //! for both.
 //!
-//! The codecs ([`codec`]) and the certificate-name reader are sans-IO and property-tested;
-//! everything async is thin glue.
+//! The codecs ([`codec`]), the certificate-name reader and the GOP cutter (`publish/cutter.rs`:
+//! frames in, stream decisions out) are sans-IO and tested without sockets; everything async
+//! is thin glue.
+//!
+//! # Layers
+//! Modules import only from below (no circles):
+//! - vocabulary: `codes`, `codec`, `side` (which half of the request ids a node uses),
+//!   `error` (refusals, protocol violations, [`RelayError`]), `tls`/`certs`, `config`,
+//!   `identity`, `serving` (the [`MediaSource`] / [`ForwardSink`] a node implements);
+//! - media: `wire` (quinn streams ↔ codecs), `receive` (GOP streams back in order),
+//!   `publish` (the sans-IO `cutter` and its quinn driver);
+//! - the two sides of a connection, independent of each other: `client` (this node's
+//!   requests: `shared` below `subscribe` and `forward_out`) and `server` (the peer's
+//!   requests: `forward_in` below `mod.rs`);
+//! - `session` (Hellos and a connection's tasks, joining both sides), then `endpoint`.
 
 pub mod certs;
 mod client;
 pub mod codec;
+pub mod codes;
 mod config;
 mod endpoint;
-mod forward_in;
-mod forward_out;
+mod error;
 mod identity;
 mod publish;
 mod receive;
 mod server;
+mod serving;
 mod session;
+mod side;
 pub mod tls;
 mod wire;
 
-pub use client::{RelayConnection, Subscription};
+pub use client::{ForwardHandle, RelayConnection, RelaySubscription};
 pub use codec::{Frame, FrameKind};
 pub use config::RelayConfig;
 pub use endpoint::RelayEndpoint;
-pub use forward_in::{ForwardEnd, ForwardRequest, ForwardSink};
-pub use forward_out::ForwardHandle;
-pub use server::{MediaSource, SubscribeRequest};
+pub use error::{
+    Awaited, ForwardRefusal, IdentityOf, ProtocolViolation, RelayError, Result, SubscribeRefusal,
+};
+pub use serving::{ForwardEnd, ForwardRequest, ForwardSink, MediaSource, SubscribeRequest};
 pub use sluice_proto::{ALPN, VERSION};
-
-/// QUIC application error codes used by the relay.
-pub mod codes {
-    /// Connection close: orderly shutdown.
-    pub const CLOSE_NORMAL: u32 = 0;
-    /// Connection close: malformed or unexpected control message.
-    pub const PROTOCOL_VIOLATION: u32 = 1;
-    /// Connection close: the peer's `Hello.version` is not supported.
-    pub const UNSUPPORTED_VERSION: u32 = 2;
-    /// Connection close: the Hello did not arrive in time.
-    pub const HANDSHAKE_TIMEOUT: u32 = 3;
-    /// Connection close: the node id of the peer's `Hello` is not a name of the certificate
-    /// it presented.
-    pub const IDENTITY_MISMATCH: u32 = 4;
-    /// GOP stream reset by the sender: the subscriber fell a whole GOP behind.
-    pub const GOP_CANCELLED: u32 = 1;
-    /// GOP stream reset by the sender: the subscription (or forward) ended.
-    pub const UNSUBSCRIBED: u32 = 2;
-    /// GOP stream stopped by the receiver: it no longer wants it.
-    pub const STREAM_UNWANTED: u32 = 3;
-}
-
-/// Why a subscription was refused (the `SubscribeError` codes a source can answer).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubscribeRefusal {
-    #[error("stream not found")]
-    NotFound,
-    #[error("not the stream's home (owner: {owner:?})")]
-    NotHome { owner: String },
-    #[error("stale claim revision")]
-    Stale,
-}
-
-/// Why a forward was refused, or ended by the receiving node (the `ForwardError` codes).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ForwardRefusal {
-    /// The receiving node is not the stream's home.
-    #[error("not the stream's home (owner: {owner:?})")]
-    NotHome { owner: String },
-    /// The receiving node does not take this forward (or no forwards at all).
-    #[error("forward refused")]
-    Refused,
-    /// The forward's hop count exceeds the receiving node's limit.
-    #[error("forward hop limit exceeded (loop)")]
-    Loop,
-    /// The receiving node stopped taking the stream after accepting the forward.
-    #[error("forward closed by the receiving node")]
-    Closed,
-}
-
-/// Whose `Hello` failed the identity check (see [`RelayError::Identity`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityOf {
-    /// The peer's Hello named a node its certificate does not: this node closed the
-    /// connection.
-    Peer,
-    /// This node's Hello named a node its own certificate does not (its `node_id` and its
-    /// certificate disagree): the peer closed the connection.
-    Local,
-}
-
-impl std::fmt::Display for IdentityOf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Peer => "the peer",
-            Self::Local => "this node",
-        })
-    }
-}
-
-/// Errors of the relay's async API.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error("TLS setup: {0}")]
-    Tls(#[from] tls::TlsError),
-    #[error("socket: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("connect: {0}")]
-    Connect(#[from] quinn::ConnectError),
-    #[error("connection: {0}")]
-    Connection(#[from] quinn::ConnectionError),
-    #[error("read: {0}")]
-    Read(#[from] quinn::ReadError),
-    #[error("write: {0}")]
-    Write(#[from] quinn::WriteError),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    #[error("peer speaks relay version {0}, this node speaks {VERSION}")]
-    UnsupportedVersion(u32),
-    /// A Hello's node id is not one of the DNS names of its sender's certificate
-    /// (connection closed with [`codes::IDENTITY_MISMATCH`]).
-    #[error(
-        "identity mismatch: {of} said it is node {node_id:?}, its certificate names {certified:?}"
-    )]
-    Identity {
-        of: IdentityOf,
-        /// The node id the Hello claimed.
-        node_id: String,
-        /// The DNS names of that node's certificate ("localhost" names no node).
-        certified: Vec<String>,
-    },
-    #[error("subscription refused: {0}")]
-    Refused(#[from] SubscribeRefusal),
-    #[error("forward refused: {0}")]
-    ForwardRefused(#[from] ForwardRefusal),
-    #[error("timed out: {0}")]
-    Timeout(&'static str),
-    #[error("connection closed")]
-    Closed,
-}
-
-/// Result alias of the relay.
-pub type Result<T, E = RelayError> = std::result::Result<T, E>;

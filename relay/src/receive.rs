@@ -1,7 +1,7 @@
 //! The receiving side of media, shared by both directions: accepting GOP streams and routing
 //! them by request id ([`accept_gops`]), and putting one request's GOP streams back in order
-//! ([`Reassembly`]). A subscription ([`crate::Subscription`]) and an accepted forward
-//! ([`crate::forward_in`]) each read their frames through one `Reassembly`.
+//! ([`Reassembly`]). A subscription ([`crate::RelaySubscription`]) and an accepted forward
+//! (`server::forward_in`) each read their frames through one `Reassembly`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::Frame;
 use crate::config::RelayConfig;
+use crate::error::{ProtocolViolation, RelayError};
 use crate::wire::{GopEnd, GopReader};
-use crate::RelayError;
 
 /// GOP streams waiting for one request's reader.
 pub(crate) const GOP_QUEUE: usize = 64;
@@ -206,7 +206,7 @@ pub(crate) async fn accept_gops<R, V>(
     violation: V,
 ) where
     R: Fn(u64, GopReader) -> Option<GopReader> + Send + Sync + 'static,
-    V: Fn(&str) + Send + Sync + 'static,
+    V: Fn(ProtocolViolation) + Send + Sync + 'static,
 {
     let handlers = Arc::new((route, violation));
     while let Ok(stream) = conn.accept_uni().await {
@@ -216,12 +216,57 @@ pub(crate) async fn accept_gops<R, V>(
             let open = GopReader::open(stream, config.max_frame_size);
             let (header, reader) = match tokio::time::timeout(config.request_timeout, open).await {
                 Ok(Ok(x)) => x,
-                Ok(Err(RelayError::Protocol(what))) => return (handlers.1)(&what),
+                Ok(Err(RelayError::Protocol(what))) => return (handlers.1)(what),
                 _ => return, // reset before its header, or too slow: nothing to deliver
             };
             if let Some(unrouted) = (handlers.0)(header.request_id, reader) {
                 unrouted.abandon();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_end_with_every_gop_read_ends_at_once() {
+        let (mut inlet, mut frames) = channel();
+        inlet.end(0);
+        let start = Instant::now();
+        assert!(matches!(frames.next_frame().await, Ok(None)));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gop_streams_still_in_transit_get_the_end_grace_and_no_more() {
+        let (mut inlet, mut frames) = channel();
+        inlet.end(2);
+        inlet.end(5); // only the first notice counts
+        let start = Instant::now();
+        assert!(matches!(frames.next_frame().await, Ok(None)));
+        assert_eq!(start.elapsed(), END_GRACE);
+        drop(inlet);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dropped_without_an_end_notice_is_closed() {
+        let (inlet, mut frames) = channel();
+        drop(inlet);
+        assert!(matches!(frames.next_frame().await, Err(RelayError::Closed)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receive_reports_the_end_notice_then_the_close() {
+        let (mut inlet, mut frames) = channel();
+        assert_ne!(inlet.generation(), channel().0.generation());
+        inlet.end(3);
+        assert!(matches!(frames.receive().await, Arrival::Ended));
+        drop(inlet);
+        assert!(matches!(frames.receive().await, Arrival::Closed));
+        assert!(!frames.behind());
     }
 }

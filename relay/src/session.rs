@@ -8,58 +8,19 @@
 use std::sync::Arc;
 
 use sluice_proto::v1::{control_message::Msg, ControlMessage, Hello};
+use sluice_proto::VERSION;
 use tokio::sync::mpsc;
 
 use crate::client::{self, RelayConnection, Shared};
+use crate::codes;
 use crate::config::RelayConfig;
-use crate::forward_in::{self, ForwardSink};
+use crate::error::{Awaited, IdentityOf, ProtocolViolation, RelayError, Result};
 use crate::identity;
 use crate::receive;
-use crate::server::{Ctx, MediaSource};
+use crate::server::Ctx;
+use crate::serving::Serving;
+use crate::side::Side;
 use crate::wire::{self, ControlReader};
-use crate::{codes, IdentityOf, RelayError, Result, VERSION};
-
-/// Which side of the connection a node is; decides its half of the request id space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Opened the connection; request ids below 2^63.
-    Dialler,
-    /// Accepted it; request ids with the top bit set.
-    Acceptor,
-}
-
-/// The top bit of a request id: set on the acceptor's requests.
-const ACCEPTOR_BIT: u64 = 1 << 63;
-
-impl Role {
-    /// Whether `request_id` is in this side's half of the id space.
-    pub(crate) fn owns(self, request_id: u64) -> bool {
-        (request_id & ACCEPTOR_BIT != 0) == (self == Role::Acceptor)
-    }
-
-    /// The request id numbered `n` in this side's half.
-    pub(crate) fn request_id(self, n: u64) -> u64 {
-        match self {
-            Role::Dialler => n & !ACCEPTOR_BIT,
-            Role::Acceptor => n | ACCEPTOR_BIT,
-        }
-    }
-
-    pub(crate) fn peer(self) -> Role {
-        match self {
-            Role::Dialler => Role::Acceptor,
-            Role::Acceptor => Role::Dialler,
-        }
-    }
-}
-
-/// What a node serves on a connection: subscriptions from `source`, forwards into `sink`
-/// (`None` refuses them).
-#[derive(Clone)]
-pub(crate) struct Serving {
-    pub(crate) source: Arc<dyn MediaSource>,
-    pub(crate) sink: Option<Arc<dyn ForwardSink>>,
-}
 
 /// Dials' second half: opens the control stream, exchanges Hellos (saying whether this node
 /// serves the acceptor's requests) and starts the connection's tasks.
@@ -82,7 +43,7 @@ pub(crate) async fn dial(
     };
     let exchanged = tokio::time::timeout(config.request_timeout, hello)
         .await
-        .map_err(|_| RelayError::Timeout("hello"))
+        .map_err(|_| RelayError::Timeout(Awaited::Hello))
         .and_then(|r| r);
     let (send, reader, reply) = match exchanged {
         Ok(x) => x,
@@ -96,7 +57,7 @@ pub(crate) async fn dial(
         }
         _ => {
             conn.close(codes::PROTOCOL_VIOLATION.into(), b"expected Hello");
-            return Err(RelayError::Protocol("reply is not Hello".into()));
+            return Err(ProtocolViolation::ReplyNotHello.into());
         }
     };
     if let Err(certified) = identity::check_peer(&conn, &config.tls, &peer_node_id) {
@@ -110,7 +71,7 @@ pub(crate) async fn dial(
             certified,
         });
     }
-    let handle = start(conn, config, Role::Dialler, peer_node_id, send, reader, serving);
+    let handle = start(conn, config, Side::Dialler, peer_node_id, send, reader, serving);
     Ok(handle)
 }
 
@@ -176,13 +137,13 @@ async fn accept_hello(
     };
     let (mut send, reader, first) = tokio::time::timeout(config.request_timeout, hello)
         .await
-        .map_err(|_| RelayError::Timeout("hello"))??;
+        .map_err(|_| RelayError::Timeout(Awaited::Hello))??;
     let peer = match first {
         Some(ControlMessage { msg: Some(Msg::Hello(h)) }) if h.version == VERSION => h,
         Some(ControlMessage { msg: Some(Msg::Hello(h)) }) => {
             return Err(RelayError::UnsupportedVersion(h.version))
         }
-        _ => return Err(RelayError::Protocol("first control message is not Hello".into())),
+        _ => return Err(ProtocolViolation::FirstNotHello.into()),
     };
     if let Err(certified) = identity::check_peer(conn, &config.tls, &peer.node_id) {
         return Err(RelayError::Identity {
@@ -194,7 +155,7 @@ async fn accept_hello(
     let reply = Hello { version: VERSION, node_id: config.node_id.clone(), serves_requests: false };
     wire::write_control(&mut send, &ControlMessage { msg: Some(Msg::Hello(reply)) }).await?;
     let handle =
-        start(conn.clone(), config, Role::Acceptor, peer.node_id, send, reader, Some(serving));
+        start(conn.clone(), config, Side::Acceptor, peer.node_id, send, reader, Some(serving));
     Ok(Accepted { handle, peer_serves: peer.serves_requests })
 }
 
@@ -204,7 +165,7 @@ async fn accept_hello(
 fn start(
     conn: quinn::Connection,
     config: Arc<RelayConfig>,
-    role: Role,
+    side: Side,
     peer_node_id: String,
     mut send: quinn::SendStream,
     reader: ControlReader,
@@ -225,17 +186,17 @@ fn start(
         control.clone(),
         peer_node_id.clone(),
         config.clone(),
-        role,
+        side,
     ));
     let ctx = serving.map(|serving| {
         Arc::new(Ctx::new(
             conn.clone(),
             serving,
             config.clone(),
-            shared.priority.clone(),
+            shared.priorities.clone(),
             control,
             peer_node_id,
-            role.peer(),
+            side.peer(),
         ))
     });
     let (routing, serving_ctx, violations) = (shared.clone(), ctx.clone(), shared.clone());
@@ -243,18 +204,18 @@ fn start(
         conn,
         config,
         move |request_id, reader| {
-            if role.owns(request_id) {
+            if side.owns(request_id) {
                 // One of this node's subscriptions, served by the opener.
                 routing.route_gop(request_id, reader)
             } else {
                 // One of the opener's forwards to this node.
                 match serving_ctx.as_ref() {
-                    Some(ctx) => forward_in::route(&ctx.forwards, request_id, reader),
+                    Some(ctx) => ctx.route_gop(request_id, reader),
                     None => Some(reader),
                 }
             }
         },
-        move |what| violations.violation(what),
+        move |what| violations.violation(&what),
     ));
     let looping = shared.clone();
     tokio::spawn(async move {
@@ -290,7 +251,7 @@ async fn control_loop(shared: &Shared, ctx: Option<&Ctx>, mut reader: ControlRea
                 | Msg::SubscribeError(_)
                 | Msg::ForwardOk(_)
                 | Msg::ForwardError(_)),
-            ) => client::on_answer(shared, answer).map_err(|w| RelayError::Protocol(w.into()))?,
+            ) => client::on_answer(shared, answer)?,
             Some(
                 request @ (Msg::Subscribe(_)
                 | Msg::Unsubscribe(_)
@@ -298,9 +259,7 @@ async fn control_loop(shared: &Shared, ctx: Option<&Ctx>, mut reader: ControlRea
                 | Msg::Unforward(_)),
             ) => {
                 let Some(ctx) = ctx else {
-                    return Err(RelayError::Protocol(
-                        "request from a peer this node does not serve".into(),
-                    ));
+                    return Err(ProtocolViolation::RequestNotServed.into());
                 };
                 if let Some(answer) = ctx.on_request(request)? {
                     let answer = ControlMessage { msg: Some(answer) };
@@ -309,27 +268,8 @@ async fn control_loop(shared: &Shared, ctx: Option<&Ctx>, mut reader: ControlRea
                     }
                 }
             }
-            Some(Msg::Hello(_)) => return Err(RelayError::Protocol("a second Hello".into())),
-            None => return Err(RelayError::Protocol("empty control message".into())),
+            Some(Msg::Hello(_)) => return Err(ProtocolViolation::SecondHello.into()),
+            None => return Err(ProtocolViolation::EmptyControlMessage.into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_two_sides_number_requests_in_disjoint_halves() {
-        for n in [0, 1, 7, u64::MAX >> 1, u64::MAX] {
-            let (d, a) = (Role::Dialler.request_id(n), Role::Acceptor.request_id(n));
-            assert!(Role::Dialler.owns(d) && !Role::Acceptor.owns(d), "{n}");
-            assert!(Role::Acceptor.owns(a) && !Role::Dialler.owns(a), "{n}");
-            assert_ne!(d, a);
-        }
-        assert_eq!(Role::Dialler.request_id(5), 5);
-        assert_eq!(Role::Acceptor.request_id(5), (1 << 63) | 5);
-        assert_eq!(Role::Dialler.peer(), Role::Acceptor);
-        assert_eq!(Role::Acceptor.peer(), Role::Dialler);
     }
 }

@@ -36,6 +36,9 @@ pub enum TlsError {
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("self-signed certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// A generated private key that rustls does not take (its reason).
+    #[error("private key: {0}")]
+    Key(&'static str),
 }
 
 /// How a relay endpoint authenticates itself and its peers.
@@ -96,8 +99,7 @@ impl RelayTls {
                 let key = rcgen::KeyPair::generate()?;
                 let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?
                     .self_signed(&key)?;
-                let key = PrivateKeyDer::try_from(key.serialize_der())
-                    .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+                let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(TlsError::Key)?;
                 builder.with_no_client_auth().with_single_cert(vec![cert.der().clone()], key)?
             }
         };

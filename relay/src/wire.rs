@@ -6,7 +6,8 @@ use quinn::{ReadError, RecvStream, SendStream};
 use sluice_proto::v1::ControlMessage;
 
 use crate::codec::{self, CodecError, Frame, GopHeader};
-use crate::RelayError;
+use crate::codes;
+use crate::error::{ProtocolViolation, RelayError};
 
 /// Largest chunk taken from quinn in one read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -29,12 +30,12 @@ impl ControlReader {
             match codec::decode_control(&mut self.buf) {
                 Ok(msg) => return Ok(Some(msg)),
                 Err(CodecError::Short) => {}
-                Err(e) => return Err(RelayError::Protocol(e.to_string())),
+                Err(e) => return Err(ProtocolViolation::from(e).into()),
             }
             match self.stream.read_chunk(READ_CHUNK, true).await? {
                 Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
                 None if self.buf.is_empty() => return Ok(None),
-                None => return Err(RelayError::Protocol("control stream ends mid-message".into())),
+                None => return Err(ProtocolViolation::ControlTruncated.into()),
             }
         }
     }
@@ -78,11 +79,11 @@ impl GopReader {
             match codec::decode_gop_header(&mut buf) {
                 Ok(h) => break h,
                 Err(CodecError::Short) => {}
-                Err(e) => return Err(RelayError::Protocol(e.to_string())),
+                Err(e) => return Err(ProtocolViolation::from(e).into()),
             }
             match stream.read_chunk(codec::GOP_HEADER_LEN, true).await {
                 Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-                Ok(None) => return Err(RelayError::Protocol("GOP stream without header".into())),
+                Ok(None) => return Err(ProtocolViolation::GopWithoutHeader.into()),
                 Err(e) => return Err(e.into()),
             }
         };
@@ -96,12 +97,12 @@ impl GopReader {
             match codec::decode_frame(&mut self.buf, self.max_frame_size) {
                 Ok(f) => return Ok(Ok(f)),
                 Err(CodecError::Short) => {}
-                Err(e) => return Err(RelayError::Protocol(e.to_string())),
+                Err(e) => return Err(ProtocolViolation::from(e).into()),
             }
             match self.stream.read_chunk(READ_CHUNK, true).await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
                 Ok(None) if self.buf.is_empty() => return Ok(Err(GopEnd::Finished)),
-                Ok(None) => return Err(RelayError::Protocol("GOP stream ends mid-frame".into())),
+                Ok(None) => return Err(ProtocolViolation::GopTruncated.into()),
                 Err(ReadError::Reset(_)) => return Ok(Err(GopEnd::Reset)),
                 Err(e) => return Err(e.into()),
             }
@@ -110,6 +111,6 @@ impl GopReader {
 
     /// Tells the sender we no longer want this GOP.
     pub(crate) fn abandon(mut self) {
-        let _ = self.stream.stop(crate::codes::STREAM_UNWANTED.into());
+        let _ = self.stream.stop(codes::STREAM_UNWANTED.into());
     }
 }

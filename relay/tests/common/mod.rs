@@ -71,7 +71,7 @@ pub fn client(dir: &std::path::Path, node: &str) -> RelayEndpoint {
     RelayEndpoint::bind(localhost(), RelayConfig::new(node, tls)).unwrap()
 }
 
-pub async fn read_all(sub: &mut sluice_relay::Subscription) -> Vec<Frame> {
+pub async fn read_all(sub: &mut sluice_relay::RelaySubscription) -> Vec<Frame> {
     let mut got = Vec::new();
     loop {
         match tokio::time::timeout(TIMEOUT, sub.next_frame()).await.expect("frame in time") {

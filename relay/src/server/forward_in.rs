@@ -13,137 +13,123 @@ use sluice_proto::v1::{
 use tokio::sync::mpsc;
 
 use crate::codec::Frame;
+use crate::codes;
+use crate::config::RelayConfig;
+use crate::error::{ForwardRefusal, RelayError};
 use crate::receive::{self, Arrival, Inlet, Reassembly, END_GRACE};
-use crate::server::Ctx;
+use crate::serving::{ForwardEnd, ForwardRequest, ForwardSink};
 use crate::wire::GopReader;
-use crate::{codes, ForwardRefusal, RelayError};
-
-/// A forward offered to this node, as its [`ForwardSink`] sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardRequest {
-    pub app: String,
-    pub name: String,
-    /// Registry revision of the publisher's claim on the stream.
-    pub claim_revision: i64,
-    /// Forwards the stream went through before this one (0 from the ingest origin). A node
-    /// that forwards the stream on passes `hops + 1`.
-    pub hops: u32,
-    /// The forwarding node's id (from its `Hello`).
-    pub peer_node_id: String,
-    /// W3C trace context of the forwarding span (empty: none).
-    pub traceparent: String,
-}
-
-/// How an accepted forward ended, as told to [`ForwardSink::ended`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardEnd {
-    /// The stream's publisher went away (`Unforward{SOURCE_ENDED}`); the GOPs in flight were
-    /// delivered first.
-    SourceEnded,
-    /// The forwarding node stopped forwarding while the stream goes on, e.g. its home moved
-    /// (`Unforward{CANCELLED}`).
-    Cancelled,
-    /// This node dropped the receiver; the forwarding node was told `FORWARD_CLOSED`.
-    ReceiverClosed,
-    /// The connection closed or failed.
-    ConnectionLost,
-}
-
-/// What a node does with forwards it receives. Implemented by an origin around its hub.
-pub trait ForwardSink: Send + Sync + 'static {
-    /// Takes a forward: a sender the relay writes the stream's frames into, in order (each
-    /// GOP starts with the metadata and sequence headers, then its keyframe), or why not.
-    /// The relay drops the sender when the forward ends. When the channel is full the relay
-    /// waits, unless the receiver falls a whole GOP behind: then the GOP being delivered is
-    /// given up (its stream stopped) and delivery resumes with the next GOP's headers, so a
-    /// receiver that stops reading costs a bounded amount of memory. Dropping the receiver
-    /// ends the forward (the forwarding node is told `FORWARD_CLOSED`). Requests whose hop
-    /// count exceeds [`crate::RelayConfig::max_forward_hops`] are answered LOOP without
-    /// reaching the sink. Called on the connection's control task: must not block.
-    fn accept(&self, request: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal>;
-
-    /// Called once when an accepted forward ends, just before its sender is dropped.
-    fn ended(&self, request: &ForwardRequest, end: ForwardEnd) {
-        let _ = (request, end);
-    }
-}
 
 /// A live forward of one connection.
-pub(crate) struct Entry {
+struct Entry {
     inlet: Inlet,
     /// Set from `Unforward` before its end notice.
     reason: Option<ForwardEnd>,
 }
 
 /// Live forwards of one connection, by request id.
-pub(crate) type Forwards = Arc<Mutex<HashMap<u64, Entry>>>;
+type Live = Arc<Mutex<HashMap<u64, Entry>>>;
 
-pub(crate) fn lock(forwards: &Forwards) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
-    forwards.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(live: &Live) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+    live.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Answers a `Forward`, starting its receiving task when accepted. `Err` is a protocol
-/// violation.
-pub(crate) fn start(ctx: &Ctx, f: Forward) -> crate::Result<Msg> {
-    let id = f.request_id;
-    ctx.check_new_request_id(id)?;
-    let refuse = |refusal| Ok(Msg::ForwardError(refusal_message(id, refusal)));
-    if f.hops > ctx.config.max_forward_hops {
-        return refuse(ForwardRefusal::Loop);
-    }
-    let Some(sink) = ctx.sink.clone() else {
-        return refuse(ForwardRefusal::Refused);
-    };
-    if lock(&ctx.forwards).len() >= ctx.config.max_forwards {
-        return refuse(ForwardRefusal::Refused);
-    }
-    let request = ForwardRequest {
-        app: f.app,
-        name: f.name,
-        claim_revision: f.claim_revision,
-        hops: f.hops,
-        peer_node_id: ctx.peer_node_id.clone(),
-        traceparent: f.traceparent,
-    };
-    let tx = match sink.accept(&request) {
-        Ok(tx) => tx,
-        Err(refusal) => return refuse(refusal),
-    };
-    let (inlet, frames) = receive::channel();
-    let generation = inlet.generation();
-    lock(&ctx.forwards).insert(id, Entry { inlet, reason: None });
-    let task = Receiving {
-        conn: ctx.conn.clone(),
-        forwards: ctx.forwards.clone(),
-        control: ctx.control.clone(),
-        request_id: id,
-        generation,
-    };
-    tokio::spawn(task.run(sink, request, frames, tx));
-    Ok(Msg::ForwardOk(ForwardOk { request_id: id }))
+/// The forwards the peer makes to this node on one connection, and what taking one needs.
+pub(crate) struct ForwardsIn {
+    conn: quinn::Connection,
+    sink: Option<Arc<dyn ForwardSink>>,
+    config: Arc<RelayConfig>,
+    /// This node's control messages to the peer (a `ForwardError{CLOSED}` after the fact).
+    control: mpsc::Sender<ControlMessage>,
+    peer_node_id: String,
+    live: Live,
 }
 
-/// Handles `Unforward`: the forward ends once its GOP streams below `gop_count` are read.
-pub(crate) fn unforward(forwards: &Forwards, u: Unforward) {
-    // Unknown ids are fine: the forward may have ended meanwhile.
-    if let Some(entry) = lock(forwards).get_mut(&u.request_id) {
-        entry.reason = Some(match UnforwardReason::try_from(u.reason) {
-            Ok(UnforwardReason::SourceEnded) => ForwardEnd::SourceEnded,
-            _ => ForwardEnd::Cancelled,
-        });
-        entry.inlet.end(u.gop_count);
+impl ForwardsIn {
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        sink: Option<Arc<dyn ForwardSink>>,
+        config: Arc<RelayConfig>,
+        control: mpsc::Sender<ControlMessage>,
+        peer_node_id: String,
+    ) -> Self {
+        Self { conn, sink, config, control, peer_node_id, live: Live::default() }
     }
-}
 
-/// Hands a GOP stream the forwarding node opened to its forward; gives it back when the
-/// forward is not live (never was, or ended: such streams are stopped and ignored).
-pub(crate) fn route(forwards: &Forwards, request_id: u64, reader: GopReader) -> Option<GopReader> {
-    match lock(forwards).get(&request_id) {
-        Some(entry) => {
-            entry.inlet.deliver(reader);
-            None
+    /// Whether `request_id` is a live forward.
+    pub(crate) fn contains(&self, request_id: u64) -> bool {
+        lock(&self.live).contains_key(&request_id)
+    }
+
+    /// Answers a `Forward` (whose request id the caller checked), starting its receiving
+    /// task when accepted.
+    pub(crate) fn start(&self, f: Forward) -> Msg {
+        let id = f.request_id;
+        let refuse = |refusal| Msg::ForwardError(refusal_message(id, refusal));
+        if f.hops > self.config.max_forward_hops {
+            return refuse(ForwardRefusal::Loop);
         }
-        None => Some(reader),
+        let Some(sink) = self.sink.clone() else {
+            return refuse(ForwardRefusal::Refused);
+        };
+        if lock(&self.live).len() >= self.config.max_forwards {
+            return refuse(ForwardRefusal::Refused);
+        }
+        let request = ForwardRequest {
+            app: f.app,
+            name: f.name,
+            claim_revision: f.claim_revision,
+            hops: f.hops,
+            peer_node_id: self.peer_node_id.clone(),
+            traceparent: f.traceparent,
+        };
+        let tx = match sink.accept(&request) {
+            Ok(tx) => tx,
+            Err(refusal) => return refuse(refusal),
+        };
+        let (inlet, frames) = receive::channel();
+        let generation = inlet.generation();
+        lock(&self.live).insert(id, Entry { inlet, reason: None });
+        let task = Receiving {
+            conn: self.conn.clone(),
+            forwards: self.live.clone(),
+            control: self.control.clone(),
+            request_id: id,
+            generation,
+        };
+        tokio::spawn(task.run(sink, request, frames, tx));
+        Msg::ForwardOk(ForwardOk { request_id: id })
+    }
+
+    /// Handles `Unforward`: the forward ends once its GOP streams below `gop_count` are
+    /// read.
+    pub(crate) fn unforward(&self, u: Unforward) {
+        // Unknown ids are fine: the forward may have ended meanwhile.
+        if let Some(entry) = lock(&self.live).get_mut(&u.request_id) {
+            entry.reason = Some(match UnforwardReason::try_from(u.reason) {
+                Ok(UnforwardReason::SourceEnded) => ForwardEnd::SourceEnded,
+                _ => ForwardEnd::Cancelled,
+            });
+            entry.inlet.end(u.gop_count);
+        }
+    }
+
+    /// Hands a GOP stream the forwarding node opened to its forward; gives it back when the
+    /// forward is not live (never was, or ended: such streams are stopped and ignored).
+    pub(crate) fn route(&self, request_id: u64, reader: GopReader) -> Option<GopReader> {
+        match lock(&self.live).get(&request_id) {
+            Some(entry) => {
+                entry.inlet.deliver(reader);
+                None
+            }
+            None => Some(reader),
+        }
+    }
+
+    /// The connection is gone: every accepted forward ends (its task sees its GOP channel
+    /// close: `ConnectionLost`).
+    pub(crate) fn clear(&self) {
+        lock(&self.live).clear();
     }
 }
 
@@ -171,7 +157,7 @@ enum Wait<'a> {
 /// The task that delivers one accepted forward.
 struct Receiving {
     conn: quinn::Connection,
-    forwards: Forwards,
+    forwards: Live,
     control: mpsc::Sender<ControlMessage>,
     request_id: u64,
     generation: u64,
@@ -180,7 +166,7 @@ struct Receiving {
 impl Receiving {
     async fn run(
         self,
-        sink: Arc<dyn crate::ForwardSink>,
+        sink: Arc<dyn ForwardSink>,
         request: ForwardRequest,
         mut frames: Reassembly,
         tx: mpsc::Sender<Frame>,
@@ -194,7 +180,7 @@ impl Receiving {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break self.reason(),
                 Err(RelayError::Protocol(what)) => {
-                    tracing::info!(peer = %request.peer_node_id, what, "relay protocol violation");
+                    tracing::info!(peer = %request.peer_node_id, %what, "relay protocol violation");
                     self.conn.close(codes::PROTOCOL_VIOLATION.into(), b"protocol violation");
                     break ForwardEnd::ConnectionLost;
                 }

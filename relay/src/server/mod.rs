@@ -1,10 +1,11 @@
 //! The serving side of a relay connection, for whichever node dialled it: the peer's
 //! `Subscribe`s become publishing tasks ([`crate::publish`]) fed by the node's
-//! [`MediaSource`], its `Forward`s receiving tasks ([`crate::forward_in`]) feeding the
-//! node's [`crate::ForwardSink`].
+//! [`MediaSource`], its `Forward`s receiving tasks ([`forward_in`]) feeding the node's
+//! [`crate::ForwardSink`].
+
+pub(crate) mod forward_in;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, Mutex};
 
 use sluice_proto::v1::{
@@ -13,54 +14,30 @@ use sluice_proto::v1::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::codec::Frame;
 use crate::config::RelayConfig;
-use crate::forward_in::{self, ForwardSink, Forwards};
-use crate::publish::{self, Publication};
-use crate::session::{Role, Serving};
-use crate::{RelayError, SubscribeRefusal};
-
-/// A subscription request, as the node's [`MediaSource`] sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeRequest {
-    pub app: String,
-    pub name: String,
-    /// Registry revision of the claim the subscriber follows (0: any).
-    pub claim_revision: i64,
-    /// The subscriber's node id (from its `Hello`).
-    pub peer_node_id: String,
-    /// W3C trace context of the subscribing span (empty: none).
-    pub traceparent: String,
-}
-
-/// What a node serves over the relay. Implemented by the node around its stream hub.
-pub trait MediaSource: Send + Sync + 'static {
-    /// Starts a subscription: a receiver of the stream's frames in order (headers first,
-    /// then from a keyframe), or why not. Dropping the sender ends the subscription; the
-    /// relay drops the receiver when the subscriber unsubscribes or disconnects.
-    fn subscribe(
-        &self,
-        request: &SubscribeRequest,
-    ) -> Result<mpsc::Receiver<Frame>, SubscribeRefusal>;
-}
+use crate::error::{ProtocolViolation, SubscribeRefusal};
+use crate::publish::{self, Priorities, Publication};
+use crate::serving::{MediaSource, Serving, SubscribeRequest};
+use crate::side::Side;
+use crate::wire::GopReader;
+use forward_in::ForwardsIn;
 
 /// Live subscriptions of one connection: request_id -> cancel signal.
 type Live = Arc<Mutex<HashMap<u64, watch::Sender<bool>>>>;
 
 /// What a connection's control loop needs to serve the peer's requests.
 pub(crate) struct Ctx {
-    pub(crate) conn: quinn::Connection,
+    conn: quinn::Connection,
     source: Arc<dyn MediaSource>,
-    pub(crate) sink: Option<Arc<dyn ForwardSink>>,
-    pub(crate) config: Arc<RelayConfig>,
+    config: Arc<RelayConfig>,
     live: Live,
-    pub(crate) forwards: Forwards,
-    /// Connection-wide GOP priority counter.
-    priority: Arc<AtomicI32>,
-    pub(crate) control: mpsc::Sender<ControlMessage>,
-    pub(crate) peer_node_id: String,
+    forwards: ForwardsIn,
+    /// Connection-wide GOP priorities.
+    priorities: Arc<Priorities>,
+    control: mpsc::Sender<ControlMessage>,
+    peer_node_id: String,
     /// The peer's side, whose half of the request id space its requests must use.
-    peer_role: Role,
+    peer_side: Side,
 }
 
 impl Ctx {
@@ -68,33 +45,42 @@ impl Ctx {
         conn: quinn::Connection,
         serving: Serving,
         config: Arc<RelayConfig>,
-        priority: Arc<AtomicI32>,
+        priorities: Arc<Priorities>,
         control: mpsc::Sender<ControlMessage>,
         peer_node_id: String,
-        peer_role: Role,
+        peer_side: Side,
     ) -> Self {
+        let forwards = ForwardsIn::new(
+            conn.clone(),
+            serving.sink,
+            config.clone(),
+            control.clone(),
+            peer_node_id.clone(),
+        );
         Self {
             conn,
             source: serving.source,
-            sink: serving.sink,
             config,
             live: Arc::default(),
-            forwards: Arc::default(),
-            priority,
+            forwards,
+            priorities,
             control,
             peer_node_id,
-            peer_role,
+            peer_side,
         }
     }
 
     /// Handles one of the peer's request messages (`Subscribe`, `Unsubscribe`, `Forward`,
     /// `Unforward`): `Ok(Some(answer))` to send back; `Err` is a protocol violation.
-    pub(crate) fn on_request(&self, request: Msg) -> crate::Result<Option<Msg>> {
+    pub(crate) fn on_request(&self, request: Msg) -> Result<Option<Msg>, ProtocolViolation> {
         match request {
             Msg::Subscribe(s) => self.start(s).map(Some),
-            Msg::Forward(f) => forward_in::start(self, f).map(Some),
+            Msg::Forward(f) => {
+                self.check_new_request_id(f.request_id)?;
+                Ok(Some(self.forwards.start(f)))
+            }
             Msg::Unforward(u) => {
-                forward_in::unforward(&self.forwards, u);
+                self.forwards.unforward(u);
                 Ok(None)
             }
             Msg::Unsubscribe(u) => {
@@ -106,8 +92,14 @@ impl Ctx {
                 }
                 Ok(None)
             }
-            _ => Err(RelayError::Protocol("unexpected control message".into())),
+            _ => Err(ProtocolViolation::UnexpectedMessage),
         }
+    }
+
+    /// Hands a GOP stream the peer opened for one of its forwards to this node to that
+    /// forward; gives it back when the forward is not live.
+    pub(crate) fn route_gop(&self, request_id: u64, reader: GopReader) -> Option<GopReader> {
+        self.forwards.route(request_id, reader)
     }
 
     /// The connection's control stream ended: every publication stops and every accepted
@@ -116,32 +108,30 @@ impl Ctx {
         for (_, cancel) in self.live.lock().unwrap_or_else(|p| p.into_inner()).drain() {
             let _ = cancel.send(true);
         }
-        forward_in::lock(&self.forwards).clear();
+        self.forwards.clear();
     }
 
     /// Checks the request id of a new `Subscribe` or `Forward`: in the peer's half of the id
     /// space and not the id of a live request. Only the control loop adds requests, so the
     /// answer stays true until it inserts.
-    pub(crate) fn check_new_request_id(&self, id: u64) -> crate::Result<()> {
-        if !self.peer_role.owns(id) {
-            return Err(RelayError::Protocol(format!(
-                "request_id {id} outside the requester's half of the id space"
-            )));
+    fn check_new_request_id(&self, id: u64) -> Result<(), ProtocolViolation> {
+        if !self.peer_side.owns(id) {
+            return Err(ProtocolViolation::ForeignRequestId(id));
         }
         let subscribed = self.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
-        if subscribed || forward_in::lock(&self.forwards).contains_key(&id) {
-            return Err(RelayError::Protocol(format!("duplicate request_id {id}")));
+        if subscribed || self.forwards.contains(id) {
+            return Err(ProtocolViolation::DuplicateRequestId(id));
         }
         Ok(())
     }
 
     /// Answers a `Subscribe`, starting its publication when the source accepts it.
-    fn start(&self, s: Subscribe) -> crate::Result<Msg> {
+    fn start(&self, s: Subscribe) -> Result<Msg, ProtocolViolation> {
         let id = s.request_id;
         self.check_new_request_id(id)?;
         let mut map = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.config.max_subscriptions {
-            return Err(RelayError::Protocol("too many subscriptions".into()));
+            return Err(ProtocolViolation::TooManySubscriptions);
         }
         let request = SubscribeRequest {
             app: s.app,
@@ -162,7 +152,7 @@ impl Ctx {
             request_id: id,
             frames,
             cancel: cancel_rx,
-            priority: self.priority.clone(),
+            priorities: self.priorities.clone(),
             queue_frames: self.config.gop_queue_frames,
             max_frame_size: self.config.max_frame_size,
         };

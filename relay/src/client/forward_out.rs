@@ -3,42 +3,24 @@
 //! caller's frames as GOP streams with the same machinery as a subscription
 //! ([`crate::publish`]); [`ForwardHandle`] keeps it going and ends it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sluice_proto::v1::{
     control_message::Msg, ControlMessage, Forward, ForwardError, ForwardErrorCode, Unforward,
     UnforwardReason,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{RelayConnection, Shared};
+use super::shared::{ForwardState, PendingForward, RelayConnection, Shared};
 use crate::codec::Frame;
+use crate::error::{Awaited, ForwardRefusal, ProtocolViolation, RelayError, Result};
 use crate::publish::{self, Publication};
-use crate::{ForwardRefusal, RelayError, Result};
-
-/// A live forward as the connection sees it.
-pub(crate) struct ForwardState {
-    /// Set to stop publishing (handle dropped, refusal after `ForwardOk`, connection gone).
-    cancel: watch::Sender<bool>,
-    /// Why the receiving node ended it (`ForwardError` after `ForwardOk`).
-    refusal: Mutex<Option<ForwardRefusal>>,
-}
-
-impl ForwardState {
-    /// Stops the publication (its GOP streams are reset).
-    pub(crate) fn cancel(&self) {
-        self.cancel.send_replace(true);
-    }
-}
-
-/// A `Forward` waiting for its answer.
-pub(crate) struct PendingForward {
-    answer: oneshot::Sender<std::result::Result<(), ForwardRefusal>>,
-    state: Arc<ForwardState>,
-}
 
 /// `ForwardOk` arrived: the forward becomes live. `Err` names a protocol violation.
-pub(crate) fn on_ok(shared: &Shared, request_id: u64) -> std::result::Result<(), &'static str> {
+pub(crate) fn on_ok(
+    shared: &Shared,
+    request_id: u64,
+) -> std::result::Result<(), ProtocolViolation> {
     let mut routes = shared.routes();
     match routes.pending_forwards.remove(&request_id) {
         Some(pending) => {
@@ -48,20 +30,23 @@ pub(crate) fn on_ok(shared: &Shared, request_id: u64) -> std::result::Result<(),
             let _ = pending.answer.send(Ok(()));
             Ok(())
         }
-        None if routes.forwards.contains_key(&request_id) => Err("ForwardOk twice"),
+        None if routes.forwards.contains_key(&request_id) => Err(ProtocolViolation::ForwardOkTwice),
         None => Ok(()), // the caller gave up meanwhile (and sent Unforward)
     }
 }
 
 /// `ForwardError` arrived: a refusal, or the end of a live forward. `Err` names a protocol
 /// violation.
-pub(crate) fn on_error(shared: &Shared, e: ForwardError) -> std::result::Result<(), &'static str> {
+pub(crate) fn on_error(
+    shared: &Shared,
+    e: ForwardError,
+) -> std::result::Result<(), ProtocolViolation> {
     let refusal = match ForwardErrorCode::try_from(e.code) {
         Ok(ForwardErrorCode::ForwardNotHome) => ForwardRefusal::NotHome { owner: e.owner },
         Ok(ForwardErrorCode::ForwardRefused) => ForwardRefusal::Refused,
         Ok(ForwardErrorCode::ForwardLoop) => ForwardRefusal::Loop,
         Ok(ForwardErrorCode::ForwardClosed) => ForwardRefusal::Closed,
-        _ => return Err("unknown ForwardError code"),
+        _ => return Err(ProtocolViolation::UnknownForwardErrorCode(e.code)),
     };
     let mut routes = shared.routes();
     if let Some(pending) = routes.pending_forwards.remove(&e.request_id) {
@@ -137,8 +122,7 @@ impl RelayConnection {
     ) -> Result<ForwardHandle> {
         let s = self.shared();
         let request_id = s.next_request_id();
-        let state =
-            Arc::new(ForwardState { cancel: watch::channel(false).0, refusal: Mutex::new(None) });
+        let state = Arc::new(ForwardState::new());
         let (answer_tx, answer_rx) = oneshot::channel();
         let pending = PendingForward { answer: answer_tx, state: state.clone() };
         s.routes().pending_forwards.insert(request_id, pending);
@@ -152,7 +136,7 @@ impl RelayConnection {
             traceparent: traceparent.into(),
         };
         let answer = s
-            .request(ControlMessage { msg: Some(Msg::Forward(msg)) }, answer_rx, "forward")
+            .request(ControlMessage { msg: Some(Msg::Forward(msg)) }, answer_rx, Awaited::Forward)
             .await?;
         match answer {
             Ok(()) => {}
@@ -167,7 +151,7 @@ impl RelayConnection {
             request_id,
             frames,
             cancel: state.cancel.subscribe(),
-            priority: s.priority.clone(),
+            priorities: s.priorities.clone(),
             queue_frames: s.config.gop_queue_frames,
             max_frame_size: s.config.max_frame_size,
         };
