@@ -38,14 +38,12 @@ pub fn parse_stat(text: &str, ticks_per_second: f64, page_size: u64) -> Option<P
 pub fn host_load() -> Option<(f64, u64)> {
     let text = fs::read_to_string("/proc/loadavg").ok()?;
     let load: f64 = text.split_whitespace().next()?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    Some((load, u64::try_from(cpus).unwrap_or(0)))
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get() as u64);
+    Some((load, cpus))
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = rustix::param::clock_ticks_per_second();
     if ticks > 0 {
         ticks as f64
     } else {
@@ -54,8 +52,7 @@ fn clock_ticks() -> f64 {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = rustix::param::page_size();
     if size > 0 {
         size as u64
     } else {
@@ -65,19 +62,15 @@ fn page_size() -> u64 {
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit. Returns the new soft limit.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `limit` is a valid, writable rlimit struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let (current, maximum) = (limit.current.unwrap_or(u64::MAX), limit.maximum.unwrap_or(u64::MAX));
+    if current < maximum {
+        setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum })?;
+        return Ok(maximum);
     }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: `limit` is a valid rlimit struct.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
+    Ok(current)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 /// Lock `m`, ignoring poisoning.
+#[allow(clippy::disallowed_methods)] // the one place that locks a std mutex
 pub fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -64,20 +64,17 @@ pub fn init_tracing(
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the resulting soft limit.
 pub fn raise_fd_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let current = lim.current.unwrap_or(u64::MAX);
+    if lim.current < lim.maximum || (lim.maximum.is_none() && lim.current.is_some()) {
+        let raised = Rlimit { current: lim.maximum, maximum: lim.maximum };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return lim.maximum.unwrap_or(u64::MAX);
         }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-        lim.rlim_cur
     }
+    current
 }
 
 /// File descriptors kept free for listeners, logs, outgoing connections.

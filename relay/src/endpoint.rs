@@ -105,7 +105,7 @@ impl RelayEndpoint {
                             }
                         }
                         Err(e) => {
-                            tracing::info!(peer = %remote, error = %e, "relay connection refused")
+                            tracing::info!(peer = %remote, error = %e, "relay connection refused");
                         }
                     }
                 });

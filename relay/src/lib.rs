@@ -106,6 +106,7 @@ mod config;
 mod endpoint;
 mod error;
 mod identity;
+mod lock;
 mod publish;
 mod receive;
 mod server;

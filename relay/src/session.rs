@@ -225,7 +225,7 @@ fn start(
             // The peer finished the control stream: no more requests either way.
             Ok(()) => looping.conn.close(codes::CLOSE_NORMAL.into(), b"control stream finished"),
             Err(e) => {
-                tracing::debug!(peer = %looping.peer_node_id(), error = %e, "relay connection ended")
+                tracing::debug!(peer = %looping.peer_node_id(), error = %e, "relay connection ended");
             }
         }
         // Wake everyone: requests see their channels close, publications and forwards stop.

@@ -1,5 +1,6 @@
 //! Forwards (an origin pushing a stream to its home) and trace context, between relay
 //! endpoints on 127.0.0.1 with real QUIC and real mutual TLS.
+#![allow(clippy::disallowed_methods)] // test fixtures lock std mutexes directly: a poisoned lock means the test already failed
 
 mod common;
 
@@ -194,7 +195,7 @@ async fn refusals_reach_the_forwarder_as_errors() {
     let (_tx, frames) = mpsc::channel(1);
     match conn.forward("live", "elsewhere", 0, 0, frames).await {
         Err(RelayError::ForwardRefused(ForwardRefusal::NotHome { owner })) => {
-            assert_eq!(owner, "origin-c")
+            assert_eq!(owner, "origin-c");
         }
         other => panic!("{other:?}"),
     }

@@ -1,6 +1,7 @@
 //! A forward whose receiver does not read: the receiving side gives up whole GOPs instead of
 //! buffering them, so memory stays bounded while the forwarder goes on sending. Alone in its
 //! test binary so that the process's memory figures are this test's.
+#![allow(clippy::disallowed_methods)] // test fixtures lock std mutexes directly: a poisoned lock means the test already failed
 
 mod common;
 

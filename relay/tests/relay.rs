@@ -1,5 +1,6 @@
 //! Two relay endpoints on 127.0.0.1 with real QUIC and real mutual TLS (certificates
 //! generated into a temp dir).
+#![allow(clippy::disallowed_methods)] // test fixtures lock std mutexes directly: a poisoned lock means the test already failed
 
 mod common;
 

@@ -57,14 +57,14 @@ impl TestCluster {
             tls,
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .collect()
     }
 
     /// An origin with a relay listener, plus `extra` flags.
     pub fn origin(&self, id: &str, extra: &[&str]) -> Origin {
         let mut args = self.args(id);
-        args.extend(["--relay-listen", "127.0.0.1:0"].iter().chain(extra).map(|s| s.to_string()));
+        args.extend(["--relay-listen", "127.0.0.1:0"].iter().chain(extra).map(ToString::to_string));
         let o = Origin::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.relay.is_some(), "origin {id} prints its relay address");
         o
@@ -73,7 +73,7 @@ impl TestCluster {
     /// An edge, plus `extra` flags.
     pub fn edge(&self, id: &str, extra: &[&str]) -> Origin {
         let mut args = self.args(id);
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(ToString::to_string));
         Origin::start_edge(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 }

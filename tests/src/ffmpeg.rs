@@ -116,7 +116,7 @@ impl Player {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let mut p = p.lock().unwrap();
+                let mut p = crate::lock(&p);
                 if let Some(n) = line.strip_prefix("frame=").and_then(|v| v.trim().parse().ok()) {
                     p.frames = n;
                 } else if line == "progress=end" {
@@ -134,7 +134,7 @@ impl Player {
 
     /// Video frames decoded so far.
     pub fn frames(&self) -> u64 {
-        self.progress.lock().unwrap().frames
+        crate::lock(&self.progress).frames
     }
 
     /// Wait until at least `n` frames were decoded; returns the count reached.
@@ -177,7 +177,7 @@ impl Player {
         }
         // Let the progress reader see the final block.
         let _ = crate::process::wait_for(Duration::from_secs(2), || {
-            self.progress.lock().unwrap().ended.then_some(())
+            crate::lock(&self.progress).ended.then_some(())
         });
         PlayResult { frames: self.frames(), errors: self.errors(), status }
     }

@@ -4,7 +4,6 @@
 //! the parallel test processes with an exclusive `flock` on `tests/fixtures/.lock`.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -220,18 +219,15 @@ impl FileLock {
             .write(true)
             .open(path)
             .unwrap_or_else(|e| panic!("open lock file {}: {e}", path.display()));
-        // SAFETY: flock(2) on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock {}: {}", path.display(), std::io::Error::last_os_error());
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
         FileLock { file }
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        // SAFETY: as above; closing the file would release it too.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
+        // Closing the file would release it too.
+        let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
     }
 }

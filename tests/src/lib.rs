@@ -30,3 +30,10 @@ use std::time::Duration;
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
+
+/// Lock `m`, ignoring poisoning: a test thread that panicked while holding it has already
+/// failed its test; the others still read what it left.
+#[allow(clippy::disallowed_methods)] // the one place that locks a std mutex
+pub fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

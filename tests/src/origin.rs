@@ -154,7 +154,7 @@ impl Origin {
 
     /// SIGTERM and wait (SIGKILL after 5 s); returns whether it exited by itself in time.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        self.node.child().signal(libc::SIGTERM);
+        self.node.child().signal(sluice_launch::Signal::TERM);
         self.node.child().wait_timeout(Duration::from_secs(5))
     }
 }

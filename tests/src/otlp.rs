@@ -24,7 +24,7 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(request.into_inner());
+        crate::lock(&self.requests).push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
@@ -52,7 +52,7 @@ impl Collector {
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<SeenSpan> {
-        seen_spans(&self.requests.lock().unwrap_or_else(|e| e.into_inner()))
+        seen_spans(&crate::lock(&self.requests))
     }
 }
 

@@ -21,7 +21,7 @@ impl LineLog {
         thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
                 match line {
-                    Ok(line) => lines.lock().unwrap().push(line),
+                    Ok(line) => crate::lock(&lines).push(line),
                     Err(_) => break,
                 }
             }
@@ -30,7 +30,7 @@ impl LineLog {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        crate::lock(&self.lines).clone()
     }
 }
 

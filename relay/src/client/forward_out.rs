@@ -52,7 +52,7 @@ pub(crate) fn on_error(
     if let Some(pending) = routes.pending_forwards.remove(&e.request_id) {
         let _ = pending.answer.send(Err(refusal));
     } else if let Some(live) = routes.forwards.remove(&e.request_id) {
-        *live.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
+        *crate::lock::lock(&live.refusal) = Some(refusal);
         live.cancel();
     }
     Ok(())
@@ -176,7 +176,7 @@ async fn publish_forward(
             routes.forwards.remove(&request_id);
         }
     }
-    let refusal = state.refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let refusal = crate::lock::lock(&state.refusal).take();
     let result = match refusal {
         // The receiver ended it: nothing to tell it.
         Some(refusal) => Err(RelayError::ForwardRefused(refusal)),

@@ -113,7 +113,7 @@ impl Shared {
     }
 
     pub(crate) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.routes)
     }
 
     /// A fresh request id in this node's half of the id space (dialler: below 2^63,

@@ -19,6 +19,7 @@ use crate::error::{ForwardRefusal, RelayError};
 use crate::receive::{self, Arrival, Inlet, Reassembly, END_GRACE};
 use crate::serving::{ForwardEnd, ForwardRequest, ForwardSink};
 use crate::wire::GopReader;
+use crate::lock::lock;
 
 /// A live forward of one connection.
 struct Entry {
@@ -30,9 +31,6 @@ struct Entry {
 /// Live forwards of one connection, by request id.
 type Live = Arc<Mutex<HashMap<u64, Entry>>>;
 
-fn lock(live: &Live) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
-    live.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The forwards the peer makes to this node on one connection, and what taking one needs.
 pub(crate) struct ForwardsIn {

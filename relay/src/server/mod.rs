@@ -86,7 +86,7 @@ impl Ctx {
             Msg::Unsubscribe(u) => {
                 // Unknown ids are fine: the subscription may have ended meanwhile.
                 let cancel =
-                    self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&u.request_id);
+                    crate::lock::lock(&self.live).remove(&u.request_id);
                 if let Some(cancel) = cancel {
                     let _ = cancel.send(true);
                 }
@@ -105,7 +105,7 @@ impl Ctx {
     /// The connection's control stream ended: every publication stops and every accepted
     /// forward ends (its task sees its GOP channel close: `ConnectionLost`).
     pub(crate) fn teardown(&self) {
-        for (_, cancel) in self.live.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+        for (_, cancel) in crate::lock::lock(&self.live).drain() {
             let _ = cancel.send(true);
         }
         self.forwards.clear();
@@ -118,7 +118,7 @@ impl Ctx {
         if !self.peer_side.owns(id) {
             return Err(ProtocolViolation::ForeignRequestId(id));
         }
-        let subscribed = self.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id);
+        let subscribed = crate::lock::lock(&self.live).contains_key(&id);
         if subscribed || self.forwards.contains(id) {
             return Err(ProtocolViolation::DuplicateRequestId(id));
         }
@@ -129,7 +129,7 @@ impl Ctx {
     fn start(&self, s: Subscribe) -> Result<Msg, ProtocolViolation> {
         let id = s.request_id;
         self.check_new_request_id(id)?;
-        let mut map = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::lock::lock(&self.live);
         if map.len() >= self.config.max_subscriptions {
             return Err(ProtocolViolation::TooManySubscriptions);
         }
@@ -161,7 +161,7 @@ impl Ctx {
             let outcome = publish::run(publication).await;
             // Remove our entry only (the id may have been reused after an Unsubscribe).
             {
-                let mut map = live.lock().unwrap_or_else(|p| p.into_inner());
+                let mut map = crate::lock::lock(&live);
                 if map.get(&id).is_some_and(|tx| tx.subscribe().same_channel(&mine)) {
                     map.remove(&id);
                 }

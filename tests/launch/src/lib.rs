@@ -24,4 +24,4 @@ pub mod process;
 pub use error::LaunchError;
 pub use etcd::{Etcd, EtcdSpec};
 pub use node::{Node, NodeSpec};
-pub use process::ChildGuard;
+pub use process::{kill, ChildGuard, Signal};

@@ -8,6 +8,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use rustix::process::Signal;
+
+/// Send `signal` to process `pid`; errors (e.g. the process is gone) are ignored.
+pub fn kill(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
 /// A child process that is terminated (SIGTERM, then SIGKILL after a grace period) on drop.
 #[derive(Debug)]
 pub struct ChildGuard {
@@ -27,7 +36,7 @@ impl ChildGuard {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn name(&self) -> &str {
@@ -53,13 +62,10 @@ impl ChildGuard {
         }
     }
 
-    /// Send `signal` (e.g. `libc::SIGTERM`) to the process.
-    pub fn signal(&self, signal: i32) {
+    /// Send `signal` (e.g. `Signal::TERM`) to the process; harmless if it already exited.
+    pub fn signal(&self, signal: Signal) {
         if let Some(child) = &self.child {
-            // SAFETY: kill(2) with a pid we own; harmless if it already exited (ESRCH).
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, signal);
-            }
+            kill(child.id(), signal);
         }
     }
 
@@ -69,7 +75,7 @@ impl ChildGuard {
         if let Some(status) = self.try_wait() {
             return Some(status);
         }
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::TERM);
         if let Some(status) = self.wait_timeout(self.grace) {
             return Some(status);
         }
@@ -115,7 +121,7 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(0, |a| a.port())
 }
 
 /// A fresh path `<shm>/<stem>-<pid>-<n>` (not created), where `<shm>` is /dev/shm when there is

@@ -90,7 +90,7 @@ fn a_crashed_origins_claim_expires_and_the_encoder_republishes_elsewhere() {
     assert!(etcd.keys(&stream_key).contains(&stream_key));
 
     // SIGKILL: no release, no lease revocation; the lease (2 s) must expire on its own.
-    unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
+    sluice_launch::kill(a.pid(), sluice_launch::Signal::KILL);
     let killed = Instant::now();
     let mut again = RtmpClient::connect(b.rtmp, "live", "cam", ClientMode::Publish).unwrap();
     again

@@ -235,7 +235,7 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
             .iter()
             .map(|(node, kind)| Player::start(&printed_url(&up.stdout, node, kind)))
             .collect();
-    for p in players.iter_mut() {
+    for p in &mut players {
         let frames = p.wait_frames(60, secs(40));
         assert!(
             frames >= 60,

@@ -56,7 +56,7 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
         Player::start(&e2.flv_url("live", "show")),
         Player::start(&e2.rtmp_url("live", "show")),
     ];
-    for p in players.iter_mut() {
+    for p in &mut players {
         let frames = p.wait_frames(120, secs(30));
         assert!(frames >= 120, "{} decoded only {frames} frames; errors {:?}", p.url, p.errors());
     }
@@ -159,7 +159,7 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
     }
 
     // The ingest origin dies without releasing anything; the encoder reconnects to B.
-    unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
+    sluice_launch::kill(a.pid(), sluice_launch::Signal::KILL);
     let killed = Instant::now();
     encoder.stop();
     let before = (rtmp.frames(), flv.frames());

@@ -279,7 +279,7 @@ fn player_gets_every_message_sent_before_unpublish() {
             }
             Some(_) => {}
             None if seen.iter().any(|c| c == "NetStream.Play.UnpublishNotify") => {
-                quiet_after_notice += 1
+                quiet_after_notice += 1;
             }
             None => {}
         }
