@@ -118,6 +118,7 @@
 
 mod backend;
 mod backoff;
+pub use backoff::Backoff;
 mod cache;
 pub mod damping;
 pub mod etcd;

@@ -25,7 +25,6 @@ const NODE: Crate = Crate {
     layers: &[
         ("units", 0),
         ("lock", 0),
-        ("backoff", 0),
         ("log_limit", 0),
         ("out_queue", 0),
         ("metrics", 0),

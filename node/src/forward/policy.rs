@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use sluice_cluster::types::NodeId;
 
-use crate::backoff::Backoff;
+use sluice_cluster::Backoff;
 
 /// What happened to the forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
