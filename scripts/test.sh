@@ -51,6 +51,25 @@ need_cargo_tool nextest cargo-nextest
 # The e2e tests open thousands of sockets (connection flood).
 raise_fd_limit
 
+# The house style and lints (rustfmt.toml, [workspace.lints] in Cargo.toml, clippy.toml): a
+# formatting diff stops the run at once; a clippy warning fails it after the tests have run.
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        log "installing the $component component (rustup)"
+        rustup component add "$component"
+    fi
+done
+if ! cargo fmt --all --check >/dev/null; then
+    cargo fmt --all --check | head -40
+    echo "test.sh: formatting differs from rustfmt.toml: run 'cargo fmt --all'" >&2
+    exit 1
+fi
+lint_status=0
+cargo clippy --workspace --all-targets -- -D warnings || lint_status=$?
+if [ "$lint_status" -ne 0 ]; then
+    echo "test.sh: clippy FAILED (exit $lint_status); running the tests anyway"
+fi
+
 cargo build --workspace --bins
 
 # Doc tests first, so the output ends with nextest's summary.
@@ -64,5 +83,9 @@ status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
 if [ "$status" -eq 0 ] && [ "$doc_status" -ne 0 ]; then
     status=$doc_status
+fi
+if [ "$status" -eq 0 ] && [ "$lint_status" -ne 0 ]; then
+    echo "test.sh: the tests passed but clippy did not (see above)"
+    status=$lint_status
 fi
 exit "$status"

@@ -123,6 +123,7 @@ mod cache;
 pub mod damping;
 pub mod etcd;
 pub mod keys;
+mod lock;
 pub mod memory;
 pub mod placement;
 mod registrar;

@@ -164,6 +164,7 @@ impl ForwardPolicy {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // `Instant::now()` is only the virtual clock's origin
 mod tests {
     use std::time::Duration;
 

@@ -28,7 +28,7 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
     wait_for(secs(10), || origin.stream_info("live", "traced").is_none().then_some(()))
         .expect("stream gone after the publisher stopped");
 
-    let before_shutdown = seen_spans(&collector.requests.lock().unwrap()).len();
+    let before_shutdown = seen_spans(&sluice_tests::lock(&collector.requests)).len();
     let status = origin.terminate();
     eprintln!("origin exit status {status:?}; spans exported before SIGTERM: {before_shutdown}");
     assert!(
@@ -44,12 +44,12 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
     // The exporter flushes at shutdown; give the collector a moment to finish the last request.
     let deadline = Instant::now() + secs(5);
     while Instant::now() < deadline
-        && !seen_spans(&collector.requests.lock().unwrap()).iter().any(matches)
+        && !seen_spans(&sluice_tests::lock(&collector.requests)).iter().any(matches)
     {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let spans = seen_spans(&collector.requests.lock().unwrap());
-    let requests = collector.requests.lock().unwrap().len();
+    let spans = seen_spans(&sluice_tests::lock(&collector.requests));
+    let requests = sluice_tests::lock(&collector.requests).len();
     eprintln!("collector received {requests} export requests, {} spans", spans.len());
     let publish = spans.iter().find(|s| matches(s)).unwrap_or_else(|| {
         panic!(
