@@ -6,8 +6,8 @@
 //! # Layers
 //!
 //! The modules form layers; a module imports only from its own layer or the ones below it,
-//! and there is no circle between modules (`tests/layers.rs` checks both by reading the
-//! sources, and that nothing outside `config` names clap):
+//! and there is no circle between modules (`tests/tests/e2e/layers.rs` checks both by
+//! reading the sources, and that nothing outside `config` names clap):
 //!
 //! | layer | modules | what |
 //! |-------|---------|------|
