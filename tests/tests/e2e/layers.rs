@@ -80,6 +80,7 @@ const CLUSTER: Crate = Crate {
     layers: &[
         ("types", 0),
         ("backoff", 0),
+        ("lock", 0),
         ("keys", 1),
         ("ring", 1),
         ("rules", 1),
