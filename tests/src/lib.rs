@@ -19,6 +19,7 @@ pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod rtmp;
+pub mod wait;
 
 pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};
 pub use fixtures::{h264_aac, hevc_aac, Fixture};

@@ -7,6 +7,7 @@ use sluice_tests::deps::Dep;
 use sluice_tests::ffmpeg::ffmpeg_describe;
 use sluice_tests::process::wait_for;
 use sluice_tests::rtmp::{read_flv_file, video_header, FOURCC_HVC1};
+use sluice_tests::wait::{wait_players_subscribed, LOG_PLAYS};
 use sluice_tests::{hevc_aac, secs, Origin, Player, Publisher};
 
 #[test]
@@ -25,14 +26,12 @@ fn hevc_over_enhanced_rtmp_is_relayed() {
         "fixture's first video tag: {header:?}"
     );
 
-    let origin = Origin::start(&["--play-wait-timeout", "20s"]);
+    let origin = Origin::start(&[&["--play-wait-timeout", "20s"][..], &LOG_PLAYS].concat());
     let url = origin.rtmp_url("live", "hevc");
     let player = Player::start_with(&ffmpeg, &url);
-    // The player must be connected and waiting before the publisher starts, or it would join
+    // The player must be subscribed and waiting before the publisher starts, or it would join
     // at a later keyframe and miss frames.
-    wait_for(secs(15), || (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(()))
-        .expect("the player connected");
-    std::thread::sleep(secs(1));
+    wait_players_subscribed(&origin, "live/hevc", 1, 0, secs(20));
     let mut publisher = Publisher::start_with(&ffmpeg, &url, &fixture.path, false);
 
     let info = wait_for(secs(10), || {
