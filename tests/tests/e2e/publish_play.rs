@@ -48,7 +48,8 @@ fn players_started_before_publisher_decode_every_frame() {
     assert_eq!(during.value("sluice_streams", &[]), 1.0, "sluice_streams while publishing");
     assert_eq!(during.value("sluice_viewers", &[("protocol", "rtmp")]), 1.0, "rtmp viewers");
     assert_eq!(during.value("sluice_viewers", &[("protocol", "flv")]), 1.0, "flv viewers");
-    assert!(during.value("sluice_connections", &[]) >= 2.0, "connections gauge");
+    // The publisher, the RTMP player and the HTTP-FLV player.
+    assert_eq!(during.value("sluice_connections", &[]), 3.0, "connections gauge");
 
     let status = publisher.wait(secs(40)).expect("publisher finished within 40 s");
     assert!(status.success(), "publisher failed: {status:?} {:?}", publisher.stderr());
