@@ -72,6 +72,7 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
 #[test]
 fn spans_follow_a_stream_across_origins_and_edges() {
     use sluice_tests::cluster::{find_name, home, TestCluster};
+    use sluice_tests::wait::wait_until;
     use sluice_tests::Player;
 
     let rt =
@@ -94,7 +95,9 @@ fn spans_follow_a_stream_across_origins_and_edges() {
     publisher.stop();
     wait_for(secs(10), || b.stream_info("live", &name).is_none().then_some(()))
         .expect("stream ended on tr-b");
-    std::thread::sleep(Duration::from_secs(2)); // the edge's pull lingers 1 s
+    // The edge's pull lingers 1 s without viewers, then stops (and its span ends).
+    let stopped = format!("stream={stream}}}: sluice_edge::pull: pull stopped");
+    wait_until(secs(20), "the edge's pull stopped", || edge.log().contains(&stopped));
     for node in [&mut edge, &mut a, &mut b] {
         let status = node.terminate();
         assert!(status.is_some_and(|s| s.success()), "clean exit on SIGTERM: {status:?}");
