@@ -14,7 +14,10 @@
 //!   need may be gone).
 
 use crate::keys::{KeyKind, Keyspace};
-use crate::types::{NodeInfo, NodeRecord, RawKv, Snapshot, StreamInfo, StreamRecord};
+use crate::types::{
+    LoadRecord, LoadReport, NodeInfo, NodeRecord, RawKv, Snapshot, StreamInfo, StreamRecord,
+    MAX_LOAD_VALUE_LEN, MAX_PROTOCOLS, MAX_PROTOCOL_NAME_LEN,
+};
 
 /// Build a snapshot from a full listing of the keyspace at `revision`.
 pub(crate) fn from_list(
@@ -33,8 +36,10 @@ pub(crate) fn from_list(
 /// `current` is the empty snapshot before the first listing; `true` if replaced. Readers are
 /// woken only on a real change, not on every revision of a shared store.
 pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> bool {
-    let modified =
-        current.revision == 0 || current.nodes != fresh.nodes || current.streams != fresh.streams;
+    let modified = current.revision == 0
+        || current.nodes != fresh.nodes
+        || current.streams != fresh.streams
+        || current.loads != fresh.loads;
     if modified {
         *current = fresh;
     }
@@ -107,8 +112,34 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
             }
             Err(e) => tracing::debug!(key = %kv.key, error = %e, "ignoring bad stream value"),
         },
+        Some(KeyKind::Load { role, id }) => match parse_load(&kv.value) {
+            Some(report) => {
+                let rec = LoadRecord {
+                    role,
+                    id: id.clone(),
+                    report,
+                    lease: kv.lease,
+                    mod_revision: kv.mod_revision,
+                };
+                snap.loads.insert((role, id), rec);
+            }
+            None => tracing::debug!(key = %kv.key, "ignoring bad load value"),
+        },
         None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
     }
+}
+
+/// A load report from untrusted bytes: at most [`MAX_LOAD_VALUE_LEN`] bytes of JSON, at most
+/// [`MAX_PROTOCOLS`] protocols with names of at most [`MAX_PROTOCOL_NAME_LEN`] bytes. Numbers
+/// that are negative, fractional or beyond `u64` fail to parse; `None` for anything else.
+pub(crate) fn parse_load(value: &[u8]) -> Option<LoadReport> {
+    if value.len() > MAX_LOAD_VALUE_LEN {
+        return None;
+    }
+    let report: LoadReport = serde_json::from_slice(value).ok()?;
+    let protocols_ok = report.viewers.len() <= MAX_PROTOCOLS
+        && report.viewers.keys().all(|p| !p.is_empty() && p.len() <= MAX_PROTOCOL_NAME_LEN);
+    protocols_ok.then_some(report)
 }
 
 /// Apply a delete (explicit, or a lease expiring).
@@ -119,6 +150,9 @@ fn apply_delete(snap: &mut Snapshot, keys: &Keyspace, key: &str) {
         }
         Some(KeyKind::Stream(stream)) => {
             snap.streams.remove(&stream);
+        }
+        Some(KeyKind::Load { role, id }) => {
+            snap.loads.remove(&(role, id));
         }
         None => {}
     }
@@ -288,5 +322,107 @@ mod tests {
         assert_eq!(resume.start(42), Start::List);
         resume.ended(WatchEnd::Failed);
         assert_eq!(resume.start(i64::MAX), Start::Watch { from: i64::MAX });
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+    use crate::types::{NodeId, Role};
+
+    fn put(key: &str, value: &[u8], rev: i64) -> Change {
+        Change::Put(RawKv {
+            key: key.into(),
+            value: value.to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            lease: 9,
+        })
+    }
+
+    #[test]
+    fn load_reports_parse_with_defaults_and_unknown_fields() {
+        let r = parse_load(
+            br#"{"viewers":{"flv":3,"rtmp":2,"relay":1},"streams":2,"egress_bps":1000,
+                "capacity":{"max_viewers":500},"draining":true,"future":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.total_viewers(), 5);
+        assert_eq!(r.streams, 2);
+        assert_eq!(r.capacity.max_viewers, 500);
+        assert_eq!(r.capacity.max_egress_bps, 0);
+        assert!(r.draining);
+        assert_eq!(parse_load(b"{}"), Some(LoadReport::default()));
+    }
+
+    #[test]
+    fn hostile_load_values_are_refused_not_trusted() {
+        let many: String = (0..9).map(|i| format!("\"p{i}\":1")).collect::<Vec<_>>().join(",");
+        let long_name = format!(r#"{{"viewers":{{"{}":1}}}}"#, "x".repeat(17));
+        let huge = format!(r#"{{"streams":1,"pad":"{}"}}"#, "x".repeat(MAX_LOAD_VALUE_LEN));
+        for bad in [
+            b"not json".to_vec(),
+            br#"{"streams":-1}"#.to_vec(),
+            br#"{"streams":1.5}"#.to_vec(),
+            br#"{"streams":18446744073709551616}"#.to_vec(),
+            br#"{"viewers":{"flv":-3}}"#.to_vec(),
+            br#"{"viewers":{"":1}}"#.to_vec(),
+            br#"{"draining":"yes"}"#.to_vec(),
+            format!(r#"{{"viewers":{{{many}}}}}"#).into_bytes(),
+            long_name.into_bytes(),
+            huge.into_bytes(),
+            vec![0xff, 0xfe, 0x00],
+        ] {
+            assert_eq!(parse_load(&bad), None, "{}", String::from_utf8_lossy(&bad));
+        }
+        // The largest numbers that fit are accepted; sums saturate.
+        let max = u64::MAX;
+        let r = parse_load(format!(r#"{{"viewers":{{"a":{max},"b":{max}}}}}"#).as_bytes()).unwrap();
+        assert_eq!(r.total_viewers(), u64::MAX);
+    }
+
+    #[test]
+    fn loads_enter_and_leave_the_snapshot() {
+        let ks = Keyspace::default();
+        let mut snap = from_list(&ks, 1, []);
+        let id = NodeId::new("e1").unwrap();
+        apply_changes(
+            &mut snap,
+            &ks,
+            [
+                put("/sluice/load/edge/e1", br#"{"streams":4}"#, 2),
+                put("/sluice/load/edge/e2", b"garbage", 3),
+            ],
+            3,
+        );
+        assert_eq!(snap.loads.len(), 1);
+        let rec = snap.load(Role::Edge, &id).unwrap();
+        assert_eq!((rec.report.streams, rec.lease, rec.mod_revision), (4, 9, 2));
+        // A newer report replaces it; a bad one leaves the last good one.
+        apply_changes(&mut snap, &ks, [put("/sluice/load/edge/e1", br#"{"streams":5}"#, 4)], 4);
+        apply_changes(&mut snap, &ks, [put("/sluice/load/edge/e1", b"{", 5)], 5);
+        assert_eq!(snap.load(Role::Edge, &id).unwrap().report.streams, 5);
+        apply_changes(
+            &mut snap,
+            &ks,
+            [Change::Delete { key: "/sluice/load/edge/e1".into(), mod_revision: 6 }],
+            6,
+        );
+        assert!(snap.loads.is_empty());
+        // A listing that differs only in loads still replaces the snapshot.
+        let mut current = from_list(&ks, 7, []);
+        let fresh = from_list(
+            &ks,
+            8,
+            [RawKv {
+                key: "/sluice/load/origin/o1".into(),
+                value: b"{}".to_vec(),
+                create_revision: 8,
+                mod_revision: 8,
+                lease: 1,
+            }],
+        );
+        assert!(replace_if_changed(&mut current, fresh));
+        assert_eq!(current.loads.len(), 1);
     }
 }

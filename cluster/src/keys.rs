@@ -1,10 +1,11 @@
-//! The key layout in the registry: one prefix, then `nodes/{role}/{id}` and
-//! `streams/{app}/{name}`.
+//! The key layout in the registry: one prefix, then `nodes/{role}/{id}`,
+//! `streams/{app}/{name}` and `load/{role}/{id}`.
 //!
 //! ```text
 //! {prefix}/nodes/origin/{node-id}     NodeInfo JSON, under the node's lease
 //! {prefix}/nodes/edge/{node-id}       NodeInfo JSON, under the node's lease
 //! {prefix}/streams/{app}/{name}       StreamInfo JSON, under the claiming origin's lease
+//! {prefix}/load/{origin|edge}/{id}    LoadReport JSON, rewritten every ~2 s under the node's lease
 //! ```
 //!
 //! Node ids, apps and stream names never contain `/` (see [`NodeId`] and
@@ -22,6 +23,7 @@ pub const DEFAULT_PREFIX: &str = "/sluice";
 pub enum KeyKind {
     Node { role: Role, id: NodeId },
     Stream(StreamKey),
+    Load { role: Role, id: NodeId },
 }
 
 /// Builds and parses the keys of one cluster (one prefix).
@@ -55,6 +57,10 @@ impl Keyspace {
         format!("{}/streams/{}/{}", self.prefix, stream.app(), stream.name())
     }
 
+    pub fn load(&self, role: Role, id: &NodeId) -> String {
+        format!("{}/load/{}/{}", self.prefix, role.as_str(), id)
+    }
+
     /// Parse a key of this keyspace; `None` for anything else.
     pub fn parse(&self, key: &str) -> Option<KeyKind> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
@@ -62,6 +68,9 @@ impl Keyspace {
         let kind = match (parts.next()?, parts.next()?, parts.next()?) {
             ("nodes", role, id) => {
                 KeyKind::Node { role: Role::parse(role)?, id: NodeId::new(id).ok()? }
+            }
+            ("load", role, id) => {
+                KeyKind::Load { role: Role::parse(role)?, id: NodeId::new(id).ok()? }
             }
             ("streams", app, name) => {
                 let (stream, query) = StreamKey::parse(app, name).ok()?;
@@ -106,6 +115,10 @@ mod tests {
         let key = ks.stream(&s);
         assert_eq!(key, "/sluice/streams/live/cam.1");
         assert_eq!(ks.parse(&key), Some(KeyKind::Stream(s)));
+        let id = NodeId::new("e-1").unwrap();
+        let lk = ks.load(Role::Edge, &id);
+        assert_eq!(lk, "/sluice/load/edge/e-1");
+        assert_eq!(ks.parse(&lk), Some(KeyKind::Load { role: Role::Edge, id }));
     }
 
     #[test]
@@ -123,6 +136,10 @@ mod tests {
             "/a/streams/live/a?",
             "/a/streams/live?/a",
             "/a/other/x/y",
+            "/a/load/relay/x",
+            "/a/load/edge/x/y",
+            "/a/load/edge/.x",
+            "/a/load/edge",
             "/a",
             "",
         ] {

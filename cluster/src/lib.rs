@@ -8,6 +8,7 @@
 //! ```text
 //! {prefix}/nodes/{origin|edge}/{node-id}  → NodeInfo JSON   {"addresses":{..},"capacity":{..},"state":"ready"}
 //! {prefix}/streams/{app}/{name}           → StreamInfo JSON {"origin":"o1","codecs":["h264"],"started_at_ms":..}
+//! {prefix}/load/{origin|edge}/{node-id}   → LoadReport JSON {"viewers":{"flv":3},"egress_bps":..,"capacity":{..},..}
 //! ```
 //!
 //! # Leases and claims
@@ -142,6 +143,6 @@ pub use registry::{ClaimError, Registry, RegistryConfig, RegistryError};
 pub use ring::{Ring, DEFAULT_VNODES};
 pub use rules::{dialer, should_accept_forward, should_dial, ForwardVerdict};
 pub use types::{
-    Capacity, Claim, NodeId, NodeInfo, NodeRecord, NodeState, RegistryEvent, Role, Snapshot,
-    StreamInfo, StreamRecord,
+    Capacity, Claim, LoadCapacity, LoadRecord, LoadReport, NodeId, NodeInfo, NodeRecord, NodeState,
+    RegistryEvent, Role, Snapshot, StreamInfo, StreamRecord,
 };

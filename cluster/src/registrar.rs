@@ -7,7 +7,9 @@ use crate::backend::{with_timeout, Backend, Create};
 use crate::backoff::Backoff;
 use crate::keys::Keyspace;
 use crate::registry::{ClaimError, RegistryConfig, RegistryError};
-use crate::types::{Claim, NodeId, NodeInfo, RawKv, RegistryEvent, Snapshot, StreamInfo};
+use crate::types::{
+    Claim, LoadReport, NodeId, NodeInfo, RawKv, RegistryEvent, Snapshot, StreamInfo,
+};
 use sluice_media::stream_name::StreamKey;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -28,6 +30,7 @@ struct Shared<B> {
     cfg: RegistryConfig,
     keys: Keyspace,
     node_key: String,
+    load_key: String,
     state: Mutex<State>,
     /// Mirror of `state.lease` readable without the lock.
     lease: AtomicI64,
@@ -61,6 +64,7 @@ impl<B: Backend> Registrar<B> {
     ) -> Result<Registrar<B>, RegistryError> {
         let keys = cfg.keyspace();
         let node_key = keys.node(cfg.role, &cfg.node_id);
+        let load_key = keys.load(cfg.role, &cfg.node_id);
         let op = cfg.op_timeout;
         let lease = with_timeout(op, "lease grant", backend.grant(cfg.ttl_secs())).await?;
         let value = serde_json::to_vec(&node)?;
@@ -71,6 +75,7 @@ impl<B: Backend> Registrar<B> {
             backend: backend.clone(),
             keys: keys.clone(),
             node_key,
+            load_key,
             state: Mutex::new(State { lease, node, claims: BTreeMap::new() }),
             lease: AtomicI64::new(lease),
             claims: std::sync::Mutex::new(Vec::new()),
@@ -117,6 +122,16 @@ impl<B: Backend> Registrar<B> {
         st.node = info;
         let put = s.backend.put(&s.node_key, value, st.lease);
         with_timeout(s.cfg.op_timeout, "node put", put).await?;
+        Ok(())
+    }
+
+    /// Put the load key under the current lease. No state lock: a report racing a lease
+    /// recovery fails (old lease gone) or lands under the new lease; the next one fixes either.
+    pub(crate) async fn report_load(&self, report: LoadReport) -> Result<(), RegistryError> {
+        let s = &self.shared;
+        let value = serde_json::to_vec(&report)?;
+        let put = s.backend.put(&s.load_key, value, self.lease());
+        with_timeout(s.cfg.op_timeout, "load put", put).await?;
         Ok(())
     }
 
@@ -354,6 +369,13 @@ macro_rules! delegate_registry {
             ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
             {
                 futures_util::FutureExt::boxed(self.registrar.update_node(info))
+            }
+            fn report_load(
+                &self,
+                report: $crate::types::LoadReport,
+            ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
+            {
+                futures_util::FutureExt::boxed(self.registrar.report_load(report))
             }
             fn claim(
                 &self,

@@ -1,7 +1,9 @@
 //! The [`Registry`] trait: what a node asks of the cluster registry, whichever backend holds it.
 
 use crate::keys::{Keyspace, DEFAULT_PREFIX};
-use crate::types::{Claim, NodeId, NodeInfo, RegistryEvent, Role, Snapshot, StreamInfo};
+use crate::types::{
+    Claim, LoadReport, NodeId, NodeInfo, RegistryEvent, Role, Snapshot, StreamInfo,
+};
 use futures_util::future::BoxFuture;
 use sluice_media::stream_name::StreamKey;
 use std::time::Duration;
@@ -114,6 +116,10 @@ pub trait Registry: Send + Sync {
 
     /// Replace this node's advertised value (e.g. state → `Draining`).
     fn update_node(&self, info: NodeInfo) -> BoxFuture<'_, Result<(), RegistryError>>;
+
+    /// Write this node's load report (`{prefix}/load/{role}/{id}`) under its lease. Called every
+    /// few seconds; after a lost lease the next call writes it under the new one.
+    fn report_load(&self, report: LoadReport) -> BoxFuture<'_, Result<(), RegistryError>>;
 
     /// Claim `stream` for this node: the only live publisher cluster-wide.
     ///

@@ -133,6 +133,68 @@ pub struct StreamInfo {
     pub started_at_ms: u64,
 }
 
+/// Longest protocol name accepted in [`LoadReport::viewers`].
+pub const MAX_PROTOCOL_NAME_LEN: usize = 16;
+/// Most protocols accepted in [`LoadReport::viewers`].
+pub const MAX_PROTOCOLS: usize = 8;
+/// Largest load value accepted from the registry, in bytes (a report is about 300).
+pub const MAX_LOAD_VALUE_LEN: usize = 4096;
+
+/// What a node can serve, as configured (`--max-viewers`, `--max-egress`); 0 means "no limit
+/// stated".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadCapacity {
+    pub max_viewers: u64,
+    /// Bits per second.
+    pub max_egress_bps: u64,
+}
+
+/// The value of `{prefix}/load/{role}/{id}`: a node's load, rewritten every few seconds under
+/// its lease. Unknown fields are ignored and missing ones take defaults. Values come from other
+/// processes: the cache bounds them (`MAX_*` above) before showing them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadReport {
+    /// Viewers by protocol (`"rtmp"`, `"flv"`, `"hls"`, `"relay"`).
+    pub viewers: BTreeMap<String, u64>,
+    /// Streams live in the node's hub.
+    pub streams: u64,
+    /// Bits per second sent (received) over the last few seconds.
+    pub egress_bps: u64,
+    pub ingress_bps: u64,
+    /// CPU use of the process over the last few seconds, in thousandths of a core (1500 = one
+    /// and a half cores busy).
+    pub cpu_millicores: u64,
+    /// Resident memory of the process.
+    pub memory_bytes: u64,
+    pub capacity: LoadCapacity,
+    pub draining: bool,
+    /// When the report was taken, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl LoadReport {
+    /// Viewers of every protocol except node-to-node relays.
+    pub fn total_viewers(&self) -> u64 {
+        self.viewers
+            .iter()
+            .filter(|(p, _)| p.as_str() != "relay")
+            .map(|(_, v)| *v)
+            .fold(0, u64::saturating_add)
+    }
+}
+
+/// A node's latest load report as the cache sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRecord {
+    pub role: Role,
+    pub id: NodeId,
+    pub report: LoadReport,
+    pub lease: i64,
+    pub mod_revision: i64,
+}
+
 /// A stream claim this node holds: the exclusive right to publish `stream` cluster-wide.
 ///
 /// `create_revision` is the registry revision at which the key was created; it is the claim's
@@ -195,14 +257,15 @@ pub(crate) struct RawKv {
     pub lease: i64,
 }
 
-/// The local cache of one cluster's registry: every registered node and every claimed stream,
-/// as of `revision`.
+/// The local cache of one cluster's registry: every registered node, every claimed stream and
+/// every node's latest load report, as of `revision`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The registry revision this snapshot reflects (0 before the first list).
     pub revision: i64,
     pub nodes: BTreeMap<(Role, NodeId), NodeRecord>,
     pub streams: BTreeMap<StreamKey, StreamRecord>,
+    pub loads: BTreeMap<(Role, NodeId), LoadRecord>,
 }
 
 impl Snapshot {
@@ -222,6 +285,11 @@ impl Snapshot {
             .filter(|n| n.info.state == NodeState::Ready)
             .map(|n| n.id.clone())
             .collect()
+    }
+
+    /// The latest load report of node `id` in `role`, if any.
+    pub fn load(&self, role: Role, id: &NodeId) -> Option<&LoadRecord> {
+        self.loads.get(&(role, id.clone()))
     }
 
     /// The live claim on `stream`, if any.
