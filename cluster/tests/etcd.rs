@@ -132,3 +132,38 @@ async fn reregisters_after_a_partition_longer_than_the_ttl() {
     assert_eq!(renewed, Some((old, a.lease())));
     assert_ne!(a.lease(), old);
 }
+
+/// A load report lands at `{prefix}/load/{role}/{id}` under the node's lease, other nodes'
+/// caches see it and its updates, and it goes with the lease.
+#[tokio::test]
+async fn load_reports_are_written_under_the_lease_and_seen_by_others() {
+    let etcd = EtcdServer::start().await;
+    let watcher = connect(etcd.endpoint(), "watcher", "/l").await;
+    let a = connect(etcd.endpoint(), "a", "/l").await;
+    let id = NodeId::new("a").unwrap();
+    let mut report = LoadReport { streams: 1, ..LoadReport::default() };
+    report.viewers.insert("flv".into(), 7);
+    a.report_load(report.clone()).await.unwrap();
+
+    let mut c = etcd.client().await;
+    let got = c.get("/l/load/origin/a", None).await.unwrap();
+    let kv = &got.kvs()[0];
+    assert_eq!(kv.lease(), a.lease());
+    let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap();
+    assert_eq!(v["viewers"]["flv"], 7);
+
+    wait_snapshot(&watcher, SOON, "first report", |s| {
+        s.load(Role::Origin, &id).is_some_and(|l| l.report.total_viewers() == 7)
+    })
+    .await;
+    report.viewers.insert("flv".into(), 9);
+    a.report_load(report).await.unwrap();
+    wait_snapshot(&watcher, SOON, "updated report", |s| {
+        s.load(Role::Origin, &id).is_some_and(|l| l.report.total_viewers() == 9)
+    })
+    .await;
+    // Garbage written by someone else is not shown; the lease's end removes the report.
+    c.put("/l/load/edge/x", "{\"streams\":-1}", None).await.unwrap();
+    a.shutdown().await;
+    wait_snapshot(&watcher, SOON, "report gone with the lease", |s| s.loads.is_empty()).await;
+}

@@ -15,7 +15,7 @@
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
-//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `relay_source`, `relay_tls` | delivery drivers and cluster glue |
+//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `relay_source`, `relay_tls`, `load_report` | delivery drivers and cluster glue |
 //! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
 //! | 6 | `server`, `runtime` | wiring a node together; process set-up |
 //!
@@ -47,6 +47,7 @@ pub mod hls;
 // Layer 4: delivery drivers and cluster glue.
 pub mod forward;
 pub mod http;
+pub mod load_report;
 pub mod peers;
 pub mod placement;
 pub mod registry;

@@ -145,7 +145,10 @@ impl Node {
         let registry =
             registry::start_registry(&args.cluster, &node_id, options.role, advertised.clone())
                 .await?;
-        let mut tasks = vec![registry::spawn_event_task(registry.clone(), hub.clone())];
+        let mut tasks = vec![
+            registry::spawn_event_task(registry.clone(), hub.clone()),
+            crate::load_report::spawn(registry.clone(), metrics.clone(), &args.cluster),
+        ];
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {

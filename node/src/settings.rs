@@ -192,6 +192,11 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// Host other nodes and players reach this node at; `None`: the listen address's host.
     pub advertise_host: Option<String>,
+    /// Viewers this node is sized for, reported to the control plane (which assigns no more
+    /// than that to an edge). Advisory: connections are limited by `max-connections`.
+    pub max_viewers: u64,
+    /// Egress this node is sized for, in megabits per second, reported with its load.
+    pub max_egress_mbps: u64,
 }
 
 impl Default for ClusterSettings {
@@ -201,6 +206,8 @@ impl Default for ClusterSettings {
             etcd_prefix: "/sluice".to_string(),
             lease_ttl: Duration::from_secs(5),
             advertise_host: None,
+            max_viewers: 10_000,
+            max_egress_mbps: 10_000,
         }
     }
 }

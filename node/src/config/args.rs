@@ -258,6 +258,15 @@ pub struct ClusterArgs {
     /// the registry). Defaults to the listen address's host.
     #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
+
+    /// Viewers this node is sized for, reported with its load: the control plane assigns no
+    /// more than that to an edge (advisory; `--max-connections` is the hard limit).
+    #[arg(long, env = "SLUICE_MAX_VIEWERS", default_value_t = cluster().max_viewers)]
+    pub max_viewers: u64,
+
+    /// Egress this node is sized for, in megabits per second, reported with its load.
+    #[arg(long, env = "SLUICE_MAX_EGRESS_MBPS", default_value_t = cluster().max_egress_mbps)]
+    pub max_egress_mbps: u64,
 }
 
 impl ClusterArgs {
@@ -267,6 +276,8 @@ impl ClusterArgs {
             s.etcd_prefix => etcd_prefix,
             s.lease_ttl => lease_ttl,
             s.advertise_host => advertise_host,
+            s.max_viewers => max_viewers,
+            s.max_egress_mbps => max_egress_mbps,
         );
     }
 }

@@ -44,6 +44,7 @@ const NODE: Crate = Crate {
         ("forward", 4),
         ("relay_source", 4),
         ("relay_tls", 4),
+        ("load_report", 4),
         ("config", 5),
         ("server", 6),
         ("runtime", 6),
