@@ -250,6 +250,25 @@ impl Backend for EtcdBackend {
     }
 }
 
+/// A client for `endpoints` with the registry's connect and keep-alive timeouts.
+pub(crate) async fn connect_client(
+    endpoints: &[String],
+    op_timeout: Duration,
+) -> Result<Client, RegistryError> {
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(op_timeout)
+        .with_keep_alive(Duration::from_secs(2), op_timeout)
+        .with_keep_alive_while_idle(true);
+    let connect = async { Ok(Client::connect(endpoints, Some(opts)).await?) };
+    with_timeout(op_timeout, "connect", connect).await
+}
+
+impl EtcdBackend {
+    pub(crate) fn new(client: Client) -> EtcdBackend {
+        EtcdBackend { client, keeper: Mutex::new(None) }
+    }
+}
+
 /// A [`Registry`] backed by etcd.
 pub struct EtcdRegistry {
     registrar: Registrar<EtcdBackend>,
@@ -263,12 +282,7 @@ impl EtcdRegistry {
         cfg: RegistryConfig,
         node: NodeInfo,
     ) -> Result<EtcdRegistry, RegistryError> {
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(cfg.op_timeout)
-            .with_keep_alive(Duration::from_secs(2), cfg.op_timeout)
-            .with_keep_alive_while_idle(true);
-        let connect = async { Ok(Client::connect(endpoints, Some(opts)).await?) };
-        let client = with_timeout(cfg.op_timeout, "connect", connect).await?;
+        let client = connect_client(endpoints, cfg.op_timeout).await?;
         EtcdRegistry::with_client(client, cfg, node).await
     }
 
@@ -278,7 +292,7 @@ impl EtcdRegistry {
         cfg: RegistryConfig,
         node: NodeInfo,
     ) -> Result<EtcdRegistry, RegistryError> {
-        let backend = Arc::new(EtcdBackend { client: client.clone(), keeper: Mutex::new(None) });
+        let backend = Arc::new(EtcdBackend::new(client.clone()));
         let registrar = Registrar::start(backend, cfg, node).await?;
         Ok(EtcdRegistry { registrar, client })
     }

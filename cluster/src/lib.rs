@@ -104,6 +104,7 @@
 //! # Modules (each imports only from those listed after it)
 //!
 //! ```text
+//! observer         the watch cache alone, no node registered (the control plane)
 //! etcd, memory     backends: the store's operations and its cache loop
 //!   registrar      lease keep-alive and recovery, claims, events (shared by both backends)
 //!   backend        the Backend trait the registrar drives; bounded calls
@@ -127,6 +128,7 @@ pub mod etcd;
 pub mod keys;
 mod lock;
 pub mod memory;
+pub mod observer;
 pub mod placement;
 mod registrar;
 pub mod registry;
@@ -138,6 +140,7 @@ pub use damping::{Damper, DampingConfig};
 pub use etcd::EtcdRegistry;
 pub use keys::{KeyKind, Keyspace, DEFAULT_PREFIX};
 pub use memory::{MemoryRegistry, MemoryStore};
+pub use observer::Observer;
 pub use placement::PlacementConfig;
 pub use registry::{ClaimError, Registry, RegistryConfig, RegistryError};
 pub use ring::{Ring, DEFAULT_VNODES};
