@@ -6,11 +6,13 @@
 //! # Modules (each imports only from those listed after it)
 //!
 //! ```text
+//! view       answers from a cache snapshot: eligible edges, URLs, ingest home, totals (sans-IO)
 //! simulate   strategies compared on a Zipf audience (benchmark table, tests)
 //! assign     consistent hashing with bounded loads, weighted by capacity (sans-IO)
 //! ```
 
 pub mod assign;
 pub mod simulate;
+pub mod view;
 
 pub use assign::{AssignError, Assigner, BalanceFactor, EdgeLoad, DEFAULT_BALANCE_FACTOR};

@@ -10,6 +10,20 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/sluice.relay.v1.rs"));
 }
 
+/// The control plane's gRPC API (`package sluice.control.v1`, `control.proto`): messages,
+/// the `ControlPlane` client and server.
+#[cfg(feature = "tonic")]
+pub mod control {
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, clippy::pedantic, unused_qualifications)]
+        tonic::include_proto!("sluice.control.v1");
+    }
+
+    /// The encoded descriptor set of `control.proto`, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("control_descriptor");
+}
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 

@@ -1,0 +1,303 @@
+//! Answers computed from a cache snapshot (sans-IO): which edges may take viewers and with what
+//! load, the chosen edge's URL, a stream's ingest home, capacity totals.
+//!
+//! Loads between two reports: an edge reports every ~2 s, so a burst of assignments would all
+//! see the same load. [`Pending`] counts what this replica assigned to an edge since that
+//! edge's last report (keyed by the report's revision) and adds it to the reported load; a new
+//! report (which includes those viewers once they connected) resets it. Replicas do not share
+//! these counts: each corrects only its own burst, which is all it can know without state.
+
+use crate::assign::{AssignError, Assigner, BalanceFactor, EdgeLoad};
+use sluice_cluster::ring::{Ring, DEFAULT_VNODES};
+use sluice_cluster::types::{LoadReport, NodeRecord, NodeState, Role, Snapshot};
+use sluice_cluster::NodeId;
+use sluice_media::stream_name::StreamKey;
+use std::collections::BTreeMap;
+
+/// Capacity assumed for an edge that has not reported yet (the nodes' `max-viewers` default).
+pub const DEFAULT_EDGE_CAPACITY: u64 = 10_000;
+
+/// How a viewer plays, which decides the URL's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayProtocol {
+    Flv,
+    Hls,
+    Rtmp,
+}
+
+/// The edge chosen for a viewer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Choice {
+    pub edge: String,
+    pub url: String,
+}
+
+/// Why no edge was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChoiceError {
+    #[error("the stream has no publisher")]
+    NoPublisher,
+    #[error(transparent)]
+    Assign(#[from] AssignError),
+    #[error("the chosen edge advertises no address for this protocol")]
+    NoAddress,
+}
+
+/// Viewers this replica assigned to each edge since the edge's last load report.
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    /// edge → (revision of the report the count is relative to, count).
+    counts: BTreeMap<NodeId, (i64, u64)>,
+}
+
+impl Pending {
+    /// Assigned to `edge` since its report at `report_revision` (0: no report yet).
+    pub fn get(&self, edge: &NodeId, report_revision: i64) -> u64 {
+        match self.counts.get(edge) {
+            Some(&(rev, count)) if rev == report_revision => count,
+            _ => 0,
+        }
+    }
+
+    /// One more viewer sent to `edge`, whose latest report is at `report_revision`.
+    pub fn add(&mut self, edge: &NodeId, report_revision: i64) {
+        let count = self.get(edge, report_revision).saturating_add(1);
+        self.counts.insert(edge.clone(), (report_revision, count));
+    }
+
+    /// Forget edges that are gone from `snap`, so the map stays as small as the cluster.
+    pub fn retain_known(&mut self, snap: &Snapshot) {
+        self.counts.retain(|id, _| snap.node(Role::Edge, id).is_some());
+    }
+}
+
+fn report_revision(snap: &Snapshot, id: &NodeId) -> i64 {
+    snap.load(Role::Edge, id).map_or(0, |l| l.mod_revision)
+}
+
+/// Ready edges whose last report does not say draining, with their load (reported plus
+/// pending) and capacity (reported, or [`DEFAULT_EDGE_CAPACITY`] before the first report).
+pub fn eligible_edges(snap: &Snapshot, pending: &Pending) -> Vec<EdgeLoad> {
+    snap.nodes_of(Role::Edge)
+        .filter(|n| n.info.state == NodeState::Ready)
+        .filter_map(|n| {
+            let report = snap.load(Role::Edge, &n.id).map(|l| &l.report);
+            if report.is_some_and(|r| r.draining) {
+                return None;
+            }
+            let capacity = match report.map(|r| r.capacity.max_viewers) {
+                Some(0) | None => DEFAULT_EDGE_CAPACITY,
+                Some(c) => c,
+            };
+            let reported = report.map_or(0, LoadReport::total_viewers);
+            let load = reported.saturating_add(pending.get(&n.id, report_revision(snap, &n.id)));
+            Some(EdgeLoad { id: n.id.clone(), capacity, load })
+        })
+        .collect()
+}
+
+/// The URL of `stream` on a node, for `protocol`; `None` without that address.
+pub fn play_url(node: &NodeRecord, stream: &StreamKey, protocol: PlayProtocol) -> Option<String> {
+    let (app, name) = (stream.app(), stream.name());
+    match protocol {
+        PlayProtocol::Flv => {
+            Some(format!("http://{}/{app}/{name}.flv", node.info.addresses.get("http")?))
+        }
+        PlayProtocol::Hls => {
+            Some(format!("http://{}/{app}/{name}.m3u8", node.info.addresses.get("http")?))
+        }
+        PlayProtocol::Rtmp => {
+            Some(format!("rtmp://{}/{app}/{name}", node.info.addresses.get("rtmp")?))
+        }
+    }
+}
+
+/// Choose the edge for one more viewer of `stream` and count it in `pending`.
+pub fn assign_viewer(
+    snap: &Snapshot,
+    pending: &mut Pending,
+    factor: BalanceFactor,
+    stream: &StreamKey,
+    protocol: PlayProtocol,
+) -> Result<Choice, ChoiceError> {
+    if snap.stream(stream).is_none() {
+        return Err(ChoiceError::NoPublisher);
+    }
+    let assigner = Assigner::new(eligible_edges(snap, pending), factor);
+    let index = assigner.choose(&stream.to_string())?;
+    let id = assigner.edge(index).id.clone();
+    let node = snap.node(Role::Edge, &id).ok_or(ChoiceError::NoAddress)?;
+    let url = play_url(node, stream, protocol).ok_or(ChoiceError::NoAddress)?;
+    pending.add(&id, report_revision(snap, &id));
+    Ok(Choice { edge: id.to_string(), url })
+}
+
+/// The ring home of `stream` among ready origins and its RTMP ingest URL. The nodes damp
+/// flapping origins out of their ring; this is the undamped ring, the same once membership is
+/// stable.
+pub fn ingest_home(snap: &Snapshot, stream: &StreamKey) -> Option<(NodeId, String)> {
+    let ring = Ring::new(snap.ready_origins(), DEFAULT_VNODES);
+    let owner = ring.owner(stream)?.clone();
+    let node = snap.node(Role::Origin, &owner)?;
+    let url = play_url(node, stream, PlayProtocol::Rtmp)?;
+    Some((owner, url))
+}
+
+/// Load against capacity summed over one role's ready, non-draining nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub viewers: u64,
+    pub max_viewers: u64,
+    pub egress_bps: u64,
+    pub max_egress_bps: u64,
+    pub cpu_millicores: u64,
+    pub viewer_headroom: u64,
+}
+
+/// Totals over the nodes of `role` that are ready and not draining, from their reports.
+pub fn totals(snap: &Snapshot, role: Role) -> Totals {
+    let mut t = Totals::default();
+    for n in snap.nodes_of(role).filter(|n| n.info.state == NodeState::Ready) {
+        let Some(load) = snap.load(role, &n.id) else { continue };
+        let r = &load.report;
+        if r.draining {
+            continue;
+        }
+        let viewers = r.total_viewers();
+        t.viewers = t.viewers.saturating_add(viewers);
+        t.max_viewers = t.max_viewers.saturating_add(r.capacity.max_viewers);
+        t.egress_bps = t.egress_bps.saturating_add(r.egress_bps);
+        t.max_egress_bps = t.max_egress_bps.saturating_add(r.capacity.max_egress_bps);
+        t.cpu_millicores = t.cpu_millicores.saturating_add(r.cpu_millicores);
+        t.viewer_headroom =
+            t.viewer_headroom.saturating_add(r.capacity.max_viewers.saturating_sub(viewers));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_cluster::types::{LoadCapacity, LoadRecord, NodeInfo, StreamInfo, StreamRecord};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn sk(name: &str) -> StreamKey {
+        StreamKey::parse("live", name).unwrap().0
+    }
+
+    fn node(snap: &mut Snapshot, role: Role, name: &str, state: NodeState) {
+        let mut info = NodeInfo { state, ..NodeInfo::default() };
+        info.addresses.insert("http".into(), format!("{name}.example:8080"));
+        info.addresses.insert("rtmp".into(), format!("{name}.example:1935"));
+        let rec =
+            NodeRecord { role, id: id(name), info, lease: 1, create_revision: 1, mod_revision: 1 };
+        snap.nodes.insert((role, id(name)), rec);
+    }
+
+    fn load(snap: &mut Snapshot, name: &str, viewers: u64, max: u64, draining: bool, rev: i64) {
+        let mut report = LoadReport {
+            capacity: LoadCapacity { max_viewers: max, max_egress_bps: 0 },
+            draining,
+            ..LoadReport::default()
+        };
+        report.viewers.insert("flv".into(), viewers);
+        let rec =
+            LoadRecord { role: Role::Edge, id: id(name), report, lease: 1, mod_revision: rev };
+        snap.loads.insert((Role::Edge, id(name)), rec);
+    }
+
+    fn publish(snap: &mut Snapshot, name: &str) {
+        let info = StreamInfo { origin: id("o1"), codecs: vec![], started_at_ms: 0 };
+        let rec =
+            StreamRecord { stream: sk(name), info, lease: 1, create_revision: 5, mod_revision: 5 };
+        snap.streams.insert(sk(name), rec);
+    }
+
+    fn cluster() -> Snapshot {
+        let mut snap = Snapshot { revision: 10, ..Snapshot::default() };
+        node(&mut snap, Role::Origin, "o1", NodeState::Ready);
+        node(&mut snap, Role::Edge, "e1", NodeState::Ready);
+        node(&mut snap, Role::Edge, "e2", NodeState::Ready);
+        node(&mut snap, Role::Edge, "e3", NodeState::Starting);
+        node(&mut snap, Role::Edge, "e4", NodeState::Ready);
+        load(&mut snap, "e1", 10, 100, false, 7);
+        load(&mut snap, "e4", 0, 100, true, 7);
+        publish(&mut snap, "x");
+        snap
+    }
+
+    #[test]
+    fn only_ready_non_draining_edges_are_eligible() {
+        let edges = eligible_edges(&cluster(), &Pending::default());
+        let ids: Vec<_> = edges.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e2"]);
+        assert_eq!((edges[0].load, edges[0].capacity), (10, 100));
+        assert_eq!((edges[1].load, edges[1].capacity), (0, DEFAULT_EDGE_CAPACITY));
+    }
+
+    #[test]
+    fn assignment_needs_a_publisher_and_gives_an_absolute_url() {
+        let snap = cluster();
+        let mut pending = Pending::default();
+        let f = BalanceFactor::default();
+        assert_eq!(
+            assign_viewer(&snap, &mut pending, f, &sk("nobody"), PlayProtocol::Flv),
+            Err(ChoiceError::NoPublisher)
+        );
+        let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Flv).unwrap();
+        assert!(c.edge == "e1" || c.edge == "e2");
+        assert_eq!(c.url, format!("http://{}.example:8080/live/x.flv", c.edge));
+        let h = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls).unwrap();
+        assert!(h.url.ends_with("/live/x.m3u8"));
+        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp).unwrap();
+        assert!(r.url.starts_with("rtmp://") && r.url.ends_with(":1935/live/x"));
+    }
+
+    #[test]
+    fn no_edges_is_an_error() {
+        let mut snap = cluster();
+        snap.nodes.retain(|(role, _), _| *role == Role::Origin);
+        let got = assign_viewer(
+            &snap,
+            &mut Pending::default(),
+            BalanceFactor::default(),
+            &sk("x"),
+            PlayProtocol::Flv,
+        );
+        assert_eq!(got, Err(ChoiceError::Assign(AssignError::NoEdges)));
+    }
+
+    #[test]
+    fn pending_counts_until_the_next_report() {
+        let mut snap = cluster();
+        let mut pending = Pending::default();
+        pending.add(&id("e1"), 7);
+        pending.add(&id("e1"), 7);
+        assert_eq!(eligible_edges(&snap, &pending)[0].load, 12);
+        // A newer report replaces the pending count.
+        load(&mut snap, "e1", 12, 100, false, 8);
+        assert_eq!(eligible_edges(&snap, &pending)[0].load, 12);
+        snap.nodes.remove(&(Role::Edge, id("e1")));
+        pending.retain_known(&snap);
+        assert_eq!(pending.get(&id("e1"), 7), 0);
+    }
+
+    #[test]
+    fn ingest_home_is_the_ring_owner_among_ready_origins() {
+        let mut snap = cluster();
+        let (home, url) = ingest_home(&snap, &sk("x")).unwrap();
+        assert_eq!(home.as_str(), "o1");
+        assert_eq!(url, "rtmp://o1.example:1935/live/x");
+        snap.nodes.retain(|(role, _), _| *role == Role::Edge);
+        assert_eq!(ingest_home(&snap, &sk("x")), None);
+    }
+
+    #[test]
+    fn totals_skip_draining_and_unreported_nodes() {
+        let t = totals(&cluster(), Role::Edge);
+        assert_eq!((t.viewers, t.max_viewers, t.viewer_headroom), (10, 100, 90));
+    }
+}
