@@ -6,12 +6,20 @@
 //! # Modules (each imports only from those listed after it)
 //!
 //! ```text
+//! http       /play/APP/STREAM.flv|.m3u8|.json, /healthz, /readyz, /metrics over the service
+//! grpc       sluice.control.v1.ControlPlane over the service
+//! service    the replica's state: watch cache, balance factor, pending assignments
 //! view       answers from a cache snapshot: eligible edges, URLs, ingest home, totals (sans-IO)
 //! simulate   strategies compared on a Zipf audience (benchmark table, tests)
+//! lock       the one poison-tolerant mutex lock
 //! assign     consistent hashing with bounded loads, weighted by capacity (sans-IO)
 //! ```
 
 pub mod assign;
+pub mod grpc;
+pub mod http;
+mod lock;
+pub mod service;
 pub mod simulate;
 pub mod view;
 

@@ -1,0 +1,55 @@
+//! The control plane's state: the cluster's watch cache, the balance factor and this replica's
+//! pending assignments. Shared by the gRPC and HTTP front ends, which only translate.
+
+use crate::assign::BalanceFactor;
+use crate::lock::lock;
+use crate::view::{self, Choice, ChoiceError, Pending, PlayProtocol, Totals};
+use sluice_cluster::types::{NodeId, Role, Snapshot};
+use sluice_media::stream_name::StreamKey;
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+/// One replica's view of the cluster.
+pub struct ControlPlane {
+    snapshot: watch::Receiver<Snapshot>,
+    factor: BalanceFactor,
+    pending: Mutex<Pending>,
+}
+
+impl ControlPlane {
+    pub fn new(snapshot: watch::Receiver<Snapshot>, factor: BalanceFactor) -> ControlPlane {
+        ControlPlane { snapshot, factor, pending: Mutex::new(Pending::default()) }
+    }
+
+    /// Whether the cache has its first listing (until then, answers would be wrong, not empty).
+    pub fn is_ready(&self) -> bool {
+        self.snapshot.borrow().revision > 0
+    }
+
+    /// The current snapshot (a clone: callers never hold the watch lock).
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The edge for one more viewer of `stream`.
+    pub fn assign(
+        &self,
+        stream: &StreamKey,
+        protocol: PlayProtocol,
+    ) -> Result<Choice, ChoiceError> {
+        let snap = self.snapshot.borrow();
+        let mut pending = lock(&self.pending);
+        pending.retain_known(&snap);
+        view::assign_viewer(&snap, &mut pending, self.factor, stream, protocol)
+    }
+
+    /// The home origin of `stream` and its RTMP ingest URL.
+    pub fn ingest(&self, stream: &StreamKey) -> Option<(NodeId, String)> {
+        view::ingest_home(&self.snapshot.borrow(), stream)
+    }
+
+    /// Totals over ready, non-draining nodes of `role`.
+    pub fn totals(&self, role: Role) -> Totals {
+        view::totals(&self.snapshot.borrow(), role)
+    }
+}
