@@ -7,6 +7,7 @@
 mod audio_only;
 mod browser;
 mod cluster_origins;
+mod control_plane;
 mod deploy_local;
 mod edge_hls;
 mod edges;

@@ -1,0 +1,217 @@
+//! The control plane on a real cluster: etcd, one origin, two edges and `sluice-control-plane`.
+//! ffmpeg publishes; gRPC `AssignViewer` answers an absolute URL on an edge; ffmpeg follows
+//! `/play/live/x.flv` (302) and decodes frames from the chosen edge; an unpublished stream is
+//! NOT_FOUND; `grpc.health.v1` says SERVING; server reflection lists the services; every node's
+//! load report is in etcd and updated.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sluice_launch::process::ChildGuard;
+use sluice_proto::control::v1 as pb;
+use sluice_proto::control::v1::control_plane_client::ControlPlaneClient;
+use sluice_tests::cluster::TestCluster;
+use sluice_tests::paths;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, http, secs, Player, Publisher};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+/// A free loopback port (bound and released: the control plane binds it right after).
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port")
+}
+
+/// The value of `key` in etcd, if set.
+fn etcd_value(c: &TestCluster, key: &str) -> Option<String> {
+    let out = c.etcd.ctl(&["get", key, "--print-value-only"]).ok()?;
+    let value = out.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+struct ControlPlaneProcess {
+    _guard: ChildGuard,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+fn start_control_plane(c: &TestCluster) -> ControlPlaneProcess {
+    let (grpc, http_addr) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!("sluice-control-plane-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(paths::binary("sluice-control-plane"))
+        .args(["--etcd", &c.etcd.endpoint(), "--etcd-prefix", &c.prefix])
+        .args(["--grpc-listen", &grpc.to_string(), "--http-listen", &http_addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn sluice-control-plane");
+    let guard = ChildGuard::new("sluice-control-plane", child);
+    let ready = wait_for(secs(15), || {
+        let r = http::get(http_addr, "/readyz", secs(2)).ok()?;
+        (r.status == 200).then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ready.is_some(), "control plane not ready; log:\n{text}");
+    ControlPlaneProcess { _guard: guard, grpc, http: http_addr, log }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+#[test]
+fn viewers_are_assigned_to_edges_over_grpc_and_http() {
+    let c = TestCluster::new("cp", &["origin-c", "edge-c1", "edge-c2"]);
+    let origin = c.origin("origin-c", &[]);
+    let e1 = c.edge("edge-c1", &["--max-viewers", "500"]);
+    let e2 = c.edge("edge-c2", &[]);
+    let cp = start_control_plane(&c);
+    let rt = runtime();
+    let endpoint = format!("http://{}", cp.grpc);
+
+    // Every node's load report is in etcd under the documented key, and it is rewritten.
+    let load_key = format!("{}/load/edge/edge-c1", c.prefix);
+    let first = wait_for(secs(10), || etcd_value(&c, &load_key)).expect("edge-c1 reports its load");
+    let report: serde_json::Value = serde_json::from_str(&first).expect("load report is JSON");
+    assert_eq!(report["capacity"]["max_viewers"], 500);
+    assert_eq!(report["draining"], false);
+    wait_for(secs(10), || etcd_value(&c, &load_key).filter(|v| *v != first))
+        .expect("the load report is updated");
+    for key in ["load/origin/origin-c", "load/edge/edge-c2"] {
+        let key = format!("{}/{key}", c.prefix);
+        assert!(etcd_value(&c, &key).is_some(), "{key} written");
+    }
+
+    rt.block_on(async {
+        // Health: SERVING once the cache is loaded (overall and for the service).
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = HealthClient::new(channel.clone());
+        for service in ["", "sluice.control.v1.ControlPlane"] {
+            let status = health
+                .check(HealthCheckRequest { service: service.into() })
+                .await
+                .expect("health check")
+                .into_inner()
+                .status();
+            assert_eq!(status, ServingStatus::Serving, "health of {service:?}");
+        }
+
+        // Reflection lists the services (what grpcurl's `list` asks).
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(futures_util::stream::iter([request]))
+            .await
+            .expect("reflection call")
+            .into_inner();
+        let answer = answers.message().await.unwrap().expect("one answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected reflection answer {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for name in ["sluice.control.v1.ControlPlane", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+
+        // No publisher: NOT_FOUND.
+        let mut client = ControlPlaneClient::connect(endpoint.clone()).await.unwrap();
+        let err = client
+            .assign_viewer(pb::AssignViewerRequest {
+                app: "live".into(),
+                stream: "nobody".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("no publisher");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    });
+
+    let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "x"), &h264_aac().path);
+    let claim = format!("{}/streams/live/x", c.prefix);
+    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(()))
+        .expect("stream claimed in etcd");
+
+    let edges = [(e1.http, "edge-c1"), (e2.http, "edge-c2")];
+    let assigned = rt.block_on(async {
+        let mut client = ControlPlaneClient::connect(endpoint.clone()).await.unwrap();
+        // The control plane's cache may lag the claim by a moment.
+        let mut answer = None;
+        for _ in 0..50 {
+            let request = pb::AssignViewerRequest {
+                app: "live".into(),
+                stream: "x".into(),
+                protocol: pb::Protocol::HttpFlv.into(),
+                client_hint: String::new(),
+            };
+            match client.assign_viewer(request).await {
+                Ok(r) => {
+                    answer = Some(r.into_inner());
+                    break;
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(s) => panic!("AssignViewer: {s}"),
+            }
+        }
+        let answer = answer.expect("AssignViewer answered");
+        let ingest = client
+            .resolve_ingest(pb::ResolveIngestRequest { app: "live".into(), stream: "x".into() })
+            .await
+            .expect("ResolveIngest")
+            .into_inner();
+        assert_eq!(ingest.origin_id, "origin-c");
+        assert_eq!(ingest.url, origin.rtmp_url("live", "x"));
+        let nodes = client.list_nodes(pb::ListNodesRequest {}).await.unwrap().into_inner();
+        assert_eq!(nodes.nodes.len(), 3, "{nodes:?}");
+        let streams = client.list_streams(pb::ListStreamsRequest {}).await.unwrap().into_inner();
+        assert_eq!(streams.streams.len(), 1);
+        assert_eq!(streams.streams[0].home, "origin-c");
+        answer
+    });
+    let (edge_http, _) = edges
+        .iter()
+        .find(|(_, id)| *id == assigned.edge_id)
+        .unwrap_or_else(|| panic!("assigned to an unknown edge {assigned:?}"));
+    assert_eq!(assigned.url, format!("http://{edge_http}/live/x.flv"));
+
+    // The HTTP port: 302 to an edge's absolute URL, JSON with the choice, 404 without publisher.
+    let redirect = http::get(cp.http, "/play/live/x.flv", secs(5)).expect("GET /play");
+    assert_eq!(redirect.status, 302);
+    let location = redirect.header("location").expect("Location").to_string();
+    assert!(
+        edges.iter().any(|(addr, _)| location == format!("http://{addr}/live/x.flv")),
+        "{location}"
+    );
+    let json = http::get(cp.http, "/play/live/x.json", secs(5)).expect("GET json");
+    assert_eq!(json.status, 200);
+    let choice: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert!(choice["url"].as_str().is_some_and(|u| u.ends_with("/live/x.flv")), "{choice}");
+    let missing = http::get(cp.http, "/play/live/nobody.flv", secs(5)).unwrap();
+    assert_eq!(missing.status, 404);
+
+    // ffmpeg follows the redirect and decodes frames from the edge.
+    let mut player = Player::start(&format!("http://{}/play/live/x.flv", cp.http));
+    let frames = player.wait_frames(60, secs(30));
+    assert!(frames >= 60, "decoded only {frames} frames; errors {:?}", player.errors());
+    let result = player.stop();
+    assert!(result.errors.is_empty(), "decode errors: {:?}", result.errors);
+    publisher.stop();
+    let _ = std::fs::remove_file(&cp.log);
+}
