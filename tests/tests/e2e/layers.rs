@@ -104,6 +104,20 @@ const EDGE: Crate = Crate {
     clap: &[],
 };
 
+const CONTROL_PLANE: Crate = Crate {
+    dir: "control-plane",
+    layers: &[
+        ("assign", 0),
+        ("lock", 0),
+        ("simulate", 1),
+        ("view", 1),
+        ("service", 2),
+        ("grpc", 3),
+        ("http", 3),
+    ],
+    clap: &[],
+};
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -292,7 +306,7 @@ fn check(krate: &Crate) -> Vec<String> {
 
 #[test]
 fn library_modules_form_layers() {
-    let problems: Vec<String> = [NODE, RELAY, CLUSTER, EDGE].iter().flat_map(check).collect();
+    let problems: Vec<String> = [NODE, RELAY, CLUSTER, EDGE, CONTROL_PLANE].iter().flat_map(check).collect();
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
