@@ -123,6 +123,8 @@ impl pb::control_plane_server::ControlPlane for Grpc {
             nodes: snap.nodes.values().map(|n| node(&snap, n)).collect(),
             edges: Some(totals(self.0.totals(Role::Edge))),
             origins: Some(totals(self.0.totals(Role::Origin))),
+            recommended_edges: self.0.recommended_edges(),
+            target_utilisation: self.0.target_utilisation(),
         }))
     }
 

@@ -134,6 +134,13 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         "Viewers those edges can still take",
         edges.viewer_headroom,
     );
+    if let Some(n) = state.control.recommended_edges() {
+        gauge(
+            "sluice_cluster_recommended_edges",
+            "Edges the load needs at the target utilisation",
+            n,
+        );
+    }
     let assigned = state.assignments.load(Ordering::Relaxed);
     let _ = write!(
         out,

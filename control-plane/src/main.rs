@@ -36,6 +36,10 @@ struct Args {
     /// How far above its capacity-weighted share of the mean load an edge may go (> 1).
     #[arg(long, env = "SLUICE_BALANCE_FACTOR", default_value = "1.25")]
     balance_factor: BalanceFactor,
+    /// Utilisation of edge capacity (viewers and egress) the recommended edge count aims at
+    /// (0 < t <= 1), in `GetCapacity` and `/metrics`.
+    #[arg(long, env = "SLUICE_TARGET_UTILISATION", default_value_t = sluice_control_plane::view::DEFAULT_TARGET_UTILISATION, value_parser = parse_utilisation)]
+    target_utilisation: f64,
     /// Log filter (`RUST_LOG` syntax).
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]
     log: String,
@@ -63,6 +67,18 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+/// A utilisation in (0, 1].
+#[derive(Debug, thiserror::Error)]
+#[error("the target utilisation is a number in (0, 1], e.g. 0.6")]
+struct InvalidUtilisation;
+
+fn parse_utilisation(s: &str) -> Result<f64, InvalidUtilisation> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= 1.0 => Ok(t),
+        _ => Err(InvalidUtilisation),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,7 +111,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3))
         .await
         .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
-    let control = Arc::new(ControlPlane::new(observer.snapshot(), args.balance_factor));
+    let control = Arc::new(ControlPlane::new(
+        observer.snapshot(),
+        args.balance_factor,
+        args.target_utilisation,
+    ));
 
     // Health: NOT_SERVING until the cache has its first listing, then SERVING.
     let (health, health_service) = tonic_health::server::health_reporter();

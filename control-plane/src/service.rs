@@ -13,12 +13,35 @@ use tokio::sync::watch;
 pub struct ControlPlane {
     snapshot: watch::Receiver<Snapshot>,
     factor: BalanceFactor,
+    target_utilisation: f64,
     pending: Mutex<Pending>,
 }
 
 impl ControlPlane {
-    pub fn new(snapshot: watch::Receiver<Snapshot>, factor: BalanceFactor) -> ControlPlane {
-        ControlPlane { snapshot, factor, pending: Mutex::new(Pending::default()) }
+    /// `target_utilisation` (0 < t <= 1) sizes the recommended edge count.
+    pub fn new(
+        snapshot: watch::Receiver<Snapshot>,
+        factor: BalanceFactor,
+        target_utilisation: f64,
+    ) -> ControlPlane {
+        ControlPlane {
+            snapshot,
+            factor,
+            target_utilisation,
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    pub fn target_utilisation(&self) -> f64 {
+        self.target_utilisation
+    }
+
+    /// Edges needed for the current load at the target utilisation (see
+    /// [`view::recommended_edges`]).
+    pub fn recommended_edges(&self) -> Option<u64> {
+        let snap = self.snapshot.borrow();
+        let totals = view::totals(&snap, Role::Edge);
+        view::recommended_edges(&totals, view::reporting_edges(&snap), self.target_utilisation)
     }
 
     /// Whether the cache has its first listing (until then, answers would be wrong, not empty).

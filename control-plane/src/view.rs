@@ -175,6 +175,38 @@ pub fn totals(snap: &Snapshot, role: Role) -> Totals {
     t
 }
 
+/// Default target utilisation for [`recommended_edges`]: edges at 60 % of capacity leave room
+/// for a popular stream's arrival and for one edge failing.
+pub const DEFAULT_TARGET_UTILISATION: f64 = 0.6;
+
+/// How many edges the current edge load needs so that, on average, edges run at `target`
+/// (0 < target <= 1) of their viewer and egress capacity: the larger of the two needs, and at
+/// least one edge. Sized on the mean capacity of the reporting edges; `None` when no edge has
+/// reported a capacity.
+pub fn recommended_edges(edges: &Totals, reporting: u64, target: f64) -> Option<u64> {
+    if reporting == 0 || !(target > 0.0 && target <= 1.0) {
+        return None;
+    }
+    let need = |used: u64, capacity: u64| -> Option<f64> {
+        (capacity > 0).then(|| used as f64 / (target * capacity as f64 / reporting as f64))
+    };
+    let viewers = need(edges.viewers, edges.max_viewers);
+    let egress = need(edges.egress_bps, edges.max_egress_bps);
+    let n = viewers
+        .into_iter()
+        .chain(egress)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))?;
+    Some((n.ceil() as u64).max(1))
+}
+
+/// Edges of `snap` that are ready, not draining and have reported a load.
+pub fn reporting_edges(snap: &Snapshot) -> u64 {
+    snap.nodes_of(Role::Edge)
+        .filter(|n| n.info.state == NodeState::Ready)
+        .filter(|n| snap.load(Role::Edge, &n.id).is_some_and(|l| !l.report.draining))
+        .count() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +325,31 @@ mod tests {
         assert_eq!(url, "rtmp://o1.example:1935/live/x");
         snap.nodes.retain(|(role, _), _| *role == Role::Edge);
         assert_eq!(ingest_home(&snap, &sk("x")), None);
+    }
+
+    #[test]
+    fn recommended_edges_size_for_the_target_utilisation() {
+        let t = Totals {
+            viewers: 1_200,
+            max_viewers: 4_000,
+            egress_bps: 1_000,
+            max_egress_bps: 1_000_000,
+            ..Totals::default()
+        };
+        // 4 edges of 1 000 viewers at 60 %: 1 200 / 600 = 2 edges.
+        assert_eq!(recommended_edges(&t, 4, 0.6), Some(2));
+        // Egress can be the tighter figure: 900 000 of 1 000 000 bit/s over 4 edges at 60 %.
+        let hot = Totals { egress_bps: 900_000, ..t };
+        assert_eq!(recommended_edges(&hot, 4, 0.6), Some(6));
+        // Idle: still one edge; nothing reported or a bad target: no figure.
+        assert_eq!(
+            recommended_edges(&Totals { max_viewers: 10, ..Totals::default() }, 1, 0.6),
+            Some(1)
+        );
+        assert_eq!(recommended_edges(&t, 0, 0.6), None);
+        assert_eq!(recommended_edges(&t, 4, 0.0), None);
+        assert_eq!(recommended_edges(&t, 4, f64::NAN), None);
+        assert_eq!(reporting_edges(&cluster()), 1);
     }
 
     #[test]

@@ -183,6 +183,13 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
         let streams = client.list_streams(pb::ListStreamsRequest {}).await.unwrap().into_inner();
         assert_eq!(streams.streams.len(), 1);
         assert_eq!(streams.streams[0].home, "origin-c");
+        let capacity = client.get_capacity(pb::GetCapacityRequest {}).await.unwrap().into_inner();
+        assert_eq!(capacity.nodes.len(), 3);
+        assert!(capacity.nodes.iter().all(|n| n.load.is_some()), "every node reported");
+        let edges = capacity.edges.expect("edge totals");
+        assert_eq!(edges.max_viewers, 500 + 10_000, "edge-c1 500, edge-c2 the default");
+        assert_eq!(capacity.recommended_edges, Some(1));
+        assert!((capacity.target_utilisation - 0.6).abs() < 1e-9);
         answer
     });
     let (edge_http, _) = edges

@@ -306,7 +306,8 @@ fn check(krate: &Crate) -> Vec<String> {
 
 #[test]
 fn library_modules_form_layers() {
-    let problems: Vec<String> = [NODE, RELAY, CLUSTER, EDGE, CONTROL_PLANE].iter().flat_map(check).collect();
+    let problems: Vec<String> =
+        [NODE, RELAY, CLUSTER, EDGE, CONTROL_PLANE].iter().flat_map(check).collect();
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
