@@ -113,13 +113,26 @@ impl Assigner {
     /// A ring over `edges` (callers pass only ready, non-draining ones). Edges with capacity 0
     /// are dropped; a repeated id keeps its first entry.
     pub fn new(edges: impl IntoIterator<Item = EdgeLoad>, factor: BalanceFactor) -> Assigner {
-        let mut edges: Vec<EdgeLoad> = edges.into_iter().filter(|e| e.capacity > 0).collect();
-        edges.sort_by(|a, b| a.id.cmp(&b.id));
-        edges.dedup_by(|a, b| a.id == b.id);
+        let edges = normalise(edges);
         let total_capacity = edges.iter().map(|e| e.capacity).fold(0u64, u64::saturating_add);
         let total_load = edges.iter().map(|e| e.load).fold(0u64, u64::saturating_add);
         let points = ring_points(&edges, total_capacity);
         Assigner { factor, edges, points, total_load, total_capacity }
+    }
+
+    /// The same as `Assigner::new(edges, factor)`, reusing the ring when the edges and their
+    /// capacities are unchanged (only loads moved, the common case between two calls): the
+    /// ring costs a hash per point to build, a load update costs nothing.
+    pub fn update(&mut self, edges: impl IntoIterator<Item = EdgeLoad>) {
+        let edges = normalise(edges);
+        let same_ring = edges.len() == self.edges.len()
+            && edges.iter().zip(&self.edges).all(|(a, b)| a.id == b.id && a.capacity == b.capacity);
+        if same_ring {
+            self.total_load = edges.iter().map(|e| e.load).fold(0u64, u64::saturating_add);
+            self.edges = edges;
+        } else {
+            *self = Assigner::new(edges, self.factor);
+        }
     }
 
     pub fn edges(&self) -> &[EdgeLoad] {
@@ -198,6 +211,14 @@ impl Assigner {
     }
 }
 
+/// Edges with capacity above 0, sorted by id, first entry of a repeated id.
+fn normalise(edges: impl IntoIterator<Item = EdgeLoad>) -> Vec<EdgeLoad> {
+    let mut edges: Vec<EdgeLoad> = edges.into_iter().filter(|e| e.capacity > 0).collect();
+    edges.sort_by(|a, b| a.id.cmp(&b.id));
+    edges.dedup_by(|a, b| a.id == b.id);
+    edges
+}
+
 /// Points of each edge: [`VNODES_PER_EDGE`] scaled by capacity against the mean capacity,
 /// between 1 and four times that. Point `k` of edge `id` hashes the bytes of `id` then `k` as
 /// big-endian `u32` with `hashring`'s hasher (SipHash, fixed keys), like the origin ring.
@@ -273,6 +294,29 @@ mod tests {
             let pick = |x: &Assigner| x.choose(&s).map(|i| x.edges()[i].id.clone());
             assert_eq!(pick(&a), pick(&b));
         }
+    }
+
+    #[test]
+    fn update_gives_what_a_fresh_ring_gives() {
+        let f = BalanceFactor::default();
+        let start = [edge("a", 100, 3), edge("b", 100, 7), edge("c", 300, 1)];
+        let mut cached = Assigner::new(start.clone(), f);
+        for loads in [[50, 0, 0], [0, 90, 10], [200, 200, 0]] {
+            let edges: Vec<_> =
+                start.iter().zip(loads).map(|(e, load)| EdgeLoad { load, ..e.clone() }).collect();
+            cached.update(edges.clone());
+            let fresh = Assigner::new(edges, f);
+            assert_eq!(cached.total_load(), fresh.total_load());
+            for i in 0..100 {
+                let s = format!("live/s{i}");
+                assert_eq!(cached.choose(&s), fresh.choose(&s));
+            }
+        }
+        // A capacity change or a new edge rebuilds the ring.
+        cached.update([edge("a", 100, 0), edge("b", 100, 0), edge("d", 100, 0)]);
+        let fresh = Assigner::new([edge("a", 100, 0), edge("b", 100, 0), edge("d", 100, 0)], f);
+        assert_eq!(cached.edges(), fresh.edges());
+        assert_eq!(cached.points, fresh.points);
     }
 
     #[test]

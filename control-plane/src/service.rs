@@ -1,7 +1,7 @@
 //! The control plane's state: the cluster's watch cache, the balance factor and this replica's
 //! pending assignments. Shared by the gRPC and HTTP front ends, which only translate.
 
-use crate::assign::BalanceFactor;
+use crate::assign::{Assigner, BalanceFactor};
 use crate::lock::lock;
 use crate::view::{self, Choice, ChoiceError, Pending, PlayProtocol, Totals};
 use sluice_cluster::types::{NodeId, Role, Snapshot};
@@ -12,9 +12,10 @@ use tokio::sync::watch;
 /// One replica's view of the cluster.
 pub struct ControlPlane {
     snapshot: watch::Receiver<Snapshot>,
-    factor: BalanceFactor,
     target_utilisation: f64,
-    pending: Mutex<Pending>,
+    /// This replica's assignments since each edge's last report, and the ring kept between
+    /// calls; one lock, as every assignment updates both.
+    state: Mutex<(Pending, Assigner)>,
 }
 
 impl ControlPlane {
@@ -24,12 +25,8 @@ impl ControlPlane {
         factor: BalanceFactor,
         target_utilisation: f64,
     ) -> ControlPlane {
-        ControlPlane {
-            snapshot,
-            factor,
-            target_utilisation,
-            pending: Mutex::new(Pending::default()),
-        }
+        let state = Mutex::new((Pending::default(), Assigner::new([], factor)));
+        ControlPlane { snapshot, target_utilisation, state }
     }
 
     pub fn target_utilisation(&self) -> f64 {
@@ -61,9 +58,10 @@ impl ControlPlane {
         protocol: PlayProtocol,
     ) -> Result<Choice, ChoiceError> {
         let snap = self.snapshot.borrow();
-        let mut pending = lock(&self.pending);
+        let mut state = lock(&self.state);
+        let (pending, assigner) = &mut *state;
         pending.retain_known(&snap);
-        view::assign_viewer(&snap, &mut pending, self.factor, stream, protocol)
+        view::assign_viewer(&snap, pending, assigner, stream, protocol)
     }
 
     /// The home origin of `stream` and its RTMP ingest URL.

@@ -7,7 +7,7 @@
 //! report (which includes those viewers once they connected) resets it. Replicas do not share
 //! these counts: each corrects only its own burst, which is all it can know without state.
 
-use crate::assign::{AssignError, Assigner, BalanceFactor, EdgeLoad};
+use crate::assign::{AssignError, Assigner, EdgeLoad};
 use sluice_cluster::ring::{Ring, DEFAULT_VNODES};
 use sluice_cluster::types::{LoadReport, NodeRecord, NodeState, Role, Snapshot};
 use sluice_cluster::NodeId;
@@ -112,18 +112,19 @@ pub fn play_url(node: &NodeRecord, stream: &StreamKey, protocol: PlayProtocol) -
     }
 }
 
-/// Choose the edge for one more viewer of `stream` and count it in `pending`.
+/// Choose the edge for one more viewer of `stream` and count it in `pending`. `assigner` is
+/// the caller's ring, kept between calls; it is updated to the snapshot's edges and loads here.
 pub fn assign_viewer(
     snap: &Snapshot,
     pending: &mut Pending,
-    factor: BalanceFactor,
+    assigner: &mut Assigner,
     stream: &StreamKey,
     protocol: PlayProtocol,
 ) -> Result<Choice, ChoiceError> {
     if snap.stream(stream).is_none() {
         return Err(ChoiceError::NoPublisher);
     }
-    let assigner = Assigner::new(eligible_edges(snap, pending), factor);
+    assigner.update(eligible_edges(snap, pending));
     let index = assigner.choose(&stream.to_string())?;
     let id = assigner.edge(index).id.clone();
     let node = snap.node(Role::Edge, &id).ok_or(ChoiceError::NoAddress)?;
@@ -210,6 +211,7 @@ pub fn reporting_edges(snap: &Snapshot) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assign::BalanceFactor;
     use sluice_cluster::types::{LoadCapacity, LoadRecord, NodeInfo, StreamInfo, StreamRecord};
 
     fn id(s: &str) -> NodeId {
@@ -274,7 +276,7 @@ mod tests {
     fn assignment_needs_a_publisher_and_gives_an_absolute_url() {
         let snap = cluster();
         let mut pending = Pending::default();
-        let f = BalanceFactor::default();
+        let f = &mut Assigner::new([], BalanceFactor::default());
         assert_eq!(
             assign_viewer(&snap, &mut pending, f, &sk("nobody"), PlayProtocol::Flv),
             Err(ChoiceError::NoPublisher)
@@ -295,7 +297,7 @@ mod tests {
         let got = assign_viewer(
             &snap,
             &mut Pending::default(),
-            BalanceFactor::default(),
+            &mut Assigner::new([], BalanceFactor::default()),
             &sk("x"),
             PlayProtocol::Flv,
         );
