@@ -17,7 +17,9 @@ pub mod origin;
 pub mod otlp;
 pub mod paths;
 pub mod process;
+pub mod replay;
 pub mod rtmp;
+pub mod viewer;
 
 pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};
 pub use fixtures::{h264_aac, hevc_aac, Fixture};
