@@ -107,6 +107,9 @@ fn run(
 ) -> Result<()> {
     let start = Instant::now();
     let first = tags.iter().map(|t| t.timestamp).min().unwrap_or(0);
+    // Last timestamp sent per kind: the audio of a pass runs a few ms past LOOP_MS, and those
+    // frames are left out rather than sent with timestamps going backwards.
+    let mut last: [Option<u32>; 3] = [None; 3];
     for pass in 0u32.. {
         for (i, tag) in tags.iter().enumerate() {
             // Metadata and sequence headers go once, in the first pass.
@@ -120,6 +123,13 @@ fn run(
                 continue;
             }
             let timestamp = tag.timestamp - first + pass * LOOP_MS;
+            if !header {
+                let slot = &mut last[tag.kind as usize % 3];
+                if slot.is_some_and(|t| timestamp <= t) {
+                    continue;
+                }
+                *slot = Some(timestamp);
+            }
             let due = start + Duration::from_millis(u64::from(timestamp));
             loop {
                 if stop.load(Ordering::Relaxed) {

@@ -5,38 +5,59 @@ use std::time::Duration;
 
 use sluice_tests::flood::Flood;
 use sluice_tests::process::wait_for;
-use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
+use sluice_tests::replay::Replay;
+use sluice_tests::viewer::Watcher;
+use sluice_tests::{h264_aac, secs, Origin};
 
 const CONNECTIONS: usize = 10_000;
 
-fn live_origin(max_connections: &str) -> (Origin, Publisher, Player) {
+/// An origin with a publisher of known frames and a measuring viewer that has started;
+/// returns the viewer's mark after its start.
+fn live_origin(max_connections: &str) -> (Origin, Replay, Watcher, usize) {
     let origin =
         Origin::start(&["--max-connections", max_connections, "--handshake-timeout", "60s"]);
-    let url = origin.rtmp_url("live", "flood");
-    let publisher = Publisher::start_looped(&url, &h264_aac().path);
+    let publisher = Replay::start(origin.rtmp, "live", "flood", &h264_aac().path);
     wait_for(secs(10), || origin.stream_info("live", "flood")).expect("stream is live");
-    let mut player = Player::start(&url);
-    assert!(player.wait_frames(30, secs(20)) >= 30, "player started");
-    (origin, publisher, player)
+    let player = Watcher::start(origin.rtmp, "live", "flood");
+    assert!(player.wait_video(30, secs(20)) >= 30, "player started");
+    let mark = player.mark();
+    (origin, publisher, player, mark)
 }
 
-fn assert_keeps_playing(player: &mut Player, what: &str) -> u64 {
-    let before = player.frames();
-    let now = player.wait_frames(before + 30, secs(5));
+fn assert_keeps_playing(player: &Watcher, what: &str) -> usize {
+    let before = player.video_frames();
+    let now = player.wait_video(before + 30, secs(5));
     assert!(now >= before + 30, "player stalled {what}: {before} -> {now} frames in 5 s");
     now
 }
 
+/// The legitimate viewer's whole time under the flood: no wall-clock gap of 1 s or more, no
+/// frame lost, the publisher's exact frames, all decodable.
+fn assert_viewer_undisturbed(origin: &Origin, player: Watcher, mark: usize, publisher: Replay) {
+    let record = player.stop();
+    let report = record.report_from(mark);
+    println!("legitimate viewer during the flood: {report:?}");
+    let problems = record.interruptions(mark, secs(1), 0);
+    assert!(problems.is_empty(), "legitimate viewer: {problems:?} ({report:?})");
+    let (differ, missing) = record.differences(&publisher.sent());
+    assert!(
+        differ.is_empty() && missing.is_empty(),
+        "frames differ {differ:?}, missing {missing:?}"
+    );
+    let errors = record.decode_errors(origin.dir().path(), "viewer");
+    assert!(errors.is_empty(), "the viewer's stream does not decode: {errors:#?}");
+}
+
 #[test]
 fn flood_below_the_connection_limit_is_served() {
-    let (origin, _publisher, mut player) = live_origin("20000");
+    let (origin, publisher, player, mark) = live_origin("20000");
     let flood = Flood::start(origin.rtmp, CONNECTIONS, secs(8));
     // While the flood is held open: the server holds them all and the viewer still plays.
     let peak = wait_for(secs(30), || {
         let c = origin.metrics().value("sluice_connections", &[]);
         (c >= CONNECTIONS as f64).then_some(c)
     });
-    assert_keeps_playing(&mut player, "during the flood");
+    assert_keeps_playing(&player, "during the flood");
     let report = flood.report(secs(90));
     println!("flood report: {report:?}");
     assert!(peak.is_some(), "sluice_connections never reached {CONNECTIONS}: {report:?}");
@@ -55,14 +76,15 @@ fn flood_below_the_connection_limit_is_served() {
         "flood connections not released: {}",
         origin.metrics().value("sluice_connections", &[])
     );
-    assert_keeps_playing(&mut player, "after the flood");
+    assert_keeps_playing(&player, "after the flood");
     let rss = origin.rss_kib().unwrap();
     assert!(rss < 500 * 1024, "origin RSS {rss} KiB after 10k connections");
+    assert_viewer_undisturbed(&origin, player, mark, publisher);
 }
 
 #[test]
 fn flood_above_the_connection_limit_is_refused_cleanly() {
-    let (origin, _publisher, mut player) = live_origin("500");
+    let (origin, publisher, player, mark) = live_origin("500");
     let limit_before =
         origin.metrics().value("sluice_connection_errors_total", &[("kind", "limit")]);
     let flood = Flood::start(origin.rtmp, CONNECTIONS, secs(5));
@@ -71,7 +93,7 @@ fn flood_above_the_connection_limit_is_refused_cleanly() {
         max_seen = max_seen.max(origin.metrics().value("sluice_connections", &[]));
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert_keeps_playing(&mut player, "during the flood");
+    assert_keeps_playing(&player, "during the flood");
     let report = flood.report(secs(90));
     println!("flood report: {report:?}");
     assert!(max_seen <= 500.0, "sluice_connections reached {max_seen} with --max-connections 500");
@@ -92,8 +114,9 @@ fn flood_above_the_connection_limit_is_refused_cleanly() {
         limit_errors >= 1000.0,
         "sluice_connection_errors_total{{kind=limit}} grew by {limit_errors}: {report:?}"
     );
-    assert_keeps_playing(&mut player, "after the flood");
+    assert_keeps_playing(&player, "after the flood");
     // The server accepts new viewers again once the flood is gone.
-    let mut late = Player::start(&origin.rtmp_url("live", "flood"));
-    assert!(late.wait_frames(30, secs(20)) >= 30, "a new viewer could not play after the flood");
+    let late = Watcher::start(origin.rtmp, "live", "flood");
+    assert!(late.wait_video(30, secs(20)) >= 30, "a new viewer could not play after the flood");
+    assert_viewer_undisturbed(&origin, player, mark, publisher);
 }
