@@ -75,6 +75,8 @@ pub struct ViewerRecord {
     pub error: Option<String>,
     /// When the record was taken (time since the watcher started).
     pub until: Duration,
+    /// When the watcher started (arrivals count from here).
+    pub started: Option<Instant>,
 }
 
 /// Figures over a stretch of a viewer's video frames.
@@ -86,6 +88,8 @@ pub struct Report {
     /// Largest time between consecutive video frame arrivals (and from the last one to the
     /// end of the record).
     pub max_wall_gap: Duration,
+    /// When the largest wall-clock gap ended (arrival time of the frame after it).
+    pub max_wall_gap_end: Duration,
     /// Video frames missing at the 30 fps cadence (from timestamp steps).
     pub lost_frames: u64,
     /// Video timestamps lower than the one before.
@@ -101,13 +105,13 @@ impl ViewerRecord {
     /// Figures over every video frame received from message index `from` on (the step into
     /// `from` counts too, so a stall right at the mark is seen).
     pub fn report_from(&self, from: usize) -> Report {
-        let frames: Vec<&Received> = self
-            .messages
+        // From the last video frame before `from`, so the step across the mark counts.
+        let first = self.messages[..from.min(self.messages.len())]
             .iter()
-            .enumerate()
-            .filter(|(i, m)| m.is_frame() && *i + 1 >= from.max(1))
-            .map(|(_, m)| m)
-            .collect();
+            .rposition(Received::is_frame)
+            .unwrap_or(0);
+        let frames: Vec<&Received> =
+            self.messages[first..].iter().filter(|m| m.is_frame()).collect();
         let mut r = Report { video_frames: frames.len(), ..Report::default() };
         for pair in frames.windows(2) {
             let (a, b) = (pair[0], pair[1]);
@@ -118,10 +122,18 @@ impl ViewerRecord {
             r.max_media_gap_ms = r.max_media_gap_ms.max(step);
             let missing = (step as f64 / FRAME_MS).round() as i64 - 1;
             r.lost_frames += missing.max(0) as u64;
-            r.max_wall_gap = r.max_wall_gap.max(b.arrival.saturating_sub(a.arrival));
+            let gap = b.arrival.saturating_sub(a.arrival);
+            if gap > r.max_wall_gap {
+                r.max_wall_gap = gap;
+                r.max_wall_gap_end = b.arrival;
+            }
         }
         if let Some(last) = frames.last() {
-            r.max_wall_gap = r.max_wall_gap.max(self.until.saturating_sub(last.arrival));
+            let gap = self.until.saturating_sub(last.arrival);
+            if gap > r.max_wall_gap {
+                r.max_wall_gap = gap;
+                r.max_wall_gap_end = self.until;
+            }
         }
         r
     }
@@ -156,6 +168,35 @@ impl ViewerRecord {
             out.push(format!("viewer error: {e}"));
         }
         out
+    }
+
+    /// The first video frame that arrived at or after `at` (a wall-clock instant), as the
+    /// time it arrived.
+    pub fn first_frame_after(&self, at: Instant) -> Option<Instant> {
+        let started = self.started?;
+        let since = at.saturating_duration_since(started);
+        self.messages
+            .iter()
+            .find(|m| m.is_frame() && m.arrival >= since)
+            .map(|m| started + m.arrival)
+    }
+
+    /// The record cut where messages start arriving at `at`: what came before, and what came
+    /// after with the latest sequence headers and metadata before the cut put first (as a
+    /// player joining there would get them).
+    pub fn split_at(&self, at: Duration) -> (ViewerRecord, ViewerRecord) {
+        let cut = self.messages.iter().position(|m| m.arrival >= at).unwrap_or(self.messages.len());
+        let mut before = self.clone();
+        before.messages.truncate(cut);
+        let mut after = self.clone();
+        let mut headers: Vec<Received> = Vec::new();
+        for m in self.messages[..cut].iter().filter(|m| m.header) {
+            headers.retain(|h| h.kind != m.kind);
+            headers.push(m.clone());
+        }
+        headers.extend(self.messages[cut..].iter().cloned());
+        after.messages = headers;
+        (before, after)
     }
 
     /// Status codes received.
@@ -301,6 +342,7 @@ impl Watcher {
     pub fn snapshot(&self) -> ViewerRecord {
         let mut r = self.record.lock().unwrap().clone();
         r.until = self.started.elapsed();
+        r.started = Some(self.started);
         r
     }
 
