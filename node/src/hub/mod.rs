@@ -12,6 +12,8 @@ pub mod prepared;
 mod publisher;
 pub mod stream;
 mod subscription;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
