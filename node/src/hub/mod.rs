@@ -190,6 +190,7 @@ impl Hub {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .is_ok();
         if !admitted {
+            inner.metrics.viewers_rejected.inc();
             inner.release(&entry);
             return Err(SubscribeError::TooManyViewers(key.to_string(), max));
         }

@@ -97,6 +97,7 @@ fn the_viewer_cap_is_per_stream() {
         Some(SubscribeError::TooManyViewers("live/a".into(), 2))
     );
     assert_eq!(hub.viewer_count(&key("a")), 2);
+    assert_eq!(hub.metrics().viewers_rejected.get(), 1, "the refusal is counted");
     // Another stream has its own allowance.
     let _other = hub.subscribe(&key("b"), Protocol::Rtmp).unwrap();
     let _other2 = hub.subscribe(&key("b"), Protocol::Rtmp).unwrap();

@@ -120,3 +120,86 @@ fn flood_above_the_connection_limit_is_refused_cleanly() {
     assert!(late.wait_video(30, secs(20)) >= 30, "a new viewer could not play after the flood");
     assert_viewer_undisturbed(&origin, player, mark, publisher);
 }
+
+/// Runs the real `sluice-bench flood` (the load tool BENCHMARKS.md quotes) and returns its
+/// JSON report.
+fn bench_flood(origin: &Origin, mode: &str, connections: u32, hold: &str) -> serde_json::Value {
+    let bin = sluice_tests::paths::binary("sluice-bench");
+    let probe = origin.rtmp_url("live", "probe");
+    let (status, stdout, stderr) = sluice_tests::ffmpeg::run_with_timeout(
+        std::process::Command::new(bin).args([
+            "flood",
+            "--addr",
+            &origin.rtmp.to_string(),
+            "--connections",
+            &connections.to_string(),
+            "--rate",
+            "1000",
+            "--hold",
+            hold,
+            "--mode",
+            mode,
+            "--connect-timeout",
+            "5s",
+            "--probe-url",
+            &probe,
+        ]),
+        secs(60),
+    )
+    .expect("run sluice-bench flood");
+    assert!(status.is_some_and(|s| s.success()), "sluice-bench flood {mode}: {status:?} {stderr}");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("sluice-bench flood printed no JSON report ({e}): {stdout}"))
+}
+
+/// `sluice-bench flood --mode garbage` and `--mode mixed` (silent, half a handshake, garbage,
+/// an HTTP head), as in BENCHMARKS.md: garbage is closed at once, silent and partial
+/// handshakes at --handshake-timeout, each counted by kind; a probe client still connects and
+/// the legitimate viewer keeps playing without a 1 s gap or a lost frame.
+#[test]
+fn bench_garbage_and_mixed_floods_are_shed_at_once_or_at_the_handshake_timeout() {
+    let origin = Origin::start(&["--handshake-timeout", "2s"]);
+    let publisher = Replay::start(origin.rtmp, "live", "flood", &h264_aac().path);
+    wait_for(secs(10), || origin.stream_info("live", "flood")).expect("stream is live");
+    let player = Watcher::start(origin.rtmp, "live", "flood");
+    assert!(player.wait_video(30, secs(20)) >= 30, "player started");
+    let mark = player.mark();
+    let count =
+        |kind: &str| origin.metrics().value("sluice_connection_errors_total", &[("kind", kind)]);
+
+    // Garbage: every connection closed by the server, well before the handshake timeout.
+    let (hs0, to0) = (count("handshake"), count("timeout"));
+    let r = bench_flood(&origin, "garbage", 200, "3s");
+    println!("garbage flood: {r}");
+    assert_eq!(r["accepted"], 200, "{r}");
+    assert_eq!(r["closed_by_server"], 200, "{r}");
+    assert_eq!(r["held_to_end"], 0, "{r}");
+    let max = r["closed_after_ms"]["max_ms"].as_f64().expect("close times");
+    assert!(max < 1000.0, "a garbage handshake stayed open {max} ms: {r}");
+    assert_eq!(r["probe"]["ok"], true, "probe during the garbage flood: {r}");
+    assert_eq!(count("handshake") - hs0, 200.0, "garbage counted as handshake errors");
+    assert_eq!(count("timeout") - to0, 0.0);
+
+    // Mixed: 100 of each mode. Silent and partial ones at the 2 s timeout, the others at once.
+    let (hs0, to0) = (count("handshake"), count("timeout"));
+    let r = bench_flood(&origin, "mixed", 400, "5s");
+    println!("mixed flood: {r}");
+    assert_eq!(r["accepted"], 400, "{r}");
+    assert_eq!(r["closed_by_server"], 400, "every connection closed by the server: {r}");
+    assert_eq!(r["held_to_end"], 0, "{r}");
+    let q = &r["closed_after_ms"];
+    let (p50, max) = (q["p50_ms"].as_f64().unwrap(), q["max_ms"].as_f64().unwrap());
+    assert!(
+        (1900.0..4500.0).contains(&max),
+        "the last connections closed after {max} ms, timeout 2 s: {r}"
+    );
+    assert!(p50 < 2500.0, "median close {p50} ms: {r}");
+    assert_eq!(r["probe"]["ok"], true, "probe during the mixed flood: {r}");
+    let timeouts = wait_for(secs(5), || {
+        let n = count("timeout") - to0;
+        (n >= 200.0).then_some(n)
+    });
+    assert_eq!(timeouts, Some(200.0), "silent + partial closed as timeouts");
+    assert_eq!(count("handshake") - hs0, 200.0, "garbage + HTTP closed as handshake errors");
+    assert_viewer_undisturbed(&origin, player, mark, publisher);
+}

@@ -16,6 +16,7 @@ mod hls;
 mod hls_ts;
 mod hostile;
 mod http_api;
+mod limits;
 mod media_changes;
 mod otlp;
 mod placement;
