@@ -193,7 +193,9 @@ fn bench_garbage_and_mixed_floods_are_shed_at_once_or_at_the_handshake_timeout()
         (1900.0..4500.0).contains(&max),
         "the last connections closed after {max} ms, timeout 2 s: {r}"
     );
-    assert!(p50 < 2500.0, "median close {p50} ms: {r}");
+    assert!(p50 < 1000.0, "half the connections (garbage, HTTP) close at once: {r}");
+    let p90 = q["p90_ms"].as_f64().unwrap();
+    assert!(p90 >= 1900.0, "silent and partial handshakes closed before the 2 s timeout: {r}");
     assert_eq!(r["probe"]["ok"], true, "probe during the mixed flood: {r}");
     let timeouts = wait_for(secs(5), || {
         let n = count("timeout") - to0;
