@@ -318,3 +318,61 @@ fn an_edge_lingers_then_releases_the_upstream() {
     assert!(publisher.is_running());
     publisher.stop();
 }
+
+/// `--upstream-grace`: when the upstream is gone but its claim still stands (the ingest died
+/// with a long lease), an edge keeps its viewers waiting for the grace time, then ends the
+/// stream for them (NetStream.Play.UnpublishNotify); an edge with a long grace keeps them.
+#[test]
+fn an_edge_ends_the_stream_for_its_viewers_after_the_upstream_grace() {
+    let c = cluster("edgegr", &["gr-origin", "gr-short", "gr-long"]);
+    // The origin's claim outlives it (60 s lease), so only the grace can end the stream.
+    let mut args = c.args("gr-origin");
+    let ttl = args.iter().position(|a| a == "--lease-ttl").unwrap() + 1;
+    args[ttl] = "60s".into();
+    args.extend(["--relay-listen", "127.0.0.1:0"].map(String::from));
+    let origin = Origin::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let fast_loss = ["--relay-idle-timeout", "2s", "--relay-keepalive", "500ms"];
+    let short = c.edge("gr-short", &[&["--upstream-grace", "1s"][..], &fast_loss].concat());
+    let long = c.edge("gr-long", &[&["--upstream-grace", "60s"][..], &fast_loss].concat());
+    let _publisher = Replay::start(origin.rtmp, "live", "gr", &h264_aac().path);
+    let claim = format!("{}/streams/live/gr", c.prefix);
+    wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(())).expect("claimed");
+    let (w_short, w_long) =
+        (Watcher::start(short.rtmp, "live", "gr"), Watcher::start(long.rtmp, "live", "gr"));
+    for w in [&w_short, &w_long] {
+        assert!(w.wait_video(30, secs(30)) >= 30, "edge viewers play");
+    }
+
+    unsafe { libc::kill(origin.pid() as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let unpublished =
+        |w: &Watcher| w.snapshot().status_codes().contains(&"NetStream.Play.UnpublishNotify");
+    let ended = wait_for(secs(30), || unpublished(&w_short).then(|| killed.elapsed()));
+    let ended = ended.unwrap_or_else(|| {
+        panic!(
+            "the short-grace edge kept its viewer past the grace; log:\n{}",
+            sluice_tests::origin::tail(short.log_path(), 20)
+        )
+    });
+    println!("short grace (1 s): stream ended for the viewer {ended:?} after the kill");
+    // Loss detection (2 s relay idle timeout) + failed resubscribes + 1 s grace.
+    assert!(ended < secs(12), "ended {ended:?} after the kill");
+    assert!(w_short.is_playing(), "the viewer stays connected, told the stream ended");
+    assert_eq!(
+        metric(&short, "sluice_streams", &[]),
+        0.0,
+        "the short-grace edge ended its publish"
+    );
+    assert!(metric(&short, "sluice_relay_subscribe_failures_total", &[]) >= 1.0);
+    let log = std::fs::read_to_string(short.log_path()).unwrap_or_default();
+    assert!(log.contains("upstream gone longer than the grace time"), "log:\n{log}");
+    // The long-grace edge still holds its viewer, several seconds later.
+    std::thread::sleep(secs(3));
+    assert!(
+        !unpublished(&w_long),
+        "the 60 s grace edge ended the stream after {:?}",
+        killed.elapsed()
+    );
+    assert!(w_long.is_playing());
+    assert_eq!(metric(&long, "sluice_streams", &[]), 1.0, "the long-grace edge keeps its publish");
+}
