@@ -118,6 +118,8 @@ pub struct Metrics {
     pub skipped_frames: Counter,
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
+    /// Play requests refused because the stream has its maximum of viewers.
+    pub viewers_rejected: Counter,
     pub media_messages_in: Counter<u64, AtomicU64>,
     /// Streams this node pulls from an origin over the relay (edges), one per stream.
     pub relay_upstreams: Gauge,
@@ -179,6 +181,11 @@ impl Metrics {
             "publishes_rejected",
             "Publish attempts refused (name taken, invalid, limits)",
             self.publishes_rejected.clone(),
+        );
+        r.register(
+            "viewers_rejected",
+            "Play requests refused because the stream had --max-viewers-per-stream viewers",
+            self.viewers_rejected.clone(),
         );
         r.register(
             "media_messages_in",

@@ -294,6 +294,15 @@ impl ServerSession {
         self.status(stream_id, "error", "NetStream.Play.StreamNotFound", &description, name);
     }
 
+    /// Refuse a play request for another reason than a missing stream (a limit): onStatus
+    /// with `code` (e.g. `NetStream.Play.Failed`) and `description`.
+    pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str, name: &str) {
+        if let Some(state @ StreamState::Playing) = self.streams.get_mut(&stream_id) {
+            *state = StreamState::Idle;
+        }
+        self.status(stream_id, "error", code, description, name);
+    }
+
     /// onStatus NetStream.Play.UnpublishNotify + StreamEOF: the publisher left.
     pub fn unpublish_notify(&mut self, stream_id: u32, name: &str) {
         let description = format!("{name} is now unpublished.");

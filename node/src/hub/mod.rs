@@ -12,6 +12,8 @@ pub mod prepared;
 mod publisher;
 pub mod stream;
 mod subscription;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,6 +192,7 @@ impl Hub {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .is_ok();
         if !admitted {
+            inner.metrics.viewers_rejected.inc();
             inner.release(&entry);
             return Err(SubscribeError::TooManyViewers(key.to_string(), max));
         }

@@ -504,9 +504,9 @@ impl Connection {
                 info!(stream = %key, error = %e, "play refused");
                 self.session.play_not_found(stream_id, name);
             }
-            Err(e) => {
+            Err(e @ SubscribeError::TooManyViewers(..)) => {
                 warn!(stream = %key, error = %e, "play refused");
-                self.session.play_not_found(stream_id, name);
+                self.session.reject_play(stream_id, "NetStream.Play.Failed", &e.to_string(), name);
             }
         }
     }

@@ -17,6 +17,7 @@ mod hls_ts;
 mod hostile;
 mod http_api;
 mod layers;
+mod limits;
 mod media_changes;
 mod otlp;
 mod placement;
