@@ -281,9 +281,16 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
     for p in [rtmp, flv] {
         let r = p.stop();
         assert!(r.frames > 0);
-        // Apart from the splice note explained above, no errors.
-        let errors: Vec<&String> =
-            r.errors.iter().filter(|e| !e.contains("non monotonically increasing dts")).collect();
+        // Apart from the splice note explained above (and ffmpeg's "Last message repeated N
+        // times", which only counts repeats of a line already judged), no errors.
+        let errors: Vec<&String> = r
+            .errors
+            .iter()
+            .filter(|e| {
+                !e.contains("non monotonically increasing dts")
+                    && !e.contains("Last message repeated")
+            })
+            .collect();
         assert!(errors.is_empty(), "ffmpeg errors across the failover: {errors:?}");
     }
 }
@@ -363,7 +370,11 @@ fn an_edge_ends_the_stream_for_its_viewers_after_the_upstream_grace() {
         0.0,
         "the short-grace edge ended its publish"
     );
-    assert!(metric(&short, "sluice_relay_subscribe_failures_total", &[]) >= 1.0);
+    // The grace ends on time even while a resubscribe is still in flight (the dead origin's
+    // relay times out after 2 s), so that failure may be counted just after.
+    sluice_tests::wait::wait_until(secs(10), "the edge counted its failed resubscribe", || {
+        metric(&short, "sluice_relay_subscribe_failures_total", &[]) >= 1.0
+    });
     let log = std::fs::read_to_string(short.log_path()).unwrap_or_default();
     assert!(log.contains("upstream gone longer than the grace time"), "log:\n{log}");
     // The long-grace edge still holds its viewer, several seconds later.
