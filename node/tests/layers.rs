@@ -24,6 +24,7 @@ const NODE: Crate = Crate {
     dir: "node",
     layers: &[
         ("units", 0),
+        ("admission", 0),
         ("lock", 0),
         ("backoff", 0),
         ("log_limit", 0),

@@ -182,7 +182,13 @@ impl Hub {
             let mut streams = lock(&inner.streams);
             streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone()
         };
-        let max = inner.config.max_viewers_per_stream;
+        // Relay feeds (an edge's subscription, a forward) serve many viewers elsewhere: they are
+        // never refused because local viewers filled the stream's viewer cap.
+        let max = if protocol == Protocol::Relay {
+            usize::MAX
+        } else {
+            inner.config.max_viewers_per_stream
+        };
         let admitted = entry
             .viewers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
