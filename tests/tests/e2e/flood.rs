@@ -10,8 +10,17 @@ use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 const CONNECTIONS: usize = 10_000;
 
 fn live_origin(max_connections: &str) -> (Origin, Publisher, Player) {
-    let origin =
-        Origin::start(&["--max-connections", max_connections, "--handshake-timeout", "60s"]);
+    let origin = Origin::start(&[
+        "--max-connections",
+        max_connections,
+        "--handshake-timeout",
+        "60s",
+        // One address opens all 10 000: this test is about the node-wide limit.
+        "--max-connections-per-ip",
+        "0",
+        "--new-connections-per-ip",
+        "0",
+    ]);
     let url = origin.rtmp_url("live", "flood");
     let publisher = Publisher::start_looped(&url, &h264_aac().path);
     wait_for(secs(10), || origin.stream_info("live", "flood")).expect("stream is live");
