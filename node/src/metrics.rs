@@ -194,6 +194,8 @@ pub struct Metrics {
     pub admission_refused: Family<RefusalLabel, Counter>,
     /// Live HLS sessions.
     pub hls_sessions: Gauge,
+    /// Streams holding media memory: live, or ended and not yet released.
+    pub streams_held: Gauge,
 }
 
 impl Metrics {
@@ -294,6 +296,11 @@ impl Metrics {
             self.admission_refused.clone(),
         );
         r.register("hls_sessions", "Live HLS sessions", self.hls_sessions.clone());
+        r.register(
+            "streams_held",
+            "Streams holding media memory: live, or ended and not yet released",
+            self.streams_held.clone(),
+        );
         r
     }
 

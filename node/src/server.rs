@@ -216,6 +216,7 @@ impl Node {
             web_dir: args.web_dir.clone(),
             cluster: (options_role == Role::Edge).then(|| registry.snapshot()),
         });
+        tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
         let app = http::router(http_ctx.clone());
         let http_admission = http::serve::HttpAdmission::new(&args.admission, metrics.clone());
@@ -273,6 +274,18 @@ impl Node {
         // Revoke the lease: this node's key and claims disappear at once.
         self.registry.shutdown().await;
     }
+}
+
+/// Once a second, free the memory of streams that ended `linger` ago (see
+/// [`Hub::release_ended`]).
+fn spawn_release_ended(hub: Hub, linger: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            hub.release_ended(tokio::time::Instant::now(), linger);
+        }
+    })
 }
 
 /// Run a node until SIGTERM/SIGINT, then drain.

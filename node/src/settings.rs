@@ -131,6 +131,8 @@ pub struct Limits {
     pub publish_takeover: bool,
     #[serde(with = "serde_duration")]
     pub drain_timeout: Duration,
+    #[serde(with = "serde_duration")]
+    pub ended_stream_linger: Duration,
 }
 
 impl Default for Limits {
@@ -148,6 +150,7 @@ impl Default for Limits {
             stream_buffer: 16 << 20,
             publish_takeover: false,
             drain_timeout: Duration::from_secs(10),
+            ended_stream_linger: Duration::from_secs(30),
         }
     }
 }

@@ -235,6 +235,12 @@ pub struct LimitsArgs {
     /// On SIGTERM, how long to wait for connections to finish before exiting.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = HumanDuration(limits().drain_timeout))]
     pub drain_timeout: HumanDuration,
+
+    /// After its publisher leaves, how long a stream keeps its GOP and HLS window (for a
+    /// publisher that reconnects, and players finishing the last segments) before that memory
+    /// is released, pollers or not. Until then it counts against --max-streams.
+    #[arg(long, env = "SLUICE_ENDED_STREAM_LINGER", default_value_t = HumanDuration(limits().ended_stream_linger))]
+    pub ended_stream_linger: HumanDuration,
 }
 
 impl LimitsArgs {
@@ -252,6 +258,7 @@ impl LimitsArgs {
             s.stream_buffer => stream_buffer,
             s.publish_takeover => publish_takeover,
             s.drain_timeout => drain_timeout,
+            s.ended_stream_linger => ended_stream_linger,
         );
     }
 }

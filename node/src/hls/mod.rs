@@ -253,6 +253,15 @@ impl StreamHls {
         }
     }
 
+    /// Forget the segmenter and the window (the snapshot becomes `None`): the stream ended
+    /// long enough ago. Its segments' memory (and their MPEG-TS forms, which die with them)
+    /// goes once the requests holding them finish.
+    pub fn release(&self) {
+        *lock(&self.segmenter) = None;
+        *lock(&self.headers) = [None, None];
+        self.snapshot.send_replace(None);
+    }
+
     /// A receiver of the latest snapshot (`None` until the first init segment or part).
     pub fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>> {
         self.snapshot.subscribe()
@@ -276,6 +285,10 @@ impl StreamHlsHook for StreamHls {
 
     fn end_of_stream(&self) {
         StreamHls::end_of_stream(self)
+    }
+
+    fn release(&self) {
+        StreamHls::release(self)
     }
 
     fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>> {

@@ -241,6 +241,7 @@ impl Drop for Publisher {
         state.video = None;
         state.audio = None;
         state.metadata = None;
+        state.ended_at = Some(tokio::time::Instant::now());
         drop(state);
         if let Some(hls) = &self.entry.hls {
             hls.end_of_stream();
