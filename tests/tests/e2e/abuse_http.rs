@@ -261,3 +261,107 @@ fn half_open_connections_from_one_address_do_not_lock_out_another() {
     legitimate_clients_work(&origin, "beside-half-open");
     drop(held);
 }
+
+#[test]
+fn ended_streams_release_their_memory_while_their_playlists_are_polled() {
+    use sluice_media::rtmp::client::ClientMode;
+    use sluice_tests::rtmp::{read_flv_file, RtmpClient};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const NAMES: usize = 200;
+    let tags = read_flv_file(&h264_aac().path).unwrap();
+    // Enough for the first complete HLS segment (2 s GOPs): up to the keyframe at 2 s.
+    let tags: Vec<_> = tags.into_iter().filter(|t| t.timestamp <= 2_100).collect();
+    // The poller opens a connection per request, hundreds a second from one address: this
+    // case is about memory, not about per-address rates. Ended streams count against
+    // --max-streams until released, so at most 10 streams' media is held at any time.
+    let origin = Origin::start(&[
+        "--ended-stream-linger",
+        "2s",
+        "--max-streams",
+        "10",
+        "--new-connections-per-ip",
+        "0",
+    ]);
+    let baseline = rss(&origin);
+    let polled: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Someone keeps polling every ended stream's media playlist.
+    let poller = {
+        let (polled, stop, http) = (polled.clone(), stop.clone(), origin.http);
+        std::thread::spawn(move || {
+            let mut polls = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let paths = sluice_tests::lock(&polled).clone();
+                for p in &paths {
+                    let _ = http::get(http, p, secs(5));
+                    polls += 1;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            polls
+        })
+    };
+    let until = Instant::now() + secs(90);
+    let (mut published, mut peak_growth, mut refused) = (0, 0, 0);
+    for i in 0..NAMES {
+        if Instant::now() > until {
+            break;
+        }
+        let name = format!("ended{i}");
+        // Refused while ten streams are held: retry until one is released.
+        let mut publisher = loop {
+            let mut p =
+                RtmpClient::connect(origin.rtmp, "live", &name, ClientMode::Publish).unwrap();
+            match p.expect_status("NetStream.Publish.Start", secs(10)) {
+                Ok(_) => break p,
+                Err(_) if Instant::now() < until => {
+                    refused += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("publish {name} refused until the end: {e}"),
+            }
+        };
+        for tag in &tags {
+            publisher.send_media(tag).unwrap();
+        }
+        // Its first segment is out: start an HLS session and poll it from now on.
+        let multi = wait_for(secs(10), || {
+            let r = get(&origin, &format!("/live/{name}.m3u8"));
+            (r.status == 200).then_some(r)
+        })
+        .unwrap_or_else(|| panic!("{name}: no multivariant playlist"));
+        let media = multi.text().lines().find(|l| l.contains("index.m3u8")).unwrap().to_string();
+        sluice_tests::lock(&polled).push(format!("/live/{media}"));
+        publisher.close();
+        published += 1;
+        if i % 10 == 0 {
+            let g = rss(&origin).saturating_sub(baseline);
+            let held = origin.metrics().value("sluice_streams_held", &[]);
+            println!("after {i} names: RSS growth {g} KiB, {held} streams held");
+            assert!(held <= 10.0, "{held} streams held with --max-streams 10");
+            peak_growth = peak_growth.max(g);
+        }
+    }
+    println!("{published} streams published and ended; {refused} publishes refused meanwhile");
+    assert!(published >= 50, "only {published} streams in the time allowed");
+    // Within the linger (plus the once-a-second sweep), nothing ended is held any more.
+    let held = wait_for(secs(10), || {
+        let n = origin.metrics().value("sluice_streams_held", &[]);
+        (n == 0.0).then_some(n)
+    });
+    assert!(
+        held.is_some(),
+        "ended streams still held: {}",
+        origin.metrics().value("sluice_streams_held", &[])
+    );
+    std::thread::sleep(secs(5)); // the pollers' sessions expire too
+    let growth = rss(&origin).saturating_sub(baseline);
+    peak_growth = peak_growth.max(growth);
+    stop.store(true, Ordering::Relaxed);
+    let polls = poller.join().unwrap();
+    println!("{polls} playlist polls; RSS growth {growth} KiB at the end, peak {peak_growth} KiB");
+    assert!(peak_growth < RSS_BOUND_KIB, "RSS grew {peak_growth} KiB (bound {RSS_BOUND_KIB})");
+    legitimate_clients_work(&origin, "after-ended");
+}
