@@ -13,6 +13,12 @@ LOG_PREFIX=${LOG_PREFIX:-"$(basename "$0"):"}
 # log MESSAGE...: one line on stderr, after LOG_PREFIX.
 log() { printf '%s %s\n' "$LOG_PREFIX" "$*" >&2; }
 
+# die MESSAGE...: log "ERROR: MESSAGE" and exit 1.
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
 # as_root COMMAND...: run as root (directly, or with sudo).
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -5,7 +5,8 @@
 # Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
 # the RTMP module, chromium, nodejs/npm), the npm packages of web/ (`npm ci`: player libraries
 # and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
-# HEVC over Enhanced RTMP) and cargo-nextest.
+# HEVC over Enhanced RTMP) and cargo-nextest; stops with an error naming any that is still
+# missing afterwards (a test would fail without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,24 +33,66 @@ command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.s
 apt_get_install "${need_apt[@]}"
 
 if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
-    echo "test.sh: installing imageio-ffmpeg (pip)"
+    log "installing imageio-ffmpeg (pip)"
     python3 -m pip install --quiet imageio-ffmpeg \
         || python3 -m pip install --quiet --break-system-packages imageio-ffmpeg \
-        || echo "test.sh: WARNING: imageio-ffmpeg could not be installed; the HEVC test will skip"
+        || die "imageio-ffmpeg (PyPI) could not be installed: the H.265/Opus tests need its ffmpeg; install it with 'python3 -m pip install imageio-ffmpeg'"
 fi
 
 # The web page's player libraries and the browser test's driver (playwright-core), pinned by
 # web/package-lock.json.
 # Installed again when web/package-lock.json changed since the last install.
 if [ ! -e web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-    echo "test.sh: installing web/node_modules (npm ci --prefix web)"
+    log "installing web/node_modules (npm ci --prefix web)"
     npm ci --prefix web --no-audit --no-fund
 fi
 
 need_cargo_tool nextest cargo-nextest
 
+# Every program a test needs must be there now: a test fails without it (see
+# tests/src/deps.rs), so stop here with the name instead of after the whole build.
+for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss; do
+    command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
+done
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \
+    || die "nginx's RTMP module (libnginx-mod-rtmp) is still missing after installing it"
+hevc_ffmpeg=$(python3 -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())' 2>/dev/null || true)
+if [ -z "$hevc_ffmpeg" ] || [ ! -x "$hevc_ffmpeg" ]; then
+    die "the ffmpeg of imageio-ffmpeg (the H.265/Opus tests' ffmpeg) is not usable: '$hevc_ffmpeg'"
+fi
+[ -e web/node_modules/playwright-core/package.json ] \
+    || die "web/node_modules lacks playwright-core after 'npm ci --prefix web'"
+
+# The developers' opt-out of missing dependencies (tests/src/deps.rs): in CI it would hide
+# what the suite exists to show, so refuse it there; elsewhere say it loudly.
+if [ -n "${SLUICE_TEST_ALLOW_MISSING:-}" ]; then
+    if [ -n "${CI:-}" ]; then
+        die "SLUICE_TEST_ALLOW_MISSING is set in CI ($SLUICE_TEST_ALLOW_MISSING): unset it"
+    fi
+    log "WARNING: SLUICE_TEST_ALLOW_MISSING=$SLUICE_TEST_ALLOW_MISSING: tests missing those programs are skipped"
+fi
+
 # The e2e tests open thousands of sockets (connection flood).
 raise_fd_limit
+
+# The house style and lints (rustfmt.toml, [workspace.lints] in Cargo.toml, clippy.toml): a
+# formatting diff stops the run at once; a clippy warning fails it after the tests have run.
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        log "installing the $component component (rustup)"
+        rustup component add "$component"
+    fi
+done
+if ! cargo fmt --all --check >/dev/null; then
+    cargo fmt --all --check | head -40
+    echo "test.sh: formatting differs from rustfmt.toml: run 'cargo fmt --all'" >&2
+    exit 1
+fi
+lint_status=0
+cargo clippy --workspace --all-targets -- -D warnings || lint_status=$?
+if [ "$lint_status" -ne 0 ]; then
+    echo "test.sh: clippy FAILED (exit $lint_status); running the tests anyway"
+fi
 
 cargo build --workspace --bins
 
@@ -64,5 +107,9 @@ status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
 if [ "$status" -eq 0 ] && [ "$doc_status" -ne 0 ]; then
     status=$doc_status
+fi
+if [ "$status" -eq 0 ] && [ "$lint_status" -ne 0 ]; then
+    echo "test.sh: the tests passed but clippy did not (see above)"
+    status=$lint_status
 fi
 exit "$status"

@@ -61,7 +61,8 @@ impl Counters {
     fn closed(&self, opened: Instant) {
         self.closed_by_server.fetch_add(1, Ordering::Relaxed);
         let us = (opened.elapsed().as_micros() as u64).clamp(1, 600_000_000);
-        if let Ok(mut slot) = self.closed_after_us.lock() {
+        {
+            let mut slot = crate::stats::lock(&self.closed_after_us);
             let histogram = slot.get_or_insert_with(|| {
                 Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
             });
@@ -124,7 +125,9 @@ pub async fn flood(config: FloodConfig) -> FloodReport {
         None => None,
     };
     while tasks.join_next().await.is_some() {}
-    let connect_errors = counters.connect_errors.lock().map(|m| m.clone()).unwrap_or_default();
+    let connect_errors = crate::stats::lock(&counters.connect_errors).clone();
+    let closed_after_ms =
+        crate::stats::lock(&counters.closed_after_us).as_ref().map(Quantiles::from);
     FloodReport {
         addr: config.addr,
         mode: config.mode,
@@ -133,11 +136,7 @@ pub async fn flood(config: FloodConfig) -> FloodReport {
         refused: connect_errors.values().sum(),
         connect_errors,
         closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
-        closed_after_ms: counters
-            .closed_after_us
-            .lock()
-            .ok()
-            .and_then(|h| h.as_ref().map(Quantiles::from)),
+        closed_after_ms,
         held_to_end: counters.held_to_end.load(Ordering::Relaxed),
         open_seconds: start.elapsed().as_secs_f64(),
         probe,
@@ -183,7 +182,7 @@ async fn hostile(
                 counters.held_to_end.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Ok(Ok(0)) | Ok(Err(_)) => {
+            Ok(Ok(0) | Err(_)) => {
                 counters.closed(opened);
                 return;
             }
@@ -193,9 +192,7 @@ async fn hostile(
 }
 
 fn count_error(counters: &Counters, reason: String) {
-    if let Ok(mut map) = counters.connect_errors.lock() {
-        *map.entry(reason).or_insert(0) += 1;
-    }
+    *crate::stats::lock(&counters.connect_errors).entry(reason).or_insert(0) += 1;
 }
 
 async fn probe(url: &RtmpUrl, timeout: Duration) -> ProbeReport {

@@ -49,7 +49,7 @@ impl FlvPlayError {
     }
 }
 
-fn io_error(e: std::io::Error) -> FlvPlayError {
+fn io_error(e: &std::io::Error) -> FlvPlayError {
     FlvPlayError::Io(e.kind())
 }
 
@@ -224,7 +224,7 @@ async fn play_flv(
     timeout: Duration,
 ) -> Result<(), FlvPlayError> {
     let mut stream = tcp_connect(&url.addr, timeout).await.map_err(FlvPlayError::Connect)?;
-    stream.write_all(url.request().as_bytes()).await.map_err(io_error)?;
+    stream.write_all(url.request().as_bytes()).await.map_err(|e| io_error(&e))?;
     let mut buf = vec![0u8; HTTP_READ_BUF];
     let mut filled = 0usize;
     // Response head (bounded by MAX_HEAD < buffer size).
@@ -232,7 +232,7 @@ async fn play_flv(
         if filled >= MAX_HEAD.min(buf.len()) {
             return Err(HttpError::HeadTooLarge.into());
         }
-        let n = stream.read(&mut buf[filled..]).await.map_err(io_error)?;
+        let n = stream.read(&mut buf[filled..]).await.map_err(|e| io_error(&e))?;
         if n == 0 {
             return Err(FlvPlayError::Closed);
         }
@@ -263,7 +263,7 @@ async fn play_flv(
             }
         }
         start = 0;
-        filled = stream.read(&mut buf).await.map_err(io_error)?;
+        filled = stream.read(&mut buf).await.map_err(|e| io_error(&e))?;
         if filled == 0 {
             return Err(FlvPlayError::Closed);
         }

@@ -21,7 +21,7 @@ pub const NO_SEQ: u64 = u64::MAX;
 
 /// Wall-clock time in microseconds since the UNIX epoch.
 pub fn wall_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -129,9 +129,11 @@ impl Shared {
     }
 }
 
-/// Lock a mutex, recovering the data if a panicking task poisoned it.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Lock a mutex, recovering the data if a panicking task poisoned it (the one place the load
+/// tool locks a std mutex).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Percentiles of a microsecond histogram, reported in milliseconds.

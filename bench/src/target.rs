@@ -90,7 +90,7 @@ impl HttpUrl {
 
     /// The `.flv` URL conventionally paired with an RTMP URL: `http://HOST:PORT/APP/STREAM.flv`.
     pub fn flv_for(rtmp: &RtmpUrl, http_port: u16) -> Self {
-        let host = rtmp.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&rtmp.addr);
+        let host = rtmp.addr.rsplit_once(':').map_or(rtmp.addr.as_str(), |(h, _)| h);
         let authority = format!("{host}:{http_port}");
         HttpUrl {
             addr: authority.clone(),

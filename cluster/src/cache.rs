@@ -24,7 +24,7 @@ pub(crate) fn from_list(
 ) -> Snapshot {
     let mut snap = Snapshot { revision, ..Snapshot::default() };
     for kv in kvs {
-        apply_put(&mut snap, keys, kv);
+        apply_put(&mut snap, keys, &kv);
     }
     snap
 }
@@ -63,7 +63,7 @@ pub(crate) fn apply_changes(
         let revision = match change {
             Change::Put(kv) => {
                 let revision = kv.mod_revision;
-                apply_put(snap, keys, kv);
+                apply_put(snap, keys, &kv);
                 revision
             }
             Change::Delete { key, mod_revision } => {
@@ -78,7 +78,7 @@ pub(crate) fn apply_changes(
 
 /// Apply a put (create or update). Keys that do not parse and values that are not valid JSON of
 /// the expected shape are ignored (logged at debug level).
-fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: RawKv) {
+fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
     match keys.parse(&kv.key) {
         Some(KeyKind::Node { role, id }) => match serde_json::from_slice::<NodeInfo>(&kv.value) {
             Ok(info) => {

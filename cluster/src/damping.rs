@@ -79,7 +79,7 @@ impl Damper {
             }
         }
         let cfg = self.cfg.clone();
-        for (id, track) in self.nodes.iter_mut() {
+        for (id, track) in &mut self.nodes {
             let is_present = present.contains(id);
             if track.present != is_present {
                 let in_grace = is_present && decide(&cfg, track, now);
@@ -176,6 +176,7 @@ fn prune(cfg: &DampingConfig, t: &mut Track, now: Instant) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // `Instant::now()` is only the virtual clock's origin
 mod tests {
     use super::*;
 

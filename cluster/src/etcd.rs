@@ -79,7 +79,7 @@ impl EtcdBackend {
             Start::Watch { from } => from,
             Start::List => {
                 let resp = c.get(root.as_str(), Some(GetOptions::new().with_prefix())).await?;
-                let revision = resp.header().map_or(0, |h| h.revision());
+                let revision = resp.header().map_or(0, etcd_client::ResponseHeader::revision);
                 tx.send_replace(cache::from_list(keys, revision, resp.kvs().iter().map(raw)));
                 revision.saturating_add(1)
             }
@@ -107,7 +107,7 @@ impl EtcdBackend {
             if resp.events().is_empty() {
                 continue;
             }
-            let header_revision = resp.header().map_or(0, |h| h.revision());
+            let header_revision = resp.header().map_or(0, etcd_client::ResponseHeader::revision);
             let changes = resp.events().iter().filter_map(|ev| ev.kv()).map(change);
             tx.send_modify(|snap| cache::apply_changes(snap, keys, changes, header_revision));
         }
@@ -160,7 +160,7 @@ impl Backend for EtcdBackend {
         let mut c = self.client.clone();
         let opts = PutOptions::new().with_lease(lease);
         match c.put(key, value, Some(opts)).await {
-            Ok(resp) => Ok(resp.header().map_or(0, |h| h.revision())),
+            Ok(resp) => Ok(resp.header().map_or(0, etcd_client::ResponseHeader::revision)),
             Err(e) if is_lease_not_found(&e) => Err(RegistryError::LeaseNotFound(lease)),
             Err(e) => Err(e.into()),
         }
@@ -178,7 +178,7 @@ impl Backend for EtcdBackend {
             Err(e) => return Err(e.into()),
         };
         if resp.succeeded() {
-            let revision = resp.header().map_or(0, |h| h.revision());
+            let revision = resp.header().map_or(0, etcd_client::ResponseHeader::revision);
             return Ok(Create::Created { revision });
         }
         for op in resp.op_responses() {

@@ -107,7 +107,8 @@
 //!   registrar      lease keep-alive and recovery, claims, events (shared by both backends)
 //!   backend        the Backend trait the registrar drives; bounded calls
 //!   cache          the watch cache: listings and watch events → Snapshot; the resume rule
-//!   backoff        retry pauses
+//!   backoff        retry pauses (the one `Backoff`, also used by node forwards and edge pulls)
+//!   lock           the one poison-tolerant mutex lock
 //! placement        ring + damping driven from the cache
 //!   ring, damping
 //! registry         the Registry trait, its config and errors
@@ -118,10 +119,12 @@
 
 mod backend;
 mod backoff;
+pub use backoff::Backoff;
 mod cache;
 pub mod damping;
 pub mod etcd;
 pub mod keys;
+mod lock;
 pub mod memory;
 pub mod placement;
 mod registrar;

@@ -101,7 +101,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.shared.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock::lock(&self.shared.inner)
     }
 
     /// Run `f` after expiring leases; notify watchers if the revision moved.

@@ -99,7 +99,7 @@ impl<B: Backend> Registrar<B> {
     }
 
     pub(crate) fn claims(&self) -> Vec<Claim> {
-        lock_std(&self.shared.claims).clone()
+        crate::lock::lock(&self.shared.claims).clone()
     }
 
     pub(crate) fn snapshot(&self) -> watch::Receiver<Snapshot> {
@@ -220,7 +220,7 @@ impl<B: Backend> Registrar<B> {
 
 impl<B: Backend> Shared<B> {
     fn mirror_claims(&self, st: &State) {
-        *lock_std(&self.claims) = st.claims.values().cloned().collect();
+        *crate::lock::lock(&self.claims) = st.claims.values().cloned().collect();
     }
 
     fn emit(&self, ev: RegistryEvent) {
@@ -336,10 +336,6 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>) {
 /// The origin recorded in a stream value, if it parses.
 fn holder_of(kv: &RawKv) -> Option<NodeId> {
     serde_json::from_slice::<StreamInfo>(&kv.value).ok().map(|i| i.origin)
-}
-
-fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `impl Registry for $t` by delegating to its `registrar: Registrar<_>` field (both backends share it).

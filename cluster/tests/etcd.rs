@@ -124,7 +124,7 @@ async fn reregisters_after_a_partition_longer_than_the_ttl() {
         match tokio::time::timeout(SOON, events.recv()).await {
             Ok(Ok(RegistryEvent::LeaseRenewed { old: o, new })) => renewed = Some((o, new)),
             Ok(Ok(RegistryEvent::ClaimRenewed { claim })) => {
-                claim_renewed |= claim.stream == stream("x")
+                claim_renewed |= claim.stream == stream("x");
             }
             other => panic!("expected renewal events, got {other:?}"),
         }

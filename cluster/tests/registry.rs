@@ -1,5 +1,6 @@
 //! Behaviour of both registries, with one test body per behaviour run against the in-memory
 //! registry and against a real etcd server (its own ports and data directory per test).
+#![allow(clippy::disallowed_methods)] // real etcd against real time: the test reads the real clock
 
 mod support;
 

@@ -161,7 +161,7 @@ pub(crate) async fn run(task: PullTask) {
         info!("pull stopped");
     }
     .instrument(span)
-    .await
+    .await;
 }
 
 impl PullTask {

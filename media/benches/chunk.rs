@@ -32,7 +32,7 @@ fn bench_encode(c: &mut Criterion) {
                 &mut out,
             );
             black_box(out.len())
-        })
+        });
     });
     group.finish();
 }
@@ -69,7 +69,7 @@ fn bench_decode(c: &mut Criterion) {
                     }
                     assert_eq!(count, MESSAGES * MESSAGE_LEN);
                     black_box(count)
-                })
+                });
             },
         );
     }

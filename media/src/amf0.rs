@@ -293,7 +293,7 @@ pub fn encode(value: &Amf0Value, out: &mut BytesMut) {
             out.put_u8(marker::BOOLEAN);
             out.put_u8(u8::from(*b));
         }
-        Amf0Value::String(s) if s.len() <= u16::MAX as usize => {
+        Amf0Value::String(s) if u16::try_from(s.len()).is_ok() => {
             out.put_u8(marker::STRING);
             put_short_string(s, out);
         }

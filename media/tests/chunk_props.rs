@@ -189,7 +189,7 @@ proptest! {
         }).collect();
         let mut wire = Vec::new();
         while queues.iter().any(|q| !q.is_empty()) {
-            for q in queues.iter_mut() {
+            for q in &mut queues {
                 if let Some(c) = q.pop() {
                     wire.extend_from_slice(c);
                 }

@@ -38,7 +38,9 @@ fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
         Some(ResumePoint { next_msn: 5000, next_init_id: 77, ..ResumePoint::default() });
     let mut ingest = Segmenter::new(ingest_cfg);
     let stamps = feed_stamped(&mut ingest, &msgs);
-    assert!(stamps.len() >= 9, "one stamp per segment: {}", stamps.len());
+    // 600 frames at 30 fps with a keyframe every 60: ten segments, each opened with a stamp.
+    assert_eq!(stamps.len(), 10, "one stamp per segment");
+    assert_eq!(stamps[0].1.msn, 5000, "numbered from the resume point");
     assert!(
         stamps.windows(2).all(|w| w[1].1.msn == w[0].1.msn + 1),
         "stamps number segments in order"
@@ -62,7 +64,9 @@ fn a_follower_reproduces_the_ingests_segments_from_a_stamp() {
     let (a, b) = (ingest.snapshot(), follower.snapshot());
     assert_eq!(a.current_init().unwrap().bytes, b.current_init().unwrap().bytes, "init segment");
     assert_eq!(a.current_init().unwrap().id, b.current_init().unwrap().id, "init id");
-    assert!(b.segments().len() >= 6);
+    // The follower joined at the third of ten segments; the tenth is still open.
+    let msns: Vec<u64> = b.segments().iter().map(|s| s.msn).collect();
+    assert_eq!(msns, (5002..5009).collect::<Vec<u64>>(), "the follower's complete segments");
     for seg in b.segments() {
         let same =
             a.segments().iter().find(|s| s.msn == seg.msn).expect("segment in the ingest's window");
@@ -127,12 +131,15 @@ fn a_follower_at_the_plausible_limits_does_not_overflow() {
         .unwrap();
     let mut follower = Segmenter::follow(config(None), &stamp, msgs[key_at].timestamp);
     feed(&mut follower, &msgs[..2]);
-    for m in &msgs[key_at..] {
-        let _ = follower.push(m);
+    for (i, m) in msgs[key_at..].iter().enumerate() {
+        follower.push(m).unwrap_or_else(|e| panic!("message {i} after the keyframe: {e}"));
     }
     follower.end_of_stream();
     let snap = follower.snapshot();
-    assert!(!snap.segments().is_empty(), "segments were made");
+    // 200 frames at 30 fps with a keyframe every 60: four segments (the last one cut at the
+    // end of the stream), numbered on from the stamp's.
+    let msns: Vec<u64> = snap.segments().iter().map(|s| s.msn).collect();
+    assert_eq!(msns, vec![limit, limit + 1, limit + 2, limit + 3], "segment numbers");
     let text = snap.media_playlist(&PlaylistOptions::default());
     assert!(text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{limit}")), "{text}");
     let _ = snap.reload_status(u64::MAX, Some(u32::MAX));

@@ -1,7 +1,10 @@
 //! Real media through the TS path: an FLV made by ffmpeg (H.264 with B-frames + AAC, and
 //! H.265 + AAC) is segmented to CMAF, each segment remultiplexed to MPEG-TS, and the TS
 //! segments and a TS playlist are checked by our reader and decoded by ffmpeg/ffprobe.
-//! Skipped (with a printed reason) when ffmpeg is not installed.
+//! Without ffmpeg (or, for H.265, the imageio-ffmpeg binary) the tests fail; see `deps` for
+//! the developers' opt-out.
+
+mod deps;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,9 +15,7 @@ use sluice_media::hls::{HlsConfig, HlsSnapshot, Segmenter};
 use sluice_media::ts::reader::read_ts;
 use sluice_media::ts::{remux_segment, render_ts_playlist, ts_segment_name, AUDIO_PID, VIDEO_PID};
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success())
-}
+use deps::Dep;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sluice-ts-{name}-{}", std::process::id()));
@@ -120,18 +121,6 @@ fn decode(input: &Path) -> u64 {
     frames.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// A newer ffmpeg (the imageio-ffmpeg PyPI package, used by the e2e tests too) that writes
-/// H.265 in Enhanced FLV, which Debian 12's ffmpeg 5.1 cannot.
-fn newer_ffmpeg() -> Option<PathBuf> {
-    Command::new("python3")
-        .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .filter(|p| p.is_file())
-}
-
 fn run(name: &str, ffmpeg: &Path, video: &[&str], video_type: u8, codec: &str) {
     let dir = temp_dir(name);
     let snap = segment_flv(&make_flv(ffmpeg, &dir, video));
@@ -153,13 +142,10 @@ fn run(name: &str, ffmpeg: &Path, video: &[&str], video_type: u8, codec: &str) {
 
 #[test]
 fn h264_with_b_frames_decodes() {
-    if !have("ffmpeg") || !have("ffprobe") {
-        println!("skipped: ffmpeg/ffprobe not installed");
-        return;
-    }
+    let Some(ffmpeg) = Dep::Ffmpeg.require("h264_with_b_frames_decodes") else { return };
     run(
         "avc",
-        Path::new("ffmpeg"),
+        &ffmpeg,
         &["-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"],
         0x1B,
         "h264",
@@ -168,10 +154,11 @@ fn h264_with_b_frames_decodes() {
 
 #[test]
 fn h265_decodes() {
-    let Some(newer) = newer_ffmpeg().filter(|_| have("ffprobe")) else {
-        println!("skipped: python3 imageio-ffmpeg or ffprobe not installed");
-        return;
-    };
+    // ffprobe (with the system ffmpeg) checks what the newer ffmpeg (the imageio-ffmpeg PyPI
+    // package, used by the e2e tests too) made: Debian 12's ffmpeg 5.1 cannot write H.265 in
+    // FLV.
+    let Some(_) = Dep::Ffmpeg.require("h265_decodes") else { return };
+    let Some(newer) = Dep::HevcFfmpeg.require("h265_decodes") else { return };
     run(
         "hevc",
         &newer,

@@ -33,13 +33,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
-use crate::backoff::Backoff;
 use crate::hub::Hub;
 use crate::lock::lock;
 use crate::peers::Peers;
 use crate::placement::{relay_addr, Placement};
 use crate::relay_feed::spawn_feed;
 use crate::relayed_publish::RelayedPublish;
+use sluice_cluster::Backoff;
 
 pub mod policy;
 

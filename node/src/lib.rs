@@ -6,12 +6,12 @@
 //! # Layers
 //!
 //! The modules form layers; a module imports only from its own layer or the ones below it,
-//! and there is no circle between modules (`tests/layers.rs` checks both by reading the
-//! sources, and that nothing outside `config` names clap):
+//! and there is no circle between modules (`tests/tests/e2e/layers.rs` checks both by
+//! reading the sources, and that nothing outside `config` names clap):
 //!
 //! | layer | modules | what |
 //! |-------|---------|------|
-//! | 0 | `units`, `lock`, `admission`, `backoff`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream` | units and small helpers, hooks |
+//! | 0 | `units`, `lock`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream` | units and small helpers, hooks |
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
@@ -32,7 +32,6 @@
 
 // Layer 0: units and small helpers.
 pub mod admission;
-pub mod backoff;
 pub mod lock;
 pub mod log_limit;
 pub mod metrics;

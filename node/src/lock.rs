@@ -17,6 +17,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // poisons a mutex on purpose
     fn a_poisoned_lock_is_still_taken() {
         let m = std::sync::Arc::new(Mutex::new(1));
         let m2 = m.clone();

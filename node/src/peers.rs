@@ -198,7 +198,7 @@ impl Peers {
         let slots: Vec<Slot> = lock(&self.slots).values().cloned().collect();
         let dialled = slots
             .iter()
-            .filter(|s| s.try_lock().map(|c| c.as_ref().is_some_and(is_open)).unwrap_or(true))
+            .filter(|s| s.try_lock().map_or(true, |c| c.as_ref().is_some_and(is_open)))
             .count();
         dialled + lock(&self.inbound).values().filter(|c| is_open(c)).count()
     }

@@ -61,14 +61,14 @@ pub fn spawn_event_task(registry: Arc<dyn Registry>, hub: Hub) -> tokio::task::J
         loop {
             match events.recv().await {
                 Ok(RegistryEvent::ClaimLost { stream, holder }) => {
-                    warn!(%stream, holder = ?holder.as_ref().map(|h| h.as_str()), "stream claim lost to another node: stopping its publisher");
+                    warn!(%stream, holder = ?holder.as_ref().map(NodeId::as_str), "stream claim lost to another node: stopping its publisher");
                     hub.kick(&stream);
                 }
                 Ok(RegistryEvent::LeaseRenewed { old, new }) => {
-                    info!(old, new, "registry lease renewed")
+                    info!(old, new, "registry lease renewed");
                 }
                 Ok(RegistryEvent::ClaimRenewed { claim }) => {
-                    info!(stream = %claim.stream, revision = claim.revision(), "stream claim renewed")
+                    info!(stream = %claim.stream, revision = claim.revision(), "stream claim renewed");
                 }
                 Err(RecvError::Lagged(n)) => {
                     // Reconcile: any publisher whose claim we no longer hold must stop.

@@ -80,10 +80,10 @@ impl RelayedPublish {
         if frame.flags & FLAG_HLS_STAMP != 0 {
             // From a peer: only a well-formed stamp with plausible numbers is followed.
             let stamp = sluice_media::hls::SegmentStamp::decode(&frame.payload)
-                .filter(|s| s.is_plausible());
+                .filter(sluice_media::hls::SegmentStamp::is_plausible);
             match self.held.take() {
                 Some(key) if key.timestamp == frame.timestamp && stamp.is_some() => {
-                    self.deliver(key, stamp)
+                    self.deliver(key, stamp);
                 }
                 Some(key) => self.deliver(key, None),
                 None => {}

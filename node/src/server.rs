@@ -294,7 +294,7 @@ pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()>
     // Machine-readable line for scripts and tests (logs go to stderr).
     match node.relay_addr {
         Some(relay) => {
-            println!("listening rtmp={} http={} relay={relay}", node.rtmp_addr, node.http_addr)
+            println!("listening rtmp={} http={} relay={relay}", node.rtmp_addr, node.http_addr);
         }
         None => println!("listening rtmp={} http={}", node.rtmp_addr, node.http_addr),
     }

@@ -154,7 +154,7 @@ mod tests {
 
     fn cert(names: &[&str]) -> Vec<u8> {
         let mut params =
-            CertificateParams::new(names.iter().map(std::string::ToString::to_string).collect::<Vec<_>>())
+            CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>())
                 .unwrap();
         params.subject_alt_names.push(SanType::IpAddress("10.0.0.7".parse().unwrap()));
         let key = KeyPair::generate().unwrap();

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::deps::Dep;
 use crate::process::{ChildGuard, LineLog};
 
-/// The system ffmpeg.
+/// The system ffmpeg (panics naming it when it is missing).
 pub fn system_ffmpeg() -> PathBuf {
-    PathBuf::from("ffmpeg")
+    Dep::Ffmpeg.path()
 }
 
 /// An ffmpeg process publishing a file in real time (`-re -c copy -f flv URL`).

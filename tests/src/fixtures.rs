@@ -5,9 +5,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::deps::Dep;
 use crate::paths;
 
 /// A generated media file.
@@ -61,17 +62,17 @@ pub fn h264_aac() -> &'static Fixture {
             "-f",
             "flv",
         ];
-        generate("h264_aac.flv", Path::new("ffmpeg"), &args, 10.0)
+        generate("h264_aac.flv", &Dep::Ffmpeg.path(), &args, 10.0, true)
     })
 }
 
 /// `hevc_aac.flv`: 1280x720 30 fps H.265 (x265 ultrafast, 2 s GOP) in Enhanced FLV (`hvc1`),
-/// AAC, 6 s; made with the newer ffmpeg of the imageio-ffmpeg package. `None` (with the
-/// reason) if that ffmpeg is unavailable.
-pub fn hevc_aac() -> Result<&'static Fixture, String> {
-    static F: OnceLock<Result<Fixture, String>> = OnceLock::new();
+/// AAC, 6 s; made with the newer ffmpeg of the imageio-ffmpeg package ([`Dep::HevcFfmpeg`];
+/// panics naming it when it is missing).
+pub fn hevc_aac() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let ffmpeg = newer_ffmpeg()?;
+        let ffmpeg = Dep::HevcFfmpeg.path();
         let args = [
             "-f",
             "lavfi",
@@ -102,43 +103,19 @@ pub fn hevc_aac() -> Result<&'static Fixture, String> {
             "-f",
             "flv",
         ];
-        Ok(generate("hevc_aac.flv", &ffmpeg, &args, 6.0))
+        generate("hevc_aac.flv", &ffmpeg, &args, 6.0, false)
     })
-    .as_ref()
-    .map_err(Clone::clone)
 }
 
-/// The ffmpeg binary shipped by the `imageio-ffmpeg` PyPI package (a recent release that
-/// publishes HEVC over Enhanced RTMP). Installs the package with pip if it is missing.
-pub fn newer_ffmpeg() -> Result<PathBuf, String> {
-    static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    P.get_or_init(|| {
-        let _lock = FileLock::acquire(&paths::fixtures_dir().join(".pip.lock"));
-        let find = || -> Option<PathBuf> {
-            let out = Command::new("python3")
-                .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
-                .stderr(Stdio::null())
-                .output()
-                .ok()?;
-            let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            (out.status.success() && path.is_file()).then_some(path)
-        };
-        if let Some(p) = find() {
-            return Ok(p);
-        }
-        let pip = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "imageio-ffmpeg"])
-            .status();
-        find().ok_or_else(|| {
-            format!(
-                "imageio-ffmpeg is not installed and `pip install imageio-ffmpeg` failed ({pip:?})"
-            )
-        })
-    })
-    .clone()
-}
-
-fn generate(name: &str, ffmpeg: &Path, encode_args: &[&str], duration_s: f64) -> Fixture {
+/// Encode `name` with `ffmpeg` (once), counting its video frames with ffprobe if `ffprobe`
+/// (the system ffmpeg's), else by decoding with `ffmpeg` itself.
+fn generate(
+    name: &str,
+    ffmpeg: &Path,
+    encode_args: &[&str],
+    duration_s: f64,
+    ffprobe: bool,
+) -> Fixture {
     let dir = paths::fixtures_dir();
     fs::create_dir_all(&dir).expect("create tests/fixtures");
     let path = dir.join(name);
@@ -162,7 +139,7 @@ fn generate(name: &str, ffmpeg: &Path, encode_args: &[&str], duration_s: f64) ->
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", ffmpeg.display()));
     assert!(status.success(), "ffmpeg failed to generate {name}: {status}");
-    let video_frames = count_video_frames(ffmpeg, &tmp);
+    let video_frames = count_video_frames(ffmpeg, ffprobe, &tmp);
     assert!(video_frames > 0, "{name} has no video frames");
     fs::rename(&tmp, &path).expect("rename fixture into place");
     let count_tmp = dir.join(format!(".{name}.frames.{}.tmp", std::process::id()));
@@ -171,11 +148,10 @@ fn generate(name: &str, ffmpeg: &Path, encode_args: &[&str], duration_s: f64) ->
     Fixture { path, video_frames, duration_s }
 }
 
-/// Count the video frames of a file by decoding it (`ffprobe -count_frames`). Uses the ffprobe
-/// next to `ffmpeg` when there is one, else the system ffprobe; for the imageio binary (which
-/// ships no ffprobe) it decodes with that ffmpeg itself.
-fn count_video_frames(ffmpeg: &Path, file: &Path) -> u64 {
-    if ffmpeg == Path::new("ffmpeg") {
+/// Count the video frames of a file by decoding it: `ffprobe -count_frames` (the system
+/// ffprobe) if `ffprobe`, else with `ffmpeg` itself (the imageio binary ships no ffprobe).
+fn count_video_frames(ffmpeg: &Path, ffprobe: bool, file: &Path) -> u64 {
+    if ffprobe {
         let out = Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
             .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])

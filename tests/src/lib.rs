@@ -7,6 +7,7 @@
 //! themselves are modules of one binary, tests/tests/e2e.
 
 pub mod cluster;
+pub mod deps;
 pub mod etcd;
 pub mod ffmpeg;
 pub mod fixtures;
@@ -18,6 +19,7 @@ pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod rtmp;
+pub mod wait;
 
 pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};
 pub use fixtures::{h264_aac, hevc_aac, Fixture};

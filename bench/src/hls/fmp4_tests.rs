@@ -25,7 +25,7 @@ fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
     bx(kind, &b)
 }
 
-fn trak(id: u32, handler: &[u8; 4], entry: Vec<u8>) -> Vec<u8> {
+fn trak(id: u32, handler: &[u8; 4], entry: &[u8]) -> Vec<u8> {
     let mut tkhd = vec![0u8; 8];
     tkhd.extend_from_slice(&id.to_be_bytes());
     tkhd.extend_from_slice(&[0u8; 68]);
@@ -33,7 +33,7 @@ fn trak(id: u32, handler: &[u8; 4], entry: Vec<u8>) -> Vec<u8> {
     hdlr.extend_from_slice(handler);
     hdlr.extend_from_slice(&[0u8; 13]);
     let mut stsd = 1u32.to_be_bytes().to_vec();
-    stsd.extend_from_slice(&entry);
+    stsd.extend_from_slice(entry);
     let stbl = bx(b"stbl", &full(b"stsd", 0, 0, &stsd));
     let minf = bx(b"minf", &stbl);
     let mut mdia = full(b"hdlr", 0, 0, &hdlr);
@@ -50,8 +50,8 @@ fn avc1(length_size_minus_one: u8) -> Vec<u8> {
 }
 
 fn init(video_id: u32, length_size_minus_one: u8) -> Vec<u8> {
-    let mut moov = trak(2, b"soun", bx(b"mp4a", &[0u8; 28]));
-    moov.extend_from_slice(&trak(video_id, b"vide", avc1(length_size_minus_one)));
+    let mut moov = trak(2, b"soun", &bx(b"mp4a", &[0u8; 28]));
+    moov.extend_from_slice(&trak(video_id, b"vide", &avc1(length_size_minus_one)));
     let mut out = bx(b"ftyp", b"iso6\0\0\0\0");
     out.extend_from_slice(&bx(b"moov", &moov));
     out
@@ -124,7 +124,7 @@ fn init_segment_video_track() {
     assert_eq!(parse_init(&init(7, 1)).unwrap().nal_length_size, 2);
     assert_eq!(parse_init(&init(7, 2)), Err(Fmp4Error::Malformed("NAL length size 3")));
     assert_eq!(parse_init(&bx(b"ftyp", b"x")), Err(Fmp4Error::NoVideo));
-    let moov_audio_only = bx(b"moov", &trak(2, b"soun", bx(b"mp4a", &[0u8; 28])));
+    let moov_audio_only = bx(b"moov", &trak(2, b"soun", &bx(b"mp4a", &[0u8; 28])));
     assert_eq!(parse_init(&moov_audio_only), Err(Fmp4Error::NoVideo));
     // Lying sizes are errors, never panics.
     let mut bad = init(1, 3);

@@ -69,14 +69,14 @@ impl HlsCounters {
     }
 
     pub fn error(&self, reason: String) {
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut errors = crate::stats::lock(&self.errors);
         *errors.entry(reason).or_insert(0) += 1;
     }
 
     /// The report over a window of `window_s` seconds with `clients` playing.
     pub fn report(&self, mode: HlsMode, clients: u64, window_s: f64) -> HlsReport {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let errors = crate::stats::lock(&self.errors).clone();
         let parts = get(&self.parts);
         let per_client_s = clients as f64 * window_s;
         HlsReport {

@@ -1,5 +1,6 @@
 //! Test helpers: a real etcd server per test, a cuttable TCP proxy, and a fixture trait so one
 //! test body runs against both registries.
+#![allow(clippy::disallowed_methods)] // real etcd against real time: the test reads the real clock
 #![allow(dead_code)]
 
 use sluice_cluster::*;

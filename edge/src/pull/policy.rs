@@ -24,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use sluice_cluster::types::NodeId;
-use sluice_node::backoff::Backoff;
+use sluice_cluster::Backoff;
 use tracing::info;
 
 /// Pause before the first retry after a failed subscribe; doubles up to [`MAX_BACKOFF`].

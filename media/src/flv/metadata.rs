@@ -44,7 +44,7 @@ fn codec_id(v: &Amf0Value) -> Option<String> {
     if n.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&n) {
         let id = n as u32;
         let b = id.to_be_bytes();
-        if id > 0xFFFF && b.iter().all(|c| c.is_ascii_graphic()) {
+        if id > 0xFFFF && b.iter().all(u8::is_ascii_graphic) {
             return Some(b.iter().map(|&c| c as char).collect());
         }
         return Some(id.to_string());

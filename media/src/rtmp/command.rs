@@ -86,7 +86,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
-    Amf0(#[from] crate::amf0::Amf0Error),
+    Amf0(#[from] amf0::Amf0Error),
     #[error("command message has no name")]
     NoName,
     #[error("command '{0}' is missing a required argument")]

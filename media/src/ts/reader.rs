@@ -66,7 +66,7 @@ fn read_section(payload: &[u8]) -> Result<&[u8], TsError> {
     Ok(s)
 }
 
-fn finish_pes(pid: u16, buf: Vec<u8>, af: FirstFields) -> Result<PesPacket, TsError> {
+fn finish_pes(pid: u16, buf: &[u8], af: FirstFields) -> Result<PesPacket, TsError> {
     let bad = TsError::Malformed("PES header");
     let h = buf.get(..9).ok_or(bad.clone())?;
     if h[..3] != [0, 0, 1] {
@@ -164,7 +164,7 @@ pub fn read_ts(data: &[u8]) -> Result<TsContents, TsError> {
         if pusi {
             if let Some(i) = open.iter().position(|(q, _, _)| *q == pid) {
                 let (q, buf, a) = open.remove(i);
-                c.pes.push(finish_pes(q, buf, a)?);
+                c.pes.push(finish_pes(q, &buf, a)?);
             }
             open.push((pid, payload.to_vec(), af));
         } else if let Some((_, buf, _)) = open.iter_mut().find(|(q, _, _)| *q == pid) {
@@ -172,7 +172,7 @@ pub fn read_ts(data: &[u8]) -> Result<TsContents, TsError> {
         }
     }
     for (q, buf, a) in open {
-        c.pes.push(finish_pes(q, buf, a)?);
+        c.pes.push(finish_pes(q, &buf, a)?);
     }
     Ok(c)
 }

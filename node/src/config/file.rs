@@ -98,13 +98,13 @@ pub fn parse<R: RoleSettings>(text: &str) -> Result<(NodeSettings, R), FileError
     groups.push(fields_of::<R>());
     let mut parts = split(merged, &groups, prefix)?.into_iter();
     let mut next = || parts.next().unwrap_or_default();
-    let mut node: NodeSettings = group(next(), prefix)?;
-    node.limits = group(next(), prefix)?;
-    node.hls = group(next(), prefix)?;
-    node.cluster = group(next(), prefix)?;
-    node.relay = group(next(), prefix)?;
-    node.admission = group(next(), prefix)?;
-    let role: R = group(next(), prefix)?;
+    let mut node: NodeSettings = group(&next(), prefix)?;
+    node.limits = group(&next(), prefix)?;
+    node.hls = group(&next(), prefix)?;
+    node.cluster = group(&next(), prefix)?;
+    node.relay = group(&next(), prefix)?;
+    node.admission = group(&next(), prefix)?;
+    let role: R = group(&next(), prefix)?;
     Ok((node, role))
 }
 
@@ -154,9 +154,9 @@ fn split(table: Table, groups: &[&[&str]], prefix: &str) -> Result<Vec<Table>, F
 }
 
 /// One group from its keys; an error names the first key that does not deserialize.
-fn group<T: DeserializeOwned>(table: Table, prefix: &str) -> Result<T, FileError> {
+fn group<T: DeserializeOwned>(table: &Table, prefix: &str) -> Result<T, FileError> {
     T::deserialize(Value::Table(table.clone())).map_err(|whole| {
-        for (key, value) in &table {
+        for (key, value) in table {
             let one: Table = [(key.clone(), value.clone())].into_iter().collect();
             if let Err(e) = T::deserialize(Value::Table(one)) {
                 return FileError::Value {

@@ -46,7 +46,7 @@ fn write(name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn no_config_gives_the_defaults() {
-    let _env = ENV.lock().unwrap();
+    let _env = crate::lock::lock(&ENV);
     let (node, role) = origin(&[]).unwrap();
     assert_eq!(node, NodeSettings::default());
     assert_eq!(role, OriginSettings::default());
@@ -56,7 +56,7 @@ fn no_config_gives_the_defaults() {
 
 #[test]
 fn flag_beats_env_beats_file_beats_default() {
-    let _env = ENV.lock().unwrap();
+    let _env = crate::lock::lock(&ENV);
     let path = write(
         "precedence.toml",
         "handshake-timeout = \"7s\"\nstream-buffer = \"1MiB\"\nhls = false\nhls-ts = false\n\
@@ -128,7 +128,7 @@ fn flag_beats_env_beats_file_beats_default() {
 
 #[test]
 fn sluice_config_names_the_file_and_the_flag_beats_it() {
-    let _env = ENV.lock().unwrap();
+    let _env = crate::lock::lock(&ENV);
     let a = write("env-a.toml", "max-streams = 7\n");
     let b = write("env-b.toml", "max-streams = 8\n");
     std::env::set_var("SLUICE_CONFIG", &a);
@@ -141,7 +141,7 @@ fn sluice_config_names_the_file_and_the_flag_beats_it() {
 
 #[test]
 fn old_flat_files_still_load() {
-    let _env = ENV.lock().unwrap();
+    let _env = crate::lock::lock(&ENV);
     let path = write(
         "flat.toml",
         "rtmp-listen = \"127.0.0.1:1999\"\nmax_streams = 7\nhttp-listen = \"127.0.0.1:8999\"\n\
@@ -225,7 +225,7 @@ fn a_bad_value_names_its_key_and_a_bad_file_its_line() {
         matches!(&err, FileError::Syntax { line: 2, message } if !message.contains('\n')),
         "{err:?}"
     );
-    let _env = ENV.lock().unwrap();
+    let _env = crate::lock::lock(&ENV);
     let path = write("bad.toml", "max-streams = -1\n");
     let err = origin(&["--config", path.to_str().unwrap()]).unwrap_err().to_string();
     assert!(err.starts_with("config file ") && err.contains("key 'max-streams'"), "{err}");
@@ -234,7 +234,7 @@ fn a_bad_value_names_its_key_and_a_bad_file_its_line() {
 
 #[test]
 fn command_line_errors_come_back_as_values() {
-    let _env = ENV.lock().unwrap();
+    let _env = crate::lock::lock(&ENV);
     let err = origin(&["--help"]).unwrap_err();
     assert!(matches!(&err, ConfigError::Cli(e) if e.kind() == clap::error::ErrorKind::DisplayHelp));
     let err = origin(&["--max-streams", "lots"]).unwrap_err();

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use sluice_cluster::types::NodeId;
 
-use crate::backoff::Backoff;
+use sluice_cluster::Backoff;
 
 /// What happened to the forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +164,7 @@ impl ForwardPolicy {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // `Instant::now()` is only the virtual clock's origin
 mod tests {
     use std::time::Duration;
 

@@ -280,15 +280,15 @@ impl StreamHlsHook for StreamHls {
         header: bool,
         stamp: Option<&SegmentStamp>,
     ) {
-        StreamHls::follow(self, key, msg, header, stamp)
+        StreamHls::follow(self, key, msg, header, stamp);
     }
 
     fn end_of_stream(&self) {
-        StreamHls::end_of_stream(self)
+        StreamHls::end_of_stream(self);
     }
 
     fn release(&self) {
-        StreamHls::release(self)
+        StreamHls::release(self);
     }
 
     fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>> {

@@ -59,7 +59,7 @@ impl TsCache {
     pub fn get(&self, stream: &StreamKey, init: &InitSegment, segment: &Arc<Segment>) -> Remuxed {
         let key = Arc::as_ptr(segment) as usize;
         let cell = {
-            let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = crate::lock::lock(&self.entries);
             match map.get(&key) {
                 Some(e) => e.cell.clone(),
                 None => {
@@ -101,13 +101,13 @@ impl TsCache {
 
     /// Drop entries whose segment left every snapshot.
     pub fn sweep(&self) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::lock::lock(&self.entries);
         map.retain(|_, e| e.segment.strong_count() > 0);
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        crate::lock::lock(&self.entries).len()
     }
 
     pub fn is_empty(&self) -> bool {

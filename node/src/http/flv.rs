@@ -47,6 +47,7 @@ pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Resp
         }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     };
+    debug!(stream = %key, live = sub.is_live(), "http-flv subscribed");
     if !sub.wait_live(ctx.limits.play_wait_timeout).await {
         debug!(stream = %key, "http-flv: stream not found");
         return (StatusCode::NOT_FOUND, format!("stream {key} is not published\n")).into_response();

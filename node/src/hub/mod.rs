@@ -16,7 +16,9 @@ mod subscription;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use sluice_media::stream_name::StreamKey;
@@ -277,7 +279,7 @@ impl Hub {
     /// Free the media of streams that ended at least `linger` before `now` (their GOP log, HLS
     /// window and the TS forms of its segments), even while viewers or HLS pollers remain;
     /// forget the entries nobody watches. Returns how many streams still hold media.
-    pub fn release_ended(&self, now: tokio::time::Instant, linger: std::time::Duration) -> usize {
+    pub fn release_ended(&self, now: Instant, linger: std::time::Duration) -> usize {
         let entries: Vec<Arc<StreamEntry>> = lock(&self.inner.streams).values().cloned().collect();
         let mut held = 0;
         for entry in entries {

@@ -3,7 +3,9 @@
 //! append it to the stream's log.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use sluice_media::classify::{AudioFacts, Classified, Classifier, ClassifyError, Header};
 use sluice_media::frame::{MediaKind, MediaMessage};
@@ -108,7 +110,7 @@ impl Publisher {
 
     /// Resolves when another publisher took the stream over: the connection should close.
     pub async fn kicked(&self) {
-        self.kick.notified().await
+        self.kick.notified().await;
     }
 
     fn rebase(&mut self, timestamp: u32) -> u32 {
@@ -241,7 +243,7 @@ impl Drop for Publisher {
         state.video = None;
         state.audio = None;
         state.metadata = None;
-        state.ended_at = Some(tokio::time::Instant::now());
+        state.ended_at = Some(Instant::now());
         drop(state);
         if let Some(hls) = &self.entry.hls {
             hls.end_of_stream();

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use sluice_media::codec::{AudioSpecificConfig, VideoInfo};
@@ -103,7 +105,7 @@ pub struct StreamState {
     /// Last output timestamp, so the next publisher's timestamps continue from it.
     pub last_timestamp: Option<u32>,
     /// When the last publisher left, until the memory it left (GOP, HLS window) is released.
-    pub ended_at: Option<tokio::time::Instant>,
+    pub ended_at: Option<Instant>,
 }
 
 /// A stream entry lives while it has a publisher or viewers (waiting or playing).

@@ -303,10 +303,10 @@ impl Connection {
         while let Some(event) = self.session.poll_event() {
             match event {
                 ServerEvent::HandshakeDone { digest } => debug!(digest, "handshake done"),
-                ServerEvent::Connect { app, tc_url } => self.on_connect(app, tc_url),
+                ServerEvent::Connect { app, tc_url } => self.on_connect(&app, tc_url.as_deref()),
                 ServerEvent::Publish { stream_id, name, .. } => self.on_publish(stream_id, &name),
                 ServerEvent::Play { stream_id, name, reset, .. } => {
-                    self.on_play(stream_id, &name, reset)
+                    self.on_play(stream_id, &name, reset);
                 }
                 ServerEvent::Media { message, .. } => {
                     if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
@@ -336,10 +336,10 @@ impl Connection {
         Ok(())
     }
 
-    fn on_connect(&mut self, app: String, tc_url: Option<String>) {
-        match StreamKey::parse(&app, "probe") {
+    fn on_connect(&mut self, app: &str, tc_url: Option<&str>) {
+        match StreamKey::parse(app, "probe") {
             Ok((key, _)) => {
-                debug!(app = key.app(), tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+                debug!(app = key.app(), tc_url = tc_url.unwrap_or(""), "connect");
                 self.app = Some(key.app().to_string());
                 self.connected = true;
                 self.session.accept_connect();
@@ -569,11 +569,11 @@ impl ClaimGuard {
                 info.codecs = rx.borrow_and_update().clone();
                 match registry.update_claim(&claim, info).await {
                     Ok(true) => {
-                        debug!(stream = %claim.stream, "claim updated with the stream's codecs")
+                        debug!(stream = %claim.stream, "claim updated with the stream's codecs");
                     }
                     Ok(false) => return,
                     Err(e) => {
-                        warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim")
+                        warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim");
                     }
                 }
             }

@@ -3,7 +3,9 @@
 mod connection;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use sluice_media::rtmp::chunk::ChunkLimits;

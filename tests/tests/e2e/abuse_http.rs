@@ -148,7 +148,7 @@ fn random_session_ids_do_not_lock_real_players_out() {
     let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
     while Instant::now() < attack_until {
         let sid: u128 = rand::random();
-        let path = if requests % 2 == 0 { "sids.m3u8" } else { "sids/index.m3u8" };
+        let path = if requests.is_multiple_of(2) { "sids.m3u8" } else { "sids/index.m3u8" };
         let req = format!("GET /live/{path}?sid={sid:032x} HTTP/1.1\r\nHost: x\r\n\r\n");
         if conn.write_all(req.as_bytes()).is_err() || !read_response(&mut reader) {
             conn = connect_from(ATTACKER, origin.http, secs(5)).unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sluice_tests::ffmpeg::run_with_timeout;
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
+use sluice_tests::wait::{wait_players_subscribed, LOG_PLAYS};
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 /// Audio packets ffmpeg reads from `input` (copied, not decoded), counted from its framecrc
@@ -54,9 +55,10 @@ fn audio_only_stream_reaches_every_player_whole() {
     let dir = TestDir::new("audio");
     let fixture = audio_only_fixture(dir.path());
     let (published, _) = count_audio_packets(fixture.to_str().unwrap(), secs(30));
-    assert!(published > 400, "fixture has {published} audio packets");
+    // 10 s of 44.1 kHz AAC: 430.7 frames of 1024 samples, the priming frame, rounded up.
+    assert_eq!(published, 432, "audio packets of the fixture");
 
-    let origin = Origin::start(&["--play-wait-timeout", "4s"]);
+    let origin = Origin::start(&[&["--play-wait-timeout", "4s"][..], &LOG_PLAYS].concat());
     let rtmp_url = origin.rtmp_url("live", "radio");
     let flv_url = origin.flv_url("live", "radio");
     let rtmp_player = {
@@ -67,7 +69,8 @@ fn audio_only_stream_reaches_every_player_whole() {
         let url = flv_url.clone();
         std::thread::spawn(move || count_audio_packets(&url, secs(40)))
     };
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both players wait, subscribed, before the publisher starts.
+    wait_players_subscribed(&origin, "live/radio", 1, 1, secs(20));
     let mut publisher = Publisher::start(&rtmp_url, &fixture);
 
     // The API reports audio and no video.

@@ -1,41 +1,36 @@
-//! The web page in a real browser: headless Chromium (Debian's `/usr/bin/chromium`, driven by
-//! playwright-core from `tests/browser/play.mjs`) opens `/?stream=live/NAME&mode=...` on a
+//! The web page in a real browser: headless Chromium (`chromium` in PATH, or `SLUICE_CHROMIUM`;
+//! driven by playwright-core from `tests/browser/play.mjs`) opens `/?stream=live/NAME&mode=...` on a
 //! real origin fed by ffmpeg, and plays the stream over LL-HLS (hls.js) and HTTP-FLV
 //! (mpegts.js): `video.currentTime` must advance and the decoder must report frames.
 //! Screenshots are kept in the test's directory under `target/sluice-tests/`.
 //!
-//! Skipped (with a printed reason) only when `/usr/bin/chromium` or `node` is absent; missing
-//! npm packages (`npm ci --prefix web`) are a failure.
+//! A missing Chromium, node or npm package (`npm ci --prefix web`) fails the tests; developers
+//! may skip them with `SLUICE_TEST_ALLOW_MISSING=chromium,node` (see `sluice_tests::deps`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_tests::deps::Dep;
 use sluice_tests::ffmpeg::run_with_timeout;
 use sluice_tests::origin::TestDir;
 use sluice_tests::paths::workspace_root;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Why the browser test cannot run here, if it cannot.
-fn skip_reason() -> Option<String> {
-    if !Path::new(CHROMIUM).is_file() {
-        return Some(format!("{CHROMIUM} not found (apt-get install chromium)"));
-    }
-    match Command::new("node").arg("--version").output() {
-        Ok(out) if out.status.success() => None,
-        _ => Some("node not found (apt-get install nodejs npm)".into()),
-    }
+/// The Chromium and node binaries; `None` (after a loud notice) when one is missing and the
+/// developer allowed that; panics when one is missing otherwise.
+fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let chromium = Dep::Chromium.require(test)?;
+    let node = Dep::Node.require(test)?;
+    Some((chromium, node))
 }
 
 #[test]
 fn page_plays_ll_hls_and_http_flv_in_chromium() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("SKIPPED browser test: {reason}");
+    let Some((chromium, node)) = browser("page_plays_ll_hls_and_http_flv_in_chromium") else {
         return;
-    }
+    };
     let web_dir = workspace_root().join("web");
     assert!(
         web_dir.join("node_modules/playwright-core/package.json").is_file()
@@ -58,10 +53,11 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
     let out = origin.dir().path();
     let script = workspace_root().join("tests/browser/play.mjs");
     let base = format!("http://{}", origin.http);
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(&node);
     cmd.arg(&script)
         .args(["--web-dir", web_arg, "--base", &base, "--stream", "live/web"])
-        .args(["--modes", "hls,flv", "--chromium", CHROMIUM])
+        .args(["--modes", "hls,flv", "--chromium"])
+        .arg(&chromium)
         .args(["--sample-ms", "3000", "--start-timeout-ms", "20000"])
         .arg("--out")
         .arg(out);
@@ -118,10 +114,9 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
 
 #[test]
 fn page_says_when_player_libraries_are_missing() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("SKIPPED browser test: {reason}");
+    let Some((chromium, node)) = browser("page_says_when_player_libraries_are_missing") else {
         return;
-    }
+    };
     let real_web = workspace_root().join("web");
     assert!(
         real_web.join("node_modules/playwright-core/package.json").is_file(),
@@ -144,12 +139,13 @@ fn page_says_when_player_libraries_are_missing() {
     });
     assert!(log.is_some(), "no start-up warning:\n{}", origin.log());
 
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(&node);
     cmd.arg(workspace_root().join("tests/browser/play.mjs"))
         .arg("--web-dir")
         .arg(&real_web)
         .args(["--base", &format!("http://{}", origin.http)])
-        .args(["--stream", "live/none", "--modes", "hls", "--chromium", CHROMIUM])
+        .args(["--stream", "live/none", "--modes", "hls", "--chromium"])
+        .arg(&chromium)
         .args(["--sample-ms", "0", "--start-timeout-ms", "500"])
         .arg("--out")
         .arg(dir.path());

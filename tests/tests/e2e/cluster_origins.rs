@@ -70,7 +70,7 @@ fn a_stream_name_has_one_publisher_cluster_wide() {
     let mut on_b = RtmpClient::connect(b.rtmp, "live", "one", ClientMode::Publish).unwrap();
     on_b.expect_status("NetStream.Publish.Start", secs(10))
         .expect("origin B accepts the free name");
-    let value = wait_for(secs(5), || {
+    let value = wait_for(secs(15), || {
         etcd.ctl(&["get", &stream_key, "--print-value-only"])
             .ok()
             .filter(|v| v.contains("origin-b"))

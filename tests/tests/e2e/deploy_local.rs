@@ -1,6 +1,7 @@
 //! `deploy/local/cluster.sh`: one command starts a real local cluster (etcd + 2 origins +
 //! 3 edges) on loopback and prints its URLs; ffmpeg publishes to the printed ingest URL, players
-//! on two edges decode the printed RTMP and HTTP-FLV URLs, edge 3 answers its HLS and web URLs,
+//! on two edges decode the printed RTMP and HTTP-FLV URLs, the three edges serve byte-identical
+//! HLS (init and segment) at their printed HLS URLs, edge 1 answers its web URL,
 //! etcd holds the five node keys; `down` stops all six processes without SIGKILL and frees every
 //! port, and is idempotent.
 //!
@@ -155,6 +156,54 @@ fn split_http(url: &str) -> (SocketAddr, String) {
     (rest[..slash].parse().expect("host:port"), rest[slash..].to_string())
 }
 
+/// An HLS session on one edge, opened at its printed multivariant playlist URL.
+struct HlsSession {
+    addr: SocketAddr,
+    /// The media playlist's path, with its session id.
+    playlist: String,
+}
+
+impl HlsSession {
+    /// `None` until the multivariant playlist answers 200.
+    fn open(url: &str) -> Option<HlsSession> {
+        let (addr, path) = split_http(url);
+        let resp = http::get(addr, &path, secs(10)).ok().filter(|r| r.status == 200)?;
+        let text = resp.text();
+        assert!(text.starts_with("#EXTM3U"), "multivariant playlist: {text}");
+        let uri = text.lines().find(|l| !l.starts_with('#') && !l.is_empty())?;
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        Some(HlsSession { addr, playlist: format!("{dir}/{uri}") })
+    }
+
+    /// The init segment's URI and the complete segments' numbers the media playlist lists.
+    fn listing(&self) -> (String, Vec<u64>) {
+        let resp = http::get(self.addr, &self.playlist, secs(15)).expect("media playlist");
+        let text = resp.text();
+        assert_eq!(resp.status, 200, "{}: {text}", self.playlist);
+        let map = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+            .and_then(|v| v.split(['"', '?']).next())
+            .unwrap_or_else(|| panic!("no EXT-X-MAP: {text}"))
+            .to_string();
+        let msns = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("seg-")?.split('.').next()?.parse().ok())
+            .collect();
+        (map, msns)
+    }
+
+    /// An object next to the media playlist, in this session; panics unless 200.
+    fn object(&self, name: &str) -> Vec<u8> {
+        let sid = self.playlist.split("sid=").nth(1).unwrap_or("");
+        let dir = self.playlist.rsplit_once('/').map_or("", |(d, _)| d);
+        let path = format!("{dir}/{name}?sid={sid}");
+        let resp = http::get(self.addr, &path, secs(15)).expect("HLS object");
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        resp.body
+    }
+}
+
 /// A process is gone: no /proc entry, or a zombie waiting for its reaper.
 fn exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -246,15 +295,41 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
         );
     }
 
-    // Edge 3 serves the printed HLS and web page URLs.
-    let (hls_addr, hls_path) = split_http(&printed_url(&up.stdout, "edge-3", "hls"));
-    let playlist = wait_for(secs(20), || {
-        http::get(hls_addr, &hls_path, secs(10)).ok().filter(|r| r.status == 200).map(|r| r.text())
-    })
-    .unwrap_or_else(|| {
-        panic!("{hls_path} on edge-3 never answered 200:\n{}", cluster.log_tail("edge-3"))
+    // Every edge serves the printed HLS URL, and the same HLS: the segments all three list,
+    // and the init segment, are byte-identical.
+    let sessions: Vec<HlsSession> = ["edge-1", "edge-2", "edge-3"]
+        .iter()
+        .map(|edge| {
+            let url = printed_url(&up.stdout, edge, "hls");
+            wait_for(secs(20), || HlsSession::open(&url)).unwrap_or_else(|| {
+                panic!("{url} on {edge} never answered 200:\n{}", cluster.log_tail(edge))
+            })
+        })
+        .collect();
+    let common = wait_for(secs(30), || {
+        let lists: Vec<(String, Vec<u64>)> = sessions.iter().map(HlsSession::listing).collect();
+        let msn =
+            lists[0].1.iter().rev().find(|m| lists.iter().all(|(_, l)| l.contains(m))).copied();
+        msn.map(|m| (m, lists))
     });
-    assert!(playlist.starts_with("#EXTM3U"), "playlist: {playlist}");
+    let (msn, lists) = common.unwrap_or_else(|| {
+        let lists: Vec<_> = sessions.iter().map(HlsSession::listing).collect();
+        panic!("the edges list no common complete segment: {lists:?}")
+    });
+    assert!(lists.iter().all(|(map, _)| *map == lists[0].0), "EXT-X-MAP differs: {lists:?}");
+    for name in [lists[0].0.clone(), format!("seg-{msn}.m4s")] {
+        let bodies: Vec<Vec<u8>> = sessions.iter().map(|s| s.object(&name)).collect();
+        assert!(bodies[0].len() > 500, "{name} on edge-1 is {} bytes", bodies[0].len());
+        for (i, body) in bodies.iter().enumerate().skip(1) {
+            assert!(
+                *body == bodies[0],
+                "{name} on edge-{} differs from edge-1's ({} vs {} bytes)",
+                i + 1,
+                body.len(),
+                bodies[0].len()
+            );
+        }
+    }
     let (web_addr, web_path) = split_http(&printed_url(&up.stdout, "edge-1", "web"));
     let page = http::get(web_addr, &web_path, secs(10)).expect("web page");
     assert_eq!(page.status, 200, "web page: {}", page.text());

@@ -1,22 +1,21 @@
 //! H.265 over Enhanced RTMP (FourCC `hvc1`), published and played by a recent ffmpeg (the one
 //! shipped by the imageio-ffmpeg PyPI package; Debian 12's ffmpeg 5.1 predates E-RTMP).
+//! Without that ffmpeg the test fails (opt-out: `SLUICE_TEST_ALLOW_MISSING=hevc-ffmpeg`).
 
 use sluice_media::frame::MediaKind;
+use sluice_tests::deps::Dep;
 use sluice_tests::ffmpeg::ffmpeg_describe;
-use sluice_tests::fixtures::newer_ffmpeg;
 use sluice_tests::process::wait_for;
 use sluice_tests::rtmp::{read_flv_file, video_header, FOURCC_HVC1};
+use sluice_tests::wait::{wait_players_subscribed, LOG_PLAYS};
 use sluice_tests::{hevc_aac, secs, Origin, Player, Publisher};
 
 #[test]
 fn hevc_over_enhanced_rtmp_is_relayed() {
-    let (ffmpeg, fixture) = match (newer_ffmpeg(), hevc_aac()) {
-        (Ok(f), Ok(x)) => (f, x),
-        (Err(e), _) | (_, Err(e)) => {
-            println!("SKIPPED hevc_over_enhanced_rtmp_is_relayed: {e}");
-            return;
-        }
+    let Some(ffmpeg) = Dep::HevcFfmpeg.require("hevc_over_enhanced_rtmp_is_relayed") else {
+        return;
     };
+    let fixture = hevc_aac();
     // The fixture really is Enhanced FLV with an hvc1 sequence start, so what ffmpeg publishes
     // (the same tag bodies) is E-RTMP.
     let tags = read_flv_file(&fixture.path).unwrap();
@@ -27,14 +26,12 @@ fn hevc_over_enhanced_rtmp_is_relayed() {
         "fixture's first video tag: {header:?}"
     );
 
-    let origin = Origin::start(&["--play-wait-timeout", "20s"]);
+    let origin = Origin::start(&[&["--play-wait-timeout", "20s"][..], &LOG_PLAYS].concat());
     let url = origin.rtmp_url("live", "hevc");
     let player = Player::start_with(&ffmpeg, &url);
-    // The player must be connected and waiting before the publisher starts, or it would join
+    // The player must be subscribed and waiting before the publisher starts, or it would join
     // at a later keyframe and miss frames.
-    wait_for(secs(15), || (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(()))
-        .expect("the player connected");
-    std::thread::sleep(secs(1));
+    wait_players_subscribed(&origin, "live/hevc", 1, 0, secs(20));
     let mut publisher = Publisher::start_with(&ffmpeg, &url, &fixture.path, false);
 
     let info = wait_for(secs(10), || {

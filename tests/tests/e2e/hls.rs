@@ -250,10 +250,10 @@ fn ffmpeg_plays_hls_and_playlists_follow_the_rfc() {
     let mut publisher = Publisher::start(&origin.rtmp_url("live", "s"), &fixture.path);
     let (sid, uri) = multivariant(&origin, "s");
 
-    // The session is a viewer, in /api/streams and in the metrics.
+    // The session is a viewer, in /api/streams and in the metrics: the only one so far.
     let info = origin.stream_info("live", "s").expect("live/s listed");
-    assert!(info["viewers"].as_u64() >= Some(1), "{info}");
-    assert!(origin.metrics().value("sluice_viewers", &[("protocol", "hls")]) >= 1.0);
+    assert_eq!(info["viewers"].as_u64(), Some(1), "{info}");
+    assert_eq!(origin.metrics().value("sluice_viewers", &[("protocol", "hls")]), 1.0);
 
     let player_start = started.elapsed();
     let player = Player::start(&format!("http://{}/live/s.m3u8", origin.http));

@@ -69,11 +69,13 @@ fn health_api_metrics_and_flv_headers() {
     assert!(m.value("sluice_bytes_out_total", &[("protocol", "flv")]) >= 200_000.0);
     assert!(m.types.get("sluice_connections").is_some_and(|t| t == "gauge"), "{:?}", m.types);
 
-    // Unknown stream: 404 once the play wait (1 s) passes, and no longer than a few seconds.
+    // Unknown stream: 404 once the play wait (1 s) passes (not before: a publisher starting
+    // meanwhile would have been missed), and no longer than a few seconds after it.
     let start = Instant::now();
     let missing = http::get(origin.http, "/live/nobody.flv", secs(10)).unwrap();
     let waited = start.elapsed();
     assert_eq!(missing.status, 404, "body: {}", missing.text());
+    assert!(waited >= secs(1), "404 after {waited:?}, before the 1 s play wait");
     assert!(waited < secs(5), "404 took {waited:?}");
     assert_eq!(origin.get("/no/such/route").status, 404);
     let bad = http::get(origin.http, "/live/bad*name.flv", secs(10)).unwrap();

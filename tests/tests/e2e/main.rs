@@ -17,6 +17,7 @@ mod hls;
 mod hls_ts;
 mod hostile;
 mod http_api;
+mod layers;
 mod media_changes;
 mod otlp;
 mod placement;

@@ -15,6 +15,7 @@ use sluice_media::rtmp::client::ClientMode;
 use sluice_tests::ffmpeg::probe_streams;
 use sluice_tests::process::wait_for;
 use sluice_tests::rtmp::{read_flv_file, video_header, RtmpClient};
+use sluice_tests::wait::{wait_players_subscribed, LOG_PLAYS};
 use sluice_tests::{ffprobe_streams, h264_aac, secs, Origin, Player, Publisher};
 
 const MEDIA_ERRORS: &str = "sluice_connection_errors_total";
@@ -190,7 +191,7 @@ fn collect_video_until_unpublish(mut player: RtmpClient) -> anyhow::Result<Vec<M
 /// change only ever sees 640x360.
 #[test]
 fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
-    let origin = Origin::start(&["--play-wait-timeout", "20s"]);
+    let origin = Origin::start(&[&["--play-wait-timeout", "20s"][..], &LOG_PLAYS].concat());
     let big = clip_tags(&make_clip(origin.dir().path(), "1280x720", 4));
     let small = clip_tags(&make_clip(origin.dir().path(), "640x360", 4));
     let expected_frames = video_frames(&big) + video_frames(&small);
@@ -213,9 +214,8 @@ fn resolution_change_mid_stream_reaches_viewers_and_restarts_gop_cache() {
     let player = Player::start(&url);
     let raw_player = RtmpClient::connect(origin.rtmp, "live", "switch", ClientMode::Play).unwrap();
     let raw_player = thread::spawn(move || collect_video_until_unpublish(raw_player));
-    wait_for(secs(10), || (origin.metrics().value("sluice_connections", &[]) >= 2.0).then_some(()))
-        .expect("players connected");
-    thread::sleep(Duration::from_millis(1000));
+    // Both players wait, subscribed, before the publisher starts.
+    wait_players_subscribed(&origin, "live/switch", 2, 0, secs(20));
 
     // 0: first part, 1: second part sent, 2: done.
     let phase = Arc::new(AtomicU8::new(0));

@@ -28,7 +28,7 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
     wait_for(secs(10), || origin.stream_info("live", "traced").is_none().then_some(()))
         .expect("stream gone after the publisher stopped");
 
-    let before_shutdown = seen_spans(&collector.requests.lock().unwrap()).len();
+    let before_shutdown = seen_spans(&sluice_tests::lock(&collector.requests)).len();
     let status = origin.terminate();
     eprintln!("origin exit status {status:?}; spans exported before SIGTERM: {before_shutdown}");
     assert!(
@@ -44,12 +44,12 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
     // The exporter flushes at shutdown; give the collector a moment to finish the last request.
     let deadline = Instant::now() + secs(5);
     while Instant::now() < deadline
-        && !seen_spans(&collector.requests.lock().unwrap()).iter().any(matches)
+        && !seen_spans(&sluice_tests::lock(&collector.requests)).iter().any(matches)
     {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let spans = seen_spans(&collector.requests.lock().unwrap());
-    let requests = collector.requests.lock().unwrap().len();
+    let spans = seen_spans(&sluice_tests::lock(&collector.requests));
+    let requests = sluice_tests::lock(&collector.requests).len();
     eprintln!("collector received {requests} export requests, {} spans", spans.len());
     let publish = spans.iter().find(|s| matches(s)).unwrap_or_else(|| {
         panic!(
@@ -72,6 +72,7 @@ fn origin_exports_rtmp_spans_over_otlp_grpc() {
 #[test]
 fn spans_follow_a_stream_across_origins_and_edges() {
     use sluice_tests::cluster::{find_name, home, TestCluster};
+    use sluice_tests::wait::wait_until;
     use sluice_tests::Player;
 
     let rt =
@@ -94,7 +95,9 @@ fn spans_follow_a_stream_across_origins_and_edges() {
     publisher.stop();
     wait_for(secs(10), || b.stream_info("live", &name).is_none().then_some(()))
         .expect("stream ended on tr-b");
-    std::thread::sleep(Duration::from_secs(2)); // the edge's pull lingers 1 s
+    // The edge's pull lingers 1 s without viewers, then stops (and its span ends).
+    let stopped = format!("stream={stream}}}: sluice_edge::pull: pull stopped");
+    wait_until(secs(20), "the edge's pull stopped", || edge.log().contains(&stopped));
     for node in [&mut edge, &mut a, &mut b] {
         let status = node.terminate();
         assert!(status.is_some_and(|s| s.success()), "clean exit on SIGTERM: {status:?}");

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sluice_tests::ffmpeg::probe_streams;
 use sluice_tests::process::wait_for;
+use sluice_tests::wait::{wait_players_subscribed, LOG_PLAYS};
 use sluice_tests::{ffprobe_streams, h264_aac, secs, Origin, Player, Publisher};
 
 /// Players that join before the publisher decode every published video frame, without errors.
@@ -13,17 +14,14 @@ fn players_started_before_publisher_decode_every_frame() {
     let fixture = h264_aac();
     // The wait also bounds how long an HTTP-FLV response stays open after the publisher
     // leaves; the body then ends and ffmpeg flushes its decoder (B-frames are held in it).
-    let origin = Origin::start(&["--play-wait-timeout", "6s"]);
+    let origin = Origin::start(&[&["--play-wait-timeout", "6s"][..], &LOG_PLAYS].concat());
     let rtmp_url = origin.rtmp_url("live", "every");
     let flv_url = origin.flv_url("live", "every");
 
     let rtmp_player = Player::start(&rtmp_url);
     let flv_player = Player::start(&flv_url);
-    // Both players must be connected and waiting before the publisher starts. (A waiting
-    // HTTP-FLV request is not in sluice_connections until its stream exists, so give it time.)
-    wait_for(secs(10), || (origin.metrics().value("sluice_connections", &[]) >= 1.0).then_some(()))
-        .expect("the RTMP player connected");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both players must be subscribed and waiting before the publisher starts.
+    wait_players_subscribed(&origin, "live/every", 1, 1, secs(20));
     let before = origin.metrics();
 
     let mut publisher = Publisher::start(&rtmp_url, &fixture.path);
@@ -50,7 +48,8 @@ fn players_started_before_publisher_decode_every_frame() {
     assert_eq!(during.value("sluice_streams", &[]), 1.0, "sluice_streams while publishing");
     assert_eq!(during.value("sluice_viewers", &[("protocol", "rtmp")]), 1.0, "rtmp viewers");
     assert_eq!(during.value("sluice_viewers", &[("protocol", "flv")]), 1.0, "flv viewers");
-    assert!(during.value("sluice_connections", &[]) >= 2.0, "connections gauge");
+    // The publisher, the RTMP player and the HTTP-FLV player.
+    assert_eq!(during.value("sluice_connections", &[]), 3.0, "connections gauge");
 
     let status = publisher.wait(secs(40)).expect("publisher finished within 40 s");
     assert!(status.success(), "publisher failed: {status:?} {:?}", publisher.stderr());

@@ -1,4 +1,5 @@
 //! The pull rules on a virtual clock: `t0` plus durations, no sockets, no sleeps.
+#![allow(clippy::disallowed_methods)] // `Instant::now()` is only the virtual clock's origin
 
 use super::*;
 

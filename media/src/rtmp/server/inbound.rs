@@ -145,10 +145,10 @@ impl ServerSession {
                 self.out.command(0, &command::empty_result(transaction_id));
             }
             Command::Publish { name, publish_type, .. } => {
-                self.publish(msg_stream, name, publish_type)?
+                self.publish(msg_stream, name, publish_type)?;
             }
             Command::Play { name, start, duration, reset, .. } => {
-                self.play(msg_stream, name, start, duration, reset)?
+                self.play(msg_stream, name, start, duration, reset)?;
             }
             Command::FcUnpublish { name, .. } => {
                 let by_name = self.streams.iter().find_map(|(id, state)| match state {
@@ -263,7 +263,7 @@ impl ServerSession {
         };
         match std::mem::replace(state, StreamState::Idle) {
             StreamState::Publishing { .. } => {
-                self.events.push_back(ServerEvent::Unpublish { stream_id })
+                self.events.push_back(ServerEvent::Unpublish { stream_id });
             }
             StreamState::Playing => self.events.push_back(ServerEvent::StopPlay { stream_id }),
             StreamState::Idle => {}
