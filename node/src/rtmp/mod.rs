@@ -33,6 +33,8 @@ pub struct RtmpContext {
     pub registry: Arc<dyn sluice_cluster::Registry>,
     /// Clustered origins with a relay: forwards each published stream to its home.
     pub forwarding: Option<Arc<crate::forward::Forwarding>>,
+    /// Per-address fair shares at accept (`--max-connections-per-ip`, `--new-connections-per-ip`).
+    pub admission: Arc<crate::admission::Gate>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
 }
@@ -54,6 +56,8 @@ impl RtmpContext {
             ..ServerConfig::default()
         };
         let bytes_out_rtmp = metrics.bytes_out(Protocol::Rtmp);
+        let admission =
+            Arc::new(crate::admission::Gate::open(crate::metrics::Door::Rtmp, metrics.clone()));
         RtmpContext {
             hub,
             metrics,
@@ -63,6 +67,7 @@ impl RtmpContext {
             epoch: Instant::now(),
             registry,
             forwarding: None,
+            admission,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
         }
@@ -88,6 +93,9 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(share) = ctx.admission.admit(peer.ip()) else {
+            continue;
         };
         let Ok(permit) = ctx.connection_slots.clone().try_acquire_owned() else {
             ctx.metrics.error(crate::metrics::ErrorKind::Limit);
@@ -116,7 +124,7 @@ pub async fn serve(
                     }
                 }
                 ctx2.metrics.connections.dec();
-                drop(permit);
+                drop((permit, share));
             }
             .instrument(span),
         );

@@ -14,8 +14,17 @@ const CONNECTIONS: usize = 10_000;
 /// An origin with a publisher of known frames and a measuring viewer that has started;
 /// returns the viewer's mark after its start.
 fn live_origin(max_connections: &str) -> (Origin, Replay, Watcher, usize) {
-    let origin =
-        Origin::start(&["--max-connections", max_connections, "--handshake-timeout", "60s"]);
+    let origin = Origin::start(&[
+        "--max-connections",
+        max_connections,
+        "--handshake-timeout",
+        "60s",
+        // One address opens all 10 000: this test is about the node-wide limit.
+        "--max-connections-per-ip",
+        "0",
+        "--new-connections-per-ip",
+        "0",
+    ]);
     let publisher = Replay::start(origin.rtmp, "live", "flood", &h264_aac().path);
     wait_for(secs(10), || origin.stream_info("live", "flood")).expect("stream is live");
     let player = Watcher::start(origin.rtmp, "live", "flood");
