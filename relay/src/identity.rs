@@ -153,9 +153,10 @@ mod tests {
     use rcgen::{CertificateParams, KeyPair, SanType};
 
     fn cert(names: &[&str]) -> Vec<u8> {
-        let mut params =
-            CertificateParams::new(names.iter().map(std::string::ToString::to_string).collect::<Vec<_>>())
-                .unwrap();
+        let mut params = CertificateParams::new(
+            names.iter().map(std::string::ToString::to_string).collect::<Vec<_>>(),
+        )
+        .unwrap();
         params.subject_alt_names.push(SanType::IpAddress("10.0.0.7".parse().unwrap()));
         let key = KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()

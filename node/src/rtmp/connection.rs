@@ -1,9 +1,15 @@
 //! The tokio driver of one RTMP connection: socket bytes into the sans-IO
 //! [`ServerSession`], its events into the hub, hub deliveries and session output back out.
 //!
-//! One task per connection, no per-connection channels: the task waits on socket readability,
-//! writability (only while something is queued), the stream's wake-up (only while playing and
-//! the write queue is short) and a deadline.
+//! One task per connection, no per-connection channels: the task waits on socket readability
+//! (only while the write queue is short), writability (only while something is queued), the
+//! stream's wake-up (only while playing and the write queue is short) and a deadline.
+//!
+//! What a peer can make the connection hold is bounded: a peer that provokes replies without
+//! reading them fills the write queue, which stops the reading (its further bytes stay in the
+//! kernel), and a queue that still reaches `--max-output-queue` closes the connection. Deadlines
+//! are about progress of the session, not bytes: handshake + `connect`, then publish/play
+//! within `--start-timeout`, then media in (publisher) or out (player) within `--idle-timeout`.
 
 use sluice_cluster::types::{Claim, StreamInfo};
 use sluice_cluster::{ClaimError, Registry};
@@ -22,6 +28,7 @@ use tracing::{debug, info, warn};
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
+use crate::log_limit::printable;
 use crate::metrics::{ErrorKind, Protocol};
 use crate::out_queue::OutQueue;
 
@@ -33,6 +40,9 @@ const COLLECT_BATCH: usize = 128 * 1024;
 const READ_BUF_SMALL: usize = 4 * 1024;
 /// Read buffer of a publisher.
 const READ_BUF_PUBLISHER: usize = 64 * 1024;
+/// Stop reading the socket while this much is queued for it: whatever the peer sends next
+/// could only provoke more output it does not take.
+const READ_PAUSE: usize = PLAYER_HIGH_WATER;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +53,9 @@ pub enum ConnectionError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Timeout(&'static str),
+    /// The peer's write queue reached `--max-output-queue`.
+    #[error("output queue full: {queued} bytes queued, limit {limit}")]
+    OutputFull { queued: usize, limit: usize },
     /// The publisher's media was refused by the hub.
     #[error(transparent)]
     Media(#[from] crate::hub::PushError),
@@ -68,6 +81,7 @@ impl ConnectionError {
             ConnectionError::Session(e) => e.kind().into(),
             ConnectionError::Io(_) => ErrorKind::Io,
             ConnectionError::Timeout(_) => ErrorKind::Timeout,
+            ConnectionError::OutputFull { .. } => ErrorKind::OutputFull,
             ConnectionError::Media(_) => ErrorKind::Media,
         }
     }
@@ -115,7 +129,9 @@ pub(super) struct Connection {
     activity: Activity,
     connected: bool,
     started: Instant,
-    last_activity: Instant,
+    /// Last progress of the session: `connect` accepted, publish/play started, media received
+    /// from a publisher or written to a player. Deadlines count from here, not from any byte.
+    last_progress: Instant,
     deliveries: Vec<Delivery>,
 }
 
@@ -125,16 +141,17 @@ impl Connection {
         let epoch = ctx.epoch.elapsed().as_millis() as u32;
         let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
         let now = Instant::now();
+        let out = OutQueue::with_cap(ctx.limits.max_output_queue);
         Connection {
             ctx,
             stream,
             session,
-            out: OutQueue::default(),
+            out,
             app: None,
             activity: Activity::None,
             connected: false,
             started: now,
-            last_activity: now,
+            last_progress: now,
             deliveries: Vec::new(),
         }
     }
@@ -152,7 +169,7 @@ impl Connection {
             {
                 buf.resize(READ_BUF_PUBLISHER, 0);
             }
-            self.fill_output();
+            self.fill_output()?;
             if !self.out.is_empty() {
                 self.flush()?;
             }
@@ -164,13 +181,13 @@ impl Connection {
             let want_media =
                 matches!(self.activity, Activity::Playing { .. } | Activity::Waiting { .. })
                     && self.out.len() < PLAYER_HIGH_WATER;
+            let want_input = self.out.len() < READ_PAUSE;
             tokio::select! {
-                ready = self.stream.readable() => {
+                ready = self.stream.readable(), if want_input => {
                     ready?;
                     match self.stream.try_read(&mut buf) {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
-                            self.last_activity = Instant::now();
                             if matches!(self.activity, Activity::Publishing { .. }) {
                                 self.ctx.metrics.bytes_in.inc_by(n as u64);
                             }
@@ -188,7 +205,9 @@ impl Connection {
                 wake = activity_wake(&mut self.activity, want_media) => {
                     match wake {
                         Wake::Kicked => {
-                            info!("publisher stopped: taken over, or its claim was lost");
+                            if self.ctx.client_log.allow() {
+                                info!("publisher stopped: taken over, or its claim was lost");
+                            }
                             return Ok(());
                         }
                         Wake::Claimed(result) => self.on_claimed(result),
@@ -205,39 +224,49 @@ impl Connection {
     }
 
     fn deadline(&self) -> Instant {
-        let ctx = &self.ctx;
-        let mut deadline = self.last_activity + ctx.limits.idle_timeout;
+        let limits = &self.ctx.limits;
+        let mut deadline = match &self.activity {
+            Activity::None => self.last_progress + limits.start_timeout,
+            Activity::Waiting { deadline, .. } => *deadline,
+            Activity::Claiming { .. } | Activity::Publishing { .. } | Activity::Playing { .. } => {
+                self.last_progress + limits.idle_timeout
+            }
+        };
         if !self.connected {
-            deadline = deadline.min(self.started + ctx.limits.handshake_timeout);
-        }
-        if let Activity::Waiting { deadline: wait, .. } = &self.activity {
-            deadline = deadline.min(*wait);
+            deadline = deadline.min(self.started + limits.handshake_timeout);
         }
         deadline
     }
 
     fn on_deadline(&mut self) -> Result<(), ConnectionError> {
         let now = Instant::now();
-        if !self.connected && now >= self.started + self.ctx.limits.handshake_timeout {
+        let limits = &self.ctx.limits;
+        if !self.connected && now >= self.started + limits.handshake_timeout {
             return Err(ConnectionError::Timeout("handshake and connect not completed in time"));
         }
-        if now >= self.last_activity + self.ctx.limits.idle_timeout {
-            return Err(ConnectionError::Timeout("idle: no bytes in either direction"));
-        }
-        if let Activity::Waiting { deadline, stream_id, name, .. } = &self.activity {
-            if now >= *deadline {
+        match &self.activity {
+            Activity::None if now >= self.last_progress + limits.start_timeout => {
+                Err(ConnectionError::Timeout("no publish or play started in time"))
+            }
+            Activity::Claiming { .. } | Activity::Publishing { .. } | Activity::Playing { .. }
+                if now >= self.last_progress + limits.idle_timeout =>
+            {
+                Err(ConnectionError::Timeout("idle: no media in or out"))
+            }
+            Activity::Waiting { deadline, stream_id, name, .. } if now >= *deadline => {
                 let (stream_id, name) = (*stream_id, name.clone());
-                debug!(stream = %name, "play: stream not published within the wait timeout");
+                debug!(stream = %printable(&name, 64), "play: stream not published within the wait timeout");
                 self.session.play_not_found(stream_id, &name);
                 self.activity = Activity::None;
+                Ok(())
             }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Queue session output, then (for a player) media from the hub.
-    fn fill_output(&mut self) {
-        self.take_transmit();
+    fn fill_output(&mut self) -> Result<(), ConnectionError> {
+        self.take_transmit()?;
         if let Activity::Waiting { sub, .. } = &self.activity {
             if sub.is_live() {
                 let Activity::Waiting { mut sub, stream_id, name, reset, .. } =
@@ -246,14 +275,15 @@ impl Connection {
                     unreachable!()
                 };
                 self.session.accept_play(stream_id, &name, reset);
-                self.take_transmit();
+                self.take_transmit()?;
                 sub.start_playing();
                 self.activity = Activity::Playing { sub, stream_id, name };
+                self.last_progress = Instant::now();
             }
         }
-        let Activity::Playing { sub, stream_id, name } = &mut self.activity else { return };
+        let Activity::Playing { sub, stream_id, name } = &mut self.activity else { return Ok(()) };
         if self.out.len() >= PLAYER_HIGH_WATER || !sub.has_pending() {
-            return;
+            return Ok(());
         }
         sub.collect(&mut self.deliveries, COLLECT_BATCH);
         let fast = *stream_id == MEDIA_STREAM_ID;
@@ -280,21 +310,26 @@ impl Connection {
                 }
             }
         }
+        Ok(())
     }
 
-    fn take_transmit(&mut self) {
+    /// Move the session's replies and control messages to the write queue, within its cap.
+    /// (Media is admitted by [`PLAYER_HIGH_WATER`] instead, and never closes a slow player.)
+    fn take_transmit(&mut self) -> Result<(), ConnectionError> {
         while let Some(b) = self.session.poll_transmit() {
-            self.out.push(b);
+            self.out.push_capped(b).map_err(|full| ConnectionError::OutputFull {
+                queued: full.queued,
+                limit: full.cap,
+            })?;
         }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ConnectionError> {
         let n = self.out.write_to(&self.stream)?;
-        if n > 0 {
-            self.last_activity = Instant::now();
-            if matches!(self.activity, Activity::Playing { .. }) {
-                self.ctx.bytes_out_rtmp.inc_by(n as u64);
-            }
+        if n > 0 && matches!(self.activity, Activity::Playing { .. }) {
+            self.last_progress = Instant::now();
+            self.ctx.bytes_out_rtmp.inc_by(n as u64);
         }
         Ok(())
     }
@@ -310,6 +345,7 @@ impl Connection {
                 }
                 ServerEvent::Media { message, .. } => {
                     if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
+                        self.last_progress = Instant::now();
                         publisher.push(message)?;
                         if publisher.codecs() != _claim.codecs.as_slice() {
                             _claim.advertise_codecs(publisher.codecs());
@@ -339,13 +375,16 @@ impl Connection {
     fn on_connect(&mut self, app: String, tc_url: Option<String>) {
         match StreamKey::parse(&app, "probe") {
             Ok((key, _)) => {
-                debug!(app = key.app(), tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+                debug!(app = key.app(), tc_url = %printable(tc_url.as_deref().unwrap_or(""), 128), "connect");
                 self.app = Some(key.app().to_string());
                 self.connected = true;
+                self.last_progress = Instant::now();
                 self.session.accept_connect();
             }
             Err(e) => {
-                info!(%app, error = %e, "connect refused: bad app name");
+                if self.ctx.client_log.allow() {
+                    info!(app = %printable(&app, 64), error = %e, "connect refused: bad app name");
+                }
                 self.session.reject_connect(&format!("invalid app name: {e}"));
             }
         }
@@ -369,7 +408,9 @@ impl Connection {
             Ok(key) => key,
             Err(e) => {
                 self.ctx.metrics.publishes_rejected.inc();
-                info!(name, error = %e, "publish refused: bad stream name");
+                if self.ctx.client_log.allow() {
+                    info!(name = %printable(name, 64), error = %e, "publish refused: bad stream name");
+                }
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.BadName",
@@ -380,7 +421,9 @@ impl Connection {
         };
         if self.ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
             self.ctx.metrics.publishes_rejected.inc();
-            info!(stream = %key, "publish refused: this node is an edge");
+            if self.ctx.client_log.allow() {
+                info!(stream = %key, "publish refused: this node is an edge");
+            }
             self.session.reject_publish(
                 stream_id,
                 "NetStream.Publish.Rejected",
@@ -390,7 +433,9 @@ impl Connection {
         }
         if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
             self.ctx.metrics.publishes_rejected.inc();
-            info!(stream = %key, "publish refused: name in use");
+            if self.ctx.client_log.allow() {
+                info!(stream = %key, "publish refused: name in use");
+            }
             self.session.reject_publish(
                 stream_id,
                 "NetStream.Publish.BadName",
@@ -422,7 +467,9 @@ impl Connection {
             Ok(claim) => claim,
             Err(ClaimError::Taken { holder }) => {
                 self.ctx.metrics.publishes_rejected.inc();
-                info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
+                }
                 let description =
                     format!("stream {key} is already being published on another node");
                 self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &description);
@@ -430,7 +477,9 @@ impl Connection {
             }
             Err(e) => {
                 self.ctx.metrics.publishes_rejected.inc();
-                warn!(stream = %key, error = %e, "publish refused: registry unavailable");
+                if self.ctx.client_log.allow() {
+                    warn!(stream = %key, error = %e, "publish refused: registry unavailable");
+                }
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.Failed",
@@ -444,7 +493,9 @@ impl Connection {
                 let span = tracing::Span::current();
                 span.record("stream", tracing::field::display(&key));
                 span.record("role", "publish");
-                info!(stream = %key, revision = claim.revision(), "publish start");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, revision = claim.revision(), "publish start");
+                }
                 self.session.accept_publish(stream_id, key.name());
                 let forward =
                     self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
@@ -460,13 +511,18 @@ impl Connection {
                     _forward: forward,
                     _claim: Box::new(guard),
                 };
+                self.last_progress = Instant::now();
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
-                info!(stream = %key, "publish refused: name in use");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, "publish refused: name in use");
+                }
                 self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
             }
             Err(e @ PublishError::TooManyStreams(_)) => {
-                warn!(stream = %key, "publish refused: stream limit");
+                if self.ctx.client_log.allow() {
+                    warn!(stream = %key, "publish refused: stream limit");
+                }
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.Rejected",
@@ -484,7 +540,9 @@ impl Connection {
         let key = match self.key_for(name) {
             Ok(key) => key,
             Err(e) => {
-                info!(name, error = %e, "play refused: bad stream name");
+                if self.ctx.client_log.allow() {
+                    info!(name = %printable(name, 64), error = %e, "play refused: bad stream name");
+                }
                 self.session.play_not_found(stream_id, name);
                 return;
             }
@@ -501,11 +559,15 @@ impl Connection {
                 self.activity = Activity::Waiting { sub, stream_id, name, reset, deadline };
             }
             Err(e @ SubscribeError::NotFound(_)) => {
-                info!(stream = %key, error = %e, "play refused");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, error = %e, "play refused");
+                }
                 self.session.play_not_found(stream_id, name);
             }
             Err(e) => {
-                warn!(stream = %key, error = %e, "play refused");
+                if self.ctx.client_log.allow() {
+                    warn!(stream = %key, error = %e, "play refused");
+                }
                 self.session.play_not_found(stream_id, name);
             }
         }

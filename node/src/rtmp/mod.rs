@@ -13,7 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{info_span, warn, Instrument};
 
 use crate::hub::Hub;
-use crate::log_limit::RateLimitedLog;
+use crate::log_limit::{printable, RateLimitedLog};
 use crate::metrics::{Metrics, Protocol};
 use crate::settings::Limits;
 pub use connection::ConnectionError;
@@ -33,6 +33,8 @@ pub struct RtmpContext {
     pub forwarding: Option<Arc<crate::forward::Forwarding>>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
+    /// Every other line a client can provoke (refusals, publish starts, takeovers).
+    client_log: RateLimitedLog,
 }
 
 impl RtmpContext {
@@ -63,6 +65,7 @@ impl RtmpContext {
             forwarding: None,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
+            client_log: RateLimitedLog::new(50),
         }
     }
 }
@@ -109,7 +112,9 @@ pub async fn serve(
                     Err(e) => {
                         ctx2.metrics.error(e.kind());
                         if ctx2.error_log.allow() {
-                            tracing::info!(error = %e, "connection closed with error");
+                            // Session errors may quote what the peer sent (a command name).
+                            let error = printable(&e.to_string(), 200);
+                            tracing::info!(%error, kind = e.kind().as_str(), "connection closed with error");
                         }
                     }
                 }

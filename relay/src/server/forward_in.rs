@@ -16,10 +16,10 @@ use crate::codec::Frame;
 use crate::codes;
 use crate::config::RelayConfig;
 use crate::error::{ForwardRefusal, RelayError};
+use crate::lock::lock;
 use crate::receive::{self, Arrival, Inlet, Reassembly, END_GRACE};
 use crate::serving::{ForwardEnd, ForwardRequest, ForwardSink};
 use crate::wire::GopReader;
-use crate::lock::lock;
 
 /// A live forward of one connection.
 struct Entry {
@@ -30,7 +30,6 @@ struct Entry {
 
 /// Live forwards of one connection, by request id.
 type Live = Arc<Mutex<HashMap<u64, Entry>>>;
-
 
 /// The forwards the peer makes to this node on one connection, and what taking one needs.
 pub(crate) struct ForwardsIn {

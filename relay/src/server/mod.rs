@@ -85,8 +85,7 @@ impl Ctx {
             }
             Msg::Unsubscribe(u) => {
                 // Unknown ids are fine: the subscription may have ended meanwhile.
-                let cancel =
-                    crate::lock::lock(&self.live).remove(&u.request_id);
+                let cancel = crate::lock::lock(&self.live).remove(&u.request_id);
                 if let Some(cancel) = cancel {
                     let _ = cancel.send(true);
                 }
