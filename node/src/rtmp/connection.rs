@@ -12,7 +12,7 @@
 //! within `--start-timeout`, then media in (publisher) or out (player) within `--idle-timeout`.
 
 use sluice_cluster::types::{Claim, StreamInfo};
-use sluice_cluster::{ClaimError, Registry};
+use sluice_cluster::ClaimError;
 use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
 use sluice_media::rtmp::SessionError;
 use sluice_media::stream_name::StreamKey;
@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::claim_guard::ClaimGuard;
+use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
@@ -127,11 +129,9 @@ pub(super) struct Connection {
     out: OutQueue,
     app: Option<String>,
     activity: Activity,
-    connected: bool,
-    started: Instant,
-    /// Last progress of the session: `connect` accepted, publish/play started, media received
-    /// from a publisher or written to a player. Deadlines count from here, not from any byte.
-    last_progress: Instant,
+    /// Progress of the session (`connect` accepted, publish/play started, media received from
+    /// a publisher or written to a player): the deadlines count from it, not from any byte.
+    deadlines: Deadlines,
     deliveries: Vec<Delivery>,
 }
 
@@ -142,6 +142,11 @@ impl Connection {
         let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
         let now = Instant::now();
         let out = OutQueue::with_cap(ctx.limits.max_output_queue);
+        let timeouts = Timeouts {
+            handshake: ctx.limits.handshake_timeout,
+            start: ctx.limits.start_timeout,
+            idle: ctx.limits.idle_timeout,
+        };
         Connection {
             ctx,
             stream,
@@ -149,9 +154,7 @@ impl Connection {
             out,
             app: None,
             activity: Activity::None,
-            connected: false,
-            started: now,
-            last_progress: now,
+            deadlines: Deadlines::new(timeouts, now),
             deliveries: Vec::new(),
         }
     }
@@ -223,44 +226,39 @@ impl Connection {
         }
     }
 
-    fn deadline(&self) -> Instant {
-        let limits = &self.ctx.limits;
-        let mut deadline = match &self.activity {
-            Activity::None => self.last_progress + limits.start_timeout,
-            Activity::Waiting { deadline, .. } => *deadline,
+    fn phase(&self) -> Phase {
+        match &self.activity {
+            Activity::None => Phase::Starting,
+            Activity::Waiting { deadline, .. } => Phase::Waiting(*deadline),
             Activity::Claiming { .. } | Activity::Publishing { .. } | Activity::Playing { .. } => {
-                self.last_progress + limits.idle_timeout
+                Phase::Active
             }
-        };
-        if !self.connected {
-            deadline = deadline.min(self.started + limits.handshake_timeout);
         }
-        deadline
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadlines.next(self.phase())
     }
 
     fn on_deadline(&mut self) -> Result<(), ConnectionError> {
-        let now = Instant::now();
-        let limits = &self.ctx.limits;
-        if !self.connected && now >= self.started + limits.handshake_timeout {
-            return Err(ConnectionError::Timeout("handshake and connect not completed in time"));
-        }
-        match &self.activity {
-            Activity::None if now >= self.last_progress + limits.start_timeout => {
+        match self.deadlines.check(self.phase(), Instant::now()) {
+            None => Ok(()),
+            Some(Expired::Handshake) => {
+                Err(ConnectionError::Timeout("handshake and connect not completed in time"))
+            }
+            Some(Expired::Start) => {
                 Err(ConnectionError::Timeout("no publish or play started in time"))
             }
-            Activity::Claiming { .. } | Activity::Publishing { .. } | Activity::Playing { .. }
-                if now >= self.last_progress + limits.idle_timeout =>
-            {
-                Err(ConnectionError::Timeout("idle: no media in or out"))
-            }
-            Activity::Waiting { deadline, stream_id, name, .. } if now >= *deadline => {
-                let (stream_id, name) = (*stream_id, name.clone());
-                debug!(stream = %printable(&name, 64), "play: stream not published within the wait timeout");
-                self.session.play_not_found(stream_id, &name);
-                self.activity = Activity::None;
+            Some(Expired::Idle) => Err(ConnectionError::Timeout("idle: no media in or out")),
+            Some(Expired::Wait) => {
+                if let Activity::Waiting { stream_id, name, .. } =
+                    std::mem::replace(&mut self.activity, Activity::None)
+                {
+                    debug!(stream = %printable(&name, 64), "play: stream not published within the wait timeout");
+                    self.session.play_not_found(stream_id, &name);
+                }
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 
@@ -278,7 +276,7 @@ impl Connection {
                 self.take_transmit()?;
                 sub.start_playing();
                 self.activity = Activity::Playing { sub, stream_id, name };
-                self.last_progress = Instant::now();
+                self.deadlines.progress(Instant::now());
             }
         }
         let Activity::Playing { sub, stream_id, name } = &mut self.activity else { return Ok(()) };
@@ -328,7 +326,7 @@ impl Connection {
     fn flush(&mut self) -> Result<(), ConnectionError> {
         let n = self.out.write_to(&self.stream)?;
         if n > 0 && matches!(self.activity, Activity::Playing { .. }) {
-            self.last_progress = Instant::now();
+            self.deadlines.progress(Instant::now());
             self.ctx.bytes_out_rtmp.inc_by(n as u64);
         }
         Ok(())
@@ -345,7 +343,7 @@ impl Connection {
                 }
                 ServerEvent::Media { message, .. } => {
                     if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
-                        self.last_progress = Instant::now();
+                        self.deadlines.progress(Instant::now());
                         publisher.push(message)?;
                         if publisher.codecs() != _claim.codecs.as_slice() {
                             _claim.advertise_codecs(publisher.codecs());
@@ -377,8 +375,7 @@ impl Connection {
             Ok((key, _)) => {
                 debug!(app = key.app(), tc_url = %printable(tc_url.as_deref().unwrap_or(""), 128), "connect");
                 self.app = Some(key.app().to_string());
-                self.connected = true;
-                self.last_progress = Instant::now();
+                self.deadlines.connected(Instant::now());
                 self.session.accept_connect();
             }
             Err(e) => {
@@ -511,7 +508,7 @@ impl Connection {
                     _forward: forward,
                     _claim: Box::new(guard),
                 };
-                self.last_progress = Instant::now();
+                self.deadlines.progress(Instant::now());
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
                 if self.ctx.client_log.allow() {
@@ -596,65 +593,5 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
         }
         Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
-    }
-}
-
-/// Releases a stream claim in the registry when its publisher is gone (unless this node
-/// publishes the stream again by then: a claim is per node, not per connection).
-struct ClaimGuard {
-    registry: Arc<dyn Registry>,
-    hub: crate::hub::Hub,
-    claim: Option<Claim>,
-    /// Codecs last handed to the claim writer.
-    codecs: Vec<String>,
-    /// The claim writer's input (its task ends with this guard).
-    codecs_tx: Option<tokio::sync::watch::Sender<Vec<String>>>,
-}
-
-impl ClaimGuard {
-    /// Write the stream's codecs into its claim (the claim is made before media arrives).
-    /// One task per publish writes the latest value, in order.
-    fn advertise_codecs(&mut self, codecs: &[String]) {
-        self.codecs = codecs.to_vec();
-        if let Some(tx) = &self.codecs_tx {
-            let _ = tx.send(self.codecs.clone());
-            return;
-        }
-        let Some(claim) = self.claim.clone() else { return };
-        let (tx, mut rx) = tokio::sync::watch::channel(self.codecs.clone());
-        rx.mark_changed();
-        self.codecs_tx = Some(tx);
-        let registry = self.registry.clone();
-        tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let mut info = claim.info.clone();
-                info.codecs = rx.borrow_and_update().clone();
-                match registry.update_claim(&claim, info).await {
-                    Ok(true) => {
-                        debug!(stream = %claim.stream, "claim updated with the stream's codecs")
-                    }
-                    Ok(false) => return,
-                    Err(e) => {
-                        warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim")
-                    }
-                }
-            }
-        });
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        let Some(claim) = self.claim.take() else { return };
-        let (registry, hub) = (self.registry.clone(), self.hub.clone());
-        tokio::spawn(async move {
-            if hub.is_live(&claim.stream) {
-                return;
-            }
-            let stream = claim.stream.clone();
-            if let Err(e) = registry.release(claim).await {
-                warn!(%stream, error = %e, "releasing the stream claim failed (it expires with the lease)");
-            }
-        });
     }
 }

@@ -1,6 +1,8 @@
 //! RTMP over TCP: the accept loop and per-connection tasks.
 
+mod claim_guard;
 mod connection;
+mod deadlines;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -19,6 +19,9 @@ use sluice_media::rtmp::{csid, msg_type};
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
+/// Opens a connection that stalls in some phase of the session.
+type Case = fn(SocketAddr) -> TcpStream;
+
 /// Chunk size the attackers announce (large messages in few chunks).
 const CHUNK: u32 = 64 * 1024;
 
@@ -82,7 +85,7 @@ fn stalled_sessions_are_closed_at_their_deadlines() {
     ]);
     let timeouts_before = timeouts(&origin);
     let addr = origin.rtmp;
-    let cases: Vec<(&str, Duration, fn(SocketAddr) -> TcpStream)> = vec![
+    let cases: Vec<(&str, Duration, Case)> = vec![
         ("TCP connect, nothing sent", secs(2), |a| connect(a)),
         ("handshake, no connect", secs(2), handshaken),
         ("connect, then a control message every 700 ms", secs(3), connected_then_trickle),
@@ -273,9 +276,9 @@ fn reply_provoker(addr: SocketAddr, name: &str, stop: &AtomicBool) -> u64 {
     s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
     let arg = Amf0Value::String(name.to_string());
     let mut burst = BytesMut::new();
-    command(1, &request("play", 3.0, &[arg.clone()]), &mut burst);
-    command(0, &request("FCPublish", 4.0, &[arg.clone()]), &mut burst);
-    command(0, &request("releaseStream", 5.0, &[arg.clone()]), &mut burst);
+    command(1, &request("play", 3.0, std::slice::from_ref(&arg)), &mut burst);
+    command(0, &request("FCPublish", 4.0, std::slice::from_ref(&arg)), &mut burst);
+    command(0, &request("releaseStream", 5.0, std::slice::from_ref(&arg)), &mut burst);
     command(0, &request("getStreamLength", 6.0, &[arg]), &mut burst);
     let mut sent = 0u64;
     'attack: while !stop.load(Ordering::Relaxed) {
