@@ -70,21 +70,22 @@ impl Deadlines {
 
     /// The earliest instant at which [`Deadlines::check`] may report something in `phase`.
     pub fn next(&self, phase: Phase) -> Instant {
-        let mut deadline = match phase {
+        if !self.connected {
+            // Before `connect` only the handshake deadline counts (it may be set longer
+            // than the start timeout, e.g. for slow links).
+            return self.started + self.timeouts.handshake;
+        }
+        match phase {
             Phase::Starting => self.last_progress + self.timeouts.start,
             Phase::Waiting(until) => until,
             Phase::Active => self.last_progress + self.timeouts.idle,
-        };
-        if !self.connected {
-            deadline = deadline.min(self.started + self.timeouts.handshake);
         }
-        deadline
     }
 
     /// The deadline that passed at `now` in `phase`, if any.
     pub fn check(&self, phase: Phase, now: Instant) -> Option<Expired> {
-        if !self.connected && now >= self.started + self.timeouts.handshake {
-            return Some(Expired::Handshake);
+        if !self.connected {
+            return (now >= self.started + self.timeouts.handshake).then_some(Expired::Handshake);
         }
         match phase {
             Phase::Starting if now >= self.last_progress + self.timeouts.start => {
@@ -155,10 +156,16 @@ mod tests {
     }
 
     #[test]
-    fn handshake_deadline_applies_in_every_phase_until_connected() {
+    fn only_the_handshake_deadline_applies_until_connected() {
         let t0 = Instant::now();
         let d = Deadlines::new(T, t0);
         assert_eq!(d.next(Phase::Waiting(t0 + s(60))), t0 + s(5));
         assert_eq!(d.check(Phase::Active, t0 + s(5)), Some(Expired::Handshake));
+        // A handshake timeout longer than the start timeout is honoured.
+        let long = Timeouts { handshake: s(60), ..T };
+        let d = Deadlines::new(long, t0);
+        assert_eq!(d.next(Phase::Starting), t0 + s(60));
+        assert_eq!(d.check(Phase::Starting, t0 + s(59)), None);
+        assert_eq!(d.check(Phase::Starting, t0 + s(60)), Some(Expired::Handshake));
     }
 }
