@@ -156,7 +156,8 @@ pub struct LimitsArgs {
 
     /// Most bytes queued for one RTMP connection's socket (replies, control messages, media).
     /// A connection stops reading while its output is backed up; one whose queue still reaches
-    /// this cap is closed. Must exceed --max-message-size (one media message is queued whole).
+    /// this cap is closed. Raised to at least --max-message-size + 384 KiB (a player's queue
+    /// holds one whole media message on top of its high-water mark).
     #[arg(long, env = "SLUICE_MAX_OUTPUT_QUEUE", default_value_t = ByteSize(limits().max_output_queue))]
     pub max_output_queue: ByteSize,
 

@@ -141,7 +141,10 @@ impl Connection {
         let epoch = ctx.epoch.elapsed().as_millis() as u32;
         let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
         let now = Instant::now();
-        let out = OutQueue::with_cap(ctx.limits.max_output_queue);
+        // A player may hold the high-water mark, a batch and one whole media message: a
+        // smaller cap would close healthy players on their next reply.
+        let floor = ctx.limits.max_message_size + PLAYER_HIGH_WATER + COLLECT_BATCH;
+        let out = OutQueue::with_cap(ctx.limits.max_output_queue.max(floor));
         let timeouts = Timeouts {
             handshake: ctx.limits.handshake_timeout,
             start: ctx.limits.start_timeout,
