@@ -55,10 +55,12 @@ pub enum ErrorKind {
     Limit,
     Io,
     Media,
+    /// A peer's output queue reached its byte cap (it does not read what it provokes).
+    OutputFull,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Handshake,
         ErrorKind::Chunk,
         ErrorKind::Amf,
@@ -67,6 +69,7 @@ impl ErrorKind {
         ErrorKind::Limit,
         ErrorKind::Io,
         ErrorKind::Media,
+        ErrorKind::OutputFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::Limit => "limit",
             ErrorKind::Io => "io",
             ErrorKind::Media => "media",
+            ErrorKind::OutputFull => "output_full",
         }
     }
 }
@@ -91,6 +95,7 @@ impl From<SessionErrorKind> for ErrorKind {
             SessionErrorKind::Chunk => ErrorKind::Chunk,
             SessionErrorKind::Amf => ErrorKind::Amf,
             SessionErrorKind::Protocol => ErrorKind::Protocol,
+            SessionErrorKind::OutputFull => ErrorKind::OutputFull,
         }
     }
 }
@@ -383,6 +388,7 @@ mod tests {
             (SessionErrorKind::Chunk, "chunk"),
             (SessionErrorKind::Amf, "amf"),
             (SessionErrorKind::Protocol, "protocol"),
+            (SessionErrorKind::OutputFull, "output_full"),
         ] {
             assert_eq!(ErrorKind::from(kind).as_str(), label);
             assert_eq!(ErrorKind::from(kind).as_str(), kind.as_str());

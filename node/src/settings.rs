@@ -118,6 +118,10 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     #[serde(with = "serde_duration")]
     pub idle_timeout: Duration,
+    #[serde(with = "serde_duration")]
+    pub start_timeout: Duration,
+    #[serde(with = "serde_size")]
+    pub max_output_queue: usize,
     #[serde(with = "serde_size")]
     pub max_message_size: usize,
     #[serde(with = "serde_size")]
@@ -143,6 +147,8 @@ impl Default for Limits {
             max_viewers_per_stream: 20_000,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(15),
+            max_output_queue: 8 << 20,
             max_message_size: 4 << 20,
             max_reassembly: 8 << 20,
             play_wait_timeout: Duration::from_secs(10),

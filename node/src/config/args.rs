@@ -200,9 +200,22 @@ pub struct LimitsArgs {
     #[arg(long, env = "SLUICE_HANDSHAKE_TIMEOUT", default_value_t = HumanDuration(limits().handshake_timeout))]
     pub handshake_timeout: HumanDuration,
 
-    /// A connection with no bytes in either direction for this long is closed.
+    /// An RTMP publisher that sends no media, or a player that takes none, for this long is
+    /// closed (progress of the session counts, not bytes: pings do not keep it open).
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value_t = HumanDuration(limits().idle_timeout))]
     pub idle_timeout: HumanDuration,
+
+    /// Time an RTMP connection has, after `connect` or after its last publish/play ended, to
+    /// start publishing or playing (failed attempts do not count); then it is closed.
+    #[arg(long, env = "SLUICE_START_TIMEOUT", default_value_t = HumanDuration(limits().start_timeout))]
+    pub start_timeout: HumanDuration,
+
+    /// Most bytes queued for one RTMP connection's socket (replies, control messages, media).
+    /// A connection stops reading while its output is backed up; one whose queue still reaches
+    /// this cap is closed. Raised to at least --max-message-size + 384 KiB (a player's queue
+    /// holds one whole media message on top of its high-water mark).
+    #[arg(long, env = "SLUICE_MAX_OUTPUT_QUEUE", default_value_t = ByteSize(limits().max_output_queue))]
+    pub max_output_queue: ByteSize,
 
     /// Largest RTMP message accepted (bytes; suffixes KiB/MiB allowed).
     #[arg(long, env = "SLUICE_MAX_MESSAGE_SIZE", default_value_t = ByteSize(limits().max_message_size))]
@@ -251,6 +264,8 @@ impl LimitsArgs {
             s.max_viewers_per_stream => max_viewers_per_stream,
             s.handshake_timeout => handshake_timeout,
             s.idle_timeout => idle_timeout,
+            s.start_timeout => start_timeout,
+            s.max_output_queue => max_output_queue,
             s.max_message_size => max_message_size,
             s.max_reassembly => max_reassembly,
             s.play_wait_timeout => play_wait_timeout,

@@ -1,6 +1,8 @@
 //! RTMP over TCP: the accept loop and per-connection tasks.
 
+mod claim_guard;
 mod connection;
+mod deadlines;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{info_span, warn, Instrument};
 
 use crate::hub::Hub;
-use crate::log_limit::RateLimitedLog;
+use crate::log_limit::{printable, RateLimitedLog};
 use crate::metrics::{Metrics, Protocol};
 use crate::settings::Limits;
 pub use connection::ConnectionError;
@@ -37,6 +39,8 @@ pub struct RtmpContext {
     pub admission: Arc<crate::admission::Gate>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
+    /// Every other line a client can provoke (refusals, publish starts, takeovers).
+    client_log: RateLimitedLog,
 }
 
 impl RtmpContext {
@@ -70,6 +74,7 @@ impl RtmpContext {
             admission,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
+            client_log: RateLimitedLog::new(50),
         }
     }
 }
@@ -119,7 +124,9 @@ pub async fn serve(
                     Err(e) => {
                         ctx2.metrics.error(e.kind());
                         if ctx2.error_log.allow() {
-                            tracing::info!(error = %e, "connection closed with error");
+                            // Session errors may quote what the peer sent (a command name).
+                            let error = printable(&e.to_string(), 200);
+                            tracing::info!(%error, kind = e.kind().as_str(), "connection closed with error");
                         }
                     }
                 }

@@ -5,6 +5,7 @@
 //! One area: `cargo nextest run -p sluice-tests -E 'test(/^hostile::/)'`.
 
 mod abuse_http;
+mod abuse_rtmp;
 mod audio_only;
 mod browser;
 mod cluster_origins;
