@@ -106,7 +106,8 @@ run_sluice() {
     SLUICE_LOG=${SLUICE_LOG:-warn} "$LAUNCH" node --bin "$ORIGIN" --name sluice --log-dir "$OUT_DIR" \
         --pid-file "$OUT_DIR/sluice.pid" --ready --timeout 10 -- \
         --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
-        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" --worker-threads "$SLUICE_THREADS" ||
+        --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" --worker-threads "$SLUICE_THREADS" \
+        --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0 ||
         { log "sluice-origin did not start (log: $OUT_DIR/sluice.log)"; exit 1; }
     SERVER_PID=$(cat "$OUT_DIR/sluice.pid")
     bench_run "rtmp://127.0.0.1:$SLUICE_RTMP_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/sluice.json" \

@@ -259,12 +259,12 @@ impl PullTask {
             actions = match wake {
                 Wake::Frame => Vec::new(),
                 Wake::Event(event) => policy.on_event(now(), event),
-                Wake::Timer => {
-                    if self.stop_if_idle(&mut policy) {
-                        return;
-                    }
-                    policy.poll(now())
-                }
+                // The demand check also polls the policy's deadlines (grace, retry, linger):
+                // every action it returns must be carried out.
+                Wake::Timer => match self.check_demand(&mut policy) {
+                    Some(actions) => actions,
+                    None => return,
+                },
             };
         }
     }
@@ -377,10 +377,11 @@ impl PullTask {
         }
     }
 
-    /// Tells the policy the stream's demand and stops the pull if it says so. Decided under
+    /// Tells the policy the stream's demand (which also runs its deadlines: grace, retry,
+    /// linger) and returns the actions to carry out, or `None` when the pull stops. Decided under
     /// the table lock, so a viewer arriving now either sees this task running (and it keeps
     /// running) or sees it gone (and starts a new one).
-    fn stop_if_idle(&self, policy: &mut PullPolicy) -> bool {
+    fn check_demand(&self, policy: &mut PullPolicy) -> Option<Vec<Action>> {
         let mut pulls = lock(&self.pulls);
         let entry = pulls.get(&self.key);
         let ours = entry.is_some_and(|e| e.task.id() == tokio::task::id());
@@ -388,12 +389,12 @@ impl PullTask {
         let wanted = entry.map(|e| e.wanted.into_std());
         let actions = policy.on_event(now(), Event::Demand { viewers, wanted });
         if !actions.contains(&Action::Stop) {
-            return false;
+            return Some(actions);
         }
         if ours {
             pulls.remove(&self.key);
         }
-        true
+        None
     }
 }
 

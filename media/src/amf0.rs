@@ -7,17 +7,27 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Limits applied while decoding untrusted AMF0.
+///
+/// `max_depth` and `max_items` bound each container; `max_values` and `max_bytes` bound the
+/// whole decode (one [`decode`] call, or one message with [`decode_all`]), so that wide or
+/// nested bombs cannot multiply: a 1-byte `null` becomes a whole [`Amf0Value`] in memory, so
+/// without a total a 4 MiB message of nested arrays of nulls would cost hundreds of MiB.
 #[derive(Debug, Clone, Copy)]
 pub struct Amf0Limits {
     /// Maximum nesting of objects/arrays.
     pub max_depth: usize,
     /// Maximum number of properties/elements in any one object or array.
     pub max_items: usize,
+    /// Maximum number of values (at any depth) in one decode.
+    pub max_values: usize,
+    /// Maximum bytes one decode may allocate: every value's in-memory size, property keys and
+    /// string contents (an estimate that ignores allocator slack).
+    pub max_bytes: usize,
 }
 
 impl Default for Amf0Limits {
     fn default() -> Self {
-        Amf0Limits { max_depth: 32, max_items: 4096 }
+        Amf0Limits { max_depth: 32, max_items: 4096, max_values: 65_536, max_bytes: 8 << 20 }
     }
 }
 
@@ -65,6 +75,10 @@ pub enum Amf0Error {
     TooManyItems(usize),
     #[error("AMF0: object end marker outside an object")]
     UnexpectedObjectEnd,
+    #[error("AMF0: more than {0} values in one message")]
+    TooManyValues(usize),
+    #[error("AMF0: decoding would allocate more than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl Amf0Value {
@@ -126,32 +140,53 @@ pub mod marker {
 /// invalid bytes give [`Amf0Error::InvalidUtf8`]. An avmplus marker consumes the whole rest of
 /// `buf`.
 pub fn decode(buf: &mut &[u8], limits: &Amf0Limits) -> Result<Amf0Value, Amf0Error> {
-    let mut r = Reader { buf, limits };
+    let mut r = Reader::new(buf, limits);
     let value = r.value(0)?;
     *buf = r.buf;
     Ok(value)
 }
 
-/// Decode every value in `buf` (e.g. a command or data message body).
+/// Decode every value in `buf` (e.g. a command or data message body), all within one budget
+/// of [`Amf0Limits::max_values`] and [`Amf0Limits::max_bytes`].
 pub fn decode_all(buf: &[u8], limits: &Amf0Limits) -> Result<Vec<Amf0Value>, Amf0Error> {
-    let mut rest = buf;
+    let mut r = Reader::new(buf, limits);
     let mut values = Vec::new();
-    while !rest.is_empty() {
+    while !r.buf.is_empty() {
         if values.len() >= limits.max_items {
             return Err(Amf0Error::TooManyItems(limits.max_items));
         }
-        values.push(decode(&mut rest, limits)?);
+        values.push(r.value(0)?);
     }
     Ok(values)
 }
 
-/// A cursor over untrusted input; every read is bounds-checked.
+/// In-memory size charged per value and per property (key excluded).
+const VALUE_COST: usize = size_of::<Amf0Value>();
+const PROPERTY_COST: usize = size_of::<(String, Amf0Value)>();
+
+/// A cursor over untrusted input; every read is bounds-checked, and what the decode has built
+/// so far is counted against the limits.
 struct Reader<'a, 'l> {
     buf: &'a [u8],
     limits: &'l Amf0Limits,
+    values: usize,
+    bytes: usize,
 }
 
-impl<'a> Reader<'a, '_> {
+impl<'a, 'l> Reader<'a, 'l> {
+    fn new(buf: &'a [u8], limits: &'l Amf0Limits) -> Self {
+        Reader { buf, limits, values: 0, bytes: 0 }
+    }
+
+    /// Count `bytes` more of allocation against the budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), Amf0Error> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.limits.max_bytes {
+            return Err(Amf0Error::TooLarge(self.limits.max_bytes));
+        }
+        Ok(())
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], Amf0Error> {
         if self.buf.len() < n {
             return Err(Amf0Error::Short);
@@ -186,6 +221,7 @@ impl<'a> Reader<'a, '_> {
 
     fn utf8(&mut self, len: usize) -> Result<String, Amf0Error> {
         let bytes = self.take(len)?;
+        self.charge(len)?;
         std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| Amf0Error::InvalidUtf8)
     }
 
@@ -221,12 +257,19 @@ impl<'a> Reader<'a, '_> {
             if props.len() >= self.limits.max_items {
                 return Err(Amf0Error::TooManyItems(self.limits.max_items));
             }
+            // The value's own size is charged by `value`; the pair adds the key's String.
+            self.charge(PROPERTY_COST - VALUE_COST)?;
             let value = self.value(inner)?;
             props.push((key, value));
         }
     }
 
     fn value(&mut self, depth: usize) -> Result<Amf0Value, Amf0Error> {
+        self.values += 1;
+        if self.values > self.limits.max_values {
+            return Err(Amf0Error::TooManyValues(self.limits.max_values));
+        }
+        self.charge(VALUE_COST)?;
         let m = self.u8()?;
         Ok(match m {
             marker::NUMBER => Amf0Value::Number(self.f64()?),
@@ -270,6 +313,7 @@ impl<'a> Reader<'a, '_> {
             }
             marker::AVMPLUS => {
                 let rest = self.take(self.buf.len())?;
+                self.charge(rest.len())?;
                 Amf0Value::Avmplus(Bytes::copy_from_slice(rest))
             }
             other => return Err(Amf0Error::UnknownMarker(other)),
@@ -480,7 +524,7 @@ mod tests {
 
     #[test]
     fn too_many_object_properties() {
-        let limits = Amf0Limits { max_depth: 4, max_items: 2 };
+        let limits = Amf0Limits { max_depth: 4, max_items: 2, ..Amf0Limits::default() };
         let mut out = BytesMut::new();
         let props = (0..3).map(|i| (format!("k{i}"), Amf0Value::Null)).collect();
         encode(&Amf0Value::Object(props), &mut out);
@@ -489,7 +533,7 @@ mod tests {
 
     #[test]
     fn depth_limit() {
-        let limits = Amf0Limits { max_depth: 3, max_items: 10 };
+        let limits = Amf0Limits { max_depth: 3, max_items: 10, ..Amf0Limits::default() };
         let mut v = Amf0Value::Null;
         for _ in 0..3 {
             v = Amf0Value::StrictArray(vec![v]);

@@ -71,7 +71,7 @@ proptest! {
         // An avmplus value may only come last: it takes the rest of the buffer.
         all.push(Amf0Value::Avmplus(tail.into()));
         let bytes = encode_all(&all);
-        let limits = Amf0Limits { max_depth: 16, max_items: 4096 };
+        let limits = Amf0Limits { max_depth: 16, max_items: 4096, ..Amf0Limits::default() };
         let decoded = decode_all(&bytes, &limits).unwrap();
         prop_assert_eq!(decoded.len(), all.len());
         for (d, v) in decoded.iter().zip(&all) {
@@ -83,7 +83,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), depth in 0usize..8, items in 0usize..64) {
-        let limits = Amf0Limits { max_depth: depth, max_items: items };
+        let limits = Amf0Limits { max_depth: depth, max_items: items, ..Amf0Limits::default() };
         let _ = decode_all(&bytes, &limits);
         let mut rest: &[u8] = &bytes;
         while !rest.is_empty() {
@@ -99,11 +99,77 @@ proptest! {
     #[test]
     fn truncated_encodings_are_errors(v in value()) {
         let bytes = encode_all(std::slice::from_ref(&v));
-        let limits = Amf0Limits { max_depth: 16, max_items: 4096 };
+        let limits = Amf0Limits { max_depth: 16, max_items: 4096, ..Amf0Limits::default() };
         for cut in 0..bytes.len() {
             let mut prefix: &[u8] = &bytes[..cut];
             if cut > 0 {
                 prop_assert!(decode(&mut prefix, &limits).is_err(), "prefix of {} bytes decoded", cut);
+            }
+        }
+    }
+}
+
+/// A strict array of `width` elements, each `inner`, encoded by hand (no `Amf0Value` tree).
+fn strict_array_bytes(width: u32, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![sluice_media::amf0::marker::STRICT_ARRAY];
+    out.extend_from_slice(&width.to_be_bytes());
+    for _ in 0..width {
+        out.extend_from_slice(inner);
+    }
+    out
+}
+
+/// A wide bomb (4096 x 256 nulls: a 1 MiB message that would be ~1M values) and a nested one
+/// (arrays of arrays, every level at the per-container limit) stop at the totals, not after
+/// building the whole tree.
+#[test]
+fn bombs_stop_at_the_total_limits() {
+    let limits = Amf0Limits::default();
+    let null = [sluice_media::amf0::marker::NULL];
+    let row = strict_array_bytes(256, &null);
+    let wide = strict_array_bytes(4096, &row);
+    assert!(matches!(
+        decode_all(&wide, &limits),
+        Err(sluice_media::amf0::Amf0Error::TooManyValues(65_536))
+    ));
+    let nested = strict_array_bytes(64, &strict_array_bytes(64, &strict_array_bytes(64, &null)));
+    assert!(matches!(
+        decode_all(&nested, &limits),
+        Err(sluice_media::amf0::Amf0Error::TooManyValues(_))
+    ));
+    // Long strings: each is within the message, together they pass the byte budget.
+    let small = Amf0Limits { max_bytes: 100_000, ..Amf0Limits::default() };
+    let text = Amf0Value::String("s".repeat(40_000));
+    let three = encode_all(&[text.clone(), text.clone(), text.clone()]);
+    assert!(matches!(
+        decode_all(&three, &small),
+        Err(sluice_media::amf0::Amf0Error::TooLarge(100_000))
+    ));
+    assert_eq!(decode_all(&encode_all(&[text.clone(), text.clone()]), &small).unwrap().len(), 2);
+    // Values split over several top-level values share one budget per message.
+    let few = Amf0Limits { max_values: 10, ..Amf0Limits::default() };
+    let eleven = vec![0x05u8; 11];
+    assert!(decode_all(&eleven, &few).is_err());
+    assert_eq!(decode_all(&eleven[..10], &few).unwrap().len(), 10);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the shape, a decode never holds more than `max_values` values.
+    #[test]
+    fn total_values_are_bounded(width in 1u32..40, depth in 1usize..5, max_values in 1usize..2000) {
+        let mut bytes = vec![0x05u8];
+        for _ in 0..depth {
+            bytes = strict_array_bytes(width, &bytes);
+        }
+        let limits = Amf0Limits { max_values, ..Amf0Limits::default() };
+        let total: u64 = (0..=depth as u32).map(|d| u64::from(width).pow(d)).sum();
+        match decode_all(&bytes, &limits) {
+            Ok(_) => prop_assert!(total <= max_values as u64),
+            Err(e) => {
+                prop_assert!(total > max_values as u64, "{e}");
+                prop_assert_eq!(e, sluice_media::amf0::Amf0Error::TooManyValues(max_values));
             }
         }
     }

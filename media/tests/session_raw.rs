@@ -291,3 +291,31 @@ fn replies_to_get_stream_length_release_and_fcunpublish() {
     raw.command(0, &[s("deleteStream"), n(7.0), Amf0Value::Null, n(1.0)]).unwrap();
     assert_eq!(raw.events(), vec![ServerEvent::Unpublish { stream_id: 1 }]);
 }
+
+#[test]
+fn output_beyond_the_limit_fails_the_session() {
+    let config = ServerConfig { max_output_bytes: 64 * 1024, ..ServerConfig::default() };
+    let mut raw = RawClient::connected(config, false);
+    // FCPublish echoes the name in onFCPublish: a 20 000-character name provokes ~20 KB.
+    let name = "x".repeat(20_000);
+    let mut burst = BytesMut::new();
+    for t in 0..10 {
+        let payload =
+            amf0::encode_all(&[s("FCPublish"), n(10.0 + t as f64), Amf0Value::Null, s(&name)]);
+        raw.encoder.encode(3, 0, msg_type::COMMAND_AMF0, 0, &payload, &mut burst);
+    }
+    // All ten commands arrive in one read: the session must stop before queueing ~200 KB.
+    let err = raw.server.receive(&burst).unwrap_err();
+    assert_eq!(err.kind(), SessionErrorKind::OutputFull);
+    assert!(matches!(err, SessionError::OutputFull { limit: 65536, .. }), "{err}");
+    assert!(raw.server.poll_transmit().is_none(), "queued output is released");
+    // A peer that takes its output in between stays within the limit.
+    let mut raw = RawClient::connected(
+        ServerConfig { max_output_bytes: 64 * 1024, ..ServerConfig::default() },
+        false,
+    );
+    for t in 0..10 {
+        raw.command(0, &[s("FCPublish"), n(10.0 + t as f64), Amf0Value::Null, s(&name)]).unwrap();
+        assert!(!raw.commands().is_empty());
+    }
+}

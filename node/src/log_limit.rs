@@ -1,4 +1,4 @@
-//! Rate limiting for log lines a hostile peer can trigger at will.
+//! Log lines a hostile peer can trigger at will: rate limiting, and names made safe to print.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,9 +47,39 @@ impl RateLimitedLog {
     }
 }
 
+/// `text` made safe for a log line: at most `max_chars` characters, anything outside printable
+/// ASCII escaped (`\n`, `\u{1b}`, ...), and a truncated value marked with its full length. Use
+/// it for every name or command a client sent (stream and app names, command names).
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars) + 16);
+    for (kept, c) in text.chars().enumerate() {
+        if kept == max_chars {
+            out.push_str(&format!("...({} bytes)", text.len()));
+            return out;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("cam-1", 64), "cam-1");
+        assert_eq!(printable("a\nb\x1b[31m", 64), "a\\nb\\u{1b}[31m");
+        assert_eq!(printable("é", 64), "\\u{e9}");
+        let long = "x".repeat(60_000);
+        let p = printable(&long, 64);
+        assert_eq!(p, format!("{}...(60000 bytes)", "x".repeat(64)));
+        assert_eq!(printable("", 8), "");
+    }
 
     #[test]
     fn limits_lines_per_second() {

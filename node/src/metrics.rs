@@ -55,10 +55,12 @@ pub enum ErrorKind {
     Limit,
     Io,
     Media,
+    /// A peer's output queue reached its byte cap (it does not read what it provokes).
+    OutputFull,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Handshake,
         ErrorKind::Chunk,
         ErrorKind::Amf,
@@ -67,6 +69,7 @@ impl ErrorKind {
         ErrorKind::Limit,
         ErrorKind::Io,
         ErrorKind::Media,
+        ErrorKind::OutputFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::Limit => "limit",
             ErrorKind::Io => "io",
             ErrorKind::Media => "media",
+            ErrorKind::OutputFull => "output_full",
         }
     }
 }
@@ -91,6 +95,7 @@ impl From<SessionErrorKind> for ErrorKind {
             SessionErrorKind::Chunk => ErrorKind::Chunk,
             SessionErrorKind::Amf => ErrorKind::Amf,
             SessionErrorKind::Protocol => ErrorKind::Protocol,
+            SessionErrorKind::OutputFull => ErrorKind::OutputFull,
         }
     }
 }
@@ -106,6 +111,63 @@ pub struct ErrorLabel {
     pub kind: ErrorKind,
 }
 
+/// Where a client was refused admission: an accept loop, or HLS session creation.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Door {
+    Rtmp,
+    Http,
+    HlsSession,
+}
+
+impl EncodeLabelValue for Door {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Door::Rtmp => "rtmp",
+            Door::Http => "http",
+            Door::HlsSession => "hls_session",
+        })
+    }
+}
+
+/// Why a client was refused admission.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The address already holds its share of concurrent connections (or sessions).
+    Concurrent,
+    /// The address opens connections (or sessions) faster than its token bucket allows.
+    Rate,
+    /// Too many distinct addresses are tracked (a flood from very many addresses).
+    Table,
+    /// The node-wide cap of that door is reached.
+    Total,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 4] = [
+        RefusalReason::Concurrent,
+        RefusalReason::Rate,
+        RefusalReason::Table,
+        RefusalReason::Total,
+    ];
+}
+
+impl EncodeLabelValue for RefusalReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(match self {
+            RefusalReason::Concurrent => "concurrent",
+            RefusalReason::Rate => "rate",
+            RefusalReason::Table => "table",
+            RefusalReason::Total => "total",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    pub door: Door,
+    pub reason: RefusalReason,
+}
+
 /// All metrics of one node, cheap to clone (shared atomics).
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -118,6 +180,8 @@ pub struct Metrics {
     pub skipped_frames: Counter,
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
+    /// Play requests refused because the stream has its maximum of viewers.
+    pub viewers_rejected: Counter,
     pub media_messages_in: Counter<u64, AtomicU64>,
     /// Streams this node pulls from an origin over the relay (edges), one per stream.
     pub relay_upstreams: Gauge,
@@ -131,6 +195,14 @@ pub struct Metrics {
     pub relay_serving: Gauge,
     /// Open relay connections to other nodes (dialled or accepted and adopted).
     pub relay_peer_connections: Gauge,
+    /// Open HTTP connections (all of HTTP, not only media).
+    pub http_connections: Gauge,
+    /// Clients refused admission, by door and reason.
+    pub admission_refused: Family<RefusalLabel, Counter>,
+    /// Live HLS sessions.
+    pub hls_sessions: Gauge,
+    /// Streams holding media memory: live, or ended and not yet released.
+    pub streams_held: Gauge,
 }
 
 impl Metrics {
@@ -144,6 +216,11 @@ impl Metrics {
         }
         for kind in ErrorKind::ALL {
             let _ = m.connection_errors.get_or_create(&ErrorLabel { kind });
+        }
+        for door in [Door::Rtmp, Door::Http, Door::HlsSession] {
+            for reason in RefusalReason::ALL {
+                let _ = m.admission_refused.get_or_create(&RefusalLabel { door, reason });
+            }
         }
         m
     }
@@ -181,6 +258,11 @@ impl Metrics {
             self.publishes_rejected.clone(),
         );
         r.register(
+            "viewers_rejected",
+            "Play requests refused because the stream had --max-viewers-per-stream viewers",
+            self.viewers_rejected.clone(),
+        );
+        r.register(
             "media_messages_in",
             "Audio/video/data messages received from publishers",
             self.media_messages_in.clone(),
@@ -215,7 +297,28 @@ impl Metrics {
             "Open relay connections to other nodes (one per node pair)",
             self.relay_peer_connections.clone(),
         );
+        r.register(
+            "http_connections",
+            "Open HTTP connections (playlists, segments, FLV, API)",
+            self.http_connections.clone(),
+        );
+        r.register(
+            "admission_refused",
+            "Clients refused admission (per-address shares, rates, node caps), by door and reason",
+            self.admission_refused.clone(),
+        );
+        r.register("hls_sessions", "Live HLS sessions", self.hls_sessions.clone());
+        r.register(
+            "streams_held",
+            "Streams holding media memory: live, or ended and not yet released",
+            self.streams_held.clone(),
+        );
         r
+    }
+
+    /// Count one refused admission.
+    pub fn refused(&self, door: Door, reason: RefusalReason) {
+        self.admission_refused.get_or_create(&RefusalLabel { door, reason }).inc();
     }
 
     pub fn error(&self, kind: ErrorKind) {
@@ -285,6 +388,7 @@ mod tests {
             (SessionErrorKind::Chunk, "chunk"),
             (SessionErrorKind::Amf, "amf"),
             (SessionErrorKind::Protocol, "protocol"),
+            (SessionErrorKind::OutputFull, "output_full"),
         ] {
             assert_eq!(ErrorKind::from(kind).as_str(), label);
             assert_eq!(ErrorKind::from(kind).as_str(), kind.as_str());

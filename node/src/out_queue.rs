@@ -11,18 +11,54 @@ const MAX_IOVECS: usize = 128;
 
 /// A FIFO of shared buffers for one connection. Everything queued is written with one
 /// vectored write when the socket is writable; nothing waits for more data to arrive.
-#[derive(Debug, Default)]
+///
+/// Bounded in bytes: [`OutQueue::push_capped`] refuses what would take the queue past its cap
+/// (for output a peer provokes: replies, control messages). [`OutQueue::push`] is for output
+/// the caller admits by its own rule (media, taken only while the queue is short).
+#[derive(Debug)]
 pub struct OutQueue {
     bufs: VecDeque<Bytes>,
     bytes: usize,
+    cap: usize,
+}
+
+/// The queue's cap would be exceeded: the connection should close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("output queue full: {queued} bytes queued, cap {cap}")]
+pub struct QueueFull {
+    /// Bytes that would have been queued.
+    pub queued: usize,
+    pub cap: usize,
+}
+
+impl Default for OutQueue {
+    /// Unbounded (`usize::MAX`) for callers that bound what they push themselves.
+    fn default() -> Self {
+        OutQueue::with_cap(usize::MAX)
+    }
 }
 
 impl OutQueue {
+    pub fn with_cap(cap: usize) -> Self {
+        OutQueue { bufs: VecDeque::new(), bytes: 0, cap }
+    }
+
+    /// Queue `b` regardless of the cap (the caller bounds what it pushes this way).
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.bytes += b.len();
             self.bufs.push_back(b);
         }
+    }
+
+    /// Queue `b` unless the queue would then hold more than its cap.
+    pub fn push_capped(&mut self, b: Bytes) -> Result<(), QueueFull> {
+        let queued = self.bytes.saturating_add(b.len());
+        if queued > self.cap {
+            return Err(QueueFull { queued, cap: self.cap });
+        }
+        self.push(b);
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,5 +106,27 @@ impl OutQueue {
                 n = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_pushes_stop_at_the_cap() {
+        let mut q = OutQueue::with_cap(10);
+        q.push_capped(Bytes::from_static(b"123456")).unwrap();
+        let full = q.push_capped(Bytes::from_static(b"12345")).unwrap_err();
+        assert_eq!(full, QueueFull { queued: 11, cap: 10 });
+        assert_eq!(q.len(), 6);
+        q.push_capped(Bytes::from_static(b"1234")).unwrap();
+        // Media pushed by its own rule is not refused, but counts against later capped pushes.
+        q.push(Bytes::from_static(b"media"));
+        assert_eq!(q.len(), 15);
+        assert!(q.push_capped(Bytes::from_static(b"x")).is_err());
+        q.advance(15);
+        assert!(q.is_empty());
+        q.push_capped(Bytes::from_static(b"x")).unwrap();
     }
 }

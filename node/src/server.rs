@@ -97,7 +97,14 @@ impl Node {
             },
             metrics.clone(),
         );
-        let hls = HlsServing::new(&args.hls, max_connections);
+        let session_key =
+            match &args.hls.session_key_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("reading --hls-session-key-file {}", path.display())
+                })?),
+                None => None,
+            };
+        let hls = HlsServing::new(&args.hls, session_key.as_deref());
         hub.set_hls_hook(HlsStreams::new(hls.clone()));
         let slots = Arc::new(Semaphore::new(max_connections));
         let rtmp_listener = TcpListener::bind(args.rtmp_listen)
@@ -191,6 +198,14 @@ impl Node {
             registry.clone(),
         );
         rtmp_ctx.forwarding = forwarding;
+        rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(
+            crate::metrics::Door::Rtmp,
+            crate::admission::PerIpLimits {
+                max_concurrent: args.admission.max_connections_per_ip,
+                per_second: args.admission.new_connections_per_ip,
+            },
+            metrics.clone(),
+        ));
         let rtmp_ctx = Arc::new(rtmp_ctx);
         let http_ctx = Arc::new(HttpContext {
             hub: hub.clone(),
@@ -199,23 +214,21 @@ impl Node {
             limits,
             hls,
             connection_slots: slots,
+            publisher_reserve: args.admission.publisher_reserve,
             ready: true.into(),
             web_dir: args.web_dir.clone(),
             cluster: (options_role == Role::Edge).then(|| registry.snapshot()),
         });
+        tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
         let app = http::router(http_ctx.clone());
-        let mut http_shutdown = shutdown_rx;
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_shutdown.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "HTTP server failed");
-            }
-        }));
+        let http_admission = http::serve::HttpAdmission::new(&args.admission, metrics.clone());
+        tasks.push(tokio::spawn(http::serve::serve(
+            http_listener,
+            app,
+            http_admission,
+            shutdown_rx,
+        )));
         info!(rtmp = %rtmp_addr, http = %http_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
         Ok(Node {
             rtmp_addr,
@@ -264,6 +277,18 @@ impl Node {
         // Revoke the lease: this node's key and claims disappear at once.
         self.registry.shutdown().await;
     }
+}
+
+/// Once a second, free the memory of streams that ended `linger` ago (see
+/// [`Hub::release_ended`]).
+fn spawn_release_ended(hub: Hub, linger: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            hub.release_ended(tokio::time::Instant::now(), linger);
+        }
+    })
 }
 
 /// Run a node until SIGTERM/SIGINT, then drain.

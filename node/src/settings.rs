@@ -76,6 +76,8 @@ pub struct NodeSettings {
     pub cluster: ClusterSettings,
     #[serde(skip)]
     pub relay: RelaySettings,
+    #[serde(skip)]
+    pub admission: AdmissionSettings,
 }
 
 impl Default for NodeSettings {
@@ -93,6 +95,7 @@ impl Default for NodeSettings {
             hls: HlsSettings::default(),
             cluster: ClusterSettings::default(),
             relay: RelaySettings::default(),
+            admission: AdmissionSettings::default(),
         }
     }
 }
@@ -115,6 +118,10 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     #[serde(with = "serde_duration")]
     pub idle_timeout: Duration,
+    #[serde(with = "serde_duration")]
+    pub start_timeout: Duration,
+    #[serde(with = "serde_size")]
+    pub max_output_queue: usize,
     #[serde(with = "serde_size")]
     pub max_message_size: usize,
     #[serde(with = "serde_size")]
@@ -128,6 +135,8 @@ pub struct Limits {
     pub publish_takeover: bool,
     #[serde(with = "serde_duration")]
     pub drain_timeout: Duration,
+    #[serde(with = "serde_duration")]
+    pub ended_stream_linger: Duration,
 }
 
 impl Default for Limits {
@@ -138,6 +147,8 @@ impl Default for Limits {
             max_viewers_per_stream: 20_000,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(15),
+            max_output_queue: 8 << 20,
             max_message_size: 4 << 20,
             max_reassembly: 8 << 20,
             play_wait_timeout: Duration::from_secs(10),
@@ -145,6 +156,7 @@ impl Default for Limits {
             stream_buffer: 16 << 20,
             publish_takeover: false,
             drain_timeout: Duration::from_secs(10),
+            ended_stream_linger: Duration::from_secs(30),
         }
     }
 }
@@ -166,6 +178,16 @@ pub struct HlsSettings {
     /// Also serve MPEG-TS segments.
     #[serde(rename = "hls-ts")]
     pub ts: bool,
+    /// Most concurrent HLS sessions (their own budget, apart from connections and relay feeds).
+    #[serde(rename = "hls-max-sessions")]
+    pub max_sessions: usize,
+    /// New HLS sessions per second one client address may start.
+    #[serde(rename = "hls-sessions-per-ip")]
+    pub sessions_per_ip: u32,
+    /// File whose contents sign session ids (HMAC-SHA256); give every node behind one load
+    /// balancer the same file so they accept each other's ids. `None`: a random key per start.
+    #[serde(rename = "hls-session-key-file")]
+    pub session_key_file: Option<PathBuf>,
 }
 
 impl Default for HlsSettings {
@@ -176,6 +198,9 @@ impl Default for HlsSettings {
             segment_target: Duration::from_secs(2),
             window: 8,
             ts: true,
+            max_sessions: 20_000,
+            sessions_per_ip: 10,
+            session_key_file: None,
         }
     }
 }
@@ -279,6 +304,46 @@ impl Default for EdgeSettings {
             linger: Duration::from_secs(10),
             grace: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Fair shares and deadlines for client connections: what one address, or HTTP as a whole,
+/// may hold, and how long an HTTP client may take.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdmissionSettings {
+    /// Most simultaneous HTTP connections (all of HTTP: playlists, segments, FLV, API).
+    pub max_http_connections: usize,
+    /// Concurrent connections one client address may hold, counted apart for RTMP and HTTP.
+    pub max_connections_per_ip: usize,
+    /// New connections per second one client address may open, for RTMP and HTTP apart.
+    pub new_connections_per_ip: u32,
+    /// Slots of `--max-connections` that HTTP-FLV viewers never take, kept for RTMP
+    /// (publishers).
+    pub publisher_reserve: usize,
+    /// Time an HTTP client has to send a request's headers (also the keep-alive wait for the
+    /// next request on HTTP/1).
+    #[serde(with = "serde_duration")]
+    pub http_header_timeout: Duration,
+    /// An HTTP connection with no bytes either way for this long is closed (after its
+    /// response in flight, if any).
+    #[serde(with = "serde_duration")]
+    pub http_idle_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_streams: u32,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        AdmissionSettings {
+            max_http_connections: 20_000,
+            max_connections_per_ip: 1_000,
+            new_connections_per_ip: 200,
+            publisher_reserve: 100,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http2_max_streams: 100,
         }
     }
 }

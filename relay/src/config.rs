@@ -31,6 +31,11 @@ pub struct RelayConfig {
     /// Frames queued for one GOP stream before its subscriber counts as lagging: the GOP is
     /// then cancelled and sending resumes at the next keyframe.
     pub gop_queue_frames: usize,
+    /// Bytes of frame payload queued for one GOP stream before its subscriber counts as
+    /// lagging (as for `gop_queue_frames`): frames share the hub's buffers, but a queued frame
+    /// keeps its buffer alive after the hub dropped it, so the queue is bounded in bytes too.
+    /// Default 8 MiB; a single larger frame is still queued when the queue is empty.
+    pub gop_queue_bytes: usize,
     /// Time allowed for the Hello exchange and for a `Subscribe` or `Forward` answer.
     pub request_timeout: Duration,
     /// Live forwards one connection may hold; further `Forward`s are answered REFUSED.
@@ -54,6 +59,7 @@ impl RelayConfig {
             max_frame_size: crate::codec::DEFAULT_MAX_FRAME_SIZE,
             max_subscriptions: 4096,
             gop_queue_frames: 2048,
+            gop_queue_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(5),
             max_forwards: 4096,
             max_forward_hops: 3,

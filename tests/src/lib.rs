@@ -18,7 +18,9 @@ pub mod origin;
 pub mod otlp;
 pub mod paths;
 pub mod process;
+pub mod replay;
 pub mod rtmp;
+pub mod viewer;
 pub mod wait;
 
 pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};

@@ -25,6 +25,11 @@ pub enum SessionError {
     Command(#[from] CommandError),
     #[error("protocol: {0}")]
     Protocol(#[from] ProtocolError),
+    /// The peer made the session queue more output than
+    /// [`ServerConfig::max_output_bytes`](crate::rtmp::server::ServerConfig::max_output_bytes)
+    /// before the driver took it (e.g. many reply-provoking commands completed by one read).
+    #[error("output queue full: {queued} bytes queued, limit {limit}")]
+    OutputFull { queued: usize, limit: usize },
 }
 
 impl SessionError {
@@ -35,6 +40,7 @@ impl SessionError {
             SessionError::Chunk(_) => SessionErrorKind::Chunk,
             SessionError::Command(_) => SessionErrorKind::Amf,
             SessionError::Protocol(_) => SessionErrorKind::Protocol,
+            SessionError::OutputFull { .. } => SessionErrorKind::OutputFull,
         }
     }
 }
@@ -47,16 +53,19 @@ pub enum SessionErrorKind {
     /// A command that does not decode (AMF0).
     Amf,
     Protocol,
+    /// Too much output queued for a peer that does not read it.
+    OutputFull,
 }
 
 impl SessionErrorKind {
-    /// A short, fixed label: `handshake`, `chunk`, `amf`, `protocol`.
+    /// A short, fixed label: `handshake`, `chunk`, `amf`, `protocol`, `output_full`.
     pub fn as_str(self) -> &'static str {
         match self {
             SessionErrorKind::Handshake => "handshake",
             SessionErrorKind::Chunk => "chunk",
             SessionErrorKind::Amf => "amf",
             SessionErrorKind::Protocol => "protocol",
+            SessionErrorKind::OutputFull => "output_full",
         }
     }
 }
@@ -101,6 +110,7 @@ mod tests {
             (SessionError::from(ChunkError::InvalidChunkSize(0)), "chunk"),
             (SessionError::from(CommandError::NoName), "amf"),
             (SessionError::from(ProtocolError::SecondConnect), "protocol"),
+            (SessionError::OutputFull { queued: 2, limit: 1 }, "output_full"),
         ];
         for (err, label) in cases {
             assert_eq!(err.kind().as_str(), label);

@@ -65,6 +65,11 @@ pub struct ServerConfig {
     pub window_ack_size: u32,
     /// Most message streams (createStream) one connection may create.
     pub max_streams_per_connection: u32,
+    /// Most bytes of output (replies, control messages) the session may hold between two
+    /// [`ServerSession::poll_transmit`] calls while processing received bytes; beyond it
+    /// `receive` fails with [`SessionError::OutputFull`]. Bounds what one `receive` can make
+    /// the session allocate, e.g. a burst of `play` commands with huge names completed at once.
+    pub max_output_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +79,7 @@ impl Default for ServerConfig {
             amf0_limits: Amf0Limits::default(),
             window_ack_size: 2_500_000,
             max_streams_per_connection: 8,
+            max_output_bytes: 8 << 20,
         }
     }
 }
@@ -200,6 +206,15 @@ impl ServerSession {
         }
         while let Some(message) = self.decoder.next_message()? {
             self.handle_message(message)?;
+            let queued = self.out.buf.len();
+            if queued > self.config.max_output_bytes {
+                // Drop what was queued: the connection is closing, and the memory should go now.
+                self.out.buf = BytesMut::new();
+                return Err(SessionError::OutputFull {
+                    queued,
+                    limit: self.config.max_output_bytes,
+                });
+            }
         }
         if let Some(sequence_number) = self.ack.due(self.bytes_received) {
             self.out.control(ControlMessage::Acknowledgement { sequence_number });
@@ -292,6 +307,15 @@ impl ServerSession {
         }
         let description = format!("Failed to play {name}; stream not found.");
         self.status(stream_id, "error", "NetStream.Play.StreamNotFound", &description, name);
+    }
+
+    /// Refuse a play request for another reason than a missing stream (a limit): onStatus
+    /// with `code` (e.g. `NetStream.Play.Failed`) and `description`.
+    pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str, name: &str) {
+        if let Some(state @ StreamState::Playing) = self.streams.get_mut(&stream_id) {
+            *state = StreamState::Idle;
+        }
+        self.status(stream_id, "error", code, description, name);
     }
 
     /// onStatus NetStream.Play.UnpublishNotify + StreamEOF: the publisher left.

@@ -11,8 +11,8 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args};
 
 use crate::settings::{
-    ClusterSettings, EdgeSettings, HlsSettings, Limits, LogFormat, NodeSettings, OriginSettings,
-    RelaySettings,
+    AdmissionSettings, ClusterSettings, EdgeSettings, HlsSettings, Limits, LogFormat, NodeSettings,
+    OriginSettings, RelaySettings,
 };
 use crate::units::{ByteSize, HumanDuration};
 
@@ -49,6 +49,9 @@ fn relay() -> RelaySettings {
 }
 fn edge() -> EdgeSettings {
     EdgeSettings::default()
+}
+fn admission() -> AdmissionSettings {
+    AdmissionSettings::default()
 }
 
 /// Flags every node that accepts RTMP and serves viewers shares.
@@ -103,6 +106,9 @@ pub struct NodeArgs {
 
     #[command(flatten)]
     pub hls: HlsArgs,
+
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
 }
 
 impl NodeArgs {
@@ -122,6 +128,56 @@ impl NodeArgs {
         self.hls.apply(m, &mut s.hls);
         self.cluster.apply(m, &mut s.cluster);
         self.relay.apply(m, &mut s.relay);
+        self.admission.apply(m, &mut s.admission);
+    }
+}
+
+/// Fair shares and deadlines for client connections.
+#[derive(Debug, Clone, Args)]
+pub struct AdmissionArgs {
+    /// Most simultaneous HTTP connections (all of HTTP: playlists, segments, FLV, API).
+    #[arg(long, env = "SLUICE_MAX_HTTP_CONNECTIONS", default_value_t = admission().max_http_connections)]
+    pub max_http_connections: usize,
+
+    /// Concurrent connections one client address (an IPv6 /64) may hold; RTMP and HTTP are
+    /// counted apart. 0: unlimited.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_IP", default_value_t = admission().max_connections_per_ip)]
+    pub max_connections_per_ip: usize,
+
+    /// New connections per second one client address may open (token bucket, burst of one
+    /// second's worth); RTMP and HTTP are counted apart. 0: unlimited.
+    #[arg(long, env = "SLUICE_NEW_CONNECTIONS_PER_IP", default_value_t = admission().new_connections_per_ip)]
+    pub new_connections_per_ip: u32,
+
+    /// Slots of --max-connections that HTTP-FLV viewers never take: kept for RTMP publishers.
+    #[arg(long, env = "SLUICE_PUBLISHER_RESERVE", default_value_t = admission().publisher_reserve)]
+    pub publisher_reserve: usize,
+
+    /// Time an HTTP client has to send a request's headers; also how long an HTTP/1
+    /// keep-alive connection waits for its next request.
+    #[arg(long, env = "SLUICE_HTTP_HEADER_TIMEOUT", default_value_t = HumanDuration(admission().http_header_timeout))]
+    pub http_header_timeout: HumanDuration,
+
+    /// An HTTP connection with no bytes either way for this long is closed (HTTP/2 included).
+    #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT", default_value_t = HumanDuration(admission().http_idle_timeout))]
+    pub http_idle_timeout: HumanDuration,
+
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, env = "SLUICE_HTTP2_MAX_STREAMS", default_value_t = admission().http2_max_streams)]
+    pub http2_max_streams: u32,
+}
+
+impl AdmissionArgs {
+    fn apply(&self, m: &ArgMatches, s: &mut AdmissionSettings) {
+        overlay!(m, self;
+            s.max_http_connections => max_http_connections,
+            s.max_connections_per_ip => max_connections_per_ip,
+            s.new_connections_per_ip => new_connections_per_ip,
+            s.publisher_reserve => publisher_reserve,
+            s.http_header_timeout => http_header_timeout,
+            s.http_idle_timeout => http_idle_timeout,
+            s.http2_max_streams => http2_max_streams,
+        );
     }
 }
 
@@ -144,9 +200,22 @@ pub struct LimitsArgs {
     #[arg(long, env = "SLUICE_HANDSHAKE_TIMEOUT", default_value_t = HumanDuration(limits().handshake_timeout))]
     pub handshake_timeout: HumanDuration,
 
-    /// A connection with no bytes in either direction for this long is closed.
+    /// An RTMP publisher that sends no media, or a player that takes none, for this long is
+    /// closed (progress of the session counts, not bytes: pings do not keep it open).
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value_t = HumanDuration(limits().idle_timeout))]
     pub idle_timeout: HumanDuration,
+
+    /// Time an RTMP connection has, after `connect` or after its last publish/play ended, to
+    /// start publishing or playing (failed attempts do not count); then it is closed.
+    #[arg(long, env = "SLUICE_START_TIMEOUT", default_value_t = HumanDuration(limits().start_timeout))]
+    pub start_timeout: HumanDuration,
+
+    /// Most bytes queued for one RTMP connection's socket (replies, control messages, media).
+    /// A connection stops reading while its output is backed up; one whose queue still reaches
+    /// this cap is closed. Raised to at least --max-message-size + 384 KiB (a player's queue
+    /// holds one whole media message on top of its high-water mark).
+    #[arg(long, env = "SLUICE_MAX_OUTPUT_QUEUE", default_value_t = ByteSize(limits().max_output_queue))]
+    pub max_output_queue: ByteSize,
 
     /// Largest RTMP message accepted (bytes; suffixes KiB/MiB allowed).
     #[arg(long, env = "SLUICE_MAX_MESSAGE_SIZE", default_value_t = ByteSize(limits().max_message_size))]
@@ -179,6 +248,12 @@ pub struct LimitsArgs {
     /// On SIGTERM, how long to wait for connections to finish before exiting.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = HumanDuration(limits().drain_timeout))]
     pub drain_timeout: HumanDuration,
+
+    /// After its publisher leaves, how long a stream keeps its GOP and HLS window (for a
+    /// publisher that reconnects, and players finishing the last segments) before that memory
+    /// is released, pollers or not. Until then it counts against --max-streams.
+    #[arg(long, env = "SLUICE_ENDED_STREAM_LINGER", default_value_t = HumanDuration(limits().ended_stream_linger))]
+    pub ended_stream_linger: HumanDuration,
 }
 
 impl LimitsArgs {
@@ -189,6 +264,8 @@ impl LimitsArgs {
             s.max_viewers_per_stream => max_viewers_per_stream,
             s.handshake_timeout => handshake_timeout,
             s.idle_timeout => idle_timeout,
+            s.start_timeout => start_timeout,
+            s.max_output_queue => max_output_queue,
             s.max_message_size => max_message_size,
             s.max_reassembly => max_reassembly,
             s.play_wait_timeout => play_wait_timeout,
@@ -196,6 +273,7 @@ impl LimitsArgs {
             s.stream_buffer => stream_buffer,
             s.publish_takeover => publish_takeover,
             s.drain_timeout => drain_timeout,
+            s.ended_stream_linger => ended_stream_linger,
         );
     }
 }
@@ -224,6 +302,21 @@ pub struct HlsArgs {
     /// first request from the same segments; `--hls-ts false` disables it.
     #[arg(long, env = "SLUICE_HLS_TS", default_value_t = hls().ts, action = ArgAction::Set)]
     pub hls_ts: bool,
+
+    /// Most concurrent HLS sessions (their own budget: they never take relay feeds' or
+    /// connections' places).
+    #[arg(long, env = "SLUICE_HLS_MAX_SESSIONS", default_value_t = hls().max_sessions)]
+    pub hls_max_sessions: usize,
+
+    /// New HLS sessions per second one client address may start.
+    #[arg(long, env = "SLUICE_HLS_SESSIONS_PER_IP", default_value_t = hls().sessions_per_ip)]
+    pub hls_sessions_per_ip: u32,
+
+    /// File whose contents are the key that signs HLS session ids (HMAC-SHA256). Give every
+    /// node behind one load balancer the same file so they accept each other's session ids.
+    /// Absent: a random key per start.
+    #[arg(long, env = "SLUICE_HLS_SESSION_KEY_FILE")]
+    pub hls_session_key_file: Option<PathBuf>,
 }
 
 impl HlsArgs {
@@ -234,6 +327,9 @@ impl HlsArgs {
             s.segment_target => hls_segment_target,
             s.window => hls_window,
             s.ts => hls_ts,
+            s.max_sessions => hls_max_sessions,
+            s.sessions_per_ip => hls_sessions_per_ip,
+            s.session_key_file => hls_session_key_file,
         );
     }
 }

@@ -13,7 +13,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::{Table, Value};
 
 use crate::settings::{
-    ClusterSettings, EdgeSettings, HlsSettings, Limits, NodeSettings, OriginSettings, RelaySettings,
+    AdmissionSettings, ClusterSettings, EdgeSettings, HlsSettings, Limits, NodeSettings,
+    OriginSettings, RelaySettings,
 };
 
 /// What is wrong with a config file (the caller names the file).
@@ -58,13 +59,14 @@ impl RoleSettings for EdgeSettings {
 }
 
 /// The keys of the common groups, in file order of the groups.
-pub(crate) fn common_groups() -> [&'static [&'static str]; 5] {
+pub(crate) fn common_groups() -> [&'static [&'static str]; 6] {
     [
         fields_of::<NodeSettings>(),
         fields_of::<Limits>(),
         fields_of::<HlsSettings>(),
         fields_of::<ClusterSettings>(),
         fields_of::<RelaySettings>(),
+        fields_of::<AdmissionSettings>(),
     ]
 }
 
@@ -101,6 +103,7 @@ pub fn parse<R: RoleSettings>(text: &str) -> Result<(NodeSettings, R), FileError
     node.hls = group(&next(), prefix)?;
     node.cluster = group(&next(), prefix)?;
     node.relay = group(&next(), prefix)?;
+    node.admission = group(&next(), prefix)?;
     let role: R = group(&next(), prefix)?;
     Ok((node, role))
 }

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Parser};
 
-pub use args::{ClusterArgs, EdgeArgs, HlsArgs, LimitsArgs, NodeArgs, OriginArgs, RelayArgs};
+pub use args::{
+    AdmissionArgs, ClusterArgs, EdgeArgs, HlsArgs, LimitsArgs, NodeArgs, OriginArgs, RelayArgs,
+};
 pub use file::{FileError, RoleSettings};
 
 use crate::settings::{EdgeSettings, NodeSettings, OriginSettings};

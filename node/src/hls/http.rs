@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,7 +38,7 @@ use sluice_media::ts::{parse_ts_segment_name, TS_PLAYLIST_NAME};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::session::{valid_sid, SessionTable};
+use super::session::{valid_sid, SessionError, SessionTable};
 use super::ts::{self as hls_ts, TsCache};
 use super::HlsServing;
 use crate::hub::Hub;
@@ -70,8 +71,13 @@ impl HlsService {
         metrics: &Metrics,
         play_wait: Duration,
     ) -> Arc<Self> {
-        let sessions =
-            SessionTable::new(hub.clone(), settings.max_sessions, settings.session_idle());
+        let sessions = SessionTable::new(
+            hub.clone(),
+            settings.max_sessions,
+            settings.session_idle(),
+            settings.session_key.clone(),
+            settings.sessions_per_ip,
+        );
         let first_segment_wait = settings.wait_timeout().max(play_wait);
         Arc::new(HlsService {
             settings,
@@ -126,8 +132,9 @@ fn start_session(
     key: &StreamKey,
     playlist: &str,
     raw_query: Option<&str>,
+    client: Option<IpAddr>,
 ) -> Response {
-    match svc.sessions.touch(None, key) {
+    match svc.sessions.touch(None, key, client) {
         Ok(sid) => {
             let rest =
                 raw_query.filter(|q| !q.is_empty()).map_or(String::new(), |q| format!("&{q}"));
@@ -140,8 +147,17 @@ fn start_session(
             )
                 .into_response()
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => session_refused(&e),
     }
+}
+
+/// A session that could not start: 429 when the client starts them too fast, else 503.
+fn session_refused(e: &SessionError) -> Response {
+    let status = match e {
+        SessionError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, format!("{e}\n"))
 }
 
 pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -206,8 +222,10 @@ fn accept(
     }
     let key = parse_key(app, stream)
         .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")))?;
-    let query =
+    let mut query =
         HlsQuery::parse(raw_query).map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+    // An id this node did not mint is no session: as if there were none (never echoed).
+    query.sid = query.sid.filter(|sid| svc.sessions.verify(sid));
     Ok((key, query))
 }
 
@@ -217,6 +235,7 @@ pub async fn multivariant(
     app: &str,
     stream: &str,
     raw_query: Option<&str>,
+    client: Option<IpAddr>,
 ) -> Response {
     let (key, query) = match accept(&svc, app, stream, raw_query) {
         Ok(r) => r,
@@ -245,9 +264,9 @@ pub async fn multivariant(
     )
     .await;
     let Some(snap) = ready else { return resp };
-    let sid = match svc.sessions.touch(query.sid.as_deref(), &key) {
+    let sid = match svc.sessions.touch(query.sid.as_deref(), &key, client) {
         Ok(sid) => sid,
-        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => return session_refused(&e),
     };
     let uri = format!("{}/{MEDIA_PLAYLIST_NAME}?sid={sid}", key.name());
     let Some(variant) = snap.variant(&uri) else {
@@ -263,6 +282,7 @@ pub async fn stream_file(
     stream: &str,
     file: &str,
     raw_query: Option<&str>,
+    client: Option<IpAddr>,
 ) -> Response {
     let (key, query) = match accept(&svc, app, stream, raw_query) {
         Ok(r) => r,
@@ -289,13 +309,13 @@ pub async fn stream_file(
         return not_found(&key);
     }
     if let Some(sid) = query.sid.as_deref() {
-        if let Err(e) = svc.sessions.touch(Some(sid), &key) {
-            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+        if let Err(e) = svc.sessions.touch(Some(sid), &key, client) {
+            return session_refused(&e);
         }
     }
     match (ts_file, resource) {
         (Some(None), _) if query.sid.is_none() => {
-            start_session(&svc, &key, TS_PLAYLIST_NAME, raw_query)
+            start_session(&svc, &key, TS_PLAYLIST_NAME, raw_query, client)
         }
         (Some(None), _) => {
             hls_ts::ts_playlist(&svc, &mut rx, live, &query.uri_suffix(), &key).await
@@ -304,7 +324,7 @@ pub async fn stream_file(
         // A player that starts at the media playlist (not the multivariant) gets a session
         // too, so it counts as a viewer like every other.
         (None, None) if query.sid.is_none() => {
-            start_session(&svc, &key, MEDIA_PLAYLIST_NAME, raw_query)
+            start_session(&svc, &key, MEDIA_PLAYLIST_NAME, raw_query, client)
         }
         (None, None) => media_playlist(&svc, &mut rx, live, &query, &key).await,
         (None, Some(resource)) => {
@@ -447,19 +467,20 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q =
-            HlsQuery::parse(Some("sid=0123456789abcdef&_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&x=1"))
-                .unwrap();
+        let q = HlsQuery::parse(Some(
+            "sid=0123456789abcdef0123456789abcdef&_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&x=1",
+        ))
+        .unwrap();
         assert_eq!(
             q,
             HlsQuery {
-                sid: Some("0123456789abcdef".into()),
+                sid: Some("0123456789abcdef0123456789abcdef".into()),
                 msn: Some(5),
                 part: Some(2),
                 skip: true
             }
         );
-        assert_eq!(q.uri_suffix(), "?sid=0123456789abcdef");
+        assert_eq!(q.uri_suffix(), "?sid=0123456789abcdef0123456789abcdef");
         assert_eq!(HlsQuery::parse(None).unwrap(), HlsQuery::default());
         assert!(HlsQuery::parse(Some("_HLS_part=1")).is_err());
         assert!(HlsQuery::parse(Some("_HLS_msn=-1")).is_err());

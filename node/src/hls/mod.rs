@@ -30,7 +30,7 @@ use crate::hub::hls_hook::{HlsHook, StreamHlsHook};
 use crate::lock::lock;
 use crate::log_limit::RateLimitedLog;
 use crate::settings::HlsSettings;
-pub use session::{SessionError, SessionTable};
+pub use session::{SessionError, SessionKey, SessionTable};
 
 /// What a node applies to every stream's HLS: the configured [`HlsSettings`] clamped to
 /// workable ranges, in the units the segmenter uses.
@@ -42,12 +42,18 @@ pub struct HlsServing {
     pub window_segments: usize,
     /// Most concurrent HLS sessions on this node.
     pub max_sessions: usize,
+    /// New sessions per second one client address may start.
+    pub sessions_per_ip: u32,
+    /// Signs session ids (`--hls-session-key-file`, or random per start).
+    pub session_key: SessionKey,
     /// Also serve the segments as MPEG-TS (`ts.m3u8`, `ts-N.ts`).
     pub ts: bool,
 }
 
 impl HlsServing {
-    pub fn new(settings: &HlsSettings, max_sessions: usize) -> Self {
+    /// `session_key`: the contents of `--hls-session-key-file`, read by the caller; `None`: a
+    /// random key.
+    pub fn new(settings: &HlsSettings, session_key: Option<&[u8]>) -> Self {
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         let segment_target_ms = ms(settings.segment_target).clamp(500, 60_000);
         HlsServing {
@@ -55,7 +61,9 @@ impl HlsServing {
             segment_target_ms,
             part_target_ms: ms(settings.part_target).clamp(100, segment_target_ms),
             window_segments: settings.window.clamp(3, 1000),
-            max_sessions,
+            max_sessions: settings.max_sessions,
+            sessions_per_ip: settings.sessions_per_ip,
+            session_key: session_key.map_or_else(SessionKey::random, SessionKey::new),
             ts: settings.ts,
         }
     }
@@ -89,7 +97,7 @@ impl HlsServing {
 
 impl Default for HlsServing {
     fn default() -> Self {
-        HlsServing::new(&HlsSettings::default(), 20_000)
+        HlsServing::new(&HlsSettings::default(), None)
     }
 }
 
@@ -245,6 +253,15 @@ impl StreamHls {
         }
     }
 
+    /// Forget the segmenter and the window (the snapshot becomes `None`): the stream ended
+    /// long enough ago. Its segments' memory (and their MPEG-TS forms, which die with them)
+    /// goes once the requests holding them finish.
+    pub fn release(&self) {
+        *lock(&self.segmenter) = None;
+        *lock(&self.headers) = [None, None];
+        self.snapshot.send_replace(None);
+    }
+
     /// A receiver of the latest snapshot (`None` until the first init segment or part).
     pub fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>> {
         self.snapshot.subscribe()
@@ -270,6 +287,10 @@ impl StreamHlsHook for StreamHls {
         StreamHls::end_of_stream(self);
     }
 
+    fn release(&self) {
+        StreamHls::release(self);
+    }
+
     fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>> {
         StreamHls::subscribe(self)
     }
@@ -289,8 +310,9 @@ mod tests {
             segment_target: Duration::from_secs(2),
             window: 1,
             ts: false,
+            ..HlsSettings::default()
         };
-        let s = HlsServing::new(&settings, 10);
+        let s = HlsServing::new(&settings, None);
         assert_eq!((s.part_target_ms, s.segment_target_ms, s.window_segments), (100, 2000, 3));
         assert_eq!(s.wait_timeout(), Duration::from_secs(6));
         assert!(!s.ts);

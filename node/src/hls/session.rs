@@ -2,32 +2,91 @@
 //! together so an HLS viewer counts like an RTMP or HTTP-FLV one (in the stream's viewer count,
 //! `sluice_viewers{protocol="hls"}` and the per-stream viewer limit).
 //!
-//! A session id (`sid`, 16 hex characters) is created when a client fetches the multivariant
+//! A session id (`sid`, 32 hex characters: a random nonce and its HMAC-SHA256 tag under the
+//! node's or cluster's key, `--hls-session-key-file`) is created when a client fetches the multivariant
 //! playlist without one (or a media playlist without one: it is redirected to the same playlist
 //! with a `sid`), and carried in the query of every URI the playlists hand out. Each
 //! request naming it refreshes it; a session not seen for the idle timeout ends (a sweeper task
-//! checks once a second). The table is bounded (`max_sessions`).
+//! checks once a second). The table is bounded (`--hls-max-sessions`, apart from connection
+//! and relay budgets), and one client address may start only `--hls-sessions-per-ip` sessions
+//! a second. An id this node (or a node with the same key) did not mint is not a session: it
+//! is ignored, so random ids cannot fill the table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use sluice_media::stream_name::StreamKey;
 use tokio::time::Instant;
 
-use rand::Rng;
-use sluice_media::stream_name::StreamKey;
-
+use crate::admission::{Gate, PerIpLimits};
 use crate::hub::{Hub, Subscription};
-use crate::metrics::Protocol;
+use crate::metrics::{Door, Metrics, Protocol, RefusalReason};
 
-/// Length of a session id in hex characters.
-pub const SID_LEN: usize = 16;
+/// Length of a session id in hex characters: a 64-bit nonce and a 64-bit tag.
+pub const SID_LEN: usize = 32;
+
+/// The key that signs session ids. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey(Arc<[u8]>);
+
+impl SessionKey {
+    pub fn new(bytes: &[u8]) -> Self {
+        SessionKey(bytes.into())
+    }
+
+    /// A fresh random key: ids are valid on this node until it restarts.
+    pub fn random() -> Self {
+        let bytes: [u8; 32] = rand::thread_rng().gen();
+        SessionKey::new(&bytes)
+    }
+
+    fn tag(&self, nonce: &str) -> String {
+        // HMAC takes keys of any length.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(nonce.as_bytes());
+        let out = mac.finalize().into_bytes();
+        out[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A new signed id.
+    pub fn mint(&self) -> String {
+        let nonce = format!("{:016x}", rand::thread_rng().gen::<u64>());
+        let tag = self.tag(&nonce);
+        nonce + &tag
+    }
+
+    /// Whether `sid` was minted with this key.
+    pub fn verify(&self, sid: &str) -> bool {
+        if !valid_sid(sid) {
+            return false;
+        }
+        let (nonce, tag) = sid.split_at(SID_LEN / 2);
+        // Not secret-dependent timing in a way that matters: the tag is compared in full.
+        let expected = self.tag(nonce);
+        expected.bytes().zip(tag.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     #[error("the server already has its maximum of {0} HLS sessions")]
     TooManySessions(usize),
+    #[error("too many new HLS sessions from this address; retry in a second")]
+    RateLimited,
     #[error("{0}")]
     Subscribe(String),
 }
@@ -42,6 +101,10 @@ struct Session {
 /// All HLS sessions of a node.
 pub struct SessionTable {
     hub: Hub,
+    key: SessionKey,
+    /// Session creation per client address (a token bucket).
+    creation: Gate,
+    metrics: Metrics,
     max: usize,
     idle: Duration,
     sessions: Mutex<HashMap<String, Session>>,
@@ -54,9 +117,24 @@ pub fn valid_sid(sid: &str) -> bool {
 }
 
 impl SessionTable {
-    pub fn new(hub: Hub, max: usize, idle: Duration) -> Arc<Self> {
+    pub fn new(
+        hub: Hub,
+        max: usize,
+        idle: Duration,
+        key: SessionKey,
+        per_ip_per_second: u32,
+    ) -> Arc<Self> {
+        let metrics = hub.metrics().clone();
+        let creation = Gate::new(
+            Door::HlsSession,
+            PerIpLimits { max_concurrent: 0, per_second: per_ip_per_second },
+            metrics.clone(),
+        );
         Arc::new(SessionTable {
             hub,
+            key,
+            creation,
+            metrics,
             max,
             idle,
             sessions: Mutex::new(HashMap::new()),
@@ -68,15 +146,22 @@ impl SessionTable {
         crate::lock::lock(&self.sessions)
     }
 
+    /// Whether `sid` is an id this node (or one with the same key) minted.
+    pub fn verify(&self, sid: &str) -> bool {
+        self.key.verify(sid)
+    }
+
     /// Refresh session `sid` of stream `key`, creating it when it is unknown (a new viewer, or
-    /// one that returns after its session expired). `None` creates a fresh id. Returns the id.
+    /// one that returns after its session expired). `None`, or an id this node did not mint,
+    /// creates a fresh id. New sessions count against `client`'s rate. Returns the id.
     pub fn touch(
         self: &Arc<Self>,
         sid: Option<&str>,
         key: &StreamKey,
+        client: Option<IpAddr>,
     ) -> Result<String, SessionError> {
         let now = Instant::now();
-        if let Some(sid) = sid.filter(|s| valid_sid(s)) {
+        if let Some(sid) = sid.filter(|s| self.key.verify(s)) {
             let mut map = self.lock();
             if let Some(s) = map.get_mut(sid) {
                 if s.key == *key {
@@ -85,10 +170,10 @@ impl SessionTable {
                 }
             }
             drop(map);
-            return self.create(sid.to_string(), key, now);
+            return self.create(sid.to_string(), key, now, client);
         }
-        let sid = format!("{:016x}", rand::thread_rng().gen::<u64>());
-        self.create(sid, key, now)
+        let sid = self.key.mint();
+        self.create(sid, key, now, client)
     }
 
     fn create(
@@ -96,10 +181,17 @@ impl SessionTable {
         sid: String,
         key: &StreamKey,
         now: Instant,
+        client: Option<IpAddr>,
     ) -> Result<String, SessionError> {
+        if let Some(ip) = client {
+            if self.creation.admit(ip).is_none() {
+                return Err(SessionError::RateLimited);
+            }
+        }
         if self.lock().len() >= self.max {
             self.sweep();
             if self.lock().len() >= self.max {
+                self.metrics.refused(Door::HlsSession, RefusalReason::Total);
                 return Err(SessionError::TooManySessions(self.max));
             }
         }
@@ -108,9 +200,13 @@ impl SessionTable {
             .subscribe(key, Protocol::Hls)
             .map_err(|e| SessionError::Subscribe(e.to_string()))?;
         viewer.start_playing();
-        let old = self
-            .lock()
-            .insert(sid.clone(), Session { key: key.clone(), last_seen: now, _viewer: viewer });
+        let old = {
+            let mut map = self.lock();
+            let old = map
+                .insert(sid.clone(), Session { key: key.clone(), last_seen: now, _viewer: viewer });
+            self.metrics.hls_sessions.set(map.len() as i64);
+            old
+        };
         drop(old); // outside the lock: dropping a subscription takes hub locks
         self.start_sweeper();
         Ok(sid)
@@ -135,7 +231,9 @@ impl SessionTable {
                 .filter(|(_, s)| now.saturating_duration_since(s.last_seen) >= self.idle)
                 .map(|(sid, _)| sid.clone())
                 .collect();
-            ids.iter().filter_map(|sid| map.remove(sid)).collect()
+            let expired = ids.iter().filter_map(|sid| map.remove(sid)).collect();
+            self.metrics.hls_sessions.set(map.len() as i64);
+            expired
         };
         if !expired.is_empty() {
             tracing::debug!(count = expired.len(), "hls sessions expired");
@@ -161,5 +259,26 @@ impl SessionTable {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ids_minted_with_the_key_verify() {
+        let key = SessionKey::new(b"cluster key");
+        let sid = key.mint();
+        assert!(valid_sid(&sid) && key.verify(&sid));
+        // Another node with the same key (a cluster behind one load balancer) accepts it.
+        assert!(SessionKey::new(b"cluster key").verify(&sid));
+        assert!(!SessionKey::new(b"other key").verify(&sid));
+        assert!(!key.verify("0123456789abcdef0123456789abcdef"));
+        let mut forged = sid.clone().into_bytes();
+        forged[31] = if forged[31] == b'0' { b'1' } else { b'0' };
+        assert!(!key.verify(std::str::from_utf8(&forged).unwrap()));
+        assert!(!key.verify(&sid[..16]));
+        assert_eq!(format!("{key:?}"), "SessionKey(..)");
     }
 }

@@ -30,7 +30,11 @@ pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Resp
             return (StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")).into_response()
         }
     };
-    let Ok(permit) = ctx.connection_slots.clone().try_acquire_owned() else {
+    // The last `--publisher-reserve` slots are RTMP's: viewers can never lock publishers out.
+    let reserved = ctx.connection_slots.available_permits() <= ctx.publisher_reserve;
+    let permit = ctx.connection_slots.clone().try_acquire_owned();
+    let Ok(permit) = permit.map_err(|_| ()).and_then(|p| if reserved { Err(()) } else { Ok(p) })
+    else {
         ctx.metrics.error(ErrorKind::Limit);
         return (StatusCode::SERVICE_UNAVAILABLE, "server is at its connection limit\n")
             .into_response();

@@ -2,6 +2,7 @@
 //! and the web page (`/`, `/assets/...`).
 
 mod flv;
+pub mod serve;
 pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,8 @@ pub struct HttpContext {
     /// HLS as this node serves it.
     pub hls: HlsServing,
     pub connection_slots: Arc<Semaphore>,
+    /// Slots of `connection_slots` HTTP-FLV viewers leave to RTMP (`--publisher-reserve`).
+    pub publisher_reserve: usize,
     /// False while starting and once draining: `/readyz` answers 503.
     pub ready: AtomicBool,
     /// `--web-dir`: the web page and its player libraries.
@@ -110,6 +113,7 @@ async fn media(
     Extension(hls): Extension<Arc<HlsService>>,
     Path((app, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    client: Option<Extension<serve::ClientIp>>,
 ) -> Response {
     if let Some(stream) = file.strip_suffix(".flv") {
         return flv::play(ctx, &app, stream).await;
@@ -119,7 +123,14 @@ async fn media(
             Ok(pull) => pull,
             Err(resp) => return resp,
         };
-        return crate::hls::http::multivariant(hls, &app, stream, query.as_deref()).await;
+        return crate::hls::http::multivariant(
+            hls,
+            &app,
+            stream,
+            query.as_deref(),
+            client.map(|c| c.0 .0),
+        )
+        .await;
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
@@ -129,12 +140,14 @@ async fn hls_file(
     Extension(hls): Extension<Arc<HlsService>>,
     Path((app, stream, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
+    client: Option<Extension<serve::ClientIp>>,
 ) -> Response {
     let _pull = match pull_for_hls(&ctx, &app, &stream).await {
         Ok(pull) => pull,
         Err(resp) => return resp,
     };
-    crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref()).await
+    let client = client.map(|c| c.0 .0);
+    crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref(), client).await
 }
 
 /// On a node with an upstream (an edge), an HLS request for a stream that is not live here

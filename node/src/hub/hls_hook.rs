@@ -35,6 +35,10 @@ pub trait StreamHlsHook: std::fmt::Debug + Send + Sync + 'static {
     /// The publisher left.
     fn end_of_stream(&self);
 
+    /// The stream ended a while ago: drop its segments and state (a later publisher starts
+    /// afresh), so pollers of its playlists no longer hold its memory.
+    fn release(&self);
+
     /// A receiver of the latest snapshot (`None` until there is one).
     fn subscribe(&self) -> watch::Receiver<Option<HlsSnapshot>>;
 }

@@ -132,6 +132,14 @@ impl MediaLog {
         self.session_first_sync = None;
     }
 
+    /// Drop what an ended session left (its GOP and headers), keeping the sequence numbers:
+    /// viewers' cursors stay valid. Nothing happens while a publisher is live.
+    pub fn release(&mut self) {
+        if !self.live {
+            self.clear();
+        }
+    }
+
     fn clear(&mut self) {
         self.entries.clear();
         self.retained_bytes = 0;

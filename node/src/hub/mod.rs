@@ -12,6 +12,8 @@ pub mod prepared;
 mod publisher;
 pub mod stream;
 mod subscription;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,7 +117,9 @@ impl Hub {
     pub fn publish(&self, key: &StreamKey) -> Result<Publisher, PublishError> {
         let inner = &self.inner;
         let mut streams = lock(&inner.streams);
-        let live = streams.values().filter(|e| e.state().publisher.is_some()).count();
+        // Streams count while they hold media: live ones, and ended ones until
+        // [`Hub::release_ended`] frees what they left (pollers cannot keep them for free).
+        let live = streams.values().filter(|e| e.key != *key && e.holds_media()).count();
         let entry =
             streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone();
         let mut state = entry.state();
@@ -138,6 +142,7 @@ impl Hub {
         let kick = Arc::new(Notify::new());
         state.publisher = Some(id);
         state.publisher_kick = Some(kick.clone());
+        state.ended_at = None;
         state.started_at = Some(SystemTime::now());
         state.started_instant = Some(Instant::now());
         drop(state);
@@ -184,12 +189,19 @@ impl Hub {
             let mut streams = lock(&inner.streams);
             streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone()
         };
-        let max = inner.config.max_viewers_per_stream;
+        // Relay feeds (an edge's subscription, a forward) serve many viewers elsewhere: they are
+        // never refused because local viewers filled the stream's viewer cap.
+        let max = if protocol == Protocol::Relay {
+            usize::MAX
+        } else {
+            inner.config.max_viewers_per_stream
+        };
         let admitted = entry
             .viewers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .is_ok();
         if !admitted {
+            inner.metrics.viewers_rejected.inc();
             inner.release(&entry);
             return Err(SubscribeError::TooManyViewers(key.to_string(), max));
         }
@@ -267,6 +279,42 @@ impl Hub {
         lock(&self.inner.streams).get(key).map_or(0, |e| e.viewer_count())
     }
 
+    /// Free the media of streams that ended at least `linger` before `now` (their GOP log, HLS
+    /// window and the TS forms of its segments), even while viewers or HLS pollers remain;
+    /// forget the entries nobody watches. Returns how many streams still hold media.
+    pub fn release_ended(&self, now: Instant, linger: std::time::Duration) -> usize {
+        let entries: Vec<Arc<StreamEntry>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut held = 0;
+        for entry in entries {
+            let due = {
+                let mut state = entry.state();
+                match state.ended_at {
+                    Some(t)
+                        if state.publisher.is_none()
+                            && now.saturating_duration_since(t) >= linger =>
+                    {
+                        state.ended_at = None;
+                        true
+                    }
+                    _ => {
+                        held += usize::from(state.publisher.is_some() || state.ended_at.is_some());
+                        false
+                    }
+                }
+            };
+            if due {
+                entry.log().release();
+                if let Some(hls) = &entry.hls {
+                    hls.release();
+                }
+                entry.wake_viewers();
+                self.inner.release(&entry);
+            }
+        }
+        self.inner.metrics.streams_held.set(held as i64);
+        held
+    }
+
     pub fn live_stream_count(&self) -> usize {
         lock(&self.inner.streams).values().filter(|e| e.is_live()).count()
     }
@@ -291,3 +339,6 @@ impl HubInner {
         }
     }
 }
+
+#[cfg(test)]
+mod limits_tests;

@@ -243,6 +243,7 @@ impl Drop for Publisher {
         state.video = None;
         state.audio = None;
         state.metadata = None;
+        state.ended_at = Some(Instant::now());
         drop(state);
         if let Some(hls) = &self.entry.hls {
             hls.end_of_stream();

@@ -104,6 +104,8 @@ pub struct StreamState {
     pub video_frames: RateMeter,
     /// Last output timestamp, so the next publisher's timestamps continue from it.
     pub last_timestamp: Option<u32>,
+    /// When the last publisher left, until the memory it left (GOP, HLS window) is released.
+    pub ended_at: Option<Instant>,
 }
 
 /// A stream entry lives while it has a publisher or viewers (waiting or playing).
@@ -139,6 +141,7 @@ impl StreamEntry {
                 bitrate: RateMeter::new(now),
                 video_frames: RateMeter::new(now),
                 last_timestamp: None,
+                ended_at: None,
             }),
             wake: watch::channel(0).0,
             wake_relay: watch::channel(0).0,
@@ -167,5 +170,11 @@ impl StreamEntry {
 
     pub fn is_live(&self) -> bool {
         self.log().is_live()
+    }
+
+    /// Whether this stream holds media memory: it is published, or ended and not yet released.
+    pub fn holds_media(&self) -> bool {
+        let state = self.state();
+        state.publisher.is_some() || state.ended_at.is_some()
     }
 }

@@ -1,12 +1,18 @@
 //! The tokio driver of one RTMP connection: socket bytes into the sans-IO
 //! [`ServerSession`], its events into the hub, hub deliveries and session output back out.
 //!
-//! One task per connection, no per-connection channels: the task waits on socket readability,
-//! writability (only while something is queued), the stream's wake-up (only while playing and
-//! the write queue is short) and a deadline.
+//! One task per connection, no per-connection channels: the task waits on socket readability
+//! (only while the write queue is short), writability (only while something is queued), the
+//! stream's wake-up (only while playing and the write queue is short) and a deadline.
+//!
+//! What a peer can make the connection hold is bounded: a peer that provokes replies without
+//! reading them fills the write queue, which stops the reading (its further bytes stay in the
+//! kernel), and a queue that still reaches `--max-output-queue` closes the connection. Deadlines
+//! are about progress of the session, not bytes: handshake + `connect`, then publish/play
+//! within `--start-timeout`, then media in (publisher) or out (player) within `--idle-timeout`.
 
 use sluice_cluster::types::{Claim, StreamInfo};
-use sluice_cluster::{ClaimError, Registry};
+use sluice_cluster::ClaimError;
 use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
 use sluice_media::rtmp::SessionError;
 use sluice_media::stream_name::StreamKey;
@@ -19,9 +25,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::claim_guard::ClaimGuard;
+use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
+use crate::log_limit::printable;
 use crate::metrics::{ErrorKind, Protocol};
 use crate::out_queue::OutQueue;
 
@@ -33,6 +42,9 @@ const COLLECT_BATCH: usize = 128 * 1024;
 const READ_BUF_SMALL: usize = 4 * 1024;
 /// Read buffer of a publisher.
 const READ_BUF_PUBLISHER: usize = 64 * 1024;
+/// Stop reading the socket while this much is queued for it: whatever the peer sends next
+/// could only provoke more output it does not take.
+const READ_PAUSE: usize = PLAYER_HIGH_WATER;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,9 @@ pub enum ConnectionError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Timeout(&'static str),
+    /// The peer's write queue reached `--max-output-queue`.
+    #[error("output queue full: {queued} bytes queued, limit {limit}")]
+    OutputFull { queued: usize, limit: usize },
     /// The publisher's media was refused by the hub.
     #[error(transparent)]
     Media(#[from] crate::hub::PushError),
@@ -68,6 +83,7 @@ impl ConnectionError {
             ConnectionError::Session(e) => e.kind().into(),
             ConnectionError::Io(_) => ErrorKind::Io,
             ConnectionError::Timeout(_) => ErrorKind::Timeout,
+            ConnectionError::OutputFull { .. } => ErrorKind::OutputFull,
             ConnectionError::Media(_) => ErrorKind::Media,
         }
     }
@@ -113,9 +129,9 @@ pub(super) struct Connection {
     out: OutQueue,
     app: Option<String>,
     activity: Activity,
-    connected: bool,
-    started: Instant,
-    last_activity: Instant,
+    /// Progress of the session (`connect` accepted, publish/play started, media received from
+    /// a publisher or written to a player): the deadlines count from it, not from any byte.
+    deadlines: Deadlines,
     deliveries: Vec<Delivery>,
 }
 
@@ -125,16 +141,23 @@ impl Connection {
         let epoch = ctx.epoch.elapsed().as_millis() as u32;
         let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
         let now = Instant::now();
+        // A player may hold the high-water mark, a batch and one whole media message: a
+        // smaller cap would close healthy players on their next reply.
+        let floor = ctx.limits.max_message_size + PLAYER_HIGH_WATER + COLLECT_BATCH;
+        let out = OutQueue::with_cap(ctx.limits.max_output_queue.max(floor));
+        let timeouts = Timeouts {
+            handshake: ctx.limits.handshake_timeout,
+            start: ctx.limits.start_timeout,
+            idle: ctx.limits.idle_timeout,
+        };
         Connection {
             ctx,
             stream,
             session,
-            out: OutQueue::default(),
+            out,
             app: None,
             activity: Activity::None,
-            connected: false,
-            started: now,
-            last_activity: now,
+            deadlines: Deadlines::new(timeouts, now),
             deliveries: Vec::new(),
         }
     }
@@ -152,7 +175,7 @@ impl Connection {
             {
                 buf.resize(READ_BUF_PUBLISHER, 0);
             }
-            self.fill_output();
+            self.fill_output()?;
             if !self.out.is_empty() {
                 self.flush()?;
             }
@@ -164,13 +187,13 @@ impl Connection {
             let want_media =
                 matches!(self.activity, Activity::Playing { .. } | Activity::Waiting { .. })
                     && self.out.len() < PLAYER_HIGH_WATER;
+            let want_input = self.out.len() < READ_PAUSE;
             tokio::select! {
-                ready = self.stream.readable() => {
+                ready = self.stream.readable(), if want_input => {
                     ready?;
                     match self.stream.try_read(&mut buf) {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
-                            self.last_activity = Instant::now();
                             if matches!(self.activity, Activity::Publishing { .. }) {
                                 self.ctx.metrics.bytes_in.inc_by(n as u64);
                             }
@@ -188,7 +211,9 @@ impl Connection {
                 wake = activity_wake(&mut self.activity, want_media) => {
                     match wake {
                         Wake::Kicked => {
-                            info!("publisher stopped: taken over, or its claim was lost");
+                            if self.ctx.client_log.allow() {
+                                info!("publisher stopped: taken over, or its claim was lost");
+                            }
                             return Ok(());
                         }
                         Wake::Claimed(result) => self.on_claimed(result),
@@ -204,40 +229,45 @@ impl Connection {
         }
     }
 
+    fn phase(&self) -> Phase {
+        match &self.activity {
+            Activity::None => Phase::Starting,
+            Activity::Waiting { deadline, .. } => Phase::Waiting(*deadline),
+            Activity::Claiming { .. } | Activity::Publishing { .. } | Activity::Playing { .. } => {
+                Phase::Active
+            }
+        }
+    }
+
     fn deadline(&self) -> Instant {
-        let ctx = &self.ctx;
-        let mut deadline = self.last_activity + ctx.limits.idle_timeout;
-        if !self.connected {
-            deadline = deadline.min(self.started + ctx.limits.handshake_timeout);
-        }
-        if let Activity::Waiting { deadline: wait, .. } = &self.activity {
-            deadline = deadline.min(*wait);
-        }
-        deadline
+        self.deadlines.next(self.phase())
     }
 
     fn on_deadline(&mut self) -> Result<(), ConnectionError> {
-        let now = Instant::now();
-        if !self.connected && now >= self.started + self.ctx.limits.handshake_timeout {
-            return Err(ConnectionError::Timeout("handshake and connect not completed in time"));
-        }
-        if now >= self.last_activity + self.ctx.limits.idle_timeout {
-            return Err(ConnectionError::Timeout("idle: no bytes in either direction"));
-        }
-        if let Activity::Waiting { deadline, stream_id, name, .. } = &self.activity {
-            if now >= *deadline {
-                let (stream_id, name) = (*stream_id, name.clone());
-                debug!(stream = %name, "play: stream not published within the wait timeout");
-                self.session.play_not_found(stream_id, &name);
-                self.activity = Activity::None;
+        match self.deadlines.check(self.phase(), Instant::now()) {
+            None => Ok(()),
+            Some(Expired::Handshake) => {
+                Err(ConnectionError::Timeout("handshake and connect not completed in time"))
+            }
+            Some(Expired::Start) => {
+                Err(ConnectionError::Timeout("no publish or play started in time"))
+            }
+            Some(Expired::Idle) => Err(ConnectionError::Timeout("idle: no media in or out")),
+            Some(Expired::Wait) => {
+                if let Activity::Waiting { stream_id, name, .. } =
+                    std::mem::replace(&mut self.activity, Activity::None)
+                {
+                    debug!(stream = %printable(&name, 64), "play: stream not published within the wait timeout");
+                    self.session.play_not_found(stream_id, &name);
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Queue session output, then (for a player) media from the hub.
-    fn fill_output(&mut self) {
-        self.take_transmit();
+    fn fill_output(&mut self) -> Result<(), ConnectionError> {
+        self.take_transmit()?;
         if let Activity::Waiting { sub, .. } = &self.activity {
             if sub.is_live() {
                 let Activity::Waiting { mut sub, stream_id, name, reset, .. } =
@@ -246,14 +276,15 @@ impl Connection {
                     unreachable!()
                 };
                 self.session.accept_play(stream_id, &name, reset);
-                self.take_transmit();
+                self.take_transmit()?;
                 sub.start_playing();
                 self.activity = Activity::Playing { sub, stream_id, name };
+                self.deadlines.progress(Instant::now());
             }
         }
-        let Activity::Playing { sub, stream_id, name } = &mut self.activity else { return };
+        let Activity::Playing { sub, stream_id, name } = &mut self.activity else { return Ok(()) };
         if self.out.len() >= PLAYER_HIGH_WATER || !sub.has_pending() {
-            return;
+            return Ok(());
         }
         sub.collect(&mut self.deliveries, COLLECT_BATCH);
         let fast = *stream_id == MEDIA_STREAM_ID;
@@ -280,21 +311,26 @@ impl Connection {
                 }
             }
         }
+        Ok(())
     }
 
-    fn take_transmit(&mut self) {
+    /// Move the session's replies and control messages to the write queue, within its cap.
+    /// (Media is admitted by [`PLAYER_HIGH_WATER`] instead, and never closes a slow player.)
+    fn take_transmit(&mut self) -> Result<(), ConnectionError> {
         while let Some(b) = self.session.poll_transmit() {
-            self.out.push(b);
+            self.out.push_capped(b).map_err(|full| ConnectionError::OutputFull {
+                queued: full.queued,
+                limit: full.cap,
+            })?;
         }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ConnectionError> {
         let n = self.out.write_to(&self.stream)?;
-        if n > 0 {
-            self.last_activity = Instant::now();
-            if matches!(self.activity, Activity::Playing { .. }) {
-                self.ctx.bytes_out_rtmp.inc_by(n as u64);
-            }
+        if n > 0 && matches!(self.activity, Activity::Playing { .. }) {
+            self.deadlines.progress(Instant::now());
+            self.ctx.bytes_out_rtmp.inc_by(n as u64);
         }
         Ok(())
     }
@@ -310,6 +346,7 @@ impl Connection {
                 }
                 ServerEvent::Media { message, .. } => {
                     if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
+                        self.deadlines.progress(Instant::now());
                         publisher.push(message)?;
                         if publisher.codecs() != _claim.codecs.as_slice() {
                             _claim.advertise_codecs(publisher.codecs());
@@ -339,13 +376,15 @@ impl Connection {
     fn on_connect(&mut self, app: &str, tc_url: Option<&str>) {
         match StreamKey::parse(app, "probe") {
             Ok((key, _)) => {
-                debug!(app = key.app(), tc_url = tc_url.unwrap_or(""), "connect");
+                debug!(app = key.app(), tc_url = %printable(tc_url.unwrap_or(""), 128), "connect");
                 self.app = Some(key.app().to_string());
-                self.connected = true;
+                self.deadlines.connected(Instant::now());
                 self.session.accept_connect();
             }
             Err(e) => {
-                info!(%app, error = %e, "connect refused: bad app name");
+                if self.ctx.client_log.allow() {
+                    info!(app = %printable(app, 64), error = %e, "connect refused: bad app name");
+                }
                 self.session.reject_connect(&format!("invalid app name: {e}"));
             }
         }
@@ -369,7 +408,9 @@ impl Connection {
             Ok(key) => key,
             Err(e) => {
                 self.ctx.metrics.publishes_rejected.inc();
-                info!(name, error = %e, "publish refused: bad stream name");
+                if self.ctx.client_log.allow() {
+                    info!(name = %printable(name, 64), error = %e, "publish refused: bad stream name");
+                }
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.BadName",
@@ -380,7 +421,9 @@ impl Connection {
         };
         if self.ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
             self.ctx.metrics.publishes_rejected.inc();
-            info!(stream = %key, "publish refused: this node is an edge");
+            if self.ctx.client_log.allow() {
+                info!(stream = %key, "publish refused: this node is an edge");
+            }
             self.session.reject_publish(
                 stream_id,
                 "NetStream.Publish.Rejected",
@@ -390,7 +433,9 @@ impl Connection {
         }
         if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
             self.ctx.metrics.publishes_rejected.inc();
-            info!(stream = %key, "publish refused: name in use");
+            if self.ctx.client_log.allow() {
+                info!(stream = %key, "publish refused: name in use");
+            }
             self.session.reject_publish(
                 stream_id,
                 "NetStream.Publish.BadName",
@@ -422,7 +467,9 @@ impl Connection {
             Ok(claim) => claim,
             Err(ClaimError::Taken { holder }) => {
                 self.ctx.metrics.publishes_rejected.inc();
-                info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
+                }
                 let description =
                     format!("stream {key} is already being published on another node");
                 self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &description);
@@ -430,7 +477,9 @@ impl Connection {
             }
             Err(e) => {
                 self.ctx.metrics.publishes_rejected.inc();
-                warn!(stream = %key, error = %e, "publish refused: registry unavailable");
+                if self.ctx.client_log.allow() {
+                    warn!(stream = %key, error = %e, "publish refused: registry unavailable");
+                }
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.Failed",
@@ -444,7 +493,9 @@ impl Connection {
                 let span = tracing::Span::current();
                 span.record("stream", tracing::field::display(&key));
                 span.record("role", "publish");
-                info!(stream = %key, revision = claim.revision(), "publish start");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, revision = claim.revision(), "publish start");
+                }
                 self.session.accept_publish(stream_id, key.name());
                 let forward =
                     self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
@@ -460,13 +511,18 @@ impl Connection {
                     _forward: forward,
                     _claim: Box::new(guard),
                 };
+                self.deadlines.progress(Instant::now());
             }
             Err(e @ PublishError::AlreadyPublishing(_)) => {
-                info!(stream = %key, "publish refused: name in use");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, "publish refused: name in use");
+                }
                 self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
             }
             Err(e @ PublishError::TooManyStreams(_)) => {
-                warn!(stream = %key, "publish refused: stream limit");
+                if self.ctx.client_log.allow() {
+                    warn!(stream = %key, "publish refused: stream limit");
+                }
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.Rejected",
@@ -484,7 +540,9 @@ impl Connection {
         let key = match self.key_for(name) {
             Ok(key) => key,
             Err(e) => {
-                info!(name, error = %e, "play refused: bad stream name");
+                if self.ctx.client_log.allow() {
+                    info!(name = %printable(name, 64), error = %e, "play refused: bad stream name");
+                }
                 self.session.play_not_found(stream_id, name);
                 return;
             }
@@ -501,12 +559,16 @@ impl Connection {
                 self.activity = Activity::Waiting { sub, stream_id, name, reset, deadline };
             }
             Err(e @ SubscribeError::NotFound(_)) => {
-                info!(stream = %key, error = %e, "play refused");
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, error = %e, "play refused");
+                }
                 self.session.play_not_found(stream_id, name);
             }
-            Err(e) => {
-                warn!(stream = %key, error = %e, "play refused");
-                self.session.play_not_found(stream_id, name);
+            Err(e @ SubscribeError::TooManyViewers(..)) => {
+                if self.ctx.client_log.allow() {
+                    warn!(stream = %key, error = %e, "play refused");
+                }
+                self.session.reject_play(stream_id, "NetStream.Play.Failed", &e.to_string(), name);
             }
         }
     }
@@ -534,65 +596,5 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
         }
         Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
-    }
-}
-
-/// Releases a stream claim in the registry when its publisher is gone (unless this node
-/// publishes the stream again by then: a claim is per node, not per connection).
-struct ClaimGuard {
-    registry: Arc<dyn Registry>,
-    hub: crate::hub::Hub,
-    claim: Option<Claim>,
-    /// Codecs last handed to the claim writer.
-    codecs: Vec<String>,
-    /// The claim writer's input (its task ends with this guard).
-    codecs_tx: Option<tokio::sync::watch::Sender<Vec<String>>>,
-}
-
-impl ClaimGuard {
-    /// Write the stream's codecs into its claim (the claim is made before media arrives).
-    /// One task per publish writes the latest value, in order.
-    fn advertise_codecs(&mut self, codecs: &[String]) {
-        self.codecs = codecs.to_vec();
-        if let Some(tx) = &self.codecs_tx {
-            let _ = tx.send(self.codecs.clone());
-            return;
-        }
-        let Some(claim) = self.claim.clone() else { return };
-        let (tx, mut rx) = tokio::sync::watch::channel(self.codecs.clone());
-        rx.mark_changed();
-        self.codecs_tx = Some(tx);
-        let registry = self.registry.clone();
-        tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let mut info = claim.info.clone();
-                info.codecs = rx.borrow_and_update().clone();
-                match registry.update_claim(&claim, info).await {
-                    Ok(true) => {
-                        debug!(stream = %claim.stream, "claim updated with the stream's codecs");
-                    }
-                    Ok(false) => return,
-                    Err(e) => {
-                        warn!(stream = %claim.stream, error = %e, "could not write the stream's codecs into its claim");
-                    }
-                }
-            }
-        });
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        let Some(claim) = self.claim.take() else { return };
-        let (registry, hub) = (self.registry.clone(), self.hub.clone());
-        tokio::spawn(async move {
-            if hub.is_live(&claim.stream) {
-                return;
-            }
-            let stream = claim.stream.clone();
-            if let Err(e) = registry.release(claim).await {
-                warn!(%stream, error = %e, "releasing the stream claim failed (it expires with the lease)");
-            }
-        });
     }
 }

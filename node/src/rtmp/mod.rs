@@ -1,6 +1,8 @@
 //! RTMP over TCP: the accept loop and per-connection tasks.
 
+mod claim_guard;
 mod connection;
+mod deadlines;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{info_span, warn, Instrument};
 
 use crate::hub::Hub;
-use crate::log_limit::RateLimitedLog;
+use crate::log_limit::{printable, RateLimitedLog};
 use crate::metrics::{Metrics, Protocol};
 use crate::settings::Limits;
 pub use connection::ConnectionError;
@@ -33,8 +35,12 @@ pub struct RtmpContext {
     pub registry: Arc<dyn sluice_cluster::Registry>,
     /// Clustered origins with a relay: forwards each published stream to its home.
     pub forwarding: Option<Arc<crate::forward::Forwarding>>,
+    /// Per-address fair shares at accept (`--max-connections-per-ip`, `--new-connections-per-ip`).
+    pub admission: Arc<crate::admission::Gate>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
+    /// Every other line a client can provoke (refusals, publish starts, takeovers).
+    client_log: RateLimitedLog,
 }
 
 impl RtmpContext {
@@ -54,6 +60,8 @@ impl RtmpContext {
             ..ServerConfig::default()
         };
         let bytes_out_rtmp = metrics.bytes_out(Protocol::Rtmp);
+        let admission =
+            Arc::new(crate::admission::Gate::open(crate::metrics::Door::Rtmp, metrics.clone()));
         RtmpContext {
             hub,
             metrics,
@@ -63,8 +71,10 @@ impl RtmpContext {
             epoch: Instant::now(),
             registry,
             forwarding: None,
+            admission,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
+            client_log: RateLimitedLog::new(50),
         }
     }
 }
@@ -89,6 +99,9 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(share) = ctx.admission.admit(peer.ip()) else {
+            continue;
+        };
         let Ok(permit) = ctx.connection_slots.clone().try_acquire_owned() else {
             ctx.metrics.error(crate::metrics::ErrorKind::Limit);
             if ctx.error_log.allow() {
@@ -111,12 +124,14 @@ pub async fn serve(
                     Err(e) => {
                         ctx2.metrics.error(e.kind());
                         if ctx2.error_log.allow() {
-                            tracing::info!(error = %e, "connection closed with error");
+                            // Session errors may quote what the peer sent (a command name).
+                            let error = printable(&e.to_string(), 200);
+                            tracing::info!(%error, kind = e.kind().as_str(), "connection closed with error");
                         }
                     }
                 }
                 ctx2.metrics.connections.dec();
-                drop(permit);
+                drop((permit, share));
             }
             .instrument(span),
         );

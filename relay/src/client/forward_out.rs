@@ -153,6 +153,7 @@ impl RelayConnection {
             cancel: state.cancel.subscribe(),
             priorities: s.priorities.clone(),
             queue_frames: s.config.gop_queue_frames,
+            queue_bytes: s.config.gop_queue_bytes,
             max_frame_size: s.config.max_frame_size,
         };
         let (done_tx, done) = oneshot::channel();

@@ -2,13 +2,15 @@
 //! serving it) or one forward's (this node forwarding) frames as GOP streams. What to do
 //! with each frame is decided by the sans-IO [`GopCutter`] (the rules are listed there);
 //! this driver carries its decisions out on quinn streams, each GOP stream written by its
-//! own task from a bounded queue.
+//! own task from a queue bounded in frames and in bytes.
 
+mod budget;
 mod cutter;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use budget::ByteBudget;
 use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -28,6 +30,8 @@ pub(crate) struct Publication {
     /// Connection-wide GOP priorities.
     pub(crate) priorities: Arc<Priorities>,
     pub(crate) queue_frames: usize,
+    /// Bytes of payload queued per GOP stream (see `RelayConfig::gop_queue_bytes`).
+    pub(crate) queue_bytes: usize,
     /// Frames above this size are dropped here: the receiver (same configuration) would
     /// treat them as a protocol violation and close the whole connection.
     pub(crate) max_frame_size: usize,
@@ -45,17 +49,26 @@ pub(crate) struct Outcome {
 /// A GOP stream being written by its task.
 struct GopWriter {
     frames: Option<mpsc::Sender<Frame>>,
+    /// Payload bytes queued and not yet written.
+    budget: ByteBudget,
     reset: Option<oneshot::Sender<u32>>,
     task: JoinHandle<()>,
 }
 
 impl GopWriter {
-    /// Queues a frame; `false` when the queue is full (or the writer is gone).
+    /// Queues a frame; `false` when the queue is full, in frames or bytes (or the writer is
+    /// gone).
     fn push(&self, frame: Frame) -> bool {
-        match self.frames.as_ref() {
-            Some(tx) => tx.try_send(frame).is_ok(),
-            None => true,
+        let Some(tx) = self.frames.as_ref() else { return true };
+        let len = frame.payload.len();
+        if !self.budget.try_reserve(len) {
+            return false;
         }
+        if tx.try_send(frame).is_err() {
+            self.budget.release(len);
+            return false;
+        }
+        true
     }
 
     /// No more frames: the task finishes the stream once its queue is written.
@@ -142,7 +155,8 @@ impl Driver {
                     let Ok(send) = send else { return false };
                     let _ = send.set_priority(priority);
                     let header = GopHeader { request_id: self.p.request_id, gop_sequence: gop };
-                    let writer = spawn_writer(send, header, self.p.queue_frames.max(8));
+                    let budget = ByteBudget::new(self.p.queue_bytes);
+                    let writer = spawn_writer(send, header, self.p.queue_frames.max(8), budget);
                     self.writers.push((gop, writer));
                 }
                 Decision::Write { gop, frame } => {
@@ -188,7 +202,13 @@ impl Driver {
     }
 }
 
-fn spawn_writer(mut send: quinn::SendStream, header: GopHeader, queue: usize) -> GopWriter {
+fn spawn_writer(
+    mut send: quinn::SendStream,
+    header: GopHeader,
+    queue: usize,
+    budget: ByteBudget,
+) -> GopWriter {
+    let written = budget.clone();
     let (tx, mut rx) = mpsc::channel::<Frame>(queue);
     let (reset_tx, mut reset_rx) = oneshot::channel::<u32>();
     let task = tokio::spawn(async move {
@@ -197,10 +217,12 @@ fn spawn_writer(mut send: quinn::SendStream, header: GopHeader, queue: usize) ->
             codec::encode_gop_header(&header, &mut head);
             send.write_chunk(head.freeze()).await.ok()?;
             while let Some(frame) = rx.recv().await {
+                let len = frame.payload.len();
                 let mut head = BytesMut::with_capacity(codec::FRAME_HEADER_LEN);
                 codec::encode_frame_header(&frame, &mut head).ok()?;
                 // Header and payload in one call; the payload is not copied.
                 send.write_all_chunks(&mut [head.freeze(), frame.payload]).await.ok()?;
+                written.release(len);
             }
             send.finish().ok()?;
             // Fully acknowledged (or stopped by the peer).
@@ -216,5 +238,5 @@ fn spawn_writer(mut send: quinn::SendStream, header: GopHeader, queue: usize) ->
             let _ = send.reset(code.into());
         }
     });
-    GopWriter { frames: Some(tx), reset: Some(reset_tx), task }
+    GopWriter { frames: Some(tx), budget, reset: Some(reset_tx), task }
 }

@@ -153,6 +153,7 @@ impl Ctx {
             cancel: cancel_rx,
             priorities: self.priorities.clone(),
             queue_frames: self.config.gop_queue_frames,
+            queue_bytes: self.config.gop_queue_bytes,
             max_frame_size: self.config.max_frame_size,
         };
         let (live, control) = (self.live.clone(), self.control.clone());

@@ -237,7 +237,7 @@ fn multivariant(origin: &Origin, stream: &str) -> (String, String) {
         .strip_prefix(&format!("{stream}/index.m3u8?sid="))
         .unwrap_or_else(|| panic!("variant URI {uri}"))
         .to_string();
-    assert!(sid.len() == 16 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "sid {sid}");
+    assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "sid {sid}");
     (sid, uri)
 }
 

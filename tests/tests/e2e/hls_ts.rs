@@ -79,7 +79,7 @@ fn ts_session(origin: &Origin, stream: &str) -> String {
     let loc = resp.header("location").expect("Location").to_string();
     let sid =
         loc.strip_prefix("ts.m3u8?sid=").unwrap_or_else(|| panic!("Location {loc}")).to_string();
-    assert!(sid.len() == 16 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{sid}");
+    assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{sid}");
     sid
 }
 

@@ -13,7 +13,9 @@ use sluice_media::rtmp::control::ControlMessage;
 use sluice_media::rtmp::handshake::{ClientHandshake, HANDSHAKE_SIZE};
 use sluice_media::rtmp::{csid, msg_type};
 use sluice_tests::process::wait_for;
-use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
+use sluice_tests::replay::Replay;
+use sluice_tests::viewer::Watcher;
+use sluice_tests::{h264_aac, secs, Origin};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -30,17 +32,17 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
         "--idle-timeout",
         "30s",
     ]);
-    let url = origin.rtmp_url("live", "healthy");
-    let _publisher = Publisher::start_looped(&url, &h264_aac().path);
+    let mut publisher = Replay::start(origin.rtmp, "live", "healthy", &h264_aac().path);
     wait_for(secs(10), || origin.stream_info("live", "healthy")).expect("healthy stream is live");
-    let mut player = Player::start(&url);
-    assert!(player.wait_frames(30, secs(20)) >= 30, "healthy player started");
+    let player = Watcher::start(origin.rtmp, "live", "healthy");
+    assert!(player.wait_video(30, secs(20)) >= 30, "healthy player started");
+    let mark = player.mark();
 
     let before = origin.metrics();
     let errors_before = before.value("sluice_connection_errors_total", &[]);
     let addr = origin.rtmp;
     let mut failures = Vec::new();
-    let mut frames = player.frames();
+    let mut frames = player.video_frames();
     let mut closing_cases = 0;
 
     let cases: Vec<(&str, bool, Case)> = vec![
@@ -59,7 +61,7 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
                 failures.push(format!("{name}: {e}"));
             }
         }
-        let now = player.wait_frames(frames + 10, secs(5));
+        let now = player.wait_video(frames + 10, secs(5));
         if now < frames + 10 {
             failures
                 .push(format!("healthy player stalled during '{name}' ({frames} -> {now} frames)"));
@@ -76,9 +78,8 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
         failures.push(format!("Set Chunk Size 0x7FFFFFFF + connect in pieces: {e}"));
     }
 
-    let now = player.wait_frames(frames + 30, secs(5));
+    let now = player.wait_video(frames + 30, secs(5));
     assert!(now >= frames + 30, "healthy player stalled at the end ({frames} -> {now})");
-    assert!(player.is_running(), "healthy player exited");
     let after = origin.metrics();
     let errors = after.value("sluice_connection_errors_total", &[]) - errors_before;
     assert!(
@@ -101,8 +102,21 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     let rss = origin.rss_kib().expect("origin RSS");
     assert!(rss < 200 * 1024, "origin RSS is {rss} KiB");
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
-    let result = player.stop();
-    assert!(result.errors.is_empty(), "healthy player errors: {:#?}", result.errors);
+    // What the healthy viewer saw while the hostile connections came and went: no wall-clock
+    // gap over 1 s, no frame lost, exactly the publisher's frames, all decodable.
+    let record = player.stop();
+    publisher.stop().expect("the publisher was never disturbed");
+    let report = record.report_from(mark);
+    println!("healthy viewer during the hostile cases: {report:?}");
+    let problems = record.interruptions(mark, secs(1), 0);
+    assert!(problems.is_empty(), "healthy viewer: {problems:?} ({report:?})");
+    let (differ, missing) = record.differences(&publisher.sent());
+    assert!(
+        differ.is_empty() && missing.is_empty(),
+        "frames differ {differ:?}, missing {missing:?}"
+    );
+    let errors = record.decode_errors(origin.dir().path(), "healthy");
+    assert!(errors.is_empty(), "the healthy viewer's stream does not decode: {errors:#?}");
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -25,6 +25,7 @@ const NODE: Crate = Crate {
     dir: "node",
     layers: &[
         ("units", 0),
+        ("admission", 0),
         ("lock", 0),
         ("log_limit", 0),
         ("out_queue", 0),

@@ -4,6 +4,8 @@
 //!
 //! One area: `cargo nextest run -p sluice-tests -E 'test(/^hostile::/)'`.
 
+mod abuse_http;
+mod abuse_rtmp;
 mod audio_only;
 mod browser;
 mod cluster_origins;
@@ -18,6 +20,7 @@ mod hls_ts;
 mod hostile;
 mod http_api;
 mod layers;
+mod limits;
 mod media_changes;
 mod otlp;
 mod placement;

@@ -11,8 +11,10 @@ use sluice_media::rtmp::client::ClientMode;
 use sluice_media::stream_name::StreamKey;
 use sluice_tests::cluster::TestCluster;
 use sluice_tests::process::wait_for;
+use sluice_tests::replay::Replay;
 use sluice_tests::rtmp::RtmpClient;
-use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
+use sluice_tests::viewer::{ViewerRecord, Watcher};
+use sluice_tests::{h264_aac, secs, Origin};
 
 const STREAMS: usize = 100;
 
@@ -74,15 +76,12 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
         .map(|i| format!("cam{i}"))
         .find(|n| home(&before, n) == "ring-2" && home(&after, n) == "ring-3")
         .expect("some name moves from ring-2 to ring-3");
-    let mut encoder = Publisher::start_looped(&o1.rtmp_url("live", &mover), &h264_aac().path);
+    let mut encoder = Replay::start(o1.rtmp, "live", &mover, &h264_aac().path);
     wait_for(secs(20), || listed(&o2).contains(&mover).then_some(()))
         .expect("the encoder's stream forwarded to its home ring-2");
-    let mut viewer = Player::start(&edge.rtmp_url("live", &mover));
-    assert!(
-        viewer.wait_frames(60, secs(30)) >= 60,
-        "edge viewer plays before the move: {:?}",
-        viewer.errors()
-    );
+    let viewer = Watcher::start(edge.rtmp, "live", &mover);
+    assert!(viewer.wait_video(60, secs(30)) >= 60, "edge viewer plays before the move");
+    let mark = viewer.mark();
 
     // 100 more publishers, all on ring-1 (as a TCP load balancer might do).
     let names: Vec<String> = (0..STREAMS).map(|i| format!("s{i:03}")).collect();
@@ -161,21 +160,44 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
     // The edge viewer of the moved stream kept its connection and keeps decoding from ring-3.
     wait_for(secs(20), || listed(&o3).contains(&mover).then_some(()))
         .expect("the encoder's stream moved to ring-3");
-    let before_move = viewer.frames();
-    let more = viewer.wait_frames(before_move + 60, secs(30));
+    let before_move = viewer.video_frames();
+    let more = viewer.wait_video(before_move + 60, secs(30));
     assert!(
         more >= before_move + 60,
         "edge viewer stalled after the move: {before_move} -> {more}"
     );
-    assert!(viewer.is_running(), "edge viewer stayed connected");
+    assert!(viewer.is_playing(), "edge viewer stayed connected");
     let log = std::fs::read_to_string(edge.log_path()).unwrap_or_default();
     assert!(
         log.contains("switched upstream") || log.contains("resubscrib"),
         "edge followed the move; log:\n{log}"
     );
     drop(publishers);
-    encoder.stop();
-    viewer.stop();
+    let record = viewer.stop();
+    encoder.stop().expect("the encoder was never disturbed");
+    assert_seamless(&record, mark, &encoder, &edge, "move");
+}
+
+/// Make-before-break, measured at the viewer: from `mark` on no wall-clock gap over 1 s, no
+/// frame lost, the publisher's exact frames in order, all decodable.
+fn assert_seamless(
+    record: &ViewerRecord,
+    mark: usize,
+    encoder: &Replay,
+    edge: &Origin,
+    what: &str,
+) {
+    let report = record.report_from(mark);
+    println!("edge viewer across the {what}: {report:?}");
+    let problems = record.interruptions(mark, secs(1), 0);
+    assert!(problems.is_empty(), "edge viewer across the {what}: {problems:?} ({report:?})");
+    let (differ, missing) = record.differences(&encoder.sent());
+    assert!(
+        differ.is_empty() && missing.is_empty(),
+        "edge viewer across the {what}: frames differ {differ:?}, missing {missing:?}"
+    );
+    let errors = record.decode_errors(edge.dir().path(), what);
+    assert!(errors.is_empty(), "edge viewer across the {what} does not decode: {errors:#?}");
 }
 
 /// SIGTERM of a stream's home origin: it leaves the ring first, the ingest forwards to the new
@@ -189,24 +211,26 @@ fn a_draining_home_hands_its_streams_over_without_viewers_noticing() {
     let name = sluice_tests::cluster::find_name("d", |n| {
         home(&ring(&["drain-a", "drain-b"]), n) == "drain-b"
     });
-    let mut encoder = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
+    let mut encoder = Replay::start(a.rtmp, "live", &name, &h264_aac().path);
     wait_for(secs(20), || listed(&b).contains(&name).then_some(()))
         .expect("forwarded to its home drain-b");
-    let mut viewer = Player::start(&edge.rtmp_url("live", &name));
-    assert!(viewer.wait_frames(60, secs(30)) >= 60, "edge viewer plays: {:?}", viewer.errors());
+    let viewer = Watcher::start(edge.rtmp, "live", &name);
+    assert!(viewer.wait_video(60, secs(30)) >= 60, "edge viewer plays");
+    let mark = viewer.mark();
 
     let status = b.terminate();
     assert!(status.is_some_and(|s| s.success()), "drain-b exits cleanly: {status:?}");
-    let before = viewer.frames();
-    let more = viewer.wait_frames(before + 60, secs(20));
+    let before = viewer.video_frames();
+    let more = viewer.wait_video(before + 60, secs(20));
     assert!(more >= before + 60, "edge viewer stalled after the home drained: {before} -> {more}");
-    assert!(viewer.is_running(), "the viewer stayed connected");
+    assert!(viewer.is_playing(), "the viewer stayed connected");
     assert!(encoder.is_running(), "the encoder never noticed");
     let log = std::fs::read_to_string(edge.log_path()).unwrap_or_default();
     assert!(
         log.contains("switched upstream") || log.contains("resubscrib"),
         "the edge moved to drain-a; log:\n{log}"
     );
-    encoder.stop();
-    viewer.stop();
+    let record = viewer.stop();
+    encoder.stop().expect("the encoder was never disturbed");
+    assert_seamless(&record, mark, &encoder, &edge, "drain");
 }

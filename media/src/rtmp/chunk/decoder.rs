@@ -91,6 +91,10 @@ pub struct ChunkDecoder {
     /// Sum of the announced lengths of all partial messages.
     reserved: usize,
     bytes_received: u64,
+    /// Size of the allocation behind `buf` when it was last (re)allocated: a zero-copy
+    /// payload keeps that whole allocation alive, so only large payloads are handed out
+    /// without copying (see [`ChunkDecoder::share_or_copy`]).
+    buf_allocation: usize,
 }
 
 impl ChunkDecoder {
@@ -103,6 +107,7 @@ impl ChunkDecoder {
             current: None,
             reserved: 0,
             bytes_received: 0,
+            buf_allocation: 0,
         }
     }
 
@@ -130,7 +135,11 @@ impl ChunkDecoder {
     /// Append received bytes. The decoder consumes them incrementally; it never needs more
     /// than one chunk header plus the configured limits in memory.
     pub fn push(&mut self, data: &[u8]) {
+        let grows = self.buf.capacity() - self.buf.len() < data.len();
         self.buf.extend_from_slice(data);
+        if grows {
+            self.buf_allocation = self.buf.capacity();
+        }
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
@@ -311,7 +320,7 @@ impl ChunkDecoder {
 
         // Whole message in one chunk and already buffered: hand it out without copying.
         if length <= chunk_size && self.buf.len() >= length {
-            let payload = self.consume(length).freeze();
+            let payload = self.share_or_copy(length);
             return Ok(Step::Message(message(csid, header, payload)));
         }
         let capacity = length.min(INITIAL_REASSEMBLY_CAPACITY);
@@ -319,6 +328,19 @@ impl ChunkDecoder {
         self.reserved = held;
         self.current = Some(CurrentChunk { csid, remaining: length.min(chunk_size) });
         Ok(Step::ChunkStarted)
+    }
+
+    /// The next `length` buffered bytes as a payload: shared with the read buffer when the
+    /// payload is at least half of that buffer's allocation, else copied out. A retained small
+    /// frame (an audio frame in a stream's buffer) must not pin a read buffer many times its
+    /// size: the stream buffer accounts only the frame's own bytes.
+    fn share_or_copy(&mut self, length: usize) -> Bytes {
+        let shared = self.consume(length);
+        if length.saturating_mul(2) >= self.buf_allocation {
+            shared.freeze()
+        } else {
+            Bytes::copy_from_slice(&shared)
+        }
     }
 
     fn chunk_size_usize(&self) -> usize {

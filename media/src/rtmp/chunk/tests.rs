@@ -379,12 +379,29 @@ fn zero_length_message() {
 #[test]
 fn single_chunk_message_is_not_copied() {
     let mut wire = BytesMut::new();
-    encode_type0(6, 0, 8, 1, &[1, 2, 3, 4], 128, &mut wire);
+    encode_type0(6, 0, 8, 1, &[7; 100], 128, &mut wire);
     let mut dec = new_decoder();
     dec.push(&wire);
     let start = dec.buf_ptr_for_test();
     let m = dec.next_message().unwrap().unwrap();
     assert_eq!(m.payload.as_ptr(), start.wrapping_add(12));
+}
+
+/// A small frame from a large read is copied out: kept in a stream buffer, a shared slice
+/// would pin the whole read allocation.
+#[test]
+fn small_message_in_a_large_read_is_copied() {
+    let mut wire = BytesMut::new();
+    encode_type0(6, 0, 8, 1, &[1, 2, 3, 4], 128, &mut wire);
+    wire.extend_from_slice(&vec![0xC6; 60_000]);
+    let mut dec = new_decoder();
+    dec.push(&wire);
+    let start = dec.buf_ptr_for_test();
+    let end = start.wrapping_add(wire.len());
+    let m = dec.next_message().unwrap().unwrap();
+    assert_eq!(&m.payload[..], &[1, 2, 3, 4]);
+    let p = m.payload.as_ptr();
+    assert!(p < start || p >= end, "payload shares the 60 KB read buffer");
 }
 
 #[test]
