@@ -1,10 +1,11 @@
 //! The HTTP side: health endpoints, /api/streams schema, /metrics, HTTP-FLV headers and 404s.
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sluice_tests::http;
 use sluice_tests::process::wait_for;
+use sluice_tests::wait::{wait_players_subscribed, LOG_PLAYS};
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 #[test]
@@ -84,7 +85,7 @@ fn health_api_metrics_and_flv_headers() {
 
 #[test]
 fn flv_player_waiting_for_a_stream_starts_when_it_is_published() {
-    let origin = Origin::start(&["--play-wait-timeout", "10s"]);
+    let origin = Origin::start(&[&["--play-wait-timeout", "10s"][..], &LOG_PLAYS].concat());
     let addr = origin.http;
     let waiter = std::thread::spawn(move || {
         let mut s = http::open(addr, "GET", "/live/later.flv", secs(15)).unwrap();
@@ -93,7 +94,8 @@ fn flv_player_waiting_for_a_stream_starts_when_it_is_published() {
         let read = s.read_exact(&mut buf).map(|_| buf.len());
         (status, read.map_err(|e| e.to_string()))
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The viewer must be waiting before the stream is published.
+    wait_players_subscribed(&origin, "live/later", 0, 1, secs(10));
     let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "later"), &h264_aac().path);
     let (status, read) = waiter.join().unwrap();
     assert_eq!(status, 200);
