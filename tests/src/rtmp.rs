@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use sluice_media::frame::{MediaKind, MediaMessage};
 use sluice_media::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+use sluice_media::rtmp::handshake::ClientHandshake;
 
 /// One RTMP connection driven by a [`ClientSession`].
 pub struct RtmpClient {
@@ -231,6 +232,38 @@ impl RtmpClient {
         }
         Ok(())
     }
+}
+
+/// A raw TCP connection to an RTMP port with 5 s connect and write timeouts (for hostile and
+/// limit tests that speak the protocol byte by byte).
+pub fn raw_connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("TCP connect");
+    s.set_nodelay(true).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// [`raw_connect`], then a plain handshake with sluice-media's client handshake; nothing else
+/// is sent.
+pub fn raw_handshaken(addr: SocketAddr) -> TcpStream {
+    let mut s = raw_connect(addr);
+    let mut out = bytes::BytesMut::new();
+    let mut hs = ClientHandshake::new(rand::random(), 0, false, &mut out);
+    s.write_all(&out).unwrap();
+    out.clear();
+    let mut input = bytes::BytesMut::new();
+    let mut buf = [0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    loop {
+        let n = s.read(&mut buf).expect("read S0/S1/S2");
+        assert!(n > 0, "server closed during the handshake");
+        input.extend_from_slice(&buf[..n]);
+        if hs.receive(&mut input, &mut out).expect("server handshake is valid") {
+            break;
+        }
+    }
+    s.write_all(&out).unwrap();
+    s
 }
 
 /// Every tag of an FLV file as a [`MediaMessage`].

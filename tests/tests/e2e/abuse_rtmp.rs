@@ -14,9 +14,9 @@ use sluice_media::amf0::{marker, Amf0Value};
 use sluice_media::rtmp::chunk::encode_type0;
 use sluice_media::rtmp::command::{connect_request, request};
 use sluice_media::rtmp::control::ControlMessage;
-use sluice_media::rtmp::handshake::ClientHandshake;
 use sluice_media::rtmp::{csid, msg_type};
 use sluice_tests::process::wait_for;
+use sluice_tests::rtmp::{raw_connect, raw_handshaken};
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
 /// Opens a connection that stalls in some phase of the session.
@@ -86,8 +86,8 @@ fn stalled_sessions_are_closed_at_their_deadlines() {
     let timeouts_before = timeouts(&origin);
     let addr = origin.rtmp;
     let cases: Vec<(&str, Duration, Case)> = vec![
-        ("TCP connect, nothing sent", secs(2), |a| connect(a)),
-        ("handshake, no connect", secs(2), handshaken),
+        ("TCP connect, nothing sent", secs(2), |a| raw_connect(a)),
+        ("handshake, no connect", secs(2), raw_handshaken),
         ("connect, then a control message every 700 ms", secs(3), connected_then_trickle),
         ("publishing, then no media", secs(3), publishing_then_trickle),
     ];
@@ -148,7 +148,7 @@ fn concurrent_amf0_bombs_stay_bounded() {
             .map(|_| {
                 let (addr, bomb) = (origin.rtmp, bomb.clone());
                 thread::spawn(move || {
-                    let mut s = handshaken(addr);
+                    let mut s = raw_handshaken(addr);
                     let mut out = set_chunk_size_bytes(CHUNK);
                     encode_type0(
                         csid::COMMAND,
@@ -221,35 +221,6 @@ fn legit_publisher_and_viewer(origin: &Origin, name: &str) {
     assert!(result.errors.is_empty(), "legitimate viewer errors: {:#?}", result.errors);
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, secs(5)).expect("TCP connect");
-    s.set_nodelay(true).unwrap();
-    s.set_write_timeout(Some(secs(5))).unwrap();
-    s
-}
-
-/// Connect and complete a plain handshake.
-fn handshaken(addr: SocketAddr) -> TcpStream {
-    let mut s = connect(addr);
-    let mut out = BytesMut::new();
-    let mut hs = ClientHandshake::new(rand::random(), 0, false, &mut out);
-    s.write_all(&out).unwrap();
-    out.clear();
-    let mut input = BytesMut::new();
-    let mut buf = [0u8; 4096];
-    s.set_read_timeout(Some(secs(5))).unwrap();
-    loop {
-        let n = s.read(&mut buf).expect("read S0/S1/S2");
-        assert!(n > 0, "server closed during the handshake");
-        input.extend_from_slice(&buf[..n]);
-        if hs.receive(&mut input, &mut out).expect("server handshake is valid") {
-            break;
-        }
-    }
-    s.write_all(&out).unwrap();
-    s
-}
-
 fn set_chunk_size_bytes(size: u32) -> BytesMut {
     let (type_id, payload) = ControlMessage::SetChunkSize(size).encode();
     let mut out = BytesMut::new();
@@ -263,7 +234,7 @@ fn command(stream_id: u32, payload: &[u8], out: &mut BytesMut) {
 
 /// Handshake, Set Chunk Size, connect and createStream (answers are never read).
 fn connected(addr: SocketAddr) -> TcpStream {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     let mut out = set_chunk_size_bytes(CHUNK);
     command(0, &connect_request(1.0, "live", &format!("rtmp://{addr}/live")), &mut out);
     command(0, &request("createStream", 2.0, &[]), &mut out);

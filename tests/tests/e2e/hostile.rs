@@ -10,10 +10,11 @@ use sluice_media::amf0::{Amf0Limits, Amf0Value};
 use sluice_media::rtmp::chunk::{encode_type0, ChunkDecoder, ChunkLimits, MAX_CHUNK_SIZE};
 use sluice_media::rtmp::command::{connect_request, Command};
 use sluice_media::rtmp::control::ControlMessage;
-use sluice_media::rtmp::handshake::{ClientHandshake, HANDSHAKE_SIZE};
+use sluice_media::rtmp::handshake::HANDSHAKE_SIZE;
 use sluice_media::rtmp::{csid, msg_type};
 use sluice_tests::process::wait_for;
 use sluice_tests::replay::Replay;
+use sluice_tests::rtmp::{raw_connect, raw_handshaken};
 use sluice_tests::viewer::Watcher;
 use sluice_tests::{h264_aac, secs, Origin};
 
@@ -119,37 +120,8 @@ fn hostile_connections_are_closed_without_disturbing_viewers() {
     assert!(errors.is_empty(), "the healthy viewer's stream does not decode: {errors:#?}");
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, secs(5)).expect("TCP connect");
-    s.set_nodelay(true).unwrap();
-    s.set_write_timeout(Some(secs(5))).unwrap();
-    s
-}
-
-/// Connect and complete a plain handshake with sluice-media's client handshake.
-fn handshaken(addr: SocketAddr) -> TcpStream {
-    let mut s = connect(addr);
-    let mut out = BytesMut::new();
-    let mut hs = ClientHandshake::new(rand::random(), 0, false, &mut out);
-    s.write_all(&out).unwrap();
-    out.clear();
-    let mut input = BytesMut::new();
-    let mut buf = [0u8; 4096];
-    s.set_read_timeout(Some(secs(5))).unwrap();
-    loop {
-        let n = s.read(&mut buf).expect("read S0/S1/S2");
-        assert!(n > 0, "server closed during the handshake");
-        input.extend_from_slice(&buf[..n]);
-        if hs.receive(&mut input, &mut out).expect("server handshake is valid") {
-            break;
-        }
-    }
-    s.write_all(&out).unwrap();
-    s
-}
-
 fn garbage_handshake(addr: SocketAddr) -> TcpStream {
-    let mut s = connect(addr);
+    let mut s = raw_connect(addr);
     let mut bytes = vec![0xFFu8];
     bytes.extend((0..HANDSHAKE_SIZE).map(|_| rand::random::<u8>()));
     let _ = s.write_all(&bytes);
@@ -157,7 +129,7 @@ fn garbage_handshake(addr: SocketAddr) -> TcpStream {
 }
 
 fn garbage_chunks(addr: SocketAddr) -> TcpStream {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     // A type-3 header on a chunk stream never seen, then noise.
     let mut bytes = vec![0xC5u8];
     bytes.extend((0..4096).map(|_| rand::random::<u8>()));
@@ -166,7 +138,7 @@ fn garbage_chunks(addr: SocketAddr) -> TcpStream {
 }
 
 fn oversized_message(addr: SocketAddr) -> TcpStream {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     // Type-0 header on csid 3 announcing a 0xFFFFFF-byte command message, then its first chunk.
     let mut bytes = vec![0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, msg_type::COMMAND_AMF0, 0, 0, 0, 0];
     bytes.extend(std::iter::repeat_n(0x05u8, 128));
@@ -182,13 +154,13 @@ fn set_chunk_size_bytes(size: u32) -> BytesMut {
 }
 
 fn set_chunk_size(addr: SocketAddr, size: u32) -> TcpStream {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     let _ = s.write_all(&set_chunk_size_bytes(size));
     s
 }
 
 fn csid_flood(addr: SocketAddr) -> TcpStream {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     let payload = vec![0u8; 1000];
     for id in 64u32..5064 {
         let mut out = BytesMut::new();
@@ -203,7 +175,7 @@ fn csid_flood(addr: SocketAddr) -> TcpStream {
 }
 
 fn truncated_then_disconnect(addr: SocketAddr) {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     let mut out = BytesMut::new();
     encode_type0(
         csid::COMMAND,
@@ -220,7 +192,7 @@ fn truncated_then_disconnect(addr: SocketAddr) {
 }
 
 fn huge_chunk_size_then_connect_in_pieces(addr: SocketAddr) -> Result<(), String> {
-    let mut s = handshaken(addr);
+    let mut s = raw_handshaken(addr);
     let mut bytes = set_chunk_size_bytes(MAX_CHUNK_SIZE);
     let tc_url = format!("rtmp://{addr}/live");
     encode_type0(
