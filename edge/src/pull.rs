@@ -21,13 +21,12 @@
 //! local publish, tells the policy what happened and sleeps until its next deadline.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use sluice_cluster::types::{NodeId, Snapshot, StreamRecord};
 use sluice_media::stream_name::StreamKey;
+use sluice_node::driver::{now, settle, sleep_until, Pending};
 use sluice_node::hub::Hub;
 use sluice_node::lock::lock;
 use sluice_node::peers::{PeerError, Peers};
@@ -35,7 +34,7 @@ use sluice_node::placement::{relay_addr, Placement};
 use sluice_node::relayed_publish::RelayedPublish;
 use sluice_relay::{Frame, RelayError, RelaySubscription};
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::args::PullSettings;
@@ -113,9 +112,6 @@ enum SubscribeError {
     #[error("subscribe timed out")]
     Timeout,
 }
-
-/// An I/O operation in flight, polled by the driver's `select!`.
-type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The I/O side of one pull: what the policy's actions open, switch and drop.
 #[derive(Default)]
@@ -220,7 +216,7 @@ impl PullTask {
                     }
                     None => Wake::Event(Event::SubscribeFailed),
                 },
-                (origin, result) = switched(&mut io.switching) => match result {
+                (origin, result) = settle(&mut io.switching) => match result {
                     Ok(sub) => {
                         self.hub.metrics().relay_subscribes.inc();
                         io.next = Some(sub);
@@ -412,29 +408,6 @@ async fn done<T>(pending: &mut Option<Pending<'_, T>>) -> T {
     let out = fut.as_mut().await;
     *pending = None;
     out
-}
-
-/// Waits for the switch in flight, if any, and clears it.
-async fn switched(
-    pending: &mut Option<(NodeId, Pending<'_, Result<RelaySubscription, SubscribeError>>)>,
-) -> (NodeId, Result<RelaySubscription, SubscribeError>) {
-    let Some((to, fut)) = pending.as_mut() else { return std::future::pending().await };
-    let out = fut.as_mut().await;
-    let to = to.clone();
-    *pending = None;
-    (to, out)
-}
-
-async fn sleep_until(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The policy's clock: tokio's, so tests with paused time drive it too.
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -19,8 +19,6 @@
 //! nodes that briefly disagree about the ring cannot build a loop.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,9 +28,9 @@ use sluice_cluster::{should_accept_forward, ForwardVerdict};
 use sluice_media::stream_name::StreamKey;
 use sluice_relay::{ForwardEnd, ForwardHandle, ForwardRefusal, ForwardRequest, ForwardSink, Frame};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
+use crate::driver::{now, settle, sleep_until, Pending};
 use crate::hub::Hub;
 use crate::lock::lock;
 use crate::peers::Peers;
@@ -46,8 +44,7 @@ pub mod policy;
 use policy::{Action, Event, ForwardPolicy};
 
 /// A forward being opened, and where to.
-type Opening<'a> =
-    (NodeId, Pin<Box<dyn Future<Output = Result<ForwardHandle, OpenError>> + Send + 'a>>);
+type Opening<'a> = (NodeId, Pending<'a, Result<ForwardHandle, OpenError>>);
 
 /// Why a forward could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +182,7 @@ impl Forwarding {
                         Some(Event::Home(self.placement.home(&key)))
                     }
                 }
-                (to, result) = open_done(&mut opening) => match result {
+                (to, result) = settle(&mut opening) => match result {
                     Ok(handle) => {
                         opened = Some((to.clone(), handle));
                         Some(Event::Opened { to })
@@ -281,27 +278,4 @@ async fn finished(current: &mut Option<(NodeId, ForwardHandle)>) -> sluice_relay
         Some((_, handle)) => handle.finished().await,
         None => std::future::pending().await,
     }
-}
-
-/// Waits for the open in flight, if any, and clears it.
-async fn open_done(
-    opening: &mut Option<Opening<'_>>,
-) -> (NodeId, Result<ForwardHandle, OpenError>) {
-    let Some((to, open)) = opening.as_mut() else { return std::future::pending().await };
-    let result = open.as_mut().await;
-    let to = to.clone();
-    *opening = None;
-    (to, result)
-}
-
-async fn sleep_until(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The policy's clock: tokio's, so tests with paused time drive it too.
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
 }

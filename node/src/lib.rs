@@ -11,7 +11,7 @@
 //!
 //! | layer | modules | what |
 //! |-------|---------|------|
-//! | 0 | `units`, `lock`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream` | units and small helpers, hooks |
+//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream` | units and small helpers, hooks |
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
@@ -32,6 +32,7 @@
 
 // Layer 0: units and small helpers.
 pub mod admission;
+pub mod driver;
 pub mod lock;
 pub mod log_limit;
 pub mod metrics;

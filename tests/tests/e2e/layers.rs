@@ -27,6 +27,7 @@ const NODE: Crate = Crate {
         ("units", 0),
         ("admission", 0),
         ("lock", 0),
+        ("driver", 0),
         ("log_limit", 0),
         ("out_queue", 0),
         ("metrics", 0),
