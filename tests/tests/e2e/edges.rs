@@ -50,6 +50,7 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
     let info = listed.expect("edge /api/streams lists a stream it does not pull yet");
     assert_eq!(info["viewers"], 0);
     assert_eq!(metric(&e1, "sluice_relay_upstreams", &[]), 0.0, "listing does not pull");
+    wait_for(secs(10), || e2.stream_info("live", "show")).expect("edge 2 lists the stream");
 
     // Measuring RTMP viewers on the origin and on edge 1 (they compare frames), then three
     // ffmpeg viewers on edge 1 (RTMP, RTMP, HTTP-FLV), two on edge 2 (HTTP-FLV, RTMP).
@@ -182,6 +183,8 @@ fn edge_viewers_resume_when_the_stream_moves_to_another_origin() {
     let claim = format!("{}/streams/live/cam", c.prefix);
     wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(()))
         .expect("stream claimed in etcd");
+    // An edge answers an unknown stream at once from its cache: wait until it knows this one.
+    wait_for(secs(15), || edge.stream_info("live", "cam")).expect("the edge lists the stream");
     let mut rtmp = Player::start(&edge.rtmp_url("live", "cam"));
     let mut flv = Player::start(&edge.flv_url("live", "cam"));
     let watcher = Watcher::start(edge.rtmp, "live", "cam");
@@ -344,6 +347,10 @@ fn an_edge_ends_the_stream_for_its_viewers_after_the_upstream_grace() {
     let _publisher = Replay::start(origin.rtmp, "live", "gr", &h264_aac().path);
     let claim = format!("{}/streams/live/gr", c.prefix);
     wait_for(secs(15), || c.etcd.keys(&claim).contains(&claim).then_some(())).expect("claimed");
+    // Edges answer an unknown stream at once from their caches: wait until both know it.
+    for e in [&short, &long] {
+        wait_for(secs(15), || e.stream_info("live", "gr")).expect("the edge lists the stream");
+    }
     let (w_short, w_long) =
         (Watcher::start(short.rtmp, "live", "gr"), Watcher::start(long.rtmp, "live", "gr"));
     for w in [&w_short, &w_long] {

@@ -79,6 +79,9 @@ fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
     let mut encoder = Replay::start(o1.rtmp, "live", &mover, &h264_aac().path);
     wait_for(secs(20), || listed(&o2).contains(&mover).then_some(()))
         .expect("the encoder's stream forwarded to its home ring-2");
+    // An edge answers an unknown stream at once from its cache: wait until it knows this one.
+    wait_for(secs(20), || listed(&edge).contains(&mover).then_some(()))
+        .expect("the edge lists the stream");
     let viewer = Watcher::start(edge.rtmp, "live", &mover);
     assert!(viewer.wait_video(60, secs(30)) >= 60, "edge viewer plays before the move");
     let mark = viewer.mark();
@@ -214,6 +217,9 @@ fn a_draining_home_hands_its_streams_over_without_viewers_noticing() {
     let mut encoder = Replay::start(a.rtmp, "live", &name, &h264_aac().path);
     wait_for(secs(20), || listed(&b).contains(&name).then_some(()))
         .expect("forwarded to its home drain-b");
+    // An edge answers an unknown stream at once from its cache: wait until it knows this one.
+    wait_for(secs(20), || listed(&edge).contains(&name).then_some(()))
+        .expect("the edge lists the stream");
     let viewer = Watcher::start(edge.rtmp, "live", &name);
     assert!(viewer.wait_video(60, secs(30)) >= 60, "edge viewer plays");
     let mark = viewer.mark();
