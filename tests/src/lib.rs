@@ -7,6 +7,7 @@
 //! themselves are modules of one binary, tests/tests/e2e.
 
 pub mod cluster;
+pub mod control_plane;
 pub mod deps;
 pub mod etcd;
 pub mod ffmpeg;

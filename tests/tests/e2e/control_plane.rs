@@ -4,15 +4,12 @@
 //! NOT_FOUND; `grpc.health.v1` says SERVING; server reflection lists the services; every node's
 //! load report is in etcd and updated.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice_launch::process::ChildGuard;
 use sluice_proto::control::v1 as pb;
 use sluice_proto::control::v1::control_plane_client::ControlPlaneClient;
 use sluice_tests::cluster::TestCluster;
-use sluice_tests::paths;
+use sluice_tests::control_plane;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, http, secs, Player, Publisher};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -23,45 +20,11 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-/// A free loopback port (bound and released: the control plane binds it right after).
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port")
-}
-
 /// The value of `key` in etcd, if set.
 fn etcd_value(c: &TestCluster, key: &str) -> Option<String> {
     let out = c.etcd.ctl(&["get", key, "--print-value-only"]).ok()?;
     let value = out.trim();
     (!value.is_empty()).then(|| value.to_string())
-}
-
-struct ControlPlaneProcess {
-    _guard: ChildGuard,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    log: std::path::PathBuf,
-}
-
-fn start_control_plane(c: &TestCluster) -> ControlPlaneProcess {
-    let (grpc, http_addr) = (free_port(), free_port());
-    let log = std::env::temp_dir().join(format!("sluice-control-plane-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(paths::binary("sluice-control-plane"))
-        .args(["--etcd", &c.etcd.endpoint(), "--etcd-prefix", &c.prefix])
-        .args(["--grpc-listen", &grpc.to_string(), "--http-listen", &http_addr.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("spawn sluice-control-plane");
-    let guard = ChildGuard::new("sluice-control-plane", child);
-    let ready = wait_for(secs(15), || {
-        let r = http::get(http_addr, "/readyz", secs(2)).ok()?;
-        (r.status == 200).then_some(())
-    });
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(ready.is_some(), "control plane not ready; log:\n{text}");
-    ControlPlaneProcess { _guard: guard, grpc, http: http_addr, log }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -74,7 +37,7 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
     let origin = c.origin("origin-c", &[]);
     let e1 = c.edge("edge-c1", &["--max-viewers", "500"]);
     let e2 = c.edge("edge-c2", &[]);
-    let cp = start_control_plane(&c);
+    let cp = control_plane::start(&c, "cp", &[]);
     let rt = runtime();
     let endpoint = format!("http://{}", cp.grpc);
 

@@ -1,0 +1,70 @@
+//! Starting `sluice-control-plane` against a [`TestCluster`]'s etcd, for the e2e tests.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use sluice_launch::process::ChildGuard;
+
+use crate::cluster::TestCluster;
+use crate::process::wait_for;
+use crate::{http, paths, secs};
+
+/// A free loopback port (bound and released: the process binds it right after).
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port")
+}
+
+/// A running control plane replica; killed on drop.
+pub struct ControlPlaneProcess {
+    guard: ChildGuard,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    /// Its stderr (the log).
+    pub log: PathBuf,
+}
+
+impl ControlPlaneProcess {
+    /// The log so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://ADDR` of the gRPC port (what clients and `sluicectl --endpoint` take).
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// Kill the process now (SIGKILL), as a crash would.
+    pub fn kill(self) {
+        drop(self.guard);
+    }
+}
+
+/// Start a replica on free ports with `extra` flags, and wait until `/readyz` answers 200.
+pub fn start(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess {
+    let (grpc, http_addr) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!(
+        "sluice-control-plane-{}-{name}-{}.log",
+        c.prefix.trim_matches('/'),
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(paths::binary("sluice-control-plane"))
+        .args(["--etcd", &c.etcd.endpoint(), "--etcd-prefix", &c.prefix])
+        .args(["--grpc-listen", &grpc.to_string(), "--http-listen", &http_addr.to_string()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn sluice-control-plane");
+    let guard = ChildGuard::new("sluice-control-plane", child);
+    let ready = wait_for(secs(15), || {
+        let r = http::get(http_addr, "/readyz", secs(2)).ok()?;
+        (r.status == 200).then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ready.is_some(), "control plane not ready; log:\n{text}");
+    ControlPlaneProcess { guard, grpc, http: http_addr, log }
+}
