@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use super::session::{valid_sid, SessionError, SessionTable};
 use super::ts::{self as hls_ts, TsCache};
 use super::HlsServing;
+use crate::admission::PerIpLimits;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Protocol};
 
@@ -76,7 +77,10 @@ impl HlsService {
             settings.max_sessions,
             settings.session_idle(),
             settings.session_key.clone(),
-            settings.sessions_per_ip,
+            PerIpLimits {
+                max_concurrent: settings.max_sessions_per_ip,
+                per_second: settings.sessions_per_ip,
+            },
         );
         let first_segment_wait = settings.wait_timeout().max(play_wait);
         Arc::new(HlsService {

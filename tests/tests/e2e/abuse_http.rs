@@ -174,6 +174,47 @@ fn random_session_ids_do_not_lock_real_players_out() {
     legitimate_clients_work(&origin, "after-sids");
 }
 
+#[test]
+fn one_address_holds_only_its_share_of_hls_sessions() {
+    const SHARE: usize = 5;
+    let origin = Origin::start(&[
+        "--hls-max-sessions-per-ip",
+        &SHARE.to_string(),
+        "--hls-sessions-per-ip",
+        "1000",
+    ]);
+    let url = origin.rtmp_url("live", "share");
+    let _publisher = Publisher::start_looped(&url, &h264_aac().path);
+    wait_for(secs(15), || origin.stream_info("live", "share")).expect("live");
+    wait_for(secs(20), || (get(&origin, "/live/share.m3u8").status == 200).then_some(()))
+        .expect("HLS ready");
+    // Twenty players behind the attacker's address each start a session (a multivariant
+    // request without a sid mints one).
+    let statuses: Vec<u16> = (0..20)
+        .map(|_| {
+            let mut conn = connect_from(ATTACKER, origin.http, secs(5)).unwrap();
+            conn.write_all(
+                b"GET /live/share.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            let mut head = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut head).unwrap();
+            head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+        })
+        .collect();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((admitted, refused), (SHARE, 20 - SHARE), "statuses: {statuses:?}");
+    let m = origin.metrics();
+    let counted = m.value(
+        "sluice_admission_refused_total",
+        &[("door", "hls_session"), ("reason", "concurrent")],
+    );
+    assert!(counted >= (20 - SHARE) as f64, "refusals counted: {counted}");
+    // Another address is not affected.
+    assert_eq!(get(&origin, "/live/share.m3u8").status, 200);
+}
+
 /// Read one HTTP/1.1 response with a Content-Length body; false on EOF or error.
 fn read_response(reader: &mut impl std::io::BufRead) -> bool {
     let mut len = 0usize;
