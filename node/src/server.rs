@@ -198,6 +198,7 @@ impl Node {
             registry.clone(),
         );
         rtmp_ctx.forwarding = forwarding;
+        rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
         rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(
             crate::metrics::Door::Rtmp,
             crate::admission::PerIpLimits {

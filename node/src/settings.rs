@@ -324,8 +324,8 @@ pub struct AdmissionSettings {
     pub max_connections_per_ip: usize,
     /// New connections per second one client address may open, for RTMP and HTTP apart.
     pub new_connections_per_ip: u32,
-    /// Slots of `--max-connections` that HTTP-FLV viewers never take, kept for RTMP
-    /// (publishers).
+    /// Slots of `--max-connections` that viewers (RTMP and HTTP-FLV) never take, kept for
+    /// publishers.
     pub publisher_reserve: usize,
     /// Time an HTTP client has to send a request's headers (also the keep-alive wait for the
     /// next request on HTTP/1).

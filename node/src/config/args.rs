@@ -149,7 +149,8 @@ pub struct AdmissionArgs {
     #[arg(long, env = "SLUICE_NEW_CONNECTIONS_PER_IP", default_value_t = admission().new_connections_per_ip)]
     pub new_connections_per_ip: u32,
 
-    /// Slots of --max-connections that HTTP-FLV viewers never take: kept for RTMP publishers.
+    /// Slots of --max-connections that viewers (RTMP and HTTP-FLV) never take: kept for
+    /// publishers, so an audience can never lock the broadcaster out.
     #[arg(long, env = "SLUICE_PUBLISHER_RESERVE", default_value_t = admission().publisher_reserve)]
     pub publisher_reserve: usize,
 
