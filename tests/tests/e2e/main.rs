@@ -13,6 +13,7 @@ mod control_plane;
 mod deploy_local;
 mod edge_hls;
 mod edges;
+mod figures;
 mod flood;
 mod hevc;
 mod hls;
