@@ -94,18 +94,20 @@ impl HlsService {
     }
 }
 
-/// The query parameters HLS requests use.
+/// The query parameters HLS requests use (public for the `request_names` fuzz target: every
+/// byte of it is the client's).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct HlsQuery {
-    sid: Option<String>,
-    msn: Option<u64>,
-    part: Option<u32>,
-    skip: bool,
+pub struct HlsQuery {
+    /// A session id of the right shape (anything else is dropped, never echoed).
+    pub sid: Option<String>,
+    pub msn: Option<u64>,
+    pub part: Option<u32>,
+    pub skip: bool,
 }
 
 impl HlsQuery {
     /// Parse a raw query; a malformed `_HLS_*` value is an error (400). Unknown keys are ignored.
-    fn parse(raw: Option<&str>) -> Result<HlsQuery, &'static str> {
+    pub fn parse(raw: Option<&str>) -> Result<HlsQuery, &'static str> {
         let mut q = HlsQuery::default();
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -124,7 +126,7 @@ impl HlsQuery {
     }
 
     /// The query appended to URIs handed out: the session id, if any.
-    fn uri_suffix(&self) -> String {
+    pub fn uri_suffix(&self) -> String {
         self.sid.as_ref().map_or(String::new(), |s| format!("?sid={s}"))
     }
 }
