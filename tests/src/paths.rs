@@ -26,10 +26,13 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Path of a debug binary of this workspace, e.g. `sluice-origin`. Panics with instructions if
-/// it has not been built (the test command builds the binaries before running the tests).
+/// Path of a binary of this workspace, e.g. `sluice-origin`: the debug build, or the build
+/// profile named by `SLUICE_TEST_PROFILE` (e.g. `release`, to run a suite against release
+/// binaries). Panics with instructions if it has not been built (the test command builds the
+/// debug binaries before running the tests).
 pub fn binary(name: &str) -> PathBuf {
-    let path = target_dir().join("debug").join(name);
+    let profile = std::env::var("SLUICE_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target_dir().join(profile).join(name);
     if !path.is_file() {
         panic!(
             "{} not found: build the binaries first with `cargo build --workspace --bins` \

@@ -94,6 +94,29 @@ pub struct Report {
     pub lost_frames: u64,
     /// Video timestamps lower than the one before.
     pub backwards: u64,
+    /// 99th percentile of how late frames arrived against the media clock, relative to the
+    /// most punctual frame of the stretch: with a publisher that sends in real time (the
+    /// replay), the delivery delay the node added (0 for a perfectly steady delivery).
+    pub lag_p99: Duration,
+}
+
+/// The `q` quantile of the frames' lateness: each frame's arrival minus its timestamp's offset
+/// from the first frame, less the smallest such value.
+fn lag_percentile(frames: &[&Received], q: f64) -> Duration {
+    let Some(first) = frames.first() else {
+        return Duration::ZERO;
+    };
+    let mut lags: Vec<i64> = frames
+        .iter()
+        .map(|f| {
+            let media = i64::from(f.timestamp.wrapping_sub(first.timestamp) as i32);
+            f.arrival.as_millis() as i64 - media
+        })
+        .collect();
+    lags.sort_unstable();
+    let least = lags[0];
+    let at = ((lags.len() - 1) as f64 * q).round() as usize;
+    Duration::from_millis((lags[at] - least).max(0) as u64)
 }
 
 impl ViewerRecord {
@@ -128,6 +151,7 @@ impl ViewerRecord {
                 r.max_wall_gap_end = b.arrival;
             }
         }
+        r.lag_p99 = lag_percentile(&frames, 0.99);
         if let Some(last) = frames.last() {
             let gap = self.until.saturating_sub(last.arrival);
             if gap > r.max_wall_gap {
@@ -399,4 +423,44 @@ fn watch(
         }
     }
     client.close();
+}
+
+/// A legitimate stream and viewer kept running beside an attack: a real-time replay publisher
+/// and a raw RTMP viewer, measured from when the attack starts.
+pub struct MeasuredViewer {
+    _publisher: crate::replay::Replay,
+    watcher: Watcher,
+    mark: usize,
+    since: Instant,
+}
+
+impl MeasuredViewer {
+    /// Publish the fixture to `live/NAME` on `addr` and watch it; returns once frames flow.
+    pub fn start(addr: SocketAddr, name: &str, fixture: &Path) -> MeasuredViewer {
+        let publisher = crate::replay::Replay::start(addr, "live", name, fixture);
+        let watcher = Watcher::start(addr, "live", name);
+        assert!(watcher.wait_video(30, crate::secs(20)) >= 30, "the measured viewer plays");
+        let mark = watcher.mark();
+        MeasuredViewer { _publisher: publisher, watcher, mark, since: Instant::now() }
+    }
+
+    /// Stop and report on the frames since the start: printed with `what` (the attack), and
+    /// checked to have kept coming, at least half the fixture's 30 fps (a starved viewer fails;
+    /// how late frames were is reported, not judged).
+    pub fn finish(self, what: &str) -> Report {
+        let (watcher, mark) = (self.watcher, self.mark);
+        let expected = (self.since.elapsed().as_secs_f64() * 1000.0 / FRAME_MS) as usize;
+        let record = watcher.stop();
+        let r = record.report_from(mark);
+        println!(
+            "legitimate viewer during {what}: {} frames, lag p99 {:?}, largest gap {:?}, {} lost",
+            r.video_frames, r.lag_p99, r.max_wall_gap, r.lost_frames
+        );
+        assert!(
+            r.video_frames * 2 >= expected,
+            "the legitimate viewer starved during {what}: {r:?} ({expected} frames due)"
+        );
+        assert!(record.error.is_none() && !record.eof, "viewer cut: {:?}", record.error);
+        r
+    }
 }

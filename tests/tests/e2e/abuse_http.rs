@@ -16,6 +16,7 @@ use socket2::{Domain, Socket, Type};
 
 use sluice_tests::http;
 use sluice_tests::process::wait_for;
+use sluice_tests::viewer::MeasuredViewer;
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
 /// Most RSS growth over the baseline any case here may cause.
@@ -93,6 +94,7 @@ fn legitimate_clients_work(origin: &Origin, name: &str) {
 fn http_clients_that_never_finish_headers_are_closed_at_the_deadline() {
     const CLIENTS: usize = 500;
     let origin = Origin::start(&["--http-header-timeout", "2s", "--max-connections-per-ip", "0"]);
+    let viewer = MeasuredViewer::start(origin.rtmp, "measured", &h264_aac().path);
     let baseline = rss(&origin);
     let started = Instant::now();
     let mut clients = Vec::with_capacity(CLIENTS);
@@ -117,6 +119,7 @@ fn http_clients_that_never_finish_headers_are_closed_at_the_deadline() {
             closed += 1;
         }
     }
+    viewer.finish("500 slow-header HTTP clients");
     println!("{closed}/{} closed by the server in {:?}", clients.len(), started.elapsed());
     assert_eq!(closed, clients.len(), "every slow client is closed at the deadline");
     let still = wait_for(secs(5), || {
@@ -139,6 +142,7 @@ fn random_session_ids_do_not_lock_real_players_out() {
     // The first segment exists: multivariant requests answer at once.
     wait_for(secs(20), || (get(&origin, "/live/sids.m3u8").status == 200).then_some(()))
         .expect("HLS ready");
+    let viewer = MeasuredViewer::start(origin.rtmp, "measured", &h264_aac().path);
     let baseline = rss(&origin);
     // Three seconds of multivariant and media playlist requests with random sids, from the
     // attacker's address, on keep-alive connections.
@@ -157,6 +161,7 @@ fn random_session_ids_do_not_lock_real_players_out() {
         }
         requests += 1;
     }
+    viewer.finish("the random-sid flood");
     println!("{requests} requests with random sids");
     assert!(requests > 20, "the attack ran: {requests}");
     let m = origin.metrics();

@@ -17,6 +17,7 @@ use sluice_media::rtmp::control::ControlMessage;
 use sluice_media::rtmp::{csid, msg_type};
 use sluice_tests::process::wait_for;
 use sluice_tests::rtmp::{raw_connect, raw_handshaken};
+use sluice_tests::viewer::MeasuredViewer;
 use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
 
 /// Opens a connection that stalls in some phase of the session.
@@ -36,6 +37,7 @@ fn non_reading_clients_provoking_replies_stay_bounded_and_are_closed() {
     const START_TIMEOUT: Duration = Duration::from_secs(10);
     let origin = Origin::start(&["--start-timeout", "10s"]);
     let errors_before = closing_errors(&origin);
+    let viewer = MeasuredViewer::start(origin.rtmp, "measured", &h264_aac().path);
     let baseline = origin.rss_kib().expect("origin RSS");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -49,6 +51,7 @@ fn non_reading_clients_provoking_replies_stay_bounded_and_are_closed() {
         .collect();
     let peak = peak_rss_while(&origin, Duration::from_secs(8));
     stop.store(true, Ordering::Relaxed);
+    viewer.finish("8 non-reading repliers");
     let growth = peak.saturating_sub(baseline);
     eprintln!(
         "non-reading repliers: {ATTACKERS} connections, baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB"
@@ -128,6 +131,7 @@ fn concurrent_amf0_bombs_stay_bounded() {
     const ROUNDS: usize = 3;
     let origin = Origin::start(&["--max-message-size", "4MiB", "--max-reassembly", "8MiB"]);
     let amf_before = origin.metrics().value("sluice_connection_errors_total", &[("kind", "amf")]);
+    let viewer = MeasuredViewer::start(origin.rtmp, "measured", &h264_aac().path);
     let baseline = origin.rss_kib().expect("origin RSS");
     let bomb = Arc::new(amf0_bomb(4 * 1024 * 1024 - 64));
     let done = Arc::new(AtomicBool::new(false));
@@ -169,6 +173,7 @@ fn concurrent_amf0_bombs_stay_bounded() {
         }
     }
     done.store(true, Ordering::Relaxed);
+    viewer.finish("the AMF0 bombs");
     let peak = sampler.join().unwrap();
     let growth = peak.saturating_sub(baseline);
     eprintln!(
