@@ -172,6 +172,7 @@
         li.dataset.value = String(viewers);
         list.append(li);
       }
+      if (list.children.length === 0) list.append(el('li', '–', 'muted'));
       perNode.append(list);
       tr.append(perNode);
       const total = el('td', s.viewers_total, 'viewers');

@@ -9,6 +9,7 @@ mod abuse_rtmp;
 mod audio_only;
 mod browser;
 mod cluster_origins;
+mod cluster_page;
 mod control_plane;
 mod deploy_local;
 mod edge_hls;
