@@ -11,6 +11,7 @@ mod browser;
 mod cluster_origins;
 mod cluster_page;
 mod control_plane;
+mod control_plane_replicas;
 mod deploy_local;
 mod edge_hls;
 mod edges;
