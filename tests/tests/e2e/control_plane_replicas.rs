@@ -233,7 +233,7 @@ fn replicas_answer_alike_and_one_dying_changes_nothing() {
         };
         assert_eq!(streams(&after), streams(&with_viewer), "streams changed when replica A died");
         let totals = |a: &Answers| {
-            let e = a.capacity.edges.clone().unwrap_or_default();
+            let e = a.capacity.edges.unwrap_or_default();
             (e.viewers, e.max_viewers, a.capacity.recommended_edges)
         };
         assert_eq!(totals(&after), totals(&with_viewer), "capacity changed when replica A died");
