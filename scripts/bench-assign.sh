@@ -7,10 +7,11 @@
 #
 # Environment (defaults in brackets):
 #   CONCURRENCY ["1 16 64"]  CONNECTIONS [2]  DURATION [10s]  WARMUP [2s]  BENCH_THREADS [1]
+#   EDGE_CAPACITY [100000000] (each edge's --max-viewers, via SLUICE_MAX_VIEWERS)
 #   BASE_PORT [27000]  STATE_DIR [/dev/shm/sluice-bench-assign]
 #   SKIP_BUILD [0]     BIN_DIR [target/release] (sluice-origin, sluice-edge,
 #                      sluice-control-plane, sluice-launch, sluice-bench)
-#   OUT_DIR [bench/results/DATE-assign]: assign-cN.json, cpu-cN.txt, cluster.txt
+#   OUT_DIR [bench/results/DATE-assign]: assign-cN.json, cpu-cN.txt, cluster.txt, publisher.log
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +35,14 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
         -p sluice-launch -p sluice-bench) >&2
 fi
 mkdir -p "$OUT_DIR"
-cluster() { SKIP_BUILD=1 BIN_DIR="$BIN_DIR" STREAM=$STREAM "$ROOT/deploy/local/cluster.sh" "$@"; }
+# The edges' configured capacity: the replica counts the viewers it assigned to an edge until
+# the edge's next load report (~2 s), so with the default 10 000 per edge the three edges would
+# be "full" after 30 000 calls in 2 s and the run would measure RESOURCE_EXHAUSTED answers.
+EDGE_CAPACITY=${EDGE_CAPACITY:-100000000}
+cluster() {
+    SKIP_BUILD=1 BIN_DIR="$BIN_DIR" STREAM=$STREAM SLUICE_MAX_VIEWERS=$EDGE_CAPACITY \
+        "$ROOT/deploy/local/cluster.sh" "$@"
+}
 publisher=
 cleanup() {
     if [ -n "$publisher" ]; then kill "$publisher" 2>/dev/null || true; fi
@@ -46,7 +54,7 @@ cluster up >"$OUT_DIR/cluster.txt"
 grpc="http://127.0.0.1:$((BASE_PORT + 60))"
 cp_pid=$(cat "$STATE_DIR/pids/control-plane.pid")
 "$BIN_DIR/sluice-bench" publish --url "rtmp://127.0.0.1:$((BASE_PORT + 10))/$STREAM" \
-    >"$OUT_DIR/publisher.json" 2>"$OUT_DIR/publisher.log" &
+    >/dev/null 2>"$OUT_DIR/publisher.log" &
 publisher=$!
 # The replica answers once its cache holds the stream's claim.
 for _ in $(seq 100); do
