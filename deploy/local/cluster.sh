@@ -298,7 +298,8 @@ print_urls() {
         say "Stop:   $SELF down"
     fi
     if [ ! -d "$ROOT/web/node_modules" ]; then
-        say "Note:   the web page's players need 'npm ci --prefix web' (web/node_modules is missing)"
+        say "Note:   the web page's players need 'npm ci --prefix web' (web/node_modules is missing), and the"
+        say "        cluster page's charts need it before sluice-control-plane is built"
     fi
 }
 
