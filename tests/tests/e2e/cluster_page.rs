@@ -4,8 +4,9 @@
 //! sent to an edge by `/play/live/x.flv`. The page lists the three nodes with load bars, the
 //! edge with the viewer shows it, the stream is listed with the figures `/api/cluster` gives,
 //! node ids are rendered as text (no markup), and the viewers chart has data and has been drawn
-//! (pixels of its stroke colour on the canvas). A 401 from `/api/cluster` makes the page ask for
-//! a token, and a token in the URL fragment goes out as `Authorization: Bearer`.
+//! (pixels of its stroke colour on the canvas). A 401 from `/api/cluster` makes the page ask
+//! for a token, and a token in the URL fragment goes out as `Authorization: Bearer`. The
+//! screenshot is kept in the test's directory under `target/sluice-tests/`.
 //!
 //! A missing Chromium, node or npm package (`npm ci --prefix web`) fails the test; developers
 //! may skip it with `SLUICE_TEST_ALLOW_MISSING=chromium,node` (see `sluice_tests::deps`).
@@ -18,6 +19,7 @@ use sluice_tests::cluster::TestCluster;
 use sluice_tests::control_plane;
 use sluice_tests::deps::Dep;
 use sluice_tests::ffmpeg::run_with_timeout;
+use sluice_tests::origin::TestDir;
 use sluice_tests::paths::workspace_root;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, http, secs, Player, Publisher};
@@ -88,8 +90,9 @@ fn cluster_page_shows_nodes_streams_and_charts_in_chromium() {
         .expect("an edge with the viewer")
         .to_string();
 
-    let out = std::env::temp_dir().join(format!("sluice-cluster-page-{}", std::process::id()));
-    std::fs::create_dir_all(&out).expect("output dir");
+    // The screenshot stays in the test's directory under `target/sluice-tests/`.
+    let dir = TestDir::new("page");
+    let out = dir.path();
     let mut cmd = Command::new(&node);
     cmd.arg(workspace_root().join("tests/browser/cluster.mjs"))
         .arg("--web-dir")
@@ -97,7 +100,7 @@ fn cluster_page_shows_nodes_streams_and_charts_in_chromium() {
         .args(["--base", &format!("http://{}", cp.http), "--chromium"])
         .arg(&chromium)
         .args(["--min-viewers", "1", "--min-polls", "3", "--timeout-ms", "30000", "--out"])
-        .arg(&out);
+        .arg(out);
     let (status, stdout, stderr) =
         run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run node");
     assert!(
