@@ -16,7 +16,7 @@
 use crate::keys::{KeyKind, Keyspace};
 use crate::types::{
     LoadRecord, LoadReport, NodeInfo, NodeRecord, RawKv, Snapshot, StreamInfo, StreamRecord,
-    MAX_LOAD_VALUE_LEN, MAX_PROTOCOLS, MAX_PROTOCOL_NAME_LEN,
+    MAX_LOAD_VALUE_LEN,
 };
 
 /// Build a snapshot from a full listing of the keyspace at `revision`.
@@ -129,17 +129,16 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
     }
 }
 
-/// A load report from untrusted bytes: at most [`MAX_LOAD_VALUE_LEN`] bytes of JSON, at most
-/// [`MAX_PROTOCOLS`] protocols with names of at most [`MAX_PROTOCOL_NAME_LEN`] bytes. Numbers
-/// that are negative, fractional or beyond `u64` fail to parse; `None` for anything else.
+/// A load report from untrusted bytes: at most [`MAX_LOAD_VALUE_LEN`] bytes of JSON within
+/// [`LoadReport::within_bounds`] (protocols, streams), every stream key a valid stream name.
+/// Numbers that are negative, fractional or beyond their type fail to parse; `None` for
+/// anything else.
 pub(crate) fn parse_load(value: &[u8]) -> Option<LoadReport> {
     if value.len() > MAX_LOAD_VALUE_LEN {
         return None;
     }
     let report: LoadReport = serde_json::from_slice(value).ok()?;
-    let protocols_ok = report.viewers.len() <= MAX_PROTOCOLS
-        && report.viewers.keys().all(|p| !p.is_empty() && p.len() <= MAX_PROTOCOL_NAME_LEN);
-    protocols_ok.then_some(report)
+    report.within_bounds().then_some(report)
 }
 
 /// Apply a delete (explicit, or a lease expiring).
@@ -379,6 +378,64 @@ mod load_tests {
         let max = u64::MAX;
         let r = parse_load(format!(r#"{{"viewers":{{"a":{max},"b":{max}}}}}"#).as_bytes()).unwrap();
         assert_eq!(r.total_viewers(), u64::MAX);
+    }
+
+    #[test]
+    fn stream_figures_parse_and_are_bounded() {
+        use crate::types::{StreamLoad, MAX_REPORT_STREAMS};
+        use sluice_media::stream_name::{StreamKey, MAX_NAME_LEN};
+        let r = parse_load(
+            br#"{"by_stream":{"live/x":{"viewers":2,"width":1280,"height":720,"fps_milli":30000,
+                "ingress_bps":2500000,"future":1},"live/y":{}}}"#,
+        )
+        .unwrap();
+        let x = StreamKey::parse("live", "x").unwrap().0;
+        let want = StreamLoad {
+            viewers: 2,
+            width: 1280,
+            height: 720,
+            fps_milli: 30_000,
+            ingress_bps: 2_500_000,
+        };
+        assert_eq!(r.by_stream.get(&x), Some(&want));
+        assert_eq!(r.by_stream.len(), 2);
+        // Zero figures are left out of the JSON, and it reads back the same.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""live/y":{}"#), "{json}");
+        assert_eq!(parse_load(json.as_bytes()), Some(r));
+
+        // Keys that are not stream names, and figures out of range, refuse the report.
+        for bad in [
+            r#"{"by_stream":{"x":{}}}"#,
+            r#"{"by_stream":{"live/x?token=1":{}}}"#,
+            r#"{"by_stream":{"api/x":{}}}"#,
+            r#"{"by_stream":{"live/a/b":{}}}"#,
+            r#"{"by_stream":{"live/x":{"width":4294967296}}}"#,
+            r#"{"by_stream":{"live/x":{"viewers":-1}}}"#,
+            r#"{"by_stream":{"live/x":3}}"#,
+        ] {
+            assert_eq!(parse_load(bad.as_bytes()), None, "{bad}");
+        }
+
+        // The largest report a node can write (every stream name and figure at its largest)
+        // fits the value limit and is accepted; one stream more is refused.
+        let long = |i: usize| format!("{i:0>width$}", width = MAX_NAME_LEN);
+        let max = StreamLoad {
+            viewers: u64::MAX,
+            width: u32::MAX,
+            height: u32::MAX,
+            fps_milli: u32::MAX,
+            ingress_bps: u64::MAX,
+        };
+        let mut report = LoadReport::default();
+        for i in 0..MAX_REPORT_STREAMS {
+            report.by_stream.insert(StreamKey::parse(&long(i), &long(i)).unwrap().0, max);
+        }
+        let json = serde_json::to_vec(&report).unwrap();
+        assert!(json.len() <= MAX_LOAD_VALUE_LEN, "{} bytes", json.len());
+        assert_eq!(parse_load(&json), Some(report.clone()));
+        report.by_stream.insert(StreamKey::parse("live", "one-more").unwrap().0, max);
+        assert_eq!(parse_load(&serde_json::to_vec(&report).unwrap()), None);
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! One configurable prefix (default `/sluice`; several clusters can share one etcd):
 //!
 //! ```text
-//! {prefix}/nodes/{origin|edge}/{node-id}  → NodeInfo JSON   {"addresses":{..},"capacity":{..},"state":"ready"}
+//! {prefix}/nodes/{origin|edge}/{node-id}  → NodeInfo JSON   {"addresses":{..},"capacity":{..},"state":"ready","version":"0.1.0","started_at_ms":..}
 //! {prefix}/streams/{app}/{name}           → StreamInfo JSON {"origin":"o1","codecs":["h264"],"started_at_ms":..}
-//! {prefix}/load/{origin|edge}/{node-id}   → LoadReport JSON {"viewers":{"flv":3},"egress_bps":..,"capacity":{..},..}
+//! {prefix}/load/{origin|edge}/{node-id}   → LoadReport JSON {"viewers":{"flv":3},"egress_bps":..,"capacity":{..},..,
+//!                                             "by_stream":{"live/x":{"viewers":3,"width":1280,"height":720,"fps_milli":30000,"ingress_bps":..}}}
 //! ```
 //!
 //! # Leases and claims
@@ -147,5 +148,5 @@ pub use ring::{Ring, DEFAULT_VNODES};
 pub use rules::{dialer, should_accept_forward, should_dial, ForwardVerdict};
 pub use types::{
     Capacity, Claim, LoadCapacity, LoadRecord, LoadReport, NodeId, NodeInfo, NodeRecord, NodeState,
-    RegistryEvent, Role, Snapshot, StreamInfo, StreamRecord,
+    RegistryEvent, Role, Snapshot, StreamInfo, StreamLoad, StreamRecord, MAX_REPORT_STREAMS,
 };

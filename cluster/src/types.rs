@@ -118,6 +118,10 @@ pub struct NodeInfo {
     pub addresses: BTreeMap<String, String>,
     pub capacity: Capacity,
     pub state: NodeState,
+    /// The node's software version (its crate version); empty from nodes that predate it.
+    pub version: String,
+    /// When the node process started, milliseconds since the Unix epoch (0: not stated).
+    pub started_at_ms: u64,
 }
 
 /// The value of `{prefix}/streams/{app}/{name}`: who publishes it and what it carries.
@@ -137,8 +141,18 @@ pub struct StreamInfo {
 pub const MAX_PROTOCOL_NAME_LEN: usize = 16;
 /// Most protocols accepted in [`LoadReport::viewers`].
 pub const MAX_PROTOCOLS: usize = 8;
-/// Largest load value accepted from the registry, in bytes (a report is about 300).
-pub const MAX_LOAD_VALUE_LEN: usize = 4096;
+/// Most streams one load report lists in [`LoadReport::by_stream`]: a node with more lists
+/// those with the most viewers. It bounds the report (and so [`MAX_LOAD_VALUE_LEN`]) whatever
+/// the node carries, so the value stays far below etcd's request limit (1.5 MiB by default) and
+/// a control plane holding every node's report stays small.
+pub const MAX_REPORT_STREAMS: usize = 256;
+/// Largest JSON text of one [`StreamLoad`] entry with its key: a `"app/name":` key of at most
+/// 2 × 128 + 1 bytes plus every field at its largest number is about 390 bytes.
+const MAX_STREAM_LOAD_JSON_LEN: usize = 512;
+/// Largest load value accepted from the registry, in bytes: the node-wide figures (about 300
+/// bytes) within 4 KiB, plus [`MAX_REPORT_STREAMS`] stream entries at their largest
+/// (132 KiB in all).
+pub const MAX_LOAD_VALUE_LEN: usize = 4096 + MAX_REPORT_STREAMS * MAX_STREAM_LOAD_JSON_LEN;
 
 /// What a node can serve, as configured (`--max-viewers`, `--max-egress`); 0 means "no limit
 /// stated".
@@ -172,6 +186,69 @@ pub struct LoadReport {
     pub draining: bool,
     /// When the report was taken, milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// Figures of the streams live on the node, by stream (at most [`MAX_REPORT_STREAMS`]).
+    #[serde(with = "stream_keys", skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_stream: BTreeMap<StreamKey, StreamLoad>,
+}
+
+/// One stream's figures in a node's [`LoadReport`]. Fields at zero are left out of the JSON
+/// (an edge reports viewers; the figures of the media itself matter on the ingest origin).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamLoad {
+    /// Viewers on this node, every protocol but node-to-node relays.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub viewers: u64,
+    /// Picture size from the video codec configuration (0 when unknown).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub width: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub height: u32,
+    /// Video frames per second received over the last few seconds, in thousandths.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fps_milli: u32,
+    /// Media bits per second received for the stream over the last few seconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ingress_bps: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
+/// `by_stream` as a JSON object keyed by `app/name`. A key that is not a valid stream name
+/// fails the whole report (values come from other processes).
+mod stream_keys {
+    use super::StreamLoad;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use sluice_media::stream_name::StreamKey;
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<StreamKey, StreamLoad>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<StreamKey, StreamLoad>, D::Error> {
+        let raw = BTreeMap::<String, StreamLoad>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                let key = k
+                    .split_once('/')
+                    .and_then(|(app, name)| match StreamKey::parse(app, name) {
+                        Ok((key, None)) if key.to_string() == k => Some(key),
+                        _ => None,
+                    })
+                    .ok_or_else(|| D::Error::custom(format!("invalid stream key {k:?}")))?;
+                Ok((key, v))
+            })
+            .collect()
+    }
 }
 
 impl LoadReport {
@@ -182,6 +259,15 @@ impl LoadReport {
             .filter(|(p, _)| p.as_str() != "relay")
             .map(|(_, v)| *v)
             .fold(0, u64::saturating_add)
+    }
+
+    /// Whether the report keeps the bounds a reader enforces (see the `MAX_*` constants):
+    /// at most [`MAX_PROTOCOLS`] protocols with names of 1 to [`MAX_PROTOCOL_NAME_LEN`] bytes
+    /// and at most [`MAX_REPORT_STREAMS`] streams.
+    pub fn within_bounds(&self) -> bool {
+        self.viewers.len() <= MAX_PROTOCOLS
+            && self.viewers.keys().all(|p| !p.is_empty() && p.len() <= MAX_PROTOCOL_NAME_LEN)
+            && self.by_stream.len() <= MAX_REPORT_STREAMS
     }
 }
 

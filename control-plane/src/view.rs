@@ -1,5 +1,6 @@
 //! Answers computed from a cache snapshot (sans-IO): which edges may take viewers and with what
-//! load, the chosen edge's URL, a stream's ingest home, capacity totals.
+//! load, the chosen edge's URL, a stream's ingest home, capacity totals, a stream's live
+//! figures.
 //!
 //! Loads between two reports: an edge reports every ~2 s, so a burst of assignments would all
 //! see the same load. [`Pending`] counts what this replica assigned to an edge since that
@@ -9,7 +10,7 @@
 
 use crate::assign::{AssignError, Assigner, EdgeLoad};
 use sluice_cluster::ring::{Ring, DEFAULT_VNODES};
-use sluice_cluster::types::{LoadReport, NodeRecord, NodeState, Role, Snapshot};
+use sluice_cluster::types::{LoadReport, NodeRecord, NodeState, Role, Snapshot, StreamRecord};
 use sluice_cluster::NodeId;
 use sluice_media::stream_name::StreamKey;
 use std::collections::BTreeMap;
@@ -208,6 +209,44 @@ pub fn reporting_edges(snap: &Snapshot) -> u64 {
         .count() as u64
 }
 
+/// A stream's live figures as the API shows them (zeros where no report has them yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamFigures {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second, in thousandths.
+    pub fps_milli: u32,
+    pub ingress_bps: u64,
+    /// Viewers (relay feeds not counted) by node id; nodes without any are left out.
+    pub viewers: BTreeMap<String, u64>,
+}
+
+/// The figures of `stream`: picture size and rates from its ingest origin's latest load report
+/// (the node that receives the publisher's frames), viewers from every node's report (edges,
+/// and origins that serve viewers themselves). An origin and an edge sharing an id are summed.
+pub fn stream_figures(snap: &Snapshot, stream: &StreamRecord) -> StreamFigures {
+    let media = snap
+        .load(Role::Origin, &stream.info.origin)
+        .and_then(|l| l.report.by_stream.get(&stream.stream))
+        .copied()
+        .unwrap_or_default();
+    let mut viewers = BTreeMap::new();
+    for load in snap.loads.values() {
+        let Some(here) = load.report.by_stream.get(&stream.stream) else { continue };
+        if here.viewers > 0 {
+            let n: &mut u64 = viewers.entry(load.id.to_string()).or_default();
+            *n = n.saturating_add(here.viewers);
+        }
+    }
+    StreamFigures {
+        width: media.width,
+        height: media.height,
+        fps_milli: media.fps_milli,
+        ingress_bps: media.ingress_bps,
+        viewers,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +391,40 @@ mod tests {
         assert_eq!(recommended_edges(&t, 4, 0.0), None);
         assert_eq!(recommended_edges(&t, 4, f64::NAN), None);
         assert_eq!(reporting_edges(&cluster()), 1);
+    }
+
+    #[test]
+    fn stream_figures_come_from_the_ingest_origin_and_every_node() {
+        use sluice_cluster::types::StreamLoad;
+        let mut snap = cluster();
+        let figures = |snap: &Snapshot| stream_figures(snap, snap.stream(&sk("x")).unwrap());
+        assert_eq!(figures(&snap), StreamFigures::default(), "nothing reported yet");
+
+        let mut report = |role: Role, name: &str, stream: StreamLoad| {
+            let mut report = LoadReport::default();
+            report.by_stream.insert(sk("x"), stream);
+            let rec = LoadRecord { role, id: id(name), report, lease: 1, mod_revision: 9 };
+            snap.loads.insert((role, id(name)), rec);
+        };
+        let media = StreamLoad {
+            width: 1280,
+            height: 720,
+            fps_milli: 30_000,
+            ingress_bps: 2_000_000,
+            ..StreamLoad::default()
+        };
+        report(Role::Origin, "o1", media);
+        // Another origin relaying the stream (its home, say) measures it too: not the source.
+        report(Role::Origin, "o2", StreamLoad { width: 640, viewers: 1, ..StreamLoad::default() });
+        report(Role::Edge, "e1", StreamLoad { viewers: 2, ..StreamLoad::default() });
+        report(Role::Edge, "e2", StreamLoad { viewers: 1, ..StreamLoad::default() });
+        report(Role::Edge, "e4", StreamLoad::default());
+        // An edge with the same id as an origin: summed.
+        report(Role::Edge, "o2", StreamLoad { viewers: 3, ..StreamLoad::default() });
+        let f = figures(&snap);
+        assert_eq!((f.width, f.height, f.fps_milli, f.ingress_bps), (1280, 720, 30_000, 2_000_000));
+        let viewers: Vec<_> = f.viewers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(viewers, [("e1", 2), ("e2", 1), ("o2", 4)]);
     }
 
     #[test]

@@ -6,16 +6,24 @@
 //! over the last interval (the metrics' byte counters), CPU and resident memory of the process
 //! (`/proc/self/stat`, `/proc/self/statm`), the configured capacity (`max-viewers`,
 //! `max-egress-mbps`) and whether the node is draining (its own node record in the cache).
+//! Per stream ([`LoadReport::by_stream`], at most [`MAX_REPORT_STREAMS`], the most watched
+//! first): viewers other than relay feeds and, where the stream is published, its picture size
+//! and the frame and bit rates measured from what arrived ([`Hub::figures`]).
 //!
-//! The rate arithmetic is the sans-IO [`Rates`] (counter samples and instants in, rates out);
-//! the task only reads the counters and `/proc` and writes the report.
+//! The rate arithmetic is the sans-IO [`Rates`] (counter samples and instants in, rates out)
+//! and [`stream_loads`]; the task only reads the counters, the hub and `/proc` and writes the
+//! report.
 
+use crate::hub::{Hub, StreamFigures};
 use crate::metrics::{Metrics, Protocol};
+use crate::registry::unix_ms_now;
 use crate::settings::ClusterSettings;
-use sluice_cluster::types::{LoadCapacity, LoadReport, NodeState};
+use sluice_cluster::types::{LoadCapacity, LoadReport, NodeState, StreamLoad, MAX_REPORT_STREAMS};
 use sluice_cluster::Registry;
+use sluice_media::stream_name::StreamKey;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -109,6 +117,30 @@ fn bytes_out(metrics: &Metrics) -> u64 {
         .fold(0, u64::saturating_add)
 }
 
+/// The report's per-stream entries: at most `max` streams, those with the most viewers first
+/// (ties by name, so a node over the limit lists the same ones from one report to the next).
+pub fn stream_loads(
+    mut figures: Vec<StreamFigures>,
+    max: usize,
+) -> BTreeMap<StreamKey, StreamLoad> {
+    figures.sort_by(|a, b| b.viewers.cmp(&a.viewers).then_with(|| a.key.cmp(&b.key)));
+    figures.truncate(max);
+    // `as` from f64 saturates (and NaN becomes 0), which is what a figure out of range wants.
+    figures
+        .into_iter()
+        .map(|f| {
+            let load = StreamLoad {
+                viewers: u64::try_from(f.viewers).unwrap_or(u64::MAX),
+                width: f.width,
+                height: f.height,
+                fps_milli: (f.fps * 1000.0).round() as u32,
+                ingress_bps: f.bitrate_bps.round() as u64,
+            };
+            (f.key, load)
+        })
+        .collect()
+}
+
 /// The report from the current figures.
 fn build_report(
     metrics: &Metrics,
@@ -116,6 +148,7 @@ fn build_report(
     draining: bool,
     rates: RateFigures,
     memory_bytes: u64,
+    by_stream: BTreeMap<StreamKey, StreamLoad>,
 ) -> LoadReport {
     let viewers = [Protocol::Rtmp, Protocol::Flv, Protocol::Hls, Protocol::Relay]
         .into_iter()
@@ -130,9 +163,8 @@ fn build_report(
         memory_bytes,
         capacity,
         draining,
-        at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        at_ms: unix_ms_now(),
+        by_stream,
     }
 }
 
@@ -140,6 +172,7 @@ fn build_report(
 pub fn spawn(
     registry: Arc<dyn Registry>,
     metrics: Metrics,
+    hub: Hub,
     settings: &ClusterSettings,
 ) -> JoinHandle<()> {
     let capacity = LoadCapacity {
@@ -157,7 +190,9 @@ pub fn spawn(
             let (cpu, memory_bytes) = process_usage();
             let counters =
                 Counters { bytes_out: bytes_out(&metrics), bytes_in: metrics.bytes_in.get(), cpu };
-            let figures = rates.sample(Instant::now(), counters);
+            let now = Instant::now();
+            let figures = rates.sample(now, counters);
+            let by_stream = stream_loads(hub.figures(now), MAX_REPORT_STREAMS);
             let draining = {
                 let (id, role) = registry.node();
                 registry
@@ -166,7 +201,8 @@ pub fn spawn(
                     .node(role, id)
                     .is_some_and(|n| n.info.state == NodeState::Draining)
             };
-            let report = build_report(&metrics, capacity, draining, figures, memory_bytes);
+            let report =
+                build_report(&metrics, capacity, draining, figures, memory_bytes, by_stream);
             match registry.report_load(report).await {
                 Err(e) if !failing => {
                     failing = true;
@@ -231,11 +267,76 @@ mod tests {
         metrics.streams.set(2);
         let capacity = LoadCapacity { max_viewers: 100, max_egress_bps: 1_000_000 };
         let rates = RateFigures { egress_bps: 8, ingress_bps: 16, cpu_millicores: 5 };
-        let r = build_report(&metrics, capacity, true, rates, 42);
+        let r = build_report(&metrics, capacity, true, rates, 42, BTreeMap::new());
         assert_eq!(r.viewers.get("flv"), Some(&3));
         assert_eq!(r.total_viewers(), 3);
         assert_eq!((r.streams, r.egress_bps, r.ingress_bps, r.memory_bytes), (2, 8, 16, 42));
         assert_eq!(r.capacity, capacity);
         assert!(r.draining && r.at_ms > 0);
+    }
+
+    fn figures(name: &str, viewers: usize) -> StreamFigures {
+        StreamFigures {
+            key: StreamKey::parse("live", name).unwrap().0,
+            viewers,
+            width: 1280,
+            height: 720,
+            fps: 29.97,
+            bitrate_bps: 2_500_000.4,
+        }
+    }
+
+    #[test]
+    fn stream_loads_convert_the_figures() {
+        let loads = stream_loads(vec![figures("x", 2)], MAX_REPORT_STREAMS);
+        let x = StreamKey::parse("live", "x").unwrap().0;
+        assert_eq!(
+            loads.get(&x),
+            Some(&StreamLoad {
+                viewers: 2,
+                width: 1280,
+                height: 720,
+                fps_milli: 29_970,
+                ingress_bps: 2_500_000
+            })
+        );
+        // Out-of-range and meaningless rates do not wrap.
+        let wild = StreamFigures { fps: f64::INFINITY, bitrate_bps: f64::NAN, ..figures("w", 0) };
+        let loads = stream_loads(vec![wild], 1);
+        let w = loads.values().next().unwrap();
+        assert_eq!((w.fps_milli, w.ingress_bps), (u32::MAX, 0));
+    }
+
+    #[test]
+    fn a_report_lists_at_most_the_limit_most_watched_first() {
+        // More streams than a report lists: the most watched are kept, ties by name.
+        let many: Vec<StreamFigures> =
+            (0..MAX_REPORT_STREAMS + 50).map(|i| figures(&format!("s{i:04}"), i % 7)).collect();
+        let loads = stream_loads(many, MAX_REPORT_STREAMS);
+        assert_eq!(loads.len(), MAX_REPORT_STREAMS);
+        let least = loads.values().map(|l| l.viewers).min().unwrap();
+        assert!(least > 0, "the 50 dropped include every unwatched stream");
+        let again = stream_loads(
+            (0..MAX_REPORT_STREAMS + 50)
+                .rev()
+                .map(|i| figures(&format!("s{i:04}"), i % 7))
+                .collect(),
+            MAX_REPORT_STREAMS,
+        );
+        assert_eq!(loads, again, "the choice does not depend on the hub's order");
+
+        // The report, with every stream in it, stays within what readers accept.
+        let metrics = Metrics::new();
+        let r = build_report(
+            &metrics,
+            LoadCapacity::default(),
+            false,
+            RateFigures::default(),
+            0,
+            loads,
+        );
+        assert!(r.within_bounds());
+        let json = serde_json::to_vec(&r).unwrap();
+        assert!(json.len() <= sluice_cluster::types::MAX_LOAD_VALUE_LEN, "{}", json.len());
     }
 }

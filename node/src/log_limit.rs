@@ -14,7 +14,7 @@ pub struct RateLimitedLog {
 }
 
 impl RateLimitedLog {
-    pub fn new(per_second: u64) -> Self {
+    pub const fn new(per_second: u64) -> Self {
         RateLimitedLog { per_second, window: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_cluster::types::{Capacity, NodeId, NodeInfo, NodeState, Role};
 use sluice_cluster::{EtcdRegistry, MemoryRegistry, Registry, RegistryConfig, RegistryEvent};
@@ -13,17 +14,36 @@ use tracing::{info, warn};
 use crate::hub::Hub;
 use crate::settings::ClusterSettings;
 
+/// The software version a node advertises: the crate version it was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Everything the registry advertises about this node.
 #[derive(Debug, Clone)]
 pub struct Advertised {
     pub addresses: BTreeMap<String, String>,
     pub capacity: Capacity,
+    /// When the node process started, milliseconds since the Unix epoch (taken as the server
+    /// starts, before it registers; operators read it as the node's uptime).
+    pub started_at_ms: u64,
 }
 
 impl Advertised {
-    /// The registry value for this node in `state`.
+    /// The registry value for this node in `state`, with [`VERSION`].
     pub fn info(&self, state: NodeState) -> NodeInfo {
-        NodeInfo { addresses: self.addresses.clone(), capacity: self.capacity.clone(), state }
+        NodeInfo {
+            addresses: self.addresses.clone(),
+            capacity: self.capacity.clone(),
+            state,
+            version: VERSION.to_string(),
+            started_at_ms: self.started_at_ms,
+        }
     }
 }
 

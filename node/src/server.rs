@@ -147,6 +147,7 @@ impl Node {
                 max_streams: limits.max_streams as u64,
                 max_connections: max_connections as u64,
             },
+            started_at_ms: registry::unix_ms_now(),
         };
         let options_role = options.role;
         let registry =
@@ -154,7 +155,12 @@ impl Node {
                 .await?;
         let mut tasks = vec![
             registry::spawn_event_task(registry.clone(), hub.clone()),
-            crate::load_report::spawn(registry.clone(), metrics.clone(), &args.cluster),
+            crate::load_report::spawn(
+                registry.clone(),
+                metrics.clone(),
+                hub.clone(),
+                &args.cluster,
+            ),
         ];
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
@@ -198,6 +204,7 @@ impl Node {
             registry.clone(),
         );
         rtmp_ctx.forwarding = forwarding;
+        rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
         rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(
             crate::metrics::Door::Rtmp,
             crate::admission::PerIpLimits {

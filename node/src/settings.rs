@@ -184,6 +184,10 @@ pub struct HlsSettings {
     /// New HLS sessions per second one client address may start.
     #[serde(rename = "hls-sessions-per-ip")]
     pub sessions_per_ip: u32,
+    /// Most HLS sessions one client address may hold at once (0: no per-address cap). Viewers
+    /// behind one NAT or proxy share an address: raise it for them.
+    #[serde(rename = "hls-max-sessions-per-ip")]
+    pub max_sessions_per_ip: usize,
     /// File whose contents sign session ids (HMAC-SHA256); give every node behind one load
     /// balancer the same file so they accept each other's ids. `None`: a random key per start.
     #[serde(rename = "hls-session-key-file")]
@@ -200,6 +204,7 @@ impl Default for HlsSettings {
             ts: true,
             max_sessions: 20_000,
             sessions_per_ip: 10,
+            max_sessions_per_ip: 500,
             session_key_file: None,
         }
     }
@@ -319,8 +324,8 @@ pub struct AdmissionSettings {
     pub max_connections_per_ip: usize,
     /// New connections per second one client address may open, for RTMP and HTTP apart.
     pub new_connections_per_ip: u32,
-    /// Slots of `--max-connections` that HTTP-FLV viewers never take, kept for RTMP
-    /// (publishers).
+    /// Slots of `--max-connections` that viewers (RTMP and HTTP-FLV) never take, kept for
+    /// publishers.
     pub publisher_reserve: usize,
     /// Time an HTTP client has to send a request's headers (also the keep-alive wait for the
     /// next request on HTTP/1).

@@ -149,7 +149,8 @@ pub struct AdmissionArgs {
     #[arg(long, env = "SLUICE_NEW_CONNECTIONS_PER_IP", default_value_t = admission().new_connections_per_ip)]
     pub new_connections_per_ip: u32,
 
-    /// Slots of --max-connections that HTTP-FLV viewers never take: kept for RTMP publishers.
+    /// Slots of --max-connections that viewers (RTMP and HTTP-FLV) never take: kept for
+    /// publishers, so an audience can never lock the broadcaster out.
     #[arg(long, env = "SLUICE_PUBLISHER_RESERVE", default_value_t = admission().publisher_reserve)]
     pub publisher_reserve: usize,
 
@@ -312,6 +313,11 @@ pub struct HlsArgs {
     #[arg(long, env = "SLUICE_HLS_SESSIONS_PER_IP", default_value_t = hls().sessions_per_ip)]
     pub hls_sessions_per_ip: u32,
 
+    /// Most HLS sessions one client address may hold at once (0: no per-address cap). Viewers
+    /// behind one NAT or proxy share an address: raise it for them.
+    #[arg(long, env = "SLUICE_HLS_MAX_SESSIONS_PER_IP", default_value_t = hls().max_sessions_per_ip)]
+    pub hls_max_sessions_per_ip: usize,
+
     /// File whose contents are the key that signs HLS session ids (HMAC-SHA256). Give every
     /// node behind one load balancer the same file so they accept each other's session ids.
     /// Absent: a random key per start.
@@ -329,6 +335,7 @@ impl HlsArgs {
             s.ts => hls_ts,
             s.max_sessions => hls_max_sessions,
             s.sessions_per_ip => hls_sessions_per_ip,
+            s.max_sessions_per_ip => hls_max_sessions_per_ip,
             s.session_key_file => hls_session_key_file,
         );
     }

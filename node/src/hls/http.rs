@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use super::session::{valid_sid, SessionError, SessionTable};
 use super::ts::{self as hls_ts, TsCache};
 use super::HlsServing;
+use crate::admission::PerIpLimits;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Protocol};
 
@@ -76,7 +77,10 @@ impl HlsService {
             settings.max_sessions,
             settings.session_idle(),
             settings.session_key.clone(),
-            settings.sessions_per_ip,
+            PerIpLimits {
+                max_concurrent: settings.max_sessions_per_ip,
+                per_second: settings.sessions_per_ip,
+            },
         );
         let first_segment_wait = settings.wait_timeout().max(play_wait);
         Arc::new(HlsService {
@@ -90,18 +94,20 @@ impl HlsService {
     }
 }
 
-/// The query parameters HLS requests use.
+/// The query parameters HLS requests use (public for the `request_names` fuzz target: every
+/// byte of it is the client's).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct HlsQuery {
-    sid: Option<String>,
-    msn: Option<u64>,
-    part: Option<u32>,
-    skip: bool,
+pub struct HlsQuery {
+    /// A session id of the right shape (anything else is dropped, never echoed).
+    pub sid: Option<String>,
+    pub msn: Option<u64>,
+    pub part: Option<u32>,
+    pub skip: bool,
 }
 
 impl HlsQuery {
     /// Parse a raw query; a malformed `_HLS_*` value is an error (400). Unknown keys are ignored.
-    fn parse(raw: Option<&str>) -> Result<HlsQuery, &'static str> {
+    pub fn parse(raw: Option<&str>) -> Result<HlsQuery, &'static str> {
         let mut q = HlsQuery::default();
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -120,7 +126,7 @@ impl HlsQuery {
     }
 
     /// The query appended to URIs handed out: the session id, if any.
-    fn uri_suffix(&self) -> String {
+    pub fn uri_suffix(&self) -> String {
         self.sid.as_ref().map_or(String::new(), |s| format!("?sid={s}"))
     }
 }

@@ -44,6 +44,8 @@ pub struct HlsServing {
     pub max_sessions: usize,
     /// New sessions per second one client address may start.
     pub sessions_per_ip: u32,
+    /// Sessions one client address may hold at once (0: no cap).
+    pub max_sessions_per_ip: usize,
     /// Signs session ids (`--hls-session-key-file`, or random per start).
     pub session_key: SessionKey,
     /// Also serve the segments as MPEG-TS (`ts.m3u8`, `ts-N.ts`).
@@ -63,6 +65,7 @@ impl HlsServing {
             window_segments: settings.window.clamp(3, 1000),
             max_sessions: settings.max_sessions,
             sessions_per_ip: settings.sessions_per_ip,
+            max_sessions_per_ip: settings.max_sessions_per_ip,
             session_key: session_key.map_or_else(SessionKey::random, SessionKey::new),
             ts: settings.ts,
         }

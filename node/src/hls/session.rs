@@ -8,8 +8,8 @@
 //! with a `sid`), and carried in the query of every URI the playlists hand out. Each
 //! request naming it refreshes it; a session not seen for the idle timeout ends (a sweeper task
 //! checks once a second). The table is bounded (`--hls-max-sessions`, apart from connection
-//! and relay budgets), and one client address may start only `--hls-sessions-per-ip` sessions
-//! a second. An id this node (or a node with the same key) did not mint is not a session: it
+//! and relay budgets), one client address may start only `--hls-sessions-per-ip` sessions
+//! a second and hold only `--hls-max-sessions-per-ip` at once. An id this node (or a node with the same key) did not mint is not a session: it
 //! is ignored, so random ids cannot fill the table.
 
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ use sha2::Sha256;
 use sluice_media::stream_name::StreamKey;
 use tokio::time::Instant;
 
-use crate::admission::{Gate, PerIpLimits};
+use crate::admission::{Admitted, Gate, PerIpLimits};
 use crate::hub::{Hub, Subscription};
 use crate::metrics::{Door, Metrics, Protocol, RefusalReason};
 
@@ -85,7 +85,9 @@ impl std::fmt::Debug for SessionKey {
 pub enum SessionError {
     #[error("the server already has its maximum of {0} HLS sessions")]
     TooManySessions(usize),
-    #[error("too many new HLS sessions from this address; retry in a second")]
+    #[error(
+        "too many HLS sessions from this address (new ones per second, or at once); retry later"
+    )]
     RateLimited,
     #[error("{0}")]
     Subscribe(String),
@@ -96,13 +98,15 @@ struct Session {
     last_seen: Instant,
     /// Counts this session as a viewer of its stream while it lives.
     _viewer: Subscription,
+    /// Its place among its client address's sessions (`None`: address unknown).
+    _admitted: Option<Admitted>,
 }
 
 /// All HLS sessions of a node.
 pub struct SessionTable {
     hub: Hub,
     key: SessionKey,
-    /// Session creation per client address (a token bucket).
+    /// Session creation per client address (a token bucket) and sessions held per address.
     creation: Gate,
     metrics: Metrics,
     max: usize,
@@ -122,14 +126,10 @@ impl SessionTable {
         max: usize,
         idle: Duration,
         key: SessionKey,
-        per_ip_per_second: u32,
+        per_ip: PerIpLimits,
     ) -> Arc<Self> {
         let metrics = hub.metrics().clone();
-        let creation = Gate::new(
-            Door::HlsSession,
-            PerIpLimits { max_concurrent: 0, per_second: per_ip_per_second },
-            metrics.clone(),
-        );
+        let creation = Gate::new(Door::HlsSession, per_ip, metrics.clone());
         Arc::new(SessionTable {
             hub,
             key,
@@ -183,11 +183,10 @@ impl SessionTable {
         now: Instant,
         client: Option<IpAddr>,
     ) -> Result<String, SessionError> {
-        if let Some(ip) = client {
-            if self.creation.admit(ip).is_none() {
-                return Err(SessionError::RateLimited);
-            }
-        }
+        let admitted = match client {
+            Some(ip) => Some(self.creation.admit(ip).ok_or(SessionError::RateLimited)?),
+            None => None,
+        };
         if self.lock().len() >= self.max {
             self.sweep();
             if self.lock().len() >= self.max {
@@ -202,8 +201,10 @@ impl SessionTable {
         viewer.start_playing();
         let old = {
             let mut map = self.lock();
-            let old = map
-                .insert(sid.clone(), Session { key: key.clone(), last_seen: now, _viewer: viewer });
+            let old = map.insert(
+                sid.clone(),
+                Session { key: key.clone(), last_seen: now, _viewer: viewer, _admitted: admitted },
+            );
             self.metrics.hls_sessions.set(map.len() as i64);
             old
         };

@@ -21,6 +21,8 @@ use axum::routing::get;
 use axum::Router;
 use tracing::{info, warn};
 
+use crate::log_limit::RateLimitedLog;
+
 /// Largest web file served (hls.min.js is about 0.5 MiB).
 pub const MAX_FILE_SIZE: u64 = 8 << 20;
 
@@ -38,6 +40,9 @@ pub struct WebFile {
     /// An npm-installed player library (missing until `npm ci`).
     pub library: bool,
 }
+
+/// Warnings about web files a request made us read (any client can repeat the request).
+static FILE_ERRORS: RateLimitedLog = RateLimitedLog::new(5);
 
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -125,12 +130,15 @@ impl WebFiles {
                 (StatusCode::NOT_FOUND, format!("{INSTALL_HINT}\n")).into_response()
             }
             Err(ReadError::Missing) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
-            Err(ReadError::TooLarge) => {
+            Err(ReadError::TooLarge) if FILE_ERRORS.allow() => {
                 warn!(path = %path.display(), "web file larger than {MAX_FILE_SIZE} bytes: not served");
                 (StatusCode::INTERNAL_SERVER_ERROR, "file too large\n").into_response()
             }
-            Err(ReadError::Io(e)) => {
+            Err(ReadError::Io(e)) if FILE_ERRORS.allow() => {
                 warn!(path = %path.display(), error = %e, "reading web file");
+                (StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n").into_response()
+            }
+            Err(ReadError::TooLarge | ReadError::Io(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n").into_response()
             }
         }

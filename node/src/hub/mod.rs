@@ -8,6 +8,7 @@
 
 pub mod hls_hook;
 pub mod log;
+mod meter;
 pub mod prepared;
 mod publisher;
 pub mod stream;
@@ -72,6 +73,21 @@ pub struct StreamSnapshot {
     pub uptime_s: f64,
     /// Unix time (seconds) the current publish session started.
     pub started_at: f64,
+}
+
+/// One stream's figures for the load report ([`Hub::figures`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamFigures {
+    pub key: StreamKey,
+    /// Viewers of every protocol but relay feeds, waiting or playing.
+    pub viewers: usize,
+    /// Picture size from the video codec configuration (0 when unknown).
+    pub width: u32,
+    pub height: u32,
+    /// Video frames and media bits received per second over the last few seconds (0 without
+    /// a publisher).
+    pub fps: f64,
+    pub bitrate_bps: f64,
 }
 
 pub(crate) struct HubInner {
@@ -215,6 +231,7 @@ impl Hub {
 
     /// Live streams, sorted by key.
     pub fn snapshot(&self) -> Vec<StreamSnapshot> {
+        let now = Instant::now();
         let entries: Vec<Arc<StreamEntry>> = lock(&self.inner.streams).values().cloned().collect();
         let mut out: Vec<StreamSnapshot> = entries
             .iter()
@@ -224,7 +241,7 @@ impl Hub {
                 let mut video = state.video.clone();
                 if let Some(v) = video.as_mut() {
                     let fps = v.fps.or_else(|| state.metadata.as_ref().and_then(|m| m.framerate));
-                    let measured = state.video_frames.rate();
+                    let measured = state.video_frames.rate(now);
                     v.fps = fps.or((measured > 0.0).then_some(measured));
                 }
                 Some(StreamSnapshot {
@@ -232,7 +249,7 @@ impl Hub {
                     name: e.key.name().to_string(),
                     video,
                     audio: state.audio.clone(),
-                    bitrate_kbps: state.bitrate.rate() / 1000.0,
+                    bitrate_kbps: state.bitrate.rate(now) / 1000.0,
                     viewers: e.viewer_count(),
                     uptime_s: state.started_instant.map_or(0.0, |t| t.elapsed().as_secs_f64()),
                     started_at: state
@@ -244,6 +261,32 @@ impl Hub {
             .collect();
         out.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
         out
+    }
+
+    /// Figures of every stream that has a publisher or viewers (relay feeds not counted), as
+    /// measured at `now`, in no particular order: what the load report lists per stream.
+    pub fn figures(&self, now: Instant) -> Vec<StreamFigures> {
+        let entries: Vec<Arc<StreamEntry>> = lock(&self.inner.streams).values().cloned().collect();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let viewers = e.audience();
+                let state = e.state();
+                if state.publisher.is_none() && viewers == 0 {
+                    return None;
+                }
+                let video = state.video.as_ref();
+                let published = state.publisher.is_some();
+                Some(StreamFigures {
+                    key: e.key.clone(),
+                    viewers,
+                    width: video.and_then(|v| v.width).unwrap_or(0),
+                    height: video.and_then(|v| v.height).unwrap_or(0),
+                    fps: if published { state.video_frames.rate(now) } else { 0.0 },
+                    bitrate_bps: if published { state.bitrate.rate(now) } else { 0.0 },
+                })
+            })
+            .collect()
     }
 
     /// The HLS snapshot channel of `key` and whether it is live now; `None` when the stream

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 
 use super::hls_hook::StreamHlsHook;
 use super::log::MediaLog;
+pub use super::meter::RateMeter;
 use crate::lock::lock;
 
 /// Video facts for the API.
@@ -59,35 +60,6 @@ impl AudioSummary {
     }
 }
 
-/// Counts events per second over whole-second windows.
-#[derive(Debug)]
-pub struct RateMeter {
-    window_start: Instant,
-    count: u64,
-    rate: f64,
-}
-
-impl RateMeter {
-    pub fn new(now: Instant) -> Self {
-        RateMeter { window_start: now, count: 0, rate: 0.0 }
-    }
-
-    pub fn add(&mut self, now: Instant, amount: u64) {
-        let elapsed = now.saturating_duration_since(self.window_start).as_secs_f64();
-        if elapsed >= 2.0 {
-            self.rate = self.count as f64 / elapsed;
-            self.window_start = now;
-            self.count = 0;
-        }
-        self.count += amount;
-    }
-
-    /// Per second over the last completed window.
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-}
-
 /// Mutable facts about the current publish session.
 #[derive(Debug)]
 pub struct StreamState {
@@ -120,6 +92,8 @@ pub struct StreamEntry {
     /// "viewer" that feeds many, so it gets each message before the local fan-out.
     pub(super) wake_relay: watch::Sender<u64>,
     pub(super) viewers: AtomicUsize,
+    /// Of `viewers`, the relay feeds (edges, forwards): not counted as the stream's viewers.
+    pub(super) relays: AtomicUsize,
     /// HLS segmenter and its latest snapshot, when the hub has an HLS hook.
     pub hls: Option<Box<dyn StreamHlsHook>>,
 }
@@ -146,6 +120,7 @@ impl StreamEntry {
             wake: watch::channel(0).0,
             wake_relay: watch::channel(0).0,
             viewers: AtomicUsize::new(0),
+            relays: AtomicUsize::new(0),
             hls,
         }
     }
@@ -166,6 +141,11 @@ impl StreamEntry {
 
     pub fn viewer_count(&self) -> usize {
         self.viewers.load(Ordering::Relaxed)
+    }
+
+    /// Viewers other than relay feeds (what the load report counts per stream).
+    pub fn audience(&self) -> usize {
+        self.viewer_count().saturating_sub(self.relays.load(Ordering::Relaxed))
     }
 
     pub fn is_live(&self) -> bool {

@@ -23,6 +23,8 @@ pub struct Subscription {
     wake: watch::Receiver<u64>,
     viewers: Gauge,
     playing: bool,
+    /// A relay feed (counted in the entry's `relays` while it lives).
+    relay: bool,
 }
 
 impl Subscription {
@@ -35,7 +37,11 @@ impl Subscription {
         wake.mark_changed();
         let viewers = hub.metrics.viewers(protocol);
         let cursor = entry.log().new_cursor();
-        Subscription { hub, entry, cursor, wake, viewers, playing: false }
+        let relay = protocol == Protocol::Relay;
+        if relay {
+            entry.relays.fetch_add(1, Ordering::AcqRel);
+        }
+        Subscription { hub, entry, cursor, wake, viewers, playing: false, relay }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
@@ -96,6 +102,9 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if self.playing {
             self.viewers.dec();
+        }
+        if self.relay {
+            self.entry.relays.fetch_sub(1, Ordering::AcqRel);
         }
         self.entry.viewers.fetch_sub(1, Ordering::AcqRel);
         self.hub.release(&self.entry);

@@ -189,3 +189,30 @@ fn onmetadata() -> Vec<u8> {
     v.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 9]);
     v
 }
+
+#[test]
+fn figures_count_viewers_but_not_relay_feeds() {
+    let hub = hub(config());
+    let mut p = hub.publish(&key("a")).unwrap();
+    p.push(video_header()).unwrap();
+    p.push(frame(0, true, 1_000)).unwrap();
+    let flv = hub.subscribe(&key("a"), Protocol::Flv).unwrap();
+    let _rtmp = hub.subscribe(&key("a"), Protocol::Rtmp).unwrap();
+    let relay = hub.subscribe(&key("a"), Protocol::Relay).unwrap();
+    // A viewer waiting for a stream that has no publisher yet is listed; a stream with neither
+    // is not.
+    let _waiting = hub.subscribe(&key("later"), Protocol::Hls).unwrap();
+    let figures = |hub: &Hub| {
+        let mut f = hub.figures(Instant::now());
+        f.sort_by(|a, b| a.key.cmp(&b.key));
+        f.into_iter().map(|f| (f.key.name().to_string(), f.viewers)).collect::<Vec<_>>()
+    };
+    assert_eq!(figures(&hub), [("a".to_string(), 2), ("later".to_string(), 1)]);
+    assert_eq!(hub.viewer_count(&key("a")), 3, "the hub's own count still has the relay");
+    drop(relay);
+    drop(flv);
+    assert_eq!(figures(&hub), [("a".to_string(), 1), ("later".to_string(), 1)]);
+    // Nothing measured yet within the first window.
+    let a = hub.figures(Instant::now()).into_iter().find(|f| f.key == key("a")).unwrap();
+    assert_eq!((a.fps, a.bitrate_bps), (0.0, 0.0));
+}

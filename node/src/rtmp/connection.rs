@@ -547,6 +547,17 @@ impl Connection {
                 return;
             }
         };
+        // This connection already holds its slot; the last `--publisher-reserve` free ones are
+        // for publishers, so viewers can never lock them out.
+        if self.ctx.connection_slots.available_permits() < self.ctx.publisher_reserve {
+            self.ctx.metrics.error(ErrorKind::Limit);
+            if self.ctx.client_log.allow() {
+                warn!(stream = %key, "play refused: the remaining connection slots are kept for publishers");
+            }
+            let reason = "the server is at its viewer limit (slots are kept for publishers)";
+            self.session.reject_play(stream_id, "NetStream.Play.Failed", reason, name);
+            return;
+        }
         match self.ctx.hub.subscribe(&key, Protocol::Rtmp) {
             Ok(sub) => {
                 let span = tracing::Span::current();

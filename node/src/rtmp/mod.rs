@@ -37,6 +37,9 @@ pub struct RtmpContext {
     pub forwarding: Option<Arc<crate::forward::Forwarding>>,
     /// Per-address fair shares at accept (`--max-connections-per-ip`, `--new-connections-per-ip`).
     pub admission: Arc<crate::admission::Gate>,
+    /// Slots of `connection_slots` viewers leave free for publishers (`--publisher-reserve`):
+    /// a `play` that would take one of them is refused.
+    pub publisher_reserve: usize,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -72,6 +75,7 @@ impl RtmpContext {
             registry,
             forwarding: None,
             admission,
+            publisher_reserve: 0,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),

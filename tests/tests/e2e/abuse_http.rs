@@ -174,6 +174,96 @@ fn random_session_ids_do_not_lock_real_players_out() {
     legitimate_clients_work(&origin, "after-sids");
 }
 
+#[test]
+fn one_address_holds_only_its_share_of_hls_sessions() {
+    const SHARE: usize = 5;
+    let origin = Origin::start(&[
+        "--hls-max-sessions-per-ip",
+        &SHARE.to_string(),
+        "--hls-sessions-per-ip",
+        "1000",
+    ]);
+    let url = origin.rtmp_url("live", "share");
+    let _publisher = Publisher::start_looped(&url, &h264_aac().path);
+    wait_for(secs(15), || origin.stream_info("live", "share")).expect("live");
+    wait_for(secs(20), || (get(&origin, "/live/share.m3u8").status == 200).then_some(()))
+        .expect("HLS ready");
+    // Twenty players behind the attacker's address each start a session (a multivariant
+    // request without a sid mints one).
+    let statuses: Vec<u16> = (0..20)
+        .map(|_| {
+            let mut conn = connect_from(ATTACKER, origin.http, secs(5)).unwrap();
+            conn.write_all(
+                b"GET /live/share.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            let mut head = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut head).unwrap();
+            head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+        })
+        .collect();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((admitted, refused), (SHARE, 20 - SHARE), "statuses: {statuses:?}");
+    let m = origin.metrics();
+    let counted = m.value(
+        "sluice_admission_refused_total",
+        &[("door", "hls_session"), ("reason", "concurrent")],
+    );
+    assert!(counted >= (20 - SHARE) as f64, "refusals counted: {counted}");
+    // Another address is not affected.
+    assert_eq!(get(&origin, "/live/share.m3u8").status, 200);
+}
+
+#[test]
+fn http2_connections_are_limited_to_their_stream_share() {
+    const STREAMS: u32 = 4;
+    let origin = Origin::start(&["--http2-max-streams", &STREAMS.to_string()]);
+    let url = origin.rtmp_url("live", "h2");
+    let _publisher = Publisher::start_looped(&url, &h264_aac().path);
+    wait_for(secs(15), || origin.stream_info("live", "h2")).expect("live");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // HTTP/2 with prior knowledge (h2c), as a proxy in front of the node would speak it.
+        let tcp = tokio::net::TcpStream::connect(origin.http).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = |path: &str| {
+            ::http::Request::get(format!("http://{}{path}", origin.http)).body(()).unwrap()
+        };
+        // The first response carries the server's SETTINGS: its stream cap is the flag's.
+        let (first, _) = client.send_request(request("/live/h2.flv"), true).unwrap();
+        let first = first.await.expect("first FLV stream");
+        assert_eq!(first.status(), 200);
+        assert_eq!(client.current_max_send_streams(), STREAMS as usize, "advertised cap");
+        // (A compliant client never opens more; hyper refuses streams beyond the cap with
+        // REFUSED_STREAM for one that does.) The cap's worth of long-lived FLV streams share the connection and all get media.
+        let mut bodies = vec![first.into_body()];
+        for _ in 1..STREAMS {
+            let mut c = client.clone().ready().await.unwrap();
+            let (resp, _) = c.send_request(request("/live/h2.flv"), true).unwrap();
+            let resp = resp.await.expect("FLV stream");
+            assert_eq!(resp.status(), 200);
+            bodies.push(resp.into_body());
+        }
+        // Read them all at once (the connection's flow-control window is shared).
+        let readers = bodies.into_iter().enumerate().map(|(i, mut body)| async move {
+            let mut got = 0;
+            while got < 64 * 1024 {
+                let chunk = tokio::time::timeout(secs(10), body.data())
+                    .await
+                    .unwrap_or_else(|_| panic!("stream {i} stalled after {got} bytes"))
+                    .expect("stream open")
+                    .expect("data");
+                got += chunk.len();
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+        });
+        futures_util::future::join_all(readers).await;
+    });
+}
+
 /// Read one HTTP/1.1 response with a Content-Length body; false on EOF or error.
 fn read_response(reader: &mut impl std::io::BufRead) -> bool {
     let mut len = 0usize;

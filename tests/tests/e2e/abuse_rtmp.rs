@@ -185,6 +185,33 @@ fn concurrent_amf0_bombs_stay_bounded() {
     legit_publisher_and_viewer(&origin, "after-bombs");
 }
 
+#[test]
+fn viewers_never_take_the_slots_kept_for_publishers() {
+    // Six slots, two kept for publishers: a publisher and three viewers fit, a fourth viewer
+    // would take a publisher's slot and is refused, and a second publisher still gets in.
+    let origin = Origin::start(&["--max-connections", "6", "--publisher-reserve", "2"]);
+    let url = origin.rtmp_url("live", "full");
+    let _publisher = Publisher::start_looped(&url, &h264_aac().path);
+    wait_for(secs(15), || origin.stream_info("live", "full")).expect("live");
+    let mut viewers: Vec<Player> = (0..3).map(|_| Player::start(&url)).collect();
+    for (i, v) in viewers.iter_mut().enumerate() {
+        assert!(v.wait_frames(10, secs(20)) >= 10, "viewer {i} plays");
+    }
+    let mut refused = Player::start(&url);
+    assert_eq!(refused.wait_frames(1, secs(5)), 0, "a viewer took a publisher's slot");
+    let limit = origin.metrics().value("sluice_connection_errors_total", &[("kind", "limit")]);
+    assert!(limit >= 1.0, "the refusal is counted: {limit}");
+    drop(refused.stop());
+    let second = origin.rtmp_url("live", "second");
+    let _second = Publisher::start_looped(&second, &h264_aac().path);
+    wait_for(secs(15), || origin.stream_info("live", "second"))
+        .expect("a publisher gets a kept slot while viewers fill the rest");
+    for (i, v) in viewers.iter_mut().enumerate() {
+        let before = v.frames();
+        assert!(v.wait_frames(before + 10, secs(10)) > before, "viewer {i} still plays");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Errors that close an abusive connection: deadline or full output queue.

@@ -15,6 +15,7 @@ mod control_plane_replicas;
 mod deploy_local;
 mod edge_hls;
 mod edges;
+mod figures;
 mod flood;
 mod hevc;
 mod hls;
