@@ -135,6 +135,8 @@
         none.colSpan = 5;
         tr.append(none);
       }
+      tr.append(el('td', n.version || '–'));
+      tr.append(el('td', fmtAge(n.started_at_ms)));
       tr.append(el('td', n.addresses.http || n.addresses.rtmp || ''));
       return tr;
     });

@@ -149,10 +149,9 @@ fn cluster_page_shows_nodes_streams_and_charts_in_chromium() {
     for (node_id, viewers) in listed["viewers"].as_object().into_iter().flatten() {
         assert_eq!(&row["perNode"][node_id], viewers, "{node_id}: {row} vs {listed}");
     }
-    // Once the stream figures carry viewers per node, the viewer's edge is among them.
-    if listed["viewers"].as_object().is_some_and(|m| !m.is_empty()) {
-        assert!(row["perNode"][viewer_edge.as_str()].as_u64() >= Some(1), "{row}");
-    }
+    // The viewer's edge is among the stream's viewers per node.
+    assert!(row["perNode"][viewer_edge.as_str()].as_u64() >= Some(1), "{row}");
+    assert!(row["viewers"].as_u64() >= Some(1), "{row}");
     let links: Vec<&str> =
         row["links"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     assert_eq!(links, ["/play/live/x.m3u8", "/play/live/x.flv"]);
