@@ -2,9 +2,11 @@
 //! a wall-clock stamp and a sequence number in every video frame; N players (RTMP, HTTP-FLV or
 //! LL-HLS clients) measure time to first frame, end-to-end latency and dropped frames; with
 //! `--server-pid` the server's CPU and memory are sampled over the measuring window. One JSON
-//! object on stdout, human logs on stderr.
+//! object on stdout, human logs on stderr. `assign` measures a control-plane replica's
+//! `AssignViewer` calls per second and latency instead.
 
 mod args;
+mod assign;
 mod flood;
 mod hls;
 mod http;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use sluice_proto::control::v1::Protocol as GrpcProtocol;
 use tokio::sync::{oneshot, watch};
 
 use crate::args::{parse_bitrate, parse_duration};
@@ -56,6 +59,32 @@ enum Command {
     Publish(PublishArgs),
     /// Open many connections with partial/garbage handshakes and hold them.
     Flood(FloodArgs),
+    /// AssignViewer calls per second and latency of one control-plane replica (gRPC).
+    Assign(AssignArgs),
+}
+
+#[derive(Debug, Args)]
+struct AssignArgs {
+    /// The replica's gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    endpoint: String,
+    /// APP/NAME of a stream with a publisher.
+    #[arg(long)]
+    stream: String,
+    /// The protocol asked for: flv, hls or rtmp.
+    #[arg(long, default_value = "flv")]
+    protocol: String,
+    /// Calls in flight at once (one per task).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// HTTP/2 connections the tasks share round-robin.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Length of the measuring window.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
 }
 
 /// The synthetic stream's shape.
@@ -273,6 +302,30 @@ async fn async_main(command: Command) -> i32 {
             .await;
             print_json(&report);
             0
+        }
+        Command::Assign(args) => {
+            let Some((app, stream)) = args.stream.split_once('/') else {
+                fail(format!("--stream is APP/NAME, not {:?}", args.stream))
+            };
+            let protocol = match args.protocol.as_str() {
+                "flv" => GrpcProtocol::HttpFlv,
+                "hls" => GrpcProtocol::Hls,
+                "rtmp" => GrpcProtocol::Rtmp,
+                other => fail(format!("--protocol is flv, hls or rtmp, not {other:?}")),
+            };
+            let report = assign::run(assign::AssignConfig {
+                endpoint: args.endpoint,
+                app: app.to_string(),
+                stream: stream.to_string(),
+                protocol,
+                concurrency: args.concurrency,
+                connections: args.connections,
+                warmup: args.warmup,
+                duration: args.duration,
+            })
+            .await;
+            print_json(&report);
+            i32::from(report.error.is_some() || report.calls == 0)
         }
     }
 }

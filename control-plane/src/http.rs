@@ -2,7 +2,8 @@
 //! answers 302 to the chosen edge's absolute URL (so every later request of that player goes
 //! to the same edge, whatever a load balancer in front would do), `GET /play/APP/STREAM.json`
 //! the choice as JSON (`?protocol=flv|hls|rtmp`, default flv); `/healthz`, `/readyz`,
-//! `/metrics`.
+//! `/metrics`; the cluster page (`/`, `/cluster`, `/assets/*`, [`crate::page`]) and its JSON
+//! (`/api/cluster`, [`crate::api`]).
 
 use crate::assign::AssignError;
 use crate::service::ControlPlane;
@@ -27,13 +28,15 @@ pub struct HttpState {
 }
 
 pub fn router(control: Arc<ControlPlane>) -> Router {
-    let state = Arc::new(HttpState { control, assignments: AtomicU64::new(0) });
+    let state = Arc::new(HttpState { control: control.clone(), assignments: AtomicU64::new(0) });
     Router::new()
         .route("/play/{app}/{file}", get(play))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(crate::page::routes())
+        .merge(crate::api::routes(control))
 }
 
 /// What a `/play/` request asks for, from its file name.

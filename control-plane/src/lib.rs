@@ -7,6 +7,8 @@
 //!
 //! ```text
 //! http       /play/APP/STREAM.flv|.m3u8|.json, /healthz, /readyz, /metrics over the service
+//! page       the cluster page and its assets, compiled in (uPlot from web/node_modules)
+//! api        /api/cluster: nodes, streams, totals as JSON (the gRPC figures, via convert)
 //! grpc       sluice.control.v1.ControlPlane over the service (translates only)
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
@@ -19,11 +21,13 @@
 //! ```
 
 pub mod admin;
+pub mod api;
 pub mod assign;
 pub mod convert;
 pub mod grpc;
 pub mod http;
 mod lock;
+pub mod page;
 pub mod service;
 pub mod simulate;
 pub mod view;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real local Sluice cluster on loopback: etcd + 2 origins + 3 edges.
+# A real local Sluice cluster on loopback: etcd + 2 origins + 3 edges + the control plane.
 #
 #   deploy/local/cluster.sh [up]         # build (release), start, print the URLs, return
 #   deploy/local/cluster.sh up --foreground   # same, stay attached; Ctrl-C stops everything
@@ -9,10 +9,12 @@
 # Environment (all optional):
 #   BASE_PORT=20000    ports: etcd BASE+0 (client) BASE+1 (peer); node k (origin-1=1, origin-2=2,
 #                      edge-1=3, edge-2=4, edge-3=5): RTMP BASE+10k, HTTP BASE+10k+1, relay (UDP,
-#                      origins) BASE+10k+2
+#                      origins) BASE+10k+2; control plane: gRPC BASE+60, HTTP BASE+61 (cluster
+#                      page, /play redirects, /api/cluster, /metrics)
 #   STATE_DIR          PIDs, logs, certificates, etcd data (default /dev/shm/sluice-local-$USER)
 #   SKIP_BUILD=1       do not run `cargo build --release`
-#   BIN_DIR            where sluice-origin, sluice-edge and sluice-launch are (default <target>/release)
+#   BIN_DIR            where sluice-origin, sluice-edge, sluice-control-plane and sluice-launch are
+#                      (default <target>/release)
 #   FOREGROUND=1       same as --foreground
 #   STREAM=live/mystream   the APP/STREAM used in the printed URLs
 #   ETCD_PREFIX=/sluice, LEASE_TTL=5s, DRAIN_TIMEOUT=3s, START_TIMEOUT=60 (s), STOP_TIMEOUT=15 (s)
@@ -26,6 +28,9 @@ LOG_PREFIX="cluster.sh:"
 . "$ROOT/scripts/lib.sh"
 ORIGINS=(origin-1 origin-2)
 EDGES=(edge-1 edge-2 edge-3)
+# The control plane (sluice-control-plane): assigns viewers to edges, reports capacity, serves
+# the cluster page. Stateless: it learns everything from etcd.
+CONTROL=control-plane
 HOST=127.0.0.1
 
 STATE_DIR=${STATE_DIR:-/dev/shm/sluice-local-${USER:-$(id -un)}}
@@ -53,11 +58,13 @@ load_settings() {
         '' | *[!0-9]*) die "BASE_PORT must be a number, got '$BASE_PORT'" ;;
     esac
     if [ "$BASE_PORT" -lt 1024 ] || [ "$BASE_PORT" -gt 65400 ]; then
-        die "BASE_PORT must be between 1024 and 65400 (the cluster uses BASE_PORT..BASE_PORT+52)"
+        die "BASE_PORT must be between 1024 and 65400 (the cluster uses BASE_PORT..BASE_PORT+61)"
     fi
     ETCD_CLIENT=$((BASE_PORT))
     ETCD_PEER=$((BASE_PORT + 1))
     ETCD_URL="http://$HOST:$ETCD_CLIENT"
+    CONTROL_GRPC=$((BASE_PORT + 60))
+    CONTROL_HTTP=$((BASE_PORT + 61))
 }
 
 # Node k's ports (k = 1 for origin-1 ... 5 for edge-3).
@@ -77,6 +84,8 @@ relay_port() { echo $((BASE_PORT + 10 * $(node_index "$1") + 2)); }
 comm_of() {
     case $1 in
         etcd) echo etcd ;; origin-*) echo sluice-origin ;; edge-*) echo sluice-edge ;;
+        # /proc/PID/comm keeps the first 15 characters of the program's name.
+        "$CONTROL") echo sluice-control- ;;
     esac
 }
 pid_of() {
@@ -100,6 +109,8 @@ check_ports() {
             echo "tcp $(http_port "$name") $name HTTP"
             case $name in origin-*) echo "udp $(relay_port "$name") $name relay" ;; esac
         done
+        echo "tcp $CONTROL_GRPC $CONTROL gRPC"
+        echo "tcp $CONTROL_HTTP $CONTROL HTTP"
     )
     if [ "${#taken[@]}" -gt 0 ]; then
         err "port(s) already in use: ${taken[*]}"
@@ -117,8 +128,8 @@ build() {
         return
     fi
     need cargo "install Rust from https://rustup.rs (or set SKIP_BUILD=1 BIN_DIR=... to use built binaries)"
-    say "Building sluice-origin, sluice-edge and sluice-launch (release; SKIP_BUILD=1 skips this)..."
-    (cd "$ROOT" && cargo build --release -p sluice-origin -p sluice-edge -p sluice-launch) >&2
+    say "Building sluice-origin, sluice-edge, sluice-control-plane and sluice-launch (release; SKIP_BUILD=1 skips this)..."
+    (cd "$ROOT" && cargo build --release -p sluice-origin -p sluice-edge -p sluice-control-plane -p sluice-launch) >&2
 }
 
 log_tail() {
@@ -179,9 +190,19 @@ start_nodes() {
 
 running_names() {
     local name
-    for name in etcd "${ORIGINS[@]}" "${EDGES[@]}"; do
+    for name in etcd "${ORIGINS[@]}" "${EDGES[@]}" "$CONTROL"; do
         if pid_of "$name" >/dev/null; then echo "$name"; fi
     done
+}
+
+# The control plane, through sluice-launch like the nodes: ready once its cache has loaded
+# (/readyz 200).
+start_control_plane() {
+    launch service --bin "$BIN_DIR/sluice-control-plane" --name "$CONTROL" --log-dir "$LOG_DIR" \
+        --pid-file "$PID_DIR/$CONTROL.pid" --http "$HOST:$CONTROL_HTTP" -- \
+        --etcd "$ETCD_URL" --etcd-prefix "$ETCD_PREFIX" \
+        --grpc-listen "$HOST:$CONTROL_GRPC" --http-listen "$HOST:$CONTROL_HTTP" \
+        || start_failed "$CONTROL"
 }
 
 cmd_up() {
@@ -196,8 +217,8 @@ cmd_up() {
     BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
     BIN_DIR=$(cd "$BIN_DIR" 2>/dev/null && pwd) || die "BIN_DIR ${BIN_DIR} does not exist (build first, or unset SKIP_BUILD)"
     local bin
-    for bin in sluice-origin sluice-edge sluice-launch; do
-        [ -x "$BIN_DIR/$bin" ] || die "$BIN_DIR/$bin not found: build it with 'cargo build --release -p sluice-origin -p sluice-edge -p sluice-launch' (or drop SKIP_BUILD=1; BIN_DIR=target/debug uses debug builds)"
+    for bin in sluice-origin sluice-edge sluice-control-plane sluice-launch; do
+        [ -x "$BIN_DIR/$bin" ] || die "$BIN_DIR/$bin not found: build it with 'cargo build --release -p sluice-origin -p sluice-edge -p sluice-control-plane -p sluice-launch' (or drop SKIP_BUILD=1; BIN_DIR=target/debug uses debug builds)"
     done
     check_ports
 
@@ -226,6 +247,7 @@ cmd_up() {
         --tls-dir "$CERT_DIR" --web-dir "$ROOT/web" --drain-timeout "${DRAIN_TIMEOUT:-3s}")
     start_nodes sluice-origin "${ORIGINS[@]}"
     start_nodes sluice-edge "${EDGES[@]}"
+    start_control_plane
 
     print_urls
     if [ "${FOREGROUND:-0}" = 1 ]; then
@@ -236,7 +258,7 @@ cmd_up() {
 print_urls() {
     local name app=${STREAM%%/*} rtmp http
     say ""
-    say "Sluice local cluster is up: etcd + ${#ORIGINS[@]} origins + ${#EDGES[@]} edges on $HOST (state: $STATE_DIR)"
+    say "Sluice local cluster is up: etcd + ${#ORIGINS[@]} origins + ${#EDGES[@]} edges + the control plane on $HOST (state: $STATE_DIR)"
     say ""
     say "Publish (ingest) to origin-1; origin-2 takes publishers too (in production both sit behind a TCP load balancer):"
     for name in "${ORIGINS[@]}"; do
@@ -256,6 +278,12 @@ print_urls() {
         printf '  %-9s %-9s http://%s/?stream=%s\n' "$name" web "$http" "$STREAM"
     done
     say ""
+    say "Control plane: players follow /play to the edge it picks (302); sluicectl and gRPC clients use the gRPC port:"
+    printf '  %-13s %-5s http://%s:%s   (sluicectl --endpoint http://%s:%s nodes ls)\n' "$CONTROL" grpc "$HOST" "$CONTROL_GRPC" "$HOST" "$CONTROL_GRPC"
+    printf '  %-13s %-5s http://%s:%s   (/readyz, /metrics, /api/cluster)\n' "$CONTROL" http "$HOST" "$CONTROL_HTTP"
+    printf '  %-13s %-5s http://%s:%s/cluster\n' "$CONTROL" page "$HOST" "$CONTROL_HTTP"
+    printf '  %-13s %-5s http://%s:%s/play/%s.m3u8   (.flv: HTTP-FLV; .json: the choice)\n' "$CONTROL" play "$HOST" "$CONTROL_HTTP" "$STREAM"
+    say ""
     say "Metrics, API (/api/streams), /readyz on every node's HTTP port:"
     for name in "${ORIGINS[@]}" "${EDGES[@]}"; do
         printf '  %-9s %-9s http://%s:%s/metrics\n' "$name" metrics "$HOST" "$(http_port "$name")"
@@ -270,7 +298,8 @@ print_urls() {
         say "Stop:   $SELF down"
     fi
     if [ ! -d "$ROOT/web/node_modules" ]; then
-        say "Note:   the web page's players need 'npm ci --prefix web' (web/node_modules is missing)"
+        say "Note:   the web page's players need 'npm ci --prefix web' (web/node_modules is missing), and the"
+        say "        cluster page's charts need it before sluice-control-plane is built"
     fi
 }
 
@@ -279,7 +308,7 @@ foreground() {
     trap 'say ""; say "Stopping..."; stop_all; exit 0' INT TERM
     local name
     while :; do
-        for name in etcd "${ORIGINS[@]}" "${EDGES[@]}"; do
+        for name in etcd "${ORIGINS[@]}" "${EDGES[@]}" "$CONTROL"; do
             if ! pid_of "$name" >/dev/null; then
                 err "$name exited unexpectedly"
                 log_tail "$name"
@@ -311,18 +340,20 @@ stop_tier() {
     done
 }
 
-# Edges first, then origins (their leases are revoked while etcd still runs), then etcd; SIGKILL
-# whatever is left after STOP_TIMEOUT; remove the pid files. Nothing running: nothing to do.
+# The control plane first (it sends no more viewers to edges about to go), then edges, then
+# origins (their leases are revoked while etcd still runs), then etcd; SIGKILL whatever is left
+# after STOP_TIMEOUT; remove the pid files. Nothing running: nothing to do.
 stop_all() {
     local name pid stopped=()
-    for name in "${EDGES[@]}" "${ORIGINS[@]}" etcd; do
+    for name in "$CONTROL" "${EDGES[@]}" "${ORIGINS[@]}" etcd; do
         if pid_of "$name" >/dev/null; then stopped+=("$name"); fi
     done
     STOP_DEADLINE=$((SECONDS + ${STOP_TIMEOUT:-15}))
+    stop_tier "$CONTROL"
     stop_tier "${EDGES[@]}"
     stop_tier "${ORIGINS[@]}"
     stop_tier etcd
-    for name in "${EDGES[@]}" "${ORIGINS[@]}" etcd; do
+    for name in "$CONTROL" "${EDGES[@]}" "${ORIGINS[@]}" etcd; do
         if pid=$(pid_of "$name"); then
             err "$name (pid $pid) still running after ${STOP_TIMEOUT:-15}s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
@@ -346,8 +377,8 @@ cmd_down() {
 cmd_status() {
     load_settings saved
     local name pid state code ok=0 up=0 total=0
-    printf '%-9s %-8s %-8s %-7s %s\n' NODE PID STATE READY ADDRESS
-    for name in etcd "${ORIGINS[@]}" "${EDGES[@]}"; do
+    printf '%-13s %-8s %-8s %-7s %s\n' NODE PID STATE READY ADDRESS
+    for name in etcd "${ORIGINS[@]}" "${EDGES[@]}" "$CONTROL"; do
         total=$((total + 1))
         code=-
         if pid=$(pid_of "$name"); then
@@ -355,6 +386,8 @@ cmd_status() {
             up=$((up + 1))
             if [ "$name" = etcd ]; then
                 curl -fsS -m 2 "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"' && code=healthy || code=no
+            elif [ "$name" = "$CONTROL" ]; then
+                code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$CONTROL_HTTP/readyz" 2>/dev/null) || true
             else
                 code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$(http_port "$name")/readyz" 2>/dev/null) || true
             fi
@@ -364,9 +397,12 @@ cmd_status() {
             state=stopped
         fi
         if [ "$name" = etcd ]; then
-            printf '%-9s %-8s %-8s %-7s %s\n' "$name" "$pid" "$state" "$code" "$ETCD_URL"
+            printf '%-13s %-8s %-8s %-7s %s\n' "$name" "$pid" "$state" "$code" "$ETCD_URL"
+        elif [ "$name" = "$CONTROL" ]; then
+            printf '%-13s %-8s %-8s %-7s gRPC http://%s:%s, HTTP http://%s:%s\n' "$name" "$pid" "$state" "$code" \
+                "$HOST" "$CONTROL_GRPC" "$HOST" "$CONTROL_HTTP"
         else
-            printf '%-9s %-8s %-8s %-7s rtmp://%s:%s http://%s:%s\n' "$name" "$pid" "$state" "$code" \
+            printf '%-13s %-8s %-8s %-7s rtmp://%s:%s http://%s:%s\n' "$name" "$pid" "$state" "$code" \
                 "$HOST" "$(rtmp_port "$name")" "$HOST" "$(http_port "$name")"
         fi
     done

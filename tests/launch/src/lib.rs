@@ -8,7 +8,9 @@
 //!   `sluice-origin gen-certs` (running the binary keeps this crate free of Sluice crates, so
 //!   `sluice-cluster` can dev-depend on it without a cycle);
 //! - [`node::Node`]: a `sluice-origin` or `sluice-edge` with the given flags, returned once it
-//!   printed its `listening` line (and, when asked, once its `/readyz` answers 200).
+//!   printed its `listening` line (and, when asked, once its `/readyz` answers 200);
+//! - [`service::Service`]: a process with no `listening` line (`sluice-control-plane`),
+//!   returned once `/readyz` answers 200 on the HTTP address its flags give.
 //!
 //! Every process is held by a [`process::ChildGuard`]: dropping the handle stops it (SIGTERM,
 //! then SIGKILL after a grace period). The binary detaches them instead (`detach`), leaving
@@ -20,8 +22,10 @@ pub mod etcd;
 pub mod http;
 pub mod node;
 pub mod process;
+pub mod service;
 
 pub use error::LaunchError;
 pub use etcd::{Etcd, EtcdSpec};
 pub use node::{Node, NodeSpec};
 pub use process::{kill, ChildGuard, Signal};
+pub use service::{Service, ServiceSpec};

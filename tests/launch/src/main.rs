@@ -5,6 +5,8 @@
 //!   sluice-launch etcd --client-port 20000 --peer-port 20001 --data-dir DIR [--log FILE] [--pid-file F]
 //!   sluice-launch certs --origin-bin target/release/sluice-origin --out DIR --nodes a,b,c
 //!   sluice-launch node --bin target/release/sluice-edge --name edge-1 --log-dir DIR [--ready] -- FLAGS...
+//!   sluice-launch service --bin target/release/sluice-control-plane --name control-plane \
+//!       --log-dir DIR --http 127.0.0.1:20061 -- FLAGS...
 //!
 //! Exit status 0 when the process is up, 1 (with the reason and its log's last lines on stderr)
 //! when it is not; a process that failed to start is stopped again.
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sluice_launch::{certs, Etcd, EtcdSpec, LaunchError, Node, NodeSpec};
+use sluice_launch::{certs, Etcd, EtcdSpec, LaunchError, Node, NodeSpec, Service, ServiceSpec};
 
 #[derive(Parser)]
 #[command(name = "sluice-launch", about = "Start etcd, certificates or a Sluice node for a script")]
@@ -75,6 +77,28 @@ enum Cmd {
         #[arg(long)]
         ready: bool,
         /// Seconds to print the `listening` line (and to become ready).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// A process that prints no `listening` line (`sluice-control-plane`) with the flags after
+    /// `--`; returns once `http://HTTP/readyz` answers 200 (stdout to LOG_DIR/NAME.out, log to
+    /// LOG_DIR/NAME.log).
+    Service {
+        #[arg(long)]
+        bin: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        log_dir: PathBuf,
+        /// The HTTP address it answers `/readyz` on (as given in its flags).
+        #[arg(long)]
+        http: std::net::SocketAddr,
+        /// Written with its pid as soon as it runs.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Seconds to become ready.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
         #[arg(last = true)]
@@ -148,6 +172,25 @@ fn run(cmd: Cmd) -> Result<(), CliError> {
                 return Err(e);
             }
             node.detach();
+        }
+        Cmd::Service { bin, name, log_dir, http, pid_file, timeout, args } => {
+            let spec = ServiceSpec {
+                name,
+                program: bin,
+                args,
+                log_dir,
+                http,
+                own_process_group: true,
+                start_timeout: Duration::from_secs(timeout),
+            };
+            let mut pid_error = None;
+            let service = Service::start_with(&spec, |pid| {
+                pid_error = write_pid(pid_file.as_deref(), pid).err();
+            })?;
+            if let Some(e) = pid_error {
+                return Err(e);
+            }
+            service.detach();
         }
     }
     Ok(())

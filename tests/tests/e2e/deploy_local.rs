@@ -1,12 +1,13 @@
 //! `deploy/local/cluster.sh`: one command starts a real local cluster (etcd + 2 origins +
-//! 3 edges) on loopback and prints its URLs; ffmpeg publishes to the printed ingest URL, players
-//! on two edges decode the printed RTMP and HTTP-FLV URLs, the three edges serve byte-identical
-//! HLS (init and segment) at their printed HLS URLs, edge 1 answers its web URL,
-//! etcd holds the five node keys; `down` stops all six processes without SIGKILL and frees every
-//! port, and is idempotent.
+//! 3 edges + the control plane) on loopback and prints its URLs; ffmpeg publishes to the printed
+//! ingest URL, players on two edges decode the printed RTMP and HTTP-FLV URLs, the three edges
+//! serve byte-identical HLS (init and segment) at their printed HLS URLs, edge 1 answers its web
+//! URL, etcd holds the five node keys; the control plane answers at its printed URLs (`/readyz`,
+//! the cluster page, gRPC `ListNodes`, and a `/play` redirect to an edge); `down` stops all seven
+//! processes without SIGKILL and frees every port, and is idempotent.
 //!
 //! Ports: the script uses fixed offsets from BASE_PORT (etcd BASE, BASE+1; node k at BASE+10k..
-//! BASE+10k+2). The test picks a free range in 24000..32000, below Linux's ephemeral range
+//! BASE+10k+2; the control plane's gRPC and HTTP at BASE+60, BASE+61). The test picks a free range in 24000..32000, below Linux's ephemeral range
 //! (32768..) that the other tests' port-0 listeners draw from, so it cannot clash with them.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -14,12 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use sluice_proto::control::v1 as pb;
+use sluice_proto::control::v1::control_plane_client::ControlPlaneClient;
 use sluice_tests::ffmpeg::run_with_timeout;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, http, paths, secs, Player, Publisher};
 
 const STREAM: &str = "live/deploytest";
-const NODES: [&str; 6] = ["etcd", "origin-1", "origin-2", "edge-1", "edge-2", "edge-3"];
+const NODES: [&str; 7] =
+    ["etcd", "origin-1", "origin-2", "edge-1", "edge-2", "edge-3", "control-plane"];
 
 /// Every port the script binds for `base`: (port, is_udp).
 fn layout(base: u16) -> Vec<(u16, bool)> {
@@ -31,6 +35,8 @@ fn layout(base: u16) -> Vec<(u16, bool)> {
             ports.push((base + 10 * k + 2, true));
         }
     }
+    ports.push((base + 60, false));
+    ports.push((base + 61, false));
     ports
 }
 
@@ -83,6 +89,7 @@ impl LocalCluster {
         // the processes with sluice-launch.
         let bin_dir = paths::binary("sluice-origin").parent().expect("target/debug").to_path_buf();
         paths::binary("sluice-edge");
+        paths::binary("sluice-control-plane");
         paths::binary("sluice-launch");
         let mut cmd = Command::new("bash");
         cmd.arg(paths::workspace_root().join("deploy/local/cluster.sh"))
@@ -204,6 +211,18 @@ impl HlsSession {
     }
 }
 
+/// The ids of the nodes the control plane at `endpoint` lists over gRPC, sorted.
+fn grpc_node_ids(endpoint: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut client = ControlPlaneClient::connect(endpoint.to_string()).await.expect("connect");
+        let nodes = client.list_nodes(pb::ListNodesRequest {}).await.expect("ListNodes");
+        let mut ids: Vec<String> = nodes.into_inner().nodes.into_iter().map(|n| n.id).collect();
+        ids.sort();
+        ids
+    })
+}
+
 /// A process is gone: no /proc entry, or a zombie waiting for its reaper.
 fn exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -220,7 +239,7 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
     assert!(up.ok(), "cluster.sh up failed ({:?}):\n{}\n{}", up.status, up.stdout, up.stderr);
     eprintln!("up took {:?} (base port {})", started.elapsed(), cluster.base);
 
-    // Six processes with pid files, all running.
+    // Seven processes with pid files, all running.
     let pids: Vec<(&str, u32)> = NODES
         .iter()
         .map(|n| (*n, cluster.pid(n).unwrap_or_else(|| panic!("no pid file of {n}"))))
@@ -259,11 +278,30 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
         cluster.etcd_keys("/sluice/")
     );
 
-    // `status`: all six running and ready.
+    // `status`: all seven running and ready.
     let status = cluster.script(&["status"], secs(30));
     assert!(status.ok(), "status failed ({:?}):\n{}", status.status, status.stdout);
-    assert_eq!(status.stdout.matches(" running ").count(), 6, "{}", status.stdout);
-    assert_eq!(status.stdout.matches(" 200 ").count(), 5, "five nodes ready:\n{}", status.stdout);
+    assert_eq!(status.stdout.matches(" running ").count(), 7, "{}", status.stdout);
+    assert_eq!(
+        status.stdout.matches(" 200 ").count(),
+        6,
+        "five nodes and the control plane ready:\n{}",
+        status.stdout
+    );
+
+    // The control plane at its printed URLs: ready, its page, gRPC with the five nodes.
+    let cp_http = printed_url(&up.stdout, "control-plane", "http");
+    assert_eq!(cp_http, format!("http://127.0.0.1:{}", base + 61));
+    let (cp_addr, _) = split_http(&cp_http);
+    assert_eq!(http::get(cp_addr, "/readyz", secs(5)).expect("control plane /readyz").status, 200);
+    let (page_addr, page_path) = split_http(&printed_url(&up.stdout, "control-plane", "page"));
+    let page = http::get(page_addr, &page_path, secs(5)).expect("cluster page");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Sluice cluster"), "{}", page.text());
+    let grpc = printed_url(&up.stdout, "control-plane", "grpc");
+    assert_eq!(grpc, format!("http://127.0.0.1:{}", base + 60));
+    let listed = grpc_node_ids(&grpc);
+    assert_eq!(listed, ["edge-1", "edge-2", "edge-3", "origin-1", "origin-2"], "ListNodes");
 
     // Publish to the printed ingest URL (origin-1); the stream is claimed in etcd.
     let mut publisher = Publisher::start_looped(&ingest, &h264_aac().path);
@@ -330,6 +368,18 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
             );
         }
     }
+    // The printed /play URL redirects to the stream on one of the edges.
+    let (play_addr, play_path) = split_http(&printed_url(&up.stdout, "control-plane", "play"));
+    assert_eq!(play_path, format!("/play/{STREAM}.m3u8"));
+    let edge_urls: Vec<String> =
+        ["edge-1", "edge-2", "edge-3"].iter().map(|e| printed_url(&up.stdout, e, "hls")).collect();
+    let location = wait_for(secs(15), || {
+        let r = http::get(play_addr, &play_path, secs(5)).ok()?;
+        (r.status == 302).then(|| r.header("location").unwrap_or("").to_string())
+    })
+    .expect("/play answers 302 once the control plane sees the stream");
+    assert!(edge_urls.contains(&location), "{location} is none of {edge_urls:?}");
+
     let (web_addr, web_path) = split_http(&printed_url(&up.stdout, "edge-1", "web"));
     let page = http::get(web_addr, &web_path, secs(10)).expect("web page");
     assert_eq!(page.status, 200, "web page: {}", page.text());
@@ -344,7 +394,7 @@ fn local_cluster_starts_serves_and_stops_cleanly() {
         );
     }
 
-    // `down` with the publisher still connected: all six exit on SIGTERM, ports are free.
+    // `down` with the publisher still connected: all seven exit on SIGTERM, ports are free.
     let stopping = Instant::now();
     let down = cluster.script(&["down"], secs(40));
     let took = stopping.elapsed();

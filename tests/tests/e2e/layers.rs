@@ -111,11 +111,13 @@ const CONTROL_PLANE: Crate = Crate {
     layers: &[
         ("assign", 0),
         ("lock", 0),
+        ("page", 0),
         ("simulate", 1),
         ("view", 1),
         ("convert", 2),
         ("service", 2),
         ("admin", 3),
+        ("api", 3),
         ("watch", 3),
         ("grpc", 4),
         ("http", 4),
