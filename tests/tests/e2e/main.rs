@@ -27,3 +27,4 @@ mod placement;
 mod publish_play;
 mod rules;
 mod slow_viewer;
+mod sluicectl;

@@ -10,7 +10,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::args::{CheckArgs, Format};
-use crate::checks::{cert_check, node_checks, render, CheckLine, CheckReport, Limits};
+use crate::checks::{cert_check, count, node_checks, render, CheckLine, CheckReport, Limits};
 use crate::client::Conn;
 use crate::config::Settings;
 use crate::error::CtlError;
@@ -83,7 +83,7 @@ async fn control_plane_checks(args: &CheckArgs, settings: &Settings) -> Vec<Chec
     let nodes = views::nodes(nodes.nodes);
     checks.push(CheckLine::pass(
         name,
-        format!("{} nodes, {} streams", nodes.len(), streams.streams.len()),
+        format!("{}, {}", count(nodes.len(), "node"), count(streams.streams.len(), "stream")),
     ));
     let limits = Limits {
         stale_after_ms: u64::try_from(args.stale_after.as_millis()).unwrap_or(u64::MAX),

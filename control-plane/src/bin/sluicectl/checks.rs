@@ -71,11 +71,20 @@ fn role_ready(nodes: &[NodeView], role: &str) -> CheckLine {
     let name = format!("at least one ready {role}");
     let of_role: Vec<&NodeView> = nodes.iter().filter(|n| n.role == role).collect();
     let ready = of_role.iter().filter(|n| n.state == "ready").count();
-    let detail = format!("{ready} of {} {role}s ready", of_role.len());
+    let detail = format!("{ready} of {} ready", count(of_role.len(), role));
     if ready > 0 {
         CheckLine::pass(&name, detail)
     } else {
         CheckLine::fail(&name, detail)
+    }
+}
+
+/// `1 node`, `2 nodes`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -103,7 +112,7 @@ pub fn node_checks(nodes: &[NodeView], now_ms: u64, limits: Limits) -> Vec<Check
         .collect();
     let name = "every node is ready";
     checks.push(if not_ready.is_empty() {
-        CheckLine::pass(name, format!("{} nodes ready", nodes.len()))
+        CheckLine::pass(name, format!("{} ready", count(nodes.len(), "node")))
     } else {
         CheckLine::fail(name, not_ready.join(", "))
     });
@@ -234,7 +243,7 @@ mod tests {
         let report = CheckReport::new(node_checks(&healthy(), NOW, LIMITS));
         assert!(report.ok, "{}", render(&report));
         assert!(render(&report).ends_with("all checks passed\n"));
-        assert!(render(&report).starts_with("✓ at least one ready origin: 1 of 1 origins ready\n"));
+        assert!(render(&report).starts_with("✓ at least one ready origin: 1 of 1 origin ready\n"));
     }
 
     #[test]

@@ -229,4 +229,55 @@ mod tests {
         );
         assert_eq!(err.exit_code(), crate::error::exit::UNREACHABLE);
     }
+
+    /// `--ca` against a TLS server: the channel verifies the server's certificate with the
+    /// given CA, and a call goes through.
+    #[tokio::test]
+    async fn https_with_the_ca_that_signed_the_server() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let identity = Identity::from_pem(cert.pem(), key.serialize_pem());
+        let server = Server::builder()
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .unwrap()
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        let server = tokio::spawn(server);
+
+        let dir = std::env::temp_dir().join(format!("sluicectl-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+        let url = format!("https://{addr}");
+        let conn = Conn::connect(&settings(&url, Some(ca_path.to_str().unwrap()))).await.unwrap();
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        let answer = conn.call("Health.Check", conn.health().check(request)).await.unwrap();
+        assert_eq!(
+            answer.status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
+
+        // A CA that did not sign the server's certificate: the handshake fails.
+        let other = CertificateParams::new(vec!["x".to_string()]).unwrap();
+        std::fs::write(&ca_path, other.self_signed(&KeyPair::generate().unwrap()).unwrap().pem())
+            .unwrap();
+        let err = Conn::connect(&settings(&url, Some(ca_path.to_str().unwrap())))
+            .await
+            .err()
+            .expect("untrusted certificate");
+        assert!(matches!(err, CtlError::Unreachable { .. }), "{err}");
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

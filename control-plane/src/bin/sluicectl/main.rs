@@ -51,11 +51,7 @@ fn env(name: &str) -> Option<String> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version print to stdout and succeed; usage errors exit 2.
-            let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
-        }
+        Err(e) => return usage(&e),
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +60,25 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// clap's verdict: `--help` and `--version` print to stdout and succeed; a command without
+/// its subcommand prints that command's help to stderr; any other mistake is its first line
+/// (clap's own `error: ...`) and exit 2.
+fn usage(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+    } else {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("error: invalid arguments");
+        eprintln!("{first} (see --help)");
+    }
+    ExitCode::from(exit::USAGE)
 }
 
 fn run(cli: Cli) -> Result<(), CtlError> {

@@ -1,7 +1,7 @@
 //! The table form of each view (pure: the views and the current time in, text out).
 
 use crate::table::{fields, Table};
-use crate::units::{bitrate, bytes, cores, fps, of, resolution, since};
+use crate::units::{bitrate, bytes, cores, fps, of, percent, resolution, since};
 use crate::views::{
     AssignView, CapacityView, DrainView, EventView, IngestView, KickView, LoadView, NodeList,
     NodeView, StreamList, StreamView, TotalsView,
@@ -20,8 +20,17 @@ fn viewers(load: Option<&LoadView>) -> String {
     load.map_or("-".into(), |l| of(l.audience().to_string(), l.max_viewers, |m| m.to_string()))
 }
 
+/// Egress with its share of the configured maximum: `12.3 Mbit/s (1%)`.
 fn egress(load: Option<&LoadView>) -> String {
-    load.map_or("-".into(), |l| of(bitrate(l.egress_bps), l.max_egress_bps, bitrate))
+    load.map_or("-".into(), |l| egress_of(l.egress_bps, l.max_egress_bps))
+}
+
+fn egress_of(used: u64, max: u64) -> String {
+    if max == 0 {
+        bitrate(used)
+    } else {
+        format!("{} ({})", bitrate(used), percent(used, max))
+    }
 }
 
 fn or_dash(s: &str) -> String {
@@ -157,7 +166,7 @@ fn totals_row(t: &mut Table, name: &str, x: &TotalsView) {
         name.to_string(),
         of(x.viewers.to_string(), x.max_viewers, |m| m.to_string()),
         x.viewer_headroom.to_string(),
-        of(bitrate(x.egress_bps), x.max_egress_bps, bitrate),
+        egress_of(x.egress_bps, x.max_egress_bps),
         cores(x.cpu_millicores),
     ]);
 }
@@ -253,7 +262,7 @@ mod tests {
                 cpu_millicores: 250,
                 memory_bytes: 64 << 20,
                 max_viewers: 500,
-                max_egress_bps: 0,
+                max_egress_bps: 100_000_000,
                 draining: false,
                 reported_at_ms: NOW - 1_000,
             }),
@@ -280,7 +289,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("ID        ROLE    STATE     VERSION  VIEWERS"), "{text}");
         assert!(lines[1].starts_with("origin-1  origin  starting  -        -"), "{text}");
-        for part in ["12/500", "24.0 Mbit/s", "2.0 Mbit/s", "0.25", "64 MiB", "3h12m", "1s ago"] {
+        for part in ["12/500", "24 Mbit/s (24%)", "2 Mbit/s", "0.25", "64 MiB", "3h12m", "1s ago"] {
             assert!(lines[2].contains(part), "{part} in {}", lines[2]);
         }
         assert!(lines[1].ends_with("never"), "{}", lines[1]);
@@ -361,7 +370,7 @@ mod tests {
         });
         let text = capacity(&c);
         assert!(text.contains("edge-1  edge  ready  12/500   488"), "{text}");
-        assert!(text.contains("edges    12/500   488       24.0 Mbit/s  0.25"), "{text}");
+        assert!(text.contains("edges    12/500   488       24 Mbit/s  0.25"), "{text}");
         assert!(text.contains("recommended edges: 1 (at 60% utilisation)"), "{text}");
         let none = capacity(&CapacityView::default());
         assert!(none.contains("- (no edge reported a capacity)"), "{none}");

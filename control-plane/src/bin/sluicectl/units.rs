@@ -1,7 +1,7 @@
 //! Figures as people read them in a table: bit rates, bytes, cores, durations, frame rates.
 //! JSON and YAML keep the raw numbers.
 
-/// `850 kbit/s`, `12.3 Mbit/s`, `1.25 Gbit/s`.
+/// `850 kbit/s`, `12.3 Mbit/s`, `1.25 Gbit/s`, `10 Gbit/s`.
 pub fn bitrate(bps: u64) -> String {
     let b = bps as f64;
     if bps < 1_000 {
@@ -9,9 +9,27 @@ pub fn bitrate(bps: u64) -> String {
     } else if bps < 1_000_000 {
         format!("{:.0} kbit/s", b / 1e3)
     } else if bps < 1_000_000_000 {
-        format!("{:.1} Mbit/s", b / 1e6)
+        format!("{} Mbit/s", trim(format!("{:.1}", b / 1e6)))
     } else {
-        format!("{:.2} Gbit/s", b / 1e9)
+        format!("{} Gbit/s", trim(format!("{:.2}", b / 1e9)))
+    }
+}
+
+/// `24.0` as `24`, `1.50` as `1.5`.
+fn trim(number: String) -> String {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        number
+    }
+}
+
+/// `used` as a whole percentage of `max` (`-` without a maximum).
+pub fn percent(used: u64, max: u64) -> String {
+    if max == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.0}%", used as f64 * 100.0 / max as f64)
     }
 }
 
@@ -64,8 +82,7 @@ pub fn fps(milli: u32) -> String {
     if milli == 0 {
         return "-".to_string();
     }
-    let text = format!("{:.2}", f64::from(milli) / 1000.0);
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+    trim(format!("{:.2}", f64::from(milli) / 1000.0))
 }
 
 /// `1280x720`, or `-` when unknown.
@@ -104,6 +121,10 @@ mod tests {
         assert_eq!(bitrate(850_000), "850 kbit/s");
         assert_eq!(bitrate(12_345_678), "12.3 Mbit/s");
         assert_eq!(bitrate(1_250_000_000), "1.25 Gbit/s");
+        assert_eq!(bitrate(10_000_000_000), "10 Gbit/s");
+        assert_eq!(bitrate(24_000_000), "24 Mbit/s");
+        assert_eq!(percent(25, 100), "25%");
+        assert_eq!(percent(25, 0), "-");
     }
 
     #[test]
