@@ -3,6 +3,7 @@
 //! failed check, not an error of the command, so the report is always complete up to the
 //! first check the rest depend on.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use sluice_proto::control::v1 as pb;
@@ -14,18 +15,23 @@ use crate::checks::{cert_check, count, node_checks, render, CheckLine, CheckRepo
 use crate::client::Conn;
 use crate::config::Settings;
 use crate::error::CtlError;
-use crate::output::{encode, print};
+use crate::output::{encode, write};
 use crate::units::now_ms;
 use crate::views;
 
 /// The health service names the control plane registers: the server as a whole and the API.
 const HEALTH_SERVICES: [&str; 2] = ["", "sluice.control.v1.ControlPlane"];
 
-pub async fn run(args: &CheckArgs, settings: &Settings, format: Format) -> Result<(), CtlError> {
+pub async fn run(
+    args: &CheckArgs,
+    settings: &Settings,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
     let mut checks = control_plane_checks(args, settings).await;
     checks.extend(certificate_checks(args, settings));
     let report = CheckReport::new(checks);
-    print(&encode(format, &report, render)?);
+    write(out, &encode(format, &report, render)?);
     if report.ok {
         Ok(())
     } else {

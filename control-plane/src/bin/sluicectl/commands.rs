@@ -1,6 +1,8 @@
 //! The commands that talk to a control plane: each makes its calls, builds its view and
 //! prints it in the chosen format.
 
+use std::io::Write;
+
 use sluice_proto::control::v1 as pb;
 
 use crate::args::{
@@ -9,7 +11,7 @@ use crate::args::{
 use crate::client::{status_error, Conn};
 use crate::config::Settings;
 use crate::error::CtlError;
-use crate::output::{encode, encode_record, print};
+use crate::output::{encode, encode_record, write};
 use crate::render;
 use crate::units::now_ms;
 use crate::views::{
@@ -19,20 +21,25 @@ use crate::views::{
 
 /// Run a command that needs a connection (`check` makes its own, to report a failed one as a
 /// check).
-pub async fn run(command: Command, settings: &Settings, format: Format) -> Result<(), CtlError> {
+pub async fn run(
+    command: Command,
+    settings: &Settings,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
     if let Command::Check(args) = command {
-        return crate::check::run(&args, settings, format).await;
+        return crate::check::run(&args, settings, format, out).await;
     }
     check_names(&command)?;
     let conn = Conn::connect(settings).await?;
     match command {
-        Command::Nodes(cmd) => nodes(&conn, cmd, format).await,
-        Command::Streams(cmd) => streams(&conn, cmd, format).await,
+        Command::Nodes(cmd) => nodes(&conn, cmd, format, out).await,
+        Command::Streams(cmd) => streams(&conn, cmd, format, out).await,
         Command::Capacity => {
             let c = conn
                 .call("GetCapacity", conn.control().get_capacity(pb::GetCapacityRequest {}))
                 .await?;
-            print(&encode(format, &CapacityView::from(c), render::capacity)?);
+            write(out, &encode(format, &CapacityView::from(c), render::capacity)?);
             Ok(())
         }
         Command::Assign { stream, protocol, hint } => {
@@ -52,18 +59,19 @@ pub async fn run(command: Command, settings: &Settings, format: Format) -> Resul
                 .call("AssignViewer", conn.control().assign_viewer(request))
                 .await
                 .map_err(|e| no_publisher(e, &stream))?;
-            print(&encode(format, &AssignView::from(answer), render::assign)?);
+            write(out, &encode(format, &AssignView::from(answer), render::assign)?);
             Ok(())
         }
         Command::Ingest { stream } => {
             let (app, name) = stream_ref(&stream)?;
             let request = pb::ResolveIngestRequest { app, stream: name };
             let answer = conn.call("ResolveIngest", conn.control().resolve_ingest(request)).await?;
-            print(&encode(format, &IngestView::from(answer), render::ingest)?);
+            write(out, &encode(format, &IngestView::from(answer), render::ingest)?);
             Ok(())
         }
+        // Handled by `main` without a connection.
         Command::Check(_) | Command::Config(_) | Command::Completion { .. } => {
-            unreachable!("handled without a connection")
+            Err(CtlError::Usage("this command takes no connection".into()))
         }
     }
 }
@@ -88,21 +96,26 @@ fn no_publisher(e: CtlError, stream: &str) -> CtlError {
     }
 }
 
-async fn nodes(conn: &Conn, cmd: NodesCommand, format: Format) -> Result<(), CtlError> {
+async fn nodes(
+    conn: &Conn,
+    cmd: NodesCommand,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
     match cmd {
         NodesCommand::Ls => {
             let list =
                 conn.call("ListNodes", conn.control().list_nodes(pb::ListNodesRequest {})).await?;
             let view = NodeList { nodes: views::nodes(list.nodes) };
             let now = now_ms();
-            print(&encode(format, &view, |v| render::node_list(v, now))?);
+            write(out, &encode(format, &view, |v| render::node_list(v, now))?);
         }
         NodesCommand::Show(NodeRef { id, role }) => {
             let node = conn
                 .call("GetNode", conn.control().get_node(pb::GetNodeRequest { id, role }))
                 .await?;
             let now = now_ms();
-            print(&encode(format, &NodeView::from(node), |v| render::node(v, now))?);
+            write(out, &encode(format, &NodeView::from(node), |v| render::node(v, now))?);
         }
         NodesCommand::Drain { node: NodeRef { id, role }, deadline } => {
             let deadline_seconds = match deadline {
@@ -120,19 +133,24 @@ async fn nodes(conn: &Conn, cmd: NodesCommand, format: Format) -> Result<(), Ctl
                 deadline_ms: Some(answer.deadline_ms),
             };
             let now = now_ms();
-            print(&encode(format, &view, |v| render::drain(v, &id, now))?);
+            write(out, &encode(format, &view, |v| render::drain(v, &id, now))?);
         }
         NodesCommand::Undrain(NodeRef { id, role }) => {
             let request = pb::UndrainNodeRequest { id: id.clone(), role };
             let answer = conn.call("UndrainNode", conn.control().undrain_node(request)).await?;
             let view = DrainView { node: answer.node.map(NodeView::from), deadline_ms: None };
-            print(&encode(format, &view, |v| render::drain(v, &id, 0))?);
+            write(out, &encode(format, &view, |v| render::drain(v, &id, 0))?);
         }
     }
     Ok(())
 }
 
-async fn streams(conn: &Conn, cmd: StreamsCommand, format: Format) -> Result<(), CtlError> {
+async fn streams(
+    conn: &Conn,
+    cmd: StreamsCommand,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
     match cmd {
         StreamsCommand::Ls => {
             let list = conn
@@ -140,7 +158,7 @@ async fn streams(conn: &Conn, cmd: StreamsCommand, format: Format) -> Result<(),
                 .await?;
             let view = StreamList { streams: views::streams(list.streams) };
             let now = now_ms();
-            print(&encode(format, &view, |v| render::stream_list(v, now))?);
+            write(out, &encode(format, &view, |v| render::stream_list(v, now))?);
         }
         StreamsCommand::Show { stream } => {
             let (app, name) = stream_ref(&stream)?;
@@ -150,7 +168,7 @@ async fn streams(conn: &Conn, cmd: StreamsCommand, format: Format) -> Result<(),
                 .await
                 .map_err(|e| no_publisher(e, &stream))?;
             let now = now_ms();
-            print(&encode(format, &StreamView::from(answer), |v| render::stream(v, now))?);
+            write(out, &encode(format, &StreamView::from(answer), |v| render::stream(v, now))?);
         }
         StreamsCommand::Kick { stream } => {
             let (app, name) = stream_ref(&stream)?;
@@ -160,21 +178,26 @@ async fn streams(conn: &Conn, cmd: StreamsCommand, format: Format) -> Result<(),
                 .await
                 .map_err(|e| no_publisher(e, &stream))?;
             let view = KickView { stream, origin_id: answer.origin_id };
-            print(&encode(format, &view, render::kick)?);
+            write(out, &encode(format, &view, render::kick)?);
         }
-        StreamsCommand::Watch { no_initial } => watch(conn, !no_initial, format).await?,
+        StreamsCommand::Watch { no_initial } => watch(conn, !no_initial, format, out).await?,
     }
     Ok(())
 }
 
 /// Print events until the control plane ends the stream (or the user interrupts).
-async fn watch(conn: &Conn, initial: bool, format: Format) -> Result<(), CtlError> {
+async fn watch(
+    conn: &Conn,
+    initial: bool,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
     // Only opening the stream is bounded by the timeout: events may be minutes apart.
     let mut events = conn.call("Watch", conn.control().watch(pb::WatchRequest { initial })).await?;
     loop {
         match events.message().await {
             Ok(Some(event)) => {
-                print(&encode_record(format, &views::EventView::from(event), render::event)?);
+                write(out, &encode_record(format, &views::EventView::from(event), render::event)?);
             }
             Ok(None) => return Ok(()),
             Err(status) => return Err(status_error(&status, "Watch", &conn.endpoint)),

@@ -31,6 +31,8 @@ mod commands;
 mod config;
 mod config_cmd;
 mod error;
+#[cfg(test)]
+mod mock;
 mod output;
 mod render;
 mod table;
@@ -98,7 +100,12 @@ fn run(cli: Cli) -> Result<(), CtlError> {
                 .enable_all()
                 .build()
                 .map_err(|e| CtlError::Server { call: "runtime", message: e.to_string() })?;
-            runtime.block_on(commands::run(command, &settings, global.output))
+            runtime.block_on(commands::run(
+                command,
+                &settings,
+                global.output,
+                &mut std::io::stdout(),
+            ))
         }
     }
 }

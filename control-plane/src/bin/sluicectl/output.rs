@@ -59,9 +59,14 @@ fn yaml<T: Serialize>(value: &T) -> Result<String, CtlError> {
     Ok(text)
 }
 
-/// Write to stdout and flush (a closed pipe, as in `| head`, ends the program quietly).
+/// Write to stdout and flush.
 pub fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
+    write(&mut std::io::stdout().lock(), text);
+}
+
+/// Write to `out` (stdout, or a buffer in tests) and flush: every record of `streams watch`
+/// shows at once. A closed pipe, as in `| head`, ends the program quietly.
+pub fn write(out: &mut dyn Write, text: &str) {
     if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
         std::process::exit(0);
     }
