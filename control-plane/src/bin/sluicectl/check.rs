@@ -60,9 +60,11 @@ async fn control_plane_checks(args: &CheckArgs, settings: &Settings) -> Vec<Chec
         match conn.call("Health.Check", conn.health().check(request)).await {
             Ok(r) if r.status() == ServingStatus::Serving => {}
             Ok(r) => not_serving.push(format!("{service:?} is {:?}", r.status())),
-            Err(e) => not_serving.push(format!("{service:?}: {e}")),
+            Err(e) => not_serving.push(e.to_string()),
         }
     }
+    // A dead connection fails both services alike: say it once.
+    not_serving.dedup();
     checks.push(if not_serving.is_empty() {
         CheckLine::pass(name, "SERVING")
     } else {

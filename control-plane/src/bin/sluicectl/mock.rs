@@ -220,3 +220,25 @@ async fn server_answers_become_clear_errors() {
     let text = run(&url, Some(TOKEN), &["ingest", "live/x", "-o", "json"]).await.unwrap();
     assert!(text.contains("\"origin_id\": \"o1\""), "{text}");
 }
+
+/// A control plane that accepts connections but never answers: the call gives up at the
+/// timeout with one clear error instead of hanging.
+#[tokio::test]
+async fn a_silent_control_plane_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let cli = Cli::try_parse_from(["sluicectl", "nodes", "ls"]).unwrap();
+    let settings = Settings {
+        endpoint: url.clone(),
+        token: None,
+        timeout: Duration::from_millis(300),
+        ca: None,
+        context: None,
+    };
+    let err = crate::commands::run(cli.command, &settings, cli.global.output, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::UNREACHABLE, "{err}");
+    assert!(err.to_string().contains(&url), "{err}");
+    drop(listener);
+}
