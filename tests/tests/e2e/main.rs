@@ -30,3 +30,4 @@ mod placement;
 mod publish_play;
 mod rules;
 mod slow_viewer;
+mod sluicectl;

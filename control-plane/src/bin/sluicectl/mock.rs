@@ -1,0 +1,244 @@
+//! Tests of the commands end to end in process: a mock `ControlPlane` server answering
+//! hand-built messages (including the management RPCs a real replica does not serve yet:
+//! drain, undrain, kick, watch), requiring a bearer token, and the commands' printed output.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use sluice_proto::control::v1 as pb;
+use sluice_proto::control::v1::control_plane_server::{ControlPlane, ControlPlaneServer};
+use tonic::{Request, Response, Status};
+
+use crate::args::Cli;
+use crate::config::{Settings, Token};
+use crate::error::CtlError;
+
+const TOKEN: &str = "s3cret";
+const DEADLINE_MS: u64 = 1_700_000_030_000;
+
+#[derive(Default)]
+struct Mock {
+    /// The deadline of the last DrainNode call.
+    drain_seconds: Arc<AtomicU32>,
+}
+
+fn node(id: &str) -> pb::Node {
+    pb::Node { id: id.into(), role: "edge".into(), state: "draining".into(), ..pb::Node::default() }
+}
+
+fn stream_x() -> pb::Stream {
+    pb::Stream {
+        app: "live".into(),
+        name: "x".into(),
+        origin: "o1".into(),
+        codecs: vec!["h264".into()],
+        ..pb::Stream::default()
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl ControlPlane for Mock {
+    async fn assign_viewer(
+        &self,
+        _: Request<pb::AssignViewerRequest>,
+    ) -> Answer<pb::AssignViewerResponse> {
+        Err(Status::unavailable("no edge is available"))
+    }
+    async fn resolve_ingest(
+        &self,
+        _: Request<pb::ResolveIngestRequest>,
+    ) -> Answer<pb::ResolveIngestResponse> {
+        Ok(Response::new(pb::ResolveIngestResponse {
+            url: "rtmp://o1/live/x".into(),
+            origin_id: "o1".into(),
+        }))
+    }
+    async fn get_capacity(
+        &self,
+        _: Request<pb::GetCapacityRequest>,
+    ) -> Answer<pb::GetCapacityResponse> {
+        Err(Status::internal("boom"))
+    }
+    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Answer<pb::ListNodesResponse> {
+        Ok(Response::new(pb::ListNodesResponse { nodes: vec![node("e1")] }))
+    }
+    async fn list_streams(
+        &self,
+        _: Request<pb::ListStreamsRequest>,
+    ) -> Answer<pb::ListStreamsResponse> {
+        Ok(Response::new(pb::ListStreamsResponse { streams: vec![stream_x()] }))
+    }
+    async fn get_node(&self, r: Request<pb::GetNodeRequest>) -> Answer<pb::Node> {
+        Err(Status::not_found(format!("no node {:?} is registered", r.get_ref().id)))
+    }
+    async fn get_stream(&self, _: Request<pb::GetStreamRequest>) -> Answer<pb::Stream> {
+        Ok(Response::new(stream_x()))
+    }
+    async fn drain_node(&self, r: Request<pb::DrainNodeRequest>) -> Answer<pb::DrainNodeResponse> {
+        self.drain_seconds.store(r.get_ref().deadline_seconds, Ordering::Relaxed);
+        let node = Some(node(&r.get_ref().id));
+        Ok(Response::new(pb::DrainNodeResponse { node, deadline_ms: DEADLINE_MS }))
+    }
+    async fn undrain_node(
+        &self,
+        r: Request<pb::UndrainNodeRequest>,
+    ) -> Answer<pb::UndrainNodeResponse> {
+        Ok(Response::new(pb::UndrainNodeResponse { node: Some(node(&r.get_ref().id)) }))
+    }
+    async fn kick_publisher(
+        &self,
+        r: Request<pb::KickPublisherRequest>,
+    ) -> Answer<pb::KickPublisherResponse> {
+        if r.get_ref().stream == "x" {
+            Ok(Response::new(pb::KickPublisherResponse { origin_id: "o1".into() }))
+        } else {
+            Err(Status::not_found("the stream has no publisher"))
+        }
+    }
+    type WatchStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::WatchEvent, Status>>>;
+    async fn watch(&self, r: Request<pb::WatchRequest>) -> Answer<Self::WatchStream> {
+        let mut events = vec![Ok(pb::WatchEvent {
+            kind: pb::watch_event::Kind::StreamEnded.into(),
+            stream: Some(stream_x()),
+            revision: 9,
+            at_ms: 3_600_000,
+            node: None,
+        })];
+        if r.get_ref().initial {
+            let added = pb::WatchEvent {
+                kind: pb::watch_event::Kind::NodeAdded.into(),
+                node: Some(node("e1")),
+                revision: 8,
+                ..pb::WatchEvent::default()
+            };
+            events.insert(0, Ok(added));
+        }
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+}
+
+fn require_token(request: Request<()>) -> Result<Request<()>, Status> {
+    match request.metadata().get("authorization") {
+        Some(v) if v == format!("Bearer {TOKEN}").as_str() => Ok(request),
+        _ => Err(Status::unauthenticated("a valid bearer token is required")),
+    }
+}
+
+/// Serve the mock on a free port; its endpoint URL and drain record.
+async fn serve() -> (String, Arc<AtomicU32>) {
+    let mock = Mock::default();
+    let drain_seconds = mock.drain_seconds.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let service = ControlPlaneServer::with_interceptor(mock, require_token);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (url, drain_seconds)
+}
+
+/// Run a command line against the mock; its stdout text.
+async fn run(url: &str, token: Option<&str>, line: &[&str]) -> Result<String, CtlError> {
+    let cli = Cli::try_parse_from(std::iter::once("sluicectl").chain(line.iter().copied()))
+        .expect("valid command line");
+    let settings = Settings {
+        endpoint: url.to_string(),
+        token: token.map(|t| Token::Literal(t.to_string())),
+        timeout: Duration::from_secs(5),
+        ca: None,
+        context: None,
+    };
+    let mut out = Vec::new();
+    crate::commands::run(cli.command, &settings, cli.global.output, &mut out).await?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn drain_and_undrain_send_the_deadline_and_print_one_line() {
+    let (url, drain_seconds) = serve().await;
+    let text = run(&url, Some(TOKEN), &["nodes", "drain", "e1", "--deadline", "30s", "-o", "json"])
+        .await
+        .unwrap();
+    assert_eq!(drain_seconds.load(Ordering::Relaxed), 30);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["deadline_ms"].as_u64(), &v["node"]["id"]), (Some(DEADLINE_MS), &"e1".into()));
+    run(&url, Some(TOKEN), &["nodes", "drain", "e1", "--deadline", "1500ms"]).await.unwrap();
+    assert_eq!(drain_seconds.load(Ordering::Relaxed), 2, "rounded up to whole seconds");
+    let text = run(&url, Some(TOKEN), &["nodes", "undrain", "e1"]).await.unwrap();
+    assert_eq!(text, "node e1 takes new work again\n");
+}
+
+#[tokio::test]
+async fn kick_names_the_origin_or_says_there_is_no_publisher() {
+    let (url, _) = serve().await;
+    let text = run(&url, Some(TOKEN), &["streams", "kick", "live/x"]).await.unwrap();
+    assert_eq!(text, "publisher of live/x closed on o1\n");
+    let err = run(&url, Some(TOKEN), &["streams", "kick", "live/none"]).await.unwrap_err();
+    assert_eq!(err.to_string(), "stream live/none has no publisher");
+    assert_eq!(err.exit_code(), crate::error::exit::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn watch_prints_one_record_per_event_until_the_stream_ends() {
+    let (url, _) = serve().await;
+    let text = run(&url, Some(TOKEN), &["streams", "watch", "-o", "json"]).await.unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds, ["\"node_added\"", "\"stream_ended\""]);
+    let text = run(&url, Some(TOKEN), &["streams", "watch", "--no-initial"]).await.unwrap();
+    assert_eq!(text, "01:00:00Z  stream_ended    live/x on o1 h264  (revision 9)\n");
+}
+
+#[tokio::test]
+async fn the_token_is_sent_and_a_missing_one_is_reported() {
+    let (url, _) = serve().await;
+    let err = run(&url, None, &["nodes", "ls"]).await.unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::UNAUTHORISED);
+    assert!(err.to_string().contains("a valid bearer token is required"), "{err}");
+    let text = run(&url, Some(TOKEN), &["nodes", "ls", "-o", "yaml"]).await.unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(v["nodes"][0]["id"], "e1", "{text}");
+}
+
+#[tokio::test]
+async fn server_answers_become_clear_errors() {
+    let (url, _) = serve().await;
+    let err = run(&url, Some(TOKEN), &["nodes", "show", "nobody"]).await.unwrap_err();
+    assert_eq!(err.to_string(), "no node \"nobody\" is registered");
+    let err = run(&url, Some(TOKEN), &["assign", "live/x"]).await.unwrap_err();
+    assert_eq!((err.to_string().as_str(), err.exit_code()), ("no edge is available", 3));
+    let err = run(&url, Some(TOKEN), &["capacity"]).await.unwrap_err();
+    assert_eq!(err.to_string(), "GetCapacity failed: boom (Internal)");
+    let text = run(&url, Some(TOKEN), &["ingest", "live/x", "-o", "json"]).await.unwrap();
+    assert!(text.contains("\"origin_id\": \"o1\""), "{text}");
+}
+
+/// A control plane that accepts connections but never answers: the call gives up at the
+/// timeout with one clear error instead of hanging.
+#[tokio::test]
+async fn a_silent_control_plane_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let cli = Cli::try_parse_from(["sluicectl", "nodes", "ls"]).unwrap();
+    let settings = Settings {
+        endpoint: url.clone(),
+        token: None,
+        timeout: Duration::from_millis(300),
+        ca: None,
+        context: None,
+    };
+    let err = crate::commands::run(cli.command, &settings, cli.global.output, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::UNREACHABLE, "{err}");
+    assert!(err.to_string().contains(&url), "{err}");
+    drop(listener);
+}
