@@ -12,6 +12,7 @@
 //! admin      drain, undrain, kick: orders written to etcd
 //! convert    cluster records as protobuf messages, request fields as cluster types
 //! service    the replica's state: watch cache, balance factor, pending assignments
+//! counters   the replica's own gauges and counters (watchers, refused calls) for /metrics
 //! view       answers from a cache snapshot: eligible edges, URLs, ingest home, totals (sans-IO)
 //! simulate   strategies compared on a Zipf audience (benchmark table, tests)
 //! lock       the one poison-tolerant mutex lock
@@ -21,6 +22,7 @@
 pub mod admin;
 pub mod assign;
 pub mod convert;
+pub mod counters;
 pub mod grpc;
 pub mod http;
 mod lock;
