@@ -1,17 +1,16 @@
 //! `sluice-control-plane`: serves the control plane's gRPC API (with KEDA's external scaler,
 //! `grpc.health.v1` and server reflection v1 and v1alpha) and its HTTP port, learning the
-//! cluster from etcd (see [`sluice_control_plane::serve`]; the flags are in
-//! [`sluice_control_plane::config`]). `sluice-control-plane simulate` prints the assignment
+//! cluster from etcd (see [`sluice_control_plane::serve`]; flags, variables and the TOML file
+//! are read by [`sluice_control_plane::config`]). `sluice-control-plane simulate` prints the assignment
 //! simulation table instead.
 
-use clap::Parser;
 use sluice_cluster::NodeId;
-use sluice_control_plane::config::{Args, Command};
+use sluice_control_plane::config::{self, Command};
 use sluice_control_plane::simulate::{compare, table, zipf_audience};
 use sluice_control_plane::EdgeLoad;
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = config::parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     if let Some(Command::Simulate { edges, edge_capacity, streams, viewers, zipf, seed }) =
         args.command
     {

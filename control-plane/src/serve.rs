@@ -26,7 +26,12 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         );
     }
     let tls = match args.tls() {
-        Some(files) => Some(TlsMaterial::load(&files).context("loading the TLS certificate")?),
+        Some(files) => {
+            // tonic builds its rustls server configuration with the process's default
+            // provider: make it ring, whatever else the dependency tree enables.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(TlsMaterial::load(&files).context("loading the TLS certificate")?)
+        }
         None => None,
     };
     let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3))
