@@ -10,6 +10,7 @@ mod audio_only;
 mod browser;
 mod cluster_origins;
 mod control_plane;
+mod control_plane_admin;
 mod deploy_local;
 mod edge_hls;
 mod edges;
