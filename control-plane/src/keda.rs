@@ -121,7 +121,7 @@ impl pb::external_scaler_server::ExternalScaler for Scaler {
         _request: Request<pb::ScaledObjectRef>,
     ) -> Result<Response<ActiveStream>, Status> {
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(push_activity(self.0.subscribe(), tx));
+        tokio::spawn(push_activity(self.0.subscribe(), self.0.closing(), tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
@@ -164,9 +164,10 @@ impl pb::external_scaler_server::ExternalScaler for Scaler {
 }
 
 /// `StreamIsActive`'s task: the answer now, then each time it changes, until the client goes
-/// away (the channel closes) or the cache stops.
+/// away (the channel closes), the cache stops or the replica stops (`closing`).
 async fn push_activity(
     mut snapshots: watch::Receiver<Snapshot>,
+    mut closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<pb::IsActiveResponse, Status>>,
 ) {
     let mut last = None;
@@ -181,6 +182,7 @@ async fn push_activity(
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
+            _ = closing.wait_for(|c| *c) => return,
         }
     }
 }
@@ -277,8 +279,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stream_is_active_sends_changes_until_the_client_goes_away() {
         let (tx, rx) = watch::channel(Snapshot::default());
+        let (_closing, closed) = watch::channel(false);
         let (out, mut answers) = mpsc::channel(4);
-        let task = tokio::spawn(push_activity(rx, out));
+        let task = tokio::spawn(push_activity(rx, closed, out));
         async fn next(answers: &mut mpsc::Receiver<Result<pb::IsActiveResponse, Status>>) -> bool {
             answers.recv().await.unwrap().unwrap().result
         }

@@ -43,6 +43,13 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         args.target_utilisation,
     ));
     let auth = Auth::new(token, control.counters().clone());
+    // On a signal, close first: endless streams end, then both servers drain and stop.
+    let closer = control.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        closer.close();
+    });
 
     // Health: NOT_SERVING until the cache has its first listing, then SERVING.
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -95,14 +102,14 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         .add_service(ExternalScalerServer::new(Scaler(control.clone())))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
-            shutdown_signal(),
+            closed(&control),
         );
-    let router =
-        crate::http::router(control).layer(axum::middleware::from_fn_with_state(auth, http_guard));
+    let router = crate::http::router(control.clone())
+        .layer(axum::middleware::from_fn_with_state(auth, http_guard));
     let http = async {
         match &tls {
             Some(tls) => {
-                serve_https(http_listener, tls.http_acceptor()?, router, shutdown_signal()).await?;
+                serve_https(http_listener, tls.http_acceptor()?, router, closed(&control)).await?;
             }
             None => {
                 axum::serve(http_listener, router)
@@ -119,10 +126,16 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// Resolves once the replica is closing (see [`ControlPlane::close`]).
+async fn closed(control: &ControlPlane) {
+    let _ = control.closing().wait_for(|c| *c).await;
 }

@@ -19,6 +19,9 @@ pub struct ControlPlane {
     state: Mutex<(Pending, Assigner)>,
     /// This replica's watchers and refused calls, for `/metrics`.
     counters: Arc<Counters>,
+    /// Set when the replica stops: endless streams (`Watch`, KEDA's `StreamIsActive`) end, so
+    /// the servers' graceful shutdown is not held up by clients that never leave.
+    closing: watch::Sender<bool>,
 }
 
 impl ControlPlane {
@@ -30,7 +33,18 @@ impl ControlPlane {
     ) -> ControlPlane {
         let state = Mutex::new((Pending::default(), Assigner::new([], factor)));
         let counters = Arc::default();
-        ControlPlane { snapshot, target_utilisation, state, counters }
+        let closing = watch::Sender::new(false);
+        ControlPlane { snapshot, target_utilisation, state, counters, closing }
+    }
+
+    /// Tell every endless stream to end: the replica is stopping.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// A receiver that turns `true` when the replica stops (see [`ControlPlane::close`]).
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// This replica's counters (shared with the layers that refuse calls).

@@ -3,8 +3,9 @@
 //! [`diff`] (sans-IO) turns one snapshot and the next into events. [`events`] runs one small
 //! task per call that follows the replica's cache and feeds the events into a bounded channel
 //! tonic drains. The task ends when the client goes away (the channel closes, or a send fails),
-//! when the server stops, or when the client does not keep up: a watcher whose buffer stays
-//! full for [`SLOW_CLIENT_GRACE`] gets RESOURCE_EXHAUSTED instead of an ever-growing buffer.
+//! when the replica stops (UNAVAILABLE, so the client reconnects elsewhere), or when the client
+//! does not keep up: a watcher whose buffer stays full for [`SLOW_CLIENT_GRACE`] gets
+//! RESOURCE_EXHAUSTED instead of an ever-growing buffer.
 //! Snapshots are coalesced between deliveries (the task diffs what it last delivered against
 //! the newest snapshot), so a burst of load reports costs nothing and never queues.
 
@@ -102,24 +103,33 @@ pub fn diff(old: &Snapshot, new: &Snapshot, at_ms: u64) -> Vec<pb::WatchEvent> {
 
 /// The events for one `Watch` call.
 pub fn events(cp: &ControlPlane, req: pb::WatchRequest) -> EventStream {
-    follow(cp.subscribe(), req.initial, cp.counters(), BUFFER, SLOW_CLIENT_GRACE)
+    let limits = Limits { buffer: BUFFER, grace: SLOW_CLIENT_GRACE };
+    follow(cp.subscribe(), cp.closing(), req.initial, cp.counters(), limits)
 }
 
-/// Start the task that follows `snapshots` for one watcher; `buffer` events may wait unread
-/// for up to `grace` before the watcher is cut off. With `initial`, the first events replay
-/// the current state (a diff from the empty snapshot).
+/// How much one watcher may lag: `buffer` events may wait unread for up to `grace`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub buffer: usize,
+    pub grace: Duration,
+}
+
+/// Start the task that follows `snapshots` for one watcher until the client goes away, lags
+/// past `limits`, or `closing` turns true. With `initial`, the first events replay the
+/// current state (a diff from the empty snapshot).
 pub fn follow(
     mut snapshots: watch::Receiver<Snapshot>,
+    closing: watch::Receiver<bool>,
     initial: bool,
     counters: &Arc<Counters>,
-    buffer: usize,
-    grace: Duration,
+    limits: Limits,
 ) -> EventStream {
-    // One slot more than `buffer`, reserved up front for the status that ends a slow watcher.
-    let (tx, rx) = mpsc::channel(buffer.max(1) + 1);
+    // One slot more than the buffer, reserved up front for the status that ends the stream.
+    let (tx, rx) = mpsc::channel(limits.buffer.max(1) + 1);
     let seen = if initial { Snapshot::default() } else { snapshots.borrow_and_update().clone() };
+    let grace = limits.grace;
     let task = Task { tx, grace, counters: counters.clone(), _guard: counters.watcher() };
-    tokio::spawn(task.run(snapshots, seen));
+    tokio::spawn(task.run(snapshots, closing, seen));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
@@ -142,7 +152,12 @@ enum Delivery {
 }
 
 impl Task {
-    async fn run(self, mut snapshots: watch::Receiver<Snapshot>, mut seen: Snapshot) {
+    async fn run(
+        self,
+        mut snapshots: watch::Receiver<Snapshot>,
+        mut closing: watch::Receiver<bool>,
+        mut seen: Snapshot,
+    ) {
         let Ok(last_words) = self.tx.clone().try_reserve_owned() else { return };
         loop {
             let current = snapshots.borrow_and_update().clone();
@@ -166,6 +181,12 @@ impl Task {
             tokio::select! {
                 changed = snapshots.changed() => if changed.is_err() { return },
                 () = self.tx.closed() => return,
+                _ = closing.wait_for(|c| *c) => {
+                    last_words.send(Err(Status::unavailable(
+                        "the control plane replica is stopping: call Watch on another one",
+                    )));
+                    return;
+                }
             }
         }
     }

@@ -35,6 +35,16 @@ impl ControlPlaneProcess {
         format!("http://{}", self.grpc)
     }
 
+    /// Send `signal` (e.g. `Signal::TERM`) without waiting.
+    pub fn signal(&self, signal: sluice_launch::process::Signal) {
+        self.guard.signal(signal);
+    }
+
+    /// Wait up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        self.guard.wait_timeout(timeout)
+    }
+
     /// Kill the process now (SIGKILL), as a crash would.
     pub fn kill(self) {
         drop(self.guard);

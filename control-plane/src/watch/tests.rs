@@ -167,6 +167,17 @@ fn a_record_created_again_is_gone_and_back() {
     );
 }
 
+/// A `closing` receiver that never turns true (its sender is leaked for the test's life).
+fn open() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    std::mem::forget(tx);
+    rx
+}
+
+fn limits(buffer: usize) -> Limits {
+    Limits { buffer, grace: SLOW_CLIENT_GRACE }
+}
+
 /// Wait (in paused time) until the watcher gauge reads `n`.
 async fn gauge_reaches(counters: &Counters, n: u64) {
     for _ in 0..100 {
@@ -182,7 +193,7 @@ async fn gauge_reaches(counters: &Counters, n: u64) {
 async fn initial_replays_then_changes_follow_and_a_gone_client_ends_the_task() {
     let counters = Arc::new(Counters::default());
     let (tx, rx) = watch::channel(cluster(9));
-    let mut stream = follow(rx, true, &counters, 16, SLOW_CLIENT_GRACE);
+    let mut stream = follow(rx, open(), true, &counters, limits(16));
     let mut got = Vec::new();
     for _ in 0..3 {
         got.push(stream.next().await.unwrap().unwrap());
@@ -209,7 +220,7 @@ async fn initial_replays_then_changes_follow_and_a_gone_client_ends_the_task() {
 async fn without_initial_only_changes_are_sent_and_a_stopping_server_ends_the_stream() {
     let counters = Arc::new(Counters::default());
     let (tx, rx) = watch::channel(cluster(9));
-    let mut stream = follow(rx, false, &counters, 16, SLOW_CLIENT_GRACE);
+    let mut stream = follow(rx, open(), false, &counters, limits(16));
     let mut next = cluster(10);
     add_node(&mut next, Role::Edge, "e2", NodeState::Starting, 10);
     tx.send(next).unwrap();
@@ -225,7 +236,7 @@ async fn a_client_that_stops_reading_is_cut_off_with_resource_exhausted() {
     let counters = Arc::new(Counters::default());
     let (tx, rx) = watch::channel(Snapshot::default());
     let grace = Duration::from_secs(5);
-    let mut stream = follow(rx, true, &counters, 2, grace);
+    let mut stream = follow(rx, open(), true, &counters, Limits { buffer: 2, grace });
     // Five nodes come and nobody reads: two fit, the third waits out the grace period.
     let mut snap = Snapshot { revision: 3, ..Snapshot::default() };
     for i in 0..5 {
@@ -244,4 +255,18 @@ async fn a_client_that_stops_reading_is_cut_off_with_resource_exhausted() {
     let status = items[2].as_ref().unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert!(status.message().contains("too slow"), "{status}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_replica_ends_its_watchers_with_unavailable() {
+    let counters = Arc::new(Counters::default());
+    let (_tx, rx) = watch::channel(cluster(9));
+    let (closing, closed) = watch::channel(false);
+    let mut stream = follow(rx, closed, false, &counters, limits(16));
+    assert_eq!(counters.watchers(), 1);
+    closing.send_replace(true);
+    let status = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(stream.next().await.is_none());
+    gauge_reaches(&counters, 0).await;
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_launch::process::Signal;
 use sluice_proto::control::v1 as pb;
 use sluice_proto::control::v1::control_plane_client::ControlPlaneClient;
 use sluice_proto::control::v1::watch_event::Kind;
@@ -123,7 +124,7 @@ fn the_token_guards_management_and_watch_follows_a_stream_from_start_to_end() {
     let origin = c.origin("origin-a", &[]);
     let _edge = c.edge("edge-a1", &[]);
     let token = token_file("watch");
-    let cp = control_plane::start(&c, "cpa", &["--token-file", token.to_str().unwrap()]);
+    let mut cp = control_plane::start(&c, "cpa", &["--token-file", token.to_str().unwrap()]);
     let rt = runtime();
 
     let mut events = rt.block_on(async {
@@ -237,6 +238,20 @@ fn the_token_guards_management_and_watch_follows_a_stream_from_start_to_end() {
         false
     });
     assert!(gone, "the watcher task ended; log:\n{}", cp.log_text());
+
+    // SIGTERM with a watcher connected: the watcher gets UNAVAILABLE (to go to another
+    // replica) and the replica exits at once instead of waiting for it to leave.
+    rt.block_on(async {
+        let mut client = ControlPlaneClient::new(channel(&cp).await);
+        let request = with_token(tonic::Request::new(pb::WatchRequest { initial: false }), TOKEN);
+        let mut events = client.watch(request).await.expect("Watch").into_inner();
+        cp.signal(Signal::TERM);
+        let end = tokio::time::timeout(secs(5), events.message()).await.expect("ends in time");
+        let status = end.expect_err("ends with a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+    });
+    let exit = cp.wait_exit(secs(5)).expect("the replica exits on SIGTERM");
+    assert!(exit.success(), "{exit:?}; log:\n{}", cp.log_text());
     let _ = std::fs::remove_file(&token);
     let _ = std::fs::remove_file(&cp.log);
 }
