@@ -151,6 +151,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
          # TYPE sluice_control_plane_http_assignments_total counter\n\
          sluice_control_plane_http_assignments_total {assigned}\n"
     );
+    state.control.counters().render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -6,14 +6,20 @@
 //! # Modules (each imports only from those listed after it)
 //!
 //! ```text
+//! serve      one replica: the etcd cache, both ports, the token layers, TLS
+//! config     the command line: flags and SLUICE_* variables
 //! http       /play/APP/STREAM.flv|.m3u8|.json, /healthz, /readyz, /metrics over the service
 //! page       the cluster page and its assets, compiled in (uPlot from web/node_modules)
 //! api        /api/cluster: nodes, streams, totals as JSON (the gRPC figures, via convert)
 //! grpc       sluice.control.v1.ControlPlane over the service (translates only)
+//! keda       KEDA's external scaler (externalscaler.ExternalScaler) over the service
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
 //! convert    cluster records as protobuf messages, request fields as cluster types
+//! auth       the bearer token: which paths need it, constant-time check, gRPC and HTTP layers
+//! tls        certificate and key for both ports, the HTTPS accept loop
 //! service    the replica's state: watch cache, balance factor, pending assignments
+//! counters   the replica's own gauges and counters (watchers, refused calls) for /metrics
 //! view       answers from a cache snapshot: eligible edges, URLs, ingest home, totals (sans-IO)
 //! simulate   strategies compared on a Zipf audience (benchmark table, tests)
 //! lock       the one poison-tolerant mutex lock
@@ -23,13 +29,19 @@
 pub mod admin;
 pub mod api;
 pub mod assign;
+pub mod auth;
+pub mod config;
 pub mod convert;
+pub mod counters;
 pub mod grpc;
 pub mod http;
+pub mod keda;
 mod lock;
 pub mod page;
+pub mod serve;
 pub mod service;
 pub mod simulate;
+pub mod tls;
 pub mod view;
 pub mod watch;
 

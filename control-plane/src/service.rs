@@ -2,11 +2,12 @@
 //! pending assignments. Shared by the gRPC and HTTP front ends, which only translate.
 
 use crate::assign::{Assigner, BalanceFactor};
+use crate::counters::Counters;
 use crate::lock::lock;
 use crate::view::{self, Choice, ChoiceError, Pending, PlayProtocol, Totals};
 use sluice_cluster::types::{NodeId, Role, Snapshot};
 use sluice_media::stream_name::StreamKey;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// One replica's view of the cluster.
@@ -16,6 +17,11 @@ pub struct ControlPlane {
     /// This replica's assignments since each edge's last report, and the ring kept between
     /// calls; one lock, as every assignment updates both.
     state: Mutex<(Pending, Assigner)>,
+    /// This replica's watchers and refused calls, for `/metrics`.
+    counters: Arc<Counters>,
+    /// Set when the replica stops: endless streams (`Watch`, KEDA's `StreamIsActive`) end, so
+    /// the servers' graceful shutdown is not held up by clients that never leave.
+    closing: watch::Sender<bool>,
 }
 
 impl ControlPlane {
@@ -26,7 +32,29 @@ impl ControlPlane {
         target_utilisation: f64,
     ) -> ControlPlane {
         let state = Mutex::new((Pending::default(), Assigner::new([], factor)));
-        ControlPlane { snapshot, target_utilisation, state }
+        let counters = Arc::default();
+        let closing = watch::Sender::new(false);
+        ControlPlane { snapshot, target_utilisation, state, counters, closing }
+    }
+
+    /// Tell every endless stream to end: the replica is stopping.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// A receiver that turns `true` when the replica stops (see [`ControlPlane::close`]).
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// This replica's counters (shared with the layers that refuse calls).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// A receiver of every new snapshot, for a driver that follows the cluster (`Watch`).
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
     }
 
     pub fn target_utilisation(&self) -> f64 {

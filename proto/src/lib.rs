@@ -24,6 +24,18 @@ pub mod control {
         tonic::include_file_descriptor_set!("control_descriptor");
 }
 
+/// KEDA's external scaler API (`package externalscaler`, `externalscaler.proto`), which the
+/// control plane serves so KEDA can scale the edges on the cluster's own figures.
+#[cfg(feature = "tonic")]
+pub mod externalscaler {
+    #![allow(missing_docs, clippy::all, clippy::pedantic, unused_qualifications)]
+    tonic::include_proto!("externalscaler");
+
+    /// The encoded descriptor set of `externalscaler.proto`, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("externalscaler_descriptor");
+}
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 

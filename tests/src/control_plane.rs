@@ -35,6 +35,16 @@ impl ControlPlaneProcess {
         format!("http://{}", self.grpc)
     }
 
+    /// Send `signal` (e.g. `Signal::TERM`) without waiting.
+    pub fn signal(&self, signal: sluice_launch::process::Signal) {
+        self.guard.signal(signal);
+    }
+
+    /// Wait up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        self.guard.wait_timeout(timeout)
+    }
+
     /// Kill the process now (SIGKILL), as a crash would.
     pub fn kill(self) {
         drop(self.guard);
@@ -43,6 +53,18 @@ impl ControlPlaneProcess {
 
 /// Start a replica on free ports with `extra` flags, and wait until `/readyz` answers 200.
 pub fn start(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess {
+    let cp = spawn(c, name, extra);
+    let ready = wait_for(secs(15), || {
+        let r = http::get(cp.http, "/readyz", secs(2)).ok()?;
+        (r.status == 200).then_some(())
+    });
+    assert!(ready.is_some(), "control plane not ready; log:\n{}", cp.log_text());
+    cp
+}
+
+/// Start a replica on free ports with `extra` flags without waiting for it (a replica serving
+/// TLS cannot be asked over plain HTTP whether it is ready).
+pub fn spawn(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess {
     let (grpc, http_addr) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!(
         "sluice-control-plane-{}-{name}-{}.log",
@@ -60,11 +82,5 @@ pub fn start(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess
         .spawn()
         .expect("spawn sluice-control-plane");
     let guard = ChildGuard::new("sluice-control-plane", child);
-    let ready = wait_for(secs(15), || {
-        let r = http::get(http_addr, "/readyz", secs(2)).ok()?;
-        (r.status == 200).then_some(())
-    });
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(ready.is_some(), "control plane not ready; log:\n{text}");
     ControlPlaneProcess { guard, grpc, http: http_addr, log }
 }

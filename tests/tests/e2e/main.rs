@@ -12,6 +12,7 @@ mod cluster_origins;
 mod cluster_page;
 mod control_plane;
 mod control_plane_replicas;
+mod control_plane_admin;
 mod deploy_local;
 mod edge_hls;
 mod edges;

@@ -1,0 +1,141 @@
+//! Serving one replica: the etcd watch cache, the gRPC port (ControlPlane, KEDA's external
+//! scaler, `grpc.health.v1`, server reflection v1 and v1alpha) behind the bearer-token layer,
+//! and the HTTP port behind the same token for `/api/...`, each over TLS when configured.
+
+use crate::auth::{http_guard, Auth, GrpcAuthLayer};
+use crate::config::Args;
+use crate::grpc::Grpc;
+use crate::keda::Scaler;
+use crate::service::ControlPlane;
+use crate::tls::{serve_https, TlsMaterial};
+use anyhow::Context as _;
+use sluice_cluster::Observer;
+use sluice_proto::control::v1::control_plane_server::ControlPlaneServer;
+use sluice_proto::externalscaler::external_scaler_server::ExternalScalerServer;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Run the replica until SIGINT or SIGTERM.
+pub async fn serve(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.etcd.is_empty(), "--etcd is required");
+    let token = args.token().context("loading the bearer token")?;
+    if token.is_none() {
+        tracing::warn!(
+            "no --token-file or SLUICE_TOKEN: management and listing calls are open to anyone \
+             who can reach the gRPC and HTTP ports"
+        );
+    }
+    let tls = match args.tls() {
+        Some(files) => {
+            // tonic builds its rustls server configuration with the process's default
+            // provider: make it ring, whatever else the dependency tree enables.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(TlsMaterial::load(&files).context("loading the TLS certificate")?)
+        }
+        None => None,
+    };
+    let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3))
+        .await
+        .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
+    let control = Arc::new(ControlPlane::new(
+        observer.snapshot(),
+        args.balance_factor,
+        args.target_utilisation,
+    ));
+    let auth = Auth::new(token, control.counters().clone());
+    // On a signal, close first: endless streams end, then both servers drain and stop.
+    let closer = control.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        closer.close();
+    });
+
+    // Health: NOT_SERVING until the cache has its first listing, then SERVING.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_not_serving::<ControlPlaneServer<Grpc>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    let mut snapshot = observer.snapshot();
+    let reporter = health.clone();
+    tokio::spawn(async move {
+        if snapshot.wait_for(|s| s.revision > 0).await.is_ok() {
+            reporter.set_serving::<ControlPlaneServer<Grpc>>().await;
+            reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            tracing::info!("cluster cache loaded: serving");
+        }
+    });
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sluice_proto::control::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(sluice_proto::externalscaler::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC on {}", args.grpc_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", args.http_listen))?;
+    tracing::info!(
+        grpc = %grpc_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        tls = tls.is_some(),
+        token = auth.enabled(),
+        etcd = %args.etcd.join(","),
+        prefix = %args.etcd_prefix,
+        "listening"
+    );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.grpc_config()).context("gRPC TLS")?;
+    }
+    let grpc = builder
+        .layer(GrpcAuthLayer(auth.clone()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ControlPlaneServer::new(Grpc(control.clone())))
+        .add_service(ExternalScalerServer::new(Scaler(control.clone())))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            closed(&control),
+        );
+    let router = crate::http::router(control.clone())
+        .layer(axum::middleware::from_fn_with_state(auth, http_guard));
+    let http = async {
+        match &tls {
+            Some(tls) => {
+                serve_https(http_listener, tls.http_acceptor()?, router, closed(&control)).await?;
+            }
+            None => {
+                axum::serve(http_listener, router)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await?;
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (g, h) = tokio::join!(grpc, http);
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    drop(observer);
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Resolves once the replica is closing (see [`ControlPlane::close`]).
+async fn closed(control: &ControlPlane) {
+    let _ = control.closing().wait_for(|c| *c).await;
+}
