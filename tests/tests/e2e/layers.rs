@@ -114,15 +114,21 @@ const CONTROL_PLANE: Crate = Crate {
         ("page", 0),
         ("simulate", 1),
         ("view", 1),
-        ("convert", 2),
+        ("counters", 1),
         ("service", 2),
-        ("admin", 3),
-        ("api", 3),
-        ("watch", 3),
-        ("grpc", 4),
-        ("http", 4),
+        ("convert", 3),
+        ("auth", 3),
+        ("tls", 3),
+        ("admin", 4),
+        ("api", 4),
+        ("watch", 4),
+        ("grpc", 5),
+        ("http", 5),
+        ("keda", 5),
+        ("config", 6),
+        ("serve", 7),
     ],
-    clap: &[],
+    clap: &["config"],
 };
 
 fn workspace() -> PathBuf {
@@ -214,7 +220,8 @@ fn module_of(src: &Path, file: &Path) -> Option<(String, usize)> {
     let rel = file.strip_prefix(src).unwrap();
     let parts: Vec<String> =
         rel.iter().map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string()).collect();
-    if parts.len() == 1 && (parts[0] == "lib" || parts[0] == "main") {
+    // The crate roots, and binaries under `src/bin/` (separate crates that use the library).
+    if (parts.len() == 1 && (parts[0] == "lib" || parts[0] == "main")) || parts[0] == "bin" {
         return None;
     }
     // Depth below the crate root of the file's own module (`foo.rs` and `foo/mod.rs`: 1).
