@@ -95,6 +95,7 @@ const CLUSTER: Crate = Crate {
         ("registrar", 4),
         ("etcd", 5),
         ("memory", 5),
+        ("orders", 5),
         ("observer", 6),
     ],
     clap: &[],
