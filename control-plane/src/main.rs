@@ -111,11 +111,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3))
         .await
         .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
-    let control = Arc::new(ControlPlane::new(
-        observer.snapshot(),
-        args.balance_factor,
-        args.target_utilisation,
-    ));
+    let control = Arc::new(
+        ControlPlane::new(observer.snapshot(), args.balance_factor, args.target_utilisation)
+            .with_orders(observer.orders()),
+    );
 
     // Health: NOT_SERVING until the cache has its first listing, then SERVING.
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -1,10 +1,11 @@
-//! The control plane's state: the cluster's watch cache, the balance factor and this replica's
-//! pending assignments. Shared by the gRPC and HTTP front ends, which only translate.
+//! The control plane's state: the cluster's watch cache, the balance factor, this replica's
+//! pending assignments and its order writer. Shared by the gRPC and HTTP front ends, which only translate.
 
 use crate::assign::{Assigner, BalanceFactor};
 use crate::lock::lock;
 use crate::view::{self, Choice, ChoiceError, Pending, PlayProtocol, Totals};
 use sluice_cluster::types::{NodeId, Role, Snapshot};
+use sluice_cluster::OrderWriter;
 use sluice_media::stream_name::StreamKey;
 use std::sync::Mutex;
 use tokio::sync::watch;
@@ -16,6 +17,8 @@ pub struct ControlPlane {
     /// This replica's assignments since each edge's last report, and the ring kept between
     /// calls; one lock, as every assignment updates both.
     state: Mutex<(Pending, Assigner)>,
+    /// Writes management orders to etcd (absent: the management RPCs fail).
+    orders: Option<OrderWriter>,
 }
 
 impl ControlPlane {
@@ -26,7 +29,19 @@ impl ControlPlane {
         target_utilisation: f64,
     ) -> ControlPlane {
         let state = Mutex::new((Pending::default(), Assigner::new([], factor)));
-        ControlPlane { snapshot, target_utilisation, state }
+        ControlPlane { snapshot, target_utilisation, state, orders: None }
+    }
+
+    /// Let this replica write management orders (drain, undrain, kick).
+    #[must_use]
+    pub fn with_orders(mut self, orders: OrderWriter) -> ControlPlane {
+        self.orders = Some(orders);
+        self
+    }
+
+    /// The order writer, when this replica has one.
+    pub fn orders(&self) -> Option<&OrderWriter> {
+        self.orders.as_ref()
     }
 
     pub fn target_utilisation(&self) -> f64 {
