@@ -37,6 +37,8 @@ pub struct RtmpContext {
     pub forwarding: Option<Arc<crate::forward::Forwarding>>,
     /// Per-address fair shares at accept (`--max-connections-per-ip`, `--new-connections-per-ip`).
     pub admission: Arc<crate::admission::Gate>,
+    /// Set while a drain order is in force: new players and publishers are refused.
+    pub drain: Arc<crate::drain::DrainGate>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -72,6 +74,7 @@ impl RtmpContext {
             registry,
             forwarding: None,
             admission,
+            drain: Arc::default(),
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),
