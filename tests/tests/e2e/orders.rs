@@ -3,7 +3,8 @@
 //! not ready and draining, and its RTMP and HTTP-FLV viewers are gone by the deadline while a
 //! viewer on the other edge keeps decoding; undrained, it gets viewers again. A kicked ffmpeg
 //! publisher is disconnected by its origin and the stream leaves `ListStreams`, while the
-//! encoder reconnecting is not kicked again. Unknown nodes and streams are NOT_FOUND.
+//! encoder reconnecting is not kicked again. A drained origin leaves the ring, refuses new
+//! publishers and closes its own at the deadline. Unknown nodes and streams are NOT_FOUND.
 
 use std::time::Duration;
 
@@ -240,5 +241,49 @@ fn a_kicked_publisher_is_disconnected_and_unknown_names_are_not_found() {
         let undrain = pb::UndrainNodeRequest { id: "nobody".into(), role: String::new() };
         assert_eq!(cp.undrain_node(undrain).await.unwrap_err().code(), tonic::Code::NotFound);
     });
+    let _ = std::fs::remove_file(&cp.log);
+}
+
+#[test]
+fn a_drained_origin_refuses_new_publishers_and_closes_its_own_at_the_deadline() {
+    let c = TestCluster::new("ordo", &["origin-o"]);
+    let origin = c.origin("origin-o", &[]);
+    let cp = control_plane::start(&c, "cp", &[]);
+    let endpoint = cp.grpc_url();
+    let rt = runtime();
+    let mut publisher = publish_and_wait_listed(&c, &origin, &[]);
+
+    rt.block_on(async {
+        let mut cp = client(&endpoint).await;
+        let req = pb::DrainNodeRequest {
+            id: "origin-o".into(),
+            role: String::new(),
+            deadline_seconds: 3,
+        };
+        cp.drain_node(req).await.expect("DrainNode");
+        // It leaves the ring: no origin is left to ingest.
+        let n = wait_node(&mut cp, "origin-o", secs(10), |n| n.state == "draining").await;
+        assert_eq!(n.state, "draining", "{n:?}");
+        let req = pb::ResolveIngestRequest { app: "live".into(), stream: "y".into() };
+        assert_eq!(cp.resolve_ingest(req).await.unwrap_err().code(), tonic::Code::Unavailable);
+    });
+    // A new encoder is refused; the one publishing is closed at the deadline.
+    let mut refused = Publisher::start_looped(&origin.rtmp_url("live", "y"), &h264_aac().path);
+    assert!(refused.wait(secs(10)).is_some(), "a drained origin took a new publisher");
+    assert!(publisher.wait(secs(15)).is_some(), "the publisher outlived the drain deadline");
+    assert!(origin.log().contains("publish refused: this node is draining"));
+
+    // Undrained: publishers are welcome again.
+    rt.block_on(async {
+        let mut cp = client(&endpoint).await;
+        let req = pb::UndrainNodeRequest { id: "origin-o".into(), role: "origin".into() };
+        cp.undrain_node(req).await.expect("UndrainNode");
+        let n = wait_node(&mut cp, "origin-o", secs(10), |n| n.state == "ready").await;
+        assert_eq!(n.state, "ready", "{n:?}");
+    });
+    let mut back = publish_and_wait_listed(&c, &origin, &[]);
+    std::thread::sleep(secs(2));
+    assert!(back.is_running(), "publishing after undrain failed: {:?}", back.stderr());
+    back.stop();
     let _ = std::fs::remove_file(&cp.log);
 }
