@@ -68,7 +68,7 @@ pub fn node(snap: &Snapshot, n: &NodeRecord) -> pb::Node {
         addresses: n.info.addresses.clone().into_iter().collect(),
         load: snap.load(n.role, &n.id).map(node_load),
         drain_ordered: snap.drain_order(n.role, &n.id).is_some(),
-        // Version, start time and drain orders come with the node-side half of management.
+        // Version and start time come with the per-node figures.
         ..pb::Node::default()
     }
 }
