@@ -26,7 +26,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// `Ok(false)`: the lease no longer exists.
     fn keep_alive(&self, lease: i64) -> impl Future<Output = Result<bool, RegistryError>> + Send;
     fn revoke(&self, lease: i64) -> impl Future<Output = Result<(), RegistryError>> + Send;
-    /// Unconditional put under `lease`; returns the new revision.
+    /// Unconditional put under `lease` (0: no lease, the key stays until deleted); returns the
+    /// new revision.
     fn put(
         &self,
         key: &str,
@@ -55,6 +56,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         key: &str,
         create_revision: i64,
     ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+    /// Unconditional delete; `true` if the key existed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, RegistryError>> + Send;
     /// Keep `tx` equal to the keyspace's contents, forever (list, watch, re-list on trouble).
     fn run_cache(
         self: Arc<Self>,

@@ -15,8 +15,9 @@
 
 use crate::keys::{KeyKind, Keyspace};
 use crate::types::{
-    LoadRecord, LoadReport, NodeInfo, NodeRecord, RawKv, Snapshot, StreamInfo, StreamRecord,
-    MAX_LOAD_VALUE_LEN,
+    DrainOrder, DrainRecord, KickOrder, KickRecord, LoadRecord, LoadReport, NodeInfo, NodeRecord,
+    RawKv, Snapshot, StreamInfo, StreamRecord, MAX_DRAIN_DEADLINE_SECS, MAX_LOAD_VALUE_LEN,
+    MAX_ORDER_VALUE_LEN,
 };
 
 /// Build a snapshot from a full listing of the keyspace at `revision`.
@@ -39,7 +40,9 @@ pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> boo
     let modified = current.revision == 0
         || current.nodes != fresh.nodes
         || current.streams != fresh.streams
-        || current.loads != fresh.loads;
+        || current.loads != fresh.loads
+        || current.drains != fresh.drains
+        || current.kicks != fresh.kicks;
     if modified {
         *current = fresh;
     }
@@ -125,6 +128,22 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
             }
             None => tracing::debug!(key = %kv.key, "ignoring bad load value"),
         },
+        Some(KeyKind::DrainOrder { role, id }) => match parse_drain(&kv.value) {
+            Some(order) => {
+                let rec =
+                    DrainRecord { role, id: id.clone(), order, mod_revision: kv.mod_revision };
+                snap.drains.insert((role, id), rec);
+            }
+            None => tracing::debug!(key = %kv.key, "ignoring bad drain order"),
+        },
+        Some(KeyKind::KickOrder(stream)) => match parse_small::<KickOrder>(&kv.value) {
+            Some(order) => {
+                let rec =
+                    KickRecord { stream: stream.clone(), order, mod_revision: kv.mod_revision };
+                snap.kicks.insert(stream, rec);
+            }
+            None => tracing::debug!(key = %kv.key, "ignoring bad kick order"),
+        },
         None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
     }
 }
@@ -141,6 +160,20 @@ pub(crate) fn parse_load(value: &[u8]) -> Option<LoadReport> {
     report.within_bounds().then_some(report)
 }
 
+/// An order value from untrusted bytes: at most [`MAX_ORDER_VALUE_LEN`] bytes of JSON.
+fn parse_small<T: serde::de::DeserializeOwned>(value: &[u8]) -> Option<T> {
+    if value.len() > MAX_ORDER_VALUE_LEN {
+        return None;
+    }
+    serde_json::from_slice(value).ok()
+}
+
+/// A drain order from untrusted bytes: bounded like every order, and a deadline of at most
+/// [`MAX_DRAIN_DEADLINE_SECS`] (a larger one is a mistake, not an order to keep viewers a year).
+pub(crate) fn parse_drain(value: &[u8]) -> Option<DrainOrder> {
+    parse_small::<DrainOrder>(value).filter(|o| o.deadline_seconds <= MAX_DRAIN_DEADLINE_SECS)
+}
+
 /// Apply a delete (explicit, or a lease expiring).
 fn apply_delete(snap: &mut Snapshot, keys: &Keyspace, key: &str) {
     match keys.parse(key) {
@@ -152,6 +185,12 @@ fn apply_delete(snap: &mut Snapshot, keys: &Keyspace, key: &str) {
         }
         Some(KeyKind::Load { role, id }) => {
             snap.loads.remove(&(role, id));
+        }
+        Some(KeyKind::DrainOrder { role, id }) => {
+            snap.drains.remove(&(role, id));
+        }
+        Some(KeyKind::KickOrder(stream)) => {
+            snap.kicks.remove(&stream);
         }
         None => {}
     }
@@ -481,5 +520,93 @@ mod load_tests {
         );
         assert!(replace_if_changed(&mut current, fresh));
         assert_eq!(current.loads.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use crate::types::{NodeId, Role};
+    use sluice_media::stream_name::StreamKey;
+
+    fn put(key: &str, value: &[u8], rev: i64) -> Change {
+        Change::Put(RawKv {
+            key: key.into(),
+            value: value.to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            lease: 0,
+        })
+    }
+
+    #[test]
+    fn orders_enter_and_leave_the_snapshot() {
+        let ks = Keyspace::default();
+        let mut snap = from_list(&ks, 1, []);
+        let e1 = NodeId::new("e1").unwrap();
+        let x = StreamKey::parse("live", "x").unwrap().0;
+        apply_changes(
+            &mut snap,
+            &ks,
+            [
+                put(
+                    "/sluice/orders/drain/edge/e1",
+                    br#"{"deadline_seconds":30,"issued_at_ms":5}"#,
+                    2,
+                ),
+                put("/sluice/orders/kick/live/x", br#"{"issued_at_ms":7,"future":1}"#, 3),
+            ],
+            3,
+        );
+        let drain = snap.drain_order(Role::Edge, &e1).unwrap();
+        assert_eq!(drain.order, DrainOrder { deadline_seconds: 30, issued_at_ms: 5 });
+        assert_eq!(drain.mod_revision, 2);
+        assert!(snap.drain_order(Role::Origin, &e1).is_none());
+        let kick = &snap.kicks[&x];
+        assert_eq!((kick.order.issued_at_ms, kick.mod_revision), (7, 3));
+        // A kick counts only against claims older than itself.
+        assert!(kick.applies_to(2) && !kick.applies_to(3) && !kick.applies_to(9));
+        // A listing that differs only in orders replaces the snapshot.
+        let mut listed = from_list(&ks, 3, []);
+        assert!(replace_if_changed(&mut listed, snap.clone()));
+        apply_changes(
+            &mut snap,
+            &ks,
+            [
+                Change::Delete { key: "/sluice/orders/drain/edge/e1".into(), mod_revision: 4 },
+                Change::Delete { key: "/sluice/orders/kick/live/x".into(), mod_revision: 5 },
+            ],
+            5,
+        );
+        assert!(snap.drains.is_empty() && snap.kicks.is_empty());
+    }
+
+    #[test]
+    fn hostile_orders_are_ignored() {
+        let huge = format!(r#"{{"issued_at_ms":1,"pad":"{}"}}"#, "x".repeat(MAX_ORDER_VALUE_LEN));
+        for bad in [
+            b"not json".to_vec(),
+            br#"{"deadline_seconds":-1}"#.to_vec(),
+            br#"{"deadline_seconds":86401}"#.to_vec(),
+            br#"{"deadline_seconds":4294967296}"#.to_vec(),
+            br#"{"issued_at_ms":"now"}"#.to_vec(),
+            huge.into_bytes(),
+        ] {
+            assert_eq!(parse_drain(&bad), None, "{}", String::from_utf8_lossy(&bad));
+        }
+        assert_eq!(parse_drain(b"{}"), Some(DrainOrder::default()));
+        let ks = Keyspace::default();
+        let mut snap = from_list(&ks, 1, []);
+        apply_changes(
+            &mut snap,
+            &ks,
+            [
+                put("/sluice/orders/drain/edge/e1", br#"{"deadline_seconds":999999}"#, 2),
+                put("/sluice/orders/kick/live/x", b"[1,2]", 3),
+                put("/sluice/orders/kick/live/x?y", b"{}", 4),
+            ],
+            4,
+        );
+        assert!(snap.drains.is_empty() && snap.kicks.is_empty());
     }
 }

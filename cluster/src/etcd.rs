@@ -229,6 +229,11 @@ impl Backend for EtcdBackend {
         Ok(c.txn(txn).await?.succeeded())
     }
 
+    async fn delete(&self, key: &str) -> Result<bool, RegistryError> {
+        let mut c = self.client.clone();
+        Ok(c.delete(key, None).await?.deleted() > 0)
+    }
+
     async fn run_cache(self: Arc<Self>, keys: Keyspace, tx: watch::Sender<Snapshot>) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut resume = Resume::default();

@@ -1,11 +1,13 @@
 //! The key layout in the registry: one prefix, then `nodes/{role}/{id}`,
-//! `streams/{app}/{name}` and `load/{role}/{id}`.
+//! `streams/{app}/{name}`, `load/{role}/{id}` and the management orders under `orders/`.
 //!
 //! ```text
 //! {prefix}/nodes/origin/{node-id}     NodeInfo JSON, under the node's lease
 //! {prefix}/nodes/edge/{node-id}       NodeInfo JSON, under the node's lease
 //! {prefix}/streams/{app}/{name}       StreamInfo JSON, under the claiming origin's lease
 //! {prefix}/load/{origin|edge}/{id}    LoadReport JSON, rewritten every ~2 s under the node's lease
+//! {prefix}/orders/drain/{role}/{id}   DrainOrder JSON, no lease (in force until deleted)
+//! {prefix}/orders/kick/{app}/{name}   KickOrder JSON, under a short lease of its own
 //! ```
 //!
 //! Node ids, apps and stream names never contain `/` (see [`NodeId`] and
@@ -24,6 +26,8 @@ pub enum KeyKind {
     Node { role: Role, id: NodeId },
     Stream(StreamKey),
     Load { role: Role, id: NodeId },
+    DrainOrder { role: Role, id: NodeId },
+    KickOrder(StreamKey),
 }
 
 /// Builds and parses the keys of one cluster (one prefix).
@@ -61,9 +65,20 @@ impl Keyspace {
         format!("{}/load/{}/{}", self.prefix, role.as_str(), id)
     }
 
+    pub fn drain_order(&self, role: Role, id: &NodeId) -> String {
+        format!("{}/orders/drain/{}/{}", self.prefix, role.as_str(), id)
+    }
+
+    pub fn kick_order(&self, stream: &StreamKey) -> String {
+        format!("{}/orders/kick/{}/{}", self.prefix, stream.app(), stream.name())
+    }
+
     /// Parse a key of this keyspace; `None` for anything else.
     pub fn parse(&self, key: &str) -> Option<KeyKind> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
+        if let Some(order) = rest.strip_prefix("orders/") {
+            return parse_order(order);
+        }
         let mut parts = rest.split('/');
         let kind = match (parts.next()?, parts.next()?, parts.next()?) {
             ("nodes", role, id) => {
@@ -72,20 +87,33 @@ impl Keyspace {
             ("load", role, id) => {
                 KeyKind::Load { role: Role::parse(role)?, id: NodeId::new(id).ok()? }
             }
-            ("streams", app, name) => {
-                let (stream, query) = StreamKey::parse(app, name).ok()?;
-                // Only the canonical key of a stream names it (`live/cam?` must not alias
-                // `live/cam`: its deletion would drop the real claim from the cache).
-                if query.is_some() || stream.app() != app || stream.name() != name {
-                    return None;
-                }
-                KeyKind::Stream(stream)
-            }
+            ("streams", app, name) => KeyKind::Stream(canonical_stream(app, name)?),
             _ => return None,
         };
         // Exactly three segments.
         parts.next().is_none().then_some(kind)
     }
+}
+
+/// `drain/{role}/{id}` or `kick/{app}/{name}` (after `{prefix}/orders/`), exactly three
+/// segments.
+fn parse_order(rest: &str) -> Option<KeyKind> {
+    let mut parts = rest.split('/');
+    let kind = match (parts.next()?, parts.next()?, parts.next()?) {
+        ("drain", role, id) => {
+            KeyKind::DrainOrder { role: Role::parse(role)?, id: NodeId::new(id).ok()? }
+        }
+        ("kick", app, name) => KeyKind::KickOrder(canonical_stream(app, name)?),
+        _ => return None,
+    };
+    parts.next().is_none().then_some(kind)
+}
+
+/// The stream `app/name` names, only if this is its canonical spelling (`live/cam?` must not
+/// alias `live/cam`: its deletion would drop the real claim from the cache).
+fn canonical_stream(app: &str, name: &str) -> Option<StreamKey> {
+    let (stream, query) = StreamKey::parse(app, name).ok()?;
+    (query.is_none() && stream.app() == app && stream.name() == name).then_some(stream)
 }
 
 impl Default for Keyspace {
@@ -118,7 +146,14 @@ mod tests {
         let id = NodeId::new("e-1").unwrap();
         let lk = ks.load(Role::Edge, &id);
         assert_eq!(lk, "/sluice/load/edge/e-1");
-        assert_eq!(ks.parse(&lk), Some(KeyKind::Load { role: Role::Edge, id }));
+        assert_eq!(ks.parse(&lk), Some(KeyKind::Load { role: Role::Edge, id: id.clone() }));
+        let dk = ks.drain_order(Role::Edge, &id);
+        assert_eq!(dk, "/sluice/orders/drain/edge/e-1");
+        assert_eq!(ks.parse(&dk), Some(KeyKind::DrainOrder { role: Role::Edge, id }));
+        let s = sk("live", "cam.1");
+        let kk = ks.kick_order(&s);
+        assert_eq!(kk, "/sluice/orders/kick/live/cam.1");
+        assert_eq!(ks.parse(&kk), Some(KeyKind::KickOrder(s)));
     }
 
     #[test]
@@ -140,6 +175,16 @@ mod tests {
             "/a/load/edge/x/y",
             "/a/load/edge/.x",
             "/a/load/edge",
+            "/a/orders/drain/relay/x",
+            "/a/orders/drain/edge/x/y",
+            "/a/orders/drain/edge/",
+            "/a/orders/drain/edge",
+            "/a/orders/kick/live/a?b",
+            "/a/orders/kick/live/a/b",
+            "/a/orders/kick/api/x",
+            "/a/orders/other/x/y",
+            "/a/orders/drain",
+            "/a/orders",
             "/a",
             "",
         ] {

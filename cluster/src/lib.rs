@@ -10,7 +10,12 @@
 //! {prefix}/streams/{app}/{name}           → StreamInfo JSON {"origin":"o1","codecs":["h264"],"started_at_ms":..}
 //! {prefix}/load/{origin|edge}/{node-id}   → LoadReport JSON {"viewers":{"flv":3},"egress_bps":..,"capacity":{..},..,
 //!                                             "by_stream":{"live/x":{"viewers":3,"width":1280,"height":720,"fps_milli":30000,"ingress_bps":..}}}
+//! {prefix}/orders/drain/{role}/{node-id}  → DrainOrder JSON {"deadline_seconds":30,"issued_at_ms":..} (no lease)
+//! {prefix}/orders/kick/{app}/{name}       → KickOrder JSON  {"issued_at_ms":..} (own 60 s lease)
 //! ```
+//!
+//! Orders are written by the control plane ([`OrderWriter`], from [`Observer::orders`]) and
+//! carried out by the nodes they name, from their caches.
 //!
 //! # Leases and claims
 //!
@@ -105,7 +110,8 @@
 //! # Modules (each imports only from those listed after it)
 //!
 //! ```text
-//! observer         the watch cache alone, no node registered (the control plane)
+//! observer         the watch cache and the order writer, no node registered (the control plane)
+//! orders           writing drain and kick orders
 //! etcd, memory     backends: the store's operations and its cache loop
 //!   registrar      lease keep-alive and recovery, claims, events (shared by both backends)
 //!   backend        the Backend trait the registrar drives; bounded calls
@@ -130,6 +136,7 @@ pub mod keys;
 mod lock;
 pub mod memory;
 pub mod observer;
+pub mod orders;
 pub mod placement;
 mod registrar;
 pub mod registry;
@@ -142,11 +149,13 @@ pub use etcd::EtcdRegistry;
 pub use keys::{KeyKind, Keyspace, DEFAULT_PREFIX};
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use observer::Observer;
+pub use orders::OrderWriter;
 pub use placement::PlacementConfig;
 pub use registry::{ClaimError, Registry, RegistryConfig, RegistryError};
 pub use ring::{Ring, DEFAULT_VNODES};
 pub use rules::{dialer, should_accept_forward, should_dial, ForwardVerdict};
 pub use types::{
-    Capacity, Claim, LoadCapacity, LoadRecord, LoadReport, NodeId, NodeInfo, NodeRecord, NodeState,
-    RegistryEvent, Role, Snapshot, StreamInfo, StreamLoad, StreamRecord, MAX_REPORT_STREAMS,
+    Capacity, Claim, DrainOrder, DrainRecord, KickOrder, KickRecord, LoadCapacity, LoadRecord,
+    LoadReport, NodeId, NodeInfo, NodeRecord, NodeState, RegistryEvent, Role, Snapshot, StreamInfo,
+    StreamLoad, StreamRecord, MAX_REPORT_STREAMS,
 };

@@ -163,7 +163,8 @@ impl Backend for MemoryStore {
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<i64, RegistryError> {
         self.mutate(|inner| {
-            if !inner.leases.contains_key(&lease) {
+            // Lease 0 is "no lease", as in etcd: the key stays until deleted.
+            if lease != 0 && !inner.leases.contains_key(&lease) {
                 return Err(RegistryError::LeaseNotFound(lease));
             }
             inner.revision += 1;
@@ -236,6 +237,16 @@ impl Backend for MemoryStore {
                 inner.revision += 1;
             }
             ours
+        }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, RegistryError> {
+        Ok(self.mutate(|inner| {
+            let existed = inner.kvs.remove(key).is_some();
+            if existed {
+                inner.revision += 1;
+            }
+            existed
         }))
     }
 

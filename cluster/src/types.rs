@@ -271,6 +271,60 @@ impl LoadReport {
     }
 }
 
+/// Longest order value accepted from the registry, in bytes (an order is about 60).
+pub const MAX_ORDER_VALUE_LEN: usize = 512;
+/// Longest drain deadline an order may ask for (a day): a larger value is not an order.
+pub const MAX_DRAIN_DEADLINE_SECS: u32 = 86_400;
+
+/// The value of `{prefix}/orders/drain/{role}/{id}`: an operator asked node `id` to drain. The
+/// key has no lease: the order stays in force until it is deleted (`UndrainNode`), even across
+/// restarts of the node or of the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DrainOrder {
+    /// How long viewers (publishers, on an origin) may stay once the node has seen the order;
+    /// 0 means the node's own `drain_timeout`. Counted on the node's clock from when it sees
+    /// the order, so clocks that disagree do not shorten it.
+    pub deadline_seconds: u32,
+    /// When the order was issued, milliseconds since the Unix epoch (the issuer's clock).
+    pub issued_at_ms: u64,
+}
+
+/// The value of `{prefix}/orders/kick/{app}/{name}`: close the stream's publisher. Written
+/// under a short lease of its own, so a kick expires by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KickOrder {
+    /// When the kick was issued, milliseconds since the Unix epoch (the issuer's clock).
+    pub issued_at_ms: u64,
+}
+
+/// A drain order as the cache sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainRecord {
+    pub role: Role,
+    pub id: NodeId,
+    pub order: DrainOrder,
+    pub mod_revision: i64,
+}
+
+/// A kick order as the cache sees it. It applies to a publisher whose claim is older than the
+/// order (`mod_revision` > the claim's `create_revision`): an encoder that reconnects after the
+/// kick makes a new claim, which the same order does not touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KickRecord {
+    pub stream: StreamKey,
+    pub order: KickOrder,
+    pub mod_revision: i64,
+}
+
+impl KickRecord {
+    /// Whether this kick was issued after `claim` (a stream record's `create_revision`) began.
+    pub fn applies_to(&self, claim_revision: i64) -> bool {
+        self.mod_revision > claim_revision
+    }
+}
+
 /// A node's latest load report as the cache sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadRecord {
@@ -344,7 +398,7 @@ pub(crate) struct RawKv {
 }
 
 /// The local cache of one cluster's registry: every registered node, every claimed stream and
-/// every node's latest load report, as of `revision`.
+/// every node's latest load report and the management orders in force, as of `revision`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The registry revision this snapshot reflects (0 before the first list).
@@ -352,6 +406,10 @@ pub struct Snapshot {
     pub nodes: BTreeMap<(Role, NodeId), NodeRecord>,
     pub streams: BTreeMap<StreamKey, StreamRecord>,
     pub loads: BTreeMap<(Role, NodeId), LoadRecord>,
+    /// Drain orders by node (the node need not be registered).
+    pub drains: BTreeMap<(Role, NodeId), DrainRecord>,
+    /// Kick orders by stream (until their lease expires).
+    pub kicks: BTreeMap<StreamKey, KickRecord>,
 }
 
 impl Snapshot {
@@ -376,6 +434,11 @@ impl Snapshot {
     /// The latest load report of node `id` in `role`, if any.
     pub fn load(&self, role: Role, id: &NodeId) -> Option<&LoadRecord> {
         self.loads.get(&(role, id.clone()))
+    }
+
+    /// The drain order in force for node `id` in `role`, if any.
+    pub fn drain_order(&self, role: Role, id: &NodeId) -> Option<&DrainRecord> {
+        self.drains.get(&(role, id.clone()))
     }
 
     /// The live claim on `stream`, if any.

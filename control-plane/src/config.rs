@@ -57,6 +57,10 @@ pub struct Args {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// On SIGTERM, how long open connections (gRPC and HTTP) get to finish before the replica
+    /// exits anyway (endless streams such as `Watch` end at once).
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "10s")]
+    pub drain_timeout: humantime::Duration,
     /// Log filter (`RUST_LOG` syntax).
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]
     pub log: String,

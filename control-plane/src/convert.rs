@@ -69,8 +69,7 @@ pub fn node(snap: &Snapshot, n: &NodeRecord) -> pb::Node {
         load: snap.load(n.role, &n.id).map(node_load),
         version: n.info.version.clone(),
         started_at_ms: n.info.started_at_ms,
-        // Drain orders come with the node-side half of management.
-        ..pb::Node::default()
+        drain_ordered: snap.drain_order(n.role, &n.id).is_some(),
     }
 }
 

@@ -37,11 +37,10 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3))
         .await
         .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
-    let control = Arc::new(ControlPlane::new(
-        observer.snapshot(),
-        args.balance_factor,
-        args.target_utilisation,
-    ));
+    let control = Arc::new(
+        ControlPlane::new(observer.snapshot(), args.balance_factor, args.target_utilisation)
+            .with_orders(observer.orders()),
+    );
     let auth = Auth::new(token, control.counters().clone());
     // On a signal, close first: endless streams end, then both servers drain and stop.
     let closer = control.clone();
@@ -102,26 +101,42 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         .add_service(ExternalScalerServer::new(Scaler(control.clone())))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
-            closed(&control),
+            closed(control.closing()),
         );
     let router = crate::http::router(control.clone())
         .layer(axum::middleware::from_fn_with_state(auth, http_guard));
     let http = async {
         match &tls {
             Some(tls) => {
-                serve_https(http_listener, tls.http_acceptor()?, router, closed(&control)).await?;
+                serve_https(http_listener, tls.http_acceptor()?, router, closed(control.closing()))
+                    .await?;
             }
             None => {
                 axum::serve(http_listener, router)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(closed(control.closing()))
                     .await?;
             }
         }
         anyhow::Ok(())
     };
-    let (g, h) = tokio::join!(grpc, http);
-    g.context("gRPC server")?;
-    h.context("HTTP server")?;
+    let servers = async {
+        let (g, h) = tokio::join!(grpc, http);
+        g.context("gRPC server")?;
+        h.context("HTTP server")
+    };
+    // A client that never lets its connection go (no GOAWAY answer, a request left open) must
+    // not hold the replica up: after the drain timeout it exits anyway.
+    let drain_timeout = args.drain_timeout;
+    let deadline = async {
+        closed(control.closing()).await;
+        tokio::time::sleep(drain_timeout.into()).await;
+    };
+    tokio::select! {
+        served = servers => served?,
+        () = deadline => {
+            tracing::warn!(timeout = %drain_timeout, "connections still open at the drain timeout: exiting");
+        }
+    }
     drop(observer);
     Ok(())
 }
@@ -136,6 +151,6 @@ async fn shutdown_signal() {
 }
 
 /// Resolves once the replica is closing (see [`ControlPlane::close`]).
-async fn closed(control: &ControlPlane) {
-    let _ = control.closing().wait_for(|c| *c).await;
+async fn closed(mut closing: tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
 }

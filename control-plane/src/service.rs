@@ -1,11 +1,12 @@
-//! The control plane's state: the cluster's watch cache, the balance factor and this replica's
-//! pending assignments. Shared by the gRPC and HTTP front ends, which only translate.
+//! The control plane's state: the cluster's watch cache, the balance factor, this replica's
+//! pending assignments and its order writer. Shared by the gRPC and HTTP front ends, which only translate.
 
 use crate::assign::{Assigner, BalanceFactor};
 use crate::counters::Counters;
 use crate::lock::lock;
 use crate::view::{self, Choice, ChoiceError, Pending, PlayProtocol, Totals};
 use sluice_cluster::types::{NodeId, Role, Snapshot};
+use sluice_cluster::OrderWriter;
 use sluice_media::stream_name::StreamKey;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -22,6 +23,8 @@ pub struct ControlPlane {
     /// Set when the replica stops: endless streams (`Watch`, KEDA's `StreamIsActive`) end, so
     /// the servers' graceful shutdown is not held up by clients that never leave.
     closing: watch::Sender<bool>,
+    /// Writes management orders to etcd (absent: the management RPCs fail).
+    orders: Option<OrderWriter>,
 }
 
 impl ControlPlane {
@@ -34,7 +37,19 @@ impl ControlPlane {
         let state = Mutex::new((Pending::default(), Assigner::new([], factor)));
         let counters = Arc::default();
         let closing = watch::Sender::new(false);
-        ControlPlane { snapshot, target_utilisation, state, counters, closing }
+        ControlPlane { snapshot, target_utilisation, state, counters, closing, orders: None }
+    }
+
+    /// Let this replica write management orders (drain, undrain, kick).
+    #[must_use]
+    pub fn with_orders(mut self, orders: OrderWriter) -> ControlPlane {
+        self.orders = Some(orders);
+        self
+    }
+
+    /// The order writer, when this replica has one.
+    pub fn orders(&self) -> Option<&OrderWriter> {
+        self.orders.as_ref()
     }
 
     /// Tell every endless stream to end: the replica is stopping.

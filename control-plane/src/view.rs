@@ -76,11 +76,14 @@ fn report_revision(snap: &Snapshot, id: &NodeId) -> i64 {
     snap.load(Role::Edge, id).map_or(0, |l| l.mod_revision)
 }
 
-/// Ready edges whose last report does not say draining, with their load (reported plus
-/// pending) and capacity (reported, or [`DEFAULT_EDGE_CAPACITY`] before the first report).
+/// Ready edges whose last report does not say draining and that no drain order names (an
+/// ordered edge is skipped at once, before it has marked itself draining), with their load
+/// (reported plus pending) and capacity (reported, or [`DEFAULT_EDGE_CAPACITY`] before the
+/// first report).
 pub fn eligible_edges(snap: &Snapshot, pending: &Pending) -> Vec<EdgeLoad> {
     snap.nodes_of(Role::Edge)
         .filter(|n| n.info.state == NodeState::Ready)
+        .filter(|n| snap.drain_order(Role::Edge, &n.id).is_none())
         .filter_map(|n| {
             let report = snap.load(Role::Edge, &n.id).map(|l| &l.report);
             if report.is_some_and(|r| r.draining) {
@@ -309,6 +312,17 @@ mod tests {
         assert_eq!(ids, ["e1", "e2"]);
         assert_eq!((edges[0].load, edges[0].capacity), (10, 100));
         assert_eq!((edges[1].load, edges[1].capacity), (0, DEFAULT_EDGE_CAPACITY));
+        // A drain order takes an edge out at once, before the edge reports itself draining.
+        let mut snap = cluster();
+        let order = sluice_cluster::types::DrainRecord {
+            role: Role::Edge,
+            id: id("e1"),
+            order: sluice_cluster::types::DrainOrder::default(),
+            mod_revision: 11,
+        };
+        snap.drains.insert((Role::Edge, id("e1")), order);
+        let edges = eligible_edges(&snap, &Pending::default());
+        assert_eq!(edges.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"]);
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //!
 //! | layer | modules | what |
 //! |-------|---------|------|
-//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream` | units and small helpers, hooks |
+//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream`, `drain` | units and small helpers, hooks, the drain state drivers read |
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
-//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `relay_source`, `relay_tls`, `load_report` | delivery drivers and cluster glue |
+//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `relay_source`, `relay_tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders) |
 //! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
 //! | 6 | `server`, `runtime` | wiring a node together; process set-up |
 //!
@@ -32,6 +32,7 @@
 
 // Layer 0: units and small helpers.
 pub mod admission;
+pub mod drain;
 pub mod driver;
 pub mod lock;
 pub mod log_limit;
@@ -50,6 +51,7 @@ pub mod hls;
 pub mod forward;
 pub mod http;
 pub mod load_report;
+pub mod orders;
 pub mod peers;
 pub mod placement;
 pub mod registry;

@@ -203,6 +203,8 @@ pub struct Metrics {
     pub hls_sessions: Gauge,
     /// Streams holding media memory: live, or ended and not yet released.
     pub streams_held: Gauge,
+    /// Publishers closed by a management order (`KickPublisher`).
+    pub publishers_kicked: Counter,
 }
 
 impl Metrics {
@@ -256,6 +258,11 @@ impl Metrics {
             "publishes_rejected",
             "Publish attempts refused (name taken, invalid, limits)",
             self.publishes_rejected.clone(),
+        );
+        r.register(
+            "publishers_kicked",
+            "Publishers closed by a kick order from the control plane",
+            self.publishers_kicked.clone(),
         );
         r.register(
             "viewers_rejected",

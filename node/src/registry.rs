@@ -47,6 +47,15 @@ impl Advertised {
     }
 }
 
+/// Advertise this node in `state` (draining on SIGTERM or a drain order, ready again after an
+/// undrain); a failure is logged, the node carries on (the next write or lease renewal
+/// repeats the value).
+pub async fn advertise_state(registry: &dyn Registry, advertised: &Advertised, state: NodeState) {
+    if let Err(e) = registry.update_node(advertised.info(state)).await {
+        warn!(error = %e, ?state, "could not write this node's state to the registry");
+    }
+}
+
 /// Connect (or, standalone, create) the registry and register this node as ready.
 pub async fn start_registry(
     args: &ClusterSettings,

@@ -1,4 +1,5 @@
-//! Starting a node that serves publishers and viewers: listeners, tasks, drain on SIGTERM.
+//! Starting a node that serves publishers and viewers: listeners, tasks, drain on SIGTERM (and
+//! on an operator's order: `crate::orders`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tracing::{info, warn};
+use tracing::info;
 
 use sluice_cluster::types::{Capacity, Role};
 use sluice_cluster::Registry;
@@ -18,7 +19,7 @@ use crate::hls::{HlsServing, HlsStreams};
 use crate::http::{self, HttpContext};
 use crate::hub::{Hub, HubConfig};
 use crate::metrics::Metrics;
-use crate::registry::{self, Advertised};
+use crate::registry::{self, advertise_state, Advertised};
 use crate::rtmp::{self, RtmpContext};
 use crate::runtime;
 use crate::settings::NodeSettings;
@@ -69,6 +70,9 @@ pub struct Node {
     rtmp_ctx: Arc<RtmpContext>,
     registry: Arc<dyn Registry>,
     advertised: Advertised,
+    /// Carries out drain and kick orders; stopped first on SIGTERM (an undrain must not mark a
+    /// node that is shutting down ready again).
+    orders: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -195,6 +199,15 @@ impl Node {
             }
         }
 
+        let drain = Arc::new(crate::drain::DrainGate::default());
+        let orders = crate::orders::spawn(crate::orders::OrderContext {
+            registry: registry.clone(),
+            hub: hub.clone(),
+            gate: drain.clone(),
+            advertised: advertised.clone(),
+            metrics: metrics.clone(),
+            drain_timeout: args.limits.drain_timeout,
+        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut rtmp_ctx = RtmpContext::new(
             hub.clone(),
@@ -205,6 +218,7 @@ impl Node {
         );
         rtmp_ctx.forwarding = forwarding;
         rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
+        rtmp_ctx.drain = drain.clone();
         rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(
             crate::metrics::Door::Rtmp,
             crate::admission::PerIpLimits {
@@ -225,6 +239,7 @@ impl Node {
             ready: true.into(),
             web_dir: args.web_dir.clone(),
             cluster: (options_role == Role::Edge).then(|| registry.snapshot()),
+            drain,
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
@@ -248,19 +263,19 @@ impl Node {
             rtmp_ctx,
             registry,
             advertised,
+            orders,
             tasks,
         })
     }
 
     /// Stop accepting, report not-ready, and wait up to `drain` for connections to finish.
     pub async fn shutdown(self, drain: Duration) {
+        self.orders.abort();
         self.http_ctx.ready.store(false, Ordering::Relaxed);
         // Leave the ring first: other nodes move this node's streams away (make-before-break)
         // while its connections drain.
-        let draining = self.advertised.info(sluice_cluster::types::NodeState::Draining);
-        if let Err(e) = self.registry.update_node(draining).await {
-            warn!(error = %e, "could not mark this node draining in the registry");
-        }
+        let draining = sluice_cluster::types::NodeState::Draining;
+        advertise_state(self.registry.as_ref(), &self.advertised, draining).await;
         if self.relay.is_some() {
             // Give relay peers a moment to move their subscriptions and forwards.
             tokio::time::sleep(RELAY_MOVE_GRACE.min(drain)).await;

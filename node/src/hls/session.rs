@@ -222,14 +222,17 @@ impl SessionTable {
         self.len() == 0
     }
 
-    /// End sessions idle for longer than the timeout.
+    /// End sessions idle for longer than the timeout, and those the hub closed (a drain
+    /// order's deadline).
     pub fn sweep(&self) {
         let now = Instant::now();
         let expired: Vec<Session> = {
             let mut map = self.lock();
             let ids: Vec<String> = map
                 .iter()
-                .filter(|(_, s)| now.saturating_duration_since(s.last_seen) >= self.idle)
+                .filter(|(_, s)| {
+                    now.saturating_duration_since(s.last_seen) >= self.idle || s._viewer.is_closed()
+                })
                 .map(|(sid, _)| sid.clone())
                 .collect();
             let expired = ids.iter().filter_map(|sid| map.remove(sid)).collect();

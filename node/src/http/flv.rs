@@ -108,9 +108,13 @@ impl FlvViewer {
     }
 
     /// The next piece of the response body; `None` ends it (the publisher left and did not
-    /// come back within the wait timeout).
+    /// come back within the wait timeout, or the hub closed the viewer).
     async fn next(&mut self) -> Option<Bytes> {
         loop {
+            if self.sub.is_closed() {
+                // The hub closed this viewer (a drain order's deadline): end the response.
+                return None;
+            }
             if let Some(b) = self.pending.pop_front() {
                 self.bytes_out.inc_by(b.len() as u64);
                 return Some(b);

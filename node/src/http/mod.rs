@@ -42,6 +42,9 @@ pub struct HttpContext {
     /// Edges: the registry cache, so `/api/streams` lists every stream of the cluster, not only
     /// those this edge pulls now.
     pub cluster: Option<tokio::sync::watch::Receiver<sluice_cluster::types::Snapshot>>,
+    /// Set while a drain order is in force: `/readyz` answers 503, new viewers are redirected
+    /// or refused.
+    pub drain: Arc<crate::drain::DrainGate>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -66,7 +69,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
 }
 
 async fn readyz(State(ctx): State<Arc<HttpContext>>) -> Response {
-    if ctx.ready.load(Ordering::Relaxed) {
+    if ctx.ready.load(Ordering::Relaxed) && !ctx.drain.is_draining() {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "draining or starting\n").into_response()
@@ -115,6 +118,11 @@ async fn media(
     RawQuery(query): RawQuery,
     client: Option<Extension<serve::ClientIp>>,
 ) -> Response {
+    let is_flv = file.ends_with(".flv");
+    if let Some(resp) = drained(&ctx, &format!("/{app}/{file}"), is_flv || file.ends_with(".m3u8"))
+    {
+        return resp;
+    }
     if let Some(stream) = file.strip_suffix(".flv") {
         return flv::play(ctx, &app, stream).await;
     }
@@ -142,12 +150,38 @@ async fn hls_file(
     RawQuery(query): RawQuery,
     client: Option<Extension<serve::ClientIp>>,
 ) -> Response {
+    let path = format!("/{app}/{stream}/{file}");
+    if let Some(resp) = drained(&ctx, &path, file.ends_with(".m3u8")) {
+        return resp;
+    }
     let _pull = match pull_for_hls(&ctx, &app, &stream).await {
         Ok(pull) => pull,
         Err(resp) => return resp,
     };
     let client = client.map(|c| c.0 .0);
     crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref(), client).await
+}
+
+/// A media request on a node with a drain order in force: players of new sessions (HTTP-FLV,
+/// and every HLS playlist reload, `entry`) are sent to another ready edge when one is known
+/// (302 to the same path there, without the query: HLS session ids are per node, the other
+/// edge starts its own session); past the deadline everything else is refused. `None`: serve.
+fn drained(ctx: &HttpContext, path: &str, entry: bool) -> Option<Response> {
+    let view = ctx.drain.view();
+    if !view.draining {
+        return None;
+    }
+    if entry {
+        if let Some(url) = ctx.drain.redirect_url(path) {
+            return Some(
+                (StatusCode::FOUND, [(header::LOCATION, url)], "this node is draining\n")
+                    .into_response(),
+            );
+        }
+    }
+    // New HTTP-FLV viewers are not taken while draining; HLS sessions go on until the deadline.
+    let refuse = view.closed || (entry && path.ends_with(".flv"));
+    refuse.then(|| (StatusCode::SERVICE_UNAVAILABLE, "this node is draining\n").into_response())
 }
 
 /// On a node with an upstream (an edge), an HLS request for a stream that is not live here

@@ -99,6 +99,8 @@ pub(crate) struct HubInner {
     upstream: OnceLock<Arc<dyn crate::upstream::Upstream>>,
     /// Per-stream HLS state, when a layer above set it (see [`hls_hook`]).
     hls: OnceLock<Arc<dyn HlsHook>>,
+    /// Bumped by [`Hub::close_viewers`]: every viewer subscribed before it ends.
+    pub(crate) evict: tokio::sync::watch::Sender<u64>,
 }
 
 /// Cheap to clone; all clones share one hub.
@@ -117,6 +119,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 upstream: OnceLock::new(),
                 hls: OnceLock::new(),
+                evict: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -306,6 +309,13 @@ impl Hub {
         if let Some(kick) = entry.and_then(|e| e.state().publisher_kick.clone()) {
             kick.notify_one();
         }
+    }
+
+    /// End every viewer (RTMP, HTTP-FLV, HLS session; not relay feeds) subscribed now: their
+    /// drivers see [`Subscription::is_closed`] and close their connections (a drained node's
+    /// deadline). Viewers that subscribe later are not affected.
+    pub fn close_viewers(&self) {
+        self.inner.evict.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// Keys that have a publisher on this node.

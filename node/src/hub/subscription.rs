@@ -25,6 +25,9 @@ pub struct Subscription {
     playing: bool,
     /// A relay feed (counted in the entry's `relays` while it lives).
     relay: bool,
+    /// The hub's eviction counter and its value at subscription; `None` for relay feeds, which
+    /// [`super::Hub::close_viewers`] leaves alone.
+    evict: Option<(watch::Receiver<u64>, u64)>,
 }
 
 impl Subscription {
@@ -41,7 +44,12 @@ impl Subscription {
         if relay {
             entry.relays.fetch_add(1, Ordering::AcqRel);
         }
-        Subscription { hub, entry, cursor, wake, viewers, playing: false, relay }
+        let evict = (!relay).then(|| {
+            let rx = hub.evict.subscribe();
+            let at = *rx.borrow();
+            (rx, at)
+        });
+        Subscription { hub, entry, cursor, wake, viewers, playing: false, relay, evict }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
@@ -74,11 +82,33 @@ impl Subscription {
         }
     }
 
-    /// Resolves when the stream changed since the last [`Subscription::collect`].
+    /// Whether the hub closed this viewer ([`super::Hub::close_viewers`]): its driver ends it.
+    pub fn is_closed(&self) -> bool {
+        self.evict.as_ref().is_some_and(|(rx, at)| *rx.borrow() != *at)
+    }
+
+    /// Resolves when the stream changed since the last [`Subscription::collect`], or when the
+    /// viewer was closed (check [`Subscription::is_closed`]).
     pub async fn changed(&mut self) {
-        if self.wake.changed().await.is_err() {
-            // The sender lives as long as the entry, which we hold: never happens.
-            std::future::pending::<()>().await;
+        let closed = async {
+            match &mut self.evict {
+                Some((rx, at)) => {
+                    let at = *at;
+                    if rx.wait_for(|g| *g != at).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            changed = self.wake.changed() => {
+                if changed.is_err() {
+                    // The sender lives as long as the entry, which we hold: never happens.
+                    std::future::pending::<()>().await;
+                }
+            }
+            () = closed => {}
         }
     }
 

@@ -216,3 +216,18 @@ fn figures_count_viewers_but_not_relay_feeds() {
     let a = hub.figures(Instant::now()).into_iter().find(|f| f.key == key("a")).unwrap();
     assert_eq!((a.fps, a.bitrate_bps), (0.0, 0.0));
 }
+
+#[tokio::test]
+async fn close_viewers_ends_those_watching_now_but_not_relays_or_later_viewers() {
+    let hub = hub(config());
+    let mut flv = hub.subscribe(&key("a"), Protocol::Flv).unwrap();
+    let relay = hub.subscribe(&key("a"), Protocol::Relay).unwrap();
+    assert!(!flv.is_closed());
+    hub.close_viewers();
+    // A waiting viewer wakes up and sees it is closed.
+    tokio::time::timeout(std::time::Duration::from_secs(1), flv.changed()).await.unwrap();
+    assert!(flv.is_closed());
+    assert!(!relay.is_closed());
+    let later = hub.subscribe(&key("a"), Protocol::Rtmp).unwrap();
+    assert!(!later.is_closed());
+}

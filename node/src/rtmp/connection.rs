@@ -216,6 +216,12 @@ impl Connection {
                             }
                             return Ok(());
                         }
+                        Wake::Closed => {
+                            if self.ctx.client_log.allow() {
+                                info!("player closed: this node's drain deadline passed");
+                            }
+                            return Ok(());
+                        }
                         Wake::Claimed(result) => self.on_claimed(result),
                         Wake::Media => {}
                     }
@@ -431,6 +437,15 @@ impl Connection {
             );
             return;
         }
+        if self.ctx.drain.is_draining() {
+            self.ctx.metrics.publishes_rejected.inc();
+            if self.ctx.client_log.allow() {
+                info!(stream = %key, "publish refused: this node is draining");
+            }
+            let msg = "this origin is draining: publish to another origin";
+            self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", msg);
+            return;
+        }
         if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
             self.ctx.metrics.publishes_rejected.inc();
             if self.ctx.client_log.allow() {
@@ -547,6 +562,11 @@ impl Connection {
                 return;
             }
         };
+        if self.ctx.drain.is_draining() {
+            let msg = "this node is draining: play from another node";
+            self.session.reject_play(stream_id, "NetStream.Play.Failed", msg, name);
+            return;
+        }
         // This connection already holds its slot; the last `--publisher-reserve` free ones are
         // for publishers, so viewers can never lock them out.
         if self.ctx.connection_slots.available_permits() < self.ctx.publisher_reserve {
@@ -588,6 +608,8 @@ impl Connection {
 enum Wake {
     Media,
     Kicked,
+    /// The hub closed this player (a drain order's deadline).
+    Closed,
     Claimed(Result<Claim, ClaimError>),
 }
 
@@ -596,8 +618,11 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
     match activity {
         Activity::Playing { sub, .. } | Activity::Waiting { sub, .. } if want_media => {
             // A batch limit may have left media behind: take it now, not at the next frame.
-            if !sub.has_pending() {
+            if !sub.has_pending() && !sub.is_closed() {
                 sub.changed().await;
+            }
+            if sub.is_closed() {
+                return Wake::Closed;
             }
             Wake::Media
         }

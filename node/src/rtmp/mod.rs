@@ -40,6 +40,8 @@ pub struct RtmpContext {
     /// Slots of `connection_slots` viewers leave free for publishers (`--publisher-reserve`):
     /// a `play` that would take one of them is refused.
     pub publisher_reserve: usize,
+    /// Set while a drain order is in force: new players and publishers are refused.
+    pub drain: Arc<crate::drain::DrainGate>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -76,6 +78,7 @@ impl RtmpContext {
             forwarding: None,
             admission,
             publisher_reserve: 0,
+            drain: Arc::default(),
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),

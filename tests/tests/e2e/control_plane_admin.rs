@@ -124,7 +124,11 @@ fn the_token_guards_management_and_watch_follows_a_stream_from_start_to_end() {
     let origin = c.origin("origin-a", &[]);
     let _edge = c.edge("edge-a1", &[]);
     let token = token_file("watch");
-    let mut cp = control_plane::start(&c, "cpa", &["--token-file", token.to_str().unwrap()]);
+    let mut cp = control_plane::start(
+        &c,
+        "cpa",
+        &["--token-file", token.to_str().unwrap(), "--drain-timeout", "2s"],
+    );
     let rt = runtime();
 
     let mut events = rt.block_on(async {
@@ -240,7 +244,9 @@ fn the_token_guards_management_and_watch_follows_a_stream_from_start_to_end() {
     assert!(gone, "the watcher task ended; log:\n{}", cp.log_text());
 
     // SIGTERM with a watcher connected: the watcher gets UNAVAILABLE (to go to another
-    // replica) and the replica exits at once instead of waiting for it to leave.
+    // replica) and the replica exits instead of waiting for it to leave. Once `block_on`
+    // returns nobody drives this client's connection, so it never answers the server's GOAWAY:
+    // the replica must not wait for it past `--drain-timeout`.
     rt.block_on(async {
         let mut client = ControlPlaneClient::new(channel(&cp).await);
         let request = with_token(tonic::Request::new(pb::WatchRequest { initial: false }), TOKEN);

@@ -26,6 +26,7 @@ mod http_api;
 mod layers;
 mod limits;
 mod media_changes;
+mod orders;
 mod otlp;
 mod placement;
 mod publish_play;
