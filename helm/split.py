@@ -1,10 +1,11 @@
 """Splits a `helm template` output into one file per object, by who validates it.
 
-    split.py RENDERED.yaml OUT_DIR
+    split.py RENDERED.yaml OUT_DIR ALL.json
 
 OUT_DIR/core/NN-KIND-NAME.yaml: Kubernetes' own kinds (kubernetes-validate);
 OUT_DIR/keda/NN-KIND-NAME.json: keda.sh objects (@kubernetes-models/keda).
-Any other API group is an error, so no rendered object goes unchecked.
+Any other API group is an error, so no rendered object goes unchecked. ALL.json: every
+object, as one JSON array (what tests/tests/e2e/helm_chart.rs reads).
 """
 
 import json
@@ -25,7 +26,7 @@ KUBERNETES_GROUPS = {
 
 
 def main() -> int:
-    rendered, out = sys.argv[1], sys.argv[2]
+    rendered, out, everything = sys.argv[1], sys.argv[2], sys.argv[3]
     for sub in ("core", "keda"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     with open(rendered, encoding="utf-8") as f:
@@ -45,6 +46,8 @@ def main() -> int:
     if not docs:
         print(f"{rendered}: no objects", file=sys.stderr)
         return 1
+    with open(everything, "w", encoding="utf-8") as f:
+        json.dump(docs, f, indent=1)
     return 0
 
 

@@ -5,7 +5,8 @@
 #      value set in helm/sluice/ci/*.yaml, each for Kubernetes 1.30 and 1.35 (--kube-version);
 #   2. every rendered object validated strictly against that version's schemas (PyPI
 #      kubernetes-validate), the KEDA objects with the npm package @kubernetes-models/keda;
-#   3. the rendered manifests written to $TARGET/helm/rendered/SET-KUBE.yaml, where the Rust
+#   3. the rendered manifests written to $TARGET/helm/rendered/SET-KUBE.yaml (and .json, one
+#      array of objects), where the Rust
 #      test tests/tests/e2e/helm_chart.rs checks what schemas cannot (flags against the real
 #      binaries, selectors, ports, probes, autoscaler targets, budgets, grace periods).
 #
@@ -98,7 +99,7 @@ for set in "${sets[@]}"; do
         # Kubernetes' own kinds to kubernetes-validate, KEDA's to the node script; any other
         # kind is an error (it would go unchecked).
         split=$OUT/split-$set-${kube%.0}
-        "$VENV/bin/python" helm/split.py "$out" "$split" || die "splitting $out failed"
+        "$VENV/bin/python" helm/split.py "$out" "$split" "${out%.yaml}.json" || die "splitting $out failed"
         count=$(find "$split/core" -name '*.yaml' | wc -l)
         report=$("$VENV/bin/kubernetes-validate" --strict -k "$kube" "$split"/core/*.yaml 2>&1) || {
             echo "$report" | grep -v '^INFO' >&2
