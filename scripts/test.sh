@@ -33,6 +33,7 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 [ "$(command -v python3)" != /usr/bin/python3 ] || dpkg -s python3-venv >/dev/null 2>&1 \
     || need_apt+=(python3-venv)
 command -v unzip >/dev/null || need_apt+=(unzip)        # helm/test.sh (helm from an npm zip)
+command -v openssl >/dev/null || need_apt+=(openssl)    # e2e helm_chart (the pods' cert script)
 command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.sh
 command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
 apt_get_install "${need_apt[@]}"
@@ -56,7 +57,7 @@ need_cargo_tool nextest cargo-nextest
 
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
-for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss unzip; do
+for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss unzip openssl; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \
