@@ -14,6 +14,7 @@ mod deploy_local;
 mod edge_hls;
 mod edges;
 mod flood;
+mod helm_chart;
 mod hevc;
 mod hls;
 mod hls_ts;
