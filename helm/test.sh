@@ -16,6 +16,7 @@
 # unreachable this script fails: it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck disable=SC2034 # read by log() in scripts/lib.sh
 LOG_PREFIX="[helm/test.sh]"
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
