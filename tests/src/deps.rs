@@ -6,7 +6,8 @@
 //!
 //! Developers without some of them may opt out of the tests that can be skipped one by one
 //! (HEVC, browser), per program, with
-//! `SLUICE_TEST_ALLOW_MISSING=ffmpeg,hevc-ffmpeg,chromium,node` (or `all`): the test then prints
+//! `SLUICE_TEST_ALLOW_MISSING=ffmpeg,hevc-ffmpeg,chromium,node,helm` (or `all`; `helm`: the chart
+//! renderings of helm/test.sh, see `crate::helm`): the test then prints
 //! a loud `SKIPPED` notice and returns. Never set in CI (`scripts/test.sh` refuses it there).
 //!
 //! To check the failure by hand, hide a program: `PATH` without ffmpeg/ffprobe, chromium or

@@ -183,6 +183,18 @@ impl<R: BufRead> Read for ChunkedReader<R> {
     }
 }
 
+/// `curl`'s status code for `url` (`000` when nothing answered), with extra `args` such as
+/// `--cacert` and `--resolve`: for the HTTPS ports, which this module's client does not speak.
+pub fn curl_status(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod ffmpeg;
 pub mod fixtures;
 pub mod flood;
+pub mod helm;
 pub mod http;
 pub mod metrics;
 pub mod origin;

@@ -5,7 +5,6 @@
 //! and TLS on both ports.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use sluice_launch::process::Signal;
@@ -107,17 +106,6 @@ fn metric(cp: &ControlPlaneProcess, name: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// The HTTP status curl gets for `url` with `args` (curl handles the header and TLS cases).
-fn curl_status(url: &str, args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("run curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_token_guards_management_and_watch_follows_a_stream_from_start_to_end() {
     let c = TestCluster::new("cpa", &["origin-a", "edge-a1"]);
@@ -192,10 +180,10 @@ fn the_token_guards_management_and_watch_follows_a_stream_from_start_to_end() {
 
     // The HTTP port: /api/ needs the token, the rest stays open.
     let api = format!("http://{}/api/cluster", cp.http);
-    assert_eq!(curl_status(&api, &[]), "401");
-    assert_eq!(curl_status(&api, &["-H", "Authorization: Bearer wrong"]), "401");
+    assert_eq!(http::curl_status(&api, &[]), "401");
+    assert_eq!(http::curl_status(&api, &["-H", "Authorization: Bearer wrong"]), "401");
     let bearer = format!("Authorization: Bearer {TOKEN}");
-    assert_ne!(curl_status(&api, &["-H", &bearer]), "401", "the token opens /api/");
+    assert_ne!(http::curl_status(&api, &["-H", &bearer]), "401", "the token opens /api/");
     for open in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(http::get(cp.http, open, secs(5)).unwrap().status, 200, "{open}");
     }
@@ -424,8 +412,8 @@ fn a_replica_with_a_certificate_serves_tls_and_refuses_plain_text() {
     let https = format!("https://localhost:{}/readyz", cp.http.port());
     let resolve = format!("localhost:{}:127.0.0.1", cp.http.port());
     let ca_arg = ca.to_str().unwrap();
-    assert_eq!(curl_status(&https, &["--cacert", ca_arg, "--resolve", &resolve]), "200");
-    assert_ne!(curl_status(&https, &["--resolve", &resolve]), "200", "unknown CA refused");
+    assert_eq!(http::curl_status(&https, &["--cacert", ca_arg, "--resolve", &resolve]), "200");
+    assert_ne!(http::curl_status(&https, &["--resolve", &resolve]), "200", "unknown CA refused");
     let plain = http::get(cp.http, "/readyz", secs(5));
     assert!(
         !matches!(&plain, Ok(r) if r.status == 200),

@@ -18,6 +18,7 @@ mod edge_hls;
 mod edges;
 mod figures;
 mod flood;
+mod helm_chart;
 mod hevc;
 mod hls;
 mod hls_ts;

@@ -1,0 +1,89 @@
+{{/*
+Every flag the chart passes to a Sluice binary is written here and nowhere else, so a renamed
+flag is one edit. Each is `--name=value` (one list item), which tests/tests/e2e/helm_chart.rs
+checks against the real binary's --help.
+*/}}
+
+{{/* Listen ports inside the pods (the Services map their own ports onto these names). */}}
+{{- define "sluice.port.rtmp" -}}1935{{- end -}}
+{{- define "sluice.port.http" -}}8080{{- end -}}
+{{- define "sluice.port.https" -}}8443{{- end -}}
+{{- define "sluice.port.relay" -}}7000{{- end -}}
+{{- define "sluice.port.grpc" -}}50051{{- end -}}
+{{- define "sluice.port.cpHttp" -}}8090{{- end -}}
+
+{{/* The etcd client flags every process shares (nodes and control plane). */}}
+{{- define "sluice.flags.etcd" -}}
+{{- $endpoints := .Values.etcd.external.endpoints -}}
+{{- if not $endpoints -}}
+{{- $etcd := include "sluice.component" (dict "root" . "component" "etcd") -}}
+{{- $endpoints = list (printf "http://%s.%s.svc.%s:2379" $etcd .Release.Namespace .Values.clusterDomain) -}}
+{{- end }}
+- --etcd={{ join "," $endpoints }}
+- --etcd-prefix={{ .Values.etcd.prefix }}
+{{- if .Values.etcd.external.tls.enabled }}
+- --etcd-ca-file=/var/run/sluice/etcd-tls/ca.crt
+- --etcd-cert-file=/var/run/sluice/etcd-tls/tls.crt
+- --etcd-key-file=/var/run/sluice/etcd-tls/tls.key
+{{- end }}
+{{- end -}}
+
+{{/* Flags of both node binaries. .component: origin or edge. */}}
+{{- define "sluice.flags.node" -}}
+{{- $values := index .root.Values .component }}
+- --node-id=$(POD_NAME)
+- --rtmp-listen=0.0.0.0:{{ include "sluice.port.rtmp" . }}
+- --http-listen=0.0.0.0:{{ include "sluice.port.http" . }}
+- --log={{ .root.Values.log.level }}
+- --log-format={{ .root.Values.log.format }}
+- --web-dir=/usr/share/sluice/web
+- --drain-timeout={{ $values.drainTimeoutSeconds }}s
+- --tls-dir=/var/run/sluice/tls
+- --hls-session-key-file=/var/run/sluice/hls/key
+{{ include "sluice.flags.etcd" .root }}
+{{- end -}}
+
+{{- define "sluice.flags.origin" -}}
+{{- $headless := printf "%s-headless" (include "sluice.component" (dict "root" .root "component" "origin")) }}
+{{- include "sluice.flags.node" (dict "root" .root "component" "origin") }}
+- --relay-listen=0.0.0.0:{{ include "sluice.port.relay" . }}
+- --advertise-host=$(POD_NAME).{{ $headless }}.{{ .root.Release.Namespace }}.svc.{{ .root.Values.clusterDomain }}
+{{- range .root.Values.origin.extraArgs }}
+- {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "sluice.flags.edge" -}}
+{{- include "sluice.flags.node" (dict "root" .root "component" "edge") }}
+- --advertise-host=$(POD_IP)
+- --max-viewers={{ .root.Values.edge.maxViewers }}
+{{- if .root.Values.edge.tls.enabled }}
+- --https-listen=0.0.0.0:{{ include "sluice.port.https" . }}
+- --https-cert=/var/run/sluice/https/tls.crt
+- --https-key=/var/run/sluice/https/tls.key
+{{- end }}
+{{- range .root.Values.edge.extraArgs }}
+- {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "sluice.flags.controlPlane" -}}
+- --grpc-listen=0.0.0.0:{{ include "sluice.port.grpc" . }}
+- --http-listen=0.0.0.0:{{ include "sluice.port.cpHttp" . }}
+- --log={{ .Values.log.level }}
+- --balance-factor={{ .Values.controlPlane.balanceFactor }}
+- --token-file=/var/run/sluice/token/token
+{{- if .Values.controlPlane.tls.enabled }}
+- --tls-cert=/var/run/sluice/cp-tls/tls.crt
+- --tls-key=/var/run/sluice/cp-tls/tls.key
+{{- end }}
+{{ include "sluice.flags.etcd" . }}
+{{- range .Values.controlPlane.extraArgs }}
+- {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* The scheme of the control plane's HTTP port (its probes, the ServiceMonitor, NOTES). */}}
+{{- define "sluice.controlPlaneScheme" -}}
+{{- if .Values.controlPlane.tls.enabled -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end -}}
