@@ -1,16 +1,21 @@
 //! `sluicectl`, the real binary, against a real cluster (etcd, an origin, an edge, a control
-//! plane replica, ffmpeg publishing): `nodes ls`, `streams ls|show`, `assign`, `ingest`,
-//! `capacity -o yaml`, `check` on a healthy cluster and after the edge is gone; and without a
-//! cluster: an unreachable endpoint is one error line and exit 3, `check` reports it as a ✗,
-//! contexts from the config file, completions, usage errors.
+//! plane replica with a bearer token, ffmpeg publishing, an RTMP viewer): the token from
+//! `SLUICE_TOKEN` (none: exit 5), `nodes ls|show|drain|undrain`, `streams ls|show|kick|watch`,
+//! `assign`, `ingest`, `capacity -o yaml`, `check` on a healthy cluster and after the edge is
+//! gone; and without a cluster: an unreachable endpoint is one error line and exit 3, `check`
+//! reports it as a ✗, contexts from the config file, completions, usage errors.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use sluice_tests::cluster::TestCluster;
 use sluice_tests::control_plane::{self, free_port};
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
+use sluice_tests::viewer::Watcher;
 use sluice_tests::{h264_aac, paths, secs, Publisher};
 
 /// What a run of `sluicectl` gave.
@@ -28,15 +33,21 @@ impl Run {
     }
 }
 
-/// Run `sluicectl ARGS` with `env` and a config file path of its own (so the machine's
-/// config and `SLUICE_*` variables cannot interfere).
-fn ctl_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+/// `sluicectl ARGS` with `env` and a config file path of its own (so the machine's config and
+/// `SLUICE_*` variables cannot interfere).
+fn ctl_command(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut cmd = Command::new(paths::binary("sluicectl"));
     for var in ["SLUICE_ENDPOINT", "SLUICE_TOKEN", "SLUICE_TOKEN_FILE", "SLUICE_TIMEOUT"] {
         cmd.env_remove(var);
     }
     cmd.env_remove("SLUICE_CA").env_remove("SLUICE_CONTEXT").env("SLUICE_CONFIG", config);
-    let out = cmd.envs(env.iter().copied()).args(args).output().expect("run sluicectl");
+    cmd.envs(env.iter().copied()).args(args);
+    cmd
+}
+
+/// Run `sluicectl ARGS` (see [`ctl_command`]) to its end.
+fn ctl_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let out = ctl_command(config, env, args).output().expect("run sluicectl");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -48,16 +59,82 @@ fn config_in(dir: &TestDir) -> PathBuf {
     dir.path().join("sluicectl.toml")
 }
 
+/// `sluicectl streams watch -o json` running, its stdout lines sent by a reader thread.
+struct WatchRun {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl WatchRun {
+    fn start(config: &Path, env: &[(&str, &str)]) -> WatchRun {
+        let args = ["streams", "watch", "--no-initial", "-o", "json"];
+        let mut child = ctl_command(config, env, &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run sluicectl streams watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).unwrap_or_else(|e| {
+                    panic!("watch printed a line that is not JSON ({e}): {line}")
+                });
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        WatchRun { child, lines }
+    }
+
+    /// The next event of `kind` about stream `key`, skipping others.
+    fn next_stream_event(
+        &self,
+        kind: &str,
+        key: (&str, &str),
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Ok(event) = self.lines.recv_timeout(left) else { break };
+            let s = &event["stream"];
+            if event["kind"] == kind && s["app"] == key.0 && s["name"] == key.1 {
+                return event;
+            }
+            seen.push(event);
+        }
+        panic!("no {kind} event for {}/{} in {timeout:?}; saw {seen:?}", key.0, key.1)
+    }
+}
+
+impl Drop for WatchRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn sluicectl_reports_and_checks_a_live_cluster() {
     let c = TestCluster::new("ctl", &["origin-k", "edge-k"]);
     let origin = c.origin("origin-k", &[]);
     let edge = c.edge("edge-k", &[]);
-    let cp = control_plane::start(&c, "ctl", &[]);
     let dir = TestDir::new("sluicectl");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "sluicectl-e2e-token\n").expect("token file");
+    let cp = control_plane::start(&c, "ctl", &["--token-file", token_file.to_str().unwrap()]);
     let config = config_in(&dir);
     let endpoint = cp.grpc_url();
-    let ctl = |args: &[&str]| ctl_env(&config, &[("SLUICE_ENDPOINT", &endpoint)], args);
+    let env = [("SLUICE_ENDPOINT", endpoint.as_str()), ("SLUICE_TOKEN", "sluicectl-e2e-token")];
+    let ctl = |args: &[&str]| ctl_env(&config, &env, args);
+
+    // Without the token: one line and exit 5.
+    let refused = ctl_env(&config, &[("SLUICE_ENDPOINT", &endpoint)], &["nodes", "ls"]);
+    assert_eq!(refused.code, 5, "{refused:?}");
+    assert_eq!(refused.stderr.lines().count(), 1, "{refused:?}");
+    assert!(refused.stderr.starts_with("error: "), "{refused:?}");
 
     // nodes ls: every node, ready, with a load report.
     let nodes = wait_for(secs(15), || {
@@ -70,6 +147,20 @@ fn sluicectl_reports_and_checks_a_live_cluster() {
     .unwrap_or_else(|| panic!("two ready nodes: {:?}", ctl(&["nodes", "ls"])));
     assert_eq!(nodes[0]["id"], "origin-k", "origins first: {nodes:?}");
     assert_eq!(nodes[1]["role"], "edge");
+    // Version, uptime and the load report's figures, as the nodes wrote them.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    for n in &nodes {
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"), "{n}");
+        let started = n["started_at_ms"].as_u64().expect("started_at_ms");
+        assert!(started > now_ms - 120_000 && started <= now_ms + 5_000, "started now: {n}");
+        let reported = n["load"]["reported_at_ms"].as_u64().expect("reported_at_ms");
+        assert!(reported > now_ms - 10_000, "a fresh load report: {n}");
+        assert!(n["load"]["memory_bytes"].as_u64() > Some(1 << 20), "memory in use: {n}");
+    }
+    assert_eq!(nodes[1]["load"]["max_viewers"], 10_000, "{nodes:?}");
     let table = ctl(&["nodes", "ls"]);
     assert_eq!(table.code, 0, "{table:?}");
     eprintln!("sluicectl nodes ls:\n{}", table.stdout);
@@ -84,7 +175,11 @@ fn sluicectl_reports_and_checks_a_live_cluster() {
     let none = ctl(&["assign", "live/x"]);
     assert_eq!((none.code, none.stderr.as_str()), (4, "error: stream live/x has no publisher\n"));
 
+    // streams watch, running from before the publisher starts.
+    let watch = WatchRun::start(&config, &env);
     let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "x"), &h264_aac().path);
+    let started = watch.next_stream_event("stream_started", ("live", "x"), secs(30));
+    assert_eq!(started["stream"]["origin"], "origin-k", "{started}");
     let stream = wait_for(secs(20), || {
         let v = ctl(&["streams", "ls", "-o", "json"]).json();
         let s = v["streams"].as_array()?.first()?.clone();
@@ -93,9 +188,25 @@ fn sluicectl_reports_and_checks_a_live_cluster() {
     .unwrap_or_else(|| panic!("stream listed: {:?}", ctl(&["streams", "ls"])));
     assert_eq!((stream["app"].as_str(), stream["name"].as_str()), (Some("live"), Some("x")));
     assert_eq!(stream["origin"], "origin-k");
-    let show = ctl(&["streams", "show", "live/x", "-o", "json"]).json();
+    // show: the fixture's codecs, 1280x720 at 30 fps, and one viewer on the edge.
+    wait_for(secs(15), || edge.stream_info("live", "x")).expect("the edge lists the stream");
+    let viewer = Watcher::start(edge.rtmp, "live", "x");
+    assert!(viewer.wait_video(10, secs(20)) >= 10, "the viewer plays");
+    let show = wait_for(secs(15), || {
+        let v = ctl(&["streams", "show", "live/x", "-o", "json"]).json();
+        (v["viewers"]["edge-k"] == 1 && v["fps_milli"].as_u64()? > 0).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("one viewer on edge-k: {:?}", ctl(&["streams", "show", "live/x"])));
     let codecs = show["codecs"].as_array().expect("codecs");
     assert_eq!(codecs, &[serde_json::json!("h264"), serde_json::json!("aac")], "{show}");
+    assert_eq!(
+        (show["width"].as_u64(), show["height"].as_u64()),
+        (Some(1280), Some(720)),
+        "{show}"
+    );
+    let fps = show["fps_milli"].as_u64().expect("fps_milli");
+    assert!((29_000..=31_000).contains(&fps), "30 fps: {show}");
+    assert_eq!(show["viewers"].as_object().map(serde_json::Map::len), Some(1), "{show}");
     let table = ctl(&["streams", "show", "live/x"]);
     eprintln!("sluicectl streams show live/x:\n{}", table.stdout);
     assert!(table.stdout.starts_with("stream:") && table.stdout.contains("live/x"), "{table:?}");
@@ -136,15 +247,32 @@ fn sluicectl_reports_and_checks_a_live_cluster() {
     let report = ctl(&["check", "-o", "json"]).json();
     assert_eq!(report["ok"], true, "{report}");
 
-    // Kick: the publisher's origin closes it (UNIMPLEMENTED until the management RPCs land;
-    // either way, one line and a clear code).
+    // drain: the edge gets no new viewers; undrain: it does again.
+    let drained = ctl(&["nodes", "drain", "edge-k", "--deadline", "5m"]);
+    assert_eq!(drained.code, 0, "{drained:?}");
+    assert!(drained.stdout.starts_with("node edge-k is draining; what is left closes in "));
+    let show = ctl(&["nodes", "show", "edge-k", "-o", "json"]).json();
+    assert_eq!(show["drain_ordered"], true, "{show}");
+    let refused = ctl(&["assign", "live/x"]);
+    assert_ne!(refused.code, 0, "no edge to assign while the only one drains: {refused:?}");
+    assert_eq!(refused.stderr.lines().count(), 1, "{refused:?}");
+    let undrained = ctl(&["nodes", "undrain", "edge-k"]);
+    assert_eq!(undrained.stdout, "node edge-k takes new work again\n", "{undrained:?}");
+    let back = wait_for(secs(15), || {
+        let r = ctl(&["assign", "live/x", "-o", "json"]);
+        (r.code == 0).then(|| r.json())
+    })
+    .expect("assigned again after undrain");
+    assert_eq!(back["edge_id"], "edge-k", "{back}");
+
+    // Kick: the publisher's origin closes it; watch sees the stream end.
     let kick = ctl(&["streams", "kick", "live/x"]);
-    match kick.code {
-        0 => assert_eq!(kick.stdout, "publisher of live/x closed on origin-k\n", "{kick:?}"),
-        6 => assert_eq!(kick.stderr.lines().count(), 1, "{kick:?}"),
-        _ => panic!("kick: {kick:?}"),
-    }
+    assert_eq!(kick.stdout, "publisher of live/x closed on origin-k\n", "{kick:?}");
+    let ended = watch.next_stream_event("stream_ended", ("live", "x"), secs(30));
+    assert_eq!(ended["stream"]["origin"], "origin-k", "{ended}");
+    drop(watch);
     publisher.stop();
+    drop(viewer);
 
     // The only edge goes away: check fails with a ✗ line.
     drop(edge);
