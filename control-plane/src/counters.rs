@@ -1,69 +1,77 @@
-//! The replica's own counters and gauges for `/metrics`: watchers, slow watchers cut off and
-//! refused calls. Plain atomics, shared by the gRPC layers and the HTTP front end.
+//! The replica's own counters and gauges for `/metrics`: watchers, slow watchers cut off,
+//! refused calls and HTTP assignments. prometheus-client metrics (atomics inside), shared by
+//! the gRPC layers and the HTTP front end and registered once by [`crate::metrics`].
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 /// Counters of one replica.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// `Watch` calls whose task is running.
-    watchers: AtomicU64,
+    watchers: Gauge,
     /// `Watch` calls ended with RESOURCE_EXHAUSTED because the client did not keep up.
-    slow_watchers: AtomicU64,
+    slow_watchers: Counter,
     /// Calls (gRPC or HTTP `/api/`) refused for a missing or wrong bearer token.
-    unauthenticated: AtomicU64,
+    unauthenticated: Counter,
+    /// Viewers assigned over HTTP (`/play/...`).
+    http_assignments: Counter,
 }
 
 impl Counters {
     /// One more running `Watch` task, counted until the returned guard drops (the task ends).
     pub fn watcher(self: &std::sync::Arc<Self>) -> WatcherGuard {
-        self.watchers.fetch_add(1, Ordering::Relaxed);
+        self.watchers.inc();
         WatcherGuard(self.clone())
     }
 
     pub fn watchers(&self) -> u64 {
-        self.watchers.load(Ordering::Relaxed)
+        self.watchers.get().try_into().unwrap_or(0)
     }
 
     pub fn slow_watcher(&self) {
-        self.slow_watchers.fetch_add(1, Ordering::Relaxed);
+        self.slow_watchers.inc();
     }
 
     pub fn slow_watchers(&self) -> u64 {
-        self.slow_watchers.load(Ordering::Relaxed)
+        self.slow_watchers.get()
     }
 
     pub fn unauthenticated(&self) {
-        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        self.unauthenticated.inc();
     }
 
     pub fn unauthenticated_total(&self) -> u64 {
-        self.unauthenticated.load(Ordering::Relaxed)
+        self.unauthenticated.get()
     }
 
-    /// The counters in Prometheus text format, appended to `out`.
-    pub fn render(&self, out: &mut String) {
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
-        };
-        metric(
+    pub fn http_assignment(&self) {
+        self.http_assignments.inc();
+    }
+
+    /// Registers the counters (clones share the values) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
             "sluice_control_plane_watchers",
-            "gauge",
             "Watch calls in progress",
-            self.watchers(),
+            self.watchers.clone(),
         );
-        metric(
-            "sluice_control_plane_watch_slow_disconnects_total",
-            "counter",
+        // Counters get their `_total` suffix from the encoder.
+        registry.register(
+            "sluice_control_plane_watch_slow_disconnects",
             "Watch calls ended because the client did not read its events",
-            self.slow_watchers(),
+            self.slow_watchers.clone(),
         );
-        metric(
-            "sluice_control_plane_unauthenticated_total",
-            "counter",
+        registry.register(
+            "sluice_control_plane_unauthenticated",
             "Calls refused for a missing or wrong bearer token",
-            self.unauthenticated_total(),
+            self.unauthenticated.clone(),
+        );
+        registry.register(
+            "sluice_control_plane_http_assignments",
+            "Viewers assigned over HTTP",
+            self.http_assignments.clone(),
         );
     }
 }
@@ -74,7 +82,7 @@ pub struct WatcherGuard(std::sync::Arc<Counters>);
 
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
+        self.0.watchers.dec();
     }
 }
 
@@ -92,8 +100,10 @@ mod tests {
         drop(b);
         assert_eq!(c.watchers(), 0);
         c.unauthenticated();
+        let mut registry = Registry::default();
+        c.register(&mut registry);
         let mut out = String::new();
-        c.render(&mut out);
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(out.contains("sluice_control_plane_watchers 0\n"), "{out}");
         assert!(out.contains("sluice_control_plane_unauthenticated_total 1\n"), "{out}");
     }

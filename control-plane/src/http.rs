@@ -6,6 +6,7 @@
 //! (`/api/cluster`, [`crate::api`]).
 
 use crate::assign::AssignError;
+use crate::metrics::Metrics;
 use crate::service::ControlPlane;
 use crate::view::{ChoiceError, PlayProtocol};
 use axum::extract::{Path, Query, State};
@@ -13,27 +14,24 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sluice_cluster::types::Role;
 use sluice_media::stream_name::StreamKey;
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Shared by the handlers.
 pub struct HttpState {
     pub control: Arc<ControlPlane>,
-    /// Assignments answered over HTTP, for `/metrics`.
-    pub assignments: AtomicU64,
+    pub metrics: Metrics,
 }
 
 pub fn router(control: Arc<ControlPlane>) -> Router {
-    let state = Arc::new(HttpState { control: control.clone(), assignments: AtomicU64::new(0) });
+    let metrics = Metrics::new(control.clone());
+    let state = Arc::new(HttpState { control: control.clone(), metrics });
     Router::new()
         .route("/play/{app}/{file}", get(play))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(serve_metrics))
         .with_state(state)
         .merge(crate::page::routes())
         .merge(crate::api::routes(control))
@@ -91,7 +89,7 @@ async fn play(
     };
     match state.control.assign(&key, protocol) {
         Ok(choice) => {
-            state.assignments.fetch_add(1, Ordering::Relaxed);
+            state.control.counters().http_assignment();
             match want {
                 Want::Redirect(_) => (
                     StatusCode::FOUND,
@@ -113,46 +111,11 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     }
 }
 
-/// A minimal Prometheus text exposition: readiness, assignments, and edge totals.
-async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let edges = state.control.totals(Role::Edge);
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
-    };
-    gauge(
-        "sluice_control_plane_ready",
-        "1 once the cluster cache is loaded",
-        u64::from(state.control.is_ready()),
-    );
-    gauge("sluice_cluster_edge_viewers", "Viewers on ready, non-draining edges", edges.viewers);
-    gauge(
-        "sluice_cluster_edge_max_viewers",
-        "Configured viewer capacity of those edges",
-        edges.max_viewers,
-    );
-    gauge("sluice_cluster_edge_egress_bps", "Egress of those edges, bit/s", edges.egress_bps);
-    gauge(
-        "sluice_cluster_edge_viewer_headroom",
-        "Viewers those edges can still take",
-        edges.viewer_headroom,
-    );
-    if let Some(n) = state.control.recommended_edges() {
-        gauge(
-            "sluice_cluster_recommended_edges",
-            "Edges the load needs at the target utilisation",
-            n,
-        );
-    }
-    let assigned = state.assignments.load(Ordering::Relaxed);
-    let _ = write!(
-        out,
-        "# HELP sluice_control_plane_http_assignments_total Viewers assigned over HTTP\n\
-         # TYPE sluice_control_plane_http_assignments_total counter\n\
-         sluice_control_plane_http_assignments_total {assigned}\n"
-    );
-    state.control.counters().render(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+/// The replica's counters and the cluster's figures (see [`crate::metrics`]).
+async fn serve_metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let body = state.metrics.encode();
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! keda       KEDA's external scaler (externalscaler.ExternalScaler) over the service
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
+//! metrics    /metrics: the replica's counters and the cluster's figures (prometheus-client)
 //! convert    cluster records as protobuf messages, request fields as cluster types
 //! auth       the bearer token: which paths need it, constant-time check, gRPC and HTTP layers
 //! tls        certificate and key for both ports, the HTTPS accept loop
@@ -37,6 +38,7 @@ pub mod grpc;
 pub mod http;
 pub mod keda;
 mod lock;
+pub mod metrics;
 pub mod page;
 pub mod serve;
 pub mod service;

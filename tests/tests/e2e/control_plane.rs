@@ -10,6 +10,7 @@ use sluice_proto::control::v1 as pb;
 use sluice_proto::control::v1::control_plane_client::ControlPlaneClient;
 use sluice_tests::cluster::TestCluster;
 use sluice_tests::control_plane;
+use sluice_tests::metrics::Metrics;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, http, secs, Player, Publisher};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -180,6 +181,35 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
     let mut player = Player::start(&format!("http://{}/play/live/x.flv", cp.http));
     let frames = player.wait_frames(60, secs(30));
     assert!(frames >= 60, "decoded only {frames} frames; errors {:?}", player.errors());
+
+    // /metrics carries GetCapacity's figures, per role and per node, and counts the player
+    // (from the edge's next load report).
+    let scrape = || {
+        let text = http::get(cp.http, "/metrics", secs(5)).expect("GET /metrics").text();
+        Metrics::parse(&text).unwrap_or_else(|e| panic!("/metrics: {e}\n{text}"))
+    };
+    let m = wait_for(secs(15), || {
+        let m = scrape();
+        (m.get("sluice_cluster_viewers", &[("role", "edge")])? >= 1.0).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("the player counted on /metrics:\n{:?}", scrape()));
+    assert_eq!(m.get("sluice_cluster_recommended_edges", &[]), Some(1.0), "as GetCapacity said");
+    assert_eq!(m.get("sluice_cluster_max_viewers", &[("role", "edge")]), Some(10_500.0));
+    assert_eq!(m.get("sluice_cluster_edge_max_viewers", &[]), Some(10_500.0));
+    fn node(id: &str) -> [(&'static str, &str); 1] {
+        [("node", id)]
+    }
+    assert_eq!(m.get("sluice_cluster_node_max_viewers", &node("edge-c1")), Some(500.0));
+    for id in ["origin-c", "edge-c1", "edge-c2"] {
+        assert_eq!(m.get("sluice_cluster_node_serving", &node(id)), Some(1.0), "{id}");
+        assert!(m.get("sluice_cluster_node_memory_bytes", &node(id)) > Some(1e6), "{id}");
+    }
+    let playing = m.value("sluice_cluster_node_viewers", &node("edge-c1"))
+        + m.value("sluice_cluster_node_viewers", &node("edge-c2"));
+    assert_eq!(playing, m.value("sluice_cluster_viewers", &[("role", "edge")]));
+    assert_eq!(m.get("sluice_cluster_node_streams", &node("origin-c")), Some(1.0));
+    // The 302, the JSON answer and the player's request.
+    assert!(m.value("sluice_control_plane_http_assignments_total", &[]) >= 3.0);
     let result = player.stop();
     assert!(result.errors.is_empty(), "decode errors: {:?}", result.errors);
     publisher.stop();

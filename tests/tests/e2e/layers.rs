@@ -122,6 +122,7 @@ const CONTROL_PLANE: Crate = Crate {
         ("convert", 3),
         ("auth", 3),
         ("tls", 3),
+        ("metrics", 3),
         ("admin", 4),
         ("api", 4),
         ("watch", 4),
