@@ -26,7 +26,7 @@ pub(crate) fn from_list(
     revision: i64,
     kvs: impl IntoIterator<Item = RawKv>,
 ) -> Snapshot {
-    let mut snap = Snapshot { revision, ..Snapshot::default() };
+    let mut snap = Snapshot { revision, connected: true, ..Snapshot::default() };
     for kv in kvs {
         apply_put(&mut snap, keys, &kv);
     }
@@ -38,6 +38,7 @@ pub(crate) fn from_list(
 /// woken only on a real change, not on every revision of a shared store.
 pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> bool {
     let modified = current.revision == 0
+        || current.connected != fresh.connected
         || current.nodes != fresh.nodes
         || current.streams != fresh.streams
         || current.loads != fresh.loads
@@ -47,6 +48,11 @@ pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> boo
         *current = fresh;
     }
     modified
+}
+
+/// Mark the cache connected or not; `true` if that changed (readers are woken only then).
+pub(crate) fn set_connected(current: &mut Snapshot, connected: bool) -> bool {
+    std::mem::replace(&mut current.connected, connected) != connected
 }
 
 /// One change reported by a watch.

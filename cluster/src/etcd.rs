@@ -103,6 +103,7 @@ impl EtcdBackend {
             }
             if resp.created() {
                 backoff.reset();
+                tx.send_if_modified(|snap| cache::set_connected(snap, true));
             }
             if resp.events().is_empty() {
                 continue;
@@ -246,6 +247,7 @@ impl Backend for EtcdBackend {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "registry watch failed; retrying");
+                    tx.send_if_modified(|snap| cache::set_connected(snap, false));
                     WatchEnd::Failed
                 }
             };

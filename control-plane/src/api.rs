@@ -157,7 +157,7 @@ pub fn cluster_view(
 ) -> ClusterView {
     let ring = origin_ring(snap);
     ClusterView {
-        ready: snap.revision > 0,
+        ready: crate::service::cache_is_ready(snap),
         revision: snap.revision,
         nodes: snap.nodes.values().map(|n| NodeView::from(node(snap, n))).collect(),
         streams: snap.streams.values().map(|s| StreamView::from(stream(snap, &ring, s))).collect(),

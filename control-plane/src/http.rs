@@ -107,7 +107,12 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     if state.control.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "cluster cache not loaded yet\n").into_response()
+        let why = if state.control.subscribe().borrow().revision == 0 {
+            "cluster cache not loaded yet\n"
+        } else {
+            "etcd out of reach: the cluster cache may be stale\n"
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
     }
 }
 

@@ -50,19 +50,13 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         closer.close();
     });
 
-    // Health: NOT_SERVING until the cache has its first listing, then SERVING.
+    // Health: SERVING while the cache is loaded and follows etcd; NOT_SERVING before the first
+    // listing and while etcd is out of reach (answers would come from a stale cache: load
+    // balancers and players should prefer another replica).
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<ControlPlaneServer<Grpc>>().await;
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-    let mut snapshot = observer.snapshot();
-    let reporter = health.clone();
-    tokio::spawn(async move {
-        if snapshot.wait_for(|s| s.revision > 0).await.is_ok() {
-            reporter.set_serving::<ControlPlaneServer<Grpc>>().await;
-            reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
-            tracing::info!("cluster cache loaded: serving");
-        }
-    });
+    tokio::spawn(report_health(observer.snapshot(), health.clone()));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -139,6 +133,36 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     }
     drop(observer);
     Ok(())
+}
+
+/// Follows the cache into the health service: SERVING exactly while [`ControlPlane::is_ready`]
+/// would say so.
+async fn report_health(
+    mut snapshot: tokio::sync::watch::Receiver<sluice_cluster::types::Snapshot>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    let mut serving = false;
+    loop {
+        let now = {
+            let s = snapshot.borrow_and_update();
+            crate::service::cache_is_ready(&s)
+        };
+        if now != serving {
+            serving = now;
+            if serving {
+                reporter.set_serving::<ControlPlaneServer<Grpc>>().await;
+                reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                tracing::info!("cluster cache loaded and following etcd: serving");
+            } else {
+                reporter.set_not_serving::<ControlPlaneServer<Grpc>>().await;
+                reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                tracing::warn!("etcd out of reach: not serving until the cache follows it again");
+            }
+        }
+        if snapshot.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -84,9 +84,9 @@ impl ControlPlane {
         view::recommended_edges(&totals, view::reporting_edges(&snap), self.target_utilisation)
     }
 
-    /// Whether the cache has its first listing (until then, answers would be wrong, not empty).
+    /// Whether the cache has its first listing and follows etcd now (see [`cache_is_ready`]).
     pub fn is_ready(&self) -> bool {
-        self.snapshot.borrow().revision > 0
+        cache_is_ready(&self.snapshot.borrow())
     }
 
     /// The current snapshot (a clone: callers never hold the watch lock).
@@ -116,4 +116,11 @@ impl ControlPlane {
     pub fn totals(&self, role: Role) -> Totals {
         view::totals(&self.snapshot.borrow(), role)
     }
+}
+
+/// Whether answers from `snap` can be trusted: it has the first listing (before it, answers
+/// would be wrong, not empty) and the cache follows etcd now (after a lost connection its
+/// contents are as last seen).
+pub fn cache_is_ready(snap: &Snapshot) -> bool {
+    snap.revision > 0 && snap.connected
 }

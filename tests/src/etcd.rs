@@ -20,6 +20,13 @@ impl Etcd {
         self.server.endpoint()
     }
 
+    /// Freeze the server (SIGSTOP): connections stay open and nothing answers, as with a hung
+    /// or partitioned etcd. The guard thaws it (SIGCONT) when dropped.
+    pub fn pause(&self) -> Paused {
+        sluice_launch::process::kill(self.server.pid(), sluice_launch::process::Signal::STOP);
+        Paused { pid: self.server.pid() }
+    }
+
     /// Run `etcdctl` (API v3) against this server; stdout on success.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("etcdctl")
@@ -42,5 +49,17 @@ impl Etcd {
             out.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
         keys.sort();
         keys
+    }
+}
+
+/// A frozen etcd ([`Etcd::pause`]), thawed on drop.
+#[must_use = "the server thaws when this is dropped"]
+pub struct Paused {
+    pid: u32,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        sluice_launch::process::kill(self.pid, sluice_launch::process::Signal::CONT);
     }
 }

@@ -215,3 +215,53 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
     publisher.stop();
     let _ = std::fs::remove_file(&cp.log);
 }
+
+/// gRPC health of the whole server, `None` when the call fails.
+async fn health(endpoint: &str) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .connect_timeout(secs(2))
+        .timeout(secs(2))
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let answer = client.check(HealthCheckRequest { service: String::new() }).await.ok()?;
+    Some(answer.into_inner().status())
+}
+
+#[test]
+fn a_replica_cut_off_from_etcd_is_not_ready_until_it_follows_it_again() {
+    let c = TestCluster::new("cpe", &["edge-e"]);
+    let _edge = c.edge("edge-e", &[]);
+    let cp = control_plane::start(&c, "cpe", &[]);
+    let rt = runtime();
+    let endpoint = cp.grpc_url();
+    let readyz = || http::get(cp.http, "/readyz", secs(5)).expect("GET /readyz");
+    assert_eq!(readyz().status, 200);
+    assert_eq!(rt.block_on(health(&endpoint)), Some(ServingStatus::Serving));
+
+    // etcd hangs: the replica notices (keep-alive) and says it is not ready, on both ports.
+    let paused = c.etcd.pause();
+    let refused = wait_for(secs(30), || {
+        let r = readyz();
+        (r.status == 503).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("/readyz stayed 200 with etcd frozen; log:\n{}", cp.log_text()));
+    assert_eq!(refused.text(), "etcd out of reach: the cluster cache may be stale\n");
+    let health_now = rt.block_on(health(&endpoint));
+    assert_eq!(health_now, Some(ServingStatus::NotServing), "log:\n{}", cp.log_text());
+    let metrics = http::get(cp.http, "/metrics", secs(5)).expect("GET /metrics").text();
+    assert!(metrics.contains("sluice_control_plane_ready 0\n"), "{metrics}");
+
+    // etcd is back: ready and serving again, without a restart.
+    drop(paused);
+    wait_for(secs(30), || (readyz().status == 200).then_some(()))
+        .unwrap_or_else(|| panic!("/readyz never 200 again; log:\n{}", cp.log_text()));
+    let back = wait_for(secs(10), || {
+        let s = rt.block_on(health(&endpoint))?;
+        (s == ServingStatus::Serving).then_some(s)
+    });
+    assert_eq!(back, Some(ServingStatus::Serving), "log:\n{}", cp.log_text());
+    let _ = std::fs::remove_file(&cp.log);
+}
