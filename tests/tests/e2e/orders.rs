@@ -97,7 +97,7 @@ fn a_drained_edge_gets_no_viewers_and_closes_its_own_by_the_deadline() {
     assert!(flv2.wait_frames(30, secs(30)) >= 30, "edge 2 FLV: {:?}", flv2.errors());
 
     let deadline = 4;
-    rt.block_on(async {
+    let deadline_ms = rt.block_on(async {
         let mut cp = client(&endpoint).await;
         let req = pb::DrainNodeRequest {
             id: "edge-d1".into(),
@@ -119,6 +119,7 @@ fn a_drained_edge_gets_no_viewers_and_closes_its_own_by_the_deadline() {
         .await;
         assert_eq!(n.state, "draining", "{n:?}");
         assert!(n.load.is_some_and(|l| l.draining));
+        resp.deadline_ms
     });
 
     // Not ready for a load balancer; new HTTP viewers are sent to the other edge.
@@ -140,12 +141,32 @@ fn a_drained_edge_gets_no_viewers_and_closes_its_own_by_the_deadline() {
         "without the session id"
     );
 
-    // By the deadline (plus a margin for the cache and the players), edge 1's viewers are gone;
-    // edge 2's viewer keeps decoding.
-    let gone = wait_for(secs(u64::from(deadline) + 10), || {
-        (!flv1.is_running() && !rtmp1.is_playing()).then_some(())
-    });
-    assert!(gone.is_some(), "edge 1 viewers still connected past the deadline");
+    // At the deadline (DrainNode's `deadline_ms`, counted by the edge from when its cache saw
+    // the order, so a little later), edge 1's viewers are closed, not before; edge 2's viewer
+    // keeps decoding.
+    let now_ms = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        u64::try_from(since.expect("clock").as_millis()).expect("ms")
+    };
+    let (mut flv_gone, mut rtmp_gone) = (None, None);
+    while flv_gone.is_none() || rtmp_gone.is_none() {
+        let t = now_ms();
+        assert!(t < deadline_ms + 10_000, "edge 1 viewers still connected 10 s past the deadline");
+        if flv_gone.is_none() && !flv1.is_running() {
+            flv_gone = Some(t);
+        }
+        if rtmp_gone.is_none() && !rtmp1.is_playing() {
+            rtmp_gone = Some(t);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (who, at) in [("HTTP-FLV", flv_gone), ("RTMP", rtmp_gone)] {
+        let at = at.expect("gone");
+        eprintln!("{who} viewer closed {:+} ms from the deadline", at as i64 - deadline_ms as i64);
+        assert!(at + 300 >= deadline_ms, "{who} viewer closed {} ms early", deadline_ms - at);
+        // The cache's delay in seeing the order, and the player noticing the close.
+        assert!(at <= deadline_ms + 3_000, "{who} viewer closed {} ms late", at - deadline_ms);
+    }
     let before = flv2.frames();
     assert!(
         flv2.wait_frames(before + 30, secs(20)) >= before + 30,
