@@ -12,6 +12,7 @@ use sluice_tests::cluster::TestCluster;
 use sluice_tests::control_plane;
 use sluice_tests::metrics::Metrics;
 use sluice_tests::process::wait_for;
+use sluice_tests::replay::Replay;
 use sluice_tests::{h264_aac, http, secs, Player, Publisher};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -263,5 +264,49 @@ fn a_replica_cut_off_from_etcd_is_not_ready_until_it_follows_it_again() {
         (s == ServingStatus::Serving).then_some(s)
     });
     assert_eq!(back, Some(ServingStatus::Serving), "log:\n{}", cp.log_text());
+    let _ = std::fs::remove_file(&cp.log);
+}
+
+#[test]
+fn resolve_ingest_names_the_home_the_origins_forward_to() {
+    let c = TestCluster::new("cpi", &["origin-i1", "origin-i2"]);
+    let o1 = c.origin("origin-i1", &[]);
+    let o2 = c.origin("origin-i2", &[]);
+    let cp = control_plane::start(&c, "cpi", &[]);
+    let rt = runtime();
+    let endpoint = cp.grpc_url();
+
+    // The control plane's home for each of a few names, once it sees both origins.
+    let homes = rt.block_on(async {
+        let mut client = ControlPlaneClient::connect(endpoint).await.expect("connect");
+        for _ in 0..100 {
+            let nodes = client.list_nodes(pb::ListNodesRequest {}).await.unwrap().into_inner();
+            if nodes.nodes.iter().filter(|n| n.state == "ready").count() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut homes = Vec::new();
+        for i in 0..40 {
+            let name = format!("cam{i}");
+            let request = pb::ResolveIngestRequest { app: "live".into(), stream: name.clone() };
+            let answer = client.resolve_ingest(request).await.expect("ResolveIngest").into_inner();
+            homes.push((name, answer.origin_id, answer.url));
+        }
+        homes
+    });
+    let at = |id: &str| homes.iter().find(|(_, home, _)| home == id).expect("a name homed there");
+    let (on_i1, on_i2) = (at("origin-i1").clone(), at("origin-i2").clone());
+    assert_eq!(on_i2.2, o2.rtmp_url("live", &on_i2.0), "the home's RTMP URL");
+
+    // Both published at origin-i1: the name homed on origin-i2 is forwarded there, the other
+    // stays on origin-i1 only.
+    let fixture = &h264_aac().path;
+    let _p1 = Replay::start(o1.rtmp, "live", &on_i1.0, fixture);
+    let _p2 = Replay::start(o1.rtmp, "live", &on_i2.0, fixture);
+    wait_for(secs(20), || o2.stream_info("live", &on_i2.0))
+        .unwrap_or_else(|| panic!("{} forwarded to origin-i2, its home", on_i2.0));
+    assert!(o1.stream_info("live", &on_i1.0).is_some(), "{} live on origin-i1", on_i1.0);
+    assert!(o2.stream_info("live", &on_i1.0).is_none(), "{} not forwarded: at home", on_i1.0);
     let _ = std::fs::remove_file(&cp.log);
 }
