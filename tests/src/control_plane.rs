@@ -53,7 +53,17 @@ impl ControlPlaneProcess {
 
 /// Start a replica on free ports with `extra` flags, and wait until `/readyz` answers 200.
 pub fn start(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess {
-    let cp = spawn(c, name, extra);
+    start_env(c, name, extra, &[])
+}
+
+/// [`start`] with `env` set for the process (the caller's `SLUICE_*` variables never reach it).
+pub fn start_env(
+    c: &TestCluster,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ControlPlaneProcess {
+    let cp = spawn_env(c, name, extra, env);
     let ready = wait_for(secs(15), || {
         let r = http::get(cp.http, "/readyz", secs(2)).ok()?;
         (r.status == 200).then_some(())
@@ -65,6 +75,16 @@ pub fn start(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess
 /// Start a replica on free ports with `extra` flags without waiting for it (a replica serving
 /// TLS cannot be asked over plain HTTP whether it is ready).
 pub fn spawn(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess {
+    spawn_env(c, name, extra, &[])
+}
+
+/// [`spawn`] with `env` set for the process (the caller's `SLUICE_*` variables never reach it).
+pub fn spawn_env(
+    c: &TestCluster,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ControlPlaneProcess {
     let (grpc, http_addr) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!(
         "sluice-control-plane-{}-{name}-{}.log",
@@ -72,7 +92,14 @@ pub fn spawn(c: &TestCluster, name: &str, extra: &[&str]) -> ControlPlaneProcess
         std::process::id()
     ));
     let file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(paths::binary("sluice-control-plane"))
+    let mut command = Command::new(paths::binary("sluice-control-plane"));
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("SLUICE_") {
+            command.env_remove(var);
+        }
+    }
+    let child = command
+        .envs(env.iter().copied())
         .args(["--etcd", &c.etcd.endpoint(), "--etcd-prefix", &c.prefix])
         .args(["--grpc-listen", &grpc.to_string(), "--http-listen", &http_addr.to_string()])
         .args(extra)

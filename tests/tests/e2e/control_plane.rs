@@ -93,6 +93,31 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
         for name in ["sluice.control.v1.ControlPlane", "grpc.health.v1.Health"] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
+        // The same through v1alpha, which older grpcurl and grpcui still ask.
+        use tonic_reflection::pb::v1alpha as alpha;
+        let mut old_reflection =
+            alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let request = alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(alpha::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut answers = old_reflection
+            .server_reflection_info(futures_util::stream::iter([request]))
+            .await
+            .expect("v1alpha reflection call")
+            .into_inner();
+        let answer = answers.message().await.unwrap().expect("one v1alpha answer");
+        let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            answer.message_response
+        else {
+            panic!("unexpected v1alpha reflection answer {answer:?}");
+        };
+        let old_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for name in ["sluice.control.v1.ControlPlane", "externalscaler.ExternalScaler"] {
+            assert!(old_names.iter().any(|n| n == name), "{name} in v1alpha's {old_names:?}");
+        }
 
         // No publisher: NOT_FOUND.
         let mut client = ControlPlaneClient::connect(endpoint.clone()).await.unwrap();

@@ -1,5 +1,5 @@
 //! `sluicectl`, the real binary, against a real cluster (etcd, an origin, an edge, a control
-//! plane replica with a bearer token, ffmpeg publishing, an RTMP viewer): the token from
+//! plane replica with a bearer token from `SLUICE_TOKEN`, ffmpeg publishing, an RTMP viewer): the token from
 //! `SLUICE_TOKEN` (none: exit 5), `nodes ls|show|drain|undrain`, `streams ls|show|kick|watch`,
 //! `assign`, `ingest`, `capacity -o yaml`, `check` on a healthy cluster and after the edge is
 //! gone; and without a cluster: an unreachable endpoint is one error line and exit 3, `check`
@@ -122,9 +122,8 @@ fn sluicectl_reports_and_checks_a_live_cluster() {
     let origin = c.origin("origin-k", &[]);
     let edge = c.edge("edge-k", &[]);
     let dir = TestDir::new("sluicectl");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "sluicectl-e2e-token\n").expect("token file");
-    let cp = control_plane::start(&c, "ctl", &["--token-file", token_file.to_str().unwrap()]);
+    // The token in the environment, on both sides (the admin tests use --token-file).
+    let cp = control_plane::start_env(&c, "ctl", &[], &[("SLUICE_TOKEN", "sluicectl-e2e-token")]);
     let config = config_in(&dir);
     let endpoint = cp.grpc_url();
     let env = [("SLUICE_ENDPOINT", endpoint.as_str()), ("SLUICE_TOKEN", "sluicectl-e2e-token")];
