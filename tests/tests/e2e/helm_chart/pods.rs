@@ -162,8 +162,9 @@ fn start_node(set: &RenderedSet, binary: &str, pod: &str, c: &TestCluster) -> (O
     (node, root)
 }
 
-/// One rendering's origin, edge and control-plane pods, started and checked.
-fn check_rendering(set: &RenderedSet) {
+/// One rendering's origin, edge and control-plane pods, started and checked; how many
+/// ScaledObjects were asked of the scaler.
+fn check_rendering(set: &RenderedSet) -> usize {
     // The CA the chart's Job makes, and a certificate for `cp` and `localhost` standing in for
     // the control plane's TLS Secret.
     let cluster = TestCluster::new("helm", &["cp"]);
@@ -203,6 +204,49 @@ fn check_rendering(set: &RenderedSet) {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     probes_pass(&set.name, container, cp.http, &cluster.certs_dir().join("ca.pem"));
+    keda_asks_what_the_chart_says(set, &cp)
+}
+
+/// KEDA's calls with the rendered ScaledObject's trigger metadata get the metric it names and
+/// the target it sets (for the value sets with KEDA and a plain-text control plane).
+fn keda_asks_what_the_chart_says(
+    set: &RenderedSet,
+    cp: &control_plane::ControlPlaneProcess,
+) -> usize {
+    use sluice_proto::externalscaler as keda;
+    let mut asked = 0;
+    for so in set.raw_of_kind("ScaledObject") {
+        if so["spec"]["triggers"][0]["authenticationRef"].is_object() {
+            continue; // TLS to the scaler: the TLS test covers that port.
+        }
+        let trigger = &so["spec"]["triggers"][0];
+        assert_eq!(trigger["type"], "external", "{}: an external scaler", set.name);
+        let metadata: std::collections::HashMap<String, String> = trigger["metadata"]
+            .as_object()
+            .expect("trigger metadata")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("string metadata").to_string()))
+            .collect();
+        let target: i64 = metadata["targetViewersPerEdge"].parse().expect("a number");
+        let request = keda::ScaledObjectRef {
+            name: so["metadata"]["name"].as_str().expect("name").to_string(),
+            namespace: "default".into(),
+            scaler_metadata: metadata,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let spec = rt.block_on(async {
+            let mut scaler =
+                keda::external_scaler_client::ExternalScalerClient::connect(cp.grpc_url())
+                    .await
+                    .expect("connect to the scaler");
+            scaler.get_metric_spec(request).await.expect("GetMetricSpec").into_inner()
+        });
+        let spec = spec.metric_specs.first().expect("one metric");
+        assert_eq!(spec.metric_name, "sluice-edge-viewers", "{}", set.name);
+        assert_eq!(spec.target_size, target, "{}: the chart's targetViewersPerEdge", set.name);
+        asked += 1;
+    }
+    asked
 }
 
 /// Every value set, as rendered for the newest Kubernetes version (the pod specs do not
@@ -213,7 +257,6 @@ fn rendered_pods_start_answer_their_probes_and_relay_a_stream() {
     let Some(sets) = rendered_sets(test) else { return };
     let newest: Vec<&RenderedSet> = sets.iter().filter(|s| s.name.ends_with("-1.35")).collect();
     assert!(newest.len() >= 5, "renderings for Kubernetes 1.35: {}", newest.len());
-    for set in newest {
-        check_rendering(set);
-    }
+    let keda: usize = newest.into_iter().map(check_rendering).sum();
+    assert!(keda >= 1, "the KEDA value set's ScaledObject was asked of the scaler");
 }
