@@ -5,9 +5,9 @@
 //! The control plane applies the file's `[control_plane]` section (every key the long name of
 //! a flag, `grpc-listen` or `grpc_listen`; an unknown key is an error) and, from the top level,
 //! only the cluster's shared `etcd` and `etcd-prefix`; it ignores the nodes' keys and sections,
-//! so it can read the nodes' file. (The nodes, strict about unknown keys, do not yet skip a
-//! `[control_plane]` section: until they do, give the control plane a file of its own.) The token itself may come from `SLUICE_TOKEN` (for
-//! containers), never from a flag or the file, whose content `ps` or a config map would show.
+//! so one file serves the whole cluster (the nodes skip `[control_plane]`). The token itself
+//! may come from `SLUICE_TOKEN` (for containers), never from a flag or the file, whose content
+//! `ps` or a config map would show.
 
 use crate::assign::BalanceFactor;
 use crate::auth::{Token, TokenError};
@@ -263,6 +263,14 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn the_shared_example_file_configures_the_control_plane() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sluice.example.toml");
+        let args = parse(["sluice-control-plane", "--config", example]).unwrap();
+        assert_eq!(args.etcd, ["http://127.0.0.1:2379"]);
+        assert_eq!((args.grpc_listen.port(), args.http_listen.port()), (50051, 8090));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The TOML file: flat keys (the long flag names, `rtmp-listen` or `rtmp_listen`) that apply to
-//! every binary, and an `[origin]` and an `[edge]` section for what differs per binary. Each
+//! every binary, and an `[origin]` and an `[edge]` section for what differs per binary (and a
+//! `[control_plane]` section, which the nodes skip and the control plane checks). Each
 //! binary applies the top level, then its own section (which may also override common keys,
 //! e.g. another `rtmp-listen` when both run on one host); it checks the other section's keys
 //! but ignores its values. An unknown key is an error anywhere, so a typo never silently falls
@@ -81,6 +82,9 @@ pub fn parse<R: RoleSettings>(text: &str) -> Result<(NodeSettings, R), FileError
     let mut top = normalise(table);
     let own = take_section(&mut top, R::SECTION)?;
     let other = take_section(&mut top, R::OTHER_SECTION)?;
+    // The control plane's section: its binary checks its keys; a node skips it, so one file can
+    // serve the whole cluster.
+    take_section(&mut top, CONTROL_PLANE_SECTION)?;
 
     // The other binary's section: keys only.
     let common = common_groups();
@@ -121,6 +125,9 @@ fn normalise(table: Table) -> Table {
         })
         .collect()
 }
+
+/// The control plane's section (`[control_plane]`, after [`normalise`]).
+const CONTROL_PLANE_SECTION: &str = "control-plane";
 
 fn take_section(top: &mut Table, name: &str) -> Result<Table, FileError> {
     match top.remove(name) {

@@ -196,7 +196,9 @@ fn unknown_keys_are_rejected_at_the_top_and_in_sections() {
 fn a_shared_file_gives_each_binary_its_section() {
     let text = "etcd = [\"http://127.0.0.1:2379\"]\nmax-streams = 5\n\
                 [origin]\nrelay-listen = \"127.0.0.1:7000\"\nrtmp-listen = \"127.0.0.1:1935\"\n\
-                [edge]\nupstream-linger = \"3s\"\nrtmp-listen = \"127.0.0.1:1936\"\n";
+                [edge]\nupstream-linger = \"3s\"\nrtmp-listen = \"127.0.0.1:1936\"\n\
+                [control_plane]\ngrpc-listen = \"127.0.0.1:50051\"\nbalance-factor = 1.5\n";
+    // The control plane's section is skipped (its own binary checks it).
     let (o, origin) = file::parse::<OriginSettings>(text).unwrap();
     let (e, edge) = file::parse::<EdgeSettings>(text).unwrap();
     assert_eq!((o.limits.max_streams, e.limits.max_streams), (5, 5));
