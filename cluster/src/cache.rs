@@ -17,7 +17,7 @@ use crate::keys::{KeyKind, Keyspace};
 use crate::types::{
     DrainOrder, DrainRecord, KickOrder, KickRecord, LoadRecord, LoadReport, NodeInfo, NodeRecord,
     RawKv, Snapshot, StreamInfo, StreamRecord, MAX_DRAIN_DEADLINE_SECS, MAX_LOAD_VALUE_LEN,
-    MAX_ORDER_VALUE_LEN,
+    MAX_NODE_VALUE_LEN, MAX_ORDER_VALUE_LEN, MAX_STREAM_VALUE_LEN,
 };
 
 /// Build a snapshot from a full listing of the keyspace at `revision`.
@@ -94,8 +94,8 @@ pub(crate) fn apply_changes(
 /// the expected shape are ignored (logged at debug level).
 fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
     match keys.parse(&kv.key) {
-        Some(KeyKind::Node { role, id }) => match serde_json::from_slice::<NodeInfo>(&kv.value) {
-            Ok(info) => {
+        Some(KeyKind::Node { role, id }) => match parse_node(&kv.value) {
+            Some(info) => {
                 let rec = NodeRecord {
                     role,
                     id: id.clone(),
@@ -106,10 +106,10 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
                 };
                 snap.nodes.insert((role, id), rec);
             }
-            Err(e) => tracing::debug!(key = %kv.key, error = %e, "ignoring bad node value"),
+            None => tracing::debug!(key = %kv.key, "ignoring bad node value"),
         },
-        Some(KeyKind::Stream(stream)) => match serde_json::from_slice::<StreamInfo>(&kv.value) {
-            Ok(info) => {
+        Some(KeyKind::Stream(stream)) => match parse_stream(&kv.value) {
+            Some(info) => {
                 let rec = StreamRecord {
                     stream: stream.clone(),
                     info,
@@ -119,7 +119,7 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
                 };
                 snap.streams.insert(stream, rec);
             }
-            Err(e) => tracing::debug!(key = %kv.key, error = %e, "ignoring bad stream value"),
+            None => tracing::debug!(key = %kv.key, "ignoring bad stream value"),
         },
         Some(KeyKind::Load { role, id }) => match parse_load(&kv.value) {
             Some(report) => {
@@ -164,6 +164,26 @@ pub(crate) fn parse_load(value: &[u8]) -> Option<LoadReport> {
     }
     let report: LoadReport = serde_json::from_slice(value).ok()?;
     report.within_bounds().then_some(report)
+}
+
+/// A node's registration from untrusted bytes: at most [`MAX_NODE_VALUE_LEN`] bytes of JSON
+/// within [`NodeInfo::within_bounds`].
+pub(crate) fn parse_node(value: &[u8]) -> Option<NodeInfo> {
+    if value.len() > MAX_NODE_VALUE_LEN {
+        return None;
+    }
+    let info: NodeInfo = serde_json::from_slice(value).ok()?;
+    info.within_bounds().then_some(info)
+}
+
+/// A stream claim's value from untrusted bytes: at most [`MAX_STREAM_VALUE_LEN`] bytes of JSON
+/// within [`StreamInfo::within_bounds`].
+pub(crate) fn parse_stream(value: &[u8]) -> Option<StreamInfo> {
+    if value.len() > MAX_STREAM_VALUE_LEN {
+        return None;
+    }
+    let info: StreamInfo = serde_json::from_slice(value).ok()?;
+    info.within_bounds().then_some(info)
 }
 
 /// An order value from untrusted bytes: at most [`MAX_ORDER_VALUE_LEN`] bytes of JSON.
@@ -423,6 +443,36 @@ mod load_tests {
         let max = u64::MAX;
         let r = parse_load(format!(r#"{{"viewers":{{"a":{max},"b":{max}}}}}"#).as_bytes()).unwrap();
         assert_eq!(r.total_viewers(), u64::MAX);
+    }
+
+    #[test]
+    fn hostile_node_and_stream_values_are_refused_not_trusted() {
+        let json = |info: &NodeInfo| serde_json::to_vec(info).unwrap();
+        let mut good = NodeInfo { version: "0.1.0".into(), ..NodeInfo::default() };
+        good.addresses.insert("rtmp".into(), "10.0.0.5:1935".into());
+        assert_eq!(parse_node(&json(&good)), Some(good.clone()));
+        let mut bad = Vec::new();
+        bad.push(NodeInfo { version: "v".repeat(65), ..good.clone() });
+        bad.push(NodeInfo { version: "0.1\u{1b}[2J".into(), ..good.clone() });
+        let mut many = good.clone();
+        many.addresses = (0..9).map(|i| (format!("a{i}"), "h:1".to_string())).collect();
+        bad.push(many);
+        let mut long = good.clone();
+        long.addresses.insert("http".into(), "h".repeat(300));
+        bad.push(long);
+        for info in bad {
+            assert_eq!(parse_node(&json(&info)), None, "{info:?}");
+        }
+        let padded = format!(r#"{{"state":"ready","pad":"{}"}}"#, "x".repeat(MAX_NODE_VALUE_LEN));
+        assert_eq!(parse_node(padded.as_bytes()), None);
+
+        let stream = |codecs: &[&str]| {
+            format!(r#"{{"origin":"o1","codecs":{}}}"#, serde_json::to_string(codecs).unwrap())
+        };
+        assert!(parse_stream(stream(&["h264", "aac"]).as_bytes()).is_some());
+        assert_eq!(parse_stream(stream(&["x"; 9]).as_bytes()), None);
+        assert_eq!(parse_stream(stream(&["h264\n"]).as_bytes()), None);
+        assert_eq!(parse_stream(stream(&[&"c".repeat(65)]).as_bytes()), None);
     }
 
     #[test]

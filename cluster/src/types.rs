@@ -124,6 +124,44 @@ pub struct NodeInfo {
     pub started_at_ms: u64,
 }
 
+/// Longest node registration value a cache accepts, in bytes.
+pub const MAX_NODE_VALUE_LEN: usize = 4096;
+/// Longest stream claim value a cache accepts, in bytes.
+pub const MAX_STREAM_VALUE_LEN: usize = 1024;
+/// Longest `NodeInfo::version` and codec name a cache accepts.
+pub const MAX_LABEL_LEN: usize = 64;
+/// Longest address (`host:port`, possibly a DNS name) in a `NodeInfo`.
+pub const MAX_ADDRESS_LEN: usize = 256;
+/// Most addresses in a `NodeInfo`, and codecs in a `StreamInfo`.
+pub const MAX_LIST_LEN: usize = 8;
+
+/// Printable text of at most `max` bytes: what the API and `sluicectl` may show as is.
+fn printable(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.chars().any(char::is_control)
+}
+
+fn is_label(s: &str) -> bool {
+    printable(s, MAX_LABEL_LEN)
+}
+
+impl NodeInfo {
+    /// Whether a registration read from the store keeps the bounds a reader enforces: a short
+    /// printable version, a few short printable addresses.
+    pub fn within_bounds(&self) -> bool {
+        is_label(&self.version)
+            && self.addresses.len() <= MAX_LIST_LEN
+            && self.addresses.iter().all(|(k, v)| is_label(k) && printable(v, MAX_ADDRESS_LEN))
+    }
+}
+
+impl StreamInfo {
+    /// Whether a claim read from the store keeps the bounds a reader enforces: a few short
+    /// printable codec names.
+    pub fn within_bounds(&self) -> bool {
+        self.codecs.len() <= MAX_LIST_LEN && self.codecs.iter().all(|c| is_label(c))
+    }
+}
+
 /// The value of `{prefix}/streams/{app}/{name}`: who publishes it and what it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
