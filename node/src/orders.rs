@@ -8,6 +8,7 @@
 //!   RTMP players and publishers refused);
 //! - at the deadline: every remaining viewer closed ([`Hub::close_viewers`]) and, on an origin,
 //!   every publisher; the process keeps running;
+//! - start: registered `Starting`, `Ready` once the cache is loaded without a drain order;
 //! - undrain: state `Ready`, the gate open again;
 //! - kick: the publisher closed, logged and counted (`sluice_publishers_kicked_total`).
 
@@ -78,6 +79,10 @@ pub fn spawn(ctx: OrderContext) -> JoinHandle<()> {
 
 async fn carry_out(ctx: &OrderContext, action: Action) {
     match action {
+        Action::Ready => {
+            info!("cluster cache loaded, no drain order: ready");
+            advertise_state(ctx.registry.as_ref(), &ctx.advertised, NodeState::Ready).await;
+        }
         Action::StartDrain { deadline, order } => {
             let left = deadline.saturating_duration_since(crate::driver::now());
             info!(deadline_in = ?left, issued_at_ms = order.issued_at_ms, "drain ordered: taking no new work");

@@ -56,7 +56,9 @@ pub async fn advertise_state(registry: &dyn Registry, advertised: &Advertised, s
     }
 }
 
-/// Connect (or, standalone, create) the registry and register this node as ready.
+/// Connect (or, standalone, create) the registry and register this node: `Starting` in a
+/// cluster (the orders task makes it `Ready` once its cache shows no drain order for it),
+/// `Ready` standalone.
 pub async fn start_registry(
     args: &ClusterSettings,
     node_id: &str,
@@ -66,7 +68,8 @@ pub async fn start_registry(
     let id =
         NodeId::new(node_id).map_err(|e| anyhow::anyhow!("invalid --node-id '{node_id}': {e}"))?;
     let cfg = RegistryConfig::new(id, role).with_prefix(&args.etcd_prefix).with_ttl(args.lease_ttl);
-    let info = advertised.info(NodeState::Ready);
+    let state = if args.is_clustered() { NodeState::Starting } else { NodeState::Ready };
+    let info = advertised.info(state);
     let registry: Arc<dyn Registry> = if args.is_clustered() {
         let r = EtcdRegistry::connect(&args.etcd, cfg, info).await.map_err(|e| {
             anyhow::anyhow!("registering with etcd at {}: {e}", args.etcd.join(","))

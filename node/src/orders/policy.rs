@@ -2,6 +2,8 @@
 //! [`Action`]s out. The driver in `crate::orders` only carries them out and sleeps until
 //! [`OrderPolicy::next_deadline`].
 //!
+//! - The node registers as `Starting`; the first full snapshot (its cache's first listing) makes
+//!   it `Ready`, unless a drain order names it: a drained node that restarts never shows ready.
 //! - A drain order naming this node starts a drain: the deadline is the order's
 //!   `deadline_seconds` (or the node's `drain_timeout` for 0) from when the node first sees
 //!   it, on the node's own clock. A changed order (another deadline) restarts that count,
@@ -22,6 +24,8 @@ use sluice_media::stream_name::StreamKey;
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// The cache has its first listing and no drain order names this node: advertise `Ready`.
+    Ready,
     /// Mark this node draining (registry state, readiness, refuse or redirect new work); what
     /// is left is closed at `deadline`.
     StartDrain { deadline: Instant, order: DrainOrder },
@@ -50,11 +54,20 @@ pub struct OrderPolicy {
     drain: Option<Drain>,
     /// Streams kicked, with the claim revision kicked (forgotten when the kick order goes).
     kicked: BTreeMap<StreamKey, i64>,
+    /// Whether a loaded snapshot was seen (and the node announced).
+    started: bool,
 }
 
 impl OrderPolicy {
     pub fn new(role: Role, id: NodeId, default_deadline: Duration) -> OrderPolicy {
-        OrderPolicy { role, id, default_deadline, drain: None, kicked: BTreeMap::new() }
+        OrderPolicy {
+            role,
+            id,
+            default_deadline,
+            drain: None,
+            kicked: BTreeMap::new(),
+            started: false,
+        }
     }
 
     /// Whether a drain order is in force.
@@ -65,7 +78,16 @@ impl OrderPolicy {
     /// React to a new snapshot of the cluster at `now`.
     pub fn observe(&mut self, snap: &Snapshot, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if snap.revision == 0 {
+            return out; // Not loaded yet: an empty cache says nothing about orders.
+        }
         let order = snap.drain_order(self.role, &self.id).map(|r| r.order);
+        if !self.started {
+            self.started = true;
+            if order.is_none() {
+                out.push(Action::Ready);
+            }
+        }
         match (order, self.drain.as_mut()) {
             (Some(order), None) => {
                 let deadline = now + self.deadline_of(order);
@@ -197,6 +219,11 @@ mod tests {
         snap.kicks.insert(sk(name), rec);
     }
 
+    /// A snapshot after the cache's first listing.
+    fn loaded() -> Snapshot {
+        Snapshot { revision: 1, connected: true, ..Snapshot::default() }
+    }
+
     fn edge(snap: &mut Snapshot, name: &str, state: NodeState, viewers: Option<(u64, bool)>) {
         let mut info = NodeInfo { state, ..NodeInfo::default() };
         info.addresses.insert("http".into(), format!("{name}:8080"));
@@ -223,7 +250,10 @@ mod tests {
         let t0 = Instant::now();
         let mut p = OrderPolicy::new(Role::Edge, id("e1"), Duration::from_secs(10));
         let mut snap = Snapshot::default();
-        assert!(p.observe(&snap, t0).is_empty());
+        assert!(p.observe(&snap, t0).is_empty(), "nothing before the first listing");
+        snap.revision = 1;
+        assert_eq!(p.observe(&snap, t0), [Action::Ready], "loaded, no order: ready");
+        assert!(p.observe(&snap, t0).is_empty(), "announced once");
         // Another node's order is not ours.
         order(&mut snap, Role::Edge, "e2", 5, 1);
         order(&mut snap, Role::Origin, "e1", 5, 1);
@@ -255,8 +285,9 @@ mod tests {
     fn no_deadline_in_the_order_means_the_nodes_own_and_a_new_one_restarts_the_count() {
         let t0 = Instant::now();
         let mut p = OrderPolicy::new(Role::Origin, id("o1"), Duration::from_secs(10));
-        let mut snap = Snapshot::default();
+        let mut snap = loaded();
         order(&mut snap, Role::Origin, "o1", 0, 1);
+        // Drained before it starts: it never announces itself ready.
         let acts = p.observe(&snap, t0);
         assert!(
             matches!(acts[..], [Action::StartDrain { deadline, .. }] if deadline == t0 + Duration::from_secs(10))
@@ -269,7 +300,7 @@ mod tests {
         );
         // An order seen late with its deadline already due closes at once.
         let mut late = OrderPolicy::new(Role::Edge, id("e1"), Duration::ZERO);
-        let mut snap = Snapshot::default();
+        let mut snap = loaded();
         order(&mut snap, Role::Edge, "e1", 0, 1);
         let acts = late.observe(&snap, t0);
         assert_eq!(acts.len(), 2);
@@ -280,7 +311,8 @@ mod tests {
     fn kicks_hit_only_our_older_claims_and_only_once() {
         let t0 = Instant::now();
         let mut p = OrderPolicy::new(Role::Origin, id("o1"), Duration::from_secs(10));
-        let mut snap = Snapshot::default();
+        let mut snap = loaded();
+        assert_eq!(p.observe(&snap, t0), [Action::Ready]);
         claim(&mut snap, "a", "o1", 5);
         claim(&mut snap, "b", "o2", 5);
         kick(&mut snap, "a", 7);
@@ -297,7 +329,7 @@ mod tests {
         assert_eq!(p.observe(&snap, t0).len(), 1);
         // Edges never kick.
         let mut e = OrderPolicy::new(Role::Edge, id("o1"), Duration::from_secs(10));
-        assert!(e.observe(&snap, t0).is_empty());
+        assert_eq!(e.observe(&snap, t0), [Action::Ready], "edges never kick");
     }
 
     #[test]

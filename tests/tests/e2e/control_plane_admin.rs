@@ -90,7 +90,10 @@ async fn event_of(
     seen: &mut Vec<pb::WatchEvent>,
 ) -> pb::WatchEvent {
     for _ in 0..50 {
-        let event = next_event(events, secs(20)).await;
+        let Ok(next) = tokio::time::timeout(secs(20), events.message()).await else {
+            panic!("no {kind:?} within 20 s of the last event; seen {seen:?}");
+        };
+        let event = next.expect("the Watch stream is healthy").expect("the Watch stream is open");
         let found = event.kind() == kind;
         seen.push(event.clone());
         if found {

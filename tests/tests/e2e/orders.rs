@@ -294,6 +294,35 @@ fn a_drained_origin_refuses_new_publishers_and_closes_its_own_at_the_deadline() 
     assert!(publisher.wait(secs(15)).is_some(), "the publisher outlived the drain deadline");
     assert!(origin.log().contains("publish refused: this node is draining"));
 
+    // Restarted while the order stands: it registers as starting and goes to draining, never
+    // through ready (a load balancer or the ring would otherwise take it back for a moment).
+    // Every value written to its key, as etcd itself reports them.
+    let key = format!("{}/nodes/origin/origin-o", c.prefix);
+    let mut watch = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &c.etcd.endpoint(), "watch", &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl watch");
+    std::thread::sleep(Duration::from_millis(500)); // the watch is established
+    drop(origin);
+    let origin = c.origin("origin-o", &[]);
+    rt.block_on(async {
+        let mut cp = client(&endpoint).await;
+        let n = wait_node(&mut cp, "origin-o", secs(20), |n| n.state == "draining").await;
+        assert_eq!(n.state, "draining", "back draining after the restart: {n:?}");
+    });
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("etcdctl output");
+    let written = String::from_utf8_lossy(&out.stdout);
+    let states: Vec<&str> = ["\"starting\"", "\"ready\"", "\"draining\""]
+        .into_iter()
+        .filter(|s| written.contains(&format!("\"state\":{s}")))
+        .collect();
+    assert!(states.contains(&"\"starting\""), "registered as starting: {written}");
+    assert!(!states.contains(&"\"ready\""), "the restarted origin showed ready: {written}");
+    assert!(origin.log().contains("drain ordered"), "{}", origin.log());
+
     // Undrained: publishers are welcome again.
     rt.block_on(async {
         let mut cp = client(&endpoint).await;
