@@ -361,22 +361,28 @@ fn half_open_connections_from_one_address_do_not_lock_out_another() {
 fn ended_streams_release_their_memory_while_their_playlists_are_polled() {
     use sluice_media::rtmp::client::ClientMode;
     use sluice_tests::rtmp::{read_flv_file, RtmpClient};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    const NAMES: usize = 200;
+    const NAMES: usize = 1_000;
+    const PUBLISHERS: usize = 4;
     let tags = read_flv_file(&h264_aac().path).unwrap();
     // Enough for the first complete HLS segment (2 s GOPs): up to the keyframe at 2 s.
-    let tags: Vec<_> = tags.into_iter().filter(|t| t.timestamp <= 2_100).collect();
-    // The poller opens a connection per request, hundreds a second from one address: this
-    // case is about memory, not about per-address rates. Ended streams count against
-    // --max-streams until released, so at most 10 streams' media is held at any time.
+    let tags: Arc<Vec<_>> = Arc::new(tags.into_iter().filter(|t| t.timestamp <= 2_100).collect());
+    // The poller opens a connection per request, hundreds a second from one address, and holds
+    // a session per name: this case is about memory, not about per-address shares. Ended
+    // streams count against --max-streams until released, so at most 12 streams' media is
+    // held at any time.
     let origin = Origin::start(&[
         "--ended-stream-linger",
-        "2s",
+        "250ms",
         "--max-streams",
-        "10",
+        "12",
         "--new-connections-per-ip",
+        "0",
+        "--hls-sessions-per-ip",
+        "0",
+        "--hls-max-sessions-per-ip",
         "0",
     ]);
     let baseline = rss(&origin);
@@ -398,49 +404,77 @@ fn ended_streams_release_their_memory_while_their_playlists_are_polled() {
             polls
         })
     };
-    let until = Instant::now() + secs(90);
-    let (mut published, mut peak_growth, mut refused) = (0, 0, 0);
-    for i in 0..NAMES {
-        if Instant::now() > until {
-            break;
-        }
-        let name = format!("ended{i}");
-        // Refused while ten streams are held: retry until one is released.
-        let mut publisher = loop {
-            let mut p =
-                RtmpClient::connect(origin.rtmp, "live", &name, ClientMode::Publish).unwrap();
-            match p.expect_status("NetStream.Publish.Start", secs(10)) {
-                Ok(_) => break p,
-                Err(_) if Instant::now() < until => {
-                    refused += 1;
-                    std::thread::sleep(Duration::from_millis(200));
+    let until = Instant::now() + secs(150);
+    let (next, published, refused) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    // Publishers, each taking the next name: publish its first segment, start an HLS session
+    // on it (polled from then on), end it.
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|_| {
+            let (next, published, refused) = (next.clone(), published.clone(), refused.clone());
+            let (tags, polled, rtmp, http) =
+                (tags.clone(), polled.clone(), origin.rtmp, origin.http);
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= NAMES || Instant::now() > until {
+                    return;
                 }
-                Err(e) => panic!("publish {name} refused until the end: {e}"),
-            }
-        };
-        for tag in &tags {
-            publisher.send_media(tag).unwrap();
-        }
-        // Its first segment is out: start an HLS session and poll it from now on.
-        let multi = wait_for(secs(10), || {
-            let r = get(&origin, &format!("/live/{name}.m3u8"));
-            (r.status == 200).then_some(r)
+                let name = format!("ended{i}");
+                // Refused while twelve streams are held: retry until one is released.
+                let mut publisher = loop {
+                    let mut p = RtmpClient::connect(rtmp, "live", &name, ClientMode::Publish)
+                        .unwrap_or_else(|e| panic!("connect {name}: {e}"));
+                    match p.expect_status("NetStream.Publish.Start", secs(10)) {
+                        Ok(_) => break p,
+                        Err(_) if Instant::now() < until => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(e) => panic!("publish {name} refused until the end: {e}"),
+                    }
+                };
+                for tag in tags.iter() {
+                    publisher.send_media(tag).unwrap();
+                }
+                let multi = wait_for(secs(10), || {
+                    let mut r = http::get(http, &format!("/live/{name}.m3u8"), secs(15)).ok()?;
+                    if r.status == 302 {
+                        let location = r.header("location")?.to_string();
+                        r = http::get(http, &format!("/live/{location}"), secs(15)).ok()?;
+                    }
+                    (r.status == 200).then_some(r)
+                })
+                .unwrap_or_else(|| panic!("{name}: no multivariant playlist"));
+                let media =
+                    multi.text().lines().find(|l| l.contains("index.m3u8")).unwrap().to_string();
+                sluice_tests::lock(&polled).push(format!("/live/{media}"));
+                publisher.close();
+                published.fetch_add(1, Ordering::Relaxed);
+            })
         })
-        .unwrap_or_else(|| panic!("{name}: no multivariant playlist"));
-        let media = multi.text().lines().find(|l| l.contains("index.m3u8")).unwrap().to_string();
-        sluice_tests::lock(&polled).push(format!("/live/{media}"));
-        publisher.close();
-        published += 1;
-        if i % 10 == 0 {
-            let g = rss(&origin).saturating_sub(baseline);
-            let held = origin.metrics().value("sluice_streams_held", &[]);
-            println!("after {i} names: RSS growth {g} KiB, {held} streams held");
-            assert!(held <= 10.0, "{held} streams held with --max-streams 10");
-            peak_growth = peak_growth.max(g);
+        .collect();
+    // Memory and streams held, sampled while they run.
+    let mut peak_growth = 0;
+    while publishers.iter().any(|p| !p.is_finished()) {
+        let g = rss(&origin).saturating_sub(baseline);
+        let held = origin.metrics().value("sluice_streams_held", &[]);
+        let done = published.load(Ordering::Relaxed);
+        if g > peak_growth + 1024 || done % 100 < 2 {
+            println!("after {done} names: RSS growth {g} KiB, {held} streams held");
         }
+        assert!(held <= 12.0, "{held} streams held with --max-streams 12");
+        peak_growth = peak_growth.max(g);
+        std::thread::sleep(Duration::from_millis(500));
     }
+    for p in publishers {
+        p.join().expect("a publisher thread panicked");
+    }
+    let (published, refused) = (published.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
     println!("{published} streams published and ended; {refused} publishes refused meanwhile");
-    assert!(published >= 50, "only {published} streams in the time allowed");
+    assert_eq!(published, NAMES, "only {published} names published and ended in the time allowed");
     // Within the linger (plus the once-a-second sweep), nothing ended is held any more.
     let held = wait_for(secs(10), || {
         let n = origin.metrics().value("sluice_streams_held", &[]);
