@@ -97,6 +97,32 @@ fn max_viewers_per_stream_refuses_rtmp_and_http_flv_viewers() {
     .expect("a freed viewer place is reused");
 }
 
+/// Viewers filling an origin's per-stream cap never keep an edge out: the edge's relay
+/// subscription is not a viewer, and the edge's own viewers count on the edge.
+#[test]
+fn viewers_filling_the_per_stream_cap_do_not_keep_an_edge_out() {
+    let c = sluice_tests::cluster::TestCluster::new("capedge", &["origin-v", "edge-v"]);
+    let origin = c.origin("origin-v", &["--max-viewers-per-stream", "2"]);
+    let edge = c.edge("edge-v", &[]);
+    let _publisher = Replay::start(origin.rtmp, "live", "full", &h264_aac().path);
+    let direct: Vec<Watcher> =
+        (0..2).map(|_| Watcher::start(origin.rtmp, "live", "full")).collect();
+    for w in &direct {
+        assert!(w.wait_video(10, secs(20)) >= 10, "the origin's own viewers play");
+    }
+    let mut third = RtmpClient::connect(origin.rtmp, "live", "full", ClientMode::Play).unwrap();
+    third.expect_status("NetStream.Play.Failed", secs(10)).expect("the origin is full");
+    // The edge subscribes over the relay anyway, and serves more viewers than the origin's cap.
+    wait_for(secs(15), || edge.stream_info("live", "full")).expect("the edge lists the stream");
+    let on_edge: Vec<Watcher> = (0..3).map(|_| Watcher::start(edge.rtmp, "live", "full")).collect();
+    for w in &on_edge {
+        assert!(w.wait_video(10, secs(30)) >= 10, "edge viewers play past the origin's cap");
+    }
+    let m = origin.metrics();
+    assert_eq!(m.value("sluice_viewers", &[("protocol", "rtmp")]), 2.0, "still 2 direct viewers");
+    assert_eq!(m.value("sluice_viewers_rejected_total", &[]), 1.0, "only the third was refused");
+}
+
 /// A GOP (2 s of 720p) larger than `--stream-buffer` is not cached: a viewer joining
 /// mid-GOP gets no backlog and starts at the next keyframe; with the default buffer it starts
 /// at once from the cached keyframe.
