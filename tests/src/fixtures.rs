@@ -66,6 +66,53 @@ pub fn h264_aac() -> &'static Fixture {
     })
 }
 
+/// `h264_small.flv`: 320x180 30 fps H.264 at ~200 kbit/s (x264 veryfast, 1 s GOP, no
+/// B-frames), AAC mono 64 kbit/s, 10 s: for hundreds of viewers on one machine.
+pub fn h264_small() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let args = [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            "200k",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+            "-c:a",
+            "aac",
+            "-ac",
+            "1",
+            "-ar",
+            "44100",
+            "-b:a",
+            "64k",
+            "-f",
+            "flv",
+        ];
+        generate("h264_small.flv", &Dep::Ffmpeg.path(), &args, 10.0, true)
+    })
+}
+
 /// `hevc_aac.flv`: 1280x720 30 fps H.265 (x265 ultrafast, 2 s GOP) in Enhanced FLV (`hvc1`),
 /// AAC, 6 s; made with the newer ffmpeg of the imageio-ffmpeg package ([`Dep::HevcFfmpeg`];
 /// panics naming it when it is missing).

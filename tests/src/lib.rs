@@ -26,7 +26,7 @@ pub mod viewer;
 pub mod wait;
 
 pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};
-pub use fixtures::{h264_aac, hevc_aac, Fixture};
+pub use fixtures::{h264_aac, h264_small, hevc_aac, Fixture};
 pub use metrics::Metrics;
 pub use origin::Origin;
 

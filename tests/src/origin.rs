@@ -152,6 +152,11 @@ impl Origin {
         self.node.child().try_wait().is_none()
     }
 
+    /// SIGTERM, without waiting.
+    pub fn signal_term(&mut self) {
+        self.node.child().signal(sluice_launch::Signal::TERM);
+    }
+
     /// SIGTERM and wait (SIGKILL after 5 s); returns whether it exited by itself in time.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         self.node.child().signal(sluice_launch::Signal::TERM);

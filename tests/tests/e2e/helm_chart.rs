@@ -21,6 +21,7 @@ use sluice_tests::helm::{
     RenderedSet, Workload, PENDING_FLAGS,
 };
 
+mod lifecycle;
 mod pods;
 
 const BINARIES: [&str; 3] = ["sluice-origin", "sluice-edge", "sluice-control-plane"];

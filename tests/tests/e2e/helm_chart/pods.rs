@@ -148,7 +148,12 @@ fn probes_pass(set: &str, c: &Container, http: std::net::SocketAddr, ca: &Path) 
 }
 
 /// A rendered node pod (origin or edge), started.
-fn start_node(set: &RenderedSet, binary: &str, pod: &str, c: &TestCluster) -> (Origin, TestDir) {
+pub(super) fn start_node(
+    set: &RenderedSet,
+    binary: &str,
+    pod: &str,
+    c: &TestCluster,
+) -> (Origin, TestDir) {
     let w = set.workload_running(binary);
     let root = pod_root(c, pod);
     run_cert_init(&w, pod, root.path());

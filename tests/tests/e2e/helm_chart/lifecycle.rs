@@ -1,0 +1,222 @@
+//! The lifecycle harness: rendered pods run the way Kubernetes runs them. A pod starts from
+//! its rendered spec (see [`super::pods`]: init container, command, args); it counts as ready
+//! when its rendered readiness probe answers 200; it terminates the Kubernetes way: out of the
+//! Service's endpoints, the rendered preStop hook run to its end, SIGTERM, then SIGKILL once
+//! `terminationGracePeriodSeconds` (from the start of the termination) has passed.
+//!
+//! With it, a rolling restart of the edges (new pod ready before an old one terminates, as
+//! the Deployment's `maxUnavailable: 0` says) under 200 viewers that follow the control
+//! plane's assignments (`/play/APP/STREAM.json`, then RTMP to the edge it names, and again
+//! whenever the edge closes them) loses no viewer.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Container;
+use sluice_tests::cluster::TestCluster;
+use sluice_tests::helm::{rendered_sets, RenderedSet};
+use sluice_tests::origin::TestDir;
+use sluice_tests::process::wait_for;
+use sluice_tests::viewer::Watcher;
+use sluice_tests::{control_plane, h264_small, http, secs, Origin, Publisher};
+
+use super::pods::start_node;
+
+/// A running pod of the rendering.
+struct Pod {
+    name: String,
+    node: Origin,
+    _root: TestDir,
+    container: Container,
+    grace: Duration,
+}
+
+impl Pod {
+    fn start(set: &RenderedSet, binary: &str, name: &str, cluster: &TestCluster) -> Pod {
+        let (node, root) = start_node(set, binary, name, cluster);
+        let w = set.workload_running(binary);
+        let container = w.container_running(binary).expect("container").clone();
+        let spec = w.template.spec.as_ref().expect("pod spec");
+        let grace = spec.termination_grace_period_seconds.expect("terminationGracePeriodSeconds");
+        let grace = Duration::from_secs(u64::try_from(grace).expect("a positive grace"));
+        Pod { name: name.to_string(), node, _root: root, container, grace }
+    }
+
+    /// Whether the rendered readiness probe answers 200 now.
+    fn ready(&self) -> bool {
+        let probe = self.container.readiness_probe.as_ref().expect("a readiness probe");
+        let path = probe.http_get.as_ref().and_then(|g| g.path.clone()).expect("probe path");
+        http::get(self.node.http, &path, secs(2)).is_ok_and(|r| r.status == 200)
+    }
+
+    /// Terminate the Kubernetes way (the caller has taken it out of the endpoints): preStop,
+    /// SIGTERM, SIGKILL at the grace period. Returns how long it took and whether the process
+    /// exited by itself within the grace period.
+    fn terminate(mut self) -> (Duration, bool) {
+        let start = Instant::now();
+        let hook = self.container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
+        if let Some(command) = hook.and_then(|h| h.exec.as_ref()).and_then(|e| e.command.clone()) {
+            let status = Command::new(&command[0]).args(&command[1..]).status();
+            assert!(status.is_ok_and(|s| s.success()), "{}: preStop {command:?}", self.name);
+        }
+        self.node.signal_term();
+        let exited = loop {
+            if !self.node.is_running() {
+                break true;
+            }
+            if start.elapsed() >= self.grace {
+                break false; // Dropping the node kills it.
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (start.elapsed(), exited)
+    }
+}
+
+/// A viewer that does what a player using the control plane does: ask `/play/…json` for an
+/// edge, play from it over RTMP, and ask again whenever the edge ends the stream.
+struct Follower {
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<FollowerStats>>,
+    thread: JoinHandle<()>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct FollowerStats {
+    /// Edges played from, in order.
+    edges: Vec<String>,
+    /// Longest time from losing the stream to the first frame from the next edge.
+    longest_outage: Duration,
+    playing: bool,
+    /// Assignment or connection failures, retried.
+    failures: u32,
+}
+
+impl Follower {
+    fn start(control_plane: std::net::SocketAddr) -> Follower {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(FollowerStats::default()));
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::spawn(move || follow(control_plane, &stop, &stats))
+        };
+        Follower { stop, stats, thread }
+    }
+
+    fn stats(&self) -> FollowerStats {
+        sluice_tests::lock(&self.stats).clone()
+    }
+
+    fn finish(self) -> FollowerStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("follower thread");
+        sluice_tests::lock(&self.stats).clone()
+    }
+}
+
+fn follow(cp: std::net::SocketAddr, stop: &AtomicBool, stats: &Mutex<FollowerStats>) {
+    let mut lost_at: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let choice = http::get(cp, "/play/live/life.json?protocol=rtmp", secs(5))
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok());
+        let target = choice.as_ref().and_then(|c| {
+            let url = c["url"].as_str()?;
+            let addr = url.strip_prefix("rtmp://")?.split('/').next()?.parse().ok()?;
+            Some((addr, c["edge"].as_str()?.to_string()))
+        });
+        let Some((addr, edge)) = target else {
+            sluice_tests::lock(stats).failures += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        let watcher = Watcher::start(addr, "live", "life");
+        if watcher.wait_video(1, secs(10)) == 0 {
+            sluice_tests::lock(stats).failures += 1;
+            continue;
+        }
+        {
+            let mut s = sluice_tests::lock(stats);
+            if let Some(at) = lost_at.take() {
+                s.longest_outage = s.longest_outage.max(at.elapsed());
+            }
+            s.edges.push(edge);
+            s.playing = true;
+        }
+        while watcher.is_playing() && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !stop.load(Ordering::Relaxed) {
+            lost_at = Some(Instant::now());
+            sluice_tests::lock(stats).playing = false;
+        }
+    }
+}
+
+const VIEWERS: usize = 200;
+
+#[test]
+fn a_rolling_restart_of_the_edges_loses_no_viewer_that_follows_the_control_plane() {
+    let test = "a_rolling_restart_of_the_edges_loses_no_viewer";
+    let Some(sets) = rendered_sets(test) else { return };
+    let set = sets.iter().find(|s| s.name == "lifecycle-values-1.35").expect("the lifecycle set");
+    let cluster = TestCluster::new("life", &["cp"]);
+    let origin = Pod::start(set, "sluice-origin", "sluice-origin-0", &cluster);
+    let mut edges: Vec<Pod> = ["sluice-edge-old-a", "sluice-edge-old-b"]
+        .iter()
+        .map(|name| Pod::start(set, "sluice-edge", name, &cluster))
+        .collect();
+    let cp = control_plane::start(&cluster, "life", &[]);
+    let mut publisher =
+        Publisher::start_looped(&origin.node.rtmp_url("live", "life"), &h264_small().path);
+    for e in &edges {
+        wait_for(secs(20), || e.node.stream_info("live", "life"))
+            .unwrap_or_else(|| panic!("{} lists the stream", e.name));
+    }
+
+    let followers: Vec<Follower> = (0..VIEWERS).map(|_| Follower::start(cp.http)).collect();
+    let all_playing = |fs: &[Follower]| fs.iter().filter(|f| f.stats().playing).count();
+    wait_for(secs(60), || (all_playing(&followers) == VIEWERS).then_some(())).unwrap_or_else(
+        || {
+            let playing = all_playing(&followers);
+            panic!("{playing} of {VIEWERS} viewers playing; one: {:?}", followers[0].stats())
+        },
+    );
+
+    // One edge at a time: a new pod, ready by its probe, then an old one terminated.
+    let started = Instant::now();
+    for i in 0..2 {
+        let new = Pod::start(set, "sluice-edge", &format!("sluice-edge-new-{i}"), &cluster);
+        wait_for(secs(30), || new.ready().then_some(())).expect("the new edge becomes ready");
+        let old = edges.remove(0);
+        let name = old.name.clone();
+        let (took, exited) = old.terminate();
+        println!("{name} terminated in {took:?} (exited by itself: {exited})");
+        assert!(exited, "{name} exited within its grace period");
+        edges.push(new);
+    }
+    println!("rolling restart took {:?}", started.elapsed());
+
+    // Every viewer plays again, from the new edges, after a short interruption.
+    wait_for(secs(30), || (all_playing(&followers) == VIEWERS).then_some(()))
+        .unwrap_or_else(|| panic!("{} of {VIEWERS} viewers playing", all_playing(&followers)));
+    let stats: Vec<FollowerStats> = followers.into_iter().map(Follower::finish).collect();
+    let longest = stats.iter().map(|s| s.longest_outage).max().unwrap_or_default();
+    let failures: u32 = stats.iter().map(|s| s.failures).sum();
+    let moved = stats.iter().filter(|s| s.edges.len() > 1).count();
+    println!(
+        "{VIEWERS} viewers: {moved} moved edges, longest outage {longest:?}, {failures} retries"
+    );
+    for s in &stats {
+        let last = s.edges.last().expect("played");
+        assert!(last.starts_with("sluice-edge-new-"), "a viewer left on an old edge: {s:?}");
+    }
+    assert!(longest < secs(5), "a viewer was without the stream for {longest:?}");
+    publisher.stop();
+    drop(edges);
+    drop(origin);
+}
