@@ -7,7 +7,9 @@
 //! With it, a rolling restart of the edges (new pod ready before an old one terminates, as
 //! the Deployment's `maxUnavailable: 0` says) under 200 viewers that follow the control
 //! plane's assignments (`/play/APP/STREAM.json`, then RTMP to the edge it names, and again
-//! whenever the edge closes them) loses no viewer.
+//! whenever the edge closes them) loses no viewer; and evicting the origin a stream is
+//! forwarded to moves it to the next ring owner with no encoder reconnect and no gap for the
+//! edge's viewers.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Container;
-use sluice_tests::cluster::TestCluster;
+use sluice_tests::cluster::{self, find_name, TestCluster};
 use sluice_tests::helm::{rendered_sets, RenderedSet};
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
@@ -96,12 +98,12 @@ struct FollowerStats {
 }
 
 impl Follower {
-    fn start(control_plane: std::net::SocketAddr) -> Follower {
+    fn start(control_plane: std::net::SocketAddr, stream: &str) -> Follower {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(FollowerStats::default()));
         let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
-            std::thread::spawn(move || follow(control_plane, &stop, &stats))
+            let (stop, stats, stream) = (stop.clone(), stats.clone(), stream.to_string());
+            std::thread::spawn(move || follow(control_plane, &stream, &stop, &stats))
         };
         Follower { stop, stats, thread }
     }
@@ -117,10 +119,10 @@ impl Follower {
     }
 }
 
-fn follow(cp: std::net::SocketAddr, stop: &AtomicBool, stats: &Mutex<FollowerStats>) {
+fn follow(cp: std::net::SocketAddr, stream: &str, stop: &AtomicBool, stats: &Mutex<FollowerStats>) {
     let mut lost_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        let choice = http::get(cp, "/play/live/life.json?protocol=rtmp", secs(5))
+        let choice = http::get(cp, &format!("/play/live/{stream}.json?protocol=rtmp"), secs(5))
             .ok()
             .filter(|r| r.status == 200)
             .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok());
@@ -134,7 +136,7 @@ fn follow(cp: std::net::SocketAddr, stop: &AtomicBool, stats: &Mutex<FollowerSta
             std::thread::sleep(Duration::from_millis(200));
             continue;
         };
-        let watcher = Watcher::start(addr, "live", "life");
+        let watcher = Watcher::start(addr, "live", stream);
         if watcher.wait_video(1, secs(10)) == 0 {
             sluice_tests::lock(stats).failures += 1;
             continue;
@@ -178,7 +180,7 @@ fn a_rolling_restart_of_the_edges_loses_no_viewer_that_follows_the_control_plane
             .unwrap_or_else(|| panic!("{} lists the stream", e.name));
     }
 
-    let followers: Vec<Follower> = (0..VIEWERS).map(|_| Follower::start(cp.http)).collect();
+    let followers: Vec<Follower> = (0..VIEWERS).map(|_| Follower::start(cp.http, "life")).collect();
     let all_playing = |fs: &[Follower]| fs.iter().filter(|f| f.stats().playing).count();
     wait_for(secs(60), || (all_playing(&followers) == VIEWERS).then_some(())).unwrap_or_else(
         || {
@@ -219,4 +221,61 @@ fn a_rolling_restart_of_the_edges_loses_no_viewer_that_follows_the_control_plane
     publisher.stop();
     drop(edges);
     drop(origin);
+}
+
+#[test]
+fn evicting_the_home_origin_moves_its_stream_without_a_publisher_reconnect() {
+    let test = "evicting_the_home_origin_moves_its_stream";
+    let Some(sets) = rendered_sets(test) else { return };
+    let set = sets.iter().find(|s| s.name == "lifecycle-values-1.35").expect("the lifecycle set");
+    let c = TestCluster::new("evict", &["cp"]);
+    let ingest = Pod::start(set, "sluice-origin", "sluice-origin-0", &c);
+    let home = Pod::start(set, "sluice-origin", "sluice-origin-1", &c);
+    let edge = Pod::start(set, "sluice-edge", "sluice-edge-a", &c);
+    let cp = control_plane::start(&c, "evict", &[]);
+
+    // A name whose ring home is sluice-origin-1, published at sluice-origin-0: it is forwarded.
+    let origins = ["sluice-origin-0", "sluice-origin-1"];
+    let name = find_name("cam", |n| cluster::home(&origins, n) == "sluice-origin-1");
+    let mut publisher =
+        Publisher::start_looped(&ingest.node.rtmp_url("live", &name), &h264_small().path);
+    wait_for(secs(20), || home.node.stream_info("live", &name)).expect("forwarded to its home");
+    wait_for(secs(20), || edge.node.stream_info("live", &name)).expect("the edge lists it");
+    let viewers: Vec<Follower> = (0..20).map(|_| Follower::start(cp.http, &name)).collect();
+    wait_for(secs(30), || viewers.iter().all(|v| v.stats().playing).then_some(()))
+        .expect("the viewers play");
+
+    let measured = Watcher::start(edge.node.rtmp, "live", &name);
+    assert!(measured.wait_video(30, secs(20)) >= 30, "the measured viewer plays");
+    let mark = measured.mark();
+
+    // The home is evicted the Kubernetes way: the stream moves to the next ring owner (here
+    // the ingest itself), made before the old forward is broken.
+    let (took, exited) = home.terminate();
+    println!("sluice-origin-1 evicted in {took:?} (exited by itself: {exited})");
+    assert!(exited, "the evicted origin exited within its grace period");
+    std::thread::sleep(secs(3));
+    assert!(publisher.is_running(), "the encoder was disconnected: {:?}", publisher.stderr());
+    let starts = ingest.node.log().matches("publish start").count();
+    assert_eq!(starts, 1, "the encoder published once, never again:\n{}", ingest.node.log());
+    let log = edge.node.log();
+    let resubscribed = log
+        .lines()
+        .any(|l| l.contains("switched upstream") && l.contains("\"to\":\"sluice-origin-0\""));
+    assert!(resubscribed, "the edge now pulls from sluice-origin-0:\n{log}");
+    // Frames kept coming on the edge across the move: no gap over a second, none lost.
+    let record = measured.stop();
+    let gaps = record.interruptions(mark, secs(1), 0);
+    assert!(
+        gaps.is_empty(),
+        "the edge viewer noticed the move: {gaps:?}; {:?}",
+        record.report_from(mark)
+    );
+    let stats: Vec<FollowerStats> = viewers.into_iter().map(Follower::finish).collect();
+    let longest = stats.iter().map(|s| s.longest_outage).max().unwrap_or_default();
+    let moved = stats.iter().filter(|s| s.edges.len() > 1).count();
+    println!("20 edge viewers: {moved} reconnected, longest outage {longest:?}");
+    assert!(stats.iter().all(|s| s.playing), "every viewer still plays: {stats:?}");
+    assert!(longest < secs(5), "a viewer was without the stream for {longest:?}");
+    publisher.stop();
 }
