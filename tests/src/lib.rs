@@ -14,6 +14,7 @@ pub mod ffmpeg;
 pub mod fixtures;
 pub mod flood;
 pub mod helm;
+pub mod hpa;
 pub mod http;
 pub mod metrics;
 pub mod origin;

@@ -279,3 +279,111 @@ fn evicting_the_home_origin_moves_its_stream_without_a_publisher_reconnect() {
     assert!(longest < secs(5), "a viewer was without the stream for {longest:?}");
     publisher.stop();
 }
+
+/// The external scaler's answers for the rendered ScaledObject: (edge viewers, target).
+fn scaler_answers(cp: &control_plane::ControlPlaneProcess, so: &serde_json::Value) -> (f64, f64) {
+    use sluice_proto::externalscaler as keda;
+    let metadata = so["spec"]["triggers"][0]["metadata"].as_object().expect("metadata");
+    let object = keda::ScaledObjectRef {
+        name: so["metadata"]["name"].as_str().expect("name").to_string(),
+        namespace: "default".into(),
+        scaler_metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_string()))
+            .collect(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut scaler = keda::external_scaler_client::ExternalScalerClient::connect(cp.grpc_url())
+            .await
+            .expect("connect to the scaler");
+        let spec = scaler.get_metric_spec(object.clone()).await.expect("GetMetricSpec");
+        let spec = spec.into_inner().metric_specs.remove(0);
+        let request = keda::GetMetricsRequest {
+            scaled_object_ref: Some(object),
+            metric_name: spec.metric_name.clone(),
+        };
+        let metrics = scaler.get_metrics(request).await.expect("GetMetrics").into_inner();
+        (metrics.metric_values[0].metric_value_float, spec.target_size_float)
+    })
+}
+
+/// HPA time per real second: each one-second sync stands for the controller's 15 s period,
+/// so the chart's minute-long policies and five-minute window play out in seconds.
+const HPA_SYNC: Duration = Duration::from_secs(15);
+
+#[test]
+fn edges_scale_up_under_a_viewer_ramp_and_back_down_after_it() {
+    let test = "edges_scale_up_under_a_viewer_ramp";
+    let Some(sets) = rendered_sets(test) else { return };
+    let set = sets.iter().find(|s| s.name == "lifecycle-values-1.35").expect("the lifecycle set");
+    let so = set.raw_of_kind("ScaledObject").next().expect("a ScaledObject").clone();
+    let mut hpa = sluice_tests::hpa::Hpa::from_scaled_object(&so);
+    let c = TestCluster::new("scale", &["cp"]);
+    let origin = Pod::start(set, "sluice-origin", "sluice-origin-0", &c);
+    let cp = control_plane::start(&c, "scale", &[]);
+    let mut publisher =
+        Publisher::start_looped(&origin.node.rtmp_url("live", "life"), &h264_small().path);
+    wait_for(secs(20), || origin.node.stream_info("live", "life")).expect("published");
+
+    let mut edges: Vec<Pod> = Vec::new();
+    let mut leaving: Vec<JoinHandle<(Duration, bool)>> = Vec::new();
+    let mut followers: Vec<Follower> = Vec::new();
+    let mut made = 0;
+    let (mut clock, mut history) = (Instant::now(), Vec::new());
+    let mut step = |edges: &mut Vec<Pod>, leaving: &mut Vec<_>, viewers: usize| {
+        let (value, target) = scaler_answers(&cp, &so);
+        let current = i32::try_from(edges.len()).expect("count").max(hpa.min);
+        clock += HPA_SYNC;
+        let desired = hpa.sync(clock, current, value, target);
+        history.push((viewers, value, desired));
+        while edges.len() < usize::try_from(desired).expect("count") {
+            made += 1;
+            edges.push(Pod::start(set, "sluice-edge", &format!("sluice-edge-{made}"), &c));
+        }
+        while edges.len() > usize::try_from(desired).expect("count") {
+            let pod = edges.pop().expect("an edge");
+            leaving.push(std::thread::spawn(move || pod.terminate()));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+
+    // The minimum first, then 10 viewers more every two syncs up to 35: 4 edges at 10 each.
+    step(&mut edges, &mut leaving, 0);
+    assert_eq!(edges.len(), 1, "min replicas");
+    while followers.len() < 35 {
+        for _ in 0..10.min(35 - followers.len()) {
+            followers.push(Follower::start(cp.http, "life"));
+        }
+        step(&mut edges, &mut leaving, followers.len());
+        step(&mut edges, &mut leaving, followers.len());
+    }
+    for _ in 0..10 {
+        if edges.len() == 4 {
+            break;
+        }
+        step(&mut edges, &mut leaving, followers.len());
+    }
+    assert_eq!(edges.len(), 4, "scaled up to ceil(35 / 10) edges: {history:?}");
+    let playing = followers.iter().filter(|f| f.stats().playing).count();
+    assert_eq!(playing, 35, "every viewer plays while the edges scale up");
+
+    // The audience leaves: after the stabilisation window, one edge a minute, down to 1.
+    for f in followers.drain(..) {
+        f.finish();
+    }
+    let mut syncs = 0;
+    while edges.len() > 1 {
+        syncs += 1;
+        assert!(syncs < 60, "never scaled back down: {history:?}");
+        step(&mut edges, &mut leaving, 0);
+    }
+    println!("edges: {history:?}");
+    // 300 s of window, then three steps a minute apart: about 32 syncs of 15 s.
+    assert!(syncs >= 20, "scaled down before the window ({syncs} syncs): {history:?}");
+    for handle in leaving {
+        let (took, exited) = handle.join().expect("termination");
+        assert!(exited, "an edge scaled down exited within its grace period ({took:?})");
+    }
+    publisher.stop();
+}
