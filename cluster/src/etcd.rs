@@ -11,7 +11,7 @@ use crate::backoff::Backoff;
 use crate::cache::{self, Change, Resume, Start, WatchEnd};
 use crate::keys::Keyspace;
 use crate::registrar::Registrar;
-use crate::registry::{RegistryConfig, RegistryError};
+use crate::registry::{EtcdTls, RegistryConfig, RegistryError};
 use crate::types::{NodeInfo, RawKv, Snapshot};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream,
@@ -257,17 +257,48 @@ impl Backend for EtcdBackend {
     }
 }
 
-/// A client for `endpoints` with the registry's connect and keep-alive timeouts.
+/// A client for `endpoints` with the registry's connect and keep-alive timeouts, over TLS when
+/// `tls` says so.
 pub(crate) async fn connect_client(
     endpoints: &[String],
     op_timeout: Duration,
+    tls: &EtcdTls,
 ) -> Result<Client, RegistryError> {
-    let opts = ConnectOptions::new()
+    let mut opts = ConnectOptions::new()
         .with_connect_timeout(op_timeout)
         .with_keep_alive(Duration::from_secs(2), op_timeout)
         .with_keep_alive_while_idle(true);
+    if tls.is_set() {
+        opts = opts.with_tls(tls_options(tls)?);
+    }
     let connect = async { Ok(Client::connect(endpoints, Some(opts)).await?) };
     with_timeout(op_timeout, "connect", connect).await
+}
+
+/// The client TLS settings from the files `tls` names.
+fn tls_options(tls: &EtcdTls) -> Result<etcd_client::TlsOptions, RegistryError> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| RegistryError::Tls(format!("reading the {what} {}: {e}", path.display())))
+    };
+    let mut options = etcd_client::TlsOptions::new();
+    if let Some(ca) = &tls.ca_file {
+        options = options.ca_certificate(etcd_client::Certificate::from_pem(read("CA", ca)?));
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let identity =
+                etcd_client::Identity::from_pem(read("certificate", cert)?, read("key", key)?);
+            options = options.identity(identity);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(RegistryError::Tls(
+                "a client certificate needs its key, and a key its certificate".into(),
+            ))
+        }
+    }
+    Ok(options)
 }
 
 impl EtcdBackend {
@@ -289,7 +320,7 @@ impl EtcdRegistry {
         cfg: RegistryConfig,
         node: NodeInfo,
     ) -> Result<EtcdRegistry, RegistryError> {
-        let client = connect_client(endpoints, cfg.op_timeout).await?;
+        let client = connect_client(endpoints, cfg.op_timeout, &cfg.tls).await?;
         EtcdRegistry::with_client(client, cfg, node).await
     }
 

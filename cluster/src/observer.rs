@@ -8,7 +8,7 @@ use crate::etcd::{connect_client, EtcdBackend};
 use crate::keys::Keyspace;
 use crate::memory::MemoryStore;
 use crate::orders::{OrderWriter, Store};
-use crate::registry::RegistryError;
+use crate::registry::{EtcdTls, RegistryError};
 use crate::types::Snapshot;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,9 @@ impl Observer {
         endpoints: &[String],
         prefix: &str,
         op_timeout: Duration,
+        tls: &EtcdTls,
     ) -> Result<Observer, RegistryError> {
-        let client = connect_client(endpoints, op_timeout).await?;
+        let client = connect_client(endpoints, op_timeout, tls).await?;
         let backend = Arc::new(EtcdBackend::new(client));
         let orders = OrderWriter::new(Store::Etcd(backend.clone()), prefix, op_timeout);
         Ok(Observer::start(backend, prefix, orders))

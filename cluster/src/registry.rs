@@ -32,6 +32,24 @@ pub struct RegistryConfig {
     pub claim_retry: Duration,
     /// Timeout of one request to the backend.
     pub op_timeout: Duration,
+    /// TLS to etcd (`https://` endpoints).
+    pub tls: EtcdTls,
+}
+
+/// TLS to etcd: the CA that signed etcd's certificate, and this client's certificate and key
+/// when etcd asks for one (`--client-cert-auth`). Files are read when connecting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl EtcdTls {
+    /// Whether any TLS setting is given.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
 }
 
 impl RegistryConfig {
@@ -45,7 +63,13 @@ impl RegistryConfig {
             claim_margin: DEFAULT_CLAIM_MARGIN,
             claim_retry: DEFAULT_CLAIM_RETRY,
             op_timeout: Duration::from_secs(3),
+            tls: EtcdTls::default(),
         }
+    }
+
+    pub fn with_tls(mut self, tls: EtcdTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn with_prefix(mut self, prefix: &str) -> Self {
@@ -87,6 +111,8 @@ pub enum RegistryError {
     NotReady,
     #[error("encoding a registry value: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("etcd TLS: {0}")]
+    Tls(String),
 }
 
 /// A stream claim failed.

@@ -4,8 +4,8 @@
 //!
 //! The control plane applies the file's `[control_plane]` section (every key the long name of
 //! a flag, `grpc-listen` or `grpc_listen`; an unknown key is an error) and, from the top level,
-//! only the cluster's shared `etcd` and `etcd-prefix`; it ignores the nodes' keys and sections,
-//! so one file serves the whole cluster (the nodes skip `[control_plane]`). The token itself
+//! only the cluster's shared `etcd`, `etcd-prefix` and `etcd-*-file`; it ignores the nodes'
+//! keys and sections, so one file serves the whole cluster (the nodes skip `[control_plane]`). The token itself
 //! may come from `SLUICE_TOKEN` (for containers), never from a flag or the file, whose content
 //! `ps` or a config map would show.
 
@@ -33,6 +33,15 @@ pub struct Args {
     /// Key prefix in etcd (the nodes' `--etcd-prefix`).
     #[arg(long, env = "SLUICE_ETCD_PREFIX", default_value = "/sluice")]
     pub etcd_prefix: String,
+    /// CA certificate (PEM) that signed etcd's certificate: talk to `https://` endpoints.
+    #[arg(long, env = "SLUICE_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, when it requires one (with `--etcd-key-file`).
+    #[arg(long, env = "SLUICE_ETCD_CERT_FILE", requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `--etcd-cert-file`.
+    #[arg(long, env = "SLUICE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
     /// gRPC listen address.
     #[arg(long, env = "SLUICE_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
@@ -110,7 +119,8 @@ impl Args {
 pub const SECTION: &str = "control_plane";
 
 /// Top-level keys of the file the control plane applies (the cluster's, shared with nodes).
-pub const SHARED_KEYS: &[&str] = &["etcd", "etcd-prefix"];
+pub const SHARED_KEYS: &[&str] =
+    &["etcd", "etcd-prefix", "etcd-ca-file", "etcd-cert-file", "etcd-key-file"];
 
 /// Why the settings could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -34,7 +34,12 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3))
+    let etcd_tls = sluice_cluster::EtcdTls {
+        ca_file: args.etcd_ca_file.clone(),
+        cert_file: args.etcd_cert_file.clone(),
+        key_file: args.etcd_key_file.clone(),
+    };
+    let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3), &etcd_tls)
         .await
         .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
     let control = Arc::new(

@@ -67,7 +67,10 @@ pub async fn start_registry(
 ) -> anyhow::Result<Arc<dyn Registry>> {
     let id =
         NodeId::new(node_id).map_err(|e| anyhow::anyhow!("invalid --node-id '{node_id}': {e}"))?;
-    let cfg = RegistryConfig::new(id, role).with_prefix(&args.etcd_prefix).with_ttl(args.lease_ttl);
+    let cfg = RegistryConfig::new(id, role)
+        .with_prefix(&args.etcd_prefix)
+        .with_ttl(args.lease_ttl)
+        .with_tls(args.etcd_tls());
     let state = if args.is_clustered() { NodeState::Starting } else { NodeState::Ready };
     let info = advertised.info(state);
     let registry: Arc<dyn Registry> = if args.is_clustered() {

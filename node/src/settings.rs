@@ -218,6 +218,10 @@ pub struct ClusterSettings {
     #[serde(deserialize_with = "string_or_list")]
     pub etcd: Vec<String>,
     pub etcd_prefix: String,
+    /// TLS to etcd: the CA of its certificate, and this node's client certificate and key.
+    pub etcd_ca_file: Option<PathBuf>,
+    pub etcd_cert_file: Option<PathBuf>,
+    pub etcd_key_file: Option<PathBuf>,
     #[serde(with = "serde_duration")]
     pub lease_ttl: Duration,
     /// Host other nodes and players reach this node at; `None`: the listen address's host.
@@ -234,6 +238,9 @@ impl Default for ClusterSettings {
         ClusterSettings {
             etcd: Vec::new(),
             etcd_prefix: "/sluice".to_string(),
+            etcd_ca_file: None,
+            etcd_cert_file: None,
+            etcd_key_file: None,
             lease_ttl: Duration::from_secs(5),
             advertise_host: None,
             max_viewers: 10_000,
@@ -243,6 +250,15 @@ impl Default for ClusterSettings {
 }
 
 impl ClusterSettings {
+    /// The TLS settings of the etcd client.
+    pub fn etcd_tls(&self) -> sluice_cluster::EtcdTls {
+        sluice_cluster::EtcdTls {
+            ca_file: self.etcd_ca_file.clone(),
+            cert_file: self.etcd_cert_file.clone(),
+            key_file: self.etcd_key_file.clone(),
+        }
+    }
+
     pub fn is_clustered(&self) -> bool {
         !self.etcd.is_empty()
     }

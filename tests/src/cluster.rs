@@ -25,6 +25,8 @@ pub struct TestCluster {
     pub etcd: Etcd,
     pub prefix: String,
     certs: TestDir,
+    /// etcd speaks TLS only and wants client certificates (each node presents its own).
+    etcd_tls: bool,
 }
 
 impl TestCluster {
@@ -34,7 +36,47 @@ impl TestCluster {
         let prefix = format!("/{tag}{}", std::process::id());
         let certs = TestDir::new("certs");
         gen_certs(certs.path(), nodes);
-        TestCluster { etcd, prefix, certs }
+        TestCluster { etcd, prefix, certs, etcd_tls: false }
+    }
+
+    /// [`TestCluster::new`] with an etcd that serves TLS only and requires client
+    /// certificates signed by the cluster's CA (`etcd` gets a certificate too).
+    pub fn with_tls_etcd(tag: &str, nodes: &[&str]) -> TestCluster {
+        let prefix = format!("/{tag}{}", std::process::id());
+        let certs = TestDir::new("certs");
+        let mut all = nodes.to_vec();
+        all.push("etcd");
+        gen_certs(certs.path(), &all);
+        let etcd = Etcd::start_tls(certs.path());
+        TestCluster { etcd, prefix, certs, etcd_tls: true }
+    }
+
+    /// The flags that reach this cluster's etcd as `id` (endpoint, prefix, and with a TLS etcd
+    /// the CA and `id`'s certificate).
+    pub fn etcd_args(&self, id: &str) -> Vec<String> {
+        let mut args = vec![
+            "--etcd".to_string(),
+            self.etcd.endpoint(),
+            "--etcd-prefix".to_string(),
+            self.prefix.clone(),
+        ];
+        if self.etcd_tls {
+            let file = |name: String| self.certs.path().join(name).display().to_string();
+            args.extend([
+                "--etcd-ca-file".to_string(),
+                file("ca.pem".into()),
+                "--etcd-cert-file".to_string(),
+                file(format!("{id}.pem")),
+                "--etcd-key-file".to_string(),
+                file(format!("{id}.key")),
+            ]);
+        }
+        args
+    }
+
+    /// Whether etcd speaks TLS only ([`TestCluster::with_tls_etcd`]).
+    pub fn etcd_tls(&self) -> bool {
+        self.etcd_tls
     }
 
     pub fn certs_dir(&self) -> &Path {
@@ -44,21 +86,13 @@ impl TestCluster {
     /// The flags every node of this cluster shares, for node `id`.
     pub fn args(&self, id: &str) -> Vec<String> {
         let tls = self.certs.path().to_str().expect("utf-8 path");
-        [
-            "--etcd",
-            &self.etcd.endpoint(),
-            "--etcd-prefix",
-            &self.prefix,
-            "--lease-ttl",
-            TEST_LEASE_TTL,
-            "--node-id",
-            id,
-            "--tls-dir",
-            tls,
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+        let mut args = self.etcd_args(id);
+        args.extend(
+            ["--lease-ttl", TEST_LEASE_TTL, "--node-id", id, "--tls-dir", tls]
+                .iter()
+                .map(ToString::to_string),
+        );
+        args
     }
 
     /// An origin with a relay listener, plus `extra` flags.

@@ -100,7 +100,7 @@ pub fn spawn_env(
     }
     let child = command
         .envs(env.iter().copied())
-        .args(["--etcd", &c.etcd.endpoint(), "--etcd-prefix", &c.prefix])
+        .args(c.etcd_args("cp"))
         .args(["--grpc-listen", &grpc.to_string(), "--http-listen", &http_addr.to_string()])
         .args(extra)
         .stdin(Stdio::null())

@@ -16,6 +16,19 @@ impl Etcd {
         Etcd { server }
     }
 
+    /// Start one that serves clients over TLS only and requires client certificates: its own
+    /// certificate `etcd.pem`/`etcd.key` and the CA `ca.pem`, all in `certs`.
+    pub fn start_tls(certs: &std::path::Path) -> Etcd {
+        let mut spec = sluice_launch::EtcdSpec::ephemeral();
+        spec.tls = Some(sluice_launch::EtcdServerTls {
+            cert_file: certs.join("etcd.pem"),
+            key_file: certs.join("etcd.key"),
+            ca_file: certs.join("ca.pem"),
+        });
+        let server = sluice_launch::Etcd::launch(&spec).unwrap_or_else(|e| panic!("{e}"));
+        Etcd { server }
+    }
+
     pub fn endpoint(&self) -> String {
         self.server.endpoint()
     }

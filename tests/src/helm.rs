@@ -23,16 +23,6 @@ use crate::paths;
 /// that is not merged. A flag missing from `--help` and absent here fails the test; an entry
 /// here that the binary now has fails it too, so this list only shrinks.
 pub const PENDING_FLAGS: &[(&str, &str)] = &[
-    // etcd client TLS (external etcd), on every process.
-    ("sluice-control-plane", "--etcd-ca-file"),
-    ("sluice-control-plane", "--etcd-cert-file"),
-    ("sluice-control-plane", "--etcd-key-file"),
-    ("sluice-origin", "--etcd-ca-file"),
-    ("sluice-origin", "--etcd-cert-file"),
-    ("sluice-origin", "--etcd-key-file"),
-    ("sluice-edge", "--etcd-ca-file"),
-    ("sluice-edge", "--etcd-cert-file"),
-    ("sluice-edge", "--etcd-key-file"),
     // HTTPS on the edges (port 443 of their Service).
     ("sluice-edge", "--https-listen"),
     ("sluice-edge", "--https-cert"),

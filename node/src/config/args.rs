@@ -353,6 +353,18 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLUICE_ETCD_PREFIX", default_value_t = cluster().etcd_prefix)]
     pub etcd_prefix: String,
 
+    /// CA certificate (PEM) that signed etcd's certificate: talk to `https://` endpoints.
+    #[arg(long, env = "SLUICE_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for etcd, when it requires one (with `--etcd-key-file`).
+    #[arg(long, env = "SLUICE_ETCD_CERT_FILE", requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of `--etcd-cert-file`.
+    #[arg(long, env = "SLUICE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
+
     /// Lease TTL: a node that stops renewing for this long loses its node key and streams.
     #[arg(long, env = "SLUICE_LEASE_TTL", default_value_t = HumanDuration(cluster().lease_ttl))]
     pub lease_ttl: HumanDuration,
@@ -377,6 +389,9 @@ impl ClusterArgs {
         overlay!(m, self;
             s.etcd => etcd,
             s.etcd_prefix => etcd_prefix,
+            s.etcd_ca_file => etcd_ca_file,
+            s.etcd_cert_file => etcd_cert_file,
+            s.etcd_key_file => etcd_key_file,
             s.lease_ttl => lease_ttl,
             s.advertise_host => advertise_host,
             s.max_viewers => max_viewers,

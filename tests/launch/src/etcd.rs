@@ -33,6 +33,16 @@ pub struct EtcdSpec {
     /// reach it (a script stops it in order instead).
     pub own_process_group: bool,
     pub start_timeout: Duration,
+    /// Serve clients over TLS, requiring client certificates signed by the same CA.
+    pub tls: Option<EtcdServerTls>,
+}
+
+/// etcd's own certificate, and the CA its clients' certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct EtcdServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
 }
 
 impl EtcdSpec {
@@ -48,6 +58,7 @@ impl EtcdSpec {
             log_file: None,
             own_process_group: false,
             start_timeout: Duration::from_secs(20),
+            tls: None,
         }
     }
 }
@@ -57,6 +68,8 @@ impl EtcdSpec {
 pub struct Etcd {
     child: ChildGuard,
     client_port: u16,
+    metrics_port: u16,
+    scheme: &'static str,
     data_dir: PathBuf,
     remove_data: bool,
 }
@@ -76,16 +89,25 @@ impl Etcd {
     /// pid before waiting).
     pub fn launch_with(spec: &EtcdSpec, on_spawn: impl FnOnce(u32)) -> Result<Etcd, LaunchError> {
         let _ = std::fs::remove_dir_all(&spec.data_dir);
-        let client_url = format!("http://127.0.0.1:{}", spec.client_port);
+        let scheme = if spec.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{}", spec.client_port);
+        let advertise_url = format!("{scheme}://localhost:{}", spec.client_port);
         let peer_url = format!("http://127.0.0.1:{}", spec.peer_port);
+        // Health over plain HTTP on a port of its own, whatever the client port speaks.
+        let metrics_port = free_port();
         let mut cmd = Command::new("etcd");
         cmd.args(["--name", &spec.name, "--data-dir"])
             .arg(&spec.data_dir)
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &advertise_url])
+            .args(["--listen-metrics-urls", &format!("http://127.0.0.1:{metrics_port}")])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("{}={peer_url}", spec.name)])
             .args(["--log-level", &spec.log_level, "--logger", "zap"])
             .stdin(Stdio::null());
+        if let Some(tls) = &spec.tls {
+            cmd.arg("--cert-file").arg(&tls.cert_file).arg("--key-file").arg(&tls.key_file);
+            cmd.arg("--trusted-ca-file").arg(&tls.ca_file).arg("--client-cert-auth");
+        }
         match &spec.log_file {
             Some(path) => {
                 let log = File::create(path)
@@ -107,6 +129,8 @@ impl Etcd {
         let mut etcd = Etcd {
             child: ChildGuard::new("etcd", child),
             client_port: spec.client_port,
+            metrics_port,
+            scheme,
             data_dir: spec.data_dir.clone(),
             remove_data: spec.remove_data_on_drop,
         };
@@ -132,9 +156,13 @@ impl Etcd {
         Ok(etcd)
     }
 
-    /// `http://127.0.0.1:PORT`, the client URL.
+    /// The client URL: `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS (the
+    /// name the test certificates carry).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        match self.scheme {
+            "https" => format!("https://localhost:{}", self.client_port),
+            _ => format!("http://127.0.0.1:{}", self.client_port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -147,7 +175,7 @@ impl Etcd {
 
     /// `GET /health` answers `"health":"true"`.
     pub fn healthy(&self) -> bool {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.metrics_port));
         matches!(http::get(addr, "/health", Duration::from_secs(2)),
             Ok((200, body)) if body.contains("\"health\":\"true\""))
     }

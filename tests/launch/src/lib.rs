@@ -25,7 +25,7 @@ pub mod process;
 pub mod service;
 
 pub use error::LaunchError;
-pub use etcd::{Etcd, EtcdSpec};
+pub use etcd::{Etcd, EtcdServerTls, EtcdSpec};
 pub use node::{Node, NodeSpec};
 pub use process::{kill, ChildGuard, Signal};
 pub use service::{Service, ServiceSpec};

@@ -37,7 +37,23 @@ fn pod_root(c: &TestCluster, label: &str) -> TestDir {
     }
     std::fs::write(root.path().join("hls/key"), "a shared HLS session key for the test")
         .expect("HLS key");
+    etcd_client_secret(c, root.path());
     root
+}
+
+/// With a TLS etcd, the etcd client Secret (`etcd-tls/`: ca.crt, tls.crt, tls.key), holding
+/// the certificate of `etcd-client`.
+fn etcd_client_secret(c: &TestCluster, root: &Path) {
+    if !c.etcd_tls() {
+        return;
+    }
+    std::fs::create_dir_all(root.join("etcd-tls")).expect("etcd-tls");
+    let files =
+        [("ca.pem", "ca.crt"), ("etcd-client.pem", "tls.crt"), ("etcd-client.key", "tls.key")];
+    for (from, to) in files {
+        std::fs::copy(c.certs_dir().join(from), root.join("etcd-tls").join(to))
+            .expect("etcd client Secret");
+    }
 }
 
 /// The control plane's scratch root: its admin token Secret (`token/token`) and its TLS
@@ -53,6 +69,7 @@ fn control_plane_root(c: &TestCluster) -> TestDir {
         std::fs::copy(c.certs_dir().join(from), root.path().join("cp-tls").join(to))
             .expect("TLS Secret");
     }
+    etcd_client_secret(c, root.path());
     root
 }
 
@@ -81,8 +98,15 @@ fn run_cert_init(w: &Workload, pod: &str, root: &Path) {
 /// Flags the launchers set themselves (loopback port 0): the node launcher's, and the
 /// control plane's, which also points it at the test etcd.
 const NODE_LAUNCHER: &[&str] = &["--rtmp-listen", "--http-listen"];
-const CONTROL_PLANE_LAUNCHER: &[&str] =
-    &["--grpc-listen", "--http-listen", "--etcd", "--etcd-prefix"];
+const CONTROL_PLANE_LAUNCHER: &[&str] = &[
+    "--grpc-listen",
+    "--http-listen",
+    "--etcd",
+    "--etcd-prefix",
+    "--etcd-ca-file",
+    "--etcd-cert-file",
+    "--etcd-key-file",
+];
 
 /// The container's args for this machine, without the flags in `launcher` (set by the
 /// launcher) and those the binary lacks yet.
@@ -172,7 +196,15 @@ pub(super) fn start_node(
 fn check_rendering(set: &RenderedSet) -> usize {
     // The CA the chart's Job makes, and a certificate for `cp` and `localhost` standing in for
     // the control plane's TLS Secret.
-    let cluster = TestCluster::new("helm", &["cp"]);
+    // A rendering for an etcd over TLS gets one (the pods present `etcd-client`'s certificate).
+    let origin_args = set.workload_running("sluice-origin");
+    let origin_args = origin_args.container_running("sluice-origin").expect("container");
+    let tls = origin_args.args.iter().flatten().any(|a| a.starts_with("--etcd-ca-file"));
+    let cluster = if tls {
+        TestCluster::with_tls_etcd("helm", &["cp", "etcd-client"])
+    } else {
+        TestCluster::new("helm", &["cp"])
+    };
 
     let (origin, _origin_root) = start_node(set, "sluice-origin", "sluice-origin-0", &cluster);
     let (edge, _edge_root) =
