@@ -194,7 +194,7 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let mut snap = Snapshot { revision: 9, ..Snapshot::default() };
+        let mut snap = Snapshot { revision: 9, connected: true, ..Snapshot::default() };
         for (role, name) in [(Role::Origin, "o1"), (Role::Edge, "e1"), (Role::Edge, "e2")] {
             let mut info = NodeInfo { state: NodeState::Ready, ..NodeInfo::default() };
             info.addresses.insert("http".into(), format!("{name}:8080"));
@@ -260,5 +260,9 @@ mod tests {
     fn an_empty_cache_is_not_ready() {
         let view = cluster_view(&Snapshot::default(), None, 0.6);
         assert!(!view.ready && view.nodes.is_empty() && view.streams.is_empty());
+        // Loaded once, but etcd out of reach since: shown, not ready.
+        let stale = Snapshot { connected: false, ..snapshot() };
+        let view = cluster_view(&stale, None, 0.6);
+        assert!(!view.ready && !view.nodes.is_empty());
     }
 }
