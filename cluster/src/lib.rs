@@ -116,6 +116,7 @@
 //!   registrar      lease keep-alive and recovery, claims, events (shared by both backends)
 //!   backend        the Backend trait the registrar drives; bounded calls
 //!   cache          the watch cache: listings and watch events → Snapshot; the resume rule
+//!   values         registry values parsed within their bounds, or refused
 //!   backoff        retry pauses (the one `Backoff`, also used by node forwards and edge pulls)
 //!   lock           the one poison-tolerant mutex lock
 //! placement        ring + damping driven from the cache
@@ -143,6 +144,7 @@ pub mod registry;
 pub mod ring;
 pub mod rules;
 pub mod types;
+mod values;
 
 pub use damping::{Damper, DampingConfig};
 pub use etcd::EtcdRegistry;

@@ -87,6 +87,7 @@ const CLUSTER: Crate = Crate {
         ("backoff", 0),
         ("lock", 0),
         ("keys", 1),
+        ("values", 1),
         ("ring", 1),
         ("rules", 1),
         ("damping", 1),
