@@ -48,50 +48,23 @@ impl std::fmt::Debug for ClusterFigures {
 
 impl Collector for ClusterFigures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // One snapshot for every figure of the scrape, so they agree with each other.
         let control = &self.0;
         let snap = control.snapshot();
-        let ready = i64::from(control.is_ready());
-        gauge(
-            &mut encoder,
-            "sluice_control_plane_ready",
-            "1 once the cluster cache is loaded",
-            ready,
-        )?;
-        for (name, help, value) in [
-            (
-                "sluice_cluster_edge_viewers",
-                "Viewers on ready, non-draining edges",
-                edges(&snap).viewers,
-            ),
-            (
-                "sluice_cluster_edge_max_viewers",
-                "Viewer capacity of those edges",
-                edges(&snap).max_viewers,
-            ),
-            (
-                "sluice_cluster_edge_egress_bps",
-                "Egress of those edges, bit/s",
-                edges(&snap).egress_bps,
-            ),
-            (
-                "sluice_cluster_edge_viewer_headroom",
-                "Viewers those edges can still take",
-                edges(&snap).viewer_headroom,
-            ),
-        ] {
-            gauge(&mut encoder, name, help, as_gauge(value))?;
-        }
-        totals_by_role(&mut encoder, &snap)?;
-        if let Some(n) = control.recommended_edges() {
+        let ready = i64::from(crate::service::cache_is_ready(&snap));
+        let help = "1 once the cluster cache is loaded and follows etcd";
+        gauge(&mut encoder, "sluice_control_plane_ready", help, ready)?;
+        let totals = [Role::Edge, Role::Origin].map(|r| (r, view::totals(&snap, r)));
+        totals_by_role(&mut encoder, &totals)?;
+        let reporting = view::reporting_edges(&snap);
+        let recommended =
+            view::recommended_edges(&totals[0].1, reporting, control.target_utilisation());
+        if let Some(n) = recommended {
             let help = "Edges the load needs at the target utilisation";
             gauge(&mut encoder, "sluice_cluster_recommended_edges", help, as_gauge(n))?;
         }
         nodes(&mut encoder, &snap)
     }
-}
-
-fn edges(snap: &Snapshot) -> Totals {
-    view::totals(snap, Role::Edge)
 }
 
 /// Gauges are i64; figures from the cache are bounded far below that.
@@ -126,8 +99,7 @@ fn family(
 type TotalsField = fn(&Totals) -> u64;
 
 /// `GetCapacity`'s totals, per role (ready, non-draining nodes).
-fn totals_by_role(encoder: &mut DescriptorEncoder, snap: &Snapshot) -> std::fmt::Result {
-    let roles = [Role::Edge, Role::Origin].map(|r| (r, view::totals(snap, r)));
+fn totals_by_role(encoder: &mut DescriptorEncoder, roles: &[(Role, Totals)]) -> std::fmt::Result {
     let fields: [(&str, &str, TotalsField); 6] = [
         ("sluice_cluster_viewers", "Viewers on ready, non-draining nodes", |t| t.viewers),
         ("sluice_cluster_max_viewers", "Viewer capacity of those nodes", |t| t.max_viewers),

@@ -221,7 +221,10 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
     .unwrap_or_else(|| panic!("the player counted on /metrics:\n{:?}", scrape()));
     assert_eq!(m.get("sluice_cluster_recommended_edges", &[]), Some(1.0), "as GetCapacity said");
     assert_eq!(m.get("sluice_cluster_max_viewers", &[("role", "edge")]), Some(10_500.0));
-    assert_eq!(m.get("sluice_cluster_edge_max_viewers", &[]), Some(10_500.0));
+    let edge_viewers = m.value("sluice_cluster_viewers", &[("role", "edge")]);
+    let headroom = m.get("sluice_cluster_viewer_headroom", &[("role", "edge")]);
+    assert_eq!(headroom, Some(10_500.0 - edge_viewers), "capacity less the viewers");
+    assert_eq!(m.get("sluice_cluster_max_viewers", &[("role", "origin")]), Some(10_000.0));
     fn node(id: &str) -> [(&'static str, &str); 1] {
         [("node", id)]
     }
