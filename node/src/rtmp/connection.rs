@@ -14,7 +14,6 @@
 use sluice_cluster::types::{Claim, StreamInfo};
 use sluice_cluster::ClaimError;
 use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
-use sluice_media::rtmp::SessionError;
 use sluice_media::stream_name::StreamKey;
 use std::future::Future;
 use std::io;
@@ -27,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::claim_guard::ClaimGuard;
 use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
+use super::error::ConnectionError;
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
@@ -46,23 +46,6 @@ const READ_BUF_PUBLISHER: usize = 64 * 1024;
 /// could only provoke more output it does not take.
 const READ_PAUSE: usize = PLAYER_HIGH_WATER;
 
-/// Why a connection ended.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    #[error(transparent)]
-    Session(#[from] SessionError),
-    #[error("i/o: {0}")]
-    Io(#[from] io::Error),
-    #[error("{0}")]
-    Timeout(&'static str),
-    /// The peer's write queue reached `--max-output-queue`.
-    #[error("output queue full: {queued} bytes queued, limit {limit}")]
-    OutputFull { queued: usize, limit: usize },
-    /// The publisher's media was refused by the hub.
-    #[error(transparent)]
-    Media(#[from] crate::hub::PushError),
-}
-
 /// Why a play/publish name does not name a stream.
 #[derive(Debug, thiserror::Error)]
 enum KeyError {
@@ -70,23 +53,6 @@ enum KeyError {
     NotConnected,
     #[error(transparent)]
     Name(#[from] sluice_media::stream_name::NameError),
-}
-
-impl ConnectionError {
-    /// A peer that went away (reset, broken pipe): a normal end, not an error to count.
-    pub fn is_disconnect(&self) -> bool {
-        matches!(self, ConnectionError::Io(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof))
-    }
-
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            ConnectionError::Session(e) => e.kind().into(),
-            ConnectionError::Io(_) => ErrorKind::Io,
-            ConnectionError::Timeout(_) => ErrorKind::Timeout,
-            ConnectionError::OutputFull { .. } => ErrorKind::OutputFull,
-            ConnectionError::Media(_) => ErrorKind::Media,
-        }
-    }
 }
 
 /// A claim in flight in the registry (may be held up to the lease TTL + margin).

@@ -3,6 +3,7 @@
 mod claim_guard;
 mod connection;
 mod deadlines;
+mod error;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::hub::Hub;
 use crate::log_limit::{printable, RateLimitedLog};
 use crate::metrics::{Metrics, Protocol};
 use crate::settings::Limits;
-pub use connection::ConnectionError;
+pub use error::ConnectionError;
 
 /// What every RTMP connection task shares.
 pub struct RtmpContext {
