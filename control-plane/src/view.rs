@@ -100,15 +100,22 @@ pub fn eligible_edges(snap: &Snapshot, pending: &Pending) -> Vec<EdgeLoad> {
         .collect()
 }
 
-/// The URL of `stream` on a node, for `protocol`; `None` without that address.
+/// The URL of `stream` on a node, for `protocol`; `None` without that address. HTTP-FLV and
+/// HLS are handed out over HTTPS when the node serves it.
 pub fn play_url(node: &NodeRecord, stream: &StreamKey, protocol: PlayProtocol) -> Option<String> {
     let (app, name) = (stream.app(), stream.name());
+    let web = || {
+        let a = &node.info.addresses;
+        a.get("https").map(|h| ("https", h)).or_else(|| a.get("http").map(|h| ("http", h)))
+    };
     match protocol {
         PlayProtocol::Flv => {
-            Some(format!("http://{}/{app}/{name}.flv", node.info.addresses.get("http")?))
+            let (scheme, host) = web()?;
+            Some(format!("{scheme}://{host}/{app}/{name}.flv"))
         }
         PlayProtocol::Hls => {
-            Some(format!("http://{}/{app}/{name}.m3u8", node.info.addresses.get("http")?))
+            let (scheme, host) = web()?;
+            Some(format!("{scheme}://{host}/{app}/{name}.m3u8"))
         }
         PlayProtocol::Rtmp => {
             Some(format!("rtmp://{}/{app}/{name}", node.info.addresses.get("rtmp")?))
@@ -341,6 +348,21 @@ mod tests {
         assert!(h.url.ends_with("/live/x.m3u8"));
         let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp).unwrap();
         assert!(r.url.starts_with("rtmp://") && r.url.ends_with(":1935/live/x"));
+    }
+
+    #[test]
+    fn an_edge_that_serves_https_is_handed_out_over_https() {
+        let mut snap = cluster();
+        for ((_, id), node) in &mut snap.nodes {
+            let https = format!("{id}.example:443");
+            node.info.addresses.insert("https".to_string(), https);
+        }
+        let f = &mut Assigner::new([], BalanceFactor::default());
+        let mut pending = Pending::default();
+        let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls).unwrap();
+        assert_eq!(c.url, format!("https://{}.example:443/live/x.m3u8", c.edge));
+        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp).unwrap();
+        assert!(r.url.starts_with("rtmp://"), "RTMP stays RTMP: {}", r.url);
     }
 
     #[test]

@@ -205,6 +205,11 @@ pub struct Metrics {
     pub streams_held: Gauge,
     /// Publishers closed by a management order (`KickPublisher`).
     pub publishers_kicked: Counter,
+    /// HTTPS connections whose TLS handshake failed or did not finish in time.
+    pub tls_handshake_failures: Counter,
+    /// HTTPS certificate reloads (SIGHUP) that took, and that failed (old one kept).
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
 }
 
 impl Metrics {
@@ -319,6 +324,21 @@ impl Metrics {
             "streams_held",
             "Streams holding media memory: live, or ended and not yet released",
             self.streams_held.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "HTTPS connections whose TLS handshake failed or timed out",
+            self.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "HTTPS certificate reloads on SIGHUP that took effect",
+            self.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_reload_failures",
+            "HTTPS certificate reloads on SIGHUP that failed (the current certificate stays)",
+            self.tls_reload_failures.clone(),
         );
         r
     }

@@ -3,6 +3,7 @@
 //! publisher cluster-wide; a claim lost while the lease was gone stops that publisher.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,50 @@ pub struct Advertised {
     /// When the node process started, milliseconds since the Unix epoch (taken as the server
     /// starts, before it registers; operators read it as the node's uptime).
     pub started_at_ms: u64,
+}
+
+/// The addresses a node listens at, as bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    /// The relay's UDP address, when this node listens for relay peers.
+    pub relay: Option<SocketAddr>,
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The addresses a node advertises: `rtmp`, `http` and `https` where players reach it
+/// (`public-host` and the public ports when set: a load balancer or a NAT in front), and
+/// `relay` where other nodes reach it (`advertise-host`, else the RTMP listen address's host).
+pub fn advertised_addresses(
+    cluster: &ClusterSettings,
+    listening: &Listening,
+) -> BTreeMap<String, String> {
+    let node_host =
+        cluster.advertise_host.clone().unwrap_or_else(|| listening.rtmp.ip().to_string());
+    let player_host = cluster.public_host.clone().unwrap_or_else(|| node_host.clone());
+    let player =
+        |port: Option<u16>, addr: SocketAddr| host_port(&player_host, port.unwrap_or(addr.port()));
+    let mut addresses = BTreeMap::from([
+        ("rtmp".to_string(), player(cluster.public_rtmp_port, listening.rtmp)),
+        ("http".to_string(), player(cluster.public_http_port, listening.http)),
+    ]);
+    if let Some(https) = listening.https {
+        addresses.insert("https".to_string(), player(cluster.public_https_port, https));
+    }
+    if let Some(relay) = listening.relay {
+        addresses.insert("relay".to_string(), host_port(&node_host, relay.port()));
+    }
+    addresses
 }
 
 impl Advertised {
@@ -119,4 +164,45 @@ pub fn spawn_event_task(registry: Arc<dyn Registry>, hub: Hub) -> tokio::task::J
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listening(https: bool, relay: bool) -> Listening {
+        Listening {
+            rtmp: "0.0.0.0:1935".parse().unwrap(),
+            http: "0.0.0.0:8080".parse().unwrap(),
+            https: https.then(|| "0.0.0.0:8443".parse().unwrap()),
+            relay: relay.then(|| "0.0.0.0:4433".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn players_get_the_public_host_and_ports_peers_the_advertised_host() {
+        let mut c = ClusterSettings {
+            advertise_host: Some("10.1.2.3".to_string()),
+            ..ClusterSettings::default()
+        };
+        let a = advertised_addresses(&c, &listening(false, true));
+        assert_eq!(a["rtmp"], "10.1.2.3:1935");
+        assert_eq!(a["http"], "10.1.2.3:8080");
+        assert_eq!(a["relay"], "10.1.2.3:4433");
+        assert!(!a.contains_key("https"));
+
+        c.public_host = Some("edge-7.live.example.com".to_string());
+        c.public_http_port = Some(80);
+        c.public_https_port = Some(443);
+        let a = advertised_addresses(&c, &listening(true, true));
+        assert_eq!(a["rtmp"], "edge-7.live.example.com:1935");
+        assert_eq!(a["http"], "edge-7.live.example.com:80");
+        assert_eq!(a["https"], "edge-7.live.example.com:443");
+        assert_eq!(a["relay"], "10.1.2.3:4433", "the relay stays on the cluster network");
+
+        c.advertise_host = Some("fd00::7".to_string());
+        c.public_host = None;
+        let a = advertised_addresses(&c, &listening(false, false));
+        assert_eq!(a["rtmp"], "[fd00::7]:1935");
+    }
 }

@@ -61,6 +61,8 @@ pub struct UpstreamContext {
 pub struct Node {
     pub rtmp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The HTTPS listener's address, with `--https-listen`.
+    pub https_addr: Option<SocketAddr>,
     /// The relay's UDP address when this node listens for relay peers.
     pub relay_addr: Option<SocketAddr>,
     pub hub: Hub,
@@ -119,6 +121,21 @@ impl Node {
             .with_context(|| format!("binding HTTP listener on {}", args.http_listen))?;
         let rtmp_addr = rtmp_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
+        let https = match args.https().map_err(anyhow::Error::msg)? {
+            Some((addr, files)) => {
+                let store = http::tls::CertStore::load(files)
+                    .context("loading the HTTPS certificate (--https-cert, --https-key)")?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding HTTPS listener on {addr}"))?;
+                Some((listener, store))
+            }
+            None => None,
+        };
+        let https_addr = match &https {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
 
         let node_id = args.node_id();
         // The relay: an origin listens for edges; an edge only dials (ephemeral port).
@@ -135,16 +152,15 @@ impl Node {
             (Some(r), Some(_)) => Some(r.local_addr()?),
             _ => None,
         };
-        let host =
-            args.cluster.advertise_host.clone().unwrap_or_else(|| rtmp_addr.ip().to_string());
-        let mut addresses: std::collections::BTreeMap<String, String> = [
-            ("rtmp".to_string(), format!("{host}:{}", rtmp_addr.port())),
-            ("http".to_string(), format!("{host}:{}", http_addr.port())),
-        ]
-        .into();
-        if let Some(addr) = relay_addr {
-            addresses.insert("relay".to_string(), format!("{host}:{}", addr.port()));
-        }
+        let addresses = registry::advertised_addresses(
+            &args.cluster,
+            &registry::Listening {
+                rtmp: rtmp_addr,
+                http: http_addr,
+                https: https_addr,
+                relay: relay_addr,
+            },
+        );
         let advertised = Advertised {
             addresses,
             capacity: Capacity {
@@ -244,17 +260,34 @@ impl Node {
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
         let app = http::router(http_ctx.clone());
-        let http_admission = http::serve::HttpAdmission::new(&args.admission, metrics.clone());
+        let http_admission =
+            Arc::new(http::serve::HttpAdmission::new(&args.admission, metrics.clone()));
+        if let Some((listener, store)) = https {
+            let acceptor = store.acceptor().context("setting up HTTPS")?;
+            tasks.push(
+                http::tls::spawn_reload_on_sighup(store, metrics.clone())
+                    .context("installing the SIGHUP handler")?,
+            );
+            tasks.push(tokio::spawn(http::serve::serve(
+                listener,
+                app.clone(),
+                http_admission.clone(),
+                Some(acceptor),
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(http::serve::serve(
             http_listener,
             app,
             http_admission,
+            None,
             shutdown_rx,
         )));
-        info!(rtmp = %rtmp_addr, http = %http_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
+        info!(rtmp = %rtmp_addr, http = %http_addr, https = ?https_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
         Ok(Node {
             rtmp_addr,
             http_addr,
+            https_addr,
             relay_addr,
             hub,
             relay,
@@ -317,12 +350,14 @@ fn spawn_release_ended(hub: Hub, linger: Duration) -> tokio::task::JoinHandle<()
 pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()> {
     let node = Node::start(&args, options).await?;
     // Machine-readable line for scripts and tests (logs go to stderr).
-    match node.relay_addr {
-        Some(relay) => {
-            println!("listening rtmp={} http={} relay={relay}", node.rtmp_addr, node.http_addr);
-        }
-        None => println!("listening rtmp={} http={}", node.rtmp_addr, node.http_addr),
+    let mut line = format!("listening rtmp={} http={}", node.rtmp_addr, node.http_addr);
+    if let Some(relay) = node.relay_addr {
+        line.push_str(&format!(" relay={relay}"));
     }
+    if let Some(https) = node.https_addr {
+        line.push_str(&format!(" https={https}"));
+    }
+    println!("{line}");
     runtime::shutdown_signal().await;
     info!(drain_timeout = ?args.limits.drain_timeout, "shutting down: draining connections");
     node.shutdown(args.limits.drain_timeout).await;

@@ -57,6 +57,11 @@ pub struct NodeSettings {
     pub rtmp_listen: SocketAddr,
     /// HTTP listen address: HTTP-FLV, HLS, /api, /metrics, /healthz, /readyz.
     pub http_listen: SocketAddr,
+    /// HTTPS listen address (the HTTP service over TLS); `None`: no HTTPS.
+    pub https_listen: Option<SocketAddr>,
+    /// Certificate chain and private key (PEM) of the HTTPS listener; reloaded on SIGHUP.
+    pub https_cert: Option<PathBuf>,
+    pub https_key: Option<PathBuf>,
     /// This node's id in logs, metrics and the registry; `None`: the host name.
     pub node_id: Option<String>,
     /// Log filter (tracing `EnvFilter` syntax).
@@ -85,6 +90,9 @@ impl Default for NodeSettings {
         NodeSettings {
             rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https_listen: None,
+            https_cert: None,
+            https_key: None,
             node_id: None,
             log: "info".to_string(),
             log_format: LogFormat::Text,
@@ -104,6 +112,19 @@ impl NodeSettings {
     /// The configured node id, or the host name.
     pub fn node_id(&self) -> String {
         self.node_id.clone().unwrap_or_else(default_node_id)
+    }
+
+    /// The HTTPS listener's address and files: `None` without `https-listen`; an error when
+    /// only part of the three is given.
+    pub fn https(&self) -> Result<Option<(SocketAddr, crate::http::tls::TlsFiles)>, String> {
+        match (self.https_listen, &self.https_cert, &self.https_key) {
+            (None, None, None) => Ok(None),
+            (Some(addr), Some(cert), Some(key)) => Ok(Some((
+                addr,
+                crate::http::tls::TlsFiles { cert: cert.clone(), key: key.clone() },
+            ))),
+            _ => Err("HTTPS needs all of --https-listen, --https-cert and --https-key".to_string()),
+        }
     }
 }
 
@@ -226,6 +247,14 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// Host other nodes and players reach this node at; `None`: the listen address's host.
     pub advertise_host: Option<String>,
+    /// Host players reach this node at, when not `advertise_host` (a load balancer's or a
+    /// per-node public name); the relay keeps `advertise_host`.
+    pub public_host: Option<String>,
+    /// Ports players reach this node's RTMP, HTTP and HTTPS at, when not the listen ports
+    /// (a Service or a NAT maps them).
+    pub public_rtmp_port: Option<u16>,
+    pub public_http_port: Option<u16>,
+    pub public_https_port: Option<u16>,
     /// Viewers this node is sized for, reported to the control plane (which assigns no more
     /// than that to an edge). Advisory: connections are limited by `max-connections`.
     pub max_viewers: u64,
@@ -243,6 +272,10 @@ impl Default for ClusterSettings {
             etcd_key_file: None,
             lease_ttl: Duration::from_secs(5),
             advertise_host: None,
+            public_host: None,
+            public_rtmp_port: None,
+            public_http_port: None,
+            public_https_port: None,
             max_viewers: 10_000,
             max_egress_mbps: 10_000,
         }

@@ -104,9 +104,22 @@ impl Player {
     }
 
     pub fn start_with(ffmpeg: &Path, url: &str) -> Player {
+        Self::start_with_input_options(ffmpeg, &[], url)
+    }
+
+    /// Play `url` over HTTPS, verifying the server's certificate against the CA in `ca_file`.
+    pub fn start_verified_tls(url: &str, ca_file: &Path) -> Player {
+        let ca = ca_file.to_str().expect("a UTF-8 path");
+        Self::start_with_input_options(&system_ffmpeg(), &["-tls_verify", "1", "-ca_file", ca], url)
+    }
+
+    /// Play `url` with `options` given before `-i` (protocol and demuxer options).
+    pub fn start_with_input_options(ffmpeg: &Path, options: &[&str], url: &str) -> Player {
         let mut cmd = Command::new(ffmpeg);
         cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-progress", "pipe:1"])
-            .args(["-stats_period", "0.2", "-i", url])
+            .args(["-stats_period", "0.2"])
+            .args(options)
+            .args(["-i", url])
             .args(["-map", "0:v", "-map", "0:a?", "-fps_mode", "passthrough", "-f", "null", "-"]);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));

@@ -51,6 +51,8 @@ pub struct Origin {
     pub http: SocketAddr,
     /// The QUIC relay's UDP address, when the node listens for relay peers.
     pub relay: Option<SocketAddr>,
+    /// The HTTPS listener's address, with `--https-listen`.
+    pub https: Option<SocketAddr>,
     log_path: PathBuf,
     dir: TestDir,
 }
@@ -85,7 +87,15 @@ impl Origin {
         let node = Node::start_with(&spec, |pid| {
             eprintln!("{name} pid {pid} args {args:?}, log: {}", log_path.display());
         })?;
-        Ok(Origin { rtmp: node.rtmp, http: node.http, relay: node.relay, node, log_path, dir })
+        Ok(Origin {
+            rtmp: node.rtmp,
+            http: node.http,
+            relay: node.relay,
+            https: node.https,
+            node,
+            log_path,
+            dir,
+        })
     }
 
     pub fn pid(&self) -> u32 {

@@ -70,6 +70,19 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value_t = node().http_listen)]
     pub http_listen: SocketAddr,
 
+    /// HTTPS listen address: the HTTP service over TLS (with `--https-cert` and `--https-key`).
+    #[arg(long, env = "SLUICE_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
+
+    /// Certificate chain (PEM) of the HTTPS listener; reread on SIGHUP (open connections keep
+    /// the old one).
+    #[arg(long, env = "SLUICE_HTTPS_CERT")]
+    pub https_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `--https-cert`; reread with it on SIGHUP.
+    #[arg(long, env = "SLUICE_HTTPS_KEY")]
+    pub https_key: Option<PathBuf>,
+
     /// This node's id in logs, metrics and (in a cluster) the registry. Defaults to the host name.
     #[arg(long, env = "SLUICE_NODE_ID")]
     pub node_id: Option<String>,
@@ -117,6 +130,9 @@ impl NodeArgs {
         overlay!(m, self;
             s.rtmp_listen => rtmp_listen,
             s.http_listen => http_listen,
+            s.https_listen => https_listen,
+            s.https_cert => https_cert,
+            s.https_key => https_key,
             s.node_id => node_id,
             s.log => log,
             s.log_format => log_format,
@@ -374,6 +390,24 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
+    /// Host players reach this node at, in the URLs the control plane hands out: a load
+    /// balancer's name, or a per-node public name. Defaults to `--advertise-host`.
+    #[arg(long, env = "SLUICE_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+
+    /// Port players reach this node's RTMP at, when a Service or NAT maps it (default: the
+    /// listen port).
+    #[arg(long, env = "SLUICE_PUBLIC_RTMP_PORT")]
+    pub public_rtmp_port: Option<u16>,
+
+    /// Port players reach this node's HTTP at (default: the listen port).
+    #[arg(long, env = "SLUICE_PUBLIC_HTTP_PORT")]
+    pub public_http_port: Option<u16>,
+
+    /// Port players reach this node's HTTPS at (default: the listen port).
+    #[arg(long, env = "SLUICE_PUBLIC_HTTPS_PORT")]
+    pub public_https_port: Option<u16>,
+
     /// Viewers this node is sized for, reported with its load: the control plane assigns no
     /// more than that to an edge (advisory; `--max-connections` is the hard limit).
     #[arg(long, env = "SLUICE_MAX_VIEWERS", default_value_t = cluster().max_viewers)]
@@ -394,6 +428,10 @@ impl ClusterArgs {
             s.etcd_key_file => etcd_key_file,
             s.lease_ttl => lease_ttl,
             s.advertise_host => advertise_host,
+            s.public_host => public_host,
+            s.public_rtmp_port => public_rtmp_port,
+            s.public_http_port => public_http_port,
+            s.public_https_port => public_https_port,
             s.max_viewers => max_viewers,
             s.max_egress_mbps => max_egress_mbps,
         );

@@ -3,6 +3,7 @@
 
 mod flv;
 pub mod serve;
+pub mod tls;
 pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};

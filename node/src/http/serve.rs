@@ -5,6 +5,9 @@
 //! idle watchdog closes connections that move no byte for `--http-idle-timeout` (HTTP/2
 //! included), and HTTP/2 connections have at most `--http2-max-streams` streams.
 //!
+//! The HTTPS listener (`--https-listen`) runs the same loop under the same caps, with the TLS
+//! handshake bounded by the header deadline too.
+//!
 //! Hyper's header deadline starts once it knows the protocol; a client that connects and sends
 //! nothing (or a bare prefix of the HTTP/2 preface) never gets that far, so the first bytes are
 //! awaited here under the same deadline.
@@ -24,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use tracing::{debug, warn};
 
@@ -83,15 +87,16 @@ impl HttpAdmission {
     }
 }
 
-/// Accept HTTP connections until `shutdown` turns true; then each open connection finishes
-/// its requests in flight and closes.
+/// Accept HTTP connections (HTTPS with `tls`) until `shutdown` turns true; then each open
+/// connection finishes its requests in flight and closes. Listeners that share `admission`
+/// share its caps.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    admission: HttpAdmission,
+    admission: Arc<HttpAdmission>,
+    tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let admission = Arc::new(admission);
     let builder = Arc::new(admission.builder());
     let mut stop = shutdown.clone();
     loop {
@@ -121,9 +126,10 @@ pub async fn serve(
         let builder = builder.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             admission.metrics.http_connections.inc();
-            connection(stream, peer, router, &builder, &admission.settings, shutdown).await;
+            connection(stream, peer, router, &builder, &admission, tls, shutdown).await;
             admission.metrics.http_connections.dec();
             drop((share, slot));
         });
@@ -157,16 +163,50 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     builder: &Builder<TokioExecutor>,
-    settings: &AdmissionSettings,
-    mut shutdown: watch::Receiver<bool>,
+    admission: &HttpAdmission,
+    tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    let settings = &admission.settings;
     let _ = stream.set_nodelay(true);
-    if !first_bytes(&stream, Instant::now() + settings.http_header_timeout).await {
+    let deadline = Instant::now() + settings.http_header_timeout;
+    if !first_bytes(&stream, deadline).await {
         debug!(%peer, "HTTP client sent no request in time");
         return;
     }
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+    let tracked = Tracked { inner: stream, activity: activity.clone() };
+    let Some(acceptor) = tls else {
+        return drive(TokioIo::new(tracked), peer, router, builder, settings, activity, shutdown)
+            .await;
+    };
+    match tokio::time::timeout_at(deadline, acceptor.accept(tracked)).await {
+        Ok(Ok(tls)) => {
+            drive(TokioIo::new(tls), peer, router, builder, settings, activity, shutdown).await;
+        }
+        Ok(Err(e)) => {
+            admission.metrics.tls_handshake_failures.inc();
+            debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            admission.metrics.tls_handshake_failures.inc();
+            debug!(%peer, "TLS handshake not done within --http-header-timeout");
+        }
+    }
+}
+
+/// Serve one connection's requests over `io` until it ends, idles out, or the node shuts down.
+async fn drive<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    builder: &Builder<TokioExecutor>,
+    settings: &AdmissionSettings,
+    activity: Activity,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let ip = ClientIp(peer.ip());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         req.extensions_mut().insert(ip);

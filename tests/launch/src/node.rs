@@ -77,6 +77,8 @@ pub struct Node {
     pub http: SocketAddr,
     /// The QUIC relay's UDP address, when the node listens for relay peers.
     pub relay: Option<SocketAddr>,
+    /// The HTTPS listener's address, with `--https-listen`.
+    pub https: Option<SocketAddr>,
     /// The whole `listening ...` line.
     pub listening: String,
     log_path: PathBuf,
@@ -156,6 +158,7 @@ impl Node {
             rtmp: addrs.rtmp,
             http: addrs.http,
             relay: addrs.relay,
+            https: addrs.https,
             listening: line,
             log_path,
         })
@@ -193,12 +196,13 @@ fn first_line(path: &Path) -> Option<String> {
     Some(line.trim_end().to_string())
 }
 
-/// The addresses of a `listening rtmp=ADDR http=ADDR [relay=ADDR]` line.
+/// The addresses of a `listening rtmp=ADDR http=ADDR [relay=ADDR] [https=ADDR]` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listening {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub relay: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
 }
 
 impl Listening {
@@ -207,7 +211,7 @@ impl Listening {
         if words.next()? != "listening" {
             return None;
         }
-        let (mut rtmp, mut http, mut relay) = (None, None, None);
+        let (mut rtmp, mut http, mut relay, mut https) = (None, None, None, None);
         for word in words {
             if let Some(v) = word.strip_prefix("rtmp=") {
                 rtmp = v.parse().ok();
@@ -215,9 +219,11 @@ impl Listening {
                 http = v.parse().ok();
             } else if let Some(v) = word.strip_prefix("relay=") {
                 relay = v.parse().ok();
+            } else if let Some(v) = word.strip_prefix("https=") {
+                https = v.parse().ok();
             }
         }
-        Some(Listening { rtmp: rtmp?, http: http?, relay })
+        Some(Listening { rtmp: rtmp?, http: http?, relay, https })
     }
 }
 
@@ -231,6 +237,8 @@ mod tests {
         assert_eq!((l.rtmp.port(), l.http.port(), l.relay), (1935, 8080, None));
         let l = Listening::parse("listening rtmp=127.0.0.1:1 http=127.0.0.1:2 relay=127.0.0.1:3");
         assert_eq!(l.unwrap().relay.map(|a| a.port()), Some(3));
+        let l = Listening::parse("listening rtmp=127.0.0.1:1 http=127.0.0.1:2 https=127.0.0.1:4");
+        assert_eq!(l.unwrap().https.map(|a| a.port()), Some(4));
         assert!(Listening::parse("listening rtmp=127.0.0.1:1935").is_none());
         assert!(Listening::parse("hello").is_none());
     }

@@ -25,6 +25,7 @@ mod hls;
 mod hls_ts;
 mod hostile;
 mod http_api;
+mod https;
 mod layers;
 mod limits;
 mod media_changes;
