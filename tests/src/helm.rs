@@ -19,21 +19,6 @@ use serde_json::Value;
 use crate::deps::ALLOW_MISSING_VAR;
 use crate::paths;
 
-/// Flags the chart passes that the binaries do not have yet: each is being added by work
-/// that is not merged. A flag missing from `--help` and absent here fails the test; an entry
-/// here that the binary now has fails it too, so this list only shrinks.
-pub const PENDING_FLAGS: &[(&str, &str)] = &[
-    // HTTPS on the edges (port 443 of their Service).
-    ("sluice-edge", "--https-listen"),
-    ("sluice-edge", "--https-cert"),
-    ("sluice-edge", "--https-key"),
-];
-
-/// Whether `binary`'s `flag` is in [`PENDING_FLAGS`].
-pub fn is_pending(binary: &str, flag: &str) -> bool {
-    PENDING_FLAGS.iter().any(|&(b, f)| b == binary && f == flag)
-}
-
 /// Where `helm/test.sh` writes the rendered manifests.
 pub fn rendered_dir() -> PathBuf {
     paths::target_dir().join("helm").join("rendered")

@@ -62,6 +62,14 @@ checks against the real binary's --help.
 - --https-cert=/var/run/sluice/https/tls.crt
 - --https-key=/var/run/sluice/https/tls.key
 {{- end }}
+{{- with .root.Values.edge.publicHost }}
+- --public-host={{ . }}
+- --public-rtmp-port={{ $.root.Values.edge.service.rtmpPort }}
+- --public-http-port={{ $.root.Values.edge.service.httpPort }}
+{{- if $.root.Values.edge.tls.enabled }}
+- --public-https-port={{ $.root.Values.edge.service.httpsPort }}
+{{- end }}
+{{- end }}
 {{- range .root.Values.edge.extraArgs }}
 - {{ . }}
 {{- end }}

@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sluice_tests::helm::{
-    command_of, flag_name, flag_value, help_flags, int, is_pending, rendered_sets, selects,
-    RenderedSet, Workload, PENDING_FLAGS,
+    command_of, flag_name, flag_value, help_flags, int, rendered_sets, selects, RenderedSet,
+    Workload,
 };
 
 mod lifecycle;
@@ -37,7 +37,6 @@ fn sets(test: &str) -> Option<Vec<RenderedSet>> {
 fn every_container_flag_exists_in_its_binary() {
     let Some(sets) = sets("every_container_flag_exists_in_its_binary") else { return };
     let helps: BTreeMap<&str, _> = BINARIES.iter().map(|b| (*b, help_flags(b))).collect();
-    let mut pending_used = std::collections::BTreeSet::new();
     let mut checked = 0;
     for set in &sets {
         for w in set.workloads() {
@@ -51,30 +50,17 @@ fn every_container_flag_exists_in_its_binary() {
                         panic!("{}: {}: argument {arg:?} is not --flag=value", set.name, w.name)
                     });
                     checked += 1;
-                    if help.contains(flag) {
-                        continue;
-                    }
                     assert!(
-                        is_pending(binary, flag),
+                        help.contains(flag),
                         "{}: {} passes {flag}, which `{binary} --help` does not list",
                         set.name,
                         w.name
                     );
-                    pending_used.insert(format!("{binary} {flag}"));
                 }
             }
         }
     }
     assert!(checked > 50, "only {checked} flags found");
-    for &(binary, flag) in PENDING_FLAGS {
-        assert!(
-            !helps[binary].contains(flag),
-            "{binary} now has {flag}: remove it from helm::PENDING_FLAGS"
-        );
-    }
-    if !pending_used.is_empty() {
-        eprintln!("\n*** flags the chart uses that the binaries lack yet: {pending_used:?} ***\n");
-    }
 }
 
 /// The container ports of a workload: (name, number, protocol).

@@ -11,13 +11,13 @@ use std::process::Command;
 use k8s_openapi::api::core::v1::Container;
 use sluice_tests::cluster::TestCluster;
 use sluice_tests::control_plane;
-use sluice_tests::helm::{flag_name, is_pending, rendered_sets, RenderedSet, Workload};
+use sluice_tests::helm::{flag_name, rendered_sets, RenderedSet, Workload};
 use sluice_tests::origin::TestDir;
 use sluice_tests::paths;
 use sluice_tests::process::wait_for;
 use sluice_tests::replay::Replay;
 use sluice_tests::viewer::Watcher;
-use sluice_tests::{h264_aac, http, secs, Origin};
+use sluice_tests::{h264_aac, http, secs, Origin, Player};
 
 use super::probes;
 
@@ -26,14 +26,19 @@ const MOUNTS: &str = "/var/run/sluice/";
 const IMAGE_WEB_DIR: &str = "/usr/share/sluice/web";
 
 /// A pod's scratch root standing in for `/var/run/sluice`: the relay CA Secret (`ca/`), the
-/// init container's output (`tls/`) and the HLS session key Secret (`hls/key`).
+/// init container's output (`tls/`), the HLS session key Secret (`hls/key`) and the edges'
+/// HTTPS Secret (`https/`: `cp`'s certificate, which names localhost).
 fn pod_root(c: &TestCluster, label: &str) -> TestDir {
     let root = TestDir::new(label);
-    for dir in ["ca", "tls", "hls"] {
+    for dir in ["ca", "tls", "hls", "https"] {
         std::fs::create_dir_all(root.path().join(dir)).expect("pod directories");
     }
     for file in ["ca.pem", "ca.key"] {
         std::fs::copy(c.certs_dir().join(file), root.path().join("ca").join(file)).expect("CA");
+    }
+    for (from, to) in [("cp.pem", "tls.crt"), ("cp.key", "tls.key")] {
+        std::fs::copy(c.certs_dir().join(from), root.path().join("https").join(to))
+            .expect("HTTPS Secret");
     }
     std::fs::write(root.path().join("hls/key"), "a shared HLS session key for the test")
         .expect("HLS key");
@@ -109,10 +114,9 @@ const CONTROL_PLANE_LAUNCHER: &[&str] = &[
 ];
 
 /// The container's args for this machine, without the flags in `launcher` (set by the
-/// launcher) and those the binary lacks yet.
+/// launcher) and the public ports.
 fn local_args(
     c: &Container,
-    binary: &str,
     pod: &str,
     (cluster, root): (&TestCluster, &Path),
     launcher: &[&str],
@@ -121,11 +125,8 @@ fn local_args(
     let mut out = Vec::new();
     for arg in c.args.iter().flatten() {
         let flag = flag_name(arg).expect("--flag=value");
-        if is_pending(binary, flag) {
-            eprintln!("{binary}: not passing {arg} (the binary lacks it yet)");
-            continue;
-        }
-        if launcher.contains(&flag) {
+        // The public ports are what the Service maps; nothing maps them here.
+        if launcher.contains(&flag) || flag.starts_with("--public-") && flag.ends_with("-port") {
             continue;
         }
         let arg = match flag {
@@ -134,6 +135,8 @@ fn local_args(
             "--etcd-prefix" => format!("--etcd-prefix={}", cluster.prefix),
             // Cluster DNS names do not resolve here.
             "--advertise-host" => "--advertise-host=127.0.0.1".to_string(),
+            "--public-host" => "--public-host=localhost".to_string(),
+            "--https-listen" => "--https-listen=127.0.0.1:0".to_string(),
             _ => remap(arg, root)
                 .replace(IMAGE_WEB_DIR, web.to_str().expect("utf-8 path"))
                 .replace("$(POD_NAME)", pod)
@@ -182,7 +185,7 @@ pub(super) fn start_node(
     let root = pod_root(c, pod);
     run_cert_init(&w, pod, root.path());
     let container = w.container_running(binary).expect("container");
-    let args = local_args(container, binary, pod, (c, root.path()), NODE_LAUNCHER);
+    let args = local_args(container, pod, (c, root.path()), NODE_LAUNCHER);
     let node = Origin::try_start_bin(binary, &args.iter().map(String::as_str).collect::<Vec<_>>())
         .unwrap_or_else(|e| {
             panic!("{}: {pod} does not start with its rendered args: {e}", set.name)
@@ -191,9 +194,16 @@ pub(super) fn start_node(
     (node, root)
 }
 
-/// One rendering's origin, edge and control-plane pods, started and checked; how many
-/// ScaledObjects were asked of the scaler.
-fn check_rendering(set: &RenderedSet) -> usize {
+/// What one rendering's pods showed: ScaledObjects asked of the scaler, and edges that played
+/// over HTTPS.
+#[derive(Default)]
+struct Checked {
+    keda: usize,
+    https: usize,
+}
+
+/// One rendering's origin, edge and control-plane pods, started and checked.
+fn check_rendering(set: &RenderedSet) -> Checked {
     // The CA the chart's Job makes, and a certificate for `cp` and `localhost` standing in for
     // the control plane's TLS Secret.
     // A rendering for an etcd over TLS gets one (the pods present `etcd-client`'s certificate).
@@ -223,25 +233,34 @@ fn check_rendering(set: &RenderedSet) -> usize {
         set.name,
         edge.log()
     );
+    // With HTTPS on the edges, a viewer plays over it, verifying the Secret's certificate.
+    let mut checked = Checked::default();
+    if let Some(https) = edge.https {
+        checked.https += 1;
+        let url = format!("https://localhost:{}/live/helm.flv", https.port());
+        let mut player = Player::start_verified_tls(&url, &cluster.certs_dir().join("ca.pem"));
+        let frames = player.wait_frames(30, secs(30));
+        assert!(
+            frames >= 30,
+            "{}: HTTPS viewer got {frames} frames: {:?}",
+            set.name,
+            player.errors()
+        );
+    }
 
     // The control plane, with its own rendered flags.
     let w = set.workload_running("sluice-control-plane");
     let container = w.container_running("sluice-control-plane").expect("container");
     let root = control_plane_root(&cluster);
-    let args = local_args(
-        container,
-        "sluice-control-plane",
-        "cp",
-        (&cluster, root.path()),
-        CONTROL_PLANE_LAUNCHER,
-    );
+    let args = local_args(container, "cp", (&cluster, root.path()), CONTROL_PLANE_LAUNCHER);
     let cp = control_plane::spawn(
         &cluster,
         "helm",
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     probes_pass(&set.name, container, cp.http, &cluster.certs_dir().join("ca.pem"));
-    keda_asks_what_the_chart_says(set, &cp)
+    checked.keda = keda_asks_what_the_chart_says(set, &cp);
+    checked
 }
 
 /// KEDA's calls with the rendered ScaledObject's trigger metadata get the metric it names and
@@ -294,6 +313,9 @@ fn rendered_pods_start_answer_their_probes_and_relay_a_stream() {
     let Some(sets) = rendered_sets(test) else { return };
     let newest: Vec<&RenderedSet> = sets.iter().filter(|s| s.name.ends_with("-1.35")).collect();
     assert!(newest.len() >= 5, "renderings for Kubernetes 1.35: {}", newest.len());
-    let keda: usize = newest.into_iter().map(check_rendering).sum();
+    let checked: Vec<Checked> = newest.into_iter().map(check_rendering).collect();
+    let keda: usize = checked.iter().map(|c| c.keda).sum();
     assert!(keda >= 1, "the KEDA value set's ScaledObject was asked of the scaler");
+    let https: usize = checked.iter().map(|c| c.https).sum();
+    assert!(https >= 1, "the TLS value set's edge played over HTTPS");
 }
