@@ -116,16 +116,22 @@ impl NodeSettings {
 
     /// The HTTPS listener's address and files: `None` without `https-listen`; an error when
     /// only part of the three is given.
-    pub fn https(&self) -> Result<Option<(SocketAddr, crate::http::tls::TlsFiles)>, String> {
+    pub fn https(&self) -> Result<Option<(SocketAddr, TlsFiles)>, String> {
         match (self.https_listen, &self.https_cert, &self.https_key) {
             (None, None, None) => Ok(None),
-            (Some(addr), Some(cert), Some(key)) => Ok(Some((
-                addr,
-                crate::http::tls::TlsFiles { cert: cert.clone(), key: key.clone() },
-            ))),
+            (Some(addr), Some(cert), Some(key)) => {
+                Ok(Some((addr, TlsFiles { cert: cert.clone(), key: key.clone() })))
+            }
             _ => Err("HTTPS needs all of --https-listen, --https-cert and --https-key".to_string()),
         }
     }
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Explicit bounds on what clients can make a node hold or do.

@@ -15,13 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-
-/// The certificate chain and key files, both PEM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+use crate::settings::TlsFiles;
 
 /// Why a certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]
