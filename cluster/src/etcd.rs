@@ -17,6 +17,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream,
     LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
@@ -26,6 +27,8 @@ pub(crate) struct EtcdBackend {
     client: Client,
     /// The open keep-alive stream, reused while the lease stays the same.
     keeper: Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>,
+    /// A keep-alive was sent and its answer not yet read.
+    awaiting: std::sync::atomic::AtomicBool,
 }
 
 fn raw(kv: &KeyValue) -> RawKv {
@@ -52,7 +55,12 @@ fn change(kv: &KeyValue) -> Change {
 /// etcd answers an operation on a lease that expired or was revoked with gRPC `NotFound`,
 /// "etcdserver: requested lease not found".
 fn is_lease_not_found(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(status) if status.message().contains("lease not found"))
+    match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().contains("lease not found"),
+        // The keep-alive stream's own report of a lease etcd does not have.
+        etcd_client::Error::LeaseKeepAliveError(message) => message.contains("lease not found"),
+        _ => false,
+    }
 }
 
 impl EtcdBackend {
@@ -124,8 +132,20 @@ impl Backend for EtcdBackend {
 
     async fn keep_alive(&self, lease: i64) -> Result<bool, RegistryError> {
         let mut slot = self.keeper.lock().await;
+        // A keep-alive whose answer never came (the caller gave up waiting) leaves a stream
+        // that may be dead without saying so: open a new one.
+        if self.awaiting.swap(true, Ordering::AcqRel) {
+            *slot = None;
+        }
         if slot.as_ref().is_none_or(|(k, _)| k.id() != lease) {
-            *slot = Some(self.open_keeper(lease).await?);
+            *slot = match self.open_keeper(lease).await {
+                Ok(k) => Some(k),
+                Err(RegistryError::Etcd(e)) if is_lease_not_found(&e) => {
+                    self.awaiting.store(false, Ordering::Release);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            };
         }
         let Some((keeper, stream)) = slot.as_mut() else {
             return Ok(false);
@@ -135,11 +155,16 @@ impl Backend for EtcdBackend {
             Ok(()) => stream.message().await,
             Err(e) => Err(e),
         };
+        self.awaiting.store(false, Ordering::Release);
         match reply {
             Ok(Some(resp)) => Ok(resp.ttl() > 0),
             Ok(None) => {
                 *slot = None;
                 Err(RegistryError::Timeout("keep-alive stream ended"))
+            }
+            Err(e) if is_lease_not_found(&e) => {
+                *slot = None;
+                Ok(false)
             }
             Err(e) => {
                 *slot = None;
@@ -303,7 +328,7 @@ fn tls_options(tls: &EtcdTls) -> Result<etcd_client::TlsOptions, RegistryError> 
 
 impl EtcdBackend {
     pub(crate) fn new(client: Client) -> EtcdBackend {
-        EtcdBackend { client, keeper: Mutex::new(None) }
+        EtcdBackend { client, keeper: Mutex::new(None), awaiting: false.into() }
     }
 }
 

@@ -31,13 +31,18 @@
 //! claim fails with [`ClaimError::Taken`] naming the holder. Each [`Claim`] records the key's
 //! `create_revision`: the fencing token that tells the current publisher from a stale one
 //! (a re-claim always has a larger revision). Release deletes the key only if its
-//! `create_revision` is still the claim's.
+//! `create_revision` is still the claim's, or what the claim was renewed into (a [`Claim`]
+//! from before a lease recovery still updates and releases the current one); a release that
+//! fails to reach the store is retried after each keep-alive until it does or the lease ends.
 //!
-//! When the lease is lost (keep-alive says "not found", or no keep-alive succeeded for a whole
-//! TTL) the registry grants a new lease, writes the node key again and re-claims every stream
-//! it held; it broadcasts [`RegistryEvent::LeaseRenewed`], then per stream
-//! [`RegistryEvent::ClaimRenewed`] (new revision) or [`RegistryEvent::ClaimLost`] (another node
-//! took it meanwhile: stop that publisher).
+//! While no keep-alive is answered the node is *fenced* ([`RegistryEvent::Fenced`]) a margin
+//! before its lease can end, and unfenced ([`RegistryEvent::Unfenced`]) when the store answers
+//! again; a slow or unreachable store never makes the node revoke a lease that may be alive.
+//! Only when the store says the lease is gone does the registry grant a new lease, write the
+//! node key again and re-claim every stream it held; it broadcasts
+//! [`RegistryEvent::LeaseRenewed`], then per stream [`RegistryEvent::ClaimRenewed`] (new
+//! revision) or [`RegistryEvent::ClaimLost`] (another node took it meanwhile: stop that
+//! publisher). The decisions are [`lease::LeaseKeeper`]'s, tested on a virtual clock.
 //!
 //! The local cache ([`Snapshot`], via [`Registry::snapshot`], a `tokio::sync::watch`) lists
 //! the keyspace, then watches from the listed revision + 1. A broken watch is re-opened from
@@ -134,6 +139,7 @@ mod cache;
 pub mod damping;
 pub mod etcd;
 pub mod keys;
+pub mod lease;
 mod lock;
 pub mod memory;
 pub mod observer;

@@ -1,11 +1,14 @@
-//! The registry logic shared by both backends: the node's lease (keep-alive, and recovery when
-//! it is lost: a new lease, the node key and every claim written again), claims with
-//! hold-and-retry, claim updates, release, and the events callers act on. A [`Backend`]
-//! supplies the primitive operations and the cache loop.
+//! The registry logic shared by both backends: the node's lease (keep-alive, fencing while it
+//! may have ended, and recovery once the store says it is gone: a new lease, the node key and
+//! every claim written again; decisions in [`crate::lease`]), claims with hold-and-retry, claim
+//! updates and releases that follow a claim through its renewals, releases retried until they
+//! reach the store, and the events callers act on. A [`Backend`] supplies the primitive
+//! operations and the cache loop.
 
 use crate::backend::{with_timeout, Backend, Create};
 use crate::backoff::Backoff;
 use crate::keys::Keyspace;
+use crate::lease::{KeepAlive, LeaseAction, LeaseKeeper};
 use crate::registry::{ClaimError, RegistryConfig, RegistryError};
 use crate::types::{
     Claim, LoadReport, NodeId, NodeInfo, RawKv, RegistryEvent, Snapshot, StreamInfo,
@@ -23,6 +26,49 @@ struct State {
     lease: i64,
     node: NodeInfo,
     claims: BTreeMap<StreamKey, Claim>,
+    /// A held claim's earlier create revisions → the one that replaced it at a lease recovery,
+    /// so a caller holding an older [`Claim`] still updates and releases the current one.
+    renewed: BTreeMap<i64, i64>,
+    /// Releases whose delete did not reach the store: stream key → create revision. Retried
+    /// after every keep-alive until they do, or until the lease (and the keys) are gone.
+    unreleased: BTreeMap<String, i64>,
+}
+
+impl State {
+    /// The create revision of the claim `claim` has become, if this node still holds it.
+    fn current(&self, claim: &Claim) -> Option<i64> {
+        let held = self.claims.get(&claim.stream)?.create_revision;
+        let mut rev = claim.create_revision;
+        // Each renewal adds one link; a chain longer than the map is impossible.
+        for _ in 0..=self.renewed.len() {
+            if rev == held {
+                return Some(rev);
+            }
+            rev = *self.renewed.get(&rev)?;
+        }
+        None
+    }
+
+    /// Forget the renewal links of claims no longer held.
+    fn prune_renewed(&mut self) {
+        let held: std::collections::BTreeSet<i64> =
+            self.claims.values().map(|c| c.create_revision).collect();
+        let renewed = std::mem::take(&mut self.renewed);
+        self.renewed = renewed
+            .iter()
+            .filter(|&(&old, _)| {
+                let mut rev = old;
+                for _ in 0..=renewed.len() {
+                    match renewed.get(&rev) {
+                        Some(&next) => rev = next,
+                        None => break,
+                    }
+                }
+                held.contains(&rev)
+            })
+            .map(|(&k, &v)| (k, v))
+            .collect();
+    }
 }
 
 struct Shared<B> {
@@ -66,6 +112,7 @@ impl<B: Backend> Registrar<B> {
         let node_key = keys.node(cfg.role, &cfg.node_id);
         let load_key = keys.load(cfg.role, &cfg.node_id);
         let op = cfg.op_timeout;
+        let granted_at = Instant::now();
         let lease = with_timeout(op, "lease grant", backend.grant(cfg.ttl_secs())).await?;
         let value = serde_json::to_vec(&node)?;
         let rev = with_timeout(op, "node put", backend.put(&node_key, value, lease)).await?;
@@ -76,14 +123,21 @@ impl<B: Backend> Registrar<B> {
             keys: keys.clone(),
             node_key,
             load_key,
-            state: Mutex::new(State { lease, node, claims: BTreeMap::new() }),
+            state: Mutex::new(State {
+                lease,
+                node,
+                claims: BTreeMap::new(),
+                renewed: BTreeMap::new(),
+                unreleased: BTreeMap::new(),
+            }),
             lease: AtomicI64::new(lease),
             claims: std::sync::Mutex::new(Vec::new()),
             events,
             cfg,
         });
         let cache = tokio::spawn(backend.run_cache(keys, tx));
-        let keeper = tokio::spawn(keep_alive_loop(shared.clone()));
+        let keeper = LeaseKeeper::new(granted_at, shared.cfg.ttl);
+        let keeper = tokio::spawn(keep_alive_loop(shared.clone(), keeper));
         let registrar = Registrar { shared, snapshot: rx.clone(), tasks: vec![cache, keeper] };
         let ready = timeout(op.saturating_mul(2), rx.wait_for(|s| s.revision >= rev))
             .await
@@ -183,16 +237,12 @@ impl<B: Backend> Registrar<B> {
     ) -> Result<bool, RegistryError> {
         let s = &self.shared;
         let mut st = s.state.lock().await;
-        let held = st
-            .claims
-            .get(&claim.stream)
-            .is_some_and(|c| c.create_revision == claim.create_revision);
-        if !held {
+        let Some(revision) = st.current(claim) else {
             return Ok(false);
-        }
+        };
         let key = s.keys.stream(&claim.stream);
         let value = serde_json::to_vec(&info)?;
-        let put = s.backend.put_if_created_at(&key, value, st.lease, claim.create_revision);
+        let put = s.backend.put_if_created_at(&key, value, st.lease, revision);
         let written = with_timeout(s.cfg.op_timeout, "claim update", put).await?;
         if written {
             if let Some(c) = st.claims.get_mut(&claim.stream) {
@@ -203,18 +253,26 @@ impl<B: Backend> Registrar<B> {
         Ok(written)
     }
 
+    /// Release `claim` (or what it was renewed into). A delete that does not reach the store
+    /// is retried in the background until it does or the lease ends; the error says so.
     pub(crate) async fn release(&self, claim: Claim) -> Result<(), RegistryError> {
         let s = &self.shared;
         let mut st = s.state.lock().await;
-        if st.claims.get(&claim.stream).is_some_and(|c| c.create_revision == claim.create_revision)
-        {
-            st.claims.remove(&claim.stream);
-            s.mirror_claims(&st);
-        }
-        drop(st);
+        let revision = match st.current(&claim) {
+            Some(rev) => {
+                st.claims.remove(&claim.stream);
+                st.prune_renewed();
+                s.mirror_claims(&st);
+                rev
+            }
+            None => claim.create_revision,
+        };
         let key = s.keys.stream(&claim.stream);
-        let del = s.backend.delete_if_created_at(&key, claim.create_revision);
-        with_timeout(s.cfg.op_timeout, "release", del).await?;
+        let del = s.backend.delete_if_created_at(&key, revision);
+        if let Err(e) = with_timeout(s.cfg.op_timeout, "release", del).await {
+            st.unreleased.insert(key, revision);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -225,6 +283,8 @@ impl<B: Backend> Registrar<B> {
         let s = &self.shared;
         let mut st = s.state.lock().await;
         st.claims.clear();
+        st.renewed.clear();
+        st.unreleased.clear();
         s.mirror_claims(&st);
         let revoke = s.backend.revoke(st.lease);
         if let Err(e) = with_timeout(s.cfg.op_timeout, "lease revoke", revoke).await {
@@ -243,13 +303,15 @@ impl<B: Backend> Shared<B> {
         let _ = self.events.send(ev);
     }
 
-    /// The lease `old` is gone: grant a new one, write the node key and every claim again.
-    /// Retries with backoff until it succeeds (or finds someone else already recovered).
-    async fn recover(&self, old: i64) {
+    /// The store no longer has lease `old`: grant a new one, write the node key and every
+    /// claim again. Retries with backoff until it succeeds (or finds someone else already
+    /// recovered); returns when the new lease was granted.
+    async fn recover(&self, old: i64) -> Instant {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         loop {
+            let granted_at = Instant::now();
             match self.try_recover(old).await {
-                Ok(()) => return,
+                Ok(()) => return granted_at,
                 Err(e) => {
                     tracing::warn!(error = %e, "re-registering after a lost lease failed");
                     sleep(backoff.next_delay()).await;
@@ -264,8 +326,6 @@ impl<B: Backend> Shared<B> {
         if st.lease != old {
             return Ok(());
         }
-        // Best effort: if the old lease somehow still exists, its keys go now.
-        let _ = with_timeout(op, "lease revoke", self.backend.revoke(old)).await;
         let new = with_timeout(op, "lease grant", self.backend.grant(self.cfg.ttl_secs())).await?;
         let claim_events = match self.rewrite(&mut st, new).await {
             Ok(events) => events,
@@ -275,6 +335,9 @@ impl<B: Backend> Shared<B> {
             }
         };
         tracing::info!(old, new, "lease lost; node re-registered");
+        // The old lease's keys went with it, unreleased ones included.
+        st.unreleased.clear();
+        st.prune_renewed();
         st.lease = new;
         self.lease.store(new, Ordering::Release);
         self.mirror_claims(&st);
@@ -305,6 +368,7 @@ impl<B: Backend> Shared<B> {
             let create = self.backend.create(&key, value, lease);
             match with_timeout(op, "claim", create).await? {
                 Create::Created { revision } => {
+                    st.renewed.insert(claim.create_revision, revision);
                     let renewed =
                         Claim { create_revision: revision, mod_revision: revision, lease, ..claim };
                     st.claims.insert(stream, renewed.clone());
@@ -320,30 +384,69 @@ impl<B: Backend> Shared<B> {
         }
         Ok(events)
     }
+
+    /// Deletes that failed at release, tried again (the lease is alive: their keys are too).
+    async fn retry_releases(&self) {
+        let mut st = self.state.lock().await;
+        let pending: Vec<(String, i64)> =
+            st.unreleased.iter().map(|(k, &v)| (k.clone(), v)).collect();
+        for (key, revision) in pending {
+            let del = self.backend.delete_if_created_at(&key, revision);
+            match with_timeout(self.cfg.op_timeout, "release", del).await {
+                Ok(_) => {
+                    tracing::info!(%key, "a release that had failed reached the store");
+                    st.unreleased.remove(&key);
+                }
+                Err(e) => tracing::debug!(%key, error = %e, "release retry failed"),
+            }
+        }
+    }
 }
 
-/// Keep the lease alive every TTL/3; on "lease not found", or no successful keep-alive for a
-/// whole TTL, re-register under a new lease.
-async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>) {
-    let period = (s.cfg.ttl / 3).max(Duration::from_millis(100));
-    let mut last_ok = Instant::now();
+/// Keep the lease alive every TTL/3 ([`LeaseKeeper`] decides): fence while it may have ended,
+/// re-register only once the store says it is gone, retry failed releases while it lives.
+async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>, mut keeper: LeaseKeeper) {
     loop {
-        sleep(period).await;
+        let wake = (Instant::now() + keeper.period()).min(keeper.fence_at());
+        tokio::time::sleep_until(wake.max(Instant::now() + Duration::from_millis(10))).await;
         let lease = s.lease.load(Ordering::Acquire);
-        match timeout(period, s.backend.keep_alive(lease)).await {
-            Ok(Ok(true)) => last_ok = Instant::now(),
-            Ok(Ok(false)) => {
-                tracing::warn!(lease, "lease not found");
-                s.recover(lease).await;
-                last_ok = Instant::now();
+        let sent_at = Instant::now();
+        let result = match timeout(keeper.period(), s.backend.keep_alive(lease)).await {
+            Ok(Ok(true)) => KeepAlive::Alive,
+            Ok(Ok(false)) => KeepAlive::NotFound,
+            Ok(Err(e)) => {
+                tracing::debug!(lease, error = %e, "keep-alive failed");
+                KeepAlive::Failed
             }
-            Ok(Err(e)) => tracing::debug!(lease, error = %e, "keep-alive failed"),
-            Err(_) => tracing::debug!(lease, "keep-alive timed out"),
+            Err(_) => {
+                tracing::debug!(lease, "keep-alive timed out");
+                KeepAlive::Failed
+            }
+        };
+        let was_fenced = keeper.is_fenced();
+        match keeper.on_keep_alive(sent_at, Instant::now(), result) {
+            Some(LeaseAction::Fence) => {
+                tracing::warn!(lease, "no keep-alive answered: the lease may end; fenced");
+                s.emit(RegistryEvent::Fenced);
+            }
+            Some(LeaseAction::Unfence) => {
+                tracing::info!(lease, "the registry answers again and the lease is alive");
+                s.emit(RegistryEvent::Unfenced);
+            }
+            Some(LeaseAction::Recover) => {
+                tracing::warn!(lease, "lease not found");
+                if !was_fenced {
+                    s.emit(RegistryEvent::Fenced);
+                }
+                let granted_at = s.recover(lease).await;
+                if keeper.on_recovered(granted_at) {
+                    s.emit(RegistryEvent::Unfenced);
+                }
+            }
+            None => {}
         }
-        if last_ok.elapsed() >= s.cfg.ttl {
-            tracing::warn!(lease, "no keep-alive for a whole TTL; treating the lease as lost");
-            s.recover(lease).await;
-            last_ok = Instant::now();
+        if result == KeepAlive::Alive {
+            s.retry_releases().await;
         }
     }
 }

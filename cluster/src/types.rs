@@ -492,14 +492,20 @@ impl Snapshot {
 /// Something the caller must act on, broadcast by a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryEvent {
-    /// The node's lease was lost (expired, revoked, or unreachable past its TTL) and a new one
-    /// was granted; the node key was written again under it.
+    /// The node's lease was lost (the store no longer has it: expired or revoked) and a new
+    /// one was granted; the node key was written again under it.
     LeaseRenewed { old: i64, new: i64 },
     /// A claim was re-taken under the new lease. Its revision changed: announce the new one.
     ClaimRenewed { claim: Claim },
     /// A claim could not be re-taken: another node claimed the stream while this node's lease
     /// was gone. Stop that publisher.
     ClaimLost { stream: StreamKey, holder: Option<NodeId> },
+    /// No keep-alive was answered for so long that the lease may have ended: the node's claims
+    /// may be taken over by others. Followed by `Unfenced` once the store answers (the lease
+    /// lived through it, or a new one was granted and the claims re-taken).
+    Fenced,
+    /// The fence is lifted.
+    Unfenced,
 }
 
 #[cfg(test)]

@@ -117,14 +117,24 @@ async fn reregisters_after_a_partition_longer_than_the_ttl() {
             && s.stream(&stream("x")).is_some_and(|r| r.revision() > claim.revision())
     })
     .await;
-    // The events follow the writes: wait for them.
+    // The events follow the writes: fenced while cut off, then the renewal, then unfenced.
     let mut renewed = None;
     let mut claim_renewed = false;
-    while renewed.is_none() || !claim_renewed {
+    let mut fenced = false;
+    let mut unfenced = false;
+    while renewed.is_none() || !claim_renewed || !unfenced {
         match tokio::time::timeout(SOON, events.recv()).await {
-            Ok(Ok(RegistryEvent::LeaseRenewed { old: o, new })) => renewed = Some((o, new)),
+            Ok(Ok(RegistryEvent::Fenced)) => fenced = true,
+            Ok(Ok(RegistryEvent::LeaseRenewed { old: o, new })) => {
+                assert!(fenced, "fenced before the lease is renewed");
+                renewed = Some((o, new));
+            }
             Ok(Ok(RegistryEvent::ClaimRenewed { claim })) => {
                 claim_renewed |= claim.stream == stream("x");
+            }
+            Ok(Ok(RegistryEvent::Unfenced)) => {
+                assert!(renewed.is_some(), "unfenced once the new lease holds the claims");
+                unfenced = true;
             }
             other => panic!("expected renewal events, got {other:?}"),
         }
@@ -166,4 +176,59 @@ async fn load_reports_are_written_under_the_lease_and_seen_by_others() {
     c.put("/l/load/edge/x", "{\"streams\":-1}", None).await.unwrap();
     a.shutdown().await;
     wait_snapshot(&watcher, SOON, "report gone with the lease", |s| s.loads.is_empty()).await;
+}
+
+/// A release whose delete cannot reach etcd is not forgotten: once etcd answers again (the
+/// lease lived through the outage) the claim goes, and another node can publish the name.
+/// Before, the key stayed under the live lease until the node restarted.
+#[tokio::test]
+async fn a_release_that_failed_is_retried_until_it_reaches_etcd() {
+    let etcd = EtcdServer::start().await;
+    let proxy = Proxy::start(etcd.port()).await;
+    let a = connect(proxy.endpoint(), "a", "/t").await;
+    let b = connect(etcd.endpoint(), "b", "/t").await;
+    let claim = a.claim(stream("x"), info("a")).await.unwrap();
+    wait_snapshot(&b, SOON, "x claimed", |s| s.stream(&stream("x")).is_some()).await;
+    let lease = a.lease();
+
+    proxy.cut();
+    assert!(a.release(claim).await.is_err(), "etcd is out of reach");
+    proxy.restore();
+
+    wait_snapshot(&b, Duration::from_secs(6), "the release reached etcd", |s| {
+        s.stream(&stream("x")).is_none()
+    })
+    .await;
+    assert_eq!(a.lease(), lease, "a short outage keeps the lease");
+    let taken = b.claim(stream("x"), info("b")).await.expect("the name is free again");
+    assert_eq!(taken.info.origin, id("b"));
+}
+
+/// An outage shorter than the lease neither fences for long nor churns: afterwards the node
+/// has the same lease, its claim the same revision, and no renewal was announced.
+#[tokio::test]
+async fn an_outage_shorter_than_the_lease_keeps_the_lease_and_every_claim() {
+    let etcd = EtcdServer::start().await;
+    let proxy = Proxy::start(etcd.port()).await;
+    let a = connect(proxy.endpoint(), "a", "/t").await;
+    let observer = connect(etcd.endpoint(), "observer", "/t").await;
+    let claim = a.claim(stream("x"), info("a")).await.unwrap();
+    let mut events = a.events();
+    let lease = a.lease();
+
+    proxy.cut();
+    tokio::time::sleep(TTL / 3).await;
+    proxy.restore();
+    // Two more keep-alive periods, and the claim as etcd has it.
+    tokio::time::sleep(TTL).await;
+    let s = observer.snapshot().borrow().clone();
+    let record = s.stream(&stream("x")).expect("x is still claimed");
+    assert_eq!(record.revision(), claim.revision(), "the claim was not re-written");
+    assert_eq!(a.lease(), lease);
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            matches!(ev, RegistryEvent::Fenced | RegistryEvent::Unfenced),
+            "no renewal after a short outage: {ev:?}"
+        );
+    }
 }

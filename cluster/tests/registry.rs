@@ -261,3 +261,37 @@ async fn a_claim_value_is_updated_in_place<F: Fixture>(f: &F) {
     assert!(!a.update_claim(&claim, richer).await.unwrap(), "released: not rewritten");
     wait_snapshot(&*b, SOON, "released claim gone", |s| s.stream(&stream("u")).is_none()).await;
 }
+
+both!(a_claim_from_before_a_lease_recovery_still_updates_and_releases_the_renewed_one);
+async fn a_claim_from_before_a_lease_recovery_still_updates_and_releases_the_renewed_one<
+    F: Fixture,
+>(
+    f: &F,
+) {
+    let a = f.registry("a", "/t").await;
+    let b = f.registry("b", "/t").await;
+    // What a publisher holds: the claim as first made.
+    let held = a.claim(stream("x"), info("a")).await.unwrap();
+    let mut events = a.events();
+    f.revoke(a.lease()).await;
+    events_until(&mut events, TTL + Duration::from_secs(2), |evs| {
+        evs.iter().any(|e| matches!(e, RegistryEvent::ClaimRenewed { .. }))
+    })
+    .await;
+    let renewed = a.claims()[0].clone();
+    assert!(renewed.revision() > held.revision());
+
+    let mut richer = info("a");
+    richer.codecs = vec!["avc1.64001f".into()];
+    assert!(a.update_claim(&held, richer.clone()).await.unwrap(), "the old claim updates");
+    wait_snapshot(&*b, SOON, "the renewed claim carries the codecs", |s| {
+        s.stream(&stream("x"))
+            .is_some_and(|r| r.revision() == renewed.revision() && r.info.codecs == richer.codecs)
+    })
+    .await;
+    a.release(held).await.unwrap();
+    wait_snapshot(&*b, SOON, "x released", |s| s.stream(&stream("x")).is_none()).await;
+    assert!(a.claims().is_empty());
+    let taken = b.claim(stream("x"), info("b")).await.expect("the name is free for others");
+    assert_eq!(taken.info.origin, id("b"));
+}

@@ -210,6 +210,8 @@ pub struct Metrics {
     /// HTTPS certificate reloads (SIGHUP) that took, and that failed (old one kept).
     pub tls_reloads: Counter,
     pub tls_reload_failures: Counter,
+    /// 1 while the registry has answered no keep-alive for most of a lease (fenced).
+    pub registry_fenced: Gauge,
 }
 
 impl Metrics {
@@ -324,6 +326,11 @@ impl Metrics {
             "streams_held",
             "Streams holding media memory: live, or ended and not yet released",
             self.streams_held.clone(),
+        );
+        r.register(
+            "registry_fenced",
+            "1 while no registry keep-alive was answered for most of a lease: this node's claims may be taken over",
+            self.registry_fenced.clone(),
         );
         r.register(
             "tls_handshake_failures",

@@ -135,7 +135,11 @@ pub async fn start_registry(
 }
 
 /// Act on registry events: a claim lost to another node stops our publisher of that stream.
-pub fn spawn_event_task(registry: Arc<dyn Registry>, hub: Hub) -> tokio::task::JoinHandle<()> {
+pub fn spawn_event_task(
+    registry: Arc<dyn Registry>,
+    hub: Hub,
+    metrics: crate::metrics::Metrics,
+) -> tokio::task::JoinHandle<()> {
     let mut events = registry.events();
     tokio::spawn(async move {
         loop {
@@ -149,6 +153,14 @@ pub fn spawn_event_task(registry: Arc<dyn Registry>, hub: Hub) -> tokio::task::J
                 }
                 Ok(RegistryEvent::ClaimRenewed { claim }) => {
                     info!(stream = %claim.stream, revision = claim.revision(), "stream claim renewed");
+                }
+                Ok(RegistryEvent::Fenced) => {
+                    warn!("registry unreachable for most of a lease: other nodes may take this node's streams over if it lasts; serving on from the cache");
+                    metrics.registry_fenced.set(1);
+                }
+                Ok(RegistryEvent::Unfenced) => {
+                    info!("registry reachable again; this node's claims held");
+                    metrics.registry_fenced.set(0);
                 }
                 Err(RecvError::Lagged(n)) => {
                     // Reconcile: any publisher whose claim we no longer hold must stop.

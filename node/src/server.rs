@@ -174,7 +174,7 @@ impl Node {
             registry::start_registry(&args.cluster, &node_id, options.role, advertised.clone())
                 .await?;
         let mut tasks = vec![
-            registry::spawn_event_task(registry.clone(), hub.clone()),
+            registry::spawn_event_task(registry.clone(), hub.clone(), metrics.clone()),
             crate::load_report::spawn(
                 registry.clone(),
                 metrics.clone(),

@@ -61,7 +61,7 @@ impl Drop for ClaimGuard {
             }
             let stream = claim.stream.clone();
             if let Err(e) = registry.release(claim).await {
-                warn!(%stream, error = %e, "releasing the stream claim failed (it expires with the lease)");
+                warn!(%stream, error = %e, "releasing the stream claim failed; retried until it reaches the registry or the lease ends");
             }
         });
     }

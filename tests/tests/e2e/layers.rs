@@ -91,6 +91,7 @@ const CLUSTER: Crate = Crate {
         ("ring", 1),
         ("rules", 1),
         ("damping", 1),
+        ("lease", 0),
         ("registry", 2),
         ("cache", 2),
         ("placement", 2),
