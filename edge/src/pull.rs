@@ -170,6 +170,8 @@ impl PullTask {
     /// until something happens or its next deadline.
     async fn pull(&self) {
         let mut snapshot = self.placement.snapshot.clone();
+        // The last claim seen, to tell a renewal of the same publish from a new one.
+        let mut last_claim: Option<StreamRecord> = None;
         let mut ring = self.placement.ring.clone();
         ring.borrow_and_update();
         let (mut snapshot_open, mut ring_open) = (true, true);
@@ -230,9 +232,8 @@ impl PullTask {
                 },
                 changed = snapshot.changed(), if snapshot_open => match changed {
                     Ok(()) => {
-                        let claim =
-                            snapshot.borrow_and_update().stream(&self.key).map(StreamRecord::revision);
-                        Wake::Event(Event::Claim(claim))
+                        let record = snapshot.borrow_and_update().stream(&self.key).cloned();
+                        Wake::Event(claim_event(&mut last_claim, record))
                     }
                     Err(_) => {
                         snapshot_open = false;
@@ -410,6 +411,27 @@ async fn done<T>(pending: &mut Option<Pending<'_, T>>) -> T {
     out
 }
 
+/// The policy event for a registry change that shows `record` (`None`: unclaimed): a claim
+/// re-taken by the same origin for the same publish (same start time) as the last one seen is
+/// a renewal, anything else a claim.
+fn claim_event(last: &mut Option<StreamRecord>, record: Option<StreamRecord>) -> Event {
+    let Some(record) = record else {
+        return Event::Claim(None);
+    };
+    let renewed = last.as_ref().filter(|old| {
+        old.revision() != record.revision()
+            && old.info.origin == record.info.origin
+            && old.info.started_at_ms != 0
+            && old.info.started_at_ms == record.info.started_at_ms
+    });
+    let event = match renewed {
+        Some(old) => Event::ClaimRenewed { from: old.revision(), to: record.revision() },
+        None => Event::Claim(Some(record.revision())),
+    };
+    *last = Some(record);
+    event
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -489,5 +511,36 @@ mod tests {
         assert_eq!(now() - t0, linger);
         let stop = policy.on_event(now(), Event::Demand { viewers: 0, wanted: None });
         assert_eq!(stop, [Action::Stop]);
+    }
+
+    fn record(revision: i64, origin: &str, started_at_ms: u64) -> StreamRecord {
+        StreamRecord {
+            stream: StreamKey::parse("live", "x").unwrap().0,
+            info: StreamInfo {
+                origin: NodeId::new(origin).unwrap(),
+                codecs: vec![],
+                started_at_ms,
+            },
+            lease: 1,
+            create_revision: revision,
+            mod_revision: revision,
+        }
+    }
+
+    #[test]
+    fn only_the_same_publish_re_claimed_by_the_same_origin_is_a_renewal() {
+        let mut last = None;
+        assert_eq!(claim_event(&mut last, Some(record(7, "a", 100))), Event::Claim(Some(7)));
+        assert_eq!(claim_event(&mut last, Some(record(7, "a", 100))), Event::Claim(Some(7)));
+        // The key is gone for a moment while the lease is renewed: the last claim is kept.
+        assert_eq!(claim_event(&mut last, None), Event::Claim(None));
+        let renewed = claim_event(&mut last, Some(record(12, "a", 100)));
+        assert_eq!(renewed, Event::ClaimRenewed { from: 7, to: 12 });
+        // Published again (a later start), or by another origin: a new claim.
+        assert_eq!(claim_event(&mut last, Some(record(15, "a", 200))), Event::Claim(Some(15)));
+        assert_eq!(claim_event(&mut last, Some(record(18, "b", 200))), Event::Claim(Some(18)));
+        // Without a start time nothing proves it is the same publish.
+        let mut last = Some(record(7, "a", 0));
+        assert_eq!(claim_event(&mut last, Some(record(9, "a", 0))), Event::Claim(Some(9)));
     }
 }

@@ -44,6 +44,9 @@ pub enum Event {
     Demand { viewers: usize, wanted: Option<Instant> },
     /// The registry cache changed; the stream's claim revision now (`None`: unclaimed).
     Claim(Option<i64>),
+    /// The registry cache changed: the claim `from` was re-taken as `to` by the same origin
+    /// for the same publish (its lease was renewed after an etcd outage). Not a new publish.
+    ClaimRenewed { from: i64, to: i64 },
     /// The ring changed; the stream's home now.
     Home(Option<NodeId>),
     /// Answer to [`Action::Subscribe`]: the stream has no claim.
@@ -214,6 +217,21 @@ impl PullPolicy {
                     }
                 }
             },
+            Event::ClaimRenewed { from, to } => {
+                let Upstream::Live(live) = &mut self.upstream else {
+                    return self.on_event(now, Event::Claim(Some(to)));
+                };
+                if live.revision != from {
+                    return self.on_event(now, Event::Claim(Some(to)));
+                }
+                // The subscription and the local publish carry on under the new revision.
+                live.revision = to;
+                if let Local::Live { revision } | Local::Lost { revision, .. } = &mut self.local {
+                    if *revision == from {
+                        *revision = to;
+                    }
+                }
+            }
             Event::Home(home) => {
                 self.home = home;
                 if let Upstream::Live(live) = &mut self.upstream {

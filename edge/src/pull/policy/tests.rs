@@ -152,6 +152,29 @@ fn a_stale_claim_means_a_new_session() {
 }
 
 #[test]
+fn a_renewed_claim_keeps_the_subscription_and_the_session() {
+    let (mut p, now) = live();
+    // etcd came back after the lease ended: the origin re-took claim 7 as 12 for the same
+    // publish. Nothing to do: the subscription is live, the session the same.
+    assert_eq!(p.on_event(now, Event::Claim(None)), []);
+    assert_eq!(p.on_event(now, Event::ClaimRenewed { from: 7, to: 12 }), []);
+    assert_eq!(p.on_event(now, Event::Claim(Some(12))), [], "12 is the live revision now");
+    // A later break resubscribes under 12 and goes on in the same session.
+    assert_eq!(p.on_event(now + ms(5), Event::Broken), [Action::Subscribe]);
+    assert_eq!(p.on_event(now + ms(10), subscribed("a", 12)), [Action::SwitchUpstream]);
+    // A real new publish after that is still a new claim: the upstream is dropped.
+    let got = p.on_event(now + secs(120), Event::Claim(Some(15)));
+    assert_eq!(got.first(), Some(&Action::Unsubscribe));
+}
+
+#[test]
+fn a_renewal_of_another_claim_than_the_live_one_is_a_new_claim() {
+    let (mut p, now) = live();
+    let got = p.on_event(now, Event::ClaimRenewed { from: 5, to: 12 });
+    assert_eq!(got, [Action::Unsubscribe, Action::Subscribe]);
+}
+
+#[test]
 fn a_claim_that_changed_while_subscribing_is_stale_at_once() {
     let (mut p, now) = live();
     p.on_event(now, Event::Broken);
