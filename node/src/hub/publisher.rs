@@ -17,8 +17,22 @@ use super::prepared::Prepared;
 use super::stream::{AudioSummary, StreamEntry, VideoSummary};
 use super::HubInner;
 
-/// Gap left between the last timestamp of one publish session and the first of the next.
+/// Gap left between the last presentation time of one publish session and the first
+/// timestamp of the next.
 const REPUBLISH_GAP_MS: u32 = 40;
+
+/// Whether `a` is later than `b` on the wrapping 32-bit millisecond timeline.
+fn later(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// The composition offset (presentation minus decode time, ms) of a coded video frame.
+fn composition_time(payload: &bytes::Bytes) -> i32 {
+    match sluice_media::codec::parse_video_tag(payload).map(|t| t.packet) {
+        Ok(sluice_media::codec::VideoPacket::CodedFrames { composition_time }) => composition_time,
+        _ => 0,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -119,7 +133,7 @@ impl Publisher {
         }
         let (out_base, in_base) = *self.base.get_or_insert_with(|| {
             let state = self.entry.state();
-            let out = state.last_timestamp.map_or(0, |t| t.wrapping_add(REPUBLISH_GAP_MS));
+            let out = state.last_presented.map_or(0, |t| t.wrapping_add(REPUBLISH_GAP_MS));
             (out, timestamp)
         });
         // Tolerate messages slightly older than the first (audio/video interleaving).
@@ -161,6 +175,14 @@ impl Publisher {
         {
             let mut state = self.entry.state();
             state.last_timestamp = Some(timestamp);
+            let mut presented = timestamp;
+            if message.kind == MediaKind::Video && header.is_none() {
+                let offset = composition_time(&payload).max(0) as u32;
+                presented = timestamp.wrapping_add(offset);
+            }
+            if state.last_presented.is_none_or(|t| later(presented, t)) {
+                state.last_presented = Some(presented);
+            }
             state.bitrate.add(now, payload.len() as u64 * 8);
             if message.kind == MediaKind::Video && header.is_none() {
                 state.video_frames.add(now, 1);

@@ -74,8 +74,12 @@ pub struct StreamState {
     pub metadata: Option<Metadata>,
     pub bitrate: RateMeter,
     pub video_frames: RateMeter,
-    /// Last output timestamp, so the next publisher's timestamps continue from it.
+    /// Last output timestamp (decode time).
     pub last_timestamp: Option<u32>,
+    /// The latest output time anything was shown at: decode time, or for video frames with a
+    /// composition offset (B-frames) their presentation time. The next publish session starts
+    /// after it, so neither decode nor presentation time ever steps back across sessions.
+    pub last_presented: Option<u32>,
     /// When the last publisher left, until the memory it left (GOP, HLS window) is released.
     pub ended_at: Option<Instant>,
 }
@@ -115,6 +119,7 @@ impl StreamEntry {
                 bitrate: RateMeter::new(now),
                 video_frames: RateMeter::new(now),
                 last_timestamp: None,
+                last_presented: None,
                 ended_at: None,
             }),
             wake: watch::channel(0).0,

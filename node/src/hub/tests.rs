@@ -231,3 +231,30 @@ async fn close_viewers_ends_those_watching_now_but_not_relays_or_later_viewers()
     let later = hub.subscribe(&key("a"), Protocol::Rtmp).unwrap();
     assert!(!later.is_closed());
 }
+
+/// A video frame at `ts` shown `cts` ms later (a B-frame stream's composition offset).
+fn frame_cts(ts: u32, key: bool, cts: u32) -> MediaMessage {
+    let c = cts.to_be_bytes();
+    msg(MediaKind::Video, ts, vec![if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3], 0x5A])
+}
+
+#[test]
+fn a_new_session_starts_after_the_last_frame_shown_not_only_the_last_decoded() {
+    let hub = hub(config());
+    let mut p = hub.publish(&key("bframes")).unwrap();
+    let mut viewer = hub.subscribe(&key("bframes"), Protocol::Rtmp).unwrap();
+    p.push(video_header()).unwrap();
+    // Decode order 0, 33, 66 with presentation 66, 166 (a reordered P), 100: shown up to 166.
+    p.push(frame_cts(0, true, 66)).unwrap();
+    p.push(frame_cts(33, false, 133)).unwrap();
+    p.push(frame_cts(66, false, 34)).unwrap();
+    // The source moves (an edge's upstream failover): its own clock starts at 5000.
+    p.new_session();
+    p.push(MediaMessage { timestamp: 5_000, ..video_header() }).unwrap();
+    p.push(frame_cts(5_000, true, 66)).unwrap();
+    let got = collect(&mut viewer);
+    let first_new = got.iter().rev().find(|&&(_, key, header)| key && !header).unwrap().0;
+    assert!(first_new > 166, "decode time {first_new} must come after the last shown, 166");
+    assert!(first_new + 66 > 166 + 33, "and so is its own presentation");
+    assert_eq!(first_new, 166 + 40, "the usual gap after it");
+}
