@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice_cluster::types::NodeId;
+use sluice_cluster::types::{NodeId, StreamRecord};
 use sluice_cluster::{should_accept_forward, ForwardVerdict};
 use sluice_media::stream_name::StreamKey;
 use sluice_relay::{ForwardEnd, ForwardHandle, ForwardRefusal, ForwardRequest, ForwardSink, Frame};
@@ -66,8 +66,11 @@ const SINK_QUEUE: usize = 256;
 /// After the publisher left, how long the last GOPs may take to reach the home.
 const END_FLUSH: Duration = Duration::from_secs(5);
 
-/// Streams this node is home to through a forward: key -> (claim revision, forward id).
-type Forwarded = Arc<Mutex<HashMap<StreamKey, (i64, u64)>>>;
+/// How long a forward whose claim this node's cache does not show yet may wait for it.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+/// Streams this node is home to through a forward: key -> (the forwarding origin, forward id).
+type Forwarded = Arc<Mutex<HashMap<StreamKey, (NodeId, u64)>>>;
 
 /// Forwarding on one origin: outgoing forwards of its publishers, incoming forwards it hosts.
 pub struct Forwarding {
@@ -77,6 +80,7 @@ pub struct Forwarding {
     forwarded: Forwarded,
     next_id: AtomicU64,
     max_hops: u8,
+    refusals: crate::log_limit::RateLimitedLog,
 }
 
 /// Keeps a stream forwarded while it lives; dropping it (the publisher left) lets the forward
@@ -100,12 +104,16 @@ impl Forwarding {
             forwarded: Arc::default(),
             next_id: AtomicU64::new(1),
             max_hops: sluice_cluster::rules::DEFAULT_MAX_HOPS,
+            refusals: crate::log_limit::RateLimitedLog::new(5),
         })
     }
 
-    /// The claim revision of a stream this node hosts through a forward.
+    /// The claim revision of a stream this node hosts through a forward: the registry's
+    /// current claim, if the forwarding origin still holds it.
     pub fn forwarded_revision(&self, key: &StreamKey) -> Option<i64> {
-        lock(&self.forwarded).get(key).map(|(rev, _)| *rev)
+        let from = lock(&self.forwarded).get(key).map(|(from, _)| from.clone())?;
+        let snapshot = self.placement.snapshot.borrow();
+        snapshot.stream(key).filter(|r| r.info.origin == from).map(StreamRecord::revision)
     }
 
     /// Forward `key` (published here under the claim at `revision`) to its home for as long
@@ -237,18 +245,51 @@ impl ForwardSink for Forwarding {
             }
             ForwardVerdict::HopLimit => return Err(ForwardRefusal::Loop),
         }
-        let publisher = self.hub.publish(&key).map_err(|e| {
-            warn!(stream = %key, from = %request.peer_node_id, error = %e, "forward refused by the hub");
-            ForwardRefusal::Refused
-        })?;
+        let from = NodeId::new(&request.peer_node_id).map_err(|_| ForwardRefusal::Refused)?;
+        // The registry, not the peer, says who holds the claim.
+        let holder = self.placement.snapshot.borrow().stream(&key).map(|r| r.info.origin.clone());
+        if holder.as_ref().is_some_and(|h| *h != from) {
+            self.hub.metrics().relay_forwards_refused.inc();
+            if self.refusals.allow() {
+                warn!(stream = %key, %from, holder = ?holder, "forward refused: the stream's claim is another origin's");
+            }
+            return Err(ForwardRefusal::Refused);
+        }
+        // Shown as the sender's: publish now, so a duplicate is refused at once. Not shown
+        // yet: publish once the cache shows it (nothing is published meanwhile).
+        let publisher = match holder {
+            Some(_) => Some(self.hub.publish(&key).map_err(|e| {
+                warn!(stream = %key, %from, error = %e, "forward refused by the hub");
+                ForwardRefusal::Refused
+            })?),
+            None => None,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.forwarded).insert(key.clone(), (request.claim_revision, id));
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let forwarded = self.forwarded.clone();
-        let span = tracing::info_span!("forward_in", stream = %key, from = %request.peer_node_id, revision = request.claim_revision);
+        let mut snapshot = self.placement.snapshot.clone();
+        let hub = self.hub.clone();
+        let span = tracing::info_span!("forward_in", stream = %key, %from, revision = request.claim_revision);
         crate::trace_context::adopt_traceparent(&span, &request.traceparent);
         tokio::spawn(
             async move {
+                let publisher = match publisher {
+                    Some(p) => Some(p),
+                    None => {
+                        let claimed = snapshot
+                            .wait_for(|s| s.stream(&key).is_some_and(|r| r.info.origin == from));
+                        match tokio::time::timeout(CLAIM_WAIT, claimed).await {
+                            Ok(Ok(_)) => hub.publish(&key).map_err(|e| warn!(error = %e, "forward refused by the hub")).ok(),
+                            _ => {
+                                hub.metrics().relay_forwards_refused.inc();
+                                warn!("forward dropped: the registry shows no claim of this stream by its sender");
+                                None
+                            }
+                        }
+                    }
+                };
+                let Some(publisher) = publisher else { return };
+                lock(&forwarded).insert(key.clone(), (from, id));
                 info!("hosting a forwarded stream");
                 receive(RelayedPublish::new(publisher), rx).await;
                 let mut map = lock(&forwarded);

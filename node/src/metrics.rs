@@ -210,6 +210,8 @@ pub struct Metrics {
     /// HTTPS certificate reloads (SIGHUP) that took, and that failed (old one kept).
     pub tls_reloads: Counter,
     pub tls_reload_failures: Counter,
+    /// Forwards refused or dropped: their sender does not hold the stream's claim.
+    pub relay_forwards_refused: Counter,
     /// 1 while the registry has answered no keep-alive for most of a lease (fenced).
     pub registry_fenced: Gauge,
 }
@@ -326,6 +328,11 @@ impl Metrics {
             "streams_held",
             "Streams holding media memory: live, or ended and not yet released",
             self.streams_held.clone(),
+        );
+        r.register(
+            "relay_forwards_refused",
+            "Forwards refused or dropped because the registry shows their sender does not hold the stream's claim",
+            self.relay_forwards_refused.clone(),
         );
         r.register(
             "registry_fenced",

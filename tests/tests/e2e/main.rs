@@ -20,6 +20,7 @@ mod etcd_outage;
 mod etcd_tls;
 mod figures;
 mod flood;
+mod forged_forward;
 mod helm_chart;
 mod hevc;
 mod hls;
