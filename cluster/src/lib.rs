@@ -35,7 +35,8 @@
 //! from before a lease recovery still updates and releases the current one); a release that
 //! fails to reach the store is retried after each keep-alive until it does or the lease ends.
 //!
-//! While no keep-alive is answered the node is *fenced* ([`RegistryEvent::Fenced`]) a margin
+//! While no keep-alive is answered the node is *fenced* ([`RegistryEvent::Fenced`],
+//! [`Registry::is_fenced`]: new claims fail at once with [`RegistryError::Fenced`]) a margin
 //! before its lease can end, and unfenced ([`RegistryEvent::Unfenced`]) when the store answers
 //! again; a slow or unreachable store never makes the node revoke a lease that may be alive.
 //! Only when the store says the lease is gone does the registry grant a new lease, write the

@@ -80,6 +80,8 @@ struct Shared<B> {
     state: Mutex<State>,
     /// Mirror of `state.lease` readable without the lock.
     lease: AtomicI64,
+    /// Whether the keep-alive task has fenced the node.
+    fenced: std::sync::atomic::AtomicBool,
     /// Mirror of `state.claims` readable without the lock.
     claims: std::sync::Mutex<Vec<Claim>>,
     events: broadcast::Sender<RegistryEvent>,
@@ -131,6 +133,7 @@ impl<B: Backend> Registrar<B> {
                 unreleased: BTreeMap::new(),
             }),
             lease: AtomicI64::new(lease),
+            fenced: false.into(),
             claims: std::sync::Mutex::new(Vec::new()),
             events,
             cfg,
@@ -155,6 +158,10 @@ impl<B: Backend> Registrar<B> {
 
     pub(crate) fn lease(&self) -> i64 {
         self.shared.lease.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.shared.fenced.load(Ordering::Acquire)
     }
 
     pub(crate) fn claims(&self) -> Vec<Claim> {
@@ -203,6 +210,9 @@ impl<B: Backend> Registrar<B> {
                 let mut st = s.state.lock().await;
                 if let Some(held) = st.claims.get(&stream) {
                     return Ok(held.clone());
+                }
+                if s.fenced.load(Ordering::Acquire) {
+                    return Err(RegistryError::Fenced.into());
                 }
                 let create = s.backend.create(&key, value.clone(), st.lease);
                 match with_timeout(s.cfg.op_timeout, "claim", create).await? {
@@ -426,19 +436,23 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>, mut keeper: LeaseKeeper)
         let was_fenced = keeper.is_fenced();
         match keeper.on_keep_alive(sent_at, Instant::now(), result) {
             Some(LeaseAction::Fence) => {
+                s.fenced.store(true, Ordering::Release);
                 tracing::warn!(lease, "no keep-alive answered: the lease may end; fenced");
                 s.emit(RegistryEvent::Fenced);
             }
             Some(LeaseAction::Unfence) => {
+                s.fenced.store(false, Ordering::Release);
                 tracing::info!(lease, "the registry answers again and the lease is alive");
                 s.emit(RegistryEvent::Unfenced);
             }
             Some(LeaseAction::Recover) => {
                 tracing::warn!(lease, "lease not found");
+                s.fenced.store(true, Ordering::Release);
                 if !was_fenced {
                     s.emit(RegistryEvent::Fenced);
                 }
                 let granted_at = s.recover(lease).await;
+                s.fenced.store(false, Ordering::Release);
                 if keeper.on_recovered(granted_at) {
                     s.emit(RegistryEvent::Unfenced);
                 }
@@ -504,6 +518,9 @@ macro_rules! delegate_registry {
             ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
             {
                 futures_util::FutureExt::boxed(self.registrar.release(claim))
+            }
+            fn is_fenced(&self) -> bool {
+                self.registrar.is_fenced()
             }
             fn claims(&self) -> Vec<$crate::types::Claim> {
                 self.registrar.claims()

@@ -113,6 +113,10 @@ pub enum RegistryError {
     Encode(#[from] serde_json::Error),
     #[error("etcd TLS: {0}")]
     Tls(String),
+    /// No keep-alive was answered for most of the lease: this node takes no new stream until
+    /// the registry answers again.
+    #[error("this node has not reached the cluster registry for most of its lease (fenced)")]
+    Fenced,
 }
 
 /// A stream claim failed.
@@ -152,7 +156,8 @@ pub trait Registry: Send + Sync {
     /// If another node holds it, retries for [`RegistryConfig::claim_hold`] (an encoder that
     /// reconnects after its origin crashed gets the name once the dead lease expires), then
     /// fails with [`ClaimError::Taken`]. Claiming a name this node already holds returns that
-    /// claim unchanged.
+    /// claim unchanged; claiming a new one while fenced fails at once with
+    /// [`RegistryError::Fenced`].
     fn claim(
         &self,
         stream: StreamKey,
@@ -173,6 +178,10 @@ pub trait Registry: Send + Sync {
 
     /// The claims this node holds now.
     fn claims(&self) -> Vec<Claim>;
+
+    /// Whether the node is fenced ([`RegistryEvent::Fenced`]): its lease may have ended, it
+    /// claims nothing new and should host nothing new until the registry answers again.
+    fn is_fenced(&self) -> bool;
 
     /// The local cache of the whole cluster, updated from the registry's watch.
     fn snapshot(&self) -> watch::Receiver<Snapshot>;

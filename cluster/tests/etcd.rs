@@ -1,4 +1,5 @@
 //! etcd-only behaviour: the raw key layout, compaction, and losing the link to etcd.
+#![allow(clippy::disallowed_methods)] // real etcd against real time: the test reads the real clock
 
 mod support;
 
@@ -231,4 +232,52 @@ async fn an_outage_shorter_than_the_lease_keeps_the_lease_and_every_claim() {
             "no renewal after a short outage: {ev:?}"
         );
     }
+}
+
+/// Cut off from etcd, a node fences itself before its lease can end: it refuses new claims
+/// at once (instead of waiting out the request timeout), keeps the claims it holds, and takes
+/// new ones again once etcd answers.
+#[tokio::test]
+async fn a_node_cut_off_from_etcd_fences_itself_before_its_lease_ends() {
+    let etcd = EtcdServer::start().await;
+    let proxy = Proxy::start(etcd.port()).await;
+    let a = connect(proxy.endpoint(), "a", "/t").await;
+    let observer = connect(etcd.endpoint(), "observer", "/t").await;
+    let held = a.claim(stream("held"), info("a")).await.unwrap();
+    let mut events = a.events();
+
+    let cut_at = std::time::Instant::now();
+    proxy.cut();
+    match tokio::time::timeout(TTL * 2, events.recv()).await {
+        Ok(Ok(RegistryEvent::Fenced)) => {}
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    let fenced_after = cut_at.elapsed();
+    assert!(a.is_fenced());
+    // Still alive in etcd's eyes at that moment: fenced before anyone could take over.
+    assert!(
+        observer.snapshot().borrow().node(Role::Origin, &id("a")).is_some(),
+        "fenced after {fenced_after:?}, but etcd had already dropped the node"
+    );
+    let asked = std::time::Instant::now();
+    match a.claim(stream("new"), info("a")).await {
+        Err(ClaimError::Registry(RegistryError::Fenced)) => {}
+        other => panic!("a fenced node must not claim: {other:?}"),
+    }
+    assert!(asked.elapsed() < Duration::from_millis(200), "refused at once");
+    assert_eq!(a.claim(stream("held"), info("a")).await.unwrap(), held, "held claims stay");
+
+    proxy.restore();
+    let deadline = TTL * 4;
+    let back = tokio::time::timeout(deadline, async {
+        loop {
+            if let Ok(RegistryEvent::Unfenced) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "unfenced once etcd answers");
+    assert!(!a.is_fenced());
+    a.claim(stream("new"), info("a")).await.expect("claims work again");
 }

@@ -75,6 +75,7 @@ type Forwarded = Arc<Mutex<HashMap<StreamKey, (NodeId, u64)>>>;
 /// Forwarding on one origin: outgoing forwards of its publishers, incoming forwards it hosts.
 pub struct Forwarding {
     hub: Hub,
+    registry: Arc<dyn sluice_cluster::Registry>,
     placement: Placement,
     peers: Arc<Peers>,
     forwarded: Forwarded,
@@ -96,9 +97,15 @@ impl Drop for ForwardGuard {
 }
 
 impl Forwarding {
-    pub fn new(hub: Hub, placement: Placement, peers: Arc<Peers>) -> Arc<Self> {
+    pub fn new(
+        hub: Hub,
+        registry: Arc<dyn sluice_cluster::Registry>,
+        placement: Placement,
+        peers: Arc<Peers>,
+    ) -> Arc<Self> {
         Arc::new(Forwarding {
             hub,
+            registry,
             placement,
             peers,
             forwarded: Arc::default(),
@@ -246,6 +253,13 @@ impl ForwardSink for Forwarding {
             ForwardVerdict::HopLimit => return Err(ForwardRefusal::Loop),
         }
         let from = NodeId::new(&request.peer_node_id).map_err(|_| ForwardRefusal::Refused)?;
+        // A fenced node may have lost its place on the ring without knowing: no new stream.
+        if self.registry.is_fenced() {
+            if self.refusals.allow() {
+                warn!(stream = %key, %from, "forward refused: this node is fenced from the registry");
+            }
+            return Err(ForwardRefusal::Refused);
+        }
         // The registry, not the peer, says who holds the claim.
         let holder = self.placement.snapshot.borrow().stream(&key).map(|r| r.info.origin.clone());
         if holder.as_ref().is_some_and(|h| *h != from) {

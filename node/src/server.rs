@@ -194,7 +194,12 @@ impl Node {
             );
             if relay_addr.is_some() {
                 let fwd = args.cluster.is_clustered().then(|| {
-                    crate::forward::Forwarding::new(hub.clone(), placement.clone(), peers.clone())
+                    crate::forward::Forwarding::new(
+                        hub.clone(),
+                        registry.clone(),
+                        placement.clone(),
+                        peers.clone(),
+                    )
                 });
                 let source =
                     crate::relay_source::HubSource::new(hub.clone(), registry.clone(), fwd.clone());
