@@ -332,7 +332,7 @@ impl EtcdBackend {
     }
 }
 
-/// A [`Registry`] backed by etcd.
+/// A [`Registry`](crate::Registry) backed by etcd.
 pub struct EtcdRegistry {
     registrar: Registrar<EtcdBackend>,
     client: Client,
