@@ -5,7 +5,9 @@
 //! it names and sleeps until [`ForwardPolicy::next_deadline`]. The rules:
 //!
 //! - While this node is not the stream's home, one forward to the home is kept open. When this
-//!   node becomes the home, the forward is closed.
+//!   node becomes the home, the forward is closed [`HANDOVER`] later: edges pulling from the
+//!   old home move to this node make-before-break meanwhile (the old home keeps the stream
+//!   only while the forward feeds it).
 //! - A failed open, or a forward that ends by itself (the home went away or refused), is
 //!   retried after a backoff that doubles up to its maximum and resets once a forward opens.
 //!   A ring change does not cut the backoff short.
@@ -14,9 +16,12 @@
 //! - The publisher left: no new forward; an open in flight is waited for, then the forward
 //!   that carries the stream is left to deliver what is in flight ([`Action::Finish`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_cluster::types::NodeId;
+
+/// How long the forward to the old home outlives this node becoming the home.
+pub const HANDOVER: Duration = Duration::from_secs(2);
 
 use sluice_cluster::Backoff;
 
@@ -64,6 +69,8 @@ pub struct ForwardPolicy {
     opening: Option<NodeId>,
     /// No new open before this (after a failure).
     retry_at: Option<Instant>,
+    /// This node became the home: close the forward then.
+    close_at: Option<Instant>,
     leaving: bool,
     finished: bool,
 }
@@ -79,6 +86,7 @@ impl ForwardPolicy {
             current: None,
             opening: None,
             retry_at: None,
+            close_at: None,
             leaving: false,
             finished: false,
         }
@@ -128,8 +136,16 @@ impl ForwardPolicy {
             self.finished = true;
             return vec![Action::Finish];
         }
+        if self.target.is_some() {
+            self.close_at = None;
+        }
         match &self.target {
             None if self.current.is_some() => {
+                let close_at = *self.close_at.get_or_insert(now + HANDOVER);
+                if now < close_at {
+                    return Vec::new();
+                }
+                self.close_at = None;
                 self.current = None;
                 vec![Action::Close]
             }
@@ -151,6 +167,9 @@ impl ForwardPolicy {
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.finished || self.leaving || self.opening.is_some() {
             return None;
+        }
+        if self.close_at.is_some() {
+            return self.close_at;
         }
         let wanted = self.target.as_ref().is_some_and(|t| self.current.as_ref() != Some(t));
         self.retry_at.filter(|_| wanted)
@@ -200,10 +219,26 @@ mod tests {
         );
         assert_eq!(p.current(), Some(&id("a")));
         assert_eq!(p.next_deadline(), None);
-        // This node becomes the home: the forward is closed.
-        assert_eq!(p.on_event(t0, Event::Home(Some(id("me")))), [Action::Close]);
+        // This node becomes the home: the forward is closed after the hand-over time.
+        assert_eq!(p.on_event(t0, Event::Home(Some(id("me")))), []);
+        assert_eq!(p.next_deadline(), Some(t0 + HANDOVER));
+        assert_eq!(p.poll(t0 + HANDOVER - ms(1)), []);
+        assert_eq!(p.current(), Some(&id("a")), "the old home is fed meanwhile");
+        assert_eq!(p.poll(t0 + HANDOVER), [Action::Close]);
         assert_eq!(p.current(), None);
         assert_eq!(p.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_home_that_comes_back_within_the_handover_keeps_its_forward() {
+        let (mut p, t0) = policy();
+        p.on_event(t0, Event::Home(Some(id("a"))));
+        p.on_event(t0, Event::Opened { to: id("a") });
+        assert_eq!(p.on_event(t0, Event::Home(Some(id("me")))), []);
+        assert_eq!(p.on_event(t0 + ms(500), Event::Home(Some(id("a")))), []);
+        assert_eq!(p.next_deadline(), None);
+        assert_eq!(p.poll(t0 + HANDOVER * 2), [], "never closed");
+        assert_eq!(p.current(), Some(&id("a")));
     }
 
     #[test]
@@ -282,12 +317,13 @@ mod tests {
             p.on_event(t0, Event::Opened { to: id("a") }),
             [Action::Promote { to: id("a") }, Action::Open { to: id("b") }]
         );
-        // This node became the home while an open was in flight: closed once it lands.
+        // No other home any more while an open was in flight: closed a hand-over after it lands.
         assert_eq!(p.on_event(t0, Event::Home(None)), []);
         assert_eq!(
             p.on_event(t0, Event::Opened { to: id("b") }),
-            [Action::Promote { to: id("b") }, Action::Close]
+            [Action::Promote { to: id("b") }]
         );
+        assert_eq!(p.poll(t0 + HANDOVER), [Action::Close]);
     }
 
     #[test]
