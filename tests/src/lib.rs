@@ -16,6 +16,7 @@ pub mod flood;
 pub mod helm;
 pub mod hpa;
 pub mod http;
+pub mod link;
 pub mod metrics;
 pub mod origin;
 pub mod otlp;

@@ -33,6 +33,7 @@ mod limits;
 mod media_changes;
 mod orders;
 mod otlp;
+mod partition;
 mod placement;
 mod publish_play;
 mod rules;
