@@ -25,6 +25,7 @@ mod helm_chart;
 mod hevc;
 mod hls;
 mod hls_ts;
+mod home_kill;
 mod hostile;
 mod http_api;
 mod https;
