@@ -11,10 +11,17 @@ pub struct PullSettings {
     pub linger: Duration,
     pub grace: Duration,
     pub connect_timeout: Duration,
+    /// Zero: no stall fallback.
+    pub stall: Duration,
 }
 
 impl From<&EdgeSettings> for PullSettings {
     fn from(s: &EdgeSettings) -> Self {
-        PullSettings { linger: s.linger, grace: s.grace, connect_timeout: s.connect_timeout }
+        PullSettings {
+            linger: s.linger,
+            grace: s.grace,
+            connect_timeout: s.connect_timeout,
+            stall: s.stall,
+        }
     }
 }

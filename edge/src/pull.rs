@@ -181,6 +181,10 @@ impl PullTask {
         let mut tick = tokio::time::interval(IDLE_CHECK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let frames_in = self.hub.metrics().relay_frames_in.clone();
+        // When the live upstream last sent a frame, and whether its silence was reported.
+        let mut last_frame = now();
+        let mut stall_reported = false;
+        let stall = self.settings.stall;
         let mut actions = policy.poll(now());
         loop {
             for action in actions.drain(..) {
@@ -191,9 +195,13 @@ impl PullTask {
                 continue;
             }
             let deadline = policy.next_deadline();
+            let watch_stall = !stall.is_zero() && !stall_reported && io.sub.is_some();
+            let stalled_at = watch_stall.then(|| last_frame + stall);
             let wake = tokio::select! {
                 frame = next_frame(&mut io.sub) => match frame {
                     Ok(Some(frame)) => {
+                        last_frame = now();
+                        stall_reported = false;
                         frames_in.inc();
                         if let Some(p) = io.local.as_mut() {
                             p.push(frame);
@@ -252,7 +260,17 @@ impl PullTask {
                 },
                 _ = tick.tick() => Wake::Timer,
                 () = sleep_until(deadline) => Wake::Timer,
+                () = sleep_until(stalled_at) => {
+                    stall_reported = true;
+                    let ingest = self.placement.snapshot.borrow().stream(&self.key).map(|r| r.info.origin.clone());
+                    Wake::Event(Event::Stalled { ingest })
+                }
             };
+            if let Wake::Event(Event::Subscribed { .. } | Event::NextReady { .. }) = &wake {
+                // A new upstream: its silence is timed from now.
+                last_frame = now();
+                stall_reported = false;
+            }
             actions = match wake {
                 Wake::Frame => Vec::new(),
                 Wake::Event(event) => policy.on_event(now(), event),

@@ -356,6 +356,10 @@ pub struct EdgeSettings {
     /// Time allowed to reach an origin's relay and subscribe.
     #[serde(rename = "upstream-connect-timeout", with = "serde_duration")]
     pub connect_timeout: Duration,
+    /// An upstream (the stream's home) that sends nothing for this long while the stream is
+    /// claimed is suspect: the edge subscribes at the ingest meanwhile. Zero: never.
+    #[serde(rename = "upstream-stall", with = "serde_duration")]
+    pub stall: Duration,
 }
 
 impl Default for EdgeSettings {
@@ -364,6 +368,7 @@ impl Default for EdgeSettings {
             linger: Duration::from_secs(10),
             grace: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(2),
+            stall: Duration::from_secs(1),
         }
     }
 }

@@ -69,7 +69,14 @@ pub enum Event {
     NextReady { origin: NodeId },
     /// Answer to [`Action::SubscribeNext`]: the new home did not accept (yet).
     NextFailed { origin: NodeId },
+    /// The live upstream sent nothing for `--upstream-stall` while the stream is claimed by
+    /// `ingest` (the origin with its publisher), as the registry cache shows it.
+    Stalled { ingest: Option<NodeId> },
 }
+
+/// After switching to the ingest because the home went silent, how long before moving back
+/// to the home (which may be dead but not yet out of the ring).
+pub const STALL_HOLD: Duration = Duration::from_secs(10);
 
 /// Why the local publish ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +150,8 @@ struct Live {
     next: Option<NodeId>,
     /// No new switch attempt before this.
     next_retry: Option<Instant>,
+    /// `next` was asked for because this upstream went silent.
+    stall_switch: bool,
 }
 
 /// The local publish.
@@ -281,7 +290,9 @@ impl PullPolicy {
                         info!(from = %live.origin, to = %origin, "stream's home moved: switched upstream");
                         live.moving = self.home.as_ref() != Some(&origin);
                         live.origin = origin.clone();
-                        live.next_retry = None;
+                        // Off a silent home: stay a while before trying the home again.
+                        let hold = std::mem::take(&mut live.stall_switch);
+                        live.next_retry = hold.then(|| now + STALL_HOLD);
                         actions.push(Action::Promote { to: origin });
                         actions.push(Action::SwitchUpstream);
                     }
@@ -290,7 +301,19 @@ impl PullPolicy {
             Event::NextFailed { .. } => {
                 if let Upstream::Live(live) = &mut self.upstream {
                     live.next = None;
+                    live.stall_switch = false;
                     live.next_retry = Some(now + IDLE_CHECK);
+                }
+            }
+            Event::Stalled { ingest } => {
+                if let Upstream::Live(live) = &mut self.upstream {
+                    let to = ingest.filter(|i| *i != live.origin);
+                    if let (Some(to), None) = (to, &live.next) {
+                        info!(from = %live.origin, to = %to, "upstream silent: subscribing at the ingest");
+                        live.next = Some(to.clone());
+                        live.stall_switch = true;
+                        actions.push(Action::SubscribeNext { to, revision: live.revision });
+                    }
                 }
             }
         }
@@ -384,8 +407,15 @@ impl PullPolicy {
         });
         self.local = Local::Live { revision };
         // Ring changes before now were taken into account by the lookup.
-        let live =
-            Live { origin, revision, since: now, moving: false, next: None, next_retry: None };
+        let live = Live {
+            origin,
+            revision,
+            since: now,
+            moving: false,
+            next: None,
+            next_retry: None,
+            stall_switch: false,
+        };
         self.upstream = Upstream::Live(live);
         if claim_meanwhile.is_some_and(|r| r != revision) {
             info!("the stream was claimed anew while subscribing: resubscribing");

@@ -512,6 +512,13 @@ pub struct EdgeArgs {
     /// Time allowed to reach an origin's relay and subscribe.
     #[arg(long, env = "SLUICE_UPSTREAM_CONNECT_TIMEOUT", default_value_t = HumanDuration(edge().connect_timeout))]
     pub upstream_connect_timeout: HumanDuration,
+
+    /// An upstream (the stream's home) silent this long while the stream is claimed is
+    /// suspect: the edge subscribes at the stream's ingest origin meanwhile, make-before-break
+    /// (a dead home is otherwise noticed only when its lease or relay connection times out).
+    /// 0 turns it off.
+    #[arg(long, env = "SLUICE_UPSTREAM_STALL", default_value_t = HumanDuration(edge().stall))]
+    pub upstream_stall: HumanDuration,
 }
 
 impl EdgeArgs {
@@ -520,6 +527,7 @@ impl EdgeArgs {
             s.linger => upstream_linger,
             s.grace => upstream_grace,
             s.connect_timeout => upstream_connect_timeout,
+            s.stall => upstream_stall,
         );
     }
 }

@@ -1,8 +1,10 @@
 //! The home of a stream (not its ingest) dies: SIGKILL, or frozen by SIGSTOP for 20 s. Edge
 //! viewers stay connected and play on once the stream has moved to the ring's next owner (the
 //! ingest here); the encoder never notices; a frozen home that comes back makes no second home.
-//! The gap the viewers see is measured and bounded by what detection takes without a hot
-//! standby (the relay's idle timeout or the lease TTL, whichever ends first).
+//! An edge notices a silent home after `--upstream-stall` (1 s) and subscribes at the ingest
+//! meanwhile, make-before-break.
+//! The gap the viewers see is measured: about the stall time (there is no hot standby holding
+//! the live GOP yet).
 
 use std::time::Duration;
 
@@ -40,7 +42,7 @@ fn setup(tag: &str) -> Setup {
 fn gap_after(viewer: &Watcher, mark: usize, more: usize) -> Duration {
     let now = viewer.video_frames();
     assert!(viewer.wait_video(now + more, secs(30)) >= now + more, "the viewer plays on");
-    let broken = viewer.snapshot().interruptions(mark, secs(8), 400);
+    let broken = viewer.snapshot().interruptions(mark, secs(3), 400);
     assert!(broken.is_empty(), "the viewer was interrupted: {broken:?}");
     viewer.snapshot().report_from(mark).max_wall_gap
 }
@@ -72,11 +74,15 @@ fn a_home_frozen_for_20_s_is_moved_away_from_and_makes_no_second_home_when_it_re
     std::thread::sleep(secs(20).saturating_sub(secs(6)));
     sluice_launch::kill(s.home.pid(), Signal::CONT);
     println!("home SIGSTOPped: the edge viewer's longest gap {gap:?}");
-    // Back: it re-registers and becomes the home again; the stream is hosted once, by one home.
+    // Back: it re-registers (its lease ended while frozen). It joined, left and rejoined within
+    // a minute, so the ring damps it out for a while: the stream stays with the one home it
+    // moved to, under its one claim, and the viewer is not moved again.
+    let node_key = format!("{}/nodes/origin/hs-h", s.c.prefix);
+    wait_for(secs(15), || s.c.etcd.keys(&node_key).contains(&node_key).then_some(()))
+        .unwrap_or_else(|| panic!("the returning origin never re-registered:\n{}", s.home.log()));
     let key = format!("{}/streams/live/{}", s.c.prefix, s.name);
-    let back = wait_for(secs(20), || s.home.stream_info("live", &s.name));
-    assert!(back.is_some(), "the returning home hosts the stream again:\n{}", s.home.log());
     assert_eq!(s.c.etcd.keys(&key), vec![key.clone()], "one claim");
+    assert!(s.home.stream_info("live", &s.name).is_none(), "no second home: it hosts nothing");
     let mark = viewer.mark();
     let gap_back = gap_after(&viewer, mark, 60);
     println!("home back: the edge viewer's longest gap {gap_back:?}");

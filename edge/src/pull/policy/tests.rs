@@ -335,3 +335,40 @@ fn losing_the_upstream_abandons_a_switch() {
     assert_eq!(p.on_event(now, Event::NextReady { origin: id("b") }), []);
     assert_eq!(p.on_event(now, subscribed("b", 7)), [Action::SwitchUpstream]);
 }
+
+#[test]
+fn a_silent_home_is_left_for_the_ingest_make_before_break_and_tried_again_later() {
+    let (mut p, now) = live();
+    assert_eq!(p.on_event(now, Event::Home(Some(id("a")))), []);
+    // a sends nothing for --upstream-stall; the stream is claimed by its ingest i.
+    let to_ingest = Action::SubscribeNext { to: id("i"), revision: 7 };
+    let got = p.on_event(now, Event::Stalled { ingest: Some(id("i")) });
+    assert_eq!(got, std::slice::from_ref(&to_ingest));
+    assert_eq!(p.on_event(now, Event::Stalled { ingest: Some(id("i")) }), [], "one at a time");
+    let at = now + ms(300);
+    assert_eq!(
+        p.on_event(at, Event::NextReady { origin: id("i") }),
+        [Action::Promote { to: id("i") }, Action::SwitchUpstream]
+    );
+    // The home is tried again only after STALL_HOLD (it may be dead but still in the ring).
+    assert_eq!(p.next_deadline(), Some(at + STALL_HOLD));
+    assert_eq!(p.poll(at + STALL_HOLD - ms(1)), []);
+    assert_eq!(p.poll(at + STALL_HOLD), [Action::SubscribeNext { to: id("a"), revision: 7 }]);
+    // The ring dropped a meanwhile (it was dead): the ingest is the home, nothing more to do.
+    assert_eq!(p.on_event(at + STALL_HOLD, Event::NextFailed { origin: id("a") }), []);
+    assert_eq!(p.on_event(at + STALL_HOLD, Event::Home(Some(id("i")))), []);
+    assert_eq!(p.poll(at + STALL_HOLD * 2), []);
+    assert!(p.publishing());
+}
+
+#[test]
+fn silence_with_no_other_source_changes_nothing() {
+    let (mut p, now) = live();
+    // Pulling from the ingest itself, or the claim unknown: nowhere better to go.
+    assert_eq!(p.on_event(now, Event::Stalled { ingest: Some(id("a")) }), []);
+    assert_eq!(p.on_event(now, Event::Stalled { ingest: None }), []);
+    // A failed attempt at the ingest leaves the home as it was.
+    p.on_event(now, Event::Stalled { ingest: Some(id("i")) });
+    assert_eq!(p.on_event(now, Event::NextFailed { origin: id("i") }), []);
+    assert!(p.publishing());
+}
