@@ -81,6 +81,13 @@ fi
 # The e2e tests open thousands of sockets (connection flood).
 raise_fd_limit
 
+# A clean clone builds once: incremental caches would only double the target folder (CI ran
+# out of disk once). Say how much room there is, so a full disk is plain from the log.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+log "free disk for target/: $(df -h --output=avail "$PWD" | tail -1 | tr -d ' ')"
+
 # The house style and lints (rustfmt.toml, [workspace.lints] in Cargo.toml, clippy.toml): a
 # formatting diff stops the run at once; a clippy warning fails it after the tests have run.
 for component in rustfmt clippy; do

@@ -81,7 +81,8 @@ pub struct Forwarding {
     forwarded: Forwarded,
     next_id: AtomicU64,
     max_hops: u8,
-    refusals: crate::log_limit::RateLimitedLog,
+    /// Refusals and drops of forwards are logged at this rate at most.
+    refusals: Arc<crate::log_limit::RateLimitedLog>,
 }
 
 /// Keeps a stream forwarded while it lives; dropping it (the publisher left) lets the forward
@@ -111,7 +112,7 @@ impl Forwarding {
             forwarded: Arc::default(),
             next_id: AtomicU64::new(1),
             max_hops: sluice_cluster::rules::DEFAULT_MAX_HOPS,
-            refusals: crate::log_limit::RateLimitedLog::new(5),
+            refusals: Arc::new(crate::log_limit::RateLimitedLog::new(5)),
         })
     }
 
@@ -283,6 +284,7 @@ impl ForwardSink for Forwarding {
         let forwarded = self.forwarded.clone();
         let mut snapshot = self.placement.snapshot.clone();
         let hub = self.hub.clone();
+        let refusals = self.refusals.clone();
         let span = tracing::info_span!("forward_in", stream = %key, %from, revision = request.claim_revision);
         crate::trace_context::adopt_traceparent(&span, &request.traceparent);
         tokio::spawn(
@@ -296,7 +298,9 @@ impl ForwardSink for Forwarding {
                             Ok(Ok(_)) => hub.publish(&key).map_err(|e| warn!(error = %e, "forward refused by the hub")).ok(),
                             _ => {
                                 hub.metrics().relay_forwards_refused.inc();
-                                warn!("forward dropped: the registry shows no claim of this stream by its sender");
+                                if refusals.allow() {
+                                    warn!("forward dropped: the registry shows no claim of this stream by its sender");
+                                }
                                 None
                             }
                         }
