@@ -63,6 +63,29 @@ impl Ring {
         self.ring.get(&stream_key).map(|v| &v.node)
     }
 
+    /// The first `n` distinct origins clockwise from `stream`'s point: its home, then its
+    /// standbys (the origins that take the stream over if the ones before them leave the
+    /// ring). Fewer when the ring has fewer members.
+    pub fn owners(&self, stream: &StreamKey, n: usize) -> Vec<NodeId> {
+        let n = n.min(self.members.len());
+        let mut owners: Vec<NodeId> = Vec::with_capacity(n);
+        if n == 0 {
+            return owners;
+        }
+        // Every point of the ring, starting at the stream's (the same start as `owner`).
+        let points =
+            self.ring.get_with_replicas(&stream.to_string(), self.ring.len()).unwrap_or_default();
+        for point in points {
+            if !owners.contains(&point.node) {
+                owners.push(point.node);
+                if owners.len() == n {
+                    break;
+                }
+            }
+        }
+        owners
+    }
+
     pub fn members(&self) -> &BTreeSet<NodeId> {
         &self.members
     }
@@ -141,6 +164,33 @@ mod tests {
                 assert_eq!(two.owner(s), three.owner(s));
             }
         }
+    }
+
+    #[test]
+    fn owners_start_at_the_home_and_are_the_next_homes_when_origins_leave() {
+        let all = [id("a"), id("b"), id("c"), id("d")];
+        let ring = Ring::new(all.clone(), DEFAULT_VNODES);
+        let mut standby_owners = BTreeSet::new();
+        for s in streams(200) {
+            let owners = ring.owners(&s, 3);
+            assert_eq!(owners.len(), 3);
+            assert_eq!(Some(&owners[0]), ring.owner(&s), "{s}: the home first");
+            let distinct: BTreeSet<&NodeId> = owners.iter().collect();
+            assert_eq!(distinct.len(), 3, "{s}: {owners:?}");
+            // Without the home, the first standby is the home; without both, the second.
+            let without_home =
+                Ring::new(all.iter().filter(|n| **n != owners[0]).cloned(), DEFAULT_VNODES);
+            assert_eq!(without_home.owner(&s), Some(&owners[1]), "{s}");
+            let without_two =
+                Ring::new(all.iter().filter(|n| !owners[..2].contains(n)).cloned(), DEFAULT_VNODES);
+            assert_eq!(without_two.owner(&s), Some(&owners[2]), "{s}");
+            standby_owners.insert(owners[1].clone());
+        }
+        assert_eq!(standby_owners.len(), 4, "every origin is somebody's standby");
+        // More than the ring has: every member once; none from an empty ring.
+        assert_eq!(ring.owners(&streams(1)[0], 9).len(), 4);
+        assert!(Ring::new([], DEFAULT_VNODES).owners(&streams(1)[0], 2).is_empty());
+        assert!(ring.owners(&streams(1)[0], 0).is_empty());
     }
 
     #[test]

@@ -33,23 +33,25 @@ pub enum ForwardVerdict {
 }
 
 /// Decide on a forward that arrived at `local` after `hop` hops (the ingest origin's first
-/// forward has `hop == 1`), given `local_ring_owner`, the stream's owner by `local`'s ring.
+/// forward has `hop == 1`), given `owners`, the stream's home and standbys by `local`'s ring
+/// (`Ring::owners`: the home first).
 ///
-/// Rule: accept only if this node is the home by its own view; otherwise answer "not home"
-/// (never forward onwards itself), so while nodes disagree about the ring a stream bounces at
-/// most `max_hops` times and never loops.
+/// Rule: accept only if this node is the home or a standby by its own view; otherwise answer
+/// "not home" with the home it believes in (never forward onwards itself), so while nodes
+/// disagree about the ring a stream bounces at most `max_hops` times and never loops.
 pub fn should_accept_forward(
     local: &NodeId,
-    local_ring_owner: Option<&NodeId>,
+    owners: &[NodeId],
     hop: u8,
     max_hops: u8,
 ) -> ForwardVerdict {
     if hop > max_hops {
         return ForwardVerdict::HopLimit;
     }
-    match local_ring_owner {
-        Some(owner) if owner == local => ForwardVerdict::Accept,
-        other => ForwardVerdict::NotHome { owner: other.cloned() },
+    if owners.contains(local) {
+        ForwardVerdict::Accept
+    } else {
+        ForwardVerdict::NotHome { owner: owners.first().cloned() }
     }
 }
 
@@ -74,14 +76,17 @@ mod tests {
     #[test]
     fn forwards() {
         let (me, other) = (id("me"), id("other"));
-        assert_eq!(should_accept_forward(&me, Some(&me), 1, 2), ForwardVerdict::Accept);
-        assert_eq!(should_accept_forward(&me, Some(&me), 2, 2), ForwardVerdict::Accept);
+        let (me_home, other_home) = ([me.clone(), other.clone()], [other.clone(), me.clone()]);
+        assert_eq!(should_accept_forward(&me, &me_home, 1, 2), ForwardVerdict::Accept);
+        assert_eq!(should_accept_forward(&me, &me_home, 2, 2), ForwardVerdict::Accept);
+        // A standby takes the stream too.
+        assert_eq!(should_accept_forward(&me, &other_home, 1, 2), ForwardVerdict::Accept);
         assert_eq!(
-            should_accept_forward(&me, Some(&other), 1, 2),
+            should_accept_forward(&me, &other_home[..1], 1, 2),
             ForwardVerdict::NotHome { owner: Some(other.clone()) }
         );
-        assert_eq!(should_accept_forward(&me, None, 1, 2), ForwardVerdict::NotHome { owner: None });
-        assert_eq!(should_accept_forward(&me, Some(&me), 3, 2), ForwardVerdict::HopLimit);
-        assert_eq!(should_accept_forward(&me, Some(&other), 255, 2), ForwardVerdict::HopLimit);
+        assert_eq!(should_accept_forward(&me, &[], 1, 2), ForwardVerdict::NotHome { owner: None });
+        assert_eq!(should_accept_forward(&me, &me_home, 3, 2), ForwardVerdict::HopLimit);
+        assert_eq!(should_accept_forward(&me, &other_home, 255, 2), ForwardVerdict::HopLimit);
     }
 }

@@ -42,6 +42,8 @@ fn main() -> anyhow::Result<()> {
         role: Role::Edge,
         relay_listen: None,
         upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
+        // Edges take no publishers.
+        publish_auth: None,
     };
     sluice_node::runtime::run_main(
         &node.clone(),

@@ -77,18 +77,18 @@ pub enum Unresolved {
     NoRelay,
 }
 
-/// The stream's home (by `home`, the ring owner) then its ingest origin (the claim holder),
-/// with their relay addresses. Values from the registry are untrusted: a missing or
-/// malformed address drops that candidate, never panics.
+/// The stream's owners by the ring (`owners`: its home, then its standbys) then its ingest
+/// origin (the claim holder), with their relay addresses. Values from the registry are
+/// untrusted: a missing or malformed address drops that candidate, never panics.
 pub fn resolve(
     snapshot: &Snapshot,
-    home: Option<&NodeId>,
+    owners: &[NodeId],
     key: &StreamKey,
 ) -> Result<Sources, Unresolved> {
     let stream = snapshot.stream(key).ok_or(Unresolved::NotPublished)?;
     let ingest = &stream.info.origin;
-    let mut candidates = Vec::with_capacity(2);
-    for origin in home.into_iter().chain(std::iter::once(ingest)) {
+    let mut candidates = Vec::with_capacity(owners.len() + 1);
+    for origin in owners.iter().chain(std::iter::once(ingest)) {
         if candidates.iter().any(|c: &Source| &c.origin == origin) {
             continue;
         }
@@ -162,8 +162,19 @@ pub(crate) async fn run(task: PullTask) {
 
 impl PullTask {
     fn resolve(&self, snapshot: &mut watch::Receiver<Snapshot>) -> Result<Sources, Unresolved> {
-        let home = self.placement.home(&self.key);
-        resolve(&snapshot.borrow_and_update(), home.as_ref(), &self.key)
+        let owners = self.placement.owners(&self.key);
+        resolve(&snapshot.borrow_and_update(), &owners, &self.key)
+    }
+
+    /// Where else the stream is when its upstream went silent: its standbys by the ring, then
+    /// its ingest.
+    fn fallbacks(&self) -> Vec<NodeId> {
+        let mut fallbacks: Vec<NodeId> =
+            self.placement.owners(&self.key).into_iter().skip(1).collect();
+        let ingest =
+            self.placement.snapshot.borrow().stream(&self.key).map(|r| r.info.origin.clone());
+        fallbacks.extend(ingest.filter(|i| !fallbacks.contains(i)));
+        fallbacks
     }
 
     /// The driver: does the policy's actions, turns what happens into its events, and sleeps
@@ -262,8 +273,7 @@ impl PullTask {
                 () = sleep_until(deadline) => Wake::Timer,
                 () = sleep_until(stalled_at) => {
                     stall_reported = true;
-                    let ingest = self.placement.snapshot.borrow().stream(&self.key).map(|r| r.info.origin.clone());
-                    Wake::Event(Event::Stalled { ingest })
+                    Wake::Event(Event::Stalled { fallbacks: self.fallbacks() })
                 }
             };
             if let Wake::Event(Event::Subscribed { .. } | Event::NextReady { .. }) = &wake {
@@ -490,29 +500,34 @@ mod tests {
     }
 
     #[test]
-    fn home_first_then_ingest_and_bad_addresses_are_skipped() {
+    fn home_and_standbys_first_then_ingest_and_bad_addresses_are_skipped() {
         let key = StreamKey::parse("live", "s").unwrap().0;
         let mut snap = Snapshot::default();
-        assert_eq!(resolve(&snap, None, &key), Err(Unresolved::NotPublished));
+        assert_eq!(resolve(&snap, &[], &key), Err(Unresolved::NotPublished));
         origin(&mut snap, "a", Some("127.0.0.1:7000"));
         origin(&mut snap, "b", Some("not an address"));
         origin(&mut snap, "c", Some("127.0.0.1:7002"));
         stream(&mut snap, &key, "a", 42);
-        let got = resolve(&snap, Some(&id("c")), &key).unwrap();
+        let got = resolve(&snap, &[id("c")], &key).unwrap();
         assert_eq!(got.revision, 42);
         let order: Vec<&str> = got.candidates.iter().map(|c| c.origin.as_str()).collect();
         assert_eq!(order, ["c", "a"]);
+        // The ingest is the standby: it comes once, in the standby's place.
+        origin(&mut snap, "d", Some("127.0.0.1:7003"));
+        let got = resolve(&snap, &[id("d"), id("a"), id("c")], &key).unwrap();
+        let order: Vec<&str> = got.candidates.iter().map(|c| c.origin.as_str()).collect();
+        assert_eq!(order, ["d", "a", "c"]);
         // The home is the ingest: one candidate.
-        assert_eq!(resolve(&snap, Some(&id("a")), &key).unwrap().candidates.len(), 1);
+        assert_eq!(resolve(&snap, &[id("a")], &key).unwrap().candidates.len(), 1);
         // A home with a malformed address is skipped; the ingest remains.
-        let got = resolve(&snap, Some(&id("b")), &key).unwrap();
+        let got = resolve(&snap, &[id("b")], &key).unwrap();
         assert_eq!(
             got.candidates,
             vec![Source { origin: id("a"), addr: "127.0.0.1:7000".parse().unwrap() }]
         );
         // Nobody reachable.
         stream(&mut snap, &key, "b", 43);
-        assert_eq!(resolve(&snap, Some(&id("b")), &key), Err(Unresolved::NoRelay));
+        assert_eq!(resolve(&snap, &[id("b")], &key), Err(Unresolved::NoRelay));
     }
 
     /// The driver's clock is tokio's: with paused time, a policy deadline is slept to exactly.

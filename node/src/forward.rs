@@ -1,24 +1,27 @@
 //! Forwarding: the origin that has a stream's publisher (the *ingest*) pushes the stream over
 //! the relay to the stream's *home* (its ring owner), so edges find every stream at
-//! `ring(stream)` however the publishers were spread by a plain TCP load balancer.
+//! `ring(stream)` however the publishers were spread by a plain TCP load balancer, and to its
+//! *standbys* (the next `--standbys` origins on the ring), which hold the live GOP so edges
+//! switch to one at once when the home dies, and which the ring makes the home after it.
 //!
-//! - [`Forwarding::start`] runs one task per published stream on the ingest: while this node
-//!   is not the home, it keeps one forward open to the home. When the ring changes, the
-//!   forward to the new home is opened *before* the old one is dropped (make-before-break);
+//! - [`Forwarding::start`] runs one task per published stream on the ingest: it keeps one
+//!   forward open to each of the stream's owners (home and standbys) other than itself. When
+//!   the ring changes, forwards to new owners are opened while those to former owners go on
+//!   until the new home has the stream and a hand-over time has passed (make-before-break);
 //!   the publisher never notices.
 //! - [`Forwarding`] is also the node's [`ForwardSink`]: a forward is accepted only when this
-//!   node's own ring says it is the home (otherwise "not home", with the owner it believes
-//!   in; the relay refuses forwards past the hop limit), and published into the local hub, from
-//!   where edges subscribe. A forward carries the ingest's claim revision, which the home
-//!   checks subscriptions against.
+//!   node's own ring says it is the home or a standby (otherwise "not home", with the home it
+//!   believes in; the relay refuses forwards past the hop limit), and only from the origin the
+//!   registry shows holding the stream's claim; it is published into the local hub, from
+//!   where edges subscribe.
 //!
-//! The decisions of an outgoing forward (when to open, retry, switch, close) are the sans-IO
+//! The decisions of the outgoing forwards (when to open, retry, switch, close) are the sans-IO
 //! [`policy::ForwardPolicy`]; the task here only feeds it events and does what it says.
 //!
 //! Architecture invariant: a forward never travels on from the node that received it, so
 //! nodes that briefly disagree about the ring cannot build a loop.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,21 +33,20 @@ use sluice_relay::{ForwardEnd, ForwardHandle, ForwardRefusal, ForwardRequest, Fo
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn, Instrument};
 
-use crate::driver::{now, settle, sleep_until, Pending};
+use crate::driver::{now, sleep_until, Pending};
 use crate::hub::Hub;
 use crate::lock::lock;
 use crate::peers::Peers;
 use crate::placement::{relay_addr, Placement};
 use crate::relay_feed::spawn_feed;
 use crate::relayed_publish::RelayedPublish;
+use futures_util::future::{join_all, select_all};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_cluster::Backoff;
 
 pub mod policy;
 
 use policy::{Action, Event, ForwardPolicy};
-
-/// A forward being opened, and where to.
-type Opening<'a> = (NodeId, Pending<'a, Result<ForwardHandle, OpenError>>);
 
 /// Why a forward could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,11 @@ impl Forwarding {
         snapshot.stream(key).filter(|r| r.info.origin == from).map(StreamRecord::revision)
     }
 
+    /// Whether this node hosts `key` through a forward from another origin.
+    pub fn hosts(&self, key: &StreamKey) -> bool {
+        lock(&self.forwarded).contains_key(key)
+    }
+
     /// Forward `key` (published here under the claim at `revision`) to its home for as long
     /// as the returned guard lives.
     pub fn start(self: &Arc<Self>, key: StreamKey, revision: i64) -> ForwardGuard {
@@ -133,8 +140,8 @@ impl Forwarding {
         ForwardGuard { ended }
     }
 
-    /// The driver of one forward: feeds the [`ForwardPolicy`] the ring, the publisher and
-    /// the relay's answers, and does what it says.
+    /// The driver of one stream's forwards: feeds the [`ForwardPolicy`] the ring, the
+    /// publisher and the relay's answers, and does what it says.
     async fn forward_loop(
         self: Arc<Self>,
         key: StreamKey,
@@ -146,38 +153,33 @@ impl Forwarding {
             self.placement.node_id.clone(),
             Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
         );
-        // The forward that carries the stream, one being opened, and one opened but not
-        // promoted yet.
-        let mut current: Option<(NodeId, ForwardHandle)> = None;
-        let mut opening: Option<Opening<'_>> = None;
-        let mut opened: Option<(NodeId, ForwardHandle)> = None;
+        // The open forwards, and the opens in flight.
+        let mut open: BTreeMap<NodeId, ForwardHandle> = BTreeMap::new();
+        let mut opening: FuturesUnordered<Pending<'_, (NodeId, Result<ForwardHandle, OpenError>)>> =
+            FuturesUnordered::new();
         let (mut left, mut ring_closed) = (false, false);
-        let mut actions = policy.on_event(now(), Event::Home(self.placement.home(&key)));
+        let mut actions = policy.on_event(now(), Event::Owners(self.placement.owners(&key)));
         loop {
             for action in actions.drain(..) {
                 match action {
                     Action::Open { to } => {
-                        let open = self.open(&key, revision, to.clone());
-                        opening = Some((to, Box::pin(open)));
+                        let this = &self;
+                        let key = &key;
+                        opening.push(Box::pin(async move {
+                            let result = this.open(key, revision, to.clone()).await;
+                            (to, result)
+                        }));
                     }
-                    Action::Promote { to } => {
-                        let Some(next) = opened.take().filter(|(h, _)| *h == to) else {
-                            continue;
-                        };
-                        info!(home = %to, previous = ?current.as_ref().map(|(h, _)| h.to_string()), "forwarding to the stream's home");
-                        // Make before break: the old forward (if any) is dropped only now.
-                        current = Some(next);
-                    }
-                    Action::Close => {
-                        current = None;
-                        info!("this node is the stream's home now: forward stopped");
+                    Action::Close { to } => {
+                        if open.remove(&to).is_some() {
+                            info!(to = %to, "no longer the stream's home or standby: forward stopped");
+                        }
                     }
                     Action::Finish => {
-                        // The publisher left: its feed ends by itself; let the home get the end
-                        // of the stream.
-                        if let Some((_, mut handle)) = current {
-                            let _ = tokio::time::timeout(END_FLUSH, handle.finished()).await;
-                        }
+                        // The publisher left: the feeds end by themselves; let every receiver
+                        // get the end of the stream.
+                        let flushes = open.values_mut().map(ForwardHandle::finished);
+                        let _ = tokio::time::timeout(END_FLUSH, join_all(flushes)).await;
                         return;
                     }
                 }
@@ -195,23 +197,25 @@ impl Forwarding {
                         left = true;
                         Some(Event::PublisherLeft)
                     } else {
-                        Some(Event::Home(self.placement.home(&key)))
+                        Some(Event::Owners(self.placement.owners(&key)))
                     }
                 }
-                (to, result) = settle(&mut opening) => match result {
+                Some((to, result)) = opening.next(), if !opening.is_empty() => match result {
                     Ok(handle) => {
-                        opened = Some((to.clone(), handle));
+                        let role = self.role_of(&key, &to);
+                        info!(to = %to, role, "forwarding to the stream's {role}");
+                        open.insert(to.clone(), handle);
                         Some(Event::Opened { to })
                     }
                     Err(e) => {
-                        warn!(home = %to, error = %e, "forward to the stream's home failed; retrying");
+                        warn!(to = %to, error = %e, "forward failed; retrying");
                         Some(Event::OpenFailed { to })
                     }
                 },
-                result = finished(&mut current) => {
-                    let home = current.take().map(|(h, _)| h.to_string()).unwrap_or_default();
-                    warn!(%home, result = ?result, "forward ended; reopening");
-                    Some(Event::Finished)
+                (to, result) = any_finished(&mut open) => {
+                    open.remove(&to);
+                    warn!(to = %to, result = ?result, "forward ended; reopening if still wanted");
+                    Some(Event::Finished { to })
                 }
                 () = sleep_until(deadline) => None,
             };
@@ -219,6 +223,15 @@ impl Forwarding {
                 Some(event) => policy.on_event(now(), event),
                 None => policy.poll(now()),
             };
+        }
+    }
+
+    /// What `to` is to the stream by this node's ring now, for the log.
+    fn role_of(&self, key: &StreamKey, to: &NodeId) -> &'static str {
+        match self.placement.owners(key).iter().position(|o| o == to) {
+            Some(0) => "home",
+            Some(_) => "standby",
+            None => "former home",
         }
     }
 
@@ -241,12 +254,12 @@ impl ForwardSink for Forwarding {
     fn accept(&self, request: &ForwardRequest) -> Result<mpsc::Sender<Frame>, ForwardRefusal> {
         let key =
             StreamKey::parse(&request.app, &request.name).map_err(|_| ForwardRefusal::Refused)?.0;
-        let owner = self.placement.home(&key);
+        let owners = self.placement.owners(&key);
         let hop = u8::try_from(request.hops.saturating_add(1)).unwrap_or(u8::MAX);
-        match should_accept_forward(&self.placement.node_id, owner.as_ref(), hop, self.max_hops) {
+        match should_accept_forward(&self.placement.node_id, &owners, hop, self.max_hops) {
             ForwardVerdict::Accept => {}
             ForwardVerdict::NotHome { owner } => {
-                info!(stream = %key, from = %request.peer_node_id, owner = ?owner, "forward refused: not the home by this node's ring");
+                info!(stream = %key, from = %request.peer_node_id, owner = ?owner, "forward refused: neither the home nor a standby by this node's ring");
                 return Err(ForwardRefusal::NotHome {
                     owner: owner.map(|o| o.to_string()).unwrap_or_default(),
                 });
@@ -326,15 +339,32 @@ impl ForwardSink for Forwarding {
     }
 }
 
+/// Frames of a hosted forward into the hub, until the forward ends or a local publisher
+/// holding the stream's claim takes it over.
 async fn receive(mut publish: RelayedPublish, mut frames: mpsc::Receiver<Frame>) {
-    while let Some(frame) = frames.recv().await {
-        publish.push(frame);
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => publish.push(frame),
+                None => return,
+            },
+            () = publish.kicked() => {
+                info!("a local publisher holding the claim took the stream over");
+                return;
+            }
+        }
     }
 }
 
-async fn finished(current: &mut Option<(NodeId, ForwardHandle)>) -> sluice_relay::Result<u64> {
-    match current.as_mut() {
-        Some((_, handle)) => handle.finished().await,
-        None => std::future::pending().await,
+/// The first of the open forwards to end by itself; never, while none is open.
+async fn any_finished(
+    open: &mut BTreeMap<NodeId, ForwardHandle>,
+) -> (NodeId, sluice_relay::Result<u64>) {
+    if open.is_empty() {
+        return std::future::pending().await;
     }
+    let each = open
+        .iter_mut()
+        .map(|(to, handle)| Box::pin(async move { (to.clone(), handle.finished().await) }));
+    select_all(each).await.0
 }

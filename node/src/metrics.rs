@@ -180,6 +180,8 @@ pub struct Metrics {
     pub skipped_frames: Counter,
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
+    /// Publishes refused by publish authorisation (no, a wrong or an expired credential).
+    pub publishes_unauthorized: Counter,
     /// Play requests refused because the stream has its maximum of viewers.
     pub viewers_rejected: Counter,
     pub media_messages_in: Counter<u64, AtomicU64>,
@@ -265,8 +267,13 @@ impl Metrics {
         );
         r.register(
             "publishes_rejected",
-            "Publish attempts refused (name taken, invalid, limits)",
+            "Publish attempts refused (name taken, invalid, limits, unauthorised)",
             self.publishes_rejected.clone(),
+        );
+        r.register(
+            "publishes_unauthorized",
+            "Publish attempts refused for a missing, wrong or expired stream key or token",
+            self.publishes_unauthorized.clone(),
         );
         r.register(
             "publishers_kicked",

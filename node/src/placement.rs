@@ -3,7 +3,10 @@
 //!
 //! A stream's *home* is its ring owner. The origin that has the publisher (the *ingest*)
 //! forwards the stream to the home when it is not the home itself ([`crate::forward`]); edges
-//! subscribe at the home, falling back to the ingest while a forward is being set up.
+//! subscribe at the home, falling back to the ingest while a forward is being set up. The
+//! ingest also forwards the stream to its *standbys*, the next `--standbys` origins on the
+//! ring: an edge whose home goes silent switches to the first of them, which becomes the home
+//! when the ring drops the dead one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,21 +21,32 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Placement {
     pub node_id: NodeId,
+    /// Hot standbys per stream (`--standbys`).
+    pub standbys: usize,
     pub ring: watch::Receiver<Arc<Ring>>,
     pub snapshot: watch::Receiver<Snapshot>,
 }
 
 impl Placement {
     /// Follow `registry`'s cache and keep a ring of its ready origins (a task per node).
-    pub fn start(registry: &Arc<dyn Registry>) -> (Placement, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        registry: &Arc<dyn Registry>,
+        standbys: usize,
+    ) -> (Placement, tokio::task::JoinHandle<()>) {
         let snapshot = registry.snapshot();
         let (ring, task) = spawn_ring(snapshot.clone(), PlacementConfig::default());
-        (Placement { node_id: registry.node().0.clone(), ring, snapshot }, task)
+        (Placement { node_id: registry.node().0.clone(), standbys, ring, snapshot }, task)
     }
 
     /// The stream's home by this node's ring.
     pub fn home(&self, key: &StreamKey) -> Option<NodeId> {
         self.ring.borrow().owner(key).cloned()
+    }
+
+    /// The stream's home and then its standbys by this node's ring (fewer when the ring has
+    /// fewer origins).
+    pub fn owners(&self, key: &StreamKey) -> Vec<NodeId> {
+        self.ring.borrow().owners(key, 1 + self.standbys)
     }
 }
 

@@ -36,6 +36,8 @@ pub struct NodeOptions {
     /// Edges: builds the upstream that pulls streams over the relay (set on the hub before
     /// any listener accepts).
     pub upstream: Option<MakeUpstream>,
+    /// Origins: who may publish; `None`: anyone.
+    pub publish_auth: Option<Arc<crate::publish_auth::PublishAuth>>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -45,7 +47,7 @@ pub type MakeUpstream =
 impl NodeOptions {
     /// A standalone or clustered origin without a relay listener.
     pub fn origin() -> Self {
-        NodeOptions { role: Role::Origin, relay_listen: None, upstream: None }
+        NodeOptions { role: Role::Origin, relay_listen: None, upstream: None, publish_auth: None }
     }
 }
 
@@ -185,7 +187,8 @@ impl Node {
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {
-            let (placement, ring_task) = crate::placement::Placement::start(&registry);
+            let (placement, ring_task) =
+                crate::placement::Placement::start(&registry, args.cluster.standbys);
             tasks.push(ring_task);
             let peers = crate::peers::Peers::new(
                 endpoint.clone(),
@@ -238,6 +241,7 @@ impl Node {
             registry.clone(),
         );
         rtmp_ctx.forwarding = forwarding;
+        rtmp_ctx.publish_auth = options.publish_auth.clone();
         rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
         rtmp_ctx.drain = drain.clone();
         rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(

@@ -251,6 +251,12 @@ pub struct ClusterSettings {
     pub etcd_key_file: Option<PathBuf>,
     #[serde(with = "serde_duration")]
     pub lease_ttl: Duration,
+    /// Hot standbys per stream: the ingest also forwards each stream to this many origins
+    /// after its home on the ring, which hold its live GOP for edges to switch to when the
+    /// home dies. The same value on every node (edges look the standbys up by it). At most
+    /// [`MAX_STANDBYS`].
+    #[serde(deserialize_with = "standbys")]
+    pub standbys: usize,
     /// Host other nodes and players reach this node at; `None`: the listen address's host.
     pub advertise_host: Option<String>,
     /// Host players reach this node at, when not `advertise_host` (a load balancer's or a
@@ -277,6 +283,7 @@ impl Default for ClusterSettings {
             etcd_cert_file: None,
             etcd_key_file: None,
             lease_ttl: Duration::from_secs(5),
+            standbys: 1,
             advertise_host: None,
             public_host: None,
             public_rtmp_port: None,
@@ -286,6 +293,17 @@ impl Default for ClusterSettings {
             max_egress_mbps: 10_000,
         }
     }
+}
+
+/// Most hot standbys per stream (each one more copy of every stream between origins).
+pub const MAX_STANDBYS: usize = 3;
+
+fn standbys<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n > MAX_STANDBYS {
+        return Err(serde::de::Error::custom(format!("standbys: {n} is more than {MAX_STANDBYS}")));
+    }
+    Ok(n)
 }
 
 impl ClusterSettings {
@@ -341,6 +359,13 @@ impl Default for RelaySettings {
 pub struct OriginSettings {
     /// UDP address of the relay that serves this origin's streams; `None`: no relay.
     pub relay_listen: Option<SocketAddr>,
+    /// Stream keys: `app/name sha256:HEX` lines (`publish_auth`); with it or a token secret,
+    /// every publish needs a credential (but in `publish_open_apps`).
+    pub publish_keys_file: Option<PathBuf>,
+    /// The secret that signs publish tokens.
+    pub publish_token_secret_file: Option<PathBuf>,
+    /// Apps that take any publisher even when publish authorisation is on.
+    pub publish_open_apps: Vec<String>,
 }
 
 /// What only an edge is configured with: how it pulls streams from origins.
@@ -368,7 +393,7 @@ impl Default for EdgeSettings {
             linger: Duration::from_secs(10),
             grace: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(2),
-            stall: Duration::from_secs(1),
+            stall: Duration::from_millis(500),
         }
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sluice_media::stream_name::StreamKey;
 use sluice_node::config::{self, NodeArgs, OriginArgs};
+use sluice_node::publish_auth::PublishAuth;
 use sluice_node::server::NodeOptions;
 
 /// Sluice origin node: RTMP ingest; standalone, also RTMP, HTTP-FLV and LL-HLS playback.
@@ -42,22 +44,89 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         nodes: Vec<String>,
     },
+    /// Make a stream key for APP/NAME: print the key (give it to the broadcaster) and the
+    /// line for --publish-keys-file (it holds only the key's hash), then exit.
+    StreamKey {
+        /// The stream the key publishes, as APP/NAME.
+        stream: String,
+        /// Use this key instead of a random one.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Sign a publish token for APP/NAME with the --publish-token-secret-file secret and print
+    /// the publish URL's query (`?token=...`), then exit.
+    PublishToken {
+        /// The stream the token publishes, as APP/NAME.
+        stream: String,
+        /// The token secret file (the same as the origins').
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// How long the token is good for (e.g. 3600s, 12h).
+        #[arg(long, default_value = "12h")]
+        ttl: sluice_node::units::HumanDuration,
+    },
+}
+
+/// `APP/NAME` as a stream key.
+fn parse_stream(stream: &str) -> anyhow::Result<StreamKey> {
+    let (app, name) = stream.split_once('/').context("the stream must be APP/NAME")?;
+    let (key, query) = StreamKey::parse(app, name).context("invalid stream name")?;
+    anyhow::ensure!(query.is_none(), "the stream name must not have a query");
+    Ok(key)
+}
+
+/// The helper subcommands.
+fn helper(command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::GenCerts { out, nodes } => {
+            let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+            sluice_relay::certs::generate(out, &names)
+                .with_context(|| format!("writing certificates to {}", out.display()))?;
+            println!(
+                "wrote ca.pem, ca.key and {} node certificates to {}",
+                names.len(),
+                out.display()
+            );
+        }
+        Command::StreamKey { stream, key } => {
+            let stream = parse_stream(stream)?;
+            let key = key.clone().unwrap_or_else(|| {
+                let bytes: [u8; 16] = rand::random();
+                format!("sk-{}", hex::encode(bytes))
+            });
+            println!("stream key: {key}");
+            println!("publish to: rtmp://HOST/{}/{key}", stream.app());
+            println!("keys file line: {}", sluice_node::publish_auth::key_line(&stream, &key));
+        }
+        Command::PublishToken { stream, secret_file, ttl } => {
+            let stream = parse_stream(stream)?;
+            let secret = std::fs::read_to_string(secret_file)
+                .with_context(|| format!("reading {}", secret_file.display()))?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            let expiry = (now + ttl.0).as_secs();
+            let token = PublishAuth::token(secret.trim().as_bytes(), &stream, expiry);
+            println!("rtmp://HOST/{}/{}?token={token}", stream.app(), stream.name());
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let (cli, matches) =
         config::parse_args::<Cli, _>(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    if let Some(Command::GenCerts { out, nodes }) = &cli.command {
-        let names: Vec<&str> = nodes.iter().map(String::as_str).collect();
-        sluice_relay::certs::generate(out, &names)
-            .with_context(|| format!("writing certificates to {}", out.display()))?;
-        println!("wrote ca.pem, ca.key and {} node certificates to {}", names.len(), out.display());
-        return Ok(());
+    if let Some(command) = &cli.command {
+        return helper(command);
     }
     let (node, origin) =
         config::origin_settings(&cli.node, &cli.origin, &matches).unwrap_or_else(|e| e.exit());
     let mut options = NodeOptions::origin();
     options.relay_listen = origin.relay_listen;
+    options.publish_auth = config::publish_auth(&origin)
+        .unwrap_or_else(|e| {
+            eprintln!("sluice-origin: publish authorisation: {e}");
+            std::process::exit(2);
+        })
+        .map(std::sync::Arc::new);
     sluice_node::runtime::run_main(
         &node.clone(),
         "sluice-origin",

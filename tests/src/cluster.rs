@@ -119,6 +119,13 @@ pub fn home(origins: &[&str], name: &str) -> String {
     ring.owner(&key).expect("non-empty ring").to_string()
 }
 
+/// The home and then the standbys of `live/{name}` among `origins` (`n` of them at most).
+pub fn owners(origins: &[&str], name: &str, n: usize) -> Vec<String> {
+    let ring = Ring::new(origins.iter().map(|o| NodeId::new(o).expect("node id")), DEFAULT_VNODES);
+    let key = StreamKey::parse("live", name).expect("stream name").0;
+    ring.owners(&key, n).iter().map(ToString::to_string).collect()
+}
+
 /// The first name `{stem}{i}` for which `pick(i-th name)` holds.
 pub fn find_name(stem: &str, pick: impl Fn(&str) -> bool) -> String {
     (0..10_000)

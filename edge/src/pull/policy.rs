@@ -69,13 +69,15 @@ pub enum Event {
     NextReady { origin: NodeId },
     /// Answer to [`Action::SubscribeNext`]: the new home did not accept (yet).
     NextFailed { origin: NodeId },
-    /// The live upstream sent nothing for `--upstream-stall` while the stream is claimed by
-    /// `ingest` (the origin with its publisher), as the registry cache shows it.
-    Stalled { ingest: Option<NodeId> },
+    /// The live upstream sent nothing for `--upstream-stall`. `fallbacks`: where else the
+    /// stream is, best first: its standbys by the ring, then its ingest (the origin with the
+    /// publisher, as the registry cache shows it).
+    Stalled { fallbacks: Vec<NodeId> },
 }
 
-/// After switching to the ingest because the home went silent, how long before moving back
-/// to the home (which may be dead but not yet out of the ring).
+/// After switching away from a silent upstream: how long before moving back to the home (which
+/// may be dead but not yet out of the ring), and before another silence moves the pull again
+/// (a silent encoder silences every source alike: no hopping between them).
 pub const STALL_HOLD: Duration = Duration::from_secs(10);
 
 /// Why the local publish ends.
@@ -152,6 +154,8 @@ struct Live {
     next_retry: Option<Instant>,
     /// `next` was asked for because this upstream went silent.
     stall_switch: bool,
+    /// The sources still to try if `next` (a stall switch) fails, the best last.
+    fallbacks: Vec<NodeId>,
 }
 
 /// The local publish.
@@ -180,6 +184,8 @@ pub struct PullPolicy {
     /// Since when the stream has had no viewers.
     idle_since: Option<Instant>,
     wanted: Option<Instant>,
+    /// When the last silent upstream was left.
+    stall_switched: Option<Instant>,
     stopped: bool,
 }
 
@@ -196,6 +202,7 @@ impl PullPolicy {
             home: None,
             idle_since: None,
             wanted: None,
+            stall_switched: None,
             stopped: false,
         }
     }
@@ -292,6 +299,7 @@ impl PullPolicy {
                         live.origin = origin.clone();
                         // Off a silent home: stay a while before trying the home again.
                         let hold = std::mem::take(&mut live.stall_switch);
+                        live.fallbacks.clear();
                         live.next_retry = hold.then(|| now + STALL_HOLD);
                         actions.push(Action::Promote { to: origin });
                         actions.push(Action::SwitchUpstream);
@@ -300,19 +308,36 @@ impl PullPolicy {
             }
             Event::NextFailed { .. } => {
                 if let Upstream::Live(live) = &mut self.upstream {
-                    live.next = None;
-                    live.stall_switch = false;
-                    live.next_retry = Some(now + IDLE_CHECK);
+                    match live.fallbacks.pop().filter(|_| live.stall_switch) {
+                        // Off a silent upstream: the next source at once.
+                        Some(to) => {
+                            info!(from = %live.origin, to = %to, "upstream silent: trying the next source");
+                            live.next = Some(to.clone());
+                            actions.push(Action::SubscribeNext { to, revision: live.revision });
+                        }
+                        None => {
+                            live.next = None;
+                            live.stall_switch = false;
+                            live.fallbacks.clear();
+                            live.next_retry = Some(now + IDLE_CHECK);
+                        }
+                    }
                 }
             }
-            Event::Stalled { ingest } => {
+            Event::Stalled { fallbacks } => {
+                let held = self.stall_switched.is_some_and(|at| now < at + STALL_HOLD);
                 if let Upstream::Live(live) = &mut self.upstream {
-                    let to = ingest.filter(|i| *i != live.origin);
-                    if let (Some(to), None) = (to, &live.next) {
-                        info!(from = %live.origin, to = %to, "upstream silent: subscribing at the ingest");
-                        live.next = Some(to.clone());
-                        live.stall_switch = true;
-                        actions.push(Action::SubscribeNext { to, revision: live.revision });
+                    if live.next.is_none() && !held {
+                        live.fallbacks = fallbacks;
+                        live.fallbacks.retain(|f| *f != live.origin);
+                        live.fallbacks.reverse();
+                        if let Some(to) = live.fallbacks.pop() {
+                            info!(from = %live.origin, to = %to, "upstream silent: subscribing at a standby or the ingest");
+                            live.next = Some(to.clone());
+                            live.stall_switch = true;
+                            self.stall_switched = Some(now);
+                            actions.push(Action::SubscribeNext { to, revision: live.revision });
+                        }
                     }
                 }
             }
@@ -415,6 +440,7 @@ impl PullPolicy {
             next: None,
             next_retry: None,
             stall_switch: false,
+            fallbacks: Vec::new(),
         };
         self.upstream = Upstream::Live(live);
         if claim_meanwhile.is_some_and(|r| r != revision) {

@@ -40,6 +40,7 @@ checks against the real binary's --help.
 - --drain-timeout={{ $values.drainTimeoutSeconds }}s
 - --tls-dir=/var/run/sluice/tls
 - --hls-session-key-file=/var/run/sluice/hls/key
+- --standbys={{ .root.Values.origin.standbys }}
 {{ include "sluice.flags.etcd" .root }}
 {{- end -}}
 

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args};
 
@@ -385,6 +386,13 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLUICE_LEASE_TTL", default_value_t = HumanDuration(cluster().lease_ttl))]
     pub lease_ttl: HumanDuration,
 
+    /// Hot standbys per stream (0-3): the ingest origin also forwards each stream to this many
+    /// origins after its home on the ring, so edges switch to one at once when the home dies.
+    /// Set the same value on every origin and edge.
+    #[arg(long, env = "SLUICE_STANDBYS", default_value_t = cluster().standbys,
+          value_parser = TypedValueParser::map(clap::value_parser!(u8).range(0..=3), usize::from))]
+    pub standbys: usize,
+
     /// Host name or address other nodes and players use to reach this node (advertised in
     /// the registry). Defaults to the listen address's host.
     #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
@@ -427,6 +435,7 @@ impl ClusterArgs {
             s.etcd_cert_file => etcd_cert_file,
             s.etcd_key_file => etcd_key_file,
             s.lease_ttl => lease_ttl,
+            s.standbys => standbys,
             s.advertise_host => advertise_host,
             s.public_host => public_host,
             s.public_rtmp_port => public_rtmp_port,
@@ -488,11 +497,32 @@ pub struct OriginArgs {
     /// --tls-dir or --insecure-dev). Absent: no relay (standalone).
     #[arg(long, env = "SLUICE_RELAY_LISTEN")]
     pub relay_listen: Option<SocketAddr>,
+
+    /// Stream keys: a file of `app/name sha256:HEX` lines (make one with `sluice-origin
+    /// stream-key`). With it (or --publish-token-secret-file) every publish needs a stream key
+    /// (`rtmp://HOST/APP/KEY`, or `APP/NAME?key=KEY`) or a signed token, except in
+    /// --publish-open-apps; others are refused with NetStream.Publish.Unauthorized.
+    #[arg(long, env = "SLUICE_PUBLISH_KEYS_FILE")]
+    pub publish_keys_file: Option<PathBuf>,
+
+    /// The secret (a file) that signs publish tokens: `APP/NAME?token=EXPIRY.SIG` (make one
+    /// with `sluice-origin publish-token`). Turns publish authorisation on.
+    #[arg(long, env = "SLUICE_PUBLISH_TOKEN_SECRET_FILE")]
+    pub publish_token_secret_file: Option<PathBuf>,
+
+    /// Apps that take any publisher while publish authorisation is on, comma-separated.
+    #[arg(long, env = "SLUICE_PUBLISH_OPEN_APPS", value_delimiter = ',')]
+    pub publish_open_apps: Vec<String>,
 }
 
 impl OriginArgs {
     pub fn apply(&self, m: &ArgMatches, s: &mut OriginSettings) {
-        overlay!(m, self; s.relay_listen => relay_listen);
+        overlay!(m, self;
+            s.relay_listen => relay_listen,
+            s.publish_keys_file => publish_keys_file,
+            s.publish_token_secret_file => publish_token_secret_file,
+            s.publish_open_apps => publish_open_apps,
+        );
     }
 }
 
@@ -513,10 +543,9 @@ pub struct EdgeArgs {
     #[arg(long, env = "SLUICE_UPSTREAM_CONNECT_TIMEOUT", default_value_t = HumanDuration(edge().connect_timeout))]
     pub upstream_connect_timeout: HumanDuration,
 
-    /// An upstream (the stream's home) silent this long while the stream is claimed is
-    /// suspect: the edge subscribes at the stream's ingest origin meanwhile, make-before-break
-    /// (a dead home is otherwise noticed only when its lease or relay connection times out).
-    /// 0 turns it off.
+    /// An upstream (the stream's home) silent this long is suspect: the edge subscribes at the
+    /// stream's standby (or its ingest origin) meanwhile, make-before-break (a dead home is
+    /// otherwise noticed only when its lease or relay connection times out). 0 turns it off.
     #[arg(long, env = "SLUICE_UPSTREAM_STALL", default_value_t = HumanDuration(edge().stall))]
     pub upstream_stall: HumanDuration,
 }

@@ -103,5 +103,48 @@ pub fn edge_settings(
     load(node, matches, |s| edge.apply(matches, s))
 }
 
+/// Why publish authorisation could not be set up from its files.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishAuthError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Keys { path: PathBuf, source: crate::publish_auth::KeysFileError },
+    #[error("{0}: the token secret must be at least 16 bytes")]
+    ShortSecret(PathBuf),
+}
+
+/// The publish policy an origin's settings name: `None` (anyone may publish) when neither a
+/// keys file nor a token secret is set.
+pub fn publish_auth(
+    s: &OriginSettings,
+) -> Result<Option<crate::publish_auth::PublishAuth>, PublishAuthError> {
+    if s.publish_keys_file.is_none() && s.publish_token_secret_file.is_none() {
+        return Ok(None);
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map_err(|source| PublishAuthError::Read { path: path.clone(), source })
+    };
+    let keys = s.publish_keys_file.as_ref().map(read).transpose()?;
+    let secret = match &s.publish_token_secret_file {
+        Some(path) => {
+            let secret = read(path)?.trim().as_bytes().to_vec();
+            if secret.len() < 16 {
+                return Err(PublishAuthError::ShortSecret(path.clone()));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    let auth =
+        crate::publish_auth::PublishAuth::new(keys.as_deref(), secret, s.publish_open_apps.clone())
+            .map_err(|source| PublishAuthError::Keys {
+                path: s.publish_keys_file.clone().unwrap_or_default(),
+                source,
+            })?;
+    Ok(Some(auth))
+}
+
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,16 @@ impl Hub {
 
     /// Claim `key` for a publisher. A live name is refused, or taken over when configured.
     pub fn publish(&self, key: &StreamKey) -> Result<Publisher, PublishError> {
+        self.publish_with(key, self.inner.config.publish_takeover)
+    }
+
+    /// Claim `key` for a publisher, taking it over from a live one (which is told through
+    /// [`Publisher::kicked`]): for a publisher whose registry claim makes the live one stale.
+    pub fn publish_over(&self, key: &StreamKey) -> Result<Publisher, PublishError> {
+        self.publish_with(key, true)
+    }
+
+    fn publish_with(&self, key: &StreamKey, takeover: bool) -> Result<Publisher, PublishError> {
         let inner = &self.inner;
         let mut streams = lock(&inner.streams);
         // Streams count while they hold media: live ones, and ended ones until
@@ -143,7 +153,7 @@ impl Hub {
             streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone();
         let mut state = entry.state();
         let taking_over = state.publisher.is_some();
-        if taking_over && !inner.config.publish_takeover {
+        if taking_over && !takeover {
             inner.metrics.publishes_rejected.inc();
             return Err(PublishError::AlreadyPublishing(key.to_string()));
         }

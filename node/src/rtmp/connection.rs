@@ -362,6 +362,11 @@ impl Connection {
         }
     }
 
+    /// Whether `key` is live here as a forward from another origin.
+    fn hosted(&self, key: &StreamKey) -> bool {
+        self.ctx.forwarding.as_ref().is_some_and(|f| f.hosts(key))
+    }
+
     fn key_for(&self, name: &str) -> Result<StreamKey, KeyError> {
         let app = self.app.as_deref().ok_or(KeyError::NotConnected)?;
         Ok(StreamKey::parse(app, name).map(|(key, _query)| key)?)
@@ -376,20 +381,33 @@ impl Connection {
             );
             return;
         }
-        let key = match self.key_for(name) {
-            Ok(key) => key,
-            Err(e) => {
-                self.ctx.metrics.publishes_rejected.inc();
-                if self.ctx.client_log.allow() {
-                    info!(name = %printable(name, 64), error = %e, "publish refused: bad stream name");
+        let key = match (&self.ctx.publish_auth, self.app.as_deref()) {
+            (Some(auth), Some(app)) => match auth.check(app, name, unix_now()) {
+                Ok(key) => key,
+                Err(e) => {
+                    self.ctx.metrics.publishes_rejected.inc();
+                    self.ctx.metrics.publishes_unauthorized.inc();
+                    // The name is not logged: it may be a mistyped key.
+                    if self.ctx.client_log.allow() {
+                        info!(app, reason = e.label(), "publish refused: not authorised");
+                    }
+                    let code = "NetStream.Publish.Unauthorized";
+                    self.session.reject_publish(stream_id, code, &e.to_string());
+                    return;
                 }
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.BadName",
-                    &format!("invalid stream name: {e}"),
-                );
-                return;
-            }
+            },
+            _ => match self.key_for(name) {
+                Ok(key) => key,
+                Err(e) => {
+                    self.ctx.metrics.publishes_rejected.inc();
+                    if self.ctx.client_log.allow() {
+                        info!(name = %printable(name, 64), error = %e, "publish refused: bad stream name");
+                    }
+                    let why = format!("invalid stream name: {e}");
+                    self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &why);
+                    return;
+                }
+            },
         };
         if self.ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
             self.ctx.metrics.publishes_rejected.inc();
@@ -412,7 +430,12 @@ impl Connection {
             self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", msg);
             return;
         }
-        if self.ctx.hub.is_live(&key) && !self.ctx.hub.config().publish_takeover {
+        // A stream hosted for another origin (as its home or standby) is that origin's while
+        // it holds the claim: the registry decides below.
+        if self.ctx.hub.is_live(&key)
+            && !self.ctx.hub.config().publish_takeover
+            && !self.hosted(&key)
+        {
             self.ctx.metrics.publishes_rejected.inc();
             if self.ctx.client_log.allow() {
                 info!(stream = %key, "publish refused: name in use");
@@ -428,9 +451,7 @@ impl Connection {
         let info = StreamInfo {
             origin: registry.node().0.clone(),
             codecs: Vec::new(),
-            started_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            started_at_ms: unix_now_ms(),
         };
         let claim_key = key.clone();
         let claim: PendingClaim = Box::pin(async move { registry.claim(claim_key, info).await });
@@ -469,7 +490,14 @@ impl Connection {
                 return;
             }
         };
-        match self.ctx.hub.publish(&key) {
+        // The claim is ours: a forward still hosted under the old claim is stale.
+        let published = match self.ctx.hub.publish(&key) {
+            Err(PublishError::AlreadyPublishing(_)) if self.hosted(&key) => {
+                self.ctx.hub.publish_over(&key)
+            }
+            other => other,
+        };
+        match published {
             Ok(publisher) => {
                 let span = tracing::Span::current();
                 span.record("stream", tracing::field::display(&key));
@@ -599,4 +627,12 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
         Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
     }
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn unix_now() -> u64 {
+    unix_now_ms() / 1000
 }

@@ -43,6 +43,8 @@ pub struct RtmpContext {
     pub publisher_reserve: usize,
     /// Set while a drain order is in force: new players and publishers are refused.
     pub drain: Arc<crate::drain::DrainGate>,
+    /// Who may publish (stream keys, signed tokens); `None`: anyone.
+    pub publish_auth: Option<Arc<crate::publish_auth::PublishAuth>>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -80,6 +82,7 @@ impl RtmpContext {
             admission,
             publisher_reserve: 0,
             drain: Arc::default(),
+            publish_auth: None,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),

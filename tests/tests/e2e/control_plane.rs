@@ -298,8 +298,9 @@ fn a_replica_cut_off_from_etcd_is_not_ready_until_it_follows_it_again() {
 #[test]
 fn resolve_ingest_names_the_home_the_origins_forward_to() {
     let c = TestCluster::new("cpi", &["origin-i1", "origin-i2"]);
-    let o1 = c.origin("origin-i1", &[]);
-    let o2 = c.origin("origin-i2", &[]);
+    // No hot standby: with two origins it would hold every stream on both.
+    let o1 = c.origin("origin-i1", &["--standbys", "0"]);
+    let o2 = c.origin("origin-i2", &["--standbys", "0"]);
     let cp = control_plane::start(&c, "cpi", &[]);
     let rt = runtime();
     let endpoint = cp.grpc_url();

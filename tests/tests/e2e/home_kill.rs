@@ -1,64 +1,185 @@
-//! The home of a stream (not its ingest) dies: SIGKILL, or frozen by SIGSTOP for 20 s. Edge
-//! viewers stay connected and play on once the stream has moved to the ring's next owner (the
-//! ingest here); the encoder never notices; a frozen home that comes back makes no second home.
-//! An edge notices a silent home after `--upstream-stall` (1 s) and subscribes at the ingest
-//! meanwhile, make-before-break.
-//! The gap the viewers see is measured: about the stall time (there is no hot standby holding
-//! the live GOP yet).
+//! The home of a stream (not its ingest) dies: SIGKILL, or frozen by SIGSTOP for 20 s. The
+//! ingest also forwards the stream to its hot standby (the next origin on the ring), so when
+//! the home goes silent the edge switches to the standby after `--upstream-stall` (500 ms),
+//! make-before-break, without waiting for the home's lease to end; the ring then makes the
+//! standby the home and nothing moves again. Edge viewers (RTMP, HTTP-FLV, LL-HLS) stay
+//! connected and play on; HLS media sequence and part numbers never go back; the encoder never
+//! notices; a frozen home that comes back makes no second home. The gap viewers see is
+//! measured and must stay under a second.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sluice_launch::Signal;
-use sluice_tests::cluster::{find_name, home, TestCluster};
+use sluice_tests::cluster::{find_name, owners, TestCluster};
+use sluice_tests::ffmpeg::Player;
 use sluice_tests::process::wait_for;
 use sluice_tests::replay::Replay;
 use sluice_tests::viewer::Watcher;
-use sluice_tests::{h264_aac, secs, Origin};
+use sluice_tests::{h264_aac, http, secs, Origin};
 
 struct Setup {
     c: TestCluster,
     ingest: Origin,
     home: Origin,
+    standby_id: String,
+    _standby: Origin,
     edge: Origin,
     name: String,
     publisher: Replay,
 }
 
 fn setup(tag: &str) -> Setup {
-    let (i, h, e) = (format!("{tag}-i"), format!("{tag}-h"), format!("{tag}-e"));
-    let c = TestCluster::new(tag, &[&i, &h, &e]);
+    let (i, h, s, e) =
+        (format!("{tag}-i"), format!("{tag}-h"), format!("{tag}-s"), format!("{tag}-e"));
+    let c = TestCluster::new(tag, &[&i, &h, &s, &e]);
     let ingest = c.origin(&i, &[]);
     let home_node = c.origin(&h, &[]);
+    let standby = c.origin(&s, &[]);
     let edge = c.edge(&e, &[]);
-    let origins = [i.as_str(), h.as_str()];
-    let name = find_name("cam", |n| home(&origins, n) == h);
+    let origins = [i.as_str(), h.as_str(), s.as_str()];
+    let name = find_name("cam", |n| owners(&origins, n, 2) == [h.clone(), s.clone()]);
     let publisher = Replay::start(ingest.rtmp, "live", &name, &h264_aac().path);
     wait_for(secs(20), || home_node.stream_info("live", &name)).expect("forwarded to its home");
+    // The hot standby holds the live stream too.
+    wait_for(secs(20), || standby.stream_info("live", &name)).expect("forwarded to its standby");
     wait_for(secs(20), || edge.stream_info("live", &name)).expect("the edge lists it");
-    Setup { c, ingest, home: home_node, edge, name, publisher }
+    Setup { c, ingest, home: home_node, standby_id: s, _standby: standby, edge, name, publisher }
 }
 
 /// The viewer's longest gap from `mark` on, once it has played `more` frames after the fault.
 fn gap_after(viewer: &Watcher, mark: usize, more: usize) -> Duration {
     let now = viewer.video_frames();
     assert!(viewer.wait_video(now + more, secs(30)) >= now + more, "the viewer plays on");
-    let broken = viewer.snapshot().interruptions(mark, secs(3), 400);
+    let broken = viewer.snapshot().interruptions(mark, secs(1), 400);
     assert!(broken.is_empty(), "the viewer was interrupted: {broken:?}");
     viewer.snapshot().report_from(mark).max_wall_gap
 }
 
+/// What one reload of a media playlist said: its media sequence, and its newest segment and
+/// part numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Reload {
+    sequence: u64,
+    newest: (u64, u64),
+}
+
+/// Reloads an edge's LL-HLS media playlist every 100 ms, as a player does, until dropped.
+struct PlaylistWatch {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Reload>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PlaylistWatch {
+    fn start(node: &Origin, name: &str) -> PlaylistWatch {
+        let addr = node.http;
+        let multivariant =
+            http::get(addr, &format!("/live/{name}.m3u8"), secs(10)).expect("multivariant");
+        assert_eq!(multivariant.status, 200, "{}", multivariant.text());
+        let uri = multivariant
+            .text()
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.is_empty())
+            .expect("variant")
+            .to_string();
+        let path = format!("/live/{uri}");
+        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok(resp) = http::get(addr, &path, secs(5)) {
+                    if let Some(r) = parse_reload(&resp.text()) {
+                        sluice_tests::lock(&seen2).push(r);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        PlaylistWatch { stop, seen, thread: Some(thread) }
+    }
+
+    fn reloads(&self) -> Vec<Reload> {
+        sluice_tests::lock(&self.seen).clone()
+    }
+}
+
+impl Drop for PlaylistWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn parse_reload(text: &str) -> Option<Reload> {
+    let sequence =
+        text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?.trim().parse().ok()?;
+    // Parts are named part-{msn}.{index}.m4s; the newest one listed is the newest media.
+    let newest = text
+        .lines()
+        .filter_map(|l| l.split("part-").nth(1))
+        .filter_map(|rest| {
+            let (msn, rest) = rest.split_once('.')?;
+            let (part, _) = rest.split_once('.')?;
+            Some((msn.parse().ok()?, part.parse().ok()?))
+        })
+        .max()?;
+    Some(Reload { sequence, newest })
+}
+
 #[test]
-fn edge_viewers_play_on_when_the_home_origin_is_killed() {
+fn edge_viewers_play_on_from_the_standby_when_the_home_origin_is_killed() {
     let mut s = setup("hk");
+    let edge_http = s.edge.http;
     let viewer = Watcher::start(s.edge.rtmp, "live", &s.name);
+    let mut flv = Player::start(&format!("http://{edge_http}/live/{}.flv", s.name));
+    let mut hls = Player::start(&format!("http://{edge_http}/live/{}.m3u8", s.name));
+    let playlist = PlaylistWatch::start(&s.edge, &s.name);
     assert!(viewer.wait_video(30, secs(30)) >= 30);
+    assert!(flv.wait_frames(30, secs(30)) >= 30, "HTTP-FLV plays: {:?}", flv.errors());
+    assert!(hls.wait_frames(30, secs(30)) >= 30, "LL-HLS plays: {:?}", hls.errors());
     let mark = viewer.mark();
+    let (flv_before, hls_before) = (flv.frames(), hls.frames());
+    let reloads_before = playlist.reloads().len();
     sluice_launch::kill(s.home.pid(), Signal::KILL);
-    let gap = gap_after(&viewer, mark, 90);
-    println!("home SIGKILLed: the edge viewer's longest gap {gap:?}");
-    assert!(viewer.is_playing(), "the viewer stays connected");
+    let gap = gap_after(&viewer, mark, 150);
+    println!("home SIGKILLed: the edge RTMP viewer's longest gap {gap:?}");
+    // The edge moved to the standby, not the ingest.
+    let edge_log = s.edge.log();
+    let switch = edge_log
+        .lines()
+        .find(|l| l.contains("upstream silent"))
+        .expect("the edge noticed the silent home");
+    assert!(switch.contains(&format!("to={}", s.standby_id)), "switched to the standby: {switch}");
+    assert!(
+        flv.wait_frames(flv_before + 150, secs(30)) >= flv_before + 150,
+        "HTTP-FLV plays on: {:?}",
+        flv.errors()
+    );
+    assert!(
+        hls.wait_frames(hls_before + 150, secs(30)) >= hls_before + 150,
+        "LL-HLS plays on: {:?}",
+        hls.errors()
+    );
+    assert!(flv.is_running() && hls.is_running(), "the players stay connected");
+    let reloads = playlist.reloads();
+    drop(playlist);
+    assert!(reloads.len() > reloads_before + 20, "the playlist was reloaded through the failover");
+    for pair in reloads.windows(2) {
+        assert!(pair[1].sequence >= pair[0].sequence, "media sequence went back: {pair:?}");
+        assert!(pair[1].newest >= pair[0].newest, "parts went back: {pair:?}");
+    }
+    assert!(viewer.is_playing(), "the RTMP viewer stays connected");
     assert!(s.publisher.is_running(), "the encoder never noticed");
     assert_eq!(s.ingest.log().matches("publish start").count(), 1, "published once");
+    let (flv, hls) = (flv.stop(), hls.stop());
+    for (what, r) in [("HTTP-FLV", &flv), ("LL-HLS", &hls)] {
+        assert!(r.errors.is_empty(), "{what} player errors: {:?}", r.errors);
+    }
     let _ = s.publisher.stop();
     drop(s.c);
 }

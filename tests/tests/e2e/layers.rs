@@ -34,6 +34,7 @@ const NODE: Crate = Crate {
         ("trace_context", 0),
         ("upstream", 0),
         ("drain", 0),
+        ("publish_auth", 0),
         ("settings", 1),
         ("hub", 2),
         ("hls", 3),

@@ -36,6 +36,7 @@ mod orders;
 mod otlp;
 mod partition;
 mod placement;
+mod publish_auth;
 mod publish_play;
 mod rules;
 mod slow_viewer;

@@ -65,10 +65,12 @@ fn observed_homes(
 #[test]
 fn a_new_origin_takes_only_its_share_and_publishers_never_reconnect() {
     let c = TestCluster::new("p", &["ring-1", "ring-2", "ring-3", "ring-edge"]);
-    let start = |id: &str| c.origin(id, &["--idle-timeout", "300s"]);
+    // Homes are read off where streams are listed: no hot standby (it lists every stream on
+    // a second origin; home_kill.rs covers it).
+    let start = |id: &str| c.origin(id, &["--idle-timeout", "300s", "--standbys", "0"]);
     let o1 = start("ring-1");
     let o2 = start("ring-2");
-    let edge = c.edge("ring-edge", &[]);
+    let edge = c.edge("ring-edge", &["--standbys", "0"]);
 
     // A real encoder on a stream whose home moves from ring-2 to ring-3, watched on the edge.
     let (before, after) = (ring(&["ring-1", "ring-2"]), ring(&["ring-1", "ring-2", "ring-3"]));

@@ -342,9 +342,9 @@ fn a_silent_home_is_left_for_the_ingest_make_before_break_and_tried_again_later(
     assert_eq!(p.on_event(now, Event::Home(Some(id("a")))), []);
     // a sends nothing for --upstream-stall; the stream is claimed by its ingest i.
     let to_ingest = Action::SubscribeNext { to: id("i"), revision: 7 };
-    let got = p.on_event(now, Event::Stalled { ingest: Some(id("i")) });
+    let got = p.on_event(now, Event::Stalled { fallbacks: vec![id("i")] });
     assert_eq!(got, std::slice::from_ref(&to_ingest));
-    assert_eq!(p.on_event(now, Event::Stalled { ingest: Some(id("i")) }), [], "one at a time");
+    assert_eq!(p.on_event(now, Event::Stalled { fallbacks: vec![id("i")] }), [], "one at a time");
     let at = now + ms(300);
     assert_eq!(
         p.on_event(at, Event::NextReady { origin: id("i") }),
@@ -365,10 +365,42 @@ fn a_silent_home_is_left_for_the_ingest_make_before_break_and_tried_again_later(
 fn silence_with_no_other_source_changes_nothing() {
     let (mut p, now) = live();
     // Pulling from the ingest itself, or the claim unknown: nowhere better to go.
-    assert_eq!(p.on_event(now, Event::Stalled { ingest: Some(id("a")) }), []);
-    assert_eq!(p.on_event(now, Event::Stalled { ingest: None }), []);
+    assert_eq!(p.on_event(now, Event::Stalled { fallbacks: vec![id("a")] }), []);
+    assert_eq!(p.on_event(now, Event::Stalled { fallbacks: vec![] }), []);
     // A failed attempt at the ingest leaves the home as it was.
-    p.on_event(now, Event::Stalled { ingest: Some(id("i")) });
+    p.on_event(now, Event::Stalled { fallbacks: vec![id("i")] });
     assert_eq!(p.on_event(now, Event::NextFailed { origin: id("i") }), []);
+    assert!(p.publishing());
+}
+
+#[test]
+fn a_silent_home_is_left_for_its_standby_then_the_ingest_and_the_standby_becoming_home_ends_it() {
+    let (mut p, now) = live();
+    assert_eq!(p.on_event(now, Event::Home(Some(id("a")))), []);
+    let stalled = || Event::Stalled { fallbacks: vec![id("s"), id("a"), id("i")] };
+    // The live upstream "a" itself is never a fallback; the standby first.
+    assert_eq!(p.on_event(now, stalled()), [Action::SubscribeNext { to: id("s"), revision: 7 }]);
+    // The standby has no forward yet: the ingest at once, not after a retry time.
+    assert_eq!(
+        p.on_event(now, Event::NextFailed { origin: id("s") }),
+        [Action::SubscribeNext { to: id("i"), revision: 7 }]
+    );
+    assert_eq!(
+        p.on_event(now, Event::NextReady { origin: id("i") }),
+        [Action::Promote { to: id("i") }, Action::SwitchUpstream]
+    );
+    // Silent again within STALL_HOLD (the encoder paused): the pull stays where it is.
+    assert_eq!(p.on_event(now + ms(500), Event::Stalled { fallbacks: vec![id("s")] }), []);
+    assert_eq!(
+        p.on_event(now + STALL_HOLD, Event::Stalled { fallbacks: vec![id("s")] }),
+        [Action::SubscribeNext { to: id("s"), revision: 7 }]
+    );
+    assert_eq!(
+        p.on_event(now + STALL_HOLD, Event::NextReady { origin: id("s") }),
+        [Action::Promote { to: id("s") }, Action::SwitchUpstream]
+    );
+    // The ring drops the dead home: the standby it moved to is the home, nothing to do.
+    assert_eq!(p.on_event(now + STALL_HOLD, Event::Home(Some(id("s")))), []);
+    assert_eq!(p.poll(now + STALL_HOLD * 3), []);
     assert!(p.publishing());
 }
