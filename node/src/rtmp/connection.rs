@@ -381,72 +381,21 @@ impl Connection {
             );
             return;
         }
-        let key = match (&self.ctx.publish_auth, self.app.as_deref()) {
-            (Some(auth), Some(app)) => match auth.check(app, name, unix_now()) {
-                Ok(key) => key,
-                Err(e) => {
-                    self.ctx.metrics.publishes_rejected.inc();
-                    self.ctx.metrics.publishes_unauthorized.inc();
-                    // The name is not logged: it may be a mistyped key.
-                    if self.ctx.client_log.allow() {
-                        info!(app, reason = e.label(), "publish refused: not authorised");
-                    }
-                    let code = "NetStream.Publish.Unauthorized";
-                    self.session.reject_publish(stream_id, code, &e.to_string());
-                    return;
-                }
-            },
-            _ => match self.key_for(name) {
-                Ok(key) => key,
-                Err(e) => {
-                    self.ctx.metrics.publishes_rejected.inc();
-                    if self.ctx.client_log.allow() {
-                        info!(name = %printable(name, 64), error = %e, "publish refused: bad stream name");
-                    }
-                    let why = format!("invalid stream name: {e}");
-                    self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &why);
-                    return;
-                }
-            },
+        // The registry decides below whether a stream hosted for another origin is stale.
+        let hosted = |key: &StreamKey| self.hosted(key);
+        let key = match super::publish_gate::admit(
+            &self.ctx,
+            self.app.as_deref(),
+            name,
+            unix_now(),
+            hosted,
+        ) {
+            Ok(key) => key,
+            Err(refusal) => {
+                self.session.reject_publish(stream_id, refusal.code, &refusal.description);
+                return;
+            }
         };
-        if self.ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
-            self.ctx.metrics.publishes_rejected.inc();
-            if self.ctx.client_log.allow() {
-                info!(stream = %key, "publish refused: this node is an edge");
-            }
-            self.session.reject_publish(
-                stream_id,
-                "NetStream.Publish.Rejected",
-                "this node is an edge: publish to an origin",
-            );
-            return;
-        }
-        if self.ctx.drain.is_draining() {
-            self.ctx.metrics.publishes_rejected.inc();
-            if self.ctx.client_log.allow() {
-                info!(stream = %key, "publish refused: this node is draining");
-            }
-            let msg = "this origin is draining: publish to another origin";
-            self.session.reject_publish(stream_id, "NetStream.Publish.Rejected", msg);
-            return;
-        }
-        // A stream hosted for another origin (as its home or standby) is that origin's while
-        // it holds the claim: the registry decides below.
-        if self.ctx.hub.is_live(&key)
-            && !self.ctx.hub.config().publish_takeover
-            && !self.hosted(&key)
-        {
-            self.ctx.metrics.publishes_rejected.inc();
-            if self.ctx.client_log.allow() {
-                info!(stream = %key, "publish refused: name in use");
-            }
-            self.session.reject_publish(
-                stream_id,
-                "NetStream.Publish.BadName",
-                &format!("stream {key} is already being published"),
-            );
-            return;
-        }
         let registry = self.ctx.registry.clone();
         let info = StreamInfo {
             origin: registry.node().0.clone(),

@@ -4,6 +4,7 @@ mod claim_guard;
 mod connection;
 mod deadlines;
 mod error;
+mod publish_gate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +49,7 @@ pub struct RtmpContext {
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
-    client_log: RateLimitedLog,
+    pub(crate) client_log: RateLimitedLog,
 }
 
 impl RtmpContext {

@@ -1,0 +1,78 @@
+//! Whether a publish may go on to claim its name: publish authorisation (or the plain name
+//! rules), the node's role, a drain, and a name already live here. Each refusal is counted,
+//! logged at the connection log's rate and told to the encoder.
+
+use sluice_media::stream_name::StreamKey;
+use tracing::info;
+
+use super::RtmpContext;
+use crate::log_limit::printable;
+
+/// A publish refused before its claim: the onStatus code and what the encoder is told.
+pub(super) struct Refusal {
+    pub code: &'static str,
+    pub description: String,
+}
+
+fn refuse(ctx: &RtmpContext, code: &'static str, description: String) -> Refusal {
+    ctx.metrics.publishes_rejected.inc();
+    Refusal { code, description }
+}
+
+/// The stream `name` publishes in `app` (`None`: not connected yet), if it may be published
+/// here now. `hosted`: the stream is live here as a forward from another origin (its claim,
+/// checked next, decides).
+pub(super) fn admit(
+    ctx: &RtmpContext,
+    app: Option<&str>,
+    name: &str,
+    now_unix: u64,
+    hosted: impl Fn(&StreamKey) -> bool,
+) -> Result<StreamKey, Refusal> {
+    let log = ctx.client_log.allow();
+    let key = match (&ctx.publish_auth, app) {
+        (Some(auth), Some(app)) => auth.check(app, name, now_unix).map_err(|e| {
+            ctx.metrics.publishes_unauthorized.inc();
+            // The name is not logged: it may be a mistyped key.
+            if log {
+                info!(app, reason = e.label(), "publish refused: not authorised");
+            }
+            refuse(ctx, "NetStream.Publish.Unauthorized", e.to_string())
+        })?,
+        (_, None) => {
+            return Err(refuse(ctx, "NetStream.Publish.BadName", "publish before connect".into()))
+        }
+        (None, Some(app)) => match StreamKey::parse(app, name) {
+            Ok((key, _query)) => key,
+            Err(e) => {
+                if log {
+                    info!(name = %printable(name, 64), error = %e, "publish refused: bad stream name");
+                }
+                let why = format!("invalid stream name: {e}");
+                return Err(refuse(ctx, "NetStream.Publish.BadName", why));
+            }
+        },
+    };
+    if ctx.registry.node().1 == sluice_cluster::types::Role::Edge {
+        if log {
+            info!(stream = %key, "publish refused: this node is an edge");
+        }
+        let why = "this node is an edge: publish to an origin".to_string();
+        return Err(refuse(ctx, "NetStream.Publish.Rejected", why));
+    }
+    if ctx.drain.is_draining() {
+        if log {
+            info!(stream = %key, "publish refused: this node is draining");
+        }
+        let why = "this origin is draining: publish to another origin".to_string();
+        return Err(refuse(ctx, "NetStream.Publish.Rejected", why));
+    }
+    if ctx.hub.is_live(&key) && !ctx.hub.config().publish_takeover && !hosted(&key) {
+        if log {
+            info!(stream = %key, "publish refused: name in use");
+        }
+        let why = format!("stream {key} is already being published");
+        return Err(refuse(ctx, "NetStream.Publish.BadName", why));
+    }
+    Ok(key)
+}
