@@ -167,6 +167,44 @@ impl PublishAuth {
     }
 }
 
+/// Loads a node's [`PublishAuth`] from its files (the keys file, the token secret).
+pub type Loader = Box<dyn Fn() -> Result<PublishAuth, String> + Send + Sync>;
+
+/// The node's current [`PublishAuth`], replaced on [`PublishAuthStore::reload`] (SIGHUP), so
+/// keys can be added or revoked without a restart; a file that does not load leaves the
+/// current policy in force.
+pub struct PublishAuthStore {
+    current: std::sync::Mutex<std::sync::Arc<PublishAuth>>,
+    load: Loader,
+}
+
+impl PublishAuthStore {
+    /// A store with what `load` reads now.
+    pub fn new(load: Loader) -> Result<PublishAuthStore, String> {
+        let first = load()?;
+        Ok(PublishAuthStore { current: std::sync::Mutex::new(std::sync::Arc::new(first)), load })
+    }
+
+    #[must_use]
+    pub fn current(&self) -> std::sync::Arc<PublishAuth> {
+        crate::lock::lock(&self.current).clone()
+    }
+
+    /// Read the files again; the stream keys now in force.
+    pub fn reload(&self) -> Result<usize, String> {
+        let next = (self.load)()?;
+        let keys = next.key_count();
+        *crate::lock::lock(&self.current) = std::sync::Arc::new(next);
+        Ok(keys)
+    }
+}
+
+impl std::fmt::Debug for PublishAuthStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishAuthStore").field("keys", &self.current().key_count()).finish()
+    }
+}
+
 fn signed_text(stream: &StreamKey, expiry_unix: u64) -> String {
     format!("publish:{stream}:{expiry_unix}")
 }

@@ -37,7 +37,7 @@ pub struct NodeOptions {
     /// any listener accepts).
     pub upstream: Option<MakeUpstream>,
     /// Origins: who may publish; `None`: anyone.
-    pub publish_auth: Option<Arc<crate::publish_auth::PublishAuth>>,
+    pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -242,6 +242,9 @@ impl Node {
         );
         rtmp_ctx.forwarding = forwarding;
         rtmp_ctx.publish_auth = options.publish_auth.clone();
+        if let Some(store) = options.publish_auth.clone() {
+            tasks.push(spawn_publish_auth_reload(store).context("installing the SIGHUP handler")?);
+        }
         rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
         rtmp_ctx.drain = drain.clone();
         rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(
@@ -371,4 +374,22 @@ pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()>
     info!(drain_timeout = ?args.limits.drain_timeout, "shutting down: draining connections");
     node.shutdown(args.limits.drain_timeout).await;
     Ok(())
+}
+
+/// Read the publish keys and token secret again on every SIGHUP.
+fn spawn_publish_auth_reload(
+    store: Arc<crate::publish_auth::PublishAuthStore>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match store.reload() {
+                Ok(keys) => tracing::info!(keys, "SIGHUP: publish keys and token secret reloaded"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: publish authorisation NOT reloaded; the current one stays")
+                }
+            }
+        }
+    }))
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_media::stream_name::StreamKey;
 use sluice_node::config::{self, NodeArgs, OriginArgs};
-use sluice_node::publish_auth::PublishAuth;
+use sluice_node::publish_auth::{PublishAuth, PublishAuthStore};
 use sluice_node::server::NodeOptions;
 
 /// Sluice origin node: RTMP ingest; standalone, also RTMP, HTTP-FLV and LL-HLS playback.
@@ -121,12 +121,20 @@ fn main() -> anyhow::Result<()> {
         config::origin_settings(&cli.node, &cli.origin, &matches).unwrap_or_else(|e| e.exit());
     let mut options = NodeOptions::origin();
     options.relay_listen = origin.relay_listen;
-    options.publish_auth = config::publish_auth(&origin)
-        .unwrap_or_else(|e| {
+    if origin.publish_keys_file.is_some() || origin.publish_token_secret_file.is_some() {
+        // Read now and again on SIGHUP.
+        let settings = origin.clone();
+        let load = Box::new(move || match config::publish_auth(&settings) {
+            Ok(Some(auth)) => Ok(auth),
+            Ok(None) => Err("no keys file or token secret".to_string()),
+            Err(e) => Err(e.to_string()),
+        });
+        let store = PublishAuthStore::new(load).unwrap_or_else(|e| {
             eprintln!("sluice-origin: publish authorisation: {e}");
             std::process::exit(2);
-        })
-        .map(std::sync::Arc::new);
+        });
+        options.publish_auth = Some(std::sync::Arc::new(store));
+    }
     sluice_node::runtime::run_main(
         &node.clone(),
         "sluice-origin",

@@ -45,7 +45,7 @@ pub struct RtmpContext {
     /// Set while a drain order is in force: new players and publishers are refused.
     pub drain: Arc<crate::drain::DrainGate>,
     /// Who may publish (stream keys, signed tokens); `None`: anyone.
-    pub publish_auth: Option<Arc<crate::publish_auth::PublishAuth>>,
+    pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).

@@ -31,7 +31,7 @@ pub(super) fn admit(
 ) -> Result<StreamKey, Refusal> {
     let log = ctx.client_log.allow();
     let key = match (&ctx.publish_auth, app) {
-        (Some(auth), Some(app)) => auth.check(app, name, now_unix).map_err(|e| {
+        (Some(auth), Some(app)) => auth.current().check(app, name, now_unix).map_err(|e| {
             ctx.metrics.publishes_unauthorized.inc();
             // The name is not logged: it may be a mistyped key.
             if log {

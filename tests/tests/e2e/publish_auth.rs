@@ -112,15 +112,44 @@ fn only_encoders_with_a_key_or_a_valid_token_publish() {
 
     let metrics = origin.metrics();
     assert_eq!(metrics.value("sluice_publishes_unauthorized_total", &[]), 5.0);
+
+    // The operator revokes bob's key and adds dave's, then sends SIGHUP: no restart.
+    let dave = run(&["stream-key", "live/dave", "--key", "daves-new-key"]);
+    let alice_line = field(&made, "keys file line:");
+    std::fs::write(&keys_file, format!("{alice_line}\n{}\n", field(&dave, "keys file line:")))
+        .unwrap();
+    sluice_launch::kill(origin.pid(), sluice_launch::Signal::HUP);
+    wait_for(secs(10), || {
+        origin.log().contains("publish keys and token secret reloaded").then_some(())
+    })
+    .expect("the origin says it reloaded");
+    let mut dave = Publisher::start(&url("live/daves-new-key"), &h264_small().path);
+    wait_for(secs(20), || origin.stream_info("live", "dave")).expect("dave's new key works");
+    let _ = bob.stop();
+    wait_for(secs(10), || origin.stream_info("live", "bob").is_none().then_some(()))
+        .expect("bob ended");
+    refused(&url("live/bob?key=bobs-own-key"), "wrong stream key");
+    // A broken keys file on SIGHUP: the policy in force stays, and the log says why.
+    std::fs::write(&keys_file, "not a keys file\n").unwrap();
+    sluice_launch::kill(origin.pid(), sluice_launch::Signal::HUP);
+    wait_for(secs(10), || origin.log().contains("NOT reloaded").then_some(()))
+        .expect("refused reload");
+    let _ = dave.stop();
+    wait_for(secs(10), || origin.stream_info("live", "dave").is_none().then_some(()))
+        .expect("dave ended");
+    let mut dave = Publisher::start(&url("live/daves-new-key"), &h264_small().path);
+    wait_for(secs(20), || origin.stream_info("live", "dave")).expect("dave's key still works");
     // No key or token in the log, the API or the metrics.
     let (log, api, text) =
         (origin.log(), origin.streams().to_string(), origin.get("/metrics").text());
-    for secret in [alice_key.as_str(), "bobs-own-key", "mallory-guessed-key", &query] {
+    for secret in
+        [alice_key.as_str(), "bobs-own-key", "daves-new-key", "mallory-guessed-key", &query]
+    {
         for (what, body) in [("log", &log), ("/api/streams", &api), ("/metrics", &text)] {
             assert!(!body.contains(secret), "{what} shows a credential ({secret})");
         }
     }
-    for p in [&mut alice, &mut bob, &mut carol, &mut open] {
+    for p in [&mut alice, &mut dave, &mut carol, &mut open] {
         let _ = p.stop();
     }
 }
