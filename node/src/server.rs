@@ -385,9 +385,11 @@ fn spawn_publish_auth_reload(
     Ok(tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             match store.reload() {
-                Ok(keys) => tracing::info!(keys, "SIGHUP: publish keys and token secret reloaded"),
+                Ok(keys) => {
+                    tracing::info!(keys, "SIGHUP: publish keys and token secret reloaded");
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP: publish authorisation NOT reloaded; the current one stays")
+                    tracing::warn!(error = %e, "SIGHUP: publish authorisation NOT reloaded; the current one stays");
                 }
             }
         }
