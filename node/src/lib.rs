@@ -11,7 +11,7 @@
 //!
 //! | layer | modules | what |
 //! |-------|---------|------|
-//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream`, `drain`, `publish_auth` | units and small helpers, hooks, the drain state drivers read, who may publish (stream keys, signed tokens) |
+//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream`, `drain`, `publish_auth`, `webhook` | units and small helpers, hooks, the drain state drivers read, who may publish (stream keys, signed tokens, the publish webhook) |
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
@@ -42,6 +42,7 @@ pub mod publish_auth;
 pub mod trace_context;
 pub mod units;
 pub mod upstream;
+pub mod webhook;
 // Layer 1: settings values.
 pub mod settings;
 // Layer 2: the hub.

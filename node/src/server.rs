@@ -38,6 +38,8 @@ pub struct NodeOptions {
     pub upstream: Option<MakeUpstream>,
     /// Origins: who may publish; `None`: anyone.
     pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
+    /// Origins: the publish webhook.
+    pub webhook: Option<Arc<crate::webhook::Webhook>>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -47,7 +49,13 @@ pub type MakeUpstream =
 impl NodeOptions {
     /// A standalone or clustered origin without a relay listener.
     pub fn origin() -> Self {
-        NodeOptions { role: Role::Origin, relay_listen: None, upstream: None, publish_auth: None }
+        NodeOptions {
+            role: Role::Origin,
+            relay_listen: None,
+            upstream: None,
+            publish_auth: None,
+            webhook: None,
+        }
     }
 }
 
@@ -242,6 +250,7 @@ impl Node {
         );
         rtmp_ctx.forwarding = forwarding;
         rtmp_ctx.publish_auth = options.publish_auth.clone();
+        rtmp_ctx.webhook = options.webhook.clone();
         if let Some(store) = options.publish_auth.clone() {
             tasks.push(spawn_publish_auth_reload(store).context("installing the SIGHUP handler")?);
         }

@@ -354,7 +354,7 @@ impl Default for RelaySettings {
 }
 
 /// What only an origin is configured with.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OriginSettings {
     /// UDP address of the relay that serves this origin's streams; `None`: no relay.
@@ -366,6 +366,27 @@ pub struct OriginSettings {
     pub publish_token_secret_file: Option<PathBuf>,
     /// Apps that take any publisher even when publish authorisation is on.
     pub publish_open_apps: Vec<String>,
+    /// The publish webhook (`on_publish`, `on_unpublish`); `None`: none.
+    pub webhook_url: Option<String>,
+    /// How long the webhook may take to answer `on_publish`.
+    #[serde(with = "serde_duration")]
+    pub webhook_timeout: Duration,
+    /// Admit publishers when the webhook does not answer (default: refuse them).
+    pub webhook_fail_open: bool,
+}
+
+impl Default for OriginSettings {
+    fn default() -> Self {
+        OriginSettings {
+            relay_listen: None,
+            publish_keys_file: None,
+            publish_token_secret_file: None,
+            publish_open_apps: Vec::new(),
+            webhook_url: None,
+            webhook_timeout: Duration::from_secs(3),
+            webhook_fail_open: false,
+        }
+    }
 }
 
 /// What only an edge is configured with: how it pulls streams from origins.

@@ -48,6 +48,9 @@ fn cluster() -> ClusterSettings {
 fn relay() -> RelaySettings {
     RelaySettings::default()
 }
+fn origin() -> OriginSettings {
+    OriginSettings::default()
+}
 fn edge() -> EdgeSettings {
     EdgeSettings::default()
 }
@@ -513,6 +516,20 @@ pub struct OriginArgs {
     /// Apps that take any publisher while publish authorisation is on, comma-separated.
     #[arg(long, env = "SLUICE_PUBLISH_OPEN_APPS", value_delimiter = ',')]
     pub publish_open_apps: Vec<String>,
+
+    /// The publish webhook (http://): a JSON POST (event, app, name, query, client_ip, node)
+    /// before each publish (`on_publish`: a 2xx answer admits it, anything else refuses it)
+    /// and when it ends (`on_unpublish`, not waited for).
+    #[arg(long, env = "SLUICE_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// How long the webhook may take to answer `on_publish`.
+    #[arg(long, env = "SLUICE_WEBHOOK_TIMEOUT", default_value_t = HumanDuration(origin().webhook_timeout))]
+    pub webhook_timeout: HumanDuration,
+
+    /// Admit publishers when the webhook does not answer in time (default: refuse them).
+    #[arg(long, env = "SLUICE_WEBHOOK_FAIL_OPEN")]
+    pub webhook_fail_open: bool,
 }
 
 impl OriginArgs {
@@ -522,6 +539,9 @@ impl OriginArgs {
             s.publish_keys_file => publish_keys_file,
             s.publish_token_secret_file => publish_token_secret_file,
             s.publish_open_apps => publish_open_apps,
+            s.webhook_url => webhook_url,
+            s.webhook_timeout => webhook_timeout,
+            s.webhook_fail_open => webhook_fail_open,
         );
     }
 }

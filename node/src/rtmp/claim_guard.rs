@@ -17,6 +17,13 @@ pub(super) struct ClaimGuard {
     pub(super) codecs: Vec<String>,
     /// The claim writer's input (its task ends with this guard).
     pub(super) codecs_tx: Option<tokio::sync::watch::Sender<Vec<String>>>,
+    /// The webhook told when the publish ends (`on_unpublish`), the stream and the encoder's
+    /// address.
+    pub(super) unpublish: Option<(
+        Arc<crate::webhook::Webhook>,
+        sluice_media::stream_name::StreamKey,
+        std::net::IpAddr,
+    )>,
 }
 
 impl ClaimGuard {
@@ -53,6 +60,9 @@ impl ClaimGuard {
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
+        if let Some((webhook, stream, client)) = self.unpublish.take() {
+            webhook.notify_unpublish(stream.app(), stream.name(), client);
+        }
         let Some(claim) = self.claim.take() else { return };
         let (registry, hub) = (self.registry.clone(), self.hub.clone());
         tokio::spawn(async move {

@@ -55,8 +55,16 @@ enum KeyError {
     Name(#[from] sluice_media::stream_name::NameError),
 }
 
-/// A claim in flight in the registry (may be held up to the lease TTL + margin).
-type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, ClaimError>> + Send>>;
+/// A claim in flight in the registry (may be held up to the lease TTL + margin), after the
+/// publish webhook's answer when there is one.
+type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, NotClaimed>> + Send>>;
+
+/// Why a publish did not get its claim.
+enum NotClaimed {
+    /// The publish webhook refused (or did not answer, fail-closed): what to tell the encoder.
+    Webhook(String),
+    Registry(ClaimError),
+}
 
 /// What the connection is doing with a stream (none, claiming, publishing, waiting, playing).
 enum Activity {
@@ -403,12 +411,25 @@ impl Connection {
             started_at_ms: unix_now_ms(),
         };
         let claim_key = key.clone();
-        let claim: PendingClaim = Box::pin(async move { registry.claim(claim_key, info).await });
+        let webhook = self.ctx.webhook.clone();
+        let query = name.split_once('?').map_or("", |(_, q)| q).to_string();
+        let client =
+            self.stream.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+        let claim: PendingClaim = Box::pin(async move {
+            if let Some(webhook) = webhook {
+                let (app, name) = (claim_key.app(), claim_key.name());
+                webhook
+                    .allow_publish(app, name, &query, client)
+                    .await
+                    .map_err(NotClaimed::Webhook)?;
+            }
+            registry.claim(claim_key, info).await.map_err(NotClaimed::Registry)
+        });
         self.activity = Activity::Claiming { stream_id, key, claim };
     }
 
     /// The registry answered a claim: publish, or refuse the name.
-    fn on_claimed(&mut self, result: Result<Claim, ClaimError>) {
+    fn on_claimed(&mut self, result: Result<Claim, NotClaimed>) {
         let Activity::Claiming { stream_id, key, .. } =
             std::mem::replace(&mut self.activity, Activity::None)
         else {
@@ -416,7 +437,16 @@ impl Connection {
         };
         let claim = match result {
             Ok(claim) => claim,
-            Err(ClaimError::Taken { holder }) => {
+            Err(NotClaimed::Webhook(why)) => {
+                self.ctx.metrics.publishes_rejected.inc();
+                self.ctx.metrics.publishes_unauthorized.inc();
+                if self.ctx.client_log.allow() {
+                    info!(stream = %key, "publish refused by the publish webhook");
+                }
+                self.session.reject_publish(stream_id, "NetStream.Publish.Unauthorized", &why);
+                return;
+            }
+            Err(NotClaimed::Registry(ClaimError::Taken { holder })) => {
                 self.ctx.metrics.publishes_rejected.inc();
                 if self.ctx.client_log.allow() {
                     info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
@@ -426,7 +456,7 @@ impl Connection {
                 self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &description);
                 return;
             }
-            Err(e) => {
+            Err(NotClaimed::Registry(e)) => {
                 self.ctx.metrics.publishes_rejected.inc();
                 if self.ctx.client_log.allow() {
                     warn!(stream = %key, error = %e, "publish refused: registry unavailable");
@@ -463,6 +493,13 @@ impl Connection {
                     claim: Some(claim),
                     codecs: Vec::new(),
                     codecs_tx: None,
+                    unpublish: self.ctx.webhook.clone().map(|w| {
+                        let client = self
+                            .stream
+                            .peer_addr()
+                            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+                        (w, key.clone(), client)
+                    }),
                 };
                 self.activity = Activity::Publishing {
                     publisher: Box::new(publisher),
@@ -553,7 +590,7 @@ enum Wake {
     Kicked,
     /// The hub closed this player (a drain order's deadline).
     Closed,
-    Claimed(Result<Claim, ClaimError>),
+    Claimed(Result<Claim, NotClaimed>),
 }
 
 /// Resolves when the activity needs attention: new media for a player, takeover for a publisher.

@@ -46,6 +46,8 @@ pub struct RtmpContext {
     pub drain: Arc<crate::drain::DrainGate>,
     /// Who may publish (stream keys, signed tokens); `None`: anyone.
     pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
+    /// The publish webhook (`on_publish`, `on_unpublish`); `None`: none.
+    pub webhook: Option<Arc<crate::webhook::Webhook>>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -84,6 +86,7 @@ impl RtmpContext {
             publisher_reserve: 0,
             drain: Arc::default(),
             publish_auth: None,
+            webhook: None,
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),

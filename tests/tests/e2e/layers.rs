@@ -35,6 +35,7 @@ const NODE: Crate = Crate {
         ("upstream", 0),
         ("drain", 0),
         ("publish_auth", 0),
+        ("webhook", 0),
         ("settings", 1),
         ("hub", 2),
         ("hls", 3),

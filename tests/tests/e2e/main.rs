@@ -41,3 +41,4 @@ mod publish_play;
 mod rules;
 mod slow_viewer;
 mod sluicectl;
+mod webhook;
