@@ -265,6 +265,21 @@ impl Node {
             metrics.clone(),
         ));
         let rtmp_ctx = Arc::new(rtmp_ctx);
+        let token = match &args.token_file {
+            Some(path) => {
+                let token = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --token-file {}", path.display()))?;
+                anyhow::ensure!(
+                    !token.trim().is_empty(),
+                    "--token-file {} is empty",
+                    path.display()
+                );
+                Some(token)
+            }
+            None => None,
+        };
+        let admin =
+            Arc::new(http::admin::AdminGuard::new(token.as_deref(), args.admin_allow.clone()));
         let http_ctx = Arc::new(HttpContext {
             hub: hub.clone(),
             metrics: metrics.clone(),
@@ -277,6 +292,7 @@ impl Node {
             web_dir: args.web_dir.clone(),
             cluster: (options_role == Role::Edge).then(|| registry.snapshot()),
             drain,
+            admin,
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));

@@ -73,6 +73,10 @@ pub struct NodeSettings {
     pub web_dir: PathBuf,
     /// OTLP/gRPC endpoint to export tracing spans to.
     pub otlp_endpoint: Option<String>,
+    /// The bearer token (a file) `/api/*` and `/metrics` ask for; with `admin_allow`, either.
+    pub token_file: Option<PathBuf>,
+    /// Address ranges `/api/*` and `/metrics` answer without the token.
+    pub admin_allow: Vec<ipnet::IpNet>,
     #[serde(skip)]
     pub limits: Limits,
     #[serde(skip)]
@@ -99,6 +103,8 @@ impl Default for NodeSettings {
             worker_threads: 0,
             web_dir: PathBuf::from("web"),
             otlp_endpoint: None,
+            token_file: None,
+            admin_allow: Vec::new(),
             limits: Limits::default(),
             hls: HlsSettings::default(),
             cluster: ClusterSettings::default(),

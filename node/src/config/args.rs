@@ -112,6 +112,17 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// File holding the bearer token that `/api/*` and `/metrics` ask for (`Authorization:
+    /// Bearer TOKEN`; the same flag as the control plane's). Without it and --admin-allow,
+    /// both are open.
+    #[arg(long, env = "SLUICE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Address ranges (CIDR, comma-separated, e.g. `10.0.0.0/8,::1/128`) from which `/api/*`
+    /// and `/metrics` answer without the token (a Prometheus scraping the pod network).
+    #[arg(long, env = "SLUICE_ADMIN_ALLOW", value_delimiter = ',')]
+    pub admin_allow: Vec<ipnet::IpNet>,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -143,6 +154,8 @@ impl NodeArgs {
             s.worker_threads => worker_threads,
             s.web_dir => web_dir,
             s.otlp_endpoint => otlp_endpoint,
+            s.token_file => token_file,
+            s.admin_allow => admin_allow,
         );
         self.limits.apply(m, &mut s.limits);
         self.hls.apply(m, &mut s.hls);

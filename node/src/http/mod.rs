@@ -1,6 +1,7 @@
 //! The node's HTTP side: HTTP-FLV playback, the JSON API, Prometheus metrics, health checks,
 //! and the web page (`/`, `/assets/...`).
 
+pub mod admin;
 mod flv;
 pub mod serve;
 pub mod tls;
@@ -46,6 +47,8 @@ pub struct HttpContext {
     /// Set while a drain order is in force: `/readyz` answers 503, new viewers are redirected
     /// or refused.
     pub drain: Arc<crate::drain::DrainGate>,
+    /// Who may read `/api/*` and `/metrics`.
+    pub admin: Arc<admin::AdminGuard>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -56,12 +59,15 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         ctx.limits.play_wait_timeout,
     );
     let web = Arc::new(web::WebFiles::new(&ctx.web_dir));
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/streams", get(streams))
+        .route_layer(axum::middleware::from_fn_with_state(ctx.admin.clone(), admin::guard));
     Router::new()
         .merge(web::routes(web))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/streams", get(streams))
+        .merge(guarded)
         .route("/{app}/{file}", get(media))
         .route("/{app}/{stream}/{file}", get(hls_file))
         .layer(Extension(hls))

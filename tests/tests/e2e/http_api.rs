@@ -146,3 +146,41 @@ fn sigterm_drains_and_exits() {
     assert!(took < secs(5), "drain took {took:?} with --drain-timeout 2s");
     assert!(std::net::TcpStream::connect(origin.rtmp).is_err(), "RTMP port still accepting");
 }
+
+/// `/api/*` and `/metrics` behind `--token-file` (loopback is not in `--admin-allow` here):
+/// refused without the token or with a wrong one, answered with it; health and the page stay
+/// open. From an allowed range they answer without it.
+#[test]
+fn admin_endpoints_need_the_token_or_an_allowed_address() {
+    let dir = sluice_tests::origin::TestDir::new("admin-token");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "an-admin-token\n").unwrap();
+    let token = token_file.to_str().unwrap();
+    let guarded = Origin::start(&["--token-file", token, "--admin-allow", "10.0.0.0/8"]);
+    let base = format!("http://{}", guarded.http);
+    let status = |path: &str, args: &[&str]| http::curl_status(&format!("{base}{path}"), args);
+    for path in ["/metrics", "/api/streams"] {
+        assert_eq!(status(path, &[]), "401", "{path} without the token");
+        assert_eq!(status(path, &["-H", "Authorization: Bearer wrong"]), "401", "{path}");
+        assert_eq!(status(path, &["-H", "Authorization: Bearer an-admin-token"]), "200", "{path}");
+    }
+    assert_eq!(status("/healthz", &[]), "200");
+    assert_eq!(status("/readyz", &[]), "200");
+    assert_eq!(status("/", &[]), "200");
+    // The token never shows in the log.
+    assert!(!guarded.log().contains("an-admin-token"));
+    // Loopback allowed: no token needed.
+    let allowed = Origin::start(&["--token-file", token, "--admin-allow", "127.0.0.0/8,::1/128"]);
+    let url = format!("http://{}/metrics", allowed.http);
+    assert_eq!(http::curl_status(&url, &[]), "200");
+    // A missing token file stops the node with one clear line.
+    let out = std::process::Command::new(sluice_tests::paths::binary("sluice-origin"))
+        .args(["--token-file", "/nonexistent/token"])
+        .args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run sluice-origin");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("reading --token-file /nonexistent/token"), "{stderr}");
+}
