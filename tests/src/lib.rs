@@ -6,6 +6,7 @@
 //! launcher the other crates' tests, the bench scripts and deploy/local use too. The tests
 //! themselves are modules of one binary, tests/tests/e2e.
 
+pub mod chaos;
 pub mod cluster;
 pub mod control_plane;
 pub mod deps;

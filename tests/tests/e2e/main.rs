@@ -8,6 +8,7 @@ mod abuse_http;
 mod abuse_rtmp;
 mod audio_only;
 mod browser;
+mod chaos;
 mod cluster_origins;
 mod cluster_page;
 mod control_plane;
