@@ -83,7 +83,7 @@ pub struct Fault {
 pub struct ChaosReport {
     pub faults: Vec<Fault>,
     /// Per fault kind: the longest gap (without video) each viewer had within 15 s of each
-    /// such fault, for viewers that stayed connected.
+    /// such fault (and before the next one), for viewers that stayed connected.
     pub gaps: BTreeMap<FaultKind, Vec<Duration>>,
     /// Viewer reconnects, by the fault that caused them (the last one before).
     pub reconnects: BTreeMap<FaultKind, u64>,
@@ -488,9 +488,12 @@ fn attribute(faults: &[Fault], slot: &Slot, report: &mut ChaosReport) {
     }
     let mut arrivals = slot.arrivals.clone();
     arrivals.sort();
-    for fault in faults {
-        // A viewer that reconnected because of this fault is counted there, not here.
-        let window = fault.at..fault.at + secs(15);
+    for (i, fault) in faults.iter().enumerate() {
+        // Up to 15 s after the fault, and not past the next one (its gaps are its own). A
+        // viewer that reconnected because of this fault is counted there, not here.
+        let until =
+            faults.get(i + 1).map_or(fault.at + secs(15), |next| next.at.min(fault.at + secs(15)));
+        let window = fault.at..until;
         if slot.reconnects.iter().any(|r| window.contains(r)) {
             continue;
         }
