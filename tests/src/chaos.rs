@@ -222,7 +222,7 @@ impl HlsWatch {
                     }
                 };
                 let Ok(resp) = http::get(addr, path, secs(3)) else { continue };
-                if let Some(now) = parse_playlist(&resp.text()) {
+                if let Some(now) = http::hls_position(&resp.text()) {
                     if last.is_some_and(|l| now.0 < l.0 || now.1 < l.1) {
                         r.fetch_add(1, Ordering::Relaxed);
                     }
@@ -232,21 +232,6 @@ impl HlsWatch {
         });
         HlsWatch { regressions, stop, _thread: thread }
     }
-}
-
-/// The media sequence and the newest (msn, part) a media playlist lists.
-fn parse_playlist(text: &str) -> Option<(u64, (u64, u64))> {
-    let sequence =
-        text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?.trim().parse().ok()?;
-    let newest = text
-        .lines()
-        .filter_map(|l| l.split("part-").nth(1))
-        .filter_map(|rest| {
-            let (msn, rest) = rest.split_once('.')?;
-            Some((msn.parse().ok()?, rest.split_once('.')?.0.parse().ok()?))
-        })
-        .max()?;
-    Some((sequence, newest))
 }
 
 impl Slot {

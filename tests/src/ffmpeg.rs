@@ -71,6 +71,16 @@ impl Publisher {
     }
 }
 
+/// Publish `file` to `url` expecting a refusal: ffmpeg must end by itself, unsuccessfully,
+/// with `why` in its error output.
+pub fn expect_refused(url: &str, file: &Path, why: &str) {
+    let mut publisher = Publisher::start(url, file);
+    let status = publisher.wait(Duration::from_secs(20)).expect("a refused encoder ends");
+    assert!(!status.success(), "{url}: ffmpeg exited successfully");
+    let stderr = publisher.stderr().join("\n");
+    assert!(stderr.contains(why), "{url}: ffmpeg did not say '{why}':\n{stderr}");
+}
+
 #[derive(Debug, Default)]
 struct Progress {
     frames: u64,

@@ -195,6 +195,26 @@ pub fn curl_status(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where an LL-HLS media playlist stands: its media sequence and the newest (msn, part) it
+/// lists (parts are named `part-{msn}.{index}.m4s`). A player's numbers must never go back.
+pub fn hls_position(playlist: &str) -> Option<(u64, (u64, u64))> {
+    let sequence = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let newest = playlist
+        .lines()
+        .filter_map(|l| l.split("part-").nth(1))
+        .filter_map(|rest| {
+            let (msn, rest) = rest.split_once('.')?;
+            Some((msn.parse().ok()?, rest.split_once('.')?.0.parse().ok()?))
+        })
+        .max()?;
+    Some((sequence, newest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,19 +116,7 @@ impl Drop for PlaylistWatch {
 }
 
 fn parse_reload(text: &str) -> Option<Reload> {
-    let sequence =
-        text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?.trim().parse().ok()?;
-    // Parts are named part-{msn}.{index}.m4s; the newest one listed is the newest media.
-    let newest = text
-        .lines()
-        .filter_map(|l| l.split("part-").nth(1))
-        .filter_map(|rest| {
-            let (msn, rest) = rest.split_once('.')?;
-            let (part, _) = rest.split_once('.')?;
-            Some((msn.parse().ok()?, part.parse().ok()?))
-        })
-        .max()?;
-    Some(Reload { sequence, newest })
+    http::hls_position(text).map(|(sequence, newest)| Reload { sequence, newest })
 }
 
 #[test]

@@ -33,13 +33,8 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
         .trim()
 }
 
-/// An encoder that must be refused: it ends by itself, saying why.
 fn refused(url: &str, why: &str) {
-    let mut publisher = Publisher::start(url, &h264_small().path);
-    let status = publisher.wait(secs(20)).expect("a refused encoder ends");
-    assert!(!status.success(), "{url}: ffmpeg exited successfully");
-    let stderr = publisher.stderr().join("\n");
-    assert!(stderr.contains(why), "{url}: ffmpeg did not say '{why}':\n{stderr}");
+    sluice_tests::ffmpeg::expect_refused(url, &h264_small().path, why);
 }
 
 #[test]

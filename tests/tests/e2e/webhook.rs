@@ -35,11 +35,7 @@ server.serve_forever()
 "#;
 
 fn refused(url: &str, why: &str) {
-    let mut publisher = Publisher::start(url, &h264_small().path);
-    let status = publisher.wait(secs(20)).expect("a refused encoder ends");
-    assert!(!status.success(), "{url}: ffmpeg exited successfully");
-    let stderr = publisher.stderr().join("\n");
-    assert!(stderr.contains(why), "{url}: ffmpeg did not say '{why}':\n{stderr}");
+    sluice_tests::ffmpeg::expect_refused(url, &h264_small().path, why);
 }
 
 fn calls(path: &std::path::Path) -> Vec<serde_json::Value> {
