@@ -21,6 +21,8 @@ use tracing::{debug, warn};
 pub const MAX_NOTICES: usize = 64;
 /// Longest part of an error body quoted back to the encoder.
 const MAX_REASON: usize = 120;
+/// Most bytes of a refusal's body read (the rest is never read).
+const MAX_REASON_BYTES: usize = 1024;
 
 /// A webhook URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +104,7 @@ impl Webhook {
             Ok(resp) if resp.status().is_success() => Ok(()),
             Ok(resp) => {
                 let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
+                let body = reason_text(resp).await;
                 let reason = crate::log_limit::printable(body.trim(), MAX_REASON);
                 if reason.is_empty() {
                     Err(format!("refused by the publish webhook (HTTP {})", status.as_u16()))
@@ -161,4 +163,19 @@ impl Webhook {
     ) -> Call<'a> {
         Call { event, app, name, query, client_ip: client.to_string(), node: &self.node }
     }
+}
+
+/// The start of a refusal's body, at most [`MAX_REASON_BYTES`] read whatever the endpoint
+/// sends (within the client's timeout).
+async fn reason_text(mut resp: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < MAX_REASON_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(MAX_REASON_BYTES - body.len())]);
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
