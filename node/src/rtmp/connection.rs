@@ -11,15 +11,12 @@
 //! are about progress of the session, not bytes: handshake + `connect`, then publish/play
 //! within `--start-timeout`, then media in (publisher) or out (player) within `--idle-timeout`.
 
-use sluice_cluster::types::{Claim, StreamInfo};
+use sluice_cluster::types::Claim;
 use sluice_cluster::ClaimError;
 use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
 use sluice_media::stream_name::StreamKey;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -27,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::claim_guard::ClaimGuard;
 use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::error::ConnectionError;
+use super::publish_gate::{self, NotClaimed, PendingClaim};
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
@@ -53,17 +51,6 @@ enum KeyError {
     NotConnected,
     #[error(transparent)]
     Name(#[from] sluice_media::stream_name::NameError),
-}
-
-/// A claim in flight in the registry (may be held up to the lease TTL + margin), after the
-/// publish webhook's answer when there is one.
-type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, NotClaimed>> + Send>>;
-
-/// Why a publish did not get its claim.
-enum NotClaimed {
-    /// The publish webhook refused (or did not answer, fail-closed): what to tell the encoder.
-    Webhook(String),
-    Registry(ClaimError),
 }
 
 /// What the connection is doing with a stream (none, claiming, publishing, waiting, playing).
@@ -370,6 +357,11 @@ impl Connection {
         }
     }
 
+    /// The peer's address (unspecified if the socket no longer knows it).
+    fn client_ip(&self) -> std::net::IpAddr {
+        self.stream.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
+    }
+
     /// Whether `key` is live here as a forward from another origin.
     fn hosted(&self, key: &StreamKey) -> bool {
         self.ctx.forwarding.as_ref().is_some_and(|f| f.hosts(key))
@@ -391,11 +383,11 @@ impl Connection {
         }
         // The registry decides below whether a stream hosted for another origin is stale.
         let hosted = |key: &StreamKey| self.hosted(key);
-        let key = match super::publish_gate::admit(
+        let key = match publish_gate::admit(
             &self.ctx,
             self.app.as_deref(),
             name,
-            unix_now(),
+            publish_gate::unix_now(),
             hosted,
         ) {
             Ok(key) => key,
@@ -404,27 +396,7 @@ impl Connection {
                 return;
             }
         };
-        let registry = self.ctx.registry.clone();
-        let info = StreamInfo {
-            origin: registry.node().0.clone(),
-            codecs: Vec::new(),
-            started_at_ms: unix_now_ms(),
-        };
-        let claim_key = key.clone();
-        let webhook = self.ctx.webhook.clone();
-        let query = name.split_once('?').map_or("", |(_, q)| q).to_string();
-        let client =
-            self.stream.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
-        let claim: PendingClaim = Box::pin(async move {
-            if let Some(webhook) = webhook {
-                let (app, name) = (claim_key.app(), claim_key.name());
-                webhook
-                    .allow_publish(app, name, &query, client)
-                    .await
-                    .map_err(NotClaimed::Webhook)?;
-            }
-            registry.claim(claim_key, info).await.map_err(NotClaimed::Registry)
-        });
+        let claim = publish_gate::claim(&self.ctx, key.clone(), name, self.client_ip());
         self.activity = Activity::Claiming { stream_id, key, claim };
     }
 
@@ -493,13 +465,7 @@ impl Connection {
                     claim: Some(claim),
                     codecs: Vec::new(),
                     codecs_tx: None,
-                    unpublish: self.ctx.webhook.clone().map(|w| {
-                        let client = self
-                            .stream
-                            .peer_addr()
-                            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
-                        (w, key.clone(), client)
-                    }),
+                    unpublish: self.ctx.webhook.clone().map(|w| (w, key.clone(), self.client_ip())),
                 };
                 self.activity = Activity::Publishing {
                     publisher: Box::new(publisher),
@@ -613,12 +579,4 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
         Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
     }
-}
-
-fn unix_now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-fn unix_now() -> u64 {
-    unix_now_ms() / 1000
 }

@@ -1,7 +1,15 @@
 //! Whether a publish may go on to claim its name: publish authorisation (or the plain name
 //! rules), the node's role, a drain, and a name already live here. Each refusal is counted,
-//! logged at the connection log's rate and told to the encoder.
+//! logged at the connection log's rate and told to the encoder. Then the claim itself: the
+//! publish webhook's answer (when there is one), then the registry's.
 
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_cluster::types::{Claim, StreamInfo};
+use sluice_cluster::ClaimError;
 use sluice_media::stream_name::StreamKey;
 use tracing::info;
 
@@ -75,4 +83,44 @@ pub(super) fn admit(
         return Err(refuse(ctx, "NetStream.Publish.BadName", why));
     }
     Ok(key)
+}
+
+/// A claim in flight in the registry (may be held up to the lease TTL + margin), after the
+/// publish webhook's answer when there is one.
+pub(super) type PendingClaim = Pin<Box<dyn Future<Output = Result<Claim, NotClaimed>> + Send>>;
+
+/// Why a publish did not get its claim.
+pub(super) enum NotClaimed {
+    /// The publish webhook refused (or did not answer, fail-closed): what to tell the encoder.
+    Webhook(String),
+    Registry(ClaimError),
+}
+
+/// Ask the webhook (if any), then claim `key` in the registry for this node. `name` is what
+/// the encoder sent (its query goes to the webhook); `client` its address.
+pub(super) fn claim(ctx: &RtmpContext, key: StreamKey, name: &str, client: IpAddr) -> PendingClaim {
+    let registry = ctx.registry.clone();
+    let info = StreamInfo {
+        origin: registry.node().0.clone(),
+        codecs: Vec::new(),
+        started_at_ms: unix_now_ms(),
+    };
+    let webhook = ctx.webhook.clone();
+    let query = name.split_once('?').map_or("", |(_, q)| q).to_string();
+    Box::pin(async move {
+        if let Some(webhook) = webhook {
+            let (app, name) = (key.app(), key.name());
+            webhook.allow_publish(app, name, &query, client).await.map_err(NotClaimed::Webhook)?;
+        }
+        registry.claim(key, info).await.map_err(NotClaimed::Registry)
+    })
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Unix time in seconds (token expiries).
+pub(super) fn unix_now() -> u64 {
+    unix_now_ms() / 1000
 }
