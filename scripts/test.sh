@@ -36,6 +36,8 @@ command -v unzip >/dev/null || need_apt+=(unzip)        # helm/test.sh (helm fro
 command -v openssl >/dev/null || need_apt+=(openssl)    # e2e helm_chart (the pods' cert script)
 command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.sh
 command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
+command -v ip >/dev/null || need_apt+=(iproute2)        # e2e link_cuts (network namespaces)
+command -v nft >/dev/null || need_apt+=(nftables)       # e2e link_cuts (cutting a link)
 apt_get_install "${need_apt[@]}"
 
 if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
@@ -57,7 +59,7 @@ need_cargo_tool nextest cargo-nextest
 
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
-for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss unzip openssl; do
+for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss ip nft unzip openssl; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \

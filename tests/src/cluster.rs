@@ -39,6 +39,16 @@ impl TestCluster {
         TestCluster { etcd, prefix, certs, etcd_tls: false }
     }
 
+    /// [`TestCluster::new`] with etcd in the namespace of `host` (a [`crate::netns::Net`]
+    /// host); start its nodes on hosts of the same network ([`TestCluster::origin_on`]).
+    pub fn with_etcd_on(tag: &str, nodes: &[&str], host: &crate::netns::Host) -> TestCluster {
+        let etcd = Etcd::start_on(host);
+        let prefix = format!("/{tag}{}", std::process::id());
+        let certs = TestDir::new("certs");
+        gen_certs(certs.path(), nodes);
+        TestCluster { etcd, prefix, certs, etcd_tls: false }
+    }
+
     /// [`TestCluster::new`] with an etcd that serves TLS only and requires client
     /// certificates signed by the cluster's CA (`etcd` gets a certificate too).
     pub fn with_tls_etcd(tag: &str, nodes: &[&str]) -> TestCluster {
@@ -102,6 +112,27 @@ impl TestCluster {
         let o = Origin::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.relay.is_some(), "origin {id} prints its relay address");
         o
+    }
+
+    /// An origin in the namespace of `host`, listening (and advertising) on its address.
+    pub fn origin_on(&self, host: &crate::netns::Host, id: &str, extra: &[&str]) -> Origin {
+        let relay = format!("{}:0", host.addr);
+        let mut args = self.args(id);
+        args.extend(["--relay-listen", &relay].iter().chain(extra).map(ToString::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = Origin::try_start_on(host, "sluice-origin", &args)
+            .unwrap_or_else(|e| panic!("starting sluice-origin {id}: {e}"));
+        assert!(o.relay.is_some(), "origin {id} prints its relay address");
+        o
+    }
+
+    /// An edge in the namespace of `host`, listening on its address.
+    pub fn edge_on(&self, host: &crate::netns::Host, id: &str, extra: &[&str]) -> Origin {
+        let mut args = self.args(id);
+        args.extend(extra.iter().map(ToString::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Origin::try_start_on(host, "sluice-edge", &args)
+            .unwrap_or_else(|e| panic!("starting sluice-edge {id}: {e}"))
     }
 
     /// An edge, plus `extra` flags.

@@ -16,6 +16,15 @@ impl Etcd {
         Etcd { server }
     }
 
+    /// Start one inside the namespace of `host` (a [`crate::netns::Net`] host), on its address.
+    pub fn start_on(host: &crate::netns::Host) -> Etcd {
+        let mut spec = sluice_launch::EtcdSpec::ephemeral();
+        spec.host = host.addr;
+        spec.netns = Some(host.netns.clone());
+        let server = sluice_launch::Etcd::launch(&spec).unwrap_or_else(|e| panic!("{e}"));
+        Etcd { server }
+    }
+
     /// Start one that serves clients over TLS only and requires client certificates: its own
     /// certificate `etcd.pem`/`etcd.key` and the CA `ca.pem`, all in `certs`.
     pub fn start_tls(certs: &std::path::Path) -> Etcd {

@@ -76,13 +76,34 @@ impl Origin {
     /// Start the node binary `name` with port-0 listeners on 127.0.0.1 plus `args`; its log
     /// (stderr) goes to `NAME.log` and its stdout to `NAME.out` in a fresh [`TestDir`].
     pub fn try_start_bin(name: &str, args: &[&str]) -> Result<Origin, LaunchError> {
+        Self::launch(name, "127.0.0.1", None, args)
+    }
+
+    /// Start the node binary `name` in the namespace of `host` (a [`crate::netns::Net`] host),
+    /// listening on its address, plus `args`.
+    pub fn try_start_on(
+        host: &crate::netns::Host,
+        name: &str,
+        args: &[&str],
+    ) -> Result<Origin, LaunchError> {
+        Self::launch(name, &host.addr.to_string(), Some(&host.netns), args)
+    }
+
+    fn launch(
+        name: &str,
+        ip: &str,
+        netns: Option<&str>,
+        args: &[&str],
+    ) -> Result<Origin, LaunchError> {
         let dir = TestDir::new(name.trim_start_matches("sluice-"));
+        let listen = format!("{ip}:0");
         let mut spec = NodeSpec::new(name, paths::binary(name), dir.path())
-            .args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--rtmp-listen", &listen, "--http-listen", &listen])
             .args(args)
             .env("RUST_LOG", &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("RUST_BACKTRACE", "1");
         spec.start_timeout = START_TIMEOUT;
+        spec.netns = netns.map(str::to_string);
         let log_path = spec.log_path();
         let node = Node::start_with(&spec, |pid| {
             eprintln!("{name} pid {pid} args {args:?}, log: {}", log_path.display());

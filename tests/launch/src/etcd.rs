@@ -3,16 +3,16 @@
 //! deploy/local and the benchmarks give fixed ports and a data directory ([`Etcd::launch`]).
 
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{tail, LaunchError};
 use crate::http;
-use crate::process::{free_port, scratch_path, ChildGuard};
+use crate::process::{command_in, free_port, scratch_path, ChildGuard};
 
 /// How to run one etcd.
 #[derive(Debug, Clone)]
@@ -35,6 +35,11 @@ pub struct EtcdSpec {
     pub start_timeout: Duration,
     /// Serve clients over TLS, requiring client certificates signed by the same CA.
     pub tls: Option<EtcdServerTls>,
+    /// The address it listens on (clients, peers, health): 127.0.0.1 unless it runs in a
+    /// network namespace of its own (`netns`) with an address there.
+    pub host: IpAddr,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 /// etcd's own certificate, and the CA its clients' certificates must chain to.
@@ -59,6 +64,8 @@ impl EtcdSpec {
             own_process_group: false,
             start_timeout: Duration::from_secs(20),
             tls: None,
+            host: IpAddr::from([127, 0, 0, 1]),
+            netns: None,
         }
     }
 }
@@ -68,6 +75,7 @@ impl EtcdSpec {
 pub struct Etcd {
     child: ChildGuard,
     client_port: u16,
+    host: IpAddr,
     metrics_port: u16,
     scheme: &'static str,
     data_dir: PathBuf,
@@ -90,16 +98,20 @@ impl Etcd {
     pub fn launch_with(spec: &EtcdSpec, on_spawn: impl FnOnce(u32)) -> Result<Etcd, LaunchError> {
         let _ = std::fs::remove_dir_all(&spec.data_dir);
         let scheme = if spec.tls.is_some() { "https" } else { "http" };
-        let client_url = format!("{scheme}://127.0.0.1:{}", spec.client_port);
-        let advertise_url = format!("{scheme}://localhost:{}", spec.client_port);
-        let peer_url = format!("http://127.0.0.1:{}", spec.peer_port);
+        let host = spec.host;
+        let client_url = format!("{scheme}://{host}:{}", spec.client_port);
+        let advertise_url = match (spec.tls.is_some(), host.is_loopback()) {
+            (true, true) => format!("{scheme}://localhost:{}", spec.client_port),
+            _ => client_url.clone(),
+        };
+        let peer_url = format!("http://{host}:{}", spec.peer_port);
         // Health over plain HTTP on a port of its own, whatever the client port speaks.
         let metrics_port = free_port();
-        let mut cmd = Command::new("etcd");
+        let mut cmd = command_in("etcd", spec.netns.as_deref());
         cmd.args(["--name", &spec.name, "--data-dir"])
             .arg(&spec.data_dir)
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &advertise_url])
-            .args(["--listen-metrics-urls", &format!("http://127.0.0.1:{metrics_port}")])
+            .args(["--listen-metrics-urls", &format!("http://{host}:{metrics_port}")])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("{}={peer_url}", spec.name)])
             .args(["--log-level", &spec.log_level, "--logger", "zap"])
@@ -129,6 +141,7 @@ impl Etcd {
         let mut etcd = Etcd {
             child: ChildGuard::new("etcd", child),
             client_port: spec.client_port,
+            host,
             metrics_port,
             scheme,
             data_dir: spec.data_dir.clone(),
@@ -156,12 +169,12 @@ impl Etcd {
         Ok(etcd)
     }
 
-    /// The client URL: `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS (the
-    /// name the test certificates carry).
+    /// The client URL: `http://HOST:PORT`, or on loopback with TLS `https://localhost:PORT`
+    /// (the name the test certificates carry).
     pub fn endpoint(&self) -> String {
-        match self.scheme {
-            "https" => format!("https://localhost:{}", self.client_port),
-            _ => format!("http://127.0.0.1:{}", self.client_port),
+        match (self.scheme, self.host.is_loopback()) {
+            ("https", true) => format!("https://localhost:{}", self.client_port),
+            (scheme, _) => format!("{scheme}://{}", SocketAddr::new(self.host, self.client_port)),
         }
     }
 
@@ -175,7 +188,7 @@ impl Etcd {
 
     /// `GET /health` answers `"health":"true"`.
     pub fn healthy(&self) -> bool {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.metrics_port));
+        let addr = SocketAddr::new(self.host, self.metrics_port);
         matches!(http::get(addr, "/health", Duration::from_secs(2)),
             Ok((200, body)) if body.contains("\"health\":\"true\""))
     }

@@ -136,7 +136,7 @@ fn run(cmd: Cmd) -> Result<(), CliError> {
                 log_file: log,
                 own_process_group: true,
                 start_timeout: Duration::from_secs(timeout),
-                tls: None,
+                ..EtcdSpec::ephemeral()
             };
             // The pid is recorded at once, so a caller interrupted while waiting can stop it.
             let mut pid_error = None;

@@ -11,13 +11,13 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{tail, LaunchError};
 use crate::http;
-use crate::process::ChildGuard;
+use crate::process::{command_in, ChildGuard};
 
 /// How to run one node.
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub struct NodeSpec {
     /// Run in a process group of its own (see [`crate::EtcdSpec::own_process_group`]).
     pub own_process_group: bool,
     pub start_timeout: Duration,
+    /// Run inside this network namespace (`ip netns exec`; see [`crate::process::command_in`]).
+    pub netns: Option<String>,
 }
 
 impl NodeSpec {
@@ -47,6 +49,7 @@ impl NodeSpec {
             wait_ready: false,
             own_process_group: false,
             start_timeout: Duration::from_secs(20),
+            netns: None,
         }
     }
 
@@ -92,7 +95,7 @@ impl Node {
         let create = |p: &Path| {
             File::create(p).map_err(|e| LaunchError::io(format!("create {}", p.display()), e))
         };
-        let mut cmd = Command::new(&spec.program);
+        let mut cmd = command_in(&spec.program, spec.netns.as_deref());
         cmd.args(&spec.args)
             .envs(spec.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

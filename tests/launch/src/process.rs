@@ -1,9 +1,10 @@
 //! Child processes that are stopped when dropped, and the small polling and port helpers the
 //! launchers share.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,6 +15,20 @@ pub use rustix::process::Signal;
 pub fn kill(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// A command for `program`, run in the network namespace `netns` when there is one
+/// (`ip netns exec NS PROGRAM`: `ip` enters the namespace and execs the program, so the child's
+/// pid is the program's and signals reach it).
+pub fn command_in(program: impl AsRef<OsStr>, netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
     }
 }
 

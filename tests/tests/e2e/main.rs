@@ -32,10 +32,11 @@ mod http_api;
 mod https;
 mod layers;
 mod limits;
+mod link_cuts;
 mod media_changes;
 mod orders;
 mod otlp;
-mod partition;
+
 mod placement;
 mod publish_auth;
 mod publish_play;
