@@ -421,7 +421,21 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>, mut keeper: LeaseKeeper)
         tokio::time::sleep_until(wake.max(Instant::now() + Duration::from_millis(10))).await;
         let lease = s.lease.load(Ordering::Acquire);
         let sent_at = Instant::now();
-        let result = match timeout(keeper.period(), s.backend.keep_alive(lease)).await {
+        // A keep-alive that hangs (a link that drops packets) must not hold the fence back:
+        // the fence time is watched while the answer is awaited.
+        let call = timeout(keeper.period(), s.backend.keep_alive(lease));
+        tokio::pin!(call);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut call => break answer,
+                _ = tokio::time::sleep_until(keeper.fence_at()), if !keeper.is_fenced() => {
+                    if keeper.on_time(Instant::now()) == Some(LeaseAction::Fence) {
+                        fence(&s, lease);
+                    }
+                }
+            }
+        };
+        let result = match answer {
             Ok(Ok(true)) => KeepAlive::Alive,
             Ok(Ok(false)) => KeepAlive::NotFound,
             Ok(Err(e)) => {
@@ -435,11 +449,7 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>, mut keeper: LeaseKeeper)
         };
         let was_fenced = keeper.is_fenced();
         match keeper.on_keep_alive(sent_at, Instant::now(), result) {
-            Some(LeaseAction::Fence) => {
-                s.fenced.store(true, Ordering::Release);
-                tracing::warn!(lease, "no keep-alive answered: the lease may end; fenced");
-                s.emit(RegistryEvent::Fenced);
-            }
+            Some(LeaseAction::Fence) => fence(&s, lease),
             Some(LeaseAction::Unfence) => {
                 s.fenced.store(false, Ordering::Release);
                 tracing::info!(lease, "the registry answers again and the lease is alive");
@@ -463,6 +473,12 @@ async fn keep_alive_loop<B: Backend>(s: Arc<Shared<B>>, mut keeper: LeaseKeeper)
             s.retry_releases().await;
         }
     }
+}
+
+fn fence<B: Backend>(s: &Shared<B>, lease: i64) {
+    s.fenced.store(true, Ordering::Release);
+    tracing::warn!(lease, "no keep-alive answered: the lease may end; fenced");
+    s.emit(RegistryEvent::Fenced);
 }
 
 /// The origin recorded in a stream value, if it parses.

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::drain::{DrainGate, DrainView};
-use crate::hub::Hub;
+use crate::hub::{Hub, KickReason};
 use crate::metrics::Metrics;
 use crate::registry::{advertise_state, Advertised};
 use policy::{redirect_target, Action, OrderPolicy};
@@ -97,7 +97,7 @@ async fn carry_out(ctx: &OrderContext, action: Action) {
             let publishers = if ctx.registry.node().1 == Role::Origin {
                 let keys = ctx.hub.published_keys();
                 for key in &keys {
-                    ctx.hub.kick(key);
+                    ctx.hub.kick(key, KickReason::Drained);
                 }
                 keys.len()
             } else {
@@ -114,7 +114,7 @@ async fn carry_out(ctx: &OrderContext, action: Action) {
             if ctx.hub.is_live(&stream) {
                 ctx.metrics.publishers_kicked.inc();
                 info!(%stream, issued_at_ms, reason = "kick order from the control plane", "closing the publisher");
-                ctx.hub.kick(&stream);
+                ctx.hub.kick(&stream, KickReason::Ordered);
             }
         }
     }

@@ -12,7 +12,7 @@ use sluice_cluster::{EtcdRegistry, MemoryRegistry, Registry, RegistryConfig, Reg
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
-use crate::hub::Hub;
+use crate::hub::{Hub, KickReason};
 use crate::settings::ClusterSettings;
 
 /// The software version a node advertises: the crate version it was built from.
@@ -146,7 +146,8 @@ pub fn spawn_event_task(
             match events.recv().await {
                 Ok(RegistryEvent::ClaimLost { stream, holder }) => {
                     warn!(%stream, holder = ?holder.as_ref().map(NodeId::as_str), "stream claim lost to another node: stopping its publisher");
-                    hub.kick(&stream);
+                    let holder = holder.as_ref().map(|h| h.as_str().to_string());
+                    hub.kick(&stream, KickReason::ClaimLost { holder });
                 }
                 Ok(RegistryEvent::LeaseRenewed { old, new }) => {
                     info!(old, new, "registry lease renewed");
@@ -168,7 +169,7 @@ pub fn spawn_event_task(
                     let held: Vec<_> = registry.claims().into_iter().map(|c| c.stream).collect();
                     for key in hub.published_keys() {
                         if !held.contains(&key) {
-                            hub.kick(&key);
+                            hub.kick(&key, KickReason::ClaimLost { holder: None });
                         }
                     }
                 }

@@ -57,13 +57,13 @@ impl RelayedPublish {
         }
     }
 
-    /// The next message starts a new source session (another claim of the stream): rebase
-    /// timestamps to continue (see [`Publisher::new_session`]).
     /// Resolves when another publisher took the stream over (`Hub::publish_over`).
     pub async fn kicked(&self) {
         self.publisher.kicked().await;
     }
 
+    /// The next message starts a new source session (another claim of the stream): rebase
+    /// timestamps to continue (see [`Publisher::new_session`]).
     pub fn new_session(&mut self) {
         self.flush();
         self.resume_after = None;

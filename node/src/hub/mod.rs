@@ -7,6 +7,7 @@
 //! copied per viewer, and nothing is buffered per viewer beyond one write batch.
 
 pub mod hls_hook;
+pub mod kick;
 pub mod log;
 mod meter;
 pub mod prepared;
@@ -25,11 +26,11 @@ use tokio::time::Instant;
 
 use serde::Serialize;
 use sluice_media::stream_name::StreamKey;
-use tokio::sync::Notify;
 
 use crate::lock::lock;
 use crate::metrics::{Metrics, Protocol};
 use hls_hook::HlsHook;
+pub use kick::KickReason;
 pub use publisher::{Publisher, PushError};
 use stream::{AudioSummary, StreamEntry, VideoSummary};
 pub use subscription::Subscription;
@@ -165,10 +166,10 @@ impl Hub {
             return Err(PublishError::TooManyStreams(inner.config.max_streams));
         }
         if let Some(old) = state.publisher_kick.take() {
-            old.notify_one();
+            old.kick(KickReason::TakenOver);
         }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let kick = Arc::new(Notify::new());
+        let kick = Arc::new(kick::Kick::default());
         state.publisher = Some(id);
         state.publisher_kick = Some(kick.clone());
         state.ended_at = None;
@@ -314,10 +315,10 @@ impl Hub {
     }
 
     /// Disconnect the publisher of `key`, if any (its claim was lost to another node).
-    pub fn kick(&self, key: &StreamKey) {
+    pub fn kick(&self, key: &StreamKey, reason: KickReason) {
         let entry = lock(&self.inner.streams).get(key).cloned();
         if let Some(kick) = entry.and_then(|e| e.state().publisher_kick.clone()) {
-            kick.notify_one();
+            kick.kick(reason);
         }
     }
 

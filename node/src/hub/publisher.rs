@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use sluice_media::classify::{AudioFacts, Classified, Classifier, ClassifyError, Header};
 use sluice_media::frame::{MediaKind, MediaMessage};
 use sluice_media::hls::SegmentStamp;
-use tokio::sync::Notify;
 
 use super::log::HeaderKind;
 use super::prepared::Prepared;
@@ -45,7 +44,7 @@ pub struct Publisher {
     pub(super) hub: Arc<HubInner>,
     pub(super) entry: Arc<StreamEntry>,
     pub(super) id: u64,
-    pub(super) kick: Arc<Notify>,
+    pub(super) kick: Arc<super::kick::Kick>,
     /// Output timestamp of the session's first message, and the input timestamp it came from.
     base: Option<(u32, u32)>,
     /// What each message is (headers, sync points, codec facts); remembers the headers seen.
@@ -71,7 +70,7 @@ impl Publisher {
         hub: Arc<HubInner>,
         entry: Arc<StreamEntry>,
         id: u64,
-        kick: Arc<Notify>,
+        kick: Arc<super::kick::Kick>,
     ) -> Self {
         Publisher {
             hub,
@@ -122,9 +121,10 @@ impl Publisher {
         self.hub.metrics.bytes_in.inc_by(n as u64);
     }
 
-    /// Resolves when another publisher took the stream over: the connection should close.
-    pub async fn kicked(&self) {
-        self.kick.notified().await;
+    /// Resolves when the publisher is to stop (taken over, claim lost, ordered, drained),
+    /// with the reason to tell the encoder: the connection should close.
+    pub async fn kicked(&self) -> super::KickReason {
+        self.kick.kicked().await
     }
 
     fn rebase(&mut self, timestamp: u32) -> u32 {

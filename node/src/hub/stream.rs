@@ -11,7 +11,7 @@ use serde::Serialize;
 use sluice_media::codec::{AudioSpecificConfig, VideoInfo};
 use sluice_media::flv::Metadata;
 use sluice_media::stream_name::StreamKey;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::hls_hook::StreamHlsHook;
 use super::log::MediaLog;
@@ -66,7 +66,7 @@ pub struct StreamState {
     /// Id of the current publisher, if any.
     pub publisher: Option<u64>,
     /// Woken to disconnect the current publisher (takeover).
-    pub publisher_kick: Option<Arc<Notify>>,
+    pub publisher_kick: Option<Arc<super::kick::Kick>>,
     pub started_at: Option<SystemTime>,
     pub started_instant: Option<Instant>,
     pub video: Option<VideoSummary>,

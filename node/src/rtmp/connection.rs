@@ -27,7 +27,7 @@ use super::error::ConnectionError;
 use super::publish_gate::{self, NotClaimed, PendingClaim};
 use super::RtmpContext;
 use crate::hub::log::Delivery;
-use crate::hub::{PublishError, Publisher, SubscribeError, Subscription};
+use crate::hub::{KickReason, PublishError, Publisher, SubscribeError, Subscription};
 use crate::log_limit::printable;
 use crate::metrics::{ErrorKind, Protocol};
 use crate::out_queue::OutQueue;
@@ -65,6 +65,7 @@ enum Activity {
     /// Field order matters: the publisher ends before its claim is released.
     /// Boxed: most connections are players, and this is the largest variant by far.
     Publishing {
+        stream_id: u32,
         publisher: Box<Publisher>,
         _forward: Option<crate::forward::ForwardGuard>,
         _claim: Box<ClaimGuard>,
@@ -171,10 +172,9 @@ impl Connection {
                 }
                 wake = activity_wake(&mut self.activity, want_media) => {
                     match wake {
-                        Wake::Kicked => {
-                            if self.ctx.client_log.allow() {
-                                info!("publisher stopped: taken over, or its claim was lost");
-                            }
+                        Wake::Kicked(reason) => {
+                            self.tell_kicked(&reason);
+                            super::linger::close_after(&mut self.stream, &mut self.out).await;
                             return Ok(());
                         }
                         Wake::Closed => {
@@ -291,6 +291,19 @@ impl Connection {
             })?;
         }
         Ok(())
+    }
+
+    /// End a stopped publisher's session (its publisher and claim go now) and queue the
+    /// onStatus error that tells the encoder why (sent as the connection closes).
+    fn tell_kicked(&mut self, reason: &KickReason) {
+        let Activity::Publishing { stream_id, publisher, .. } = &self.activity else { return };
+        let (stream_id, key) = (*stream_id, publisher.key().clone());
+        if self.ctx.client_log.allow() {
+            info!(stream = %key, reason = reason.label(), "publisher stopped");
+        }
+        self.activity = Activity::None;
+        self.session.reject_publish(stream_id, reason.code(), &reason.description(&key));
+        let _ = self.take_transmit();
     }
 
     fn flush(&mut self) -> Result<(), ConnectionError> {
@@ -468,6 +481,7 @@ impl Connection {
                     unpublish: self.ctx.webhook.clone().map(|w| (w, key.clone(), self.client_ip())),
                 };
                 self.activity = Activity::Publishing {
+                    stream_id,
                     publisher: Box::new(publisher),
                     _forward: forward,
                     _claim: Box::new(guard),
@@ -553,7 +567,7 @@ impl Connection {
 
 enum Wake {
     Media,
-    Kicked,
+    Kicked(KickReason),
     /// The hub closed this player (a drain order's deadline).
     Closed,
     Claimed(Result<Claim, NotClaimed>),
@@ -572,10 +586,7 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
             }
             Wake::Media
         }
-        Activity::Publishing { publisher, .. } => {
-            publisher.kicked().await;
-            Wake::Kicked
-        }
+        Activity::Publishing { publisher, .. } => Wake::Kicked(publisher.kicked().await),
         Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
         _ => std::future::pending().await,
     }

@@ -4,6 +4,7 @@ mod claim_guard;
 mod connection;
 mod deadlines;
 mod error;
+mod linger;
 mod publish_gate;
 
 use std::sync::Arc;

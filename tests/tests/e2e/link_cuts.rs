@@ -20,7 +20,7 @@ use sluice_tests::process::wait_for;
 use sluice_tests::replay::Replay;
 use sluice_tests::rtmp::RtmpClient;
 use sluice_tests::viewer::Watcher;
-use sluice_tests::{h264_aac, secs, Origin};
+use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 /// The timestamp (RFC 3339, UTC: ordered as text) of the last log line containing `what`.
 fn logged_at(log: &str, what: &str) -> Option<String> {
@@ -50,9 +50,15 @@ fn an_origin_cut_off_from_etcd_fences_itself_before_the_cluster_drops_it() {
     let name = find_name("part", |n| home(&["pt-a", "pt-p"], n) == "pt-p");
     let _publisher = Replay::start(a.rtmp, "live", &name, &h264_aac().path);
     wait_for(secs(20), || p.stream_info("live", &name)).expect("p hosts the stream");
+    wait_for(secs(20), || edge.stream_info("live", &name)).expect("the edge lists it");
     let viewer = Watcher::start(edge.rtmp, "live", &name);
     assert!(viewer.wait_video(30, secs(30)) >= 30, "the edge viewer plays");
     let mark = viewer.mark();
+    // An encoder on p, which p will lose to another while it is cut off.
+    let mut solo = Publisher::start_looped(&p.rtmp_url("live", "solo"), &h264_aac().path);
+    let solo_claim = format!("{}/streams/live/solo", c.prefix);
+    wait_for(secs(15), || c.etcd.keys(&solo_claim).contains(&solo_claim).then_some(()))
+        .expect("p claims live/solo");
 
     let cut_at = a.log().lines().count();
     net.cut(&hosts[2], &hosts[0]);
@@ -72,16 +78,30 @@ fn an_origin_cut_off_from_etcd_fences_itself_before_the_cluster_drops_it() {
     })
     .unwrap_or_else(|| panic!("a never dropped p from its ring:\n{}", a.log()));
     let fenced = logged_at(&p.log(), "fenced").expect("p logged its fence");
+    println!("p fenced itself at {fenced}; a's ring dropped p at {dropped}");
     assert!(fenced < dropped, "p fenced at {fenced}, the ring dropped it at {dropped}");
 
     // The stream moved to a (make-before-break from the edge's side): the viewer played on.
     let gap = plays_on(&viewer, mark, 60, secs(4));
     println!("origin cut from etcd: the edge viewer's longest gap {gap:?}");
 
+    // p's lease ended, and its claims with it: another encoder takes live/solo on a. p's own
+    // encoder goes on (p cannot know yet) until the link returns.
+    wait_for(secs(15), || c.etcd.keys(&solo_claim).is_empty().then_some(()))
+        .expect("p's claim on live/solo ends with its lease");
+    let _rival = Replay::start(a.rtmp, "live", "solo", &h264_aac().path);
+    wait_for(secs(15), || a.stream_info("live", "solo")).expect("a publishes live/solo");
+    assert!(solo.is_running(), "p keeps its encoder while it cannot know better");
+
     // The link returns: p re-registers, unfences and takes publishers again.
     net.restore(&hosts[2], &hosts[0]);
     wait_for(secs(30), || (p.metrics().value("sluice_registry_fenced", &[]) == 0.0).then_some(()))
         .unwrap_or_else(|| panic!("p stays fenced:\n{}", p.log()));
+    // p learns that a holds live/solo now: its encoder is stopped and told why.
+    assert!(solo.wait(secs(15)).is_some(), "p's encoder of a name a holds is still publishing");
+    let told = solo.stderr().join("\n");
+    assert!(told.contains("lost its claim on stream live/solo"), "the encoder is told:\n{told}");
+    assert!(told.contains("pt-a holds it now"), "and who holds it:\n{told}");
     let mut again = RtmpClient::connect(p.rtmp, "live", "fresh", ClientMode::Publish).unwrap();
     again.expect_status("NetStream.Publish.Start", secs(10)).expect("p takes publishers again");
     assert!(viewer.is_playing(), "the viewer never reconnected");
@@ -119,6 +139,7 @@ impl Lab {
         let publisher = Replay::start(ingest.rtmp, "live", &name, &h264_aac().path);
         wait_for(secs(20), || home.stream_info("live", &name)).expect("forwarded to its home");
         wait_for(secs(20), || standby.stream_info("live", &name)).expect("and to its standby");
+        wait_for(secs(20), || edge.stream_info("live", &name)).expect("the edge lists it");
         let viewer = Watcher::start(edge.rtmp, "live", &name);
         assert!(viewer.wait_video(30, secs(30)) >= 30, "the edge viewer plays");
         Lab { _c: c, ingest, home, standby, edge, name, publisher, viewer, hosts, net }

@@ -228,6 +228,8 @@ fn a_kicked_publisher_is_disconnected_and_unknown_names_are_not_found() {
     });
     // ffmpeg's connection is closed: it exits; the stream leaves the listing.
     assert!(publisher.wait(secs(10)).is_some(), "the kicked ffmpeg is still publishing");
+    let told = publisher.stderr().join("\n");
+    assert!(told.contains("stopped by an operator"), "the encoder is told why:\n{told}");
     rt.block_on(async {
         let mut cp = client(&endpoint).await;
         let gone = async {
