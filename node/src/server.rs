@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tracing::info;
 
@@ -123,11 +123,9 @@ impl Node {
         let hls = HlsServing::new(&args.hls, session_key.as_deref());
         hub.set_hls_hook(HlsStreams::new(hls.clone()));
         let slots = Arc::new(Semaphore::new(max_connections));
-        let rtmp_listener = TcpListener::bind(args.rtmp_listen)
-            .await
+        let rtmp_listener = listen(args.rtmp_listen, args.admission.listen_backlog)
             .with_context(|| format!("binding RTMP listener on {}", args.rtmp_listen))?;
-        let http_listener = TcpListener::bind(args.http_listen)
-            .await
+        let http_listener = listen(args.http_listen, args.admission.listen_backlog)
             .with_context(|| format!("binding HTTP listener on {}", args.http_listen))?;
         let rtmp_addr = rtmp_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
@@ -135,8 +133,7 @@ impl Node {
             Some((addr, files)) => {
                 let store = http::tls::CertStore::load(files)
                     .context("loading the HTTPS certificate (--https-cert, --https-key)")?;
-                let listener = TcpListener::bind(addr)
-                    .await
+                let listener = listen(addr, args.admission.listen_backlog)
                     .with_context(|| format!("binding HTTPS listener on {addr}"))?;
                 Some((listener, store))
             }
@@ -419,4 +416,13 @@ fn spawn_publish_auth_reload(
             }
         }
     }))
+}
+
+/// A listener with the configured backlog (tokio's `bind` asks the kernel for only 128: a
+/// burst of viewers arriving together would wait on SYN retransmits).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }

@@ -449,6 +449,9 @@ pub struct AdmissionSettings {
     pub http_idle_timeout: Duration,
     /// Concurrent streams per HTTP/2 connection.
     pub http2_max_streams: u32,
+    /// Each listener's queue of connections the kernel completed and the node has not yet
+    /// accepted (the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
 }
 
 impl Default for AdmissionSettings {
@@ -461,6 +464,7 @@ impl Default for AdmissionSettings {
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
             http2_max_streams: 100,
+            listen_backlog: 4096,
         }
     }
 }

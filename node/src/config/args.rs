@@ -199,6 +199,11 @@ pub struct AdmissionArgs {
     /// Concurrent streams per HTTP/2 connection.
     #[arg(long, env = "SLUICE_HTTP2_MAX_STREAMS", default_value_t = admission().http2_max_streams)]
     pub http2_max_streams: u32,
+
+    /// Connections the kernel may hold completed for each listener before the node accepts
+    /// them (capped by `net.core.somaxconn`): a burst beyond it waits for SYN retransmits.
+    #[arg(long, env = "SLUICE_LISTEN_BACKLOG", default_value_t = admission().listen_backlog)]
+    pub listen_backlog: u32,
 }
 
 impl AdmissionArgs {
@@ -211,6 +216,7 @@ impl AdmissionArgs {
             s.http_header_timeout => http_header_timeout,
             s.http_idle_timeout => http_idle_timeout,
             s.http2_max_streams => http2_max_streams,
+            s.listen_backlog => listen_backlog,
         );
     }
 }
