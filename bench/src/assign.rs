@@ -156,6 +156,7 @@ pub async fn run(config: AssignConfig) -> AssignReport {
             stream: config.stream.clone(),
             protocol: config.protocol.into(),
             client_hint: String::new(),
+            avoid_edges: Vec::new(),
         };
         let total = total.clone();
         tasks.push(tokio::spawn(async move {

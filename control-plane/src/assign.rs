@@ -161,13 +161,37 @@ impl Assigner {
 
     /// The edge the next viewer of `stream` (its `app/name`) would get, without counting it.
     pub fn choose(&self, stream: &str) -> Result<usize, AssignError> {
-        if self.edges.is_empty() {
+        self.choose_among(stream, |_| true)
+    }
+
+    /// Like [`choose`](Assigner::choose), passing over the edges in `avoid` (the ones a viewer
+    /// just failed on: an edge that died stays in the registry until its lease ends) for the
+    /// next ones on the ring, as if they had left it. The load bound is a preference: with
+    /// every other edge past it, the first with room under its capacity takes the viewer (the
+    /// dead edge's viewers all arrive at once). Only when no other edge has room at all are
+    /// the avoided ones tried too: a viewer is better sent back than refused.
+    pub fn choose_avoiding(&self, stream: &str, avoid: &[NodeId]) -> Result<usize, AssignError> {
+        if avoid.is_empty() {
+            return self.choose(stream);
+        }
+        let allowed = |e: &EdgeLoad| !avoid.contains(&e.id);
+        self.choose_among(stream, allowed)
+            .or_else(|_| self.first_with_room(stream, allowed))
+            .or_else(|_| self.choose(stream))
+    }
+
+    fn choose_among(
+        &self,
+        stream: &str,
+        allowed: impl Fn(&EdgeLoad) -> bool,
+    ) -> Result<usize, AssignError> {
+        let mut unseen = self.edges.iter().filter(|e| allowed(e)).count();
+        if unseen == 0 {
             return Err(AssignError::NoEdges);
         }
         let mut seen = vec![false; self.edges.len()];
-        let mut unseen = self.edges.len();
         for index in self.walk(stream) {
-            if seen[index] {
+            if seen[index] || !allowed(&self.edges[index]) {
                 continue;
             }
             if self.edges[index].load < self.limit(index) {
@@ -180,6 +204,17 @@ impl Assigner {
             }
         }
         Err(AssignError::Full)
+    }
+
+    /// The first allowed edge on the ring from `stream` with load under its capacity.
+    fn first_with_room(
+        &self,
+        stream: &str,
+        allowed: impl Fn(&EdgeLoad) -> bool,
+    ) -> Result<usize, AssignError> {
+        self.walk(stream)
+            .find(|&i| allowed(&self.edges[i]) && self.edges[i].load < self.edges[i].capacity)
+            .ok_or(AssignError::Full)
     }
 
     /// Chooses an edge for one more viewer of `stream` and counts the viewer on it. Returns
@@ -280,6 +315,39 @@ mod tests {
             a.assign("live/x").unwrap();
         }
         assert_eq!(a.assign("live/x").unwrap_err(), AssignError::Full);
+    }
+
+    #[test]
+    fn avoided_edges_are_passed_over_for_the_next_on_the_ring_unless_nothing_else_has_room() {
+        let edges = [edge("a", 100, 0), edge("b", 100, 0), edge("c", 100, 0)];
+        let ring = Assigner::new(edges.clone(), BalanceFactor::default());
+        let id = |x: &Assigner, i: usize| x.edges()[i].id.clone();
+        for i in 0..200 {
+            let s = format!("live/s{i}");
+            let first = id(&ring, ring.choose(&s).unwrap());
+            // Avoiding the usual choice gives what a ring without that edge gives.
+            let without: Vec<_> = edges.iter().filter(|e| e.id != first).cloned().collect();
+            let smaller = Assigner::new(without, BalanceFactor::default());
+            let other = ring.choose_avoiding(&s, std::slice::from_ref(&first)).unwrap();
+            assert_eq!(id(&ring, other), id(&smaller, smaller.choose(&s).unwrap()));
+            // Avoiding an edge the stream would not get changes nothing.
+            let unrelated = NodeId::new("gone").unwrap();
+            assert_eq!(id(&ring, ring.choose_avoiding(&s, &[unrelated]).unwrap()), first);
+        }
+        // Every edge avoided: the viewer still gets one.
+        let all: Vec<NodeId> = edges.iter().map(|e| e.id.clone()).collect();
+        assert!(ring.choose_avoiding("live/x", &all).is_ok());
+        // The other edge past its balance bound but under its capacity: it takes the viewer.
+        let (a, b) = (NodeId::new("a").unwrap(), NodeId::new("b").unwrap());
+        let bound =
+            Assigner::new([edge("a", 100, 10), edge("b", 100, 60)], BalanceFactor::default());
+        assert!(bound.edges()[1].load >= bound.limit(1), "b is past its bound");
+        let got = bound.choose_avoiding("live/x", std::slice::from_ref(&a)).unwrap();
+        assert_eq!(id(&bound, got), b);
+        // The only other edge full: back to an avoided one rather than a refusal.
+        let tight = Assigner::new([edge("a", 100, 0), edge("b", 1, 1)], BalanceFactor::default());
+        let got = tight.choose_avoiding("live/x", std::slice::from_ref(&a)).unwrap();
+        assert_eq!(id(&tight, got), a);
     }
 
     #[test]

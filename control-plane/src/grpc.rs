@@ -6,6 +6,7 @@ use crate::convert::{
     choice_status, find_node, node, origin_ring, protocol, stream, stream_key, totals,
 };
 use crate::service::ControlPlane;
+use crate::view::parse_avoid;
 use sluice_cluster::types::Role;
 use sluice_proto::control::v1 as pb;
 use std::sync::Arc;
@@ -24,7 +25,9 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         let req = request.into_inner();
         let key = stream_key(&req.app, &req.stream)?;
         let proto = req.protocol();
-        let choice = self.0.assign(&key, protocol(proto)).map_err(choice_status)?;
+        let avoid = parse_avoid(req.avoid_edges.iter().map(String::as_str))
+            .map_err(Status::invalid_argument)?;
+        let choice = self.0.assign(&key, protocol(proto), &avoid).map_err(choice_status)?;
         Ok(Response::new(pb::AssignViewerResponse {
             url: choice.url,
             edge_id: choice.edge,

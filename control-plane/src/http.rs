@@ -1,14 +1,15 @@
 //! The HTTP front end, for players that cannot speak gRPC: `GET /play/APP/STREAM.flv|.m3u8`
 //! answers 302 to the chosen edge's absolute URL (so every later request of that player goes
 //! to the same edge, whatever a load balancer in front would do), `GET /play/APP/STREAM.json`
-//! the choice as JSON (`?protocol=flv|hls|rtmp`, default flv); `/healthz`, `/readyz`,
+//! the choice as JSON (`?protocol=flv|hls|rtmp`, default flv); both take `?avoid=EDGE,...`,
+//! the edges the player just failed on (see [`crate::view::parse_avoid`]); `/healthz`, `/readyz`,
 //! `/metrics`; the cluster page (`/`, `/cluster`, `/assets/*`, [`crate::page`]) and its JSON
 //! (`/api/cluster`, [`crate::api`]).
 
 use crate::assign::AssignError;
 use crate::metrics::Metrics;
 use crate::service::ControlPlane;
-use crate::view::{ChoiceError, PlayProtocol};
+use crate::view::{parse_avoid, ChoiceError, PlayProtocol};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -87,7 +88,13 @@ async fn play(
             }
         },
     };
-    match state.control.assign(&key, protocol) {
+    // `?avoid=edge-a,edge-b`: edges this player just failed on.
+    let avoid = parse_avoid(query.get("avoid").map_or("", String::as_str).split(','));
+    let avoid = match avoid {
+        Ok(avoid) => avoid,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("avoid: {e}\n")).into_response(),
+    };
+    match state.control.assign(&key, protocol, &avoid) {
         Ok(choice) => {
             state.control.counters().http_assignment();
             match want {

@@ -94,17 +94,18 @@ impl ControlPlane {
         self.snapshot.borrow().clone()
     }
 
-    /// The edge for one more viewer of `stream`.
+    /// The edge for one more viewer of `stream`, not one in `avoid` while another has room.
     pub fn assign(
         &self,
         stream: &StreamKey,
         protocol: PlayProtocol,
+        avoid: &[NodeId],
     ) -> Result<Choice, ChoiceError> {
         let snap = self.snapshot.borrow();
         let mut state = lock(&self.state);
         let (pending, assigner) = &mut *state;
         pending.retain_known(&snap);
-        view::assign_viewer(&snap, pending, assigner, stream, protocol)
+        view::assign_viewer(&snap, pending, assigner, stream, protocol, avoid)
     }
 
     /// The home origin of `stream` and its RTMP ingest URL.

@@ -123,20 +123,38 @@ pub fn play_url(node: &NodeRecord, stream: &StreamKey, protocol: PlayProtocol) -
     }
 }
 
-/// Choose the edge for one more viewer of `stream` and count it in `pending`. `assigner` is
-/// the caller's ring, kept between calls; it is updated to the snapshot's edges and loads here.
+/// Most edges one request may ask to avoid.
+pub const MAX_AVOID: usize = 16;
+
+/// The edges a viewer asks not to be sent back to (ones it just failed on), as it names
+/// them: at most [`MAX_AVOID`] valid node ids.
+pub fn parse_avoid<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<NodeId>, String> {
+    let mut avoid = Vec::new();
+    for id in ids.into_iter().filter(|id| !id.is_empty()) {
+        if avoid.len() == MAX_AVOID {
+            return Err(format!("at most {MAX_AVOID} edges to avoid"));
+        }
+        avoid.push(NodeId::new(id).map_err(|e| e.to_string())?);
+    }
+    Ok(avoid)
+}
+
+/// Choose the edge for one more viewer of `stream` and count it in `pending`, passing over the
+/// edges in `avoid` while another has room. `assigner` is the caller's ring, kept between
+/// calls; it is updated to the snapshot's edges and loads here.
 pub fn assign_viewer(
     snap: &Snapshot,
     pending: &mut Pending,
     assigner: &mut Assigner,
     stream: &StreamKey,
     protocol: PlayProtocol,
+    avoid: &[NodeId],
 ) -> Result<Choice, ChoiceError> {
     if snap.stream(stream).is_none() {
         return Err(ChoiceError::NoPublisher);
     }
     assigner.update(eligible_edges(snap, pending));
-    let index = assigner.choose(&stream.to_string())?;
+    let index = assigner.choose_avoiding(&stream.to_string(), avoid)?;
     let id = assigner.edge(index).id.clone();
     let node = snap.node(Role::Edge, &id).ok_or(ChoiceError::NoAddress)?;
     let url = play_url(node, stream, protocol).ok_or(ChoiceError::NoAddress)?;
@@ -338,15 +356,15 @@ mod tests {
         let mut pending = Pending::default();
         let f = &mut Assigner::new([], BalanceFactor::default());
         assert_eq!(
-            assign_viewer(&snap, &mut pending, f, &sk("nobody"), PlayProtocol::Flv),
+            assign_viewer(&snap, &mut pending, f, &sk("nobody"), PlayProtocol::Flv, &[]),
             Err(ChoiceError::NoPublisher)
         );
-        let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Flv).unwrap();
+        let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Flv, &[]).unwrap();
         assert!(c.edge == "e1" || c.edge == "e2");
         assert_eq!(c.url, format!("http://{}.example:8080/live/x.flv", c.edge));
-        let h = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls).unwrap();
+        let h = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls, &[]).unwrap();
         assert!(h.url.ends_with("/live/x.m3u8"));
-        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp).unwrap();
+        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp, &[]).unwrap();
         assert!(r.url.starts_with("rtmp://") && r.url.ends_with(":1935/live/x"));
     }
 
@@ -359,9 +377,9 @@ mod tests {
         }
         let f = &mut Assigner::new([], BalanceFactor::default());
         let mut pending = Pending::default();
-        let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls).unwrap();
+        let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls, &[]).unwrap();
         assert_eq!(c.url, format!("https://{}.example:443/live/x.m3u8", c.edge));
-        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp).unwrap();
+        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp, &[]).unwrap();
         assert!(r.url.starts_with("rtmp://"), "RTMP stays RTMP: {}", r.url);
     }
 
@@ -375,6 +393,7 @@ mod tests {
             &mut Assigner::new([], BalanceFactor::default()),
             &sk("x"),
             PlayProtocol::Flv,
+            &[],
         );
         assert_eq!(got, Err(ChoiceError::Assign(AssignError::NoEdges)));
     }

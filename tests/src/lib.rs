@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod ffmpeg;
 pub mod fixtures;
 pub mod flood;
+pub mod follower;
 pub mod helm;
 pub mod hpa;
 pub mod http;

@@ -324,8 +324,14 @@ impl std::fmt::Debug for Watcher {
 impl Watcher {
     /// Play `rtmp://addr/app/stream` and record what arrives.
     pub fn start(addr: SocketAddr, app: &str, stream: &str) -> Watcher {
-        let client = RtmpClient::connect(addr, app, stream, ClientMode::Play)
-            .unwrap_or_else(|e| panic!("connect a viewer to {addr}: {e}"));
+        Watcher::try_start(addr, app, stream)
+            .unwrap_or_else(|e| panic!("connect a viewer to {addr}: {e}"))
+    }
+
+    /// [`Watcher::start`], or why the connection could not be made.
+    pub fn try_start(addr: SocketAddr, app: &str, stream: &str) -> Result<Watcher, String> {
+        let client =
+            RtmpClient::connect(addr, app, stream, ClientMode::Play).map_err(|e| e.to_string())?;
         let started = Instant::now();
         let record = Arc::new(Mutex::new(ViewerRecord::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -334,13 +340,13 @@ impl Watcher {
             .name(format!("watch-{stream}"))
             .spawn(move || watch(client, started, r, s))
             .expect("spawn the watcher thread");
-        Watcher {
+        Ok(Watcher {
             started,
             record,
             stop,
             thread: Some(thread),
             url: format!("rtmp://{addr}/{app}/{stream}"),
-        }
+        })
     }
 
     /// Video frames received so far.

@@ -147,7 +147,7 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
                 app: "live".into(),
                 stream: "x".into(),
                 protocol: pb::Protocol::HttpFlv.into(),
-                client_hint: String::new(),
+                ..Default::default()
             };
             match client.assign_viewer(request).await {
                 Ok(r) => {

@@ -76,7 +76,7 @@ async fn assign(
         app: "live".into(),
         stream: "x".into(),
         protocol: protocol.into(),
-        client_hint: String::new(),
+        ..Default::default()
     };
     c.assign_viewer(request).await.expect("AssignViewer").into_inner()
 }

@@ -16,6 +16,7 @@ mod control_plane_admin;
 mod control_plane_replicas;
 mod deploy_local;
 mod edge_hls;
+mod edge_kill;
 mod edges;
 mod etcd_outage;
 mod etcd_tls;

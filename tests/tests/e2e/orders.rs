@@ -59,7 +59,7 @@ async fn assign_many(
             app: "live".into(),
             stream: stream.into(),
             protocol: pb::Protocol::HttpFlv.into(),
-            client_hint: String::new(),
+            ..Default::default()
         };
         chosen.push(client.assign_viewer(req).await.expect("AssignViewer").into_inner().edge_id);
     }

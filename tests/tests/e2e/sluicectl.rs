@@ -214,6 +214,12 @@ fn sluicectl_reports_and_checks_a_live_cluster() {
     let assigned = ctl(&["assign", "live/x", "-o", "json"]).json();
     assert_eq!(assigned["url"], format!("http://{}/live/x.flv", edge.http), "{assigned}");
     assert_eq!(assigned["edge_id"], "edge-k");
+    // With one edge, avoiding it still gets it (better sent back than refused); a bad id is
+    // a usage error the server names.
+    let avoided = ctl(&["assign", "live/x", "--avoid", "edge-k", "-o", "json"]).json();
+    assert_eq!(avoided["edge_id"], "edge-k", "{avoided}");
+    let bad = ctl(&["assign", "live/x", "--avoid", "no/such"]);
+    assert!(bad.code != 0 && bad.stderr.contains("invalid node id"), "{bad:?}");
     let hls = ctl(&["assign", "live/x", "--protocol", "hls"]);
     assert_eq!(hls.stdout, format!("http://{}/live/x.m3u8\n", edge.http), "{hls:?}");
     let ingest = ctl(&["ingest", "live/x"]);

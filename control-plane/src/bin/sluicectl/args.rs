@@ -80,6 +80,10 @@ pub enum Command {
         /// Client hint passed to the assignment (address or region).
         #[arg(long, default_value = "")]
         hint: String,
+        /// An edge the viewer just failed on: the answer names another while one has room
+        /// (repeat for more).
+        #[arg(long = "avoid", value_name = "EDGE")]
+        avoid: Vec<String>,
     },
     /// The RTMP URL an encoder should publish APP/NAME to (the stream's home origin).
     Ingest {

@@ -42,7 +42,7 @@ pub async fn run(
             write(out, &encode(format, &CapacityView::from(c), render::capacity)?);
             Ok(())
         }
-        Command::Assign { stream, protocol, hint } => {
+        Command::Assign { stream, protocol, hint, avoid } => {
             let (app, name) = stream_ref(&stream)?;
             let protocol = match protocol {
                 PlayProtocol::Flv => pb::Protocol::HttpFlv,
@@ -54,6 +54,7 @@ pub async fn run(
                 stream: name,
                 protocol: protocol.into(),
                 client_hint: hint,
+                avoid_edges: avoid,
             };
             let answer = conn
                 .call("AssignViewer", conn.control().assign_viewer(request))

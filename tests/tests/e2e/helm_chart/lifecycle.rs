@@ -12,13 +12,12 @@
 //! edge's viewers.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Container;
 use sluice_tests::cluster::{self, find_name, TestCluster};
+use sluice_tests::follower::{Follower, FollowerStats};
 use sluice_tests::helm::{rendered_sets, RenderedSet};
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
@@ -75,87 +74,6 @@ impl Pod {
             std::thread::sleep(Duration::from_millis(50));
         };
         (start.elapsed(), exited)
-    }
-}
-
-/// A viewer that does what a player using the control plane does: ask `/play/…json` for an
-/// edge, play from it over RTMP, and ask again whenever the edge ends the stream.
-struct Follower {
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<FollowerStats>>,
-    thread: JoinHandle<()>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct FollowerStats {
-    /// Edges played from, in order.
-    edges: Vec<String>,
-    /// Longest time from losing the stream to the first frame from the next edge.
-    longest_outage: Duration,
-    playing: bool,
-    /// Assignment or connection failures, retried.
-    failures: u32,
-}
-
-impl Follower {
-    fn start(control_plane: std::net::SocketAddr, stream: &str) -> Follower {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(FollowerStats::default()));
-        let thread = {
-            let (stop, stats, stream) = (stop.clone(), stats.clone(), stream.to_string());
-            std::thread::spawn(move || follow(control_plane, &stream, &stop, &stats))
-        };
-        Follower { stop, stats, thread }
-    }
-
-    fn stats(&self) -> FollowerStats {
-        sluice_tests::lock(&self.stats).clone()
-    }
-
-    fn finish(self) -> FollowerStats {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("follower thread");
-        sluice_tests::lock(&self.stats).clone()
-    }
-}
-
-fn follow(cp: std::net::SocketAddr, stream: &str, stop: &AtomicBool, stats: &Mutex<FollowerStats>) {
-    let mut lost_at: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let choice = http::get(cp, &format!("/play/live/{stream}.json?protocol=rtmp"), secs(5))
-            .ok()
-            .filter(|r| r.status == 200)
-            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok());
-        let target = choice.as_ref().and_then(|c| {
-            let url = c["url"].as_str()?;
-            let addr = url.strip_prefix("rtmp://")?.split('/').next()?.parse().ok()?;
-            Some((addr, c["edge"].as_str()?.to_string()))
-        });
-        let Some((addr, edge)) = target else {
-            sluice_tests::lock(stats).failures += 1;
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        };
-        let watcher = Watcher::start(addr, "live", stream);
-        if watcher.wait_video(1, secs(10)) == 0 {
-            sluice_tests::lock(stats).failures += 1;
-            continue;
-        }
-        {
-            let mut s = sluice_tests::lock(stats);
-            if let Some(at) = lost_at.take() {
-                s.longest_outage = s.longest_outage.max(at.elapsed());
-            }
-            s.edges.push(edge);
-            s.playing = true;
-        }
-        while watcher.is_playing() && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !stop.load(Ordering::Relaxed) {
-            lost_at = Some(Instant::now());
-            sluice_tests::lock(stats).playing = false;
-        }
     }
 }
 
