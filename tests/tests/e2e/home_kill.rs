@@ -5,7 +5,9 @@
 //! standby the home and nothing moves again. Edge viewers (RTMP, HTTP-FLV, LL-HLS) stay
 //! connected and play on; HLS media sequence and part numbers never go back; the encoder never
 //! notices; a frozen home that comes back makes no second home. The gap viewers see is
-//! measured and must stay under a second.
+//! measured and must stay under a second. When the home is also the ingest, the encoder loses
+//! its connection too, publishes again on any origin once the claim lapses, and the viewers
+//! stay connected through it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -198,4 +200,69 @@ fn a_home_frozen_for_20_s_is_moved_away_from_and_makes_no_second_home_when_it_re
     assert!(viewer.is_playing(), "the viewer stays connected");
     assert!(s.publisher.is_running(), "the encoder never noticed");
     let _ = s.publisher.stop();
+}
+
+/// The home is also the ingest: its death ends the encoder's connection too. The encoder
+/// reconnects to an origin that was neither home nor standby (as soon as the dead origin's
+/// claim has lapsed with its lease) and the stream carries on under its name: edge viewers
+/// (RTMP, HTTP-FLV, LL-HLS) stay connected through it and HLS numbers never go back.
+#[test]
+fn an_ingest_that_is_also_the_home_dies_and_the_encoder_carries_on_elsewhere() {
+    let c = TestCluster::new("ih", &["ih-a", "ih-s", "ih-x", "ih-e"]);
+    let home = c.origin("ih-a", &[]);
+    let standby = c.origin("ih-s", &[]);
+    let other = c.origin("ih-x", &[]);
+    let edge = c.edge("ih-e", &[]);
+    let origins = ["ih-a", "ih-s", "ih-x"];
+    let name = find_name("cam", |n| owners(&origins, n, 2) == ["ih-a", "ih-s"]);
+    let mut publisher = Replay::start(home.rtmp, "live", &name, &h264_aac().path);
+    wait_for(secs(20), || standby.stream_info("live", &name)).expect("forwarded to its standby");
+    wait_for(secs(20), || edge.stream_info("live", &name)).expect("the edge lists it");
+
+    let viewer = Watcher::start(edge.rtmp, "live", &name);
+    let mut flv = Player::start(&format!("http://{}/live/{name}.flv", edge.http));
+    let mut hls = Player::start(&format!("http://{}/live/{name}.m3u8", edge.http));
+    let playlist = PlaylistWatch::start(&edge, &name);
+    assert!(viewer.wait_video(30, secs(30)) >= 30);
+    assert!(flv.wait_frames(30, secs(30)) >= 30, "HTTP-FLV plays: {:?}", flv.errors());
+    assert!(hls.wait_frames(30, secs(30)) >= 30, "LL-HLS plays: {:?}", hls.errors());
+    let mark = viewer.mark();
+    let (flv_before, hls_before) = (flv.frames(), hls.frames());
+
+    sluice_launch::kill(home.pid(), Signal::KILL);
+    let killed_at = std::time::Instant::now();
+    wait_for(secs(10), || (!publisher.is_running()).then_some(())).expect("the encoder notices");
+    // A real encoder's reconnect loop: try again until the name is free (the dead
+    // origin's claim lapses with its lease).
+    let replay = wait_for(secs(20), || {
+        std::panic::catch_unwind(|| Replay::start(other.rtmp, "live", &name, &h264_aac().path)).ok()
+    })
+    .expect("the encoder publishes again on another origin");
+    let republished_in = killed_at.elapsed();
+    drop(std::mem::replace(&mut publisher, replay));
+
+    let now = viewer.video_frames();
+    assert!(viewer.wait_video(now + 150, secs(30)) >= now + 150, "the RTMP viewer plays on");
+    let gap = viewer.snapshot().report_from(mark).max_wall_gap;
+    println!("ingest+home SIGKILLed: republished after {republished_in:?}; RTMP gap {gap:?}");
+    assert!(gap < secs(5), "the edge viewer waited {gap:?}");
+    assert!(viewer.is_playing(), "the RTMP viewer stays connected");
+    for (what, player, before) in
+        [("HTTP-FLV", &mut flv, flv_before), ("LL-HLS", &mut hls, hls_before)]
+    {
+        let got = player.wait_frames(before + 150, secs(30));
+        assert!(got >= before + 150, "{what} plays on: {:?}", player.errors());
+        assert!(player.is_running(), "{what} stays connected");
+    }
+    let reloads = playlist.reloads();
+    drop(playlist);
+    for pair in reloads.windows(2) {
+        assert!(pair[1].sequence >= pair[0].sequence, "media sequence went back: {pair:?}");
+        assert!(pair[1].newest >= pair[0].newest, "parts went back: {pair:?}");
+    }
+    let (flv, hls) = (flv.stop(), hls.stop());
+    for (what, r) in [("HTTP-FLV", &flv), ("LL-HLS", &hls)] {
+        assert!(r.errors.is_empty(), "{what} player errors: {:?}", r.errors);
+    }
+    let _ = publisher.stop();
 }
