@@ -1,9 +1,11 @@
 //! The chaos harness: a real local cluster (etcd, three origins, two edges) under steady load
 //! (streams published by replay encoders, viewers over RTMP, HTTP-FLV and LL-HLS on the edges)
 //! while faults chosen by a seeded random generator hit it: origins SIGKILLed and restarted or
-//! frozen (SIGSTOP) for a while, edges SIGKILLed and restarted, etcd frozen. Afterwards it
-//! reports what viewers saw: the gaps each fault cost them, reconnects, HLS numbers that went
-//! back, and streams left unplayable.
+//! frozen (SIGSTOP) for a while, edges SIGKILLed and restarted, etcd frozen, and links cut
+//! (origin-etcd past the lease, edge-origin, origin-origin). Every node and etcd run in network
+//! namespaces of their own ([`crate::netns`]), so a cut drops packets the way a failed link
+//! does. Afterwards it reports what viewers saw: the gaps each fault cost them, reconnects,
+//! HLS numbers that went back, and streams left unplayable.
 //!
 //! Encoders behave as real ones: one whose origin dies reconnects to another origin under the
 //! same name. Viewers whose edge dies reconnect to the other edge (what a player re-assigned
@@ -13,22 +15,21 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::Ordering;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sluice_media::flv::FlvReader;
-use sluice_media::frame::MediaKind;
+
+mod watch;
 
 use crate::cluster::TestCluster;
+use crate::netns::{Host, Net};
 use crate::replay::Replay;
 use crate::viewer::Watcher;
-use crate::{h264_aac, http, secs, Origin};
+use crate::{h264_aac, secs, Origin};
+use watch::{FlvWatch, HlsWatch};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -50,14 +51,20 @@ pub enum FaultKind {
     FreezeOrigin,
     KillEdge,
     FreezeEtcd,
+    CutOriginEtcd,
+    CutEdgeOrigin,
+    CutOrigins,
 }
 
 impl FaultKind {
-    const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::KillOrigin,
         FaultKind::FreezeOrigin,
         FaultKind::KillEdge,
         FaultKind::FreezeEtcd,
+        FaultKind::CutOriginEtcd,
+        FaultKind::CutEdgeOrigin,
+        FaultKind::CutOrigins,
     ];
 
     fn name(self) -> &'static str {
@@ -66,6 +73,9 @@ impl FaultKind {
             FaultKind::FreezeOrigin => "origin SIGSTOP 4 s",
             FaultKind::KillEdge => "edge SIGKILL + restart",
             FaultKind::FreezeEtcd => "etcd SIGSTOP 4 s",
+            FaultKind::CutOriginEtcd => "origin-etcd link cut 5 s",
+            FaultKind::CutEdgeOrigin => "edge-origin link cut 4 s",
+            FaultKind::CutOrigins => "origin-origin link cut 4 s",
         }
     }
 }
@@ -154,86 +164,6 @@ struct Slot {
     reconnects: Vec<Instant>,
 }
 
-/// Video frame arrivals of an HTTP-FLV viewer, on a thread.
-struct FlvWatch {
-    arrivals: Arc<Mutex<Vec<Instant>>>,
-    done: Arc<AtomicBool>,
-    _thread: JoinHandle<()>,
-}
-
-impl FlvWatch {
-    fn start(addr: SocketAddr, stream: &str) -> FlvWatch {
-        let (arrivals, done) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (a, d, path) = (arrivals.clone(), done.clone(), format!("/live/{stream}.flv"));
-        let thread = thread::spawn(move || {
-            if let Ok(mut body) = http::open(addr, "GET", &path, secs(5)) {
-                // A viewer waits through gaps (the edge keeps it for its grace time).
-                let _ = body.set_read_timeout(Some(secs(60)));
-                let mut reader = FlvReader::new(16 << 20);
-                let mut buf = vec![0; 64 << 10];
-                while let Ok(n) = body.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    reader.push(&buf[..n]);
-                    while let Ok(Some(tag)) = reader.next_tag() {
-                        // Coded frames only: AVC packet type 1 (not the sequence header).
-                        if tag.kind == MediaKind::Video && tag.payload.get(1) == Some(&1) {
-                            crate::lock(&a).push(Instant::now());
-                        }
-                    }
-                }
-            }
-            d.store(true, Ordering::Relaxed);
-        });
-        FlvWatch { arrivals, done, _thread: thread }
-    }
-}
-
-/// An LL-HLS player's playlist reloads: counts media sequence or part numbers that go back.
-struct HlsWatch {
-    regressions: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    _thread: JoinHandle<()>,
-}
-
-impl HlsWatch {
-    fn start(addr: SocketAddr, stream: &str) -> HlsWatch {
-        let (regressions, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-        let (r, s, stream) = (regressions.clone(), stop.clone(), stream.to_string());
-        let thread = thread::spawn(move || {
-            let mut last: Option<(u64, (u64, u64))> = None;
-            let mut playlist = None;
-            while !s.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(200));
-                let path = match &playlist {
-                    Some(p) => p,
-                    None => {
-                        let Ok(resp) = http::get(addr, &format!("/live/{stream}.m3u8"), secs(3))
-                        else {
-                            continue;
-                        };
-                        let text = resp.text();
-                        let Some(uri) = text.lines().find(|l| !l.starts_with('#') && !l.is_empty())
-                        else {
-                            continue;
-                        };
-                        playlist.insert(format!("/live/{uri}"))
-                    }
-                };
-                let Ok(resp) = http::get(addr, path, secs(3)) else { continue };
-                if let Some(now) = http::hls_position(&resp.text()) {
-                    if last.is_some_and(|l| now.0 < l.0 || now.1 < l.1) {
-                        r.fetch_add(1, Ordering::Relaxed);
-                    }
-                    last = Some(now);
-                }
-            }
-        });
-        HlsWatch { regressions, stop, _thread: thread }
-    }
-}
-
 impl Slot {
     fn start(stream: &str, edge: usize, kind: usize, nodes: &Nodes) -> Slot {
         let node = &nodes.edges[edge];
@@ -283,18 +213,31 @@ enum Undo {
     RestartEdge(usize),
     Continue(u32),
     Thaw(crate::etcd::Paused),
+    Restore(Host, Host),
 }
 
-/// The cluster's processes, restartable.
+/// The cluster's processes, restartable, each in its namespace.
 struct Nodes {
+    net: Net,
+    etcd_host: Host,
     cluster: TestCluster,
     origin_ids: Vec<String>,
+    origin_hosts: Vec<Host>,
     origins: Vec<Option<Origin>>,
     edge_ids: Vec<String>,
+    edge_hosts: Vec<Host>,
     edges: Vec<Origin>,
 }
 
 impl Nodes {
+    fn start_origin(&self, i: usize) -> Origin {
+        self.cluster.origin_on(&self.origin_hosts[i], &self.origin_ids[i], &[])
+    }
+
+    fn start_edge(&self, i: usize) -> Origin {
+        self.cluster.edge_on(&self.edge_hosts[i], &self.edge_ids[i], &[])
+    }
+
     fn live_origin(&self, rng: &mut StdRng) -> usize {
         loop {
             let i = rng.gen_range(0..self.origins.len());
@@ -312,10 +255,24 @@ pub fn run(config: &ChaosConfig) -> ChaosReport {
     let origin_ids: Vec<String> = (1..=3).map(|i| format!("chaos-o{i}")).collect();
     let edge_ids: Vec<String> = (1..=2).map(|i| format!("chaos-e{i}")).collect();
     let all: Vec<&str> = origin_ids.iter().chain(&edge_ids).map(String::as_str).collect();
-    let cluster = TestCluster::new("chaos", &all);
-    let origins = origin_ids.iter().map(|id| Some(cluster.origin(id, &[]))).collect();
-    let edges = edge_ids.iter().map(|id| cluster.edge(id, &[])).collect();
-    let mut nodes = Nodes { cluster, origin_ids, origins, edge_ids, edges };
+    let net = Net::new();
+    let etcd_host = net.host("etcd");
+    let origin_hosts = origin_ids.iter().map(|id| net.host(id)).collect();
+    let edge_hosts = edge_ids.iter().map(|id| net.host(id)).collect();
+    let cluster = TestCluster::with_etcd_on("chaos", &all, &etcd_host);
+    let mut nodes = Nodes {
+        net,
+        etcd_host,
+        cluster,
+        origin_ids,
+        origin_hosts,
+        origins: Vec::new(),
+        edge_ids,
+        edge_hosts,
+        edges: Vec::new(),
+    };
+    nodes.origins = (0..3).map(|i| Some(nodes.start_origin(i))).collect();
+    nodes.edges = (0..2).map(|i| nodes.start_edge(i)).collect();
     let fixture = h264_aac().path.clone();
 
     // Encoders, spread over the origins.
@@ -353,14 +310,11 @@ pub fn run(config: &ChaosConfig) -> ChaosReport {
         let now = Instant::now();
         for (_, u) in undo.extract_if(.., |(at, _)| *at <= now) {
             match u {
-                Undo::RestartOrigin(i) => {
-                    nodes.origins[i] = Some(nodes.cluster.origin(&nodes.origin_ids[i], &[]));
-                }
-                Undo::RestartEdge(i) => {
-                    nodes.edges[i] = nodes.cluster.edge(&nodes.edge_ids[i], &[]);
-                }
+                Undo::RestartOrigin(i) => nodes.origins[i] = Some(nodes.start_origin(i)),
+                Undo::RestartEdge(i) => nodes.edges[i] = nodes.start_edge(i),
                 Undo::Continue(pid) => sluice_launch::kill(pid, sluice_launch::Signal::CONT),
                 Undo::Thaw(paused) => drop(paused),
+                Undo::Restore(a, b) => nodes.net.restore(&a, &b),
             }
         }
         if now >= next_fault && now < end && undo.is_empty() {
@@ -456,8 +410,35 @@ fn inject(nodes: &mut Nodes, rng: &mut StdRng) -> (Fault, (Instant, Undo)) {
         FaultKind::FreezeEtcd => {
             ("etcd".to_string(), (at + secs(4), Undo::Thaw(nodes.cluster.etcd.pause())))
         }
+        // Past the 2 s lease: the origin fences itself, the ring drops it, it comes back.
+        FaultKind::CutOriginEtcd => {
+            let o = nodes.origin_hosts[nodes.live_origin(rng)].clone();
+            cut(nodes, o, nodes.etcd_host.clone(), at + secs(5))
+        }
+        FaultKind::CutEdgeOrigin => {
+            let e = nodes.edge_hosts[rng.gen_range(0..nodes.edges.len())].clone();
+            let o = nodes.origin_hosts[nodes.live_origin(rng)].clone();
+            cut(nodes, e, o, at + secs(4))
+        }
+        FaultKind::CutOrigins => {
+            let a = nodes.live_origin(rng);
+            let b = loop {
+                let b = nodes.live_origin(rng);
+                if b != a {
+                    break b;
+                }
+            };
+            let (a, b) = (nodes.origin_hosts[a].clone(), nodes.origin_hosts[b].clone());
+            cut(nodes, a, b, at + secs(4))
+        }
     };
     (Fault { kind, target, at }, undo)
+}
+
+/// Cut the link between `a` and `b` until `until`.
+fn cut(nodes: &Nodes, a: Host, b: Host, until: Instant) -> (String, (Instant, Undo)) {
+    nodes.net.cut(&a, &b);
+    (format!("{}-{}", a.name, b.name), (until, Undo::Restore(a, b)))
 }
 
 /// The viewer's longest gap within 15 s after each fault (and its reconnects), by fault kind.
