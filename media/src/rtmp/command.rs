@@ -7,7 +7,7 @@
 //! the server cannot act without a value (the stream name of `publish`/`play`).
 //!
 //! The builders at the end produce complete AMF0 payloads ready for a type-20 message (or a
-//! type-18 data message for [`sample_access`] and [`data_start`]).
+//! type-18 data message for [`sample_access`]).
 
 use bytes::Bytes;
 
@@ -305,14 +305,6 @@ pub fn sample_access(audio: bool, video: bool) -> Bytes {
     ])
 }
 
-/// Data message (type 18) `onStatus, {code: NetStream.Data.Start}` sent after Play.Start.
-pub fn data_start() -> Bytes {
-    amf0::encode_all(&[
-        s("onStatus"),
-        Amf0Value::Object(vec![prop("code", s("NetStream.Data.Start"))]),
-    ])
-}
-
 // ---------------------------------------------------------------------------------------------
 // Request builders (client side).
 // ---------------------------------------------------------------------------------------------
@@ -461,10 +453,6 @@ mod tests {
                 description: "taken".into()
             }
         );
-        match Command::parse(&data_start(), &limits).unwrap() {
-            Command::OnStatus { code, .. } => assert_eq!(code, "NetStream.Data.Start"),
-            other => panic!("{other:?}"),
-        }
         match Command::parse(&connect_error(1.0, "go away"), &limits).unwrap() {
             Command::Error { values, .. } => assert_eq!(error_description(&values), "go away"),
             other => panic!("{other:?}"),

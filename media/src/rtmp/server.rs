@@ -284,8 +284,10 @@ impl ServerSession {
     }
 
     /// StreamBegin, NetStream.Play.Reset (if `reset`), NetStream.Play.Start,
-    /// `|RtmpSampleAccess`, NetStream.Data.Start. After this the driver may write shared media
-    /// bytes for `stream_id`.
+    /// `|RtmpSampleAccess`, as nginx-rtmp sends them. No `onStatus` data message
+    /// (NetStream.Data.Start, which SRS sends): ffmpeg's FLV demuxer turns any data message it
+    /// does not know into an extra, undecodable data stream. After this the driver may write
+    /// shared media bytes for `stream_id`.
     pub fn accept_play(&mut self, stream_id: u32, name: &str, reset: bool) {
         self.out.user_control(UserControlEvent::StreamBegin(stream_id));
         if reset {
@@ -295,7 +297,6 @@ impl ServerSession {
         let description = format!("Started playing {name}.");
         self.status(stream_id, "status", "NetStream.Play.Start", &description, name);
         self.out.data(stream_id, &command::sample_access(true, true));
-        self.out.data(stream_id, &command::data_start());
     }
 
     /// onStatus error NetStream.Play.StreamNotFound.

@@ -14,7 +14,7 @@ use sluice_tests::process::wait_for;
 use sluice_tests::replay::Replay;
 use sluice_tests::rtmp::RtmpClient;
 use sluice_tests::viewer::Watcher;
-use sluice_tests::{h264_aac, secs, Origin, Player, Publisher};
+use sluice_tests::{ffprobe_streams, h264_aac, secs, Origin, Player, Publisher};
 
 fn cluster(tag: &str, nodes: &[&str]) -> TestCluster {
     TestCluster::new(tag, nodes)
@@ -92,6 +92,12 @@ fn viewers_on_two_edges_play_a_stream_pulled_once_per_edge() {
         "origin relay bytes out"
     );
     assert!(metric(&e1, "sluice_bytes_in_total", &[]) > 100_000.0, "edge bytes in from the relay");
+    // ffprobe of an RTMP play on the edge lists exactly one video and one audio stream.
+    let url = e1.rtmp_url("live", "show");
+    let probe = ffprobe_streams(&url, secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<_> =
+        probe["streams"].as_array().expect("streams").iter().map(|s| &s["codec_type"]).collect();
+    assert_eq!(kinds, ["video", "audio"], "{url}: {probe}");
 
     for p in players {
         let result = p.stop();

@@ -103,6 +103,8 @@ fn ffprobe_reports_codecs_over_rtmp_and_http_flv() {
         let audio = probe_streams(&probe, "audio");
         assert_eq!(video.len(), 1, "{url}: {probe}");
         assert_eq!(audio.len(), 1, "{url}: {probe}");
+        // Nothing else: no empty data stream from a data message ffmpeg does not know.
+        assert_eq!(probe["streams"].as_array().map(Vec::len), Some(2), "{url}: {probe}");
         assert_eq!(video[0]["codec_name"], "h264", "{url}");
         assert_eq!(video[0]["width"], 1280, "{url}");
         assert_eq!(video[0]["height"], 720, "{url}");
