@@ -5,6 +5,10 @@
 #   deploy/local/cluster.sh up --foreground   # same, stay attached; Ctrl-C stops everything
 #   deploy/local/cluster.sh status       # which processes run, /readyz of each, etcd's node keys
 #   deploy/local/cluster.sh down         # stop everything (edges, origins, etcd); idempotent
+#   deploy/local/cluster.sh chaos [--minutes N] [--seed S] [...]   # the chaos harness: its own
+#                      cluster of these binaries, every node in a network namespace (root), under
+#                      load while nodes die, freeze and lose links; prints the report
+#                      (`sluice-chaos --help` lists its options)
 #
 # Environment (all optional):
 #   BASE_PORT=20000    ports: etcd BASE+0 (client) BASE+1 (peer); node k (origin-1=1, origin-2=2,
@@ -420,12 +424,36 @@ cmd_status() {
     [ "$ok" = "$total" ] || return 1
 }
 
+# The chaos harness (tests/src/chaos): it starts a cluster of its own, each node in a network
+# namespace, so it needs root, `ip` and `nft`, and never touches a cluster `up` started.
+cmd_chaos() {
+    [ "$(id -u)" = 0 ] || die "chaos puts every node in a network namespace of its own: run it as root"
+    need ip "apt-get install iproute2"
+    need nft "apt-get install nftables"
+    need etcd "apt-get install etcd-server"
+    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+        need cargo "install Rust from https://rustup.rs (or set SKIP_BUILD=1 BIN_DIR=... to use built binaries)"
+        say "Building the nodes and sluice-chaos (release; SKIP_BUILD=1 skips this)..."
+        (cd "$ROOT" && cargo build --release --workspace --bins) >&2
+    fi
+    BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+    BIN_DIR=$(cd "$BIN_DIR" 2>/dev/null && pwd) || die "BIN_DIR ${BIN_DIR} does not exist (build first, or unset SKIP_BUILD)"
+    [ -x "$BIN_DIR/sluice-chaos" ] || die "$BIN_DIR/sluice-chaos not found: build it with 'cargo build --release --workspace --bins'"
+    # The harness finds the nodes next to itself: <target>/<profile>/.
+    CARGO_TARGET_DIR=$(dirname "$BIN_DIR") SLUICE_TEST_PROFILE=$(basename "$BIN_DIR") \
+        exec "$BIN_DIR/sluice-chaos" "$@"
+}
+
 usage() {
     awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
 }
 
 main() {
     local cmd=up arg
+    if [ "${1:-}" = chaos ]; then
+        shift
+        cmd_chaos "$@"
+    fi
     for arg in "$@"; do
         case $arg in
             up | down | status) cmd=$arg ;;

@@ -1,16 +1,19 @@
 //! `sluice-chaos`: the chaos harness (`sluice_tests::chaos`) for as long as you like. It starts
-//! its own local cluster (a real etcd, three origins and two edges from `target/debug`, as
-//! deploy/local would), loads it, injects faults at random from a seed, and prints a Markdown
-//! report (the figures in BENCHMARKS.md come from it).
+//! its own local cluster (a real etcd, three origins and two edges from `target/debug`, or the
+//! profile `SLUICE_TEST_PROFILE` names, each in a network namespace of its own: run as root),
+//! loads it, injects faults at random from a seed (kills, freezes, link cuts), and prints a
+//! Markdown report (the figures in BENCHMARKS.md come from it).
 //!
-//! `cargo build --bins && cargo run -p sluice-tests --bin sluice-chaos -- --seed 7 --minutes 15`
+//! `cargo build --bins && cargo run -p sluice-tests --bin sluice-chaos -- --seed 7 --minutes 15`,
+//! or on release builds `deploy/local/cluster.sh chaos --minutes 15`.
 
 use std::time::Duration;
 
 use clap::Parser;
 use sluice_tests::chaos::{self, ChaosConfig};
 
-/// Run the local cluster under load while origins, edges and etcd fail at random.
+/// Run a local cluster under load while origins, edges, etcd and the links between them fail at
+/// random.
 #[derive(Debug, Parser)]
 #[command(name = "sluice-chaos", version)]
 struct Args {
