@@ -8,34 +8,52 @@ pub struct Etcd {
     server: sluice_launch::Etcd,
 }
 
+/// Launch etcd as `spec()` says. Its free ports are found by binding and releasing them, so
+/// another test may take one before etcd binds it (etcd then exits at once): that is retried
+/// with fresh ports, twice at most.
+fn launch(spec: impl Fn() -> sluice_launch::EtcdSpec) -> Etcd {
+    let mut tries = 0;
+    loop {
+        match sluice_launch::Etcd::launch(&spec()) {
+            Ok(server) => return Etcd { server },
+            Err(e @ sluice_launch::LaunchError::Exited { .. }) if tries < 2 => {
+                tries += 1;
+                eprintln!("etcd did not start ({e}); again with other ports");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 impl Etcd {
     /// Start and wait until healthy; panics when etcd (Debian package etcd-server) is missing or
     /// does not come up.
     pub fn start() -> Etcd {
-        let server = sluice_launch::Etcd::start().unwrap_or_else(|e| panic!("{e}"));
-        Etcd { server }
+        launch(sluice_launch::EtcdSpec::ephemeral)
     }
 
     /// Start one inside the namespace of `host` (a [`crate::netns::Net`] host), on its address.
     pub fn start_on(host: &crate::netns::Host) -> Etcd {
-        let mut spec = sluice_launch::EtcdSpec::ephemeral();
-        spec.host = host.addr;
-        spec.netns = Some(host.netns.clone());
-        let server = sluice_launch::Etcd::launch(&spec).unwrap_or_else(|e| panic!("{e}"));
-        Etcd { server }
+        launch(|| {
+            let mut spec = sluice_launch::EtcdSpec::ephemeral();
+            spec.host = host.addr;
+            spec.netns = Some(host.netns.clone());
+            spec
+        })
     }
 
     /// Start one that serves clients over TLS only and requires client certificates: its own
     /// certificate `etcd.pem`/`etcd.key` and the CA `ca.pem`, all in `certs`.
     pub fn start_tls(certs: &std::path::Path) -> Etcd {
-        let mut spec = sluice_launch::EtcdSpec::ephemeral();
-        spec.tls = Some(sluice_launch::EtcdServerTls {
-            cert_file: certs.join("etcd.pem"),
-            key_file: certs.join("etcd.key"),
-            ca_file: certs.join("ca.pem"),
-        });
-        let server = sluice_launch::Etcd::launch(&spec).unwrap_or_else(|e| panic!("{e}"));
-        Etcd { server }
+        launch(|| {
+            let mut spec = sluice_launch::EtcdSpec::ephemeral();
+            spec.tls = Some(sluice_launch::EtcdServerTls {
+                cert_file: certs.join("etcd.pem"),
+                key_file: certs.join("etcd.key"),
+                ca_file: certs.join("ca.pem"),
+            });
+            spec
+        })
     }
 
     pub fn endpoint(&self) -> String {
