@@ -150,6 +150,7 @@ mod registrar;
 pub mod registry;
 pub mod ring;
 pub mod rules;
+pub mod signed_token;
 pub mod types;
 mod values;
 

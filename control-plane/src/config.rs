@@ -60,6 +60,16 @@ pub struct Args {
     /// present. Without it (and without `SLUICE_TOKEN`), every call is open.
     #[arg(long, env = "SLUICE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// The nodes' play token secret (a file, at least 16 bytes): the URLs handed out for
+    /// streams of --play-private-apps carry a play token.
+    #[arg(long, env = "SLUICE_PLAY_TOKEN_SECRET_FILE")]
+    pub play_token_secret_file: Option<PathBuf>,
+    /// Apps whose streams play only from a signed URL (the nodes' list; `*`: every app).
+    #[arg(long, env = "SLUICE_PLAY_PRIVATE_APPS", value_delimiter = ',')]
+    pub play_private_apps: Vec<String>,
+    /// How long a signed play URL handed out stays valid for starting playback.
+    #[arg(long, env = "SLUICE_PLAY_TOKEN_TTL", default_value = "1h")]
+    pub play_token_ttl: humantime::Duration,
     /// PEM certificate chain: serve gRPC and HTTP over TLS (with `--tls-key`).
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -104,6 +114,35 @@ impl Args {
     pub fn token(&self) -> Result<Option<Token>, TokenError> {
         let env = std::env::var(TOKEN_ENV).ok();
         Token::load(self.token_file.as_deref(), env.as_deref())
+    }
+
+    /// The play URL signer, when private apps are configured; an error names what is missing
+    /// or wrong.
+    pub fn play_signer(&self) -> Result<Option<crate::play_sign::PlaySigner>, String> {
+        let apps: Vec<String> = self
+            .play_private_apps
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        let Some(path) = &self.play_token_secret_file else {
+            return if apps.is_empty() {
+                Ok(None)
+            } else {
+                Err("--play-private-apps needs --play-token-secret-file".into())
+            };
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading --play-token-secret-file {}: {e}", path.display()))?;
+        let secret = text.trim().as_bytes().to_vec();
+        if secret.len() < sluice_cluster::signed_token::MIN_SECRET_LEN {
+            return Err(format!(
+                "--play-token-secret-file {}: the secret must be at least 16 bytes",
+                path.display()
+            ));
+        }
+        let ttl = *self.play_token_ttl;
+        Ok((!apps.is_empty()).then(|| crate::play_sign::PlaySigner::new(secret, apps, ttl)))
     }
 
     /// The TLS files, when both are given (clap makes each require the other).

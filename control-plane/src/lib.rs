@@ -40,6 +40,7 @@ pub mod keda;
 mod lock;
 pub mod metrics;
 pub mod page;
+pub mod play_sign;
 pub mod serve;
 pub mod service;
 pub mod simulate;

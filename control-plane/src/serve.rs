@@ -19,6 +19,7 @@ use std::time::Duration;
 pub async fn serve(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!args.etcd.is_empty(), "--etcd is required");
     let token = args.token().context("loading the bearer token")?;
+    let play_signer = args.play_signer().map_err(anyhow::Error::msg)?;
     if token.is_none() {
         tracing::warn!(
             "no --token-file or SLUICE_TOKEN: management and listing calls are open to anyone \
@@ -44,7 +45,8 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
     let control = Arc::new(
         ControlPlane::new(observer.snapshot(), args.balance_factor, args.target_utilisation)
-            .with_orders(observer.orders()),
+            .with_orders(observer.orders())
+            .with_play_signer(play_signer),
     );
     let auth = Auth::new(token, control.counters().clone());
     // On a signal, close first: endless streams end, then both servers drain and stop.

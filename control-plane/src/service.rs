@@ -4,6 +4,7 @@
 use crate::assign::{Assigner, BalanceFactor};
 use crate::counters::Counters;
 use crate::lock::lock;
+use crate::play_sign::PlaySigner;
 use crate::view::{self, Choice, ChoiceError, Pending, PlayProtocol, Totals};
 use sluice_cluster::types::{NodeId, Role, Snapshot};
 use sluice_cluster::OrderWriter;
@@ -25,6 +26,8 @@ pub struct ControlPlane {
     closing: watch::Sender<bool>,
     /// Writes management orders to etcd (absent: the management RPCs fail).
     orders: Option<OrderWriter>,
+    /// Signs the URLs handed out for private streams (absent: none are private).
+    signer: Option<PlaySigner>,
 }
 
 impl ControlPlane {
@@ -37,7 +40,22 @@ impl ControlPlane {
         let state = Mutex::new((Pending::default(), Assigner::new([], factor)));
         let counters = Arc::default();
         let closing = watch::Sender::new(false);
-        ControlPlane { snapshot, target_utilisation, state, counters, closing, orders: None }
+        ControlPlane {
+            snapshot,
+            target_utilisation,
+            state,
+            counters,
+            closing,
+            orders: None,
+            signer: None,
+        }
+    }
+
+    /// Sign the play URLs of private streams.
+    #[must_use]
+    pub fn with_play_signer(mut self, signer: Option<PlaySigner>) -> ControlPlane {
+        self.signer = signer;
+        self
     }
 
     /// Let this replica write management orders (drain, undrain, kick).
@@ -105,7 +123,14 @@ impl ControlPlane {
         let mut state = lock(&self.state);
         let (pending, assigner) = &mut *state;
         pending.retain_known(&snap);
-        view::assign_viewer(&snap, pending, assigner, stream, protocol, avoid)
+        let mut choice = view::assign_viewer(&snap, pending, assigner, stream, protocol, avoid)?;
+        if let Some(signer) = &self.signer {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            choice.url = signer.sign_url(std::mem::take(&mut choice.url), stream, now);
+        }
+        Ok(choice)
     }
 
     /// The home origin of `stream` and its RTMP ingest URL.

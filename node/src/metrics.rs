@@ -182,6 +182,8 @@ pub struct Metrics {
     pub publishes_rejected: Counter,
     /// Publishes refused by publish authorisation (no, a wrong or an expired credential).
     pub publishes_unauthorized: Counter,
+    /// Viewers of private streams refused by play authorisation, by protocol.
+    pub plays_unauthorized: Family<ProtocolLabel, Counter>,
     /// Play requests refused because the stream has its maximum of viewers.
     pub viewers_rejected: Counter,
     pub media_messages_in: Counter<u64, AtomicU64>,
@@ -274,6 +276,11 @@ impl Metrics {
             "publishes_unauthorized",
             "Publish attempts refused for a missing, wrong or expired stream key or token",
             self.publishes_unauthorized.clone(),
+        );
+        r.register(
+            "plays_unauthorized",
+            "Viewers of private streams refused for a missing, invalid or expired play token",
+            self.plays_unauthorized.clone(),
         );
         r.register(
             "publishers_kicked",
@@ -379,6 +386,11 @@ impl Metrics {
 
     pub fn bytes_out(&self, protocol: Protocol) -> Counter {
         self.bytes_out.get_or_create(&ProtocolLabel { protocol }).clone()
+    }
+
+    /// One more viewer refused by play authorisation.
+    pub fn play_unauthorized(&self, protocol: Protocol) {
+        self.plays_unauthorized.get_or_create(&ProtocolLabel { protocol }).inc();
     }
 }
 

@@ -10,18 +10,16 @@
 //!   `rtmp://host/app/name?key=KEY`;
 //! - a **signed token** with an expiry: `rtmp://host/app/name?token=EXPIRY.SIGNATURE`, where
 //!   `EXPIRY` is a Unix time in seconds and `SIGNATURE` the hex HMAC-SHA256, under the token
-//!   secret, of `publish:app/name:EXPIRY` ([`PublishAuth::token`], `sluice-origin
-//!   publish-token`).
+//!   secret, of `publish:app/name:EXPIRY` ([`sluice_cluster::signed_token`],
+//!   [`PublishAuth::token`], `sluice-origin publish-token`).
 //!
 //! Apps listed as open (`--publish-open-apps`) take any publisher.
 
 use std::collections::HashMap;
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use sluice_cluster::signed_token::{self, Purpose, TokenError};
 use sluice_media::stream_name::StreamKey;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Longest key or token accepted (anything longer is refused unread).
 pub const MAX_CREDENTIAL_LEN: usize = 512;
@@ -140,30 +138,19 @@ impl PublishAuth {
     }
 
     fn check_token(&self, stream: &StreamKey, token: &str, now_unix: u64) -> Result<(), AuthError> {
-        let bad = || AuthError::BadToken(stream.app().to_string());
-        let secret = self.secret.as_deref().ok_or_else(bad)?;
-        if token.len() > MAX_CREDENTIAL_LEN {
-            return Err(bad());
-        }
-        let (expiry, signature) = token.split_once('.').ok_or_else(bad)?;
-        let expiry_secs: u64 = expiry.parse().map_err(|_| bad())?;
-        let signature = hex::decode(signature).map_err(|_| bad())?;
-        let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| bad())?;
-        mac.update(signed_text(stream, expiry_secs).as_bytes());
-        mac.verify_slice(&signature).map_err(|_| bad())?;
-        if now_unix > expiry_secs {
-            return Err(AuthError::Expired(stream.app().to_string()));
-        }
-        Ok(())
+        let app = || stream.app().to_string();
+        let secret = self.secret.as_deref().ok_or_else(|| AuthError::BadToken(app()))?;
+        signed_token::verify(secret, Purpose::Publish, stream, token, now_unix).map_err(|e| match e
+        {
+            TokenError::Invalid => AuthError::BadToken(app()),
+            TokenError::Expired => AuthError::Expired(app()),
+        })
     }
 
     /// A publish token for `stream` valid until `expiry_unix`, signed with `secret`.
     #[must_use]
     pub fn token(secret: &[u8], stream: &StreamKey, expiry_unix: u64) -> String {
-        #[allow(clippy::expect_used)] // HMAC takes a key of any length
-        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(signed_text(stream, expiry_unix).as_bytes());
-        format!("{expiry_unix}.{}", hex::encode(mac.finalize().into_bytes()))
+        signed_token::sign(secret, Purpose::Publish, stream, expiry_unix)
     }
 }
 
@@ -203,10 +190,6 @@ impl std::fmt::Debug for PublishAuthStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublishAuthStore").field("keys", &self.current().key_count()).finish()
     }
-}
-
-fn signed_text(stream: &StreamKey, expiry_unix: u64) -> String {
-    format!("publish:{stream}:{expiry_unix}")
 }
 
 /// `app/name sha256:HEX` lines; blank lines and `#` comments are skipped.

@@ -261,6 +261,11 @@ impl Node {
             },
             metrics.clone(),
         ));
+        let play_auth = Arc::new(crate::config::play_auth(args)?);
+        if play_auth.is_on() {
+            info!(private_apps = ?args.play_private_apps, "play authorisation on: private streams need a signed URL");
+        }
+        rtmp_ctx.play_auth = play_auth.clone();
         let rtmp_ctx = Arc::new(rtmp_ctx);
         let token = match &args.token_file {
             Some(path) => {
@@ -290,6 +295,7 @@ impl Node {
             cluster: (options_role == Role::Edge).then(|| registry.snapshot()),
             drain,
             admin,
+            play_auth,
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));

@@ -77,6 +77,10 @@ pub struct NodeSettings {
     pub token_file: Option<PathBuf>,
     /// Address ranges `/api/*` and `/metrics` answer without the token.
     pub admin_allow: Vec<ipnet::IpNet>,
+    /// The secret that signs play tokens (`play_auth`).
+    pub play_token_secret_file: Option<PathBuf>,
+    /// Apps whose streams play only from a signed URL (`*`: every app).
+    pub play_private_apps: Vec<String>,
     #[serde(skip)]
     pub limits: Limits,
     #[serde(skip)]
@@ -105,6 +109,8 @@ impl Default for NodeSettings {
             otlp_endpoint: None,
             token_file: None,
             admin_allow: Vec::new(),
+            play_token_secret_file: None,
+            play_private_apps: Vec::new(),
             limits: Limits::default(),
             hls: HlsSettings::default(),
             cluster: ClusterSettings::default(),

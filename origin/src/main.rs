@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_media::stream_name::StreamKey;
 use sluice_node::config::{self, NodeArgs, OriginArgs};
+use sluice_node::play_auth::PlayAuth;
 use sluice_node::publish_auth::{PublishAuth, PublishAuthStore};
 use sluice_node::server::NodeOptions;
 use sluice_node::webhook::Webhook;
@@ -66,6 +67,30 @@ enum Command {
         #[arg(long, default_value = "12h")]
         ttl: sluice_node::units::HumanDuration,
     },
+    /// Sign a play token for APP/NAME (a private stream) with the --play-token-secret-file
+    /// secret and print the play URLs (RTMP, HTTP-FLV, HLS), then exit.
+    PlayToken {
+        /// The stream the token plays, as APP/NAME.
+        stream: String,
+        /// The token secret file (the same as the nodes' and the control plane's).
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// How long the token is good for (e.g. 3600s, 12h).
+        #[arg(long, default_value = "1h")]
+        ttl: sluice_node::units::HumanDuration,
+    },
+}
+
+/// Sign a token for `stream` valid for `ttl` from now with the secret in `secret_file`.
+fn sign_with(
+    secret_file: &std::path::Path,
+    ttl: std::time::Duration,
+    sign: impl Fn(&[u8], u64) -> String,
+) -> anyhow::Result<String> {
+    let secret = std::fs::read_to_string(secret_file)
+        .with_context(|| format!("reading {}", secret_file.display()))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    Ok(sign(secret.trim().as_bytes(), (now + ttl).as_secs()))
 }
 
 /// `APP/NAME` as a stream key.
@@ -101,12 +126,16 @@ fn helper(command: &Command) -> anyhow::Result<()> {
         }
         Command::PublishToken { stream, secret_file, ttl } => {
             let stream = parse_stream(stream)?;
-            let secret = std::fs::read_to_string(secret_file)
-                .with_context(|| format!("reading {}", secret_file.display()))?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-            let expiry = (now + ttl.0).as_secs();
-            let token = PublishAuth::token(secret.trim().as_bytes(), &stream, expiry);
+            let token = sign_with(secret_file, ttl.0, |s, e| PublishAuth::token(s, &stream, e))?;
             println!("rtmp://HOST/{}/{}?token={token}", stream.app(), stream.name());
+        }
+        Command::PlayToken { stream, secret_file, ttl } => {
+            let stream = parse_stream(stream)?;
+            let token = sign_with(secret_file, ttl.0, |s, e| PlayAuth::token(s, &stream, e))?;
+            let (app, name) = (stream.app(), stream.name());
+            println!("rtmp://HOST/{app}/{name}?token={token}");
+            println!("http://HOST/{app}/{name}.flv?token={token}");
+            println!("http://HOST/{app}/{name}.m3u8?token={token}");
         }
     }
     Ok(())

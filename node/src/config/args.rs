@@ -123,6 +123,18 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_ADMIN_ALLOW", value_delimiter = ',')]
     pub admin_allow: Vec<ipnet::IpNet>,
 
+    /// The secret (a file, at least 16 bytes) that signs play tokens: private streams play
+    /// from `…/APP/NAME?token=EXPIRY.SIG` URLs (`sluice-origin play-token` makes one; the
+    /// control plane's AssignViewer hands them out with the same secret).
+    #[arg(long, env = "SLUICE_PLAY_TOKEN_SECRET_FILE")]
+    pub play_token_secret_file: Option<PathBuf>,
+
+    /// Apps whose streams play only from a signed URL, comma-separated (`*`: every app);
+    /// others are refused (RTMP NetStream.Play.Failed, HTTP 403). Needs
+    /// --play-token-secret-file.
+    #[arg(long, env = "SLUICE_PLAY_PRIVATE_APPS", value_delimiter = ',')]
+    pub play_private_apps: Vec<String>,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -156,6 +168,8 @@ impl NodeArgs {
             s.otlp_endpoint => otlp_endpoint,
             s.token_file => token_file,
             s.admin_allow => admin_allow,
+            s.play_token_secret_file => play_token_secret_file,
+            s.play_private_apps => play_private_apps,
         );
         self.limits.apply(m, &mut s.limits);
         self.hls.apply(m, &mut s.hls);

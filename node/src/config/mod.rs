@@ -146,5 +146,42 @@ pub fn publish_auth(
     Ok(Some(auth))
 }
 
+/// Why play authorisation could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayAuthError {
+    #[error("reading --play-token-secret-file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("--play-token-secret-file {0}: the secret must be at least 16 bytes")]
+    ShortSecret(PathBuf),
+    #[error("--play-private-apps needs --play-token-secret-file (nobody could play them)")]
+    NoSecret,
+}
+
+/// The play policy a node's settings name (everyone plays everything without private apps).
+pub fn play_auth(s: &NodeSettings) -> Result<crate::play_auth::PlayAuth, PlayAuthError> {
+    let secret = match &s.play_token_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| PlayAuthError::Read { path: path.clone(), source })?;
+            let secret = text.trim().as_bytes().to_vec();
+            if secret.len() < sluice_cluster::signed_token::MIN_SECRET_LEN {
+                return Err(PlayAuthError::ShortSecret(path.clone()));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    let apps: Vec<String> = s
+        .play_private_apps
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if !apps.is_empty() && secret.is_none() {
+        return Err(PlayAuthError::NoSecret);
+    }
+    Ok(crate::play_auth::PlayAuth::new(secret, apps))
+}
+
 #[cfg(test)]
 mod tests;

@@ -44,6 +44,7 @@ use super::HlsServing;
 use crate::admission::PerIpLimits;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Protocol};
+use crate::play_auth::{unix_now, PlayAuth};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp4";
@@ -61,6 +62,9 @@ pub struct HlsService {
     bytes_out: Counter,
     /// MPEG-TS segments made so far (`--hls-ts`).
     pub ts_cache: TsCache,
+    /// Which streams play only from a signed URL: checked where a session starts.
+    play_auth: Arc<PlayAuth>,
+    metrics: Metrics,
 }
 
 impl HlsService {
@@ -71,6 +75,7 @@ impl HlsService {
         settings: HlsServing,
         metrics: &Metrics,
         play_wait: Duration,
+        play_auth: Arc<PlayAuth>,
     ) -> Arc<Self> {
         let sessions = SessionTable::new(
             hub.clone(),
@@ -90,6 +95,8 @@ impl HlsService {
             hub,
             bytes_out: metrics.bytes_out(Protocol::Hls),
             ts_cache: TsCache::default(),
+            play_auth,
+            metrics: metrics.clone(),
         })
     }
 }
@@ -128,6 +135,31 @@ impl HlsQuery {
     /// The query appended to URIs handed out: the session id, if any.
     pub fn uri_suffix(&self) -> String {
         self.sid.as_ref().map_or(String::new(), |s| format!("?sid={s}"))
+    }
+}
+
+impl HlsService {
+    /// Whether this request may be served: a stream that is not private, a session minted
+    /// for this stream (once its token was checked), or a valid play token. 403 otherwise.
+    #[allow(clippy::result_large_err)] // the early answer (403) is the error
+    pub fn authorize(
+        &self,
+        app: &str,
+        stream: &str,
+        raw_query: Option<&str>,
+    ) -> Result<(), Response> {
+        let Ok(key) = parse_key(app, stream) else { return Ok(()) }; // 400 comes later
+        if !self.play_auth.is_private(&key) {
+            return Ok(());
+        }
+        let sid = HlsQuery::parse(raw_query).ok().and_then(|q| q.sid);
+        if sid.is_some_and(|sid| self.sessions.verify(&sid, &key)) {
+            return Ok(());
+        }
+        self.play_auth.check(&key, raw_query, unix_now()).map_err(|e| {
+            self.metrics.play_unauthorized(Protocol::Hls);
+            text(StatusCode::FORBIDDEN, format!("{e}\n"))
+        })
     }
 }
 
@@ -230,8 +262,11 @@ fn accept(
         .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")))?;
     let mut query =
         HlsQuery::parse(raw_query).map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
-    // An id this node did not mint is no session: as if there were none (never echoed).
-    query.sid = query.sid.filter(|sid| svc.sessions.verify(sid));
+    // An id minted for another stream, or not by this node (or its cluster), is no session:
+    // as if there were none (never echoed).
+    query.sid = query.sid.filter(|sid| svc.sessions.verify(sid, &key));
+    // A private stream: a session (minted for it once a token was checked) or a valid token.
+    svc.authorize(app, stream, raw_query)?;
     Ok((key, query))
 }
 

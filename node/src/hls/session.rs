@@ -47,30 +47,31 @@ impl SessionKey {
         SessionKey::new(&bytes)
     }
 
-    fn tag(&self, nonce: &str) -> String {
+    fn tag(&self, nonce: &str, stream: &StreamKey) -> String {
         // HMAC takes keys of any length.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(nonce.as_bytes());
+        mac.update(format!("{nonce}:{stream}").as_bytes());
         let out = mac.finalize().into_bytes();
         out[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// A new signed id.
-    pub fn mint(&self) -> String {
+    /// A new signed id for a session of `stream`.
+    pub fn mint(&self, stream: &StreamKey) -> String {
         let nonce = format!("{:016x}", rand::thread_rng().gen::<u64>());
-        let tag = self.tag(&nonce);
+        let tag = self.tag(&nonce, stream);
         nonce + &tag
     }
 
-    /// Whether `sid` was minted with this key.
-    pub fn verify(&self, sid: &str) -> bool {
+    /// Whether `sid` was minted with this key for a session of `stream` (an id is bound to its
+    /// stream, so one opened on a public stream never opens a private one).
+    pub fn verify(&self, sid: &str, stream: &StreamKey) -> bool {
         if !valid_sid(sid) {
             return false;
         }
         let (nonce, tag) = sid.split_at(SID_LEN / 2);
         // Not secret-dependent timing in a way that matters: the tag is compared in full.
-        let expected = self.tag(nonce);
+        let expected = self.tag(nonce, stream);
         expected.bytes().zip(tag.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
@@ -146,9 +147,9 @@ impl SessionTable {
         crate::lock::lock(&self.sessions)
     }
 
-    /// Whether `sid` is an id this node (or one with the same key) minted.
-    pub fn verify(&self, sid: &str) -> bool {
-        self.key.verify(sid)
+    /// Whether `sid` is an id this node (or one with the same key) minted for `stream`.
+    pub fn verify(&self, sid: &str, stream: &StreamKey) -> bool {
+        self.key.verify(sid, stream)
     }
 
     /// Refresh session `sid` of stream `key`, creating it when it is unknown (a new viewer, or
@@ -161,7 +162,7 @@ impl SessionTable {
         client: Option<IpAddr>,
     ) -> Result<String, SessionError> {
         let now = Instant::now();
-        if let Some(sid) = sid.filter(|s| self.key.verify(s)) {
+        if let Some(sid) = sid.filter(|s| self.key.verify(s, key)) {
             let mut map = self.lock();
             if let Some(s) = map.get_mut(sid) {
                 if s.key == *key {
@@ -172,7 +173,7 @@ impl SessionTable {
             drop(map);
             return self.create(sid.to_string(), key, now, client);
         }
-        let sid = self.key.mint();
+        let sid = self.key.mint(key);
         self.create(sid, key, now, client)
     }
 
@@ -271,18 +272,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_ids_minted_with_the_key_verify() {
+    fn only_ids_minted_with_the_key_for_the_stream_verify() {
         let key = SessionKey::new(b"cluster key");
-        let sid = key.mint();
-        assert!(valid_sid(&sid) && key.verify(&sid));
+        let x = StreamKey::parse("live", "x").unwrap().0;
+        let sid = key.mint(&x);
+        assert!(valid_sid(&sid) && key.verify(&sid, &x));
         // Another node with the same key (a cluster behind one load balancer) accepts it.
-        assert!(SessionKey::new(b"cluster key").verify(&sid));
-        assert!(!SessionKey::new(b"other key").verify(&sid));
-        assert!(!key.verify("0123456789abcdef0123456789abcdef"));
+        assert!(SessionKey::new(b"cluster key").verify(&sid, &x));
+        assert!(!SessionKey::new(b"other key").verify(&sid, &x));
+        // Not for another stream.
+        assert!(!key.verify(&sid, &StreamKey::parse("vip", "x").unwrap().0));
+        assert!(!key.verify("0123456789abcdef0123456789abcdef", &x));
         let mut forged = sid.clone().into_bytes();
         forged[31] = if forged[31] == b'0' { b'1' } else { b'0' };
-        assert!(!key.verify(std::str::from_utf8(&forged).unwrap()));
-        assert!(!key.verify(&sid[..16]));
+        assert!(!key.verify(std::str::from_utf8(&forged).unwrap(), &x));
+        assert!(!key.verify(&sid[..16], &x));
         assert_eq!(format!("{key:?}"), "SessionKey(..)");
     }
 }

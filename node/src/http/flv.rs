@@ -23,13 +23,22 @@ use crate::metrics::{ConnectionGuard, ErrorKind, Metrics, Protocol};
 const COLLECT_BATCH: usize = 128 * 1024;
 
 #[tracing::instrument(name = "http_flv", skip(ctx))]
-pub(super) async fn play(ctx: Arc<HttpContext>, app: &str, stream: &str) -> Response {
+pub(super) async fn play(
+    ctx: Arc<HttpContext>,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+) -> Response {
     let key = match StreamKey::parse(app, stream) {
         Ok((key, _)) => key,
         Err(e) => {
             return (StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")).into_response()
         }
     };
+    if let Err(e) = ctx.play_auth.check(&key, query, crate::play_auth::unix_now()) {
+        ctx.metrics.play_unauthorized(Protocol::Flv);
+        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    }
     // The last `--publisher-reserve` slots are RTMP's: viewers can never lock publishers out.
     let reserved = ctx.connection_slots.available_permits() <= ctx.publisher_reserve;
     let permit = ctx.connection_slots.clone().try_acquire_owned();

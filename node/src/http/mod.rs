@@ -49,6 +49,8 @@ pub struct HttpContext {
     pub drain: Arc<crate::drain::DrainGate>,
     /// Who may read `/api/*` and `/metrics`.
     pub admin: Arc<admin::AdminGuard>,
+    /// Which streams play only from a signed URL.
+    pub play_auth: Arc<crate::play_auth::PlayAuth>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -57,6 +59,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         ctx.hls.clone(),
         &ctx.metrics,
         ctx.limits.play_wait_timeout,
+        ctx.play_auth.clone(),
     );
     let web = Arc::new(web::WebFiles::new(&ctx.web_dir));
     let guarded = Router::new()
@@ -126,14 +129,18 @@ async fn media(
     client: Option<Extension<serve::ClientIp>>,
 ) -> Response {
     let is_flv = file.ends_with(".flv");
-    if let Some(resp) = drained(&ctx, &format!("/{app}/{file}"), is_flv || file.ends_with(".m3u8"))
-    {
+    let path = format!("/{app}/{file}{}", token_query(query.as_deref()));
+    if let Some(resp) = drained(&ctx, &path, is_flv || file.ends_with(".m3u8")) {
         return resp;
     }
     if let Some(stream) = file.strip_suffix(".flv") {
-        return flv::play(ctx, &app, stream).await;
+        return flv::play(ctx, &app, stream, query.as_deref()).await;
     }
     if let Some(stream) = file.strip_suffix(".m3u8") {
+        // Before an edge starts pulling the stream for this request.
+        if let Err(resp) = hls.authorize(&app, stream, query.as_deref()) {
+            return resp;
+        }
         let _pull = match pull_for_hls(&ctx, &app, stream).await {
             Ok(pull) => pull,
             Err(resp) => return resp,
@@ -157,8 +164,11 @@ async fn hls_file(
     RawQuery(query): RawQuery,
     client: Option<Extension<serve::ClientIp>>,
 ) -> Response {
-    let path = format!("/{app}/{stream}/{file}");
+    let path = format!("/{app}/{stream}/{file}{}", token_query(query.as_deref()));
     if let Some(resp) = drained(&ctx, &path, file.ends_with(".m3u8")) {
+        return resp;
+    }
+    if let Err(resp) = hls.authorize(&app, &stream, query.as_deref()) {
         return resp;
     }
     let _pull = match pull_for_hls(&ctx, &app, &stream).await {
@@ -169,10 +179,22 @@ async fn hls_file(
     crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref(), client).await
 }
 
+/// `?token=…` when the request carries a play token (kept on a drain redirect: the other
+/// edge checks it too), else nothing.
+fn token_query(query: Option<&str>) -> String {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "token").map_or(
+        String::new(),
+        |(_, v)| {
+            let encoded: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            format!("?token={encoded}")
+        },
+    )
+}
+
 /// A media request on a node with a drain order in force: players of new sessions (HTTP-FLV,
 /// and every HLS playlist reload, `entry`) are sent to another ready edge when one is known
-/// (302 to the same path there, without the query: HLS session ids are per node, the other
-/// edge starts its own session); past the deadline everything else is refused. `None`: serve.
+/// (302 to the same path there, without the query but a play token: the other edge starts
+/// its own HLS session); past the deadline everything else is refused. `None`: serve.
 fn drained(ctx: &HttpContext, path: &str, entry: bool) -> Option<Response> {
     let view = ctx.drain.view();
     if !view.draining {

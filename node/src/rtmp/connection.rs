@@ -31,6 +31,7 @@ use crate::hub::{KickReason, PublishError, Publisher, SubscribeError, Subscripti
 use crate::log_limit::printable;
 use crate::metrics::{ErrorKind, Protocol};
 use crate::out_queue::OutQueue;
+use crate::play_auth::unix_now;
 
 /// Stop collecting media for a player while this much is queued for its socket.
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
@@ -522,6 +523,20 @@ impl Connection {
                 return;
             }
         };
+        let app = self.app.as_deref().unwrap_or_default();
+        if let Err(e) = self.ctx.play_auth.check_rtmp(&key, app, name, unix_now()) {
+            self.ctx.metrics.play_unauthorized(Protocol::Rtmp);
+            if self.ctx.client_log.allow() {
+                info!(app = %key.app(), reason = e.label(), "play refused: unauthorised");
+            }
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                &e.to_string(),
+                key.name(),
+            );
+            return;
+        }
         if self.ctx.drain.is_draining() {
             let msg = "this node is draining: play from another node";
             self.session.reject_play(stream_id, "NetStream.Play.Failed", msg, name);

@@ -49,6 +49,8 @@ pub struct RtmpContext {
     pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
     /// The publish webhook (`on_publish`, `on_unpublish`); `None`: none.
     pub webhook: Option<Arc<crate::webhook::Webhook>>,
+    /// Which streams play only from a signed URL.
+    pub play_auth: Arc<crate::play_auth::PlayAuth>,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -88,6 +90,7 @@ impl RtmpContext {
             drain: Arc::default(),
             publish_auth: None,
             webhook: None,
+            play_auth: Arc::default(),
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),

@@ -39,6 +39,7 @@ mod orders;
 mod otlp;
 
 mod placement;
+mod play_auth;
 mod publish_auth;
 mod publish_play;
 mod rules;

@@ -1,0 +1,61 @@
+//! Signed play URLs: with the nodes' play secret (`--play-token-secret-file`) and private apps
+//! (`--play-private-apps`), the URL `AssignViewer` and `/play/` hand out for a private stream
+//! carries `?token=…` ([`sluice_cluster::signed_token`], purpose `play`), valid for
+//! `--play-token-ttl`. A player that follows the control plane needs nothing else; the edges
+//! check the token (and HLS binds its session to the stream, so the token is only needed to
+//! start). Sans-IO: the time is an argument.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_cluster::signed_token::{sign, Purpose};
+use sluice_media::stream_name::StreamKey;
+
+/// Signs the play URLs of private streams.
+#[derive(Debug, Clone)]
+pub struct PlaySigner {
+    secret: Arc<[u8]>,
+    private_apps: Vec<String>,
+    ttl: Duration,
+}
+
+impl PlaySigner {
+    pub fn new(secret: Vec<u8>, private_apps: Vec<String>, ttl: Duration) -> PlaySigner {
+        PlaySigner { secret: secret.into(), private_apps, ttl }
+    }
+
+    /// `url` for `stream`, with a token valid from `now_unix` for the TTL when the stream is
+    /// private.
+    #[must_use]
+    pub fn sign_url(&self, url: String, stream: &StreamKey, now_unix: u64) -> String {
+        if !self.private_apps.iter().any(|a| a == "*" || a == stream.app()) {
+            return url;
+        }
+        let expiry = now_unix.saturating_add(self.ttl.as_secs());
+        let token = sign(&self.secret, Purpose::Play, stream, expiry);
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}token={token}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_cluster::signed_token::verify;
+
+    #[test]
+    fn only_private_streams_get_a_token_that_the_nodes_accept_until_it_expires() {
+        let secret = b"a-play-secret-long-enough".to_vec();
+        let s = PlaySigner::new(secret.clone(), vec!["vip".into()], Duration::from_secs(600));
+        let public = StreamKey::parse("live", "x").unwrap().0;
+        let private = StreamKey::parse("vip", "x").unwrap().0;
+        let url = "rtmp://e:1935/live/x".to_string();
+        assert_eq!(s.sign_url(url.clone(), &public, 1000), url);
+        let signed = s.sign_url("http://e/vip/x.flv".into(), &private, 1000);
+        let token = signed.strip_prefix("http://e/vip/x.flv?token=").expect("a token");
+        assert_eq!(verify(&secret, Purpose::Play, &private, token, 1600), Ok(()));
+        assert!(verify(&secret, Purpose::Play, &private, token, 1601).is_err());
+        let with_query = s.sign_url("http://e/vip/x.m3u8?a=1".into(), &private, 0);
+        assert!(with_query.starts_with("http://e/vip/x.m3u8?a=1&token="), "{with_query}");
+    }
+}

@@ -1,0 +1,170 @@
+//! Play authorisation: the streams of private apps play only from a signed URL. Sans-IO: the
+//! query and the time come in as arguments.
+//!
+//! `--play-private-apps` lists the apps whose streams are private (`*`: every app). A viewer of
+//! a private stream must bring `?token=EXPIRY.SIGNATURE` ([`sluice_cluster::signed_token`],
+//! purpose `play`, signed with `--play-token-secret-file`): in the RTMP play name
+//! (`rtmp://host/app/name?token=…`), the HTTP-FLV URL, or the HLS playlist URL. The control
+//! plane hands out such URLs from `AssignViewer` when it has the same secret, and
+//! `sluice-origin play-token` makes one by hand. HLS checks the token where a session starts;
+//! the session id then carried in every URI the playlists hand out is bound to the stream
+//! (see [`crate::hls`]), so segments need no token of their own. A node with private apps
+//! and no secret refuses their viewers (it cannot check a token); the configuration check at
+//! start refuses that combination.
+
+use std::sync::Arc;
+
+use sluice_cluster::signed_token::{self, Purpose, TokenError};
+use sluice_media::stream_name::StreamKey;
+
+/// Why a viewer was refused; the text is what the viewer is told (it names the app only).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayAuthError {
+    #[error("stream in app '{0}' is private: play it from a signed URL (?token=)")]
+    Missing(String),
+    #[error("invalid play token (app '{0}')")]
+    Invalid(String),
+    #[error("the play token has expired (app '{0}')")]
+    Expired(String),
+}
+
+impl PlayAuthError {
+    /// A short label for the refusal metric.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            PlayAuthError::Missing(_) => "missing",
+            PlayAuthError::Invalid(_) => "bad_token",
+            PlayAuthError::Expired(_) => "expired",
+        }
+    }
+}
+
+/// A node's play policy; the default lets everyone play everything.
+#[derive(Debug, Clone, Default)]
+pub struct PlayAuth {
+    secret: Option<Arc<[u8]>>,
+    private_apps: Vec<String>,
+}
+
+impl PlayAuth {
+    pub fn new(secret: Option<Vec<u8>>, private_apps: Vec<String>) -> PlayAuth {
+        PlayAuth { secret: secret.map(Into::into), private_apps }
+    }
+
+    /// Whether any stream needs a token.
+    #[must_use]
+    pub fn is_on(&self) -> bool {
+        !self.private_apps.is_empty()
+    }
+
+    /// Whether viewers of `stream` need a token.
+    #[must_use]
+    pub fn is_private(&self, stream: &StreamKey) -> bool {
+        self.private_apps.iter().any(|a| a == "*" || a == stream.app())
+    }
+
+    /// Whether a viewer of `stream` whose request had `query` may play at `now_unix`.
+    pub fn check(
+        &self,
+        stream: &StreamKey,
+        query: Option<&str>,
+        now_unix: u64,
+    ) -> Result<(), PlayAuthError> {
+        if !self.is_private(stream) {
+            return Ok(());
+        }
+        let app = || stream.app().to_string();
+        let token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+            .ok_or_else(|| PlayAuthError::Missing(app()))?;
+        let secret = self.secret.as_deref().ok_or_else(|| PlayAuthError::Invalid(app()))?;
+        signed_token::verify(secret, Purpose::Play, stream, &token, now_unix).map_err(|e| match e {
+            TokenError::Invalid => PlayAuthError::Invalid(app()),
+            TokenError::Expired => PlayAuthError::Expired(app()),
+        })
+    }
+
+    /// [`check`](PlayAuth::check) for an RTMP play: the token may be in the play name's query
+    /// (`rtmp://host/app/name?token=…`) or, for clients that keep the query on the app, in
+    /// the `connect` app's.
+    pub fn check_rtmp(
+        &self,
+        stream: &StreamKey,
+        app: &str,
+        name: &str,
+        now_unix: u64,
+    ) -> Result<(), PlayAuthError> {
+        fn query_of(s: &str) -> Option<&str> {
+            s.split_once('?').map(|(_, q)| q)
+        }
+        let query = query_of(name).filter(|q| q.contains("token=")).or_else(|| query_of(app));
+        self.check(stream, query, now_unix)
+    }
+
+    /// A play token for `stream` valid until `expiry_unix`, signed with `secret`.
+    #[must_use]
+    pub fn token(secret: &[u8], stream: &StreamKey, expiry_unix: u64) -> String {
+        signed_token::sign(secret, Purpose::Play, stream, expiry_unix)
+    }
+}
+
+/// Seconds since the Unix epoch, for token expiries.
+#[must_use]
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a-play-secret-of-16+";
+
+    fn key(app: &str, name: &str) -> StreamKey {
+        StreamKey::parse(app, name).unwrap().0
+    }
+
+    #[test]
+    fn only_private_apps_need_a_token_and_only_a_valid_one_lets_in() {
+        let auth = PlayAuth::new(Some(SECRET.to_vec()), vec!["vip".into()]);
+        let (public, private) = (key("live", "x"), key("vip", "x"));
+        assert_eq!(auth.check(&public, None, 0), Ok(()));
+        assert_eq!(auth.check(&private, None, 0), Err(PlayAuthError::Missing("vip".into())));
+        let token = PlayAuth::token(SECRET, &private, 100);
+        let query = format!("a=1&token={token}");
+        assert_eq!(auth.check(&private, Some(&query), 50), Ok(()));
+        assert_eq!(
+            auth.check(&private, Some(&query), 101),
+            Err(PlayAuthError::Expired("vip".into()))
+        );
+        // Another stream's token, a publish token, a forged one.
+        let other = format!("token={}", PlayAuth::token(SECRET, &key("vip", "y"), 100));
+        assert_eq!(
+            auth.check(&private, Some(&other), 0),
+            Err(PlayAuthError::Invalid("vip".into()))
+        );
+        let publish = signed_token::sign(SECRET, Purpose::Publish, &private, 100);
+        let publish = format!("token={publish}");
+        assert_eq!(
+            auth.check(&private, Some(&publish), 0),
+            Err(PlayAuthError::Invalid("vip".into()))
+        );
+        assert_eq!(
+            auth.check(&private, Some("token=100.00ff"), 0),
+            Err(PlayAuthError::Invalid("vip".into()))
+        );
+        // `*` makes every app private; no secret refuses every token.
+        let all = PlayAuth::new(None, vec!["*".into()]);
+        assert!(all.is_private(&public));
+        assert_eq!(all.check(&public, Some(&query), 0), Err(PlayAuthError::Invalid("live".into())));
+        assert!(!PlayAuth::default().is_on());
+        // RTMP: the token in the play name, or on the app.
+        let token = PlayAuth::token(SECRET, &private, 100);
+        let name = format!("x?token={token}");
+        assert_eq!(auth.check_rtmp(&private, "vip", &name, 0), Ok(()));
+        assert_eq!(auth.check_rtmp(&private, &format!("vip?token={token}"), "x", 0), Ok(()));
+        assert!(auth.check_rtmp(&private, "vip", "x", 0).is_err());
+    }
+}
