@@ -134,7 +134,7 @@ impl Player {
             // Frames keep the source's time base (FLV's milliseconds): rounded to 1/fps, two
             // frames of a stream whose timestamps do not sit on that grid would collide and the
             // null muxer would report it as an error of the stream.
-            .args(["-enc_time_base", "-1", "-f", "null", "-"]);
+            .args(["-enc_time_base", "1:1000", "-f", "null", "-"]);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));
         let stdout = child.stdout.take().expect("piped stdout");

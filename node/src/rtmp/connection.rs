@@ -24,14 +24,14 @@ use tracing::{debug, info, warn};
 use super::claim_guard::ClaimGuard;
 use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::error::ConnectionError;
+use super::play_gate;
 use super::publish_gate::{self, NotClaimed, PendingClaim};
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{KickReason, PublishError, Publisher, SubscribeError, Subscription};
 use crate::log_limit::printable;
-use crate::metrics::{ErrorKind, Protocol};
+use crate::metrics::Protocol;
 use crate::out_queue::OutQueue;
-use crate::play_auth::unix_now;
 
 /// Stop collecting media for a player while this much is queued for its socket.
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
@@ -524,33 +524,8 @@ impl Connection {
             }
         };
         let app = self.app.as_deref().unwrap_or_default();
-        if let Err(e) = self.ctx.play_auth.check_rtmp(&key, app, name, unix_now()) {
-            self.ctx.metrics.play_unauthorized(Protocol::Rtmp);
-            if self.ctx.client_log.allow() {
-                info!(app = %key.app(), reason = e.label(), "play refused: unauthorised");
-            }
-            self.session.reject_play(
-                stream_id,
-                "NetStream.Play.Failed",
-                &e.to_string(),
-                key.name(),
-            );
-            return;
-        }
-        if self.ctx.drain.is_draining() {
-            let msg = "this node is draining: play from another node";
-            self.session.reject_play(stream_id, "NetStream.Play.Failed", msg, name);
-            return;
-        }
-        // This connection already holds its slot; the last `--publisher-reserve` free ones are
-        // for publishers, so viewers can never lock them out.
-        if self.ctx.connection_slots.available_permits() < self.ctx.publisher_reserve {
-            self.ctx.metrics.error(ErrorKind::Limit);
-            if self.ctx.client_log.allow() {
-                warn!(stream = %key, "play refused: the remaining connection slots are kept for publishers");
-            }
-            let reason = "the server is at its viewer limit (slots are kept for publishers)";
-            self.session.reject_play(stream_id, "NetStream.Play.Failed", reason, name);
+        if let Err(reason) = play_gate::admit(&self.ctx, &key, app, name) {
+            self.session.reject_play(stream_id, "NetStream.Play.Failed", &reason, key.name());
             return;
         }
         match self.ctx.hub.subscribe(&key, Protocol::Rtmp) {

@@ -5,6 +5,7 @@ mod connection;
 mod deadlines;
 mod error;
 mod linger;
+mod play_gate;
 mod publish_gate;
 
 use std::sync::Arc;

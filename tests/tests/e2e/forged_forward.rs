@@ -56,6 +56,8 @@ fn forwards_from_a_peer_that_does_not_hold_the_claim_are_refused() {
     let live = find_name("real", |n| home(&origins, n) == "fo-b");
     let _publisher = Replay::start(a.rtmp, "live", &live, &h264_aac().path);
     wait_for(secs(20), || b.stream_info("live", &live)).expect("b hosts the forwarded stream");
+    // The edge's registry cache lists it too (else the edge answers "not published" at once).
+    wait_for(secs(20), || edge.stream_info("live", &live)).expect("the edge lists the stream");
     let viewer = Watcher::start(edge.rtmp, "live", &live);
     assert!(viewer.wait_video(30, secs(30)) >= 30, "the edge viewer plays");
     let mark = viewer.mark();
