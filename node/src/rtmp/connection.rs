@@ -401,7 +401,7 @@ impl Connection {
             &self.ctx,
             self.app.as_deref(),
             name,
-            publish_gate::unix_now(),
+            crate::play_auth::unix_now(),
             hosted,
         ) {
             Ok(key) => key,

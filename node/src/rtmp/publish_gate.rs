@@ -119,8 +119,3 @@ pub(super) fn claim(ctx: &RtmpContext, key: StreamKey, name: &str, client: IpAdd
 fn unix_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
-
-/// Unix time in seconds (token expiries).
-pub(super) fn unix_now() -> u64 {
-    unix_now_ms() / 1000
-}
