@@ -101,7 +101,7 @@ pub fn eligible_edges(snap: &Snapshot, pending: &Pending) -> Vec<EdgeLoad> {
 }
 
 /// The URL of `stream` on a node, for `protocol`; `None` without that address. HTTP-FLV and
-/// HLS are handed out over HTTPS when the node serves it.
+/// HLS are handed out over HTTPS, and RTMP as RTMPS, when the node serves it.
 pub fn play_url(node: &NodeRecord, stream: &StreamKey, protocol: PlayProtocol) -> Option<String> {
     let (app, name) = (stream.app(), stream.name());
     let web = || {
@@ -118,7 +118,12 @@ pub fn play_url(node: &NodeRecord, stream: &StreamKey, protocol: PlayProtocol) -
             Some(format!("{scheme}://{host}/{app}/{name}.m3u8"))
         }
         PlayProtocol::Rtmp => {
-            Some(format!("rtmp://{}/{app}/{name}", node.info.addresses.get("rtmp")?))
+            let a = &node.info.addresses;
+            let (scheme, host) = a
+                .get("rtmps")
+                .map(|h| ("rtmps", h))
+                .or_else(|| a.get("rtmp").map(|h| ("rtmp", h)))?;
+            Some(format!("{scheme}://{host}/{app}/{name}"))
         }
     }
 }
@@ -369,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn an_edge_that_serves_https_is_handed_out_over_https() {
+    fn an_edge_that_serves_https_and_rtmps_is_handed_out_over_them() {
         let mut snap = cluster();
         for ((_, id), node) in &mut snap.nodes {
             let https = format!("{id}.example:443");
@@ -380,7 +385,12 @@ mod tests {
         let c = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Hls, &[]).unwrap();
         assert_eq!(c.url, format!("https://{}.example:443/live/x.m3u8", c.edge));
         let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp, &[]).unwrap();
-        assert!(r.url.starts_with("rtmp://"), "RTMP stays RTMP: {}", r.url);
+        assert!(r.url.starts_with("rtmp://"), "RTMP stays RTMP without RTMPS: {}", r.url);
+        for ((_, id), node) in &mut snap.nodes {
+            node.info.addresses.insert("rtmps".to_string(), format!("{id}.example:1936"));
+        }
+        let r = assign_viewer(&snap, &mut pending, f, &sk("x"), PlayProtocol::Rtmp, &[]).unwrap();
+        assert_eq!(r.url, format!("rtmps://{}.example:1936/live/x", r.edge));
     }
 
     #[test]

@@ -6,6 +6,17 @@ use std::io::{self, IoSlice};
 use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 
+/// A socket-like thing that takes a vectored write without waiting (`WouldBlock` when full).
+pub trait TryWriteVectored {
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+impl TryWriteVectored for &TcpStream {
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        TcpStream::try_write_vectored(self, bufs)
+    }
+}
+
 /// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024; a batch rarely needs more).
 const MAX_IOVECS: usize = 128;
 
@@ -72,7 +83,7 @@ impl OutQueue {
 
     /// Write as much as the socket takes without blocking. Returns bytes written;
     /// `Ok(0)` with a non-empty queue means "would block: wait for writability".
-    pub fn write_to(&mut self, stream: &TcpStream) -> io::Result<usize> {
+    pub fn write_to(&mut self, stream: &mut impl TryWriteVectored) -> io::Result<usize> {
         let mut total = 0;
         while !self.bufs.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];

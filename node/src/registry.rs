@@ -41,6 +41,7 @@ pub struct Listening {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
+    pub rtmps: Option<SocketAddr>,
     /// The relay's UDP address, when this node listens for relay peers.
     pub relay: Option<SocketAddr>,
 }
@@ -54,7 +55,7 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// The addresses a node advertises: `rtmp`, `http` and `https` where players reach it
+/// The addresses a node advertises: `rtmp`, `http`, `https` and `rtmps` where players reach it
 /// (`public-host` and the public ports when set: a load balancer or a NAT in front), and
 /// `relay` where other nodes reach it (`advertise-host`, else the RTMP listen address's host).
 pub fn advertised_addresses(
@@ -72,6 +73,9 @@ pub fn advertised_addresses(
     ]);
     if let Some(https) = listening.https {
         addresses.insert("https".to_string(), player(cluster.public_https_port, https));
+    }
+    if let Some(rtmps) = listening.rtmps {
+        addresses.insert("rtmps".to_string(), player(cluster.public_rtmps_port, rtmps));
     }
     if let Some(relay) = listening.relay {
         addresses.insert("relay".to_string(), host_port(&node_host, relay.port()));
@@ -188,6 +192,7 @@ mod tests {
             rtmp: "0.0.0.0:1935".parse().unwrap(),
             http: "0.0.0.0:8080".parse().unwrap(),
             https: https.then(|| "0.0.0.0:8443".parse().unwrap()),
+            rtmps: None,
             relay: relay.then(|| "0.0.0.0:4433".parse().unwrap()),
         }
     }

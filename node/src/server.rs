@@ -73,6 +73,8 @@ pub struct Node {
     pub http_addr: SocketAddr,
     /// The HTTPS listener's address, with `--https-listen`.
     pub https_addr: Option<SocketAddr>,
+    /// The RTMPS listener's address, with `--rtmps-listen`.
+    pub rtmps_addr: Option<SocketAddr>,
     /// The relay's UDP address when this node listens for relay peers.
     pub relay_addr: Option<SocketAddr>,
     pub hub: Hub,
@@ -129,17 +131,30 @@ impl Node {
             .with_context(|| format!("binding HTTP listener on {}", args.http_listen))?;
         let rtmp_addr = rtmp_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
-        let https = match args.https().map_err(anyhow::Error::msg)? {
-            Some((addr, files)) => {
-                let store = http::tls::CertStore::load(files)
-                    .context("loading the HTTPS certificate (--https-cert, --https-key)")?;
-                let listener = listen(addr, args.admission.listen_backlog)
-                    .with_context(|| format!("binding HTTPS listener on {addr}"))?;
-                Some((listener, store))
-            }
+        let tls = match args.tls_files().map_err(anyhow::Error::msg)? {
+            Some(files) => Some(
+                crate::tls::CertStore::load(files)
+                    .context("loading the TLS certificate (--https-cert, --https-key)")?,
+            ),
             None => None,
         };
+        let tls_listener = |addr: Option<SocketAddr>, what: &str| -> anyhow::Result<_> {
+            match (addr, &tls) {
+                (Some(addr), Some(store)) => {
+                    let listener = listen(addr, args.admission.listen_backlog)
+                        .with_context(|| format!("binding {what} listener on {addr}"))?;
+                    Ok(Some((listener, store.clone())))
+                }
+                _ => Ok(None),
+            }
+        };
+        let https = tls_listener(args.https_listen, "HTTPS")?;
+        let rtmps = tls_listener(args.rtmps_listen, "RTMPS")?;
         let https_addr = match &https {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let rtmps_addr = match &rtmps {
             Some((listener, _)) => Some(listener.local_addr()?),
             None => None,
         };
@@ -165,6 +180,7 @@ impl Node {
                 rtmp: rtmp_addr,
                 http: http_addr,
                 https: https_addr,
+                rtmps: rtmps_addr,
                 relay: relay_addr,
             },
         );
@@ -298,16 +314,32 @@ impl Node {
             play_auth,
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
-        tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, rtmp_ctx.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(rtmp::serve(
+            rtmp_listener,
+            rtmp_ctx.clone(),
+            None,
+            shutdown_rx.clone(),
+        )));
+        if let Some((listener, store)) = rtmps {
+            let config = store.rtmps_config().context("setting up RTMPS")?;
+            tasks.push(tokio::spawn(rtmp::serve(
+                listener,
+                rtmp_ctx.clone(),
+                Some(config),
+                shutdown_rx.clone(),
+            )));
+        }
+        if let Some(store) = &tls {
+            tasks.push(
+                crate::tls::spawn_reload_on_sighup(store.clone(), metrics.clone())
+                    .context("installing the SIGHUP handler")?,
+            );
+        }
         let app = http::router(http_ctx.clone());
         let http_admission =
             Arc::new(http::serve::HttpAdmission::new(&args.admission, metrics.clone()));
         if let Some((listener, store)) = https {
             let acceptor = store.acceptor().context("setting up HTTPS")?;
-            tasks.push(
-                http::tls::spawn_reload_on_sighup(store, metrics.clone())
-                    .context("installing the SIGHUP handler")?,
-            );
             tasks.push(tokio::spawn(http::serve::serve(
                 listener,
                 app.clone(),
@@ -323,11 +355,12 @@ impl Node {
             None,
             shutdown_rx,
         )));
-        info!(rtmp = %rtmp_addr, http = %http_addr, https = ?https_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
+        info!(rtmp = %rtmp_addr, http = %http_addr, https = ?https_addr, rtmps = ?rtmps_addr, relay = ?relay_addr, role = options.role.as_str(), max_connections, "listening");
         Ok(Node {
             rtmp_addr,
             http_addr,
             https_addr,
+            rtmps_addr,
             relay_addr,
             hub,
             relay,
@@ -396,6 +429,9 @@ pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()>
     }
     if let Some(https) = node.https_addr {
         line.push_str(&format!(" https={https}"));
+    }
+    if let Some(rtmps) = node.rtmps_addr {
+        line.push_str(&format!(" rtmps={rtmps}"));
     }
     println!("{line}");
     runtime::shutdown_signal().await;

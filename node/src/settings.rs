@@ -59,7 +59,10 @@ pub struct NodeSettings {
     pub http_listen: SocketAddr,
     /// HTTPS listen address (the HTTP service over TLS); `None`: no HTTPS.
     pub https_listen: Option<SocketAddr>,
-    /// Certificate chain and private key (PEM) of the HTTPS listener; reloaded on SIGHUP.
+    /// RTMPS listen address (RTMP over TLS, with the HTTPS certificate); `None`: no RTMPS.
+    pub rtmps_listen: Option<SocketAddr>,
+    /// Certificate chain and private key (PEM) of the HTTPS and RTMPS listeners; reloaded on
+    /// SIGHUP.
     pub https_cert: Option<PathBuf>,
     pub https_key: Option<PathBuf>,
     /// This node's id in logs, metrics and the registry; `None`: the host name.
@@ -99,6 +102,7 @@ impl Default for NodeSettings {
             rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             https_listen: None,
+            rtmps_listen: None,
             https_cert: None,
             https_key: None,
             node_id: None,
@@ -126,15 +130,18 @@ impl NodeSettings {
         self.node_id.clone().unwrap_or_else(default_node_id)
     }
 
-    /// The HTTPS listener's address and files: `None` without `https-listen`; an error when
-    /// only part of the three is given.
-    pub fn https(&self) -> Result<Option<(SocketAddr, TlsFiles)>, String> {
-        match (self.https_listen, &self.https_cert, &self.https_key) {
-            (None, None, None) => Ok(None),
-            (Some(addr), Some(cert), Some(key)) => {
-                Ok(Some((addr, TlsFiles { cert: cert.clone(), key: key.clone() })))
+    /// The certificate of the TLS listeners (`https-listen`, `rtmps-listen`): `None` without
+    /// either; an error when a listener lacks the files or the files lack a listener.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        let listens = self.https_listen.is_some() || self.rtmps_listen.is_some();
+        match (listens, &self.https_cert, &self.https_key) {
+            (false, None, None) => Ok(None),
+            (true, Some(cert), Some(key)) => {
+                Ok(Some(TlsFiles { cert: cert.clone(), key: key.clone() }))
             }
-            _ => Err("HTTPS needs all of --https-listen, --https-cert and --https-key".to_string()),
+            _ => Err("TLS needs --https-cert and --https-key together with --https-listen or \
+                      --rtmps-listen (or both)"
+                .to_string()),
         }
     }
 }
@@ -279,6 +286,8 @@ pub struct ClusterSettings {
     pub public_rtmp_port: Option<u16>,
     pub public_http_port: Option<u16>,
     pub public_https_port: Option<u16>,
+    /// Port players reach this node's RTMPS at; `None`: the listen port.
+    pub public_rtmps_port: Option<u16>,
     /// Viewers this node is sized for, reported to the control plane (which assigns no more
     /// than that to an edge). Advisory: connections are limited by `max-connections`.
     pub max_viewers: u64,
@@ -301,6 +310,7 @@ impl Default for ClusterSettings {
             public_rtmp_port: None,
             public_http_port: None,
             public_https_port: None,
+            public_rtmps_port: None,
             max_viewers: 10_000,
             max_egress_mbps: 10_000,
         }

@@ -35,12 +35,31 @@ impl Publisher {
     }
 
     pub fn start_with(ffmpeg: &Path, url: &str, file: &Path, looped: bool) -> Publisher {
+        Self::start_with_output_options(ffmpeg, url, file, looped, &[])
+    }
+
+    /// Publish `file` in a loop over TLS (`rtmps://`), verifying the server's certificate
+    /// against `ca_file`.
+    pub fn start_verified_tls(url: &str, file: &Path, ca_file: &Path) -> Publisher {
+        let ca = ca_file.to_str().expect("a UTF-8 path");
+        let options = ["-tls_verify", "1", "-ca_file", ca];
+        Self::start_with_output_options(&system_ffmpeg(), url, file, true, &options)
+    }
+
+    /// Publish `file` with `options` given before the URL (protocol and muxer options).
+    pub fn start_with_output_options(
+        ffmpeg: &Path,
+        url: &str,
+        file: &Path,
+        looped: bool,
+        options: &[&str],
+    ) -> Publisher {
         let mut cmd = Command::new(ffmpeg);
         cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
         if looped {
             cmd.args(["-stream_loop", "-1"]);
         }
-        cmd.arg("-i").arg(file).args(["-c", "copy", "-f", "flv", url]);
+        cmd.arg("-i").arg(file).args(["-c", "copy", "-f", "flv"]).args(options).arg(url);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", ffmpeg.display()));
         let stderr = LineLog::collect(child.stderr.take().expect("piped stderr"));

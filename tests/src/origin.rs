@@ -53,6 +53,8 @@ pub struct Origin {
     pub relay: Option<SocketAddr>,
     /// The HTTPS listener's address, with `--https-listen`.
     pub https: Option<SocketAddr>,
+    /// The RTMPS listener's address, with `--rtmps-listen`.
+    pub rtmps: Option<SocketAddr>,
     log_path: PathBuf,
     dir: TestDir,
 }
@@ -113,6 +115,7 @@ impl Origin {
             http: node.http,
             relay: node.relay,
             https: node.https,
+            rtmps: node.rtmps,
             node,
             log_path,
             dir,

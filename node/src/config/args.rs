@@ -7,31 +7,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::builder::TypedValueParser;
-use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args};
 
+use super::{from_user, ClusterArgs, RelayArgs};
+
 use crate::settings::{
-    AdmissionSettings, ClusterSettings, EdgeSettings, HlsSettings, Limits, LogFormat, NodeSettings,
-    OriginSettings, RelaySettings,
+    AdmissionSettings, EdgeSettings, HlsSettings, Limits, LogFormat, NodeSettings, OriginSettings,
 };
 use crate::units::{ByteSize, HumanDuration};
-
-/// Whether the argument `id` was given on the command line or in the environment.
-fn from_user(m: &ArgMatches, id: &str) -> bool {
-    matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
-}
-
-/// `dst = src.field` for each field given by the user (the argument id is the field name).
-macro_rules! overlay {
-    ($m:expr, $src:expr; $($dst:expr => $field:ident),* $(,)?) => {
-        $(
-            if from_user($m, stringify!($field)) {
-                $dst = $src.$field.clone().into();
-            }
-        )*
-    };
-}
 
 fn node() -> NodeSettings {
     NodeSettings::default()
@@ -41,12 +24,6 @@ fn limits() -> Limits {
 }
 fn hls() -> HlsSettings {
     HlsSettings::default()
-}
-fn cluster() -> ClusterSettings {
-    ClusterSettings::default()
-}
-fn relay() -> RelaySettings {
-    RelaySettings::default()
 }
 fn origin() -> OriginSettings {
     OriginSettings::default()
@@ -78,8 +55,13 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_HTTPS_LISTEN")]
     pub https_listen: Option<SocketAddr>,
 
-    /// Certificate chain (PEM) of the HTTPS listener; reread on SIGHUP (open connections keep
-    /// the old one).
+    /// RTMPS listen address: RTMP over TLS for encoders and players (`rtmps://`), with the
+    /// certificate of `--https-cert` and `--https-key`.
+    #[arg(long, env = "SLUICE_RTMPS_LISTEN")]
+    pub rtmps_listen: Option<SocketAddr>,
+
+    /// Certificate chain (PEM) of the HTTPS and RTMPS listeners; reread on SIGHUP (open
+    /// connections keep the old one).
     #[arg(long, env = "SLUICE_HTTPS_CERT")]
     pub https_cert: Option<PathBuf>,
 
@@ -158,6 +140,7 @@ impl NodeArgs {
             s.rtmp_listen => rtmp_listen,
             s.http_listen => http_listen,
             s.https_listen => https_listen,
+            s.rtmps_listen => rtmps_listen,
             s.https_cert => https_cert,
             s.https_key => https_key,
             s.node_id => node_id,
@@ -390,138 +373,6 @@ impl HlsArgs {
             s.sessions_per_ip => hls_sessions_per_ip,
             s.max_sessions_per_ip => hls_max_sessions_per_ip,
             s.session_key_file => hls_session_key_file,
-        );
-    }
-}
-
-/// Cluster membership settings shared by every node.
-#[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
-    /// etcd endpoints, comma-separated (e.g. `http://127.0.0.1:2379`). Absent: standalone, with
-    /// an in-memory registry.
-    #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]
-    pub etcd: Vec<String>,
-
-    /// Key prefix in etcd, so several clusters can share one etcd.
-    #[arg(long, env = "SLUICE_ETCD_PREFIX", default_value_t = cluster().etcd_prefix)]
-    pub etcd_prefix: String,
-
-    /// CA certificate (PEM) that signed etcd's certificate: talk to `https://` endpoints.
-    #[arg(long, env = "SLUICE_ETCD_CA_FILE")]
-    pub etcd_ca_file: Option<PathBuf>,
-
-    /// Client certificate (PEM) for etcd, when it requires one (with `--etcd-key-file`).
-    #[arg(long, env = "SLUICE_ETCD_CERT_FILE", requires = "etcd_key_file")]
-    pub etcd_cert_file: Option<PathBuf>,
-
-    /// Private key (PEM) of `--etcd-cert-file`.
-    #[arg(long, env = "SLUICE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
-    pub etcd_key_file: Option<PathBuf>,
-
-    /// Lease TTL: a node that stops renewing for this long loses its node key and streams.
-    #[arg(long, env = "SLUICE_LEASE_TTL", default_value_t = HumanDuration(cluster().lease_ttl))]
-    pub lease_ttl: HumanDuration,
-
-    /// Hot standbys per stream (0-3): the ingest origin also forwards each stream to this many
-    /// origins after its home on the ring, so edges switch to one at once when the home dies.
-    /// Set the same value on every origin and edge.
-    #[arg(long, env = "SLUICE_STANDBYS", default_value_t = cluster().standbys,
-          value_parser = TypedValueParser::map(clap::value_parser!(u8).range(0..=3), usize::from))]
-    pub standbys: usize,
-
-    /// Host name or address other nodes and players use to reach this node (advertised in
-    /// the registry). Defaults to the listen address's host.
-    #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
-    pub advertise_host: Option<String>,
-
-    /// Host players reach this node at, in the URLs the control plane hands out: a load
-    /// balancer's name, or a per-node public name. Defaults to `--advertise-host`.
-    #[arg(long, env = "SLUICE_PUBLIC_HOST")]
-    pub public_host: Option<String>,
-
-    /// Port players reach this node's RTMP at, when a Service or NAT maps it (default: the
-    /// listen port).
-    #[arg(long, env = "SLUICE_PUBLIC_RTMP_PORT")]
-    pub public_rtmp_port: Option<u16>,
-
-    /// Port players reach this node's HTTP at (default: the listen port).
-    #[arg(long, env = "SLUICE_PUBLIC_HTTP_PORT")]
-    pub public_http_port: Option<u16>,
-
-    /// Port players reach this node's HTTPS at (default: the listen port).
-    #[arg(long, env = "SLUICE_PUBLIC_HTTPS_PORT")]
-    pub public_https_port: Option<u16>,
-
-    /// Viewers this node is sized for, reported with its load: the control plane assigns no
-    /// more than that to an edge (advisory; `--max-connections` is the hard limit).
-    #[arg(long, env = "SLUICE_MAX_VIEWERS", default_value_t = cluster().max_viewers)]
-    pub max_viewers: u64,
-
-    /// Egress this node is sized for, in megabits per second, reported with its load.
-    #[arg(long, env = "SLUICE_MAX_EGRESS_MBPS", default_value_t = cluster().max_egress_mbps)]
-    pub max_egress_mbps: u64,
-}
-
-impl ClusterArgs {
-    fn apply(&self, m: &ArgMatches, s: &mut ClusterSettings) {
-        overlay!(m, self;
-            s.etcd => etcd,
-            s.etcd_prefix => etcd_prefix,
-            s.etcd_ca_file => etcd_ca_file,
-            s.etcd_cert_file => etcd_cert_file,
-            s.etcd_key_file => etcd_key_file,
-            s.lease_ttl => lease_ttl,
-            s.standbys => standbys,
-            s.advertise_host => advertise_host,
-            s.public_host => public_host,
-            s.public_rtmp_port => public_rtmp_port,
-            s.public_http_port => public_http_port,
-            s.public_https_port => public_https_port,
-            s.max_viewers => max_viewers,
-            s.max_egress_mbps => max_egress_mbps,
-        );
-    }
-}
-
-/// Relay settings shared by origins and edges: security, transport and limits.
-#[derive(Debug, Clone, Args)]
-pub struct RelayArgs {
-    /// QUIC keep-alive interval on relay connections.
-    #[arg(long, env = "SLUICE_RELAY_KEEPALIVE", default_value_t = HumanDuration(relay().keepalive))]
-    pub relay_keepalive: HumanDuration,
-
-    /// A relay connection silent this long is closed (its streams resubscribe elsewhere).
-    #[arg(long, env = "SLUICE_RELAY_IDLE_TIMEOUT", default_value_t = HumanDuration(relay().idle_timeout))]
-    pub relay_idle_timeout: HumanDuration,
-
-    /// Largest media frame accepted from a relay peer (bytes; KiB/MiB suffixes allowed).
-    #[arg(long, env = "SLUICE_RELAY_MAX_FRAME_SIZE", default_value_t = ByteSize(relay().max_frame_size))]
-    pub relay_max_frame_size: ByteSize,
-
-    /// Most subscriptions (and forwards) one relay connection may hold.
-    #[arg(long, env = "SLUICE_RELAY_MAX_SUBSCRIPTIONS", default_value_t = relay().max_subscriptions)]
-    pub relay_max_subscriptions: usize,
-
-    /// Directory with the cluster CA (`ca.pem`) and this node's certificate and key
-    /// (`NODE_ID.pem`, `NODE_ID.key`), as written by `sluice-origin gen-certs`.
-    #[arg(long, env = "SLUICE_TLS_DIR")]
-    pub tls_dir: Option<PathBuf>,
-
-    /// Skip all TLS verification on the relay. Development only: anyone who can reach the
-    /// relay port can read and inject streams.
-    #[arg(long, env = "SLUICE_INSECURE_DEV", default_value_t = relay().insecure_dev)]
-    pub insecure_dev: bool,
-}
-
-impl RelayArgs {
-    fn apply(&self, m: &ArgMatches, s: &mut RelaySettings) {
-        overlay!(m, self;
-            s.keepalive => relay_keepalive,
-            s.idle_timeout => relay_idle_timeout,
-            s.max_frame_size => relay_max_frame_size,
-            s.max_subscriptions => relay_max_subscriptions,
-            s.tls_dir => tls_dir,
-            s.insecure_dev => insecure_dev,
         );
     }
 }

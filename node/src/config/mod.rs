@@ -9,20 +9,37 @@
 //! should (clap's usage message for a bad flag, `--help`/`--version` on stdout with status 0,
 //! one line naming the file and key for a bad file).
 
-pub mod args;
-pub mod file;
-
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser};
 
-pub use args::{
-    AdmissionArgs, ClusterArgs, EdgeArgs, HlsArgs, LimitsArgs, NodeArgs, OriginArgs, RelayArgs,
-};
+/// `dst = src.field` for each field given by the user (the argument id is the field name).
+macro_rules! overlay {
+    ($m:expr, $src:expr; $($dst:expr => $field:ident),* $(,)?) => {
+        $(
+            if from_user($m, stringify!($field)) {
+                $dst = $src.$field.clone().into();
+            }
+        )*
+    };
+}
+
+pub mod args;
+pub mod cluster_args;
+pub mod file;
+
+pub use args::{AdmissionArgs, EdgeArgs, HlsArgs, LimitsArgs, NodeArgs, OriginArgs};
+pub use cluster_args::{ClusterArgs, RelayArgs};
 pub use file::{FileError, RoleSettings};
 
 use crate::settings::{EdgeSettings, NodeSettings, OriginSettings};
+
+/// Whether the argument `id` was given on the command line or in the environment.
+pub(crate) fn from_user(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+}
 
 /// Why the settings could not be loaded.
 #[derive(Debug, thiserror::Error)]

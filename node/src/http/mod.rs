@@ -4,7 +4,6 @@
 pub mod admin;
 mod flv;
 pub mod serve;
-pub mod tls;
 pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};

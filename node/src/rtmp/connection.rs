@@ -17,7 +17,6 @@ use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
 use sluice_media::stream_name::StreamKey;
 use std::io;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -26,6 +25,7 @@ use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::error::ConnectionError;
 use super::play_gate;
 use super::publish_gate::{self, NotClaimed, PendingClaim};
+use super::transport::Transport;
 use super::RtmpContext;
 use crate::hub::log::Delivery;
 use crate::hub::{KickReason, PublishError, Publisher, SubscribeError, Subscription};
@@ -87,7 +87,7 @@ enum Activity {
 
 pub(super) struct Connection {
     ctx: Arc<RtmpContext>,
-    stream: TcpStream,
+    stream: Transport,
     session: ServerSession,
     out: OutQueue,
     app: Option<String>,
@@ -99,7 +99,7 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub(super) fn new(ctx: Arc<RtmpContext>, stream: TcpStream) -> Self {
+    pub(super) fn new(ctx: Arc<RtmpContext>, stream: Transport) -> Self {
         let seed: [u8; 32] = rand::random();
         let epoch = ctx.epoch.elapsed().as_millis() as u32;
         let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
@@ -167,8 +167,9 @@ impl Connection {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                ready = self.stream.writable(), if !self.out.is_empty() => {
+                ready = self.stream.writable(), if !self.out.is_empty() || self.stream.wants_write() => {
                     ready?;
+                    self.stream.flush_tls()?;
                     self.flush()?;
                 }
                 wake = activity_wake(&mut self.activity, want_media) => {
@@ -308,7 +309,7 @@ impl Connection {
     }
 
     fn flush(&mut self) -> Result<(), ConnectionError> {
-        let n = self.out.write_to(&self.stream)?;
+        let n = self.out.write_to(&mut self.stream)?;
         if n > 0 && matches!(self.activity, Activity::Playing { .. }) {
             self.deadlines.progress(Instant::now());
             self.ctx.bytes_out_rtmp.inc_by(n as u64);

@@ -6,19 +6,18 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
+use super::transport::Transport;
 use crate::out_queue::OutQueue;
 
 /// The longest a closing connection is kept to let its last message reach the peer.
 pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// Write `out`, shut our side down, then discard input until EOF, an error or [`LINGER`].
-pub(super) async fn close_after(stream: &mut TcpStream, out: &mut OutQueue) {
+pub(super) async fn close_after(stream: &mut Transport, out: &mut OutQueue) {
     let _ = tokio::time::timeout(LINGER, async {
-        while !out.is_empty() {
+        while !out.is_empty() || stream.wants_write() {
             stream.writable().await?;
+            stream.flush_tls()?;
             match out.write_to(stream) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

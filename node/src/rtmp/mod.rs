@@ -1,4 +1,4 @@
-//! RTMP over TCP: the accept loop and per-connection tasks.
+//! RTMP over TCP, and RTMPS (RTMP over TLS): the accept loop and per-connection tasks.
 
 mod claim_guard;
 mod connection;
@@ -7,6 +7,7 @@ mod error;
 mod linger;
 mod play_gate;
 mod publish_gate;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,10 +100,11 @@ impl RtmpContext {
     }
 }
 
-/// Accept RTMP connections until `shutdown` turns true.
+/// Accept RTMP connections (RTMPS with `tls`) until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<RtmpContext>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -131,14 +133,23 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let transport = match &tls {
+            None => transport::Transport::Plain(stream),
+            Some(config) => match transport::Transport::tls(stream, config.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "RTMPS: TLS session not created");
+                    continue;
+                }
+            },
+        };
         ctx.metrics.connections.inc();
         ctx.metrics.connections_total.inc();
         let ctx2 = ctx.clone();
-        let span =
-            info_span!("rtmp", %peer, stream = tracing::field::Empty, role = tracing::field::Empty);
+        let span = info_span!("rtmp", %peer, tls = tls.is_some(), stream = tracing::field::Empty, role = tracing::field::Empty);
         tokio::spawn(
             async move {
-                match connection::Connection::new(ctx2.clone(), stream).run().await {
+                match connection::Connection::new(ctx2.clone(), transport).run().await {
                     Ok(()) => tracing::debug!("connection closed"),
                     Err(e) if e.is_disconnect() => tracing::debug!(error = %e, "peer disconnected"),
                     Err(e) => {

@@ -82,6 +82,8 @@ pub struct Node {
     pub relay: Option<SocketAddr>,
     /// The HTTPS listener's address, with `--https-listen`.
     pub https: Option<SocketAddr>,
+    /// The RTMPS listener's address, with `--rtmps-listen`.
+    pub rtmps: Option<SocketAddr>,
     /// The whole `listening ...` line.
     pub listening: String,
     log_path: PathBuf,
@@ -162,6 +164,7 @@ impl Node {
             http: addrs.http,
             relay: addrs.relay,
             https: addrs.https,
+            rtmps: addrs.rtmps,
             listening: line,
             log_path,
         })
@@ -199,13 +202,15 @@ fn first_line(path: &Path) -> Option<String> {
     Some(line.trim_end().to_string())
 }
 
-/// The addresses of a `listening rtmp=ADDR http=ADDR [relay=ADDR] [https=ADDR]` line.
+/// The addresses of a `listening rtmp=ADDR http=ADDR [relay=ADDR] [https=ADDR] [rtmps=ADDR]`
+/// line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listening {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub relay: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    pub rtmps: Option<SocketAddr>,
 }
 
 impl Listening {
@@ -214,7 +219,7 @@ impl Listening {
         if words.next()? != "listening" {
             return None;
         }
-        let (mut rtmp, mut http, mut relay, mut https) = (None, None, None, None);
+        let (mut rtmp, mut http, mut relay, mut https, mut rtmps) = (None, None, None, None, None);
         for word in words {
             if let Some(v) = word.strip_prefix("rtmp=") {
                 rtmp = v.parse().ok();
@@ -224,9 +229,11 @@ impl Listening {
                 relay = v.parse().ok();
             } else if let Some(v) = word.strip_prefix("https=") {
                 https = v.parse().ok();
+            } else if let Some(v) = word.strip_prefix("rtmps=") {
+                rtmps = v.parse().ok();
             }
         }
-        Some(Listening { rtmp: rtmp?, http: http?, relay, https })
+        Some(Listening { rtmp: rtmp?, http: http?, relay, https, rtmps })
     }
 }
 
@@ -240,8 +247,12 @@ mod tests {
         assert_eq!((l.rtmp.port(), l.http.port(), l.relay), (1935, 8080, None));
         let l = Listening::parse("listening rtmp=127.0.0.1:1 http=127.0.0.1:2 relay=127.0.0.1:3");
         assert_eq!(l.unwrap().relay.map(|a| a.port()), Some(3));
-        let l = Listening::parse("listening rtmp=127.0.0.1:1 http=127.0.0.1:2 https=127.0.0.1:4");
-        assert_eq!(l.unwrap().https.map(|a| a.port()), Some(4));
+        let l = Listening::parse(
+            "listening rtmp=127.0.0.1:1 http=127.0.0.1:2 https=127.0.0.1:4 rtmps=127.0.0.1:5",
+        )
+        .unwrap();
+        assert_eq!(l.https.map(|a| a.port()), Some(4));
+        assert_eq!(l.rtmps.map(|a| a.port()), Some(5));
         assert!(Listening::parse("listening rtmp=127.0.0.1:1935").is_none());
         assert!(Listening::parse("hello").is_none());
     }

@@ -98,7 +98,7 @@ fn a_node_with_half_of_the_https_settings_does_not_start_and_says_why() {
     let err = Origin::try_start(&["--https-cert", cert.to_str().unwrap()]).unwrap_err();
     let sluice_launch::LaunchError::Exited { log, .. } = err else { panic!("{err}") };
     let text = std::fs::read_to_string(log).unwrap();
-    assert!(text.contains("--https-listen, --https-cert and --https-key"), "{text}");
+    assert!(text.contains("--https-cert and --https-key together with --https-listen"), "{text}");
     // A key that is not the certificate's: refused at start, naming both files.
     let other = dir.path().join("ca.key");
     let args = [

@@ -50,6 +50,7 @@ const NODE: Crate = Crate {
         ("forward", 4),
         ("relay_source", 4),
         ("relay_tls", 4),
+        ("tls", 4),
         ("load_report", 4),
         ("orders", 4),
         ("config", 5),

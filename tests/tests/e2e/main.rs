@@ -37,6 +37,7 @@ mod link_cuts;
 mod media_changes;
 mod orders;
 mod otlp;
+mod rtmps;
 
 mod placement;
 mod play_auth;

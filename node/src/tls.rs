@@ -1,5 +1,6 @@
-//! HTTPS on the node's HTTP service (`--https-listen`, `--https-cert`, `--https-key`): the
-//! certificate chain and key are read at start and again on SIGHUP. A reload swaps the key
+//! The node's TLS certificate, served by HTTPS (`--https-listen`) and RTMPS (`--rtmps-listen`)
+//! alike (`--https-cert`, `--https-key`): the chain and key are read at start and again on
+//! SIGHUP. A reload swaps the key
 //! new handshakes use ([`CertStore`] is rustls's certificate resolver); connections already
 //! open keep theirs, so renewing a certificate drops no viewer. A reload that fails (missing
 //! file, bad PEM, a key that does not match) keeps the current certificate and says why.
@@ -92,6 +93,15 @@ impl CertStore {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
+
+    /// The configuration of the RTMPS listener: TLS 1.2 and 1.3, no ALPN (encoders send none).
+    pub fn rtmps_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        Ok(Arc::new(config))
+    }
 }
 
 impl ResolvesServerCert for CertStore {
@@ -112,11 +122,11 @@ pub fn spawn_reload_on_sighup(
             match store.reload() {
                 Ok(()) => {
                     metrics.tls_reloads.inc();
-                    info!(cert = %store.files.cert.display(), "SIGHUP: HTTPS certificate reloaded");
+                    info!(cert = %store.files.cert.display(), "SIGHUP: TLS certificate (HTTPS, RTMPS) reloaded");
                 }
                 Err(e) => {
                     metrics.tls_reload_failures.inc();
-                    warn!(error = %e, "SIGHUP: HTTPS certificate NOT reloaded; the current one stays");
+                    warn!(error = %e, "SIGHUP: TLS certificate (HTTPS, RTMPS) NOT reloaded; the current one stays");
                 }
             }
         }
