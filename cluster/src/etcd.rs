@@ -11,7 +11,7 @@ use crate::backoff::Backoff;
 use crate::cache::{self, Change, Resume, Start, WatchEnd};
 use crate::keys::Keyspace;
 use crate::registrar::Registrar;
-use crate::registry::{EtcdTls, RegistryConfig, RegistryError};
+use crate::registry::{EtcdAuth, EtcdTls, RegistryConfig, RegistryError};
 use crate::types::{NodeInfo, RawKv, Snapshot};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream,
@@ -283,11 +283,12 @@ impl Backend for EtcdBackend {
 }
 
 /// A client for `endpoints` with the registry's connect and keep-alive timeouts, over TLS when
-/// `tls` says so.
+/// `tls` says so, authenticated as `auth`'s user when given.
 pub(crate) async fn connect_client(
     endpoints: &[String],
     op_timeout: Duration,
     tls: &EtcdTls,
+    auth: Option<&EtcdAuth>,
 ) -> Result<Client, RegistryError> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(op_timeout)
@@ -296,7 +297,19 @@ pub(crate) async fn connect_client(
     if tls.is_set() {
         opts = opts.with_tls(tls_options(tls)?);
     }
-    let connect = async { Ok(Client::connect(endpoints, Some(opts)).await?) };
+    if let Some(auth) = auth {
+        opts = opts.with_user(auth.user.clone(), auth.password()?).with_auto_token_refresh(true);
+    }
+    let connect = async {
+        Client::connect(endpoints, Some(opts)).await.map_err(|e| match (auth, &e) {
+            // Connecting answers with a status only from authenticating (a connection that
+            // fails is a transport error): say which user, never the password.
+            (Some(auth), etcd_client::Error::GRpcStatus(status)) => {
+                RegistryError::Auth(format!("user {:?}: {}", auth.user, status.message()))
+            }
+            _ => e.into(),
+        })
+    };
     with_timeout(op_timeout, "connect", connect).await
 }
 
@@ -345,7 +358,7 @@ impl EtcdRegistry {
         cfg: RegistryConfig,
         node: NodeInfo,
     ) -> Result<EtcdRegistry, RegistryError> {
-        let client = connect_client(endpoints, cfg.op_timeout, &cfg.tls).await?;
+        let client = connect_client(endpoints, cfg.op_timeout, &cfg.tls, cfg.auth.as_ref()).await?;
         EtcdRegistry::with_client(client, cfg, node).await
     }
 

@@ -161,7 +161,7 @@ pub use memory::{MemoryRegistry, MemoryStore};
 pub use observer::Observer;
 pub use orders::OrderWriter;
 pub use placement::PlacementConfig;
-pub use registry::{ClaimError, EtcdTls, Registry, RegistryConfig, RegistryError};
+pub use registry::{ClaimError, EtcdAuth, EtcdTls, Registry, RegistryConfig, RegistryError};
 pub use ring::{Ring, DEFAULT_VNODES};
 pub use rules::{dialer, should_accept_forward, should_dial, ForwardVerdict};
 pub use types::{

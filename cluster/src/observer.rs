@@ -8,7 +8,7 @@ use crate::etcd::{connect_client, EtcdBackend};
 use crate::keys::Keyspace;
 use crate::memory::MemoryStore;
 use crate::orders::{OrderWriter, Store};
-use crate::registry::{EtcdTls, RegistryError};
+use crate::registry::{EtcdAuth, EtcdTls, RegistryError};
 use crate::types::Snapshot;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +37,9 @@ impl Observer {
         prefix: &str,
         op_timeout: Duration,
         tls: &EtcdTls,
+        auth: Option<&EtcdAuth>,
     ) -> Result<Observer, RegistryError> {
-        let client = connect_client(endpoints, op_timeout, tls).await?;
+        let client = connect_client(endpoints, op_timeout, tls, auth).await?;
         let backend = Arc::new(EtcdBackend::new(client));
         let orders = OrderWriter::new(Store::Etcd(backend.clone()), prefix, op_timeout);
         Ok(Observer::start(backend, prefix, orders))

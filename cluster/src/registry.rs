@@ -34,6 +34,8 @@ pub struct RegistryConfig {
     pub op_timeout: Duration,
     /// TLS to etcd (`https://` endpoints).
     pub tls: EtcdTls,
+    /// etcd user and password, when etcd has authentication on.
+    pub auth: Option<EtcdAuth>,
 }
 
 /// TLS to etcd: the CA that signed etcd's certificate, and this client's certificate and key
@@ -43,6 +45,35 @@ pub struct EtcdTls {
     pub ca_file: Option<std::path::PathBuf>,
     pub cert_file: Option<std::path::PathBuf>,
     pub key_file: Option<std::path::PathBuf>,
+}
+
+/// An etcd user: its name, and the file holding its password (read when connecting, so the
+/// password is on no command line; a trailing newline is not part of it). The client
+/// authenticates on connect and again when etcd says the token expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdAuth {
+    pub user: String,
+    pub password_file: std::path::PathBuf,
+}
+
+impl EtcdAuth {
+    /// The password from the file.
+    pub fn password(&self) -> Result<String, RegistryError> {
+        let text = std::fs::read_to_string(&self.password_file).map_err(|e| {
+            RegistryError::Auth(format!(
+                "reading the etcd password file {}: {e}",
+                self.password_file.display()
+            ))
+        })?;
+        let password = text.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err(RegistryError::Auth(format!(
+                "the etcd password file {} is empty",
+                self.password_file.display()
+            )));
+        }
+        Ok(password.to_string())
+    }
 }
 
 impl EtcdTls {
@@ -64,11 +95,17 @@ impl RegistryConfig {
             claim_retry: DEFAULT_CLAIM_RETRY,
             op_timeout: Duration::from_secs(3),
             tls: EtcdTls::default(),
+            auth: None,
         }
     }
 
     pub fn with_tls(mut self, tls: EtcdTls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    pub fn with_auth(mut self, auth: Option<EtcdAuth>) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -113,6 +150,8 @@ pub enum RegistryError {
     Encode(#[from] serde_json::Error),
     #[error("etcd TLS: {0}")]
     Tls(String),
+    #[error("etcd authentication: {0}")]
+    Auth(String),
     /// No keep-alive was answered for most of the lease: this node takes no new stream until
     /// the registry answers again.
     #[error("this node has not reached the cluster registry for most of its lease (fenced)")]

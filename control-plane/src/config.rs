@@ -42,6 +42,12 @@ pub struct Args {
     /// Private key (PEM) of `--etcd-cert-file`.
     #[arg(long, env = "SLUICE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
     pub etcd_key_file: Option<PathBuf>,
+    /// etcd user, when etcd has authentication on (with `--etcd-password-file`).
+    #[arg(long, env = "SLUICE_ETCD_USER", requires = "etcd_password_file")]
+    pub etcd_user: Option<String>,
+    /// File holding the password of `--etcd-user` (a trailing newline is ignored).
+    #[arg(long, env = "SLUICE_ETCD_PASSWORD_FILE", requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
     /// gRPC listen address.
     #[arg(long, env = "SLUICE_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
@@ -158,8 +164,15 @@ impl Args {
 pub const SECTION: &str = "control_plane";
 
 /// Top-level keys of the file the control plane applies (the cluster's, shared with nodes).
-pub const SHARED_KEYS: &[&str] =
-    &["etcd", "etcd-prefix", "etcd-ca-file", "etcd-cert-file", "etcd-key-file"];
+pub const SHARED_KEYS: &[&str] = &[
+    "etcd",
+    "etcd-prefix",
+    "etcd-ca-file",
+    "etcd-cert-file",
+    "etcd-key-file",
+    "etcd-user",
+    "etcd-password-file",
+];
 
 /// Why the settings could not be read.
 #[derive(Debug, thiserror::Error)]

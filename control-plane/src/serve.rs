@@ -40,9 +40,21 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         cert_file: args.etcd_cert_file.clone(),
         key_file: args.etcd_key_file.clone(),
     };
-    let observer = Observer::etcd(&args.etcd, &args.etcd_prefix, Duration::from_secs(3), &etcd_tls)
-        .await
-        .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
+    let etcd_auth = match (&args.etcd_user, &args.etcd_password_file) {
+        (Some(user), Some(file)) => {
+            Some(sluice_cluster::EtcdAuth { user: user.clone(), password_file: file.clone() })
+        }
+        _ => None,
+    };
+    let observer = Observer::etcd(
+        &args.etcd,
+        &args.etcd_prefix,
+        Duration::from_secs(3),
+        &etcd_tls,
+        etcd_auth.as_ref(),
+    )
+    .await
+    .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
     let control = Arc::new(
         ControlPlane::new(observer.snapshot(), args.balance_factor, args.target_utilisation)
             .with_orders(observer.orders())

@@ -119,7 +119,8 @@ pub async fn start_registry(
     let cfg = RegistryConfig::new(id, role)
         .with_prefix(&args.etcd_prefix)
         .with_ttl(args.lease_ttl)
-        .with_tls(args.etcd_tls());
+        .with_tls(args.etcd_tls())
+        .with_auth(args.etcd_auth().map_err(anyhow::Error::msg)?);
     let state = if args.is_clustered() { NodeState::Starting } else { NodeState::Ready };
     let info = advertised.info(state);
     let registry: Arc<dyn Registry> = if args.is_clustered() {

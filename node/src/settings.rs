@@ -268,6 +268,9 @@ pub struct ClusterSettings {
     pub etcd_ca_file: Option<PathBuf>,
     pub etcd_cert_file: Option<PathBuf>,
     pub etcd_key_file: Option<PathBuf>,
+    /// The etcd user (with `etcd_password_file`), when etcd has authentication on.
+    pub etcd_user: Option<String>,
+    pub etcd_password_file: Option<PathBuf>,
     #[serde(with = "serde_duration")]
     pub lease_ttl: Duration,
     /// Hot standbys per stream: the ingest also forwards each stream to this many origins
@@ -303,6 +306,8 @@ impl Default for ClusterSettings {
             etcd_ca_file: None,
             etcd_cert_file: None,
             etcd_key_file: None,
+            etcd_user: None,
+            etcd_password_file: None,
             lease_ttl: Duration::from_secs(5),
             standbys: 1,
             advertise_host: None,
@@ -335,6 +340,18 @@ impl ClusterSettings {
             ca_file: self.etcd_ca_file.clone(),
             cert_file: self.etcd_cert_file.clone(),
             key_file: self.etcd_key_file.clone(),
+        }
+    }
+
+    /// The etcd user and password file; an error when one is given without the other.
+    pub fn etcd_auth(&self) -> Result<Option<sluice_cluster::EtcdAuth>, String> {
+        match (&self.etcd_user, &self.etcd_password_file) {
+            (None, None) => Ok(None),
+            (Some(user), Some(file)) => Ok(Some(sluice_cluster::EtcdAuth {
+                user: user.clone(),
+                password_file: file.clone(),
+            })),
+            _ => Err("etcd authentication needs both --etcd-user and --etcd-password-file".into()),
         }
     }
 

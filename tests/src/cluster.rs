@@ -1,7 +1,7 @@
 //! A real cluster for tests: an etcd of its own, a development certificate set written by
 //! `sluice-origin gen-certs`, and origins and edges started with the flags they share.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sluice_cluster::types::NodeId;
 use sluice_cluster::{Ring, DEFAULT_VNODES};
@@ -27,6 +27,8 @@ pub struct TestCluster {
     certs: TestDir,
     /// etcd speaks TLS only and wants client certificates (each node presents its own).
     etcd_tls: bool,
+    /// etcd has authentication on: nodes log in as this user, password in this file.
+    etcd_auth: Option<(String, PathBuf)>,
 }
 
 impl TestCluster {
@@ -36,7 +38,7 @@ impl TestCluster {
         let prefix = format!("/{tag}{}", std::process::id());
         let certs = TestDir::new("certs");
         gen_certs(certs.path(), nodes);
-        TestCluster { etcd, prefix, certs, etcd_tls: false }
+        TestCluster { etcd, prefix, certs, etcd_tls: false, etcd_auth: None }
     }
 
     /// [`TestCluster::new`] with etcd in the namespace of `host` (a [`crate::netns::Net`]
@@ -46,7 +48,7 @@ impl TestCluster {
         let prefix = format!("/{tag}{}", std::process::id());
         let certs = TestDir::new("certs");
         gen_certs(certs.path(), nodes);
-        TestCluster { etcd, prefix, certs, etcd_tls: false }
+        TestCluster { etcd, prefix, certs, etcd_tls: false, etcd_auth: None }
     }
 
     /// [`TestCluster::new`] with an etcd that serves TLS only and requires client
@@ -58,7 +60,54 @@ impl TestCluster {
         all.push("etcd");
         gen_certs(certs.path(), &all);
         let etcd = Etcd::start_tls(certs.path());
-        TestCluster { etcd, prefix, certs, etcd_tls: true }
+        TestCluster { etcd, prefix, certs, etcd_tls: true, etcd_auth: None }
+    }
+
+    /// [`TestCluster::with_tls_etcd`] with etcd's authentication on as well: a user `user`
+    /// whose role may read and write only under the cluster's prefix, with `password` (in a
+    /// file the nodes are given), and the `root` user etcd needs for that. `nodes` must include
+    /// `etcdctl`, the certificate the set-up runs `etcdctl` with.
+    pub fn with_tls_etcd_and_password(
+        tag: &str,
+        nodes: &[&str],
+        user: &str,
+        password: &str,
+    ) -> TestCluster {
+        let mut c = TestCluster::with_tls_etcd(tag, nodes);
+        let root_password = format!("root-{}", std::process::id());
+        let prefix = c.prefix.clone();
+        let steps: Vec<Vec<String>> = [
+            vec!["user", "add", &format!("root:{root_password}")],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["role", "add", user],
+            vec!["role", "grant-permission", user, "readwrite", &prefix, "--prefix=true"],
+            vec!["user", "add", &format!("{user}:{password}")],
+            vec!["user", "grant-role", user, user],
+            vec!["auth", "enable"],
+        ]
+        .into_iter()
+        .map(|step| step.into_iter().map(str::to_string).collect())
+        .collect();
+        for step in steps {
+            let mut args = c.etcdctl_tls_args();
+            args.extend(step);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.etcd.ctl(&args).unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
+        }
+        let file = c.certs.path().join("etcd-password");
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        c.etcd_auth = Some((user.to_string(), file));
+        c
+    }
+
+    /// `etcdctl`'s TLS flags for this cluster's etcd (the `etcdctl` certificate).
+    fn etcdctl_tls_args(&self) -> Vec<String> {
+        let file = |name: &str| self.certs.path().join(name).display().to_string();
+        vec![
+            format!("--cacert={}", file("ca.pem")),
+            format!("--cert={}", file("etcdctl.pem")),
+            format!("--key={}", file("etcdctl.key")),
+        ]
     }
 
     /// The flags that reach this cluster's etcd as `id` (endpoint, prefix, and with a TLS etcd
@@ -79,6 +128,14 @@ impl TestCluster {
                 file(format!("{id}.pem")),
                 "--etcd-key-file".to_string(),
                 file(format!("{id}.key")),
+            ]);
+        }
+        if let Some((user, file)) = &self.etcd_auth {
+            args.extend([
+                "--etcd-user".to_string(),
+                user.clone(),
+                "--etcd-password-file".to_string(),
+                file.display().to_string(),
             ]);
         }
         args

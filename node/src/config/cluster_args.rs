@@ -41,6 +41,14 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLUICE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
     pub etcd_key_file: Option<PathBuf>,
 
+    /// etcd user, when etcd has authentication on (with `--etcd-password-file`).
+    #[arg(long, env = "SLUICE_ETCD_USER")]
+    pub etcd_user: Option<String>,
+
+    /// File holding the password of `--etcd-user` (a trailing newline is ignored).
+    #[arg(long, env = "SLUICE_ETCD_PASSWORD_FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+
     /// Lease TTL: a node that stops renewing for this long loses its node key and streams.
     #[arg(long, env = "SLUICE_LEASE_TTL", default_value_t = HumanDuration(cluster().lease_ttl))]
     pub lease_ttl: HumanDuration,
@@ -97,6 +105,8 @@ impl ClusterArgs {
             s.etcd_ca_file => etcd_ca_file,
             s.etcd_cert_file => etcd_cert_file,
             s.etcd_key_file => etcd_key_file,
+            s.etcd_user => etcd_user,
+            s.etcd_password_file => etcd_password_file,
             s.lease_ttl => lease_ttl,
             s.standbys => standbys,
             s.advertise_host => advertise_host,

@@ -1,7 +1,9 @@
-//! A cluster whose etcd speaks TLS only and requires client certificates (`--client-cert-auth`):
-//! origins, edges and the control plane reach it with `--etcd-ca-file`, `--etcd-cert-file` and
-//! `--etcd-key-file`, and a stream plays through an edge; a node without a client certificate,
-//! or one that does not trust etcd's CA, does not start and says why.
+//! A cluster whose etcd speaks TLS only, requires client certificates (`--client-cert-auth`)
+//! and has authentication on: origins, edges and the control plane reach it with
+//! `--etcd-ca-file`, `--etcd-cert-file`, `--etcd-key-file`, `--etcd-user` and
+//! `--etcd-password-file`, and a stream plays through an edge; a node without a client
+//! certificate, one that does not trust etcd's CA, or one with a wrong password does not start
+//! and says why (naming the user, never the password).
 
 use sluice_tests::cluster::TestCluster;
 use sluice_tests::process::wait_for;
@@ -20,8 +22,10 @@ fn start_error(err: sluice_launch::LaunchError) -> String {
 }
 
 #[test]
-fn a_cluster_on_a_tls_etcd_with_client_certificates_serves_a_stream() {
-    let c = TestCluster::with_tls_etcd("etls", &["origin-t", "edge-t", "cp", "stranger"]);
+fn a_cluster_on_a_tls_etcd_with_client_certificates_and_a_password_serves_a_stream() {
+    const PASSWORD: &str = "pw-Kq3-zz81-vault";
+    let nodes = ["origin-t", "edge-t", "cp", "stranger", "etcdctl"];
+    let c = TestCluster::with_tls_etcd_and_password("etls", &nodes, "sluice", PASSWORD);
     assert!(c.etcd.endpoint().starts_with("https://"), "{}", c.etcd.endpoint());
     let origin = c.origin("origin-t", &[]);
     let edge = c.edge("edge-t", &[]);
@@ -70,6 +74,36 @@ fn a_cluster_on_a_tls_etcd_with_client_certificates_serves_a_stream() {
     let Err(err) = refused else { panic!("an edge that does not trust etcd's CA must not start") };
     let said = start_error(err);
     assert!(said.contains("Error: registering with etcd at https://"), "names etcd: {said}");
+
+    // The right certificate with a wrong password: refused, naming etcd and the user.
+    let wrong = c.certs_dir().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let mut args = c.args("stranger");
+    let at = args.iter().position(|a| a == "--etcd-password-file").expect("the cluster's flags");
+    args[at + 1] = wrong.display().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = Origin::try_start_bin("sluice-edge", &args);
+    let Err(err) = refused else { panic!("an edge with a wrong etcd password must not start") };
+    let said = start_error(err);
+    assert!(said.contains("Error: registering with etcd at https://"), "names etcd: {said}");
+    assert!(said.contains("etcd authentication: user \"sluice\""), "names the user: {said}");
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    assert!(!said.contains("not-the-password"), "the password stays secret: {said}");
+
+    // The right password outside the user's prefix: etcd's permissions hold.
+    let mut args = c.args("stranger");
+    let at = args.iter().position(|a| a == "--etcd-prefix").expect("the cluster's flags");
+    args[at + 1] = "/elsewhere".to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = Origin::try_start_bin("sluice-edge", &args);
+    let Err(err) = refused else { panic!("an edge outside its etcd role's prefix must not start") };
+    let said = start_error(err);
+    assert!(said.contains("permission denied"), "etcd's refusal: {said}");
+
+    // The password is in no log of the cluster.
+    for (name, log) in [("origin", origin.log()), ("edge", edge.log()), ("cp", cp.log_text())] {
+        assert!(!log.contains(PASSWORD), "{name}'s log shows the etcd password");
+    }
     publisher.stop();
     let _ = std::fs::remove_file(&cp.log);
 }
