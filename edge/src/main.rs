@@ -44,7 +44,6 @@ fn main() -> anyhow::Result<()> {
         upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
         // Edges take no publishers.
         publish_auth: None,
-        webhook: None,
     };
     sluice_node::runtime::run_main(
         &node.clone(),

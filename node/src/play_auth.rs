@@ -11,6 +11,10 @@
 //! (see [`crate::hls`]), so segments need no token of their own. A node with private apps
 //! and no secret refuses their viewers (it cannot check a token); the configuration check at
 //! start refuses that combination.
+//!
+//! `--play-webhook-apps` lists the apps whose viewers the webhook admits (`on_play`, see
+//! [`crate::webhook`]); this module only says which those are ([`PlayAuth::asks_webhook`]).
+//! A stream may be both: the token is checked first, then the webhook asked.
 
 use std::sync::Arc;
 
@@ -45,17 +49,31 @@ impl PlayAuthError {
 pub struct PlayAuth {
     secret: Option<Arc<[u8]>>,
     private_apps: Vec<String>,
+    webhook_apps: Vec<String>,
 }
 
 impl PlayAuth {
     pub fn new(secret: Option<Vec<u8>>, private_apps: Vec<String>) -> PlayAuth {
-        PlayAuth { secret: secret.map(Into::into), private_apps }
+        PlayAuth { secret: secret.map(Into::into), private_apps, webhook_apps: Vec::new() }
+    }
+
+    /// The apps whose viewers the webhook admits (`*`: every app).
+    #[must_use]
+    pub fn with_webhook_apps(mut self, apps: Vec<String>) -> PlayAuth {
+        self.webhook_apps = apps;
+        self
+    }
+
+    /// Whether the webhook admits viewers of `stream`.
+    #[must_use]
+    pub fn asks_webhook(&self, stream: &StreamKey) -> bool {
+        self.webhook_apps.iter().any(|a| a == "*" || a == stream.app())
     }
 
     /// Whether any stream needs a token.
     #[must_use]
     pub fn is_on(&self) -> bool {
-        !self.private_apps.is_empty()
+        !self.private_apps.is_empty() || !self.webhook_apps.is_empty()
     }
 
     /// Whether viewers of `stream` need a token.
@@ -96,11 +114,7 @@ impl PlayAuth {
         name: &str,
         now_unix: u64,
     ) -> Result<(), PlayAuthError> {
-        fn query_of(s: &str) -> Option<&str> {
-            s.split_once('?').map(|(_, q)| q)
-        }
-        let query = query_of(name).filter(|q| q.contains("token=")).or_else(|| query_of(app));
-        self.check(stream, query, now_unix)
+        self.check(stream, rtmp_query(app, name), now_unix)
     }
 
     /// A play token for `stream` valid until `expiry_unix`, signed with `secret`.
@@ -108,6 +122,16 @@ impl PlayAuth {
     pub fn token(secret: &[u8], stream: &StreamKey, expiry_unix: u64) -> String {
         signed_token::sign(secret, Purpose::Play, stream, expiry_unix)
     }
+}
+
+/// The query of an RTMP play: the play name's (`rtmp://host/app/name?token=…`) when it has a
+/// token, else the `connect` app's (some clients keep the query there).
+#[must_use]
+fn rtmp_query<'a>(app: &'a str, name: &'a str) -> Option<&'a str> {
+    fn query_of(s: &str) -> Option<&str> {
+        s.split_once('?').map(|(_, q)| q)
+    }
+    query_of(name).filter(|q| q.contains("token=")).or_else(|| query_of(app))
 }
 
 /// Seconds since the Unix epoch, for token expiries.

@@ -38,8 +38,6 @@ pub struct NodeOptions {
     pub upstream: Option<MakeUpstream>,
     /// Origins: who may publish; `None`: anyone.
     pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
-    /// Origins: the publish webhook.
-    pub webhook: Option<Arc<crate::webhook::Webhook>>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -49,13 +47,7 @@ pub type MakeUpstream =
 impl NodeOptions {
     /// A standalone or clustered origin without a relay listener.
     pub fn origin() -> Self {
-        NodeOptions {
-            role: Role::Origin,
-            relay_listen: None,
-            upstream: None,
-            publish_auth: None,
-            webhook: None,
-        }
+        NodeOptions { role: Role::Origin, relay_listen: None, upstream: None, publish_auth: None }
     }
 }
 
@@ -263,7 +255,20 @@ impl Node {
         );
         rtmp_ctx.forwarding = forwarding;
         rtmp_ctx.publish_auth = options.publish_auth.clone();
-        rtmp_ctx.webhook = options.webhook.clone();
+        let webhook = match &args.webhook_url {
+            Some(url) => Some(Arc::new(
+                crate::webhook::Webhook::new(
+                    url,
+                    args.webhook_timeout,
+                    args.webhook_fail_open,
+                    &node_id,
+                    args.webhook_ca_file.as_deref(),
+                )
+                .context("setting up the webhook")?,
+            )),
+            None => None,
+        };
+        rtmp_ctx.webhook = webhook.clone();
         if let Some(store) = options.publish_auth.clone() {
             tasks.push(spawn_publish_auth_reload(store).context("installing the SIGHUP handler")?);
         }
@@ -312,6 +317,7 @@ impl Node {
             drain,
             admin,
             play_auth,
+            webhook,
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(

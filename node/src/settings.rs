@@ -84,6 +84,17 @@ pub struct NodeSettings {
     pub play_token_secret_file: Option<PathBuf>,
     /// Apps whose streams play only from a signed URL (`*`: every app).
     pub play_private_apps: Vec<String>,
+    /// Apps whose viewers the webhook admits (`*`: every app).
+    pub play_webhook_apps: Vec<String>,
+    /// The webhook (`on_publish`, `on_unpublish`, `on_play`, `on_play_done`); `None`: none.
+    pub webhook_url: Option<String>,
+    /// How long the webhook may take to answer `on_publish` or `on_play`.
+    #[serde(with = "serde_duration")]
+    pub webhook_timeout: Duration,
+    /// Admit clients when the webhook does not answer (default: refuse them).
+    pub webhook_fail_open: bool,
+    /// A CA trusted for an https:// webhook besides the system's roots.
+    pub webhook_ca_file: Option<PathBuf>,
     #[serde(skip)]
     pub limits: Limits,
     #[serde(skip)]
@@ -115,6 +126,11 @@ impl Default for NodeSettings {
             admin_allow: Vec::new(),
             play_token_secret_file: None,
             play_private_apps: Vec::new(),
+            play_webhook_apps: Vec::new(),
+            webhook_url: None,
+            webhook_timeout: Duration::from_secs(3),
+            webhook_fail_open: false,
+            webhook_ca_file: None,
             limits: Limits::default(),
             hls: HlsSettings::default(),
             cluster: ClusterSettings::default(),
@@ -393,7 +409,7 @@ impl Default for RelaySettings {
 }
 
 /// What only an origin is configured with.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OriginSettings {
     /// UDP address of the relay that serves this origin's streams; `None`: no relay.
@@ -405,27 +421,6 @@ pub struct OriginSettings {
     pub publish_token_secret_file: Option<PathBuf>,
     /// Apps that take any publisher even when publish authorisation is on.
     pub publish_open_apps: Vec<String>,
-    /// The publish webhook (`on_publish`, `on_unpublish`); `None`: none.
-    pub webhook_url: Option<String>,
-    /// How long the webhook may take to answer `on_publish`.
-    #[serde(with = "serde_duration")]
-    pub webhook_timeout: Duration,
-    /// Admit publishers when the webhook does not answer (default: refuse them).
-    pub webhook_fail_open: bool,
-}
-
-impl Default for OriginSettings {
-    fn default() -> Self {
-        OriginSettings {
-            relay_listen: None,
-            publish_keys_file: None,
-            publish_token_secret_file: None,
-            publish_open_apps: Vec::new(),
-            webhook_url: None,
-            webhook_timeout: Duration::from_secs(3),
-            webhook_fail_open: false,
-        }
-    }
 }
 
 /// What only an edge is configured with: how it pulls streams from origins.

@@ -11,7 +11,6 @@ use sluice_node::config::{self, NodeArgs, OriginArgs};
 use sluice_node::play_auth::PlayAuth;
 use sluice_node::publish_auth::{PublishAuth, PublishAuthStore};
 use sluice_node::server::NodeOptions;
-use sluice_node::webhook::Webhook;
 
 /// Sluice origin node: RTMP ingest; standalone, also RTMP, HTTP-FLV and LL-HLS playback.
 ///
@@ -164,15 +163,6 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         });
         options.publish_auth = Some(std::sync::Arc::new(store));
-    }
-    if let Some(url) = &origin.webhook_url {
-        let node_id = node.node_id();
-        let webhook = Webhook::new(url, origin.webhook_timeout, origin.webhook_fail_open, &node_id)
-            .unwrap_or_else(|e| {
-                eprintln!("sluice-origin: {e}");
-                std::process::exit(2);
-            });
-        options.webhook = Some(std::sync::Arc::new(webhook));
     }
     sluice_node::runtime::run_main(
         &node.clone(),

@@ -28,6 +28,7 @@ pub mod replay;
 pub mod rtmp;
 pub mod viewer;
 pub mod wait;
+pub mod webhook;
 
 pub use ffmpeg::{ffprobe_streams, play_count_frames, PlayResult, Player, Publisher};
 pub use fixtures::{h264_aac, h264_small, hevc_aac, Fixture};

@@ -29,8 +29,8 @@ pub fn wait_players_subscribed(
     flv: usize,
     timeout: Duration,
 ) {
-    // The debug lines of node/src/rtmp/connection.rs and node/src/http/flv.rs.
-    let rtmp_line = format!("connection: play stream={stream} ");
+    // The debug lines of node/src/rtmp/connection/play.rs and node/src/http/flv.rs.
+    let rtmp_line = format!("connection::play: play stream={stream} ");
     let flv_line = format!("flv: http-flv subscribed stream={stream} ");
     let count = |log: &str, line: &str| log.lines().filter(|l| l.contains(line)).count();
     let what = format!("{rtmp} RTMP and {flv} HTTP-FLV players of {stream} are subscribed");

@@ -25,9 +25,6 @@ fn limits() -> Limits {
 fn hls() -> HlsSettings {
     HlsSettings::default()
 }
-fn origin() -> OriginSettings {
-    OriginSettings::default()
-}
 fn edge() -> EdgeSettings {
     EdgeSettings::default()
 }
@@ -117,6 +114,31 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_PLAY_PRIVATE_APPS", value_delimiter = ',')]
     pub play_private_apps: Vec<String>,
 
+    /// Apps whose viewers the webhook admits (`on_play` before the play, `on_play_done` after;
+    /// `*`: every app), comma-separated. Needs `--webhook-url`.
+    #[arg(long, env = "SLUICE_PLAY_WEBHOOK_APPS", value_delimiter = ',')]
+    pub play_webhook_apps: Vec<String>,
+
+    /// The webhook (http:// or https://): a JSON POST (event, app, name, query, client_ip,
+    /// node, and protocol for plays) before each publish on an origin (`on_publish`) and each
+    /// play of a `--play-webhook-apps` stream (`on_play`): a 2xx answer admits the client,
+    /// anything else refuses it; and when either ends (`on_unpublish`, `on_play_done`, not
+    /// waited for).
+    #[arg(long, env = "SLUICE_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// How long the webhook may take to answer `on_publish` or `on_play`.
+    #[arg(long, env = "SLUICE_WEBHOOK_TIMEOUT", default_value_t = HumanDuration(node().webhook_timeout))]
+    pub webhook_timeout: HumanDuration,
+
+    /// Admit clients when the webhook does not answer in time (default: refuse them).
+    #[arg(long, env = "SLUICE_WEBHOOK_FAIL_OPEN")]
+    pub webhook_fail_open: bool,
+
+    /// CA certificate (PEM) trusted for an https:// webhook, besides the system's roots.
+    #[arg(long, env = "SLUICE_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -153,6 +175,11 @@ impl NodeArgs {
             s.admin_allow => admin_allow,
             s.play_token_secret_file => play_token_secret_file,
             s.play_private_apps => play_private_apps,
+            s.play_webhook_apps => play_webhook_apps,
+            s.webhook_url => webhook_url,
+            s.webhook_timeout => webhook_timeout,
+            s.webhook_fail_open => webhook_fail_open,
+            s.webhook_ca_file => webhook_ca_file,
         );
         self.limits.apply(m, &mut s.limits);
         self.hls.apply(m, &mut s.hls);
@@ -400,20 +427,6 @@ pub struct OriginArgs {
     /// Apps that take any publisher while publish authorisation is on, comma-separated.
     #[arg(long, env = "SLUICE_PUBLISH_OPEN_APPS", value_delimiter = ',')]
     pub publish_open_apps: Vec<String>,
-
-    /// The publish webhook (http://): a JSON POST (event, app, name, query, client_ip, node)
-    /// before each publish (`on_publish`: a 2xx answer admits it, anything else refuses it)
-    /// and when it ends (`on_unpublish`, not waited for).
-    #[arg(long, env = "SLUICE_WEBHOOK_URL")]
-    pub webhook_url: Option<String>,
-
-    /// How long the webhook may take to answer `on_publish`.
-    #[arg(long, env = "SLUICE_WEBHOOK_TIMEOUT", default_value_t = HumanDuration(origin().webhook_timeout))]
-    pub webhook_timeout: HumanDuration,
-
-    /// Admit publishers when the webhook does not answer in time (default: refuse them).
-    #[arg(long, env = "SLUICE_WEBHOOK_FAIL_OPEN")]
-    pub webhook_fail_open: bool,
 }
 
 impl OriginArgs {
@@ -423,9 +436,6 @@ impl OriginArgs {
             s.publish_keys_file => publish_keys_file,
             s.publish_token_secret_file => publish_token_secret_file,
             s.publish_open_apps => publish_open_apps,
-            s.webhook_url => webhook_url,
-            s.webhook_timeout => webhook_timeout,
-            s.webhook_fail_open => webhook_fail_open,
         );
     }
 }

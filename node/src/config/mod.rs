@@ -172,6 +172,8 @@ pub enum PlayAuthError {
     ShortSecret(PathBuf),
     #[error("--play-private-apps needs --play-token-secret-file (nobody could play them)")]
     NoSecret,
+    #[error("--play-webhook-apps needs --webhook-url (nobody could play them)")]
+    NoWebhook,
 }
 
 /// The play policy a node's settings name (everyone plays everything without private apps).
@@ -188,16 +190,17 @@ pub fn play_auth(s: &NodeSettings) -> Result<crate::play_auth::PlayAuth, PlayAut
         }
         None => None,
     };
-    let apps: Vec<String> = s
-        .play_private_apps
-        .iter()
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .collect();
+    let list = |apps: &[String]| -> Vec<String> {
+        apps.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect()
+    };
+    let (apps, webhook_apps) = (list(&s.play_private_apps), list(&s.play_webhook_apps));
     if !apps.is_empty() && secret.is_none() {
         return Err(PlayAuthError::NoSecret);
     }
-    Ok(crate::play_auth::PlayAuth::new(secret, apps))
+    if !webhook_apps.is_empty() && s.webhook_url.is_none() {
+        return Err(PlayAuthError::NoWebhook);
+    }
+    Ok(crate::play_auth::PlayAuth::new(secret, apps).with_webhook_apps(webhook_apps))
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use crate::admission::PerIpLimits;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Protocol};
 use crate::play_auth::{unix_now, PlayAuth};
+use crate::webhook::Webhook;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp4";
@@ -62,8 +63,10 @@ pub struct HlsService {
     bytes_out: Counter,
     /// MPEG-TS segments made so far (`--hls-ts`).
     pub ts_cache: TsCache,
-    /// Which streams play only from a signed URL: checked where a session starts.
+    /// Which streams play only from a signed URL, or with the webhook's consent: checked
+    /// where a session starts.
     play_auth: Arc<PlayAuth>,
+    webhook: Option<Arc<Webhook>>,
     metrics: Metrics,
 }
 
@@ -76,6 +79,7 @@ impl HlsService {
         metrics: &Metrics,
         play_wait: Duration,
         play_auth: Arc<PlayAuth>,
+        webhook: Option<Arc<Webhook>>,
     ) -> Arc<Self> {
         let sessions = SessionTable::new(
             hub.clone(),
@@ -87,6 +91,10 @@ impl HlsService {
                 per_second: settings.sessions_per_ip,
             },
         );
+        // Sessions of webhook streams tell the webhook when they end.
+        if let Some(webhook) = &webhook {
+            sessions.notify_play_done(webhook.clone(), play_auth.clone());
+        }
         let first_segment_wait = settings.wait_timeout().max(play_wait);
         Arc::new(HlsService {
             settings,
@@ -96,6 +104,7 @@ impl HlsService {
             bytes_out: metrics.bytes_out(Protocol::Hls),
             ts_cache: TsCache::default(),
             play_auth,
+            webhook,
             metrics: metrics.clone(),
         })
     }
@@ -140,26 +149,38 @@ impl HlsQuery {
 
 impl HlsService {
     /// Whether this request may be served: a stream that is not private, a session minted
-    /// for this stream (once its token was checked), or a valid play token. 403 otherwise.
+    /// for this stream (once its token was checked), or a valid play token; and for a webhook
+    /// stream, a session live here or the webhook's consent. 403 otherwise.
     #[allow(clippy::result_large_err)] // the early answer (403) is the error
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         app: &str,
         stream: &str,
         raw_query: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<(), Response> {
         let Ok(key) = parse_key(app, stream) else { return Ok(()) }; // 400 comes later
-        if !self.play_auth.is_private(&key) {
-            return Ok(());
-        }
         let sid = HlsQuery::parse(raw_query).ok().and_then(|q| q.sid);
-        if sid.is_some_and(|sid| self.sessions.verify(&sid, &key)) {
-            return Ok(());
+        let verified = sid.as_deref().filter(|sid| self.sessions.verify(sid, &key));
+        if self.play_auth.is_private(&key) && verified.is_none() {
+            self.play_auth.check(&key, raw_query, unix_now()).map_err(|e| {
+                self.metrics.play_unauthorized(Protocol::Hls);
+                text(StatusCode::FORBIDDEN, format!("{e}\n"))
+            })?;
         }
-        self.play_auth.check(&key, raw_query, unix_now()).map_err(|e| {
-            self.metrics.play_unauthorized(Protocol::Hls);
-            text(StatusCode::FORBIDDEN, format!("{e}\n"))
-        })
+        // The webhook is asked where a session would start here (none, or one that ended).
+        if let (Some(webhook), true) = (&self.webhook, self.play_auth.asks_webhook(&key)) {
+            if !verified.is_some_and(|sid| self.sessions.is_live(sid)) {
+                let query = raw_query.unwrap_or_default();
+                let ip = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                let asked = webhook.allow_play(key.app(), key.name(), query, ip, "hls").await;
+                asked.map_err(|reason| {
+                    self.metrics.play_unauthorized(Protocol::Hls);
+                    text(StatusCode::FORBIDDEN, format!("{reason}\n"))
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -265,8 +286,7 @@ fn accept(
     // An id minted for another stream, or not by this node (or its cluster), is no session:
     // as if there were none (never echoed).
     query.sid = query.sid.filter(|sid| svc.sessions.verify(sid, &key));
-    // A private stream: a session (minted for it once a token was checked) or a valid token.
-    svc.authorize(app, stream, raw_query)?;
+    // Private and webhook streams: the HTTP handler authorised the request before this.
     Ok((key, query))
 }
 

@@ -101,6 +101,8 @@ struct Session {
     _viewer: Subscription,
     /// Its place among its client address's sessions (`None`: address unknown).
     _admitted: Option<Admitted>,
+    /// Tells the webhook `on_play_done` when the session ends (webhook streams).
+    _done: Option<crate::webhook::PlayDone>,
 }
 
 /// All HLS sessions of a node.
@@ -114,6 +116,8 @@ pub struct SessionTable {
     idle: Duration,
     sessions: Mutex<HashMap<String, Session>>,
     sweeper: AtomicBool,
+    /// The webhook told when sessions of its streams end, and which streams those are.
+    play_done: std::sync::OnceLock<(Arc<crate::webhook::Webhook>, Arc<crate::play_auth::PlayAuth>)>,
 }
 
 /// Whether `sid` has the shape of an id this server hands out.
@@ -140,7 +144,22 @@ impl SessionTable {
             idle,
             sessions: Mutex::new(HashMap::new()),
             sweeper: AtomicBool::new(false),
+            play_done: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Tell `webhook` when sessions of the streams `policy` sends to it end (`on_play_done`).
+    pub fn notify_play_done(
+        &self,
+        webhook: Arc<crate::webhook::Webhook>,
+        policy: Arc<crate::play_auth::PlayAuth>,
+    ) {
+        let _ = self.play_done.set((webhook, policy));
+    }
+
+    /// Whether session `sid` is live on this node.
+    pub fn is_live(&self, sid: &str) -> bool {
+        self.lock().contains_key(sid)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -200,12 +219,22 @@ impl SessionTable {
             .subscribe(key, Protocol::Hls)
             .map_err(|e| SessionError::Subscribe(e.to_string()))?;
         viewer.start_playing();
+        let done = self.play_done.get().filter(|(_, policy)| policy.asks_webhook(key)).map(
+            |(webhook, _)| {
+                let ip = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                webhook.play_done(key.app(), key.name(), ip, "hls")
+            },
+        );
         let old = {
             let mut map = self.lock();
-            let old = map.insert(
-                sid.clone(),
-                Session { key: key.clone(), last_seen: now, _viewer: viewer, _admitted: admitted },
-            );
+            let session = Session {
+                key: key.clone(),
+                last_seen: now,
+                _viewer: viewer,
+                _admitted: admitted,
+                _done: done,
+            };
+            let old = map.insert(sid.clone(), session);
             self.metrics.hls_sessions.set(map.len() as i64);
             old
         };

@@ -28,6 +28,7 @@ pub(super) async fn play(
     app: &str,
     stream: &str,
     query: Option<&str>,
+    client: Option<std::net::IpAddr>,
 ) -> Response {
     let key = match StreamKey::parse(app, stream) {
         Ok((key, _)) => key,
@@ -38,6 +39,17 @@ pub(super) async fn play(
     if let Err(e) = ctx.play_auth.check(&key, query, crate::play_auth::unix_now()) {
         ctx.metrics.play_unauthorized(Protocol::Flv);
         return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    }
+    let mut done = None;
+    if let (Some(webhook), true) = (&ctx.webhook, ctx.play_auth.asks_webhook(&key)) {
+        let ip = client.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let asked =
+            webhook.allow_play(key.app(), key.name(), query.unwrap_or_default(), ip, "flv").await;
+        if let Err(reason) = asked {
+            ctx.metrics.play_unauthorized(Protocol::Flv);
+            return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
+        }
+        done = Some(webhook.play_done(key.app(), key.name(), ip, "flv"));
     }
     // The last `--publisher-reserve` slots are RTMP's: viewers can never lock publishers out.
     let reserved = ctx.connection_slots.available_permits() <= ctx.publisher_reserve;
@@ -72,8 +84,13 @@ pub(super) async fn play(
             },
         );
     let header = Bytes::copy_from_slice(&sluice_media::flv::file_header(has_audio, has_video));
-    let viewer =
-        FlvViewer::new(sub, header, &ctx.metrics, ctx.limits.play_wait_timeout, (permit, guard));
+    let viewer = FlvViewer::new(
+        sub,
+        header,
+        &ctx.metrics,
+        ctx.limits.play_wait_timeout,
+        (permit, guard, done),
+    );
     let body = Body::from_stream(stream::unfold(viewer, |mut v| async move {
         let next = v.next().await?;
         Some((Ok::<_, std::convert::Infallible>(next), v))
@@ -91,8 +108,9 @@ struct FlvViewer {
     /// How long to keep the response open after the publisher left, waiting for it to return.
     republish_wait: Duration,
     unpublished: bool,
-    /// The connection slot and its count in `sluice_connections`, held while streaming.
-    _slot: (OwnedSemaphorePermit, ConnectionGuard),
+    /// The connection slot and its count in `sluice_connections`, held while streaming, and
+    /// the webhook's `on_play_done` when it ends (webhook streams).
+    _slot: (OwnedSemaphorePermit, ConnectionGuard, Option<crate::webhook::PlayDone>),
 }
 
 impl FlvViewer {
@@ -101,7 +119,7 @@ impl FlvViewer {
         header: Bytes,
         metrics: &Metrics,
         republish_wait: Duration,
-        slot: (OwnedSemaphorePermit, ConnectionGuard),
+        slot: (OwnedSemaphorePermit, ConnectionGuard, Option<crate::webhook::PlayDone>),
     ) -> Self {
         let mut pending = VecDeque::new();
         pending.push_back(header);

@@ -48,8 +48,10 @@ pub struct HttpContext {
     pub drain: Arc<crate::drain::DrainGate>,
     /// Who may read `/api/*` and `/metrics`.
     pub admin: Arc<admin::AdminGuard>,
-    /// Which streams play only from a signed URL.
+    /// Which streams play only from a signed URL, or with the webhook's consent.
     pub play_auth: Arc<crate::play_auth::PlayAuth>,
+    /// The webhook (`on_play`, `on_play_done`), when there is one.
+    pub webhook: Option<Arc<crate::webhook::Webhook>>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -59,6 +61,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         &ctx.metrics,
         ctx.limits.play_wait_timeout,
         ctx.play_auth.clone(),
+        ctx.webhook.clone(),
     );
     let web = Arc::new(web::WebFiles::new(&ctx.web_dir));
     let guarded = Router::new()
@@ -132,26 +135,20 @@ async fn media(
     if let Some(resp) = drained(&ctx, &path, is_flv || file.ends_with(".m3u8")) {
         return resp;
     }
+    let client = client.map(|c| c.0 .0);
     if let Some(stream) = file.strip_suffix(".flv") {
-        return flv::play(ctx, &app, stream, query.as_deref()).await;
+        return flv::play(ctx, &app, stream, query.as_deref(), client).await;
     }
     if let Some(stream) = file.strip_suffix(".m3u8") {
         // Before an edge starts pulling the stream for this request.
-        if let Err(resp) = hls.authorize(&app, stream, query.as_deref()) {
+        if let Err(resp) = hls.authorize(&app, stream, query.as_deref(), client).await {
             return resp;
         }
         let _pull = match pull_for_hls(&ctx, &app, stream).await {
             Ok(pull) => pull,
             Err(resp) => return resp,
         };
-        return crate::hls::http::multivariant(
-            hls,
-            &app,
-            stream,
-            query.as_deref(),
-            client.map(|c| c.0 .0),
-        )
-        .await;
+        return crate::hls::http::multivariant(hls, &app, stream, query.as_deref(), client).await;
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
@@ -167,14 +164,14 @@ async fn hls_file(
     if let Some(resp) = drained(&ctx, &path, file.ends_with(".m3u8")) {
         return resp;
     }
-    if let Err(resp) = hls.authorize(&app, &stream, query.as_deref()) {
+    let client = client.map(|c| c.0 .0);
+    if let Err(resp) = hls.authorize(&app, &stream, query.as_deref(), client).await {
         return resp;
     }
     let _pull = match pull_for_hls(&ctx, &app, &stream).await {
         Ok(pull) => pull,
         Err(resp) => return resp,
     };
-    let client = client.map(|c| c.0 .0);
     crate::hls::http::stream_file(hls, &app, &stream, &file, query.as_deref(), client).await
 }
 

@@ -23,14 +23,14 @@ use tracing::{debug, info, warn};
 use super::claim_guard::ClaimGuard;
 use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::error::ConnectionError;
-use super::play_gate;
 use super::publish_gate::{self, NotClaimed, PendingClaim};
 use super::transport::Transport;
+
+mod play;
 use super::RtmpContext;
 use crate::hub::log::Delivery;
-use crate::hub::{KickReason, PublishError, Publisher, SubscribeError, Subscription};
+use crate::hub::{KickReason, PublishError, Publisher, Subscription};
 use crate::log_limit::printable;
-use crate::metrics::Protocol;
 use crate::out_queue::OutQueue;
 
 /// Stop collecting media for a player while this much is queued for its socket.
@@ -71,6 +71,14 @@ enum Activity {
         _forward: Option<crate::forward::ForwardGuard>,
         _claim: Box<ClaimGuard>,
     },
+    /// Waiting for the webhook's answer to a play (`--play-webhook-apps`).
+    Asking {
+        stream_id: u32,
+        key: StreamKey,
+        name: String,
+        reset: bool,
+        answer: play::PendingAnswer,
+    },
     Waiting {
         sub: Subscription,
         stream_id: u32,
@@ -96,6 +104,8 @@ pub(super) struct Connection {
     /// a publisher or written to a player): the deadlines count from it, not from any byte.
     deadlines: Deadlines,
     deliveries: Vec<Delivery>,
+    /// Tells the webhook `on_play_done` when the play ends (dropped).
+    play_done: Option<crate::webhook::PlayDone>,
 }
 
 impl Connection {
@@ -122,6 +132,7 @@ impl Connection {
             activity: Activity::None,
             deadlines: Deadlines::new(timeouts, now),
             deliveries: Vec::new(),
+            play_done: None,
         }
     }
 
@@ -186,6 +197,7 @@ impl Connection {
                             return Ok(());
                         }
                         Wake::Claimed(result) => self.on_claimed(result),
+                        Wake::Answered(result) => self.on_answered(result),
                         Wake::Media => {}
                     }
                 }
@@ -202,9 +214,10 @@ impl Connection {
         match &self.activity {
             Activity::None => Phase::Starting,
             Activity::Waiting { deadline, .. } => Phase::Waiting(*deadline),
-            Activity::Claiming { .. } | Activity::Publishing { .. } | Activity::Playing { .. } => {
-                Phase::Active
-            }
+            Activity::Claiming { .. }
+            | Activity::Asking { .. }
+            | Activity::Publishing { .. }
+            | Activity::Playing { .. } => Phase::Active,
         }
     }
 
@@ -228,6 +241,7 @@ impl Connection {
                 {
                     debug!(stream = %printable(&name, 64), "play: stream not published within the wait timeout");
                     self.session.play_not_found(stream_id, &name);
+                    self.play_done = None;
                 }
                 Ok(())
             }
@@ -344,9 +358,14 @@ impl Connection {
                     }
                 }
                 ServerEvent::StopPlay { .. } => {
-                    if matches!(self.activity, Activity::Playing { .. } | Activity::Waiting { .. })
-                    {
+                    if matches!(
+                        self.activity,
+                        Activity::Playing { .. }
+                            | Activity::Waiting { .. }
+                            | Activity::Asking { .. }
+                    ) {
                         self.activity = Activity::None;
+                        self.play_done = None;
                     }
                 }
                 ServerEvent::BufferLength { .. } => {}
@@ -508,52 +527,6 @@ impl Connection {
             }
         }
     }
-
-    fn on_play(&mut self, stream_id: u32, name: &str, reset: bool) {
-        if !matches!(self.activity, Activity::None) {
-            self.session.play_not_found(stream_id, name);
-            return;
-        }
-        let key = match self.key_for(name) {
-            Ok(key) => key,
-            Err(e) => {
-                if self.ctx.client_log.allow() {
-                    info!(name = %printable(name, 64), error = %e, "play refused: bad stream name");
-                }
-                self.session.play_not_found(stream_id, name);
-                return;
-            }
-        };
-        let app = self.app.as_deref().unwrap_or_default();
-        if let Err(reason) = play_gate::admit(&self.ctx, &key, app, name) {
-            self.session.reject_play(stream_id, "NetStream.Play.Failed", &reason, key.name());
-            return;
-        }
-        match self.ctx.hub.subscribe(&key, Protocol::Rtmp) {
-            Ok(sub) => {
-                let span = tracing::Span::current();
-                span.record("stream", tracing::field::display(&key));
-                span.record("role", "play");
-                debug!(stream = %key, live = sub.is_live(), "play");
-                let deadline = Instant::now() + self.ctx.limits.play_wait_timeout;
-                let name = key.name().to_string();
-                // `fill_output` starts playing as soon as the stream is live (maybe right away).
-                self.activity = Activity::Waiting { sub, stream_id, name, reset, deadline };
-            }
-            Err(e @ SubscribeError::NotFound(_)) => {
-                if self.ctx.client_log.allow() {
-                    info!(stream = %key, error = %e, "play refused");
-                }
-                self.session.play_not_found(stream_id, name);
-            }
-            Err(e @ SubscribeError::TooManyViewers(..)) => {
-                if self.ctx.client_log.allow() {
-                    warn!(stream = %key, error = %e, "play refused");
-                }
-                self.session.reject_play(stream_id, "NetStream.Play.Failed", &e.to_string(), name);
-            }
-        }
-    }
 }
 
 enum Wake {
@@ -562,6 +535,7 @@ enum Wake {
     /// The hub closed this player (a drain order's deadline).
     Closed,
     Claimed(Result<Claim, NotClaimed>),
+    Answered(Result<(), String>),
 }
 
 /// Resolves when the activity needs attention: new media for a player, takeover for a publisher.
@@ -579,6 +553,7 @@ async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
         }
         Activity::Publishing { publisher, .. } => Wake::Kicked(publisher.kicked().await),
         Activity::Claiming { claim, .. } => Wake::Claimed(claim.as_mut().await),
+        Activity::Asking { answer, .. } => Wake::Answered(answer.as_mut().await),
         _ => std::future::pending().await,
     }
 }

@@ -41,6 +41,7 @@ mod rtmps;
 
 mod placement;
 mod play_auth;
+mod play_webhook;
 mod publish_auth;
 mod publish_play;
 mod rules;
