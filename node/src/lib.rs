@@ -11,7 +11,7 @@
 //!
 //! | layer | modules | what |
 //! |-------|---------|------|
-//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream`, `drain`, `publish_auth`, `play_auth`, `webhook` | units and small helpers, hooks, the drain state drivers read, who may publish (stream keys, signed tokens, the publish webhook) and play (signed URLs of private streams) |
+//! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream`, `drain`, `publish_auth`, `play_auth`, `webhook`, `quota` | units and small helpers, hooks, the drain state drivers read, who may publish (stream keys, signed tokens, the webhook) and play (signed URLs of private streams, the webhook), admission quotas per app |
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls` | per-stream HLS state, HLS sessions and routes |
@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod out_queue;
 pub mod play_auth;
 pub mod publish_auth;
+pub mod quota;
 pub mod trace_context;
 pub mod units;
 pub mod upstream;

@@ -168,6 +168,14 @@ pub struct RefusalLabel {
     pub reason: RefusalReason,
 }
 
+/// A quota breach: which limit (`crate::quota::Limit`), and what was done (`warned`, `cut`,
+/// `refused`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabel {
+    pub limit: &'static str,
+    pub action: &'static str,
+}
+
 /// All metrics of one node, cheap to clone (shared atomics).
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -186,6 +194,8 @@ pub struct Metrics {
     pub plays_unauthorized: Family<ProtocolLabel, Counter>,
     /// Play requests refused because the stream has its maximum of viewers.
     pub viewers_rejected: Counter,
+    /// Quota breaches (`--quota-file`), by limit and action.
+    pub quota_breaches: Family<QuotaLabel, Counter>,
     pub media_messages_in: Counter<u64, AtomicU64>,
     /// Streams this node pulls from an origin over the relay (edges), one per stream.
     pub relay_upstreams: Gauge,
@@ -281,6 +291,11 @@ impl Metrics {
             "plays_unauthorized",
             "Viewers of private streams refused for a missing, invalid or expired play token",
             self.plays_unauthorized.clone(),
+        );
+        r.register(
+            "quota_breaches",
+            "Quota breaches (--quota-file) by limit and what was done: warned, cut, refused",
+            self.quota_breaches.clone(),
         );
         r.register(
             "publishers_kicked",
@@ -386,6 +401,11 @@ impl Metrics {
 
     pub fn bytes_out(&self, protocol: Protocol) -> Counter {
         self.bytes_out.get_or_create(&ProtocolLabel { protocol }).clone()
+    }
+
+    /// One more quota breach of `limit`, `action` being `warned`, `cut` or `refused`.
+    pub fn quota_breach(&self, limit: crate::quota::Limit, action: &'static str) {
+        self.quota_breaches.get_or_create(&QuotaLabel { limit: limit.label(), action }).inc();
     }
 
     /// One more viewer refused by play authorisation.

@@ -97,6 +97,10 @@ impl Node {
             );
         }
         let metrics = Metrics::new();
+        let quotas = Arc::new(match &args.quota_file {
+            Some(path) => crate::quota::Quotas::load(path)?,
+            None => crate::quota::Quotas::default(),
+        });
         let hub = Hub::new(
             HubConfig {
                 max_streams: limits.max_streams,
@@ -104,6 +108,7 @@ impl Node {
                 stream_buffer: limits.stream_buffer,
                 viewer_max_lag: limits.viewer_max_lag,
                 publish_takeover: limits.publish_takeover,
+                quotas: quotas.clone(),
             },
             metrics.clone(),
         );
@@ -273,6 +278,8 @@ impl Node {
             tasks.push(spawn_publish_auth_reload(store).context("installing the SIGHUP handler")?);
         }
         rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
+        rtmp_ctx.quotas = quotas;
+        rtmp_ctx.quota_grace = args.quota_grace;
         rtmp_ctx.drain = drain.clone();
         rtmp_ctx.admission = Arc::new(crate::admission::Gate::new(
             crate::metrics::Door::Rtmp,

@@ -95,6 +95,11 @@ pub struct NodeSettings {
     pub webhook_fail_open: bool,
     /// A CA trusted for an https:// webhook besides the system's roots.
     pub webhook_ca_file: Option<PathBuf>,
+    /// Per-app admission quotas (`crate::quota`); `None`: none.
+    pub quota_file: Option<PathBuf>,
+    /// How long a publisher may stay over a measured quota (bit rate, frame rate).
+    #[serde(with = "serde_duration")]
+    pub quota_grace: Duration,
     #[serde(skip)]
     pub limits: Limits,
     #[serde(skip)]
@@ -131,6 +136,8 @@ impl Default for NodeSettings {
             webhook_timeout: Duration::from_secs(3),
             webhook_fail_open: false,
             webhook_ca_file: None,
+            quota_file: None,
+            quota_grace: Duration::from_secs(10),
             limits: Limits::default(),
             hls: HlsSettings::default(),
             cluster: ClusterSettings::default(),

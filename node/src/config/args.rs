@@ -139,6 +139,17 @@ pub struct NodeArgs {
     #[arg(long, env = "SLUICE_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
+    /// Per-app admission quotas (TOML: a table per app, `"*"` for the rest): max-bitrate-kbps,
+    /// max-fps, max-width, max-height, video-codecs, audio-codecs, max-streams,
+    /// max-viewers-per-stream.
+    #[arg(long, env = "SLUICE_QUOTA_FILE")]
+    pub quota_file: Option<PathBuf>,
+
+    /// How long a publisher may stay over its measured bit rate or frame rate quota (warned
+    /// in the log at once) before it is cut.
+    #[arg(long, env = "SLUICE_QUOTA_GRACE", default_value_t = HumanDuration(node().quota_grace))]
+    pub quota_grace: HumanDuration,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -180,6 +191,8 @@ impl NodeArgs {
             s.webhook_timeout => webhook_timeout,
             s.webhook_fail_open => webhook_fail_open,
             s.webhook_ca_file => webhook_ca_file,
+            s.quota_file => quota_file,
+            s.quota_grace => quota_grace,
         );
         self.limits.apply(m, &mut s.limits);
         self.hls.apply(m, &mut s.hls);

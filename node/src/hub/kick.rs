@@ -20,6 +20,8 @@ pub enum KickReason {
     Ordered,
     /// This node's drain deadline passed.
     Drained,
+    /// The publisher went past its app's quota (`--quota-file`); what it went past.
+    OverQuota(String),
 }
 
 impl KickReason {
@@ -30,6 +32,7 @@ impl KickReason {
             KickReason::ClaimLost { .. } | KickReason::Ordered | KickReason::Drained => {
                 "NetStream.Publish.Failed"
             }
+            KickReason::OverQuota(_) => "NetStream.Publish.Rejected",
         }
     }
 
@@ -50,6 +53,7 @@ impl KickReason {
                 "this origin is shutting down (drain deadline passed): publish to another origin"
                     .to_string()
             }
+            KickReason::OverQuota(what) => format!("stream {key} is over its quota: {what}"),
         }
     }
 
@@ -60,6 +64,7 @@ impl KickReason {
             KickReason::ClaimLost { .. } => "claim_lost",
             KickReason::Ordered => "ordered",
             KickReason::Drained => "drained",
+            KickReason::OverQuota(_) => "over_quota",
         }
     }
 }

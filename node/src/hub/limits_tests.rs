@@ -16,6 +16,7 @@ fn hub(max_streams: usize, max_viewers_per_stream: usize) -> Hub {
             stream_buffer: 1 << 20,
             viewer_max_lag: 1 << 20,
             publish_takeover: false,
+            quotas: Default::default(),
         },
         Metrics::new(),
     )

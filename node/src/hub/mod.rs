@@ -43,6 +43,8 @@ pub struct HubConfig {
     pub stream_buffer: usize,
     pub viewer_max_lag: usize,
     pub publish_takeover: bool,
+    /// Per-app quotas: `max-viewers-per-stream` lowers `max_viewers_per_stream` for an app.
+    pub quotas: Arc<crate::quota::Quotas>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -221,10 +223,13 @@ impl Hub {
         };
         // Relay feeds (an edge's subscription, a forward) serve many viewers elsewhere: they are
         // never refused because local viewers filled the stream's viewer cap.
+        let app_cap = inner.config.quotas.for_app(key.app()).and_then(|q| q.max_viewers_per_stream);
         let max = if protocol == Protocol::Relay {
             usize::MAX
         } else {
-            inner.config.max_viewers_per_stream
+            app_cap.map_or(inner.config.max_viewers_per_stream, |cap| {
+                cap.min(inner.config.max_viewers_per_stream)
+            })
         };
         let admitted = entry
             .viewers
@@ -232,6 +237,9 @@ impl Hub {
             .is_ok();
         if !admitted {
             inner.metrics.viewers_rejected.inc();
+            if app_cap.is_some_and(|cap| cap == max) {
+                inner.metrics.quota_breach(crate::quota::Limit::Viewers, "refused");
+            }
             inner.release(&entry);
             return Err(SubscribeError::TooManyViewers(key.to_string(), max));
         }

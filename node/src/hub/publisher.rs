@@ -127,6 +127,29 @@ impl Publisher {
         self.kick.kicked().await
     }
 
+    /// Stop this publisher for `reason` (its connection tells the encoder and closes).
+    pub fn kick(&self, reason: super::KickReason) {
+        self.kick.kick(reason);
+    }
+
+    /// What the stream shows so far, for its quota: codecs and resolution from the sequence
+    /// headers, declared rates from `onMetaData`, measured rates over the last window.
+    pub fn facts(&self, now: Instant) -> crate::quota::StreamFacts {
+        let state = self.entry.state();
+        let video = state.video.as_ref();
+        let metadata = state.metadata.as_ref();
+        crate::quota::StreamFacts {
+            video_codec: video.map(|v| v.codec.clone()),
+            audio_codec: state.audio.as_ref().map(|a| a.codec.clone()),
+            width: video.and_then(|v| v.width),
+            height: video.and_then(|v| v.height),
+            declared_fps: metadata.and_then(|m| m.framerate).filter(|f| *f > 0.0),
+            declared_video_kbps: metadata.and_then(|m| m.video_data_rate).filter(|r| *r > 0.0),
+            measured_fps: state.video_frames.rate(now),
+            measured_kbps: state.bitrate.rate(now) / 1000.0,
+        }
+    }
+
     fn rebase(&mut self, timestamp: u32) -> u32 {
         if self.passthrough {
             return timestamp;

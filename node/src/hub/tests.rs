@@ -15,6 +15,7 @@ fn config() -> HubConfig {
         stream_buffer: 1 << 20,
         viewer_max_lag: 1 << 20,
         publish_takeover: false,
+        quotas: Default::default(),
     }
 }
 

@@ -70,6 +70,8 @@ enum Activity {
         publisher: Box<Publisher>,
         _forward: Option<crate::forward::ForwardGuard>,
         _claim: Box<ClaimGuard>,
+        /// Its app's quota, when it has one.
+        quota: Option<Box<super::publish_quota::QuotaCheck>>,
     },
     /// Waiting for the webhook's answer to a play (`--play-webhook-apps`).
     Asking {
@@ -341,9 +343,15 @@ impl Connection {
                     self.on_play(stream_id, &name, reset);
                 }
                 ServerEvent::Media { message, .. } => {
-                    if let Activity::Publishing { publisher, _claim, .. } = &mut self.activity {
-                        self.deadlines.progress(Instant::now());
+                    if let Activity::Publishing { publisher, _claim, quota, .. } =
+                        &mut self.activity
+                    {
+                        let now = Instant::now();
+                        self.deadlines.progress(now);
                         publisher.push(message)?;
+                        if let Some(quota) = quota {
+                            quota.on_media(&self.ctx, publisher, now);
+                        }
                         if publisher.codecs() != _claim.codecs.as_slice() {
                             _claim.advertise_codecs(publisher.codecs());
                         }
@@ -501,11 +509,13 @@ impl Connection {
                     codecs_tx: None,
                     unpublish: self.ctx.webhook.clone().map(|w| (w, key.clone(), self.client_ip())),
                 };
+                let quota = super::publish_quota::QuotaCheck::start(&self.ctx, &key);
                 self.activity = Activity::Publishing {
                     stream_id,
                     publisher: Box::new(publisher),
                     _forward: forward,
                     _claim: Box::new(guard),
+                    quota,
                 };
                 self.deadlines.progress(Instant::now());
             }

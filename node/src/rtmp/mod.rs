@@ -7,6 +7,7 @@ mod error;
 mod linger;
 mod play_gate;
 mod publish_gate;
+mod publish_quota;
 mod transport;
 
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub struct RtmpContext {
     pub webhook: Option<Arc<crate::webhook::Webhook>>,
     /// Which streams play only from a signed URL.
     pub play_auth: Arc<crate::play_auth::PlayAuth>,
+    /// Per-app quotas, and how long a publisher may stay over a measured one.
+    pub quotas: Arc<crate::quota::Quotas>,
+    pub quota_grace: Duration,
     bytes_out_rtmp: Counter,
     error_log: RateLimitedLog,
     /// Every other line a client can provoke (refusals, publish starts, takeovers).
@@ -93,6 +97,8 @@ impl RtmpContext {
             publish_auth: None,
             webhook: None,
             play_auth: Arc::default(),
+            quotas: Arc::default(),
+            quota_grace: Duration::from_secs(10),
             bytes_out_rtmp,
             error_log: RateLimitedLog::new(20),
             client_log: RateLimitedLog::new(50),

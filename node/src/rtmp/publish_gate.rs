@@ -75,6 +75,9 @@ pub(super) fn admit(
         let why = "this origin is draining: publish to another origin".to_string();
         return Err(refuse(ctx, "NetStream.Publish.Rejected", why));
     }
+    if let Some(why) = super::publish_quota::streams_refusal(ctx, &key) {
+        return Err(refuse(ctx, "NetStream.Publish.Rejected", why));
+    }
     if ctx.hub.is_live(&key) && !ctx.hub.config().publish_takeover && !hosted(&key) {
         if log {
             info!(stream = %key, "publish refused: name in use");

@@ -37,6 +37,7 @@ const NODE: Crate = Crate {
         ("publish_auth", 0),
         ("play_auth", 0),
         ("webhook", 0),
+        ("quota", 0),
         ("settings", 1),
         ("hub", 2),
         ("hls", 3),

@@ -44,6 +44,7 @@ mod play_auth;
 mod play_webhook;
 mod publish_auth;
 mod publish_play;
+mod quotas;
 mod rules;
 mod slow_viewer;
 mod sluicectl;
