@@ -131,12 +131,15 @@
 //! keys             key layout
 //! rules            pure pair/forward rules
 //! types            vocabulary: ids, values, records, Snapshot, events (imports nothing here)
+//! signed_token     HMAC-signed publish and play tokens, secret files (imports `types`)
+//! cert_store       a TLS certificate reloaded while serving (imports nothing here)
 //! ```
 
 mod backend;
 mod backoff;
 pub use backoff::Backoff;
 mod cache;
+pub mod cert_store;
 pub mod damping;
 pub mod etcd;
 pub mod keys;

@@ -32,6 +32,27 @@ impl Purpose {
     }
 }
 
+/// Why a secret file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("reading {}: {source}", path.display())]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: the secret must be at least {MIN_SECRET_LEN} bytes", path.display())]
+    Short { path: std::path::PathBuf },
+}
+
+/// The secret in the file at `path` (surrounding whitespace, such as a final newline, is not
+/// part of it), at least [`MIN_SECRET_LEN`] bytes.
+pub fn read_secret(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
+    let text = std::fs::read(path)
+        .map_err(|source| SecretError::Read { path: path.to_path_buf(), source })?;
+    let secret = text.trim_ascii().to_vec();
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(SecretError::Short { path: path.to_path_buf() });
+    }
+    Ok(secret)
+}
+
 /// Why a token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

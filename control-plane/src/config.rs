@@ -76,7 +76,7 @@ pub struct Args {
     /// How long a signed play URL handed out stays valid for starting playback.
     #[arg(long, env = "SLUICE_PLAY_TOKEN_TTL", default_value = "1h")]
     pub play_token_ttl: humantime::Duration,
-    /// PEM certificate chain: serve gRPC and HTTP over TLS (with `--tls-key`).
+    /// PEM certificate chain: serve gRPC and HTTP over TLS (with `--tls-key`); reread on SIGHUP.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `--tls-cert`.
@@ -138,15 +138,8 @@ impl Args {
                 Err("--play-private-apps needs --play-token-secret-file".into())
             };
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading --play-token-secret-file {}: {e}", path.display()))?;
-        let secret = text.trim().as_bytes().to_vec();
-        if secret.len() < sluice_cluster::signed_token::MIN_SECRET_LEN {
-            return Err(format!(
-                "--play-token-secret-file {}: the secret must be at least 16 bytes",
-                path.display()
-            ));
-        }
+        let secret = sluice_cluster::signed_token::read_secret(path)
+            .map_err(|e| format!("--play-token-secret-file {e}"))?;
         let ttl = *self.play_token_ttl;
         Ok((!apps.is_empty()).then(|| crate::play_sign::PlaySigner::new(secret, apps, ttl)))
     }

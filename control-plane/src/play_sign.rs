@@ -3,9 +3,10 @@
 //! carries `?token=…` ([`sluice_cluster::signed_token`], purpose `play`), valid for
 //! `--play-token-ttl`. A player that follows the control plane needs nothing else; the edges
 //! check the token (and HLS binds its session to the stream, so the token is only needed to
-//! start). Sans-IO: the time is an argument.
+//! start). Sans-IO: the time is an argument. The secret can be replaced while serving (SIGHUP
+//! rereads the file, as on the nodes): URLs are signed with the new one from then on.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sluice_cluster::signed_token::{sign, Purpose};
@@ -14,14 +15,19 @@ use sluice_media::stream_name::StreamKey;
 /// Signs the play URLs of private streams.
 #[derive(Debug, Clone)]
 pub struct PlaySigner {
-    secret: Arc<[u8]>,
+    secret: Arc<RwLock<Arc<[u8]>>>,
     private_apps: Vec<String>,
     ttl: Duration,
 }
 
 impl PlaySigner {
     pub fn new(secret: Vec<u8>, private_apps: Vec<String>, ttl: Duration) -> PlaySigner {
-        PlaySigner { secret: secret.into(), private_apps, ttl }
+        PlaySigner { secret: Arc::new(RwLock::new(secret.into())), private_apps, ttl }
+    }
+
+    /// Sign with `secret` from now on (every clone of this signer).
+    pub fn replace_secret(&self, secret: Vec<u8>) {
+        *self.secret.write().unwrap_or_else(std::sync::PoisonError::into_inner) = secret.into();
     }
 
     /// `url` for `stream`, with a token valid from `now_unix` for the TTL when the stream is
@@ -32,7 +38,8 @@ impl PlaySigner {
             return url;
         }
         let expiry = now_unix.saturating_add(self.ttl.as_secs());
-        let token = sign(&self.secret, Purpose::Play, stream, expiry);
+        let secret = self.secret.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let token = sign(&secret, Purpose::Play, stream, expiry);
         let separator = if url.contains('?') { '&' } else { '?' };
         format!("{url}{separator}token={token}")
     }
@@ -57,5 +64,12 @@ mod tests {
         assert!(verify(&secret, Purpose::Play, &private, token, 1601).is_err());
         let with_query = s.sign_url("http://e/vip/x.m3u8?a=1".into(), &private, 0);
         assert!(with_query.starts_with("http://e/vip/x.m3u8?a=1&token="), "{with_query}");
+        // A new secret signs from then on, in every clone.
+        let clone = s.clone();
+        let new_secret = b"a-rotated-play-secret-here".to_vec();
+        s.replace_secret(new_secret.clone());
+        let signed = clone.sign_url("http://e/vip/x.flv".into(), &private, 1000);
+        let token = signed.strip_prefix("http://e/vip/x.flv?token=").expect("a token");
+        assert_eq!(verify(&new_secret, Purpose::Play, &private, token, 1600), Ok(()));
     }
 }

@@ -7,7 +7,7 @@ use crate::config::Args;
 use crate::grpc::Grpc;
 use crate::keda::Scaler;
 use crate::service::ControlPlane;
-use crate::tls::{serve_https, TlsMaterial};
+use crate::tls::{serve_https, CertStore};
 use anyhow::Context as _;
 use sluice_cluster::Observer;
 use sluice_proto::control::v1::control_plane_server::ControlPlaneServer;
@@ -20,6 +20,10 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!args.etcd.is_empty(), "--etcd is required");
     let token = args.token().context("loading the bearer token")?;
     let play_signer = args.play_signer().map_err(anyhow::Error::msg)?;
+    if let (Some(signer), Some(path)) = (&play_signer, &args.play_token_secret_file) {
+        spawn_secret_reload(signer.clone(), path.clone())
+            .context("installing the SIGHUP handler")?;
+    }
     if token.is_none() {
         tracing::warn!(
             "no --token-file or SLUICE_TOKEN: management and listing calls are open to anyone \
@@ -31,7 +35,10 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
             // tonic builds its rustls server configuration with the process's default
             // provider: make it ring, whatever else the dependency tree enables.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            Some(TlsMaterial::load(&files).context("loading the TLS certificate")?)
+            let store = CertStore::load(files).context("loading the TLS certificate")?;
+            crate::tls::spawn_reload_on_sighup(store.clone())
+                .context("installing the SIGHUP handler")?;
+            Some(store)
         }
         None => None,
     };
@@ -101,28 +108,30 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         prefix = %args.etcd_prefix,
         "listening"
     );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &tls {
-        builder = builder.tls_config(tls.grpc_config()).context("gRPC TLS")?;
-    }
-    let grpc = builder
+    let services = tonic::transport::Server::builder()
         .layer(GrpcAuthLayer(auth.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ControlPlaneServer::new(Grpc(control.clone())))
-        .add_service(ExternalScalerServer::new(Scaler(control.clone())))
-        .serve_with_incoming_shutdown(
+        .add_service(ExternalScalerServer::new(Scaler(control.clone())));
+    let grpc: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &tls {
+        Some(store) => Box::pin(services.serve_with_incoming_shutdown(
+            crate::tls::grpc_incoming(grpc_listener, crate::tls::acceptor(store)?),
+            closed(control.closing()),
+        )),
+        None => Box::pin(services.serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             closed(control.closing()),
-        );
+        )),
+    };
     let router = crate::http::router(control.clone())
         .layer(axum::middleware::from_fn_with_state(auth, http_guard));
     let http = async {
         match &tls {
             Some(tls) => {
-                serve_https(http_listener, tls.http_acceptor()?, router, closed(control.closing()))
-                    .await?;
+                let acceptor = crate::tls::acceptor(tls)?;
+                serve_https(http_listener, acceptor, router, closed(control.closing())).await?;
             }
             None => {
                 axum::serve(http_listener, router)
@@ -182,6 +191,29 @@ async fn report_health(
             return;
         }
     }
+}
+
+/// Reread the play token secret on every SIGHUP (a rotation, with the nodes'); a file that does
+/// not load keeps the current secret.
+fn spawn_secret_reload(
+    signer: crate::play_sign::PlaySigner,
+    path: std::path::PathBuf,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match sluice_cluster::signed_token::read_secret(&path) {
+                Ok(secret) => {
+                    signer.replace_secret(secret);
+                    tracing::info!("SIGHUP: play token secret reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: play token secret NOT reloaded; the current one stays");
+                }
+            }
+        }
+    }))
 }
 
 /// SIGINT or SIGTERM.

@@ -1,22 +1,20 @@
-//! TLS for both ports when `--tls-cert` and `--tls-key` are given: tonic's own rustls support
-//! (feature `tls-ring`) on the gRPC port, and a small accept loop (tokio-rustls, hyper-util)
-//! that serves the axum router on the HTTP port.
+//! TLS for both ports when `--tls-cert` and `--tls-key` are given: on the gRPC port an accept
+//! loop that hands tonic finished handshakes ([`grpc_incoming`]), on the HTTP port one that
+//! serves the axum router (tokio-rustls, hyper-util).
 //!
-//! The certificate and key are read once at start; replacing the files takes a restart
-//! (no reload). Both ports offer HTTP/2 and HTTP/1.1 through ALPN. Plain-text connections to
-//! a TLS port fail their handshake and are closed.
+//! Both use one [`CertStore`], reread on SIGHUP: new connections get the new certificate, open
+//! ones keep theirs. Both ports offer HTTP/2 and HTTP/1.1 through ALPN. Plain-text connections
+//! to a TLS port fail their handshake and are closed.
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take over its TLS handshake on the HTTP port.
@@ -25,75 +23,67 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open HTTPS connections get to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why TLS could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("reading {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{}: no PEM certificate in it", path.display())]
-    NoCertificate { path: PathBuf },
-    #[error("{}: no PEM private key in it ({source})", path.display())]
-    NoKey { path: PathBuf, source: rustls::pki_types::pem::Error },
-    #[error("{}: {source}", path.display())]
-    BadPem { path: PathBuf, source: rustls::pki_types::pem::Error },
-    #[error("the certificate and key do not make a TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+pub use sluice_cluster::cert_store::{CertStore, TlsError, TlsFiles};
+
+/// The acceptor of either port: HTTP/2 and HTTP/1.1 by ALPN, the store's current certificate.
+pub fn acceptor(store: &Arc<CertStore>) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(store.server_config(&[b"h2", b"http/1.1"])?))
 }
 
-/// The certificate chain and key files, both PEM.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// The certificate chain and key, read and checked.
-pub struct TlsMaterial {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
-}
-
-impl TlsMaterial {
-    /// Read both files; errors name the file at fault.
-    pub fn load(files: &TlsFiles) -> Result<TlsMaterial, TlsError> {
-        let cert_pem = read(&files.cert)?;
-        let key_pem = read(&files.key)?;
-        let chain = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| TlsError::BadPem { path: files.cert.clone(), source })?;
-        if chain.is_empty() {
-            return Err(TlsError::NoCertificate { path: files.cert.clone() });
+/// Accept TLS connections on `listener` for tonic (which serves what it is handed): each
+/// handshake runs in its own task, bounded by [`HANDSHAKE_TIMEOUT`], so a slow client holds up
+/// nobody; at most 64 finished handshakes wait for tonic to take them.
+pub fn grpc_incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gRPC accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "gRPC TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "gRPC TLS handshake timed out"),
+                }
+            });
         }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|source| TlsError::NoKey { path: files.key.clone(), source })?;
-        let material = TlsMaterial { cert_pem, key_pem, chain, key };
-        // Check that the pair matches now, not at the first connection.
-        material.http_acceptor()?;
-        Ok(material)
-    }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
 
-    /// tonic's server TLS configuration.
-    pub fn grpc_config(&self) -> tonic::transport::ServerTlsConfig {
-        let identity = tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem);
-        tonic::transport::ServerTlsConfig::new().identity(identity)
-    }
-
-    /// The acceptor of the HTTP port.
-    pub fn http_acceptor(&self) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
-    }
+/// Reload `store` on every SIGHUP: both ports serve the new certificate to new connections.
+pub fn spawn_reload_on_sighup(
+    store: Arc<CertStore>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match store.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %store.files().cert.display(), "SIGHUP: TLS certificate reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: TLS certificate NOT reloaded; the current one stays");
+                }
+            }
+        }
+    }))
 }
 
 /// Serve `router` over TLS on `listener` until `shutdown` completes; connections in progress

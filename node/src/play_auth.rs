@@ -16,7 +16,7 @@
 //! [`crate::webhook`]); this module only says which those are ([`PlayAuth::asks_webhook`]).
 //! A stream may be both: the token is checked first, then the webhook asked.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sluice_cluster::signed_token::{self, Purpose, TokenError};
 use sluice_media::stream_name::StreamKey;
@@ -44,17 +44,23 @@ impl PlayAuthError {
     }
 }
 
-/// A node's play policy; the default lets everyone play everything.
-#[derive(Debug, Clone, Default)]
+/// A node's play policy; the default lets everyone play everything. The secret can be
+/// replaced while serving (SIGHUP rereads `--play-token-secret-file`): tokens signed with the
+/// new one are taken from then on.
+#[derive(Debug, Default)]
 pub struct PlayAuth {
-    secret: Option<Arc<[u8]>>,
+    secret: RwLock<Option<Arc<[u8]>>>,
     private_apps: Vec<String>,
     webhook_apps: Vec<String>,
 }
 
 impl PlayAuth {
     pub fn new(secret: Option<Vec<u8>>, private_apps: Vec<String>) -> PlayAuth {
-        PlayAuth { secret: secret.map(Into::into), private_apps, webhook_apps: Vec::new() }
+        PlayAuth {
+            secret: RwLock::new(secret.map(Into::into)),
+            private_apps,
+            webhook_apps: Vec::new(),
+        }
     }
 
     /// The apps whose viewers the webhook admits (`*`: every app).
@@ -64,13 +70,23 @@ impl PlayAuth {
         self
     }
 
+    /// Check tokens with `secret` from now on.
+    pub fn replace_secret(&self, secret: Vec<u8>) {
+        *self.secret.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(secret.into());
+    }
+
+    fn secret(&self) -> Option<Arc<[u8]>> {
+        self.secret.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Whether the webhook admits viewers of `stream`.
     #[must_use]
     pub fn asks_webhook(&self, stream: &StreamKey) -> bool {
         self.webhook_apps.iter().any(|a| a == "*" || a == stream.app())
     }
 
-    /// Whether any stream needs a token.
+    /// Whether any stream needs a token or the webhook's consent.
     #[must_use]
     pub fn is_on(&self) -> bool {
         !self.private_apps.is_empty() || !self.webhook_apps.is_empty()
@@ -97,11 +113,13 @@ impl PlayAuth {
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v)
             .ok_or_else(|| PlayAuthError::Missing(app()))?;
-        let secret = self.secret.as_deref().ok_or_else(|| PlayAuthError::Invalid(app()))?;
-        signed_token::verify(secret, Purpose::Play, stream, &token, now_unix).map_err(|e| match e {
-            TokenError::Invalid => PlayAuthError::Invalid(app()),
-            TokenError::Expired => PlayAuthError::Expired(app()),
-        })
+        let secret = self.secret().ok_or_else(|| PlayAuthError::Invalid(app()))?;
+        signed_token::verify(&secret, Purpose::Play, stream, &token, now_unix).map_err(
+            |e| match e {
+                TokenError::Invalid => PlayAuthError::Invalid(app()),
+                TokenError::Expired => PlayAuthError::Expired(app()),
+            },
+        )
     }
 
     /// [`check`](PlayAuth::check) for an RTMP play: the token may be in the play name's query
@@ -190,5 +208,11 @@ mod tests {
         assert_eq!(auth.check_rtmp(&private, "vip", &name, 0), Ok(()));
         assert_eq!(auth.check_rtmp(&private, &format!("vip?token={token}"), "x", 0), Ok(()));
         assert!(auth.check_rtmp(&private, "vip", "x", 0).is_err());
+        // A new secret: its tokens are taken, the old one's no longer.
+        let new_secret = b"another-secret-of-16+".to_vec();
+        auth.replace_secret(new_secret.clone());
+        assert!(auth.check(&private, Some(&query), 50).is_err(), "the old secret's token");
+        let fresh = format!("token={}", PlayAuth::token(&new_secret, &private, 100));
+        assert_eq!(auth.check(&private, Some(&fresh), 50), Ok(()));
     }
 }

@@ -291,7 +291,13 @@ impl Node {
         ));
         let play_auth = Arc::new(crate::config::play_auth(args)?);
         if play_auth.is_on() {
-            info!(private_apps = ?args.play_private_apps, "play authorisation on: private streams need a signed URL");
+            info!(private_apps = ?args.play_private_apps, webhook_apps = ?args.play_webhook_apps, "play authorisation on: private streams need a signed URL, webhook apps the webhook's consent");
+        }
+        if let Some(path) = &args.play_token_secret_file {
+            tasks.push(
+                spawn_play_secret_reload(play_auth.clone(), path.clone())
+                    .context("installing the SIGHUP handler")?,
+            );
         }
         rtmp_ctx.play_auth = play_auth.clone();
         let rtmp_ctx = Arc::new(rtmp_ctx);
@@ -334,7 +340,7 @@ impl Node {
             shutdown_rx.clone(),
         )));
         if let Some((listener, store)) = rtmps {
-            let config = store.rtmps_config().context("setting up RTMPS")?;
+            let config = crate::tls::rtmps_config(&store).context("setting up RTMPS")?;
             tasks.push(tokio::spawn(rtmp::serve(
                 listener,
                 rtmp_ctx.clone(),
@@ -352,7 +358,7 @@ impl Node {
         let http_admission =
             Arc::new(http::serve::HttpAdmission::new(&args.admission, metrics.clone()));
         if let Some((listener, store)) = https {
-            let acceptor = store.acceptor().context("setting up HTTPS")?;
+            let acceptor = crate::tls::acceptor(&store).context("setting up HTTPS")?;
             tasks.push(tokio::spawn(http::serve::serve(
                 listener,
                 app.clone(),
@@ -451,6 +457,29 @@ pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()>
     info!(drain_timeout = ?args.limits.drain_timeout, "shutting down: draining connections");
     node.shutdown(args.limits.drain_timeout).await;
     Ok(())
+}
+
+/// Read the play token secret again on every SIGHUP (a rotation: tokens signed with the new
+/// secret play from then on); a file that does not load keeps the current one.
+fn spawn_play_secret_reload(
+    play_auth: Arc<crate::play_auth::PlayAuth>,
+    path: std::path::PathBuf,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match sluice_cluster::signed_token::read_secret(&path) {
+                Ok(secret) => {
+                    play_auth.replace_secret(secret);
+                    tracing::info!("SIGHUP: play token secret reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: play token secret NOT reloaded; the current one stays");
+                }
+            }
+        }
+    }))
 }
 
 /// Read the publish keys and token secret again on every SIGHUP.

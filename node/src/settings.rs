@@ -169,12 +169,7 @@ impl NodeSettings {
     }
 }
 
-/// A certificate chain and its private key, both PEM files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use sluice_cluster::cert_store::TlsFiles;
 
 /// Explicit bounds on what clients can make a node hold or do.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

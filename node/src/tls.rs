@@ -1,113 +1,26 @@
 //! The node's TLS certificate, served by HTTPS (`--https-listen`) and RTMPS (`--rtmps-listen`)
-//! alike (`--https-cert`, `--https-key`): the chain and key are read at start and again on
-//! SIGHUP. A reload swaps the key
+//! alike (`--https-cert`, `--https-key`): a [`CertStore`] read at start and again on SIGHUP. A reload swaps the key
 //! new handshakes use ([`CertStore`] is rustls's certificate resolver); connections already
 //! open keep theirs, so renewing a certificate drops no viewer. A reload that fails (missing
 //! file, bad PEM, a key that does not match) keeps the current certificate and says why.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
+pub use sluice_cluster::cert_store::{CertStore, TlsError};
+
 use crate::metrics::Metrics;
-use crate::settings::TlsFiles;
 
-/// Why a certificate could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("reading {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{}: no PEM certificate in it", path.display())]
-    NoCertificate { path: PathBuf },
-    #[error("{}: no PEM private key in it ({source})", path.display())]
-    NoKey { path: PathBuf, source: rustls::pki_types::pem::Error },
-    #[error("{}: {source}", path.display())]
-    BadPem { path: PathBuf, source: rustls::pki_types::pem::Error },
-    #[error("{} and {}: {source}", cert.display(), key.display())]
-    Mismatch { cert: PathBuf, key: PathBuf, source: rustls::Error },
-    #[error("the TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+/// The acceptor of the HTTPS listener: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN.
+pub fn acceptor(store: &Arc<CertStore>) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(store.server_config(&[b"h2", b"http/1.1"])?))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Read `files` into a key rustls can serve; a key that does not belong to the certificate
-/// is an error here, not at the first handshake.
-fn certified_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
-    let cert_pem = read(&files.cert)?;
-    let key_pem = read(&files.key)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::BadPem { path: files.cert.clone(), source })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: files.cert.clone() });
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|source| TlsError::NoKey { path: files.key.clone(), source })?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|source| TlsError::Mismatch {
-        cert: files.cert.clone(),
-        key: files.key.clone(),
-        source,
-    })
-}
-
-/// The certificate new handshakes get, replaceable while serving.
-#[derive(Debug)]
-pub struct CertStore {
-    files: TlsFiles,
-    current: RwLock<Arc<CertifiedKey>>,
-}
-
-impl CertStore {
-    /// Load `files`; errors name the file at fault.
-    pub fn load(files: TlsFiles) -> Result<Arc<CertStore>, TlsError> {
-        let key = certified_key(&files)?;
-        Ok(Arc::new(CertStore { files, current: RwLock::new(Arc::new(key)) }))
-    }
-
-    /// Read the files again; on success new handshakes use the new certificate.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let key = Arc::new(certified_key(&self.files)?);
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = key;
-        Ok(())
-    }
-
-    /// The acceptor of the HTTPS listener: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN.
-    pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
-    }
-
-    /// The configuration of the RTMPS listener: TLS 1.2 and 1.3, no ALPN (encoders send none).
-    pub fn rtmps_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        Ok(Arc::new(config))
-    }
-}
-
-impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
-    }
+/// The configuration of the RTMPS listener: no ALPN (encoders send none).
+pub fn rtmps_config(store: &Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    store.server_config(&[])
 }
 
 /// Reload `store` on every SIGHUP, counting each outcome.
@@ -122,7 +35,7 @@ pub fn spawn_reload_on_sighup(
             match store.reload() {
                 Ok(()) => {
                     metrics.tls_reloads.inc();
-                    info!(cert = %store.files.cert.display(), "SIGHUP: TLS certificate (HTTPS, RTMPS) reloaded");
+                    info!(cert = %store.files().cert.display(), "SIGHUP: TLS certificate (HTTPS, RTMPS) reloaded");
                 }
                 Err(e) => {
                     metrics.tls_reload_failures.inc();
@@ -131,57 +44,4 @@ pub fn spawn_reload_on_sighup(
             }
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write_pair(dir: &Path, name: &str) -> TlsFiles {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let files = TlsFiles {
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}.key")),
-        };
-        std::fs::write(&files.cert, cert.cert.pem()).unwrap();
-        std::fs::write(&files.key, cert.signing_key.serialize_pem()).unwrap();
-        files
-    }
-
-    fn served(store: &CertStore) -> Vec<u8> {
-        store.current.read().unwrap().end_entity_cert().unwrap().to_vec()
-    }
-
-    #[test]
-    fn errors_name_the_file_at_fault_and_a_failed_reload_keeps_the_certificate() {
-        let dir = std::env::temp_dir().join(format!("sluice-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let a = write_pair(&dir, "a");
-        let b = write_pair(&dir, "b");
-
-        let missing = TlsFiles { cert: dir.join("none.pem"), key: a.key.clone() };
-        let e = CertStore::load(missing).unwrap_err().to_string();
-        assert!(e.contains("none.pem"), "{e}");
-        let swapped = TlsFiles { cert: a.key.clone(), key: a.cert.clone() };
-        assert!(CertStore::load(swapped).is_err());
-        let mismatched = TlsFiles { cert: a.cert.clone(), key: b.key.clone() };
-        let e = CertStore::load(mismatched).unwrap_err().to_string();
-        assert!(e.contains("a.pem") && e.contains("b.key"), "{e}");
-
-        let store = CertStore::load(a.clone()).unwrap();
-        let first = served(&store);
-        // A half-written renewal (new certificate, old key) is refused; the old pair stays.
-        std::fs::copy(&b.cert, &a.cert).unwrap();
-        assert!(store.reload().is_err());
-        assert_eq!(served(&store), first);
-        // The whole new pair is taken.
-        std::fs::copy(&b.key, &a.key).unwrap();
-        store.reload().unwrap();
-        assert_ne!(served(&store), first);
-        assert_eq!(
-            served(&store),
-            CertStore::load(b).unwrap().current.read().unwrap().end_entity_cert().unwrap().to_vec()
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -127,8 +127,8 @@ pub enum PublishAuthError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Keys { path: PathBuf, source: crate::publish_auth::KeysFileError },
-    #[error("{0}: the token secret must be at least 16 bytes")]
-    ShortSecret(PathBuf),
+    #[error("--publish-token-secret-file {0}")]
+    Secret(#[from] sluice_cluster::signed_token::SecretError),
 }
 
 /// The publish policy an origin's settings name: `None` (anyone may publish) when neither a
@@ -145,13 +145,7 @@ pub fn publish_auth(
     };
     let keys = s.publish_keys_file.as_ref().map(read).transpose()?;
     let secret = match &s.publish_token_secret_file {
-        Some(path) => {
-            let secret = read(path)?.trim().as_bytes().to_vec();
-            if secret.len() < 16 {
-                return Err(PublishAuthError::ShortSecret(path.clone()));
-            }
-            Some(secret)
-        }
+        Some(path) => Some(sluice_cluster::signed_token::read_secret(path)?),
         None => None,
     };
     let auth =
@@ -166,10 +160,8 @@ pub fn publish_auth(
 /// Why play authorisation could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PlayAuthError {
-    #[error("reading --play-token-secret-file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("--play-token-secret-file {0}: the secret must be at least 16 bytes")]
-    ShortSecret(PathBuf),
+    #[error("--play-token-secret-file {0}")]
+    Secret(#[from] sluice_cluster::signed_token::SecretError),
     #[error("--play-private-apps needs --play-token-secret-file (nobody could play them)")]
     NoSecret,
     #[error("--play-webhook-apps needs --webhook-url (nobody could play them)")]
@@ -179,15 +171,7 @@ pub enum PlayAuthError {
 /// The play policy a node's settings name (everyone plays everything without private apps).
 pub fn play_auth(s: &NodeSettings) -> Result<crate::play_auth::PlayAuth, PlayAuthError> {
     let secret = match &s.play_token_secret_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| PlayAuthError::Read { path: path.clone(), source })?;
-            let secret = text.trim().as_bytes().to_vec();
-            if secret.len() < sluice_cluster::signed_token::MIN_SECRET_LEN {
-                return Err(PlayAuthError::ShortSecret(path.clone()));
-            }
-            Some(secret)
-        }
+        Some(path) => Some(sluice_cluster::signed_token::read_secret(path)?),
         None => None,
     };
     let list = |apps: &[String]| -> Vec<String> {

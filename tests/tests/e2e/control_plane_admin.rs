@@ -364,11 +364,19 @@ where
 }
 
 #[test]
-fn a_replica_with_a_certificate_serves_tls_and_refuses_plain_text() {
-    // "cp" gets a certificate for `cp` and `localhost`, signed by the cluster's test CA.
+fn a_replica_with_a_certificate_serves_tls_refuses_plain_text_and_renews_on_sighup() {
+    // "cp" gets a certificate for `cp` and `localhost`, signed by the cluster's test CA; the
+    // files it is given are copies, replaced later by a renewal under another CA.
     let c = TestCluster::new("cpt", &["cp"]);
     let dir: &Path = c.certs_dir();
-    let (cert, key, ca) = (dir.join("cp.pem"), dir.join("cp.key"), dir.join("ca.pem"));
+    let live = sluice_tests::origin::TestDir::new("cp-live");
+    let (cert, key, ca) =
+        (live.path().join("cp.pem"), live.path().join("cp.key"), dir.join("ca.pem"));
+    std::fs::copy(dir.join("cp.pem"), &cert).unwrap();
+    std::fs::copy(dir.join("cp.key"), &key).unwrap();
+    let renewed = sluice_tests::origin::TestDir::new("cp-renewed");
+    sluice_tests::cluster::gen_certs(renewed.path(), &["cp"]);
+    let ca2 = renewed.path().join("ca.pem");
     let cp = control_plane::spawn(
         &c,
         "cpt",
@@ -409,13 +417,56 @@ fn a_replica_with_a_certificate_serves_tls_and_refuses_plain_text() {
                 .is_err(),
         };
         assert!(refused, "plain-text gRPC must not be answered");
+
+        // A renewed certificate and SIGHUP: new connections get it on both ports, and a
+        // channel opened before keeps working.
+        let before = endpoint.connect().await.unwrap();
+        std::fs::copy(renewed.path().join("cp.key"), &key).unwrap();
+        std::fs::copy(renewed.path().join("cp.pem"), &cert).unwrap();
+        cp.signal(Signal::HUP);
+        let ca2_pem = std::fs::read(&ca2).expect("the second CA");
+        let renewed_endpoint = Endpoint::from_shared(format!("https://{}", cp.grpc))
+            .expect("endpoint")
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&ca2_pem))
+                    .domain_name("localhost"),
+            )
+            .expect("client TLS");
+        let swapped = wait_for_async(|| async {
+            let ch = renewed_endpoint.clone().connect().await.ok()?;
+            HealthClient::new(ch).check(HealthCheckRequest { service: String::new() }).await.ok()
+        })
+        .await;
+        assert!(swapped.is_some(), "gRPC serves the renewed certificate; log:\n{}", cp.log_text());
+        // A fresh client (one that resumes no earlier TLS session) that trusts only the old CA.
+        let fresh_old = Endpoint::from_shared(format!("https://{}", cp.grpc))
+            .expect("endpoint")
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&ca_pem))
+                    .domain_name("localhost"),
+            )
+            .expect("client TLS");
+        let old_ca = match fresh_old.connect().await {
+            Err(_) => Err(()),
+            Ok(ch) => HealthClient::new(ch)
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .map_err(|_| ()),
+        };
+        assert!(old_ca.is_err(), "the old CA no longer verifies new connections");
+        let mut old = HealthClient::new(before);
+        let answered = old.check(HealthCheckRequest { service: String::new() }).await;
+        assert!(answered.is_ok(), "the channel opened before the renewal keeps working");
     });
 
-    // The HTTP port is HTTPS too, with the same certificate.
+    // The HTTP port is HTTPS too, with the same (renewed) certificate.
     let https = format!("https://localhost:{}/readyz", cp.http.port());
     let resolve = format!("localhost:{}:127.0.0.1", cp.http.port());
-    let ca_arg = ca.to_str().unwrap();
-    assert_eq!(http::curl_status(&https, &["--cacert", ca_arg, "--resolve", &resolve]), "200");
+    let (ca_arg, ca2_arg) = (ca.to_str().unwrap(), ca2.to_str().unwrap());
+    assert_eq!(http::curl_status(&https, &["--cacert", ca2_arg, "--resolve", &resolve]), "200");
+    assert_ne!(http::curl_status(&https, &["--cacert", ca_arg, "--resolve", &resolve]), "200");
     assert_ne!(http::curl_status(&https, &["--resolve", &resolve]), "200", "unknown CA refused");
     let plain = http::get(cp.http, "/readyz", secs(5));
     assert!(

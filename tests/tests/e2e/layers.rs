@@ -98,6 +98,7 @@ const CLUSTER: Crate = Crate {
         ("damping", 1),
         ("lease", 0),
         ("signed_token", 0),
+        ("cert_store", 0),
         ("registry", 2),
         ("cache", 2),
         ("placement", 2),

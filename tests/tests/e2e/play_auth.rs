@@ -189,6 +189,22 @@ fn an_edge_checks_play_tokens_too_and_a_node_without_the_secret_does_not_start()
     })
     .expect("an assignment of the public stream");
     assert!(!public.contains("token="), "a public stream's URL is not signed: {public}");
+
+    // A rotated secret and SIGHUP to the edge and the control plane: the old URLs stop
+    // working, the control plane's new ones play.
+    std::fs::write(&secret_file, "a-rotated-secret-0123456789\n").unwrap();
+    sluice_launch::kill(edge.pid(), sluice_launch::process::Signal::HUP);
+    cp.signal(sluice_launch::process::Signal::HUP);
+    let rotated =
+        wait_for(secs(10), || edge.log().contains("play token secret reloaded").then_some(()));
+    assert!(rotated.is_some(), "the edge rereads the secret on SIGHUP");
+    refused(&choice, "invalid play token");
+    let fresh = wait_for(secs(20), || {
+        let r = http::get(cp.http, "/play/vip/show.json?protocol=rtmp", secs(5)).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        v["url"].as_str().filter(|u| *u != choice).map(String::from)
+    });
+    plays(&fresh.expect("a URL signed with the new secret"));
     let _ = vip.stop();
 
     // Private apps without a secret: nobody could play them, so the node refuses to start.
