@@ -22,7 +22,7 @@ use crate::metrics::{ConnectionGuard, ErrorKind, Metrics, Protocol};
 
 const COLLECT_BATCH: usize = 128 * 1024;
 
-#[tracing::instrument(name = "http_flv", skip(ctx))]
+#[tracing::instrument(name = "http_flv", skip(ctx, query))]
 pub(super) async fn play(
     ctx: Arc<HttpContext>,
     app: &str,

@@ -38,6 +38,7 @@ mod media_changes;
 mod orders;
 mod otlp;
 mod rtmps;
+mod secrets;
 
 mod placement;
 mod play_auth;
