@@ -1,7 +1,8 @@
 // Sluice web page: lists live streams (/api/streams) and plays one over LL-HLS (hls.js) or
 // HTTP-FLV (mpegts.js). No build step: the libraries are loaded by index.html from /assets/.
 //
-// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv (mode defaults to hls).
+// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv (mode defaults to hls), and
+// &token=... for a private stream (a signed play token: sent with that stream's requests only).
 // The player's state is kept in window.sluicePlayer (read by the browser test).
 'use strict';
 
@@ -108,6 +109,15 @@
     return '/' + encodeURIComponent(app) + '/' + encodeURIComponent(name);
   }
 
+  // The play token the page was opened with belongs to the stream it named, and to no other.
+  const opened = new URLSearchParams(location.search);
+  const tokens = opened.get('token') ? { [opened.get('stream')]: opened.get('token') } : {};
+
+  // `path` with the stream's token, if it has one.
+  function withToken(key, path) {
+    return tokens[key] ? path + '?token=' + encodeURIComponent(tokens[key]) : path;
+  }
+
   function playHls(key) {
     if (!libs.hls) return setStatus('hls.js is not installed: run `npm ci --prefix web`', true);
     if (!window.Hls.isSupported()) return setStatus('this browser has no Media Source Extensions for hls.js', true);
@@ -129,7 +139,7 @@
       setStatus('playing ' + key + ' over LL-HLS');
       video.play().catch((e) => setStatus('autoplay refused: ' + e.message + ' (press play)'));
     });
-    hls.loadSource(streamPath(key) + '.m3u8');
+    hls.loadSource(withToken(key, streamPath(key) + '.m3u8'));
     hls.attachMedia(video);
     return hls;
   }
@@ -140,7 +150,7 @@
       return setStatus('this browser cannot play live HTTP-FLV (no MSE live playback)', true);
     }
     const player = window.mpegts.createPlayer(
-      { type: 'flv', isLive: true, url: new URL(streamPath(key) + '.flv', location.href).href },
+      { type: 'flv', isLive: true, url: new URL(withToken(key, streamPath(key) + '.flv'), location.href).href },
       { isLive: true, enableStashBuffer: false, liveBufferLatencyChasing: true, lazyLoad: false }
     );
     player.on(window.mpegts.Events.ERROR, (type, details) => setStatus('HTTP-FLV error: ' + type + ' ' + details, true));
@@ -162,6 +172,8 @@
     const url = new URL(location.href);
     url.searchParams.set('stream', key);
     url.searchParams.set('mode', mode);
+    if (tokens[key]) url.searchParams.set('token', tokens[key]);
+    else url.searchParams.delete('token');
     history.replaceState(null, '', url);
     video.muted = true;
     state.player = (mode === 'hls' ? playHls : playFlv)(key) || null;

@@ -5,7 +5,7 @@
 // the Rust test (tests/tests/browser.rs) makes the assertions. Exits non-zero only if the
 // browser could not be driven at all.
 //
-// usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv
+// usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv [--token T]
 //                      --out DIR [--chromium PATH] [--sample-ms N] [--start-timeout-ms N]
 
 import { createRequire } from 'node:module';
@@ -58,7 +58,8 @@ async function playOne(context, mode) {
   const consoleErrors = [];
   page.on('console', (msg) => msg.type() === 'error' && consoleErrors.push(msg.text()));
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
-  const url = `${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${mode}`;
+  const token = args.token ? `&token=${encodeURIComponent(args.token)}` : '';
+  const url = `${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${mode}${token}`;
   const result = { mode, url, ok: false };
   try {
     await page.goto(url, { waitUntil: 'load', timeout: 10000 });

@@ -26,6 +26,41 @@ fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
     Some((chromium, node))
 }
 
+/// Open the page on `origin` for `stream` (with `?token=`) in LL-HLS then HTTP-FLV mode in
+/// Chromium (tests/browser/play.mjs); each mode's result.
+fn play_page(
+    node: &Path,
+    chromium: &Path,
+    origin: &Origin,
+    stream: &str,
+    token: Option<&str>,
+    start_timeout_ms: u32,
+) -> Vec<serde_json::Value> {
+    let web_dir = workspace_root().join("web");
+    let web_arg = web_dir.to_str().expect("utf-8 path");
+    let script = workspace_root().join("tests/browser/play.mjs");
+    let base = format!("http://{}", origin.http);
+    let mut cmd = Command::new(node);
+    cmd.arg(&script)
+        .args(["--web-dir", web_arg, "--base", &base, "--stream", stream])
+        .args(["--modes", "hls,flv", "--chromium"])
+        .arg(chromium)
+        .args(["--sample-ms", "3000", "--start-timeout-ms", &start_timeout_ms.to_string()])
+        .arg("--out")
+        .arg(origin.dir().path());
+    if let Some(token) = token {
+        cmd.args(["--token", token]);
+    }
+    let (status, stdout, stderr) =
+        run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run node");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "play.mjs failed ({status:?}):\nstdout:\n{stdout}\nstderr:\n{stderr}\norigin log:\n{}",
+        origin.log()
+    );
+    stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
 #[test]
 fn page_plays_ll_hls_and_http_flv_in_chromium() {
     let Some((chromium, node)) = browser("page_plays_ll_hls_and_http_flv_in_chromium") else {
@@ -50,32 +85,12 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
     wait_for(secs(15), || origin.stream_info("live", "web").filter(|s| !s["video"].is_null()))
         .unwrap_or_else(|| panic!("live/web never listed: {}", origin.streams()));
 
-    let out = origin.dir().path();
-    let script = workspace_root().join("tests/browser/play.mjs");
-    let base = format!("http://{}", origin.http);
-    let mut cmd = Command::new(&node);
-    cmd.arg(&script)
-        .args(["--web-dir", web_arg, "--base", &base, "--stream", "live/web"])
-        .args(["--modes", "hls,flv", "--chromium"])
-        .arg(&chromium)
-        .args(["--sample-ms", "3000", "--start-timeout-ms", "20000"])
-        .arg("--out")
-        .arg(out);
-    let (status, stdout, stderr) =
-        run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run node");
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "play.mjs failed ({status:?}):\nstdout:\n{stdout}\nstderr:\n{stderr}\norigin log:\n{}",
-        origin.log()
-    );
-
-    let results: Vec<serde_json::Value> =
-        stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let results = play_page(&node, &chromium, &origin, "live/web", None, 20_000);
     for mode in ["hls", "flv"] {
         let r = results
             .iter()
             .find(|r| r["mode"] == mode)
-            .unwrap_or_else(|| panic!("no result for {mode}: {stdout}\n{stderr}"));
+            .unwrap_or_else(|| panic!("no result for {mode}: {results:?}"));
         eprintln!("browser {mode}: {r}");
         if let Some(shot) = r["screenshot"].as_str() {
             println!("screenshot ({mode}): {shot}");
@@ -110,6 +125,50 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
             "{mode}: no screenshot: {r}"
         );
     }
+}
+
+#[test]
+fn page_plays_a_private_stream_from_a_signed_url_and_not_without() {
+    let test = "page_plays_a_private_stream_from_a_signed_url_and_not_without";
+    let Some((chromium, node)) = browser(test) else { return };
+    let dir = TestDir::new("browser-private");
+    let secret = dir.path().join("play-secret");
+    std::fs::write(&secret, "a-browser-play-secret-01\n").unwrap();
+    let web_dir = workspace_root().join("web");
+    let origin = Origin::start(&[
+        "--web-dir",
+        web_dir.to_str().expect("utf-8 path"),
+        "--play-token-secret-file",
+        secret.to_str().unwrap(),
+        "--play-private-apps",
+        "vip",
+    ]);
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("vip", "web"), &h264_aac().path);
+    wait_for(secs(15), || origin.stream_info("vip", "web").filter(|s| !s["video"].is_null()))
+        .unwrap_or_else(|| panic!("vip/web never listed: {}", origin.streams()));
+    let out = Command::new(sluice_tests::paths::binary("sluice-origin"))
+        .args(["play-token", "vip/web", "--secret-file", secret.to_str().unwrap()])
+        .output()
+        .expect("sluice-origin play-token");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .split("token=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a token in: {text}"));
+
+    for r in play_page(&node, &chromium, &origin, "vip/web", Some(token), 20_000) {
+        let (t0, t1) = (r["t0"].as_f64().unwrap_or(0.0), r["t1"].as_f64().unwrap_or(0.0));
+        assert!(t1 - t0 >= 1.5, "{}: the signed page plays: {r}", r["mode"]);
+        assert!(r["frames1"].as_u64() > Some(0), "{}: frames decoded: {r}", r["mode"]);
+    }
+    // The same page without the token: nothing plays, and the origin counted the refusals.
+    for r in play_page(&node, &chromium, &origin, "vip/web", None, 4_000) {
+        assert_eq!(r["frames1"].as_u64().unwrap_or(0), 0, "{}: played unsigned: {r}", r["mode"]);
+    }
+    let refused =
+        |p: &str| origin.metrics().value("sluice_plays_unauthorized_total", &[("protocol", p)]);
+    assert!(refused("hls") >= 1.0 && refused("flv") >= 1.0, "{}", origin.log());
 }
 
 #[test]

@@ -132,7 +132,8 @@ fn no_key_token_password_or_secret_appears_in_logs_metrics_apis_or_sluicectl() {
     let (o_rtmp, o_http) = (origin.rtmp.to_string(), origin.http.to_string());
     let mut cam =
         Publisher::start_looped(&format!("rtmp://{o_rtmp}/live/{STREAM_KEY}"), &h264_small().path);
-    let vip_url = &helper_urls("publish-token", "vip/ok-show", &publish_secret, &o_rtmp, &o_http)[0];
+    let vip_url =
+        &helper_urls("publish-token", "vip/ok-show", &publish_secret, &o_rtmp, &o_http)[0];
     let club_url =
         &helper_urls("publish-token", "club/ok-show", &publish_secret, &o_rtmp, &o_http)[0];
     let mut vip = Publisher::start_looped(vip_url, &h264_small().path);
