@@ -157,6 +157,7 @@ pub async fn run(config: AssignConfig) -> AssignReport {
             protocol: config.protocol.into(),
             client_hint: String::new(),
             avoid_edges: Vec::new(),
+            client_ip: String::new(),
         };
         let total = total.clone();
         tasks.push(tokio::spawn(async move {

@@ -76,6 +76,10 @@ pub struct Args {
     /// How long a signed play URL handed out stays valid for starting playback.
     #[arg(long, env = "SLUICE_PLAY_TOKEN_TTL", default_value = "1h")]
     pub play_token_ttl: humantime::Duration,
+    /// Bind the play tokens handed out to the viewer's address (`/play/`: the requester's;
+    /// `AssignViewer`: its `client_ip`, then required for private streams).
+    #[arg(long, env = "SLUICE_PLAY_TOKEN_BIND_CLIENT")]
+    pub play_token_bind_client: bool,
     /// PEM certificate chain: serve gRPC and HTTP over TLS (with `--tls-key`); reread on SIGHUP.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -141,7 +145,15 @@ impl Args {
         let secret = sluice_cluster::signed_token::read_secret(path)
             .map_err(|e| format!("--play-token-secret-file {e}"))?;
         let ttl = *self.play_token_ttl;
-        Ok((!apps.is_empty()).then(|| crate::play_sign::PlaySigner::new(secret, apps, ttl)))
+        let bind = self.play_token_bind_client;
+        Ok((!apps.is_empty()).then(|| {
+            let signer = crate::play_sign::PlaySigner::new(secret, apps, ttl);
+            if bind {
+                signer.binding_clients()
+            } else {
+                signer
+            }
+        }))
     }
 
     /// The TLS files, when both are given (clap makes each require the other).

@@ -33,6 +33,7 @@ pub fn choice_status(e: ChoiceError) -> Status {
             Status::resource_exhausted("every edge is at its capacity")
         }
         ChoiceError::NoAddress => Status::internal("the chosen edge advertises no address"),
+        e @ ChoiceError::NoClientAddress => Status::invalid_argument(e.to_string()),
     }
 }
 

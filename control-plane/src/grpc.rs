@@ -27,7 +27,13 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         let proto = req.protocol();
         let avoid = parse_avoid(req.avoid_edges.iter().map(String::as_str))
             .map_err(Status::invalid_argument)?;
-        let choice = self.0.assign(&key, protocol(proto), &avoid).map_err(choice_status)?;
+        let client = match req.client_ip.as_str() {
+            "" => None,
+            ip => Some(
+                ip.parse().map_err(|_| Status::invalid_argument("client_ip: not an IP address"))?,
+            ),
+        };
+        let choice = self.0.assign(&key, protocol(proto), &avoid, client).map_err(choice_status)?;
         Ok(Response::new(pb::AssignViewerResponse {
             url: choice.url,
             edge_id: choice.edge,

@@ -10,13 +10,14 @@ use crate::assign::AssignError;
 use crate::metrics::Metrics;
 use crate::service::ControlPlane;
 use crate::view::{parse_avoid, ChoiceError, PlayProtocol};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use sluice_media::stream_name::StreamKey;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Shared by the handlers.
@@ -62,6 +63,7 @@ fn error_response(e: ChoiceError) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         }
         ChoiceError::NoAddress => StatusCode::INTERNAL_SERVER_ERROR,
+        ChoiceError::NoClientAddress => StatusCode::BAD_REQUEST,
     };
     (status, format!("{e}\n")).into_response()
 }
@@ -70,6 +72,7 @@ async fn play(
     State(state): State<Arc<HttpState>>,
     Path((app, file)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Response {
     let Some((name, want)) = split_file(&file) else {
         return (StatusCode::NOT_FOUND, "use .flv, .m3u8 or .json\n").into_response();
@@ -94,7 +97,9 @@ async fn play(
         Ok(avoid) => avoid,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("avoid: {e}\n")).into_response(),
     };
-    match state.control.assign(&key, protocol, &avoid) {
+    // The requester: a player that follows the redirect plays from this address.
+    let client = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    match state.control.assign(&key, protocol, &avoid, client) {
         Ok(choice) => {
             state.control.counters().http_assignment();
             match want {

@@ -134,7 +134,8 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
                 serve_https(http_listener, acceptor, router, closed(control.closing())).await?;
             }
             None => {
-                axum::serve(http_listener, router)
+                let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(http_listener, service)
                     .with_graceful_shutdown(closed(control.closing()))
                     .await?;
             }

@@ -112,13 +112,20 @@ impl ControlPlane {
         self.snapshot.borrow().clone()
     }
 
-    /// The edge for one more viewer of `stream`, not one in `avoid` while another has room.
+    /// The edge for one more viewer of `stream` at `client` (when known), not one in `avoid`
+    /// while another has room.
     pub fn assign(
         &self,
         stream: &StreamKey,
         protocol: PlayProtocol,
         avoid: &[NodeId],
+        client: Option<std::net::IpAddr>,
     ) -> Result<Choice, ChoiceError> {
+        if let Some(signer) = &self.signer {
+            if signer.binds_client() && signer.is_private(stream) && client.is_none() {
+                return Err(ChoiceError::NoClientAddress);
+            }
+        }
         let snap = self.snapshot.borrow();
         let mut state = lock(&self.state);
         let (pending, assigner) = &mut *state;
@@ -128,7 +135,7 @@ impl ControlPlane {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            choice.url = signer.sign_url(std::mem::take(&mut choice.url), stream, now);
+            choice.url = signer.sign_url(std::mem::take(&mut choice.url), stream, now, client);
         }
         Ok(choice)
     }

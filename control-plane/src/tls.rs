@@ -110,7 +110,9 @@ pub async fn serve_https(
             () = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the peer as with axum's own `into_make_service_with_connect_info`.
+        let connect_info = axum::extract::ConnectInfo(peer);
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(connect_info)));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

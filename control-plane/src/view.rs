@@ -42,6 +42,9 @@ pub enum ChoiceError {
     Assign(#[from] AssignError),
     #[error("the chosen edge advertises no address for this protocol")]
     NoAddress,
+    /// Play tokens are bound to viewers' addresses and the request named none.
+    #[error("this control plane binds play tokens to the viewer's address: give client_ip")]
+    NoClientAddress,
 }
 
 /// Viewers this replica assigned to each edge since the edge's last load report.

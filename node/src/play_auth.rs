@@ -16,6 +16,7 @@
 //! [`crate::webhook`]); this module only says which those are ([`PlayAuth::asks_webhook`]).
 //! A stream may be both: the token is checked first, then the webhook asked.
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use sluice_cluster::signed_token::{self, Purpose, TokenError};
@@ -98,11 +99,13 @@ impl PlayAuth {
         self.private_apps.iter().any(|a| a == "*" || a == stream.app())
     }
 
-    /// Whether a viewer of `stream` whose request had `query` may play at `now_unix`.
+    /// Whether a viewer of `stream` at `client` whose request had `query` may play at
+    /// `now_unix` (a token bound to an address holds only for that client).
     pub fn check(
         &self,
         stream: &StreamKey,
         query: Option<&str>,
+        client: Option<IpAddr>,
         now_unix: u64,
     ) -> Result<(), PlayAuthError> {
         if !self.is_private(stream) {
@@ -114,7 +117,7 @@ impl PlayAuth {
             .map(|(_, v)| v)
             .ok_or_else(|| PlayAuthError::Missing(app()))?;
         let secret = self.secret().ok_or_else(|| PlayAuthError::Invalid(app()))?;
-        signed_token::verify(&secret, Purpose::Play, stream, &token, now_unix).map_err(
+        signed_token::verify_from(&secret, Purpose::Play, stream, &token, now_unix, client).map_err(
             |e| match e {
                 TokenError::Invalid => PlayAuthError::Invalid(app()),
                 TokenError::Expired => PlayAuthError::Expired(app()),
@@ -130,15 +133,27 @@ impl PlayAuth {
         stream: &StreamKey,
         app: &str,
         name: &str,
+        client: Option<IpAddr>,
         now_unix: u64,
     ) -> Result<(), PlayAuthError> {
-        self.check(stream, rtmp_query(app, name), now_unix)
+        self.check(stream, rtmp_query(app, name), client, now_unix)
     }
 
     /// A play token for `stream` valid until `expiry_unix`, signed with `secret`.
     #[must_use]
     pub fn token(secret: &[u8], stream: &StreamKey, expiry_unix: u64) -> String {
         signed_token::sign(secret, Purpose::Play, stream, expiry_unix)
+    }
+
+    /// [`PlayAuth::token`] that holds only for a viewer at `client`.
+    #[must_use]
+    pub fn token_for(
+        secret: &[u8],
+        stream: &StreamKey,
+        expiry_unix: u64,
+        client: IpAddr,
+    ) -> String {
+        signed_token::sign_for(secret, Purpose::Play, stream, expiry_unix, Some(client))
     }
 }
 
@@ -172,47 +187,56 @@ mod tests {
     fn only_private_apps_need_a_token_and_only_a_valid_one_lets_in() {
         let auth = PlayAuth::new(Some(SECRET.to_vec()), vec!["vip".into()]);
         let (public, private) = (key("live", "x"), key("vip", "x"));
-        assert_eq!(auth.check(&public, None, 0), Ok(()));
-        assert_eq!(auth.check(&private, None, 0), Err(PlayAuthError::Missing("vip".into())));
+        assert_eq!(auth.check(&public, None, None, 0), Ok(()));
+        assert_eq!(auth.check(&private, None, None, 0), Err(PlayAuthError::Missing("vip".into())));
         let token = PlayAuth::token(SECRET, &private, 100);
         let query = format!("a=1&token={token}");
-        assert_eq!(auth.check(&private, Some(&query), 50), Ok(()));
+        assert_eq!(auth.check(&private, Some(&query), None, 50), Ok(()));
         assert_eq!(
-            auth.check(&private, Some(&query), 101),
+            auth.check(&private, Some(&query), None, 101),
             Err(PlayAuthError::Expired("vip".into()))
         );
         // Another stream's token, a publish token, a forged one.
         let other = format!("token={}", PlayAuth::token(SECRET, &key("vip", "y"), 100));
         assert_eq!(
-            auth.check(&private, Some(&other), 0),
+            auth.check(&private, Some(&other), None, 0),
             Err(PlayAuthError::Invalid("vip".into()))
         );
         let publish = signed_token::sign(SECRET, Purpose::Publish, &private, 100);
         let publish = format!("token={publish}");
         assert_eq!(
-            auth.check(&private, Some(&publish), 0),
+            auth.check(&private, Some(&publish), None, 0),
             Err(PlayAuthError::Invalid("vip".into()))
         );
         assert_eq!(
-            auth.check(&private, Some("token=100.00ff"), 0),
+            auth.check(&private, Some("token=100.00ff"), None, 0),
             Err(PlayAuthError::Invalid("vip".into()))
         );
         // `*` makes every app private; no secret refuses every token.
         let all = PlayAuth::new(None, vec!["*".into()]);
         assert!(all.is_private(&public));
-        assert_eq!(all.check(&public, Some(&query), 0), Err(PlayAuthError::Invalid("live".into())));
+        assert_eq!(
+            all.check(&public, Some(&query), None, 0),
+            Err(PlayAuthError::Invalid("live".into()))
+        );
         assert!(!PlayAuth::default().is_on());
         // RTMP: the token in the play name, or on the app.
         let token = PlayAuth::token(SECRET, &private, 100);
         let name = format!("x?token={token}");
-        assert_eq!(auth.check_rtmp(&private, "vip", &name, 0), Ok(()));
-        assert_eq!(auth.check_rtmp(&private, &format!("vip?token={token}"), "x", 0), Ok(()));
-        assert!(auth.check_rtmp(&private, "vip", "x", 0).is_err());
+        assert_eq!(auth.check_rtmp(&private, "vip", &name, None, 0), Ok(()));
+        assert_eq!(auth.check_rtmp(&private, &format!("vip?token={token}"), "x", None, 0), Ok(()));
+        assert!(auth.check_rtmp(&private, "vip", "x", None, 0).is_err());
         // A new secret: its tokens are taken, the old one's no longer.
         let new_secret = b"another-secret-of-16+".to_vec();
         auth.replace_secret(new_secret.clone());
-        assert!(auth.check(&private, Some(&query), 50).is_err(), "the old secret's token");
+        assert!(auth.check(&private, Some(&query), None, 50).is_err(), "the old secret's token");
         let fresh = format!("token={}", PlayAuth::token(&new_secret, &private, 100));
-        assert_eq!(auth.check(&private, Some(&fresh), 50), Ok(()));
+        assert_eq!(auth.check(&private, Some(&fresh), None, 50), Ok(()));
+        // A token bound to a viewer's address: that viewer only.
+        let ip: IpAddr = "198.51.100.4".parse().unwrap();
+        let bound = format!("token={}", PlayAuth::token_for(&new_secret, &private, 100, ip));
+        assert_eq!(auth.check(&private, Some(&bound), Some(ip), 50), Ok(()));
+        let other_ip = Some("198.51.100.5".parse().unwrap());
+        assert!(auth.check(&private, Some(&bound), other_ip, 50).is_err());
     }
 }

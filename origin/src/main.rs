@@ -77,6 +77,9 @@ enum Command {
         /// How long the token is good for (e.g. 3600s, 12h).
         #[arg(long, default_value = "1h")]
         ttl: sluice_node::units::HumanDuration,
+        /// Bind the token to the viewer's address: it plays from there only.
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -86,10 +89,9 @@ fn sign_with(
     ttl: std::time::Duration,
     sign: impl Fn(&[u8], u64) -> String,
 ) -> anyhow::Result<String> {
-    let secret = std::fs::read_to_string(secret_file)
-        .with_context(|| format!("reading {}", secret_file.display()))?;
+    let secret = config::read_secret(secret_file)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    Ok(sign(secret.trim().as_bytes(), (now + ttl).as_secs()))
+    Ok(sign(&secret, (now + ttl).as_secs()))
 }
 
 /// `APP/NAME` as a stream key.
@@ -128,9 +130,12 @@ fn helper(command: &Command) -> anyhow::Result<()> {
             let token = sign_with(secret_file, ttl.0, |s, e| PublishAuth::token(s, &stream, e))?;
             println!("rtmp://HOST/{}/{}?token={token}", stream.app(), stream.name());
         }
-        Command::PlayToken { stream, secret_file, ttl } => {
+        Command::PlayToken { stream, secret_file, ttl, client_ip } => {
             let stream = parse_stream(stream)?;
-            let token = sign_with(secret_file, ttl.0, |s, e| PlayAuth::token(s, &stream, e))?;
+            let token = sign_with(secret_file, ttl.0, |s, e| match client_ip {
+                Some(ip) => PlayAuth::token_for(s, &stream, e, *ip),
+                None => PlayAuth::token(s, &stream, e),
+            })?;
             let (app, name) = (stream.app(), stream.name());
             println!("rtmp://HOST/{app}/{name}?token={token}");
             println!("http://HOST/{app}/{name}.flv?token={token}");

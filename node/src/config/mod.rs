@@ -157,6 +157,13 @@ pub fn publish_auth(
     Ok(Some(auth))
 }
 
+/// The secret in a token secret file (at least 16 bytes; surrounding whitespace trimmed).
+pub fn read_secret(
+    path: &std::path::Path,
+) -> Result<Vec<u8>, sluice_cluster::signed_token::SecretError> {
+    sluice_cluster::signed_token::read_secret(path)
+}
+
 /// Why play authorisation could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PlayAuthError {

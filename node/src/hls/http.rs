@@ -163,7 +163,7 @@ impl HlsService {
         let sid = HlsQuery::parse(raw_query).ok().and_then(|q| q.sid);
         let verified = sid.as_deref().filter(|sid| self.sessions.verify(sid, &key));
         if self.play_auth.is_private(&key) && verified.is_none() {
-            self.play_auth.check(&key, raw_query, unix_now()).map_err(|e| {
+            self.play_auth.check(&key, raw_query, client, unix_now()).map_err(|e| {
                 self.metrics.play_unauthorized(Protocol::Hls);
                 text(StatusCode::FORBIDDEN, format!("{e}\n"))
             })?;

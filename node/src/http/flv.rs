@@ -36,7 +36,7 @@ pub(super) async fn play(
             return (StatusCode::BAD_REQUEST, format!("invalid stream name: {e}\n")).into_response()
         }
     };
-    if let Err(e) = ctx.play_auth.check(&key, query, crate::play_auth::unix_now()) {
+    if let Err(e) = ctx.play_auth.check(&key, query, client, crate::play_auth::unix_now()) {
         ctx.metrics.play_unauthorized(Protocol::Flv);
         return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
     }

@@ -9,14 +9,16 @@ use super::RtmpContext;
 use crate::metrics::{ErrorKind, Protocol};
 use crate::play_auth::unix_now;
 
-/// The reason a play of `key` (sent as `name` on a connection to `app`) is refused, if it is.
+/// The reason a play of `key` (sent as `name` on a connection to `app` from `client`) is
+/// refused, if it is.
 pub(super) fn admit(
     ctx: &RtmpContext,
     key: &StreamKey,
     app: &str,
     name: &str,
+    client: std::net::IpAddr,
 ) -> Result<(), String> {
-    if let Err(e) = ctx.play_auth.check_rtmp(key, app, name, unix_now()) {
+    if let Err(e) = ctx.play_auth.check_rtmp(key, app, name, Some(client), unix_now()) {
         ctx.metrics.play_unauthorized(Protocol::Rtmp);
         if ctx.client_log.allow() {
             info!(app = %key.app(), reason = e.label(), "play refused: unauthorised");

@@ -223,3 +223,70 @@ fn an_edge_checks_play_tokens_too_and_a_node_without_the_secret_does_not_start()
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--play-private-apps needs --play-token-secret-file"), "{stderr}");
 }
+
+#[test]
+fn a_token_bound_to_a_viewer_address_plays_from_there_only() {
+    let dir = TestDir::new("play-auth-bound");
+    let secret_file = setup_files(&dir);
+    let args = flags(&secret_file);
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let c = TestCluster::new("pb", &["pb-o", "pb-e"]);
+    let origin = c.origin("pb-o", &extra);
+    let edge = c.edge("pb-e", &extra);
+    let mut vip = Publisher::start_looped(&origin.rtmp_url("vip", "show"), &h264_small().path);
+    wait_for(secs(20), || edge.stream_info("vip", "show")).expect("the edge lists vip/show");
+    let key = StreamKey::parse("vip", "show").unwrap().0;
+    let expiry = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600;
+    let bound = |ip: &str| {
+        sluice_cluster::signed_token::sign_for(
+            SECRET.as_bytes(),
+            Purpose::Play,
+            &key,
+            expiry,
+            Some(ip.parse().unwrap()),
+        )
+    };
+    // The players here connect from 127.0.0.1: a token for that address plays on every
+    // protocol, one for another address is refused, and so is the first with the binding cut.
+    let mine = bound("127.0.0.1");
+    plays(&format!("{}?token={mine}", edge.rtmp_url("vip", "show")));
+    plays(&format!("http://{}/vip/show.flv?token={mine}", edge.http));
+    plays(&format!("http://{}/vip/show.m3u8?token={mine}", edge.http));
+    let theirs = bound("127.0.0.2");
+    refused(&format!("{}?token={theirs}", edge.rtmp_url("vip", "show")), "invalid play token");
+    let r = http::get(edge.http, &format!("/vip/show.flv?token={theirs}"), secs(5)).unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    let cut = mine.replacen(".ip.", ".", 1);
+    refused(&format!("{}?token={cut}", edge.rtmp_url("vip", "show")), "invalid play token");
+
+    // A control plane that binds: /play/ binds to the requester, AssignViewer to client_ip
+    // (required).
+    let cp_args = [&extra[..], &["--play-token-bind-client"]].concat();
+    let cp = control_plane::start(&c, "pb", &cp_args);
+    let url = wait_for(secs(20), || {
+        let r = http::get(cp.http, "/play/vip/show.json?protocol=rtmp", secs(5)).ok()?;
+        serde_json::from_slice::<serde_json::Value>(&r.body).ok()?["url"].as_str().map(String::from)
+    })
+    .expect("an assignment");
+    assert!(url.contains(".ip."), "a bound token: {url}");
+    plays(&url);
+    let ctl = |extra: &[&str]| {
+        Command::new(binary("sluicectl"))
+            .env_remove("SLUICE_TOKEN")
+            .env("SLUICE_CONFIG", dir.path().join("sluicectl.toml"))
+            .args(["--endpoint", &cp.grpc_url(), "assign", "vip/show", "--protocol", "rtmp"])
+            .args(extra)
+            .output()
+            .expect("sluicectl")
+    };
+    let without = ctl(&[]);
+    assert!(!without.status.success());
+    let said = String::from_utf8_lossy(&without.stderr);
+    assert!(said.contains("client_ip"), "{said}");
+    let elsewhere = ctl(&["--client-ip", "127.0.0.2", "-o", "json"]);
+    assert!(elsewhere.status.success(), "{}", String::from_utf8_lossy(&elsewhere.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&elsewhere.stdout).expect("json");
+    let other_url = v["url"].as_str().expect("a url");
+    refused(other_url, "invalid play token");
+    let _ = vip.stop();
+}

@@ -84,6 +84,10 @@ pub enum Command {
         /// (repeat for more).
         #[arg(long = "avoid", value_name = "EDGE")]
         avoid: Vec<String>,
+        /// The viewer's address, when the control plane binds play tokens to it
+        /// (--play-token-bind-client).
+        #[arg(long, value_name = "IP")]
+        client_ip: Option<std::net::IpAddr>,
     },
     /// The RTMP URL an encoder should publish APP/NAME to (the stream's home origin).
     Ingest {

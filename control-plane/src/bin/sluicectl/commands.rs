@@ -42,7 +42,7 @@ pub async fn run(
             write(out, &encode(format, &CapacityView::from(c), render::capacity)?);
             Ok(())
         }
-        Command::Assign { stream, protocol, hint, avoid } => {
+        Command::Assign { stream, protocol, hint, avoid, client_ip } => {
             let (app, name) = stream_ref(&stream)?;
             let protocol = match protocol {
                 PlayProtocol::Flv => pb::Protocol::HttpFlv,
@@ -55,6 +55,7 @@ pub async fn run(
                 protocol: protocol.into(),
                 client_hint: hint,
                 avoid_edges: avoid,
+                client_ip: client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             };
             let answer = conn
                 .call("AssignViewer", conn.control().assign_viewer(request))

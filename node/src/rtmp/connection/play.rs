@@ -35,7 +35,7 @@ impl Connection {
             }
         };
         let app = self.app.as_deref().unwrap_or_default();
-        if let Err(reason) = play_gate::admit(&self.ctx, &key, app, name) {
+        if let Err(reason) = play_gate::admit(&self.ctx, &key, app, name, self.client_ip()) {
             self.session.reject_play(stream_id, "NetStream.Play.Failed", &reason, key.name());
             return;
         }
