@@ -141,6 +141,11 @@ impl TestCluster {
         args
     }
 
+    /// The file with the etcd user's password ([`TestCluster::with_tls_etcd_and_password`]).
+    pub fn etcd_password_file(&self) -> Option<&Path> {
+        self.etcd_auth.as_ref().map(|(_, file)| file.as_path())
+    }
+
     /// Whether etcd speaks TLS only ([`TestCluster::with_tls_etcd`]).
     pub fn etcd_tls(&self) -> bool {
         self.etcd_tls

@@ -8,6 +8,7 @@ checks against the real binary's --help.
 {{- define "sluice.port.rtmp" -}}1935{{- end -}}
 {{- define "sluice.port.http" -}}8080{{- end -}}
 {{- define "sluice.port.https" -}}8443{{- end -}}
+{{- define "sluice.port.rtmps" -}}1936{{- end -}}
 {{- define "sluice.port.relay" -}}7000{{- end -}}
 {{- define "sluice.port.grpc" -}}50051{{- end -}}
 {{- define "sluice.port.cpHttp" -}}8090{{- end -}}
@@ -26,6 +27,18 @@ checks against the real binary's --help.
 - --etcd-cert-file=/var/run/sluice/etcd-tls/tls.crt
 - --etcd-key-file=/var/run/sluice/etcd-tls/tls.key
 {{- end }}
+{{- with .Values.etcd.external.auth.user }}
+- --etcd-user={{ . }}
+- --etcd-password-file=/var/run/sluice/etcd-auth/password
+{{- end }}
+{{- end -}}
+
+{{/* Who may play (nodes and control plane sign and check the same tokens). */}}
+{{- define "sluice.flags.playTokens" -}}
+{{- with .Values.access.play.privateApps }}
+- --play-token-secret-file=/var/run/sluice/play-token/secret
+- --play-private-apps={{ join "," . }}
+{{- end }}
 {{- end -}}
 
 {{/* Flags of both node binaries. .component: origin or edge. */}}
@@ -42,6 +55,23 @@ checks against the real binary's --help.
 - --hls-session-key-file=/var/run/sluice/hls/key
 - --standbys={{ .root.Values.origin.standbys }}
 {{ include "sluice.flags.etcd" .root }}
+{{- include "sluice.flags.playTokens" .root }}
+{{- with .root.Values.access }}
+{{- with .play.webhookApps }}
+- --play-webhook-apps={{ join "," . }}
+{{- end }}
+{{- if .webhook.url }}
+- --webhook-url={{ .webhook.url }}
+- --webhook-timeout={{ .webhook.timeout }}
+{{- if .webhook.failOpen }}
+- --webhook-fail-open
+{{- end }}
+{{- end }}
+{{- if .quotas }}
+- --quota-file=/var/run/sluice/quotas/quotas.toml
+- --quota-grace={{ .quotaGrace }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "sluice.flags.origin" -}}
@@ -49,6 +79,17 @@ checks against the real binary's --help.
 {{- include "sluice.flags.node" (dict "root" .root "component" "origin") }}
 - --relay-listen=0.0.0.0:{{ include "sluice.port.relay" . }}
 - --advertise-host=$(POD_NAME).{{ $headless }}.{{ .root.Release.Namespace }}.svc.{{ .root.Values.clusterDomain }}
+{{- with .root.Values.access.publish }}
+{{- if .keysSecret }}
+- --publish-keys-file=/var/run/sluice/publish-keys/keys
+{{- end }}
+{{- if .tokenSecret }}
+- --publish-token-secret-file=/var/run/sluice/publish-token/secret
+{{- end }}
+{{- with .openApps }}
+- --publish-open-apps={{ join "," . }}
+{{- end }}
+{{- end }}
 {{- range .root.Values.origin.extraArgs }}
 - {{ . }}
 {{- end }}
@@ -63,12 +104,21 @@ checks against the real binary's --help.
 - --https-cert=/var/run/sluice/https/tls.crt
 - --https-key=/var/run/sluice/https/tls.key
 {{- end }}
+{{- if .root.Values.edge.rtmps.enabled }}
+{{- if not .root.Values.edge.tls.enabled }}
+{{- fail "edge.rtmps.enabled needs edge.tls (RTMPS serves its certificate)" }}
+{{- end }}
+- --rtmps-listen=0.0.0.0:{{ include "sluice.port.rtmps" . }}
+{{- end }}
 {{- with .root.Values.edge.publicHost }}
 - --public-host={{ . }}
 - --public-rtmp-port={{ $.root.Values.edge.service.rtmpPort }}
 - --public-http-port={{ $.root.Values.edge.service.httpPort }}
 {{- if $.root.Values.edge.tls.enabled }}
 - --public-https-port={{ $.root.Values.edge.service.httpsPort }}
+{{- end }}
+{{- if $.root.Values.edge.rtmps.enabled }}
+- --public-rtmps-port={{ $.root.Values.edge.service.rtmpsPort }}
 {{- end }}
 {{- end }}
 {{- range .root.Values.edge.extraArgs }}
@@ -87,6 +137,13 @@ checks against the real binary's --help.
 - --tls-key=/var/run/sluice/cp-tls/tls.key
 {{- end }}
 {{ include "sluice.flags.etcd" . }}
+{{- include "sluice.flags.playTokens" . }}
+{{- if .Values.access.play.privateApps }}
+- --play-token-ttl={{ .Values.access.play.tokenTtl }}
+{{- if .Values.access.play.bindClient }}
+- --play-token-bind-client
+{{- end }}
+{{- end }}
 {{- range .Values.controlPlane.extraArgs }}
 - {{ . }}
 {{- end }}

@@ -68,6 +68,39 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "sluice.adminTokenSecret" -}}
 {{- default (printf "%s-admin-token" (include "sluice.fullname" .)) .Values.controlPlane.adminToken.existingSecret -}}
 {{- end -}}
+{{- define "sluice.playTokenSecret" -}}
+{{- default (printf "%s-play-token" (include "sluice.fullname" .)) .Values.access.play.tokenSecret -}}
+{{- end -}}
+
+{{/* Volumes of the secrets every Sluice process may read (etcd password, play secret). */}}
+{{- define "sluice.accessVolumes" -}}
+{{- if .Values.etcd.external.auth.user }}
+- name: etcd-auth
+  secret:
+    secretName: {{ .Values.etcd.external.auth.existingSecret }}
+    defaultMode: 0400
+{{- end }}
+{{- if .Values.access.play.privateApps }}
+- name: play-token
+  secret:
+    secretName: {{ include "sluice.playTokenSecret" . }}
+    defaultMode: 0400
+{{- end }}
+{{- end -}}
+
+{{- define "sluice.accessVolumeMounts" -}}
+{{- if .Values.etcd.external.auth.user }}
+- name: etcd-auth
+  mountPath: /var/run/sluice/etcd-auth
+  readOnly: true
+{{- end }}
+{{- if .Values.access.play.privateApps }}
+- name: play-token
+  mountPath: /var/run/sluice/play-token
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{- define "sluice.hlsKeySecret" -}}
 {{- default (printf "%s-hls-session-key" (include "sluice.fullname" .)) .Values.hlsSessionKey.existingSecret -}}
 {{- end -}}
@@ -208,6 +241,26 @@ the cluster CA, in the layout --tls-dir reads (ca.pem, NODE.pem, NODE.key). */}}
     secretName: {{ .root.Values.edge.tls.existingSecret }}
     defaultMode: 0400
 {{- end }}
+{{- with .root.Values.access.publish }}
+{{- if and (eq $.component "origin") .keysSecret }}
+- name: publish-keys
+  secret:
+    secretName: {{ .keysSecret }}
+    defaultMode: 0400
+{{- end }}
+{{- if and (eq $.component "origin") .tokenSecret }}
+- name: publish-token
+  secret:
+    secretName: {{ .tokenSecret }}
+    defaultMode: 0400
+{{- end }}
+{{- end }}
+{{- if .root.Values.access.quotas }}
+- name: quotas
+  configMap:
+    name: {{ include "sluice.fullname" .root }}-quotas
+{{- end }}
+{{ include "sluice.accessVolumes" .root }}
 {{- end -}}
 
 {{- define "sluice.nodeVolumeMounts" -}}
@@ -229,6 +282,24 @@ the cluster CA, in the layout --tls-dir reads (ca.pem, NODE.pem, NODE.key). */}}
   mountPath: /var/run/sluice/https
   readOnly: true
 {{- end }}
+{{- with .root.Values.access.publish }}
+{{- if and (eq $.component "origin") .keysSecret }}
+- name: publish-keys
+  mountPath: /var/run/sluice/publish-keys
+  readOnly: true
+{{- end }}
+{{- if and (eq $.component "origin") .tokenSecret }}
+- name: publish-token
+  mountPath: /var/run/sluice/publish-token
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- if .root.Values.access.quotas }}
+- name: quotas
+  mountPath: /var/run/sluice/quotas
+  readOnly: true
+{{- end }}
+{{ include "sluice.accessVolumeMounts" .root }}
 {{- end -}}
 
 {{/* Probes of a node on its own HTTP port: /healthz answers while the process serves,

@@ -26,9 +26,10 @@ const MOUNTS: &str = "/var/run/sluice/";
 const IMAGE_WEB_DIR: &str = "/usr/share/sluice/web";
 
 /// A pod's scratch root standing in for `/var/run/sluice`: the relay CA Secret (`ca/`), the
-/// init container's output (`tls/`), the HLS session key Secret (`hls/key`) and the edges'
-/// HTTPS Secret (`https/`: `cp`'s certificate, which names localhost).
-fn pod_root(c: &TestCluster, label: &str) -> TestDir {
+/// init container's output (`tls/`), the HLS session key Secret (`hls/key`), the edges'
+/// HTTPS Secret (`https/`: `cp`'s certificate, which names localhost), and what `access`
+/// mounts (the set's quotas ConfigMap, the publish and play secrets, the etcd password).
+fn pod_root(set: &RenderedSet, c: &TestCluster, label: &str) -> TestDir {
     let root = TestDir::new(label);
     for dir in ["ca", "tls", "hls", "https"] {
         std::fs::create_dir_all(root.path().join(dir)).expect("pod directories");
@@ -43,7 +44,33 @@ fn pod_root(c: &TestCluster, label: &str) -> TestDir {
     std::fs::write(root.path().join("hls/key"), "a shared HLS session key for the test")
         .expect("HLS key");
     etcd_client_secret(c, root.path());
+    access_secrets(c, root.path());
+    let write = |path: &str, text: &str| {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("pod directories");
+        std::fs::write(path, text).expect("a mounted file");
+    };
+    // The key of `live/keyed` (any key: the test's publisher uses the open app).
+    write("publish-keys/keys", &format!("live/keyed sha256:{}\n", "ab".repeat(32)));
+    write("publish-token/secret", "a-publish-token-secret-for-the-test\n");
+    for cm in set.raw_of_kind("ConfigMap") {
+        if let Some(quotas) = cm["data"]["quotas.toml"].as_str() {
+            write("quotas/quotas.toml", quotas);
+        }
+    }
     root
+}
+
+/// The secrets nodes and the control plane share: the play token secret, and with etcd's
+/// authentication on the password (`etcd-auth/password`).
+fn access_secrets(c: &TestCluster, root: &Path) {
+    std::fs::create_dir_all(root.join("play-token")).expect("play-token");
+    std::fs::write(root.join("play-token/secret"), "a-play-token-secret-for-the-test\n")
+        .expect("play token secret");
+    if let Some(password) = c.etcd_password_file() {
+        std::fs::create_dir_all(root.join("etcd-auth")).expect("etcd-auth");
+        std::fs::copy(password, root.join("etcd-auth/password")).expect("etcd password");
+    }
 }
 
 /// With a TLS etcd, the etcd client Secret (`etcd-tls/`: ca.crt, tls.crt, tls.key), holding
@@ -75,6 +102,7 @@ fn control_plane_root(c: &TestCluster) -> TestDir {
             .expect("TLS Secret");
     }
     etcd_client_secret(c, root.path());
+    access_secrets(c, root.path());
     root
 }
 
@@ -111,6 +139,8 @@ const CONTROL_PLANE_LAUNCHER: &[&str] = &[
     "--etcd-ca-file",
     "--etcd-cert-file",
     "--etcd-key-file",
+    "--etcd-user",
+    "--etcd-password-file",
 ];
 
 /// The container's args for this machine, without the flags in `launcher` (set by the
@@ -137,6 +167,7 @@ fn local_args(
             "--advertise-host" => "--advertise-host=127.0.0.1".to_string(),
             "--public-host" => "--public-host=localhost".to_string(),
             "--https-listen" => "--https-listen=127.0.0.1:0".to_string(),
+            "--rtmps-listen" => "--rtmps-listen=127.0.0.1:0".to_string(),
             _ => remap(arg, root)
                 .replace(IMAGE_WEB_DIR, web.to_str().expect("utf-8 path"))
                 .replace("$(POD_NAME)", pod)
@@ -182,7 +213,7 @@ pub(super) fn start_node(
     c: &TestCluster,
 ) -> (Origin, TestDir) {
     let w = set.workload_running(binary);
-    let root = pod_root(c, pod);
+    let root = pod_root(set, c, pod);
     run_cert_init(&w, pod, root.path());
     let container = w.container_running(binary).expect("container");
     let args = local_args(container, pod, (c, root.path()), NODE_LAUNCHER);
@@ -200,6 +231,7 @@ pub(super) fn start_node(
 struct Checked {
     keda: usize,
     https: usize,
+    rtmps: usize,
 }
 
 /// One rendering's origin, edge and control-plane pods, started and checked.
@@ -209,11 +241,16 @@ fn check_rendering(set: &RenderedSet) -> Checked {
     // A rendering for an etcd over TLS gets one (the pods present `etcd-client`'s certificate).
     let origin_args = set.workload_running("sluice-origin");
     let origin_args = origin_args.container_running("sluice-origin").expect("container");
-    let tls = origin_args.args.iter().flatten().any(|a| a.starts_with("--etcd-ca-file"));
-    let cluster = if tls {
-        TestCluster::with_tls_etcd("helm", &["cp", "etcd-client"])
-    } else {
-        TestCluster::new("helm", &["cp"])
+    let has = |flag: &str| origin_args.args.iter().flatten().any(|a| a.starts_with(flag));
+    let cluster = match (has("--etcd-ca-file"), has("--etcd-user")) {
+        (true, true) => TestCluster::with_tls_etcd_and_password(
+            "helm",
+            &["cp", "etcd-client", "etcdctl"],
+            "sluice",
+            "an-etcd-password-for-the-chart",
+        ),
+        (true, false) => TestCluster::with_tls_etcd("helm", &["cp", "etcd-client"]),
+        _ => TestCluster::new("helm", &["cp"]),
     };
 
     let (origin, _origin_root) = start_node(set, "sluice-origin", "sluice-origin-0", &cluster);
@@ -243,6 +280,19 @@ fn check_rendering(set: &RenderedSet) -> Checked {
         assert!(
             frames >= 30,
             "{}: HTTPS viewer got {frames} frames: {:?}",
+            set.name,
+            player.errors()
+        );
+    }
+    // With RTMPS on the edges, a viewer plays over it, verifying the same certificate.
+    if let Some(rtmps) = edge.rtmps {
+        checked.rtmps += 1;
+        let url = format!("rtmps://localhost:{}/live/helm", rtmps.port());
+        let mut player = Player::start_verified_tls(&url, &cluster.certs_dir().join("ca.pem"));
+        let frames = player.wait_frames(30, secs(30));
+        assert!(
+            frames >= 30,
+            "{}: RTMPS viewer got {frames} frames: {:?}",
             set.name,
             player.errors()
         );
@@ -318,4 +368,6 @@ fn rendered_pods_start_answer_their_probes_and_relay_a_stream() {
     assert!(keda >= 1, "the KEDA value set's ScaledObject was asked of the scaler");
     let https: usize = checked.iter().map(|c| c.https).sum();
     assert!(https >= 1, "the TLS value set's edge played over HTTPS");
+    let rtmps: usize = checked.iter().map(|c| c.rtmps).sum();
+    assert!(rtmps >= 1, "the access value set's edge played over RTMPS");
 }
