@@ -6,20 +6,22 @@
 //! `sluice.control.v1.ControlPlane` needs `authorization: Bearer TOKEN` except `AssignViewer`
 //! and `ResolveIngest`, which players and encoders call; health, reflection and KEDA's external
 //! scaler stay open (KEDA cannot send a token, and the scaler only tells viewer counts). On the
-//! HTTP port, `/api/...` needs the same token as an `Authorization: Bearer` header;
-//! `/play/...`, `/healthz`, `/readyz`, `/metrics` and the page stay open. A method added to the
-//! service later is protected unless it is listed open here.
+//! HTTP port, `/api/...` (and `/metrics` with `--metrics-private`) needs the same token as an
+//! `Authorization: Bearer` header, or a client address in `--admin-allow`; `/play/...`,
+//! `/healthz`, `/readyz` and the page stay open. A method added to the service later is
+//! protected unless it is listed open here.
 //!
 //! The token is kept as its SHA-256 digest and a presented token is hashed and compared in
 //! constant time (`subtle`), so neither its content nor its length leaks through timing.
 
 use crate::counters::Counters;
 use crate::lock::lock;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{self, header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -41,9 +43,10 @@ pub fn is_protected(path: &str) -> bool {
     service == PROTECTED_SERVICE && !OPEN_METHODS.contains(&method)
 }
 
-/// Whether the HTTP request at `path` needs the token: the page's data under `/api/`.
-pub fn is_protected_http(path: &str) -> bool {
-    path == "/api" || path.starts_with("/api/")
+/// Whether the HTTP request at `path` needs the token: the page's data under `/api/`, and
+/// `/metrics` when it is private.
+pub fn is_protected_http(path: &str, private_metrics: bool) -> bool {
+    path == "/api" || path.starts_with("/api/") || (private_metrics && path == "/metrics")
 }
 
 /// The token out of an `authorization` value: `Bearer TOKEN` (the scheme in any case).
@@ -154,6 +157,16 @@ pub struct Auth {
     token: Option<Token>,
     counters: Arc<Counters>,
     warnings: Mutex<WarnLimiter>,
+    http: HttpPolicy,
+}
+
+/// Who gets the HTTP port's protected paths without the token.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    /// Client address ranges let in without the token (`--admin-allow`).
+    pub allow: Vec<ipnet::IpNet>,
+    /// `/metrics` needs the token (or an allowed address) too (`--metrics-private`).
+    pub private_metrics: bool,
 }
 
 /// At most one warning about refused calls per this interval.
@@ -161,8 +174,13 @@ pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Auth {
     pub fn new(token: Option<Token>, counters: Arc<Counters>) -> Arc<Auth> {
+        Auth::with_http(token, counters, HttpPolicy::default())
+    }
+
+    /// [`Auth::new`] with who gets the HTTP port's protected paths without the token.
+    pub fn with_http(token: Option<Token>, counters: Arc<Counters>, http: HttpPolicy) -> Arc<Auth> {
         let warnings = Mutex::new(WarnLimiter::new(WARN_INTERVAL));
-        Arc::new(Auth { token, counters, warnings })
+        Arc::new(Auth { token, counters, warnings, http })
     }
 
     pub fn enabled(&self) -> bool {
@@ -241,7 +259,9 @@ where
 /// The axum middleware in front of the HTTP port (`axum::middleware::from_fn_with_state`).
 pub async fn http_guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if is_protected_http(path) {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical());
+    let allowed = peer.is_some_and(|ip| auth.http.allow.iter().any(|net| net.contains(&ip)));
+    if is_protected_http(path, auth.http.private_metrics) && !allowed {
         if let Err(refusal) = auth.admit("HTTP", path, req.headers().get(header::AUTHORIZATION)) {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -288,12 +308,14 @@ mod tests {
         ] {
             assert!(!is_protected(path), "{path}");
         }
-        assert!(is_protected_http("/api/cluster"));
-        assert!(is_protected_http("/api"));
+        assert!(is_protected_http("/api/cluster", false));
+        assert!(is_protected_http("/api", false));
         for open in ["/", "/play/live/x.flv", "/healthz", "/readyz", "/metrics", "/apix", "/app.js"]
         {
-            assert!(!is_protected_http(open), "{open}");
+            assert!(!is_protected_http(open, false), "{open}");
         }
+        assert!(is_protected_http("/metrics", true), "a private /metrics");
+        assert!(!is_protected_http("/play/live/x.flv", true));
     }
 
     #[test]

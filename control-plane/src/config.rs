@@ -80,6 +80,13 @@ pub struct Args {
     /// `AssignViewer`: its `client_ip`, then required for private streams).
     #[arg(long, env = "SLUICE_PLAY_TOKEN_BIND_CLIENT")]
     pub play_token_bind_client: bool,
+    /// Client address ranges (CIDR, comma-separated) let into `/api/*` (and a private
+    /// `/metrics`) on the HTTP port without the token, e.g. a monitoring network.
+    #[arg(long, env = "SLUICE_ADMIN_ALLOW", value_delimiter = ',')]
+    pub admin_allow: Vec<ipnet::IpNet>,
+    /// `/metrics` needs the token (or an `--admin-allow` address) like `/api/*`.
+    #[arg(long, env = "SLUICE_METRICS_PRIVATE")]
+    pub metrics_private: bool,
     /// PEM certificate chain: serve gRPC and HTTP over TLS (with `--tls-key`); reread on SIGHUP.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -67,7 +67,11 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
             .with_orders(observer.orders())
             .with_play_signer(play_signer),
     );
-    let auth = Auth::new(token, control.counters().clone());
+    let http_policy = crate::auth::HttpPolicy {
+        allow: args.admin_allow.clone(),
+        private_metrics: args.metrics_private,
+    };
+    let auth = Auth::with_http(token, control.counters().clone(), http_policy);
     // On a signal, close first: endless streams end, then both servers drain and stop.
     let closer = control.clone();
     tokio::spawn(async move {

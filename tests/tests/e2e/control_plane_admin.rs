@@ -476,3 +476,39 @@ fn a_replica_with_a_certificate_serves_tls_refuses_plain_text_and_renews_on_sigh
     );
     let _ = std::fs::remove_file(&cp.log);
 }
+
+#[test]
+fn private_metrics_need_the_token_or_an_allowed_address() {
+    let c = TestCluster::new("cpm", &["cp"]);
+    let dir = sluice_tests::origin::TestDir::new("cp-metrics");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "metrics-admin-token\n").unwrap();
+    let token = token_file.to_str().unwrap();
+    let curl = |cp: &control_plane::ControlPlaneProcess, path: &str, bearer: Option<&str>| {
+        let url = format!("http://{}{path}", cp.http);
+        let header = bearer.map(|t| format!("Authorization: Bearer {t}"));
+        let args: Vec<&str> = header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+        http::curl_status(&url, &args)
+    };
+    let private = control_plane::start(&c, "cpm", &["--token-file", token, "--metrics-private"]);
+    assert_eq!(curl(&private, "/metrics", None), "401");
+    assert_eq!(curl(&private, "/api/cluster", None), "401");
+    assert_eq!(curl(&private, "/metrics", Some("metrics-admin-token")), "200");
+    assert_eq!(curl(&private, "/metrics", Some("wrong")), "401");
+    assert_eq!(curl(&private, "/healthz", None), "200", "health stays open");
+    // From an allowed range (this test's loopback), no token is needed.
+    let allowed = control_plane::start(
+        &c,
+        "cpm",
+        &["--token-file", token, "--metrics-private", "--admin-allow", "127.0.0.0/8"],
+    );
+    assert_eq!(curl(&allowed, "/metrics", None), "200");
+    assert_eq!(curl(&allowed, "/api/cluster", None), "200");
+    // Only that range: one that does not hold this address still needs the token.
+    let elsewhere = control_plane::start(
+        &c,
+        "cpm",
+        &["--token-file", token, "--metrics-private", "--admin-allow", "10.0.0.0/8"],
+    );
+    assert_eq!(curl(&elsewhere, "/metrics", None), "401");
+}
