@@ -484,7 +484,7 @@ fn private_metrics_need_the_token_or_an_allowed_address() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "metrics-admin-token\n").unwrap();
     let token = token_file.to_str().unwrap();
-    let curl = |cp: &control_plane::ControlPlaneProcess, path: &str, bearer: Option<&str>| {
+    let curl = |cp: &ControlPlaneProcess, path: &str, bearer: Option<&str>| {
         let url = format!("http://{}{path}", cp.http);
         let header = bearer.map(|t| format!("Authorization: Bearer {t}"));
         let args: Vec<&str> = header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
