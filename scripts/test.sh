@@ -3,7 +3,8 @@
 # ffmpeg/ffprobe against the real binaries) and doc tests. Exits non-zero on any failure.
 #
 # Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
-# the RTMP module, chromium, nodejs/npm), the npm packages of web/ (`npm ci`: player libraries
+# the RTMP module, chromium, nodejs/npm, and the interop tests' GStreamer, mpv, VLC and rtmpdump),
+# the npm packages of web/ (`npm ci`: player libraries
 # and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
 # HEVC over Enhanced RTMP) and cargo-nextest (helm/test.sh fetches the Helm chart's tools:
 # helm, kubernetes-validate, @kubernetes-models/keda); stops with an error naming any that is still
@@ -38,6 +39,15 @@ command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.s
 command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
 command -v ip >/dev/null || need_apt+=(iproute2)        # e2e link_cuts (network namespaces)
 command -v nft >/dev/null || need_apt+=(nftables)       # e2e link_cuts (cutting a link)
+# The interop tests' clients (tests/tests/interop).
+command -v gst-launch-1.0 >/dev/null || need_apt+=(gstreamer1.0-tools)
+for pkg in gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
+    gstreamer1.0-libav vlc-plugin-base; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+command -v mpv >/dev/null || need_apt+=(mpv)
+command -v cvlc >/dev/null || need_apt+=(vlc-bin)
+command -v rtmpdump >/dev/null || need_apt+=(rtmpdump)
 apt_get_install "${need_apt[@]}"
 
 if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
@@ -59,7 +69,8 @@ need_cargo_tool nextest cargo-nextest
 
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
-for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss ip nft unzip openssl; do
+for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss ip nft unzip openssl \
+    gst-launch-1.0 mpv cvlc rtmpdump; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \

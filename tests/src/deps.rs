@@ -34,6 +34,15 @@ pub enum Dep {
     Chromium,
     /// Node.js, which runs the browser test's driver (playwright-core).
     Node,
+    /// GStreamer's gst-launch-1.0 with the RTMP (rtmp2, librtmp), FLV, HLS, x264 and libav
+    /// elements (the interop tests).
+    Gstreamer,
+    /// The mpv player (the interop tests).
+    Mpv,
+    /// VLC's command-line player, cvlc (the interop tests).
+    Vlc,
+    /// rtmpdump (librtmp's own client; the interop tests).
+    Rtmpdump,
 }
 
 impl Dep {
@@ -44,6 +53,10 @@ impl Dep {
             Dep::HevcFfmpeg => "hevc-ffmpeg",
             Dep::Chromium => "chromium",
             Dep::Node => "node",
+            Dep::Gstreamer => "gstreamer",
+            Dep::Mpv => "mpv",
+            Dep::Vlc => "vlc",
+            Dep::Rtmpdump => "rtmpdump",
         }
     }
 
@@ -56,13 +69,19 @@ impl Dep {
                 "apt-get install chromium (or set SLUICE_CHROMIUM to a Chromium binary)"
             }
             Dep::Node => "apt-get install nodejs npm",
+            Dep::Gstreamer => {
+                "apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good \
+                 gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+            }
+            Dep::Mpv => "apt-get install mpv",
+            Dep::Vlc => "apt-get install vlc-bin vlc-plugin-base",
+            Dep::Rtmpdump => "apt-get install rtmpdump",
         }
     }
 
     /// Where it is, or why it was not found. Looked up once per test process.
     pub fn find(self) -> Result<PathBuf, String> {
-        static FOUND: [OnceLock<Result<PathBuf, String>>; 4] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static FOUND: [OnceLock<Result<PathBuf, String>>; 8] = [const { OnceLock::new() }; 8];
         FOUND[self as usize]
             .get_or_init(|| match self {
                 Dep::Ffmpeg => {
@@ -71,6 +90,10 @@ impl Dep {
                 Dep::HevcFfmpeg => imageio_ffmpeg(),
                 Dep::Chromium => chromium(),
                 Dep::Node => on_path("node"),
+                Dep::Gstreamer => gstreamer(),
+                Dep::Mpv => on_path("mpv"),
+                Dep::Vlc => on_path("cvlc"),
+                Dep::Rtmpdump => on_path("rtmpdump"),
             })
             .clone()
     }
@@ -130,6 +153,38 @@ fn skip_notice(line: &str) {
     if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
         let _ = tty.write_all(banner.as_bytes());
     }
+}
+
+/// gst-launch-1.0, when every element the interop tests use is installed.
+fn gstreamer() -> Result<PathBuf, String> {
+    let launch = on_path("gst-launch-1.0")?;
+    let inspect = on_path("gst-inspect-1.0")?;
+    let elements = [
+        "rtmp2sink",
+        "rtmp2src",
+        "rtmpsink",
+        "rtmpsrc",
+        "flvmux",
+        "flvdemux",
+        "hlsdemux",
+        "x264enc",
+        "avdec_h264",
+        "avenc_aac",
+        "avdec_aac",
+        "uridecodebin",
+    ];
+    for element in elements {
+        let found = Command::new(&inspect)
+            .arg(element)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Err(format!("the GStreamer element {element} is not installed"));
+        }
+    }
+    Ok(launch)
 }
 
 /// `name` in a directory of `PATH`.

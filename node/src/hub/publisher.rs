@@ -255,8 +255,13 @@ impl Publisher {
             if reset_gop {
                 log.reset_gop();
             }
+            // Metadata goes out at time 0, wherever it falls in the stream: it reaches a new
+            // viewer ahead of the first frames, and ffmpeg's FLV demuxer takes an onMetaData
+            // with any other timestamp for a subtitle stream (an extra "text" stream in ffprobe;
+            // GStreamer's flvmux sends its metadata again a few seconds in).
+            let sent_at = if header == Some(HeaderKind::Metadata) { 0 } else { timestamp };
             log.append(header, |seq, offset| {
-                let mut p = Prepared::new(seq, offset, &msg, timestamp, sync, header.is_some());
+                let mut p = Prepared::new(seq, offset, &msg, sent_at, sync, header.is_some());
                 p.hls_stamp = stamp;
                 p
             });
