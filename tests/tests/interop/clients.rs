@@ -114,6 +114,8 @@ pub fn vlc(url: &str, dir: &TestDir) -> Checked {
     }
     let checked = decode_file(&file);
     let _ = std::fs::remove_file(&file);
+    // Empty once this test's recording is gone (another test of the process may still write).
+    let _ = std::fs::remove_dir(&out_dir);
     checked
 }
 
