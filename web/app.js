@@ -1,7 +1,9 @@
 // Sluice web page: lists live streams (/api/streams) and plays one over LL-HLS (hls.js) or
-// HTTP-FLV (mpegts.js). No build step: the libraries are loaded by index.html from /assets/.
+// HTTP-FLV (mpegts.js), or over the browser's own HLS player where it has one (Safari, iOS,
+// recent Chromium). No build step: the libraries are loaded by index.html from /assets/.
 //
-// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv (mode defaults to hls), and
+// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv|native (mode defaults to
+// hls; hls falls back to native when the browser has no Media Source Extensions), and
 // &token=... for a private stream (a signed play token: sent with that stream's requests only).
 // The player's state is kept in window.sluicePlayer (read by the browser test).
 'use strict';
@@ -13,6 +15,10 @@
   const state = (window.sluicePlayer = { stream: null, mode: null, errors: [], player: null });
 
   const libs = { hls: typeof window.Hls !== 'undefined', flv: typeof window.mpegts !== 'undefined' };
+  // Whether the browser plays HLS itself.
+  const nativeHls = video.canPlayType('application/vnd.apple.mpegurl') !== '';
+  const MODES = { hls: 'LL-HLS', flv: 'HTTP-FLV', native: 'native HLS' };
+  if (!nativeHls) document.querySelector('input[name=mode][value=native]').parentElement.hidden = true;
   if (!libs.hls || !libs.flv) {
     const missing = [!libs.hls && 'hls.js', !libs.flv && 'mpegts.js'].filter(Boolean).join(' and ');
     const note = $('libs-missing');
@@ -65,10 +71,10 @@
       cell(row, describeAudio(s.audio));
       cell(row, String(s.viewers));
       const actions = cell(row, '');
-      for (const mode of ['hls', 'flv']) {
+      for (const mode of nativeHls ? ['hls', 'flv', 'native'] : ['hls', 'flv']) {
         const button = document.createElement('button');
         button.type = 'button';
-        button.textContent = mode === 'hls' ? 'LL-HLS' : 'HTTP-FLV';
+        button.textContent = MODES[mode];
         button.addEventListener('click', () => play(key, mode));
         actions.appendChild(button);
       }
@@ -118,8 +124,44 @@
     return tokens[key] ? path + '?token=' + encodeURIComponent(tokens[key]) : path;
   }
 
+  // The browser's own HLS player: the video element loads the multivariant playlist.
+  // Chromium's refuses a live playlist shorter than its hold-back (a stream younger than about
+  // 6 s) with a media error: the page tries again a few times, as hls.js recovers.
+  function playNative(key) {
+    if (!nativeHls) return setStatus('this browser has no HLS player of its own', true);
+    const src = withToken(key, streamPath(key) + '.m3u8');
+    let retries = 0;
+    let timer = null;
+    const start = () => {
+      video.src = src;
+      video.play().catch((e) => e.name === 'NotAllowedError' && setStatus('autoplay refused: ' + e.message + ' (press play)'));
+    };
+    const onError = () => {
+      const what = video.error ? video.error.message || 'code ' + video.error.code : '?';
+      if (retries++ < 5) {
+        setStatus('native HLS error (' + what + '), retrying');
+        timer = setTimeout(start, 2000);
+      } else {
+        setStatus('native HLS error: ' + what, true);
+      }
+    };
+    const onPlaying = () => setStatus('playing ' + key + ' over native HLS');
+    video.addEventListener('error', onError);
+    video.addEventListener('playing', onPlaying);
+    onPlaying();
+    start();
+    return {
+      destroy() {
+        clearTimeout(timer);
+        video.removeEventListener('error', onError);
+        video.removeEventListener('playing', onPlaying);
+      },
+    };
+  }
+
   function playHls(key) {
     if (!libs.hls) return setStatus('hls.js is not installed: run `npm ci --prefix web`', true);
+    if (!window.Hls.isSupported() && nativeHls) return playNative(key);
     if (!window.Hls.isSupported()) return setStatus('this browser has no Media Source Extensions for hls.js', true);
     const hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
     let recoveries = 0;
@@ -164,11 +206,11 @@
   function play(key, mode) {
     if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(key)) return setStatus('not a stream name: ' + key, true);
     stop();
-    mode = mode === 'flv' ? 'flv' : 'hls';
+    mode = MODES[mode] ? mode : 'hls';
     state.stream = key;
     state.mode = mode;
     document.querySelector('input[name=mode][value=' + mode + ']').checked = true;
-    $('now-playing').textContent = key + ' (' + (mode === 'hls' ? 'LL-HLS' : 'HTTP-FLV') + ')';
+    $('now-playing').textContent = key + ' (' + MODES[mode] + ')';
     const url = new URL(location.href);
     url.searchParams.set('stream', key);
     url.searchParams.set('mode', mode);
@@ -176,7 +218,7 @@
     else url.searchParams.delete('token');
     history.replaceState(null, '', url);
     video.muted = true;
-    state.player = (mode === 'hls' ? playHls : playFlv)(key) || null;
+    state.player = { hls: playHls, flv: playFlv, native: playNative }[mode](key) || null;
     refresh();
   }
 

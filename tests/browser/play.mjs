@@ -1,11 +1,13 @@
 // Drives headless Chromium (playwright-core, installed by `npm ci --prefix web`) through the
-// Sluice web page: for each mode it opens BASE/?stream=STREAM&mode=MODE, waits for playback,
+// Sluice web page: for each mode it opens BASE/?stream=STREAM&mode=MODE (hls, flv, native), or
+// for a mode `video:PATH` a bare <video> element whose src is BASE/PATH (the browser's own
+// player, without the page), waits for playback,
 // samples video.currentTime and decoded frames a few seconds apart, and takes a screenshot.
 // Prints one JSON line per mode ({"mode", "ok", "t0", "t1", "frames0", "frames1", ...});
 // the Rust test (tests/tests/browser.rs) makes the assertions. Exits non-zero only if the
 // browser could not be driven at all.
 //
-// usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv [--token T]
+// usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv,... [--token T]
 //                      --out DIR [--chromium PATH] [--sample-ms N] [--start-timeout-ms N]
 
 import { createRequire } from 'node:module';
@@ -32,11 +34,13 @@ const args = parseArgs(process.argv.slice(2));
 const require = createRequire(join(resolve(args.webDir), 'package.json'));
 const { chromium } = require('playwright-core');
 
-// What the page shows about playback.
+// What the page shows about playback (a bare video page has only the video).
 function sample() {
   const video = document.getElementById('video');
   const quality = video.getVideoPlaybackQuality();
   const player = window.sluicePlayer || {};
+  const text = (id) => (document.getElementById(id) ? document.getElementById(id).textContent : '');
+  const missing = document.getElementById('libs-missing');
   return {
     currentTime: video.currentTime,
     frames: quality.totalVideoFrames,
@@ -45,12 +49,23 @@ function sample() {
     readyState: video.readyState,
     width: video.videoWidth,
     height: video.videoHeight,
-    status: document.getElementById('status').textContent,
-    librariesMissing: !document.getElementById('libs-missing').hidden,
-    librariesNote: document.getElementById('libs-missing').textContent,
-    errors: player.errors || [],
-    listed: document.getElementById('streams').textContent,
+    status: text('status'),
+    librariesMissing: missing ? !missing.hidden : false,
+    librariesNote: text('libs-missing'),
+    errors: (player.errors || []).concat(video.error ? ['video error ' + video.error.code + ': ' + video.error.message] : []),
+    listed: text('streams'),
   };
+}
+
+// A page with nothing but a video element playing `src` with the browser's own player.
+function bareVideo(src) {
+  const video = document.createElement('video');
+  video.id = 'video';
+  video.muted = true;
+  video.autoplay = true;
+  document.body.replaceChildren(video);
+  video.src = src;
+  video.play().catch(() => {});
 }
 
 async function playOne(context, mode) {
@@ -59,10 +74,17 @@ async function playOne(context, mode) {
   page.on('console', (msg) => msg.type() === 'error' && consoleErrors.push(msg.text()));
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
   const token = args.token ? `&token=${encodeURIComponent(args.token)}` : '';
-  const url = `${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${mode}${token}`;
+  const bare = mode.startsWith('video:') ? args.base + mode.slice('video:'.length) : null;
+  const url = bare || `${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${mode}${token}`;
   const result = { mode, url, ok: false };
   try {
-    await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+    if (bare) {
+      // Same origin as the media, like a site embedding its own streams.
+      await page.goto(`${args.base}/api/streams`, { waitUntil: 'load', timeout: 10000 });
+      await page.evaluate(bareVideo, bare);
+    } else {
+      await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+    }
     await page
       .waitForFunction(
         () => {
@@ -76,7 +98,7 @@ async function playOne(context, mode) {
     const first = await page.evaluate(sample);
     await page.waitForTimeout(args.sampleMs);
     const second = await page.evaluate(sample);
-    result.screenshot = join(args.out, `browser-${mode}.png`);
+    result.screenshot = join(args.out, `browser-${mode.replace(/[^a-z0-9]+/gi, '_')}.png`);
     await page.screenshot({ path: result.screenshot });
     Object.assign(result, {
       ok: true,
