@@ -17,6 +17,9 @@ impl TryWriteVectored for &TcpStream {
     }
 }
 
+/// Buffers an emptied queue keeps room for (steady playback queues one or two at a time).
+const IDLE_CAPACITY: usize = 4;
+
 /// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024; a batch rarely needs more).
 const MAX_IOVECS: usize = 128;
 
@@ -101,6 +104,10 @@ impl OutQueue {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
+        }
+        if self.bufs.is_empty() && self.bufs.capacity() > IDLE_CAPACITY {
+            // A burst (a viewer's first GOP) grew the queue: an idle one keeps only a little.
+            self.bufs.shrink_to(IDLE_CAPACITY);
         }
         Ok(total)
     }

@@ -37,10 +37,17 @@ use crate::out_queue::OutQueue;
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
 /// Most media bytes taken from the log per collection.
 const COLLECT_BATCH: usize = 128 * 1024;
-/// Read buffer of a connection that does not publish (handshake, commands, acks).
+/// Most bytes read at once by a connection that does not publish (handshake, commands, acks).
 const READ_BUF_SMALL: usize = 4 * 1024;
-/// Read buffer of a publisher.
+/// Most bytes read at once by a publisher.
 const READ_BUF_PUBLISHER: usize = 64 * 1024;
+
+std::thread_local! {
+    /// The read buffer of every connection on this thread: what is read goes straight into the
+    /// session (which keeps only what it cannot parse yet), so no connection needs its own.
+    static READ_SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_BUF_PUBLISHER].into_boxed_slice());
+}
 /// Stop reading the socket while this much is queued for it: whatever the peer sends next
 /// could only provoke more output it does not take.
 const READ_PAUSE: usize = PLAYER_HIGH_WATER;
@@ -139,18 +146,12 @@ impl Connection {
     }
 
     pub(super) async fn run(mut self) -> Result<(), ConnectionError> {
-        let mut buf = vec![0u8; READ_BUF_SMALL];
         // One timer per connection, re-armed only when the deadline moves earlier or it fires
         // (activity pushes the deadline later; re-arming per frame would churn the timer wheel).
         let mut armed = self.deadline();
         let timer = tokio::time::sleep_until(armed);
         tokio::pin!(timer);
         loop {
-            if buf.len() < READ_BUF_PUBLISHER
-                && matches!(self.activity, Activity::Publishing { .. })
-            {
-                buf.resize(READ_BUF_PUBLISHER, 0);
-            }
             self.fill_output()?;
             if !self.out.is_empty() {
                 self.flush()?;
@@ -167,17 +168,16 @@ impl Connection {
             tokio::select! {
                 ready = self.stream.readable(), if want_input => {
                     ready?;
-                    match self.stream.try_read(&mut buf) {
+                    match self.read_into_session() {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
                             if matches!(self.activity, Activity::Publishing { .. }) {
                                 self.ctx.metrics.bytes_in.inc_by(n as u64);
                             }
-                            self.session.receive(&buf[..n])?;
                             self.handle_events()?;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.into()),
+                        Err(ConnectionError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
                     }
                 }
                 ready = self.stream.writable(), if !self.out.is_empty() || self.stream.wants_write() => {
@@ -189,7 +189,10 @@ impl Connection {
                     match wake {
                         Wake::Kicked(reason) => {
                             self.tell_kicked(&reason);
-                            super::linger::close_after(&mut self.stream, &mut self.out).await;
+                            // Boxed: its state (a discard buffer, a timer) is needed only at
+                            // the end, and would otherwise sit in every connection's future.
+                            Box::pin(super::linger::close_after(&mut self.stream, &mut self.out))
+                                .await;
                             return Ok(());
                         }
                         Wake::Closed => {
@@ -210,6 +213,23 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Read what the socket has (up to a publisher's or a player's share) through the
+    /// thread's scratch buffer into the session. `Ok(0)`: the peer closed.
+    fn read_into_session(&mut self) -> Result<usize, ConnectionError> {
+        let limit = if matches!(self.activity, Activity::Publishing { .. }) {
+            READ_BUF_PUBLISHER
+        } else {
+            READ_BUF_SMALL
+        };
+        READ_SCRATCH.with_borrow_mut(|buf| {
+            let n = self.stream.try_read(&mut buf[..limit])?;
+            if n > 0 {
+                self.session.receive(&buf[..n])?;
+            }
+            Ok(n)
+        })
     }
 
     fn phase(&self) -> Phase {
@@ -295,6 +315,10 @@ impl Connection {
                     }
                 }
             }
+        }
+        if self.deliveries.capacity() > 8 {
+            // A GOP's worth at the start: steady playback collects a message or two.
+            self.deliveries.shrink_to(8);
         }
         Ok(())
     }

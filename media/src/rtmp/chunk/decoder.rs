@@ -21,8 +21,6 @@
 //!
 //! Any error is fatal for the connection: the decoder's state is undefined afterwards.
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
 
 use super::header::{parse_basic_header, u24, EXTENDED_TIMESTAMP, MESSAGE_HEADER_LEN};
@@ -61,6 +59,41 @@ struct StreamState {
     partial: Option<Partial>,
 }
 
+/// The state of each chunk stream in use, in a small vector: peers use a handful of chunk
+/// streams (at most [`ChunkLimits::max_chunk_streams`]), so a scan is as fast as hashing and
+/// an idle player keeps a few dozen bytes instead of a hash table.
+#[derive(Debug, Default)]
+struct ChunkStreams(Vec<(u32, StreamState)>);
+
+impl ChunkStreams {
+    fn get(&self, csid: &u32) -> Option<&StreamState> {
+        self.0.iter().find(|(id, _)| id == csid).map(|(_, s)| s)
+    }
+
+    fn get_mut(&mut self, csid: &u32) -> Option<&mut StreamState> {
+        self.0.iter_mut().find(|(id, _)| id == csid).map(|(_, s)| s)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &StreamState> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    fn entry_or_default(&mut self, csid: u32) -> &mut StreamState {
+        let at = match self.0.iter().position(|(id, _)| *id == csid) {
+            Some(at) => at,
+            None => {
+                self.0.push((csid, StreamState::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+}
+
 /// The chunk whose payload is being consumed.
 #[derive(Debug, Clone, Copy)]
 struct CurrentChunk {
@@ -86,7 +119,7 @@ pub struct ChunkDecoder {
     limits: ChunkLimits,
     chunk_size: u32,
     buf: BytesMut,
-    streams: HashMap<u32, StreamState>,
+    streams: ChunkStreams,
     current: Option<CurrentChunk>,
     /// Sum of the announced lengths of all partial messages.
     reserved: usize,
@@ -103,7 +136,7 @@ impl ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
             buf: BytesMut::new(),
-            streams: HashMap::new(),
+            streams: ChunkStreams::default(),
             current: None,
             reserved: 0,
             bytes_received: 0,
@@ -155,7 +188,15 @@ impl ChunkDecoder {
                 continue;
             }
             match self.read_header()? {
-                Step::NeedMore => return Ok(None),
+                Step::NeedMore => {
+                    if self.buf.is_empty() && self.buf.capacity() > 0 {
+                        // Nothing buffered: give the allocation back (an idle player would
+                        // otherwise keep its largest read's worth for the connection's life).
+                        self.buf = BytesMut::new();
+                        self.buf_allocation = 0;
+                    }
+                    return Ok(None);
+                }
                 Step::Message(message) => return Ok(Some(message)),
                 Step::ChunkStarted => {}
             }
@@ -308,7 +349,7 @@ impl ChunkDecoder {
 
         let chunk_size = self.chunk_size_usize();
         self.consume(total_len);
-        let stream = self.streams.entry(csid).or_default();
+        let stream = self.streams.entry_or_default(csid);
         stream.last = header;
         stream.delta = delta;
         if field.is_some() {
