@@ -3,7 +3,7 @@
 # ffmpeg/ffprobe against the real binaries) and doc tests. Exits non-zero on any failure.
 #
 # Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
-# the RTMP module, chromium, nodejs/npm, and the interop tests' GStreamer, mpv, VLC and rtmpdump),
+# the RTMP module, chromium, nodejs/npm, and the interop tests' GStreamer, mpv, VLC, rtmpdump, OBS, Xvfb),
 # the npm packages of web/ (`npm ci`: player libraries
 # and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
 # HEVC over Enhanced RTMP) and cargo-nextest (helm/test.sh fetches the Helm chart's tools:
@@ -48,6 +48,8 @@ done
 command -v mpv >/dev/null || need_apt+=(mpv)
 command -v cvlc >/dev/null || need_apt+=(vlc-bin)
 command -v rtmpdump >/dev/null || need_apt+=(rtmpdump)
+command -v obs >/dev/null || need_apt+=(obs-studio)
+command -v Xvfb >/dev/null || need_apt+=(xvfb)
 apt_get_install "${need_apt[@]}"
 
 if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
@@ -70,7 +72,7 @@ need_cargo_tool nextest cargo-nextest
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
 for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss ip nft unzip openssl \
-    gst-launch-1.0 mpv cvlc rtmpdump; do
+    gst-launch-1.0 mpv cvlc rtmpdump obs Xvfb; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \

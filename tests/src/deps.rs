@@ -43,6 +43,8 @@ pub enum Dep {
     Vlc,
     /// rtmpdump (librtmp's own client; the interop tests).
     Rtmpdump,
+    /// OBS Studio and Xvfb, where it runs headless (the interop tests).
+    Obs,
 }
 
 impl Dep {
@@ -57,6 +59,7 @@ impl Dep {
             Dep::Mpv => "mpv",
             Dep::Vlc => "vlc",
             Dep::Rtmpdump => "rtmpdump",
+            Dep::Obs => "obs",
         }
     }
 
@@ -76,12 +79,13 @@ impl Dep {
             Dep::Mpv => "apt-get install mpv",
             Dep::Vlc => "apt-get install vlc-bin vlc-plugin-base",
             Dep::Rtmpdump => "apt-get install rtmpdump",
+            Dep::Obs => "apt-get install obs-studio xvfb",
         }
     }
 
     /// Where it is, or why it was not found. Looked up once per test process.
     pub fn find(self) -> Result<PathBuf, String> {
-        static FOUND: [OnceLock<Result<PathBuf, String>>; 8] = [const { OnceLock::new() }; 8];
+        static FOUND: [OnceLock<Result<PathBuf, String>>; 9] = [const { OnceLock::new() }; 9];
         FOUND[self as usize]
             .get_or_init(|| match self {
                 Dep::Ffmpeg => {
@@ -94,6 +98,7 @@ impl Dep {
                 Dep::Mpv => on_path("mpv"),
                 Dep::Vlc => on_path("cvlc"),
                 Dep::Rtmpdump => on_path("rtmpdump"),
+                Dep::Obs => on_path("obs").and_then(|obs| on_path("Xvfb").map(|_| obs)),
             })
             .clone()
     }

@@ -214,3 +214,43 @@ pub fn gst_publisher(sink: &str, url: &str) -> ChildGuard {
         .expect("spawn gst-launch-1.0");
     ChildGuard::new(format!("gst-launch {sink} {url}"), child)
 }
+
+/// OBS Studio streams a generated 640x360 clip (looped) to `url`: tests/clients/obs-stream.sh
+/// runs it headless (Xvfb, software OpenGL) with a custom RTMP service and one Media Source.
+/// Its own log ends up in `dir`/obs.log.
+pub fn obs_publisher(url: &str, dir: &TestDir) -> Result<ChildGuard, String> {
+    Dep::Obs.path();
+    let clip = dir.path().join("obs-source.mp4");
+    let (status, said) = output(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi"])
+            .args([
+                "-i",
+                "testsrc2=size=640x360:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440",
+            ])
+            .args(["-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac"])
+            .arg(&clip),
+        Duration::from_secs(60),
+    )?;
+    if status != Some(0) {
+        return Err(format!("making OBS's source clip: {said}"));
+    }
+    let script = sluice_tests::paths::workspace_root().join("tests/clients/obs-stream.sh");
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).map_err(|e| e.to_string());
+    let child = Command::new("bash")
+        .arg(script)
+        .arg(url)
+        .arg(&clip)
+        .env("OBS_TMP", dir.path())
+        .env("OBS_LOG", dir.path().join("obs.log"))
+        .stdin(Stdio::null())
+        .stdout(log("obs-stream.out")?)
+        .stderr(log("obs-stream.err")?)
+        .spawn()
+        .map_err(|e| format!("spawn obs-stream.sh: {e}"))?;
+    Ok(ChildGuard::new(format!("OBS to {url}"), child))
+}
