@@ -9,11 +9,22 @@ use tokio::net::TcpStream;
 /// A socket-like thing that takes a vectored write without waiting (`WouldBlock` when full).
 pub trait TryWriteVectored {
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// One buffer. A socket overrides it with `send`, which the kernel takes for less than a
+    /// one-element `writev` (no iovec import, no VFS write path): most media goes out this way,
+    /// a frame at a time.
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write_vectored(&[IoSlice::new(buf)])
+    }
 }
 
 impl TryWriteVectored for &TcpStream {
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         TcpStream::try_write_vectored(self, bufs)
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
     }
 }
 
@@ -89,13 +100,18 @@ impl OutQueue {
     pub fn write_to(&mut self, stream: &mut impl TryWriteVectored) -> io::Result<usize> {
         let mut total = 0;
         while !self.bufs.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (slot, b) in slices.iter_mut().zip(self.bufs.iter()) {
-                *slot = IoSlice::new(b);
-                count += 1;
-            }
-            match stream.try_write_vectored(&slices[..count]) {
+            let written = if self.bufs.len() == 1 {
+                stream.try_write(&self.bufs[0])
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, b) in slices.iter_mut().zip(self.bufs.iter()) {
+                    *slot = IoSlice::new(b);
+                    count += 1;
+                }
+                stream.try_write_vectored(&slices[..count])
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     total += n;

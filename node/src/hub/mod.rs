@@ -335,6 +335,10 @@ impl Hub {
     /// deadline). Viewers that subscribe later are not affected.
     pub fn close_viewers(&self) {
         self.inner.evict.send_modify(|g| *g = g.wrapping_add(1));
+        // Viewers wait on their stream's wake-up only: ring each so they look.
+        for entry in lock(&self.inner.streams).values() {
+            entry.wake.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     /// Keys that have a publisher on this node.

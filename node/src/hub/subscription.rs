@@ -88,27 +88,12 @@ impl Subscription {
     }
 
     /// Resolves when the stream changed since the last [`Subscription::collect`], or when the
-    /// viewer was closed (check [`Subscription::is_closed`]).
+    /// viewer was closed (check [`Subscription::is_closed`]: [`super::Hub::close_viewers`]
+    /// wakes every stream's viewers, so one wait covers both).
     pub async fn changed(&mut self) {
-        let closed = async {
-            match &mut self.evict {
-                Some((rx, at)) => {
-                    let at = *at;
-                    if rx.wait_for(|g| *g != at).await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            changed = self.wake.changed() => {
-                if changed.is_err() {
-                    // The sender lives as long as the entry, which we hold: never happens.
-                    std::future::pending::<()>().await;
-                }
-            }
-            () = closed => {}
+        if self.wake.changed().await.is_err() {
+            // The sender lives as long as the entry, which we hold: never happens.
+            std::future::pending::<()>().await;
         }
     }
 

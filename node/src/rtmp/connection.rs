@@ -166,7 +166,7 @@ impl Connection {
                     && self.out.len() < PLAYER_HIGH_WATER;
             let want_input = self.out.len() < READ_PAUSE;
             tokio::select! {
-                ready = self.stream.readable(), if want_input => {
+                ready = std::future::poll_fn(|cx| self.stream.poll_readable(cx)), if want_input => {
                     ready?;
                     match self.read_into_session() {
                         Ok(0) => return Ok(()),
@@ -180,7 +180,8 @@ impl Connection {
                         Err(e) => return Err(e),
                     }
                 }
-                ready = self.stream.writable(), if !self.out.is_empty() || self.stream.wants_write() => {
+                ready = std::future::poll_fn(|cx| self.stream.poll_writable(cx)),
+                    if !self.out.is_empty() || self.stream.wants_write() => {
                     ready?;
                     self.stream.flush_tls()?;
                     self.flush()?;

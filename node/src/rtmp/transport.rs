@@ -16,6 +16,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -81,6 +82,21 @@ impl Transport {
         self.tcp().peer_addr()
     }
 
+    /// Ready when [`Transport::try_read`] may have something (or an end) to give. Polled
+    /// in place (no waiter registered and dropped per wait, as `readable()` does): a
+    /// player's loop waits on it for every frame it sends.
+    pub(super) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Tls(t) if t.plaintext > 0 || t.eof => Poll::Ready(Ok(())),
+            _ => self.tcp().poll_read_ready(cx),
+        }
+    }
+
+    /// Ready when the socket takes bytes (see [`Transport::poll_readable`]).
+    pub(super) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_write_ready(cx)
+    }
+
     /// Wait until [`Transport::try_read`] may have something (or an end) to give.
     pub(super) async fn readable(&self) -> io::Result<()> {
         match self {
@@ -141,6 +157,13 @@ impl TryWriteVectored for Transport {
         match self {
             Transport::Plain(tcp) => tcp.try_write_vectored(bufs),
             Transport::Tls(t) => t.try_write_vectored(bufs),
+        }
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.try_write(buf),
+            Transport::Tls(t) => t.try_write_vectored(&[IoSlice::new(buf)]),
         }
     }
 }
