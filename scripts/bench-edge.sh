@@ -351,7 +351,7 @@ start_node() {
 common=(--etcd "$ETCD_URL" --etcd-prefix "$PREFIX" --tls-dir "$WORK/certs"
     --worker-threads "$SLUICE_THREADS" --log "${SLUICE_LOG:-warn}"
     # Every benchmark client comes from 127.0.0.1: per-address shares off.
-    --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0)
+    --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0 --hls-max-sessions-per-ip 0)
 log "starting sluice-origin (rtmp $ORIGIN_RTMP_PORT, http $ORIGIN_HTTP_PORT, relay udp $RELAY_PORT)"
 start_node origin "$ORIGIN" "${common[@]}" --node-id origin-1 --relay-listen "127.0.0.1:$RELAY_PORT" \
     --rtmp-listen "127.0.0.1:$ORIGIN_RTMP_PORT" --http-listen "127.0.0.1:$ORIGIN_HTTP_PORT"

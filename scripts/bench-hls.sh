@@ -63,7 +63,7 @@ start_origin() {
         --rtmp-listen "127.0.0.1:$RTMP_PORT" \
         --http-listen "127.0.0.1:$HTTP_PORT" --worker-threads "$SLUICE_THREADS" \
         --hls-part-target "$PART_TARGET" --hls-segment-target "$SEGMENT_TARGET" \
-        --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0 ||
+        --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0 --hls-max-sessions-per-ip 0 ||
         { log "sluice-origin did not start (log: $LOG_DIR/$1.log)"; exit 1; }
     SERVER_PID=$(cat "$LOG_DIR/$1.pid")
 }

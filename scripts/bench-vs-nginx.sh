@@ -8,6 +8,10 @@
 #   BENCH_THREADS [1]   TARGETS ["nginx sluice"]   SKIP_BUILD [0]
 #   NGINX_PORT [29350]  SLUICE_RTMP_PORT [29351]  SLUICE_HTTP_PORT [28081]
 #   OUT_DIR [a new temp dir]: reports (nginx.json, sluice.json), configs and server logs.
+#   PROFILE [0] (1 = while each server is measured, count its syscalls with `perf stat` for 5 s,
+#   then record it with `perf record -g` for PROFILE_SECS [10] s: TARGET-syscalls.txt,
+#   TARGET.perf.data, TARGET-top.txt (symbols over 0.5 %), TARGET-dso.txt and, when inferno is
+#   installed (`cargo install inferno`), TARGET-flame.svg. Needs Debian's linux-perf.)
 # nginx must run as root here (it is started with its own temp prefix and config).
 set -euo pipefail
 
@@ -27,6 +31,8 @@ AUDIO=${AUDIO:-0}
 BENCH_THREADS=${BENCH_THREADS:-1}
 TARGETS=${TARGETS:-"nginx sluice"}
 SKIP_BUILD=${SKIP_BUILD:-0}
+PROFILE=${PROFILE:-0}
+PROFILE_SECS=${PROFILE_SECS:-10}
 # Sluice's tokio worker threads. nginx-rtmp runs one worker process here, so the comparison
 # gives Sluice one worker thread too; set SLUICE_THREADS=0 for one per core.
 SLUICE_THREADS=${SLUICE_THREADS:-1}
@@ -57,11 +63,38 @@ bench_run() {
         --warmup "$WARMUP" --ramp "$RAMP" --server-pid "$2")
     [[ "$AUDIO" == 1 ]] && args+=(--audio)
     [[ -n "${4:-}" ]] && args+=(--flv-url "$4")
+    local profiler=""
+    if [[ "$PROFILE" == 1 ]]; then
+        profile_server "$2" "$(basename "$3" .json)" &
+        profiler=$!
+    fi
     log "sluice-bench ${args[*]}"
     "$BENCH" --threads "$BENCH_THREADS" "${args[@]}" >"$3" || log "sluice-bench reported an error (see $3)"
     if ! kill -0 "$2" 2>/dev/null; then
         log "server (pid $2) died during the run"
     fi
+    [[ -n "$profiler" ]] && wait "$profiler"
+    return 0
+}
+
+profile_server() {
+    # $1 = server pid, $2 = target name. Starts once the measuring window has begun.
+    local pid=$1 out="$OUT_DIR/$2"
+    sleep $(($(to_secs "$WARMUP") + 1))
+    perf stat -p "$pid" -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_futex' \
+        -- sleep 5 2>"$out-syscalls.txt" >/dev/null || log "perf stat failed (see $out-syscalls.txt)"
+    perf record -q -F 1999 -g -p "$pid" -o "$out.perf.data" -- sleep "$PROFILE_SECS" >/dev/null 2>&1 ||
+        { log "perf record failed"; return 0; }
+    perf report -i "$out.perf.data" --no-children --sort sym --percent-limit 0.5 --stdio 2>/dev/null |
+        grep -E '^ +[0-9]' >"$out-top.txt" || true
+    perf report -i "$out.perf.data" --no-children --sort dso --stdio 2>/dev/null |
+        grep -E '^ +[0-9]' >"$out-dso.txt" || true
+    if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
+        perf script -i "$out.perf.data" 2>/dev/null | inferno-collapse-perf 2>/dev/null |
+            inferno-flamegraph --title "$2: $PLAYERS $PROTOCOL viewers, $BITRATE" >"$out-flame.svg" 2>/dev/null ||
+            log "flame graph failed"
+    fi
+    log "profile of $2 in $out-{syscalls,top,dso}.txt"
 }
 
 run_nginx() {
@@ -107,7 +140,7 @@ run_sluice() {
         --pid-file "$OUT_DIR/sluice.pid" --ready --timeout 10 -- \
         --rtmp-listen "127.0.0.1:$SLUICE_RTMP_PORT" \
         --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" --worker-threads "$SLUICE_THREADS" \
-        --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0 ||
+        --max-connections-per-ip 0 --new-connections-per-ip 0 --hls-sessions-per-ip 0 --hls-max-sessions-per-ip 0 ||
         { log "sluice-origin did not start (log: $OUT_DIR/sluice.log)"; exit 1; }
     SERVER_PID=$(cat "$OUT_DIR/sluice.pid")
     bench_run "rtmp://127.0.0.1:$SLUICE_RTMP_PORT/live/bench" "$SERVER_PID" "$OUT_DIR/sluice.json" \
