@@ -2,7 +2,7 @@
 //! the latest keyframe (after metadata and sequence headers).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -91,16 +91,38 @@ pub(super) async fn play(
         ctx.limits.play_wait_timeout,
         (permit, guard, done),
     );
-    let body = Body::from_stream(stream::unfold(viewer, |mut v| async move {
-        let next = v.next().await?;
-        Some((Ok::<_, std::convert::Infallible>(next), v))
-    }));
-    ([(header::CONTENT_TYPE, "video/x-flv"), (header::CACHE_CONTROL, "no-cache, no-store")], body)
-        .into_response()
+    // The viewer goes to whichever takes it first: hyper's response body, or the direct
+    // writer (`flv_direct`) that finds the handoff in the response's extensions.
+    let handoff = FlvHandoff(Arc::new(Mutex::new(Some(viewer))));
+    let body =
+        Body::from_stream(stream::unfold((handoff.clone(), None), |(h, mut v)| async move {
+            if v.is_none() {
+                v = h.take();
+            }
+            let next = v.as_mut()?.next().await?;
+            Some((Ok::<_, std::convert::Infallible>(next), (h, v)))
+        }));
+    let mut resp = (
+        [(header::CONTENT_TYPE, "video/x-flv"), (header::CACHE_CONTROL, "no-cache, no-store")],
+        body,
+    )
+        .into_response();
+    resp.extensions_mut().insert(handoff);
+    resp
+}
+
+/// An HTTP-FLV viewer not yet handed to a writer, in the response's extensions.
+#[derive(Clone)]
+pub(super) struct FlvHandoff(Arc<Mutex<Option<FlvViewer>>>);
+
+impl FlvHandoff {
+    pub(super) fn take(&self) -> Option<FlvViewer> {
+        crate::lock::lock(&self.0).take()
+    }
 }
 
 /// One HTTP-FLV viewer: turns deliveries into FLV tag pieces (shared buffers).
-struct FlvViewer {
+pub(super) struct FlvViewer {
     sub: Subscription,
     pending: VecDeque<Bytes>,
     deliveries: Vec<Delivery>,
@@ -146,28 +168,60 @@ impl FlvViewer {
                 self.bytes_out.inc_by(b.len() as u64);
                 return Some(b);
             }
-            if !self.sub.has_pending() {
-                if self.unpublished {
-                    tokio::time::timeout(self.republish_wait, self.sub.changed()).await.ok()?;
-                } else {
-                    self.sub.changed().await;
-                }
+            if !self.wait().await {
+                return None;
             }
-            self.sub.collect(&mut self.deliveries, COLLECT_BATCH);
-            for d in self.deliveries.drain(..) {
-                match d {
-                    Delivery::Media(p) => {
-                        // Never yield an empty frame: it would end a chunked body.
-                        self.pending.push_back(p.flv_head.clone());
-                        if !p.payload.is_empty() {
-                            self.pending.push_back(p.payload.clone());
-                        }
-                        self.pending.push_back(p.flv_tail.clone());
-                    }
-                    Delivery::Unpublished => self.unpublished = true,
-                    Delivery::Republished => self.unpublished = false,
+            let mut pending = std::mem::take(&mut self.pending);
+            self.fill(|b| pending.push_back(b));
+            self.pending = pending;
+        }
+    }
+
+    /// Wait until there is something to collect. False: the publisher left and did not come
+    /// back within the wait, or the hub closed the viewer.
+    pub(super) async fn wait(&mut self) -> bool {
+        if !self.sub.has_pending() {
+            if self.unpublished {
+                if tokio::time::timeout(self.republish_wait, self.sub.changed()).await.is_err() {
+                    return false;
                 }
+            } else {
+                self.sub.changed().await;
             }
         }
+        !self.sub.is_closed()
+    }
+
+    /// Hand what the viewer has not had yet, piece by piece (never an empty one: it would end
+    /// a chunked body), to `push`; the FLV file header first.
+    pub(super) fn fill(&mut self, mut push: impl FnMut(Bytes)) {
+        self.sub.collect(&mut self.deliveries, COLLECT_BATCH);
+        for d in self.deliveries.drain(..) {
+            match d {
+                Delivery::Media(p) => {
+                    push(p.flv_head.clone());
+                    if !p.payload.is_empty() {
+                        push(p.payload.clone());
+                    }
+                    push(p.flv_tail.clone());
+                }
+                Delivery::Unpublished => self.unpublished = true,
+                Delivery::Republished => self.unpublished = false,
+            }
+        }
+    }
+
+    /// Take the pieces queued before any collect (the FLV file header).
+    pub(super) fn take_pending(&mut self, mut push: impl FnMut(Bytes)) {
+        self.pending.drain(..).for_each(&mut push);
+    }
+
+    /// Count `n` bytes as sent (`sluice_bytes_out_total{protocol="flv"}`).
+    pub(super) fn sent(&self, n: usize) {
+        self.bytes_out.inc_by(n as u64);
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.sub.is_closed()
     }
 }

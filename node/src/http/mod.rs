@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod flv;
+mod flv_direct;
 pub mod serve;
 pub mod web;
 

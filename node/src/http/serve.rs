@@ -174,15 +174,29 @@ async fn connection(
         debug!(%peer, "HTTP client sent no request in time");
         return;
     }
+    let stream = match tls {
+        // HTTP-FLV plays leave through their own writer (see `flv_direct`).
+        None => match super::flv_direct::serve(stream, peer, &router, settings.http_idle_timeout)
+            .await
+        {
+            Some(stream) => stream,
+            None => return,
+        },
+        Some(_) => stream,
+    };
     let activity = Activity::new();
     let tracked = Tracked { inner: stream, activity: activity.clone() };
     let Some(acceptor) = tls else {
-        return drive(TokioIo::new(tracked), peer, router, builder, settings, activity, shutdown)
-            .await;
+        // Boxed: hyper's connection state stays out of the future that HTTP-FLV viewers hold.
+        let conn =
+            drive(TokioIo::new(tracked), peer, router, builder, settings, activity, shutdown);
+        return Box::pin(conn).await;
     };
-    match tokio::time::timeout_at(deadline, acceptor.accept(tracked)).await {
+    match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(tracked))).await {
         Ok(Ok(tls)) => {
-            drive(TokioIo::new(tls), peer, router, builder, settings, activity, shutdown).await;
+            let conn =
+                drive(TokioIo::new(tls), peer, router, builder, settings, activity, shutdown);
+            Box::pin(conn).await;
         }
         Ok(Err(e)) => {
             admission.metrics.tls_handshake_failures.inc();

@@ -22,6 +22,7 @@ mod etcd_outage;
 mod etcd_tls;
 mod figures;
 mod flood;
+mod flv_wire;
 mod forged_forward;
 mod helm_chart;
 mod hevc;
