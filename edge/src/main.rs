@@ -42,8 +42,9 @@ fn main() -> anyhow::Result<()> {
         role: Role::Edge,
         relay_listen: None,
         upstream: Some(Box::new(move |ctx| RelayUpstream::new(ctx, settings) as Arc<dyn Upstream>)),
-        // Edges take no publishers.
+        // Edges take no publishers, and record nothing (the home origin does).
         publish_auth: None,
+        record: None,
     };
     sluice_node::runtime::run_main(
         &node.clone(),

@@ -186,6 +186,10 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Family<ProtocolLabel, Counter>,
     pub skipped_frames: Counter,
+    /// Bytes of recordings written (segments, init segments, indexes).
+    pub recording_bytes: Counter,
+    /// Recording writes that failed, and segments a recorder missed.
+    pub recording_errors: Counter,
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
     /// Publishes refused by publish authorisation (no, a wrong or an expired credential).
@@ -271,6 +275,16 @@ impl Metrics {
             "skipped_frames",
             "Frames a slow viewer skipped to catch up at the next keyframe",
             self.skipped_frames.clone(),
+        );
+        r.register(
+            "recording_bytes",
+            "Bytes of recordings written (segments, init segments, indexes)",
+            self.recording_bytes.clone(),
+        );
+        r.register(
+            "recording_errors",
+            "Recording writes that failed, and segments a recorder missed",
+            self.recording_errors.clone(),
         );
         r.register(
             "connection_errors",

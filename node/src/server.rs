@@ -38,6 +38,8 @@ pub struct NodeOptions {
     pub upstream: Option<MakeUpstream>,
     /// Origins: who may publish; `None`: anyone.
     pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
+    /// Origins: what to record, and where; `None`: nothing.
+    pub record: Option<crate::recording::RecordSettings>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -47,7 +49,13 @@ pub type MakeUpstream =
 impl NodeOptions {
     /// A standalone or clustered origin without a relay listener.
     pub fn origin() -> Self {
-        NodeOptions { role: Role::Origin, relay_listen: None, upstream: None, publish_auth: None }
+        NodeOptions {
+            role: Role::Origin,
+            relay_listen: None,
+            upstream: None,
+            publish_auth: None,
+            record: None,
+        }
     }
 }
 
@@ -120,7 +128,18 @@ impl Node {
                 None => None,
             };
         let hls = HlsServing::new(&args.hls, session_key.as_deref());
-        hub.set_hls_hook(HlsStreams::new(hls.clone()));
+        let recordings = match &options.record {
+            Some(record) => Some(Arc::new(
+                crate::recording::Recordings::new(
+                    record,
+                    args.limits.ended_stream_linger,
+                    metrics.clone(),
+                )
+                .with_context(|| format!("opening --record-dir {}", record.dir.display()))?,
+            )),
+            None => None,
+        };
+        hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
         let slots = Arc::new(Semaphore::new(max_connections));
         let rtmp_listener = listen(args.rtmp_listen, args.admission.listen_backlog)
             .with_context(|| format!("binding RTMP listener on {}", args.rtmp_listen))?;
@@ -331,6 +350,7 @@ impl Node {
             admin,
             play_auth,
             webhook,
+            recordings,
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(

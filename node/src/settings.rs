@@ -423,6 +423,10 @@ pub struct OriginSettings {
     pub publish_token_secret_file: Option<PathBuf>,
     /// Apps that take any publisher even when publish authorisation is on.
     pub publish_open_apps: Vec<String>,
+    /// Where recordings are written (`crate::recording`); `None`: nothing is recorded.
+    pub record_dir: Option<PathBuf>,
+    /// Apps whose streams are recorded (`*`: every app); needs `record_dir`.
+    pub record_apps: Vec<String>,
 }
 
 /// What only an edge is configured with: how it pulls streams from origins.

@@ -10,6 +10,7 @@ use sluice_media::stream_name::StreamKey;
 use sluice_node::config::{self, NodeArgs, OriginArgs};
 use sluice_node::play_auth::PlayAuth;
 use sluice_node::publish_auth::{PublishAuth, PublishAuthStore};
+use sluice_node::recording::RecordSettings;
 use sluice_node::server::NodeOptions;
 
 /// Sluice origin node: RTMP ingest; standalone, also RTMP, HTTP-FLV and LL-HLS playback.
@@ -155,6 +156,11 @@ fn main() -> anyhow::Result<()> {
         config::origin_settings(&cli.node, &cli.origin, &matches).unwrap_or_else(|e| e.exit());
     let mut options = NodeOptions::origin();
     options.relay_listen = origin.relay_listen;
+    options.record = RecordSettings::from_parts(origin.record_dir.as_deref(), &origin.record_apps)
+        .unwrap_or_else(|e| {
+            eprintln!("sluice-origin: {e}");
+            std::process::exit(2);
+        });
     if origin.publish_keys_file.is_some() || origin.publish_token_secret_file.is_some() {
         // Read now and again on SIGHUP.
         let settings = origin.clone();

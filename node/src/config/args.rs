@@ -440,6 +440,16 @@ pub struct OriginArgs {
     /// Apps that take any publisher while publish authorisation is on, comma-separated.
     #[arg(long, env = "SLUICE_PUBLISH_OPEN_APPS", value_delimiter = ',')]
     pub publish_open_apps: Vec<String>,
+
+    /// Directory recordings go to: `APP/NAME/ID/` holds the stream's CMAF segments and an HLS
+    /// index, played back from `/vod/APP/NAME/ID/index.m3u8` (ID: the start, Unix ms).
+    /// Needs --record-apps.
+    #[arg(long, env = "SLUICE_RECORD_DIR")]
+    pub record_dir: Option<PathBuf>,
+
+    /// Apps whose streams are recorded, comma-separated (`*`: every app). Needs --record-dir.
+    #[arg(long, env = "SLUICE_RECORD_APPS", value_delimiter = ',')]
+    pub record_apps: Vec<String>,
 }
 
 impl OriginArgs {
@@ -449,6 +459,8 @@ impl OriginArgs {
             s.publish_keys_file => publish_keys_file,
             s.publish_token_secret_file => publish_token_secret_file,
             s.publish_open_apps => publish_open_apps,
+            s.record_dir => record_dir,
+            s.record_apps => record_apps,
         );
     }
 }

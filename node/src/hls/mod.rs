@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use crate::hub::hls_hook::{HlsHook, StreamHlsHook};
 use crate::lock::lock;
 use crate::log_limit::RateLimitedLog;
+use crate::recording::Recordings;
 use crate::settings::HlsSettings;
 pub use session::{SessionError, SessionKey, SessionTable};
 
@@ -104,21 +105,27 @@ impl Default for HlsServing {
     }
 }
 
-/// The hub's [`HlsHook`]: one [`StreamHls`] per stream, all with the node's settings.
+/// The hub's [`HlsHook`]: one [`StreamHls`] per stream, all with the node's settings; the
+/// streams of recorded apps are followed by a recorder ([`crate::recording`]).
 #[derive(Debug, Clone)]
 pub struct HlsStreams {
     serving: Arc<HlsServing>,
+    recordings: Option<Arc<Recordings>>,
 }
 
 impl HlsStreams {
-    pub fn new(serving: HlsServing) -> Arc<Self> {
-        Arc::new(HlsStreams { serving: Arc::new(serving) })
+    pub fn new(serving: HlsServing, recordings: Option<Arc<Recordings>>) -> Arc<Self> {
+        Arc::new(HlsStreams { serving: Arc::new(serving), recordings })
     }
 }
 
 impl HlsHook for HlsStreams {
-    fn open(&self, _key: &StreamKey) -> Box<dyn StreamHlsHook> {
-        Box::new(StreamHls::new(self.serving.clone()))
+    fn open(&self, key: &StreamKey) -> Box<dyn StreamHlsHook> {
+        let hls = StreamHls::new(self.serving.clone());
+        if let Some(recordings) = &self.recordings {
+            recordings.start(key, hls.subscribe());
+        }
+        Box::new(hls)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod admin;
 mod flv;
 mod flv_direct;
 pub mod serve;
+mod vod;
 pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +54,8 @@ pub struct HttpContext {
     pub play_auth: Arc<crate::play_auth::PlayAuth>,
     /// The webhook (`on_play`, `on_play_done`), when there is one.
     pub webhook: Option<Arc<crate::webhook::Webhook>>,
+    /// Origins that record: where the recordings `/vod/...` plays are.
+    pub recordings: Option<Arc<crate::recording::Recordings>>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -74,6 +77,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(guarded)
+        .route("/vod/{app}/{stream}/{id}/{file}", get(vod::file))
         .route("/{app}/{file}", get(media))
         .route("/{app}/{stream}/{file}", get(hls_file))
         .layer(Extension(hls))

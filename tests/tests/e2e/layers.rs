@@ -41,6 +41,7 @@ const NODE: Crate = Crate {
         ("settings", 1),
         ("hub", 2),
         ("hls", 3),
+        ("recording", 3),
         ("rtmp", 4),
         ("http", 4),
         ("registry", 4),

@@ -47,6 +47,7 @@ mod play_webhook;
 mod publish_auth;
 mod publish_play;
 mod quotas;
+mod recording;
 mod rules;
 mod slow_viewer;
 mod sluicectl;

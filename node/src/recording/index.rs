@@ -1,0 +1,130 @@
+//! A recording's index: the HLS media playlist of its segments, sans-IO (entries in, text out).
+//! While the stream is live it is an `EVENT` playlist that only grows; once the recording ends,
+//! `VOD` with `EXT-X-ENDLIST`. A publisher that came back (or a codec change) starts a new
+//! period: `EXT-X-DISCONTINUITY`, and a new `EXT-X-MAP` when the init segment changed.
+
+use std::fmt::Write;
+
+/// 90 kHz media clock ticks per second (the segmenter's unit).
+const TICKS_PER_SECOND: f64 = 90_000.0;
+
+/// One recorded segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub msn: u64,
+    /// 90 kHz ticks.
+    pub duration: u64,
+    pub init_id: u32,
+    /// Starts a new period (the publisher came back, the codecs changed, or segments were lost).
+    pub discontinuity: bool,
+    pub bytes: u64,
+}
+
+/// The segments recorded so far, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    entries: Vec<Entry>,
+}
+
+impl Index {
+    pub fn push(&mut self, entry: Entry) {
+        self.entries.push(entry);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Total duration in seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.entries.iter().map(|e| e.duration as f64 / TICKS_PER_SECOND).sum()
+    }
+
+    /// Periods: 1 plus the discontinuities after the first segment.
+    pub fn periods(&self) -> usize {
+        usize::from(!self.entries.is_empty())
+            + self.entries.iter().skip(1).filter(|e| e.discontinuity).count()
+    }
+
+    /// The playlist (`ended`: VOD with `EXT-X-ENDLIST`; else an `EVENT` playlist).
+    pub fn render(&self, ended: bool) -> String {
+        let target = self
+            .entries
+            .iter()
+            .map(|e| (e.duration as f64 / TICKS_PER_SECOND).round() as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut out = String::with_capacity(128 + self.entries.len() * 40);
+        out.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+        let kind = if ended { "VOD" } else { "EVENT" };
+        let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{kind}");
+        let first = self.entries.first().map_or(0, |e| e.msn);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let mut init = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 && e.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if init != Some(e.init_id) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"init-{}.mp4\"", e.init_id);
+                init = Some(e.init_id);
+            }
+            let _ = writeln!(out, "#EXTINF:{:.3},", e.duration as f64 / TICKS_PER_SECOND);
+            let _ = writeln!(out, "seg-{}.m4s", e.msn);
+        }
+        if ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(msn: u64, secs: f64, init_id: u32, discontinuity: bool) -> Entry {
+        Entry { msn, duration: (secs * TICKS_PER_SECOND) as u64, init_id, discontinuity, bytes: 10 }
+    }
+
+    #[test]
+    fn a_live_recording_is_an_event_playlist_and_an_ended_one_is_vod() {
+        let mut index = Index::default();
+        assert_eq!(index.periods(), 0);
+        index.push(entry(7, 2.0, 1, false));
+        index.push(entry(8, 1.5, 1, false));
+        let live = index.render(false);
+        assert!(live.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{live}");
+        assert!(!live.contains("ENDLIST"), "{live}");
+        assert_eq!(live.matches("#EXT-X-MAP").count(), 1, "{live}");
+        let vod = index.render(true);
+        assert!(vod.ends_with("#EXTINF:1.500,\nseg-8.m4s\n#EXT-X-ENDLIST\n"), "{vod}");
+        assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:7\n"), "{vod}");
+        assert!(vod.contains("#EXT-X-TARGETDURATION:2\n"), "{vod}");
+        assert!((index.duration_s() - 3.5).abs() < 1e-6);
+        assert_eq!(index.periods(), 1);
+    }
+
+    #[test]
+    fn a_new_period_is_a_discontinuity_with_its_own_init_segment() {
+        let mut index = Index::default();
+        // A discontinuity on the very first segment is not written (nothing precedes it).
+        index.push(entry(1, 2.0, 1, true));
+        index.push(entry(2, 2.0, 1, false));
+        index.push(entry(3, 2.0, 2, true));
+        index.push(entry(4, 2.0, 2, false));
+        let text = index.render(true);
+        assert_eq!(index.periods(), 2);
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 1, "{text}");
+        let cut = text
+            .find("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXTINF:2.000,\nseg-3.m4s");
+        assert!(cut.is_some(), "{text}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Where recordings are kept: one trait, so an object store can stand in for the local
+//! directory. Keys are relative paths made by this crate (`APP/NAME/ID/FILE`), never a
+//! client's text.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// A recording store. Every `put` is whole or absent: a reader (or a restart after a crash
+/// mid-write) never sees a half-written object.
+pub trait Store: Send + Sync + 'static {
+    /// Write `parts` (in order) as the object `key`, replacing it.
+    fn put(&self, key: &str, parts: Vec<Bytes>) -> impl Future<Output = io::Result<()>> + Send;
+    /// The object `key`; `None` when there is none.
+    fn get(&self, key: &str) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
+}
+
+/// Recordings in a local directory (`--record-dir`).
+#[derive(Debug, Clone)]
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    /// Use (and create) `root`.
+    pub fn new(root: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        Ok(LocalDir { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        // Keys are ours, but a bug must not write outside the root.
+        if key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad key {key:?}")));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+impl Store for LocalDir {
+    async fn put(&self, key: &str, parts: Vec<Bytes>) -> io::Result<()> {
+        let path = self.path(key)?;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            // Written aside, synced, then renamed over: whole or absent.
+            let tmp = path.with_extension("part");
+            let mut file = std::fs::File::create(&tmp)?;
+            for p in &parts {
+                file.write_all(p)?;
+            }
+            file.sync_data()?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    async fn get(&self, key: &str) -> io::Result<Option<Bytes>> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn objects_are_replaced_whole_and_keys_stay_inside_the_root() {
+        let dir = std::env::temp_dir().join(format!("sluice-store-{}", std::process::id()));
+        let store = LocalDir::new(&dir).unwrap();
+        let parts = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")];
+        store.put("live/cam/1/seg-1.m4s", parts).await.unwrap();
+        let got = store.get("live/cam/1/seg-1.m4s").await.unwrap();
+        assert_eq!(got.as_deref(), Some(&b"abcd"[..]));
+        store.put("live/cam/1/seg-1.m4s", vec![Bytes::from_static(b"x")]).await.unwrap();
+        assert_eq!(store.get("live/cam/1/seg-1.m4s").await.unwrap().as_deref(), Some(&b"x"[..]));
+        assert!(!dir.join("live/cam/1/seg-1.part").exists(), "no temporary file left");
+        assert_eq!(store.get("live/cam/1/none").await.unwrap(), None);
+        for bad in ["../x", "live//x", "live/./x", "/abs"] {
+            assert!(store.put(bad, vec![]).await.is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,175 @@
+//! Recording (#15, first step): an origin records the streams of `--record-apps` as the HLS
+//! segmenter's CMAF segments with an index, and a finished recording plays back as HLS VOD from
+//! `/vod/...`. A publisher that comes back while the stream lingers continues the same
+//! recording as a second period, and the whole plays through.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sluice_tests::ffmpeg::run_with_timeout;
+use sluice_tests::origin::TestDir;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, play_count_frames, secs, Origin, Publisher};
+
+/// The recordings (their directories) of `app/name` under `root`.
+fn recordings(root: &Path, app: &str, name: &str) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(root.join(app).join(name)) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = dirs.flatten().map(|d| d.path()).collect();
+    dirs.sort();
+    dirs
+}
+
+fn ffprobe_duration(url: &str) -> f64 {
+    let (_, out, err) = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            url,
+        ]),
+        secs(30),
+    )
+    .expect("run ffprobe");
+    out.trim().parse().unwrap_or_else(|_| panic!("ffprobe duration of {url}: {out:?} {err}"))
+}
+
+/// Each period's files in order: its init segment, then its segments.
+fn periods(index: &str) -> Vec<Vec<String>> {
+    let mut periods: Vec<Vec<String>> = Vec::new();
+    for line in index.lines() {
+        if line == "#EXT-X-DISCONTINUITY" || periods.is_empty() && line.starts_with("#EXT-X-MAP") {
+            periods.push(Vec::new());
+        }
+        if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            periods.last_mut().unwrap().push(uri.trim_end_matches('"').to_string());
+        } else if line.starts_with("seg-") {
+            periods.last_mut().unwrap().push(line.to_string());
+        }
+    }
+    periods
+}
+
+fn count_video_frames(file: &Path) -> u64 {
+    let (_, out, err) = run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(file),
+        secs(30),
+    )
+    .expect("run ffprobe");
+    assert!(err.trim().is_empty(), "{}: {err}", file.display());
+    out.trim().parse().unwrap_or_else(|_| panic!("{}: {out:?}", file.display()))
+}
+
+#[test]
+fn a_recorded_stream_with_a_reconnect_plays_back_as_hls_vod_in_two_periods() {
+    let fixture = h264_aac(); // 10 s, 300 video frames
+    let dir = TestDir::new("recording");
+    let root = dir.path().join("recordings");
+    let root_arg = root.to_str().unwrap();
+    let origin = Origin::start(&[
+        "--record-dir",
+        root_arg,
+        "--record-apps",
+        "live",
+        "--ended-stream-linger",
+        "3s",
+    ]);
+    let url = origin.rtmp_url("live", "rec");
+
+    // Two publishes of the fixture, the second while the stream lingers: one recording.
+    for round in 1..=2 {
+        let mut publisher = Publisher::start(&url, &fixture.path);
+        let status = publisher.wait(secs(40)).expect("the publisher ran past 40 s");
+        assert!(status.success(), "publish {round}: {:?}", publisher.stderr());
+    }
+    let index = wait_for(secs(30), || {
+        let rec = recordings(&root, "live", "rec");
+        let text = std::fs::read_to_string(rec.first()?.join("index.m3u8")).ok()?;
+        text.contains("#EXT-X-ENDLIST").then_some(text)
+    })
+    .unwrap_or_else(|| panic!("no finished recording under {root_arg}: {}", origin.log()));
+    let recs = recordings(&root, "live", "rec");
+    assert_eq!(recs.len(), 1, "one recording for the reconnect: {recs:?}");
+    assert!(index.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{index}");
+    assert_eq!(index.matches("#EXT-X-DISCONTINUITY").count(), 1, "two periods: {index}");
+    let listed: f64 = index
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!((listed - 20.0).abs() <= 1.0, "the index lists {listed} s: {index}");
+    // Every file the index names is there, and nothing half-written is left.
+    let rec = &recs[0];
+    for name in index.lines().filter(|l| l.starts_with("seg-")) {
+        assert!(rec.join(name).is_file(), "{name} missing");
+    }
+    let stray: Vec<_> = std::fs::read_dir(rec)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+
+    // Played back over HTTP as VOD: the full length, every frame decoding.
+    let id = rec.file_name().unwrap().to_str().unwrap();
+    let vod = format!("http://{}/vod/live/rec/{id}/index.m3u8", origin.http);
+    let duration = ffprobe_duration(&vod);
+    assert!((duration - 20.0).abs() <= 1.0, "ffprobe says {duration} s");
+    let played = play_count_frames(&vod, secs(60));
+    assert!(played.errors.is_empty(), "{:?}", played.errors);
+    // ffmpeg's HLS demuxer drops ~0.5 s where the second period's timeline starts again
+    // from zero; each period on its own holds every frame (below).
+    assert!((570..=600).contains(&played.frames), "{} of 600 frames decoded", played.frames);
+    for (period, files) in periods(&index).iter().enumerate() {
+        let mut mp4 = Vec::new();
+        for f in files {
+            mp4.extend(std::fs::read(rec.join(f)).unwrap());
+        }
+        let path = dir.path().join(format!("period-{period}.mp4"));
+        std::fs::write(&path, mp4).unwrap();
+        let frames = count_video_frames(&path);
+        assert_eq!(frames, 300, "period {period}: {files:?}");
+    }
+
+    let metrics = origin.metrics();
+    assert!(metrics.value("sluice_recording_bytes_total", &[]) > 1_000_000.0);
+    assert_eq!(metrics.value("sluice_recording_errors_total", &[]), 0.0);
+    // Names a recording does not hold are 404 (and never reach the disk).
+    for path in [
+        format!("/vod/live/rec/{id}/index.m3u8.part"),
+        format!("/vod/live/rec/{id}/..%2Findex.m3u8"),
+        "/vod/live/rec/1/index.m3u8".to_string(),
+    ] {
+        assert_eq!(origin.get(&path).status, 404, "{path}");
+    }
+}
+
+#[test]
+fn recording_settings_are_both_or_neither() {
+    for (args, why) in [
+        (&["--record-apps", "live"][..], "--record-apps needs --record-dir"),
+        (&["--record-dir", "/tmp/x"][..], "--record-dir needs --record-apps"),
+    ] {
+        let out = Command::new(sluice_tests::paths::binary("sluice-origin"))
+            .args(args)
+            .output()
+            .expect("run sluice-origin");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+}
