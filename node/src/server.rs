@@ -129,14 +129,18 @@ impl Node {
             };
         let hls = HlsServing::new(&args.hls, session_key.as_deref());
         let recordings = match &options.record {
-            Some(record) => Some(Arc::new(
-                crate::recording::Recordings::new(
+            Some(record) => {
+                let recordings = crate::recording::Recordings::new(
                     record,
                     args.limits.ended_stream_linger,
                     metrics.clone(),
                 )
-                .with_context(|| format!("opening --record-dir {}", record.dir.display()))?,
-            )),
+                .with_context(|| format!("opening --record-dir {}", record.dir.display()))?;
+                recordings.recover().with_context(|| {
+                    format!("finishing the recordings left open in {}", record.dir.display())
+                })?;
+                Some(Arc::new(recordings))
+            }
             None => None,
         };
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));

@@ -86,9 +86,34 @@ impl Index {
     }
 }
 
+/// An index a crash left unfinished (an `EVENT` playlist without `EXT-X-ENDLIST`), finished:
+/// the segments it lists were each stored whole before it named them. `None`: already
+/// finished, or not an index of ours.
+pub fn finish_text(text: &str) -> Option<String> {
+    if !text.starts_with("#EXTM3U") || text.contains("#EXT-X-ENDLIST") {
+        return None;
+    }
+    let mut out = text.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD");
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_left_open_by_a_crash_is_finished_as_the_recorder_would() {
+        let mut index = Index::default();
+        index.push(entry(1, 2.0, 1, false));
+        index.push(entry(2, 2.0, 1, false));
+        assert_eq!(finish_text(&index.render(false)).as_deref(), Some(index.render(true).as_str()));
+        assert_eq!(finish_text(&index.render(true)), None);
+        assert_eq!(finish_text("not a playlist"), None);
+    }
 
     fn entry(msn: u64, secs: f64, init_id: u32, discontinuity: bool) -> Entry {
         Entry { msn, duration: (secs * TICKS_PER_SECOND) as u64, init_id, discontinuity, bytes: 10 }

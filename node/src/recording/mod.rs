@@ -111,6 +111,29 @@ impl Recordings {
         Ok(Recordings { store, apps: settings.apps.clone(), reconnect_wait, active, metrics })
     }
 
+    /// Finish the recordings a crash left open (their index not ended) and drop half-written
+    /// files: run at start, before any recorder. Returns how many were finished.
+    pub fn recover(&self) -> std::io::Result<usize> {
+        let mut finished = 0;
+        for rec in recording_dirs(self.store.root())? {
+            for entry in std::fs::read_dir(&rec)?.flatten() {
+                if entry.path().extension().is_some_and(|x| x == "part") {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            let index = rec.join("index.m3u8");
+            let Ok(text) = std::fs::read_to_string(&index) else { continue };
+            let Some(done) = index::finish_text(&text) else { continue };
+            let tmp = index.with_extension("part");
+            std::fs::write(&tmp, done)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &index)?;
+            tracing::info!(recording = %rec.display(), "recording finished after a restart");
+            finished += 1;
+        }
+        Ok(finished)
+    }
+
     pub fn records(&self, key: &StreamKey) -> bool {
         self.apps.iter().any(|a| a == "*" || a == key.app())
     }
@@ -144,6 +167,23 @@ impl Recordings {
             metrics: self.metrics.clone(),
         }));
     }
+}
+
+/// Every `APP/NAME/ID` directory under `root`.
+fn recording_dirs(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for dir in &level {
+            for entry in std::fs::read_dir(dir)?.flatten() {
+                if entry.file_type()?.is_dir() {
+                    next.push(entry.path());
+                }
+            }
+        }
+        level = next;
+    }
+    Ok(level)
 }
 
 /// Whether `id` and `file` name something a recording holds (anything else is 404 at once).

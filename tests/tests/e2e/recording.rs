@@ -173,3 +173,49 @@ fn recording_settings_are_both_or_neither() {
         assert!(err.contains(why), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn an_origin_killed_while_recording_leaves_a_recording_that_plays_up_to_the_segment_in_flight() {
+    let fixture = h264_aac();
+    let dir = TestDir::new("recording-kill");
+    let root = dir.path().join("recordings");
+    let root_arg = root.to_str().unwrap();
+    let args = ["--record-dir", root_arg, "--record-apps", "*"];
+    let origin = Origin::start(&args);
+    let started = std::time::Instant::now();
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "crash"), &fixture.path);
+    let index_of = || {
+        let rec = recordings(&root, "live", "crash");
+        std::fs::read_to_string(rec.first()?.join("index.m3u8")).ok()
+    };
+    wait_for(secs(30), || index_of().filter(|t| t.matches("seg-").count() >= 3))
+        .unwrap_or_else(|| panic!("three segments never recorded: {}", origin.log()));
+    std::thread::sleep(std::time::Duration::from_millis(700)); // mid-segment
+    let status = Command::new("kill").args(["-9", &origin.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(origin);
+    let left = index_of().unwrap();
+    assert!(!left.contains("#EXT-X-ENDLIST"), "the crash left the index open: {left}");
+
+    // The next start finishes it: VOD, nothing half-written, everything listed plays.
+    let again = Origin::start(&args);
+    let rec = recordings(&root, "live", "crash").remove(0);
+    let index = std::fs::read_to_string(rec.join("index.m3u8")).unwrap();
+    assert!(index.contains("#EXT-X-PLAYLIST-TYPE:VOD") && index.ends_with("#EXT-X-ENDLIST\n"));
+    let segments = index.matches("seg-").count();
+    let stray: Vec<_> = std::fs::read_dir(&rec)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    let id = rec.file_name().unwrap().to_str().unwrap();
+    let vod = format!("http://{}/vod/live/crash/{id}/index.m3u8", again.http);
+    let duration = ffprobe_duration(&vod);
+    // Lost: the segment in flight, the one being completed, and the publisher's start-up.
+    assert!(duration >= elapsed - 5.0, "{duration} s recorded of {elapsed:.1} s published");
+    let played = play_count_frames(&vod, secs(60));
+    assert!(played.errors.is_empty(), "{:?}", played.errors);
+    assert_eq!(played.frames, 60 * segments as u64, "{segments} segments of 60 frames");
+}
