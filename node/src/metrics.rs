@@ -190,6 +190,8 @@ pub struct Metrics {
     pub recording_bytes: Counter,
     /// Recording writes that failed, and segments a recorder missed.
     pub recording_errors: Counter,
+    /// Recordings deleted by retention.
+    pub recordings_deleted: Counter,
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
     /// Publishes refused by publish authorisation (no, a wrong or an expired credential).
@@ -285,6 +287,11 @@ impl Metrics {
             "recording_errors",
             "Recording writes that failed, and segments a recorder missed",
             self.recording_errors.clone(),
+        );
+        r.register(
+            "recordings_deleted",
+            "Recordings deleted by retention (--record-max-age, --record-max-bytes)",
+            self.recordings_deleted.clone(),
         );
         r.register(
             "connection_errors",

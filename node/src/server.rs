@@ -128,6 +128,7 @@ impl Node {
                 None => None,
             };
         let hls = HlsServing::new(&args.hls, session_key.as_deref());
+        let mut retention_task = None;
         let recordings = match &options.record {
             Some(record) => {
                 let recordings = crate::recording::Recordings::new(
@@ -139,7 +140,9 @@ impl Node {
                 recordings.recover().with_context(|| {
                     format!("finishing the recordings left open in {}", record.dir.display())
                 })?;
-                Some(Arc::new(recordings))
+                let recordings = Arc::new(recordings);
+                retention_task = recordings.spawn_retention();
+                Some(recordings)
             }
             None => None,
         };
@@ -225,6 +228,7 @@ impl Node {
                 &args.cluster,
             ),
         ];
+        tasks.extend(retention_task);
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {

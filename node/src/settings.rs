@@ -427,6 +427,13 @@ pub struct OriginSettings {
     pub record_dir: Option<PathBuf>,
     /// Apps whose streams are recorded (`*`: every app); needs `record_dir`.
     pub record_apps: Vec<String>,
+    /// Finished recordings older than this (from their start) are deleted; zero: kept.
+    #[serde(with = "serde_duration")]
+    pub record_max_age: Duration,
+    /// Most bytes of recordings kept per app (the oldest finished ones go first); zero: no
+    /// limit.
+    #[serde(with = "serde_size")]
+    pub record_max_bytes: usize,
 }
 
 /// What only an edge is configured with: how it pulls streams from origins.

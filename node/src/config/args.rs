@@ -450,6 +450,15 @@ pub struct OriginArgs {
     /// Apps whose streams are recorded, comma-separated (`*`: every app). Needs --record-dir.
     #[arg(long, env = "SLUICE_RECORD_APPS", value_delimiter = ',')]
     pub record_apps: Vec<String>,
+
+    /// Finished recordings older than this (counted from their start) are deleted. 0: kept.
+    #[arg(long, env = "SLUICE_RECORD_MAX_AGE", default_value_t = HumanDuration(std::time::Duration::ZERO))]
+    pub record_max_age: HumanDuration,
+
+    /// Most bytes of recordings kept per app: past it, the oldest finished recordings of the
+    /// app are deleted (one being written is never deleted). 0: no limit.
+    #[arg(long, env = "SLUICE_RECORD_MAX_BYTES", default_value_t = ByteSize(0))]
+    pub record_max_bytes: ByteSize,
 }
 
 impl OriginArgs {
@@ -461,6 +470,8 @@ impl OriginArgs {
             s.publish_open_apps => publish_open_apps,
             s.record_dir => record_dir,
             s.record_apps => record_apps,
+            s.record_max_age => record_max_age,
+            s.record_max_bytes => record_max_bytes,
         );
     }
 }

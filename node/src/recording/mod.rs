@@ -9,6 +9,7 @@
 
 pub mod index;
 mod recorder;
+pub mod retention;
 pub mod store;
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::lock::lock;
 use crate::metrics::Metrics;
+use crate::settings::OriginSettings;
+use retention::{Policy, RecInfo};
 use store::LocalDir;
 
 /// What an origin is told to record (`--record-dir`, `--record-apps`).
@@ -29,20 +32,26 @@ use store::LocalDir;
 pub struct RecordSettings {
     pub dir: std::path::PathBuf,
     pub apps: Vec<String>,
+    pub retention: Policy,
 }
 
 impl RecordSettings {
     /// From the origin's settings: `None` when recording is off; an error when half of it is
     /// given.
-    pub fn from_parts(dir: Option<&Path>, apps: &[String]) -> Result<Option<Self>, String> {
-        match (dir, apps.is_empty()) {
-            (None, true) => Ok(None),
-            (Some(dir), false) => {
-                Ok(Some(RecordSettings { dir: dir.to_path_buf(), apps: apps.to_vec() }))
+    pub fn from_origin(s: &OriginSettings) -> Result<Option<Self>, String> {
+        let dir = match (&s.record_dir, s.record_apps.is_empty()) {
+            (None, true) => return Ok(None),
+            (Some(dir), false) => dir.clone(),
+            (None, false) => return Err("--record-apps needs --record-dir".into()),
+            (Some(_), true) => {
+                return Err("--record-dir needs --record-apps (`*` for every app)".into())
             }
-            (None, false) => Err("--record-apps needs --record-dir".into()),
-            (Some(_), true) => Err("--record-dir needs --record-apps (`*` for every app)".into()),
-        }
+        };
+        let retention = Policy {
+            max_age: (!s.record_max_age.is_zero()).then_some(s.record_max_age),
+            max_bytes: (s.record_max_bytes > 0).then_some(s.record_max_bytes as u64),
+        };
+        Ok(Some(RecordSettings { dir, apps: s.record_apps.clone(), retention }))
     }
 }
 
@@ -53,6 +62,8 @@ pub(crate) type Source = watch::Receiver<Option<HlsSnapshot>>;
 #[derive(Default)]
 pub(crate) struct Active {
     streams: Mutex<HashMap<StreamKey, mpsc::Sender<Source>>>,
+    /// Rung when a recording finishes (retention looks again).
+    finished: tokio::sync::Notify,
 }
 
 impl Active {
@@ -76,6 +87,10 @@ impl Active {
         streams.remove(key);
         None
     }
+
+    pub(crate) fn finished(&self) {
+        self.finished.notify_one();
+    }
 }
 
 /// What a node records, and where.
@@ -85,6 +100,7 @@ pub struct Recordings {
     apps: Vec<String>,
     /// How long a recording waits for its publisher to come back.
     reconnect_wait: Duration,
+    retention: Policy,
     active: Arc<Active>,
     metrics: Metrics,
 }
@@ -108,7 +124,8 @@ impl Recordings {
     ) -> std::io::Result<Self> {
         let store = Arc::new(LocalDir::new(&settings.dir)?);
         let active = Arc::default();
-        Ok(Recordings { store, apps: settings.apps.clone(), reconnect_wait, active, metrics })
+        let (apps, retention) = (settings.apps.clone(), settings.retention);
+        Ok(Recordings { store, apps, reconnect_wait, retention, active, metrics })
     }
 
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
@@ -132,6 +149,51 @@ impl Recordings {
             finished += 1;
         }
         Ok(finished)
+    }
+
+    /// Apply the retention policy now: delete what it says (finished recordings only).
+    /// Returns how many recordings were deleted.
+    pub async fn sweep(&self) -> std::io::Result<usize> {
+        let (root, policy) = (self.store.root().to_path_buf(), self.retention);
+        let deleted = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let recs = scan(&root)?;
+            let doomed =
+                retention::expired(&recs, u64::try_from(now_ms).unwrap_or(u64::MAX), &policy);
+            for prefix in &doomed {
+                std::fs::remove_dir_all(root.join(prefix))?;
+                tracing::info!(recording = %prefix, "recording deleted by retention");
+            }
+            Ok(doomed)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.metrics.recordings_deleted.inc_by(deleted.len() as u64);
+        Ok(deleted.len())
+    }
+
+    /// Apply retention at start, every so often, and whenever a recording finishes (`None`
+    /// when no retention is configured).
+    pub fn spawn_retention(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.retention.is_off() {
+            return None;
+        }
+        let period = self.retention.max_age.map_or(Duration::from_secs(60), |age| {
+            (age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+        });
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.sweep().await {
+                    this.metrics.recording_errors.inc();
+                    tracing::warn!(error = %e, "recording retention failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = this.active.finished.notified() => {}
+                }
+            }
+        }))
     }
 
     pub fn records(&self, key: &StreamKey) -> bool {
@@ -167,6 +229,26 @@ impl Recordings {
             metrics: self.metrics.clone(),
         }));
     }
+}
+
+/// Every recording under `root`, with its size and whether it is finished.
+fn scan(root: &Path) -> std::io::Result<Vec<RecInfo>> {
+    let mut out = Vec::new();
+    for dir in recording_dirs(root)? {
+        let Ok(rel) = dir.strip_prefix(root) else { continue };
+        let prefix = rel.to_string_lossy().replace('\\', "/");
+        let mut parts = prefix.split('/');
+        let (Some(app), _, Some(id)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let Ok(started_ms) = id.parse::<u64>() else { continue };
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            bytes += entry.metadata().map_or(0, |m| m.len());
+        }
+        let finished = std::fs::read_to_string(dir.join("index.m3u8"))
+            .is_ok_and(|t| t.contains("#EXT-X-ENDLIST"));
+        out.push(RecInfo { app: app.to_string(), prefix, started_ms, bytes, finished });
+    }
+    Ok(out)
 }
 
 /// Every `APP/NAME/ID` directory under `root`.

@@ -58,6 +58,7 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
         rec.last_msn = None;
     }
     rec.finish().await;
+    active.finished();
 }
 
 struct Recorder<S> {

@@ -219,3 +219,50 @@ fn an_origin_killed_while_recording_leaves_a_recording_that_plays_up_to_the_segm
     assert!(played.errors.is_empty(), "{:?}", played.errors);
     assert_eq!(played.frames, 60 * segments as u64, "{segments} segments of 60 frames");
 }
+
+#[test]
+fn retention_deletes_an_apps_oldest_finished_recordings_once_it_is_over_its_budget() {
+    let fixture = sluice_tests::h264_small();
+    let size = std::fs::metadata(&fixture.path).unwrap().len();
+    // Room for two and a half recordings of the fixture: the third one pushes the first out.
+    let budget = (size * 5 / 2).to_string();
+    let dir = TestDir::new("recording-retention");
+    let root = dir.path().join("recordings");
+    let origin = Origin::start(&[
+        "--record-dir",
+        root.to_str().unwrap(),
+        "--record-apps",
+        "*",
+        "--record-max-bytes",
+        &budget,
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    let mut publishers = Vec::new();
+    for name in ["r1", "r2", "r3"] {
+        publishers.push(Publisher::start(&origin.rtmp_url("live", name), &fixture.path));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+    // Another app has a budget of its own.
+    let mut other = Publisher::start(&origin.rtmp_url("other", "o1"), &fixture.path);
+    for p in publishers.iter_mut().chain([&mut other]) {
+        assert!(p.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", p.stderr());
+    }
+    let finished = |name: &str| {
+        recordings(&root, if name == "o1" { "other" } else { "live" }, name).first().is_some_and(
+            |r| std::fs::read_to_string(r.join("index.m3u8")).is_ok_and(|t| t.contains("ENDLIST")),
+        )
+    };
+    wait_for(secs(20), || (recordings(&root, "live", "r1").is_empty()).then_some(()))
+        .unwrap_or_else(|| panic!("the oldest recording was kept: {}", origin.log()));
+    wait_for(secs(20), || ["r2", "r3", "o1"].iter().all(|n| finished(n)).then_some(()))
+        .unwrap_or_else(|| panic!("recordings did not finish: {}", origin.log()));
+    std::thread::sleep(std::time::Duration::from_secs(1)); // a sweep after the last finished
+    assert!(recordings(&root, "live", "r1").is_empty());
+    for name in ["r2", "r3", "o1"] {
+        assert!(finished(name), "{name} was deleted");
+    }
+    let metrics = origin.metrics();
+    assert_eq!(metrics.value("sluice_recordings_deleted_total", &[]), 1.0);
+    assert!(origin.log().contains("recording deleted by retention"));
+}
