@@ -5,16 +5,26 @@
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use bytes::Bytes;
+use futures_util::Stream;
+
+/// An object being read: its length, and its bytes as they come (never all in memory).
+pub struct Object {
+    pub len: u64,
+    pub body: Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
+}
 
 /// A recording store. Every `put` is whole or absent: a reader (or a restart after a crash
 /// mid-write) never sees a half-written object.
 pub trait Store: Send + Sync + 'static {
     /// Write `parts` (in order) as the object `key`, replacing it.
     fn put(&self, key: &str, parts: Vec<Bytes>) -> impl Future<Output = io::Result<()>> + Send;
-    /// The object `key`; `None` when there is none.
+    /// The object `key`, whole (for small ones: indexes); `None` when there is none.
     fn get(&self, key: &str) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
+    /// The object `key`, streamed; `None` when there is none.
+    fn read(&self, key: &str) -> impl Future<Output = io::Result<Option<Object>>> + Send;
 }
 
 /// Recordings in a local directory (`--record-dir`).
@@ -72,6 +82,18 @@ impl Store for LocalDir {
             Err(e) => Err(e),
         }
     }
+
+    async fn read(&self, key: &str) -> io::Result<Option<Object>> {
+        let path = self.path(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata().await?.len();
+        let body = Box::pin(tokio_util::io::ReaderStream::new(file));
+        Ok(Some(Object { len, body }))
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +112,14 @@ mod tests {
         assert_eq!(store.get("live/cam/1/seg-1.m4s").await.unwrap().as_deref(), Some(&b"x"[..]));
         assert!(!dir.join("live/cam/1/seg-1.part").exists(), "no temporary file left");
         assert_eq!(store.get("live/cam/1/none").await.unwrap(), None);
+        let object = store.read("live/cam/1/seg-1.m4s").await.unwrap().unwrap();
+        assert_eq!(object.len, 1);
+        let read: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(object.body).await;
+        assert_eq!(
+            read.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [Bytes::from_static(b"x")]
+        );
+        assert!(store.read("live/cam/1/none").await.unwrap().is_none());
         for bad in ["../x", "live//x", "live/./x", "/abs"] {
             assert!(store.put(bad, vec![]).await.is_err(), "{bad}");
         }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sluice_cluster::signed_token::{sign, Purpose};
+use sluice_media::stream_name::StreamKey;
 use sluice_tests::ffmpeg::run_with_timeout;
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
@@ -17,6 +19,16 @@ fn recordings(root: &Path, app: &str, name: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = dirs.flatten().map(|d| d.path()).collect();
     dirs.sort();
     dirs
+}
+
+/// No file a write left aside (`*.part`) in the recording `rec`.
+fn assert_nothing_half_written(rec: &Path) {
+    let stray: Vec<_> = std::fs::read_dir(rec)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
 
 fn ffprobe_duration(url: &str) -> f64 {
@@ -117,12 +129,7 @@ fn a_recorded_stream_with_a_reconnect_plays_back_as_hls_vod_in_two_periods() {
     for name in index.lines().filter(|l| l.starts_with("seg-")) {
         assert!(rec.join(name).is_file(), "{name} missing");
     }
-    let stray: Vec<_> = std::fs::read_dir(rec)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
-        .collect();
-    assert!(stray.is_empty(), "{stray:?}");
+    assert_nothing_half_written(rec);
 
     // Played back over HTTP as VOD: the full length, every frame decoding.
     let id = rec.file_name().unwrap().to_str().unwrap();
@@ -163,6 +170,10 @@ fn recording_settings_are_both_or_neither() {
     for (args, why) in [
         (&["--record-apps", "live"][..], "--record-apps needs --record-dir"),
         (&["--record-dir", "/tmp/x"][..], "--record-dir needs --record-apps"),
+        (
+            &["--record-dir", "/tmp/x", "--record-apps", "live", "--hls", "false"][..],
+            "--record-apps needs HLS on",
+        ),
     ] {
         let out = Command::new(sluice_tests::paths::binary("sluice-origin"))
             .args(args)
@@ -204,12 +215,7 @@ fn an_origin_killed_while_recording_leaves_a_recording_that_plays_up_to_the_segm
     let index = std::fs::read_to_string(rec.join("index.m3u8")).unwrap();
     assert!(index.contains("#EXT-X-PLAYLIST-TYPE:VOD") && index.ends_with("#EXT-X-ENDLIST\n"));
     let segments = index.matches("seg-").count();
-    let stray: Vec<_> = std::fs::read_dir(&rec)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
-        .collect();
-    assert!(stray.is_empty(), "{stray:?}");
+    assert_nothing_half_written(&rec);
     let id = rec.file_name().unwrap().to_str().unwrap();
     let vod = format!("http://{}/vod/live/crash/{id}/index.m3u8", again.http);
     let duration = ffprobe_duration(&vod);
@@ -265,4 +271,74 @@ fn retention_deletes_an_apps_oldest_finished_recordings_once_it_is_over_its_budg
     let metrics = origin.metrics();
     assert_eq!(metrics.value("sluice_recordings_deleted_total", &[]), 1.0);
     assert!(origin.log().contains("recording deleted by retention"));
+}
+
+#[test]
+fn a_private_apps_recording_plays_only_from_its_signed_url_which_the_index_hands_on() {
+    let fixture = sluice_tests::h264_small(); // 10 s, 300 video frames
+    let dir = TestDir::new("recording-private");
+    let root = dir.path().join("recordings");
+    let secret = "a-play-secret-long-enough";
+    let secret_file = dir.path().join("play-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let origin = Origin::start(&[
+        "--record-dir",
+        root.to_str().unwrap(),
+        "--record-apps",
+        "vip",
+        "--play-private-apps",
+        "vip",
+        "--play-token-secret-file",
+        secret_file.to_str().unwrap(),
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    let mut publisher = Publisher::start(&origin.rtmp_url("vip", "talk"), &fixture.path);
+    assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
+    let rec = wait_for(secs(20), || {
+        let rec = recordings(&root, "vip", "talk").into_iter().next()?;
+        let text = std::fs::read_to_string(rec.join("index.m3u8")).ok()?;
+        text.contains("#EXT-X-ENDLIST").then_some(rec)
+    })
+    .unwrap_or_else(|| panic!("no finished recording: {}", origin.log()));
+    let id = rec.file_name().unwrap().to_str().unwrap().to_string();
+    let segment = std::fs::read_to_string(rec.join("index.m3u8"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("seg-"))
+        .unwrap()
+        .to_string();
+    let base = format!("/vod/vip/talk/{id}");
+    let key = StreamKey::parse("vip", "talk").unwrap().0;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = sign(secret.as_bytes(), Purpose::Play, &key, now + 600);
+    let other =
+        sign(secret.as_bytes(), Purpose::Play, &StreamKey::parse("vip", "x").unwrap().0, now + 600);
+
+    // Without the stream's signed URL: refused, with the reason, for the index and its files.
+    for path in [
+        format!("{base}/index.m3u8"),
+        format!("{base}/{segment}"),
+        format!("{base}/index.m3u8?token={other}"),
+    ] {
+        let resp = origin.get(&path);
+        assert_eq!(resp.status, 403, "{path}");
+        assert!(resp.text().contains("vip"), "{path}: {}", resp.text());
+    }
+    // With it: the index names every file with the token, and the whole recording plays.
+    let index = origin.get(&format!("{base}/index.m3u8?token={token}")).text();
+    let uris: Vec<&str> =
+        index.lines().filter(|l| l.starts_with("seg-") || l.starts_with("#EXT-X-MAP")).collect();
+    assert!(
+        !uris.is_empty() && uris.iter().all(|l| l.contains(&format!("?token={token}"))),
+        "{index}"
+    );
+    let url = format!("http://{}{base}/index.m3u8?token={token}", origin.http);
+    assert!((ffprobe_duration(&url) - 10.0).abs() <= 1.0);
+    let played = play_count_frames(&url, secs(60));
+    assert!(played.errors.is_empty(), "{:?}", played.errors);
+    assert_eq!(played.frames, fixture.video_frames);
+    assert!(
+        origin.metrics().value("sluice_plays_unauthorized_total", &[("protocol", "hls")]) >= 3.0
+    );
 }
