@@ -156,10 +156,16 @@ fn main() -> anyhow::Result<()> {
         config::origin_settings(&cli.node, &cli.origin, &matches).unwrap_or_else(|e| e.exit());
     let mut options = NodeOptions::origin();
     options.relay_listen = origin.relay_listen;
-    options.record = RecordSettings::from_origin(&origin).unwrap_or_else(|e| {
-        eprintln!("sluice-origin: {e}");
-        std::process::exit(2);
-    });
+    options.record = RecordSettings::from_origin(&origin)
+        .and_then(|record| match record {
+            // Recordings are the HLS segmenter's output: without it there would be none.
+            Some(_) if !node.hls.enabled => Err("--record-apps needs HLS on (--hls true)".into()),
+            record => Ok(record),
+        })
+        .unwrap_or_else(|e| {
+            eprintln!("sluice-origin: {e}");
+            std::process::exit(2);
+        });
     if origin.publish_keys_file.is_some() || origin.publish_token_secret_file.is_some() {
         // Read now and again on SIGHUP.
         let settings = origin.clone();

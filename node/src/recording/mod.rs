@@ -61,7 +61,9 @@ pub(crate) type Source = watch::Receiver<Option<HlsSnapshot>>;
 /// The recordings in progress: where a stream's next source goes.
 #[derive(Default)]
 pub(crate) struct Active {
-    streams: Mutex<HashMap<StreamKey, mpsc::Sender<Source>>>,
+    /// Each stream's recorder: its registration number and where its next source goes.
+    streams: Mutex<HashMap<StreamKey, (u64, mpsc::Sender<Source>)>>,
+    next_id: std::sync::atomic::AtomicU64,
     /// Rung when a recording finishes (retention looks again).
     finished: tokio::sync::Notify,
 }
@@ -71,20 +73,31 @@ impl Active {
     fn join(&self, key: &StreamKey, source: Source) -> Result<(), Source> {
         let streams = lock(&self.streams);
         match streams.get(key) {
-            Some(tx) => tx.try_send(source).map_err(mpsc::error::TrySendError::into_inner),
+            Some((_, tx)) => tx.try_send(source).map_err(mpsc::error::TrySendError::into_inner),
             None => Err(source),
         }
     }
 
-    /// A recorder of `key` that waited long enough leaves; a source that arrived meanwhile
-    /// is returned and the recorder carries on. Under the lock `join` takes: no source is lost
-    /// between the two.
-    fn leave(&self, key: &StreamKey, more: &mut mpsc::Receiver<Source>) -> Option<Source> {
+    /// Register a new recorder of `key` (replacing one whose queue was full); returns its
+    /// registration number and where its later sources arrive.
+    fn register(&self, key: &StreamKey) -> (u64, mpsc::Receiver<Source>) {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(4);
+        lock(&self.streams).insert(key.clone(), (id, tx));
+        (id, rx)
+    }
+
+    /// Recorder `id` of `key`, which waited long enough, leaves; a source that arrived
+    /// meanwhile is returned and the recorder carries on. Under the lock `join` takes: no
+    /// source is lost between the two. A recorder that was replaced leaves its successor be.
+    fn leave(&self, key: &StreamKey, id: u64, more: &mut mpsc::Receiver<Source>) -> Option<Source> {
         let mut streams = lock(&self.streams);
         if let Ok(next) = more.try_recv() {
             return Some(next);
         }
-        streams.remove(key);
+        if streams.get(key).is_some_and(|(own, _)| *own == id) {
+            streams.remove(key);
+        }
         None
     }
 
@@ -212,13 +225,10 @@ impl Recordings {
         }
         let Err(source) = self.active.join(key, source) else { return };
         let id = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let (tx, more) = mpsc::channel(4);
-        // Registered before the task runs, under the same lock `join` takes.
-        {
-            let mut streams = lock(&self.active.streams);
-            streams.insert(key.clone(), tx);
-        }
+        // Registered before the task runs.
+        let (registration, more) = self.active.register(key);
         tokio::spawn(recorder::run(recorder::Job {
+            registration,
             store: self.store.clone(),
             prefix: format!("{}/{}/{id}", key.app(), key.name()),
             key: key.clone(),
@@ -279,6 +289,32 @@ pub fn is_recording_file(id: &str, file: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn source() -> Source {
+        watch::channel(None).1
+    }
+
+    #[test]
+    fn a_replaced_recorder_leaving_does_not_unregister_its_successor() {
+        let active = Active::default();
+        let key = StreamKey::parse("live", "cam").unwrap().0;
+        assert!(active.join(&key, source()).is_err(), "nobody records it yet");
+        let (first, mut first_rx) = active.register(&key);
+        for _ in 0..4 {
+            assert!(active.join(&key, source()).is_ok());
+        }
+        // The first recorder's queue is full: a new recorder takes the name over.
+        assert!(active.join(&key, source()).is_err());
+        let (second, mut second_rx) = active.register(&key);
+        while first_rx.try_recv().is_ok() {}
+        assert!(active.leave(&key, first, &mut first_rx).is_none());
+        assert!(active.join(&key, source()).is_ok(), "the second still takes sources");
+        assert!(active.leave(&key, second, &mut second_rx).is_some(), "and hands them over");
+        assert!(active.leave(&key, second, &mut second_rx).is_none());
+        assert!(active.join(&key, source()).is_err(), "gone once it left");
+    }
+
     #[test]
     fn only_recording_file_names_are_served() {
         use super::is_recording_file as ok;

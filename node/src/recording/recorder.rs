@@ -22,6 +22,8 @@ pub(super) struct Job<S> {
     /// `APP/NAME/ID`.
     pub prefix: String,
     pub key: sluice_media::stream_name::StreamKey,
+    /// Its registration in `active`.
+    pub registration: u64,
     /// The stream's HLS snapshots.
     pub source: Source,
     /// Later sources of the same stream (a publisher that came back).
@@ -35,7 +37,17 @@ pub(super) struct Job<S> {
 /// Record one stream: each source until it is released or gone, then the next one that comes
 /// within `reconnect_wait` (as a new period); then finish the index.
 pub(super) async fn run<S: Store>(job: Job<S>) {
-    let Job { store, prefix, key, mut source, mut more, reconnect_wait, active, metrics } = job;
+    let Job {
+        store,
+        prefix,
+        key,
+        registration,
+        mut source,
+        mut more,
+        reconnect_wait,
+        active,
+        metrics,
+    } = job;
     let mut rec = Recorder {
         store,
         prefix,
@@ -50,7 +62,7 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
         let next = match tokio::time::timeout(reconnect_wait, more.recv()).await {
             Ok(Some(next)) => Some(next),
             // No publisher came back in time: done, unless one arrives while we leave.
-            _ => active.leave(&key, &mut more),
+            _ => active.leave(&key, registration, &mut more),
         };
         let Some(next) = next else { break };
         source = next;
