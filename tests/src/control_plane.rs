@@ -1,6 +1,6 @@
 //! Starting `sluice-control-plane` against a [`TestCluster`]'s etcd, for the e2e tests.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -10,9 +10,14 @@ use crate::cluster::TestCluster;
 use crate::process::wait_for;
 use crate::{http, paths, secs};
 
-/// A free loopback port (bound and released: the process binds it right after).
+/// How long a replica may take to print its `listening` line.
+const LISTENING_TIMEOUT_S: u64 = 15;
+
+/// A free loopback port (bound and released). Only for addresses nothing should listen on: a
+/// replica binds port 0 and says which ports it got (another process may take a released port
+/// before the replica binds it).
 pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port")
+    SocketAddr::from(([127, 0, 0, 1], sluice_launch::process::free_port()))
 }
 
 /// A running control plane replica; killed on drop.
@@ -85,7 +90,6 @@ pub fn spawn_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> ControlPlaneProcess {
-    let (grpc, http_addr) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!(
         "sluice-control-plane-{}-{name}-{}.log",
         c.prefix.trim_matches('/'),
@@ -101,7 +105,7 @@ pub fn spawn_env(
     let child = command
         .envs(env.iter().copied())
         .args(c.etcd_args("cp"))
-        .args(["--grpc-listen", &grpc.to_string(), "--http-listen", &http_addr.to_string()])
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -109,5 +113,36 @@ pub fn spawn_env(
         .spawn()
         .expect("spawn sluice-control-plane");
     let guard = ChildGuard::new("sluice-control-plane", child);
+    let listening = wait_for(secs(LISTENING_TIMEOUT_S), || {
+        std::fs::read_to_string(&log).ok()?.lines().find_map(parse_listening)
+    });
+    let Some((grpc, http_addr)) = listening else {
+        panic!(
+            "sluice-control-plane printed no listening line; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
     ControlPlaneProcess { guard, grpc, http: http_addr, log }
+}
+
+/// The gRPC and HTTP addresses of a replica's `listening grpc=ADDR http=ADDR …` log line.
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = &line[line.find(" listening ")? + " listening ".len()..];
+    let field = |name: &str| {
+        rest.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.parse::<SocketAddr>().ok())
+    };
+    Some((field("grpc=")?, field("http=")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_listening_line() {
+        let line = "2026-12-06T22:34:01Z  INFO sluice_control_plane::serve: listening \
+                    grpc=127.0.0.1:43637 http=127.0.0.1:42489 tls=false token=true";
+        let (g, h) = super::parse_listening(line).unwrap();
+        assert_eq!((g.port(), h.port()), (43637, 42489));
+        assert!(super::parse_listening("INFO x: listening grpc=127.0.0.1:1").is_none());
+        assert!(super::parse_listening("INFO x: stopping").is_none());
+    }
 }
