@@ -411,7 +411,7 @@ impl Default for RelaySettings {
 }
 
 /// What only an origin is configured with.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OriginSettings {
     /// UDP address of the relay that serves this origin's streams; `None`: no relay.
@@ -434,6 +434,31 @@ pub struct OriginSettings {
     /// limit.
     #[serde(with = "serde_size")]
     pub record_max_bytes: usize,
+    /// A recording longer than this is finished and the stream goes on in a new one (so a
+    /// 24/7 stream's recordings, and their indexes, stay bounded); zero: no limit.
+    #[serde(with = "serde_duration")]
+    pub record_max_duration: Duration,
+    /// Segments are not recorded while the recordings' file system has less free space than
+    /// this (each one missed is counted and the recording gets a gap); zero: no floor.
+    #[serde(with = "serde_size")]
+    pub record_min_free: usize,
+}
+
+impl Default for OriginSettings {
+    fn default() -> Self {
+        OriginSettings {
+            relay_listen: None,
+            publish_keys_file: None,
+            publish_token_secret_file: None,
+            publish_open_apps: Vec::new(),
+            record_dir: None,
+            record_apps: Vec::new(),
+            record_max_age: Duration::ZERO,
+            record_max_bytes: 0,
+            record_max_duration: Duration::from_secs(6 * 3600),
+            record_min_free: 1 << 30,
+        }
+    }
 }
 
 /// What only an edge is configured with: how it pulls streams from origins.

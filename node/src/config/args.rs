@@ -28,6 +28,9 @@ fn hls() -> HlsSettings {
 fn edge() -> EdgeSettings {
     EdgeSettings::default()
 }
+fn origin() -> OriginSettings {
+    OriginSettings::default()
+}
 fn admission() -> AdmissionSettings {
     AdmissionSettings::default()
 }
@@ -459,6 +462,17 @@ pub struct OriginArgs {
     /// app are deleted (one being written is never deleted). 0: no limit.
     #[arg(long, env = "SLUICE_RECORD_MAX_BYTES", default_value_t = ByteSize(0))]
     pub record_max_bytes: ByteSize,
+
+    /// A recording that reaches this length is finished (at a segment boundary) and the
+    /// stream goes on in a new recording, so a 24/7 stream's recordings stay bounded. 0: none.
+    #[arg(long, env = "SLUICE_RECORD_MAX_DURATION", default_value_t = HumanDuration(origin().record_max_duration))]
+    pub record_max_duration: HumanDuration,
+
+    /// Segments are not recorded while the file system of --record-dir has less free space
+    /// than this (each one missed is counted in sluice_recording_errors_total and leaves a
+    /// gap in the recording). 0: no floor.
+    #[arg(long, env = "SLUICE_RECORD_MIN_FREE", default_value_t = ByteSize(origin().record_min_free))]
+    pub record_min_free: ByteSize,
 }
 
 impl OriginArgs {
@@ -472,6 +486,8 @@ impl OriginArgs {
             s.record_apps => record_apps,
             s.record_max_age => record_max_age,
             s.record_max_bytes => record_max_bytes,
+            s.record_max_duration => record_max_duration,
+            s.record_min_free => record_min_free,
         );
     }
 }

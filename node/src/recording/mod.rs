@@ -33,6 +33,10 @@ pub struct RecordSettings {
     pub dir: std::path::PathBuf,
     pub apps: Vec<String>,
     pub retention: Policy,
+    /// A recording this long is finished and the stream goes on in a new one.
+    pub max_duration: Option<Duration>,
+    /// No segment is written while the store has less free space (0: no floor).
+    pub min_free: u64,
 }
 
 impl RecordSettings {
@@ -51,7 +55,13 @@ impl RecordSettings {
             max_age: (!s.record_max_age.is_zero()).then_some(s.record_max_age),
             max_bytes: (s.record_max_bytes > 0).then_some(s.record_max_bytes as u64),
         };
-        Ok(Some(RecordSettings { dir, apps: s.record_apps.clone(), retention }))
+        Ok(Some(RecordSettings {
+            dir,
+            apps: s.record_apps.clone(),
+            retention,
+            max_duration: (!s.record_max_duration.is_zero()).then_some(s.record_max_duration),
+            min_free: s.record_min_free as u64,
+        }))
     }
 }
 
@@ -114,6 +124,7 @@ pub struct Recordings {
     /// How long a recording waits for its publisher to come back.
     reconnect_wait: Duration,
     retention: Policy,
+    limits: recorder::Limits,
     active: Arc<Active>,
     metrics: Metrics,
 }
@@ -138,7 +149,9 @@ impl Recordings {
         let store = Arc::new(LocalDir::new(&settings.dir)?);
         let active = Arc::default();
         let (apps, retention) = (settings.apps.clone(), settings.retention);
-        Ok(Recordings { store, apps, reconnect_wait, retention, active, metrics })
+        let limits =
+            recorder::Limits { max_duration: settings.max_duration, min_free: settings.min_free };
+        Ok(Recordings { store, apps, reconnect_wait, retention, limits, active, metrics })
     }
 
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
@@ -224,17 +237,16 @@ impl Recordings {
             return;
         }
         let Err(source) = self.active.join(key, source) else { return };
-        let id = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         // Registered before the task runs.
         let (registration, more) = self.active.register(key);
         tokio::spawn(recorder::run(recorder::Job {
             registration,
             store: self.store.clone(),
-            prefix: format!("{}/{}/{id}", key.app(), key.name()),
             key: key.clone(),
             source,
             more,
             reconnect_wait: self.reconnect_wait,
+            limits: self.limits,
             active: self.active.clone(),
             metrics: self.metrics.clone(),
         }));

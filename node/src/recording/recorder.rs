@@ -1,10 +1,15 @@
 //! One stream's recorder: follows the stream's HLS snapshots and stores each completed
 //! segment (and the init segments they need) as it appears, then the index. Nothing is
 //! remuxed: the files are the segmenter's CMAF output, byte for byte.
+//!
+//! A recording that reaches `--record-max-duration` is finished at the next segment boundary
+//! and the stream goes on in a new recording (its own directory, init segment and index). While
+//! the store has less free space than `--record-min-free`, segments are skipped: each one is
+//! counted as an error and the recording carries a discontinuity where they are missing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sluice_media::hls::HlsSnapshot;
@@ -14,13 +19,27 @@ use tracing::{info, warn};
 use super::index::{Entry, Index};
 use super::store::Store;
 use super::{Active, Source};
+use crate::log_limit::RateLimitedLog;
 use crate::metrics::Metrics;
+
+/// 90 kHz ticks per second (the segmenter's unit).
+const TICKS_PER_SECOND: u64 = 90_000;
+
+/// "Disk below the floor" lines, for every recorder together.
+static LOW_DISK_LOG: RateLimitedLog = RateLimitedLog::new(1);
+
+/// What bounds one recording.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Finish the recording and start the next once it is this long.
+    pub max_duration: Option<Duration>,
+    /// Skip segments while the store has fewer free bytes (0: never).
+    pub min_free: u64,
+}
 
 /// What a recorder is started with.
 pub(super) struct Job<S> {
     pub store: Arc<S>,
-    /// `APP/NAME/ID`.
-    pub prefix: String,
     pub key: sluice_media::stream_name::StreamKey,
     /// Its registration in `active`.
     pub registration: u64,
@@ -30,6 +49,7 @@ pub(super) struct Job<S> {
     pub more: mpsc::Receiver<Source>,
     /// How long an ended source waits for the next before the recording is finished.
     pub reconnect_wait: Duration,
+    pub limits: Limits,
     pub active: Arc<Active>,
     pub metrics: Metrics,
 }
@@ -39,18 +59,23 @@ pub(super) struct Job<S> {
 pub(super) async fn run<S: Store>(job: Job<S>) {
     let Job {
         store,
-        prefix,
         key,
         registration,
         mut source,
         mut more,
         reconnect_wait,
+        limits,
         active,
         metrics,
     } = job;
+    let id = now_ms();
     let mut rec = Recorder {
         store,
-        prefix,
+        stream: format!("{}/{}", key.app(), key.name()),
+        id,
+        prefix: format!("{}/{}/{id}", key.app(), key.name()),
+        limits,
+        active: active.clone(),
         metrics,
         index: Index::default(),
         inits: HashSet::new(),
@@ -73,10 +98,20 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
     active.finished();
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 struct Recorder<S> {
     store: Arc<S>,
+    /// `APP/NAME`.
+    stream: String,
+    /// The recording's id: its start, Unix ms.
+    id: u64,
     /// `APP/NAME/ID`.
     prefix: String,
+    limits: Limits,
+    active: Arc<Active>,
     metrics: Metrics,
     index: Index,
     inits: HashSet<u32>,
@@ -119,6 +154,16 @@ impl<S: Store> Recorder<S> {
                 self.metrics.recording_errors.inc_by(missed);
                 warn!(recording = %self.prefix, missed, "recording: segments lost");
             }
+            if self.index_full() {
+                self.rotate().await;
+            }
+            if self.disk_low().await {
+                // Counted, and the next segment stored starts a new period.
+                self.metrics.recording_errors.inc();
+                self.last_msn = Some(seg.msn);
+                self.new_period = true;
+                continue;
+            }
             if !self.inits.contains(&seg.init_id) {
                 let Some(init) = snapshot.inits().iter().find(|i| i.id == seg.init_id) else {
                     continue;
@@ -150,6 +195,52 @@ impl<S: Store> Recorder<S> {
                 info!(recording = %self.prefix, "recording started");
             }
             self.write_index(false).await;
+        }
+    }
+
+    /// The recording reached `--record-max-duration`.
+    fn index_full(&self) -> bool {
+        let Some(max) = self.limits.max_duration else { return false };
+        let ticks = self.index.entries().iter().map(|e| e.duration).sum::<u64>();
+        !self.index.is_empty() && ticks as u128 * 1000 >= max.as_millis() * TICKS_PER_SECOND as u128
+    }
+
+    /// Finish this recording and go on in a new one (ids only grow).
+    async fn rotate(&mut self) {
+        self.finish().await;
+        self.active.finished();
+        self.id = now_ms().max(self.id + 1);
+        self.prefix = format!("{}/{}", self.stream, self.id);
+        self.index = Index::default();
+        self.inits.clear();
+        self.new_period = false;
+    }
+
+    /// The store has less free space than `--record-min-free` (said in the log, rate-limited).
+    async fn disk_low(&self) -> bool {
+        if self.limits.min_free == 0 {
+            return false;
+        }
+        match self.store.free_bytes().await {
+            Ok(Some(free)) if free < self.limits.min_free => {
+                if LOW_DISK_LOG.allow() {
+                    warn!(
+                        recording = %self.prefix,
+                        free,
+                        min_free = self.limits.min_free,
+                        "recording: free space below --record-min-free, segment not recorded"
+                    );
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                // Unknown: record (a write that fails is counted where it fails).
+                if LOW_DISK_LOG.allow() {
+                    warn!(recording = %self.prefix, error = %e, "recording: free space unknown");
+                }
+                false
+            }
         }
     }
 

@@ -25,6 +25,8 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
     /// The object `key`, streamed; `None` when there is none.
     fn read(&self, key: &str) -> impl Future<Output = io::Result<Option<Object>>> + Send;
+    /// Bytes still free for recordings; `None` when the store has no such limit.
+    fn free_bytes(&self) -> impl Future<Output = io::Result<Option<u64>>> + Send;
 }
 
 /// Recordings in a local directory (`--record-dir`).
@@ -94,6 +96,16 @@ impl Store for LocalDir {
         let body = Box::pin(tokio_util::io::ReaderStream::new(file));
         Ok(Some(Object { len, body }))
     }
+
+    async fn free_bytes(&self) -> io::Result<Option<u64>> {
+        let root = self.root.clone();
+        // statvfs can block (a network file system): off the runtime's threads.
+        let stat = tokio::task::spawn_blocking(move || rustix::fs::statvfs(&root))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::from)?;
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +132,8 @@ mod tests {
             [Bytes::from_static(b"x")]
         );
         assert!(store.read("live/cam/1/none").await.unwrap().is_none());
+        let free = store.free_bytes().await.unwrap().expect("a directory's file system");
+        assert!(free > 0);
         for bad in ["../x", "live//x", "live/./x", "/abs"] {
             assert!(store.put(bad, vec![]).await.is_err(), "{bad}");
         }

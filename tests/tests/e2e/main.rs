@@ -48,6 +48,7 @@ mod publish_auth;
 mod publish_play;
 mod quotas;
 mod recording;
+mod recording_bounds;
 mod rules;
 mod slow_viewer;
 mod sluicectl;

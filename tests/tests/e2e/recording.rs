@@ -14,7 +14,7 @@ use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, play_count_frames, secs, Origin, Publisher};
 
 /// The recordings (their directories) of `app/name` under `root`.
-fn recordings(root: &Path, app: &str, name: &str) -> Vec<PathBuf> {
+pub(crate) fn recordings(root: &Path, app: &str, name: &str) -> Vec<PathBuf> {
     let Ok(dirs) = std::fs::read_dir(root.join(app).join(name)) else { return Vec::new() };
     let mut dirs: Vec<PathBuf> = dirs.flatten().map(|d| d.path()).collect();
     dirs.sort();
@@ -22,7 +22,7 @@ fn recordings(root: &Path, app: &str, name: &str) -> Vec<PathBuf> {
 }
 
 /// No file a write left aside (`*.part`) in the recording `rec`.
-fn assert_nothing_half_written(rec: &Path) {
+pub(crate) fn assert_nothing_half_written(rec: &Path) {
     let stray: Vec<_> = std::fs::read_dir(rec)
         .unwrap()
         .flatten()
@@ -31,7 +31,7 @@ fn assert_nothing_half_written(rec: &Path) {
     assert!(stray.is_empty(), "{stray:?}");
 }
 
-fn ffprobe_duration(url: &str) -> f64 {
+pub(crate) fn ffprobe_duration(url: &str) -> f64 {
     let (_, out, err) = run_with_timeout(
         Command::new("ffprobe").args([
             "-v",

@@ -1,0 +1,118 @@
+//! Recording's bounds (#15): a recording that reaches `--record-max-duration` is finished and
+//! the stream goes on in a new one, with nothing lost between them; below `--record-min-free`
+//! nothing is written, the misses are counted and said, and the live stream plays on.
+
+use sluice_tests::origin::TestDir;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, play_count_frames, secs, Origin, Publisher};
+
+use crate::recording::{assert_nothing_half_written, ffprobe_duration, recordings};
+
+#[test]
+fn a_recording_past_its_max_duration_goes_on_in_the_next_one_and_together_they_hold_every_frame() {
+    let fixture = h264_aac(); // 10 s, 300 video frames, a keyframe (and a segment) every 2 s
+    let dir = TestDir::new("recording-rotate");
+    let root = dir.path().join("recordings");
+    let origin = Origin::start(&[
+        "--record-dir",
+        root.to_str().unwrap(),
+        "--record-apps",
+        "live",
+        "--record-max-duration",
+        "4s",
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    let mut publisher = Publisher::start(&origin.rtmp_url("live", "long"), &fixture.path);
+    assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
+    let finished = |rec: &std::path::PathBuf| {
+        std::fs::read_to_string(rec.join("index.m3u8")).is_ok_and(|t| t.contains("ENDLIST"))
+    };
+    let recs = wait_for(secs(20), || {
+        let recs = recordings(&root, "live", "long");
+        (recs.len() >= 3 && recs.iter().all(finished)).then_some(recs)
+    })
+    .unwrap_or_else(|| {
+        panic!("no three finished recordings: {:?}\n{}", recordings(&root, "live", "long"), {
+            origin.log()
+        })
+    });
+    assert_eq!(recs.len(), 3, "4 s + 4 s + 2 s: {recs:?}");
+    let (mut frames, mut seconds) = (0, 0.0);
+    let mut ids = Vec::new();
+    for (i, rec) in recs.iter().enumerate() {
+        assert_nothing_half_written(rec);
+        let index = std::fs::read_to_string(rec.join("index.m3u8")).unwrap();
+        assert!(index.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{index}");
+        assert!(!index.contains("#EXT-X-DISCONTINUITY"), "one period each: {index}");
+        // Each recording stands alone: its own init segment.
+        let map = index.lines().find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")).unwrap();
+        assert!(rec.join(map.trim_end_matches('"')).is_file(), "{index}");
+        let id: u64 = rec.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        ids.push(id);
+        let vod = format!("http://{}/vod/live/long/{id}/index.m3u8", origin.http);
+        let duration = ffprobe_duration(&vod);
+        let expected = if i < 2 { 4.0 } else { 2.0 };
+        assert!((duration - expected).abs() <= 0.5, "recording {i}: {duration} s");
+        seconds += duration;
+        let played = play_count_frames(&vod, secs(60));
+        assert!(played.errors.is_empty(), "recording {i}: {:?}", played.errors);
+        frames += played.frames;
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+    assert_eq!(frames, 300, "every frame is in exactly one recording ({seconds} s)");
+    assert_eq!(origin.metrics().value("sluice_recording_errors_total", &[]), 0.0);
+}
+
+#[test]
+fn below_the_free_space_floor_nothing_is_recorded_the_misses_are_counted_and_the_stream_plays() {
+    let fixture = h264_aac();
+    let dir = TestDir::new("recording-floor");
+    let root = dir.path().join("recordings");
+    // No file system here has a petabyte free.
+    let origin = Origin::start(&[
+        "--record-dir",
+        root.to_str().unwrap(),
+        "--record-apps",
+        "live",
+        "--record-min-free",
+        "1048576GiB",
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    let mut publisher = Publisher::start(&origin.rtmp_url("live", "full"), &fixture.path);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let played = play_count_frames(&origin.flv_url("live", "full"), secs(40));
+    assert!(played.errors.is_empty(), "{:?}", played.errors);
+    assert!(played.frames >= 200, "the live stream played {} frames", played.frames);
+    assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
+    // Every completed segment was missed and counted (the last one completes at the end).
+    let errors = wait_for(secs(10), || {
+        let n = origin.metrics().value("sluice_recording_errors_total", &[]);
+        (n >= 4.0).then_some(n)
+    })
+    .unwrap_or_else(|| panic!("misses not counted: {}", origin.log()));
+    assert!(errors <= 5.0, "{errors} misses for 5 segments");
+    let written: Vec<_> = walk(&root);
+    assert!(written.iter().all(|p| !p.ends_with(".m4s") && !p.ends_with(".mp4")), "{written:?}");
+    let log = origin.log();
+    let said = log.matches("free space below --record-min-free").count();
+    // At most a line a second (rate-limited), here one per missed segment.
+    assert!(said >= 1 && said as f64 <= errors, "said {said} times for {errors} misses:\n{log}");
+}
+
+/// Every file under `root`, as strings.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                out.push(entry.path().display().to_string());
+            }
+        }
+    }
+    out
+}
