@@ -13,6 +13,7 @@ pub mod codec;
 pub mod flv;
 pub mod frame;
 pub mod hls;
+pub mod mp4;
 pub mod rtmp;
 pub mod stream_name;
 pub mod ts;

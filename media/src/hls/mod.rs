@@ -46,7 +46,7 @@
 //! of queued audio. A sample larger than `max_part_bytes` is dropped (and video then waits
 //! for the next keyframe); a segment reaching `max_segment_bytes` is cut at the next frame.
 
-mod boxes;
+pub(crate) mod boxes;
 mod fragment;
 mod init;
 mod names;
