@@ -133,6 +133,7 @@
 //! types            vocabulary: ids, values, records, Snapshot, events (imports nothing here)
 //! signed_token     HMAC-signed publish and play tokens, secret files (imports `types`)
 //! cert_store       a TLS certificate reloaded while serving (imports nothing here)
+//! telemetry        every binary's tracing set-up: text/JSON logs, OTLP export (imports nothing here)
 //! ```
 
 mod backend;
@@ -154,6 +155,7 @@ pub mod registry;
 pub mod ring;
 pub mod rules;
 pub mod signed_token;
+pub mod telemetry;
 pub mod types;
 mod values;
 

@@ -14,6 +14,7 @@ use crate::auth::{Token, TokenError};
 use crate::tls::TlsFiles;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use sluice_cluster::telemetry::LogFormat;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -100,6 +101,12 @@ pub struct Args {
     /// Log filter (`RUST_LOG` syntax).
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]
     pub log: String,
+    /// Log format (text or json).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value_t = LogFormat::default())]
+    pub log_format: LogFormat,
+    /// OTLP/gRPC endpoint to export tracing spans to (e.g. `http://127.0.0.1:4317`).
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -380,6 +387,60 @@ mod tests {
         .unwrap();
         assert_eq!(args.grpc_listen.port(), 7000, "the flag beats the file");
         assert_eq!(args.etcd, ["http://127.0.0.1:2379"], "the list is replaced, not extended");
+    }
+
+    /// Tests that set `SLUICE_*` variables take this lock (the environment is global).
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn tracing_flags_are_the_nodes_and_a_flag_beats_env_beats_file() {
+        let _env = crate::lock::lock(&ENV);
+        let path = write(
+            "tracing.toml",
+            "[control_plane]\nlog-format = \"json\"\notlp_endpoint = \"http://file:4317\"\n",
+        );
+        let file = path.to_str().unwrap();
+        let defaults = parse(["sluice-control-plane"]).unwrap();
+        assert_eq!((defaults.log_format, defaults.otlp_endpoint), (LogFormat::Text, None));
+        let vars = [("SLUICE_LOG_FORMAT", "text"), ("SLUICE_OTLP_ENDPOINT", "http://env:4317")];
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let flags = [
+            "sluice-control-plane",
+            "--config",
+            file,
+            "--log-format",
+            "json",
+            "--otlp-endpoint",
+            "http://flag:4317",
+        ];
+        let with_flags = parse(flags);
+        let without_flags = parse(&flags[..3]);
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        let without_env = parse(&flags[..3]);
+        let (with_flags, without_flags) = (with_flags.unwrap(), without_flags.unwrap());
+        let without_env = without_env.unwrap();
+        assert_eq!(with_flags.log_format, LogFormat::Json, "the flag beats the variable");
+        assert_eq!(with_flags.otlp_endpoint.as_deref(), Some("http://flag:4317"));
+        assert_eq!(without_flags.log_format, LogFormat::Text, "the variable beats the file");
+        assert_eq!(without_flags.otlp_endpoint.as_deref(), Some("http://env:4317"));
+        assert_eq!(without_env.log_format, LogFormat::Json, "the file beats the default");
+        assert_eq!(without_env.otlp_endpoint.as_deref(), Some("http://file:4317"));
+        // The same flags, variables and help as the nodes' (node/src/config/args.rs).
+        let command = Args::command();
+        for (long, env) in
+            [("log-format", "SLUICE_LOG_FORMAT"), ("otlp-endpoint", "SLUICE_OTLP_ENDPOINT")]
+        {
+            let arg = command.get_arguments().find(|a| a.get_long() == Some(long)).unwrap();
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env), "{long}");
+        }
+        assert!(parse(["sluice-control-plane", "--log-format", "yaml"]).is_err());
+        let bad = write("bad-format.toml", "[control_plane]\nlog-format = \"yaml\"\n");
+        let err = parse(["sluice-control-plane", "--config", bad.to_str().unwrap()]).unwrap_err();
+        assert!(matches!(err, ConfigError::Cli(_)), "{err}");
     }
 
     #[test]

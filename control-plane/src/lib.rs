@@ -6,7 +6,7 @@
 //! # Modules (each imports only from those listed after it)
 //!
 //! ```text
-//! serve      one replica: the etcd cache, both ports, the token layers, TLS
+//! serve      one replica: the etcd cache, both ports, the token layers, TLS, gRPC spans
 //! config     the command line: flags and SLUICE_* variables
 //! http       /play/APP/STREAM.flv|.m3u8|.json, /healthz, /readyz, /metrics over the service
 //! page       the cluster page and its assets, compiled in (uPlot from web/node_modules)
@@ -24,6 +24,7 @@
 //! view       answers from a cache snapshot: eligible edges, URLs, ingest home, totals (sans-IO)
 //! simulate   strategies compared on a Zipf audience (benchmark table, tests)
 //! lock       the one poison-tolerant mutex lock
+//! grpc_trace a span per gRPC call (method, peer), the gRPC port's outermost layer
 //! assign     consistent hashing with bounded loads, weighted by capacity (sans-IO)
 //! ```
 
@@ -35,6 +36,7 @@ pub mod config;
 pub mod convert;
 pub mod counters;
 pub mod grpc;
+pub mod grpc_trace;
 pub mod http;
 pub mod keda;
 mod lock;

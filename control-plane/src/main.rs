@@ -27,10 +27,15 @@ fn main() -> anyhow::Result<()> {
         print!("{}", table(&compare(&edges, &audience, args.balance_factor)));
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    tokio::runtime::Runtime::new()?.block_on(sluice_control_plane::serve::serve(args))
+    tokio::runtime::Runtime::new()?.block_on(async {
+        // The nodes' set-up (`--log`, `--log-format`, `--otlp-endpoint`); dropping the guard
+        // when the replica stops flushes the spans still buffered.
+        let _tracing = sluice_cluster::telemetry::init_tracing(
+            &args.log,
+            args.log_format,
+            args.otlp_endpoint.as_deref(),
+            "sluice-control-plane",
+        )?;
+        sluice_control_plane::serve::serve(args).await
+    })
 }

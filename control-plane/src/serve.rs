@@ -1,10 +1,12 @@
 //! Serving one replica: the etcd watch cache, the gRPC port (ControlPlane, KEDA's external
-//! scaler, `grpc.health.v1`, server reflection v1 and v1alpha) behind the bearer-token layer,
-//! and the HTTP port behind the same token for `/api/...`, each over TLS when configured.
+//! scaler, `grpc.health.v1`, server reflection v1 and v1alpha) with a span per call, behind
+//! the bearer-token layer, and the HTTP port behind the same token for `/api/...`, each over
+//! TLS when configured.
 
 use crate::auth::{http_guard, Auth, GrpcAuthLayer};
 use crate::config::Args;
 use crate::grpc::Grpc;
+use crate::grpc_trace::GrpcTraceLayer;
 use crate::keda::Scaler;
 use crate::service::ControlPlane;
 use crate::tls::{serve_https, CertStore};
@@ -113,6 +115,7 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         "listening"
     );
     let services = tonic::transport::Server::builder()
+        .layer(GrpcTraceLayer)
         .layer(GrpcAuthLayer(auth.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)

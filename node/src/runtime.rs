@@ -1,66 +1,8 @@
 //! Process-level set-up shared by every binary: logging, the file-descriptor limit, signals.
 
-use tracing_subscriber::EnvFilter;
-
-/// Keeps the OpenTelemetry exporter alive; dropping it flushes buffered spans.
-pub struct TracingGuard {
-    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
-}
-
-impl Drop for TracingGuard {
-    fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            let _ = provider.shutdown();
-        }
-    }
-}
-
-/// Install the global tracing subscriber: text or JSON logs to stderr, and, when
-/// `otlp_endpoint` is set (e.g. `http://127.0.0.1:4317`), spans exported over OTLP/gRPC.
-/// Must be called inside a tokio runtime when `otlp_endpoint` is set.
-pub fn init_tracing(
-    filter: &str,
-    format: crate::settings::LogFormat,
-    otlp_endpoint: Option<&str>,
-    service: &str,
-) -> anyhow::Result<TracingGuard> {
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_otlp::WithExportConfig as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    use tracing_subscriber::Layer as _;
-
-    let filter = EnvFilter::try_new(filter)
-        .map_err(|e| anyhow::anyhow!("invalid --log filter '{filter}': {e}"))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let fmt =
-        if format == crate::settings::LogFormat::Json { fmt.json().boxed() } else { fmt.boxed() };
-
-    let mut provider = None;
-    let otel = match otlp_endpoint {
-        Some(endpoint) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .build()
-                .map_err(|e| anyhow::anyhow!("building the OTLP exporter for {endpoint}: {e}"))?;
-            let resource = opentelemetry_sdk::Resource::builder()
-                .with_service_name(service.to_string())
-                .build();
-            let p = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(resource)
-                .build();
-            let tracer = p.tracer("sluice");
-            provider = Some(p);
-            Some(tracing_opentelemetry::layer().with_tracer(tracer))
-        }
-        None => None,
-    };
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
-    Ok(TracingGuard { provider })
-}
+/// The tracing set-up every binary shares (the control plane's too): text or JSON logs to
+/// stderr, spans over OTLP/gRPC with `--otlp-endpoint`.
+pub use sluice_cluster::telemetry::{init_tracing, TelemetryError, TracingGuard};
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the resulting soft limit.
 pub fn raise_fd_limit() -> u64 {

@@ -14,39 +14,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::units::{serde_duration, serde_size};
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// A log format other than `text` or `json`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("'{0}' is not a log format (text, json)")]
-pub struct UnknownLogFormat(String);
-
-impl std::str::FromStr for LogFormat {
-    type Err = UnknownLogFormat;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(UnknownLogFormat(s.to_string())),
-        }
-    }
-}
-
-impl std::fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        })
-    }
-}
+/// Log line format: the type every binary's tracing set-up takes (`sluice_cluster::telemetry`).
+pub use sluice_cluster::telemetry::{LogFormat, UnknownLogFormat};
 
 /// Everything a node that accepts RTMP and serves viewers is configured with. The top-level
 /// keys are this struct's own fields; the groups are filled from their own keys.
@@ -442,6 +411,10 @@ pub struct OriginSettings {
     /// this (each one missed is counted and the recording gets a gap); zero: no floor.
     #[serde(with = "serde_size")]
     pub record_min_free: usize,
+    /// How far back viewers of a stream being recorded can rewind (the DVR playlist); zero:
+    /// no DVR playlist.
+    #[serde(with = "serde_duration")]
+    pub dvr_window: Duration,
 }
 
 impl Default for OriginSettings {
@@ -457,6 +430,7 @@ impl Default for OriginSettings {
             record_max_bytes: 0,
             record_max_duration: Duration::from_secs(6 * 3600),
             record_min_free: 1 << 30,
+            dvr_window: Duration::from_secs(2 * 3600),
         }
     }
 }

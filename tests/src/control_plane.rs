@@ -125,8 +125,18 @@ pub fn spawn_env(
     ControlPlaneProcess { guard, grpc, http: http_addr, log }
 }
 
-/// The gRPC and HTTP addresses of a replica's `listening grpc=ADDR http=ADDR …` log line.
+/// The gRPC and HTTP addresses of a replica's `listening grpc=ADDR http=ADDR …` log line, as
+/// text or as JSON (`--log-format json`: `{"fields":{"message":"listening","grpc":ADDR,…}}`).
 fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if line.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = value.get("fields")?;
+        if fields.get("message")?.as_str()? != "listening" {
+            return None;
+        }
+        let field = |name: &str| fields.get(name)?.as_str()?.parse::<SocketAddr>().ok();
+        return Some((field("grpc")?, field("http")?));
+    }
     let rest = &line[line.find(" listening ")? + " listening ".len()..];
     let field = |name: &str| {
         rest.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.parse::<SocketAddr>().ok())
@@ -144,5 +154,10 @@ mod tests {
         assert_eq!((g.port(), h.port()), (43637, 42489));
         assert!(super::parse_listening("INFO x: listening grpc=127.0.0.1:1").is_none());
         assert!(super::parse_listening("INFO x: stopping").is_none());
+        let json = r#"{"timestamp":"2026-12-06T22:34:01Z","level":"INFO","fields":{"message":"listening","grpc":"127.0.0.1:43637","http":"127.0.0.1:42489","tls":false},"target":"sluice_control_plane::serve"}"#;
+        let (g, h) = super::parse_listening(json).unwrap();
+        assert_eq!((g.port(), h.port()), (43637, 42489));
+        assert!(super::parse_listening(r#"{"fields":{"message":"stopping"}}"#).is_none());
+        assert!(super::parse_listening(r#"{"fields":{"message":"listening","grpc""#).is_none());
     }
 }

@@ -58,12 +58,15 @@ impl Collector {
 
 /// The string value of attribute `key`, if present and a string.
 pub fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
-    })
+    attrs.iter().find(|kv| kv.key == key).and_then(string_value)
+}
+
+/// The value of `kv`, if a string.
+fn string_value(kv: &KeyValue) -> Option<&str> {
+    match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.as_str()),
+        _ => None,
+    }
 }
 
 /// One exported span, flattened with its resource's service name.
@@ -76,6 +79,15 @@ pub struct SeenSpan {
     pub trace_id: Vec<u8>,
     pub span_id: Vec<u8>,
     pub parent_span_id: Vec<u8>,
+    /// Every string attribute, e.g. a gRPC call's `method` and `peer`.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl SeenSpan {
+    /// The string attribute `key`, if the span has one.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }
 
 pub fn seen_spans(requests: &[ExportTraceServiceRequest]) -> Vec<SeenSpan> {
@@ -97,6 +109,11 @@ pub fn seen_spans(requests: &[ExportTraceServiceRequest]) -> Vec<SeenSpan> {
                         trace_id: span.trace_id.clone(),
                         span_id: span.span_id.clone(),
                         parent_span_id: span.parent_span_id.clone(),
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .filter_map(|kv| Some((kv.key.clone(), string_value(kv)?.to_string())))
+                            .collect(),
                     });
                 }
             }

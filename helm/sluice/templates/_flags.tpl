@@ -130,6 +130,7 @@ checks against the real binary's --help.
 - --grpc-listen=0.0.0.0:{{ include "sluice.port.grpc" . }}
 - --http-listen=0.0.0.0:{{ include "sluice.port.cpHttp" . }}
 - --log={{ .Values.log.level }}
+- --log-format={{ .Values.log.format }}
 - --balance-factor={{ .Values.controlPlane.balanceFactor }}
 - --token-file=/var/run/sluice/token/token
 {{- if .Values.controlPlane.tls.enabled }}

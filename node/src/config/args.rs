@@ -473,6 +473,12 @@ pub struct OriginArgs {
     /// gap in the recording). 0: no floor.
     #[arg(long, env = "SLUICE_RECORD_MIN_FREE", default_value_t = ByteSize(origin().record_min_free))]
     pub record_min_free: ByteSize,
+
+    /// How far back viewers of a recorded stream can rewind while it is live: the last this
+    /// long of its recording, as a live HLS playlist at /vod/APP/NAME/dvr.m3u8 (media read
+    /// from the recording). 0: no DVR playlist.
+    #[arg(long, env = "SLUICE_DVR_WINDOW", default_value_t = HumanDuration(origin().dvr_window))]
+    pub dvr_window: HumanDuration,
 }
 
 impl OriginArgs {
@@ -488,6 +494,7 @@ impl OriginArgs {
             s.record_max_bytes => record_max_bytes,
             s.record_max_duration => record_max_duration,
             s.record_min_free => record_min_free,
+            s.dvr_window => dvr_window,
         );
     }
 }

@@ -78,6 +78,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         .route("/readyz", get(readyz))
         .merge(guarded)
         .route("/vod/{app}/{stream}/{id}/{file}", get(vod::file))
+        .route("/vod/{app}/{stream}/{file}", get(vod::stream_file))
         .route("/{app}/{file}", get(media))
         .route("/{app}/{stream}/{file}", get(hls_file))
         .layer(Extension(hls))

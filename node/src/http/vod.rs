@@ -2,6 +2,10 @@
 //! HLS VOD once the recording ended (an `EVENT` playlist while it is still being written).
 //! Only names a recording holds are looked up; anything else is 404 without touching the disk.
 //!
+//! `GET /vod/APP/NAME/ID.mp4`: a finished recording as one faststart MP4
+//! ([`crate::recording::download`]), with Range requests (one range: 206; several: the whole
+//! file; none satisfiable: 416), streamed from the segment files.
+//!
 //! A recording plays under its stream's play policy: a private app's needs the stream's signed
 //! URL (`?token=…`), which the index hands on to every file it names; a webhook app's is not
 //! served (the webhook is asked about live plays only, so far). Segments are streamed from the
@@ -11,7 +15,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use sluice_media::stream_name::StreamKey;
@@ -20,8 +24,12 @@ use tracing::warn;
 use super::serve::ClientIp;
 use super::HttpContext;
 use crate::metrics::Protocol;
+use bytes::Bytes;
+use sluice_media::mp4::Slice;
+
+use crate::recording::download::{Download, DownloadError};
 use crate::recording::is_recording_file;
-use crate::recording::store::Store;
+use crate::recording::store::{LocalDir, Store};
 
 pub(super) async fn file(
     State(ctx): State<Arc<HttpContext>>,
@@ -29,22 +37,12 @@ pub(super) async fn file(
     RawQuery(query): RawQuery,
     client: Option<Extension<ClientIp>>,
 ) -> Response {
-    let not_found = || (StatusCode::NOT_FOUND, "no such recording file\n").into_response();
     let Some(recordings) = &ctx.recordings else { return not_found() };
-    let Ok((key, _)) = StreamKey::parse(&app, &stream) else { return not_found() };
     if !is_recording_file(&id, &file) {
         return not_found();
     }
-    if ctx.play_auth.asks_webhook(&key) {
-        ctx.metrics.play_unauthorized(Protocol::Hls);
-        return (StatusCode::FORBIDDEN, "recordings of webhook apps are not served\n")
-            .into_response();
-    }
-    let client = client.map(|c| c.0 .0);
-    let now = crate::play_auth::unix_now();
-    if let Err(e) = ctx.play_auth.check(&key, query.as_deref(), client, now) {
-        ctx.metrics.play_unauthorized(Protocol::Hls);
-        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    if let Some(refused) = refusal(&ctx, &app, &stream, query.as_deref(), client) {
+        return refused;
     }
     let path = format!("{app}/{stream}/{id}/{file}");
     let failed = |e: std::io::Error| {
@@ -77,6 +75,182 @@ pub(super) async fn file(
         Ok(None) => not_found(),
         Err(e) => failed(e),
     }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "no such recording file\n").into_response()
+}
+
+/// A recording plays under its stream's play policy; `Some`: the refusal (404 or 403).
+fn refusal(
+    ctx: &HttpContext,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+    client: Option<Extension<ClientIp>>,
+) -> Option<Response> {
+    let Ok((key, _)) = StreamKey::parse(app, stream) else { return Some(not_found()) };
+    if ctx.play_auth.asks_webhook(&key) {
+        ctx.metrics.play_unauthorized(Protocol::Hls);
+        let text = "recordings of webhook apps are not served\n";
+        return Some((StatusCode::FORBIDDEN, text).into_response());
+    }
+    let client = client.map(|c| c.0 .0);
+    let now = crate::play_auth::unix_now();
+    if let Err(e) = ctx.play_auth.check(&key, query, client, now) {
+        ctx.metrics.play_unauthorized(Protocol::Hls);
+        return Some((StatusCode::FORBIDDEN, format!("{e}\n")).into_response());
+    }
+    None
+}
+
+/// `GET /vod/APP/NAME/dvr.m3u8` and `GET /vod/APP/NAME/ID.mp4`.
+pub(super) async fn stream_file(
+    State(ctx): State<Arc<HttpContext>>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    client: Option<Extension<ClientIp>>,
+    headers: HeaderMap,
+) -> Response {
+    if file == "dvr.m3u8" {
+        dvr(&ctx, &app, &stream, query.as_deref(), client)
+    } else {
+        mp4(&ctx, &app, &stream, &file, query.as_deref(), client, &headers).await
+    }
+}
+
+/// The time-shift playlist of a stream being recorded ([`crate::recording::dvr`]).
+fn dvr(
+    ctx: &HttpContext,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+    client: Option<Extension<ClientIp>>,
+) -> Response {
+    let Some(recordings) = &ctx.recordings else { return not_found() };
+    if let Some(refused) = refusal(ctx, app, stream, query, client) {
+        return refused;
+    }
+    let Ok((key, _)) = StreamKey::parse(app, stream) else { return not_found() };
+    let Some(playlist) = recordings.dvr(&key) else {
+        let text = "no time-shift for this stream: it is not being recorded here (or DVR is off)\n";
+        return (StatusCode::NOT_FOUND, text).into_response();
+    };
+    let text = carry_token(&String::from_utf8_lossy(&playlist), &super::token_query(query));
+    let headers = [
+        (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    (headers, text).into_response()
+}
+
+/// A finished recording as one MP4.
+async fn mp4(
+    ctx: &HttpContext,
+    app: &str,
+    stream: &str,
+    file: &str,
+    query: Option<&str>,
+    client: Option<Extension<ClientIp>>,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(recordings) = &ctx.recordings else { return not_found() };
+    let Some(id) = file.strip_suffix(".mp4").filter(|id| is_recording_file(id, "index.m3u8"))
+    else {
+        return not_found();
+    };
+    if let Some(refused) = refusal(ctx, app, stream, query, client) {
+        return refused;
+    }
+    let prefix = format!("{app}/{stream}/{id}");
+    let download = match recordings.download(&prefix).await {
+        Ok(download) => download,
+        Err(DownloadError::NotFound) => return not_found(),
+        Err(DownloadError::NotFinished) => {
+            let text = format!(
+                "the recording is still being written: play /vod/{prefix}/index.m3u8 until it ends\n"
+            );
+            return (StatusCode::CONFLICT, text).into_response();
+        }
+        Err(e) => {
+            warn!(recording = prefix, error = %e, "vod: no MP4 for a recording");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+        }
+    };
+    let len = download.layout.len();
+    let range = headers.get(header::RANGE).map(|v| {
+        let ranges = http_range_header::parse_range_header(v.to_str().unwrap_or_default());
+        ranges.and_then(|r| r.validate(len))
+    });
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, len),
+        Some(Ok(ranges)) => match ranges.as_slice() {
+            [one] => (StatusCode::PARTIAL_CONTENT, *one.start(), one.end() + 1),
+            // Several ranges (or none of an empty file): the whole file, as RFC 9110 allows.
+            _ => (StatusCode::OK, 0, len),
+        },
+        Some(Err(_)) => {
+            let headers = [(header::CONTENT_RANGE, format!("bytes */{len}"))];
+            return (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
+        }
+    };
+    let mut response =
+        Response::new(Body::from_stream(body(recordings.store().clone(), download, start, end)));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("max-age=86400"));
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(end - start));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let value = format!("bytes {start}-{}/{len}", end - 1);
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            h.insert(header::CONTENT_RANGE, value);
+        }
+    }
+    response
+}
+
+/// Bytes `start..end` of a recording's MP4: parts of its head and ranges of its segment files,
+/// each file opened only when its turn comes.
+fn body(
+    store: Arc<LocalDir>,
+    download: Download,
+    start: u64,
+    end: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    use futures_util::{stream, StreamExt, TryStreamExt};
+    let Download { layout, sources } = download;
+    let slices: Vec<Slice> = layout.slices(start, end).collect();
+    let head = layout.head().clone();
+    stream::iter(slices)
+        .then(move |slice| {
+            let (store, head) = (store.clone(), head.clone());
+            let key = match &slice {
+                Slice::Source { source, .. } => sources.get(*source).cloned(),
+                Slice::Head(_) => None,
+            };
+            async move {
+                match (slice, key) {
+                    (Slice::Head(range), _) => Ok(stream::iter([Ok(head.slice(range))]).boxed()),
+                    (Slice::Source { offset, len, .. }, Some(key)) => {
+                        match store.read_range(&key, offset, len).await {
+                            Ok(Some(object)) => Ok(object.body),
+                            Ok(None) => Err(std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                format!("{key} is gone"),
+                            )),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    (Slice::Source { source, .. }, None) => Err(std::io::Error::other(format!(
+                        "the layout names source {source}, which the index does not"
+                    ))),
+                }
+            }
+        })
+        .inspect_err(|e| warn!(error = %e, "vod: an MP4 download broke off"))
+        .try_flatten()
 }
 
 /// The index with `token_query` (`?token=…`, or nothing) on every URI it names, so a player

@@ -101,9 +101,40 @@ pub fn finish_text(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// The files a finished index names, in play order: each segment's number with the id of the
+/// init segment it needs. `None` when the index is not finished or names something else.
+pub fn files(text: &str) -> Option<Vec<(u32, u64)>> {
+    if !text.starts_with("#EXTM3U") || !text.contains("#EXT-X-ENDLIST") {
+        return None;
+    }
+    let mut init = None;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            let id = uri.strip_prefix("init-")?.strip_suffix(".mp4\"")?;
+            init = Some(id.parse().ok()?);
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let msn = line.strip_prefix("seg-")?.strip_suffix(".m4s")?.parse().ok()?;
+            out.push((init?, msn));
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_index_lists_its_segments_with_their_init_segments() {
+        let mut index = Index::default();
+        index.push(entry(4, 2.0, 1, false));
+        index.push(entry(5, 2.0, 2, true));
+        assert_eq!(files(&index.render(true)), Some(vec![(1, 4), (2, 5)]));
+        assert_eq!(files(&index.render(false)), None, "not finished");
+        assert_eq!(files("#EXTM3U\n../x\n#EXT-X-ENDLIST\n"), None);
+        assert_eq!(files("#EXTM3U\nseg-1.m4s\n#EXT-X-ENDLIST\n"), None, "no init segment");
+    }
 
     #[test]
     fn an_index_left_open_by_a_crash_is_finished_as_the_recorder_would() {

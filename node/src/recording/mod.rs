@@ -5,8 +5,11 @@
 //! finished recording plays as HLS VOD from `/vod/APP/NAME/ID/index.m3u8` ([`crate::http`]).
 //!
 //! [`index`] is the sans-IO playlist, [`store`] the storage trait and its local directory,
-//! `recorder` the task per recorded stream.
+//! `recorder` the task per recorded stream, [`download`] a finished recording as one MP4,
+//! [`dvr`] the time-shift window of a stream being recorded.
 
+pub mod download;
+pub mod dvr;
 pub mod index;
 mod recorder;
 pub mod retention;
@@ -37,6 +40,8 @@ pub struct RecordSettings {
     pub max_duration: Option<Duration>,
     /// No segment is written while the store has less free space (0: no floor).
     pub min_free: u64,
+    /// The time-shift window of a stream being recorded (`None`: no DVR playlist).
+    pub dvr_window: Option<Duration>,
 }
 
 impl RecordSettings {
@@ -61,6 +66,7 @@ impl RecordSettings {
             retention,
             max_duration: (!s.record_max_duration.is_zero()).then_some(s.record_max_duration),
             min_free: s.record_min_free as u64,
+            dvr_window: (!s.dvr_window.is_zero()).then_some(s.dvr_window),
         }))
     }
 }
@@ -76,6 +82,8 @@ pub(crate) struct Active {
     next_id: std::sync::atomic::AtomicU64,
     /// Rung when a recording finishes (retention looks again).
     finished: tokio::sync::Notify,
+    /// Each recorded stream's DVR playlist, with the registration of the recorder that wrote it.
+    dvr: Mutex<HashMap<StreamKey, (u64, bytes::Bytes)>>,
 }
 
 impl Active {
@@ -114,6 +122,23 @@ impl Active {
     pub(crate) fn finished(&self) {
         self.finished.notify_one();
     }
+
+    /// Recorder `id` of `key` rendered its DVR playlist anew.
+    fn set_dvr(&self, key: &StreamKey, id: u64, playlist: bytes::Bytes) {
+        lock(&self.dvr).insert(key.clone(), (id, playlist));
+    }
+
+    /// Recorder `id` of `key` stopped: its DVR playlist goes (not a successor's).
+    fn clear_dvr(&self, key: &StreamKey, id: u64) {
+        let mut dvr = lock(&self.dvr);
+        if dvr.get(key).is_some_and(|(own, _)| *own == id) {
+            dvr.remove(key);
+        }
+    }
+
+    fn dvr(&self, key: &StreamKey) -> Option<bytes::Bytes> {
+        lock(&self.dvr).get(key).map(|(_, playlist)| playlist.clone())
+    }
 }
 
 /// What a node records, and where.
@@ -126,6 +151,8 @@ pub struct Recordings {
     retention: Policy,
     limits: recorder::Limits,
     active: Arc<Active>,
+    /// MP4 layouts are built one at a time.
+    builds: tokio::sync::Mutex<()>,
     metrics: Metrics,
 }
 
@@ -149,9 +176,13 @@ impl Recordings {
         let store = Arc::new(LocalDir::new(&settings.dir)?);
         let active = Arc::default();
         let (apps, retention) = (settings.apps.clone(), settings.retention);
-        let limits =
-            recorder::Limits { max_duration: settings.max_duration, min_free: settings.min_free };
-        Ok(Recordings { store, apps, reconnect_wait, retention, limits, active, metrics })
+        let limits = recorder::Limits {
+            max_duration: settings.max_duration,
+            min_free: settings.min_free,
+            dvr_window: settings.dvr_window,
+        };
+        let builds = tokio::sync::Mutex::new(());
+        Ok(Recordings { store, apps, reconnect_wait, retention, limits, active, builds, metrics })
     }
 
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
@@ -226,8 +257,21 @@ impl Recordings {
         self.apps.iter().any(|a| a == "*" || a == key.app())
     }
 
-    pub fn store(&self) -> &LocalDir {
+    pub fn store(&self) -> &Arc<LocalDir> {
         &self.store
+    }
+
+    /// The DVR playlist of `key`, while it is being recorded (and DVR is on).
+    pub fn dvr(&self, key: &StreamKey) -> Option<bytes::Bytes> {
+        self.active.dvr(key)
+    }
+
+    /// The finished recording `prefix` (`APP/NAME/ID`) as one MP4.
+    pub async fn download(
+        &self,
+        prefix: &str,
+    ) -> Result<download::Download, download::DownloadError> {
+        download::open(self.store.as_ref(), prefix, &self.builds).await
     }
 
     /// Record `key` from its HLS snapshots (`source`), if its app is recorded: the recording

@@ -16,6 +16,7 @@ use sluice_media::hls::HlsSnapshot;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::dvr::Window;
 use super::index::{Entry, Index};
 use super::store::Store;
 use super::{Active, Source};
@@ -35,6 +36,8 @@ pub(super) struct Limits {
     pub max_duration: Option<Duration>,
     /// Skip segments while the store has fewer free bytes (0: never).
     pub min_free: u64,
+    /// Keep a DVR playlist of this long.
+    pub dvr_window: Option<Duration>,
 }
 
 /// What a recorder is started with.
@@ -70,6 +73,9 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
     } = job;
     let id = now_ms();
     let mut rec = Recorder {
+        dvr: limits.dvr_window.map(Window::new),
+        key: key.clone(),
+        registration,
         store,
         stream: format!("{}/{}", key.app(), key.name()),
         id,
@@ -95,6 +101,7 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
         rec.last_msn = None;
     }
     rec.finish().await;
+    active.clear_dvr(&key, registration);
     active.finished();
 }
 
@@ -103,6 +110,10 @@ fn now_ms() -> u64 {
 }
 
 struct Recorder<S> {
+    key: sluice_media::stream_name::StreamKey,
+    registration: u64,
+    /// The time-shift window, when DVR is on.
+    dvr: Option<Window>,
     store: Arc<S>,
     /// `APP/NAME`.
     stream: String,
@@ -179,13 +190,20 @@ impl<S: Store> Recorder<S> {
                 continue;
             }
             let fresh = self.index.is_empty();
-            self.index.push(Entry {
+            let entry = Entry {
                 msn: seg.msn,
                 duration: seg.duration,
                 init_id: seg.init_id,
                 discontinuity: !fresh && (seg.discontinuity || missed > 0 || self.new_period),
                 bytes: seg.len() as u64,
-            });
+            };
+            if let Some(window) = &mut self.dvr {
+                let id: Arc<str> = Arc::from(self.id.to_string());
+                window.push(&id, entry.clone(), seg.program_date_time_ms, fresh);
+                let playlist = Bytes::from(window.render());
+                self.active.set_dvr(&self.key, self.registration, playlist);
+            }
+            self.index.push(entry);
             self.new_period = false;
             self.last_msn = Some(seg.msn);
             grew = true;

@@ -25,6 +25,14 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
     /// The object `key`, streamed; `None` when there is none.
     fn read(&self, key: &str) -> impl Future<Output = io::Result<Option<Object>>> + Send;
+    /// `len` bytes of the object `key` from `offset`, streamed; `None` when there is none.
+    /// An object shorter than the range is an error (it changed under the caller).
+    fn read_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = io::Result<Option<Object>>> + Send;
     /// Bytes still free for recordings; `None` when the store has no such limit.
     fn free_bytes(&self) -> impl Future<Output = io::Result<Option<u64>>> + Send;
 }
@@ -97,6 +105,26 @@ impl Store for LocalDir {
         Ok(Some(Object { len, body }))
     }
 
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> io::Result<Option<Object>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(key)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata().await?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{key}: {len} bytes at {offset} past its end ({size})"),
+            ));
+        }
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        let body = Box::pin(tokio_util::io::ReaderStream::new(file.take(len)));
+        Ok(Some(Object { len, body }))
+    }
+
     async fn free_bytes(&self) -> io::Result<Option<u64>> {
         let root = self.root.clone();
         // statvfs can block (a network file system): off the runtime's threads.
@@ -132,6 +160,12 @@ mod tests {
             [Bytes::from_static(b"x")]
         );
         assert!(store.read("live/cam/1/none").await.unwrap().is_none());
+        store.put("live/cam/1/seg-2.m4s", vec![Bytes::from_static(b"0123456789")]).await.unwrap();
+        let range = store.read_range("live/cam/1/seg-2.m4s", 3, 4).await.unwrap().unwrap();
+        let read: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(range.body).await;
+        assert_eq!(read.into_iter().map(Result::unwrap).collect::<Vec<_>>().concat(), b"3456");
+        assert!(store.read_range("live/cam/1/seg-2.m4s", 8, 3).await.is_err(), "past the end");
+        assert!(store.read_range("live/cam/1/none", 0, 1).await.unwrap().is_none());
         let free = store.free_bytes().await.unwrap().expect("a directory's file system");
         assert!(free > 0);
         for bad in ["../x", "live//x", "live/./x", "/abs"] {

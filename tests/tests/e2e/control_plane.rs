@@ -339,3 +339,46 @@ fn resolve_ingest_names_the_home_the_origins_forward_to() {
     assert!(o2.stream_info("live", &on_i1.0).is_none(), "{} not forwarded: at home", on_i1.0);
     let _ = std::fs::remove_file(&cp.log);
 }
+
+/// `--log-format json` (here `SLUICE_LOG_FORMAT`, as a container sets it): every line the
+/// replica writes to stderr is a JSON object, and one logged during a gRPC call (a call refused
+/// for want of the token) carries the call's span: its method and the caller's address.
+#[test]
+fn the_control_plane_logs_json_lines_with_the_calls_span() {
+    let c = TestCluster::new("cpjson", &[]);
+    let token = std::env::temp_dir().join(format!("sluice-cp-json-token-{}", std::process::id()));
+    std::fs::write(&token, "json-log-token\n").expect("write the token file");
+    let extra = ["--token-file", token.to_str().unwrap()];
+    let mut cp = control_plane::start_env(&c, "cpjson", &extra, &[("SLUICE_LOG_FORMAT", "json")]);
+    let rt = runtime();
+    let refused = rt.block_on(async {
+        let mut client = ControlPlaneClient::connect(cp.grpc_url()).await.expect("connect");
+        client.list_nodes(pb::ListNodesRequest {}).await.expect_err("ListNodes needs the token")
+    });
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    drop(rt); // closes the connection: the replica need not wait for it to drain
+    cp.signal(sluice_launch::process::Signal::TERM);
+    let status = cp.wait_exit(secs(15));
+    assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
+
+    let log = cp.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(serde_json::Value::is_object), "{log}");
+    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().map(str::to_string);
+    for wanted in ["listening", "stopping"] {
+        assert!(lines.iter().any(|v| message(v).as_deref() == Some(wanted)), "{wanted}: {log}");
+    }
+    let line = lines
+        .iter()
+        .find(|v| message(v).as_deref() == Some("call refused"))
+        .unwrap_or_else(|| panic!("no `call refused` line: {log}"));
+    assert_eq!(line["span"]["name"], "grpc", "{line}");
+    assert_eq!(line["span"]["method"], "/sluice.control.v1.ControlPlane/ListNodes", "{line}");
+    let peer = line["span"]["peer"].as_str().and_then(|p| p.parse::<std::net::SocketAddr>().ok());
+    assert!(peer.is_some_and(|p| p.ip().is_loopback()), "{line}");
+    let _ = std::fs::remove_file(&cp.log);
+    let _ = std::fs::remove_file(&token);
+}

@@ -49,6 +49,7 @@ mod publish_play;
 mod quotas;
 mod recording;
 mod recording_bounds;
+mod recording_mp4;
 mod rules;
 mod slow_viewer;
 mod sluicectl;

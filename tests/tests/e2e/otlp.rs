@@ -1,6 +1,6 @@
-//! `--otlp-endpoint`: the origin exports its tracing spans over OTLP/gRPC. A minimal trace
-//! collector (a tonic server implementing `TraceService/Export`) runs inside the test and
-//! records every export request it receives.
+//! `--otlp-endpoint`: the origin, the edge and the control plane export their tracing spans
+//! over OTLP/gRPC. A minimal trace collector (a tonic server implementing `TraceService/Export`)
+//! runs inside the test and records every export request it receives.
 
 use std::time::{Duration, Instant};
 
@@ -135,4 +135,89 @@ fn spans_follow_a_stream_across_origins_and_edges() {
     assert_eq!(serve.parent_span_id, pull.span_id, "relay_serve is a child of the edge's pull");
     assert_eq!(serve.service.as_deref(), Some("sluice-origin"));
     rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// The control plane exports a span per gRPC call with the nodes' `--otlp-endpoint`: named
+/// after the method, with the method and the caller's address as attributes, under service.name
+/// `sluice-control-plane` (flushed at the latest when the replica stops on SIGTERM).
+#[test]
+fn control_plane_exports_a_span_per_grpc_call() {
+    use sluice_proto::control::v1 as pb;
+    use sluice_proto::control::v1::control_plane_client::ControlPlaneClient;
+    use sluice_tests::cluster::TestCluster;
+    use sluice_tests::control_plane;
+
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (collector, addr) = Collector::start(&rt);
+    let c = TestCluster::new("cpotlp", &[]);
+    let mut cp = control_plane::start(&c, "cp", &["--otlp-endpoint", &format!("http://{addr}")]);
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(cp.grpc_url())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        ControlPlaneClient::new(channel)
+            .list_nodes(pb::ListNodesRequest {})
+            .await
+            .expect("ListNodes");
+    });
+    cp.signal(sluice_launch::process::Signal::TERM);
+    let status = cp.wait_exit(secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit on SIGTERM: {status:?}; log:\n{}",
+        cp.log_text()
+    );
+
+    let method = "/sluice.control.v1.ControlPlane/ListNodes";
+    let span = wait_for(secs(10), || {
+        collector.spans().into_iter().find(|s| s.attr("method") == Some(method))
+    })
+    .unwrap_or_else(|| {
+        let names: Vec<(String, Option<String>)> =
+            collector.spans().into_iter().map(|s| (s.name, s.service)).collect();
+        panic!("no span of {method} exported; got {names:?}; log:\n{}", cp.log_text())
+    });
+    assert_eq!(span.name, "sluice.control.v1.ControlPlane/ListNodes", "{span:?}");
+    assert_eq!(span.service.as_deref(), Some("sluice-control-plane"), "{span:?}");
+    let peer: std::net::SocketAddr =
+        span.attr("peer").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("peer: {span:?}"));
+    assert!(peer.ip().is_loopback() && peer.port() != cp.grpc.port(), "{span:?}");
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// The control plane's `--log-format` and `--otlp-endpoint` are the nodes' flags: the same
+/// names, variables, help and defaults in `--help` of every binary.
+#[test]
+fn every_binary_has_the_same_tracing_flags() {
+    let entry = |binary: &str, flag: &str| -> String {
+        let mut command = std::process::Command::new(sluice_tests::paths::binary(binary));
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("SLUICE_") {
+                command.env_remove(var);
+            }
+        }
+        let out = command.arg("--help").output().expect("--help");
+        assert!(out.status.success(), "{binary} --help: {out:?}");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The flag's paragraph: its line and what follows up to the next flag, as words (a
+        // binary with a long help somewhere lays every entry out on more lines).
+        let mut lines =
+            help.lines().skip_while(|l| !l.trim_start().starts_with(&format!("{flag} ")));
+        let first =
+            lines.next().unwrap_or_else(|| panic!("{binary} --help has no {flag}:\n{help}"));
+        let rest = lines.take_while(|l| !l.trim_start().starts_with('-'));
+        let words: Vec<&str> =
+            std::iter::once(first).chain(rest).flat_map(str::split_whitespace).collect();
+        words.join(" ")
+    };
+    for flag in ["--log-format", "--otlp-endpoint"] {
+        let origin = entry("sluice-origin", flag);
+        assert!(origin.contains(&format!("SLUICE_{}", flag[2..].replace('-', "_").to_uppercase())));
+        for binary in ["sluice-edge", "sluice-control-plane"] {
+            assert_eq!(entry(binary, flag), origin, "{binary} {flag} differs from sluice-origin's");
+        }
+    }
 }

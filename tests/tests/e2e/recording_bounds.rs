@@ -116,3 +116,98 @@ fn walk(root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// The segments (URIs) and their seconds in a playlist, and its `EXT-X-PROGRAM-DATE-TIME`s.
+fn listed(playlist: &str) -> (Vec<String>, f64, Vec<String>) {
+    let uris = playlist.lines().filter(|l| l.contains("seg-")).map(str::to_string).collect();
+    let seconds = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    let pdts = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .map(str::to_string)
+        .collect();
+    (uris, seconds, pdts)
+}
+
+#[test]
+fn a_viewer_of_a_recorded_live_stream_rewinds_through_its_dvr_window_and_decodes() {
+    let fixture = h264_aac();
+    let dir = TestDir::new("recording-dvr");
+    let root = dir.path().join("recordings");
+    let origin = Origin::start(&[
+        "--record-dir",
+        root.to_str().unwrap(),
+        "--record-apps",
+        "live",
+        "--dvr-window",
+        "20s",
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    let path = "/vod/live/tv/dvr.m3u8";
+    assert_eq!(origin.get(path).status, 404, "nothing recorded yet");
+    let mut publisher = Publisher::start_looped(&origin.rtmp_url("live", "tv"), &fixture.path);
+    // Once the stream has run past the window, the playlist slides: 20 s, the oldest gone.
+    let playlist = wait_for(secs(60), || {
+        let text = origin.get(path).text();
+        let (uris, seconds, _) = listed(&text);
+        (seconds >= 20.0 && !uris.iter().any(|u| u.ends_with("/seg-1.m4s"))).then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!("the window never filled: {}\n{}", origin.get(path).text(), origin.log())
+    });
+    let (uris, seconds, pdts) = listed(&playlist);
+    assert!(seconds <= 22.0, "a 20 s window holds {seconds} s: {playlist}");
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "live: {playlist}");
+    assert!(!playlist.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "it slid: {playlist}");
+    assert!(!pdts.is_empty(), "wall-clock times to seek by: {playlist}");
+    // The files it names are the recording's.
+    let rec = recordings(&root, "live", "tv").remove(0);
+    let id = rec.file_name().unwrap().to_str().unwrap();
+    assert!(uris.iter().all(|u| u.starts_with(&format!("{id}/seg-"))), "{playlist}");
+
+    // Rewind to the start of the window (~20 s behind live) and decode from there.
+    let url = format!("http://{}{path}", origin.http);
+    let (status, _, err) = sluice_tests::ffmpeg::run_with_timeout(
+        std::process::Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-live_start_index",
+            "0",
+            "-i",
+            &url,
+            "-t",
+            "6",
+            "-map",
+            "0:v",
+            "-f",
+            "framecrc",
+            "-",
+        ]),
+        secs(60),
+    )
+    .expect("run ffmpeg");
+    assert!(status.is_some_and(|s| s.success()) && err.trim().is_empty(), "{status:?} {err}");
+    // Its first segment, with its init segment, decodes whole: 60 frames.
+    let first = dir.path().join("first.mp4");
+    let mut bytes = Vec::new();
+    let map = playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")).unwrap();
+    for file in [map.trim_end_matches('"'), uris[0].as_str()] {
+        let resp = origin.get(&format!("/vod/live/tv/{file}"));
+        assert_eq!(resp.status, 200, "{file}");
+        bytes.extend(resp.body);
+    }
+    std::fs::write(&first, bytes).unwrap();
+    let played = play_count_frames(first.to_str().unwrap(), secs(30));
+    assert!(played.errors.is_empty(), "{:?}", played.errors);
+    assert_eq!(played.frames, 60, "the rewound segment decodes whole");
+
+    // The stream ends: its DVR playlist goes (the recording plays as VOD).
+    publisher.stop();
+    wait_for(secs(20), || (origin.get(path).status == 404).then_some(()))
+        .unwrap_or_else(|| panic!("the DVR playlist outlived the stream: {}", origin.log()));
+}
