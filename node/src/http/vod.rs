@@ -215,19 +215,18 @@ async fn mp4(
 /// each file opened only when its turn comes.
 fn body(
     store: Arc<LocalDir>,
-    download: Download,
+    download: Arc<Download>,
     start: u64,
     end: u64,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
     use futures_util::{stream, StreamExt, TryStreamExt};
-    let Download { layout, sources } = download;
-    let slices: Vec<Slice> = layout.slices(start, end).collect();
-    let head = layout.head().clone();
+    let slices: Vec<Slice> = download.layout.slices(start, end).collect();
+    let head = download.layout.head().clone();
     stream::iter(slices)
         .then(move |slice| {
             let (store, head) = (store.clone(), head.clone());
             let key = match &slice {
-                Slice::Source { source, .. } => sources.get(*source).cloned(),
+                Slice::Source { source, .. } => download.sources.get(*source).cloned(),
                 Slice::Head(_) => None,
             };
             async move {

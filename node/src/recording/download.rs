@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
 
 use sluice_media::mp4::{parse_init, parse_segment, Builder, InitInfo, Layout, Mp4Error};
 
@@ -14,6 +15,29 @@ use super::store::Store;
 
 /// The layout's file in a recording's directory.
 pub const LAYOUT_FILE: &str = "mp4.layout";
+
+/// Most bytes of decoded layouts kept in memory (a player seeking in a long recording asks
+/// for many ranges; a 6 h recording's layout is some 20 MB).
+pub const CACHE_BYTES: u64 = 64 << 20;
+
+/// Recently served recordings' MP4s, by `APP/NAME/ID`, bounded by [`CACHE_BYTES`].
+pub type Cache = quick_cache::sync::Cache<String, Arc<Download>, Weight>;
+
+/// A cache entry's weight: roughly the bytes it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight;
+
+impl quick_cache::Weighter<String, Arc<Download>> for Weight {
+    fn weight(&self, key: &String, d: &Arc<Download>) -> u64 {
+        let sources: usize = d.sources.iter().map(|s| s.len() + 24).sum();
+        (key.len() + d.layout.head().len() + d.layout.pieces().len() * 24 + sources) as u64
+    }
+}
+
+/// An empty [`Cache`].
+pub fn cache() -> Cache {
+    Cache::with_weighter(64, CACHE_BYTES, Weight)
+}
 
 /// Why a recording has no MP4.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +60,23 @@ pub struct Download {
     pub sources: Vec<String>,
 }
 
-/// The MP4 of the finished recording `prefix` (`APP/NAME/ID`): its stored layout, or one
-/// built now (under `builds`: one build at a time per node) and stored for next time.
+/// The MP4 of the finished recording `prefix` (`APP/NAME/ID`): from `cache`, its stored
+/// layout, or one built now (under `builds`: one build at a time per node) and stored.
 pub async fn open<S: Store>(
+    store: &S,
+    prefix: &str,
+    builds: &tokio::sync::Mutex<()>,
+    cache: &Cache,
+) -> Result<Arc<Download>, DownloadError> {
+    if let Some(download) = cache.get(prefix) {
+        return Ok(download);
+    }
+    let download = Arc::new(load(store, prefix, builds).await?);
+    cache.insert(prefix.to_string(), download.clone());
+    Ok(download)
+}
+
+async fn load<S: Store>(
     store: &S,
     prefix: &str,
     builds: &tokio::sync::Mutex<()>,

@@ -153,6 +153,8 @@ pub struct Recordings {
     active: Arc<Active>,
     /// MP4 layouts are built one at a time.
     builds: tokio::sync::Mutex<()>,
+    /// Recently served MP4 layouts (dropped when retention deletes their recording).
+    layouts: download::Cache,
     metrics: Metrics,
 }
 
@@ -181,8 +183,18 @@ impl Recordings {
             min_free: settings.min_free,
             dvr_window: settings.dvr_window,
         };
-        let builds = tokio::sync::Mutex::new(());
-        Ok(Recordings { store, apps, reconnect_wait, retention, limits, active, builds, metrics })
+        let (builds, layouts) = (tokio::sync::Mutex::new(()), download::cache());
+        Ok(Recordings {
+            store,
+            apps,
+            reconnect_wait,
+            retention,
+            limits,
+            active,
+            builds,
+            layouts,
+            metrics,
+        })
     }
 
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
@@ -225,6 +237,9 @@ impl Recordings {
         })
         .await
         .map_err(std::io::Error::other)??;
+        for prefix in &deleted {
+            self.layouts.remove(prefix);
+        }
         self.metrics.recordings_deleted.inc_by(deleted.len() as u64);
         Ok(deleted.len())
     }
@@ -270,8 +285,8 @@ impl Recordings {
     pub async fn download(
         &self,
         prefix: &str,
-    ) -> Result<download::Download, download::DownloadError> {
-        download::open(self.store.as_ref(), prefix, &self.builds).await
+    ) -> Result<Arc<download::Download>, download::DownloadError> {
+        download::open(self.store.as_ref(), prefix, &self.builds, &self.layouts).await
     }
 
     /// Record `key` from its HLS snapshots (`source`), if its app is recorded: the recording
