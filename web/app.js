@@ -5,6 +5,9 @@
 // URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv|native (mode defaults to
 // hls; hls falls back to native when the browser has no Media Source Extensions), and
 // &token=... for a private stream (a signed play token: sent with that stream's requests only).
+// A node that records also lists its recordings (/api/recordings) and plays one:
+// ?recording=APP/NAME/ID&mode=vod|mp4 (HLS VOD through hls.js, or the MP4 download in the
+// browser's own player).
 // The player's state is kept in window.sluicePlayer (read by the browser test).
 'use strict';
 
@@ -12,7 +15,7 @@
   const REFRESH_MS = 3000;
   const $ = (id) => document.getElementById(id);
   const video = $('video');
-  const state = (window.sluicePlayer = { stream: null, mode: null, errors: [], player: null });
+  const state = (window.sluicePlayer = { stream: null, recording: null, mode: null, errors: [], player: null });
 
   const libs = { hls: typeof window.Hls !== 'undefined', flv: typeof window.mpegts !== 'undefined' };
   // Whether the browser plays HLS itself.
@@ -93,6 +96,86 @@
     } catch (e) {
       $('updated').textContent = 'cannot list streams: ' + e.message;
     }
+  }
+
+  function renderRecordings(recordings) {
+    const body = $('recordings');
+    body.replaceChildren();
+    for (const r of recordings) {
+      const key = r.app + '/' + r.stream + '/' + r.id;
+      const row = document.createElement('tr');
+      if (key === state.recording) row.className = 'playing';
+      cell(row, r.app + '/' + r.stream);
+      cell(row, new Date(r.started_at_ms).toLocaleString());
+      cell(row, r.duration_s.toFixed(1) + ' s');
+      cell(row, (r.bytes / 1e6).toFixed(1) + ' MB');
+      cell(row, r.finished ? 'finished' : 'recording');
+      const actions = cell(row, '');
+      for (const mode of r.finished ? ['vod', 'mp4'] : ['vod']) {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.textContent = RECORDING_MODES[mode];
+        button.addEventListener('click', () => playRecording(key, mode));
+        actions.appendChild(button);
+      }
+      body.appendChild(row);
+    }
+    $('no-recordings').hidden = recordings.length > 0;
+  }
+
+  async function refreshRecordings() {
+    try {
+      const response = await fetch('/api/recordings?limit=50', { cache: 'no-store' });
+      // 404: this node does not record.
+      $('recorded').hidden = response.status === 404;
+      if (response.status === 404) return;
+      if (!response.ok) throw new Error('HTTP ' + response.status);
+      const json = await response.json();
+      renderRecordings(Array.isArray(json.recordings) ? json.recordings : []);
+    } catch (e) {
+      $('no-recordings').textContent = 'cannot list recordings: ' + e.message;
+    }
+  }
+
+  const RECORDING_MODES = { vod: 'HLS', mp4: 'MP4' };
+
+  // A recording: its HLS index through hls.js (VOD, or EVENT while it is written), or the
+  // finished recording's MP4 in the browser's own player.
+  function playRecording(key, mode) {
+    if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[0-9]+$/.test(key)) return setStatus('not a recording: ' + key, true);
+    stop();
+    mode = RECORDING_MODES[mode] ? mode : 'vod';
+    state.stream = null;
+    state.recording = key;
+    state.mode = mode;
+    $('now-playing').textContent = 'recording ' + key + ' (' + RECORDING_MODES[mode] + ')';
+    const url = new URL(location.href);
+    url.searchParams.delete('stream');
+    url.searchParams.delete('token');
+    url.searchParams.set('recording', key);
+    url.searchParams.set('mode', mode);
+    history.replaceState(null, '', url);
+    video.muted = true;
+    const base = '/vod/' + key.split('/').map(encodeURIComponent).join('/');
+    if (mode === 'mp4') {
+      video.src = base + '.mp4';
+      video.play().catch((e) => setStatus('autoplay refused: ' + e.message + ' (press play)'));
+      setStatus('playing recording ' + key + ' as MP4');
+      state.player = { destroy() {} };
+    } else if (libs.hls && window.Hls.isSupported()) {
+      const hls = new window.Hls();
+      hls.on(window.Hls.Events.ERROR, (_event, data) => data.fatal && setStatus('HLS error: ' + data.details, true));
+      hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
+        setStatus('playing recording ' + key + ' over HLS');
+        video.play().catch((e) => setStatus('autoplay refused: ' + e.message + ' (press play)'));
+      });
+      hls.loadSource(base + '/index.m3u8');
+      hls.attachMedia(video);
+      state.player = hls;
+    } else {
+      setStatus('hls.js is not installed or not supported here: try MP4', true);
+    }
+    refreshRecordings();
   }
 
   function stop() {
@@ -207,6 +290,7 @@
     if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(key)) return setStatus('not a stream name: ' + key, true);
     stop();
     mode = MODES[mode] ? mode : 'hls';
+    state.recording = null;
     state.stream = key;
     state.mode = mode;
     document.querySelector('input[name=mode][value=' + mode + ']').checked = true;
@@ -243,13 +327,17 @@
   $('stop').addEventListener('click', () => {
     stop();
     state.stream = null;
+    state.recording = null;
     setStatus('Choose a stream.');
     refresh();
   });
 
   const params = new URLSearchParams(location.search);
   refresh();
+  refreshRecordings();
   setInterval(refresh, REFRESH_MS);
+  setInterval(refreshRecordings, REFRESH_MS);
   setInterval(updateStats, 1000);
   if (params.get('stream')) play(params.get('stream'), params.get('mode'));
+  else if (params.get('recording')) playRecording(params.get('recording'), params.get('mode'));
 })();

@@ -9,6 +9,7 @@
 //
 // usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv,... [--token T]
 //                      --out DIR [--chromium PATH] [--sample-ms N] [--start-timeout-ms N]
+//        --recording APP/NAME/ID instead of --stream opens BASE/?recording=...&mode=MODE (vod, mp4).
 
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +23,7 @@ function parseArgs(argv) {
     if (argv[i + 1] === undefined) throw new Error('missing value for ' + argv[i]);
     args[key] = argv[i + 1];
   }
+  if (args.recording) args.stream = args.stream || '-';
   for (const required of ['webDir', 'base', 'stream', 'modes', 'out']) {
     if (!args[required]) throw new Error('missing --' + required.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
   }
@@ -54,6 +56,7 @@ function sample() {
     librariesNote: text('libs-missing'),
     errors: (player.errors || []).concat(video.error ? ['video error ' + video.error.code + ': ' + video.error.message] : []),
     listed: text('streams'),
+    recordings: text('recordings'),
   };
 }
 
@@ -75,7 +78,10 @@ async function playOne(context, mode) {
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
   const token = args.token ? `&token=${encodeURIComponent(args.token)}` : '';
   const bare = mode.startsWith('video:') ? args.base + mode.slice('video:'.length) : null;
-  const url = bare || `${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${mode}${token}`;
+  const what = args.recording
+    ? `recording=${encodeURIComponent(args.recording)}`
+    : `stream=${encodeURIComponent(args.stream)}`;
+  const url = bare || `${args.base}/?${what}&mode=${mode}${token}`;
   const result = { mode, url, ok: false };
   try {
     if (bare) {
@@ -116,6 +122,7 @@ async function playOne(context, mode) {
       librariesNote: second.librariesNote,
       pageErrors: second.errors,
       listed: second.listed,
+      recordings: second.recordings,
     });
   } catch (e) {
     result.error = String(e);

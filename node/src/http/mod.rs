@@ -4,6 +4,7 @@
 pub mod admin;
 mod flv;
 mod flv_direct;
+mod recordings;
 pub mod serve;
 mod vod;
 pub mod web;
@@ -71,6 +72,11 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/streams", get(streams))
+        .route("/api/recordings", get(recordings::list))
+        .route(
+            "/api/recordings/{app}/{stream}/{id}",
+            get(recordings::one).delete(recordings::delete),
+        )
         .route_layer(axum::middleware::from_fn_with_state(ctx.admin.clone(), admin::guard));
     Router::new()
         .merge(web::routes(web))

@@ -101,6 +101,34 @@ pub fn finish_text(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// A stored index's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub segments: usize,
+    pub duration_s: f64,
+    /// 1 plus the discontinuities (0 when empty).
+    pub periods: usize,
+    /// `EXT-X-ENDLIST`: the recording is finished.
+    pub finished: bool,
+}
+
+/// The figures of a stored index (anything unreadable counts as nothing).
+pub fn summary(text: &str) -> Summary {
+    let mut s = Summary { finished: text.contains("#EXT-X-ENDLIST"), ..Summary::default() };
+    let mut discontinuities = 0;
+    for line in text.lines() {
+        if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+            s.duration_s += extinf.trim_end_matches(',').parse::<f64>().unwrap_or(0.0);
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            discontinuities += 1;
+        } else if !line.is_empty() && !line.starts_with('#') {
+            s.segments += 1;
+        }
+    }
+    s.periods = if s.segments == 0 { 0 } else { 1 + discontinuities };
+    s
+}
+
 /// The files a finished index names, in play order: each segment's number with the id of the
 /// init segment it needs. `None` when the index is not finished or names something else.
 pub fn files(text: &str) -> Option<Vec<(u32, u64)>> {

@@ -6,11 +6,12 @@
 //!
 //! [`index`] is the sans-IO playlist, [`store`] the storage trait and its local directory,
 //! `recorder` the task per recorded stream, [`download`] a finished recording as one MP4,
-//! [`dvr`] the time-shift window of a stream being recorded.
+//! [`dvr`] the time-shift window of a stream being recorded, [`listing`] what the API lists.
 
 pub mod download;
 pub mod dvr;
 pub mod index;
+pub mod listing;
 mod recorder;
 pub mod retention;
 pub mod store;
@@ -276,6 +277,46 @@ impl Recordings {
         &self.store
     }
 
+    /// The recordings `filter` lets through, newest first, and whether the limit left some out.
+    pub async fn list(
+        &self,
+        filter: listing::Filter,
+    ) -> std::io::Result<(Vec<listing::RecordingInfo>, bool)> {
+        let root = self.store.root().to_path_buf();
+        tokio::task::spawn_blocking(move || listing::list(&root, &filter))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// The recording `key`/`id` (`id` checked by the caller), if there is one.
+    pub async fn one(
+        &self,
+        key: &StreamKey,
+        id: &str,
+    ) -> std::io::Result<Option<listing::RecordingInfo>> {
+        let (root, app, name, id) = self.names(key, id);
+        tokio::task::spawn_blocking(move || listing::one(&root, &app, &name, &id))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Delete the finished recording `key`/`id` (`id` checked by the caller).
+    pub async fn delete(&self, key: &StreamKey, id: &str) -> Result<(), listing::DeleteError> {
+        let (root, app, name, id) = self.names(key, id);
+        let prefix = format!("{app}/{name}/{id}");
+        tokio::task::spawn_blocking(move || listing::delete(&root, &app, &name, &id))
+            .await
+            .map_err(|e| listing::DeleteError::Io(std::io::Error::other(e)))??;
+        self.layouts.remove(&prefix);
+        tracing::info!(recording = %prefix, "recording deleted through the API");
+        Ok(())
+    }
+
+    fn names(&self, key: &StreamKey, id: &str) -> (std::path::PathBuf, String, String, String) {
+        let root = self.store.root().to_path_buf();
+        (root, key.app().to_string(), key.name().to_string(), id.to_string())
+    }
+
     /// The DVR playlist of `key`, while it is being recorded (and DVR is on).
     pub fn dvr(&self, key: &StreamKey) -> Option<bytes::Bytes> {
         self.active.dvr(key)
@@ -333,7 +374,7 @@ fn scan(root: &Path) -> std::io::Result<Vec<RecInfo>> {
 }
 
 /// Every `APP/NAME/ID` directory under `root`.
-fn recording_dirs(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+pub(crate) fn recording_dirs(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut level = vec![root.to_path_buf()];
     for _ in 0..3 {
         let mut next = Vec::new();

@@ -20,7 +20,7 @@ use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 /// The Chromium and node binaries; `None` (after a loud notice) when one is missing and the
 /// developer allowed that; panics when one is missing otherwise.
-fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
     let chromium = Dep::Chromium.require(test)?;
     let node = Dep::Node.require(test)?;
     Some((chromium, node))
