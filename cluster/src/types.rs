@@ -114,7 +114,8 @@ pub struct Capacity {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NodeInfo {
-    /// Named addresses, e.g. `"rtmp" → "10.0.0.5:1935"`, `"http"`, `"relay"` (QUIC, UDP).
+    /// Named addresses, e.g. `"rtmp" → "10.0.0.5:1935"`, `"http"`, `"relay"` (QUIC, UDP),
+    /// `"api"` (the node's HTTP API on its own host, for the control plane).
     pub addresses: BTreeMap<String, String>,
     pub capacity: Capacity,
     pub state: NodeState,

@@ -12,7 +12,9 @@
 //! protected unless it is listed open here.
 //!
 //! The token is kept as its SHA-256 digest and a presented token is hashed and compared in
-//! constant time (`subtle`), so neither its content nor its length leaks through timing.
+//! constant time (`subtle`), so neither its content nor its length leaks through timing. Its
+//! text is also kept, in memory only, as the `Authorization` value the control plane sends to
+//! the origins' recordings API (they share the token); it is never printed.
 
 use crate::counters::Counters;
 use crate::lock::lock;
@@ -66,9 +68,14 @@ pub enum TokenError {
     EmptyEnv,
 }
 
-/// The configured token, as its digest.
+/// The configured token: its digest, for checking, and the `Bearer` value of its text, for
+/// the control plane's own calls to the origins.
 #[derive(Clone)]
-pub struct Token([u8; 32]);
+pub struct Token {
+    digest: [u8; 32],
+    /// `Bearer TOKEN`, marked sensitive; `None` when the text cannot be a header value.
+    authorization: Option<HeaderValue>,
+}
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,7 +87,20 @@ impl Token {
     /// A token from its text; surrounding whitespace (a file's final newline) is not part of it.
     pub fn new(text: &str) -> Option<Token> {
         let text = text.trim();
-        (!text.is_empty()).then(|| Token(Sha256::digest(text.as_bytes()).into()))
+        (!text.is_empty()).then(|| {
+            let authorization =
+                HeaderValue::from_str(&format!("Bearer {text}")).ok().map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                });
+            Token { digest: Sha256::digest(text.as_bytes()).into(), authorization }
+        })
+    }
+
+    /// `authorization: Bearer TOKEN` for the control plane's calls to the origins' APIs
+    /// (marked sensitive); `None` when the token holds characters a header cannot carry.
+    pub fn authorization(&self) -> Option<HeaderValue> {
+        self.authorization.clone()
     }
 
     /// The token in `path` (its whole content, trimmed).
@@ -103,7 +123,7 @@ impl Token {
     /// Whether `presented` is the token, in time independent of both.
     pub fn matches(&self, presented: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented).into();
-        digest.ct_eq(&self.0).into()
+        digest.ct_eq(&self.digest).into()
     }
 }
 
@@ -290,6 +310,9 @@ mod tests {
             "UndrainNode",
             "KickPublisher",
             "Watch",
+            "ListRecordings",
+            "GetRecording",
+            "DeleteRecording",
             "SomeMethodAddedLater",
         ] {
             assert!(is_protected(&format!("/sluice.control.v1.ControlPlane/{method}")), "{method}");
@@ -332,6 +355,9 @@ mod tests {
         assert_eq!(check(None, None), Ok(()));
         assert!(Token::new(" \n").is_none());
         assert_eq!(format!("{token:?}"), "Token(..)", "never printed");
+        let value = token.authorization().unwrap();
+        assert_eq!((value.to_str().unwrap(), value.is_sensitive()), ("Bearer s3cret", true));
+        assert!(Token::new("a\u{7}b").unwrap().authorization().is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The replica's own counters and gauges for `/metrics`: watchers, slow watchers cut off,
-//! refused calls and HTTP assignments. prometheus-client metrics (atomics inside), shared by
+//! refused calls, HTTP assignments and failed calls to the origins' recordings API. prometheus-client metrics (atomics inside), shared by
 //! the gRPC layers and the HTTP front end and registered once by [`crate::metrics`].
 
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +17,9 @@ pub struct Counters {
     unauthenticated: Counter,
     /// Viewers assigned over HTTP (`/play/...`).
     http_assignments: Counter,
+    /// Calls to an origin's recordings API that got no usable answer (timeout, refused,
+    /// error status, malformed answer, no `api` address).
+    origin_api_failures: Counter,
 }
 
 impl Counters {
@@ -50,6 +53,14 @@ impl Counters {
         self.http_assignments.inc();
     }
 
+    pub fn origin_api_failure(&self) {
+        self.origin_api_failures.inc();
+    }
+
+    pub fn origin_api_failures(&self) -> u64 {
+        self.origin_api_failures.get()
+    }
+
     /// Registers the counters (clones share the values) in `registry`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -72,6 +83,11 @@ impl Counters {
             "sluice_control_plane_http_assignments",
             "Viewers assigned over HTTP",
             self.http_assignments.clone(),
+        );
+        registry.register(
+            "sluice_control_plane_origin_api_failures",
+            "Calls to an origin's recordings API that got no usable answer",
+            self.origin_api_failures.clone(),
         );
     }
 }
@@ -100,11 +116,13 @@ mod tests {
         drop(b);
         assert_eq!(c.watchers(), 0);
         c.unauthenticated();
+        c.origin_api_failure();
         let mut registry = Registry::default();
         c.register(&mut registry);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(out.contains("sluice_control_plane_watchers 0\n"), "{out}");
         assert!(out.contains("sluice_control_plane_unauthenticated_total 1\n"), "{out}");
+        assert!(out.contains("sluice_control_plane_origin_api_failures_total 1\n"), "{out}");
     }
 }

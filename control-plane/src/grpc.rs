@@ -1,10 +1,11 @@
 //! The gRPC front end: `sluice.control.v1.ControlPlane` over [`ControlPlane`]. Each method
 //! only translates; conversions live in [`crate::convert`], management in [`crate::admin`],
-//! the event stream in [`crate::watch`].
+//! the event stream in [`crate::watch`], the recordings calls in [`crate::recordings`].
 
 use crate::convert::{
     choice_status, find_node, node, origin_ring, protocol, stream, stream_key, totals,
 };
+use crate::recordings::Recordings;
 use crate::service::ControlPlane;
 use crate::view::parse_avoid;
 use sluice_cluster::types::Role;
@@ -12,9 +13,13 @@ use sluice_proto::control::v1 as pb;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// The service; clone of an `Arc`.
+/// The service; clones share the replica.
 #[derive(Clone)]
-pub struct Grpc(pub Arc<ControlPlane>);
+pub struct Grpc {
+    pub control: Arc<ControlPlane>,
+    /// The recordings calls (the origins' HTTP APIs).
+    pub recordings: Arc<Recordings>,
+}
 
 #[tonic::async_trait]
 impl pb::control_plane_server::ControlPlane for Grpc {
@@ -33,7 +38,8 @@ impl pb::control_plane_server::ControlPlane for Grpc {
                 ip.parse().map_err(|_| Status::invalid_argument("client_ip: not an IP address"))?,
             ),
         };
-        let choice = self.0.assign(&key, protocol(proto), &avoid, client).map_err(choice_status)?;
+        let choice =
+            self.control.assign(&key, protocol(proto), &avoid, client).map_err(choice_status)?;
         Ok(Response::new(pb::AssignViewerResponse {
             url: choice.url,
             edge_id: choice.edge,
@@ -48,7 +54,7 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         let req = request.into_inner();
         let key = stream_key(&req.app, &req.stream)?;
         let (origin, url) =
-            self.0.ingest(&key).ok_or_else(|| Status::unavailable("no origin is ready"))?;
+            self.control.ingest(&key).ok_or_else(|| Status::unavailable("no origin is ready"))?;
         Ok(Response::new(pb::ResolveIngestResponse { url, origin_id: origin.to_string() }))
     }
 
@@ -56,13 +62,13 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         &self,
         _request: Request<pb::GetCapacityRequest>,
     ) -> Result<Response<pb::GetCapacityResponse>, Status> {
-        let snap = self.0.snapshot();
+        let snap = self.control.snapshot();
         Ok(Response::new(pb::GetCapacityResponse {
             nodes: snap.nodes.values().map(|n| node(&snap, n)).collect(),
-            edges: Some(totals(self.0.totals(Role::Edge))),
-            origins: Some(totals(self.0.totals(Role::Origin))),
-            recommended_edges: self.0.recommended_edges(),
-            target_utilisation: self.0.target_utilisation(),
+            edges: Some(totals(self.control.totals(Role::Edge))),
+            origins: Some(totals(self.control.totals(Role::Origin))),
+            recommended_edges: self.control.recommended_edges(),
+            target_utilisation: self.control.target_utilisation(),
         }))
     }
 
@@ -70,7 +76,7 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         &self,
         _request: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let snap = self.0.snapshot();
+        let snap = self.control.snapshot();
         Ok(Response::new(pb::ListNodesResponse {
             nodes: snap.nodes.values().map(|n| node(&snap, n)).collect(),
         }))
@@ -80,7 +86,7 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         &self,
         _request: Request<pb::ListStreamsRequest>,
     ) -> Result<Response<pb::ListStreamsResponse>, Status> {
-        let snap = self.0.snapshot();
+        let snap = self.control.snapshot();
         let ring = origin_ring(&snap);
         let streams = snap.streams.values().map(|s| stream(&snap, &ring, s)).collect();
         Ok(Response::new(pb::ListStreamsResponse { streams }))
@@ -91,7 +97,7 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         request: Request<pb::GetNodeRequest>,
     ) -> Result<Response<pb::Node>, Status> {
         let req = request.into_inner();
-        let snap = self.0.snapshot();
+        let snap = self.control.snapshot();
         let n = find_node(&snap, &req.id, &req.role)?;
         Ok(Response::new(node(&snap, n)))
     }
@@ -102,7 +108,7 @@ impl pb::control_plane_server::ControlPlane for Grpc {
     ) -> Result<Response<pb::Stream>, Status> {
         let req = request.into_inner();
         let key = stream_key(&req.app, &req.stream)?;
-        let snap = self.0.snapshot();
+        let snap = self.control.snapshot();
         let s = snap
             .streams
             .get(&key)
@@ -114,21 +120,45 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         &self,
         request: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
-        crate::admin::drain(&self.0, request.into_inner()).await.map(Response::new)
+        crate::admin::drain(&self.control, request.into_inner()).await.map(Response::new)
     }
 
     async fn undrain_node(
         &self,
         request: Request<pb::UndrainNodeRequest>,
     ) -> Result<Response<pb::UndrainNodeResponse>, Status> {
-        crate::admin::undrain(&self.0, request.into_inner()).await.map(Response::new)
+        crate::admin::undrain(&self.control, request.into_inner()).await.map(Response::new)
     }
 
     async fn kick_publisher(
         &self,
         request: Request<pb::KickPublisherRequest>,
     ) -> Result<Response<pb::KickPublisherResponse>, Status> {
-        crate::admin::kick(&self.0, request.into_inner()).await.map(Response::new)
+        crate::admin::kick(&self.control, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_recordings(
+        &self,
+        request: Request<pb::ListRecordingsRequest>,
+    ) -> Result<Response<pb::ListRecordingsResponse>, Status> {
+        let snap = self.control.snapshot();
+        self.recordings.list(&snap, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn get_recording(
+        &self,
+        request: Request<pb::GetRecordingRequest>,
+    ) -> Result<Response<pb::Recording>, Status> {
+        let snap = self.control.snapshot();
+        self.recordings.get(&snap, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete_recording(
+        &self,
+        request: Request<pb::DeleteRecordingRequest>,
+    ) -> Result<Response<pb::DeleteRecordingResponse>, Status> {
+        let snap = self.control.snapshot();
+        self.recordings.delete(&snap, request.into_inner()).await.map(Response::new)
     }
 
     type WatchStream = crate::watch::EventStream;
@@ -137,6 +167,6 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(crate::watch::events(&self.0, request.into_inner())))
+        Ok(Response::new(crate::watch::events(&self.control, request.into_inner())))
     }
 }

@@ -15,6 +15,7 @@
 //! keda       KEDA's external scaler (externalscaler.ExternalScaler) over the service
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
+//! recordings list, show, delete recordings: the origins' APIs asked and their answers merged
 //! metrics    /metrics: the replica's counters and the cluster's figures (prometheus-client)
 //! convert    cluster records as protobuf messages, request fields as cluster types
 //! auth       the bearer token: which paths need it, constant-time check, gRPC and HTTP layers
@@ -26,6 +27,7 @@
 //! lock       the one poison-tolerant mutex lock
 //! grpc_trace a span per gRPC call (method, peer), the gRPC port's outermost layer
 //! assign     consistent hashing with bounded loads, weighted by capacity (sans-IO)
+//! origin_api the HTTP/1 client of an origin's recordings API: token, deadline, capped body
 //! ```
 
 pub mod admin;
@@ -41,8 +43,10 @@ pub mod http;
 pub mod keda;
 mod lock;
 pub mod metrics;
+pub mod origin_api;
 pub mod page;
 pub mod play_sign;
+pub mod recordings;
 pub mod serve;
 pub mod service;
 pub mod simulate;

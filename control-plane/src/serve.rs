@@ -8,6 +8,8 @@ use crate::config::Args;
 use crate::grpc::Grpc;
 use crate::grpc_trace::GrpcTraceLayer;
 use crate::keda::Scaler;
+use crate::origin_api::OriginApi;
+use crate::recordings::Recordings;
 use crate::service::ControlPlane;
 use crate::tls::{serve_https, CertStore};
 use anyhow::Context as _;
@@ -73,6 +75,16 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         allow: args.admin_allow.clone(),
         private_metrics: args.metrics_private,
     };
+    // The origins' recordings API takes the same shared token (kept in memory only).
+    let origin_token = token.as_ref().and_then(crate::auth::Token::authorization);
+    if token.is_some() && origin_token.is_none() {
+        tracing::warn!(
+            "the token holds characters an HTTP header cannot carry: the recordings calls go \
+             to the origins without it"
+        );
+    }
+    let recordings =
+        Arc::new(Recordings::new(OriginApi::new(origin_token), control.counters().clone()));
     let auth = Auth::with_http(token, control.counters().clone(), http_policy);
     // On a signal, close first: endless streams end, then both servers drain and stop.
     let closer = control.clone();
@@ -120,7 +132,7 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ControlPlaneServer::new(Grpc(control.clone())))
+        .add_service(ControlPlaneServer::new(Grpc { control: control.clone(), recordings }))
         .add_service(ExternalScalerServer::new(Scaler(control.clone())));
     let grpc: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &tls {
         Some(store) => Box::pin(services.serve_with_incoming_shutdown(

@@ -56,8 +56,10 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 /// The addresses a node advertises: `rtmp`, `http`, `https` and `rtmps` where players reach it
-/// (`public-host` and the public ports when set: a load balancer or a NAT in front), and
-/// `relay` where other nodes reach it (`advertise-host`, else the RTMP listen address's host).
+/// (`public-host` and the public ports when set: a load balancer or a NAT in front), `relay`
+/// where other nodes reach it and `api` where the control plane reaches its HTTP API (both on
+/// the node's own host: `advertise-host`, else the RTMP listen address's host; `api` with the
+/// HTTP listen port, never a public one).
 pub fn advertised_addresses(
     cluster: &ClusterSettings,
     listening: &Listening,
@@ -70,6 +72,7 @@ pub fn advertised_addresses(
     let mut addresses = BTreeMap::from([
         ("rtmp".to_string(), player(cluster.public_rtmp_port, listening.rtmp)),
         ("http".to_string(), player(cluster.public_http_port, listening.http)),
+        ("api".to_string(), host_port(&node_host, listening.http.port())),
     ]);
     if let Some(https) = listening.https {
         addresses.insert("https".to_string(), player(cluster.public_https_port, https));
@@ -208,6 +211,7 @@ mod tests {
         assert_eq!(a["rtmp"], "10.1.2.3:1935");
         assert_eq!(a["http"], "10.1.2.3:8080");
         assert_eq!(a["relay"], "10.1.2.3:4433");
+        assert_eq!(a["api"], "10.1.2.3:8080");
         assert!(!a.contains_key("https"));
 
         c.public_host = Some("edge-7.live.example.com".to_string());
@@ -218,10 +222,22 @@ mod tests {
         assert_eq!(a["http"], "edge-7.live.example.com:80");
         assert_eq!(a["https"], "edge-7.live.example.com:443");
         assert_eq!(a["relay"], "10.1.2.3:4433", "the relay stays on the cluster network");
+        assert_eq!(a["api"], "10.1.2.3:8080", "so does the API, on the HTTP listen port");
 
         c.advertise_host = Some("fd00::7".to_string());
         c.public_host = None;
         let a = advertised_addresses(&c, &listening(false, false));
         assert_eq!(a["rtmp"], "[fd00::7]:1935");
+        assert_eq!(a["api"], "[fd00::7]:8080");
+        let keys: Vec<&str> = a.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["api", "http", "rtmp"]);
+        // Every address a node may advertise fits the registry's bounds.
+        let all = advertised_addresses(
+            &c,
+            &Listening { rtmps: Some("0.0.0.0:1936".parse().unwrap()), ..listening(true, true) },
+        );
+        assert_eq!(all.len(), 6);
+        let info = NodeInfo { addresses: all, ..NodeInfo::default() };
+        assert!(info.within_bounds());
     }
 }

@@ -55,4 +55,5 @@ mod recording_mp4;
 mod rules;
 mod slow_viewer;
 mod sluicectl;
+mod sluicectl_recordings;
 mod webhook;

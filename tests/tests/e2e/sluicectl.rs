@@ -20,14 +20,14 @@ use sluice_tests::{h264_aac, paths, secs, Publisher};
 
 /// What a run of `sluicectl` gave.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         assert_eq!(self.code, 0, "{self:?}");
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
@@ -46,7 +46,7 @@ fn ctl_command(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
 }
 
 /// Run `sluicectl ARGS` (see [`ctl_command`]) to its end.
-fn ctl_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+pub(crate) fn ctl_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let out = ctl_command(config, env, args).output().expect("run sluicectl");
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -55,7 +55,7 @@ fn ctl_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     }
 }
 
-fn config_in(dir: &TestDir) -> PathBuf {
+pub(crate) fn config_in(dir: &TestDir) -> PathBuf {
     dir.path().join("sluicectl.toml")
 }
 

@@ -69,6 +69,9 @@ pub enum Command {
     /// Published streams: list, show, kick the publisher, watch events.
     #[command(subcommand)]
     Streams(StreamsCommand),
+    /// Recordings on the origins: list, show, delete.
+    #[command(subcommand)]
+    Recordings(RecordingsCommand),
     /// Load against capacity per node and for the cluster, and the recommended edge count.
     Capacity,
     /// The edge URL a new viewer of APP/NAME would be sent to.
@@ -157,6 +160,37 @@ pub enum StreamsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// List the origins' recordings, newest first.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this app's recordings.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only recordings of streams with this name.
+        #[arg(long)]
+        stream: Option<String>,
+        /// At most this many, the newest (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// One recording in detail, with the URLs it plays from.
+    Show(RecordingRef),
+    /// Delete a finished recording (refused while it is still being written).
+    #[command(alias = "delete")]
+    Rm(RecordingRef),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecordingRef {
+    /// The recording, as APP/STREAM/ID (ID: its start in Unix ms, as `recordings ls` shows).
+    pub recording: String,
+    /// The origin holding it (default: every origin is asked).
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    pub origin: String,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// A node's load report older than this is stale.
@@ -202,6 +236,24 @@ pub fn stream_ref(s: &str) -> Result<(String, String), CtlError> {
             Ok((app.to_string(), name.to_string()))
         }
         _ => Err(CtlError::Usage(format!("a stream is named APP/NAME (e.g. live/x), not {s:?}"))),
+    }
+}
+
+/// `APP/STREAM/ID` as its three parts (ID: digits).
+pub fn recording_ref(s: &str) -> Result<(String, String, String), CtlError> {
+    let mut parts = s.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(app), Some(stream), Some(id), None)
+            if !app.is_empty()
+                && !stream.is_empty()
+                && !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok((app.to_string(), stream.to_string(), id.to_string()))
+        }
+        _ => Err(CtlError::Usage(format!(
+            "a recording is named APP/STREAM/ID (e.g. live/x/1700000000000), not {s:?}"
+        ))),
     }
 }
 
@@ -251,6 +303,37 @@ mod tests {
         for bad in ["live", "/x", "live/", "a/b/c"] {
             assert!(stream_ref(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn recording_refs() {
+        assert_eq!(
+            recording_ref("live/x/1700000000000").unwrap(),
+            ("live".into(), "x".into(), "1700000000000".into())
+        );
+        for bad in ["live/x", "live/x/", "/x/1", "live//1", "live/x/1/2", "live/x/abc"] {
+            assert!(recording_ref(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn recordings_commands_parse() {
+        let cli = Cli::try_parse_from(["sluicectl", "recordings", "ls", "--app", "live"]).unwrap();
+        let Command::Recordings(RecordingsCommand::Ls { app, stream, limit }) = cli.command else {
+            panic!("ls");
+        };
+        assert_eq!((app.as_deref(), stream, limit), (Some("live"), None, 100));
+        for bad in ["0", "1001"] {
+            let line = ["sluicectl", "recordings", "ls", "--limit", bad];
+            assert!(Cli::try_parse_from(line).is_err(), "{bad}");
+        }
+        let line = ["sluicectl", "recordings", "rm", "live/x/1", "--origin", "o1"];
+        let Command::Recordings(RecordingsCommand::Rm(r)) =
+            Cli::try_parse_from(line).unwrap().command
+        else {
+            panic!("rm");
+        };
+        assert_eq!((r.recording.as_str(), r.origin.as_str()), ("live/x/1", "o1"));
     }
 
     #[test]

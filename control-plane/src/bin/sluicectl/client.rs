@@ -140,6 +140,7 @@ pub fn status_error(status: &Status, call: &'static str, endpoint: &str) -> CtlE
     match status.code() {
         Code::NotFound => CtlError::NotFound(message),
         Code::InvalidArgument => CtlError::Usage(message),
+        Code::FailedPrecondition => CtlError::Refused(message),
         Code::Unauthenticated | Code::PermissionDenied => CtlError::Unauthorised(message),
         Code::Unimplemented => CtlError::Unsupported { endpoint: endpoint.to_string(), call },
         Code::DeadlineExceeded => {
@@ -215,6 +216,9 @@ mod tests {
             "no edge is available"
         );
         assert!(matches!(e(Status::internal("boom")), CtlError::Server { .. }));
+        let busy = e(Status::failed_precondition("recording live/x/1 is still being written"));
+        assert_eq!(busy.to_string(), "recording live/x/1 is still being written");
+        assert_eq!(busy.exit_code(), crate::error::exit::FAILED);
     }
 
     #[tokio::test]

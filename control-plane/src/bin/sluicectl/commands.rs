@@ -6,7 +6,8 @@ use std::io::Write;
 use sluice_proto::control::v1 as pb;
 
 use crate::args::{
-    stream_ref, Command, Format, NodeRef, NodesCommand, PlayProtocol, StreamsCommand,
+    recording_ref, stream_ref, Command, Format, NodeRef, NodesCommand, PlayProtocol, RecordingRef,
+    RecordingsCommand, StreamsCommand,
 };
 use crate::client::{status_error, Conn};
 use crate::config::Settings;
@@ -15,8 +16,8 @@ use crate::output::{encode, encode_record, write};
 use crate::render;
 use crate::units::now_ms;
 use crate::views::{
-    self, AssignView, CapacityView, DrainView, IngestView, KickView, NodeList, NodeView,
-    StreamList, StreamView,
+    self, AssignView, CapacityView, DeletedView, DrainView, IngestView, KickView, NodeList,
+    NodeView, RecordingList, RecordingView, StreamList, StreamView,
 };
 
 /// Run a command that needs a connection (`check` makes its own, to report a failed one as a
@@ -35,6 +36,7 @@ pub async fn run(
     match command {
         Command::Nodes(cmd) => nodes(&conn, cmd, format, out).await,
         Command::Streams(cmd) => streams(&conn, cmd, format, out).await,
+        Command::Recordings(cmd) => recordings(&conn, cmd, format, out).await,
         Command::Capacity => {
             let c = conn
                 .call("GetCapacity", conn.control().get_capacity(pb::GetCapacityRequest {}))
@@ -86,6 +88,10 @@ fn check_names(command: &Command) -> Result<(), CtlError> {
         | Command::Streams(StreamsCommand::Show { stream } | StreamsCommand::Kick { stream }) => {
             stream_ref(stream).map(drop)
         }
+        Command::Recordings(
+            RecordingsCommand::Show(RecordingRef { recording, .. })
+            | RecordingsCommand::Rm(RecordingRef { recording, .. }),
+        ) => recording_ref(recording).map(drop),
         _ => Ok(()),
     }
 }
@@ -183,6 +189,39 @@ async fn streams(
             write(out, &encode(format, &view, render::kick)?);
         }
         StreamsCommand::Watch { no_initial } => watch(conn, !no_initial, format, out).await?,
+    }
+    Ok(())
+}
+
+async fn recordings(
+    conn: &Conn,
+    cmd: RecordingsCommand,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    match cmd {
+        RecordingsCommand::Ls { app, stream, limit } => {
+            let request = pb::ListRecordingsRequest {
+                app: app.unwrap_or_default(),
+                stream: stream.unwrap_or_default(),
+                limit,
+            };
+            let list = conn.call("ListRecordings", conn.control().list_recordings(request)).await?;
+            write(out, &encode(format, &RecordingList::from(list), render::recording_list)?);
+        }
+        RecordingsCommand::Show(RecordingRef { recording, origin }) => {
+            let (app, stream, id) = recording_ref(&recording)?;
+            let request = pb::GetRecordingRequest { origin_id: origin, app, stream, id };
+            let answer = conn.call("GetRecording", conn.control().get_recording(request)).await?;
+            write(out, &encode(format, &RecordingView::from(answer), render::recording)?);
+        }
+        RecordingsCommand::Rm(RecordingRef { recording, origin }) => {
+            let (app, stream, id) = recording_ref(&recording)?;
+            let request = pb::DeleteRecordingRequest { origin_id: origin, app, stream, id };
+            let answer =
+                conn.call("DeleteRecording", conn.control().delete_recording(request)).await?;
+            write(out, &encode(format, &DeletedView::from(answer), render::deleted)?);
+        }
     }
     Ok(())
 }

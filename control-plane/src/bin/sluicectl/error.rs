@@ -26,6 +26,10 @@ pub enum CtlError {
     Unavailable(String),
     #[error("{0}")]
     NotFound(String),
+    /// The control plane refused the request in the current state (FAILED_PRECONDITION, e.g.
+    /// a recording still being written).
+    #[error("{0}")]
+    Refused(String),
     #[error(
         "the control plane refused the call: {0} (give --token, --token-file or SLUICE_TOKEN)"
     )]
@@ -66,6 +70,7 @@ impl CtlError {
             CtlError::Unauthorised(_) => exit::UNAUTHORISED,
             CtlError::Unsupported { .. } => exit::UNSUPPORTED,
             CtlError::Server { .. }
+            | CtlError::Refused(_)
             | CtlError::Read { .. }
             | CtlError::Write { .. }
             | CtlError::Encode { .. }

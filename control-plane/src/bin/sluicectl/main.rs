@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! main        parse, resolve the settings, dispatch, turn errors into exit codes
-//! commands    nodes, streams, capacity, assign, ingest: calls, views, printing
+//! commands    nodes, streams, recordings, capacity, assign, ingest: calls, views, printing
 //! check       `check`'s I/O: connection, health, listings, certificate files
 //! config_cmd  `config get-contexts|use-context|set-context|...`
 //! client      the channel (TLS with --ca), bearer token, timeout, statuses as errors

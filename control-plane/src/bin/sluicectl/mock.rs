@@ -1,6 +1,7 @@
 //! Tests of the commands end to end in process: a mock `ControlPlane` server answering
 //! hand-built messages (including the management RPCs a real replica does not serve yet:
-//! drain, undrain, kick, watch), requiring a bearer token, and the commands' printed output.
+//! drain, undrain, kick, watch; and the recordings calls), requiring a bearer token, and the
+//! commands' printed output.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,27 @@ fn stream_x() -> pb::Stream {
         origin: "o1".into(),
         codecs: vec!["h264".into()],
         ..pb::Stream::default()
+    }
+}
+
+fn recording(id: &str, finished: bool) -> pb::Recording {
+    pb::Recording {
+        origin_id: "o1".into(),
+        app: "live".into(),
+        stream: "x".into(),
+        id: id.into(),
+        started_at_ms: id.parse::<u64>().unwrap() * 1_000_000,
+        duration_s: 10.0,
+        segments: 5,
+        periods: 1,
+        bytes: 2 << 20,
+        finished,
+        hls_url: format!("http://o1:8080/vod/live/x/{id}/index.m3u8"),
+        mp4_url: if finished {
+            format!("http://o1:8080/vod/live/x/{id}.mp4")
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -97,6 +119,41 @@ impl ControlPlane for Mock {
             Ok(Response::new(pb::KickPublisherResponse { origin_id: "o1".into() }))
         } else {
             Err(Status::not_found("the stream has no publisher"))
+        }
+    }
+    async fn list_recordings(
+        &self,
+        r: Request<pb::ListRecordingsRequest>,
+    ) -> Answer<pb::ListRecordingsResponse> {
+        let r = r.into_inner();
+        let mut recordings = vec![recording("2000", false), recording("1000", true)];
+        recordings.retain(|x| r.app.is_empty() || x.app == r.app);
+        recordings.truncate(r.limit as usize);
+        Ok(Response::new(pb::ListRecordingsResponse {
+            truncated: recordings.len() < 2,
+            recordings,
+            unreachable_origins: vec!["o2".into()],
+        }))
+    }
+    async fn get_recording(&self, r: Request<pb::GetRecordingRequest>) -> Answer<pb::Recording> {
+        match r.get_ref().id.as_str() {
+            id @ ("1000" | "2000") => Ok(Response::new(recording(id, id == "1000"))),
+            _ => Err(Status::not_found("no origin holds recording live/x/3")),
+        }
+    }
+    async fn delete_recording(
+        &self,
+        r: Request<pb::DeleteRecordingRequest>,
+    ) -> Answer<pb::DeleteRecordingResponse> {
+        match r.get_ref().id.as_str() {
+            "1000" => Ok(Response::new(pb::DeleteRecordingResponse {
+                deleted: vec![recording("1000", true)],
+            })),
+            "2000" => Err(Status::failed_precondition(
+                "recording live/x/2000 on o1 is still being written: it can be deleted once it \
+                 finishes",
+            )),
+            _ => Err(Status::not_found("no origin holds recording live/x/3")),
         }
     }
     type WatchStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::WatchEvent, Status>>>;
@@ -219,6 +276,45 @@ async fn server_answers_become_clear_errors() {
     assert_eq!(err.to_string(), "GetCapacity failed: boom (Internal)");
     let text = run(&url, Some(TOKEN), &["ingest", "live/x", "-o", "json"]).await.unwrap();
     assert!(text.contains("\"origin_id\": \"o1\""), "{text}");
+}
+
+#[tokio::test]
+async fn recordings_are_listed_shown_and_removed() {
+    let (url, _) = serve().await;
+    let text = run(&url, Some(TOKEN), &["recordings", "ls"]).await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("ORIGIN  STREAM  ID"), "{text}");
+    assert!(
+        lines[1].starts_with("o1      live/x  2000  ") && lines[1].ends_with("recording"),
+        "{text}"
+    );
+    assert!(text.contains("not listed: what o2 holds"), "{text}");
+    let json =
+        run(&url, Some(TOKEN), &["recordings", "ls", "--limit", "1", "-o", "json"]).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["recordings"][0]["id"].as_str(), v["truncated"].as_bool()),
+        (Some("2000"), Some(true))
+    );
+    assert_eq!(v["unreachable_origins"][0], "o2");
+
+    let show = run(&url, Some(TOKEN), &["recordings", "show", "live/x/1000"]).await.unwrap();
+    assert!(show.contains("mp4:       http://o1:8080/vod/live/x/1000.mp4\n"), "{show}");
+    let err = run(&url, Some(TOKEN), &["recordings", "show", "live/x/3"]).await.unwrap_err();
+    assert_eq!(
+        (err.to_string().as_str(), err.exit_code()),
+        ("no origin holds recording live/x/3", 4)
+    );
+
+    let text = run(&url, Some(TOKEN), &["recordings", "rm", "live/x/1000"]).await.unwrap();
+    assert_eq!(text, "recording live/x/1000 deleted on o1 (10s, 2 MiB)\n");
+    let err = run(&url, Some(TOKEN), &["recordings", "rm", "live/x/2000"]).await.unwrap_err();
+    assert!(err.to_string().contains("still being written"), "{err}");
+    assert_eq!(err.exit_code(), crate::error::exit::FAILED);
+    let err = run(&url, Some(TOKEN), &["recordings", "rm", "live/x"]).await.unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::USAGE, "{err}");
+    let err = run(&url, None, &["recordings", "ls"]).await.unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::UNAUTHORISED, "{err}");
 }
 
 /// A control plane that accepts connections but never answers: the call gives up at the

@@ -1,10 +1,10 @@
 //! The table form of each view (pure: the views and the current time in, text out).
 
 use crate::table::{fields, Table};
-use crate::units::{bitrate, bytes, cores, fps, of, percent, resolution, since};
+use crate::units::{bitrate, bytes, cores, fps, length, of, percent, resolution, since, utc};
 use crate::views::{
-    AssignView, CapacityView, DrainView, EventView, IngestView, KickView, LoadView, NodeList,
-    NodeView, StreamList, StreamView, TotalsView,
+    AssignView, CapacityView, DeletedView, DrainView, EventView, IngestView, KickView, LoadView,
+    NodeList, NodeView, RecordingList, RecordingView, StreamList, StreamView, TotalsView,
 };
 
 /// A node's state with its drain order: `ready`, `draining`, `ready (drain ordered)`.
@@ -228,6 +228,72 @@ pub fn kick(k: &KickView) -> String {
     format!("publisher of {} closed on {}\n", k.stream, k.origin_id)
 }
 
+fn recording_state(r: &RecordingView) -> &'static str {
+    if r.finished {
+        "finished"
+    } else {
+        "recording"
+    }
+}
+
+pub fn recording_list(list: &RecordingList) -> String {
+    let mut t = Table::new(&["ORIGIN", "STREAM", "ID", "STARTED (UTC)", "LENGTH", "SIZE", "STATE"]);
+    for r in &list.recordings {
+        t.row(vec![
+            r.origin_id.clone(),
+            format!("{}/{}", r.app, r.stream),
+            r.id.clone(),
+            utc(r.started_at_ms),
+            length(r.duration_s),
+            bytes(r.bytes),
+            recording_state(r).to_string(),
+        ]);
+    }
+    let mut out = t.render();
+    if list.truncated {
+        out.push_str("\nmore recordings than --limit: only the newest are shown\n");
+    }
+    if !list.unreachable_origins.is_empty() {
+        out.push_str(&format!(
+            "\nnot listed: what {} {} (no answer; the control plane's log says why)\n",
+            list.unreachable_origins.join(", "),
+            if list.unreachable_origins.len() == 1 { "holds" } else { "hold" },
+        ));
+    }
+    out
+}
+
+pub fn recording(r: &RecordingView) -> String {
+    fields(&[
+        ("recording", r.key()),
+        ("origin", r.origin_id.clone()),
+        ("started", format!("{} UTC", utc(r.started_at_ms))),
+        ("length", format!("{} ({:.1} s)", length(r.duration_s), r.duration_s)),
+        ("segments", r.segments.to_string()),
+        ("periods", r.periods.to_string()),
+        ("size", bytes(r.bytes)),
+        ("state", recording_state(r).to_string()),
+        ("hls", or_dash(&r.hls_url)),
+        ("mp4", if r.mp4_url.is_empty() { "- (once finished)".into() } else { r.mp4_url.clone() }),
+    ])
+}
+
+/// One line per deleted copy, for `recordings rm`.
+pub fn deleted(d: &DeletedView) -> String {
+    d.deleted
+        .iter()
+        .map(|r| {
+            format!(
+                "recording {} deleted on {} ({}, {})\n",
+                r.key(),
+                r.origin_id,
+                length(r.duration_s),
+                bytes(r.bytes)
+            )
+        })
+        .collect()
+}
+
 /// One line per event, for `streams watch`.
 pub fn event(e: &EventView) -> String {
     let what = match (&e.node, &e.stream) {
@@ -390,6 +456,72 @@ mod tests {
             protocol: 1,
         });
         assert_eq!(assign(&a), "http://e:1/live/x.flv\n");
+    }
+
+    fn recording_x(finished: bool) -> RecordingView {
+        RecordingView::from(pb::Recording {
+            origin_id: "origin-1".into(),
+            app: "live".into(),
+            stream: "x".into(),
+            id: "1700000000000".into(),
+            started_at_ms: 1_700_000_000_000,
+            duration_s: 10.02,
+            segments: 5,
+            periods: 1,
+            bytes: 3 << 20,
+            finished,
+            hls_url: "http://o1:8080/vod/live/x/1700000000000/index.m3u8".into(),
+            mp4_url: if finished {
+                "http://o1:8080/vod/live/x/1700000000000.mp4".into()
+            } else {
+                String::new()
+            },
+        })
+    }
+
+    #[test]
+    fn recordings_list_show_and_rm() {
+        let list = RecordingList {
+            recordings: vec![recording_x(false), recording_x(true)],
+            truncated: true,
+            unreachable_origins: vec!["origin-2".into()],
+        };
+        let text = recording_list(&list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "ORIGIN    STREAM  ID             STARTED (UTC)        LENGTH  SIZE   STATE",
+            "{text}"
+        );
+        assert_eq!(
+            lines[1],
+            "origin-1  live/x  1700000000000  2023-11-14 22:13:20  10s     3 MiB  recording",
+            "{text}"
+        );
+        assert!(lines[2].ends_with("finished"), "{text}");
+        assert!(text.contains("only the newest are shown"), "{text}");
+        assert!(text.contains("not listed: what origin-2 holds (no answer;"), "{text}");
+        let plain = recording_list(&RecordingList::default());
+        assert_eq!(plain.lines().count(), 1, "a header only: {plain}");
+
+        let show = recording(&recording_x(false));
+        assert!(show.contains("recording: live/x/1700000000000\n"), "{show}");
+        assert!(show.contains("length:    10s (10.0 s)\n"), "{show}");
+        assert!(show.contains("mp4:       - (once finished)\n"), "{show}");
+        let show = recording(&recording_x(true));
+        assert!(
+            show.contains("mp4:       http://o1:8080/vod/live/x/1700000000000.mp4\n"),
+            "{show}"
+        );
+        assert!(
+            show.contains("hls:       http://o1:8080/vod/live/x/1700000000000/index.m3u8"),
+            "{show}"
+        );
+
+        let d = DeletedView { deleted: vec![recording_x(true)] };
+        assert_eq!(
+            deleted(&d),
+            "recording live/x/1700000000000 deleted on origin-1 (10s, 3 MiB)\n"
+        );
     }
 
     #[test]

@@ -68,6 +68,29 @@ pub fn duration_ms(ms: u64) -> String {
     }
 }
 
+/// A time (ms since the epoch) in UTC to the second: `2023-11-14 22:13:20`; `-` when 0.
+pub fn utc(at_ms: u64) -> String {
+    if at_ms == 0 {
+        return "-".to_string();
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms);
+    // `2023-11-14T22:13:20Z`.
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    text.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// A length in seconds: `9.6s` under a minute, else as [`duration_ms`] (`12m30s`, `3h12m`).
+pub fn length(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "-".to_string();
+    }
+    if seconds < 60.0 {
+        return format!("{}s", trim(format!("{seconds:.1}")));
+    }
+    // Within range: a length is far below u64::MAX ms.
+    duration_ms((seconds * 1000.0) as u64)
+}
+
 /// Time since `at_ms` (ms since the epoch), or `-` when unknown (0).
 pub fn since(at_ms: u64, now_ms: u64) -> String {
     if at_ms == 0 {
@@ -144,6 +167,16 @@ mod tests {
         assert_eq!(since(0, 5), "-");
         assert_eq!(since(1_000, 61_000), "1m0s");
         assert_eq!(since(9_000, 1_000), "0s", "a clock ahead is not a negative age");
+    }
+
+    #[test]
+    fn times_and_lengths() {
+        assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20");
+        assert_eq!(utc(0), "-");
+        assert_eq!(length(10.04), "10s");
+        assert_eq!(length(9.6), "9.6s");
+        assert_eq!(length(750.2), "12m30s");
+        assert_eq!(length(f64::NAN), "-");
     }
 
     #[test]

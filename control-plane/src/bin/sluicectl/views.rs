@@ -119,6 +119,46 @@ pub struct KickView {
     pub origin_id: String,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecordingView {
+    pub origin_id: String,
+    pub app: String,
+    pub stream: String,
+    pub id: String,
+    pub started_at_ms: u64,
+    pub duration_s: f64,
+    pub segments: u64,
+    pub periods: u64,
+    pub bytes: u64,
+    pub finished: bool,
+    pub hls_url: String,
+    /// Empty until the recording is finished.
+    pub mp4_url: String,
+}
+
+impl RecordingView {
+    /// `APP/STREAM/ID`, as `recordings show` and `rm` take it.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.app, self.stream, self.id)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecordingList {
+    /// Newest first.
+    pub recordings: Vec<RecordingView>,
+    /// The limit left some out.
+    pub truncated: bool,
+    /// Origins that did not answer: what they hold is not listed.
+    pub unreachable_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeletedView {
+    /// What was deleted, as it was (one per origin that held it).
+    pub deleted: Vec<RecordingView>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventView {
     /// `node_added`, `stream_ended`, ...
@@ -237,6 +277,41 @@ impl From<pb::AssignViewerResponse> for AssignView {
 impl From<pb::ResolveIngestResponse> for IngestView {
     fn from(r: pb::ResolveIngestResponse) -> IngestView {
         IngestView { url: r.url, origin_id: r.origin_id }
+    }
+}
+
+impl From<pb::Recording> for RecordingView {
+    fn from(r: pb::Recording) -> RecordingView {
+        RecordingView {
+            origin_id: r.origin_id,
+            app: r.app,
+            stream: r.stream,
+            id: r.id,
+            started_at_ms: r.started_at_ms,
+            duration_s: r.duration_s,
+            segments: r.segments,
+            periods: r.periods,
+            bytes: r.bytes,
+            finished: r.finished,
+            hls_url: r.hls_url,
+            mp4_url: r.mp4_url,
+        }
+    }
+}
+
+impl From<pb::ListRecordingsResponse> for RecordingList {
+    fn from(l: pb::ListRecordingsResponse) -> RecordingList {
+        RecordingList {
+            recordings: l.recordings.into_iter().map(RecordingView::from).collect(),
+            truncated: l.truncated,
+            unreachable_origins: l.unreachable_origins,
+        }
+    }
+}
+
+impl From<pb::DeleteRecordingResponse> for DeletedView {
+    fn from(d: pb::DeleteRecordingResponse) -> DeletedView {
+        DeletedView { deleted: d.deleted.into_iter().map(RecordingView::from).collect() }
     }
 }
 
