@@ -27,6 +27,10 @@ use crate::settings::NodeSettings;
 /// On SIGTERM, how long a node with a relay keeps serving it after leaving the ring.
 const RELAY_MOVE_GRACE: Duration = Duration::from_secs(1);
 
+/// In a cluster, a recording left open and untouched this long has no home writing it any
+/// more (its home died and no origin carried it on): it is finished.
+const STALE_RECORDING: Duration = Duration::from_secs(60);
+
 /// What differs between the binaries that run a [`Node`].
 pub struct NodeOptions {
     /// Origin or edge: how the node registers, and whether it accepts publishers.
@@ -129,6 +133,7 @@ impl Node {
             };
         let hls = HlsServing::new(&args.hls, session_key.as_deref());
         let mut retention_task = None;
+        let mut stale_task = None;
         let recordings = match &options.record {
             Some(record) => {
                 let recordings = crate::recording::Recordings::new(
@@ -137,11 +142,20 @@ impl Node {
                     metrics.clone(),
                 )
                 .with_context(|| format!("opening --record-dir {}", record.dir.display()))?;
-                recordings.recover().with_context(|| {
+                // Standalone, nobody else writes here: finish what a crash left open now. In a
+                // cluster another origin may be carrying a recording on (a shared store): only
+                // what has been left alone for a while, now and every so often.
+                let min_age =
+                    if args.cluster.is_clustered() { STALE_RECORDING } else { Duration::ZERO };
+                recordings.recover(min_age).with_context(|| {
                     format!("finishing the recordings left open in {}", record.dir.display())
                 })?;
                 let recordings = Arc::new(recordings);
                 retention_task = recordings.spawn_retention();
+                if args.cluster.is_clustered() {
+                    stale_task =
+                        Some(recordings.spawn_stale_finisher(STALE_RECORDING / 2, STALE_RECORDING));
+                }
                 Some(recordings)
             }
             None => None,
@@ -229,12 +243,20 @@ impl Node {
             ),
         ];
         tasks.extend(retention_task);
+        tasks.extend(stale_task);
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {
             let (placement, ring_task) =
                 crate::placement::Placement::start(&registry, args.cluster.standbys);
             tasks.push(ring_task);
+            if let (Some(recordings), true) = (&recordings, args.cluster.is_clustered()) {
+                // Only a stream's home records it (an empty ring: record rather than lose it).
+                let p = placement.clone();
+                recordings.follow_home(Box::new(move |key| {
+                    p.home(key).is_none_or(|home| home == p.node_id)
+                }));
+            }
             let peers = crate::peers::Peers::new(
                 endpoint.clone(),
                 Duration::from_secs(2),

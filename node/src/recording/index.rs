@@ -101,6 +101,33 @@ pub fn finish_text(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// A stored index read back: its entries (sizes unknown: 0) and whether it is finished.
+/// `None` when it is not an index of ours.
+pub fn parse(text: &str) -> Option<(Index, bool)> {
+    if !text.starts_with("#EXTM3U") {
+        return None;
+    }
+    let mut index = Index::default();
+    let (mut init, mut duration, mut discontinuity) = (None, None, false);
+    for line in text.lines() {
+        if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            init = Some(uri.strip_prefix("init-")?.strip_suffix(".mp4\"")?.parse().ok()?);
+        } else if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+            let seconds: f64 = extinf.trim_end_matches(',').parse().ok()?;
+            duration = Some((seconds * TICKS_PER_SECOND).round() as u64);
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            discontinuity = true;
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let msn = line.strip_prefix("seg-")?.strip_suffix(".m4s")?.parse().ok()?;
+            let entry =
+                Entry { msn, duration: duration.take()?, init_id: init?, discontinuity, bytes: 0 };
+            index.push(entry);
+            discontinuity = false;
+        }
+    }
+    Some((index, text.contains("#EXT-X-ENDLIST")))
+}
+
 /// A stored index's figures.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
@@ -152,6 +179,23 @@ pub fn files(text: &str) -> Option<Vec<(u32, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_index_reads_back_as_it_was_written() {
+        let mut index = Index::default();
+        index.push(entry(4, 2.0, 1, false));
+        index.push(entry(5, 1.5, 1, false));
+        index.push(entry(9, 2.0, 2, true));
+        let entries = |i: &Index| {
+            i.entries().iter().map(|e| Entry { bytes: 0, ..e.clone() }).collect::<Vec<_>>()
+        };
+        let (back, finished) = parse(&index.render(false)).unwrap();
+        assert_eq!((entries(&back), finished), (entries(&index), false));
+        assert_eq!(back.render(false), index.render(false));
+        assert!(parse(&index.render(true)).unwrap().1);
+        assert!(parse("not an index").is_none());
+        assert!(parse("#EXTM3U\n#EXTINF:2.0,\nseg-1.m4s\n").is_none(), "no init segment");
+    }
 
     #[test]
     fn a_finished_index_lists_its_segments_with_their_init_segments() {

@@ -72,6 +72,9 @@ impl RecordSettings {
     }
 }
 
+/// Whether this node is the stream's home now (in a cluster, only the home records).
+pub type HomeCheck = Box<dyn Fn(&StreamKey) -> bool + Send + Sync>;
+
 /// A stream's HLS snapshots, as a recorder follows them.
 pub(crate) type Source = watch::Receiver<Option<HlsSnapshot>>;
 
@@ -85,6 +88,8 @@ pub(crate) struct Active {
     finished: tokio::sync::Notify,
     /// Each recorded stream's DVR playlist, with the registration of the recorder that wrote it.
     dvr: Mutex<HashMap<StreamKey, (u64, bytes::Bytes)>>,
+    /// In a cluster: whether this node is a stream's home (unset: standalone, records all).
+    home: std::sync::OnceLock<HomeCheck>,
 }
 
 impl Active {
@@ -122,6 +127,17 @@ impl Active {
 
     pub(crate) fn finished(&self) {
         self.finished.notify_one();
+    }
+
+    /// In a cluster: recorders share the store with other origins' and carry on what they
+    /// recorded.
+    fn clustered(&self) -> bool {
+        self.home.get().is_some()
+    }
+
+    /// Whether this node records `key` now: standalone always, in a cluster when it is home.
+    fn is_home(&self, key: &StreamKey) -> bool {
+        self.home.get().is_none_or(|home| home(key))
     }
 
     /// Recorder `id` of `key` rendered its DVR playlist anew.
@@ -198,17 +214,35 @@ impl Recordings {
         })
     }
 
+    /// In a cluster: record only the streams `home` says this node is the home of, carrying
+    /// on a recording another origin left open in a shared store. Set once, before streams.
+    pub fn follow_home(&self, home: HomeCheck) {
+        let _ = self.active.home.set(home);
+    }
+
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
-    /// files: run at start, before any recorder. Returns how many were finished.
-    pub fn recover(&self) -> std::io::Result<usize> {
+    /// files, of those untouched for `min_age`: run at start before any recorder with zero
+    /// (standalone: nobody else writes here), and every so often in a cluster, where another
+    /// origin may be carrying a recording on in a shared store. Returns how many were
+    /// finished.
+    pub fn recover(&self, min_age: Duration) -> std::io::Result<usize> {
         let mut finished = 0;
+        let old = |path: &Path| {
+            min_age.is_zero()
+                || std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= min_age))
+        };
         for rec in recording_dirs(self.store.root())? {
             for entry in std::fs::read_dir(&rec)?.flatten() {
-                if entry.path().extension().is_some_and(|x| x == "part") {
+                if entry.path().extension().is_some_and(|x| x == "part") && old(&entry.path()) {
                     std::fs::remove_file(entry.path())?;
                 }
             }
             let index = rec.join("index.m3u8");
+            if !old(&index) {
+                continue;
+            }
             let Ok(text) = std::fs::read_to_string(&index) else { continue };
             let Some(done) = index::finish_text(&text) else { continue };
             let tmp = index.with_extension("part");
@@ -243,6 +277,31 @@ impl Recordings {
         }
         self.metrics.recordings_deleted.inc_by(deleted.len() as u64);
         Ok(deleted.len())
+    }
+
+    /// In a cluster: finish, every `period`, the recordings left open and untouched for
+    /// `min_age` (their home died and no origin carried them on).
+    pub fn spawn_stale_finisher(
+        self: &Arc<Self>,
+        period: Duration,
+        min_age: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let rec = this.clone();
+                match tokio::task::spawn_blocking(move || rec.recover(min_age)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(_)) => this.active.finished(),
+                    Ok(Err(e)) => {
+                        this.metrics.recording_errors.inc();
+                        tracing::warn!(error = %e, "finishing stale recordings failed");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "finishing stale recordings failed"),
+                }
+            }
+        })
     }
 
     /// Apply retention at start, every so often, and whenever a recording finishes (`None`

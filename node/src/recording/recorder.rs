@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::dvr::Window;
-use super::index::{Entry, Index};
+use super::index::{self, Entry, Index};
 use super::store::Store;
 use super::{Active, Source};
 use crate::log_limit::RateLimitedLog;
@@ -25,6 +25,10 @@ use crate::metrics::Metrics;
 
 /// 90 kHz ticks per second (the segmenter's unit).
 const TICKS_PER_SECOND: u64 = 90_000;
+
+/// A new home carries on an open recording whose last segment is at most this many segments
+/// behind (some 5 minutes of 2 s segments); an older one is another session's.
+const ADOPT_MAX_GAP: u64 = 150;
 
 /// "Disk below the floor" lines, for every recorder together.
 static LOW_DISK_LOG: RateLimitedLog = RateLimitedLog::new(1);
@@ -87,6 +91,7 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
         inits: HashSet::new(),
         last_msn: None,
         new_period: false,
+        writing: false,
     };
     loop {
         rec.follow(&mut source).await;
@@ -100,7 +105,10 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
         rec.new_period = true;
         rec.last_msn = None;
     }
-    rec.finish().await;
+    // In a cluster the home finishes the recording (another origin may be carrying it on).
+    if active.is_home(&key) {
+        rec.finish().await;
+    }
     active.clear_dvr(&key, registration);
     active.finished();
 }
@@ -129,6 +137,8 @@ struct Recorder<S> {
     last_msn: Option<u64>,
     /// The next segment starts a new period (a new source).
     new_period: bool,
+    /// This node records the stream now (in a cluster: it is the stream's home).
+    writing: bool,
 }
 
 impl<S: Store> Recorder<S> {
@@ -158,6 +168,21 @@ impl<S: Store> Recorder<S> {
         for seg in snapshot.segments() {
             if !seg.complete || self.last_msn.is_some_and(|last| seg.msn <= last) {
                 continue;
+            }
+            if !self.active.is_home(&self.key) {
+                // Another origin records it now; what we would need if we become the home
+                // stays in the window meanwhile.
+                self.writing = false;
+                continue;
+            }
+            if !self.writing {
+                self.writing = true;
+                if self.active.clustered() {
+                    self.adopt(seg.msn).await;
+                    if self.last_msn.is_some_and(|last| seg.msn <= last) {
+                        continue;
+                    }
+                }
             }
             let missed = self.last_msn.map_or(0, |last| seg.msn - last - 1);
             if missed > 0 {
@@ -213,6 +238,44 @@ impl<S: Store> Recorder<S> {
                 info!(recording = %self.prefix, "recording started");
             }
             self.write_index(false).await;
+        }
+    }
+
+    /// Becoming the stream's home in a cluster: carry on the newest recording of the stream
+    /// still open in the store (shared by the origins, the old home's) when it reaches back to
+    /// within [`ADOPT_MAX_GAP`] segments of `msn`, rather than start another; the segments in
+    /// between are written from the window. Otherwise a new recording starts now.
+    async fn adopt(&mut self, msn: u64) {
+        let ids = match self.store.list(&self.stream).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                warn!(recording = %self.prefix, error = %e, "recording: listing the store failed");
+                Vec::new()
+            }
+        };
+        let newest = ids.iter().filter_map(|id| id.parse::<u64>().ok()).max();
+        if let Some(newest) = newest {
+            let key = format!("{}/{newest}/index.m3u8", self.stream);
+            let stored = match self.store.get(&key).await {
+                Ok(Some(bytes)) => index::parse(&String::from_utf8_lossy(&bytes)),
+                _ => None,
+            };
+            if let Some((stored, false)) = stored {
+                let last = stored.entries().last().map(|e| e.msn);
+                if let Some(last) = last.filter(|last| last + ADOPT_MAX_GAP >= msn) {
+                    self.id = newest;
+                    self.prefix = format!("{}/{newest}", self.stream);
+                    self.inits = stored.entries().iter().map(|e| e.init_id).collect();
+                    self.index = stored;
+                    self.last_msn = Some(last);
+                    info!(recording = %self.prefix, after = last, "recording carried on");
+                    return;
+                }
+            }
+        }
+        if self.index.is_empty() {
+            self.id = now_ms().max(self.id);
+            self.prefix = format!("{}/{}", self.stream, self.id);
         }
     }
 

@@ -33,6 +33,8 @@ pub trait Store: Send + Sync + 'static {
         offset: u64,
         len: u64,
     ) -> impl Future<Output = io::Result<Option<Object>>> + Send;
+    /// The names directly under `prefix` (`APP/NAME` → its recordings' ids); empty when none.
+    fn list(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<String>>> + Send;
     /// Bytes still free for recordings; `None` when the store has no such limit.
     fn free_bytes(&self) -> impl Future<Output = io::Result<Option<u64>>> + Send;
 }
@@ -125,6 +127,20 @@ impl Store for LocalDir {
         Ok(Some(Object { len, body }))
     }
 
+    async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let dir = self.path(prefix)?;
+        let mut names = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
     async fn free_bytes(&self) -> io::Result<Option<u64>> {
         let root = self.root.clone();
         // statvfs can block (a network file system): off the runtime's threads.
@@ -166,6 +182,10 @@ mod tests {
         assert_eq!(read.into_iter().map(Result::unwrap).collect::<Vec<_>>().concat(), b"3456");
         assert!(store.read_range("live/cam/1/seg-2.m4s", 8, 3).await.is_err(), "past the end");
         assert!(store.read_range("live/cam/1/none", 0, 1).await.unwrap().is_none());
+        let mut listed = store.list("live/cam/1").await.unwrap();
+        listed.sort();
+        assert_eq!(listed, ["seg-1.m4s", "seg-2.m4s"]);
+        assert!(store.list("live/none").await.unwrap().is_empty());
         let free = store.free_bytes().await.unwrap().expect("a directory's file system");
         assert!(free > 0);
         for bad in ["../x", "live//x", "live/./x", "/abs"] {

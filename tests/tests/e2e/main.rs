@@ -51,6 +51,7 @@ mod quotas;
 mod recording;
 mod recording_api;
 mod recording_bounds;
+mod recording_failover;
 mod recording_mp4;
 mod rules;
 mod slow_viewer;

@@ -1,0 +1,79 @@
+//! Recording across an origin failover (#15): in a cluster only a stream's home records it;
+//! with the recordings in a store the origins share (one directory here, as NFS would be),
+//! an origin that becomes the home when the old home is SIGKILLed carries on the same
+//! recording, and the finished recording has every segment but at most the one in flight,
+//! playing through with every frame decoding.
+
+use sluice_launch::Signal;
+use sluice_tests::cluster::{find_name, home, TestCluster};
+use sluice_tests::origin::TestDir;
+use sluice_tests::process::wait_for;
+use sluice_tests::replay::Replay;
+use sluice_tests::{h264_aac, play_count_frames, secs};
+
+use crate::recording::{assert_nothing_half_written, recordings};
+
+#[test]
+fn the_new_home_carries_on_the_recording_when_the_recording_home_is_killed() {
+    let dir = TestDir::new("recording-failover");
+    let root = dir.path().join("recordings");
+    let root_arg = root.to_str().unwrap();
+    let (i, h) = ("rf-i", "rf-h");
+    let c = TestCluster::new("rf", &[i, h]);
+    let args = ["--record-dir", root_arg, "--record-apps", "live", "--ended-stream-linger", "2s"];
+    let ingest = c.origin(i, &args);
+    let home_node = c.origin(h, &args);
+    // A stream whose home is not the origin its encoder publishes to.
+    let name = find_name("rec", |n| home(&[i, h], n) == h);
+    let mut publisher = Replay::start(ingest.rtmp, "live", &name, &h264_aac().path);
+    wait_for(secs(20), || home_node.stream_info("live", &name)).expect("forwarded to its home");
+    let index_of = || {
+        let rec = recordings(&root, "live", &name);
+        std::fs::read_to_string(rec.first()?.join("index.m3u8")).ok()
+    };
+    wait_for(secs(30), || index_of().filter(|t| t.matches("seg-").count() >= 3))
+        .unwrap_or_else(|| panic!("the home never recorded: {}", home_node.log()));
+    assert!(home_node.log().contains("recording started"), "the home records");
+    assert!(!ingest.log().contains("recording started"), "the ingest does not: {}", ingest.log());
+
+    std::thread::sleep(std::time::Duration::from_millis(700)); // mid-segment
+    sluice_launch::kill(home_node.pid(), Signal::KILL);
+    let before = index_of().unwrap().matches("seg-").count();
+    // The ingest becomes the home once the registry forgets the dead one, and carries on.
+    wait_for(secs(30), || index_of().filter(|t| t.matches("seg-").count() >= before + 4))
+        .unwrap_or_else(|| panic!("the recording stopped at the failover: {}", ingest.log()));
+    assert!(ingest.log().contains("recording carried on"), "{}", ingest.log());
+    publisher.stop().expect("stop the encoder");
+    let index = wait_for(secs(30), || index_of().filter(|t| t.contains("#EXT-X-ENDLIST")))
+        .unwrap_or_else(|| panic!("the recording never finished: {}", ingest.log()));
+
+    let recs = recordings(&root, "live", &name);
+    assert_eq!(recs.len(), 1, "one recording across the failover: {recs:?}");
+    assert_nothing_half_written(&recs[0]);
+    let msns: Vec<u64> = index
+        .lines()
+        .filter_map(|l| l.strip_prefix("seg-")?.strip_suffix(".m4s")?.parse().ok())
+        .collect();
+    let span = msns.last().unwrap() - msns.first().unwrap() + 1;
+    let lost = span - msns.len() as u64;
+    assert!(lost <= 1, "{lost} segments lost at the failover (at most the one in flight): {index}");
+    assert!(msns.windows(2).all(|w| w[0] < w[1]), "{index}");
+    // Every segment plays, every frame decodes, served by the origin that finished it.
+    let id = recs[0].file_name().unwrap().to_str().unwrap();
+    let vod = format!("http://{}/vod/live/{name}/{id}/index.m3u8", ingest.http);
+    let played = play_count_frames(&vod, secs(60));
+    assert!(played.errors.is_empty(), "{:?}", played.errors);
+    // 30 fps: the listed seconds' worth of frames (the last segment ends with the encoder).
+    let listed: f64 = index
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    let expected = (listed * 30.0).round() as u64;
+    assert!(
+        played.frames.abs_diff(expected) <= 20,
+        "{} frames decoded of the {expected} the index lists ({listed} s): {index}",
+        played.frames
+    );
+    drop(c);
+}
