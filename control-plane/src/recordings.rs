@@ -102,10 +102,12 @@ pub fn recording(origin: &Target, r: Recording) -> pb::Recording {
     let url = |path: &str| {
         origin.http.as_deref().map_or_else(String::new, |http| format!("http://{http}{path}"))
     };
+    // Made from the checked names, not the paths the origin sent.
+    let base = format!("/vod/{}/{}/{}", r.app, r.stream, r.id);
     pb::Recording {
         origin_id: origin.id.clone(),
-        hls_url: url(&r.hls),
-        mp4_url: r.mp4.as_deref().map(url).unwrap_or_default(),
+        hls_url: url(&format!("{base}/index.m3u8")),
+        mp4_url: if r.finished { url(&format!("{base}.mp4")) } else { String::new() },
         app: r.app,
         stream: r.stream,
         id: r.id,
@@ -141,6 +143,10 @@ pub fn merge(
             (&a.origin_id, &a.app, &a.stream, &a.id).cmp(&(&b.origin_id, &b.app, &b.stream, &b.id))
         })
     });
+    // Origins sharing one store (the README's advice for failover) list the same recordings:
+    // each once, under the first origin by id.
+    let mut seen = std::collections::HashSet::new();
+    recordings.retain(|r| seen.insert((r.app.clone(), r.stream.clone(), r.id.clone())));
     truncated |= recordings.len() > limit;
     recordings.truncate(limit);
     let unreachable_origins = failed.iter().map(|(id, _)| id.clone()).collect();
@@ -302,6 +308,8 @@ impl Recordings {
                     tracing::info!(origin = %origin.id, recording = %what, "recording deleted through the control plane");
                     deleted.push(recording(&origin, r));
                 }
+                // Found a moment ago: another holder sharing its store deleted it first.
+                Err(OriginApiError::NotFound) => {}
                 Err(e) => errors.push((origin.id, e)),
             }
         }

@@ -27,8 +27,9 @@ use crate::settings::NodeSettings;
 /// On SIGTERM, how long a node with a relay keeps serving it after leaving the ring.
 const RELAY_MOVE_GRACE: Duration = Duration::from_secs(1);
 
-/// In a cluster, a recording left open and untouched this long has no home writing it any
-/// more (its home died and no origin carried it on): it is finished.
+/// In a cluster, a recording left open and untouched this long (at least; more with a long
+/// `--ended-stream-linger`) has no home writing it any more (its home died and no origin
+/// carried it on): it is finished.
 const STALE_RECORDING: Duration = Duration::from_secs(60);
 
 /// What differs between the binaries that run a [`Node`].
@@ -145,16 +146,18 @@ impl Node {
                 // Standalone, nobody else writes here: finish what a crash left open now. In a
                 // cluster another origin may be carrying a recording on (a shared store): only
                 // what has been left alone for a while, now and every so often.
-                let min_age =
-                    if args.cluster.is_clustered() { STALE_RECORDING } else { Duration::ZERO };
+                // A live home leaves its index alone for up to twice the linger (the stream's
+                // entry lingers, then the recorder waits as long for the publisher).
+                let stale =
+                    STALE_RECORDING.max(args.limits.ended_stream_linger * 2 + STALE_RECORDING / 2);
+                let min_age = if args.cluster.is_clustered() { stale } else { Duration::ZERO };
                 recordings.recover(min_age).with_context(|| {
                     format!("finishing the recordings left open in {}", record.dir.display())
                 })?;
                 let recordings = Arc::new(recordings);
                 retention_task = recordings.spawn_retention();
                 if args.cluster.is_clustered() {
-                    stale_task =
-                        Some(recordings.spawn_stale_finisher(STALE_RECORDING / 2, STALE_RECORDING));
+                    stale_task = Some(recordings.spawn_stale_finisher(stale / 2, stale));
                 }
                 Some(recordings)
             }

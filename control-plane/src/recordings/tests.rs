@@ -66,6 +66,17 @@ fn listings_merge_newest_first_within_the_limit() {
     // An origin's own truncation shows even when the merged list fits.
     let (one, _) = merge(vec![(target("o1"), listing(vec![rec("live", "a", 1, true)], true))], 5);
     assert!(one.truncated);
+    // Origins sharing a store list the same recording: it is listed once, under the first.
+    let shared = vec![rec("live", "s", 50, true)];
+    let (once, _) = merge(
+        vec![
+            (target("o2"), listing(shared.clone(), false)),
+            (target("o1"), listing(shared, false)),
+        ],
+        5,
+    );
+    let origins: Vec<&str> = once.recordings.iter().map(|r| r.origin_id.as_str()).collect();
+    assert_eq!(origins, ["o1"]);
     let (none, failed) = merge(Vec::new(), 5);
     assert!(none.recordings.is_empty() && !none.truncated && failed.is_empty());
 }

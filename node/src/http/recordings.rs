@@ -4,7 +4,8 @@
 //!   (`limit`: default 100, at most 1000), with `truncated` when the limit left some out;
 //! * `GET /api/recordings/APP/STREAM/ID`: one recording;
 //! * `DELETE /api/recordings/APP/STREAM/ID`: delete a finished recording (409 while it is
-//!   being written).
+//!   being written; 403 on a node whose admin API is open: deleting needs `--token-file` or
+//!   `--admin-allow`).
 
 use std::sync::Arc;
 
@@ -80,6 +81,11 @@ pub(super) async fn delete(
     Path((app, stream, id)): Path<(String, String, String)>,
 ) -> Response {
     let Some(recordings) = &ctx.recordings else { return not_recording() };
+    if ctx.admin.is_open() {
+        // Reading an open API is a choice a newcomer's node makes; deleting is not.
+        let text = "deleting recordings needs --token-file or --admin-allow on this node\n";
+        return (StatusCode::FORBIDDEN, text).into_response();
+    }
     let Some(key) = parse(&app, &stream, &id) else {
         return (StatusCode::NOT_FOUND, "no such recording\n").into_response();
     };

@@ -189,10 +189,12 @@ async fn mp4(
             // Several ranges (or none of an empty file): the whole file, as RFC 9110 allows.
             _ => (StatusCode::OK, 0, len),
         },
-        Some(Err(_)) => {
+        Some(Err(http_range_header::RangeUnsatisfiableError::Unsatisfiable)) => {
             let headers = [(header::CONTENT_RANGE, format!("bytes */{len}"))];
             return (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
         }
+        // A malformed or other-unit Range header is ignored (RFC 9110 14.2): the whole file.
+        Some(Err(_)) => (StatusCode::OK, 0, len),
     };
     let mut response =
         Response::new(Body::from_stream(body(recordings.store().clone(), download, start, end)));

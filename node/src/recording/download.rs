@@ -61,7 +61,7 @@ pub struct Download {
 }
 
 /// The MP4 of the finished recording `prefix` (`APP/NAME/ID`): from `cache`, its stored
-/// layout, or one built now (under `builds`: one build at a time per node) and stored.
+/// layout, or one built now and stored (loads and builds under `builds`: one at a time).
 pub async fn open<S: Store>(
     store: &S,
     prefix: &str,
@@ -91,11 +91,9 @@ async fn load<S: Store>(
     let sources: Vec<String> =
         files.iter().map(|(_, msn)| format!("{prefix}/seg-{msn}.m4s")).collect();
     let layout_key = format!("{prefix}/{LAYOUT_FILE}");
-    if let Some(layout) = stored(store, &layout_key, sources.len()).await {
-        return Ok(Download { layout, sources });
-    }
+    // Loading a stored layout (some 20 MB for 6 h) or building one: one at a time per node, so
+    // requests for many long recordings cannot hold many in memory at once.
     let _one_at_a_time = builds.lock().await;
-    // Built by another request while this one waited?
     if let Some(layout) = stored(store, &layout_key, sources.len()).await {
         return Ok(Download { layout, sources });
     }

@@ -36,13 +36,22 @@ pub struct Window {
     ticks: u64,
     /// Discontinuities that slid off the front.
     discontinuity_sequence: u64,
+    /// The media sequence number of the first item: the playlist's own numbering, one per
+    /// segment it ever listed (segment numbers skip where segments were not recorded).
+    media_sequence: u64,
 }
 
 impl Window {
     /// A window `seconds` long (at least one segment is always kept).
     pub fn new(window: std::time::Duration) -> Self {
         let max_ticks = (window.as_millis() as u64).saturating_mul(TICKS_PER_SECOND / 1000);
-        Window { max_ticks, items: VecDeque::new(), ticks: 0, discontinuity_sequence: 0 }
+        Window {
+            max_ticks,
+            items: VecDeque::new(),
+            ticks: 0,
+            discontinuity_sequence: 0,
+            media_sequence: 0,
+        }
     }
 
     /// A segment stored in recording `recording`; `first_of_recording`: it opens a recording
@@ -54,7 +63,11 @@ impl Window {
         program_date_time_ms: Option<u64>,
         first_of_recording: bool,
     ) {
-        let discontinuity = !self.items.is_empty() && (entry.discontinuity || first_of_recording);
+        // A gap in the segment numbers (not recorded, or a new session's numbering) is a
+        // discontinuity too.
+        let gap = self.items.back().is_some_and(|last| last.entry.msn + 1 != entry.msn);
+        let discontinuity =
+            !self.items.is_empty() && (entry.discontinuity || first_of_recording || gap);
         self.ticks += entry.duration;
         self.items.push_back(Item {
             recording: recording.clone(),
@@ -65,6 +78,7 @@ impl Window {
         while self.items.len() > 1 && self.ticks - self.items[0].entry.duration >= self.max_ticks {
             let Some(gone) = self.items.pop_front() else { break };
             self.ticks -= gone.entry.duration;
+            self.media_sequence += 1;
             if let Some(first) = self.items.front_mut() {
                 if first.discontinuity {
                     // The new first segment's discontinuity now opens the playlist.
@@ -96,8 +110,7 @@ impl Window {
         let mut out = String::with_capacity(256 + self.items.len() * 64);
         out.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
-        let first = self.items.front().map_or(0, |i| i.entry.msn);
-        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
         let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         let mut map: Option<(&str, u32)> = None;
@@ -146,7 +159,7 @@ mod tests {
         w.push(&a, entry(1, false), Some(0), true);
         w.push(&a, entry(2, false), Some(2000), false);
         let text = w.render();
-        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z\n"), "{text}");
         assert_eq!(text.matches("#EXT-X-MAP:URI=\"100/init-1.mp4\"").count(), 1, "{text}");
         assert!(!text.contains("ENDLIST") && !text.contains("PLAYLIST-TYPE"), "live: {text}");
@@ -155,7 +168,7 @@ mod tests {
         w.push(&b, entry(4, false), Some(6000), false);
         let text = w.render();
         assert!((w.duration_s() - 6.0).abs() < 1e-9, "6 s kept: {text}");
-        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "{text}");
         assert!(
             text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:04.000Z\n#EXT-X-MAP:URI=\"200/init-1.mp4\"\n#EXTINF:2.000,\n200/seg-3.m4s\n"),
             "{text}"
@@ -165,12 +178,34 @@ mod tests {
         w.push(&b, entry(5, false), Some(8000), false);
         let text = w.render();
         assert!(
-            text.contains("#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
             "{text}"
         );
         assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
         assert!(text.starts_with("#EXTM3U") && text.ends_with("200/seg-5.m4s\n"), "{text}");
         assert_eq!(text.matches("seg-").count(), 3);
+    }
+
+    #[test]
+    fn skipped_segment_numbers_are_a_discontinuity_and_the_sequence_counts_listed_segments() {
+        let mut w = Window::new(std::time::Duration::from_secs(4));
+        let a: Arc<str> = Arc::from("1");
+        w.push(&a, entry(10, false), None, true);
+        w.push(&a, entry(11, false), None, false);
+        // 12 to 99 were not recorded here (disk floor, another home, a new session).
+        w.push(&a, entry(100, false), None, false);
+        let text = w.render();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "one slid off: {text}");
+        assert!(
+            text.contains("seg-11.m4s\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n1/seg-100.m4s"),
+            "{text}"
+        );
+        w.push(&a, entry(101, false), None, false);
+        let text = w.render();
+        assert!(
+            text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -113,7 +113,11 @@ pub fn parse(text: &str) -> Option<(Index, bool)> {
         if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
             init = Some(uri.strip_prefix("init-")?.strip_suffix(".mp4\"")?.parse().ok()?);
         } else if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+            // Read from the store: a segment of 0 to 1 hour, or the index is not ours.
             let seconds: f64 = extinf.trim_end_matches(',').parse().ok()?;
+            if !(0.0..=3600.0).contains(&seconds) {
+                return None;
+            }
             duration = Some((seconds * TICKS_PER_SECOND).round() as u64);
         } else if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
@@ -194,6 +198,11 @@ mod tests {
         assert_eq!(back.render(false), index.render(false));
         assert!(parse(&index.render(true)).unwrap().1);
         assert!(parse("not an index").is_none());
+        for bad in ["-2.0", "NaN", "inf", "1e30"] {
+            let text =
+                format!("#EXTM3U\n#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXTINF:{bad},\nseg-1.m4s\n");
+            assert!(parse(&text).is_none(), "{bad}");
+        }
         assert!(parse("#EXTM3U\n#EXTINF:2.0,\nseg-1.m4s\n").is_none(), "no init segment");
     }
 

@@ -52,7 +52,12 @@ pub fn list(root: &Path, filter: &Filter) -> std::io::Result<(Vec<RecordingInfo>
     found.truncate(filter.limit);
     let mut out = Vec::with_capacity(found.len());
     for (_, app, stream, id, dir) in found {
-        out.push(describe(&dir, app, stream, id)?);
+        match describe(&dir, app, stream, id) {
+            Ok(info) => out.push(info),
+            // Deleted meanwhile (by retention, or another origin sharing the store).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok((out, truncated))
 }
@@ -97,8 +102,11 @@ pub fn delete(root: &Path, app: &str, stream: &str, id: &str) -> Result<(), Dele
     if !text.contains("#EXT-X-ENDLIST") {
         return Err(DeleteError::InProgress);
     }
-    std::fs::remove_dir_all(&dir)?;
-    Ok(())
+    match std::fs::remove_dir_all(&dir) {
+        // Another origin sharing the store deleted it first: gone either way.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// `(app, stream, id)` of a recording directory under `root`.

@@ -233,10 +233,16 @@ impl Recordings {
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= min_age))
         };
+        let gone_is_fine = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
         for rec in recording_dirs(self.store.root())? {
-            for entry in std::fs::read_dir(&rec)?.flatten() {
+            // Another origin sharing the store may delete or finish it meanwhile.
+            let Ok(entries) = std::fs::read_dir(&rec) else { continue };
+            for entry in entries.flatten() {
                 if entry.path().extension().is_some_and(|x| x == "part") && old(&entry.path()) {
-                    std::fs::remove_file(entry.path())?;
+                    gone_is_fine(std::fs::remove_file(entry.path()))?;
                 }
             }
             let index = rec.join("index.m3u8");
@@ -245,7 +251,7 @@ impl Recordings {
             }
             let Ok(text) = std::fs::read_to_string(&index) else { continue };
             let Some(done) = index::finish_text(&text) else { continue };
-            let tmp = index.with_extension("part");
+            let tmp = index.with_extension(format!("{}-recover.part", std::process::id()));
             std::fs::write(&tmp, done)?;
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &index)?;
@@ -265,7 +271,11 @@ impl Recordings {
             let doomed =
                 retention::expired(&recs, u64::try_from(now_ms).unwrap_or(u64::MAX), &policy);
             for prefix in &doomed {
-                std::fs::remove_dir_all(root.join(prefix))?;
+                match std::fs::remove_dir_all(root.join(prefix)) {
+                    // Another origin sharing the store deleted it first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    r => r?,
+                }
                 tracing::info!(recording = %prefix, "recording deleted by retention");
             }
             Ok(doomed)
@@ -438,8 +448,14 @@ pub(crate) fn recording_dirs(root: &Path) -> std::io::Result<Vec<std::path::Path
     for _ in 0..3 {
         let mut next = Vec::new();
         for dir in &level {
-            for entry in std::fs::read_dir(dir)?.flatten() {
-                if entry.file_type()?.is_dir() {
+            // Another origin sharing the store may delete a directory meanwhile: gone is fine.
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     next.push(entry.path());
                 }
             }

@@ -106,7 +106,7 @@ pub(super) async fn run<S: Store>(job: Job<S>) {
         rec.last_msn = None;
     }
     // In a cluster the home finishes the recording (another origin may be carrying it on).
-    if active.is_home(&key) {
+    if rec.writing && active.is_home(&key) {
         rec.finish().await;
     }
     active.clear_dvr(&key, registration);
@@ -172,6 +172,10 @@ impl<S: Store> Recorder<S> {
             if !self.active.is_home(&self.key) {
                 // Another origin records it now; what we would need if we become the home
                 // stays in the window meanwhile.
+                if self.writing {
+                    // Its DVR playlist is the new home's now.
+                    self.active.clear_dvr(&self.key, self.registration);
+                }
                 self.writing = false;
                 continue;
             }
@@ -262,7 +266,12 @@ impl<S: Store> Recorder<S> {
             };
             if let Some((stored, false)) = stored {
                 let last = stored.entries().last().map(|e| e.msn);
-                if let Some(last) = last.filter(|last| last + ADOPT_MAX_GAP >= msn) {
+                // Not ahead of us either: a corrupt number would stop us recording at all.
+                let near = |last: &u64| {
+                    last.saturating_add(ADOPT_MAX_GAP) >= msn
+                        && *last <= msn.saturating_add(ADOPT_MAX_GAP)
+                };
+                if let Some(last) = last.filter(near) {
                     self.id = newest;
                     self.prefix = format!("{}/{newest}", self.stream);
                     self.inits = stored.entries().iter().map(|e| e.init_id).collect();
@@ -273,16 +282,20 @@ impl<S: Store> Recorder<S> {
                 }
             }
         }
-        if self.index.is_empty() {
-            self.id = now_ms().max(self.id);
-            self.prefix = format!("{}/{}", self.stream, self.id);
-        }
+        // Nothing to carry on: a new recording from here (never our old index, which another
+        // home may have gone on past).
+        self.id = now_ms().max(self.id + u64::from(!self.index.is_empty()));
+        self.prefix = format!("{}/{}", self.stream, self.id);
+        self.index = Index::default();
+        self.inits.clear();
+        self.last_msn = None;
+        self.new_period = false;
     }
 
     /// The recording reached `--record-max-duration`.
     fn index_full(&self) -> bool {
         let Some(max) = self.limits.max_duration else { return false };
-        let ticks = self.index.entries().iter().map(|e| e.duration).sum::<u64>();
+        let ticks = self.index.entries().iter().fold(0u64, |t, e| t.saturating_add(e.duration));
         !self.index.is_empty() && ticks as u128 * 1000 >= max.as_millis() * TICKS_PER_SECOND as u128
     }
 

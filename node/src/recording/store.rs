@@ -73,8 +73,11 @@ impl Store for LocalDir {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            // Written aside, synced, then renamed over: whole or absent.
-            let tmp = path.with_extension("part");
+            // Written aside (a name of this writer's own: origins sharing the store may write
+            // the same object at once), synced, then renamed over: whole or absent.
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("{}-{seq}.part", std::process::id()));
             let mut file = std::fs::File::create(&tmp)?;
             for p in &parts {
                 file.write_all(p)?;
@@ -166,7 +169,8 @@ mod tests {
         assert_eq!(got.as_deref(), Some(&b"abcd"[..]));
         store.put("live/cam/1/seg-1.m4s", vec![Bytes::from_static(b"x")]).await.unwrap();
         assert_eq!(store.get("live/cam/1/seg-1.m4s").await.unwrap().as_deref(), Some(&b"x"[..]));
-        assert!(!dir.join("live/cam/1/seg-1.part").exists(), "no temporary file left");
+        let left = std::fs::read_dir(dir.join("live/cam/1")).unwrap().flatten().count();
+        assert_eq!(left, 1, "no temporary file left");
         assert_eq!(store.get("live/cam/1/none").await.unwrap(), None);
         let object = store.read("live/cam/1/seg-1.m4s").await.unwrap().unwrap();
         assert_eq!(object.len, 1);

@@ -320,6 +320,9 @@ fn a_private_apps_recording_plays_only_from_its_signed_url_which_the_index_hands
         format!("{base}/index.m3u8"),
         format!("{base}/{segment}"),
         format!("{base}/index.m3u8?token={other}"),
+        format!("{base}.mp4"),
+        format!("{base}.mp4?token={other}"),
+        "/vod/vip/talk/dvr.m3u8".to_string(),
     ] {
         let resp = origin.get(&path);
         assert_eq!(resp.status, 403, "{path}");
@@ -338,7 +341,11 @@ fn a_private_apps_recording_plays_only_from_its_signed_url_which_the_index_hands
     let played = play_count_frames(&url, secs(60));
     assert!(played.errors.is_empty(), "{:?}", played.errors);
     assert_eq!(played.frames, fixture.video_frames);
+    // The MP4 download too: refused above, served with the token.
+    let mp4 = origin.get(&format!("{base}.mp4?token={token}"));
+    assert_eq!(mp4.status, 200, "{}", mp4.text());
+    assert_eq!(&mp4.body[4..8], b"ftyp");
     assert!(
-        origin.metrics().value("sluice_plays_unauthorized_total", &[("protocol", "hls")]) >= 3.0
+        origin.metrics().value("sluice_plays_unauthorized_total", &[("protocol", "hls")]) >= 6.0
     );
 }

@@ -38,7 +38,8 @@ fn the_new_home_carries_on_the_recording_when_the_recording_home_is_killed() {
 
     std::thread::sleep(std::time::Duration::from_millis(700)); // mid-segment
     sluice_launch::kill(home_node.pid(), Signal::KILL);
-    let before = index_of().unwrap().matches("seg-").count();
+    let written = index_of().unwrap();
+    let before = written.matches("seg-").count();
     // The ingest becomes the home once the registry forgets the dead one, and carries on.
     wait_for(secs(30), || index_of().filter(|t| t.matches("seg-").count() >= before + 4))
         .unwrap_or_else(|| panic!("the recording stopped at the failover: {}", ingest.log()));
@@ -58,6 +59,12 @@ fn the_new_home_carries_on_the_recording_when_the_recording_home_is_killed() {
     let lost = span - msns.len() as u64;
     assert!(lost <= 1, "{lost} segments lost at the failover (at most the one in flight): {index}");
     assert!(msns.windows(2).all(|w| w[0] < w[1]), "{index}");
+    // What the old home wrote is all still there, in front.
+    let segs = |t: &str| {
+        t.lines().filter(|l| l.starts_with("seg-")).map(str::to_string).collect::<Vec<_>>()
+    };
+    let (old, now) = (segs(&written), segs(&index));
+    assert_eq!(now[..old.len()], old[..], "the old home's segments come first: {index}");
     // Every segment plays, every frame decodes, served by the origin that finished it.
     let id = recs[0].file_name().unwrap().to_str().unwrap();
     let vod = format!("http://{}/vod/live/{name}/{id}/index.m3u8", ingest.http);
