@@ -49,16 +49,44 @@ where
     }
 }
 
+/// The services this server has: a call to anything else is named `grpc` (the path is the
+/// caller's text, and span names must not be theirs to multiply).
+const SERVICES: &[&str] = &[
+    "/sluice.control.v1.ControlPlane/",
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/externalscaler.ExternalScaler/",
+];
+
+/// The longest method name a span is named after.
+const MAX_METHOD: usize = 64;
+
 /// The span of the call `request`.
 pub fn span_of<B>(request: &http::Request<B>) -> tracing::Span {
-    let method = request.uri().path();
+    let path = request.uri().path();
+    let method = if path.len() <= 2 * MAX_METHOD { path } else { "(too long)" };
     tracing::info_span!(
         "grpc",
         method = %method,
         peer = peer(request).map(tracing::field::display),
-        otel.name = method.trim_start_matches('/'),
+        otel.name = span_name(path),
         otel.kind = "server",
     )
+}
+
+/// `Service/Method` for a method of a service this server has, else `grpc`.
+fn span_name(path: &str) -> &str {
+    let known = SERVICES.iter().any(|service| {
+        path.strip_prefix(service).is_some_and(|m| {
+            !m.is_empty() && m.len() <= MAX_METHOD && m.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+    });
+    if known {
+        path.trim_start_matches('/')
+    } else {
+        "grpc"
+    }
 }
 
 /// The caller's address, from the connection information tonic puts in every request.
@@ -105,6 +133,25 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn spans_are_named_after_known_methods_only() {
+        let name = span_name;
+        assert_eq!(
+            name("/sluice.control.v1.ControlPlane/ListNodes"),
+            "sluice.control.v1.ControlPlane/ListNodes"
+        );
+        assert_eq!(name("/grpc.health.v1.Health/Check"), "grpc.health.v1.Health/Check");
+        for unknown in [
+            "/x.Y/Z",
+            "/sluice.control.v1.ControlPlane/",
+            "/sluice.control.v1.ControlPlane/a/b",
+            "/",
+        ] {
+            assert_eq!(name(unknown), "grpc", "{unknown}");
+        }
+        assert_eq!(name(&format!("/grpc.health.v1.Health/{}", "A".repeat(65))), "grpc");
     }
 
     #[test]

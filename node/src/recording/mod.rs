@@ -246,7 +246,16 @@ impl Recordings {
                 }
             }
             let index = rec.join("index.m3u8");
-            if !old(&index) {
+            if !index.exists() {
+                // A crash before its first index (or a file written after a delete): nothing
+                // plays it and nothing would ever remove it.
+                if old(&rec) {
+                    gone_is_fine(std::fs::remove_dir_all(&rec))?;
+                    tracing::info!(recording = %rec.display(), "recording without an index removed");
+                }
+                continue;
+            }
+            if !old(&index) || index::file_is_finished(&index) {
                 continue;
             }
             let Ok(text) = std::fs::read_to_string(&index) else { continue };
