@@ -165,13 +165,16 @@ pub fn gst_rtmp(source: &str, url: &str) -> Checked {
 }
 
 /// GStreamer plays an HLS playlist (`uridecodebin`: souphttpsrc, hlsdemux, the container's
-/// demuxer, libav decoders) for 20 s; the decoded video and audio buffers are counted.
+/// demuxer, libav decoders) for 20 s; the decoded video and audio buffers are counted. The
+/// sinks play in real time as a player's do: unsynchronised sinks drain the audio at once, and
+/// decodebin's buffering then pauses the pipeline (video sink blocked in preroll) every few
+/// frames until a young live playlist has 5 s more, which starves the video (5 frames in 20 s).
 pub fn gst_hls(url: &str) -> Checked {
     let launch = Dep::Gstreamer.path();
     let pipeline = format!(
         "uridecodebin uri={url} name=d \
-         d. ! video/x-raw ! identity name=vid silent=false ! fakesink sync=false \
-         d. ! audio/x-raw ! identity name=aud silent=false ! fakesink sync=false"
+         d. ! video/x-raw ! identity name=vid silent=false ! fakesink sync=true \
+         d. ! audio/x-raw ! identity name=aud silent=false ! fakesink sync=true"
     );
     // A live playlist never ends: the run is cut after 20 s and its log read.
     let (_, said) = output(
