@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         // Edges take no publishers, and record nothing (the home origin does).
         publish_auth: None,
         record: None,
+        transcode: None,
     };
     sluice_node::runtime::run_main(
         &node.clone(),

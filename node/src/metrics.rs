@@ -192,6 +192,12 @@ pub struct Metrics {
     pub recording_errors: Counter,
     /// Recordings deleted by retention.
     pub recordings_deleted: Counter,
+    /// Streams whose ladder is being transcoded now.
+    pub transcodes: Gauge,
+    /// Transcoder exits while their source was live (each restarted after a backoff).
+    pub transcode_restarts: Counter,
+    /// Streams with a ladder delivered at source only: the node had its --max-transcodes.
+    pub transcodes_refused: Counter,
     pub connection_errors: Family<ErrorLabel, Counter>,
     pub publishes_rejected: Counter,
     /// Publishes refused by publish authorisation (no, a wrong or an expired credential).
@@ -292,6 +298,21 @@ impl Metrics {
             "recordings_deleted",
             "Recordings deleted by retention (--record-max-age, --record-max-bytes)",
             self.recordings_deleted.clone(),
+        );
+        r.register(
+            "transcodes",
+            "Streams whose ladder is being transcoded",
+            self.transcodes.clone(),
+        );
+        r.register(
+            "transcode_restarts",
+            "Transcoder exits while their source was live (restarted after a backoff)",
+            self.transcode_restarts.clone(),
+        );
+        r.register(
+            "transcodes_refused",
+            "Streams with a ladder delivered at source only (the node had --max-transcodes)",
+            self.transcodes_refused.clone(),
         );
         r.register(
             "connection_errors",

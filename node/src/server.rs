@@ -45,6 +45,8 @@ pub struct NodeOptions {
     pub publish_auth: Option<Arc<crate::publish_auth::PublishAuthStore>>,
     /// Origins: what to record, and where; `None`: nothing.
     pub record: Option<crate::recording::RecordSettings>,
+    /// Origins: how streams with a ladder are transcoded; `None`: none is.
+    pub transcode: Option<crate::transcode::TranscodeSettings>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -60,6 +62,7 @@ impl NodeOptions {
             upstream: None,
             publish_auth: None,
             record: None,
+            transcode: None,
         }
     }
 }
@@ -164,6 +167,13 @@ impl Node {
             None => None,
         };
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
+        let transcoders = options
+            .transcode
+            .clone()
+            .map(|settings| crate::transcode::Transcoders::new(settings, metrics.clone()));
+        if let Some(transcoders) = &transcoders {
+            hub.set_publish_hook(transcoders.clone());
+        }
         let slots = Arc::new(Semaphore::new(max_connections));
         let rtmp_listener = listen(args.rtmp_listen, args.admission.listen_backlog)
             .with_context(|| format!("binding RTMP listener on {}", args.rtmp_listen))?;
@@ -257,6 +267,13 @@ impl Node {
                 // Only a stream's home records it (an empty ring: record rather than lose it).
                 let p = placement.clone();
                 recordings.follow_home(Box::new(move |key| {
+                    p.home(key).is_none_or(|home| home == p.node_id)
+                }));
+            }
+            if let (Some(transcoders), true) = (&transcoders, args.cluster.is_clustered()) {
+                // Likewise only the home transcodes.
+                let p = placement.clone();
+                transcoders.follow_home(Box::new(move |key| {
                     p.home(key).is_none_or(|home| home == p.node_id)
                 }));
             }
@@ -384,6 +401,7 @@ impl Node {
             play_auth,
             webhook,
             recordings,
+            transcoders: transcoders.clone(),
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(

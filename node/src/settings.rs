@@ -415,6 +415,14 @@ pub struct OriginSettings {
     /// no DVR playlist.
     #[serde(with = "serde_duration")]
     pub dvr_window: Duration,
+    /// Transcoding ladders per app (`crate::transcode::ladder`); `None`: no transcoding.
+    pub ladder_file: Option<PathBuf>,
+    /// Streams whose ladder this node transcodes at once; more are delivered at source only.
+    pub max_transcodes: usize,
+    /// The H.264 encoder of renditions.
+    pub video_encoder: VideoEncoder,
+    /// The ffmpeg program transcoders run.
+    pub ffmpeg: PathBuf,
 }
 
 impl Default for OriginSettings {
@@ -431,6 +439,10 @@ impl Default for OriginSettings {
             record_max_duration: Duration::from_secs(6 * 3600),
             record_min_free: 1 << 30,
             dvr_window: Duration::from_secs(2 * 3600),
+            ladder_file: None,
+            max_transcodes: 2,
+            video_encoder: VideoEncoder::Libx264,
+            ffmpeg: PathBuf::from("ffmpeg"),
         }
     }
 }
@@ -541,4 +553,44 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
         }
         Either::Many(v) => v,
     })
+}
+
+/// The H.264 encoder renditions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoEncoder {
+    /// x264 in software (veryfast, zero-latency tuning).
+    #[default]
+    Libx264,
+    /// NVIDIA NVENC (ffmpeg built with it and a GPU present).
+    H264Nvenc,
+    /// VA-API on /dev/dri/renderD128 (Intel/AMD).
+    H264Vaapi,
+}
+
+impl VideoEncoder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoEncoder::Libx264 => "libx264",
+            VideoEncoder::H264Nvenc => "h264_nvenc",
+            VideoEncoder::H264Vaapi => "h264_vaapi",
+        }
+    }
+}
+
+impl std::str::FromStr for VideoEncoder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [VideoEncoder::Libx264, VideoEncoder::H264Nvenc, VideoEncoder::H264Vaapi]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not libx264, h264_nvenc or h264_vaapi"))
+    }
+}
+
+impl std::fmt::Display for VideoEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

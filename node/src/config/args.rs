@@ -479,6 +479,27 @@ pub struct OriginArgs {
     /// from the recording). 0: no DVR playlist.
     #[arg(long, env = "SLUICE_DVR_WINDOW", default_value_t = HumanDuration(origin().dvr_window))]
     pub dvr_window: HumanDuration,
+
+    /// Transcoding ladders per app (TOML: a table per app, `"*"` for the rest, each with
+    /// `renditions = [{ name = "480p", height = 480, video-kbps = 1000 }, ...]`; optional
+    /// `audio-kbps` (AAC instead of the source's audio) and `fps`). A stream of such an app
+    /// also plays as `NAME_480p`, etc.; rungs not smaller than the source are left out.
+    #[arg(long, env = "SLUICE_LADDER_FILE")]
+    pub ladder_file: Option<PathBuf>,
+
+    /// Streams this node transcodes at once; the streams past it are delivered at source
+    /// only (logged, counted in sluice_transcodes_refused_total).
+    #[arg(long, env = "SLUICE_MAX_TRANSCODES", default_value_t = origin().max_transcodes)]
+    pub max_transcodes: usize,
+
+    /// H.264 encoder of the renditions: libx264 (software), h264_nvenc or h264_vaapi (when
+    /// ffmpeg and the machine have them).
+    #[arg(long, env = "SLUICE_VIDEO_ENCODER", default_value_t = origin().video_encoder)]
+    pub video_encoder: crate::settings::VideoEncoder,
+
+    /// The ffmpeg program transcoding runs.
+    #[arg(long, env = "SLUICE_FFMPEG", default_value_os_t = origin().ffmpeg)]
+    pub ffmpeg: PathBuf,
 }
 
 impl OriginArgs {
@@ -495,6 +516,10 @@ impl OriginArgs {
             s.record_max_duration => record_max_duration,
             s.record_min_free => record_min_free,
             s.dvr_window => dvr_window,
+            s.ladder_file => ladder_file,
+            s.max_transcodes => max_transcodes,
+            s.video_encoder => video_encoder,
+            s.ffmpeg => ffmpeg,
         );
     }
 }

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 use sluice_media::hls::{
-    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, Resource,
+    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, Resource, Variant,
     MEDIA_PLAYLIST_NAME,
 };
 use sluice_media::stream_name::StreamKey;
@@ -68,6 +68,8 @@ pub struct HlsService {
     play_auth: Arc<PlayAuth>,
     webhook: Option<Arc<Webhook>>,
     metrics: Metrics,
+    /// The renditions of a stream the multivariant playlist lists after it (transcoding).
+    renditions: Option<Arc<crate::transcode::Transcoders>>,
 }
 
 impl HlsService {
@@ -80,6 +82,7 @@ impl HlsService {
         play_wait: Duration,
         play_auth: Arc<PlayAuth>,
         webhook: Option<Arc<Webhook>>,
+        renditions: Option<Arc<crate::transcode::Transcoders>>,
     ) -> Arc<Self> {
         let sessions = SessionTable::new(
             hub.clone(),
@@ -106,6 +109,7 @@ impl HlsService {
             play_auth,
             webhook,
             metrics: metrics.clone(),
+            renditions,
         })
     }
 }
@@ -333,7 +337,25 @@ pub async fn multivariant(
     let Some(variant) = snap.variant(&uri) else {
         return text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n"));
     };
-    playlist(render_multivariant(&[variant]), CACHE_PLAYLIST, &svc)
+    let mut variants = vec![variant];
+    variants.extend(rendition_variants(&svc, &key, client));
+    playlist(render_multivariant(&variants), CACHE_PLAYLIST, &svc)
+}
+
+/// The renditions of `key` that have HLS media now, as variants (each with a session of its
+/// own, as a player that chose it would have started).
+fn rendition_variants(svc: &HlsService, key: &StreamKey, client: Option<IpAddr>) -> Vec<Variant> {
+    let Some(transcoders) = &svc.renditions else { return Vec::new() };
+    let mut out = Vec::new();
+    for rendition in transcoders.renditions(key) {
+        let Some((rx, true)) = svc.hub.hls(&rendition) else { continue };
+        let snap = rx.borrow().clone();
+        let Some(snap) = snap.filter(|s| !s.segments().is_empty()) else { continue };
+        let Ok(sid) = svc.sessions.touch(None, &rendition, client) else { continue };
+        let uri = format!("{}/{MEDIA_PLAYLIST_NAME}?sid={sid}", rendition.name());
+        out.extend(snap.variant(&uri));
+    }
+    out
 }
 
 /// `GET /APP/STREAM/FILE`: the media playlist or a CMAF object.

@@ -57,6 +57,8 @@ pub struct HttpContext {
     pub webhook: Option<Arc<crate::webhook::Webhook>>,
     /// Origins that record: where the recordings `/vod/...` plays are.
     pub recordings: Option<Arc<crate::recording::Recordings>>,
+    /// Origins that transcode: the renditions the multivariant playlists list.
+    pub transcoders: Option<Arc<crate::transcode::Transcoders>>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -67,6 +69,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         ctx.limits.play_wait_timeout,
         ctx.play_auth.clone(),
         ctx.webhook.clone(),
+        ctx.transcoders.clone(),
     );
     let web = Arc::new(web::WebFiles::new(&ctx.web_dir));
     let guarded = Router::new()

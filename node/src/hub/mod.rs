@@ -35,6 +35,13 @@ pub use publisher::{Publisher, PushError};
 use stream::{AudioSummary, StreamEntry, VideoSummary};
 pub use subscription::Subscription;
 
+/// Told when a stream starts publishing on this hub (a layer above the hub, which the hub
+/// does not know: transcoding). Called from the publishing task, after the publisher is made;
+/// it must not block.
+pub trait PublishHook: Send + Sync + 'static {
+    fn published(&self, hub: &Hub, key: &StreamKey);
+}
+
 /// Limits the hub enforces.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -102,6 +109,8 @@ pub(crate) struct HubInner {
     upstream: OnceLock<Arc<dyn crate::upstream::Upstream>>,
     /// Per-stream HLS state, when a layer above set it (see [`hls_hook`]).
     hls: OnceLock<Arc<dyn HlsHook>>,
+    /// Told of every publish (a layer above: transcoding).
+    publish_hook: OnceLock<Arc<dyn PublishHook>>,
     /// Bumped by [`Hub::close_viewers`]: every viewer subscribed before it ends.
     pub(crate) evict: tokio::sync::watch::Sender<u64>,
 }
@@ -122,6 +131,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 upstream: OnceLock::new(),
                 hls: OnceLock::new(),
+                publish_hook: OnceLock::new(),
                 evict: tokio::sync::watch::channel(0).0,
             }),
         }
@@ -184,7 +194,16 @@ impl Hub {
         }
         entry.log().start_publish();
         entry.wake_viewers();
-        Ok(Publisher::new(inner.clone(), entry, id, kick))
+        let publisher = Publisher::new(inner.clone(), entry, id, kick);
+        if let Some(hook) = inner.publish_hook.get() {
+            hook.published(self, key);
+        }
+        Ok(publisher)
+    }
+
+    /// Tell `hook` of every publish from now on (once, before serving).
+    pub fn set_publish_hook(&self, hook: Arc<dyn PublishHook>) {
+        let _ = self.inner.publish_hook.set(hook);
     }
 
     /// Give this hub an upstream (once, before serving): viewers of streams that are not

@@ -42,6 +42,7 @@ const NODE: Crate = Crate {
         ("hub", 2),
         ("hls", 3),
         ("recording", 3),
+        ("transcode", 3),
         ("rtmp", 4),
         ("http", 4),
         ("registry", 4),

@@ -57,4 +57,5 @@ mod rules;
 mod slow_viewer;
 mod sluicectl;
 mod sluicectl_recordings;
+mod transcode;
 mod webhook;

@@ -1,0 +1,123 @@
+//! The ffmpeg command line of one stream's ladder: FLV in on standard input, each rendition
+//! out as FLV on its own file descriptor (3, 4, ...). Pure: arguments out, nothing run.
+//!
+//! The source is decoded once; each output scales it, encodes H.264 with keyframes exactly
+//! where the source has them (`-force_key_frames source`, no other keyframes), so every
+//! rendition cuts its HLS segments and parts at the same instants as the source. Timestamps
+//! are the source's (`-copyts`): renditions share its timeline.
+
+use super::ladder::Output;
+pub use crate::settings::VideoEncoder;
+
+/// The first file descriptor outputs are written to (then one more per output).
+pub const FIRST_OUTPUT_FD: i32 = 3;
+
+/// ffmpeg's arguments (without the program) for `outputs`.
+pub fn arguments(outputs: &[Output], encoder: VideoEncoder) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(ToString::to_string));
+    push(&["-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats"]);
+    if encoder == VideoEncoder::H264Vaapi {
+        push(&["-vaapi_device", "/dev/dri/renderD128"]);
+    }
+    // Start at once on what arrives (the input is live and begins with its headers).
+    push(&["-fflags", "+nobuffer", "-probesize", "32768", "-analyzeduration", "0"]);
+    push(&["-f", "flv", "-i", "pipe:0", "-copyts"]);
+    for (i, o) in outputs.iter().enumerate() {
+        let kbps = o.video_kbps;
+        let mut filter = match encoder {
+            VideoEncoder::H264Vaapi => {
+                format!("format=nv12,hwupload,scale_vaapi=w={}:h={}", o.width, o.height)
+            }
+            _ => format!("scale={}:{}", o.width, o.height),
+        };
+        if let Some(fps) = o.fps {
+            filter = format!("fps={fps},{filter}");
+        }
+        let rate = format!("{kbps}k");
+        let buffer = format!("{}k", kbps.saturating_mul(2));
+        push(&["-map", "0:v:0", "-map", "0:a:0?", "-vf", &filter, "-c:v", encoder.as_str()]);
+        match encoder {
+            VideoEncoder::Libx264 => push(&[
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-pix_fmt",
+                "yuv420p",
+                "-x264-params",
+                "keyint=infinite:min-keyint=1:scenecut=0",
+            ]),
+            VideoEncoder::H264Nvenc => push(&["-preset", "p4", "-tune", "ll", "-g", "1000000"]),
+            VideoEncoder::H264Vaapi => push(&["-g", "1000000"]),
+        }
+        push(&[
+            "-force_key_frames",
+            "source",
+            "-b:v",
+            &rate,
+            "-maxrate",
+            &rate,
+            "-bufsize",
+            &buffer,
+        ]);
+        // Frames keep the source's millisecond timestamps (an encoder's default time base,
+        // 1/frame rate, would round them away from the source's and its segments' starts).
+        push(&["-enc_time_base:v", "1:1000"]);
+        if o.fps.is_none() {
+            push(&["-fps_mode:v", "passthrough"]);
+        }
+        match o.audio_kbps {
+            Some(k) => push(&["-c:a", "aac", "-b:a", &format!("{k}k")]),
+            None => push(&["-c:a", "copy"]),
+        }
+        let fd = format!("pipe:{}", FIRST_OUTPUT_FD + i as i32);
+        push(&["-flvflags", "no_duration_filesize", "-f", "flv", &fd]);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(name: &str, height: u32, audio_kbps: Option<u32>, fps: Option<f64>) -> Output {
+        Output {
+            name: name.into(),
+            width: (height * 16 / 9) & !1,
+            height,
+            video_kbps: 1000,
+            audio_kbps,
+            fps,
+        }
+    }
+
+    #[test]
+    fn each_output_has_its_size_rates_keyframes_and_descriptor() {
+        let outs = [output("480p", 480, None, None), output("240p", 240, Some(64), Some(15.0))];
+        let args = arguments(&outs, VideoEncoder::Libx264).join(" ");
+        assert!(args.contains("-f flv -i pipe:0 -copyts"), "{args}");
+        let first = args.find("pipe:3").unwrap();
+        let second = args.find("pipe:4").unwrap();
+        let (a, b) = (&args[..first], &args[first..second]);
+        assert!(a.contains("-vf scale=852:480") && a.contains("-c:a copy"), "{a}");
+        assert!(b.contains("-vf fps=15,scale=426:240") && b.contains("-c:a aac -b:a 64k"), "{b}");
+        for part in [a, b] {
+            assert!(part.contains("-force_key_frames source"), "{part}");
+            assert!(part.contains("-b:v 1000k -maxrate 1000k -bufsize 2000k"), "{part}");
+            assert!(part.contains("scenecut=0"), "{part}");
+            assert!(part.contains("-enc_time_base:v 1:1000"), "{part}");
+        }
+        assert!(!args.contains("pipe:5"));
+    }
+
+    #[test]
+    fn hardware_encoders_get_their_own_options() {
+        let outs = [output("480p", 480, None, None)];
+        let vaapi = arguments(&outs, VideoEncoder::H264Vaapi).join(" ");
+        assert!(vaapi.contains("-vaapi_device /dev/dri/renderD128"), "{vaapi}");
+        assert!(vaapi.contains("scale_vaapi=w=852:h=480 -c:v h264_vaapi"), "{vaapi}");
+        let nvenc = arguments(&outs, VideoEncoder::H264Nvenc).join(" ");
+        assert!(nvenc.contains("-c:v h264_nvenc"), "{nvenc}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Transcoding: each stream of an app with a ladder (`--ladder-file`) gets renditions, each
+//! a stream of its own (`live/cam_720p`) that plays over every protocol like any other.
+//!
+//! When a stream starts publishing on this node ([`crate::hub::PublishHook`]), a transcoder
+//! task ([`runner`]) reads it from the hub like a viewer, feeds it as FLV to one ffmpeg per
+//! stream ([`command`]: decode once, scale and encode each rung, keyframes where the source
+//! has them, the source's timestamps) and publishes what ffmpeg writes on one pipe per
+//! rendition back into the hub. An ffmpeg that exits while the source is live is restarted
+//! after a backoff ([`supervisor`]); the renditions' publishers stay, so their viewers stay
+//! and their timelines continue. When the source ends, ffmpeg's input is closed and the
+//! renditions end with it. At most `--max-transcodes` streams are transcoded at once; the
+//! others are delivered at source only (logged, and counted in
+//! `sluice_transcodes_refused_total`).
+
+pub mod command;
+pub mod ladder;
+mod runner;
+pub mod supervisor;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sluice_media::stream_name::StreamKey;
+use tracing::warn;
+
+use crate::hub::Hub;
+use crate::lock::lock;
+use crate::log_limit::RateLimitedLog;
+use crate::metrics::Metrics;
+use crate::settings::{OriginSettings, VideoEncoder};
+use ladder::Ladders;
+use supervisor::Backoff;
+
+/// Whether this node is a stream's home (in a cluster only the home transcodes).
+pub type HomeCheck = Box<dyn Fn(&StreamKey) -> bool + Send + Sync>;
+
+static REFUSED: std::sync::LazyLock<RateLimitedLog> =
+    std::sync::LazyLock::new(|| RateLimitedLog::new(2));
+
+/// How this node transcodes.
+#[derive(Debug, Clone)]
+pub struct TranscodeSettings {
+    pub ladders: Ladders,
+    pub max_transcodes: usize,
+    pub encoder: VideoEncoder,
+    pub ffmpeg: PathBuf,
+    pub backoff: Backoff,
+}
+
+impl TranscodeSettings {
+    /// From an origin's settings: `None` without a ladder file.
+    pub fn from_origin(s: &OriginSettings) -> Result<Option<Self>, String> {
+        let Some(path) = &s.ladder_file else { return Ok(None) };
+        let ladders = Ladders::load(path).map_err(|e| e.to_string())?;
+        Ok(Some(TranscodeSettings {
+            ladders,
+            max_transcodes: s.max_transcodes,
+            encoder: s.video_encoder,
+            ffmpeg: s.ffmpeg.clone(),
+            backoff: Backoff::default(),
+        }))
+    }
+}
+
+/// The node's transcoders: which streams have one, and the capacity left.
+pub struct Transcoders {
+    settings: TranscodeSettings,
+    active: Active,
+    metrics: Metrics,
+    home: std::sync::OnceLock<HomeCheck>,
+}
+
+/// The streams being transcoded, with the renditions each publishes (tallest first).
+type Active = Arc<Mutex<HashMap<StreamKey, Vec<StreamKey>>>>;
+
+impl Transcoders {
+    pub fn new(settings: TranscodeSettings, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Transcoders {
+            settings,
+            active: Arc::default(),
+            metrics,
+            home: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// In a cluster: transcode only the streams this node is home of.
+    pub fn follow_home(&self, home: HomeCheck) {
+        let _ = self.home.set(home);
+    }
+
+    /// Streams being transcoded now, and the most at once.
+    pub fn load(&self) -> (usize, usize) {
+        (lock(&self.active).len(), self.settings.max_transcodes)
+    }
+
+    /// The renditions `key` is published as now (tallest first).
+    pub fn renditions(&self, key: &StreamKey) -> Vec<StreamKey> {
+        lock(&self.active).get(key).cloned().unwrap_or_default()
+    }
+
+    /// `key` started publishing on `hub`: transcode it if its app has a ladder (and it is not
+    /// itself a rendition), it has no transcoder yet, and there is capacity.
+    pub fn start(&self, hub: &Hub, key: &StreamKey) {
+        let Some(ladder) = self.settings.ladders.for_app(key.app()) else { return };
+        if ladder.is_rendition_name(key.name()) {
+            return;
+        }
+        if self.home.get().is_some_and(|home| !home(key)) {
+            return;
+        }
+        {
+            let mut active = lock(&self.active);
+            if active.contains_key(key) {
+                return;
+            }
+            if active.len() >= self.settings.max_transcodes {
+                self.metrics.transcodes_refused.inc();
+                if REFUSED.allow() {
+                    warn!(
+                        stream = %key,
+                        max_transcodes = self.settings.max_transcodes,
+                        "delivered at source only: this node transcodes --max-transcodes streams already"
+                    );
+                }
+                return;
+            }
+            active.insert(key.clone(), Vec::new());
+        }
+        let slot =
+            Slot { active: self.active.clone(), key: key.clone(), metrics: self.metrics.clone() };
+        self.metrics.transcodes.inc();
+        tokio::spawn(runner::run(runner::Job {
+            hub: hub.clone(),
+            key: key.clone(),
+            ladder: ladder.clone(),
+            encoder: self.settings.encoder,
+            ffmpeg: self.settings.ffmpeg.clone(),
+            backoff: self.settings.backoff,
+            metrics: self.metrics.clone(),
+            slot,
+        }));
+    }
+}
+
+/// A stream's place among the active transcoders, given back when its task ends.
+struct Slot {
+    active: Active,
+    key: StreamKey,
+    metrics: Metrics,
+}
+
+impl Slot {
+    /// The renditions the stream is published as.
+    fn set_renditions(&self, renditions: Vec<StreamKey>) {
+        if let Some(slot) = lock(&self.active).get_mut(&self.key) {
+            *slot = renditions;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.active).remove(&self.key);
+        self.metrics.transcodes.dec();
+    }
+}
+
+impl crate::hub::PublishHook for Transcoders {
+    fn published(&self, hub: &Hub, key: &StreamKey) {
+        self.start(hub, key);
+    }
+}
