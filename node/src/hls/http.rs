@@ -30,8 +30,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 use sluice_media::hls::{
-    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, Resource, Variant,
-    MEDIA_PLAYLIST_NAME,
+    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, RenditionReport,
+    Resource, Variant, MEDIA_PLAYLIST_NAME,
 };
 use sluice_media::stream_name::StreamKey;
 use sluice_media::ts::{parse_ts_segment_name, TS_PLAYLIST_NAME};
@@ -342,6 +342,23 @@ pub async fn multivariant(
     playlist(render_multivariant(&variants), CACHE_PLAYLIST, &svc)
 }
 
+/// Where the other renditions of `key`'s ladder are (LL-HLS `EXT-X-RENDITION-REPORT`), so a
+/// player switching to one asks for its next part at once.
+fn rendition_reports(svc: &HlsService, key: &StreamKey) -> Vec<RenditionReport> {
+    let Some(transcoders) = &svc.renditions else { return Vec::new() };
+    transcoders
+        .family(key)
+        .iter()
+        .filter(|other| *other != key)
+        .filter_map(|other| {
+            let (rx, _) = svc.hub.hls(other)?;
+            let snap = rx.borrow();
+            let uri = format!("../{}/{MEDIA_PLAYLIST_NAME}", other.name());
+            snap.as_ref()?.rendition_report(&uri)
+        })
+        .collect()
+}
+
 /// The renditions of `key` that have HLS media now, as variants (each with a session of its
 /// own, as a player that chose it would have started).
 fn rendition_variants(svc: &HlsService, key: &StreamKey, client: Option<IpAddr>) -> Vec<Variant> {
@@ -452,6 +469,7 @@ async fn media_playlist(
     let deadline = Instant::now()
         + if blocking { svc.settings.wait_timeout() } else { svc.first_segment_wait };
     let cache = if blocking { CACHE_BLOCKING } else { CACHE_PLAYLIST };
+    let reports = rendition_reports(svc, key);
     wait_until(
         rx,
         live,
@@ -475,7 +493,7 @@ async fn media_playlist(
             let opts = PlaylistOptions {
                 query: &suffix,
                 skip: query.skip,
-                rendition_reports: &[],
+                rendition_reports: &reports,
                 end_list: false,
             };
             Step::Answer(playlist(snap.media_playlist(&opts), cache, svc))

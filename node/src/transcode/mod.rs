@@ -99,6 +99,22 @@ impl Transcoders {
         lock(&self.active).get(key).cloned().unwrap_or_default()
     }
 
+    /// The streams one ladder makes, when `key` is one of them: the source, then its
+    /// renditions (tallest first); empty for a stream without renditions.
+    pub fn family(&self, key: &StreamKey) -> Vec<StreamKey> {
+        let active = lock(&self.active);
+        let found = active
+            .get_key_value(key)
+            .filter(|(_, r)| !r.is_empty())
+            .or_else(|| active.iter().find(|(_, renditions)| renditions.contains(key)));
+        match found {
+            Some((source, renditions)) => {
+                std::iter::once(source.clone()).chain(renditions.iter().cloned()).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// `key` started publishing on `hub`: transcode it if its app has a ladder (and it is not
     /// itself a rendition), it has no transcoder yet, and there is capacity.
     pub fn start(&self, hub: &Hub, key: &StreamKey) {

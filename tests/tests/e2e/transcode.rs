@@ -197,6 +197,24 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
         }
         assert!(inf.contains(&format!("RESOLUTION={size}")), "{inf}");
     }
+    // Each LL-HLS media playlist reports where the ladder's other streams are.
+    let uri = master.lines().find(|l| l.starts_with("cam_480p/")).unwrap();
+    let media = origin.get(&format!("/live/{uri}")).text();
+    let own: u64 = segments(&media).last().unwrap().0;
+    for other in ["../cam/index.m3u8", "../cam_240p/index.m3u8"] {
+        let report = media
+            .lines()
+            .find(|l| l.starts_with(&format!("#EXT-X-RENDITION-REPORT:URI=\"{other}\"")))
+            .unwrap_or_else(|| panic!("no report of {other}: {media}"));
+        let msn: u64 = report
+            .split("LAST-MSN=")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(msn.abs_diff(own) <= 1, "{report} beside {own}");
+        assert!(report.contains(",LAST-PART="), "{report}");
+    }
     let url = format!("http://{}/live/cam.m3u8", origin.http);
     let probe = sluice_tests::ffprobe_streams(&url, secs(30)).unwrap();
     let mut heights: Vec<u64> = sluice_tests::ffmpeg::probe_streams(&probe, "video")
