@@ -201,6 +201,9 @@ pub struct LoadCapacity {
     pub max_viewers: u64,
     /// Bits per second.
     pub max_egress_bps: u64,
+    /// Streams the node may transcode at once (`--max-transcodes`; 0: it does not transcode).
+    #[serde(default)]
+    pub max_transcodes: u64,
 }
 
 /// The value of `{prefix}/load/{role}/{id}`: a node's load, rewritten every few seconds under
@@ -221,6 +224,9 @@ pub struct LoadReport {
     pub cpu_millicores: u64,
     /// Resident memory of the process.
     pub memory_bytes: u64,
+    /// Streams whose ladder the node transcodes now.
+    #[serde(default)]
+    pub transcodes: u64,
     pub capacity: LoadCapacity,
     pub draining: bool,
     /// When the report was taken, milliseconds since the Unix epoch.

@@ -37,6 +37,8 @@ pub struct LoadView {
     pub max_egress_bps: u64,
     pub draining: bool,
     pub reported_at_ms: u64,
+    pub transcodes: u64,
+    pub max_transcodes: u64,
 }
 
 impl From<pb::NodeLoad> for LoadView {
@@ -59,6 +61,8 @@ impl From<pb::NodeLoad> for LoadView {
             max_egress_bps: l.max_egress_bps,
             draining: l.draining,
             reported_at_ms: l.reported_at_ms,
+            transcodes: l.transcodes,
+            max_transcodes: l.max_transcodes,
         }
     }
 }
@@ -209,7 +213,11 @@ mod tests {
             snap.nodes.insert((role, id(name)), rec);
         }
         let mut report = LoadReport {
-            capacity: LoadCapacity { max_viewers: 100, max_egress_bps: 1_000_000 },
+            capacity: LoadCapacity {
+                max_viewers: 100,
+                max_egress_bps: 1_000_000,
+                max_transcodes: 0,
+            },
             egress_bps: 250_000,
             cpu_millicores: 120,
             ..LoadReport::default()

@@ -58,6 +58,8 @@ pub fn node_load(l: &LoadRecord) -> pb::NodeLoad {
         max_egress_bps: r.capacity.max_egress_bps,
         draining: r.draining,
         reported_at_ms: r.at_ms,
+        transcodes: r.transcodes,
+        max_transcodes: r.capacity.max_transcodes,
     }
 }
 
@@ -82,6 +84,8 @@ pub fn totals(t: Totals) -> pb::CapacityTotals {
         max_egress_bps: t.max_egress_bps,
         cpu_millicores: t.cpu_millicores,
         viewer_headroom: t.viewer_headroom,
+        transcodes: t.transcodes,
+        max_transcodes: t.max_transcodes,
     }
 }
 

@@ -211,7 +211,7 @@ mod tests {
         };
         snap.nodes.insert((Role::Edge, id(name)), rec);
         let mut report = LoadReport {
-            capacity: LoadCapacity { max_viewers: max, max_egress_bps: 0 },
+            capacity: LoadCapacity { max_viewers: max, max_egress_bps: 0, max_transcodes: 0 },
             draining,
             ..LoadReport::default()
         };

@@ -100,7 +100,7 @@ type TotalsField = fn(&Totals) -> u64;
 
 /// `GetCapacity`'s totals, per role (ready, non-draining nodes).
 fn totals_by_role(encoder: &mut DescriptorEncoder, roles: &[(Role, Totals)]) -> std::fmt::Result {
-    let fields: [(&str, &str, TotalsField); 6] = [
+    let fields: [(&str, &str, TotalsField); 8] = [
         ("sluice_cluster_viewers", "Viewers on ready, non-draining nodes", |t| t.viewers),
         ("sluice_cluster_max_viewers", "Viewer capacity of those nodes", |t| t.max_viewers),
         ("sluice_cluster_egress_bps", "Egress of those nodes, bit/s", |t| t.egress_bps),
@@ -112,6 +112,10 @@ fn totals_by_role(encoder: &mut DescriptorEncoder, roles: &[(Role, Totals)]) -> 
         }),
         ("sluice_cluster_viewer_headroom", "Viewers those nodes can still take", |t| {
             t.viewer_headroom
+        }),
+        ("sluice_cluster_transcodes", "Streams those nodes transcode", |t| t.transcodes),
+        ("sluice_cluster_max_transcodes", "Streams those nodes may transcode at once", |t| {
+            t.max_transcodes
         }),
     ];
     for (name, help, field) in fields {

@@ -190,6 +190,8 @@ pub struct Totals {
     pub max_egress_bps: u64,
     pub cpu_millicores: u64,
     pub viewer_headroom: u64,
+    pub transcodes: u64,
+    pub max_transcodes: u64,
 }
 
 /// Totals over the nodes of `role` that are ready and not draining, from their reports.
@@ -209,6 +211,8 @@ pub fn totals(snap: &Snapshot, role: Role) -> Totals {
         t.cpu_millicores = t.cpu_millicores.saturating_add(r.cpu_millicores);
         t.viewer_headroom =
             t.viewer_headroom.saturating_add(r.capacity.max_viewers.saturating_sub(viewers));
+        t.transcodes = t.transcodes.saturating_add(r.transcodes);
+        t.max_transcodes = t.max_transcodes.saturating_add(r.capacity.max_transcodes);
     }
     t
 }
@@ -308,7 +312,7 @@ mod tests {
 
     fn load(snap: &mut Snapshot, name: &str, viewers: u64, max: u64, draining: bool, rev: i64) {
         let mut report = LoadReport {
-            capacity: LoadCapacity { max_viewers: max, max_egress_bps: 0 },
+            capacity: LoadCapacity { max_viewers: max, max_egress_bps: 0, max_transcodes: 0 },
             draining,
             ..LoadReport::default()
         };

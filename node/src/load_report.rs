@@ -161,6 +161,7 @@ fn build_report(
         ingress_bps: rates.ingress_bps,
         cpu_millicores: rates.cpu_millicores,
         memory_bytes,
+        transcodes: u64::try_from(metrics.transcodes.get()).unwrap_or(0),
         capacity,
         draining,
         at_ms: unix_ms_now(),
@@ -174,10 +175,12 @@ pub fn spawn(
     metrics: Metrics,
     hub: Hub,
     settings: &ClusterSettings,
+    max_transcodes: usize,
 ) -> JoinHandle<()> {
     let capacity = LoadCapacity {
         max_viewers: settings.max_viewers,
         max_egress_bps: settings.max_egress_mbps.saturating_mul(1_000_000),
+        max_transcodes: u64::try_from(max_transcodes).unwrap_or(u64::MAX),
     };
     tokio::spawn(async move {
         let mut rates = Rates::default();
@@ -265,7 +268,8 @@ mod tests {
         metrics.viewers(Protocol::Flv).set(3);
         metrics.viewers(Protocol::Relay).set(1);
         metrics.streams.set(2);
-        let capacity = LoadCapacity { max_viewers: 100, max_egress_bps: 1_000_000 };
+        let capacity =
+            LoadCapacity { max_viewers: 100, max_egress_bps: 1_000_000, max_transcodes: 0 };
         let rates = RateFigures { egress_bps: 8, ingress_bps: 16, cpu_millicores: 5 };
         let r = build_report(&metrics, capacity, true, rates, 42, BTreeMap::new());
         assert_eq!(r.viewers.get("flv"), Some(&3));

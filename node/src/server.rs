@@ -253,6 +253,7 @@ impl Node {
                 metrics.clone(),
                 hub.clone(),
                 &args.cluster,
+                transcoders.as_ref().map_or(0, |t| t.load().1),
             ),
         ];
         tasks.extend(retention_task);

@@ -36,7 +36,16 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn viewers_are_assigned_to_edges_over_grpc_and_http() {
     let c = TestCluster::new("cp", &["origin-c", "edge-c1", "edge-c2"]);
-    let origin = c.origin("origin-c", &[]);
+    // The origin transcodes (one small rung): its capacity for it is reported too.
+    let ladder = sluice_tests::origin::TestDir::new("cp-ladder");
+    let ladder = ladder.path().join("ladder.toml");
+    std::fs::write(
+        &ladder,
+        "[live]\nrenditions = [{ name = \"lo\", height = 180, video-kbps = 200 }]\n",
+    )
+    .unwrap();
+    let origin =
+        c.origin("origin-c", &["--ladder-file", ladder.to_str().unwrap(), "--max-transcodes", "3"]);
     let e1 = c.edge("edge-c1", &["--max-viewers", "500"]);
     let e2 = c.edge("edge-c2", &[]);
     let cp = control_plane::start(&c, "cp", &[]);
@@ -180,6 +189,17 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
         assert_eq!(edges.max_viewers, 500 + 10_000, "edge-c1 500, edge-c2 the default");
         assert_eq!(capacity.recommended_edges, Some(1));
         assert!((capacity.target_utilisation - 0.6).abs() < 1e-9);
+        // The origin transcodes live/x, of at most 3 at once (reported every 2 s).
+        let mut origins = capacity.origins.expect("origin totals");
+        for _ in 0..50 {
+            if origins.transcodes == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let capacity = client.get_capacity(pb::GetCapacityRequest {}).await.unwrap();
+            origins = capacity.into_inner().origins.expect("origin totals");
+        }
+        assert_eq!((origins.transcodes, origins.max_transcodes), (1, 3), "{origins:?}");
         answer
     });
     let (edge_http, _) = edges
@@ -236,7 +256,10 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
     let playing = m.value("sluice_cluster_node_viewers", &node("edge-c1"))
         + m.value("sluice_cluster_node_viewers", &node("edge-c2"));
     assert_eq!(playing, m.value("sluice_cluster_viewers", &[("role", "edge")]));
-    assert_eq!(m.get("sluice_cluster_node_streams", &node("origin-c")), Some(1.0));
+    // live/x and its rendition live/x_lo.
+    assert_eq!(m.get("sluice_cluster_node_streams", &node("origin-c")), Some(2.0));
+    assert_eq!(m.get("sluice_cluster_transcodes", &[("role", "origin")]), Some(1.0));
+    assert_eq!(m.get("sluice_cluster_max_transcodes", &[("role", "origin")]), Some(3.0));
     // The 302, the JSON answer and the player's request.
     assert!(m.value("sluice_control_plane_http_assignments_total", &[]) >= 3.0);
     let result = player.stop();

@@ -197,11 +197,17 @@ pub fn capacity(c: &CapacityView) -> String {
     let recommended = c.recommended_edges.map_or("- (no edge reported a capacity)".into(), |r| {
         format!("{r} (at {:.0}% utilisation)", c.target_utilisation * 100.0)
     });
+    let o = &c.origins;
+    let transcoding = if o.max_transcodes == 0 {
+        "off".to_string()
+    } else {
+        format!("{}/{} streams (origins)", o.transcodes, o.max_transcodes)
+    };
     format!(
         "{}\n{}\n{}",
         nodes.render(),
         totals.render(),
-        fields(&[("recommended edges", recommended)])
+        fields(&[("recommended edges", recommended), ("transcoding", transcoding)])
     )
 }
 
@@ -331,6 +337,8 @@ mod tests {
                 max_egress_bps: 100_000_000,
                 draining: false,
                 reported_at_ms: NOW - 1_000,
+                transcodes: 0,
+                max_transcodes: 0,
             }),
             version: "0.1.0".into(),
             started_at_ms: NOW - (3 * 3600 + 12 * 60) * 1000,
@@ -429,8 +437,14 @@ mod tests {
                 max_egress_bps: 0,
                 cpu_millicores: 250,
                 viewer_headroom: 488,
+                transcodes: 0,
+                max_transcodes: 0,
             }),
-            origins: None,
+            origins: Some(pb::CapacityTotals {
+                transcodes: 1,
+                max_transcodes: 4,
+                ..pb::CapacityTotals::default()
+            }),
             recommended_edges: Some(1),
             target_utilisation: 0.6,
         });
@@ -438,8 +452,13 @@ mod tests {
         assert!(text.contains("edge-1  edge  ready  12/500   488"), "{text}");
         assert!(text.contains("edges    12/500   488       24 Mbit/s  0.25"), "{text}");
         assert!(text.contains("recommended edges: 1 (at 60% utilisation)"), "{text}");
+        let line = |t: &str, end: &str| {
+            t.lines().any(|l| l.starts_with("transcoding:") && l.trim_end().ends_with(end))
+        };
+        assert!(line(&text, " 1/4 streams (origins)"), "{text}");
         let none = capacity(&CapacityView::default());
         assert!(none.contains("- (no edge reported a capacity)"), "{none}");
+        assert!(line(&none, " off"), "{none}");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct LoadView {
     pub max_egress_bps: u64,
     pub draining: bool,
     pub reported_at_ms: u64,
+    pub transcodes: u64,
+    pub max_transcodes: u64,
 }
 
 impl LoadView {
@@ -82,6 +84,8 @@ pub struct TotalsView {
     pub max_egress_bps: u64,
     pub cpu_millicores: u64,
     pub viewer_headroom: u64,
+    pub transcodes: u64,
+    pub max_transcodes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -182,6 +186,8 @@ impl From<pb::NodeLoad> for LoadView {
             max_egress_bps: l.max_egress_bps,
             draining: l.draining,
             reported_at_ms: l.reported_at_ms,
+            transcodes: l.transcodes,
+            max_transcodes: l.max_transcodes,
         }
     }
 }
@@ -242,6 +248,8 @@ impl From<pb::CapacityTotals> for TotalsView {
             max_egress_bps: t.max_egress_bps,
             cpu_millicores: t.cpu_millicores,
             viewer_headroom: t.viewer_headroom,
+            transcodes: t.transcodes,
+            max_transcodes: t.max_transcodes,
         }
     }
 }
