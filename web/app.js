@@ -260,6 +260,13 @@
         setStatus('HLS error: ' + data.details, true);
       }
     });
+    // A stream with renditions: hls.js picks one by the bandwidth it measures (the stats line
+    // shows which); every switch is kept in state.switches.
+    state.switches = [];
+    hls.on(window.Hls.Events.LEVEL_SWITCHED, (_event, data) => {
+      const level = hls.levels[data.level];
+      if (level) state.switches.push(level.height);
+    });
     hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
       setStatus('playing ' + key + ' over LL-HLS');
       video.play().catch((e) => setStatus('autoplay refused: ' + e.message + ' (press play)'));
@@ -317,6 +324,12 @@
     if (quality) parts.push('frames ' + quality.totalVideoFrames + ' (dropped ' + quality.droppedVideoFrames + ')');
     if (state.mode === 'hls' && state.player.latency !== undefined) {
       parts.push('latency ' + state.player.latency.toFixed(2) + ' s');
+    }
+    const levels = state.mode === 'hls' && state.player.levels;
+    const level = levels && levels[state.player.currentLevel];
+    if (level && levels.length > 1) {
+      const kbps = Math.round(level.bitrate / 1000);
+      parts.push('rendition ' + level.height + 'p, ' + kbps + ' kbit/s (' + levels.length + ' in the ladder, auto)');
     }
     $('stats').textContent = parts.join(' \u00b7 ');
   }

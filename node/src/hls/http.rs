@@ -359,17 +359,23 @@ fn rendition_reports(svc: &HlsService, key: &StreamKey) -> Vec<RenditionReport> 
         .collect()
 }
 
-/// The renditions of `key` that have HLS media now, as variants (each with a session of its
-/// own, as a player that chose it would have started).
+/// The renditions of `key` that have HLS media now, as variants. A player starts a session
+/// of a rendition when it first asks for its playlist (302 to it with a session id), so
+/// reading the multivariant playlist costs no session per rendition; but a private or webhook
+/// stream's renditions get theirs here, where the request was authorised.
 fn rendition_variants(svc: &HlsService, key: &StreamKey, client: Option<IpAddr>) -> Vec<Variant> {
     let Some(transcoders) = &svc.renditions else { return Vec::new() };
+    let authorised_here = svc.play_auth.is_private(key) || svc.play_auth.asks_webhook(key);
     let mut out = Vec::new();
     for rendition in transcoders.renditions(key) {
         let Some((rx, true)) = svc.hub.hls(&rendition) else { continue };
         let snap = rx.borrow().clone();
         let Some(snap) = snap.filter(|s| !s.segments().is_empty()) else { continue };
-        let Ok(sid) = svc.sessions.touch(None, &rendition, client) else { continue };
-        let uri = format!("{}/{MEDIA_PLAYLIST_NAME}?sid={sid}", rendition.name());
+        let mut uri = format!("{}/{MEDIA_PLAYLIST_NAME}", rendition.name());
+        if authorised_here {
+            let Ok(sid) = svc.sessions.touch(None, &rendition, client) else { continue };
+            uri = format!("{uri}?sid={sid}");
+        }
         out.extend(snap.variant(&uri));
     }
     out

@@ -8,6 +8,7 @@ mod abuse_http;
 mod abuse_rtmp;
 mod audio_only;
 mod browser;
+mod browser_abr;
 mod browser_recordings;
 mod chaos;
 mod cluster_origins;

@@ -79,7 +79,13 @@ fn record(url: &str, file: &Path, seconds: u32) {
 
 /// The TS media playlist of `live/name` (through its session redirect).
 fn ts_playlist(origin: &Origin, name: &str) -> (String, String) {
-    let path = format!("/live/{name}/ts.m3u8");
+    media_playlist(origin, name, "ts.m3u8")
+}
+
+/// `file`, a media playlist of `live/name`, through its session redirect; and the session's
+/// query.
+fn media_playlist(origin: &Origin, name: &str, file: &str) -> (String, String) {
+    let path = format!("/live/{name}/{file}");
     let first = origin.get(&path);
     let location = first
         .headers
@@ -198,8 +204,9 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
         assert!(inf.contains(&format!("RESOLUTION={size}")), "{inf}");
     }
     // Each LL-HLS media playlist reports where the ladder's other streams are.
-    let uri = master.lines().find(|l| l.starts_with("cam_480p/")).unwrap();
-    let media = origin.get(&format!("/live/{uri}")).text();
+    // Listed without a session: a player starts one when it picks the rendition.
+    assert!(master.lines().any(|l| l == "cam_480p/index.m3u8"), "{master}");
+    let (media, _) = media_playlist(&origin, "cam_480p", "index.m3u8");
     let own: u64 = segments(&media).last().unwrap().0;
     for other in ["../cam/index.m3u8", "../cam_240p/index.m3u8"] {
         let report = media
