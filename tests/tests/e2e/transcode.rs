@@ -189,6 +189,12 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
         assert!((a_kbps / audio - 1.0).abs() <= 0.15, "{name}: audio at {a_kbps:.0} kbit/s");
     }
 
+    // A rendition plays alone over RTMP too.
+    let probe = sluice_tests::ffprobe_streams(&origin.rtmp_url("live", "cam_240p"), secs(30))
+        .unwrap_or_else(|e| panic!("RTMP live/cam_240p: {e}"));
+    let v = &sluice_tests::ffmpeg::probe_streams(&probe, "video")[0];
+    assert_eq!(v["height"].as_u64(), Some(240), "{probe}");
+
     // The multivariant playlist lists the source and every rendition (with BANDWIDTH,
     // RESOLUTION, CODECS, FRAME-RATE), and ffmpeg reading it decodes each of them.
     let master = origin.get("/live/cam.m3u8").text();
