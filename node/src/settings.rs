@@ -423,6 +423,9 @@ pub struct OriginSettings {
     pub video_encoder: VideoEncoder,
     /// The ffmpeg program transcoders run.
     pub ffmpeg: PathBuf,
+    /// A transcoder that writes nothing this long while its source is live is restarted.
+    #[serde(with = "serde_duration")]
+    pub transcode_stall_timeout: Duration,
 }
 
 impl Default for OriginSettings {
@@ -443,6 +446,7 @@ impl Default for OriginSettings {
             max_transcodes: 2,
             video_encoder: VideoEncoder::Libx264,
             ffmpeg: PathBuf::from("ffmpeg"),
+            transcode_stall_timeout: Duration::from_secs(20),
         }
     }
 }

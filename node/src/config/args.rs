@@ -500,6 +500,11 @@ pub struct OriginArgs {
     /// The ffmpeg program transcoding runs.
     #[arg(long, env = "SLUICE_FFMPEG", default_value_os_t = origin().ffmpeg)]
     pub ffmpeg: PathBuf,
+
+    /// A transcoder (ffmpeg) that writes nothing this long while its source is live is killed
+    /// and restarted (a hung encoder).
+    #[arg(long, env = "SLUICE_TRANSCODE_STALL_TIMEOUT", default_value_t = HumanDuration(origin().transcode_stall_timeout))]
+    pub transcode_stall_timeout: HumanDuration,
 }
 
 impl OriginArgs {
@@ -520,6 +525,7 @@ impl OriginArgs {
             s.max_transcodes => max_transcodes,
             s.video_encoder => video_encoder,
             s.ffmpeg => ffmpeg,
+            s.transcode_stall_timeout => transcode_stall_timeout,
         );
     }
 }

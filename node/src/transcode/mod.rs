@@ -46,6 +46,8 @@ pub struct TranscodeSettings {
     pub encoder: VideoEncoder,
     pub ffmpeg: PathBuf,
     pub backoff: Backoff,
+    /// An ffmpeg that writes nothing this long while its source is live is restarted.
+    pub stall_timeout: std::time::Duration,
 }
 
 impl TranscodeSettings {
@@ -59,6 +61,7 @@ impl TranscodeSettings {
             encoder: s.video_encoder,
             ffmpeg: s.ffmpeg.clone(),
             backoff: Backoff::default(),
+            stall_timeout: s.transcode_stall_timeout,
         }))
     }
 }
@@ -153,6 +156,7 @@ impl Transcoders {
             encoder: self.settings.encoder,
             ffmpeg: self.settings.ffmpeg.clone(),
             backoff: self.settings.backoff,
+            stall_timeout: self.settings.stall_timeout,
             metrics: self.metrics.clone(),
             slot,
         }));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use command_fds::{CommandFdExt, FdMapping};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_media::codec::{parse_video_tag, video_info, FrameType, VideoPacket};
@@ -84,6 +85,7 @@ pub(super) struct Job {
     pub encoder: VideoEncoder,
     pub ffmpeg: PathBuf,
     pub backoff: Backoff,
+    pub stall_timeout: Duration,
     pub metrics: Metrics,
     pub slot: Slot,
 }
@@ -91,7 +93,7 @@ pub(super) struct Job {
 pub(super) async fn run(job: Job) {
     let span = info_span!("transcode", stream = %job.key);
     async move {
-        let Job { hub, key, ladder, encoder, ffmpeg, backoff, metrics, slot } = job;
+        let Job { hub, key, ladder, encoder, ffmpeg, backoff, stall_timeout, metrics, slot } = job;
         let mut sub = match hub.subscribe(&key, Protocol::Relay) {
             Ok(sub) => sub,
             Err(e) => return warn!(error = %e, "not transcoded: cannot read the stream"),
@@ -125,6 +127,8 @@ pub(super) async fn run(job: Job) {
         let mut supervisor = Supervisor::new(backoff);
         let stamps = Stamps::default();
         feed.stamps = stamps.clone();
+        // Bytes ffmpeg wrote, for the stall watchdog.
+        let progress = Arc::new(AtomicU64::new(0));
         loop {
             let outputs: Vec<Output> = renditions.iter().map(|(o, _)| o.clone()).collect();
             supervisor.started(Instant::now());
@@ -134,9 +138,12 @@ pub(super) async fn run(job: Job) {
                     let readers: Vec<_> = pipes
                         .into_iter()
                         .zip(publishers)
-                        .map(|(rx, publisher)| read_output(rx, publisher, stamps.clone()))
+                        .map(|(rx, publisher)| {
+                            read_output(rx, publisher, stamps.clone(), progress.clone())
+                        })
                         .collect();
-                    let ended = drive(&mut sub, &mut feed, child, stdin).await;
+                    let ended =
+                        drive(&mut sub, &mut feed, child, stdin, (&progress, stall_timeout)).await;
                     for (output, reader) in outputs.into_iter().zip(readers) {
                         match reader.await {
                             Ok(publisher) => renditions.push((output, publisher)),
@@ -220,11 +227,16 @@ async fn drive(
     feed: &mut Feed,
     mut child: Child,
     stdin: ChildStdin,
+    (progress, stall_timeout): (&AtomicU64, Duration),
 ) -> bool {
     let ended = tokio::select! {
         ended = feed.write(sub, stdin) => ended,
         status = child.wait() => {
             debug!(?status, "ffmpeg exited");
+            false
+        }
+        () = stalled(progress, stall_timeout) => {
+            warn!(stall_s = stall_timeout.as_secs_f64(), "ffmpeg wrote nothing: killed");
             false
         }
     };
@@ -238,6 +250,23 @@ async fn drive(
     ended
 }
 
+/// Resolves once ffmpeg has written nothing for `limit` (a hung encoder, or one starved of
+/// input: either way a restart is what helps).
+async fn stalled(progress: &AtomicU64, limit: Duration) {
+    let mut seen = progress.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    let mut tick = tokio::time::interval((limit / 4).max(Duration::from_millis(100)));
+    loop {
+        tick.tick().await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if since.elapsed() >= limit {
+            return;
+        }
+    }
+}
+
 /// One rendition: FLV from ffmpeg into its publisher, until ffmpeg closes the pipe. Its
 /// first keyframe takes the segment stamp of the source's keyframe at the same time (its HLS
 /// starts there, numbered as the source's); its segmenter cuts the next ones itself, at the
@@ -246,6 +275,7 @@ fn read_output(
     mut rx: pipe::Receiver,
     mut publisher: Publisher,
     stamps: Stamps,
+    progress: Arc<AtomicU64>,
 ) -> JoinHandle<Publisher> {
     tokio::spawn(
         async move {
@@ -257,6 +287,7 @@ fn read_output(
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
+                progress.fetch_add(n as u64, Ordering::Relaxed);
                 reader.push(&buf[..n]);
                 loop {
                     match reader.next_tag() {

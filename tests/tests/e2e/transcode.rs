@@ -320,3 +320,25 @@ fn past_its_max_transcodes_a_node_delivers_streams_at_source_only_and_says_so() 
     let mut player = Player::start(&origin.flv_url("live", "b"));
     assert!(player.wait_frames(60, secs(30)) >= 60, "{:?}", player.errors());
 }
+
+#[test]
+fn a_hung_transcoder_is_killed_and_restarted() {
+    let dir = TestDir::new("transcode-stall");
+    let origin = origin_with_ladder(&dir, &["--transcode-stall-timeout", "3s"]);
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "cam"), &h264_aac().path);
+    wait_rendition(&origin, "cam_240p", 240);
+    let hung = transcoders(&origin);
+    assert_eq!(hung.len(), 1, "{hung:?}");
+    // Stopped, it takes no input and writes nothing, as a hung encoder.
+    let _ = std::process::Command::new("kill").args(["-STOP", &hung[0].to_string()]).status();
+    wait_for(secs(20), || {
+        let now = transcoders(&origin);
+        (now.len() == 1 && now != hung).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the hung ffmpeg was not replaced:\n{}", origin.log()));
+    assert!(origin.log().contains("ffmpeg wrote nothing: killed"), "{}", origin.log());
+    assert_eq!(origin.metrics().value("sluice_transcode_restarts_total", &[]), 1.0);
+    // The new one makes the rendition again.
+    let mut player = Player::start(&origin.flv_url("live", "cam_240p"));
+    assert!(player.wait_frames(60, secs(30)) >= 60, "{:?}", player.errors());
+}
