@@ -9,12 +9,9 @@ use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use sluice_media::hls::format_program_date_time;
+use sluice_media::hls::{format_program_date_time, TICKS_PER_SECOND};
 
 use super::index::Entry;
-
-/// 90 kHz ticks per second (the segmenter's unit).
-const TICKS_PER_SECOND: u64 = 90_000;
 
 /// One segment in the window.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@
 use std::fmt::Write;
 
 /// 90 kHz media clock ticks per second (the segmenter's unit).
-const TICKS_PER_SECOND: f64 = 90_000.0;
+/// 90 kHz ticks per second, for durations in seconds.
+const TICKS_PER_SECOND: f64 = sluice_media::hls::TICKS_PER_SECOND as f64;
 
 /// One recorded segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +87,16 @@ impl Index {
     }
 }
 
+/// Whether an index's text says the recording is finished (`EXT-X-ENDLIST`).
+pub fn is_finished(text: &str) -> bool {
+    text.contains("#EXT-X-ENDLIST")
+}
+
 /// An index a crash left unfinished (an `EVENT` playlist without `EXT-X-ENDLIST`), finished:
 /// the segments it lists were each stored whole before it named them. `None`: already
 /// finished, or not an index of ours.
 pub fn finish_text(text: &str) -> Option<String> {
-    if !text.starts_with("#EXTM3U") || text.contains("#EXT-X-ENDLIST") {
+    if !text.starts_with("#EXTM3U") || is_finished(text) {
         return None;
     }
     let mut out = text.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD");
@@ -110,7 +116,7 @@ pub fn file_is_finished(path: &std::path::Path) -> bool {
     let mut tail = Vec::with_capacity(64);
     file.seek(SeekFrom::Start(len.saturating_sub(64))).is_ok()
         && file.take(64).read_to_end(&mut tail).is_ok()
-        && String::from_utf8_lossy(&tail).contains("#EXT-X-ENDLIST")
+        && is_finished(&String::from_utf8_lossy(&tail))
 }
 
 /// A stored index read back: its entries (sizes unknown: 0) and whether it is finished.
@@ -141,7 +147,7 @@ pub fn parse(text: &str) -> Option<(Index, bool)> {
             discontinuity = false;
         }
     }
-    Some((index, text.contains("#EXT-X-ENDLIST")))
+    Some((index, is_finished(text)))
 }
 
 /// A stored index's figures.
@@ -157,7 +163,7 @@ pub struct Summary {
 
 /// The figures of a stored index (anything unreadable counts as nothing).
 pub fn summary(text: &str) -> Summary {
-    let mut s = Summary { finished: text.contains("#EXT-X-ENDLIST"), ..Summary::default() };
+    let mut s = Summary { finished: is_finished(text), ..Summary::default() };
     let mut discontinuities = 0;
     for line in text.lines() {
         if let Some(extinf) = line.strip_prefix("#EXTINF:") {
@@ -175,7 +181,7 @@ pub fn summary(text: &str) -> Summary {
 /// The files a finished index names, in play order: each segment's number with the id of the
 /// init segment it needs. `None` when the index is not finished or names something else.
 pub fn files(text: &str) -> Option<Vec<(u32, u64)>> {
-    if !text.starts_with("#EXTM3U") || !text.contains("#EXT-X-ENDLIST") {
+    if !text.starts_with("#EXTM3U") || !is_finished(text) {
         return None;
     }
     let mut init = None;

@@ -99,7 +99,7 @@ pub fn delete(root: &Path, app: &str, stream: &str, id: &str) -> Result<(), Dele
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DeleteError::NotFound),
         Err(e) => return Err(e.into()),
     };
-    if !text.contains("#EXT-X-ENDLIST") {
+    if !index::is_finished(&text) {
         return Err(DeleteError::InProgress);
     }
     match std::fs::remove_dir_all(&dir) {

@@ -444,8 +444,8 @@ fn scan(root: &Path) -> std::io::Result<Vec<RecInfo>> {
         for entry in std::fs::read_dir(&dir)?.flatten() {
             bytes += entry.metadata().map_or(0, |m| m.len());
         }
-        let finished = std::fs::read_to_string(dir.join("index.m3u8"))
-            .is_ok_and(|t| t.contains("#EXT-X-ENDLIST"));
+        let finished =
+            std::fs::read_to_string(dir.join("index.m3u8")).is_ok_and(|t| index::is_finished(&t));
         out.push(RecInfo { app: app.to_string(), prefix, started_ms, bytes, finished });
     }
     Ok(out)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sluice_media::hls::HlsSnapshot;
+use sluice_media::hls::{HlsSnapshot, TICKS_PER_SECOND};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -22,9 +22,6 @@ use super::store::Store;
 use super::{Active, Source};
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::Metrics;
-
-/// 90 kHz ticks per second (the segmenter's unit).
-const TICKS_PER_SECOND: u64 = 90_000;
 
 /// A new home carries on an open recording whose last segment is at most this many segments
 /// behind (some 5 minutes of 2 s segments); an older one is another session's.
