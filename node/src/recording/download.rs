@@ -84,7 +84,7 @@ async fn load<S: Store>(
     let index = store.get(&format!("{prefix}/index.m3u8")).await?;
     let text = index.as_deref().and_then(|b| std::str::from_utf8(b).ok());
     let Some(text) = text else { return Err(DownloadError::NotFound) };
-    if !index::is_finished(&text) {
+    if !index::is_finished(text) {
         return Err(DownloadError::NotFinished);
     }
     let files = index::files(text).ok_or(DownloadError::NotFound)?;
