@@ -167,10 +167,10 @@ impl Node {
             None => None,
         };
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
-        let transcoders = options
-            .transcode
-            .clone()
-            .map(|settings| crate::transcode::Transcoders::new(settings, metrics.clone()));
+        let transcoders = options.transcode.clone().map(|mut settings| {
+            settings.republish_wait = args.limits.ended_stream_linger;
+            crate::transcode::Transcoders::new(settings, metrics.clone())
+        });
         if let Some(transcoders) = &transcoders {
             hub.set_publish_hook(transcoders.clone());
         }

@@ -150,6 +150,12 @@ impl Hub {
         self.publish_with(key, self.inner.config.publish_takeover)
     }
 
+    /// Claim `key` for a publisher, never taking it over from a live one (whatever
+    /// `publish_takeover` says): for a node's own publishers (renditions).
+    pub fn publish_exclusive(&self, key: &StreamKey) -> Result<Publisher, PublishError> {
+        self.publish_with(key, false)
+    }
+
     /// Claim `key` for a publisher, taking it over from a live one (which is told through
     /// [`Publisher::kicked`]): for a publisher whose registry claim makes the live one stale.
     pub fn publish_over(&self, key: &StreamKey) -> Result<Publisher, PublishError> {

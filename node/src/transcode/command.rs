@@ -21,7 +21,9 @@ pub fn arguments(outputs: &[Output], encoder: VideoEncoder) -> Vec<String> {
         push(&["-vaapi_device", "/dev/dri/renderD128"]);
     }
     // Start at once on what arrives (the input is live and begins with its headers).
-    push(&["-fflags", "+nobuffer", "-probesize", "32768", "-analyzeduration", "0"]);
+    // Probing reads up to 1 s (enough to see the audio's format); the backlog is then caught
+    // up at once, so the renditions lag their source by no more than an encode.
+    push(&["-fflags", "+nobuffer", "-probesize", "1000000", "-analyzeduration", "1000000"]);
     push(&["-f", "flv", "-i", "pipe:0", "-copyts"]);
     for (i, o) in outputs.iter().enumerate() {
         let kbps = o.video_kbps;
@@ -48,8 +50,10 @@ pub fn arguments(outputs: &[Output], encoder: VideoEncoder) -> Vec<String> {
                 "-x264-params",
                 "keyint=infinite:min-keyint=1:scenecut=0",
             ]),
-            VideoEncoder::H264Nvenc => push(&["-preset", "p4", "-tune", "ll", "-g", "1000000"]),
-            VideoEncoder::H264Vaapi => push(&["-g", "1000000"]),
+            VideoEncoder::H264Nvenc => {
+                push(&["-preset", "p4", "-tune", "ll", "-g", "1000000", "-bf", "0"]);
+            }
+            VideoEncoder::H264Vaapi => push(&["-g", "1000000", "-bf", "0"]),
         }
         push(&[
             "-force_key_frames",

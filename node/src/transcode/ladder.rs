@@ -77,7 +77,9 @@ impl Ladder {
             .filter(|r| r.height < height && width > 0)
             .map(|r| Output {
                 name: r.name.clone(),
-                width: even(u64::from(width) * u64::from(r.height) / u64::from(height)),
+                // At most 4:1 whatever the publisher claims (cost is per pixel).
+                width: even(u64::from(width) * u64::from(r.height) / u64::from(height))
+                    .min(r.height * 4),
                 height: r.height,
                 video_kbps: r.video_kbps,
                 audio_kbps: r.audio_kbps,

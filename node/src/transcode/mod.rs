@@ -48,6 +48,9 @@ pub struct TranscodeSettings {
     pub backoff: Backoff,
     /// An ffmpeg that writes nothing this long while its source is live is restarted.
     pub stall_timeout: std::time::Duration,
+    /// How long a source that ended may take to come back and keep its renditions (the
+    /// node's `--ended-stream-linger`).
+    pub republish_wait: std::time::Duration,
 }
 
 impl TranscodeSettings {
@@ -62,6 +65,7 @@ impl TranscodeSettings {
             ffmpeg: s.ffmpeg.clone(),
             backoff: Backoff::default(),
             stall_timeout: s.transcode_stall_timeout,
+            republish_wait: std::time::Duration::from_secs(10),
         }))
     }
 }
@@ -157,6 +161,7 @@ impl Transcoders {
             ffmpeg: self.settings.ffmpeg.clone(),
             backoff: self.settings.backoff,
             stall_timeout: self.settings.stall_timeout,
+            republish_wait: self.settings.republish_wait,
             metrics: self.metrics.clone(),
             slot,
         }));

@@ -22,7 +22,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::command::{arguments, FIRST_OUTPUT_FD};
 use super::ladder::{Ladder, Output};
@@ -45,6 +45,10 @@ const MAX_TAG: usize = 16 << 20;
 const COLLECT_BATCH: usize = 256 * 1024;
 /// Segment stamps of the source's latest keyframes kept for the renditions.
 const STAMPS_KEPT: usize = 64;
+/// How far a rendition's keyframe may be from the source's to take its stamp (ms).
+const STAMP_SLACK_MS: u32 = 40;
+/// Crashes in a row after which a stream's transcoding gives up (about 90 s of backoff).
+const MAX_CRASHES: u32 = 8;
 /// 90 kHz ticks per millisecond.
 const TICKS_PER_MS: u64 = 90;
 
@@ -73,8 +77,15 @@ impl Stamps {
         kept.push_back((p.timestamp.wrapping_add(cts), stamp));
     }
 
+    /// The stamp of the source keyframe presented at `presented`, or (a rung with its own
+    /// frame rate moves frames onto its grid) the nearest one within [`STAMP_SLACK_MS`].
     fn find(&self, presented: u32) -> Option<SegmentStamp> {
-        lock(&self.0).iter().rev().find(|(t, _)| *t == presented).map(|(_, s)| *s)
+        let kept = lock(&self.0);
+        kept.iter()
+            .map(|(t, s)| (t.abs_diff(presented), s))
+            .filter(|(d, _)| *d <= STAMP_SLACK_MS)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, s)| *s)
     }
 }
 
@@ -86,6 +97,7 @@ pub(super) struct Job {
     pub ffmpeg: PathBuf,
     pub backoff: Backoff,
     pub stall_timeout: Duration,
+    pub republish_wait: Duration,
     pub metrics: Metrics,
     pub slot: Slot,
 }
@@ -93,7 +105,18 @@ pub(super) struct Job {
 pub(super) async fn run(job: Job) {
     let span = info_span!("transcode", stream = %job.key);
     async move {
-        let Job { hub, key, ladder, encoder, ffmpeg, backoff, stall_timeout, metrics, slot } = job;
+        let Job {
+            hub,
+            key,
+            ladder,
+            encoder,
+            ffmpeg,
+            backoff,
+            stall_timeout,
+            republish_wait,
+            metrics,
+            slot,
+        } = job;
         let mut sub = match hub.subscribe(&key, Protocol::Relay) {
             Ok(sub) => sub,
             Err(e) => return warn!(error = %e, "not transcoded: cannot read the stream"),
@@ -109,7 +132,8 @@ pub(super) async fn run(job: Job) {
         let mut renditions = Vec::new();
         for output in outputs {
             let Some(rkey) = output.key(&key) else { continue };
-            match hub.publish(&rkey) {
+            // Never over another publisher of the name (nor taken over by one).
+            match hub.publish_exclusive(&rkey) {
                 Ok(mut publisher) => {
                     // The source's timeline: ffmpeg keeps its timestamps (-copyts).
                     publisher.set_passthrough();
@@ -152,22 +176,36 @@ pub(super) async fn run(job: Job) {
                     }
                     ended
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    error!(ffmpeg = %ffmpeg.display(), "not transcoded: no such program (--ffmpeg)");
+                    break;
+                }
                 Err(e) => {
                     warn!(error = %e, ffmpeg = %ffmpeg.display(), "cannot start ffmpeg");
                     false
                 }
             };
-            if ended || renditions.is_empty() {
+            if renditions.is_empty() {
                 break;
             }
-            metrics.transcode_restarts.inc();
-            let delay = supervisor.crashed(Instant::now());
-            warn!(
-                delay_ms = delay.as_millis() as u64,
-                crashes = supervisor.crashes(),
-                "ffmpeg exited: restarting"
-            );
-            if feed.skip(&mut sub, delay).await {
+            let mut ended = ended;
+            if !ended {
+                if supervisor.crashes() >= MAX_CRASHES {
+                    error!(crashes = supervisor.crashes(), "ffmpeg keeps failing: transcoding given up");
+                    break;
+                }
+                metrics.transcode_restarts.inc();
+                let delay = supervisor.crashed(Instant::now());
+                warn!(
+                    delay_ms = delay.as_millis() as u64,
+                    crashes = supervisor.crashes(),
+                    "ffmpeg exited: restarting"
+                );
+                ended = feed.skip(&mut sub, delay).await;
+            }
+            // The source ended: its publisher may come back within the linger (a reconnect);
+            // the renditions then go on with it.
+            if ended && !feed.wait_republish(&mut sub, republish_wait).await {
                 break;
             }
         }
@@ -229,13 +267,14 @@ async fn drive(
     stdin: ChildStdin,
     (progress, stall_timeout): (&AtomicU64, Duration),
 ) -> bool {
+    let written = feed.written.clone();
     let ended = tokio::select! {
         ended = feed.write(sub, stdin) => ended,
         status = child.wait() => {
             debug!(?status, "ffmpeg exited");
             false
         }
-        () = stalled(progress, stall_timeout) => {
+        () = stalled(progress, &written, stall_timeout) => {
             warn!(stall_s = stall_timeout.as_secs_f64(), "ffmpeg wrote nothing: killed");
             false
         }
@@ -250,10 +289,11 @@ async fn drive(
     ended
 }
 
-/// Resolves once ffmpeg has written nothing for `limit` (a hung encoder, or one starved of
-/// input: either way a restart is what helps).
-async fn stalled(progress: &AtomicU64, limit: Duration) {
+/// Resolves once ffmpeg has written nothing for `limit` while it was given input (a hung
+/// encoder; a quiet source is no reason to restart it).
+async fn stalled(progress: &AtomicU64, written: &AtomicU64, limit: Duration) {
     let mut seen = progress.load(Ordering::Relaxed);
+    let mut input_then = written.load(Ordering::Relaxed);
     let mut since = Instant::now();
     let mut tick = tokio::time::interval((limit / 4).max(Duration::from_millis(100)));
     loop {
@@ -261,7 +301,8 @@ async fn stalled(progress: &AtomicU64, limit: Duration) {
         let now = progress.load(Ordering::Relaxed);
         if now != seen {
             (seen, since) = (now, Instant::now());
-        } else if since.elapsed() >= limit {
+            input_then = written.load(Ordering::Relaxed);
+        } else if since.elapsed() >= limit && written.load(Ordering::Relaxed) > input_then {
             return;
         }
     }
@@ -330,6 +371,9 @@ struct Feed {
     /// Collected from the hub, not yet written.
     batch: Vec<Delivery>,
     stamps: Stamps,
+    /// Bytes written to ffmpeg so far (the stall watchdog tells a hung ffmpeg from a quiet
+    /// source).
+    written: Arc<AtomicU64>,
 }
 
 impl Feed {
@@ -392,7 +436,8 @@ impl Feed {
                 sub.collect(&mut self.batch, COLLECT_BATCH);
             }
             let mut ended = false;
-            for d in std::mem::take(&mut self.batch) {
+            let mut rest = std::mem::take(&mut self.batch).into_iter();
+            while let Some(d) = rest.next() {
                 match d {
                     Delivery::Media(p) => {
                         if p.header {
@@ -410,14 +455,44 @@ impl Feed {
                         out.extend_from_slice(&p.payload);
                         out.extend_from_slice(&p.flv_tail);
                     }
-                    Delivery::Unpublished => ended = true,
+                    Delivery::Unpublished => {
+                        // What follows belongs to the next session: kept for it.
+                        self.batch.extend(rest.by_ref());
+                        ended = true;
+                    }
                     Delivery::Republished => {}
                 }
             }
+            self.written.fetch_add(out.len() as u64, Ordering::Relaxed);
             if ended {
                 let _ = stdin.write_all_buf(&mut out).await;
                 let _ = stdin.shutdown().await;
                 return true;
+            }
+        }
+    }
+
+    /// After the source ended: waits up to `wait` for its publisher to come back (true; what
+    /// it sent is kept for the next run), keeping the headers it sends.
+    async fn wait_republish(&mut self, sub: &mut Subscription, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.batch.is_empty() {
+                sub.collect(&mut self.batch, COLLECT_BATCH);
+            }
+            let mut rest = std::mem::take(&mut self.batch).into_iter();
+            while let Some(d) = rest.next() {
+                match d {
+                    Delivery::Republished => {
+                        self.batch.extend(rest);
+                        return true;
+                    }
+                    Delivery::Media(p) if p.header => self.note_header(&p),
+                    Delivery::Media(_) | Delivery::Unpublished => {}
+                }
+            }
+            if tokio::time::timeout_at(deadline, sub.changed()).await.is_err() {
+                return false;
             }
         }
     }
@@ -427,13 +502,18 @@ impl Feed {
     async fn skip(&mut self, sub: &mut Subscription, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
         loop {
-            self.batch.clear();
-            sub.collect(&mut self.batch, COLLECT_BATCH);
-            for d in std::mem::take(&mut self.batch) {
+            if self.batch.is_empty() {
+                sub.collect(&mut self.batch, COLLECT_BATCH);
+            }
+            let mut rest = std::mem::take(&mut self.batch).into_iter();
+            while let Some(d) = rest.next() {
                 match d {
                     Delivery::Media(p) if p.header => self.note_header(&p),
                     Delivery::Media(_) | Delivery::Republished => {}
-                    Delivery::Unpublished => return true,
+                    Delivery::Unpublished => {
+                        self.batch.extend(rest);
+                        return true;
+                    }
                 }
             }
             if tokio::time::timeout_at(deadline, sub.changed()).await.is_err() {

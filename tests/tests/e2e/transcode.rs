@@ -23,8 +23,11 @@ fn origin_with_ladder(dir: &TestDir, extra: &[&str]) -> Origin {
     let ladder = dir.path().join("ladder.toml");
     std::fs::write(&ladder, LADDER).unwrap();
     // Every multivariant playlist this test reads starts a session per variant.
-    let mut args = vec!["--ladder-file", ladder.to_str().unwrap(), "--ended-stream-linger", "2s"];
+    let mut args = vec!["--ladder-file", ladder.to_str().unwrap()];
     args.extend_from_slice(&["--hls-sessions-per-ip", "1000"]);
+    if !extra.contains(&"--ended-stream-linger") {
+        args.extend_from_slice(&["--ended-stream-linger", "2s"]);
+    }
     args.extend_from_slice(extra);
     Origin::start(&args)
 }
@@ -341,4 +344,28 @@ fn a_hung_transcoder_is_killed_and_restarted() {
     // The new one makes the rendition again.
     let mut player = Player::start(&origin.flv_url("live", "cam_240p"));
     assert!(player.wait_frames(60, secs(30)) >= 60, "{:?}", player.errors());
+}
+
+#[test]
+fn a_publisher_that_comes_back_within_the_linger_keeps_its_renditions_and_their_viewers() {
+    let dir = TestDir::new("transcode-reconnect");
+    let origin = origin_with_ladder(&dir, &["--ended-stream-linger", "10s"]);
+    let url = origin.rtmp_url("live", "cam");
+    let mut first = Publisher::start_looped(&url, &h264_aac().path);
+    wait_rendition(&origin, "cam_480p", 480);
+    let mut player = Player::start(&origin.flv_url("live", "cam_480p"));
+    assert!(player.wait_frames(60, secs(30)) >= 60, "{:?}", player.errors());
+    first.stop();
+    std::thread::sleep(secs(1));
+    let _second = Publisher::start_looped(&url, &h264_aac().path);
+    let played = player.frames();
+    assert!(
+        player.wait_frames(played + 90, secs(30)) >= played + 90,
+        "the rendition's player stopped at {played} frames: {:?}\n{}",
+        player.errors(),
+        origin.log()
+    );
+    assert_eq!(transcoders(&origin).len(), 1, "one ffmpeg for the stream");
+    assert_eq!(origin.metrics().value("sluice_transcodes", &[]), 1.0);
+    assert_eq!(origin.metrics().value("sluice_transcode_restarts_total", &[]), 0.0);
 }
