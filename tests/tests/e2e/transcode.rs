@@ -174,6 +174,7 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
 
     // Each rendition, as ffprobe sees it over HTTP-FLV: its size, the source's frame rate, its
     // bit rate within 15 %; the 240p one with AAC at 64 kbit/s, the 480p one the source's.
+    let mut recordings = Vec::new();
     for (name, width, height, video, audio) in
         [("cam_480p", 852, 480, 1000.0, 128.0), ("cam_240p", 426, 240, 400.0, 64.0)]
     {
@@ -186,7 +187,19 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
         let a = &sluice_tests::ffmpeg::probe_streams(&probe, "audio")[0];
         assert_eq!(a["codec_name"], "aac", "{probe}");
         let file = dir.path().join(format!("{name}.flv"));
-        record(&url, &file, 10);
+        recordings.push((
+            name,
+            video,
+            audio,
+            file.clone(),
+            std::thread::spawn(move || {
+                record(&url, &file, 10);
+            }),
+        ));
+    }
+    // Both renditions recorded at once, 10 s each.
+    for (name, video, audio, file, recording) in recordings {
+        recording.join().expect("recording thread");
         let (v_kbps, a_kbps) = (kbps(&file, "video"), kbps(&file, "audio"));
         assert!((v_kbps / video - 1.0).abs() <= 0.15, "{name}: video at {v_kbps:.0} kbit/s");
         assert!((a_kbps / audio - 1.0).abs() <= 0.15, "{name}: audio at {a_kbps:.0} kbit/s");
