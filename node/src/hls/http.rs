@@ -30,14 +30,15 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 use sluice_media::hls::{
-    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, RenditionReport,
-    Resource, Variant, MEDIA_PLAYLIST_NAME,
+    render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, Resource,
+    MEDIA_PLAYLIST_NAME,
 };
 use sluice_media::stream_name::StreamKey;
 use sluice_media::ts::{parse_ts_segment_name, TS_PLAYLIST_NAME};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::renditions;
 use super::session::{valid_sid, SessionError, SessionTable};
 use super::ts::{self as hls_ts, TsCache};
 use super::HlsServing;
@@ -59,17 +60,17 @@ pub struct HlsService {
     pub sessions: Arc<SessionTable>,
     /// How long a request for a live stream waits for its first complete segment.
     pub(super) first_segment_wait: Duration,
-    hub: Hub,
+    pub(super) hub: Hub,
     bytes_out: Counter,
     /// MPEG-TS segments made so far (`--hls-ts`).
     pub ts_cache: TsCache,
     /// Which streams play only from a signed URL, or with the webhook's consent: checked
     /// where a session starts.
-    play_auth: Arc<PlayAuth>,
+    pub(super) play_auth: Arc<PlayAuth>,
     webhook: Option<Arc<Webhook>>,
     metrics: Metrics,
     /// The renditions of a stream the multivariant playlist lists after it (transcoding).
-    renditions: Option<Arc<crate::transcode::Transcoders>>,
+    pub(super) renditions: Option<Arc<crate::transcode::Transcoders>>,
 }
 
 impl HlsService {
@@ -338,47 +339,8 @@ pub async fn multivariant(
         return text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n"));
     };
     let mut variants = vec![variant];
-    variants.extend(rendition_variants(&svc, &key, client));
+    variants.extend(renditions::variants(&svc, &key, client));
     playlist(render_multivariant(&variants), CACHE_PLAYLIST, &svc)
-}
-
-/// Where the other renditions of `key`'s ladder are (LL-HLS `EXT-X-RENDITION-REPORT`), so a
-/// player switching to one asks for its next part at once.
-fn rendition_reports(svc: &HlsService, key: &StreamKey) -> Vec<RenditionReport> {
-    let Some(transcoders) = &svc.renditions else { return Vec::new() };
-    transcoders
-        .family(key)
-        .iter()
-        .filter(|other| *other != key)
-        .filter_map(|other| {
-            let (rx, _) = svc.hub.hls(other)?;
-            let snap = rx.borrow();
-            let uri = format!("../{}/{MEDIA_PLAYLIST_NAME}", other.name());
-            snap.as_ref()?.rendition_report(&uri)
-        })
-        .collect()
-}
-
-/// The renditions of `key` that have HLS media now, as variants. A player starts a session
-/// of a rendition when it first asks for its playlist (302 to it with a session id), so
-/// reading the multivariant playlist costs no session per rendition; but a private or webhook
-/// stream's renditions get theirs here, where the request was authorised.
-fn rendition_variants(svc: &HlsService, key: &StreamKey, client: Option<IpAddr>) -> Vec<Variant> {
-    let Some(transcoders) = &svc.renditions else { return Vec::new() };
-    let authorised_here = svc.play_auth.is_private(key) || svc.play_auth.asks_webhook(key);
-    let mut out = Vec::new();
-    for rendition in transcoders.renditions(key) {
-        let Some((rx, true)) = svc.hub.hls(&rendition) else { continue };
-        let snap = rx.borrow().clone();
-        let Some(snap) = snap.filter(|s| !s.segments().is_empty()) else { continue };
-        let mut uri = format!("{}/{MEDIA_PLAYLIST_NAME}", rendition.name());
-        if authorised_here {
-            let Ok(sid) = svc.sessions.touch(None, &rendition, client) else { continue };
-            uri = format!("{uri}?sid={sid}");
-        }
-        out.extend(snap.variant(&uri));
-    }
-    out
 }
 
 /// `GET /APP/STREAM/FILE`: the media playlist or a CMAF object.
@@ -475,7 +437,6 @@ async fn media_playlist(
     let deadline = Instant::now()
         + if blocking { svc.settings.wait_timeout() } else { svc.first_segment_wait };
     let cache = if blocking { CACHE_BLOCKING } else { CACHE_PLAYLIST };
-    let reports = rendition_reports(svc, key);
     wait_until(
         rx,
         live,
@@ -496,6 +457,8 @@ async fn media_playlist(
                     }
                 }
             }
+            // Where the ladder's other streams are now, as this answer goes out.
+            let reports = renditions::reports(svc, key);
             let opts = PlaylistOptions {
                 query: &suffix,
                 skip: query.skip,

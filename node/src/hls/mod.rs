@@ -14,6 +14,7 @@
 //! `EXT-X-DISCONTINUITY`) and the window stays available while the stream has viewers.
 
 pub mod http;
+mod renditions;
 mod session;
 pub mod ts;
 

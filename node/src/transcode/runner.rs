@@ -41,6 +41,8 @@ const FIRST_VIDEO_WAIT: Duration = Duration::from_secs(10);
 const FINISH_WAIT: Duration = Duration::from_secs(5);
 /// Largest tag taken from ffmpeg (a rendition's frame; the source's limit is the hub's).
 const MAX_TAG: usize = 16 << 20;
+/// Most bytes of one line of ffmpeg's standard error kept for the log.
+const MAX_STDERR_LINE: usize = 1024;
 /// Bytes collected from the hub per write to ffmpeg.
 const COLLECT_BATCH: usize = 256 * 1024;
 /// Segment stamps of the source's latest keyframes kept for the renditions.
@@ -246,14 +248,25 @@ fn spawn(
     Ok((child, stdin, readers))
 }
 
-/// ffmpeg's complaints, as warnings (a few per second at most).
-async fn log_stderr(stderr: tokio::process::ChildStderr) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
+/// ffmpeg's complaints, as warnings (a few per second at most). ffmpeg echoes what the
+/// publisher sent, so a line is held up to [`MAX_STDERR_LINE`] bytes only (the rest of it is
+/// dropped).
+async fn log_stderr(mut stderr: tokio::process::ChildStderr) {
     let limit = crate::log_limit::RateLimitedLog::new(5);
-    while let Ok(Some(line)) = lines.next_line().await {
-        if limit.allow() {
-            warn!(ffmpeg = %crate::log_limit::printable(&line, 300), "transcoder says");
+    let (mut buf, mut line) = (vec![0; 4096], Vec::with_capacity(MAX_STDERR_LINE));
+    while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                if line.len() < MAX_STDERR_LINE {
+                    line.push(b);
+                }
+                continue;
+            }
+            if limit.allow() {
+                let text = String::from_utf8_lossy(&line);
+                warn!(ffmpeg = %crate::log_limit::printable(&text, 300), "transcoder says");
+            }
+            line.clear();
         }
     }
 }
@@ -475,31 +488,23 @@ impl Feed {
     /// After the source ended: waits up to `wait` for its publisher to come back (true; what
     /// it sent is kept for the next run), keeping the headers it sends.
     async fn wait_republish(&mut self, sub: &mut Subscription, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        loop {
-            if self.batch.is_empty() {
-                sub.collect(&mut self.batch, COLLECT_BATCH);
-            }
-            let mut rest = std::mem::take(&mut self.batch).into_iter();
-            while let Some(d) = rest.next() {
-                match d {
-                    Delivery::Republished => {
-                        self.batch.extend(rest);
-                        return true;
-                    }
-                    Delivery::Media(p) if p.header => self.note_header(&p),
-                    Delivery::Media(_) | Delivery::Unpublished => {}
-                }
-            }
-            if tokio::time::timeout_at(deadline, sub.changed()).await.is_err() {
-                return false;
-            }
-        }
+        self.read_until(sub, wait, |d| matches!(d, Delivery::Republished)).await
     }
 
     /// Reads the source without writing it for `wait` (headers are kept). True when the
-    /// source ended meanwhile.
+    /// source ended meanwhile (what follows is kept for the next session).
     async fn skip(&mut self, sub: &mut Subscription, wait: Duration) -> bool {
+        self.read_until(sub, wait, |d| matches!(d, Delivery::Unpublished)).await
+    }
+
+    /// Reads the source for up to `wait`, keeping only its headers, until a delivery `stop`
+    /// picks (true; what follows it is kept in the batch).
+    async fn read_until(
+        &mut self,
+        sub: &mut Subscription,
+        wait: Duration,
+        stop: fn(&Delivery) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + wait;
         loop {
             if self.batch.is_empty() {
@@ -507,12 +512,13 @@ impl Feed {
             }
             let mut rest = std::mem::take(&mut self.batch).into_iter();
             while let Some(d) = rest.next() {
-                match d {
-                    Delivery::Media(p) if p.header => self.note_header(&p),
-                    Delivery::Media(_) | Delivery::Republished => {}
-                    Delivery::Unpublished => {
-                        self.batch.extend(rest);
-                        return true;
+                if stop(&d) {
+                    self.batch.extend(rest);
+                    return true;
+                }
+                if let Delivery::Media(p) = d {
+                    if p.header {
+                        self.note_header(&p);
                     }
                 }
             }
