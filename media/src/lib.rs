@@ -10,6 +10,7 @@
 pub mod amf0;
 pub mod classify;
 pub mod codec;
+pub mod dash;
 pub mod flv;
 pub mod frame;
 pub mod hls;

@@ -5,7 +5,7 @@ mod hls_support;
 
 use hls_support::*;
 use sluice_media::frame::MediaKind;
-use sluice_media::hls::{HlsConfig, HlsError, HlsSnapshot, ResumePoint, Segmenter};
+use sluice_media::hls::{HlsConfig, HlsError, HlsSnapshot, ResumePoint, Segmenter, Track};
 
 const T: u64 = 90_000;
 
@@ -122,9 +122,14 @@ fn fragments_carry_exact_timing_and_b_frame_offsets() {
     for part in all_parts(&snap) {
         let (s, trafs, mdat) = parse_fragment(&part.bytes);
         if let Some(prev) = seq {
-            assert_eq!(s, prev + 1, "mfhd sequence numbers increase by one");
+            assert_eq!(s, prev, "mfhd sequence numbers increase by one per fragment");
         }
-        seq = Some(s);
+        seq = Some(s + trafs.len() as u32);
+        // Each track's fragment alone (what DASH serves) is that track's traf.
+        let video = parse_fragment(&part.track(Track::Video)).1;
+        let audio = parse_fragment(&part.track(Track::Audio)).1;
+        assert!(video.iter().all(|t| t.track_id == 1) && audio.iter().all(|t| t.track_id == 2));
+        assert_eq!(video.len() + audio.len(), trafs.len());
         let mut data = 0;
         for t in &trafs {
             let sizes: u32 = t.samples.iter().map(|x| x.1).sum();

@@ -72,6 +72,7 @@ fn segment(parts: Vec<Bytes>) -> Segment {
                     start: 0,
                     duration: 45_000,
                     independent: i == 0,
+                    video_len: bytes.len(),
                     bytes,
                 })
             })
@@ -163,6 +164,8 @@ proptest! {
             frame_rate: None,
             has_video: true,
             has_audio: true,
+            video_track: None,
+            audio_track: None,
         };
         let _ = remux_segment(&init, &segment(vec![frag]));
         let _ = read_ts(&init.bytes);

@@ -1,7 +1,9 @@
-//! One CMAF fragment (`moof` + `mdat`): the bytes of one partial segment.
+//! CMAF fragments (`moof` + `mdat`, one track each): the bytes of one partial segment.
 //!
-//! Each part is a self-contained fragment with a `traf` per track that has samples, so a
-//! segment is simply the concatenation of its parts' bytes.
+//! A part is one fragment per track that has samples, video first, written back to back:
+//! HLS serves the part (and a segment, the concatenation of its parts) as one muxed object,
+//! and MPEG-DASH serves each track's fragments alone (non-multiplexed, as DASH-IF IOP and
+//! dash.js require) as slices of the same buffer, with no second copy.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -27,63 +29,78 @@ pub(crate) struct TrackRun<'a> {
     pub composition_offsets: bool,
 }
 
-/// Serialise a fragment with sequence number `sequence`. Runs without samples are skipped.
-/// Sample data is copied once, into the returned buffer.
-pub(crate) fn write_fragment(sequence: u32, runs: &[TrackRun<'_>]) -> Bytes {
-    let runs: Vec<&TrackRun> = runs.iter().filter(|r| !r.samples.is_empty()).collect();
+/// The fragments of one part, back to back.
+pub(crate) struct Fragments {
+    pub bytes: Bytes,
+    /// Length of each run's fragment, in the order of the runs (0 for a run without samples).
+    pub lens: Vec<usize>,
+    /// Fragments written (each takes one sequence number).
+    pub count: u32,
+}
+
+/// Serialise one fragment per run with samples, numbered from `sequence`. Sample data is
+/// copied once, into the returned buffer.
+pub(crate) fn write_fragments(sequence: u32, runs: &[TrackRun<'_>]) -> Fragments {
     let data_len: usize = runs.iter().flat_map(|r| r.samples.iter()).map(|s| s.data.len()).sum();
     let samples: usize = runs.iter().map(|r| r.samples.len()).sum();
-    let mut w = BoxWriter::with_capacity(64 + runs.len() * 64 + samples * 16);
+    let mut out = BytesMut::with_capacity(runs.len() * 128 + samples * 16 + data_len);
+    let mut lens = Vec::with_capacity(runs.len());
+    let mut count = 0u32;
+    for run in runs {
+        let before = out.len();
+        if !run.samples.is_empty() {
+            write_one(&mut out, sequence.wrapping_add(count), run);
+            count += 1;
+        }
+        lens.push(out.len() - before);
+    }
+    Fragments { bytes: out.freeze(), lens, count }
+}
+
+fn write_one(out: &mut BytesMut, sequence: u32, run: &TrackRun<'_>) {
+    let data_len: usize = run.samples.iter().map(|s| s.data.len()).sum();
+    let mut w = BoxWriter::with_capacity(96 + run.samples.len() * 16);
     let moof = w.open(b"moof");
     let mfhd = w.open_full(b"mfhd", 0, 0);
     w.u32(sequence);
     w.close(mfhd);
-    let mut offset_fields = Vec::with_capacity(runs.len());
-    for run in &runs {
-        let traf = w.open(b"traf");
-        let tfhd = w.open_full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF);
-        w.u32(run.track_id);
-        w.close(tfhd);
-        let tfdt = w.open_full(b"tfdt", 1, 0);
-        w.u64(run.samples.first().map_or(0, |s| s.dts));
-        w.close(tfdt);
-        let mut flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS;
+    let traf = w.open(b"traf");
+    let tfhd = w.open_full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF);
+    w.u32(run.track_id);
+    w.close(tfhd);
+    let tfdt = w.open_full(b"tfdt", 1, 0);
+    w.u64(run.samples.first().map_or(0, |s| s.dts));
+    w.close(tfdt);
+    let mut flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS;
+    if run.composition_offsets {
+        flags |= TRUN_CTS;
+    }
+    let trun = w.open_full(b"trun", u8::from(run.composition_offsets), flags);
+    w.u32(run.samples.len() as u32);
+    let offset_field = w.position();
+    w.i32(0); // data_offset, patched below
+    for s in run.samples {
+        w.u32(s.duration);
+        w.u32(s.data.len() as u32);
+        w.u32(if s.key { FLAGS_SYNC } else { FLAGS_NON_SYNC });
         if run.composition_offsets {
-            flags |= TRUN_CTS;
+            w.i32(s.cts);
         }
-        let trun = w.open_full(b"trun", u8::from(run.composition_offsets), flags);
-        w.u32(run.samples.len() as u32);
-        offset_fields.push(w.position());
-        w.i32(0); // data_offset, patched below
-        for s in run.samples {
-            w.u32(s.duration);
-            w.u32(s.data.len() as u32);
-            w.u32(if s.key { FLAGS_SYNC } else { FLAGS_NON_SYNC });
-            if run.composition_offsets {
-                w.i32(s.cts);
-            }
-        }
-        w.close(trun);
-        w.close(traf);
     }
+    w.close(trun);
+    w.close(traf);
     w.close(moof);
-    // Data of run i starts after the moof, the mdat header and the data of runs before it.
-    let mut offset = w.position() + 8;
-    for (run, field) in runs.iter().zip(offset_fields) {
-        let v = i32::try_from(offset).unwrap_or(i32::MAX);
-        if let Some(dst) = w.buf.get_mut(field..field + 4) {
-            dst.copy_from_slice(&v.to_be_bytes());
-        }
-        offset += run.samples.iter().map(|s| s.data.len()).sum::<usize>();
+    // The data starts after the moof and the mdat header.
+    let v = i32::try_from(w.position() + 8).unwrap_or(i32::MAX);
+    if let Some(dst) = w.buf.get_mut(offset_field..offset_field + 4) {
+        dst.copy_from_slice(&v.to_be_bytes());
     }
-    let mut out = BytesMut::with_capacity(w.buf.len() + 8 + data_len);
     out.put_slice(&w.buf);
     out.put_u32(u32::try_from(8 + data_len).unwrap_or(u32::MAX));
     out.put_slice(b"mdat");
-    for s in runs.iter().flat_map(|r| r.samples.iter()) {
+    for s in run.samples {
         out.put_slice(&s.data);
     }
-    out.freeze()
 }
 
 #[cfg(test)]
@@ -95,32 +112,35 @@ mod tests {
     }
 
     #[test]
-    fn offsets_point_into_mdat() {
+    fn one_fragment_per_track_with_offsets_into_its_mdat() {
         let v = [sample(9000, true, b"abc"), sample(12000, false, b"de")];
         let a = [sample(100, true, b"xyz")];
-        let out = write_fragment(
+        let out = write_fragments(
             7,
             &[
                 TrackRun { track_id: 1, samples: &v, composition_offsets: true },
-                TrackRun { track_id: 2, samples: &a, composition_offsets: false },
                 TrackRun { track_id: 3, samples: &[], composition_offsets: false },
+                TrackRun { track_id: 2, samples: &a, composition_offsets: false },
             ],
         );
-        let moof_len = u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize;
-        assert_eq!(&out[4..8], b"moof");
-        assert_eq!(&out[moof_len + 4..moof_len + 8], b"mdat");
-        assert_eq!(&out[moof_len + 8..], b"abcdexyz");
-        assert_eq!(out.len(), moof_len + 16);
-        // Both data offsets, found after each "trun" header + sample count.
-        let mut offsets = Vec::new();
-        for i in 0..moof_len - 4 {
-            if &out[i..i + 4] == b"trun" {
-                let p = i + 4 + 4 + 4;
-                offsets.push(i32::from_be_bytes(out[p..p + 4].try_into().unwrap()) as usize);
-                assert_eq!(out[i + 4], u8::from(offsets.len() == 1)); // v1 for video
-            }
+        assert_eq!(out.count, 2);
+        assert_eq!(out.lens.len(), 3);
+        assert_eq!(out.lens[1], 0);
+        assert_eq!(out.lens[0] + out.lens[2], out.bytes.len());
+        let frags = [out.bytes.slice(..out.lens[0]), out.bytes.slice(out.lens[0]..)];
+        for (i, (frag, data)) in frags.iter().zip([&b"abcde"[..], b"xyz"]).enumerate() {
+            let moof_len = u32::from_be_bytes(frag[0..4].try_into().unwrap()) as usize;
+            assert_eq!(&frag[4..8], b"moof");
+            assert_eq!(&frag[moof_len + 4..moof_len + 8], b"mdat");
+            assert_eq!(&frag[moof_len + 8..], data);
+            assert_eq!(frag.windows(4).filter(|w| w == b"traf").count(), 1);
+            // mfhd sequence: 7 then 8.
+            assert_eq!(u32::from_be_bytes(frag[20..24].try_into().unwrap()), 7 + i as u32);
+            let t = frag.windows(4).position(|w| w == b"trun").unwrap();
+            assert_eq!(frag[t + 4], u8::from(i == 0)); // v1 (signed cts) for video
+            let p = t + 4 + 4 + 4;
+            let off = i32::from_be_bytes(frag[p..p + 4].try_into().unwrap()) as usize;
+            assert_eq!(off, moof_len + 8);
         }
-        assert_eq!(offsets, vec![moof_len + 8, moof_len + 8 + 5]);
-        assert_eq!(out.windows(4).filter(|w| w == b"traf").count(), 2);
     }
 }

@@ -62,7 +62,7 @@ use crate::codec::CodecError;
 pub use names::{Resource, MEDIA_PLAYLIST_NAME};
 pub use playlist::{render_multivariant, PlaylistOptions, RenditionReport, Variant};
 pub use segmenter::Segmenter;
-pub use snapshot::{HlsSnapshot, InitSegment, Lookup, Part, ReloadStatus, Segment};
+pub use snapshot::{HlsSnapshot, InitSegment, Lookup, Part, ReloadStatus, Segment, Track};
 pub use stamp::SegmentStamp;
 pub use time::format_program_date_time;
 pub use track::{AudioConfig, AudioFormat, VideoConfig, VideoFormat, TICKS_PER_SECOND};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::init::write_init;
-use super::snapshot::{HlsSnapshot, InitSegment, Segment, SnapshotInner};
+use super::snapshot::{HlsSnapshot, InitSegment, Segment, SnapshotInner, TrackInit};
 use super::track::{
     AudioConfig, AudioFormat, Sample, VideoConfig, VideoFormat, TICKS_PER_MS, TICKS_PER_SECOND,
 };
@@ -353,6 +353,18 @@ impl Segmenter {
             frame_rate: v.and_then(|v| v.fps),
             has_video: v.is_some(),
             has_audio: a.is_some(),
+            video_track: v.map(|v| TrackInit {
+                bytes: write_init(Some(v), None),
+                codec: v.codec.clone(),
+                sample_rate: 0,
+                channels: 0,
+            }),
+            audio_track: a.map(|a| TrackInit {
+                bytes: write_init(None, Some(a)),
+                codec: a.codec.clone(),
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+            }),
         });
         if let Some(open) = self.open.as_mut() {
             open.init_id = id;

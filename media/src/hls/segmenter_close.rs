@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::super::fragment::{write_fragment, TrackRun};
+use super::super::fragment::{write_fragments, TrackRun};
 use super::super::snapshot::{Part, Segment};
 use super::super::track::{AUDIO_TRACK_ID, TICKS_PER_MS, TICKS_PER_SECOND, VIDEO_TRACK_ID};
 use super::super::Update;
@@ -66,7 +66,7 @@ impl Segmenter {
         }
         let independent =
             if self.has_video() { self.part_video.first().is_some_and(|s| s.key) } else { true };
-        let bytes = write_fragment(
+        let frags = write_fragments(
             self.next_fragment,
             &[
                 TrackRun {
@@ -81,7 +81,7 @@ impl Segmenter {
                 },
             ],
         );
-        self.next_fragment = self.next_fragment.wrapping_add(1);
+        self.next_fragment = self.next_fragment.wrapping_add(frags.count);
         let duration = end.saturating_sub(self.part_start);
         self.max_part = self.max_part.max(duration);
         let Some(open) = self.open.as_mut() else {
@@ -93,7 +93,8 @@ impl Segmenter {
             start: self.part_start,
             duration,
             independent,
-            bytes,
+            video_len: frags.lens.first().copied().unwrap_or(0),
+            bytes: frags.bytes,
         }));
         open.duration += duration;
         open.video_frames = open.video_frames.saturating_add(self.part_video.len() as u32);

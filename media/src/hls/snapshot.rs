@@ -25,9 +25,33 @@ pub struct InitSegment {
     pub frame_rate: Option<f64>,
     pub has_video: bool,
     pub has_audio: bool,
+    /// Each track's init alone (MPEG-DASH), with its codec.
+    pub video_track: Option<TrackInit>,
+    pub audio_track: Option<TrackInit>,
 }
 
-/// A partial segment: one CMAF fragment, named `part-{msn}.{index}.m4s`.
+/// One track's init segment, for serving the track alone (MPEG-DASH).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackInit {
+    pub bytes: Bytes,
+    /// RFC 6381 codec.
+    pub codec: String,
+    /// Audio: sample rate and channels.
+    pub sample_rate: u32,
+    pub channels: u8,
+}
+
+impl InitSegment {
+    pub fn track(&self, track: Track) -> Option<&TrackInit> {
+        match track {
+            Track::Video => self.video_track.as_ref(),
+            Track::Audio => self.audio_track.as_ref(),
+        }
+    }
+}
+
+/// A partial segment, named `part-{msn}.{index}.m4s`: a CMAF fragment per track (video
+/// first), back to back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
     pub msn: u64,
@@ -38,7 +62,29 @@ pub struct Part {
     pub duration: u64,
     /// Starts with a keyframe (or the stream is audio-only): `INDEPENDENT=YES`.
     pub independent: bool,
+    /// Both tracks' fragments (what HLS serves).
     pub bytes: Bytes,
+    /// Length of the video fragment at the start of `bytes` (0 without video samples).
+    pub video_len: usize,
+}
+
+impl Part {
+    /// One track's fragment alone (what MPEG-DASH serves), empty when the part has no
+    /// samples of it. A slice of `bytes`: no copy.
+    pub fn track(&self, track: Track) -> Bytes {
+        let split = self.video_len.min(self.bytes.len());
+        match track {
+            Track::Video => self.bytes.slice(..split),
+            Track::Audio => self.bytes.slice(split..),
+        }
+    }
+}
+
+/// A track of a stream, for serving it alone (MPEG-DASH).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    Video,
+    Audio,
 }
 
 /// A media segment, named `seg-{msn}.m4s`. Its bytes are its parts' bytes in order.

@@ -169,8 +169,32 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// Parse a `moof`+`mdat` fragment: (mfhd sequence, trafs, mdat payload length).
+/// Parse a part: one `moof`+`mdat` fragment per track, back to back. Returns (the first
+/// fragment's mfhd sequence, the trafs in order, total mdat payload length). Each fragment
+/// has one traf whose data offset points just past its own mdat header, and the sequence
+/// numbers of a part's fragments are consecutive.
 pub fn parse_fragment(b: &[u8]) -> (u32, Vec<Traf>, usize) {
+    let mut at = 0;
+    let mut first_seq = None;
+    let mut trafs = Vec::new();
+    let mut payload = 0;
+    while at < b.len() {
+        let moof_len = be32(b, at) as usize;
+        let mdat_len = be32(b, at + moof_len) as usize;
+        let frag = &b[at..at + moof_len + mdat_len];
+        let (seq, mut t, len) = parse_one_fragment(frag);
+        assert_eq!(t.len(), 1, "one track per fragment");
+        assert_eq!(t[0].data_offset as usize, moof_len + 8, "data offset into its own mdat");
+        let first = *first_seq.get_or_insert(seq);
+        assert_eq!(seq, first + trafs.len() as u32, "consecutive sequence numbers");
+        trafs.append(&mut t);
+        payload += len;
+        at += frag.len();
+    }
+    (first_seq.unwrap_or(0), trafs, payload)
+}
+
+fn parse_one_fragment(b: &[u8]) -> (u32, Vec<Traf>, usize) {
     let moof_len = be32(b, 0) as usize;
     assert_eq!(&b[4..8], b"moof");
     assert_eq!(&b[moof_len + 4..moof_len + 8], b"mdat");

@@ -1,0 +1,75 @@
+//! Answering requests for DASH objects from an [`HlsSnapshot`]: one track of the segmenter's
+//! own fragments, sliced out of the parts (no copy, no remux).
+
+use bytes::Bytes;
+
+use super::names::DashResource;
+use crate::hls::{HlsSnapshot, Track};
+
+/// Segments a request may ask for beyond the one being produced (it waits for them).
+const ADVANCE_SEGMENTS: u64 = 1;
+
+/// Answer to a request for a [`DashResource`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DashLookup {
+    Init(Bytes),
+    /// A complete segment: its track's fragments, in order (send with `Content-Length`).
+    Segment(Vec<Bytes>),
+    /// The segment being produced, or the next one: send its fragments as its parts complete
+    /// (chunked; see [`growth`]), the low-latency DASH way.
+    Growing,
+    NotFound,
+}
+
+pub fn lookup(snap: &HlsSnapshot, resource: DashResource) -> DashLookup {
+    match resource {
+        DashResource::Init { track, id } => snap
+            .init(id)
+            .and_then(|i| i.track(track))
+            .map_or(DashLookup::NotFound, |t| DashLookup::Init(t.bytes.clone())),
+        DashResource::Segment { track, msn } => {
+            if let Some(seg) = snap.segment(msn) {
+                return DashLookup::Segment(
+                    seg.parts.iter().map(|p| p.track(track)).filter(|b| !b.is_empty()).collect(),
+                );
+            }
+            let producing = snap.next_part().0;
+            if msn >= producing && msn <= producing.saturating_add(ADVANCE_SEGMENTS) {
+                DashLookup::Growing
+            } else {
+                DashLookup::NotFound
+            }
+        }
+    }
+}
+
+/// What a growing segment has beyond the `sent` parts already sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Growth {
+    /// The track's fragments of the parts completed since (empty ones left out).
+    pub chunks: Vec<Bytes>,
+    /// Parts now sent (pass as `sent` next time).
+    pub sent: usize,
+    /// The segment is complete (or will never be): end the response after `chunks`.
+    pub done: bool,
+}
+
+/// The parts of segment `msn` completed after the first `sent`, for a chunked response.
+/// `done` with no chunks and `sent == 0` means it does not exist (any more).
+pub fn growth(snap: &HlsSnapshot, track: Track, msn: u64, sent: usize) -> Growth {
+    let (parts, done) = if let Some(seg) = snap.segment(msn) {
+        (&seg.parts[..], true)
+    } else if let Some(open) = snap.open_segment().filter(|s| s.msn == msn) {
+        (&open.parts[..], false)
+    } else if msn >= snap.next_part().0 {
+        (&[][..], false)
+    } else {
+        (&[][..], true)
+    };
+    let new = parts.get(sent..).unwrap_or(&[]);
+    Growth {
+        chunks: new.iter().map(|p| p.track(track)).filter(|b| !b.is_empty()).collect(),
+        sent: sent.max(parts.len()),
+        done,
+    }
+}
