@@ -56,13 +56,13 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
     let max_seg = snap.segments().iter().map(|s| s.duration).max().unwrap_or(0);
     let mut out = String::with_capacity(4096);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" \
          type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
          minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" \
-         minBufferTime=\"{}\">\n",
+         minBufferTime=\"{}\">",
         format_program_date_time(epoch_ms),
         format_program_date_time(opts.now_ms),
         duration_ms(part_ms.max(500)),
