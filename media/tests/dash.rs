@@ -7,12 +7,20 @@ use hls_support::{parse_fragment, segmented, Stream};
 use sluice_media::dash::{
     growth, lookup, render_mpd, DashLookup, DashResource, DashStream, MpdOptions,
 };
-use sluice_media::hls::{HlsConfig, Track};
+use sluice_media::hls::{HlsConfig, ResumePoint, Track};
 
 const EPOCH: u64 = 1_700_000_000_000;
+const BASE: u64 = EPOCH / 100;
+
+/// Numbers start from the wall clock, as a node's do.
+const FIRST_MSN: u64 = EPOCH / 100 + 3;
 
 fn config() -> HlsConfig {
-    HlsConfig { stream_epoch_ms: Some(EPOCH), ..HlsConfig::default() }
+    HlsConfig {
+        stream_epoch_ms: Some(EPOCH),
+        resume: Some(ResumePoint { next_msn: FIRST_MSN, ..ResumePoint::default() }),
+        ..HlsConfig::default()
+    }
 }
 
 #[test]
@@ -20,8 +28,8 @@ fn mpd_lists_the_window_per_track() {
     let (_, snap) = segmented(&Stream { frames: 600, ..Stream::default() }, config());
     let now = EPOCH + 20_000;
     let mpd = render_mpd(
-        &[DashStream { base: "cam", snapshot: &snap }],
-        &MpdOptions { now_ms: now, query: "?sid=abc" },
+        &[DashStream { base: "cam", snapshot: &snap, query: "?sid=abc" }],
+        &MpdOptions { now_ms: now, location: Some("cam.mpd?sid=abc") },
     )
     .expect("playable");
     let doc = roxmltree::Document::parse(&mpd).expect("well-formed XML");
@@ -30,6 +38,8 @@ fn mpd_lists_the_window_per_track() {
     assert_eq!(root.attribute("type"), Some("dynamic"));
     assert_eq!(root.attribute("availabilityStartTime"), Some("2023-11-14T22:13:20.000Z"));
     assert_eq!(root.attribute("publishTime"), Some("2023-11-14T22:13:40.000Z"));
+    let location = root.children().find(|n| n.has_tag_name("Location")).unwrap();
+    assert_eq!(location.text(), Some("cam.mpd?sid=abc"));
     let sets: Vec<_> = root.descendants().filter(|n| n.has_tag_name("AdaptationSet")).collect();
     assert_eq!(sets.len(), 2);
     assert_eq!(sets[0].attribute("contentType"), Some("video"));
@@ -43,7 +53,7 @@ fn mpd_lists_the_window_per_track() {
         let tpl = reps[0].children().find(|n| n.has_tag_name("SegmentTemplate")).unwrap();
         assert_eq!(
             tpl.attribute("media"),
-            Some(&*format!("cam/dash-{letter}-$Number$.m4s?sid=abc"))
+            Some(&*format!("cam/dash-{letter}-{BASE}-$Number$.m4s?sid=abc"))
         );
         assert_eq!(
             tpl.attribute("initialization"),
@@ -52,7 +62,8 @@ fn mpd_lists_the_window_per_track() {
         assert_eq!(tpl.attribute("timescale"), Some("90000"));
         assert_eq!(tpl.attribute("availabilityTimeComplete"), Some("false"));
         let start: u64 = tpl.attribute("startNumber").unwrap().parse().unwrap();
-        assert_eq!(start, snap.segments()[0].msn);
+        assert_eq!(start, snap.segments()[0].msn - BASE);
+        assert!(start >= 3);
         // Expand the timeline: every completed segment at its time, then the open one.
         let mut times = Vec::new();
         let tl = tpl.children().find(|n| n.has_tag_name("SegmentTimeline")).unwrap();
@@ -78,9 +89,10 @@ fn objects_are_one_track_each() {
     let (_, snap) = segmented(&Stream::default(), config());
     let seg = &snap.segments()[1];
     for (track, id) in [(Track::Video, 1), (Track::Audio, 2)] {
-        let DashLookup::Segment(chunks) =
-            lookup(&snap, DashResource::Segment { track, msn: seg.msn })
-        else {
+        let DashLookup::Segment(chunks) = lookup(
+            &snap,
+            DashResource::Segment { track, base: BASE, number: (seg.msn - BASE) as u32 },
+        ) else {
             panic!("segment {} of {track:?}", seg.msn)
         };
         let trafs: Vec<_> = chunks.iter().flat_map(|c| parse_fragment(c).1).collect();
@@ -99,10 +111,17 @@ fn objects_are_one_track_each() {
     );
     // The open segment and the next one grow; one far ahead or gone is not found.
     let open = snap.open_segment().unwrap().msn;
-    let seg = |msn| DashResource::Segment { track: Track::Video, msn };
+    let seg = |msn: u64| DashResource::Segment {
+        track: Track::Video,
+        base: BASE,
+        number: (msn - BASE) as u32,
+    };
     assert_eq!(lookup(&snap, seg(open)), DashLookup::Growing);
     assert_eq!(lookup(&snap, seg(open + 1)), DashLookup::Growing);
     assert_eq!(lookup(&snap, seg(open + 5)), DashLookup::NotFound);
+    // Another base (a stale URL of an earlier stream of the name) is not found.
+    let stale = DashResource::Segment { track: Track::Video, base: BASE - 1, number: 4 };
+    assert_eq!(lookup(&snap, stale), DashLookup::NotFound);
     let g = growth(&snap, Track::Video, open, 0);
     assert!(!g.done);
     assert_eq!(g.sent, snap.open_segment().unwrap().parts.len());
@@ -116,8 +135,11 @@ fn objects_are_one_track_each() {
 #[test]
 fn audio_only_has_no_video_set() {
     let (_, snap) = segmented(&Stream { video: false, ..Stream::default() }, config());
-    let mpd = render_mpd(&[DashStream { base: "radio", snapshot: &snap }], &MpdOptions::default())
-        .unwrap();
+    let mpd = render_mpd(
+        &[DashStream { base: "radio", snapshot: &snap, query: "" }],
+        &MpdOptions::default(),
+    )
+    .unwrap();
     assert!(!mpd.contains("contentType=\"video\""));
     assert!(mpd.contains("contentType=\"audio\""));
 }

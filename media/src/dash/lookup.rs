@@ -27,7 +27,11 @@ pub fn lookup(snap: &HlsSnapshot, resource: DashResource) -> DashLookup {
             .init(id)
             .and_then(|i| i.track(track))
             .map_or(DashLookup::NotFound, |t| DashLookup::Init(t.bytes.clone())),
-        DashResource::Segment { track, msn } => {
+        DashResource::Segment { track, base, number } => {
+            if Some(base) != number_base(snap) {
+                return DashLookup::NotFound;
+            }
+            let msn = base + u64::from(number);
             if let Some(seg) = snap.segment(msn) {
                 return DashLookup::Segment(
                     seg.parts.iter().map(|p| p.track(track)).filter(|b| !b.is_empty()).collect(),
@@ -41,6 +45,15 @@ pub fn lookup(snap: &HlsSnapshot, resource: DashResource) -> DashLookup {
             }
         }
     }
+}
+
+/// The stream's DASH number base: its wall-clock epoch in tenths of a second, at or below
+/// the HLS numbers (which start from the wall clock when the stream does), fixed for the
+/// stream's lifetime and the same on every node. `None` without an epoch or a segment.
+pub fn number_base(snap: &HlsSnapshot) -> Option<u64> {
+    let first = snap.segments().first().or(snap.open_segment())?;
+    let epoch_ms = first.program_date_time_ms?.checked_sub(first.start / 90)?;
+    Some(epoch_ms / 100)
 }
 
 /// What a growing segment has beyond the `sent` parts already sent.

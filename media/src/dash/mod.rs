@@ -14,7 +14,7 @@ mod lookup;
 mod mpd;
 mod names;
 
-pub use lookup::{growth, lookup, DashLookup, Growth};
+pub use lookup::{growth, lookup, number_base, DashLookup, Growth};
 pub use mpd::{render_mpd, DashStream, MpdOptions};
 pub use names::DashResource;
 

@@ -19,7 +19,7 @@
 use std::fmt::Write;
 
 use super::names::media_template;
-use super::DashResource;
+use super::{number_base, DashResource};
 use crate::hls::{format_program_date_time, HlsSnapshot, Segment, Track, TICKS_PER_SECOND};
 
 /// One stream of the MPD: the source or a rendition.
@@ -28,6 +28,9 @@ pub struct DashStream<'a> {
     /// The stream's directory relative to the MPD (its name: `cam`, `cam_480p`).
     pub base: &'a str,
     pub snapshot: &'a HlsSnapshot,
+    /// Appended to each of its object URLs, e.g. `?sid=abc` (`""` for none). Characters
+    /// not allowed in a URL are dropped.
+    pub query: &'a str,
 }
 
 /// How to render the MPD.
@@ -35,9 +38,8 @@ pub struct DashStream<'a> {
 pub struct MpdOptions<'a> {
     /// Wall clock now, ms since the Unix epoch (`publishTime`, `UTCTiming`).
     pub now_ms: u64,
-    /// Appended to every object URL, e.g. `?sid=abc` (`""` for none). Characters not allowed
-    /// in a URL are dropped.
-    pub query: &'a str,
+    /// Where to refresh the MPD (`Location`), relative to it: `cam.mpd?sid=abc`.
+    pub location: Option<&'a str>,
 }
 
 /// Render the MPD of `streams` (the first is the source, whose audio is listed). `None`
@@ -49,7 +51,6 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
     let first = snap.segments().first().or(snap.open_segment())?;
     let epoch_ms = first.program_date_time_ms?.checked_sub(first.start / 90)?;
     snap.last_part()?;
-    let query = clean(opts.query);
     let target_ms = snap.target_duration() * 1000;
     let part_ms = snap.part_target_ms();
     let window: u64 = snap.segments().iter().map(|s| s.duration).sum();
@@ -70,6 +71,9 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
         duration(max_seg.max(target_ms * 90)),
         duration_ms(part_ms),
     );
+    if let Some(location) = opts.location {
+        let _ = writeln!(out, "  <Location>{}</Location>", clean(location));
+    }
     // Latency: aim a segment behind the live edge, allow half to three of them.
     let _ = writeln!(
         out,
@@ -88,7 +92,7 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
              segmentAlignment=\"true\" startWithSAP=\"1\">"
         );
         for s in streams {
-            representation(&mut out, s, Track::Video, &query, ato);
+            representation(&mut out, s, Track::Video, ato);
         }
         out.push_str("    </AdaptationSet>\n");
     }
@@ -101,7 +105,7 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
              value=\"{}\"/>",
             audio.channels.max(1)
         );
-        representation(&mut out, source, Track::Audio, &query, ato);
+        representation(&mut out, source, Track::Audio, ato);
         out.push_str("    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n");
@@ -115,13 +119,19 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
 
 /// A Representation of `track` of `stream`, with its template and timeline; nothing when
 /// the stream has no such track or nothing playable.
-fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, query: &str, ato: u64) {
+fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, ato: u64) {
     let snap = stream.snapshot;
     let Some(init) = snap.current_init() else { return };
     let Some(track_init) = init.track(track) else { return };
     let segs = timeline(snap, init.id);
     let Some(first) = segs.first() else { return };
+    let Some(number_base) = number_base(snap) else { return };
+    let Some(start_number) = first.msn.checked_sub(number_base).and_then(|n| u32::try_from(n).ok())
+    else {
+        return;
+    };
     let base = clean(stream.base);
+    let query = clean(stream.query);
     let (id, attrs) = match track {
         Track::Video => {
             let mut a = String::new();
@@ -144,14 +154,14 @@ fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, query
         clean(&track_init.codec),
     );
     let init_name = DashResource::Init { track, id: init.id };
-    let _ = writeln!(
+    let _ = write!(
         out,
         "        <SegmentTemplate timescale=\"{TICKS_PER_SECOND}\" presentationTimeOffset=\"0\" \
          startNumber=\"{}\" initialization=\"{base}/{init_name}{query}\" \
          media=\"{base}/{}{query}\" availabilityTimeOffset=\"{}\" \
          availabilityTimeComplete=\"false\">\n          <SegmentTimeline>",
-        first.msn,
-        media_template(track),
+        start_number,
+        media_template(track, number_base),
         seconds_ms(ato),
     );
     // Runs of equal durations share an S element (`r` repeats); the open segment is listed
@@ -213,10 +223,13 @@ fn bandwidth(segs: &[&Segment], track: Track) -> u64 {
         .unwrap_or(0)
 }
 
-/// Keep only characters that may appear in a URL attribute unescaped (no `"`, `<`, `&`
-/// except as written by us, whitespace or non-ASCII).
+/// Keep only characters that may appear in a URL (no `"`, `<`, whitespace or non-ASCII),
+/// with `&` escaped for XML.
 fn clean(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric() || "-._~!$'()*+,;=:@/?%".contains(*c)).collect()
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(*c))
+        .collect::<String>()
+        .replace('&', "&amp;")
 }
 
 /// `xs:duration` of 90 kHz ticks, millisecond precision.
@@ -252,6 +265,6 @@ mod tests {
         assert_eq!(duration_ms(500), "PT0.500S");
         assert_eq!(frame_rate(30.0), "30");
         assert_eq!(frame_rate(29.97), "30000/1001");
-        assert_eq!(clean("?sid=ab\"<c d&e"), "?sid=abcde");
+        assert_eq!(clean("?sid=ab\"<c d&e"), "?sid=abcd&amp;e");
     }
 }

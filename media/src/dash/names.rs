@@ -1,5 +1,11 @@
 //! File names of a stream's MPEG-DASH objects, next to its HLS ones in the stream's directory:
-//! `dash-v-init-{id}.mp4`, `dash-a-init-{id}.mp4`, `dash-v-{msn}.m4s`, `dash-a-{msn}.m4s`.
+//! `dash-v-init-{id}.mp4`, `dash-a-init-{id}.mp4`, `dash-v-{base}-{number}.m4s`,
+//! `dash-a-{base}-{number}.m4s`.
+//!
+//! A segment's HLS media sequence number is `base + number`. DASH numbers are 32-bit
+//! (`startNumber` is an `xs:unsignedInt`, and players keep them so) while HLS numbers start
+//! from the wall clock (so that a name published again never reuses a cached object name);
+//! the base, fixed for a stream's lifetime, carries the difference and keeps names unique.
 
 use std::fmt;
 
@@ -9,7 +15,7 @@ use crate::hls::Track;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DashResource {
     Init { track: Track, id: u32 },
-    Segment { track: Track, msn: u64 },
+    Segment { track: Track, base: u64, number: u32 },
 }
 
 impl DashResource {
@@ -25,7 +31,8 @@ impl DashResource {
         if let Some(id) = rest.strip_prefix("init-").and_then(|s| s.strip_suffix(".mp4")) {
             return Some(DashResource::Init { track, id: number(id)? });
         }
-        Some(DashResource::Segment { track, msn: number(rest.strip_suffix(".m4s")?)? })
+        let (base, n) = rest.strip_suffix(".m4s")?.split_once('-')?;
+        Some(DashResource::Segment { track, base: number(base)?, number: number(n)? })
     }
 
     pub fn content_type(&self) -> &'static str {
@@ -44,9 +51,9 @@ fn letter(track: Track) -> char {
     }
 }
 
-/// The `SegmentTemplate@media` of a track: `dash-v-$Number$.m4s`.
-pub(crate) fn media_template(track: Track) -> String {
-    format!("dash-{}-$Number$.m4s", letter(track))
+/// The `SegmentTemplate@media` of a track: `dash-v-{base}-$Number$.m4s`.
+pub(crate) fn media_template(track: Track, base: u64) -> String {
+    format!("dash-{}-{base}-$Number$.m4s", letter(track))
 }
 
 fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -61,7 +68,9 @@ impl fmt::Display for DashResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DashResource::Init { track, id } => write!(f, "dash-{}-init-{id}.mp4", letter(*track)),
-            DashResource::Segment { track, msn } => write!(f, "dash-{}-{msn}.m4s", letter(*track)),
+            DashResource::Segment { track, base, number } => {
+                write!(f, "dash-{}-{base}-{number}.m4s", letter(*track))
+            }
         }
     }
 }
@@ -75,14 +84,16 @@ mod tests {
         for r in [
             DashResource::Init { track: Track::Video, id: 0 },
             DashResource::Init { track: Track::Audio, id: 12 },
-            DashResource::Segment { track: Track::Video, msn: 7 },
-            DashResource::Segment { track: Track::Audio, msn: u64::MAX },
+            DashResource::Segment { track: Track::Video, base: 17_000_000_000, number: 7 },
+            DashResource::Segment { track: Track::Audio, base: 0, number: u32::MAX },
         ] {
             assert_eq!(DashResource::parse(&r.to_string()), Some(r));
         }
         for bad in [
-            "dash-x-1.m4s",
-            "dash-v-01.m4s",
+            "dash-x-1-1.m4s",
+            "dash-v-1-01.m4s",
+            "dash-v-1.m4s",
+            "dash-v-1-4294967296.m4s",
             "dash-v-init-1.m4s",
             "dash-v-1.mp4",
             "dash-v-.m4s",
@@ -95,6 +106,6 @@ mod tests {
         ] {
             assert_eq!(DashResource::parse(bad), None, "{bad}");
         }
-        assert_eq!(media_template(Track::Audio), "dash-a-$Number$.m4s");
+        assert_eq!(media_template(Track::Audio, 5), "dash-a-5-$Number$.m4s");
     }
 }

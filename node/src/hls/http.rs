@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
+use sluice_media::dash::DashResource;
 use sluice_media::hls::{
     render_multivariant, HlsSnapshot, Lookup, PlaylistOptions, ReloadStatus, Resource,
     MEDIA_PLAYLIST_NAME,
@@ -61,7 +62,7 @@ pub struct HlsService {
     /// How long a request for a live stream waits for its first complete segment.
     pub(super) first_segment_wait: Duration,
     pub(super) hub: Hub,
-    bytes_out: Counter,
+    pub(super) bytes_out: Counter,
     /// MPEG-TS segments made so far (`--hls-ts`).
     pub ts_cache: TsCache,
     /// Which streams play only from a signed URL, or with the webhook's consent: checked
@@ -191,7 +192,7 @@ impl HlsService {
 
 /// A playlist request without a session: start one and redirect (302) to the same playlist
 /// with the session id first in its query (the request's other parameters kept).
-fn start_session(
+pub(super) fn start_session(
     svc: &HlsService,
     key: &StreamKey,
     playlist: &str,
@@ -216,7 +217,7 @@ fn start_session(
 }
 
 /// A session that could not start: 429 when the client starts them too fast, else 503.
-fn session_refused(e: &SessionError) -> Response {
+pub(super) fn session_refused(e: &SessionError) -> Response {
     let status = match e {
         SessionError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -228,7 +229,7 @@ pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, [(header::CACHE_CONTROL, "no-cache")], msg.into()).into_response()
 }
 
-fn not_found(key: &StreamKey) -> Response {
+pub(super) fn not_found(key: &StreamKey) -> Response {
     text(StatusCode::NOT_FOUND, format!("stream {key} is not published\n"))
 }
 
@@ -275,7 +276,7 @@ fn parse_key(app: &str, stream: &str) -> Result<StreamKey, sluice_media::stream_
 
 /// What every HLS request checks first: HLS enabled, a valid stream name, a valid query.
 #[allow(clippy::result_large_err)] // the early answer (404, 400) is the error
-fn accept(
+pub(super) fn accept(
     svc: &HlsService,
     app: &str,
     stream: &str,
@@ -356,6 +357,17 @@ pub async fn stream_file(
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(resource) = DashResource::parse(file) {
+        let Some((rx, live)) = svc.hub.hls(&key) else {
+            return not_found(&key);
+        };
+        if let Some(sid) = query.sid.as_deref() {
+            if let Err(e) = svc.sessions.touch(Some(sid), &key, client) {
+                return session_refused(&e);
+            }
+        }
+        return super::dash::object(svc, &key, resource, rx, live).await;
+    }
     let ts_file =
         if file == TS_PLAYLIST_NAME { Some(None) } else { parse_ts_segment_name(file).map(Some) };
     if ts_file.is_some() && !svc.settings.ts {

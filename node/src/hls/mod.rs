@@ -13,6 +13,7 @@
 //! feeding the same segmenter, so media sequence and part numbers keep counting up (with
 //! `EXT-X-DISCONTINUITY`) and the window stays available while the stream has viewers.
 
+pub mod dash;
 pub mod http;
 mod renditions;
 mod session;

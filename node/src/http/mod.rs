@@ -147,12 +147,23 @@ async fn media(
 ) -> Response {
     let is_flv = file.ends_with(".flv");
     let path = format!("/{app}/{file}{}", token_query(query.as_deref()));
-    if let Some(resp) = drained(&ctx, &path, is_flv || file.ends_with(".m3u8")) {
+    let is_manifest = file.ends_with(".m3u8") || file.ends_with(".mpd");
+    if let Some(resp) = drained(&ctx, &path, is_flv || is_manifest) {
         return resp;
     }
     let client = client.map(|c| c.0 .0);
     if let Some(stream) = file.strip_suffix(".flv") {
         return flv::play(ctx, &app, stream, query.as_deref(), client).await;
+    }
+    if let Some(stream) = file.strip_suffix(".mpd") {
+        if let Err(resp) = hls.authorize(&app, stream, query.as_deref(), client).await {
+            return resp;
+        }
+        let _pull = match pull_for_hls(&ctx, &app, stream).await {
+            Ok(pull) => pull,
+            Err(resp) => return resp,
+        };
+        return crate::hls::dash::mpd(hls, &app, stream, query.as_deref(), client).await;
     }
     if let Some(stream) = file.strip_suffix(".m3u8") {
         // Before an edge starts pulling the stream for this request.
