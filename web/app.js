@@ -1,8 +1,8 @@
-// Sluice web page: lists live streams (/api/streams) and plays one over LL-HLS (hls.js) or
-// HTTP-FLV (mpegts.js), or over the browser's own HLS player where it has one (Safari, iOS,
+// Sluice web page: lists live streams (/api/streams) and plays one over LL-HLS (hls.js),
+// LL-DASH (dash.js) or HTTP-FLV (mpegts.js), or over the browser's own HLS player where it has one (Safari, iOS,
 // recent Chromium). No build step: the libraries are loaded by index.html from /assets/.
 //
-// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|flv|native (mode defaults to
+// URL parameters pick what to play: ?stream=APP/NAME&mode=hls|dash|flv|native (mode defaults to
 // hls; hls falls back to native when the browser has no Media Source Extensions), and
 // &token=... for a private stream (a signed play token: sent with that stream's requests only).
 // A node that records also lists its recordings (/api/recordings) and plays one:
@@ -17,13 +17,19 @@
   const video = $('video');
   const state = (window.sluicePlayer = { stream: null, recording: null, mode: null, errors: [], player: null });
 
-  const libs = { hls: typeof window.Hls !== 'undefined', flv: typeof window.mpegts !== 'undefined' };
+  const libs = {
+    hls: typeof window.Hls !== 'undefined',
+    flv: typeof window.mpegts !== 'undefined',
+    dash: typeof window.dashjs !== 'undefined',
+  };
   // Whether the browser plays HLS itself.
   const nativeHls = video.canPlayType('application/vnd.apple.mpegurl') !== '';
-  const MODES = { hls: 'LL-HLS', flv: 'HTTP-FLV', native: 'native HLS' };
+  const MODES = { hls: 'LL-HLS', dash: 'LL-DASH', flv: 'HTTP-FLV', native: 'native HLS' };
   if (!nativeHls) document.querySelector('input[name=mode][value=native]').parentElement.hidden = true;
-  if (!libs.hls || !libs.flv) {
-    const missing = [!libs.hls && 'hls.js', !libs.flv && 'mpegts.js'].filter(Boolean).join(' and ');
+  if (!libs.hls || !libs.flv || !libs.dash) {
+    const missing = [!libs.hls && 'hls.js', !libs.flv && 'mpegts.js', !libs.dash && 'dash.js']
+      .filter(Boolean)
+      .join(' and ');
     const note = $('libs-missing');
     note.textContent =
       'player libraries not installed: run `npm ci --prefix web` (missing: ' + missing + '), then reload.';
@@ -74,7 +80,7 @@
       cell(row, describeAudio(s.audio));
       cell(row, String(s.viewers));
       const actions = cell(row, '');
-      for (const mode of nativeHls ? ['hls', 'flv', 'native'] : ['hls', 'flv']) {
+      for (const mode of nativeHls ? ['hls', 'dash', 'flv', 'native'] : ['hls', 'dash', 'flv']) {
         const button = document.createElement('button');
         button.type = 'button';
         button.textContent = MODES[mode];
@@ -276,6 +282,37 @@
     return hls;
   }
 
+  // LL-DASH through dash.js: the MPD's ServiceDescription sets the latency it aims for, and
+  // its segment being produced arrives chunked. It picks a rendition by the bandwidth it
+  // measures; every switch is kept in state.switches.
+  function playDash(key) {
+    if (!libs.dash) return setStatus('dash.js is not installed: run `npm ci --prefix web`', true);
+    if (!window.dashjs.supportsMediaSource()) return setStatus('this browser has no Media Source Extensions for dash.js', true);
+    const player = window.dashjs.MediaPlayer().create();
+    player.updateSettings({ debug: { logLevel: window.dashjs.Debug.LOG_LEVEL_WARNING } });
+    state.switches = [];
+    const events = window.dashjs.MediaPlayer.events;
+    player.on(events.ERROR, (e) => setStatus('DASH error: ' + ((e.error && e.error.message) || e.error), true));
+    player.on(events.QUALITY_CHANGE_RENDERED, (e) => {
+      if (e.mediaType === 'video' && e.newRepresentation) state.switches.push(e.newRepresentation.height);
+    });
+    player.on(events.STREAM_INITIALIZED, () => setStatus('playing ' + key + ' over LL-DASH'));
+    player.initialize(video, new URL(withToken(key, streamPath(key) + '.mpd'), location.href).href, true);
+    return {
+      dash: player,
+      destroy: () => player.reset(),
+      get latency() {
+        return player.getCurrentLiveLatency();
+      },
+      get rendition() {
+        return player.getCurrentRepresentationForType('video');
+      },
+      get ladder() {
+        return player.getRepresentationsByType('video').length;
+      },
+    };
+  }
+
   function playFlv(key) {
     if (!libs.flv) return setStatus('mpegts.js is not installed: run `npm ci --prefix web`', true);
     if (!window.mpegts.getFeatureList().mseLivePlayback) {
@@ -309,7 +346,7 @@
     else url.searchParams.delete('token');
     history.replaceState(null, '', url);
     video.muted = true;
-    state.player = { hls: playHls, flv: playFlv, native: playNative }[mode](key) || null;
+    state.player = { hls: playHls, dash: playDash, flv: playFlv, native: playNative }[mode](key) || null;
     refresh();
   }
 
@@ -322,14 +359,24 @@
     const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
     const parts = ['time ' + video.currentTime.toFixed(1) + ' s', 'buffer ' + buffered.toFixed(2) + ' s'];
     if (quality) parts.push('frames ' + quality.totalVideoFrames + ' (dropped ' + quality.droppedVideoFrames + ')');
-    if (state.mode === 'hls' && state.player.latency !== undefined) {
-      parts.push('latency ' + state.player.latency.toFixed(2) + ' s');
+    const latency = (state.mode === 'hls' || state.mode === 'dash') && state.player.latency;
+    if (typeof latency === 'number' && !Number.isNaN(latency)) {
+      parts.push('latency ' + latency.toFixed(2) + ' s');
     }
-    const levels = state.mode === 'hls' && state.player.levels;
-    const level = levels && levels[state.player.currentLevel];
-    if (level && levels.length > 1) {
+    // The rendition playing, when the stream has a ladder.
+    let level = null;
+    let ladder = 0;
+    if (state.mode === 'hls' && state.player.levels) {
+      level = state.player.levels[state.player.currentLevel];
+      ladder = state.player.levels.length;
+    } else if (state.mode === 'dash') {
+      const r = state.player.rendition;
+      level = r && { height: r.height, bitrate: r.bandwidth };
+      ladder = state.player.ladder;
+    }
+    if (level && ladder > 1) {
       const kbps = Math.round(level.bitrate / 1000);
-      parts.push('rendition ' + level.height + 'p, ' + kbps + ' kbit/s (' + levels.length + ' in the ladder, auto)');
+      parts.push('rendition ' + level.height + 'p, ' + kbps + ' kbit/s (' + ladder + ' in the ladder, auto)');
     }
     $('stats').textContent = parts.join(' \u00b7 ');
   }

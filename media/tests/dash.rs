@@ -77,10 +77,14 @@ fn mpd_lists_the_window_per_track() {
         }
         let segs = snap.segments();
         assert_eq!(times.len(), segs.len() + 1, "the window and the open segment");
-        for (seg, (t, d)) in segs.iter().zip(&times) {
-            assert_eq!((seg.start, seg.duration), (*t, *d));
+        // Each at its earliest presentation time (the first frame's composition offset
+        // added), lasting until the next.
+        let open = snap.open_segment().unwrap();
+        for (seg, (t, _)) in segs.iter().chain([open]).zip(&times) {
+            assert_eq!(*t, seg.start + seg.first_cts as u64);
+            assert_eq!(seg.first_cts, 33 * 90);
         }
-        assert_eq!(times.last().unwrap().0, snap.open_segment().unwrap().start);
+        assert!(times.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
     }
 }
 
@@ -119,9 +123,11 @@ fn objects_are_one_track_each() {
     assert_eq!(lookup(&snap, seg(open)), DashLookup::Growing);
     assert_eq!(lookup(&snap, seg(open + 1)), DashLookup::Growing);
     assert_eq!(lookup(&snap, seg(open + 5)), DashLookup::NotFound);
-    // Another base (a stale URL of an earlier stream of the name) is not found.
-    let stale = DashResource::Segment { track: Track::Video, base: BASE - 1, number: 4 };
-    assert_eq!(lookup(&snap, stale), DashLookup::NotFound);
+    // The name fixes the sequence number, whatever base it was written with.
+    let other = DashResource::Segment { track: Track::Video, base: BASE - 1, number: 4 };
+    let same = DashResource::Segment { track: Track::Video, base: BASE, number: 3 };
+    assert_eq!(lookup(&snap, other), lookup(&snap, same));
+    assert!(matches!(lookup(&snap, same), DashLookup::Segment(_)));
     let g = growth(&snap, Track::Video, open, 0);
     assert!(!g.done);
     assert_eq!(g.sent, snap.open_segment().unwrap().parts.len());

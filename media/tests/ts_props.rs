@@ -82,6 +82,7 @@ fn segment(parts: Vec<Bytes>) -> Segment {
         init_id: 1,
         program_date_time_ms: None,
         video_frames: 0,
+        first_cts: 0,
         complete: true,
     }
 }

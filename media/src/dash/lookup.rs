@@ -28,10 +28,9 @@ pub fn lookup(snap: &HlsSnapshot, resource: DashResource) -> DashLookup {
             .and_then(|i| i.track(track))
             .map_or(DashLookup::NotFound, |t| DashLookup::Init(t.bytes.clone())),
         DashResource::Segment { track, base, number } => {
-            if Some(base) != number_base(snap) {
-                return DashLookup::NotFound;
-            }
-            let msn = base + u64::from(number);
+            // The name fixes the media sequence number; HLS never reuses one for a stream
+            // name, so a name never means two different segments.
+            let msn = base.saturating_add(u64::from(number));
             if let Some(seg) = snap.segment(msn) {
                 return DashLookup::Segment(
                     seg.parts.iter().map(|p| p.track(track)).filter(|b| !b.is_empty()).collect(),
@@ -49,7 +48,9 @@ pub fn lookup(snap: &HlsSnapshot, resource: DashResource) -> DashLookup {
 
 /// The stream's DASH number base: its wall-clock epoch in tenths of a second, at or below
 /// the HLS numbers (which start from the wall clock when the stream does), fixed for the
-/// stream's lifetime and the same on every node. `None` without an epoch or a segment.
+/// stream's lifetime and the same on every node. An MPD numbers its renditions from the
+/// source's base too (they have the source's sequence numbers), so a number means the same
+/// instant in every representation. `None` without an epoch or a segment.
 pub fn number_base(snap: &HlsSnapshot) -> Option<u64> {
     let first = snap.segments().first().or(snap.open_segment())?;
     let epoch_ms = first.program_date_time_ms?.checked_sub(first.start / 90)?;

@@ -50,6 +50,7 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
     let init = snap.current_init()?;
     let first = snap.segments().first().or(snap.open_segment())?;
     let epoch_ms = first.program_date_time_ms?.checked_sub(first.start / 90)?;
+    let base = number_base(snap)?;
     snap.last_part()?;
     let target_ms = snap.target_duration() * 1000;
     let part_ms = snap.part_target_ms();
@@ -92,7 +93,7 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
              segmentAlignment=\"true\" startWithSAP=\"1\">"
         );
         for s in streams {
-            representation(&mut out, s, Track::Video, ato);
+            representation(&mut out, s, Track::Video, base, ato);
         }
         out.push_str("    </AdaptationSet>\n");
     }
@@ -105,7 +106,7 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
              value=\"{}\"/>",
             audio.channels.max(1)
         );
-        representation(&mut out, source, Track::Audio, ato);
+        representation(&mut out, source, Track::Audio, base, ato);
         out.push_str("    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n");
@@ -119,18 +120,16 @@ pub fn render_mpd(streams: &[DashStream<'_>], opts: &MpdOptions<'_>) -> Option<S
 
 /// A Representation of `track` of `stream`, with its template and timeline; nothing when
 /// the stream has no such track or nothing playable.
-fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, ato: u64) {
+fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, base: u64, ato: u64) {
     let snap = stream.snapshot;
     let Some(init) = snap.current_init() else { return };
     let Some(track_init) = init.track(track) else { return };
     let segs = timeline(snap, init.id);
     let Some(first) = segs.first() else { return };
-    let Some(number_base) = number_base(snap) else { return };
-    let Some(start_number) = first.msn.checked_sub(number_base).and_then(|n| u32::try_from(n).ok())
-    else {
+    let Some(start_number) = first.msn.checked_sub(base).and_then(|n| u32::try_from(n).ok()) else {
         return;
     };
-    let base = clean(stream.base);
+    let dir = clean(stream.base);
     let query = clean(stream.query);
     let (id, attrs) = match track {
         Track::Video => {
@@ -141,10 +140,10 @@ fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, ato: 
             if let Some(fps) = snap.frame_rate() {
                 let _ = write!(a, " frameRate=\"{}\"", frame_rate(fps));
             }
-            (base.clone(), a)
+            (dir.clone(), a)
         }
         Track::Audio => {
-            (format!("{base}-audio"), format!(" audioSamplingRate=\"{}\"", track_init.sample_rate))
+            (format!("{dir}-audio"), format!(" audioSamplingRate=\"{}\"", track_init.sample_rate))
         }
     };
     let _ = writeln!(
@@ -157,22 +156,36 @@ fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, ato: 
     let _ = write!(
         out,
         "        <SegmentTemplate timescale=\"{TICKS_PER_SECOND}\" presentationTimeOffset=\"0\" \
-         startNumber=\"{}\" initialization=\"{base}/{init_name}{query}\" \
-         media=\"{base}/{}{query}\" availabilityTimeOffset=\"{}\" \
+         startNumber=\"{}\" initialization=\"{dir}/{init_name}{query}\" \
+         media=\"{dir}/{}{query}\" availabilityTimeOffset=\"{}\" \
          availabilityTimeComplete=\"false\">\n          <SegmentTimeline>",
         start_number,
-        media_template(track, number_base),
+        media_template(track, base),
         seconds_ms(ato),
     );
-    // Runs of equal durations share an S element (`r` repeats); the open segment is listed
-    // with a nominal duration of at least the target (its real one is known when it ends).
-    let nominal = snap.target_duration() * TICKS_PER_SECOND;
-    let mut entries: Vec<(u64, u64)> = segs.iter().map(|s| (s.start, s.duration)).collect();
-    if let Some(open) = snap.open_segment().filter(|o| o.init_id == init.id) {
+    // Each segment at its earliest presentation time (its first frame's, B-frames and all,
+    // so every representation's boundaries are the same instants), lasting until the next
+    // one's. Runs of equal durations share an S element (`r` repeats). The open segment is
+    // listed with a nominal duration of at least the target (the real one is known when it
+    // ends).
+    let ept = |s: &Segment| s.start.saturating_add_signed(i64::from(s.first_cts));
+    let mut listed: Vec<&Segment> = segs.clone();
+    if let Some(open) = snap.open_segment().filter(|o| o.init_id == init.id && !o.parts.is_empty())
+    {
         if segs.last().is_none_or(|l| l.msn + 1 == open.msn) {
-            let part = snap.part_target_ms() * 90;
-            entries.push((open.start, nominal.max(open.duration + part)));
+            listed.push(open);
         }
+    }
+    let nominal = snap.target_duration() * TICKS_PER_SECOND;
+    let part = snap.part_target_ms() * 90;
+    let mut entries: Vec<(u64, u64)> = Vec::with_capacity(listed.len());
+    for (i, s) in listed.iter().enumerate() {
+        let d = match listed.get(i + 1) {
+            Some(next) => ept(next).saturating_sub(ept(s)),
+            None if s.complete => s.duration,
+            None => nominal.max(s.duration + part),
+        };
+        entries.push((ept(s), d));
     }
     let mut i = 0;
     while i < entries.len() {

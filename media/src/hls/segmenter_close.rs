@@ -27,6 +27,7 @@ impl Segmenter {
                 .stream_epoch_ms
                 .map(|e| e.saturating_add(start / TICKS_PER_MS)),
             video_frames: 0,
+            first_cts: 0,
             complete: false,
         });
         self.open_bytes = 0;
@@ -97,6 +98,9 @@ impl Segmenter {
             bytes: frags.bytes,
         }));
         open.duration += duration;
+        if open.video_frames == 0 {
+            open.first_cts = self.part_video.first().map_or(0, |s| s.cts);
+        }
         open.video_frames = open.video_frames.saturating_add(self.part_video.len() as u32);
         self.open_bytes += self.part_bytes;
         self.part_video.clear();

@@ -106,6 +106,9 @@ pub struct Segment {
     pub program_date_time_ms: Option<u64>,
     /// Video frames in the segment (for the frame rate estimate).
     pub video_frames: u32,
+    /// Composition offset of its first video frame (90 kHz): its earliest presentation time
+    /// is `start + first_cts` (what a DASH timeline lists). 0 without video.
+    pub first_cts: i32,
     /// Whether the segment is complete (false for the open one).
     pub complete: bool,
 }

@@ -73,6 +73,12 @@ pub const FILES: &[WebFile] = &[
         content_type: JS,
         library: true,
     },
+    WebFile {
+        name: "dash.all.min.js",
+        path: "node_modules/dashjs/dist/modern/umd/dash.all.min.js",
+        content_type: JS,
+        library: true,
+    },
 ];
 
 /// The web directory and what is served from it.

@@ -1,7 +1,7 @@
 //! The web page in a real browser: headless Chromium (`chromium` in PATH, or `SLUICE_CHROMIUM`;
 //! driven by playwright-core from `tests/browser/play.mjs`) opens `/?stream=live/NAME&mode=...` on a
-//! real origin fed by ffmpeg, and plays the stream over LL-HLS (hls.js) and HTTP-FLV
-//! (mpegts.js): `video.currentTime` must advance and the decoder must report frames.
+//! real origin fed by ffmpeg, and plays the stream over LL-HLS (hls.js), LL-DASH (dash.js) and
+//! HTTP-FLV (mpegts.js): `video.currentTime` must advance and the decoder must report frames.
 //! Screenshots are kept in the test's directory under `target/sluice-tests/`.
 //!
 //! A missing Chromium, node or npm package (`npm ci --prefix web`) fails the tests; developers
@@ -26,7 +26,7 @@ pub(crate) fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
     Some((chromium, node))
 }
 
-/// Open the page on `origin` for `stream` (with `?token=`) in LL-HLS then HTTP-FLV mode in
+/// Open the page on `origin` for `stream` (with `?token=`) in each of `modes` (`hls,flv`) in
 /// Chromium (tests/browser/play.mjs); each mode's result.
 fn play_page(
     node: &Path,
@@ -35,6 +35,7 @@ fn play_page(
     stream: &str,
     token: Option<&str>,
     start_timeout_ms: u32,
+    modes: &str,
 ) -> Vec<serde_json::Value> {
     let web_dir = workspace_root().join("web");
     let web_arg = web_dir.to_str().expect("utf-8 path");
@@ -43,7 +44,7 @@ fn play_page(
     let mut cmd = Command::new(node);
     cmd.arg(&script)
         .args(["--web-dir", web_arg, "--base", &base, "--stream", stream])
-        .args(["--modes", "hls,flv", "--chromium"])
+        .args(["--modes", modes, "--chromium"])
         .arg(chromium)
         .args(["--sample-ms", "3000", "--start-timeout-ms", &start_timeout_ms.to_string()])
         .arg("--out")
@@ -62,15 +63,17 @@ fn play_page(
 }
 
 #[test]
-fn page_plays_ll_hls_and_http_flv_in_chromium() {
-    let Some((chromium, node)) = browser("page_plays_ll_hls_and_http_flv_in_chromium") else {
+fn page_plays_ll_hls_ll_dash_and_http_flv_in_chromium() {
+    let Some((chromium, node)) = browser("page_plays_ll_hls_ll_dash_and_http_flv_in_chromium")
+    else {
         return;
     };
     let web_dir = workspace_root().join("web");
     assert!(
         web_dir.join("node_modules/playwright-core/package.json").is_file()
             && web_dir.join("node_modules/hls.js/dist/hls.min.js").is_file()
-            && web_dir.join("node_modules/mpegts.js/dist/mpegts.js").is_file(),
+            && web_dir.join("node_modules/mpegts.js/dist/mpegts.js").is_file()
+            && web_dir.join("node_modules/dashjs/dist/modern/umd/dash.all.min.js").is_file(),
         "npm packages missing in {}: run `npm ci --prefix web` (scripts/test.sh does)",
         web_dir.display()
     );
@@ -85,8 +88,8 @@ fn page_plays_ll_hls_and_http_flv_in_chromium() {
     wait_for(secs(15), || origin.stream_info("live", "web").filter(|s| !s["video"].is_null()))
         .unwrap_or_else(|| panic!("live/web never listed: {}", origin.streams()));
 
-    let results = play_page(&node, &chromium, &origin, "live/web", None, 20_000);
-    for mode in ["hls", "flv"] {
+    let results = play_page(&node, &chromium, &origin, "live/web", None, 20_000, "hls,dash,flv");
+    for mode in ["hls", "dash", "flv"] {
         let r = results
             .iter()
             .find(|r| r["mode"] == mode)
@@ -157,13 +160,13 @@ fn page_plays_a_private_stream_from_a_signed_url_and_not_without() {
         .and_then(|t| t.split_whitespace().next())
         .unwrap_or_else(|| panic!("a token in: {text}"));
 
-    for r in play_page(&node, &chromium, &origin, "vip/web", Some(token), 20_000) {
+    for r in play_page(&node, &chromium, &origin, "vip/web", Some(token), 20_000, "hls,dash,flv") {
         let (t0, t1) = (r["t0"].as_f64().unwrap_or(0.0), r["t1"].as_f64().unwrap_or(0.0));
         assert!(t1 - t0 >= 1.5, "{}: the signed page plays: {r}", r["mode"]);
         assert!(r["frames1"].as_u64() > Some(0), "{}: frames decoded: {r}", r["mode"]);
     }
     // The same page without the token: nothing plays, and the origin counted the refusals.
-    for r in play_page(&node, &chromium, &origin, "vip/web", None, 4_000) {
+    for r in play_page(&node, &chromium, &origin, "vip/web", None, 4_000, "hls,dash,flv") {
         assert_eq!(r["frames1"].as_u64().unwrap_or(0), 0, "{}: played unsigned: {r}", r["mode"]);
     }
     let refused =

@@ -16,6 +16,7 @@ mod cluster_page;
 mod control_plane;
 mod control_plane_admin;
 mod control_plane_replicas;
+mod dash;
 mod deploy_local;
 mod edge_hls;
 mod edge_kill;
