@@ -65,7 +65,7 @@ fn check_mpd(mpd: &str) -> Vec<Rep> {
     let order = ["Location", "ServiceDescription", "Period", "UTCTiming"];
     let seen: Vec<usize> = root
         .children()
-        .filter(|n| n.is_element())
+        .filter(roxmltree::Node::is_element)
         .map(|n| order.iter().position(|o| n.has_tag_name(*o)).expect("a known MPD child"))
         .collect();
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "MPD children out of order: {mpd}");
@@ -88,7 +88,7 @@ fn check_mpd(mpd: &str) -> Vec<Rep> {
             let timescale: u64 = tpl.attribute("timescale").unwrap().parse().unwrap();
             assert_eq!(timescale, 90_000);
             let start_number: u64 = tpl.attribute("startNumber").unwrap().parse().unwrap();
-            assert!(start_number <= u64::from(u32::MAX), "startNumber is 32-bit");
+            assert!(u32::try_from(start_number).is_ok(), "startNumber is 32-bit");
             let mut timeline = Vec::new();
             let tl = tpl.children().find(|n| n.has_tag_name("SegmentTimeline")).unwrap();
             for s in tl.children().filter(|n| n.has_tag_name("S")) {
