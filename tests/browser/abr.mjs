@@ -1,5 +1,5 @@
-// Adaptive bitrate in headless Chromium (playwright-core): opens BASE/?stream=STREAM&mode=hls
-// (hls.js on the stream's multivariant playlist), waits for playback, then throttles the page's
+// Adaptive bitrate in headless Chromium (playwright-core): opens BASE/?stream=STREAM&mode=MODE
+// (hls: hls.js on the stream's multivariant playlist; dash: dash.js on its MPD), waits for playback, then throttles the page's
 // download rate through the devtools protocol (Network.emulateNetworkConditions) until the
 // page's stats line shows the lowest rendition, lifts the throttle and waits until it shows a
 // higher one again. Prints one JSON line: the heights the stats line showed, the switches
@@ -7,14 +7,14 @@
 // browser_abr.rs) makes the assertions. Exits non-zero only if the browser could not be driven.
 //
 // usage: node abr.mjs --web-dir DIR --base URL --stream APP/NAME --low-height H
-//                     --throttle-kbps N [--chromium PATH] [--phase-timeout-ms N]
+//                     --throttle-kbps N [--mode hls|dash] [--chromium PATH] [--phase-timeout-ms N]
 
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-const args = { chromium: '/usr/bin/chromium', phaseTimeoutMs: '60000' };
+const args = { chromium: '/usr/bin/chromium', phaseTimeoutMs: '60000', mode: 'hls' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   args[argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = argv[i + 1];
@@ -33,7 +33,7 @@ function shown() {
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'sluice-chromium-'));
 let context;
-const out = { seen: [], playing: false, down: false, up: false };
+const out = { mode: args.mode, seen: [], playing: false, down: false, up: false };
 try {
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: args.chromium,
@@ -44,7 +44,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(String(err)));
-  await page.goto(`${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=hls`, { timeout: 10000 });
+  await page.goto(`${args.base}/?stream=${encodeURIComponent(args.stream)}&mode=${args.mode}`, { timeout: 10000 });
   const timeout = Number(args.phaseTimeoutMs);
   const watch = async (until) => {
     const end = Date.now() + timeout;
