@@ -159,7 +159,9 @@ impl StreamInfo {
     /// Whether a claim read from the store keeps the bounds a reader enforces: a few short
     /// printable codec names.
     pub fn within_bounds(&self) -> bool {
-        self.codecs.len() <= MAX_LIST_LEN && self.codecs.iter().all(|c| is_label(c))
+        self.codecs.len() <= MAX_LIST_LEN
+            && self.codecs.iter().all(|c| is_label(c))
+            && self.rendition_of.as_deref().is_none_or(is_label)
     }
 }
 
@@ -174,6 +176,10 @@ pub struct StreamInfo {
     /// Publish start, milliseconds since the Unix epoch.
     #[serde(default)]
     pub started_at_ms: u64,
+    /// A rendition of a transcoded stream: the source's name (same app), so every node can
+    /// list the ladder in the source's multivariant playlist and MPD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendition_of: Option<String>,
 }
 
 /// Longest protocol name accepted in [`LoadReport::viewers`].

@@ -228,7 +228,12 @@ mod tests {
         let load = LoadRecord { role: Role::Edge, id: id("e1"), report, lease: 1, mod_revision: 8 };
         snap.loads.insert((Role::Edge, id("e1")), load);
         let key = StreamKey::parse("live", "x").unwrap().0;
-        let info = StreamInfo { origin: id("o1"), codecs: vec!["h264".into()], started_at_ms: 5 };
+        let info = StreamInfo {
+            origin: id("o1"),
+            codecs: vec!["h264".into()],
+            started_at_ms: 5,
+            rendition_of: None,
+        };
         let rec = StreamRecord {
             stream: key.clone(),
             info,

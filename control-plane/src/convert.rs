@@ -183,6 +183,7 @@ mod tests {
             origin: o1,
             codecs: vec!["h264".into(), "aac".into()],
             started_at_ms: 2_000,
+            rendition_of: None,
         };
         let stream = StreamRecord {
             stream: key.clone(),

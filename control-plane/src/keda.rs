@@ -223,7 +223,8 @@ mod tests {
 
     fn publish(snap: &mut Snapshot, name: &str) {
         let key = StreamKey::parse("live", name).unwrap().0;
-        let info = StreamInfo { origin: id("o1"), codecs: vec![], started_at_ms: 0 };
+        let info =
+            StreamInfo { origin: id("o1"), codecs: vec![], started_at_ms: 0, rendition_of: None };
         let rec = StreamRecord {
             stream: key.clone(),
             info,

@@ -488,7 +488,8 @@ mod tests {
     }
 
     fn stream(snap: &mut Snapshot, key: &StreamKey, ingest: &str, revision: i64) {
-        let info = StreamInfo { origin: id(ingest), codecs: vec![], started_at_ms: 0 };
+        let info =
+            StreamInfo { origin: id(ingest), codecs: vec![], started_at_ms: 0, rendition_of: None };
         let rec = StreamRecord {
             stream: key.clone(),
             info,
@@ -553,6 +554,7 @@ mod tests {
                 origin: NodeId::new(origin).unwrap(),
                 codecs: vec![],
                 started_at_ms,
+                rendition_of: None,
             },
             lease: 1,
             create_revision: revision,

@@ -15,7 +15,7 @@
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls`, `recording`, `transcode` | per-stream HLS state, HLS sessions and routes; recordings of the segmenter's output; renditions of a ladder (an ffmpeg per stream, fed from the hub, publishing back into it) |
-//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate) |
+//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `rendition_claims`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate) |
 //! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
 //! | 6 | `server`, `runtime` | wiring a node together; process set-up |
 //!
@@ -65,6 +65,7 @@ pub mod relay_feed;
 pub mod relay_source;
 pub mod relay_tls;
 pub mod relayed_publish;
+pub mod rendition_claims;
 pub mod rtmp;
 pub mod tls;
 // Layer 5: configuration sources.

@@ -299,6 +299,12 @@ impl Node {
                 if args.cluster.is_clustered() {
                     tasks.push(crate::peers::spawn_mesh(peers.clone(), placement.clone()));
                 }
+                if let (Some(transcoders), true) = (&transcoders, args.cluster.is_clustered()) {
+                    transcoders.announce_with(Arc::new(crate::rendition_claims::ClusterAnnounce {
+                        registry: registry.clone(),
+                        forwarding: fwd.clone(),
+                    }));
+                }
                 forwarding = fwd;
             }
             if let Some(make) = options.upstream {
@@ -403,6 +409,10 @@ impl Node {
             webhook,
             recordings,
             transcoders: transcoders.clone(),
+            renditions: args
+                .cluster
+                .is_clustered()
+                .then(|| crate::rendition_claims::finder(registry.snapshot())),
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(

@@ -21,7 +21,12 @@ pub fn stream(name: &str) -> sluice_media::stream_name::StreamKey {
 }
 
 pub fn info(origin: &str) -> StreamInfo {
-    StreamInfo { origin: id(origin), codecs: vec!["h264".into(), "aac".into()], started_at_ms: 1 }
+    StreamInfo {
+        origin: id(origin),
+        codecs: vec!["h264".into(), "aac".into()],
+        started_at_ms: 1,
+        rendition_of: None,
+    }
 }
 
 pub fn config(node: &str, prefix: &str) -> RegistryConfig {

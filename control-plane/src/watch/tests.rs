@@ -34,6 +34,7 @@ fn add_stream(snap: &mut Snapshot, name: &str, origin: &str, codecs: &[&str], cr
         origin: id(origin),
         codecs: codecs.iter().map(ToString::to_string).collect(),
         started_at_ms: 1,
+        rendition_of: None,
     };
     let rec = StreamRecord {
         stream: sk(name),

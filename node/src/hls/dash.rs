@@ -30,6 +30,7 @@ use super::http::{
     accept, media_object, not_found, session_refused, start_session, text, wait_until, HlsService,
     Step, CACHE_PLAYLIST,
 };
+use super::renditions;
 use crate::play_auth::unix_now;
 
 /// `GET /APP/STREAM.mpd`.
@@ -75,7 +76,9 @@ pub async fn mpd(
     // (authorised with this request), as in the multivariant playlist.
     let authorised_here = svc.play_auth.is_private(&key) || svc.play_auth.asks_webhook(&key);
     let mut others: Vec<(String, HlsSnapshot, String)> = Vec::new();
-    for rendition in svc.renditions.iter().flat_map(|t| t.renditions(&key)) {
+    let names = renditions::names(&svc, &key);
+    let _pulls = renditions::pull(&svc, &names).await;
+    for rendition in names {
         let Some((rx, true)) = svc.hub.hls(&rendition) else { continue };
         let Some(snap) = rx.borrow().clone().filter(|s| !s.segments().is_empty()) else {
             continue;

@@ -70,8 +70,8 @@ pub struct HlsService {
     pub(super) play_auth: Arc<PlayAuth>,
     webhook: Option<Arc<Webhook>>,
     metrics: Metrics,
-    /// The renditions of a stream the multivariant playlist lists after it (transcoding).
-    pub(super) renditions: Option<Arc<crate::transcode::Transcoders>>,
+    /// Where the renditions of a stream the multivariant playlist lists after it are found.
+    pub(super) renditions: renditions::RenditionSources,
 }
 
 impl HlsService {
@@ -84,7 +84,7 @@ impl HlsService {
         play_wait: Duration,
         play_auth: Arc<PlayAuth>,
         webhook: Option<Arc<Webhook>>,
-        renditions: Option<Arc<crate::transcode::Transcoders>>,
+        renditions: renditions::RenditionSources,
     ) -> Arc<Self> {
         let sessions = SessionTable::new(
             hub.clone(),
@@ -340,7 +340,9 @@ pub async fn multivariant(
         return text(StatusCode::NOT_FOUND, format!("stream {key} has no HLS media yet\n"));
     };
     let mut variants = vec![variant];
-    variants.extend(renditions::variants(&svc, &key, client));
+    let names = renditions::names(&svc, &key);
+    let _pulls = renditions::pull(&svc, &names).await;
+    variants.extend(renditions::variants(&svc, &key, &names, client));
     playlist(render_multivariant(&variants), CACHE_PLAYLIST, &svc)
 }
 

@@ -15,7 +15,7 @@
 
 pub mod dash;
 pub mod http;
-mod renditions;
+pub mod renditions;
 mod session;
 pub mod ts;
 

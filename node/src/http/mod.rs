@@ -59,6 +59,8 @@ pub struct HttpContext {
     pub recordings: Option<Arc<crate::recording::Recordings>>,
     /// Origins that transcode: the renditions the multivariant playlists list.
     pub transcoders: Option<Arc<crate::transcode::Transcoders>>,
+    /// In a cluster: the registry cache, where renditions made elsewhere are found.
+    pub renditions: Option<crate::hls::renditions::RenditionFinder>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {
@@ -69,7 +71,10 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         ctx.limits.play_wait_timeout,
         ctx.play_auth.clone(),
         ctx.webhook.clone(),
-        ctx.transcoders.clone(),
+        crate::hls::renditions::RenditionSources {
+            own: ctx.transcoders.clone(),
+            cluster: ctx.renditions.clone(),
+        },
     );
     let web = Arc::new(web::WebFiles::new(&ctx.web_dir));
     let guarded = Router::new()

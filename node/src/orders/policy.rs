@@ -199,7 +199,8 @@ mod tests {
     }
 
     fn claim(snap: &mut Snapshot, name: &str, origin: &str, rev: i64) {
-        let info = StreamInfo { origin: id(origin), codecs: vec![], started_at_ms: 0 };
+        let info =
+            StreamInfo { origin: id(origin), codecs: vec![], started_at_ms: 0, rendition_of: None };
         let rec = StreamRecord {
             stream: sk(name),
             info,

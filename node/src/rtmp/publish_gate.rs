@@ -107,6 +107,7 @@ pub(super) fn claim(ctx: &RtmpContext, key: StreamKey, name: &str, client: IpAdd
         origin: registry.node().0.clone(),
         codecs: Vec::new(),
         started_at_ms: unix_now_ms(),
+        rendition_of: None,
     };
     let webhook = ctx.webhook.clone();
     let query = name.split_once('?').map_or("", |(_, q)| q).to_string();

@@ -35,6 +35,12 @@ use supervisor::Backoff;
 /// Whether this node is a stream's home (in a cluster only the home transcodes).
 pub type HomeCheck = Box<dyn Fn(&StreamKey) -> bool + Send + Sync>;
 
+/// Makes a rendition known to the cluster, as a publish is (claimed in the registry, sent to
+/// its ring home), with the source it renders; dropping what it returns withdraws it.
+pub trait Announce: Send + Sync {
+    fn announce(&self, rendition: &StreamKey, source: &StreamKey) -> Box<dyn Send>;
+}
+
 static REFUSED: std::sync::LazyLock<RateLimitedLog> =
     std::sync::LazyLock::new(|| RateLimitedLog::new(2));
 
@@ -76,6 +82,7 @@ pub struct Transcoders {
     active: Active,
     metrics: Metrics,
     home: std::sync::OnceLock<HomeCheck>,
+    announce: std::sync::OnceLock<Arc<dyn Announce>>,
 }
 
 /// The streams being transcoded, with the renditions each publishes (tallest first).
@@ -88,12 +95,18 @@ impl Transcoders {
             active: Arc::default(),
             metrics,
             home: std::sync::OnceLock::new(),
+            announce: std::sync::OnceLock::new(),
         })
     }
 
     /// In a cluster: transcode only the streams this node is home of.
     pub fn follow_home(&self, home: HomeCheck) {
         let _ = self.home.set(home);
+    }
+
+    /// In a cluster: announce each rendition (see [`Announce`]) while it is published.
+    pub fn announce_with(&self, announce: Arc<dyn Announce>) {
+        let _ = self.announce.set(announce);
     }
 
     /// Streams being transcoded now, and the most at once.
@@ -150,8 +163,13 @@ impl Transcoders {
             }
             active.insert(key.clone(), Vec::new());
         }
-        let slot =
-            Slot { active: self.active.clone(), key: key.clone(), metrics: self.metrics.clone() };
+        let slot = Slot {
+            active: self.active.clone(),
+            key: key.clone(),
+            metrics: self.metrics.clone(),
+            announce: self.announce.get().cloned(),
+            announced: Vec::new(),
+        };
         self.metrics.transcodes.inc();
         tokio::spawn(runner::run(runner::Job {
             hub: hub.clone(),
@@ -173,11 +191,17 @@ struct Slot {
     active: Active,
     key: StreamKey,
     metrics: Metrics,
+    announce: Option<Arc<dyn Announce>>,
+    /// The renditions' announcements (claims), withdrawn with the slot.
+    announced: Vec<Box<dyn Send>>,
 }
 
 impl Slot {
-    /// The renditions the stream is published as.
-    fn set_renditions(&self, renditions: Vec<StreamKey>) {
+    /// The renditions the stream is published as (and, in a cluster, announced as).
+    fn set_renditions(&mut self, renditions: Vec<StreamKey>) {
+        if let Some(announce) = &self.announce {
+            self.announced = renditions.iter().map(|r| announce.announce(r, &self.key)).collect();
+        }
         if let Some(slot) = lock(&self.active).get_mut(&self.key) {
             *slot = renditions;
         }

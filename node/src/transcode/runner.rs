@@ -117,7 +117,7 @@ pub(super) async fn run(job: Job) {
             stall_timeout,
             republish_wait,
             metrics,
-            slot,
+            mut slot,
         } = job;
         let mut sub = match hub.subscribe(&key, Protocol::Relay) {
             Ok(sub) => sub,

@@ -52,6 +52,7 @@ const NODE: Crate = Crate {
         ("relayed_publish", 4),
         ("forward", 4),
         ("relay_source", 4),
+        ("rendition_claims", 4),
         ("relay_tls", 4),
         ("tls", 4),
         ("load_report", 4),

@@ -60,4 +60,5 @@ mod slow_viewer;
 mod sluicectl;
 mod sluicectl_recordings;
 mod transcode;
+mod transcode_cluster;
 mod webhook;

@@ -1,0 +1,80 @@
+//! Transcoding in a cluster (#16): the stream's home transcodes it and announces each
+//! rendition like a publish (claimed in etcd, naming its source, sent to its own ring home),
+//! so an edge plays a rendition by its name and lists the ladder in the source's
+//! multivariant playlist and MPD, pulling each from the origins like any stream.
+
+use std::process::Command;
+
+use sluice_tests::cluster::{find_name, home, TestCluster};
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, secs, Publisher};
+
+#[test]
+fn an_edge_serves_the_renditions_made_on_the_home_origin() {
+    let c = TestCluster::new("tc", &["tc-a", "tc-b", "tc-e"]);
+    let ladder = c.certs_dir().join("ladder.toml");
+    std::fs::write(
+        &ladder,
+        "[live]\nrenditions = [{ name = \"240p\", height = 240, video-kbps = 300 }]\n",
+    )
+    .unwrap();
+    // A source that ends is over after 2 s (not the default linger).
+    let ladder_arg = ["--ladder-file", ladder.to_str().unwrap(), "--ended-stream-linger", "2s"];
+    let a = c.origin("tc-a", &ladder_arg);
+    let b = c.origin("tc-b", &ladder_arg);
+    let edge = c.edge("tc-e", &[]);
+    // Homed on tc-a (which transcodes it), its rendition homed on tc-b.
+    let origins = ["tc-a", "tc-b"];
+    let name = find_name("t", |n| {
+        home(&origins, n) == "tc-a" && home(&origins, &format!("{n}_240p")) == "tc-b"
+    });
+    let rendition = format!("{name}_240p");
+    let publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
+    // The rendition reaches its home, tc-b, which does not transcode anything itself.
+    wait_for(secs(40), || {
+        b.stream_info("live", &rendition).filter(|s| s["video"]["height"] == 240)
+    })
+    .unwrap_or_else(|| panic!("{rendition} never reached tc-b:\n{}\n{}", a.log(), b.log()));
+    assert!(b.stream_info("live", &format!("{rendition}_240p")).is_none());
+
+    // The edge lists the ladder in the source's multivariant playlist (it pulls both).
+    let master = wait_for(secs(30), || {
+        let text = edge.get(&format!("/live/{name}.m3u8")).text();
+        (text.matches("#EXT-X-STREAM-INF").count() == 2).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("the edge never listed the rendition:\n{}", edge.log()));
+    assert!(master.contains(&format!("{rendition}/index.m3u8")), "{master}");
+    assert!(master.contains("RESOLUTION=426x240"), "{master}");
+    // And its MPD, as a second video representation.
+    let location = edge.get(&format!("/live/{name}.mpd"));
+    let location = location.header("location").expect("a session").to_string();
+    let mpd = edge.get(&format!("/live/{location}")).text();
+    assert!(mpd.contains(&format!("<Representation id=\"{rendition}\"")), "{mpd}");
+    assert!(mpd.contains("height=\"240\""), "{mpd}");
+
+    // A player of the rendition on the edge decodes 240p.
+    let url = format!("http://{}/live/{rendition}.m3u8", edge.http);
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i", &url, "-map", "0:v:0", "-t", "2"])
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    let frames =
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count();
+    assert!(
+        frames >= 30,
+        "{frames} frames decoded from the edge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=height"])
+        .args(["-of", "csv=p=0", &url])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).lines().next(), Some("240"));
+
+    // The claim names the source; it goes when the source ends.
+    drop(publisher);
+    wait_for(secs(30), || b.stream_info("live", &rendition).is_none().then_some(()))
+        .unwrap_or_else(|| panic!("{rendition} outlived its source:\n{}", b.log()));
+}
