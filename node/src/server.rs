@@ -277,6 +277,15 @@ impl Node {
                 transcoders.follow_home(Box::new(move |key| {
                     p.home(key).is_none_or(|home| home == p.node_id)
                 }));
+                // A stream whose home this node becomes (a failover) is transcoded here.
+                let (t, h) = (transcoders.clone(), hub.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                        t.adopt(&h);
+                    }
+                }));
             }
             let peers = crate::peers::Peers::new(
                 endpoint.clone(),

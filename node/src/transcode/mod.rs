@@ -135,6 +135,18 @@ impl Transcoders {
         }
     }
 
+    /// In a cluster, called every second: transcode the streams this node holds and has
+    /// become the home of since they were published (a failover moved them here).
+    pub fn adopt(&self, hub: &Hub) {
+        for key in hub.published_keys() {
+            let at_capacity = lock(&self.active).len() >= self.settings.max_transcodes;
+            if at_capacity {
+                return;
+            }
+            self.start(hub, &key);
+        }
+    }
+
     /// `key` started publishing on `hub`: transcode it if its app has a ladder (and it is not
     /// itself a rendition), it has no transcoder yet, and there is capacity.
     pub fn start(&self, hub: &Hub, key: &StreamKey) {

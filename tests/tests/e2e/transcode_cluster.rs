@@ -1,12 +1,18 @@
 //! Transcoding in a cluster (#16): the stream's home transcodes it and announces each
 //! rendition like a publish (claimed in etcd, naming its source, sent to its own ring home),
 //! so an edge plays a rendition by its name and lists the ladder in the source's
-//! multivariant playlist and MPD, pulling each from the origins like any stream.
+//! multivariant playlist and MPD, pulling each from the origins like any stream. When the home
+//! dies, the origin that becomes the home takes the transcoding over, and a player of a
+//! rendition on an edge plays on.
 
 use std::process::Command;
 
-use sluice_tests::cluster::{find_name, home, TestCluster};
+use sluice_launch::Signal;
+use sluice_tests::cluster::{find_name, home, owners, TestCluster};
+use sluice_tests::ffmpeg::Player;
+use sluice_tests::http::hls_position;
 use sluice_tests::process::wait_for;
+use sluice_tests::replay::Replay;
 use sluice_tests::{h264_aac, secs, Publisher};
 
 #[test]
@@ -77,4 +83,60 @@ fn an_edge_serves_the_renditions_made_on_the_home_origin() {
     drop(publisher);
     wait_for(secs(30), || b.stream_info("live", &rendition).is_none().then_some(()))
         .unwrap_or_else(|| panic!("{rendition} outlived its source:\n{}", b.log()));
+}
+
+#[test]
+fn a_failover_moves_transcoding_to_the_new_home_and_rendition_players_play_on() {
+    let (i, h, s, e) = ("tf-i", "tf-h", "tf-s", "tf-e");
+    let c = TestCluster::new("tf", &[i, h, s, e]);
+    let ladder = c.certs_dir().join("ladder.toml");
+    std::fs::write(
+        &ladder,
+        "[live]\nrenditions = [{ name = \"240p\", height = 240, video-kbps = 300 }]\n",
+    )
+    .unwrap();
+    let args = ["--ladder-file", ladder.to_str().unwrap()];
+    let ingest = c.origin(i, &args);
+    let home_node = c.origin(h, &args);
+    let standby = c.origin(s, &args);
+    let edge = c.edge(e, &[]);
+    let name = find_name("f", |n| owners(&[i, h, s], n, 2) == [h, s]);
+    let rendition = format!("{name}_240p");
+    let publisher = Replay::start(ingest.rtmp, "live", &name, &h264_aac().path);
+    let mut player = Player::start(&format!("http://{}/live/{rendition}.m3u8", edge.http));
+    assert!(player.wait_frames(30, secs(40)) >= 30, "the rendition plays: {:?}", player.errors());
+    assert!(home_node.log().contains("transcoding width"), "the home transcodes");
+    assert!(!standby.log().contains("transcoding width"), "the standby does not (yet)");
+    assert!(!ingest.log().contains("transcoding width"), "the ingest does not");
+
+    // The rendition's LL-HLS position on the edge, through a session of its own.
+    let redirect = edge.get(&format!("/live/{rendition}/index.m3u8"));
+    let playlist = format!("/live/{rendition}/{}", redirect.header("location").expect("a session"));
+    let position = || hls_position(&edge.get(&playlist).text());
+    let position_before = position().expect("the rendition's playlist");
+    let before = player.frames();
+    sluice_launch::kill(home_node.pid(), Signal::KILL);
+    // The standby becomes the home and takes the transcoding over.
+    wait_for(secs(30), || standby.log().contains("transcoding width").then_some(()))
+        .unwrap_or_else(|| panic!("the new home never transcoded:\n{}", standby.log()));
+    assert!(
+        player.wait_frames(before + 150, secs(40)) >= before + 150,
+        "the rendition's player plays on: {:?}\n{}",
+        player.errors(),
+        edge.log()
+    );
+    assert!(player.is_running(), "the player stays connected");
+    // Its timeline went on: numbers never went back across the failover.
+    let position_after = position().expect("the rendition's playlist after the failover");
+    assert!(position_after > position_before, "{position_before:?} then {position_after:?}");
+    // The edge still lists the ladder.
+    let master = edge.get(&format!("/live/{name}.m3u8")).text();
+    assert!(master.contains(&format!("{rendition}/index.m3u8")), "{master}");
+    let result = player.stop();
+    println!(
+        "rendition player across the failover: {} frames, errors {:?}",
+        result.frames, result.errors
+    );
+    assert!(publisher.is_running(), "the encoder never noticed");
+    drop(c);
 }
