@@ -42,7 +42,8 @@ pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> boo
         || current.streams != fresh.streams
         || current.loads != fresh.loads
         || current.drains != fresh.drains
-        || current.kicks != fresh.kicks;
+        || current.kicks != fresh.kicks
+        || current.ladders != fresh.ladders;
     if modified {
         *current = fresh;
     }
@@ -149,6 +150,19 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
             }
             None => tracing::debug!(key = %kv.key, "ignoring bad kick order"),
         },
+        Some(KeyKind::Ladder(app)) => match parse_small::<crate::ladder::LadderValue>(&kv.value)
+            .filter(|v| crate::ladder::validate(&v.renditions).is_ok())
+        {
+            Some(value) => {
+                let rec = crate::ladder::LadderRecord {
+                    app: app.clone(),
+                    renditions: value.renditions,
+                    mod_revision: kv.mod_revision,
+                };
+                snap.ladders.insert(app, rec);
+            }
+            None => tracing::debug!(key = %kv.key, "ignoring bad ladder"),
+        },
         None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
     }
 }
@@ -170,6 +184,9 @@ fn apply_delete(snap: &mut Snapshot, keys: &Keyspace, key: &str) {
         }
         Some(KeyKind::KickOrder(stream)) => {
             snap.kicks.remove(&stream);
+        }
+        Some(KeyKind::Ladder(app)) => {
+            snap.ladders.remove(&app);
         }
         None => {}
     }

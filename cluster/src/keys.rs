@@ -8,6 +8,7 @@
 //! {prefix}/load/{origin|edge}/{id}    LoadReport JSON, rewritten every ~2 s under the node's lease
 //! {prefix}/orders/drain/{role}/{id}   DrainOrder JSON, no lease (in force until deleted)
 //! {prefix}/orders/kick/{app}/{name}   KickOrder JSON, under a short lease of its own
+//! {prefix}/ladders/{app}              LadderValue JSON, no lease (in force until deleted)
 //! ```
 //!
 //! Node ids, apps and stream names never contain `/` (see [`NodeId`] and
@@ -28,6 +29,8 @@ pub enum KeyKind {
     Load { role: Role, id: NodeId },
     DrainOrder { role: Role, id: NodeId },
     KickOrder(StreamKey),
+    /// An app's transcoding ladder.
+    Ladder(String),
 }
 
 /// Builds and parses the keys of one cluster (one prefix).
@@ -73,9 +76,16 @@ impl Keyspace {
         format!("{}/orders/kick/{}/{}", self.prefix, stream.app(), stream.name())
     }
 
+    pub fn ladder(&self, app: &str) -> String {
+        format!("{}/ladders/{app}", self.prefix)
+    }
+
     /// Parse a key of this keyspace; `None` for anything else.
     pub fn parse(&self, key: &str) -> Option<KeyKind> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
+        if let Some(app) = rest.strip_prefix("ladders/") {
+            return canonical_stream(app, "x").map(|s| KeyKind::Ladder(s.app().to_string()));
+        }
         if let Some(order) = rest.strip_prefix("orders/") {
             return parse_order(order);
         }

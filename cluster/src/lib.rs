@@ -144,6 +144,7 @@ pub mod cert_store;
 pub mod damping;
 pub mod etcd;
 pub mod keys;
+pub mod ladder;
 pub mod lease;
 mod lock;
 pub mod memory;

@@ -73,6 +73,23 @@ impl OrderWriter {
         self.bounded("put kick order", write).await.map(drop)
     }
 
+    /// Set the transcoding ladder of `app` (replacing an earlier one). No lease.
+    pub async fn set_ladder(
+        &self,
+        app: &str,
+        value: &crate::ladder::LadderValue,
+    ) -> Result<(), RegistryError> {
+        let key = self.keys.ladder(app);
+        let value = serde_json::to_vec(value)?;
+        self.bounded("put ladder", self.put(&key, value, 0)).await.map(drop)
+    }
+
+    /// Delete the ladder of `app`; `false` when there was none.
+    pub async fn delete_ladder(&self, app: &str) -> Result<bool, RegistryError> {
+        let key = self.keys.ladder(app);
+        self.bounded("delete ladder", self.delete(&key)).await
+    }
+
     async fn put(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<i64, RegistryError> {
         match &self.store {
             Store::Etcd(b) => b.put(key, value, lease).await,

@@ -461,6 +461,8 @@ pub struct Snapshot {
     pub drains: BTreeMap<(Role, NodeId), DrainRecord>,
     /// Kick orders by stream (until their lease expires).
     pub kicks: BTreeMap<StreamKey, KickRecord>,
+    /// Transcoding ladders set through the control plane, by app.
+    pub ladders: BTreeMap<String, crate::ladder::LadderRecord>,
     /// Whether the cache follows the registry now: `true` from a listing or an established
     /// watch, `false` from a failed watch until the next one is established (the contents are
     /// then as last seen, and may be stale).
