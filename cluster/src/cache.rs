@@ -150,9 +150,7 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
             }
             None => tracing::debug!(key = %kv.key, "ignoring bad kick order"),
         },
-        Some(KeyKind::Ladder(app)) => match parse_small::<crate::ladder::LadderValue>(&kv.value)
-            .filter(|v| crate::ladder::validate(&v.renditions).is_ok())
-        {
+        Some(KeyKind::Ladder(app)) => match crate::values::parse_ladder(&kv.value) {
             Some(value) => {
                 let rec = crate::ladder::LadderRecord {
                     app: app.clone(),
@@ -506,5 +504,40 @@ mod order_tests {
             4,
         );
         assert!(snap.drains.is_empty() && snap.kicks.is_empty());
+    }
+
+    #[test]
+    fn ladders_are_kept_by_app_and_bad_ones_ignored() {
+        let ks = Keyspace::default();
+        let mut snap = from_list(&ks, 1, []);
+        apply_changes(
+            &mut snap,
+            &ks,
+            [
+                put(
+                    "/sluice/ladders/live",
+                    br#"{"renditions":[{"name":"240p","height":240,"video-kbps":400}]}"#,
+                    2,
+                ),
+                // Out of bounds, malformed, or not an app: ignored.
+                put(
+                    "/sluice/ladders/tv",
+                    br#"{"renditions":[{"name":"x","height":3,"video-kbps":400}]}"#,
+                    3,
+                ),
+                put("/sluice/ladders/radio", b"{", 4),
+                put("/sluice/ladders/a/b", br#"{"renditions":[]}"#, 5),
+            ],
+            5,
+        );
+        assert_eq!(snap.ladders.keys().collect::<Vec<_>>(), ["live"]);
+        assert_eq!(snap.ladders["live"].renditions[0].height, 240);
+        apply_changes(
+            &mut snap,
+            &ks,
+            [Change::Delete { key: "/sluice/ladders/live".into(), mod_revision: 6 }],
+            6,
+        );
+        assert!(snap.ladders.is_empty());
     }
 }

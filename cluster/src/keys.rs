@@ -24,10 +24,19 @@ pub const DEFAULT_PREFIX: &str = "/sluice";
 /// What a registry key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyKind {
-    Node { role: Role, id: NodeId },
+    Node {
+        role: Role,
+        id: NodeId,
+    },
     Stream(StreamKey),
-    Load { role: Role, id: NodeId },
-    DrainOrder { role: Role, id: NodeId },
+    Load {
+        role: Role,
+        id: NodeId,
+    },
+    DrainOrder {
+        role: Role,
+        id: NodeId,
+    },
     KickOrder(StreamKey),
     /// An app's transcoding ladder.
     Ladder(String),

@@ -90,7 +90,8 @@ mod tests {
         assert!(validate(&[rung("a b", 720)]).is_err());
         assert!(validate(&[rung("a", 721)]).is_err());
         assert!(validate(&vec![rung("a", 240); 9]).is_err());
-        let json = serde_json::to_string(&LadderValue { renditions: vec![rung("x", 240)] }).unwrap();
+        let json =
+            serde_json::to_string(&LadderValue { renditions: vec![rung("x", 240)] }).unwrap();
         assert_eq!(json, r#"{"renditions":[{"name":"x","height":240,"video-kbps":500}]}"#);
     }
 }

@@ -47,6 +47,18 @@ pub(crate) fn parse_small<T: serde::de::DeserializeOwned>(value: &[u8]) -> Optio
     serde_json::from_slice(value).ok()
 }
 
+/// Largest ladder value accepted (eight rungs of the longest fields take about 800 bytes).
+pub const MAX_LADDER_VALUE_LEN: usize = 4096;
+
+/// A ladder from untrusted bytes: bounded, and every rung within its bounds.
+pub(crate) fn parse_ladder(value: &[u8]) -> Option<crate::ladder::LadderValue> {
+    if value.len() > MAX_LADDER_VALUE_LEN {
+        return None;
+    }
+    let v: crate::ladder::LadderValue = serde_json::from_slice(value).ok()?;
+    crate::ladder::validate(&v.renditions).is_ok().then_some(v)
+}
+
 /// A drain order from untrusted bytes: bounded like every order, and a deadline of at most
 /// [`MAX_DRAIN_DEADLINE_SECS`] (a larger one is a mistake, not an order to keep viewers a year).
 pub(crate) fn parse_drain(value: &[u8]) -> Option<DrainOrder> {
