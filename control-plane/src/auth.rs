@@ -313,6 +313,9 @@ mod tests {
             "ListRecordings",
             "GetRecording",
             "DeleteRecording",
+            "SetLadder",
+            "DeleteLadder",
+            "ListLadders",
             "SomeMethodAddedLater",
         ] {
             assert!(is_protected(&format!("/sluice.control.v1.ControlPlane/{method}")), "{method}");

@@ -161,6 +161,27 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         self.recordings.delete(&snap, request.into_inner()).await.map(Response::new)
     }
 
+    async fn set_ladder(
+        &self,
+        request: Request<pb::SetLadderRequest>,
+    ) -> Result<Response<pb::Ladder>, Status> {
+        crate::ladders::set(&self.control, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete_ladder(
+        &self,
+        request: Request<pb::DeleteLadderRequest>,
+    ) -> Result<Response<pb::DeleteLadderResponse>, Status> {
+        crate::ladders::delete(&self.control, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_ladders(
+        &self,
+        _request: Request<pb::ListLaddersRequest>,
+    ) -> Result<Response<pb::ListLaddersResponse>, Status> {
+        Ok(Response::new(crate::ladders::list(&self.control)))
+    }
+
     type WatchStream = crate::watch::EventStream;
 
     async fn watch(

@@ -15,6 +15,7 @@
 //! keda       KEDA's external scaler (externalscaler.ExternalScaler) over the service
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
+//! ladders    set, delete, list transcoding ladders: written to etcd, read from the cache
 //! recordings list, show, delete recordings: the origins' APIs asked and their answers merged
 //! metrics    /metrics: the replica's counters and the cluster's figures (prometheus-client)
 //! convert    cluster records as protobuf messages, request fields as cluster types
@@ -41,6 +42,7 @@ pub mod grpc;
 pub mod grpc_trace;
 pub mod http;
 pub mod keda;
+pub mod ladders;
 mod lock;
 pub mod metrics;
 pub mod origin_api;

@@ -277,6 +277,13 @@ impl Node {
                 transcoders.follow_home(Box::new(move |key| {
                     p.home(key).is_none_or(|home| home == p.node_id)
                 }));
+                // Ladders set through the control plane (they win over the file's).
+                let snapshot = registry.snapshot();
+                transcoders.ladders_from(Box::new(move |app| {
+                    let snap = snapshot.borrow();
+                    let set = snap.ladders.get(app)?;
+                    Some(crate::transcode::ladder::Ladder { renditions: set.renditions.clone() })
+                }));
                 // A stream whose home this node becomes (a failover) is transcoded here.
                 let (t, h) = (transcoders.clone(), hub.clone());
                 tasks.push(tokio::spawn(async move {

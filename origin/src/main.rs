@@ -166,11 +166,14 @@ fn main() -> anyhow::Result<()> {
             eprintln!("sluice-origin: {e}");
             std::process::exit(2);
         });
-    options.transcode = sluice_node::transcode::TranscodeSettings::from_origin(&origin)
-        .unwrap_or_else(|e| {
-            eprintln!("sluice-origin: {e}");
-            std::process::exit(2);
-        });
+    options.transcode = sluice_node::transcode::TranscodeSettings::from_origin(
+        &origin,
+        node.cluster.is_clustered(),
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("sluice-origin: {e}");
+        std::process::exit(2);
+    });
     if origin.publish_keys_file.is_some() || origin.publish_token_secret_file.is_some() {
         // Read now and again on SIGHUP.
         let settings = origin.clone();

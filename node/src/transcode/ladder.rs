@@ -21,26 +21,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use sluice_media::stream_name::StreamKey;
 
-/// Most renditions in one ladder (each is one more encoder in the stream's ffmpeg).
-pub const MAX_RENDITIONS: usize = 8;
-
-/// One rung of a ladder, as the file says it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Rendition {
-    /// Appended to the source's name after `_`: `[A-Za-z0-9]`, at most 16 bytes.
-    pub name: String,
-    /// Picture height in pixels (even, 16 to 4320).
-    pub height: u32,
-    /// Video bit rate, kilobits per second.
-    pub video_kbps: u32,
-    /// AAC at this rate instead of the source's audio.
-    #[serde(default)]
-    pub audio_kbps: Option<u32>,
-    /// A lower frame rate than the source's (never a higher one).
-    #[serde(default)]
-    pub fps: Option<f64>,
-}
+/// One rung of a ladder, as the file (or the control plane) says it; bounds in
+/// [`sluice_cluster::ladder::validate`].
+pub use sluice_cluster::ladder::{Rung as Rendition, MAX_RENDITIONS};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -127,33 +110,8 @@ impl Ladders {
         let apps: BTreeMap<String, Ladder> =
             toml::from_str(text).map_err(|e| fail(e.to_string().trim().replace('\n', " ")))?;
         for (app, ladder) in &apps {
-            if ladder.renditions.len() > MAX_RENDITIONS {
-                return Err(fail(format!("[{app}] has more than {MAX_RENDITIONS} renditions")));
-            }
-            let mut names = std::collections::BTreeSet::new();
-            for r in &ladder.renditions {
-                let n = &r.name;
-                if n.is_empty() || n.len() > 16 || !n.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return Err(fail(format!(
-                        "[{app}] rendition name {n:?} must be 1 to 16 letters or digits"
-                    )));
-                }
-                if !names.insert(n.as_str()) {
-                    return Err(fail(format!("[{app}] names rendition {n:?} twice")));
-                }
-                if !(16..=4320).contains(&r.height) || r.height % 2 != 0 {
-                    return Err(fail(format!("[{app}] {n}: height must be even, 16 to 4320")));
-                }
-                if !(16..=200_000).contains(&r.video_kbps) {
-                    return Err(fail(format!("[{app}] {n}: video-kbps must be 16 to 200000")));
-                }
-                if r.audio_kbps.is_some_and(|k| !(8..=512).contains(&k)) {
-                    return Err(fail(format!("[{app}] {n}: audio-kbps must be 8 to 512")));
-                }
-                if r.fps.is_some_and(|f| !f.is_finite() || !(1.0..=240.0).contains(&f)) {
-                    return Err(fail(format!("[{app}] {n}: fps must be 1 to 240")));
-                }
-            }
+            sluice_cluster::ladder::validate(&ladder.renditions)
+                .map_err(|m| fail(format!("[{app}] {m}")))?;
         }
         Ok(Ladders { apps })
     }

@@ -29,11 +29,14 @@ use crate::lock::lock;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::Metrics;
 use crate::settings::{OriginSettings, VideoEncoder};
-use ladder::Ladders;
+use ladder::{Ladder, Ladders};
 use supervisor::Backoff;
 
 /// Whether this node is a stream's home (in a cluster only the home transcodes).
 pub type HomeCheck = Box<dyn Fn(&StreamKey) -> bool + Send + Sync>;
+
+/// The ladder the control plane set for an app, if any (in a cluster: from the registry).
+pub type LadderSource = Box<dyn Fn(&str) -> Option<Ladder> + Send + Sync>;
 
 /// Makes a rendition known to the cluster, as a publish is (claimed in the registry, sent to
 /// its ring home), with the source it renders; dropping what it returns withdraws it.
@@ -60,10 +63,14 @@ pub struct TranscodeSettings {
 }
 
 impl TranscodeSettings {
-    /// From an origin's settings: `None` without a ladder file.
-    pub fn from_origin(s: &OriginSettings) -> Result<Option<Self>, String> {
-        let Some(path) = &s.ladder_file else { return Ok(None) };
-        let ladders = Ladders::load(path).map_err(|e| e.to_string())?;
+    /// From an origin's settings: `None` without a ladder file, unless `clustered` (ladders
+    /// may then come from the control plane).
+    pub fn from_origin(s: &OriginSettings, clustered: bool) -> Result<Option<Self>, String> {
+        let ladders = match &s.ladder_file {
+            Some(path) => Ladders::load(path).map_err(|e| e.to_string())?,
+            None if clustered => Ladders::default(),
+            None => return Ok(None),
+        };
         Ok(Some(TranscodeSettings {
             ladders,
             max_transcodes: s.max_transcodes,
@@ -83,6 +90,7 @@ pub struct Transcoders {
     metrics: Metrics,
     home: std::sync::OnceLock<HomeCheck>,
     announce: std::sync::OnceLock<Arc<dyn Announce>>,
+    set_ladders: std::sync::OnceLock<LadderSource>,
 }
 
 /// The streams being transcoded, with the renditions each publishes (tallest first).
@@ -96,12 +104,27 @@ impl Transcoders {
             metrics,
             home: std::sync::OnceLock::new(),
             announce: std::sync::OnceLock::new(),
+            set_ladders: std::sync::OnceLock::new(),
         })
     }
 
     /// In a cluster: transcode only the streams this node is home of.
     pub fn follow_home(&self, home: HomeCheck) {
         let _ = self.home.set(home);
+    }
+
+    /// In a cluster: the ladders the control plane sets, which take precedence over the
+    /// file's for their apps (an empty one: that app is not transcoded).
+    pub fn ladders_from(&self, source: LadderSource) {
+        let _ = self.set_ladders.set(source);
+    }
+
+    /// The ladder of `app`: the control plane's, else the file's.
+    fn ladder(&self, app: &str) -> Option<Ladder> {
+        if let Some(set) = self.set_ladders.get().and_then(|source| source(app)) {
+            return (!set.renditions.is_empty()).then_some(set);
+        }
+        self.settings.ladders.for_app(app).cloned()
     }
 
     /// In a cluster: announce each rendition (see [`Announce`]) while it is published.
@@ -150,7 +173,7 @@ impl Transcoders {
     /// `key` started publishing on `hub`: transcode it if its app has a ladder (and it is not
     /// itself a rendition), it has no transcoder yet, and there is capacity.
     pub fn start(&self, hub: &Hub, key: &StreamKey) {
-        let Some(ladder) = self.settings.ladders.for_app(key.app()) else { return };
+        let Some(ladder) = self.ladder(key.app()) else { return };
         if ladder.is_rendition_name(key.name()) {
             return;
         }
@@ -186,7 +209,7 @@ impl Transcoders {
         tokio::spawn(runner::run(runner::Job {
             hub: hub.clone(),
             key: key.clone(),
-            ladder: ladder.clone(),
+            ladder,
             encoder: self.settings.encoder,
             ffmpeg: self.settings.ffmpeg.clone(),
             backoff: self.settings.backoff,

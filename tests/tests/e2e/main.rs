@@ -58,6 +58,7 @@ mod recording_mp4;
 mod rules;
 mod slow_viewer;
 mod sluicectl;
+mod sluicectl_ladders;
 mod sluicectl_recordings;
 mod transcode;
 mod transcode_cluster;

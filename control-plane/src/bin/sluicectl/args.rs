@@ -72,6 +72,9 @@ pub enum Command {
     /// Recordings on the origins: list, show, delete.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
+    /// Transcoding ladders per app: list, set, delete.
+    #[command(subcommand)]
+    Ladders(crate::ladders::LaddersCommand),
     /// Load against capacity per node and for the cluster, and the recommended edge count.
     Capacity,
     /// The edge URL a new viewer of APP/NAME would be sent to.

@@ -37,6 +37,7 @@ pub async fn run(
         Command::Nodes(cmd) => nodes(&conn, cmd, format, out).await,
         Command::Streams(cmd) => streams(&conn, cmd, format, out).await,
         Command::Recordings(cmd) => recordings(&conn, cmd, format, out).await,
+        Command::Ladders(cmd) => crate::ladders::run(&conn, cmd, format, out).await,
         Command::Capacity => {
             let c = conn
                 .call("GetCapacity", conn.control().get_capacity(pb::GetCapacityRequest {}))

@@ -31,6 +31,7 @@ mod commands;
 mod config;
 mod config_cmd;
 mod error;
+mod ladders;
 #[cfg(test)]
 mod mock;
 mod output;

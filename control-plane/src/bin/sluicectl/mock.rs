@@ -111,6 +111,28 @@ impl ControlPlane for Mock {
     ) -> Answer<pb::UndrainNodeResponse> {
         Ok(Response::new(pb::UndrainNodeResponse { node: Some(node(&r.get_ref().id)) }))
     }
+    async fn set_ladder(&self, r: Request<pb::SetLadderRequest>) -> Answer<pb::Ladder> {
+        r.into_inner()
+            .ladder
+            .map(Response::new)
+            .ok_or_else(|| Status::invalid_argument("no ladder"))
+    }
+    async fn delete_ladder(
+        &self,
+        r: Request<pb::DeleteLadderRequest>,
+    ) -> Answer<pb::DeleteLadderResponse> {
+        if r.get_ref().app == "live" {
+            Ok(Response::new(pb::DeleteLadderResponse {}))
+        } else {
+            Err(Status::not_found("tv has no ladder set through the control plane"))
+        }
+    }
+    async fn list_ladders(
+        &self,
+        _: Request<pb::ListLaddersRequest>,
+    ) -> Answer<pb::ListLaddersResponse> {
+        Ok(Response::new(pb::ListLaddersResponse { ladders: vec![] }))
+    }
     async fn kick_publisher(
         &self,
         r: Request<pb::KickPublisherRequest>,
@@ -238,6 +260,26 @@ async fn kick_names_the_origin_or_says_there_is_no_publisher() {
     assert_eq!(text, "publisher of live/x closed on o1\n");
     let err = run(&url, Some(TOKEN), &["streams", "kick", "live/none"]).await.unwrap_err();
     assert_eq!(err.to_string(), "stream live/none has no publisher");
+    assert_eq!(err.exit_code(), crate::error::exit::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn ladders_set_show_what_was_set_and_rm_names_a_missing_one() {
+    let (url, _) = serve().await;
+    let args = ["ladders", "set", "live", "--rendition", "480p:480:1000", "--rendition"];
+    let text =
+        run(&url, Some(TOKEN), &[&args[..], &["240p:240:400:64@15"]].concat()).await.unwrap();
+    assert_eq!(
+        text,
+        "APP   RENDITION  HEIGHT  VIDEO        AUDIO          FPS\n\
+         live  480p       480     1000 kbit/s  source         source\n\
+         live  240p       240     400 kbit/s   AAC 64 kbit/s  15\n"
+    );
+    let text = run(&url, Some(TOKEN), &["ladders", "ls"]).await.unwrap();
+    assert_eq!(text, "no ladders set through the control plane\n");
+    let text = run(&url, Some(TOKEN), &["ladders", "rm", "live"]).await.unwrap();
+    assert_eq!(text, "ladder of live deleted: its origins use their files\n");
+    let err = run(&url, Some(TOKEN), &["ladders", "rm", "tv"]).await.unwrap_err();
     assert_eq!(err.exit_code(), crate::error::exit::NOT_FOUND);
 }
 
