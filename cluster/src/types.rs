@@ -123,6 +123,10 @@ pub struct NodeInfo {
     pub version: String,
     /// When the node process started, milliseconds since the Unix epoch (0: not stated).
     pub started_at_ms: u64,
+    /// An origin marked as a transcoder (`--transcoder`): when the cluster has any, streams
+    /// are transcoded on them (placed on a ring of their own) rather than on their homes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub transcoder: bool,
 }
 
 /// Longest node registration value a cache accepts, in bytes.

@@ -230,6 +230,7 @@ impl Forwarding {
     fn role_of(&self, key: &StreamKey, to: &NodeId) -> &'static str {
         match self.placement.owners(key).iter().position(|o| o == to) {
             Some(0) => "home",
+            Some(_) if self.placement.transcoder(key).as_ref() == Some(to) => "transcoder",
             Some(_) => "standby",
             None => "former home",
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sluice_cluster::placement::{spawn_ring, PlacementConfig};
 use sluice_cluster::types::{NodeId, Role, Snapshot};
-use sluice_cluster::{Registry, Ring};
+use sluice_cluster::{Registry, Ring, DEFAULT_VNODES};
 use sluice_media::stream_name::StreamKey;
 use tokio::sync::watch;
 
@@ -44,9 +44,31 @@ impl Placement {
     }
 
     /// The stream's home and then its standbys by this node's ring (fewer when the ring has
-    /// fewer origins).
+    /// fewer origins), then its transcoder when origins are marked as such and it is none of
+    /// them: every origin the ingest sends the stream to.
     pub fn owners(&self, key: &StreamKey) -> Vec<NodeId> {
-        self.ring.borrow().owners(key, 1 + self.standbys)
+        let mut owners = self.ring.borrow().owners(key, 1 + self.standbys);
+        if let Some(t) = self.transcoder(key).filter(|t| !owners.contains(t)) {
+            owners.push(t);
+        }
+        owners
+    }
+
+    /// The origin that transcodes the stream when some on the ring are marked as transcoders
+    /// (`--transcoder`): its owner on a ring of those; `None` when none is.
+    pub fn transcoder(&self, key: &StreamKey) -> Option<NodeId> {
+        let snapshot = self.snapshot.borrow();
+        let ring = self.ring.borrow();
+        let marked: Vec<NodeId> = ring
+            .members()
+            .iter()
+            .filter(|id| snapshot.node(Role::Origin, id).is_some_and(|n| n.info.transcoder))
+            .cloned()
+            .collect();
+        if marked.is_empty() {
+            return None;
+        }
+        Ring::new(marked, DEFAULT_VNODES).owner(key).cloned()
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Advertised {
     /// When the node process started, milliseconds since the Unix epoch (taken as the server
     /// starts, before it registers; operators read it as the node's uptime).
     pub started_at_ms: u64,
+    /// Marked as a transcoder (`--transcoder`).
+    pub transcoder: bool,
 }
 
 /// The addresses a node listens at, as bound.
@@ -95,6 +97,7 @@ impl Advertised {
             state,
             version: VERSION.to_string(),
             started_at_ms: self.started_at_ms,
+            transcoder: self.transcoder,
         }
     }
 }

@@ -241,6 +241,7 @@ impl Node {
                 max_connections: max_connections as u64,
             },
             started_at_ms: registry::unix_ms_now(),
+            transcoder: options.transcode.as_ref().is_some_and(|t| t.transcoder),
         };
         let options_role = options.role;
         let registry =
@@ -273,9 +274,10 @@ impl Node {
             }
             if let (Some(transcoders), true) = (&transcoders, args.cluster.is_clustered()) {
                 // Likewise only the home transcodes.
+                // Only the home transcodes, or the stream's transcoder when origins are marked.
                 let p = placement.clone();
                 transcoders.follow_home(Box::new(move |key| {
-                    p.home(key).is_none_or(|home| home == p.node_id)
+                    p.transcoder(key).or_else(|| p.home(key)).is_none_or(|n| n == p.node_id)
                 }));
                 // Ladders set through the control plane (they win over the file's).
                 let snapshot = registry.snapshot();

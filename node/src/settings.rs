@@ -426,6 +426,8 @@ pub struct OriginSettings {
     /// A transcoder that writes nothing this long while its source is live is restarted.
     #[serde(with = "serde_duration")]
     pub transcode_stall_timeout: Duration,
+    /// In a cluster: this origin is one of the transcoders streams are transcoded on.
+    pub transcoder: bool,
 }
 
 impl Default for OriginSettings {
@@ -447,6 +449,7 @@ impl Default for OriginSettings {
             video_encoder: VideoEncoder::Libx264,
             ffmpeg: PathBuf::from("ffmpeg"),
             transcode_stall_timeout: Duration::from_secs(20),
+            transcoder: false,
         }
     }
 }

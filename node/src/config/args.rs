@@ -505,6 +505,12 @@ pub struct OriginArgs {
     /// and restarted (a hung encoder).
     #[arg(long, env = "SLUICE_TRANSCODE_STALL_TIMEOUT", default_value_t = HumanDuration(origin().transcode_stall_timeout))]
     pub transcode_stall_timeout: HumanDuration,
+
+    /// Mark this origin as a transcoder: when a cluster has any, each stream with a ladder is
+    /// transcoded on one of them (its owner on a ring of the transcoders, which is sent the
+    /// stream) rather than on the stream's home.
+    #[arg(long, env = "SLUICE_TRANSCODER")]
+    pub transcoder: bool,
 }
 
 impl OriginArgs {
@@ -526,6 +532,7 @@ impl OriginArgs {
             s.video_encoder => video_encoder,
             s.ffmpeg => ffmpeg,
             s.transcode_stall_timeout => transcode_stall_timeout,
+            s.transcoder => transcoder,
         );
     }
 }

@@ -60,6 +60,8 @@ pub struct TranscodeSettings {
     /// How long a source that ended may take to come back and keep its renditions (the
     /// node's `--ended-stream-linger`).
     pub republish_wait: std::time::Duration,
+    /// Marked as a transcoder (`--transcoder`): advertised in the registry.
+    pub transcoder: bool,
 }
 
 impl TranscodeSettings {
@@ -79,6 +81,7 @@ impl TranscodeSettings {
             backoff: Backoff::default(),
             stall_timeout: s.transcode_stall_timeout,
             republish_wait: std::time::Duration::from_secs(10),
+            transcoder: s.transcoder,
         }))
     }
 }

@@ -140,3 +140,31 @@ fn a_failover_moves_transcoding_to_the_new_home_and_rendition_players_play_on() 
     assert!(publisher.is_running(), "the encoder never noticed");
     drop(c);
 }
+
+#[test]
+fn origins_marked_as_transcoders_transcode_instead_of_the_home() {
+    let c = TestCluster::new("tm", &["tm-a", "tm-t"]);
+    let ladder = c.certs_dir().join("ladder.toml");
+    std::fs::write(
+        &ladder,
+        "[live]\nrenditions = [{ name = \"240p\", height = 240, video-kbps = 300 }]\n",
+    )
+    .unwrap();
+    let ladder_arg = ["--ladder-file", ladder.to_str().unwrap()];
+    let a = c.origin("tm-a", &ladder_arg);
+    let t = c.origin("tm-t", &[&ladder_arg[..], &["--transcoder"]].concat());
+    // Homed on tm-a, the plain origin: the transcoder is sent the stream and transcodes it.
+    let name = find_name("m", |n| home(&["tm-a", "tm-t"], n) == "tm-a");
+    let rendition = format!("{name}_240p");
+    let _publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
+    wait_for(secs(40), || {
+        [&a, &t]
+            .iter()
+            .find_map(|o| o.stream_info("live", &rendition))
+            .filter(|s| s["video"]["height"] == 240)
+    })
+    .unwrap_or_else(|| panic!("{rendition} never appeared:\n{}\n{}", a.log(), t.log()));
+    assert!(t.log().contains("transcoding width"), "the transcoder transcodes:\n{}", t.log());
+    assert!(!a.log().contains("transcoding width"), "the home does not:\n{}", a.log());
+    assert!(a.log().contains("forwarding to the stream's transcoder"), "{}", a.log());
+}
