@@ -428,6 +428,12 @@ pub struct OriginSettings {
     pub transcode_stall_timeout: Duration,
     /// In a cluster: this origin is one of the transcoders streams are transcoded on.
     pub transcoder: bool,
+    /// Threads of each transcoder's decoder and filters, and of each rendition's encoder
+    /// (0: ffmpeg's choice).
+    pub transcode_threads: usize,
+    /// Largest source picture (width x height) a transcoder takes: a publisher's declared
+    /// size is what decoding and scaling cost.
+    pub transcode_max_source_pixels: u64,
 }
 
 impl Default for OriginSettings {
@@ -450,6 +456,8 @@ impl Default for OriginSettings {
             ffmpeg: PathBuf::from("ffmpeg"),
             transcode_stall_timeout: Duration::from_secs(20),
             transcoder: false,
+            transcode_threads: 2,
+            transcode_max_source_pixels: 3840 * 2160,
         }
     }
 }

@@ -511,6 +511,18 @@ pub struct OriginArgs {
     /// stream) rather than on the stream's home.
     #[arg(long, env = "SLUICE_TRANSCODER")]
     pub transcoder: bool,
+
+    /// Threads of each transcoder's decoder and filters, and of each rendition's encoder (0:
+    /// ffmpeg's choice, about one per core each): with --max-transcodes, what transcoding may
+    /// take of the machine.
+    #[arg(long, env = "SLUICE_TRANSCODE_THREADS", default_value_t = origin().transcode_threads)]
+    pub transcode_threads: usize,
+
+    /// Largest source picture (width x height) transcoded; a larger one plays at source only
+    /// (logged, counted in sluice_transcodes_refused_total): decoding and scaling cost what
+    /// the publisher declares.
+    #[arg(long, env = "SLUICE_TRANSCODE_MAX_SOURCE_PIXELS", default_value_t = origin().transcode_max_source_pixels)]
+    pub transcode_max_source_pixels: u64,
 }
 
 impl OriginArgs {
@@ -533,6 +545,8 @@ impl OriginArgs {
             s.ffmpeg => ffmpeg,
             s.transcode_stall_timeout => transcode_stall_timeout,
             s.transcoder => transcoder,
+            s.transcode_threads => transcode_threads,
+            s.transcode_max_source_pixels => transcode_max_source_pixels,
         );
     }
 }

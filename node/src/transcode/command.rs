@@ -12,11 +12,25 @@ pub use crate::settings::VideoEncoder;
 /// The first file descriptor outputs are written to (then one more per output).
 pub const FIRST_OUTPUT_FD: i32 = 3;
 
+/// How the renditions are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub encoder: VideoEncoder,
+    /// Threads of the decoder, the filters and each encoder (`--transcode-threads`; 0: as
+    /// many as ffmpeg likes, about one per core each).
+    pub threads: usize,
+}
+
 /// ffmpeg's arguments (without the program) for `outputs`.
-pub fn arguments(outputs: &[Output], encoder: VideoEncoder) -> Vec<String> {
+pub fn arguments(outputs: &[Output], encoding: Encoding) -> Vec<String> {
+    let encoder = encoding.encoder;
+    let threads = encoding.threads.to_string();
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(ToString::to_string));
     push(&["-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats"]);
+    if encoding.threads > 0 {
+        push(&["-threads", &threads, "-filter_threads", &threads]);
+    }
     if encoder == VideoEncoder::H264Vaapi {
         push(&["-vaapi_device", "/dev/dri/renderD128"]);
     }
@@ -39,6 +53,9 @@ pub fn arguments(outputs: &[Output], encoder: VideoEncoder) -> Vec<String> {
         let rate = format!("{kbps}k");
         let buffer = format!("{}k", kbps.saturating_mul(2));
         push(&["-map", "0:v:0", "-map", "0:a:0?", "-vf", &filter, "-c:v", encoder.as_str()]);
+        if encoding.threads > 0 {
+            push(&["-threads:v", &threads]);
+        }
         match encoder {
             VideoEncoder::Libx264 => push(&[
                 "-preset",
@@ -99,7 +116,8 @@ mod tests {
     #[test]
     fn each_output_has_its_size_rates_keyframes_and_descriptor() {
         let outs = [output("480p", 480, None, None), output("240p", 240, Some(64), Some(15.0))];
-        let args = arguments(&outs, VideoEncoder::Libx264).join(" ");
+        let args =
+            arguments(&outs, Encoding { encoder: VideoEncoder::Libx264, threads: 2 }).join(" ");
         assert!(args.contains("-f flv -i pipe:0 -copyts"), "{args}");
         let first = args.find("pipe:3").unwrap();
         let second = args.find("pipe:4").unwrap();
@@ -113,15 +131,25 @@ mod tests {
             assert!(part.contains("-enc_time_base:v 1:1000"), "{part}");
         }
         assert!(!args.contains("pipe:5"));
+        // Two threads for the decoder and filters, and for each encoder.
+        assert!(
+            args.starts_with(
+                "-hide_banner -nostdin -loglevel warning -nostats -threads 2 -filter_threads 2"
+            ),
+            "{args}"
+        );
+        assert_eq!(args.matches("-threads:v 2").count(), 2, "{args}");
     }
 
     #[test]
     fn hardware_encoders_get_their_own_options() {
         let outs = [output("480p", 480, None, None)];
-        let vaapi = arguments(&outs, VideoEncoder::H264Vaapi).join(" ");
+        let vaapi =
+            arguments(&outs, Encoding { encoder: VideoEncoder::H264Vaapi, threads: 0 }).join(" ");
         assert!(vaapi.contains("-vaapi_device /dev/dri/renderD128"), "{vaapi}");
         assert!(vaapi.contains("scale_vaapi=w=852:h=480 -c:v h264_vaapi"), "{vaapi}");
-        let nvenc = arguments(&outs, VideoEncoder::H264Nvenc).join(" ");
+        let nvenc =
+            arguments(&outs, Encoding { encoder: VideoEncoder::H264Nvenc, threads: 0 }).join(" ");
         assert!(nvenc.contains("-c:v h264_nvenc"), "{nvenc}");
     }
 }

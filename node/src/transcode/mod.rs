@@ -53,6 +53,10 @@ pub struct TranscodeSettings {
     pub ladders: Ladders,
     pub max_transcodes: usize,
     pub encoder: VideoEncoder,
+    /// ffmpeg threads per stage (`--transcode-threads`).
+    pub threads: usize,
+    /// Largest source picture transcoded (`--transcode-max-source-pixels`).
+    pub max_source_pixels: u64,
     pub ffmpeg: PathBuf,
     pub backoff: Backoff,
     /// An ffmpeg that writes nothing this long while its source is live is restarted.
@@ -77,6 +81,8 @@ impl TranscodeSettings {
             ladders,
             max_transcodes: s.max_transcodes,
             encoder: s.video_encoder,
+            threads: s.transcode_threads,
+            max_source_pixels: s.transcode_max_source_pixels,
             ffmpeg: s.ffmpeg.clone(),
             backoff: Backoff::default(),
             stall_timeout: s.transcode_stall_timeout,
@@ -213,7 +219,11 @@ impl Transcoders {
             hub: hub.clone(),
             key: key.clone(),
             ladder,
-            encoder: self.settings.encoder,
+            encoding: command::Encoding {
+                encoder: self.settings.encoder,
+                threads: self.settings.threads,
+            },
+            max_source_pixels: self.settings.max_source_pixels,
             ffmpeg: self.settings.ffmpeg.clone(),
             backoff: self.settings.backoff,
             stall_timeout: self.settings.stall_timeout,

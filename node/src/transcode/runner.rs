@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use super::command::{arguments, FIRST_OUTPUT_FD};
+use super::command::{arguments, Encoding, FIRST_OUTPUT_FD};
 use super::ladder::{Ladder, Output};
 use super::supervisor::{Backoff, Supervisor};
 use super::Slot;
@@ -33,7 +33,6 @@ use crate::hub::prepared::Prepared;
 use crate::hub::{Hub, Publisher, Subscription};
 use crate::lock::lock;
 use crate::metrics::{Metrics, Protocol};
-use crate::settings::VideoEncoder;
 
 /// How long a new stream has to send its video sequence header.
 const FIRST_VIDEO_WAIT: Duration = Duration::from_secs(10);
@@ -95,7 +94,9 @@ pub(super) struct Job {
     pub hub: Hub,
     pub key: StreamKey,
     pub ladder: Ladder,
-    pub encoder: VideoEncoder,
+    pub encoding: Encoding,
+    /// Largest source picture (width x height) transcoded.
+    pub max_source_pixels: u64,
     pub ffmpeg: PathBuf,
     pub backoff: Backoff,
     pub stall_timeout: Duration,
@@ -111,7 +112,8 @@ pub(super) async fn run(job: Job) {
             hub,
             key,
             ladder,
-            encoder,
+            encoding,
+            max_source_pixels,
             ffmpeg,
             backoff,
             stall_timeout,
@@ -127,6 +129,15 @@ pub(super) async fn run(job: Job) {
         let Some((width, height, fps)) = feed.picture(&mut sub).await else {
             return info!("not transcoded: no video (or it ended first)");
         };
+        if u64::from(width) * u64::from(height) > max_source_pixels {
+            metrics.transcodes_refused.inc();
+            return warn!(
+                width,
+                height,
+                max_source_pixels,
+                "not transcoded: the source is larger than --transcode-max-source-pixels"
+            );
+        }
         let outputs = ladder.plan(width, height, fps);
         if outputs.is_empty() {
             return info!(width, height, "not transcoded: no rung of the ladder is smaller");
@@ -149,6 +160,7 @@ pub(super) async fn run(job: Job) {
         }
         slot.set_renditions(renditions.iter().map(|(_, p)| p.key().clone()).collect());
         let names: Vec<&str> = renditions.iter().map(|(o, _)| o.name.as_str()).collect();
+        let encoder = encoding.encoder;
         info!(width, height, renditions = ?names, %encoder, "transcoding");
         let mut supervisor = Supervisor::new(backoff);
         let stamps = Stamps::default();
@@ -158,7 +170,7 @@ pub(super) async fn run(job: Job) {
         loop {
             let outputs: Vec<Output> = renditions.iter().map(|(o, _)| o.clone()).collect();
             supervisor.started(Instant::now());
-            let ended = match spawn(&ffmpeg, &outputs, encoder) {
+            let ended = match spawn(&ffmpeg, &outputs, encoding) {
                 Ok((child, stdin, pipes)) => {
                     let publishers = renditions.drain(..).map(|(_, p)| p);
                     let readers: Vec<_> = pipes
@@ -221,7 +233,7 @@ pub(super) async fn run(job: Job) {
 fn spawn(
     ffmpeg: &std::path::Path,
     outputs: &[Output],
-    encoder: VideoEncoder,
+    encoding: Encoding,
 ) -> std::io::Result<(Child, ChildStdin, Vec<pipe::Receiver>)> {
     let mut readers = Vec::new();
     let mut mappings = Vec::new();
@@ -231,7 +243,7 @@ fn spawn(
         mappings.push(FdMapping { parent_fd: writer.into(), child_fd: FIRST_OUTPUT_FD + i as i32 });
     }
     let mut cmd = tokio::process::Command::new(ffmpeg);
-    cmd.args(arguments(outputs, encoder))
+    cmd.args(arguments(outputs, encoding))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

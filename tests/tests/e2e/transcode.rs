@@ -259,12 +259,13 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
 
     // Segment boundaries coincide: a segment number every stream lists starts, in each, with
     // the same video frame, and lasts as long.
-    let (source, _) = ts_playlist(&origin, "cam");
-    let source = segments(&source);
     let mut compared = 0;
     for name in ["cam_480p", "cam_240p"] {
         let (text, query) = ts_playlist(&origin, name);
         let rendition = segments(&text);
+        // The source's playlist read after the rendition's: the source is never behind it.
+        let (source, _) = ts_playlist(&origin, "cam");
+        let source = segments(&source);
         assert!(!rendition.is_empty(), "{text}");
         for (msn, duration, uri) in rendition.iter().rev().take(2) {
             let Some((_, src_duration, src_uri)) = source.iter().find(|s| s.0 == *msn) else {
@@ -335,6 +336,21 @@ fn past_its_max_transcodes_a_node_delivers_streams_at_source_only_and_says_so() 
     // The source itself plays.
     let mut player = Player::start(&origin.flv_url("live", "b"));
     assert!(player.wait_frames(60, secs(30)) >= 60, "{:?}", player.errors());
+}
+
+#[test]
+fn a_source_larger_than_the_bound_is_not_transcoded() {
+    let dir = TestDir::new("transcode-too-large");
+    // 1280x720 is 921 600 pixels.
+    let origin = origin_with_ladder(&dir, &["--transcode-max-source-pixels", "640000"]);
+    let _a = Publisher::start_looped(&origin.rtmp_url("live", "big"), &h264_aac().path);
+    wait_for(secs(20), || {
+        (origin.metrics().value("sluice_transcodes_refused_total", &[]) == 1.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no refusal counted:\n{}", origin.log()));
+    assert!(origin.log().contains("larger than --transcode-max-source-pixels"), "{}", origin.log());
+    assert!(origin.stream_info("live", "big_480p").is_none(), "{}", origin.streams());
+    assert!(!origin.log().contains("transcoding width"), "{}", origin.log());
 }
 
 #[test]
