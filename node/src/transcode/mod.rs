@@ -13,6 +13,7 @@
 //! `sluice_transcodes_refused_total`).
 
 pub mod command;
+mod feed;
 pub mod ladder;
 mod runner;
 pub mod supervisor;
