@@ -80,11 +80,28 @@ pub(super) struct Feed {
     /// Bytes written to ffmpeg so far (the stall watchdog tells a hung ffmpeg from a quiet
     /// source).
     pub(super) written: Arc<AtomicU64>,
+    /// The source's picture size as ffmpeg was last told (a change means a new plan).
+    pub(super) size: Option<(u32, u32)>,
+}
+
+/// How feeding one ffmpeg ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Fed {
+    /// The source ended; ffmpeg's input was closed.
+    Ended,
+    /// ffmpeg stopped reading (it exited, or was killed).
+    Stopped,
+    /// The source changed its picture size (a new video sequence header): ffmpeg's input was
+    /// closed before it; the size and frame rate it declares now.
+    Resized(u32, u32, Option<f64>),
 }
 
 impl Feed {
     /// Waits for the source's video sequence header: its picture size and frame rate.
-    pub(super) async fn picture(&mut self, sub: &mut Subscription) -> Option<(u32, u32, Option<f64>)> {
+    pub(super) async fn picture(
+        &mut self,
+        sub: &mut Subscription,
+    ) -> Option<(u32, u32, Option<f64>)> {
         let deadline = Instant::now() + FIRST_VIDEO_WAIT;
         loop {
             self.batch.clear();
@@ -99,8 +116,9 @@ impl Feed {
                     Delivery::Unpublished => return None,
                 }
             }
-            if found.is_some() {
+            if let Some((w, h, _)) = found {
                 // What was collected with the header goes to ffmpeg first.
+                self.size = Some((w, h));
                 return found;
             }
             for d in std::mem::take(&mut self.batch) {
@@ -122,9 +140,9 @@ impl Feed {
     }
 
     /// Writes the stream to ffmpeg: the FLV header, the headers, then everything from the
-    /// next keyframe. True when the source ended (the input is then closed); false when
-    /// ffmpeg stopped reading.
-    pub(super) async fn write(&mut self, sub: &mut Subscription, mut stdin: ChildStdin) -> bool {
+    /// next keyframe, until the source ends or changes its picture size (the input is then
+    /// closed; what follows is kept for the next ffmpeg) or ffmpeg stops reading.
+    pub(super) async fn write(&mut self, sub: &mut Subscription, mut stdin: ChildStdin) -> Fed {
         let mut out = BytesMut::with_capacity(64 * 1024);
         out.extend_from_slice(&flv::file_header(true, true));
         for (kind, payload) in &self.headers {
@@ -133,7 +151,7 @@ impl Feed {
         self.need_keyframe = true;
         loop {
             if !out.is_empty() && stdin.write_all_buf(&mut out).await.is_err() {
-                return false;
+                return Fed::Stopped;
             }
             if self.batch.is_empty() {
                 if !sub.has_pending() {
@@ -141,11 +159,24 @@ impl Feed {
                 }
                 sub.collect(&mut self.batch, COLLECT_BATCH);
             }
-            let mut ended = false;
+            let mut ended = None;
             let mut rest = std::mem::take(&mut self.batch).into_iter();
             while let Some(d) = rest.next() {
                 match d {
                     Delivery::Media(p) => {
+                        let resized = (p.header && p.kind == MediaKind::Video)
+                            .then(|| video_size(&p))
+                            .flatten()
+                            .filter(|(w, h, _)| self.size.is_some_and(|s| s != (*w, *h)));
+                        if let Some((w, h, fps)) = resized {
+                            // A new plan: this header and what follows go to the next ffmpeg.
+                            self.size = Some((w, h));
+                            self.note_header(&p);
+                            self.batch.push(Delivery::Media(p));
+                            self.batch.extend(rest.by_ref());
+                            ended = Some(Fed::Resized(w, h, fps));
+                            break;
+                        }
                         if p.header {
                             self.note_header(&p);
                         } else if self.need_keyframe {
@@ -164,16 +195,16 @@ impl Feed {
                     Delivery::Unpublished => {
                         // What follows belongs to the next session: kept for it.
                         self.batch.extend(rest.by_ref());
-                        ended = true;
+                        ended = Some(Fed::Ended);
                     }
                     Delivery::Republished => {}
                 }
             }
             self.written.fetch_add(out.len() as u64, Ordering::Relaxed);
-            if ended {
+            if let Some(fed) = ended {
                 let _ = stdin.write_all_buf(&mut out).await;
                 let _ = stdin.shutdown().await;
-                return true;
+                return fed;
             }
         }
     }

@@ -213,7 +213,7 @@ impl Transcoders {
             key: key.clone(),
             metrics: self.metrics.clone(),
             announce: self.announce.get().cloned(),
-            announced: Vec::new(),
+            announced: HashMap::new(),
         };
         self.metrics.transcodes.inc();
         tokio::spawn(runner::run(runner::Job {
@@ -241,15 +241,21 @@ struct Slot {
     key: StreamKey,
     metrics: Metrics,
     announce: Option<Arc<dyn Announce>>,
-    /// The renditions' announcements (claims), withdrawn with the slot.
-    announced: Vec<Box<dyn Send>>,
+    /// The renditions' announcements (claims), withdrawn with the slot or the rendition.
+    announced: HashMap<StreamKey, Box<dyn Send>>,
 }
 
 impl Slot {
-    /// The renditions the stream is published as (and, in a cluster, announced as).
+    /// The renditions the stream is published as (and, in a cluster, announced as: a
+    /// rendition kept keeps its announcement, one gone withdraws it).
     fn set_renditions(&mut self, renditions: Vec<StreamKey>) {
         if let Some(announce) = &self.announce {
-            self.announced = renditions.iter().map(|r| announce.announce(r, &self.key)).collect();
+            self.announced.retain(|k, _| renditions.contains(k));
+            for r in &renditions {
+                if !self.announced.contains_key(r) {
+                    self.announced.insert(r.clone(), announce.announce(r, &self.key));
+                }
+            }
         }
         if let Some(slot) = lock(&self.active).get_mut(&self.key) {
             *slot = renditions;

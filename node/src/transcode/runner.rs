@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::command::{arguments, Encoding, FIRST_OUTPUT_FD};
-use super::feed::{Feed, Stamps};
+use super::feed::{Fed, Feed, Stamps};
 use super::ladder::{Ladder, Output};
 use super::supervisor::{Backoff, Supervisor};
 use super::Slot;
@@ -91,19 +91,7 @@ pub(super) async fn run(job: Job) {
         if outputs.is_empty() {
             return info!(width, height, "not transcoded: no rung of the ladder is smaller");
         }
-        let mut renditions = Vec::new();
-        for output in outputs {
-            let Some(rkey) = output.key(&key) else { continue };
-            // Never over another publisher of the name (nor taken over by one).
-            match hub.publish_exclusive(&rkey) {
-                Ok(mut publisher) => {
-                    // The source's timeline: ffmpeg keeps its timestamps (-copyts).
-                    publisher.set_passthrough();
-                    renditions.push((output, publisher));
-                }
-                Err(e) => warn!(rendition = %rkey, error = %e, "rendition not published"),
-            }
-        }
+        let mut renditions = publish(&hub, &key, outputs, Vec::new());
         if renditions.is_empty() {
             return;
         }
@@ -119,7 +107,7 @@ pub(super) async fn run(job: Job) {
         loop {
             let outputs: Vec<Output> = renditions.iter().map(|(o, _)| o.clone()).collect();
             supervisor.started(Instant::now());
-            let ended = match spawn(&ffmpeg, &outputs, encoding) {
+            let fed = match spawn(&ffmpeg, &outputs, encoding) {
                 Ok((child, stdin, pipes)) => {
                     let publishers = renditions.drain(..).map(|(_, p)| p);
                     let readers: Vec<_> = pipes
@@ -129,7 +117,7 @@ pub(super) async fn run(job: Job) {
                             read_output(rx, publisher, stamps.clone(), progress.clone())
                         })
                         .collect();
-                    let ended =
+                    let fed =
                         drive(&mut sub, &mut feed, child, stdin, (&progress, stall_timeout)).await;
                     for (output, reader) in outputs.into_iter().zip(readers) {
                         match reader.await {
@@ -137,7 +125,7 @@ pub(super) async fn run(job: Job) {
                             Err(e) => warn!(error = %e, "rendition reader failed"),
                         }
                     }
-                    ended
+                    fed
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     error!(ffmpeg = %ffmpeg.display(), "not transcoded: no such program (--ffmpeg)");
@@ -145,13 +133,31 @@ pub(super) async fn run(job: Job) {
                 }
                 Err(e) => {
                     warn!(error = %e, ffmpeg = %ffmpeg.display(), "cannot start ffmpeg");
-                    false
+                    Fed::Stopped
                 }
             };
             if renditions.is_empty() {
                 break;
             }
-            let mut ended = ended;
+            if let Fed::Resized(width, height, fps) = fed {
+                // A new plan for the new picture: renditions it keeps keep their publishers
+                // (and viewers), the others end, new ones start.
+                let outputs = ladder.plan(width, height, fps);
+                let too_large = u64::from(width) * u64::from(height) > max_source_pixels;
+                if outputs.is_empty() || too_large {
+                    info!(width, height, too_large, "the source changed size: no rendition now");
+                    break;
+                }
+                renditions = publish(&hub, &key, outputs, renditions);
+                if renditions.is_empty() {
+                    break;
+                }
+                slot.set_renditions(renditions.iter().map(|(_, p)| p.key().clone()).collect());
+                let names: Vec<&str> = renditions.iter().map(|(o, _)| o.name.as_str()).collect();
+                info!(width, height, renditions = ?names, "the source changed size: a new plan");
+                continue;
+            }
+            let mut ended = fed == Fed::Ended;
             if !ended {
                 if supervisor.crashes() >= MAX_CRASHES {
                     error!(crashes = supervisor.crashes(), "ffmpeg keeps failing: transcoding given up");
@@ -176,6 +182,34 @@ pub(super) async fn run(job: Job) {
     }
     .instrument(span)
     .await;
+}
+
+/// The renditions of `outputs`: a rendition already published (in `had`) keeps its
+/// publisher, others are published anew (never over another publisher of the name, nor taken
+/// over by one); those of `had` not in `outputs` end here.
+fn publish(
+    hub: &Hub,
+    key: &StreamKey,
+    outputs: Vec<Output>,
+    mut had: Vec<(Output, Publisher)>,
+) -> Vec<(Output, Publisher)> {
+    let mut out = Vec::new();
+    for output in outputs {
+        if let Some(i) = had.iter().position(|(o, _)| o.name == output.name) {
+            out.push((output, had.swap_remove(i).1));
+            continue;
+        }
+        let Some(rkey) = output.key(key) else { continue };
+        match hub.publish_exclusive(&rkey) {
+            Ok(mut publisher) => {
+                // The source's timeline: ffmpeg keeps its timestamps (-copyts).
+                publisher.set_passthrough();
+                out.push((output, publisher));
+            }
+            Err(e) => warn!(rendition = %rkey, error = %e, "rendition not published"),
+        }
+    }
+    out
 }
 
 /// Starts ffmpeg with a pipe per output on descriptors 3, 4, ...
@@ -232,35 +266,35 @@ async fn log_stderr(mut stderr: tokio::process::ChildStderr) {
     }
 }
 
-/// Feeds ffmpeg until the source ends (true: ffmpeg was told and finished) or ffmpeg exits
-/// (false).
+/// Feeds ffmpeg until the source ends or changes its picture size (ffmpeg was told and
+/// finished), or ffmpeg exits or stalls.
 async fn drive(
     sub: &mut Subscription,
     feed: &mut Feed,
     mut child: Child,
     stdin: ChildStdin,
     (progress, stall_timeout): (&AtomicU64, Duration),
-) -> bool {
+) -> Fed {
     let written = feed.written.clone();
-    let ended = tokio::select! {
-        ended = feed.write(sub, stdin) => ended,
+    let fed = tokio::select! {
+        fed = feed.write(sub, stdin) => fed,
         status = child.wait() => {
             debug!(?status, "ffmpeg exited");
-            false
+            Fed::Stopped
         }
         () = stalled(progress, &written, stall_timeout) => {
             warn!(stall_s = stall_timeout.as_secs_f64(), "ffmpeg wrote nothing: killed");
-            false
+            Fed::Stopped
         }
     };
-    if ended {
+    if fed != Fed::Stopped {
         // Its input closed: ffmpeg flushes its outputs and exits.
         if tokio::time::timeout(FINISH_WAIT, child.wait()).await.is_err() {
             warn!("ffmpeg did not finish after its input ended: killed");
         }
     }
     let _ = child.kill().await;
-    ended
+    fed
 }
 
 /// Resolves once ffmpeg has written nothing for `limit` while it was given input (a hung

@@ -92,6 +92,7 @@ const CLUSTER: Crate = Crate {
     dir: "cluster",
     layers: &[
         ("types", 0),
+        ("ladder", 0),
         ("backoff", 0),
         ("lock", 0),
         ("keys", 1),
@@ -140,6 +141,7 @@ const CONTROL_PLANE: Crate = Crate {
         ("tls", 3),
         ("metrics", 3),
         ("admin", 4),
+        ("ladders", 4),
         ("recordings", 4),
         ("api", 4),
         ("watch", 4),

@@ -114,7 +114,7 @@ fn multitrack_publisher_is_refused_without_disturbing_other_streams() {
 }
 
 /// Encode `seconds` of H.264 (ultrafast, 2 s GOP) + AAC at `size` into an FLV file.
-fn make_clip(dir: &Path, size: &str, seconds: u32) -> PathBuf {
+pub(crate) fn make_clip(dir: &Path, size: &str, seconds: u32) -> PathBuf {
     let path = dir.join(format!("clip-{size}.flv"));
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
@@ -141,7 +141,7 @@ fn avc_packet_type(m: &MediaMessage) -> Option<u8> {
 
 /// The tags of an FLV clip as a live encoder would send them: the muxer's trailing AVC
 /// end-of-sequence tag is dropped (an encoder switching resolution keeps the stream going).
-fn clip_tags(path: &Path) -> Vec<MediaMessage> {
+pub(crate) fn clip_tags(path: &Path) -> Vec<MediaMessage> {
     read_flv_file(path).unwrap().into_iter().filter(|t| avc_packet_type(t) != Some(2)).collect()
 }
 

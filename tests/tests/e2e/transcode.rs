@@ -398,3 +398,63 @@ fn a_publisher_that_comes_back_within_the_linger_keeps_its_renditions_and_their_
     assert_eq!(origin.metrics().value("sluice_transcodes", &[]), 1.0);
     assert_eq!(origin.metrics().value("sluice_transcode_restarts_total", &[]), 0.0);
 }
+
+/// One RTMP connection publishes 1280x720 (16:9), then 640x480 (4:3) with new sequence
+/// headers: the transcoder makes a new plan. The 240p rendition goes on under its name at the
+/// new aspect ratio (320x240); the 480p one ends, the source being no taller than it.
+#[test]
+fn a_source_that_changes_size_gets_a_new_plan() {
+    use crate::media_changes::{clip_tags, make_clip};
+    use sluice_media::frame::MediaMessage;
+    use sluice_media::rtmp::client::ClientMode;
+    use sluice_tests::rtmp::RtmpClient;
+    use std::time::{Duration, Instant};
+
+    let dir = TestDir::new("transcode-resize");
+    let origin = origin_with_ladder(&dir, &[]);
+    let wide = clip_tags(&make_clip(dir.path(), "1280x720", 6));
+    let square = clip_tags(&make_clip(dir.path(), "640x480", 8));
+    let offset = wide.iter().map(|t| t.timestamp).max().unwrap() + 33;
+    let mut schedule = wide;
+    schedule.extend(
+        square.iter().map(|t| MediaMessage { timestamp: t.timestamp + offset, ..t.clone() }),
+    );
+    let addr = origin.rtmp;
+    let sender = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut publisher = RtmpClient::connect(addr, "live", "resize", ClientMode::Publish)?;
+        publisher.expect_status("NetStream.Publish.Start", secs(10))?;
+        let start = Instant::now();
+        for tag in &schedule {
+            let due = start + Duration::from_millis(u64::from(tag.timestamp));
+            while Instant::now() < due {
+                publisher.pump(
+                    due.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)),
+                )?;
+            }
+            publisher.send_media(tag)?;
+        }
+        publisher.pump_for(Duration::from_millis(300))?;
+        publisher.close();
+        Ok(())
+    });
+    let size = |name: &str| {
+        origin
+            .stream_info("live", name)
+            .map(|s| (s["video"]["width"].clone(), s["video"]["height"].clone()))
+    };
+    wait_for(secs(20), || (size("resize_240p") == Some((426.into(), 240.into()))).then_some(()))
+        .unwrap_or_else(|| panic!("no 426x240 rendition: {}\n{}", origin.streams(), origin.log()));
+    assert_eq!(size("resize_480p"), Some((852.into(), 480.into())), "{}", origin.streams());
+    // After the change: the same 240p rendition at 4:3, and no 480p one.
+    wait_for(secs(20), || (size("resize_240p") == Some((320.into(), 240.into()))).then_some(()))
+        .unwrap_or_else(|| {
+            panic!("240p never became 320x240: {}\n{}", origin.streams(), origin.log())
+        });
+    wait_for(secs(10), || {
+        origin.stream_info("live", "resize_480p").is_none_or(|s| s["video"].is_null()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("480p outlived the plan: {}", origin.streams()));
+    assert!(origin.log().contains("the source changed size: a new plan"), "{}", origin.log());
+    assert_eq!(origin.metrics().value("sluice_transcode_restarts_total", &[]), 0.0, "no crash");
+    sender.join().unwrap().unwrap();
+}
