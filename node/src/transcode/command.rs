@@ -48,7 +48,11 @@ pub fn arguments(outputs: &[Output], encoding: Encoding) -> Vec<String> {
             _ => format!("scale={}:{}", o.width, o.height),
         };
         if let Some(fps) = o.fps {
-            filter = format!("fps={fps},{filter}");
+            // Fewer frames, but never the source's keyframes (an fps filter may drop one,
+            // and the rendition's GOPs and segments would no longer line up): a frame is
+            // kept when it is a keyframe or comes a frame interval (less 5 %) after the last.
+            let gap = 0.95 / fps;
+            filter = format!("select='eq(pict_type,I)+gte(t-prev_selected_t,{gap:.5})',{filter}");
         }
         let rate = format!("{kbps}k");
         let buffer = format!("{}k", kbps.saturating_mul(2));
@@ -85,8 +89,10 @@ pub fn arguments(outputs: &[Output], encoding: Encoding) -> Vec<String> {
         // Frames keep the source's millisecond timestamps (an encoder's default time base,
         // 1/frame rate, would round them away from the source's and its segments' starts).
         push(&["-enc_time_base:v", "1:1000"]);
-        if o.fps.is_none() {
-            push(&["-fps_mode:v", "passthrough"]);
+        push(&["-fps_mode:v", "passthrough"]);
+        if let Some(fps) = o.fps {
+            // The rate the encoder budgets its bits for (no frame is dropped or repeated).
+            push(&["-r:v", &fps.to_string()]);
         }
         match o.audio_kbps {
             Some(k) => push(&["-c:a", "aac", "-b:a", &format!("{k}k")]),
@@ -123,7 +129,12 @@ mod tests {
         let second = args.find("pipe:4").unwrap();
         let (a, b) = (&args[..first], &args[first..second]);
         assert!(a.contains("-vf scale=852:480") && a.contains("-c:a copy"), "{a}");
-        assert!(b.contains("-vf fps=15,scale=426:240") && b.contains("-c:a aac -b:a 64k"), "{b}");
+        assert!(
+            b.contains("-vf select='eq(pict_type,I)+gte(t-prev_selected_t,0.06333)',scale=426:240")
+                && b.contains("-r:v 15")
+                && b.contains("-c:a aac -b:a 64k"),
+            "{b}"
+        );
         for part in [a, b] {
             assert!(part.contains("-force_key_frames source"), "{part}");
             assert!(part.contains("-b:v 1000k -maxrate 1000k -bufsize 2000k"), "{part}");

@@ -14,7 +14,7 @@ const LADDER: &str = r#"
 [live]
 renditions = [
   { name = "480p", height = 480, video-kbps = 1000 },
-  { name = "240p", height = 240, video-kbps = 400, audio-kbps = 64 },
+  { name = "240p", height = 240, video-kbps = 400, audio-kbps = 64, fps = 15 },
   { name = "1080p", height = 1080, video-kbps = 6000 },
 ]
 "#;
@@ -172,25 +172,25 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
     // Never upscaled: no 1080p rendition of a 720p source.
     assert!(origin.stream_info("live", "cam_1080p").is_none(), "{}", origin.streams());
 
-    // Each rendition, as ffprobe sees it over HTTP-FLV: its size, the source's frame rate, its
-    // bit rate within 15 %; the 240p one with AAC at 64 kbit/s, the 480p one the source's.
+    // Each rendition, as ffprobe sees it over HTTP-FLV: its size, its frame rate (the
+    // source's 30, or the 15 the ladder asks), its bit rate within 15 %; the 240p one with AAC
+    // at 64 kbit/s, the 480p one the source's.
     let mut recordings = Vec::new();
-    for (name, width, height, video, audio) in
-        [("cam_480p", 852, 480, 1000.0, 128.0), ("cam_240p", 426, 240, 400.0, 64.0)]
-    {
+    for (name, width, height, video, audio, fps) in [
+        ("cam_480p", 852, 480, 1000.0, 128.0, 30.0),
+        ("cam_240p", 426, 240, 400.0, 64.0, 15.0),
+    ] {
         let url = origin.flv_url("live", name);
         let probe = sluice_tests::ffprobe_streams(&url, secs(30)).unwrap();
         let v = &sluice_tests::ffmpeg::probe_streams(&probe, "video")[0];
         assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(width), Some(height)));
         assert_eq!(v["codec_name"], "h264", "{probe}");
-        assert_eq!(v["r_frame_rate"], "30/1", "{probe}");
         let a = &sluice_tests::ffmpeg::probe_streams(&probe, "audio")[0];
         assert_eq!(a["codec_name"], "aac", "{probe}");
         let file = dir.path().join(format!("{name}.flv"));
         recordings.push((
             name,
-            video,
-            audio,
+            (video, audio, fps),
             file.clone(),
             std::thread::spawn(move || {
                 record(&url, &file, 10);
@@ -198,11 +198,17 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
         ));
     }
     // Both renditions recorded at once, 10 s each.
-    for (name, video, audio, file, recording) in recordings {
+    for (name, (video, audio, fps), file, recording) in recordings {
         recording.join().expect("recording thread");
         let (v_kbps, a_kbps) = (kbps(&file, "video"), kbps(&file, "audio"));
         assert!((v_kbps / video - 1.0).abs() <= 0.15, "{name}: video at {v_kbps:.0} kbit/s");
         assert!((a_kbps / audio - 1.0).abs() <= 0.15, "{name}: audio at {a_kbps:.0} kbit/s");
+        let frames: Vec<f64> =
+            packets(&file).into_iter().filter(|p| p.0 == "video").map(|p| p.1).collect();
+        let span = frames.iter().copied().fold(f64::MIN, f64::max)
+            - frames.iter().copied().fold(f64::MAX, f64::min);
+        let rate = (frames.len() - 1) as f64 / span;
+        assert!((rate / fps - 1.0).abs() <= 0.1, "{name}: {rate:.1} frames/s, not {fps}");
     }
 
     // A rendition plays alone over RTMP too.
@@ -214,15 +220,20 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
     // The multivariant playlist lists the source and every rendition (with BANDWIDTH,
     // RESOLUTION, CODECS, FRAME-RATE), and ffmpeg reading it decodes each of them.
     let master = origin.get("/live/cam.m3u8").text();
-    for (size, name) in [("1280x720", "cam/"), ("852x480", "cam_480p/"), ("426x240", "cam_240p/")] {
+    for (size, name, fps) in [
+        ("1280x720", "cam/", "30.000"),
+        ("852x480", "cam_480p/", "30.000"),
+        ("426x240", "cam_240p/", "15.000"),
+    ] {
         let inf = master
             .lines()
             .zip(master.lines().skip(1))
             .find(|(_, uri)| uri.starts_with(name))
             .map_or_else(|| panic!("{name} not listed: {master}"), |(inf, _)| inf);
-        for attr in ["BANDWIDTH=", "AVERAGE-BANDWIDTH=", "CODECS=\"avc1.", "FRAME-RATE=30.000"] {
+        for attr in ["BANDWIDTH=", "AVERAGE-BANDWIDTH=", "CODECS=\"avc1."] {
             assert!(inf.contains(attr), "{attr} missing: {inf}");
         }
+        assert!(inf.contains(&format!("FRAME-RATE={fps}")), "{inf}");
         assert!(inf.contains(&format!("RESOLUTION={size}")), "{inf}");
     }
     // Each LL-HLS media playlist reports where the ladder's other streams are.
