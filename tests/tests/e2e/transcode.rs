@@ -176,10 +176,9 @@ fn a_ladder_gives_aligned_renditions_at_their_sizes_and_rates_that_outlive_a_tra
     // source's 30, or the 15 the ladder asks), its bit rate within 15 %; the 240p one with AAC
     // at 64 kbit/s, the 480p one the source's.
     let mut recordings = Vec::new();
-    for (name, width, height, video, audio, fps) in [
-        ("cam_480p", 852, 480, 1000.0, 128.0, 30.0),
-        ("cam_240p", 426, 240, 400.0, 64.0, 15.0),
-    ] {
+    for (name, width, height, video, audio, fps) in
+        [("cam_480p", 852, 480, 1000.0, 128.0, 30.0), ("cam_240p", 426, 240, 400.0, 64.0, 15.0)]
+    {
         let url = origin.flv_url("live", name);
         let probe = sluice_tests::ffprobe_streams(&url, secs(30)).unwrap();
         let v = &sluice_tests::ffmpeg::probe_streams(&probe, "video")[0];
