@@ -94,6 +94,8 @@ pub(super) enum Fed {
     /// The source changed its picture size (a new video sequence header): ffmpeg's input was
     /// closed before it; the size and frame rate it declares now.
     Resized(u32, u32, Option<f64>),
+    /// Another origin transcodes the stream now: this transcoder ends.
+    Moved,
 }
 
 impl Feed {

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sluice_media::stream_name::StreamKey;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::hub::Hub;
 use crate::lock::lock;
@@ -101,7 +101,11 @@ pub struct Transcoders {
     home: std::sync::OnceLock<HomeCheck>,
     announce: std::sync::OnceLock<Arc<dyn Announce>>,
     set_ladders: std::sync::OnceLock<LadderSource>,
+    /// Tells a stream's transcoder to end (its stream moved to another origin).
+    stops: Stops,
 }
+
+type Stops = Arc<Mutex<HashMap<StreamKey, tokio::sync::watch::Sender<bool>>>>;
 
 /// The streams being transcoded, with the renditions each publishes (tallest first).
 type Active = Arc<Mutex<HashMap<StreamKey, Vec<StreamKey>>>>;
@@ -115,6 +119,7 @@ impl Transcoders {
             home: std::sync::OnceLock::new(),
             announce: std::sync::OnceLock::new(),
             set_ladders: std::sync::OnceLock::new(),
+            stops: Stops::default(),
         })
     }
 
@@ -169,8 +174,17 @@ impl Transcoders {
     }
 
     /// In a cluster, called every second: transcode the streams this node holds and has
-    /// become the home of since they were published (a failover moved them here).
+    /// become the home (or transcoder) of since they were published (a failover moved them
+    /// here), and stop transcoding those it no longer is (their former home came back).
     pub fn adopt(&self, hub: &Hub) {
+        if let Some(home) = self.home.get() {
+            for (key, stop) in lock(&self.stops).iter() {
+                if !home(key) && !*stop.borrow() {
+                    info!(stream = %key, "another origin transcodes this stream now: stopping");
+                    let _ = stop.send(true);
+                }
+            }
+        }
         for key in hub.published_keys() {
             let at_capacity = lock(&self.active).len() >= self.settings.max_transcodes;
             if at_capacity {
@@ -208,12 +222,15 @@ impl Transcoders {
             }
             active.insert(key.clone(), Vec::new());
         }
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        lock(&self.stops).insert(key.clone(), stop_tx);
         let slot = Slot {
             active: self.active.clone(),
             key: key.clone(),
             metrics: self.metrics.clone(),
             announce: self.announce.get().cloned(),
             announced: HashMap::new(),
+            stops: self.stops.clone(),
         };
         self.metrics.transcodes.inc();
         tokio::spawn(runner::run(runner::Job {
@@ -231,6 +248,7 @@ impl Transcoders {
             republish_wait: self.settings.republish_wait,
             metrics: self.metrics.clone(),
             slot,
+            stop,
         }));
     }
 }
@@ -243,6 +261,7 @@ struct Slot {
     announce: Option<Arc<dyn Announce>>,
     /// The renditions' announcements (claims), withdrawn with the slot or the rendition.
     announced: HashMap<StreamKey, Box<dyn Send>>,
+    stops: Stops,
 }
 
 impl Slot {
@@ -266,6 +285,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         lock(&self.active).remove(&self.key);
+        lock(&self.stops).remove(&self.key);
         self.metrics.transcodes.dec();
     }
 }

@@ -52,6 +52,8 @@ pub(super) struct Job {
     pub republish_wait: Duration,
     pub metrics: Metrics,
     pub slot: Slot,
+    /// Turns true when another origin is to transcode the stream.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(super) async fn run(job: Job) {
@@ -69,6 +71,7 @@ pub(super) async fn run(job: Job) {
             republish_wait,
             metrics,
             mut slot,
+            mut stop,
         } = job;
         let mut sub = match hub.subscribe(&key, Protocol::Relay) {
             Ok(sub) => sub,
@@ -117,8 +120,8 @@ pub(super) async fn run(job: Job) {
                             read_output(rx, publisher, stamps.clone(), progress.clone())
                         })
                         .collect();
-                    let fed =
-                        drive(&mut sub, &mut feed, child, stdin, (&progress, stall_timeout)).await;
+                    let watch = (&*progress, stall_timeout, &mut stop);
+                    let fed = drive(&mut sub, &mut feed, child, stdin, watch).await;
                     for (output, reader) in outputs.into_iter().zip(readers) {
                         match reader.await {
                             Ok(publisher) => renditions.push((output, publisher)),
@@ -136,7 +139,7 @@ pub(super) async fn run(job: Job) {
                     Fed::Stopped
                 }
             };
-            if renditions.is_empty() {
+            if renditions.is_empty() || fed == Fed::Moved {
                 break;
             }
             if let Fed::Resized(width, height, fps) = fed {
@@ -273,7 +276,11 @@ async fn drive(
     feed: &mut Feed,
     mut child: Child,
     stdin: ChildStdin,
-    (progress, stall_timeout): (&AtomicU64, Duration),
+    (progress, stall_timeout, stop): (
+        &AtomicU64,
+        Duration,
+        &mut tokio::sync::watch::Receiver<bool>,
+    ),
 ) -> Fed {
     let written = feed.written.clone();
     let fed = tokio::select! {
@@ -286,8 +293,9 @@ async fn drive(
             warn!(stall_s = stall_timeout.as_secs_f64(), "ffmpeg wrote nothing: killed");
             Fed::Stopped
         }
+        _ = stop.wait_for(|stop| *stop) => Fed::Moved,
     };
-    if fed != Fed::Stopped {
+    if !matches!(fed, Fed::Stopped | Fed::Moved) {
         // Its input closed: ffmpeg flushes its outputs and exits.
         if tokio::time::timeout(FINISH_WAIT, child.wait()).await.is_err() {
             warn!("ffmpeg did not finish after its input ended: killed");

@@ -137,6 +137,7 @@ fn a_failover_moves_transcoding_to_the_new_home_and_rendition_players_play_on() 
         "rendition player across the failover: {} frames, errors {:?}",
         result.frames, result.errors
     );
+
     assert!(publisher.is_running(), "the encoder never noticed");
     drop(c);
 }
@@ -152,19 +153,31 @@ fn origins_marked_as_transcoders_transcode_instead_of_the_home() {
     .unwrap();
     let ladder_arg = ["--ladder-file", ladder.to_str().unwrap()];
     let a = c.origin("tm-a", &ladder_arg);
-    let t = c.origin("tm-t", &[&ladder_arg[..], &["--transcoder"]].concat());
-    // Homed on tm-a, the plain origin: the transcoder is sent the stream and transcodes it.
+    // Homed on tm-a once tm-t has joined too.
     let name = find_name("m", |n| home(&["tm-a", "tm-t"], n) == "tm-a");
     let rendition = format!("{name}_240p");
     let _publisher = Publisher::start_looped(&a.rtmp_url("live", &name), &h264_aac().path);
+    // Alone, the home transcodes.
     wait_for(secs(40), || {
+        a.stream_info("live", &rendition).filter(|s| s["video"]["height"] == 240)
+    })
+    .unwrap_or_else(|| panic!("{rendition} never appeared:\n{}", a.log()));
+    // An origin marked as a transcoder joins: the stream is sent to it and it transcodes; the
+    // home stops, within a second or so.
+    let t = c.origin("tm-t", &[&ladder_arg[..], &["--transcoder"]].concat());
+    wait_for(secs(30), || t.log().contains("transcoding width").then_some(()))
+        .unwrap_or_else(|| panic!("the transcoder never transcoded:\n{}\n{}", t.log(), a.log()));
+    wait_for(secs(10), || {
+        a.log().contains("another origin transcodes this stream now").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the home kept transcoding:\n{}", a.log()));
+    assert!(a.log().contains("forwarding to the stream's transcoder"), "{}", a.log());
+    // The rendition is still served, now made by the transcoder.
+    wait_for(secs(30), || {
         [&a, &t]
             .iter()
             .find_map(|o| o.stream_info("live", &rendition))
             .filter(|s| s["video"]["height"] == 240)
     })
-    .unwrap_or_else(|| panic!("{rendition} never appeared:\n{}\n{}", a.log(), t.log()));
-    assert!(t.log().contains("transcoding width"), "the transcoder transcodes:\n{}", t.log());
-    assert!(!a.log().contains("transcoding width"), "the home does not:\n{}", a.log());
-    assert!(a.log().contains("forwarding to the stream's transcoder"), "{}", a.log());
+    .unwrap_or_else(|| panic!("{rendition} gone:\n{}\n{}", a.log(), t.log()));
 }
