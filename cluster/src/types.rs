@@ -165,7 +165,10 @@ impl StreamInfo {
     pub fn within_bounds(&self) -> bool {
         self.codecs.len() <= MAX_LIST_LEN
             && self.codecs.iter().all(|c| is_label(c))
-            && self.rendition_of.as_deref().is_none_or(is_label)
+            && self.rendition_of.as_deref().is_none_or(|name| {
+                // A stream name of its own (any app will do to check it).
+                StreamKey::parse("app", name).is_ok_and(|(k, q)| q.is_none() && k.name() == name)
+            })
     }
 }
 

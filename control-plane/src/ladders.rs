@@ -55,6 +55,12 @@ fn shown(app: &str, renditions: &[Rung]) -> pb::Ladder {
 pub async fn set(cp: &ControlPlane, req: pb::SetLadderRequest) -> Result<pb::Ladder, Status> {
     let ladder = req.ladder.ok_or_else(|| Status::invalid_argument("no ladder"))?;
     let app = app_name(&ladder.app)?;
+    if let Some(r) = ladder.renditions.iter().find(|r| r.fps.is_nan() || r.fps < 0.0) {
+        return Err(Status::invalid_argument(format!(
+            "{}: fps must be 0 (the source's) or 1 to 240",
+            r.name
+        )));
+    }
     let renditions: Vec<Rung> = ladder.renditions.iter().map(rung).collect();
     validate(&renditions).map_err(|m| Status::invalid_argument(format!("ladder of {app}: {m}")))?;
     let value = LadderValue { renditions };

@@ -54,9 +54,18 @@ impl Placement {
         owners
     }
 
+    /// Whether `key` is a rendition (its claim names a source): renditions are never sent to
+    /// a transcoder.
+    fn is_rendition(&self, key: &StreamKey) -> bool {
+        self.snapshot.borrow().streams.get(key).is_some_and(|r| r.info.rendition_of.is_some())
+    }
+
     /// The origin that transcodes the stream when some on the ring are marked as transcoders
     /// (`--transcoder`): its owner on a ring of those; `None` when none is.
     pub fn transcoder(&self, key: &StreamKey) -> Option<NodeId> {
+        if self.is_rendition(key) {
+            return None;
+        }
         let snapshot = self.snapshot.borrow();
         let ring = self.ring.borrow();
         let marked: Vec<NodeId> = ring

@@ -4,7 +4,7 @@
 //! renditions a source has, for its multivariant playlist and MPD.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_cluster::types::{Snapshot, StreamInfo};
 use sluice_cluster::Registry;
@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::forward::Forwarding;
-use crate::hls::renditions::RenditionFinder;
+use crate::hls::renditions::ClusterRenditions;
 use crate::transcode::Announce;
 
 /// Claims renditions for this node and forwards them to their ring homes.
@@ -37,11 +37,26 @@ impl Announce for ClusterAnnounce {
             rendition_of: Some(source.name().to_string()),
         };
         tokio::spawn(async move {
-            let claim = match registry.claim(key.clone(), info).await {
-                Ok(claim) => claim,
-                Err(e) => {
-                    return warn!(rendition = %key, error = %e, "rendition not claimed: other nodes will not find it");
+            let mut ended = ended;
+            // Tried until it holds (another origin may still hold it for a moment after a
+            // handover, or the registry may be out of reach) or the rendition ends.
+            let mut delay = Duration::from_millis(500);
+            let claim = loop {
+                let attempt = tokio::select! {
+                    result = registry.claim(key.clone(), info.clone()) => result,
+                    _ = &mut ended => return,
+                };
+                match attempt {
+                    Ok(claim) => break claim,
+                    Err(e) => {
+                        warn!(rendition = %key, error = %e, retry_s = delay.as_secs_f64(), "rendition not claimed yet: other nodes do not find it");
+                    }
                 }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = &mut ended => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
             };
             debug!(rendition = %key, "rendition claimed");
             let forward = forwarding.map(|f| f.start(key.clone(), claim.revision()));
@@ -55,10 +70,12 @@ impl Announce for ClusterAnnounce {
     }
 }
 
-/// The renditions of a source the registry knows (claims naming it), by name.
-pub fn finder(snapshot: watch::Receiver<Snapshot>) -> RenditionFinder {
-    Arc::new(move |source: &StreamKey| {
-        let snap = snapshot.borrow();
+/// The renditions the registry knows: claims naming their source.
+pub struct RegistryRenditions(pub watch::Receiver<Snapshot>);
+
+impl ClusterRenditions for RegistryRenditions {
+    fn renditions(&self, source: &StreamKey) -> Vec<StreamKey> {
+        let snap = self.0.borrow();
         snap.streams
             .values()
             .filter(|r| {
@@ -67,5 +84,11 @@ pub fn finder(snapshot: watch::Receiver<Snapshot>) -> RenditionFinder {
             })
             .map(|r| r.stream.clone())
             .collect()
-    })
+    }
+
+    fn source(&self, rendition: &StreamKey) -> Option<StreamKey> {
+        let snap = self.0.borrow();
+        let name = snap.streams.get(rendition)?.info.rendition_of.clone()?;
+        StreamKey::parse(rendition.app(), &name).ok().map(|(key, _)| key)
+    }
 }

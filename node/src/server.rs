@@ -427,10 +427,10 @@ impl Node {
             webhook,
             recordings,
             transcoders: transcoders.clone(),
-            renditions: args
-                .cluster
-                .is_clustered()
-                .then(|| crate::rendition_claims::finder(registry.snapshot())),
+            renditions: args.cluster.is_clustered().then(|| {
+                Arc::new(crate::rendition_claims::RegistryRenditions(registry.snapshot()))
+                    as Arc<dyn crate::hls::renditions::ClusterRenditions>
+            }),
         });
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(

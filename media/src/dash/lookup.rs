@@ -66,24 +66,27 @@ pub struct Growth {
     pub sent: usize,
     /// The segment is complete (or will never be): end the response after `chunks`.
     pub done: bool,
+    /// It left the window (or never was): whatever was sent of it is not the whole segment.
+    pub gone: bool,
 }
 
 /// The parts of segment `msn` completed after the first `sent`, for a chunked response.
 /// `done` with no chunks and `sent == 0` means it does not exist (any more).
 pub fn growth(snap: &HlsSnapshot, track: Track, msn: u64, sent: usize) -> Growth {
-    let (parts, done) = if let Some(seg) = snap.segment(msn) {
-        (&seg.parts[..], true)
+    let (parts, done, gone) = if let Some(seg) = snap.segment(msn) {
+        (&seg.parts[..], true, false)
     } else if let Some(open) = snap.open_segment().filter(|s| s.msn == msn) {
-        (&open.parts[..], false)
+        (&open.parts[..], false, false)
     } else if msn >= snap.next_part().0 {
-        (&[][..], false)
+        (&[][..], false, false)
     } else {
-        (&[][..], true)
+        (&[][..], true, true)
     };
     let new = parts.get(sent..).unwrap_or(&[]);
     Growth {
         chunks: new.iter().map(|p| p.track(track)).filter(|b| !b.is_empty()).collect(),
         sent: sent.max(parts.len()),
         done,
+        gone,
     }
 }

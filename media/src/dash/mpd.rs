@@ -168,7 +168,9 @@ fn representation(out: &mut String, stream: &DashStream<'_>, track: Track, base:
     // one's. Runs of equal durations share an S element (`r` repeats). The open segment is
     // listed with a nominal duration of at least the target (the real one is known when it
     // ends).
-    let ept = |s: &Segment| s.start.saturating_add_signed(i64::from(s.first_cts));
+    // Audio has no composition offsets: its earliest presentation time is its start.
+    let cts = |s: &Segment| if track == Track::Video { i64::from(s.first_cts) } else { 0 };
+    let ept = |s: &Segment| s.start.saturating_add_signed(cts(s));
     let mut listed: Vec<&Segment> = segs.clone();
     if let Some(open) = snap.open_segment().filter(|o| o.init_id == init.id && !o.parts.is_empty())
     {

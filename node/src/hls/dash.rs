@@ -72,30 +72,27 @@ pub async fn mpd(
     )
     .await;
     let Some(source) = ready else { return resp };
-    // The renditions that have media now; a private or webhook stream's get a session each
-    // (authorised with this request), as in the multivariant playlist.
-    let authorised_here = svc.play_auth.is_private(&key) || svc.play_auth.asks_webhook(&key);
-    let mut others: Vec<(String, HlsSnapshot, String)> = Vec::new();
+    // The renditions that have media now, under the viewer's one session (which also admits
+    // their objects for a private or webhook stream: see `HlsService::authorize`).
+    let own_query = format!("?sid={sid}");
+    let mut others: Vec<(String, HlsSnapshot)> = Vec::new();
     let names = renditions::names(&svc, &key);
-    let _pulls = renditions::pull(&svc, &names).await;
+    // An MPD is refreshed every second or so: a rendition this edge no longer pulls is
+    // waited for briefly, not for a whole first segment.
+    let wait = svc.first_segment_wait.min(std::time::Duration::from_secs(2));
+    let _pulls = renditions::pull(&svc, &names, wait).await;
     for rendition in names {
         let Some((rx, true)) = svc.hub.hls(&rendition) else { continue };
         let Some(snap) = rx.borrow().clone().filter(|s| !s.segments().is_empty()) else {
             continue;
         };
-        let mut q = String::new();
-        if authorised_here {
-            let Ok(sid) = svc.sessions.touch(None, &rendition, client) else { continue };
-            q = format!("?sid={sid}");
-        }
-        others.push((rendition.name().to_string(), snap, q));
+        others.push((rendition.name().to_string(), snap));
     }
-    let own_query = format!("?sid={sid}");
     let mut streams = vec![DashStream { base: key.name(), snapshot: &source, query: &own_query }];
-    streams.extend(others.iter().map(|(name, snap, q)| DashStream {
+    streams.extend(others.iter().map(|(name, snap)| DashStream {
         base: name,
         snapshot: snap,
-        query: q,
+        query: &own_query,
     }));
     let opts =
         MpdOptions { now_ms: unix_now_ms(), location: Some(&format!("{mpd_name}?sid={sid}")) };
@@ -206,6 +203,12 @@ impl Feed {
             let snap = self.rx.borrow_and_update().clone();
             if let Some(snap) = snap {
                 let g = growth(&snap, self.track, self.msn, self.sent);
+                if g.gone {
+                    // It left the window unfinished for this client: cut the response short
+                    // rather than end it looking whole.
+                    self.done = true;
+                    return Some((Err(std::io::Error::other("segment gone")), self));
+                }
                 self.pending.extend(g.chunks);
                 self.sent = g.sent;
                 self.done = g.done;

@@ -167,7 +167,13 @@ impl HlsService {
     ) -> Result<(), Response> {
         let Ok(key) = parse_key(app, stream) else { return Ok(()) }; // 400 comes later
         let sid = HlsQuery::parse(raw_query).ok().and_then(|q| q.sid);
-        let verified = sid.as_deref().filter(|sid| self.sessions.verify(sid, &key));
+        // A rendition's objects may come with its source's session (an MPD lists the ladder
+        // under the viewer's one session).
+        let source = || self.renditions.source(&key);
+        let verified = sid.as_deref().filter(|sid| {
+            self.sessions.verify(sid, &key)
+                || source().is_some_and(|s| self.sessions.verify(sid, &s))
+        });
         if self.play_auth.is_private(&key) && verified.is_none() {
             self.play_auth.check(&key, raw_query, client, unix_now()).map_err(|e| {
                 self.metrics.play_unauthorized(Protocol::Hls);
@@ -341,7 +347,7 @@ pub async fn multivariant(
     };
     let mut variants = vec![variant];
     let names = renditions::names(&svc, &key);
-    let _pulls = renditions::pull(&svc, &names).await;
+    let _pulls = renditions::pull(&svc, &names, svc.first_segment_wait).await;
     variants.extend(renditions::variants(&svc, &key, &names, client));
     playlist(render_multivariant(&variants), CACHE_PLAYLIST, &svc)
 }

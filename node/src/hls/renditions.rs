@@ -17,8 +17,13 @@ use super::http::HlsService;
 use crate::hub::Subscription;
 use crate::metrics::Protocol;
 
-/// The renditions of a source stream the cluster knows of (from the registry).
-pub type RenditionFinder = Arc<dyn Fn(&StreamKey) -> Vec<StreamKey> + Send + Sync>;
+/// The renditions the cluster knows of (from the registry's claims).
+pub trait ClusterRenditions: Send + Sync {
+    /// The renditions of a source stream.
+    fn renditions(&self, source: &StreamKey) -> Vec<StreamKey>;
+    /// The source a rendition renders.
+    fn source(&self, rendition: &StreamKey) -> Option<StreamKey>;
+}
 
 /// Where a node finds the renditions of a stream.
 #[derive(Clone, Default)]
@@ -26,7 +31,15 @@ pub struct RenditionSources {
     /// This node's transcoders (origins with a ladder).
     pub own: Option<Arc<crate::transcode::Transcoders>>,
     /// In a cluster: the registry's claims.
-    pub cluster: Option<RenditionFinder>,
+    pub cluster: Option<Arc<dyn ClusterRenditions>>,
+}
+
+impl RenditionSources {
+    /// The source `key` is a rendition of, if it is one.
+    pub fn source(&self, key: &StreamKey) -> Option<StreamKey> {
+        let own = self.own.as_ref().and_then(|t| t.family(key).into_iter().next());
+        own.filter(|s| s != key).or_else(|| self.cluster.as_ref()?.source(key))
+    }
 }
 
 /// The renditions of `key`: this node's transcoder's, else the cluster's.
@@ -36,17 +49,21 @@ pub(super) fn names(svc: &HlsService, key: &StreamKey) -> Vec<StreamKey> {
     if !own.is_empty() {
         return own;
     }
-    sources.cluster.as_ref().map(|find| find(key)).unwrap_or_default()
+    sources.cluster.as_ref().map(|c| c.renditions(key)).unwrap_or_default()
 }
 
-/// On an edge, pull `names` that are not here yet and wait (at most the first-segment wait)
-/// until each has a complete segment; the subscriptions keep them pulled while the answer
-/// is made (a player's session then holds its own).
-pub(super) async fn pull(svc: &HlsService, names: &[StreamKey]) -> Vec<Subscription> {
+/// On an edge, pull `names` that are not here yet and wait (at most `wait`) until each has a
+/// complete segment; the subscriptions keep them pulled while the answer is made (a player's
+/// requests then hold their own).
+pub(super) async fn pull(
+    svc: &HlsService,
+    names: &[StreamKey],
+    wait: std::time::Duration,
+) -> Vec<Subscription> {
     if !svc.hub.has_upstream() {
         return Vec::new();
     }
-    let deadline = Instant::now() + svc.first_segment_wait;
+    let deadline = Instant::now() + wait;
     let waits = names.iter().filter(|k| !svc.hub.is_live(k)).filter_map(|key| {
         let sub = svc.hub.subscribe(key, Protocol::Hls).ok()?;
         Some(async move {

@@ -60,7 +60,7 @@ pub struct HttpContext {
     /// Origins that transcode: the renditions the multivariant playlists list.
     pub transcoders: Option<Arc<crate::transcode::Transcoders>>,
     /// In a cluster: the registry cache, where renditions made elsewhere are found.
-    pub renditions: Option<crate::hls::renditions::RenditionFinder>,
+    pub renditions: Option<Arc<dyn crate::hls::renditions::ClusterRenditions>>,
 }
 
 pub fn router(ctx: Arc<HttpContext>) -> Router {

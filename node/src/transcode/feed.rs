@@ -82,6 +82,9 @@ pub(super) struct Feed {
     pub(super) written: Arc<AtomicU64>,
     /// The source's picture size as ffmpeg was last told (a change means a new plan).
     pub(super) size: Option<(u32, u32)>,
+    /// A size change seen while nothing was written (backoff, a publisher's reconnect): the
+    /// next ffmpeg needs a new plan first.
+    pub(super) resized: Option<(u32, u32, Option<f64>)>,
 }
 
 /// How feeding one ffmpeg ended.
@@ -133,6 +136,17 @@ impl Feed {
             if tokio::time::timeout_at(deadline, sub.changed()).await.is_err() {
                 return None;
             }
+        }
+    }
+
+    /// A video sequence header of another picture size than ffmpeg was told: remembered.
+    fn note_resize(&mut self, p: &Prepared) {
+        if p.kind != MediaKind::Video {
+            return;
+        }
+        if let Some((w, h, fps)) = video_size(p).filter(|(w, h, _)| self.size != Some((*w, *h))) {
+            self.size = Some((w, h));
+            self.resized = Some((w, h, fps));
         }
     }
 
@@ -244,6 +258,7 @@ impl Feed {
                 }
                 if let Delivery::Media(p) = d {
                     if p.header {
+                        self.note_resize(&p);
                         self.note_header(&p);
                     }
                 }

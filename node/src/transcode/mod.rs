@@ -103,7 +103,12 @@ pub struct Transcoders {
     set_ladders: std::sync::OnceLock<LadderSource>,
     /// Tells a stream's transcoder to end (its stream moved to another origin).
     stops: Stops,
+    /// Streams whose transcoder declined them or gave up (no video, too large, nothing
+    /// smaller, ffmpeg failing): not started again until they are published again.
+    declined: Declined,
 }
+
+type Declined = Arc<Mutex<std::collections::HashSet<StreamKey>>>;
 
 type Stops = Arc<Mutex<HashMap<StreamKey, tokio::sync::watch::Sender<bool>>>>;
 
@@ -120,6 +125,7 @@ impl Transcoders {
             announce: std::sync::OnceLock::new(),
             set_ladders: std::sync::OnceLock::new(),
             stops: Stops::default(),
+            declined: Declined::default(),
         })
     }
 
@@ -186,6 +192,9 @@ impl Transcoders {
             }
         }
         for key in hub.published_keys() {
+            if lock(&self.declined).contains(&key) {
+                continue;
+            }
             let at_capacity = lock(&self.active).len() >= self.settings.max_transcodes;
             if at_capacity {
                 return;
@@ -224,6 +233,7 @@ impl Transcoders {
         }
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         lock(&self.stops).insert(key.clone(), stop_tx);
+        let own_stop = stop.clone();
         let slot = Slot {
             active: self.active.clone(),
             key: key.clone(),
@@ -231,6 +241,9 @@ impl Transcoders {
             announce: self.announce.get().cloned(),
             announced: HashMap::new(),
             stops: self.stops.clone(),
+            own_stop,
+            declined: self.declined.clone(),
+            decline: false,
         };
         self.metrics.transcodes.inc();
         tokio::spawn(runner::run(runner::Job {
@@ -262,9 +275,19 @@ struct Slot {
     /// The renditions' announcements (claims), withdrawn with the slot or the rendition.
     announced: HashMap<StreamKey, Box<dyn Send>>,
     stops: Stops,
+    /// This job's stop channel (the map may hold a later job's by the time this one ends).
+    own_stop: tokio::sync::watch::Receiver<bool>,
+    declined: Declined,
+    /// The job declined the stream or gave up: remember it (see [`Transcoders::adopt`]).
+    decline: bool,
 }
 
 impl Slot {
+    /// This stream is not to be transcoded again until it is published again.
+    fn decline(&mut self) {
+        self.decline = true;
+    }
+
     /// The renditions the stream is published as (and, in a cluster, announced as: a
     /// rendition kept keeps its announcement, one gone withdraws it).
     fn set_renditions(&mut self, renditions: Vec<StreamKey>) {
@@ -285,13 +308,22 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         lock(&self.active).remove(&self.key);
-        lock(&self.stops).remove(&self.key);
+        let mut stops = lock(&self.stops);
+        if stops.get(&self.key).is_some_and(|tx| tx.subscribe().same_channel(&self.own_stop)) {
+            stops.remove(&self.key);
+        }
+        drop(stops);
+        if self.decline {
+            lock(&self.declined).insert(self.key.clone());
+        }
         self.metrics.transcodes.dec();
     }
 }
 
 impl crate::hub::PublishHook for Transcoders {
     fn published(&self, hub: &Hub, key: &StreamKey) {
+        // A new publish gets a new chance.
+        lock(&self.declined).remove(key);
         self.start(hub, key);
     }
 }

@@ -36,6 +36,9 @@ const FINISH_WAIT: Duration = Duration::from_secs(5);
 const MAX_TAG: usize = 16 << 20;
 /// Most bytes of one line of ffmpeg's standard error kept for the log.
 const MAX_STDERR_LINE: usize = 1024;
+/// A source may change its picture size this often without waiting (each change is a new
+/// ffmpeg).
+const MIN_REPLAN_INTERVAL: Duration = Duration::from_secs(5);
 /// Crashes in a row after which a stream's transcoding gives up (about 90 s of backoff).
 const MAX_CRASHES: u32 = 8;
 
@@ -79,9 +82,11 @@ pub(super) async fn run(job: Job) {
         };
         let mut feed = Feed::default();
         let Some((width, height, fps)) = feed.picture(&mut sub).await else {
+            slot.decline();
             return info!("not transcoded: no video (or it ended first)");
         };
         if u64::from(width) * u64::from(height) > max_source_pixels {
+            slot.decline();
             metrics.transcodes_refused.inc();
             return warn!(
                 width,
@@ -92,6 +97,7 @@ pub(super) async fn run(job: Job) {
         }
         let outputs = ladder.plan(width, height, fps);
         if outputs.is_empty() {
+            slot.decline();
             return info!(width, height, "not transcoded: no rung of the ladder is smaller");
         }
         let mut renditions = publish(&hub, &key, outputs, Vec::new());
@@ -107,6 +113,7 @@ pub(super) async fn run(job: Job) {
         feed.stamps = stamps.clone();
         // Bytes ffmpeg wrote, for the stall watchdog.
         let progress = Arc::new(AtomicU64::new(0));
+        let mut last_plan = Instant::now();
         loop {
             let outputs: Vec<Output> = renditions.iter().map(|(o, _)| o.clone()).collect();
             supervisor.started(Instant::now());
@@ -132,6 +139,7 @@ pub(super) async fn run(job: Job) {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     error!(ffmpeg = %ffmpeg.display(), "not transcoded: no such program (--ffmpeg)");
+                    slot.decline();
                     break;
                 }
                 Err(e) => {
@@ -142,28 +150,13 @@ pub(super) async fn run(job: Job) {
             if renditions.is_empty() || fed == Fed::Moved {
                 break;
             }
-            if let Fed::Resized(width, height, fps) = fed {
-                // A new plan for the new picture: renditions it keeps keep their publishers
-                // (and viewers), the others end, new ones start.
-                let outputs = ladder.plan(width, height, fps);
-                let too_large = u64::from(width) * u64::from(height) > max_source_pixels;
-                if outputs.is_empty() || too_large {
-                    info!(width, height, too_large, "the source changed size: no rendition now");
-                    break;
-                }
-                renditions = publish(&hub, &key, outputs, renditions);
-                if renditions.is_empty() {
-                    break;
-                }
-                slot.set_renditions(renditions.iter().map(|(_, p)| p.key().clone()).collect());
-                let names: Vec<&str> = renditions.iter().map(|(o, _)| o.name.as_str()).collect();
-                info!(width, height, renditions = ?names, "the source changed size: a new plan");
-                continue;
-            }
             let mut ended = fed == Fed::Ended;
-            if !ended {
+            if let Fed::Resized(width, height, fps) = fed {
+                feed.resized = Some((width, height, fps));
+            } else if !ended {
                 if supervisor.crashes() >= MAX_CRASHES {
                     error!(crashes = supervisor.crashes(), "ffmpeg keeps failing: transcoding given up");
+                    slot.decline();
                     break;
                 }
                 metrics.transcode_restarts.inc();
@@ -180,6 +173,37 @@ pub(super) async fn run(job: Job) {
             if ended && !feed.wait_republish(&mut sub, republish_wait).await {
                 break;
             }
+            if feed.resized.is_none() {
+                continue;
+            }
+            // A source that keeps changing its picture size waits like a crashing ffmpeg.
+            if last_plan.elapsed() < MIN_REPLAN_INTERVAL {
+                let delay = supervisor.crashed(Instant::now());
+                warn!(delay_ms = delay.as_millis() as u64, "the source changes size too often: waiting");
+                if feed.skip(&mut sub, delay).await
+                    && !feed.wait_republish(&mut sub, republish_wait).await
+                {
+                    break;
+                }
+            }
+            let Some((width, height, fps)) = feed.resized.take() else { continue };
+            last_plan = Instant::now();
+            // A new plan for the new picture: renditions it keeps keep their publishers (and
+            // viewers), the others end, new ones start.
+            let outputs = ladder.plan(width, height, fps);
+            let too_large = u64::from(width) * u64::from(height) > max_source_pixels;
+            if outputs.is_empty() || too_large {
+                info!(width, height, too_large, "the source changed size: no rendition now");
+                slot.decline();
+                break;
+            }
+            renditions = publish(&hub, &key, outputs, renditions);
+            if renditions.is_empty() {
+                break;
+            }
+            slot.set_renditions(renditions.iter().map(|(_, p)| p.key().clone()).collect());
+            let names: Vec<&str> = renditions.iter().map(|(o, _)| o.name.as_str()).collect();
+            info!(width, height, renditions = ?names, "the source changed size: a new plan");
         }
         info!("transcoding ended");
     }
