@@ -18,7 +18,8 @@ pub enum LaddersCommand {
     /// the other apps).
     #[command(alias = "list")]
     Ls,
-    /// Set an app's ladder, replacing its earlier one; streams published from now on get it.
+    /// Set an app's ladder, replacing its earlier one: live streams not being transcoded get it
+    /// within about a second, and streams published from now on.
     Set {
         /// The app (e.g. live).
         app: String,
