@@ -88,10 +88,10 @@ pub(super) async fn pull(
 
 /// Where the other renditions of `key`'s ladder are (LL-HLS `EXT-X-RENDITION-REPORT`), so a
 /// player switching to one asks for its next part at once.
+/// The streams of this node that are not carried here (an edge not pulling them) are left
+/// out.
 pub(super) fn reports(svc: &HlsService, key: &StreamKey) -> Vec<RenditionReport> {
-    let Some(transcoders) = &svc.renditions.own else { return Vec::new() };
-    transcoders
-        .family(key)
+    family(svc, key)
         .iter()
         .filter(|other| *other != key)
         .filter_map(|other| {
@@ -101,6 +101,23 @@ pub(super) fn reports(svc: &HlsService, key: &StreamKey) -> Vec<RenditionReport>
             snap.as_ref()?.rendition_report(&uri)
         })
         .collect()
+}
+
+/// The streams of `key`'s ladder, when it has one: the source, then its renditions (from this
+/// node's transcoder, else the registry).
+fn family(svc: &HlsService, key: &StreamKey) -> Vec<StreamKey> {
+    let sources = &svc.renditions;
+    let own = sources.own.as_ref().map(|t| t.family(key)).unwrap_or_default();
+    if !own.is_empty() {
+        return own;
+    }
+    let Some(cluster) = &sources.cluster else { return Vec::new() };
+    let source = cluster.source(key).unwrap_or_else(|| key.clone());
+    let renditions = cluster.renditions(&source);
+    if renditions.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(source).chain(renditions).collect()
 }
 
 /// The renditions of `key` that have HLS media now, as variants. A player starts a session

@@ -57,6 +57,12 @@ fn an_edge_serves_the_renditions_made_on_the_home_origin() {
     let mpd = edge.get(&format!("/live/{location}")).text();
     assert!(mpd.contains(&format!("<Representation id=\"{rendition}\"")), "{mpd}");
     assert!(mpd.contains("height=\"240\""), "{mpd}");
+    // The rendition's LL-HLS playlist on the edge reports the source, which the edge carries.
+    let redirect = edge.get(&format!("/live/{rendition}/index.m3u8"));
+    let playlist = format!("/live/{rendition}/{}", redirect.header("location").expect("a session"));
+    let report = format!("#EXT-X-RENDITION-REPORT:URI=\"../{name}/index.m3u8\"");
+    wait_for(secs(10), || edge.get(&playlist).text().contains(&report).then_some(()))
+        .unwrap_or_else(|| panic!("no report of the source: {}", edge.get(&playlist).text()));
 
     // A player of the rendition on the edge decodes 240p.
     let url = format!("http://{}/live/{rendition}.m3u8", edge.http);
