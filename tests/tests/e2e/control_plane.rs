@@ -180,8 +180,11 @@ fn viewers_are_assigned_to_edges_over_grpc_and_http() {
         let nodes = client.list_nodes(pb::ListNodesRequest {}).await.unwrap().into_inner();
         assert_eq!(nodes.nodes.len(), 3, "{nodes:?}");
         let streams = client.list_streams(pb::ListStreamsRequest {}).await.unwrap().into_inner();
-        assert_eq!(streams.streams.len(), 1);
-        assert_eq!(streams.streams[0].home, "origin-c");
+        // live/x, and its rendition once the transcoder has claimed it.
+        let x = streams.streams.iter().find(|s| s.name == "x").expect("live/x listed");
+        assert_eq!(x.home, "origin-c");
+        let names: Vec<&str> = streams.streams.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.iter().all(|n| ["x", "x_lo"].contains(n)), "{names:?}");
         let capacity = client.get_capacity(pb::GetCapacityRequest {}).await.unwrap().into_inner();
         assert_eq!(capacity.nodes.len(), 3);
         assert!(capacity.nodes.iter().all(|n| n.load.is_some()), "every node reported");
