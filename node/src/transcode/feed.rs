@@ -80,6 +80,8 @@ pub(super) struct Feed {
     /// Bytes written to ffmpeg so far (the stall watchdog tells a hung ffmpeg from a quiet
     /// source).
     pub(super) written: Arc<AtomicU64>,
+    /// A write to ffmpeg is waiting for it to read (it has input it does not take).
+    pub(super) writing: Arc<std::sync::atomic::AtomicBool>,
     /// The source's picture size as ffmpeg was last told (a change means a new plan).
     pub(super) size: Option<(u32, u32)>,
     /// A size change seen while nothing was written (backoff, a publisher's reconnect): the
@@ -166,8 +168,13 @@ impl Feed {
         }
         self.need_keyframe = true;
         loop {
-            if !out.is_empty() && stdin.write_all_buf(&mut out).await.is_err() {
-                return Fed::Stopped;
+            if !out.is_empty() {
+                self.writing.store(true, Ordering::Relaxed);
+                let result = stdin.write_all_buf(&mut out).await;
+                self.writing.store(false, Ordering::Relaxed);
+                if result.is_err() {
+                    return Fed::Stopped;
+                }
             }
             if self.batch.is_empty() {
                 if !sub.has_pending() {

@@ -306,14 +306,14 @@ async fn drive(
         &mut tokio::sync::watch::Receiver<bool>,
     ),
 ) -> Fed {
-    let written = feed.written.clone();
+    let (written, writing) = (feed.written.clone(), feed.writing.clone());
     let fed = tokio::select! {
         fed = feed.write(sub, stdin) => fed,
         status = child.wait() => {
             debug!(?status, "ffmpeg exited");
             Fed::Stopped
         }
-        () = stalled(progress, &written, stall_timeout) => {
+        () = stalled(progress, (&written, &writing), stall_timeout) => {
             warn!(stall_s = stall_timeout.as_secs_f64(), "ffmpeg wrote nothing: killed");
             Fed::Stopped
         }
@@ -329,9 +329,13 @@ async fn drive(
     fed
 }
 
-/// Resolves once ffmpeg has written nothing for `limit` while it was given input (a hung
-/// encoder; a quiet source is no reason to restart it).
-async fn stalled(progress: &AtomicU64, written: &AtomicU64, limit: Duration) {
+/// Resolves once ffmpeg has written nothing for `limit` while it was given input, or while
+/// input waits for it to read (a hung encoder; a quiet source is no reason to restart it).
+async fn stalled(
+    progress: &AtomicU64,
+    (written, writing): (&AtomicU64, &std::sync::atomic::AtomicBool),
+    limit: Duration,
+) {
     let mut seen = progress.load(Ordering::Relaxed);
     let mut input_then = written.load(Ordering::Relaxed);
     let mut since = Instant::now();
@@ -342,7 +346,9 @@ async fn stalled(progress: &AtomicU64, written: &AtomicU64, limit: Duration) {
         if now != seen {
             (seen, since) = (now, Instant::now());
             input_then = written.load(Ordering::Relaxed);
-        } else if since.elapsed() >= limit && written.load(Ordering::Relaxed) > input_then {
+        } else if since.elapsed() >= limit
+            && (written.load(Ordering::Relaxed) > input_then || writing.load(Ordering::Relaxed))
+        {
             return;
         }
     }
