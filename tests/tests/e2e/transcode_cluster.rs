@@ -109,6 +109,13 @@ fn a_failover_moves_transcoding_to_the_new_home_and_rendition_players_play_on() 
     let name = find_name("f", |n| owners(&[i, h, s], n, 2) == [h, s]);
     let rendition = format!("{name}_240p");
     let publisher = Replay::start(ingest.rtmp, "live", &name, &h264_aac().path);
+    // A player finds the rendition in the source's multivariant playlist (before the home has
+    // made and claimed it, its name is unknown: a 404).
+    wait_for(secs(40), || {
+        let master = edge.get(&format!("/live/{name}.m3u8")).text();
+        master.contains(&format!("{rendition}/index.m3u8")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the edge never listed the rendition:\n{}", edge.log()));
     let mut player = Player::start(&format!("http://{}/live/{rendition}.m3u8", edge.http));
     assert!(player.wait_frames(30, secs(40)) >= 30, "the rendition plays: {:?}", player.errors());
     assert!(home_node.log().contains("transcoding width"), "the home transcodes");
