@@ -3,7 +3,7 @@
 # ffmpeg/ffprobe against the real binaries) and doc tests. Exits non-zero on any failure.
 #
 # Installs missing test dependencies first: Debian packages (ffmpeg, etcd, protoc, nginx with
-# the RTMP module, chromium, nodejs/npm, and the interop tests' GStreamer, mpv, VLC, rtmpdump, OBS, Xvfb),
+# the RTMP module, chromium, nodejs/npm, postgresql, and the interop tests' GStreamer, mpv, VLC, rtmpdump, OBS, Xvfb),
 # the npm packages of web/ (`npm ci`: player libraries
 # and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
 # HEVC over Enhanced RTMP) and cargo-nextest (helm/test.sh fetches the Helm chart's tools:
@@ -39,6 +39,10 @@ command -v curl >/dev/null || need_apt+=(curl)          # deploy/local/cluster.s
 command -v ss >/dev/null || need_apt+=(iproute2)        # deploy/local/cluster.sh port checks
 command -v ip >/dev/null || need_apt+=(iproute2)        # e2e link_cuts (network namespaces)
 command -v nft >/dev/null || need_apt+=(nftables)       # e2e link_cuts (cutting a link)
+# The catalog's tests start a PostgreSQL server of their own (sluice_launch::Postgres).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+command -v pg_isready >/dev/null || need_apt+=(postgresql-client)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
 # The interop tests' clients (tests/tests/interop).
 command -v gst-launch-1.0 >/dev/null || need_apt+=(gstreamer1.0-tools)
 for pkg in gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
@@ -72,6 +76,7 @@ need_cargo_tool nextest cargo-nextest
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
 for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss ip nft unzip openssl \
+    pg_isready psql setpriv \
     gst-launch-1.0 mpv cvlc rtmpdump obs Xvfb; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done

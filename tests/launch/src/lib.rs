@@ -9,6 +9,8 @@
 //!   `sluice-cluster` can dev-depend on it without a cycle);
 //! - [`node::Node`]: a `sluice-origin` or `sluice-edge` with the given flags, returned once it
 //!   printed its `listening` line (and, when asked, once its `/readyz` answers 200);
+//! - [`postgres::Postgres`]: a PostgreSQL server on loopback for one test (the catalog's
+//!   database in a cluster);
 //! - [`service::Service`]: a process with no `listening` line (`sluice-control-plane`),
 //!   returned once `/readyz` answers 200 on the HTTP address its flags give.
 //!
@@ -21,11 +23,13 @@ pub mod error;
 pub mod etcd;
 pub mod http;
 pub mod node;
+pub mod postgres;
 pub mod process;
 pub mod service;
 
 pub use error::LaunchError;
 pub use etcd::{Etcd, EtcdServerTls, EtcdSpec};
 pub use node::{Node, NodeSpec};
+pub use postgres::Postgres;
 pub use process::{kill, ChildGuard, Signal};
 pub use service::{Service, ServiceSpec};
