@@ -184,37 +184,33 @@ impl Catalog {
         Ok(())
     }
 
-    /// Change what people say of item `id`; returns the item as it is now.
+    /// Change what people say of item `id`; returns the item as it is now. Said of a live
+    /// stream, it is said of the recording of it being written too.
     pub async fn describe(&self, id: &str, change: Metadata) -> Result<Item, CatalogError> {
         let change = change.normalised()?;
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
-            let row =
-                sqlx::query("SELECT title, description, stream FROM catalog_items WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or(CatalogError::NotFound)?;
-            let title = change.title.unwrap_or(row.try_get("title")?);
-            let description = change.description.unwrap_or(row.try_get("description")?);
-            let stream: String = row.try_get("stream")?;
-            sqlx::query(
-                "UPDATE catalog_items SET title = $1, description = $2, search_text = $3, \
-                 updated_ms = $4 WHERE id = $5",
-            )
-            .bind(&title)
-            .bind(&description)
-            .bind(search_text(&title, &description, &stream))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(tags) = &change.tags {
-                sqlx::query("DELETE FROM catalog_tags WHERE item_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                set_tags(&mut tx, id, tags).await?;
+            let row = sqlx::query("SELECT kind, app, stream FROM catalog_items WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(CatalogError::NotFound)?;
+            let mut ids = vec![id.to_string()];
+            if row.try_get::<String, _>("kind")? == Kind::Live.as_str() {
+                let open = sqlx::query(
+                    "SELECT id FROM catalog_items WHERE kind = 'recording' AND app = $1 \
+                     AND stream = $2 AND ended_ms IS NULL",
+                )
+                .bind(row.try_get::<String, _>("app")?)
+                .bind(row.try_get::<String, _>("stream")?)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in open {
+                    ids.push(r.try_get("id")?);
+                }
+            }
+            for id in &ids {
+                change_one(&mut tx, id, &change).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -276,13 +272,17 @@ impl Catalog {
         .await
     }
 
-    /// The ids of every item of `kind`.
-    pub async fn ids(&self, kind: Kind) -> Result<Vec<String>, CatalogError> {
+    /// The ids of every item of `kind` (only those `node` wrote last, when given).
+    pub async fn ids(&self, kind: Kind, node: Option<&str>) -> Result<Vec<String>, CatalogError> {
         self.bounded(async {
-            let rows = sqlx::query("SELECT id FROM catalog_items WHERE kind = $1 ORDER BY id")
-                .bind(kind.as_str())
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT id FROM catalog_items WHERE kind = $1 AND ($2 = '' OR node = $2) \
+                 ORDER BY id",
+            )
+            .bind(kind.as_str())
+            .bind(node.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
             Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
         })
         .await
@@ -313,6 +313,40 @@ impl Catalog {
         })
         .await
     }
+}
+
+/// Apply `change` to item `id` (which exists).
+async fn change_one(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    change: &Metadata,
+) -> Result<(), CatalogError> {
+    let row = sqlx::query("SELECT title, description, stream FROM catalog_items WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let title = change.title.clone().unwrap_or(row.try_get("title")?);
+    let description = change.description.clone().unwrap_or(row.try_get("description")?);
+    let stream: String = row.try_get("stream")?;
+    sqlx::query(
+        "UPDATE catalog_items SET title = $1, description = $2, search_text = $3, \
+         updated_ms = $4 WHERE id = $5",
+    )
+    .bind(&title)
+    .bind(&description)
+    .bind(search_text(&title, &description, &stream))
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(tags) = &change.tags {
+        sqlx::query("DELETE FROM catalog_tags WHERE item_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        set_tags(conn, id, tags).await?;
+    }
+    Ok(())
 }
 
 async fn tags_of(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Vec<String>, CatalogError> {

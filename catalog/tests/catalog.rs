@@ -27,7 +27,7 @@ fn meta(title: &str, description: &str, tags: &[&str]) -> Metadata {
     Metadata {
         title: Some(title.into()),
         description: Some(description.into()),
-        tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        tags: Some(tags.iter().map(ToString::to_string).collect()),
     }
 }
 
@@ -74,6 +74,20 @@ async fn suite(c: &Catalog) -> Vec<Vec<String>> {
     assert_eq!(rec.video_codec.as_deref(), Some("h264"));
     assert_eq!(rec.thumbnail.as_deref(), Some("/vod/live/cup/1000/thumb.jpg"));
 
+    // Said of a live stream, it is said of its recording being written, not of finished ones.
+    c.record(&Facts::live("live", "late", 5_000, "n1")).await.unwrap();
+    let mut open = recording("live", "late", 5_000, 6_000);
+    open.ended_ms = None;
+    c.record(&open).await.unwrap();
+    c.record(&recording("live", "late", 4_000, 4_500)).await.unwrap();
+    c.describe("live/late", meta("Late title", "", &["late"])).await.unwrap();
+    let open = c.get("live/late/5000").await.unwrap().unwrap();
+    assert_eq!((open.title.as_str(), open.tags.clone()), ("Late title", vec!["late".to_string()]));
+    assert_eq!(c.get("live/late/4000").await.unwrap().unwrap().title, "live/late");
+    for id in ["live/late", "live/late/5000", "live/late/4000"] {
+        assert!(c.remove(id).await.unwrap());
+    }
+
     for (stream, start, end, title, tags) in [
         ("news", 100_000, 200_000, "Evening news", &["news"][..]),
         ("news", 300_000, 400_000, "Morning news", &["news", "morning"][..]),
@@ -114,7 +128,7 @@ async fn suite(c: &Catalog) -> Vec<Vec<String>> {
     for q in searches {
         found.push(ids(c, q).await);
     }
-    let expect = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let expect = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
     assert_eq!(
         found[0],
         expect(&[
@@ -156,7 +170,7 @@ async fn suite(c: &Catalog) -> Vec<Vec<String>> {
         ids(c, Query { tags: vec!["news".into()], ..Query::default() }).await,
         expect(&["live/news/300000"])
     );
-    assert_eq!(c.ids(Kind::Recording).await.unwrap().len(), 4);
+    assert_eq!(c.ids(Kind::Recording, None).await.unwrap().len(), 4);
     found
 }
 
@@ -182,7 +196,7 @@ fn sqlite_and_postgresql_find_the_same_items() {
         let found = suite(&c).await;
         // Migrations run once: a second catalog on the same database opens it as it is.
         let again = Catalog::open(&pg.url("catalog"), T).await.unwrap();
-        assert_eq!(again.ids(Kind::Recording).await.unwrap().len(), 4);
+        assert_eq!(again.ids(Kind::Recording, Some("n1")).await.unwrap().len(), 4);
         found
     });
     assert_eq!(sqlite, postgres);

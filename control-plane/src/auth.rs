@@ -316,6 +316,9 @@ mod tests {
             "SetLadder",
             "DeleteLadder",
             "ListLadders",
+            "SearchCatalog",
+            "GetCatalogItem",
+            "UpdateCatalogItem",
             "SomeMethodAddedLater",
         ] {
             assert!(is_protected(&format!("/sluice.control.v1.ControlPlane/{method}")), "{method}");

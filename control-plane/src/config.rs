@@ -98,6 +98,11 @@ pub struct Args {
     /// exits anyway (endless streams such as `Watch` end at once).
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "10s")]
     pub drain_timeout: humantime::Duration,
+    /// The content catalog the origins write (postgres://USER@HOST/DB, the password from
+    /// PGPASSWORD; or sqlite://PATH): the catalog calls search and edit it. Default: none
+    /// (those calls fail with FAILED_PRECONDITION).
+    #[arg(long, env = "SLUICE_CATALOG")]
+    pub catalog: Option<String>,
     /// Log filter (`RUST_LOG` syntax).
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]
     pub log: String,

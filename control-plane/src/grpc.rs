@@ -19,6 +19,8 @@ pub struct Grpc {
     pub control: Arc<ControlPlane>,
     /// The recordings calls (the origins' HTTP APIs).
     pub recordings: Arc<Recordings>,
+    /// The content catalog (`--catalog`), when there is one.
+    pub catalog: Option<sluice_catalog::Catalog>,
 }
 
 #[tonic::async_trait]
@@ -173,6 +175,27 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         request: Request<pb::DeleteLadderRequest>,
     ) -> Result<Response<pb::DeleteLadderResponse>, Status> {
         crate::ladders::delete(&self.control, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn search_catalog(
+        &self,
+        request: Request<pb::SearchCatalogRequest>,
+    ) -> Result<Response<pb::SearchCatalogResponse>, Status> {
+        crate::catalog::search(self.catalog.as_ref(), request.into_inner()).await.map(Response::new)
+    }
+
+    async fn get_catalog_item(
+        &self,
+        request: Request<pb::GetCatalogItemRequest>,
+    ) -> Result<Response<pb::CatalogItem>, Status> {
+        crate::catalog::get(self.catalog.as_ref(), request.into_inner()).await.map(Response::new)
+    }
+
+    async fn update_catalog_item(
+        &self,
+        request: Request<pb::UpdateCatalogItemRequest>,
+    ) -> Result<Response<pb::CatalogItem>, Status> {
+        crate::catalog::update(self.catalog.as_ref(), request.into_inner()).await.map(Response::new)
     }
 
     async fn list_ladders(

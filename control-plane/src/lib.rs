@@ -16,6 +16,7 @@
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
 //! ladders    set, delete, list transcoding ladders: written to etcd, read from the cache
+//! catalog    search, show, describe catalog items: the database the origins write (--catalog)
 //! recordings list, show, delete recordings: the origins' APIs asked and their answers merged
 //! metrics    /metrics: the replica's counters and the cluster's figures (prometheus-client)
 //! convert    cluster records as protobuf messages, request fields as cluster types
@@ -35,6 +36,7 @@ pub mod admin;
 pub mod api;
 pub mod assign;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod convert;
 pub mod counters;

@@ -85,6 +85,16 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let recordings =
         Arc::new(Recordings::new(OriginApi::new(origin_token), control.counters().clone()));
+    let catalog = match &args.catalog {
+        Some(url) => {
+            let catalog = sluice_catalog::Catalog::open(url, Duration::from_secs(5))
+                .await
+                .context("opening the catalog (--catalog)")?;
+            tracing::info!(backend = ?catalog.backend(), "catalog open");
+            Some(catalog)
+        }
+        None => None,
+    };
     let auth = Auth::with_http(token, control.counters().clone(), http_policy);
     // On a signal, close first: endless streams end, then both servers drain and stop.
     let closer = control.clone();
@@ -132,7 +142,11 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ControlPlaneServer::new(Grpc { control: control.clone(), recordings }))
+        .add_service(ControlPlaneServer::new(Grpc {
+            control: control.clone(),
+            recordings,
+            catalog,
+        }))
         .add_service(ExternalScalerServer::new(Scaler(control.clone())));
     let grpc: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &tls {
         Some(store) => Box::pin(services.serve_with_incoming_shutdown(

@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         publish_auth: None,
         record: None,
         transcode: None,
+        catalog: None,
     };
     sluice_node::runtime::run_main(
         &node.clone(),

@@ -15,7 +15,7 @@
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls`, `recording`, `transcode` | per-stream HLS state, HLS sessions and routes; recordings of the segmenter's output; renditions of a ladder (an ffmpeg per stream, fed from the hub, publishing back into it) |
-//! | 4 | `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `rendition_claims`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate) |
+//! | 4 | `catalog`, `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `rendition_claims`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate; `catalog`: this node's items in the content catalog) |
 //! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
 //! | 6 | `server`, `runtime` | wiring a node together; process set-up |
 //!
@@ -54,6 +54,7 @@ pub mod hls;
 pub mod recording;
 pub mod transcode;
 // Layer 4: delivery drivers and cluster glue.
+pub mod catalog;
 pub mod forward;
 pub mod http;
 pub mod load_report;

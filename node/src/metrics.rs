@@ -192,6 +192,10 @@ pub struct Metrics {
     pub recording_errors: Counter,
     /// Recordings deleted by retention.
     pub recordings_deleted: Counter,
+    /// Catalog items written (recordings and live streams).
+    pub catalog_writes: Counter,
+    /// Catalog writes that failed (each tried again on the item's next change).
+    pub catalog_errors: Counter,
     /// Streams whose ladder is being transcoded now.
     pub transcodes: Gauge,
     /// Transcoder exits while their source was live (each restarted after a backoff).
@@ -298,6 +302,16 @@ impl Metrics {
             "recordings_deleted",
             "Recordings deleted by retention (--record-max-age, --record-max-bytes)",
             self.recordings_deleted.clone(),
+        );
+        r.register(
+            "catalog_writes",
+            "Catalog items written (recordings and live streams)",
+            self.catalog_writes.clone(),
+        );
+        r.register(
+            "catalog_errors",
+            "Catalog writes that failed (tried again on the item's next change)",
+            self.catalog_errors.clone(),
         );
         r.register(
             "transcodes",

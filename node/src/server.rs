@@ -47,6 +47,8 @@ pub struct NodeOptions {
     pub record: Option<crate::recording::RecordSettings>,
     /// Origins: how streams with a ladder are transcoded; `None`: none is.
     pub transcode: Option<crate::transcode::TranscodeSettings>,
+    /// Origins: the content catalog they keep; `None`: none.
+    pub catalog: Option<crate::catalog::CatalogOptions>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -63,6 +65,7 @@ impl NodeOptions {
             publish_auth: None,
             record: None,
             transcode: None,
+            catalog: None,
         }
     }
 }
@@ -166,6 +169,15 @@ impl Node {
             }
             None => None,
         };
+        let catalog = match &options.catalog {
+            Some(c) => Some(
+                crate::catalog::CatalogSync::open(c, &args.node_id(), metrics.clone())
+                    .await
+                    .context("opening the catalog (--catalog)")?,
+            ),
+            None => None,
+        };
+        let mut catalog_home: Option<crate::catalog::HomeCheck> = None;
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
         let transcoders = options.transcode.clone().map(|mut settings| {
             settings.republish_wait = args.limits.ended_stream_linger;
@@ -271,6 +283,12 @@ impl Node {
                 recordings.follow_home(Box::new(move |key| {
                     p.home(key).is_none_or(|home| home == p.node_id)
                 }));
+            }
+            if args.cluster.is_clustered() {
+                // Likewise only the home writes a stream's catalog item.
+                let p = placement.clone();
+                catalog_home =
+                    Some(Box::new(move |key| p.home(key).is_none_or(|home| home == p.node_id)));
             }
             if let (Some(transcoders), true) = (&transcoders, args.cluster.is_clustered()) {
                 // Likewise only the home transcodes.
@@ -425,13 +443,17 @@ impl Node {
             admin,
             play_auth,
             webhook,
-            recordings,
+            recordings: recordings.clone(),
+            catalog: catalog.clone(),
             transcoders: transcoders.clone(),
             renditions: args.cluster.is_clustered().then(|| {
                 Arc::new(crate::rendition_claims::RegistryRenditions(registry.snapshot()))
                     as Arc<dyn crate::hls::renditions::ClusterRenditions>
             }),
         });
+        if let Some(catalog) = &catalog {
+            tasks.push(catalog.spawn(hub.clone(), recordings, catalog_home));
+        }
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(
             rtmp_listener,

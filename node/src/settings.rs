@@ -415,6 +415,9 @@ pub struct OriginSettings {
     /// no DVR playlist.
     #[serde(with = "serde_duration")]
     pub dvr_window: Duration,
+    /// The content catalog's database (`sqlite://PATH`, `postgres://...`, `off`); `None`:
+    /// SQLite in `record_dir` when standalone and recording, none otherwise.
+    pub catalog: Option<String>,
     /// Transcoding ladders per app (`crate::transcode::ladder`); `None`: no transcoding.
     pub ladder_file: Option<PathBuf>,
     /// Streams whose ladder this node transcodes at once; more are delivered at source only.
@@ -450,6 +453,7 @@ impl Default for OriginSettings {
             record_max_duration: Duration::from_secs(6 * 3600),
             record_min_free: 1 << 30,
             dvr_window: Duration::from_secs(2 * 3600),
+            catalog: None,
             ladder_file: None,
             max_transcodes: 2,
             video_encoder: VideoEncoder::Libx264,

@@ -166,6 +166,12 @@ fn main() -> anyhow::Result<()> {
             eprintln!("sluice-origin: {e}");
             std::process::exit(2);
         });
+    options.catalog =
+        sluice_node::catalog::CatalogOptions::from_origin(&origin, node.cluster.is_clustered())
+            .unwrap_or_else(|e| {
+                eprintln!("sluice-origin: {e}");
+                std::process::exit(2);
+            });
     options.transcode = sluice_node::transcode::TranscodeSettings::from_origin(
         &origin,
         node.cluster.is_clustered(),

@@ -480,6 +480,13 @@ pub struct OriginArgs {
     #[arg(long, env = "SLUICE_DVR_WINDOW", default_value_t = HumanDuration(origin().dvr_window))]
     pub dvr_window: HumanDuration,
 
+    /// The content catalog (recordings and live streams, searchable at /api/catalog):
+    /// sqlite://PATH, postgres://USER@HOST/DB (a cluster's origins and control plane share
+    /// it; the password from PGPASSWORD), or `off`. Default: SQLite in --record-dir when
+    /// standalone and recording, none otherwise.
+    #[arg(long, env = "SLUICE_CATALOG")]
+    pub catalog: Option<String>,
+
     /// Transcoding ladders per app (TOML: a table per app, `"*"` for the rest, each with
     /// `renditions = [{ name = "480p", height = 480, video-kbps = 1000 }, ...]`; optional
     /// `audio-kbps` (AAC instead of the source's audio) and `fps`). A stream of such an app
@@ -539,6 +546,7 @@ impl OriginArgs {
             s.record_max_duration => record_max_duration,
             s.record_min_free => record_min_free,
             s.dvr_window => dvr_window,
+            s.catalog => catalog,
             s.ladder_file => ladder_file,
             s.max_transcodes => max_transcodes,
             s.video_encoder => video_encoder,

@@ -2,6 +2,7 @@
 //! and the web page (`/`, `/assets/...`).
 
 pub mod admin;
+mod catalog;
 mod flv;
 mod flv_direct;
 mod recordings;
@@ -57,6 +58,8 @@ pub struct HttpContext {
     pub webhook: Option<Arc<crate::webhook::Webhook>>,
     /// Origins that record: where the recordings `/vod/...` plays are.
     pub recordings: Option<Arc<crate::recording::Recordings>>,
+    /// Origins that keep a content catalog: `/api/catalog` searches and edits it.
+    pub catalog: Option<Arc<crate::catalog::CatalogSync>>,
     /// Origins that transcode: the renditions the multivariant playlists list.
     pub transcoders: Option<Arc<crate::transcode::Transcoders>>,
     /// In a cluster: the registry cache, where renditions made elsewhere are found.
@@ -85,6 +88,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
             "/api/recordings/{app}/{stream}/{id}",
             get(recordings::one).delete(recordings::delete),
         )
+        .route("/api/catalog", get(catalog::search))
+        .route("/api/catalog/items/{*id}", get(catalog::item).patch(catalog::describe))
         .route_layer(axum::middleware::from_fn_with_state(ctx.admin.clone(), admin::guard));
     Router::new()
         .merge(web::routes(web))

@@ -65,8 +65,9 @@ pub(super) async fn file(
     }
     match recordings.store().read(&path).await {
         Ok(Some(object)) => {
+            let kind = if file == crate::recording::THUMBNAIL { "image/jpeg" } else { "video/mp4" };
             let headers = [
-                (header::CONTENT_TYPE, "video/mp4".to_string()),
+                (header::CONTENT_TYPE, kind.to_string()),
                 (header::CACHE_CONTROL, "max-age=86400, immutable".to_string()),
                 (header::CONTENT_LENGTH, object.len.to_string()),
             ];

@@ -75,6 +75,10 @@ impl RecordSettings {
 /// Whether this node is the stream's home now (in a cluster, only the home records).
 pub type HomeCheck = Box<dyn Fn(&StreamKey) -> bool + Send + Sync>;
 
+/// Told `APP/NAME/ID` whenever that recording's index was written or the recording deleted
+/// (the catalog follows them); must not block.
+pub type ChangeHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// A stream's HLS snapshots, as a recorder follows them.
 pub(crate) type Source = watch::Receiver<Option<HlsSnapshot>>;
 
@@ -90,6 +94,8 @@ pub(crate) struct Active {
     dvr: Mutex<HashMap<StreamKey, (u64, bytes::Bytes)>>,
     /// In a cluster: whether this node is a stream's home (unset: standalone, records all).
     home: std::sync::OnceLock<HomeCheck>,
+    /// Told of every recording written or deleted.
+    change: std::sync::OnceLock<ChangeHook>,
 }
 
 impl Active {
@@ -127,6 +133,13 @@ impl Active {
 
     pub(crate) fn finished(&self) {
         self.finished.notify_one();
+    }
+
+    /// Recording `prefix` (`APP/NAME/ID`) was written or deleted.
+    pub(crate) fn changed(&self, prefix: &str) {
+        if let Some(hook) = self.change.get() {
+            hook(prefix);
+        }
     }
 
     /// In a cluster: recorders share the store with other origins' and carry on what they
@@ -220,6 +233,16 @@ impl Recordings {
         let _ = self.active.home.set(home);
     }
 
+    /// Tell `hook` of every recording written (each index write) or deleted. Set once.
+    pub fn on_change(&self, hook: ChangeHook) {
+        let _ = self.active.change.set(hook);
+    }
+
+    /// Where the recordings are.
+    pub fn root(&self) -> &Path {
+        self.store.root()
+    }
+
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
     /// files, of those untouched for `min_age`: run at start before any recorder with zero
     /// (standalone: nobody else writes here), and every so often in a cluster, where another
@@ -265,6 +288,9 @@ impl Recordings {
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &index)?;
             tracing::info!(recording = %rec.display(), "recording finished after a restart");
+            if let Ok(prefix) = rec.strip_prefix(self.store.root()) {
+                self.active.changed(&prefix.to_string_lossy());
+            }
             finished += 1;
         }
         Ok(finished)
@@ -293,6 +319,7 @@ impl Recordings {
         .map_err(std::io::Error::other)??;
         for prefix in &deleted {
             self.layouts.remove(prefix);
+            self.active.changed(prefix);
         }
         self.metrics.recordings_deleted.inc_by(deleted.len() as u64);
         Ok(deleted.len())
@@ -386,6 +413,7 @@ impl Recordings {
             .await
             .map_err(|e| listing::DeleteError::Io(std::io::Error::other(e)))??;
         self.layouts.remove(&prefix);
+        self.active.changed(&prefix);
         tracing::info!(recording = %prefix, "recording deleted through the API");
         Ok(())
     }
@@ -474,13 +502,17 @@ pub(crate) fn recording_dirs(root: &Path) -> std::io::Result<Vec<std::path::Path
     Ok(level)
 }
 
+/// A recording's thumbnail (a keyframe as JPEG, made for the catalog).
+pub const THUMBNAIL: &str = "thumb.jpg";
+
 /// Whether `id` and `file` name something a recording holds (anything else is 404 at once).
 pub fn is_recording_file(id: &str, file: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     digits(id)
         && (file == "index.m3u8"
             || file.strip_prefix("init-").and_then(|f| f.strip_suffix(".mp4")).is_some_and(digits)
-            || file.strip_prefix("seg-").and_then(|f| f.strip_suffix(".m4s")).is_some_and(digits))
+            || file.strip_prefix("seg-").and_then(|f| f.strip_suffix(".m4s")).is_some_and(digits)
+            || file == THUMBNAIL)
 }
 
 #[cfg(test)]

@@ -352,7 +352,9 @@ impl<S: Store> Recorder<S> {
     async fn write_index(&mut self, ended: bool) {
         let text = Bytes::from(self.index.render(ended));
         let key = format!("{}/index.m3u8", self.prefix);
-        self.put(&key, vec![text]).await;
+        if self.put(&key, vec![text]).await {
+            self.active.changed(&self.prefix);
+        }
     }
 
     async fn put(&self, key: &str, parts: Vec<Bytes>) -> bool {

@@ -43,6 +43,7 @@ const NODE: Crate = Crate {
         ("hls", 3),
         ("recording", 3),
         ("transcode", 3),
+        ("catalog", 4),
         ("rtmp", 4),
         ("http", 4),
         ("registry", 4),
@@ -123,6 +124,9 @@ const EDGE: Crate = Crate {
     clap: &[],
 };
 
+const CATALOG: Crate =
+    Crate { dir: "catalog", layers: &[("item", 0), ("query", 1), ("db", 2)], clap: &[] };
+
 const CONTROL_PLANE: Crate = Crate {
     dir: "control-plane",
     layers: &[
@@ -142,6 +146,7 @@ const CONTROL_PLANE: Crate = Crate {
         ("metrics", 3),
         ("admin", 4),
         ("ladders", 4),
+        ("catalog", 4),
         ("recordings", 4),
         ("api", 4),
         ("watch", 4),
@@ -344,7 +349,7 @@ fn check(krate: &Crate) -> Vec<String> {
 #[test]
 fn library_modules_form_layers() {
     let problems: Vec<String> =
-        [NODE, RELAY, CLUSTER, EDGE, CONTROL_PLANE].iter().flat_map(check).collect();
+        [NODE, RELAY, CLUSTER, EDGE, CATALOG, CONTROL_PLANE].iter().flat_map(check).collect();
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 

@@ -10,6 +10,7 @@ mod audio_only;
 mod browser;
 mod browser_abr;
 mod browser_recordings;
+mod catalog;
 mod chaos;
 mod cluster_origins;
 mod cluster_page;

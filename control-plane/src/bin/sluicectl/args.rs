@@ -75,6 +75,9 @@ pub enum Command {
     /// Transcoding ladders per app: list, set, delete.
     #[command(subcommand)]
     Ladders(crate::ladders::LaddersCommand),
+    /// The content catalog (recordings and live streams): search, show, set titles and tags.
+    #[command(subcommand)]
+    Catalog(crate::catalog::CatalogCommand),
     /// Load against capacity per node and for the cluster, and the recommended edge count.
     Capacity,
     /// The edge URL a new viewer of APP/NAME would be sent to.

@@ -38,6 +38,7 @@ pub async fn run(
         Command::Streams(cmd) => streams(&conn, cmd, format, out).await,
         Command::Recordings(cmd) => recordings(&conn, cmd, format, out).await,
         Command::Ladders(cmd) => crate::ladders::run(&conn, cmd, format, out).await,
+        Command::Catalog(cmd) => crate::catalog::run(&conn, cmd, format, out).await,
         Command::Capacity => {
             let c = conn
                 .call("GetCapacity", conn.control().get_capacity(pb::GetCapacityRequest {}))

@@ -24,6 +24,7 @@
 //! ```
 
 mod args;
+mod catalog;
 mod check;
 mod checks;
 mod client;

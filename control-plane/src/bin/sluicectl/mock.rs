@@ -133,6 +133,39 @@ impl ControlPlane for Mock {
     ) -> Answer<pb::ListLaddersResponse> {
         Ok(Response::new(pb::ListLaddersResponse { ladders: vec![] }))
     }
+    async fn search_catalog(
+        &self,
+        r: Request<pb::SearchCatalogRequest>,
+    ) -> Answer<pb::SearchCatalogResponse> {
+        let r = r.into_inner();
+        if r.text == "nothing" {
+            return Ok(Response::new(pb::SearchCatalogResponse::default()));
+        }
+        Ok(Response::new(pb::SearchCatalogResponse {
+            items: vec![catalog_item(&format!("found by {:?} {:?}", r.text, r.tags))],
+            next_page_token: "1700000000000:live/cup/1700000000000".into(),
+        }))
+    }
+    async fn get_catalog_item(
+        &self,
+        r: Request<pb::GetCatalogItemRequest>,
+    ) -> Answer<pb::CatalogItem> {
+        match r.get_ref().id.as_str() {
+            "live/cup/1700000000000" => Ok(Response::new(catalog_item("Cup final"))),
+            _ => Err(Status::not_found("no such catalog item")),
+        }
+    }
+    async fn update_catalog_item(
+        &self,
+        r: Request<pb::UpdateCatalogItemRequest>,
+    ) -> Answer<pb::CatalogItem> {
+        let r = r.into_inner();
+        let mut item = catalog_item(r.title.as_deref().unwrap_or("Cup final"));
+        if r.set_tags {
+            item.tags = r.tags;
+        }
+        Ok(Response::new(item))
+    }
     async fn kick_publisher(
         &self,
         r: Request<pb::KickPublisherRequest>,
@@ -284,6 +317,33 @@ async fn ladders_set_show_what_was_set_and_rm_names_a_missing_one() {
 }
 
 #[tokio::test]
+async fn catalog_search_show_and_set() {
+    let (url, _) = serve().await;
+    let args = ["catalog", "search", "cup", "final", "--tag", "sport"];
+    let text = run(&url, Some(TOKEN), &args).await.unwrap();
+    assert_eq!(
+        text,
+        "ID                      KIND       TITLE                           STARTED              LENGTH  SIZE    TAGS\n\
+         live/cup/1700000000000  recording  found by \"cup final\" [\"sport\"]  2023-11-14 22:13:20  1m30s   12 MiB  sport\n\
+         more: --page '1700000000000:live/cup/1700000000000'\n"
+    );
+    let text = run(&url, Some(TOKEN), &["catalog", "search", "nothing"]).await.unwrap();
+    assert_eq!(text, "no items found\n");
+    let text = run(&url, Some(TOKEN), &["catalog", "show", "live/cup/1700000000000"]).await;
+    let text = text.unwrap();
+    assert!(text.contains("h264 1280x720") && text.contains("Cup final"), "{text}");
+    let err = run(&url, Some(TOKEN), &["catalog", "show", "live/none"]).await.unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::NOT_FOUND);
+    let args = ["catalog", "set", "live/cup/1700000000000", "--title", "Final", "--tag", "x"];
+    let text = run(&url, Some(TOKEN), &[&args[..], &["-o", "json"]].concat()).await.unwrap();
+    let item: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (item["title"].as_str(), item["tags"].clone()),
+        (Some("Final"), serde_json::json!(["x"]))
+    );
+}
+
+#[tokio::test]
 async fn watch_prints_one_record_per_event_until_the_stream_ends() {
     let (url, _) = serve().await;
     let text = run(&url, Some(TOKEN), &["streams", "watch", "-o", "json"]).await.unwrap();
@@ -379,4 +439,27 @@ async fn a_silent_control_plane_times_out() {
     assert_eq!(err.exit_code(), crate::error::exit::UNREACHABLE, "{err}");
     assert!(err.to_string().contains(&url), "{err}");
     drop(listener);
+}
+
+/// The catalog item the mock answers with.
+fn catalog_item(title: &str) -> pb::CatalogItem {
+    pb::CatalogItem {
+        id: "live/cup/1700000000000".into(),
+        kind: "recording".into(),
+        app: "live".into(),
+        stream: "cup".into(),
+        title: title.into(),
+        tags: vec!["sport".into()],
+        started_ms: 1_700_000_000_000,
+        ended_ms: Some(1_700_000_090_000),
+        duration_ms: 90_000,
+        video_codec: "h264".into(),
+        audio_codec: "aac".into(),
+        width: 1280,
+        height: 720,
+        size_bytes: 12_500_000,
+        location: "/vod/live/cup/1700000000000/index.m3u8".into(),
+        node: "o1".into(),
+        ..pb::CatalogItem::default()
+    }
 }

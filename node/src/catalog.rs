@@ -1,0 +1,402 @@
+//! The node's side of the content catalog (#15, [`sluice_catalog`]): an origin keeps an item
+//! for each stream published here (in a cluster, each stream it is the home of) and for each
+//! recording it writes; `/api/catalog` (`http::catalog`) searches and edits them.
+//!
+//! Nothing that moves media waits on the database. The recorder marks a recording changed
+//! (a bounded set, coalesced); one task, every second, writes the recordings marked since
+//! (read back from their index: the files are the truth) and the streams that started,
+//! changed or ended since its last look at the hub. A failed write is logged (rate-limited),
+//! counted and tried again. At start it writes every recording on disk, removes the items of
+//! recordings this node wrote that are gone, and ends the live items a crash left open.
+//! A recording gets a thumbnail (its first keyframe, decoded by ffmpeg) once it has a segment.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sluice_catalog::{Catalog, CatalogError, Facts, Kind};
+use sluice_media::stream_name::StreamKey;
+use tracing::{info, warn};
+
+use crate::hub::{Hub, StreamSnapshot};
+use crate::lock::lock;
+use crate::log_limit::RateLimitedLog;
+use crate::metrics::Metrics;
+use crate::recording::listing::{self, RecordingInfo};
+use crate::recording::{Recordings, THUMBNAIL};
+
+/// Recordings marked changed and not yet written; past it, the next pass writes them all.
+const MAX_DIRTY: usize = 4096;
+/// How often the task looks at the hub and the changed recordings.
+const PERIOD: Duration = Duration::from_secs(1);
+/// How long ffmpeg may take to decode a thumbnail.
+const THUMBNAIL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Recordings whose thumbnail was tried, remembered (then forgotten all at once).
+const MAX_TRIED: usize = 10_000;
+
+/// Whether this node is the home of a stream (in a cluster, only the home writes its items).
+pub type HomeCheck = Box<dyn Fn(&StreamKey) -> bool + Send + Sync>;
+
+#[derive(Default)]
+struct Dirty {
+    recordings: BTreeSet<String>,
+    /// More were marked than the set holds: write every recording.
+    overflow: bool,
+}
+
+/// Keeps this node's items in the catalog.
+pub struct CatalogSync {
+    catalog: Catalog,
+    node: String,
+    dirty: Mutex<Dirty>,
+    metrics: Metrics,
+    log: RateLimitedLog,
+    /// The ffmpeg program thumbnails are decoded with.
+    ffmpeg: PathBuf,
+}
+
+impl std::fmt::Debug for CatalogSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogSync").field("node", &self.node).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A live stream's facts, from the hub.
+fn live_facts(s: &StreamSnapshot, node: &str) -> Facts {
+    let mut f = Facts::live(&s.app, &s.name, (s.started_at * 1000.0) as i64, node);
+    if let Some(v) = &s.video {
+        f.video_codec = Some(v.codec.clone());
+        f.width = v.width.map(i64::from);
+        f.height = v.height.map(i64::from);
+    }
+    f.audio_codec = s.audio.as_ref().map(|a| a.codec.clone());
+    f
+}
+
+/// A recording's facts, from its files; codecs and picture size from its stream when live.
+fn recording_facts(info: &RecordingInfo, live: Option<&Facts>, thumb: bool, node: &str) -> Facts {
+    let started = info.started_at_ms as i64;
+    let mut f = Facts::recording(&info.app, &info.stream, &info.id, started, node);
+    f.duration_ms = (info.duration_s * 1000.0).round() as i64;
+    f.ended_ms = info.finished.then_some(started + f.duration_ms);
+    f.size_bytes = info.bytes as i64;
+    f.location = info.hls.clone();
+    if let Some(live) = live {
+        (f.video_codec, f.audio_codec) = (live.video_codec.clone(), live.audio_codec.clone());
+        (f.width, f.height) = (live.width, live.height);
+    }
+    f.thumbnail =
+        thumb.then(|| format!("/vod/{}/{}/{}/{THUMBNAIL}", info.app, info.stream, info.id));
+    f
+}
+
+/// How long one catalog call may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an origin's catalog is opened with.
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    pub url: String,
+    /// The ffmpeg program thumbnails are decoded with (`--ffmpeg`).
+    pub ffmpeg: PathBuf,
+}
+
+impl CatalogOptions {
+    /// From the origin's settings: `None` when it keeps no catalog.
+    pub fn from_origin(
+        s: &crate::settings::OriginSettings,
+        clustered: bool,
+    ) -> Result<Option<CatalogOptions>, String> {
+        Ok(catalog_url(s, clustered)?.map(|url| CatalogOptions { url, ffmpeg: s.ffmpeg.clone() }))
+    }
+}
+
+/// The catalog an origin keeps: `--catalog` (`off`: none), by default SQLite in
+/// `--record-dir` when standalone and recording (in a cluster, origins would each keep their
+/// own: a shared PostgreSQL is named instead).
+fn catalog_url(
+    s: &crate::settings::OriginSettings,
+    clustered: bool,
+) -> Result<Option<String>, String> {
+    match (&s.catalog, &s.record_dir) {
+        (Some(url), _) if url == "off" => Ok(None),
+        (Some(url), _) if url.starts_with("sqlite:") || url.starts_with("postgres") => {
+            Ok(Some(url.clone()))
+        }
+        (Some(url), _) => Err(format!(
+            "--catalog {:?}: sqlite://PATH, postgres://USER@HOST/DB or off",
+            url.split(':').next().unwrap_or_default()
+        )),
+        (None, Some(dir)) if !clustered && !s.record_apps.is_empty() => {
+            Ok(Some(format!("sqlite://{}", dir.join("catalog.db").display())))
+        }
+        (None, _) => Ok(None),
+    }
+}
+
+impl CatalogSync {
+    /// Open (and migrate) the catalog `options` name.
+    pub async fn open(
+        options: &CatalogOptions,
+        node: &str,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, CatalogError> {
+        let catalog = Catalog::open(&options.url, TIMEOUT).await?;
+        info!(backend = ?catalog.backend(), "catalog open");
+        Ok(Self::new(catalog, node, options.ffmpeg.clone(), metrics))
+    }
+
+    pub fn new(catalog: Catalog, node: &str, ffmpeg: PathBuf, metrics: Metrics) -> Arc<Self> {
+        Arc::new(CatalogSync {
+            catalog,
+            node: node.to_string(),
+            dirty: Mutex::default(),
+            metrics,
+            log: RateLimitedLog::new(1),
+            ffmpeg,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Recording `prefix` (`APP/NAME/ID`) was written or deleted.
+    pub fn recording_changed(&self, prefix: &str) {
+        let mut dirty = lock(&self.dirty);
+        if dirty.recordings.len() < MAX_DIRTY {
+            dirty.recordings.insert(prefix.to_string());
+        } else {
+            dirty.overflow = true;
+        }
+    }
+
+    fn failed(&self, what: &str, e: &CatalogError) {
+        self.metrics.catalog_errors.inc();
+        if self.log.allow() {
+            warn!(error = %e, what, "catalog: write failed (tried again on the next change)");
+        }
+    }
+
+    /// Start the task that keeps the catalog up to date.
+    pub fn spawn(
+        self: &Arc<Self>,
+        hub: Hub,
+        recordings: Option<Arc<Recordings>>,
+        home: Option<HomeCheck>,
+    ) -> tokio::task::JoinHandle<()> {
+        if let Some(rec) = &recordings {
+            let this = Arc::downgrade(self);
+            rec.on_change(Box::new(move |prefix| {
+                if let Some(this) = this.upgrade() {
+                    this.recording_changed(prefix);
+                }
+            }));
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.run(hub, recordings, home).await })
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        hub: Hub,
+        recordings: Option<Arc<Recordings>>,
+        home: Option<HomeCheck>,
+    ) {
+        match self.catalog.end_live_of(&self.node, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => info!(items = n, "catalog: live items left open by the last run ended"),
+            Err(e) => self.failed("ending the last run's live items", &e),
+        }
+        let mut live: HashMap<StreamKey, Facts> = HashMap::new();
+        let mut tried = HashSet::new();
+        let mut first = true;
+        let mut tick = tokio::time::interval(PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sync_live(&hub, home.as_deref(), &mut live).await;
+            if let Some(rec) = &recordings {
+                let overflow = std::mem::take(&mut lock(&self.dirty).overflow);
+                if first || overflow {
+                    self.sync_all_recordings(rec).await;
+                    first = false;
+                }
+                self.sync_recordings(rec, &live, &mut tried).await;
+            }
+        }
+    }
+
+    /// Write the streams published here that started or changed, and end those that stopped.
+    async fn sync_live(
+        &self,
+        hub: &Hub,
+        home: Option<&(dyn Fn(&StreamKey) -> bool + Send + Sync)>,
+        live: &mut HashMap<StreamKey, Facts>,
+    ) {
+        let mut now_live = HashMap::new();
+        for s in hub.snapshot() {
+            let Ok((key, _)) = StreamKey::parse(&s.app, &s.name) else { continue };
+            if home.is_none_or(|home| home(&key)) {
+                now_live.insert(key, live_facts(&s, &self.node));
+            }
+        }
+        for (key, facts) in &now_live {
+            if live.get(key) == Some(facts) {
+                continue;
+            }
+            match self.catalog.record(facts).await {
+                Ok(()) => {
+                    self.metrics.catalog_writes.inc();
+                    live.insert(key.clone(), facts.clone());
+                }
+                Err(e) => self.failed("a live stream", &e),
+            }
+        }
+        let ended: Vec<StreamKey> =
+            live.keys().filter(|k| !now_live.contains_key(*k)).cloned().collect();
+        for key in ended {
+            let mut facts = live[&key].clone();
+            let now = now_ms();
+            facts.ended_ms = Some(now);
+            facts.duration_ms = (now - facts.started_ms).max(0);
+            match self.catalog.record(&facts).await {
+                Ok(()) => {
+                    self.metrics.catalog_writes.inc();
+                    live.remove(&key);
+                }
+                Err(e) => self.failed("a live stream's end", &e),
+            }
+        }
+    }
+
+    /// Write every recording on disk; remove the items of recordings this node wrote that
+    /// are gone.
+    async fn sync_all_recordings(&self, rec: &Recordings) {
+        let filter = listing::Filter { limit: usize::MAX, ..listing::Filter::default() };
+        let on_disk = match rec.list(filter).await {
+            Ok((list, _)) => list,
+            Err(e) => {
+                warn!(error = %e, "catalog: listing the recordings failed");
+                return;
+            }
+        };
+        let prefixes: BTreeSet<String> =
+            on_disk.iter().map(|r| format!("{}/{}/{}", r.app, r.stream, r.id)).collect();
+        match self.catalog.ids(Kind::Recording, Some(&self.node)).await {
+            Ok(ids) => {
+                for id in ids.into_iter().filter(|id| !prefixes.contains(id)) {
+                    if let Err(e) = self.catalog.remove(&id).await {
+                        self.failed("a deleted recording", &e);
+                    }
+                }
+            }
+            Err(e) => self.failed("listing the recordings' items", &e),
+        }
+        let mut dirty = lock(&self.dirty);
+        for prefix in prefixes {
+            if dirty.recordings.len() >= MAX_DIRTY {
+                dirty.overflow = true;
+                break;
+            }
+            dirty.recordings.insert(prefix);
+        }
+    }
+
+    /// Write the recordings marked changed (or remove their items when they are gone).
+    async fn sync_recordings(
+        self: &Arc<Self>,
+        rec: &Recordings,
+        live: &HashMap<StreamKey, Facts>,
+        tried: &mut HashSet<String>,
+    ) {
+        let changed = std::mem::take(&mut lock(&self.dirty).recordings);
+        for prefix in changed {
+            let mut parts = prefix.splitn(3, '/');
+            let (Some(app), Some(stream), Some(id)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok((key, _)) = StreamKey::parse(app, stream) else { continue };
+            let result = match rec.one(&key, id).await {
+                Ok(Some(info)) => {
+                    let dir = rec.root().join(&prefix);
+                    let thumb = dir.join(THUMBNAIL).exists();
+                    if !thumb && info.segments > 0 && tried.insert(prefix.clone()) {
+                        if tried.len() > MAX_TRIED {
+                            tried.clear();
+                        }
+                        self.spawn_thumbnail(dir, prefix.clone());
+                    }
+                    let facts = recording_facts(&info, live.get(&key), thumb, &self.node);
+                    self.catalog.record(&facts).await
+                }
+                Ok(None) => self.catalog.remove(&prefix).await.map(|_| ()),
+                Err(e) => {
+                    warn!(recording = %prefix, error = %e, "catalog: reading a recording failed");
+                    continue;
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.metrics.catalog_writes.inc();
+                }
+                Err(e) => {
+                    self.failed("a recording", &e);
+                    self.recording_changed(&prefix);
+                }
+            }
+        }
+    }
+
+    /// Decode the first keyframe of the recording in `dir` into its thumbnail, then mark the
+    /// recording changed so its item names it.
+    fn spawn_thumbnail(self: &Arc<Self>, dir: PathBuf, prefix: String) {
+        let ffmpeg = self.ffmpeg.clone();
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            match thumbnail(&ffmpeg, &dir).await {
+                Ok(()) => {
+                    if let Some(this) = this.upgrade() {
+                        this.recording_changed(&prefix);
+                    }
+                }
+                Err(e) => warn!(recording = %prefix, error = %e, "catalog: no thumbnail"),
+            }
+        });
+    }
+}
+
+/// Decode the first video frame of the recording in `dir` (its index, read as HLS) into
+/// `dir/thumb.jpg`, 320 pixels wide; written aside and renamed, so it is whole or absent.
+async fn thumbnail(ffmpeg: &Path, dir: &Path) -> std::io::Result<()> {
+    let part = dir.join(format!("{THUMBNAIL}.{}.part", std::process::id()));
+    let mut child = tokio::process::Command::new(ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .arg("-i")
+        .arg(dir.join("index.m3u8"))
+        .args(["-map", "0:v:0", "-frames:v", "1", "-vf", "scale=320:-2", "-f", "mjpeg"])
+        .arg(&part)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let status = match tokio::time::timeout(THUMBNAIL_TIMEOUT, child.wait()).await {
+        Ok(status) => status?,
+        Err(_) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(std::io::Error::other("ffmpeg took too long"));
+        }
+    };
+    if !status.success() || std::fs::metadata(&part).map_or(0, |m| m.len()) == 0 {
+        let _ = std::fs::remove_file(&part);
+        return Err(std::io::Error::other(format!("ffmpeg failed: {status}")));
+    }
+    std::fs::rename(&part, dir.join(THUMBNAIL))
+}
