@@ -59,6 +59,7 @@ mod recording_mp4;
 mod rules;
 mod slow_viewer;
 mod sluicectl;
+mod sluicectl_catalog;
 mod sluicectl_ladders;
 mod sluicectl_recordings;
 mod transcode;
