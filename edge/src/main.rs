@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         record: None,
         transcode: None,
         catalog: None,
+        playout_dir: None,
     };
     sluice_node::runtime::run_main(
         &node.clone(),

@@ -14,7 +14,7 @@
 //! | 0 | `units`, `lock`, `driver`, `admission`, `log_limit`, `out_queue`, `metrics`, `trace_context`, `upstream`, `drain`, `publish_auth`, `play_auth`, `webhook`, `quota` | units and small helpers, hooks, the drain state drivers read, who may publish (stream keys, signed tokens, the webhook) and play (signed URLs of private streams, the webhook), admission quotas per app |
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
-//! | 3 | `hls`, `recording`, `transcode` | per-stream HLS state, HLS sessions and routes; recordings of the segmenter's output; renditions of a ladder (an ffmpeg per stream, fed from the hub, publishing back into it) |
+//! | 3 | `hls`, `playout`, `recording`, `transcode` | per-stream HLS state, HLS sessions and routes; recordings of the segmenter's output; renditions of a ladder (an ffmpeg per stream, fed from the hub, publishing back into it); files played out as live streams on a schedule |
 //! | 4 | `catalog`, `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `rendition_claims`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate; `catalog`: this node's items in the content catalog) |
 //! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
 //! | 6 | `server`, `runtime` | wiring a node together; process set-up |
@@ -51,6 +51,7 @@ pub mod settings;
 pub mod hub;
 // Layer 3: HLS state, recordings and transcoding.
 pub mod hls;
+pub mod playout;
 pub mod recording;
 pub mod transcode;
 // Layer 4: delivery drivers and cluster glue.

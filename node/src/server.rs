@@ -49,6 +49,8 @@ pub struct NodeOptions {
     pub transcode: Option<crate::transcode::TranscodeSettings>,
     /// Origins: the content catalog they keep; `None`: none.
     pub catalog: Option<crate::catalog::CatalogOptions>,
+    /// Origins: where scheduled playout reads its files; `None`: no playout.
+    pub playout_dir: Option<std::path::PathBuf>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -66,6 +68,7 @@ impl NodeOptions {
             record: None,
             transcode: None,
             catalog: None,
+            playout_dir: None,
         }
     }
 }
@@ -178,6 +181,8 @@ impl Node {
             None => None,
         };
         let mut catalog_home: Option<crate::catalog::HomeCheck> = None;
+        let playout =
+            options.playout_dir.clone().map(|dir| crate::playout::Playout::new(dir, hub.clone()));
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
         let transcoders = options.transcode.clone().map(|mut settings| {
             settings.republish_wait = args.limits.ended_stream_linger;
@@ -445,6 +450,7 @@ impl Node {
             webhook,
             recordings: recordings.clone(),
             catalog: catalog.clone(),
+            playout: playout.clone(),
             transcoders: transcoders.clone(),
             renditions: args.cluster.is_clustered().then(|| {
                 Arc::new(crate::rendition_claims::RegistryRenditions(registry.snapshot()))
@@ -453,6 +459,9 @@ impl Node {
         });
         if let Some(catalog) = &catalog {
             tasks.push(catalog.spawn(hub.clone(), recordings, catalog_home));
+        }
+        if let Some(playout) = &playout {
+            tasks.push(playout.spawn());
         }
         tasks.push(spawn_release_ended(hub.clone(), args.limits.ended_stream_linger));
         tasks.push(tokio::spawn(rtmp::serve(

@@ -415,6 +415,9 @@ pub struct OriginSettings {
     /// no DVR playlist.
     #[serde(with = "serde_duration")]
     pub dvr_window: Duration,
+    /// FLV files played out as live streams on a schedule are read from here; `None`: no
+    /// playout.
+    pub playout_dir: Option<PathBuf>,
     /// The content catalog's database (`sqlite://PATH`, `postgres://...`, `off`); `None`:
     /// SQLite in `record_dir` when standalone and recording, none otherwise.
     pub catalog: Option<String>,
@@ -453,6 +456,7 @@ impl Default for OriginSettings {
             record_max_duration: Duration::from_secs(6 * 3600),
             record_min_free: 1 << 30,
             dvr_window: Duration::from_secs(2 * 3600),
+            playout_dir: None,
             catalog: None,
             ladder_file: None,
             max_transcodes: 2,

@@ -480,6 +480,12 @@ pub struct OriginArgs {
     #[arg(long, env = "SLUICE_DVR_WINDOW", default_value_t = HumanDuration(origin().dvr_window))]
     pub dvr_window: HumanDuration,
 
+    /// Scheduled playout: FLV files in this directory go out as live streams at the times
+    /// /api/schedule gives them (paced by the origin; a live encoder of the name takes over
+    /// and hands back). Standalone origins only. Default: none.
+    #[arg(long, env = "SLUICE_PLAYOUT_DIR")]
+    pub playout_dir: Option<PathBuf>,
+
     /// The content catalog (recordings and live streams, searchable at /api/catalog):
     /// sqlite://PATH, postgres://USER@HOST/DB (a cluster's origins and control plane share
     /// it; the password from PGPASSWORD), or `off`. Default: SQLite in --record-dir when
@@ -546,6 +552,7 @@ impl OriginArgs {
             s.record_max_duration => record_max_duration,
             s.record_min_free => record_min_free,
             s.dvr_window => dvr_window,
+            s.playout_dir => playout_dir,
             s.catalog => catalog,
             s.ladder_file => ladder_file,
             s.max_transcodes => max_transcodes,

@@ -6,6 +6,7 @@ mod catalog;
 mod flv;
 mod flv_direct;
 mod recordings;
+mod schedule;
 pub mod serve;
 mod vod;
 pub mod web;
@@ -60,6 +61,8 @@ pub struct HttpContext {
     pub recordings: Option<Arc<crate::recording::Recordings>>,
     /// Origins that keep a content catalog: `/api/catalog` searches and edits it.
     pub catalog: Option<Arc<crate::catalog::CatalogSync>>,
+    /// Origins that play files out on a schedule (`--playout-dir`): `/api/schedule`.
+    pub playout: Option<Arc<crate::playout::Playout>>,
     /// Origins that transcode: the renditions the multivariant playlists list.
     pub transcoders: Option<Arc<crate::transcode::Transcoders>>,
     /// In a cluster: the registry cache, where renditions made elsewhere are found.
@@ -88,6 +91,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
             "/api/recordings/{app}/{stream}/{id}",
             get(recordings::one).delete(recordings::delete),
         )
+        .route("/api/schedule", get(schedule::list).post(schedule::add))
+        .route("/api/schedule/{id}", axum::routing::delete(schedule::remove))
         .route("/api/catalog", get(catalog::search))
         .route("/api/catalog/items/{*id}", get(catalog::item).patch(catalog::describe))
         .route_layer(axum::middleware::from_fn_with_state(ctx.admin.clone(), admin::guard));

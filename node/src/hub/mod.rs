@@ -162,7 +162,22 @@ impl Hub {
         self.publish_with(key, true)
     }
 
+    /// Claim `key` for a publisher that gives way to any other (which takes it over at once):
+    /// a scheduled playout, which a live encoder replaces. Never takes a live name over.
+    pub fn publish_yielding(&self, key: &StreamKey) -> Result<Publisher, PublishError> {
+        self.publish_as(key, false, true)
+    }
+
     fn publish_with(&self, key: &StreamKey, takeover: bool) -> Result<Publisher, PublishError> {
+        self.publish_as(key, takeover, false)
+    }
+
+    fn publish_as(
+        &self,
+        key: &StreamKey,
+        takeover: bool,
+        yields: bool,
+    ) -> Result<Publisher, PublishError> {
         let inner = &self.inner;
         let mut streams = lock(&inner.streams);
         // Streams count while they hold media: live ones, and ended ones until
@@ -172,7 +187,7 @@ impl Hub {
             streams.entry(key.clone()).or_insert_with(|| Arc::new(inner.new_entry(key))).clone();
         let mut state = entry.state();
         let taking_over = state.publisher.is_some();
-        if taking_over && !takeover {
+        if taking_over && !takeover && !state.publisher_yields {
             inner.metrics.publishes_rejected.inc();
             return Err(PublishError::AlreadyPublishing(key.to_string()));
         }
@@ -190,6 +205,7 @@ impl Hub {
         let kick = Arc::new(kick::Kick::default());
         state.publisher = Some(id);
         state.publisher_kick = Some(kick.clone());
+        state.publisher_yields = yields;
         state.ended_at = None;
         state.started_at = Some(SystemTime::now());
         state.started_instant = Some(Instant::now());
@@ -272,6 +288,14 @@ impl Hub {
     }
 
     /// Whether `key` has a publisher right now.
+    /// Whether `key`'s publisher gives way to any other (a scheduled playout).
+    pub fn yields(&self, key: &StreamKey) -> bool {
+        lock(&self.inner.streams).get(key).is_some_and(|e| {
+            let state = e.state();
+            state.publisher.is_some() && state.publisher_yields
+        })
+    }
+
     pub fn is_live(&self, key: &StreamKey) -> bool {
         lock(&self.inner.streams).get(key).is_some_and(|e| e.is_live())
     }

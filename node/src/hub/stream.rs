@@ -67,6 +67,8 @@ pub struct StreamState {
     pub publisher: Option<u64>,
     /// Woken to disconnect the current publisher (takeover).
     pub publisher_kick: Option<Arc<super::kick::Kick>>,
+    /// The current publisher gives way to any other (a scheduled playout).
+    pub publisher_yields: bool,
     pub started_at: Option<SystemTime>,
     pub started_instant: Option<Instant>,
     pub video: Option<VideoSummary>,
@@ -111,6 +113,7 @@ impl StreamEntry {
             state: Mutex::new(StreamState {
                 publisher: None,
                 publisher_kick: None,
+                publisher_yields: false,
                 started_at: None,
                 started_instant: None,
                 video: None,

@@ -78,7 +78,11 @@ pub(super) fn admit(
     if let Some(why) = super::publish_quota::streams_refusal(ctx, &key) {
         return Err(refuse(ctx, "NetStream.Publish.Rejected", why));
     }
-    if ctx.hub.is_live(&key) && !ctx.hub.config().publish_takeover && !hosted(&key) {
+    if ctx.hub.is_live(&key)
+        && !ctx.hub.config().publish_takeover
+        && !hosted(&key)
+        && !ctx.hub.yields(&key)
+    {
         if log {
             info!(stream = %key, "publish refused: name in use");
         }

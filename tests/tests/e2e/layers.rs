@@ -41,6 +41,7 @@ const NODE: Crate = Crate {
         ("settings", 1),
         ("hub", 2),
         ("hls", 3),
+        ("playout", 3),
         ("recording", 3),
         ("transcode", 3),
         ("catalog", 4),

@@ -42,6 +42,7 @@ mod link_cuts;
 mod media_changes;
 mod orders;
 mod otlp;
+mod playout;
 mod rtmps;
 mod secrets;
 

@@ -1,0 +1,89 @@
+//! The playout schedule API (behind the admin guard):
+//!
+//! * `GET /api/schedule`: the entries, by start, with their state;
+//! * `POST /api/schedule` with JSON `{"app", "stream", "file", "start_ms", "loop"}`
+//!   (`start_ms`: Unix ms, default now; `loop`: default false): 201 with the entry;
+//! * `DELETE /api/schedule/ID`: remove an entry, stopping it if it plays.
+//!
+//! Changes need `--token-file` or `--admin-allow` (403 on an open admin API).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::HttpContext;
+use crate::playout::schedule::ScheduleError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewEntry {
+    app: String,
+    stream: String,
+    file: String,
+    start_ms: Option<i64>,
+    #[serde(rename = "loop", default)]
+    looped: bool,
+}
+
+fn no_playout() -> Response {
+    (StatusCode::NOT_FOUND, "this node plays nothing out (no --playout-dir)\n").into_response()
+}
+
+fn refused(ctx: &HttpContext) -> Option<Response> {
+    ctx.admin.is_open().then(|| {
+        let text = "changing the schedule needs --token-file or --admin-allow on this node\n";
+        (StatusCode::FORBIDDEN, text).into_response()
+    })
+}
+
+fn error(e: ScheduleError) -> Response {
+    let status = match e {
+        ScheduleError::NotFound => StatusCode::NOT_FOUND,
+        ScheduleError::Full => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, format!("{e}\n")).into_response()
+}
+
+pub(super) async fn list(State(ctx): State<Arc<HttpContext>>) -> Response {
+    let Some(playout) = &ctx.playout else { return no_playout() };
+    Json(serde_json::json!({ "entries": playout.list() })).into_response()
+}
+
+pub(super) async fn add(
+    State(ctx): State<Arc<HttpContext>>,
+    body: Result<Json<NewEntry>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(playout) = &ctx.playout else { return no_playout() };
+    if let Some(refused) = refused(&ctx) {
+        return refused;
+    }
+    let Json(e) = match body {
+        Ok(body) => body,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.body_text())).into_response(),
+    };
+    let start = e.start_ms.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    });
+    match playout.add(&e.app, &e.stream, &e.file, start, e.looped) {
+        Ok(entry) => (StatusCode::CREATED, Json(entry)).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+pub(super) async fn remove(State(ctx): State<Arc<HttpContext>>, Path(id): Path<u64>) -> Response {
+    let Some(playout) = &ctx.playout else { return no_playout() };
+    if let Some(refused) = refused(&ctx) {
+        return refused;
+    }
+    match playout.remove(id) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(e),
+    }
+}

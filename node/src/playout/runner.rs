@@ -1,0 +1,192 @@
+//! One playout: an FLV file read a bounded chunk at a time and published into the hub in real
+//! time ([`super::pacer::Pacer`]), as a publisher that gives way to a live one
+//! ([`Hub::publish_yielding`]). While displaced it keeps its place in time (reading and pacing,
+//! publishing nothing); once the name is free again it publishes anew from the next keyframe,
+//! sequence headers first.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sluice_media::codec::{parse_audio_tag, parse_video_tag, AudioPacket, FrameType, VideoPacket};
+use sluice_media::flv::FlvReader;
+use sluice_media::frame::{MediaKind, MediaMessage};
+use sluice_media::stream_name::StreamKey;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::pacer::Pacer;
+use super::schedule::State;
+use crate::hub::{Hub, Publisher};
+
+/// Largest FLV tag played out.
+const MAX_TAG: usize = 16 << 20;
+/// Bytes read from the file at once.
+const CHUNK: usize = 64 * 1024;
+
+/// What a playout is told to do.
+pub struct Job {
+    pub hub: Hub,
+    pub key: StreamKey,
+    pub path: PathBuf,
+    pub looped: bool,
+    /// Set to true to stop.
+    pub stop: watch::Receiver<bool>,
+    /// Told of each change of state.
+    pub report: Box<dyn Fn(State) + Send + Sync>,
+}
+
+/// The sequence headers and metadata seen so far: sent first to every new publish.
+#[derive(Default)]
+struct Headers {
+    video: Option<Bytes>,
+    audio: Option<Bytes>,
+    data: Option<Bytes>,
+    has_video: bool,
+}
+
+impl Headers {
+    /// Keep `tag` if it is a header; whether it was one.
+    fn keep(&mut self, kind: MediaKind, payload: &Bytes) -> bool {
+        let slot = match kind {
+            MediaKind::Video => {
+                self.has_video = true;
+                match parse_video_tag(payload) {
+                    Ok(t) if matches!(t.packet, VideoPacket::SequenceStart) => &mut self.video,
+                    _ => return false,
+                }
+            }
+            MediaKind::Audio => match parse_audio_tag(payload) {
+                Ok(t) if matches!(t.packet, AudioPacket::SequenceStart) => &mut self.audio,
+                _ => return false,
+            },
+            MediaKind::Data => &mut self.data,
+        };
+        *slot = Some(payload.clone());
+        true
+    }
+
+    fn send(&self, publisher: &mut Publisher, timestamp: u32) {
+        let all = [
+            (MediaKind::Data, &self.data),
+            (MediaKind::Video, &self.video),
+            (MediaKind::Audio, &self.audio),
+        ];
+        for (kind, payload) in all {
+            if let Some(payload) = payload {
+                let _ = publisher.push(MediaMessage { kind, timestamp, payload: payload.clone() });
+            }
+        }
+    }
+}
+
+fn is_keyframe(kind: MediaKind, payload: &Bytes) -> bool {
+    kind == MediaKind::Video
+        && parse_video_tag(payload).is_ok_and(|t| {
+            t.frame_type == FrameType::Key && matches!(t.packet, VideoPacket::CodedFrames { .. })
+        })
+}
+
+/// Wait until `at`, or until `publisher` is taken over (then drop it); false when stopped.
+async fn wait(
+    at: Instant,
+    publisher: &mut Option<Publisher>,
+    stop: &mut watch::Receiver<bool>,
+    report: &(dyn Fn(State) + Send + Sync),
+    key: &StreamKey,
+) -> bool {
+    loop {
+        let kicked = async {
+            match publisher {
+                Some(p) => p.kicked().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => return true,
+            _ = stop.changed() => return false,
+            _ = kicked => {
+                *publisher = None;
+                info!(stream = %key, "playout gave way to a live publisher");
+                report(State::Displaced);
+            }
+        }
+    }
+}
+
+/// Play the job's file out until it ends (once) or the job is stopped; the state it ended in.
+pub async fn run(mut job: Job) -> State {
+    let mut pacer = Pacer::new(tokio::time::Instant::now().into_std());
+    let mut headers = Headers::default();
+    let mut publisher: Option<Publisher> = None;
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let mut file = match tokio::fs::File::open(&job.path).await {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(stream = %job.key, file = %job.path.display(), error = %e, "playout: cannot open the file");
+                return State::Failed;
+            }
+        };
+        let mut reader = FlvReader::new(MAX_TAG);
+        let mut tags = 0u64;
+        loop {
+            let tag = match reader.next_tag() {
+                Ok(Some(tag)) => tag,
+                Ok(None) => match file.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        reader.push(&buf[..n]);
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(stream = %job.key, error = %e, "playout: reading the file failed");
+                        return State::Failed;
+                    }
+                },
+                Err(e) => {
+                    warn!(stream = %job.key, error = %e, "playout: not a playable FLV file");
+                    return State::Failed;
+                }
+            };
+            tags += 1;
+            let (timestamp, due) = pacer.place(tag.timestamp);
+            if !wait(due, &mut publisher, &mut job.stop, job.report.as_ref(), &job.key).await {
+                return State::Done;
+            }
+            let header = headers.keep(tag.kind, &tag.payload);
+            // (Re)publish at a keyframe (or any audio frame of a file without video), once
+            // the name is free.
+            let starts_here = is_keyframe(tag.kind, &tag.payload)
+                || (!headers.has_video && tag.kind == MediaKind::Audio && !header);
+            if publisher.is_none() && starts_here && !job.hub.is_live(&job.key) {
+                match job.hub.publish_yielding(&job.key) {
+                    Ok(mut p) => {
+                        headers.send(&mut p, timestamp);
+                        info!(stream = %job.key, file = %job.path.display(), "playout live");
+                        (job.report)(State::Playing);
+                        publisher = Some(p);
+                    }
+                    Err(e) => warn!(stream = %job.key, error = %e, "playout: publish refused"),
+                }
+            }
+            if let Some(p) = publisher.as_mut() {
+                let message = MediaMessage { kind: tag.kind, timestamp, payload: tag.payload };
+                if let Err(e) = p.push(message) {
+                    warn!(stream = %job.key, error = %e, "playout: frame refused");
+                    return State::Failed;
+                }
+            }
+        }
+        if tags == 0 {
+            warn!(stream = %job.key, "playout: the file holds no media");
+            return State::Failed;
+        }
+        if !job.looped {
+            info!(stream = %job.key, played = ?pacer.played(), "playout ended");
+            return State::Done;
+        }
+        pacer.next_pass();
+    }
+}

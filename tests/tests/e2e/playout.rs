@@ -1,0 +1,124 @@
+//! Scheduled playout (#15): an FLV file in `--playout-dir` goes live at its scheduled time
+//! (within a second), paced by the origin, and plays to ffmpeg like a live encoder's stream;
+//! a live encoder of the name takes it over and hands it back; removing the entry ends it.
+//! Bad entries are refused with the reason; changes need the admin token.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sluice_tests::ffmpeg::Player;
+use sluice_tests::origin::TestDir;
+use sluice_tests::process::wait_for;
+use sluice_tests::{h264_aac, h264_small, secs, Origin, Publisher};
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `curl -X METHOD [-d BODY]` with the admin token (if any): (status, body).
+fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+    }
+    let out = cmd.arg(url).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// `live/tv` as `/api/streams` lists it (with the token).
+fn tv(origin: &Origin, token: &str) -> Option<Value> {
+    let url = format!("http://{}/api/streams", origin.http);
+    let list: Value = serde_json::from_str(&curl("GET", &url, Some(token), None).1).ok()?;
+    list["streams"].as_array()?.iter().find(|s| s["app"] == "live" && s["name"] == "tv").cloned()
+}
+
+fn state(origin: &Origin, token: &str, id: u64) -> String {
+    let url = format!("http://{}/api/schedule", origin.http);
+    let list: Value = serde_json::from_str(&curl("GET", &url, Some(token), None).1).unwrap();
+    let entries = list["entries"].as_array().unwrap().clone();
+    let entry = entries.iter().find(|e| e["id"] == id);
+    entry.map_or("gone".into(), |e| e["state"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
+    let dir = TestDir::new("playout");
+    let files = dir.path().join("playout");
+    std::fs::create_dir_all(files.join("shows")).unwrap();
+    std::fs::copy(&h264_small().path, files.join("shows/loop.flv")).unwrap();
+    let token = "an-admin-token-for-the-schedule";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let origin = Origin::start(&[
+        "--playout-dir",
+        files.to_str().unwrap(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    let api = format!("http://{}/api/schedule", origin.http);
+
+    // Refused: without the token, outside the directory, missing, not FLV, bad names.
+    let start = now_ms() + 3_000;
+    let entry = |file: &str, stream: &str| {
+        format!(
+            r#"{{"app": "live", "stream": "{stream}", "file": "{file}", "start_ms": {start}, "loop": true}}"#
+        )
+    };
+    assert_eq!(curl("POST", &api, None, Some(&entry("shows/loop.flv", "tv"))).0, 401);
+    for (file, stream, reason) in [
+        ("../token.flv", "tv", "inside the playout directory"),
+        ("shows/none.flv", "tv", "not in the playout directory"),
+        ("shows/loop.mp4", "tv", "only FLV"),
+        ("shows/loop.flv", "a b", "invalid stream name"),
+    ] {
+        let (status, body) = curl("POST", &api, Some(token), Some(&entry(file, stream)));
+        assert_eq!(status, 400, "{file} {stream}: {body}");
+        assert!(body.contains(reason), "{file} {stream}: {body}");
+    }
+    let (status, body) = curl("POST", &api, Some(token), Some(&entry("shows/loop.flv", "tv")));
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_u64().unwrap();
+    assert_eq!(state(&origin, token, id), "waiting");
+    assert!(tv(&origin, token).is_none(), "not before its time");
+
+    // Live at its time, within a second.
+    let live = wait_for(secs(10), || tv(&origin, token))
+        .unwrap_or_else(|| panic!("never went live: {}", origin.log()));
+    let went_live = (live["started_at"].as_f64().unwrap() * 1000.0) as i64;
+    assert!((went_live - start).abs() <= 1_000, "live at {went_live}, scheduled at {start}");
+    assert_eq!(state(&origin, token, id), "playing");
+    // It plays to ffmpeg like an encoder's stream, in real time, past the file's end (loop).
+    let mut player = Player::start(&origin.rtmp_url("live", "tv"));
+    assert!(player.wait_frames(60, secs(20)) >= 60, "{:?}", player.errors());
+    drop(player);
+    assert_eq!(live["video"]["height"], 180, "{live}");
+
+    // A live encoder takes the name over; when it leaves, the playout comes back.
+    let encoder = Publisher::start_looped(&origin.rtmp_url("live", "tv"), &h264_aac().path);
+    wait_for(secs(20), || tv(&origin, token).filter(|s| s["video"]["height"] == 720))
+        .unwrap_or_else(|| panic!("the encoder never took over: {}", origin.log()));
+    assert_eq!(state(&origin, token, id), "displaced");
+    drop(encoder);
+    wait_for(secs(20), || tv(&origin, token).filter(|s| s["video"]["height"] == 180))
+        .unwrap_or_else(|| panic!("the playout never came back: {}", origin.log()));
+    assert_eq!(state(&origin, token, id), "playing");
+    let mut player = Player::start(&origin.rtmp_url("live", "tv"));
+    assert!(player.wait_frames(30, secs(20)) >= 30, "{:?}", player.errors());
+    drop(player);
+
+    // Removed: it stops, and the stream ends.
+    assert_eq!(curl("DELETE", &format!("{api}/{id}"), None, None).0, 401);
+    assert_eq!(curl("DELETE", &format!("{api}/{id}"), Some(token), None).0, 204);
+    assert_eq!(curl("DELETE", &format!("{api}/{id}"), Some(token), None).0, 404);
+    wait_for(secs(10), || tv(&origin, token).is_none().then_some(()))
+        .unwrap_or_else(|| panic!("the stream outlived its entry: {}", origin.log()));
+    assert_eq!(state(&origin, token, id), "gone");
+}
