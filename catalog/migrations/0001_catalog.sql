@@ -21,7 +21,7 @@ CREATE TABLE catalog_items (
     node TEXT NOT NULL,
     updated_ms BIGINT NOT NULL
 );
-CREATE INDEX catalog_items_started ON catalog_items (started_ms, id);
+CREATE INDEX catalog_items_started ON catalog_items (started_ms DESC, id);
 CREATE INDEX catalog_items_stream ON catalog_items (app, stream);
 CREATE TABLE catalog_tags (
     item_id TEXT NOT NULL,

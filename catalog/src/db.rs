@@ -255,16 +255,21 @@ impl Catalog {
         .await
     }
 
-    /// End, at `ended_ms`, the live items `node` wrote that are still open (it restarted, so
-    /// they are not live any more); returns how many.
-    pub async fn end_live_of(&self, node: &str, ended_ms: i64) -> Result<u64, CatalogError> {
+    /// End, at `ended_ms`, the live items `node` wrote (any node's, without one) that are
+    /// still open (it restarted, so they are not live any more); returns how many.
+    pub async fn end_live_of(
+        &self,
+        node: Option<&str>,
+        ended_ms: i64,
+    ) -> Result<u64, CatalogError> {
         self.bounded(async {
             Ok(sqlx::query(
                 "UPDATE catalog_items SET ended_ms = $1, duration_ms = $1 - started_ms, \
-                 updated_ms = $1 WHERE kind = 'live' AND node = $2 AND ended_ms IS NULL",
+                 updated_ms = $1 WHERE kind = 'live' AND ($2 = '' OR node = $2) \
+                 AND ended_ms IS NULL",
             )
             .bind(ended_ms)
-            .bind(node)
+            .bind(node.unwrap_or(""))
             .execute(&self.pool)
             .await?
             .rows_affected())

@@ -136,6 +136,9 @@ impl Metadata {
                 if t.is_empty() {
                     return Err(CatalogError::Invalid("the title is empty".into()));
                 }
+                if t.contains(['\n', '\t']) {
+                    return Err(CatalogError::Invalid("the title is one line".into()));
+                }
                 Some(bounded_text("title", t, MAX_TITLE)?)
             }
             None => None,

@@ -161,7 +161,7 @@ async fn suite(c: &Catalog) -> Vec<Vec<String>> {
     assert_eq!(found[14], found[0], "pages of two give everything once, in order");
 
     // A restart ends its node's live items; removing an item removes it from searches.
-    assert_eq!(c.end_live_of("n1", 2_000_000).await.unwrap(), 1);
+    assert_eq!(c.end_live_of(Some("n1"), 2_000_000).await.unwrap(), 1);
     let live = c.get("live/cup").await.unwrap().unwrap();
     assert_eq!((live.ended_ms, live.duration_ms), (Some(2_000_000), 1_999_000));
     assert!(c.remove("live/news/100000").await.unwrap());

@@ -11,7 +11,9 @@ fn status(e: CatalogError) -> Status {
         CatalogError::NotFound => Status::not_found("no such catalog item"),
         e => {
             tracing::warn!(error = %e, "catalog: the database failed");
-            Status::unavailable(format!("the catalog database: {e}"))
+            Status::unavailable(
+                "the catalog database did not answer (the control plane's log says why)",
+            )
         }
     }
 }

@@ -101,7 +101,7 @@ pub struct Args {
     /// The content catalog the origins write (postgres://USER@HOST/DB, the password from
     /// PGPASSWORD; or sqlite://PATH): the catalog calls search and edit it. Default: none
     /// (those calls fail with FAILED_PRECONDITION).
-    #[arg(long, env = "SLUICE_CATALOG")]
+    #[arg(long, env = "SLUICE_CATALOG", hide_env_values = true)]
     pub catalog: Option<String>,
     /// Log filter (`RUST_LOG` syntax).
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]

@@ -54,6 +54,8 @@ pub struct CatalogSync {
     log: RateLimitedLog,
     /// The ffmpeg program thumbnails are decoded with.
     ffmpeg: PathBuf,
+    /// One thumbnail is decoded at a time.
+    thumbnails: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for CatalogSync {
@@ -99,11 +101,19 @@ fn recording_facts(info: &RecordingInfo, live: Option<&Facts>, thumb: bool, node
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What an origin's catalog is opened with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CatalogOptions {
     pub url: String,
     /// The ffmpeg program thumbnails are decoded with (`--ffmpeg`).
     pub ffmpeg: PathBuf,
+}
+
+impl std::fmt::Debug for CatalogOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: only its scheme.
+        let scheme = self.url.split(':').next().unwrap_or_default();
+        f.debug_struct("CatalogOptions").field("url", &format!("{scheme}:…")).finish()
+    }
 }
 
 impl CatalogOptions {
@@ -159,6 +169,7 @@ impl CatalogSync {
             metrics,
             log: RateLimitedLog::new(1),
             ffmpeg,
+            thumbnails: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -208,27 +219,35 @@ impl CatalogSync {
         recordings: Option<Arc<Recordings>>,
         home: Option<HomeCheck>,
     ) {
-        match self.catalog.end_live_of(&self.node, now_ms()).await {
-            Ok(0) => {}
-            Ok(n) => info!(items = n, "catalog: live items left open by the last run ended"),
-            Err(e) => self.failed("ending the last run's live items", &e),
-        }
+        // Standalone, every item is this node's whatever its id was at the time; in a
+        // cluster, only those it wrote.
+        let owner = home.is_some().then(|| self.node.clone());
+        let mut ended_leftovers = false;
+        let mut listed_all = recordings.is_none();
         let mut live: HashMap<StreamKey, Facts> = HashMap::new();
         let mut tried = HashSet::new();
-        let mut first = true;
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            self.sync_live(&hub, home.as_deref(), &mut live).await;
-            if let Some(rec) = &recordings {
-                let overflow = std::mem::take(&mut lock(&self.dirty).overflow);
-                if first || overflow {
-                    self.sync_all_recordings(rec).await;
-                    first = false;
+            if !ended_leftovers {
+                match self.catalog.end_live_of(owner.as_deref(), now_ms()).await {
+                    Ok(n) => {
+                        ended_leftovers = true;
+                        if n > 0 {
+                            info!(items = n, "catalog: live items left open by the last run ended");
+                        }
+                    }
+                    Err(e) => self.failed("ending the last run's live items", &e),
                 }
-                self.sync_recordings(rec, &live, &mut tried).await;
             }
+            self.sync_live(&hub, home.as_deref(), &mut live).await;
+            let Some(rec) = &recordings else { continue };
+            let overflow = std::mem::take(&mut lock(&self.dirty).overflow);
+            if !listed_all || overflow {
+                listed_all = self.sync_all_recordings(rec, home.as_deref(), owner.as_deref()).await;
+            }
+            self.sync_recordings(rec, &live, &mut tried).await;
         }
     }
 
@@ -240,12 +259,17 @@ impl CatalogSync {
         live: &mut HashMap<StreamKey, Facts>,
     ) {
         let mut now_live = HashMap::new();
+        let mut elsewhere = HashSet::new();
         for s in hub.snapshot() {
             let Ok((key, _)) = StreamKey::parse(&s.app, &s.name) else { continue };
             if home.is_none_or(|home| home(&key)) {
                 now_live.insert(key, live_facts(&s, &self.node));
+            } else {
+                // Live here but homed elsewhere now (a failover): its new home writes it.
+                elsewhere.insert(key);
             }
         }
+        live.retain(|key, _| !elsewhere.contains(key));
         for (key, facts) in &now_live {
             if live.get(key) == Some(facts) {
                 continue;
@@ -255,7 +279,10 @@ impl CatalogSync {
                     self.metrics.catalog_writes.inc();
                     live.insert(key.clone(), facts.clone());
                 }
-                Err(e) => self.failed("a live stream", &e),
+                Err(e) => {
+                    self.failed("a live stream", &e);
+                    return;
+                }
             }
         }
         let ended: Vec<StreamKey> =
@@ -270,45 +297,66 @@ impl CatalogSync {
                     self.metrics.catalog_writes.inc();
                     live.remove(&key);
                 }
-                Err(e) => self.failed("a live stream's end", &e),
+                Err(e) => {
+                    self.failed("a live stream's end", &e);
+                    return;
+                }
             }
         }
     }
 
-    /// Write every recording on disk; remove the items of recordings this node wrote that
-    /// are gone.
-    async fn sync_all_recordings(&self, rec: &Recordings) {
+    /// Write every recording on disk this node is the home of (all, standalone), and remove
+    /// the items of recordings it wrote that are gone; whether it got through.
+    async fn sync_all_recordings(
+        &self,
+        rec: &Recordings,
+        home: Option<&(dyn Fn(&StreamKey) -> bool + Send + Sync)>,
+        owner: Option<&str>,
+    ) -> bool {
         let filter = listing::Filter { limit: usize::MAX, ..listing::Filter::default() };
         let on_disk = match rec.list(filter).await {
             Ok((list, _)) => list,
             Err(e) => {
                 warn!(error = %e, "catalog: listing the recordings failed");
-                return;
+                return false;
             }
         };
-        let prefixes: BTreeSet<String> =
+        let prefixes: HashSet<String> =
             on_disk.iter().map(|r| format!("{}/{}/{}", r.app, r.stream, r.id)).collect();
-        match self.catalog.ids(Kind::Recording, Some(&self.node)).await {
+        match self.catalog.ids(Kind::Recording, owner).await {
             Ok(ids) => {
                 for id in ids.into_iter().filter(|id| !prefixes.contains(id)) {
                     if let Err(e) = self.catalog.remove(&id).await {
                         self.failed("a deleted recording", &e);
+                        return false;
                     }
                 }
             }
-            Err(e) => self.failed("listing the recordings' items", &e),
-        }
-        let mut dirty = lock(&self.dirty);
-        for prefix in prefixes {
-            if dirty.recordings.len() >= MAX_DIRTY {
-                dirty.overflow = true;
-                break;
+            Err(e) => {
+                self.failed("listing the recordings' items", &e);
+                return false;
             }
-            dirty.recordings.insert(prefix);
         }
+        for info in &on_disk {
+            let Ok((key, _)) = StreamKey::parse(&info.app, &info.stream) else { continue };
+            if !home.is_none_or(|home| home(&key)) {
+                continue;
+            }
+            let prefix = format!("{}/{}/{}", info.app, info.stream, info.id);
+            let thumb = rec.root().join(&prefix).join(THUMBNAIL).exists();
+            if let Err(e) =
+                self.catalog.record(&recording_facts(info, None, thumb, &self.node)).await
+            {
+                self.failed("a recording", &e);
+                return false;
+            }
+            self.metrics.catalog_writes.inc();
+        }
+        true
     }
 
-    /// Write the recordings marked changed (or remove their items when they are gone).
+    /// Write the recordings marked changed (or remove their items when they are gone). A
+    /// database failure ends the pass: the rest wait for the next.
     async fn sync_recordings(
         self: &Arc<Self>,
         rec: &Recordings,
@@ -316,7 +364,8 @@ impl CatalogSync {
         tried: &mut HashSet<String>,
     ) {
         let changed = std::mem::take(&mut lock(&self.dirty).recordings);
-        for prefix in changed {
+        let mut changed = changed.into_iter();
+        while let Some(prefix) = changed.next() {
             let mut parts = prefix.splitn(3, '/');
             let (Some(app), Some(stream), Some(id)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -327,10 +376,11 @@ impl CatalogSync {
                 Ok(Some(info)) => {
                     let dir = rec.root().join(&prefix);
                     let thumb = dir.join(THUMBNAIL).exists();
-                    if !thumb && info.segments > 0 && tried.insert(prefix.clone()) {
-                        if tried.len() > MAX_TRIED {
+                    if !thumb && info.segments > 0 && !tried.contains(&prefix) {
+                        if tried.len() >= MAX_TRIED {
                             tried.clear();
                         }
+                        tried.insert(prefix.clone());
                         self.spawn_thumbnail(dir, prefix.clone());
                     }
                     let facts = recording_facts(&info, live.get(&key), thumb, &self.node);
@@ -349,17 +399,23 @@ impl CatalogSync {
                 Err(e) => {
                     self.failed("a recording", &e);
                     self.recording_changed(&prefix);
+                    for rest in changed {
+                        self.recording_changed(&rest);
+                    }
+                    return;
                 }
             }
         }
     }
 
-    /// Decode the first keyframe of the recording in `dir` into its thumbnail, then mark the
-    /// recording changed so its item names it.
+    /// Decode the first keyframe of the recording in `dir` into its thumbnail (one ffmpeg at
+    /// a time per node), then mark the recording changed so its item names it.
     fn spawn_thumbnail(self: &Arc<Self>, dir: PathBuf, prefix: String) {
         let ffmpeg = self.ffmpeg.clone();
         let this = Arc::downgrade(self);
+        let permits = self.thumbnails.clone();
         tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
             match thumbnail(&ffmpeg, &dir).await {
                 Ok(()) => {
                     if let Some(this) = this.upgrade() {
@@ -375,7 +431,9 @@ impl CatalogSync {
 /// Decode the first video frame of the recording in `dir` (its index, read as HLS) into
 /// `dir/thumb.jpg`, 320 pixels wide; written aside and renamed, so it is whole or absent.
 async fn thumbnail(ffmpeg: &Path, dir: &Path) -> std::io::Result<()> {
-    let part = dir.join(format!("{THUMBNAIL}.{}.part", std::process::id()));
+    // Origins sharing the store (each process id 1 in its container) never share a name.
+    let part =
+        dir.join(format!("{THUMBNAIL}.{}-{:016x}.part", std::process::id(), rand::random::<u64>()));
     let mut child = tokio::process::Command::new(ffmpeg)
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .arg("-i")

@@ -173,6 +173,31 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+impl PlayAuth {
+    /// Read the play token secret again on every SIGHUP (a rotation: tokens signed with the
+    /// new secret play from then on); a file that does not load keeps the current one.
+    pub fn spawn_secret_reload(
+        self: Arc<Self>,
+        path: std::path::PathBuf,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
+        Ok(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match signed_token::read_secret(&path) {
+                    Ok(secret) => {
+                        self.replace_secret(secret);
+                        tracing::info!("SIGHUP: play token secret reloaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SIGHUP: play token secret NOT reloaded; the current one stays");
+                    }
+                }
+            }
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,6 +225,28 @@ fn parse_keys(text: &str) -> Result<HashMap<[u8; 32], StreamKey>, KeysFileError>
     Ok(keys)
 }
 
+impl PublishAuthStore {
+    /// Read the publish keys and token secret again on every SIGHUP.
+    pub fn spawn_reload(
+        self: std::sync::Arc<Self>,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
+        Ok(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match self.reload() {
+                    Ok(keys) => {
+                        tracing::info!(keys, "SIGHUP: publish keys and token secret reloaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SIGHUP: publish authorisation NOT reloaded; the current one stays");
+                    }
+                }
+            }
+        }))
+    }
+}
+
 #[cfg(test)]
 #[path = "publish_auth/tests.rs"]
 mod tests;

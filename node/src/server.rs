@@ -27,11 +27,6 @@ use crate::settings::NodeSettings;
 /// On SIGTERM, how long a node with a relay keeps serving it after leaving the ring.
 const RELAY_MOVE_GRACE: Duration = Duration::from_secs(1);
 
-/// In a cluster, a recording left open and untouched this long (at least; more with a long
-/// `--ended-stream-linger`) has no home writing it any more (its home died and no origin
-/// carried it on): it is finished.
-const STALE_RECORDING: Duration = Duration::from_secs(60);
-
 /// What differs between the binaries that run a [`Node`].
 pub struct NodeOptions {
     /// Origin or edge: how the node registers, and whether it accepts publishers.
@@ -142,35 +137,17 @@ impl Node {
                 None => None,
             };
         let hls = HlsServing::new(&args.hls, session_key.as_deref());
-        let mut retention_task = None;
-        let mut stale_task = None;
-        let recordings = match &options.record {
+        let (recordings, recording_tasks) = match &options.record {
             Some(record) => {
-                let recordings = crate::recording::Recordings::new(
+                let (recordings, tasks) = crate::recording::Recordings::open_for_node(
                     record,
                     args.limits.ended_stream_linger,
+                    args.cluster.is_clustered(),
                     metrics.clone(),
-                )
-                .with_context(|| format!("opening --record-dir {}", record.dir.display()))?;
-                // Standalone, nobody else writes here: finish what a crash left open now. In a
-                // cluster another origin may be carrying a recording on (a shared store): only
-                // what has been left alone for a while, now and every so often.
-                // A live home leaves its index alone for up to twice the linger (the stream's
-                // entry lingers, then the recorder waits as long for the publisher).
-                let stale =
-                    STALE_RECORDING.max(args.limits.ended_stream_linger * 2 + STALE_RECORDING / 2);
-                let min_age = if args.cluster.is_clustered() { stale } else { Duration::ZERO };
-                recordings.recover(min_age).with_context(|| {
-                    format!("finishing the recordings left open in {}", record.dir.display())
-                })?;
-                let recordings = Arc::new(recordings);
-                retention_task = recordings.spawn_retention();
-                if args.cluster.is_clustered() {
-                    stale_task = Some(recordings.spawn_stale_finisher(stale / 2, stale));
-                }
-                Some(recordings)
+                )?;
+                (Some(recordings), tasks)
             }
-            None => None,
+            None => (None, Vec::new()),
         };
         let catalog = match &options.catalog {
             Some(c) => Some(
@@ -274,8 +251,7 @@ impl Node {
                 transcoders.as_ref().map_or(0, |t| t.load().1),
             ),
         ];
-        tasks.extend(retention_task);
-        tasks.extend(stale_task);
+        tasks.extend(recording_tasks);
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
         if let Some(endpoint) = &relay {
@@ -392,7 +368,7 @@ impl Node {
         };
         rtmp_ctx.webhook = webhook.clone();
         if let Some(store) = options.publish_auth.clone() {
-            tasks.push(spawn_publish_auth_reload(store).context("installing the SIGHUP handler")?);
+            tasks.push(store.spawn_reload().context("installing the SIGHUP handler")?);
         }
         rtmp_ctx.publisher_reserve = args.admission.publisher_reserve;
         rtmp_ctx.quotas = quotas;
@@ -412,7 +388,9 @@ impl Node {
         }
         if let Some(path) = &args.play_token_secret_file {
             tasks.push(
-                spawn_play_secret_reload(play_auth.clone(), path.clone())
+                play_auth
+                    .clone()
+                    .spawn_secret_reload(path.clone())
                     .context("installing the SIGHUP handler")?,
             );
         }
@@ -588,49 +566,6 @@ pub async fn run(args: NodeSettings, options: NodeOptions) -> anyhow::Result<()>
     info!(drain_timeout = ?args.limits.drain_timeout, "shutting down: draining connections");
     node.shutdown(args.limits.drain_timeout).await;
     Ok(())
-}
-
-/// Read the play token secret again on every SIGHUP (a rotation: tokens signed with the new
-/// secret play from then on); a file that does not load keeps the current one.
-fn spawn_play_secret_reload(
-    play_auth: Arc<crate::play_auth::PlayAuth>,
-    path: std::path::PathBuf,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = signal(SignalKind::hangup())?;
-    Ok(tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            match sluice_cluster::signed_token::read_secret(&path) {
-                Ok(secret) => {
-                    play_auth.replace_secret(secret);
-                    tracing::info!("SIGHUP: play token secret reloaded");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP: play token secret NOT reloaded; the current one stays");
-                }
-            }
-        }
-    }))
-}
-
-/// Read the publish keys and token secret again on every SIGHUP.
-fn spawn_publish_auth_reload(
-    store: Arc<crate::publish_auth::PublishAuthStore>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = signal(SignalKind::hangup())?;
-    Ok(tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            match store.reload() {
-                Ok(keys) => {
-                    tracing::info!(keys, "SIGHUP: publish keys and token secret reloaded");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP: publish authorisation NOT reloaded; the current one stays");
-                }
-            }
-        }
-    }))
 }
 
 /// A listener with the configured backlog (tokio's `bind` asks the kernel for only 128: a

@@ -490,7 +490,7 @@ pub struct OriginArgs {
     /// sqlite://PATH, postgres://USER@HOST/DB (a cluster's origins and control plane share
     /// it; the password from PGPASSWORD), or `off`. Default: SQLite in --record-dir when
     /// standalone and recording, none otherwise.
-    #[arg(long, env = "SLUICE_CATALOG")]
+    #[arg(long, env = "SLUICE_CATALOG", hide_env_values = true)]
     pub catalog: Option<String>,
 
     /// Transcoding ladders per app (TOML: a table per app, `"*"` for the rest, each with

@@ -5,7 +5,7 @@
 //! finished recording plays as HLS VOD from `/vod/APP/NAME/ID/index.m3u8` ([`crate::http`]).
 //!
 //! [`index`] is the sans-IO playlist, [`store`] the storage trait and its local directory,
-//! `recorder` the task per recorded stream, [`download`] a finished recording as one MP4,
+//! `recorder` the task per recorded stream, `start` how a node opens them, [`download`] a finished recording as one MP4,
 //! [`dvr`] the time-shift window of a stream being recorded, [`listing`] what the API lists.
 
 pub mod download;
@@ -14,6 +14,7 @@ pub mod index;
 pub mod listing;
 mod recorder;
 pub mod retention;
+mod start;
 pub mod store;
 
 use std::collections::HashMap;
