@@ -190,6 +190,17 @@ impl Catalog {
         let change = change.normalised()?;
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
+            // Lock the item first (PostgreSQL: its row; SQLite: the database), so concurrent
+            // changes apply one after the other instead of overwriting each other.
+            let touched = sqlx::query("UPDATE catalog_items SET updated_ms = $1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if touched == 0 {
+                return Err(CatalogError::NotFound);
+            }
             let row = sqlx::query("SELECT kind, app, stream FROM catalog_items WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)

@@ -47,7 +47,10 @@ struct Dirty {
 
 /// Keeps this node's items in the catalog.
 pub struct CatalogSync {
-    catalog: Catalog,
+    /// Set once the database has been opened (a PostgreSQL out of reach at start is tried
+    /// again every few seconds).
+    catalog: tokio::sync::OnceCell<Catalog>,
+    url: String,
     node: String,
     dirty: Mutex<Dirty>,
     metrics: Metrics,
@@ -99,6 +102,8 @@ fn recording_facts(info: &RecordingInfo, live: Option<&Facts>, thumb: bool, node
 
 /// How long one catalog call may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a database out of reach at start is tried again.
+const RETRY: Duration = Duration::from_secs(5);
 
 /// What an origin's catalog is opened with.
 #[derive(Clone)]
@@ -150,20 +155,38 @@ fn catalog_url(
 }
 
 impl CatalogSync {
-    /// Open (and migrate) the catalog `options` name.
+    /// Open (and migrate) the catalog `options` name. A SQLite file that cannot be opened is an
+    /// error; a PostgreSQL out of reach is tried again in the background (the catalog answers
+    /// 503 meanwhile) so that streaming never waits on it.
     pub async fn open(
         options: &CatalogOptions,
         node: &str,
         metrics: Metrics,
     ) -> Result<Arc<Self>, CatalogError> {
-        let catalog = Catalog::open(&options.url, TIMEOUT).await?;
-        info!(backend = ?catalog.backend(), "catalog open");
-        Ok(Self::new(catalog, node, options.ffmpeg.clone(), metrics))
+        let this = Self::new(None, &options.url, node, options.ffmpeg.clone(), metrics);
+        match Catalog::open(&options.url, TIMEOUT).await {
+            Ok(catalog) => {
+                info!(backend = ?catalog.backend(), "catalog open");
+                let _ = this.catalog.set(catalog);
+            }
+            Err(e) if options.url.starts_with("postgres") => {
+                warn!(error = %e, "catalog: the database is out of reach; trying again every 5 s");
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(this)
     }
 
-    pub fn new(catalog: Catalog, node: &str, ffmpeg: PathBuf, metrics: Metrics) -> Arc<Self> {
+    fn new(
+        catalog: Option<Catalog>,
+        url: &str,
+        node: &str,
+        ffmpeg: PathBuf,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         Arc::new(CatalogSync {
-            catalog,
+            catalog: tokio::sync::OnceCell::new_with(catalog),
+            url: url.to_string(),
             node: node.to_string(),
             dirty: Mutex::default(),
             metrics,
@@ -173,8 +196,28 @@ impl CatalogSync {
         })
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The catalog, once its database is open.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.get()
+    }
+
+    /// The catalog, opened now if it was not yet (every `RETRY` until it is).
+    async fn opened(&self) -> &Catalog {
+        loop {
+            if let Some(c) = self.catalog.get() {
+                return c;
+            }
+            match Catalog::open(&self.url, TIMEOUT).await {
+                Ok(catalog) => {
+                    info!(backend = ?catalog.backend(), "catalog open");
+                    let _ = self.catalog.set(catalog);
+                }
+                Err(e) => {
+                    self.failed("opening the database", &e);
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
     }
 
     /// Recording `prefix` (`APP/NAME/ID`) was written or deleted.
@@ -226,12 +269,13 @@ impl CatalogSync {
         let mut listed_all = recordings.is_none();
         let mut live: HashMap<StreamKey, Facts> = HashMap::new();
         let mut tried = HashSet::new();
+        let c = self.opened().await;
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if !ended_leftovers {
-                match self.catalog.end_live_of(owner.as_deref(), now_ms()).await {
+                match c.end_live_of(owner.as_deref(), now_ms()).await {
                     Ok(n) => {
                         ended_leftovers = true;
                         if n > 0 {
@@ -241,19 +285,21 @@ impl CatalogSync {
                     Err(e) => self.failed("ending the last run's live items", &e),
                 }
             }
-            self.sync_live(&hub, home.as_deref(), &mut live).await;
+            self.sync_live(c, &hub, home.as_deref(), &mut live).await;
             let Some(rec) = &recordings else { continue };
             let overflow = std::mem::take(&mut lock(&self.dirty).overflow);
             if !listed_all || overflow {
-                listed_all = self.sync_all_recordings(rec, home.as_deref(), owner.as_deref()).await;
+                listed_all =
+                    self.sync_all_recordings(c, rec, home.as_deref(), owner.as_deref()).await;
             }
-            self.sync_recordings(rec, &live, &mut tried).await;
+            self.sync_recordings(c, rec, &live, &mut tried).await;
         }
     }
 
     /// Write the streams published here that started or changed, and end those that stopped.
     async fn sync_live(
         &self,
+        c: &Catalog,
         hub: &Hub,
         home: Option<&(dyn Fn(&StreamKey) -> bool + Send + Sync)>,
         live: &mut HashMap<StreamKey, Facts>,
@@ -274,7 +320,7 @@ impl CatalogSync {
             if live.get(key) == Some(facts) {
                 continue;
             }
-            match self.catalog.record(facts).await {
+            match c.record(facts).await {
                 Ok(()) => {
                     self.metrics.catalog_writes.inc();
                     live.insert(key.clone(), facts.clone());
@@ -292,7 +338,7 @@ impl CatalogSync {
             let now = now_ms();
             facts.ended_ms = Some(now);
             facts.duration_ms = (now - facts.started_ms).max(0);
-            match self.catalog.record(&facts).await {
+            match c.record(&facts).await {
                 Ok(()) => {
                     self.metrics.catalog_writes.inc();
                     live.remove(&key);
@@ -309,6 +355,7 @@ impl CatalogSync {
     /// the items of recordings it wrote that are gone; whether it got through.
     async fn sync_all_recordings(
         &self,
+        c: &Catalog,
         rec: &Recordings,
         home: Option<&(dyn Fn(&StreamKey) -> bool + Send + Sync)>,
         owner: Option<&str>,
@@ -323,10 +370,10 @@ impl CatalogSync {
         };
         let prefixes: HashSet<String> =
             on_disk.iter().map(|r| format!("{}/{}/{}", r.app, r.stream, r.id)).collect();
-        match self.catalog.ids(Kind::Recording, owner).await {
+        match c.ids(Kind::Recording, owner).await {
             Ok(ids) => {
                 for id in ids.into_iter().filter(|id| !prefixes.contains(id)) {
-                    if let Err(e) = self.catalog.remove(&id).await {
+                    if let Err(e) = c.remove(&id).await {
                         self.failed("a deleted recording", &e);
                         return false;
                     }
@@ -344,9 +391,7 @@ impl CatalogSync {
             }
             let prefix = format!("{}/{}/{}", info.app, info.stream, info.id);
             let thumb = rec.root().join(&prefix).join(THUMBNAIL).exists();
-            if let Err(e) =
-                self.catalog.record(&recording_facts(info, None, thumb, &self.node)).await
-            {
+            if let Err(e) = c.record(&recording_facts(info, None, thumb, &self.node)).await {
                 self.failed("a recording", &e);
                 return false;
             }
@@ -359,6 +404,7 @@ impl CatalogSync {
     /// database failure ends the pass: the rest wait for the next.
     async fn sync_recordings(
         self: &Arc<Self>,
+        c: &Catalog,
         rec: &Recordings,
         live: &HashMap<StreamKey, Facts>,
         tried: &mut HashSet<String>,
@@ -384,9 +430,9 @@ impl CatalogSync {
                         self.spawn_thumbnail(dir, prefix.clone());
                     }
                     let facts = recording_facts(&info, live.get(&key), thumb, &self.node);
-                    self.catalog.record(&facts).await
+                    c.record(&facts).await
                 }
-                Ok(None) => self.catalog.remove(&prefix).await.map(|_| ()),
+                Ok(None) => c.remove(&prefix).await.map(|_| ()),
                 Err(e) => {
                     warn!(recording = %prefix, error = %e, "catalog: reading a recording failed");
                     continue;

@@ -46,6 +46,11 @@ fn no_catalog() -> Response {
     (StatusCode::NOT_FOUND, text).into_response()
 }
 
+fn not_open() -> Response {
+    let text = "the catalog database is out of reach (the node's log says why)\n";
+    (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+}
+
 fn error(e: CatalogError) -> Response {
     match e {
         CatalogError::Invalid(m) => (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response(),
@@ -87,7 +92,8 @@ pub(super) async fn search(
         limit: q.limit.unwrap_or(0),
         page: q.page,
     };
-    match sync.catalog().search(&query).await {
+    let Some(catalog) = sync.catalog() else { return not_open() };
+    match catalog.search(&query).await {
         Ok(page) => Json(page).into_response(),
         Err(e) => error(e),
     }
@@ -95,7 +101,8 @@ pub(super) async fn search(
 
 pub(super) async fn item(State(ctx): State<Arc<HttpContext>>, Path(id): Path<String>) -> Response {
     let Some(sync) = &ctx.catalog else { return no_catalog() };
-    match sync.catalog().get(&id).await {
+    let Some(catalog) = sync.catalog() else { return not_open() };
+    match catalog.get(&id).await {
         Ok(Some(item)) => Json(item).into_response(),
         Ok(None) => error(CatalogError::NotFound),
         Err(e) => error(e),
@@ -118,7 +125,8 @@ pub(super) async fn describe(
     };
     let change =
         Metadata { title: change.title, description: change.description, tags: change.tags };
-    match sync.catalog().describe(&id, change).await {
+    let Some(catalog) = sync.catalog() else { return not_open() };
+    match catalog.describe(&id, change).await {
         Ok(item) => Json(item).into_response(),
         Err(e) => error(e),
     }

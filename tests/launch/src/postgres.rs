@@ -53,6 +53,11 @@ fn as_server_user(program: PathBuf) -> Command {
 impl Postgres {
     /// A new cluster on a free port, ready for connections.
     pub fn start() -> Result<Postgres, LaunchError> {
+        Postgres::start_on(free_port())
+    }
+
+    /// A new cluster on `port`, ready for connections.
+    pub fn start_on(port: u16) -> Result<Postgres, LaunchError> {
         let dir = scratch_path("sluice-postgres");
         let data = dir.join("data");
         let log = dir.join("postgres.log");
@@ -82,7 +87,6 @@ impl Postgres {
                 tail: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
-        let port = free_port();
         let log_file = File::create(&log)
             .map_err(|e| LaunchError::io(format!("create {}", log.display()), e))?;
         let err = log_file.try_clone().map_err(|e| LaunchError::io("dup log file", e))?;

@@ -29,6 +29,9 @@ fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u1
 fn search(origin: &Origin, token: &str, query: &str) -> Vec<Value> {
     let (status, body) =
         curl("GET", &format!("http://{}/api/catalog?{query}", origin.http), Some(token), None);
+    if status == 503 {
+        return Vec::new(); // The database is not open yet.
+    }
     assert_eq!(status, 200, "{query}: {body}");
     let page: Value = serde_json::from_str(&body).unwrap();
     page["items"].as_array().unwrap().clone()
@@ -176,4 +179,29 @@ fn recordings_and_live_streams_are_catalogued_titled_and_found() {
     wait_for(secs(10), || (curl("GET", &one, Some(token), None).0 == 404).then_some(()))
         .unwrap_or_else(|| panic!("the deleted recording stayed in the catalog: {}", origin.log()));
     assert_eq!(ids(&search(&origin, token, "")), vec!["live/match"]);
+}
+
+#[test]
+fn an_origin_starts_without_its_database_and_catches_up_once_it_answers() {
+    let dir = TestDir::new("catalog-late");
+    let token = "an-admin-token-for-the-catalog";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let port = sluice_launch::process::free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/sluice");
+    let origin = Origin::start(&["--catalog", &url, "--token-file", token_file.to_str().unwrap()]);
+    // Streaming does not wait on the database; the catalog says it is out of reach.
+    let _publisher = Publisher::start_looped(&origin.rtmp_url("live", "early"), &h264_aac().path);
+    let api = format!("http://{}/api/catalog", origin.http);
+    let (status, body) = curl("GET", &api, Some(token), None);
+    assert_eq!(status, 503, "{body}");
+    assert!(origin.log().contains("out of reach"), "{}", origin.log());
+    assert!(!origin.log().contains(&url), "the URL stays out of the log");
+    // The database comes: the origin opens it, and the stream live meanwhile is an item.
+    let pg = sluice_launch::Postgres::start_on(port).expect("PostgreSQL");
+    pg.create_database("sluice").unwrap();
+    wait_for(secs(30), || {
+        search(&origin, token, "kind=live").into_iter().find(|i| i["id"] == "live/early")
+    })
+    .unwrap_or_else(|| panic!("never caught up: {}", origin.log()));
 }
