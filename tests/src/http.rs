@@ -215,6 +215,23 @@ pub fn hls_position(playlist: &str) -> Option<(u64, (u64, u64))> {
     Some((sequence, newest))
 }
 
+/// `curl -X METHOD [-d JSON]` with `Authorization: Bearer TOKEN` when a token is given:
+/// (status, body). For the admin APIs' tests, which need methods and headers `get` lacks.
+pub fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+    }
+    let out = cmd.arg(url).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

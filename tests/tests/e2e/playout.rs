@@ -7,28 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sluice_tests::ffmpeg::Player;
+use sluice_tests::http::curl;
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, h264_small, secs, Origin, Publisher};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// `curl -X METHOD [-d BODY]` with the admin token (if any): (status, body).
-fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let mut cmd = std::process::Command::new("curl");
-    cmd.args(["-s", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
-    if let Some(token) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    if let Some(body) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", body]);
-    }
-    let out = cmd.arg(url).output().expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// `live/tv` as `/api/streams` lists it (with the token).
