@@ -43,7 +43,8 @@ pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> boo
         || current.loads != fresh.loads
         || current.drains != fresh.drains
         || current.kicks != fresh.kicks
-        || current.ladders != fresh.ladders;
+        || current.ladders != fresh.ladders
+        || current.schedule != fresh.schedule;
     if modified {
         *current = fresh;
     }
@@ -161,6 +162,21 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
             }
             None => tracing::debug!(key = %kv.key, "ignoring bad ladder"),
         },
+        Some(KeyKind::ScheduleEntry(id)) => match crate::values::parse_schedule_entry(&kv.value) {
+            Some(value)
+                if snap.schedule.len() < crate::schedule::MAX_ENTRIES
+                    || snap.schedule.contains_key(&id) =>
+            {
+                let rec = crate::schedule::EntryRecord {
+                    id: id.clone(),
+                    value,
+                    mod_revision: kv.mod_revision,
+                };
+                snap.schedule.insert(id, rec);
+            }
+            Some(_) => tracing::debug!(key = %kv.key, "ignoring a schedule entry past the bound"),
+            None => tracing::debug!(key = %kv.key, "ignoring bad schedule entry"),
+        },
         None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
     }
 }
@@ -185,6 +201,9 @@ fn apply_delete(snap: &mut Snapshot, keys: &Keyspace, key: &str) {
         }
         Some(KeyKind::Ladder(app)) => {
             snap.ladders.remove(&app);
+        }
+        Some(KeyKind::ScheduleEntry(id)) => {
+            snap.schedule.remove(&id);
         }
         None => {}
     }

@@ -9,6 +9,7 @@
 //! {prefix}/orders/drain/{role}/{id}   DrainOrder JSON, no lease (in force until deleted)
 //! {prefix}/orders/kick/{app}/{name}   KickOrder JSON, under a short lease of its own
 //! {prefix}/ladders/{app}              LadderValue JSON, no lease (in force until deleted)
+//! {prefix}/schedule/{id}              schedule EntryValue JSON, no lease (in force until deleted)
 //! ```
 //!
 //! Node ids, apps and stream names never contain `/` (see [`NodeId`] and
@@ -40,6 +41,8 @@ pub enum KeyKind {
     KickOrder(StreamKey),
     /// An app's transcoding ladder.
     Ladder(String),
+    /// A playout schedule entry, by id.
+    ScheduleEntry(String),
 }
 
 /// Builds and parses the keys of one cluster (one prefix).
@@ -89,11 +92,18 @@ impl Keyspace {
         format!("{}/ladders/{app}", self.prefix)
     }
 
+    pub fn schedule_entry(&self, id: &str) -> String {
+        format!("{}/schedule/{id}", self.prefix)
+    }
+
     /// Parse a key of this keyspace; `None` for anything else.
     pub fn parse(&self, key: &str) -> Option<KeyKind> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
         if let Some(app) = rest.strip_prefix("ladders/") {
             return canonical_stream(app, "x").map(|s| KeyKind::Ladder(s.app().to_string()));
+        }
+        if let Some(id) = rest.strip_prefix("schedule/") {
+            return crate::schedule::check_id(id).ok().map(|()| KeyKind::ScheduleEntry(id.into()));
         }
         if let Some(order) = rest.strip_prefix("orders/") {
             return parse_order(order);
@@ -173,6 +183,9 @@ mod tests {
         let kk = ks.kick_order(&s);
         assert_eq!(kk, "/sluice/orders/kick/live/cam.1");
         assert_eq!(ks.parse(&kk), Some(KeyKind::KickOrder(s)));
+        let sk = ks.schedule_entry("a1");
+        assert_eq!(sk, "/sluice/schedule/a1");
+        assert_eq!(ks.parse(&sk), Some(KeyKind::ScheduleEntry("a1".into())));
     }
 
     #[test]
@@ -204,6 +217,9 @@ mod tests {
             "/a/orders/other/x/y",
             "/a/orders/drain",
             "/a/orders",
+            "/a/schedule/",
+            "/a/schedule/a/b",
+            "/a/schedule/a.b",
             "/a",
             "",
         ] {

@@ -155,6 +155,7 @@ mod registrar;
 pub mod registry;
 pub mod ring;
 pub mod rules;
+pub mod schedule;
 pub mod signed_token;
 pub mod telemetry;
 pub mod types;

@@ -90,6 +90,23 @@ impl OrderWriter {
         self.bounded("delete ladder", self.delete(&key)).await
     }
 
+    /// Write schedule entry `id` (replacing an earlier one of that id). No lease.
+    pub async fn set_schedule_entry(
+        &self,
+        id: &str,
+        value: &crate::schedule::EntryValue,
+    ) -> Result<(), RegistryError> {
+        let key = self.keys.schedule_entry(id);
+        let value = serde_json::to_vec(value)?;
+        self.bounded("put schedule entry", self.put(&key, value, 0)).await.map(drop)
+    }
+
+    /// Delete schedule entry `id`; `false` when there was none.
+    pub async fn delete_schedule_entry(&self, id: &str) -> Result<bool, RegistryError> {
+        let key = self.keys.schedule_entry(id);
+        self.bounded("delete schedule entry", self.delete(&key)).await
+    }
+
     async fn put(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<i64, RegistryError> {
         match &self.store {
             Store::Etcd(b) => b.put(key, value, lease).await,

@@ -204,7 +204,15 @@ const MAX_STREAM_LOAD_JSON_LEN: usize = 512;
 /// Largest load value accepted from the registry, in bytes: the node-wide figures (about 300
 /// bytes) within 4 KiB, plus [`MAX_REPORT_STREAMS`] stream entries at their largest
 /// (132 KiB in all).
-pub const MAX_LOAD_VALUE_LEN: usize = 4096 + MAX_REPORT_STREAMS * MAX_STREAM_LOAD_JSON_LEN;
+pub const MAX_LOAD_VALUE_LEN: usize = 4096
+    + MAX_REPORT_STREAMS * MAX_STREAM_LOAD_JSON_LEN
+    + MAX_REPORT_PLAYOUTS * MAX_PLAYOUT_JSON_LEN;
+
+/// Most playout entries one load report tells the state of (those running or ended on the
+/// node; the rest are waiting).
+pub const MAX_REPORT_PLAYOUTS: usize = 256;
+/// Longest JSON of one playout in a report: `"id":"displaced",` with the longest id.
+const MAX_PLAYOUT_JSON_LEN: usize = crate::schedule::MAX_ID_LEN + 16;
 
 /// What a node can serve, as configured (`--max-viewers`, `--max-egress`); 0 means "no limit
 /// stated".
@@ -247,6 +255,10 @@ pub struct LoadReport {
     /// Figures of the streams live on the node, by stream (at most [`MAX_REPORT_STREAMS`]).
     #[serde(with = "stream_keys", skip_serializing_if = "BTreeMap::is_empty")]
     pub by_stream: BTreeMap<StreamKey, StreamLoad>,
+    /// How the playout schedule entries this node plays (or played) stand, by entry id (at
+    /// most [`MAX_REPORT_PLAYOUTS`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub playouts: BTreeMap<String, crate::schedule::PlayoutState>,
 }
 
 /// One stream's figures in a node's [`LoadReport`]. Fields at zero are left out of the JSON
@@ -326,6 +338,8 @@ impl LoadReport {
         self.viewers.len() <= MAX_PROTOCOLS
             && self.viewers.keys().all(|p| !p.is_empty() && p.len() <= MAX_PROTOCOL_NAME_LEN)
             && self.by_stream.len() <= MAX_REPORT_STREAMS
+            && self.playouts.len() <= MAX_REPORT_PLAYOUTS
+            && self.playouts.keys().all(|id| crate::schedule::check_id(id).is_ok())
     }
 }
 
@@ -470,6 +484,8 @@ pub struct Snapshot {
     pub kicks: BTreeMap<StreamKey, KickRecord>,
     /// Transcoding ladders set through the control plane, by app.
     pub ladders: BTreeMap<String, crate::ladder::LadderRecord>,
+    /// Playout schedule entries set through the control plane, by id.
+    pub schedule: BTreeMap<String, crate::schedule::EntryRecord>,
     /// Whether the cache follows the registry now: `true` from a listing or an established
     /// watch, `false` from a failed watch until the next one is established (the contents are
     /// then as last seen, and may be stale).

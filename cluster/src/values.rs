@@ -59,6 +59,20 @@ pub(crate) fn parse_ladder(value: &[u8]) -> Option<crate::ladder::LadderValue> {
     crate::ladder::validate(&v.renditions).is_ok().then_some(v)
 }
 
+/// Largest schedule entry value accepted (a path of [`MAX_FILE_LEN`] bytes and the rest).
+///
+/// [`MAX_FILE_LEN`]: crate::schedule::MAX_FILE_LEN
+pub const MAX_SCHEDULE_VALUE_LEN: usize = 2048;
+
+/// A schedule entry from untrusted bytes: bounded, its name and file checked.
+pub(crate) fn parse_schedule_entry(value: &[u8]) -> Option<crate::schedule::EntryValue> {
+    if value.len() > MAX_SCHEDULE_VALUE_LEN {
+        return None;
+    }
+    let v: crate::schedule::EntryValue = serde_json::from_slice(value).ok()?;
+    crate::schedule::validate(&v).is_ok().then_some(v)
+}
+
 /// A drain order from untrusted bytes: bounded like every order, and a deadline of at most
 /// [`MAX_DRAIN_DEADLINE_SECS`] (a larger one is a mistake, not an order to keep viewers a year).
 pub(crate) fn parse_drain(value: &[u8]) -> Option<DrainOrder> {

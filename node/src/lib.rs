@@ -15,7 +15,7 @@
 //! | 1 | `settings` | plain setting values with their defaults (no clap) |
 //! | 2 | `hub` | streams, publishers, viewers, the media log |
 //! | 3 | `hls`, `playout`, `recording`, `transcode` | per-stream HLS state, HLS sessions and routes; recordings of the segmenter's output; renditions of a ladder (an ffmpeg per stream, fed from the hub, publishing back into it); files played out as live streams on a schedule |
-//! | 4 | `catalog`, `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `rendition_claims`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate; `catalog`: this node's items in the content catalog) |
+//! | 4 | `catalog`, `rtmp`, `http`, `registry`, `placement`, `peers`, `relay_feed`, `relayed_publish`, `forward`, `rendition_claims`, `playout_cluster`, `relay_source`, `relay_tls`, `tls`, `load_report`, `orders` | delivery drivers and cluster glue (`orders`: carrying out drain and kick orders; `tls`: the HTTPS and RTMPS certificate; `catalog`: this node's items in the content catalog) |
 //! | 5 | `config` | flags, `SLUICE_*` variables and the TOML file, into settings |
 //! | 6 | `server`, `runtime` | wiring a node together; process set-up |
 //!
@@ -62,6 +62,7 @@ pub mod load_report;
 pub mod orders;
 pub mod peers;
 pub mod placement;
+pub mod playout_cluster;
 pub mod registry;
 pub mod relay_feed;
 pub mod relay_source;

@@ -149,6 +149,7 @@ fn build_report(
     rates: RateFigures,
     memory_bytes: u64,
     by_stream: BTreeMap<StreamKey, StreamLoad>,
+    playouts: BTreeMap<String, sluice_cluster::schedule::PlayoutState>,
 ) -> LoadReport {
     let viewers = [Protocol::Rtmp, Protocol::Flv, Protocol::Hls, Protocol::Relay]
         .into_iter()
@@ -166,6 +167,7 @@ fn build_report(
         draining,
         at_ms: unix_ms_now(),
         by_stream,
+        playouts,
     }
 }
 
@@ -176,6 +178,7 @@ pub fn spawn(
     hub: Hub,
     settings: &ClusterSettings,
     max_transcodes: usize,
+    playout: Option<Arc<crate::playout::Playout>>,
 ) -> JoinHandle<()> {
     let capacity = LoadCapacity {
         max_viewers: settings.max_viewers,
@@ -196,6 +199,10 @@ pub fn spawn(
             let now = Instant::now();
             let figures = rates.sample(now, counters);
             let by_stream = stream_loads(hub.figures(now), MAX_REPORT_STREAMS);
+            let playouts = playout
+                .as_ref()
+                .map(|p| p.states(sluice_cluster::types::MAX_REPORT_PLAYOUTS))
+                .unwrap_or_default();
             let draining = {
                 let (id, role) = registry.node();
                 registry
@@ -204,8 +211,15 @@ pub fn spawn(
                     .node(role, id)
                     .is_some_and(|n| n.info.state == NodeState::Draining)
             };
-            let report =
-                build_report(&metrics, capacity, draining, figures, memory_bytes, by_stream);
+            let report = build_report(
+                &metrics,
+                capacity,
+                draining,
+                figures,
+                memory_bytes,
+                by_stream,
+                playouts,
+            );
             match registry.report_load(report).await {
                 Err(e) if !failing => {
                     failing = true;
@@ -271,7 +285,7 @@ mod tests {
         let capacity =
             LoadCapacity { max_viewers: 100, max_egress_bps: 1_000_000, max_transcodes: 0 };
         let rates = RateFigures { egress_bps: 8, ingress_bps: 16, cpu_millicores: 5 };
-        let r = build_report(&metrics, capacity, true, rates, 42, BTreeMap::new());
+        let r = build_report(&metrics, capacity, true, rates, 42, BTreeMap::new(), BTreeMap::new());
         assert_eq!(r.viewers.get("flv"), Some(&3));
         assert_eq!(r.total_viewers(), 3);
         assert_eq!((r.streams, r.egress_bps, r.ingress_bps, r.memory_bytes), (2, 8, 16, 42));
@@ -338,6 +352,10 @@ mod tests {
             RateFigures::default(),
             0,
             loads,
+            // As many playouts as a report holds, with the longest ids.
+            (0..sluice_cluster::types::MAX_REPORT_PLAYOUTS)
+                .map(|i| (format!("{i:0>32}"), sluice_cluster::schedule::PlayoutState::Displaced))
+                .collect(),
         );
         assert!(r.within_bounds());
         let json = serde_json::to_vec(&r).unwrap();

@@ -158,8 +158,11 @@ impl Node {
             None => None,
         };
         let mut catalog_home: Option<crate::catalog::HomeCheck> = None;
-        let playout =
-            options.playout_dir.clone().map(|dir| crate::playout::Playout::new(dir, hub.clone()));
+        // A standalone origin's own schedule; a cluster's is the registry's (below).
+        let mut playout = (!args.cluster.is_clustered())
+            .then(|| options.playout_dir.clone())
+            .flatten()
+            .map(|dir| crate::playout::Playout::standalone(dir, hub.clone()));
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
         let transcoders = options.transcode.clone().map(|mut settings| {
             settings.republish_wait = args.limits.ended_stream_linger;
@@ -241,16 +244,8 @@ impl Node {
         let registry =
             registry::start_registry(&args.cluster, &node_id, options.role, advertised.clone())
                 .await?;
-        let mut tasks = vec![
-            registry::spawn_event_task(registry.clone(), hub.clone(), metrics.clone()),
-            crate::load_report::spawn(
-                registry.clone(),
-                metrics.clone(),
-                hub.clone(),
-                &args.cluster,
-                transcoders.as_ref().map_or(0, |t| t.load().1),
-            ),
-        ];
+        let mut tasks =
+            vec![registry::spawn_event_task(registry.clone(), hub.clone(), metrics.clone())];
         tasks.extend(recording_tasks);
         // Placement and the relay's outgoing connections, when the node has a relay.
         let mut forwarding = None;
@@ -324,6 +319,12 @@ impl Node {
                 }
                 forwarding = fwd;
             }
+            if let (Some(dir), true) = (&options.playout_dir, args.cluster.is_clustered()) {
+                let (r, p, f) = (registry.clone(), placement.clone(), forwarding.clone());
+                let schedule = crate::playout_cluster::RegistrySchedule::new(r, p, f, hub.clone());
+                playout =
+                    Some(crate::playout::Playout::clustered(dir.clone(), hub.clone(), schedule));
+            }
             if let Some(make) = options.upstream {
                 hub.set_upstream(make(UpstreamContext {
                     hub: hub.clone(),
@@ -334,6 +335,14 @@ impl Node {
             }
         }
 
+        tasks.push(crate::load_report::spawn(
+            registry.clone(),
+            metrics.clone(),
+            hub.clone(),
+            &args.cluster,
+            transcoders.as_ref().map_or(0, |t| t.load().1),
+            playout.clone(),
+        ));
         let drain = Arc::new(crate::drain::DrainGate::default());
         let orders = crate::orders::spawn(crate::orders::OrderContext {
             registry: registry.clone(),

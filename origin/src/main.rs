@@ -172,10 +172,6 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("sluice-origin: {e}");
                 std::process::exit(2);
             });
-    if origin.playout_dir.is_some() && node.cluster.is_clustered() {
-        eprintln!("sluice-origin: --playout-dir works on a standalone origin only (not with --etcd) for now");
-        std::process::exit(2);
-    }
     options.playout_dir = origin.playout_dir.clone();
     options.transcode = sluice_node::transcode::TranscodeSettings::from_origin(
         &origin,

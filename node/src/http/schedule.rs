@@ -5,7 +5,9 @@
 //!   (`start_ms`: Unix ms, default now; `loop`: default false): 201 with the entry;
 //! * `DELETE /api/schedule/ID`: remove an entry, stopping it if it plays.
 //!
-//! Changes need `--token-file` or `--admin-allow` (403 on an open admin API).
+//! Changes need `--token-file` or `--admin-allow` (403 on an open admin API). In a cluster the
+//! schedule is the control plane's (`sluicectl schedule`): GET lists it with how the entries
+//! stand on this node; changes are refused (409).
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::HttpContext;
-use crate::playout::schedule::ScheduleError;
+use crate::playout::schedule::{EntryValue, ScheduleError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +45,7 @@ fn refused(ctx: &HttpContext) -> Option<Response> {
 fn error(e: ScheduleError) -> Response {
     let status = match e {
         ScheduleError::NotFound => StatusCode::NOT_FOUND,
-        ScheduleError::Full => StatusCode::CONFLICT,
+        ScheduleError::Full | ScheduleError::Clustered => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     (status, format!("{e}\n")).into_response()
@@ -71,18 +73,28 @@ pub(super) async fn add(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
     });
-    match playout.add(&e.app, &e.stream, &e.file, start, e.looped) {
+    let value = EntryValue {
+        app: e.app,
+        stream: e.stream,
+        file: e.file,
+        start_ms: start,
+        looped: e.looped,
+    };
+    match playout.add(value) {
         Ok(entry) => (StatusCode::CREATED, Json(entry)).into_response(),
         Err(e) => error(e),
     }
 }
 
-pub(super) async fn remove(State(ctx): State<Arc<HttpContext>>, Path(id): Path<u64>) -> Response {
+pub(super) async fn remove(
+    State(ctx): State<Arc<HttpContext>>,
+    Path(id): Path<String>,
+) -> Response {
     let Some(playout) = &ctx.playout else { return no_playout() };
     if let Some(refused) = refused(&ctx) {
         return refused;
     }
-    match playout.remove(id) {
+    match playout.remove(&id) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
     }

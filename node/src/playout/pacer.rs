@@ -2,6 +2,10 @@
 //! (sans-IO: instants in, instants out). The first tag of the first pass is due at once; every
 //! later one as far after it as its timestamp says. A looped file's next pass continues the
 //! timeline one frame after the last tag of the pass before, so viewers see one stream.
+//!
+//! A playout that starts late (a restart, or a failover to a new home) is anchored at its
+//! scheduled time: its tags are due in the past until it has caught up, and whole passes of a
+//! looped file that would have ended already are skipped ([`Pacer::skip_passes`]).
 
 use std::time::{Duration, Instant};
 
@@ -18,12 +22,14 @@ pub struct Pacer {
     first: Option<u32>,
     /// The latest output timestamp given.
     last: u64,
+    /// The first pass's length (its last output timestamp less its first), once known.
+    pass_len: Option<u64>,
 }
 
 impl Pacer {
     /// A pacer whose first tag is due at `start`.
     pub fn new(start: Instant) -> Pacer {
-        Pacer { anchor: start, base: 0, first: None, last: 0 }
+        Pacer { anchor: start, base: 0, first: None, last: 0, pass_len: None }
     }
 
     /// The output timestamp of a tag stamped `ts` in the file, and when it is due. Tags older
@@ -38,8 +44,22 @@ impl Pacer {
 
     /// The file starts again: its first tag goes out just after the last one given.
     pub fn next_pass(&mut self) {
+        self.pass_len.get_or_insert(self.last - self.base);
         self.base = self.last + LOOP_GAP_MS;
         self.first = None;
+    }
+
+    /// Skip the passes that would have ended by `now`: the next pass begins at the last pass
+    /// start not after `now` (once a pass's length is known, and when it is not zero).
+    pub fn skip_passes(&mut self, now: Instant) {
+        let Some(len) = self.pass_len.filter(|l| *l > 0) else { return };
+        let step = len + LOOP_GAP_MS;
+        let at = u64::try_from(now.saturating_duration_since(self.anchor).as_millis())
+            .unwrap_or(u64::MAX);
+        if at >= self.base + step {
+            self.base += (at - self.base) / step * step;
+            self.last = self.last.max(self.base);
+        }
     }
 
     /// Output time played so far.
@@ -65,5 +85,24 @@ mod tests {
         assert_eq!(p.place(1000), (2040, t0 + Duration::from_millis(2040)));
         assert_eq!(p.place(1500), (2540, t0 + Duration::from_millis(2540)));
         assert_eq!(p.played(), Duration::from_millis(2540));
+    }
+
+    #[test]
+    fn a_late_looped_playout_skips_the_passes_already_over() {
+        let t0 = tokio::time::Instant::now().into_std();
+        let mut p = Pacer::new(t0);
+        p.skip_passes(t0 + Duration::from_secs(100));
+        assert_eq!(p.place(0), (0, t0), "the first pass's length is not known yet");
+        p.place(960);
+        p.next_pass(); // passes of 960 ms, 1 s apart
+        p.skip_passes(t0 + Duration::from_millis(1500));
+        assert_eq!(p.place(0).0, 1000, "within the second pass: nothing skipped");
+        p.place(960);
+        p.next_pass();
+        p.skip_passes(t0 + Duration::from_millis(10_500));
+        let (ts, due) = p.place(0);
+        assert_eq!(ts, 10_000, "passes 3 to 10 would have ended: the eleventh starts");
+        assert_eq!(due, t0 + Duration::from_secs(10));
+        assert_eq!(p.place(500).0, 10_500);
     }
 }

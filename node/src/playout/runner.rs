@@ -2,10 +2,13 @@
 //! time ([`super::pacer::Pacer`]), as a publisher that gives way to a live one
 //! ([`Hub::publish_yielding`]). While displaced it keeps its place in time (reading and pacing,
 //! publishing nothing); once the name is free again it publishes anew from the next keyframe,
-//! sequence headers first.
+//! sequence headers first. A playout that starts behind its scheduled time reads on without
+//! publishing until it has caught up, then goes live at the next keyframe. In a cluster it
+//! publishes only while it holds the name's claim ([`super::Claims`]).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_media::codec::{parse_audio_tag, parse_video_tag, AudioPacket, FrameType, VideoPacket};
@@ -18,12 +21,16 @@ use tracing::{info, warn};
 
 use super::pacer::Pacer;
 use super::schedule::State;
+use super::Claims;
 use crate::hub::{Hub, Publisher};
 
 /// Largest FLV tag played out.
 const MAX_TAG: usize = 16 << 20;
 /// Bytes read from the file at once.
 const CHUNK: usize = 64 * 1024;
+/// How far behind its time a tag may be and still start a publish: a playout further behind
+/// (a late start) reads on without publishing until it catches up.
+const LATE: Duration = Duration::from_secs(1);
 
 /// What a playout is told to do.
 pub struct Job {
@@ -31,6 +38,10 @@ pub struct Job {
     pub key: StreamKey,
     pub path: PathBuf,
     pub looped: bool,
+    /// When the file's first tag is due (its scheduled time: in the past for a late start).
+    pub start: Instant,
+    /// The name's claim in a cluster.
+    pub claims: Arc<dyn Claims>,
     /// Set to true to stop.
     pub stop: watch::Receiver<bool>,
     /// Told of each change of state.
@@ -92,10 +103,10 @@ fn is_keyframe(kind: MediaKind, payload: &Bytes) -> bool {
 async fn wait(
     at: Instant,
     publisher: &mut Option<Publisher>,
-    stop: &mut watch::Receiver<bool>,
-    report: &(dyn Fn(State) + Send + Sync),
-    key: &StreamKey,
+    job: &mut Job,
+    reported: &mut State,
 ) -> bool {
+    let key = &job.key;
     loop {
         let kicked = async {
             match publisher {
@@ -105,23 +116,43 @@ async fn wait(
         };
         tokio::select! {
             () = tokio::time::sleep_until(at.into()) => return true,
-            _ = stop.changed() => return false,
+            _ = job.stop.changed() => return false,
             _ = kicked => {
                 *publisher = None;
                 info!(stream = %key, "playout gave way to a live publisher");
-                report(State::Displaced);
+                job.claims.displaced(key);
+                set(job.report.as_ref(), reported, State::Displaced);
             }
         }
     }
 }
 
+/// Report `state` if it is not the one reported last.
+fn set(report: &(dyn Fn(State) + Send + Sync), reported: &mut State, state: State) {
+    if *reported != state {
+        *reported = state;
+        report(state);
+    }
+}
+
 /// Play the job's file out until it ends (once) or the job is stopped; the state it ended in.
 pub async fn run(mut job: Job) -> State {
-    let mut pacer = Pacer::new(tokio::time::Instant::now().into_std());
-    let mut headers = Headers::default();
     let mut publisher: Option<Publisher> = None;
+    let end = play(&mut job, &mut publisher).await;
+    if let Some(p) = publisher.take() {
+        drop(p); // the stream ends here before its claim is let go
+        job.claims.ended(&job.key);
+    }
+    end
+}
+
+async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
+    let mut pacer = Pacer::new(job.start);
+    let mut headers = Headers::default();
+    let mut reported = State::Playing;
     let mut buf = vec![0; CHUNK];
     loop {
+        pacer.skip_passes(tokio::time::Instant::now().into_std());
         let mut file = match tokio::fs::File::open(&job.path).await {
             Ok(f) => f,
             Err(e) => {
@@ -152,23 +183,35 @@ pub async fn run(mut job: Job) -> State {
             };
             tags += 1;
             let (timestamp, due) = pacer.place(tag.timestamp);
-            if !wait(due, &mut publisher, &mut job.stop, job.report.as_ref(), &job.key).await {
+            // Behind its time and not on air: read on, publish nothing, until caught up.
+            let late = publisher.is_none() && due + LATE < tokio::time::Instant::now().into_std();
+            if late {
+                if *job.stop.borrow() {
+                    return State::Done;
+                }
+            } else if !wait(due, publisher, job, &mut reported).await {
                 return State::Done;
             }
             let header = headers.keep(tag.kind, &tag.payload);
             // (Re)publish at a keyframe (or any audio frame of a file without video), once
-            // the name is free.
+            // the name is free and, in a cluster, claimed.
             let starts_here = is_keyframe(tag.kind, &tag.payload)
                 || (!headers.has_video && tag.kind == MediaKind::Audio && !header);
-            if publisher.is_none() && starts_here && !job.hub.is_live(&job.key) {
-                match job.hub.publish_yielding(&job.key) {
-                    Ok(mut p) => {
-                        headers.send(&mut p, timestamp);
-                        info!(stream = %job.key, file = %job.path.display(), "playout live");
-                        (job.report)(State::Playing);
-                        publisher = Some(p);
+            if publisher.is_none() && starts_here && !late && !job.hub.is_live(&job.key) {
+                if !job.claims.ready(&job.key) {
+                    set(job.report.as_ref(), &mut reported, State::Displaced);
+                } else {
+                    match job.hub.publish_yielding(&job.key) {
+                        Ok(mut p) => {
+                            headers.send(&mut p, timestamp);
+                            info!(stream = %job.key, file = %job.path.display(), "playout live");
+                            set(job.report.as_ref(), &mut reported, State::Playing);
+                            *publisher = Some(p);
+                        }
+                        Err(e) => {
+                            warn!(stream = %job.key, error = %e, "playout: publish refused");
+                        }
                     }
-                    Err(e) => warn!(stream = %job.key, error = %e, "playout: publish refused"),
                 }
             }
             if let Some(p) = publisher.as_mut() {

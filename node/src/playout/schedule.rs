@@ -1,113 +1,84 @@
-//! The schedule of files played out as live streams (sans-IO): entries, checked when they are
-//! added, and which are due at a given time.
+//! A standalone origin's schedule of files played out as live streams (sans-IO): entries,
+//! checked when they are added, which are due at a given time, and the JSON it is kept in
+//! across restarts. (A cluster's schedule lives in the registry: `sluice_cluster::schedule`.)
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use sluice_media::stream_name::StreamKey;
-
-/// Most entries one node's schedule holds.
-pub const MAX_ENTRIES: usize = 1000;
+use serde::{Deserialize, Serialize};
+pub use sluice_cluster::schedule::{EntryError, EntryValue, PlayoutState as State, MAX_ENTRIES};
 
 /// One entry: `file` (under the playout directory) goes out as `app/stream` from `start_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    pub id: u64,
-    pub app: String,
-    pub stream: String,
-    /// Relative to the playout directory.
-    pub file: String,
-    /// Unix ms.
-    pub start_ms: i64,
-    /// Start the file again at its end, until the entry is removed.
-    #[serde(rename = "loop")]
-    pub looped: bool,
+    pub id: String,
+    #[serde(flatten)]
+    pub value: EntryValue,
     pub state: State,
 }
 
-/// Where an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Waiting,
-    Playing,
-    /// Gave way to a live publisher of its name; it goes on when the name is free.
-    Displaced,
-    Done,
-    Failed,
-}
-
-/// Why an entry was refused.
+/// Why an entry was refused or not found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("invalid stream name {0}")]
-    Name(String),
-    #[error("file {0:?}: a path inside the playout directory (no '..', not absolute)")]
-    Path(String),
-    #[error("file {0:?}: only FLV files (.flv) are played out")]
-    Format(String),
+    #[error(transparent)]
+    Entry(#[from] EntryError),
     #[error("file {0:?} is not in the playout directory")]
     Missing(String),
     #[error("the schedule is full ({MAX_ENTRIES} entries)")]
     Full,
     #[error("no such schedule entry")]
     NotFound,
+    #[error("in a cluster the schedule is set through the control plane (sluicectl schedule)")]
+    Clustered,
 }
 
 /// `file`, checked to stay inside `dir`: the full path.
 pub fn resolve(dir: &Path, file: &str) -> Result<PathBuf, ScheduleError> {
-    let rel = Path::new(file);
-    let inside = !file.is_empty()
-        && rel.components().all(|c| matches!(c, Component::Normal(_)))
-        && !file.contains('\0');
-    if !inside {
-        return Err(ScheduleError::Path(file.into()));
-    }
-    if rel.extension().is_none_or(|x| !x.eq_ignore_ascii_case("flv")) {
-        return Err(ScheduleError::Format(file.into()));
-    }
-    Ok(dir.join(rel))
+    sluice_cluster::schedule::check_file(file)?;
+    Ok(dir.join(file))
 }
 
-/// The entries of one node.
-#[derive(Debug, Default)]
+/// The entries of one node, as kept on disk.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Schedule {
     entries: Vec<Entry>,
     next_id: u64,
 }
 
 impl Schedule {
-    /// Add an entry (its name checked); returns it.
-    pub fn add(
-        &mut self,
-        app: &str,
-        stream: &str,
-        file: &str,
-        start_ms: i64,
-        looped: bool,
-    ) -> Result<Entry, ScheduleError> {
-        match StreamKey::parse(app, stream) {
-            Ok((key, None)) if key.app() == app && key.name() == stream => {}
-            _ => return Err(ScheduleError::Name(format!("{app}/{stream}"))),
+    /// A schedule read back from its JSON: entries that were playing start again (at their
+    /// place in time); bad ones are dropped.
+    pub fn restore(json: &[u8]) -> Result<Schedule, serde_json::Error> {
+        let mut s: Schedule = serde_json::from_slice(json)?;
+        s.entries.retain(|e| {
+            sluice_cluster::schedule::validate(&e.value).is_ok()
+                && sluice_cluster::schedule::check_id(&e.id).is_ok()
+        });
+        s.entries.truncate(MAX_ENTRIES);
+        for e in &mut s.entries {
+            if matches!(e.state, State::Playing | State::Displaced) {
+                e.state = State::Waiting;
+            }
         }
+        Ok(s)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Add an entry (its name and file checked); returns it.
+    pub fn add(&mut self, value: EntryValue) -> Result<Entry, ScheduleError> {
+        sluice_cluster::schedule::validate(&value)?;
         if self.entries.len() >= MAX_ENTRIES {
             return Err(ScheduleError::Full);
         }
         self.next_id += 1;
-        let entry = Entry {
-            id: self.next_id,
-            app: app.into(),
-            stream: stream.into(),
-            file: file.into(),
-            start_ms,
-            looped,
-            state: State::Waiting,
-        };
+        let entry = Entry { id: self.next_id.to_string(), value, state: State::Waiting };
         self.entries.push(entry.clone());
         Ok(entry)
     }
 
-    pub fn remove(&mut self, id: u64) -> Result<Entry, ScheduleError> {
+    pub fn remove(&mut self, id: &str) -> Result<Entry, ScheduleError> {
         let i = self.entries.iter().position(|e| e.id == id).ok_or(ScheduleError::NotFound)?;
         Ok(self.entries.remove(i))
     }
@@ -115,7 +86,7 @@ impl Schedule {
     /// Every entry, by start.
     pub fn list(&self) -> Vec<Entry> {
         let mut all = self.entries.clone();
-        all.sort_by_key(|e| (e.start_ms, e.id));
+        all.sort_by_key(|e| (e.value.start_ms, e.id.parse::<u64>().unwrap_or(0)));
         all
     }
 
@@ -123,7 +94,7 @@ impl Schedule {
     pub fn start_due(&mut self, now_ms: i64) -> Vec<Entry> {
         let mut due = Vec::new();
         for e in &mut self.entries {
-            if e.state == State::Waiting && e.start_ms <= now_ms {
+            if e.state == State::Waiting && e.value.start_ms <= now_ms {
                 e.state = State::Playing;
                 due.push(e.clone());
             }
@@ -131,10 +102,15 @@ impl Schedule {
         due
     }
 
-    /// Entry `id` is now in `state` (nothing when it was removed meanwhile).
-    pub fn set_state(&mut self, id: u64, state: State) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
-            e.state = state;
+    /// Entry `id` is now in `state` (nothing when it was removed meanwhile); whether it
+    /// changed.
+    pub fn set_state(&mut self, id: &str, state: State) -> bool {
+        match self.entries.iter_mut().find(|e| e.id == id) {
+            Some(e) if e.state != state => {
+                e.state = state;
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -143,31 +119,60 @@ impl Schedule {
 mod tests {
     use super::*;
 
+    fn value(stream: &str, file: &str, start_ms: i64, looped: bool) -> EntryValue {
+        EntryValue {
+            app: "live".into(),
+            stream: stream.into(),
+            file: file.into(),
+            start_ms,
+            looped,
+        }
+    }
+
     #[test]
     fn entries_start_when_due_and_bad_ones_are_refused() {
         let mut s = Schedule::default();
-        let a = s.add("live", "tv", "show.flv", 2_000, false).unwrap();
-        let b = s.add("live", "news", "news.flv", 1_000, true).unwrap();
-        assert_eq!(s.list().iter().map(|e| e.id).collect::<Vec<_>>(), vec![b.id, a.id]);
+        let a = s.add(value("tv", "show.flv", 2_000, false)).unwrap();
+        let b = s.add(value("news", "news.flv", 1_000, true)).unwrap();
+        assert_eq!(
+            s.list().iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            vec![b.id.clone(), a.id.clone()]
+        );
         assert!(s.start_due(500).is_empty());
-        assert_eq!(s.start_due(1_500).iter().map(|e| e.id).collect::<Vec<_>>(), vec![b.id]);
+        assert_eq!(s.start_due(1_500).iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![b.id]);
         assert!(s.start_due(1_600).is_empty(), "started once");
         assert_eq!(s.start_due(2_000)[0].id, a.id);
-        s.set_state(a.id, State::Done);
+        assert!(s.set_state(&a.id, State::Done));
+        assert!(!s.set_state(&a.id, State::Done), "no change");
         assert_eq!(s.list()[1].state, State::Done);
-        assert_eq!(s.remove(a.id).unwrap().id, a.id);
-        assert_eq!(s.remove(a.id), Err(ScheduleError::NotFound));
-        assert!(matches!(s.add("live", "a b", "x.flv", 0, false), Err(ScheduleError::Name(_))));
+        assert_eq!(s.remove(&a.id).unwrap().id, a.id);
+        assert_eq!(s.remove(&a.id), Err(ScheduleError::NotFound));
+        assert!(matches!(
+            s.add(value("a b", "x.flv", 0, false)),
+            Err(ScheduleError::Entry(EntryError::Name(_)))
+        ));
+    }
+
+    #[test]
+    fn a_restored_schedule_plays_on_and_keeps_its_ids() {
+        let mut s = Schedule::default();
+        let a = s.add(value("tv", "show.flv", 1_000, true)).unwrap();
+        let b = s.add(value("news", "news.flv", 1_000, false)).unwrap();
+        s.start_due(1_000);
+        s.set_state(&b.id, State::Done);
+        let mut back = Schedule::restore(&s.to_json()).unwrap();
+        let states: Vec<_> = back.list().iter().map(|e| (e.id.clone(), e.state)).collect();
+        assert_eq!(states, vec![(a.id.clone(), State::Waiting), (b.id, State::Done)]);
+        assert_eq!(back.start_due(5_000)[0].id, a.id, "due again: it goes on");
+        let c = back.add(value("c", "c.flv", 0, false)).unwrap();
+        assert_eq!(c.id, "3", "ids are not reused");
+        assert!(Schedule::restore(b"{").is_err());
     }
 
     #[test]
     fn files_stay_inside_the_playout_directory() {
         let dir = Path::new("/srv/playout");
         assert_eq!(resolve(dir, "shows/a.flv").unwrap(), dir.join("shows/a.flv"));
-        assert_eq!(resolve(dir, "A.FLV").unwrap(), dir.join("A.FLV"));
-        for bad in ["../etc/passwd.flv", "/etc/x.flv", "a/../../b.flv", "", "./a.flv"] {
-            assert!(matches!(resolve(dir, bad), Err(ScheduleError::Path(_))), "{bad}");
-        }
-        assert!(matches!(resolve(dir, "a.mp4"), Err(ScheduleError::Format(_))));
+        assert!(resolve(dir, "../etc/passwd.flv").is_err());
     }
 }

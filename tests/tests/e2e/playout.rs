@@ -1,7 +1,8 @@
 //! Scheduled playout (#15): an FLV file in `--playout-dir` goes live at its scheduled time
 //! (within a second), paced by the origin, and plays to ffmpeg like a live encoder's stream;
-//! a live encoder of the name takes it over and hands it back; removing the entry ends it.
-//! Bad entries are refused with the reason; changes need the admin token.
+//! a live encoder of the name takes it over and hands it back; a restarted origin goes on
+//! with its schedule; removing the entry ends it. Bad entries are refused with the reason;
+//! changes need the admin token.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,7 +24,7 @@ fn tv(origin: &Origin, token: &str) -> Option<Value> {
     list["streams"].as_array()?.iter().find(|s| s["app"] == "live" && s["name"] == "tv").cloned()
 }
 
-fn state(origin: &Origin, token: &str, id: u64) -> String {
+fn state(origin: &Origin, token: &str, id: &str) -> String {
     let url = format!("http://{}/api/schedule", origin.http);
     let list: Value = serde_json::from_str(&curl("GET", &url, Some(token), None).1).unwrap();
     let entries = list["entries"].as_array().unwrap().clone();
@@ -40,14 +41,15 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     let token = "an-admin-token-for-the-schedule";
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, token).unwrap();
-    let origin = Origin::start(&[
+    let args = [
         "--playout-dir",
         files.to_str().unwrap(),
         "--token-file",
         token_file.to_str().unwrap(),
         "--ended-stream-linger",
         "1s",
-    ]);
+    ];
+    let mut origin = Origin::start(&args);
     let api = format!("http://{}/api/schedule", origin.http);
 
     // Refused: without the token, outside the directory, missing, not FLV, bad names.
@@ -70,7 +72,8 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     }
     let (status, body) = curl("POST", &api, Some(token), Some(&entry("shows/loop.flv", "tv")));
     assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_u64().unwrap();
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let id = id.as_str();
     assert_eq!(state(&origin, token, id), "waiting");
     assert!(tv(&origin, token).is_none(), "not before its time");
 
@@ -98,6 +101,14 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     let mut player = Player::start(&origin.rtmp_url("live", "tv"));
     assert!(player.wait_frames(30, secs(20)) >= 30, "{:?}", player.errors());
     drop(player);
+
+    // A restart keeps the schedule (in the playout directory) and goes on with the entry.
+    origin.terminate();
+    let origin = Origin::start(&args);
+    wait_for(secs(10), || tv(&origin, token))
+        .unwrap_or_else(|| panic!("not live again after a restart: {}", origin.log()));
+    assert_eq!(state(&origin, token, id), "playing");
+    let api = format!("http://{}/api/schedule", origin.http);
 
     // Removed: it stops, and the stream ends.
     assert_eq!(curl("DELETE", &format!("{api}/{id}"), None, None).0, 401);

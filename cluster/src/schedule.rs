@@ -1,0 +1,153 @@
+//! Playout schedules set through the control plane: `{prefix}/schedule/{id}` holds one entry
+//! (a file, under every origin's `--playout-dir`, that goes out as `app/stream` from a time),
+//! no lease: in force until deleted. The stream's ring home plays it; each origin tells how its
+//! entries stand in its load report ([`crate::types::LoadReport::playouts`]).
+//!
+//! The checks here are shared by the control plane (before it writes), the cache (on what it
+//! reads) and a standalone origin's own schedule.
+
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+use sluice_media::stream_name::StreamKey;
+
+/// Most entries a schedule holds (a cluster's, or a standalone origin's).
+pub const MAX_ENTRIES: usize = 1000;
+/// Longest entry id.
+pub const MAX_ID_LEN: usize = 32;
+/// Longest file path in an entry.
+pub const MAX_FILE_LEN: usize = 1024;
+
+/// One entry as stored: `file` goes out as `app/stream` from `start_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryValue {
+    pub app: String,
+    pub stream: String,
+    /// Relative to the playout directory.
+    pub file: String,
+    /// Unix ms.
+    pub start_ms: i64,
+    /// Start the file again at its end, until the entry is removed.
+    #[serde(rename = "loop", default)]
+    pub looped: bool,
+}
+
+/// An entry as the registry cache holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub id: String,
+    pub value: EntryValue,
+    pub mod_revision: i64,
+}
+
+/// Where an entry is, as the node playing it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayoutState {
+    Waiting,
+    Playing,
+    /// Gave way to a live publisher of its name; it goes on when the name is free.
+    Displaced,
+    Done,
+    Failed,
+}
+
+impl PlayoutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayoutState::Waiting => "waiting",
+            PlayoutState::Playing => "playing",
+            PlayoutState::Displaced => "displaced",
+            PlayoutState::Done => "done",
+            PlayoutState::Failed => "failed",
+        }
+    }
+}
+
+/// Why an entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("invalid stream name {0}")]
+    Name(String),
+    #[error("file {0:?}: a path inside the playout directory (no '..', not absolute)")]
+    Path(String),
+    #[error("file {0:?}: only FLV files (.flv) are played out")]
+    Format(String),
+    #[error("invalid entry id {0:?} (1 to 32 letters, digits, '-' or '_')")]
+    Id(String),
+}
+
+/// Check an entry's name and file (not whether the file exists: only the node that plays it
+/// can tell).
+pub fn validate(e: &EntryValue) -> Result<StreamKey, EntryError> {
+    let key = match StreamKey::parse(&e.app, &e.stream) {
+        Ok((key, None)) if key.app() == e.app && key.name() == e.stream => key,
+        _ => return Err(EntryError::Name(format!("{}/{}", e.app, e.stream))),
+    };
+    check_file(&e.file)?;
+    Ok(key)
+}
+
+/// `file`, checked to name an FLV file inside the playout directory.
+pub fn check_file(file: &str) -> Result<(), EntryError> {
+    let rel = Path::new(file);
+    let inside = !file.is_empty()
+        && file.len() <= MAX_FILE_LEN
+        && rel.components().all(|c| matches!(c, Component::Normal(_)))
+        && !file.contains('\0');
+    if !inside {
+        return Err(EntryError::Path(file.into()));
+    }
+    if rel.extension().is_none_or(|x| !x.eq_ignore_ascii_case("flv")) {
+        return Err(EntryError::Format(file.into()));
+    }
+    Ok(())
+}
+
+/// Whether `id` may name an entry (it is a key segment).
+pub fn check_id(id: &str) -> Result<(), EntryError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(EntryError::Id(id.chars().take(MAX_ID_LEN + 1).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(app: &str, stream: &str, file: &str) -> EntryValue {
+        EntryValue {
+            app: app.into(),
+            stream: stream.into(),
+            file: file.into(),
+            start_ms: 0,
+            looped: false,
+        }
+    }
+
+    #[test]
+    fn names_files_and_ids_are_checked() {
+        assert_eq!(validate(&entry("live", "tv", "shows/a.flv")).unwrap().name(), "tv");
+        assert!(validate(&entry("live", "tv", "A.FLV")).is_ok());
+        assert!(matches!(validate(&entry("live", "a b", "a.flv")), Err(EntryError::Name(_))));
+        for bad in ["../etc/passwd.flv", "/etc/x.flv", "a/../../b.flv", "", "./a.flv"] {
+            assert!(matches!(check_file(bad), Err(EntryError::Path(_))), "{bad}");
+        }
+        assert!(matches!(check_file("a.mp4"), Err(EntryError::Format(_))));
+        assert!(check_id("0a1b-c_d").is_ok());
+        for bad in ["", "a/b", "a.b", &"x".repeat(33)] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&entry("live", "tv", "a.flv")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"app":"live","stream":"tv","file":"a.flv","start_ms":0,"loop":false}"#
+        );
+    }
+}

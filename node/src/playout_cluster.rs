@@ -1,0 +1,160 @@
+//! Playout in a cluster: the registry's schedule ([`Snapshot::schedule`], set through the
+//! control plane) as [`ClusterSchedule`]. Each entry is played by its stream's ring home;
+//! the runner publishes only while this node holds the name's claim, which is taken in the
+//! background when it asks ([`Claims::ready`]) and let go when the playout ends here (unless a
+//! live publisher of this node has the name by then). While it publishes, the stream is
+//! forwarded to its standbys like an encoder's.
+//!
+//! [`Snapshot::schedule`]: sluice_cluster::types::Snapshot::schedule
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_cluster::types::{Claim, StreamInfo};
+use sluice_cluster::Registry;
+use sluice_media::stream_name::StreamKey;
+use tracing::{debug, warn};
+
+use crate::forward::{ForwardGuard, Forwarding};
+use crate::hub::Hub;
+use crate::lock::lock;
+use crate::placement::Placement;
+use crate::playout::schedule::EntryValue;
+use crate::playout::{Claims, ClusterSchedule};
+
+/// Where this node stands with a name it plays out.
+enum Held {
+    /// A claim is being asked for.
+    Claiming,
+    /// Claimed; forwarded while published.
+    Holding { claim: Claim, forward: Option<ForwardGuard> },
+}
+
+/// The registry's schedule, this node's claims of the names it plays out.
+pub struct RegistrySchedule {
+    registry: Arc<dyn Registry>,
+    placement: Placement,
+    forwarding: Option<Arc<Forwarding>>,
+    hub: Hub,
+    held: Arc<Mutex<HashMap<StreamKey, Held>>>,
+    refusals: Arc<crate::log_limit::RateLimitedLog>,
+}
+
+impl RegistrySchedule {
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        placement: Placement,
+        forwarding: Option<Arc<Forwarding>>,
+        hub: Hub,
+    ) -> Arc<RegistrySchedule> {
+        Arc::new(RegistrySchedule {
+            registry,
+            placement,
+            forwarding,
+            hub,
+            held: Arc::default(),
+            refusals: Arc::new(crate::log_limit::RateLimitedLog::new(2)),
+        })
+    }
+
+    /// Ask for `key`'s claim in the background.
+    fn claim(&self, key: &StreamKey) {
+        let info = StreamInfo {
+            origin: self.registry.node().0.clone(),
+            codecs: Vec::new(),
+            started_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            rendition_of: None,
+        };
+        let (registry, hub, held) = (self.registry.clone(), self.hub.clone(), self.held.clone());
+        let (key, refusals) = (key.clone(), self.refusals.clone());
+        tokio::spawn(async move {
+            let result = registry.claim(key.clone(), info).await;
+            // What to let go of: a claim that came after the playout stopped or gave way.
+            let stale = {
+                let mut map = lock(&held);
+                let wanted = matches!(map.get(&key), Some(Held::Claiming));
+                match result {
+                    Ok(claim) if wanted => {
+                        debug!(stream = %key, "playout: name claimed");
+                        map.insert(key, Held::Holding { claim, forward: None });
+                        None
+                    }
+                    Ok(claim) => Some(claim),
+                    Err(e) => {
+                        if wanted {
+                            map.remove(&key);
+                        }
+                        if refusals.allow() {
+                            warn!(stream = %key, error = %e, "playout: the name is not claimed (held elsewhere?); tried again at the next keyframe");
+                        }
+                        None
+                    }
+                }
+            };
+            if let Some(claim) = stale {
+                release(registry, hub, claim).await;
+            }
+        });
+    }
+}
+
+/// Let `claim` go unless this node publishes its stream again by now.
+async fn release(registry: Arc<dyn Registry>, hub: Hub, claim: Claim) {
+    if hub.is_live(&claim.stream) {
+        return;
+    }
+    let stream = claim.stream.clone();
+    if let Err(e) = registry.release(claim).await {
+        warn!(%stream, error = %e, "playout: the name's claim was not released (its lease will end it)");
+    }
+}
+
+impl Claims for RegistrySchedule {
+    fn ready(&self, key: &StreamKey) -> bool {
+        let still_held = self.registry.claims().iter().any(|c| c.stream == *key);
+        let mut held = lock(&self.held);
+        match held.get_mut(key) {
+            Some(Held::Claiming) => return false,
+            Some(Held::Holding { claim, forward }) if still_held => {
+                if forward.is_none() {
+                    *forward =
+                        self.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
+                }
+                return true;
+            }
+            // Not asked for yet, or let go meanwhile (a live publisher here ended and
+            // released it): ask again.
+            _ => {}
+        }
+        held.insert(key.clone(), Held::Claiming);
+        drop(held);
+        self.claim(key);
+        false
+    }
+
+    fn displaced(&self, key: &StreamKey) {
+        // The live publisher holds the name (the claim is per node) and forwards it itself.
+        lock(&self.held).remove(key);
+    }
+
+    fn ended(&self, key: &StreamKey) {
+        if let Some(Held::Holding { claim, forward }) = lock(&self.held).remove(key) {
+            drop(forward);
+            tokio::spawn(release(self.registry.clone(), self.hub.clone(), claim));
+        }
+    }
+}
+
+impl ClusterSchedule for RegistrySchedule {
+    fn entries(&self) -> Vec<(String, EntryValue)> {
+        let snap = self.placement.snapshot.borrow();
+        snap.schedule.values().map(|r| (r.id.clone(), r.value.clone())).collect()
+    }
+
+    fn is_home(&self, key: &StreamKey) -> bool {
+        self.placement.home(key).is_none_or(|home| home == self.placement.node_id)
+    }
+}
