@@ -9,9 +9,13 @@
 //! {prefix}/nodes/{origin|edge}/{node-id}  → NodeInfo JSON   {"addresses":{..},"capacity":{..},"state":"ready","version":"0.1.0","started_at_ms":..}
 //! {prefix}/streams/{app}/{name}           → StreamInfo JSON {"origin":"o1","codecs":["h264"],"started_at_ms":..}
 //! {prefix}/load/{origin|edge}/{node-id}   → LoadReport JSON {"viewers":{"flv":3},"egress_bps":..,"capacity":{..},..,
-//!                                             "by_stream":{"live/x":{"viewers":3,"width":1280,"height":720,"fps_milli":30000,"ingress_bps":..}}}
+//!                                             "by_stream":{"live/x":{"viewers":3,"width":1280,"height":720,"fps_milli":30000,"ingress_bps":..}},
+//!                                             "playouts":{"3f9a0c1d2e4b":"playing"}}
 //! {prefix}/orders/drain/{role}/{node-id}  → DrainOrder JSON {"deadline_seconds":30,"issued_at_ms":..} (no lease)
 //! {prefix}/orders/kick/{app}/{name}       → KickOrder JSON  {"issued_at_ms":..} (own 60 s lease)
+//! {prefix}/ladders/{app}                  → LadderValue JSON {"renditions":[..]} (no lease)
+//! {prefix}/schedule/{id}                  → schedule EntryValue JSON {"app":"live","stream":"tv","file":"a.flv",
+//!                                             "start_ms":..,"loop":true} (no lease)
 //! ```
 //!
 //! Orders are written by the control plane ([`OrderWriter`], from [`Observer::orders`]) and

@@ -177,6 +177,27 @@ impl pb::control_plane_server::ControlPlane for Grpc {
         crate::ladders::delete(&self.control, request.into_inner()).await.map(Response::new)
     }
 
+    async fn add_schedule_entry(
+        &self,
+        request: Request<pb::AddScheduleEntryRequest>,
+    ) -> Result<Response<pb::ScheduleEntry>, Status> {
+        crate::schedule::add(&self.control, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn remove_schedule_entry(
+        &self,
+        request: Request<pb::RemoveScheduleEntryRequest>,
+    ) -> Result<Response<pb::RemoveScheduleEntryResponse>, Status> {
+        crate::schedule::remove(&self.control, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_schedule(
+        &self,
+        _request: Request<pb::ListScheduleRequest>,
+    ) -> Result<Response<pb::ListScheduleResponse>, Status> {
+        Ok(Response::new(crate::schedule::list(&self.control)))
+    }
+
     async fn search_catalog(
         &self,
         request: Request<pb::SearchCatalogRequest>,

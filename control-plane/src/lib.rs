@@ -16,6 +16,7 @@
 //! watch      the Watch event stream: events from successive snapshots
 //! admin      drain, undrain, kick: orders written to etcd
 //! ladders    set, delete, list transcoding ladders: written to etcd, read from the cache
+//! schedule   add, remove, list playout entries: written to etcd, states from load reports
 //! catalog    search, show, describe catalog items: the database the origins write (--catalog)
 //! recordings list, show, delete recordings: the origins' APIs asked and their answers merged
 //! metrics    /metrics: the replica's counters and the cluster's figures (prometheus-client)
@@ -51,6 +52,7 @@ pub mod origin_api;
 pub mod page;
 pub mod play_sign;
 pub mod recordings;
+pub mod schedule;
 pub mod serve;
 pub mod service;
 pub mod simulate;

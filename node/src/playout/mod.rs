@@ -270,7 +270,8 @@ impl Playout {
                 continue;
             }
             // (`start` takes the running lock only: never the states lock.)
-            states.insert(id.clone(), (value.clone(), State::Playing));
+            // Waiting until on air (its first keyframe, under its claim).
+            states.insert(id.clone(), (value.clone(), State::Waiting));
             self.start(id, value);
         }
     }

@@ -31,6 +31,9 @@ const CHUNK: usize = 64 * 1024;
 /// How far behind its time a tag may be and still start a publish: a playout further behind
 /// (a late start) reads on without publishing until it catches up.
 const LATE: Duration = Duration::from_secs(1);
+/// How long a keyframe waits for a claim in flight: polls, and the time between them.
+const CLAIM_POLLS: u32 = 25;
+const CLAIM_POLL: Duration = Duration::from_millis(20);
 
 /// What a playout is told to do.
 pub struct Job {
@@ -127,6 +130,18 @@ async fn wait(
     }
 }
 
+/// Whether the name is claimed: a claim in flight is waited for a moment (the first keyframe
+/// is due as the claim asked for at the start is on its way).
+async fn claimed(job: &Job) -> bool {
+    for _ in 0..CLAIM_POLLS {
+        if job.claims.ready(&job.key) {
+            return true;
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+    job.claims.ready(&job.key)
+}
+
 /// Report `state` if it is not the one reported last.
 fn set(report: &(dyn Fn(State) + Send + Sync), reported: &mut State, state: State) {
     if *reported != state {
@@ -149,8 +164,11 @@ pub async fn run(mut job: Job) -> State {
 async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
     let mut pacer = Pacer::new(job.start);
     let mut headers = Headers::default();
-    let mut reported = State::Playing;
+    // Reported as playing once on air.
+    let mut reported = State::Waiting;
     let mut buf = vec![0; CHUNK];
+    // Ask for the name's claim now, so it holds by the first keyframe.
+    job.claims.ready(&job.key);
     loop {
         pacer.skip_passes(tokio::time::Instant::now().into_std());
         let mut file = match tokio::fs::File::open(&job.path).await {
@@ -198,7 +216,7 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
             let starts_here = is_keyframe(tag.kind, &tag.payload)
                 || (!headers.has_video && tag.kind == MediaKind::Audio && !header);
             if publisher.is_none() && starts_here && !late && !job.hub.is_live(&job.key) {
-                if !job.claims.ready(&job.key) {
+                if !claimed(job).await {
                     set(job.report.as_ref(), &mut reported, State::Displaced);
                 } else {
                     match job.hub.publish_yielding(&job.key) {

@@ -55,6 +55,7 @@ const NODE: Crate = Crate {
         ("forward", 4),
         ("relay_source", 4),
         ("rendition_claims", 4),
+        ("playout_cluster", 4),
         ("relay_tls", 4),
         ("tls", 4),
         ("load_report", 4),
@@ -95,6 +96,7 @@ const CLUSTER: Crate = Crate {
     layers: &[
         ("types", 0),
         ("ladder", 0),
+        ("schedule", 0),
         ("backoff", 0),
         ("lock", 0),
         ("keys", 1),
@@ -147,6 +149,7 @@ const CONTROL_PLANE: Crate = Crate {
         ("metrics", 3),
         ("admin", 4),
         ("ladders", 4),
+        ("schedule", 4),
         ("catalog", 4),
         ("recordings", 4),
         ("api", 4),

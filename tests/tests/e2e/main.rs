@@ -63,6 +63,7 @@ mod sluicectl;
 mod sluicectl_catalog;
 mod sluicectl_ladders;
 mod sluicectl_recordings;
+mod sluicectl_schedule;
 mod transcode;
 mod transcode_cluster;
 mod webhook;

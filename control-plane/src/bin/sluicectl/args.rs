@@ -78,6 +78,9 @@ pub enum Command {
     /// The content catalog (recordings and live streams): search, show, set titles and tags.
     #[command(subcommand)]
     Catalog(crate::catalog::CatalogCommand),
+    /// Scheduled playout: files published as live streams at their time; list, add, remove.
+    #[command(subcommand)]
+    Schedule(crate::schedule::ScheduleCommand),
     /// Load against capacity per node and for the cluster, and the recommended edge count.
     Capacity,
     /// The edge URL a new viewer of APP/NAME would be sent to.

@@ -39,6 +39,7 @@ pub async fn run(
         Command::Recordings(cmd) => recordings(&conn, cmd, format, out).await,
         Command::Ladders(cmd) => crate::ladders::run(&conn, cmd, format, out).await,
         Command::Catalog(cmd) => crate::catalog::run(&conn, cmd, format, out).await,
+        Command::Schedule(cmd) => crate::schedule::run(&conn, cmd, format, out).await,
         Command::Capacity => {
             let c = conn
                 .call("GetCapacity", conn.control().get_capacity(pb::GetCapacityRequest {}))
@@ -94,6 +95,9 @@ fn check_names(command: &Command) -> Result<(), CtlError> {
             RecordingsCommand::Show(RecordingRef { recording, .. })
             | RecordingsCommand::Rm(RecordingRef { recording, .. }),
         ) => recording_ref(recording).map(drop),
+        Command::Schedule(crate::schedule::ScheduleCommand::Add { stream, .. }) => {
+            stream_ref(stream).map(drop)
+        }
         _ => Ok(()),
     }
 }

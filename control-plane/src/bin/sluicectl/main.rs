@@ -37,6 +37,7 @@ mod ladders;
 mod mock;
 mod output;
 mod render;
+mod schedule;
 mod table;
 mod units;
 mod views;

@@ -133,6 +133,40 @@ impl ControlPlane for Mock {
     ) -> Answer<pb::ListLaddersResponse> {
         Ok(Response::new(pb::ListLaddersResponse { ladders: vec![] }))
     }
+    async fn add_schedule_entry(
+        &self,
+        r: Request<pb::AddScheduleEntryRequest>,
+    ) -> Answer<pb::ScheduleEntry> {
+        let r = r.into_inner();
+        if !r.file.ends_with(".flv") {
+            return Err(Status::invalid_argument("only FLV files (.flv) are played out"));
+        }
+        Ok(Response::new(pb::ScheduleEntry {
+            id: "0123456789ab".into(),
+            app: r.app,
+            stream: r.stream,
+            file: r.file,
+            start_ms: r.start_ms,
+            r#loop: r.r#loop,
+            state: "waiting".into(),
+            node: String::new(),
+        }))
+    }
+    async fn remove_schedule_entry(
+        &self,
+        r: Request<pb::RemoveScheduleEntryRequest>,
+    ) -> Answer<pb::RemoveScheduleEntryResponse> {
+        match r.get_ref().id.as_str() {
+            "0123456789ab" => Ok(Response::new(pb::RemoveScheduleEntryResponse {})),
+            id => Err(Status::not_found(format!("no schedule entry {id}"))),
+        }
+    }
+    async fn list_schedule(
+        &self,
+        _: Request<pb::ListScheduleRequest>,
+    ) -> Answer<pb::ListScheduleResponse> {
+        Ok(Response::new(pb::ListScheduleResponse { entries: vec![] }))
+    }
     async fn search_catalog(
         &self,
         r: Request<pb::SearchCatalogRequest>,
