@@ -72,8 +72,10 @@ pub struct OriginArgs {
     pub dvr_window: HumanDuration,
 
     /// Scheduled playout: FLV files in this directory go out as live streams at the times
-    /// /api/schedule gives them (paced by the origin; a live encoder of the name takes over
-    /// and hands back). Standalone origins only. Default: none.
+    /// the schedule gives them (paced by the origin; a live encoder of the name takes over
+    /// and hands back). Standalone: /api/schedule, kept in DIR/.sluice-schedule.json. In a
+    /// cluster: `sluicectl schedule`, played by the stream's home (give every origin the same
+    /// files). Default: none.
     #[arg(long, env = "SLUICE_PLAYOUT_DIR")]
     pub playout_dir: Option<PathBuf>,
 
