@@ -72,7 +72,7 @@ pub enum EntryError {
     Name(String),
     #[error("file {0:?}: a path inside the playout directory (no '..', not absolute)")]
     Path(String),
-    #[error("file {0:?}: only FLV files (.flv) are played out")]
+    #[error("file {0:?}: only FLV (.flv) and MP4 (.mp4, .m4v, .mov) files are played out")]
     Format(String),
     #[error("invalid entry id {0:?} (1 to 32 letters, digits, '-' or '_')")]
     Id(String),
@@ -89,7 +89,7 @@ pub fn validate(e: &EntryValue) -> Result<StreamKey, EntryError> {
     Ok(key)
 }
 
-/// `file`, checked to name an FLV file inside the playout directory.
+/// `file`, checked to name an FLV or MP4 file inside the playout directory.
 pub fn check_file(file: &str) -> Result<(), EntryError> {
     let rel = Path::new(file);
     let inside = !file.is_empty()
@@ -99,7 +99,8 @@ pub fn check_file(file: &str) -> Result<(), EntryError> {
     if !inside {
         return Err(EntryError::Path(file.into()));
     }
-    if rel.extension().is_none_or(|x| !x.eq_ignore_ascii_case("flv")) {
+    let playable = ["flv", "mp4", "m4v", "mov"];
+    if rel.extension().is_none_or(|x| !playable.iter().any(|p| x.eq_ignore_ascii_case(p))) {
         return Err(EntryError::Format(file.into()));
     }
     Ok(())
@@ -139,7 +140,8 @@ mod tests {
         for bad in ["../etc/passwd.flv", "/etc/x.flv", "a/../../b.flv", "", "./a.flv"] {
             assert!(matches!(check_file(bad), Err(EntryError::Path(_))), "{bad}");
         }
-        assert!(matches!(check_file("a.mp4"), Err(EntryError::Format(_))));
+        assert!(check_file("a.mp4").is_ok() && check_file("a.MOV").is_ok());
+        assert!(matches!(check_file("a.mkv"), Err(EntryError::Format(_))));
         assert!(check_id("0a1b-c_d").is_ok());
         for bad in ["", "a/b", "a.b", &"x".repeat(33)] {
             assert!(check_id(bad).is_err(), "{bad}");

@@ -1,4 +1,4 @@
-//! Scheduled playout (#15): FLV files in `--playout-dir` published as live streams at their
+//! Scheduled playout (#15): FLV and MP4 files (H.264/H.265/AAC) in `--playout-dir` published as live streams at their
 //! scheduled time, read and paced by the origin itself (no ffmpeg), so viewers see them exactly
 //! as a live encoder's. A live encoder that publishes the name takes it over; the playout keeps
 //! its place in time and goes on when the encoder leaves.
@@ -11,9 +11,11 @@
 //! through the control plane): each entry is played by its stream's ring home, under the
 //! name's claim; a new home (a failover) goes on at the entry's place in time.
 
+pub mod mp4;
 pub mod pacer;
 mod runner;
 pub mod schedule;
+pub mod source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

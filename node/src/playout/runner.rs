@@ -1,4 +1,4 @@
-//! One playout: an FLV file read a bounded chunk at a time and published into the hub in real
+//! One playout: a file ([`Source`]: FLV or MP4) read a bounded piece at a time and published into the hub in real
 //! time ([`super::pacer::Pacer`]), as a publisher that gives way to a live one
 //! ([`Hub::publish_yielding`]). While displaced it keeps its place in time (reading and pacing,
 //! publishing nothing); once the name is free again it publishes anew from the next keyframe,
@@ -12,22 +12,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_media::codec::{parse_audio_tag, parse_video_tag, AudioPacket, FrameType, VideoPacket};
-use sluice_media::flv::FlvReader;
 use sluice_media::frame::{MediaKind, MediaMessage};
 use sluice_media::stream_name::StreamKey;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::pacer::Pacer;
 use super::schedule::State;
+use super::source::Source;
 use super::Claims;
 use crate::hub::{Hub, Publisher};
 
-/// Largest FLV tag played out.
-const MAX_TAG: usize = 16 << 20;
-/// Bytes read from the file at once.
-const CHUNK: usize = 64 * 1024;
 /// How far behind its time a tag may be and still start a publish: a playout further behind
 /// (a late start) reads on without publishing until it catches up.
 const LATE: Duration = Duration::from_secs(1);
@@ -166,36 +161,24 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
     let mut headers = Headers::default();
     // Reported as playing once on air.
     let mut reported = State::Waiting;
-    let mut buf = vec![0; CHUNK];
     // Ask for the name's claim now, so it holds by the first keyframe.
     job.claims.ready(&job.key);
     loop {
         pacer.skip_passes(tokio::time::Instant::now().into_std());
-        let mut file = match tokio::fs::File::open(&job.path).await {
-            Ok(f) => f,
+        let mut source = match Source::open(&job.path).await {
+            Ok(s) => s,
             Err(e) => {
-                warn!(stream = %job.key, file = %job.path.display(), error = %e, "playout: cannot open the file");
+                warn!(stream = %job.key, file = %job.path.display(), error = %e, "playout: cannot play the file");
                 return State::Failed;
             }
         };
-        let mut reader = FlvReader::new(MAX_TAG);
         let mut tags = 0u64;
         loop {
-            let tag = match reader.next_tag() {
+            let tag = match source.next().await {
                 Ok(Some(tag)) => tag,
-                Ok(None) => match file.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        reader.push(&buf[..n]);
-                        continue;
-                    }
-                    Err(e) => {
-                        warn!(stream = %job.key, error = %e, "playout: reading the file failed");
-                        return State::Failed;
-                    }
-                },
+                Ok(None) => break,
                 Err(e) => {
-                    warn!(stream = %job.key, error = %e, "playout: not a playable FLV file");
+                    warn!(stream = %job.key, file = %job.path.display(), error = %e, "playout: the file cannot be played on");
                     return State::Failed;
                 }
             };

@@ -7,11 +7,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use sluice_tests::deps::Dep;
 use sluice_tests::ffmpeg::Player;
 use sluice_tests::http::curl;
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
-use sluice_tests::{h264_aac, h264_small, secs, Origin, Publisher};
+use sluice_tests::{h264_aac, h264_small, hevc_aac, secs, Origin, Publisher};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
@@ -24,9 +25,9 @@ fn tv(origin: &Origin, token: &str) -> Option<Value> {
     list["streams"].as_array()?.iter().find(|s| s["app"] == "live" && s["name"] == "tv").cloned()
 }
 
-fn state(origin: &Origin, token: &str, id: &str) -> String {
+fn state(origin: &Origin, token: Option<&str>, id: &str) -> String {
     let url = format!("http://{}/api/schedule", origin.http);
-    let list: Value = serde_json::from_str(&curl("GET", &url, Some(token), None).1).unwrap();
+    let list: Value = serde_json::from_str(&curl("GET", &url, token, None).1).unwrap();
     let entries = list["entries"].as_array().unwrap().clone();
     let entry = entries.iter().find(|e| e["id"] == id);
     entry.map_or("gone".into(), |e| e["state"].as_str().unwrap().to_string())
@@ -63,7 +64,7 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     for (file, stream, reason) in [
         ("../token.flv", "tv", "inside the playout directory"),
         ("shows/none.flv", "tv", "not in the playout directory"),
-        ("shows/loop.mp4", "tv", "only FLV"),
+        ("shows/loop.mkv", "tv", "only FLV (.flv) and MP4"),
         ("shows/loop.flv", "a b", "invalid stream name"),
     ] {
         let (status, body) = curl("POST", &api, Some(token), Some(&entry(file, stream)));
@@ -74,7 +75,7 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     assert_eq!(status, 201, "{body}");
     let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
     let id = id.as_str();
-    assert_eq!(state(&origin, token, id), "waiting");
+    assert_eq!(state(&origin, Some(token), id), "waiting");
     assert!(tv(&origin, token).is_none(), "not before its time");
 
     // Live at its time, within a second.
@@ -82,7 +83,7 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
         .unwrap_or_else(|| panic!("never went live: {}", origin.log()));
     let went_live = (live["started_at"].as_f64().unwrap() * 1000.0) as i64;
     assert!((went_live - start).abs() <= 1_000, "live at {went_live}, scheduled at {start}");
-    assert_eq!(state(&origin, token, id), "playing");
+    assert_eq!(state(&origin, Some(token), id), "playing");
     // It plays to ffmpeg like an encoder's stream, in real time, past the file's end (loop).
     let mut player = Player::start(&origin.rtmp_url("live", "tv"));
     assert!(player.wait_frames(60, secs(20)) >= 60, "{:?}", player.errors());
@@ -93,11 +94,11 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     let encoder = Publisher::start_looped(&origin.rtmp_url("live", "tv"), &h264_aac().path);
     wait_for(secs(20), || tv(&origin, token).filter(|s| s["video"]["height"] == 720))
         .unwrap_or_else(|| panic!("the encoder never took over: {}", origin.log()));
-    assert_eq!(state(&origin, token, id), "displaced");
+    assert_eq!(state(&origin, Some(token), id), "displaced");
     drop(encoder);
     wait_for(secs(20), || tv(&origin, token).filter(|s| s["video"]["height"] == 180))
         .unwrap_or_else(|| panic!("the playout never came back: {}", origin.log()));
-    assert_eq!(state(&origin, token, id), "playing");
+    assert_eq!(state(&origin, Some(token), id), "playing");
     let mut player = Player::start(&origin.rtmp_url("live", "tv"));
     assert!(player.wait_frames(30, secs(20)) >= 30, "{:?}", player.errors());
     drop(player);
@@ -107,7 +108,7 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     let origin = Origin::start(&args);
     wait_for(secs(10), || tv(&origin, token))
         .unwrap_or_else(|| panic!("not live again after a restart: {}", origin.log()));
-    assert_eq!(state(&origin, token, id), "playing");
+    assert_eq!(state(&origin, Some(token), id), "playing");
     let api = format!("http://{}/api/schedule", origin.http);
 
     // Removed: it stops, and the stream ends.
@@ -116,5 +117,71 @@ fn a_scheduled_file_goes_live_on_time_gives_way_to_an_encoder_and_comes_back() {
     assert_eq!(curl("DELETE", &format!("{api}/{id}"), Some(token), None).0, 404);
     wait_for(secs(10), || tv(&origin, token).is_none().then_some(()))
         .unwrap_or_else(|| panic!("the stream outlived its entry: {}", origin.log()));
-    assert_eq!(state(&origin, token, id), "gone");
+    assert_eq!(state(&origin, Some(token), id), "gone");
+}
+
+/// `src` remuxed (no re-encode) into the MP4 file `dst`, with `extra` options.
+fn remux(ffmpeg: &std::path::Path, src: &std::path::Path, dst: &std::path::Path, extra: &[&str]) {
+    let status = std::process::Command::new(ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(src)
+        .args(["-c", "copy"])
+        .args(extra)
+        .arg(dst)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg remux to {}", dst.display());
+}
+
+#[test]
+fn mp4_files_play_out_in_real_time_with_their_codecs() {
+    // A recent ffmpeg reads and plays H.265 in FLV and over RTMP (Debian 12's predates it).
+    let Some(ffmpeg) = Dep::HevcFfmpeg.require("mp4_files_play_out_in_real_time_with_their_codecs")
+    else {
+        return;
+    };
+    let dir = TestDir::new("playout-mp4");
+    let files = dir.path().join("playout");
+    std::fs::create_dir_all(&files).unwrap();
+    // H.264 with B-frames, moov at the end; H.265 (hvc1) with the moov first.
+    remux(&ffmpeg, &h264_aac().path, &files.join("avc.mp4"), &[]);
+    let hevc = ["-tag:v", "hvc1", "-movflags", "+faststart"];
+    remux(&ffmpeg, &hevc_aac().path, &files.join("hevc.mp4"), &hevc);
+    let origin =
+        Origin::start(&["--playout-dir", files.to_str().unwrap(), "--admin-allow", "127.0.0.0/8"]);
+    let api = format!("http://{}/api/schedule", origin.http);
+    let add = |file: &str, stream: &str| {
+        let body = format!(r#"{{"app": "live", "stream": "{stream}", "file": "{file}"}}"#);
+        let (status, body) = curl("POST", &api, None, Some(&body));
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let started = std::time::Instant::now();
+    let avc = add("avc.mp4", "avc");
+    add("hevc.mp4", "hevc");
+
+    for (stream, codec) in [("avc", "h264"), ("hevc", "h265")] {
+        // The origin read the sequence headers the playout sent as an encoder's.
+        let info = wait_for(secs(20), || {
+            origin.stream_info("live", stream).filter(|s| !s["audio"]["codec"].is_null())
+        })
+        .unwrap_or_else(|| panic!("{stream} never live with audio: {}", origin.log()));
+        assert_eq!(info["video"]["codec"], codec, "{info}");
+        assert_eq!(
+            (&info["video"]["width"], &info["video"]["height"]),
+            (&1280.into(), &720.into())
+        );
+        assert_eq!(info["audio"]["codec"], "aac", "{info}");
+        // ffmpeg decodes it without an error.
+        let mut player = Player::start_with(&ffmpeg, &origin.rtmp_url("live", stream));
+        assert!(player.wait_frames(60, secs(20)) >= 60, "{stream}: {:?}", player.errors());
+        let result = player.stop();
+        assert!(result.errors.is_empty(), "{stream}: {:?}", result.errors);
+    }
+    // Played once, in real time: the 10 s file is done no sooner than about 10 s after it
+    // went live.
+    wait_for(secs(30), || (state(&origin, None, &avc) == "done").then_some(()))
+        .unwrap_or_else(|| panic!("never done: {}", origin.log()));
+    let took = started.elapsed();
+    assert!(took >= secs(9), "a 10 s file played out in {took:?}");
 }

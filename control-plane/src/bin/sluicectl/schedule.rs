@@ -19,7 +19,7 @@ pub enum ScheduleCommand {
     /// List the entries by start, with how each stands and the origin playing it.
     #[command(alias = "list")]
     Ls,
-    /// Schedule FILE (under the origins' --playout-dir, an FLV file) to go out as the live
+    /// Schedule FILE (under the origins' --playout-dir, an FLV or MP4 file) to go out as the live
     /// stream APP/NAME from --at.
     Add {
         /// The stream, as APP/NAME (e.g. live/tv).

@@ -71,7 +71,7 @@ pub struct OriginArgs {
     #[arg(long, env = "SLUICE_DVR_WINDOW", default_value_t = HumanDuration(defaults().dvr_window))]
     pub dvr_window: HumanDuration,
 
-    /// Scheduled playout: FLV files in this directory go out as live streams at the times
+    /// Scheduled playout: FLV and MP4 files in this directory go out as live streams at the times
     /// the schedule gives them (paced by the origin; a live encoder of the name takes over
     /// and hands back). Standalone: /api/schedule, kept in DIR/.sluice-schedule.json. In a
     /// cluster: `sluicectl schedule`, played by the stream's home (give every origin the same

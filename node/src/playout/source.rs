@@ -1,0 +1,128 @@
+//! Where a playout's tags come from: an FLV file read a bounded chunk at a time, or an MP4
+//! file whose `moov` is indexed ([`super::mp4`]) and whose samples are then read one at a
+//! time, each as the tag a publisher would send (sequence headers first).
+
+use std::path::Path;
+
+use sluice_media::flv::{FlvReader, FlvTag};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, SeekFrom};
+
+use super::mp4::{self, Mp4Index};
+
+/// Largest FLV tag or MP4 sample played out.
+pub const MAX_TAG: usize = 16 << 20;
+/// Bytes read from an FLV file at once.
+const CHUNK: usize = 64 * 1024;
+/// Most top-level boxes looked through for an MP4 file's `moov`.
+const MAX_BOXES: usize = 4096;
+
+/// Why a file cannot be (further) played out.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a playable FLV file: {0}")]
+    Flv(#[from] sluice_media::flv::FlvError),
+    #[error("not a playable MP4 file: {0}")]
+    Mp4(#[from] mp4::Mp4InputError),
+    #[error("not a playable MP4 file: {0}")]
+    Layout(&'static str),
+}
+
+pub enum Source {
+    Flv { file: File, reader: FlvReader, buf: Vec<u8> },
+    Mp4 { file: File, index: Mp4Index, headers: usize, next: usize },
+}
+
+/// Whether `path` names an MP4 file (by its extension).
+pub fn is_mp4(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|x| ["mp4", "m4v", "mov"].iter().any(|e| x.eq_ignore_ascii_case(e)))
+}
+
+impl Source {
+    pub async fn open(path: &Path) -> Result<Source, SourceError> {
+        let mut file = File::open(path).await?;
+        if !is_mp4(path) {
+            let (reader, buf) = (FlvReader::new(MAX_TAG), vec![0; CHUNK]);
+            return Ok(Source::Flv { file, reader, buf });
+        }
+        let moov = find_moov(&mut file).await?;
+        let index = mp4::index(&moov)?;
+        Ok(Source::Mp4 { file, index, headers: 0, next: 0 })
+    }
+
+    /// The next tag; `None` at the file's end.
+    pub async fn next(&mut self) -> Result<Option<FlvTag>, SourceError> {
+        match self {
+            Source::Flv { file, reader, buf } => loop {
+                if let Some(tag) = reader.next_tag()? {
+                    return Ok(Some(tag));
+                }
+                match file.read(buf).await? {
+                    0 => return Ok(None),
+                    n => reader.push(&buf[..n]),
+                }
+            },
+            Source::Mp4 { file, index, headers, next } => {
+                if let Some(track) = index.tracks.get(*headers) {
+                    *headers += 1;
+                    let payload = track.header.clone();
+                    return Ok(Some(FlvTag { kind: track.kind(), timestamp: 0, payload }));
+                }
+                let Some(sample) = index.samples.get(*next).copied() else { return Ok(None) };
+                *next += 1;
+                let size = sample.size as usize;
+                if size > MAX_TAG {
+                    return Err(SourceError::Layout("a sample larger than the tag bound"));
+                }
+                let mut data = vec![0; size];
+                file.seek(SeekFrom::Start(sample.offset)).await?;
+                file.read_exact(&mut data).await?;
+                let track = &index.tracks[usize::from(sample.track)];
+                let payload = track.tag(&sample, &data);
+                // FLV timestamps are 32-bit milliseconds (they wrap after about 49 days).
+                let timestamp = (sample.dts_ms & 0xFFFF_FFFF) as u32;
+                Ok(Some(FlvTag { kind: track.kind(), timestamp, payload }))
+            }
+        }
+    }
+}
+
+/// The `moov` box of an MP4 file, header included.
+async fn find_moov(file: &mut File) -> Result<Vec<u8>, SourceError> {
+    let len = file.metadata().await?.len();
+    let mut at = 0u64;
+    for _ in 0..MAX_BOXES {
+        if at.saturating_add(8) > len {
+            break;
+        }
+        file.seek(SeekFrom::Start(at)).await?;
+        let mut head = [0u8; 16];
+        file.read_exact(&mut head[..8]).await?;
+        let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let size = match size32 {
+            0 => len - at,
+            1 => {
+                file.read_exact(&mut head[8..]).await?;
+                u64::from_be_bytes(head[8..16].try_into().unwrap_or_default())
+            }
+            n => u64::from(n),
+        };
+        if size < 8 || at.saturating_add(size) > len {
+            return Err(SourceError::Layout("a box runs past the end of the file"));
+        }
+        if &head[4..8] == b"moov" {
+            if size > mp4::MAX_MOOV {
+                return Err(SourceError::Layout("the moov box is too large"));
+            }
+            let mut moov = vec![0; size as usize];
+            file.seek(SeekFrom::Start(at)).await?;
+            file.read_exact(&mut moov).await?;
+            return Ok(moov);
+        }
+        at += size;
+    }
+    Err(SourceError::Layout("no moov box"))
+}
