@@ -18,14 +18,18 @@ pub const MAX_ID_LEN: usize = 32;
 /// Longest file path in an entry.
 pub const MAX_FILE_LEN: usize = 1024;
 
-/// One entry as stored: `file` goes out as `app/stream` from `start_ms`.
+/// One entry as stored: `file` (or `recording`) goes out as `app/stream` from `start_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryValue {
     pub app: String,
     pub stream: String,
-    /// Relative to the playout directory.
+    /// Relative to the playout directory; empty when a recording is played.
+    #[serde(default)]
     pub file: String,
+    /// A finished recording of the node's `--record-dir` (`APP/NAME/ID`) instead of a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
     /// Unix ms.
     pub start_ms: i64,
     /// Start the file again at its end, until the entry is removed.
@@ -76,6 +80,10 @@ pub enum EntryError {
     Format(String),
     #[error("invalid entry id {0:?} (1 to 32 letters, digits, '-' or '_')")]
     Id(String),
+    #[error("an entry plays a file or a recording: give one of them")]
+    Input,
+    #[error("invalid recording {0:?} (APP/NAME/ID, as the recordings API lists it)")]
+    Recording(String),
 }
 
 /// Check an entry's name and file (not whether the file exists: only the node that plays it
@@ -85,8 +93,31 @@ pub fn validate(e: &EntryValue) -> Result<StreamKey, EntryError> {
         Ok((key, None)) if key.app() == e.app && key.name() == e.stream => key,
         _ => return Err(EntryError::Name(format!("{}/{}", e.app, e.stream))),
     };
-    check_file(&e.file)?;
+    match (&e.recording, e.file.is_empty()) {
+        (None, false) => check_file(&e.file)?,
+        (Some(r), true) => check_recording(r)?,
+        _ => return Err(EntryError::Input),
+    }
     Ok(key)
+}
+
+/// `r`, checked to name a recording: `APP/NAME/ID`, ID its start in Unix ms.
+pub fn check_recording(r: &str) -> Result<(), EntryError> {
+    let bad = || EntryError::Recording(r.chars().take(300).collect());
+    let mut parts = r.split('/');
+    let (Some(app), Some(name), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let named =
+        matches!(StreamKey::parse(app, name), Ok((k, None)) if k.app() == app && k.name() == name);
+    let numbered = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
+    if named && numbered {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 /// `file`, checked to name an FLV or MP4 file inside the playout directory.
@@ -127,6 +158,7 @@ mod tests {
             app: app.into(),
             stream: stream.into(),
             file: file.into(),
+            recording: None,
             start_ms: 0,
             looped: false,
         }
@@ -145,6 +177,15 @@ mod tests {
         assert!(check_id("0a1b-c_d").is_ok());
         for bad in ["", "a/b", "a.b", &"x".repeat(33)] {
             assert!(check_id(bad).is_err(), "{bad}");
+        }
+        let mut rec = entry("live", "tv", "");
+        rec.recording = Some("live/cam/1700000000000".into());
+        assert!(validate(&rec).is_ok());
+        rec.file = "a.flv".into();
+        assert_eq!(validate(&rec), Err(EntryError::Input), "both");
+        assert_eq!(validate(&entry("live", "tv", "")), Err(EntryError::Input), "neither");
+        for bad in ["live/cam", "live/cam/x1", "live/cam/1/2", "a b/cam/1", ""] {
+            assert!(check_recording(bad).is_err(), "{bad}");
         }
         let json = serde_json::to_string(&entry("live", "tv", "a.flv")).unwrap();
         assert_eq!(

@@ -64,6 +64,7 @@ fn shown(snap: &Snapshot, id: &str, v: &EntryValue, now: i64) -> pb::ScheduleEnt
         app: v.app.clone(),
         stream: v.stream.clone(),
         file: v.file.clone(),
+        recording: v.recording.clone().unwrap_or_default(),
         start_ms: v.start_ms,
         r#loop: v.looped,
         state,
@@ -81,6 +82,7 @@ pub async fn add(
         app: req.app,
         stream: req.stream,
         file: req.file,
+        recording: (!req.recording.is_empty()).then_some(req.recording),
         start_ms: if req.start_ms == 0 { now } else { req.start_ms },
         looped: req.r#loop,
     };
@@ -138,6 +140,7 @@ mod tests {
             app: "live".into(),
             stream: "tv".into(),
             file: "a.flv".into(),
+            recording: None,
             start_ms: 1_000,
             looped: true,
         };

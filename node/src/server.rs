@@ -162,7 +162,7 @@ impl Node {
         let mut playout = (!args.cluster.is_clustered())
             .then(|| options.playout_dir.clone())
             .flatten()
-            .map(|dir| crate::playout::Playout::standalone(dir, hub.clone()));
+            .map(|dir| crate::playout::Playout::standalone(dir, hub.clone(), recordings.clone()));
         hub.set_hls_hook(HlsStreams::new(hls.clone(), recordings.clone()));
         let transcoders = options.transcode.clone().map(|mut settings| {
             settings.republish_wait = args.limits.ended_stream_linger;
@@ -322,8 +322,12 @@ impl Node {
             if let (Some(dir), true) = (&options.playout_dir, args.cluster.is_clustered()) {
                 let (r, p, f) = (registry.clone(), placement.clone(), forwarding.clone());
                 let schedule = crate::playout_cluster::RegistrySchedule::new(r, p, f, hub.clone());
-                playout =
-                    Some(crate::playout::Playout::clustered(dir.clone(), hub.clone(), schedule));
+                playout = Some(crate::playout::Playout::clustered(
+                    dir.clone(),
+                    hub.clone(),
+                    recordings.clone(),
+                    schedule,
+                ));
             }
             if let Some(make) = options.upstream {
                 hub.set_upstream(make(UpstreamContext {

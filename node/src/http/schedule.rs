@@ -1,8 +1,9 @@
 //! The playout schedule API (behind the admin guard):
 //!
 //! * `GET /api/schedule`: the entries, by start, with their state;
-//! * `POST /api/schedule` with JSON `{"app", "stream", "file", "start_ms", "loop"}`
-//!   (`start_ms`: Unix ms, default now; `loop`: default false): 201 with the entry;
+//! * `POST /api/schedule` with JSON `{"app", "stream", "file" or "recording", "start_ms",
+//!   "loop"}` (`recording`: a finished recording's `APP/NAME/ID`; `start_ms`: Unix ms, default
+//!   now; `loop`: default false): 201 with the entry;
 //! * `DELETE /api/schedule/ID`: remove an entry, stopping it if it plays.
 //!
 //! Changes need `--token-file` or `--admin-allow` (403 on an open admin API). In a cluster the
@@ -25,7 +26,9 @@ use crate::playout::schedule::{EntryValue, ScheduleError};
 pub(super) struct NewEntry {
     app: String,
     stream: String,
+    #[serde(default)]
     file: String,
+    recording: Option<String>,
     start_ms: Option<i64>,
     #[serde(rename = "loop", default)]
     looped: bool,
@@ -77,9 +80,13 @@ pub(super) async fn add(
         app: e.app,
         stream: e.stream,
         file: e.file,
+        recording: e.recording,
         start_ms: start,
         looped: e.looped,
     };
+    if let Err(e) = playout.check_recording(&value).await {
+        return error(e);
+    }
     match playout.add(value) {
         Ok(entry) => (StatusCode::CREATED, Json(entry)).into_response(),
         Err(e) => error(e),

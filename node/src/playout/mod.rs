@@ -29,7 +29,9 @@ use tracing::{info, warn};
 
 use crate::hub::Hub;
 use crate::lock::lock;
+use crate::recording::Recordings;
 use schedule::{Entry, EntryValue, Schedule, ScheduleError, State};
+use source::Input;
 
 /// How often due entries are looked for.
 const TICK: Duration = Duration::from_millis(100);
@@ -90,6 +92,8 @@ struct Running {
 pub struct Playout {
     dir: PathBuf,
     hub: Hub,
+    /// Where recordings played out are read (`--record-dir`), if the node records.
+    recordings: Option<Arc<Recordings>>,
     book: Book,
     running: Mutex<HashMap<String, Running>>,
     generations: AtomicU64,
@@ -104,7 +108,7 @@ impl std::fmt::Debug for Playout {
 impl Playout {
     /// A standalone origin's playout: its schedule read back from `dir` (an unreadable one is
     /// set aside as `.sluice-schedule.json.bad` and the schedule starts empty).
-    pub fn standalone(dir: PathBuf, hub: Hub) -> Arc<Playout> {
+    pub fn standalone(dir: PathBuf, hub: Hub, recordings: Option<Arc<Recordings>>) -> Arc<Playout> {
         let path = dir.join(SCHEDULE_FILE);
         let schedule = match std::fs::read(&path) {
             Ok(json) => Schedule::restore(&json).unwrap_or_else(|e| {
@@ -119,17 +123,50 @@ impl Playout {
             info!(entries, "playout schedule restored");
         }
         let book = Book::Local { schedule: Mutex::new(schedule), dirty: AtomicBool::new(false) };
-        Playout::new(dir, hub, book)
+        Playout::new(dir, hub, recordings, book)
     }
 
     /// A cluster origin's playout of the registry's schedule.
-    pub fn clustered(dir: PathBuf, hub: Hub, cluster: Arc<dyn ClusterSchedule>) -> Arc<Playout> {
-        Playout::new(dir, hub, Book::Cluster { cluster, states: Mutex::default() })
+    pub fn clustered(
+        dir: PathBuf,
+        hub: Hub,
+        recordings: Option<Arc<Recordings>>,
+        cluster: Arc<dyn ClusterSchedule>,
+    ) -> Arc<Playout> {
+        Playout::new(dir, hub, recordings, Book::Cluster { cluster, states: Mutex::default() })
     }
 
-    fn new(dir: PathBuf, hub: Hub, book: Book) -> Arc<Playout> {
+    fn new(
+        dir: PathBuf,
+        hub: Hub,
+        recordings: Option<Arc<Recordings>>,
+        book: Book,
+    ) -> Arc<Playout> {
         let running = Mutex::default();
-        Arc::new(Playout { dir, hub, book, running, generations: AtomicU64::new(1) })
+        let generations = AtomicU64::new(1);
+        Arc::new(Playout { dir, hub, recordings, book, running, generations })
+    }
+
+    /// Whether the recording `value` plays (if it plays one) is there, finished and playable.
+    pub async fn check_recording(&self, value: &EntryValue) -> Result<(), ScheduleError> {
+        let Some(prefix) = &value.recording else { return Ok(()) };
+        sluice_cluster::schedule::check_recording(prefix)?;
+        let recordings = self.recordings.as_ref().ok_or(ScheduleError::NoRecordings)?;
+        match recordings.download(prefix).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(ScheduleError::Recording(prefix.clone(), e.to_string())),
+        }
+    }
+
+    /// What `value` plays.
+    fn input(&self, value: &EntryValue) -> Option<Input> {
+        match &value.recording {
+            Some(prefix) => {
+                let recordings = self.recordings.clone()?;
+                Some(Input::Recording { recordings, prefix: prefix.clone() })
+            }
+            None => schedule::resolve(&self.dir, &value.file).ok().map(Input::File),
+        }
     }
 
     /// Schedule `value` (its file inside the playout directory, an FLV file that exists).
@@ -137,8 +174,8 @@ impl Playout {
         let Book::Local { schedule, dirty } = &self.book else {
             return Err(ScheduleError::Clustered);
         };
-        let path = schedule::resolve(&self.dir, &value.file)?;
-        if !path.is_file() {
+        sluice_cluster::schedule::validate(&value)?;
+        if value.recording.is_none() && !schedule::resolve(&self.dir, &value.file)?.is_file() {
             return Err(ScheduleError::Missing(value.file));
         }
         let entry = lock(schedule).add(value)?;
@@ -304,10 +341,7 @@ impl Playout {
     }
 
     fn start(self: &Arc<Self>, id: String, value: EntryValue) {
-        let (Some(key), Ok(path)) = (key_of(&value), schedule::resolve(&self.dir, &value.file))
-        else {
-            return;
-        };
+        let (Some(key), Some(input)) = (key_of(&value), self.input(&value)) else { return };
         let claims: Arc<dyn Claims> = match &self.book {
             Book::Local { .. } => Arc::new(Alone),
             Book::Cluster { cluster, .. } => cluster.clone(),
@@ -330,7 +364,7 @@ impl Playout {
         let job = runner::Job {
             hub: self.hub.clone(),
             key,
-            path,
+            input,
             looped: value.looped,
             start,
             claims,

@@ -100,6 +100,25 @@ pub struct Mp4Index {
     pub samples: Vec<SampleRef>,
 }
 
+/// The `moov` box (header included) among the top-level boxes at the start of `bytes` (a
+/// recording's MP4 head: `ftyp`, `moov`, the `mdat` header).
+pub fn moov_in(bytes: &[u8]) -> Option<&[u8]> {
+    let mut at = 0usize;
+    while at.checked_add(8)? <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as usize;
+        let kind = &bytes[at + 4..at + 8];
+        if size < 8 {
+            return None;
+        }
+        let end = at.checked_add(size)?;
+        if kind == b"moov" {
+            return bytes.get(at..end);
+        }
+        at = end;
+    }
+    None
+}
+
 /// Index a `moov` box (header included).
 pub fn index(moov: &[u8]) -> Result<Mp4Index, Mp4InputError> {
     let moov = Moov::decode(&mut &moov[..])?;
@@ -331,6 +350,16 @@ mod tests {
         };
         assert!(matches!(index(&moov(huge)), Err(Mp4InputError::TooManySamples)));
         assert!(index(b"not an mp4").is_err());
+    }
+
+    #[test]
+    fn the_moov_is_found_among_the_head_boxes() {
+        let mut head = vec![0, 0, 0, 12, b'f', b't', b'y', b'p', 1, 2, 3, 4];
+        head.extend_from_slice(&[0, 0, 0, 9, b'm', b'o', b'o', b'v', 7]);
+        head.extend_from_slice(&[0, 0, 0, 8, b'm', b'd', b'a', b't']);
+        assert_eq!(moov_in(&head), Some(&head[12..21]));
+        assert_eq!(moov_in(&head[..20]), None, "cut short");
+        assert_eq!(moov_in(&[0, 0, 0, 0, b'f', b't', b'y', b'p']), None);
     }
 
     proptest! {

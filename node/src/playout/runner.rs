@@ -6,7 +6,6 @@
 //! publishing until it has caught up, then goes live at the next keyframe. In a cluster it
 //! publishes only while it holds the name's claim ([`super::Claims`]).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use tracing::{info, warn};
 
 use super::pacer::Pacer;
 use super::schedule::State;
-use super::source::Source;
+use super::source::{Input, Source};
 use super::Claims;
 use crate::hub::{Hub, Publisher};
 
@@ -34,7 +33,7 @@ const CLAIM_POLL: Duration = Duration::from_millis(20);
 pub struct Job {
     pub hub: Hub,
     pub key: StreamKey,
-    pub path: PathBuf,
+    pub input: Input,
     pub looped: bool,
     /// When the file's first tag is due (its scheduled time: in the past for a late start).
     pub start: Instant,
@@ -165,10 +164,10 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
     job.claims.ready(&job.key);
     loop {
         pacer.skip_passes(tokio::time::Instant::now().into_std());
-        let mut source = match Source::open(&job.path).await {
+        let mut source = match Source::open(&job.input).await {
             Ok(s) => s,
             Err(e) => {
-                warn!(stream = %job.key, file = %job.path.display(), error = %e, "playout: cannot play the file");
+                warn!(stream = %job.key, input = %job.input, error = %e, "playout: cannot play the file");
                 return State::Failed;
             }
         };
@@ -178,7 +177,7 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
                 Ok(Some(tag)) => tag,
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(stream = %job.key, file = %job.path.display(), error = %e, "playout: the file cannot be played on");
+                    warn!(stream = %job.key, input = %job.input, error = %e, "playout: the file cannot be played on");
                     return State::Failed;
                 }
             };
@@ -205,7 +204,7 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
                     match job.hub.publish_yielding(&job.key) {
                         Ok(mut p) => {
                             headers.send(&mut p, timestamp);
-                            info!(stream = %job.key, file = %job.path.display(), "playout live");
+                            info!(stream = %job.key, input = %job.input, "playout live");
                             set(job.report.as_ref(), &mut reported, State::Playing);
                             *publisher = Some(p);
                         }

@@ -29,6 +29,10 @@ pub enum ScheduleError {
     NotFound,
     #[error("in a cluster the schedule is set through the control plane (sluicectl schedule)")]
     Clustered,
+    #[error("this origin keeps no recordings (no --record-dir)")]
+    NoRecordings,
+    #[error("recording {0} cannot be played: {1}")]
+    Recording(String, String),
 }
 
 /// `file`, checked to stay inside `dir`: the full path.
@@ -124,6 +128,7 @@ mod tests {
             app: "live".into(),
             stream: stream.into(),
             file: file.into(),
+            recording: None,
             start_ms,
             looped,
         }

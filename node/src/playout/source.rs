@@ -1,14 +1,39 @@
 //! Where a playout's tags come from: an FLV file read a bounded chunk at a time, or an MP4
 //! file whose `moov` is indexed ([`super::mp4`]) and whose samples are then read one at a
-//! time, each as the tag a publisher would send (sequence headers first).
+//! time, each as the tag a publisher would send (sequence headers first). A finished
+//! recording plays as its MP4 ([`crate::recording::download`]): the `moov` of its layout's
+//! head, each sample read from the segment files the layout maps it to.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use sluice_media::mp4::Slice;
 
 use sluice_media::flv::{FlvReader, FlvTag};
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, SeekFrom};
 
-use super::mp4::{self, Mp4Index};
+use super::mp4::{self, Mp4Index, SampleRef};
+use crate::recording::download::Download;
+use crate::recording::store::Store;
+use crate::recording::Recordings;
+
+/// What an entry plays.
+#[derive(Clone)]
+pub enum Input {
+    File(PathBuf),
+    Recording { recordings: Arc<Recordings>, prefix: String },
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::File(path) => write!(f, "{}", path.display()),
+            Input::Recording { prefix, .. } => write!(f, "recording {prefix}"),
+        }
+    }
+}
 
 /// Largest FLV tag or MP4 sample played out.
 pub const MAX_TAG: usize = 16 << 20;
@@ -28,11 +53,68 @@ pub enum SourceError {
     Mp4(#[from] mp4::Mp4InputError),
     #[error("not a playable MP4 file: {0}")]
     Layout(&'static str),
+    #[error("the recording cannot be played: {0}")]
+    Recording(#[from] crate::recording::download::DownloadError),
 }
 
 pub enum Source {
     Flv { file: File, reader: FlvReader, buf: Vec<u8> },
-    Mp4 { file: File, index: Mp4Index, headers: usize, next: usize },
+    Mp4 { samples: Samples, index: Mp4Index, headers: usize, next: usize },
+}
+
+/// Where an MP4's sample bytes are.
+pub enum Samples {
+    File(File),
+    Recording { recordings: Arc<Recordings>, download: Arc<Download> },
+}
+
+impl Samples {
+    async fn read(&mut self, sample: &SampleRef) -> Result<Vec<u8>, SourceError> {
+        let size = sample.size as usize;
+        if size > MAX_TAG {
+            return Err(SourceError::Layout("a sample larger than the tag bound"));
+        }
+        let mut data = vec![0; size];
+        match self {
+            Samples::File(file) => {
+                file.seek(SeekFrom::Start(sample.offset)).await?;
+                file.read_exact(&mut data).await?;
+            }
+            Samples::Recording { recordings, download } => {
+                data.clear();
+                let end = sample.offset.saturating_add(u64::from(sample.size));
+                for slice in download.layout.slices(sample.offset, end) {
+                    match slice {
+                        Slice::Head(range) => {
+                            let head = download.layout.head();
+                            let part = head.get(range).ok_or(SourceError::Layout("head range"))?;
+                            data.extend_from_slice(part);
+                        }
+                        Slice::Source { source, offset, len } => {
+                            let key = download
+                                .sources
+                                .get(source)
+                                .ok_or(SourceError::Layout("a piece of no segment"))?;
+                            let store = recordings.store();
+                            let object = store.read_range(key, offset, len).await?;
+                            let object = object.ok_or(SourceError::Layout("a segment is gone"))?;
+                            let mut body = object.body;
+                            while let Some(chunk) = body.try_next().await? {
+                                if data.len() + chunk.len() > size {
+                                    return Err(SourceError::Layout("a segment grew"));
+                                }
+                                data.extend_from_slice(&chunk);
+                            }
+                        }
+                    }
+                }
+                if data.len() != size {
+                    return Err(SourceError::Layout("a sample cut short"));
+                }
+            }
+        }
+        Ok(data)
+    }
 }
 
 /// Whether `path` names an MP4 file (by its extension).
@@ -42,15 +124,26 @@ pub fn is_mp4(path: &Path) -> bool {
 }
 
 impl Source {
-    pub async fn open(path: &Path) -> Result<Source, SourceError> {
-        let mut file = File::open(path).await?;
-        if !is_mp4(path) {
-            let (reader, buf) = (FlvReader::new(MAX_TAG), vec![0; CHUNK]);
-            return Ok(Source::Flv { file, reader, buf });
-        }
-        let moov = find_moov(&mut file).await?;
-        let index = mp4::index(&moov)?;
-        Ok(Source::Mp4 { file, index, headers: 0, next: 0 })
+    pub async fn open(input: &Input) -> Result<Source, SourceError> {
+        let (samples, index) = match input {
+            Input::File(path) => {
+                let mut file = File::open(path).await?;
+                if !is_mp4(path) {
+                    let (reader, buf) = (FlvReader::new(MAX_TAG), vec![0; CHUNK]);
+                    return Ok(Source::Flv { file, reader, buf });
+                }
+                let moov = find_moov(&mut file).await?;
+                (Samples::File(file), mp4::index(&moov)?)
+            }
+            Input::Recording { recordings, prefix } => {
+                let download = recordings.download(prefix).await?;
+                let moov = mp4::moov_in(download.layout.head())
+                    .ok_or(SourceError::Layout("no moov in the recording's MP4"))?;
+                let index = mp4::index(moov)?;
+                (Samples::Recording { recordings: recordings.clone(), download }, index)
+            }
+        };
+        Ok(Source::Mp4 { samples, index, headers: 0, next: 0 })
     }
 
     /// The next tag; `None` at the file's end.
@@ -65,7 +158,7 @@ impl Source {
                     n => reader.push(&buf[..n]),
                 }
             },
-            Source::Mp4 { file, index, headers, next } => {
+            Source::Mp4 { samples, index, headers, next } => {
                 if let Some(track) = index.tracks.get(*headers) {
                     *headers += 1;
                     let payload = track.header.clone();
@@ -73,13 +166,7 @@ impl Source {
                 }
                 let Some(sample) = index.samples.get(*next).copied() else { return Ok(None) };
                 *next += 1;
-                let size = sample.size as usize;
-                if size > MAX_TAG {
-                    return Err(SourceError::Layout("a sample larger than the tag bound"));
-                }
-                let mut data = vec![0; size];
-                file.seek(SeekFrom::Start(sample.offset)).await?;
-                file.read_exact(&mut data).await?;
+                let data = samples.read(&sample).await?;
                 let track = &index.tracks[usize::from(sample.track)];
                 let payload = track.tag(&sample, &data);
                 // FLV timestamps are 32-bit milliseconds (they wrap after about 49 days).

@@ -185,3 +185,68 @@ fn mp4_files_play_out_in_real_time_with_their_codecs() {
     let took = started.elapsed();
     assert!(took >= secs(9), "a 10 s file played out in {took:?}");
 }
+
+#[test]
+fn a_finished_recording_plays_out_as_a_live_stream() {
+    let dir = TestDir::new("playout-recording");
+    let files = dir.path().join("playout");
+    std::fs::create_dir_all(&files).unwrap();
+    let root = dir.path().join("recordings");
+    let origin = Origin::start(&[
+        "--playout-dir",
+        files.to_str().unwrap(),
+        "--record-dir",
+        root.to_str().unwrap(),
+        "--record-apps",
+        "live",
+        "--admin-allow",
+        "127.0.0.0/8",
+        "--ended-stream-linger",
+        "1s",
+    ]);
+    // 10 s of live/talk recorded.
+    let mut publisher = Publisher::start(&origin.rtmp_url("live", "talk"), &h264_small().path);
+    assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
+    let recordings = format!("http://{}/api/recordings", origin.http);
+    let id = wait_for(secs(30), || {
+        let list: Value = serde_json::from_str(&curl("GET", &recordings, None, None).1).ok()?;
+        let rec = list["recordings"].as_array()?.first()?.clone();
+        (rec["finished"] == true).then(|| rec["id"].as_str().unwrap().to_string())
+    })
+    .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
+
+    let api = format!("http://{}/api/schedule", origin.http);
+    let entry = |fields: &str| format!(r#"{{"app": "tv", "stream": "replay", {fields}}}"#);
+    for (fields, reason) in [
+        (r#""recording": "live/talk/1""#.to_string(), "cannot be played"),
+        (format!(r#""recording": "live/talk/{id}", "file": "a.flv""#), "a file or a recording"),
+        (r#""recording": "live/talk""#.to_string(), "invalid recording"),
+    ] {
+        let (status, body) = curl("POST", &api, None, Some(&entry(&fields)));
+        assert_eq!(status, 400, "{fields}: {body}");
+        assert!(body.contains(reason), "{fields}: {body}");
+    }
+    let started = std::time::Instant::now();
+    let (status, body) =
+        curl("POST", &api, None, Some(&entry(&format!(r#""recording": "live/talk/{id}""#))));
+    assert_eq!(status, 201, "{body}");
+    let entry_id =
+        serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+
+    // Live like an encoder's stream, with the recording's codecs and size.
+    let info = wait_for(secs(20), || {
+        origin.stream_info("tv", "replay").filter(|s| !s["audio"]["codec"].is_null())
+    })
+    .unwrap_or_else(|| panic!("the replay never went live: {}", origin.log()));
+    assert_eq!((&info["video"]["codec"], &info["video"]["height"]), (&"h264".into(), &180.into()));
+    assert_eq!(info["audio"]["codec"], "aac", "{info}");
+    let mut player = Player::start(&origin.rtmp_url("tv", "replay"));
+    assert!(player.wait_frames(60, secs(20)) >= 60, "{:?}", player.errors());
+    let result = player.stop();
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    // Once, in real time.
+    wait_for(secs(30), || (state(&origin, None, &entry_id) == "done").then_some(()))
+        .unwrap_or_else(|| panic!("never done: {}", origin.log()));
+    let took = started.elapsed();
+    assert!(took >= secs(9), "a 10 s recording played out in {took:?}");
+}

@@ -150,6 +150,7 @@ impl ControlPlane for Mock {
             r#loop: r.r#loop,
             state: "waiting".into(),
             node: String::new(),
+            recording: r.recording,
         }))
     }
     async fn remove_schedule_entry(

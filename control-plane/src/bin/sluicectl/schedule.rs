@@ -19,13 +19,18 @@ pub enum ScheduleCommand {
     /// List the entries by start, with how each stands and the origin playing it.
     #[command(alias = "list")]
     Ls,
-    /// Schedule FILE (under the origins' --playout-dir, an FLV or MP4 file) to go out as the live
-    /// stream APP/NAME from --at.
+    /// Schedule FILE (under the origins' --playout-dir, an FLV or MP4 file), or a finished
+    /// recording, to go out as the live stream APP/NAME from --at.
     Add {
         /// The stream, as APP/NAME (e.g. live/tv).
         stream: String,
-        /// The file, relative to the origins' --playout-dir (e.g. shows/news.flv).
-        file: String,
+        /// The file, relative to the origins' --playout-dir (e.g. shows/news.mp4).
+        #[arg(required_unless_present = "recording", conflicts_with = "recording")]
+        file: Option<String>,
+        /// A finished recording instead of a file: APP/NAME/ID, as `recordings ls` shows it
+        /// (from the origins' shared --record-dir).
+        #[arg(long, value_name = "APP/NAME/ID")]
+        recording: Option<String>,
         /// When it starts: RFC 3339 (2026-12-07T20:00:00Z), Unix ms, or +DURATION from now
         /// (+90s, +2h); now when left out.
         #[arg(long, value_parser = parse_start)]
@@ -59,6 +64,8 @@ pub struct EntryView {
     pub app: String,
     pub stream: String,
     pub file: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub recording: String,
     pub start_ms: i64,
     #[serde(rename = "loop")]
     pub looped: bool,
@@ -77,6 +84,7 @@ fn view(e: pb::ScheduleEntry) -> EntryView {
         app: e.app,
         stream: e.stream,
         file: e.file,
+        recording: e.recording,
         start_ms: e.start_ms,
         looped: e.r#loop,
         state: e.state,
@@ -88,12 +96,16 @@ fn render(list: &EntryList) -> String {
     if list.entries.is_empty() {
         return "no playout scheduled\n".into();
     }
-    let mut t = Table::new(&["ID", "STREAM", "FILE", "START (UTC)", "LOOP", "STATE", "ORIGIN"]);
+    let mut t = Table::new(&["ID", "STREAM", "PLAYS", "START (UTC)", "LOOP", "STATE", "ORIGIN"]);
     for e in &list.entries {
         t.row(vec![
             e.id.clone(),
             format!("{}/{}", e.app, e.stream),
-            e.file.clone(),
+            if e.recording.is_empty() {
+                e.file.clone()
+            } else {
+                format!("recording {}", e.recording)
+            },
             utc(u64::try_from(e.start_ms).unwrap_or(0)),
             if e.looped { "yes" } else { "no" }.into(),
             e.state.clone(),
@@ -117,12 +129,13 @@ pub async fn run(
             let view = EntryList { entries: list.entries.into_iter().map(view).collect() };
             write(out, &encode(format, &view, render)?);
         }
-        ScheduleCommand::Add { stream, file, at, looped } => {
+        ScheduleCommand::Add { stream, file, recording, at, looped } => {
             let (app, stream) = stream_ref(&stream)?;
             let request = pb::AddScheduleEntryRequest {
                 app,
                 stream,
-                file,
+                file: file.unwrap_or_default(),
+                recording: recording.unwrap_or_default(),
                 start_ms: at.unwrap_or(0),
                 r#loop: looped,
             };
