@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         transcode: None,
         catalog: None,
         playout_dir: None,
+        vod_cache_size: Some(edge.vod_cache_size),
     };
     sluice_node::runtime::run_main(
         &node.clone(),

@@ -196,6 +196,11 @@ pub struct Metrics {
     pub catalog_writes: Counter,
     /// Catalog writes that failed (each tried again on the item's next change).
     pub catalog_errors: Counter,
+    /// Edges: recording files served from the VOD cache, fetched from an origin, and fetches
+    /// that failed (no origin answered).
+    pub vod_cache_hits: Counter,
+    pub vod_fetches: Counter,
+    pub vod_fetch_errors: Counter,
     /// Streams whose ladder is being transcoded now.
     pub transcodes: Gauge,
     /// Transcoder exits while their source was live (each restarted after a backoff).
@@ -302,6 +307,21 @@ impl Metrics {
             "recordings_deleted",
             "Recordings deleted by retention (--record-max-age, --record-max-bytes)",
             self.recordings_deleted.clone(),
+        );
+        r.register(
+            "vod_cache_hits",
+            "Edges: recording files served from the VOD cache",
+            self.vod_cache_hits.clone(),
+        );
+        r.register(
+            "vod_fetches",
+            "Edges: recording requests passed to an origin",
+            self.vod_fetches.clone(),
+        );
+        r.register(
+            "vod_fetch_errors",
+            "Edges: recording requests no origin answered",
+            self.vod_fetch_errors.clone(),
         );
         r.register(
             "catalog_writes",

@@ -16,7 +16,7 @@ use sluice_cluster::Registry;
 use sluice_relay::RelayEndpoint;
 
 use crate::hls::{HlsServing, HlsStreams};
-use crate::http::{self, HttpContext};
+use crate::http::{self, HttpContext, VodUpstream};
 use crate::hub::{Hub, HubConfig};
 use crate::metrics::Metrics;
 use crate::registry::{self, advertise_state, Advertised};
@@ -46,6 +46,8 @@ pub struct NodeOptions {
     pub catalog: Option<crate::catalog::CatalogOptions>,
     /// Origins: where scheduled playout reads its files; `None`: no playout.
     pub playout_dir: Option<std::path::PathBuf>,
+    /// Edges: the VOD cache's bytes (recordings are passed to the origins).
+    pub vod_cache_size: Option<usize>,
 }
 
 /// Builds a node's upstream once its hub, registry and relay exist.
@@ -64,6 +66,7 @@ impl NodeOptions {
             transcode: None,
             catalog: None,
             playout_dir: None,
+            vod_cache_size: None,
         }
     }
 }
@@ -442,6 +445,10 @@ impl Node {
             recordings: recordings.clone(),
             catalog: catalog.clone(),
             playout: playout.clone(),
+            vod_upstream: options.vod_cache_size.filter(|_| args.cluster.is_clustered()).map(|n| {
+                let snapshot = registry.snapshot();
+                Arc::new(VodUpstream::new(snapshot, n as u64, metrics.clone()))
+            }),
             transcoders: transcoders.clone(),
             renditions: args.cluster.is_clustered().then(|| {
                 Arc::new(crate::rendition_claims::RegistryRenditions(registry.snapshot()))

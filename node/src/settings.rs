@@ -400,6 +400,10 @@ pub struct EdgeSettings {
     /// claimed is suspect: the edge subscribes at the ingest meanwhile. Zero: never.
     #[serde(rename = "upstream-stall", with = "serde_duration")]
     pub stall: Duration,
+    /// Bytes of recording files (segments, finished indexes) kept in memory for VOD viewers;
+    /// zero: none (every request goes to an origin).
+    #[serde(rename = "vod-cache-size", with = "crate::units::serde_size")]
+    pub vod_cache_size: usize,
 }
 
 impl Default for EdgeSettings {
@@ -409,6 +413,7 @@ impl Default for EdgeSettings {
             grace: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(2),
             stall: Duration::from_millis(500),
+            vod_cache_size: 256 << 20,
         }
     }
 }

@@ -446,6 +446,11 @@ pub struct EdgeArgs {
     /// otherwise noticed only when its lease or relay connection times out). 0 turns it off.
     #[arg(long, env = "SLUICE_UPSTREAM_STALL", default_value_t = HumanDuration(edge().stall))]
     pub upstream_stall: HumanDuration,
+
+    /// Memory for recording files kept for VOD viewers (segments, finished playlists): the
+    /// edge asks the origins once per file. 0: nothing kept.
+    #[arg(long, env = "SLUICE_VOD_CACHE_SIZE", default_value_t = ByteSize(edge().vod_cache_size))]
+    pub vod_cache_size: ByteSize,
 }
 
 impl EdgeArgs {
@@ -455,6 +460,7 @@ impl EdgeArgs {
             s.grace => upstream_grace,
             s.connect_timeout => upstream_connect_timeout,
             s.stall => upstream_stall,
+            s.vod_cache_size => vod_cache_size,
         );
     }
 }

@@ -9,6 +9,8 @@ mod recordings;
 mod schedule;
 pub mod serve;
 mod vod;
+mod vod_proxy;
+pub use vod_proxy::VodUpstream;
 pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +63,8 @@ pub struct HttpContext {
     pub recordings: Option<Arc<crate::recording::Recordings>>,
     /// Origins that keep a content catalog: `/api/catalog` searches and edits it.
     pub catalog: Option<Arc<crate::catalog::CatalogSync>>,
+    /// Edges: the origins' recordings, `/vod/...` passed to them and cached.
+    pub vod_upstream: Option<Arc<VodUpstream>>,
     /// Origins that play files out on a schedule (`--playout-dir`): `/api/schedule`.
     pub playout: Option<Arc<crate::playout::Playout>>,
     /// Origins that transcode: the renditions the multivariant playlists list.

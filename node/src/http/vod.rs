@@ -36,8 +36,8 @@ pub(super) async fn file(
     Path((app, stream, id, file)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
     client: Option<Extension<ClientIp>>,
+    headers: HeaderMap,
 ) -> Response {
-    let Some(recordings) = &ctx.recordings else { return not_found() };
     if !is_recording_file(&id, &file) {
         return not_found();
     }
@@ -45,6 +45,9 @@ pub(super) async fn file(
         return refused;
     }
     let path = format!("{app}/{stream}/{id}/{file}");
+    let Some(recordings) = &ctx.recordings else {
+        return remote(&ctx, &app, &stream, &path, query.as_deref(), &headers, true).await;
+    };
     let failed = |e: std::io::Error| {
         warn!(key = path, error = %e, "vod: reading a recording failed");
         (StatusCode::INTERNAL_SERVER_ERROR, "reading the recording failed\n").into_response()
@@ -76,6 +79,23 @@ pub(super) async fn file(
         Ok(None) => not_found(),
         Err(e) => failed(e),
     }
+}
+
+/// An edge: the request passed to the origins ([`super::vod_proxy`]), `cacheable` if what
+/// the path names never changes once written.
+async fn remote(
+    ctx: &HttpContext,
+    app: &str,
+    stream: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    cacheable: bool,
+) -> Response {
+    let (Some(upstream), Ok((key, _))) = (&ctx.vod_upstream, StreamKey::parse(app, stream)) else {
+        return not_found();
+    };
+    upstream.get(&key, &format!("/vod/{path}"), query, headers, cacheable).await
 }
 
 fn not_found() -> Response {
@@ -113,6 +133,17 @@ pub(super) async fn stream_file(
     client: Option<Extension<ClientIp>>,
     headers: HeaderMap,
 ) -> Response {
+    if ctx.recordings.is_none() {
+        let id = file.strip_suffix(".mp4").filter(|id| is_recording_file(id, "index.m3u8"));
+        if file != "dvr.m3u8" && id.is_none() {
+            return not_found();
+        }
+        if let Some(refused) = refusal(&ctx, &app, &stream, query.as_deref(), client) {
+            return refused;
+        }
+        let path = format!("{app}/{stream}/{file}");
+        return remote(&ctx, &app, &stream, &path, query.as_deref(), &headers, false).await;
+    }
     if file == "dvr.m3u8" {
         dvr(&ctx, &app, &stream, query.as_deref(), client)
     } else {
