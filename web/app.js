@@ -8,6 +8,8 @@
 // A node that records also lists its recordings (/api/recordings) and plays one:
 // ?recording=APP/NAME/ID&mode=vod|mp4 (HLS VOD through hls.js, or the MP4 download in the
 // browser's own player).
+// A node that keeps a catalog (/api/catalog) also searches it: by words, tag and kind, a page
+// at a time, each item with its thumbnail and a button that plays it.
 // The player's state is kept in window.sluicePlayer (read by the browser test).
 'use strict';
 
@@ -144,6 +146,76 @@
   }
 
   const RECORDING_MODES = { vod: 'HLS', mp4: 'MP4' };
+
+  // The catalog: the search the form says, its pages appended by "More".
+  const catalog = { next: null };
+
+  function renderItems(items, append) {
+    const body = $('catalog-items');
+    if (!append) body.replaceChildren();
+    for (const item of items) {
+      const row = document.createElement('tr');
+      const thumb = cell(row, '');
+      if (item.thumbnail && item.thumbnail.startsWith('/vod/')) {
+        const img = document.createElement('img');
+        img.className = 'thumb';
+        img.alt = '';
+        img.loading = 'lazy';
+        img.src = item.thumbnail;
+        thumb.appendChild(img);
+      }
+      cell(row, item.title || '(untitled)');
+      cell(row, item.app + '/' + item.stream);
+      cell(row, item.kind);
+      cell(row, new Date(item.started_ms).toLocaleString());
+      cell(row, item.kind === 'live' && !item.ended_ms ? 'live' : (item.duration_ms / 1000).toFixed(1) + ' s');
+      cell(row, (item.tags || []).join(', '));
+      const actions = cell(row, '');
+      const playable = item.kind === 'recording' || !item.ended_ms;
+      if (playable) {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.textContent = 'Play';
+        button.addEventListener('click', () =>
+          item.kind === 'recording' ? playRecording(item.id, 'vod') : play(item.app + '/' + item.stream, 'hls')
+        );
+        actions.appendChild(button);
+      }
+      body.appendChild(row);
+    }
+    $('catalog-none').hidden = body.children.length > 0;
+  }
+
+  async function searchCatalog(append) {
+    const params = new URLSearchParams({ limit: '20' });
+    const q = $('catalog-q').value.trim();
+    const tag = $('catalog-tag').value.trim();
+    const kind = $('catalog-kind').value;
+    if (q) params.set('q', q);
+    if (tag) params.set('tags', tag);
+    if (kind) params.set('kind', kind);
+    if (append && catalog.next) params.set('page', catalog.next);
+    try {
+      const response = await fetch('/api/catalog?' + params, { cache: 'no-store' });
+      // 404: this node keeps no catalog.
+      $('catalog').hidden = response.status === 404;
+      if (response.status === 404) return;
+      if (!response.ok) throw new Error('HTTP ' + response.status + ': ' + (await response.text()).trim());
+      const json = await response.json();
+      catalog.next = json.next_page || null;
+      renderItems(Array.isArray(json.items) ? json.items : [], append);
+      $('catalog-more').hidden = !catalog.next;
+    } catch (e) {
+      $('catalog-none').hidden = false;
+      $('catalog-none').textContent = 'cannot search the catalog: ' + e.message;
+    }
+  }
+
+  $('catalog-search').addEventListener('submit', (event) => {
+    event.preventDefault();
+    searchCatalog(false);
+  });
+  $('catalog-more').addEventListener('click', () => searchCatalog(true));
 
   // A recording: its HLS index through hls.js (VOD, or EVENT while it is written), or the
   // finished recording's MP4 in the browser's own player.
@@ -395,6 +467,7 @@
   const params = new URLSearchParams(location.search);
   refresh();
   refreshRecordings();
+  searchCatalog(false);
   setInterval(refresh, REFRESH_MS);
   setInterval(refreshRecordings, REFRESH_MS);
   setInterval(updateStats, 1000);

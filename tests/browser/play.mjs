@@ -10,6 +10,8 @@
 // usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv,... [--token T]
 //                      --out DIR [--chromium PATH] [--sample-ms N] [--start-timeout-ms N]
 //        --recording APP/NAME/ID instead of --stream opens BASE/?recording=...&mode=MODE (vod, mp4).
+//        A mode catalog:WORDS opens BASE/, searches the catalog for WORDS on the page and plays
+//        the first item found with its Play button.
 
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -57,6 +59,8 @@ function sample() {
     errors: (player.errors || []).concat(video.error ? ['video error ' + video.error.code + ': ' + video.error.message] : []),
     listed: text('streams'),
     recordings: text('recordings'),
+    catalog: text('catalog-items'),
+    thumbs: Array.from(document.querySelectorAll('#catalog-items img.thumb')).filter((i) => i.complete && i.naturalWidth > 0).length,
   };
 }
 
@@ -78,16 +82,26 @@ async function playOne(context, mode) {
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
   const token = args.token ? `&token=${encodeURIComponent(args.token)}` : '';
   const bare = mode.startsWith('video:') ? args.base + mode.slice('video:'.length) : null;
+  const search = mode.startsWith('catalog:') ? mode.slice('catalog:'.length) : null;
   const what = args.recording
     ? `recording=${encodeURIComponent(args.recording)}`
     : `stream=${encodeURIComponent(args.stream)}`;
-  const url = bare || `${args.base}/?${what}&mode=${mode}${token}`;
+  const url = bare || (search !== null ? `${args.base}/` : `${args.base}/?${what}&mode=${mode}${token}`);
   const result = { mode, url, ok: false };
   try {
     if (bare) {
       // Same origin as the media, like a site embedding its own streams.
       await page.goto(`${args.base}/api/streams`, { waitUntil: 'load', timeout: 10000 });
       await page.evaluate(bareVideo, bare);
+    } else if (search !== null) {
+      await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+      await page.waitForSelector('#catalog:not([hidden])', { timeout: 10000 });
+      await page.fill('#catalog-q', search);
+      await page.click('#catalog-search button[type=submit]');
+      await page.waitForSelector('#catalog-items button', { timeout: 10000 });
+      await page.waitForFunction(() => Array.from(document.querySelectorAll('#catalog-items img.thumb')).every((i) => i.complete), null, { timeout: 10000 }).catch(() => {});
+      result.found = await page.evaluate(sample);
+      await page.click('#catalog-items button');
     } else {
       await page.goto(url, { waitUntil: 'load', timeout: 10000 });
     }
@@ -124,6 +138,11 @@ async function playOne(context, mode) {
       listed: second.listed,
       recordings: second.recordings,
     });
+    if (result.found) {
+      result.catalog = result.found.catalog;
+      result.thumbs = result.found.thumbs;
+      delete result.found;
+    }
   } catch (e) {
     result.error = String(e);
   }

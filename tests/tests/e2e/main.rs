@@ -64,7 +64,7 @@ mod sluicectl_catalog;
 mod sluicectl_ladders;
 mod sluicectl_recordings;
 mod sluicectl_schedule;
-mod vod_edge;
 mod transcode;
 mod transcode_cluster;
+mod vod_edge;
 mod webhook;
