@@ -19,8 +19,8 @@ pub const MAX_ID_LEN: usize = 32;
 pub const MAX_FILE_LEN: usize = 1024;
 
 /// One entry as stored: `file` (or `recording`) goes out as `app/stream` from `start_ms`.
+/// Fields a later version adds are ignored (a rolling upgrade keeps the entry playing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EntryValue {
     pub app: String,
     pub stream: String,
@@ -55,6 +55,9 @@ pub enum PlayoutState {
     Displaced,
     Done,
     Failed,
+    /// A state a later version reports.
+    #[serde(other)]
+    Unknown,
 }
 
 impl PlayoutState {
@@ -65,6 +68,7 @@ impl PlayoutState {
             PlayoutState::Displaced => "displaced",
             PlayoutState::Done => "done",
             PlayoutState::Failed => "failed",
+            PlayoutState::Unknown => "unknown",
         }
     }
 }
@@ -84,7 +88,12 @@ pub enum EntryError {
     Input,
     #[error("invalid recording {0:?} (APP/NAME/ID, as the recordings API lists it)")]
     Recording(String),
+    #[error("start {0} is not a time (Unix ms, 0 to year 9999)")]
+    Start(i64),
 }
+
+/// The latest start accepted (the year 9999), in Unix ms.
+pub const MAX_START_MS: i64 = 253_402_300_799_000;
 
 /// Check an entry's name and file (not whether the file exists: only the node that plays it
 /// can tell).
@@ -93,6 +102,9 @@ pub fn validate(e: &EntryValue) -> Result<StreamKey, EntryError> {
         Ok((key, None)) if key.app() == e.app && key.name() == e.stream => key,
         _ => return Err(EntryError::Name(format!("{}/{}", e.app, e.stream))),
     };
+    if !(0..=MAX_START_MS).contains(&e.start_ms) {
+        return Err(EntryError::Start(e.start_ms));
+    }
     match (&e.recording, e.file.is_empty()) {
         (None, false) => check_file(&e.file)?,
         (Some(r), true) => check_recording(r)?,
@@ -187,6 +199,11 @@ mod tests {
         for bad in ["live/cam", "live/cam/x1", "live/cam/1/2", "a b/cam/1", ""] {
             assert!(check_recording(bad).is_err(), "{bad}");
         }
+        let mut early = entry("live", "tv", "a.flv");
+        early.start_ms = i64::MIN;
+        assert_eq!(validate(&early), Err(EntryError::Start(i64::MIN)));
+        let state: PlayoutState = serde_json::from_str(r#""paused""#).unwrap();
+        assert_eq!(state, PlayoutState::Unknown, "a later version's state");
         let json = serde_json::to_string(&entry("live", "tv", "a.flv")).unwrap();
         assert_eq!(
             json,

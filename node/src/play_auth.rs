@@ -99,6 +99,18 @@ impl PlayAuth {
         self.private_apps.iter().any(|a| a == "*" || a == stream.app())
     }
 
+    /// A token of this node's own for `stream`, valid `secs` from `now_unix` and bound to no
+    /// address, when the stream is private: what an edge shows an origin for a viewer it has
+    /// already admitted (the viewer's own token may be bound to the viewer's address).
+    #[must_use]
+    pub fn upstream_token(&self, stream: &StreamKey, now_unix: u64, secs: u64) -> Option<String> {
+        if !self.is_private(stream) {
+            return None;
+        }
+        let secret = self.secret()?;
+        Some(PlayAuth::token(&secret, stream, now_unix.saturating_add(secs)))
+    }
+
     /// Whether a viewer of `stream` at `client` whose request had `query` may play at
     /// `now_unix` (a token bound to an address holds only for that client).
     pub fn check(

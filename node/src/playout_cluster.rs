@@ -141,6 +141,8 @@ impl Claims for RegistrySchedule {
     }
 
     fn ended(&self, key: &StreamKey) {
+        // A claim still in flight is let go by its task when it comes (it is no longer
+        // wanted); one held is let go now, unless a live publisher here has the name.
         if let Some(Held::Holding { claim, forward }) = lock(&self.held).remove(key) {
             drop(forward);
             tokio::spawn(release(self.registry.clone(), self.hub.clone(), claim));

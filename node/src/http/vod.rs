@@ -82,7 +82,9 @@ pub(super) async fn file(
 }
 
 /// An edge: the request passed to the origins ([`super::vod_proxy`]), `cacheable` if what
-/// the path names never changes once written.
+/// the path names never changes once written. A private stream's origin is shown a token of
+/// the edge's own (the viewer's may be bound to the viewer's address); a playlist's URLs get
+/// the viewer's token back.
 async fn remote(
     ctx: &HttpContext,
     app: &str,
@@ -92,10 +94,24 @@ async fn remote(
     headers: &HeaderMap,
     cacheable: bool,
 ) -> Response {
-    let (Some(upstream), Ok((key, _))) = (&ctx.vod_upstream, StreamKey::parse(app, stream)) else {
+    let (Some(upstream), Ok((key, None))) = (&ctx.vod_upstream, StreamKey::parse(app, stream))
+    else {
         return not_found();
     };
-    upstream.get(&key, &format!("/vod/{path}"), query, headers, cacheable).await
+    if key.app() != app || key.name() != stream {
+        return not_found();
+    }
+    let now = crate::play_auth::unix_now();
+    let token = ctx.play_auth.upstream_token(&key, now, 600);
+    let request = super::vod_proxy::Request {
+        key: &key,
+        path: &format!("/vod/{path}"),
+        upstream_query: token.map(|t| format!("token={t}")),
+        viewer_token: super::token_query(query),
+        headers,
+        cacheable,
+    };
+    upstream.get(request).await
 }
 
 fn not_found() -> Response {
@@ -288,7 +304,7 @@ fn body(
 
 /// The index with `token_query` (`?token=…`, or nothing) on every URI it names, so a player
 /// that was given a signed index URL fetches the init segments and segments with it too.
-fn carry_token(index: &str, token_query: &str) -> String {
+pub(super) fn carry_token(index: &str, token_query: &str) -> String {
     if token_query.is_empty() {
         return index.to_string();
     }

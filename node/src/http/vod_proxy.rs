@@ -1,10 +1,11 @@
 //! Recordings served by an edge: `/vod/...` passed to the origins (an edge keeps no
-//! recordings), the stream's ring home first and then the other ready origins (they share the
-//! recordings' store), with the viewer's Range and query. What never changes once written (init
-//! segments, segments, thumbnails, and an index once it has `EXT-X-ENDLIST`) and is small
-//! enough is kept in a weight-bounded cache (`--vod-cache-size`), so an edge serves a popular
-//! recording's viewers from memory and asks the origins once per file. The play policy is the
-//! edge's own (checked before this is asked).
+//! recordings), the stream's ring home first and then the next ready origins (they share the
+//! recordings' store; a 404, an error or no answer moves on), with the viewer's Range. What
+//! never changes once written (init segments, segments, thumbnails, and an index once it has
+//! `EXT-X-ENDLIST`) and is small enough is kept in a weight-bounded cache
+//! (`--vod-cache-size`), so once a file is kept its viewers are served from memory. The play
+//! policy is the edge's own (checked before this is asked): a private stream's origin is shown
+//! a short-lived token of the edge's, and a playlist's URLs carry the viewer's token again.
 
 use std::time::Duration;
 
@@ -43,6 +44,23 @@ impl quick_cache::Weighter<String, Cached> for Weight {
     }
 }
 
+/// One request for the origins.
+pub struct Request<'a> {
+    pub key: &'a StreamKey,
+    /// `/vod/...`.
+    pub path: &'a str,
+    /// The query shown to the origin (a token of the edge's), if any.
+    pub upstream_query: Option<String>,
+    /// `?token=…` of the viewer's, put on every URL a playlist names (or empty).
+    pub viewer_token: String,
+    pub headers: &'a HeaderMap,
+    /// What the path names never changes once written.
+    pub cacheable: bool,
+}
+
+/// Largest playlist read (a 6 h recording's index is some 200 KB).
+const MAX_PLAYLIST: usize = 4 << 20;
+
 /// An edge's way to the origins' recordings.
 pub struct VodUpstream {
     client: reqwest::Client,
@@ -80,43 +98,42 @@ impl VodUpstream {
             .collect()
     }
 
-    /// Answer `GET {path}?{query}` (a `/vod/...` path of `key`) from the cache or an origin.
-    pub async fn get(
-        &self,
-        key: &StreamKey,
-        path: &str,
-        query: Option<&str>,
-        headers: &HeaderMap,
-        cacheable: bool,
-    ) -> Response {
+    /// Answer `request` from the cache or an origin.
+    pub async fn get(&self, request: Request<'_>) -> Response {
+        let path = request.path;
         // `bytes=0-` (what ffmpeg asks for) is the whole file: answered as such (RFC 9110 lets
         // a server ignore a Range), so it may be kept and served from the cache.
-        let range = headers.get(header::RANGE).filter(|r| r.as_bytes() != b"bytes=0-").cloned();
-        // A playlist carries the viewer's token into the URLs it lists: kept per query.
-        let cache_key = match path.ends_with(".m3u8") {
-            true => format!("{path}?{}", query.unwrap_or_default()),
+        let range =
+            request.headers.get(header::RANGE).filter(|r| r.as_bytes() != b"bytes=0-").cloned();
+        let playlist = path.ends_with(".m3u8");
+        // A playlist carries the viewer's token in its URLs: kept per token.
+        let cache_key = match playlist {
+            true => format!("{path}{}", request.viewer_token),
             false => path.to_string(),
         };
-        if let Some(hit) = self.cache.get(&cache_key) {
-            self.metrics.vod_cache_hits.inc();
-            if range.is_none() {
-                return cached(hit);
+        if range.is_none() {
+            if let Some(hit) = self.cache.get(&cache_key) {
+                self.metrics.vod_cache_hits.inc();
+                return cached(hit, playlist);
             }
         }
         self.metrics.vod_fetches.inc();
-        for api in self.origins(key) {
-            let url = match query {
+        for api in self.origins(request.key) {
+            let url = match &request.upstream_query {
                 Some(q) => format!("http://{api}{path}?{q}"),
                 None => format!("http://{api}{path}"),
             };
-            let mut request = self.client.get(&url);
+            let mut call = self.client.get(&url);
             if let Some(range) = &range {
-                request = request.header(header::RANGE, range);
+                call = call.header(header::RANGE, range);
             }
-            let answer = tokio::time::timeout(FETCH_TIMEOUT, request.send()).await;
-            let response = match answer {
-                Ok(Ok(r)) if r.status().as_u16() != 404 => r,
-                Ok(Ok(_)) => continue,
+            let response = match tokio::time::timeout(FETCH_TIMEOUT, call.send()).await {
+                Ok(Ok(r)) if r.status().as_u16() == 404 => continue,
+                Ok(Ok(r)) if r.status().is_server_error() => {
+                    self.failed(path, &api, &format!("status {}", r.status()));
+                    continue;
+                }
+                Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     self.failed(path, &api, &e.to_string());
                     continue;
@@ -126,7 +143,10 @@ impl VodUpstream {
                     continue;
                 }
             };
-            return self.relay(&cache_key, response, cacheable && range.is_none()).await;
+            let keep = request.cacheable && range.is_none();
+            return self
+                .relay(&cache_key, response, keep, playlist.then_some(&request.viewer_token))
+                .await;
         }
         self.metrics.vod_fetch_errors.inc();
         (StatusCode::NOT_FOUND, "no such recording file (no origin has it)\n").into_response()
@@ -138,8 +158,15 @@ impl VodUpstream {
         }
     }
 
-    /// The origin's answer, passed on (and kept when it may be).
-    async fn relay(&self, key: &str, response: reqwest::Response, cacheable: bool) -> Response {
+    /// The origin's answer, passed on (and kept when it may be). A playlist (`viewer_token`)
+    /// is read whole and its URLs given the viewer's token instead of the edge's.
+    async fn relay(
+        &self,
+        key: &str,
+        response: reqwest::Response,
+        keep: bool,
+        viewer_token: Option<&String>,
+    ) -> Response {
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut out = HeaderMap::new();
@@ -156,23 +183,37 @@ impl VodUpstream {
                 }
             }
         }
+        let kind = out
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        if let (Some(token), true) = (viewer_token, status == StatusCode::OK) {
+            let Some(body) = read_capped(response, MAX_PLAYLIST).await else {
+                return (
+                    StatusCode::BAD_GATEWAY,
+                    "the origin's playlist broke off or is too large\n",
+                )
+                    .into_response();
+            };
+            let text =
+                super::vod::carry_token(&strip_queries(&String::from_utf8_lossy(&body)), token);
+            let body = Bytes::from(text);
+            // Kept only once finished: until then it grows.
+            if keep && ended(&body) {
+                self.cache
+                    .insert(key.to_string(), Cached { kind: kind.clone(), body: body.clone() });
+            }
+            out.remove(header::CONTENT_LENGTH);
+            return (status, out, body).into_response();
+        }
         let small = response.content_length().is_some_and(|n| n <= MAX_CACHED);
-        if status == StatusCode::OK && cacheable && small {
-            let kind = out
-                .get(header::CONTENT_TYPE)
-                .cloned()
-                .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            return match response.bytes().await {
-                Ok(body) => {
-                    // A playlist only once finished: until then it grows.
-                    if !key.contains(".m3u8?") || ended(&body) {
-                        let entry = Cached { kind: kind.clone(), body: body.clone() };
-                        self.cache.insert(key.to_string(), entry);
-                    }
+        if status == StatusCode::OK && keep && small {
+            return match read_capped(response, MAX_CACHED as usize).await {
+                Some(body) => {
+                    self.cache.insert(key.to_string(), Cached { kind, body: body.clone() });
                     (status, out, body).into_response()
                 }
-                Err(e) => {
-                    self.failed(key, "-", &e.to_string());
+                None => {
                     (StatusCode::BAD_GATEWAY, "the origin's answer broke off\n").into_response()
                 }
             };
@@ -189,15 +230,71 @@ impl VodUpstream {
     }
 }
 
+/// The body of `response`, if it ends within `max` bytes and in time.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Option<Bytes> {
+    let mut body = Vec::new();
+    let read = async {
+        while let Some(chunk) = response.chunk().await.ok()? {
+            if body.len() + chunk.len() > max {
+                return None;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Some(())
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, read).await.ok()??;
+    Some(Bytes::from(body))
+}
+
+/// A playlist without the query of each URL it names (the origin put the edge's token there).
+fn strip_queries(playlist: &str) -> String {
+    let mut out = String::with_capacity(playlist.len());
+    for line in playlist.lines() {
+        if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=\"").and_then(|u| u.strip_suffix('"'))
+        {
+            let uri = uri.split('?').next().unwrap_or(uri);
+            out.push_str(&format!("#EXT-X-MAP:URI=\"{uri}\""));
+        } else if !line.is_empty() && !line.starts_with('#') {
+            out.push_str(line.split('?').next().unwrap_or(line));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Whether an index is finished (it no longer changes).
 fn ended(index: &[u8]) -> bool {
     std::str::from_utf8(index).is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
 }
 
-fn cached(hit: Cached) -> Response {
+/// A kept file. A playlist names the viewer's token in its URLs: not to be kept by others.
+fn cached(hit: Cached, playlist: bool) -> Response {
+    let control = match playlist {
+        true => "private, no-cache",
+        false => "max-age=86400, immutable",
+    };
     let headers = [
         (header::CONTENT_TYPE, hit.kind),
-        (header::CACHE_CONTROL, HeaderValue::from_static("max-age=86400, immutable")),
+        (header::CACHE_CONTROL, HeaderValue::from_static(control)),
     ];
     (headers, hit.body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_playlist_loses_the_origins_tokens_and_gets_the_viewers() {
+        let origin = "#EXTM3U\n#EXT-X-MAP:URI=\"init-1.mp4?token=EDGE\"\n#EXTINF:2,\nseg-1.m4s?token=EDGE\n#EXT-X-ENDLIST\n";
+        let text = super::super::vod::carry_token(&strip_queries(origin), "?token=VIEWER");
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init-1.mp4?token=VIEWER\"\n#EXTINF:2,\nseg-1.m4s?token=VIEWER\n#EXT-X-ENDLIST\n"
+        );
+        assert!(ended(text.as_bytes()));
+        assert_eq!(strip_queries("#EXTM3U\nseg-2.m4s\n"), "#EXTM3U\nseg-2.m4s\n");
+    }
 }

@@ -246,7 +246,9 @@ impl Playout {
                         let due = lock(schedule).start_due(now_ms());
                         for entry in due {
                             dirty.store(true, Ordering::Release);
-                            this.start(entry.id, entry.value);
+                            if !this.start(entry.id.clone(), entry.value) {
+                                lock(schedule).set_state(&entry.id, State::Failed);
+                            }
                         }
                         if dirty.swap(false, Ordering::AcqRel) {
                             let json = lock(schedule).to_json();
@@ -267,9 +269,16 @@ impl Playout {
     /// Write the schedule's file whole (a temporary file renamed over it).
     async fn save(&self, json: Vec<u8>) -> std::io::Result<()> {
         let path = self.dir.join(SCHEDULE_FILE);
-        let tmp = self.dir.join(format!("{SCHEDULE_FILE}.tmp"));
-        tokio::fs::write(&tmp, json).await?;
-        tokio::fs::rename(&tmp, &path).await
+        let tmp = self.dir.join(format!("{SCHEDULE_FILE}.{}.tmp", std::process::id()));
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_data()?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// In a cluster: stop what this node should no longer play (removed, changed, homed
@@ -317,31 +326,50 @@ impl Playout {
 
     /// Record `state` for entry `id` run as `generation` (nothing if it was stopped since).
     fn record(&self, id: &str, generation: u64, state: State, finished: bool) {
-        {
-            let mut running = lock(&self.running);
-            if running.get(id).is_none_or(|r| r.generation != generation) {
-                return;
-            }
-            if finished {
-                running.remove(id);
-            }
-        }
+        let current = |running: &HashMap<String, Running>| {
+            running.get(id).is_some_and(|r| r.generation == generation)
+        };
         match &self.book {
             Book::Local { schedule, dirty } => {
+                {
+                    let mut running = lock(&self.running);
+                    if !current(&running) {
+                        return;
+                    }
+                    if finished {
+                        running.remove(id);
+                    }
+                }
                 if lock(schedule).set_state(id, state) {
                     dirty.store(true, Ordering::Release);
                 }
             }
             Book::Cluster { states, .. } => {
-                if let Some((_, s)) = lock(states).get_mut(id) {
+                // Under the states lock (then running, as `reconcile` takes them): an entry
+                // that finished is never seen as neither running nor ended.
+                let mut states = lock(states);
+                let mut running = lock(&self.running);
+                if !current(&running) {
+                    return;
+                }
+                if finished {
+                    running.remove(id);
+                }
+                if let Some((_, s)) = states.get_mut(id) {
                     *s = state;
                 }
             }
         }
     }
 
-    fn start(self: &Arc<Self>, id: String, value: EntryValue) {
-        let (Some(key), Some(input)) = (key_of(&value), self.input(&value)) else { return };
+    /// Start entry `id`; false when it cannot play here (it has failed). Takes the running
+    /// lock only (callers may hold the states lock).
+    fn start(self: &Arc<Self>, id: String, value: EntryValue) -> bool {
+        let Some(key) = key_of(&value) else { return false };
+        let Some(input) = self.input(&value) else {
+            warn!(id, recording = ?value.recording, "playout: this origin keeps no recordings (no --record-dir): the entry cannot play here");
+            return false;
+        };
         let claims: Arc<dyn Claims> = match &self.book {
             Book::Local { .. } => Arc::new(Alone),
             Book::Cluster { cluster, .. } => cluster.clone(),
@@ -358,7 +386,9 @@ impl Playout {
             }
         });
         // Anchored at the scheduled time: a late start catches up.
-        let behind = Duration::from_millis(u64::try_from(now_ms() - value.start_ms).unwrap_or(0));
+        let behind = Duration::from_millis(
+            u64::try_from(now_ms().saturating_sub(value.start_ms)).unwrap_or(0),
+        );
         let now = tokio::time::Instant::now().into_std();
         let start = now.checked_sub(behind).unwrap_or(now);
         let job = runner::Job {
@@ -376,6 +406,7 @@ impl Playout {
             let end = runner::run(job).await;
             this.record(&id, generation, end, true);
         });
+        true
     }
 }
 

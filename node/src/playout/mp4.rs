@@ -27,6 +27,8 @@ pub enum Mp4InputError {
     TooManySamples,
     #[error("inconsistent sample tables ({0})")]
     Tables(&'static str),
+    #[error("no samples in the moov (a fragmented MP4? those are not played out)")]
+    NoSamples,
 }
 
 /// One sample to read: where it is and how it goes out.
@@ -41,6 +43,8 @@ pub struct SampleRef {
     /// Composition less decode time, ms.
     pub cts_ms: i32,
     pub sync: bool,
+    /// Its sample description (index into [`Track::descs`]).
+    pub desc: u8,
 }
 
 /// How a track's samples become FLV tag bodies.
@@ -51,37 +55,46 @@ pub enum TrackCodec {
     Aac,
 }
 
+/// One sample description of a track: its codec and sequence header.
 #[derive(Debug, Clone)]
-pub struct Track {
+pub struct Desc {
     pub codec: TrackCodec,
     /// The sequence header's tag body (decoder configuration record, AudioSpecificConfig).
     pub header: Bytes,
 }
 
+/// A played track: its sample descriptions (a recording has one more per codec change;
+/// `None` for one that is not played).
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub kind: MediaKind,
+    pub descs: Vec<Option<Desc>>,
+}
+
 impl Track {
-    pub fn kind(&self) -> MediaKind {
-        match self.codec {
-            TrackCodec::Aac => MediaKind::Audio,
-            _ => MediaKind::Video,
-        }
+    /// The sequence header of description `desc`.
+    pub fn header(&self, desc: u8) -> Option<&Bytes> {
+        Some(&self.descs.get(usize::from(desc))?.as_ref()?.header)
     }
 
     /// The tag body of one sample's bytes.
     pub fn tag(&self, sample: &SampleRef, data: &[u8]) -> Bytes {
+        let codec =
+            self.descs.get(usize::from(sample.desc)).and_then(Option::as_ref).map(|d| &d.codec);
         let mut out = BytesMut::with_capacity(data.len() + 8);
-        match self.codec {
-            TrackCodec::H264 => {
+        match codec {
+            Some(TrackCodec::H264) => {
                 out.put_u8(if sample.sync { 0x17 } else { 0x27 });
                 out.put_u8(1);
                 put_i24(&mut out, sample.cts_ms);
             }
-            TrackCodec::H265 => {
+            Some(TrackCodec::H265) => {
                 // Enhanced RTMP: IsExHeader, frame type, PacketTypeCodedFrames, `hvc1`.
                 out.put_u8(0x80 | if sample.sync { 0x10 } else { 0x20 } | 1);
                 out.put_slice(b"hvc1");
                 put_i24(&mut out, sample.cts_ms);
             }
-            TrackCodec::Aac => out.put_slice(&[0xAF, 1]),
+            Some(TrackCodec::Aac) | None => out.put_slice(&[0xAF, 1]),
         }
         out.put_slice(data);
         out.freeze()
@@ -127,25 +140,40 @@ pub fn index(moov: &[u8]) -> Result<Mp4Index, Mp4InputError> {
     let (mut video, mut audio) = (false, false);
     for trak in &moov.trak {
         let Some(track) = playable(trak) else { continue };
-        let is_video = track.kind() == MediaKind::Video;
+        let is_video = track.kind == MediaKind::Video;
         if (is_video && video) || (!is_video && audio) {
             continue;
         }
         (video, audio) = (video || is_video, audio || !is_video);
         let n = u8::try_from(tracks.len()).unwrap_or(u8::MAX);
+        samples_of(trak, &track, n, &mut samples)?;
         tracks.push(track);
-        samples_of(trak, n, &mut samples)?;
     }
     if tracks.is_empty() {
         return Err(Mp4InputError::NoTracks);
+    }
+    if samples.is_empty() {
+        return Err(Mp4InputError::NoSamples);
     }
     samples.sort_by_key(|s| (s.dts_ms, s.track));
     Ok(Mp4Index { tracks, samples })
 }
 
-/// The track's codec and sequence header, if it is one played.
+/// The track's played sample descriptions, if it has one (the first played one sets the
+/// track's kind; others of another kind are left out).
 fn playable(trak: &Trak) -> Option<Track> {
-    let codec = trak.mdia.minf.stbl.stsd.codecs.first()?;
+    let descs: Vec<Option<Desc>> = trak.mdia.minf.stbl.stsd.codecs.iter().map(desc).collect();
+    let kind = descs.iter().flatten().next().map(|d| match d.codec {
+        TrackCodec::Aac => MediaKind::Audio,
+        _ => MediaKind::Video,
+    })?;
+    let same =
+        |d: Option<Desc>| d.filter(|d| (d.codec == TrackCodec::Aac) == (kind == MediaKind::Audio));
+    Some(Track { kind, descs: descs.into_iter().map(same).collect() })
+}
+
+/// A sample description's codec and sequence header, if it is one played.
+fn desc(codec: &Codec) -> Option<Desc> {
     let mut header = BytesMut::new();
     let codec = match codec {
         Codec::Avc1(c) => {
@@ -172,7 +200,7 @@ fn playable(trak: &Trak) -> Option<Track> {
         }
         _ => return None,
     };
-    Some(Track { codec, header: header.freeze() })
+    Some(Desc { codec, header: header.freeze() })
 }
 
 fn hevc(header: &mut BytesMut, hvcc: &mp4_atom::Hvcc) -> Option<TrackCodec> {
@@ -185,8 +213,13 @@ fn hevc(header: &mut BytesMut, hvcc: &mp4_atom::Hvcc) -> Option<TrackCodec> {
     Some(TrackCodec::H265)
 }
 
-/// Every sample of `trak` (track `n`), from its sample tables.
-fn samples_of(trak: &Trak, n: u8, out: &mut Vec<SampleRef>) -> Result<(), Mp4InputError> {
+/// Every played sample of `trak` (track `n`, `track`), from its sample tables.
+fn samples_of(
+    trak: &Trak,
+    track: &Track,
+    n: u8,
+    out: &mut Vec<SampleRef>,
+) -> Result<(), Mp4InputError> {
     let stbl = &trak.mdia.minf.stbl;
     let timescale = u64::from(trak.mdia.mdhd.timescale.max(1));
     let ms = |ticks: u64| ticks.saturating_mul(1000) / timescale;
@@ -226,6 +259,10 @@ fn samples_of(trak: &Trak, n: u8, out: &mut Vec<SampleRef>) -> Result<(), Mp4Inp
     if stsc.is_empty() && count > 0 {
         return Err(Mp4InputError::Tables("no sample-to-chunk entries"));
     }
+    // Chunk runs must go forward (so the chunks are walked once at most).
+    if stsc.windows(2).any(|w| w[1].first_chunk <= w[0].first_chunk) {
+        return Err(Mp4InputError::Tables("sample-to-chunk entries out of order"));
+    }
     let (mut sample, mut dts) = (0usize, 0u64);
     for (e, entry) in stsc.iter().enumerate() {
         let first = entry.first_chunk.max(1) as usize;
@@ -241,14 +278,23 @@ fn samples_of(trak: &Trak, n: u8, out: &mut Vec<SampleRef>) -> Result<(), Mp4Inp
                 let sz = size(sample);
                 let cts = offsets.next().unwrap_or(0);
                 let number = u32::try_from(sample + 1).unwrap_or(u32::MAX);
-                out.push(SampleRef {
-                    track: n,
-                    offset,
-                    size: sz,
-                    dts_ms: ms(dts),
-                    cts_ms: i32::try_from(cts.saturating_mul(1000) / timescale as i64).unwrap_or(0),
-                    sync: sync.as_ref().is_none_or(|s| s.binary_search(&number).is_ok()),
-                });
+                let desc = u8::try_from(entry.sample_description_index.saturating_sub(1))
+                    .unwrap_or(u8::MAX);
+                if track.header(desc).is_some() {
+                    // Presentation time rounded once: cts = pts - dts, both in ms.
+                    let pts = i128::from(dts) + i128::from(cts);
+                    let pts_ms = pts.max(0) * 1000 / i128::from(timescale);
+                    let dts_ms = ms(dts);
+                    out.push(SampleRef {
+                        track: n,
+                        offset,
+                        size: sz,
+                        dts_ms,
+                        cts_ms: i32::try_from(pts_ms - i128::from(dts_ms)).unwrap_or(0),
+                        sync: sync.as_ref().is_none_or(|s| s.binary_search(&number).is_ok()),
+                        desc,
+                    });
+                }
                 offset = offset.saturating_add(u64::from(sz));
                 dts = dts.saturating_add(deltas.next().unwrap_or(0));
                 sample += 1;
@@ -321,7 +367,11 @@ mod tests {
         };
         let index = index(&moov(stbl)).unwrap();
         assert_eq!(index.tracks.len(), 1);
-        assert_eq!(&index.tracks[0].header[..], &[0xAF, 0, 0x12, 0x10], "AAC-LC 44.1 kHz stereo");
+        assert_eq!(
+            &index.tracks[0].header(0).unwrap()[..],
+            &[0xAF, 0, 0x12, 0x10],
+            "AAC-LC 44.1 kHz stereo"
+        );
         let at: Vec<(u64, u64)> = index.samples.iter().map(|s| (s.offset, s.dts_ms)).collect();
         assert_eq!(at, [(100, 0), (110, 20), (500, 40), (510, 60), (900, 80)]);
         let tag = index.tracks[0].tag(&index.samples[0], b"raw");

@@ -42,6 +42,12 @@ impl Pacer {
         ((out & 0xFFFF_FFFF) as u32, self.anchor + Duration::from_millis(out))
     }
 
+    /// This pass's first input timestamp, when the file says it (an indexed file read from a
+    /// later place: its tags keep their place in the pass).
+    pub fn set_first(&mut self, ts: u32) {
+        self.first = Some(ts);
+    }
+
     /// The file starts again: its first tag goes out just after the last one given.
     pub fn next_pass(&mut self) {
         self.pass_len.get_or_insert(self.last - self.base);
@@ -60,6 +66,12 @@ impl Pacer {
             self.base += (at - self.base) / step * step;
             self.last = self.last.max(self.base);
         }
+    }
+
+    /// How far `now` is past this pass's start (zero when it is not yet), in ms.
+    pub fn behind(&self, now: Instant) -> u64 {
+        let start = self.anchor + Duration::from_millis(self.base);
+        u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Output time played so far.
@@ -100,6 +112,8 @@ mod tests {
         p.place(960);
         p.next_pass();
         p.skip_passes(t0 + Duration::from_millis(10_500));
+        assert_eq!(p.behind(t0 + Duration::from_millis(10_500)), 500);
+        assert_eq!(p.behind(t0), 0);
         let (ts, due) = p.place(0);
         assert_eq!(ts, 10_000, "passes 3 to 10 would have ended: the eleventh starts");
         assert_eq!(due, t0 + Duration::from_secs(10));

@@ -20,11 +20,14 @@ use super::pacer::Pacer;
 use super::schedule::State;
 use super::source::{Input, Source};
 use super::Claims;
-use crate::hub::{Hub, Publisher};
+use crate::hub::{Hub, KickReason, Publisher};
 
 /// How far behind its time a tag may be and still start a publish: a playout further behind
 /// (a late start) reads on without publishing until it catches up.
 const LATE: Duration = Duration::from_secs(1);
+/// How far before its place a late indexed file starts reading (to find a keyframe to go on air
+/// from).
+const SKIP_MARGIN_MS: u64 = 3000;
 /// How long a keyframe waits for a claim in flight: polls, and the time between them.
 const CLAIM_POLLS: u32 = 25;
 const CLAIM_POLL: Duration = Duration::from_millis(20);
@@ -96,7 +99,9 @@ fn is_keyframe(kind: MediaKind, payload: &Bytes) -> bool {
         })
 }
 
-/// Wait until `at`, or until `publisher` is taken over (then drop it); false when stopped.
+/// Wait until `at`, or until `publisher` is kicked: taken over by a live publisher (then it
+/// is dropped and the playout goes on displaced) or ended for another reason (an operator's
+/// kick, a drain: the entry ends here). False when the entry is stopped or ended.
 async fn wait(
     at: Instant,
     publisher: &mut Option<Publisher>,
@@ -114,18 +119,26 @@ async fn wait(
         tokio::select! {
             () = tokio::time::sleep_until(at.into()) => return true,
             _ = job.stop.changed() => return false,
-            _ = kicked => {
+            reason = kicked => {
                 *publisher = None;
-                info!(stream = %key, "playout gave way to a live publisher");
-                job.claims.displaced(key);
-                set(job.report.as_ref(), reported, State::Displaced);
+                match reason {
+                    KickReason::TakenOver | KickReason::ClaimLost { .. } => {
+                        info!(stream = %key, ?reason, "playout gave way to another publisher");
+                        job.claims.displaced(key);
+                        set(job.report.as_ref(), reported, State::Displaced);
+                    }
+                    reason => {
+                        info!(stream = %key, ?reason, "playout kicked: the entry ends here");
+                        return false;
+                    }
+                }
             }
         }
     }
 }
 
-/// Whether the name is claimed: a claim in flight is waited for a moment (the first keyframe
-/// is due as the claim asked for at the start is on its way).
+/// Whether the name is claimed: asked for when not yet, and a claim in flight waited for a
+/// moment (an etcd round trip), so the keyframe at hand can go out.
 async fn claimed(job: &Job) -> bool {
     for _ in 0..CLAIM_POLLS {
         if job.claims.ready(&job.key) {
@@ -148,10 +161,10 @@ fn set(report: &(dyn Fn(State) + Send + Sync), reported: &mut State, state: Stat
 pub async fn run(mut job: Job) -> State {
     let mut publisher: Option<Publisher> = None;
     let end = play(&mut job, &mut publisher).await;
-    if let Some(p) = publisher.take() {
-        drop(p); // the stream ends here before its claim is let go
-        job.claims.ended(&job.key);
-    }
+    // The stream ends here before its claim is let go (and a claim asked for but not used is
+    // let go too).
+    drop(publisher);
+    job.claims.ended(&job.key);
     end
 }
 
@@ -160,17 +173,29 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
     let mut headers = Headers::default();
     // Reported as playing once on air.
     let mut reported = State::Waiting;
-    // Ask for the name's claim now, so it holds by the first keyframe.
-    job.claims.ready(&job.key);
+    let mut source = match Source::open(&job.input).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(stream = %job.key, input = %job.input, error = %e, "playout: cannot play the file");
+            return State::Failed;
+        }
+    };
     loop {
-        pacer.skip_passes(tokio::time::Instant::now().into_std());
-        let mut source = match Source::open(&job.input).await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(stream = %job.key, input = %job.input, error = %e, "playout: cannot play the file");
-                return State::Failed;
+        let now = tokio::time::Instant::now().into_std();
+        pacer.skip_passes(now);
+        // Behind its time (a late start): an indexed file skips to where it should be.
+        let behind = pacer.behind(now);
+        if let Some(duration) = source.duration_ms() {
+            if !job.looped && behind > duration + LATE.as_millis() as u64 {
+                info!(stream = %job.key, input = %job.input, "playout: its time is past: nothing to play");
+                return State::Done;
             }
-        };
+            // The pass keeps the file's own timeline, wherever reading starts.
+            if let Some(first) = source.first_ms() {
+                pacer.set_first(first);
+                source.skip_to(u64::from(first) + behind.saturating_sub(SKIP_MARGIN_MS));
+            }
+        }
         let mut tags = 0u64;
         loop {
             let tag = match source.next().await {
@@ -222,8 +247,8 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
                 }
             }
         }
-        if tags == 0 {
-            warn!(stream = %job.key, "playout: the file holds no media");
+        if tags == 0 || !source.has_media() {
+            warn!(stream = %job.key, input = %job.input, "playout: the file holds no media");
             return State::Failed;
         }
         if !job.looped {
@@ -231,5 +256,9 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
             return State::Done;
         }
         pacer.next_pass();
+        if let Err(e) = source.rewind().await {
+            warn!(stream = %job.key, input = %job.input, error = %e, "playout: cannot read the file again");
+            return State::Failed;
+        }
     }
 }

@@ -59,7 +59,16 @@ pub enum SourceError {
 
 pub enum Source {
     Flv { file: File, reader: FlvReader, buf: Vec<u8> },
-    Mp4 { samples: Samples, index: Mp4Index, headers: usize, next: usize },
+    Mp4(Mp4Source),
+}
+
+/// An indexed MP4 being read: which sample is next, and which sequence header each track
+/// last sent (one is sent again before a sample of another description).
+pub struct Mp4Source {
+    samples: Samples,
+    index: Arc<Mp4Index>,
+    next: usize,
+    sent: Vec<Option<u8>>,
 }
 
 /// Where an MP4's sample bytes are.
@@ -125,7 +134,7 @@ pub fn is_mp4(path: &Path) -> bool {
 
 impl Source {
     pub async fn open(input: &Input) -> Result<Source, SourceError> {
-        let (samples, index) = match input {
+        let (samples, moov) = match input {
             Input::File(path) => {
                 let mut file = File::open(path).await?;
                 if !is_mp4(path) {
@@ -133,17 +142,68 @@ impl Source {
                     return Ok(Source::Flv { file, reader, buf });
                 }
                 let moov = find_moov(&mut file).await?;
-                (Samples::File(file), mp4::index(&moov)?)
+                (Samples::File(file), moov)
             }
             Input::Recording { recordings, prefix } => {
                 let download = recordings.download(prefix).await?;
                 let moov = mp4::moov_in(download.layout.head())
-                    .ok_or(SourceError::Layout("no moov in the recording's MP4"))?;
-                let index = mp4::index(moov)?;
-                (Samples::Recording { recordings: recordings.clone(), download }, index)
+                    .ok_or(SourceError::Layout("no moov in the recording's MP4"))?
+                    .to_vec();
+                (Samples::Recording { recordings: recordings.clone(), download }, moov)
             }
         };
-        Ok(Source::Mp4 { samples, index, headers: 0, next: 0 })
+        // Up to millions of samples: indexed off the runtime's threads.
+        let index = tokio::task::spawn_blocking(move || mp4::index(&moov))
+            .await
+            .map_err(std::io::Error::other)??;
+        let sent = vec![None; index.tracks.len()];
+        Ok(Source::Mp4(Mp4Source { samples, index: Arc::new(index), next: 0, sent }))
+    }
+
+    /// Back to the start, for the next pass of a looped entry.
+    pub async fn rewind(&mut self) -> Result<(), SourceError> {
+        match self {
+            Source::Flv { file, reader, .. } => {
+                file.seek(SeekFrom::Start(0)).await?;
+                *reader = FlvReader::new(MAX_TAG);
+            }
+            Source::Mp4(m) => {
+                m.next = 0;
+                m.sent.iter_mut().for_each(|s| *s = None);
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's length in time, when it is indexed (MP4).
+    pub fn duration_ms(&self) -> Option<u64> {
+        match self {
+            Source::Flv { .. } => None,
+            Source::Mp4(m) => m.index.samples.last().map(|s| s.dts_ms),
+        }
+    }
+
+    /// The first tag's timestamp, when the file is indexed (MP4).
+    pub fn first_ms(&self) -> Option<u32> {
+        match self {
+            Source::Flv { .. } => None,
+            Source::Mp4(m) => m.index.samples.first().map(|s| (s.dts_ms & 0xFFFF_FFFF) as u32),
+        }
+    }
+
+    /// Go on from the first sample at or after `ms` (an indexed file; others read on).
+    pub fn skip_to(&mut self, ms: u64) {
+        if let Source::Mp4(m) = self {
+            m.next = m.index.samples.partition_point(|s| s.dts_ms < ms);
+        }
+    }
+
+    /// Whether the file has media to play (an FLV file's tags are counted by the caller).
+    pub fn has_media(&self) -> bool {
+        match self {
+            Source::Flv { .. } => true,
+            Source::Mp4(m) => !m.index.samples.is_empty(),
+        }
     }
 
     /// The next tag; `None` at the file's end.
@@ -158,20 +218,23 @@ impl Source {
                     n => reader.push(&buf[..n]),
                 }
             },
-            Source::Mp4 { samples, index, headers, next } => {
-                if let Some(track) = index.tracks.get(*headers) {
-                    *headers += 1;
-                    let payload = track.header.clone();
-                    return Ok(Some(FlvTag { kind: track.kind(), timestamp: 0, payload }));
-                }
-                let Some(sample) = index.samples.get(*next).copied() else { return Ok(None) };
-                *next += 1;
-                let data = samples.read(&sample).await?;
-                let track = &index.tracks[usize::from(sample.track)];
-                let payload = track.tag(&sample, &data);
+            Source::Mp4(m) => {
+                let Some(sample) = m.index.samples.get(m.next).copied() else { return Ok(None) };
+                let track = &m.index.tracks[usize::from(sample.track)];
                 // FLV timestamps are 32-bit milliseconds (they wrap after about 49 days).
                 let timestamp = (sample.dts_ms & 0xFFFF_FFFF) as u32;
-                Ok(Some(FlvTag { kind: track.kind(), timestamp, payload }))
+                let sent = &mut m.sent[usize::from(sample.track)];
+                if *sent != Some(sample.desc) {
+                    *sent = Some(sample.desc);
+                    if let Some(header) = track.header(sample.desc) {
+                        let payload = header.clone();
+                        return Ok(Some(FlvTag { kind: track.kind, timestamp, payload }));
+                    }
+                }
+                m.next += 1;
+                let data = m.samples.read(&sample).await?;
+                let payload = track.tag(&sample, &data);
+                Ok(Some(FlvTag { kind: track.kind, timestamp, payload }))
             }
         }
     }

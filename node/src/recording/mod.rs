@@ -14,6 +14,7 @@ pub mod index;
 pub mod listing;
 mod recorder;
 pub mod retention;
+pub mod s3;
 mod start;
 pub mod store;
 

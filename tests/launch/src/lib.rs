@@ -25,6 +25,7 @@ pub mod http;
 pub mod node;
 pub mod postgres;
 pub mod process;
+pub mod s3;
 pub mod service;
 
 pub use error::LaunchError;
@@ -32,4 +33,5 @@ pub use etcd::{Etcd, EtcdServerTls, EtcdSpec};
 pub use node::{Node, NodeSpec};
 pub use postgres::Postgres;
 pub use process::{kill, ChildGuard, Signal};
+pub use s3::S3Server;
 pub use service::{Service, ServiceSpec};

@@ -98,3 +98,55 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
     assert_eq!(fetches, segments_before, "nothing asked of the dead origin");
     drop(c);
 }
+
+/// A private app's recording through an edge: refused without the viewer's token; with it the
+/// edge shows the origin a token of its own and hands the viewer's on to every file the
+/// playlist names, and the recording plays whole.
+#[test]
+fn an_edge_serves_a_private_recording_under_the_viewers_token() {
+    use sluice_cluster::signed_token::{sign, Purpose};
+    let fixture = h264_small();
+    let c = TestCluster::new("vp", &["vp-o", "vp-e"]);
+    let dir = TestDir::new("vod-edge-private");
+    let root = dir.path().join("recordings");
+    let secret = "a-play-secret-long-enough";
+    let secret_file = dir.path().join("play-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let private =
+        ["--play-private-apps", "vip", "--play-token-secret-file", secret_file.to_str().unwrap()];
+    let mut origin_args = vec!["--record-dir", root.to_str().unwrap(), "--record-apps", "vip"];
+    origin_args.extend(["--admin-allow", "127.0.0.0/8", "--ended-stream-linger", "1s"]);
+    origin_args.extend(private);
+    let origin = c.origin("vp-o", &origin_args);
+    let edge = c.edge("vp-e", &private);
+    let mut publisher = Publisher::start(&origin.rtmp_url("vip", "talk"), &fixture.path);
+    assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
+    let api = format!("http://{}/api/recordings", origin.http);
+    let id = wait_for(secs(30), || {
+        let list: Value =
+            serde_json::from_str(&sluice_tests::http::curl("GET", &api, None, None).1).ok()?;
+        let rec = list["recordings"].as_array()?.first()?.clone();
+        (rec["finished"] == true).then(|| rec["id"].as_str().unwrap().to_string())
+    })
+    .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
+
+    let base = format!("/vod/vip/talk/{id}/index.m3u8");
+    assert_eq!(edge.get(&base).status, 403, "no token");
+    let key = sluice_media::stream_name::StreamKey::parse("vip", "talk").unwrap().0;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = sign(secret.as_bytes(), Purpose::Play, &key, now + 600);
+    let index = edge.get(&format!("{base}?token={token}"));
+    assert_eq!(index.status, 200, "{}", index.text());
+    let text = index.text();
+    let uris: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("#EXTINF") && (l.contains(".m4s") || l.contains(".mp4"))
+        })
+        .collect();
+    assert!(!uris.is_empty() && uris.iter().all(|l| l.contains(&format!("?token={token}")) && l.matches("token=").count() == 1), "{text}");
+    let url = format!("http://{}{base}?token={token}", edge.http);
+    let played = play_count_frames(&url, secs(60));
+    assert!(played.errors.is_empty(), "{:?}\n{}", played.errors, edge.log());
+    assert!(played.frames + 2 >= fixture.video_frames, "{} frames", played.frames);
+}

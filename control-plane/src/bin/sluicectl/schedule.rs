@@ -51,7 +51,7 @@ pub fn parse_start(text: &str) -> Result<i64, String> {
     if let Some(after) = text.strip_prefix('+') {
         let d = humantime::parse_duration(after)
             .map_err(|_| format!("{text:?}: +DURATION is like +90s, +5m or +2h"))?;
-        let at = std::time::SystemTime::now() + d;
+        let at = std::time::SystemTime::now().checked_add(d).ok_or("too far ahead")?;
         let since = at.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
         return i64::try_from(since.as_millis()).map_err(|_| "too far ahead".to_string());
     }
