@@ -6,7 +6,7 @@
 # the RTMP module, chromium, nodejs/npm, postgresql, and the interop tests' GStreamer, mpv, VLC, rtmpdump, OBS, Xvfb),
 # the npm packages of web/ (`npm ci`: player libraries
 # and playwright-core for the browser test), the imageio-ffmpeg PyPI package (a recent ffmpeg for
-# HEVC over Enhanced RTMP) and cargo-nextest (helm/test.sh fetches the Helm chart's tools:
+# HEVC over Enhanced RTMP), moto[server] (an S3-compatible server) and cargo-nextest (helm/test.sh fetches the Helm chart's tools:
 # helm, kubernetes-validate, @kubernetes-models/keda); stops with an error naming any that is still
 # missing afterwards (a test would fail without it).
 set -euo pipefail
@@ -63,6 +63,14 @@ if ! python3 -c 'import imageio_ffmpeg' 2>/dev/null; then
         || die "imageio-ffmpeg (PyPI) could not be installed: the H.265/Opus tests need its ffmpeg; install it with 'python3 -m pip install imageio-ffmpeg'"
 fi
 
+# The S3-compatible server the recordings' object-store test writes to.
+if ! command -v moto_server >/dev/null; then
+    log "installing moto[server] (pip): an S3-compatible server for the object-store test"
+    python3 -m pip install --quiet 'moto[server]>=5,<6' \
+        || python3 -m pip install --quiet --break-system-packages 'moto[server]>=5,<6' \
+        || die "moto[server] (PyPI) could not be installed: the S3 store test needs moto_server; install it with \"python3 -m pip install 'moto[server]'\""
+fi
+
 # The web page's player libraries and the browser test's driver (playwright-core), pinned by
 # web/package-lock.json.
 # Installed again when web/package-lock.json changed since the last install.
@@ -76,7 +84,7 @@ need_cargo_tool nextest cargo-nextest
 # Every program a test needs must be there now: a test fails without it (see
 # tests/src/deps.rs), so stop here with the name instead of after the whole build.
 for tool in ffmpeg ffprobe protoc etcd etcdctl nginx chromium node npm python3 cc curl ss ip nft unzip openssl \
-    pg_isready psql setpriv \
+    pg_isready psql setpriv moto_server \
     gst-launch-1.0 mpv cvlc rtmpdump obs Xvfb; do
     command -v "$tool" >/dev/null || die "$tool is still missing after installing the test dependencies"
 done
