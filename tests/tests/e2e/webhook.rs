@@ -40,10 +40,13 @@ fn the_publish_webhook_admits_refuses_and_hears_the_end() {
 
 #[test]
 fn a_webhook_that_does_not_answer_admits_publishers_when_fail_open() {
-    // Nothing listens there: the call fails at once.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hook_url = format!("http://{}/hook", dead.local_addr().unwrap());
-    drop(dead);
+    // Nothing listens there, so the call fails at once: a socket bound but not listening
+    // holds the port for the test (a port merely found free could be taken by an origin's
+    // own listener, which answers 404).
+    let dead = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    dead.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let port = dead.local_addr().unwrap().as_socket().unwrap().port();
+    let hook_url = format!("http://127.0.0.1:{port}/hook");
     let closed = Origin::start(&["--webhook-url", &hook_url]);
     refused(&format!("rtmp://{}/live/cam", closed.rtmp), "did not answer");
     let open = Origin::start(&["--webhook-url", &hook_url, "--webhook-fail-open"]);
