@@ -232,6 +232,32 @@ pub fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// `curl URL` with `args` (e.g. `["-r", "0-99"]`): the status, the response headers
+/// lower-cased, and the body (kept in `dir` meanwhile).
+pub fn curl_download(url: &str, args: &[&str], dir: &std::path::Path) -> (u16, String, Vec<u8>) {
+    let body = dir.join("curl-body");
+    let _ = std::fs::remove_file(&body);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "60", "-D", "-", "-o"])
+        .arg(&body)
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, headers, std::fs::read(&body).unwrap_or_default())
+}
+
+/// The id of the newest recording the node at `http` lists, once it is finished (its
+/// `/api/recordings` open to this caller: no token, or `--admin-allow`).
+pub fn finished_recording(http: SocketAddr) -> Option<String> {
+    let url = format!("http://{http}/api/recordings");
+    let list: serde_json::Value = serde_json::from_str(&curl("GET", &url, None, None).1).ok()?;
+    let rec = list["recordings"].as_array()?.first()?;
+    (rec["finished"] == true).then(|| rec["id"].as_str().map(str::to_string)).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

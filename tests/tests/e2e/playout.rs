@@ -207,13 +207,8 @@ fn a_finished_recording_plays_out_as_a_live_stream() {
     // 10 s of live/talk recorded.
     let mut publisher = Publisher::start(&origin.rtmp_url("live", "talk"), &h264_small().path);
     assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
-    let recordings = format!("http://{}/api/recordings", origin.http);
-    let id = wait_for(secs(30), || {
-        let list: Value = serde_json::from_str(&curl("GET", &recordings, None, None).1).ok()?;
-        let rec = list["recordings"].as_array()?.first()?.clone();
-        (rec["finished"] == true).then(|| rec["id"].as_str().unwrap().to_string())
-    })
-    .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
+    let id = wait_for(secs(30), || sluice_tests::http::finished_recording(origin.http))
+        .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
 
     let api = format!("http://{}/api/schedule", origin.http);
     let entry = |fields: &str| format!(r#"{{"app": "tv", "stream": "replay", {fields}}}"#);

@@ -3,31 +3,15 @@
 //! every period decoding, that answers Range requests byte-exactly (curl) and that ffmpeg seeks
 //! in; a recording still being written is refused with 409, and the layout is built once.
 
-use std::path::Path;
 use std::process::Command;
 
 use sluice_tests::ffmpeg::run_with_timeout;
+use sluice_tests::http::curl_download;
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 use crate::recording::{ffprobe_duration, recordings};
-
-/// `curl` `url` with `args`: (status, headers as lower-case lines, body).
-fn curl(url: &str, args: &[&str], dir: &Path) -> (u16, String, Vec<u8>) {
-    let body = dir.join("curl-body");
-    let _ = std::fs::remove_file(&body);
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "60", "-D", "-", "-o"])
-        .arg(&body)
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("run curl");
-    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, headers, std::fs::read(&body).unwrap_or_default())
-}
 
 /// The top-level boxes of an MP4, in order.
 fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
@@ -96,8 +80,11 @@ fn a_recording_downloads_as_one_faststart_mp4_that_plays_whole_and_answers_range
             let rec = wait_for(secs(10), || recordings(&root, "live", "show").into_iter().next())
                 .expect("a recording");
             let id = rec.file_name().unwrap().to_str().unwrap().to_string();
-            let (status, _, body) =
-                curl(&format!("http://{}/vod/live/show/{id}.mp4", origin.http), &[], dir.path());
+            let (status, _, body) = curl_download(
+                &format!("http://{}/vod/live/show/{id}.mp4", origin.http),
+                &[],
+                dir.path(),
+            );
             assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
             assert!(String::from_utf8_lossy(&body).contains("index.m3u8"));
         }
@@ -114,7 +101,7 @@ fn a_recording_downloads_as_one_faststart_mp4_that_plays_whole_and_answers_range
     let mp4_url = format!("http://{}/vod/live/show/{id}.mp4", origin.http);
 
     // The whole file: faststart, the right length, every frame of every period decoding.
-    let (status, headers, whole) = curl(&mp4_url, &[], dir.path());
+    let (status, headers, whole) = curl_download(&mp4_url, &[], dir.path());
     assert_eq!(status, 200, "{headers}");
     assert!(headers.contains("content-type: video/mp4"), "{headers}");
     assert!(headers.contains("accept-ranges: bytes"), "{headers}");
@@ -156,13 +143,13 @@ fn a_recording_downloads_as_one_faststart_mp4_that_plays_whole_and_answers_range
         ("-100", len - 100, len),
         (&*format!("{}-", len - 7), len - 7, len),
     ] {
-        let (status, headers, body) = curl(&mp4_url, &["-r", range], dir.path());
+        let (status, headers, body) = curl_download(&mp4_url, &["-r", range], dir.path());
         assert_eq!(status, 206, "{range}: {headers}");
         let expected = format!("content-range: bytes {from}-{}/{len}", to - 1);
         assert!(headers.contains(&expected), "{range}: {headers}");
         assert!(body == whole[from..to], "{range}: the bytes differ");
     }
-    let (status, headers, _) = curl(&mp4_url, &["-r", &format!("{len}-")], dir.path());
+    let (status, headers, _) = curl_download(&mp4_url, &["-r", &format!("{len}-")], dir.path());
     assert_eq!(status, 416, "{headers}");
     assert!(headers.contains(&format!("content-range: bytes */{len}")), "{headers}");
 

@@ -4,32 +4,13 @@
 //! byte for byte as the origin's does, and once the origin is gone the edge still serves the
 //! files it has kept.
 
-use std::path::Path;
-use std::process::Command;
-
-use serde_json::Value;
 use sluice_launch::Signal;
 use sluice_tests::cluster::TestCluster;
 use sluice_tests::ffmpeg::play_count_frames;
+use sluice_tests::http::{curl_download, finished_recording};
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
 use sluice_tests::{h264_small, secs, Publisher};
-
-/// Status, lower-cased headers and body of `curl URL` with `args`.
-fn curl(url: &str, args: &[&str], dir: &Path) -> (u16, String, Vec<u8>) {
-    let body = dir.join("curl-body");
-    let _ = std::fs::remove_file(&body);
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "30", "-D", "-", "-o"])
-        .arg(&body)
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("run curl");
-    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, headers, std::fs::read(&body).unwrap_or_default())
-}
 
 #[test]
 fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
@@ -53,14 +34,8 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
     let edge = c.edge("ve-e", &[]);
     let mut publisher = Publisher::start(&origin.rtmp_url("live", "talk"), &fixture.path);
     assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
-    let api = format!("http://{}/api/recordings", origin.http);
-    let id = wait_for(secs(30), || {
-        let list: Value =
-            serde_json::from_str(&sluice_tests::http::curl("GET", &api, None, None).1).ok()?;
-        let rec = list["recordings"].as_array()?.first()?.clone();
-        (rec["finished"] == true).then(|| rec["id"].as_str().unwrap().to_string())
-    })
-    .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
+    let id = wait_for(secs(30), || finished_recording(origin.http))
+        .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
 
     // HLS VOD from the edge: every frame decodes.
     let index = format!("http://{}/vod/live/talk/{id}/index.m3u8", edge.http);
@@ -75,16 +50,16 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
 
     // The MP4 answers a Range request from the edge exactly as from the origin.
     let mp4 = |node: &sluice_tests::Origin| format!("http://{}/vod/live/talk/{id}.mp4", node.http);
-    let (status, headers, from_edge) = curl(&mp4(&edge), &["-r", "1000-1999"], dir.path());
+    let (status, headers, from_edge) = curl_download(&mp4(&edge), &["-r", "1000-1999"], dir.path());
     assert_eq!(status, 206, "{headers}");
     assert!(headers.contains("content-range: bytes 1000-1999/"), "{headers}");
-    let (_, _, from_origin) = curl(&mp4(&origin), &["-r", "1000-1999"], dir.path());
+    let (_, _, from_origin) = curl_download(&mp4(&origin), &["-r", "1000-1999"], dir.path());
     assert_eq!(from_edge.len(), 1000);
     assert_eq!(from_edge, from_origin, "the same bytes");
 
     // A name no origin has: 404 from the edge.
     let missing = format!("http://{}/vod/live/talk/1/index.m3u8", edge.http);
-    assert_eq!(curl(&missing, &[], dir.path()).0, 404);
+    assert_eq!(curl_download(&missing, &[], dir.path()).0, 404);
 
     // The origin dies: what the edge kept (the finished playlist, its segments) still plays.
     let segments_before = edge.metrics().get("sluice_vod_fetches_total", &[]).unwrap_or(0.0);
@@ -121,14 +96,8 @@ fn an_edge_serves_a_private_recording_under_the_viewers_token() {
     let edge = c.edge("vp-e", &private);
     let mut publisher = Publisher::start(&origin.rtmp_url("vip", "talk"), &fixture.path);
     assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
-    let api = format!("http://{}/api/recordings", origin.http);
-    let id = wait_for(secs(30), || {
-        let list: Value =
-            serde_json::from_str(&sluice_tests::http::curl("GET", &api, None, None).1).ok()?;
-        let rec = list["recordings"].as_array()?.first()?.clone();
-        (rec["finished"] == true).then(|| rec["id"].as_str().unwrap().to_string())
-    })
-    .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
+    let id = wait_for(secs(30), || finished_recording(origin.http))
+        .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
 
     let base = format!("/vod/vip/talk/{id}/index.m3u8");
     assert_eq!(edge.get(&base).status, 403, "no token");
