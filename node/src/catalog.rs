@@ -11,7 +11,7 @@
 //! A recording gets a thumbnail (its first keyframe, decoded by ffmpeg) once it has a segment.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,14 +24,12 @@ use crate::lock::lock;
 use crate::log_limit::RateLimitedLog;
 use crate::metrics::Metrics;
 use crate::recording::listing::{self, RecordingInfo};
-use crate::recording::{Recordings, THUMBNAIL};
+use crate::recording::Recordings;
 
 /// Recordings marked changed and not yet written; past it, the next pass writes them all.
 const MAX_DIRTY: usize = 4096;
 /// How often the task looks at the hub and the changed recordings.
 const PERIOD: Duration = Duration::from_secs(1);
-/// How long ffmpeg may take to decode a thumbnail.
-const THUMBNAIL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Recordings whose thumbnail was tried, remembered (then forgotten all at once).
 const MAX_TRIED: usize = 10_000;
 
@@ -84,7 +82,7 @@ fn live_facts(s: &StreamSnapshot, node: &str) -> Facts {
 }
 
 /// A recording's facts, from its files; codecs and picture size from its stream when live.
-fn recording_facts(info: &RecordingInfo, live: Option<&Facts>, thumb: bool, node: &str) -> Facts {
+fn recording_facts(info: &RecordingInfo, live: Option<&Facts>, node: &str) -> Facts {
     let started = info.started_at_ms as i64;
     let mut f = Facts::recording(&info.app, &info.stream, &info.id, started, node);
     f.duration_ms = (info.duration_s * 1000.0).round() as i64;
@@ -95,8 +93,7 @@ fn recording_facts(info: &RecordingInfo, live: Option<&Facts>, thumb: bool, node
         (f.video_codec, f.audio_codec) = (live.video_codec.clone(), live.audio_codec.clone());
         (f.width, f.height) = (live.width, live.height);
     }
-    f.thumbnail =
-        thumb.then(|| format!("/vod/{}/{}/{}/{THUMBNAIL}", info.app, info.stream, info.id));
+    f.thumbnail = info.thumbnail.clone();
     f
 }
 
@@ -389,9 +386,7 @@ impl CatalogSync {
             if !home.is_none_or(|home| home(&key)) {
                 continue;
             }
-            let prefix = format!("{}/{}/{}", info.app, info.stream, info.id);
-            let thumb = rec.root().join(&prefix).join(THUMBNAIL).exists();
-            if let Err(e) = c.record(&recording_facts(info, None, thumb, &self.node)).await {
+            if let Err(e) = c.record(&recording_facts(info, None, &self.node)).await {
                 self.failed("a recording", &e);
                 return false;
             }
@@ -405,7 +400,7 @@ impl CatalogSync {
     async fn sync_recordings(
         self: &Arc<Self>,
         c: &Catalog,
-        rec: &Recordings,
+        rec: &Arc<Recordings>,
         live: &HashMap<StreamKey, Facts>,
         tried: &mut HashSet<String>,
     ) {
@@ -420,16 +415,14 @@ impl CatalogSync {
             let Ok((key, _)) = StreamKey::parse(app, stream) else { continue };
             let result = match rec.one(&key, id).await {
                 Ok(Some(info)) => {
-                    let dir = rec.root().join(&prefix);
-                    let thumb = dir.join(THUMBNAIL).exists();
-                    if !thumb && info.segments > 0 && !tried.contains(&prefix) {
+                    if info.thumbnail.is_none() && info.segments > 0 && !tried.contains(&prefix) {
                         if tried.len() >= MAX_TRIED {
                             tried.clear();
                         }
                         tried.insert(prefix.clone());
-                        self.spawn_thumbnail(dir, prefix.clone());
+                        self.spawn_thumbnail(rec.clone(), prefix.clone());
                     }
-                    let facts = recording_facts(&info, live.get(&key), thumb, &self.node);
+                    let facts = recording_facts(&info, live.get(&key), &self.node);
                     c.record(&facts).await
                 }
                 Ok(None) => c.remove(&prefix).await.map(|_| ()),
@@ -454,15 +447,15 @@ impl CatalogSync {
         }
     }
 
-    /// Decode the first keyframe of the recording in `dir` into its thumbnail (one ffmpeg at
-    /// a time per node), then mark the recording changed so its item names it.
-    fn spawn_thumbnail(self: &Arc<Self>, dir: PathBuf, prefix: String) {
+    /// Decode the first keyframe of recording `prefix` into its thumbnail (one ffmpeg at a
+    /// time per node), then mark the recording changed so its item names it.
+    fn spawn_thumbnail(self: &Arc<Self>, rec: Arc<Recordings>, prefix: String) {
         let ffmpeg = self.ffmpeg.clone();
         let this = Arc::downgrade(self);
         let permits = self.thumbnails.clone();
         tokio::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else { return };
-            match thumbnail(&ffmpeg, &dir).await {
+            match rec.make_thumbnail(&prefix, &ffmpeg).await {
                 Ok(()) => {
                     if let Some(this) = this.upgrade() {
                         this.recording_changed(&prefix);
@@ -472,35 +465,4 @@ impl CatalogSync {
             }
         });
     }
-}
-
-/// Decode the first video frame of the recording in `dir` (its index, read as HLS) into
-/// `dir/thumb.jpg`, 320 pixels wide; written aside and renamed, so it is whole or absent.
-async fn thumbnail(ffmpeg: &Path, dir: &Path) -> std::io::Result<()> {
-    // Origins sharing the store (each process id 1 in its container) never share a name.
-    let part =
-        dir.join(format!("{THUMBNAIL}.{}-{:016x}.part", std::process::id(), rand::random::<u64>()));
-    let mut child = tokio::process::Command::new(ffmpeg)
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .arg("-i")
-        .arg(dir.join("index.m3u8"))
-        .args(["-map", "0:v:0", "-frames:v", "1", "-vf", "scale=320:-2", "-f", "mjpeg"])
-        .arg(&part)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let status = match tokio::time::timeout(THUMBNAIL_TIMEOUT, child.wait()).await {
-        Ok(status) => status?,
-        Err(_) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(std::io::Error::other("ffmpeg took too long"));
-        }
-    };
-    if !status.success() || std::fs::metadata(&part).map_or(0, |m| m.len()) == 0 {
-        let _ = std::fs::remove_file(&part);
-        return Err(std::io::Error::other(format!("ffmpeg failed: {status}")));
-    }
-    std::fs::rename(&part, dir.join(THUMBNAIL))
 }

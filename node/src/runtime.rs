@@ -54,6 +54,9 @@ where
         builder.worker_threads(node.worker_threads);
     }
     let runtime = builder.enable_all().build()?;
+    // One TLS provider for every client the node makes (webhooks, an S3 store, OTLP): ring,
+    // as the listeners use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     runtime.block_on(async {
         let _tracing =
             init_tracing(&node.log, node.log_format, node.otlp_endpoint.as_deref(), service)?;

@@ -147,7 +147,8 @@ impl Node {
                     args.limits.ended_stream_linger,
                     args.cluster.is_clustered(),
                     metrics.clone(),
-                )?;
+                )
+                .await?;
                 (Some(recordings), tasks)
             }
             None => (None, Vec::new()),

@@ -64,6 +64,27 @@ async fn an_s3_bucket_keeps_recordings_as_the_local_directory_does() {
     assert_eq!(ids, ["1", "2"], "recordings under a stream");
     assert!(store.list("live/none").await.unwrap().is_empty());
     assert_eq!(store.free_bytes().await.unwrap(), None, "a bucket has no floor");
+
+    other.put("live/cam/9/index.m3u8", vec![Bytes::from_static(b"#EXTM3U\n")]).await.unwrap();
+    let mut all: Vec<_> = store.objects("").await.unwrap();
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<_> = all.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    assert_eq!(
+        keys,
+        [("live/cam/1/seg-1.m4s", 1), ("live/cam/1/seg-2.m4s", 10), ("live/cam/2/index.m3u8", 8)],
+        "keys under this store's prefix only, without it"
+    );
+    let age = all[0].modified.elapsed().unwrap_or_default();
+    assert!(age < std::time::Duration::from_secs(600), "written just now: {age:?}");
+    assert_eq!(store.objects("live/cam/2").await.unwrap().len(), 1);
+    assert!(store.objects("live/ca").await.unwrap().is_empty(), "whole names only");
+    store.delete("live/cam/1/seg-1.m4s").await.unwrap();
+    store.delete("live/cam/1/seg-1.m4s").await.unwrap();
+    store.delete_prefix("live/cam/1").await.unwrap();
+    store.delete_prefix("live/none").await.unwrap();
+    let left: Vec<_> = store.objects("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(left, ["live/cam/2/index.m3u8"]);
+    assert_eq!(other.objects("").await.unwrap().len(), 1, "the other prefix is left alone");
     for bad in ["../x", "live//x", "live/./x", "/abs"] {
         assert!(store.put(bad, vec![]).await.is_err(), "{bad}");
     }

@@ -78,7 +78,13 @@ impl Origin {
     /// Start the node binary `name` with port-0 listeners on 127.0.0.1 plus `args`; its log
     /// (stderr) goes to `NAME.log` and its stdout to `NAME.out` in a fresh [`TestDir`].
     pub fn try_start_bin(name: &str, args: &[&str]) -> Result<Origin, LaunchError> {
-        Self::launch(name, "127.0.0.1", None, args)
+        Self::launch(name, "127.0.0.1", None, args, &[])
+    }
+
+    /// Start an origin with `args` and the environment variables `env` (an S3 store's `AWS_*`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, String)]) -> Origin {
+        Self::launch("sluice-origin", "127.0.0.1", None, args, env)
+            .unwrap_or_else(|e| panic!("starting sluice-origin: {e}"))
     }
 
     /// Start the node binary `name` in the namespace of `host` (a [`crate::netns::Net`] host),
@@ -88,7 +94,7 @@ impl Origin {
         name: &str,
         args: &[&str],
     ) -> Result<Origin, LaunchError> {
-        Self::launch(name, &host.addr.to_string(), Some(&host.netns), args)
+        Self::launch(name, &host.addr.to_string(), Some(&host.netns), args, &[])
     }
 
     fn launch(
@@ -96,6 +102,7 @@ impl Origin {
         ip: &str,
         netns: Option<&str>,
         args: &[&str],
+        env: &[(&str, String)],
     ) -> Result<Origin, LaunchError> {
         let dir = TestDir::new(name.trim_start_matches("sluice-"));
         let listen = format!("{ip}:0");
@@ -104,6 +111,9 @@ impl Origin {
             .args(args)
             .env("RUST_LOG", &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("RUST_BACKTRACE", "1");
+        for (key, value) in env {
+            spec = spec.env(key, value);
+        }
         spec.start_timeout = START_TIMEOUT;
         spec.netns = netns.map(str::to_string);
         let log_path = spec.log_path();

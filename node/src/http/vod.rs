@@ -27,9 +27,10 @@ use crate::metrics::Protocol;
 use bytes::Bytes;
 use sluice_media::mp4::Slice;
 
+use crate::recording::backend::Backend;
 use crate::recording::download::{Download, DownloadError};
 use crate::recording::is_recording_file;
-use crate::recording::store::{LocalDir, Store};
+use crate::recording::store::Store;
 
 pub(super) async fn file(
     State(ctx): State<Arc<HttpContext>>,
@@ -264,7 +265,7 @@ async fn mp4(
 /// Bytes `start..end` of a recording's MP4: parts of its head and ranges of its segment files,
 /// each file opened only when its turn comes.
 fn body(
-    store: Arc<LocalDir>,
+    store: Arc<Backend>,
     download: Arc<Download>,
     start: u64,
     end: u64,

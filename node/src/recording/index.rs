@@ -107,18 +107,6 @@ pub fn finish_text(text: &str) -> Option<String> {
     Some(out)
 }
 
-/// Whether the index file at `path` is finished, from its last bytes only (a long finished
-/// index is not read whole to learn it).
-pub fn file_is_finished(path: &std::path::Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else { return false };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let mut tail = Vec::with_capacity(64);
-    file.seek(SeekFrom::Start(len.saturating_sub(64))).is_ok()
-        && file.take(64).read_to_end(&mut tail).is_ok()
-        && is_finished(&String::from_utf8_lossy(&tail))
-}
-
 /// A stored index read back: its entries (sizes unknown: 0) and whether it is finished.
 /// `None` when it is not an index of ours.
 pub fn parse(text: &str) -> Option<(Index, bool)> {
@@ -201,23 +189,6 @@ pub fn files(text: &str) -> Option<Vec<(u32, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_finished_index_file_is_known_by_its_tail() {
-        let dir = std::env::temp_dir().join(format!("sluice-index-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut index = Index::default();
-        for msn in 0..100 {
-            index.push(entry(msn, 2.0, 1, false));
-        }
-        let path = dir.join("index.m3u8");
-        std::fs::write(&path, index.render(false)).unwrap();
-        assert!(!file_is_finished(&path));
-        std::fs::write(&path, index.render(true)).unwrap();
-        assert!(file_is_finished(&path));
-        assert!(!file_is_finished(&dir.join("none")));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn a_stored_index_reads_back_as_it_was_written() {

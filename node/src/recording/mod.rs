@@ -8,20 +8,23 @@
 //! `recorder` the task per recorded stream, `start` how a node opens them, [`download`] a finished recording as one MP4,
 //! [`dvr`] the time-shift window of a stream being recorded, [`listing`] what the API lists.
 
+pub mod backend;
 pub mod download;
 pub mod dvr;
 pub mod index;
+pub mod inventory;
 pub mod listing;
 mod recorder;
 pub mod retention;
 pub mod s3;
 mod start;
 pub mod store;
+mod thumbnail;
+mod upkeep;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sluice_media::hls::HlsSnapshot;
 use sluice_media::stream_name::StreamKey;
@@ -30,13 +33,13 @@ use tokio::sync::{mpsc, watch};
 use crate::lock::lock;
 use crate::metrics::Metrics;
 use crate::settings::OriginSettings;
-use retention::{Policy, RecInfo};
-use store::LocalDir;
+use backend::{Backend, Target};
+use retention::Policy;
 
-/// What an origin is told to record (`--record-dir`, `--record-apps`).
+/// What an origin is told to record (`--record-dir` or `--record-store`, `--record-apps`).
 #[derive(Debug, Clone)]
 pub struct RecordSettings {
-    pub dir: std::path::PathBuf,
+    pub target: Target,
     pub apps: Vec<String>,
     pub retention: Policy,
     /// A recording this long is finished and the stream goes on in a new one.
@@ -51,12 +54,23 @@ impl RecordSettings {
     /// From the origin's settings: `None` when recording is off; an error when half of it is
     /// given.
     pub fn from_origin(s: &OriginSettings) -> Result<Option<Self>, String> {
-        let dir = match (&s.record_dir, s.record_apps.is_empty()) {
+        let target = match (&s.record_dir, &s.record_store) {
+            (Some(_), Some(_)) => {
+                return Err("--record-dir and --record-store: give one of them".into())
+            }
+            (Some(dir), None) => Some(Target::Dir(dir.clone())),
+            (None, Some(url)) if url.starts_with("s3://") => Some(Target::S3(url.clone())),
+            (None, Some(_)) => return Err("--record-store: s3://BUCKET[/PREFIX]".into()),
+            (None, None) => None,
+        };
+        let target = match (target, s.record_apps.is_empty()) {
             (None, true) => return Ok(None),
-            (Some(dir), false) => dir.clone(),
-            (None, false) => return Err("--record-apps needs --record-dir".into()),
-            (Some(_), true) => {
-                return Err("--record-dir needs --record-apps (`*` for every app)".into())
+            (Some(target), false) => target,
+            (None, false) => {
+                return Err("--record-apps needs --record-dir or --record-store".into())
+            }
+            (Some(target), true) => {
+                return Err(format!("{} needs --record-apps (`*` for every app)", target.flag()))
             }
         };
         let retention = Policy {
@@ -64,7 +78,7 @@ impl RecordSettings {
             max_bytes: (s.record_max_bytes > 0).then_some(s.record_max_bytes as u64),
         };
         Ok(Some(RecordSettings {
-            dir,
+            target,
             apps: s.record_apps.clone(),
             retention,
             max_duration: (!s.record_max_duration.is_zero()).then_some(s.record_max_duration),
@@ -175,7 +189,9 @@ impl Active {
 
 /// What a node records, and where.
 pub struct Recordings {
-    store: Arc<LocalDir>,
+    store: Arc<Backend>,
+    /// What the settings named (for messages).
+    target: Target,
     /// Apps recorded (`*`: every app).
     apps: Vec<String>,
     /// How long a recording waits for its publisher to come back.
@@ -187,15 +203,14 @@ pub struct Recordings {
     builds: tokio::sync::Mutex<()>,
     /// Recently served MP4 layouts (dropped when retention deletes their recording).
     layouts: download::Cache,
+    /// Recordings known to be finished (`APP/NAME/ID`), so retention reads each index once.
+    known_finished: Mutex<HashSet<String>>,
     metrics: Metrics,
 }
 
 impl std::fmt::Debug for Recordings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recordings")
-            .field("dir", &self.store.root())
-            .field("apps", &self.apps)
-            .finish()
+        f.debug_struct("Recordings").field("store", &self.target).field("apps", &self.apps).finish()
     }
 }
 
@@ -207,7 +222,7 @@ impl Recordings {
         reconnect_wait: Duration,
         metrics: Metrics,
     ) -> std::io::Result<Self> {
-        let store = Arc::new(LocalDir::new(&settings.dir)?);
+        let store = Arc::new(Backend::open(&settings.target)?);
         let active = Arc::default();
         let (apps, retention) = (settings.apps.clone(), settings.retention);
         let limits = recorder::Limits {
@@ -225,6 +240,8 @@ impl Recordings {
             active,
             builds,
             layouts,
+            known_finished: Mutex::default(),
+            target: settings.target.clone(),
             metrics,
         })
     }
@@ -240,147 +257,16 @@ impl Recordings {
         let _ = self.active.change.set(hook);
     }
 
-    /// Where the recordings are.
-    pub fn root(&self) -> &Path {
-        self.store.root()
-    }
-
-    /// Finish the recordings a crash left open (their index not ended) and drop half-written
-    /// files, of those untouched for `min_age`: run at start before any recorder with zero
-    /// (standalone: nobody else writes here), and every so often in a cluster, where another
-    /// origin may be carrying a recording on in a shared store. Returns how many were
-    /// finished.
-    pub fn recover(&self, min_age: Duration) -> std::io::Result<usize> {
-        let mut finished = 0;
-        let old = |path: &Path| {
-            min_age.is_zero()
-                || std::fs::metadata(path)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= min_age))
-        };
-        let gone_is_fine = |r: std::io::Result<()>| match r {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        };
-        for rec in recording_dirs(self.store.root())? {
-            // Another origin sharing the store may delete or finish it meanwhile.
-            let Ok(entries) = std::fs::read_dir(&rec) else { continue };
-            for entry in entries.flatten() {
-                if entry.path().extension().is_some_and(|x| x == "part") && old(&entry.path()) {
-                    gone_is_fine(std::fs::remove_file(entry.path()))?;
-                }
-            }
-            let index = rec.join("index.m3u8");
-            if !index.exists() {
-                // A crash before its first index (or a file written after a delete): nothing
-                // plays it and nothing would ever remove it.
-                if old(&rec) {
-                    gone_is_fine(std::fs::remove_dir_all(&rec))?;
-                    tracing::info!(recording = %rec.display(), "recording without an index removed");
-                }
-                continue;
-            }
-            if !old(&index) || index::file_is_finished(&index) {
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&index) else { continue };
-            let Some(done) = index::finish_text(&text) else { continue };
-            let tmp = index.with_extension(format!("{}-recover.part", std::process::id()));
-            std::fs::write(&tmp, done)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &index)?;
-            tracing::info!(recording = %rec.display(), "recording finished after a restart");
-            if let Ok(prefix) = rec.strip_prefix(self.store.root()) {
-                self.active.changed(&prefix.to_string_lossy());
-            }
-            finished += 1;
-        }
-        Ok(finished)
-    }
-
-    /// Apply the retention policy now: delete what it says (finished recordings only).
-    /// Returns how many recordings were deleted.
-    pub async fn sweep(&self) -> std::io::Result<usize> {
-        let (root, policy) = (self.store.root().to_path_buf(), self.retention);
-        let deleted = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-            let recs = scan(&root)?;
-            let doomed =
-                retention::expired(&recs, u64::try_from(now_ms).unwrap_or(u64::MAX), &policy);
-            for prefix in &doomed {
-                match std::fs::remove_dir_all(root.join(prefix)) {
-                    // Another origin sharing the store deleted it first.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    r => r?,
-                }
-                tracing::info!(recording = %prefix, "recording deleted by retention");
-            }
-            Ok(doomed)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        for prefix in &deleted {
-            self.layouts.remove(prefix);
-            self.active.changed(prefix);
-        }
-        self.metrics.recordings_deleted.inc_by(deleted.len() as u64);
-        Ok(deleted.len())
-    }
-
-    /// In a cluster: finish, every `period`, the recordings left open and untouched for
-    /// `min_age` (their home died and no origin carried them on).
-    pub fn spawn_stale_finisher(
-        self: &Arc<Self>,
-        period: Duration,
-        min_age: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                let rec = this.clone();
-                match tokio::task::spawn_blocking(move || rec.recover(min_age)).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(_)) => this.active.finished(),
-                    Ok(Err(e)) => {
-                        this.metrics.recording_errors.inc();
-                        tracing::warn!(error = %e, "finishing stale recordings failed");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "finishing stale recordings failed"),
-                }
-            }
-        })
-    }
-
-    /// Apply retention at start, every so often, and whenever a recording finishes (`None`
-    /// when no retention is configured).
-    pub fn spawn_retention(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        if self.retention.is_off() {
-            return None;
-        }
-        let period = self.retention.max_age.map_or(Duration::from_secs(60), |age| {
-            (age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
-        });
-        let this = self.clone();
-        Some(tokio::spawn(async move {
-            loop {
-                if let Err(e) = this.sweep().await {
-                    this.metrics.recording_errors.inc();
-                    tracing::warn!(error = %e, "recording retention failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(period) => {}
-                    _ = this.active.finished.notified() => {}
-                }
-            }
-        }))
+    /// Where the recordings are, as the settings named it.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     pub fn records(&self, key: &StreamKey) -> bool {
         self.apps.iter().any(|a| a == "*" || a == key.app())
     }
 
-    pub fn store(&self) -> &Arc<LocalDir> {
+    pub fn store(&self) -> &Arc<Backend> {
         &self.store
     }
 
@@ -389,10 +275,7 @@ impl Recordings {
         &self,
         filter: listing::Filter,
     ) -> std::io::Result<(Vec<listing::RecordingInfo>, bool)> {
-        let root = self.store.root().to_path_buf();
-        tokio::task::spawn_blocking(move || listing::list(&root, &filter))
-            .await
-            .map_err(std::io::Error::other)?
+        listing::list(self.store.as_ref(), &filter).await
     }
 
     /// The recording `key`/`id` (`id` checked by the caller), if there is one.
@@ -401,28 +284,16 @@ impl Recordings {
         key: &StreamKey,
         id: &str,
     ) -> std::io::Result<Option<listing::RecordingInfo>> {
-        let (root, app, name, id) = self.names(key, id);
-        tokio::task::spawn_blocking(move || listing::one(&root, &app, &name, &id))
-            .await
-            .map_err(std::io::Error::other)?
+        listing::one(self.store.as_ref(), &format!("{}/{}/{id}", key.app(), key.name())).await
     }
 
     /// Delete the finished recording `key`/`id` (`id` checked by the caller).
     pub async fn delete(&self, key: &StreamKey, id: &str) -> Result<(), listing::DeleteError> {
-        let (root, app, name, id) = self.names(key, id);
-        let prefix = format!("{app}/{name}/{id}");
-        tokio::task::spawn_blocking(move || listing::delete(&root, &app, &name, &id))
-            .await
-            .map_err(|e| listing::DeleteError::Io(std::io::Error::other(e)))??;
-        self.layouts.remove(&prefix);
-        self.active.changed(&prefix);
+        let prefix = format!("{}/{}/{id}", key.app(), key.name());
+        listing::delete(self.store.as_ref(), &prefix).await?;
+        self.forget(&prefix);
         tracing::info!(recording = %prefix, "recording deleted through the API");
         Ok(())
-    }
-
-    fn names(&self, key: &StreamKey, id: &str) -> (std::path::PathBuf, String, String, String) {
-        let root = self.store.root().to_path_buf();
-        (root, key.app().to_string(), key.name().to_string(), id.to_string())
     }
 
     /// The DVR playlist of `key`, while it is being recorded (and DVR is on).
@@ -459,49 +330,6 @@ impl Recordings {
             metrics: self.metrics.clone(),
         }));
     }
-}
-
-/// Every recording under `root`, with its size and whether it is finished.
-fn scan(root: &Path) -> std::io::Result<Vec<RecInfo>> {
-    let mut out = Vec::new();
-    for dir in recording_dirs(root)? {
-        let Ok(rel) = dir.strip_prefix(root) else { continue };
-        let prefix = rel.to_string_lossy().replace('\\', "/");
-        let mut parts = prefix.split('/');
-        let (Some(app), _, Some(id)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let Ok(started_ms) = id.parse::<u64>() else { continue };
-        let mut bytes = 0;
-        for entry in std::fs::read_dir(&dir)?.flatten() {
-            bytes += entry.metadata().map_or(0, |m| m.len());
-        }
-        let finished =
-            std::fs::read_to_string(dir.join("index.m3u8")).is_ok_and(|t| index::is_finished(&t));
-        out.push(RecInfo { app: app.to_string(), prefix, started_ms, bytes, finished });
-    }
-    Ok(out)
-}
-
-/// Every `APP/NAME/ID` directory under `root`.
-pub(crate) fn recording_dirs(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut level = vec![root.to_path_buf()];
-    for _ in 0..3 {
-        let mut next = Vec::new();
-        for dir in &level {
-            // Another origin sharing the store may delete a directory meanwhile: gone is fine.
-            let entries = match std::fs::read_dir(dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    next.push(entry.path());
-                }
-            }
-        }
-        level = next;
-    }
-    Ok(level)
 }
 
 /// A recording's thumbnail (a keyframe as JPEG, made for the catalog).

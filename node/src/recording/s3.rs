@@ -8,12 +8,15 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::store::{Object, Store};
+use super::store::{Object, ObjectInfo, Store};
+
+/// The longest a call keeps retrying a bucket that does not answer.
+const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why an object store could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +51,14 @@ impl S3Store {
         if bucket.is_empty() || (!prefix.is_empty() && bad(prefix)) {
             return Err(S3Error::Url(url.into()));
         }
-        let store = builder.with_bucket_name(bucket).build()?;
+        // A bucket out of reach fails a call within half a minute (the client's default keeps
+        // trying for three), so a start or a recorder is never held up longer.
+        let retry = object_store::RetryConfig {
+            max_retries: 4,
+            retry_timeout: RETRY_TIMEOUT,
+            ..Default::default()
+        };
+        let store = builder.with_bucket_name(bucket).with_retry(retry).build()?;
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         Ok(S3Store { store: Arc::new(store), prefix, url: url.to_string() })
     }
@@ -133,6 +143,40 @@ impl Store for S3Store {
             .filter_map(|p| p.filename().map(str::to_string))
             .collect();
         Ok(names)
+    }
+
+    async fn objects(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        let path = if prefix.is_empty() {
+            ObjectPath::parse(self.prefix.trim_end_matches('/')).map_err(io::Error::other)?
+        } else {
+            self.path(prefix)?
+        };
+        let path = (!path.as_ref().is_empty()).then_some(path);
+        let listed: Vec<_> = self.store.list(path.as_ref()).try_collect().await?;
+        let objects = listed
+            .into_iter()
+            .filter_map(|meta| {
+                let key = meta.location.as_ref().strip_prefix(&self.prefix)?.to_string();
+                let modified = std::time::SystemTime::from(meta.last_modified);
+                Some(ObjectInfo { key, size: meta.size, modified })
+            })
+            .collect();
+        Ok(objects)
+    }
+
+    async fn delete(&self, key: &str) -> io::Result<()> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
+        let path = self.path(prefix)?;
+        let locations = self.store.list(Some(&path)).map_ok(|meta| meta.location).boxed();
+        let deleted: Vec<_> = self.store.delete_stream(locations).try_collect().await?;
+        tracing::debug!(prefix, objects = deleted.len(), "deleted from the bucket");
+        Ok(())
     }
 
     async fn free_bytes(&self) -> io::Result<Option<u64>> {

@@ -17,14 +17,14 @@ const STALE_RECORDING: Duration = Duration::from_secs(60);
 impl Recordings {
     /// Open the recordings `settings` name and start the tasks that keep them.
     /// `linger`: the node's `--ended-stream-linger`.
-    pub fn open_for_node(
+    pub async fn open_for_node(
         settings: &RecordSettings,
         linger: Duration,
         clustered: bool,
         metrics: Metrics,
     ) -> anyhow::Result<(Arc<Recordings>, Vec<tokio::task::JoinHandle<()>>)> {
         let recordings = Recordings::new(settings, linger, metrics)
-            .with_context(|| format!("opening --record-dir {}", settings.dir.display()))?;
+            .with_context(|| format!("opening {}", settings.target))?;
         // Standalone, nobody else writes here: finish what a crash left open now. In a
         // cluster another origin may be carrying a recording on (a shared store): only what
         // has been left alone for a while, now and every so often. A live home leaves its
@@ -32,8 +32,8 @@ impl Recordings {
         // recorder waits as long for the publisher).
         let stale = STALE_RECORDING.max(linger * 2 + STALE_RECORDING / 2);
         let min_age = if clustered { stale } else { Duration::ZERO };
-        recordings.recover(min_age).with_context(|| {
-            format!("finishing the recordings left open in {}", settings.dir.display())
+        recordings.recover(min_age).await.with_context(|| {
+            format!("finishing the recordings left open in {}", settings.target)
         })?;
         let recordings = Arc::new(recordings);
         let mut tasks: Vec<_> = recordings.spawn_retention().into_iter().collect();

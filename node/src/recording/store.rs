@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -14,6 +15,16 @@ use futures_util::Stream;
 pub struct Object {
     pub len: u64,
     pub body: Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
+}
+
+/// One stored object, as a listing gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key (`APP/NAME/ID/FILE`).
+    pub key: String,
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
 }
 
 /// A recording store. Every `put` is whole or absent: a reader (or a restart after a crash
@@ -35,6 +46,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<Option<Object>>> + Send;
     /// The names directly under `prefix` (`APP/NAME` → its recordings' ids); empty when none.
     fn list(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<String>>> + Send;
+    /// Every object under `prefix` (`""`: all), at any depth, in no given order. An object
+    /// written meanwhile may or may not be in it.
+    fn objects(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<ObjectInfo>>> + Send;
+    /// Delete the object `key`; one already gone is fine.
+    fn delete(&self, key: &str) -> impl Future<Output = io::Result<()>> + Send;
+    /// Delete every object under `prefix` (a recording: `APP/NAME/ID`); none is fine.
+    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = io::Result<()>> + Send;
     /// Bytes still free for recordings; `None` when the store has no such limit.
     fn free_bytes(&self) -> impl Future<Output = io::Result<Option<u64>>> + Send;
 }
@@ -144,6 +162,23 @@ impl Store for LocalDir {
         Ok(names)
     }
 
+    async fn objects(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        let (dir, base) = if prefix.is_empty() {
+            (self.root.clone(), String::new())
+        } else {
+            (self.path(prefix)?, format!("{prefix}/"))
+        };
+        tokio::task::spawn_blocking(move || walk(&dir, &base)).await.map_err(io::Error::other)?
+    }
+
+    async fn delete(&self, key: &str) -> io::Result<()> {
+        gone_is_fine(tokio::fs::remove_file(self.path(key)?).await)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
+        gone_is_fine(tokio::fs::remove_dir_all(self.path(prefix)?).await)
+    }
+
     async fn free_bytes(&self) -> io::Result<Option<u64>> {
         let root = self.root.clone();
         // statvfs can block (a network file system): off the runtime's threads.
@@ -155,9 +190,47 @@ impl Store for LocalDir {
     }
 }
 
+/// Deepest a listing goes below its directory (recordings are `APP/NAME/ID/FILE`).
+const MAX_DEPTH: usize = 4;
+
+/// The files under `dir` (keys: `base` + their path below it); a directory that goes
+/// meanwhile (another origin sharing the store deleted it) is skipped; symbolic links are not
+/// followed.
+fn walk(dir: &Path, base: &str) -> io::Result<Vec<ObjectInfo>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![(dir.to_path_buf(), base.to_string(), 0)];
+    while let Some((dir, base, depth)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if kind.is_dir() && depth + 1 < MAX_DEPTH {
+                dirs.push((entry.path(), format!("{base}{name}/"), depth + 1));
+            } else if kind.is_file() {
+                let Ok(meta) = entry.metadata() else { continue };
+                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push(ObjectInfo { key: format!("{base}{name}"), size: meta.len(), modified });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn gone_is_fine(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn objects_are_replaced_whole_and_keys_stay_inside_the_root() {
@@ -190,6 +263,28 @@ mod tests {
         listed.sort();
         assert_eq!(listed, ["seg-1.m4s", "seg-2.m4s"]);
         assert!(store.list("live/none").await.unwrap().is_empty());
+        store.put("live/cam/2/index.m3u8", vec![Bytes::from_static(b"#EXTM3U")]).await.unwrap();
+        let mut all = store.objects("").await.unwrap();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<_> = all.iter().map(|o| (o.key.as_str(), o.size)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("live/cam/1/seg-1.m4s", 1),
+                ("live/cam/1/seg-2.m4s", 10),
+                ("live/cam/2/index.m3u8", 7)
+            ]
+        );
+        assert!(all.iter().all(|o| o.modified.elapsed().unwrap() < Duration::from_secs(600)));
+        let two = store.objects("live/cam/2").await.unwrap();
+        assert_eq!(two.len(), 1);
+        assert!(store.objects("live/none").await.unwrap().is_empty());
+        store.delete("live/cam/1/seg-1.m4s").await.unwrap();
+        store.delete("live/cam/1/seg-1.m4s").await.unwrap();
+        store.delete_prefix("live/cam/2").await.unwrap();
+        store.delete_prefix("live/cam/2").await.unwrap();
+        let left: Vec<_> = store.objects("").await.unwrap().into_iter().map(|o| o.key).collect();
+        assert_eq!(left, ["live/cam/1/seg-2.m4s"]);
         let free = store.free_bytes().await.unwrap().expect("a directory's file system");
         assert!(free > 0);
         for bad in ["../x", "live//x", "live/./x", "/abs"] {

@@ -24,7 +24,10 @@ pub struct OriginSettings {
     pub publish_open_apps: Vec<String>,
     /// Where recordings are written (`crate::recording`); `None`: nothing is recorded.
     pub record_dir: Option<PathBuf>,
-    /// Apps whose streams are recorded (`*`: every app); needs `record_dir`.
+    /// An S3-compatible bucket recordings go to instead, `s3://BUCKET[/PREFIX]` (credentials,
+    /// region and endpoint from `AWS_*`); `None`: `record_dir`, if any.
+    pub record_store: Option<String>,
+    /// Apps whose streams are recorded (`*`: every app); needs `record_dir` or `record_store`.
     pub record_apps: Vec<String>,
     /// Finished recordings older than this (from their start) are deleted; zero: kept.
     #[serde(with = "serde_duration")]
@@ -80,6 +83,7 @@ impl Default for OriginSettings {
             publish_token_secret_file: None,
             publish_open_apps: Vec::new(),
             record_dir: None,
+            record_store: None,
             record_apps: Vec::new(),
             record_max_age: Duration::ZERO,
             record_max_bytes: 0,

@@ -57,6 +57,7 @@ mod recording_api;
 mod recording_bounds;
 mod recording_failover;
 mod recording_mp4;
+mod recording_s3;
 mod rules;
 mod slow_viewer;
 mod sluicectl;

@@ -168,8 +168,11 @@ fn a_recorded_stream_with_a_reconnect_plays_back_as_hls_vod_in_two_periods() {
 #[test]
 fn recording_settings_are_both_or_neither() {
     for (args, why) in [
-        (&["--record-apps", "live"][..], "--record-apps needs --record-dir"),
+        (&["--record-apps", "live"][..], "--record-apps needs --record-dir or --record-store"),
         (&["--record-dir", "/tmp/x"][..], "--record-dir needs --record-apps"),
+        (&["--record-store", "s3://b/p"][..], "--record-store needs --record-apps"),
+        (&["--record-store", "/tmp/x", "--record-apps", "live"][..], "s3://BUCKET[/PREFIX]"),
+        (&["--record-store", "s3://b", "--record-dir", "/tmp/x"][..], "cannot be used with"),
         (
             &["--record-dir", "/tmp/x", "--record-apps", "live", "--hls", "false"][..],
             "--record-apps needs HLS on",

@@ -38,10 +38,18 @@ pub struct OriginArgs {
     /// Directory recordings go to: `APP/NAME/ID/` holds the stream's CMAF segments and an HLS
     /// index, played back from `/vod/APP/NAME/ID/index.m3u8` (ID: the start, Unix ms).
     /// Needs --record-apps.
-    #[arg(long, env = "SLUICE_RECORD_DIR")]
+    #[arg(long, env = "SLUICE_RECORD_DIR", conflicts_with = "record_store")]
     pub record_dir: Option<PathBuf>,
 
-    /// Apps whose streams are recorded, comma-separated (`*`: every app). Needs --record-dir.
+    /// An S3-compatible bucket recordings go to instead of --record-dir: s3://BUCKET[/PREFIX],
+    /// the same APP/NAME/ID/ keys. Credentials, region and endpoint from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT (AWS_ALLOW_HTTP=true for a plain-HTTP
+    /// endpoint). In a cluster give every origin the same bucket and prefix.
+    #[arg(long, env = "SLUICE_RECORD_STORE")]
+    pub record_store: Option<String>,
+
+    /// Apps whose streams are recorded, comma-separated (`*`: every app). Needs --record-dir or
+    /// --record-store.
     #[arg(long, env = "SLUICE_RECORD_APPS", value_delimiter = ',')]
     pub record_apps: Vec<String>,
 
@@ -139,6 +147,7 @@ impl OriginArgs {
             s.publish_token_secret_file => publish_token_secret_file,
             s.publish_open_apps => publish_open_apps,
             s.record_dir => record_dir,
+            s.record_store => record_store,
             s.record_apps => record_apps,
             s.record_max_age => record_max_age,
             s.record_max_bytes => record_max_bytes,
