@@ -14,6 +14,7 @@
 //!   need may be gone).
 
 use crate::keys::{KeyKind, Keyspace};
+use crate::types::NodeId;
 use crate::types::{
     DrainRecord, KickOrder, KickRecord, LoadRecord, NodeRecord, RawKv, Snapshot, StreamRecord,
 };
@@ -44,7 +45,8 @@ pub(crate) fn replace_if_changed(current: &mut Snapshot, fresh: Snapshot) -> boo
         || current.drains != fresh.drains
         || current.kicks != fresh.kicks
         || current.ladders != fresh.ladders
-        || current.schedule != fresh.schedule;
+        || current.schedule != fresh.schedule
+        || current.takeovers != fresh.takeovers;
     if modified {
         *current = fresh;
     }
@@ -177,6 +179,12 @@ fn apply_put(snap: &mut Snapshot, keys: &Keyspace, kv: &RawKv) {
             Some(_) => tracing::debug!(key = %kv.key, "ignoring a schedule entry past the bound"),
             None => tracing::debug!(key = %kv.key, "ignoring bad schedule entry"),
         },
+        Some(KeyKind::Takeover(stream)) => match parse_small::<NodeId>(&kv.value) {
+            Some(node) => {
+                snap.takeovers.insert(stream, node);
+            }
+            None => tracing::debug!(key = %kv.key, "ignoring bad takeover request"),
+        },
         None => tracing::debug!(key = %kv.key, "ignoring foreign key"),
     }
 }
@@ -204,6 +212,9 @@ fn apply_delete(snap: &mut Snapshot, keys: &Keyspace, key: &str) {
         }
         Some(KeyKind::ScheduleEntry(id)) => {
             snap.schedule.remove(&id);
+        }
+        Some(KeyKind::Takeover(stream)) => {
+            snap.takeovers.remove(&stream);
         }
         None => {}
     }

@@ -10,6 +10,7 @@
 //! {prefix}/orders/kick/{app}/{name}   KickOrder JSON, under a short lease of its own
 //! {prefix}/ladders/{app}              LadderValue JSON, no lease (in force until deleted)
 //! {prefix}/schedule/{id}              schedule EntryValue JSON, no lease (in force until deleted)
+//! {prefix}/takeovers/{app}/{name}     the asking node's id (JSON string), under its lease
 //! ```
 //!
 //! Node ids, apps and stream names never contain `/` (see [`NodeId`] and
@@ -43,6 +44,8 @@ pub enum KeyKind {
     Ladder(String),
     /// A playout schedule entry, by id.
     ScheduleEntry(String),
+    /// A live encoder's request for a name a playout holds.
+    Takeover(StreamKey),
 }
 
 /// Builds and parses the keys of one cluster (one prefix).
@@ -96,6 +99,10 @@ impl Keyspace {
         format!("{}/schedule/{id}", self.prefix)
     }
 
+    pub fn takeover(&self, stream: &StreamKey) -> String {
+        format!("{}/takeovers/{}/{}", self.prefix, stream.app(), stream.name())
+    }
+
     /// Parse a key of this keyspace; `None` for anything else.
     pub fn parse(&self, key: &str) -> Option<KeyKind> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
@@ -117,6 +124,7 @@ impl Keyspace {
                 KeyKind::Load { role: Role::parse(role)?, id: NodeId::new(id).ok()? }
             }
             ("streams", app, name) => KeyKind::Stream(canonical_stream(app, name)?),
+            ("takeovers", app, name) => KeyKind::Takeover(canonical_stream(app, name)?),
             _ => return None,
         };
         // Exactly three segments.
@@ -183,6 +191,13 @@ mod tests {
         let kk = ks.kick_order(&s);
         assert_eq!(kk, "/sluice/orders/kick/live/cam.1");
         assert_eq!(ks.parse(&kk), Some(KeyKind::KickOrder(s)));
+        let tk = ks.takeover(&StreamKey::parse("live", "cam").unwrap().0);
+        assert_eq!(tk, "/sluice/takeovers/live/cam");
+        assert_eq!(
+            ks.parse(&tk),
+            Some(KeyKind::Takeover(StreamKey::parse("live", "cam").unwrap().0))
+        );
+        assert_eq!(ks.parse("/sluice/takeovers/live/cam/x"), None);
         let sk = ks.schedule_entry("a1");
         assert_eq!(sk, "/sluice/schedule/a1");
         assert_eq!(ks.parse(&sk), Some(KeyKind::ScheduleEntry("a1".into())));

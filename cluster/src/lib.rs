@@ -102,6 +102,7 @@
 //! let (stream, _) = sluice_media::stream_name::StreamKey::parse("live", "cam")?;
 //! let claim = match registry.claim(stream, StreamInfo {
 //!     origin: registry.node().0.clone(), codecs: vec![], started_at_ms: 0, rendition_of: None,
+//!     playout: false,
 //! }).await {
 //!     Ok(claim) => claim,                          // announce claim.revision() on the relay
 //!     Err(ClaimError::Taken { holder }) => return Ok(()), // refuse the publish

@@ -286,6 +286,31 @@ impl<B: Backend> Registrar<B> {
         Ok(())
     }
 
+    pub(crate) async fn request_takeover(
+        &self,
+        stream: &StreamKey,
+    ) -> Result<Option<i64>, RegistryError> {
+        let s = &self.shared;
+        let value = serde_json::to_vec(&s.cfg.node_id)?;
+        let key = s.keys.takeover(stream);
+        let create = s.backend.create(&key, value, self.lease());
+        match with_timeout(s.cfg.op_timeout, "takeover request", create).await? {
+            Create::Created { revision } => Ok(Some(revision)),
+            Create::Exists(_) => Ok(None),
+        }
+    }
+
+    pub(crate) async fn withdraw_takeover(
+        &self,
+        stream: &StreamKey,
+        revision: i64,
+    ) -> Result<(), RegistryError> {
+        let s = &self.shared;
+        let key = s.keys.takeover(stream);
+        let del = s.backend.delete_if_created_at(&key, revision);
+        with_timeout(s.cfg.op_timeout, "takeover withdrawal", del).await.map(drop)
+    }
+
     pub(crate) async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
@@ -534,6 +559,23 @@ macro_rules! delegate_registry {
             ) -> futures_util::future::BoxFuture<'_, Result<(), $crate::registry::RegistryError>>
             {
                 futures_util::FutureExt::boxed(self.registrar.release(claim))
+            }
+            fn request_takeover<'a>(
+                &'a self,
+                stream: &'a sluice_media::stream_name::StreamKey,
+            ) -> futures_util::future::BoxFuture<
+                'a,
+                Result<Option<i64>, $crate::registry::RegistryError>,
+            > {
+                futures_util::FutureExt::boxed(self.registrar.request_takeover(stream))
+            }
+            fn withdraw_takeover<'a>(
+                &'a self,
+                stream: &'a sluice_media::stream_name::StreamKey,
+                revision: i64,
+            ) -> futures_util::future::BoxFuture<'a, Result<(), $crate::registry::RegistryError>>
+            {
+                futures_util::FutureExt::boxed(self.registrar.withdraw_takeover(stream, revision))
             }
             fn is_fenced(&self) -> bool {
                 self.registrar.is_fenced()

@@ -215,6 +215,22 @@ pub trait Registry: Send + Sync {
     /// Release a claim (only if the key is still this claim: same `create_revision`).
     fn release(&self, claim: Claim) -> BoxFuture<'_, Result<(), RegistryError>>;
 
+    /// Ask the playout holding `stream` (its claim says [`StreamInfo::playout`]) to give the
+    /// name way to a live encoder here: a request under this node's lease that the holder
+    /// sees in its cache. `Ok(None)`: another node asked first (its request serves). The
+    /// caller then claims, and withdraws its request.
+    fn request_takeover<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+    ) -> BoxFuture<'a, Result<Option<i64>, RegistryError>>;
+
+    /// Withdraw the request `request_takeover` made (its revision).
+    fn withdraw_takeover<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        revision: i64,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+
     /// The claims this node holds now.
     fn claims(&self) -> Vec<Claim>;
 

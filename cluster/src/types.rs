@@ -187,6 +187,10 @@ pub struct StreamInfo {
     /// list the ladder in the source's multivariant playlist and MPD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendition_of: Option<String>,
+    /// A scheduled playout holds the name (not a live encoder): a live encoder at another
+    /// origin may ask for it ([`crate::Registry::request_takeover`]) and the playout gives way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub playout: bool,
 }
 
 /// Longest protocol name accepted in [`LoadReport::viewers`].
@@ -486,6 +490,9 @@ pub struct Snapshot {
     pub ladders: BTreeMap<String, crate::ladder::LadderRecord>,
     /// Playout schedule entries set through the control plane, by id.
     pub schedule: BTreeMap<String, crate::schedule::EntryRecord>,
+    /// Names a live encoder at another origin wants from the playout that holds them, with
+    /// the node asking (each under the asking node's lease).
+    pub takeovers: BTreeMap<StreamKey, NodeId>,
     /// Whether the cache follows the registry now: `true` from a listing or an established
     /// watch, `false` from a failed watch until the next one is established (the contents are
     /// then as last seen, and may be stale).

@@ -295,3 +295,33 @@ async fn a_claim_from_before_a_lease_recovery_still_updates_and_releases_the_ren
     let taken = b.claim(stream("x"), info("b")).await.expect("the name is free for others");
     assert_eq!(taken.info.origin, id("b"));
 }
+
+both!(a_takeover_request_is_seen_by_all_first_come_and_withdrawn);
+async fn a_takeover_request_is_seen_by_all_first_come_and_withdrawn<F: Fixture>(f: &F) {
+    let holder = f.registry("holder", "/t").await;
+    let a = f.registry("a", "/t").await;
+    let b = f.registry("b", "/t").await;
+    let mut playout = info("holder");
+    playout.playout = true;
+    holder.claim(stream("tv"), playout.clone()).await.unwrap();
+    wait_snapshot(&*a, SOON, "the playout's claim", |s| {
+        s.stream(&stream("tv")).is_some_and(|r| r.info.playout)
+    })
+    .await;
+    let asked = a.request_takeover(&stream("tv")).await.unwrap().expect("first to ask");
+    wait_snapshot(&*holder, SOON, "a's request", |s| {
+        s.takeovers.get(&stream("tv")) == Some(&id("a"))
+    })
+    .await;
+    assert_eq!(b.request_takeover(&stream("tv")).await.unwrap(), None, "a asked first");
+    // Withdrawing someone else's revision leaves it be; its own takes it away.
+    b.withdraw_takeover(&stream("tv"), asked + 1000).await.unwrap();
+    assert_eq!(b.request_takeover(&stream("tv")).await.unwrap(), None, "still a's");
+    a.withdraw_takeover(&stream("tv"), asked).await.unwrap();
+    wait_snapshot(&*holder, SOON, "withdrawn", |s| s.takeovers.is_empty()).await;
+    // A request lives no longer than the node that made it.
+    b.request_takeover(&stream("tv")).await.unwrap().expect("free again");
+    wait_snapshot(&*holder, SOON, "b's request", |s| !s.takeovers.is_empty()).await;
+    b.shutdown().await;
+    wait_snapshot(&*holder, SOON, "gone with b", |s| s.takeovers.is_empty()).await;
+}

@@ -233,6 +233,7 @@ mod tests {
             codecs: vec!["h264".into()],
             started_at_ms: 5,
             rendition_of: None,
+            playout: false,
         };
         let rec = StreamRecord {
             stream: key.clone(),

@@ -184,6 +184,7 @@ mod tests {
             codecs: vec!["h264".into(), "aac".into()],
             started_at_ms: 2_000,
             rendition_of: None,
+            playout: false,
         };
         let stream = StreamRecord {
             stream: key.clone(),

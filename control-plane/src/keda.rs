@@ -223,8 +223,13 @@ mod tests {
 
     fn publish(snap: &mut Snapshot, name: &str) {
         let key = StreamKey::parse("live", name).unwrap().0;
-        let info =
-            StreamInfo { origin: id("o1"), codecs: vec![], started_at_ms: 0, rendition_of: None };
+        let info = StreamInfo {
+            origin: id("o1"),
+            codecs: vec![],
+            started_at_ms: 0,
+            rendition_of: None,
+            playout: false,
+        };
         let rec = StreamRecord {
             stream: key.clone(),
             info,

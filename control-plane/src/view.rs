@@ -323,8 +323,13 @@ mod tests {
     }
 
     fn publish(snap: &mut Snapshot, name: &str) {
-        let info =
-            StreamInfo { origin: id("o1"), codecs: vec![], started_at_ms: 0, rendition_of: None };
+        let info = StreamInfo {
+            origin: id("o1"),
+            codecs: vec![],
+            started_at_ms: 0,
+            rendition_of: None,
+            playout: false,
+        };
         let rec =
             StreamRecord { stream: sk(name), info, lease: 1, create_revision: 5, mod_revision: 5 };
         snap.streams.insert(sk(name), rec);

@@ -488,8 +488,13 @@ mod tests {
     }
 
     fn stream(snap: &mut Snapshot, key: &StreamKey, ingest: &str, revision: i64) {
-        let info =
-            StreamInfo { origin: id(ingest), codecs: vec![], started_at_ms: 0, rendition_of: None };
+        let info = StreamInfo {
+            origin: id(ingest),
+            codecs: vec![],
+            started_at_ms: 0,
+            rendition_of: None,
+            playout: false,
+        };
         let rec = StreamRecord {
             stream: key.clone(),
             info,
@@ -555,6 +560,7 @@ mod tests {
                 codecs: vec![],
                 started_at_ms,
                 rendition_of: None,
+                playout: false,
             },
             lease: 1,
             create_revision: revision,

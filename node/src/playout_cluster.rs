@@ -3,7 +3,9 @@
 //! the runner publishes only while this node holds the name's claim, which is taken in the
 //! background when it asks ([`Claims::ready`]) and let go when the playout ends here (unless a
 //! live publisher of this node has the name by then). While it publishes, the stream is
-//! forwarded to its standbys like an encoder's.
+//! forwarded to its standbys like an encoder's. Its claim says it is a playout's: a live
+//! encoder at another origin asks for the name (a takeover request in the registry), and the
+//! playout gives way, lets the claim go and asks for it again only once the name is free.
 //!
 //! [`Snapshot::schedule`]: sluice_cluster::types::Snapshot::schedule
 
@@ -14,10 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sluice_cluster::types::{Claim, StreamInfo};
 use sluice_cluster::Registry;
 use sluice_media::stream_name::StreamKey;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::forward::{ForwardGuard, Forwarding};
-use crate::hub::Hub;
+use crate::hub::{Hub, KickReason};
 use crate::lock::lock;
 use crate::placement::Placement;
 use crate::playout::schedule::EntryValue;
@@ -48,14 +50,55 @@ impl RegistrySchedule {
         forwarding: Option<Arc<Forwarding>>,
         hub: Hub,
     ) -> Arc<RegistrySchedule> {
-        Arc::new(RegistrySchedule {
+        let mut snapshot = placement.snapshot.clone();
+        let this = Arc::new(RegistrySchedule {
             registry,
             placement,
             forwarding,
             hub,
             held: Arc::default(),
             refusals: Arc::new(crate::log_limit::RateLimitedLog::new(2)),
-        })
+        });
+        let weak = Arc::downgrade(&this);
+        tokio::spawn(async move {
+            while snapshot.changed().await.is_ok() {
+                let Some(this) = weak.upgrade() else { return };
+                this.give_way();
+            }
+        });
+        this
+    }
+
+    /// Whether another node holds or asks for `key` (a live encoder there wants it).
+    fn wanted_elsewhere(&self, key: &StreamKey) -> bool {
+        let snap = self.placement.snapshot.borrow();
+        let me = &self.placement.node_id;
+        snap.takeovers.get(key).is_some_and(|node| node != me)
+            || snap.stream(key).is_some_and(|r| r.info.origin != *me)
+    }
+
+    /// Stop playing out the names a live encoder at another origin asks for: the runner gives
+    /// way ([`Claims::displaced`]), which lets the claim go.
+    fn give_way(&self) {
+        let asked: Vec<StreamKey> = {
+            let snap = self.placement.snapshot.borrow();
+            let me = &self.placement.node_id;
+            snap.takeovers.iter().filter(|(_, node)| *node != me).map(|(k, _)| k.clone()).collect()
+        };
+        for key in asked {
+            let holding = matches!(lock(&self.held).get(&key), Some(Held::Holding { .. }));
+            if holding && self.hub.kick_yielding(&key, KickReason::TakenOver) {
+                info!(stream = %key, "playout: a live encoder at another origin takes the name over");
+            }
+        }
+    }
+
+    /// Let go of `key`'s claim, if held (unless a live publisher here has the name by then).
+    fn let_go(&self, key: &StreamKey) {
+        if let Some(Held::Holding { claim, forward }) = lock(&self.held).remove(key) {
+            drop(forward);
+            tokio::spawn(release(self.registry.clone(), self.hub.clone(), claim));
+        }
     }
 
     /// Ask for `key`'s claim in the background.
@@ -67,6 +110,7 @@ impl RegistrySchedule {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             rendition_of: None,
+            playout: true,
         };
         let (registry, hub, held) = (self.registry.clone(), self.hub.clone(), self.held.clone());
         let (key, refusals) = (key.clone(), self.refusals.clone());
@@ -114,6 +158,11 @@ async fn release(registry: Arc<dyn Registry>, hub: Hub, claim: Claim) {
 
 impl Claims for RegistrySchedule {
     fn ready(&self, key: &StreamKey) -> bool {
+        if self.wanted_elsewhere(key) {
+            // Given way; asked for again once the name is free.
+            self.let_go(key);
+            return false;
+        }
         let still_held = self.registry.claims().iter().any(|c| c.stream == *key);
         let mut held = lock(&self.held);
         match held.get_mut(key) {
@@ -136,17 +185,15 @@ impl Claims for RegistrySchedule {
     }
 
     fn displaced(&self, key: &StreamKey) {
-        // The live publisher holds the name (the claim is per node) and forwards it itself.
-        lock(&self.held).remove(key);
+        // A live publisher here holds the name (the claim is per node) and forwards it itself:
+        // the claim stays. For one at another origin it is let go.
+        self.let_go(key);
     }
 
     fn ended(&self, key: &StreamKey) {
         // A claim still in flight is let go by its task when it comes (it is no longer
         // wanted); one held is let go now, unless a live publisher here has the name.
-        if let Some(Held::Holding { claim, forward }) = lock(&self.held).remove(key) {
-            drop(forward);
-            tokio::spawn(release(self.registry.clone(), self.hub.clone(), claim));
-        }
+        self.let_go(key);
     }
 }
 

@@ -35,6 +35,7 @@ impl Announce for ClusterAnnounce {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             rendition_of: Some(source.name().to_string()),
+            playout: false,
         };
         tokio::spawn(async move {
             let mut ended = ended;

@@ -26,6 +26,7 @@ pub fn info(origin: &str) -> StreamInfo {
         codecs: vec!["h264".into(), "aac".into()],
         started_at_ms: 1,
         rendition_of: None,
+        playout: false,
     }
 }
 

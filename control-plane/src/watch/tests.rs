@@ -35,6 +35,7 @@ fn add_stream(snap: &mut Snapshot, name: &str, origin: &str, codecs: &[&str], cr
         codecs: codecs.iter().map(ToString::to_string).collect(),
         started_at_ms: 1,
         rendition_of: None,
+        playout: false,
     };
     let rec = StreamRecord {
         stream: sk(name),

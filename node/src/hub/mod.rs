@@ -379,6 +379,17 @@ impl Hub {
         }
     }
 
+    /// Disconnect the publisher of `key` only if it yields (a playout): a live encoder is
+    /// never hit. Whether one was.
+    pub fn kick_yielding(&self, key: &StreamKey, reason: KickReason) -> bool {
+        let entry = lock(&self.inner.streams).get(key).cloned();
+        let kick = entry.and_then(|e| {
+            let state = e.state();
+            state.publisher_yields.then(|| state.publisher_kick.clone()).flatten()
+        });
+        kick.map(|k| k.kick(reason)).is_some()
+    }
+
     /// End every viewer (RTMP, HTTP-FLV, HLS session; not relay feeds) subscribed now: their
     /// drivers see [`Subscription::is_closed`] and close their connections (a drained node's
     /// deadline). Viewers that subscribe later are not affected.

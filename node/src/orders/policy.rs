@@ -199,8 +199,13 @@ mod tests {
     }
 
     fn claim(snap: &mut Snapshot, name: &str, origin: &str, rev: i64) {
-        let info =
-            StreamInfo { origin: id(origin), codecs: vec![], started_at_ms: 0, rendition_of: None };
+        let info = StreamInfo {
+            origin: id(origin),
+            codecs: vec![],
+            started_at_ms: 0,
+            rendition_of: None,
+            playout: false,
+        };
         let rec = StreamRecord {
             stream: sk(name),
             info,

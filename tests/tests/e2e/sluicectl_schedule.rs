@@ -1,8 +1,8 @@
 //! Scheduled playout in a cluster (#15): `sluicectl schedule add` writes an entry into etcd;
 //! the stream's home origin publishes the file from its `--playout-dir` at the entry's time
 //! (within a second), an edge plays it to ffmpeg, `schedule ls` tells which origin plays it;
-//! when the home is killed, the origin that becomes the home carries the entry on; `schedule
-//! rm` ends it. A bad entry is refused with one clear line.
+//! a live encoder at another origin takes the name over and hands it back; when the home is
+//! killed, the origin that becomes the home carries the entry on; `schedule rm` ends it. A bad entry is refused with one clear line.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,7 +11,7 @@ use sluice_tests::control_plane;
 use sluice_tests::ffmpeg::Player;
 use sluice_tests::origin::TestDir;
 use sluice_tests::process::wait_for;
-use sluice_tests::{h264_small, secs};
+use sluice_tests::{h264_aac, h264_small, secs, Publisher};
 
 use crate::sluicectl::{config_in, ctl_env};
 use sluice_launch::Signal;
@@ -21,7 +21,7 @@ fn now_ms() -> i64 {
 }
 
 #[test]
-fn a_file_scheduled_with_sluicectl_goes_live_on_its_home_plays_from_an_edge_and_fails_over() {
+fn a_file_scheduled_with_sluicectl_goes_live_on_its_home_gives_way_to_an_encoder_and_fails_over() {
     let (a, b, e) = ("ps-a", "ps-b", "ps-e");
     let c = TestCluster::new("ps", &[a, b, e]);
     let dir = TestDir::new("sluicectl-schedule");
@@ -77,6 +77,24 @@ fn a_file_scheduled_with_sluicectl_goes_live_on_its_home_plays_from_an_edge_and_
     let mut player = Player::start(&edge.rtmp_url("live", &name));
     assert!(player.wait_frames(60, secs(30)) >= 60, "{:?}\n{}", player.errors(), edge.log());
     drop(player);
+
+    // A live encoder at the other origin takes the name over (the playout at the home gives
+    // way: 1280x720 instead of the file's 320x180 at the home and through the edge), and
+    // hands it back when it stops.
+    let width = |o: &sluice_tests::Origin| {
+        o.stream_info("live", &name).and_then(|s| s["video"]["width"].as_u64())
+    };
+    let mut encoder = Publisher::start(&standby.rtmp_url("live", &name), &h264_aac().path);
+    wait_for(secs(20), || (width(&home) == Some(1280)).then_some(()))
+        .unwrap_or_else(|| panic!("{:?}\n{}\n{}", encoder.stderr(), standby.log(), home.log()));
+    assert!(home.log().contains("a live encoder at another origin takes the name over"));
+    let mut player = Player::start(&edge.rtmp_url("live", &name));
+    assert!(player.wait_frames(30, secs(30)) >= 30, "{:?}\n{}", player.errors(), edge.log());
+    drop(player);
+    assert!(encoder.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", encoder.stderr());
+    wait_for(secs(30), || (width(&home) == Some(320)).then_some(()))
+        .unwrap_or_else(|| panic!("the playout did not come back:\n{}", home.log()));
+    wait_for(secs(10), || state(a)).unwrap_or_else(|| panic!("{:?}", ctl(&["schedule", "ls"])));
 
     // The home dies: the origin that becomes the home carries the entry on, and the edge
     // plays it again.
