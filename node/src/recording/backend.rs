@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::s3::S3Store;
-use super::store::{LocalDir, Object, ObjectInfo, Store};
+use super::store::{LocalDir, Object, ObjectStream, Store};
 
 /// Where recordings are kept, as the settings name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +95,11 @@ impl Store for Backend {
         either!(self, s => s.list(prefix))
     }
 
-    async fn objects(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
-        either!(self, s => s.objects(prefix))
+    fn objects(&self, prefix: &str) -> ObjectStream {
+        match self {
+            Backend::Local(s) => s.objects(prefix),
+            Backend::S3(s) => s.objects(prefix),
+        }
     }
 
     async fn delete(&self, key: &str) -> io::Result<()> {

@@ -41,21 +41,54 @@ impl Stored {
     }
 }
 
-/// The recordings among `objects` (keys `APP/NAME/ID/FILE`, `ID` all digits; anything else,
-/// such as a catalog file beside them, is not a recording's), ordered by prefix.
-pub fn group(objects: Vec<ObjectInfo>) -> Vec<Stored> {
-    let mut recs: BTreeMap<(String, String, String), Stored> = BTreeMap::new();
-    for o in objects {
+/// Whether `file` is one a recording holds (or a local directory's half-written copy of one):
+/// anything else beside the recordings, in a bucket shared with other data, is not ours.
+fn is_ours(file: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let named = |f: &str| {
+        f == INDEX
+            || f == THUMBNAIL
+            || f == super::download::LAYOUT_FILE
+            || f.strip_prefix("init-").and_then(|f| f.strip_suffix(".mp4")).is_some_and(digits)
+            || f.strip_prefix("seg-").and_then(|f| f.strip_suffix(".m4s")).is_some_and(digits)
+    };
+    // `LocalDir` writes `seg-1.m4s` aside as `seg-1.PID-SEQ.part`.
+    let aside = |f: &str| {
+        let Some(stem) = f.strip_suffix(".part").and_then(|f| f.rsplit_once('.')) else {
+            return false;
+        };
+        let stem = stem.0;
+        ["index", "thumb", "mp4"].contains(&stem)
+            || stem.strip_prefix("init-").is_some_and(digits)
+            || stem.strip_prefix("seg-").is_some_and(digits)
+    };
+    named(file) || aside(file)
+}
+
+/// Recordings gathered from a listing, one object at a time.
+#[derive(Default)]
+pub struct Grouper {
+    recs: BTreeMap<(String, String, String), Stored>,
+}
+
+impl Grouper {
+    /// Count `o` in its recording, if it is a recording's (`APP/NAME/ID/FILE`, `ID` all
+    /// digits, `FILE` a name recordings use).
+    pub fn add(&mut self, o: ObjectInfo) {
         let mut parts = o.key.split('/');
         let (Some(app), Some(name), Some(id), Some(file), None) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            continue;
+            return;
         };
         if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
+            return;
         }
-        let rec = recs.entry((app.into(), name.into(), id.into())).or_insert_with(|| Stored {
+        if !is_ours(file) {
+            return;
+        }
+        let key = (app.to_string(), name.to_string(), id.to_string());
+        let rec = self.recs.entry(key).or_insert_with(|| Stored {
             app: app.into(),
             name: name.into(),
             id: id.into(),
@@ -75,12 +108,30 @@ pub fn group(objects: Vec<ObjectInfo>) -> Vec<Stored> {
             rec.parts.push((o.key.clone(), o.modified));
         }
     }
-    recs.into_values().collect()
+
+    /// The recordings, ordered by `APP/NAME/ID`.
+    pub fn finish(self) -> Vec<Stored> {
+        self.recs.into_values().collect()
+    }
 }
 
-/// The recordings under `prefix` of `store` (`""`: all; `APP`, `APP/NAME` or `APP/NAME/ID`).
+/// The recordings among `objects`.
+pub fn group(objects: impl IntoIterator<Item = ObjectInfo>) -> Vec<Stored> {
+    let mut grouper = Grouper::default();
+    objects.into_iter().for_each(|o| grouper.add(o));
+    grouper.finish()
+}
+
+/// The recordings under `prefix` of `store` (`""`: all; `APP`, `APP/NAME` or `APP/NAME/ID`),
+/// gathered as the listing streams in (only the recordings' figures are kept).
 pub async fn take<S: Store>(store: &S, prefix: &str) -> io::Result<Vec<Stored>> {
-    Ok(group(store.objects(prefix).await?))
+    use futures_util::TryStreamExt;
+    let mut grouper = Grouper::default();
+    let mut listing = store.objects(prefix);
+    while let Some(o) = listing.try_next().await? {
+        grouper.add(o);
+    }
+    Ok(grouper.finish())
 }
 
 /// Whether `rec`'s index is finished, from its last bytes only (a long index is not read
@@ -121,8 +172,10 @@ mod tests {
             obj("live/cam/100/index.m3u8", 10, 3),
             obj("live/cam/100/init-1.mp4", 20, 1),
             obj("live/cam/100/thumb.jpg", 5, 9),
-            obj("live/cam/100/seg-2.m4s.7-1.part", 50, 2),
+            obj("live/cam/100/seg-2.7-1.part", 50, 2),
             obj("catalog.db", 1000, 1),
+            obj("logs/2024/20240101/a.gz", 1000, 1),
+            obj("live/cam/100/notes.txt", 1000, 1),
             obj("live/cam/notanid/index.m3u8", 10, 1),
             obj("live/cam/100/deeper/x", 10, 1),
             obj("live/cam", 10, 1),
@@ -137,6 +190,25 @@ mod tests {
         assert_eq!(a.parts.len(), 1);
         assert_eq!(a.started_ms(), 100);
         assert_eq!((b.prefix().as_str(), b.index, b.thumbnail), ("live/cam/200", None, false));
+    }
+
+    #[test]
+    fn only_the_names_recordings_use_are_ours() {
+        for ours in [
+            "index.m3u8",
+            "thumb.jpg",
+            "mp4.layout",
+            "init-3.mp4",
+            "seg-12.m4s",
+            "seg-12.99-3.part",
+            "index.1-0.part",
+            "thumb.5-1.part",
+        ] {
+            assert!(is_ours(ours), "{ours}");
+        }
+        for other in ["a.gz", "seg-x.m4s", "init-.mp4", "index.m3u8.bak", "x.1-2.part", ".part"] {
+            assert!(!is_ours(other), "{other}");
+        }
     }
 
     #[tokio::test]

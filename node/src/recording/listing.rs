@@ -90,7 +90,7 @@ pub enum DeleteError {
 /// Delete the finished recording `APP/STREAM/ID` (names checked by the caller).
 pub async fn delete<S: Store>(store: &S, prefix: &str) -> Result<(), DeleteError> {
     let Some(text) = store.get(&format!("{prefix}/{INDEX}")).await? else {
-        return if store.objects(prefix).await?.is_empty() {
+        return if inventory::take(store, prefix).await?.is_empty() {
             Err(DeleteError::NotFound)
         } else {
             // Nothing recorded in it yet: a recording that is starting.

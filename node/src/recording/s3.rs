@@ -13,7 +13,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::store::{Object, ObjectInfo, Store};
+use super::store::{failed_listing, Object, ObjectInfo, ObjectStream, Store};
 
 /// The longest a call keeps retrying a bucket that does not answer.
 const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -145,23 +145,28 @@ impl Store for S3Store {
         Ok(names)
     }
 
-    async fn objects(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn objects(&self, prefix: &str) -> ObjectStream {
         let path = if prefix.is_empty() {
-            ObjectPath::parse(self.prefix.trim_end_matches('/')).map_err(io::Error::other)?
+            ObjectPath::parse(self.prefix.trim_end_matches('/')).map_err(io::Error::other)
         } else {
-            self.path(prefix)?
+            self.path(prefix)
         };
-        let path = (!path.as_ref().is_empty()).then_some(path);
-        let listed: Vec<_> = self.store.list(path.as_ref()).try_collect().await?;
-        let objects = listed
-            .into_iter()
-            .filter_map(|meta| {
-                let key = meta.location.as_ref().strip_prefix(&self.prefix)?.to_string();
-                let modified = std::time::SystemTime::from(meta.last_modified);
-                Some(ObjectInfo { key, size: meta.size, modified })
-            })
-            .collect();
-        Ok(objects)
+        let path = match path {
+            Ok(path) => (!path.as_ref().is_empty()).then_some(path),
+            Err(e) => return failed_listing(e),
+        };
+        let ours = self.prefix.clone();
+        let listed = self.store.list(path.as_ref()).filter_map(move |meta| {
+            let info = match meta {
+                Ok(meta) => meta.location.as_ref().strip_prefix(&ours).map(|key| {
+                    let modified = std::time::SystemTime::from(meta.last_modified);
+                    Ok(ObjectInfo { key: key.to_string(), size: meta.size, modified })
+                }),
+                Err(e) => Some(Err(io::Error::from(e))),
+            };
+            std::future::ready(info)
+        });
+        Box::pin(listed)
     }
 
     async fn delete(&self, key: &str) -> io::Result<()> {

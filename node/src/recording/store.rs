@@ -27,6 +27,14 @@ pub struct ObjectInfo {
     pub modified: SystemTime,
 }
 
+/// A listing, object by object as the store gives them (never all in memory).
+pub type ObjectStream = Pin<Box<dyn Stream<Item = io::Result<ObjectInfo>> + Send>>;
+
+/// A listing that fails at once with `e`.
+pub(crate) fn failed_listing(e: io::Error) -> ObjectStream {
+    Box::pin(futures_util::stream::once(async move { Err(e) }))
+}
+
 /// A recording store. Every `put` is whole or absent: a reader (or a restart after a crash
 /// mid-write) never sees a half-written object.
 pub trait Store: Send + Sync + 'static {
@@ -47,8 +55,8 @@ pub trait Store: Send + Sync + 'static {
     /// The names directly under `prefix` (`APP/NAME` → its recordings' ids); empty when none.
     fn list(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<String>>> + Send;
     /// Every object under `prefix` (`""`: all), at any depth, in no given order. An object
-    /// written meanwhile may or may not be in it.
-    fn objects(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<ObjectInfo>>> + Send;
+    /// written meanwhile may or may not be in it; an error ends it.
+    fn objects(&self, prefix: &str) -> ObjectStream;
     /// Delete the object `key`; one already gone is fine.
     fn delete(&self, key: &str) -> impl Future<Output = io::Result<()>> + Send;
     /// Delete every object under `prefix` (a recording: `APP/NAME/ID`); none is fine.
@@ -162,13 +170,25 @@ impl Store for LocalDir {
         Ok(names)
     }
 
-    async fn objects(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn objects(&self, prefix: &str) -> ObjectStream {
         let (dir, base) = if prefix.is_empty() {
             (self.root.clone(), String::new())
         } else {
-            (self.path(prefix)?, format!("{prefix}/"))
+            match self.path(prefix) {
+                Ok(dir) => (dir, format!("{prefix}/")),
+                Err(e) => return failed_listing(e),
+            }
         };
-        tokio::task::spawn_blocking(move || walk(&dir, &base)).await.map_err(io::Error::other)?
+        // Walked off the runtime's threads, handed over a few at a time.
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = walk(&dir, &base, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async {
+            rx.recv().await.map(|item| (item, rx))
+        }))
     }
 
     async fn delete(&self, key: &str) -> io::Result<()> {
@@ -193,11 +213,14 @@ impl Store for LocalDir {
 /// Deepest a listing goes below its directory (recordings are `APP/NAME/ID/FILE`).
 const MAX_DEPTH: usize = 4;
 
-/// The files under `dir` (keys: `base` + their path below it); a directory that goes
-/// meanwhile (another origin sharing the store deleted it) is skipped; symbolic links are not
-/// followed.
-fn walk(dir: &Path, base: &str) -> io::Result<Vec<ObjectInfo>> {
-    let mut out = Vec::new();
+/// Send the files under `dir` (keys: `base` + their path below it) to `out`, until it is
+/// dropped; a directory that goes meanwhile (another origin sharing the store deleted it) is
+/// skipped; symbolic links are not followed.
+fn walk(
+    dir: &Path,
+    base: &str,
+    out: &tokio::sync::mpsc::Sender<io::Result<ObjectInfo>>,
+) -> io::Result<()> {
     let mut dirs = vec![(dir.to_path_buf(), base.to_string(), 0)];
     while let Some((dir, base, depth)) = dirs.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -213,11 +236,14 @@ fn walk(dir: &Path, base: &str) -> io::Result<Vec<ObjectInfo>> {
             } else if kind.is_file() {
                 let Ok(meta) = entry.metadata() else { continue };
                 let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                out.push(ObjectInfo { key: format!("{base}{name}"), size: meta.len(), modified });
+                let info = ObjectInfo { key: format!("{base}{name}"), size: meta.len(), modified };
+                if out.blocking_send(Ok(info)).is_err() {
+                    return Ok(());
+                }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn gone_is_fine(r: io::Result<()>) -> io::Result<()> {
@@ -264,7 +290,9 @@ mod tests {
         assert_eq!(listed, ["seg-1.m4s", "seg-2.m4s"]);
         assert!(store.list("live/none").await.unwrap().is_empty());
         store.put("live/cam/2/index.m3u8", vec![Bytes::from_static(b"#EXTM3U")]).await.unwrap();
-        let mut all = store.objects("").await.unwrap();
+        use futures_util::TryStreamExt;
+        let list = |prefix: &str| store.objects(prefix).try_collect::<Vec<_>>();
+        let mut all = list("").await.unwrap();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         let keys: Vec<_> = all.iter().map(|o| (o.key.as_str(), o.size)).collect();
         assert_eq!(
@@ -276,14 +304,14 @@ mod tests {
             ]
         );
         assert!(all.iter().all(|o| o.modified.elapsed().unwrap() < Duration::from_secs(600)));
-        let two = store.objects("live/cam/2").await.unwrap();
+        let two = list("live/cam/2").await.unwrap();
         assert_eq!(two.len(), 1);
-        assert!(store.objects("live/none").await.unwrap().is_empty());
+        assert!(list("live/none").await.unwrap().is_empty());
         store.delete("live/cam/1/seg-1.m4s").await.unwrap();
         store.delete("live/cam/1/seg-1.m4s").await.unwrap();
         store.delete_prefix("live/cam/2").await.unwrap();
         store.delete_prefix("live/cam/2").await.unwrap();
-        let left: Vec<_> = store.objects("").await.unwrap().into_iter().map(|o| o.key).collect();
+        let left: Vec<_> = list("").await.unwrap().into_iter().map(|o| o.key).collect();
         assert_eq!(left, ["live/cam/1/seg-2.m4s"]);
         let free = store.free_bytes().await.unwrap().expect("a directory's file system");
         assert!(free > 0);

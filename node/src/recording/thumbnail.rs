@@ -50,6 +50,10 @@ impl Recordings {
         if !status.success() || jpeg.is_empty() {
             return Err(io::Error::other(format!("ffmpeg failed: {status}")));
         }
+        // A recording deleted while ffmpeg ran stays deleted (a put would bring it back).
+        if store.read_range(&format!("{prefix}/{INDEX}"), 0, 0).await?.is_none() {
+            return Err(missing("recording any more"));
+        }
         store.put(&format!("{prefix}/{THUMBNAIL}"), vec![Bytes::from(jpeg)]).await
     }
 }

@@ -5,11 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
+
 use super::inventory::{self, Stored, INDEX};
 use super::retention::{self, RecInfo};
 use super::store::Store;
 use super::{index, Recordings};
 use crate::lock::lock;
+
+/// Recordings read at once (a bucket answers each in a round trip).
+const CONCURRENCY: usize = 16;
 
 /// Finished recordings remembered (a finished index never changes back); past it, forgotten
 /// all at once and read again.
@@ -19,43 +24,73 @@ impl Recordings {
     /// Finish the recordings a crash left open (their index not ended) and drop half-written
     /// files, of those untouched for `min_age`: run at start before any recorder with zero
     /// (standalone: nobody else writes here), and every so often in a cluster, where another
-    /// origin may be carrying a recording on in a shared store. Returns how many were
-    /// finished.
+    /// origin may be carrying a recording on in a shared store. A recording that cannot be
+    /// read is logged, counted and left for the next time; only a listing that fails is an
+    /// error. Returns how many were finished.
     pub async fn recover(&self, min_age: Duration) -> std::io::Result<usize> {
+        let recs = inventory::take(self.store.as_ref(), "").await?;
+        let jobs = recs.into_iter().map(|rec| self.recover_logged(rec, min_age));
+        let finished = futures_util::stream::iter(jobs)
+            .buffer_unordered(CONCURRENCY)
+            .filter(|finished| std::future::ready(*finished))
+            .count()
+            .await;
+        Ok(finished)
+    }
+
+    /// Recover `rec`, a failure logged and counted; whether it was finished now.
+    async fn recover_logged(&self, rec: Stored, min_age: Duration) -> bool {
+        let prefix = rec.prefix();
+        match self.recover_one(rec, min_age).await {
+            Ok(finished) => finished,
+            Err(e) => {
+                self.metrics.recording_errors.inc();
+                tracing::warn!(recording = %prefix, error = %e, "recovering a recording failed");
+                false
+            }
+        }
+    }
+
+    /// Recover `rec` (see [`Recordings::recover`]); whether it was finished now.
+    async fn recover_one(&self, rec: Stored, min_age: Duration) -> std::io::Result<bool> {
         let now = SystemTime::now();
         let old = |t: SystemTime| {
             min_age.is_zero() || now.duration_since(t).is_ok_and(|age| age >= min_age)
         };
-        let mut finished = 0;
-        for rec in inventory::take(self.store.as_ref(), "").await? {
-            let prefix = rec.prefix();
-            for (key, modified) in &rec.parts {
-                if old(*modified) {
-                    self.store.delete(key).await?;
-                }
+        let prefix = rec.prefix();
+        for (key, modified) in &rec.parts {
+            if old(*modified) {
+                self.store.delete(key).await?;
             }
-            let Some((_, written)) = rec.index else {
-                // A crash before its first index (or a file written after a delete): nothing
-                // plays it and nothing would ever remove it.
-                if old(rec.newest) {
-                    self.store.delete_prefix(&prefix).await?;
-                    tracing::info!(recording = %prefix, "recording without an index removed");
-                }
-                continue;
-            };
-            if !old(written) || self.finished(&rec).await? {
-                continue;
-            }
-            let key = format!("{prefix}/{INDEX}");
-            // Another origin sharing the store may delete or finish it meanwhile.
-            let Some(text) = self.store.get(&key).await? else { continue };
-            let Some(done) = index::finish_text(&String::from_utf8_lossy(&text)) else { continue };
-            self.store.put(&key, vec![done.into()]).await?;
-            tracing::info!(recording = %prefix, "recording finished after a restart");
-            self.active.changed(&prefix);
-            finished += 1;
         }
-        Ok(finished)
+        let Some((_, written)) = rec.index else {
+            // A crash before its first index (or a file written after a delete): nothing
+            // plays it and nothing would ever remove it.
+            if old(rec.newest) {
+                self.store.delete_prefix(&prefix).await?;
+                tracing::info!(recording = %prefix, "recording without an index removed");
+            }
+            return Ok(false);
+        };
+        if !old(written) || self.finished(&rec).await? {
+            return Ok(false);
+        }
+        // The listing may be a while old: a home that carried the recording on since must not
+        // have it finished under it. Looked at again just before.
+        let fresh = inventory::take(self.store.as_ref(), &prefix).await?.pop();
+        if !fresh.and_then(|r| r.index).is_some_and(|(_, written)| old(written)) {
+            return Ok(false);
+        }
+        let key = format!("{prefix}/{INDEX}");
+        // Another origin sharing the store may delete or finish it meanwhile.
+        let Some(text) = self.store.get(&key).await? else { return Ok(false) };
+        let Some(done) = index::finish_text(&String::from_utf8_lossy(&text)) else {
+            return Ok(false);
+        };
+        self.store.put(&key, vec![done.into()]).await?;
+        tracing::info!(recording = %prefix, "recording finished after a restart");
+        self.active.changed(&prefix);
+        Ok(true)
     }
 
     /// Whether `rec` is finished (remembered once it is).
@@ -79,22 +114,37 @@ impl Recordings {
     /// Returns how many recordings were deleted.
     pub async fn sweep(&self) -> std::io::Result<usize> {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let mut recs = Vec::new();
-        for rec in inventory::take(self.store.as_ref(), "").await? {
-            let finished = self.finished(&rec).await?;
-            let (app, prefix, started_ms) = (rec.app.clone(), rec.prefix(), rec.started_ms());
-            recs.push(RecInfo { app, prefix, started_ms, bytes: rec.bytes, finished });
-        }
+        let listed = inventory::take(self.store.as_ref(), "").await?;
+        let facts = listed.iter().cloned().map(|rec| self.retention_facts(rec));
+        let recs: Vec<RecInfo> =
+            futures_util::stream::iter(facts).buffered(CONCURRENCY).collect().await;
         let now_ms = u64::try_from(now_ms).unwrap_or(u64::MAX);
-        let doomed = retention::expired(&recs, now_ms, &self.retention);
-        for prefix in &doomed {
+        let mut deleted = 0;
+        for prefix in retention::expired(&recs, now_ms, &self.retention) {
+            // Finished, read again rather than remembered, just before it goes.
+            let Some(rec) = listed.iter().find(|r| r.prefix() == prefix) else { continue };
+            if !inventory::is_finished(self.store.as_ref(), rec).await? {
+                continue;
+            }
             // Another origin sharing the store may delete it first: gone either way.
-            self.store.delete_prefix(prefix).await?;
+            self.store.delete_prefix(&prefix).await?;
             tracing::info!(recording = %prefix, "recording deleted by retention");
-            self.forget(prefix);
+            self.forget(&prefix);
+            deleted += 1;
         }
-        self.metrics.recordings_deleted.inc_by(doomed.len() as u64);
-        Ok(doomed.len())
+        self.metrics.recordings_deleted.inc_by(deleted as u64);
+        Ok(deleted)
+    }
+
+    /// What retention weighs of `rec`. One whose index cannot be read counts as not finished:
+    /// it is never deleted.
+    async fn retention_facts(&self, rec: Stored) -> RecInfo {
+        let finished = self.finished(&rec).await.unwrap_or_else(|e| {
+            tracing::warn!(recording = %rec.prefix(), error = %e, "reading a recording's index failed");
+            false
+        });
+        let (prefix, started_ms) = (rec.prefix(), rec.started_ms());
+        RecInfo { app: rec.app, prefix, started_ms, bytes: rec.bytes, finished }
     }
 
     /// Recording `prefix` was deleted: whatever is remembered of it goes.
