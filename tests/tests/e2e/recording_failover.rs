@@ -2,7 +2,8 @@
 //! with the recordings in a store the origins share (one directory here, as NFS would be),
 //! an origin that becomes the home when the old home is SIGKILLed carries on the same
 //! recording, and the finished recording has every segment but at most the one in flight,
-//! playing through with every frame decoding.
+//! playing through with every frame decoding. The same with the recordings in an S3 bucket the
+//! origins share (moto_server on loopback).
 
 use sluice_launch::Signal;
 use sluice_tests::cluster::{find_name, home, TestCluster};
@@ -12,25 +13,83 @@ use sluice_tests::replay::Replay;
 use sluice_tests::{h264_aac, play_count_frames, secs};
 
 use crate::recording::{assert_nothing_half_written, recordings};
+use crate::recording_s3::{s3_env, s3_get, BUCKET};
+
+/// Where the origins keep their recordings.
+enum Shared {
+    Dir(std::path::PathBuf),
+    Bucket(sluice_launch::S3Server),
+}
+
+impl Shared {
+    fn arg(&self) -> [String; 2] {
+        match self {
+            Shared::Dir(root) => ["--record-dir".into(), root.display().to_string()],
+            Shared::Bucket(_) => ["--record-store".into(), format!("s3://{BUCKET}/rf")],
+        }
+    }
+
+    /// The recordings' ids of `live/NAME`, oldest first.
+    fn ids(&self, name: &str) -> Vec<String> {
+        let mut ids: Vec<String> = match self {
+            Shared::Dir(root) => recordings(root, "live", name)
+                .iter()
+                .map(|r| r.file_name().unwrap().to_string_lossy().into_owned())
+                .collect(),
+            Shared::Bucket(s3) => crate::recording_s3::bucket_keys(s3, &format!("rf/live/{name}/"))
+                .iter()
+                .filter_map(|k| k.split('/').nth(3).map(str::to_string))
+                .collect(),
+        };
+        ids.dedup();
+        ids
+    }
+
+    /// The text of the first recording's index of `live/NAME`.
+    fn index(&self, name: &str) -> Option<String> {
+        let id = self.ids(name).into_iter().next()?;
+        match self {
+            Shared::Dir(root) => {
+                std::fs::read_to_string(root.join(format!("live/{name}/{id}/index.m3u8"))).ok()
+            }
+            Shared::Bucket(s3) => {
+                let (status, text) =
+                    s3_get(s3, &format!("{BUCKET}/rf/live/{name}/{id}/index.m3u8"));
+                (status == 200).then_some(text)
+            }
+        }
+    }
+}
 
 #[test]
 fn the_new_home_carries_on_the_recording_when_the_recording_home_is_killed() {
     let dir = TestDir::new("recording-failover");
-    let root = dir.path().join("recordings");
-    let root_arg = root.to_str().unwrap();
+    carry_on(Shared::Dir(dir.path().join("recordings")));
+}
+
+#[test]
+fn the_new_home_carries_on_the_recording_in_a_shared_s3_bucket() {
+    let s3 = sluice_launch::S3Server::start().expect("moto_server (pip install 'moto[server]')");
+    s3.create_bucket(BUCKET).unwrap();
+    // Every origin this test process starts inherits them.
+    for (key, value) in s3_env(&s3) {
+        std::env::set_var(key, value);
+    }
+    carry_on(Shared::Bucket(s3));
+}
+
+fn carry_on(shared: Shared) {
     let (i, h) = ("rf-i", "rf-h");
     let c = TestCluster::new("rf", &[i, h]);
-    let args = ["--record-dir", root_arg, "--record-apps", "live", "--ended-stream-linger", "2s"];
+    let [flag, value] = shared.arg();
+    let args = [flag.as_str(), &value, "--record-apps", "live", "--ended-stream-linger", "2s"];
     let ingest = c.origin(i, &args);
     let home_node = c.origin(h, &args);
     // A stream whose home is not the origin its encoder publishes to.
     let name = find_name("rec", |n| home(&[i, h], n) == h);
     let mut publisher = Replay::start(ingest.rtmp, "live", &name, &h264_aac().path);
     wait_for(secs(20), || home_node.stream_info("live", &name)).expect("forwarded to its home");
-    let index_of = || {
-        let rec = recordings(&root, "live", &name);
-        std::fs::read_to_string(rec.first()?.join("index.m3u8")).ok()
-    };
+    let index_of = || shared.index(&name);
     wait_for(secs(30), || index_of().filter(|t| t.matches("seg-").count() >= 3))
         .unwrap_or_else(|| panic!("the home never recorded: {}", home_node.log()));
     assert!(home_node.log().contains("recording started"), "the home records");
@@ -48,9 +107,11 @@ fn the_new_home_carries_on_the_recording_when_the_recording_home_is_killed() {
     let index = wait_for(secs(30), || index_of().filter(|t| t.contains("#EXT-X-ENDLIST")))
         .unwrap_or_else(|| panic!("the recording never finished: {}", ingest.log()));
 
-    let recs = recordings(&root, "live", &name);
-    assert_eq!(recs.len(), 1, "one recording across the failover: {recs:?}");
-    assert_nothing_half_written(&recs[0]);
+    let ids = shared.ids(&name);
+    assert_eq!(ids.len(), 1, "one recording across the failover: {ids:?}");
+    if let Shared::Dir(root) = &shared {
+        assert_nothing_half_written(&root.join(format!("live/{name}/{}", ids[0])));
+    }
     let msns: Vec<u64> = index
         .lines()
         .filter_map(|l| l.strip_prefix("seg-")?.strip_suffix(".m4s")?.parse().ok())
@@ -66,8 +127,7 @@ fn the_new_home_carries_on_the_recording_when_the_recording_home_is_killed() {
     let (old, now) = (segs(&written), segs(&index));
     assert_eq!(now[..old.len()], old[..], "the old home's segments come first: {index}");
     // Every segment plays, every frame decodes, served by the origin that finished it.
-    let id = recs[0].file_name().unwrap().to_str().unwrap();
-    let vod = format!("http://{}/vod/live/{name}/{id}/index.m3u8", ingest.http);
+    let vod = format!("http://{}/vod/live/{name}/{}/index.m3u8", ingest.http, ids[0]);
     let played = play_count_frames(&vod, secs(60));
     assert!(played.errors.is_empty(), "{:?}", played.errors);
     // 30 fps: the listed seconds' worth of frames (the last segment ends with the encoder).

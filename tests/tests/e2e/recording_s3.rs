@@ -15,11 +15,11 @@ use sluice_tests::{h264_aac, play_count_frames, secs, Origin, Publisher};
 
 use crate::recording::ffprobe_duration;
 
-const BUCKET: &str = "sluice-recordings";
+pub(crate) const BUCKET: &str = "sluice-recordings";
 const TOKEN: &str = "an-admin-token-for-recordings-in-s3";
 
 /// A signed GET of `path` from the S3 server (curl signs it): (status, body).
-fn s3_get(s3: &S3Server, path: &str) -> (u16, String) {
+pub(crate) fn s3_get(s3: &S3Server, path: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
         .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "sluice-test:sluice-test"])
@@ -32,10 +32,21 @@ fn s3_get(s3: &S3Server, path: &str) -> (u16, String) {
 }
 
 /// The keys in the bucket under `prefix` (one page of a ListObjectsV2 is enough here).
-fn bucket_keys(s3: &S3Server, prefix: &str) -> Vec<String> {
+pub(crate) fn bucket_keys(s3: &S3Server, prefix: &str) -> Vec<String> {
     let (status, xml) = s3_get(s3, &format!("{BUCKET}?list-type=2&prefix={prefix}"));
     assert_eq!(status, 200, "{xml}");
     xml.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(String::from).collect()
+}
+
+/// What an origin needs to reach the bucket (its `AWS_*` variables).
+pub(crate) fn s3_env(s3: &S3Server) -> [(&'static str, String); 5] {
+    [
+        ("AWS_ENDPOINT", s3.endpoint()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "sluice-test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "sluice-test".to_string()),
+    ]
 }
 
 /// The object `key` of the bucket, as text.
@@ -68,13 +79,7 @@ fn recordings_kept_in_an_s3_bucket_play_back_survive_a_crash_and_are_deleted_by_
     let token_file = token_file.to_str().unwrap();
     let catalog = format!("sqlite://{}", dir.path().join("catalog.db").display());
     let store = format!("s3://{BUCKET}/site-a");
-    let env = [
-        ("AWS_ENDPOINT", s3.endpoint()),
-        ("AWS_ALLOW_HTTP", "true".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ACCESS_KEY_ID", "sluice-test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "sluice-test".to_string()),
-    ];
+    let env = s3_env(&s3);
     let base = [
         ["--record-store", &store, "--record-apps", "live"],
         ["--catalog", &catalog, "--token-file", token_file],
