@@ -3,7 +3,8 @@
 //! recordings' store; a 404, an error or no answer moves on), with the viewer's Range. What
 //! never changes once written (init segments, segments, thumbnails, and an index once it has
 //! `EXT-X-ENDLIST`) and is small enough is kept in a weight-bounded cache
-//! (`--vod-cache-size`), so once a file is kept its viewers are served from memory. The play
+//! (`--vod-cache-size`), so once a file is kept its viewers are served from memory, Range
+//! requests too; viewers asking at once for a file not kept yet wait for one fetch. The play
 //! policy is the edge's own (checked before this is asked): a private stream's origin is shown
 //! a short-lived token of the edge's, and a playlist's URLs carry the viewer's token again.
 
@@ -58,6 +59,33 @@ pub struct Request<'a> {
     pub cacheable: bool,
 }
 
+type Guard<'a> = quick_cache::sync::PlaceholderGuard<
+    'a,
+    String,
+    Cached,
+    Weight,
+    quick_cache::DefaultHashBuilder,
+    quick_cache::sync::DefaultLifecycle<String, Cached>,
+>;
+
+/// Where a fetched file is kept: the cache, or the place concurrent askers of it wait on
+/// (dropped unfilled when the file is not kept: the next of them fetches it).
+enum Keeper<'a> {
+    Cache,
+    Guard(Guard<'a>),
+}
+
+impl Keeper<'_> {
+    fn keep(self, cache: &quick_cache::sync::Cache<String, Cached, Weight>, key: &str, c: Cached) {
+        match self {
+            Keeper::Cache => cache.insert(key.to_string(), c),
+            Keeper::Guard(guard) => {
+                let _ = guard.insert(c);
+            }
+        }
+    }
+}
+
 /// Largest playlist read (a 6 h recording's index is some 200 KB).
 const MAX_PLAYLIST: usize = 4 << 20;
 
@@ -66,6 +94,8 @@ pub struct VodUpstream {
     client: reqwest::Client,
     snapshot: watch::Receiver<Snapshot>,
     cache: quick_cache::sync::Cache<String, Cached, Weight>,
+    /// The cache holds anything (`--vod-cache-size` above 0).
+    keeps: bool,
     metrics: Metrics,
     failures: crate::log_limit::RateLimitedLog,
 }
@@ -82,6 +112,7 @@ impl VodUpstream {
             client,
             snapshot,
             cache: quick_cache::sync::Cache::with_weighter(1024, cache_bytes, Weight),
+            keeps: cache_bytes > 0,
             metrics,
             failures: crate::log_limit::RateLimitedLog::new(2),
         }
@@ -111,11 +142,23 @@ impl VodUpstream {
             true => format!("{path}{}", request.viewer_token),
             false => path.to_string(),
         };
-        if range.is_none() {
-            if let Some(hit) = self.cache.get(&cache_key) {
-                self.metrics.vod_cache_hits.inc();
-                return cached(hit, playlist);
+        // A file that never changes, asked whole: concurrent askers wait for one fetch.
+        let coalesce = self.keeps && request.cacheable && !playlist && range.is_none();
+        let mut keeper = Keeper::Cache;
+        if coalesce {
+            match self.cache.get_value_or_guard_async(&cache_key).await {
+                Ok(hit) => {
+                    self.metrics.vod_cache_hits.inc();
+                    return cached(hit, playlist);
+                }
+                Err(guard) => keeper = Keeper::Guard(guard),
             }
+        } else if let Some(hit) = self.cache.get(&cache_key) {
+            self.metrics.vod_cache_hits.inc();
+            return match &range {
+                Some(range) if !playlist => cached_range(hit, range),
+                _ => cached(hit, playlist),
+            };
         }
         self.metrics.vod_fetches.inc();
         for api in self.origins(request.key) {
@@ -143,7 +186,7 @@ impl VodUpstream {
                     continue;
                 }
             };
-            let keep = request.cacheable && range.is_none();
+            let keep = (request.cacheable && range.is_none()).then_some(keeper);
             return self
                 .relay(&cache_key, response, keep, playlist.then_some(&request.viewer_token))
                 .await;
@@ -164,7 +207,7 @@ impl VodUpstream {
         &self,
         key: &str,
         response: reqwest::Response,
-        keep: bool,
+        keep: Option<Keeper<'_>>,
         viewer_token: Option<&String>,
     ) -> Response {
         let status =
@@ -199,18 +242,17 @@ impl VodUpstream {
                 super::vod::carry_token(&strip_queries(&String::from_utf8_lossy(&body)), token);
             let body = Bytes::from(text);
             // Kept only once finished: until then it grows.
-            if keep && ended(&body) {
-                self.cache
-                    .insert(key.to_string(), Cached { kind: kind.clone(), body: body.clone() });
+            if let (Some(keeper), true) = (keep, ended(&body)) {
+                keeper.keep(&self.cache, key, Cached { kind: kind.clone(), body: body.clone() });
             }
             out.remove(header::CONTENT_LENGTH);
             return (status, out, body).into_response();
         }
         let small = response.content_length().is_some_and(|n| n <= MAX_CACHED);
-        if status == StatusCode::OK && keep && small {
+        if let (Some(keeper), StatusCode::OK, true) = (keep, status, small) {
             return match read_capped(response, MAX_CACHED as usize).await {
                 Some(body) => {
-                    self.cache.insert(key.to_string(), Cached { kind, body: body.clone() });
+                    keeper.keep(&self.cache, key, Cached { kind, body: body.clone() });
                     (status, out, body).into_response()
                 }
                 None => {
@@ -282,6 +324,34 @@ fn cached(hit: Cached, playlist: bool) -> Response {
     (headers, hit.body).into_response()
 }
 
+/// Part of a kept file, for a viewer's `Range` (one range: 206; several, or one that does not
+/// parse: the whole file, as RFC 9110 allows; one past the end: 416).
+fn cached_range(hit: Cached, range: &HeaderValue) -> Response {
+    let len = hit.body.len() as u64;
+    let parsed = http_range_header::parse_range_header(range.to_str().unwrap_or_default())
+        .map(|r| r.validate(len));
+    let one = match parsed {
+        Ok(Ok(ranges)) if ranges.len() == 1 => ranges[0].clone(),
+        Ok(Err(_)) => {
+            let headers = [(header::CONTENT_RANGE, format!("bytes */{len}"))];
+            return (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
+        }
+        _ => return cached(hit, false),
+    };
+    let (start, end) = (*one.start(), *one.end());
+    let headers = [
+        (header::CONTENT_TYPE, hit.kind),
+        (header::CACHE_CONTROL, HeaderValue::from_static("max-age=86400, immutable")),
+        (
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                .unwrap_or(HeaderValue::from_static("bytes */0")),
+        ),
+    ];
+    let body = hit.body.slice(start as usize..end as usize + 1);
+    (StatusCode::PARTIAL_CONTENT, headers, body).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +366,26 @@ mod tests {
         );
         assert!(ended(text.as_bytes()));
         assert_eq!(strip_queries("#EXTM3U\nseg-2.m4s\n"), "#EXTM3U\nseg-2.m4s\n");
+    }
+
+    #[tokio::test]
+    async fn a_kept_file_answers_a_range_from_memory() {
+        let hit = Cached {
+            kind: HeaderValue::from_static("video/mp4"),
+            body: Bytes::from_static(b"0123456789"),
+        };
+        let range = |r: &'static str| cached_range(hit.clone(), &HeaderValue::from_static(r));
+        let body = |r: Response| async { axum::body::to_bytes(r.into_body(), 100).await.unwrap() };
+        let part = range("bytes=2-5");
+        assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(part.headers()[header::CONTENT_RANGE], "bytes 2-5/10");
+        assert_eq!(body(part).await, &b"2345"[..]);
+        assert_eq!(body(range("bytes=-3")).await, &b"789"[..]);
+        assert_eq!(body(range("bytes=7-")).await, &b"789"[..]);
+        let several = range("bytes=0-1,4-5");
+        assert_eq!(several.status(), StatusCode::OK);
+        assert_eq!(body(several).await, &b"0123456789"[..]);
+        assert_eq!(range("bytes=20-30").status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(range("items=1-2").status(), StatusCode::OK, "another unit: the whole");
     }
 }

@@ -1,8 +1,9 @@
 //! Recordings played from an edge (#15): an edge keeps no recordings, so it passes `/vod/...`
 //! to the origins (the stream's home first) and keeps what never changes once written. A
 //! finished recording plays whole as HLS VOD from the edge, its MP4 answers Range requests
-//! byte for byte as the origin's does, and once the origin is gone the edge still serves the
-//! files it has kept.
+//! byte for byte as the origin's does, viewers asking at once for a file not kept yet share one
+//! fetch, and once the origin is gone the edge still serves the files it has kept (a Range of
+//! one too).
 
 use sluice_launch::Signal;
 use sluice_tests::cluster::TestCluster;
@@ -36,6 +37,29 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
     assert!(publisher.wait(secs(40)).is_some_and(|s| s.success()), "{:?}", publisher.stderr());
     let id = wait_for(secs(30), || finished_recording(origin.http))
         .unwrap_or_else(|| panic!("never finished: {}", origin.log()));
+
+    // Eight viewers asking at once for a segment the edge has not kept: one fetch serves all.
+    let text = origin.get(&format!("/vod/live/talk/{id}/index.m3u8")).text();
+    let first = text.lines().find(|l| l.starts_with("seg-")).expect("a segment").to_string();
+    let segment = format!("http://{}/vod/live/talk/{id}/{first}", edge.http);
+    let fetches = || edge.metrics().get("sluice_vod_fetches_total", &[]).unwrap_or(0.0);
+    let before = fetches();
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let askers: Vec<_> = (0..8)
+            .map(|i| {
+                let (segment, dir) = (&segment, dir.path().join(format!("asker-{i}")));
+                s.spawn(move || {
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let (status, _, body) = curl_download(segment, &[], &dir);
+                    assert_eq!(status, 200);
+                    body
+                })
+            })
+            .collect();
+        askers.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert!(bodies[0].len() > 1000 && bodies.iter().all(|b| *b == bodies[0]));
+    assert_eq!(fetches() - before, 1.0, "one fetch for the eight");
 
     // HLS VOD from the edge: every frame decodes.
     let index = format!("http://{}/vod/live/talk/{id}/index.m3u8", edge.http);
@@ -71,6 +95,10 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
     assert!(hits > 0.0, "served from the cache");
     let fetches = edge.metrics().get("sluice_vod_fetches_total", &[]).unwrap_or(0.0);
     assert_eq!(fetches, segments_before, "nothing asked of the dead origin");
+    // A Range of a kept file is answered from memory too.
+    let (status, headers, part) = curl_download(&segment, &["-r", "10-109"], dir.path());
+    assert_eq!(status, 206, "{headers}");
+    assert_eq!(part, bodies[0][10..110], "the range's bytes, from memory");
     drop(c);
 }
 
