@@ -127,6 +127,10 @@ pub struct NodeInfo {
     /// are transcoded on them (placed on a ring of their own) rather than on their homes.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub transcoder: bool,
+    /// An origin that plays scheduled files out (`--playout-dir`): an entry is played by the
+    /// first such origin in its stream's ring order.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub playout: bool,
 }
 
 /// Longest node registration value a cache accepts, in bytes.

@@ -81,6 +81,17 @@ impl Placement {
     }
 }
 
+impl Placement {
+    /// The origin that plays `key`'s scheduled entries: the first in its ring order (its home,
+    /// then its standbys, ...) that plays files out (`--playout-dir`); `None` when none does.
+    pub fn player(&self, key: &StreamKey) -> Option<NodeId> {
+        let snapshot = self.snapshot.borrow();
+        let ring = self.ring.borrow();
+        let order = ring.owners(key, ring.members().len());
+        order.into_iter().find(|id| snapshot.node(Role::Origin, id).is_some_and(|n| n.info.playout))
+    }
+}
+
 /// The relay address an origin advertises in the registry (an untrusted value: `None` when
 /// missing or malformed).
 pub fn relay_addr(snapshot: &Snapshot, origin: &NodeId) -> Option<SocketAddr> {

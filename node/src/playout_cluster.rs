@@ -1,5 +1,6 @@
 //! Playout in a cluster: the registry's schedule ([`Snapshot::schedule`], set through the
-//! control plane) as [`ClusterSchedule`]. Each entry is played by its stream's ring home;
+//! control plane) as [`ClusterSchedule`]. Each entry is played by its stream's player (its
+//! ring home, or the first origin after it in ring order with `--playout-dir`);
 //! the runner publishes only while this node holds the name's claim, which is taken in the
 //! background when it asks ([`Claims::ready`]) and let go when the playout ends here (unless a
 //! live publisher of this node has the name by then). While it publishes, the stream is
@@ -204,6 +205,8 @@ impl ClusterSchedule for RegistrySchedule {
     }
 
     fn is_home(&self, key: &StreamKey) -> bool {
-        self.placement.home(key).is_none_or(|home| home == self.placement.node_id)
+        // Its ring home, or the first after it that plays files out (an origin without
+        // --playout-dir never is).
+        self.placement.player(key).is_some_and(|player| player == self.placement.node_id)
     }
 }

@@ -35,6 +35,8 @@ pub struct Advertised {
     pub started_at_ms: u64,
     /// Marked as a transcoder (`--transcoder`).
     pub transcoder: bool,
+    /// Plays scheduled files out (`--playout-dir`).
+    pub playout: bool,
 }
 
 /// The addresses a node listens at, as bound.
@@ -98,6 +100,7 @@ impl Advertised {
             version: VERSION.to_string(),
             started_at_ms: self.started_at_ms,
             transcoder: self.transcoder,
+            playout: self.playout,
         }
     }
 }

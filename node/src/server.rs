@@ -243,6 +243,7 @@ impl Node {
             },
             started_at_ms: registry::unix_ms_now(),
             transcoder: options.transcode.as_ref().is_some_and(|t| t.transcoder),
+            playout: options.playout_dir.is_some(),
         };
         let options_role = options.role;
         let registry =

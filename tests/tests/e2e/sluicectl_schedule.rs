@@ -1,5 +1,6 @@
 //! Scheduled playout in a cluster (#15): `sluicectl schedule add` writes an entry into etcd;
-//! the stream's home origin publishes the file from its `--playout-dir` at the entry's time
+//! the stream's player (here not its ring home, which has no `--playout-dir`, but the next
+//! origin in ring order) publishes the file from its `--playout-dir` at the entry's time
 //! (within a second), an edge plays it to ffmpeg, `schedule ls` tells which origin plays it;
 //! a live encoder at another origin takes the name over and hands it back; when the home is
 //! killed, the origin that becomes the home carries the entry on; `schedule rm` ends it. A bad entry is refused with one clear line.
@@ -21,9 +22,10 @@ fn now_ms() -> i64 {
 }
 
 #[test]
-fn a_file_scheduled_with_sluicectl_goes_live_on_its_home_gives_way_to_an_encoder_and_fails_over() {
-    let (a, b, e) = ("ps-a", "ps-b", "ps-e");
-    let c = TestCluster::new("ps", &[a, b, e]);
+fn a_file_scheduled_with_sluicectl_goes_live_on_its_player_gives_way_to_an_encoder_and_fails_over()
+{
+    let (a, b, h, e) = ("ps-a", "ps-b", "ps-h", "ps-e");
+    let c = TestCluster::new("ps", &[a, b, h, e]);
     let dir = TestDir::new("sluicectl-schedule");
     let files = dir.path().join("playout");
     std::fs::create_dir_all(files.join("shows")).unwrap();
@@ -31,13 +33,15 @@ fn a_file_scheduled_with_sluicectl_goes_live_on_its_home_gives_way_to_an_encoder
     let args = ["--playout-dir", files.to_str().unwrap(), "--ended-stream-linger", "1s"];
     let home = c.origin(a, &args);
     let standby = c.origin(b, &args);
+    // The ring home of the stream, which plays nothing out.
+    let _no_playout = c.origin(h, &["--ended-stream-linger", "1s"]);
     let edge = c.edge(e, &[]);
     let cp = control_plane::start(&c, "ps", &[]);
     let config = config_in(&dir);
     let endpoint = cp.grpc_url();
     let env = [("SLUICE_ENDPOINT", endpoint.as_str())];
     let ctl = |args: &[&str]| ctl_env(&config, &env, args);
-    let name = find_name("tv", |n| owners(&[a, b], n, 2) == [a, b]);
+    let name = find_name("tv", |n| owners(&[a, b, h], n, 3) == [h, a, b]);
     let stream = format!("live/{name}");
 
     // Refused, one line naming the fault; nothing written.
@@ -60,7 +64,7 @@ fn a_file_scheduled_with_sluicectl_goes_live_on_its_home_gives_way_to_an_encoder
     assert!(ctl(&["schedule", "ls"]).stdout.contains(&id));
     assert!(home.stream_info("live", &name).is_none(), "not before its time");
 
-    // Live on its home at its time, within a second.
+    // Live on its player at its time, within a second.
     let live = wait_for(secs(15), || home.stream_info("live", &name))
         .unwrap_or_else(|| panic!("never went live on its home:\n{}", home.log()));
     let went_live = (live["started_at"].as_f64().unwrap() * 1000.0) as i64;

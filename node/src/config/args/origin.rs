@@ -82,8 +82,8 @@ pub struct OriginArgs {
     /// Scheduled playout: FLV and MP4 files in this directory go out as live streams at the times
     /// the schedule gives them (paced by the origin; a live encoder of the name takes over
     /// and hands back). Standalone: /api/schedule, kept in DIR/.sluice-schedule.json. In a
-    /// cluster: `sluicectl schedule`, played by the stream's home (give every origin the same
-    /// files). Default: none.
+    /// cluster: `sluicectl schedule`, played by the stream's home, or the first origin after it
+    /// in ring order with a --playout-dir (give them the same files). Default: none.
     #[arg(long, env = "SLUICE_PLAYOUT_DIR")]
     pub playout_dir: Option<PathBuf>,
 
