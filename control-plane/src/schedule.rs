@@ -1,13 +1,15 @@
 //! Scheduled playout through the control plane: entries written to etcd
 //! (`{prefix}/schedule/{id}`), where every origin reads them from its registry cache and the
-//! stream's home plays them; how each stands comes back in the origins' load reports. The
+//! stream's player (its home, or the first origin after it with a playout directory) plays
+//! them; how each stands comes back in the origins' load reports. The
 //! control plane keeps nothing itself.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_cluster::schedule::{validate, EntryValue, PlayoutState, MAX_ENTRIES};
-use sluice_cluster::types::{Role, Snapshot};
-use sluice_cluster::{OrderWriter, RegistryError};
+use sluice_cluster::types::{NodeId, Role, Snapshot};
+use sluice_cluster::{OrderWriter, RegistryError, Ring, DEFAULT_VNODES};
+use sluice_media::stream_name::StreamKey;
 use sluice_proto::control::v1 as pb;
 use tonic::Status;
 
@@ -36,15 +38,31 @@ fn new_id(snap: &Snapshot) -> String {
     }
 }
 
-/// How entry `id` stands, and the origin that says so: the reports of origins playing it
-/// first, then those that played it; `due` or `waiting` when none has.
+/// The origin that plays `value`'s entries as the registry stands: the first in its stream's
+/// ring order (of the ready origins) that plays files out; what the origins themselves decide
+/// (`node::placement::player`), but for their ring's damping.
+fn player(snap: &Snapshot, value: &EntryValue) -> Option<NodeId> {
+    let (key, _) = StreamKey::parse(&value.app, &value.stream).ok()?;
+    let ring = Ring::new(snap.ready_origins(), DEFAULT_VNODES);
+    let order = ring.owners(&key, ring.members().len());
+    order.into_iter().find(|id| snap.node(Role::Origin, id).is_some_and(|n| n.info.playout))
+}
+
+/// How entry `id` stands, and the origin that says so: its player's report when it has one,
+/// else the reports of origins playing it first, then those that played it; `due` or
+/// `waiting` when none has.
 fn standing(snap: &Snapshot, id: &str, value: &EntryValue, now: i64) -> (String, String) {
+    let player = player(snap, value);
     let mut best: Option<(PlayoutState, &str)> = None;
     for ((role, node), load) in &snap.loads {
         if *role != Role::Origin {
             continue;
         }
         let Some(state) = load.report.playouts.get(id) else { continue };
+        if player.as_ref() == Some(node) {
+            best = Some((*state, node.as_str()));
+            break;
+        }
         let rank = |s: PlayoutState| matches!(s, PlayoutState::Playing | PlayoutState::Displaced);
         if best.is_none_or(|(b, _)| rank(*state) && !rank(b)) {
             best = Some((*state, node.as_str()));
@@ -126,7 +144,7 @@ pub fn list(cp: &ControlPlane) -> pb::ListScheduleResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_cluster::types::{LoadRecord, LoadReport, NodeId};
+    use sluice_cluster::types::{LoadRecord, LoadReport, NodeInfo, NodeRecord};
 
     fn report(id: &str, state: PlayoutState) -> LoadReport {
         let mut r = LoadReport::default();
@@ -163,5 +181,25 @@ mod tests {
         put("o-b", PlayoutState::Playing);
         put("o-c", PlayoutState::Failed);
         assert_eq!(standing(&snap, "x", &v, 1_500), ("playing".into(), "o-b".into()));
+        // Once the registry names its player, that origin's report is the one shown.
+        for node in ["o-a", "o-b", "o-c"] {
+            let mut info = NodeInfo { playout: node != "o-b", ..NodeInfo::default() };
+            info.state = sluice_cluster::types::NodeState::Ready;
+            let id = NodeId::new(node).unwrap();
+            let rec = NodeRecord {
+                role: Role::Origin,
+                id: id.clone(),
+                info,
+                lease: 0,
+                create_revision: 0,
+                mod_revision: 0,
+            };
+            snap.nodes.insert((Role::Origin, id), rec);
+        }
+        let want = player(&snap, &v).unwrap();
+        assert_ne!(want.as_str(), "o-b", "o-b plays nothing out");
+        let (state, node) = standing(&snap, "x", &v, 1_500);
+        assert_eq!(node, want.as_str());
+        assert_eq!(state, if node == "o-a" { "done" } else { "failed" });
     }
 }
