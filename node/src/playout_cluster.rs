@@ -191,6 +191,24 @@ impl Claims for RegistrySchedule {
         self.let_go(key);
     }
 
+    fn codecs(&self, key: &StreamKey, codecs: &[String]) {
+        let claim = match lock(&self.held).get(key) {
+            Some(Held::Holding { claim, .. }) => claim.clone(),
+            _ => return,
+        };
+        let mut info = claim.info.clone();
+        info.codecs = codecs.to_vec();
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            match registry.update_claim(&claim, info).await {
+                Ok(_) => debug!(stream = %claim.stream, "playout: claim updated with its codecs"),
+                Err(e) => {
+                    warn!(stream = %claim.stream, error = %e, "playout: could not write the codecs into the claim");
+                }
+            }
+        });
+    }
+
     fn ended(&self, key: &StreamKey) {
         // A claim still in flight is let go by its task when it comes (it is no longer
         // wanted); one held is let go now, unless a live publisher here has the name.

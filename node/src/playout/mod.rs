@@ -51,13 +51,16 @@ pub trait Claims: Send + Sync {
     fn displaced(&self, key: &StreamKey);
     /// The playout of `key` stopped publishing here.
     fn ended(&self, key: &StreamKey);
+    /// The playout of `key` publishes these codecs now (the claim tells the cluster).
+    fn codecs(&self, _key: &StreamKey, _codecs: &[String]) {}
 }
 
 /// A cluster's schedule, from the registry.
 pub trait ClusterSchedule: Claims {
     /// Every entry, by id.
     fn entries(&self) -> Vec<(String, EntryValue)>;
-    /// Whether this node plays `key`'s entries (its ring home).
+    /// Whether this node plays `key`'s entries (its player: the ring home, or the first origin
+    /// after it that plays files out).
     fn is_home(&self, key: &StreamKey) -> bool;
 }
 

@@ -171,6 +171,8 @@ pub async fn run(mut job: Job) -> State {
 async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
     let mut pacer = Pacer::new(job.start);
     let mut headers = Headers::default();
+    // The codecs the claim was told of.
+    let mut told: Vec<String> = Vec::new();
     // Reported as playing once on air.
     let mut reported = State::Waiting;
     let mut source = match Source::open(&job.input).await {
@@ -244,6 +246,10 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
                 if let Err(e) = p.push(message) {
                     warn!(stream = %job.key, error = %e, "playout: frame refused");
                     return State::Failed;
+                }
+                if p.codecs() != told.as_slice() {
+                    told = p.codecs().to_vec();
+                    job.claims.codecs(&job.key, &told);
                 }
             }
         }
