@@ -100,7 +100,13 @@ pub struct Playout {
     book: Book,
     running: Mutex<HashMap<String, Running>>,
     generations: AtomicU64,
+    /// Playouts reading on to catch up with their time at once (a late start of a long FLV
+    /// file reads through it): the rest wait their turn.
+    catch_ups: Arc<tokio::sync::Semaphore>,
 }
+
+/// Playouts catching up at once (see [`Playout`]).
+const MAX_CATCH_UPS: usize = 2;
 
 impl std::fmt::Debug for Playout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +153,8 @@ impl Playout {
     ) -> Arc<Playout> {
         let running = Mutex::default();
         let generations = AtomicU64::new(1);
-        Arc::new(Playout { dir, hub, recordings, book, running, generations })
+        let catch_ups = Arc::new(tokio::sync::Semaphore::new(MAX_CATCH_UPS));
+        Arc::new(Playout { dir, hub, recordings, book, running, generations, catch_ups })
     }
 
     /// Whether the recording `value` plays (if it plays one) is there, finished and playable.
@@ -403,6 +410,7 @@ impl Playout {
             claims,
             stop,
             report,
+            catch_ups: self.catch_ups.clone(),
         };
         let this = self.clone();
         tokio::spawn(async move {

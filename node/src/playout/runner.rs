@@ -46,6 +46,8 @@ pub struct Job {
     pub stop: watch::Receiver<bool>,
     /// Told of each change of state.
     pub report: Box<dyn Fn(State) + Send + Sync>,
+    /// A turn to read on without pacing (catching up), shared by the node's playouts.
+    pub catch_ups: Arc<tokio::sync::Semaphore>,
 }
 
 /// The sequence headers and metadata seen so far: sent first to every new publish.
@@ -173,6 +175,8 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
     let mut headers = Headers::default();
     // The codecs the claim was told of.
     let mut told: Vec<String> = Vec::new();
+    // This playout's turn to catch up, while it reads on without pacing.
+    let mut turn: Option<tokio::sync::OwnedSemaphorePermit> = None;
     // Reported as playing once on air.
     let mut reported = State::Waiting;
     let mut source = match Source::open(&job.input).await {
@@ -213,11 +217,21 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
             // Behind its time and not on air: read on, publish nothing, until caught up.
             let late = publisher.is_none() && due + LATE < tokio::time::Instant::now().into_std();
             if late {
+                if turn.is_none() {
+                    let catch_ups = job.catch_ups.clone();
+                    tokio::select! {
+                        permit = catch_ups.acquire_owned() => turn = permit.ok(),
+                        _ = job.stop.changed() => return State::Done,
+                    }
+                }
                 if *job.stop.borrow() {
                     return State::Done;
                 }
-            } else if !wait(due, publisher, job, &mut reported).await {
-                return State::Done;
+            } else {
+                turn = None;
+                if !wait(due, publisher, job, &mut reported).await {
+                    return State::Done;
+                }
             }
             let header = headers.keep(tag.kind, &tag.payload);
             // (Re)publish at a keyframe (or any audio frame of a file without video), once
