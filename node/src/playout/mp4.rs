@@ -138,6 +138,7 @@ pub fn index(moov: &[u8]) -> Result<Mp4Index, Mp4InputError> {
     let mut tracks = Vec::new();
     let mut samples = Vec::new();
     let (mut video, mut audio) = (false, false);
+    let mut shifts: Vec<i64> = Vec::new();
     for trak in &moov.trak {
         let Some(track) = playable(trak) else { continue };
         let is_video = track.kind == MediaKind::Video;
@@ -147,6 +148,7 @@ pub fn index(moov: &[u8]) -> Result<Mp4Index, Mp4InputError> {
         (video, audio) = (video || is_video, audio || !is_video);
         let n = u8::try_from(tracks.len()).unwrap_or(u8::MAX);
         samples_of(trak, &track, n, &mut samples)?;
+        shifts.push(edit_shift_ms(trak, moov.mvhd.timescale));
         tracks.push(track);
     }
     if tracks.is_empty() {
@@ -155,8 +157,39 @@ pub fn index(moov: &[u8]) -> Result<Mp4Index, Mp4InputError> {
     if samples.is_empty() {
         return Err(Mp4InputError::NoSamples);
     }
+    // Each track's edit list moves it on the timeline; the track that starts latest into its
+    // media stays put and the others are delayed to match (times never go below zero).
+    let latest = shifts.iter().copied().max().unwrap_or(0);
+    for sample in &mut samples {
+        let delay = latest - shifts.get(usize::from(sample.track)).copied().unwrap_or(0);
+        sample.dts_ms = sample.dts_ms.saturating_add(delay.unsigned_abs());
+    }
     samples.sort_by_key(|s| (s.dts_ms, s.track));
     Ok(Mp4Index { tracks, samples })
+}
+
+/// Longest edit-list shift taken from a file (a larger one is clamped).
+const MAX_EDIT_SHIFT_MS: i64 = 60_000;
+
+/// How far `trak`'s edit list moves its media earlier, ms: the media time its first edit plays
+/// from, less the empty edits before it (an encoder's B-frame or AAC priming delay). Only the
+/// first media edit counts; none: 0.
+fn edit_shift_ms(trak: &Trak, movie_timescale: u32) -> i64 {
+    let Some(elst) = trak.edts.as_ref().and_then(|e| e.elst.as_ref()) else { return 0 };
+    let track_timescale = i128::from(trak.mdia.mdhd.timescale.max(1));
+    let movie_timescale = i128::from(movie_timescale.max(1));
+    let mut empty_ms: i128 = 0;
+    for entry in &elst.entries {
+        match entry.media_time {
+            None => empty_ms += i128::from(entry.segment_duration) * 1000 / movie_timescale,
+            Some(t) => {
+                let shift = i128::from(t) * 1000 / track_timescale - empty_ms;
+                let max = i128::from(MAX_EDIT_SHIFT_MS);
+                return i64::try_from(shift.clamp(-max, max)).unwrap_or(0);
+            }
+        }
+    }
+    0
 }
 
 /// The track's played sample descriptions, if it has one (the first played one sets the
@@ -348,6 +381,32 @@ mod tests {
         let mut out = Vec::new();
         moov.encode(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn an_edit_list_moves_a_track_by_its_first_media_edit_less_its_empty_ones() {
+        use mp4_atom::{Edts, Elst, ElstEntry};
+        let trak = |timescale: u32, entries: Vec<(u64, Option<u64>)>| {
+            let entries = entries
+                .into_iter()
+                .map(|(segment_duration, media_time)| ElstEntry {
+                    segment_duration,
+                    media_time,
+                    ..ElstEntry::default()
+                })
+                .collect();
+            let mut trak = Trak::default();
+            trak.mdia.mdhd.timescale = timescale;
+            trak.edts = Some(Edts { elst: Some(Elst { entries }) });
+            trak
+        };
+        assert_eq!(edit_shift_ms(&Trak::default(), 1000), 0, "no edit list");
+        // ffmpeg's B-frame delay: the first edit plays from 2 frames (1024 of 15360) in.
+        assert_eq!(edit_shift_ms(&trak(15360, vec![(10_000, Some(1024))]), 1000), 66);
+        // An empty edit of 0.5 s (movie timescale 600) first: the track starts later.
+        assert_eq!(edit_shift_ms(&trak(44100, vec![(300, None), (1, Some(0))]), 600), -500);
+        assert_eq!(edit_shift_ms(&trak(1, vec![(1, Some(u64::MAX / 2))]), 1), MAX_EDIT_SHIFT_MS);
+        assert_eq!(edit_shift_ms(&trak(1000, vec![(1, None)]), 1000), 0, "no media edit");
     }
 
     #[test]
