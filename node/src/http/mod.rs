@@ -110,8 +110,21 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         .route("/{app}/{file}", get(media))
         .route("/{app}/{stream}/{file}", get(hls_file))
         .layer(Extension(hls))
-        .layer(CorsLayer::permissive())
+        .layer(cors())
         .with_state(ctx)
+}
+
+/// Any site's page may read what the node serves (players, the API's listings), but only read:
+/// a browser on another site is never let send a change (`DELETE`, `PATCH`, a JSON `POST`
+/// needs a preflight, which names only `GET` and `HEAD`), so an operator's browser on an
+/// `--admin-allow` network cannot be made to change anything by a page it visits.
+fn cors() -> CorsLayer {
+    use tower_http::cors::Any;
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::HEAD])
+        .allow_headers(Any)
+        .expose_headers(Any)
 }
 
 async fn readyz(State(ctx): State<Arc<HttpContext>>) -> Response {

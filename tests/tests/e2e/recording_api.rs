@@ -39,6 +39,19 @@ fn the_api_lists_shows_and_deletes_recordings_behind_the_admin_token() {
     ]);
     let api = format!("http://{}/api/recordings", origin.http);
     assert_eq!(curl("GET", &api, None).0, 401, "the token is needed");
+    // Another site's page may read, never change: a DELETE's preflight names GET and HEAD only.
+    let preflight = [
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: https://elsewhere.example",
+        "-H",
+        "Access-Control-Request-Method: DELETE",
+    ];
+    let one = format!("{api}/live/talk/1");
+    let (_, headers, _) = sluice_tests::http::curl_download(&one, &preflight, dir.path());
+    let methods = headers.lines().find(|l| l.starts_with("access-control-allow-methods:"));
+    assert!(methods.is_some_and(|m| m.contains("get") && !m.contains("delete")), "{headers}");
 
     let mut publisher = Publisher::start(&origin.rtmp_url("live", "talk"), &fixture.path);
     // While it is written: listed unfinished, and it cannot be deleted.
