@@ -29,11 +29,28 @@ const MAX_TRIES: usize = 3;
 /// One origin's answer (its headers) within this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A cached file: its content type and bytes.
+/// How long a kept file is served before an origin is asked again: a recording deleted at the
+/// origins stops playing from the edges within this.
+const KEPT_FOR: Duration = Duration::from_secs(600);
+/// Longest wait for the next piece of a body streamed through from an origin.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A cached file: its content type and bytes, and when it was fetched.
 #[derive(Clone)]
 struct Cached {
     kind: HeaderValue,
     body: Bytes,
+    at: tokio::time::Instant,
+}
+
+impl Cached {
+    fn new(kind: HeaderValue, body: Bytes) -> Cached {
+        Cached { kind, body, at: tokio::time::Instant::now() }
+    }
+
+    fn fresh(&self) -> bool {
+        self.at.elapsed() < KEPT_FOR
+    }
 }
 
 #[derive(Clone)]
@@ -145,6 +162,10 @@ impl VodUpstream {
         // A file that never changes, asked whole: concurrent askers wait for one fetch.
         let coalesce = self.keeps && request.cacheable && !playlist && range.is_none();
         let mut keeper = Keeper::Cache;
+        // Past its time a kept file is fetched again (and replaced, or gone with a 404).
+        if self.cache.get(&cache_key).is_some_and(|hit| !hit.fresh()) {
+            self.cache.remove(&cache_key);
+        }
         if coalesce {
             match self.cache.get_value_or_guard_async(&cache_key).await {
                 Ok(hit) => {
@@ -243,7 +264,7 @@ impl VodUpstream {
             let body = Bytes::from(text);
             // Kept only once finished: until then it grows.
             if let (Some(keeper), true) = (keep, ended(&body)) {
-                keeper.keep(&self.cache, key, Cached { kind: kind.clone(), body: body.clone() });
+                keeper.keep(&self.cache, key, Cached::new(kind.clone(), body.clone()));
             }
             out.remove(header::CONTENT_LENGTH);
             return (status, out, body).into_response();
@@ -252,7 +273,7 @@ impl VodUpstream {
         if let (Some(keeper), StatusCode::OK, true) = (keep, status, small) {
             return match read_capped(response, MAX_CACHED as usize).await {
                 Some(body) => {
-                    keeper.keep(&self.cache, key, Cached { kind, body: body.clone() });
+                    keeper.keep(&self.cache, key, Cached::new(kind, body.clone()));
                     (status, out, body).into_response()
                 }
                 None => {
@@ -260,12 +281,18 @@ impl VodUpstream {
                 }
             };
         }
-        // Streamed through, a chunk at a time.
-        let body = futures_util::stream::unfold(response, |mut r| async move {
-            match r.chunk().await {
-                Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(chunk), r)),
-                Ok(None) => None,
-                Err(e) => Some((Err(std::io::Error::other(e)), r)),
+        // Streamed through, a chunk at a time; an origin that stalls ends the body.
+        let body = futures_util::stream::unfold(Some(response), |r| async move {
+            let mut r = r?;
+            match tokio::time::timeout(CHUNK_TIMEOUT, r.chunk()).await {
+                Ok(Ok(Some(chunk))) => Some((Ok::<_, std::io::Error>(chunk), Some(r))),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => Some((Err(std::io::Error::other(e)), None)),
+                Err(_) => {
+                    let stalled =
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "origin stalled");
+                    Some((Err(stalled), None))
+                }
             }
         });
         (status, out, Body::from_stream(body)).into_response()
@@ -368,12 +395,19 @@ mod tests {
         assert_eq!(strip_queries("#EXTM3U\nseg-2.m4s\n"), "#EXTM3U\nseg-2.m4s\n");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_file_goes_stale_after_its_time() {
+        let kept = Cached::new(HeaderValue::from_static("video/mp4"), Bytes::new());
+        tokio::time::advance(KEPT_FOR - Duration::from_secs(1)).await;
+        assert!(kept.fresh());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!kept.fresh(), "asked of an origin again");
+    }
+
     #[tokio::test]
     async fn a_kept_file_answers_a_range_from_memory() {
-        let hit = Cached {
-            kind: HeaderValue::from_static("video/mp4"),
-            body: Bytes::from_static(b"0123456789"),
-        };
+        let hit =
+            Cached::new(HeaderValue::from_static("video/mp4"), Bytes::from_static(b"0123456789"));
         let range = |r: &'static str| cached_range(hit.clone(), &HeaderValue::from_static(r));
         let body = |r: Response| async { axum::body::to_bytes(r.into_body(), 100).await.unwrap() };
         let part = range("bytes=2-5");
