@@ -24,7 +24,7 @@ use crate::hub::{Hub, KickReason};
 use crate::lock::lock;
 use crate::placement::Placement;
 use crate::playout::schedule::EntryValue;
-use crate::playout::{Claims, ClusterSchedule};
+use crate::playout::{Claims, ClusterSchedule, Ready};
 
 /// Where this node stands with a name it plays out.
 enum Held {
@@ -88,8 +88,14 @@ impl RegistrySchedule {
         };
         for key in asked {
             let holding = matches!(lock(&self.held).get(&key), Some(Held::Holding { .. }));
-            if holding && self.hub.kick_yielding(&key, KickReason::TakenOver) {
-                info!(stream = %key, "playout: a live encoder at another origin takes the name over");
+            if !holding {
+                continue;
+            }
+            info!(stream = %key, "playout: a live encoder at another origin takes the name over");
+            // On air: kicked, and the runner gives way (which lets the claim go). Between
+            // publishes (late, waiting for a keyframe): the claim goes now.
+            if !self.hub.kick_yielding(&key, KickReason::TakenOver) {
+                self.let_go(&key);
             }
         }
     }
@@ -158,22 +164,22 @@ async fn release(registry: Arc<dyn Registry>, hub: Hub, claim: Claim) {
 }
 
 impl Claims for RegistrySchedule {
-    fn ready(&self, key: &StreamKey) -> bool {
+    fn ready(&self, key: &StreamKey) -> Ready {
         if self.wanted_elsewhere(key) {
             // Given way; asked for again once the name is free.
             self.let_go(key);
-            return false;
+            return Ready::No;
         }
         let still_held = self.registry.claims().iter().any(|c| c.stream == *key);
         let mut held = lock(&self.held);
         match held.get_mut(key) {
-            Some(Held::Claiming) => return false,
+            Some(Held::Claiming) => return Ready::Claiming,
             Some(Held::Holding { claim, forward }) if still_held => {
                 if forward.is_none() {
                     *forward =
                         self.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
                 }
-                return true;
+                return Ready::Yes;
             }
             // Not asked for yet, or let go meanwhile (a live publisher here ended and
             // released it): ask again.
@@ -182,7 +188,7 @@ impl Claims for RegistrySchedule {
         held.insert(key.clone(), Held::Claiming);
         drop(held);
         self.claim(key);
-        false
+        Ready::Claiming
     }
 
     fn displaced(&self, key: &StreamKey) {

@@ -32,6 +32,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a kept file is served before an origin is asked again: a recording deleted at the
 /// origins stops playing from the edges within this.
 const KEPT_FOR: Duration = Duration::from_secs(600);
+/// Longest wait for another asker's fetch of the same file before fetching it oneself.
+const SHARED_FETCH_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for the next piece of a body streamed through from an origin.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,12 +169,16 @@ impl VodUpstream {
             self.cache.remove(&cache_key);
         }
         if coalesce {
-            match self.cache.get_value_or_guard_async(&cache_key).await {
-                Ok(hit) => {
+            // Waited for a while at most: a fetch that fails or is not kept is not waited on
+            // by every asker in turn.
+            let shared = self.cache.get_value_or_guard_async(&cache_key);
+            match tokio::time::timeout(SHARED_FETCH_WAIT, shared).await {
+                Ok(Ok(hit)) => {
                     self.metrics.vod_cache_hits.inc();
                     return cached(hit, playlist);
                 }
-                Err(guard) => keeper = Keeper::Guard(guard),
+                Ok(Err(guard)) => keeper = Keeper::Guard(guard),
+                Err(_) => {}
             }
         } else if let Some(hit) = self.cache.get(&cache_key) {
             self.metrics.vod_cache_hits.inc();

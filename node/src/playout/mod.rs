@@ -43,10 +43,20 @@ fn now_ms() -> i64 {
 }
 
 /// What a playout asks of the cluster around its publishing (standalone: nothing).
+/// Whether a playout may publish its name now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    Yes,
+    /// Its claim is being asked for: worth a moment's wait.
+    Claiming,
+    /// Another node holds or asks for the name: not now.
+    No,
+}
+
 pub trait Claims: Send + Sync {
     /// Whether `key` may be published now; when this node does not hold the name's claim yet,
-    /// it starts claiming it and says no (the runner asks again at its next keyframe).
-    fn ready(&self, key: &StreamKey) -> bool;
+    /// it starts claiming it (the runner asks again at its next keyframe).
+    fn ready(&self, key: &StreamKey) -> Ready;
     /// A live publisher took `key` over here: the name is its now.
     fn displaced(&self, key: &StreamKey);
     /// The playout of `key` stopped publishing here.
@@ -67,8 +77,8 @@ pub trait ClusterSchedule: Claims {
 struct Alone;
 
 impl Claims for Alone {
-    fn ready(&self, _: &StreamKey) -> bool {
-        true
+    fn ready(&self, _: &StreamKey) -> Ready {
+        Ready::Yes
     }
     fn displaced(&self, _: &StreamKey) {}
     fn ended(&self, _: &StreamKey) {}

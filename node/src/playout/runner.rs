@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::pacer::Pacer;
 use super::schedule::State;
 use super::source::{Input, Source};
-use super::Claims;
+use super::{Claims, Ready};
 use crate::hub::{Hub, KickReason, Publisher};
 
 /// How far behind its time a tag may be and still start a publish: a playout further behind
@@ -140,15 +140,17 @@ async fn wait(
 }
 
 /// Whether the name is claimed: asked for when not yet, and a claim in flight waited for a
-/// moment (an etcd round trip), so the keyframe at hand can go out.
+/// moment (an etcd round trip), so the keyframe at hand can go out; not waited for when the
+/// name is another's now.
 async fn claimed(job: &Job) -> bool {
     for _ in 0..CLAIM_POLLS {
-        if job.claims.ready(&job.key) {
-            return true;
+        match job.claims.ready(&job.key) {
+            Ready::Yes => return true,
+            Ready::No => return false,
+            Ready::Claiming => tokio::time::sleep(CLAIM_POLL).await,
         }
-        tokio::time::sleep(CLAIM_POLL).await;
     }
-    job.claims.ready(&job.key)
+    job.claims.ready(&job.key) == Ready::Yes
 }
 
 /// Report `state` if it is not the one reported last.
@@ -245,6 +247,8 @@ async fn play(job: &mut Job, publisher: &mut Option<Publisher>) -> State {
                     match job.hub.publish_yielding(&job.key) {
                         Ok(mut p) => {
                             headers.send(&mut p, timestamp);
+                            // A new claim may be under it: told the codecs anew.
+                            told.clear();
                             info!(stream = %job.key, input = %job.input, "playout live");
                             set(job.report.as_ref(), &mut reported, State::Playing);
                             *publisher = Some(p);

@@ -44,6 +44,8 @@ impl ClaimGuard {
             while rx.changed().await.is_ok() {
                 let mut info = claim.info.clone();
                 info.codecs = rx.borrow_and_update().clone();
+                // A live encoder's now (it may have taken over a playout's claim here).
+                info.playout = false;
                 match registry.update_claim(&claim, info).await {
                     Ok(true) => {
                         debug!(stream = %claim.stream, "claim updated with the stream's codecs");

@@ -8,6 +8,7 @@ mod linger;
 mod play_gate;
 mod publish_gate;
 mod publish_quota;
+mod takeover;
 mod transport;
 
 use std::sync::Arc;

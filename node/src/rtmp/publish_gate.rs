@@ -121,26 +121,10 @@ pub(super) fn claim(ctx: &RtmpContext, key: StreamKey, name: &str, client: IpAdd
             let (app, name) = (key.app(), key.name());
             webhook.allow_publish(app, name, &query, client).await.map_err(NotClaimed::Webhook)?;
         }
-        // A playout at another origin holds the name: ask it to give way while claiming.
-        let playout_elsewhere = registry
-            .snapshot()
-            .borrow()
-            .stream(&key)
-            .is_some_and(|r| r.info.playout && r.info.origin != *registry.node().0);
-        let asked = match playout_elsewhere {
-            true => registry.request_takeover(&key).await.unwrap_or_else(|e| {
-                tracing::warn!(stream = %key, error = %e, "asking the playout to give way failed");
-                None
-            }),
-            false => None,
-        };
-        let claimed = registry.claim(key.clone(), info).await;
-        if let Some(revision) = asked {
-            if let Err(e) = registry.withdraw_takeover(&key, revision).await {
-                // It goes with this node's lease at the latest.
-                tracing::warn!(stream = %key, error = %e, "withdrawing a takeover request failed");
-            }
-        }
+        // A playout at another origin holding the name is asked to give way while claiming.
+        let takeover = super::takeover::Takeover::start(registry.clone(), key.clone());
+        let claimed = registry.claim(key, info).await;
+        drop(takeover);
         claimed.map_err(NotClaimed::Registry)
     })
 }

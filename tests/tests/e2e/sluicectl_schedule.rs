@@ -77,14 +77,16 @@ fn a_file_scheduled_with_sluicectl_goes_live_on_its_player_gives_way_to_an_encod
     };
     wait_for(secs(10), || state(a)).unwrap_or_else(|| panic!("{:?}", ctl(&["schedule", "ls"])));
     // The cluster lists it with its player as origin and the file's codecs.
-    let listed = wait_for(secs(15), || {
-        let v = ctl(&["streams", "ls", "-o", "json"]).json();
-        let s = v["streams"].as_array()?.iter().find(|s| s["name"] == name.as_str())?.clone();
-        (!s["codecs"].as_array()?.is_empty()).then_some(s)
-    })
-    .unwrap_or_else(|| panic!("{:?}", ctl(&["streams", "ls"])));
-    assert_eq!(listed["origin"], a, "{listed}");
-    assert_eq!(listed["codecs"], serde_json::json!(["h264", "aac"]), "{listed}");
+    let listed = || {
+        wait_for(secs(15), || {
+            let v = ctl(&["streams", "ls", "-o", "json"]).json();
+            let s = v["streams"].as_array()?.iter().find(|s| s["name"] == name.as_str())?.clone();
+            (s["origin"] == a && !s["codecs"].as_array()?.is_empty()).then_some(s)
+        })
+        .unwrap_or_else(|| panic!("{:?}", ctl(&["streams", "ls"])))
+    };
+    let stream = listed();
+    assert_eq!(stream["codecs"], serde_json::json!(["h264", "aac"]), "{stream}");
 
     // An edge plays it.
     let mut player = Player::start(&edge.rtmp_url("live", &name));
@@ -108,6 +110,8 @@ fn a_file_scheduled_with_sluicectl_goes_live_on_its_player_gives_way_to_an_encod
     wait_for(secs(30), || (width(&home) == Some(320)).then_some(()))
         .unwrap_or_else(|| panic!("the playout did not come back:\n{}", home.log()));
     wait_for(secs(10), || state(a)).unwrap_or_else(|| panic!("{:?}", ctl(&["schedule", "ls"])));
+    // Its new claim says its codecs again.
+    assert_eq!(listed()["codecs"], serde_json::json!(["h264", "aac"]));
 
     // The home dies: the origin that becomes the home carries the entry on, and the edge
     // plays it again.

@@ -44,6 +44,8 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
     let segment = format!("http://{}/vod/live/talk/{id}/{first}", edge.http);
     let fetches = || edge.metrics().get("sluice_vod_fetches_total", &[]).unwrap_or(0.0);
     let before = fetches();
+    // The origin is held still until every asker is waiting, so they all overlap.
+    sluice_launch::kill(origin.pid(), Signal::STOP);
     let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
         let askers: Vec<_> = (0..8)
             .map(|i| {
@@ -56,6 +58,8 @@ fn an_edge_serves_the_origins_recordings_and_keeps_what_never_changes() {
                 })
             })
             .collect();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        sluice_launch::kill(origin.pid(), Signal::CONT);
         askers.into_iter().map(|a| a.join().unwrap()).collect()
     });
     assert!(bodies[0].len() > 1000 && bodies.iter().all(|b| *b == bodies[0]));
