@@ -9,6 +9,8 @@
 #   STREAMS [50]  BITRATE [2500k]  DURATION [60] (seconds measured)  WARMUP [10] (seconds)
 #   SLUICE_THREADS [2]  SKIP_BUILD [0]  RTMP_PORT [29461]  HTTP_PORT [28191]
 #   RECORD_DIR [a temp dir, removed afterwards]
+#   RECORD_STORE [none]: s3://BUCKET/PREFIX to record into an S3-compatible bucket instead
+#     (its endpoint and credentials from the AWS_* variables, e.g. a local moto_server)
 #   OUT_DIR [bench/results/DATE-record]: summary.json
 set -euo pipefail
 
@@ -56,7 +58,11 @@ metric() {
 # $1 = off | on; prints "cpu_seconds bytes errors"
 measure() {
     local mode=$1 args=()
-    [[ "$mode" == on ]] && args=(--record-dir "$RECORD_DIR" --record-apps '*' --record-min-free 0)
+    if [[ "$mode" == on && -n "${RECORD_STORE:-}" ]]; then
+        args=(--record-store "$RECORD_STORE" --record-apps '*')
+    elif [[ "$mode" == on ]]; then
+        args=(--record-dir "$RECORD_DIR" --record-apps '*' --record-min-free 0)
+    fi
     require_free_port "$RTMP_PORT" RTMP_PORT
     require_free_port "$HTTP_PORT" HTTP_PORT
     SLUICE_LOG=${SLUICE_LOG:-warn} "$LAUNCH" node --bin "$ORIGIN" --name "$mode" --log-dir "$LOG_DIR" \
@@ -89,13 +95,14 @@ command -v bc >/dev/null || die "bc is needed (apt-get install bc)"
 
 read -r cpu_off _ _ < <(measure off)
 read -r cpu_on bytes errors < <(measure on)
-recorded=$(du -sb "$RECORD_DIR" 2>/dev/null | cut -f1)
+recorded=$(du -sb "$RECORD_DIR" 2>/dev/null | cut -f1 || true)
 jq -n --argjson streams "$STREAMS" --argjson window "$DURATION" --arg bitrate "$BITRATE" \
     --argjson off "$cpu_off" --argjson on "$cpu_on" --argjson bytes "$bytes" \
-    --argjson errors "$errors" --argjson on_disk "${recorded:-0}" '
+    --argjson errors "$errors" --argjson on_disk "${recorded:-0}" \
+    --arg store "${RECORD_STORE:-$RECORD_DIR}" '
     def r3(x): ((x * 1000) | round) / 1000;
     {
-      streams: $streams, bitrate: $bitrate, window_s: $window,
+      streams: $streams, bitrate: $bitrate, window_s: $window, store: $store,
       origin_cpu_seconds: {recording_off: r3($off), recording_on: r3($on)},
       cpu_share_of_a_core: {recording_off: r3($off / $window), recording_on: r3($on / $window)},
       recording_over_off: (if $off > 0 then r3($on / $off) else null end),
