@@ -51,8 +51,13 @@ fn decode_file(file: &Path) -> Checked {
             .args(["-progress", "pipe:1", "-f", "null", "-"]),
         Duration::from_secs(60),
     )?;
-    let errors: Vec<&str> =
-        said.lines().filter(|l| l.starts_with('[') || l.contains("rror")).collect();
+    // The null muxer's complaints about the recording's own timestamps (VLC's mkv remux under
+    // load stamps a burst of frames alike) are not decoding errors: every other line is.
+    let errors: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with('[') || l.contains("rror"))
+        .filter(|l| !(l.starts_with("[null @") && l.contains("non monotonically increasing dts")))
+        .collect();
     if status != Some(0) || !errors.is_empty() {
         return Err(format!("ffmpeg decoding {}: status {status:?}: {errors:?}", file.display()));
     }
