@@ -8,13 +8,14 @@
 //
 // usage: node abr.mjs --web-dir DIR --base URL --stream APP/NAME --low-height H
 //                     --throttle-kbps N [--mode hls|dash] [--chromium PATH] [--phase-timeout-ms N]
+//                     [--min-frames N: after the phases, play on until N frames are decoded]
 
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-const args = { chromium: '/usr/bin/chromium', phaseTimeoutMs: '60000', mode: 'hls' };
+const args = { chromium: '/usr/bin/chromium', phaseTimeoutMs: '60000', mode: 'hls', minFrames: '0' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   args[argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = argv[i + 1];
@@ -67,8 +68,16 @@ try {
   out.down = await watch((h) => h > 0 && h <= Number(args.lowHeight));
   await throttle(0);
   out.up = await watch((h) => h > Number(args.lowHeight));
+  // Keep playing until MIN_FRAMES are decoded in all (or the phase times out), so the count
+  // the test checks does not depend on how quickly the switches happened.
+  const frames = () => page.evaluate(() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames);
+  const framesEnd = Date.now() + timeout;
+  out.frames = await frames();
+  while (out.frames < Number(args.minFrames) && Date.now() < framesEnd) {
+    await page.waitForTimeout(250);
+    out.frames = await frames();
+  }
   out.switches = await page.evaluate(() => window.sluicePlayer.switches || []);
-  out.frames = await page.evaluate(() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames);
   out.pageErrors = errors;
 } catch (e) {
   out.error = String(e);
