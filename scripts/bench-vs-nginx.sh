@@ -4,6 +4,7 @@
 #
 # Every parameter is an environment variable (defaults in brackets):
 #   PLAYERS [1000]  BITRATE [2500k]  FPS [30]  GOP [2s]  DURATION [20s]  WARMUP [5s]  RAMP [2s]
+#   SETTLE [15s] (the stream runs this long before the baseline RSS and the first player)
 #   PROTOCOL [rtmp] (flv: sluice only, nginx-rtmp has no HTTP-FLV)   AUDIO [0] (1 = --audio)
 #   BENCH_THREADS [1]   TARGETS ["nginx sluice"]   SKIP_BUILD [0]
 #   NGINX_PORT [29350]  SLUICE_RTMP_PORT [29351]  SLUICE_HTTP_PORT [28081]
@@ -26,6 +27,10 @@ GOP=${GOP:-2s}
 DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-5s}
 RAMP=${RAMP:-2s}
+# The stream runs this long before the server's baseline RSS is read and players start: its
+# per-stream memory (Sluice's GOP cache and HLS window) is then in the baseline, not divided
+# among the viewers.
+SETTLE=${SETTLE:-15s}
 PROTOCOL=${PROTOCOL:-rtmp}
 AUDIO=${AUDIO:-0}
 BENCH_THREADS=${BENCH_THREADS:-1}
@@ -60,7 +65,7 @@ bench_run() {
     # $1 = rtmp url, $2 = server pid, $3 = output file, $4 = flv url (optional)
     local args=(run --url "$1" --publish --players "$PLAYERS" --protocol "$PROTOCOL"
         --bitrate "$BITRATE" --fps "$FPS" --gop "$GOP" --duration "$DURATION"
-        --warmup "$WARMUP" --ramp "$RAMP" --server-pid "$2")
+        --warmup "$WARMUP" --ramp "$RAMP" --settle "$SETTLE" --server-pid "$2")
     [[ "$AUDIO" == 1 ]] && args+=(--audio)
     [[ -n "${4:-}" ]] && args+=(--flv-url "$4")
     local profiler=""
@@ -80,7 +85,7 @@ bench_run() {
 profile_server() {
     # $1 = server pid, $2 = target name. Starts once the measuring window has begun.
     local pid=$1 out="$OUT_DIR/$2"
-    sleep $(($(to_secs "$WARMUP") + 1))
+    sleep $(($(to_secs "$SETTLE") + $(to_secs "$WARMUP") + 1))
     perf stat -p "$pid" -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_futex' \
         -- sleep 5 2>"$out-syscalls.txt" >/dev/null || log "perf stat failed (see $out-syscalls.txt)"
     perf record -q -F 1999 -g -p "$pid" -o "$out.perf.data" -- sleep "$PROFILE_SECS" >/dev/null 2>&1 ||

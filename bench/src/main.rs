@@ -144,6 +144,11 @@ struct RunArgs {
     /// Players' connects are spread evenly over this time.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     ramp: Duration,
+    /// With --publish: how long the stream runs before the server's baseline RSS is read and
+    /// the first player starts. Long enough for the server's per-stream memory (its GOP
+    /// cache, an HLS window) to fill, so the RSS per viewer counts the viewers alone.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    settle: Duration,
     /// Sample this process's CPU time and RSS over the window.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -250,6 +255,7 @@ async fn async_main(command: Command) -> i32 {
                 duration: args.duration,
                 warmup: args.warmup,
                 ramp: args.ramp,
+                settle: args.settle,
                 server_pid: args.server_pid,
                 connect_timeout: args.connect_timeout,
             };

@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub duration: Duration,
     pub warmup: Duration,
     pub ramp: Duration,
+    /// How long a published stream runs before the baseline RSS (see `--settle`).
+    pub settle: Duration,
     pub server_pid: Option<u32>,
     pub connect_timeout: Duration,
 }
@@ -59,6 +61,7 @@ pub struct Params {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub ramp_s: f64,
+    pub settle_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +121,7 @@ pub async fn run(config: RunConfig) -> RunReport {
     if config.publish {
         let (tx, rx) = oneshot::channel();
         let end = Instant::now()
+            + config.settle
             + config.ramp.max(config.warmup)
             + config.duration
             + Duration::from_secs(30);
@@ -135,8 +139,9 @@ pub async fn run(config: RunConfig) -> RunReport {
             Err(_) => error = Some("publisher task ended".into()),
         }
         publisher = Some(task);
-        // Let a few frames through so a keyframe is there for the first players.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Let a few frames through so a keyframe is there for the first players (and, with a
+        // longer --settle, the server's per-stream memory fill before the baseline).
+        tokio::time::sleep(config.settle).await;
     }
     let baseline = read_server();
     if let (Some(pid), None, None) = (config.server_pid, baseline, &error) {
@@ -297,6 +302,7 @@ fn build_report(
             duration_s: config.duration.as_secs_f64(),
             warmup_s: config.warmup.as_secs_f64(),
             ramp_s: config.ramp.as_secs_f64(),
+            settle_s: config.settle.as_secs_f64(),
         },
         window_s,
         players: PlayersReport {

@@ -32,7 +32,7 @@
 //! - Acknowledgements use the peer's Window Acknowledgement Size, or
 //!   [`ServerConfig::window_ack_size`] until the peer announces one.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
@@ -142,7 +142,9 @@ pub struct ServerSession {
     out: Output,
     events: VecDeque<ServerEvent>,
     connect: ConnectState,
-    streams: BTreeMap<u32, StreamState>,
+    /// A few entries at most (`max_streams_per_connection`): a sorted vector, not a tree
+    /// (a B-tree's first node alone is ~300 bytes in every connection).
+    streams: litemap::LiteMap<u32, StreamState>,
     ack: AckState,
     bytes_received: u64,
     /// Set once `receive` failed: the connection is dead and stays so.
@@ -165,7 +167,7 @@ impl ServerSession {
             out: Output::default(),
             events: VecDeque::new(),
             connect: ConnectState::Awaiting,
-            streams: BTreeMap::new(),
+            streams: litemap::LiteMap::new(),
             ack,
             bytes_received: 0,
             failed: None,

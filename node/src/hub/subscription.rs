@@ -25,9 +25,12 @@ pub struct Subscription {
     playing: bool,
     /// A relay feed (counted in the entry's `relays` while it lives).
     relay: bool,
-    /// The hub's eviction counter and its value at subscription; `None` for relay feeds, which
-    /// [`super::Hub::close_viewers`] leaves alone.
-    evict: Option<(watch::Receiver<u64>, u64)>,
+    /// The hub's eviction counter, seen as it was at subscription; `None` for relay feeds,
+    /// which [`super::Hub::close_viewers`] leaves alone.
+    evict: Option<watch::Receiver<u64>>,
+    /// Something to collect without waiting: [`Subscription::changed`] saw a change (and
+    /// marked it seen), or the last collection stopped at its byte budget or left a notice.
+    pending: bool,
 }
 
 impl Subscription {
@@ -44,12 +47,19 @@ impl Subscription {
         if relay {
             entry.relays.fetch_add(1, Ordering::AcqRel);
         }
-        let evict = (!relay).then(|| {
-            let rx = hub.evict.subscribe();
-            let at = *rx.borrow();
-            (rx, at)
-        });
-        Subscription { hub, entry, cursor, wake, viewers, playing: false, relay, evict }
+        // A new receiver has seen the counter's current value: a later bump closes the viewer.
+        let evict = (!relay).then(|| hub.evict.subscribe());
+        Subscription {
+            hub,
+            entry,
+            cursor,
+            wake,
+            viewers,
+            playing: false,
+            relay,
+            evict,
+            pending: false,
+        }
     }
 
     pub fn key(&self) -> &sluice_media::stream_name::StreamKey {
@@ -65,6 +75,8 @@ impl Subscription {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.is_live() {
+                // Whatever rang meanwhile was marked seen here: the caller collects next.
+                self.pending = true;
                 return true;
             }
             match tokio::time::timeout_at(deadline, self.wake.changed()).await {
@@ -83,8 +95,9 @@ impl Subscription {
     }
 
     /// Whether the hub closed this viewer ([`super::Hub::close_viewers`]): its driver ends it.
+    /// Lock-free (the channel's version, not its value): drivers ask on every wake-up.
     pub fn is_closed(&self) -> bool {
-        self.evict.as_ref().is_some_and(|(rx, at)| *rx.borrow() != *at)
+        self.evict.as_ref().is_some_and(|rx| rx.has_changed().unwrap_or(true))
     }
 
     /// Resolves when the stream changed since the last [`Subscription::collect`], or when the
@@ -95,18 +108,27 @@ impl Subscription {
             // The sender lives as long as the entry, which we hold: never happens.
             std::future::pending::<()>().await;
         }
+        // `changed` marked the change seen: remember it for `has_pending`.
+        self.pending = true;
     }
 
-    /// Whether a `collect` would return something now.
+    /// Whether a `collect` may return something now: the stream changed since the last one
+    /// (rung, or seen by [`Subscription::changed`]), or that one left something behind. Lock-free (drivers ask on every wake-up, per frame);
+    /// it may say yes when the change was not for this viewer (a close ringing every stream),
+    /// and the `collect` then returns nothing.
     pub fn has_pending(&self) -> bool {
-        self.entry.log().has_pending(&self.cursor)
+        self.pending || self.wake.has_changed().unwrap_or(false)
     }
 
     /// Append what this viewer has not had yet (up to about `max_bytes`) to `out`.
     pub fn collect(&mut self, out: &mut Vec<Delivery>, max_bytes: usize) {
-        self.wake.borrow_and_update();
+        // Seen before the log is read: a change after this point rings again.
+        self.wake.mark_unchanged();
         let max_lag = self.hub.config.viewer_max_lag;
-        let skipped = self.entry.log().collect(&mut self.cursor, out, max_bytes, max_lag);
+        let log = self.entry.log();
+        let skipped = log.collect(&mut self.cursor, out, max_bytes, max_lag);
+        self.pending = log.has_pending(&self.cursor);
+        drop(log);
         if skipped > 0 {
             self.hub.metrics.skipped_frames.inc_by(skipped);
         }

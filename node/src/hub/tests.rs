@@ -259,3 +259,38 @@ fn a_new_session_starts_after_the_last_frame_shown_not_only_the_last_decoded() {
     assert!(first_new + 66 > 166 + 33, "and so is its own presentation");
     assert_eq!(first_new, 166 + 40, "the usual gap after it");
 }
+
+/// The driver contract (`changed`, then `has_pending`, then `collect`) loses no message: a
+/// change `changed` saw, a collection cut short by its byte budget, and a stream that went
+/// live while a viewer waited each leave `has_pending` true until collected.
+#[tokio::test]
+async fn has_pending_keeps_what_changed_saw_until_it_is_collected() {
+    let hub = hub(config());
+    let mut waiting = hub.subscribe(&key("a"), Protocol::Rtmp).unwrap();
+    let mut p = hub.publish(&key("a")).unwrap();
+    p.push(video_header()).unwrap();
+    p.push(frame(0, true, 1_000)).unwrap();
+    assert!(waiting.wait_live(std::time::Duration::from_secs(1)).await);
+    assert!(waiting.has_pending(), "went live while waiting: the GOP is to be collected");
+    assert_eq!(collect(&mut waiting), vec![(0, false, true), (0, true, false)]);
+    assert!(!waiting.has_pending(), "all collected");
+
+    p.push(frame(33, false, 1_000)).unwrap();
+    waiting.changed().await;
+    assert!(waiting.has_pending(), "the change `changed` marked seen is still pending");
+    assert_eq!(collect(&mut waiting), vec![(33, false, false)]);
+    assert!(!waiting.has_pending());
+
+    // A budget of one message leaves the second behind: pending without another wake-up.
+    p.push(frame(66, false, 1_000)).unwrap();
+    p.push(frame(100, false, 1_000)).unwrap();
+    let mut out = Vec::new();
+    waiting.collect(&mut out, 1);
+    assert_eq!(out.len(), 1);
+    assert!(waiting.has_pending(), "the budget left a message behind");
+    assert_eq!(collect(&mut waiting), vec![(100, false, false)]);
+    assert!(!waiting.has_pending());
+    // Nothing rang since: a wait now would sleep.
+    let woke = tokio::time::timeout(std::time::Duration::from_millis(50), waiting.changed());
+    assert!(woke.await.is_err(), "no change, no wake-up");
+}

@@ -12,24 +12,24 @@
 //! within `--start-timeout`, then media in (publisher) or out (player) within `--idle-timeout`.
 
 use sluice_cluster::types::Claim;
-use sluice_cluster::ClaimError;
 use sluice_media::rtmp::server::{ServerEvent, ServerSession, MEDIA_STREAM_ID};
 use sluice_media::stream_name::StreamKey;
 use std::io;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, Instrument};
 
 use super::claim_guard::ClaimGuard;
 use super::deadlines::{Deadlines, Expired, Phase, Timeouts};
 use super::error::ConnectionError;
-use super::publish_gate::{self, NotClaimed, PendingClaim};
+use super::publish_gate::{NotClaimed, PendingClaim};
 use super::transport::Transport;
 
 mod play;
+mod publish;
 use super::RtmpContext;
 use crate::hub::log::Delivery;
-use crate::hub::{KickReason, PublishError, Publisher, Subscription};
+use crate::hub::{KickReason, Publisher, Subscription};
 use crate::log_limit::printable;
 use crate::out_queue::OutQueue;
 
@@ -115,10 +115,13 @@ pub(super) struct Connection {
     deliveries: Vec<Delivery>,
     /// Tells the webhook `on_play_done` when the play ends (dropped).
     play_done: Option<crate::webhook::PlayDone>,
+    /// The connection's span, entered wherever the connection may log (not on a player's
+    /// per-frame path: media wake-ups and writes).
+    span: tracing::Span,
 }
 
 impl Connection {
-    pub(super) fn new(ctx: Arc<RtmpContext>, stream: Transport) -> Self {
+    pub(super) fn new(ctx: Arc<RtmpContext>, stream: Transport, span: tracing::Span) -> Self {
         let seed: [u8; 32] = rand::random();
         let epoch = ctx.epoch.elapsed().as_millis() as u32;
         let session = ServerSession::new(ctx.session_config.clone(), seed, epoch);
@@ -142,10 +145,13 @@ impl Connection {
             deadlines: Deadlines::new(timeouts, now),
             deliveries: Vec::new(),
             play_done: None,
+            span,
         }
     }
 
-    pub(super) async fn run(mut self) -> Result<(), ConnectionError> {
+    /// `&mut self`, not `self`: an `async fn` taking `self` by value keeps two copies of it in its
+    /// future (the argument and the moved-in local), a kilobyte more in every connection's task.
+    pub(super) async fn run(&mut self) -> Result<(), ConnectionError> {
         // One timer per connection, re-armed only when the deadline moves earlier or it fires
         // (activity pushes the deadline later; re-arming per frame would churn the timer wheel).
         let mut armed = self.deadline();
@@ -168,6 +174,8 @@ impl Connection {
             tokio::select! {
                 ready = std::future::poll_fn(|cx| self.stream.poll_readable(cx)), if want_input => {
                     ready?;
+                    let span = self.span.clone();
+                    let _in = span.enter();
                     match self.read_into_session() {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
@@ -187,12 +195,19 @@ impl Connection {
                     self.flush()?;
                 }
                 wake = activity_wake(&mut self.activity, want_media) => {
+                    if matches!(wake, Wake::Media) {
+                        continue;
+                    }
+                    let span = self.span.clone();
+                    let _in = span.enter();
                     match wake {
                         Wake::Kicked(reason) => {
                             self.tell_kicked(&reason);
+                            drop(_in);
                             // Boxed: its state (a discard buffer, a timer) is needed only at
                             // the end, and would otherwise sit in every connection's future.
                             Box::pin(super::linger::close_after(&mut self.stream, &mut self.out))
+                                .instrument(span)
                                 .await;
                             return Ok(());
                         }
@@ -208,6 +223,8 @@ impl Connection {
                     }
                 }
                 _ = &mut timer => {
+                    let span = self.span.clone();
+                    let _in = span.enter();
                     self.on_deadline()?;
                     armed = self.deadline();
                     timer.as_mut().reset(armed);
@@ -437,130 +454,6 @@ impl Connection {
     fn key_for(&self, name: &str) -> Result<StreamKey, KeyError> {
         let app = self.app.as_deref().ok_or(KeyError::NotConnected)?;
         Ok(StreamKey::parse(app, name).map(|(key, _query)| key)?)
-    }
-
-    fn on_publish(&mut self, stream_id: u32, name: &str) {
-        if !matches!(self.activity, Activity::None) {
-            self.session.reject_publish(
-                stream_id,
-                "NetStream.Publish.BadConnection",
-                "this connection already publishes or plays a stream",
-            );
-            return;
-        }
-        // The registry decides below whether a stream hosted for another origin is stale.
-        let hosted = |key: &StreamKey| self.hosted(key);
-        let key = match publish_gate::admit(
-            &self.ctx,
-            self.app.as_deref(),
-            name,
-            crate::play_auth::unix_now(),
-            hosted,
-        ) {
-            Ok(key) => key,
-            Err(refusal) => {
-                self.session.reject_publish(stream_id, refusal.code, &refusal.description);
-                return;
-            }
-        };
-        let claim = publish_gate::claim(&self.ctx, key.clone(), name, self.client_ip());
-        self.activity = Activity::Claiming { stream_id, key, claim };
-    }
-
-    /// The registry answered a claim: publish, or refuse the name.
-    fn on_claimed(&mut self, result: Result<Claim, NotClaimed>) {
-        let Activity::Claiming { stream_id, key, .. } =
-            std::mem::replace(&mut self.activity, Activity::None)
-        else {
-            return;
-        };
-        let claim = match result {
-            Ok(claim) => claim,
-            Err(NotClaimed::Webhook(why)) => {
-                self.ctx.metrics.publishes_rejected.inc();
-                self.ctx.metrics.publishes_unauthorized.inc();
-                if self.ctx.client_log.allow() {
-                    info!(stream = %key, "publish refused by the publish webhook");
-                }
-                self.session.reject_publish(stream_id, "NetStream.Publish.Unauthorized", &why);
-                return;
-            }
-            Err(NotClaimed::Registry(ClaimError::Taken { holder })) => {
-                self.ctx.metrics.publishes_rejected.inc();
-                if self.ctx.client_log.allow() {
-                    info!(stream = %key, holder = ?holder, "publish refused: name claimed by another node");
-                }
-                let description =
-                    format!("stream {key} is already being published on another node");
-                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &description);
-                return;
-            }
-            Err(NotClaimed::Registry(e)) => {
-                self.ctx.metrics.publishes_rejected.inc();
-                if self.ctx.client_log.allow() {
-                    warn!(stream = %key, error = %e, "publish refused: registry unavailable");
-                }
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.Failed",
-                    &format!("cluster registry error: {e}"),
-                );
-                return;
-            }
-        };
-        // The claim is ours: a forward still hosted under the old claim is stale.
-        let published = match self.ctx.hub.publish(&key) {
-            Err(PublishError::AlreadyPublishing(_)) if self.hosted(&key) => {
-                self.ctx.hub.publish_over(&key)
-            }
-            other => other,
-        };
-        match published {
-            Ok(publisher) => {
-                let span = tracing::Span::current();
-                span.record("stream", tracing::field::display(&key));
-                span.record("role", "publish");
-                if self.ctx.client_log.allow() {
-                    info!(stream = %key, revision = claim.revision(), "publish start");
-                }
-                self.session.accept_publish(stream_id, key.name());
-                let forward =
-                    self.ctx.forwarding.as_ref().map(|f| f.start(key.clone(), claim.revision()));
-                let guard = ClaimGuard {
-                    registry: self.ctx.registry.clone(),
-                    hub: self.ctx.hub.clone(),
-                    claim: Some(claim),
-                    codecs: Vec::new(),
-                    codecs_tx: None,
-                    unpublish: self.ctx.webhook.clone().map(|w| (w, key.clone(), self.client_ip())),
-                };
-                let quota = super::publish_quota::QuotaCheck::start(&self.ctx, &key);
-                self.activity = Activity::Publishing {
-                    stream_id,
-                    publisher: Box::new(publisher),
-                    _forward: forward,
-                    _claim: Box::new(guard),
-                    quota,
-                };
-                self.deadlines.progress(Instant::now());
-            }
-            Err(e @ PublishError::AlreadyPublishing(_)) => {
-                if self.ctx.client_log.allow() {
-                    info!(stream = %key, "publish refused: name in use");
-                }
-                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
-            }
-            Err(e @ PublishError::TooManyStreams(_)) => {
-                if self.ctx.client_log.allow() {
-                    warn!(stream = %key, "publish refused: stream limit");
-                }
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.Rejected",
-                    &e.to_string(),
-                );
-            }
-        }
     }
 }
 

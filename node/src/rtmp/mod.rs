@@ -21,7 +21,7 @@ use sluice_media::rtmp::chunk::ChunkLimits;
 use sluice_media::rtmp::server::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tracing::{info_span, warn, Instrument};
+use tracing::{info_span, warn};
 
 use crate::hub::Hub;
 use crate::log_limit::{printable, RateLimitedLog};
@@ -154,24 +154,25 @@ pub async fn serve(
         ctx.metrics.connections_total.inc();
         let ctx2 = ctx.clone();
         let span = info_span!("rtmp", %peer, tls = tls.is_some(), stream = tracing::field::Empty, role = tracing::field::Empty);
-        tokio::spawn(
-            async move {
-                match connection::Connection::new(ctx2.clone(), transport).run().await {
-                    Ok(()) => tracing::debug!("connection closed"),
-                    Err(e) if e.is_disconnect() => tracing::debug!(error = %e, "peer disconnected"),
-                    Err(e) => {
-                        ctx2.metrics.error(e.kind());
-                        if ctx2.error_log.allow() {
-                            // Session errors may quote what the peer sent (a command name).
-                            let error = printable(&e.to_string(), 200);
-                            tracing::info!(%error, kind = e.kind().as_str(), "connection closed with error");
-                        }
+        // Not `.instrument(span)`: entering a span on every poll costs a player's per-frame
+        // wake-up more than its delivery does. The connection enters it wherever it may log.
+        tokio::spawn(async move {
+            let result =
+                connection::Connection::new(ctx2.clone(), transport, span.clone()).run().await;
+            span.in_scope(|| match result {
+                Ok(()) => tracing::debug!("connection closed"),
+                Err(e) if e.is_disconnect() => tracing::debug!(error = %e, "peer disconnected"),
+                Err(e) => {
+                    ctx2.metrics.error(e.kind());
+                    if ctx2.error_log.allow() {
+                        // Session errors may quote what the peer sent (a command name).
+                        let error = printable(&e.to_string(), 200);
+                        tracing::info!(%error, kind = e.kind().as_str(), "connection closed with error");
                     }
                 }
-                ctx2.metrics.connections.dec();
-                drop((permit, share));
-            }
-            .instrument(span),
-        );
+            });
+            ctx2.metrics.connections.dec();
+            drop((permit, share));
+        });
     }
 }

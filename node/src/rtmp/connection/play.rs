@@ -85,9 +85,8 @@ impl Connection {
     fn subscribe(&mut self, stream_id: u32, key: StreamKey, name: &str, reset: bool) {
         match self.ctx.hub.subscribe(&key, Protocol::Rtmp) {
             Ok(sub) => {
-                let span = tracing::Span::current();
-                span.record("stream", tracing::field::display(&key));
-                span.record("role", "play");
+                self.span.record("stream", tracing::field::display(&key));
+                self.span.record("role", "play");
                 debug!(stream = %key, live = sub.is_live(), "play");
                 let deadline = Instant::now() + self.ctx.limits.play_wait_timeout;
                 let name = key.name().to_string();
