@@ -9,6 +9,8 @@
 //
 // usage: node play.mjs --web-dir DIR --base URL --stream APP/NAME --modes hls,flv,... [--token T]
 //                      --out DIR [--chromium PATH] [--sample-ms N] [--start-timeout-ms N]
+//                      [--min-advance S --advance-grace-ms N: if currentTime advanced less
+//                      than S seconds in the sample, sample on for up to N ms more]
 //        --recording APP/NAME/ID instead of --stream opens BASE/?recording=...&mode=MODE (vod, mp4).
 //        A mode catalog:WORDS opens BASE/, searches the catalog for WORDS on the page and plays
 //        the first item found with its Play button.
@@ -19,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 function parseArgs(argv) {
-  const args = { chromium: '/usr/bin/chromium', sampleMs: 3000, startTimeoutMs: 20000 };
+  const args = { chromium: '/usr/bin/chromium', sampleMs: 3000, startTimeoutMs: 20000, minAdvance: 0, advanceGraceMs: 0 };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     if (argv[i + 1] === undefined) throw new Error('missing value for ' + argv[i]);
@@ -117,7 +119,13 @@ async function playOne(context, mode) {
       .catch((e) => (result.startError = e.message.split('\n')[0]));
     const first = await page.evaluate(sample);
     await page.waitForTimeout(args.sampleMs);
-    const second = await page.evaluate(sample);
+    let second = await page.evaluate(sample);
+    // A page that stalled a while (a loaded machine) gets a little longer to show it plays on.
+    const graceEnd = Date.now() + Number(args.advanceGraceMs);
+    while (second.currentTime - first.currentTime < Number(args.minAdvance) && Date.now() < graceEnd) {
+      await page.waitForTimeout(250);
+      second = await page.evaluate(sample);
+    }
     result.screenshot = join(args.out, `browser-${mode.replace(/[^a-z0-9]+/gi, '_')}.png`);
     await page.screenshot({ path: result.screenshot });
     Object.assign(result, {

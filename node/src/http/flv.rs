@@ -194,21 +194,36 @@ impl FlvViewer {
 
     /// Hand what the viewer has not had yet, piece by piece (never an empty one: it would end
     /// a chunked body), to `push`; the FLV file header first.
-    pub(super) fn fill(&mut self, mut push: impl FnMut(Bytes)) {
+    pub(super) fn fill(&mut self, push: impl FnMut(Bytes)) {
+        self.fill_framed(false, push);
+    }
+
+    /// What `fill` hands over, each tag framed as one HTTP/1.1 chunk (when `chunked`) with the
+    /// stream's own framing ([`crate::hub::prepared::Prepared::flv_chunk_head`]): nothing is
+    /// allocated per viewer. Returns the FLV bytes (without the framing).
+    pub(super) fn fill_framed(&mut self, chunked: bool, mut push: impl FnMut(Bytes)) -> usize {
         self.sub.collect(&mut self.deliveries, COLLECT_BATCH);
+        let mut flv_bytes = 0;
         for d in self.deliveries.drain(..) {
             match d {
                 Delivery::Media(p) => {
-                    push(p.flv_head.clone());
+                    flv_bytes += p.flv_head.len() + p.payload.len() + p.flv_tail.len();
+                    let (head, tail) = if chunked {
+                        (&p.flv_chunk_head, &p.flv_chunk_tail)
+                    } else {
+                        (&p.flv_head, &p.flv_tail)
+                    };
+                    push(head.clone());
                     if !p.payload.is_empty() {
                         push(p.payload.clone());
                     }
-                    push(p.flv_tail.clone());
+                    push(tail.clone());
                 }
                 Delivery::Unpublished => self.unpublished = true,
                 Delivery::Republished => self.unpublished = false,
             }
         }
+        flv_bytes
     }
 
     /// Take the pieces queued before any collect (the FLV file header).

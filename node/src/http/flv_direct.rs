@@ -4,9 +4,10 @@
 //! authorisation, the webhook, limits, CORS: one place decides), but the media then leaves
 //! the way RTMP's does, shared buffers written with `send`/`writev` as the socket takes them,
 //! with no hyper read and write buffers (~16 KB a connection) and no body stream between the
-//! hub and the socket. HTTP/1.1 bodies are chunked, a chunk per wake-up (players such as
-//! ffmpeg take a close-delimited body's end for an error), and end with the last chunk when
-//! the stream ends for the viewer; HTTP/1.0 bodies end with the connection.
+//! hub and the socket. HTTP/1.1 bodies are chunked, a chunk per FLV tag, framed once per
+//! stream (players such as ffmpeg take a close-delimited body's end for an error), and end
+//! with the last chunk when the stream ends for the viewer; HTTP/1.0 bodies end with the
+//! connection.
 //!
 //! Everything else (HTTPS, HTTP/2, a second request on a kept-alive connection, a request
 //! split over packets) is hyper's, and the same route serves it there.
@@ -254,8 +255,8 @@ async fn play(
         match wake {
             Wake::Media(false) => return body.end(&stream, &mut out, idle).await,
             Wake::Media(true) => {
-                viewer.fill(|b| body.pieces.push(b));
-                viewer.sent(body.flush_into(&mut out));
+                let flv_bytes = viewer.fill_framed(chunked, |b| out.push(b));
+                viewer.sent(flv_bytes);
             }
             Wake::Writable => {}
             Wake::Input => {
@@ -277,7 +278,7 @@ async fn play(
 /// The response body's framing.
 struct Framing {
     chunked: bool,
-    /// One wake-up's pieces, framed as one chunk.
+    /// The pieces before the media (the FLV file header), framed as one chunk.
     pieces: Vec<Bytes>,
 }
 
@@ -299,9 +300,6 @@ impl Framing {
         self.pieces.drain(..).for_each(|b| out.push(b));
         if self.chunked {
             out.push(Bytes::from_static(b"\r\n"));
-        }
-        if self.pieces.capacity() > 64 {
-            self.pieces.shrink_to(16); // after a GOP burst
         }
         len
     }

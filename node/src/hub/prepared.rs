@@ -32,6 +32,12 @@ pub struct Prepared {
     pub flv_head: Bytes,
     /// FLV PreviousTagSize (4 bytes).
     pub flv_tail: Bytes,
+    /// The tag as one HTTP/1.1 body chunk: the chunk size line and the tag header; then
+    /// `payload`, then [`Prepared::flv_chunk_tail`]. Framed once here, so a chunked HTTP-FLV
+    /// viewer allocates nothing per message.
+    pub flv_chunk_head: Bytes,
+    /// PreviousTagSize and the chunk's closing CRLF.
+    pub flv_chunk_tail: Bytes,
     /// On a keyframe that opened an HLS segment at the ingest origin: where, so every node
     /// that relays the stream cuts its HLS the same way (see `sluice_media::hls::SegmentStamp`).
     pub hls_stamp: Option<sluice_media::hls::SegmentStamp>,
@@ -72,6 +78,15 @@ impl Prepared {
         flv_bytes.extend_from_slice(&tag_size.to_be_bytes());
         let mut flv_bytes = flv_bytes.freeze();
         let flv_head = flv_bytes.split_to(flv::TAG_HEADER_LEN);
+        let chunk_len = flv::TAG_HEADER_LEN + len + flv::PREVIOUS_TAG_SIZE_LEN;
+        let size_line = format!("{chunk_len:x}\r\n");
+        let mut chunk = BytesMut::with_capacity(size_line.len() + flv::TAG_HEADER_LEN + 6);
+        chunk.extend_from_slice(size_line.as_bytes());
+        chunk.extend_from_slice(&flv_head);
+        chunk.extend_from_slice(&flv_bytes);
+        chunk.extend_from_slice(b"\r\n");
+        let mut flv_chunk_tail = chunk.freeze();
+        let flv_chunk_head = flv_chunk_tail.split_to(size_line.len() + flv::TAG_HEADER_LEN);
 
         Prepared {
             seq,
@@ -84,6 +99,8 @@ impl Prepared {
             rtmp: rtmp.freeze(),
             flv_head,
             flv_tail: flv_bytes,
+            flv_chunk_head,
+            flv_chunk_tail,
             hls_stamp: None,
         }
     }
@@ -96,5 +113,26 @@ impl Prepared {
     /// The message as the publisher sent it, with the output timestamp.
     pub fn message(&self) -> MediaMessage {
         MediaMessage { kind: self.kind, timestamp: self.timestamp, payload: self.payload.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chunked_form_is_one_http_chunk_around_the_flv_tag() {
+        for len in [0usize, 1, 15, 16, 4096, 70_000] {
+            let payload = Bytes::from(vec![0x27; len]);
+            let msg = MediaMessage { kind: MediaKind::Video, timestamp: 40, payload };
+            let p = Prepared::new(0, 0, &msg, 40, false, false);
+            let tag = [&p.flv_head[..], &p.payload[..], &p.flv_tail[..]].concat();
+            let chunk = [&p.flv_chunk_head[..], &p.payload[..], &p.flv_chunk_tail[..]].concat();
+            let line_end = chunk.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&chunk[..line_end]).unwrap(), 16);
+            assert_eq!(size.unwrap(), tag.len(), "payload {len}");
+            assert_eq!(&chunk[line_end + 2..chunk.len() - 2], &tag[..], "payload {len}");
+            assert!(chunk.ends_with(b"\r\n"));
+        }
     }
 }

@@ -469,7 +469,19 @@ enum Wake {
 /// Resolves when the activity needs attention: new media for a player, takeover for a publisher.
 async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
     match activity {
-        Activity::Playing { sub, .. } | Activity::Waiting { sub, .. } if want_media => {
+        Activity::Waiting { sub, .. } if want_media => {
+            // Nothing is collected before the stream is live: wait for a change (the first
+            // call returns at once, marking the subscription's first ring seen), not for
+            // `has_pending`, which would stay true and spin the loop.
+            if !sub.is_live() && !sub.is_closed() {
+                sub.changed().await;
+            }
+            if sub.is_closed() {
+                return Wake::Closed;
+            }
+            Wake::Media
+        }
+        Activity::Playing { sub, .. } if want_media => {
             // A batch limit may have left media behind: take it now, not at the next frame.
             if !sub.has_pending() && !sub.is_closed() {
                 sub.changed().await;

@@ -46,7 +46,16 @@ fn play_page(
         .args(["--web-dir", web_arg, "--base", &base, "--stream", stream])
         .args(["--modes", modes, "--chromium"])
         .arg(chromium)
-        .args(["--sample-ms", "3000", "--start-timeout-ms", &start_timeout_ms.to_string()])
+        .args([
+            "--sample-ms",
+            "3000",
+            "--min-advance",
+            "1.5",
+            "--advance-grace-ms",
+            "6000",
+            "--start-timeout-ms",
+            &start_timeout_ms.to_string(),
+        ])
         .arg("--out")
         .arg(origin.dir().path());
     if let Some(token) = token {
