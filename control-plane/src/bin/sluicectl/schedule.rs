@@ -28,7 +28,7 @@ pub enum ScheduleCommand {
         #[arg(required_unless_present = "recording", conflicts_with = "recording")]
         file: Option<String>,
         /// A finished recording instead of a file: APP/NAME/ID, as `recordings ls` shows it
-        /// (from the origins' shared --record-dir).
+        /// (from the origins' shared --record-dir or --record-store bucket).
         #[arg(long, value_name = "APP/NAME/ID")]
         recording: Option<String>,
         /// When it starts: RFC 3339 (2026-12-07T20:00:00Z), Unix ms, or +DURATION from now
