@@ -113,9 +113,10 @@ impl Subscription {
     }
 
     /// Whether a `collect` may return something now: the stream changed since the last one
-    /// (rung, or seen by [`Subscription::changed`]), or that one left something behind. Lock-free (drivers ask on every wake-up, per frame);
-    /// it may say yes when the change was not for this viewer (a close ringing every stream),
-    /// and the `collect` then returns nothing.
+    /// (rung, or seen by [`Subscription::changed`]), or that one left something behind.
+    /// Lock-free (drivers ask on every wake-up, per frame); it may say yes when the change was
+    /// not for this viewer (a close ringing every stream), and the `collect` then returns
+    /// nothing.
     pub fn has_pending(&self) -> bool {
         self.pending || self.wake.has_changed().unwrap_or(false)
     }

@@ -174,8 +174,7 @@ impl Connection {
             tokio::select! {
                 ready = std::future::poll_fn(|cx| self.stream.poll_readable(cx)), if want_input => {
                     ready?;
-                    let span = self.span.clone();
-                    let _in = span.enter();
+                    let _in = self.span.clone().entered();
                     match self.read_into_session() {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
@@ -195,19 +194,18 @@ impl Connection {
                     self.flush()?;
                 }
                 wake = activity_wake(&mut self.activity, want_media) => {
+                    // Media is the per-frame path: the loop's top collects and writes it.
                     if matches!(wake, Wake::Media) {
                         continue;
                     }
-                    let span = self.span.clone();
-                    let _in = span.enter();
+                    let in_span = self.span.clone().entered();
                     match wake {
                         Wake::Kicked(reason) => {
                             self.tell_kicked(&reason);
-                            drop(_in);
                             // Boxed: its state (a discard buffer, a timer) is needed only at
                             // the end, and would otherwise sit in every connection's future.
                             Box::pin(super::linger::close_after(&mut self.stream, &mut self.out))
-                                .instrument(span)
+                                .instrument(in_span.exit())
                                 .await;
                             return Ok(());
                         }
@@ -219,12 +217,11 @@ impl Connection {
                         }
                         Wake::Claimed(result) => self.on_claimed(result),
                         Wake::Answered(result) => self.on_answered(result),
-                        Wake::Media => {}
+                        Wake::Media => {} // handled above
                     }
                 }
                 _ = &mut timer => {
-                    let span = self.span.clone();
-                    let _in = span.enter();
+                    let _in = self.span.clone().entered();
                     self.on_deadline()?;
                     armed = self.deadline();
                     timer.as_mut().reset(armed);
@@ -468,22 +465,15 @@ enum Wake {
 
 /// Resolves when the activity needs attention: new media for a player, takeover for a publisher.
 async fn activity_wake(activity: &mut Activity, want_media: bool) -> Wake {
+    let waiting = matches!(activity, Activity::Waiting { .. });
     match activity {
-        Activity::Waiting { sub, .. } if want_media => {
-            // Nothing is collected before the stream is live: wait for a change (the first
-            // call returns at once, marking the subscription's first ring seen), not for
-            // `has_pending`, which would stay true and spin the loop.
-            if !sub.is_live() && !sub.is_closed() {
-                sub.changed().await;
-            }
-            if sub.is_closed() {
-                return Wake::Closed;
-            }
-            Wake::Media
-        }
-        Activity::Playing { sub, .. } if want_media => {
-            // A batch limit may have left media behind: take it now, not at the next frame.
-            if !sub.has_pending() && !sub.is_closed() {
+        Activity::Playing { sub, .. } | Activity::Waiting { sub, .. } if want_media => {
+            // Playing: a batch limit may have left media behind, so take it now, not at the
+            // next frame. Waiting: nothing is collected before the stream is live, so wait for
+            // a change instead (`has_pending` would stay true and spin the loop; the first
+            // `changed` returns at once, marking the subscription's first ring seen).
+            let ready = if waiting { sub.is_live() } else { sub.has_pending() };
+            if !ready && !sub.is_closed() {
                 sub.changed().await;
             }
             if sub.is_closed() {

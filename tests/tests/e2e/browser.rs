@@ -20,6 +20,11 @@ use sluice_tests::{h264_aac, secs, Origin, Publisher};
 
 /// The Chromium and node binaries; `None` (after a loud notice) when one is missing and the
 /// developer allowed that; panics when one is missing otherwise.
+/// How `play.mjs` samples playback for the tests that assert `t1 - t0 >= 1.5`: 3 s apart, and
+/// a page that stalled a while (a loaded machine) gets up to 6 s more to show 1.5 s played.
+pub(crate) const PLAYBACK_SAMPLE: [&str; 6] =
+    ["--sample-ms", "3000", "--min-advance", "1.5", "--advance-grace-ms", "6000"];
+
 pub(crate) fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
     let chromium = Dep::Chromium.require(test)?;
     let node = Dep::Node.require(test)?;
@@ -46,16 +51,8 @@ fn play_page(
         .args(["--web-dir", web_arg, "--base", &base, "--stream", stream])
         .args(["--modes", modes, "--chromium"])
         .arg(chromium)
-        .args([
-            "--sample-ms",
-            "3000",
-            "--min-advance",
-            "1.5",
-            "--advance-grace-ms",
-            "6000",
-            "--start-timeout-ms",
-            &start_timeout_ms.to_string(),
-        ])
+        .args(PLAYBACK_SAMPLE)
+        .args(["--start-timeout-ms", &start_timeout_ms.to_string()])
         .arg("--out")
         .arg(origin.dir().path());
     if let Some(token) = token {

@@ -53,17 +53,8 @@ fn page_lists_recordings_and_plays_one_as_hls_and_as_mp4() {
         ])
         .args(["--recording", &format!("live/kept/{id}"), "--modes", "vod,mp4", "--chromium"])
         .arg(&chromium)
-        .args([
-            "--sample-ms",
-            "3000",
-            "--min-advance",
-            "1.5",
-            "--advance-grace-ms",
-            "6000",
-            "--start-timeout-ms",
-            "20000",
-            "--out",
-        ])
+        .args(crate::browser::PLAYBACK_SAMPLE)
+        .args(["--start-timeout-ms", "20000", "--out"])
         .arg(dir.path());
     let (status, stdout, stderr) =
         run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run node");
@@ -136,17 +127,8 @@ fn page_searches_the_catalog_and_plays_what_it_finds() {
         ])
         .args(["--stream", "-", "--modes", "catalog:final", "--chromium"])
         .arg(&chromium)
-        .args([
-            "--sample-ms",
-            "3000",
-            "--min-advance",
-            "1.5",
-            "--advance-grace-ms",
-            "6000",
-            "--start-timeout-ms",
-            "20000",
-            "--out",
-        ])
+        .args(crate::browser::PLAYBACK_SAMPLE)
+        .args(["--start-timeout-ms", "20000", "--out"])
         .arg(dir.path());
     let (status, stdout, stderr) =
         run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run node");
