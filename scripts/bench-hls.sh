@@ -7,6 +7,7 @@
 #
 # Every parameter is an environment variable (defaults in brackets):
 #   VIEWERS [1000]  BITRATE [2500k]  FPS [30]  GOP [2s]  DURATION [20s]  WARMUP [5s]  RAMP [2s]
+#   SETTLE [15s] (the stream runs this long before the baseline RSS and the first viewer)
 #   AUDIO [0] (1 = --audio)   PART_TARGET [500ms]  SEGMENT_TARGET [2s]  HLS_MODE [hint|blocking]
 #   BENCH_THREADS [1]  SLUICE_THREADS [1]  SKIP_BUILD [0]  PROTOCOLS ["rtmp hls"]
 #   RTMP_PORT [29451]  HTTP_PORT [28181]
@@ -25,6 +26,9 @@ GOP=${GOP:-2s}
 DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-5s}
 RAMP=${RAMP:-2s}
+# As in bench-vs-nginx.sh: the stream's own memory (GOP cache, HLS window) is in the baseline,
+# not divided among the viewers.
+SETTLE=${SETTLE:-15s}
 AUDIO=${AUDIO:-0}
 PART_TARGET=${PART_TARGET:-500ms}
 SEGMENT_TARGET=${SEGMENT_TARGET:-2s}
@@ -74,7 +78,7 @@ bench_run() {
     start_origin "$proto"
     local args=(run --url "rtmp://127.0.0.1:$RTMP_PORT/live/bench" --publish
         --players "$VIEWERS" --protocol "$proto" --bitrate "$BITRATE" --fps "$FPS" --gop "$GOP"
-        --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --server-pid "$SERVER_PID")
+        --duration "$DURATION" --warmup "$WARMUP" --ramp "$RAMP" --settle "$SETTLE" --server-pid "$SERVER_PID")
     [[ "$AUDIO" == 1 ]] && args+=(--audio)
     if [[ "$proto" == hls ]]; then
         args+=(--hls-url "http://127.0.0.1:$HTTP_PORT/live/bench.m3u8" --hls-mode "$HLS_MODE")

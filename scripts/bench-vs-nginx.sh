@@ -8,11 +8,16 @@
 #   PROTOCOL [rtmp] (flv: sluice only, nginx-rtmp has no HTTP-FLV)   AUDIO [0] (1 = --audio)
 #   BENCH_THREADS [1]   TARGETS ["nginx sluice"]   SKIP_BUILD [0]
 #   NGINX_PORT [29350]  SLUICE_RTMP_PORT [29351]  SLUICE_HTTP_PORT [28081]
+#   ORIGIN_BIN [target/release/sluice-origin] (another build's binary, for an A/B run)
 #   OUT_DIR [a new temp dir]: reports (nginx.json, sluice.json), configs and server logs.
 #   PROFILE [0] (1 = while each server is measured, count its syscalls with `perf stat` for 5 s,
 #   then record it with `perf record -g` for PROFILE_SECS [10] s: TARGET-syscalls.txt,
 #   TARGET.perf.data, TARGET-top.txt (symbols over 0.5 %), TARGET-dso.txt and, when inferno is
 #   installed (`cargo install inferno`), TARGET-flame.svg. Needs Debian's linux-perf.)
+# On loopback the server's CPU includes work that a real network puts elsewhere: the kernel
+# runs the receiving player's TCP input in the sender's context, and a sender on Nagle
+# (nginx-rtmp) has part of its data sent from the player's ACK processing, in the load tool's
+# context. The ratios therefore also compare server + load tool CPU per GB.
 # nginx must run as root here (it is started with its own temp prefix and config).
 set -euo pipefail
 
@@ -49,7 +54,7 @@ NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 RTMP_MODULE=${RTMP_MODULE:-$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep -m1 'ngx_rtmp_module\.so$' || echo /usr/lib/nginx/modules/ngx_rtmp_module.so)}
 
 BENCH="$ROOT/target/release/sluice-bench"
-ORIGIN="$ROOT/target/release/sluice-origin"
+ORIGIN=${ORIGIN_BIN:-"$ROOT/target/release/sluice-origin"}
 LAUNCH="$ROOT/target/release/sluice-launch"
 mkdir -p "$OUT_DIR"
 raise_fd_limit
@@ -180,6 +185,9 @@ if [[ -s "$OUT_DIR/nginx.json" && -s "$OUT_DIR/sluice.json" ]]; then
         ($n[0]) as $n | ($s[0]) as $s |
         {
           cpu_seconds_per_gb: ratio($s.server.cpu_seconds_per_gb; $n.server.cpu_seconds_per_gb),
+          load_tool_cpu_seconds: {sluice: $s.bench_cpu_seconds, nginx: $n.bench_cpu_seconds},
+          server_and_load_tool_cpu_per_gb: ratio(($s.server.cpu_seconds + $s.bench_cpu_seconds) / $s.bytes_received;
+            ($n.server.cpu_seconds + $n.bench_cpu_seconds) / $n.bytes_received),
           cpu_seconds_per_viewer: ratio($s.server.cpu_seconds_per_viewer; $n.server.cpu_seconds_per_viewer),
           latency_p50: ratio($s.latency_ms.p50_ms; $n.latency_ms.p50_ms),
           latency_p99: ratio($s.latency_ms.p99_ms; $n.latency_ms.p99_ms),
