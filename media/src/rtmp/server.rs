@@ -33,6 +33,7 @@
 //!   [`ServerConfig::window_ack_size`] until the peer announces one.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -130,14 +131,21 @@ enum StreamState {
     Playing,
 }
 
+/// The handshake in progress, and the bytes received for it not yet consumed.
+#[derive(Debug)]
+struct Handshaking {
+    handshake: ServerHandshake,
+    input: BytesMut,
+}
+
 /// One RTMP server connection.
 #[derive(Debug)]
 pub struct ServerSession {
-    config: ServerConfig,
-    handshake: ServerHandshake,
-    established: bool,
-    /// Bytes received during the handshake not yet consumed by it.
-    handshake_in: BytesMut,
+    /// Shared by every session of a server (it is the same for all).
+    config: Arc<ServerConfig>,
+    /// Until the handshake is done; then `None` (boxed: a long-lived connection does not keep
+    /// room for it).
+    handshake: Option<Box<Handshaking>>,
     decoder: ChunkDecoder,
     out: Output,
     events: VecDeque<ServerEvent>,
@@ -155,14 +163,16 @@ pub struct ServerSession {
 
 impl ServerSession {
     /// `seed` supplies handshake randomness, `epoch` the handshake time field.
-    pub fn new(config: ServerConfig, seed: [u8; 32], epoch: u32) -> Self {
+    pub fn new(config: impl Into<Arc<ServerConfig>>, seed: [u8; 32], epoch: u32) -> Self {
+        let config = config.into();
         let decoder = ChunkDecoder::new(config.chunk_limits);
         let ack = AckState::new(Some(config.window_ack_size).filter(|&w| w > 0));
         ServerSession {
             config,
-            handshake: ServerHandshake::new(seed, epoch),
-            established: false,
-            handshake_in: BytesMut::new(),
+            handshake: Some(Box::new(Handshaking {
+                handshake: ServerHandshake::new(seed, epoch),
+                input: BytesMut::new(),
+            })),
             decoder,
             out: Output::default(),
             events: VecDeque::new(),
@@ -192,19 +202,19 @@ impl ServerSession {
 
     fn receive_inner(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.bytes_received = self.bytes_received.saturating_add(data.len() as u64);
-        if self.established {
-            self.decoder.push(data);
-        } else {
-            self.handshake_in.extend_from_slice(data);
-            if !self.handshake.receive(&mut self.handshake_in, &mut self.out.buf)? {
-                return Ok(());
+        match &mut self.handshake {
+            None => self.decoder.push(data),
+            Some(h) => {
+                h.input.extend_from_slice(data);
+                if !h.handshake.receive(&mut h.input, &mut self.out.buf)? {
+                    return Ok(());
+                }
+                let digest = h.handshake.used_digest();
+                let rest = h.input.split();
+                self.handshake = None;
+                self.events.push_back(ServerEvent::HandshakeDone { digest });
+                self.decoder.push(&rest);
             }
-            self.established = true;
-            self.events
-                .push_back(ServerEvent::HandshakeDone { digest: self.handshake.used_digest() });
-            let rest = self.handshake_in.split();
-            self.handshake_in = BytesMut::new();
-            self.decoder.push(&rest);
         }
         while let Some(message) = self.decoder.next_message()? {
             self.handle_message(message)?;
@@ -225,7 +235,18 @@ impl ServerSession {
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 0 && !self.is_publishing() {
+            // A player's events (handshake, connect, play) come at the start: their queue's
+            // room is not kept for the rest of the connection. A publisher's media passes
+            // through it message by message, so its queue stays.
+            self.events = VecDeque::new();
+        }
+        event
+    }
+
+    fn is_publishing(&self) -> bool {
+        self.streams.values().any(|s| matches!(s, StreamState::Publishing { .. }))
     }
 
     /// Bytes to send, in order. Returns everything queued so far as one buffer.
@@ -235,7 +256,7 @@ impl ServerSession {
 
     /// Whether the handshake is complete.
     pub fn is_established(&self) -> bool {
-        self.established
+        self.handshake.is_none()
     }
 
     /// Answer `connect` with Window Ack Size, Set Peer Bandwidth, Set Chunk Size

@@ -113,8 +113,9 @@ pub(super) struct Connection {
     /// a publisher or written to a player): the deadlines count from it, not from any byte.
     deadlines: Deadlines,
     deliveries: Vec<Delivery>,
-    /// Tells the webhook `on_play_done` when the play ends (dropped).
-    play_done: Option<crate::webhook::PlayDone>,
+    /// Tells the webhook `on_play_done` when the play ends (dropped). Boxed: only players of
+    /// webhook apps have one, and every connection would otherwise keep its room.
+    play_done: Option<Box<crate::webhook::PlayDone>>,
     /// The connection's span, entered wherever the connection may log (not on a player's
     /// per-frame path: media wake-ups and writes).
     span: tracing::Span,
@@ -149,9 +150,28 @@ impl Connection {
         }
     }
 
+    /// Run the connection, then log how it ended (in its span) and count it closed.
+    pub(super) async fn run_to_end(&mut self) {
+        let result = self.run().await;
+        let ctx = &self.ctx;
+        self.span.in_scope(|| match result {
+            Ok(()) => debug!("connection closed"),
+            Err(e) if e.is_disconnect() => debug!(error = %e, "peer disconnected"),
+            Err(e) => {
+                ctx.metrics.error(e.kind());
+                if ctx.error_log.allow() {
+                    // Session errors may quote what the peer sent (a command name).
+                    let error = printable(&e.to_string(), 200);
+                    info!(%error, kind = e.kind().as_str(), "connection closed with error");
+                }
+            }
+        });
+        ctx.metrics.connections.dec();
+    }
+
     /// `&mut self`, not `self`: an `async fn` taking `self` by value keeps two copies of it in its
     /// future (the argument and the moved-in local), a kilobyte more in every connection's task.
-    pub(super) async fn run(&mut self) -> Result<(), ConnectionError> {
+    async fn run(&mut self) -> Result<(), ConnectionError> {
         // One timer per connection, re-armed only when the deadline moves earlier or it fires
         // (activity pushes the deadline later; re-arming per frame would churn the timer wheel).
         let mut armed = self.deadline();

@@ -24,7 +24,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{info_span, warn};
 
 use crate::hub::Hub;
-use crate::log_limit::{printable, RateLimitedLog};
+use crate::log_limit::RateLimitedLog;
 use crate::metrics::{Metrics, Protocol};
 use crate::settings::Limits;
 pub use error::ConnectionError;
@@ -34,7 +34,8 @@ pub struct RtmpContext {
     pub hub: Hub,
     pub metrics: Metrics,
     pub limits: Limits,
-    pub session_config: ServerConfig,
+    /// Shared by every connection's session.
+    pub session_config: Arc<ServerConfig>,
     /// Shared with HTTP media connections: one budget for the node.
     pub connection_slots: Arc<Semaphore>,
     pub epoch: Instant,
@@ -87,7 +88,7 @@ impl RtmpContext {
             hub,
             metrics,
             limits,
-            session_config,
+            session_config: Arc::new(session_config),
             connection_slots,
             epoch: Instant::now(),
             registry,
@@ -152,26 +153,13 @@ pub async fn serve(
         };
         ctx.metrics.connections.inc();
         ctx.metrics.connections_total.inc();
-        let ctx2 = ctx.clone();
         let span = info_span!("rtmp", %peer, tls = tls.is_some(), stream = tracing::field::Empty, role = tracing::field::Empty);
         // Not `.instrument(span)`: entering a span on every poll costs a player's per-frame
-        // wake-up more than its delivery does. The connection enters it wherever it may log.
+        // wake-up more than its delivery does. The connection enters it wherever it may log,
+        // and logs how it ended.
+        let mut connection = connection::Connection::new(ctx.clone(), transport, span);
         tokio::spawn(async move {
-            let result =
-                connection::Connection::new(ctx2.clone(), transport, span.clone()).run().await;
-            span.in_scope(|| match result {
-                Ok(()) => tracing::debug!("connection closed"),
-                Err(e) if e.is_disconnect() => tracing::debug!(error = %e, "peer disconnected"),
-                Err(e) => {
-                    ctx2.metrics.error(e.kind());
-                    if ctx2.error_log.allow() {
-                        // Session errors may quote what the peer sent (a command name).
-                        let error = printable(&e.to_string(), 200);
-                        tracing::info!(%error, kind = e.kind().as_str(), "connection closed with error");
-                    }
-                }
-            });
-            ctx2.metrics.connections.dec();
+            connection.run_to_end().await;
             drop((permit, share));
         });
     }

@@ -86,6 +86,9 @@ impl ChunkStreams {
         let at = match self.0.iter().position(|(id, _)| *id == csid) {
             Some(at) => at,
             None => {
+                // Exactly one more: a player uses two or three chunk streams for the whole
+                // connection, and amortized growth would keep room for four.
+                self.0.reserve_exact(1);
                 self.0.push((csid, StreamState::default()));
                 self.0.len() - 1
             }

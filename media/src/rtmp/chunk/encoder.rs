@@ -1,7 +1,5 @@
 //! Chunk stream encoder.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, BytesMut};
 
 use super::header::{put_basic_header, put_u24, EXTENDED_TIMESTAMP, MAX_MESSAGE_LENGTH};
@@ -32,13 +30,15 @@ struct PrevHeader {
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    prev: HashMap<u32, PrevHeader>,
+    /// Per chunk stream in use: our own few (control, commands, audio, video), so a scan of a
+    /// small vector, grown one at a time, instead of a hash table in every connection.
+    prev: Vec<(u32, PrevHeader)>,
 }
 
 impl ChunkEncoder {
     /// A new encoder with the default chunk size (128).
     pub fn new() -> Self {
-        ChunkEncoder { chunk_size: DEFAULT_CHUNK_SIZE, prev: HashMap::new() }
+        ChunkEncoder { chunk_size: DEFAULT_CHUNK_SIZE, prev: Vec::new() }
     }
 
     /// Change the outgoing chunk size. The caller is responsible for sending Set Chunk Size to
@@ -66,7 +66,8 @@ impl ChunkEncoder {
         out: &mut BytesMut,
     ) {
         let length = message_length(payload);
-        let (fmt, field) = match self.prev.get(&csid) {
+        let slot = self.prev.iter().position(|(id, _)| *id == csid);
+        let (fmt, field) = match slot.map(|at| &self.prev[at].1) {
             Some(p) if p.stream_id == stream_id && timestamp >= p.timestamp => {
                 let delta = timestamp - p.timestamp;
                 if p.length != length || p.type_id != type_id {
@@ -79,7 +80,14 @@ impl ChunkEncoder {
             }
             _ => (0, timestamp),
         };
-        self.prev.insert(csid, PrevHeader { timestamp, delta: field, length, type_id, stream_id });
+        let header = PrevHeader { timestamp, delta: field, length, type_id, stream_id };
+        match slot {
+            Some(at) => self.prev[at].1 = header,
+            None => {
+                self.prev.reserve_exact(1);
+                self.prev.push((csid, header));
+            }
+        }
         let header = Header { fmt, csid, field, length, type_id, stream_id };
         write_message(&header, payload, self.chunk_size, out);
     }

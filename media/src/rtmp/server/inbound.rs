@@ -194,6 +194,10 @@ impl ServerSession {
         let free = (super::MEDIA_STREAM_ID..=limit).find(|id| !self.streams.contains_key(id));
         match free {
             Some(id) if self.streams.len() < limit as usize => {
+                if self.streams.is_empty() {
+                    // Most connections create one stream: room for exactly one, not four.
+                    self.streams = litemap::LiteMap::with_capacity(1);
+                }
                 self.streams.insert(id, StreamState::Idle);
                 self.out.command(0, &command::create_stream_result(transaction_id, id));
             }

@@ -68,7 +68,8 @@ impl Connection {
             Ok(()) => {
                 if let Some(webhook) = &self.ctx.webhook {
                     let client = self.client_ip();
-                    self.play_done = Some(webhook.play_done(key.app(), key.name(), client, "rtmp"));
+                    self.play_done =
+                        Some(Box::new(webhook.play_done(key.app(), key.name(), client, "rtmp")));
                 }
                 self.subscribe(stream_id, key, &name, reset);
             }
