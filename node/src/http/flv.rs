@@ -49,7 +49,7 @@ pub(super) async fn play(
             ctx.metrics.play_unauthorized(Protocol::Flv);
             return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
         }
-        done = Some(webhook.play_done(key.app(), key.name(), ip, "flv"));
+        done = Some(Box::new(webhook.play_done(key.app(), key.name(), ip, "flv")));
     }
     // The last `--publisher-reserve` slots are RTMP's: viewers can never lock publishers out.
     let reserved = ctx.connection_slots.available_permits() <= ctx.publisher_reserve;
@@ -131,8 +131,8 @@ pub(super) struct FlvViewer {
     republish_wait: Duration,
     unpublished: bool,
     /// The connection slot and its count in `sluice_connections`, held while streaming, and
-    /// the webhook's `on_play_done` when it ends (webhook streams).
-    _slot: (OwnedSemaphorePermit, ConnectionGuard, Option<crate::webhook::PlayDone>),
+    /// the webhook's `on_play_done` when it ends (webhook streams; boxed, as few have one).
+    _slot: (OwnedSemaphorePermit, ConnectionGuard, Option<Box<crate::webhook::PlayDone>>),
 }
 
 impl FlvViewer {
@@ -141,7 +141,7 @@ impl FlvViewer {
         header: Bytes,
         metrics: &Metrics,
         republish_wait: Duration,
-        slot: (OwnedSemaphorePermit, ConnectionGuard, Option<crate::webhook::PlayDone>),
+        slot: (OwnedSemaphorePermit, ConnectionGuard, Option<Box<crate::webhook::PlayDone>>),
     ) -> Self {
         let mut pending = VecDeque::new();
         pending.push_back(header);
@@ -223,12 +223,18 @@ impl FlvViewer {
                 Delivery::Republished => self.unpublished = false,
             }
         }
+        if self.deliveries.capacity() > 8 {
+            // A GOP's worth at the start: steady playback collects a message or two.
+            self.deliveries.shrink_to(8);
+        }
         flv_bytes
     }
 
     /// Take the pieces queued before any collect (the FLV file header).
-    pub(super) fn take_pending(&mut self, mut push: impl FnMut(Bytes)) {
-        self.pending.drain(..).for_each(&mut push);
+    /// The direct writer's: it collects with [`FlvViewer::fill_framed`] from then on, so the
+    /// queue's room goes too.
+    pub(super) fn take_pending(&mut self, push: impl FnMut(Bytes)) {
+        std::mem::take(&mut self.pending).into_iter().for_each(push);
     }
 
     /// Count `n` bytes as sent (`sluice_bytes_out_total{protocol="flv"}`).

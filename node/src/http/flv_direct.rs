@@ -14,6 +14,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -38,27 +39,36 @@ const MAX_HEADERS: usize = 32;
 /// Largest non-media answer (an error's text, a redirect) sent from here.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Serve the connection here if its first request is an HTTP-FLV play; otherwise give the
-/// socket back untouched (nothing read from it) for hyper.
+/// What became of a connection's first request.
+pub(super) enum Served {
+    /// Not an HTTP-FLV play: the socket, untouched (nothing read from it), for hyper.
+    NotFlv(TcpStream),
+    /// Answered here: what is left to run (the media, or a small answer's writing). Boxed and
+    /// returned rather than run here, so the request's state is gone while it runs: the task
+    /// a viewer holds for hours is its playing state alone.
+    Then(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// The connection is done.
+    Done,
+}
+
+/// Answer the connection's first request here if it is an HTTP-FLV play.
 pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     router: &Router,
     idle: Duration,
-) -> Option<TcpStream> {
+) -> Served {
     let Some((head_len, req)) = flv_request(&stream, peer).await else {
-        return Some(stream);
+        return Served::NotFlv(stream);
     };
     // Take the head off the socket: it is all there (we just peeked it).
     let mut head = vec![0u8; head_len];
     if stream.read_exact(&mut head).await.is_err() {
-        return None;
+        return Served::Done;
     }
     drop(head);
     let path = req.uri().path().to_owned();
     let chunked = req.version() == Version::HTTP_11;
-    // Boxed, as the TLS handshake and hyper's state are: the future a viewer holds for hours
-    // stays the size of its playing state.
     let resp = match Box::pin(router.clone().call(req)).await {
         Ok(resp) => resp,
         Err(never) => match never {},
@@ -69,17 +79,14 @@ pub(super) async fn serve(
         Some(handoff) if parts.status == StatusCode::OK => handoff.take(),
         _ => None,
     };
-    // Each answer in a box of its own size: the future a viewer holds for hours is its
-    // playing state alone.
-    match viewer {
+    Served::Then(match viewer {
         Some(viewer) => {
             let head = response_head(&parts, if chunked { Length::Chunked } else { Length::Close });
             drop((parts, body));
-            Box::pin(play(stream, head, viewer, chunked, idle).instrument(span)).await;
+            Box::pin(play(stream, head, viewer, chunked, idle).instrument(span))
         }
-        None => Box::pin(answer(stream, parts, body, idle).instrument(span)).await,
-    }
-    None
+        None => Box::pin(answer(stream, parts, body, idle).instrument(span)),
+    })
 }
 
 /// Peek the first request: `Some` when it is a complete `GET /APP/STREAM.flv` with no body.
@@ -228,7 +235,8 @@ async fn play(
             }
         }
         if viewer.is_closed() {
-            return body.end(&stream, &mut out, idle).await;
+            // Boxed: the ending's state (a deadline) need not sit in every viewer's future.
+            return Box::pin(body.end(&stream, &mut out, idle)).await;
         }
         let blocked = !out.is_empty();
         let wake = {
@@ -253,7 +261,7 @@ async fn play(
             .await
         };
         match wake {
-            Wake::Media(false) => return body.end(&stream, &mut out, idle).await,
+            Wake::Media(false) => return Box::pin(body.end(&stream, &mut out, idle)).await,
             Wake::Media(true) => {
                 let flv_bytes = viewer.fill_framed(chunked, |b| out.push(b));
                 viewer.sent(flv_bytes);
@@ -297,7 +305,8 @@ impl Framing {
         if self.chunked {
             out.push(Bytes::from(format!("{len:x}\r\n")));
         }
-        self.pieces.drain(..).for_each(|b| out.push(b));
+        // Taken, not drained: the room goes with them (only the first flush has any).
+        std::mem::take(&mut self.pieces).into_iter().for_each(|b| out.push(b));
         if self.chunked {
             out.push(Bytes::from_static(b"\r\n"));
         }

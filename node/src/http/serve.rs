@@ -175,13 +175,24 @@ async fn connection(
         return;
     }
     let stream = match tls {
-        // HTTP-FLV plays leave through their own writer (see `flv_direct`).
-        None => match super::flv_direct::serve(stream, peer, &router, settings.http_idle_timeout)
-            .await
-        {
-            Some(stream) => stream,
-            None => return,
-        },
+        // HTTP-FLV plays leave through their own writer (see `flv_direct`). Boxed and dropped
+        // once the request is answered: a viewer's task then holds only what plays
+        // (`flv_direct::Served::Then`), not the request's state.
+        None => {
+            let first = Box::pin(super::flv_direct::serve(
+                stream,
+                peer,
+                &router,
+                settings.http_idle_timeout,
+            ));
+            // Its own statement, so the box goes before what is left runs.
+            let served = first.await;
+            match served {
+                super::flv_direct::Served::NotFlv(stream) => stream,
+                super::flv_direct::Served::Then(rest) => return rest.await,
+                super::flv_direct::Served::Done => return,
+            }
+        }
         Some(_) => stream,
     };
     let activity = Activity::new();
