@@ -223,10 +223,7 @@ impl FlvViewer {
                 Delivery::Republished => self.unpublished = false,
             }
         }
-        if self.deliveries.capacity() > 8 {
-            // A GOP's worth at the start: steady playback collects a message or two.
-            self.deliveries.shrink_to(8);
-        }
+        Delivery::shrink_after_burst(&mut self.deliveries);
         flv_bytes
     }
 

@@ -28,6 +28,19 @@ pub enum Delivery {
     Republished,
 }
 
+impl Delivery {
+    /// Room a viewer's delivery list keeps between collects: the first GOP grows it, steady
+    /// playback collects a message or two.
+    const KEPT: usize = 8;
+
+    /// Give back what a burst grew `list` by, once the caller has drained it.
+    pub fn shrink_after_burst(list: &mut Vec<Delivery>) {
+        if list.capacity() > Self::KEPT {
+            list.shrink_to(Self::KEPT);
+        }
+    }
+}
+
 /// A viewer's position in a [`MediaLog`].
 #[derive(Debug, Default, Clone)]
 pub struct Cursor {

@@ -351,10 +351,7 @@ impl Connection {
                 }
             }
         }
-        if self.deliveries.capacity() > 8 {
-            // A GOP's worth at the start: steady playback collects a message or two.
-            self.deliveries.shrink_to(8);
-        }
+        Delivery::shrink_after_burst(&mut self.deliveries);
         Ok(())
     }
 
